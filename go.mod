@@ -1,0 +1,3 @@
+module github.com/stagedserver/seda
+
+go 1.26.8

@@ -1,0 +1,436 @@
+package port
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+)
+
+// Packet is one completion: what a Windows completion packet carries.
+type Packet[T any] struct {
+	Key   uint64 // completion key: which source this is (a connection, a client); never interpreted
+	N     int    // bytes transferred or a count; never interpreted
+	Value T      // the work item (the role of OVERLAPPED)
+	Err   error  // the failure of the operation this packet completes, if any
+}
+
+// Overflow says what Post does when the queue is full.
+type Overflow int
+
+const (
+	Block  Overflow = iota // Post waits for room (backpressure)
+	Reject                 // Post fails at once with ErrFull (admission control)
+)
+
+// String returns "block" or "reject".
+func (o Overflow) String() string {
+	switch o {
+	case Block:
+		return "block"
+	case Reject:
+		return "reject"
+	}
+	return "overflow(?)"
+}
+
+// Options configure a Port. The zero Options is valid: Concurrency
+// GOMAXPROCS, Capacity 1024, Overflow Block.
+type Options struct {
+	Concurrency int      // workers running at once; 0 means runtime.GOMAXPROCS(0)
+	Capacity    int      // packets queued at most; 0 means 1024
+	Overflow    Overflow // what Post does when the queue is full
+}
+
+// DefaultCapacity is the queue capacity used when Options.Capacity is 0.
+const DefaultCapacity = 1024
+
+var (
+	// ErrClosed is returned by Post and TryPost after Close, and by Get and
+	// GetBatch once a closed port has delivered everything queued
+	// (Windows: ERROR_ABANDONED_WAIT_0).
+	ErrClosed = errors.New("port: closed")
+	// ErrFull is returned by TryPost, and by Post under Overflow Reject,
+	// when the queue is at capacity.
+	ErrFull = errors.New("port: queue full")
+)
+
+// Stats is a snapshot of a port's gauges and running totals.
+type Stats struct {
+	Depth     int    // packets queued
+	Capacity  int    // packets queued at most
+	Running   int    // workers holding a run slot (over-limit take-backs included)
+	Waiting   int    // workers parked in Get/GetBatch
+	Blocked   int    // workers inside Blocking
+	Posted    uint64 // packets accepted
+	Delivered uint64 // packets handed to workers
+	Rejected  uint64 // posts refused with ErrFull
+}
+
+// Port is a completion port: a bounded FIFO queue of packets and a limit on
+// how many of its workers run at once. All methods are safe for concurrent
+// use; a Worker belongs to one goroutine.
+type Port[T any] struct {
+	mu sync.Mutex
+
+	// ring holds queued packets; head indexes the oldest, depth counts them.
+	ring  []Packet[T]
+	head  int
+	depth int
+
+	conc     int
+	overflow Overflow
+	closed   bool
+
+	running int
+	blocked int
+
+	// waiters is a LIFO stack of parked workers: the last to park is woken
+	// first, so a few goroutines stay hot and the rest stay parked.
+	waiters []*Worker[T]
+	// posters is a FIFO list of Posts waiting for room under Overflow Block.
+	posters posterList[T]
+	// posterPool recycles poster records: blocked Posts allocate nothing.
+	posterPool sync.Pool
+
+	posted, delivered, rejected uint64
+}
+
+// New returns a port configured by o.
+func New[T any](o Options) *Port[T] {
+	if o.Concurrency <= 0 {
+		o.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if o.Capacity <= 0 {
+		o.Capacity = DefaultCapacity
+	}
+	return &Port[T]{
+		ring:     make([]Packet[T], o.Capacity),
+		conc:     o.Concurrency,
+		overflow: o.Overflow,
+	}
+}
+
+// Post queues pk. When the queue is full it waits for room under Overflow
+// Block and fails with ErrFull under Overflow Reject. It returns ErrClosed
+// after Close, also when Close is called while it waits, and ctx.Err() when
+// ctx ends first; in both cases pk was not queued.
+func (p *Port[T]) Post(ctx context.Context, pk Packet[T]) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if err := p.enqueueLocked(pk); err != ErrFull || p.overflow == Reject {
+		if err == ErrFull {
+			p.rejected++
+		}
+		p.mu.Unlock()
+		return err
+	}
+	// Wait for room. A Get that frees room moves our packet into the ring
+	// itself (keeping blocked posters in FIFO order) and then signals us.
+	pw := p.getPoster()
+	pw.pk = pk
+	p.posters.pushBack(pw)
+	p.mu.Unlock()
+
+	var err error
+	select {
+	case err = <-pw.done:
+	case <-ctx.Done():
+		p.mu.Lock()
+		if pw.queued {
+			p.posters.remove(pw)
+			p.mu.Unlock()
+			err = ctx.Err()
+		} else {
+			// Resolved while we were cancelled: honour what happened.
+			p.mu.Unlock()
+			err = <-pw.done
+		}
+	}
+	p.putPoster(pw)
+	return err
+}
+
+// TryPost queues pk if there is room and never waits: ErrFull when the queue
+// is full (counted as Rejected), ErrClosed after Close.
+func (p *Port[T]) TryPost(pk Packet[T]) error {
+	p.mu.Lock()
+	err := p.enqueueLocked(pk)
+	if err == ErrFull {
+		p.rejected++
+	}
+	p.mu.Unlock()
+	return err
+}
+
+// enqueueLocked appends pk if the port is open and has room, then releases
+// waiting workers.
+func (p *Port[T]) enqueueLocked(pk Packet[T]) error {
+	if p.closed {
+		return ErrClosed
+	}
+	// Blocked posters go first: a new post may not overtake them.
+	if p.depth == len(p.ring) || p.posters.len > 0 {
+		return ErrFull
+	}
+	p.push(pk)
+	p.dispatchLocked()
+	return nil
+}
+
+func (p *Port[T]) push(pk Packet[T]) {
+	i := p.head + p.depth
+	if i >= len(p.ring) {
+		i -= len(p.ring)
+	}
+	p.ring[i] = pk
+	p.depth++
+	p.posted++
+}
+
+// takeLocked moves up to len(buf) queued packets into buf, refills the ring
+// from blocked posters and returns how many it moved.
+func (p *Port[T]) takeLocked(buf []Packet[T]) int {
+	n := min(len(buf), p.depth)
+	var zero Packet[T]
+	for i := 0; i < n; i++ {
+		buf[i] = p.ring[p.head]
+		p.ring[p.head] = zero // drop references for the GC
+		p.head++
+		if p.head == len(p.ring) {
+			p.head = 0
+		}
+	}
+	p.depth -= n
+	p.delivered += uint64(n)
+	for p.posters.len > 0 && p.depth < len(p.ring) {
+		pw := p.posters.popFront()
+		p.push(pw.pk)
+		pw.done <- nil
+	}
+	return n
+}
+
+// dispatchLocked hands queued packets to parked workers, newest waiter
+// first, while run slots are free. On a closed, empty port it wakes every
+// waiter with ErrClosed.
+func (p *Port[T]) dispatchLocked() {
+	for len(p.waiters) > 0 && p.depth > 0 && p.running < p.conc {
+		w := p.popWaiter()
+		w.n = p.takeLocked(w.buf)
+		p.running++
+		w.holding = true
+		w.wake <- struct{}{}
+	}
+	if p.closed && p.depth == 0 {
+		for len(p.waiters) > 0 {
+			w := p.popWaiter()
+			w.n = 0
+			w.wake <- struct{}{}
+		}
+	}
+}
+
+func (p *Port[T]) popWaiter() *Worker[T] {
+	last := len(p.waiters) - 1
+	w := p.waiters[last]
+	p.waiters[last] = nil
+	p.waiters = p.waiters[:last]
+	w.parked = false
+	return w
+}
+
+// Close refuses new posts with ErrClosed, fails Posts waiting for room with
+// ErrClosed, and lets workers drain what is queued; once the queue is empty,
+// Get returns ErrClosed and parked workers are woken. Close is idempotent.
+func (p *Port[T]) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for p.posters.len > 0 {
+		p.posters.popFront().done <- ErrClosed
+	}
+	p.dispatchLocked()
+}
+
+// Stats returns a snapshot of the port's gauges and totals. It takes the
+// port's lock briefly and allocates nothing, so it may be polled while the
+// port is busy.
+func (p *Port[T]) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{
+		Depth:     p.depth,
+		Capacity:  len(p.ring),
+		Running:   p.running,
+		Waiting:   len(p.waiters),
+		Blocked:   p.blocked,
+		Posted:    p.posted,
+		Delivered: p.delivered,
+		Rejected:  p.rejected,
+	}
+}
+
+// Join binds a new worker to the port. The worker holds no run slot until
+// its first Get returns a packet.
+func (p *Port[T]) Join() *Worker[T] {
+	w := &Worker[T]{p: p, wake: make(chan struct{}, 1)}
+	w.buf = w.one[:]
+	return w
+}
+
+// Worker is one pool worker bound to a port. Its methods must be called
+// from one goroutine at a time.
+type Worker[T any] struct {
+	p       *Port[T]
+	wake    chan struct{} // its own wake signal: a parked worker waits here
+	one     [1]Packet[T]  // Get's buffer, so Get allocates nothing
+	buf     []Packet[T]   // where a waker puts the packets it hands over
+	n       int           // packets handed over by the waker; 0 means closed
+	holding bool          // holds a run slot
+	parked  bool          // on the port's waiter stack
+	left    bool
+}
+
+// Get returns the oldest queued packet, waiting while the queue is empty or
+// all run slots are taken. Calling Get gives up the slot the worker held;
+// returning a packet takes one. It returns ErrClosed once the port is closed
+// and drained, and ctx.Err() when ctx ends first (nothing is dequeued).
+func (w *Worker[T]) Get(ctx context.Context) (Packet[T], error) {
+	n, err := w.get(ctx, w.one[:])
+	if n == 0 {
+		return Packet[T]{}, err
+	}
+	pk := w.one[0]
+	w.one[0] = Packet[T]{}
+	return pk, nil
+}
+
+// GetBatch is Get for up to len(buf) packets: it waits as Get does for the
+// first and then takes whatever else is queued, up to len(buf), without
+// waiting for more. It returns how many packets it put in buf.
+func (w *Worker[T]) GetBatch(ctx context.Context, buf []Packet[T]) (int, error) {
+	if len(buf) == 0 {
+		return 0, errors.New("port: GetBatch with an empty buffer")
+	}
+	return w.get(ctx, buf)
+}
+
+func (w *Worker[T]) get(ctx context.Context, buf []Packet[T]) (int, error) {
+	p := w.p
+	p.mu.Lock()
+	if w.left {
+		p.mu.Unlock()
+		return 0, errors.New("port: Get after Leave")
+	}
+	if w.holding {
+		w.holding = false
+		p.running--
+	}
+	if err := ctx.Err(); err != nil {
+		p.dispatchLocked() // our slot is free: let a parked worker have it
+		p.mu.Unlock()
+		return 0, err
+	}
+	if p.depth > 0 && p.running < p.conc {
+		n := p.takeLocked(buf)
+		p.running++
+		w.holding = true
+		p.mu.Unlock()
+		return n, nil
+	}
+	if p.closed && p.depth == 0 {
+		p.dispatchLocked() // wake workers held back by the limit: nothing is left
+		p.mu.Unlock()
+		return 0, ErrClosed
+	}
+	// Our released slot may let a parked worker run (it can only matter
+	// when the port was over its limit).
+	p.dispatchLocked()
+	w.buf = buf
+	w.parked = true
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+
+	select {
+	case <-w.wake:
+	case <-ctx.Done():
+		p.mu.Lock()
+		if w.parked {
+			p.removeWaiter(w)
+			p.mu.Unlock()
+			w.buf = w.one[:]
+			return 0, ctx.Err()
+		}
+		// A waker got to us first; take what it handed over.
+		p.mu.Unlock()
+		<-w.wake
+	}
+	n := w.n
+	w.buf = w.one[:]
+	if n == 0 {
+		return 0, ErrClosed
+	}
+	return n, nil
+}
+
+func (p *Port[T]) removeWaiter(w *Worker[T]) {
+	for i, x := range p.waiters {
+		if x == w {
+			copy(p.waiters[i:], p.waiters[i+1:])
+			p.waiters[len(p.waiters)-1] = nil
+			p.waiters = p.waiters[:len(p.waiters)-1]
+			break
+		}
+	}
+	w.parked = false
+}
+
+// Blocking runs fn without a run slot, so that another worker may run while
+// fn blocks (on a database call, a disk write). When fn returns the worker
+// takes its slot back at once, even if that puts the port over its limit;
+// no parked worker is released until the count is below the limit again.
+func (w *Worker[T]) Blocking(fn func()) {
+	p := w.p
+	p.mu.Lock()
+	had := w.holding
+	if had {
+		w.holding = false
+		p.running--
+	}
+	p.blocked++
+	p.dispatchLocked()
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.blocked--
+		if had {
+			w.holding = true
+			p.running++
+		}
+		p.mu.Unlock()
+	}()
+	fn()
+}
+
+// Leave unbinds the worker and gives up its run slot. It is idempotent;
+// Get after Leave fails.
+func (w *Worker[T]) Leave() {
+	p := w.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.left {
+		return
+	}
+	w.left = true
+	if w.holding {
+		w.holding = false
+		p.running--
+		p.dispatchLocked()
+	}
+}
