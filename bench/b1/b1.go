@@ -1,0 +1,254 @@
+// Package b1 runs benchmark B1 of BENCHMARKS.md: a port hop against a
+// buffered channel of the same capacity, with the same producers, workers,
+// payload (a 32-byte struct) and work per item (adding a field to a sum).
+//
+// Both sides of a case run in one process, alternating, so that a noisy
+// machine moves both figures alike and their ratio means something.
+package b1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stagedserver/seda/port"
+)
+
+// Payload is the 32-byte work item of B1.
+type Payload struct{ A, B, C, D uint64 }
+
+// Capacity is the queue capacity of both the port and the channel.
+const Capacity = port.DefaultCapacity
+
+// Case is one row of B1.
+type Case struct {
+	Name        string
+	Producers   int
+	Workers     int
+	Concurrency int     // the port's run slots; the channel has no such limit
+	Batch       int     // GetBatch size on the port; 0 means Get
+	Target      float64 // port items/s over channel items/s, at least
+}
+
+// Cases returns the rows of B1 in the order of BENCHMARKS.md.
+func Cases() []Case {
+	return []Case{
+		{Name: "1P1W", Producers: 1, Workers: 1, Concurrency: 1, Target: 1.0},
+		{Name: "2P2W", Producers: 2, Workers: 2, Concurrency: 2, Target: 1.5},
+		{Name: "1P64W-C2", Producers: 1, Workers: 64, Concurrency: 2, Target: 2.0},
+		{Name: "2P2W-Batch64", Producers: 2, Workers: 2, Concurrency: 2, Batch: 64, Target: 5.0},
+	}
+}
+
+// CaseByName returns the case called name.
+func CaseByName(name string) (Case, bool) {
+	for _, c := range Cases() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Case{}, false
+}
+
+// RunPort moves items items through a port as c says and returns how long
+// it took from the first Post to the last item's work.
+func RunPort(c Case, items int) time.Duration {
+	p := port.New[Payload](port.Options{Concurrency: c.Concurrency, Capacity: Capacity})
+	var total atomic.Uint64
+	var ready, done sync.WaitGroup
+	for i := 0; i < c.Workers; i++ {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			w := p.Join()
+			defer w.Leave()
+			ready.Done()
+			var sum uint64
+			if c.Batch > 0 {
+				buf := make([]port.Packet[Payload], c.Batch)
+				for {
+					n, err := w.GetBatch(context.Background(), buf)
+					if err != nil {
+						break
+					}
+					for _, pk := range buf[:n] {
+						sum += pk.Value.A
+					}
+				}
+			} else {
+				for {
+					pk, err := w.Get(context.Background())
+					if err != nil {
+						break
+					}
+					sum += pk.Value.A
+				}
+			}
+			total.Add(sum)
+		}()
+	}
+	ready.Wait()
+	start := time.Now()
+	produce(c.Producers, items, func(v Payload) {
+		_ = p.Post(context.Background(), port.Packet[Payload]{Value: v})
+	})
+	p.Close()
+	done.Wait()
+	d := time.Since(start)
+	check(total.Load(), items)
+	return d
+}
+
+// RunChan is RunPort with a buffered channel: every worker receives.
+func RunChan(c Case, items int) time.Duration {
+	ch := make(chan Payload, Capacity)
+	var total atomic.Uint64
+	var ready, done sync.WaitGroup
+	for i := 0; i < c.Workers; i++ {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			var sum uint64
+			for v := range ch {
+				sum += v.A
+			}
+			total.Add(sum)
+		}()
+	}
+	ready.Wait()
+	start := time.Now()
+	produce(c.Producers, items, func(v Payload) { ch <- v })
+	close(ch)
+	done.Wait()
+	d := time.Since(start)
+	check(total.Load(), items)
+	return d
+}
+
+// produce runs producers goroutines that send items items in all, each
+// with A = 1, and waits for them.
+func produce(producers, items int, send func(Payload)) {
+	var wg sync.WaitGroup
+	for i := 0; i < producers; i++ {
+		n := items / producers
+		if i < items%producers {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < n; j++ {
+				send(Payload{A: 1, B: uint64(j)})
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// check panics if an item was lost or doubled: a broken port must not
+// yield a figure.
+func check(sum uint64, items int) {
+	if sum != uint64(items) {
+		panic(fmt.Sprintf("b1: %d items arrived, %d sent", sum, items))
+	}
+}
+
+// Config says how much of B1 to run. The zero Config runs every case 5
+// times with 1<<20 items per run.
+type Config struct {
+	Runs  int      // alternating port/channel runs per case; 0 means 5
+	Items int      // items per run; 0 means 1<<20
+	Cases []string // case names; nil means all
+}
+
+// Result holds one case's figures, one per run, in run order.
+type Result struct {
+	Case            string
+	Target          float64
+	PortItemsPerSec []float64
+	ChanItemsPerSec []float64
+}
+
+// Ratios returns port over channel items/s for each run.
+func (r Result) Ratios() []float64 {
+	out := make([]float64, len(r.PortItemsPerSec))
+	for i := range out {
+		out[i] = r.PortItemsPerSec[i] / r.ChanItemsPerSec[i]
+	}
+	return out
+}
+
+// Met reports whether the median ratio reaches the target.
+func (r Result) Met() bool { return Summarize(r.Ratios()).Median >= r.Target }
+
+// Summary is the minimum, median and maximum of a set of figures.
+type Summary struct{ Min, Median, Max float64 }
+
+// Summarize returns the Summary of xs; the zero Summary if xs is empty.
+func Summarize(xs []float64) Summary {
+	if len(xs) == 0 {
+		return Summary{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Summary{Min: s[0], Median: m, Max: s[len(s)-1]}
+}
+
+// Run runs the configured cases, each Runs times, alternating port and
+// channel (the side that goes first alternates too). It stops between runs
+// when ctx ends and returns what it has with ctx.Err(); it fails at once
+// on an unknown case name.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if cfg.Runs <= 0 {
+		cfg.Runs = 5
+	}
+	if cfg.Items <= 0 {
+		cfg.Items = 1 << 20
+	}
+	cases := Cases()
+	if cfg.Cases != nil {
+		cases = cases[:0:0]
+		for _, name := range cfg.Cases {
+			c, ok := CaseByName(name)
+			if !ok {
+				return nil, fmt.Errorf("b1: unknown case %q", name)
+			}
+			cases = append(cases, c)
+		}
+	}
+	results := make([]Result, len(cases))
+	for i, c := range cases {
+		results[i] = Result{Case: c.Name, Target: c.Target}
+	}
+	rate := func(d time.Duration) float64 { return float64(cfg.Items) / d.Seconds() }
+	for run := 0; run < cfg.Runs; run++ {
+		for i, c := range cases {
+			if err := ctx.Err(); err != nil {
+				return results, err
+			}
+			var pd, cd time.Duration
+			if run%2 == 0 {
+				pd, cd = RunPort(c, cfg.Items), RunChan(c, cfg.Items)
+			} else {
+				cd, pd = RunChan(c, cfg.Items), RunPort(c, cfg.Items)
+			}
+			results[i].PortItemsPerSec = append(results[i].PortItemsPerSec, rate(pd))
+			results[i].ChanItemsPerSec = append(results[i].ChanItemsPerSec, rate(cd))
+		}
+	}
+	return results, nil
+}
+
+// ErrNoWork is returned by Latency when n is not positive.
+var ErrNoWork = errors.New("b1: no items to measure")

@@ -1,0 +1,52 @@
+// Package pgtemp starts a throwaway PostgreSQL server on the local machine:
+// the one helper behind database tests (through package pgtesting) and
+// behind `pipectl run` when a db stage has no DSN.
+//
+// Start runs initdb in a fresh temporary directory, then `pg_ctl start -w`
+// with the server listening on 127.0.0.1 only, on a free TCP port, with its
+// own unix socket directory, and trust authentication for the superuser
+// ("postgres" unless Options.User says otherwise). The server's log goes to
+// postgres.log in that directory; when a start fails the error carries the
+// tail of it.
+//
+//	srv, err := pgtemp.Start(ctx, pgtemp.Options{})
+//	if err != nil {
+//		return err
+//	}
+//	defer srv.Remove(context.Background())
+//	conn, err := pgx.Connect(ctx, srv.DSN())
+//
+// # Binaries
+//
+// initdb, pg_ctl and postgres are taken from Options.BinDir, else from the
+// first directory on PATH that holds all three (after resolving symbolic
+// links), else from /usr/lib/postgresql/*/bin, highest version first. When
+// none is found Start returns an error wrapping ErrNotFound that says how to
+// install them.
+//
+// # Running as root
+//
+// PostgreSQL refuses to run as root. When the calling process is root,
+// initdb, pg_ctl and the server run as the OS user "postgres" (created with
+// useradd --system if it does not exist), and the temporary directory is
+// given to that user. Options.Dir, if set, must then be searchable by it.
+// Otherwise everything runs as the calling user.
+//
+// # Lifetime
+//
+// A Server is running, stopped or closed. StopServer and Kill stop the
+// server and keep its data directory and port, so that StartServer (or
+// Restart) brings the same database back: this is how tests exercise a
+// database going away mid-run. Stop ends the server for good; Remove stops it
+// and deletes the directory unless Options.Keep is set. Stop and Remove are
+// idempotent.
+//
+// The server must not outlive the process that started it even when that
+// process dies without calling Remove (a panicking test, a test timeout, a
+// SIGKILL). Start therefore also starts a small watchdog shell that holds
+// the read end of a pipe from this process: when the pipe closes without
+// the "all done" line that Stop writes, the watchdog stops the server with
+// `pg_ctl stop -m immediate` and deletes the directory (unless Keep). The
+// watchdog is a child process, not a goroutine, so nothing of it is left
+// for goleak to see.
+package pgtemp

@@ -1,0 +1,49 @@
+package port_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stagedserver/seda/bench/b1"
+	"github.com/stagedserver/seda/port"
+)
+
+// BenchmarkB1 runs each case of B1 through the port and through a buffered
+// channel, side by side; compare the items/s metrics. b1.Run gives the
+// alternating, repeated figures quoted in bench/RESULTS.md.
+func BenchmarkB1(b *testing.B) {
+	for _, c := range b1.Cases() {
+		b.Run(c.Name+"/port", func(b *testing.B) {
+			d := b1.RunPort(c, b.N)
+			b.ReportMetric(float64(b.N)/d.Seconds(), "items/s")
+		})
+		b.Run(c.Name+"/chan", func(b *testing.B) {
+			d := b1.RunChan(c, b.N)
+			b.ReportMetric(float64(b.N)/d.Seconds(), "items/s")
+		})
+	}
+}
+
+// BenchmarkPostGet is one Post and one Get on one goroutine: the
+// uncontended cost of a hop, and its allocations (want 0).
+func BenchmarkPostGet(b *testing.B) {
+	p := port.New[b1.Payload](port.Options{Concurrency: 1})
+	w := p.Join()
+	defer w.Leave()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p.Post(ctx, port.Packet[b1.Payload]{Value: b1.Payload{A: 1}})
+		_, _ = w.Get(ctx)
+	}
+}
+
+// BenchmarkChanSendRecv is BenchmarkPostGet's baseline.
+func BenchmarkChanSendRecv(b *testing.B) {
+	ch := make(chan b1.Payload, b1.Capacity)
+	b.ReportAllocs()
+	for b.Loop() {
+		ch <- b1.Payload{A: 1}
+		<-ch
+	}
+}

@@ -1,0 +1,127 @@
+package stage
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// Event is the item that flows between stages: one record with its payload,
+// the fields a decoder filled in, and where it came from.
+//
+// An event is owned by one stage at a time: the source that made it, then
+// each stage it is emitted to. Whoever finishes it calls Done exactly once.
+type Event struct {
+	Payload []byte         // the record as it arrived (without framing)
+	Fields  map[string]any // decoded fields; nil until a decoder stage fills it
+	Seq     uint64         // per-source sequence number (per connection for netio)
+	Arrived time.Time      // when the source read it
+	Origin  Origin         // who is told when the event is finished
+
+	src      *Stage                // the source stage that made it (NewEvent); may be nil
+	owner    atomic.Pointer[Stage] // stage holding the event now; nil once done
+	done     atomic.Bool
+	enqueued int64 // monotonic ns when handed to the current stage; for latency
+}
+
+// Origin names the stage and completion key to notify when an event is
+// finished, as a Windows completion key names the connection a completion
+// belongs to.
+type Origin struct {
+	To  Completer // nil: nobody waits for this event
+	Key uint64    // completion key, e.g. the connection id
+}
+
+// Completer receives the completions of the events it originated. A network
+// source implements it by posting a completion packet to its own port, so
+// acknowledgements travel back the way IOCP write completions do.
+//
+// Complete is called once per event, from whichever goroutine finishes it;
+// it must not block for long.
+type Completer interface {
+	Complete(ev *Event, err error)
+}
+
+// ErrBusy finishes an event that found its next queue full under overflow
+// reject; netio sends it to the client as "nack N busy".
+var ErrBusy = errors.New("busy")
+
+// Done finishes the event: err nil means it is durable or deliberately
+// dropped; otherwise it was refused and err says why (sent to the client as
+// the nack reason). Done must be called exactly once per event; a second
+// call is counted and logged by the source stage and otherwise ignored.
+func (ev *Event) Done(err error) {
+	if ev.done.Swap(true) {
+		if ev.src != nil {
+			ev.src.doubleDone(ev, err)
+		}
+		return
+	}
+	if st := ev.owner.Swap(nil); st != nil && err != nil {
+		st.errors.Add(1)
+	}
+	if ev.src != nil {
+		ev.src.completed.Add(1)
+	}
+	if ev.Origin.To != nil {
+		ev.Origin.To.Complete(ev, err)
+	}
+}
+
+// Finished reports whether Done has been called.
+func (ev *Event) Finished() bool { return ev.done.Load() }
+
+// failIfOwned finishes ev with err if stage s still owns it: used when a
+// handler fails or panics, for the events of its batch that it neither
+// finished nor handed on.
+func (ev *Event) failIfOwned(s *Stage, err error) {
+	if ev.owner.Load() == s && !ev.done.Load() {
+		ev.Done(err)
+	}
+}
+
+// handTo moves ownership of ev to s.
+func (ev *Event) handTo(s *Stage) {
+	ev.owner.Store(s)
+	ev.enqueued = nanotime()
+}
+
+// Field returns the value at a dotted path in ev.Fields ("a.b.c"), or "$"
+// for the whole record (the payload as a string). ok is false when a part
+// of the path is missing.
+func (ev *Event) Field(path string) (v any, ok bool) {
+	if path == "$" {
+		return ev.Payload, true
+	}
+	var cur any = ev.Fields
+	for path != "" {
+		m, isMap := cur.(map[string]any)
+		if !isMap {
+			return nil, false
+		}
+		name := path
+		if i := indexByte(path, '.'); i >= 0 {
+			name, path = path[:i], path[i+1:]
+		} else {
+			path = ""
+		}
+		if cur, ok = m[name]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// nanotime is a monotonic clock in nanoseconds.
+func nanotime() int64 { return int64(time.Since(epoch)) }
+
+var epoch = time.Now()

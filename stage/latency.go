@@ -1,0 +1,107 @@
+package stage
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// latency is a lock-free histogram of durations with log-linear buckets
+// (8 per power of two, so a quantile is within about 9% of the truth). It
+// keeps two windows of latencyWindow each and reports the last full window
+// together with the current one, so /stats shows recent latency rather than
+// the whole run's.
+type latency struct {
+	cur     atomic.Pointer[histogram]
+	prev    atomic.Pointer[histogram]
+	started atomic.Int64 // nanotime when cur began
+}
+
+const (
+	subBuckets    = 8
+	numBuckets    = 64 * subBuckets
+	latencyWindow = 10 * time.Second
+)
+
+type histogram struct {
+	counts [numBuckets]atomic.Uint64
+}
+
+func (l *latency) init() {
+	l.cur.Store(new(histogram))
+	l.prev.Store(new(histogram))
+	l.started.Store(nanotime())
+}
+
+func bucketOf(ns int64) int {
+	if ns < subBuckets {
+		if ns < 0 {
+			return 0
+		}
+		return int(ns)
+	}
+	u := uint64(ns)
+	exp := bits.Len64(u) - 1 // u in [2^exp, 2^(exp+1))
+	sub := int(u>>(exp-3)) & (subBuckets - 1)
+	return exp*subBuckets + sub
+}
+
+// bucketUpper returns the upper bound in ns of bucket b.
+func bucketUpper(b int) float64 {
+	if b < subBuckets {
+		return float64(b + 1)
+	}
+	exp, sub := b/subBuckets, b%subBuckets
+	return float64(uint64(subBuckets+sub+1) << (exp - 3))
+}
+
+func (l *latency) observe(ns int64) {
+	l.cur.Load().counts[bucketOf(ns)].Add(1)
+}
+
+// rotate starts a new window when the current one is full. Observations
+// racing with it may land in the window being retired: a small error that
+// buys a lock-free observe.
+func (l *latency) rotate() {
+	now := nanotime()
+	st := l.started.Load()
+	if now-st < int64(latencyWindow) || !l.started.CompareAndSwap(st, now) {
+		return
+	}
+	l.prev.Store(l.cur.Load())
+	l.cur.Store(new(histogram))
+}
+
+// quantiles returns the given quantiles (0..1) in milliseconds over the
+// last window and the current one; 0 when nothing was observed.
+func (l *latency) quantiles(qs ...float64) []float64 {
+	l.rotate()
+	var sum [numBuckets]uint64
+	var total uint64
+	for _, h := range []*histogram{l.prev.Load(), l.cur.Load()} {
+		for i := range h.counts {
+			c := h.counts[i].Load()
+			sum[i] += c
+			total += c
+		}
+	}
+	out := make([]float64, len(qs))
+	if total == 0 {
+		return out
+	}
+	for qi, q := range qs {
+		rank := uint64(q*float64(total) + 0.5)
+		if rank < 1 {
+			rank = 1
+		}
+		var seen uint64
+		for b := range sum {
+			seen += sum[b]
+			if seen >= rank {
+				out[qi] = bucketUpper(b) / 1e6
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,406 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/port"
+)
+
+// Settings are the knobs every stage has (the YAML's common fields).
+type Settings struct {
+	Name        string
+	Kind        string
+	Workers     int           // pool size; 0 means Concurrency
+	Concurrency int           // the port's run-slot limit; 0 means GOMAXPROCS
+	Capacity    int           // queue capacity; 0 means port.DefaultCapacity
+	Overflow    port.Overflow // what a full queue does to a sender
+	Batch       int           // most events one worker takes at once; 0 means 64
+	Linger      time.Duration // wait this long for a batch to fill
+	Inline      bool          // no port, no pool: run in the upstream workers
+}
+
+func (s *Settings) fill() {
+	if s.Concurrency <= 0 {
+		s.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if s.Workers <= 0 {
+		s.Workers = s.Concurrency
+	}
+	if s.Capacity <= 0 {
+		s.Capacity = port.DefaultCapacity
+	}
+	if s.Batch <= 0 {
+		s.Batch = 64
+	}
+}
+
+// Stage is one running stage: a handler with its port and worker pool, an
+// inline handler called by upstream workers, or a source. The pipeline
+// package builds and drives stages; sources use a Stage (passed to
+// Source.Start) to make events and emitters.
+type Stage struct {
+	set Settings
+	h   Handler
+	src Source
+	log *zap.Logger
+
+	port   *port.Port[*Event] // nil for inline stages and sources
+	next   *Stage             // where Emit sends; nil: end of the pipeline
+	routes map[string]*Stage  // where EmitTo may send
+
+	wg     sync.WaitGroup
+	cancel context.CancelFunc // ends the workers' context: phase two of stop
+
+	in, out, errors      atomic.Uint64
+	panics, doubleDones  atomic.Uint64
+	created, completed   atomic.Uint64 // events made by this source
+	lat                  latency
+	lastDoubleDoneLogged atomic.Int64
+}
+
+// NewHandlerStage returns a stage that runs h on batches taken from its own
+// port (or, when set.Inline, inside its upstream stage's workers).
+func NewHandlerStage(set Settings, h Handler, log *zap.Logger) *Stage {
+	set.fill()
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Stage{set: set, h: h, log: log}
+	if !set.Inline {
+		s.port = port.New[*Event](port.Options{
+			Concurrency: set.Concurrency,
+			Capacity:    set.Capacity,
+			Overflow:    set.Overflow,
+		})
+	}
+	s.lat.init()
+	return s
+}
+
+// NewSourceStage returns a stage driven by src.
+func NewSourceStage(set Settings, src Source, log *zap.Logger) *Stage {
+	set.fill()
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Stage{set: set, src: src, log: log}
+	s.lat.init()
+	return s
+}
+
+// Name returns the stage's name.
+func (s *Stage) Name() string { return s.set.Name }
+
+// Kind returns the stage's kind.
+func (s *Stage) Kind() string { return s.set.Kind }
+
+// Settings returns the stage's settings with defaults filled in.
+func (s *Stage) Settings() Settings { return s.set }
+
+// Logger returns the stage's logger.
+func (s *Stage) Logger() *zap.Logger { return s.log }
+
+// Handler returns the stage's handler, or nil for a source.
+func (s *Stage) Handler() Handler { return s.h }
+
+// Source returns the stage's source, or nil for a handler stage.
+func (s *Stage) Source() Source { return s.src }
+
+// Port returns the stage's port, or nil for inline stages and sources.
+func (s *Stage) Port() *port.Port[*Event] { return s.port }
+
+// Connect sets where the stage's events go: next for Emit, routes (which
+// include next) for EmitTo. It must be called before Start.
+func (s *Stage) Connect(next *Stage, routes map[string]*Stage) {
+	s.next, s.routes = next, routes
+}
+
+// NewEvent makes an event read by this source stage: owned by it, with the
+// given origin. The stage counts it as in flight until Done.
+func (s *Stage) NewEvent(payload []byte, seq uint64, origin Origin) *Event {
+	ev := &Event{Payload: payload, Seq: seq, Arrived: time.Now(), Origin: origin, src: s}
+	ev.owner.Store(s)
+	s.created.Add(1)
+	s.in.Add(1)
+	return ev
+}
+
+// InFlight returns how many events this source made that are not finished.
+func (s *Stage) InFlight() uint64 { return s.created.Load() - s.completed.Load() }
+
+// NewEmitter returns an emitter for one worker of this stage. It is not safe
+// for concurrent use; Flush must be called after each batch so that inline
+// stages downstream run.
+func (s *Stage) NewEmitter() *Outputs { return &Outputs{from: s} }
+
+// Start starts the stage: a handler's Starter, then its pool; a source's
+// Start. The workers run until CloseQueue and drain, or until Abort.
+func (s *Stage) Start(ctx context.Context) error {
+	if s.src != nil {
+		if err := s.src.Start(ctx, s); err != nil {
+			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
+		}
+		return nil
+	}
+	if st, ok := s.h.(Starter); ok {
+		if err := st.Start(ctx); err != nil {
+			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
+		}
+	}
+	if s.port == nil {
+		return nil
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for i := 0; i < s.set.Workers; i++ {
+		w := s.port.Join()
+		s.wg.Add(1)
+		go s.work(wctx, w)
+	}
+	return nil
+}
+
+// CloseQueue closes the stage's port: nothing new is accepted, the workers
+// finish what is queued and return. Call it once every upstream stage has
+// stopped emitting.
+func (s *Stage) CloseQueue() {
+	if s.port != nil {
+		s.port.Close()
+	}
+}
+
+// Wait returns once every worker of the stage has returned.
+func (s *Stage) Wait() { s.wg.Wait() }
+
+// Abort cancels the workers' context: a worker waiting for events returns,
+// and handlers see their context end. Events still queued stay unfinished
+// (the pipeline counts them as abandoned).
+func (s *Stage) Abort() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+// Close releases the handler's resources (Closer) or closes the source.
+func (s *Stage) Close() error {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	var err error
+	if s.src != nil {
+		err = s.src.Close()
+	} else if c, ok := s.h.(Closer); ok {
+		err = c.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("stage %q: close: %w", s.set.Name, err)
+	}
+	return nil
+}
+
+type workerKey struct{}
+
+// Blocking runs fn; when ctx belongs to a stage worker (every Handle gets
+// one), the worker gives up its run slot while fn runs, so another worker
+// of the port may run: call blocking operations (database calls) this way.
+func Blocking(ctx context.Context, fn func()) {
+	if w, ok := ctx.Value(workerKey{}).(*port.Worker[*Event]); ok {
+		w.Blocking(fn)
+		return
+	}
+	fn()
+}
+
+func (s *Stage) work(ctx context.Context, w *port.Worker[*Event]) {
+	defer s.wg.Done()
+	defer w.Leave()
+	ctx = context.WithValue(ctx, workerKey{}, w)
+	buf := make([]port.Packet[*Event], s.set.Batch)
+	batch := make([]*Event, 0, s.set.Batch)
+	out := s.NewEmitter()
+	for {
+		n, err := w.GetBatch(ctx, buf)
+		if err != nil {
+			return // closed and drained, or aborted
+		}
+		if n < len(buf) && s.set.Linger > 0 {
+			n = s.linger(ctx, w, buf, n)
+		}
+		batch = batch[:0]
+		for i := range buf[:n] {
+			batch = append(batch, buf[i].Value)
+			buf[i].Value = nil
+		}
+		s.run(ctx, batch, out)
+	}
+}
+
+// linger waits up to Linger for the batch to fill. While it waits the
+// worker holds no run slot, and as the newest waiter it is the first to be
+// handed new events.
+func (s *Stage) linger(ctx context.Context, w *port.Worker[*Event], buf []port.Packet[*Event], n int) int {
+	lctx, cancel := context.WithTimeout(ctx, s.set.Linger)
+	defer cancel()
+	for n < len(buf) {
+		m, err := w.GetBatch(lctx, buf[n:])
+		if err != nil {
+			break
+		}
+		n += m
+	}
+	return n
+}
+
+// run hands one batch to the handler and then flushes what it emitted to
+// inline stages. A handler error or panic fails the events of the batch
+// that the handler neither handed on nor finished.
+//
+// The latency recorded per event is its wait in the queue plus the batch's
+// handling time; the wait is read before the handler runs, since once an
+// event is handed on another worker owns it.
+func (s *Stage) run(ctx context.Context, batch []*Event, out *Outputs) {
+	s.in.Add(uint64(len(batch)))
+	start := nanotime()
+	waits := out.waits[:0]
+	for _, ev := range batch {
+		waits = append(waits, start-ev.enqueued)
+	}
+	out.waits = waits
+	if err := s.call(ctx, batch, out); err != nil {
+		for _, ev := range batch {
+			ev.failIfOwned(s, err)
+		}
+	}
+	took := nanotime() - start
+	for _, w := range waits {
+		s.lat.observe(w + took)
+	}
+	out.Flush(ctx)
+}
+
+func (s *Stage) call(ctx context.Context, batch []*Event, out Emitter) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panics.Add(1)
+			s.log.Error("handler panicked; failing its batch",
+				zap.String("stage", s.set.Name), zap.Any("panic", v), zap.Int("batch", len(batch)),
+				zap.StackSkip("stack", 2))
+			err = fmt.Errorf("stage %q: handler panic: %v", s.set.Name, v)
+		}
+	}()
+	if err := s.h.Handle(ctx, batch, out); err != nil {
+		return fmt.Errorf("stage %q: %w", s.set.Name, err)
+	}
+	return nil
+}
+
+func (s *Stage) doubleDone(ev *Event, err error) {
+	s.doubleDones.Add(1)
+	// Log at most once a second: a buggy handler may do this per event.
+	now := nanotime()
+	last := s.lastDoubleDoneLogged.Load()
+	if now-last >= int64(time.Second) && s.lastDoubleDoneLogged.CompareAndSwap(last, now) {
+		s.log.Error("event finished twice (Done called again); ignored",
+			zap.String("stage", s.set.Name), zap.Uint64("key", ev.Origin.Key), zap.Uint64("seq", ev.Seq),
+			zap.NamedError("second_err", err), zap.Uint64("total", s.doubleDones.Load()))
+	}
+}
+
+// Outputs is the Emitter a worker uses. Events for a port-based stage are
+// posted at once; events for an inline stage are collected and handed to
+// its handler as one batch when Flush is called. Not safe for concurrent
+// use: each worker has its own.
+type Outputs struct {
+	from   *Stage
+	out    uint64 // events handed on since the last Flush
+	inline []inlineTarget
+	waits  []int64 // scratch for run's latency figures
+}
+
+type inlineTarget struct {
+	st  *Stage
+	evs []*Event
+	out *Outputs
+}
+
+var _ Emitter = (*Outputs)(nil)
+
+// Emit hands ev to the stage's next stage.
+func (o *Outputs) Emit(ctx context.Context, ev *Event) error {
+	return o.emit(ctx, o.from.next, ev)
+}
+
+// EmitTo hands ev to the named route.
+func (o *Outputs) EmitTo(ctx context.Context, next string, ev *Event) error {
+	st, ok := o.from.routes[next]
+	if !ok {
+		err := fmt.Errorf("stage %q: no route to %q", o.from.set.Name, next)
+		ev.Done(err)
+		return err
+	}
+	return o.emit(ctx, st, ev)
+}
+
+func (o *Outputs) emit(ctx context.Context, st *Stage, ev *Event) error {
+	o.out++
+	if st == nil {
+		ev.Done(nil) // the end of the pipeline
+		return nil
+	}
+	if st.port == nil { // inline: batch it up for Flush
+		ev.handTo(st)
+		for i := range o.inline {
+			if o.inline[i].st == st {
+				o.inline[i].evs = append(o.inline[i].evs, ev)
+				return nil
+			}
+		}
+		o.inline = append(o.inline, inlineTarget{st: st, evs: []*Event{ev}, out: st.NewEmitter()})
+		return nil
+	}
+	ev.handTo(st)
+	err := st.port.Post(ctx, port.Packet[*Event]{Key: ev.Origin.Key, Value: ev})
+	if err == nil {
+		return nil
+	}
+	o.out--
+	ev.owner.Store(o.from)
+	switch {
+	case errors.Is(err, port.ErrFull):
+		err = ErrBusy
+	case errors.Is(err, port.ErrClosed):
+		err = fmt.Errorf("stage %q: %w", st.set.Name, errShuttingDown)
+	default:
+		err = fmt.Errorf("stage %q: %w", st.set.Name, err)
+	}
+	ev.Done(err)
+	return err
+}
+
+var errShuttingDown = errors.New("shutting down")
+
+// Flush runs the inline stages downstream on the events emitted to them
+// since the last Flush, and publishes the emitter's counters.
+func (o *Outputs) Flush(ctx context.Context) {
+	for i := range o.inline {
+		t := &o.inline[i]
+		if len(t.evs) == 0 {
+			continue
+		}
+		t.st.run(ctx, t.evs, t.out)
+		clear(t.evs)
+		t.evs = t.evs[:0]
+	}
+	if o.out != 0 {
+		o.from.out.Add(o.out)
+		o.out = 0
+	}
+}
