@@ -38,13 +38,13 @@ type LogConfig struct {
 
 // StageConfig is one stage of a Config.
 type StageConfig struct {
-	Name     string
-	Kind     string
-	Next     string         // the default next stage; "" means none
+	Name string
+	Kind string
+	Next string // the default next stage; "" means none
 	// Routes lists every stage this one may emit to, Next first and then
 	// the values of the kind's Ref fields (process.route's targets), each
 	// once. The loader fills it; New connects them.
-	Routes []string
+	Routes   []string
 	Settings stage.Settings // common knobs (Name and Kind repeated there)
 	Config   stage.Config   // the kind's own fields, defaults filled in
 	Pos      Pos            // where the stage's name is written
