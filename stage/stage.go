@@ -307,7 +307,7 @@ func (s *Stage) doubleDone(ev *Event, err error) {
 	// Log at most once a second: a buggy handler may do this per event.
 	now := nanotime()
 	last := s.lastDoubleDoneLogged.Load()
-	if now-last >= int64(time.Second) && s.lastDoubleDoneLogged.CompareAndSwap(last, now) {
+	if (last == 0 || now-last >= int64(time.Second)) && s.lastDoubleDoneLogged.CompareAndSwap(last, now) {
 		s.log.Error("event finished twice (Done called again); ignored",
 			zap.String("stage", s.set.Name), zap.Uint64("key", ev.Origin.Key), zap.Uint64("seq", ev.Seq),
 			zap.NamedError("second_err", err), zap.Uint64("total", s.doubleDones.Load()))

@@ -1,0 +1,389 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/stagedserver/seda/port"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// results records every completion by sequence number.
+type results struct {
+	mu   sync.Mutex
+	errs map[uint64][]error
+}
+
+func newResults() *results { return &results{errs: map[uint64][]error{}} }
+
+func (r *results) Complete(ev *Event, err error) {
+	r.mu.Lock()
+	r.errs[ev.Seq] = append(r.errs[ev.Seq], err)
+	r.mu.Unlock()
+}
+
+func (r *results) get(seq uint64) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errs[seq]
+}
+
+func (r *results) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.errs)
+}
+
+var pass = HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	for _, ev := range b {
+		out.Emit(ctx, ev)
+	}
+	return nil
+})
+
+// chain builds src -> stages..., starts the handler stages and returns a
+// function that emits n events from src, then drains and joins everything.
+func run(t *testing.T, n int, stages ...*Stage) *results {
+	t.Helper()
+	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	prev := src
+	for _, s := range stages {
+		prev.Connect(s, map[string]*Stage{s.Name(): s})
+		prev = s
+	}
+	for i := len(stages) - 1; i >= 0; i-- {
+		if err := stages[i].Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := newResults()
+	em := src.NewEmitter()
+	for i := 1; i <= n; i++ {
+		em.Emit(context.Background(), src.NewEvent([]byte("x"), uint64(i), Origin{To: res}))
+	}
+	em.Flush(context.Background())
+	for _, s := range stages {
+		s.CloseQueue()
+		s.Wait()
+	}
+	if got := src.InFlight(); got != 0 {
+		t.Errorf("in flight after drain: %d", got)
+	}
+	return res
+}
+
+func TestChainDeliversEveryEventOnce(t *testing.T) {
+	a := NewHandlerStage(Settings{Name: "a", Workers: 4, Concurrency: 2, Capacity: 16}, pass, nil)
+	b := NewHandlerStage(Settings{Name: "b", Inline: true}, pass, nil)
+	c := NewHandlerStage(Settings{Name: "c", Workers: 3, Batch: 7}, pass, nil)
+	const n = 20000
+	res := run(t, n, a, b, c)
+	for i := uint64(1); i <= n; i++ {
+		if errs := res.get(i); len(errs) != 1 || errs[0] != nil {
+			t.Fatalf("event %d: completions %v", i, errs)
+		}
+	}
+	for _, s := range []*Stage{a, b, c} {
+		st := s.Stats()
+		if st.In != n || st.Out != n {
+			t.Errorf("stage %s: in %d out %d, want %d", s.Name(), st.In, st.Out, n)
+		}
+	}
+	if !b.Stats().Inline || b.Stats().Queue.Capacity != 0 {
+		t.Errorf("inline stage stats: %+v", b.Stats())
+	}
+}
+
+func TestInlineStageGetsTheUpstreamBatch(t *testing.T) {
+	var maxBatch atomic.Int64
+	gate := make(chan struct{})
+	a := NewHandlerStage(Settings{Name: "a", Workers: 1, Batch: 100}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		<-gate
+		for _, ev := range b {
+			out.Emit(ctx, ev)
+		}
+		return nil
+	}), nil)
+	b := NewHandlerStage(Settings{Name: "b", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		if int64(len(b)) > maxBatch.Load() {
+			maxBatch.Store(int64(len(b)))
+		}
+		for _, ev := range b {
+			ev.Done(nil)
+		}
+		return nil
+	}), nil)
+	close(gate)
+	run(t, 1000, a, b)
+	if maxBatch.Load() < 2 {
+		t.Fatalf("inline stage never saw more than one event per call (max %d)", maxBatch.Load())
+	}
+}
+
+func TestHandlerErrorFailsOnlyUnfinishedEvents(t *testing.T) {
+	boom := errors.New("boom")
+	a := NewHandlerStage(Settings{Name: "a", Workers: 1, Batch: 10}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		for _, ev := range b {
+			switch ev.Seq % 3 {
+			case 0:
+				out.Emit(ctx, ev) // handed on: not failed by the error
+			case 1:
+				ev.Done(nil) // finished: not failed again
+			}
+		}
+		return boom
+	}), nil)
+	res := run(t, 30, a)
+	for i := uint64(1); i <= 30; i++ {
+		errs := res.get(i)
+		if len(errs) != 1 {
+			t.Fatalf("event %d: %d completions", i, len(errs))
+		}
+		if want := i%3 == 2; (errs[0] != nil) != want || (want && !errors.Is(errs[0], boom)) {
+			t.Errorf("event %d: err %v", i, errs[0])
+		}
+	}
+	if got := a.Stats().Errors; got != 10 {
+		t.Errorf("errors counted %d, want 10", got)
+	}
+}
+
+func TestPanicFailsItsBatchAndWorkerKeepsServing(t *testing.T) {
+	core, logs := observer.New(zap.ErrorLevel)
+	a := NewHandlerStage(Settings{Name: "fragile", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		for _, ev := range b {
+			if ev.Seq == 5 {
+				panic("bad record")
+			}
+			ev.Done(nil)
+		}
+		return nil
+	}), zap.New(core))
+	res := run(t, 10, a)
+	for i := uint64(1); i <= 10; i++ {
+		errs := res.get(i)
+		if len(errs) != 1 {
+			t.Fatalf("event %d: %d completions", i, len(errs))
+		}
+		if (errs[0] != nil) != (i == 5) {
+			t.Errorf("event %d: err %v", i, errs[0])
+		}
+	}
+	if e := res.get(5)[0]; !strings.Contains(e.Error(), `stage "fragile"`) || !strings.Contains(e.Error(), "bad record") {
+		t.Errorf("panic error %q should name the stage and the panic value", e)
+	}
+	if a.Stats().Panics != 1 {
+		t.Errorf("panics %d", a.Stats().Panics)
+	}
+	if logs.FilterMessageSnippet("panicked").FilterField(zap.String("stage", "fragile")).Len() != 1 {
+		t.Errorf("panic not logged with the stage name: %v", logs.All())
+	}
+}
+
+func TestDoubleDoneIsCountedAndLogged(t *testing.T) {
+	core, logs := observer.New(zap.ErrorLevel)
+	src := NewSourceStage(Settings{Name: "src"}, nil, zap.New(core))
+	res := newResults()
+	ev := src.NewEvent(nil, 1, Origin{To: res})
+	ev.Done(nil)
+	ev.Done(errors.New("again"))
+	if n := len(res.get(1)); n != 1 {
+		t.Fatalf("completer saw %d completions, want 1", n)
+	}
+	if src.Stats().DoubleDone != 1 || logs.Len() != 1 {
+		t.Fatalf("double done %d, logs %d", src.Stats().DoubleDone, logs.Len())
+	}
+	if !ev.Finished() || src.InFlight() != 0 {
+		t.Fatal("event not finished")
+	}
+}
+
+func TestEndOfPipelineFinishesEvents(t *testing.T) {
+	a := NewHandlerStage(Settings{Name: "last"}, pass, nil)
+	res := run(t, 5, a)
+	if res.count() != 5 {
+		t.Fatalf("%d completions", res.count())
+	}
+}
+
+func TestEmitToUnknownRouteFailsTheEvent(t *testing.T) {
+	a := NewHandlerStage(Settings{Name: "router", Workers: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		for _, ev := range b {
+			if err := out.EmitTo(ctx, "nowhere", ev); err == nil {
+				t.Error("EmitTo an unknown route succeeded")
+			}
+		}
+		return nil
+	}), nil)
+	res := run(t, 3, a)
+	for i := uint64(1); i <= 3; i++ {
+		if errs := res.get(i); len(errs) != 1 || errs[0] == nil || !strings.Contains(errs[0].Error(), "nowhere") {
+			t.Errorf("event %d: %v", i, errs)
+		}
+	}
+}
+
+func TestRejectFinishesEventBusy(t *testing.T) {
+	gate := make(chan struct{})
+	sink := NewHandlerStage(Settings{Name: "slow", Workers: 1, Concurrency: 1, Capacity: 2, Overflow: port.Reject, Batch: 1},
+		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+			<-gate
+			for _, ev := range b {
+				ev.Done(nil)
+			}
+			return nil
+		}), nil)
+	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	src.Connect(sink, nil)
+	if err := sink.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res := newResults()
+	em := src.NewEmitter()
+	busy := 0
+	for i := uint64(1); i <= 10; i++ {
+		if err := em.Emit(context.Background(), src.NewEvent(nil, i, Origin{To: res})); errors.Is(err, ErrBusy) {
+			busy++
+		}
+	}
+	close(gate)
+	sink.CloseQueue()
+	sink.Wait()
+	// One event may be in the handler and two queued; the rest are refused.
+	if busy < 7 || res.count() != 10 {
+		t.Fatalf("busy %d, completions %d", busy, res.count())
+	}
+	nbusy := 0
+	for i := uint64(1); i <= 10; i++ {
+		if errs := res.get(i); errors.Is(errs[0], ErrBusy) {
+			nbusy++
+		}
+	}
+	if nbusy != busy || sink.Stats().Rejected != uint64(busy) {
+		t.Fatalf("busy completions %d, rejected %d, want %d", nbusy, sink.Stats().Rejected, busy)
+	}
+}
+
+func TestLingerFillsBatches(t *testing.T) {
+	var sizes []int
+	var mu sync.Mutex
+	a := NewHandlerStage(Settings{Name: "a", Workers: 1, Batch: 50, Linger: time.Hour}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		mu.Lock()
+		sizes = append(sizes, len(b))
+		mu.Unlock()
+		for _, ev := range b {
+			ev.Done(nil)
+		}
+		return nil
+	}), nil)
+	run(t, 100, a)
+	// With an hour's linger, batches are only cut when full or when the
+	// queue closes: exactly two full batches.
+	if len(sizes) != 2 || sizes[0] != 50 || sizes[1] != 50 {
+		t.Fatalf("batch sizes %v, want [50 50]", sizes)
+	}
+}
+
+func TestBlockingGivesUpTheRunSlot(t *testing.T) {
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var second atomic.Bool
+	a := NewHandlerStage(Settings{Name: "db", Workers: 2, Concurrency: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		for _, ev := range b {
+			if ev.Seq == 1 {
+				Blocking(ctx, func() {
+					close(inside)
+					<-release
+				})
+			} else {
+				second.Store(true)
+			}
+			ev.Done(nil)
+		}
+		return nil
+	}), nil)
+	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	src.Connect(a, nil)
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	em := src.NewEmitter()
+	em.Emit(context.Background(), src.NewEvent(nil, 1, Origin{}))
+	<-inside
+	if st := a.Stats(); st.Pool.Blocked != 1 || st.Pool.Running != 0 {
+		t.Errorf("while blocking: %+v", st.Pool)
+	}
+	// With concurrency 1, event 2 can only run because worker 1 gave its
+	// slot up inside Blocking.
+	em.Emit(context.Background(), src.NewEvent(nil, 2, Origin{}))
+	for i := 0; i < 10000 && !second.Load(); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	a.CloseQueue()
+	a.Wait()
+	if !second.Load() {
+		t.Fatal("the second event did not run while the first worker was blocking")
+	}
+}
+
+func TestAbortEndsWorkers(t *testing.T) {
+	started := make(chan struct{})
+	a := NewHandlerStage(Settings{Name: "stuck", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}), nil)
+	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	src.Connect(a, nil)
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res := newResults()
+	em := src.NewEmitter()
+	em.Emit(context.Background(), src.NewEvent(nil, 1, Origin{To: res}))
+	em.Emit(context.Background(), src.NewEvent(nil, 2, Origin{To: res}))
+	<-started
+	a.Abort()
+	a.Wait()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Event 1 failed with the handler's error; event 2 is still queued,
+	// abandoned, and counted as in flight.
+	if errs := res.get(1); len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
+		t.Fatalf("event 1: %v", errs)
+	}
+	if src.InFlight() != 1 {
+		t.Fatalf("in flight %d, want 1", src.InFlight())
+	}
+}
+
+func TestFieldPaths(t *testing.T) {
+	ev := &Event{Payload: []byte(`{"a":1}`), Fields: map[string]any{"a": map[string]any{"b": "x"}, "n": nil}}
+	if v, ok := ev.Field("a.b"); !ok || v != "x" {
+		t.Errorf("a.b = %v %v", v, ok)
+	}
+	if _, ok := ev.Field("a.c"); ok {
+		t.Error("a.c found")
+	}
+	if _, ok := ev.Field("a.b.c"); ok {
+		t.Error("a.b.c found through a string")
+	}
+	if v, ok := ev.Field("$"); !ok || string(v.([]byte)) != `{"a":1}` {
+		t.Errorf("$ = %v", v)
+	}
+	if v, ok := ev.Field("n"); !ok || v != nil {
+		t.Errorf("n = %v %v", v, ok)
+	}
+}
