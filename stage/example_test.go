@@ -3,6 +3,7 @@ package stage_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -66,7 +67,7 @@ func Example() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	acks := append([]string(nil), p.out...)
-	sortStrings(acks)
+	sort.Strings(acks)
 	fmt.Println(strings.Join(acks, "\n"))
 	fmt.Println("errors in check:", check.Stats().Errors)
 	// Output:
@@ -74,12 +75,4 @@ func Example() {
 	// ack 3
 	// nack 2 empty record
 	// errors in check: 1
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
