@@ -58,7 +58,8 @@ type Options struct {
 	Fast bool
 	// Settings are extra server settings such as max_connections or
 	// shared_buffers, passed as `-c name=value`. They are applied after the
-	// ones Start sets (Fast included), so they win.
+	// ones Start sets (Fast included), so they win; "port" is refused (see
+	// Port).
 	Settings map[string]string
 	// StartTimeout bounds each start of the server (pg_ctl -t); 0 means 60s.
 	// The context passed to Start or StartServer bounds it as well.
@@ -81,6 +82,7 @@ type Server struct {
 	opts    Options
 	bin     string
 	user    string
+	osUser  string
 	cred    *syscall.Credential // nil: run as the calling user
 	env     []string
 	dir     string
@@ -88,9 +90,9 @@ type Server struct {
 	sockDir string
 	ownSock bool // sockDir lies outside dir, whose path is too long for a socket
 	logFile string
+	port    int // set before Start returns, then fixed
 
 	mu    sync.Mutex
-	port  int
 	state state
 	guard *exec.Cmd
 	// guardIn is the write end of the watchdog's stdin; see the package doc.
@@ -166,10 +168,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		if !validSettingName(name) {
 			return nil, fmt.Errorf("pgtemp: invalid setting name %q", name)
 		}
+		if strings.EqualFold(name, "port") {
+			return nil, errors.New("pgtemp: set the port with Options.Port, not Options.Settings")
+		}
 	}
 	s := &Server{opts: o, bin: bin, user: cmp.Or(o.User, "postgres"), port: o.Port, env: childEnv()}
 	if os.Geteuid() == 0 {
-		cred, err := osUserCredential(ctx, cmp.Or(o.OSUser, "postgres"))
+		s.osUser = cmp.Or(o.OSUser, "postgres")
+		cred, err := osUserCredential(ctx, s.osUser)
 		if err != nil {
 			return nil, fmt.Errorf("pgtemp: %w", err)
 		}
@@ -192,7 +198,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		// A fresh context: the caller's may be what ended the start.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		return nil, fmt.Errorf("pgtemp: %w", errors.Join(err, s.Remove(cctx)))
+		if err := errors.Join(err, s.Remove(cctx)); !o.Keep {
+			return nil, fmt.Errorf("pgtemp: %w", err)
+		}
+		return nil, fmt.Errorf("pgtemp: %w\n(kept: %s)", err, s.dir)
 	}
 	return s, nil
 }
@@ -222,9 +231,9 @@ func (s *Server) setup(ctx context.Context) error {
 	_, err := s.run(ctx, "initdb", "-D", s.dataDir, "-U", s.user, "-A", "trust",
 		"-E", "UTF8", "--locale=C", "--no-sync")
 	if err != nil {
-		if s.cred != nil {
-			err = fmt.Errorf("%w\n(PostgreSQL runs as OS user uid %d here: %s and its parents must be searchable by it)",
-				err, s.cred.Uid, s.dir)
+		if s.cred != nil && strings.Contains(err.Error(), "Permission denied") {
+			err = fmt.Errorf("%w\n(PostgreSQL runs as OS user %q here: %s and its parents must be searchable by it)",
+				err, s.osUser, s.dir)
 		}
 		return err
 	}
@@ -355,7 +364,11 @@ func (s *Server) forceStop(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	_, _ = s.run(ctx, "pg_ctl", "stop", "-D", s.dataDir, "-m", "immediate", "-w", "-s", "-t", "20")
-	if pid := postmasterPID(s.dataDir); pid > 0 {
+	// A stale postmaster.pid names a process that may since have been
+	// reused: kill it only if it is a postmaster on this data directory.
+	pid := postmasterPID(s.dataDir)
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); pid > 0 && err == nil &&
+		bytes.Contains(cmdline, []byte("\x00-D\x00"+s.dataDir+"\x00")) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
@@ -380,7 +393,7 @@ func (s *Server) DSNFor(database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.User(s.user),
-		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())),
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
 	}
@@ -388,11 +401,7 @@ func (s *Server) DSNFor(database string) string {
 }
 
 // Port returns the server's TCP port on 127.0.0.1.
-func (s *Server) Port() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.port
-}
+func (s *Server) Port() int { return s.port }
 
 // Dir returns the server's temporary directory, which holds data/ (the
 // data directory) and postgres.log.
@@ -500,6 +509,10 @@ func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	if s.state == running {
 		err = s.stopLocked(ctx, "fast")
+	} else if postmasterPID(s.dataDir) > 0 {
+		// A start cut short by its context can leave a postmaster that came
+		// up after pg_ctl was killed.
+		s.forceStop(ctx)
 	}
 	s.state = closed
 	if err := errors.Join(err, s.releaseGuard()); err != nil {
@@ -541,7 +554,10 @@ func (s *Server) run(ctx context.Context, name string, args ...string) (string, 
 		if o := indent(out.String()); o != "" {
 			err = fmt.Errorf("%w\n%s", err, o)
 		}
-		return out.String(), fmt.Errorf("%s %s: %w", name, args[0], err)
+		if name == "pg_ctl" {
+			name += " " + args[0]
+		}
+		return out.String(), fmt.Errorf("%s: %w", name, err)
 	}
 	return out.String(), nil
 }

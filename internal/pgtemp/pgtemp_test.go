@@ -1,0 +1,278 @@
+package pgtemp_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/stagedserver/seda/internal/pgtemp"
+)
+
+func start(t *testing.T, ctx context.Context, o pgtemp.Options) *pgtemp.Server {
+	t.Helper()
+	srv, err := pgtemp.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Remove(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}
+
+func query(t *testing.T, ctx context.Context, dsn, sql string) string {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	defer conn.Close(ctx)
+	var s string
+	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return s
+}
+
+func exec1(t *testing.T, ctx context.Context, dsn, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func postmasterPID(t *testing.T, srv *pgtemp.Server) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(srv.DataDir(), "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(line)
+	if err != nil {
+		t.Fatalf("postmaster.pid: %v", err)
+	}
+	return pid
+}
+
+// dead reports whether the process is gone or a zombie (reaping orphans
+// is init's business, and takes a moment).
+func dead(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the parenthesised command name.
+	_, rest, _ := bytes.Cut(b, []byte(") "))
+	return bytes.HasPrefix(rest, []byte("Z")) || bytes.HasPrefix(rest, []byte("X"))
+}
+
+// gone reports whether the postmaster pid is dead and no other postmaster
+// runs on dataDir (it runs as `postgres -D DATADIR …`).
+func gone(pid int, dataDir string) bool {
+	if !dead(pid) {
+		return false
+	}
+	arg := []byte("\x00-D\x00" + dataDir + "\x00")
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if b, _ := os.ReadFile(p + "/cmdline"); bytes.Contains(b, arg) && !dead(pid) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestStartRestartStop(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := start(t, ctx, pgtemp.Options{Fast: true, Settings: map[string]string{"max_connections": "20"}})
+
+	want := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", srv.Port())
+	if srv.DSN() != want {
+		t.Errorf("DSN() = %q, want %q", srv.DSN(), want)
+	}
+	if got := query(t, ctx, srv.DSN(), "SELECT 1::text"); got != "1" {
+		t.Fatalf("SELECT 1 = %q", got)
+	}
+	for setting, want := range map[string]string{
+		"max_connections": "20", "fsync": "off", "synchronous_commit": "on", "listen_addresses": "127.0.0.1",
+	} {
+		if got := query(t, ctx, srv.DSN(), "SHOW "+setting); got != want {
+			t.Errorf("%s = %q, want %q", setting, got, want)
+		}
+	}
+	exec1(t, ctx, srv.DSN(), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before restart')")
+
+	port, pid := srv.Port(), postmasterPID(t, srv)
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Port() != port {
+		t.Fatalf("port changed across Restart: %d, then %d", port, srv.Port())
+	}
+	if !dead(pid) {
+		t.Errorf("postmaster %d still running after Restart", pid)
+	}
+	if got := query(t, ctx, srv.DSN(), "SELECT v FROM kept"); got != "before restart" {
+		t.Errorf("after Restart: %q", got)
+	}
+
+	// A crash and crash recovery keep committed rows too.
+	exec1(t, ctx, srv.DSN(), "INSERT INTO kept VALUES ('before kill')")
+	if err := srv.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgx.Connect(ctx, srv.DSN()); err == nil {
+		t.Fatal("connected to a killed server")
+	}
+	if err := srv.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := query(t, ctx, srv.DSN(), "SELECT string_agg(v, ',' ORDER BY v) FROM kept"); got != "before kill,before restart" {
+		t.Errorf("after Kill and StartServer: %q", got)
+	}
+
+	pid = postmasterPID(t, srv)
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if running, err := srv.Running(ctx); err != nil || running {
+		t.Errorf("Running() after Stop = %v, %v", running, err)
+	}
+	if !gone(pid, srv.DataDir()) {
+		t.Errorf("postmaster %d still running after Stop", pid)
+	}
+	if err := srv.StartServer(ctx); !errors.Is(err, pgtemp.ErrClosed) {
+		t.Errorf("StartServer after Stop = %v, want ErrClosed", err)
+	}
+	if _, err := os.Stat(srv.DataDir()); err != nil {
+		t.Errorf("data directory gone after Stop: %v", err)
+	}
+	if err := srv.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(srv.Dir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory left after Remove: %v", err)
+	}
+}
+
+func TestStartFailureReportsLog(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	parent := t.TempDir()
+	if os.Geteuid() == 0 {
+		// initdb runs as the postgres OS user, which must reach the directory.
+		for _, d := range []string{parent, filepath.Dir(parent)} {
+			if err := os.Chmod(d, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, err := pgtemp.Start(ctx, pgtemp.Options{Dir: parent, Settings: map[string]string{"shared_buffers": "plenty"}})
+	if err == nil {
+		t.Fatal("Start succeeded with shared_buffers=plenty")
+	}
+	if !strings.Contains(err.Error(), `invalid value for parameter "shared_buffers"`) {
+		t.Errorf("error does not carry the server log: %v", err)
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 0 {
+		t.Errorf("failed Start left %v in %s", left, parent)
+	}
+}
+
+func TestStartPortTaken(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = pgtemp.Start(ctx, pgtemp.Options{Port: l.Addr().(*net.TCPAddr).Port})
+	if err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Errorf("Start on a taken port = %v, want an error naming it", err)
+	}
+}
+
+func TestBinDirNotFound(t *testing.T) {
+	_, err := pgtemp.Start(context.Background(), pgtemp.Options{BinDir: t.TempDir()})
+	if !errors.Is(err, pgtemp.ErrNotFound) || !strings.Contains(err.Error(), "apt-get install -y postgresql") {
+		t.Errorf("Start with an empty BinDir = %v, want ErrNotFound with install advice", err)
+	}
+}
+
+// TestProcessDeath checks that a server whose owner dies without Remove
+// (a panicking test, a timeout) is stopped and deleted by the watchdog.
+func TestProcessDeath(t *testing.T) {
+	if os.Getenv("PGTEMP_TEST_ORPHAN") == "1" {
+		orphan()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestProcessDeath$")
+	cmd.Env = append(os.Environ(), "PGTEMP_TEST_ORPHAN=1")
+	out, err := cmd.Output()
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 7 {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	var pid int
+	var dir, dataDir string
+	if _, err := fmt.Sscan(string(out), &pid, &dir, &dataDir); err != nil {
+		t.Fatalf("child printed %q: %v", out, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !gone(pid, dataDir) || exists(dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("20s after its owner died: postmaster %d gone %v, %s exists %v", pid, gone(pid, dataDir), dir, exists(dir))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func orphan() {
+	srv, err := pgtemp.Start(context.Background(), pgtemp.Options{Fast: true})
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	b, err := os.ReadFile(filepath.Join(srv.DataDir(), "postmaster.pid"))
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	pid, _, _ := bufio.NewReader(bytes.NewReader(b)).ReadLine()
+	fmt.Println(string(pid), srv.Dir(), srv.DataDir())
+	os.Exit(7)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
