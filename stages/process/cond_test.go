@@ -1,0 +1,183 @@
+package process
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+func condEvent(fields map[string]any, payload string) *stage.Event {
+	return &stage.Event{Fields: fields, Payload: []byte(payload)}
+}
+
+func TestConditionEval(t *testing.T) {
+	ev := condEvent(map[string]any{
+		"id":    json.Number("9007199254740993"),
+		"n":     int64(42),
+		"f":     1.5,
+		"fn":    json.Number("2.5"),
+		"host":  "web-1",
+		"level": "error",
+		"ok":    true,
+		"nil":   nil,
+		"tags":  []any{"audit", int64(7)},
+		"user":  map[string]any{"name": "ann", "id": int64(9007199254740993)},
+	}, `raw payload`)
+	for _, tc := range []struct {
+		src  string
+		want bool
+	}{
+		{`id == 9007199254740993`, true},
+		{`id == 9007199254740992`, false},
+		{`id > 9007199254740992`, true},
+		{`user.id == 9007199254740993`, true},
+		{`user.id != 9007199254740992`, true},
+		{`n == 42`, true},
+		{`n == 42.0`, true},
+		{`n < 42.5`, true},
+		{`n >= 43`, false},
+		{`n <= 42`, true},
+		{`f > 1`, true},
+		{`fn == 2.5`, true},
+		{`fn < 3`, true},
+		{`n == "42"`, false},
+		{`n != "42"`, true},
+		{`host == "42"`, false},
+		{`host == "web-1"`, true},
+		{`host < "web-2"`, true},
+		{`host > "web-2"`, false},
+		{`host < 5`, false},
+		{`host >= "web-1"`, true},
+		{`host contains "eb-"`, true},
+		{`host contains "db"`, false},
+		{`host matches "^web-[0-9]+$"`, true},
+		{`host matches "^db"`, false},
+		{`n matches "4"`, false},
+		{`tags contains "audit"`, true},
+		{`tags contains 7`, true},
+		{`tags contains "7"`, false},
+		{`n contains "4"`, false},
+		{`ok == true`, true},
+		{`ok == false`, false},
+		{`ok != false`, true},
+		{`ok == 1`, false},
+		{`nil == null`, true},
+		{`nil exists`, false},
+		{`missing == null`, true},
+		{`missing != null`, false},
+		{`missing exists`, false},
+		{`missing != 1`, true},
+		{`missing == 1`, false},
+		{`missing < 1`, false},
+		{`host exists`, true},
+		{`user.name exists`, true},
+		{`user.name.first exists`, false},
+		{`host != null`, true},
+		{`$ == "raw payload"`, true},
+		{`$ contains "pay"`, true},
+		{`$ matches "^raw"`, true},
+		{`not host exists`, false},
+		{`not not host exists`, true},
+		{`host exists and missing exists`, false},
+		{`host exists or missing exists`, true},
+		{`missing exists or n == 42 and level == "info"`, false}, // and binds tighter
+		{`(missing exists or n == 42) and level == "info"`, false},
+		{`n == 42 or missing exists and level == "info"`, true},
+		{`(n == 42 or missing exists) and level == "error"`, true},
+		{`not (n == 1 or n == 2) and host == "web-1"`, true},
+		{"level==\"error\"\tand\nn>=42", true},
+		{`host == "web-\u0031"`, true},
+		{`n > -1e3`, true},
+	} {
+		c, err := ParseCondition(tc.src)
+		if err != nil {
+			t.Errorf("ParseCondition(%q): %v", tc.src, err)
+			continue
+		}
+		if got := c.Match(ev); got != tc.want {
+			t.Errorf("%q = %v, want %v", tc.src, got, tc.want)
+		}
+		// The canonical form parses to a condition that decides the same.
+		c2, err := ParseCondition(c.String())
+		if err != nil {
+			t.Errorf("%q: String() = %q does not parse: %v", tc.src, c.String(), err)
+			continue
+		}
+		if c2.String() != c.String() || c2.Match(ev) != tc.want {
+			t.Errorf("%q: String() = %q, reparsed %q decides %v", tc.src, c.String(), c2.String(), c2.Match(ev))
+		}
+	}
+}
+
+func TestConditionString(t *testing.T) {
+	for src, want := range map[string]string{
+		`a==1 and (b==2 or c==3)`:        `a == 1 and (b == 2 or c == 3)`,
+		`(a==1 and b==2) or c==3`:        `a == 1 and b == 2 or c == 3`,
+		`not (a exists and b exists)`:    `not (a exists and b exists)`,
+		`((a == "x\"y"))`:                `a == "x\"y"`,
+		`a matches "\\d+" or not b < -2`: `a matches "\\d+" or not b < -2`,
+	} {
+		c, err := ParseCondition(src)
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if c.String() != want {
+			t.Errorf("%q: String() = %q, want %q", src, c.String(), want)
+		}
+	}
+}
+
+func TestConditionErrors(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		col  int
+		want string
+	}{
+		{``, 1, "empty condition"},
+		{`   `, 4, "empty condition"},
+		{`host`, 5, "expected an operator (==, !=, <, <=, >, >=, contains, matches, exists) after \"host\", found the end"},
+		{`host = "x"`, 6, `expected an operator (==, !=, <, <=, >, >=, contains, matches, exists) after "host", found "="`},
+		{`host ==`, 8, "expected a value (a quoted string, a number, true, false or null), found the end"},
+		{`host == web`, 9, `expected a value (a quoted string, a number, true, false or null), found "web"`},
+		{`host == "web`, 9, "unterminated string"},
+		{`host == "a\qb"`, 9, "bad string literal"},
+		{`n == 1.`, 6, `bad number "1."`},
+		{`n == 0x10`, 6, `bad number "0x10"`},
+		{`n == --1`, 6, `bad number "--1"`},
+		{`n < true`, 5, "operator < needs a string or a number"},
+		{`n >= null`, 6, "operator >= needs a string or a number"},
+		{`h matches 1`, 11, "matches needs a quoted regular expression"},
+		{`h matches "a("`, 11, "bad regular expression: error parsing regexp: missing closing ): `a(`"},
+		{`a == 1 b == 2`, 8, `expected and, or or the end, found "b"`},
+		{`a == 1 and`, 11, "expected a field path, not, or (, found the end"},
+		{`a == 1 or or b == 2`, 11, `expected a field path, not, or (, found "or"`},
+		{`(a == 1`, 8, "expected ) to close the ( at column 1, found the end"},
+		{`a == 1)`, 7, `expected and, or or the end, found ")"`},
+		{`()`, 2, `expected a field path, not, or (, found ")"`},
+		{`not`, 4, "expected a field path, not, or (, found the end"},
+		{`1 == n`, 1, `expected a field path, not, or (, found "1"`},
+		{`"x" == n`, 1, "expected a field path, not, or (, found a string"},
+		{`a..b == 1`, 1, `field path "a..b" has an empty part`},
+		{`é == 1`, 1, `expected a field path, not, or (, found "é"`},
+		{`"é" == "é" and é`, 1, "expected a field path"},
+		{`a == "é" and é`, 14, `expected a field path, not, or (, found "é"`},
+		{`a == "é" & b`, 10, `expected and, or or the end, found "&"`},
+		{`and == 1`, 1, `expected a field path, not, or (, found "and"`},
+		{`exists exists`, 1, `expected a field path, not, or (, found "exists"`},
+		{strings.Repeat("(", 150) + "a exists" + strings.Repeat(")", 150), 101, "nested more than 100 deep"},
+		{strings.Repeat("not ", 150) + "a exists", 401, "nested more than 100 deep"},
+	} {
+		_, err := ParseCondition(tc.src)
+		var se *SyntaxError
+		if !errors.As(err, &se) {
+			t.Errorf("ParseCondition(%.30q) = %v, want a *SyntaxError", tc.src, err)
+			continue
+		}
+		if se.Col != tc.col || !strings.HasPrefix(se.Msg, tc.want) {
+			t.Errorf("ParseCondition(%.30q) = column %d: %s\nwant column %d: %s", tc.src, se.Col, se.Msg, tc.col, tc.want)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+// Package process holds the processing stage kinds: decoders
+// (process.json, process.syslog), a filter and a router driven by
+// conditions (process.filter, process.route), and process.func, which runs
+// Go functions of the embedding program.
+//
+// Register registers every kind but process.func; RegisterFuncs registers
+// process.func with a Funcs, the program's set of named functions:
+//
+//	var fs process.Funcs
+//	fs.Add("redact", redact)
+//	process.Register(reg)
+//	process.RegisterFuncs(reg, &fs)
+//
+// Handlers finish an event with ev.Done(err) when they refuse it; the
+// error text is one short line that a network client reads as the reason
+// of its nack ("invalid json: unexpected end of input at offset 17",
+// `missing field "id"`) and never quotes the record. An event that is
+// dropped on purpose (a filter, a route with no default, a Func that
+// returns keep=false) is finished with Done(nil): it was handled, and the
+// client gets it acked. Handlers count nothing: the stage runtime counts
+// the errors passed to Done.
+//
+// # Decoded fields
+//
+// process.json decodes a record that is one JSON object; an integer that
+// fits in an int64 becomes an int64 and any other number a json.Number
+// holding the text as sent, so ids such as 9007199254740993 round-trip
+// exactly. process.syslog fills pri, facility, severity and version
+// (int64) and timestamp, hostname, app_name, procid, msgid,
+// structured_data and msg (strings taken from the line as sent).
+//
+// # Conditions
+//
+// process.filter's `if` and process.route's `routes[].if` are conditions:
+//
+//	condition  = or
+//	or         = and { "or" and }
+//	and        = unary { "and" unary }
+//	unary      = "not" unary | "(" or ")" | comparison
+//	comparison = PATH OP VALUE | PATH "exists"
+//	OP         = "==" | "!=" | "<" | "<=" | ">" | ">=" | "contains" | "matches"
+//	VALUE      = STRING | NUMBER | "true" | "false" | "null"
+//
+// so `and` binds tighter than `or`, and `not` tighter than both. Keywords
+// are lower case. White space separates tokens where needed.
+//
+// PATH is a dotted path into the event's fields as Event.Field reads it
+// (`host`, `user.id`); `$` is the raw record. It starts with a letter, `_`,
+// `$` or `@` and goes on with those, digits, `.` and `-`. A field named
+// like a keyword (and, or, not, contains, matches, exists, true, false,
+// null) cannot be named in a condition.
+//
+// STRING is double-quoted with Go's escapes (\" \\ \n \t \uXXXX); NUMBER is
+// a JSON number (-12, 3.5, 1e9).
+//
+// Meaning, for a field value V and a literal L:
+//   - a missing field is null; `PATH exists` is true when the field is
+//     present and not null;
+//   - `==` and `!=`: numbers compare numerically (int64, float64 and
+//     json.Number alike; integers exactly), strings exactly, booleans and
+//     null by identity; values of different types are never equal (the
+//     string "80" is not the number 80);
+//   - `<`, `<=`, `>`, `>=`: numbers numerically, strings byte-wise
+//     (lexically); they are false when V and L differ in type. L must be a
+//     string or a number;
+//   - `contains`: for a string V, whether L (a string) is a substring; for
+//     an array V, whether an element equals L;
+//   - `matches`: whether the string V matches L, a Go regular expression
+//     (regexp syntax, unanchored), compiled once when the stage is built.
+//
+// A condition that does not parse is refused when the stage is built with a
+// *stage.FieldError for the field ("if", "routes.0.if") wrapping a
+// *SyntaxError that gives the column (from 1) within the condition:
+//
+//	routes.0.if: column 7: expected a value (a quoted string, a number, true, false or null), found the end
+//
+// Examples:
+//
+//	level == "error"
+//	status >= 500 and not (path matches "^/health")
+//	tags contains "audit" or user.id == 9007199254740993
+//	trace_id exists
+package process

@@ -1,0 +1,114 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// FuzzSyslog: the parser never panics, and every string field it fills is
+// taken from the line.
+func FuzzSyslog(f *testing.F) {
+	for _, s := range []string{
+		`<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3"] msg`,
+		`<34>Oct 11 22:14:15 mymachine su: 'su root' failed`,
+		`<13>Feb  5 17:32:18 host sshd[42]: x`,
+		`<13>1 - - - - - [a b="\]"][c]`,
+		`<0>`, `<`, `<191>1 `, "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		for _, format := range []syslogFormat{formatAuto, formatRFC5424, formatRFC3164} {
+			m, err := parseSyslog(line, format)
+			if err != nil {
+				if m != nil || err.Error() == "" {
+					t.Fatalf("%q: fields %v with error %v", line, m, err)
+				}
+				continue
+			}
+			checkSyslogFields(t, line, m)
+		}
+		// Through the handler, lenient: every line is kept.
+		h := &syslogHandler{}
+		out := &collector{}
+		ev := &stage.Event{Payload: []byte(line)}
+		if err := h.Handle(context.Background(), []*stage.Event{ev}, out); err != nil || len(out.calls) != 1 {
+			t.Fatalf("%q: lenient handler did not keep the line (%v)", line, err)
+		}
+		checkSyslogFields(t, line, ev.Fields)
+	})
+}
+
+// FuzzJSONPath: the decoder agrees with encoding/json on what is valid and
+// what it means, and looking a path up in what it decoded (directly and
+// through a condition) never panics and agrees.
+func FuzzJSONPath(f *testing.F) {
+	for _, s := range jsonCorpus {
+		f.Add([]byte(s), "a")
+	}
+	f.Add([]byte(`{"user":{"id":9007199254740993,"tags":["x"]}}`), "user.id")
+	f.Add([]byte(`{"a":{"b":null}}`), "a.b")
+	f.Add([]byte(`{"":1}`), "")
+	f.Add([]byte(`{"a.b":1}`), "a.b")
+	f.Fuzz(func(t *testing.T, data []byte, path string) {
+		checkJSONAgainstStd(t, data)
+		m, err := decodeJSON(data)
+		if err != nil {
+			return
+		}
+		ev := &stage.Event{Payload: data, Fields: m}
+		v, ok := ev.Field(path)
+		c, err := ParseCondition(path + " exists")
+		if err != nil || c.String() != path+" exists" {
+			return // not a path a condition can name as it is
+		}
+		if got, want := c.Match(ev), ok && v != nil; got != want {
+			t.Fatalf("%q exists = %v, Field says %v (%v)", path, got, want, v)
+		}
+	})
+}
+
+// FuzzCondition: the parser never panics; an error is a *SyntaxError with a
+// column inside the text (or just after it); a condition that parses
+// prints to one that parses to the same text and decides the same.
+func FuzzCondition(f *testing.F) {
+	for _, s := range []string{
+		`level == "error"`,
+		`a == 1 and (b != 2 or not c exists)`,
+		`host matches "^web-\\d+$" or tags contains "x"`,
+		`n >= -1.5e3 and s < "z" and t == true and u == null`,
+		`((a exists))`, `not not a exists`, `a ==`, `(`, `"`, `a == "\u00e9"`,
+	} {
+		f.Add(s)
+	}
+	ev := condEvent(map[string]any{
+		"a": int64(1), "b": "x", "c": nil, "n": 2.5, "s": "m", "t": true,
+		"tags": []any{"x", int64(1)}, "level": "error", "host": "web-1",
+		"m": map[string]any{"k": "v"},
+	}, "raw")
+	f.Fuzz(func(t *testing.T, src string) {
+		c, err := ParseCondition(src)
+		if err != nil {
+			var se *SyntaxError
+			if !errors.As(err, &se) {
+				t.Fatalf("%q: error %v is not a *SyntaxError", src, err)
+			}
+			if se.Col < 1 || se.Col > utf8.RuneCountInString(src)+1 {
+				t.Fatalf("%q: column %d outside the text", src, se.Col)
+			}
+			return
+		}
+		got := c.Match(ev)
+		c2, err := ParseCondition(c.String())
+		if err != nil {
+			t.Fatalf("%q: String() = %q does not parse: %v", src, c.String(), err)
+		}
+		if c2.String() != c.String() || c2.Match(ev) != got {
+			t.Fatalf("%q: String() = %q reparses as %q", src, c.String(), c2.String())
+		}
+	})
+}

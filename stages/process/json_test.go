@@ -1,0 +1,237 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+func TestJSONDecodes(t *testing.T) {
+	h := mustBuild(t, "process.json", nil)
+	out, done, _ := run(t, h,
+		`{"id":123,"host":"web-1","level":"info","msg":"user logged in"}`,
+		` {"id":9007199254740993,"f":1.5,"e":1e400,"big":18446744073709551616,"neg":-0,"a":[1,"x",null,true,{}],"o":{"k":"v\u00e9\n"},"u":"é"} `,
+	)
+	if len(out.calls) != 2 || done.ok != 0 || len(done.errs) != 0 {
+		t.Fatalf("emitted %d, done %d ok %v errs", len(out.calls), done.ok, done.errs)
+	}
+	want0 := map[string]any{"id": int64(123), "host": "web-1", "level": "info", "msg": "user logged in"}
+	if got := out.calls[0].ev.Fields; !reflect.DeepEqual(got, want0) {
+		t.Errorf("fields = %#v, want %#v", got, want0)
+	}
+	want1 := map[string]any{
+		"id": int64(9007199254740993), "f": json.Number("1.5"), "e": json.Number("1e400"),
+		"big": json.Number("18446744073709551616"), "neg": int64(0),
+		"a": []any{int64(1), "x", nil, true, map[string]any{}},
+		"o": map[string]any{"k": "vé\n"}, "u": "é",
+	}
+	if got := out.calls[1].ev.Fields; !reflect.DeepEqual(got, want1) {
+		t.Errorf("fields = %#v\nwant %#v", got, want1)
+	}
+	// Numbers round-trip exactly through encoding/json.
+	b, err := json.Marshal(out.calls[1].ev.Fields["id"])
+	if err != nil || string(b) != "9007199254740993" {
+		t.Errorf("id marshals to %s, %v", b, err)
+	}
+}
+
+func TestJSONErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{``, "invalid json: unexpected end of input at offset 0"},
+		{`   `, "invalid json: unexpected end of input at offset 3"},
+		{`{"id":1,"msg":"hi"`, "invalid json: unexpected end of input at offset 18"},
+		{`{"id":1,}`, `invalid json: expected a string key, found character '}' at offset 8`},
+		{`[1,2]`, `invalid json: expected a JSON object, found character '[' at offset 0`},
+		{`"x"`, `invalid json: expected a JSON object, found character '"' at offset 0`},
+		{`{"a":1} {"b":2}`, `invalid json: unexpected character '{' after the object at offset 8`},
+		{`{"a":01}`, `invalid json: expected ',' or '}' in an object, found character '1' at offset 6`},
+		{`{"a":tru}`, `invalid json: unexpected character '}' in literal true at offset 8`},
+		{`{"a":"x` + "\x01" + `"}`, `invalid json: control character 0x01 in a string at offset 7`},
+		{`{"a":"\q"}`, `invalid json: invalid escape character 'q' in a string at offset 7`},
+		{`{"a":"\u12G4"}`, `invalid json: invalid \u escape: character 'G' at offset 10`},
+		{`{"a" 1}`, `invalid json: expected ':' after an object key, found character '1' at offset 5`},
+		{`{"a":-}`, `invalid json: expected a digit, found character '}' at offset 6`},
+		{`{"a":1.}`, `invalid json: expected a digit after '.', found character '}' at offset 7`},
+		{`{"a":1e}`, `invalid json: expected a digit in the exponent, found character '}' at offset 7`},
+		{"{\"a\":\xff}", `invalid json: unexpected byte 0xff at offset 5`},
+		{strings.Repeat(`{"a":`, 600) + "1" + strings.Repeat("}", 600), "invalid json: nesting deeper than 512 at offset 2560"},
+	} {
+		_, err := decodeJSON([]byte(tc.in))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("decodeJSON(%.40q) error = %v, want %s", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestJSONRefusesWithShortReason(t *testing.T) {
+	h := mustBuild(t, "process.json", nil)
+	secret := strings.Repeat("s3cr3t-", 100)
+	out, done, _ := run(t, h, `{"password":"`+secret+`" oops}`, `{"ok":true}`)
+	if len(out.calls) != 1 || out.calls[0].ev.Seq != 2 {
+		t.Fatalf("emitted %v", out.seqs(""))
+	}
+	if len(done.errs) != 1 {
+		t.Fatalf("errs = %v", done.errs)
+	}
+	reason := done.errs[0]
+	if strings.Contains(reason, "s3cr3t") || strings.ContainsAny(reason, "\n\r") || len(reason) > 120 {
+		t.Errorf("reason %q quotes the record or is not one short line", reason)
+	}
+}
+
+func TestJSONRequire(t *testing.T) {
+	h := mustBuild(t, "process.json", map[string]any{"require": []string{"id", "user.name"}})
+	out, done, _ := run(t, h,
+		`{"id":1,"user":{"name":"a"}}`,
+		`{"user":{"name":"a"}}`,
+		`{"id":null,"user":{"name":"a"}}`,
+		`{"id":2,"user":{}}`,
+		`{"id":3,"user":"flat"}`,
+		`{"id":false,"user":{"name":""}}`,
+	)
+	if got := out.seqs(""); !reflect.DeepEqual(got, []uint64{1, 6}) {
+		t.Errorf("emitted %v, want [1 6]", got)
+	}
+	want := map[uint64]string{
+		2: `missing field "id"`,
+		3: `field "id" is null`,
+		4: `missing field "user.name"`,
+		5: `missing field "user.name"`,
+	}
+	for seq, reason := range want {
+		if done.seqs[seq] != reason {
+			t.Errorf("record %d finished with %q, want %q", seq, done.seqs[seq], reason)
+		}
+	}
+}
+
+func TestJSONRequireBadPath(t *testing.T) {
+	_, err := build(t, testRegistry, "process.json", map[string]any{"require": []string{"id", "a..b"}})
+	fieldErr(t, err, "require.1", "empty part")
+}
+
+// TestJSONAgreesWithEncodingJSON checks the decoder against encoding/json
+// on a corpus: same acceptance, same values.
+func TestJSONAgreesWithEncodingJSON(t *testing.T) {
+	for _, in := range jsonCorpus {
+		checkJSONAgainstStd(t, []byte(in))
+	}
+}
+
+var jsonCorpus = []string{
+	`{}`, `{"a":{}}`, `{"a":[]}`, `{"a":[[],[{}]]}`, ` {"a" : 1 , "b" : [ 1 , 2 ] } `,
+	`{"a":"\ud83d\ude00"}`, `{"a":"\ud83d"}`, `{"a":"\ud83dx"}`, `{"a":"\ude00\ud83d"}`, `{"a":"\ud83d\u0041"}`,
+	`{"a":"\"\\\/\b\f\n\r\t"}`, "{\"a\":\"\xff\xfe\"}", "{\"a\":\"ok\xc3\"}", `{"a":1,"a":2}`,
+	`{"a":-9223372036854775808}`, `{"a":9223372036854775808}`, `{"a":-0.0e-0}`, `{"a":0E+1}`,
+	`{"a":true,"b":false,"c":null}`, `{"a":nul}`, `{"a":1}x`, `{"a":1`, `{"a"}`, `{,}`, `{"a":[1,]}`,
+	`{"a":"x"` + "\t" + `}`, "{\"a\":\"x\ty\"}", `{"a":.5}`, `{"a":+1}`, `{"a":0x10}`, `{"\u00e9":"k"}`,
+	`{"a":"\u0000"}`, "\ufeff{}", `{"a":1}` + "\n",
+}
+
+func checkJSONAgainstStd(t *testing.T, in []byte) {
+	t.Helper()
+	got, err := decodeJSON(in)
+	var want map[string]any
+	var stdErr error
+	if trimmed := bytes.TrimLeft(in, " \t\r\n"); !json.Valid(in) || len(trimmed) == 0 || trimmed[0] != '{' {
+		stdErr = errNotObject
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(in))
+		dec.UseNumber()
+		stdErr = dec.Decode(&want)
+	}
+	if (err == nil) != (stdErr == nil) {
+		t.Fatalf("%q: decodeJSON error %v, encoding/json error %v", in, err, stdErr)
+	}
+	if err != nil {
+		if strings.ContainsAny(err.Error(), "\n") {
+			t.Fatalf("%q: error %q has a line break", in, err)
+		}
+		return
+	}
+	if !reflect.DeepEqual(normalize(got), normalize(want)) {
+		t.Fatalf("%q: decodeJSON = %#v, encoding/json = %#v", in, got, want)
+	}
+}
+
+var errNotObject = errors.New("not one JSON object")
+
+// normalize turns int64 into json.Number so the two decoders compare.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = normalize(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = normalize(e)
+		}
+		return a
+	case int64:
+		return x
+	case json.Number:
+		if n, err := x.Int64(); err == nil && !strings.ContainsAny(string(x), ".eE") {
+			return n
+		}
+		return x
+	}
+	return v
+}
+
+func BenchmarkJSON(b *testing.B) {
+	h := mustBuild(b, "process.json", map[string]any{"require": []string{"id"}})
+	payload := []byte(`{"id":123,"host":"web-1","level":"info","msg":"user logged in","ts":1700000000123}`)
+	b.Logf("record: %d bytes", len(payload))
+	// The events are made once and reused: the benchmark measures the
+	// handler, not the source's allocation of events.
+	const batchSize = 64
+	batch := make([]*stage.Event, batchSize)
+	for i := range batch {
+		batch[i] = &stage.Event{Payload: payload}
+	}
+	out := discard{}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	n := 0
+	for b.Loop() {
+		n++
+		if n == batchSize {
+			n = 0
+			if err := h.Handle(b.Context(), batch, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// discard is an Emitter that drops what it is given.
+type discard struct{}
+
+func (discard) Emit(context.Context, *stage.Event) error           { return nil }
+func (discard) EmitTo(context.Context, string, *stage.Event) error { return nil }
+
+// BenchmarkJSONStd is encoding/json with UseNumber, a decoder per record,
+// for comparison.
+func BenchmarkJSONStd(b *testing.B) {
+	payload := []byte(`{"id":123,"host":"web-1","level":"info","msg":"user logged in","ts":1700000000123}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader(payload))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

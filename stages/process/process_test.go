@@ -1,0 +1,203 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var zapNop = zap.NewNop()
+
+// completions is the Origin.To of test events: it records how each one was
+// finished.
+type completions struct {
+	mu   sync.Mutex
+	ok   int
+	errs []string
+	seqs map[uint64]string // seq -> "ok" or the error text
+}
+
+func (c *completions) Complete(ev *stage.Event, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seqs == nil {
+		c.seqs = map[uint64]string{}
+	}
+	if err != nil {
+		c.errs = append(c.errs, err.Error())
+		c.seqs[ev.Seq] = err.Error()
+		return
+	}
+	c.ok++
+	c.seqs[ev.Seq] = "ok"
+}
+
+// emitted is one Emit ("" next) or EmitTo call.
+type emitted struct {
+	next string
+	ev   *stage.Event
+}
+
+// collector is an Emitter that records what it is given.
+type collector struct {
+	mu    sync.Mutex
+	calls []emitted
+}
+
+func (c *collector) Emit(ctx context.Context, ev *stage.Event) error {
+	return c.EmitTo(ctx, "", ev)
+}
+
+func (c *collector) EmitTo(_ context.Context, next string, ev *stage.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, emitted{next, ev})
+	return nil
+}
+
+// seqs returns the sequence numbers emitted to next.
+func (c *collector) seqs(next string) []uint64 {
+	var s []uint64
+	for _, e := range c.calls {
+		if e.next == next {
+			s = append(s, e.ev.Seq)
+		}
+	}
+	return s
+}
+
+var testRegistry = func() *stage.Registry {
+	r := stage.NewRegistry()
+	if err := Register(r); err != nil {
+		panic(err)
+	}
+	return r
+}()
+
+// build constructs a handler of kind from values, filling defaults from the
+// kind's spec as the loader does.
+func build(t testing.TB, r *stage.Registry, kind string, values map[string]any, routes ...string) (stage.Handler, error) {
+	t.Helper()
+	k, ok := r.Lookup(kind)
+	if !ok {
+		t.Fatalf("kind %q not registered", kind)
+	}
+	cfg := stage.NewConfig(values)
+	for _, f := range k.Fields {
+		if f.Default == "" {
+			continue
+		}
+		switch f.Type {
+		case stage.Bool:
+			cfg.SetDefault(f.Name, f.Default == "true")
+		case stage.String:
+			cfg.SetDefault(f.Name, f.Default)
+		default:
+			t.Fatalf("test helper: default of type %v", f.Type)
+		}
+	}
+	return k.NewHandler(cfg, stage.Env{Stage: "t", Logger: zapNop, Routes: routes})
+}
+
+func mustBuild(t testing.TB, kind string, values map[string]any, routes ...string) stage.Handler {
+	t.Helper()
+	h, err := build(t, testRegistry, kind, values, routes...)
+	if err != nil {
+		t.Fatalf("build %s: %v", kind, err)
+	}
+	return h
+}
+
+// run hands the payloads to h as one batch of events numbered from 1.
+func run(t testing.TB, h stage.Handler, payloads ...string) (*collector, *completions, []*stage.Event) {
+	t.Helper()
+	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	done := &completions{}
+	evs := make([]*stage.Event, len(payloads))
+	for i, p := range payloads {
+		evs[i] = src.NewEvent([]byte(p), uint64(i+1), stage.Origin{To: done})
+	}
+	out := &collector{}
+	if err := h.Handle(context.Background(), evs, out); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	// Every event is either emitted or finished, never both.
+	for _, ev := range evs {
+		emittedIt := false
+		for _, c := range out.calls {
+			emittedIt = emittedIt || c.ev == ev
+		}
+		if emittedIt == ev.Finished() {
+			t.Fatalf("event %d: emitted=%v finished=%v", ev.Seq, emittedIt, ev.Finished())
+		}
+	}
+	return out, done, evs
+}
+
+// runFields hands events with the given fields (no payload) to h.
+func runFields(t testing.TB, h stage.Handler, fields ...map[string]any) (*collector, *completions) {
+	t.Helper()
+	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	done := &completions{}
+	evs := make([]*stage.Event, len(fields))
+	for i, f := range fields {
+		evs[i] = src.NewEvent(nil, uint64(i+1), stage.Origin{To: done})
+		evs[i].Fields = f
+	}
+	out := &collector{}
+	if err := h.Handle(context.Background(), evs, out); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	return out, done
+}
+
+func fieldErr(t *testing.T, err error, field, contains string) {
+	t.Helper()
+	var fe *stage.FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %v is not a *stage.FieldError", err)
+	}
+	if fe.Field != field || !strings.Contains(fe.Err.Error(), contains) {
+		t.Fatalf("got FieldError{%q, %q}, want field %q containing %q", fe.Field, fe.Err, field, contains)
+	}
+}
+
+func TestRegister(t *testing.T) {
+	r := stage.NewRegistry()
+	if err := Register(r); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"process.json", "process.syslog", "process.filter", "process.route"} {
+		k, ok := r.Lookup(name)
+		if !ok {
+			t.Fatalf("%s not registered", name)
+		}
+		if k.Doc == "" || k.NewHandler == nil {
+			t.Errorf("%s: no doc or constructor", name)
+		}
+		for _, f := range k.Fields {
+			if f.Doc == "" {
+				t.Errorf("%s.%s: no doc", name, f.Name)
+			}
+		}
+	}
+	if _, ok := r.Lookup("process.func"); ok {
+		t.Error("Register registered process.func")
+	}
+	if err := Register(r); err == nil {
+		t.Error("registering twice succeeded")
+	}
+}
+
+func routeObj(cond, next string) stage.Config {
+	return stage.NewConfig(map[string]any{"if": cond, "next": next})
+}

@@ -1,0 +1,74 @@
+package process
+
+import (
+	"github.com/stagedserver/seda/stage"
+)
+
+// conditionDoc summarizes the condition syntax for the kinds' docs; the
+// package documentation has the full account.
+const conditionDoc = "A condition is `PATH OP VALUE` comparisons joined by `and` and `or` " +
+	"(`and` binds tighter), negated with `not` and grouped with parentheses. PATH is a dotted field path " +
+	"(`host`, `user.id`; `$` is the raw record). OP is `==`, `!=`, `<`, `<=`, `>`, `>=`, `contains`, " +
+	"`matches` (a Go regular expression) or the unary `exists` (`PATH exists`: present and not null). " +
+	"VALUE is a double-quoted string (Go escapes), a number, `true`, `false` or `null`. Numbers compare " +
+	"numerically, strings byte-wise; values of different types are never equal, and a missing field is null. " +
+	"Example: `level == \"error\" and not (host matches \"^test-\" or code < 500)`."
+
+// Register registers the kinds process.json, process.syslog,
+// process.filter and process.route in r. process.func needs the program's
+// functions and is registered by RegisterFuncs.
+func Register(r *stage.Registry) error {
+	kinds := []stage.Kind{
+		{
+			Name: "process.json",
+			Doc: "Decodes each record as one JSON object into the event's fields and checks required fields. " +
+				"Integers that fit in 64 bits become int64, other numbers keep their exact text (json.Number). " +
+				"A record that is not a JSON object, or lacks a required field, is refused with a one-line reason " +
+				"(`invalid json: unexpected end of input at offset 17`, `missing field \"id\"`).",
+			Fields: []stage.Field{
+				{Name: "require", Type: stage.StringList, Doc: "dotted field paths that must be present and not null"},
+			},
+			NewHandler: newJSON,
+		},
+		{
+			Name: "process.syslog",
+			Doc: "Parses RFC 5424 and RFC 3164 (BSD) syslog lines into the fields pri, facility, severity, " +
+				"version (5424), timestamp (as sent), hostname, app_name, procid, msgid, structured_data " +
+				"(5424, raw text) and msg; fields a line does not carry (or gives as `-`) are absent.",
+			Fields: []stage.Field{
+				{Name: "format", Type: stage.String, Default: "auto", Doc: "auto (5424 when a version follows <PRI>, else 3164), rfc5424 or rfc3164"},
+				{Name: "strict", Type: stage.Bool, Default: "false", Doc: "refuse unparseable lines; false keeps them as {msg: LINE, parse_error: REASON}"},
+			},
+			NewHandler: newSyslog,
+		},
+		{
+			Name: "process.filter",
+			Doc: "Keeps the events that match a condition and drops the others (or, with drop, the reverse). " +
+				"Dropped events are finished as handled (acked). " + conditionDoc,
+			Fields: []stage.Field{
+				{Name: "if", Type: stage.String, Required: true, Doc: "the condition"},
+				{Name: "drop", Type: stage.Bool, Default: "false", Doc: "drop the events that match instead of keeping them"},
+			},
+			NewHandler: newFilter,
+		},
+		{
+			Name: "process.route",
+			Doc: "Sends each event to the next stage of the first route whose condition it matches, " +
+				"else to default; with no default such events are dropped (acked). " + conditionDoc,
+			Fields: []stage.Field{
+				{Name: "routes", Type: stage.ObjectList, Required: true, Doc: "the routes, tried in order", Fields: []stage.Field{
+					{Name: "if", Type: stage.String, Required: true, Doc: "the condition"},
+					{Name: "next", Type: stage.String, Required: true, Ref: true, Doc: "the stage that receives matching events"},
+				}},
+				{Name: "default", Type: stage.String, Ref: true, Doc: "the stage for events that match no route; empty: drop them"},
+			},
+			NewHandler: newRoute,
+		},
+	}
+	for _, k := range kinds {
+		if err := r.Register(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// syslogFormat is the format option of process.syslog.
+type syslogFormat int
+
+const (
+	formatAuto syslogFormat = iota
+	formatRFC5424
+	formatRFC3164
+)
+
+// syslogHandler is process.syslog.
+type syslogHandler struct {
+	format syslogFormat
+	strict bool
+}
+
+var _ stage.Handler = (*syslogHandler)(nil)
+
+func newSyslog(cfg stage.Config, env stage.Env) (stage.Handler, error) {
+	h := &syslogHandler{strict: cfg.Bool("strict")}
+	switch f := cfg.String("format"); f {
+	case "", "auto":
+		h.format = formatAuto
+	case "rfc5424":
+		h.format = formatRFC5424
+	case "rfc3164":
+		h.format = formatRFC3164
+	default:
+		return nil, &stage.FieldError{Field: "format", Err: fmt.Errorf("unknown format %q (want auto, rfc5424 or rfc3164)", f)}
+	}
+	return h, nil
+}
+
+func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
+	for _, ev := range batch {
+		line := string(ev.Payload)
+		m, err := parseSyslog(line, h.format)
+		if err != nil {
+			if h.strict {
+				ev.Done(fmt.Errorf("invalid syslog: %w", err))
+				continue
+			}
+			m = map[string]any{"msg": line, "parse_error": err.Error()}
+		}
+		ev.Fields = m
+		out.Emit(ctx, ev)
+	}
+	return nil
+}
+
+// parseSyslog parses one syslog line. Every string field it returns is a
+// substring of line; numbers are int64. NILVALUE ("-") fields of RFC 5424
+// are left out.
+func parseSyslog(line string, f syslogFormat) (map[string]any, error) {
+	pri, rest, err := parsePRI(line)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]any, 12)
+	m["pri"] = int64(pri)
+	m["facility"] = int64(pri / 8)
+	m["severity"] = int64(pri % 8)
+	// RFC 5424 puts a VERSION (1 to 3 digits) and a space after PRI; an
+	// RFC 3164 header starts with a month name or an RFC 3339 date.
+	v := 0
+	for v < len(rest) && v < 3 && rest[v] >= '0' && rest[v] <= '9' {
+		v++
+	}
+	is5424 := v > 0 && v < len(rest) && rest[v] == ' '
+	switch {
+	case f == formatRFC5424 || (f == formatAuto && is5424):
+		err = parse5424(rest, m)
+	default:
+		parse3164(rest, m)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// parsePRI reads "<N>" with N in 0..191 written in 1 to 3 digits.
+func parsePRI(line string) (int, string, error) {
+	if line == "" || line[0] != '<' {
+		return 0, "", errors.New("missing <PRI> at the start")
+	}
+	pri, i := 0, 1
+	for i < len(line) && i < 5 && line[i] >= '0' && line[i] <= '9' {
+		pri = pri*10 + int(line[i]-'0')
+		i++
+	}
+	switch {
+	case i == 1 || i > 4 || i >= len(line) || line[i] != '>':
+		return 0, "", errors.New("bad <PRI>: want <0> to <191>")
+	case pri > 191:
+		return 0, "", fmt.Errorf("bad <PRI>: %d is over 191", pri)
+	case i > 2 && line[1] == '0':
+		return 0, "", errors.New("bad <PRI>: leading zero")
+	}
+	return pri, line[i+1:], nil
+}
+
+// parse5424 parses what follows PRI:
+// VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD [SP MSG]
+func parse5424(s string, m map[string]any) error {
+	ver, i := 0, 0
+	for i < len(s) && i < 3 && s[i] >= '0' && s[i] <= '9' {
+		ver = ver*10 + int(s[i]-'0')
+		i++
+	}
+	if i == 0 || s[0] == '0' || ver == 0 {
+		return errors.New("rfc5424: bad VERSION")
+	}
+	if i >= len(s) || s[i] != ' ' {
+		return errors.New("rfc5424: expected a space after VERSION")
+	}
+	m["version"] = int64(ver)
+	s = s[i+1:]
+	names := [...]string{"timestamp", "hostname", "app_name", "procid", "msgid"}
+	for _, name := range names {
+		tok, rest, ok := strings.Cut(s, " ")
+		if !ok {
+			if tok == "" {
+				return fmt.Errorf("rfc5424: header ends before %s", strings.ToUpper(name))
+			}
+			return fmt.Errorf("rfc5424: header ends after %s", strings.ToUpper(name))
+		}
+		if tok == "" {
+			return fmt.Errorf("rfc5424: empty %s (two spaces?)", strings.ToUpper(name))
+		}
+		if !printASCII(tok) {
+			return fmt.Errorf("rfc5424: %s has a character outside printable ASCII", strings.ToUpper(name))
+		}
+		if name == "timestamp" && tok != "-" && !isRFC3339(tok) {
+			return errors.New("rfc5424: bad TIMESTAMP")
+		}
+		if tok != "-" {
+			m[name] = tok
+		}
+		s = rest
+	}
+	n, err := sdLen(s)
+	if err != nil {
+		return err
+	}
+	if sd := s[:n]; sd != "-" {
+		m["structured_data"] = sd
+	}
+	s = s[n:]
+	switch {
+	case s == "":
+	case s[0] != ' ':
+		return errors.New("rfc5424: expected a space after STRUCTURED-DATA")
+	default:
+		msg := strings.TrimPrefix(s[1:], "\ufeff") // the BOM marks UTF-8; it is not part of the text
+		m["msg"] = trimEOL(msg)
+	}
+	return nil
+}
+
+// sdLen returns the length of the STRUCTURED-DATA at the start of s: "-" or
+// one or more [SD-ID *(SP PARAM-NAME="VALUE")] elements, where a VALUE may
+// escape '"', '\' and ']' with a backslash.
+func sdLen(s string) (int, error) {
+	if strings.HasPrefix(s, "-") {
+		return 1, nil
+	}
+	if !strings.HasPrefix(s, "[") {
+		return 0, errors.New("rfc5424: STRUCTURED-DATA must be - or start with [")
+	}
+	i := 0
+	for i < len(s) && s[i] == '[' {
+		i++
+		if j := sdName(s[i:]); j == 0 {
+			return 0, errors.New("rfc5424: bad SD-ID")
+		} else {
+			i += j
+		}
+		for i < len(s) && s[i] == ' ' {
+			i++
+			j := sdName(s[i:])
+			if j == 0 {
+				return 0, errors.New("rfc5424: bad SD-PARAM name")
+			}
+			i += j
+			if !strings.HasPrefix(s[i:], "=\"") {
+				return 0, errors.New("rfc5424: expected =\" after SD-PARAM name")
+			}
+			i += 2
+			for {
+				if i >= len(s) {
+					return 0, errors.New("rfc5424: unterminated SD-PARAM value")
+				}
+				if s[i] == '\\' && i+1 < len(s) {
+					i += 2
+					continue
+				}
+				if s[i] == '"' {
+					i++
+					break
+				}
+				i++
+			}
+		}
+		if i >= len(s) || s[i] != ']' {
+			return 0, errors.New("rfc5424: expected ] to end an SD-ELEMENT")
+		}
+		i++
+	}
+	return i, nil
+}
+
+// sdName is the length of the SD-NAME at the start of s: 1 to 32 printable
+// ASCII characters other than '=', ' ', ']' and '"'.
+func sdName(s string) int {
+	i := 0
+	for i < len(s) && i < 32 {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '=' || c == ']' || c == '"' {
+			break
+		}
+		i++
+	}
+	return i
+}
+
+func printASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// isRFC3339 checks the shape of an RFC 5424 TIMESTAMP:
+// YYYY-MM-DDTHH:MM:SS[.F{1,6}](Z|+HH:MM|-HH:MM). Values are not range-checked
+// beyond the shape; the timestamp is kept as sent.
+func isRFC3339(s string) bool {
+	const shape = "dddd-dd-ddTdd:dd:dd"
+	if len(s) < len(shape)+1 {
+		return false
+	}
+	for i := 0; i < len(shape); i++ {
+		if shape[i] == 'd' {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		} else if s[i] != shape[i] {
+			return false
+		}
+	}
+	s = s[len(shape):]
+	if s[0] == '.' {
+		n := 1
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 7 {
+			return false
+		}
+		s = s[n:]
+	}
+	if s == "Z" {
+		return true
+	}
+	return len(s) == 6 && (s[0] == '+' || s[0] == '-') && isDigits(s[1:3]) && s[3] == ':' && isDigits(s[4:6])
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// parse3164 parses what follows PRI in the BSD format:
+// [TIMESTAMP SP HOSTNAME SP] [TAG["["PID"]"]":" SP] MSG
+// Senders vary a lot, so it never fails: what it cannot place is the
+// message. TIMESTAMP is "Mmm dd hh:mm:ss" (day padded with a space) or,
+// as rsyslog forwards, an RFC 3339 timestamp.
+func parse3164(s string, m map[string]any) {
+	if n := stamp3164(s); n > 0 {
+		m["timestamp"] = s[:n]
+		s = s[n:]
+		s = strings.TrimPrefix(s, " ")
+		// HOSTNAME follows the timestamp, unless what follows is already
+		// the tag ("app:" or "app[12]:").
+		if tok, rest, ok := strings.Cut(s, " "); ok && tok != "" && !strings.HasSuffix(tok, ":") && !strings.Contains(tok, "[") {
+			m["hostname"] = tok
+			s = rest
+		}
+	}
+	// TAG: up to 48 characters of [A-Za-z0-9_./-], then "[PID]" and ":".
+	i := 0
+	for i < len(s) && i < 48 && isTagChar(s[i]) {
+		i++
+	}
+	if i > 0 && i < len(s) {
+		tag, rest := s[:i], s[i:]
+		pid := ""
+		if rest[0] == '[' {
+			if j := strings.IndexByte(rest, ']'); j > 1 && j <= 129 && printASCII(rest[1:j]) {
+				pid, rest = rest[1:j], rest[j+1:]
+			} else {
+				rest = "" // not a tag after all
+			}
+		}
+		if strings.HasPrefix(rest, ":") {
+			m["app_name"] = tag
+			if pid != "" {
+				m["procid"] = pid
+			}
+			s = strings.TrimPrefix(rest[1:], " ")
+		}
+	}
+	m["msg"] = trimEOL(s)
+}
+
+func isTagChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '/' || c == '-'
+}
+
+// stamp3164 returns the length of the timestamp at the start of s, or 0.
+func stamp3164(s string) int {
+	// "Mmm dd hh:mm:ss"
+	if len(s) >= 15 && isMonth(s[:3]) && s[3] == ' ' &&
+		(s[4] == ' ' || s[4] >= '0' && s[4] <= '3') && s[5] >= '0' && s[5] <= '9' && s[6] == ' ' &&
+		isDigits(s[7:9]) && s[9] == ':' && isDigits(s[10:12]) && s[12] == ':' && isDigits(s[13:15]) &&
+		(len(s) == 15 || s[15] == ' ') {
+		return 15
+	}
+	tok, _, _ := strings.Cut(s, " ")
+	if isRFC3339(tok) {
+		return len(tok)
+	}
+	return 0
+}
+
+func isMonth(s string) bool {
+	switch s {
+	case "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec":
+		return true
+	}
+	return false
+}
+
+// trimEOL drops one trailing line end that octet-counted senders sometimes
+// include.
+func trimEOL(s string) string {
+	s = strings.TrimSuffix(s, "\n")
+	return strings.TrimSuffix(s, "\r")
+}

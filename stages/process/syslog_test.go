@@ -1,0 +1,151 @@
+package process
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSyslogParse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    syslogFormat
+		in   string
+		want map[string]any
+	}{
+		{"5424 full", formatAuto,
+			`<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 1234 ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"] ` + "\ufeff" + `An application event`,
+			map[string]any{"pri": int64(165), "facility": int64(20), "severity": int64(5), "version": int64(1),
+				"timestamp": "2003-10-11T22:14:15.003Z", "hostname": "mymachine.example.com", "app_name": "evntslog",
+				"procid": "1234", "msgid": "ID47",
+				"structured_data": `[exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"]`,
+				"msg":             "An application event"}},
+		{"5424 nil values, no msg", formatAuto,
+			`<34>1 - - - - - -`,
+			map[string]any{"pri": int64(34), "facility": int64(4), "severity": int64(2), "version": int64(1)}},
+		{"5424 escaped sd", formatRFC5424,
+			`<13>1 2024-01-02T03:04:05+01:00 h app - - [x@1 a="q\"]\\"] done`,
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5), "version": int64(1),
+				"timestamp": "2024-01-02T03:04:05+01:00", "hostname": "h", "app_name": "app",
+				"structured_data": `[x@1 a="q\"]\\"]`, "msg": "done"}},
+		{"5424 logger", formatAuto,
+			`<13>1 2024-05-06T07:08:09.123456+00:00 box alice - - [timeQuality tzKnown="1" isSynced="1"] hello world` + "\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5), "version": int64(1),
+				"timestamp": "2024-05-06T07:08:09.123456+00:00", "hostname": "box", "app_name": "alice",
+				"structured_data": `[timeQuality tzKnown="1" isSynced="1"]`, "msg": "hello world"}},
+		{"3164", formatAuto,
+			`<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8`,
+			map[string]any{"pri": int64(34), "facility": int64(4), "severity": int64(2),
+				"timestamp": "Oct 11 22:14:15", "hostname": "mymachine", "app_name": "su",
+				"msg": "'su root' failed for lonvick on /dev/pts/8"}},
+		{"3164 pid, padded day", formatRFC3164,
+			`<13>Feb  5 17:32:18 10.0.0.99 sshd[4242]: Accepted publickey`,
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "Feb  5 17:32:18", "hostname": "10.0.0.99", "app_name": "sshd", "procid": "4242",
+				"msg": "Accepted publickey"}},
+		{"3164 no hostname", formatAuto,
+			`<13>Feb  5 17:32:18 cron[1]: job`,
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "Feb  5 17:32:18", "app_name": "cron", "procid": "1", "msg": "job"}},
+		{"3164 rsyslog forward format", formatAuto,
+			`<30>2024-01-02T03:04:05.678+02:00 web-1 nginx: GET /`,
+			map[string]any{"pri": int64(30), "facility": int64(3), "severity": int64(6),
+				"timestamp": "2024-01-02T03:04:05.678+02:00", "hostname": "web-1", "app_name": "nginx", "msg": "GET /"}},
+		{"3164 bare", formatAuto,
+			`<0>just text: here`,
+			map[string]any{"pri": int64(0), "facility": int64(0), "severity": int64(0), "msg": "just text: here"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSyslog(tc.in, tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %#v\nwant %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSyslogErrors(t *testing.T) {
+	for _, tc := range []struct {
+		f        syslogFormat
+		in, want string
+	}{
+		{formatAuto, ``, "missing <PRI> at the start"},
+		{formatAuto, `hello`, "missing <PRI> at the start"},
+		{formatAuto, `<>1 - - - - - -`, "bad <PRI>: want <0> to <191>"},
+		{formatAuto, `<1000>x`, "bad <PRI>: want <0> to <191>"},
+		{formatAuto, `<192>x`, "bad <PRI>: 192 is over 191"},
+		{formatAuto, `<013>x`, "bad <PRI>: leading zero"},
+		{formatAuto, `<13`, "bad <PRI>: want <0> to <191>"},
+		{formatAuto, `<13>1 2024-01-02 h a p m -`, "rfc5424: bad TIMESTAMP"},
+		{formatAuto, `<13>1 - h a p`, "rfc5424: header ends after PROCID"},
+		{formatAuto, `<13>1 - h a p `, "rfc5424: header ends before MSGID"},
+		{formatAuto, `<13>1 -  a p m -`, "rfc5424: empty HOSTNAME (two spaces?)"},
+		{formatAuto, `<13>1 - h a p m x`, "rfc5424: STRUCTURED-DATA must be - or start with ["},
+		{formatAuto, `<13>1 - h a p m [x a="1"`, "rfc5424: expected ] to end an SD-ELEMENT"},
+		{formatAuto, `<13>1 - h a p m [x a="1]`, "rfc5424: unterminated SD-PARAM value"},
+		{formatAuto, `<13>1 - h a p m [x a=1]`, `rfc5424: expected =" after SD-PARAM name`},
+		{formatAuto, `<13>1 - h a p m -x`, "rfc5424: expected a space after STRUCTURED-DATA"},
+		{formatRFC5424, `<13>Oct 11 22:14:15 h su: x`, "rfc5424: bad VERSION"},
+	} {
+		_, err := parseSyslog(tc.in, tc.f)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("parseSyslog(%q) error = %v, want %s", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestSyslogLenient(t *testing.T) {
+	h := mustBuild(t, "process.syslog", nil)
+	out, done, _ := run(t, h, `not syslog`, `<13>Oct 11 22:14:15 h su: ok`)
+	if len(out.calls) != 2 || len(done.errs) != 0 {
+		t.Fatalf("emitted %d, errs %v", len(out.calls), done.errs)
+	}
+	want := map[string]any{"msg": "not syslog", "parse_error": "missing <PRI> at the start"}
+	if got := out.calls[0].ev.Fields; !reflect.DeepEqual(got, want) {
+		t.Errorf("fields = %#v, want %#v", got, want)
+	}
+	if got := out.calls[1].ev.Fields["app_name"]; got != "su" {
+		t.Errorf("app_name = %v", got)
+	}
+}
+
+func TestSyslogStrict(t *testing.T) {
+	h := mustBuild(t, "process.syslog", map[string]any{"strict": true, "format": "rfc5424"})
+	out, done, _ := run(t, h, `<13>1 - h a p m - ok`, `<13>Oct 11 22:14:15 h su: 3164`, `junk`)
+	if got := out.seqs(""); !reflect.DeepEqual(got, []uint64{1}) {
+		t.Fatalf("emitted %v, want [1]", got)
+	}
+	if done.seqs[2] != "invalid syslog: rfc5424: bad VERSION" || done.seqs[3] != "invalid syslog: missing <PRI> at the start" {
+		t.Errorf("reasons = %q, %q", done.seqs[2], done.seqs[3])
+	}
+}
+
+func TestSyslogBadFormat(t *testing.T) {
+	_, err := build(t, testRegistry, "process.syslog", map[string]any{"format": "rfc9999"})
+	fieldErr(t, err, "format", `unknown format "rfc9999"`)
+}
+
+// checkSyslogFields asserts what FuzzSyslog asserts of one line.
+func checkSyslogFields(t *testing.T, line string, m map[string]any) {
+	t.Helper()
+	for k, v := range m {
+		switch x := v.(type) {
+		case string:
+			if k != "parse_error" && !strings.Contains(line, x) {
+				t.Fatalf("%q: field %s = %q is not part of the line", line, k, x)
+			}
+		case int64:
+			if x < 0 || x > 999 {
+				t.Fatalf("%q: field %s = %d out of range", line, k, x)
+			}
+		default:
+			t.Fatalf("%q: field %s has type %T", line, k, v)
+		}
+	}
+	if pri, ok := m["pri"].(int64); ok && (m["facility"] != pri/8 || m["severity"] != pri%8) {
+		t.Fatalf("%q: facility/severity do not match pri", line)
+	}
+}
