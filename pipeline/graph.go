@@ -1,0 +1,280 @@
+package pipeline
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// edge is a route from one stage to another, where it is written.
+type edge struct {
+	to  int
+	pos Pos
+}
+
+// checkGraph checks the routes between stages: every name given to next or
+// to a kind's Ref field must be another stage that takes input, inline
+// stages need an upstream stage, and the routes must not form a cycle. It
+// fills each stage's Routes.
+func (l *loader) checkGraph(infos []*stageInfo) {
+	index := make(map[string]int, len(infos))
+	names := make([]string, len(infos))
+	for i, in := range infos {
+		index[in.cfg.Name] = i
+		names[i] = in.cfg.Name
+	}
+	edges := make([][]edge, len(infos))
+	fed := make([]bool, len(infos))
+	for i, in := range infos {
+		s := in.cfg
+		seen := map[string]bool{}
+		linked := map[int]bool{}
+		if s.Next != "" {
+			s.Routes = append(s.Routes, s.Next)
+			seen[s.Next] = true
+		}
+		for _, r := range in.refs {
+			if !seen[r.to] {
+				seen[r.to] = true
+				s.Routes = append(s.Routes, r.to)
+			}
+			j, ok := index[r.to]
+			switch {
+			case r.to == s.Name:
+				l.errAt(r.pos, "stage %q: %s names the stage itself", s.Name, r.path)
+				continue
+			case !ok:
+				l.errAt(r.pos, "stage %q: %s %q is not a stage%s; stages: %s", s.Name, r.path, r.to, suggest(r.to, names), listNames(names))
+				continue
+			case infos[j].kind != nil && infos[j].kind.NewSource != nil:
+				l.errAt(r.pos, "stage %q: %s %q is a source (kind %q): sources take no input", s.Name, r.path, r.to, infos[j].kind.Name)
+				continue
+			}
+			fed[j] = true
+			if !linked[j] {
+				linked[j] = true
+				edges[i] = append(edges[i], edge{to: j, pos: r.pos})
+			}
+		}
+	}
+	for i, in := range infos {
+		isSource := in.kind != nil && in.kind.NewSource != nil
+		if in.cfg.Settings.Inline && !fed[i] && !isSource {
+			l.errAt(in.cfg.Pos, "stage %q is inline but no stage routes to it: an inline stage runs inside its upstream stage's workers", in.cfg.Name)
+		}
+	}
+	for _, cyc := range cycles(edges) {
+		path := make([]string, len(cyc)+1)
+		for k, i := range cyc {
+			path[k] = names[i]
+		}
+		path[len(cyc)] = names[cyc[0]]
+		var at Pos
+		for _, e := range edges[cyc[0]] {
+			if e.to == cyc[1] {
+				at = e.pos
+			}
+		}
+		l.errAt(at, "stage %q: routes form a cycle: %s", names[cyc[0]], strings.Join(path, " -> "))
+	}
+}
+
+// cycles returns one cycle for each strongly connected component of the
+// graph that has more than one node (self-edges are not in the graph). A
+// cycle starts at the component's first node in file order and is a
+// shortest way back to it, so the report is stable.
+func cycles(edges [][]edge) [][]int {
+	n := len(edges)
+	// Tarjan's algorithm, iterative so that a long chain cannot exhaust
+	// the stack.
+	idx := make([]int, n)
+	low := make([]int, n)
+	onStack := make([]bool, n)
+	comp := make([]int, n)
+	for i := range idx {
+		idx[i], comp[i] = -1, -1
+	}
+	var stack []int
+	next, ncomp := 0, 0
+	type frame struct{ v, e int }
+	for root := 0; root < n; root++ {
+		if idx[root] >= 0 {
+			continue
+		}
+		call := []frame{{root, 0}}
+		idx[root], low[root] = next, next
+		next++
+		stack = append(stack, root)
+		onStack[root] = true
+		for len(call) > 0 {
+			f := &call[len(call)-1]
+			if f.e < len(edges[f.v]) {
+				w := edges[f.v][f.e].to
+				f.e++
+				if idx[w] < 0 {
+					idx[w], low[w] = next, next
+					next++
+					stack = append(stack, w)
+					onStack[w] = true
+					call = append(call, frame{w, 0})
+				} else if onStack[w] {
+					low[f.v] = min(low[f.v], idx[w])
+				}
+				continue
+			}
+			v := f.v
+			call = call[:len(call)-1]
+			if len(call) > 0 {
+				p := call[len(call)-1].v
+				low[p] = min(low[p], low[v])
+			}
+			if low[v] == idx[v] {
+				for {
+					w := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					onStack[w] = false
+					comp[w] = ncomp
+					if w == v {
+						break
+					}
+				}
+				ncomp++
+			}
+		}
+	}
+	size := make([]int, ncomp)
+	for _, c := range comp {
+		size[c]++
+	}
+	var out [][]int
+	done := make([]bool, ncomp)
+	for start := 0; start < n; start++ {
+		c := comp[start]
+		if size[c] < 2 || done[c] {
+			continue
+		}
+		done[c] = true
+		// Breadth-first search inside the component for the shortest
+		// way from start back to start.
+		prev := make([]int, n)
+		for i := range prev {
+			prev[i] = -1
+		}
+		queue := []int{start}
+		found := -1
+		for len(queue) > 0 && found < 0 {
+			v := queue[0]
+			queue = queue[1:]
+			for _, e := range edges[v] {
+				if comp[e.to] != c {
+					continue
+				}
+				if e.to == start {
+					found = v
+					break
+				}
+				if prev[e.to] < 0 {
+					prev[e.to] = v
+					queue = append(queue, e.to)
+				}
+			}
+		}
+		var cyc []int
+		for v := found; v != start; v = prev[v] {
+			cyc = append(cyc, v)
+		}
+		cyc = append(cyc, start)
+		for i, j := 0, len(cyc)-1; i < j; i, j = i+1, j-1 {
+			cyc[i], cyc[j] = cyc[j], cyc[i]
+		}
+		out = append(out, cyc)
+	}
+	return out
+}
+
+// Graph writes the stages and the routes between them in format "dot"
+// (Graphviz) or "mermaid" (a flowchart). A node shows the stage's name, its
+// kind, and "inline" or its queue capacity; an edge to the stage's next is
+// solid, an edge to another of its routes dashed. The output is the same
+// for the same Config.
+func (c *Config) Graph(w io.Writer, format string) error {
+	switch format {
+	case "dot", "mermaid":
+	default:
+		return fmt.Errorf("graph: unknown format %q: use dot or mermaid", format)
+	}
+	index := make(map[string]int, len(c.Stages))
+	for i, s := range c.Stages {
+		index[s.Name] = i
+	}
+	bw := bufio.NewWriter(w)
+	if format == "dot" {
+		fmt.Fprintf(bw, "digraph %s {\n\trankdir=LR;\n\tnode [shape=box];\n", dotQuote(c.Name))
+	} else {
+		bw.WriteString("flowchart LR\n")
+	}
+	for i, s := range c.Stages {
+		detail := "(inline)"
+		if !s.Settings.Inline {
+			capacity := s.Settings.Capacity
+			if capacity <= 0 {
+				capacity = 1024
+			}
+			detail = "queue " + strconv.Itoa(capacity)
+		}
+		if format == "dot" {
+			style := ""
+			if s.Settings.Inline {
+				style = ", style=dashed"
+			}
+			fmt.Fprintf(bw, "\tn%d [label=%s%s];\n", i, dotQuote(s.Name+"\n"+s.Kind+"\n"+detail), style)
+		} else {
+			fmt.Fprintf(bw, "\tn%d[\"%s<br/>%s<br/>%s\"]\n", i, mermaidText(s.Name), mermaidText(s.Kind), mermaidText(detail))
+		}
+	}
+	for i, s := range c.Stages {
+		routes := s.Routes
+		if len(routes) == 0 && s.Next != "" {
+			routes = []string{s.Next}
+		}
+		for _, r := range routes {
+			j, ok := index[r]
+			if !ok {
+				continue
+			}
+			solid := r == s.Next
+			switch {
+			case format == "dot" && solid:
+				fmt.Fprintf(bw, "\tn%d -> n%d;\n", i, j)
+			case format == "dot":
+				fmt.Fprintf(bw, "\tn%d -> n%d [style=dashed];\n", i, j)
+			case solid:
+				fmt.Fprintf(bw, "\tn%d --> n%d\n", i, j)
+			default:
+				fmt.Fprintf(bw, "\tn%d -.-> n%d\n", i, j)
+			}
+		}
+	}
+	if format == "dot" {
+		bw.WriteString("}\n")
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("graph: %w", err)
+	}
+	return nil
+}
+
+// dotQuote quotes s as a DOT string; a newline becomes a line break in
+// the label.
+func dotQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", "")
+	return `"` + r.Replace(s) + `"`
+}
+
+// mermaidText escapes s for a quoted Mermaid label.
+func mermaidText(s string) string {
+	r := strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "\n", " ", "\r", "")
+	return r.Replace(s)
+}
