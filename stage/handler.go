@@ -78,8 +78,9 @@ type Gauger interface {
 
 // Env is what a kind's constructor gets besides its configuration.
 type Env struct {
-	Stage  string      // the stage's name
-	Logger *zap.Logger // never nil; already named after the stage
+	Stage    string      // the stage's name
+	Settings Settings    // the stage's common knobs (workers, batch, ...), defaults filled in
+	Logger   *zap.Logger // never nil; already named after the stage
 	// Routes lists the stage's declared next stages (its `next` and, for
 	// routing kinds, the route targets), for constructors that validate
 	// their own references.

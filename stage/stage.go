@@ -27,6 +27,13 @@ type Settings struct {
 	Inline      bool          // no port, no pool: run in the upstream workers
 }
 
+// WithDefaults returns s with the defaults of unset knobs filled in, as
+// the stage will run with them.
+func (s Settings) WithDefaults() Settings {
+	s.fill()
+	return s
+}
+
 func (s *Settings) fill() {
 	if s.Concurrency <= 0 {
 		s.Concurrency = runtime.GOMAXPROCS(0)

@@ -1,0 +1,591 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/stagedserver/seda/internal/pgtemp"
+	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
+	"github.com/stagedserver/seda/stage"
+)
+
+var pg = pgtesting.Cluster{Options: pgtemp.Options{Fast: true}}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pg.Wrap(m)) }
+
+// recorder is the Origin.To of the test events: it keeps each event's
+// result and may run a hook at each completion.
+type recorder struct {
+	mu   sync.Mutex
+	errs map[uint64]error
+	hook func(ev *stage.Event, err error)
+}
+
+func (r *recorder) Complete(ev *stage.Event, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.errs == nil {
+		r.errs = map[uint64]error{}
+	}
+	if _, dup := r.errs[ev.Seq]; dup {
+		panic(fmt.Sprintf("event %d completed twice", ev.Seq))
+	}
+	r.errs[ev.Seq] = err
+	if r.hook != nil {
+		r.hook(ev, err)
+	}
+}
+
+// results returns how many events were acked and the nacked ones by seq.
+func (r *recorder) results() (acked int, nacked map[uint64]error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	nacked = map[uint64]error{}
+	for seq, err := range r.errs {
+		if err == nil {
+			acked++
+		} else {
+			nacked[seq] = err
+		}
+	}
+	return acked, nacked
+}
+
+var src = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+
+// record makes one event with seq, field id and payload {"id":id,...}.
+func record(rec *recorder, seq uint64, id any, extra map[string]any) *stage.Event {
+	fields := map[string]any{"id": id}
+	for k, v := range extra {
+		fields[k] = v
+	}
+	payload, _ := json.Marshal(map[string]any{"id": id, "msg": "hello from the test suite", "n": seq})
+	ev := src.NewEvent(payload, seq, stage.Origin{To: rec, Key: 1})
+	ev.Fields = fields
+	return ev
+}
+
+// batchOf makes events with ids from..to-1 (seq = id).
+func batchOf(rec *recorder, from, to int) []*stage.Event {
+	var b []*stage.Event
+	for id := from; id < to; id++ {
+		b = append(b, record(rec, uint64(id), json.Number(fmt.Sprint(id)), nil))
+	}
+	return b
+}
+
+// config returns the default test configuration with overrides; a nil
+// override removes the key.
+func config(dsn string, over map[string]any) stage.Config {
+	v := map[string]any{
+		"dsn":     dsn,
+		"table":   "events",
+		"create":  true,
+		"columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "body", Value: "$"}},
+		"types":   []stage.Pair{{Key: "id", Value: "bigint"}},
+		"key":     []string{"id"},
+		"retry": stage.NewConfig(map[string]any{
+			"backoff": 10 * time.Millisecond, "max_backoff": 200 * time.Millisecond,
+		}),
+	}
+	for k, x := range over {
+		if x == nil {
+			delete(v, k)
+		} else {
+			v[k] = x
+		}
+	}
+	return stage.NewConfig(v)
+}
+
+func newSink(t *testing.T, cfg stage.Config, log *zap.Logger) *Sink {
+	t.Helper()
+	s, err := New(cfg, stage.Env{Stage: "store", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func startSink(t *testing.T, cfg stage.Config) *Sink {
+	t.Helper()
+	s := newSink(t, cfg, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+func count(t *testing.T, c *pgx.Conn, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func handle(t *testing.T, s *Sink, batch []*stage.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Handle(ctx, batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range batch {
+		if !ev.Finished() {
+			t.Fatalf("event %d not finished after Handle", ev.Seq)
+		}
+	}
+}
+
+var methods = []string{"copy", "insert"}
+
+func exec(t *testing.T, c *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateThenReuseExistingTable(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	db := connect(t, dsn)
+	exec(t, db, "CREATE SCHEMA app")
+	cfg := config(dsn, map[string]any{"table": "app.Events"})
+
+	s1 := startSink(t, cfg)
+	rec := &recorder{}
+	handle(t, s1, batchOf(rec, 0, 10))
+	_ = s1.Close()
+	var types []string
+	rows, _ := db.Query(context.Background(), `SELECT column_name || ' ' || data_type FROM information_schema.columns
+		WHERE table_schema = 'app' AND table_name = 'events' ORDER BY ordinal_position`)
+	types, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(types, ", "); got != "id bigint, body jsonb" {
+		t.Fatalf("created columns: %s", got)
+	}
+	if n := count(t, db, "SELECT count(*) FROM pg_index WHERE indrelid = 'app.events'::regclass AND indisprimary"); n != 1 {
+		t.Fatalf("%d primary keys", n)
+	}
+
+	s2 := startSink(t, cfg) // the table exists now: used as it is
+	handle(t, s2, batchOf(rec, 10, 20))
+	if acked, nacked := rec.results(); acked != 20 || len(nacked) != 0 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+	if n := count(t, db, "SELECT count(*) FROM app.events"); n != 20 {
+		t.Fatalf("%d rows, want 20", n)
+	}
+}
+
+// An existing table with more columns than configured, a json (not jsonb)
+// body and a NOT NULL column left to its default is used as it is, on
+// both paths of conflict: ignore.
+func TestExistingTableWithExtraColumns(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			db := connect(t, dsn)
+			exec(t, db, `CREATE TABLE events (id bigint PRIMARY KEY, body json,
+				created timestamptz NOT NULL DEFAULT now(), note text)`)
+			s := startSink(t, config(dsn, map[string]any{"conflict": "ignore", "method": method}))
+			handle(t, s, batchOf(&recorder{}, 0, 10))
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 5, 15)) // 5..9 again
+			if acked, _ := rec.results(); acked != 10 {
+				t.Fatalf("acked %d of 10", acked)
+			}
+			if n := count(t, db, "SELECT count(*) FROM events WHERE created IS NOT NULL AND body->>'msg' <> ''"); n != 15 {
+				t.Fatalf("%d rows, want 15", n)
+			}
+		})
+	}
+}
+
+func TestTableMismatch(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	db := connect(t, dsn)
+	exec(t, db, "CREATE TABLE events (id text, body jsonb)")
+	exec(t, db, "CREATE TABLE ints (id bigint PRIMARY KEY, body integer)")
+
+	cases := []struct {
+		name string
+		over map[string]any
+		want []string
+	}{
+		{"wrong type and no key", nil, []string{
+			`table "events" does not match the configuration`,
+			`column "id" is text, want bigint`, `no primary key or unique index on the key (id)`}},
+		{"missing column", map[string]any{
+			"columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "body", Value: "$"}, {Key: "extra", Value: "x"}},
+			"types":   []stage.Pair{{Key: "id", Value: "text"}, {Key: "body", Value: "JSONB"}}, "key": nil},
+			[]string{`column "extra" is missing`}},
+		{"record in an integer", map[string]any{"table": "ints", "types": nil},
+			[]string{`column "body" is integer: the whole record ($) needs jsonb, json or a text type`}},
+		{"typmod differs", map[string]any{"table": "ints", "columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "body", Value: "b"}},
+			"types": []stage.Pair{{Key: "id", Value: "int8"}, {Key: "body", Value: "numeric(5,2)"}}},
+			[]string{`column "body" is integer, want numeric(5,2)`}},
+		{"no table", map[string]any{"table": "nothere", "create": false},
+			[]string{`table "nothere" does not exist: create it, or set create: true`}},
+		{"unknown type", map[string]any{"types": []stage.Pair{{Key: "id", Value: "bigintt"}}},
+			[]string{`types: ERROR: type "bigintt" does not exist (SQLSTATE 42704)`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSink(t, config(dsn, c.over), nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := s.Start(ctx) // on_start: retry, but these are not retried
+			if err == nil {
+				t.Fatal("Start succeeded")
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("Start retried until its context ended: %v", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// Done(nil) comes only after the commit: when the first event is acked,
+// every row of the batch is visible to another session.
+func TestAckAfterCommit(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			s := startSink(t, config(dsn, map[string]any{"method": method}))
+			db := connect(t, dsn)
+			seen := -1
+			rec := &recorder{hook: func(ev *stage.Event, err error) {
+				if seen < 0 {
+					seen = count(t, db, "SELECT count(*) FROM events")
+				}
+			}}
+			handle(t, s, batchOf(rec, 0, 100))
+			if seen != 100 {
+				t.Fatalf("rows visible at the first ack: %d, want 100", seen)
+			}
+			if acked, nacked := rec.results(); acked != 100 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			if n := count(t, db, "SELECT count(*) FROM events WHERE body->>'id' = id::text"); n != 100 {
+				t.Fatalf("%d rows with their record, want 100", n)
+			}
+		})
+	}
+}
+
+func TestConflictIgnore(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			s := startSink(t, config(dsn, map[string]any{"method": method, "conflict": "ignore"}))
+			db := connect(t, dsn)
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 0, 50))
+			if s.idemWrites.Load() != 0 {
+				t.Fatal("a batch with no duplicate took the idempotent path")
+			}
+			rec2, rec3, rec4 := &recorder{}, &recorder{}, &recorder{}
+			handle(t, s, batchOf(rec2, 0, 50)) // the same batch again: a resend
+			handle(t, s, batchOf(rec3, 25, 75))
+			dup := append(batchOf(rec4, 100, 101), batchOf(rec4, 100, 101)...) // twice in one batch
+			dup[1].Seq = 1000
+			handle(t, s, dup)
+			for i, r := range []*recorder{rec, rec2, rec3, rec4} {
+				if acked, nacked := r.results(); acked != []int{50, 50, 50, 2}[i] || len(nacked) != 0 {
+					t.Fatalf("batch %d: acked %d, nacked %v", i, acked, nacked)
+				}
+			}
+			if n := count(t, db, "SELECT count(*) FROM events"); n != 76 {
+				t.Fatalf("%d rows, want 76", n)
+			}
+			if method == "copy" && s.idemWrites.Load() != 3 {
+				t.Fatalf("%d batches took the idempotent path, want 3", s.idemWrites.Load())
+			}
+		})
+	}
+}
+
+func TestConflictErrorNacksDuplicates(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			s := startSink(t, config(dsn, map[string]any{"method": method, "conflict": "error"}))
+			db := connect(t, dsn)
+			handle(t, s, batchOf(&recorder{}, 0, 10))
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 5, 40))
+			acked, nacked := rec.results()
+			if acked != 30 || len(nacked) != 5 {
+				t.Fatalf("acked %d, nacked %d, want 30 and 5", acked, len(nacked))
+			}
+			for seq, err := range nacked {
+				var pe *pgconn.PgError
+				if seq < 5 || seq >= 10 || !errors.As(err, &pe) || pe.Code != "23505" ||
+					!strings.Contains(err.Error(), `stage "store": record `) {
+					t.Errorf("event %d nacked with %v", seq, err)
+				}
+			}
+			if n := count(t, db, "SELECT count(*) FROM events"); n != 40 {
+				t.Fatalf("%d rows, want 40", n)
+			}
+		})
+	}
+}
+
+// One row PostgreSQL refuses, and one value that cannot convert, in a
+// batch of 100: only those two are nacked.
+func TestBadRowsAreIsolated(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			s := startSink(t, config(dsn, map[string]any{
+				"method":  method,
+				"columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "code", Value: "attrs.code"}, {Key: "body", Value: "$"}},
+				"types":   []stage.Pair{{Key: "id", Value: "bigint"}, {Key: "code", Value: "varchar(5)"}},
+			}))
+			db := connect(t, dsn)
+			rec := &recorder{}
+			var batch []*stage.Event
+			for i := range 100 {
+				code := "ok\t\\" // escapes must survive COPY
+				switch i {
+				case 37:
+					code = "toolong"
+				case 80:
+					code = ""
+				}
+				var id any = json.Number(fmt.Sprint(i))
+				if i == 61 {
+					id = "sixty-one"
+				}
+				ev := record(rec, uint64(i), id, map[string]any{"attrs": map[string]any{"code": code}})
+				if i == 80 {
+					ev.Fields["attrs"] = map[string]any{} // missing: NULL
+				}
+				batch = append(batch, ev)
+			}
+			handle(t, s, batch)
+			acked, nacked := rec.results()
+			if acked != 98 || len(nacked) != 2 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			if err := nacked[37]; err == nil || !strings.Contains(err.Error(),
+				"ERROR: value too long for type character varying(5) (SQLSTATE 22001)") {
+				t.Errorf("event 37 nacked with %v", err)
+			}
+			if err := nacked[61]; err == nil || !strings.Contains(err.Error(),
+				`record 61: column "id" (field id): string "sixty-one" is not an integer`) {
+				t.Errorf("event 61 nacked with %v", err)
+			}
+			if n := count(t, db, `SELECT count(*) FROM events WHERE code = E'ok\t\\'`); n != 97 {
+				t.Fatalf("%d rows with the code, want 97", n)
+			}
+			if n := count(t, db, "SELECT count(*) FROM events WHERE id = 80 AND code IS NULL"); n != 1 {
+				t.Fatalf("row 80 has no NULL code")
+			}
+		})
+	}
+}
+
+// observed returns a logger whose warnings the test can read.
+func observed() (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	return zap.New(core), logs
+}
+
+// waitFor polls cond for up to 20s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The server restarts while a COPY is in flight (held behind a lock): the
+// batch fails with the shutdown, is retried, and commits once the server
+// is back. Nothing is lost, nothing acked early.
+func TestServerRestartMidBatch(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
+			log, logs := observed()
+			s := newSink(t, config(srv.DSN(), map[string]any{"method": method}), log)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 0, 100))
+
+			locker := connect(t, srv.DSN())
+			tx, err := locker.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exec(t, tx.Conn(), "LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+			batch := batchOf(rec, 100, 2100)
+			done := make(chan error, 1)
+			go func() { done <- s.Handle(ctx, batch, nil) }()
+			waitFor(t, "the write to wait on the lock", func() bool {
+				return count(t, locker, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") > 0
+			})
+			if err := srv.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if acked, nacked := rec.results(); acked != 2100 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			db := connect(t, srv.DSN())
+			if n := count(t, db, "SELECT count(*) FROM events"); n != 2100 {
+				t.Fatalf("%d rows, want 2100", n)
+			}
+			if logs.FilterMessage("PostgreSQL write failed; retrying the batch").Len() == 0 {
+				t.Fatal("no retry logged")
+			}
+		})
+	}
+}
+
+func TestStartWhileServerDown(t *testing.T) {
+	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := srv.StopServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Trust authentication ignores the password; it is there to be hidden.
+	dsn := strings.Replace(srv.DSN(), "postgres@", "postgres:hunter2secret@", 1)
+
+	t.Run("fail", func(t *testing.T) {
+		log, logs := observed()
+		s := newSink(t, config(dsn, map[string]any{"on_start": "fail"}), log)
+		err := s.Start(ctx)
+		if err == nil {
+			t.Fatal("Start succeeded with the server down")
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "is not reachable (on_start: fail)") || !strings.Contains(msg, "postgres:xxxxx@127.0.0.1") {
+			t.Errorf("unclear error: %s", msg)
+		}
+		if strings.Contains(msg, "hunter2secret") || len(logs.All()) != 0 {
+			t.Errorf("password shown or attempts logged: %s", msg)
+		}
+	})
+
+	t.Run("retry", func(t *testing.T) {
+		log, logs := observed()
+		s := newSink(t, config(dsn, nil), log)
+		done := make(chan error, 1)
+		go func() { done <- s.Start(ctx) }()
+		const msg = "PostgreSQL is not reachable yet; retrying (on_start: retry)"
+		waitFor(t, "a retry to be logged", func() bool { return logs.FilterMessage(msg).Len() >= 2 })
+		if err := srv.StartServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range logs.All() {
+			for _, f := range e.Context {
+				if strings.Contains(f.String, "hunter2secret") || (f.Interface != nil && strings.Contains(fmt.Sprint(f.Interface), "hunter2secret")) {
+					t.Errorf("password logged: %s %v", e.Message, f)
+				}
+			}
+		}
+		rec := &recorder{}
+		handle(t, s, batchOf(rec, 0, 10))
+		if acked, _ := rec.results(); acked != 10 {
+			t.Fatalf("acked %d", acked)
+		}
+	})
+}
+
+// With PostgreSQL away during Handle: when the stage is stopped (ctx
+// ends) Handle returns ctx's error and acks nothing; with retry.max it
+// gives up after that many retries.
+func TestServerDownDuringHandle(t *testing.T) {
+	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	retryMax := config(srv.DSN(), map[string]any{"retry": stage.NewConfig(map[string]any{
+		"max": 2, "backoff": time.Millisecond, "max_backoff": 2 * time.Millisecond})})
+	forever := newSink(t, config(srv.DSN(), nil), nil)
+	limited := newSink(t, retryMax, nil)
+	for _, s := range []*Sink{forever, limited} {
+		if err := s.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := srv.StopServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("cancel", func(t *testing.T) {
+		hctx, hcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer hcancel()
+		rec := &recorder{}
+		err := forever.Handle(hctx, batchOf(rec, 0, 10), nil)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Handle returned %v, want the context's error", err)
+		}
+		if acked, _ := rec.results(); acked != 0 {
+			t.Fatalf("%d events acked with the server down", acked)
+		}
+	})
+	t.Run("retry.max", func(t *testing.T) {
+		rec := &recorder{}
+		err := limited.Handle(ctx, batchOf(rec, 0, 10), nil)
+		if err == nil || !strings.Contains(err.Error(), "10 rows not stored after 2 retries") {
+			t.Fatalf("Handle returned %v", err)
+		}
+		if acked, _ := rec.results(); acked != 0 {
+			t.Fatalf("%d events acked with the server down", acked)
+		}
+	})
+}

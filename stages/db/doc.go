@@ -1,0 +1,65 @@
+// Package db holds the database stages: db.postgres, a PostgreSQL sink.
+//
+// A db.postgres stage stores each batch its workers take (the common
+// `batch: {max, linger}` knob sizes them) and acknowledges an event only
+// once the transaction holding its row has committed: an ack means durable.
+// Every configured column takes one field path of the event (`$` is the
+// whole record, stored as jsonb by default); a missing field is NULL.
+//
+//	store:
+//	  kind: db.postgres
+//	  dsn: ${DATABASE_URL}
+//	  table: events
+//	  create: true
+//	  columns: {id: id, body: $}
+//	  types: {id: bigint}
+//	  key: [id]
+//	  conflict: ignore
+//	  method: copy
+//	  batch: {max: 2000, linger: 2ms}
+//
+// # Writing
+//
+// With method: copy a batch is one COPY FROM STDIN (text format) straight
+// into the table; COPY outside a transaction block is its own transaction,
+// committed when it returns. Under conflict: ignore, a batch whose COPY
+// meets a key already stored (SQLSTATE 23505, a resend) is written again
+// through the idempotent path: in one transaction, COPY into a temporary
+// table, then INSERT INTO the table SELECT ... ON CONFLICT (key) DO
+// NOTHING. Resends are rare, so the common path stays the fast COPY. With
+// method: insert a batch is one INSERT ... SELECT FROM unnest($1::text[],
+// ...), with ON CONFLICT (key) DO NOTHING under conflict: ignore.
+//
+// Values are sent as text and PostgreSQL parses them for the column's type;
+// values that cannot be an integer, a number or a boolean for such a
+// column are refused before that, and the event is nacked at once with the
+// reason. Every database call runs inside stage.Blocking, so a worker
+// waiting on PostgreSQL gives its run slot to another stage's work.
+//
+// # Failures
+//
+// A batch that fails because PostgreSQL is unreachable, restarting, or
+// asks for a retry (class 08, 57P01, 57P03, 40001, 40P01, ...) is retried
+// whole with exponential backoff and jitter, logging each retry, until it
+// commits, retry.max is used up or the stage is stopped; then its events
+// are failed by the stage runtime, never acknowledged. A batch PostgreSQL
+// refuses because of its data (classes 22 and 23) is bisected until the
+// refused rows are alone: those are nacked with PostgreSQL's message, e.g.
+// `ERROR: value too long for type character varying(5) (SQLSTATE 22001)`,
+// and the rest are committed. Under conflict: error a duplicate key is
+// such a refusal. A retry after a commit whose answer was lost can store a
+// row twice under conflict: ignore without a key, or nack it as a
+// duplicate under conflict: error: delivery is at least once.
+//
+// # Start
+//
+// Start connects (max_conns connections at most; by default one per worker
+// of the stage, or 4 when the stage's settings are unknown), then with create makes the table if it is missing,
+// and checks the table in any case: every column present, a column given a
+// type in `types` of exactly that type, a `$` column of a JSON or text
+// type, and a unique index on `key`. A mismatch is an error naming every
+// problem. While PostgreSQL is unreachable Start retries (on_start: retry)
+// or fails at once (on_start: fail).
+//
+// The DSN's password never reaches a log or an error: see Redact.
+package db

@@ -1,0 +1,348 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// Kind is the name db.postgres is registered under.
+const Kind = "db.postgres"
+
+// ErrNoDSN is wrapped by the constructor's error when dsn is empty.
+var ErrNoDSN = errors.New("dsn is empty: set it, or run with pipectl run which starts a throwaway PostgreSQL")
+
+// Defaults of the fields whose zero value is not the default.
+const (
+	DefaultMaxConns   = 4
+	DefaultBackoff    = 100 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+	// defaultConnectTimeout bounds one connection attempt when the DSN sets
+	// no connect_timeout, so a black-holed host is retried rather than hung on.
+	defaultConnectTimeout = 10 * time.Second
+)
+
+// Fields is the configuration spec of db.postgres.
+func Fields() []stage.Field {
+	return []stage.Field{
+		{Name: "dsn", Type: stage.String, Secret: true, Doc: "PostgreSQL URL or key=value DSN; empty: pipectl run starts a throwaway PostgreSQL"},
+		{Name: "table", Type: stage.String, Required: true, Doc: "table to write to: name or schema.name (unquoted identifiers, folded to lower case)"},
+		{Name: "create", Type: stage.Bool, Default: "false", Doc: "create the table if missing; an existing table must have the configured columns and types"},
+		{Name: "columns", Type: stage.StringMap, Required: true, Doc: "column: field path (a.b.c) of the value to store; $ is the whole record"},
+		{Name: "types", Type: stage.StringMap, Doc: "column: SQL type, for create and checked on an existing table; default jsonb for a $ column, text otherwise"},
+		{Name: "key", Type: stage.StringList, Doc: "primary key columns for create; the conflict target of conflict: ignore"},
+		{Name: "conflict", Type: stage.String, Default: "error", Doc: "a row whose key is already stored: error (nacked) or ignore (acked, idempotent resends)"},
+		{Name: "method", Type: stage.String, Default: "copy", Doc: "copy (COPY FROM STDIN, fastest) or insert (one multi-row INSERT per batch)"},
+		{Name: "max_conns", Type: stage.Int, Default: "0", Doc: "connections in the pool at most; 0: one per worker of the stage, so no worker waits for one"},
+		{Name: "retry", Type: stage.Object, Doc: "retries of a batch while PostgreSQL is unreachable or asks for one", Fields: []stage.Field{
+			{Name: "max", Type: stage.Int, Default: "0", Doc: "retries of one batch at most, then its events are failed; 0: retry until the stage stops"},
+			{Name: "backoff", Type: stage.Duration, Default: "100ms", Doc: "wait before the first retry; doubled at each one, with jitter"},
+			{Name: "max_backoff", Type: stage.Duration, Default: "5s", Doc: "longest wait between retries"},
+		}},
+		{Name: "on_start", Type: stage.String, Default: "retry", Doc: "PostgreSQL unreachable at start: retry (with backoff, logging each attempt) or fail"},
+		{Name: "statement_timeout", Type: stage.Duration, Doc: "PostgreSQL statement_timeout of the stage's sessions; a timed-out batch is retried"},
+	}
+}
+
+// Register registers db.postgres in r.
+func Register(r *stage.Registry) error {
+	return r.Register(stage.Kind{
+		Name: Kind,
+		Doc: "PostgreSQL sink: stores each batch with COPY (or a multi-row INSERT), acks events once committed, " +
+			"retries while the database is away and nacks only the rows PostgreSQL refuses",
+		Fields:   Fields(),
+		Terminal: true,
+		NewHandler: func(cfg stage.Config, env stage.Env) (stage.Handler, error) {
+			return New(cfg, env)
+		},
+	})
+}
+
+// column is one configured column.
+type column struct {
+	name  string // folded to lower case, unquoted
+	path  string // field path; "$" is the payload
+	typ   string // SQL type from `types`; "" when defaulted
+	ctype string // the type to create it with
+	// Filled in by Start from the table as it is.
+	kind valueKind
+	cast string // base type name, for the casts of the insert method
+}
+
+// Sink is the db.postgres handler. Its methods Start, Handle and Close are
+// called by the stage runtime: Start once, Handle from the stage's workers
+// concurrently, Close once after the workers have returned.
+type Sink struct {
+	name    string
+	log     *zap.Logger
+	dsn     string // redacted before it is shown anywhere
+	secret  string // the DSN's password, scrubbed from errors
+	poolCfg *pgxpool.Config
+
+	table      pgx.Identifier
+	create     bool
+	cols       []column
+	key        []string
+	ignore     bool // conflict: ignore
+	insert     bool // method: insert
+	retryMax   int
+	backoff    time.Duration
+	maxBackoff time.Duration
+	startFail  bool // on_start: fail
+
+	// Set by Start.
+	pool                                            *pgxpool.Pool
+	copySQL, tempSQL, copyTempSQL, mergeSQL, insSQL string
+
+	bufs sync.Pool // *rows, reused across batches
+
+	idemWrites atomic.Uint64 // writes committed through the idempotent path
+
+	closeOnce sync.Once
+}
+
+var (
+	_ stage.Handler = (*Sink)(nil)
+	_ stage.Starter = (*Sink)(nil)
+	_ stage.Closer  = (*Sink)(nil)
+)
+
+// New returns a db.postgres handler for cfg. It checks the configuration
+// and parses the DSN but does not connect: Start does. Errors about one
+// field are *stage.FieldError.
+func New(cfg stage.Config, env stage.Env) (*Sink, error) {
+	log := env.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Sink{name: env.Stage, log: log, create: cfg.Bool("create")}
+
+	s.dsn = cfg.String("dsn")
+	if strings.TrimSpace(s.dsn) == "" {
+		return nil, &stage.FieldError{Field: "dsn", Err: ErrNoDSN}
+	}
+	pc, err := pgxpool.ParseConfig(s.dsn)
+	if err != nil {
+		return nil, &stage.FieldError{Field: "dsn", Err: fmt.Errorf("bad DSN %s: %s", Redact(s.dsn), parseProblem(s.dsn, err))}
+	}
+	s.secret = pc.ConnConfig.Password
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	if d := cfg.Duration("statement_timeout"); d > 0 {
+		pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(d.Milliseconds())
+	} else if d < 0 {
+		return nil, &stage.FieldError{Field: "statement_timeout", Err: fmt.Errorf("negative: %s", d)}
+	}
+	maxConns := DefaultMaxConns
+	if env.Settings.Workers > 0 {
+		maxConns = env.Settings.Workers
+	}
+	if v, ok := cfg.Value("max_conns"); ok {
+		if n, _ := v.(int); n > 0 {
+			maxConns = n
+		} else if n < 0 {
+			return nil, &stage.FieldError{Field: "max_conns", Err: fmt.Errorf("negative: %d", n)}
+		}
+	}
+	pc.MaxConns = int32(min(maxConns, 1<<20))
+	pc.MinConns = 0
+	s.poolCfg = pc
+
+	if s.table, err = parseTable(cfg.String("table")); err != nil {
+		return nil, &stage.FieldError{Field: "table", Err: err}
+	}
+	if err := s.parseColumns(cfg); err != nil {
+		return nil, err
+	}
+
+	switch c := cfg.String("conflict"); c {
+	case "", "error":
+	case "ignore":
+		s.ignore = true
+	default:
+		return nil, &stage.FieldError{Field: "conflict", Err: fmt.Errorf("%q: want error or ignore", c)}
+	}
+	switch m := cfg.String("method"); m {
+	case "", "copy":
+	case "insert":
+		s.insert = true
+	default:
+		return nil, &stage.FieldError{Field: "method", Err: fmt.Errorf("%q: want copy or insert", m)}
+	}
+	switch o := cfg.String("on_start"); o {
+	case "", "retry":
+	case "fail":
+		s.startFail = true
+	default:
+		return nil, &stage.FieldError{Field: "on_start", Err: fmt.Errorf("%q: want retry or fail", o)}
+	}
+
+	rc := cfg.Object("retry")
+	s.retryMax = rc.Int("max")
+	s.backoff, s.maxBackoff = DefaultBackoff, DefaultMaxBackoff
+	if _, ok := rc.Value("backoff"); ok {
+		s.backoff = rc.Duration("backoff")
+	}
+	if _, ok := rc.Value("max_backoff"); ok {
+		s.maxBackoff = rc.Duration("max_backoff")
+	}
+	switch {
+	case s.retryMax < 0:
+		return nil, &stage.FieldError{Field: "retry.max", Err: fmt.Errorf("negative: %d", s.retryMax)}
+	case s.backoff <= 0:
+		return nil, &stage.FieldError{Field: "retry.backoff", Err: fmt.Errorf("must be positive, not %s", s.backoff)}
+	case s.maxBackoff < s.backoff:
+		return nil, &stage.FieldError{Field: "retry.max_backoff", Err: fmt.Errorf("%s is less than retry.backoff %s", s.maxBackoff, s.backoff)}
+	}
+	s.bufs.New = func() any { return new(rows) }
+	return s, nil
+}
+
+func (s *Sink) parseColumns(cfg stage.Config) error {
+	pairs := cfg.Pairs("columns")
+	if len(pairs) == 0 {
+		return &stage.FieldError{Field: "columns", Err: errors.New("no columns: map each column to a field path, e.g. {id: id, body: $}")}
+	}
+	index := map[string]int{}
+	for _, p := range pairs {
+		name, err := parseIdent(p.Key)
+		if err != nil {
+			return &stage.FieldError{Field: "columns." + p.Key, Err: err}
+		}
+		if _, dup := index[name]; dup {
+			return &stage.FieldError{Field: "columns." + p.Key, Err: fmt.Errorf("column %q given twice", name)}
+		}
+		path := strings.TrimSpace(p.Value)
+		if path == "" || strings.HasPrefix(path, ".") || strings.HasSuffix(path, ".") || strings.Contains(path, "..") {
+			return &stage.FieldError{Field: "columns." + p.Key, Err: fmt.Errorf("bad field path %q: want $ or names joined by dots, e.g. user.id", p.Value)}
+		}
+		index[name] = len(s.cols)
+		c := column{name: name, path: path, ctype: "text"}
+		if path == "$" {
+			c.ctype = "jsonb"
+		}
+		s.cols = append(s.cols, c)
+	}
+	for _, p := range cfg.Pairs("types") {
+		name, err := parseIdent(p.Key)
+		if err != nil {
+			return &stage.FieldError{Field: "types." + p.Key, Err: err}
+		}
+		i, ok := index[name]
+		if !ok {
+			return &stage.FieldError{Field: "types." + p.Key, Err: fmt.Errorf("column %q is not in columns", name)}
+		}
+		t, err := parseType(p.Value)
+		if err != nil {
+			return &stage.FieldError{Field: "types." + p.Key, Err: err}
+		}
+		s.cols[i].typ, s.cols[i].ctype = t, t
+	}
+	seen := map[string]bool{}
+	for i, k := range cfg.Strings("key") {
+		name, err := parseIdent(k)
+		field := fmt.Sprintf("key.%d", i)
+		if err != nil {
+			return &stage.FieldError{Field: field, Err: err}
+		}
+		if _, ok := index[name]; !ok {
+			return &stage.FieldError{Field: field, Err: fmt.Errorf("column %q is not in columns", name)}
+		}
+		if seen[name] {
+			return &stage.FieldError{Field: field, Err: fmt.Errorf("column %q given twice", name)}
+		}
+		seen[name] = true
+		s.key = append(s.key, name)
+	}
+	return nil
+}
+
+// Close closes the connection pool. It may be called more than once.
+func (s *Sink) Close() error {
+	s.closeOnce.Do(func() {
+		if s.pool != nil {
+			s.pool.Close()
+		}
+	})
+	return nil
+}
+
+// Start connects the pool, checks (or with create, makes) the table and
+// prepares the statements. While PostgreSQL cannot be reached it retries
+// with backoff under on_start: retry, logging each attempt, until it can,
+// retry.max is reached or ctx ends; under on_start: fail it returns the
+// error at once.
+func (s *Sink) Start(ctx context.Context) error {
+	if s.pool != nil {
+		return errors.New("db.postgres: started twice")
+	}
+	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), s.poolCfg)
+	if err != nil {
+		return fmt.Errorf("connection pool for %s: %w", Redact(s.dsn), s.scrub(err))
+	}
+	for attempt := 0; ; attempt++ {
+		err = s.setup(ctx, pool)
+		if err == nil {
+			s.pool = pool
+			s.log.Info("connected to PostgreSQL", zap.String("stage", s.name), zap.String("dsn", Redact(s.dsn)),
+				zap.String("table", s.table.Sanitize()), zap.Int32("max_conns", s.poolCfg.MaxConns))
+			return nil
+		}
+		if ctx.Err() != nil || !retryable(err) || s.startFail || (s.retryMax > 0 && attempt >= s.retryMax) {
+			break
+		}
+		d := s.delay(attempt)
+		s.log.Warn("PostgreSQL is not reachable yet; retrying (on_start: retry)",
+			zap.String("stage", s.name), zap.String("dsn", Redact(s.dsn)), zap.Int("attempt", attempt+1),
+			zap.Duration("backoff", d), zap.Error(err))
+		if !sleep(ctx, d) {
+			break
+		}
+	}
+	pool.Close()
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("PostgreSQL at %s not reachable before start was cancelled: %w (last error: %v)",
+			Redact(s.dsn), ctx.Err(), err)
+	case !retryable(err):
+		return err
+	case s.startFail:
+		return fmt.Errorf("PostgreSQL at %s is not reachable (on_start: fail): %w", Redact(s.dsn), err)
+	default:
+		return fmt.Errorf("PostgreSQL at %s still not reachable after %d retries: %w", Redact(s.dsn), s.retryMax, err)
+	}
+}
+
+// scrub hides the DSN's password should it appear in err's text.
+func (s *Sink) scrub(err error) error {
+	if err == nil || s.secret == "" || !strings.Contains(err.Error(), s.secret) {
+		return err
+	}
+	return &scrubbed{msg: strings.ReplaceAll(err.Error(), s.secret, "xxxxx"), err: err}
+}
+
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
+
+// retryable reports whether Start may retry after err: the server is
+// unreachable or busy, not the configuration wrong.
+func retryable(err error) bool {
+	var se *shapeError
+	return !errors.As(err, &se) && transient(err)
+}

@@ -1,0 +1,294 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// maxIdent is PostgreSQL's identifier length limit (NAMEDATALEN-1).
+const maxIdent = 63
+
+// parseIdent checks an unquoted SQL identifier and folds it to lower case,
+// as PostgreSQL does with unquoted names, so `table: Events` means the
+// table psql calls events.
+func parseIdent(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty name")
+	}
+	if len(s) > maxIdent {
+		return "", fmt.Errorf("name %q is longer than %d bytes", s, maxIdent)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		letter := c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || c < '0' || c > '9') && (i == 0 || c != '$') {
+			return "", fmt.Errorf("bad name %q: use letters, digits and _ (not starting with a digit)", s)
+		}
+	}
+	return strings.ToLower(s), nil
+}
+
+// parseTable parses "name" or "schema.name".
+func parseTable(s string) (pgx.Identifier, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("bad table %q: want name or schema.name", s)
+	}
+	id := make(pgx.Identifier, len(parts))
+	for i, p := range parts {
+		n, err := parseIdent(p)
+		if err != nil {
+			return nil, fmt.Errorf("bad table %q: %w", s, err)
+		}
+		id[i] = n
+	}
+	return id, nil
+}
+
+// parseType checks the SQL type of a `types` entry: words, digits and
+// spaces, an optional modifier list in parentheses, array brackets, a
+// schema qualifier. Nothing that could end a statement or open a comment
+// or a quote gets through; PostgreSQL judges the rest at Start.
+func parseType(s string) (string, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return "", errors.New("empty type")
+	}
+	depth := 0
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c == '_' || c == ' ' || c == '.' || c == '[' || c == ']' ||
+			c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		case c == ',' && depth == 1:
+		default:
+			return "", fmt.Errorf("bad type %q: unexpected %q", s, c)
+		}
+		if depth < 0 || depth > 1 {
+			return "", fmt.Errorf("bad type %q: unbalanced parentheses", s)
+		}
+	}
+	if depth != 0 {
+		return "", fmt.Errorf("bad type %q: unbalanced parentheses", s)
+	}
+	return t, nil
+}
+
+func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+func (s *Sink) colList(prefix string) string {
+	names := make([]string, len(s.cols))
+	for i, c := range s.cols {
+		names[i] = prefix + quoteIdent(c.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// setup checks the server is there, makes or checks the table, and
+// prepares the statements.
+func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := pool.Ping(ctx); err != nil {
+		return s.scrub(err)
+	}
+	want, err := s.normalTypes(ctx, pool)
+	if err != nil {
+		return err
+	}
+	tbl := s.table.Sanitize()
+	if s.create {
+		defs := make([]string, 0, len(s.cols)+1)
+		for _, c := range s.cols {
+			defs = append(defs, quoteIdent(c.name)+" "+c.ctype)
+		}
+		if len(s.key) > 0 {
+			defs = append(defs, "PRIMARY KEY ("+s.keyList()+")")
+		}
+		if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+tbl+" ("+strings.Join(defs, ", ")+")"); err != nil {
+			return fmt.Errorf("create table %s: %w", tbl, err)
+		}
+	}
+	if err := s.checkTable(ctx, pool, want); err != nil {
+		return err
+	}
+
+	cols := s.colList("")
+	s.copySQL = "COPY " + tbl + " (" + cols + ") FROM STDIN"
+	// The load table has the configured columns only and no constraints:
+	// CREATE TABLE AS rather than LIKE, so that a NOT NULL column left to
+	// its default in the real table does not refuse the rows.
+	s.tempSQL = "BEGIN; CREATE TEMP TABLE _seda_load ON COMMIT DROP AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
+	s.copyTempSQL = "COPY _seda_load (" + cols + ") FROM STDIN"
+	s.mergeSQL = "INSERT INTO " + tbl + " (" + cols + ") SELECT " + cols + " FROM _seda_load" + s.onConflict() + "; COMMIT"
+	args := make([]string, len(s.cols))
+	casts := make([]string, len(s.cols))
+	for i, c := range s.cols {
+		args[i] = fmt.Sprintf("$%d::text[]", i+1)
+		casts[i] = "u." + quoteIdent(c.name) + "::" + c.cast
+	}
+	s.insSQL = "INSERT INTO " + tbl + " (" + cols + ") SELECT " + strings.Join(casts, ", ") +
+		" FROM unnest(" + strings.Join(args, ", ") + ") AS u(" + cols + ")" + s.onConflict()
+	return nil
+}
+
+func (s *Sink) keyList() string {
+	ks := make([]string, len(s.key))
+	for i, k := range s.key {
+		ks[i] = quoteIdent(k)
+	}
+	return strings.Join(ks, ", ")
+}
+
+func (s *Sink) onConflict() string {
+	switch {
+	case !s.ignore:
+		return ""
+	case len(s.key) == 0:
+		return " ON CONFLICT DO NOTHING"
+	default:
+		return " ON CONFLICT (" + s.keyList() + ") DO NOTHING"
+	}
+}
+
+// normalTypes returns the `types` entries as PostgreSQL spells them
+// (int8 → bigint, varchar(5) → character varying(5)), by making them in a
+// temporary table that is rolled back.
+func (s *Sink) normalTypes(ctx context.Context, pool *pgxpool.Pool) (map[string]string, error) {
+	var defs []string
+	for _, c := range s.cols {
+		if c.typ != "" {
+			defs = append(defs, quoteIdent(c.name)+" "+c.typ)
+		}
+	}
+	if len(defs) == 0 {
+		return nil, nil
+	}
+	want := map[string]string{}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE _seda_shape ("+strings.Join(defs, ", ")+")"); err != nil {
+			return fmt.Errorf("types: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+			WHERE attrelid = 'pg_temp._seda_shape'::regclass AND attnum > 0 AND NOT attisdropped`)
+		if err != nil {
+			return err
+		}
+		var name, typ string
+		_, err = pgx.ForEachRow(rows, []any{&name, &typ}, func() error {
+			want[name] = typ
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if err != nil && !errors.Is(err, errRollback) {
+		return nil, s.scrub(err)
+	}
+	return want, nil
+}
+
+var errRollback = errors.New("rollback")
+
+// checkTable reads the table's columns and checks them against the
+// configuration: every column present, a typed column of exactly its type,
+// a $ column of a JSON or string type, and the key unique.
+func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[string]string) error {
+	tbl := s.table.Sanitize()
+	var oid *uint32
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::oid", tbl).Scan(&oid); err != nil {
+		return s.scrub(err)
+	}
+	if oid == nil {
+		return &shapeError{fmt.Sprintf("table %s does not exist: create it, or set create: true", tbl)}
+	}
+	type got struct{ full, base, name, category string }
+	have := map[string]got{}
+	rows, err := pool.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
+			b.typname::text, b.typcategory::text
+		FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, *oid)
+	if err != nil {
+		return s.scrub(err)
+	}
+	var name string
+	var g got
+	if _, err := pgx.ForEachRow(rows, []any{&name, &g.full, &g.base, &g.name, &g.category}, func() error {
+		have[name] = g
+		return nil
+	}); err != nil {
+		return s.scrub(err)
+	}
+
+	var problems []string
+	for i := range s.cols {
+		c := &s.cols[i]
+		h, ok := have[c.name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("column %q is missing", c.name))
+			continue
+		case c.typ != "" && h.full != want[c.name]:
+			problems = append(problems, fmt.Sprintf("column %q is %s, want %s", c.name, h.full, want[c.name]))
+		case c.typ == "" && c.path == "$" && h.name != "json" && h.name != "jsonb" && h.category != "S":
+			problems = append(problems, fmt.Sprintf("column %q is %s: the whole record ($) needs jsonb, json or a text type", c.name, h.full))
+		}
+		c.kind, c.cast = kindOf(h.name), h.base
+	}
+	keyCols := len(s.key) > 0
+	for _, k := range s.key {
+		_, ok := have[k]
+		keyCols = keyCols && ok
+	}
+	if keyCols {
+		key := slices.Clone(s.key)
+		slices.Sort(key)
+		var unique bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i
+			WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+			AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
+				WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = $2::text[])`, *oid, key).Scan(&unique)
+		if err != nil {
+			return s.scrub(err)
+		}
+		if !unique {
+			problems = append(problems, fmt.Sprintf("no primary key or unique index on the key (%s)", strings.Join(s.key, ", ")))
+		}
+	}
+	if len(problems) > 0 {
+		return &shapeError{fmt.Sprintf("table %s does not match the configuration: %s", tbl, strings.Join(problems, "; "))}
+	}
+	return nil
+}
+
+// shapeError reports a table that is missing or does not fit the
+// configuration: Start does not retry it.
+type shapeError struct{ msg string }
+
+func (e *shapeError) Error() string { return e.msg }
+
+func kindOf(typname string) valueKind {
+	switch typname {
+	case "int2", "int4", "int8":
+		return kindInt
+	case "float4", "float8", "numeric":
+		return kindFloat
+	case "bool":
+		return kindBool
+	case "json", "jsonb":
+		return kindJSON
+	}
+	return kindText
+}

@@ -1,0 +1,289 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// rows is one batch made ready for PostgreSQL: the events whose values
+// converted, in order, and their rows, as COPY text lines (method copy) or
+// as one text array per column (method insert). Any contiguous range of
+// rows is a contiguous slice of either, so the batch can be bisected
+// without copying.
+type rows struct {
+	evs     []*stage.Event
+	buf     []byte          // COPY lines, row i is buf[off[i]:off[i+1]]
+	off     []int           // len(evs)+1 offsets into buf
+	cols    [][]pgtype.Text // insert: cols[c][i] is row i's value of column c
+	scratch []byte
+}
+
+func (r *rows) reset(ncols int, insert bool) {
+	clear(r.evs)
+	r.evs, r.buf, r.off = r.evs[:0], r.buf[:0], append(r.off[:0], 0)
+	if insert {
+		if len(r.cols) != ncols {
+			r.cols = make([][]pgtype.Text, ncols)
+		}
+		for i := range r.cols {
+			clear(r.cols[i])
+			r.cols[i] = r.cols[i][:0]
+		}
+	}
+}
+
+// Handle stores the batch. Each event is finished here: Done(nil) once the
+// transaction holding its row has committed; Done(err) when its values do
+// not convert, or PostgreSQL refuses its row (the batch is bisected until
+// the refused rows are alone; the others are committed). While PostgreSQL
+// is unreachable or asks for a retry (class 08, 57P01, 57P03, 40001,
+// 40P01, ...) the part of the batch not yet committed is retried with
+// backoff. Handle returns an error, leaving the events not yet finished to
+// the stage runtime, when ctx ends (ctx.Err()), when retry.max is used up,
+// or when PostgreSQL fails the batch for a reason no row is to blame for
+// (the table was dropped, permissions).
+func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
+	if s.pool == nil {
+		return errors.New("db.postgres: Handle called before Start")
+	}
+	r := s.bufs.Get().(*rows)
+	defer s.bufs.Put(r)
+	r.reset(len(s.cols), s.insert)
+	for _, ev := range batch {
+		if err := s.addRow(r, ev); err != nil {
+			ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, ev.Seq, err))
+		}
+	}
+	if len(r.evs) == 0 {
+		return nil
+	}
+	return s.store(ctx, r, 0, len(r.evs), false)
+}
+
+// addRow converts ev's values and appends its row to r; on error r is as
+// it was.
+func (s *Sink) addRow(r *rows, ev *stage.Event) error {
+	mark := len(r.buf)
+	for i := range s.cols {
+		c := &s.cols[i]
+		v, ok := ev.Field(c.path)
+		null := !ok || v == nil
+		var err error
+		if !null {
+			r.scratch, err = appendValue(r.scratch[:0], v, c.kind)
+		}
+		if err != nil {
+			r.buf = r.buf[:mark]
+			if s.insert {
+				for j := range i {
+					r.cols[j] = r.cols[j][:len(r.cols[j])-1]
+				}
+			}
+			return fmt.Errorf("column %q (field %s): %w", c.name, c.path, err)
+		}
+		if s.insert {
+			t := pgtype.Text{}
+			if !null {
+				t = pgtype.Text{String: string(r.scratch), Valid: true}
+			}
+			r.cols[i] = append(r.cols[i], t)
+			continue
+		}
+		if i > 0 {
+			r.buf = append(r.buf, '\t')
+		}
+		if null {
+			r.buf = append(r.buf, '\\', 'N')
+		} else {
+			r.buf = appendCopy(r.buf, r.scratch)
+		}
+	}
+	if !s.insert {
+		r.buf = append(r.buf, '\n')
+	}
+	r.evs = append(r.evs, ev)
+	r.off = append(r.off, len(r.buf))
+	return nil
+}
+
+// store writes rows [lo, hi) of r, committing and acknowledging them, or
+// bisecting around rows PostgreSQL refuses. idem selects the idempotent
+// path (COPY into a temporary table, then INSERT ... ON CONFLICT DO
+// NOTHING), taken when a COPY meets a key already stored under conflict:
+// ignore.
+func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error {
+	err := s.attempt(ctx, r, lo, hi, idem)
+	switch {
+	case err == nil:
+		for _, ev := range r.evs[lo:hi] {
+			ev.Done(nil)
+		}
+		return nil
+	case s.ignore && !s.insert && !idem && sqlState(err) == "23505":
+		return s.store(ctx, r, lo, hi, true)
+	case !rowError(err):
+		return err
+	case hi-lo == 1:
+		r.evs[lo].Done(fmt.Errorf("stage %q: record %d refused: %w", s.name, r.evs[lo].Seq, err))
+		return nil
+	}
+	mid := lo + (hi-lo)/2
+	if err := s.store(ctx, r, lo, mid, idem); err != nil {
+		return err
+	}
+	return s.store(ctx, r, mid, hi, idem)
+}
+
+// attempt runs one write of rows [lo, hi), retrying while the error is
+// transient. It returns nil once committed, a row error to bisect on, or
+// the error that ends the batch.
+func (s *Sink) attempt(ctx context.Context, r *rows, lo, hi int, idem bool) error {
+	for n := 0; ; n++ {
+		var err error
+		stage.Blocking(ctx, func() { err = s.exec(ctx, r, lo, hi, idem) })
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = s.scrub(err)
+		if !transient(err) {
+			return err
+		}
+		if s.retryMax > 0 && n >= s.retryMax {
+			return fmt.Errorf("%d rows not stored after %d retries: %w", hi-lo, n, err)
+		}
+		d := s.delay(n)
+		s.log.Warn("PostgreSQL write failed; retrying the batch",
+			zap.String("stage", s.name), zap.Int("rows", hi-lo), zap.Int("retry", n+1),
+			zap.Duration("backoff", d), zap.Error(err))
+		var ok bool
+		stage.Blocking(ctx, func() { ok = sleep(ctx, d) })
+		if !ok {
+			return ctx.Err()
+		}
+	}
+}
+
+// exec runs one write of rows [lo, hi) and returns once it has committed
+// or failed. COPY and INSERT outside an explicit transaction are each one
+// transaction: the server has committed when they return.
+func (s *Sink) exec(ctx context.Context, r *rows, lo, hi int, idem bool) error {
+	if s.insert {
+		args := make([]any, len(r.cols))
+		for i, col := range r.cols {
+			args[i] = col[lo:hi]
+		}
+		_, err := s.pool.Exec(ctx, s.insSQL, args...)
+		return err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	pc := conn.Conn().PgConn()
+	data := bytes.NewReader(r.buf[r.off[lo]:r.off[hi]])
+	if !idem {
+		_, err := pc.CopyFrom(ctx, data, s.copySQL)
+		return err
+	}
+	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
+		return s.rollback(ctx, pc, err)
+	}
+	if _, err := pc.CopyFrom(ctx, data, s.copyTempSQL); err != nil {
+		return s.rollback(ctx, pc, err)
+	}
+	if _, err := pc.Exec(ctx, s.mergeSQL).ReadAll(); err != nil {
+		return s.rollback(ctx, pc, err)
+	}
+	s.idemWrites.Add(1)
+	return nil
+}
+
+// rollback ends the failed transaction so the connection can be reused; if
+// it cannot, the pool drops the connection on Release.
+func (s *Sink) rollback(ctx context.Context, pc *pgconn.PgConn, err error) error {
+	if !pc.IsClosed() && pc.TxStatus() != 'I' {
+		_, _ = pc.Exec(ctx, "ROLLBACK").ReadAll()
+	}
+	return err
+}
+
+// delay is the wait before retry n (from 0): backoff doubled n times, at
+// most max_backoff, with jitter (between half of that and all of it) so
+// that workers retrying together spread out.
+func (s *Sink) delay(n int) time.Duration {
+	d := s.backoff
+	for range min(n, 62) {
+		if d >= s.maxBackoff/2 {
+			d = s.maxBackoff
+			break
+		}
+		d *= 2
+	}
+	d = min(d, s.maxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends; it reports whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// rowError reports whether err is PostgreSQL refusing some row: a data
+// exception (class 22), an integrity constraint violation (class 23), or
+// a row too large for an index (54000). The batch is bisected to find it.
+func rowError(err error) bool {
+	code := sqlState(err)
+	return len(code) == 5 && (code[:2] == "22" || code[:2] == "23" || code == "54000")
+}
+
+// transient reports whether a write that failed with err may succeed if
+// retried: the connection failed (no SQLSTATE, or class 08), the server is
+// shutting down or starting (57P01, 57P02, 57P03), the transaction lost a
+// race (40001, 40P01, 55P03), the server is out of connections (53300),
+// or the statement timed out (57014).
+func transient(err error) bool {
+	code := sqlState(err)
+	switch {
+	case code == "":
+		// Not an answer from the server: the connection was refused, reset
+		// or lost, or the pool could not make one. Context errors never
+		// get here: the callers return them first.
+		return true
+	case code[:2] == "08":
+		return true
+	}
+	switch code {
+	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "53300", "57014":
+		return true
+	}
+	return false
+}
