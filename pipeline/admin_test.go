@@ -1,0 +1,214 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// /stats and /metrics show the real depth of a queue held back by a gate.
+func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
+	const n = 51 // one held by the only worker, 50 queued
+	reg, hub := rtRegistry(t)
+	cfg := rtConfig(
+		rtStage("src", "test.seq", "gated", stage.Settings{}, map[string]any{"count": n}),
+		rtStage("gated", "test.gate", "mark", stage.Settings{Workers: 1, Concurrency: 1, Batch: 1, Capacity: 100}, nil),
+		rtStage("mark", "test.pass", "end", stage.Settings{Inline: true}, nil),
+		rtStage("end", "test.finish", "", stage.Settings{Workers: 1}, nil),
+	)
+	cfg.Name = "ingest"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	p := rtNew(t, cfg, reg)
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer rtStop(t, p)
+	defer close(hub.gate) // before rtStop, which needs the gate open
+	c := rtClient(t)
+	base := "http://" + p.AdminAddr()
+
+	var s Stats
+	for i := 0; ; i++ {
+		code, body := rtGet(t, c, base+"/stats", "")
+		if code != 200 {
+			t.Fatalf("/stats: %d %s", code, body)
+		}
+		s = Stats{}
+		if err := json.Unmarshal([]byte(body), &s); err != nil {
+			t.Fatalf("/stats: %v in %s", err, body)
+		}
+		if rtStageStats(t, s, "gated").Queue.Depth == n-1 {
+			break
+		}
+		if i == 2000 {
+			t.Fatalf("depth never reached %d: %s", n-1, body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s.Pipeline != "ingest" || s.State != "running" || s.UptimeS <= 0 {
+		t.Errorf("stats header: %+v", s)
+	}
+	var names []string
+	for _, st := range s.Stages {
+		names = append(names, st.Name)
+	}
+	if got := strings.Join(names, ","); got != "src,gated,mark,end" {
+		t.Errorf("stages %s, want file order src,gated,mark,end", got)
+	}
+	g := rtStageStats(t, s, "gated")
+	if g.Kind != "test.gate" || g.Queue.Capacity != 100 || g.Queue.Overflow != "block" ||
+		g.Pool.Workers != 1 || g.Pool.Concurrency != 1 || g.Pool.Running != 1 || g.In != 1 {
+		t.Errorf("gated stage: %+v", g)
+	}
+	if m := rtStageStats(t, s, "mark"); !m.Inline || m.Queue.Capacity != 0 {
+		t.Errorf("inline stage: %+v", m)
+	}
+
+	// The JSON has the shape DESIGN.md shows.
+	_, raw := rtGet(t, c, base+"/stats", "")
+	for _, key := range []string{`"pipeline":"ingest"`, `"uptime_s":`, `"state":"running"`, `"stages":[`,
+		`"queue":{"depth":50,"capacity":100,"overflow":"block"}`, `"pool":{"workers":1,"concurrency":1,"running":1`,
+		`"latency_ms":{"p50":`, `"inline":true`, `"in":`, `"out":`, `"errors":`, `"rejected":`} {
+		if !strings.Contains(raw, key) {
+			t.Errorf("/stats lacks %s: %s", key, raw)
+		}
+	}
+
+	code, metrics := rtGet(t, c, base+"/metrics", "")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, line := range []string{
+		`pipeline_stage_queue_depth{stage="gated"} 50`,
+		`pipeline_stage_queue_capacity{stage="gated"} 100`,
+		`pipeline_stage_workers{stage="gated"} 1`,
+		`pipeline_stage_running{stage="gated"} 1`,
+		`pipeline_stage_blocked{stage="gated"} 0`,
+		`pipeline_stage_events_in_total{stage="gated"} 1`,
+		`pipeline_stage_events_out_total{stage="gated"} 0`,
+		`pipeline_stage_errors_total{stage="gated"} 0`,
+		`pipeline_stage_rejected_total{stage="gated"} 0`,
+		`pipeline_stage_latency_seconds{quantile="0.99",stage="end"} 0`,
+		`pipeline_stage_queue_depth{stage="mark"} 0`,
+		"pipeline_uptime_seconds ",
+		"go_goroutines ",
+		"process_cpu_seconds_total ",
+	} {
+		if !strings.Contains(metrics, "\n"+line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	if code, _ := rtGet(t, c, base+"/healthz", ""); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, body := rtGet(t, c, base+"/readyz", ""); code != 200 || strings.TrimSpace(body) != "running" {
+		t.Errorf("/readyz: %d %q", code, body)
+	}
+	if code, _ := rtGet(t, c, base+"/nope", ""); code != 404 {
+		t.Errorf("/nope: %d", code)
+	}
+}
+
+// Without a token the admin endpoint binds loopback only.
+func TestAdminRefusesNonLoopbackWithoutToken(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	for _, addr := range []string{"0.0.0.0:9464", ":9464", "[::]:9464", "192.0.2.1:9464", "example.com:9464"} {
+		cfg := rtConfig(rtStage("a", "test.finish", "", stage.Settings{}, nil))
+		cfg.Admin.Listen = addr
+		_, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", addr)) || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("%s without a token: %v, want a refusal naming the address", addr, err)
+		}
+		// The override is checked too.
+		cfg.Admin.Listen = ""
+		if _, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop(), AdminListen: addr}); err == nil {
+			t.Errorf("%s as Options.AdminListen without a token was accepted", addr)
+		}
+		cfg.Admin = AdminConfig{Listen: addr, Token: "t0ken"}
+		p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
+		if err != nil {
+			t.Errorf("%s with a token: %v", addr, err)
+			continue
+		}
+		if _, err := p.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0", "127.3.4.5:0"} {
+		cfg := rtConfig(rtStage("a", "test.finish", "", stage.Settings{}, nil))
+		cfg.Admin.Listen = addr
+		p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
+		if err != nil {
+			t.Errorf("%s: %v", addr, err)
+			continue
+		}
+		if _, err := p.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// With a token every request must carry it; secrets never show in /stats.
+func TestAdminToken(t *testing.T) {
+	const token = "s3cret-token"
+	reg, _ := rtRegistry(t)
+	cfg := rtConfig(rtStage("db", "test.secret", "", stage.Settings{Workers: 1},
+		map[string]any{"dsn": "postgres://app:hunter2@db.internal/events"}))
+	cfg.Admin = AdminConfig{Listen: "127.0.0.1:1", Token: token}
+	p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop(), AdminListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer rtStop(t, p)
+	c := rtClient(t)
+	base := "http://" + p.AdminAddr()
+	if strings.HasSuffix(base, ":1") {
+		t.Fatalf("Options.AdminListen did not override: %s", base)
+	}
+	for _, path := range []string{"/stats", "/metrics", "/healthz", "/readyz"} {
+		if code, _ := rtGet(t, c, base+path, ""); code != 401 {
+			t.Errorf("%s without a token: %d, want 401", path, code)
+		}
+		if code, _ := rtGet(t, c, base+path, token+"x"); code != 401 {
+			t.Errorf("%s with a wrong token: %d, want 401", path, code)
+		}
+		code, body := rtGet(t, c, base+path, token)
+		if code != 200 {
+			t.Errorf("%s with the token: %d, want 200", path, code)
+		}
+		if strings.Contains(body, "hunter2") || strings.Contains(body, token) {
+			t.Errorf("%s shows a secret", path)
+		}
+	}
+}
+
+// An admin address that is taken fails Start, which leaves nothing
+// running.
+func TestAdminListenFailure(t *testing.T) {
+	reg, hub := rtRegistry(t)
+	cfg := rtConfig(rtStage("a", "test.finish", "", stage.Settings{Workers: 1}, nil))
+	cfg.Admin.Listen = "127.0.0.1:0"
+	first := rtNew(t, cfg, reg)
+	if err := first.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer rtStop(t, first)
+	cfg.Admin.Listen = first.AdminAddr()
+	second := rtNew(t, cfg, reg)
+	if err := second.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "admin") {
+		t.Fatalf("Start on a taken address: %v", err)
+	}
+	if len(hub.starts) != 1 {
+		t.Errorf("stages started: %v, want only the first pipeline's", hub.starts)
+	}
+}

@@ -1,0 +1,40 @@
+// Package pipeline turns a pipeline description into running stages and
+// drives them: loading and checking a pipeline.yaml into a Config (Load,
+// Parse), building the stages from a stage.Registry (New), starting and
+// stopping them in order (Start, Stop, Run), and the admin HTTP endpoint
+// that shows them (/stats, /metrics, /healthz, /readyz).
+//
+// # Building
+//
+// New constructs every stage through its kind's constructor, gives it a
+// queue and a worker pool (package stage), and connects it to its next
+// stage and routes. A Config may come from Load or be built in code; an
+// embedding program registers its own kinds in the Registry it passes,
+// exactly as the stage families do.
+//
+// # Lifecycle
+//
+// Start starts the stages sinks first and sources last, so that nothing is
+// emitted to a stage that is not running. Stop works in two phases, in the
+// manner of net/http's Server.Shutdown and Server.Close:
+//
+//   - Phase one drains: the sources stop taking input, each queue is closed
+//     once everything upstream of it has stopped emitting, the workers
+//     finish what is queued, and the sources write their acks.
+//   - Phase two, when the drain deadline passes (or a second signal comes),
+//     aborts what is left and reports how many events were abandoned.
+//
+// Every goroutine the pipeline starts (workers, the admin server and its
+// connections) is joined before Stop returns.
+//
+// # Admin endpoint
+//
+// GET /stats is the JSON form of Stats; GET /metrics is the same figures in
+// Prometheus text format, from a registry private to the pipeline; /healthz
+// answers 200 while the process serves; /readyz answers 200 only while the
+// pipeline is running. The endpoint binds loopback addresses only unless
+// admin.token is set, and then every request must carry
+// "Authorization: Bearer TOKEN". Configuration is never shown there, so
+// secret fields (a DSN) cannot leak through it; Redact hides DSN passwords
+// in anything that is logged.
+package pipeline

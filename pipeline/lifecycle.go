@@ -1,0 +1,380 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// StopReport says how a Stop went.
+type StopReport struct {
+	// Abandoned counts the events that were never finished: made by a
+	// source and still unfinished once every worker had returned (for a
+	// pipeline without sources, the events left in its queues). It is 0
+	// after a complete drain.
+	Abandoned uint64
+	// Forced is true when phase two ran: the drain was cut short because
+	// Stop's context ended (or a second Stop's did).
+	Forced bool
+	// Took is how long the whole Stop took.
+	Took time.Duration
+}
+
+// errForced is the cause reported when a later Stop call (or a second
+// signal) forced phase two.
+var errForced = errors.New("stop forced")
+
+// Start starts the pipeline: the admin endpoint first (so /healthz answers
+// and /readyz says 503 while stages start), then every handler stage in
+// reverse topological order (sinks first: a handler's stage.Starter runs,
+// then its workers), then the sources, which begin taking input. When
+// Start returns nil the pipeline is running.
+//
+// ctx bounds starting only; it is handed to each Starter and Source.Start,
+// and stages keep running after it ends. When a stage fails to start,
+// Start stops and joins everything it had started (without a drain: what
+// is in flight is abandoned), closes every handler, stops the admin
+// endpoint and returns the error naming the stage; the pipeline is then
+// stopped for good, as it is after Stop. Start after Stop returns
+// ErrClosed; a pipeline runs once.
+func (p *Pipeline) Start(ctx context.Context) error {
+	p.start.Lock()
+	defer p.start.Unlock()
+	p.mu.Lock()
+	switch {
+	case p.stopping:
+		p.mu.Unlock()
+		return ErrClosed
+	case !p.began.IsZero():
+		p.mu.Unlock()
+		return fmt.Errorf("pipeline %q: already started", p.name)
+	}
+	p.began = time.Now()
+	p.mu.Unlock()
+
+	err := p.startAll(ctx)
+	if err == nil {
+		p.mu.Lock()
+		p.state = stateRunning
+		p.mu.Unlock()
+		p.log.Info("pipeline started", zap.String("pipeline", p.name),
+			zap.Int("stages", len(p.stages)), zap.String("admin", p.AdminAddr()))
+		return nil
+	}
+	p.log.Error("pipeline failed to start; stopping what started",
+		zap.String("pipeline", p.name), zap.String("error", Redact(err.Error())))
+	if p.beginStop() {
+		// Nobody is waiting to stop it: stop now, with phase two at once.
+		cctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		rep, _ := p.shutdown(cctx, nil)
+		p.finishStop(rep, nil)
+	} // else a Stop is waiting for this Start to return and will do it.
+	return err
+}
+
+func (p *Pipeline) startAll(ctx context.Context) error {
+	if p.admin.Listen != "" {
+		adm, err := startAdmin(p)
+		if err != nil {
+			return fmt.Errorf("pipeline %q: %w", p.name, err)
+		}
+		p.mu.Lock()
+		p.adm = adm
+		p.mu.Unlock()
+	}
+	// Handler stages from the sinks back, so that nothing is emitted to a
+	// stage that is not running; sources last, whatever the order.
+	for pass := 0; pass < 2; pass++ {
+		for k := len(p.order) - 1; k >= 0; k-- {
+			i := p.order[k]
+			if p.isSource[i] != (pass == 1) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("pipeline %q: start: %w", p.name, err)
+			}
+			if err := p.stages[i].Start(ctx); err != nil {
+				return err // names the stage
+			}
+			p.started[i] = true
+		}
+	}
+	return nil
+}
+
+// Stop stops the pipeline in two phases and returns once every goroutine
+// the pipeline started has returned.
+//
+// Phase one drains. Each source stops taking input (Source.StopInput:
+// listeners close, what was read is emitted). Then, in topological order,
+// each stage's queue is closed once every stage upstream of it has stopped
+// emitting (a source once its input has stopped, a handler stage once its
+// workers have returned; an inline stage has no queue and runs inside its
+// upstream's workers), and its workers finish what is queued and return.
+// Last, each source drains (Source.Drain: the completions of its events
+// are written, acks flushed). Stop does not wait for clients to read
+// those acks, nor for anything outside the pipeline.
+//
+// Phase two runs when ctx ends before phase one is complete. Every stage is
+// aborted: workers return after their current batch, handlers see their
+// context end, and events still queued are left unfinished; StopReport
+// counts them as Abandoned. A handler that ignores its context holds Stop
+// until it returns.
+//
+// Then every stage is closed (sources, and handlers that implement
+// stage.Closer), and the admin endpoint is shut down last, so that
+// /readyz answers 503 while the pipeline drains.
+//
+// Stop returns nil after a complete drain. When phase two ran, the error
+// wraps ctx.Err() and says how many events were abandoned; errors from
+// StopInput, Drain and Close are joined to it.
+//
+// Stop is idempotent: a later or concurrent call waits for the first to
+// finish and returns the same report and error; if its own ctx ends first,
+// it forces phase two. Stop before Start closes the handlers and marks the
+// pipeline stopped. Stop waits for a Start in progress to return.
+func (p *Pipeline) Stop(ctx context.Context) (StopReport, error) {
+	if !p.beginStop() {
+		p.mu.Lock()
+		done := p.stopDone
+		p.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			p.forceStop()
+			<-done
+		}
+		return p.result()
+	}
+	p.start.Lock()
+	defer p.start.Unlock()
+	rep, err := p.shutdown(ctx, p.force)
+	p.finishStop(rep, err)
+	return rep, err
+}
+
+// beginStop marks the pipeline as stopping; it reports whether this call
+// did, and so must run the stop procedure and call finishStop.
+func (p *Pipeline) beginStop() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopping {
+		return false
+	}
+	p.stopping = true
+	p.stopDone = make(chan struct{})
+	p.force = make(chan struct{})
+	return true
+}
+
+func (p *Pipeline) forceStop() { p.forceOnce.Do(func() { close(p.force) }) }
+
+func (p *Pipeline) finishStop(rep StopReport, err error) {
+	p.mu.Lock()
+	p.report, p.stopErr = rep, err
+	p.state = stateStopped
+	if !p.began.IsZero() {
+		p.ended = time.Now()
+	}
+	p.mu.Unlock()
+	close(p.stopDone)
+	if p.ownLog {
+		_ = p.log.Sync() // stderr may refuse fsync; nothing to do about it
+	}
+}
+
+func (p *Pipeline) result() (StopReport, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.report, p.stopErr
+}
+
+// shutdown is the stop procedure; the caller holds p.start. force, when
+// closed, ends phase one as ctx ending does.
+func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}) (StopReport, error) {
+	t0 := time.Now()
+	p.mu.Lock()
+	if p.state == stateRunning {
+		p.state = stateDraining
+	}
+	p.mu.Unlock()
+	p.log.Info("pipeline stopping: draining", zap.String("pipeline", p.name))
+
+	var rep StopReport
+	var errs []error
+	// Phase one runs in its own goroutine so that this one can watch ctx.
+	p1ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- p.drainAll(p1ctx) }()
+	var cause error
+	select {
+	case err := <-drained:
+		if err != nil {
+			errs = append(errs, err)
+		}
+	case <-ctx.Done():
+		cause = ctx.Err()
+	case <-force:
+		cause = errForced
+	}
+	if cause != nil {
+		// Phase two: end the drain and everything it waits for. Closing
+		// the queues fails posts blocked on a full queue, so a source
+		// stuck there returns too.
+		rep.Forced = true
+		cancel()
+		for _, st := range p.stages {
+			st.Abort()
+			st.CloseQueue()
+		}
+		if err := <-drained; err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	for _, st := range p.stages {
+		st.Abort() // phase one is over: release the workers' contexts
+		st.Wait()
+	}
+	rep.Abandoned = p.abandoned()
+	for i, st := range p.stages {
+		if p.isSource[i] && !p.started[i] {
+			continue // a source that never started holds nothing
+		}
+		if err := st.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.mu.Lock()
+	adm := p.adm
+	p.mu.Unlock()
+	if adm != nil {
+		if err := adm.stop(); err != nil {
+			errs = append(errs, fmt.Errorf("pipeline %q: admin: %w", p.name, err))
+		}
+	}
+	rep.Took = time.Since(t0)
+	if cause != nil {
+		errs = append([]error{fmt.Errorf("pipeline %q: drain cut short, %d events abandoned: %w",
+			p.name, rep.Abandoned, cause)}, errs...)
+	}
+	err := errors.Join(errs...)
+	fields := []zap.Field{zap.String("pipeline", p.name), zap.Uint64("abandoned", rep.Abandoned),
+		zap.Bool("forced", rep.Forced), zap.Duration("took", rep.Took)}
+	if err != nil {
+		p.log.Warn("pipeline stopped", append(fields, zap.String("error", Redact(err.Error())))...)
+	} else {
+		p.log.Info("pipeline stopped", fields...)
+	}
+	return rep, err
+}
+
+// drainAll is phase one. It goes on through every step even when ctx has
+// ended, since each step then returns at once (the workers are aborted).
+func (p *Pipeline) drainAll(ctx context.Context) error {
+	var errs []error
+	for i, st := range p.stages {
+		if p.isSource[i] && p.started[i] {
+			if err := st.Source().StopInput(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stage %q: stop input: %w", st.Name(), err))
+			}
+		}
+	}
+	// In topological order every stage upstream of st has already stopped
+	// emitting: sources above, handler stages by the Wait below.
+	for _, i := range p.order {
+		if !p.isSource[i] {
+			p.stages[i].CloseQueue()
+			p.stages[i].Wait()
+		}
+	}
+	for i, st := range p.stages {
+		if p.isSource[i] && p.started[i] {
+			if err := st.Source().Drain(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stage %q: drain: %w", st.Name(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// abandoned counts the unfinished events once every worker has returned.
+func (p *Pipeline) abandoned() uint64 {
+	var n uint64
+	sources := false
+	for i, st := range p.stages {
+		if p.isSource[i] {
+			sources = true
+			n += st.InFlight()
+		}
+	}
+	if sources {
+		return n
+	}
+	for _, st := range p.stages {
+		if pt := st.Port(); pt != nil {
+			n += uint64(pt.Stats().Depth)
+		}
+	}
+	return n
+}
+
+// Run starts the pipeline, runs it until ctx ends, then stops it with the
+// drain deadline (Options.DrainTimeout, else Config.Drain, else
+// DefaultDrain). It returns Start's error, or Stop's.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
+	defer cancel()
+	_, err := p.Stop(dctx)
+	return err
+}
+
+// RunWithSignals is Run for a program's main pipeline: SIGINT or SIGTERM
+// (or ctx ending) starts phase one of Stop, with the drain deadline; a
+// second signal skips to phase two at once. Signal notification is
+// stopped before it returns.
+func (p *Pipeline) RunWithSignals(ctx context.Context) error {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case s := <-sig:
+		p.log.Info("signal: draining; send another to stop at once",
+			zap.String("pipeline", p.name), zap.String("signal", s.String()))
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
+	defer cancel()
+	finished := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case s := <-sig:
+			p.log.Warn("second signal: stopping at once",
+				zap.String("pipeline", p.name), zap.String("signal", s.String()))
+			cancel()
+		case <-finished:
+		}
+	}()
+	_, err := p.Stop(dctx)
+	close(finished)
+	wg.Wait()
+	return err
+}

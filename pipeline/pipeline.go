@@ -1,0 +1,355 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// DefaultDrain is the drain deadline of Run when neither Options.DrainTimeout
+// nor Config.Drain sets one.
+const DefaultDrain = 30 * time.Second
+
+// ErrClosed is returned by Start once the pipeline has been stopped (or has
+// failed to start): a Pipeline runs at most once.
+var ErrClosed = errors.New("pipeline: closed")
+
+// Options are what New needs besides the Config. The zero value is not
+// enough: Registry is required.
+type Options struct {
+	// Registry holds the kinds the Config's stages name.
+	Registry *stage.Registry
+	// Logger receives the pipeline's and the stages' logs; nil means one
+	// built from Config.Log with NewLogger.
+	Logger *zap.Logger
+	// DrainTimeout, when positive, overrides Config.Drain: how long Run
+	// lets phase one of Stop take.
+	DrainTimeout time.Duration
+	// AdminListen, when set, overrides Config.Admin.Listen.
+	AdminListen string
+}
+
+// Pipeline is a set of connected stages built from a Config, with the
+// lifecycle that starts and stops them in order and an optional admin HTTP
+// endpoint. Build one with New; run it with Run, or with Start and Stop.
+//
+// A Pipeline's methods are safe for concurrent use.
+type Pipeline struct {
+	name   string
+	log    *zap.Logger
+	ownLog bool // log was built by New and is synced on stop
+	drain  time.Duration
+	admin  AdminConfig
+
+	// Built once by New, read-only afterwards.
+	stages   []*stage.Stage // file order
+	byName   map[string]*stage.Stage
+	isSource []bool
+	order    []int // topological: every stage after all of its upstream stages
+
+	// start serialises Start against the beginning of Stop, so that Stop
+	// sees a pipeline that is either not started or completely started.
+	start sync.Mutex
+
+	mu        sync.Mutex
+	state     state
+	began     time.Time     // when Start began
+	ended     time.Time     // when Stop finished
+	started   []bool        // stages whose Start succeeded
+	adm       *adminServer  // nil when there is no admin endpoint
+	stopping  bool          // Stop was called (or Start failed)
+	stopDone  chan struct{} // closed when the stop procedure has finished
+	force     chan struct{} // closed to force phase two
+	forceOnce sync.Once
+	report    StopReport
+	stopErr   error
+}
+
+type state int
+
+const (
+	stateStarting state = iota // built, not yet (or not yet completely) started
+	stateRunning
+	stateDraining
+	stateStopped
+)
+
+var stateNames = [...]string{"starting", "running", "draining", "stopped"}
+
+func (s state) String() string { return stateNames[s] }
+
+// New builds a pipeline from cfg: it constructs every stage through its
+// kind's constructor, makes its queue and worker pool, and connects the
+// stages along Next and Routes. Nothing runs until Start.
+//
+// New reports every problem it finds as Errors, each positioned at the
+// stage (or, for a constructor's *stage.FieldError, at the field) it is
+// about: unknown kinds, constructor failures, references to unknown
+// stages, references to a source, cycles, and an admin endpoint on a
+// non-loopback address without a token. When New fails, the handlers it
+// had already constructed are closed.
+func New(cfg *Config, opts Options) (*Pipeline, error) {
+	if cfg == nil {
+		return nil, errors.New("pipeline: New: nil config")
+	}
+	if opts.Registry == nil {
+		return nil, errors.New("pipeline: New: Options.Registry is nil")
+	}
+	log := opts.Logger
+	ownLog := false
+	if log == nil {
+		var err error
+		if log, err = NewLogger(cfg.Log); err != nil {
+			return nil, fmt.Errorf("pipeline %q: %w", cfg.Name, err)
+		}
+		ownLog = true
+	}
+	p := &Pipeline{
+		name:   cfg.Name,
+		log:    log,
+		ownLog: ownLog,
+		drain:  cfg.Drain,
+		admin:  cfg.Admin,
+		byName: make(map[string]*stage.Stage, len(cfg.Stages)),
+	}
+	if opts.DrainTimeout > 0 {
+		p.drain = opts.DrainTimeout
+	}
+	if p.drain <= 0 {
+		p.drain = DefaultDrain
+	}
+	if opts.AdminListen != "" {
+		p.admin.Listen = opts.AdminListen
+	}
+
+	var errs Errors
+	fail := func(pos Pos, format string, args ...any) {
+		errs = append(errs, &Error{Pos: pos, Msg: Redact(fmt.Sprintf(format, args...))})
+	}
+	if err := checkAdminAddr(p.admin); err != nil {
+		fail(Pos{File: cfg.File}, "%v", err)
+	}
+	for _, sc := range cfg.Stages {
+		if sc == nil {
+			continue
+		}
+		st, isSrc := p.build(sc, opts.Registry, fail)
+		if st == nil {
+			continue
+		}
+		if _, dup := p.byName[sc.Name]; dup {
+			fail(sc.Pos, "stage %q is declared twice", sc.Name)
+			p.closeHandler(st)
+			continue
+		}
+		p.stages = append(p.stages, st)
+		p.isSource = append(p.isSource, isSrc)
+		p.byName[sc.Name] = st
+	}
+	if len(errs) == 0 {
+		p.wire(cfg, fail)
+	}
+	if len(errs) > 0 {
+		for _, st := range p.stages {
+			p.closeHandler(st)
+		}
+		return nil, errs
+	}
+	p.started = make([]bool, len(p.stages))
+	return p, nil
+}
+
+// build constructs one stage; nil when it cannot (the problem is reported
+// through fail).
+func (p *Pipeline) build(sc *StageConfig, reg *stage.Registry, fail func(Pos, string, ...any)) (*stage.Stage, bool) {
+	if sc.Name == "" {
+		fail(sc.Pos, "a stage has no name")
+		return nil, false
+	}
+	k, ok := reg.Lookup(sc.Kind)
+	if !ok {
+		fail(posOr(sc.FieldPos, "kind", sc.Pos), "stage %q: unknown kind %q", sc.Name, sc.Kind)
+		return nil, false
+	}
+	set := sc.Settings
+	set.Name, set.Kind = sc.Name, sc.Kind
+	slog := p.log.Named(sc.Name)
+	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routesOf(sc)}
+	ctorErr := func(err error) {
+		var fe *stage.FieldError
+		if errors.As(err, &fe) {
+			fail(posOr(sc.FieldPos, fe.Field, sc.Pos), "stage %q: %v", sc.Name, err)
+			return
+		}
+		fail(sc.Pos, "stage %q: %v", sc.Name, err)
+	}
+	if k.NewSource != nil {
+		if set.Inline {
+			fail(posOr(sc.FieldPos, "inline", sc.Pos), "stage %q: a source (kind %q) cannot be inline", sc.Name, sc.Kind)
+			return nil, false
+		}
+		src, err := k.NewSource(sc.Config, env)
+		if err == nil && src == nil {
+			err = fmt.Errorf("kind %q: constructor returned no source", sc.Kind)
+		}
+		if err != nil {
+			ctorErr(err)
+			return nil, false
+		}
+		return stage.NewSourceStage(set, src, slog), true
+	}
+	h, err := k.NewHandler(sc.Config, env)
+	if err == nil && h == nil {
+		err = fmt.Errorf("kind %q: constructor returned no handler", sc.Kind)
+	}
+	if err != nil {
+		ctorErr(err)
+		return nil, false
+	}
+	if k.Terminal && sc.Next != "" {
+		fail(posOr(sc.FieldPos, "next", sc.Pos), "stage %q: kind %q finishes events itself and takes no next", sc.Name, sc.Kind)
+	}
+	return stage.NewHandlerStage(set, h, slog), false
+}
+
+// routesOf returns the stage's Next followed by its Routes, each once.
+func routesOf(sc *StageConfig) []string {
+	rs := make([]string, 0, len(sc.Routes)+1)
+	seen := map[string]bool{}
+	for _, r := range append([]string{sc.Next}, sc.Routes...) {
+		if r != "" && !seen[r] {
+			seen[r] = true
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+func posOr(fp map[string]Pos, field string, def Pos) Pos {
+	if pos, ok := fp[field]; ok {
+		return pos
+	}
+	return def
+}
+
+// wire connects the stages and computes the topological order. Sources
+// may not be targets, and the graph must have no cycle: the stop
+// procedure closes a queue only once everything upstream of it is done.
+func (p *Pipeline) wire(cfg *Config, fail func(Pos, string, ...any)) {
+	index := make(map[string]int, len(p.stages))
+	for i, st := range p.stages {
+		index[st.Name()] = i
+	}
+	downstream := make([][]int, len(p.stages))
+	indeg := make([]int, len(p.stages))
+	var pos []Pos
+	for i, st := range p.stages {
+		sc := cfg.Stage(st.Name())
+		pos = append(pos, sc.Pos)
+		routes := map[string]*stage.Stage{}
+		ok := true
+		for _, r := range routesOf(sc) {
+			j, found := index[r]
+			where := posOr(sc.FieldPos, "next", sc.Pos)
+			if r != sc.Next {
+				where = sc.Pos
+			}
+			switch {
+			case !found:
+				fail(where, "stage %q: no stage named %q", sc.Name, r)
+				ok = false
+			case p.isSource[j]:
+				fail(where, "stage %q: %q is a source and takes no events", sc.Name, r)
+				ok = false
+			default:
+				routes[r] = p.stages[j]
+				downstream[i] = append(downstream[i], j)
+				indeg[j]++
+			}
+		}
+		if ok {
+			st.Connect(routes[sc.Next], routes)
+		}
+	}
+	// Kahn's algorithm, taking stages in file order among the ready ones.
+	done := make([]bool, len(p.stages))
+	for len(p.order) < len(p.stages) {
+		progress := false
+		for i := range p.stages {
+			if done[i] || indeg[i] > 0 {
+				continue
+			}
+			done[i], progress = true, true
+			p.order = append(p.order, i)
+			for _, j := range downstream[i] {
+				indeg[j]--
+			}
+		}
+		if !progress {
+			for i := range p.stages {
+				if !done[i] {
+					fail(pos[i], "stage %q is part of a cycle", p.stages[i].Name())
+				}
+			}
+			return
+		}
+	}
+}
+
+func (p *Pipeline) closeHandler(st *stage.Stage) {
+	if st.Source() != nil {
+		return // a source that never started holds nothing
+	}
+	if err := st.Close(); err != nil {
+		p.log.Error("closing stage", zap.String("stage", st.Name()), zap.String("error", Redact(err.Error())))
+	}
+}
+
+// Name returns the pipeline's name.
+func (p *Pipeline) Name() string { return p.name }
+
+// Stage returns the running stage called name, or nil. An embedding
+// program may use it to feed events into a stage (stage.Stage.NewEmitter)
+// or to read one stage's figures.
+func (p *Pipeline) Stage(name string) *stage.Stage { return p.byName[name] }
+
+// Stats is a snapshot of the pipeline, shaped as GET /stats serves it.
+type Stats struct {
+	Pipeline string        `json:"pipeline"`
+	UptimeS  float64       `json:"uptime_s"`
+	State    string        `json:"state"` // starting, running, draining or stopped
+	Stages   []stage.Stats `json:"stages"`
+}
+
+// Stats returns a snapshot of every stage, in file order. It never shows
+// configuration, so secret fields cannot leak through it. It is cheap
+// enough to poll every 100 ms and safe to call at any time, during Stop
+// too.
+func (p *Pipeline) Stats() Stats {
+	p.mu.Lock()
+	s := Stats{Pipeline: p.name, State: p.state.String()}
+	switch {
+	case p.began.IsZero():
+	case !p.ended.IsZero():
+		s.UptimeS = p.ended.Sub(p.began).Seconds()
+	default:
+		s.UptimeS = time.Since(p.began).Seconds()
+	}
+	p.mu.Unlock()
+	s.Stages = make([]stage.Stats, len(p.stages))
+	for i, st := range p.stages {
+		s.Stages[i] = st.Stats()
+	}
+	return s
+}
+
+func (p *Pipeline) currentState() state {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state
+}
