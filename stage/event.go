@@ -80,12 +80,6 @@ func (ev *Event) failIfOwned(s *Stage, err error) {
 	}
 }
 
-// handTo moves ownership of ev to s.
-func (ev *Event) handTo(s *Stage) {
-	ev.owner.Store(s)
-	ev.enqueued = nanotime()
-}
-
 // Field returns the value at a dotted path in ev.Fields ("a.b.c"), or "$"
 // for the whole record (the payload as a string). ok is false when a part
 // of the path is missing.

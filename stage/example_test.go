@@ -61,7 +61,8 @@ func Example() {
 	for i, rec := range []string{"a", "", "c"} {
 		em.Emit(context.Background(), src.NewEvent([]byte(rec), uint64(i+1), stage.Origin{To: p}))
 	}
-	upper.CloseQueue() // nothing more will come: drain and stop
+	em.Flush(context.Background()) // hand the batch over
+	upper.CloseQueue()             // nothing more will come: drain and stop
 	upper.Wait()
 
 	p.mu.Lock()

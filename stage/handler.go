@@ -28,10 +28,14 @@ func (f HandlerFunc) Handle(ctx context.Context, batch []*Event, out Emitter) er
 }
 
 // Emitter hands events to the next stage. After Emit the caller no longer
-// owns ev. If ev cannot be handed on (the next queue is full under overflow
-// reject: ErrBusy; the pipeline is shutting down), Emit finishes ev with
-// Done(err) itself and returns err. A stage with no next stage finishes
-// emitted events with Done(nil): the end of the pipeline.
+// owns ev. Emitted events are handed over in batches, when the worker's
+// batch is done (or earlier, once the next stage's batch size is reached);
+// an event that cannot be handed over then (the next queue is full under
+// overflow reject: ErrBusy; the pipeline is shutting down) is finished with
+// Done(err) by the emitter. Emit itself returns an error only when it fails
+// at once (EmitTo an unknown route); the event is then finished too. A
+// stage with no next stage finishes emitted events with Done(nil): the end
+// of the pipeline.
 type Emitter interface {
 	Emit(ctx context.Context, ev *Event) error
 	// EmitTo hands ev to the named next stage, which must be one of this

@@ -130,10 +130,18 @@ func (s *Stage) Connect(next *Stage, routes map[string]*Stage) {
 	s.next, s.routes = next, routes
 }
 
-// NewEvent makes an event read by this source stage: owned by it, with the
-// given origin. The stage counts it as in flight until Done.
+// NewEvent makes an event read by this source stage now: owned by it, with
+// the given origin. The stage counts it as in flight until Done.
 func (s *Stage) NewEvent(payload []byte, seq uint64, origin Origin) *Event {
-	ev := &Event{Payload: payload, Seq: seq, Arrived: time.Now(), Origin: origin, src: s}
+	return s.NewEventAt(payload, seq, origin, time.Now())
+}
+
+// NewEventAt is NewEvent for a record that arrived at the given time. A
+// source that frames many records out of one read takes the clock once per
+// read and passes it here: a clock reading per record is a measurable part
+// of a hop's cost.
+func (s *Stage) NewEventAt(payload []byte, seq uint64, origin Origin, arrived time.Time) *Event {
+	ev := &Event{Payload: payload, Seq: seq, Arrived: arrived, Origin: origin, src: s}
 	ev.owner.Store(s)
 	s.created.Add(1)
 	s.in.Add(1)
@@ -321,21 +329,26 @@ func (s *Stage) doubleDone(ev *Event, err error) {
 	}
 }
 
-// Outputs is the Emitter a worker uses. Events for a port-based stage are
-// posted at once; events for an inline stage are collected and handed to
-// its handler as one batch when Flush is called. Not safe for concurrent
-// use: each worker has its own.
+// Outputs is the Emitter a worker uses. It collects emitted events per
+// next stage and hands them over in Flush: to a port-based stage as one
+// batch of posts (and early, once a stage's batch size is reached), to an
+// inline stage as one call of its handler. So a queue hop costs one lock
+// and one clock reading per batch rather than per event. Not safe for
+// concurrent use: each worker has its own.
 type Outputs struct {
-	from   *Stage
-	out    uint64 // events handed on since the last Flush
-	inline []inlineTarget
-	waits  []int64 // scratch for run's latency figures
+	from    *Stage
+	out     uint64 // events handed on since the last Flush
+	targets []target
+	waits   []int64 // scratch for run's latency figures
+	pkts    []port.Packet[*Event]
 }
 
-type inlineTarget struct {
+// target is one next stage and the events emitted to it since the last
+// Flush.
+type target struct {
 	st  *Stage
 	evs []*Event
-	out *Outputs
+	out *Outputs // for an inline stage: the emitter its handler uses
 }
 
 var _ Emitter = (*Outputs)(nil)
@@ -362,45 +375,77 @@ func (o *Outputs) emit(ctx context.Context, st *Stage, ev *Event) error {
 		ev.Done(nil) // the end of the pipeline
 		return nil
 	}
-	if st.port == nil { // inline: batch it up for Flush
-		ev.handTo(st)
-		for i := range o.inline {
-			if o.inline[i].st == st {
-				o.inline[i].evs = append(o.inline[i].evs, ev)
-				return nil
-			}
+	ev.owner.Store(st)
+	t := o.target(st)
+	t.evs = append(t.evs, ev)
+	if st.port != nil && len(t.evs) >= st.set.Batch {
+		o.post(ctx, t)
+	}
+	return nil
+}
+
+func (o *Outputs) target(st *Stage) *target {
+	for i := range o.targets {
+		if o.targets[i].st == st {
+			return &o.targets[i]
 		}
-		o.inline = append(o.inline, inlineTarget{st: st, evs: []*Event{ev}, out: st.NewEmitter()})
-		return nil
 	}
-	ev.handTo(st)
-	err := st.port.Post(ctx, port.Packet[*Event]{Key: ev.Origin.Key, Value: ev})
-	if err == nil {
-		return nil
+	t := target{st: st}
+	if st.port == nil {
+		t.out = st.NewEmitter()
 	}
-	o.out--
-	ev.owner.Store(o.from)
-	switch {
-	case errors.Is(err, port.ErrFull):
-		err = ErrBusy
-	case errors.Is(err, port.ErrClosed):
-		err = fmt.Errorf("stage %q: %w", st.set.Name, errShuttingDown)
-	default:
-		err = fmt.Errorf("stage %q: %w", st.set.Name, err)
+	o.targets = append(o.targets, t)
+	return &o.targets[len(o.targets)-1]
+}
+
+// post hands t's events to its port. Events that cannot be posted (the
+// queue is full under overflow reject, or closed) are finished with the
+// reason, owned again by the emitting stage so that its error count shows
+// them.
+func (o *Outputs) post(ctx context.Context, t *target) {
+	now := nanotime()
+	for _, ev := range t.evs {
+		ev.enqueued = now
 	}
-	ev.Done(err)
-	return err
+	for _, ev := range t.evs {
+		err := t.st.port.Post(ctx, port.Packet[*Event]{Key: ev.Origin.Key, Value: ev})
+		if err == nil {
+			continue
+		}
+		o.out--
+		ev.owner.Store(o.from)
+		switch {
+		case errors.Is(err, port.ErrFull):
+			err = ErrBusy
+		case errors.Is(err, port.ErrClosed):
+			err = fmt.Errorf("stage %q: %w", t.st.set.Name, errShuttingDown)
+		default:
+			err = fmt.Errorf("stage %q: %w", t.st.set.Name, err)
+		}
+		ev.Done(err)
+	}
+	clear(t.evs)
+	t.evs = t.evs[:0]
 }
 
 var errShuttingDown = errors.New("shutting down")
 
-// Flush runs the inline stages downstream on the events emitted to them
-// since the last Flush, and publishes the emitter's counters.
+// Flush hands over every event emitted since the last Flush: posts them to
+// port-based stages and runs inline stages' handlers on theirs. It
+// publishes the emitter's counters.
 func (o *Outputs) Flush(ctx context.Context) {
-	for i := range o.inline {
-		t := &o.inline[i]
+	for i := range o.targets {
+		t := &o.targets[i]
 		if len(t.evs) == 0 {
 			continue
+		}
+		if t.st.port != nil {
+			o.post(ctx, t)
+			continue
+		}
+		now := nanotime()
+		for _, ev := range t.evs {
+			ev.enqueued = now
 		}
 		t.st.run(ctx, t.evs, t.out)
 		clear(t.evs)

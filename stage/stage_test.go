@@ -250,27 +250,30 @@ func TestRejectFinishesEventBusy(t *testing.T) {
 	}
 	res := newResults()
 	em := src.NewEmitter()
-	busy := 0
 	for i := uint64(1); i <= 10; i++ {
-		if err := em.Emit(context.Background(), src.NewEvent(nil, i, Origin{To: res})); errors.Is(err, ErrBusy) {
-			busy++
+		if err := em.Emit(context.Background(), src.NewEvent(nil, i, Origin{To: res})); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
 		}
 	}
+	em.Flush(context.Background())
 	close(gate)
 	sink.CloseQueue()
 	sink.Wait()
-	// One event may be in the handler and two queued; the rest are refused.
-	if busy < 7 || res.count() != 10 {
-		t.Fatalf("busy %d, completions %d", busy, res.count())
+	if res.count() != 10 {
+		t.Fatalf("completions %d", res.count())
 	}
-	nbusy := 0
+	// One event may be in the handler and two queued; the rest are refused.
+	busy := 0
 	for i := uint64(1); i <= 10; i++ {
 		if errs := res.get(i); errors.Is(errs[0], ErrBusy) {
-			nbusy++
+			busy++
 		}
 	}
-	if nbusy != busy || sink.Stats().Rejected != uint64(busy) {
-		t.Fatalf("busy completions %d, rejected %d, want %d", nbusy, sink.Stats().Rejected, busy)
+	if busy < 7 || sink.Stats().Rejected != uint64(busy) || src.Stats().Errors != uint64(busy) {
+		t.Fatalf("busy %d, rejected %d, source errors %d", busy, sink.Stats().Rejected, src.Stats().Errors)
+	}
+	if src.Stats().Out != uint64(10-busy) {
+		t.Fatalf("out %d, want %d", src.Stats().Out, 10-busy)
 	}
 }
 

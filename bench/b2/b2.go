@@ -248,6 +248,7 @@ func (s *producer) Start(_ context.Context, rt *stage.Stage) error {
 		defer close(s.emitted)
 		out := rt.NewEmitter()
 		ctx := context.Background()
+		var now time.Time
 		for i := 0; i < s.n; i++ {
 			if i&1023 == 0 {
 				select {
@@ -256,7 +257,12 @@ func (s *producer) Start(_ context.Context, rt *stage.Stage) error {
 				default:
 				}
 			}
-			_ = out.Emit(ctx, rt.NewEvent(nil, uint64(i), stage.Origin{}))
+			// A source reads the clock once per read, not per record
+			// (netio does so per read buffer).
+			if i&63 == 0 {
+				now = time.Now()
+			}
+			_ = out.Emit(ctx, rt.NewEventAt(nil, uint64(i), stage.Origin{}, now))
 		}
 		out.Flush(ctx)
 	}()
