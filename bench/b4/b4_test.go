@@ -1,0 +1,38 @@
+package b4_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stagedserver/seda/bench/b4"
+	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
+)
+
+var cluster pgtesting.Cluster
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(cluster.Wrap(m)) }
+
+// TestRunShort overloads the pipeline briefly: every record is answered,
+// and every acked one is in the table (Run checks it and fails otherwise).
+func TestRunShort(t *testing.T) {
+	dsn := cluster.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := b4.Run(ctx, b4.Config{Duration: 2 * time.Second, Conns: 4, SustainRecords: 2000, Window: 2000, DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sustained <= 0 || res.Sent == 0 || res.Acked == 0 || res.Acked+res.Nacked != res.Sent {
+		t.Fatalf("sustained %.0f, sent %d, acked %d, nacked %d", res.Sustained, res.Sent, res.Acked, res.Nacked)
+	}
+	if res.TableRows < int64(res.Acked) {
+		t.Errorf("%d rows stored, fewer than the %d acked", res.TableRows, res.Acked)
+	}
+	if md := res.Markdown(); !strings.Contains(md, "acked / sustained") {
+		t.Errorf("Markdown:\n%s", md)
+	}
+}

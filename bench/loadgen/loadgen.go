@@ -1,0 +1,402 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stagedserver/seda/internal/wire"
+)
+
+// Defaults of Config's zero fields.
+const (
+	DefaultConns      = 64
+	DefaultWindow     = 1000
+	DefaultAckTimeout = 2 * time.Minute
+)
+
+// Config says what load to offer. Records or Duration (or both: whichever
+// ends first) must be set.
+type Config struct {
+	Addr     string        // host:port of the server
+	Conns    int           // connections; 0 means DefaultConns
+	Records  int           // records in all, spread evenly over the connections; 0: until Duration
+	Duration time.Duration // stop sending after this long; 0: until Records are sent
+	// Rate is the records per second offered over all connections; 0 means
+	// as fast as the windows allow.
+	Rate float64
+	// Window is the most records a connection has sent and not yet seen
+	// acked or nacked; 0 means DefaultWindow.
+	Window int
+	// StartID is the id of the first record; ids run from it upwards.
+	StartID int64
+	// AckTimeout bounds the wait for the acks still owed once sending has
+	// stopped; 0 means DefaultAckTimeout.
+	AckTimeout time.Duration
+	// CollectIDs keeps the ids of the acked (not nacked) records in
+	// Result.AckedIDs.
+	CollectIDs bool
+}
+
+// Result is what a run measured.
+type Result struct {
+	Sent, Acked, Nacked uint64
+	// Elapsed runs from the first record sent to the last reply read.
+	Elapsed time.Duration
+	// Latency holds, for every acked record, the time from writing it to
+	// reading the ack that covers it.
+	Latency Histogram
+	// Nacks counts the nacks by reason.
+	Nacks map[string]uint64
+	// AckedIDs are the ids of the acked records (with Config.CollectIDs).
+	AckedIDs []int64
+	// Timeline holds the records acked in each second of the run, from the
+	// first send.
+	Timeline []uint64
+	// Errors are the failures of connections (at most one each).
+	Errors []error
+}
+
+// AckedPerSec is Acked over Elapsed.
+func (r *Result) AckedPerSec() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Acked) / r.Elapsed.Seconds()
+}
+
+// Err joins the connections' errors; nil when every connection ended
+// cleanly with nothing owed.
+func (r *Result) Err() error { return errors.Join(r.Errors...) }
+
+// Record appends the benchmark's JSON record with the given id to b: about
+// 90 bytes, without the newline.
+func Record(b []byte, id int64) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	b = append(b, `,"host":"web-`...)
+	b = strconv.AppendInt(b, id%64, 10)
+	b = append(b, `.example.com","level":"`...)
+	b = append(b, levels[id%int64(len(levels))]...)
+	b = append(b, `","msg":"request handled in `...)
+	b = strconv.AppendInt(b, id%997, 10)
+	b = append(b, ` ms status=200"}`...)
+	return b
+}
+
+var levels = [...]string{"info", "info", "info", "warn", "debug", "error"}
+
+// IDs returns the ids a run with cfg sends when every record is sent
+// (Records set): for files and checks that need the same rows.
+func IDs(cfg Config) []int64 {
+	ids := make([]int64, cfg.Records)
+	for i := range ids {
+		ids[i] = cfg.StartID + int64(i)
+	}
+	return ids
+}
+
+// Run offers the load and returns when every connection has finished:
+// sending is over and every record sent was acked or nacked, the server
+// closed, AckTimeout passed, or ctx ended. A connection's failure ends that
+// connection only; it is reported in Result.Errors. Run's own error is for
+// a bad Config or when no connection could be made.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("loadgen: Addr is empty")
+	}
+	if cfg.Records <= 0 && cfg.Duration <= 0 {
+		return nil, errors.New("loadgen: set Records or Duration")
+	}
+	if cfg.Conns <= 0 {
+		cfg.Conns = DefaultConns
+	}
+	if cfg.Records > 0 && cfg.Conns > cfg.Records {
+		cfg.Conns = cfg.Records
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
+	conns := make([]*conn, cfg.Conns)
+	for i := range conns {
+		n := 0
+		if cfg.Records > 0 {
+			n = cfg.Records / cfg.Conns
+			if i < cfg.Records%cfg.Conns {
+				n++
+			}
+		}
+		c := &conn{
+			cfg: &cfg, idx: i, quota: uint64(n),
+			sentAt: make([]int64, cfg.Window), wake: make(chan struct{}, 1),
+			nacked: map[uint64]struct{}{}, nacks: map[string]uint64{},
+		}
+		cl, err := wire.DialOptions(ctx, cfg.Addr, wire.Options{OnReply: c.reply})
+		if err != nil {
+			for _, c := range conns[:i] {
+				c.cl.Close()
+			}
+			return nil, fmt.Errorf("loadgen: connection %d: %w", i, err)
+		}
+		c.cl = cl
+		conns[i] = c
+	}
+
+	var acked atomic.Uint64
+	start := time.Now()
+	var stopTimeline = make(chan struct{})
+	var timeline []uint64
+	var tlWG sync.WaitGroup
+	tlWG.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last uint64
+		for {
+			select {
+			case <-stopTimeline:
+				timeline = append(timeline, acked.Load()-last)
+				return
+			case <-t.C:
+				now := acked.Load()
+				timeline = append(timeline, now-last)
+				last = now
+			}
+		}
+	})
+
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		c.start, c.acked = start, &acked
+		wg.Go(func() { c.run(ctx) })
+	}
+	wg.Wait()
+	close(stopTimeline)
+	tlWG.Wait()
+
+	res := &Result{Nacks: map[string]uint64{}, Timeline: timeline}
+	var last time.Time
+	for _, c := range conns {
+		res.Sent += c.sent
+		res.Acked += c.nAcked
+		res.Nacked += c.nNacked
+		res.Latency.Merge(&c.lat)
+		for k, v := range c.nacks {
+			res.Nacks[k] += v
+		}
+		res.AckedIDs = append(res.AckedIDs, c.ids...)
+		if c.err != nil {
+			res.Errors = append(res.Errors, fmt.Errorf("connection %d: %w", c.idx, c.err))
+		}
+		if c.lastReply.After(last) {
+			last = c.lastReply
+		}
+	}
+	if !last.IsZero() {
+		res.Elapsed = last.Sub(start)
+	}
+	return res, nil
+}
+
+// conn is one connection: a writer (the goroutine of run) and the wire
+// client's reader, which calls reply.
+type conn struct {
+	cfg   *Config
+	idx   int
+	cl    *wire.Client
+	quota uint64 // records to send; 0: until Duration
+	start time.Time
+	acked *atomic.Uint64 // all connections' acked records, for the timeline
+
+	// sentAt[seq%Window] is when record seq was written (ns since start).
+	// The writer fills a slot only once the reader is done with it: seq
+	// is only sent when seq-Window is answered. The wire client's lock
+	// orders the writer's store before the reader's load.
+	sentAt []int64
+	ackSeq atomic.Uint64 // highest seq acked, cumulative
+	wake   chan struct{} // the reader made room in the window
+
+	sent uint64 // the writer's
+
+	// The reader's (reply), read after the client is done.
+	nAcked    uint64
+	nNacked   uint64
+	nacked    map[uint64]struct{}
+	nacks     map[string]uint64
+	lat       Histogram
+	ids       []int64
+	lastReply time.Time
+	err       error
+}
+
+func (c *conn) id(seq uint64) int64 {
+	return c.cfg.StartID + int64(c.idx) + int64(seq-1)*int64(c.cfg.Conns)
+}
+
+func (c *conn) run(ctx context.Context) {
+	werr := c.write(ctx)
+	if werr == nil {
+		werr = c.waitAcks(ctx)
+	}
+	// Half-close: the server finishes what it owes, then closes; the
+	// reader returns at its EOF (or the deadline).
+	if err := c.cl.CloseWrite(); err != nil && werr == nil {
+		werr = err
+	}
+	t := time.NewTimer(c.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case <-c.cl.Done():
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	c.cl.Close()
+	rerr := c.cl.Err()
+	if errors.Is(rerr, io.EOF) || errors.Is(rerr, net.ErrClosed) {
+		rerr = nil
+	}
+	if answered := c.ackSeq.Load() + uint64(len(c.nacked)); answered < c.sent && rerr == nil {
+		rerr = fmt.Errorf("%d records sent were neither acked nor nacked", c.sent-answered)
+	}
+	c.err = errors.Join(werr, rerr)
+}
+
+// waitAcks waits until every record sent is answered, the connection ends,
+// the ack timeout passes or ctx ends.
+func (c *conn) waitAcks(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.AckTimeout)
+	defer cancel()
+	if err := c.cl.Wait(wctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (c *conn) write(ctx context.Context) error {
+	var line []byte
+	perConn := c.cfg.Rate / float64(c.cfg.Conns)
+	var deadline time.Time
+	if c.cfg.Duration > 0 {
+		deadline = c.start.Add(c.cfg.Duration)
+	}
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		select {
+		case <-c.cl.Done():
+			return c.cl.Err()
+		default:
+		}
+		now := time.Now()
+		if !deadline.IsZero() && !now.Before(deadline) {
+			break
+		}
+		if c.quota > 0 && c.sent >= c.quota {
+			break
+		}
+		// How many may go now: room in the window, the rate's allowance,
+		// what is left of the quota.
+		n := uint64(c.cfg.Window) - (c.sent - c.ackSeq.Load())
+		if perConn > 0 {
+			due := uint64(now.Sub(c.start).Seconds()*perConn) + 1
+			if due <= c.sent {
+				// Sleep until the next record is due (or the deadline).
+				next := c.start.Add(time.Duration(float64(c.sent) / perConn * float64(time.Second)))
+				wait := next.Sub(now)
+				if !deadline.IsZero() {
+					wait = min(wait, deadline.Sub(now))
+				}
+				sleep(ctx, max(wait, 2*time.Millisecond)) // coarse: fewer wake-ups, little jitter
+				continue
+			}
+			n = min(n, due-c.sent)
+		}
+		if c.quota > 0 {
+			n = min(n, c.quota-c.sent)
+		}
+		if n == 0 {
+			select {
+			case <-c.wake:
+			case <-c.cl.Done():
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond): // re-check the deadline
+			}
+			continue
+		}
+		ts := int64(now.Sub(c.start))
+		for range n {
+			c.sentAt[(c.sent+1)%uint64(len(c.sentAt))] = ts
+			line = Record(line[:0], c.id(c.sent+1))
+			if _, err := c.cl.Send(line); err != nil {
+				return err
+			}
+			c.sent++
+		}
+		if err := c.cl.Flush(); err != nil {
+			return err
+		}
+	}
+	return c.cl.Flush()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// reply handles one reply; the wire client has checked it against what was
+// sent.
+func (c *conn) reply(r wire.Reply) {
+	now := time.Now()
+	c.lastReply = now
+	if r.Nack {
+		if r.N == 0 {
+			c.nacks[r.Reason]++
+			return
+		}
+		c.nacked[r.N] = struct{}{}
+		c.nNacked++
+		c.nacks[r.Reason]++
+		c.wakeWriter()
+		return
+	}
+	prev := c.ackSeq.Load()
+	ts := int64(now.Sub(c.start))
+	var k uint64
+	for seq := prev + 1; seq <= r.N; seq++ {
+		if _, no := c.nacked[seq]; no {
+			delete(c.nacked, seq)
+			continue
+		}
+		k++
+		c.lat.Record(time.Duration(ts - c.sentAt[seq%uint64(len(c.sentAt))]))
+		if c.cfg.CollectIDs {
+			c.ids = append(c.ids, c.id(seq))
+		}
+	}
+	c.nAcked += k
+	c.acked.Add(k)
+	c.ackSeq.Store(r.N)
+	c.wakeWriter()
+}
+
+func (c *conn) wakeWriter() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,145 @@
+package loadgen_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stagedserver/seda/bench/loadgen"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRecord(t *testing.T) {
+	for _, id := range []int64{0, 7, 123456789} {
+		b := loadgen.Record(nil, id)
+		var rec struct {
+			ID               int64
+			Host, Level, Msg string
+		}
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.Fatalf("record %d: %v: %s", id, err, b)
+		}
+		if rec.ID != id || rec.Host == "" || rec.Level == "" || rec.Msg == "" {
+			t.Errorf("record %d: %+v", id, rec)
+		}
+		if id == 123456789 && (len(b) < 80 || len(b) > 110) {
+			t.Errorf("record is %d bytes, want about 90", len(b))
+		}
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h loadgen.Histogram
+	for i := 1; i <= 1000; i++ {
+		h.Record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}} {
+		got := h.Quantile(c.q)
+		if d := got - c.want; d < -c.want/30 || d > c.want/30 {
+			t.Errorf("q%.2f = %v, want %v within 3%%", c.q, got, c.want)
+		}
+	}
+	if h.Count() != 1000 || h.Max() != time.Millisecond {
+		t.Errorf("count %d max %v", h.Count(), h.Max())
+	}
+}
+
+// ackServer acks every record after it is read, and nacks ids divisible
+// by nackEvery (when not 0).
+func ackServer(t *testing.T, nackEvery int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				r := bufio.NewReader(c)
+				w := bufio.NewWriter(c)
+				var seq uint64
+				for {
+					line, err := r.ReadBytes('\n')
+					if err != nil {
+						break
+					}
+					seq++
+					var rec struct{ ID int64 }
+					json.Unmarshal(line, &rec)
+					if nackEvery > 0 && rec.ID%nackEvery == 0 {
+						fmt.Fprintf(w, "nack %d busy\n", seq)
+					}
+					w.WriteString("ack " + strconv.FormatUint(seq, 10) + "\n")
+					if r.Buffered() == 0 {
+						w.Flush()
+					}
+				}
+				w.Flush()
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestRunCountsAndIDs(t *testing.T) {
+	addr := ackServer(t, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 4, Records: 2000, Window: 50, StartID: 1, CollectIDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 2000 || res.Acked != 1800 || res.Nacked != 200 || res.Nacks["busy"] != 200 {
+		t.Fatalf("sent %d acked %d nacked %d %v", res.Sent, res.Acked, res.Nacked, res.Nacks)
+	}
+	seen := map[int64]bool{}
+	for _, id := range res.AckedIDs {
+		if id%10 == 0 || id < 1 || id > 2000 || seen[id] {
+			t.Fatalf("acked id %d: nacked, out of range or twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != 1800 || res.Latency.Count() != 1800 {
+		t.Errorf("%d acked ids, %d latencies; want 1800", len(seen), res.Latency.Count())
+	}
+}
+
+func TestRunDurationAndRate(t *testing.T) {
+	addr := ackServer(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 2, Duration: 300 * time.Millisecond, Rate: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The rate caps what is sent: at most the records due by the end.
+	if res.Sent == 0 || res.Sent > 2000 || res.Acked != res.Sent {
+		t.Errorf("sent %d acked %d; want 0 < sent <= 2000, all acked", res.Sent, res.Acked)
+	}
+}
