@@ -96,7 +96,9 @@ type Port[T any] struct {
 	posted, delivered, rejected uint64
 }
 
-// New returns a port configured by o.
+// New returns an open port configured by o; the zero Options is valid.
+// Like CreateIoCompletionPort it only makes the queue: workers come from
+// Join.
 func New[T any](o Options) *Port[T] {
 	if o.Concurrency <= 0 {
 		o.Concurrency = runtime.GOMAXPROCS(0)
@@ -111,10 +113,12 @@ func New[T any](o Options) *Port[T] {
 	}
 }
 
-// Post queues pk. When the queue is full it waits for room under Overflow
-// Block and fails with ErrFull under Overflow Reject. It returns ErrClosed
-// after Close, also when Close is called while it waits, and ctx.Err() when
-// ctx ends first; in both cases pk was not queued.
+// Post queues pk behind every packet queued before it. When the queue is
+// full it waits for room under Overflow Block, in line behind Posts already
+// waiting (no later Post or TryPost overtakes them), and fails with ErrFull
+// under Overflow Reject. It returns ErrClosed after Close, also when Close
+// is called while it waits, and ctx.Err() when ctx is done before or while
+// it waits; in each of these cases pk was not queued.
 func (p *Port[T]) Post(ctx context.Context, pk Packet[T]) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -153,8 +157,9 @@ func (p *Port[T]) Post(ctx context.Context, pk Packet[T]) error {
 	return err
 }
 
-// TryPost queues pk if there is room and never waits: ErrFull when the queue
-// is full (counted as Rejected), ErrClosed after Close.
+// TryPost queues pk if there is room and never waits, whatever the
+// Overflow: ErrFull when the queue is full or Posts are waiting for room
+// (counted as Rejected), ErrClosed after Close.
 func (p *Port[T]) TryPost(pk Packet[T]) error {
 	p.mu.Lock()
 	err := p.enqueueLocked(pk)
@@ -258,9 +263,9 @@ func (p *Port[T]) Close() {
 	p.dispatchLocked()
 }
 
-// Stats returns a snapshot of the port's gauges and totals. It takes the
-// port's lock briefly and allocates nothing, so it may be polled while the
-// port is busy.
+// Stats returns a consistent snapshot of the port's gauges and totals. It
+// takes the port's lock briefly and allocates nothing, so it may be polled
+// while the port is busy.
 func (p *Port[T]) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -277,7 +282,8 @@ func (p *Port[T]) Stats() Stats {
 }
 
 // Join binds a new worker to the port. The worker holds no run slot until
-// its first Get returns a packet.
+// its first Get returns a packet. Joining a closed port works: the worker
+// drains what is queued and then gets ErrClosed.
 func (p *Port[T]) Join() *Worker[T] {
 	w := &Worker[T]{p: p, wake: make(chan struct{}, 1)}
 	w.buf = w.one[:]
@@ -298,9 +304,11 @@ type Worker[T any] struct {
 }
 
 // Get returns the oldest queued packet, waiting while the queue is empty or
-// all run slots are taken. Calling Get gives up the slot the worker held;
-// returning a packet takes one. It returns ErrClosed once the port is closed
-// and drained, and ctx.Err() when ctx ends first (nothing is dequeued).
+// all run slots are taken; among waiting workers the one that started
+// waiting last is served first. Calling Get gives up the slot the worker
+// held; returning a packet takes one. It returns ErrClosed once the port is
+// closed and drained, an error after Leave, and ctx.Err() when ctx is done
+// before a packet is handed over (nothing is dequeued then).
 func (w *Worker[T]) Get(ctx context.Context) (Packet[T], error) {
 	n, err := w.get(ctx, w.one[:])
 	if n == 0 {
@@ -312,8 +320,10 @@ func (w *Worker[T]) Get(ctx context.Context) (Packet[T], error) {
 }
 
 // GetBatch is Get for up to len(buf) packets: it waits as Get does for the
-// first and then takes whatever else is queued, up to len(buf), without
-// waiting for more. It returns how many packets it put in buf.
+// first and then takes whatever else is queued, oldest first, up to
+// len(buf), without waiting for more. It returns how many packets it put in
+// buf (counted one by one in Stats.Delivered), and fails at once when buf is
+// empty. Errors are Get's.
 func (w *Worker[T]) GetBatch(ctx context.Context, buf []Packet[T]) (int, error) {
 	if len(buf) == 0 {
 		return 0, errors.New("port: GetBatch with an empty buffer")
@@ -392,9 +402,11 @@ func (p *Port[T]) removeWaiter(w *Worker[T]) {
 }
 
 // Blocking runs fn without a run slot, so that another worker may run while
-// fn blocks (on a database call, a disk write). When fn returns the worker
-// takes its slot back at once, even if that puts the port over its limit;
-// no parked worker is released until the count is below the limit again.
+// fn blocks (on a database call, a disk write); Windows notices a blocked
+// thread by itself, Go code has to say so. When fn returns, or panics, the
+// worker takes its slot back at once, even if that puts the port over its
+// limit; no parked worker is released until the count is below the limit
+// again. A worker that holds no slot (before its first Get) takes none.
 func (w *Worker[T]) Blocking(fn func()) {
 	p := w.p
 	p.mu.Lock()

@@ -8,9 +8,9 @@ package b1
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -250,5 +250,23 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return results, nil
 }
 
-// ErrNoWork is returned by Latency when n is not positive.
-var ErrNoWork = errors.New("b1: no items to measure")
+// Table formats results as the Markdown table of bench/RESULTS.md: items/s
+// in millions as min / median / max, and the ratios likewise.
+func Table(rs []Result) string {
+	var b strings.Builder
+	b.WriteString("| case | port Mitems/s (min / med / max) | channel Mitems/s (min / med / max) | ratio (min / med / max) | target | met |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- |\n")
+	m := func(xs []float64, scale float64, prec int) string {
+		s := Summarize(xs)
+		return fmt.Sprintf("%.*f / **%.*f** / %.*f", prec, s.Min/scale, prec, s.Median/scale, prec, s.Max/scale)
+	}
+	for _, r := range rs {
+		met := "no"
+		if r.Met() {
+			met = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≥ %.1f | %s |\n", r.Case,
+			m(r.PortItemsPerSec, 1e6, 1), m(r.ChanItemsPerSec, 1e6, 1), m(r.Ratios(), 1, 2), r.Target, met)
+	}
+	return b.String()
+}
