@@ -774,3 +774,67 @@ func TestStress(t *testing.T) {
 		}
 	}
 }
+
+func TestPostBatch(t *testing.T) {
+	ctx := context.Background()
+	mk := func(from, to int) []Packet[int] {
+		var pks []Packet[int]
+		for i := from; i < to; i++ {
+			pks = append(pks, Packet[int]{Value: i})
+		}
+		return pks
+	}
+	t.Run("reject", func(t *testing.T) {
+		p := New[int](Options{Capacity: 4, Overflow: Reject})
+		n, err := p.PostBatch(ctx, mk(0, 6))
+		if n != 4 || !errors.Is(err, ErrFull) || p.Stats().Rejected != 2 || p.Stats().Depth != 4 {
+			t.Fatalf("n %d err %v stats %+v", n, err, p.Stats())
+		}
+	})
+	t.Run("block keeps order", func(t *testing.T) {
+		p := New[int](Options{Capacity: 3, Concurrency: 1})
+		done := make(chan error, 1)
+		go func() {
+			_, err := p.PostBatch(ctx, mk(0, 10))
+			done <- err
+		}()
+		w := p.Join()
+		defer w.Leave()
+		for want := 0; want < 10; want++ {
+			pk, err := w.Get(ctx)
+			if err != nil || pk.Value != want {
+				t.Fatalf("got %d %v, want %d", pk.Value, err, want)
+			}
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("one wake hands a batch", func(t *testing.T) {
+		p := New[int](Options{Capacity: 64, Concurrency: 1})
+		w := p.Join()
+		defer w.Leave()
+		got := make(chan int, 1)
+		go func() {
+			buf := make([]Packet[int], 64)
+			n, _ := w.GetBatch(ctx, buf)
+			got <- n
+		}()
+		for p.Stats().Waiting != 1 {
+			runtime.Gosched()
+		}
+		if n, err := p.PostBatch(ctx, mk(0, 10)); n != 10 || err != nil {
+			t.Fatal(n, err)
+		}
+		if n := <-got; n != 10 {
+			t.Fatalf("the parked worker was handed %d packets, want all 10", n)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		p := New[int](Options{})
+		p.Close()
+		if n, err := p.PostBatch(ctx, mk(0, 2)); n != 0 || !errors.Is(err, ErrClosed) {
+			t.Fatal(n, err)
+		}
+	})
+}

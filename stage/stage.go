@@ -404,16 +404,15 @@ func (o *Outputs) target(st *Stage) *target {
 // them.
 func (o *Outputs) post(ctx context.Context, t *target) {
 	now := nanotime()
+	pkts := o.pkts[:0]
 	for _, ev := range t.evs {
 		ev.enqueued = now
+		pkts = append(pkts, port.Packet[*Event]{Key: ev.Origin.Key, Value: ev})
 	}
-	for _, ev := range t.evs {
-		err := t.st.port.Post(ctx, port.Packet[*Event]{Key: ev.Origin.Key, Value: ev})
-		if err == nil {
-			continue
-		}
-		o.out--
-		ev.owner.Store(o.from)
+	n, err := t.st.port.PostBatch(ctx, pkts)
+	clear(pkts)
+	o.pkts = pkts[:0]
+	if err != nil {
 		switch {
 		case errors.Is(err, port.ErrFull):
 			err = ErrBusy
@@ -422,7 +421,11 @@ func (o *Outputs) post(ctx context.Context, t *target) {
 		default:
 			err = fmt.Errorf("stage %q: %w", t.st.set.Name, err)
 		}
-		ev.Done(err)
+		for _, ev := range t.evs[n:] {
+			o.out--
+			ev.owner.Store(o.from)
+			ev.Done(err)
+		}
 	}
 	clear(t.evs)
 	t.evs = t.evs[:0]

@@ -1,0 +1,45 @@
+package port
+
+import "context"
+
+// PostBatch queues pks in order, as len(pks) Posts would, but takes the
+// port's lock once for as many as fit and wakes waiting workers once, so a
+// waiting worker is handed a whole batch. It returns how many packets were
+// queued: pks[:n]. When the queue fills, the rest wait for room one by one
+// under Overflow Block (still in order) and are refused under Overflow
+// Reject (n < len(pks), ErrFull, each refusal counted as Rejected). Errors
+// are those of Post: ErrClosed, ctx.Err().
+func (p *Port[T]) PostBatch(ctx context.Context, pks []Packet[T]) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0, ErrClosed
+	}
+	n := 0
+	if p.posters.len == 0 { // waiting posters go first
+		n = min(len(pks), len(p.ring)-p.depth)
+		for i := range pks[:n] {
+			p.push(pks[i])
+		}
+		p.dispatchLocked()
+	}
+	if n == len(pks) {
+		p.mu.Unlock()
+		return n, nil
+	}
+	if p.overflow == Reject {
+		p.rejected += uint64(len(pks) - n)
+		p.mu.Unlock()
+		return n, ErrFull
+	}
+	p.mu.Unlock()
+	for ; n < len(pks); n++ {
+		if err := p.Post(ctx, pks[n]); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
