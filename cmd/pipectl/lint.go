@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stage"
+)
+
+func newLintCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "lint FILE...",
+		Short: "Check pipeline files; print FILE:LINE:COL: message for each problem",
+		Long: `Lint loads each file as run would, strictly (unknown keys and kinds, dangling
+next names, missing fields, bad sizes and durations), and builds every stage
+without starting it, so that each kind checks its own fields. It prints every
+problem as FILE:LINE:COL: message and exits 1 if there was any, else prints
+"ok". An empty db.postgres dsn is not a problem: run starts a throwaway
+PostgreSQL for it.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			reg, err := newRegistry()
+			if err != nil {
+				return err
+			}
+			bad := false
+			for _, f := range files {
+				if lintFile(cmd.Context(), cmd.OutOrStdout(), f, reg) {
+					bad = true
+				}
+			}
+			if bad {
+				return &exitError{code: 1}
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), "ok")
+			return err
+		},
+	}
+}
+
+// lintFile prints the problems of one file to w and reports whether there
+// were any.
+func lintFile(ctx context.Context, w io.Writer, file string, reg *stage.Registry) bool {
+	cfg, err := pipeline.Load(file, reg)
+	if err == nil {
+		for _, sc := range throwawayStages(cfg) {
+			sc.Config.Set("dsn", lintDSN)
+		}
+		var p *pipeline.Pipeline
+		p, err = pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+		if err == nil {
+			// Stop before Start only closes the handlers New made.
+			_, err = p.Stop(ctx)
+		}
+	}
+	if err == nil {
+		return false
+	}
+	var errs pipeline.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(w, e.Error())
+		}
+		return true
+	}
+	fmt.Fprintf(w, "%s: %v\n", file, err)
+	return true
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLintGood(t *testing.T) {
+	code, out, errOut := runCLI(t, "lint", filepath.Join("..", "..", "pipeline.yaml"))
+	if code != 0 || out != "ok\n" {
+		t.Errorf("pipeline.yaml: exit %d, stdout %q, stderr %q; want exit 0 and ok", code, out, errOut)
+	}
+}
+
+func TestLintBad(t *testing.T) {
+	for _, name := range []string{"bad_load", "bad_build"} {
+		t.Run(name, func(t *testing.T) {
+			code, out, _ := runCLI(t, "lint", filepath.Join("testdata", name+".yaml"))
+			if code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			golden(t, name+".golden", out)
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if !strings.HasPrefix(l, "testdata/"+name+".yaml:") || strings.Count(l, ":") < 3 {
+					t.Errorf("not FILE:LINE:COL: message: %q", l)
+				}
+			}
+		})
+	}
+}
+
+func TestLintSeveralFiles(t *testing.T) {
+	code, out, _ := runCLI(t, "lint", filepath.Join("..", "..", "pipeline.yaml"), filepath.Join("testdata", "missing.yaml"))
+	if code != 1 || !strings.Contains(out, "testdata/missing.yaml: ") || strings.Contains(out, "ok") {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+}
+
+func TestGraph(t *testing.T) {
+	for _, format := range []string{"dot", "mermaid"} {
+		code, out, errOut := runCLI(t, "graph", filepath.Join("..", "..", "pipeline.yaml"), "--format", format)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", format, code, errOut)
+		}
+		golden(t, "graph."+format, out)
+	}
+	code, _, errOut := runCLI(t, "graph", filepath.Join("..", "..", "pipeline.yaml"), "--format", "png")
+	if code != 1 || !strings.Contains(errOut, "png") {
+		t.Errorf("unknown format: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "pipectl github.com/stagedserver/seda ") || !strings.Contains(out, " go1.") {
+		t.Errorf("exit %d, %q", code, out)
+	}
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stages/process"
+)
+
+// idSink is the test kind test.ids: it notes the id of every event and
+// refuses those whose id is a multiple of refuse_every.
+type idSink struct {
+	mu    sync.Mutex
+	seen  map[int64]int
+	every int64
+}
+
+func (s *idSink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range batch {
+		id, _ := ev.Fields["id"].(int64)
+		s.seen[id]++
+		if s.every > 0 && id%s.every == 0 {
+			ev.Done(errors.New("test refuses"))
+			continue
+		}
+		ev.Done(nil)
+	}
+	return nil
+}
+
+// startTestPipeline runs netio.tcp -> process.json -> test.ids on a free
+// port and returns the source's address and the sink.
+func startTestPipeline(t *testing.T, refuseEvery int64) (string, *idSink) {
+	t.Helper()
+	reg := stage.NewRegistry()
+	sink := &idSink{seen: map[int64]int{}, every: refuseEvery}
+	for _, err := range []error{
+		netio.Register(reg),
+		process.Register(reg),
+		reg.Register(stage.Kind{
+			Name: "test.ids", Terminal: true,
+			NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return sink, nil },
+		}),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const yaml = `
+name: loadtest
+stages:
+  accept:
+    kind: netio.tcp
+    listen: 127.0.0.1:0
+    drain_linger: 100ms
+    next: parse
+  parse:
+    kind: process.json
+    require: [id]
+    inline: true
+    next: sink
+  sink:
+    kind: test.ids
+    workers: 2
+`
+	cfg, err := pipeline.Parse("loadtest.yaml", []byte(yaml), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := p.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	addr := p.Stage("accept").Source().(interface{ Addr() net.Addr }).Addr().String()
+	return addr, sink
+}
+
+func TestLoadAllAcked(t *testing.T) {
+	addr, sink := startTestPipeline(t, 0)
+	code, out, errOut := runCLI(t, "load", "--addr", addr, "--count", "3001", "--conns", "4", "--window", "50", "--id-start", "10")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "sent 3001  acked 3001  nacked 0  unanswered 0") || !strings.Contains(out, "ack latency p50") {
+		t.Errorf("report:\n%s", out)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.seen) != 3001 {
+		t.Errorf("%d distinct ids stored, want 3001", len(sink.seen))
+	}
+	for id := int64(10); id < 10+3001; id++ {
+		if sink.seen[id] != 1 {
+			t.Fatalf("id %d stored %d times", id, sink.seen[id])
+		}
+	}
+}
+
+func TestLoadNacks(t *testing.T) {
+	addr, _ := startTestPipeline(t, 100)
+	code, out, _ := runCLI(t, "load", "--addr", addr, "--count", "1000", "--conns", "3", "--framing", "lines")
+	if code != 1 {
+		t.Errorf("exit %d with nacked records, want 1", code)
+	}
+	for _, want := range []string{"sent 1000  acked 990  nacked 10  unanswered 0", `10 × "test refuses"`, "first nacks:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestLoadRateAndDuration(t *testing.T) {
+	addr, sink := startTestPipeline(t, 0)
+	code, out, errOut := runCLI(t, "load", "--addr", addr, "--duration", "300ms", "--rate", "1000", "--conns", "2")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	sink.mu.Lock()
+	n := len(sink.seen)
+	sink.mu.Unlock()
+	// At 1000/s for 0.3 s: never more than the rate allows (plus the first
+	// record of each connection), and something was sent.
+	if n == 0 || n > 302 {
+		t.Errorf("%d records in 300ms at 1000/s", n)
+	}
+	if !strings.Contains(out, fmt.Sprintf("sent %d  acked %d", n, n)) {
+		t.Errorf("report does not match the %d records stored:\n%s", n, out)
+	}
+}
+
+func TestLoadNoServer(t *testing.T) {
+	code, out, _ := runCLI(t, "load", "--addr", "127.0.0.1:1", "--count", "10", "--conns", "1")
+	if code != 1 || !strings.Contains(out, "error: conn 0:") {
+		t.Errorf("exit %d, report:\n%s", code, out)
+	}
+}
+
+func TestLoadRecord(t *testing.T) {
+	for _, size := range []int{1, 60, 90, 500} {
+		rec := loadRecord(nil, 12345, size)
+		var m map[string]any
+		if err := json.Unmarshal(rec, &m); err != nil {
+			t.Fatalf("size %d: %s: %v", size, rec, err)
+		}
+		if m["id"] != float64(12345) {
+			t.Errorf("id %v", m["id"])
+		}
+		if size >= 90 && len(rec) != size {
+			t.Errorf("size %d: record of %d bytes: %s", size, len(rec), rec)
+		}
+	}
+}

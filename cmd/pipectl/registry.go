@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/db"
+	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stages/process"
+)
+
+// newRegistry returns the registry every command loads pipelines with:
+// the kinds of stages/netio, stages/process and stages/db. process.func is
+// registered with an empty set of functions: pipectl has none of its own,
+// but lint and doc should know the kind (an embedding program registers
+// its functions; see examples/embed).
+func newRegistry() (*stage.Registry, error) {
+	r := stage.NewRegistry()
+	for _, reg := range []func(*stage.Registry) error{
+		netio.Register,
+		process.Register,
+		db.Register,
+		func(r *stage.Registry) error { return process.RegisterFuncs(r, &process.Funcs{}) },
+	} {
+		if err := reg(r); err != nil {
+			return nil, fmt.Errorf("register kinds: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// lintDSN stands in for an empty dsn when a file is only checked: `pipectl
+// run` would start a throwaway PostgreSQL for it, so it is not an error.
+// Nothing connects to it.
+const lintDSN = "postgres://pipectl-lint@127.0.0.1:1/lint?sslmode=disable"
+
+// throwawayStages returns the db.postgres stages of cfg whose dsn is empty:
+// those `pipectl run` gives a throwaway PostgreSQL.
+func throwawayStages(cfg *pipeline.Config) []*pipeline.StageConfig {
+	var out []*pipeline.StageConfig
+	for _, sc := range cfg.Stages {
+		if sc.Kind == db.Kind && sc.Config.String("dsn") == "" {
+			out = append(out, sc)
+		}
+	}
+	return out
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func readSnapshot(t *testing.T, name string) *snapshot {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// statsServer serves the canned snapshots in turn (the last one from then
+// on) and requires token when it is not empty.
+func statsServer(t *testing.T, token string, files ...string) *httptest.Server {
+	t.Helper()
+	var bodies [][]byte
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stats" {
+			http.NotFound(w, r)
+			return
+		}
+		if token != "" && r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		i := min(int(n.Add(1))-1, len(bodies)-1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(bodies[i])
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestStatsTableTotals(t *testing.T) {
+	srv := statsServer(t, "", "stats1.json")
+	code, out, errOut := runCLI(t, "stats", "--addr", srv.URL, "--interval", "0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	golden(t, "stats_totals.golden", out)
+}
+
+func TestStatsTableRates(t *testing.T) {
+	prev, cur := readSnapshot(t, "stats1.json"), readSnapshot(t, "stats2.json")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	prev.at, cur.at = t0, t0.Add(2*time.Second)
+	got := statsTable(prev, cur)
+	golden(t, "stats_rates.golden", got)
+	// accept took 25000 records in 2s.
+	if !strings.Contains(got, "12.5k") {
+		t.Errorf("no 12.5k/s rate for accept in\n%s", got)
+	}
+}
+
+func TestStatsTwoSamples(t *testing.T) {
+	srv := statsServer(t, "", "stats1.json", "stats2.json")
+	code, out, errOut := runCLI(t, "stats", "--addr", srv.URL, "--interval", "10ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	// The second sample is shown, with rates: none of the rate cells is "-".
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("want title, header and 3 stage lines, got\n%s", out)
+	}
+	if f := strings.Fields(lines[2]); f[0] != "accept" || f[2] != "8192/8192" || f[9] == "-" || f[10] == "-" {
+		t.Errorf("accept line %q: want the second sample's depth and rates", lines[2])
+	}
+}
+
+func TestStatsToken(t *testing.T) {
+	srv := statsServer(t, "s3cret", "stats1.json")
+	code, _, errOut := runCLI(t, "stats", "--addr", srv.URL, "--interval", "0")
+	if code == 0 || !strings.Contains(errOut, "401") {
+		t.Errorf("without token: exit %d, stderr %q; want a failure naming 401", code, errOut)
+	}
+	code, out, errOut := runCLI(t, "stats", "--addr", srv.URL, "--interval", "0", "--token", "s3cret")
+	if code != 0 || !strings.Contains(out, "accept") {
+		t.Errorf("with token: exit %d, stderr %q, stdout %q", code, errOut, out)
+	}
+}
+
+func TestStatsJSON(t *testing.T) {
+	srv := statsServer(t, "", "stats1.json")
+	code, out, errOut := runCLI(t, "stats", "--addr", srv.URL, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var s snapshot
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+	}
+	if s.Pipeline != "ingest" || len(s.Stages) != 3 || s.Stages[2].Pool.Blocked != 6 {
+		t.Errorf("decoded %+v", s)
+	}
+}
+
+func TestStatsNoServer(t *testing.T) {
+	code, _, errOut := runCLI(t, "stats", "--addr", "127.0.0.1:1", "--interval", "0")
+	if code != 1 || !strings.Contains(errOut, "admin endpoint") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestHumanFigures(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{{0, "0"}, {950, "950"}, {1234, "1.23k"}, {12345, "12.3k"}, {123456, "123k"}, {1.25e6, "1.25M"}} {
+		if got := humanRate(c.v); got != c.want {
+			t.Errorf("humanRate(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		ms   float64
+		want string
+	}{{0, "-"}, {0.05, "50µs"}, {2.1, "2.10ms"}, {12.34, "12.3ms"}, {1250, "1.25s"}} {
+		if got := msCell(c.ms); got != c.want {
+			t.Errorf("msCell(%v) = %q, want %q", c.ms, got, c.want)
+		}
+	}
+}

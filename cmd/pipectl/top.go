@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// historyLen is how many depth samples the sparkline shows.
+const historyLen = 30
+
+// barWidth is the width of a queue's depth/capacity bar in cells.
+const barWidth = 16
+
+var sparks = []rune("▁▂▃▄▅▆▇█")
+
+// topModel is what top shows: the last snapshot, the one before it (for
+// rates), and each stage's recent queue depths.
+type topModel struct {
+	addr    string
+	prev    *snapshot
+	cur     *snapshot
+	history map[string][]int
+	err     error // the last fetch failure, shown until a fetch succeeds
+}
+
+func newTopModel(addr string) *topModel {
+	return &topModel{addr: addr, history: map[string][]int{}}
+}
+
+func (m *topModel) update(s *snapshot, err error) {
+	if err != nil {
+		m.err = err
+		return
+	}
+	m.err = nil
+	m.prev, m.cur = m.cur, s
+	seen := map[string]bool{}
+	for _, st := range s.Stages {
+		seen[st.Name] = true
+		h := append(m.history[st.Name], st.Queue.Depth)
+		if len(h) > historyLen {
+			h = h[len(h)-historyLen:]
+		}
+		m.history[st.Name] = h
+	}
+	for name := range m.history {
+		if !seen[name] {
+			delete(m.history, name)
+		}
+	}
+}
+
+// render returns one frame as lines (no line ends), cut to width cells
+// when width > 0.
+func (m *topModel) render(width int) []string {
+	var lines []string
+	title := "pipectl top  " + m.addr
+	if m.cur != nil {
+		title = fmt.Sprintf("pipectl top  %s  pipeline %s%s  up %s", m.addr, orDash(m.cur.Pipeline),
+			stateNote(m.cur.State), uptime(m.cur.Uptime))
+	}
+	lines = append(lines, title+"  (q quits)")
+	if m.err != nil {
+		lines = append(lines, "error: "+m.err.Error())
+	}
+	if m.cur == nil {
+		return cut(lines, width)
+	}
+	rows := [][]string{{"STAGE", "KIND", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "IN/S", "OUT/S", "P99", "DEPTH HISTORY"}}
+	for _, st := range m.cur.Stages {
+		r := rateOf(m.prev, m.cur, st)
+		rows = append(rows, []string{
+			st.Name, st.Kind,
+			depthBar(st),
+			queueCell(st),
+			poolCell(st),
+			rateCell(r.ok, r.In),
+			rateCell(r.ok, r.Out),
+			msCell(st.Latency.P99),
+			sparkline(m.history[st.Name], st),
+		})
+	}
+	var b strings.Builder
+	writeAligned(&b, rows, 2, 2, 8)
+	lines = append(lines, strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")...)
+	return cut(lines, width)
+}
+
+func cut(lines []string, width int) []string {
+	if width <= 0 {
+		return lines
+	}
+	for i, l := range lines {
+		if r := []rune(l); len(r) > width {
+			lines[i] = string(r[:width])
+		}
+	}
+	return lines
+}
+
+// depthBar draws depth/capacity as a bar of barWidth cells; an inline
+// stage or a source without a queue gets a blank one.
+func depthBar(st stage.Stats) string {
+	if st.Inline || st.Queue.Capacity <= 0 {
+		return "[" + strings.Repeat(" ", barWidth) + "]"
+	}
+	fill := (st.Queue.Depth*barWidth + st.Queue.Capacity - 1) / st.Queue.Capacity
+	fill = min(max(fill, 0), barWidth)
+	return "[" + strings.Repeat("█", fill) + strings.Repeat("░", barWidth-fill) + "]"
+}
+
+// sparkline draws the depth history, scaled to its own peak so that small
+// queues show movement too (the bar shows how full the queue is).
+func sparkline(h []int, st stage.Stats) string {
+	if st.Inline || len(h) == 0 {
+		return ""
+	}
+	peak := 1
+	for _, d := range h {
+		peak = max(peak, d)
+	}
+	var b strings.Builder
+	for _, d := range h {
+		i := 0
+		if d > 0 {
+			i = 1 + d*(len(sparks)-2)/peak
+		}
+		b.WriteRune(sparks[min(i, len(sparks)-1)])
+	}
+	return b.String()
+}
+
+func newTopCmd() *cobra.Command {
+	var (
+		addr, token string
+		interval    time.Duration
+		count       int
+	)
+	cmd := &cobra.Command{
+		Use:   "top",
+		Short: "Watch every stage of a running pipeline live",
+		Long: `Top polls /stats every --interval and shows, per stage, a depth/capacity bar,
+running/workers, in/out rates per second, p99 latency and a sparkline of
+the last 30 queue depths. q or Ctrl-C quits. When stdout is not a terminal
+it prints plain frames, --count of them (0: until interrupted).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval <= 0 {
+				return fmt.Errorf("--interval must be positive")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			t := &topRun{
+				client:   newStatsClient(addr, token),
+				model:    newTopModel(addr),
+				interval: interval,
+				count:    count,
+				out:      cmd.OutOrStdout(),
+			}
+			in, inOK := cmd.InOrStdin().(*os.File)
+			out, outOK := cmd.OutOrStdout().(*os.File)
+			if inOK && outOK && term.IsTerminal(int(in.Fd())) && term.IsTerminal(int(out.Fd())) {
+				return t.live(ctx, int(in.Fd()), int(out.Fd()))
+			}
+			return t.plain(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", defaultAdmin, "admin endpoint address (host:port or URL)")
+	f.StringVar(&token, "token", "", "admin token, sent as a bearer token")
+	f.DurationVar(&interval, "interval", time.Second, "time between samples")
+	f.IntVar(&count, "count", 0, "stop after this many frames; 0: until q or Ctrl-C")
+	return cmd
+}
+
+type topRun struct {
+	client   *statsClient
+	model    *topModel
+	interval time.Duration
+	count    int
+	out      io.Writer
+}
+
+// plain prints frames one after the other, without escapes.
+func (t *topRun) plain(ctx context.Context) error {
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	for n := 0; t.count <= 0 || n < t.count; n++ {
+		if n > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+		s, err := t.client.fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		t.model.update(s, nil)
+		if n > 0 {
+			fmt.Fprintln(t.out)
+		}
+		if _, err := io.WriteString(t.out, strings.Join(t.model.render(0), "\n")+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// live draws frames in place on the alternate screen, with the terminal in
+// raw mode so that a single q quits; the terminal is restored on return.
+func (t *topRun) live(ctx context.Context, inFd, outFd int) error {
+	old, err := term.MakeRaw(inFd)
+	if err != nil {
+		return fmt.Errorf("top: raw mode: %w", err)
+	}
+	const (
+		enter = "\x1b[?1049h\x1b[?25l" // alternate screen, hide cursor
+		leave = "\x1b[?25h\x1b[?1049l"
+	)
+	io.WriteString(t.out, enter)
+	defer func() {
+		io.WriteString(t.out, leave)
+		term.Restore(inFd, old)
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		readKeys(ctx, inFd)
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	for n := 0; t.count <= 0 || n < t.count; n++ {
+		fctx, fcancel := context.WithTimeout(ctx, max(t.interval, 2*time.Second))
+		s, err := t.client.fetch(fctx)
+		fcancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		t.model.update(s, err)
+		width, height, _ := term.GetSize(outFd)
+		lines := t.model.render(width)
+		if height > 0 && len(lines) > height {
+			lines = lines[:height]
+		}
+		var b strings.Builder
+		b.WriteString("\x1b[H")
+		for i, l := range lines {
+			if i > 0 {
+				b.WriteString("\r\n")
+			}
+			b.WriteString(l + "\x1b[K")
+		}
+		b.WriteString("\x1b[J")
+		if _, err := io.WriteString(t.out, b.String()); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// readKeys returns when q, Q, Ctrl-C or Ctrl-D is typed, when the input
+// ends, or when ctx ends. It polls so that it never sits in a read that
+// nothing could interrupt.
+func readKeys(ctx context.Context, fd int) {
+	buf := make([]byte, 16)
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 100)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		if n == 0 {
+			continue
+		}
+		if fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 && fds[0].Revents&unix.POLLIN == 0 {
+			return
+		}
+		m, err := unix.Read(fd, buf)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil || m == 0 {
+			return
+		}
+		for _, c := range buf[:m] {
+			switch c {
+			case 'q', 'Q', 3, 4:
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+func TestTopFrame(t *testing.T) {
+	m := newTopModel("127.0.0.1:9464")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, f := range []string{"stats1.json", "stats2.json", "stats1.json", "stats2.json"} {
+		s := readSnapshot(t, f)
+		s.at = t0.Add(time.Duration(i) * 2 * time.Second)
+		m.update(s, nil)
+	}
+	frame := strings.Join(m.render(0), "\n") + "\n"
+	golden(t, "top_frame.golden", frame)
+
+	// The queue filled up: accept's bar is full and its history ends at the
+	// top of the sparkline; store's emptied and ends at the bottom.
+	for _, want := range []string{"[████████████████]", "▂█▂█", "█▁█▁"} {
+		if !strings.Contains(frame, want) {
+			t.Errorf("frame lacks %q:\n%s", want, frame)
+		}
+	}
+}
+
+func TestTopFrameWidthAndErrors(t *testing.T) {
+	m := newTopModel("127.0.0.1:9464")
+	m.update(readSnapshot(t, "stats1.json"), nil)
+	m.update(nil, errors.New("connection refused"))
+	lines := m.render(40)
+	if !strings.Contains(strings.Join(lines, "\n"), "error: connection refused") {
+		t.Errorf("the fetch error is not shown: %q", lines)
+	}
+	for _, l := range lines {
+		if n := utf8.RuneCountInString(l); n > 40 {
+			t.Errorf("line of %d cells in a 40-cell terminal: %q", n, l)
+		}
+	}
+}
+
+func TestSparklineAndBar(t *testing.T) {
+	st := stage.Stats{Queue: stage.QueueStats{Capacity: 100}}
+	if got := sparkline([]int{0, 1, 50, 100}, st); got != "▁▂▅█" {
+		t.Errorf("sparkline = %q", got)
+	}
+	if got := sparkline([]int{0, 0}, st); got != "▁▁" {
+		t.Errorf("sparkline of an idle queue = %q", got)
+	}
+	st.Queue.Depth = 1
+	if got := depthBar(st); got != "[█░░░░░░░░░░░░░░░]" {
+		t.Errorf("a non-empty queue shows at least one cell: %q", got)
+	}
+	st.Inline = true
+	if got := sparkline([]int{5}, st); got != "" {
+		t.Errorf("an inline stage has no history: %q", got)
+	}
+}
+
+func TestTopPlain(t *testing.T) {
+	srv := statsServer(t, "", "stats1.json", "stats2.json")
+	code, out, errOut := runCLI(t, "top", "--addr", srv.URL, "--interval", "10ms", "--count", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Errorf("escape sequences in plain output: %q", out)
+	}
+	if n := strings.Count(out, "pipectl top"); n != 2 {
+		t.Errorf("%d frames, want 2:\n%s", n, out)
+	}
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# fuzz.sh: run every Fuzz target of the module for FUZZTIME (default 10s)
+# each. Targets are found with `go test -list '^Fuzz' ./...`, whose output
+# lists a package's targets and then an "ok  PACKAGE" line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-10s}
+
+list=$(go test -list '^Fuzz' ./...)
+targets=()
+pending=()
+while IFS= read -r line; do
+	case $line in
+	Fuzz*) pending+=("$line") ;;
+	ok*)
+		pkg=$(awk '{print $2}' <<<"$line")
+		for t in "${pending[@]}"; do targets+=("$pkg $t"); done
+		pending=()
+		;;
+	*) pending=() ;;
+	esac
+done <<<"$list"
+
+if [ ${#targets[@]} -eq 0 ]; then
+	echo "fuzz: no Fuzz targets found"
+	exit 0
+fi
+echo "fuzz: ${#targets[@]} targets, $fuzztime each"
+failed=()
+for entry in "${targets[@]}"; do
+	read -r pkg name <<<"$entry"
+	echo "fuzz: $pkg $name"
+	# A failure leaves its input in the package's testdata/fuzz/$name, where
+	# `go test` replays it from then on.
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; then
+		failed+=("$pkg $name")
+	fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "fuzz: ${#failed[@]} of ${#targets[@]} targets failed:"
+	printf '  %s\n' "${failed[@]}"
+	exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets passed"
