@@ -44,7 +44,9 @@ func FuzzRedact(f *testing.F) {
 			kvq,
 		} {
 			out := Redact(dsn)
-			if strings.Contains(out, pw) && !strings.Contains("postgres://app:@db:5432/x host=db password= dbname=x", pw) {
+			// The mask itself may contain a password such as "xxxx": look
+			// for the password in what is left around the mask.
+			if strings.Contains(strings.ReplaceAll(out, "xxxxx", "\x00"), pw) && !strings.Contains("postgres://app:@db:5432/x host=db password= dbname=x", pw) {
 				t.Fatalf("Redact(%q) = %q keeps the password", dsn, out)
 			}
 			if again := Redact(out); again != out {
