@@ -1,0 +1,13 @@
+// Package wire is a client for the netio.tcp wire protocol, used by tests,
+// `pipectl load`, the benchmarks and the reliability tests.
+//
+// A Client numbers the records it sends from 1, as the server does, and
+// reads the server's replies in a goroutine of its own: `ack N` (every
+// record up to N is finished) and `nack N reason` (record N was refused).
+// Acked returns the cumulative ack, Wait waits until every record sent is
+// settled (acked, or nacked when the server gave up on the connection), and
+// a reply callback sees each reply as it arrives. A line the protocol does
+// not allow (a malformed reply, an ack going backwards or beyond what was
+// sent, a line too long) ends the client with an error saying which line
+// and why.
+package wire

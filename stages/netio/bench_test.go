@@ -1,0 +1,85 @@
+package netio_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+// BenchmarkTCPAcked measures records per second through a netio source
+// into a stage that finishes them, over loopback, counting a record once
+// its ack arrived. Records are 100 bytes.
+func BenchmarkTCPAcked(b *testing.B) {
+	for _, conns := range []int{1, 4} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			src, err := netio.New(netio.Options{Listen: "127.0.0.1:0"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			in := stage.NewSourceStage(stage.Settings{Name: "in", Workers: 2, Concurrency: 2}, src, zap.NewNop())
+			sink := stage.NewHandlerStage(stage.Settings{Name: "sink", Workers: 2, Concurrency: 2, Capacity: 8192},
+				stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
+					for _, ev := range batch {
+						ev.Done(nil)
+					}
+					return nil
+				}), nil)
+			in.Connect(sink, nil)
+			ctx := context.Background()
+			sink.Start(ctx)
+			if err := in.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			rec := make([]byte, 100)
+			for i := range rec {
+				rec[i] = 'a' + byte(i%26)
+			}
+			cs := make([]*wire.Client, conns)
+			for i := range cs {
+				if cs[i], err = wire.Dial(ctx, src.Addr().String(), wire.Lines); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(rec) + 1))
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for i, c := range cs {
+				n := b.N / conns
+				if i == 0 {
+					n += b.N % conns
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range n {
+						c.Send(rec)
+					}
+					c.Flush()
+					if err := c.WaitTimeout(time.Minute); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			for _, c := range cs {
+				c.Close()
+			}
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			src.Drain(dctx)
+			sink.CloseQueue()
+			sink.Wait()
+			in.Close()
+		})
+	}
+}

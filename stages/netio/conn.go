@@ -1,0 +1,350 @@
+package netio
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+)
+
+// conn is one client connection. Three goroutines touch it: its reader
+// (one read outstanding at a time), the source's workers (framing its
+// reads, which they receive in order, and turning completions into acks),
+// and its owner, which writes the acks and closes the connection when it
+// owes nothing more. Whoever finishes one of its events calls Complete.
+type conn struct {
+	s      *Source
+	id     uint64
+	nc     net.Conn
+	remote string
+	log    *zap.Logger
+
+	fr         framer        // the worker framing this connection's current read owns it
+	readNext   chan struct{} // a worker framed the last read: issue the next
+	readerDone chan struct{} // closed when the reader has returned
+
+	mu          sync.Mutex
+	cond        sync.Cond // the owner waits on it
+	win         window
+	outstanding int  // events emitted and not finished
+	flushQueued bool // completions wait for a worker (itemAcks packet or dirty list)
+	out, spare  []byte
+	writing     int  // bytes the owner is writing now
+	readerGone  bool // the reader returned and its last read is framed
+	inputEOF    bool // the client shut its write side
+	stopRead    bool // a protocol error: read no more
+	protoErr    bool
+	drainReq    bool // Drain asked to finish when nothing is owed
+	dead        bool // closed early (error, idle, not reading) or aborted
+	aborted     bool // Close: the owner returns at once
+}
+
+var _ stage.Completer = (*conn)(nil)
+
+func newConn(s *Source, id uint64, nc net.Conn) *conn {
+	c := &conn{
+		s:          s,
+		id:         id,
+		nc:         nc,
+		remote:     nc.RemoteAddr().String(),
+		fr:         newFramer(s.opts.Framing, s.opts.MaxFrame),
+		readNext:   make(chan struct{}, 1),
+		readerDone: make(chan struct{}),
+	}
+	c.cond.L = &c.mu
+	c.log = s.log.With(zap.Uint64("conn", id), zap.String("remote", c.remote))
+	return c
+}
+
+// owedLocked reports whether the connection owes the client anything.
+func (c *conn) owedLocked() bool {
+	return c.outstanding > 0 || c.flushQueued || len(c.out) > 0 || c.writing > 0
+}
+
+// read is the connection's reader: one read outstanding at a time, into a
+// pooled buffer taken only once input is there (the zero-byte-read trick
+// of IOCP servers, so idle connections hold no buffer). A completed read
+// is posted to the source's port, and the next one waits until a worker
+// has framed it: a stalled pipeline stops the reads and TCP pushes back on
+// the client.
+func (c *conn) read() {
+	s := c.s
+	defer s.wg.Done()
+	defer close(c.readerDone)
+	defer func() {
+		c.mu.Lock()
+		c.readerGone = true
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}()
+	var rc syscall.RawConn
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	for {
+		var deadline time.Time
+		if s.opts.IdleTimeout > 0 {
+			deadline = time.Now().Add(s.opts.IdleTimeout)
+		}
+		c.nc.SetReadDeadline(deadline)
+		// StopInput sets stopping and then a deadline in the past: looking
+		// after setting ours means one of the two sees the other.
+		if s.stopping.Load() {
+			return
+		}
+		err := waitReadable(rc)
+		var buf *[]byte
+		n := 0
+		if err == nil {
+			buf = s.getBuf()
+			n, err = c.nc.Read(*buf)
+		}
+		if err != nil && n == 0 && err != io.EOF {
+			if buf != nil {
+				s.putBuf(buf)
+			}
+			if !c.readFailed(err) {
+				return
+			}
+			continue // idle, but acks are owed: keep waiting
+		}
+		var perr error
+		if err == io.EOF {
+			perr = io.EOF
+		}
+		if buf == nil { // EOF seen while waiting: post it with an empty buffer
+			buf = s.getBuf()
+		}
+		pk := port.Packet[item]{Key: c.id, N: n, Err: perr, Value: item{kind: itemRead, c: c, buf: buf}}
+		if e := s.port.Post(s.ctx, pk); e != nil {
+			s.putBuf(buf)
+			return // closing
+		}
+		select {
+		case <-c.readNext:
+		case <-s.ctx.Done():
+			return
+		}
+		if err != nil {
+			if err == io.EOF {
+				c.mu.Lock()
+				c.inputEOF = true
+				c.mu.Unlock()
+				c.log.Debug("client closed its side")
+				return
+			}
+			if !c.readFailed(err) {
+				return
+			}
+		}
+		c.mu.Lock()
+		stop := c.stopRead
+		c.mu.Unlock()
+		if stop {
+			return
+		}
+	}
+}
+
+// readFailed handles a read error; it reports whether to keep reading.
+func (c *conn) readFailed(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.s.stopping.Load() {
+			return false // StopInput
+		}
+		c.mu.Lock()
+		owed := c.owedLocked()
+		c.mu.Unlock()
+		if owed {
+			return true
+		}
+		c.kill(fmt.Sprintf("idle for %s", c.s.opts.IdleTimeout), nil)
+		return false
+	}
+	c.mu.Lock()
+	dead := c.dead
+	c.mu.Unlock()
+	if !dead {
+		c.kill("read failed", err)
+	}
+	return false
+}
+
+// waitReadable waits until the socket has input, an error or EOF, without
+// a buffer: a non-blocking one-byte MSG_PEEK, parked on the runtime's
+// poller while it would block. The read deadline applies.
+func waitReadable(rc syscall.RawConn) error {
+	if rc == nil {
+		return nil
+	}
+	var b [1]byte
+	err := rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN && err != unix.EWOULDBLOCK && err != unix.EINTR
+	})
+	return err
+}
+
+// Complete is called once per event, by whoever finishes it, from any
+// goroutine. It never blocks: it records the completion under the
+// connection's lock and, unless one is already on its way, asks a worker
+// to write the acks (one packet for any number of completions).
+func (c *conn) Complete(ev *stage.Event, err error) {
+	c.s.rt.ObserveLatency(int64(time.Since(ev.Arrived)))
+	c.mu.Lock()
+	c.outstanding--
+	post := false
+	if c.s.opts.Ack == AckCommit && !c.dead {
+		r := ""
+		if err != nil {
+			r = reason(err)
+		}
+		c.win.finish(ev.Seq, r)
+		if !c.flushQueued {
+			c.flushQueued, post = true, true
+		}
+	}
+	if c.outstanding == 0 {
+		c.cond.Broadcast()
+	}
+	c.mu.Unlock()
+	if post {
+		c.s.postAcks(c)
+	}
+}
+
+// writeAcks turns the finished records into output for the owner to
+// write. A worker calls it.
+func (c *conn) writeAcks() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flushQueued = false
+	defer c.cond.Broadcast()
+	if c.dead || c.s.opts.Ack != AckCommit {
+		return
+	}
+	before := len(c.out)
+	c.out = c.win.advance(c.out)
+	if pending := len(c.out) + c.writing; len(c.out) != before && pending > c.s.opts.MaxPendingOutput {
+		c.killLocked(fmt.Sprintf("client is not reading its acks: %d bytes pending, max_pending_output is %d",
+			pending, c.s.opts.MaxPendingOutput), nil)
+	}
+}
+
+// own is the connection's owner: it writes the acks as they come and,
+// once nothing more is owed and input is over (the client's FIN, a
+// protocol error, or Drain), half-closes, lingers, closes and removes the
+// connection.
+func (c *conn) own() {
+	s := c.s
+	defer s.wg.Done()
+	defer c.remove()
+	c.mu.Lock()
+	for {
+		switch {
+		case c.aborted:
+			c.mu.Unlock()
+			return
+		case c.dead:
+			if c.readerGone && c.outstanding == 0 {
+				c.mu.Unlock()
+				return
+			}
+		case len(c.out) > 0:
+			buf := c.out
+			c.out, c.spare = c.spare[:0], nil
+			c.writing = len(buf)
+			c.mu.Unlock()
+			_, err := c.nc.Write(buf)
+			c.mu.Lock()
+			c.writing = 0
+			c.spare = buf[:0]
+			if err != nil && !c.dead {
+				c.killLocked("write failed", err)
+			}
+			continue
+		case c.readerGone && !c.owedLocked() && (c.inputEOF || c.protoErr || c.drainReq):
+			c.mu.Unlock()
+			c.finish()
+			return
+		}
+		c.cond.Wait()
+	}
+}
+
+// finish shuts the write side (the client reads EOF after its last ack),
+// discards input until the client closes or drain_linger passes, and
+// closes.
+func (c *conn) finish() {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	if c.s.opts.DrainLinger > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.DrainLinger))
+		buf := c.s.getBuf()
+		for {
+			if _, err := c.nc.Read(*buf); err != nil {
+				break
+			}
+		}
+		c.s.putBuf(buf)
+	}
+	c.mu.Lock()
+	c.dead = true
+	c.mu.Unlock()
+	c.nc.Close()
+	c.log.Debug("connection closed")
+}
+
+// kill closes the connection at once; events still in flight are counted
+// as they finish, and their acks are dropped.
+func (c *conn) kill(why string, err error) {
+	c.mu.Lock()
+	c.killLocked(why, err)
+	c.mu.Unlock()
+}
+
+func (c *conn) killLocked(why string, err error) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	c.out = nil
+	c.nc.Close()
+	c.cond.Broadcast()
+	fs := []zap.Field{zap.String("reason", why), zap.Uint64("records", c.win.next), zap.Int("in_flight", c.outstanding)}
+	if err != nil {
+		fs = append(fs, zap.Error(err))
+	}
+	c.log.Warn("closing connection", fs...)
+}
+
+// abort is Close's: the socket is closed and the owner returns at once.
+func (c *conn) abort() {
+	c.mu.Lock()
+	c.aborted, c.dead = true, true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.nc.Close()
+}
+
+func (c *conn) remove() {
+	s := c.s
+	s.mu.Lock()
+	delete(s.conns, c.id)
+	s.mu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}

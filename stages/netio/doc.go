@@ -1,0 +1,72 @@
+// Package netio provides the netio.tcp source: a TCP server that frames
+// records out of its connections, numbers them per connection, hands them
+// to the next stage as events, and acknowledges them to the client once
+// they are finished. Register adds the kind to a stage.Registry; New builds
+// a Source directly.
+//
+// # The IOCP mapping
+//
+// The source is built the way a Windows I/O completion port server is:
+//
+//   - The source owns a completion port (port.Port) and a pool of workers
+//     joined to it (the stage's workers and concurrency; its
+//     queue.capacity is the port's).
+//   - Each connection has exactly one read outstanding, as a server keeps
+//     one WSARecv pending per socket. The reader first waits for input
+//     without a buffer (a one-byte MSG_PEEK on the runtime's poller: the
+//     zero-byte-read trick, so idle connections hold no memory), then
+//     reads into a pooled buffer of read_buffer bytes owned by the source.
+//   - A completed read is posted to the port as a packet: Key is the
+//     connection id (the completion key), N the bytes transferred, Value
+//     the buffer and connection (the OVERLAPPED), Err io.EOF at the end
+//     of input.
+//   - A worker takes the packet, frames the bytes with the connection's
+//     framer (whose state lives with the connection; since one read is
+//     outstanding, a connection's buffers are framed in order), makes one
+//     event per record and emits them to the next stage. Only then does
+//     the reader issue its next read. A stalled pipeline therefore stops
+//     the reads, the kernel's receive buffer fills, and TCP flow control
+//     pushes back on the client: the port is the only queue, and it is
+//     bounded.
+//   - Acks are completions on the same port, as write completions are on
+//     an IOCP server's. Whoever finishes an event calls Event.Done, which
+//     calls the connection's Complete. Complete records the completion
+//     under the connection's lock and posts (TryPost) one coalesced "acks
+//     due" packet for the connection; it never blocks, since a database
+//     worker blocked on a full netio port while netio workers are blocked
+//     on the full database queue would deadlock. When the port is full,
+//     the connection goes on a dirty list that workers check after every
+//     packet, so no completion is lost.
+//   - A worker turns a connection's completions into output in order:
+//     `nack N reason` for each refused record, then `ack W` for the
+//     highest W such that every record up to W is finished. The
+//     connection's owner goroutine writes it. Output waiting to be written
+//     is bounded by max_pending_output: a client that does not read its
+//     acks is disconnected instead of blocking anyone.
+//
+// # Protocol
+//
+// framing lines: records end with \n, a trailing \r is dropped, empty
+// lines are skipped and take no number; an unterminated last line is a
+// record if the client shuts its side after it. framing octet-counted:
+// RFC 6587 `LEN SP MSG` with LEN a decimal without leading zeros; anything
+// else where a length is expected is a protocol error: the record gets
+// `nack N bad frame`, the connection reads no more and is closed once its
+// earlier records are acknowledged. Records are numbered per connection
+// from 1. A record over max_frame gets `nack N too large` and is skipped
+// without being buffered; the connection stays usable. A connection over
+// max_conns gets `nack 0 too many connections` and is closed. With
+// ack: none nothing is written.
+//
+// # Lifecycle
+//
+// Start binds the listener. StopInput closes it and stops every reader
+// (a read deadline in the past); what was read is framed and emitted. A
+// record the client had only partly sent is dropped unacknowledged, for
+// the client to send again.
+// Drain waits until each connection owes nothing, then half-closes it and
+// discards its input until the client closes or drain_linger passes:
+// closing a socket with unread input makes the kernel send a reset, which
+// destroys acks still in flight. Close closes everything and joins every
+// goroutine.
+package netio

@@ -1,0 +1,213 @@
+package netio
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// collect is a recSink that records what a framer found, as strings
+// ("data:..." / "too large" / "bad frame").
+type collect struct {
+	got []string
+	max int
+	t   *testing.T
+}
+
+func (c *collect) add(k recKind, rec []byte) {
+	switch k {
+	case recData:
+		if len(rec) > c.max {
+			c.t.Fatalf("record of %d bytes over max_frame %d", len(rec), c.max)
+		}
+		c.got = append(c.got, "data:"+string(rec))
+	case recTooLarge:
+		c.got = append(c.got, "too large")
+	case recBadFrame:
+		c.got = append(c.got, "bad frame")
+	}
+}
+
+// feedChunks feeds data to f in chunks whose sizes come from cuts.
+func feedChunks(f framer, data, cuts []byte, out recSink) {
+	for i := 0; len(data) > 0; i++ {
+		n := len(data)
+		if len(cuts) > 0 {
+			n = min(int(cuts[i%len(cuts)])%23+1, len(data))
+		}
+		// Feed a copy, and scribble on it afterwards: the framer must not
+		// keep references into a read buffer it was handed.
+		chunk := append([]byte(nil), data[:n]...)
+		f.feed(chunk, out)
+		for j := range chunk {
+			chunk[j] = '#'
+		}
+		data = data[n:]
+	}
+	f.end(out)
+}
+
+// refLines frames data as the protocol says, all at once.
+func refLines(data []byte, max int) []string {
+	var want []string
+	for _, p := range bytes.Split(data, []byte("\n")) {
+		p = bytes.TrimSuffix(p, []byte("\r"))
+		switch {
+		case len(p) == 0:
+		case len(p) > max:
+			want = append(want, "too large")
+		default:
+			want = append(want, "data:"+string(p))
+		}
+	}
+	return want
+}
+
+var lenPrefix = regexp.MustCompile(`^([1-9][0-9]{0,8}) `)
+var lenStart = regexp.MustCompile(`^[1-9][0-9]{0,8}$`)
+
+// refOctets frames RFC 6587 octet counting, all at once.
+func refOctets(data []byte, max int) []string {
+	var want []string
+	for len(data) > 0 {
+		m := lenPrefix.FindSubmatch(data)
+		if m == nil {
+			if !lenStart.Match(data) {
+				want = append(want, "bad frame")
+			}
+			return want // else: input ends inside a length
+		}
+		l, _ := strconv.Atoi(string(m[1]))
+		data = data[len(m[0]):]
+		if l > max {
+			want = append(want, "too large")
+			if l >= len(data) {
+				return want
+			}
+			data = data[l:]
+			continue
+		}
+		if l > len(data) {
+			return want // truncated
+		}
+		want = append(want, "data:"+string(data[:l]))
+		data = data[l:]
+	}
+	return want
+}
+
+func checkSame(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d records %q, want %d %q", len(got), got, len(want), want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("record %d: got %q, want %q", i+1, got[i], want[i])
+		}
+	}
+}
+
+func FuzzLines(f *testing.F) {
+	f.Add([]byte("a\nbb\r\n\n\rccc\nlast"), []byte{1, 2, 3}, 4)
+	f.Add([]byte("xxxxxxxxxx\nyy\n"), []byte{0}, 3)
+	f.Add([]byte("abc\r"), []byte{2}, 3)
+	f.Add([]byte("abcd\r\nabcde\r\n"), []byte{5, 1}, 4)
+	f.Fuzz(func(t *testing.T, data, cuts []byte, max int) {
+		max = int(uint(max)%64) + 1
+		c := &collect{max: max, t: t}
+		feedChunks(newFramer(Lines, max), data, cuts, c)
+		checkSame(t, c.got, refLines(data, max))
+	})
+}
+
+func FuzzOctetCounted(f *testing.F) {
+	f.Add([]byte("5 hello3 abc"), []byte{1, 4}, 8)
+	f.Add([]byte("12 hello world!2 ok"), []byte{3}, 5)
+	f.Add([]byte("3 abcx hello"), []byte{0}, 8)
+	f.Add([]byte("05 hello"), []byte{0}, 8)
+	f.Add([]byte("1234567890 x"), []byte{2}, 8)
+	f.Add([]byte("4 ab"), []byte{1}, 8)
+	f.Fuzz(func(t *testing.T, data, cuts []byte, max int) {
+		max = int(uint(max)%64) + 1
+		c := &collect{max: max, t: t}
+		feedChunks(newFramer(OctetCounted, max), data, cuts, c)
+		checkSame(t, c.got, refOctets(data, max))
+	})
+}
+
+func TestReason(t *testing.T) {
+	long := bytes.Repeat([]byte("é"), 300)
+	for _, tc := range []struct{ in, want string }{
+		{"busy", "busy"},
+		{"a\nb\tc", "a b c"},
+		{"", "refused"},
+		{"bad \xff byte", "bad ? byte"},
+	} {
+		if got := reason(fmt.Errorf("%s", tc.in)); got != tc.want {
+			t.Errorf("reason(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	got := reason(fmt.Errorf("%s", long))
+	if len(got) > maxReason+3 || !bytes.HasSuffix([]byte(got), []byte("é...")) {
+		t.Errorf("long reason cut badly: %d bytes, %q", len(got), got[len(got)-8:])
+	}
+}
+
+func TestWindow(t *testing.T) {
+	var w window
+	first := w.reserve(200) // grows past the initial 64
+	if first != 1 {
+		t.Fatalf("first = %d", first)
+	}
+	for seq := uint64(200); seq >= 2; seq-- {
+		r := ""
+		if seq%50 == 0 {
+			r = "nope"
+		}
+		w.finish(seq, r)
+	}
+	if out := w.advance(nil); len(out) != 0 {
+		t.Fatalf("acked before record 1 finished: %q", out)
+	}
+	w.reserve(100) // grows while records are pending
+	w.finish(1, "")
+	want := "nack 50 nope\nnack 100 nope\nnack 150 nope\nnack 200 nope\nack 200\n"
+	if out := w.advance(nil); string(out) != want {
+		t.Fatalf("advance = %q, want %q", out, want)
+	}
+	w.finish(300, "")
+	w.finish(201, "x")
+	if out := w.advance(nil); string(out) != "nack 201 x\nack 201\n" {
+		t.Fatalf("advance = %q", out)
+	}
+}
+
+type discard struct{ n int }
+
+func (d *discard) add(recKind, []byte) { d.n++ }
+
+func benchFrame(b *testing.B, f Framing) {
+	var chunk []byte
+	rec := bytes.Repeat([]byte("x"), 199)
+	for len(chunk) < 64<<10-300 {
+		if f == Lines {
+			chunk = append(append(chunk, rec...), '\n')
+		} else {
+			chunk = append(append(chunk, "199 "...), rec...)
+		}
+	}
+	fr := newFramer(f, DefaultMaxFrame)
+	d := &discard{}
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		fr.feed(chunk, d)
+	}
+	b.ReportMetric(float64(d.n)/b.Elapsed().Seconds(), "records/s")
+}
+
+func BenchmarkFrameLines(b *testing.B)        { benchFrame(b, Lines) }
+func BenchmarkFrameOctetCounted(b *testing.B) { benchFrame(b, OctetCounted) }

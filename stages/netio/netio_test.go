@@ -1,0 +1,654 @@
+package netio_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// wait is how long any one step of a test may take before it fails; it
+// bounds the tests, and is never a measurement.
+const wait = 15 * time.Second
+
+// rig is a netio source feeding a handler stage.
+type rig struct {
+	t    *testing.T
+	src  *netio.Source
+	in   *stage.Stage
+	sink *stage.Stage
+	logs *observer.ObservedLogs
+
+	mu   sync.Mutex
+	got  []string // payloads the sink saw
+	gate chan struct{}
+}
+
+var errBad = errors.New("bad record")
+
+// finish is the default sink: records containing "bad" are refused.
+func (r *rig) finish(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
+	r.mu.Lock()
+	for _, ev := range b {
+		r.got = append(r.got, string(ev.Payload))
+	}
+	r.mu.Unlock()
+	for _, ev := range b {
+		if bytes.Contains(ev.Payload, []byte("bad")) {
+			ev.Done(errBad)
+		} else {
+			ev.Done(nil)
+		}
+	}
+	return nil
+}
+
+func (r *rig) payloads() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...)
+}
+
+func newRig(t *testing.T, o netio.Options, sinkSet stage.Settings, h stage.HandlerFunc) *rig {
+	t.Helper()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	src, err := netio.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, src: src, logs: logs}
+	if h == nil {
+		h = r.finish
+	}
+	if sinkSet.Name == "" {
+		sinkSet.Name = "sink"
+	}
+	r.in = stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64}, src, log)
+	r.sink = stage.NewHandlerStage(sinkSet, h, log)
+	r.in.Connect(r.sink, nil)
+	ctx := context.Background()
+	if err := r.sink.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.in.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// stop shuts the rig down the way the pipeline does: stop input, drain,
+// close the queues, close.
+func (r *rig) stop() {
+	if r.gate != nil {
+		select {
+		case <-r.gate:
+		default:
+			close(r.gate)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := r.src.StopInput(ctx); err != nil {
+		r.t.Errorf("StopInput: %v", err)
+	}
+	if err := r.src.Drain(ctx); err != nil {
+		r.t.Errorf("Drain: %v", err)
+	}
+	r.sink.CloseQueue()
+	r.sink.Wait()
+	if err := r.in.Close(); err != nil {
+		r.t.Errorf("close: %v", err)
+	}
+	if err := r.sink.Close(); err != nil {
+		r.t.Errorf("close: %v", err)
+	}
+}
+
+func (r *rig) dial(f wire.Framing, onReply func(wire.Reply)) *wire.Client {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := wire.DialOptions(ctx, r.src.Addr().String(), wire.Options{Framing: f, OnReply: onReply})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitLog waits until a log entry whose message contains msg appears.
+func (r *rig) waitLog(msg string) observer.LoggedEntry {
+	r.t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		for _, e := range r.logs.All() {
+			if strings.Contains(e.Message, msg) {
+				return e
+			}
+			for _, f := range e.Context {
+				if f.Key == "reason" && strings.Contains(f.String, msg) {
+					return e
+				}
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.t.Fatalf("no log entry %q; have %d entries", msg, r.logs.Len())
+	return observer.LoggedEntry{}
+}
+
+func fieldOf(e observer.LoggedEntry, key string) (zapcore.Field, bool) {
+	for _, f := range e.Context {
+		if f.Key == key {
+			return f, true
+		}
+	}
+	return zapcore.Field{}, false
+}
+
+// waitEOF waits until the server closed c's connection cleanly.
+func waitEOF(t *testing.T, c *wire.Client) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(wait):
+		t.Fatal("the server did not close the connection")
+	}
+	if err := c.Err(); err != io.EOF {
+		t.Fatalf("connection ended with %v, want EOF", err)
+	}
+}
+
+func TestAcksInOrderOverConnections(t *testing.T) {
+	r := newRig(t, netio.Options{}, stage.Settings{Workers: 4, Concurrency: 2, Batch: 16}, nil)
+	const conns, records = 4, 500
+	var wg sync.WaitGroup
+	for i := range conns {
+		var replies []wire.Reply // read by the reader goroutine, then by us after Done
+		c := r.dial(wire.Lines, func(rp wire.Reply) { replies = append(replies, rp) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 1; n <= records; n++ {
+				rec := fmt.Sprintf("conn %d record %d", i, n)
+				if n%50 == 7 {
+					rec += " bad"
+				}
+				if seq, err := c.Send([]byte(rec)); err != nil || seq != uint64(n) {
+					t.Errorf("send %d: seq %d, %v", n, seq, err)
+					return
+				}
+				if n%100 == 0 {
+					c.Flush()
+				}
+			}
+			if err := c.CloseWrite(); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := c.WaitTimeout(wait); err != nil {
+				t.Error(err)
+			}
+			<-c.Done()
+			if err := c.Err(); err != io.EOF {
+				t.Errorf("conn %d: ended with %v, want EOF after the last ack", i, err)
+			}
+			if c.Acked() != records {
+				t.Errorf("conn %d: acked %d, want %d", i, c.Acked(), records)
+			}
+			var nacked []uint64
+			for _, rp := range replies {
+				if rp.Nack {
+					if rp.Reason != errBad.Error() {
+						t.Errorf("conn %d: nack %d reason %q", i, rp.N, rp.Reason)
+					}
+					nacked = append(nacked, rp.N)
+				}
+			}
+			if len(nacked) != records/50 {
+				t.Errorf("conn %d: nacks %v, want every 50th from 7", i, nacked)
+			}
+			for k, n := range nacked {
+				if n != uint64(50*k+7) {
+					t.Errorf("conn %d: nack #%d is record %d, want %d", i, k, n, 50*k+7)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := len(r.payloads()); got != conns*records {
+		t.Fatalf("sink saw %d records, want %d", got, conns*records)
+	}
+}
+
+func TestTooLargeLineIsNackedAndSkipped(t *testing.T) {
+	r := newRig(t, netio.Options{MaxFrame: 16, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	c := r.dial(wire.Lines, nil)
+	raw := "short\n" + strings.Repeat("x", 100) + "\n\nnext\r\n" + strings.Repeat("y", 16) + "\r\n" + strings.Repeat("z", 17) + "\nlast"
+	c.SendRaw([]byte(raw), 6)
+	c.CloseWrite()
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	waitEOF(t, c)
+	nacks := c.Nacks()
+	if len(nacks) != 2 || nacks[0] != (wire.Reply{Nack: true, N: 2, Reason: "too large"}) ||
+		nacks[1] != (wire.Reply{Nack: true, N: 5, Reason: "too large"}) {
+		t.Fatalf("nacks %v, want records 2 and 5 too large", nacks)
+	}
+	if c.Acked() != 6 {
+		t.Fatalf("acked %d, want 6", c.Acked())
+	}
+	want := []string{"short", "next", strings.Repeat("y", 16), "last"}
+	if got := r.payloads(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sink saw %q, want %q", got, want)
+	}
+}
+
+func TestOctetCounted(t *testing.T) {
+	r := newRig(t, netio.Options{Framing: netio.OctetCounted, MaxFrame: 32, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	var order []string
+	c := r.dial(wire.OctetCounted, func(rp wire.Reply) { order = append(order, rp.String()) })
+	long := strings.Repeat("l", 30) // spans two 16-byte reads
+	c.Send([]byte("hello"))
+	c.SendRaw([]byte("40 "+strings.Repeat("x", 40)), 1) // too large, skipped
+	c.Send([]byte(long))
+	c.Send([]byte("bad"))
+	c.Send([]byte("split \n frame with spaces"))
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	// A bad length: a protocol error that closes this connection only.
+	c.SendRaw([]byte("abc hello"), 1)
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	waitEOF(t, c)
+	want := "ack 1|nack 2 too large|nack 4 bad record|ack 5|nack 6 bad frame|ack 6"
+	if got := strings.Join(order, "|"); got != want {
+		// acks may coalesce differently; what must hold is the set of
+		// nacks and the final ack.
+		if fmt.Sprint(c.Nacks()) != "[nack 2 too large nack 4 bad record nack 6 bad frame]" || c.Acked() != 6 {
+			t.Fatalf("replies %s, want %s", got, want)
+		}
+	}
+	if got := r.payloads(); fmt.Sprint(got) != fmt.Sprint([]string{"hello", long, "bad", "split \n frame with spaces"}) {
+		t.Fatalf("sink saw %q", got)
+	}
+	e := r.waitLog("protocol error")
+	if f, _ := fieldOf(e, "record"); f.Integer != 6 {
+		t.Fatalf("protocol error logged for record %d, want 6", f.Integer)
+	}
+	if _, ok := fieldOf(e, "conn"); !ok {
+		t.Fatal("protocol error logged without the connection id")
+	}
+	// Another connection is unaffected.
+	c2 := r.dial(wire.OctetCounted, nil)
+	c2.Send([]byte("again"))
+	c2.Flush()
+	if err := c2.WaitTimeout(wait); err != nil || c2.Acked() != 1 {
+		t.Fatalf("second connection: acked %d, %v", c2.Acked(), err)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	r := newRig(t, netio.Options{MaxConns: 2}, stage.Settings{Workers: 1}, nil)
+	var cs []*wire.Client
+	for range 2 {
+		c := r.dial(wire.Lines, nil)
+		c.Send([]byte("hello"))
+		c.Flush()
+		if err := c.WaitTimeout(wait); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	over := r.dial(wire.Lines, nil)
+	waitEOF(t, over)
+	if n := over.Nacks(); len(n) != 1 || n[0] != (wire.Reply{Nack: true, N: 0, Reason: "too many connections"}) {
+		t.Fatalf("refused connection got %v", n)
+	}
+	r.waitLog("too many connections")
+	for _, c := range cs {
+		c.Send([]byte("still here"))
+		c.Flush()
+		if err := c.WaitTimeout(wait); err != nil || c.Acked() != 2 {
+			t.Fatalf("acked %d, %v", c.Acked(), err)
+		}
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	r := newRig(t, netio.Options{IdleTimeout: 50 * time.Millisecond}, stage.Settings{Workers: 1}, nil)
+	silent := r.dial(wire.Lines, nil)
+	waitEOF(t, silent)
+	e := r.waitLog("idle")
+	if _, ok := fieldOf(e, "remote"); !ok {
+		t.Fatal("idle close logged without the remote address")
+	}
+}
+
+func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
+	gate := make(chan struct{})
+	var r *rig
+	r = newRig(t, netio.Options{IdleTimeout: 20 * time.Millisecond}, stage.Settings{Workers: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	c := r.dial(wire.Lines, nil)
+	c.Send([]byte("slow"))
+	c.Flush()
+	// The record waits in the sink far longer than idle_timeout; once it is
+	// in flight the connection must not be closed as idle.
+	deadline := time.Now().Add(wait)
+	for r.in.InFlight() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // several idle periods pass
+	close(gate)
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
+		t.Fatalf("acked %d, %v", c.Acked(), err)
+	}
+}
+
+func TestClientNotReadingIsCutOff(t *testing.T) {
+	longErr := errors.New("refused because " + strings.Repeat("this reason is long ", 8))
+	r := newRig(t, netio.Options{MaxPendingOutput: 256, SocketBuffer: 4096}, stage.Settings{Workers: 2, Concurrency: 2},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			for _, ev := range b {
+				if bytes.HasPrefix(ev.Payload, []byte("deaf")) {
+					ev.Done(longErr)
+				} else {
+					ev.Done(nil)
+				}
+			}
+			return nil
+		})
+	deaf, err := net.Dial("tcp", r.src.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deaf.Close()
+	deaf.(*net.TCPConn).SetReadBuffer(4096)
+	deaf.SetDeadline(time.Now().Add(wait))
+	const records = 20000 // ~3.5MB of nacks: far more than the socket buffers hold
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var b bytes.Buffer
+		for i := range records {
+			fmt.Fprintf(&b, "deaf %d\n", i)
+		}
+		deaf.Write(b.Bytes()) // fails once the server cuts it off; that is the point
+	}()
+
+	good := r.dial(wire.Lines, nil)
+	for i := range 1000 {
+		good.Send(fmt.Appendf(nil, "good %d", i))
+	}
+	good.Flush()
+	if err := good.WaitTimeout(wait); err != nil || good.Acked() != 1000 {
+		t.Fatalf("the reading client: acked %d, %v", good.Acked(), err)
+	}
+
+	e := r.waitLog("not reading")
+	if _, ok := fieldOf(e, "remote"); !ok {
+		t.Fatal("cut-off logged without the remote address")
+	}
+	if f, _ := fieldOf(e, "conn"); f.Integer != 1 {
+		t.Fatalf("cut-off logged for conn %d, want 1", f.Integer)
+	}
+	// The deaf client now reads: it finds its connection ended before all
+	// its nacks arrived.
+	n, err := io.Copy(io.Discard, deaf)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("deaf client read %d bytes, then %v", n, err)
+	}
+	if n > 100*records {
+		t.Fatalf("deaf client read %d bytes: was it cut off?", n)
+	}
+	wg.Wait()
+}
+
+func TestOverflowRejectNacksBusy(t *testing.T) {
+	gate := make(chan struct{})
+	var r *rig
+	r = newRig(t, netio.Options{}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Overflow: port.Reject},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	c := r.dial(wire.Lines, nil)
+	const records = 50
+	for i := range records {
+		c.Send(fmt.Appendf(nil, "rec %d", i))
+	}
+	c.Flush()
+	deadline := time.Now().Add(wait)
+	for r.in.Stats().In < records && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	if c.Acked() != records {
+		t.Fatalf("acked %d, want %d", c.Acked(), records)
+	}
+	nacks := c.Nacks()
+	if len(nacks) == 0 || len(nacks) > records-1 {
+		t.Fatalf("%d busy nacks; the sink holds one event and queues one", len(nacks))
+	}
+	for _, n := range nacks {
+		if n.Reason != "busy" {
+			t.Fatalf("nack %v, want reason busy", n)
+		}
+	}
+	if got := len(r.payloads()) + len(nacks); got != records {
+		t.Fatalf("sink saw %d and %d were busy: %d, want %d", len(r.payloads()), len(nacks), got, records)
+	}
+}
+
+func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
+	r := newRig(t, netio.Options{DrainLinger: wait}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
+	c := r.dial(wire.Lines, nil)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // send until the server stops us
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			c.Send(fmt.Appendf(nil, "rec %d", i))
+			if i%10 == 0 {
+				if c.Flush() != nil {
+					return
+				}
+			}
+		}
+	}()
+	deadline := time.Now().Add(wait)
+	for c.Acked() < 200 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// The client closes once it has read the server's EOF: that ends the
+	// server's linger.
+	go func() {
+		<-c.Done()
+		stop.Store(true)
+		wg.Wait()
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := r.src.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.src.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Done()
+	wg.Wait()
+	if err := c.Err(); err != io.EOF {
+		t.Fatalf("client saw %v, want EOF after its last ack", err)
+	}
+	read := r.in.Stats().In
+	if read < 200 || c.Acked() != read {
+		t.Fatalf("server read %d records, client acked %d: want every record read acked", read, c.Acked())
+	}
+	if n := c.Nacks(); len(n) != 0 {
+		t.Fatalf("nacks %v", n)
+	}
+	if r.src.Conns() != 0 {
+		t.Fatalf("%d connections open after drain", r.src.Conns())
+	}
+}
+
+func TestAckNoneWritesNothing(t *testing.T) {
+	r := newRig(t, netio.Options{Ack: netio.AckNone}, stage.Settings{Workers: 1}, nil)
+	replies := 0
+	c := r.dial(wire.Lines, func(wire.Reply) { replies++ })
+	for i := range 100 {
+		c.Send(fmt.Appendf(nil, "rec %d", i))
+	}
+	c.Send([]byte("a bad one"))
+	c.CloseWrite()
+	waitEOF(t, c)
+	if replies != 0 {
+		t.Fatalf("%d replies under ack: none", replies)
+	}
+	if got := len(r.payloads()); got != 101 {
+		t.Fatalf("sink saw %d records, want 101", got)
+	}
+	if r.in.InFlight() != 0 {
+		t.Fatalf("%d events unfinished", r.in.InFlight())
+	}
+}
+
+func TestGaugesAndStats(t *testing.T) {
+	r := newRig(t, netio.Options{}, stage.Settings{Workers: 1}, nil)
+	c := r.dial(wire.Lines, nil)
+	c.Send([]byte("x"))
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	st := r.in.Stats()
+	if st.Queue.Capacity != 64 || st.Pool.Workers != 2 || st.Pool.Concurrency != 2 || st.Queue.Overflow != "block" {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.In != 1 || st.Out != 1 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRegister(t *testing.T) {
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	k, ok := reg.Lookup(netio.Kind)
+	if !ok || k.NewSource == nil {
+		t.Fatal("netio.tcp not registered as a source")
+	}
+	names := map[string]bool{}
+	for _, f := range k.Fields {
+		if f.Doc == "" {
+			t.Errorf("field %s has no doc", f.Name)
+		}
+		names[f.Name] = true
+	}
+	for _, n := range []string{"listen", "framing", "max_frame", "max_conns", "idle_timeout", "ack", "max_pending_output", "read_buffer", "drain_linger"} {
+		if !names[n] {
+			t.Errorf("no field %s", n)
+		}
+	}
+	_, err := k.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "framing": "json"}), stage.Env{Stage: "in"})
+	var fe *stage.FieldError
+	if !errors.As(err, &fe) || fe.Field != "framing" || !strings.Contains(err.Error(), `stage "in"`) {
+		t.Fatalf("bad framing: %v", err)
+	}
+	_, err = k.NewSource(stage.NewConfig(nil), stage.Env{Stage: "in"})
+	if !errors.As(err, &fe) || fe.Field != "listen" {
+		t.Fatalf("no listen: %v", err)
+	}
+	src, err := k.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "idle_timeout": time.Duration(0)}), stage.Env{Stage: "in"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := src.(*netio.Source).Options(); o.IdleTimeout != 0 || o.MaxFrame != netio.DefaultMaxFrame || o.Ack != netio.AckCommit {
+		t.Fatalf("options %+v", o)
+	}
+}
+
+func TestListenError(t *testing.T) {
+	src, _ := netio.New(netio.Options{Listen: "256.0.0.1:1"})
+	in := stage.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
+	err := in.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `stage "in"`) {
+		t.Fatalf("start: %v", err)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCloseWithEventsInFlight(t *testing.T) {
+	gate := make(chan struct{})
+	var r *rig
+	r = newRig(t, netio.Options{}, stage.Settings{Workers: 1, Capacity: 4},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	c := r.dial(wire.Lines, nil)
+	for i := range 10000 { // more than the sink holds: netio workers block emitting
+		c.Send(fmt.Appendf(nil, "rec %d", i))
+	}
+	c.Flush()
+	deadline := time.Now().Add(wait)
+	for r.in.Stats().In < 5 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// Close at once: every goroutine of the source returns although the
+	// sink still holds events (goleak checks), and the events finishing
+	// afterwards are ignored.
+	if err := r.in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	<-c.Done()
+	if c.Acked() == 10000 {
+		t.Fatal("everything acked although the source was closed with events in flight")
+	}
+}

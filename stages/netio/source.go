@@ -1,0 +1,541 @@
+package netio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+)
+
+// Source is a netio.tcp source: a TCP listener whose connections' reads
+// complete into the source's own port, where a pool of workers frames them
+// into events, and whose acknowledgements are completions on the same
+// port. See the package documentation.
+type Source struct {
+	opts Options
+
+	// Set by Start.
+	rt     *stage.Stage
+	set    stage.Settings
+	name   string
+	log    *zap.Logger
+	ln     net.Listener
+	port   *port.Port[item]
+	ctx    context.Context // ends at Close: unblocks Posts and Emits
+	cancel context.CancelFunc
+	bufs   sync.Pool // *[]byte of opts.ReadBuffer bytes
+
+	wg         sync.WaitGroup // every goroutine: accept, workers, readers, owners, refusers
+	acceptDone chan struct{}
+	refusing   chan struct{} // semaphore: over-limit connections being refused
+	changed    chan struct{} // a connection went away; Drain looks again
+
+	mu       sync.Mutex
+	conns    map[uint64]*conn
+	nextID   uint64
+	started  bool
+	stopped  bool // StopInput called
+	draining bool
+	closed   bool
+
+	stopping atomic.Bool // readers stop at their next read
+
+	// Completions that found the port full wait here for a worker; see
+	// conn.Complete.
+	dirtyMu  sync.Mutex
+	dirty    []*conn
+	hasDirty atomic.Bool
+}
+
+var (
+	_ stage.Source = (*Source)(nil)
+	_ stage.Gauger = (*Source)(nil)
+)
+
+// itemKind says what a packet on the source's port completes.
+type itemKind uint8
+
+const (
+	itemRead  itemKind = iota // a read completed into buf (N bytes; Err io.EOF at the end of input)
+	itemAcks                  // completions are waiting to be written as acks
+	itemDirty                 // look at the dirty list
+)
+
+// item is the Value of the source's packets: the OVERLAPPED of the
+// operation completed.
+type item struct {
+	kind itemKind
+	c    *conn
+	buf  *[]byte
+}
+
+// New returns a source configured by o; it listens once started.
+func New(o Options) (*Source, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	return &Source{opts: o}, nil
+}
+
+// Options returns the source's options with defaults filled in.
+func (s *Source) Options() Options { return s.opts }
+
+// Addr returns the address the source listens on, or nil before Start.
+func (s *Source) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Start binds the listener, starts the worker pool (rt's workers and
+// concurrency; its queue capacity is the port's) and the accept loop, and
+// returns once connections are accepted. queue.overflow does not apply:
+// reads always wait for room in the port, which is how TCP flow control
+// pushes back on the clients.
+func (s *Source) Start(ctx context.Context, rt *stage.Stage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("netio: started twice")
+	}
+	s.rt, s.set, s.name = rt, rt.Settings(), rt.Name()
+	s.log = rt.Logger().With(zap.String("stage", s.name))
+	lc := net.ListenConfig{KeepAlive: s.opts.KeepAlive}
+	if s.opts.KeepAlive == 0 {
+		lc.KeepAlive = -1
+	}
+	ln, err := lc.Listen(ctx, "tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("netio: listen on %q: %w", s.opts.Listen, err)
+	}
+	s.started = true
+	s.ln = ln
+	s.port = port.New[item](port.Options{Concurrency: s.set.Concurrency, Capacity: s.set.Capacity, Overflow: port.Block})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	size := s.opts.ReadBuffer
+	s.bufs.New = func() any { b := make([]byte, size); return &b }
+	s.conns = map[uint64]*conn{}
+	s.acceptDone = make(chan struct{})
+	s.refusing = make(chan struct{}, defaultRefuses)
+	s.changed = make(chan struct{}, 1)
+	for range s.set.Workers {
+		w := &worker{s: s, pw: s.port.Join(), em: rt.NewEmitter(), pks: make([]port.Packet[item], min(s.set.Batch, 16))}
+		s.wg.Add(1)
+		go w.run()
+	}
+	s.wg.Add(1)
+	go s.accept()
+	s.log.Info("listening", zap.Stringer("addr", ln.Addr()), zap.String("framing", string(s.opts.Framing)),
+		zap.String("ack", string(s.opts.Ack)))
+	return nil
+}
+
+// StopInput closes the listener and stops every connection's reads (a
+// read deadline in the past unblocks them); what was already read is
+// framed. It returns once every record read has been emitted or refused,
+// or with ctx.Err() when ctx ends first. Connections stay open: their acks
+// are still owed.
+func (s *Source) StopInput(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.started {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.stopping.Store(true)
+	s.ln.Close()
+	conns := s.connList()
+	s.mu.Unlock()
+	past := time.Unix(1, 0)
+	for _, c := range conns {
+		c.nc.SetReadDeadline(past)
+	}
+	select {
+	case <-s.acceptDone:
+	case <-ctx.Done():
+		return fmt.Errorf("stage %q: stop input: %w", s.name, ctx.Err())
+	}
+	for _, c := range conns {
+		select {
+		case <-c.readerDone:
+		case <-ctx.Done():
+			return fmt.Errorf("stage %q: stop input: %w", s.name, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Drain stops input if StopInput was not called, then waits until every
+// event of every connection is finished and its acks are written. Then
+// each connection is half-closed (its write side shut) and its input
+// discarded until the client closes or drain_linger passes, since closing
+// a socket with unread input makes the kernel reset it and destroys the
+// acks in flight. A connection is drained as soon as it owes nothing, so a
+// slow one does not hold the others back. Drain returns once every
+// connection is closed, or with ctx.Err() when ctx ends first; Close then
+// closes what is left.
+func (s *Source) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	stopped, started := s.stopped, s.started
+	s.mu.Unlock()
+	if !started {
+		return nil
+	}
+	if !stopped {
+		if err := s.StopInput(ctx); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.draining = true
+	conns := s.connList()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		c.drainReq = true
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-s.changed:
+		case <-ctx.Done():
+			return fmt.Errorf("stage %q: drain: %d connections still open: %w", s.name, n, ctx.Err())
+		}
+	}
+}
+
+// Close closes the listener and every connection at once, stops the
+// workers, and returns once every goroutine of the source has returned.
+// Events still in flight may finish later; their completions are ignored.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	if !s.started || s.closed {
+		s.closed = true
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.stopping.Store(true)
+	s.ln.Close()
+	conns := s.connList()
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range conns {
+		c.abort()
+	}
+	s.port.Close()
+	s.wg.Wait()
+	return nil
+}
+
+// Gauges reports the source's port and worker pool for /stats.
+func (s *Source) Gauges() (stage.QueueStats, stage.PoolStats) {
+	s.mu.Lock()
+	p := s.port
+	s.mu.Unlock()
+	if p == nil {
+		return stage.QueueStats{Overflow: port.Block.String()}, stage.PoolStats{}
+	}
+	ps := p.Stats()
+	return stage.QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Block.String()},
+		stage.PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
+			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+}
+
+// Conns returns how many connections are open.
+func (s *Source) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Source) connList() []*conn {
+	cs := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func (s *Source) accept() {
+	defer s.wg.Done()
+	defer close(s.acceptDone)
+	backoff := time.Duration(0)
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and try again.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		s.admit(nc)
+	}
+}
+
+// admit registers a new connection and starts its reader and owner, or
+// refuses it when max_conns are open. Registering and checking for
+// shutdown happen under one lock, so nothing starts after Close.
+func (s *Source) admit(nc net.Conn) {
+	s.mu.Lock()
+	if s.stopped || s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if len(s.conns) >= s.opts.MaxConns {
+		s.mu.Unlock()
+		s.refuse(nc)
+		return
+	}
+	s.nextID++
+	c := newConn(s, s.nextID, nc)
+	s.conns[c.id] = c
+	s.wg.Add(2)
+	s.mu.Unlock()
+	if tc, ok := nc.(*net.TCPConn); ok && s.opts.SocketBuffer > 0 {
+		if err := tc.SetReadBuffer(s.opts.SocketBuffer); err != nil {
+			c.log.Warn("setting SO_RCVBUF failed", zap.Error(err))
+		}
+		if err := tc.SetWriteBuffer(s.opts.SocketBuffer); err != nil {
+			c.log.Warn("setting SO_SNDBUF failed", zap.Error(err))
+		}
+	}
+	c.log.Debug("connection accepted")
+	go c.read()
+	go c.own()
+}
+
+// refuse tells an over-limit client why in one line and closes. The line
+// is written, the write side shut and the input discarded briefly (so the
+// line is not lost to a reset), in a goroutine of its own; when too many
+// are being refused already, the connection is simply closed.
+func (s *Source) refuse(nc net.Conn) {
+	s.log.Warn("too many connections; refusing", zap.String("remote", nc.RemoteAddr().String()),
+		zap.Int("max_conns", s.opts.MaxConns))
+	select {
+	case s.refusing <- struct{}{}:
+	default:
+		nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.refusing }()
+		stop := context.AfterFunc(s.ctx, func() { nc.Close() })
+		defer stop()
+		deadline := time.Now().Add(min(s.opts.DrainLinger, time.Second))
+		nc.SetDeadline(deadline)
+		if s.opts.Ack == AckCommit {
+			io.WriteString(nc, "nack 0 too many connections\n")
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		var b [512]byte
+		for {
+			if _, err := nc.Read(b[:]); err != nil {
+				break
+			}
+		}
+		nc.Close()
+	}()
+}
+
+func (s *Source) getBuf() *[]byte  { return s.bufs.Get().(*[]byte) }
+func (s *Source) putBuf(b *[]byte) { s.bufs.Put(b) }
+
+// postAcks asks a worker to turn c's completions into output. It never
+// waits: when the port is full, c goes on the dirty list, which workers
+// look at after every packet; a wake-up packet is then tried once more,
+// and if the port is still full, the packets queued there will bring a
+// worker to the list.
+func (s *Source) postAcks(c *conn) {
+	err := s.port.TryPost(port.Packet[item]{Key: c.id, Value: item{kind: itemAcks, c: c}})
+	if err == nil || errors.Is(err, port.ErrClosed) {
+		return
+	}
+	s.dirtyMu.Lock()
+	s.dirty = append(s.dirty, c)
+	s.hasDirty.Store(true)
+	s.dirtyMu.Unlock()
+	_ = s.port.TryPost(port.Packet[item]{Value: item{kind: itemDirty}})
+}
+
+// worker is one of the source's pool: it takes read and ack completions
+// from the port.
+type worker struct {
+	s   *Source
+	pw  *port.Worker[item]
+	em  *stage.Outputs
+	pks []port.Packet[item]
+
+	// Scratch for one read: what the framer found, copied into slab.
+	recs []rec
+	slab []byte
+}
+
+type rec struct {
+	kind recKind
+	a, b int // bounds in slab
+}
+
+var _ recSink = (*worker)(nil)
+
+func (w *worker) add(k recKind, b []byte) {
+	a := len(w.slab)
+	w.slab = append(w.slab, b...)
+	w.recs = append(w.recs, rec{kind: k, a: a, b: len(w.slab)})
+}
+
+func (w *worker) run() {
+	defer w.s.wg.Done()
+	defer w.pw.Leave()
+	for {
+		n, err := w.pw.GetBatch(w.s.ctx, w.pks)
+		if err != nil {
+			return
+		}
+		for i := range w.pks[:n] {
+			pk := w.pks[i]
+			w.pks[i] = port.Packet[item]{}
+			switch pk.Value.kind {
+			case itemRead:
+				w.frame(pk.Value.c, pk.Value.buf, pk.N, pk.Err)
+			case itemAcks:
+				pk.Value.c.writeAcks()
+			}
+			if w.s.hasDirty.Load() {
+				w.s.flushDirty()
+			}
+		}
+	}
+}
+
+func (s *Source) flushDirty() {
+	s.dirtyMu.Lock()
+	cs := s.dirty
+	s.dirty = nil
+	s.hasDirty.Store(false)
+	s.dirtyMu.Unlock()
+	for _, c := range cs {
+		c.writeAcks()
+	}
+}
+
+// frame turns one completed read into events: it frames the bytes with
+// the connection's framer, numbers the records, emits the events and then
+// lets the reader issue its next read.
+func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
+	s := w.s
+	defer func() {
+		s.putBuf(buf)
+		c.readNext <- struct{}{} // capacity 1, and the reader waits for it: never blocks
+	}()
+	c.mu.Lock()
+	dead := c.dead
+	c.mu.Unlock()
+	if dead {
+		return
+	}
+	data := (*buf)[:n]
+	// One allocation per read holds every record of it: a record is at
+	// most what is buffered plus what was read.
+	w.slab = make([]byte, 0, len(data)+c.fr.buffered())
+	w.recs = w.recs[:0]
+	c.fr.feed(data, w)
+	if rerr == io.EOF {
+		if dropped := c.fr.end(w); dropped > 0 {
+			c.log.Warn("input ended inside a frame; dropped it", zap.Int("bytes", dropped))
+		}
+	}
+	if len(w.recs) == 0 {
+		w.slab = nil
+		return
+	}
+	events, refused, bad := 0, false, false
+	for _, r := range w.recs {
+		switch r.kind {
+		case recData:
+			events++
+		case recBadFrame:
+			bad = true
+			refused = true
+		default:
+			refused = true
+		}
+	}
+	c.mu.Lock()
+	var first uint64
+	if s.opts.Ack == AckCommit {
+		first = c.win.reserve(len(w.recs))
+	} else { // numbers only: nothing is acked, so nothing is tracked
+		first = c.win.next + 1
+		c.win.next += uint64(len(w.recs))
+	}
+	c.outstanding += events
+	if s.opts.Ack == AckCommit {
+		for i, r := range w.recs {
+			switch r.kind {
+			case recTooLarge:
+				c.win.finish(first+uint64(i), "too large")
+			case recBadFrame:
+				c.win.finish(first+uint64(i), "bad frame")
+			}
+		}
+	}
+	if bad {
+		c.stopRead, c.protoErr = true, true
+	}
+	c.mu.Unlock()
+
+	origin := stage.Origin{To: c, Key: c.id}
+	for i, r := range w.recs {
+		seq := first + uint64(i)
+		switch r.kind {
+		case recData:
+			ev := s.rt.NewEvent(w.slab[r.a:r.b:r.b], seq, origin)
+			_ = w.em.Emit(s.ctx, ev) // a refusal finishes ev with Done(err): a nack
+		case recTooLarge:
+			c.log.Info("record too large; refused and skipped", zap.Uint64("record", seq), zap.Int("max_frame", s.opts.MaxFrame))
+		case recBadFrame:
+			c.log.Warn("protocol error; closing the connection", zap.Uint64("record", seq), zap.Error(c.fr.err()))
+		}
+	}
+	w.em.Flush(s.ctx)
+	w.slab = nil
+	if refused {
+		c.writeAcks()
+	}
+}

@@ -1,0 +1,115 @@
+package netio
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// window tracks which of a connection's records are finished, so that the
+// acks can be cumulative: acked is the highest number W such that every
+// record up to W is finished. The states of records acked+1..next live in
+// a ring indexed by number, grown when more are in flight than it holds.
+type window struct {
+	acked, next uint64
+	st          []uint8 // stPending, stOK, stRefused; index seq&(len-1)
+	reasons     map[uint64]string
+}
+
+const (
+	stPending uint8 = iota
+	stOK
+	stRefused
+)
+
+// reserve numbers n new records and returns the first number.
+func (w *window) reserve(n int) uint64 {
+	first := w.next + 1
+	if need := w.next + uint64(n) - w.acked; need > uint64(len(w.st)) {
+		size := max(64, len(w.st))
+		for uint64(size) < need {
+			size *= 2
+		}
+		st := make([]uint8, size)
+		for seq := w.acked + 1; seq <= w.next; seq++ {
+			st[seq&uint64(size-1)] = w.st[seq&uint64(len(w.st)-1)]
+		}
+		w.st = st
+	}
+	w.next += uint64(n)
+	return first
+}
+
+// finish records that seq is finished; a non-empty reason refuses it.
+func (w *window) finish(seq uint64, reason string) {
+	if seq <= w.acked || seq > w.next {
+		return // not ours to count: ignore rather than corrupt the ring
+	}
+	i := seq & uint64(len(w.st)-1)
+	if reason == "" {
+		w.st[i] = stOK
+		return
+	}
+	w.st[i] = stRefused
+	if w.reasons == nil {
+		w.reasons = map[uint64]string{}
+	}
+	w.reasons[seq] = reason
+}
+
+// advance moves acked over the finished records and appends the output
+// they owe: a nack line for each refused one, in order, then one
+// cumulative ack line.
+func (w *window) advance(out []byte) []byte {
+	start := w.acked
+	mask := uint64(len(w.st) - 1)
+	for w.acked < w.next {
+		seq := w.acked + 1
+		st := w.st[seq&mask]
+		if st == stPending {
+			break
+		}
+		if st == stRefused {
+			out = append(out, "nack "...)
+			out = strconv.AppendUint(out, seq, 10)
+			out = append(out, ' ')
+			out = append(out, w.reasons[seq]...)
+			out = append(out, '\n')
+			delete(w.reasons, seq)
+		}
+		w.st[seq&mask] = stPending
+		w.acked = seq
+	}
+	if w.acked != start {
+		out = append(out, "ack "...)
+		out = strconv.AppendUint(out, w.acked, 10)
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// maxReason bounds a nack reason, in bytes.
+const maxReason = 200
+
+// reason makes an error's text fit one nack line: valid UTF-8, control
+// characters as spaces, cut at maxReason bytes on a rune boundary.
+func reason(err error) string {
+	s := strings.ToValidUTF8(err.Error(), "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxReason {
+		i := maxReason
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "..."
+	}
+	if s = strings.TrimSpace(s); s == "" {
+		return "refused"
+	}
+	return s
+}
