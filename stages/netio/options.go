@@ -149,11 +149,8 @@ func Register(r *stage.Registry) error {
 // Options and returns New's Source.
 func NewSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 	o := optionsFromConfig(cfg)
-	s, err := New(o)
-	if err != nil {
-		return nil, fmt.Errorf("stage %q: %w", env.Stage, err)
-	}
-	return s, nil
+	// The pipeline names the stage and its position in the error.
+	return New(o)
 }
 
 // optionsFromConfig reads cfg, whose defaults the loader filled in. A

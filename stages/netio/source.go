@@ -521,11 +521,12 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	c.mu.Unlock()
 
 	origin := stage.Origin{To: c, Key: c.id}
+	arrived := time.Now() // one clock reading per read, not per record
 	for i, r := range w.recs {
 		seq := first + uint64(i)
 		switch r.kind {
 		case recData:
-			ev := s.rt.NewEvent(w.slab[r.a:r.b:r.b], seq, origin)
+			ev := s.rt.NewEventAt(w.slab[r.a:r.b:r.b], seq, origin, arrived)
 			_ = w.em.Emit(s.ctx, ev) // a refusal finishes ev with Done(err): a nack
 		case recTooLarge:
 			c.log.Info("record too large; refused and skipped", zap.Uint64("record", seq), zap.Int("max_frame", s.opts.MaxFrame))
