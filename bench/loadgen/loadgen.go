@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			sentAt: make([]int64, cfg.Window), wake: make(chan struct{}, 1),
 			nacked: map[uint64]struct{}{}, nacks: map[string]uint64{},
 		}
-		cl, err := wire.DialOptions(ctx, cfg.Addr, wire.Options{OnReply: c.reply})
+		cl, err := wire.DialOptions(ctx, cfg.Addr, wire.Options{OnReply: c.reply, KeepNacks: 16})
 		if err != nil {
 			for _, c := range conns[:i] {
 				c.cl.Close()

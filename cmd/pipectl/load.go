@@ -228,7 +228,7 @@ func runLoad(ctx context.Context, c loadConfig, bar *progressbar.ProgressBar) *l
 		lc := &loadConn{idx: i, cfg: &c, quota: c.quota(i), wake: make(chan struct{}, 1),
 			sentAt: make([]time.Time, c.Window+1), nackAt: map[uint64]bool{}, nackReasons: map[string]uint64{}}
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cl, err := wire.DialOptions(dctx, c.Addr, wire.Options{Framing: c.Framing, OnReply: lc.onReply})
+		cl, err := wire.DialOptions(dctx, c.Addr, wire.Options{Framing: c.Framing, OnReply: lc.onReply, KeepNacks: 16})
 		cancel()
 		if err != nil {
 			dialErrs = append(dialErrs, fmt.Sprintf("conn %d: %v", i, err))

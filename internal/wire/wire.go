@@ -104,6 +104,10 @@ type Options struct {
 	OnReply func(Reply)
 	// WriteBuffer is the size of the send buffer; default 64KiB.
 	WriteBuffer int
+	// KeepNacks bounds how many nacks Nacks keeps (the first ones); 0
+	// keeps all. A load generator that sees every reply through OnReply
+	// sets it low so that its memory does not grow with the nacks it gets.
+	KeepNacks int
 }
 
 // Client is one connection to a netio.tcp server. Send, Flush and
@@ -124,6 +128,7 @@ type Client struct {
 	nacked   map[uint64]bool // nacks above acked
 	settled  uint64          // every record up to it is acked or nacked
 	nacks    []Reply
+	keep     int   // Options.KeepNacks
 	err      error // the reader's end: io.EOF when the server closed cleanly
 	closeErr bool
 }
@@ -168,6 +173,7 @@ func newClient(nc net.Conn, o Options) *Client {
 		nc:      nc,
 		framing: o.Framing,
 		onReply: o.OnReply,
+		keep:    o.KeepNacks,
 		w:       bufio.NewWriterSize(nc, o.WriteBuffer),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
@@ -357,6 +363,12 @@ func (c *Client) read() {
 	}
 }
 
+func (c *Client) keepNack(r Reply) {
+	if c.keep == 0 || len(c.nacks) < c.keep {
+		c.nacks = append(c.nacks, r)
+	}
+}
+
 // apply checks r against what was sent and received and counts it.
 func (c *Client) apply(r Reply) error {
 	c.mu.Lock()
@@ -365,13 +377,13 @@ func (c *Client) apply(r Reply) error {
 	case r.N > c.sent:
 		return fmt.Errorf("%s: only %d records were sent", r, c.sent)
 	case r.Nack && r.N == 0:
-		c.nacks = append(c.nacks, r)
+		c.keepNack(r)
 	case r.Nack:
 		if r.N <= c.acked || c.nacked[r.N] {
 			return fmt.Errorf("%s: record %d was already settled", r, r.N)
 		}
 		c.nacked[r.N] = true
-		c.nacks = append(c.nacks, r)
+		c.keepNack(r)
 	default:
 		if r.N <= c.acked {
 			return fmt.Errorf("%s: the ack does not move forward from %d", r, c.acked)

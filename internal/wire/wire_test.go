@@ -178,3 +178,16 @@ func TestOctetCountedSend(t *testing.T) {
 		t.Fatalf("%v, nacks %v", err, c.Nacks())
 	}
 }
+
+func TestKeepNacksBoundsMemory(t *testing.T) {
+	c := &Client{nacked: map[uint64]bool{}, keep: 2, changed: make(chan struct{})}
+	c.sent = 5
+	for n := uint64(1); n <= 5; n++ {
+		if err := c.apply(Reply{Nack: true, N: n, Reason: "busy"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.Nacks(); len(got) != 2 || got[0].N != 1 || got[1].N != 2 {
+		t.Fatalf("kept %v, want the first two", got)
+	}
+}
