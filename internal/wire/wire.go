@@ -196,37 +196,42 @@ func (c *Client) Send(rec []byte) (uint64, error) {
 		if len(rec) == 0 || bytes.IndexByte(rec, '\n') >= 0 || rec[len(rec)-1] == '\r' {
 			return 0, fmt.Errorf("%w: %d bytes under lines framing", ErrBadRecord, len(rec))
 		}
-		c.w.Write(rec)
-		if err := c.w.WriteByte('\n'); err != nil {
-			return 0, fmt.Errorf("wire: send: %w", err)
-		}
 	default:
 		if len(rec) == 0 {
 			return 0, fmt.Errorf("%w: empty record", ErrBadRecord)
 		}
-		c.lenBuf = strconv.AppendInt(c.lenBuf[:0], int64(len(rec)), 10)
-		c.lenBuf = append(c.lenBuf, ' ')
-		c.w.Write(c.lenBuf)
-		if _, err := c.w.Write(rec); err != nil {
-			return 0, fmt.Errorf("wire: send: %w", err)
-		}
 	}
+	// Count the record before writing it: a write may flush it whole, and
+	// the server's ack can come back before Send returns.
 	c.mu.Lock()
 	c.sent++
 	n := c.sent
 	c.mu.Unlock()
+	var err error
+	if c.framing == Lines {
+		c.w.Write(rec)
+		err = c.w.WriteByte('\n')
+	} else {
+		c.lenBuf = strconv.AppendInt(c.lenBuf[:0], int64(len(rec)), 10)
+		c.lenBuf = append(c.lenBuf, ' ')
+		c.w.Write(c.lenBuf)
+		_, err = c.w.Write(rec)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wire: send: %w", err)
+	}
 	return n, nil
 }
 
 // SendRaw buffers p as it is and counts it as records records: for tests
 // that send what Send refuses (bad frames, over-long records, empty lines).
 func (c *Client) SendRaw(p []byte, records int) error {
-	if _, err := c.w.Write(p); err != nil {
-		return fmt.Errorf("wire: send: %w", err)
-	}
 	c.mu.Lock()
 	c.sent += uint64(records)
 	c.mu.Unlock()
+	if _, err := c.w.Write(p); err != nil {
+		return fmt.Errorf("wire: send: %w", err)
+	}
 	return nil
 }
 
