@@ -486,3 +486,24 @@ func TestNewErrors(t *testing.T) {
 		t.Errorf("New with a bad log level: %v", err)
 	}
 }
+
+// A kind's constructor sees the stage's common settings with defaults
+// filled in (db.postgres sizes its pool by the stage's workers this way).
+func TestConstructorSeesSettings(t *testing.T) {
+	reg := stage.NewRegistry()
+	var got stage.Settings
+	if err := reg.Register(stage.Kind{Name: "t.peek", Terminal: true, NewHandler: func(_ stage.Config, env stage.Env) (stage.Handler, error) {
+		got = env.Settings
+		return stage.HandlerFunc(func(context.Context, []*stage.Event, stage.Emitter) error { return nil }), nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := rtConfig(rtStage("sink", "t.peek", "", stage.Settings{Workers: 7, Capacity: 99}, nil))
+	p := rtNew(t, cfg, reg)
+	if _, err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "sink" || got.Workers != 7 || got.Capacity != 99 || got.Concurrency == 0 || got.Batch == 0 {
+		t.Fatalf("constructor saw settings %+v", got)
+	}
+}

@@ -179,7 +179,7 @@ func (p *Pipeline) build(sc *StageConfig, reg *stage.Registry, fail func(Pos, st
 	set := sc.Settings
 	set.Name, set.Kind = sc.Name, sc.Kind
 	slog := p.log.Named(sc.Name)
-	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routesOf(sc)}
+	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routesOf(sc), Settings: set.WithDefaults()}
 	ctorErr := func(err error) {
 		var fe *stage.FieldError
 		if errors.As(err, &fe) {

@@ -54,7 +54,7 @@
 // # Start
 //
 // Start connects (max_conns connections at most; by default one per worker
-// of the stage, or 4 when the stage's settings are unknown), then with create makes the table if it is missing,
+// of the stage), then with create makes the table if it is missing,
 // and checks the table in any case: every column present, a column given a
 // type in `types` of exactly that type, a `$` column of a JSON or text
 // type, and a unique index on `key`. A mismatch is an error naming every
