@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/pgtemp"
+	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/pipeline"
 )
 
@@ -36,8 +42,9 @@ func TestReadmeGenerated(t *testing.T) {
 	}
 }
 
-// TestReadmeSyslogExample checks that the syslog pipeline the README shows
-// loads and builds.
+// TestReadmeSyslogExample runs the syslog pipeline the README shows on
+// free ports and a throwaway PostgreSQL, sends it one RFC 5424 frame the way
+// logger --octet-count does, and checks that the row is stored.
 func TestReadmeSyslogExample(t *testing.T) {
 	text, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
@@ -48,6 +55,10 @@ func TestReadmeSyslogExample(t *testing.T) {
 	if !ok || !ok2 {
 		t.Fatal("README.md has no syslog example between its markers")
 	}
+	if _, err := pgtemp.FindBinDir(); err != nil {
+		t.Skipf("no PostgreSQL: %v", err)
+	}
+	yaml = strings.NewReplacer("127.0.0.1:5140", "127.0.0.1:0", "127.0.0.1:9465", "127.0.0.1:0").Replace(yaml)
 	reg, err := newRegistry()
 	if err != nil {
 		t.Fatal(err)
@@ -59,14 +70,55 @@ func TestReadmeSyslogExample(t *testing.T) {
 	if len(throwawayStages(cfg)) != 1 {
 		t.Fatal("the syslog example's store should take a throwaway PostgreSQL")
 	}
+	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
 	for _, sc := range throwawayStages(cfg) {
-		sc.Config.Set("dsn", lintDSN)
+		sc.Config.Set("dsn", srv.DSN())
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Stop(context.Background()); err != nil {
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			p.Stop(context.Background())
+		}
+	}()
+	addr := p.Stage("accept").Source().(interface{ Addr() net.Addr }).Addr().String()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "<34>1 2026-11-25T22:14:15.003Z mymachine su - ID47 - 'su root' failed on /dev/pts/8"
+	fmt.Fprintf(conn, "%d %s", len(msg), msg)
+	conn.Close()
+
+	db, err := pgx.Connect(ctx, srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var host, app, body string
+	for i := 0; ; i++ {
+		err = db.QueryRow(ctx, "select host, app, body from syslog").Scan(&host, &app, &body)
+		if err == nil || i == 600 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("no row stored: %v (stats %+v)", err, p.Stats())
+	}
+	if host != "mymachine" || app != "su" || body != msg {
+		t.Fatalf("stored host %q app %q body %q", host, app, body)
+	}
+	stopped = true
+	if _, err := p.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
