@@ -18,11 +18,16 @@ type Event struct {
 	Arrived time.Time      // when the source read it
 	Origin  Origin         // who is told when the event is finished
 
-	src      *Stage                // the source stage that made it (NewEvent); may be nil
-	owner    atomic.Pointer[Stage] // stage holding the event now; nil once done
-	done     atomic.Bool
+	src *Stage // the source stage that made it (NewEvent); may be nil
+	// owner is the stage holding the event now, or finished once Done was
+	// called. One word serves both purposes so that Done is a single
+	// atomic swap and an event stays small (it is allocated per record).
+	owner    atomic.Pointer[Stage]
 	enqueued int64 // monotonic ns when handed to the current stage; for latency
 }
+
+// finished marks an event whose Done was called. It is never modified.
+var finished = new(Stage)
 
 // Origin names the stage and completion key to notify when an event is
 // finished, as a Windows completion key names the connection a completion
@@ -51,13 +56,14 @@ var ErrBusy = errors.New("busy")
 // the nack reason). Done must be called exactly once per event; a second
 // call is counted and logged by the source stage and otherwise ignored.
 func (ev *Event) Done(err error) {
-	if ev.done.Swap(true) {
+	st := ev.owner.Swap(finished)
+	if st == finished {
 		if ev.src != nil {
 			ev.src.doubleDone(ev, err)
 		}
 		return
 	}
-	if st := ev.owner.Swap(nil); st != nil && err != nil {
+	if st != nil && err != nil {
 		st.errors.Add(1)
 	}
 	if ev.src != nil {
@@ -69,13 +75,13 @@ func (ev *Event) Done(err error) {
 }
 
 // Finished reports whether Done has been called.
-func (ev *Event) Finished() bool { return ev.done.Load() }
+func (ev *Event) Finished() bool { return ev.owner.Load() == finished }
 
 // failIfOwned finishes ev with err if stage s still owns it: used when a
 // handler fails or panics, for the events of its batch that it neither
 // finished nor handed on.
 func (ev *Event) failIfOwned(s *Stage, err error) {
-	if ev.owner.Load() == s && !ev.done.Load() {
+	if ev.owner.Load() == s {
 		ev.Done(err)
 	}
 }

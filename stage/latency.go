@@ -55,8 +55,11 @@ func bucketUpper(b int) float64 {
 	return float64(uint64(subBuckets+sub+1) << (exp - 3))
 }
 
-func (l *latency) observe(ns int64) {
-	l.cur.Load().counts[bucketOf(ns)].Add(1)
+func (l *latency) observe(ns int64) { l.observeN(ns, 1) }
+
+// observeN records n observations of ns at the cost of one.
+func (l *latency) observeN(ns int64, n uint64) {
+	l.cur.Load().counts[bucketOf(ns)].Add(n)
 }
 
 // rotate starts a new window when the current one is full. Observations

@@ -239,7 +239,7 @@ func (s *Stage) work(ctx context.Context, w *port.Worker[*Event]) {
 	defer w.Leave()
 	ctx = context.WithValue(ctx, workerKey{}, w)
 	buf := make([]port.Packet[*Event], s.set.Batch)
-	batch := make([]*Event, 0, s.set.Batch)
+	batch := make([]*Event, s.set.Batch)
 	out := s.NewEmitter()
 	for {
 		n, err := w.GetBatch(ctx, buf)
@@ -249,12 +249,14 @@ func (s *Stage) work(ctx context.Context, w *port.Worker[*Event]) {
 		if n < len(buf) && s.set.Linger > 0 {
 			n = s.linger(ctx, w, buf, n)
 		}
-		batch = batch[:0]
+		// buf and batch are not cleared after use: the next GetBatch and
+		// this loop overwrite them, and clearing would cost a write
+		// barrier per event while the GC runs. Until then they keep at
+		// most Batch events of this worker reachable.
 		for i := range buf[:n] {
-			batch = append(batch, buf[i].Value)
-			buf[i].Value = nil
+			batch[i] = buf[i].Value
 		}
-		s.run(ctx, batch, out)
+		s.run(ctx, batch[:n], out)
 	}
 }
 
@@ -280,13 +282,20 @@ func (s *Stage) linger(ctx context.Context, w *port.Worker[*Event], buf []port.P
 //
 // The latency recorded per event is its wait in the queue plus the batch's
 // handling time; the wait is read before the handler runs, since once an
-// event is handed on another worker owns it.
+// event is handed on another worker owns it. Events posted together share
+// their enqueue time, so the waits are kept as runs of equal values and
+// each run is one histogram update rather than one per event.
 func (s *Stage) run(ctx context.Context, batch []*Event, out *Outputs) {
 	s.in.Add(uint64(len(batch)))
 	start := nanotime()
 	waits := out.waits[:0]
 	for _, ev := range batch {
-		waits = append(waits, start-ev.enqueued)
+		w := start - ev.enqueued
+		if k := len(waits) - 1; k >= 0 && waits[k].ns == w {
+			waits[k].n++
+			continue
+		}
+		waits = append(waits, waitRun{ns: w, n: 1})
 	}
 	out.waits = waits
 	if err := s.call(ctx, batch, out); err != nil {
@@ -296,9 +305,15 @@ func (s *Stage) run(ctx context.Context, batch []*Event, out *Outputs) {
 	}
 	took := nanotime() - start
 	for _, w := range waits {
-		s.lat.observe(w + took)
+		s.lat.observeN(w.ns+took, w.n)
 	}
 	out.Flush(ctx)
+}
+
+// waitRun is n consecutive events of a batch that waited ns in the queue.
+type waitRun struct {
+	ns int64
+	n  uint64
 }
 
 func (s *Stage) call(ctx context.Context, batch []*Event, out Emitter) (err error) {
@@ -339,16 +354,20 @@ type Outputs struct {
 	from    *Stage
 	out     uint64 // events handed on since the last Flush
 	targets []target
-	waits   []int64 // scratch for run's latency figures
-	pkts    []port.Packet[*Event]
+	last    *target   // the target of the previous emit: usually the next one's too
+	waits   []waitRun // scratch for run's latency figures
 }
 
 // target is one next stage and the events emitted to it since the last
 // Flush.
 type target struct {
-	st  *Stage
-	evs []*Event
-	out *Outputs // for an inline stage: the emitter its handler uses
+	st *Stage
+	// pkts holds the events for a port-based stage, already as the packets
+	// PostBatch takes, so that an event is copied once on its way to the
+	// port rather than into a list and then into packets.
+	pkts []port.Packet[*Event]
+	evs  []*Event // the events for an inline stage
+	out  *Outputs // for an inline stage: the emitter its handler uses
 }
 
 var _ Emitter = (*Outputs)(nil)
@@ -370,15 +389,43 @@ func (o *Outputs) EmitTo(ctx context.Context, next string, ev *Event) error {
 }
 
 func (o *Outputs) emit(ctx context.Context, st *Stage, ev *Event) error {
-	o.out++
 	if st == nil {
+		o.out++
 		ev.Done(nil) // the end of the pipeline
 		return nil
 	}
-	ev.owner.Store(st)
-	t := o.target(st)
-	t.evs = append(t.evs, ev)
-	if st.port != nil && len(t.evs) >= st.set.Batch {
+	// Swap rather than Store: it costs the same and catches a handler that
+	// emits an event it already finished (counted as a second Done).
+	if ev.owner.Swap(st) == finished {
+		ev.owner.Store(finished)
+		if ev.src != nil {
+			ev.src.doubleDone(ev, nil)
+		}
+		return nil
+	}
+	o.out++
+	t := o.last
+	if t == nil || t.st != st {
+		t = o.target(st)
+		o.last = t
+	}
+	if st.port == nil {
+		t.evs = append(t.evs, ev)
+		return nil
+	}
+	// Fill the next slot field by field: Err and N of every slot stay
+	// zero, and writing only Key and Value costs one write barrier instead
+	// of a whole packet's.
+	n := len(t.pkts)
+	if n < cap(t.pkts) {
+		t.pkts = t.pkts[:n+1]
+	} else {
+		t.pkts = append(t.pkts, port.Packet[*Event]{})
+	}
+	pk := &t.pkts[n]
+	pk.Key = ev.Origin.Key
+	pk.Value = ev
+	if n+1 >= st.set.Batch {
 		o.post(ctx, t)
 	}
 	return nil
@@ -395,6 +442,7 @@ func (o *Outputs) target(st *Stage) *target {
 		t.out = st.NewEmitter()
 	}
 	o.targets = append(o.targets, t)
+	o.last = nil // append may have moved the targets
 	return &o.targets[len(o.targets)-1]
 }
 
@@ -402,16 +450,16 @@ func (o *Outputs) target(st *Stage) *target {
 // queue is full under overflow reject, or closed) are finished with the
 // reason, owned again by the emitting stage so that its error count shows
 // them.
+//
+// The packets are not cleared afterwards: the next batch overwrites them,
+// and until then they keep at most Batch events reachable. Clearing would
+// cost a write barrier per event while the GC runs.
 func (o *Outputs) post(ctx context.Context, t *target) {
 	now := nanotime()
-	pkts := o.pkts[:0]
-	for _, ev := range t.evs {
-		ev.enqueued = now
-		pkts = append(pkts, port.Packet[*Event]{Key: ev.Origin.Key, Value: ev})
+	for _, pk := range t.pkts {
+		pk.Value.enqueued = now
 	}
-	n, err := t.st.port.PostBatch(ctx, pkts)
-	clear(pkts)
-	o.pkts = pkts[:0]
+	n, err := t.st.port.PostBatch(ctx, t.pkts)
 	if err != nil {
 		switch {
 		case errors.Is(err, port.ErrFull):
@@ -421,14 +469,13 @@ func (o *Outputs) post(ctx context.Context, t *target) {
 		default:
 			err = fmt.Errorf("stage %q: %w", t.st.set.Name, err)
 		}
-		for _, ev := range t.evs[n:] {
+		for _, pk := range t.pkts[n:] {
 			o.out--
-			ev.owner.Store(o.from)
-			ev.Done(err)
+			pk.Value.owner.Store(o.from)
+			pk.Value.Done(err)
 		}
 	}
-	clear(t.evs)
-	t.evs = t.evs[:0]
+	t.pkts = t.pkts[:0]
 }
 
 var errShuttingDown = errors.New("shutting down")
@@ -439,11 +486,10 @@ var errShuttingDown = errors.New("shutting down")
 func (o *Outputs) Flush(ctx context.Context) {
 	for i := range o.targets {
 		t := &o.targets[i]
-		if len(t.evs) == 0 {
-			continue
-		}
-		if t.st.port != nil {
+		if len(t.pkts) != 0 {
 			o.post(ctx, t)
+		}
+		if len(t.evs) == 0 {
 			continue
 		}
 		now := nanotime()
