@@ -190,7 +190,7 @@ func (p *Port[T]) push(pk Packet[T]) {
 	if i >= len(p.ring) {
 		i -= len(p.ring)
 	}
-	p.ring[i] = pk
+	copyPacket(&p.ring[i], &pk)
 	p.depth++
 	p.posted++
 }
@@ -199,10 +199,15 @@ func (p *Port[T]) push(pk Packet[T]) {
 // from blocked posters and returns how many it moved.
 func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 	n := min(len(buf), p.depth)
-	var zero Packet[T]
+	var zero T
 	for i := 0; i < n; i++ {
-		buf[i] = p.ring[p.head]
-		p.ring[p.head] = zero // drop references for the GC
+		r := &p.ring[p.head]
+		copyPacket(&buf[i], r)
+		// Drop references for the GC.
+		r.Value = zero
+		if r.Err != nil {
+			r.Err = nil
+		}
 		p.head++
 		if p.head == len(p.ring) {
 			p.head = 0
@@ -216,6 +221,17 @@ func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 		pw.done <- nil
 	}
 	return n
+}
+
+// copyPacket sets *dst to *src field by field. A whole-struct copy of a
+// packet goes through the runtime's bulk write barrier for every pointer
+// word while the GC runs; most packets carry no error, and skipping the
+// store of a nil Err over a nil Err leaves one barrier (Value's) per copy.
+func copyPacket[T any](dst, src *Packet[T]) {
+	dst.Key, dst.N, dst.Value = src.Key, src.N, src.Value
+	if src.Err != nil || dst.Err != nil {
+		dst.Err = src.Err
+	}
 }
 
 // dispatchLocked hands queued packets to parked workers, newest waiter
