@@ -249,14 +249,14 @@ func (s *Stage) work(ctx context.Context, w *port.Worker[*Event]) {
 		if n < len(buf) && s.set.Linger > 0 {
 			n = s.linger(ctx, w, buf, n)
 		}
-		// buf and batch are not cleared after use: the next GetBatch and
-		// this loop overwrite them, and clearing would cost a write
-		// barrier per event while the GC runs. Until then they keep at
-		// most Batch events of this worker reachable.
 		for i := range buf[:n] {
 			batch[i] = buf[i].Value
 		}
 		s.run(ctx, batch[:n], out)
+		// Drop the references: an idle worker must not keep events (and
+		// the read buffers their payloads share) reachable.
+		clear(buf[:n])
+		clear(batch[:n])
 	}
 }
 
@@ -450,10 +450,6 @@ func (o *Outputs) target(st *Stage) *target {
 // queue is full under overflow reject, or closed) are finished with the
 // reason, owned again by the emitting stage so that its error count shows
 // them.
-//
-// The packets are not cleared afterwards: the next batch overwrites them,
-// and until then they keep at most Batch events reachable. Clearing would
-// cost a write barrier per event while the GC runs.
 func (o *Outputs) post(ctx context.Context, t *target) {
 	now := nanotime()
 	for _, pk := range t.pkts {
@@ -475,6 +471,7 @@ func (o *Outputs) post(ctx context.Context, t *target) {
 			pk.Value.Done(err)
 		}
 	}
+	clear(t.pkts) // an idle emitter keeps no event reachable
 	t.pkts = t.pkts[:0]
 }
 
