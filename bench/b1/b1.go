@@ -1,4 +1,4 @@
-// Package b1 runs benchmark B1 of BENCHMARKS.md: a port hop against a
+// Package b1 runs benchmark B1 of docs/BENCHMARKS.md: a port hop against a
 // buffered channel of the same capacity, with the same producers, workers,
 // payload (a 32-byte struct) and work per item (adding a field to a sum).
 //
@@ -34,7 +34,7 @@ type Case struct {
 	Target      float64 // port items/s over channel items/s, at least
 }
 
-// Cases returns the rows of B1 in the order of BENCHMARKS.md.
+// Cases returns the rows of B1 in the order of docs/BENCHMARKS.md.
 func Cases() []Case {
 	return []Case{
 		{Name: "1P1W", Producers: 1, Workers: 1, Concurrency: 1, Target: 1.0},

@@ -1,4 +1,4 @@
-// Package b2 runs benchmark B2 of BENCHMARKS.md: a three-stage chain
+// Package b2 runs benchmark B2 of docs/BENCHMARKS.md: a three-stage chain
 // built with the framework (package pipeline: ports, worker pools, batch
 // dequeue, stats and latency histograms on) against the same topology
 // hand-written with buffered channels and goroutines.
@@ -33,7 +33,7 @@ import (
 const Target = 1.5
 
 // Config says how to run B2. The zero value runs the benchmark as
-// BENCHMARKS.md describes it.
+// docs/BENCHMARKS.md describes it.
 type Config struct {
 	Items    int // items per run; 0 means 1,000,000
 	Runs     int // measured runs of each side; 0 means 5

@@ -27,7 +27,7 @@ const (
 	Chan     = "chan"
 )
 
-// Targets of BENCHMARKS.md: pipeline rows/s over each baseline's.
+// Targets of docs/BENCHMARKS.md: pipeline rows/s over each baseline's.
 var targets = map[string]float64{Copy: 0.5, Naive: 20, Chan: 1.2}
 
 // Config sizes the benchmark; the zero value is the full B3.

@@ -1,4 +1,4 @@
-// Package b3 is benchmark B3 of BENCHMARKS.md: TCP → process → PostgreSQL,
+// Package b3 is benchmark B3 of docs/BENCHMARKS.md: TCP → process → PostgreSQL,
 // end to end. It runs the example pipeline (netio.tcp lines → process.json
 // inline → db.postgres COPY, ack: commit) against three baselines on one
 // throwaway PostgreSQL with its durable defaults (synchronous_commit on,

@@ -18,7 +18,7 @@ import (
 	"github.com/stagedserver/seda/internal/pgtemp"
 )
 
-// Target of BENCHMARKS.md: acked rows/s under overload over the sustained
+// Target of docs/BENCHMARKS.md: acked rows/s under overload over the sustained
 // maximum.
 const Target = 0.9
 

@@ -1,4 +1,4 @@
-// Package b4 is benchmark B4 of BENCHMARKS.md: overload. It measures the
+// Package b4 is benchmark B4 of docs/BENCHMARKS.md: overload. It measures the
 // rate the example pipeline sustains (windowed clients, as in B3), then
 // offers Factor times that rate for Duration to the same pipeline with its
 // store queue under `overflow: reject`, sampling the process's RSS every

@@ -27,7 +27,7 @@ import (
 // RESULTS.md section and --only all follow from it.
 type benchmark struct {
 	Name  string // as --only takes it: b1, b2, ...
-	Title string // the section heading, as in BENCHMARKS.md
+	Title string // the section heading, as in docs/BENCHMARKS.md
 	Run   func(ctx context.Context, o benchOptions) (string, error)
 }
 
@@ -37,7 +37,7 @@ type benchOptions struct {
 	Log  io.Writer // progress lines
 }
 
-// benchmarks returns the suite in the order BENCHMARKS.md lists it.
+// benchmarks returns the suite in the order docs/BENCHMARKS.md lists it.
 func benchmarks() []benchmark {
 	return []benchmark{
 		{Name: "b1", Title: "B1: port hop against a buffered channel", Run: runB1},
@@ -57,7 +57,7 @@ func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run the benchmark suite and update bench/RESULTS.md",
-		Long: `Bench runs the benchmarks of BENCHMARKS.md, each side against its baseline
+		Long: `Bench runs the benchmarks of docs/BENCHMARKS.md, each side against its baseline
 in this one process, alternating, and prints the ratios. Each benchmark's
 section of --results (the command, date, core count, every figure and
 ratio) is replaced; the other sections are kept.`,

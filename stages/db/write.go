@@ -57,7 +57,13 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 		return errors.New("db.postgres: Handle called before Start")
 	}
 	r := s.bufs.Get().(*rows)
-	defer s.bufs.Put(r)
+	defer func() {
+		// A pooled buffer must not keep the batch's events (and the read
+		// buffers their payloads share) reachable until it is reused.
+		clear(r.evs[:cap(r.evs)])
+		r.evs = r.evs[:0]
+		s.bufs.Put(r)
+	}()
 	r.reset(len(s.cols), s.insert)
 	for _, ev := range batch {
 		if err := s.addRow(r, ev); err != nil {
