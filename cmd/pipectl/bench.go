@@ -131,7 +131,7 @@ const resultsIntro = `# Benchmark results
 
 Written by ` + "`pipectl bench`" + ` (or ` + "`make bench`" + `); each section is replaced
 when its benchmark runs again. What is measured and the targets are in
-BENCHMARKS.md. The machine is shared and noisy: read the ratios, which come
+docs/BENCHMARKS.md. The machine is shared and noisy: read the ratios, which come
 from the project and its baseline run side by side, alternating, in one
 process; absolute figures move from run to run.
 `
