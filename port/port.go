@@ -131,6 +131,21 @@ func (p *Port[T]) post(ctx context.Context, pk *Packet[T]) error {
 		return err
 	}
 	p.mu.Lock()
+	if !p.closed && p.depth < len(p.ring) && p.posters.len == 0 {
+		// The common case, enqueueLocked inlined: room and nobody ahead.
+		i := p.head + p.depth
+		if i >= len(p.ring) {
+			i -= len(p.ring)
+		}
+		p.ring[i] = *pk
+		p.depth++
+		p.posted++
+		if len(p.waiters) > 0 {
+			p.dispatchLocked()
+		}
+		p.mu.Unlock()
+		return nil
+	}
 	if err := p.enqueueLocked(pk); err != ErrFull || p.overflow == Reject {
 		if err == ErrFull {
 			p.rejected++
@@ -208,11 +223,14 @@ func (p *Port[T]) push(pk *Packet[T]) {
 // from blocked posters and returns how many it moved.
 func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 	n := min(len(buf), p.depth)
-	var zero Packet[T]
-	for i := 0; i < n; i++ {
-		buf[i] = p.ring[p.head]
-		p.ring[p.head] = zero // drop references for the GC
-		p.head++
+	// At most two runs of the ring, each moved with one copy and cleared
+	// (dropping references for the GC) with one clear.
+	for k := 0; k < n; {
+		seg := p.ring[p.head:min(p.head+n-k, len(p.ring))]
+		copy(buf[k:], seg)
+		clear(seg)
+		k += len(seg)
+		p.head += len(seg)
 		if p.head == len(p.ring) {
 			p.head = 0
 		}
