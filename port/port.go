@@ -353,9 +353,9 @@ func (w *Worker[T]) Get(ctx context.Context) (pk Packet[T], err error) {
 // ring into *out; otherwise it waits as get does, through w.one.
 func (w *Worker[T]) getOne(ctx context.Context, out *Packet[T]) error {
 	p := w.p
-	p.mu.Lock()
-	if !w.left && p.depth > 0 && p.running-b2i(w.holding) < p.conc {
-		if err := ctx.Err(); err == nil {
+	if ctx.Err() == nil {
+		p.mu.Lock()
+		if !w.left && p.depth > 0 && p.running-b2i(w.holding) < p.conc {
 			// Keep our slot (release and retake) and take one packet.
 			if !w.holding {
 				w.holding = true
@@ -377,8 +377,8 @@ func (w *Worker[T]) getOne(ctx context.Context, out *Packet[T]) error {
 			p.mu.Unlock()
 			return nil
 		}
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
 	n, err := w.get(ctx, w.one[:])
 	if n == 0 {
 		return err
