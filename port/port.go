@@ -120,10 +120,32 @@ func New[T any](o Options) *Port[T] {
 // is called while it waits, and ctx.Err() when ctx is done before or while
 // it waits; in each of these cases pk was not queued.
 func (p *Port[T]) Post(ctx context.Context, pk Packet[T]) error {
+	// A small wrapper the compiler inlines, so that pk stays in the
+	// caller's frame and is copied once, into the ring, instead of being
+	// spilled from registers and copied again.
+	return p.post(ctx, &pk)
+}
+
+func (p *Port[T]) post(ctx context.Context, pk *Packet[T]) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	p.mu.Lock()
+	if !p.closed && p.depth < len(p.ring) && p.posters.len == 0 {
+		// The common case, enqueueLocked inlined: room and nobody ahead.
+		i := p.head + p.depth
+		if i >= len(p.ring) {
+			i -= len(p.ring)
+		}
+		p.ring[i] = *pk
+		p.depth++
+		p.posted++
+		if len(p.waiters) > 0 {
+			p.dispatchLocked()
+		}
+		p.mu.Unlock()
+		return nil
+	}
 	if err := p.enqueueLocked(pk); err != ErrFull || p.overflow == Reject {
 		if err == ErrFull {
 			p.rejected++
@@ -134,7 +156,7 @@ func (p *Port[T]) Post(ctx context.Context, pk Packet[T]) error {
 	// Wait for room. A Get that frees room moves our packet into the ring
 	// itself (keeping blocked posters in FIFO order) and then signals us.
 	pw := p.getPoster()
-	pw.pk = pk
+	pw.pk = *pk
 	p.posters.pushBack(pw)
 	p.mu.Unlock()
 
@@ -162,7 +184,7 @@ func (p *Port[T]) Post(ctx context.Context, pk Packet[T]) error {
 // (counted as Rejected), ErrClosed after Close.
 func (p *Port[T]) TryPost(pk Packet[T]) error {
 	p.mu.Lock()
-	err := p.enqueueLocked(pk)
+	err := p.enqueueLocked(&pk)
 	if err == ErrFull {
 		p.rejected++
 	}
@@ -172,7 +194,7 @@ func (p *Port[T]) TryPost(pk Packet[T]) error {
 
 // enqueueLocked appends pk if the port is open and has room, then releases
 // waiting workers.
-func (p *Port[T]) enqueueLocked(pk Packet[T]) error {
+func (p *Port[T]) enqueueLocked(pk *Packet[T]) error {
 	if p.closed {
 		return ErrClosed
 	}
@@ -181,16 +203,18 @@ func (p *Port[T]) enqueueLocked(pk Packet[T]) error {
 		return ErrFull
 	}
 	p.push(pk)
-	p.dispatchLocked()
+	if len(p.waiters) > 0 {
+		p.dispatchLocked()
+	}
 	return nil
 }
 
-func (p *Port[T]) push(pk Packet[T]) {
+func (p *Port[T]) push(pk *Packet[T]) {
 	i := p.head + p.depth
 	if i >= len(p.ring) {
 		i -= len(p.ring)
 	}
-	copyPacket(&p.ring[i], &pk)
+	p.ring[i] = *pk
 	p.depth++
 	p.posted++
 }
@@ -199,38 +223,31 @@ func (p *Port[T]) push(pk Packet[T]) {
 // from blocked posters and returns how many it moved.
 func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 	n := min(len(buf), p.depth)
-	var zero T
-	for i := 0; i < n; i++ {
-		r := &p.ring[p.head]
-		copyPacket(&buf[i], r)
-		// Drop references for the GC.
-		r.Value = zero
-		if r.Err != nil {
-			r.Err = nil
-		}
-		p.head++
+	// At most two runs of the ring, each moved with one copy and cleared
+	// (dropping references for the GC) with one clear.
+	for k := 0; k < n; {
+		seg := p.ring[p.head:min(p.head+n-k, len(p.ring))]
+		copy(buf[k:], seg)
+		clear(seg)
+		k += len(seg)
+		p.head += len(seg)
 		if p.head == len(p.ring) {
 			p.head = 0
 		}
 	}
 	p.depth -= n
 	p.delivered += uint64(n)
-	for p.posters.len > 0 && p.depth < len(p.ring) {
-		pw := p.posters.popFront()
-		p.push(pw.pk)
-		pw.done <- nil
-	}
+	p.refillLocked()
 	return n
 }
 
-// copyPacket sets *dst to *src field by field. A whole-struct copy of a
-// packet goes through the runtime's bulk write barrier for every pointer
-// word while the GC runs; most packets carry no error, and skipping the
-// store of a nil Err over a nil Err leaves one barrier (Value's) per copy.
-func copyPacket[T any](dst, src *Packet[T]) {
-	dst.Key, dst.N, dst.Value = src.Key, src.N, src.Value
-	if src.Err != nil || dst.Err != nil {
-		dst.Err = src.Err
+// refillLocked moves packets of blocked posters into the room a Get made,
+// oldest poster first, and releases those posters.
+func (p *Port[T]) refillLocked() {
+	for p.posters.len > 0 && p.depth < len(p.ring) {
+		pw := p.posters.popFront()
+		p.push(&pw.pk)
+		pw.done <- nil
 	}
 }
 
@@ -325,14 +342,57 @@ type Worker[T any] struct {
 // held; returning a packet takes one. It returns ErrClosed once the port is
 // closed and drained, an error after Leave, and ctx.Err() when ctx is done
 // before a packet is handed over (nothing is dequeued then).
-func (w *Worker[T]) Get(ctx context.Context) (Packet[T], error) {
+func (w *Worker[T]) Get(ctx context.Context) (pk Packet[T], err error) {
+	// A small wrapper the compiler inlines: getOne writes the packet
+	// straight into the caller's result, one copy out of the ring.
+	err = w.getOne(ctx, &pk)
+	return pk, err
+}
+
+// getOne is Get: the fast path takes the oldest packet straight from the
+// ring into *out; otherwise it waits as get does, through w.one.
+func (w *Worker[T]) getOne(ctx context.Context, out *Packet[T]) error {
+	p := w.p
+	if ctx.Err() == nil {
+		p.mu.Lock()
+		if !w.left && p.depth > 0 && p.running-b2i(w.holding) < p.conc {
+			// Keep our slot (release and retake) and take one packet.
+			if !w.holding {
+				w.holding = true
+				p.running++
+			}
+			h := p.head
+			*out = p.ring[h]
+			p.ring[h] = Packet[T]{} // drop references for the GC
+			h++
+			if h == len(p.ring) {
+				h = 0
+			}
+			p.head = h
+			p.depth--
+			p.delivered++
+			if p.posters.len > 0 {
+				p.refillLocked()
+			}
+			p.mu.Unlock()
+			return nil
+		}
+		p.mu.Unlock()
+	}
 	n, err := w.get(ctx, w.one[:])
 	if n == 0 {
-		return Packet[T]{}, err
+		return err
 	}
-	pk := w.one[0]
+	*out = w.one[0]
 	w.one[0] = Packet[T]{}
-	return pk, nil
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // GetBatch is Get for up to len(buf) packets: it waits as Get does for the
