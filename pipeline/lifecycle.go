@@ -341,39 +341,101 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return err
 }
 
+// SignalOptions adapt RunWithSignals to a program; the zero value is valid.
+type SignalOptions struct {
+	// Signals, if not nil, is where the signals come from instead of
+	// SIGINT and SIGTERM, which RunWithSignals otherwise catches itself
+	// from its call to its return. A program that catches them earlier
+	// (while it prepares what the pipeline needs) passes its channel.
+	Signals <-chan os.Signal
+	// Started, if set, is called once Start has succeeded, before
+	// waiting for a signal: to print the pipeline's addresses.
+	Started func()
+	// Draining, if set, is called when a signal starts phase one.
+	Draining func(os.Signal)
+	// Forcing, if set, is called when a second signal forces phase two.
+	Forcing func(os.Signal)
+}
+
 // RunWithSignals is Run for a program's main pipeline: SIGINT or SIGTERM
 // (or ctx ending) starts phase one of Stop, with the drain deadline; a
-// second signal skips to phase two at once. Signal notification is
-// stopped before it returns.
-func (p *Pipeline) RunWithSignals(ctx context.Context) error {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	if err := p.Start(ctx); err != nil {
+// second signal skips to phase two at once. A signal while the pipeline
+// starts cancels the start. At most one SignalOptions may be given. Signal
+// notification is stopped before it returns. It returns Start's error, or
+// Stop's; Stop called afterwards returns Stop's report again.
+func (p *Pipeline) RunWithSignals(ctx context.Context, opts ...SignalOptions) error {
+	var o SignalOptions
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		return fmt.Errorf("pipeline %q: RunWithSignals takes one SignalOptions, not %d", p.name, len(opts))
+	}
+	sig := o.Signals
+	if sig == nil {
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(ch)
+		sig = ch
+	}
+
+	// A signal while starting cancels the start; one that comes as Start
+	// succeeds starts the drain.
+	startCtx, cancelStart := context.WithCancel(ctx)
+	defer cancelStart()
+	var first os.Signal
+	startDone := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case first = <-sig:
+			cancelStart()
+		case <-startDone:
+		}
+	})
+	err := p.Start(startCtx)
+	close(startDone)
+	wg.Wait()
+	if err != nil {
+		if first != nil {
+			return fmt.Errorf("pipeline %q: %s while starting: %w", p.name, first, err)
+		}
 		return err
 	}
-	select {
-	case <-ctx.Done():
-	case s := <-sig:
+	if o.Started != nil {
+		o.Started()
+	}
+
+	if first == nil {
+		select {
+		case <-ctx.Done():
+		case first = <-sig:
+		}
+	}
+	if first != nil {
 		p.log.Info("signal: draining; send another to stop at once",
-			zap.String("pipeline", p.name), zap.String("signal", s.String()))
+			zap.String("pipeline", p.name), zap.String("signal", first.String()))
+		if o.Draining != nil {
+			o.Draining(first)
+		}
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
 	defer cancel()
 	finished := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		select {
 		case s := <-sig:
 			p.log.Warn("second signal: stopping at once",
 				zap.String("pipeline", p.name), zap.String("signal", s.String()))
+			if o.Forcing != nil {
+				o.Forcing(s)
+			}
 			cancel()
 		case <-finished:
 		}
-	}()
-	_, err := p.Stop(dctx)
+	})
+	_, err = p.Stop(dctx)
 	close(finished)
 	wg.Wait()
 	return err

@@ -19,7 +19,12 @@ const (
 	DefaultConns      = 64
 	DefaultWindow     = 1000
 	DefaultAckTimeout = 2 * time.Minute
+	// MaxFirstNacks is how many nacks Result.FirstNacks keeps.
+	MaxFirstNacks = 5
 )
+
+// dialTimeout bounds each connection's dial.
+const dialTimeout = 10 * time.Second
 
 // Config says what load to offer. Records or Duration (or both: whichever
 // ends first) must be set.
@@ -36,12 +41,26 @@ type Config struct {
 	Window int
 	// StartID is the id of the first record; ids run from it upwards.
 	StartID int64
+	// Size pads each record's msg so that the record is at least Size
+	// bytes; 0 leaves Record's size (about 90 bytes).
+	Size int
+	// Framing is the server's framing; "" means wire.Lines.
+	Framing wire.Framing
+	// Acked, if set, counts the acked records while the run goes: a
+	// caller reads it for a progress display.
+	Acked *atomic.Uint64
 	// AckTimeout bounds the wait for the acks still owed once sending has
 	// stopped; 0 means DefaultAckTimeout.
 	AckTimeout time.Duration
 	// CollectIDs keeps the ids of the acked (not nacked) records in
 	// Result.AckedIDs.
 	CollectIDs bool
+	// OnAck, if set, is called with the id of every acked (not nacked)
+	// record, from the reader of the record's connection: calls for
+	// different connections run concurrently. It lets a caller keep the
+	// acked ids compactly (a bitmap indexed by id-StartID) instead of
+	// CollectIDs' slice.
+	OnAck func(id int64)
 }
 
 // Result is what a run measured.
@@ -54,6 +73,9 @@ type Result struct {
 	Latency Histogram
 	// Nacks counts the nacks by reason.
 	Nacks map[string]uint64
+	// FirstNacks are the first nacks (MaxFirstNacks at most), by
+	// connection.
+	FirstNacks []Nack
 	// AckedIDs are the ids of the acked records (with Config.CollectIDs).
 	AckedIDs []int64
 	// Timeline holds the records acked in each second of the run, from the
@@ -61,6 +83,17 @@ type Result struct {
 	Timeline []uint64
 	// Errors are the failures of connections (at most one each).
 	Errors []error
+}
+
+// Nack is a nack a connection received.
+type Nack struct {
+	Conn   int    // the connection's index, from 0
+	Record uint64 // the record's number on the connection, from 1; 0: about the connection
+	Reason string
+}
+
+func (n Nack) String() string {
+	return fmt.Sprintf("conn %d record %d: %s", n.Conn, n.Record, n.Reason)
 }
 
 // AckedPerSec is Acked over Elapsed.
@@ -77,7 +110,12 @@ func (r *Result) Err() error { return errors.Join(r.Errors...) }
 
 // Record appends the benchmark's JSON record with the given id to b: about
 // 90 bytes, without the newline.
-func Record(b []byte, id int64) []byte {
+func Record(b []byte, id int64) []byte { return PaddedRecord(b, id, 0) }
+
+// PaddedRecord is Record with its msg padded with dots so that the record
+// is at least size bytes.
+func PaddedRecord(b []byte, id int64, size int) []byte {
+	start := len(b)
 	b = append(b, `{"id":`...)
 	b = strconv.AppendInt(b, id, 10)
 	b = append(b, `,"host":"web-`...)
@@ -86,8 +124,11 @@ func Record(b []byte, id int64) []byte {
 	b = append(b, levels[id%int64(len(levels))]...)
 	b = append(b, `","msg":"request handled in `...)
 	b = strconv.AppendInt(b, id%997, 10)
-	b = append(b, ` ms status=200"}`...)
-	return b
+	b = append(b, ` ms status=200`...)
+	for len(b)-start+2 < size {
+		b = append(b, '.')
+	}
+	return append(b, `"}`...)
 }
 
 var levels = [...]string{"info", "info", "info", "warn", "debug", "error"}
@@ -126,6 +167,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = DefaultAckTimeout
 	}
+	if cfg.Framing == "" {
+		cfg.Framing = wire.Lines
+	}
+	if cfg.Size > 64<<20 {
+		return nil, fmt.Errorf("loadgen: Size %d is over 64MiB", cfg.Size)
+	}
 	conns := make([]*conn, cfg.Conns)
 	for i := range conns {
 		n := 0
@@ -140,18 +187,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			sentAt: make([]int64, cfg.Window), wake: make(chan struct{}, 1),
 			nacked: map[uint64]struct{}{}, nacks: map[string]uint64{},
 		}
-		cl, err := wire.DialOptions(ctx, cfg.Addr, wire.Options{OnReply: c.reply, KeepNacks: 16})
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		cl, err := wire.DialOptions(dctx, cfg.Addr, wire.Options{Framing: cfg.Framing, OnReply: c.reply, KeepNacks: 16})
+		cancel()
 		if err != nil {
 			for _, c := range conns[:i] {
 				c.cl.Close()
 			}
-			return nil, fmt.Errorf("loadgen: connection %d: %w", i, err)
+			return nil, fmt.Errorf("loadgen: conn %d: %w", i, err)
 		}
 		c.cl = cl
 		conns[i] = c
 	}
 
-	var acked atomic.Uint64
+	acked := cfg.Acked
+	if acked == nil {
+		acked = new(atomic.Uint64)
+	}
+	base := acked.Load()
 	start := time.Now()
 	var stopTimeline = make(chan struct{})
 	var timeline []uint64
@@ -159,7 +212,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	tlWG.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		var last uint64
+		last := base
 		for {
 			select {
 			case <-stopTimeline:
@@ -175,7 +228,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	var wg sync.WaitGroup
 	for _, c := range conns {
-		c.start, c.acked = start, &acked
+		c.start, c.acked = start, acked
 		wg.Go(func() { c.run(ctx) })
 	}
 	wg.Wait()
@@ -192,9 +245,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		for k, v := range c.nacks {
 			res.Nacks[k] += v
 		}
+		for _, n := range c.first {
+			if len(res.FirstNacks) < MaxFirstNacks {
+				res.FirstNacks = append(res.FirstNacks, n)
+			}
+		}
 		res.AckedIDs = append(res.AckedIDs, c.ids...)
 		if c.err != nil {
-			res.Errors = append(res.Errors, fmt.Errorf("connection %d: %w", c.idx, c.err))
+			res.Errors = append(res.Errors, fmt.Errorf("conn %d: %w", c.idx, c.err))
 		}
 		if c.lastReply.After(last) {
 			last = c.lastReply
@@ -214,7 +272,7 @@ type conn struct {
 	cl    *wire.Client
 	quota uint64 // records to send; 0: until Duration
 	start time.Time
-	acked *atomic.Uint64 // all connections' acked records, for the timeline
+	acked *atomic.Uint64 // all connections' acked records: the timeline, Config.Acked
 
 	// sentAt[seq%Window] is when record seq was written (ns since start).
 	// The writer fills a slot only once the reader is done with it: seq
@@ -226,11 +284,15 @@ type conn struct {
 
 	sent uint64 // the writer's
 
-	// The reader's (reply), read after the client is done.
+	// The reader's (reply), read after the client is done. The wire
+	// client checks the replies and knows what is settled; these are what
+	// it does not keep: which records of an ack's range were nacked (not
+	// acked, so without a latency), and counts by reason.
 	nAcked    uint64
 	nNacked   uint64
 	nacked    map[uint64]struct{}
 	nacks     map[string]uint64
+	first     []Nack // the first MaxFirstNacks
 	lat       Histogram
 	ids       []int64
 	lastReply time.Time
@@ -263,8 +325,14 @@ func (c *conn) run(ctx context.Context) {
 	if errors.Is(rerr, io.EOF) || errors.Is(rerr, net.ErrClosed) {
 		rerr = nil
 	}
-	if answered := c.ackSeq.Load() + uint64(len(c.nacked)); answered < c.sent && rerr == nil {
-		rerr = fmt.Errorf("%d records sent were neither acked nor nacked", c.sent-answered)
+	if rerr == nil {
+		// Every record the client sent is settled (acked or nacked), or
+		// this says how many are not.
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := c.cl.Wait(expired); err != nil {
+			rerr = fmt.Errorf("records neither acked nor nacked: %w", err)
+		}
 	}
 	c.err = errors.Join(werr, rerr)
 }
@@ -336,7 +404,7 @@ func (c *conn) write(ctx context.Context) error {
 		ts := int64(now.Sub(c.start))
 		for range n {
 			c.sentAt[(c.sent+1)%uint64(len(c.sentAt))] = ts
-			line = Record(line[:0], c.id(c.sent+1))
+			line = PaddedRecord(line[:0], c.id(c.sent+1), c.cfg.Size)
 			if _, err := c.cl.Send(line); err != nil {
 				return err
 			}
@@ -363,6 +431,9 @@ func sleep(ctx context.Context, d time.Duration) {
 func (c *conn) reply(r wire.Reply) {
 	now := time.Now()
 	c.lastReply = now
+	if r.Nack && len(c.first) < MaxFirstNacks {
+		c.first = append(c.first, Nack{Conn: c.idx, Record: r.N, Reason: r.Reason})
+	}
 	if r.Nack {
 		if r.N == 0 {
 			c.nacks[r.Reason]++
@@ -386,6 +457,9 @@ func (c *conn) reply(r wire.Reply) {
 		c.lat.Record(time.Duration(ts - c.sentAt[seq%uint64(len(c.sentAt))]))
 		if c.cfg.CollectIDs {
 			c.ids = append(c.ids, c.id(seq))
+		}
+		if c.cfg.OnAck != nil {
+			c.cfg.OnAck(c.id(seq))
 		}
 	}
 	c.nAcked += k

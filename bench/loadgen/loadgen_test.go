@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +35,23 @@ func TestRecord(t *testing.T) {
 		}
 		if id == 123456789 && (len(b) < 80 || len(b) > 110) {
 			t.Errorf("record is %d bytes, want about 90", len(b))
+		}
+	}
+}
+
+func TestPaddedRecord(t *testing.T) {
+	natural := len(loadgen.Record(nil, 12345))
+	for _, size := range []int{0, 1, 60, natural, natural + 1, 500} {
+		rec := loadgen.PaddedRecord(nil, 12345, size)
+		var m map[string]any
+		if err := json.Unmarshal(rec, &m); err != nil {
+			t.Fatalf("size %d: %s: %v", size, rec, err)
+		}
+		if m["id"] != float64(12345) {
+			t.Errorf("id %v", m["id"])
+		}
+		if want := max(size, natural); len(rec) != want {
+			t.Errorf("size %d: record of %d bytes, want %d: %s", size, len(rec), want, rec)
 		}
 	}
 }
@@ -105,9 +124,21 @@ func TestRunCountsAndIDs(t *testing.T) {
 	addr := ackServer(t, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 4, Records: 2000, Window: 50, StartID: 1, CollectIDs: true})
+	var acked atomic.Uint64
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 4, Records: 2000, Window: 50, StartID: 1, CollectIDs: true, Acked: &acked})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if acked.Load() != res.Acked {
+		t.Errorf("Config.Acked counted %d, the result says %d", acked.Load(), res.Acked)
+	}
+	if len(res.FirstNacks) != loadgen.MaxFirstNacks {
+		t.Errorf("first nacks %v, want %d", res.FirstNacks, loadgen.MaxFirstNacks)
+	}
+	for _, n := range res.FirstNacks {
+		if n.Reason != "busy" || n.Record == 0 || !strings.HasPrefix(n.String(), fmt.Sprintf("conn %d record %d: busy", n.Conn, n.Record)) {
+			t.Errorf("first nack %+v (%s)", n, n)
+		}
 	}
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
@@ -141,5 +172,30 @@ func TestRunDurationAndRate(t *testing.T) {
 	// The rate caps what is sent: at most the records due by the end.
 	if res.Sent == 0 || res.Sent > 2000 || res.Acked != res.Sent {
 		t.Errorf("sent %d acked %d; want 0 < sent <= 2000, all acked", res.Sent, res.Acked)
+	}
+}
+
+// OnAck sees exactly the acked ids, each once, and never a nacked one.
+func TestRunOnAck(t *testing.T) {
+	addr := ackServer(t, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 4, Records: 2000, Window: 50, StartID: 1,
+		OnAck: func(id int64) { mu.Lock(); seen[id]++; mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1800 || res.Acked != 1800 || len(res.AckedIDs) != 0 {
+		t.Fatalf("%d ids seen, %d acked, %d collected; want 1800, 1800, 0", len(seen), res.Acked, len(res.AckedIDs))
+	}
+	for id, n := range seen {
+		if id%10 == 0 || id < 1 || id > 2000 || n != 1 {
+			t.Fatalf("acked id %d seen %d times: nacked, out of range or repeated", id, n)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -158,21 +157,5 @@ func TestLoadNoServer(t *testing.T) {
 	code, out, _ := runCLI(t, "load", "--addr", "127.0.0.1:1", "--count", "10", "--conns", "1")
 	if code != 1 || !strings.Contains(out, "error: conn 0:") {
 		t.Errorf("exit %d, report:\n%s", code, out)
-	}
-}
-
-func TestLoadRecord(t *testing.T) {
-	for _, size := range []int{1, 60, 90, 500} {
-		rec := loadRecord(nil, 12345, size)
-		var m map[string]any
-		if err := json.Unmarshal(rec, &m); err != nil {
-			t.Fatalf("size %d: %s: %v", size, rec, err)
-		}
-		if m["id"] != float64(12345) {
-			t.Errorf("id %v", m["id"])
-		}
-		if size >= 90 && len(rec) != size {
-			t.Errorf("size %d: record of %d bytes: %s", size, len(rec), rec)
-		}
 	}
 }

@@ -70,35 +70,15 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	}
 
 	// Signals are caught from here on, so that one arriving while
-	// PostgreSQL or the stages start cancels the start instead of killing
-	// the process halfway.
+	// PostgreSQL starts cancels the start instead of killing the process
+	// halfway; RunWithSignals takes them over once the pipeline starts.
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	startCtx, cancelStart := context.WithCancel(ctx)
-	defer cancelStart()
-	startDone := make(chan struct{})
-	var interrupted bool
-	var watch sync.WaitGroup
-	watch.Add(1)
-	go func() {
-		defer watch.Done()
-		select {
-		case <-sig:
-			interrupted = true
-			cancelStart()
-		case <-startDone:
-		}
-	}()
-	endStart := func() {
-		close(startDone)
-		watch.Wait()
-	}
 
 	if need := throwawayStages(cfg); len(need) > 0 {
-		srv, err := startThrowawayDB(startCtx, f.keepDB, out)
+		srv, err := startThrowawayDB(ctx, sig, f.keepDB, out)
 		if err != nil {
-			endStart()
 			return err
 		}
 		defer func() {
@@ -129,19 +109,29 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	}
 	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, DrainTimeout: drain, AdminListen: f.admin})
 	if err != nil {
-		endStart()
 		return reportConfigErrors(errw, err)
 	}
-	if err := p.Start(startCtx); err != nil {
-		endStart()
-		_, serr := p.Stop(context.Background())
-		if interrupted {
-			return errors.Join(errors.New("interrupted while starting"), serr)
-		}
-		return errors.Join(err, serr)
+	err = p.RunWithSignals(ctx, pipeline.SignalOptions{
+		Signals: sig,
+		Started: func() { printRunning(out, p, cfg) },
+		Draining: func(s os.Signal) {
+			fmt.Fprintf(out, "%s: draining (up to %s; send another signal to stop at once)\n", s, drain)
+		},
+		Forcing: func(s os.Signal) { fmt.Fprintf(out, "%s: stopping at once\n", s) },
+	})
+	if err != nil {
+		return err
 	}
-	endStart()
+	rep, _ := p.Stop(context.Background()) // the report of the stop RunWithSignals made
+	if rep.Abandoned > 0 {
+		return fmt.Errorf("pipeline %s: %d events abandoned", p.Name(), rep.Abandoned)
+	}
+	fmt.Fprintf(out, "pipeline %s: drained and stopped in %s\n", p.Name(), rep.Took.Round(time.Millisecond))
+	return nil
+}
 
+// printRunning prints the addresses of a pipeline that has started.
+func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 	fmt.Fprintf(out, "pipeline %s: running\n", p.Name())
 	for _, sc := range cfg.Stages {
 		if st := p.Stage(sc.Name); st != nil {
@@ -154,45 +144,33 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 		fmt.Fprintf(out, "  admin on http://%s/stats  (pipectl top --addr %s)\n", a, a)
 	}
 	fmt.Fprintln(out, "  Ctrl-C drains and stops; a second Ctrl-C stops at once")
-
-	if !interrupted {
-		select {
-		case <-ctx.Done():
-		case s := <-sig:
-			fmt.Fprintf(out, "%s: draining (up to %s; send another signal to stop at once)\n", s, drain)
-		}
-	}
-	dctx, cancel := context.WithTimeout(context.Background(), drain)
-	defer cancel()
-	stopped := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case s := <-sig:
-			fmt.Fprintf(out, "%s: stopping at once\n", s)
-			cancel()
-		case <-stopped:
-		}
-	}()
-	rep, err := p.Stop(dctx)
-	close(stopped)
-	wg.Wait()
-	if err != nil {
-		return err
-	}
-	if rep.Abandoned > 0 {
-		return fmt.Errorf("pipeline %s: %d events abandoned", p.Name(), rep.Abandoned)
-	}
-	fmt.Fprintf(out, "pipeline %s: drained and stopped in %s\n", p.Name(), rep.Took.Round(time.Millisecond))
-	return nil
 }
 
-// startThrowawayDB starts the one throwaway PostgreSQL of a run.
-func startThrowawayDB(ctx context.Context, keep bool, out io.Writer) (*pgtemp.Server, error) {
+// startThrowawayDB starts the one throwaway PostgreSQL of a run; a signal
+// on sig cancels the start.
+func startThrowawayDB(ctx context.Context, sig <-chan os.Signal, keep bool, out io.Writer) (*pgtemp.Server, error) {
 	fmt.Fprintln(out, "postgres: starting a throwaway server (dsn is empty)...")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var interrupted os.Signal
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case interrupted = <-sig:
+			cancel()
+		case <-done:
+		}
+	})
 	srv, err := pgtemp.Start(ctx, pgtemp.Options{Keep: keep})
+	close(done)
+	wg.Wait()
+	if err == nil && interrupted != nil {
+		err = errors.Join(ctx.Err(), srv.Remove(context.Background()))
+	}
+	if interrupted != nil {
+		return nil, fmt.Errorf("%s while starting a throwaway PostgreSQL: %w", interrupted, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start a throwaway PostgreSQL: %w", err)
 	}

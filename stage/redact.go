@@ -1,0 +1,65 @@
+package stage
+
+import (
+	"regexp"
+	"strings"
+)
+
+// redacted replaces a secret wherever one is shown.
+const redacted = "xxxxx"
+
+// The shapes Redact hides. They err on the side of hiding too much: an
+// unencoded "@", "/" or "&" in a password must not leave part of it shown.
+var (
+	// urlStart is where a URL begins: its scheme and "://".
+	urlStart = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://`)
+	// shown finds, left to right, a URL (up to the next space) or a
+	// secret-like key=value pair of a key=value DSN. The pair's key holds
+	// pass, pwd, secret or token (password, sslpassword, auth_token) and
+	// follows the start, a space or , ; ( " '. Its value is bare, with
+	// backslash escapes, or single-quoted with \' and \\ (libpq's rules),
+	// and whatever sticks to either up to the next space; an unclosed
+	// quote hides the rest.
+	shown = regexp.MustCompile(`(?is)([a-z][a-z0-9+.-]*://\S*)|((?:^|[\s,;("'])[a-z0-9_.-]*(?:pass|pwd|secret|token)[a-z0-9_.-]*\s*=\s*)('(?:[^'\\]|\\.)*'?(?:\\.|[^\s\\])*\\?|(?:\\.|[^\s\\])*\\?)`)
+	// queryParam is a secret-like parameter of a URL's query.
+	queryParam = regexp.MustCompile(`(?i)([?&][^=&#]*(?:pass|pwd|secret|token)[^=&#]*=)[^&#]*`)
+)
+
+// Redact returns s with every secret in it replaced by "xxxxx". s is a DSN,
+// or a message (an error, a log line) that may hold DSNs and key=value
+// settings. Hidden are: a URL's password (postgres://user:PASSWORD@host/db,
+// any scheme; everything up to the last "@" goes, so a password with an
+// unencoded "@" or "/" is hidden whole), the values of a URL's query
+// parameters named like a secret (password, sslpassword, token, secret,
+// pwd), and the values of key=value pairs named so (host=db
+// password='s3 cret' dbname=x), bare or quoted as libpq quotes them.
+//
+// When s as a whole is one URL, it is taken as one DSN: the password runs
+// up to its last "@" even across spaces, and a query value up to the next
+// "&" or "#". In a message, a URL ends at the first space.
+//
+// Redact is stable: Redact(Redact(s)) == Redact(s). Use it on anything
+// about configuration that may be logged, returned in an error or shown in
+// stats.
+func Redact(s string) string {
+	if m := urlStart.FindString(s); m != "" {
+		return m + redactURL(s[len(m):])
+	}
+	return shown.ReplaceAllStringFunc(s, func(m string) string {
+		if u := urlStart.FindString(m); u != "" {
+			return u + redactURL(m[len(u):])
+		}
+		sub := shown.FindStringSubmatch(m)
+		return sub[2] + redacted
+	})
+}
+
+// redactURL redacts a URL after its "scheme://".
+func redactURL(rest string) string {
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		if c := strings.IndexByte(rest[:at], ':'); c >= 0 {
+			rest = rest[:c+1] + redacted + rest[at:]
+		}
+	}
+	return queryParam.ReplaceAllString(rest, "${1}"+redacted)
+}
