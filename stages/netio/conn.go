@@ -41,6 +41,7 @@ type conn struct {
 	out, spare  []byte
 	writing     int  // bytes the owner is writing now
 	readerGone  bool // the reader returned and its last read is framed
+	readWait    bool // the reader waits for acks to move (max_unacked)
 	inputEOF    bool // the client shut its write side
 	stopRead    bool // a protocol error: read no more
 	protoErr    bool
@@ -147,13 +148,51 @@ func (c *conn) read() {
 				return
 			}
 		}
-		c.mu.Lock()
-		stop := c.stopRead
-		c.mu.Unlock()
-		if stop {
+		if !c.waitForRoom() {
 			return
 		}
 	}
+}
+
+// unackedLocked is how many of the connection's records count against
+// max_unacked: read and not yet acked, or under ack: none (where nothing
+// is acked) emitted and not yet finished.
+func (c *conn) unackedLocked() int {
+	if c.s.opts.Ack == AckCommit {
+		return int(c.win.next - c.win.acked)
+	}
+	return c.outstanding
+}
+
+// waitForRoom is the reader's check before its next read. It reports
+// false when the reader is to return: a protocol error, the connection
+// closed, or the input stopped. While max_unacked records are read and
+// not yet acked, it waits for acks to move instead of reading: the
+// kernel's receive buffer fills and TCP pushes back on the client, so a
+// record stuck downstream while later ones finish does not let the
+// connection's window, nack reasons and read slabs grow without bound.
+func (c *conn) waitForRoom() bool {
+	s := c.s
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	paused := false
+	for !c.stopRead && !c.dead && !s.stopping.Load() && c.unackedLocked() >= s.opts.MaxUnacked {
+		if !paused {
+			paused = true
+			s.readsPaused.Add(1)
+			c.log.Debug("reads paused: max_unacked records read and not yet acked",
+				zap.Int("unacked", c.unackedLocked()), zap.Int("max_unacked", s.opts.MaxUnacked),
+				zap.Uint64("acked", c.win.acked))
+		}
+		c.readWait = true
+		c.cond.Wait() // writeAcks, Complete (ack: none), kill, abort and StopInput wake it
+	}
+	c.readWait = false
+	if paused {
+		s.readsPaused.Add(-1)
+		c.log.Debug("reads resumed", zap.Int("unacked", c.unackedLocked()))
+	}
+	return !c.stopRead && !c.dead && !s.stopping.Load()
 }
 
 // readFailed handles a read error; it reports whether to keep reading.
@@ -201,6 +240,9 @@ func waitReadable(rc syscall.RawConn) error {
 // to write the acks (one packet for any number of completions).
 func (c *conn) Complete(ev *stage.Event, err error) {
 	c.s.rt.ObserveLatency(int64(time.Since(ev.Arrived)))
+	if err != nil && c.s.opts.Ack == AckNone {
+		c.logRefusal(ev.Seq, err)
+	}
 	c.mu.Lock()
 	c.outstanding--
 	post := false
@@ -214,13 +256,30 @@ func (c *conn) Complete(ev *stage.Event, err error) {
 			c.flushQueued, post = true, true
 		}
 	}
-	if c.outstanding == 0 {
+	if c.outstanding == 0 || (c.readWait && c.unackedLocked() < c.s.opts.MaxUnacked) {
 		c.cond.Broadcast()
 	}
 	c.mu.Unlock()
 	if post {
 		c.s.postAcks(c)
 	}
+}
+
+// logRefusal leaves a trace of a record refused under ack: none, where the
+// client is told nothing: a warning naming the connection, the record and
+// the reason, at most one a second per stage, with the running count of
+// refusals so the lines skipped are not lost from view.
+func (c *conn) logRefusal(seq uint64, err error) {
+	s := c.s
+	n := s.refused.Add(1)
+	now := time.Now().UnixNano()
+	next := s.refusalLogNext.Load()
+	if now < next || !s.refusalLogNext.CompareAndSwap(next, now+int64(time.Second)) {
+		return
+	}
+	c.log.Warn("record refused; ack: none tells the client nothing",
+		zap.Uint64("record", seq), zap.String("reason", reason(err)),
+		zap.Uint64("refused_total", n))
 }
 
 // writeAcks turns the finished records into output for the owner to
@@ -235,11 +294,16 @@ func (c *conn) writeAcks() {
 	}
 	before := len(c.out)
 	c.out = c.win.advance(c.out)
+	// What the kernel's send buffer has not taken: the output queued and
+	// what is left of the owner's current write (to within a chunk).
 	if pending := len(c.out) + c.writing; len(c.out) != before && pending > c.s.opts.MaxPendingOutput {
-		c.killLocked(fmt.Sprintf("client is not reading its acks: %d bytes pending, max_pending_output is %d",
-			pending, c.s.opts.MaxPendingOutput), nil)
+		c.killLocked(fmt.Sprintf("client is not reading its acks: %d bytes of acks and nacks queued beyond what "+
+			"the kernel's send buffer took, max_pending_output is %d", pending, c.s.opts.MaxPendingOutput), nil)
 	}
 }
+
+// writeChunk is the most the owner hands the kernel in one write.
+const writeChunk = 16 << 10
 
 // own is the connection's owner: it writes the acks as they come and,
 // once nothing more is owed and input is over (the client's FIN, a
@@ -265,7 +329,18 @@ func (c *conn) own() {
 			c.out, c.spare = c.spare[:0], nil
 			c.writing = len(buf)
 			c.mu.Unlock()
-			_, err := c.nc.Write(buf)
+			// In chunks, so that writing counts what the kernel has not
+			// taken yet (to within a chunk), not a whole burst of nacks
+			// the kernel's send buffer is mostly holding already.
+			var err error
+			for off := 0; off < len(buf) && err == nil; {
+				n := min(len(buf)-off, writeChunk)
+				_, err = c.nc.Write(buf[off : off+n])
+				off += n
+				c.mu.Lock()
+				c.writing = len(buf) - off
+				c.mu.Unlock()
+			}
 			c.mu.Lock()
 			c.writing = 0
 			c.spare = buf[:0]

@@ -10,7 +10,9 @@
 //
 //   - The source owns a completion port (port.Port) and a pool of workers
 //     joined to it (the stage's workers and concurrency; its
-//     queue.capacity is the port's).
+//     queue.capacity is the port's). queue.overflow: reject is refused:
+//     the source always applies backpressure to its sockets, and reject
+//     belongs on the stage after it.
 //   - Each connection has exactly one read outstanding, as a server keeps
 //     one WSARecv pending per socket. The reader first waits for input
 //     without a buffer (a one-byte MSG_PEEK on the runtime's poller: the
@@ -28,6 +30,14 @@
 //     the reads, the kernel's receive buffer fills, and TCP flow control
 //     pushes back on the client: the port is the only queue, and it is
 //     bounded.
+//   - A connection's records read and not yet acked (under ack: none, not
+//     yet finished) are bounded by max_unacked: at it the reader issues no
+//     read until acks move. One record stuck downstream (a batch being
+//     retried) while later ones finish would otherwise let the
+//     connection's ack window, its nack reasons and the read buffers its
+//     events pin grow without limit; instead TCP pushes back on that
+//     client alone. A connection holds at most max_unacked records plus
+//     one read's worth.
 //   - Acks are completions on the same port, as write completions are on
 //     an IOCP server's. Whoever finishes an event calls Event.Done, which
 //     calls the connection's Complete. Complete records the completion
@@ -41,8 +51,13 @@
 //     `nack N reason` for each refused record, then `ack W` for the
 //     highest W such that every record up to W is finished. The
 //     connection's owner goroutine writes it. Output waiting to be written
-//     is bounded by max_pending_output: a client that does not read its
-//     acks is disconnected instead of blocking anyone.
+//     is bounded by max_pending_output, which counts the ack and nack
+//     bytes queued beyond what the kernel's send buffer took (the chunk
+//     being written counts whole until its write returns): a client that
+//     does not read its acks fills its receive buffer and then the
+//     server's send buffer, and once more than max_pending_output bytes of
+//     acks and nacks wait behind them, it is disconnected instead of
+//     blocking anyone.
 //
 // # Protocol
 //
@@ -51,12 +66,16 @@
 // record if the client shuts its side after it. framing octet-counted:
 // RFC 6587 `LEN SP MSG` with LEN a decimal without leading zeros; anything
 // else where a length is expected is a protocol error: the record gets
-// `nack N bad frame`, the connection reads no more and is closed once its
-// earlier records are acknowledged. Records are numbered per connection
+// `nack N bad frame: DETAIL` (what was wrong, e.g. `byte 'a' where a frame
+// length digit or space was expected`), the connection reads no more and
+// is closed once its earlier records are acknowledged. Records are numbered per connection
 // from 1. A record over max_frame gets `nack N too large` and is skipped
 // without being buffered; the connection stays usable. A connection over
 // max_conns gets `nack 0 too many connections` and is closed. With
-// ack: none nothing is written.
+// ack: none nothing is written; a record refused downstream is logged at
+// warn instead (connection id, remote address, record number, reason), at
+// most one line a second per stage, each with the running count of
+// refusals.
 //
 // # Lifecycle
 //

@@ -290,11 +290,12 @@ func TestOctetCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEOF(t, c)
-	want := "ack 1|nack 2 too large|nack 4 bad record|ack 5|nack 6 bad frame|ack 6"
+	const badFrame = "bad frame: byte 'a' where a frame length digit or space was expected"
+	want := "ack 1|nack 2 too large|nack 4 bad record|ack 5|nack 6 " + badFrame + "|ack 6"
 	if got := strings.Join(order, "|"); got != want {
 		// acks may coalesce differently; what must hold is the set of
 		// nacks and the final ack.
-		if fmt.Sprint(c.Nacks()) != "[nack 2 too large nack 4 bad record nack 6 bad frame]" || c.Acked() != 6 {
+		if fmt.Sprint(c.Nacks()) != "[nack 2 too large nack 4 bad record nack 6 "+badFrame+"]" || c.Acked() != 6 {
 			t.Fatalf("replies %s, want %s", got, want)
 		}
 	}
@@ -587,7 +588,7 @@ func TestRegister(t *testing.T) {
 		}
 		names[f.Name] = true
 	}
-	for _, n := range []string{"listen", "framing", "max_frame", "max_conns", "idle_timeout", "ack", "max_pending_output", "read_buffer", "drain_linger"} {
+	for _, n := range []string{"listen", "framing", "max_frame", "max_conns", "idle_timeout", "ack", "max_pending_output", "read_buffer", "drain_linger", "max_unacked"} {
 		if !names[n] {
 			t.Errorf("no field %s", n)
 		}
@@ -605,7 +606,8 @@ func TestRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := src.(*netio.Source).Options(); o.IdleTimeout != 0 || o.MaxFrame != netio.DefaultMaxFrame || o.Ack != netio.AckCommit {
+	if o := src.(*netio.Source).Options(); o.IdleTimeout != 0 || o.MaxFrame != netio.DefaultMaxFrame || o.Ack != netio.AckCommit ||
+		o.MaxUnacked != netio.DefaultMaxUnacked {
 		t.Fatalf("options %+v", o)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -36,6 +37,7 @@ const (
 	DefaultReadBuffer       = 64 << 10
 	DefaultDrainLinger      = 2 * time.Second
 	DefaultKeepAlive        = 15 * time.Second
+	DefaultMaxUnacked       = 65536
 )
 
 // Bounds of the fields.
@@ -45,6 +47,7 @@ const (
 	maxReadBuffer  = 16 << 20
 	minPendingOut  = 256
 	maxSocketBuf   = 64 << 20
+	maxMaxUnacked  = 1 << 24
 	defaultRefuses = 64 // over-limit connections being refused at once
 )
 
@@ -59,11 +62,17 @@ type Options struct {
 	MaxConns         int           // connections at once; more are refused
 	IdleTimeout      time.Duration // close a connection that sends nothing and is owed nothing this long; 0: never
 	Ack              AckMode       // AckCommit (default) or AckNone
-	MaxPendingOutput int           // ack bytes pending per connection before it is closed as not reading
+	MaxPendingOutput int           // ack and nack bytes queued per connection beyond what the kernel's send buffer took; over it the client is closed as not reading
 	ReadBuffer       int           // bytes per read; one read is outstanding per connection
 	DrainLinger      time.Duration // after half-close on drain, discard input this long at most
 	SocketBuffer     int           // SO_RCVBUF and SO_SNDBUF per connection; 0: kernel autotuning
 	KeepAlive        time.Duration // TCP keepalive period; 0: off
+	// MaxUnacked bounds a connection's records read and not yet acked
+	// (under AckNone: not yet finished). At it the connection's reads
+	// pause until acks move, so TCP pushes back on the client and the
+	// connection's memory stays bounded even when one record is stuck
+	// while later ones finish. 0 means DefaultMaxUnacked.
+	MaxUnacked int
 }
 
 func (o *Options) fill() error {
@@ -94,6 +103,9 @@ func (o *Options) fill() error {
 	if o.ReadBuffer == 0 {
 		o.ReadBuffer = DefaultReadBuffer
 	}
+	if o.MaxUnacked == 0 {
+		o.MaxUnacked = DefaultMaxUnacked
+	}
 	if o.DrainLinger == 0 {
 		o.DrainLinger = DefaultDrainLinger
 	} else if o.DrainLinger < 0 {
@@ -112,6 +124,8 @@ func (o *Options) fill() error {
 		return &stage.FieldError{Field: "read_buffer", Err: fmt.Errorf("%d: want %d to %d bytes", o.ReadBuffer, minReadBuffer, maxReadBuffer)}
 	case o.SocketBuffer < 0 || o.SocketBuffer > maxSocketBuf:
 		return &stage.FieldError{Field: "socket_buffer", Err: fmt.Errorf("%d: want 0 (kernel autotuning) to %d bytes", o.SocketBuffer, maxSocketBuf)}
+	case o.MaxUnacked < 1 || o.MaxUnacked > maxMaxUnacked:
+		return &stage.FieldError{Field: "max_unacked", Err: fmt.Errorf("%d: want 1 to %d records", o.MaxUnacked, maxMaxUnacked)}
 	case o.KeepAlive < 0:
 		return &stage.FieldError{Field: "keepalive", Err: fmt.Errorf("%s: want 0 (off) or more", o.KeepAlive)}
 	}
@@ -127,7 +141,8 @@ func Fields() []stage.Field {
 		{Name: "max_conns", Type: stage.Int, Default: "1024", Doc: "connections at once; one more gets `nack 0 too many connections` and is closed"},
 		{Name: "idle_timeout", Type: stage.Duration, Default: "5m", Doc: "close a connection that sends nothing and is owed no ack this long; 0: never"},
 		{Name: "ack", Type: stage.String, Default: "commit", Doc: "commit: write `ack N` once records up to N are finished, `nack N reason` for refused ones; none: write nothing"},
-		{Name: "max_pending_output", Type: stage.Size, Default: "1MiB", Doc: "ack bytes waiting to be written per connection; over it the client is not reading and is closed"},
+		{Name: "max_pending_output", Type: stage.Size, Default: "1MiB", Doc: "ack and nack bytes queued per connection beyond what the kernel's send buffer took; over it the client is not reading and is closed"},
+		{Name: "max_unacked", Type: stage.Int, Default: "65536", Doc: "records per connection read and not yet acked (ack: none: not yet finished); at it reads pause and TCP pushes back on the client"},
 		{Name: "read_buffer", Type: stage.Size, Default: "64KiB", Doc: "bytes per read; each connection has one read outstanding, in a pooled buffer"},
 		{Name: "drain_linger", Type: stage.Duration, Default: "2s", Doc: "on drain, after half-closing, discard input this long at most so the kernel does not reset unread acks"},
 		{Name: "socket_buffer", Type: stage.Size, Default: "0", Doc: "SO_RCVBUF and SO_SNDBUF per connection; 0 keeps the kernel's autotuning (usually best)"},
@@ -148,6 +163,11 @@ func Register(r *stage.Registry) error {
 // NewSource is the kind's constructor: it reads the configuration into
 // Options and returns New's Source.
 func NewSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
+	if env.Settings.Overflow == port.Reject {
+		return nil, &stage.FieldError{Field: "queue.overflow", Err: errors.New(
+			"reject does not apply to a netio.tcp source: it always applies backpressure to its sockets " +
+				"(reads wait for room); put overflow: reject on the stage after it, whose full queue then nacks records as busy")}
+	}
 	o := optionsFromConfig(cfg)
 	// The pipeline names the stage and its position in the error.
 	return New(o)
@@ -168,6 +188,7 @@ func optionsFromConfig(cfg stage.Config) Options {
 		DrainLinger:      DefaultDrainLinger,
 		SocketBuffer:     int(min(cfg.Size("socket_buffer"), maxSocketBuf+1)),
 		KeepAlive:        DefaultKeepAlive,
+		MaxUnacked:       cfg.Int("max_unacked"),
 	}
 	if v, ok := cfg.Value("idle_timeout"); ok {
 		o.IdleTimeout, _ = v.(time.Duration)

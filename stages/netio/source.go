@@ -49,6 +49,12 @@ type Source struct {
 
 	stopping atomic.Bool // readers stop at their next read
 
+	readsPaused atomic.Int64 // connections whose reads wait for acks (max_unacked)
+
+	// Under ack: none, refusals are logged at most once a second.
+	refused        atomic.Uint64 // records refused under ack: none
+	refusalLogNext atomic.Int64  // unix ns before which no refusal is logged
+
 	// Completions that found the port full wait here for a worker; see
 	// conn.Complete.
 	dirtyMu  sync.Mutex
@@ -101,9 +107,9 @@ func (s *Source) Addr() net.Addr {
 
 // Start binds the listener, starts the worker pool (rt's workers and
 // concurrency; its queue capacity is the port's) and the accept loop, and
-// returns once connections are accepted. queue.overflow does not apply:
-// reads always wait for room in the port, which is how TCP flow control
-// pushes back on the clients.
+// returns once connections are accepted. queue.overflow does not apply
+// (NewSource refuses reject): reads always wait for room in the port,
+// which is how TCP flow control pushes back on the clients.
 func (s *Source) Start(ctx context.Context, rt *stage.Stage) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,6 +167,9 @@ func (s *Source) StopInput(ctx context.Context) error {
 	past := time.Unix(1, 0)
 	for _, c := range conns {
 		c.nc.SetReadDeadline(past)
+		c.mu.Lock()
+		c.cond.Broadcast() // a reader paused by max_unacked sees stopping
+		c.mu.Unlock()
 	}
 	select {
 	case <-s.acceptDone:
@@ -260,6 +269,10 @@ func (s *Source) Gauges() (stage.QueueStats, stage.PoolStats) {
 		stage.PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
 }
+
+// ReadsPaused returns how many connections have their reads paused
+// because max_unacked of their records are read and not yet acked.
+func (s *Source) ReadsPaused() int { return int(s.readsPaused.Load()) }
 
 // Conns returns how many connections are open.
 func (s *Source) Conns() int {
@@ -485,6 +498,7 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		return
 	}
 	events, refused, bad := 0, false, false
+	badReason := ""
 	for _, r := range w.recs {
 		switch r.kind {
 		case recData:
@@ -492,6 +506,10 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		case recBadFrame:
 			bad = true
 			refused = true
+			badReason = "bad frame"
+			if err := c.fr.err(); err != nil {
+				badReason = reason(fmt.Errorf("bad frame: %w", err))
+			}
 		default:
 			refused = true
 		}
@@ -511,7 +529,7 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			case recTooLarge:
 				c.win.finish(first+uint64(i), "too large")
 			case recBadFrame:
-				c.win.finish(first+uint64(i), "bad frame")
+				c.win.finish(first+uint64(i), badReason)
 			}
 		}
 	}

@@ -9,7 +9,9 @@ import (
 // window tracks which of a connection's records are finished, so that the
 // acks can be cumulative: acked is the highest number W such that every
 // record up to W is finished. The states of records acked+1..next live in
-// a ring indexed by number, grown when more are in flight than it holds.
+// a ring indexed by number, grown when more are in flight than it holds:
+// at most max_unacked plus one read's records, since the reader pauses at
+// max_unacked (conn.waitForRoom).
 type window struct {
 	acked, next uint64
 	st          []uint8 // stPending, stOK, stRefused; index seq&(len-1)

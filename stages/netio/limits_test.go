@@ -1,0 +1,349 @@
+package netio_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+// One record stuck downstream while later ones finish: the connection's
+// reads pause at max_unacked (plus what one read holds) instead of taking
+// the client's records without limit, and resume once the stuck record is
+// finished, after which every record is acked.
+func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
+	const (
+		maxUnacked = 100
+		readBuffer = 1024
+		recLen     = len("rec 000000\n")
+		records    = 5000 // fifty times max_unacked
+		// What one read can add beyond max_unacked: its whole records, and
+		// one more completed from the previous read's tail.
+		bound = maxUnacked + readBuffer/recLen + 1
+	)
+	held := make(chan *stage.Event, 1)
+	// release finishes record 1 once the sink has it (the reads may pause
+	// before it reaches the sink: record 1 is unacked either way).
+	release := sync.OnceFunc(func() {
+		select {
+		case ev := <-held:
+			ev.Done(nil)
+		case <-time.After(wait):
+			t.Error("record 1 never reached the sink")
+		}
+	})
+	var r *rig
+	r = newRig(t, netio.Options{MaxUnacked: maxUnacked, ReadBuffer: readBuffer}, stage.Settings{Workers: 2, Concurrency: 2},
+		func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
+			r.mu.Lock()
+			for _, ev := range b {
+				r.got = append(r.got, string(ev.Payload))
+			}
+			r.mu.Unlock()
+			for _, ev := range b {
+				if ev.Seq == 1 { // stuck, like a batch being retried, until released
+					held <- ev
+					continue
+				}
+				ev.Done(nil)
+			}
+			return nil
+		})
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // after the client is closed, which unblocks its writes
+	c := r.dial(wire.Lines, nil)
+	t.Cleanup(release) // first: the rig's drain needs record 1 finished
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range records {
+			if _, err := c.Send(fmt.Appendf(nil, "rec %06d", i)); err != nil {
+				return // the test failed and closed the client
+			}
+		}
+		c.Flush() // blocks while the server is not reading; that is the point
+	}()
+
+	deadline := time.Now().Add(wait)
+	for r.src.ReadsPaused() == 0 {
+		if n := r.in.Stats().In; n > uint64(bound) {
+			t.Fatalf("the source read %d records with record 1 unacked; max_unacked %d allows at most %d", n, maxUnacked, bound)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads never paused; the source read %d records", r.in.Stats().In)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Paused: nothing more is read until record 1 is finished.
+	read := r.in.Stats().In
+	if read < maxUnacked || read > uint64(bound) {
+		t.Fatalf("reads paused after %d records; want %d to %d", read, maxUnacked, bound)
+	}
+	if c.Acked() != 0 {
+		t.Fatalf("acked %d with record 1 unfinished", c.Acked())
+	}
+	if r.src.ReadsPaused() != 1 || r.in.Stats().In != read {
+		t.Fatalf("reads resumed (%d paused, %d read, was %d) with record 1 unfinished",
+			r.src.ReadsPaused(), r.in.Stats().In, read)
+	}
+
+	release()
+	wg.Wait()
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	if c.Acked() != records || len(c.Nacks()) != 0 {
+		t.Fatalf("acked %d, nacks %v; want %d acked", c.Acked(), c.Nacks(), records)
+	}
+	if got := len(r.payloads()); got != records {
+		t.Fatalf("sink saw %d records, want %d", got, records)
+	}
+	if r.src.ReadsPaused() != 0 {
+		t.Fatalf("%d connections paused after everything was acked", r.src.ReadsPaused())
+	}
+}
+
+// StopInput and Drain do not wait on a reader paused by max_unacked:
+// StopInput returns at once, and Drain acks every record read once the
+// stuck one is finished.
+func TestStopInputWhileReadsPaused(t *testing.T) {
+	const maxUnacked = 20
+	held := make(chan *stage.Event, 1)
+	r := newRig(t, netio.Options{MaxUnacked: maxUnacked, ReadBuffer: 128}, stage.Settings{Workers: 2, Concurrency: 2},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			for _, ev := range b {
+				if ev.Seq == 1 {
+					held <- ev
+					continue
+				}
+				ev.Done(nil)
+			}
+			return nil
+		})
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	c := r.dial(wire.Lines, nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 2000 {
+			if _, err := c.Send(fmt.Appendf(nil, "rec %d", i)); err != nil {
+				return
+			}
+		}
+		c.Flush()
+	}()
+	var ev *stage.Event
+	select {
+	case ev = <-held:
+	case <-time.After(wait):
+		t.Fatal("record 1 never arrived")
+	}
+	t.Cleanup(func() { ev.Done(nil) }) // Done twice is counted and ignored
+	deadline := time.Now().Add(wait)
+	for r.src.ReadsPaused() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("reads never paused; the source read %d records", r.in.Stats().In)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Everything but record 1 finished, so no ack flush is left to wake
+	// the paused reader: StopInput itself must.
+	for r.in.InFlight() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events in flight, want only record 1", r.in.InFlight())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := r.src.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read := r.in.Stats().In
+	ev.Done(nil)
+	go func() { <-c.Done(); c.Close() }() // the client closes after the server's EOF
+	if err := r.src.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Done()
+	if c.Acked() != read || read < maxUnacked {
+		t.Fatalf("read %d, acked %d: want every record read acked", read, c.Acked())
+	}
+}
+
+// Under ack: none there is no ack to wait for: max_unacked counts records
+// not yet finished, and reads resume as they finish.
+func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
+	const maxUnacked, records = 10, 2000
+	gate := make(chan struct{})
+	var r *rig
+	r = newRig(t, netio.Options{Ack: netio.AckNone, MaxUnacked: maxUnacked, ReadBuffer: 64}, stage.Settings{Workers: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	c := r.dial(wire.Lines, nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range records {
+			if _, err := c.Send(fmt.Appendf(nil, "r%d", i)); err != nil {
+				return
+			}
+		}
+		c.CloseWrite()
+	}()
+	deadline := time.Now().Add(wait)
+	for r.src.ReadsPaused() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("reads never paused; the source read %d records", r.in.Stats().In)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := r.in.Stats().In; n < maxUnacked || n > maxUnacked+64/3+1 {
+		t.Fatalf("reads paused after %d records; want %d to %d", n, maxUnacked, maxUnacked+64/3+1)
+	}
+	close(gate)
+	waitEOF(t, c)
+	wg.Wait()
+	if got := len(r.payloads()); got != records {
+		t.Fatalf("sink saw %d records, want %d", got, records)
+	}
+}
+
+func TestMaxUnackedField(t *testing.T) {
+	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", MaxUnacked: -1}); err == nil || !strings.Contains(err.Error(), "max_unacked") {
+		t.Fatalf("max_unacked -1: %v", err)
+	}
+	src, err := netio.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "max_unacked": 7}), stage.Env{Stage: "in"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := src.(*netio.Source).Options(); o.MaxUnacked != 7 {
+		t.Fatalf("max_unacked %d, want 7", o.MaxUnacked)
+	}
+}
+
+// A protocol error's nack says what was wrong, on one bounded line.
+func TestBadFrameNackSaysWhy(t *testing.T) {
+	r := newRig(t, netio.Options{Framing: netio.OctetCounted}, stage.Settings{Workers: 1}, nil)
+	for _, tc := range []struct{ raw, why string }{
+		{"05 hello", "frame length starts with 0"},
+		{" hello", "empty frame length"},
+		{"1234567890 x", "frame length has more than 9 digits"},
+		{"3\x00abc", `byte '\x00' where a frame length digit or space was expected`},
+	} {
+		c := r.dial(wire.OctetCounted, nil)
+		c.Send([]byte("fine"))
+		c.SendRaw([]byte(tc.raw), 1)
+		c.Flush()
+		if err := c.WaitTimeout(wait); err != nil {
+			t.Fatalf("%q: %v", tc.raw, err)
+		}
+		waitEOF(t, c)
+		want := wire.Reply{Nack: true, N: 2, Reason: "bad frame: " + tc.why}
+		if n := c.Nacks(); len(n) != 1 || n[0] != want {
+			t.Fatalf("%q: nacks %v, want %v", tc.raw, n, want)
+		}
+	}
+}
+
+// queue.overflow: reject cannot apply to a source, which always pushes
+// back on its sockets: the constructor says so, pointing at the field,
+// instead of ignoring it.
+func TestOverflowRejectIsRefused(t *testing.T) {
+	cfg := stage.NewConfig(map[string]any{"listen": "127.0.0.1:0"})
+	_, err := netio.NewSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Overflow: port.Reject}.WithDefaults()})
+	var fe *stage.FieldError
+	if !errors.As(err, &fe) || fe.Field != "queue.overflow" ||
+		!strings.Contains(err.Error(), "backpressure") || !strings.Contains(err.Error(), "stage after") {
+		t.Fatalf("overflow reject: %v", err)
+	}
+	if _, err := netio.NewSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Overflow: port.Block}.WithDefaults()}); err != nil {
+		t.Fatalf("overflow block: %v", err)
+	}
+
+	// Through the loader: the error points at the field.
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(stage.Kind{Name: "test.sink", Doc: "finishes events",
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(context.Context, []*stage.Event, stage.Emitter) error { return nil }), nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "name: t\nstages:\n  in:\n    kind: netio.tcp\n    listen: 127.0.0.1:0\n    queue: {capacity: 16, overflow: reject}\n    next: out\n  out:\n    kind: test.sink\n"
+	pc, err := pipeline.Parse("p.yaml", []byte(yaml), reg, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(pc, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	if err == nil {
+		t.Fatalf("pipeline built with overflow: reject on its source: %v", p)
+	}
+	if !strings.Contains(err.Error(), "p.yaml:6:") || !strings.Contains(err.Error(), "queue.overflow") {
+		t.Fatalf("error not at the field: %v", err)
+	}
+}
+
+// Under ack: none a refused record is logged, naming the connection, the
+// record and the reason, at most once a second with a running count.
+func TestAckNoneLogsRefusalsRateLimited(t *testing.T) {
+	const records = 300
+	started := time.Now()
+	r := newRig(t, netio.Options{Ack: netio.AckNone}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
+	c := r.dial(wire.Lines, nil)
+	for i := 1; i <= records; i++ {
+		c.Send(fmt.Appendf(nil, "bad %d", i)) // the rig's sink refuses these
+	}
+	c.CloseWrite()
+	waitEOF(t, c)
+	deadline := time.Now().Add(wait)
+	for r.in.InFlight() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	var lines []string
+	for _, e := range r.logs.All() {
+		if !strings.Contains(e.Message, "record refused") {
+			continue
+		}
+		lines = append(lines, e.Message)
+		if e.Level != zapcore.WarnLevel {
+			t.Errorf("refusal logged at %s, want warn", e.Level)
+		}
+		conn, _ := fieldOf(e, "conn")
+		remote, _ := fieldOf(e, "remote")
+		rec, _ := fieldOf(e, "record")
+		why, _ := fieldOf(e, "reason")
+		count, _ := fieldOf(e, "refused_total")
+		if conn.Integer != 1 || remote.String != c.LocalAddr().String() || rec.Integer < 1 || rec.Integer > records ||
+			why.String != errBad.Error() || count.Integer < 1 || count.Integer > records {
+			t.Errorf("refusal logged with conn %d remote %q record %d reason %q count %d",
+				conn.Integer, remote.String, rec.Integer, why.String, count.Integer)
+		}
+	}
+	elapsed := time.Since(started)
+	// One line a second at most: 300 refusals within a few seconds give a
+	// handful of lines, not 300.
+	if len(lines) == 0 || len(lines) > int(elapsed/time.Second)+1 {
+		t.Fatalf("%d refusal lines in %s for %d refusals", len(lines), elapsed, records)
+	}
+}
