@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
-	"runtime/debug"
+	"os"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/loadgen"
@@ -27,12 +28,22 @@ type Config struct {
 	Duration time.Duration // overload duration; 0: 30s
 	Factor   float64       // offered rate over the sustained maximum; 0: 10
 	Conns    int           // client connections; 0: 64
-	// SustainRecords is the size of the run that measures the sustained
-	// maximum; 0: 300,000.
-	SustainRecords int
+	// SustainDuration and SustainRecords bound the run that measures the
+	// sustained maximum, right before the overload run: it ends at
+	// whichever comes first. 0: 10s and 10,000,000. A run of seconds, not
+	// a burst, so that it meets the same WAL writes and checkpoints as
+	// the overload.
+	SustainDuration time.Duration
+	SustainRecords  int
 	// Window is the unacked records per connection in the overload run;
 	// 0: 20,000, so that the client offers the rate rather than waiting.
 	Window int
+	// Pipectl is the pipectl binary that runs the pipeline under test;
+	// "": build cmd/pipectl into a temporary directory.
+	Pipectl string
+	// NoPerf skips the CPU profile of the pipeline process over the
+	// overload run, which is taken with perf(1) when it is installed.
+	NoPerf bool
 	DSN    string    // existing server instead of a throwaway one
 	Log    io.Writer // progress; nil: none
 }
@@ -47,9 +58,13 @@ func (c *Config) fill() {
 	if c.Conns <= 0 {
 		c.Conns = 64
 	}
-	if c.SustainRecords <= 0 {
-		c.SustainRecords = 300_000
+	if c.SustainDuration <= 0 {
+		c.SustainDuration = 10 * time.Second
 	}
+	if c.SustainRecords <= 0 {
+		c.SustainRecords = 10_000_000
+	}
+	c.Conns = min(c.Conns, c.SustainRecords)
 	if c.Window <= 0 {
 		c.Window = 20_000
 	}
@@ -58,18 +73,37 @@ func (c *Config) fill() {
 	}
 }
 
-// MemSample is one second's memory figures.
+// MemSample is one second's memory figures of the pipeline's process.
 type MemSample struct {
 	At       time.Duration
-	RSS      int64 // VmRSS
-	HeapLive uint64
-	Depth    int // the store queue's depth
+	RSS      int64  // VmRSS
+	HeapLive uint64 // go_memstats_heap_alloc_bytes from /metrics
+	Depth    int    // the store queue's depth, from /stats
+}
+
+// CPU is the CPU time spent over a run's load phase.
+type CPU struct {
+	Pipeline time.Duration // the pipectl process
+	Postgres time.Duration // the postmaster and its children; 0 with Config.DSN
+	Client   time.Duration // this process: the load client
+	// Machine is the busy time of all cores (/proc/stat), so that
+	// Machine-Pipeline-Postgres-Client is what other processes took;
+	// IOWait is the cores' time idle waiting for I/O.
+	Machine, IOWait time.Duration
+	Wall            time.Duration
+}
+
+// Others is the CPU time processes other than the pipeline, PostgreSQL
+// and the client took: a busy machine.
+func (c CPU) Others() time.Duration {
+	return max(c.Machine-c.Pipeline-c.Postgres-c.Client, 0)
 }
 
 // Result is what Run measured.
 type Result struct {
 	Config     Config
 	Sustained  float64 // rows/s of the windowed run
+	SustainCPU CPU
 	Offered    float64 // the rate asked of the client
 	SentRate   float64 // records/s the client managed to write
 	Sent       uint64
@@ -78,11 +112,19 @@ type Result struct {
 	Nacks      map[string]uint64
 	AckedRate  float64  // acked during Duration / Duration
 	PerSecond  []uint64 // acked in each second
-	PeakRSS    int64    // VmHWM over the overload run
+	PeakRSS    int64    // the pipeline process's VmHWM, over its life
 	Mem        []MemSample
-	TableRows  int64 // rows stored, at least Acked
-	QueueCap   int   // the store queue's capacity
-	SettleTime time.Duration
+	CPU        CPU // over the overload run
+	// Hot lists the pipeline process's hottest functions over the
+	// overload run by self time, as perf report prints them (empty
+	// without perf).
+	Hot []string
+	// HotInclusive lists the pipeline's own functions by inclusive time
+	// (the function and what it calls), from the same profile.
+	HotInclusive []string
+	TableRows    int64 // rows stored, at least Acked
+	QueueCap     int   // the store queue's capacity
+	SettleTime   time.Duration
 }
 
 // Ratio is AckedRate over Sustained.
@@ -93,37 +135,97 @@ func (r *Result) Ratio() float64 {
 	return r.AckedRate / r.Sustained
 }
 
-// Run runs B4. Every acked id is checked against the table; a missing one
-// is an error.
+// Growth compares the pipeline's RSS over the overload run's sending
+// phase, its middle third against its last third: the largest samples and
+// the medians. Grows is true when the last third's exceed the middle
+// third's by more than 5% (and 4 MiB), both of them, so that one sample
+// caught at a garbage collector's peak does not decide: memory that grows
+// with time rather than with the queues. Slope is the least-squares trend
+// of RSS over the last two thirds (after the warm-up), in bytes per minute.
+func (r *Result) Growth() (g Growth, ok bool) {
+	var ms []MemSample
+	for _, m := range r.Mem {
+		if m.At <= r.Config.Duration {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) < 3 {
+		return Growth{}, false
+	}
+	k := len(ms) / 3
+	mid, last := ms[k:len(ms)-k], ms[len(ms)-k:]
+	g = Growth{MidMax: maxRSS(mid), LastMax: maxRSS(last), MidMedian: medianRSS(mid), LastMedian: medianRSS(last)}
+	above := func(a, b int64) bool { return a > b+max(b/20, 4<<20) }
+	g.Grows = above(g.LastMax, g.MidMax) && above(g.LastMedian, g.MidMedian)
+	var sx, sy, sxx, sxy float64
+	for _, m := range ms[k:] {
+		x, y := m.At.Minutes(), float64(m.RSS)
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	n := float64(len(ms) - k)
+	if d := n*sxx - sx*sx; d > 0 {
+		g.Slope = (n*sxy - sx*sy) / d
+	}
+	return g, true
+}
+
+// Growth is what Result.Growth found.
+type Growth struct {
+	MidMax, LastMax       int64
+	MidMedian, LastMedian int64
+	Slope                 float64 // bytes per minute
+	Grows                 bool
+}
+
+// Run runs B4: the pipeline under test runs as `pipectl run` in its own
+// process, so that the memory measured is the pipeline's alone. Every
+// acked id is checked against the table; a missing one is an error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.fill()
 	res := &Result{Config: cfg, QueueCap: 16384}
-	dsn := cfg.DSN
-	if dsn == "" {
+	dir, err := os.MkdirTemp("", "b4-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := cfg.Pipectl
+	if bin == "" {
+		fmt.Fprintln(cfg.Log, "b4: building pipectl...")
+		if bin, err = buildPipectl(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
+	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log}
+	if h.dsn == "" {
 		fmt.Fprintln(cfg.Log, "b4: starting a throwaway PostgreSQL (durable defaults)...")
 		srv, err := pgtemp.Start(ctx, pgtemp.Options{Settings: map[string]string{"max_connections": "200"}})
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Remove(context.WithoutCancel(ctx))
-		dsn = srv.DSN()
+		h.dsn = srv.DSN()
+		if h.pgPID, err = b3.PostmasterPID(srv.DataDir()); err != nil {
+			return nil, fmt.Errorf("b4: %w", err)
+		}
 	}
 
-	// The sustained maximum: windowed clients against B3's pipeline
-	// (overflow block): 64 windows of 1,000 exceed the store queue, so
-	// under reject some would be refused even at the sustainable rate.
-	sustained, err := run(ctx, dsn, "b4_sustain", "block", loadgen.Config{Conns: cfg.Conns, Records: cfg.SustainRecords,
-		Window: 1000, CollectIDs: true}, nil)
+	// The sustained maximum, right before the overload run against the
+	// same setup: windowed clients, store queue under overflow: block
+	// (64 windows of 1,000 exceed the store queue, so under reject some
+	// would be refused even at the sustainable rate).
+	sustained, err := h.run(ctx, "b4_sustain", "block", loadgen.Config{Conns: cfg.Conns, Records: cfg.SustainRecords,
+		Duration: cfg.SustainDuration, Window: 1000}, false)
 	if err != nil {
 		return nil, fmt.Errorf("b4: sustained run: %w", err)
 	}
-	res.Sustained = sustained.lr.AckedPerSec()
-	fmt.Fprintf(cfg.Log, "b4: sustained %.0f rows/s (%d acked, %d nacked)\n", res.Sustained, sustained.lr.Acked, sustained.lr.Nacked)
+	res.Sustained, res.SustainCPU = sustained.lr.AckedPerSec(), sustained.cpu
+	fmt.Fprintf(cfg.Log, "b4: sustained %.0f rows/s (%d acked, %d nacked); cpu pipeline / postgres / client / others; iowait: %s\n",
+		res.Sustained, sustained.lr.Acked, sustained.lr.Nacked, res.SustainCPU.cell())
 
 	res.Offered = cfg.Factor * res.Sustained
 	fmt.Fprintf(cfg.Log, "b4: offering %.0f records/s for %v...\n", res.Offered, cfg.Duration)
-	over, err := run(ctx, dsn, "b4_overload", "reject", loadgen.Config{Conns: cfg.Conns, Duration: cfg.Duration,
-		Rate: res.Offered, Window: cfg.Window, CollectIDs: true, AckTimeout: 2 * time.Minute}, &res.Mem)
+	over, err := h.run(ctx, "b4_overload", "reject", loadgen.Config{Conns: cfg.Conns, Duration: cfg.Duration,
+		Rate: res.Offered, Window: cfg.Window, AckTimeout: 2 * time.Minute}, true)
 	if err != nil {
 		return nil, fmt.Errorf("b4: overload run: %w", err)
 	}
@@ -136,81 +238,172 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i := 0; i < secs && i < len(lr.Timeline); i++ {
 		during += lr.Timeline[i]
 	}
-	res.AckedRate = float64(during) / float64(min(secs, len(lr.Timeline)))
-	res.PeakRSS, res.TableRows, res.SettleTime = over.peak, over.rows, over.settle
+	res.AckedRate = float64(during) / float64(max(min(secs, len(lr.Timeline)), 1))
+	res.PeakRSS, res.TableRows, res.SettleTime, res.Mem, res.CPU = over.peak, over.rows, over.settle, over.mem, over.cpu
+	res.Hot, res.HotInclusive = over.hot[0], over.hot[1]
+	fmt.Fprintf(cfg.Log, "b4: acked %.0f rows/s under overload (%.2f of sustained); peak RSS %.0f MiB; cpu pipeline / postgres / client / others; iowait: %s\n",
+		res.AckedRate, res.Ratio(), float64(res.PeakRSS)/(1<<20), res.CPU.cell())
 	return res, nil
+}
+
+type harness struct {
+	bin, dir, dsn string
+	pgPID         int
+	perf          bool // profile the sampled run
+	log           io.Writer
 }
 
 type runResult struct {
 	lr     *loadgen.Result
-	peak   int64
+	peak   int64 // the pipeline process's VmHWM
+	mem    []MemSample
+	cpu    CPU
+	hot    [2][]string // self, inclusive
 	rows   int64
 	settle time.Duration // from the end of sending until the client was done
 }
 
-// run starts the pipeline on a fresh table, offers lc, stops it, and
-// checks that every acked id is stored. With mem it samples memory every
-// second.
-func run(ctx context.Context, dsn, table, overflow string, lc loadgen.Config, mem *[]MemSample) (runResult, error) {
-	if err := b3.CreateTable(ctx, dsn, table); err != nil {
+// run starts pipectl on a fresh table, offers lc, stops it, and checks
+// that every acked id is stored. With sample it samples the pipeline's
+// memory and store queue every second.
+func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Config, sample bool) (runResult, error) {
+	if err := b3.CreateTable(ctx, h.dsn, table); err != nil {
 		return runResult{}, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), dsn, table)
-	debug.FreeOSMemory()
-	b3.ResetPeakRSS()
-	srv, p, err := b3.StartPipeline(ctx, dsn, table, overflow)
+	defer b3.DropTable(context.WithoutCancel(ctx), h.dsn, table)
+	// Write out what earlier runs left dirty, so that its checkpoint is
+	// not charged to this run (best effort: it needs a privileged role).
+	_ = execSQL(ctx, h.dsn, "CHECKPOINT")
+	proc, err := startPipectl(ctx, h.bin, h.dir, h.dsn, table, overflow)
 	if err != nil {
 		return runResult{}, err
 	}
+	pid := proc.pid()
+	var rr runResult
 	stopSampling := func() {}
-	if mem != nil {
+	if sample {
 		done := make(chan struct{})
 		var wg sync.WaitGroup
 		start := time.Now()
 		wg.Go(func() {
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
-			var ms runtime.MemStats
 			for {
 				select {
 				case <-done:
 					return
 				case <-t.C:
 				}
-				runtime.ReadMemStats(&ms)
-				s := MemSample{At: time.Since(start).Round(time.Second), RSS: b3.RSS(), HeapLive: ms.HeapAlloc}
-				if st := p.Stage("store"); st != nil && st.Port() != nil {
-					s.Depth = st.Port().Stats().Depth
-				}
-				*mem = append(*mem, s)
+				s := MemSample{At: time.Since(start).Round(time.Second), RSS: procStatus(pid, "VmRSS")[0]}
+				s.Depth, _ = proc.storeDepth(ctx)
+				s.HeapLive = proc.heapAlloc(ctx)
+				rr.mem = append(rr.mem, s)
 			}
 		})
 		stopSampling = func() { close(done); wg.Wait() }
 	}
-	lc.Addr = srv.Addr()
+
+	// The acked ids, as a bitmap indexed by id-StartID: connection c of C
+	// sends ids c, c+C, c+2C, ..., at most ceil(Duration*Rate/C)+1 each.
+	n := lc.Records
+	if n <= 0 {
+		perConn := int(lc.Duration.Seconds()*lc.Rate/float64(lc.Conns)) + 2
+		n = perConn * lc.Conns
+	}
+	acked := newIDSet(lc.StartID, n)
+	lc.OnAck = acked.Add
+	lc.Addr = proc.Addr()
+
+	var perf *perfRecorder
+	if sample && h.perf {
+		if perf, err = startPerf(ctx, pid, h.dir); err != nil {
+			fmt.Fprintln(h.log, err)
+		}
+	}
+	cpu0, pg0, self0 := processCPU(pid), postgresCPU(h.pgPID), selfCPU()
+	busy0, io0 := machineCPU()
 	sendStart := time.Now()
 	lr, err := loadgen.Run(ctx, lc)
-	settle := time.Duration(0)
 	if lc.Duration > 0 {
-		settle = time.Since(sendStart) - lc.Duration
+		rr.settle = time.Since(sendStart) - lc.Duration
 	}
+	busy, io := machineCPU()
+	rr.cpu = CPU{Pipeline: processCPU(pid) - cpu0, Postgres: postgresCPU(h.pgPID) - pg0, Client: selfCPU() - self0,
+		Machine: busy - busy0, IOWait: io - io0, Wall: time.Since(sendStart)}
+	rr.peak = procStatus(pid, "VmHWM")[0]
 	stopSampling()
+	if perf != nil {
+		// A profile that fails is reported, not fatal: it only explains.
+		var perr error
+		if rr.hot[0], rr.hot[1], perr = perf.stop(ctx, 15); perr != nil {
+			fmt.Fprintln(h.log, perr)
+		}
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if err := errors.Join(err, srv.Stop(sctx)); err != nil {
+	if err := errors.Join(err, proc.Stop(sctx)); err != nil {
 		return runResult{}, err
 	}
-	rr := runResult{lr: lr, peak: b3.PeakRSS(), settle: settle}
+	rr.lr = lr
 	if err := lr.Err(); err != nil {
 		return rr, err
 	}
 	if lr.Acked+lr.Nacked != lr.Sent {
 		return rr, fmt.Errorf("%d sent, %d acked, %d nacked: some unanswered", lr.Sent, lr.Acked, lr.Nacked)
 	}
-	if rr.rows, err = b3.CheckStored(ctx, dsn, table, lr.AckedIDs); err != nil {
+	if k := acked.outside.Load(); k > 0 {
+		return rr, fmt.Errorf("%d acked ids outside the %d the client could send", k, n)
+	}
+	if got := acked.Len(); got != int(lr.Acked) {
+		return rr, fmt.Errorf("%d acks counted, %d distinct acked ids", lr.Acked, got)
+	}
+	if rr.rows, err = checkStored(ctx, h.dsn, table, acked); err != nil {
 		return rr, err
 	}
 	return rr, nil
+}
+
+// checkStored reads every id stored in table into a bitmap and verifies
+// that every acked id is among them; it returns the rows in the table.
+func checkStored(ctx context.Context, dsn, table string, acked *idSet) (int64, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, fmt.Errorf("b4: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	stored := newIDSet(acked.base, len(acked.words)*64)
+	rows, err := conn.Query(ctx, "SELECT id FROM "+pgx.Identifier{table}.Sanitize())
+	if err != nil {
+		return 0, fmt.Errorf("b4: read the stored ids: %w", err)
+	}
+	var n int64
+	var id int64
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+		n++
+		stored.Add(id)
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("b4: read the stored ids: %w", err)
+	}
+	if missing, first := acked.Missing(stored); missing > 0 {
+		return n, fmt.Errorf("b4: %d of %d acked ids are not in table %s (the first: %d)", missing, acked.Len(), table, first)
+	}
+	return n, nil
+}
+
+func execSQL(ctx context.Context, dsn string, sqls ...string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("b4: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, q := range sqls {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("b4: %s: %w", q, err)
+		}
+	}
+	return nil
 }
 
 // Markdown renders the results as the body of B4's section of
@@ -218,9 +411,9 @@ func run(ctx context.Context, dsn, table, overflow string, lc loadgen.Config, me
 func (r *Result) Markdown() string {
 	var b strings.Builder
 	c := r.Config
-	fmt.Fprintf(&b, "The example pipeline on a throwaway PostgreSQL with durable defaults, %d connections. Sustained maximum: B3's pipeline (overflow: block), %d records, window 1,000 per connection. Overload: the store queue under `overflow: reject` (capacity %d), %.0f× the sustained rate offered for %v, window %d per connection.\n\n",
-		c.Conns, c.SustainRecords, r.QueueCap, c.Factor, c.Duration, c.Window)
-	b.WriteString("RSS and heap are of the whole benchmark process: the load client runs in it and keeps, by design, the id of every acked record (for the check against the table) and, in internal/wire's Client, every nack it received; both grow with the run's length, so a growing RSS here is not the pipeline's. The store queue depth (bounded by its capacity) is the pipeline's own backlog.\n\n")
+	fmt.Fprintf(&b, "The example pipeline run by `pipectl run` in its own process, on a throwaway PostgreSQL with durable defaults, %d connections from the benchmark's process. Right before the overload, against the same setup: the sustained maximum, with the store queue under `overflow: block`, for %v (at most %d records), window 1,000 per connection. Overload: a fresh pipeline process with the store queue under `overflow: reject` (capacity %d), %.0f× that sustained rate offered for %v, window %d per connection.\n\n",
+		c.Conns, c.SustainDuration, c.SustainRecords, r.QueueCap, c.Factor, c.Duration, c.Window)
+	b.WriteString("RSS is the pipeline process's alone (/proc/PID/status, sampled every second; peak = its VmHWM); the load client keeps the acked ids in a bitmap in the other process. The store queue depth and the Go heap are from the pipeline's admin endpoint (/stats, /metrics).\n\n")
 	b.WriteString("| figure | value |\n| --- | ---: |\n")
 	fmt.Fprintf(&b, "| sustained maximum | %.0f rows/s |\n", r.Sustained)
 	fmt.Fprintf(&b, "| offered | %.0f records/s (the client wrote %.0f/s: TCP backpressure holds it back) |\n", r.Offered, r.SentRate)
@@ -236,19 +429,69 @@ func (r *Result) Markdown() string {
 	fmt.Fprintf(&b, "| records sent / acked / nacked | %d / %d / %d |\n", r.Sent, r.Acked, r.Nacked)
 	fmt.Fprintf(&b, "| nacks by reason | %s |\n", reasons(r.Nacks))
 	fmt.Fprintf(&b, "| every acked row in the table | yes (%d acked, %d rows) |\n", r.Acked, r.TableRows)
-	fmt.Fprintf(&b, "| peak RSS (VmHWM) | %.0f MiB |\n", float64(r.PeakRSS)/(1<<20))
+	fmt.Fprintf(&b, "| pipeline peak RSS (VmHWM) | %.0f MiB |\n", float64(r.PeakRSS)/(1<<20))
 	if len(r.Mem) >= 4 {
 		h := len(r.Mem) / 2
-		fmt.Fprintf(&b, "| max RSS first half / second half | %.0f / %.0f MiB |\n", float64(maxRSS(r.Mem[:h]))/(1<<20), float64(maxRSS(r.Mem[h:]))/(1<<20))
+		fmt.Fprintf(&b, "| pipeline max RSS first half / second half | %.0f / %.0f MiB |\n", float64(maxRSS(r.Mem[:h]))/(1<<20), float64(maxRSS(r.Mem[h:]))/(1<<20))
 	}
+	if g, ok := r.Growth(); ok {
+		fmt.Fprintf(&b, "| RSS grows with time (last third of sending over the middle third: max, median; > 5%% in both) | %s (max %.0f / %.0f MiB, median %.0f / %.0f MiB; trend over the last two thirds %+.1f MiB/min) |\n",
+			map[bool]string{true: "**yes**", false: "no"}[g.Grows], mib(g.LastMax), mib(g.MidMax), mib(g.LastMedian), mib(g.MidMedian), g.Slope/(1<<20))
+	}
+	fmt.Fprintf(&b, "| CPU, sustained run: pipeline / PostgreSQL / client / other processes; I/O wait | %s |\n", r.SustainCPU.cell())
+	fmt.Fprintf(&b, "| CPU, overload run: pipeline / PostgreSQL / client / other processes; I/O wait | %s |\n", r.CPU.cell())
 	fmt.Fprintf(&b, "| drain after sending stopped | %v |\n", r.SettleTime.Round(time.Millisecond))
+	if len(r.Hot) > 0 {
+		b.WriteString("\nWhere the pipeline process's CPU went over the overload run (perf record at 499 Hz, self time by function):\n\n```\n")
+		for _, l := range r.Hot {
+			b.WriteString(l + "\n")
+		}
+		b.WriteString("```\n")
+		if len(r.HotInclusive) > 0 {
+			b.WriteString("\nThe pipeline's own functions by inclusive time (the function and what it calls; children, self):\n\n```\n")
+			for _, l := range r.HotInclusive {
+				b.WriteString(l + "\n")
+			}
+			b.WriteString("```\n")
+		}
+	}
 	if len(r.Mem) > 0 {
-		b.WriteString("\nRSS, Go heap and store queue depth, sampled every second:\n\n| s | RSS MiB | heap MiB | store depth |\n| ---: | ---: | ---: | ---: |\n")
-		for _, m := range r.Mem {
-			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %d |\n", int(m.At.Seconds()), float64(m.RSS)/(1<<20), float64(m.HeapLive)/(1<<20), m.Depth)
+		b.WriteString("\nThe pipeline process's RSS, Go heap and store queue depth, sampled every second, and the rows acked in that second:\n\n| s | RSS MiB | heap MiB | store depth | acked |\n| ---: | ---: | ---: | ---: | ---: |\n")
+		for i, m := range r.Mem {
+			acked := "–"
+			if i < len(r.PerSecond) {
+				acked = fmt.Sprint(r.PerSecond[i])
+			}
+			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %d | %s |\n", int(m.At.Seconds()), float64(m.RSS)/(1<<20), float64(m.HeapLive)/(1<<20), m.Depth, acked)
 		}
 	}
 	return b.String()
+}
+
+// cell renders CPU as seconds and cores (CPU time over wall time).
+func (c CPU) cell() string {
+	w := c.Wall.Seconds()
+	if w <= 0 {
+		w = 1
+	}
+	cell := func(d time.Duration) string { return fmt.Sprintf("%.1f s (%.2f cores)", d.Seconds(), d.Seconds()/w) }
+	pg := cell(c.Postgres)
+	if c.Postgres == 0 {
+		pg = "not measured"
+	}
+	return fmt.Sprintf("%s / %s / %s / %s; %s, over %.1f s",
+		cell(c.Pipeline), pg, cell(c.Client), cell(c.Others()), cell(c.IOWait), c.Wall.Seconds())
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+func medianRSS(ms []MemSample) int64 {
+	v := make([]int64, len(ms))
+	for i, m := range ms {
+		v[i] = m.RSS
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func maxRSS(ms []MemSample) int64 {

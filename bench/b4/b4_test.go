@@ -22,7 +22,7 @@ func TestRunShort(t *testing.T) {
 	dsn := cluster.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := b4.Run(ctx, b4.Config{Duration: 2 * time.Second, Conns: 4, SustainRecords: 2000, Window: 2000, DSN: dsn})
+	res, err := b4.Run(ctx, b4.Config{Duration: 2 * time.Second, Conns: 4, SustainRecords: 2000, Window: 2000, DSN: dsn, Log: tlog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,19 @@ func TestRunShort(t *testing.T) {
 	if res.TableRows < int64(res.Acked) {
 		t.Errorf("%d rows stored, fewer than the %d acked", res.TableRows, res.Acked)
 	}
-	if md := res.Markdown(); !strings.Contains(md, "acked / sustained") {
+	// The memory is the pipeline process's, read from /proc and its
+	// admin endpoint.
+	if res.PeakRSS <= 0 || len(res.Mem) == 0 || res.Mem[0].RSS <= 0 || res.Mem[0].HeapLive == 0 {
+		t.Errorf("peak RSS %d, samples %+v", res.PeakRSS, res.Mem)
+	}
+	if md := res.Markdown(); !strings.Contains(md, "acked / sustained") || !strings.Contains(md, "pipeline peak RSS") {
 		t.Errorf("Markdown:\n%s", md)
+	} else {
+		t.Log("\n" + md)
 	}
 }
+
+// tlog writes progress lines to the test log.
+type tlog struct{ t *testing.T }
+
+func (l tlog) Write(b []byte) (int, error) { l.t.Log(strings.TrimSpace(string(b))); return len(b), nil }

@@ -1,0 +1,408 @@
+package b4
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stagedserver/seda/bench/b3"
+)
+
+// buildPipectl builds cmd/pipectl into dir and returns the binary's path.
+func buildPipectl(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "pipectl")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/stagedserver/seda/cmd/pipectl")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("b4: go build pipectl: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return bin, nil
+}
+
+// pipectlProc is `pipectl run` serving the example pipeline in its own
+// process.
+type pipectlProc struct {
+	cmd  *exec.Cmd
+	http *http.Client
+
+	waitWG  sync.WaitGroup
+	exited  chan struct{} // closed when the process has exited (waitErr set)
+	waitErr error
+
+	mu     sync.Mutex
+	addr   string        // the accept stage's listen address
+	admin  string        // the admin endpoint's address
+	ready  chan struct{} // closed once addr and admin are known
+	line   []byte        // stdout's unfinished line
+	tail   []string      // the last lines of stdout
+	stderr bytes.Buffer  // its first 8 KiB
+}
+
+const tailLines = 20
+
+// startPipectl writes the example pipeline for table (store queue under
+// overflow) into dir and runs it with bin, on free loopback ports; it
+// returns once the pipeline is running and has printed its addresses.
+func startPipectl(ctx context.Context, bin, dir, dsn, table, overflow string) (*pipectlProc, error) {
+	file := filepath.Join(dir, table+".yaml")
+	if err := os.WriteFile(file, []byte(b3.PipelineYAML), 0o600); err != nil {
+		return nil, fmt.Errorf("b4: write the pipeline file: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, bin, "run", "-f", file, "--admin", "127.0.0.1:0", "--drain", "2m")
+	// The DSN goes through the environment, not the file or the command
+	// line.
+	cmd.Env = append(os.Environ(), "B3_LISTEN=127.0.0.1:0", "B3_DSN="+dsn, "B3_TABLE="+table, "B3_OVERFLOW="+overflow)
+	cmd.WaitDelay = 5 * time.Second
+	p := &pipectlProc{
+		cmd:    cmd,
+		http:   &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+		exited: make(chan struct{}),
+		ready:  make(chan struct{}),
+	}
+	cmd.Stdout, cmd.Stderr = stdoutWriter{p}, stderrWriter{p}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("b4: start pipectl: %w", err)
+	}
+	p.waitWG.Go(func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	})
+	t := time.NewTimer(2 * time.Minute)
+	defer t.Stop()
+	var why error
+	select {
+	case <-p.ready:
+		return p, nil
+	case <-p.exited:
+		why = errors.New("pipectl exited before it was running")
+	case <-t.C:
+		why = errors.New("pipectl did not start within 2 minutes")
+	case <-ctx.Done():
+		why = ctx.Err()
+	}
+	cmd.Process.Kill()
+	p.waitWG.Wait()
+	return nil, fmt.Errorf("b4: %w (%v)%s", why, p.waitErr, p.output())
+}
+
+// output is the last lines pipectl wrote, for error messages.
+func (p *pipectlProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return "\nstdout:\n" + strings.Join(p.tail, "\n") + "\nstderr:\n" + p.stderr.String()
+}
+
+// stdoutWriter takes pipectl's stdout: it keeps the last lines and picks
+// up the addresses from "  accept (netio.tcp) listening on ADDR" and
+// "  admin on http://ADDR/stats  (...)", which comes after the listen
+// lines.
+type stdoutWriter struct{ p *pipectlProc }
+
+func (w stdoutWriter) Write(b []byte) (int, error) {
+	p := w.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.line = append(p.line, b...)
+	for {
+		i := bytes.IndexByte(p.line, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(p.line[:i])
+		p.line = p.line[:copy(p.line, p.line[i+1:])]
+		p.tail = append(p.tail, line)
+		if len(p.tail) > tailLines {
+			p.tail = p.tail[1:]
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "accept ") {
+			if _, a, ok := strings.Cut(line, " listening on "); ok {
+				p.addr = strings.TrimSpace(a)
+			}
+		}
+		if _, a, ok := strings.Cut(line, "admin on http://"); ok && p.addr != "" && p.admin == "" {
+			p.admin, _, _ = strings.Cut(a, "/")
+			close(p.ready)
+		}
+	}
+	if len(p.line) > 64<<10 {
+		p.line = p.line[:0]
+	}
+	return len(b), nil
+}
+
+// stderrWriter keeps the first 8 KiB of pipectl's stderr.
+type stderrWriter struct{ p *pipectlProc }
+
+func (w stderrWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	if room := 8<<10 - w.p.stderr.Len(); room > 0 {
+		w.p.stderr.Write(b[:min(len(b), room)])
+	}
+	return len(b), nil
+}
+
+func (p *pipectlProc) pid() int { return p.cmd.Process.Pid }
+
+// Addr is where the pipeline takes records.
+func (p *pipectlProc) Addr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr
+}
+
+// Stop sends SIGTERM (pipectl drains and exits) and waits; a drain that
+// does not end cleanly, with exit status 0, is an error.
+func (p *pipectlProc) Stop(ctx context.Context) error {
+	defer p.http.CloseIdleConnections()
+	var err error
+	if serr := p.cmd.Process.Signal(syscall.SIGTERM); serr != nil && !errors.Is(serr, os.ErrProcessDone) {
+		err = fmt.Errorf("signal: %w", serr)
+	}
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		p.cmd.Process.Kill()
+		<-p.exited
+		err = errors.Join(err, errors.New("it did not drain in time"))
+	}
+	p.waitWG.Wait()
+	if err = errors.Join(err, p.waitErr); err != nil {
+		return fmt.Errorf("b4: pipectl run: %w%s", err, p.output())
+	}
+	return nil
+}
+
+// storeDepth reads the store stage's queue depth from /stats.
+func (p *pipectlProc) storeDepth(ctx context.Context) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/stats", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Stages []struct {
+			Name  string `json:"name"`
+			Queue struct {
+				Depth int `json:"depth"`
+			} `json:"queue"`
+		} `json:"stages"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return 0, fmt.Errorf("b4: /stats: %w", err)
+	}
+	for _, s := range st.Stages {
+		if s.Name == "store" {
+			return s.Queue.Depth, nil
+		}
+	}
+	return 0, errors.New("b4: /stats has no stage store")
+}
+
+// heapAlloc reads go_memstats_heap_alloc_bytes from /metrics (0 if absent).
+func (p *pipectlProc) heapAlloc(ctx context.Context) uint64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/metrics", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return uint64(f)
+		}
+	}
+	return 0
+}
+
+// procStatus returns fields of /proc/PID/status (VmRSS, VmHWM) in bytes.
+func procStatus(pid int, fields ...string) []int64 {
+	out := make([]int64, len(fields))
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return out
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		for i, f := range fields {
+			if k == f {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				out[i] = kb << 10
+			}
+		}
+	}
+	return out
+}
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
+const clockTick = 100
+
+// statTimes returns a process's ppid, utime+stime and cutime+cstime, in
+// clock ticks.
+func statTimes(pid int) (ppid int, self, children uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	// The command name is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); ppid is field 4, utime..cstime 14..17.
+	if len(f) < 15 {
+		return 0, 0, 0, errors.New("short stat")
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	n := func(k int) uint64 { v, _ := strconv.ParseUint(f[k-3], 10, 64); return v }
+	return ppid, n(14) + n(15), n(16) + n(17), nil
+}
+
+// processCPU is the CPU time (user + system) of process pid so far.
+func processCPU(pid int) time.Duration {
+	_, self, _, err := statTimes(pid)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(self) * time.Second / clockTick
+}
+
+// postgresCPU is the CPU time of the postmaster pid and all its children:
+// its own, its reaped children's, and its live children's.
+func postgresCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	_, self, reaped, err := statTimes(pid)
+	if err != nil {
+		return 0
+	}
+	ticks := self + reaped
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || p == pid {
+			continue
+		}
+		ppid, self, _, err := statTimes(p)
+		if err == nil && ppid == pid {
+			ticks += self
+		}
+	}
+	return time.Duration(ticks) * time.Second / clockTick
+}
+
+// selfCPU is this process's CPU time: the load client's.
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perfRecorder is perf(1) recording a process's CPU samples.
+type perfRecorder struct {
+	cmd  *exec.Cmd
+	data string
+	out  bytes.Buffer
+}
+
+// startPerf starts `perf record` on pid, writing into dir; nil (and no
+// error) when perf is not installed.
+func startPerf(ctx context.Context, pid int, dir string) (*perfRecorder, error) {
+	bin, err := exec.LookPath("perf")
+	if err != nil {
+		return nil, nil
+	}
+	r := &perfRecorder{data: filepath.Join(dir, "perf.data")}
+	r.cmd = exec.CommandContext(ctx, bin, "record", "-q", "-g", "-F", "499", "-p", strconv.Itoa(pid), "-o", r.data)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	r.cmd.WaitDelay = 10 * time.Second
+	if err := r.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("b4: perf record: %w", err)
+	}
+	return r, nil
+}
+
+// stop ends the recording and returns the hottest functions by self
+// time ("12.34% [.] runtime.mallocgc") and the project's functions by
+// inclusive time ("40.13% 0.19% [.] .../process.(*jsonHandler).Handle"),
+// at most n of each, as perf report prints them.
+func (r *perfRecorder) stop(ctx context.Context, n int) (self, inclusive []string, err error) {
+	r.cmd.Process.Signal(os.Interrupt)
+	// perf ends by the signal it was sent once it has written its data:
+	// its exit status tells nothing, perf report does.
+	werr := r.cmd.Wait()
+	report := func(keep func(string) bool, args ...string) ([]string, error) {
+		args = append([]string{"report", "-i", r.data, "--stdio", "--sort", "sym", "-q", "-g", "none", "--percent-limit", "0.5"}, args...)
+		out, err := exec.CommandContext(ctx, "perf", args...).Output()
+		if err != nil {
+			return nil, fmt.Errorf("b4: perf report: %w (perf record: %v: %s)", err, werr, bytes.TrimSpace(r.out.Bytes()))
+		}
+		var top []string
+		for line := range strings.SplitSeq(string(out), "\n") {
+			if line = strings.Join(strings.Fields(line), " "); line != "" && keep(line) && len(top) < n {
+				top = append(top, line)
+			}
+		}
+		return top, nil
+	}
+	if self, err = report(func(string) bool { return true }, "--no-children"); err != nil {
+		return nil, nil, err
+	}
+	// The pipeline's own functions, below the goroutines' entry points.
+	inclusive, err = report(func(l string) bool {
+		return strings.Contains(l, "stagedserver/seda/") && !strings.Contains(l, "gowrap") && !strings.Contains(l, ").run")
+	}, "--children")
+	return self, inclusive, err
+}
+
+// machineCPU returns the CPU time all cores have spent busy (not idle,
+// not waiting for I/O) and waiting for I/O, from /proc/stat.
+func machineCPU() (busy, iowait time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	// user nice system idle iowait irq softirq steal (guest time is
+	// already in user).
+	var t [8]uint64
+	for i := range t {
+		t[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+	}
+	ticks := func(n uint64) time.Duration { return time.Duration(n) * time.Second / clockTick }
+	return ticks(t[0] + t[1] + t[2] + t[5] + t[6] + t[7]), ticks(t[4])
+}
