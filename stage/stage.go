@@ -68,6 +68,7 @@ type Stage struct {
 
 	in, out, errors      atomic.Uint64
 	panics, doubleDones  atomic.Uint64
+	shed                 atomic.Uint64 // events refused upstream because this stage's queue was full
 	created, completed   atomic.Uint64 // events made by this source
 	lat                  latency
 	lastDoubleDoneLogged atomic.Int64
@@ -477,6 +478,20 @@ func (o *Outputs) post(ctx context.Context, t *target) {
 
 var errShuttingDown = errors.New("shutting down")
 
+// shedding returns the stage's next stage when events should be refused
+// before this (inline) stage runs: the next stage is its only way on, its
+// queue rejects on overflow, and the queue is full. Otherwise nil.
+func (s *Stage) shedding() *Stage {
+	n := s.next
+	if n == nil || n.port == nil || n.set.Overflow != port.Reject || len(s.routes) > 1 {
+		return nil
+	}
+	if !n.port.Full() {
+		return nil
+	}
+	return n
+}
+
 // Flush hands over every event emitted since the last Flush: posts them to
 // port-based stages and runs inline stages' handlers on theirs. It
 // publishes the emitter's counters.
@@ -489,11 +504,23 @@ func (o *Outputs) Flush(ctx context.Context) {
 		if len(t.evs) == 0 {
 			continue
 		}
-		now := nanotime()
-		for _, ev := range t.evs {
-			ev.enqueued = now
+		if next := t.st.shedding(); next != nil {
+			// The inline stage's only next stage refuses events when
+			// full, and it is full: refuse the batch now rather than run
+			// the handler (a JSON decode, say) on events the queue would
+			// turn away. Under overload this keeps the CPU for the events
+			// that can be taken.
+			next.shed.Add(uint64(len(t.evs)))
+			for _, ev := range t.evs {
+				ev.Done(ErrBusy)
+			}
+		} else {
+			now := nanotime()
+			for _, ev := range t.evs {
+				ev.enqueued = now
+			}
+			t.st.run(ctx, t.evs, t.out)
 		}
-		t.st.run(ctx, t.evs, t.out)
 		clear(t.evs)
 		t.evs = t.evs[:0]
 	}

@@ -390,3 +390,72 @@ func TestFieldPaths(t *testing.T) {
 		t.Errorf("n = %v %v", v, ok)
 	}
 }
+
+// With its only next stage full under overflow reject, an inline stage's
+// batch is refused as busy before its handler runs: no work is spent on
+// events the queue would turn away.
+func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
+	gate := make(chan struct{})
+	sink := NewHandlerStage(Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
+		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+			<-gate
+			for _, ev := range b {
+				ev.Done(nil)
+			}
+			return nil
+		}), nil)
+	var parsed atomic.Int64
+	parse := NewHandlerStage(Settings{Name: "parse", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		parsed.Add(int64(len(b)))
+		for _, ev := range b {
+			out.Emit(ctx, ev)
+		}
+		return nil
+	}), nil)
+	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	src.Connect(parse, map[string]*Stage{"parse": parse})
+	parse.Connect(sink, map[string]*Stage{"store": sink})
+	if err := sink.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res := newResults()
+	em := src.NewEmitter()
+	emit := func(from, to uint64) {
+		for i := from; i <= to; i++ {
+			em.Emit(context.Background(), src.NewEvent(nil, i, Origin{To: res}))
+		}
+		em.Flush(context.Background())
+	}
+	emit(1, 10) // fills the queue (one in the handler, four queued) and is partly refused
+	for i := 0; sink.Port().Stats().Depth != 4; i++ {
+		if i == 10000 {
+			t.Fatalf("queue depth %d, want 4", sink.Port().Stats().Depth)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before := parsed.Load()
+	emit(11, 20) // the queue is full: shed before parsing
+	if got := parsed.Load(); got != before {
+		t.Fatalf("the inline handler ran on %d events while the next queue was full", got-before)
+	}
+	for i := uint64(11); i <= 20; i++ {
+		if errs := res.get(i); len(errs) != 1 || !errors.Is(errs[0], ErrBusy) {
+			t.Fatalf("event %d: %v", i, errs)
+		}
+	}
+	close(gate)
+	sink.CloseQueue()
+	sink.Wait()
+	busy := 0
+	for i := uint64(1); i <= 20; i++ {
+		if errors.Is(res.get(i)[0], ErrBusy) {
+			busy++
+		}
+	}
+	if got := sink.Stats().Rejected; got != uint64(busy) {
+		t.Fatalf("store rejected %d, busy completions %d", got, busy)
+	}
+	if res.count() != 20 || src.InFlight() != 0 {
+		t.Fatalf("completions %d, in flight %d", res.count(), src.InFlight())
+	}
+}

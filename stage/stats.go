@@ -60,7 +60,7 @@ func (s *Stage) Stats() Stats {
 		st.Queue = QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: s.set.Overflow.String()}
 		st.Pool = PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
-		st.Rejected = ps.Rejected
+		st.Rejected = ps.Rejected + s.shed.Load()
 	case s.src != nil:
 		if g, ok := s.src.(Gauger); ok {
 			st.Queue, st.Pool = g.Gauges()
