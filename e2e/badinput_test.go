@@ -118,13 +118,14 @@ func TestMaxConnsRefusesClearly(t *testing.T) {
 }
 
 // TestDeafClientDoesNotStallOthers: a client that sends many bad records
-// (each earning a long nack) and never reads its replies is cut off once
-// its unread output passes max_pending_output; a well-behaved client on
-// the same pipeline is served meanwhile.
+// (each earning a nack) and never reads its replies is cut off once a
+// write of its acks takes nothing for write_timeout (its receive buffer
+// and the server's send buffer are full); a well-behaved client on the
+// same pipeline is served meanwhile.
 func TestDeafClientDoesNotStallOthers(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	core, logs := observer.New(zap.InfoLevel)
-	r := startPipeline(t, registry(t), ingest("    max_pending_output: 4KiB\n    socket_buffer: 4KiB\n", storeDefaults),
+	r := startPipeline(t, registry(t), ingest("    max_pending_output: 4KiB\n    socket_buffer: 4KiB\n    write_timeout: 300ms\n", storeDefaults),
 		map[string]string{"DSN": dsn}, zap.New(core), "accept")
 	deaf, err := net.Dial("tcp", r.addr)
 	if err != nil {
@@ -145,6 +146,11 @@ func TestDeafClientDoesNotStallOthers(t *testing.T) {
 		deaf.Write(b.Bytes()) // fails once the server cuts it off
 	}()
 	goodClient(t, r.addr, 1, 2000)
+	// The deaf client stays deaf until it is cut off: one that starts
+	// reading is served, and its connection stays open.
+	waitFor(t, "the deaf client cut off", wait, func() bool {
+		return logs.FilterMessage("closing connection").Len() > 0
+	})
 	wg.Wait()
 	deaf.SetReadDeadline(time.Now().Add(wait))
 	out, err := io.ReadAll(deaf)
@@ -159,13 +165,17 @@ func TestDeafClientDoesNotStallOthers(t *testing.T) {
 	}
 	var why []string
 	for _, e := range logs.FilterMessage("closing connection").All() {
-		if r, ok := e.ContextMap()["reason"].(string); ok {
+		m := e.ContextMap()
+		if r, ok := m["reason"].(string); ok {
 			why = append(why, r)
+		}
+		if m["conn"] == nil || m["remote"] != deaf.LocalAddr().String() || m["pending_output"] == nil {
+			t.Errorf("cut-off logged without the connection, its remote address or the output pending: %v", m)
 		}
 	}
 	t.Logf("connections closed early: %q", why)
-	if len(why) != 1 || !strings.Contains(why[0], "not reading") {
-		t.Errorf("closed connections %q, want the deaf one, as not reading", why)
+	if len(why) != 1 || !strings.Contains(why[0], "not reading") || !strings.Contains(why[0], "write_timeout 300ms") {
+		t.Errorf("closed connections %q, want the deaf one, as not reading for write_timeout", why)
 	}
 	if rows, _ := counts(t, dsn, "events"); rows != 2000 {
 		t.Errorf("stored %d, want the good client's 2000", rows)
@@ -174,7 +184,10 @@ func TestDeafClientDoesNotStallOthers(t *testing.T) {
 
 // TestBurstOfBadRecordsFromReadingClient: a client that reads its replies
 // all along but sends one burst of 64KiB of tiny malformed records (each
-// nacked) must get every nack; it is not a client that fails to read.
+// nacked) must get every nack, in order (the wire client ends the
+// connection on a reply out of order): one read owes about 2MB of nack
+// text, more than max_pending_output, and the server holds it back
+// instead of cutting off a client that reads.
 func TestBurstOfBadRecordsFromReadingClient(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	r := startPipeline(t, registry(t), ingest("", storeDefaults), map[string]string{"DSN": dsn}, nil, "accept")
@@ -192,7 +205,12 @@ func TestBurstOfBadRecordsFromReadingClient(t *testing.T) {
 	err = cl.WaitTimeout(wait)
 	t.Logf("burst of %d bad records: acked %d, %d nacks, %v", records, cl.Acked(), len(cl.Nacks()), err)
 	if err != nil || cl.Acked() != records+1 || len(cl.Nacks()) != records {
-		t.Errorf("a reading client was cut off by its own burst: acked %d of %d, %d nacks, %v",
+		t.Fatalf("a reading client was cut off by its own burst: acked %d of %d, %d nacks, %v",
 			cl.Acked(), records+1, len(cl.Nacks()), err)
+	}
+	for i, n := range cl.Nacks() {
+		if n.N != uint64(i+1) {
+			t.Fatalf("nack #%d is for record %d", i+1, n.N)
+		}
 	}
 }

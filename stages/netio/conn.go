@@ -22,6 +22,13 @@ import (
 // reads, which they receive in order, and turning completions into acks),
 // and its owner, which writes the acks and closes the connection when it
 // owes nothing more. Whoever finishes one of its events calls Complete.
+//
+// Output is bounded without waiting on the client: workers and the owner
+// turn finished records into ack text only while the text pending (out
+// and what is left of the owner's current write) is under
+// max_pending_output. The rest stays in the window, itself bounded by
+// max_unacked, and the owner turns it into text as its writes drain. A
+// client is cut off only when a write takes nothing for write_timeout.
 type conn struct {
 	s      *Source
 	id     uint64
@@ -36,17 +43,17 @@ type conn struct {
 	mu          sync.Mutex
 	cond        sync.Cond // the owner waits on it
 	win         window
-	outstanding int  // events emitted and not finished
-	flushQueued bool // completions wait for a worker (itemAcks packet or dirty list)
-	out, spare  []byte
-	writing     int  // bytes the owner is writing now
-	readerGone  bool // the reader returned and its last read is framed
-	readWait    bool // the reader waits for acks to move (max_unacked)
-	inputEOF    bool // the client shut its write side
-	stopRead    bool // a protocol error: read no more
+	outstanding int    // events emitted and not finished
+	flushQueued bool   // completions wait for a worker (itemAcks packet or dirty list)
+	out, spare  []byte // ack text to write; the owner's last buffer, for reuse
+	writing     int    // bytes of the owner's current write the kernel has not taken (to within a chunk)
+	readerGone  bool   // the reader returned and its last read is framed
+	readWait    bool   // the reader waits for acks to move (max_unacked)
+	inputEOF    bool   // the client shut its write side
+	stopRead    bool   // a protocol error: read no more
 	protoErr    bool
 	drainReq    bool // Drain asked to finish when nothing is owed
-	dead        bool // closed early (error, idle, not reading) or aborted
+	dead        bool // closed early (error, idle, write stalled) or aborted
 	aborted     bool // Close: the owner returns at once
 }
 
@@ -69,7 +76,8 @@ func newConn(s *Source, id uint64, nc net.Conn) *conn {
 
 // owedLocked reports whether the connection owes the client anything.
 func (c *conn) owedLocked() bool {
-	return c.outstanding > 0 || c.flushQueued || len(c.out) > 0 || c.writing > 0
+	return c.outstanding > 0 || c.flushQueued || len(c.out) > 0 || c.writing > 0 ||
+		(c.s.opts.Ack == AckCommit && c.win.ready())
 }
 
 // read is the connection's reader: one read outstanding at a time, into a
@@ -283,22 +291,37 @@ func (c *conn) logRefusal(seq uint64, err error) {
 }
 
 // writeAcks turns the finished records into output for the owner to
-// write. A worker calls it.
+// write, as far as max_pending_output allows. A worker calls it; it never
+// waits for the client.
 func (c *conn) writeAcks() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flushQueued = false
 	defer c.cond.Broadcast()
+	c.fillLocked()
+}
+
+// fillLocked turns finished records into ack and nack text while the
+// connection's pending output (out, and what the kernel has not taken of
+// the owner's current write) is under max_pending_output, and never takes
+// it past that. Records beyond stay in the window, unacked, so the reader
+// pauses at max_unacked; the owner calls fillLocked again after each
+// chunk it writes. Reaching the bound therefore defers text, it does not
+// cut the client off: a client that reads its acks gets every one, however
+// many nacks one read of its produced.
+func (c *conn) fillLocked() {
 	if c.dead || c.s.opts.Ack != AckCommit {
 		return
 	}
-	before := len(c.out)
-	c.out = c.win.advance(c.out)
-	// What the kernel's send buffer has not taken: the output queued and
-	// what is left of the owner's current write (to within a chunk).
-	if pending := len(c.out) + c.writing; len(c.out) != before && pending > c.s.opts.MaxPendingOutput {
-		c.killLocked(fmt.Sprintf("client is not reading its acks: %d bytes of acks and nacks queued beyond what "+
-			"the kernel's send buffer took, max_pending_output is %d", pending, c.s.opts.MaxPendingOutput), nil)
+	pending := len(c.out) + c.writing
+	if pending >= c.s.opts.MaxPendingOutput {
+		return
+	}
+	acked := c.win.acked
+	c.out = c.win.advance(c.out, c.s.opts.MaxPendingOutput-pending)
+	if c.win.acked != acked {
+		c.s.notePending(len(c.out) + c.writing)
+		c.cond.Broadcast() // the owner has output; a reader paused at max_unacked may read
 	}
 }
 
@@ -315,6 +338,7 @@ func (c *conn) own() {
 	defer c.remove()
 	c.mu.Lock()
 	for {
+		c.fillLocked() // what a full output left in the window
 		switch {
 		case c.aborted:
 			c.mu.Unlock()
@@ -329,24 +353,18 @@ func (c *conn) own() {
 			c.out, c.spare = c.spare[:0], nil
 			c.writing = len(buf)
 			c.mu.Unlock()
-			// In chunks, so that writing counts what the kernel has not
-			// taken yet (to within a chunk), not a whole burst of nacks
-			// the kernel's send buffer is mostly holding already.
-			var err error
-			for off := 0; off < len(buf) && err == nil; {
-				n := min(len(buf)-off, writeChunk)
-				_, err = c.nc.Write(buf[off : off+n])
-				off += n
-				c.mu.Lock()
-				c.writing = len(buf) - off
-				c.mu.Unlock()
-			}
+			err := c.write(buf)
 			c.mu.Lock()
-			c.writing = 0
-			c.spare = buf[:0]
-			if err != nil && !c.dead {
+			switch { // before writing is cleared: the log counts what was left
+			case err == nil || c.dead:
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.killLocked(fmt.Sprintf("client is not reading its acks: the kernel took nothing for write_timeout %s "+
+					"with its send buffer full; %d bytes of acks and nacks pending", s.opts.WriteTimeout, len(c.out)+c.writing), nil)
+			default:
 				c.killLocked("write failed", err)
 			}
+			c.writing = 0
+			c.spare = buf[:0]
 			continue
 		case c.readerGone && !c.owedLocked() && (c.inputEOF || c.protoErr || c.drainReq):
 			c.mu.Unlock()
@@ -355,6 +373,29 @@ func (c *conn) own() {
 		}
 		c.cond.Wait()
 	}
+}
+
+// write writes buf in chunks, so that writing counts what the kernel has
+// not taken yet (to within a chunk) and, after each chunk, the window can
+// produce the next lines into out while buf drains. Each write has
+// write_timeout to take something: one that times out having taken part of
+// its chunk is given another write_timeout for the rest, so a slow reader
+// is served and only a client that takes nothing that long is cut off. It
+// returns the write's error, os.ErrDeadlineExceeded when it stalled.
+func (c *conn) write(buf []byte) error {
+	for off := 0; off < len(buf); {
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+		n, err := c.nc.Write(buf[off:min(len(buf), off+writeChunk)])
+		off += n
+		c.mu.Lock()
+		c.writing = len(buf) - off
+		c.fillLocked()
+		c.mu.Unlock()
+		if err != nil && (n == 0 || !errors.Is(err, os.ErrDeadlineExceeded)) {
+			return err
+		}
+	}
+	return nil
 }
 
 // finish shuts the write side (the client reads EOF after its last ack),
@@ -393,11 +434,14 @@ func (c *conn) killLocked(why string, err error) {
 	if c.dead {
 		return
 	}
+	pending := len(c.out) + c.writing
 	c.dead = true
 	c.out = nil
 	c.nc.Close()
 	c.cond.Broadcast()
-	fs := []zap.Field{zap.String("reason", why), zap.Uint64("records", c.win.next), zap.Int("in_flight", c.outstanding)}
+	// c.log names the connection id and the remote address.
+	fs := []zap.Field{zap.String("reason", why), zap.Uint64("records", c.win.next), zap.Uint64("acked", c.win.acked),
+		zap.Int("in_flight", c.outstanding), zap.Int("pending_output", pending)}
 	if err != nil {
 		fs = append(fs, zap.Error(err))
 	}

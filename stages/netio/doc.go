@@ -50,14 +50,22 @@
 //   - A worker turns a connection's completions into output in order:
 //     `nack N reason` for each refused record, then `ack W` for the
 //     highest W such that every record up to W is finished. The
-//     connection's owner goroutine writes it. Output waiting to be written
-//     is bounded by max_pending_output, which counts the ack and nack
-//     bytes queued beyond what the kernel's send buffer took (the chunk
-//     being written counts whole until its write returns): a client that
-//     does not read its acks fills its receive buffer and then the
-//     server's send buffer, and once more than max_pending_output bytes of
-//     acks and nacks wait behind them, it is disconnected instead of
-//     blocking anyone.
+//     connection's owner goroutine writes it. Workers never wait for a
+//     client: they only append text, and only while the connection's
+//     pending output (the text queued and what the kernel's send buffer
+//     has not taken of the owner's current write) is under
+//     max_pending_output, never taking it past that. Finished records
+//     beyond stay in the connection's window, unacked (so max_unacked
+//     bounds them and pauses the reads), and the owner turns them into
+//     text after each chunk it writes. One read of tiny bad records can
+//     owe megabytes of nacks; the client that reads them gets them all,
+//     a bounded piece at a time, each nack before the ack covering it.
+//   - A client that stops reading fills its receive buffer and then the
+//     server's send buffer, and the owner's write takes nothing. Each
+//     write has write_timeout to take something; one that takes nothing
+//     that long closes the connection, logged at warn as not reading
+//     (connection id, remote address, the bytes of acks pending). A slow
+//     reader that takes some of each write is served however slowly.
 //
 // # Protocol
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -169,19 +170,104 @@ func TestWindow(t *testing.T) {
 		}
 		w.finish(seq, r)
 	}
-	if out := w.advance(nil); len(out) != 0 {
+	if out := w.advance(nil, 1<<20); len(out) != 0 {
 		t.Fatalf("acked before record 1 finished: %q", out)
 	}
 	w.reserve(100) // grows while records are pending
 	w.finish(1, "")
 	want := "nack 50 nope\nnack 100 nope\nnack 150 nope\nnack 200 nope\nack 200\n"
-	if out := w.advance(nil); string(out) != want {
+	if out := w.advance(nil, 1<<20); string(out) != want {
 		t.Fatalf("advance = %q, want %q", out, want)
 	}
 	w.finish(300, "")
 	w.finish(201, "x")
-	if out := w.advance(nil); string(out) != "nack 201 x\nack 201\n" {
+	if out := w.advance(nil, 1<<20); string(out) != "nack 201 x\nack 201\n" {
 		t.Fatalf("advance = %q", out)
+	}
+}
+
+// advance given little room stops before a line that would not fit,
+// leaves the rest for later, and its outputs put together are what one
+// call with room to spare gives: every nack in order, each before the ack
+// covering it, the acks cumulative and moving forward.
+func TestWindowAdvanceBounded(t *testing.T) {
+	const n = 1000
+	long := strings.Repeat("é", maxReason) // cut to maxReasonLen bytes
+	fill := func(w *window) {
+		w.reserve(n)
+		for seq := uint64(1); seq <= n; seq++ {
+			switch {
+			case seq%7 == 0:
+				w.finish(seq, long)
+			case seq%3 == 0:
+				w.finish(seq, "nope")
+			default:
+				w.finish(seq, "")
+			}
+		}
+	}
+	var whole window
+	fill(&whole)
+	all := whole.advance(nil, 1<<30)
+
+	for _, room := range []int{maxNackLine + maxAckLine, 300, 1000, 4096} {
+		var w window
+		fill(&w)
+		var nacks []string
+		var acked uint64
+		calls := 0
+		for w.acked < n {
+			if calls++; calls > 2*n {
+				t.Fatalf("room %d: the window does not move (acked %d)", room, w.acked)
+			}
+			out := w.advance(nil, room)
+			if len(out) > room {
+				t.Fatalf("room %d: advance wrote %d bytes", room, len(out))
+			}
+			if len(out) == 0 {
+				t.Fatalf("room %d: nothing written with records finished (acked %d)", room, w.acked)
+			}
+			for _, line := range strings.SplitAfter(string(out), "\n") {
+				if line == "" {
+					continue
+				}
+				f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 3)
+				seq, _ := strconv.ParseUint(f[1], 10, 64)
+				switch f[0] {
+				case "nack":
+					if seq <= acked {
+						t.Fatalf("room %d: nack %d after ack %d", room, seq, acked)
+					}
+					nacks = append(nacks, f[1])
+				case "ack":
+					if seq <= acked {
+						t.Fatalf("room %d: ack %d does not move from %d", room, seq, acked)
+					}
+					acked = seq
+				}
+			}
+		}
+		var want []string
+		for seq := 1; seq <= n; seq++ {
+			if seq%7 == 0 || seq%3 == 0 {
+				want = append(want, strconv.Itoa(seq))
+			}
+		}
+		if fmt.Sprint(nacks) != fmt.Sprint(want) || acked != n {
+			t.Fatalf("room %d: nacks %v, acked %d", room, nacks, acked)
+		}
+		if w.advance(nil, room) != nil || len(w.reasons) != 0 {
+			t.Fatalf("room %d: output or reasons left after everything was acked", room)
+		}
+	}
+	if !strings.Contains(string(all), "nack 7 "+long[:maxReasonLen-1]) || strings.Contains(string(all), long) {
+		t.Fatalf("a long reason was not cut to %d bytes", maxReasonLen)
+	}
+	// Too little room for even an ack line: nothing moves.
+	var w window
+	fill(&w)
+	if out := w.advance(nil, maxAckLine-1); out != nil || w.acked != 0 {
+		t.Fatalf("advance with %d bytes of room wrote %q", maxAckLine-1, out)
 	}
 }
 

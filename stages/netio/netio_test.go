@@ -380,9 +380,15 @@ func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 	}
 }
 
+// A client that stops reading is cut off once a write of its acks takes
+// nothing for write_timeout (its receive buffer and the server's send
+// buffer are full), with a log line naming it; meanwhile a reading client
+// is served, and the deaf one's pending output stays bounded.
 func TestClientNotReadingIsCutOff(t *testing.T) {
+	const maxPending = 256
 	longErr := errors.New("refused because " + strings.Repeat("this reason is long ", 8))
-	r := newRig(t, netio.Options{MaxPendingOutput: 256, SocketBuffer: 4096}, stage.Settings{Workers: 2, Concurrency: 2},
+	r := newRig(t, netio.Options{MaxPendingOutput: maxPending, SocketBuffer: 4096, WriteTimeout: 300 * time.Millisecond},
+		stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			for _, ev := range b {
 				if bytes.HasPrefix(ev.Payload, []byte("deaf")) {
@@ -428,6 +434,12 @@ func TestClientNotReadingIsCutOff(t *testing.T) {
 	if f, _ := fieldOf(e, "conn"); f.Integer != 1 {
 		t.Fatalf("cut-off logged for conn %d, want 1", f.Integer)
 	}
+	if f, ok := fieldOf(e, "pending_output"); !ok || f.Integer <= 0 || f.Integer > maxPending {
+		t.Fatalf("cut-off logged with pending_output %d (%v), want 1 to %d", f.Integer, ok, maxPending)
+	}
+	if why, _ := fieldOf(e, "reason"); !strings.Contains(why.String, "write_timeout 300ms") {
+		t.Fatalf("cut-off reason %q does not name write_timeout", why.String)
+	}
 	// The deaf client now reads: it finds its connection ended before all
 	// its nacks arrived.
 	n, err := io.Copy(io.Discard, deaf)
@@ -438,6 +450,81 @@ func TestClientNotReadingIsCutOff(t *testing.T) {
 		t.Fatalf("deaf client read %d bytes: was it cut off?", n)
 	}
 	wg.Wait()
+	if p := netio.PendingPeak(r.src); p > maxPending+netio.MaxLine {
+		t.Fatalf("%d bytes of output pending at once; max_pending_output is %d", p, maxPending)
+	}
+	if n := len(r.logs.FilterMessage("closing connection").All()); n != 1 {
+		t.Fatalf("%d connections closed early, want only the deaf one", n)
+	}
+}
+
+// A client that reads its replies all along but sends one read's worth of
+// tiny records, each refused, gets every nack, in order, and the acks:
+// far more nack text than max_pending_output is produced by one read, and
+// the source holds back the text instead of cutting the client off.
+// Meanwhile the text pending never passes max_pending_output (plus a line).
+func TestBurstOfNacksToReadingClient(t *testing.T) {
+	const (
+		maxPending = 4 << 10
+		records    = 32 << 10 // "bad\n" each: 128KiB, two reads
+	)
+	r := newRig(t, netio.Options{MaxPendingOutput: maxPending}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
+	var nacked []uint64 // by the client's reader, then by us after Done
+	acks := 0
+	c := r.dial(wire.Lines, func(rp wire.Reply) {
+		if rp.Nack {
+			nacked = append(nacked, rp.N)
+		} else {
+			acks++
+		}
+	})
+	if err := c.SendRaw(bytes.Repeat([]byte("bad\n"), records), records); err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte("good"))
+	c.CloseWrite()
+	// The wire client ends the connection with an error on a reply out of
+	// order: a nack for a record already acked or nacked, an ack that does
+	// not move forward.
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	waitEOF(t, c)
+	if c.Acked() != records+1 || len(nacked) != records {
+		t.Fatalf("acked %d of %d, %d nacks of %d", c.Acked(), records+1, len(nacked), records)
+	}
+	for i, n := range nacked {
+		if n != uint64(i+1) {
+			t.Fatalf("nack #%d is for record %d", i+1, n)
+		}
+	}
+	if p := netio.PendingPeak(r.src); p > maxPending+netio.MaxLine {
+		t.Fatalf("%d bytes of output pending at once; max_pending_output is %d", p, maxPending)
+	}
+	// One burst of nacks is far more than one output's worth: it went out
+	// in many acks.
+	if acks < records*len("nack 10000 bad record\n")/maxPending/2 {
+		t.Fatalf("%d acks for %d nacks with max_pending_output %d: was the output bounded?", acks, records, maxPending)
+	}
+	if e := r.logs.FilterMessage("closing connection").All(); len(e) != 0 {
+		t.Fatalf("a reading client was cut off: %v", e[0].Context)
+	}
+}
+
+func TestWriteTimeoutField(t *testing.T) {
+	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", WriteTimeout: -time.Second}); err == nil ||
+		!strings.Contains(err.Error(), "write_timeout") {
+		t.Fatalf("write_timeout -1s: %v", err)
+	}
+	for v, want := range map[time.Duration]time.Duration{0: netio.DefaultWriteTimeout, time.Second: time.Second} {
+		src, err := netio.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "write_timeout": v}), stage.Env{Stage: "in"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := src.(*netio.Source).Options(); o.WriteTimeout != want {
+			t.Fatalf("write_timeout %s: %s, want %s", v, o.WriteTimeout, want)
+		}
+	}
 }
 
 func TestOverflowRejectNacksBusy(t *testing.T) {
@@ -588,7 +675,7 @@ func TestRegister(t *testing.T) {
 		}
 		names[f.Name] = true
 	}
-	for _, n := range []string{"listen", "framing", "max_frame", "max_conns", "idle_timeout", "ack", "max_pending_output", "read_buffer", "drain_linger", "max_unacked"} {
+	for _, n := range []string{"listen", "framing", "max_frame", "max_conns", "idle_timeout", "ack", "max_pending_output", "write_timeout", "read_buffer", "drain_linger", "max_unacked"} {
 		if !names[n] {
 			t.Errorf("no field %s", n)
 		}

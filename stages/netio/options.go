@@ -38,6 +38,7 @@ const (
 	DefaultDrainLinger      = 2 * time.Second
 	DefaultKeepAlive        = 15 * time.Second
 	DefaultMaxUnacked       = 65536
+	DefaultWriteTimeout     = 30 * time.Second
 )
 
 // Bounds of the fields.
@@ -56,17 +57,26 @@ const (
 // (the YAML defaults are 5m and 15s), and DrainLinger, where a negative
 // value means no linger.
 type Options struct {
-	Listen           string        // host:port to listen on; required
-	Framing          Framing       // Lines (default) or OctetCounted
-	MaxFrame         int           // largest record in bytes; larger ones are refused as too large
-	MaxConns         int           // connections at once; more are refused
-	IdleTimeout      time.Duration // close a connection that sends nothing and is owed nothing this long; 0: never
-	Ack              AckMode       // AckCommit (default) or AckNone
-	MaxPendingOutput int           // ack and nack bytes queued per connection beyond what the kernel's send buffer took; over it the client is closed as not reading
-	ReadBuffer       int           // bytes per read; one read is outstanding per connection
-	DrainLinger      time.Duration // after half-close on drain, discard input this long at most
-	SocketBuffer     int           // SO_RCVBUF and SO_SNDBUF per connection; 0: kernel autotuning
-	KeepAlive        time.Duration // TCP keepalive period; 0: off
+	Listen      string        // host:port to listen on; required
+	Framing     Framing       // Lines (default) or OctetCounted
+	MaxFrame    int           // largest record in bytes; larger ones are refused as too large
+	MaxConns    int           // connections at once; more are refused
+	IdleTimeout time.Duration // close a connection that sends nothing and is owed nothing this long; 0: never
+	Ack         AckMode       // AckCommit (default) or AckNone
+	// MaxPendingOutput bounds the ack and nack text held in memory per
+	// connection beyond what the kernel's send buffer took. Reaching it
+	// does not cut the client off: finished records wait in the
+	// connection's window (bounded by MaxUnacked, whose reads then pause)
+	// and become text as the writes drain.
+	MaxPendingOutput int
+	// WriteTimeout is how long a write of acks may take nothing before
+	// the client is cut off as not reading: its receive buffer and the
+	// server's send buffer are full. 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	ReadBuffer   int           // bytes per read; one read is outstanding per connection
+	DrainLinger  time.Duration // after half-close on drain, discard input this long at most
+	SocketBuffer int           // SO_RCVBUF and SO_SNDBUF per connection; 0: kernel autotuning
+	KeepAlive    time.Duration // TCP keepalive period; 0: off
 	// MaxUnacked bounds a connection's records read and not yet acked
 	// (under AckNone: not yet finished). At it the connection's reads
 	// pause until acks move, so TCP pushes back on the client and the
@@ -106,6 +116,9 @@ func (o *Options) fill() error {
 	if o.MaxUnacked == 0 {
 		o.MaxUnacked = DefaultMaxUnacked
 	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
 	if o.DrainLinger == 0 {
 		o.DrainLinger = DefaultDrainLinger
 	} else if o.DrainLinger < 0 {
@@ -126,6 +139,8 @@ func (o *Options) fill() error {
 		return &stage.FieldError{Field: "socket_buffer", Err: fmt.Errorf("%d: want 0 (kernel autotuning) to %d bytes", o.SocketBuffer, maxSocketBuf)}
 	case o.MaxUnacked < 1 || o.MaxUnacked > maxMaxUnacked:
 		return &stage.FieldError{Field: "max_unacked", Err: fmt.Errorf("%d: want 1 to %d records", o.MaxUnacked, maxMaxUnacked)}
+	case o.WriteTimeout < 0:
+		return &stage.FieldError{Field: "write_timeout", Err: fmt.Errorf("%s: want more than 0", o.WriteTimeout)}
 	case o.KeepAlive < 0:
 		return &stage.FieldError{Field: "keepalive", Err: fmt.Errorf("%s: want 0 (off) or more", o.KeepAlive)}
 	}
@@ -141,7 +156,8 @@ func Fields() []stage.Field {
 		{Name: "max_conns", Type: stage.Int, Default: "1024", Doc: "connections at once; one more gets `nack 0 too many connections` and is closed"},
 		{Name: "idle_timeout", Type: stage.Duration, Default: "5m", Doc: "close a connection that sends nothing and is owed no ack this long; 0: never"},
 		{Name: "ack", Type: stage.String, Default: "commit", Doc: "commit: write `ack N` once records up to N are finished, `nack N reason` for refused ones; none: write nothing"},
-		{Name: "max_pending_output", Type: stage.Size, Default: "1MiB", Doc: "ack and nack bytes queued per connection beyond what the kernel's send buffer took; over it the client is not reading and is closed"},
+		{Name: "max_pending_output", Type: stage.Size, Default: "1MiB", Doc: "ack and nack text held in memory per connection; at it no more is made until writes drain (the client is not cut off)"},
+		{Name: "write_timeout", Type: stage.Duration, Default: "30s", Doc: "close a connection whose acks the client takes none of this long (it is not reading); 0: the default"},
 		{Name: "max_unacked", Type: stage.Int, Default: "65536", Doc: "records per connection read and not yet acked (ack: none: not yet finished); at it reads pause and TCP pushes back on the client"},
 		{Name: "read_buffer", Type: stage.Size, Default: "64KiB", Doc: "bytes per read; each connection has one read outstanding, in a pooled buffer"},
 		{Name: "drain_linger", Type: stage.Duration, Default: "2s", Doc: "on drain, after half-closing, discard input this long at most so the kernel does not reset unread acks"},
@@ -189,6 +205,9 @@ func optionsFromConfig(cfg stage.Config) Options {
 		SocketBuffer:     int(min(cfg.Size("socket_buffer"), maxSocketBuf+1)),
 		KeepAlive:        DefaultKeepAlive,
 		MaxUnacked:       cfg.Int("max_unacked"),
+	}
+	if v, ok := cfg.Value("write_timeout"); ok {
+		o.WriteTimeout, _ = v.(time.Duration) // 0: the default
 	}
 	if v, ok := cfg.Value("idle_timeout"); ok {
 		o.IdleTimeout, _ = v.(time.Duration)

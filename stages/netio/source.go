@@ -51,6 +51,10 @@ type Source struct {
 
 	readsPaused atomic.Int64 // connections whose reads wait for acks (max_unacked)
 
+	// The most ack text any connection had pending at once, in bytes:
+	// fillLocked keeps it at most max_pending_output (tests check it).
+	pendingPeak atomic.Int64
+
 	// Under ack: none, refusals are logged at most once a second.
 	refused        atomic.Uint64 // records refused under ack: none
 	refusalLogNext atomic.Int64  // unix ns before which no refusal is logged
@@ -384,6 +388,16 @@ func (s *Source) refuse(nc net.Conn) {
 		}
 		nc.Close()
 	}()
+}
+
+// notePending records n bytes of ack text pending on a connection.
+func (s *Source) notePending(n int) {
+	for {
+		p := s.pendingPeak.Load()
+		if int64(n) <= p || s.pendingPeak.CompareAndSwap(p, int64(n)) {
+			return
+		}
+	}
 }
 
 func (s *Source) getBuf() *[]byte  { return s.bufs.Get().(*[]byte) }

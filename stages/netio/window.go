@@ -43,6 +43,8 @@ func (w *window) reserve(n int) uint64 {
 }
 
 // finish records that seq is finished; a non-empty reason refuses it.
+// A reason is at most maxReasonLen bytes (reason makes it so; a longer
+// one is cut here), so that every nack line fits in maxNackLine.
 func (w *window) finish(seq uint64, reason string) {
 	if seq <= w.acked || seq > w.next {
 		return // not ours to count: ignore rather than corrupt the ring
@@ -56,14 +58,47 @@ func (w *window) finish(seq uint64, reason string) {
 	if w.reasons == nil {
 		w.reasons = map[uint64]string{}
 	}
+	if len(reason) > maxReasonLen {
+		i := maxReasonLen
+		for i > 0 && !utf8.RuneStart(reason[i]) {
+			i--
+		}
+		reason = reason[:i]
+	}
 	w.reasons[seq] = reason
 }
 
+// ready reports whether the next record to ack is finished: advance has
+// output to produce.
+func (w *window) ready() bool {
+	return w.acked < w.next && w.st[(w.acked+1)&uint64(len(w.st)-1)] != stPending
+}
+
+// The longest lines advance writes: "ack " or "nack " and a number, the
+// reason, the newline.
+const (
+	maxReasonLen = maxReason + len("...")
+	maxAckLine   = len("ack ") + 20 + 1
+	maxNackLine  = len("nack ") + 20 + 1 + maxReasonLen + 1
+)
+
+// Any room advance is given when nothing is pending (max_pending_output,
+// at least minPendingOut) holds a nack line and the ack after it, so the
+// window always moves once the output is written: this fails to compile
+// otherwise.
+const _ = uint(minPendingOut - maxNackLine - maxAckLine)
+
 // advance moves acked over the finished records and appends the output
 // they owe: a nack line for each refused one, in order, then one
-// cumulative ack line.
-func (w *window) advance(out []byte) []byte {
-	start := w.acked
+// cumulative ack line. It appends at most room bytes: it stops before a
+// nack line that, with the ack line after it, would not fit, and leaves
+// the records from there on for a later call. Every nack therefore comes
+// before the ack that covers it, and acks only move forward.
+func (w *window) advance(out []byte, room int) []byte {
+	if room < maxAckLine {
+		return out
+	}
+	start, base := w.acked, len(out)
 	mask := uint64(len(w.st) - 1)
 	for w.acked < w.next {
 		seq := w.acked + 1
@@ -72,10 +107,14 @@ func (w *window) advance(out []byte) []byte {
 			break
 		}
 		if st == stRefused {
+			r := w.reasons[seq]
+			if len(out)-base+len("nack ")+digits(seq)+1+len(r)+1+maxAckLine > room {
+				break
+			}
 			out = append(out, "nack "...)
 			out = strconv.AppendUint(out, seq, 10)
 			out = append(out, ' ')
-			out = append(out, w.reasons[seq]...)
+			out = append(out, r...)
 			out = append(out, '\n')
 			delete(w.reasons, seq)
 		}
@@ -88,6 +127,15 @@ func (w *window) advance(out []byte) []byte {
 		out = append(out, '\n')
 	}
 	return out
+}
+
+// digits is the length of n in decimal.
+func digits(n uint64) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }
 
 // maxReason bounds a nack reason, in bytes.
