@@ -66,13 +66,26 @@ type Stage struct {
 	wg     sync.WaitGroup
 	cancel context.CancelFunc // ends the workers' context: phase two of stop
 
+	// The per-event counters of a source each get cache lines of their
+	// own: created is written by the source's goroutine for every event
+	// it makes, completed by whichever worker finishes one. Side by side
+	// (or next to the per-batch counters below) every event would move
+	// the line between cores twice.
+	created   atomic.Uint64 // events made by this source; its In
+	_         [cacheLine]byte
+	completed atomic.Uint64 // events made by this source and finished
+	_         [cacheLine]byte
+
 	in, out, errors      atomic.Uint64
 	panics, doubleDones  atomic.Uint64
 	shed                 atomic.Uint64 // events refused upstream because this stage's queue was full
-	created, completed   atomic.Uint64 // events made by this source
 	lat                  latency
 	lastDoubleDoneLogged atomic.Int64
 }
+
+// cacheLine is the padding that keeps two counters off one cache line: 128
+// bytes, since x86 cores fetch lines in adjacent pairs.
+const cacheLine = 128
 
 // NewHandlerStage returns a stage that runs h on batches taken from its own
 // port (or, when set.Inline, inside its upstream stage's workers).
@@ -142,10 +155,13 @@ func (s *Stage) NewEvent(payload []byte, seq uint64, origin Origin) *Event {
 // read and passes it here: a clock reading per record is a measurable part
 // of a hop's cost.
 func (s *Stage) NewEventAt(payload []byte, seq uint64, origin Origin, arrived time.Time) *Event {
-	ev := &Event{Payload: payload, Seq: seq, Arrived: arrived, Origin: origin, src: s}
+	ev := &Event{Payload: payload, Seq: seq, Origin: origin, src: s}
+	ev.SetArrived(arrived)
 	ev.owner.Store(s)
+	// Counted before anyone can finish it, so that InFlight never goes
+	// below zero. A source's In is this count (see Stats): one atomic add
+	// per event rather than two.
 	s.created.Add(1)
-	s.in.Add(1)
 	return ev
 }
 

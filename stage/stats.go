@@ -65,6 +65,7 @@ func (s *Stage) Stats() Stats {
 		if g, ok := s.src.(Gauger); ok {
 			st.Queue, st.Pool = g.Gauges()
 		}
+		st.In = s.created.Load()
 		st.InFlight = s.InFlight()
 	}
 	q := s.lat.quantiles(0.5, 0.99)

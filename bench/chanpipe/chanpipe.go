@@ -331,7 +331,8 @@ func (c *conn) read() {
 			}
 			seq++
 			c.add(seq)
-			ev := &stage.Event{Payload: append([]byte(nil), line...), Seq: seq, Arrived: time.Now(), Origin: origin}
+			ev := &stage.Event{Payload: append([]byte(nil), line...), Seq: seq, Origin: origin}
+			ev.SetArrived(time.Now())
 			batch = append(batch, ev)
 			if r.Buffered() == 0 {
 				break
