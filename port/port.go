@@ -73,13 +73,8 @@ type Stats struct {
 type Port[T any] struct {
 	mu sync.Mutex
 
-	// ring holds the values of queued packets; head indexes the oldest,
-	// depth counts them. A packet's Key, N and Err are kept in meta, at
-	// the same index, only when one of them is not zero (has says so), so
-	// that the common packet moves 32 bytes rather than 64 when T does.
-	ring  []T
-	meta  []meta
-	has   []bool
+	// ring holds queued packets; head indexes the oldest, depth counts them.
+	ring  []Packet[T]
 	head  int
 	depth int
 
@@ -112,9 +107,7 @@ func New[T any](o Options) *Port[T] {
 		o.Capacity = DefaultCapacity
 	}
 	return &Port[T]{
-		ring:     make([]T, o.Capacity),
-		meta:     make([]meta, o.Capacity),
-		has:      make([]bool, o.Capacity),
+		ring:     make([]Packet[T], o.Capacity),
 		conc:     o.Concurrency,
 		overflow: o.Overflow,
 	}
@@ -144,7 +137,7 @@ func (p *Port[T]) post(ctx context.Context, pk *Packet[T]) error {
 		if i >= len(p.ring) {
 			i -= len(p.ring)
 		}
-		p.store(i, pk)
+		p.ring[i].set(pk)
 		p.depth++
 		p.posted++
 		if len(p.waiters) > 0 {
@@ -221,56 +214,39 @@ func (p *Port[T]) push(pk *Packet[T]) {
 	if i >= len(p.ring) {
 		i -= len(p.ring)
 	}
-	p.store(i, pk)
+	p.ring[i].set(pk)
 	p.depth++
 	p.posted++
 }
 
-// meta is what a packet carries besides its value.
-type meta struct {
-	Key uint64
-	N   int
-	Err error
-}
-
-// store puts pk in slot i.
-func (p *Port[T]) store(i int, pk *Packet[T]) {
-	p.ring[i] = pk.Value
-	if pk.Key != 0 || pk.N != 0 || pk.Err != nil {
-		p.meta[i] = meta{pk.Key, pk.N, pk.Err}
-		p.has[i] = true
-	}
-}
-
-// load moves the packet in slot i to *out and clears the slot, dropping
-// its references for the GC.
-func (p *Port[T]) load(i int, out *Packet[T]) {
-	out.Value = p.ring[i]
-	var zero T
-	p.ring[i] = zero
-	if p.has[i] {
-		m := &p.meta[i]
-		out.Key, out.N, out.Err = m.Key, m.N, m.Err
-		*m = meta{}
-		p.has[i] = false
-	} else {
-		out.Key, out.N, out.Err = 0, 0, nil
-	}
+// set copies *pk to *s field by field. The caller has just written *pk,
+// often a field at a time; a field-by-field copy reads it back in the
+// widths it was written, which the CPU forwards from its store buffer,
+// where a block copy's wider loads straddle those stores and stall until
+// they reach the cache.
+func (s *Packet[T]) set(pk *Packet[T]) {
+	s.Key = pk.Key
+	s.N = pk.N
+	s.Value = pk.Value
+	s.Err = pk.Err
 }
 
 // takeLocked moves up to len(buf) queued packets into buf, refills the ring
 // from blocked posters and returns how many it moved.
 func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 	n := min(len(buf), p.depth)
-	h := p.head
-	for k := range buf[:n] {
-		p.load(h, &buf[k])
-		h++
-		if h == len(p.ring) {
-			h = 0
+	// At most two runs of the ring, each moved with one copy and cleared
+	// (dropping references for the GC) with one clear.
+	for k := 0; k < n; {
+		seg := p.ring[p.head:min(p.head+n-k, len(p.ring))]
+		copy(buf[k:], seg)
+		clear(seg)
+		k += len(seg)
+		p.head += len(seg)
+		if p.head == len(p.ring) {
+			p.head = 0
 		}
 	}
-	p.head = h
 	p.depth -= n
 	p.delivered += uint64(n)
 	p.refillLocked()
@@ -398,7 +374,8 @@ func (w *Worker[T]) getOne(ctx context.Context, out *Packet[T]) error {
 				p.running++
 			}
 			h := p.head
-			p.load(h, out)
+			*out = p.ring[h]
+			p.ring[h] = Packet[T]{} // drop references for the GC
 			h++
 			if h == len(p.ring) {
 				h = 0
