@@ -140,7 +140,10 @@ func (p *Port[T]) post(ctx context.Context, pk *Packet[T]) error {
 		p.ring[i].set(pk)
 		p.depth++
 		p.posted++
-		if len(p.waiters) > 0 {
+		// The port is open, so dispatchLocked can only hand out packets,
+		// which needs a free run slot: with every slot taken (workers
+		// parked beyond Concurrency) skip the call.
+		if len(p.waiters) > 0 && p.running < p.conc {
 			p.dispatchLocked()
 		}
 		p.mu.Unlock()
@@ -203,7 +206,7 @@ func (p *Port[T]) enqueueLocked(pk *Packet[T]) error {
 		return ErrFull
 	}
 	p.push(pk)
-	if len(p.waiters) > 0 {
+	if len(p.waiters) > 0 && p.running < p.conc { // as in post
 		p.dispatchLocked()
 	}
 	return nil
