@@ -205,19 +205,25 @@ func (p *Port[T]) enqueueLocked(pk *Packet[T]) error {
 	if p.depth == len(p.ring) || p.posters.len > 0 {
 		return ErrFull
 	}
-	p.push(pk)
+	p.push(pk, true)
 	if len(p.waiters) > 0 && p.running < p.conc { // as in post
 		p.dispatchLocked()
 	}
 	return nil
 }
 
-func (p *Port[T]) push(pk *Packet[T]) {
+// push appends *pk to the ring; fresh says that *pk was just written (a
+// packet passed to Post or TryPost), so that it is copied with set.
+func (p *Port[T]) push(pk *Packet[T], fresh bool) {
 	i := p.head + p.depth
 	if i >= len(p.ring) {
 		i -= len(p.ring)
 	}
-	p.ring[i].set(pk)
+	if fresh {
+		p.ring[i].set(pk)
+	} else {
+		p.ring[i] = *pk
+	}
 	p.depth++
 	p.posted++
 }
@@ -226,7 +232,9 @@ func (p *Port[T]) push(pk *Packet[T]) {
 // often a field at a time; a field-by-field copy reads it back in the
 // widths it was written, which the CPU forwards from its store buffer,
 // where a block copy's wider loads straddle those stores and stall until
-// they reach the cache.
+// they reach the cache. A packet written long before (PostBatch's slice,
+// a waiting poster's record) is copied whole: one write-barrier check
+// instead of one per pointer field.
 func (s *Packet[T]) set(pk *Packet[T]) {
 	s.Key = pk.Key
 	s.N = pk.N
@@ -261,7 +269,7 @@ func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 func (p *Port[T]) refillLocked() {
 	for p.posters.len > 0 && p.depth < len(p.ring) {
 		pw := p.posters.popFront()
-		p.push(&pw.pk)
+		p.push(&pw.pk, false)
 		pw.done <- nil
 	}
 }
