@@ -22,7 +22,7 @@ func (p *Port[T]) PostBatch(ctx context.Context, pks []Packet[T]) (int, error) {
 	if p.posters.len == 0 { // waiting posters go first
 		n = min(len(pks), len(p.ring)-p.depth)
 		for i := range pks[:n] {
-			p.push(&pks[i])
+			p.push(&pks[i], false)
 		}
 		p.dispatchLocked()
 	}

@@ -47,3 +47,45 @@ func BenchmarkChanSendRecv(b *testing.B) {
 		<-ch
 	}
 }
+
+// BenchmarkStageLike is the hop a stage makes: a pointer value with Key
+// set, posted and taken in batches of 16 (PostBatch, GetBatch) and one by
+// one (Post, Get), in bursts of the queue's capacity.
+func BenchmarkStageLike(b *testing.B) {
+	type event struct{ _, _ uint64 }
+	ev := &event{}
+	ctx := context.Background()
+	b.Run("one", func(b *testing.B) {
+		p := port.New[*event](port.Options{Concurrency: 1})
+		w := p.Join()
+		defer w.Leave()
+		b.ReportAllocs()
+		for b.Loop() {
+			for i := range port.DefaultCapacity {
+				_ = p.Post(ctx, port.Packet[*event]{Key: uint64(i) + 1, Value: ev})
+			}
+			for range port.DefaultCapacity {
+				_, _ = w.Get(ctx)
+			}
+		}
+	})
+	b.Run("batch16", func(b *testing.B) {
+		p := port.New[*event](port.Options{Concurrency: 1})
+		w := p.Join()
+		defer w.Leave()
+		in := make([]port.Packet[*event], 16)
+		for i := range in {
+			in[i] = port.Packet[*event]{Key: uint64(i) + 1, Value: ev}
+		}
+		out := make([]port.Packet[*event], 16)
+		b.ReportAllocs()
+		for b.Loop() {
+			for range port.DefaultCapacity / 16 {
+				_, _ = p.PostBatch(ctx, in)
+			}
+			for range port.DefaultCapacity / 16 {
+				_, _ = w.GetBatch(ctx, out)
+			}
+		}
+	})
+}

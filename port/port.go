@@ -137,10 +137,13 @@ func (p *Port[T]) post(ctx context.Context, pk *Packet[T]) error {
 		if i >= len(p.ring) {
 			i -= len(p.ring)
 		}
-		p.ring[i] = *pk
+		p.ring[i].set(pk)
 		p.depth++
 		p.posted++
-		if len(p.waiters) > 0 {
+		// The port is open, so dispatchLocked can only hand out packets,
+		// which needs a free run slot: with every slot taken (workers
+		// parked beyond Concurrency) skip the call.
+		if len(p.waiters) > 0 && p.running < p.conc {
 			p.dispatchLocked()
 		}
 		p.mu.Unlock()
@@ -202,21 +205,41 @@ func (p *Port[T]) enqueueLocked(pk *Packet[T]) error {
 	if p.depth == len(p.ring) || p.posters.len > 0 {
 		return ErrFull
 	}
-	p.push(pk)
-	if len(p.waiters) > 0 {
+	p.push(pk, true)
+	if len(p.waiters) > 0 && p.running < p.conc { // as in post
 		p.dispatchLocked()
 	}
 	return nil
 }
 
-func (p *Port[T]) push(pk *Packet[T]) {
+// push appends *pk to the ring; fresh says that *pk was just written (a
+// packet passed to Post or TryPost), so that it is copied with set.
+func (p *Port[T]) push(pk *Packet[T], fresh bool) {
 	i := p.head + p.depth
 	if i >= len(p.ring) {
 		i -= len(p.ring)
 	}
-	p.ring[i] = *pk
+	if fresh {
+		p.ring[i].set(pk)
+	} else {
+		p.ring[i] = *pk
+	}
 	p.depth++
 	p.posted++
+}
+
+// set copies *pk to *s field by field. The caller has just written *pk,
+// often a field at a time; a field-by-field copy reads it back in the
+// widths it was written, which the CPU forwards from its store buffer,
+// where a block copy's wider loads straddle those stores and stall until
+// they reach the cache. A packet written long before (PostBatch's slice,
+// a waiting poster's record) is copied whole: one write-barrier check
+// instead of one per pointer field.
+func (s *Packet[T]) set(pk *Packet[T]) {
+	s.Key = pk.Key
+	s.N = pk.N
+	s.Value = pk.Value
+	s.Err = pk.Err
 }
 
 // takeLocked moves up to len(buf) queued packets into buf, refills the ring
@@ -246,7 +269,7 @@ func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 func (p *Port[T]) refillLocked() {
 	for p.posters.len > 0 && p.depth < len(p.ring) {
 		pw := p.posters.popFront()
-		p.push(&pw.pk)
+		p.push(&pw.pk, false)
 		pw.done <- nil
 	}
 }

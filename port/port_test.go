@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"go.uber.org/goleak"
 )
@@ -837,4 +838,129 @@ func TestPostBatch(t *testing.T) {
 			t.Fatal(n, err)
 		}
 	})
+}
+
+// Every field of every packet arrives as posted, whichever of Key, N and
+// Err are set, through each way into and out of the ring: Post, TryPost,
+// PostBatch, a Post that waited for room, Get, GetBatch and the hand-off to
+// a parked worker, with the ring wrapping around; a slot that held a packet
+// with Key, N or Err set gives nothing of it to a later packet without.
+func TestPacketFields(t *testing.T) {
+	e1, e2 := errors.New("e1"), errors.New("e2")
+	mk := func(i int) Packet[int] {
+		pk := Packet[int]{Value: i}
+		switch i % 5 {
+		case 1:
+			pk.Key = uint64(i)
+		case 2:
+			pk.N = -i
+		case 3:
+			pk.Err = e1
+		case 4:
+			pk.Key, pk.N, pk.Err = uint64(i)<<40, i, e2
+		}
+		return pk
+	}
+	p := New[int](Options{Concurrency: 1, Capacity: 3})
+	w := p.Join()
+	defer w.Leave()
+	next := 0 // the next packet expected
+	check := func(pk Packet[int]) {
+		t.Helper()
+		if want := mk(next); pk != want {
+			t.Fatalf("packet %d = %+v, want %+v", next, pk, want)
+		}
+		next++
+	}
+	buf := make([]Packet[int], 2)
+	i := 0
+	for round := 0; round < 20; round++ {
+		// Fill the ring three ways, one Post waiting for room behind it.
+		if err := p.Post(bg, mk(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.TryPost(mk(i + 1)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.PostBatch(bg, []Packet[int]{mk(i + 2)}); n != 1 || err != nil {
+			t.Fatal(n, err)
+		}
+		done := make(chan error, 1)
+		go func(pk Packet[int]) { done <- p.Post(bg, pk) }(mk(i + 3))
+		waitFor(t, "poster waiting", func() bool { return p.postersWaiting() == 1 })
+		i += 4
+		// Drain with Get and GetBatch; the first Get refills the ring from
+		// the waiting Post.
+		for k := 0; k < 2; k++ {
+			pk, err := w.Get(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(pk)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		n, err := w.GetBatch(bg, buf)
+		if err != nil || n != 2 {
+			t.Fatalf("GetBatch = %d, %v", n, err)
+		}
+		for _, pk := range buf[:n] {
+			check(pk)
+		}
+		// A parked worker is handed the next packet directly.
+		got := make(chan Packet[int], 1)
+		go func() {
+			pk, err := w.Get(bg)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- pk
+		}()
+		waitStats(t, p, "worker parked", func(s Stats) bool { return s.Waiting == 1 })
+		if err := p.Post(bg, mk(i)); err != nil {
+			t.Fatal(err)
+		}
+		i++
+		check(<-got)
+	}
+}
+
+// A delivered packet leaves no reference behind in the port: its Value and
+// Err can be collected while the port lives on.
+func TestDeliveredPacketsCollectable(t *testing.T) {
+	type payload struct{ _ [64]byte }
+	type boxErr struct {
+		error
+		_ [64]byte
+	}
+	p := New[*payload](Options{Concurrency: 1, Capacity: 4})
+	w := p.Join()
+	defer w.Leave()
+	var ws []weak.Pointer[payload]
+	var we []weak.Pointer[boxErr]
+	for i := 0; i < 6; i++ { // wraps the ring
+		v, e := &payload{}, &boxErr{error: errors.New("x")}
+		ws, we = append(ws, weak.Make(v)), append(we, weak.Make(e))
+		if err := p.Post(bg, Packet[*payload]{Key: 1, Value: v, Err: e}); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if _, err := w.Get(bg); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			if n, err := w.GetBatch(bg, make([]Packet[*payload], 4)); n != 1 || err != nil {
+				t.Fatal(n, err)
+			}
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	for i := range ws {
+		if ws[i].Value() != nil || we[i].Value() != nil {
+			t.Fatalf("packet %d still referenced after delivery", i)
+		}
+	}
+	runtime.KeepAlive(p)
 }
