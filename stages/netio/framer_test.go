@@ -256,7 +256,7 @@ func TestWindowAdvanceBounded(t *testing.T) {
 		if fmt.Sprint(nacks) != fmt.Sprint(want) || acked != n {
 			t.Fatalf("room %d: nacks %v, acked %d", room, nacks, acked)
 		}
-		if w.advance(nil, room) != nil || len(w.reasons) != 0 {
+		if w.advance(nil, room) != nil || len(w.tab) != 0 || w.other != nil {
 			t.Fatalf("room %d: output or reasons left after everything was acked", room)
 		}
 	}
@@ -297,3 +297,49 @@ func benchFrame(b *testing.B, f Framing) {
 
 func BenchmarkFrameLines(b *testing.B)        { benchFrame(b, Lines) }
 func BenchmarkFrameOctetCounted(b *testing.B) { benchFrame(b, OctetCounted) }
+
+// Reasons are kept per record however many distinct ones are outstanding
+// (past what the state byte indexes, they go to the overflow map), come
+// out with the right records, and leave no memory once all is acked.
+func TestWindowReasons(t *testing.T) {
+	var w window
+	const n = 1000
+	w.reserve(n)
+	for seq := uint64(1); seq <= n; seq++ {
+		switch {
+		case seq%2 == 0:
+			w.finish(seq, "busy")
+		case seq%5 == 0:
+			w.finish(seq, "")
+		default:
+			w.finish(seq, fmt.Sprintf("bad record %d", seq)) // distinct
+		}
+	}
+	if w.other == nil || len(w.tab) != maxTab {
+		t.Fatalf("table %d entries, overflow %v: the distinct reasons should fill the table and overflow", len(w.tab), w.other != nil)
+	}
+	out := string(w.advance(nil, 1<<20))
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	i := 0
+	for seq := uint64(1); seq <= n; seq++ {
+		var want string
+		switch {
+		case seq%2 == 0:
+			want = fmt.Sprintf("nack %d busy", seq)
+		case seq%5 == 0:
+			continue
+		default:
+			want = fmt.Sprintf("nack %d bad record %d", seq, seq)
+		}
+		if lines[i] != want {
+			t.Fatalf("line %d: %q, want %q", i, lines[i], want)
+		}
+		i++
+	}
+	if lines[i] != fmt.Sprintf("ack %d", n) || i != len(lines)-1 {
+		t.Fatalf("tail %q", lines[i:])
+	}
+	if len(w.tab) != 0 || w.other != nil {
+		t.Fatalf("after every record was acked: table %d, overflow %v", len(w.tab), w.other)
+	}
+}

@@ -12,16 +12,27 @@ import (
 // a ring indexed by number, grown when more are in flight than it holds:
 // at most max_unacked plus one read's records, since the reader pauses at
 // max_unacked (conn.waitForRoom).
+//
+// A refused record's reason is kept without a map in the common case: its
+// state byte is stRefused+k for reason tab[k], a small table of the
+// distinct reasons outstanding (a burst of "busy" nacks is one entry).
+// Only when more distinct reasons are outstanding than a byte can index
+// does a record's reason go to the other map. Both are emptied whenever
+// every record is acked, so a connection keeps no memory from an earlier
+// burst.
 type window struct {
 	acked, next uint64
-	st          []uint8 // stPending, stOK, stRefused; index seq&(len-1)
-	reasons     map[uint64]string
+	st          []uint8  // stPending, stOK, stOther, stRefused+k; index seq&(len-1)
+	tab         []string // distinct reasons of outstanding refused records
+	other       map[uint64]string
 }
 
 const (
 	stPending uint8 = iota
 	stOK
-	stRefused
+	stOther   // refused; the reason is in other
+	stRefused // stRefused+k: refused for reason tab[k]
+	maxTab    = 256 - int(stRefused)
 )
 
 // reserve numbers n new records and returns the first number.
@@ -54,18 +65,48 @@ func (w *window) finish(seq uint64, reason string) {
 		w.st[i] = stOK
 		return
 	}
-	w.st[i] = stRefused
-	if w.reasons == nil {
-		w.reasons = map[uint64]string{}
-	}
 	if len(reason) > maxReasonLen {
-		i := maxReasonLen
-		for i > 0 && !utf8.RuneStart(reason[i]) {
-			i--
+		j := maxReasonLen
+		for j > 0 && !utf8.RuneStart(reason[j]) {
+			j--
 		}
-		reason = reason[:i]
+		reason = reason[:j]
 	}
-	w.reasons[seq] = reason
+	for k := len(w.tab) - 1; k >= 0; k-- { // newest first: bursts repeat
+		if w.tab[k] == reason {
+			w.st[i] = stRefused + uint8(k)
+			return
+		}
+	}
+	if len(w.tab) < maxTab {
+		w.tab = append(w.tab, reason)
+		w.st[i] = stRefused + uint8(len(w.tab)-1)
+		return
+	}
+	w.st[i] = stOther
+	if w.other == nil {
+		w.other = map[uint64]string{}
+	}
+	w.other[seq] = reason
+}
+
+// peekReason returns the reason of refused record seq in state st.
+func (w *window) peekReason(seq uint64, st uint8) string {
+	if st == stOther {
+		return w.other[seq]
+	}
+	return w.tab[st-stRefused]
+}
+
+// reasonOf returns the reason of refused record seq in state st and
+// forgets it.
+func (w *window) reasonOf(seq uint64, st uint8) string {
+	if st == stOther {
+		r := w.other[seq]
+		delete(w.other, seq)
+		return r
+	}
+	return w.tab[st-stRefused]
 }
 
 // ready reports whether the next record to ack is finished: advance has
@@ -106,20 +147,24 @@ func (w *window) advance(out []byte, room int) []byte {
 		if st == stPending {
 			break
 		}
-		if st == stRefused {
-			r := w.reasons[seq]
+		if st >= stOther {
+			r := w.peekReason(seq, st)
 			if len(out)-base+len("nack ")+digits(seq)+1+len(r)+1+maxAckLine > room {
 				break
 			}
 			out = append(out, "nack "...)
 			out = strconv.AppendUint(out, seq, 10)
 			out = append(out, ' ')
-			out = append(out, r...)
+			out = append(out, w.reasonOf(seq, st)...)
 			out = append(out, '\n')
-			delete(w.reasons, seq)
 		}
 		w.st[seq&mask] = stPending
 		w.acked = seq
+	}
+	if w.acked == w.next && (len(w.tab) > 0 || w.other != nil) {
+		clear(w.tab) // nothing outstanding refers to a reason any more
+		w.tab = w.tab[:0]
+		w.other = nil
 	}
 	if w.acked != start {
 		out = append(out, "ack "...)
