@@ -201,7 +201,7 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	}
 	debug.FreeOSMemory()
 	ResetPeakRSS()
-	cpu0, pg0 := processCPU(), postgresCPU(h.pgPID)
+	cpu0, pg0 := processCPU(), PostgresCPU(h.pgPID)
 	srv, err := h.start(ctx, v, table)
 	if err != nil {
 		return Sample{}, err
@@ -223,7 +223,7 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
 	err = errors.Join(err, srv.Stop(sctx))
-	s := Sample{ProcCPU: processCPU() - cpu0, PGCPU: postgresCPU(h.pgPID) - pg0, PeakRSS: PeakRSS()}
+	s := Sample{ProcCPU: processCPU() - cpu0, PGCPU: PostgresCPU(h.pgPID) - pg0, PeakRSS: PeakRSS()}
 	if err != nil {
 		return s, err
 	}
@@ -294,7 +294,7 @@ func (h *harness) latency(ctx context.Context, v string, rate float64) (Latency,
 
 // runCopy times psql \copy of the same rows into table.
 func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
-	pg0 := postgresCPU(h.pgPID)
+	pg0 := PostgresCPU(h.pgPID)
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", h.dsn,
 		"-c", `\copy `+ident(table)+` (id, body) FROM '`+h.copyFile+`'`)
 	start := time.Now()
@@ -304,7 +304,7 @@ func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 		return Sample{}, fmt.Errorf("psql \\copy: %w: %s", err, out)
 	}
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
-		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: postgresCPU(h.pgPID) - pg0}
+		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: PostgresCPU(h.pgPID) - pg0}
 	// No peak RSS: a child's ru_maxrss counts the parent's pages it
 	// shared before exec.
 	var n int64

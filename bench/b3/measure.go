@@ -63,10 +63,10 @@ func statTimes(pid int) (ppid int, self, children uint64, err error) {
 	return ppid, n(14) + n(15), n(16) + n(17), nil
 }
 
-// postgresCPU is the CPU time of the postmaster pid and all its children:
+// PostgresCPU is the CPU time of the postmaster pid and all its children:
 // the postmaster's own and its reaped children's times, plus the live
 // children's.
-func postgresCPU(pid int) time.Duration {
+func PostgresCPU(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
 	}
@@ -87,6 +87,15 @@ func postgresCPU(pid int) time.Duration {
 		}
 	}
 	return time.Duration(ticks) * time.Second / clockTick
+}
+
+// ProcessCPU is the CPU time (user + system) of process pid so far.
+func ProcessCPU(pid int) time.Duration {
+	_, self, _, err := statTimes(pid)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(self) * time.Second / clockTick
 }
 
 // resetPeakRSS resets this process's VmHWM (Linux 4.0 and later); it

@@ -320,7 +320,7 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 			fmt.Fprintln(h.log, err)
 		}
 	}
-	cpu0, pg0, self0 := processCPU(pid), postgresCPU(h.pgPID), selfCPU()
+	cpu0, pg0, self0 := b3.ProcessCPU(pid), b3.PostgresCPU(h.pgPID), selfCPU()
 	busy0, io0 := machineCPU()
 	sendStart := time.Now()
 	lr, err := loadgen.Run(ctx, lc)
@@ -328,7 +328,7 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 		rr.settle = time.Since(sendStart) - lc.Duration
 	}
 	busy, io := machineCPU()
-	rr.cpu = CPU{Pipeline: processCPU(pid) - cpu0, Postgres: postgresCPU(h.pgPID) - pg0, Client: selfCPU() - self0,
+	rr.cpu = CPU{Pipeline: b3.ProcessCPU(pid) - cpu0, Postgres: b3.PostgresCPU(h.pgPID) - pg0, Client: selfCPU() - self0,
 		Machine: busy - busy0, IOWait: io - io0, Wall: time.Since(sendStart)}
 	rr.peak = procStatus(pid, "VmHWM")[0]
 	stopSampling()

@@ -263,62 +263,6 @@ func procStatus(pid int, fields ...string) []int64 {
 // clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
 const clockTick = 100
 
-// statTimes returns a process's ppid, utime+stime and cutime+cstime, in
-// clock ticks.
-func statTimes(pid int) (ppid int, self, children uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	// The command name is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, 0, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); ppid is field 4, utime..cstime 14..17.
-	if len(f) < 15 {
-		return 0, 0, 0, errors.New("short stat")
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	n := func(k int) uint64 { v, _ := strconv.ParseUint(f[k-3], 10, 64); return v }
-	return ppid, n(14) + n(15), n(16) + n(17), nil
-}
-
-// processCPU is the CPU time (user + system) of process pid so far.
-func processCPU(pid int) time.Duration {
-	_, self, _, err := statTimes(pid)
-	if err != nil {
-		return 0
-	}
-	return time.Duration(self) * time.Second / clockTick
-}
-
-// postgresCPU is the CPU time of the postmaster pid and all its children:
-// its own, its reaped children's, and its live children's.
-func postgresCPU(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	_, self, reaped, err := statTimes(pid)
-	if err != nil {
-		return 0
-	}
-	ticks := self + reaped
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil || p == pid {
-			continue
-		}
-		ppid, self, _, err := statTimes(p)
-		if err == nil && ppid == pid {
-			ticks += self
-		}
-	}
-	return time.Duration(ticks) * time.Second / clockTick
-}
-
 // selfCPU is this process's CPU time: the load client's.
 func selfCPU() time.Duration {
 	var ru unix.Rusage
