@@ -648,6 +648,29 @@ func (l *loader) peek(n *yaml.Node) *yaml.Node {
 	return n
 }
 
+// itemString decodes one string item of a list or map field at path ip:
+// it records where the item is and expands ${VAR}. When the item is not a
+// string or does not expand it reports the problem and returns good false;
+// stop is true when the node could not be resolved at all (an error
+// already reported), so the field is abandoned.
+func (l *loader) itemString(sc *scope, ip string, n *yaml.Node) (text string, good, stop bool) {
+	n = l.resolve(n)
+	if n == nil {
+		return "", false, true
+	}
+	sc.record(ip, l.pos(n))
+	if n.Kind != yaml.ScalarNode {
+		l.errorf(n, "%s", sc.msg("%s: want a string, got %s", ip, describe(n)))
+		return "", false, false
+	}
+	text, err := l.expand(n)
+	if err != nil {
+		l.errorf(n, "%s", sc.msg("%s: %v", ip, err))
+		return "", false, false
+	}
+	return text, true, false
+}
+
 // resolve follows aliases and counts the node against maxNodes. It returns
 // nil, having reported why, when the node cannot be decoded.
 func (l *loader) resolve(n *yaml.Node) *yaml.Node {
@@ -764,24 +787,16 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		ok := true
 		for i, it := range n.Content {
 			ip := path + "." + strconv.Itoa(i)
-			it = l.resolve(it)
-			if it == nil {
+			text, good, stop := l.itemString(sc, ip, it)
+			if stop {
 				return nil, false
 			}
-			sc.record(ip, l.pos(it))
-			if it.Kind != yaml.ScalarNode {
-				l.errorf(it, "%s", sc.msg("%s: want a string, got %s", ip, describe(it)))
-				ok = false
-				continue
-			}
-			text, err := l.expand(it)
-			if err != nil {
-				l.errorf(it, "%s", sc.msg("%s: %v", ip, err))
+			if !good {
 				ok = false
 				continue
 			}
 			if f.Ref && text != "" {
-				sc.refs = append(sc.refs, ref{path: ip, to: text, pos: l.pos(it)})
+				sc.refs = append(sc.refs, ref{path: ip, to: text, pos: sc.at(ip)})
 			}
 			out = append(out, text)
 		}
@@ -796,19 +811,11 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		es, _ := l.entries(n, "key in "+path)
 		for _, e := range es {
 			ip := path + "." + e.key.Value
-			v := l.resolve(e.val)
-			if v == nil {
+			text, good, stop := l.itemString(sc, ip, e.val)
+			if stop {
 				return nil, false
 			}
-			sc.record(ip, l.pos(v))
-			if v.Kind != yaml.ScalarNode {
-				l.errorf(v, "%s", sc.msg("%s: want a string, got %s", ip, describe(v)))
-				ok = false
-				continue
-			}
-			text, err := l.expand(v)
-			if err != nil {
-				l.errorf(v, "%s", sc.msg("%s: %v", ip, err))
+			if !good {
 				ok = false
 				continue
 			}
