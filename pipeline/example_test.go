@@ -149,5 +149,5 @@ func Example() {
 	// shout stopped
 	// in: in 3, out 3, errors 0
 	// shout: in 3, out 3, errors 0
-	// out: in 3, out 0, errors 0
+	// out: in 3, out 3, errors 0
 }

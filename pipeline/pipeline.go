@@ -214,6 +214,7 @@ func (p *Pipeline) build(sc *StageConfig, reg *stage.Registry, fail func(Pos, st
 	if k.Terminal && sc.Next != "" {
 		fail(posOr(sc.FieldPos, "next", sc.Pos), "stage %q: kind %q finishes events itself and takes no next", sc.Name, sc.Kind)
 	}
+	set.Terminal = k.Terminal
 	return stage.NewHandlerStage(set, h, slog), false
 }
 

@@ -92,8 +92,12 @@ func (ev *Event) Done(err error) {
 		}
 		return
 	}
-	if st != nil && err != nil {
-		st.errors.Add(1)
+	if st != nil {
+		if err != nil {
+			st.errors.Add(1)
+		} else if st.set.Terminal {
+			st.out.Add(1)
+		}
 	}
 	if ev.src != nil {
 		ev.src.completed.Add(1)

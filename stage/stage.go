@@ -25,6 +25,10 @@ type Settings struct {
 	Batch       int           // most events one worker takes at once; 0 means 64
 	Linger      time.Duration // wait this long for a batch to fill
 	Inline      bool          // no port, no pool: run in the upstream workers
+	// Terminal marks a stage that finishes events itself (a database
+	// sink): its Out counts the events it finished without error, since it
+	// hands nothing on.
+	Terminal bool
 }
 
 // WithDefaults returns s with the defaults of unset knobs filled in, as

@@ -459,3 +459,22 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 		t.Fatalf("completions %d, in flight %d", res.count(), src.InFlight())
 	}
 }
+
+// A terminal stage hands nothing on: its Out counts the events it finished
+// without error.
+func TestTerminalStageCountsFinishedAsOut(t *testing.T) {
+	sink := NewHandlerStage(Settings{Name: "store", Workers: 2, Terminal: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		for _, ev := range b {
+			if ev.Seq%4 == 0 {
+				ev.Done(errors.New("refused"))
+			} else {
+				ev.Done(nil)
+			}
+		}
+		return nil
+	}), nil)
+	run(t, 100, sink)
+	if st := sink.Stats(); st.In != 100 || st.Out != 75 || st.Errors != 25 {
+		t.Fatalf("in %d out %d errors %d, want 100 75 25", st.In, st.Out, st.Errors)
+	}
+}

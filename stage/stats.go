@@ -7,8 +7,8 @@ type Stats struct {
 	Inline     bool         `json:"inline,omitempty"`
 	Queue      QueueStats   `json:"queue"`
 	Pool       PoolStats    `json:"pool"`
-	In         uint64       `json:"in"`
-	Out        uint64       `json:"out"`
+	In         uint64       `json:"in"`  // events taken (sources: events made)
+	Out        uint64       `json:"out"` // events handed on; a terminal stage: events it finished without error
 	Errors     uint64       `json:"errors"`
 	Rejected   uint64       `json:"rejected"`
 	Panics     uint64       `json:"panics,omitempty"`
