@@ -80,6 +80,42 @@ func nackKind(reason string) string {
 	return reason
 }
 
+// shares is a resender run whose ids 1..n are split among workers
+// goroutines, one share each.
+type shares struct {
+	done chan struct{} // closed once every worker has returned
+	mu   sync.Mutex
+	errs []error
+}
+
+// runShares starts workers goroutines that send ids 1..n, each its share,
+// until acked or ctx ends.
+func (r *resender) runShares(ctx context.Context, n, workers int) *shares {
+	s := &shares{done: make(chan struct{})}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.run(ctx, idRange(int64(w*n/workers+1), n/workers)); err != nil {
+				s.mu.Lock()
+				s.errs = append(s.errs, err)
+				s.mu.Unlock()
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(s.done) }()
+	return s
+}
+
+// wait returns the workers' errors once all have returned.
+func (s *shares) wait() []error {
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.errs
+}
+
 // run sends ids until every one is acked or ctx ends; the error says how
 // many are left.
 func (r *resender) run(ctx context.Context, ids []int64) error {

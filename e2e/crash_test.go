@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -36,20 +35,7 @@ func TestCrashAndRestart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const workers = 4
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := rs.run(ctx, idRange(int64(w*n/workers+1), n/workers)); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	allDone := make(chan struct{})
-	go func() { wg.Wait(); close(allDone) }()
+	sh := rs.runShares(ctx, n, 4)
 
 	seed := rand.Uint64()
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -58,7 +44,7 @@ func TestCrashAndRestart(t *testing.T) {
 		d := time.Duration(200+rng.IntN(800)) * time.Millisecond
 		select {
 		case <-time.After(d):
-		case <-allDone:
+		case <-sh.done:
 		}
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatalf("kill %d: %v", k, err)
@@ -79,12 +65,11 @@ func TestCrashAndRestart(t *testing.T) {
 		addr.Store(p.addr)
 	}
 	select {
-	case <-allDone:
+	case <-sh.done:
 	case <-ctx.Done():
 		t.Fatalf("the client did not finish: %s", rs.summary())
 	}
-	close(errs)
-	for err := range errs {
+	for _, err := range sh.wait() {
 		t.Error(err)
 	}
 	p.signal(t, syscall.SIGTERM)

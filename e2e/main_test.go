@@ -146,7 +146,10 @@ func connect(t testing.TB, dsn string) *pgx.Conn {
 	return c
 }
 
-func exec1(t testing.TB, dsn, sql string) {
+// withConn runs fn on a connection to dsn that is closed when fn returns:
+// for the checks made again and again, some against a server about to be
+// killed, where connect's connection for the whole test would not do.
+func withConn(t testing.TB, dsn string, fn func(ctx context.Context, c *pgx.Conn)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -155,52 +158,49 @@ func exec1(t testing.TB, dsn, sql string) {
 		t.Fatalf("connect: %v", err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	fn(ctx, c)
+}
+
+func exec1(t testing.TB, dsn, sql string) {
+	t.Helper()
+	withConn(t, dsn, func(ctx context.Context, c *pgx.Conn) {
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	})
 }
 
 // counts returns count(*) and count(distinct id) of table.
 func counts(t testing.TB, dsn, table string) (rows, distinct int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer c.Close(ctx)
-	if err := c.QueryRow(ctx, "SELECT count(*), count(DISTINCT id) FROM "+table).Scan(&rows, &distinct); err != nil {
-		t.Fatalf("count %s: %v", table, err)
-	}
+	withConn(t, dsn, func(ctx context.Context, c *pgx.Conn) {
+		if err := c.QueryRow(ctx, "SELECT count(*), count(DISTINCT id) FROM "+table).Scan(&rows, &distinct); err != nil {
+			t.Fatalf("count %s: %v", table, err)
+		}
+	})
 	return rows, distinct
 }
 
 // storedIDs returns the ids in table.
 func storedIDs(t testing.TB, dsn, table string) map[int64]bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer c.Close(ctx)
-	rows, err := c.Query(ctx, "SELECT id FROM "+table)
-	if err != nil {
-		t.Fatalf("select ids: %v", err)
-	}
 	ids := map[int64]bool{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
+	withConn(t, dsn, func(ctx context.Context, c *pgx.Conn) {
+		rows, err := c.Query(ctx, "SELECT id FROM "+table)
+		if err != nil {
+			t.Fatalf("select ids: %v", err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids[id] = true
+		}
+		if err := rows.Err(); err != nil {
 			t.Fatal(err)
 		}
-		ids[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return ids
 }
 

@@ -283,23 +283,11 @@ func TestOverloadReject(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rs := newResender(func() string { return r.addr }, 400, 0)
-	const workers = 2
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := rs.run(ctx, idRange(int64(w*n/workers+1), n/workers)); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
+	sh := rs.runShares(ctx, n, 2)
+	errs := sh.wait()
 	close(stopPoll)
 	<-polled
-	for err := range errs {
+	for _, err := range errs {
 		t.Error(err)
 	}
 	watch.check(t)

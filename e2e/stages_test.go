@@ -195,18 +195,7 @@ func TestPostgresRestartMidRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rs := newResender(func() string { return r.addr }, 200, 5*time.Millisecond)
-	const workers = 4
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := rs.run(ctx, idRange(int64(w*n/workers+1), n/workers)); err != nil {
-				errs <- err
-			}
-		}()
-	}
+	sh := rs.runShares(ctx, n, 4)
 	waitFor(t, "a quarter of the records acked", wait, func() bool { return len(rs.ackedIDs()) >= n/4 })
 	before := len(rs.ackedIDs())
 	rctx, rcancel := context.WithTimeout(context.Background(), wait)
@@ -215,9 +204,7 @@ func TestPostgresRestartMidRun(t *testing.T) {
 	}
 	rcancel()
 	during := len(rs.ackedIDs())
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range sh.wait() {
 		t.Error(err)
 	}
 	acked := rs.ackedIDs()
