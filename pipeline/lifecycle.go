@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // StopReport says how a Stop went.
@@ -69,7 +71,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		return nil
 	}
 	p.log.Error("pipeline failed to start; stopping what started",
-		zap.String("pipeline", p.name), zap.String("error", Redact(err.Error())))
+		zap.String("pipeline", p.name), zap.String("error", stage.Redact(err.Error())))
 	if p.beginStop() {
 		// Nobody is waiting to stop it: stop now, with phase two at once.
 		cctx, cancel := context.WithCancel(context.Background())
@@ -270,7 +272,7 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}) (StopRep
 	fields := []zap.Field{zap.String("pipeline", p.name), zap.Uint64("abandoned", rep.Abandoned),
 		zap.Bool("forced", rep.Forced), zap.Duration("took", rep.Took)}
 	if err != nil {
-		p.log.Warn("pipeline stopped", append(fields, zap.String("error", Redact(err.Error())))...)
+		p.log.Warn("pipeline stopped", append(fields, zap.String("error", stage.Redact(err.Error())))...)
 	} else {
 		p.log.Info("pipeline stopped", fields...)
 	}

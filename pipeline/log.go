@@ -6,8 +6,6 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-
-	"github.com/stagedserver/seda/stage"
 )
 
 // NewLogger returns a zap logger writing to standard error as lc says:
@@ -38,8 +36,3 @@ func NewLogger(lc LogConfig) (*zap.Logger, error) {
 	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }
-
-// Redact returns s with the secrets in it (DSN passwords, token=...)
-// replaced by "xxxxx"; it is stage.Redact, which see. Use it on anything
-// about configuration that is logged.
-func Redact(s string) string { return stage.Redact(s) }

@@ -129,7 +129,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 
 	var errs Errors
 	fail := func(pos Pos, format string, args ...any) {
-		errs = append(errs, &Error{Pos: pos, Msg: Redact(fmt.Sprintf(format, args...))})
+		errs = append(errs, &Error{Pos: pos, Msg: stage.Redact(fmt.Sprintf(format, args...))})
 	}
 	if err := checkAdminAddr(p.admin); err != nil {
 		fail(Pos{File: cfg.File}, "%v", err)
@@ -307,7 +307,7 @@ func (p *Pipeline) closeHandler(st *stage.Stage) {
 		return // a source that never started holds nothing
 	}
 	if err := st.Close(); err != nil {
-		p.log.Error("closing stage", zap.String("stage", st.Name()), zap.String("error", Redact(err.Error())))
+		p.log.Error("closing stage", zap.String("stage", st.Name()), zap.String("error", stage.Redact(err.Error())))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stage"
 )
 
 type runFlags struct {
@@ -97,7 +98,7 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 			sc.Config.Set("dsn", srv.DSN())
 			names[i] = sc.Name
 		}
-		fmt.Fprintf(out, "postgres: %s (throwaway, for %s)\n", pipeline.Redact(srv.DSN()), strings.Join(names, ", "))
+		fmt.Fprintf(out, "postgres: %s (throwaway, for %s)\n", stage.Redact(srv.DSN()), strings.Join(names, ", "))
 	}
 
 	drain := cfg.Drain

@@ -133,7 +133,7 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	}
 	pc, err := pgxpool.ParseConfig(s.dsn)
 	if err != nil {
-		return nil, &stage.FieldError{Field: "dsn", Err: fmt.Errorf("bad DSN %s: %s", Redact(s.dsn), parseProblem(s.dsn, err))}
+		return nil, &stage.FieldError{Field: "dsn", Err: fmt.Errorf("bad DSN %s: %s", stage.Redact(s.dsn), parseProblem(s.dsn, err))}
 	}
 	s.secret = pc.ConnConfig.Password
 	if pc.ConnConfig.ConnectTimeout == 0 {
@@ -289,13 +289,13 @@ func (s *Sink) Start(ctx context.Context) error {
 	}
 	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), s.poolCfg)
 	if err != nil {
-		return fmt.Errorf("connection pool for %s: %w", Redact(s.dsn), s.scrub(err))
+		return fmt.Errorf("connection pool for %s: %w", stage.Redact(s.dsn), s.scrub(err))
 	}
 	for attempt := 0; ; attempt++ {
 		err = s.setup(ctx, pool)
 		if err == nil {
 			s.pool = pool
-			s.log.Info("connected to PostgreSQL", zap.String("stage", s.name), zap.String("dsn", Redact(s.dsn)),
+			s.log.Info("connected to PostgreSQL", zap.String("stage", s.name), zap.String("dsn", stage.Redact(s.dsn)),
 				zap.String("table", s.table.Sanitize()), zap.Int32("max_conns", s.poolCfg.MaxConns))
 			return nil
 		}
@@ -304,7 +304,7 @@ func (s *Sink) Start(ctx context.Context) error {
 		}
 		d := s.delay(attempt)
 		s.log.Warn("PostgreSQL is not reachable yet; retrying (on_start: retry)",
-			zap.String("stage", s.name), zap.String("dsn", Redact(s.dsn)), zap.Int("attempt", attempt+1),
+			zap.String("stage", s.name), zap.String("dsn", stage.Redact(s.dsn)), zap.Int("attempt", attempt+1),
 			zap.Duration("backoff", d), zap.Error(err))
 		if !sleep(ctx, d) {
 			break
@@ -314,13 +314,13 @@ func (s *Sink) Start(ctx context.Context) error {
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("PostgreSQL at %s not reachable before start was cancelled: %w (last error: %v)",
-			Redact(s.dsn), ctx.Err(), err)
+			stage.Redact(s.dsn), ctx.Err(), err)
 	case !retryable(err):
 		return err
 	case s.startFail:
-		return fmt.Errorf("PostgreSQL at %s is not reachable (on_start: fail): %w", Redact(s.dsn), err)
+		return fmt.Errorf("PostgreSQL at %s is not reachable (on_start: fail): %w", stage.Redact(s.dsn), err)
 	default:
-		return fmt.Errorf("PostgreSQL at %s still not reachable after %d retries: %w", Redact(s.dsn), s.retryMax, err)
+		return fmt.Errorf("PostgreSQL at %s still not reachable after %d retries: %w", stage.Redact(s.dsn), s.retryMax, err)
 	}
 }
 

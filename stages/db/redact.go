@@ -8,10 +8,6 @@ import (
 	"github.com/stagedserver/seda/stage"
 )
 
-// Redact returns dsn with every password replaced by xxxxx; it is
-// stage.Redact, which see.
-func Redact(dsn string) string { return stage.Redact(dsn) }
-
 // parseProblem says what pgx found wrong with dsn, without the DSN itself
 // (pgx quotes it, and a URL parse error quotes it unredacted) and without
 // any password it holds.
