@@ -2,6 +2,7 @@ package stage
 
 import (
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -133,7 +134,7 @@ func (ev *Event) Field(path string) (v any, ok bool) {
 			return nil, false
 		}
 		name := path
-		if i := indexByte(path, '.'); i >= 0 {
+		if i := strings.IndexByte(path, '.'); i >= 0 {
 			name, path = path[:i], path[i+1:]
 		} else {
 			path = ""
@@ -143,15 +144,6 @@ func (ev *Event) Field(path string) (v any, ok bool) {
 		}
 	}
 	return cur, true
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // nanotime is a monotonic clock in nanoseconds.

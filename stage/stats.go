@@ -76,7 +76,3 @@ func (s *Stage) Stats() Stats {
 // ObserveLatency records one latency figure for the stage; sources call it
 // when an event they made completes (read to ack).
 func (s *Stage) ObserveLatency(ns int64) { s.lat.observe(ns) }
-
-// CountOut adds n to the events the stage handed on; sources that emit
-// through their own path call it.
-func (s *Stage) CountOut(n uint64) { s.out.Add(n) }

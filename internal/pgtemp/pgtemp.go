@@ -410,9 +410,6 @@ func (s *Server) Dir() string { return s.dir }
 // DataDir returns the data directory (PGDATA).
 func (s *Server) DataDir() string { return s.dataDir }
 
-// LogFile returns the path of the server's log.
-func (s *Server) LogFile() string { return s.logFile }
-
 // StartServer starts the server again after StopServer or Kill, on the
 // same data directory and port. It does nothing if the server is running
 // and returns ErrClosed after Stop. After Kill, PostgreSQL runs crash
