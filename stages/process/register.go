@@ -34,7 +34,10 @@ func Register(r *stage.Registry) error {
 			Name: "process.syslog",
 			Doc: "Parses RFC 5424 and RFC 3164 (BSD) syslog lines into the fields pri, facility, severity, " +
 				"version (5424), timestamp (as sent), hostname, app_name, procid, msgid, structured_data " +
-				"(5424, raw text) and msg; fields a line does not carry (or gives as `-`) are absent.",
+				"(5424, raw text) and msg; fields a line does not carry (or gives as `-`) are absent. " +
+				"RFC 3164 lines are read as senders write them: the tag ends at its first character that is not " +
+				"alphanumeric (`_.-/` count as such), `[pid]` becomes procid, the colon after it is optional, " +
+				"and msg never starts with the tag.",
 			Fields: []stage.Field{
 				{Name: "format", Type: stage.String, Default: "auto", Doc: "auto (5424 when a version follows <PRI>, else 3164), rfc5424 or rfc3164"},
 				{Name: "strict", Type: stage.Bool, Default: "false", Doc: "refuse unparseable lines; false keeps them as {msg: LINE, parse_error: REASON}"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/stagedserver/seda/stage"
@@ -286,51 +287,109 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// parse3164 parses what follows PRI in the BSD format:
-// [TIMESTAMP SP HOSTNAME SP] [TAG["["PID"]"]":" SP] MSG
+// parse3164 parses what follows PRI in the BSD format as senders write
+// it:
+//
+//	[TIMESTAMP SP [HOSTNAME SP]] [TAG ["[" PID "]"] [":"] [SP]] MSG
+//
 // Senders vary a lot, so it never fails: what it cannot place is the
-// message. TIMESTAMP is "Mmm dd hh:mm:ss" (day padded with a space) or,
-// as rsyslog forwards, an RFC 3339 timestamp.
+// message. TIMESTAMP is "Mmm dd hh:mm:ss" (day padded with a space) or, as
+// rsyslog's RSYSLOG_ForwardFormat sends, an RFC 3339 timestamp.
+//
+// HOSTNAME is taken as rsyslog takes it: a word of letters, digits, '.',
+// '_' and '-' that ends in a letter or digit and is followed by a space
+// (or an IP address, which may hold colons). So "app:" and "app[12]:" are
+// tags, not host names, and a line without a host name keeps its tag.
+//
+// TAG ends at the first character that is not alphanumeric (RFC 3164
+// section 4.1.3), where '_', '.', '-' and '/' count as alphanumeric, as
+// real senders use them (systemd-logind, postfix/smtpd) and rsyslog keeps
+// them. It may be followed by "[PID]" (procid), and the colon after it is
+// optional: rsyslog's default forward format sends "vm app hello" when the
+// original line had none. So the message never starts with the tag. A word
+// that ends in some other character ("system,info", "%ASA-6-302013:") is
+// no tag: it stays in the message whole. A line without a timestamp is
+// content (RFC 3164 section 4.3.3); only an unmistakable "app:" or
+// "app[12]:" is taken from it as a tag.
 func parse3164(s string, m map[string]any) {
+	dated := false
 	if n := stamp3164(s); n > 0 {
+		dated = true
 		m["timestamp"] = s[:n]
-		s = s[n:]
-		s = strings.TrimPrefix(s, " ")
-		// HOSTNAME follows the timestamp, unless what follows is already
-		// the tag ("app:" or "app[12]:").
-		if tok, rest, ok := strings.Cut(s, " "); ok && tok != "" && !strings.HasSuffix(tok, ":") && !strings.Contains(tok, "[") {
-			m["hostname"] = tok
-			s = rest
+		s = strings.TrimPrefix(s[n:], " ")
+		if n := hostname3164(s); n > 0 {
+			m["hostname"] = s[:n]
+			s = strings.TrimPrefix(s[n:], " ")
 		}
 	}
-	// TAG: up to 48 characters of [A-Za-z0-9_./-], then "[PID]" and ":".
-	i := 0
-	for i < len(s) && i < 48 && isTagChar(s[i]) {
-		i++
-	}
-	if i > 0 && i < len(s) {
-		tag, rest := s[:i], s[i:]
-		pid := ""
-		if rest[0] == '[' {
-			if j := strings.IndexByte(rest, ']'); j > 1 && j <= 129 && printASCII(rest[1:j]) {
-				pid, rest = rest[1:j], rest[j+1:]
-			} else {
-				rest = "" // not a tag after all
-			}
+	if tag, pid, rest, ok := tag3164(s, dated); ok {
+		m["app_name"] = tag
+		if pid != "" {
+			m["procid"] = pid
 		}
-		if strings.HasPrefix(rest, ":") {
-			m["app_name"] = tag
-			if pid != "" {
-				m["procid"] = pid
-			}
-			s = strings.TrimPrefix(rest[1:], " ")
-		}
+		s = rest
 	}
 	m["msg"] = trimEOL(s)
 }
 
+// maxTag bounds a TAG: RFC 3164 says 32 characters; senders write more.
+const maxTag = 48
+
+// tag3164 reads TAG ["[" PID "]"] [":"] [SP] at the start of s and
+// returns the tag, the pid and what follows. Unless dated, the colon is
+// required and the tag must start with a letter.
+func tag3164(s string, dated bool) (tag, pid, rest string, ok bool) {
+	i := 0
+	for i < len(s) && i < maxTag && isTagChar(s[i]) {
+		i++
+	}
+	if i == 0 || !dated && !isLetter(s[0]) {
+		return "", "", "", false
+	}
+	tag, rest = s[:i], s[i:]
+	if strings.HasPrefix(rest, "[") {
+		j := strings.IndexByte(rest, ']')
+		if j < 2 || j > 129 || !printASCII(rest[1:j]) {
+			return "", "", "", false
+		}
+		pid, rest = rest[1:j], rest[j+1:]
+	}
+	colon := strings.HasPrefix(rest, ":")
+	switch {
+	case colon:
+		rest = rest[1:]
+	case !dated:
+		return "", "", "", false
+	case rest != "" && rest[0] != ' ':
+		return "", "", "", false // "system,info": a word, not a tag
+	}
+	return tag, pid, strings.TrimPrefix(rest, " "), true
+}
+
+// hostname3164 returns the length of the HOSTNAME at the start of s, or 0
+// when there is none: a host-name word followed by a space or the end of
+// the line, or an IP address followed by a space.
+func hostname3164(s string) int {
+	i := 0
+	for i < len(s) && i < 255 && (isLetter(s[i]) || isDigit(s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-') {
+		i++
+	}
+	if i > 0 && (i == len(s) || s[i] == ' ') && (isLetter(s[i-1]) || isDigit(s[i-1])) {
+		return i
+	}
+	if tok, _, ok := strings.Cut(s, " "); ok && strings.IndexByte(tok, ':') >= 0 {
+		if _, err := netip.ParseAddr(tok); err == nil {
+			return len(tok)
+		}
+	}
+	return 0
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
+
 func isTagChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '/' || c == '-'
+	return isLetter(c) || isDigit(c) || c == '_' || c == '.' || c == '/' || c == '-'
 }
 
 // stamp3164 returns the length of the timestamp at the start of s, or 0.

@@ -1,6 +1,9 @@
 package process
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -145,7 +148,70 @@ func checkSyslogFields(t *testing.T, line string, m map[string]any) {
 			t.Fatalf("%q: field %s has type %T", line, k, v)
 		}
 	}
+	if msg, ok := m["msg"].(string); ok && !strings.HasSuffix(trimEOL(line), msg) && msg != line {
+		t.Fatalf("%q: msg %q is not the end of the line", line, msg)
+	}
 	if pri, ok := m["pri"].(int64); ok && (m["facility"] != pri/8 || m["severity"] != pri%8) {
 		t.Fatalf("%q: facility/severity do not match pri", line)
+	}
+}
+
+// corpusEntry is one line of testdata/syslog-corpus.jsonl: a line as a
+// real sender writes it, and the fields it must give (pri, facility and
+// severity aside).
+type corpusEntry struct {
+	Sender string         `json:"sender"`
+	Line   string         `json:"line"`
+	Want   map[string]any `json:"want"`
+}
+
+func readSyslogCorpus(t testing.TB) []corpusEntry {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "syslog-corpus.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []corpusEntry
+	for i, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e corpusEntry
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("testdata/syslog-corpus.jsonl:%d: %v", i+1, err)
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
+// TestSyslogCorpus parses the lines of real senders (rsyslog's forward
+// formats, syslog-ng, logger's RFC 3164 and 5424, lines without a host
+// name, devices) and checks every field, and that the message never
+// starts with the tag.
+func TestSyslogCorpus(t *testing.T) {
+	for i, e := range readSyslogCorpus(t) {
+		got, err := parseSyslog(e.Line, formatAuto)
+		if err != nil {
+			t.Errorf("%d %s: %v", i+1, e.Sender, err)
+			continue
+		}
+		checkSyslogFields(t, e.Line, got)
+		want := map[string]any{}
+		for k, v := range e.Want {
+			if f, ok := v.(float64); ok {
+				v = int64(f)
+			}
+			want[k] = v
+		}
+		for _, k := range []string{"pri", "facility", "severity"} {
+			if _, ok := got[k]; !ok {
+				t.Errorf("%d %s: no %s", i+1, e.Sender, k)
+			}
+			delete(got, k)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%d %s: %q\n got  %v\n want %v", i+1, e.Sender, e.Line, got, want)
+		}
+		if app, ok := got["app_name"].(string); ok && got["version"] == nil && strings.HasPrefix(got["msg"].(string), app) {
+			t.Errorf("%d %s: msg %q starts with the tag %q", i+1, e.Sender, got["msg"], app)
+		}
 	}
 }
