@@ -95,7 +95,7 @@ func Example() {
 			Name:     "example.print",
 			Doc:      "prints each record and finishes it; stops the program after `count`",
 			Terminal: true,
-			Fields:   []stage.Field{{Name: "count", Type: stage.Int, Default: "0", Doc: "records to print before stopping; 0 means never stop"}},
+			Fields:   []stage.Field{{Name: "count", Type: stage.Int, Default: 0, Doc: "records to print before stopping; 0 means never stop"}},
 			NewHandler: func(cfg stage.Config, env stage.Env) (stage.Handler, error) {
 				var printed atomic.Int64
 				stopAfter := int64(cfg.Int("count"))

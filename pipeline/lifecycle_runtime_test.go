@@ -426,13 +426,13 @@ func TestNewErrors(t *testing.T) {
 			withField(st("db", "test.secret", "", 4, map[string]any{"dsn": "mysql://u:hunter2@h/db"}), "dsn", 5)},
 			[]string{`p.yaml:5:9: stage "db": dsn: cannot parse "mysql://u:xxxxx@h/db"`}},
 		{"dangling next", []*StageConfig{st("a", "test.pass", "b", 2, nil)},
-			[]string{`p.yaml:2:3: stage "a": no stage named "b"`}},
+			[]string{`p.yaml:2:3: stage "a": next "b" is not a stage; stages: a`}},
 		{"route to a source", []*StageConfig{
 			st("src", "test.seq", "a", 2, nil), st("a", "test.pass", "src", 3, nil)},
-			[]string{`p.yaml:3:3: stage "a": "src" is a source and takes no events`}},
+			[]string{`p.yaml:3:3: stage "a": next "src" is a source (kind "test.seq"): sources take no input`}},
 		{"cycle", []*StageConfig{
 			st("a", "test.pass", "b", 2, nil), st("b", "test.pass", "a", 3, nil), st("c", "test.finish", "", 4, nil)},
-			[]string{`p.yaml:2:3: stage "a" is part of a cycle`, `p.yaml:3:3: stage "b" is part of a cycle`}},
+			[]string{`p.yaml:2:3: stage "a": routes form a cycle: a -> b -> a`}},
 		{"duplicate", []*StageConfig{st("a", "test.finish", "", 2, nil), st("a", "test.finish", "", 3, nil)},
 			[]string{`p.yaml:3:3: stage "a" is declared twice`}},
 		{"terminal with next", []*StageConfig{st("a", "test.finish", "b", 2, nil), st("b", "test.finish", "", 3, nil)},
@@ -441,7 +441,7 @@ func TestNewErrors(t *testing.T) {
 			sc := st("src", "test.seq", "", 2, nil)
 			sc.Settings.Inline = true
 			return sc
-		}()}, []string{`p.yaml:2:3: stage "src": a source (kind "test.seq") cannot be inline`}},
+		}()}, []string{`p.yaml:2:3: stage "src": a source (kind "test.seq") cannot be inline: nothing upstream calls it`}},
 		{"several at once", []*StageConfig{st("a", "nope", "", 2, nil), st("b", "test.seq", "", 3, map[string]any{"count": -1})},
 			[]string{`p.yaml:2:3: stage "a": unknown kind "nope"`, `p.yaml:3:3: stage "b": count: must not be negative`}},
 	}

@@ -75,10 +75,10 @@ func topFields() []stage.Field {
 			{Name: "token", Type: stage.String, Secret: true, Doc: "when set, every request must send `Authorization: Bearer TOKEN`; without one the endpoint binds loopback only"},
 		}},
 		{Name: "log", Type: stage.Object, Doc: "the pipeline's logger", Fields: []stage.Field{
-			{Name: "level", Type: stage.String, Default: "info", Doc: "debug, info, warn or error"},
-			{Name: "format", Type: stage.String, Default: "console", Doc: "console or json"},
+			{Name: "level", Type: stage.String, Default: "info", Enum: []string{"debug", "info", "warn", "error"}, Doc: "the least severe level logged"},
+			{Name: "format", Type: stage.String, Default: "console", Enum: []string{"console", "json"}, Doc: "console: for people; json: one object per line"},
 		}},
-		{Name: "drain", Type: stage.Duration, Default: "30s", Doc: "on stop, how long queued events may take to finish before the rest is cancelled"},
+		{Name: "drain", Type: stage.Duration, Default: DefaultDrain, Doc: "on stop, how long queued events may take to finish before the rest is cancelled"},
 	}
 }
 
@@ -88,9 +88,8 @@ type loader struct {
 	reg      *stage.Registry
 	env      func(string) (string, bool)
 	errs     Errors
-	nodes    int  // nodes visited
-	maxNodes int  // bound on nodes; maxNodes unless a test sets it
-	noEnv    bool // defaults from a spec: no ${VAR} expansion
+	nodes    int // nodes visited
+	maxNodes int // bound on nodes; maxNodes unless a test sets it
 	// overBudget is set once maxNodes is passed; decoding stops quietly
 	// after the one error that says so.
 	overBudget bool
@@ -260,14 +259,6 @@ func (l *loader) load(data []byte) *Config {
 	}
 	lg := top.Object("log")
 	cfg.Log = LogConfig{Level: lg.String("level"), Format: lg.String("format")}
-	// Only given values are checked: a bad one that failed to decode was
-	// reported already, and the defaults are valid.
-	if lg.Has("level") && !oneOf(cfg.Log.Level, "debug", "info", "warn", "error") {
-		l.errAt(sc.at("log.level"), "log.level must be debug, info, warn or error, got %q", cfg.Log.Level)
-	}
-	if lg.Has("format") && !oneOf(cfg.Log.Format, "console", "json") {
-		l.errAt(sc.at("log.format"), "log.format must be console or json, got %q", cfg.Log.Format)
-	}
 	cfg.Drain = top.Duration("drain")
 
 	switch {
@@ -275,11 +266,14 @@ func (l *loader) load(data []byte) *Config {
 	case stagesNode == nil:
 		l.errorf(root, "missing required key \"stages\"")
 	default:
-		infos := l.stages(stagesKey, stagesNode)
-		for _, in := range infos {
-			cfg.Stages = append(cfg.Stages, in.cfg)
+		nodes := l.stages(stagesKey, stagesNode)
+		for _, n := range nodes {
+			cfg.Stages = append(cfg.Stages, n.cfg)
 		}
-		l.checkGraph(infos)
+		routes, _ := checkTopology(nodes, l.errAt)
+		for i, n := range nodes {
+			n.cfg.Routes = routes[i]
+		}
 	}
 	return cfg
 }
@@ -297,21 +291,7 @@ func oneOf(s string, vals ...string) bool {
 // output and cycle paths ("a -> b"), so they stay plain.
 var stageName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 
-// stageInfo is what checkGraph needs besides the StageConfig.
-type stageInfo struct {
-	cfg  *StageConfig
-	kind *stage.Kind // nil when unknown
-	refs []ref
-}
-
-// ref is one stage name given as a value of a Ref field.
-type ref struct {
-	path string // "next", "routes.1.next"
-	to   string
-	pos  Pos
-}
-
-func (l *loader) stages(key, n *yaml.Node) []*stageInfo {
+func (l *loader) stages(key, n *yaml.Node) []node {
 	n = l.resolve(n)
 	if n == nil {
 		return nil
@@ -328,18 +308,18 @@ func (l *loader) stages(key, n *yaml.Node) []*stageInfo {
 		l.errorf(key, "stages is empty: declare at least one stage")
 		return nil
 	}
-	var infos []*stageInfo
+	var nodes []node
 	es, _ := l.entries(n, "stage")
 	for _, e := range es {
 		name := e.key.Value
 		if !stageName.MatchString(name) {
 			l.errorf(e.key, "bad stage name %q: use letters, digits, '_', '.' and '-'", name)
 		}
-		if info := l.stage(name, e.key, e.val); info != nil {
-			infos = append(infos, info)
+		if n := l.stage(name, e.key, e.val); n != nil {
+			nodes = append(nodes, *n)
 		}
 	}
-	return infos
+	return nodes
 }
 
 // scope is where a value being decoded belongs: its stage, where its
@@ -368,7 +348,7 @@ func (sc *scope) msg(format string, args ...any) string {
 	return fmt.Sprintf("stage %q: %s", sc.stage, m)
 }
 
-func (l *loader) stage(name string, key, n *yaml.Node) *stageInfo {
+func (l *loader) stage(name string, key, n *yaml.Node) *node {
 	sc := &scope{stage: name, fpos: map[string]Pos{}}
 	s := &StageConfig{Name: name, Pos: l.pos(key), FieldPos: sc.fpos}
 	n = l.resolve(n)
@@ -436,6 +416,9 @@ func (l *loader) stage(name string, key, n *yaml.Node) *stageInfo {
 				}
 			}
 		}
+		// Every problem was reported as it was decoded; binding only
+		// attaches the spec.
+		cfg, _ = stage.Bind(kind.Fields, cfg)
 	}
 	s.Config = cfg
 	s.Kind = all.String("kind")
@@ -451,28 +434,8 @@ func (l *loader) stage(name string, key, n *yaml.Node) *stageInfo {
 		Linger:      b.Duration("linger"),
 		Inline:      all.Bool("inline"),
 	}
-	switch ov := q.String("overflow"); {
-	case !q.Has("overflow"), ov == "block":
-		s.Settings.Overflow = port.Block
-	case ov == "reject":
+	if q.String("overflow") == "reject" {
 		s.Settings.Overflow = port.Reject
-	default:
-		l.errAt(sc.at("queue.overflow"), "%s", sc.msg("queue.overflow must be block or reject, got %q", ov))
-	}
-	positive := []struct {
-		path string
-		has  bool
-		v    int
-	}{
-		{"workers", all.Has("workers"), s.Settings.Workers},
-		{"concurrency", all.Has("concurrency"), s.Settings.Concurrency},
-		{"queue.capacity", q.Has("capacity"), s.Settings.Capacity},
-		{"batch.max", b.Has("max"), s.Settings.Batch},
-	}
-	for _, p := range positive {
-		if p.has && p.v < 1 {
-			l.errAt(sc.at(p.path), "%s", sc.msg("%s must be at least 1, got %d", p.path, p.v))
-		}
 	}
 	if s.Settings.Inline {
 		for _, k := range []string{"workers", "concurrency", "queue", "batch"} {
@@ -481,13 +444,7 @@ func (l *loader) stage(name string, key, n *yaml.Node) *stageInfo {
 			}
 		}
 	}
-	if kind != nil && kind.Terminal && s.Next != "" {
-		l.errAt(sc.at("next"), "%s", sc.msg("kind %q finishes events itself and takes no next", kind.Name))
-	}
-	if kind != nil && kind.NewSource != nil && s.Settings.Inline {
-		l.errAt(sc.at("inline"), "%s", sc.msg("a source (kind %q) cannot be inline: nothing upstream calls it", kind.Name))
-	}
-	return &stageInfo{cfg: s, kind: kind, refs: sc.refs}
+	return &node{cfg: s, kind: kind, refs: sc.refs}
 }
 
 // keySet names keys of a mapping that decodeObject leaves to the caller.
@@ -588,46 +545,12 @@ func (l *loader) decodeObject(sc *scope, n *yaml.Node, path string, fields []sta
 			l.errorf(owner, "%s", sc.msg("missing required key %q%s", f.Name, in))
 			continue
 		}
-		if v, ok := l.defaultValue(sc, f); ok {
-			cfg.SetDefault(f.Name, v)
-		}
 	}
+	// Binding fills in the defaults and attaches the spec, so that a
+	// getter asked for an undeclared name fails loudly. Problems with the
+	// values were reported, with their positions, as they were decoded.
+	cfg, _ = stage.Bind(fields, cfg)
 	return cfg
-}
-
-// defaultValue decodes a field's default, given as YAML text in the spec.
-// An Object with no default of its own gets its sub-fields' defaults.
-func (l *loader) defaultValue(sc *scope, f stage.Field) (any, bool) {
-	if f.Default == "" {
-		if f.Type == stage.Object {
-			var cfg stage.Config
-			for _, sf := range f.Fields {
-				if v, ok := l.defaultValue(sc, sf); ok {
-					cfg.SetDefault(sf.Name, v)
-				}
-			}
-			return cfg, true
-		}
-		return nil, false
-	}
-	var doc yaml.Node
-	err := yaml.Unmarshal([]byte(f.Default), &doc)
-	if err == nil && (doc.Kind != yaml.DocumentNode || len(doc.Content) != 1) {
-		err = errors.New("not one YAML value")
-	}
-	if err != nil {
-		l.errAt(l.pos(nil), "%s", sc.msg("the spec of field %q has a bad default %q: %v", f.Name, f.Default, err))
-		return nil, false
-	}
-	// Decode with a scratch loader: a spec's default has no position in
-	// the file and no ${VAR}.
-	d := &loader{file: l.file, reg: l.reg, noEnv: true, maxNodes: maxNodes}
-	v, ok := d.decodeValue(&scope{stage: sc.stage}, &f, doc.Content[0], f.Name)
-	if len(d.errs) > 0 {
-		l.errAt(l.pos(nil), "%s", sc.msg("the spec of field %q has a bad default %q: %s", f.Name, f.Default, d.errs[0].Msg))
-		return nil, false
-	}
-	return v, ok
 }
 
 func join(path, name string) string {
@@ -714,9 +637,6 @@ func (l *loader) expand(n *yaml.Node) (string, error) {
 	if n.Tag == "!!null" {
 		return "", nil
 	}
-	if l.noEnv {
-		return n.Value, nil
-	}
 	return expandEnv(n.Value, l.env)
 }
 
@@ -768,6 +688,9 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 			return bad("%v", err)
 		}
 		v, err := scalar(f.Type, text)
+		if err == nil {
+			err = f.Check(v)
+		}
 		if err != nil {
 			if f.Secret {
 				return bad("want %s", article(f.Type))
@@ -792,6 +715,11 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 				return nil, false
 			}
 			if !good {
+				ok = false
+				continue
+			}
+			if err := f.Check(text); err != nil {
+				l.errorf(it, "%s", sc.msg("%s: %v", ip, err))
 				ok = false
 				continue
 			}
@@ -834,10 +762,9 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 						return nil, false
 					}
 					cfg.Set("max", v)
-				} else if v, ok := l.defaultValue(sc, sf); ok {
-					cfg.SetDefault(sf.Name, v)
 				}
 			}
+			cfg, _ = stage.Bind(f.Fields, cfg)
 			return cfg, true
 		}
 		if n.Kind != yaml.MappingNode {

@@ -134,25 +134,40 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	if err := checkAdminAddr(p.admin); err != nil {
 		fail(Pos{File: cfg.File}, "%v", err)
 	}
+	nodes := make([]node, 0, len(cfg.Stages))
 	for _, sc := range cfg.Stages {
 		if sc == nil {
 			continue
 		}
-		st, isSrc := p.build(sc, opts.Registry, fail)
-		if st == nil {
+		if sc.Name == "" {
+			fail(sc.Pos, "a stage has no name")
 			continue
 		}
 		if _, dup := p.byName[sc.Name]; dup {
 			fail(sc.Pos, "stage %q is declared twice", sc.Name)
-			p.closeHandler(st)
+			continue
+		}
+		p.byName[sc.Name] = nil
+		k, ok := opts.Registry.Lookup(sc.Kind)
+		if !ok {
+			fail(posOr(sc.FieldPos, "kind", sc.Pos), "stage %q: unknown kind %q", sc.Name, sc.Kind)
+		}
+		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc)})
+	}
+	routes, order := checkTopology(nodes, fail)
+	// Build every stage whose kind is known even when the topology is
+	// wrong, so that all the problems are reported at once.
+	for _, n := range nodes {
+		if n.kind == nil {
+			continue
+		}
+		st, isSrc := p.build(n.cfg, n.kind, fail)
+		if st == nil {
 			continue
 		}
 		p.stages = append(p.stages, st)
 		p.isSource = append(p.isSource, isSrc)
-		p.byName[sc.Name] = st
-	}
-	if len(errs) == 0 {
-		p.wire(cfg, fail)
+		p.byName[n.cfg.Name] = st
 	}
 	if len(errs) > 0 {
 		for _, st := range p.stages {
@@ -160,24 +175,28 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		}
 		return nil, errs
 	}
+	p.order = order
+	for i, st := range p.stages {
+		next := p.byName[nodes[i].cfg.Next]
+		rs := make(map[string]*stage.Stage, len(routes[i]))
+		for _, r := range routes[i] {
+			rs[r] = p.byName[r]
+		}
+		st.Connect(next, rs)
+	}
 	p.started = make([]bool, len(p.stages))
 	return p, nil
 }
 
-// build constructs one stage; nil when it cannot (the problem is reported
-// through fail).
-func (p *Pipeline) build(sc *StageConfig, reg *stage.Registry, fail func(Pos, string, ...any)) (*stage.Stage, bool) {
-	if sc.Name == "" {
-		fail(sc.Pos, "a stage has no name")
-		return nil, false
-	}
-	k, ok := reg.Lookup(sc.Kind)
-	if !ok {
-		fail(posOr(sc.FieldPos, "kind", sc.Pos), "stage %q: unknown kind %q", sc.Name, sc.Kind)
-		return nil, false
-	}
+// build constructs one stage of kind k; nil when it cannot (the problem is
+// reported through fail). The stage's configuration is bound to the kind's
+// spec first, so a Config built in Go is checked as the loader checks a
+// file, and a constructor that panics (a getter asked for a field the spec
+// lacks: a bug in the kind) is reported as the stage's error.
+func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, ...any)) (*stage.Stage, bool) {
 	set := sc.Settings
 	set.Name, set.Kind = sc.Name, sc.Kind
+	set.Terminal = k.Terminal
 	slog := p.log.Named(sc.Name)
 	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routesOf(sc), Settings: set.WithDefaults()}
 	ctorErr := func(err error) {
@@ -188,34 +207,51 @@ func (p *Pipeline) build(sc *StageConfig, reg *stage.Registry, fail func(Pos, st
 		}
 		fail(sc.Pos, "stage %q: %v", sc.Name, err)
 	}
-	if k.NewSource != nil {
-		if set.Inline {
-			fail(posOr(sc.FieldPos, "inline", sc.Pos), "stage %q: a source (kind %q) cannot be inline", sc.Name, sc.Kind)
-			return nil, false
+	cfg, err := stage.Bind(k.Fields, sc.Config)
+	if err != nil {
+		for _, e := range unjoin(err) {
+			ctorErr(e)
 		}
-		src, err := k.NewSource(sc.Config, env)
-		if err == nil && src == nil {
-			err = fmt.Errorf("kind %q: constructor returned no source", sc.Kind)
-		}
-		if err != nil {
-			ctorErr(err)
-			return nil, false
-		}
-		return stage.NewSourceStage(set, src, slog), true
+		return nil, false
 	}
-	h, err := k.NewHandler(sc.Config, env)
-	if err == nil && h == nil {
-		err = fmt.Errorf("kind %q: constructor returned no handler", sc.Kind)
-	}
+	h, src, err := construct(k, cfg, env)
 	if err != nil {
 		ctorErr(err)
 		return nil, false
 	}
-	if k.Terminal && sc.Next != "" {
-		fail(posOr(sc.FieldPos, "next", sc.Pos), "stage %q: kind %q finishes events itself and takes no next", sc.Name, sc.Kind)
+	if src != nil {
+		return stage.NewSourceStage(set, src, slog), true
 	}
-	set.Terminal = k.Terminal
 	return stage.NewHandlerStage(set, h, slog), false
+}
+
+// construct calls the kind's constructor, turning a panic into an error.
+func construct(k *stage.Kind, cfg stage.Config, env stage.Env) (h stage.Handler, src stage.Source, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("kind %q: constructor panicked (a bug in the kind): %v", k.Name, v)
+		}
+	}()
+	if k.NewSource != nil {
+		src, err = k.NewSource(cfg, env)
+		if err == nil && src == nil {
+			err = fmt.Errorf("kind %q: constructor returned no source", k.Name)
+		}
+		return nil, src, err
+	}
+	h, err = k.NewHandler(cfg, env)
+	if err == nil && h == nil {
+		err = fmt.Errorf("kind %q: constructor returned no handler", k.Name)
+	}
+	return h, nil, err
+}
+
+// unjoin returns the errors joined in err (errors.Join), or err itself.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // routesOf returns the stage's Next followed by its Routes, each once.
@@ -229,77 +265,6 @@ func routesOf(sc *StageConfig) []string {
 		}
 	}
 	return rs
-}
-
-func posOr(fp map[string]Pos, field string, def Pos) Pos {
-	if pos, ok := fp[field]; ok {
-		return pos
-	}
-	return def
-}
-
-// wire connects the stages and computes the topological order. Sources
-// may not be targets, and the graph must have no cycle: the stop
-// procedure closes a queue only once everything upstream of it is done.
-func (p *Pipeline) wire(cfg *Config, fail func(Pos, string, ...any)) {
-	index := make(map[string]int, len(p.stages))
-	for i, st := range p.stages {
-		index[st.Name()] = i
-	}
-	downstream := make([][]int, len(p.stages))
-	indeg := make([]int, len(p.stages))
-	var pos []Pos
-	for i, st := range p.stages {
-		sc := cfg.Stage(st.Name())
-		pos = append(pos, sc.Pos)
-		routes := map[string]*stage.Stage{}
-		ok := true
-		for _, r := range routesOf(sc) {
-			j, found := index[r]
-			where := posOr(sc.FieldPos, "next", sc.Pos)
-			if r != sc.Next {
-				where = sc.Pos
-			}
-			switch {
-			case !found:
-				fail(where, "stage %q: no stage named %q", sc.Name, r)
-				ok = false
-			case p.isSource[j]:
-				fail(where, "stage %q: %q is a source and takes no events", sc.Name, r)
-				ok = false
-			default:
-				routes[r] = p.stages[j]
-				downstream[i] = append(downstream[i], j)
-				indeg[j]++
-			}
-		}
-		if ok {
-			st.Connect(routes[sc.Next], routes)
-		}
-	}
-	// Kahn's algorithm, taking stages in file order among the ready ones.
-	done := make([]bool, len(p.stages))
-	for len(p.order) < len(p.stages) {
-		progress := false
-		for i := range p.stages {
-			if done[i] || indeg[i] > 0 {
-				continue
-			}
-			done[i], progress = true, true
-			p.order = append(p.order, i)
-			for _, j := range downstream[i] {
-				indeg[j]--
-			}
-		}
-		if !progress {
-			for i := range p.stages {
-				if !done[i] {
-					fail(pos[i], "stage %q is part of a cycle", p.stages[i].Name())
-				}
-			}
-			return
-		}
-	}
 }
 
 func (p *Pipeline) closeHandler(st *stage.Stage) {

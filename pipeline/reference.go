@@ -75,8 +75,8 @@ func writeFieldRows(w *bufio.Writer, fs []stage.Field, prefix string, top bool) 
 			typ = "map of stages"
 		}
 		def := ""
-		if f.Default != "" {
-			def = "`" + cell(f.Default) + "`"
+		if f.Default != nil {
+			def = "`" + cell(f.FormatValue(f.Default)) + "`"
 		}
 		req := ""
 		if f.Required {
@@ -84,6 +84,12 @@ func writeFieldRows(w *bufio.Writer, fs []stage.Field, prefix string, top bool) 
 		}
 		doc := cell(oneLine(f.Doc))
 		var extra []string
+		if t := f.EnumText(); t != "" {
+			extra = append(extra, "one of "+t)
+		}
+		if t := f.RangeText(); t != "" {
+			extra = append(extra, t)
+		}
 		if f.Ref {
 			extra = append(extra, "names a stage")
 		}

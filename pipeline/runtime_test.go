@@ -220,7 +220,7 @@ func rtRegistry(t *testing.T) (*stage.Registry, *rtHub) {
 	}
 	kinds := []stage.Kind{
 		{Name: "test.seq", Doc: "emits count events",
-			Fields: []stage.Field{{Name: "count", Type: stage.Int, Default: "10", Doc: "events to emit"}},
+			Fields: []stage.Field{{Name: "count", Type: stage.Int, Default: 10, Doc: "events to emit"}},
 			NewSource: func(cfg stage.Config, env stage.Env) (stage.Source, error) {
 				n := cfg.Int("count")
 				if n < 0 {

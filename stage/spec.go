@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stagedserver/seda/port"
 )
 
 // FieldType is the type of a configuration field, as written in YAML.
@@ -35,14 +37,28 @@ func (t FieldType) String() string {
 	return "FieldType(" + strconv.Itoa(int(t)) + ")"
 }
 
-// Field describes one configuration key of a kind.
+// Field describes one configuration key of a kind: its type, its default,
+// the values it allows and a line of documentation. The loader, the
+// reference docs and lint all read this one declaration.
 type Field struct {
-	Name     string
-	Type     FieldType
-	Default  string // as it would be written in YAML; "" means none
+	Name string
+	Type FieldType
+	// Default is the value an absent field takes, as a value of the
+	// field's Go type (see Config): a string, an int, a bool, an int64 of
+	// bytes for a Size, a time.Duration, a []string. nil means none.
+	// Registry.Register refuses a default of the wrong type or one that
+	// Enum or Range would refuse, so a broken default is the kind
+	// author's error, found at registration, not the user's at 1:1.
+	Default  any
 	Required bool
 	Doc      string  // one line
 	Fields   []Field // for Object and ObjectList
+	// Enum lists the values a String (or each item of a StringList) may
+	// take; nil allows any.
+	Enum []string
+	// Range bounds an Int, Size (bytes) or Duration (nanoseconds) value;
+	// nil allows any (a Size or Duration is never negative).
+	Range *Range
 	// Ref marks a String or StringList field whose values name stages:
 	// the loader checks they exist and draws them as edges.
 	Ref bool
@@ -74,8 +90,10 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{kinds: map[string]*Kind{}} }
 
 // Register adds k. It fails if the name is empty or taken, if neither or
-// both constructors are set, or if the spec repeats a field name or
-// redeclares a field every stage has (kind, next, workers, ...).
+// both constructors are set, or if the spec is broken: a field name
+// repeated or common to every stage (kind, next, workers, ...), sub-fields
+// on a field that is not an object, a default of the wrong type or outside
+// the field's Enum or Range, Enum or Range on a type they do not apply to.
 func (r *Registry) Register(k Kind) error {
 	if k.Name == "" {
 		return errors.New("stage: register: kind has no name")
@@ -83,8 +101,13 @@ func (r *Registry) Register(k Kind) error {
 	if (k.NewHandler == nil) == (k.NewSource == nil) {
 		return fmt.Errorf("stage: register %q: set exactly one of NewHandler and NewSource", k.Name)
 	}
-	if err := checkFields(k.Fields, true); err != nil {
+	if err := CheckSpec(k.Fields); err != nil {
 		return fmt.Errorf("stage: register %q: %w", k.Name, err)
+	}
+	for _, f := range k.Fields {
+		if IsCommonField(f.Name) {
+			return fmt.Errorf("stage: register %q: field %q is common to every stage and cannot be redeclared", k.Name, f.Name)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -93,29 +116,6 @@ func (r *Registry) Register(k Kind) error {
 	}
 	kk := k
 	r.kinds[k.Name] = &kk
-	return nil
-}
-
-func checkFields(fs []Field, top bool) error {
-	seen := map[string]bool{}
-	for _, f := range fs {
-		if f.Name == "" {
-			return errors.New("a field has no name")
-		}
-		if seen[f.Name] {
-			return fmt.Errorf("field %q declared twice", f.Name)
-		}
-		if top && IsCommonField(f.Name) {
-			return fmt.Errorf("field %q is common to every stage and cannot be redeclared", f.Name)
-		}
-		seen[f.Name] = true
-		if (f.Type == Object || f.Type == ObjectList) != (len(f.Fields) > 0) {
-			return fmt.Errorf("field %q: only object fields have sub-fields, and they must have some", f.Name)
-		}
-		if err := checkFields(f.Fields, false); err != nil {
-			return fmt.Errorf("field %q: %w", f.Name, err)
-		}
-	}
 	return nil
 }
 
@@ -145,19 +145,28 @@ func CommonFields() []Field {
 	return []Field{
 		{Name: "kind", Type: String, Required: true, Doc: "the stage kind (see the kinds below)"},
 		{Name: "next", Type: String, Ref: true, Doc: "the stage that receives this stage's events; none: the end of the pipeline"},
-		{Name: "inline", Type: Bool, Default: "false", Doc: "no queue or pool: run inside the upstream stage's workers (operator chaining)"},
-		{Name: "workers", Type: Int, Doc: "goroutines in the pool (default: concurrency, at least 1)"},
-		{Name: "concurrency", Type: Int, Doc: "workers running at once, the port's limit (default: GOMAXPROCS)"},
+		{Name: "inline", Type: Bool, Default: false, Doc: "no queue or pool: run inside the upstream stage's workers (operator chaining)"},
+		{Name: "workers", Type: Int, Range: Between(1, MaxWorkers), Doc: "goroutines in the pool; unset: as many as concurrency"},
+		{Name: "concurrency", Type: Int, Range: Between(1, MaxWorkers), Doc: "workers running at once, the port's limit; unset: GOMAXPROCS"},
 		{Name: "queue", Type: Object, Doc: "the stage's port", Fields: []Field{
-			{Name: "capacity", Type: Int, Default: "1024", Doc: "events queued at most"},
-			{Name: "overflow", Type: String, Default: "block", Doc: "block: the sender waits (backpressure); reject: the event is refused as busy"},
+			{Name: "capacity", Type: Int, Default: port.DefaultCapacity, Range: Between(1, MaxCapacity), Doc: "events queued at most"},
+			{Name: "overflow", Type: String, Default: "block", Enum: []string{"block", "reject"}, Doc: "block: the sender waits (backpressure); reject: the event is refused as busy"},
 		}},
 		{Name: "batch", Type: Object, Doc: "events one worker takes at once; also written as a plain number (max)", Fields: []Field{
-			{Name: "max", Type: Int, Default: "64", Doc: "events per batch at most"},
-			{Name: "linger", Type: Duration, Default: "0s", Doc: "how long a worker waits for a batch to fill once it has one event"},
+			{Name: "max", Type: Int, Range: Between(1, MaxBatch), Doc: fmt.Sprintf("events per batch at most; unset: %d", DefaultBatch)},
+			{Name: "linger", Type: Duration, Default: time.Duration(0), Doc: "how long a worker waits for a batch to fill once it has one event"},
 		}},
 	}
 }
+
+// Bounds of the common knobs: past them a typo (an extra zero) would cost
+// memory (a port's ring, a worker's batch buffers) or goroutines.
+const (
+	MaxWorkers   = 1 << 16
+	MaxCapacity  = 1 << 24
+	MaxBatch     = 1 << 16
+	DefaultBatch = 64
+)
 
 // IsCommonField reports whether name is one of CommonFields.
 func IsCommonField(name string) bool {
@@ -167,98 +176,6 @@ func IsCommonField(name string) bool {
 	}
 	return false
 }
-
-// Pair is one entry of a StringMap value, in the order written.
-type Pair struct{ Key, Value string }
-
-// Config holds a stage's decoded kind-specific configuration. Values have
-// the Go type of their FieldType: string, int, bool, int64 (Size),
-// time.Duration, []string, []Pair (StringMap), Config (Object), []Config
-// (ObjectList). Defaults from the spec are already filled in.
-type Config struct {
-	values map[string]any
-	set    map[string]bool
-}
-
-// NewConfig returns a Config holding values; programs that build a
-// pipeline without YAML use it. Values must have the Go types listed on
-// Config.
-func NewConfig(values map[string]any) Config {
-	c := Config{values: map[string]any{}, set: map[string]bool{}}
-	for k, v := range values {
-		c.values[k] = v
-		c.set[k] = true
-	}
-	return c
-}
-
-// Set stores v under name, marking it as given (not a default).
-func (c *Config) Set(name string, v any) {
-	if c.values == nil {
-		c.values, c.set = map[string]any{}, map[string]bool{}
-	}
-	c.values[name] = v
-	c.set[name] = true
-}
-
-// SetDefault stores v under name unless a value is present.
-func (c *Config) SetDefault(name string, v any) {
-	if c.values == nil {
-		c.values, c.set = map[string]any{}, map[string]bool{}
-	}
-	if _, ok := c.values[name]; !ok {
-		c.values[name] = v
-	}
-}
-
-// Has reports whether the configuration gave name explicitly.
-func (c Config) Has(name string) bool { return c.set[name] }
-
-// Value returns the raw value under name.
-func (c Config) Value(name string) (any, bool) {
-	v, ok := c.values[name]
-	return v, ok
-}
-
-// Names returns the names holding values, sorted.
-func (c Config) Names() []string {
-	ns := make([]string, 0, len(c.values))
-	for n := range c.values {
-		ns = append(ns, n)
-	}
-	sort.Strings(ns)
-	return ns
-}
-
-// String returns the string under name, or "".
-func (c Config) String(name string) string { v, _ := c.values[name].(string); return v }
-
-// Int returns the integer under name, or 0.
-func (c Config) Int(name string) int { v, _ := c.values[name].(int); return v }
-
-// Bool returns the boolean under name, or false.
-func (c Config) Bool(name string) bool { v, _ := c.values[name].(bool); return v }
-
-// Size returns the byte size under name, or 0.
-func (c Config) Size(name string) int64 { v, _ := c.values[name].(int64); return v }
-
-// Duration returns the duration under name, or 0.
-func (c Config) Duration(name string) time.Duration {
-	v, _ := c.values[name].(time.Duration)
-	return v
-}
-
-// Strings returns the list of strings under name.
-func (c Config) Strings(name string) []string { v, _ := c.values[name].([]string); return v }
-
-// Pairs returns the string map under name in the order written.
-func (c Config) Pairs(name string) []Pair { v, _ := c.values[name].([]Pair); return v }
-
-// Object returns the object under name.
-func (c Config) Object(name string) Config { v, _ := c.values[name].(Config); return v }
-
-// Objects returns the list of objects under name.
-func (c Config) Objects(name string) []Config { v, _ := c.values[name].([]Config); return v }
 
 // FieldError is an error about one field of a stage's configuration. A
 // constructor returns it so that the loader can point at the field's line

@@ -2,8 +2,10 @@ package stage
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func nopHandler(Config, Env) (Handler, error) {
@@ -58,8 +60,105 @@ func TestConfigAccessors(t *testing.T) {
 	if !c.Has("n") || c.Has("d") {
 		t.Fatal("Has should tell given values from defaults")
 	}
-	if c.Int("s") != 0 || c.Bool("missing") {
-		t.Fatal("wrong-typed or missing values should read as zero")
+}
+
+// A getter never quietly returns zero: an unknown name or the wrong type
+// is a bug in the kind, and panics with a message that names the field.
+func TestConfigGettersFailLoudly(t *testing.T) {
+	spec := []Field{
+		{Name: "s", Type: String},
+		{Name: "n", Type: Int, Default: 7},
+		{Name: "o", Type: Object, Fields: []Field{{Name: "d", Type: Duration, Default: 2 * time.Second}}},
+	}
+	bound, err := Bind(spec, NewConfig(map[string]any{"s": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bound.Int("n") != 7 || bound.Object("o").Duration("d") != 2*time.Second || bound.String("s") != "x" {
+		t.Fatalf("defaults not filled: %+v", bound)
+	}
+	unset, _ := Bind(spec, NewConfig(nil))
+	if unset.String("s") != "" {
+		t.Fatal("a declared, absent field without a default reads as zero")
+	}
+	cases := map[string]func(){
+		`no field "typo"`:             func() { bound.String("typo") },
+		`field "s" is a string, read`: func() { bound.Int("s") },
+		`no field "x"`:                func() { bound.Has("x") },
+		`no value for "m"`:            func() { NewConfig(nil).Int("m") },
+		`holds a string, read as`:     func() { NewConfig(map[string]any{"m": "1"}).Int("m") },
+		`no field "dd"`:               func() { bound.Object("o").Duration("dd") },
+	}
+	for want, fn := range cases {
+		func() {
+			defer func() {
+				r := recover()
+				if r == nil || !strings.Contains(fmt.Sprint(r), want) {
+					t.Errorf("want a panic with %q, got %v", want, r)
+				}
+			}()
+			fn()
+		}()
+	}
+}
+
+// Bind checks given values against the spec, as the loader does a file.
+func TestBindChecksValues(t *testing.T) {
+	spec := []Field{
+		{Name: "mode", Type: String, Default: "a", Enum: []string{"a", "b"}},
+		{Name: "n", Type: Int, Range: Between(1, 10)},
+		{Name: "size", Type: Size, Range: AtLeast(16)},
+		{Name: "req", Type: String, Required: true},
+		{Name: "o", Type: ObjectList, Fields: []Field{{Name: "d", Type: Duration, Range: AtLeast(int64(time.Millisecond))}}},
+	}
+	_, err := Bind(spec, NewConfig(map[string]any{
+		"mode": "c", "n": 11, "size": int64(8), "extra": 1, "o": []Config{NewConfig(map[string]any{"d": time.Microsecond})},
+	}))
+	for _, want := range []string{
+		`mode: want a or b, got "c"`,
+		"n: 11 is out of range: want 1 to 10",
+		"size: 8 is out of range: want at least 16",
+		"extra: unknown key",
+		"req: required",
+		"o.0.d: 1µs is out of range: want at least 1ms",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+}
+
+// A broken spec is the kind author's error, found by Register.
+func TestRegisterChecksSpec(t *testing.T) {
+	cases := map[string][]Field{
+		"wrong type for an int field: want a Go int": {{Name: "n", Type: Int, Default: "64"}},
+		"want a Go int64 (bytes)":                    {{Name: "s", Type: Size, Default: 64}},
+		"out of range":                               {{Name: "n", Type: Int, Default: 0, Range: AtLeast(1)}},
+		`want a or b, got "c"`:                       {{Name: "m", Type: String, Default: "c", Enum: []string{"a", "b"}}},
+		"an enum applies to":                         {{Name: "n", Type: Int, Enum: []string{"1"}}},
+		"a range applies to":                         {{Name: "m", Type: String, Range: AtLeast(1)}},
+		"required field has no":                      {{Name: "m", Type: String, Required: true, Default: "x"}},
+		"range min 5 is above its max":               {{Name: "n", Type: Int, Range: Between(5, 1)}},
+	}
+	for want, fs := range cases {
+		err := NewRegistry().Register(Kind{Name: "x.k", NewHandler: nopHandler, Fields: fs})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v", want, err)
+		}
+	}
+}
+
+func TestFormatValues(t *testing.T) {
+	f := Field{Type: Size}
+	for v, want := range map[int64]string{65536: "64KiB", 1 << 20: "1MiB", 1000: "1000", 0: "0", 3 << 30: "3GiB"} {
+		if got := f.FormatValue(v); got != want {
+			t.Errorf("FormatValue(%d) = %q, want %q", v, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{5 * time.Minute: "5m", 2 * time.Second: "2s", 250 * time.Millisecond: "250ms", 0: "0s", time.Hour: "1h", 90 * time.Second: "1m30s"} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }
 

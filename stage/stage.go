@@ -49,7 +49,7 @@ func (s *Settings) fill() {
 		s.Capacity = port.DefaultCapacity
 	}
 	if s.Batch <= 0 {
-		s.Batch = 64
+		s.Batch = DefaultBatch
 	}
 }
 

@@ -22,7 +22,7 @@ func BenchmarkWrite(b *testing.B) {
 			if path == "insert" {
 				method = "insert"
 			}
-			s, err := New(config(dsn, map[string]any{"method": method, "conflict": "ignore"}), stage.Env{Stage: "bench"})
+			s, err := build(config(dsn, map[string]any{"method": method, "conflict": "ignore"}), stage.Env{Stage: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -111,9 +111,18 @@ func config(dsn string, over map[string]any) stage.Config {
 	return stage.NewConfig(v)
 }
 
+// build binds cfg to the kind's spec, as the pipeline does, and calls New.
+func build(cfg stage.Config, env stage.Env) (*Sink, error) {
+	bound, err := stage.Bind(Fields(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return New(bound, env)
+}
+
 func newSink(t *testing.T, cfg stage.Config, log *zap.Logger) *Sink {
 	t.Helper()
-	s, err := New(cfg, stage.Env{Stage: "store", Logger: log})
+	s, err := build(cfg, stage.Env{Stage: "store", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,13 +20,16 @@ import (
 const Kind = "db.postgres"
 
 // ErrNoDSN is wrapped by the constructor's error when dsn is empty.
-var ErrNoDSN = errors.New("dsn is empty: set it, or run with pipectl run which starts a throwaway PostgreSQL")
+var ErrNoDSN = errors.New("dsn is empty: give the PostgreSQL URL or key=value DSN to connect to")
 
 // Defaults of the fields whose zero value is not the default.
 const (
 	DefaultMaxConns   = 4
 	DefaultBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
+	// maxMaxConns bounds max_conns: PostgreSQL's own max_connections is
+	// rarely above a few thousand.
+	maxMaxConns = 1 << 16
 	// defaultConnectTimeout bounds one connection attempt when the DSN sets
 	// no connect_timeout, so a black-holed host is retried rather than hung on.
 	defaultConnectTimeout = 10 * time.Second
@@ -35,21 +38,21 @@ const (
 // Fields is the configuration spec of db.postgres.
 func Fields() []stage.Field {
 	return []stage.Field{
-		{Name: "dsn", Type: stage.String, Secret: true, Doc: "PostgreSQL URL or key=value DSN; empty: pipectl run starts a throwaway PostgreSQL"},
+		{Name: "dsn", Type: stage.String, Secret: true, Doc: "PostgreSQL URL or key=value DSN; required by the library (pipectl run fills an empty one with a local PostgreSQL of its own)"},
 		{Name: "table", Type: stage.String, Required: true, Doc: "table to write to: name or schema.name (unquoted identifiers, folded to lower case)"},
-		{Name: "create", Type: stage.Bool, Default: "false", Doc: "create the table if missing; an existing table must have the configured columns and types"},
+		{Name: "create", Type: stage.Bool, Default: false, Doc: "create the table if missing; an existing table must have the configured columns and types"},
 		{Name: "columns", Type: stage.StringMap, Required: true, Doc: "column: field path (a.b.c) of the value to store; $ is the whole record"},
 		{Name: "types", Type: stage.StringMap, Doc: "column: SQL type, for create and checked on an existing table; default jsonb for a $ column, text otherwise"},
 		{Name: "key", Type: stage.StringList, Doc: "primary key columns for create; the conflict target of conflict: ignore"},
-		{Name: "conflict", Type: stage.String, Default: "error", Doc: "a row whose key is already stored: error (nacked) or ignore (acked, idempotent resends)"},
-		{Name: "method", Type: stage.String, Default: "copy", Doc: "copy (COPY FROM STDIN, fastest) or insert (one multi-row INSERT per batch)"},
-		{Name: "max_conns", Type: stage.Int, Default: "0", Doc: "connections in the pool at most; 0: one per worker of the stage, so no worker waits for one"},
+		{Name: "conflict", Type: stage.String, Default: "error", Enum: []string{"error", "ignore"}, Doc: "a row whose key is already stored: error (nacked) or ignore (acked, idempotent resends)"},
+		{Name: "method", Type: stage.String, Default: "copy", Enum: []string{"copy", "insert"}, Doc: "copy (COPY FROM STDIN, fastest) or insert (one multi-row INSERT per batch)"},
+		{Name: "max_conns", Type: stage.Int, Default: 0, Range: stage.Between(0, maxMaxConns), Doc: "connections in the pool at most; 0: one per worker of the stage, so no worker waits for one"},
 		{Name: "retry", Type: stage.Object, Doc: "retries of a batch while PostgreSQL is unreachable or asks for one", Fields: []stage.Field{
-			{Name: "max", Type: stage.Int, Default: "0", Doc: "retries of one batch at most, then its events are failed; 0: retry until the stage stops"},
-			{Name: "backoff", Type: stage.Duration, Default: "100ms", Doc: "wait before the first retry; doubled at each one, with jitter"},
-			{Name: "max_backoff", Type: stage.Duration, Default: "5s", Doc: "longest wait between retries"},
+			{Name: "max", Type: stage.Int, Default: 0, Range: stage.AtLeast(0), Doc: "retries of one batch at most, then its events are failed; 0: retry until the stage stops"},
+			{Name: "backoff", Type: stage.Duration, Default: DefaultBackoff, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "wait before the first retry; doubled at each one, with jitter"},
+			{Name: "max_backoff", Type: stage.Duration, Default: DefaultMaxBackoff, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "longest wait between retries"},
 		}},
-		{Name: "on_start", Type: stage.String, Default: "retry", Doc: "PostgreSQL unreachable at start: retry (with backoff, logging each attempt) or fail"},
+		{Name: "on_start", Type: stage.String, Default: "retry", Enum: []string{"retry", "fail"}, Doc: "PostgreSQL unreachable at start: retry (with backoff, logging each attempt) or fail"},
 		{Name: "statement_timeout", Type: stage.Duration, Doc: "PostgreSQL statement_timeout of the stage's sessions; a timed-out batch is retried"},
 	}
 }
@@ -141,21 +144,15 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	}
 	if d := cfg.Duration("statement_timeout"); d > 0 {
 		pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(d.Milliseconds())
-	} else if d < 0 {
-		return nil, &stage.FieldError{Field: "statement_timeout", Err: fmt.Errorf("negative: %s", d)}
 	}
 	maxConns := DefaultMaxConns
 	if env.Settings.Workers > 0 {
 		maxConns = env.Settings.Workers
 	}
-	if v, ok := cfg.Value("max_conns"); ok {
-		if n, _ := v.(int); n > 0 {
-			maxConns = n
-		} else if n < 0 {
-			return nil, &stage.FieldError{Field: "max_conns", Err: fmt.Errorf("negative: %d", n)}
-		}
+	if n := cfg.Int("max_conns"); n > 0 {
+		maxConns = n
 	}
-	pc.MaxConns = int32(min(maxConns, 1<<20))
+	pc.MaxConns = int32(min(maxConns, maxMaxConns))
 	pc.MinConns = 0
 	s.poolCfg = pc
 
@@ -166,43 +163,15 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 		return nil, err
 	}
 
-	switch c := cfg.String("conflict"); c {
-	case "", "error":
-	case "ignore":
-		s.ignore = true
-	default:
-		return nil, &stage.FieldError{Field: "conflict", Err: fmt.Errorf("%q: want error or ignore", c)}
-	}
-	switch m := cfg.String("method"); m {
-	case "", "copy":
-	case "insert":
-		s.insert = true
-	default:
-		return nil, &stage.FieldError{Field: "method", Err: fmt.Errorf("%q: want copy or insert", m)}
-	}
-	switch o := cfg.String("on_start"); o {
-	case "", "retry":
-	case "fail":
-		s.startFail = true
-	default:
-		return nil, &stage.FieldError{Field: "on_start", Err: fmt.Errorf("%q: want retry or fail", o)}
-	}
+	// Enum and Range in Fields have checked the values.
+	s.ignore = cfg.String("conflict") == "ignore"
+	s.insert = cfg.String("method") == "insert"
+	s.startFail = cfg.String("on_start") == "fail"
 
 	rc := cfg.Object("retry")
 	s.retryMax = rc.Int("max")
-	s.backoff, s.maxBackoff = DefaultBackoff, DefaultMaxBackoff
-	if _, ok := rc.Value("backoff"); ok {
-		s.backoff = rc.Duration("backoff")
-	}
-	if _, ok := rc.Value("max_backoff"); ok {
-		s.maxBackoff = rc.Duration("max_backoff")
-	}
-	switch {
-	case s.retryMax < 0:
-		return nil, &stage.FieldError{Field: "retry.max", Err: fmt.Errorf("negative: %d", s.retryMax)}
-	case s.backoff <= 0:
-		return nil, &stage.FieldError{Field: "retry.backoff", Err: fmt.Errorf("must be positive, not %s", s.backoff)}
-	case s.maxBackoff < s.backoff:
+	s.backoff, s.maxBackoff = rc.Duration("backoff"), rc.Duration("max_backoff")
+	if s.maxBackoff < s.backoff {
 		return nil, &stage.FieldError{Field: "retry.max_backoff", Err: fmt.Errorf("%s is less than retry.backoff %s", s.maxBackoff, s.backoff)}
 	}
 	s.bufs.New = func() any { return new(rows) }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -34,11 +35,12 @@ func TestNewChecksConfig(t *testing.T) {
 		over       map[string]any
 		field, msg string
 	}{
-		{map[string]any{"dsn": ""}, "dsn", "dsn is empty: set it, or run with pipectl run which starts a throwaway PostgreSQL"},
+		{map[string]any{"dsn": ""}, "dsn", "dsn is empty: give the PostgreSQL URL"},
 		{map[string]any{"dsn": "postgres://u:topsecret@h:99999999/db"}, "dsn", "bad DSN postgres://u:xxxxx@h:99999999/db"},
 		{map[string]any{"table": "a.b.c"}, "table", `bad table "a.b.c"`},
 		{map[string]any{"table": "ev;drop"}, "table", `bad name "ev;drop"`},
-		{map[string]any{"columns": nil}, "columns", "no columns"},
+		{map[string]any{"columns": nil}, "columns", "required"},
+		{map[string]any{"columns": []stage.Pair{}}, "columns", "no columns"},
 		{map[string]any{"columns": []stage.Pair{{Key: "id", Value: "a..b"}}}, "columns.id", "bad field path"},
 		{map[string]any{"types": []stage.Pair{{Key: "nope", Value: "text"}}}, "types.nope", `column "nope" is not in columns`},
 		{map[string]any{"types": []stage.Pair{{Key: "id", Value: "text; drop table x"}}}, "types.id", "bad type"},
@@ -47,11 +49,11 @@ func TestNewChecksConfig(t *testing.T) {
 		{map[string]any{"conflict": "replace"}, "conflict", "want error or ignore"},
 		{map[string]any{"method": "bulk"}, "method", "want copy or insert"},
 		{map[string]any{"on_start": "wait"}, "on_start", "want retry or fail"},
-		{map[string]any{"max_conns": -1}, "max_conns", "negative"},
-		{map[string]any{"retry": stage.NewConfig(map[string]any{"backoff": 0})}, "retry.backoff", "must be positive"},
+		{map[string]any{"max_conns": -1}, "max_conns", "-1 is out of range: want 0 to 65536"},
+		{map[string]any{"retry": stage.NewConfig(map[string]any{"backoff": time.Duration(0)})}, "retry.backoff", "0s is out of range: want at least 1ms"},
 	}
 	for _, c := range cases {
-		_, err := New(config("postgres://u:topsecret@localhost/db", c.over), stage.Env{Stage: "store"})
+		_, err := build(config("postgres://u:topsecret@localhost/db", c.over), stage.Env{Stage: "store"})
 		var fe *stage.FieldError
 		if !errors.As(err, &fe) || fe.Field != c.field || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%v: got %v, want field %s saying %q", c.over, err, c.field, c.msg)
@@ -60,7 +62,7 @@ func TestNewChecksConfig(t *testing.T) {
 			t.Errorf("%v: password in %v", c.over, err)
 		}
 	}
-	if _, err := New(config("host=localhost", nil), stage.Env{Stage: "store"}); err != nil {
+	if _, err := build(config("host=localhost", nil), stage.Env{Stage: "store"}); err != nil {
 		t.Fatal(err)
 	}
 }

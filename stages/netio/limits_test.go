@@ -231,7 +231,7 @@ func TestMaxUnackedField(t *testing.T) {
 	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", MaxUnacked: -1}); err == nil || !strings.Contains(err.Error(), "max_unacked") {
 		t.Fatalf("max_unacked -1: %v", err)
 	}
-	src, err := netio.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "max_unacked": 7}), stage.Env{Stage: "in"})
+	src, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "max_unacked": 7}, stage.Env{Stage: "in"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,14 +268,14 @@ func TestBadFrameNackSaysWhy(t *testing.T) {
 // back on its sockets: the constructor says so, pointing at the field,
 // instead of ignoring it.
 func TestOverflowRejectIsRefused(t *testing.T) {
-	cfg := stage.NewConfig(map[string]any{"listen": "127.0.0.1:0"})
-	_, err := netio.NewSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Overflow: port.Reject}.WithDefaults()})
+	cfg := map[string]any{"listen": "127.0.0.1:0"}
+	_, err := buildSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Overflow: port.Reject}.WithDefaults()})
 	var fe *stage.FieldError
 	if !errors.As(err, &fe) || fe.Field != "queue.overflow" ||
 		!strings.Contains(err.Error(), "backpressure") || !strings.Contains(err.Error(), "stage after") {
 		t.Fatalf("overflow reject: %v", err)
 	}
-	if _, err := netio.NewSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Overflow: port.Block}.WithDefaults()}); err != nil {
+	if _, err := buildSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Overflow: port.Block}.WithDefaults()}); err != nil {
 		t.Fatalf("overflow block: %v", err)
 	}
 

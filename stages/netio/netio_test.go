@@ -517,7 +517,7 @@ func TestWriteTimeoutField(t *testing.T) {
 		t.Fatalf("write_timeout -1s: %v", err)
 	}
 	for v, want := range map[time.Duration]time.Duration{0: netio.DefaultWriteTimeout, time.Second: time.Second} {
-		src, err := netio.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "write_timeout": v}), stage.Env{Stage: "in"})
+		src, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "write_timeout": v}, stage.Env{Stage: "in"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -680,16 +680,16 @@ func TestRegister(t *testing.T) {
 			t.Errorf("no field %s", n)
 		}
 	}
-	_, err := k.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "framing": "json"}), stage.Env{Stage: "in"})
+	_, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "framing": "json"}, stage.Env{Stage: "in"})
 	var fe *stage.FieldError
 	if !errors.As(err, &fe) || fe.Field != "framing" || strings.Contains(err.Error(), `stage "in"`) { // the pipeline adds the stage name
 		t.Fatalf("bad framing: %v", err)
 	}
-	_, err = k.NewSource(stage.NewConfig(nil), stage.Env{Stage: "in"})
+	_, err = buildSource(nil, stage.Env{Stage: "in"})
 	if !errors.As(err, &fe) || fe.Field != "listen" {
 		t.Fatalf("no listen: %v", err)
 	}
-	src, err := k.NewSource(stage.NewConfig(map[string]any{"listen": "127.0.0.1:0", "idle_timeout": time.Duration(0)}), stage.Env{Stage: "in"})
+	src, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "idle_timeout": time.Duration(0)}, stage.Env{Stage: "in"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -740,4 +740,14 @@ func TestCloseWithEventsInFlight(t *testing.T) {
 	if c.Acked() == 10000 {
 		t.Fatal("everything acked although the source was closed with events in flight")
 	}
+}
+
+// buildSource binds values to the kind's spec, as the pipeline does, and
+// calls the kind's constructor.
+func buildSource(values map[string]any, env stage.Env) (stage.Source, error) {
+	cfg, err := stage.Bind(netio.Fields(), stage.NewConfig(values))
+	if err != nil {
+		return nil, err
+	}
+	return netio.NewSource(cfg, env)
 }

@@ -2,7 +2,6 @@ package netio
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/stagedserver/seda/port"
@@ -92,14 +91,8 @@ func (o *Options) fill() error {
 	if o.Framing == "" {
 		o.Framing = Lines
 	}
-	if o.Framing != Lines && o.Framing != OctetCounted {
-		return &stage.FieldError{Field: "framing", Err: fmt.Errorf("%q: want lines or octet-counted", o.Framing)}
-	}
 	if o.Ack == "" {
 		o.Ack = AckCommit
-	}
-	if o.Ack != AckCommit && o.Ack != AckNone {
-		return &stage.FieldError{Field: "ack", Err: fmt.Errorf("%q: want commit or none", o.Ack)}
 	}
 	if o.MaxFrame == 0 {
 		o.MaxFrame = DefaultMaxFrame
@@ -124,25 +117,34 @@ func (o *Options) fill() error {
 	} else if o.DrainLinger < 0 {
 		o.DrainLinger = 0
 	}
-	switch {
-	case o.MaxFrame < 1 || o.MaxFrame > maxMaxFrame:
-		return &stage.FieldError{Field: "max_frame", Err: fmt.Errorf("%d: want 1 to %d bytes", o.MaxFrame, maxMaxFrame)}
-	case o.MaxConns < 1:
-		return &stage.FieldError{Field: "max_conns", Err: fmt.Errorf("%d: want at least 1", o.MaxConns)}
-	case o.IdleTimeout < 0:
-		return &stage.FieldError{Field: "idle_timeout", Err: fmt.Errorf("%s: want 0 (none) or more", o.IdleTimeout)}
-	case o.MaxPendingOutput < minPendingOut:
-		return &stage.FieldError{Field: "max_pending_output", Err: fmt.Errorf("%d: want at least %d bytes", o.MaxPendingOutput, minPendingOut)}
-	case o.ReadBuffer < minReadBuffer || o.ReadBuffer > maxReadBuffer:
-		return &stage.FieldError{Field: "read_buffer", Err: fmt.Errorf("%d: want %d to %d bytes", o.ReadBuffer, minReadBuffer, maxReadBuffer)}
-	case o.SocketBuffer < 0 || o.SocketBuffer > maxSocketBuf:
-		return &stage.FieldError{Field: "socket_buffer", Err: fmt.Errorf("%d: want 0 (kernel autotuning) to %d bytes", o.SocketBuffer, maxSocketBuf)}
-	case o.MaxUnacked < 1 || o.MaxUnacked > maxMaxUnacked:
-		return &stage.FieldError{Field: "max_unacked", Err: fmt.Errorf("%d: want 1 to %d records", o.MaxUnacked, maxMaxUnacked)}
-	case o.WriteTimeout < 0:
-		return &stage.FieldError{Field: "write_timeout", Err: fmt.Errorf("%s: want more than 0", o.WriteTimeout)}
-	case o.KeepAlive < 0:
-		return &stage.FieldError{Field: "keepalive", Err: fmt.Errorf("%s: want 0 (off) or more", o.KeepAlive)}
+	// The spec's Enum and Range are the one declaration of what is
+	// allowed; Options built in Go are held to it too.
+	return checkFields(map[string]any{
+		"framing":            string(o.Framing),
+		"ack":                string(o.Ack),
+		"max_frame":          int64(o.MaxFrame),
+		"max_conns":          o.MaxConns,
+		"idle_timeout":       o.IdleTimeout,
+		"max_pending_output": int64(o.MaxPendingOutput),
+		"write_timeout":      o.WriteTimeout,
+		"max_unacked":        o.MaxUnacked,
+		"read_buffer":        int64(o.ReadBuffer),
+		"drain_linger":       o.DrainLinger,
+		"socket_buffer":      int64(o.SocketBuffer),
+		"keepalive":          o.KeepAlive,
+	})
+}
+
+// checkFields checks values against the kind's spec, in the spec's order.
+func checkFields(values map[string]any) error {
+	for _, f := range Fields() {
+		v, ok := values[f.Name]
+		if !ok {
+			continue
+		}
+		if err := f.Check(v); err != nil {
+			return &stage.FieldError{Field: f.Name, Err: err}
+		}
 	}
 	return nil
 }
@@ -151,18 +153,28 @@ func (o *Options) fill() error {
 func Fields() []stage.Field {
 	return []stage.Field{
 		{Name: "listen", Type: stage.String, Required: true, Doc: "host:port to accept connections on (127.0.0.1:7000; :0 picks a port)"},
-		{Name: "framing", Type: stage.String, Default: "lines", Doc: "lines: records end with \\n (a trailing \\r is dropped); octet-counted: RFC 6587 LEN SP MSG"},
-		{Name: "max_frame", Type: stage.Size, Default: "64KiB", Doc: "largest record; a larger one is refused (nack N too large) and skipped, the connection stays usable"},
-		{Name: "max_conns", Type: stage.Int, Default: "1024", Doc: "connections at once; one more gets `nack 0 too many connections` and is closed"},
-		{Name: "idle_timeout", Type: stage.Duration, Default: "5m", Doc: "close a connection that sends nothing and is owed no ack this long; 0: never"},
-		{Name: "ack", Type: stage.String, Default: "commit", Doc: "commit: write `ack N` once records up to N are finished, `nack N reason` for refused ones; none: write nothing"},
-		{Name: "max_pending_output", Type: stage.Size, Default: "1MiB", Doc: "ack and nack text held in memory per connection; at it no more is made until writes drain (the client is not cut off)"},
-		{Name: "write_timeout", Type: stage.Duration, Default: "30s", Doc: "close a connection whose acks the client takes none of this long (it is not reading); 0: the default"},
-		{Name: "max_unacked", Type: stage.Int, Default: "65536", Doc: "records per connection read and not yet acked (ack: none: not yet finished); at it reads pause and TCP pushes back on the client"},
-		{Name: "read_buffer", Type: stage.Size, Default: "64KiB", Doc: "bytes per read; each connection has one read outstanding, in a pooled buffer"},
-		{Name: "drain_linger", Type: stage.Duration, Default: "2s", Doc: "on drain, after half-closing, discard input this long at most so the kernel does not reset unread acks"},
-		{Name: "socket_buffer", Type: stage.Size, Default: "0", Doc: "SO_RCVBUF and SO_SNDBUF per connection; 0 keeps the kernel's autotuning (usually best)"},
-		{Name: "keepalive", Type: stage.Duration, Default: "15s", Doc: "TCP keepalive period, to find dead peers; 0: off"},
+		{Name: "framing", Type: stage.String, Default: string(Lines), Enum: []string{string(Lines), string(OctetCounted)},
+			Doc: "lines: records end with \\n (a trailing \\r is dropped); octet-counted: RFC 6587 LEN SP MSG"},
+		{Name: "max_frame", Type: stage.Size, Default: int64(DefaultMaxFrame), Range: stage.Between(1, maxMaxFrame),
+			Doc: "largest record; a larger one is refused (nack N too large) and skipped, the connection stays usable"},
+		{Name: "max_conns", Type: stage.Int, Default: DefaultMaxConns, Range: stage.AtLeast(1),
+			Doc: "connections at once; one more gets `nack 0 too many connections` and is closed"},
+		{Name: "idle_timeout", Type: stage.Duration, Default: DefaultIdleTimeout, Doc: "close a connection that sends nothing and is owed no ack this long; 0: never"},
+		{Name: "ack", Type: stage.String, Default: string(AckCommit), Enum: []string{string(AckCommit), string(AckNone)},
+			Doc: "commit: write `ack N` once records up to N are finished, `nack N reason` for refused ones; none: write nothing"},
+		{Name: "max_pending_output", Type: stage.Size, Default: int64(DefaultMaxPendingOutput), Range: stage.Between(minPendingOut, 1<<40),
+			Doc: "ack and nack text held in memory per connection; at it no more is made until writes drain (the client is not cut off)"},
+		{Name: "write_timeout", Type: stage.Duration, Default: DefaultWriteTimeout,
+			Doc: "close a connection whose acks the client takes none of this long (it is not reading); 0: the default"},
+		{Name: "max_unacked", Type: stage.Int, Default: DefaultMaxUnacked, Range: stage.Between(1, maxMaxUnacked),
+			Doc: "records per connection read and not yet acked (ack: none: not yet finished); at it reads pause and TCP pushes back on the client"},
+		{Name: "read_buffer", Type: stage.Size, Default: int64(DefaultReadBuffer), Range: stage.Between(minReadBuffer, maxReadBuffer),
+			Doc: "bytes per read; each connection has one read outstanding, in a pooled buffer"},
+		{Name: "drain_linger", Type: stage.Duration, Default: DefaultDrainLinger,
+			Doc: "on drain, after half-closing, discard input this long at most so the kernel does not reset unread acks"},
+		{Name: "socket_buffer", Type: stage.Size, Default: int64(0), Range: stage.Between(0, maxSocketBuf),
+			Doc: "SO_RCVBUF and SO_SNDBUF per connection; 0 keeps the kernel's autotuning (usually best)"},
+		{Name: "keepalive", Type: stage.Duration, Default: DefaultKeepAlive, Doc: "TCP keepalive period, to find dead peers; 0: off"},
 	}
 }
 
@@ -189,37 +201,25 @@ func NewSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 	return New(o)
 }
 
-// optionsFromConfig reads cfg, whose defaults the loader filled in. A
-// configuration built by hand without them gets New's defaults.
+// optionsFromConfig reads cfg, bound to Fields (defaults filled in).
 func optionsFromConfig(cfg stage.Config) Options {
 	o := Options{
 		Listen:           cfg.String("listen"),
 		Framing:          Framing(cfg.String("framing")),
-		MaxFrame:         int(min(cfg.Size("max_frame"), maxMaxFrame+1)),
+		MaxFrame:         int(cfg.Size("max_frame")),
 		MaxConns:         cfg.Int("max_conns"),
-		IdleTimeout:      DefaultIdleTimeout,
+		IdleTimeout:      cfg.Duration("idle_timeout"),
 		Ack:              AckMode(cfg.String("ack")),
-		MaxPendingOutput: int(min(cfg.Size("max_pending_output"), 1<<40)),
-		ReadBuffer:       int(min(cfg.Size("read_buffer"), maxReadBuffer+1)),
-		DrainLinger:      DefaultDrainLinger,
-		SocketBuffer:     int(min(cfg.Size("socket_buffer"), maxSocketBuf+1)),
-		KeepAlive:        DefaultKeepAlive,
+		MaxPendingOutput: int(cfg.Size("max_pending_output")),
+		WriteTimeout:     cfg.Duration("write_timeout"), // 0: the default
+		ReadBuffer:       int(cfg.Size("read_buffer")),
+		DrainLinger:      cfg.Duration("drain_linger"),
+		SocketBuffer:     int(cfg.Size("socket_buffer")),
+		KeepAlive:        cfg.Duration("keepalive"),
 		MaxUnacked:       cfg.Int("max_unacked"),
 	}
-	if v, ok := cfg.Value("write_timeout"); ok {
-		o.WriteTimeout, _ = v.(time.Duration) // 0: the default
-	}
-	if v, ok := cfg.Value("idle_timeout"); ok {
-		o.IdleTimeout, _ = v.(time.Duration)
-	}
-	if v, ok := cfg.Value("keepalive"); ok {
-		o.KeepAlive, _ = v.(time.Duration)
-	}
-	if v, ok := cfg.Value("drain_linger"); ok {
-		d, _ := v.(time.Duration)
-		if o.DrainLinger = d; d == 0 {
-			o.DrainLinger = -1 // written as 0: no linger
-		}
+	if o.DrainLinger == 0 {
+		o.DrainLinger = -1 // written as 0: no linger
 	}
 	return o
 }

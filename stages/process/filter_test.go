@@ -95,5 +95,5 @@ func TestRouteErrors(t *testing.T) {
 	_, err = build(t, testRegistry, "process.route", map[string]any{"routes": []stage.Config{routeObj(`a exists`, "")}}, "x")
 	fieldErr(t, err, "routes.0.next", "a stage name is required")
 	_, err = build(t, testRegistry, "process.route", map[string]any{}, "x")
-	fieldErr(t, err, "routes", "at least one route")
+	fieldErr(t, err, "routes", "required")
 }

@@ -91,19 +91,9 @@ func build(t testing.TB, r *stage.Registry, kind string, values map[string]any, 
 	if !ok {
 		t.Fatalf("kind %q not registered", kind)
 	}
-	cfg := stage.NewConfig(values)
-	for _, f := range k.Fields {
-		if f.Default == "" {
-			continue
-		}
-		switch f.Type {
-		case stage.Bool:
-			cfg.SetDefault(f.Name, f.Default == "true")
-		case stage.String:
-			cfg.SetDefault(f.Name, f.Default)
-		default:
-			t.Fatalf("test helper: default of type %v", f.Type)
-		}
+	cfg, err := stage.Bind(k.Fields, stage.NewConfig(values))
+	if err != nil {
+		return nil, err
 	}
 	return k.NewHandler(cfg, stage.Env{Stage: "t", Logger: zapNop, Routes: routes})
 }

@@ -39,8 +39,8 @@ func Register(r *stage.Registry) error {
 				"alphanumeric (`_.-/` count as such), `[pid]` becomes procid, the colon after it is optional, " +
 				"and msg never starts with the tag.",
 			Fields: []stage.Field{
-				{Name: "format", Type: stage.String, Default: "auto", Doc: "auto (5424 when a version follows <PRI>, else 3164), rfc5424 or rfc3164"},
-				{Name: "strict", Type: stage.Bool, Default: "false", Doc: "refuse unparseable lines; false keeps them as {msg: LINE, parse_error: REASON}"},
+				{Name: "format", Type: stage.String, Default: "auto", Enum: []string{"auto", "rfc5424", "rfc3164"}, Doc: "auto (5424 when a version follows <PRI>, else 3164), rfc5424 or rfc3164"},
+				{Name: "strict", Type: stage.Bool, Default: false, Doc: "refuse unparseable lines; false keeps them as {msg: LINE, parse_error: REASON}"},
 			},
 			NewHandler: newSyslog,
 		},
@@ -50,7 +50,7 @@ func Register(r *stage.Registry) error {
 				"Dropped events are finished as handled (acked). " + conditionDoc,
 			Fields: []stage.Field{
 				{Name: "if", Type: stage.String, Required: true, Doc: "the condition"},
-				{Name: "drop", Type: stage.Bool, Default: "false", Doc: "drop the events that match instead of keeping them"},
+				{Name: "drop", Type: stage.Bool, Default: false, Doc: "drop the events that match instead of keeping them"},
 			},
 			NewHandler: newFilter,
 		},

@@ -128,7 +128,7 @@ func TestSyslogStrict(t *testing.T) {
 
 func TestSyslogBadFormat(t *testing.T) {
 	_, err := build(t, testRegistry, "process.syslog", map[string]any{"format": "rfc9999"})
-	fieldErr(t, err, "format", `unknown format "rfc9999"`)
+	fieldErr(t, err, "format", `want auto, rfc5424 or rfc3164, got "rfc9999"`)
 }
 
 // checkSyslogFields asserts what FuzzSyslog asserts of one line.

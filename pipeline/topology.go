@@ -1,0 +1,155 @@
+package pipeline
+
+import (
+	"strings"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// node is one stage as the topology checks see it. The loader and New
+// both describe their stages this way and call checkTopology, so that the
+// rules about routes are written once.
+type node struct {
+	cfg  *StageConfig
+	kind *stage.Kind // nil when unknown (reported elsewhere)
+	refs []ref       // the stage names it routes to, next first, with where each is written
+}
+
+// ref is one stage name given as a value of a Ref field.
+type ref struct {
+	path string // "next", "routes.1.next"
+	to   string
+	pos  Pos
+}
+
+// edge is a route from one stage to another, where it is written.
+type edge struct {
+	to  int
+	pos Pos
+}
+
+// checkTopology checks the stages as a graph and reports each problem
+// through errAt: a route must name another stage that takes input (not a
+// source); a terminal kind takes no next; a source cannot be inline; an
+// inline stage needs a stage that routes to it; the routes must not form
+// a cycle. It returns, per stage, its routes (next first, each name once)
+// and, when there is no cycle, the stages in topological order (each after
+// every stage upstream of it, file order among the ready ones).
+func checkTopology(nodes []node, errAt func(Pos, string, ...any)) (routes [][]string, order []int) {
+	index := make(map[string]int, len(nodes))
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		index[n.cfg.Name] = i
+		names[i] = n.cfg.Name
+	}
+	isSource := func(n node) bool { return n.kind != nil && n.kind.NewSource != nil }
+	edges := make([][]edge, len(nodes))
+	fed := make([]bool, len(nodes))
+	routes = make([][]string, len(nodes))
+	for i, n := range nodes {
+		s := n.cfg
+		seen := map[string]bool{}
+		linked := map[int]bool{}
+		if s.Next != "" {
+			// Next comes first whatever the order of the keys.
+			seen[s.Next] = true
+			routes[i] = append(routes[i], s.Next)
+		}
+		for _, r := range n.refs {
+			if r.to == "" {
+				continue
+			}
+			if !seen[r.to] {
+				seen[r.to] = true
+				routes[i] = append(routes[i], r.to)
+			}
+			j, ok := index[r.to]
+			switch {
+			case r.to == s.Name:
+				errAt(r.pos, "stage %q: %s names the stage itself", s.Name, r.path)
+				continue
+			case !ok:
+				errAt(r.pos, "stage %q: %s %q is not a stage%s; stages: %s", s.Name, r.path, r.to, suggest(r.to, names), listNames(names))
+				continue
+			case isSource(nodes[j]):
+				errAt(r.pos, "stage %q: %s %q is a source (kind %q): sources take no input", s.Name, r.path, r.to, nodes[j].kind.Name)
+				continue
+			}
+			fed[j] = true
+			if !linked[j] {
+				linked[j] = true
+				edges[i] = append(edges[i], edge{to: j, pos: r.pos})
+			}
+		}
+		if n.kind != nil && n.kind.Terminal && s.Next != "" {
+			errAt(posOr(s.FieldPos, "next", s.Pos), "stage %q: kind %q finishes events itself and takes no next", s.Name, n.kind.Name)
+		}
+		if isSource(n) && s.Settings.Inline {
+			errAt(posOr(s.FieldPos, "inline", s.Pos), "stage %q: a source (kind %q) cannot be inline: nothing upstream calls it", s.Name, n.kind.Name)
+		}
+	}
+	for i, n := range nodes {
+		if n.cfg.Settings.Inline && !fed[i] && !isSource(n) {
+			errAt(n.cfg.Pos, "stage %q is inline but no stage routes to it: an inline stage runs inside its upstream stage's workers", n.cfg.Name)
+		}
+	}
+	cycs := cycles(edges)
+	for _, cyc := range cycs {
+		path := make([]string, len(cyc)+1)
+		for k, i := range cyc {
+			path[k] = names[i]
+		}
+		path[len(cyc)] = names[cyc[0]]
+		var at Pos
+		for _, e := range edges[cyc[0]] {
+			if e.to == cyc[1] {
+				at = e.pos
+			}
+		}
+		errAt(at, "stage %q: routes form a cycle: %s", names[cyc[0]], strings.Join(path, " -> "))
+	}
+	if len(cycs) > 0 {
+		return routes, nil
+	}
+	// Kahn's algorithm, taking stages in file order among the ready ones.
+	indeg := make([]int, len(nodes))
+	for _, es := range edges {
+		for _, e := range es {
+			indeg[e.to]++
+		}
+	}
+	done := make([]bool, len(nodes))
+	for len(order) < len(nodes) {
+		for i := range nodes {
+			if done[i] || indeg[i] > 0 {
+				continue
+			}
+			done[i] = true
+			order = append(order, i)
+			for _, e := range edges[i] {
+				indeg[e.to]--
+			}
+		}
+	}
+	return routes, order
+}
+
+// refsOf describes the routes of a StageConfig built without the loader
+// (or by it): its Next, then its Routes, with the positions FieldPos
+// records.
+func refsOf(sc *StageConfig) []ref {
+	refs := []ref{{path: "next", to: sc.Next, pos: posOr(sc.FieldPos, "next", sc.Pos)}}
+	for _, r := range sc.Routes {
+		if r != sc.Next {
+			refs = append(refs, ref{path: "route", to: r, pos: sc.Pos})
+		}
+	}
+	return refs
+}
+
+func posOr(fp map[string]Pos, field string, def Pos) Pos {
+	if pos, ok := fp[field]; ok {
+		return pos
+	}
+	return def
+}
