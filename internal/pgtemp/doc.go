@@ -32,6 +32,31 @@
 // given to that user. Options.Dir, if set, must then be searchable by it.
 // Otherwise everything runs as the calling user.
 //
+// # Local databases
+//
+// With Options.Path, Start uses that directory itself rather than a fresh
+// temporary one, and the database outlives the process: this is what
+// `pipectl run` starts when a db stage has no DSN. The directory holds
+// data/ (PGDATA), postgres.log, sock/ and pgtemp.lock. Start creates it if
+// missing, runs initdb only if there is no data directory yet (Created
+// reports which), and otherwise starts the server on the data that is
+// there, with the binaries of the PostgreSQL version that made it when
+// they are installed. Remove never deletes such a directory.
+//
+// Start takes an exclusive lock (flock) on pgtemp.lock, held until Stop
+// and shared with the watchdog, so a second server on the same directory
+// fails at once with an error wrapping ErrInUse that names the holder. A
+// server that something else started on the data directory is refused,
+// never stopped. RunningDSN finds the server that runs on a directory, for
+// a client such as psql.
+//
+// As root, the server's OS user must be able to pass through every
+// directory above Path: /root and directories made by mktemp or
+// os.MkdirTemp (mode 0700) do not let it. With Options.GrantSearch, Start
+// adds an ACL entry giving that user, and only it, search permission (x:
+// no listing, no reading) on each such directory and reports them through
+// Granted; without it Start fails and names the directory.
+//
 // # Lifetime
 //
 // A Server is running, stopped or closed. StopServer and Kill stop the
@@ -46,7 +71,8 @@
 // SIGKILL). Start therefore also starts a small watchdog shell that holds
 // the read end of a pipe from this process: when the pipe closes without
 // the "all done" line that Stop writes, the watchdog stops the server with
-// `pg_ctl stop -m immediate` and deletes the directory (unless Keep). The
+// `pg_ctl stop -m immediate` and deletes the directory (unless Keep or
+// Path). The
 // watchdog is a child process, not a goroutine, so nothing of it is left
 // for goleak to see.
 package pgtemp

@@ -66,6 +66,21 @@ type Options struct {
 	StartTimeout time.Duration
 	// Keep leaves the directory in place when the server is removed.
 	Keep bool
+	// Path, when set, is the server's directory itself instead of a fresh
+	// temporary one made in Dir: a local database that keeps its data. It
+	// is created if missing and initialised (initdb) only if it holds no
+	// data directory yet; otherwise the data there is reused. It is locked
+	// for as long as the server runs, so that a second Start on it fails
+	// with an error wrapping ErrInUse, and it is never deleted (Keep is
+	// implied). See "Local databases" in the package doc.
+	Path string
+	// GrantSearch applies with Path when the calling process is root: the
+	// OS user the server runs as gets search permission (x, through an
+	// ACL entry for that user only) on each directory above Path that it
+	// cannot pass through, such as /root or a 0700 temporary directory.
+	// Without it such a Path fails with an error that names the
+	// directory.
+	GrantSearch bool
 }
 
 type state int
@@ -91,6 +106,13 @@ type Server struct {
 	ownSock bool // sockDir lies outside dir, whose path is too long for a socket
 	logFile string
 	port    int // set before Start returns, then fixed
+
+	// With Options.Path: the directory's lock (held while the server may
+	// run; shared with the watchdog), whether Start made a new data
+	// directory, and the directories given search permission.
+	lock    *os.File
+	created bool
+	granted []string
 
 	mu    sync.Mutex
 	state state
@@ -181,16 +203,20 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 		s.cred = cred
 	}
-	parent := o.Dir
-	if parent == "" {
-		parent = os.TempDir()
-	}
-	parent, err := filepath.Abs(parent)
-	if err != nil {
-		return nil, fmt.Errorf("pgtemp: %w", err)
-	}
-	if s.dir, err = os.MkdirTemp(parent, "pgtemp-"); err != nil {
-		return nil, fmt.Errorf("pgtemp: %w", err)
+	if o.Path != "" {
+		s.opts.Keep = true
+		if err := s.openPath(ctx); err != nil {
+			return nil, fmt.Errorf("pgtemp: %w", err)
+		}
+	} else {
+		parent := cmp.Or(o.Dir, os.TempDir())
+		parent, err := filepath.Abs(parent)
+		if err != nil {
+			return nil, fmt.Errorf("pgtemp: %w", err)
+		}
+		if s.dir, err = os.MkdirTemp(parent, "pgtemp-"); err != nil {
+			return nil, fmt.Errorf("pgtemp: %w", err)
+		}
 	}
 	s.dataDir = filepath.Join(s.dir, "data")
 	s.logFile = filepath.Join(s.dir, "postgres.log")
@@ -198,7 +224,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		// A fresh context: the caller's may be what ended the start.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := errors.Join(err, s.Remove(cctx)); !o.Keep {
+		if err := errors.Join(err, s.Remove(cctx)); !s.opts.Keep {
 			return nil, fmt.Errorf("pgtemp: %w", err)
 		}
 		return nil, fmt.Errorf("pgtemp: %w\n(kept: %s)", err, s.dir)
@@ -215,7 +241,7 @@ func (s *Server) setup(ctx context.Context) error {
 			return err
 		}
 		s.sockDir, s.ownSock = d, true
-	} else if err := os.Mkdir(s.sockDir, 0o700); err != nil {
+	} else if err := os.Mkdir(s.sockDir, 0o700); err != nil && !(s.opts.Path != "" && errors.Is(err, os.ErrExist)) {
 		return err
 	}
 	if s.cred != nil {
@@ -228,13 +254,7 @@ func (s *Server) setup(ctx context.Context) error {
 	if err := s.startGuard(); err != nil {
 		return err
 	}
-	_, err := s.run(ctx, "initdb", "-D", s.dataDir, "-U", s.user, "-A", "trust",
-		"-E", "UTF8", "--locale=C", "--no-sync")
-	if err != nil {
-		if s.cred != nil && strings.Contains(err.Error(), "Permission denied") {
-			err = fmt.Errorf("%w\n(PostgreSQL runs as OS user %q here: %s and its parents must be searchable by it)",
-				err, s.osUser, s.dir)
-		}
+	if err := s.initdb(ctx); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -267,13 +287,35 @@ shift
 [ $# -gt 0 ] && rm -rf -- "$@"
 exit 0`
 
+// initdb makes the data directory, unless Options.Path names a directory
+// that already has one.
+func (s *Server) initdb(ctx context.Context) error {
+	if s.opts.Path != "" {
+		reuse, err := hasDataDir(s.dataDir)
+		if err != nil || reuse {
+			return err
+		}
+	}
+	_, err := s.run(ctx, "initdb", "-D", s.dataDir, "-U", s.user, "-A", "trust",
+		"-E", "UTF8", "--locale=C", "--no-sync")
+	if err != nil {
+		if s.cred != nil && strings.Contains(err.Error(), "Permission denied") {
+			err = fmt.Errorf("%w\n(PostgreSQL runs as OS user %q here: %s and its parents must be searchable by it)",
+				err, s.osUser, s.dir)
+		}
+		return err
+	}
+	s.created = true
+	return nil
+}
+
 func (s *Server) startGuard() error {
 	args := []string{"-c", guardScript, filepath.Join(s.bin, "pg_ctl"), s.dataDir}
 	if !s.opts.Keep {
 		args = append(args, s.dir)
-		if s.ownSock {
-			args = append(args, s.sockDir)
-		}
+	}
+	if s.ownSock && (!s.opts.Keep || s.opts.Path != "") {
+		args = append(args, s.sockDir)
 	}
 	cmd := exec.Command("/bin/sh", args...)
 	cmd.Dir = "/"
@@ -281,6 +323,11 @@ func (s *Server) startGuard() error {
 	// Its own process group, so that a Ctrl-C meant for this process does
 	// not also stop the watchdog.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Setpgid: true}
+	if s.lock != nil {
+		// The watchdog holds the directory's lock too, so that the lock
+		// outlives this process until the server it guards is stopped.
+		cmd.ExtraFiles = []*os.File{s.lock}
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
@@ -364,13 +411,21 @@ func (s *Server) forceStop(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	_, _ = s.run(ctx, "pg_ctl", "stop", "-D", s.dataDir, "-m", "immediate", "-w", "-s", "-t", "20")
-	// A stale postmaster.pid names a process that may since have been
-	// reused: kill it only if it is a postmaster on this data directory.
-	pid := postmasterPID(s.dataDir)
-	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); pid > 0 && err == nil &&
-		bytes.Contains(cmdline, []byte("\x00-D\x00"+s.dataDir+"\x00")) {
+	if pid := livePostmaster(s.dataDir); pid > 0 {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// livePostmaster returns the PID in dataDir's postmaster.pid if that
+// process is a postmaster on dataDir, else 0: a stale postmaster.pid names
+// a process that may since have been reused.
+func livePostmaster(dataDir string) int {
+	pid := postmasterPID(dataDir)
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); pid > 0 && err == nil &&
+		bytes.Contains(cmdline, []byte("\x00-D\x00"+dataDir+"\x00")) {
+		return pid
+	}
+	return 0
 }
 
 // postmasterPID reads the first line of postmaster.pid; 0 if there is none.
@@ -389,11 +444,13 @@ func postmasterPID(dataDir string) int {
 func (s *Server) DSN() string { return s.DSNFor("postgres") }
 
 // DSNFor returns the URL of the named database, like DSN.
-func (s *Server) DSNFor(database string) string {
+func (s *Server) DSNFor(database string) string { return dsn(s.user, s.port, database) }
+
+func dsn(user string, port int, database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.User(s.user),
-		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
+		User:     url.User(user),
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
 	}
@@ -512,21 +569,27 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.forceStop(ctx)
 	}
 	s.state = closed
-	if err := errors.Join(err, s.releaseGuard()); err != nil {
+	err = errors.Join(err, s.releaseGuard())
+	if s.lock != nil {
+		err = errors.Join(err, s.lock.Close())
+		s.lock = nil
+	}
+	if err != nil {
 		return fmt.Errorf("pgtemp: %w", err)
 	}
 	return nil
 }
 
-// Remove calls Stop, then deletes the directory unless Options.Keep is set.
-// It may be called more than once.
+// Remove calls Stop, then deletes the directory unless Options.Keep is set
+// (Options.Path implies it: such a directory is never deleted). It may be
+// called more than once.
 func (s *Server) Remove(ctx context.Context) error {
 	errs := []error{s.Stop(ctx)}
 	if !s.opts.Keep {
 		errs = append(errs, os.RemoveAll(s.dir))
-		if s.ownSock {
-			errs = append(errs, os.RemoveAll(s.sockDir))
-		}
+	}
+	if s.ownSock && (!s.opts.Keep || s.opts.Path != "") {
+		errs = append(errs, os.RemoveAll(s.sockDir))
 	}
 	return errors.Join(errs...)
 }

@@ -276,3 +276,84 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// TestPath checks a local database that keeps its data: a second server
+// on the same directory is refused while the first runs, Remove keeps the
+// directory, and the next Start reuses the data.
+func TestPath(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// As root this parent (mode 0700) is not searchable by the postgres OS
+	// user: Start must make it so.
+	path := filepath.Join(t.TempDir(), "local", "db")
+	o := pgtemp.Options{Path: path, GrantSearch: true, Fast: true}
+	srv := start(t, ctx, o)
+	if !srv.Created() || srv.Dir() != path {
+		t.Errorf("first Start: Created %v, Dir %s; want a new data directory in %s", srv.Created(), srv.Dir(), path)
+	}
+	if os.Geteuid() == 0 && len(srv.Granted()) == 0 {
+		t.Errorf("as root, Start granted search permission on nothing above %s", path)
+	}
+	exec1(t, ctx, srv.DSN(), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('first run')")
+	if dsn, ok := pgtemp.RunningDSN(path, "postgres"); !ok || dsn != srv.DSN() {
+		t.Errorf("RunningDSN = %q, %v; want %q", dsn, ok, srv.DSN())
+	}
+
+	_, err := pgtemp.Start(ctx, o)
+	if !errors.Is(err, pgtemp.ErrInUse) || !strings.Contains(err.Error(), path) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("second Start on %s = %v, want ErrInUse naming the directory and this process", path, err)
+	}
+
+	if err := srv.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := pgtemp.RunningDSN(path, "postgres"); ok {
+		t.Error("RunningDSN finds a server after Remove")
+	}
+	if !exists(filepath.Join(path, "data", "PG_VERSION")) {
+		t.Fatalf("Remove deleted the data directory of %s", path)
+	}
+
+	srv = start(t, ctx, o)
+	if srv.Created() || len(srv.Granted()) != 0 {
+		t.Errorf("second run: Created %v, Granted %v; want the data reused and nothing more to grant", srv.Created(), srv.Granted())
+	}
+	if got := query(t, ctx, srv.DSN(), "SELECT v FROM kept"); got != "first run" {
+		t.Errorf("second run reads %q", got)
+	}
+}
+
+// TestPathNotReachable checks that as root, without GrantSearch, a
+// directory the postgres OS user cannot reach is refused by name.
+func TestPathNotReachable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs PostgreSQL as another OS user")
+	}
+	parent := t.TempDir() // mode 0700
+	_, err := pgtemp.Start(context.Background(), pgtemp.Options{Path: filepath.Join(parent, "db")})
+	if err == nil || !strings.Contains(err.Error(), "not searchable") || !strings.Contains(err.Error(), filepath.Dir(parent)) {
+		t.Errorf("Start = %v, want an error naming %s as not searchable", err, filepath.Dir(parent))
+	}
+}
+
+// TestPathNotDataDir checks that a data/ that is neither empty nor a
+// PostgreSQL data directory is refused, and left alone.
+func TestPathNotDataDir(t *testing.T) {
+	path := t.TempDir()
+	junk := filepath.Join(path, "data", "notes.txt")
+	if err := os.MkdirAll(filepath.Dir(junk), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(junk, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pgtemp.Start(context.Background(), pgtemp.Options{Path: path, GrantSearch: true})
+	if err == nil || !strings.Contains(err.Error(), "no PostgreSQL data directory") {
+		t.Errorf("Start = %v, want a refusal of %s", err, filepath.Dir(junk))
+	}
+	if !exists(junk) {
+		t.Error("Start deleted a file it did not make")
+	}
+}

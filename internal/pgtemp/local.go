@@ -1,0 +1,306 @@
+package pgtemp
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrInUse is wrapped by the error Start returns when Options.Path is
+// locked by another server, running or being stopped.
+var ErrInUse = errors.New("in use by another server")
+
+// lockName is the lock file in an Options.Path directory. It holds the
+// process ID and command line of the holder, for the error a second
+// Start reports.
+const lockName = "pgtemp.lock"
+
+// openPath makes and locks the directory of Options.Path, and makes it
+// reachable by the server's OS user. On failure nothing stays locked.
+func (s *Server) openPath(ctx context.Context) (err error) {
+	dir, err := filepath.Abs(s.opts.Path)
+	if err != nil {
+		return err
+	}
+	s.dir = dir
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if s.lock, err = lockDir(dir); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = s.lock.Close()
+			s.lock = nil
+		}
+	}()
+	data := filepath.Join(dir, "data")
+	reuse, err := hasDataDir(data)
+	if err != nil {
+		return err
+	}
+	// A server this package did not start (the lock is ours): never
+	// touch it.
+	if pid := livePostmaster(data); pid > 0 {
+		return fmt.Errorf("%s: a PostgreSQL server (pid %d) already runs on it, started by something else: stop it first", data, pid)
+	}
+	if reuse && s.opts.BinDir == "" {
+		// The binaries of the version that made the data directory, when
+		// they are installed; otherwise PostgreSQL says what is wrong.
+		if v, err := os.ReadFile(filepath.Join(data, "PG_VERSION")); err == nil {
+			if d := filepath.Join("/usr/lib/postgresql", strings.TrimSpace(string(v)), "bin"); hasTools(d) {
+				s.bin = d
+			}
+		}
+	}
+	if s.cred == nil {
+		return nil
+	}
+	if err := s.reach(ctx, dir); err != nil {
+		return err
+	}
+	// The server's OS user owns the directory (not what is in it: the lock
+	// file stays the caller's).
+	return os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid))
+}
+
+// lockDir takes the lock of dir without waiting.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(f.Name())
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			who := strings.TrimSpace(string(holder))
+			if who == "" {
+				who = "unknown process"
+			}
+			return nil, fmt.Errorf("%s is %w (%s)", dir, ErrInUse, who)
+		}
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	cmdline, _ := os.ReadFile("/proc/self/cmdline")
+	holder := fmt.Sprintf("pid %d: %s", os.Getpid(), strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))))
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(holder+"\n"), 0)
+	}
+	return f, nil
+}
+
+// hasDataDir reports whether dir is a PostgreSQL data directory; a
+// directory that is neither that nor empty is an error, since initdb
+// would refuse it.
+func hasDataDir(dir string) (bool, error) {
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
+		return true, nil
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case len(entries) > 0:
+		return false, fmt.Errorf("%s is not empty and holds no PostgreSQL data directory (no PG_VERSION): move it away", dir)
+	}
+	return false, nil
+}
+
+// reach makes sure the server's OS user can pass through every directory
+// above dir: with Options.GrantSearch by adding an ACL entry that gives
+// that user (only) search permission where it lacks it, otherwise by
+// failing with an error that names the first such directory.
+func (s *Server) reach(ctx context.Context, dir string) error {
+	var above []string
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		above = append([]string{d}, above...)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	for range above {
+		blocked, err := s.firstBlocked(ctx, above)
+		if err != nil || blocked == "" {
+			return err
+		}
+		if !s.opts.GrantSearch {
+			return fmt.Errorf("PostgreSQL runs as OS user %q here (this process is root), and %s is not searchable by it: "+
+				"use a directory it can reach, or give it search permission (setfacl -m u:%s:x %s)",
+				s.osUser, blocked, s.osUser, blocked)
+		}
+		if err := grantSearch(blocked, s.cred.Uid); err != nil {
+			return fmt.Errorf("PostgreSQL runs as OS user %q here (this process is root), and %s is not searchable by it; "+
+				"giving it search permission failed: %w (chmod o+x %s would do)", s.osUser, blocked, err, blocked)
+		}
+		s.granted = append(s.granted, blocked)
+	}
+	return nil
+}
+
+// firstBlocked returns the first of dirs (outermost first) that the
+// server's OS user cannot search, or "". It asks a shell running as that
+// user, which applies the kernel's own rules (mode bits, ACLs, groups).
+func (s *Server) firstBlocked(ctx context.Context, dirs []string) (string, error) {
+	const script = `for d; do [ -x "$d" ] || { printf '%s\n' "$d"; exit 0; }; done`
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh"}, dirs...)...)
+	cmd.Dir = "/"
+	cmd.Env = s.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("check that OS user %q can reach %s: %w", s.osUser, dirs[len(dirs)-1], err)
+	}
+	return strings.TrimSuffix(string(out), "\n"), nil
+}
+
+// POSIX ACLs as Linux stores them in the system.posix_acl_access
+// attribute (linux/posix_acl_xattr.h): a version, then entries of tag,
+// permissions and id, sorted by tag and then id.
+const (
+	aclVersion  = 2
+	aclUserObj  = 0x01
+	aclUser     = 0x02
+	aclGroupObj = 0x04
+	aclGroup    = 0x08
+	aclMask     = 0x10
+	aclOther    = 0x20
+	aclNoID     = 0xffffffff
+	aclXattr    = "system.posix_acl_access"
+)
+
+type aclEntry struct {
+	tag, perm uint16
+	id        uint32
+}
+
+// grantSearch adds search permission for uid to dir's access ACL, as
+// `setfacl -m u:UID:x` would (the mask is recomputed as setfacl does).
+func grantSearch(dir string, uid uint32) error {
+	entries, err := readACL(dir)
+	if err != nil {
+		return err
+	}
+	found := false
+	for i := range entries {
+		if entries[i].tag == aclUser && entries[i].id == uid {
+			entries[i].perm |= 1
+			found = true
+		}
+	}
+	if !found {
+		entries = append(entries, aclEntry{tag: aclUser, perm: 1, id: uid})
+	}
+	var mask uint16
+	kept := entries[:0]
+	for _, e := range entries {
+		switch e.tag {
+		case aclMask:
+			continue
+		case aclUser, aclGroupObj, aclGroup:
+			mask |= e.perm
+		}
+		kept = append(kept, e)
+	}
+	entries = append(kept, aclEntry{tag: aclMask, perm: mask, id: aclNoID})
+	// Sorted by tag, then id: the kernel refuses any other order.
+	for i := 1; i < len(entries); i++ {
+		for j := i; j > 0 && (entries[j].tag < entries[j-1].tag ||
+			entries[j].tag == entries[j-1].tag && entries[j].id < entries[j-1].id); j-- {
+			entries[j], entries[j-1] = entries[j-1], entries[j]
+		}
+	}
+	buf := binary.LittleEndian.AppendUint32(nil, aclVersion)
+	for _, e := range entries {
+		buf = binary.LittleEndian.AppendUint16(buf, e.tag)
+		buf = binary.LittleEndian.AppendUint16(buf, e.perm)
+		buf = binary.LittleEndian.AppendUint32(buf, e.id)
+	}
+	if err := unix.Setxattr(dir, aclXattr, buf, 0); err != nil {
+		return fmt.Errorf("set ACL of %s: %w", dir, err)
+	}
+	return nil
+}
+
+// readACL returns dir's access ACL, made from its mode bits when it has
+// none.
+func readACL(dir string) ([]aclEntry, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Getxattr(dir, aclXattr, buf)
+	if errors.Is(err, unix.ENODATA) {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return nil, fmt.Errorf("stat %s: %w", dir, err)
+		}
+		return []aclEntry{
+			{tag: aclUserObj, perm: uint16(st.Mode>>6) & 7, id: aclNoID},
+			{tag: aclGroupObj, perm: uint16(st.Mode>>3) & 7, id: aclNoID},
+			{tag: aclOther, perm: uint16(st.Mode) & 7, id: aclNoID},
+		}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read ACL of %s: %w", dir, err)
+	}
+	b := buf[:n]
+	if len(b) < 4 || binary.LittleEndian.Uint32(b) != aclVersion || (len(b)-4)%8 != 0 {
+		return nil, fmt.Errorf("read ACL of %s: unknown format", dir)
+	}
+	var entries []aclEntry
+	for b = b[4:]; len(b) > 0; b = b[8:] {
+		entries = append(entries, aclEntry{
+			tag:  binary.LittleEndian.Uint16(b),
+			perm: binary.LittleEndian.Uint16(b[2:]),
+			id:   binary.LittleEndian.Uint32(b[4:]),
+		})
+	}
+	return entries, nil
+}
+
+// Created reports whether Start made a new data directory (always, without
+// Options.Path); false means the data of an earlier run is reused.
+func (s *Server) Created() bool { return s.created || s.opts.Path == "" }
+
+// Granted returns the directories that Start gave the server's OS user
+// search permission on (Options.GrantSearch).
+func (s *Server) Granted() []string { return s.granted }
+
+// RunningDSN returns the URL of the "postgres" database of the server that
+// runs on the directory path (an Options.Path), as user, read from its
+// postmaster.pid; ok is false when no server runs there.
+func RunningDSN(path, user string) (string, bool) {
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(path, "data", "postmaster.pid"))
+	if err != nil {
+		return "", false
+	}
+	// Lines: PID, data directory, start time, port, socket directory, ...
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 {
+		return "", false
+	}
+	port, _ := strconv.Atoi(strings.TrimSpace(lines[3]))
+	if port <= 0 || livePostmaster(filepath.Join(path, "data")) == 0 {
+		return "", false
+	}
+	return dsn(user, port, "postgres"), true
+}
