@@ -1,7 +1,8 @@
 // Command pipectl runs, checks, draws, watches, loads and benchmarks
 // pipelines of the staged server framework (see DESIGN.md and README.md).
 //
-//	pipectl run [-f pipeline.yaml] [--keep-db] [--admin ADDR]
+//	pipectl run [-f pipeline.yaml] [--data-dir DIR | --ephemeral] [--admin ADDR]
+//	pipectl psql [--data-dir DIR] [-- PSQL-ARGS...]
 //	pipectl lint FILE...
 //	pipectl graph FILE [--format dot|mermaid]
 //	pipectl stats [--addr 127.0.0.1:9464] [--token T] [--json]
@@ -9,7 +10,7 @@
 //	pipectl load --addr 127.0.0.1:7000 [--conns 64] [--rate N] [--count N | --duration D]
 //	pipectl doc
 //	pipectl bench [--only b1,b2] [--runs N]
-//	pipectl version
+//	pipectl version (or --version)
 //
 // Every command is a function of its flags and of the io.Writers it is
 // given, so the tests drive them in-process; only main calls os.Exit.

@@ -21,7 +21,7 @@ func newLintCmd() *cobra.Command {
 next names, missing fields, bad sizes and durations), and builds every stage
 without starting it, so that each kind checks its own fields. It prints every
 problem as FILE:LINE:COL: message and exits 1 if there was any, else prints
-"ok". An empty db.postgres dsn is not a problem: run starts a throwaway
+"ok". An empty db.postgres dsn is not a problem: run starts a local
 PostgreSQL for it.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {

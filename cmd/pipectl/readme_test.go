@@ -68,7 +68,7 @@ func TestReadmeSyslogExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(throwawayStages(cfg)) != 1 {
-		t.Fatal("the syslog example's store should take a throwaway PostgreSQL")
+		t.Fatal("the syslog example's store should take the local PostgreSQL")
 	}
 	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
 	for _, sc := range throwawayStages(cfg) {

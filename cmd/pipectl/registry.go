@@ -31,12 +31,12 @@ func newRegistry() (*stage.Registry, error) {
 }
 
 // lintDSN stands in for an empty dsn when a file is only checked: `pipectl
-// run` would start a throwaway PostgreSQL for it, so it is not an error.
+// run` would start a local PostgreSQL for it, so it is not an error.
 // Nothing connects to it.
 const lintDSN = "postgres://pipectl-lint@127.0.0.1:1/lint?sslmode=disable"
 
 // throwawayStages returns the db.postgres stages of cfg whose dsn is empty:
-// those `pipectl run` gives a throwaway PostgreSQL.
+// those `pipectl run` gives its local PostgreSQL.
 func throwawayStages(cfg *pipeline.Config) []*pipeline.StageConfig {
 	var out []*pipeline.StageConfig
 	for _, sc := range cfg.Stages {

@@ -21,11 +21,17 @@ import (
 )
 
 type runFlags struct {
-	file   string
-	keepDB bool
-	admin  string
-	drain  time.Duration
+	file      string
+	dataDir   string
+	ephemeral bool
+	keepDB    bool
+	admin     string
+	drain     time.Duration
 }
+
+// defaultDataDir is where pipectl run keeps its local PostgreSQL, under
+// the working directory, and where pipectl psql looks for it.
+const defaultDataDir = ".pipectl/postgres"
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
@@ -39,17 +45,31 @@ written, within the drain deadline. A second signal stops at once. The exit
 status is 0 after a clean drain.
 
 Every db.postgres stage whose dsn is empty (pipeline.yaml's dsn is
-${DATABASE_URL}) is given one throwaway PostgreSQL server, started on a
-free port on 127.0.0.1 and removed on exit; --keep-db keeps its data
-directory.`,
+${DATABASE_URL}) is given one local PostgreSQL server, on a free port on
+127.0.0.1, whose data persists in --data-dir (default ` + defaultDataDir + `
+under the working directory): the next run reuses it, Ctrl-C stops it
+cleanly and never deletes it, and pipectl psql opens it. One run at a time
+may use a data directory. --ephemeral gives the run a throwaway server in
+a temporary directory instead, removed on exit.
+
+As root, PostgreSQL runs as the OS user postgres; when a directory above
+--data-dir does not let that user through (mode 0700, as /root and mktemp
+directories are), run gives it search permission there, and only that,
+through an ACL entry, and says so.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.ephemeral && cmd.Flags().Changed("data-dir") {
+				return errors.New("--data-dir and --ephemeral exclude each other: an ephemeral database lives in a temporary directory")
+			}
 			return runPipeline(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.file, "file", "f", "pipeline.yaml", "the pipeline file")
-	fl.BoolVar(&f.keepDB, "keep-db", false, "keep the throwaway PostgreSQL's data directory on exit")
+	fl.StringVar(&f.dataDir, "data-dir", defaultDataDir, "where the local PostgreSQL keeps its data (when a db stage has no dsn)")
+	fl.BoolVar(&f.ephemeral, "ephemeral", false, "use a throwaway PostgreSQL, removed on exit, instead of the one in --data-dir")
+	fl.BoolVar(&f.keepDB, "keep-db", false, "with --ephemeral, keep the throwaway PostgreSQL's directory on exit")
+	_ = fl.MarkHidden("keep-db")
 	fl.StringVar(&f.admin, "admin", "", "admin endpoint address, overriding the file's admin.listen")
 	fl.DurationVar(&f.drain, "drain", 0, "drain deadline, overriding the file's (default 30s)")
 	return cmd
@@ -78,18 +98,21 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	defer signal.Stop(sig)
 
 	if need := throwawayStages(cfg); len(need) > 0 {
-		srv, err := startThrowawayDB(ctx, sig, f.keepDB, out)
+		srv, err := startLocalDB(ctx, sig, f, out)
 		if err != nil {
 			return err
 		}
 		defer func() {
 			rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if rerr := srv.Remove(rctx); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("remove the throwaway PostgreSQL: %w", rerr))
-			} else if f.keepDB {
+			switch rerr := srv.Remove(rctx); {
+			case rerr != nil:
+				err = errors.Join(err, fmt.Errorf("stop the local PostgreSQL: %w", rerr))
+			case !f.ephemeral:
+				fmt.Fprintf(out, "postgres: stopped; data kept in %s (pipectl psql opens it)\n", srv.Dir())
+			case f.keepDB:
 				fmt.Fprintf(out, "postgres: stopped; data kept in %s\n", srv.DataDir())
-			} else {
+			default:
 				fmt.Fprintln(out, "postgres: stopped and removed")
 			}
 		}()
@@ -98,7 +121,15 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 			sc.Config.Set("dsn", srv.DSN())
 			names[i] = sc.Name
 		}
-		fmt.Fprintf(out, "postgres: %s (throwaway, for %s)\n", stage.Redact(srv.DSN()), strings.Join(names, ", "))
+		what := "throwaway"
+		switch {
+		case f.ephemeral:
+		case srv.Created():
+			what = "local, new database in " + srv.Dir()
+		default:
+			what = "local, data of earlier runs in " + srv.Dir()
+		}
+		fmt.Fprintf(out, "postgres: %s (%s; for %s)\n", stage.Redact(srv.DSN()), what, strings.Join(names, ", "))
 	}
 
 	drain := cfg.Drain
@@ -147,10 +178,16 @@ func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 	fmt.Fprintln(out, "  Ctrl-C drains and stops; a second Ctrl-C stops at once")
 }
 
-// startThrowawayDB starts the one throwaway PostgreSQL of a run; a signal
-// on sig cancels the start.
-func startThrowawayDB(ctx context.Context, sig <-chan os.Signal, keep bool, out io.Writer) (*pgtemp.Server, error) {
-	fmt.Fprintln(out, "postgres: starting a throwaway server (dsn is empty)...")
+// startLocalDB starts the one local PostgreSQL of a run, in f.dataDir or,
+// with f.ephemeral, a throwaway one; a signal on sig cancels the start.
+func startLocalDB(ctx context.Context, sig <-chan os.Signal, f runFlags, out io.Writer) (*pgtemp.Server, error) {
+	o := pgtemp.Options{Keep: f.keepDB}
+	what := "a throwaway server"
+	if !f.ephemeral {
+		o = pgtemp.Options{Path: f.dataDir, GrantSearch: true}
+		what = "the local server in " + f.dataDir
+	}
+	fmt.Fprintf(out, "postgres: starting %s (dsn is empty)...\n", what)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var interrupted os.Signal
@@ -163,17 +200,23 @@ func startThrowawayDB(ctx context.Context, sig <-chan os.Signal, keep bool, out 
 		case <-done:
 		}
 	})
-	srv, err := pgtemp.Start(ctx, pgtemp.Options{Keep: keep})
+	srv, err := pgtemp.Start(ctx, o)
 	close(done)
 	wg.Wait()
 	if err == nil && interrupted != nil {
 		err = errors.Join(ctx.Err(), srv.Remove(context.Background()))
 	}
-	if interrupted != nil {
-		return nil, fmt.Errorf("%s while starting a throwaway PostgreSQL: %w", interrupted, err)
+	switch {
+	case interrupted != nil:
+		return nil, fmt.Errorf("%s while starting %s: %w", interrupted, what, err)
+	case errors.Is(err, pgtemp.ErrInUse):
+		return nil, fmt.Errorf("the local PostgreSQL's data directory is taken: %w\n"+
+			"only one run at a time may use it: stop the other run, or give this one its own --data-dir (or --ephemeral)", err)
+	case err != nil:
+		return nil, fmt.Errorf("start %s: %w", what, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("start a throwaway PostgreSQL: %w", err)
+	for _, d := range srv.Granted() {
+		fmt.Fprintf(out, "postgres: gave OS user postgres search permission (x, an ACL entry) on %s so that it reaches its data\n", d)
 	}
 	return srv, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,8 +16,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/stagedserver/seda/internal/pgtemp"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
@@ -64,36 +63,41 @@ func buildPipectl(t *testing.T) string {
 	return bin
 }
 
-// TestRunEndToEnd runs the real pipeline.yaml (on free ports) with `pipectl
-// run`, which starts a throwaway PostgreSQL; loads 2000 records through
-// `pipectl load`; checks that every one was acked and is in the table; and
-// stops it with SIGTERM, which must drain and exit 0.
-func TestRunEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL")
-	}
-	if _, err := pgtemp.FindBinDir(); err != nil {
-		t.Skipf("no PostgreSQL server binaries (make test installs them): %v", err)
-	}
-	bin := buildPipectl(t)
+// runProc is a `pipectl run` subprocess.
+type runProc struct {
+	cmd    *exec.Cmd
+	lines  chan string // stdout, line by line; closed at its end
+	out    []string    // the lines read so far
+	stderr *syncBuffer
+	dsn    string // from its "postgres: postgres://..." line
+}
 
+// pipelineFile writes pipeline.yaml, on free ports, into a temporary
+// directory and returns its path and the data and admin addresses.
+func pipelineFile(t *testing.T) (file, dataAddr, adminAddr string) {
+	t.Helper()
 	src, err := os.ReadFile(filepath.Join(repoRoot, "pipeline.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataAddr, adminAddr := freeAddr(t), freeAddr(t)
+	dataAddr, adminAddr = freeAddr(t), freeAddr(t)
 	yaml := strings.NewReplacer("127.0.0.1:7000", dataAddr, "127.0.0.1:9464", adminAddr).Replace(string(src))
-	file := filepath.Join(t.TempDir(), "pipeline.yaml")
+	file = filepath.Join(t.TempDir(), "pipeline.yaml")
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return file, dataAddr, adminAddr
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "run", "-f", file)
+// startRun runs `pipectl run -f file args...` in dir, with DATABASE_URL
+// empty, and returns once it prints that it is ready (the Ctrl-C line).
+func startRun(t *testing.T, ctx context.Context, bin, dir, file string, args ...string) *runProc {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"run", "-f", file}, args...)...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "DATABASE_URL=")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
+	p := &runProc{cmd: cmd, lines: make(chan string, 100), stderr: &syncBuffer{}}
+	cmd.Stderr = p.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -101,40 +105,73 @@ func TestRunEndToEnd(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 100)
 	go func() {
-		defer close(lines)
+		defer close(p.lines)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			lines <- sc.Text()
+			p.lines <- sc.Text()
 		}
 	}()
-	var out []string
-	var dsn string
-	ready := false
-	timeout := time.After(90 * time.Second)
-	for !ready {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				cmd.Wait()
-				t.Fatalf("pipectl run ended before it was ready:\n%s\nstderr:\n%s", strings.Join(out, "\n"), stderr.String())
-			}
-			out = append(out, l)
-			if d, ok := strings.CutPrefix(l, "postgres: postgres://"); ok {
-				dsn = "postgres://" + strings.Fields(d)[0]
-			}
-			ready = strings.Contains(l, "admin on http://"+adminAddr)
-		case <-timeout:
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
-			for range lines {
+			for range p.lines {
 			}
 			cmd.Wait()
-			t.Fatalf("pipectl run not ready after 90s:\n%s\nstderr:\n%s", strings.Join(out, "\n"), stderr.String())
+		}
+	})
+	timeout := time.After(90 * time.Second)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				cmd.Wait()
+				t.Fatalf("pipectl run ended before it was ready:\n%s\nstderr:\n%s", strings.Join(p.out, "\n"), p.stderr.String())
+			}
+			p.out = append(p.out, l)
+			if d, ok := strings.CutPrefix(l, "postgres: postgres://"); ok {
+				p.dsn = "postgres://" + strings.Fields(d)[0]
+			}
+			if strings.Contains(l, "Ctrl-C drains") {
+				return p
+			}
+		case <-timeout:
+			t.Fatalf("pipectl run not ready after 90s:\n%s\nstderr:\n%s", strings.Join(p.out, "\n"), p.stderr.String())
 		}
 	}
-	if dsn == "" {
-		t.Fatalf("no DSN printed:\n%s", strings.Join(out, "\n"))
+}
+
+// stop sends sig and returns the run's exit error and its whole output.
+func (p *runProc) stop(t *testing.T, sig os.Signal) (string, error) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	for l := range p.lines {
+		p.out = append(p.out, l)
+	}
+	err := p.cmd.Wait()
+	return strings.Join(p.out, "\n"), err
+}
+
+// TestRunEndToEnd runs the real pipeline.yaml (on free ports) with `pipectl
+// run --ephemeral`, which starts a throwaway PostgreSQL; loads 2000
+// records through `pipectl load`; checks that every one was acked and is
+// in the table; and stops it with SIGTERM, which must drain and exit 0.
+func TestRunEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	bin := buildPipectl(t)
+	file, dataAddr, adminAddr := pipelineFile(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := startRun(t, ctx, bin, t.TempDir(), file, "--ephemeral")
+	if p.dsn == "" {
+		t.Fatalf("no DSN printed:\n%s", strings.Join(p.out, "\n"))
+	}
+	if !slices.ContainsFunc(p.out, func(l string) bool { return strings.Contains(l, "admin on http://"+adminAddr) }) {
+		t.Errorf("no admin address printed:\n%s", strings.Join(p.out, "\n"))
 	}
 
 	code, loadOut, loadErr := runCLI(t, "load", "--addr", dataAddr, "--count", "2000", "--conns", "4")
@@ -142,7 +179,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("load: exit %d\n%s%s", code, loadOut, loadErr)
 	}
 
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := pgx.Connect(ctx, p.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,20 +198,65 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("stats: exit %d\n%s%s", code, statsOut, statsErr)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for l := range lines {
-		out = append(out, l)
-	}
-	err = cmd.Wait()
-	all := strings.Join(out, "\n")
+	all, err := p.stop(t, syscall.SIGTERM)
 	if err != nil {
-		t.Errorf("pipectl run after SIGTERM: %v\n%s\nstderr:\n%s", err, all, stderr.String())
+		t.Errorf("pipectl run after SIGTERM: %v\n%s\nstderr:\n%s", err, all, p.stderr.String())
 	}
 	for _, want := range []string{"draining", "drained and stopped", "postgres: stopped and removed"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("run's output lacks %q:\n%s", want, all)
 		}
+	}
+}
+
+// TestRunKeepsData runs pipeline.yaml without a DSN in a fresh working
+// directory: the local database goes to the default data directory under
+// it; a second run on the same directory is refused with a clear error;
+// pipectl psql reads the table while the run runs, and again after Ctrl-C
+// has stopped it (starting the server itself), so the data was kept.
+func TestRunKeepsData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	bin := buildPipectl(t)
+	file, dataAddr, _ := pipelineFile(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	work := t.TempDir() // mode 0700: as root, pipectl must let PostgreSQL through
+	p := startRun(t, ctx, bin, work, file)
+	dataDir := filepath.Join(work, defaultDataDir)
+	if !slices.ContainsFunc(p.out, func(l string) bool { return strings.Contains(l, "new database in "+dataDir) }) {
+		t.Errorf("run does not say it made a database in %s:\n%s", dataDir, strings.Join(p.out, "\n"))
+	}
+	if code, out, errOut := runCLI(t, "load", "--addr", dataAddr, "--count", "300", "--conns", "2"); code != 0 {
+		t.Fatalf("load: exit %d\n%s%s", code, out, errOut)
+	}
+
+	second := exec.CommandContext(ctx, bin, "run", "-f", file, "--admin", freeAddr(t))
+	second.Dir = work
+	second.Env = append(os.Environ(), "DATABASE_URL=")
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "only one run at a time") || !strings.Contains(string(out), dataDir) {
+		t.Errorf("a second run on %s: %v\n%s\nwant a refusal that names the directory", dataDir, err, out)
+	}
+
+	psql := func(what string) {
+		t.Helper()
+		c := exec.CommandContext(ctx, bin, "psql", "--", "-tAc", "SELECT count(*) FROM events")
+		c.Dir = work
+		out, err := c.Output()
+		if err != nil || strings.TrimSpace(string(out)) != "300" {
+			t.Errorf("pipectl psql %s: %v, %q; want 300", what, err, out)
+		}
+	}
+	psql("while the run runs")
+
+	all, err := p.stop(t, os.Interrupt)
+	if err != nil || !strings.Contains(all, "data kept in "+dataDir) {
+		t.Errorf("run after Ctrl-C: %v\n%s\nstderr:\n%s", err, all, p.stderr.String())
+	}
+	psql("after the run")
+	if _, err := os.Stat(filepath.Join(dataDir, "data", "PG_VERSION")); err != nil {
+		t.Errorf("the data directory is gone: %v", err)
 	}
 }
