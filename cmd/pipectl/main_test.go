@@ -44,3 +44,11 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("output differs from %s (go test -update rewrites it)\n--- got:\n%s\n--- want:\n%s", path, got, want)
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	code, out, _ := runCLI(t, "--version")
+	_, cmdOut, _ := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "pipectl github.com/stagedserver/seda ") || out != cmdOut {
+		t.Errorf("pipectl --version: exit %d, %q; want the same line as pipectl version (%q)", code, out, cmdOut)
+	}
+}
