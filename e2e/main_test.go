@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -122,11 +121,11 @@ func sourceAddr(t testing.TB, p *pipeline.Pipeline, name string) string {
 	if st == nil {
 		t.Fatalf("no stage %q", name)
 	}
-	a, ok := st.Source().(interface{ Addr() net.Addr })
-	if !ok || a.Addr() == nil {
+	a := st.Addr()
+	if a == nil {
 		t.Fatalf("stage %q has no address", name)
 	}
-	return a.Addr().String()
+	return a.String()
 }
 
 // connect opens a connection to dsn, closed when the test ends.

@@ -24,7 +24,7 @@ type words struct {
 	done chan struct{} // closed once every word is finished
 }
 
-func (w *words) Start(_ context.Context, rt *stage.Stage) error {
+func (w *words) Start(_ context.Context, rt stage.SourceRuntime) error {
 	w.left.Store(int64(len(w.list)))
 	w.wg.Add(1)
 	go func() {

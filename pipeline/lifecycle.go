@@ -285,8 +285,8 @@ func (p *Pipeline) drainAll(ctx context.Context) error {
 	var errs []error
 	for i, st := range p.stages {
 		if p.isSource[i] && p.started[i] {
-			if err := st.Source().StopInput(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("stage %q: stop input: %w", st.Name(), err))
+			if err := st.StopInput(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stage %q: stop input: %w", st.Stage().Name(), err))
 			}
 		}
 	}
@@ -300,8 +300,8 @@ func (p *Pipeline) drainAll(ctx context.Context) error {
 	}
 	for i, st := range p.stages {
 		if p.isSource[i] && p.started[i] {
-			if err := st.Source().Drain(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("stage %q: drain: %w", st.Name(), err))
+			if err := st.Drain(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stage %q: drain: %w", st.Stage().Name(), err))
 			}
 		}
 	}
@@ -315,16 +315,14 @@ func (p *Pipeline) abandoned() uint64 {
 	for i, st := range p.stages {
 		if p.isSource[i] {
 			sources = true
-			n += st.InFlight()
+			n += st.Stage().InFlight()
 		}
 	}
 	if sources {
 		return n
 	}
 	for _, st := range p.stages {
-		if pt := st.Port(); pt != nil {
-			n += uint64(pt.Stats().Depth)
-		}
+		n += uint64(st.Queued())
 	}
 	return n
 }

@@ -327,8 +327,8 @@ func TestNoSourceAbandonedQueued(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	feeder := stage.NewSourceStage(stage.Settings{Name: "feeder"}, nil, nil)
-	feeder.Connect(p.Stage("stuck"), nil)
+	feeder, life := stage.NewSourceStage(stage.Settings{Name: "feeder"}, nil, nil)
+	life.Connect(p.Stage("stuck"), nil)
 	em := feeder.NewEmitter()
 	for i := 0; i < 5; i++ {
 		if err := em.Emit(context.Background(), feeder.NewEvent(nil, uint64(i), stage.Origin{})); err != nil {

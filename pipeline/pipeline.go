@@ -47,7 +47,7 @@ type Pipeline struct {
 	admin  AdminConfig
 
 	// Built once by New, read-only afterwards.
-	stages   []*stage.Stage // file order
+	stages   []stage.Lifecycle // file order
 	byName   map[string]*stage.Stage
 	isSource []bool
 	order    []int // topological: every stage after all of its upstream stages
@@ -161,13 +161,13 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		if n.kind == nil {
 			continue
 		}
-		st, isSrc := p.build(n.cfg, n.kind, fail)
-		if st == nil {
+		st, ok := p.build(n.cfg, n.kind, fail)
+		if !ok {
 			continue
 		}
 		p.stages = append(p.stages, st)
-		p.isSource = append(p.isSource, isSrc)
-		p.byName[n.cfg.Name] = st
+		p.isSource = append(p.isSource, st.IsSource())
+		p.byName[n.cfg.Name] = st.Stage()
 	}
 	if len(errs) > 0 {
 		for _, st := range p.stages {
@@ -193,7 +193,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 // spec first, so a Config built in Go is checked as the loader checks a
 // file, and a constructor that panics (a getter asked for a field the spec
 // lacks: a bug in the kind) is reported as the stage's error.
-func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, ...any)) (*stage.Stage, bool) {
+func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, ...any)) (stage.Lifecycle, bool) {
 	set := sc.Settings
 	set.Name, set.Kind = sc.Name, sc.Kind
 	set.Terminal = k.Terminal
@@ -212,17 +212,20 @@ func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, 
 		for _, e := range unjoin(err) {
 			ctorErr(e)
 		}
-		return nil, false
+		return stage.Lifecycle{}, false
 	}
 	h, src, err := construct(k, cfg, env)
 	if err != nil {
 		ctorErr(err)
-		return nil, false
+		return stage.Lifecycle{}, false
 	}
+	var life stage.Lifecycle
 	if src != nil {
-		return stage.NewSourceStage(set, src, slog), true
+		_, life = stage.NewSourceStage(set, src, slog)
+	} else {
+		_, life = stage.NewHandlerStage(set, h, slog)
 	}
-	return stage.NewHandlerStage(set, h, slog), false
+	return life, true
 }
 
 // construct calls the kind's constructor, turning a panic into an error.
@@ -267,12 +270,12 @@ func routesOf(sc *StageConfig) []string {
 	return rs
 }
 
-func (p *Pipeline) closeHandler(st *stage.Stage) {
-	if st.Source() != nil {
+func (p *Pipeline) closeHandler(st stage.Lifecycle) {
+	if st.IsSource() {
 		return // a source that never started holds nothing
 	}
 	if err := st.Close(); err != nil {
-		p.log.Error("closing stage", zap.String("stage", st.Name()), zap.String("error", stage.Redact(err.Error())))
+		p.log.Error("closing stage", zap.String("stage", st.Stage().Name()), zap.String("error", stage.Redact(err.Error())))
 	}
 }
 
@@ -280,8 +283,9 @@ func (p *Pipeline) closeHandler(st *stage.Stage) {
 func (p *Pipeline) Name() string { return p.name }
 
 // Stage returns the running stage called name, or nil. An embedding
-// program may use it to feed events into a stage (stage.Stage.NewEmitter)
-// or to read one stage's figures.
+// program may use it to feed events into a stage (stage.Stage.NewEmitter),
+// to read one stage's figures, or to find a source's address (Addr).
+// Starting and stopping stages is the pipeline's alone.
 func (p *Pipeline) Stage(name string) *stage.Stage { return p.byName[name] }
 
 // Stats is a snapshot of the pipeline, shaped as GET /stats serves it.
@@ -309,7 +313,7 @@ func (p *Pipeline) Stats() Stats {
 	p.mu.Unlock()
 	s.Stages = make([]stage.Stats, len(p.stages))
 	for i, st := range p.stages {
-		s.Stages[i] = st.Stats()
+		s.Stages[i] = st.Stage().Stats()
 	}
 	return s
 }

@@ -51,7 +51,7 @@ type rtSource struct {
 	hub   *rtHub
 	name  string
 	count int
-	rt    *stage.Stage
+	rt    stage.SourceRuntime
 
 	ctx    context.Context // ends on Close: a post blocked on a full queue returns
 	cancel context.CancelFunc
@@ -70,7 +70,7 @@ var (
 	_ stage.Completer = (*rtSource)(nil)
 )
 
-func (s *rtSource) Start(_ context.Context, rt *stage.Stage) error {
+func (s *rtSource) Start(_ context.Context, rt stage.SourceRuntime) error {
 	s.hub.started(s.name)
 	s.rt = rt
 	s.ctx, s.cancel = context.WithCancel(context.Background())

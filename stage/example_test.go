@@ -30,7 +30,7 @@ func (p *printer) Complete(ev *stage.Event, err error) {
 // A source hands events to an upper-casing stage with its own port and
 // pool, which hands them to an inline stage that refuses empty records.
 func Example() {
-	upper := stage.NewHandlerStage(stage.Settings{Name: "upper", Workers: 2},
+	upper, upperLife := stage.NewHandlerStage(stage.Settings{Name: "upper", Workers: 2},
 		stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
 			for _, ev := range batch {
 				ev.Payload = []byte(strings.ToUpper(string(ev.Payload)))
@@ -38,7 +38,7 @@ func Example() {
 			}
 			return nil
 		}), nil)
-	check := stage.NewHandlerStage(stage.Settings{Name: "check", Inline: true},
+	check, checkLife := stage.NewHandlerStage(stage.Settings{Name: "check", Inline: true},
 		stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
 			for _, ev := range batch {
 				if len(ev.Payload) == 0 {
@@ -49,10 +49,13 @@ func Example() {
 			}
 			return nil
 		}), nil)
-	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	src.Connect(upper, nil)
-	upper.Connect(check, nil)
-	if err := upper.Start(context.Background()); err != nil {
+	// The Lifecycle is what starts and stops a stage; whoever creates a
+	// stage holds it (pipeline.New does this for a YAML pipeline).
+	src, srcLife := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	srcLife.Connect(upper, nil)
+	upperLife.Connect(check, nil)
+	checkLife.Connect(nil, nil)
+	if err := upperLife.Start(context.Background()); err != nil {
 		panic(err)
 	}
 
@@ -62,8 +65,8 @@ func Example() {
 		em.Emit(context.Background(), src.NewEvent([]byte(rec), uint64(i+1), stage.Origin{To: p}))
 	}
 	em.Flush(context.Background()) // hand the batch over
-	upper.CloseQueue()             // nothing more will come: drain and stop
-	upper.Wait()
+	upperLife.CloseQueue()         // nothing more will come: drain and stop
+	upperLife.Wait()
 
 	p.mu.Lock()
 	defer p.mu.Unlock()

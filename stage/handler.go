@@ -62,7 +62,7 @@ type Closer interface {
 type Source interface {
 	// Start begins taking input; it returns once the source is ready (its
 	// listener bound). rt makes events, emitters and counters for it.
-	Start(ctx context.Context, rt *Stage) error
+	Start(ctx context.Context, rt SourceRuntime) error
 	// StopInput stops taking new input (listeners close, reads stop) and
 	// returns once every record already read has been emitted or refused.
 	StopInput(ctx context.Context) error

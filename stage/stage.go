@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -54,9 +55,12 @@ func (s *Settings) fill() {
 }
 
 // Stage is one running stage: a handler with its port and worker pool, an
-// inline handler called by upstream workers, or a source. The pipeline
-// package builds and drives stages; sources use a Stage (passed to
-// Source.Start) to make events and emitters.
+// inline handler called by upstream workers, or a source. Its methods are
+// what anyone may use: its name and settings, its figures, and making and
+// emitting events into it. Starting and stopping it is its Lifecycle's
+// job, which only the stage's creator (the pipeline) holds; kinds see
+// neither: a handler gets batches and an Emitter, a source a
+// SourceRuntime.
 type Stage struct {
 	set Settings
 	h   Handler
@@ -92,8 +96,9 @@ type Stage struct {
 const cacheLine = 128
 
 // NewHandlerStage returns a stage that runs h on batches taken from its own
-// port (or, when set.Inline, inside its upstream stage's workers).
-func NewHandlerStage(set Settings, h Handler, log *zap.Logger) *Stage {
+// port (or, when set.Inline, inside its upstream stage's workers), and the
+// Lifecycle that drives it, for the stage's creator alone.
+func NewHandlerStage(set Settings, h Handler, log *zap.Logger) (*Stage, Lifecycle) {
 	set.fill()
 	if log == nil {
 		log = zap.NewNop()
@@ -107,18 +112,20 @@ func NewHandlerStage(set Settings, h Handler, log *zap.Logger) *Stage {
 		})
 	}
 	s.lat.init()
-	return s
+	return s, Lifecycle{s}
 }
 
-// NewSourceStage returns a stage driven by src.
-func NewSourceStage(set Settings, src Source, log *zap.Logger) *Stage {
+// NewSourceStage returns a stage driven by src, and the Lifecycle that
+// drives it. src may be nil: the stage then only makes events (NewEvent)
+// for a program or test that feeds a pipeline itself.
+func NewSourceStage(set Settings, src Source, log *zap.Logger) (*Stage, Lifecycle) {
 	set.fill()
 	if log == nil {
 		log = zap.NewNop()
 	}
 	s := &Stage{set: set, src: src, log: log}
 	s.lat.init()
-	return s
+	return s, Lifecycle{s}
 }
 
 // Name returns the stage's name.
@@ -130,21 +137,17 @@ func (s *Stage) Kind() string { return s.set.Kind }
 // Settings returns the stage's settings with defaults filled in.
 func (s *Stage) Settings() Settings { return s.set }
 
-// Logger returns the stage's logger.
-func (s *Stage) Logger() *zap.Logger { return s.log }
+// Addr returns the address a source listens on (a netio source's
+// listener), or nil: for a stage that is not such a source, and before
+// the source has started.
+func (s *Stage) Addr() net.Addr {
+	if a, ok := s.src.(interface{ Addr() net.Addr }); ok {
+		return a.Addr()
+	}
+	return nil
+}
 
-// Handler returns the stage's handler, or nil for a source.
-func (s *Stage) Handler() Handler { return s.h }
-
-// Source returns the stage's source, or nil for a handler stage.
-func (s *Stage) Source() Source { return s.src }
-
-// Port returns the stage's port, or nil for inline stages and sources.
-func (s *Stage) Port() *port.Port[*Event] { return s.port }
-
-// Connect sets where the stage's events go: next for Emit, routes (which
-// include next) for EmitTo. It must be called before Start.
-func (s *Stage) Connect(next *Stage, routes map[string]*Stage) {
+func (s *Stage) connect(next *Stage, routes map[string]*Stage) {
 	s.next, s.routes = next, routes
 }
 
@@ -177,11 +180,9 @@ func (s *Stage) InFlight() uint64 { return s.created.Load() - s.completed.Load()
 // stages downstream run.
 func (s *Stage) NewEmitter() *Outputs { return &Outputs{from: s} }
 
-// Start starts the stage: a handler's Starter, then its pool; a source's
-// Start. The workers run until CloseQueue and drain, or until Abort.
-func (s *Stage) Start(ctx context.Context) error {
+func (s *Stage) start(ctx context.Context) error {
 	if s.src != nil {
-		if err := s.src.Start(ctx, s); err != nil {
+		if err := s.src.Start(ctx, SourceRuntime{s}); err != nil {
 			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
 		}
 		return nil
@@ -204,29 +205,19 @@ func (s *Stage) Start(ctx context.Context) error {
 	return nil
 }
 
-// CloseQueue closes the stage's port: nothing new is accepted, the workers
-// finish what is queued and return. Call it once every upstream stage has
-// stopped emitting.
-func (s *Stage) CloseQueue() {
+func (s *Stage) closeQueue() {
 	if s.port != nil {
 		s.port.Close()
 	}
 }
 
-// Wait returns once every worker of the stage has returned.
-func (s *Stage) Wait() { s.wg.Wait() }
-
-// Abort cancels the workers' context: a worker waiting for events returns,
-// and handlers see their context end. Events still queued stay unfinished
-// (the pipeline counts them as abandoned).
-func (s *Stage) Abort() {
+func (s *Stage) abort() {
 	if s.cancel != nil {
 		s.cancel()
 	}
 }
 
-// Close releases the handler's resources (Closer) or closes the source.
-func (s *Stage) Close() error {
+func (s *Stage) close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}

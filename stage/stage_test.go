@@ -55,14 +55,14 @@ var pass = HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error 
 // function that emits n events from src, then drains and joins everything.
 func run(t *testing.T, n int, stages ...*Stage) *results {
 	t.Helper()
-	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	src := newSourceStage(Settings{Name: "src"}, nil, nil)
 	prev := src
 	for _, s := range stages {
-		prev.Connect(s, map[string]*Stage{s.Name(): s})
+		prev.connect(s, map[string]*Stage{s.Name(): s})
 		prev = s
 	}
 	for i := len(stages) - 1; i >= 0; i-- {
-		if err := stages[i].Start(context.Background()); err != nil {
+		if err := stages[i].start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,8 +73,8 @@ func run(t *testing.T, n int, stages ...*Stage) *results {
 	}
 	em.Flush(context.Background())
 	for _, s := range stages {
-		s.CloseQueue()
-		s.Wait()
+		s.closeQueue()
+		s.wg.Wait()
 	}
 	if got := src.InFlight(); got != 0 {
 		t.Errorf("in flight after drain: %d", got)
@@ -83,9 +83,9 @@ func run(t *testing.T, n int, stages ...*Stage) *results {
 }
 
 func TestChainDeliversEveryEventOnce(t *testing.T) {
-	a := NewHandlerStage(Settings{Name: "a", Workers: 4, Concurrency: 2, Capacity: 16}, pass, nil)
-	b := NewHandlerStage(Settings{Name: "b", Inline: true}, pass, nil)
-	c := NewHandlerStage(Settings{Name: "c", Workers: 3, Batch: 7}, pass, nil)
+	a := newHandlerStage(Settings{Name: "a", Workers: 4, Concurrency: 2, Capacity: 16}, pass, nil)
+	b := newHandlerStage(Settings{Name: "b", Inline: true}, pass, nil)
+	c := newHandlerStage(Settings{Name: "c", Workers: 3, Batch: 7}, pass, nil)
 	const n = 20000
 	res := run(t, n, a, b, c)
 	for i := uint64(1); i <= n; i++ {
@@ -107,14 +107,14 @@ func TestChainDeliversEveryEventOnce(t *testing.T) {
 func TestInlineStageGetsTheUpstreamBatch(t *testing.T) {
 	var maxBatch atomic.Int64
 	gate := make(chan struct{})
-	a := NewHandlerStage(Settings{Name: "a", Workers: 1, Batch: 100}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(Settings{Name: "a", Workers: 1, Batch: 100}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		<-gate
 		for _, ev := range b {
 			out.Emit(ctx, ev)
 		}
 		return nil
 	}), nil)
-	b := NewHandlerStage(Settings{Name: "b", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	b := newHandlerStage(Settings{Name: "b", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		if int64(len(b)) > maxBatch.Load() {
 			maxBatch.Store(int64(len(b)))
 		}
@@ -132,7 +132,7 @@ func TestInlineStageGetsTheUpstreamBatch(t *testing.T) {
 
 func TestHandlerErrorFailsOnlyUnfinishedEvents(t *testing.T) {
 	boom := errors.New("boom")
-	a := NewHandlerStage(Settings{Name: "a", Workers: 1, Batch: 10}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(Settings{Name: "a", Workers: 1, Batch: 10}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		for _, ev := range b {
 			switch ev.Seq % 3 {
 			case 0:
@@ -160,7 +160,7 @@ func TestHandlerErrorFailsOnlyUnfinishedEvents(t *testing.T) {
 
 func TestPanicFailsItsBatchAndWorkerKeepsServing(t *testing.T) {
 	core, logs := observer.New(zap.ErrorLevel)
-	a := NewHandlerStage(Settings{Name: "fragile", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(Settings{Name: "fragile", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		for _, ev := range b {
 			if ev.Seq == 5 {
 				panic("bad record")
@@ -192,7 +192,7 @@ func TestPanicFailsItsBatchAndWorkerKeepsServing(t *testing.T) {
 
 func TestDoubleDoneIsCountedAndLogged(t *testing.T) {
 	core, logs := observer.New(zap.ErrorLevel)
-	src := NewSourceStage(Settings{Name: "src"}, nil, zap.New(core))
+	src := newSourceStage(Settings{Name: "src"}, nil, zap.New(core))
 	res := newResults()
 	ev := src.NewEvent(nil, 1, Origin{To: res})
 	ev.Done(nil)
@@ -209,7 +209,7 @@ func TestDoubleDoneIsCountedAndLogged(t *testing.T) {
 }
 
 func TestEndOfPipelineFinishesEvents(t *testing.T) {
-	a := NewHandlerStage(Settings{Name: "last"}, pass, nil)
+	a := newHandlerStage(Settings{Name: "last"}, pass, nil)
 	res := run(t, 5, a)
 	if res.count() != 5 {
 		t.Fatalf("%d completions", res.count())
@@ -217,7 +217,7 @@ func TestEndOfPipelineFinishesEvents(t *testing.T) {
 }
 
 func TestEmitToUnknownRouteFailsTheEvent(t *testing.T) {
-	a := NewHandlerStage(Settings{Name: "router", Workers: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(Settings{Name: "router", Workers: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		for _, ev := range b {
 			if err := out.EmitTo(ctx, "nowhere", ev); err == nil {
 				t.Error("EmitTo an unknown route succeeded")
@@ -235,7 +235,7 @@ func TestEmitToUnknownRouteFailsTheEvent(t *testing.T) {
 
 func TestRejectFinishesEventBusy(t *testing.T) {
 	gate := make(chan struct{})
-	sink := NewHandlerStage(Settings{Name: "slow", Workers: 1, Concurrency: 1, Capacity: 2, Overflow: port.Reject, Batch: 1},
+	sink := newHandlerStage(Settings{Name: "slow", Workers: 1, Concurrency: 1, Capacity: 2, Overflow: port.Reject, Batch: 1},
 		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 			<-gate
 			for _, ev := range b {
@@ -243,9 +243,9 @@ func TestRejectFinishesEventBusy(t *testing.T) {
 			}
 			return nil
 		}), nil)
-	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
-	src.Connect(sink, nil)
-	if err := sink.Start(context.Background()); err != nil {
+	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src.connect(sink, nil)
+	if err := sink.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	res := newResults()
@@ -257,8 +257,8 @@ func TestRejectFinishesEventBusy(t *testing.T) {
 	}
 	em.Flush(context.Background())
 	close(gate)
-	sink.CloseQueue()
-	sink.Wait()
+	sink.closeQueue()
+	sink.wg.Wait()
 	if res.count() != 10 {
 		t.Fatalf("completions %d", res.count())
 	}
@@ -280,7 +280,7 @@ func TestRejectFinishesEventBusy(t *testing.T) {
 func TestLingerFillsBatches(t *testing.T) {
 	var sizes []int
 	var mu sync.Mutex
-	a := NewHandlerStage(Settings{Name: "a", Workers: 1, Batch: 50, Linger: time.Hour}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(Settings{Name: "a", Workers: 1, Batch: 50, Linger: time.Hour}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		mu.Lock()
 		sizes = append(sizes, len(b))
 		mu.Unlock()
@@ -301,7 +301,7 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 	inside := make(chan struct{})
 	release := make(chan struct{})
 	var second atomic.Bool
-	a := NewHandlerStage(Settings{Name: "db", Workers: 2, Concurrency: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(Settings{Name: "db", Workers: 2, Concurrency: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		for _, ev := range b {
 			if ev.Seq == 1 {
 				Blocking(ctx, func() {
@@ -315,9 +315,9 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 		}
 		return nil
 	}), nil)
-	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
-	src.Connect(a, nil)
-	if err := a.Start(context.Background()); err != nil {
+	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src.connect(a, nil)
+	if err := a.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	em := src.NewEmitter()
@@ -333,8 +333,8 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
-	a.CloseQueue()
-	a.Wait()
+	a.closeQueue()
+	a.wg.Wait()
 	if !second.Load() {
 		t.Fatal("the second event did not run while the first worker was blocking")
 	}
@@ -342,14 +342,14 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 
 func TestAbortEndsWorkers(t *testing.T) {
 	started := make(chan struct{})
-	a := NewHandlerStage(Settings{Name: "stuck", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(Settings{Name: "stuck", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
 	}), nil)
-	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
-	src.Connect(a, nil)
-	if err := a.Start(context.Background()); err != nil {
+	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src.connect(a, nil)
+	if err := a.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	res := newResults()
@@ -357,9 +357,9 @@ func TestAbortEndsWorkers(t *testing.T) {
 	em.Emit(context.Background(), src.NewEvent(nil, 1, Origin{To: res}))
 	em.Emit(context.Background(), src.NewEvent(nil, 2, Origin{To: res}))
 	<-started
-	a.Abort()
-	a.Wait()
-	if err := a.Close(); err != nil {
+	a.abort()
+	a.wg.Wait()
+	if err := a.close(); err != nil {
 		t.Fatal(err)
 	}
 	// Event 1 failed with the handler's error; event 2 is still queued,
@@ -396,7 +396,7 @@ func TestFieldPaths(t *testing.T) {
 // events the queue would turn away.
 func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 	gate := make(chan struct{})
-	sink := NewHandlerStage(Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
+	sink := newHandlerStage(Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
 		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 			<-gate
 			for _, ev := range b {
@@ -405,17 +405,17 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 			return nil
 		}), nil)
 	var parsed atomic.Int64
-	parse := NewHandlerStage(Settings{Name: "parse", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	parse := newHandlerStage(Settings{Name: "parse", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		parsed.Add(int64(len(b)))
 		for _, ev := range b {
 			out.Emit(ctx, ev)
 		}
 		return nil
 	}), nil)
-	src := NewSourceStage(Settings{Name: "src"}, nil, nil)
-	src.Connect(parse, map[string]*Stage{"parse": parse})
-	parse.Connect(sink, map[string]*Stage{"store": sink})
-	if err := sink.Start(context.Background()); err != nil {
+	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src.connect(parse, map[string]*Stage{"parse": parse})
+	parse.connect(sink, map[string]*Stage{"store": sink})
+	if err := sink.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	res := newResults()
@@ -427,9 +427,9 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 		em.Flush(context.Background())
 	}
 	emit(1, 10) // fills the queue (one in the handler, four queued) and is partly refused
-	for i := 0; sink.Port().Stats().Depth != 4; i++ {
+	for i := 0; sink.port.Stats().Depth != 4; i++ {
 		if i == 10000 {
-			t.Fatalf("queue depth %d, want 4", sink.Port().Stats().Depth)
+			t.Fatalf("queue depth %d, want 4", sink.port.Stats().Depth)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -444,8 +444,8 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 		}
 	}
 	close(gate)
-	sink.CloseQueue()
-	sink.Wait()
+	sink.closeQueue()
+	sink.wg.Wait()
 	busy := 0
 	for i := uint64(1); i <= 20; i++ {
 		if errors.Is(res.get(i)[0], ErrBusy) {
@@ -463,7 +463,7 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 // A terminal stage hands nothing on: its Out counts the events it finished
 // without error.
 func TestTerminalStageCountsFinishedAsOut(t *testing.T) {
-	sink := NewHandlerStage(Settings{Name: "store", Workers: 2, Terminal: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	sink := newHandlerStage(Settings{Name: "store", Workers: 2, Terminal: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
 		for _, ev := range b {
 			if ev.Seq%4 == 0 {
 				ev.Done(errors.New("refused"))
@@ -477,4 +477,16 @@ func TestTerminalStageCountsFinishedAsOut(t *testing.T) {
 	if st := sink.Stats(); st.In != 100 || st.Out != 75 || st.Errors != 25 {
 		t.Fatalf("in %d out %d errors %d, want 100 75 25", st.In, st.Out, st.Errors)
 	}
+}
+
+// newHandlerStage and newSourceStage drop the Lifecycle: the package's own
+// tests drive the stage through its unexported methods.
+func newHandlerStage(set Settings, h Handler, log *zap.Logger) *Stage {
+	s, _ := NewHandlerStage(set, h, log)
+	return s
+}
+
+func newSourceStage(set Settings, src Source, log *zap.Logger) *Stage {
+	s, _ := NewSourceStage(set, src, log)
+	return s
 }

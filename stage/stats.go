@@ -72,7 +72,3 @@ func (s *Stage) Stats() Stats {
 	st.Latency = LatencyStats{P50: q[0], P99: q[1]}
 	return st
 }
-
-// ObserveLatency records one latency figure for the stage; sources call it
-// when an event they made completes (read to ack).
-func (s *Stage) ObserveLatency(ns int64) { s.lat.observe(ns) }

@@ -232,14 +232,14 @@ func RunPipeline(ctx context.Context, cfg Config) (time.Duration, error) {
 // 0..n-1 as fast as the first stage takes them.
 type producer struct {
 	n       int
-	rt      *stage.Stage
+	rt      stage.SourceRuntime
 	wg      sync.WaitGroup
 	emitted chan struct{}
 	stop    chan struct{}
 	once    sync.Once
 }
 
-func (s *producer) Start(_ context.Context, rt *stage.Stage) error {
+func (s *producer) Start(_ context.Context, rt stage.SourceRuntime) error {
 	s.rt = rt
 	s.emitted, s.stop = make(chan struct{}), make(chan struct{})
 	s.wg.Add(1)

@@ -115,12 +115,12 @@ func StartPipeline(ctx context.Context, dsn, table, overflow string) (Server, *p
 	if err := p.Start(ctx); err != nil {
 		return nil, nil, err
 	}
-	src, ok := p.Stage("accept").Source().(*netio.Source)
-	if !ok {
+	addr := p.Stage("accept").Addr()
+	if addr == nil {
 		p.Stop(ctx)
-		return nil, nil, errors.New("b3: stage accept is not a netio.tcp source")
+		return nil, nil, errors.New("b3: stage accept is not a listening source")
 	}
-	return &pipelineServer{p: p, addr: src.Addr().String()}, p, nil
+	return &pipelineServer{p: p, addr: addr.String()}, p, nil
 }
 
 func (s *pipelineServer) Addr() string { return s.addr }

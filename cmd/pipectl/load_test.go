@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -96,7 +95,7 @@ stages:
 			t.Errorf("stop: %v", err)
 		}
 	})
-	addr := p.Stage("accept").Source().(interface{ Addr() net.Addr }).Addr().String()
+	addr := p.Stage("accept").Addr().String()
 	return addr, sink
 }
 

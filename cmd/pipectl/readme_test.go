@@ -89,7 +89,7 @@ func TestReadmeSyslogExample(t *testing.T) {
 			p.Stop(context.Background())
 		}
 	}()
-	addr := p.Stage("accept").Source().(interface{ Addr() net.Addr }).Addr().String()
+	addr := p.Stage("accept").Addr().String()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -167,8 +166,8 @@ func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 	fmt.Fprintf(out, "pipeline %s: running\n", p.Name())
 	for _, sc := range cfg.Stages {
 		if st := p.Stage(sc.Name); st != nil {
-			if src, ok := st.Source().(interface{ Addr() net.Addr }); ok && src.Addr() != nil {
-				fmt.Fprintf(out, "  %s (%s) listening on %s\n", sc.Name, sc.Kind, src.Addr())
+			if a := st.Addr(); a != nil {
+				fmt.Fprintf(out, "  %s (%s) listening on %s\n", sc.Name, sc.Kind, a)
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -64,7 +63,7 @@ func TestEmbed(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	addr := p.Stage("accept").Source().(interface{ Addr() net.Addr }).Addr().String()
+	addr := p.Stage("accept").Addr().String()
 
 	c, err := wire.Dial(ctx, addr, wire.Lines)
 	if err != nil {

@@ -64,7 +64,7 @@ func (r *recorder) results() (acked int, nacked map[uint64]error) {
 	return acked, nacked
 }
 
-var src = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+var src, _ = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 
 // record makes one event with seq, field id and payload {"id":id,...}.
 func record(rec *recorder, seq uint64, id any, extra map[string]any) *stage.Event {

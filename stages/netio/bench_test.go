@@ -24,15 +24,15 @@ func BenchmarkTCPAcked(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			in := stage.NewSourceStage(stage.Settings{Name: "in", Workers: 2, Concurrency: 2}, src, zap.NewNop())
-			sink := stage.NewHandlerStage(stage.Settings{Name: "sink", Workers: 2, Concurrency: 2, Capacity: 8192},
+			_, in := stage.NewSourceStage(stage.Settings{Name: "in", Workers: 2, Concurrency: 2}, src, zap.NewNop())
+			_, sink := stage.NewHandlerStage(stage.Settings{Name: "sink", Workers: 2, Concurrency: 2, Capacity: 8192},
 				stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 					for _, ev := range batch {
 						ev.Done(nil)
 					}
 					return nil
 				}), nil)
-			in.Connect(sink, nil)
+			in.Connect(sink.Stage(), nil)
 			ctx := context.Background()
 			sink.Start(ctx)
 			if err := in.Start(ctx); err != nil {

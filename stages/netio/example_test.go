@@ -17,8 +17,8 @@ import (
 // that covers all three, and then the end of the connection.
 func Example() {
 	src, _ := netio.New(netio.Options{Listen: "127.0.0.1:0"})
-	in := stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1}, src, nil)
-	sink := stage.NewHandlerStage(stage.Settings{Name: "store", Workers: 1},
+	_, in := stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1}, src, nil)
+	_, sink := stage.NewHandlerStage(stage.Settings{Name: "store", Workers: 1},
 		stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
 			for _, ev := range b {
 				if bytes.Contains(ev.Payload, []byte("bad")) {
@@ -29,7 +29,7 @@ func Example() {
 			}
 			return nil
 		}), nil)
-	in.Connect(sink, nil)
+	in.Connect(sink.Stage(), nil)
 	ctx := context.Background()
 	sink.Start(ctx)
 	in.Start(ctx)

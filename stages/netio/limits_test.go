@@ -78,25 +78,25 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 
 	deadline := time.Now().Add(wait)
 	for r.src.ReadsPaused() == 0 {
-		if n := r.in.Stats().In; n > uint64(bound) {
+		if n := r.in.Stage().Stats().In; n > uint64(bound) {
 			t.Fatalf("the source read %d records with record 1 unacked; max_unacked %d allows at most %d", n, maxUnacked, bound)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stats().In)
+			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	// Paused: nothing more is read until record 1 is finished.
-	read := r.in.Stats().In
+	read := r.in.Stage().Stats().In
 	if read < maxUnacked || read > uint64(bound) {
 		t.Fatalf("reads paused after %d records; want %d to %d", read, maxUnacked, bound)
 	}
 	if c.Acked() != 0 {
 		t.Fatalf("acked %d with record 1 unfinished", c.Acked())
 	}
-	if r.src.ReadsPaused() != 1 || r.in.Stats().In != read {
+	if r.src.ReadsPaused() != 1 || r.in.Stage().Stats().In != read {
 		t.Fatalf("reads resumed (%d paused, %d read, was %d) with record 1 unfinished",
-			r.src.ReadsPaused(), r.in.Stats().In, read)
+			r.src.ReadsPaused(), r.in.Stage().Stats().In, read)
 	}
 
 	release()
@@ -155,15 +155,15 @@ func TestStopInputWhileReadsPaused(t *testing.T) {
 	deadline := time.Now().Add(wait)
 	for r.src.ReadsPaused() == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stats().In)
+			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	// Everything but record 1 finished, so no ack flush is left to wake
 	// the paused reader: StopInput itself must.
-	for r.in.InFlight() != 1 {
+	for r.in.Stage().InFlight() != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d events in flight, want only record 1", r.in.InFlight())
+			t.Fatalf("%d events in flight, want only record 1", r.in.Stage().InFlight())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -172,7 +172,7 @@ func TestStopInputWhileReadsPaused(t *testing.T) {
 	if err := r.src.StopInput(ctx); err != nil {
 		t.Fatal(err)
 	}
-	read := r.in.Stats().In
+	read := r.in.Stage().Stats().In
 	ev.Done(nil)
 	go func() { <-c.Done(); c.Close() }() // the client closes after the server's EOF
 	if err := r.src.Drain(ctx); err != nil {
@@ -212,11 +212,11 @@ func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
 	deadline := time.Now().Add(wait)
 	for r.src.ReadsPaused() == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stats().In)
+			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if n := r.in.Stats().In; n < maxUnacked || n > maxUnacked+64/3+1 {
+	if n := r.in.Stage().Stats().In; n < maxUnacked || n > maxUnacked+64/3+1 {
 		t.Fatalf("reads paused after %d records; want %d to %d", n, maxUnacked, maxUnacked+64/3+1)
 	}
 	close(gate)
@@ -317,7 +317,7 @@ func TestAckNoneLogsRefusalsRateLimited(t *testing.T) {
 	c.CloseWrite()
 	waitEOF(t, c)
 	deadline := time.Now().Add(wait)
-	for r.in.InFlight() != 0 && time.Now().Before(deadline) {
+	for r.in.Stage().InFlight() != 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	var lines []string

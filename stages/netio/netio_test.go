@@ -34,8 +34,8 @@ const wait = 15 * time.Second
 type rig struct {
 	t    *testing.T
 	src  *netio.Source
-	in   *stage.Stage
-	sink *stage.Stage
+	in   stage.Lifecycle
+	sink stage.Lifecycle
 	logs *observer.ObservedLogs
 
 	mu   sync.Mutex
@@ -86,9 +86,9 @@ func newRig(t *testing.T, o netio.Options, sinkSet stage.Settings, h stage.Handl
 	if sinkSet.Name == "" {
 		sinkSet.Name = "sink"
 	}
-	r.in = stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64}, src, log)
-	r.sink = stage.NewHandlerStage(sinkSet, h, log)
-	r.in.Connect(r.sink, nil)
+	_, r.in = stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64}, src, log)
+	_, r.sink = stage.NewHandlerStage(sinkSet, h, log)
+	r.in.Connect(r.sink.Stage(), nil)
 	ctx := context.Background()
 	if err := r.sink.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -370,7 +370,7 @@ func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 	// The record waits in the sink far longer than idle_timeout; once it is
 	// in flight the connection must not be closed as idle.
 	deadline := time.Now().Add(wait)
-	for r.in.InFlight() == 0 && time.Now().Before(deadline) {
+	for r.in.Stage().InFlight() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond) // several idle periods pass
@@ -543,7 +543,7 @@ func TestOverflowRejectNacksBusy(t *testing.T) {
 	}
 	c.Flush()
 	deadline := time.Now().Add(wait)
-	for r.in.Stats().In < records && time.Now().Before(deadline) {
+	for r.in.Stage().Stats().In < records && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	close(gate)
@@ -609,7 +609,7 @@ func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
 	if err := c.Err(); err != io.EOF {
 		t.Fatalf("client saw %v, want EOF after its last ack", err)
 	}
-	read := r.in.Stats().In
+	read := r.in.Stage().Stats().In
 	if read < 200 || c.Acked() != read {
 		t.Fatalf("server read %d records, client acked %d: want every record read acked", read, c.Acked())
 	}
@@ -637,8 +637,8 @@ func TestAckNoneWritesNothing(t *testing.T) {
 	if got := len(r.payloads()); got != 101 {
 		t.Fatalf("sink saw %d records, want 101", got)
 	}
-	if r.in.InFlight() != 0 {
-		t.Fatalf("%d events unfinished", r.in.InFlight())
+	if r.in.Stage().InFlight() != 0 {
+		t.Fatalf("%d events unfinished", r.in.Stage().InFlight())
 	}
 }
 
@@ -650,7 +650,7 @@ func TestGaugesAndStats(t *testing.T) {
 	if err := c.WaitTimeout(wait); err != nil {
 		t.Fatal(err)
 	}
-	st := r.in.Stats()
+	st := r.in.Stage().Stats()
 	if st.Queue.Capacity != 64 || st.Pool.Workers != 2 || st.Pool.Concurrency != 2 || st.Queue.Overflow != "block" {
 		t.Fatalf("stats %+v", st)
 	}
@@ -701,7 +701,7 @@ func TestRegister(t *testing.T) {
 
 func TestListenError(t *testing.T) {
 	src, _ := netio.New(netio.Options{Listen: "256.0.0.1:1"})
-	in := stage.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
+	_, in := stage.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
 	err := in.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `stage "in"`) {
 		t.Fatalf("start: %v", err)
@@ -726,7 +726,7 @@ func TestCloseWithEventsInFlight(t *testing.T) {
 	}
 	c.Flush()
 	deadline := time.Now().Add(wait)
-	for r.in.Stats().In < 5 && time.Now().Before(deadline) {
+	for r.in.Stage().Stats().In < 5 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	// Close at once: every goroutine of the source returns although the

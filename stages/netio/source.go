@@ -24,7 +24,7 @@ type Source struct {
 	opts Options
 
 	// Set by Start.
-	rt     *stage.Stage
+	rt     stage.SourceRuntime
 	set    stage.Settings
 	name   string
 	log    *zap.Logger
@@ -114,7 +114,7 @@ func (s *Source) Addr() net.Addr {
 // returns once connections are accepted. queue.overflow does not apply
 // (NewSource refuses reject): reads always wait for room in the port,
 // which is how TCP flow control pushes back on the clients.
-func (s *Source) Start(ctx context.Context, rt *stage.Stage) error {
+func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {

@@ -40,7 +40,7 @@ func Example_func() {
 	_, err = kind.NewHandler(stage.NewConfig(map[string]any{"func": "hash"}), stage.Env{Stage: "hash"})
 	fmt.Println(err)
 
-	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	evs := []*stage.Event{
 		src.NewEvent(nil, 1, stage.Origin{}),
 		src.NewEvent(nil, 2, stage.Origin{}),

@@ -110,7 +110,7 @@ func mustBuild(t testing.TB, kind string, values map[string]any, routes ...strin
 // run hands the payloads to h as one batch of events numbered from 1.
 func run(t testing.TB, h stage.Handler, payloads ...string) (*collector, *completions, []*stage.Event) {
 	t.Helper()
-	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	done := &completions{}
 	evs := make([]*stage.Event, len(payloads))
 	for i, p := range payloads {
@@ -136,7 +136,7 @@ func run(t testing.TB, h stage.Handler, payloads ...string) (*collector, *comple
 // runFields hands events with the given fields (no payload) to h.
 func runFields(t testing.TB, h stage.Handler, fields ...map[string]any) (*collector, *completions) {
 	t.Helper()
-	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	done := &completions{}
 	evs := make([]*stage.Event, len(fields))
 	for i, f := range fields {

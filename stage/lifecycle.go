@@ -1,0 +1,112 @@
+package stage
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Lifecycle drives a stage: connecting it, starting it and stopping it in
+// the order the pipeline's two-phase stop needs. NewHandlerStage and
+// NewSourceStage return it to the stage's creator (pipeline.New); kinds
+// never see it, so a kind cannot stop itself or another stage.
+type Lifecycle struct{ s *Stage }
+
+// Connect sets where the stage's events go: next for Emit, routes (which
+// include next) for EmitTo. It must be called before Start.
+func (l Lifecycle) Connect(next *Stage, routes map[string]*Stage) { l.s.connect(next, routes) }
+
+// Start starts the stage: a handler's Starter, then its pool; a source's
+// Start. The workers run until CloseQueue and drain, or until Abort.
+func (l Lifecycle) Start(ctx context.Context) error { return l.s.start(ctx) }
+
+// StopInput stops a source's input (Source.StopInput); for other stages it
+// does nothing.
+func (l Lifecycle) StopInput(ctx context.Context) error {
+	if l.s.src == nil {
+		return nil
+	}
+	return l.s.src.StopInput(ctx)
+}
+
+// Drain waits for a source's events to finish and its completions to be
+// written (Source.Drain); for other stages it does nothing.
+func (l Lifecycle) Drain(ctx context.Context) error {
+	if l.s.src == nil {
+		return nil
+	}
+	return l.s.src.Drain(ctx)
+}
+
+// CloseQueue closes the stage's port: nothing new is accepted, the workers
+// finish what is queued and return. Call it once every upstream stage has
+// stopped emitting.
+func (l Lifecycle) CloseQueue() { l.s.closeQueue() }
+
+// Wait returns once every worker of the stage has returned.
+func (l Lifecycle) Wait() { l.s.wg.Wait() }
+
+// Abort cancels the workers' context: a worker waiting for events returns,
+// and handlers see their context end. Events still queued stay unfinished
+// (the pipeline counts them as abandoned).
+func (l Lifecycle) Abort() { l.s.abort() }
+
+// Close releases the handler's resources (Closer) or closes the source.
+func (l Lifecycle) Close() error { return l.s.close() }
+
+// Queued returns how many events wait in the stage's port (0 for inline
+// stages and sources).
+func (l Lifecycle) Queued() int {
+	if l.s.port == nil {
+		return 0
+	}
+	return l.s.port.Stats().Depth
+}
+
+// IsSource reports whether the stage is driven by a Source.
+func (l Lifecycle) IsSource() bool { return l.s.src != nil }
+
+// Stage returns the stage l drives.
+func (l Lifecycle) Stage() *Stage { return l.s }
+
+// SourceRuntime is what a Source gets from the pipeline when it starts:
+// its stage's name, settings and logger, and the means to make events,
+// hand them on and report their latency. It is deliberately narrow (as
+// Benthos gives plugins a *service.Resources): a source cannot start, stop
+// or reach into its stage or any other. The zero SourceRuntime is not
+// usable; sources receive one in Source.Start.
+type SourceRuntime struct{ s *Stage }
+
+// Name returns the stage's name.
+func (rt SourceRuntime) Name() string { return rt.s.set.Name }
+
+// Settings returns the stage's common knobs, defaults filled in: a source
+// with a pool of its own sizes it by Workers, Concurrency and Capacity.
+func (rt SourceRuntime) Settings() Settings { return rt.s.set }
+
+// Logger returns the stage's logger (never nil).
+func (rt SourceRuntime) Logger() *zap.Logger { return rt.s.log }
+
+// NewEvent makes an event read now; see Stage.NewEventAt.
+func (rt SourceRuntime) NewEvent(payload []byte, seq uint64, origin Origin) *Event {
+	return rt.s.NewEventAt(payload, seq, origin, time.Now())
+}
+
+// NewEventAt makes an event read at the given time, owned by the stage,
+// with the given origin; see Stage.NewEventAt.
+func (rt SourceRuntime) NewEventAt(payload []byte, seq uint64, origin Origin, arrived time.Time) *Event {
+	return rt.s.NewEventAt(payload, seq, origin, arrived)
+}
+
+// NewEmitter returns an emitter for one of the source's goroutines; see
+// Stage.NewEmitter.
+func (rt SourceRuntime) NewEmitter() *Outputs { return rt.s.NewEmitter() }
+
+// ObserveLatency records one latency figure for the stage: a source calls
+// it when an event it made completes (read to ack), for /stats' p50/p99.
+func (rt SourceRuntime) ObserveLatency(ns int64) { rt.s.lat.observe(ns) }
+
+// InFlight returns how many events the source made that are not finished:
+// what its Drain waits for.
+func (rt SourceRuntime) InFlight() uint64 { return rt.s.InFlight() }
