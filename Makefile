@@ -26,6 +26,7 @@ run:
 test:
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-tools.sh
+	bash scripts/ensure-rsyslog.sh
 	go vet ./...
 	bash scripts/staticcheck.sh ./...
 	go test -race -count=1 ./...
@@ -44,6 +45,7 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 bench: build
+	bash scripts/ensure-rsyslog.sh
 	bin/pipectl bench
 
 fmt-check:

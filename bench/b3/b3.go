@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/stagedserver/seda/bench/loadgen"
-	"github.com/stagedserver/seda/internal/pgtemp"
 )
 
 // Variant names.
@@ -113,16 +112,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Config: cfg, Samples: map[string][]Sample{}, Latency: map[string]Latency{}}
 	dsn, pgPID := cfg.DSN, 0
 	if dsn == "" {
-		fmt.Fprintln(cfg.Log, "b3: starting a throwaway PostgreSQL (durable defaults)...")
-		srv, err := pgtemp.Start(ctx, pgtemp.Options{Settings: map[string]string{"max_connections": "200"}})
+		srv, pid, err := StartPostgres(ctx, "b3", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Remove(context.WithoutCancel(ctx))
-		dsn = srv.DSN()
-		if pgPID, err = PostmasterPID(srv.DataDir()); err != nil {
-			return nil, fmt.Errorf("b3: %w", err)
-		}
+		dsn, pgPID = srv.DSN(), pid
 	}
 	if err := queryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
 		return nil, err

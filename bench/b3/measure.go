@@ -3,8 +3,10 @@ package b3
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,7 +14,27 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stagedserver/seda/internal/pgtemp"
 )
+
+// StartPostgres starts the throwaway PostgreSQL a benchmark runs against:
+// PostgreSQL's durable defaults, room for 200 connections. It returns the
+// server (the caller removes it) and its postmaster's PID, for
+// PostgresCPU. name prefixes the progress line written to log.
+func StartPostgres(ctx context.Context, name string, log io.Writer) (*pgtemp.Server, int, error) {
+	fmt.Fprintf(log, "%s: starting a throwaway PostgreSQL (durable defaults)...\n", name)
+	srv, err := pgtemp.Start(ctx, pgtemp.Options{Settings: map[string]string{"max_connections": "200"}})
+	if err != nil {
+		return nil, 0, err
+	}
+	pid, err := PostmasterPID(srv.DataDir())
+	if err != nil {
+		srv.Remove(context.WithoutCancel(ctx))
+		return nil, 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return srv, pid, nil
+}
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
 const clockTick = 100

@@ -29,7 +29,8 @@ func median(xs []float64) float64 {
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
-func human(x float64) string {
+// Human prints a rate the way the results tables do: 1.23M, 456.7k, 89.
+func Human(x float64) string {
 	switch {
 	case x >= 1e6:
 		return fmt.Sprintf("%.2fM", x/1e6)
@@ -87,7 +88,7 @@ func (r *Result) Markdown() string {
 			peak = "—"
 		}
 		fmt.Fprintf(&b, "| %s | %s (%s – %s) | %.1f | %.1f | %s |\n", names[v],
-			human(median(rs)), human(slices.Min(rs)), human(slices.Max(rs)),
+			Human(median(rs)), Human(slices.Min(rs)), Human(slices.Max(rs)),
 			median(pc), median(pg), peak)
 	}
 	b.WriteString("\nProcess CPU and peak RSS are of the benchmark process, which runs the server and the load client together (the same client for every TCP variant); for the COPY ceiling the process CPU is psql's. PostgreSQL CPU sums utime+stime of the postmaster and its children (reaped ones included), after a CHECKPOINT before each run; background work (WAL writer, checkpointer, autovacuum) during a run is charged to it, which weighs most on the short naive runs.\n\n")
@@ -108,7 +109,7 @@ func (r *Result) Markdown() string {
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", v, human(l.Rate), human(l.Achieved),
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", v, Human(l.Rate), Human(l.Achieved),
 				ms(l.P50), ms(l.P99), ms(l.Max))
 		}
 	}

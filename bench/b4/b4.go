@@ -16,7 +16,6 @@ import (
 
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/loadgen"
-	"github.com/stagedserver/seda/internal/pgtemp"
 )
 
 // Target of docs/BENCHMARKS.md: acked rows/s under overload over the sustained
@@ -197,16 +196,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log}
 	if h.dsn == "" {
-		fmt.Fprintln(cfg.Log, "b4: starting a throwaway PostgreSQL (durable defaults)...")
-		srv, err := pgtemp.Start(ctx, pgtemp.Options{Settings: map[string]string{"max_connections": "200"}})
+		srv, pid, err := b3.StartPostgres(ctx, "b4", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Remove(context.WithoutCancel(ctx))
-		h.dsn = srv.DSN()
-		if h.pgPID, err = b3.PostmasterPID(srv.DataDir()); err != nil {
-			return nil, fmt.Errorf("b4: %w", err)
-		}
+		h.dsn, h.pgPID = srv.DSN(), pid
 	}
 
 	// The sustained maximum, right before the overload run against the
@@ -314,20 +309,20 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 	lc.OnAck = acked.Add
 	lc.Addr = proc.Addr()
 
-	var perf *perfRecorder
+	var perf *PerfRecorder
 	if sample && h.perf {
-		if perf, err = startPerf(ctx, pid, h.dir); err != nil {
+		if perf, err = StartPerf(ctx, pid, h.dir); err != nil {
 			fmt.Fprintln(h.log, err)
 		}
 	}
 	cpu0, pg0, self0 := b3.ProcessCPU(pid), b3.PostgresCPU(h.pgPID), selfCPU()
-	busy0, io0 := machineCPU()
+	busy0, io0 := MachineCPU()
 	sendStart := time.Now()
 	lr, err := loadgen.Run(ctx, lc)
 	if lc.Duration > 0 {
 		rr.settle = time.Since(sendStart) - lc.Duration
 	}
-	busy, io := machineCPU()
+	busy, io := MachineCPU()
 	rr.cpu = CPU{Pipeline: b3.ProcessCPU(pid) - cpu0, Postgres: b3.PostgresCPU(h.pgPID) - pg0, Client: selfCPU() - self0,
 		Machine: busy - busy0, IOWait: io - io0, Wall: time.Since(sendStart)}
 	rr.peak = procStatus(pid, "VmHWM")[0]
@@ -335,7 +330,7 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 	if perf != nil {
 		// A profile that fails is reported, not fatal: it only explains.
 		var perr error
-		if rr.hot[0], rr.hot[1], perr = perf.stop(ctx, 15); perr != nil {
+		if rr.hot[0], rr.hot[1], perr = perf.Stop(ctx, 15); perr != nil {
 			fmt.Fprintln(h.log, perr)
 		}
 	}

@@ -272,21 +272,21 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// perfRecorder is perf(1) recording a process's CPU samples.
-type perfRecorder struct {
+// PerfRecorder is perf(1) recording a process's CPU samples.
+type PerfRecorder struct {
 	cmd  *exec.Cmd
 	data string
 	out  bytes.Buffer
 }
 
-// startPerf starts `perf record` on pid, writing into dir; nil (and no
+// StartPerf starts `perf record` on pid, writing into dir; nil (and no
 // error) when perf is not installed.
-func startPerf(ctx context.Context, pid int, dir string) (*perfRecorder, error) {
+func StartPerf(ctx context.Context, pid int, dir string) (*PerfRecorder, error) {
 	bin, err := exec.LookPath("perf")
 	if err != nil {
 		return nil, nil
 	}
-	r := &perfRecorder{data: filepath.Join(dir, "perf.data")}
+	r := &PerfRecorder{data: filepath.Join(dir, "perf.data")}
 	r.cmd = exec.CommandContext(ctx, bin, "record", "-q", "-g", "-F", "499", "-p", strconv.Itoa(pid), "-o", r.data)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
 	r.cmd.WaitDelay = 10 * time.Second
@@ -296,11 +296,11 @@ func startPerf(ctx context.Context, pid int, dir string) (*perfRecorder, error) 
 	return r, nil
 }
 
-// stop ends the recording and returns the hottest functions by self
+// Stop ends the recording and returns the hottest functions by self
 // time ("12.34% [.] runtime.mallocgc") and the project's functions by
 // inclusive time ("40.13% 0.19% [.] .../process.(*jsonHandler).Handle"),
 // at most n of each, as perf report prints them.
-func (r *perfRecorder) stop(ctx context.Context, n int) (self, inclusive []string, err error) {
+func (r *PerfRecorder) Stop(ctx context.Context, n int) (self, inclusive []string, err error) {
 	r.cmd.Process.Signal(os.Interrupt)
 	// perf ends by the signal it was sent once it has written its data:
 	// its exit status tells nothing, perf report does.
@@ -329,9 +329,9 @@ func (r *perfRecorder) stop(ctx context.Context, n int) (self, inclusive []strin
 	return self, inclusive, err
 }
 
-// machineCPU returns the CPU time all cores have spent busy (not idle,
+// MachineCPU returns the CPU time all cores have spent busy (not idle,
 // not waiting for I/O) and waiting for I/O, from /proc/stat.
-func machineCPU() (busy, iowait time.Duration) {
+func MachineCPU() (busy, iowait time.Duration) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0

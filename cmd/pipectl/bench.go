@@ -44,6 +44,7 @@ func benchmarks() []benchmark {
 		{Name: "b2", Title: "B2: a three-stage chain against the same chain built from channels", Run: runB2},
 		{Name: "b3", Title: "B3: TCP → process → PostgreSQL, end to end", Run: runB3},
 		{Name: "b4", Title: "B4: overload", Run: runB4},
+		{Name: "b8", Title: "B8: light rows", Run: runB8},
 	}
 }
 

@@ -1,0 +1,126 @@
+package b8
+
+import (
+	"context"
+	"flag"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+// BenchmarkLightPath runs B8's pipeline in this process: the README's
+// syslog pipeline as written, and tuned (store batch 2000, 8 workers, as
+// the issue measured it), fed b.N messages over 4 connections, waiting
+// until every row is committed. It reports the process's CPU per record
+// (the sender's large writes cost little) and the allocations per record:
+// the figure each hot-path change is measured by.
+//
+//	go test -run '^$' -bench LightPath -benchtime 200000x ./bench/b8
+func BenchmarkLightPath(b *testing.B) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		b.Fatal(err)
+	}
+	y, err := ReadmePipeline(readme, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tuned := strings.Replace(y, "    types: {body: text}", "    types: {body: text}\n    batch: 2000\n    workers: 8", 1)
+	if tuned == y {
+		b.Fatal("cannot tune the README's pipeline: no `types: {body: text}` line in its store stage")
+	}
+	for _, v := range []struct{ name, yaml string }{{"as-written", y}, {"tuned", tuned}} {
+		b.Run(v.name, func(b *testing.B) { benchLight(b, v.yaml) })
+	}
+}
+
+// lightProfile names a file for a CPU profile of the timed part of
+// BenchmarkLightPath alone (-cpuprofile also takes in the setup: building
+// the messages and their checksums).
+var lightProfile = flag.String("lightprofile", "", "write a CPU profile of BenchmarkLightPath's timed part to this file")
+
+func benchLight(b *testing.B, yaml string) {
+	ctx := context.Background()
+	dsn := cluster.NewDatabase(b)
+	reg, err := b3.Registry()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := pipeline.Parse("syslog.yaml", []byte(yaml), reg, func(k string) (string, bool) {
+		if k == "DATABASE_URL" {
+			return dsn, true
+		}
+		return "", false
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop(), AdminListen: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer p.Stop(ctx)
+	addr := p.Stage("accept").Source().(*netio.Source).Addr().String()
+	store := p.Stage("store")
+	w, err := newWorkload(b.N, 4, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := store.Stats().Out
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	if *lightProfile != "" {
+		f, err := os.Create(*lightProfile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0 := selfCPU()
+	b.ResetTimer()
+	if err := send(ctx, addr, w.streams); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for store.Stats().Out < done+uint64(b.N) {
+		if st := store.Stats(); st.Errors > 0 || time.Now().After(deadline) {
+			b.Fatalf("store: %d stored, %d errors", st.Out-done, st.Errors)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	cpu := selfCPU() - cpu0
+	if *lightProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/rec")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/rec")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/rec")
+}
+
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
