@@ -15,7 +15,6 @@ import (
 
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/pipeline"
-	"github.com/stagedserver/seda/stages/netio"
 )
 
 // BenchmarkLightPath runs B8's pipeline in this process: the README's
@@ -73,7 +72,7 @@ func benchLight(b *testing.B, yaml string) {
 		b.Fatal(err)
 	}
 	defer p.Stop(ctx)
-	addr := p.Stage("accept").Source().(*netio.Source).Addr().String()
+	addr := p.Stage("accept").Addr().String()
 	store := p.Stage("store")
 	w, err := newWorkload(b.N, 4, "")
 	if err != nil {
