@@ -43,6 +43,12 @@
 // when fn returns, even over the limit, as Windows does when a blocked
 // thread wakes up.
 //
+// Windows fixes a port's NumberOfConcurrentThreads when the port is made.
+// Here Port.SetConcurrency changes it while the port runs (a controller or
+// an operator resizing a stage). A lower limit interrupts nobody: it is
+// reached the way Windows gets back under its limit after blocked threads
+// wake, as running workers come back for more work and are not replaced.
+//
 // Windows keeps its waiting threads in a LIFO in the kernel. Here each
 // worker parks on its own wake channel, and the port keeps a stack of them:
 // whoever posts a packet hands it straight to the worker on top and wakes

@@ -241,3 +241,29 @@ func ExampleWorker_Blocking() {
 	// running while blocked: 0
 	// running: 1
 }
+
+// Lowering the limit interrupts nobody: two workers hold slots under a
+// limit of 2; at a limit of 1 both keep running, and the first to come
+// back gives its slot up without anyone taking it.
+func ExamplePort_SetConcurrency() {
+	ctx := context.Background()
+	p := port.New[int](port.Options{Concurrency: 2})
+	for i := range 4 {
+		_ = p.Post(ctx, port.Packet[int]{Value: i})
+	}
+	a, b := p.Join(), p.Join()
+	defer a.Leave()
+	defer b.Leave()
+	_, _ = a.Get(ctx)
+	_, _ = b.Get(ctx)
+	p.SetConcurrency(1)
+	fmt.Println("running:", p.Stats().Running, "limit:", p.Concurrency())
+	a.Leave() // a comes back: its slot is not handed on
+	fmt.Println("running:", p.Stats().Running)
+	pk, _ := b.Get(ctx) // b gives its slot up and takes it again: 0 < 1
+	fmt.Println("b got", pk.Value, "running:", p.Stats().Running)
+	// Output:
+	// running: 2 limit: 1
+	// running: 1
+	// b got 2 running: 1
+}

@@ -57,14 +57,15 @@ var (
 
 // Stats is a snapshot of a port's gauges and running totals.
 type Stats struct {
-	Depth     int    // packets queued
-	Capacity  int    // packets queued at most
-	Running   int    // workers holding a run slot (over-limit take-backs included)
-	Waiting   int    // workers parked in Get/GetBatch
-	Blocked   int    // workers inside Blocking
-	Posted    uint64 // packets accepted
-	Delivered uint64 // packets handed to workers
-	Rejected  uint64 // posts refused with ErrFull
+	Depth       int    // packets queued
+	Capacity    int    // packets queued at most
+	Concurrency int    // the run-slot limit now (SetConcurrency changes it)
+	Running     int    // workers holding a run slot (over-limit take-backs included)
+	Waiting     int    // workers parked in Get/GetBatch
+	Blocked     int    // workers inside Blocking
+	Posted      uint64 // packets accepted
+	Delivered   uint64 // packets handed to workers
+	Rejected    uint64 // posts refused with ErrFull
 }
 
 // Port is a completion port: a bounded FIFO queue of packets and a limit on
@@ -326,14 +327,15 @@ func (p *Port[T]) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Stats{
-		Depth:     p.depth,
-		Capacity:  len(p.ring),
-		Running:   p.running,
-		Waiting:   len(p.waiters),
-		Blocked:   p.blocked,
-		Posted:    p.posted,
-		Delivered: p.delivered,
-		Rejected:  p.rejected,
+		Depth:       p.depth,
+		Capacity:    len(p.ring),
+		Concurrency: p.conc,
+		Running:     p.running,
+		Waiting:     len(p.waiters),
+		Blocked:     p.blocked,
+		Posted:      p.posted,
+		Delivered:   p.delivered,
+		Rejected:    p.rejected,
 	}
 }
 

@@ -602,7 +602,7 @@ func TestStats(t *testing.T) {
 	if _, err := a.GetBatch(bg, make([]Packet[int], 2)); err != nil {
 		t.Fatal(err)
 	}
-	want := Stats{Depth: 1, Capacity: 3, Running: 1, Posted: 3, Delivered: 2, Rejected: 1}
+	want := Stats{Depth: 1, Capacity: 3, Concurrency: 2, Running: 1, Posted: 3, Delivered: 2, Rejected: 1}
 	if s := p.Stats(); s != want {
 		t.Fatalf("Stats = %+v, want %+v", s, want)
 	}
@@ -620,7 +620,7 @@ func TestStats(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { _, err := a.Get(bg); errc <- err }()
 	waitStats(t, p, "a waiting", func(s Stats) bool { return s.Waiting == 1 })
-	want = Stats{Capacity: 3, Running: 1, Waiting: 1, Posted: 3, Delivered: 3, Rejected: 1}
+	want = Stats{Capacity: 3, Concurrency: 2, Running: 1, Waiting: 1, Posted: 3, Delivered: 3, Rejected: 1}
 	if s := p.Stats(); s != want {
 		t.Fatalf("Stats = %+v, want %+v", s, want)
 	}
