@@ -110,3 +110,23 @@ func (rt SourceRuntime) ObserveLatency(ns int64) { rt.s.lat.observe(ns) }
 // InFlight returns how many events the source made that are not finished:
 // what its Drain waits for.
 func (rt SourceRuntime) InFlight() uint64 { return rt.s.InFlight() }
+
+// SetBatch pins the stage's batch size at n (1 to MaxBatch), or with n == 0
+// hands it back to the batching controller, which goes on from the size
+// it has. Workers take the new size from their next batch on. It fails
+// for a stage without a pool of its own (ErrNotResizable) or one that is
+// stopping.
+func (l Lifecycle) SetBatch(n int) error { return l.s.setBatch(n) }
+
+// SetWorkers pins the stage's pool at n workers (1 to MaxWorkers), or with
+// n == 0 hands it back to the pool controller, which goes on from the size
+// it has. Workers are added at once; a retired worker finishes the batch
+// it holds and then leaves: nothing is interrupted.
+func (l Lifecycle) SetWorkers(n int) error { return l.s.setWorkers(n) }
+
+// SetConcurrency sets the stage's run slots (its port's concurrency) to n
+// (1 to MaxWorkers). Nothing is interrupted: a lower limit takes effect as
+// running workers come back for their next batch
+// (port.Port.SetConcurrency). An auto pool never shrinks below its run
+// slots, and its ceiling follows them.
+func (l Lifecycle) SetConcurrency(n int) error { return l.s.setConcurrency(n) }

@@ -146,14 +146,14 @@ func CommonFields() []Field {
 		{Name: "kind", Type: String, Required: true, Doc: "the stage kind (see the kinds below)"},
 		{Name: "next", Type: String, Ref: true, Doc: "the stage that receives this stage's events; none: the end of the pipeline"},
 		{Name: "inline", Type: Bool, Default: false, Doc: "no queue or pool: run inside the upstream stage's workers (operator chaining)"},
-		{Name: "workers", Type: Int, Range: Between(1, MaxWorkers), Doc: "goroutines in the pool; unset: as many as concurrency"},
+		{Name: "workers", Type: Int, Range: Between(1, MaxWorkers), Doc: "goroutines in the pool; unset: auto, the pool controller adds workers while the queue holds a batch and the workers are blocked (from concurrency up to 4× it, at least 16) and retires idle ones; a number pins it"},
 		{Name: "concurrency", Type: Int, Range: Between(1, MaxWorkers), Doc: "workers running at once, the port's limit; unset: GOMAXPROCS"},
 		{Name: "queue", Type: Object, Doc: "the stage's port", Fields: []Field{
 			{Name: "capacity", Type: Int, Default: port.DefaultCapacity, Range: Between(1, MaxCapacity), Doc: "events queued at most"},
 			{Name: "overflow", Type: String, Default: "block", Enum: []string{"block", "reject"}, Doc: "block: the sender waits (backpressure); reject: the event is refused as busy"},
 		}},
 		{Name: "batch", Type: Object, Doc: "events one worker takes at once; also written as a plain number (max)", Fields: []Field{
-			{Name: "max", Type: Int, Range: Between(1, MaxBatch), Doc: fmt.Sprintf("events per batch at most; unset: %d", DefaultBatch)},
+			{Name: "max", Type: Int, Range: Between(1, MaxBatch), Doc: fmt.Sprintf("events per batch at most; unset: auto, the batching controller sizes it (up to the queue capacity, at most %d); a number pins it", MaxAutoBatch)},
 			{Name: "linger", Type: Duration, Default: time.Duration(0), Doc: "how long a worker waits for a batch to fill once it has one event"},
 		}},
 	}
@@ -162,10 +162,9 @@ func CommonFields() []Field {
 // Bounds of the common knobs: past them a typo (an extra zero) would cost
 // memory (a port's ring, a worker's batch buffers) or goroutines.
 const (
-	MaxWorkers   = 1 << 16
-	MaxCapacity  = 1 << 24
-	MaxBatch     = 1 << 16
-	DefaultBatch = 64
+	MaxWorkers  = 1 << 16
+	MaxCapacity = 1 << 24
+	MaxBatch    = 1 << 16
 )
 
 // IsCommonField reports whether name is one of CommonFields.

@@ -19,17 +19,22 @@ import (
 type Settings struct {
 	Name        string
 	Kind        string
-	Workers     int           // pool size; 0 means Concurrency
+	Workers     int           // pool size; 0: auto, sized by the pool controller from Concurrency up
 	Concurrency int           // the port's run-slot limit; 0 means GOMAXPROCS
 	Capacity    int           // queue capacity; 0 means port.DefaultCapacity
 	Overflow    port.Overflow // what a full queue does to a sender
-	Batch       int           // most events one worker takes at once; 0 means 64
+	Batch       int           // most events one worker takes at once; 0: auto, sized by the batching controller
 	Linger      time.Duration // wait this long for a batch to fill
 	Inline      bool          // no port, no pool: run in the upstream workers
 	// Terminal marks a stage that finishes events itself (a database
 	// sink): its Out counts the events it finished without error, since it
 	// hands nothing on.
 	Terminal bool
+	// AutoWorkers and AutoBatch say that Workers and Batch were left to
+	// the controllers (they were 0). WithDefaults sets them and fills in
+	// the sizes the controllers start from: Workers = Concurrency, Batch
+	// = the batch ceiling (see AutoBatchCeiling).
+	AutoWorkers, AutoBatch bool
 }
 
 // WithDefaults returns s with the defaults of unset knobs filled in, as
@@ -44,14 +49,28 @@ func (s *Settings) fill() {
 		s.Concurrency = runtime.GOMAXPROCS(0)
 	}
 	if s.Workers <= 0 {
+		s.AutoWorkers = true
 		s.Workers = s.Concurrency
 	}
 	if s.Capacity <= 0 {
 		s.Capacity = port.DefaultCapacity
 	}
 	if s.Batch <= 0 {
-		s.Batch = DefaultBatch
+		s.AutoBatch = true
+		s.Batch = AutoBatchCeiling(s.Capacity)
 	}
+}
+
+// AutoBatchCeiling is the largest batch the batching controller gives a
+// stage whose queue holds capacity events: the capacity, at most
+// MaxAutoBatch. An auto batch starts there, as SEDA's does: a size that
+// the queue does not fill costs nothing without linger, and the
+// controller halves it while batches stay small.
+func AutoBatchCeiling(capacity int) int {
+	if capacity <= 0 {
+		capacity = port.DefaultCapacity
+	}
+	return min(capacity, MaxAutoBatch)
 }
 
 // Stage is one running stage: a handler with its port and worker pool, an
@@ -84,6 +103,14 @@ type Stage struct {
 	completed atomic.Uint64 // events made by this source and finished
 	_         [cacheLine]byte
 
+	// The knobs as they are now, changed by the controllers and by
+	// SetBatch, SetWorkers and SetConcurrency (control*.go), and the
+	// totals the batching controller reads.
+	batchNow             atomic.Int64
+	batches, fullBatches atomic.Uint64
+	pool                 pool
+	ctl                  *control // nil for inline stages and sources
+
 	in, out, errors      atomic.Uint64
 	panics, doubleDones  atomic.Uint64
 	shed                 atomic.Uint64 // events refused upstream because this stage's queue was full
@@ -104,12 +131,15 @@ func NewHandlerStage(set Settings, h Handler, log *zap.Logger) (*Stage, Lifecycl
 		log = zap.NewNop()
 	}
 	s := &Stage{set: set, h: h, log: log}
+	s.batchNow.Store(int64(set.Batch))
+	s.pool.n.Store(int64(set.Workers))
 	if !set.Inline {
 		s.port = port.New[*Event](port.Options{
 			Concurrency: set.Concurrency,
 			Capacity:    set.Capacity,
 			Overflow:    set.Overflow,
 		})
+		s.ctl = newControl(s)
 	}
 	s.lat.init()
 	return s, Lifecycle{s}
@@ -124,6 +154,7 @@ func NewSourceStage(set Settings, src Source, log *zap.Logger) (*Stage, Lifecycl
 		log = zap.NewNop()
 	}
 	s := &Stage{set: set, src: src, log: log}
+	s.batchNow.Store(int64(set.Batch))
 	s.lat.init()
 	return s, Lifecycle{s}
 }
@@ -197,27 +228,32 @@ func (s *Stage) start(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	for i := 0; i < s.set.Workers; i++ {
-		w := s.port.Join()
-		s.wg.Add(1)
-		go s.work(wctx, w)
-	}
+	s.startPool(wctx)
+	s.startControl()
 	return nil
 }
 
+// closeQueue: the controllers stop here, and the pool drains with the
+// workers it has.
 func (s *Stage) closeQueue() {
 	if s.port != nil {
+		s.stopControl()
+		s.closePool()
 		s.port.Close()
 	}
 }
 
 func (s *Stage) abort() {
+	s.stopControl()
+	s.closePool()
 	if s.cancel != nil {
 		s.cancel()
 	}
 }
 
 func (s *Stage) close() error {
+	s.stopControl()
+	s.closePool()
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -246,20 +282,38 @@ func Blocking(ctx context.Context, fn func()) {
 	fn()
 }
 
-func (s *Stage) work(ctx context.Context, w *port.Worker[*Event]) {
+// work is one worker of the pool. It takes batches with take, which ends
+// when the pool retires the worker (take is ctx's child); the handler gets
+// ctx, so a retired worker finishes its batch undisturbed and then leaves.
+func (s *Stage) work(ctx, take context.Context, w *port.Worker[*Event]) {
 	defer s.wg.Done()
 	defer w.Leave()
 	ctx = context.WithValue(ctx, workerKey{}, w)
-	buf := make([]port.Packet[*Event], s.set.Batch)
-	batch := make([]*Event, s.set.Batch)
+	var buf []port.Packet[*Event]
+	var batch []*Event
 	out := s.NewEmitter()
 	for {
-		n, err := w.GetBatch(ctx, buf)
-		if err != nil {
-			return // closed and drained, or aborted
+		// The batch size is read per batch: a controller or an operator
+		// may have changed it.
+		if size := int(s.batchNow.Load()); size != len(buf) {
+			if size > cap(buf) {
+				buf = make([]port.Packet[*Event], size)
+				batch = make([]*Event, size)
+			}
+			buf, batch = buf[:size], batch[:size]
 		}
+		n, err := w.GetBatch(take, buf)
+		if err != nil {
+			return // closed and drained, aborted, or retired
+		}
+		// A batch the queue filled by itself says the queue held at least
+		// a batch: what the batching controller grows on.
+		if n == len(buf) {
+			s.fullBatches.Add(1)
+		}
+		s.batches.Add(1)
 		if n < len(buf) && s.set.Linger > 0 {
-			n = s.linger(ctx, w, buf, n)
+			n = s.linger(take, w, buf, n)
 		}
 		for i := range buf[:n] {
 			batch[i] = buf[i].Value
@@ -437,7 +491,7 @@ func (o *Outputs) emit(ctx context.Context, st *Stage, ev *Event) error {
 	pk := &t.pkts[n]
 	pk.Key = ev.Origin.Key
 	pk.Value = ev
-	if n+1 >= st.set.Batch {
+	if n+1 >= int(st.batchNow.Load()) {
 		o.post(ctx, t)
 	}
 	return nil

@@ -2,19 +2,20 @@ package stage
 
 // Stats is a snapshot of one stage, shaped as /stats shows it.
 type Stats struct {
-	Name       string       `json:"name"`
-	Kind       string       `json:"kind"`
-	Inline     bool         `json:"inline,omitempty"`
-	Queue      QueueStats   `json:"queue"`
-	Pool       PoolStats    `json:"pool"`
-	In         uint64       `json:"in"`  // events taken (sources: events made)
-	Out        uint64       `json:"out"` // events handed on; a terminal stage: events it finished without error
-	Errors     uint64       `json:"errors"`
-	Rejected   uint64       `json:"rejected"`
-	Panics     uint64       `json:"panics,omitempty"`
-	DoubleDone uint64       `json:"double_done,omitempty"`
-	InFlight   uint64       `json:"in_flight,omitempty"` // sources: events made and not yet finished
-	Latency    LatencyStats `json:"latency_ms"`
+	Name       string        `json:"name"`
+	Kind       string        `json:"kind"`
+	Inline     bool          `json:"inline,omitempty"`
+	Queue      QueueStats    `json:"queue"`
+	Pool       PoolStats     `json:"pool"`
+	In         uint64        `json:"in"`  // events taken (sources: events made)
+	Out        uint64        `json:"out"` // events handed on; a terminal stage: events it finished without error
+	Errors     uint64        `json:"errors"`
+	Rejected   uint64        `json:"rejected"`
+	Panics     uint64        `json:"panics,omitempty"`
+	DoubleDone uint64        `json:"double_done,omitempty"`
+	InFlight   uint64        `json:"in_flight,omitempty"` // sources: events made and not yet finished
+	Latency    LatencyStats  `json:"latency_ms"`
+	Control    *ControlStats `json:"control,omitempty"` // the adaptive knobs (control_run.go)
 }
 
 // QueueStats describes a stage's port.
@@ -58,8 +59,9 @@ func (s *Stage) Stats() Stats {
 	case s.port != nil:
 		ps := s.port.Stats()
 		st.Queue = QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: s.set.Overflow.String()}
-		st.Pool = PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
+		st.Pool = PoolStats{Workers: s.workersNow(), Concurrency: ps.Concurrency,
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+		st.Control = s.controlStats()
 		st.Rejected = ps.Rejected + s.shed.Load()
 	case s.src != nil:
 		if g, ok := s.src.(Gauger); ok {

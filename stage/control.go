@@ -1,0 +1,385 @@
+package stage
+
+import (
+	"fmt"
+	"time"
+)
+
+// This file holds the rules of a stage's two controllers, the batching
+// controller and the thread-pool controller (Welsh, Culler, Brewer, SEDA,
+// SOSP 2001, §4), as a pure function of samples: no goroutines and no
+// clock of its own, so that tests drive it on a fake clock against a model
+// stage. control_run.go feeds it the stage's real gauges; the package
+// documentation and docs/DESIGN.md ("Adaptive control") explain the rules
+// for users.
+
+const (
+	// ControlSample is how often a stage's control loop reads the gauges
+	// of its port (depth, running, waiting, blocked) and its totals.
+	ControlSample = 50 * time.Millisecond
+	// controlWindow is the samples in one decision window (250 ms): a
+	// decision is taken per window at most.
+	controlWindow = 5
+
+	// MaxAutoBatch is the most events the batching controller puts in a
+	// batch; a stage's own ceiling is also at most its queue capacity.
+	MaxAutoBatch = 4096
+	// minAutoWorkersCeiling is the least ceiling of an auto pool: its
+	// ceiling is 4× its run slots, and at least this.
+	minAutoWorkersCeiling = 16
+
+	// fullShare: a window in which at least this share of the batches
+	// were full (the queue held a whole batch when a worker took it) asks
+	// for bigger batches.
+	fullShare = 0.5
+	// lightRatio and lightWindows: the batch size halves once batches
+	// have averaged at most 1/lightRatio of it for lightWindows windows in
+	// a row, so it settles between 2× and 4× the batches the load brings.
+	lightRatio   = 4
+	lightWindows = 2
+	// starvedShare: a pool grows when, in at least this share of a
+	// window's samples, a batch was waiting while a run slot was free.
+	starvedShare = 0.8
+	// calmWindows: a pool tries one worker fewer after this many windows
+	// (5 s) in a row in which no sample found a batch waiting with a run
+	// slot free: the pool has kept up, so a worker of it had nothing to
+	// add.
+	calmWindows = 20
+
+	// judgeWindows: a change on trial is judged on the mean throughput of
+	// this many windows after it against that of as many windows before.
+	judgeWindows = 2
+	// gainMin: a growth is kept when the stage then takes events at least
+	// this much faster. A pool growth must also show at least half the
+	// gain the added workers could bring at most (from n to m workers:
+	// (m-n)/n), so that noise does not pass for a gain. A shrink is kept
+	// when throughput falls by less than gainMin and the pool does not
+	// fall behind (what would make it grow again).
+	gainMin = 0.05
+	// holdFirst and holdMax bound the pause (in windows) after a change
+	// that did not pay: 5 s at first, doubling at each such change up to
+	// 60 s, so that a knob at its useful limit probes past it rarely.
+	holdFirst = 20
+	holdMax   = 240
+	// loadShift: a hold ends early when the throughput moves by more than
+	// this share from where it was when the hold began (the load or the
+	// stage changed, so the earlier verdict no longer holds).
+	loadShift = 0.2
+)
+
+// Knob names, as in Decision.Knob and /stats.
+const (
+	KnobBatch       = "batch"
+	KnobWorkers     = "workers"
+	KnobConcurrency = "concurrency"
+	KnobAdmission   = "admission"
+)
+
+// Decision is one change of a knob: by a controller (with its reason) or
+// by an operator (pipectl scale). Every decision is logged at debug level.
+type Decision struct {
+	Knob   string    `json:"knob"`
+	From   float64   `json:"from"`
+	To     float64   `json:"to"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"-"`
+}
+
+// sample is one reading of a stage: its port's gauges now and its running
+// totals.
+type sample struct {
+	depth, capacity           int
+	running, waiting, blocked int
+	concurrency               int
+	taken, batches, full      uint64 // totals: events taken, batches, batches the queue filled
+}
+
+// hold is a pause in one direction of a knob after a change in that
+// direction did not pay.
+type hold struct {
+	left    int     // windows before the knob may move this way again
+	backoff int     // the pause after the next change that does not pay
+	x       float64 // throughput when the pause began
+}
+
+// tick counts a window off the pause, and ends it when the throughput
+// moved far from where it was when the pause began.
+func (h *hold) tick(x float64) {
+	if h.left == 0 {
+		return
+	}
+	if h.x > 0 && (x > h.x*(1+loadShift) || x < h.x*(1-loadShift)) {
+		h.left, h.backoff = 0, holdFirst
+		return
+	}
+	h.left--
+}
+
+// failed starts a pause after a change that did not pay.
+func (h *hold) failed(x float64) time.Duration {
+	h.left, h.x = h.backoff, x
+	h.backoff = min(2*h.backoff, holdMax)
+	return time.Duration(h.left*controlWindow) * ControlSample
+}
+
+// knob is the state of one controlled knob.
+type knob struct {
+	name                string
+	now, floor, ceiling int
+	auto                bool
+	up, down            hold
+}
+
+// pin makes the knob pinned at n (n > 0) or hands it back to its
+// controller (n == 0), which goes on from where the knob is.
+func (k *knob) pin(n int) {
+	if n == 0 {
+		k.auto = true
+		k.up = hold{backoff: holdFirst}
+		k.down = hold{backoff: holdFirst}
+		return
+	}
+	k.auto, k.now = false, n
+}
+
+// trial is a change waiting for its verdict.
+type trial struct {
+	k       *knob
+	from    int
+	x       float64 // events per second before the change
+	need    float64 // the least throughput after it that keeps it
+	sum     float64 // throughput of the windows since, summed
+	starved int     // samples since with a batch waiting and a run slot free
+	windows int
+}
+
+// controller decides a stage's batch size and pool size from samples. Its
+// zero value is not ready: newController sets the knobs up.
+type controller struct {
+	batch, workers knob
+
+	// The window being gathered, which began at first.
+	started    time.Time
+	first      sample
+	haveFirst  bool
+	samples    int
+	starved    int // samples with a batch waiting and a run slot free
+	blockedSum int
+
+	trial       *trial                // the last change, judged by the windows after it
+	light, calm int                   // windows in a row: light batches, the pool keeping up
+	xs          [judgeWindows]float64 // throughput of the latest windows, newest first
+}
+
+// newController returns a controller for knobs starting at batch and
+// workers, each auto or pinned. An auto pool stays between workersFloor
+// (the run slots) and workersCeiling; an auto batch between 1 and
+// batchCeiling.
+func newController(batch, batchCeiling int, batchAuto bool, workers, workersFloor, workersCeiling int, workersAuto bool) *controller {
+	mk := func(name string, now, floor, ceiling int, auto bool) knob {
+		return knob{name: name, now: now, floor: floor, ceiling: max(ceiling, floor), auto: auto,
+			up: hold{backoff: holdFirst}, down: hold{backoff: holdFirst}}
+	}
+	return &controller{
+		batch:   mk(KnobBatch, batch, 1, batchCeiling, batchAuto),
+		workers: mk(KnobWorkers, workers, max(workersFloor, 1), workersCeiling, workersAuto),
+	}
+}
+
+// observe adds one sample taken at now; once a window is full it decides,
+// and returns the changes (one at most).
+func (c *controller) observe(now time.Time, s sample) []Decision {
+	if !c.haveFirst {
+		c.first, c.haveFirst, c.started = s, true, now
+		return nil
+	}
+	c.samples++
+	thr := max(1, min(c.batch.now, s.capacity/2))
+	if s.depth >= thr && s.running < s.concurrency {
+		c.starved++
+	}
+	c.blockedSum += s.blocked
+	if c.samples < controlWindow {
+		return nil
+	}
+	w := window{
+		elapsed: now.Sub(c.started),
+		events:  s.taken - c.first.taken,
+		batches: s.batches - c.first.batches,
+		full:    s.full - c.first.full,
+		samples: c.samples, starved: c.starved, blockedSum: c.blockedSum,
+		threshold: thr,
+	}
+	c.first, c.started = s, now
+	c.samples, c.starved, c.blockedSum = 0, 0, 0
+	d, ok := c.decide(w)
+	if !ok {
+		return nil
+	}
+	d.At = now
+	return []Decision{d}
+}
+
+// window is what the samples of one decision window add up to.
+type window struct {
+	elapsed                      time.Duration
+	events, batches, full        uint64
+	samples, starved, blockedSum int
+	threshold                    int // the depth that counts as a batch waiting
+}
+
+func (w window) rate() float64 {
+	if w.elapsed <= 0 {
+		return 0
+	}
+	return float64(w.events) / w.elapsed.Seconds()
+}
+
+// decide applies the rules to one window: first the verdict on a change
+// on trial, then the batch, then the pool; one change at most.
+func (c *controller) decide(w window) (Decision, bool) {
+	x := w.rate()
+	copy(c.xs[1:], c.xs[:])
+	c.xs[0] = x
+	if w.starved == 0 {
+		c.calm++
+	} else {
+		c.calm = 0
+	}
+	for _, k := range []*knob{&c.batch, &c.workers} {
+		k.up.tick(x)
+		k.down.tick(x)
+	}
+	if t := c.trial; t != nil {
+		t.sum += x
+		t.starved += w.starved
+		if t.windows++; t.windows < judgeWindows {
+			return Decision{}, false // nothing else moves while a change is judged
+		}
+		c.trial = nil
+		if d, ok := c.judge(t); ok {
+			return d, true
+		}
+	}
+	if d, ok := c.decideBatch(w, x); ok {
+		return d, true
+	}
+	return c.decidePool(w)
+}
+
+// judge keeps the change on trial, or reverts it and pauses changes of
+// the knob in that direction.
+func (c *controller) judge(t *trial) (Decision, bool) {
+	after := t.sum / float64(t.windows)
+	k := t.k
+	grew := k.now > t.from
+	kept := after >= t.need && after > 0
+	if !grew { // kept unless the pool falls behind: what would grow it again
+		kept = after >= t.need && float64(t.starved) < starvedShare*float64(t.windows*controlWindow)
+	}
+	switch {
+	case kept && grew:
+		k.up.backoff = holdFirst
+		return Decision{}, false
+	case kept:
+		k.down.backoff = holdFirst
+		return Decision{}, false
+	case !k.auto: // pinned meanwhile: the operator's value stands
+		return Decision{}, false
+	}
+	from := k.now
+	k.now = t.from
+	if grew {
+		pause := k.up.failed(after)
+		return Decision{Knob: k.name, From: float64(from), To: float64(t.from),
+			Reason: fmt.Sprintf("growing %s from %d to %d did not raise throughput enough (%.0f/s before, %.0f/s after, %.0f/s wanted): back to %d, no growth for %s",
+				k.name, t.from, from, t.x, after, t.need, t.from, pause)}, true
+	}
+	pause := k.down.failed(after)
+	return Decision{Knob: k.name, From: float64(from), To: float64(t.from),
+		Reason: fmt.Sprintf("with one worker fewer (%d) the pool fell behind (%.0f/s before, %.0f/s after; a batch waited with a run slot free in %d of %d samples): back to %d, no shrinking for %s",
+			from, t.x, after, t.starved, t.windows*controlWindow, t.from, pause)}, true
+}
+
+// try puts a change of k from from to its value now on trial: it is kept
+// when the throughput after it is at least (1+gain) times that before
+// it (gain < 0 for a shrink).
+func (c *controller) try(k *knob, from int, gain float64) *trial {
+	sum, n := 0.0, 0
+	for _, x := range c.xs {
+		if x > 0 {
+			sum += x
+			n++
+		}
+	}
+	x := 0.0
+	if n > 0 {
+		x = sum / float64(n)
+	}
+	c.trial = &trial{k: k, from: from, x: x, need: x * (1 + gain)}
+	return c.trial
+}
+
+// decideBatch: grow while the queue holds more than a batch (kept only if
+// throughput rises); halve while batches stay far below the size (the
+// queue holds less than a batch: light load).
+func (c *controller) decideBatch(w window, x float64) (Decision, bool) {
+	k := &c.batch
+	if !k.auto || w.batches == 0 {
+		c.light = 0
+		return Decision{}, false
+	}
+	full := float64(w.full) / float64(w.batches)
+	mean := float64(w.events) / float64(w.batches)
+	switch {
+	case full >= fullShare && k.now < k.ceiling && k.up.left == 0:
+		c.light = 0
+		from := k.now
+		k.now = min(k.ceiling, 2*from)
+		t := c.try(k, from, gainMin)
+		return Decision{Knob: KnobBatch, From: float64(from), To: float64(k.now),
+			Reason: fmt.Sprintf("%.0f%% of %d batches found the queue holding a whole batch: %d -> %d, kept if throughput rises from %.0f/s to %.0f/s",
+				100*full, w.batches, from, k.now, t.x, t.need)}, true
+	case full < fullShare && mean*lightRatio <= float64(k.now) && k.now > k.floor:
+		if c.light++; c.light < lightWindows {
+			return Decision{}, false
+		}
+		c.light = 0
+		from := k.now
+		k.now = max(k.floor, from/2)
+		return Decision{Knob: KnobBatch, From: float64(from), To: float64(k.now),
+			Reason: fmt.Sprintf("batches averaged %.1f events of %d for %d windows (the queue holds less than a batch): %d -> %d",
+				mean, from, lightWindows, from, k.now)}, true
+	}
+	c.light = 0
+	return Decision{}, false
+}
+
+// decidePool: grow while the queue holds a batch and a run slot is free
+// (every worker is busy, some inside Blocking), kept only if throughput
+// rises; try one worker fewer once the pool has kept up for a while, kept
+// only if it still keeps up.
+func (c *controller) decidePool(w window) (Decision, bool) {
+	k := &c.workers
+	if !k.auto {
+		return Decision{}, false
+	}
+	switch {
+	case float64(w.starved) >= starvedShare*float64(w.samples) && k.now < k.ceiling && k.up.left == 0:
+		from := k.now
+		k.now = min(k.ceiling, from+max(1, from/4))
+		t := c.try(k, from, max(gainMin, 0.5*float64(k.now-from)/float64(from)))
+		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
+			Reason: fmt.Sprintf("in %d of %d samples %d or more events were queued while a run slot was free (%.1f of %d workers blocked on average): %d -> %d, kept if throughput rises from %.0f/s to %.0f/s",
+				w.starved, w.samples, w.threshold, float64(w.blockedSum)/float64(w.samples), from, from, k.now, t.x, t.need)}, true
+	case c.calm >= calmWindows && k.now > k.floor && k.down.left == 0:
+		c.calm = 0
+		from := k.now
+		k.now = from - 1
+		t := c.try(k, from, -gainMin)
+		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
+			Reason: fmt.Sprintf("for %s no batch waited for a worker: %d -> %d, kept if throughput stays above %.0f/s and the pool keeps up",
+				time.Duration(calmWindows*controlWindow)*ControlSample, from, k.now, t.need)}, true
+	}
+	return Decision{}, false
+}

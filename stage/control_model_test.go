@@ -1,0 +1,313 @@
+package stage
+
+import (
+	"math/rand"
+	"time"
+)
+
+// model is a stage simulated on a fake clock, for testing the controllers:
+// a bounded queue fed at a given rate, a pool of workers under a run-slot
+// limit, and a handler whose batch takes CPU time (holding a run slot) and
+// then blocking time (inside Blocking, holding none). The blocking part
+// runs on a shared resource (a database) with a number of parallel units:
+// with more calls in flight than units, each progresses more slowly. The
+// controller samples it every ControlSample, as the runtime does, and its
+// decisions are applied as the runtime applies them.
+type model struct {
+	// The stage.
+	capacity, conc int
+	// The handler: a batch of n events takes cpuFixed + n*cpuPer of CPU,
+	// then blockFixed + n*blockPer inside Blocking.
+	cpuFixed, cpuPer, blockFixed, blockPer time.Duration
+	units                                  int     // the shared resource's parallel units; 0: unlimited
+	noise                                  float64 // service times vary by up to ±noise at random
+	// The load: events per second offered at a time; what the full queue
+	// cannot take is lost (counted in dropped).
+	rate func(t time.Duration) float64
+
+	rng     *rand.Rand
+	ctl     *controller
+	workers []*modelWorker
+	batch   int
+	now     time.Duration
+	depth   int
+	arrive  float64 // fractional arrivals carried to the next step
+	taken   uint64
+	batches uint64
+	full    uint64
+	dropped uint64
+
+	// What happened, for the checks.
+	decisions []Decision
+	trace     []modelPoint // one per window
+}
+
+type modelPoint struct {
+	t              time.Duration
+	batch, workers int
+	rate           float64 // events taken per second over the window
+	offered        float64
+	depth          int
+}
+
+type workerState int
+
+const (
+	parked workerState = iota
+	onCPU
+	inBlocking
+)
+
+type modelWorker struct {
+	state       workerState
+	left        time.Duration // work left in this state
+	block       time.Duration // blocking work of the batch, after the CPU part
+	retired     bool
+	batchEvents int
+}
+
+// fakeEpoch is the fake clock's time zero.
+var fakeEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// modelStep is the simulation's time step.
+const modelStep = 200 * time.Microsecond
+
+func newModel(m model, batch int, batchAuto bool, workers int, workersAuto bool) *model {
+	if m.rng == nil {
+		m.rng = rand.New(rand.NewSource(1))
+	}
+	m.batch = batch
+	m.ctl = newController(batch, AutoBatchCeiling(m.capacity), batchAuto,
+		workers, m.conc, max(4*m.conc, minAutoWorkersCeiling), workersAuto)
+	for range workers {
+		m.workers = append(m.workers, &modelWorker{})
+	}
+	return &m
+}
+
+func (m *model) vary(d time.Duration) time.Duration {
+	if m.noise == 0 || d == 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 + m.noise*(2*m.rng.Float64()-1)))
+}
+
+// run simulates until the fake clock reads until.
+func (m *model) run(until time.Duration) {
+	nextSample := m.now
+	windowStart, windowTaken, offered := m.now, m.taken, 0.0
+	samples := 0
+	for m.now < until {
+		if m.now >= nextSample {
+			for _, d := range m.ctl.observe(fakeEpoch.Add(m.now), m.sample()) {
+				m.apply(d)
+			}
+			nextSample += ControlSample
+			samples++
+			if samples%controlWindow == 0 {
+				el := (m.now - windowStart).Seconds()
+				m.trace = append(m.trace, modelPoint{t: m.now, batch: m.batch, workers: m.live(),
+					rate: float64(m.taken-windowTaken) / el, offered: offered / el, depth: m.depth})
+				windowStart, windowTaken, offered = m.now, m.taken, 0
+			}
+		}
+		// Arrivals.
+		r := m.rate(m.now)
+		offered += r * modelStep.Seconds()
+		m.arrive += r * modelStep.Seconds()
+		if n := int(m.arrive); n > 0 {
+			m.arrive -= float64(n)
+			room := m.capacity - m.depth
+			if n > room {
+				m.dropped += uint64(n - room)
+				n = room
+			}
+			m.depth += n
+		}
+		// Work.
+		blocked := 0
+		for _, w := range m.workers {
+			if w.state == inBlocking {
+				blocked++
+			}
+		}
+		speed := 1.0
+		if m.units > 0 && blocked > m.units {
+			speed = float64(m.units) / float64(blocked)
+		}
+		for _, w := range m.workers {
+			switch w.state {
+			case onCPU:
+				w.left -= modelStep
+				if w.left <= 0 {
+					if w.block > 0 {
+						w.state, w.left = inBlocking, w.block
+					} else {
+						w.state = parked
+					}
+				}
+			case inBlocking:
+				w.left -= time.Duration(speed * float64(modelStep))
+				if w.left <= 0 {
+					w.state = parked
+				}
+			}
+		}
+		// Retired workers leave once they come back for work.
+		live := m.workers[:0]
+		for _, w := range m.workers {
+			if !(w.retired && w.state == parked) {
+				live = append(live, w)
+			}
+		}
+		m.workers = live
+		// Parked workers take batches, newest first, while slots are free.
+		for i := len(m.workers) - 1; i >= 0 && m.depth > 0; i-- {
+			w := m.workers[i]
+			if w.state != parked || m.running() >= m.conc {
+				continue
+			}
+			n := min(m.batch, m.depth)
+			m.depth -= n
+			m.taken += uint64(n)
+			m.batches++
+			if n == m.batch {
+				m.full++
+			}
+			w.state = onCPU
+			w.left = m.vary(m.cpuFixed + time.Duration(n)*m.cpuPer)
+			w.block = m.vary(m.blockFixed + time.Duration(n)*m.blockPer)
+			w.batchEvents = n
+		}
+		m.now += modelStep
+	}
+}
+
+func (m *model) running() int {
+	n := 0
+	for _, w := range m.workers {
+		if w.state == onCPU {
+			n++
+		}
+	}
+	return n
+}
+
+// live counts the workers not retired.
+func (m *model) live() int {
+	n := 0
+	for _, w := range m.workers {
+		if !w.retired {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *model) sample() sample {
+	s := sample{depth: m.depth, capacity: m.capacity, concurrency: m.conc,
+		taken: m.taken, batches: m.batches, full: m.full}
+	for _, w := range m.workers {
+		switch w.state {
+		case parked:
+			if !w.retired {
+				s.waiting++
+			}
+		case onCPU:
+			s.running++
+		case inBlocking:
+			s.blocked++
+		}
+	}
+	return s
+}
+
+// apply carries a decision out as the runtime does: a retired worker
+// finishes its batch first; parked ones go first.
+func (m *model) apply(d Decision) {
+	m.decisions = append(m.decisions, d)
+	switch d.Knob {
+	case KnobBatch:
+		m.batch = int(d.To)
+	case KnobWorkers:
+		n := int(d.To)
+		for m.live() < n {
+			m.workers = append(m.workers, &modelWorker{})
+		}
+		for i := len(m.workers) - 1; i >= 0 && m.live() > n; i-- {
+			if !m.workers[i].retired {
+				m.workers[i].retired = true
+			}
+		}
+	}
+}
+
+// changes counts the decisions about knob at or after from.
+func (m *model) changes(knob string, from time.Duration) int {
+	n := 0
+	for _, d := range m.decisions {
+		if d.Knob == knob && d.At.Sub(fakeEpoch) >= from {
+			n++
+		}
+	}
+	return n
+}
+
+// settled returns the first time from which knob stays within [lo, hi]
+// until the end, or -1 if it does not.
+func (m *model) settled(get func(modelPoint) int, lo, hi int) time.Duration {
+	at := time.Duration(-1)
+	for _, p := range m.trace {
+		v := get(p)
+		if v < lo || v > hi {
+			at = -1
+		} else if at < 0 {
+			at = p.t
+		}
+	}
+	return at
+}
+
+// meanRate is the mean throughput over the windows in [from, to).
+func (m *model) meanRate(from, to time.Duration) float64 {
+	sum, n := 0.0, 0
+	for _, p := range m.trace {
+		if p.t >= from && p.t < to {
+			sum += p.rate
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
+// span returns the least and greatest value of get over [from, to).
+func (m *model) span(get func(modelPoint) int, from, to time.Duration) (lo, hi int) {
+	lo, hi = 1<<31, -1
+	for _, p := range m.trace {
+		if p.t >= from && p.t < to {
+			lo, hi = min(lo, get(p)), max(hi, get(p))
+		}
+	}
+	return lo, hi
+}
+
+func batchOf(p modelPoint) int   { return p.batch }
+func workersOf(p modelPoint) int { return p.workers }
+
+func constRate(r float64) func(time.Duration) float64 {
+	return func(time.Duration) float64 { return r }
+}
+
+func stepRate(before, after float64, at time.Duration) func(time.Duration) float64 {
+	return func(t time.Duration) float64 {
+		if t < at {
+			return before
+		}
+		return after
+	}
+}
+
+func newRand(seed int64) *rand.Rand { return rand.New(rand.NewSource(seed)) }

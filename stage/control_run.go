@@ -1,0 +1,275 @@
+package stage
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ErrNotResizable is returned when resizing a stage that has no pool of
+// its own: an inline stage (it runs in its upstream stage's workers) or a
+// source.
+var ErrNotResizable = errors.New("no queue or pool of its own to resize")
+
+// errStopping is returned when resizing a stage that is stopping.
+var errStopping = errors.New("stopping: its pool drains as it is")
+
+// WorkerLimiter is implemented by handlers that cannot use more than
+// MaxWorkers workers at once, such as a database sink with a fixed
+// connection pool: the pool controller grows an auto pool no further than
+// that. 0 means no limit.
+type WorkerLimiter interface {
+	MaxWorkers() int
+}
+
+// control is a stage's control loop: every ControlSample it reads the
+// stage's gauges, feeds them to the controller and applies what it
+// decides; it also applies operators' changes (SetBatch, SetWorkers,
+// SetConcurrency) and keeps the last decision for /stats.
+type control struct {
+	s        *Stage
+	stop     chan struct{}
+	stopOnce sync.Once
+
+	mu        sync.Mutex // guards c, last and decisions, and orders changes
+	c         *controller
+	last      Decision
+	decisions uint64
+}
+
+func newControl(s *Stage) *control {
+	c := newController(s.set.Batch, AutoBatchCeiling(s.set.Capacity), s.set.AutoBatch,
+		s.set.Workers, s.set.Concurrency, s.workersCeiling(s.set.Concurrency), s.set.AutoWorkers)
+	return &control{s: s, c: c, stop: make(chan struct{})}
+}
+
+// workersCeiling is the most workers the pool controller gives the stage
+// with conc run slots: 4 per slot, at least minAutoWorkersCeiling, and no
+// more than the handler can use (WorkerLimiter).
+func (s *Stage) workersCeiling(conc int) int {
+	n := max(4*conc, minAutoWorkersCeiling)
+	if l, ok := s.h.(WorkerLimiter); ok {
+		if m := l.MaxWorkers(); m > 0 {
+			n = min(n, m)
+		}
+	}
+	return n
+}
+
+func (s *Stage) startControl() {
+	if s.ctl == nil {
+		return
+	}
+	s.wg.Add(1)
+	go s.ctl.run()
+}
+
+func (s *Stage) stopControl() {
+	if s.ctl != nil {
+		s.ctl.stopOnce.Do(func() { close(s.ctl.stop) })
+	}
+}
+
+func (c *control) run() {
+	defer c.s.wg.Done()
+	t := time.NewTicker(ControlSample)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			c.tick(now)
+		}
+	}
+}
+
+// tick takes one sample and applies the controller's decisions.
+func (c *control) tick(now time.Time) {
+	s := c.s
+	ps := s.port.Stats()
+	smp := sample{
+		depth: ps.Depth, capacity: ps.Capacity,
+		running: ps.Running, waiting: ps.Waiting, blocked: ps.Blocked,
+		concurrency: ps.Concurrency,
+		taken:       s.in.Load(), batches: s.batches.Load(), full: s.fullBatches.Load(),
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.c.observe(now, smp) {
+		c.apply(d)
+	}
+}
+
+// apply carries a decision out and records it; c.mu is held.
+func (c *control) apply(d Decision) {
+	switch d.Knob {
+	case KnobBatch:
+		c.s.batchNow.Store(int64(d.To))
+	case KnobWorkers:
+		c.s.resizePool(int(d.To))
+	}
+	c.record(d)
+}
+
+// record keeps d as the last decision and logs it at debug level; c.mu is
+// held.
+func (c *control) record(d Decision) {
+	if d.At.IsZero() {
+		d.At = time.Now()
+	}
+	c.last = d
+	c.decisions++
+	c.s.log.Debug("stage "+d.Knob+" changed",
+		zap.String("stage", c.s.set.Name), zap.String("knob", d.Knob),
+		zap.Float64("from", d.From), zap.Float64("to", d.To), zap.String("reason", d.Reason))
+}
+
+// dropProbe forgets a growth of k that waits for its verdict: an operator
+// took the knob over.
+func (c *control) dropProbe(k *knob) {
+	if c.c.trial != nil && c.c.trial.k == k {
+		c.c.trial = nil
+	}
+}
+
+// resizable returns the stage's control, or an error naming the stage when
+// it has no pool to resize or is stopping.
+func (s *Stage) resizable() (*control, error) {
+	if s.ctl == nil {
+		return nil, fmt.Errorf("stage %q: %w", s.set.Name, ErrNotResizable)
+	}
+	s.pool.mu.Lock()
+	closed := s.pool.closed
+	s.pool.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("stage %q: %w", s.set.Name, errStopping)
+	}
+	return s.ctl, nil
+}
+
+// setBatch pins the stage's batch size at n (1 to MaxBatch), or with n == 0
+// hands it back to the batching controller, which goes on from the size
+// it has. Workers take the new size from their next batch on.
+func (s *Stage) setBatch(n int) error {
+	if n < 0 || n > MaxBatch {
+		return fmt.Errorf("stage %q: batch %d: want 1 to %d, or 0 (auto)", s.set.Name, n, MaxBatch)
+	}
+	c, err := s.resizable()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := &c.c.batch
+	from := k.now
+	c.dropProbe(k)
+	k.pin(n)
+	s.batchNow.Store(int64(k.now))
+	c.record(Decision{Knob: KnobBatch, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "batching")})
+	return nil
+}
+
+// setWorkers pins the stage's pool at n workers (1 to MaxWorkers), or
+// with n == 0 hands it back to the pool controller, which goes on from
+// the size it has. Workers are added at once; a retired worker finishes
+// the batch it holds and then leaves.
+func (s *Stage) setWorkers(n int) error {
+	if n < 0 || n > MaxWorkers {
+		return fmt.Errorf("stage %q: workers %d: want 1 to %d, or 0 (auto)", s.set.Name, n, MaxWorkers)
+	}
+	c, err := s.resizable()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := &c.c.workers
+	from := k.now
+	c.dropProbe(k)
+	k.pin(n)
+	s.resizePool(k.now)
+	c.record(Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "pool")})
+	return nil
+}
+
+// setConcurrency sets the stage's run slots (its port's concurrency) to n
+// (1 to MaxWorkers). Nothing is interrupted: a lower limit takes
+// effect as running workers come back for their next batch
+// (port.Port.SetConcurrency). An auto pool never shrinks below its run
+// slots, and its ceiling follows them.
+func (s *Stage) setConcurrency(n int) error {
+	if n < 1 || n > MaxWorkers {
+		return fmt.Errorf("stage %q: concurrency %d: want 1 to %d", s.set.Name, n, MaxWorkers)
+	}
+	c, err := s.resizable()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	from := s.port.Concurrency()
+	s.port.SetConcurrency(n)
+	c.c.workers.floor = n
+	c.c.workers.ceiling = max(s.workersCeiling(n), c.c.workers.now)
+	c.record(Decision{Knob: KnobConcurrency, From: float64(from), To: float64(n), Reason: fmt.Sprintf("set by an operator to %d", n)})
+	return nil
+}
+
+func operatorReason(n int, controller string) string {
+	if n == 0 {
+		return "handed back to the " + controller + " controller by an operator"
+	}
+	return fmt.Sprintf("pinned at %d by an operator", n)
+}
+
+// controlStats reports the knobs for Stats; nil for a stage without a
+// pool of its own.
+func (s *Stage) controlStats() *ControlStats {
+	c := s.ctl
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, w := c.c.batch, c.c.workers
+	cs := &ControlStats{
+		Batch:     &KnobStats{Now: int(s.batchNow.Load()), Auto: b.auto, Min: b.floor, Max: b.ceiling},
+		Workers:   &KnobStats{Now: s.workersNow(), Auto: w.auto, Min: w.floor, Max: w.ceiling},
+		Decisions: c.decisions,
+	}
+	if c.decisions > 0 {
+		cs.Last = &DecisionStats{Decision: c.last, AgeS: time.Since(c.last.At).Seconds()}
+	}
+	return cs
+}
+
+// ControlStats are a stage's adaptive knobs as /stats shows them (json
+// "control"). Batch and Workers are set for a stage with a pool of its
+// own, Admission for a source under admission control.
+type ControlStats struct {
+	Batch     *KnobStats      `json:"batch,omitempty"`
+	Workers   *KnobStats      `json:"workers,omitempty"`
+	Admission *AdmissionStats `json:"admission,omitempty"`
+	Decisions uint64          `json:"decisions"`      // changes so far, by controllers and operators
+	Last      *DecisionStats  `json:"last,omitempty"` // the latest change
+}
+
+// KnobStats is one knob: its value now, whether a controller sizes it
+// (auto) or it is pinned (by the pipeline file or an operator), and the
+// range the controller keeps it in.
+type KnobStats struct {
+	Now  int  `json:"now"`
+	Auto bool `json:"auto"`
+	Min  int  `json:"min"`
+	Max  int  `json:"max"`
+}
+
+// DecisionStats is a Decision with its age.
+type DecisionStats struct {
+	Decision
+	AgeS float64 `json:"age_s"`
+}

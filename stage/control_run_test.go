@@ -1,0 +1,236 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gate is a handler whose calls wait for the test: each call reports its
+// batch size and whether its context had ended, then waits for release.
+type gate struct {
+	calls   chan int
+	release chan struct{}
+	ctxDead atomic.Int64
+	block   bool // wait inside Blocking
+}
+
+func newGate() *gate { return &gate{calls: make(chan int, 1024), release: make(chan struct{})} }
+
+func (g *gate) Handle(ctx context.Context, b []*Event, out Emitter) error {
+	g.calls <- len(b)
+	wait := func() { <-g.release }
+	if g.block {
+		Blocking(ctx, wait)
+	} else {
+		wait()
+	}
+	if ctx.Err() != nil {
+		g.ctxDead.Add(1)
+	}
+	for _, ev := range b {
+		ev.Done(nil)
+	}
+	return nil
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 4000; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("gave up waiting until %s", what)
+}
+
+func post(t *testing.T, s *Stage, n int) {
+	t.Helper()
+	src, lc := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	lc.Connect(s, nil)
+	em := src.NewEmitter()
+	for i := range n {
+		em.Emit(context.Background(), src.NewEvent(nil, uint64(i+1), Origin{}))
+	}
+	em.Flush(context.Background())
+}
+
+// SetWorkers adds workers at once and retires them without interrupting
+// the batch they hold: a retired busy worker finishes its batch, with its
+// context alive, and then leaves.
+func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
+	g := newGate()
+	g.block = true
+	s, l := NewHandlerStage(Settings{Name: "db", Workers: 2, Batch: 1, Capacity: 64}, g, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWorkers(5); err != nil {
+		t.Fatal(err)
+	}
+	post(t, s, 5)
+	for range 5 {
+		<-g.calls // five workers each hold a batch
+	}
+	if err := l.SetWorkers(1); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Pool.Workers != 1 || st.Control.Workers.Auto || st.Control.Workers.Now != 1 {
+		t.Fatalf("after SetWorkers(1): pool %+v, control %+v", st.Pool, st.Control.Workers)
+	}
+	close(g.release) // the four retired finish their batches and leave
+	waitUntil(t, "the batches finished", func() bool { return s.Stats().In == 5 && s.Stats().Pool.Blocked == 0 })
+	post(t, s, 3) // the one worker left takes the rest
+	for range 3 {
+		<-g.calls
+	}
+	l.CloseQueue()
+	l.Wait()
+	if n := g.ctxDead.Load(); n != 0 {
+		t.Fatalf("%d batches saw their context end: retiring interrupted them", n)
+	}
+	if d := s.Stats().Control.Last; d == nil || d.Knob != KnobWorkers || d.To != 1 {
+		t.Fatalf("last decision %+v", d)
+	}
+}
+
+// SetBatch pins the batch size; workers take it from their next batch.
+func TestSetBatch(t *testing.T) {
+	g := newGate()
+	s, l := NewHandlerStage(Settings{Name: "p", Workers: 1, Capacity: 64}, g, nil)
+	if st := s.Stats().Control.Batch; !st.Auto || st.Now != 64 || st.Max != 64 {
+		t.Fatalf("unset batch: %+v, want auto starting at the ceiling (the capacity, 64)", st)
+	}
+	if err := l.SetBatch(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	post(t, s, 10)
+	close(g.release)
+	got := 0
+	for got < 10 {
+		n := <-g.calls
+		if n > 3 {
+			t.Fatalf("batch of %d with the size pinned at 3", n)
+		}
+		got += n
+	}
+	if st := s.Stats().Control.Batch; st.Auto || st.Now != 3 {
+		t.Fatalf("pinned batch: %+v", st)
+	}
+	if err := l.SetBatch(0); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats().Control.Batch; !st.Auto || st.Now != 3 {
+		t.Fatalf("batch handed back: %+v, want auto from 3", st)
+	}
+	l.CloseQueue()
+	l.Wait()
+}
+
+// SetConcurrency changes the run slots; the floor of an auto pool follows.
+func TestSetConcurrency(t *testing.T) {
+	s, l := NewHandlerStage(Settings{Name: "p", Concurrency: 2}, pass, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetConcurrency(3); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Pool.Concurrency != 3 || st.Control.Workers.Min != 3 {
+		t.Fatalf("after SetConcurrency(3): pool %+v, workers %+v", st.Pool, st.Control.Workers)
+	}
+	l.CloseQueue()
+	l.Wait()
+}
+
+func TestResizeErrors(t *testing.T) {
+	inline, _ := NewHandlerStage(Settings{Name: "parse", Inline: true}, pass, nil)
+	if err := inline.setWorkers(2); !errors.Is(err, ErrNotResizable) {
+		t.Errorf("SetWorkers on an inline stage: %v", err)
+	}
+	_, srcl := NewSourceStage(Settings{Name: "accept"}, nil, nil)
+	if err := srcl.SetBatch(2); !errors.Is(err, ErrNotResizable) {
+		t.Errorf("SetBatch on a source: %v", err)
+	}
+	_, l := NewHandlerStage(Settings{Name: "p"}, pass, nil)
+	for _, err := range []error{l.SetWorkers(-1), l.SetWorkers(MaxWorkers + 1), l.SetBatch(MaxBatch + 1), l.SetConcurrency(0)} {
+		if err == nil {
+			t.Error("out-of-range value accepted")
+		}
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.CloseQueue()
+	l.Wait()
+	if err := l.SetWorkers(3); err == nil {
+		t.Error("SetWorkers on a stopped stage accepted")
+	}
+}
+
+// Settings: unset workers and batch are auto, set ones are pinned.
+func TestSettingsAutoOrPinned(t *testing.T) {
+	a := Settings{}.WithDefaults()
+	if !a.AutoWorkers || !a.AutoBatch || a.Batch != AutoBatchCeiling(a.Capacity) || a.Workers != a.Concurrency {
+		t.Errorf("unset: %+v", a)
+	}
+	p := Settings{Workers: 4, Batch: 200}.WithDefaults()
+	if p.AutoWorkers || p.AutoBatch || p.Workers != 4 || p.Batch != 200 {
+		t.Errorf("set: %+v", p)
+	}
+	if b := (Settings{Capacity: 100000}).WithDefaults(); b.Batch != MaxAutoBatch {
+		t.Errorf("auto batch with a large queue: %d, want %d", b.Batch, MaxAutoBatch)
+	}
+}
+
+// The pool controller, with the real runtime: a stage whose handler waits
+// inside Blocking and whose queue stays deep gets more workers than its
+// run slots. (The rules and their timing are tested on a fake clock; this
+// checks that the loop is wired to them.)
+func TestAutoPoolGrowsWhenBlocked(t *testing.T) {
+	h := HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+		Blocking(ctx, func() { time.Sleep(5 * time.Millisecond) })
+		for _, ev := range b {
+			ev.Done(nil)
+		}
+		return nil
+	})
+	s, l := NewHandlerStage(Settings{Name: "db", Concurrency: 1, Batch: 1, Capacity: 256}, h, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	fed := make(chan struct{})
+	go func() { // keep the queue deep
+		defer close(fed)
+		src, lc := NewSourceStage(Settings{Name: "src"}, nil, nil)
+		lc.Connect(s, nil)
+		em := src.NewEmitter()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				em.Flush(context.Background())
+				return
+			default:
+			}
+			em.Emit(context.Background(), src.NewEvent(nil, uint64(i), Origin{}))
+			em.Flush(context.Background())
+		}
+	}()
+	waitUntil(t, "the pool grew past its run slot", func() bool { return s.Stats().Pool.Workers > 1 })
+	close(stop)
+	<-fed
+	l.CloseQueue()
+	l.Wait()
+	if st := s.Stats(); st.Control.Decisions == 0 || st.Control.Last == nil {
+		t.Fatalf("no decision recorded: %+v", st.Control)
+	}
+}
