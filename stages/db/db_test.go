@@ -424,6 +424,9 @@ func TestBadRowsAreIsolated(t *testing.T) {
 				`record 61: column "id" (field id): string "sixty-one" is not an integer`) {
 				t.Errorf("event 61 nacked with %v", err)
 			}
+			if c37, c61 := stage.ErrorClass(nacked[37]), stage.ErrorClass(nacked[61]); c37 != "database" || c61 != "invalid" {
+				t.Errorf("classes: refused by PostgreSQL %q, not convertible %q; want database, invalid", c37, c61)
+			}
 			if n := count(t, db, `SELECT count(*) FROM events WHERE code = E'ok\t\\'`); n != 97 {
 				t.Fatalf("%d rows with the code, want 97", n)
 			}

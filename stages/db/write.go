@@ -67,7 +67,7 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 	r.reset(len(s.cols), s.insert)
 	for _, ev := range batch {
 		if err := s.addRow(r, ev); err != nil {
-			ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, ev.Seq, err))
+			ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, ev.Seq, stage.WithClass(err, stage.ErrInvalid)))
 		}
 	}
 	if len(r.evs) == 0 {
@@ -140,7 +140,7 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 	case !rowError(err):
 		return err
 	case hi-lo == 1:
-		r.evs[lo].Done(fmt.Errorf("stage %q: record %d refused: %w", s.name, r.evs[lo].Seq, err))
+		r.evs[lo].Done(fmt.Errorf("stage %q: record %d refused: %w", s.name, r.evs[lo].Seq, stage.WithClass(err, stage.ErrDatabase)))
 		return nil
 	}
 	mid := lo + (hi-lo)/2

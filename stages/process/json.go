@@ -76,10 +76,10 @@ func (h *jsonHandler) check(ev *stage.Event) error {
 	for _, p := range h.require {
 		v, ok := ev.Field(p)
 		if !ok {
-			return fmt.Errorf("missing field %q", p)
+			return stage.WithClass(fmt.Errorf("missing field %q", p), stage.ErrInvalid)
 		}
 		if v == nil {
-			return fmt.Errorf("field %q is null", p)
+			return stage.WithClass(fmt.Errorf("field %q is null", p), stage.ErrInvalid)
 		}
 	}
 	return nil
@@ -132,6 +132,9 @@ type jsonError struct {
 func (e *jsonError) Error() string {
 	return "invalid json: " + e.msg + " at offset " + strconv.Itoa(e.off)
 }
+
+// Unwrap makes a decoding failure of class stage.ErrInvalid.
+func (e *jsonError) Unwrap() error { return stage.ErrInvalid }
 
 func (d *decoder) errf(format string, args ...any) error {
 	return &jsonError{msg: fmt.Sprintf(format, args...), off: d.pos}

@@ -83,6 +83,9 @@ func TestJSONRefusesWithShortReason(t *testing.T) {
 	if strings.Contains(reason, "s3cr3t") || strings.ContainsAny(reason, "\n\r") || len(reason) > 120 {
 		t.Errorf("reason %q quotes the record or is not one short line", reason)
 	}
+	if done.class[1] != "invalid" {
+		t.Errorf("class %q, want invalid", done.class[1])
+	}
 }
 
 func TestJSONRequire(t *testing.T) {
@@ -105,8 +108,8 @@ func TestJSONRequire(t *testing.T) {
 		5: `missing field "user.name"`,
 	}
 	for seq, reason := range want {
-		if done.seqs[seq] != reason {
-			t.Errorf("record %d finished with %q, want %q", seq, done.seqs[seq], reason)
+		if done.seqs[seq] != reason || done.class[seq] != "invalid" {
+			t.Errorf("record %d finished with %q (%s), want %q (invalid)", seq, done.seqs[seq], done.class[seq], reason)
 		}
 	}
 }

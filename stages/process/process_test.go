@@ -24,6 +24,8 @@ type completions struct {
 	ok   int
 	errs []string
 	seqs map[uint64]string // seq -> "ok" or the error text
+	// class is stage.ErrorClass of each error, by seq.
+	class map[uint64]string
 }
 
 func (c *completions) Complete(ev *stage.Event, err error) {
@@ -31,10 +33,12 @@ func (c *completions) Complete(ev *stage.Event, err error) {
 	defer c.mu.Unlock()
 	if c.seqs == nil {
 		c.seqs = map[uint64]string{}
+		c.class = map[uint64]string{}
 	}
 	if err != nil {
 		c.errs = append(c.errs, err.Error())
 		c.seqs[ev.Seq] = err.Error()
+		c.class[ev.Seq] = stage.ErrorClass(err)
 		return
 	}
 	c.ok++

@@ -48,7 +48,7 @@ func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out st
 		m, err := parseSyslog(line, h.format)
 		if err != nil {
 			if h.strict {
-				ev.Done(fmt.Errorf("invalid syslog: %w", err))
+				ev.Done(stage.WithClass(fmt.Errorf("invalid syslog: %w", err), stage.ErrInvalid))
 				continue
 			}
 			m = map[string]any{"msg": line, "parse_error": err.Error()}

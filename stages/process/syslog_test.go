@@ -124,6 +124,9 @@ func TestSyslogStrict(t *testing.T) {
 	if done.seqs[2] != "invalid syslog: rfc5424: bad VERSION" || done.seqs[3] != "invalid syslog: missing <PRI> at the start" {
 		t.Errorf("reasons = %q, %q", done.seqs[2], done.seqs[3])
 	}
+	if done.class[2] != "invalid" || done.class[3] != "invalid" {
+		t.Errorf("classes = %q, %q, want invalid", done.class[2], done.class[3])
+	}
 }
 
 func TestSyslogBadFormat(t *testing.T) {
