@@ -41,21 +41,83 @@ type conn struct {
 	readerDone chan struct{} // closed when the reader has returned
 
 	mu          sync.Mutex
-	cond        sync.Cond // the owner waits on it
+	cond        sync.Cond // the owner and a paused reader wait on it
+	state       connState
+	reader      readerState
 	win         window
 	outstanding int    // events emitted and not finished
-	flushQueued bool   // completions wait for a worker (itemAcks packet or dirty list)
+	flushQueued bool   // completions wait for a worker (itemAcks packet or dirty list): post no other
 	out, spare  []byte // ack text to write; the owner's last buffer, for reuse
 	writing     int    // bytes of the owner's current write the kernel has not taken (to within a chunk)
-	readerGone  bool   // the reader returned and its last read is framed
-	readWait    bool   // the reader waits for acks to move (max_unacked)
-	inputEOF    bool   // the client shut its write side
-	stopRead    bool   // a protocol error: read no more
-	protoErr    bool
-	drainReq    bool // Drain asked to finish when nothing is owed
-	dead        bool // closed early (error, idle, write stalled) or aborted
-	aborted     bool // Close: the owner returns at once
 }
+
+// connState is where a connection is in its life; conn.mu guards it. The
+// owner acts on it, everyone else only moves it on, through conn.to, which
+// allows these transitions and ignores any other:
+//
+//	connOpen    -> connEnding   input is over: the client's FIN, a protocol error, or Drain
+//	connEnding  -> connClosing  the owner: nothing is owed and the reader has returned
+//	connClosing -> connClosed   the owner: half-closed, lingered, closed
+//	connOpen, connEnding -> connDead   kill: a read or write failed, idle, not reading its acks
+//	any but connClosed   -> connAborted   Close
+//
+// connClosed, connDead and connAborted are final. StopInput does not move
+// a connection: its reader returns, and the connection stays open, owing
+// acks, until Drain ends it.
+type connState uint8
+
+const (
+	connOpen    connState = iota // reading (or stopped by StopInput); acks flow
+	connEnding                   // no more input; finish once nothing is owed
+	connClosing                  // the owner half-closes and lingers; nothing is owed
+	connClosed                   // closed in order
+	connDead                     // closed early; completions still counted, acks dropped
+	connAborted                  // Close: the owner returns at once
+)
+
+var connStateNames = [...]string{"open", "ending", "closing", "closed", "dead", "aborted"}
+
+func (s connState) String() string { return connStateNames[s] }
+
+// alive reports whether the connection still owes the client its acks.
+func (s connState) alive() bool { return s == connOpen || s == connEnding }
+
+// canGo reports whether s may move to next.
+func (s connState) canGo(next connState) bool {
+	switch next {
+	case connEnding:
+		return s == connOpen
+	case connClosing:
+		return s == connEnding
+	case connClosed:
+		return s == connClosing
+	case connDead:
+		return s.alive()
+	case connAborted:
+		return s != connClosed && s != connAborted
+	}
+	return false
+}
+
+// to moves the connection to next if the transition is allowed, wakes
+// whoever waits on it, and reports whether it moved. c.mu is held.
+func (c *conn) to(next connState) bool {
+	if !c.state.canGo(next) {
+		return false
+	}
+	c.state = next
+	c.cond.Broadcast()
+	return true
+}
+
+// readerState is what the connection's reader is doing; conn.mu guards it.
+type readerState uint8
+
+const (
+	readerReading readerState = iota // reading, or about to
+	readerPaused                     // waiting for acks to move (max_unacked)
+	readerGone                       // returned; its last read is framed
+)
 
 var _ stage.Completer = (*conn)(nil)
 
@@ -92,7 +154,7 @@ func (c *conn) read() {
 	defer close(c.readerDone)
 	defer func() {
 		c.mu.Lock()
-		c.readerGone = true
+		c.reader = readerGone
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	}()
@@ -147,7 +209,7 @@ func (c *conn) read() {
 		if err != nil {
 			if err == io.EOF {
 				c.mu.Lock()
-				c.inputEOF = true
+				c.to(connEnding)
 				c.mu.Unlock()
 				c.log.Debug("client closed its side")
 				return
@@ -173,8 +235,9 @@ func (c *conn) unackedLocked() int {
 }
 
 // waitForRoom is the reader's check before its next read. It reports
-// false when the reader is to return: a protocol error, the connection
-// closed, or the input stopped. While max_unacked records are read and
+// false when the reader is to return: the connection is no longer open (a
+// protocol error ended its input, or it was closed) or StopInput stopped
+// the input. While max_unacked records are read and
 // not yet acked, it waits for acks to move instead of reading: the
 // kernel's receive buffer fills and TCP pushes back on the client, so a
 // record stuck downstream while later ones finish does not let the
@@ -184,7 +247,7 @@ func (c *conn) waitForRoom() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	paused := false
-	for !c.stopRead && !c.dead && !s.stopping.Load() && c.unackedLocked() >= s.opts.MaxUnacked {
+	for c.state == connOpen && !s.stopping.Load() && c.unackedLocked() >= s.opts.MaxUnacked {
 		if !paused {
 			paused = true
 			s.readsPaused.Add(1)
@@ -192,15 +255,15 @@ func (c *conn) waitForRoom() bool {
 				zap.Int("unacked", c.unackedLocked()), zap.Int("max_unacked", s.opts.MaxUnacked),
 				zap.Uint64("acked", c.win.acked))
 		}
-		c.readWait = true
-		c.cond.Wait() // writeAcks, Complete (ack: none), kill, abort and StopInput wake it
+		c.reader = readerPaused
+		c.cond.Wait() // writeAcks, Complete (ack: none), to and StopInput wake it
 	}
-	c.readWait = false
+	c.reader = readerReading
 	if paused {
 		s.readsPaused.Add(-1)
 		c.log.Debug("reads resumed", zap.Int("unacked", c.unackedLocked()))
 	}
-	return !c.stopRead && !c.dead && !s.stopping.Load()
+	return c.state == connOpen && !s.stopping.Load()
 }
 
 // readFailed handles a read error; it reports whether to keep reading.
@@ -218,12 +281,7 @@ func (c *conn) readFailed(err error) bool {
 		c.kill(fmt.Sprintf("idle for %s", c.s.opts.IdleTimeout), nil)
 		return false
 	}
-	c.mu.Lock()
-	dead := c.dead
-	c.mu.Unlock()
-	if !dead {
-		c.kill("read failed", err)
-	}
+	c.kill("read failed", err) // unless already closed
 	return false
 }
 
@@ -254,7 +312,7 @@ func (c *conn) Complete(ev *stage.Event, err error) {
 	c.mu.Lock()
 	c.outstanding--
 	post := false
-	if c.s.opts.Ack == AckCommit && !c.dead {
+	if c.s.opts.Ack == AckCommit && c.state.alive() {
 		r := ""
 		if err != nil {
 			r = reason(err)
@@ -264,7 +322,7 @@ func (c *conn) Complete(ev *stage.Event, err error) {
 			c.flushQueued, post = true, true
 		}
 	}
-	if c.outstanding == 0 || (c.readWait && c.unackedLocked() < c.s.opts.MaxUnacked) {
+	if c.outstanding == 0 || (c.reader == readerPaused && c.unackedLocked() < c.s.opts.MaxUnacked) {
 		c.cond.Broadcast()
 	}
 	c.mu.Unlock()
@@ -310,7 +368,7 @@ func (c *conn) writeAcks() {
 // cut the client off: a client that reads its acks gets every one, however
 // many nacks one read of its produced.
 func (c *conn) fillLocked() {
-	if c.dead || c.s.opts.Ack != AckCommit {
+	if !c.state.alive() || c.s.opts.Ack != AckCommit {
 		return
 	}
 	pending := len(c.out) + c.writing
@@ -329,9 +387,11 @@ func (c *conn) fillLocked() {
 const writeChunk = 16 << 10
 
 // own is the connection's owner: it writes the acks as they come and,
-// once nothing more is owed and input is over (the client's FIN, a
-// protocol error, or Drain), half-closes, lingers, closes and removes the
-// connection.
+// once the connection is ending (the client's FIN, a protocol error, or
+// Drain), nothing more is owed and the reader has returned, half-closes,
+// lingers, closes and removes the connection. A dead connection is removed
+// once its reader has returned and its events are finished; an aborted
+// one at once.
 func (c *conn) own() {
 	s := c.s
 	defer s.wg.Done()
@@ -340,11 +400,11 @@ func (c *conn) own() {
 	for {
 		c.fillLocked() // what a full output left in the window
 		switch {
-		case c.aborted:
+		case c.state == connAborted:
 			c.mu.Unlock()
 			return
-		case c.dead:
-			if c.readerGone && c.outstanding == 0 {
+		case c.state == connDead:
+			if c.reader == readerGone && c.outstanding == 0 {
 				c.mu.Unlock()
 				return
 			}
@@ -356,7 +416,7 @@ func (c *conn) own() {
 			err := c.write(buf)
 			c.mu.Lock()
 			switch { // before writing is cleared: the log counts what was left
-			case err == nil || c.dead:
+			case err == nil || !c.state.alive():
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				c.killLocked(fmt.Sprintf("client is not reading its acks: the kernel took nothing for write_timeout %s "+
 					"with its send buffer full; %d bytes of acks and nacks pending", s.opts.WriteTimeout, len(c.out)+c.writing), nil)
@@ -366,7 +426,8 @@ func (c *conn) own() {
 			c.writing = 0
 			c.spare = buf[:0]
 			continue
-		case c.readerGone && !c.owedLocked() && (c.inputEOF || c.protoErr || c.drainReq):
+		case c.state == connEnding && c.reader == readerGone && !c.owedLocked():
+			c.to(connClosing)
 			c.mu.Unlock()
 			c.finish()
 			return
@@ -416,7 +477,7 @@ func (c *conn) finish() {
 		c.s.putBuf(buf)
 	}
 	c.mu.Lock()
-	c.dead = true
+	c.to(connClosed) // unless Close aborted it meanwhile
 	c.mu.Unlock()
 	c.nc.Close()
 	c.log.Debug("connection closed")
@@ -431,14 +492,12 @@ func (c *conn) kill(why string, err error) {
 }
 
 func (c *conn) killLocked(why string, err error) {
-	if c.dead {
-		return
+	if !c.to(connDead) {
+		return // closed already
 	}
 	pending := len(c.out) + c.writing
-	c.dead = true
 	c.out = nil
 	c.nc.Close()
-	c.cond.Broadcast()
 	// c.log names the connection id and the remote address.
 	fs := []zap.Field{zap.String("reason", why), zap.Uint64("records", c.win.next), zap.Uint64("acked", c.win.acked),
 		zap.Int("in_flight", c.outstanding), zap.Int("pending_output", pending)}
@@ -451,8 +510,7 @@ func (c *conn) killLocked(why string, err error) {
 // abort is Close's: the socket is closed and the owner returns at once.
 func (c *conn) abort() {
 	c.mu.Lock()
-	c.aborted, c.dead = true, true
-	c.cond.Broadcast()
+	c.to(connAborted)
 	c.mu.Unlock()
 	c.nc.Close()
 }

@@ -217,8 +217,7 @@ func (s *Source) Drain(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.mu.Lock()
-		c.drainReq = true
-		c.cond.Broadcast()
+		c.to(connEnding)
 		c.mu.Unlock()
 	}
 	for {
@@ -491,9 +490,9 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		c.readNext <- struct{}{} // capacity 1, and the reader waits for it: never blocks
 	}()
 	c.mu.Lock()
-	dead := c.dead
+	alive := c.state.alive()
 	c.mu.Unlock()
-	if dead {
+	if !alive {
 		return
 	}
 	data := (*buf)[:n]
@@ -548,7 +547,7 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		}
 	}
 	if bad {
-		c.stopRead, c.protoErr = true, true
+		c.to(connEnding) // the reader reads no more; the owner closes once the acks are out
 	}
 	c.mu.Unlock()
 
