@@ -77,7 +77,10 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 	_, raw := rtGet(t, c, base+"/stats", "")
 	for _, key := range []string{`"pipeline":"ingest"`, `"uptime_s":`, `"state":"running"`, `"stages":[`,
 		`"queue":{"depth":50,"capacity":100,"overflow":"block"}`, `"pool":{"workers":1,"concurrency":1,"running":1`,
-		`"latency_ms":{"p50":`, `"inline":true`, `"in":`, `"out":`, `"errors":`, `"rejected":`} {
+		`"latency_ms":{"p50":`, `"inline":true`, `"in":`, `"out":`, `"errors":`, `"rejected":`,
+		`"source":{"connections":{"accepted":7,"closed":5,"refused":1},"protocol_errors":{"bad_frame":2},` +
+			`"nacks":{"busy":4,"invalid":3,"too_large":0,"database":0,"other":0},"bytes_in":1234,` +
+			`"drops":{"queue_full":0,"oversized":6,"socket_overrun":0}}`} {
 		if !strings.Contains(raw, key) {
 			t.Errorf("/stats lacks %s: %s", key, raw)
 		}
@@ -99,6 +102,11 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 		`pipeline_stage_rejected_total{stage="gated"} 0`,
 		`pipeline_stage_latency_seconds{quantile="0.99",stage="end"} 0`,
 		`pipeline_stage_queue_depth{stage="mark"} 0`,
+		`pipeline_source_connections_total{event="accepted",stage="src"} 7`,
+		`pipeline_source_protocol_errors_total{cause="bad_frame",stage="src"} 2`,
+		`pipeline_source_nacks_total{class="invalid",stage="src"} 3`,
+		`pipeline_source_bytes_in_total{stage="src"} 1234`,
+		`pipeline_source_drops_total{reason="oversized",stage="src"} 6`,
 		"pipeline_uptime_seconds ",
 		"go_goroutines ",
 		"process_cpu_seconds_total ",

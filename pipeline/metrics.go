@@ -14,6 +14,9 @@ type collector struct {
 	depth, capacity, workers, running, blocked *prometheus.Desc
 	in, out, errors, rejected, panics          *prometheus.Desc
 	latency, uptime                            *prometheus.Desc
+
+	// Sources' own counters (stage.SourceStats).
+	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
 }
 
 func newCollector(p *Pipeline) *collector {
@@ -37,13 +40,22 @@ func newCollector(p *Pipeline) *collector {
 			"Recent latency quantiles: queue wait plus handling (sources: read to completion).",
 			[]string{"stage", "quantile"}),
 		uptime: d("pipeline_uptime_seconds", "Seconds since the pipeline started.", nil),
+		srcConns: d("pipeline_source_connections_total",
+			"A source's connections by event: accepted, closed, refused.", []string{"stage", "event"}),
+		srcProto: d("pipeline_source_protocol_errors_total",
+			"Connections or requests a source closed or refused for a protocol error, by cause.", []string{"stage", "cause"}),
+		srcNacks: d("pipeline_source_nacks_total", "Records a source refused, by error class.", []string{"stage", "class"}),
+		srcBytes: d("pipeline_source_bytes_in_total", "Bytes a source read from its clients.", stage),
+		srcDrops: d("pipeline_source_drops_total",
+			"Records a source lost without telling the sender, by reason.", []string{"stage", "reason"}),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.depth, c.capacity, c.workers, c.running, c.blocked,
-		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime} {
+		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime,
+		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops} {
 		ch <- d
 	}
 }
@@ -72,5 +84,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.panics, st.Panics, n)
 		gauge(c.latency, st.Latency.P50/1e3, n, "0.5")
 		gauge(c.latency, st.Latency.P99/1e3, n, "0.99")
+		if src := st.Source; src != nil {
+			counter(c.srcConns, src.Connections.Accepted, n, "accepted")
+			counter(c.srcConns, src.Connections.Closed, n, "closed")
+			counter(c.srcConns, src.Connections.Refused, n, "refused")
+			for cause, v := range src.ProtocolErrors {
+				counter(c.srcProto, v, n, cause)
+			}
+			counter(c.srcNacks, src.Nacks.Busy, n, "busy")
+			counter(c.srcNacks, src.Nacks.Invalid, n, "invalid")
+			counter(c.srcNacks, src.Nacks.TooLarge, n, "too_large")
+			counter(c.srcNacks, src.Nacks.Database, n, "database")
+			counter(c.srcNacks, src.Nacks.Other, n, "other")
+			counter(c.srcBytes, src.BytesIn, n)
+			counter(c.srcDrops, src.Drops.QueueFull, n, "queue_full")
+			counter(c.srcDrops, src.Drops.Oversized, n, "oversized")
+			counter(c.srcDrops, src.Drops.SocketOverrun, n, "socket_overrun")
+		}
 	}
 }

@@ -143,6 +143,17 @@ func (s *rtSource) Complete(ev *stage.Event, err error) {
 }
 
 // waitEmitted waits until the source has emitted all of its events.
+// SourceStats reports fixed figures, for the admin endpoint's tests.
+func (s *rtSource) SourceStats() stage.SourceStats {
+	return stage.SourceStats{
+		Connections:    stage.ConnStats{Accepted: 7, Closed: 5, Refused: 1},
+		ProtocolErrors: map[string]uint64{"bad_frame": 2},
+		Nacks:          stage.NackStats{Invalid: 3, Busy: 4},
+		BytesIn:        1234,
+		Drops:          stage.DropStats{Oversized: 6},
+	}
+}
+
 func (s *rtSource) waitEmitted(t *testing.T) {
 	t.Helper()
 	select {

@@ -16,6 +16,9 @@ type Stats struct {
 	InFlight   uint64        `json:"in_flight,omitempty"` // sources: events made and not yet finished
 	Latency    LatencyStats  `json:"latency_ms"`
 	Control    *ControlStats `json:"control,omitempty"` // the adaptive knobs (control_run.go)
+	// Source holds a source's own counters, when it reports them
+	// (SourceStatser, source_stats.go).
+	Source *SourceStats `json:"source,omitempty"`
 }
 
 // QueueStats describes a stage's port.
@@ -69,6 +72,10 @@ func (s *Stage) Stats() Stats {
 		}
 		st.In = s.created.Load()
 		st.InFlight = s.InFlight()
+		if sc, ok := s.src.(SourceStatser); ok {
+			ss := sc.SourceStats()
+			st.Source = &ss
+		}
 	}
 	q := s.lat.quantiles(0.5, 0.99)
 	st.Latency = LatencyStats{P50: q[0], P99: q[1]}

@@ -306,8 +306,11 @@ func waitReadable(rc syscall.RawConn) error {
 // to write the acks (one packet for any number of completions).
 func (c *conn) Complete(ev *stage.Event, err error) {
 	c.s.rt.ObserveLatency(int64(time.Since(ev.Arrived())))
-	if err != nil && c.s.opts.Ack == AckNone {
-		c.logRefusal(ev.Seq, err)
+	if err != nil {
+		c.s.cnt.nack(err)
+		if c.s.opts.Ack == AckNone {
+			c.logRefusal(ev.Seq, err)
+		}
 	}
 	c.mu.Lock()
 	c.outstanding--
@@ -338,9 +341,7 @@ func (c *conn) Complete(ev *stage.Event, err error) {
 func (c *conn) logRefusal(seq uint64, err error) {
 	s := c.s
 	n := s.refused.Add(1)
-	now := time.Now().UnixNano()
-	next := s.refusalLogNext.Load()
-	if now < next || !s.refusalLogNext.CompareAndSwap(next, now+int64(time.Second)) {
+	if !s.refusalLog.allow() {
 		return
 	}
 	c.log.Warn("record refused; ack: none tells the client nothing",
@@ -517,6 +518,7 @@ func (c *conn) abort() {
 
 func (c *conn) remove() {
 	s := c.s
+	s.cnt.closed.Add(1)
 	s.mu.Lock()
 	delete(s.conns, c.id)
 	s.mu.Unlock()

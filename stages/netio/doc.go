@@ -76,9 +76,17 @@
 // else where a length is expected is a protocol error: the record gets
 // `nack N bad frame: DETAIL` (what was wrong, e.g. `byte 'a' where a frame
 // length digit or space was expected`), the connection reads no more and
-// is closed once its earlier records are acknowledged. Records are numbered per connection
-// from 1. A record over max_frame gets `nack N too large` and is skipped
-// without being buffered; the connection stays usable. A connection over
+// is closed once its earlier records are acknowledged. framing syslog
+// chooses per frame, as rsyslog's imtcp and syslog-ng do (RFC 6587
+// section 3.4): a frame that starts with a digit is octet-counted, any
+// other ends at \n as with lines; so rsyslog's default forwarding
+// (`*.* @@host:port`), `logger --tcp` and `logger --octet-count` are all
+// read. A connection closed for a protocol error is counted
+// (SourceStats.ProtocolErrors, by cause) and logged at warn with its
+// remote address and the cause, at most one line a second per stage.
+// Records are numbered per connection from 1. A record over max_frame
+// gets `nack N too large` and is skipped without being buffered; the
+// connection stays usable. A connection over
 // max_conns gets `nack 0 too many connections` and is closed. With
 // ack: none nothing is written; a record refused downstream is logged at
 // warn instead (connection id, remote address, record number, reason), at

@@ -37,11 +37,17 @@ type framer interface {
 }
 
 func newFramer(f Framing, maxFrame int) framer {
-	if f == OctetCounted {
+	switch f {
+	case OctetCounted:
 		return &octetFramer{max: maxFrame}
+	case Syslog:
+		return &syslogFramer{lines: lineFramer{max: maxFrame}, oct: octetFramer{max: maxFrame}}
 	}
 	return &lineFramer{max: maxFrame}
 }
+
+// Each framer below also frames one frame at a time (frame), which
+// syslogFramer uses to choose the framing of every frame anew.
 
 // lineFramer frames `lines`: records end with \n, a trailing \r is
 // dropped, empty lines are skipped. A record over max is reported once as
@@ -55,39 +61,46 @@ type lineFramer struct {
 
 func (f *lineFramer) feed(p []byte, out recSink) {
 	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			if f.skipping {
-				return
-			}
-			// max+1: the last byte may be a \r that is not part of the record.
-			if len(f.part)+len(p) > f.max+1 {
-				f.skipping = true
-				f.part = f.part[:0]
-				out.add(recTooLarge, nil)
-				return
-			}
-			f.part = append(f.part, p...)
-			return
-		}
-		line := p[:i]
-		p = p[i+1:]
-		if f.skipping {
-			f.skipping = false
-			continue
-		}
-		if len(f.part) > 0 {
-			if len(f.part)+len(line) > f.max+1 {
-				f.part = f.part[:0]
-				out.add(recTooLarge, nil)
-				continue
-			}
-			f.part = append(f.part, line...)
-			line = f.part
-			f.part = f.part[:0]
-		}
-		f.line(line, out)
+		p, _ = f.frame(p, out)
 	}
+}
+
+// frame frames p up to and including its first \n, and returns the rest
+// and whether a line ended. Without a \n, all of p is taken (kept as the
+// start of a record, or skipped inside an over-long one).
+func (f *lineFramer) frame(p []byte, out recSink) ([]byte, bool) {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		if f.skipping {
+			return nil, false
+		}
+		// max+1: the last byte may be a \r that is not part of the record.
+		if len(f.part)+len(p) > f.max+1 {
+			f.skipping = true
+			f.part = f.part[:0]
+			out.add(recTooLarge, nil)
+			return nil, false
+		}
+		f.part = append(f.part, p...)
+		return nil, false
+	}
+	line, rest := p[:i], p[i+1:]
+	if f.skipping {
+		f.skipping = false
+		return rest, true
+	}
+	if len(f.part) > 0 {
+		if len(f.part)+len(line) > f.max+1 {
+			f.part = f.part[:0]
+			out.add(recTooLarge, nil)
+			return rest, true
+		}
+		f.part = append(f.part, line...)
+		line = f.part
+		f.part = f.part[:0]
+	}
+	f.line(line, out)
+	return rest, true
 }
 
 func (f *lineFramer) line(line []byte, out recSink) {
@@ -140,6 +153,15 @@ const (
 )
 
 func (f *octetFramer) feed(p []byte, out recSink) {
+	for len(p) > 0 && f.state != octBroken {
+		p, _ = f.frame(p, out)
+	}
+}
+
+// frame frames p up to the end of its first frame, and returns the rest
+// and whether a frame ended. It takes all of p when no frame ends in it,
+// and stops at a protocol error (recBadFrame; the framer is broken).
+func (f *octetFramer) frame(p []byte, out recSink) ([]byte, bool) {
 	for len(p) > 0 {
 		switch f.state {
 		case octLen:
@@ -159,7 +181,7 @@ func (f *octetFramer) feed(p []byte, out recSink) {
 			default:
 				f.broken(c)
 				out.add(recBadFrame, nil)
-				return
+				return nil, false
 			}
 		case octMsg:
 			take := min(f.n, len(p))
@@ -175,17 +197,20 @@ func (f *octetFramer) feed(p []byte, out recSink) {
 			p = p[take:]
 			if f.n -= take; f.n == 0 {
 				f.state, f.digits = octLen, 0
+				return p, true
 			}
 		case octSkip:
 			take := min(f.n, len(p))
 			p = p[take:]
 			if f.n -= take; f.n == 0 {
 				f.state, f.digits = octLen, 0
+				return p, true
 			}
 		default: // octBroken
-			return
+			return nil, false
 		}
 	}
+	return nil, false
 }
 
 func (f *octetFramer) broken(c byte) {
@@ -217,3 +242,59 @@ func (f *octetFramer) end(recSink) int {
 
 func (f *octetFramer) buffered() int { return len(f.part) }
 func (f *octetFramer) err() error    { return f.bad }
+
+// syslogFramer frames what syslog senders send over TCP, choosing the
+// framing of each frame as rsyslog's imtcp and syslog-ng do (RFC 6587
+// section 3.4): a frame that starts with a digit is octet-counted (LEN SP
+// MSG), any other ends at \n (non-transparent framing, as rsyslog's
+// `*.* @@host:port` and logger without --octet-count send). A sender may
+// switch from one to the other between frames. A bad octet count is a
+// protocol error, as with octet-counted.
+type syslogFramer struct {
+	mode  uint8 // sysStart, sysLine, sysOctet
+	lines lineFramer
+	oct   octetFramer
+}
+
+const (
+	sysStart uint8 = iota // between frames
+	sysLine               // inside a frame that ends at \n
+	sysOctet              // inside an octet-counted frame
+)
+
+func (f *syslogFramer) feed(p []byte, out recSink) {
+	for len(p) > 0 && f.oct.state != octBroken {
+		if f.mode == sysStart {
+			f.mode = sysLine
+			if c := p[0]; c >= '0' && c <= '9' {
+				f.mode = sysOctet
+			}
+		}
+		var done bool
+		if f.mode == sysOctet {
+			p, done = f.oct.frame(p, out)
+		} else {
+			p, done = f.lines.frame(p, out)
+		}
+		if done {
+			f.mode = sysStart
+		}
+	}
+}
+
+// end takes an unterminated last line as a record, as lines does, and
+// drops a truncated octet-counted frame, as octet-counted does.
+func (f *syslogFramer) end(out recSink) int {
+	mode := f.mode
+	f.mode = sysStart
+	switch mode {
+	case sysLine:
+		return f.lines.end(out)
+	case sysOctet:
+		return f.oct.end(out)
+	}
+	return 0
+}
+
+func (f *syslogFramer) buffered() int { return f.lines.buffered() + f.oct.buffered() }
+func (f *syslogFramer) err() error    { return f.oct.err() }

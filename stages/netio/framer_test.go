@@ -99,6 +99,44 @@ func refOctets(data []byte, max int) []string {
 	return want
 }
 
+// refSyslog frames as framing: syslog says, all at once: a frame that
+// starts with a digit is octet-counted, any other is a line.
+func refSyslog(data []byte, max int) []string {
+	var want []string
+	for len(data) > 0 {
+		if c := data[0]; c >= '0' && c <= '9' {
+			m := lenPrefix.FindSubmatch(data)
+			if m == nil {
+				if !lenStart.Match(data) {
+					want = append(want, "bad frame")
+				}
+				return want
+			}
+			l, _ := strconv.Atoi(string(m[1]))
+			data = data[len(m[0]):]
+			switch {
+			case l > max:
+				want = append(want, "too large")
+			case l <= len(data):
+				want = append(want, "data:"+string(data[:l]))
+			}
+			if l >= len(data) {
+				return want // the last frame, or truncated
+			}
+			data = data[l:]
+			continue
+		}
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		want = append(want, refLines(line, max)...)
+	}
+	return want
+}
+
 func checkSame(t *testing.T, got, want []string) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -137,6 +175,60 @@ func FuzzOctetCounted(f *testing.F) {
 		feedChunks(newFramer(OctetCounted, max), data, cuts, c)
 		checkSame(t, c.got, refOctets(data, max))
 	})
+}
+
+// FuzzSyslogFraming: framing syslog, fed in any chunks, gives what
+// refSyslog gives: each frame framed as its first byte says.
+func FuzzSyslogFraming(f *testing.F) {
+	f.Add([]byte("<13>Nov 28 22:37:48 vm viarsys: hello\n14 <13>1 - - - - -<14>x\r\n\n"), []byte{1, 7}, 64)
+	f.Add([]byte("5 hello<1>a\n3 abc"), []byte{2}, 8)
+	f.Add([]byte("<1>long line here\n9 123456789<2>b"), []byte{3}, 5)
+	f.Add([]byte("x\n05 bad"), []byte{0}, 8)
+	f.Add([]byte("12"), []byte{1}, 8)
+	f.Fuzz(func(t *testing.T, data, cuts []byte, max int) {
+		max = int(uint(max)%64) + 1
+		c := &collect{max: max, t: t}
+		feedChunks(newFramer(Syslog, max), data, cuts, c)
+		checkSame(t, c.got, refSyslog(data, max))
+	})
+}
+
+// framing: syslog reads what real senders wrote on one connection: rsyslog
+// forwarding with @@ (lines), logger --octet-count, and both mixed.
+func TestSyslogFraming(t *testing.T) {
+	const (
+		rsys = "<13>Nov 28 22:37:48 vm viarsys: hello\n<13>Nov 28 22:37:48 vm myapp[15652]: with pid\n"
+		oc   = "54 <13>Nov 28 22:37:43 vm myapp[15004]: hello 3164 oc pid"
+	)
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+	}{
+		{"rsyslog @@", rsys, []string{"data:<13>Nov 28 22:37:48 vm viarsys: hello", "data:<13>Nov 28 22:37:48 vm myapp[15652]: with pid"}},
+		{"logger --octet-count", oc + oc, []string{"data:" + oc[3:], "data:" + oc[3:]}},
+		{"mixed", oc + rsys + oc, []string{"data:" + oc[3:], "data:<13>Nov 28 22:37:48 vm viarsys: hello",
+			"data:<13>Nov 28 22:37:48 vm myapp[15652]: with pid", "data:" + oc[3:]}},
+		{"octet frame, then a stray LF", oc + "\n" + oc, []string{"data:" + oc[3:], "data:" + oc[3:]}},
+		{"last line unterminated", "<13>a\n<13>b", []string{"data:<13>a", "data:<13>b"}},
+		{"bad count", "<13>a\n12x <13>b\n<13>c\n", []string{"data:<13>a", "bad frame"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, cut := range []byte{0, 1, 4, 22} {
+				c := &collect{max: 1024, t: t}
+				var cuts []byte
+				if cut > 0 {
+					cuts = []byte{cut - 1}
+				}
+				feedChunks(newFramer(Syslog, 1024), []byte(tc.in), cuts, c)
+				checkSame(t, c.got, tc.want)
+			}
+		})
+	}
+	fr := newFramer(Syslog, 1024)
+	fr.feed([]byte("12x"), &collect{max: 1024, t: t})
+	if err := fr.err(); err == nil || err.Error() != `byte 'x' where a frame length digit or space was expected` {
+		t.Errorf("err() = %v", err)
+	}
 }
 
 func TestReason(t *testing.T) {
@@ -275,11 +367,13 @@ type discard struct{ n int }
 
 func (d *discard) add(recKind, []byte) { d.n++ }
 
-func benchFrame(b *testing.B, f Framing) {
+// benchFrame frames 64 KiB of 199-byte records, as lines or (octets)
+// octet-counted.
+func benchFrame(b *testing.B, f Framing, octets bool) {
 	var chunk []byte
 	rec := bytes.Repeat([]byte("x"), 199)
 	for len(chunk) < 64<<10-300 {
-		if f == Lines {
+		if !octets {
 			chunk = append(append(chunk, rec...), '\n')
 		} else {
 			chunk = append(append(chunk, "199 "...), rec...)
@@ -295,8 +389,10 @@ func benchFrame(b *testing.B, f Framing) {
 	b.ReportMetric(float64(d.n)/b.Elapsed().Seconds(), "records/s")
 }
 
-func BenchmarkFrameLines(b *testing.B)        { benchFrame(b, Lines) }
-func BenchmarkFrameOctetCounted(b *testing.B) { benchFrame(b, OctetCounted) }
+func BenchmarkFrameLines(b *testing.B)              { benchFrame(b, Lines, false) }
+func BenchmarkFrameOctetCounted(b *testing.B)       { benchFrame(b, OctetCounted, true) }
+func BenchmarkFrameSyslogLines(b *testing.B)        { benchFrame(b, Syslog, false) }
+func BenchmarkFrameSyslogOctetCounted(b *testing.B) { benchFrame(b, Syslog, true) }
 
 // Reasons are kept per record however many distinct ones are outstanding
 // (past what the state byte indexes, they go to the overflow map), come

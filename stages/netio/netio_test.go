@@ -316,6 +316,61 @@ func TestOctetCounted(t *testing.T) {
 	if err := c2.WaitTimeout(wait); err != nil || c2.Acked() != 1 {
 		t.Fatalf("second connection: acked %d, %v", c2.Acked(), err)
 	}
+	src := r.in.Stats().Source
+	if src == nil {
+		t.Fatal("no source counters in the stage's stats")
+	}
+	wantNacks := stage.NackStats{TooLarge: 1, Invalid: 1, Other: 1} // "bad record" is the sink's plain error
+	if src.Nacks != wantNacks || src.ProtocolErrors["bad_frame"] != 1 || src.Connections.Accepted != 2 {
+		t.Fatalf("source counters %+v", *src)
+	}
+}
+
+// framing: syslog reads what rsyslog sends with @@host:port (lines) and
+// logger --octet-count sends (octet-counted) on one connection; a bad
+// count closes it, counted as a protocol error and logged with the peer
+// and the cause.
+func TestSyslogFramingOverTCP(t *testing.T) {
+	r := newRig(t, netio.Options{Framing: netio.Syslog, Ack: netio.AckNone, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	nc, err := net.Dial("tcp", r.src.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const in = "<13>Nov 28 22:37:48 vm viarsys: hello\n" + "54 <13>Nov 28 22:37:43 vm myapp[15004]: hello 3164 oc pid" +
+		"<13>last line\r\n\n" + "12x <13>never read\n"
+	if _, err := io.WriteString(nc, in); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(wait))
+	if n, err := nc.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read %d bytes, %v; want the server to close (EOF)", n, err)
+	}
+	nc.Close() // the server lingers until the client closes
+	want := []string{"<13>Nov 28 22:37:48 vm viarsys: hello", "<13>Nov 28 22:37:43 vm myapp[15004]: hello 3164 oc pid", "<13>last line"}
+	if got := r.payloads(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sink saw %q, want %q", got, want)
+	}
+	e := r.waitLog("protocol error")
+	if f, _ := fieldOf(e, "cause"); f.String != "bad_frame" {
+		t.Errorf("protocol error logged with cause %q", f.String)
+	}
+	if f, _ := fieldOf(e, "remote"); f.String != nc.LocalAddr().String() {
+		t.Errorf("protocol error logged with remote %q, want %q", f.String, nc.LocalAddr())
+	}
+	deadline := time.Now().Add(wait)
+	for r.in.Stats().Source.Connections.Closed != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	src := r.in.Stats().Source
+	// Reads stop after the bad count; what follows it may or may not be read.
+	if read := int(src.BytesIn); read < strings.Index(in, " <13>never") || read > len(in) {
+		t.Errorf("bytes_in %d, want what was read of the %d sent, at least up to the bad count", read, len(in))
+	}
+	if src.ProtocolErrors["bad_frame"] != 1 || src.Nacks.Invalid != 1 ||
+		src.Connections != (stage.ConnStats{Accepted: 1, Closed: 1}) {
+		t.Fatalf("source counters %+v", *src)
+	}
 }
 
 func TestMaxConns(t *testing.T) {

@@ -17,6 +17,9 @@ type Framing string
 const (
 	Lines        Framing = "lines"         // records end with \n; a trailing \r is dropped
 	OctetCounted Framing = "octet-counted" // RFC 6587 octet counting: LEN SP MSG
+	// Syslog chooses per frame, as rsyslog's imtcp does: a frame that
+	// starts with a digit is octet-counted, any other ends at \n.
+	Syslog Framing = "syslog"
 )
 
 // AckMode says what the source writes back.
@@ -57,7 +60,7 @@ const (
 // value means no linger.
 type Options struct {
 	Listen      string        // host:port to listen on; required
-	Framing     Framing       // Lines (default) or OctetCounted
+	Framing     Framing       // Lines (default), OctetCounted or Syslog
 	MaxFrame    int           // largest record in bytes; larger ones are refused as too large
 	MaxConns    int           // connections at once; more are refused
 	IdleTimeout time.Duration // close a connection that sends nothing and is owed nothing this long; 0: never
@@ -153,8 +156,9 @@ func checkFields(values map[string]any) error {
 func Fields() []stage.Field {
 	return []stage.Field{
 		{Name: "listen", Type: stage.String, Required: true, Doc: "host:port to accept connections on (127.0.0.1:7000; :0 picks a port)"},
-		{Name: "framing", Type: stage.String, Default: string(Lines), Enum: []string{string(Lines), string(OctetCounted)},
-			Doc: "lines: records end with \\n (a trailing \\r is dropped); octet-counted: RFC 6587 LEN SP MSG"},
+		{Name: "framing", Type: stage.String, Default: string(Lines), Enum: []string{string(Lines), string(OctetCounted), string(Syslog)},
+			Doc: "lines: records end with \\n (a trailing \\r is dropped); octet-counted: RFC 6587 LEN SP MSG; " +
+				"syslog: each frame as it comes, as rsyslog's imtcp reads it: one that starts with a digit is octet-counted, any other ends at \\n"},
 		{Name: "max_frame", Type: stage.Size, Default: int64(DefaultMaxFrame), Range: stage.Between(1, maxMaxFrame),
 			Doc: "largest record; a larger one is refused (nack N too large) and skipped, the connection stays usable"},
 		{Name: "max_conns", Type: stage.Int, Default: DefaultMaxConns, Range: stage.AtLeast(1),

@@ -55,9 +55,13 @@ type Source struct {
 	// fillLocked keeps it at most max_pending_output (tests check it).
 	pendingPeak atomic.Int64
 
-	// Under ack: none, refusals are logged at most once a second.
-	refused        atomic.Uint64 // records refused under ack: none
-	refusalLogNext atomic.Int64  // unix ns before which no refusal is logged
+	cnt counters // /stats' "source"
+
+	// Under ack: none, refusals are logged at most once a second, and so
+	// are protocol errors.
+	refused    atomic.Uint64 // records refused under ack: none
+	refusalLog logLimit
+	protoLog   logLimit
 
 	// Completions that found the port full wait here for a worker; see
 	// conn.Complete.
@@ -67,8 +71,9 @@ type Source struct {
 }
 
 var (
-	_ stage.Source = (*Source)(nil)
-	_ stage.Gauger = (*Source)(nil)
+	_ stage.Source        = (*Source)(nil)
+	_ stage.Gauger        = (*Source)(nil)
+	_ stage.SourceStatser = (*Source)(nil)
 )
 
 // itemKind says what a packet on the source's port completes.
@@ -273,6 +278,9 @@ func (s *Source) Gauges() (stage.QueueStats, stage.PoolStats) {
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
 }
 
+// SourceStats reports the source's counters for /stats.
+func (s *Source) SourceStats() stage.SourceStats { return s.cnt.snapshot() }
+
 // ReadsPaused returns how many connections have their reads paused
 // because max_unacked of their records are read and not yet acked.
 func (s *Source) ReadsPaused() int { return int(s.readsPaused.Load()) }
@@ -339,6 +347,7 @@ func (s *Source) admit(nc net.Conn) {
 	s.conns[c.id] = c
 	s.wg.Add(2)
 	s.mu.Unlock()
+	s.cnt.accepted.Add(1)
 	if tc, ok := nc.(*net.TCPConn); ok && s.opts.SocketBuffer > 0 {
 		if err := tc.SetReadBuffer(s.opts.SocketBuffer); err != nil {
 			c.log.Warn("setting SO_RCVBUF failed", zap.Error(err))
@@ -357,6 +366,7 @@ func (s *Source) admit(nc net.Conn) {
 // line is not lost to a reset), in a goroutine of its own; when too many
 // are being refused already, the connection is simply closed.
 func (s *Source) refuse(nc net.Conn) {
+	s.cnt.refused.Add(1)
 	s.log.Warn("too many connections; refusing", zap.String("remote", nc.RemoteAddr().String()),
 		zap.Int("max_conns", s.opts.MaxConns))
 	select {
@@ -387,6 +397,18 @@ func (s *Source) refuse(nc net.Conn) {
 		}
 		nc.Close()
 	}()
+}
+
+// protocolError counts a connection closed for a protocol error and logs
+// it at warn, with its cause and what was wrong (log names the peer), at
+// most once a second with the running count.
+func (s *Source) protocolError(log *zap.Logger, cause string, err error, fs ...zap.Field) {
+	n := s.cnt.protocolError(cause)
+	if !s.protoLog.allow() {
+		return
+	}
+	log.Warn("protocol error; closing the connection",
+		append(fs, zap.String("cause", cause), zap.Error(err), zap.Uint64("protocol_errors", n))...)
 }
 
 // notePending records n bytes of ack text pending on a connection.
@@ -496,6 +518,7 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		return
 	}
 	data := (*buf)[:n]
+	s.cnt.bytesIn.Add(uint64(n))
 	// One allocation per read holds every record of it: a record is at
 	// most what is buffered plus what was read.
 	w.slab = make([]byte, 0, len(data)+c.fr.buffered())
@@ -560,9 +583,11 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			ev := s.rt.NewEventAt(w.slab[r.a:r.b:r.b], seq, origin, arrived)
 			_ = w.em.Emit(s.ctx, ev) // a refusal finishes ev with Done(err): a nack
 		case recTooLarge:
+			s.cnt.nackClass(stage.ClassTooLarge)
 			c.log.Info("record too large; refused and skipped", zap.Uint64("record", seq), zap.Int("max_frame", s.opts.MaxFrame))
 		case recBadFrame:
-			c.log.Warn("protocol error; closing the connection", zap.Uint64("record", seq), zap.Error(c.fr.err()))
+			s.cnt.nackClass(stage.ClassInvalid)
+			s.protocolError(c.log, causeBadFrame, c.fr.err(), zap.Uint64("record", seq))
 		}
 	}
 	w.em.Flush(s.ctx)

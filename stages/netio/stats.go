@@ -1,0 +1,94 @@
+package netio
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// Causes of protocol errors, the keys of SourceStats.ProtocolErrors.
+const (
+	causeBadFrame     = "bad_frame"     // a bad octet count (octet-counted, syslog)
+	causeTLSHandshake = "tls_handshake" // a TLS handshake failed: no TLS, no or a bad client certificate
+	causeBadRequest   = "bad_request"   // HTTP: not a POST to path, a bad encoding, a body cut short
+	causeUnauthorized = "unauthorized"  // HTTP: the token is missing or wrong
+)
+
+// counters are a source's stage.SourceStats, kept with atomics so that
+// the paths that count pay one atomic add.
+type counters struct {
+	accepted, closed, refused atomic.Uint64
+	nacks                     [5]atomic.Uint64 // by classIndex
+	bytesIn                   atomic.Uint64
+	queueFull, oversized      atomic.Uint64
+	overrun                   atomic.Uint64
+
+	protoMu sync.Mutex
+	proto   map[string]uint64
+}
+
+// classIndex maps stage.ErrorClass names to counters.nacks.
+func classIndex(class string) int {
+	switch class {
+	case stage.ClassBusy:
+		return 0
+	case stage.ClassInvalid:
+		return 1
+	case stage.ClassTooLarge:
+		return 2
+	case stage.ClassDatabase:
+		return 3
+	}
+	return 4
+}
+
+// nack counts a record refused with err.
+func (c *counters) nack(err error) { c.nacks[classIndex(stage.ErrorClass(err))].Add(1) }
+
+// nackClass counts a record the source refused itself.
+func (c *counters) nackClass(class string) { c.nacks[classIndex(class)].Add(1) }
+
+// protocolError counts one protocol error of cause and returns the count
+// of that cause so far.
+func (c *counters) protocolError(cause string) uint64 {
+	c.protoMu.Lock()
+	defer c.protoMu.Unlock()
+	if c.proto == nil {
+		c.proto = map[string]uint64{}
+	}
+	c.proto[cause]++
+	return c.proto[cause]
+}
+
+func (c *counters) snapshot() stage.SourceStats {
+	c.protoMu.Lock()
+	proto := make(map[string]uint64, len(c.proto))
+	for k, v := range c.proto {
+		proto[k] = v
+	}
+	c.protoMu.Unlock()
+	return stage.SourceStats{
+		Connections: stage.ConnStats{Accepted: c.accepted.Load(), Closed: c.closed.Load(), Refused: c.refused.Load()},
+		ProtocolErrors: proto,
+		Nacks: stage.NackStats{Busy: c.nacks[0].Load(), Invalid: c.nacks[1].Load(), TooLarge: c.nacks[2].Load(),
+			Database: c.nacks[3].Load(), Other: c.nacks[4].Load()},
+		BytesIn: c.bytesIn.Load(),
+		Drops:   stage.DropStats{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load()},
+	}
+}
+
+// logLimit lets one log line through a second: a flood of bad clients or
+// refused records leaves a trace without flooding the log. The lines
+// carry running counts, so what is skipped is not lost from view.
+type logLimit struct {
+	next atomic.Int64 // unix ns before which nothing is logged
+}
+
+// allow reports whether a line may be logged now.
+func (l *logLimit) allow() bool {
+	now := time.Now().UnixNano()
+	next := l.next.Load()
+	return now >= next && l.next.CompareAndSwap(next, now+int64(time.Second))
+}
