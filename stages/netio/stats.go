@@ -70,7 +70,7 @@ func (c *counters) snapshot() stage.SourceStats {
 	}
 	c.protoMu.Unlock()
 	return stage.SourceStats{
-		Connections: stage.ConnStats{Accepted: c.accepted.Load(), Closed: c.closed.Load(), Refused: c.refused.Load()},
+		Connections:    stage.ConnStats{Accepted: c.accepted.Load(), Closed: c.closed.Load(), Refused: c.refused.Load()},
 		ProtocolErrors: proto,
 		Nacks: stage.NackStats{Busy: c.nacks[0].Load(), Invalid: c.nacks[1].Load(), TooLarge: c.nacks[2].Load(),
 			Database: c.nacks[3].Load(), Other: c.nacks[4].Load()},
