@@ -316,7 +316,7 @@ func TestOctetCounted(t *testing.T) {
 	if err := c2.WaitTimeout(wait); err != nil || c2.Acked() != 1 {
 		t.Fatalf("second connection: acked %d, %v", c2.Acked(), err)
 	}
-	src := r.in.Stats().Source
+	src := r.in.Stage().Stats().Source
 	if src == nil {
 		t.Fatal("no source counters in the stage's stats")
 	}
@@ -359,10 +359,10 @@ func TestSyslogFramingOverTCP(t *testing.T) {
 		t.Errorf("protocol error logged with remote %q, want %q", f.String, nc.LocalAddr())
 	}
 	deadline := time.Now().Add(wait)
-	for r.in.Stats().Source.Connections.Closed != 1 && time.Now().Before(deadline) {
+	for r.in.Stage().Stats().Source.Connections.Closed != 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	src := r.in.Stats().Source
+	src := r.in.Stage().Stats().Source
 	// Reads stop after the bad count; what follows it may or may not be read.
 	if read := int(src.BytesIn); read < strings.Index(in, " <13>never") || read > len(in) {
 		t.Errorf("bytes_in %d, want what was read of the %d sent, at least up to the bad count", read, len(in))
