@@ -1,0 +1,247 @@
+package natsq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+)
+
+// Client is a pipeline's connection to NATS, shared by every nats queue
+// of the process. It connects when the first publisher or consumer
+// starts and closes when the last one closes. Build one with NewClient;
+// its methods are safe for concurrent use.
+type Client struct {
+	cfg      Config
+	pipeline string
+	log      *zap.Logger
+
+	mu      sync.Mutex
+	users   int
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	streams map[string]bool // streams this client has created or checked
+}
+
+// NewClient returns a client for the pipeline called pipeline; nothing
+// connects until a queue's publisher or consumer starts. log may be nil.
+func NewClient(cfg Config, pipeline string, log *zap.Logger) *Client {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Client{cfg: cfg, pipeline: pipeline, log: log, streams: map[string]bool{}}
+}
+
+// connName is the connection's default name: which pipeline, where.
+func (c *Client) connName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%s/%d", c.pipeline, host, os.Getpid())
+}
+
+// open connects if need be and counts one user; it retries until ctx
+// ends, logging each failure, as db.postgres does while its database is
+// away at start.
+func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nc == nil {
+		opts, err := c.cfg.options(c.connName())
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts,
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				c.log.Warn("nats: disconnected; reconnecting", zap.String("error", errText(err)))
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				c.log.Info("nats: reconnected", zap.String("server", stage.Redact(nc.ConnectedUrlRedacted())))
+			}),
+			nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+				c.log.Warn("nats: asynchronous error", zap.String("error", errText(err)))
+			}),
+		)
+		url := c.cfg.url()
+		wait := 250 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			nc, err := nats.Connect(url, opts...)
+			if err == nil {
+				c.nc = nc
+				break
+			}
+			c.log.Warn("nats: cannot connect; retrying", zap.String("url", stage.Redact(url)),
+				zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.String("error", errText(err)))
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("connect to %s: %w (last: %v)", stage.Redact(url), ctx.Err(), err)
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+		js, err := jetstream.New(c.nc,
+			jetstream.WithPublishAsyncMaxPending(1<<16),
+			jetstream.WithPublishAsyncTimeout(10*time.Second))
+		if err != nil {
+			c.nc.Close()
+			c.nc = nil
+			return nil, fmt.Errorf("jetstream: %w", err)
+		}
+		c.js = js
+		c.log.Info("nats: connected", zap.String("server", stage.Redact(c.nc.ConnectedUrlRedacted())))
+	}
+	c.users++
+	return c.js, nil
+}
+
+// release gives back what open took; the last user closes the
+// connection, after flushing what is buffered (acks) to the server.
+func (c *Client) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.users--
+	if c.users > 0 || c.nc == nil {
+		return
+	}
+	if err := c.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		c.log.Warn("nats: flush on close", zap.String("error", errText(err)))
+	}
+	c.nc.Close()
+	c.nc, c.js = nil, nil
+}
+
+// connected reports whether the connection is up.
+func (c *Client) connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nc != nil && c.nc.IsConnected()
+}
+
+// jetStream returns the JetStream context while connected, else nil.
+func (c *Client) jetStream() jetstream.JetStream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.js
+}
+
+// errText is err's text with any password in a URL hidden.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return stage.Redact(err.Error())
+}
+
+// Queue is one stage's queue on JetStream, as seen from one process: the
+// stage's events are published to the stream by the stages that route to
+// it (Publisher), and taken from it by the processes that run the stage
+// (Consumer). Build one with Client.Queue.
+type Queue struct {
+	c        *Client
+	stage    string // the stage whose queue this is
+	cfg      QueueConfig
+	overflow port.Overflow
+	capacity int // the local queue's capacity on either side
+	log      *zap.Logger
+
+	ensure sync.Mutex // serialises ensureStreams
+
+	st queueCounters
+}
+
+// Queue returns the queue of the stage named stageName. overflow is the
+// stage's queue.overflow: what a publisher does when the stream is at its
+// limits; capacity is its queue.capacity, the size of the local queue on
+// each side.
+func (c *Client) Queue(stageName string, cfg QueueConfig, overflow port.Overflow, capacity int) *Queue {
+	q := &Queue{c: c, stage: stageName, cfg: cfg.withDefaults(), overflow: overflow, capacity: capacity,
+		log: c.log.With(zap.String("stage", stageName), zap.String("stream", cfg.Stream))}
+	q.st.init()
+	return q
+}
+
+// Stream returns the name of the queue's stream.
+func (q *Queue) Stream() string { return q.cfg.Stream }
+
+// ensureStreams creates the work stream and its dead-letter stream, or
+// updates their limits to the configuration. A stream of that name with
+// another retention (not made by a pipeline) is an error that says so.
+func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error {
+	q.ensure.Lock()
+	defer q.ensure.Unlock()
+	q.c.mu.Lock()
+	done := q.c.streams[q.cfg.Stream]
+	q.c.mu.Unlock()
+	if done {
+		return nil
+	}
+	cfg := q.cfg
+	work := jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: fmt.Sprintf("seda: the queue of stage %q", q.stage),
+		Subjects:    []string{subject(cfg.Stream)},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardNew,
+		Replicas:    cfg.Replicas,
+		MaxMsgs:     cfg.MaxMsgs,
+		MaxBytes:    cfg.MaxBytes,
+		MaxAge:      cfg.MaxAge,
+		Duplicates:  cfg.Duplicates,
+	}
+	dead := jetstream.StreamConfig{
+		Name:        deadStream(cfg.Stream),
+		Description: fmt.Sprintf("seda: dead letters of stage %q (stream %s)", q.stage, cfg.Stream),
+		Subjects:    []string{subject(deadStream(cfg.Stream))},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.DeadMaxAge,
+		Duplicates:  cfg.Duplicates,
+	}
+	for _, sc := range []jetstream.StreamConfig{work, dead} {
+		if err := q.retry(ctx, "create stream "+sc.Name, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	q.c.mu.Lock()
+	q.c.streams[q.cfg.Stream] = true
+	q.c.mu.Unlock()
+	return nil
+}
+
+// retry runs op until it succeeds, fails for a reason retrying cannot
+// mend (the server refused the request), or ctx ends.
+func (q *Queue) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := op(octx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var api *jetstream.APIError
+		if errors.As(err, &api) && api.Code != 503 {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		q.log.Warn("nats: "+what+" failed; retrying", zap.Int("attempt", attempt), zap.String("error", errText(err)))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}

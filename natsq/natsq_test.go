@@ -1,0 +1,313 @@
+package natsq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const wait = 30 * time.Second
+
+// acks records the completions of the events a test source made.
+type acks struct {
+	mu   sync.Mutex
+	errs map[uint64]error
+	done chan struct{}
+	want int
+}
+
+func newAcks(want int) *acks { return &acks{errs: map[uint64]error{}, done: make(chan struct{}), want: want} }
+
+func (a *acks) Complete(ev *stage.Event, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.errs[ev.Seq] = err
+	if len(a.errs) == a.want {
+		close(a.done)
+	}
+}
+
+func (a *acks) wait(t *testing.T) map[uint64]error {
+	t.Helper()
+	select {
+	case <-a.done:
+	case <-time.After(wait):
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		t.Fatalf("%d of %d events finished after %s", len(a.errs), a.want, wait)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.errs
+}
+
+// sink records the events it stores and finishes them with what fail
+// returns (nil: stored).
+type sink struct {
+	mu   sync.Mutex
+	seen map[string]int // payload -> times handled
+	fail func(ev *stage.Event) error
+}
+
+func (s *sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range batch {
+		var err error
+		if s.fail != nil {
+			err = s.fail(ev)
+		}
+		if err == nil {
+			s.seen[string(ev.Payload)]++
+		}
+		ev.Done(err)
+	}
+	return nil
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+// split is one queue seen from a publishing and a consuming side, each
+// with its own client, as two processes would have.
+type split struct {
+	src, pub, cons, store *stage.Stage
+	sink                  *sink
+}
+
+func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *sink) *split {
+	t.Helper()
+	cfg := Config{URL: url}
+	front := NewClient(cfg, "test", nil)
+	back := NewClient(cfg, "test", nil)
+	set.Name, set.Kind = "store", "test.sink"
+	sp := &split{sink: s}
+	sp.src = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	sp.pub = stage.NewHandlerStage(set, front.Queue("store", qc, set.Overflow, set.Capacity).Publisher(), nil)
+	sp.src.Connect(sp.pub, nil)
+	sp.store = stage.NewHandlerStage(set, s, nil)
+	sp.cons = stage.NewSourceStage(stage.Settings{Name: "store~nats"}, back.Queue("store", qc, set.Overflow, set.Capacity).Consumer(), nil)
+	sp.cons.Connect(sp.store, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for _, st := range []*stage.Stage{sp.store, sp.pub, sp.cons} {
+		if err := st.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { sp.stop(t) })
+	return sp
+}
+
+// stop drains as the pipeline does: the consumer stops pulling, the
+// queues close in order, the consumer settles what it took.
+func (sp *split) stop(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := sp.cons.Source().StopInput(ctx); err != nil {
+		t.Errorf("stop input: %v", err)
+	}
+	for _, st := range []*stage.Stage{sp.pub, sp.store} {
+		st.CloseQueue()
+		st.Wait()
+	}
+	if err := sp.cons.Source().Drain(ctx); err != nil {
+		t.Errorf("drain: %v", err)
+	}
+	for _, st := range []*stage.Stage{sp.cons, sp.pub, sp.store} {
+		st.Abort()
+		if err := st.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+}
+
+// send makes n events with fields and hands them to the publisher.
+func (sp *split) send(t *testing.T, from, n int, a *acks) {
+	t.Helper()
+	out := sp.src.NewEmitter()
+	ctx := context.Background()
+	for i := from; i < from+n; i++ {
+		ev := sp.src.NewEvent(fmt.Appendf(nil, `{"id":%d}`, i), uint64(i), stage.Origin{To: a})
+		ev.Fields = map[string]any{"id": int64(i), "big": json18(), "name": fmt.Sprint("n", i)}
+		if err := out.Emit(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Flush(ctx)
+}
+
+func json18() any { return map[string]any{"n": 1.5, "list": []any{"a", true, nil}} }
+
+func TestPublishConsumeAck(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	s := &sink{seen: map[string]int{}}
+	var mu sync.Mutex
+	var fields []map[string]any
+	s.fail = func(ev *stage.Event) error {
+		mu.Lock()
+		fields = append(fields, ev.Fields)
+		mu.Unlock()
+		return nil
+	}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_ack"}, stage.Settings{Batch: 16}, s)
+	const n = 500
+	a := newAcks(n)
+	sp.send(t, 1, n, a)
+	for seq, err := range a.wait(t) {
+		if err != nil {
+			t.Fatalf("event %d: %v", seq, err)
+		}
+	}
+	// Every event acked by the publisher is in the stream or stored.
+	deadline := time.Now().Add(wait)
+	for s.count() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := s.count(); got != n {
+		t.Fatalf("stored %d of %d", got, n)
+	}
+	mu.Lock()
+	f := fields[0]
+	mu.Unlock()
+	if _, ok := f["id"].(int64); !ok {
+		t.Errorf("id decoded as %T, want int64", f["id"])
+	}
+	if big, ok := f["big"].(map[string]any); !ok || fmt.Sprint(big["n"]) != "1.5" {
+		t.Errorf("big = %#v", f["big"])
+	}
+	// Acked messages leave the work stream.
+	js := jsFor(t, srv.URL())
+	waitStream(t, js, "t_ack", 0)
+}
+
+func jsFor(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func waitStream(t *testing.T, js jetstream.JetStream, name string, msgs uint64) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		str, err := js.Stream(ctx, name)
+		var si *jetstream.StreamInfo
+		if err == nil {
+			si, err = str.Info(ctx)
+		}
+		cancel()
+		if err == nil && si.State.Msgs == msgs {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s: want %d messages, have %v (%v)", name, msgs, si, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPoisonGoesToDeadLetters(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		if ev.Fields["id"] == int64(3) {
+			return errors.New("poison")
+		}
+		return nil
+	}}
+	qc := QueueConfig{Stream: "t_dead", MaxDeliver: 2, Backoff: 10 * time.Millisecond}
+	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 4}, s)
+	a := newAcks(5)
+	sp.send(t, 1, 5, a)
+	a.wait(t)
+	js := jsFor(t, srv.URL())
+	waitStream(t, js, "t_dead_dead", 1)
+	waitStream(t, js, "t_dead", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	str, err := js.Stream(ctx, "t_dead_dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := str.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(hdrClass) != DeadMaxDeliver || m.Header.Get(hdrReason) == "" {
+		t.Errorf("dead letter headers: %v", m.Header)
+	}
+	d, err := decodeEvent(m.Data, m.Header)
+	if err != nil || string(d.payload) != `{"id":3}` {
+		t.Errorf("dead letter payload %q, %v", d.payload, err)
+	}
+	if got := s.count(); got != 4 {
+		t.Errorf("stored %d, want 4", got)
+	}
+}
+
+func TestFullStreamRejects(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	cfg := Config{URL: srv.URL()}
+	front := NewClient(cfg, "test", nil)
+	q := front.Queue("store", QueueConfig{Stream: "t_full", MaxMsgs: 10}, port.Reject, 64)
+	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	pub := stage.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject}, q.Publisher(), nil)
+	src.Connect(pub, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := newAcks(25)
+	out := src.NewEmitter()
+	for i := 1; i <= 25; i++ {
+		out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
+	}
+	out.Flush(ctx)
+	busy, ok := 0, 0
+	for _, err := range a.wait(t) {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, stage.ErrBusy):
+			busy++
+		default:
+			t.Errorf("unexpected: %v", err)
+		}
+	}
+	if ok != 10 || busy != 15 {
+		t.Errorf("acked %d, busy %d; want 10 and 15", ok, busy)
+	}
+	if st := q.Stats(); st.Full != 15 || st.Published != 10 {
+		t.Errorf("stats %+v", st)
+	}
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
+}
