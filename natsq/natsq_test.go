@@ -29,7 +29,9 @@ type acks struct {
 	want int
 }
 
-func newAcks(want int) *acks { return &acks{errs: map[uint64]error{}, done: make(chan struct{}), want: want} }
+func newAcks(want int) *acks {
+	return &acks{errs: map[uint64]error{}, done: make(chan struct{}), want: want}
+}
 
 func (a *acks) Complete(ev *stage.Event, err error) {
 	a.mu.Lock()
