@@ -58,12 +58,13 @@ func Fields() []stage.Field {
 			{Name: "key", Type: stage.String, Doc: "PEM key of the client certificate"},
 			{Name: "server_name", Type: stage.String, Doc: "name to verify the server's certificate against"},
 		}},
-		{Name: "connect_timeout", Type: stage.Duration, Default: "5s", Doc: "bound on one connection attempt; the pipeline retries until it connects"},
+		{Name: "connect_timeout", Type: stage.Duration, Default: 5 * time.Second, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "bound on one connection attempt; the pipeline retries until it connects"},
 	}
 }
 
 // ConfigFrom reads the `nats:` section as decoded by the loader.
 func ConfigFrom(c stage.Config) Config {
+	c, _ = stage.Bind(Fields(), c) // defaults filled; a bad value was reported when decoded
 	t := c.Object("tls")
 	return Config{
 		URL: c.String("url"), Name: c.String("name"), Creds: c.String("creds"), NKey: c.String("nkey"),
@@ -176,23 +177,43 @@ type QueueConfig struct {
 // nats, besides transport and stream, with their defaults.
 func QueueFields() []stage.Field {
 	return []stage.Field{
-		{Name: "replicas", Type: stage.Int, Default: "1", Doc: "nats: replicas of the stream (1, 3 or 5 in a cluster)"},
-		{Name: "max_msgs", Type: stage.Int, Default: "1000000", Doc: "nats: messages the stream holds at most; then publishers see a full queue (discard new); 0: no limit"},
-		{Name: "max_bytes", Type: stage.Size, Default: "1GiB", Doc: "nats: bytes the stream holds at most (discard new); 0: no limit"},
-		{Name: "max_age", Type: stage.Duration, Default: "0s", Doc: "nats: messages older than this are dropped unconsumed; 0: never"},
-		{Name: "duplicates", Type: stage.Duration, Default: "2m", Doc: "nats: window in which a retried publish (same Nats-Msg-Id) is stored once"},
-		{Name: "max_deliver", Type: stage.Int, Default: "5", Doc: "nats: deliveries of a message that keeps failing before it goes to the dead-letter stream STREAM_dead"},
-		{Name: "ack_wait", Type: stage.Duration, Default: "30s", Doc: "nats: a delivered message not finished this long is delivered again (to any process)"},
-		{Name: "backoff", Type: stage.Duration, Default: "1s", Doc: "nats: delay before a failed message is delivered again; doubled at each failure"},
-		{Name: "max_backoff", Type: stage.Duration, Default: "1m", Doc: "nats: longest delay before a failed message is delivered again"},
-		{Name: "max_ack_pending", Type: stage.Int, Default: "16384", Doc: "nats: messages delivered and not yet finished, over every process running the stage"},
-		{Name: "dead_max_age", Type: stage.Duration, Default: "168h", Doc: "nats: how long the dead-letter stream keeps a message; 0: for ever"},
+		{Name: "replicas", Type: stage.Int, Default: 1, Range: stage.Between(1, 5), Doc: "nats: replicas of the stream (3 or 5 in a cluster)"},
+		{Name: "max_msgs", Type: stage.Int, Default: 1_000_000, Range: stage.AtLeast(0), Doc: "nats: messages the stream holds at most; then publishers see a full queue (discard new); 0: no limit"},
+		{Name: "max_bytes", Type: stage.Size, Default: int64(1 << 30), Doc: "nats: bytes the stream holds at most (discard new); 0: no limit"},
+		{Name: "max_age", Type: stage.Duration, Default: time.Duration(0), Doc: "nats: messages older than this are dropped unconsumed; 0: never"},
+		{Name: "duplicates", Type: stage.Duration, Default: 2 * time.Minute, Range: stage.AtLeast(int64(time.Second)), Doc: "nats: window in which a retried publish (same Nats-Msg-Id) is stored once"},
+		{Name: "max_deliver", Type: stage.Int, Default: 5, Range: stage.Between(1, 1000), Doc: "nats: deliveries of a message that keeps failing before it goes to the dead-letter stream STREAM_dead"},
+		{Name: "ack_wait", Type: stage.Duration, Default: 30 * time.Second, Range: stage.AtLeast(int64(time.Second)), Doc: "nats: a delivered message not finished this long is delivered again (to any process)"},
+		{Name: "backoff", Type: stage.Duration, Default: time.Second, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: delay before a failed message is delivered again; doubled at each failure"},
+		{Name: "max_backoff", Type: stage.Duration, Default: time.Minute, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: longest delay before a failed message is delivered again"},
+		{Name: "max_ack_pending", Type: stage.Int, Default: 16384, Range: stage.Between(1, 1<<24), Doc: "nats: messages delivered and not yet finished, over every process running the stage"},
+		{Name: "dead_max_age", Type: stage.Duration, Default: 7 * 24 * time.Hour, Doc: "nats: how long the dead-letter stream keeps a message; 0: for ever"},
 	}
+}
+
+// TransportField and StreamField are the keys of a stage's `queue:` that
+// put it on JetStream.
+func TransportField() stage.Field {
+	return stage.Field{Name: "transport", Type: stage.String, Default: "local", Enum: []string{"local", "nats"},
+		Doc: "local: an in-process port; nats: a JetStream stream (queue.stream), so that the stage may run in other processes"}
+}
+
+// StreamField is the key naming a nats queue's stream.
+func StreamField() stage.Field {
+	return stage.Field{Name: "stream", Type: stage.String, Doc: "transport nats: the JetStream stream (work-queue retention, file storage; dead letters in STREAM_dead)"}
 }
 
 // QueueConfigFrom reads a stage's queue keys as decoded by the loader
 // (stream and the keys of QueueFields).
 func QueueConfigFrom(c stage.Config) QueueConfig {
+	fields := append(QueueFields(), StreamField())
+	var sub stage.Config
+	for _, f := range fields {
+		if v, ok := c.Value(f.Name); ok {
+			sub.Set(f.Name, v)
+		}
+	}
+	c, _ = stage.Bind(fields, sub) // defaults filled; a bad value was reported when decoded
 	return QueueConfig{
 		Stream:        c.String("stream"),
 		Replicas:      c.Int("replicas"),

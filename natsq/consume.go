@@ -40,7 +40,7 @@ func (q *Queue) Consumer() stage.Source { return &consumer{q: q} }
 
 type consumer struct {
 	q      *Queue
-	rt     *stage.Stage
+	rt     stage.SourceRuntime
 	out    *stage.Outputs
 	opened bool
 	js     jetstream.JetStream
@@ -75,7 +75,7 @@ type inflight struct {
 
 // Start connects, makes sure the streams and the durable consumer exist,
 // and starts pulling.
-func (c *consumer) Start(ctx context.Context, rt *stage.Stage) error {
+func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	q := c.q
 	c.rt = rt
 	c.out = rt.NewEmitter()

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -17,6 +18,7 @@ type Config struct {
 	Admin  AdminConfig
 	Log    LogConfig
 	Drain  time.Duration  // drain deadline for phase one of Stop; 0 means 30s
+	Nats   natsq.Config   // the connection of the stages whose queue is on NATS
 	Stages []*StageConfig // in file order
 }
 
@@ -47,7 +49,10 @@ type StageConfig struct {
 	Routes   []string
 	Settings stage.Settings // common knobs (Name and Kind repeated there)
 	Config   stage.Config   // the kind's own fields, defaults filled in
-	Pos      Pos            // where the stage's name is written
+	// Nats, when set, puts the stage's queue on NATS JetStream
+	// (queue.transport nats): the stage may then run in other processes.
+	Nats *natsq.QueueConfig
+	Pos  Pos // where the stage's name is written
 	// FieldPos maps a dotted field path ("dsn", "batch.max",
 	// "routes.1.next") to where its value is written, so that errors found
 	// after loading can point at it.

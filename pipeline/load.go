@@ -77,6 +77,7 @@ func topFields() []stage.Field {
 			{Name: "format", Type: stage.String, Default: "console", Enum: []string{"console", "json"}, Doc: "console: for people; json: one object per line"},
 		}},
 		{Name: "drain", Type: stage.Duration, Default: DefaultDrain, Doc: "on stop, how long queued events may take to finish before the rest is cancelled"},
+		natsField(),
 	}
 }
 
@@ -258,6 +259,7 @@ func (l *loader) load(data []byte) *Config {
 	lg := top.Object("log")
 	cfg.Log = LogConfig{Level: lg.String("level"), Format: lg.String("format")}
 	cfg.Drain = top.Duration("drain")
+	l.natsSection(sc, top, cfg)
 
 	switch {
 	case l.overBudget:

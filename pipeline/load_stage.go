@@ -109,7 +109,7 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 		break
 	}
 
-	common := stage.CommonFields()
+	common := stageFields()
 	fields := common
 	accepts := "every stage takes " + fieldNames(common)
 	if kind != nil {
@@ -159,6 +159,7 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 	if q.String("overflow") == "reject" {
 		s.Settings.Overflow = port.Reject
 	}
+	l.queueTransport(sc, s, q, kind)
 	if s.Settings.Inline {
 		for _, k := range []string{"workers", "concurrency", "queue", "batch"} {
 			if all.Has(k) {

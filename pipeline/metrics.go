@@ -17,6 +17,7 @@ type collector struct {
 
 	// Sources' own counters (stage.SourceStats).
 	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
+	nats                                             natsDescs // queues on NATS (nats.go)
 }
 
 func newCollector(p *Pipeline) *collector {
@@ -48,6 +49,7 @@ func newCollector(p *Pipeline) *collector {
 		srcBytes: d("pipeline_source_bytes_in_total", "Bytes a source read from its clients.", stage),
 		srcDrops: d("pipeline_source_drops_total",
 			"Records a source lost without telling the sender, by reason.", []string{"stage", "reason"}),
+		nats: newNatsDescs(d),
 	}
 }
 
@@ -58,6 +60,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops} {
 		ch <- d
 	}
+	c.nats.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -100,6 +103,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.srcDrops, src.Drops.QueueFull, n, "queue_full")
 			counter(c.srcDrops, src.Drops.Oversized, n, "oversized")
 			counter(c.srcDrops, src.Drops.SocketOverrun, n, "socket_overrun")
+		}
+		if st.Nats != nil {
+			c.nats.collect(ch, n, st.Nats)
 		}
 	}
 }

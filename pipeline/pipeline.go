@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -32,6 +33,11 @@ type Options struct {
 	DrainTimeout time.Duration
 	// AdminListen, when set, overrides Config.Admin.Listen.
 	AdminListen string
+	// Stages, when not empty, names the stages this process runs (pipectl
+	// run --stages): the others run in other processes. A route between a
+	// stage that runs and one that does not must lead to a stage whose
+	// queue is on NATS (queue.transport nats); New reports any other.
+	Stages []string
 }
 
 // Pipeline is a set of connected stages built from a Config, with the
@@ -47,10 +53,12 @@ type Pipeline struct {
 	admin  AdminConfig
 
 	// Built once by New, read-only afterwards.
-	stages   []stage.Lifecycle // file order
+	stages   []stage.Lifecycle // the stages run here, with the stand-ins and consumers of nats queues
 	byName   map[string]*stage.Stage
 	isSource []bool
-	order    []int // topological: every stage after all of its upstream stages
+	order    []int         // topological: every stage after all of its upstream stages
+	shown    []shown       // what /stats lists, in file order
+	nats     *natsq.Client // nil when no queue is on NATS
 
 	// start serialises Start against the beginning of Stop, so that Stop
 	// sees a pipeline that is either not started or completely started.
@@ -155,35 +163,33 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc)})
 	}
 	routes, order := checkTopology(nodes, fail)
+	run := selectStages(cfg.File, nodes, opts.Stages, fail)
 	// Build every stage whose kind is known even when the topology is
 	// wrong, so that all the problems are reported at once.
-	for _, n := range nodes {
-		if n.kind == nil {
+	built := make([]stage.Lifecycle, len(nodes))
+	for i, n := range nodes {
+		if n.kind == nil || !run[i] {
 			continue
 		}
-		st, ok := p.build(n.cfg, n.kind, fail)
-		if !ok {
-			continue
+		if st, ok := p.build(n.cfg, n.kind, fail); ok {
+			built[i] = st
+			p.byName[n.cfg.Name] = st.Stage()
 		}
-		p.stages = append(p.stages, st)
-		p.isSource = append(p.isSource, st.IsSource())
-		p.byName[n.cfg.Name] = st.Stage()
 	}
 	if len(errs) > 0 {
-		for _, st := range p.stages {
-			p.closeHandler(st)
+		for _, st := range built {
+			if st.Stage() != nil {
+				p.closeHandler(st)
+			}
 		}
 		return nil, errs
 	}
-	p.order = order
-	for i, st := range p.stages {
-		next := p.byName[nodes[i].cfg.Next]
-		rs := make(map[string]*stage.Stage, len(routes[i]))
-		for _, r := range routes[i] {
-			rs[r] = p.byName[r]
+	for name, st := range p.byName {
+		if st == nil {
+			delete(p.byName, name) // runs in another process
 		}
-		st.Connect(next, rs)
 	}
+	p.assemble(cfg, nodes, routes, order, run, built)
 	p.started = make([]bool, len(p.stages))
 	return p, nil
 }
@@ -311,9 +317,9 @@ func (p *Pipeline) Stats() Stats {
 		s.UptimeS = time.Since(p.began).Seconds()
 	}
 	p.mu.Unlock()
-	s.Stages = make([]stage.Stats, len(p.stages))
-	for i, st := range p.stages {
-		s.Stages[i] = st.Stage().Stats()
+	s.Stages = make([]stage.Stats, len(p.shown))
+	for i, sh := range p.shown {
+		s.Stages[i] = sh.stats()
 	}
 	return s
 }

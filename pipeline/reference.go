@@ -26,7 +26,7 @@ func WriteReference(w io.Writer, reg *stage.Registry) error {
 	}), true)
 	bw.WriteString("\n## Keys of every stage\n\n")
 	bw.WriteString("Every stage takes these keys besides its kind's own. `batch: N` is short for `batch: {max: N}`. Values may use `${VAR}` or `${VAR:-default}` (the environment; unset means empty) and `$$` for a literal `$`.\n\n")
-	writeFieldTable(bw, stage.CommonFields(), false)
+	writeFieldTable(bw, stageFields(), false)
 	var kinds []*stage.Kind
 	if reg != nil {
 		kinds = reg.Kinds()

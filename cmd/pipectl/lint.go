@@ -14,7 +14,8 @@ import (
 )
 
 func newLintCmd() *cobra.Command {
-	return &cobra.Command{
+	var stages []string
+	cmd := &cobra.Command{
 		Use:   "lint FILE...",
 		Short: "Check pipeline files; print FILE:LINE:COL: message for each problem",
 		Long: `Lint loads each file as run would, strictly (unknown keys and kinds, dangling
@@ -22,7 +23,9 @@ next names, missing fields, bad sizes and durations), and builds every stage
 without starting it, so that each kind checks its own fields. It prints every
 problem as FILE:LINE:COL: message and exits 1 if there was any, else prints
 "ok". An empty db.postgres dsn is not a problem: run starts a local
-PostgreSQL for it.`,
+PostgreSQL for it. With --stages, the files are checked as run --stages
+would run them: a route between a stage that runs and one that does not
+must lead to a stage whose queue is on NATS.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			reg, err := newRegistry()
@@ -31,7 +34,7 @@ PostgreSQL for it.`,
 			}
 			bad := false
 			for _, f := range files {
-				if lintFile(cmd.Context(), cmd.OutOrStdout(), f, reg) {
+				if lintFile(cmd.Context(), cmd.OutOrStdout(), f, reg, stages) {
 					bad = true
 				}
 			}
@@ -42,18 +45,20 @@ PostgreSQL for it.`,
 			return err
 		},
 	}
+	cmd.Flags().StringSliceVar(&stages, "stages", nil, "check the files as run --stages would run them")
+	return cmd
 }
 
 // lintFile prints the problems of one file to w and reports whether there
 // were any.
-func lintFile(ctx context.Context, w io.Writer, file string, reg *stage.Registry) bool {
+func lintFile(ctx context.Context, w io.Writer, file string, reg *stage.Registry, stages []string) bool {
 	cfg, err := pipeline.Load(file, reg)
 	if err == nil {
 		for _, sc := range throwawayStages(cfg) {
 			sc.Config.Set("dsn", lintDSN)
 		}
 		var p *pipeline.Pipeline
-		p, err = pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+		p, err = pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop(), Stages: stages})
 		if err == nil {
 			// Stop before Start only closes the handlers New made.
 			_, err = p.Stop(ctx)

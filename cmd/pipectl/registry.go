@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
@@ -41,6 +42,21 @@ func throwawayStages(cfg *pipeline.Config) []*pipeline.StageConfig {
 	var out []*pipeline.StageConfig
 	for _, sc := range cfg.Stages {
 		if sc.Kind == db.Kind && sc.Config.String("dsn") == "" {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// running returns the stages of scs that run in this process: all of
+// them when names (pipectl run --stages) is empty.
+func running(scs []*pipeline.StageConfig, names []string) []*pipeline.StageConfig {
+	if len(names) == 0 {
+		return scs
+	}
+	var out []*pipeline.StageConfig
+	for _, sc := range scs {
+		if slices.Contains(names, sc.Name) {
 			out = append(out, sc)
 		}
 	}

@@ -26,6 +26,7 @@ type runFlags struct {
 	keepDB    bool
 	admin     string
 	drain     time.Duration
+	stages    []string
 }
 
 // defaultDataDir is where pipectl run keeps its local PostgreSQL, under
@@ -54,7 +55,13 @@ a temporary directory instead, removed on exit.
 As root, PostgreSQL runs as the OS user postgres; when a directory above
 --data-dir does not let that user through (mode 0700, as /root and mktemp
 directories are), run gives it search permission there, and only that,
-through an ACL entry, and says so.`,
+through an ACL entry, and says so.
+
+--stages a,b runs only those stages: a pipeline split across processes
+(and machines) runs the same file in each, with different --stages and
+--admin. A route between a stage that runs and one that does not must
+lead to a stage whose queue is on NATS JetStream (queue: {transport: nats,
+stream: NAME}); run and lint refuse any other.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.ephemeral && cmd.Flags().Changed("data-dir") {
@@ -71,6 +78,7 @@ through an ACL entry, and says so.`,
 	_ = fl.MarkHidden("keep-db")
 	fl.StringVar(&f.admin, "admin", "", "admin endpoint address, overriding the file's admin.listen")
 	fl.DurationVar(&f.drain, "drain", 0, "drain deadline, overriding the file's (default 30s)")
+	fl.StringSliceVar(&f.stages, "stages", nil, "run only these stages (comma-separated); the others run in other processes, joined by queues on NATS")
 	return cmd
 }
 
@@ -96,7 +104,7 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 
-	if need := throwawayStages(cfg); len(need) > 0 {
+	if need := running(throwawayStages(cfg), f.stages); len(need) > 0 {
 		srv, err := startLocalDB(ctx, sig, f, out)
 		if err != nil {
 			return err
@@ -138,7 +146,7 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if drain <= 0 {
 		drain = pipeline.DefaultDrain
 	}
-	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, DrainTimeout: drain, AdminListen: f.admin})
+	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, DrainTimeout: drain, AdminListen: f.admin, Stages: f.stages})
 	if err != nil {
 		return reportConfigErrors(errw, err)
 	}
@@ -169,6 +177,15 @@ func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 			if a := st.Addr(); a != nil {
 				fmt.Fprintf(out, "  %s (%s) listening on %s\n", sc.Name, sc.Kind, a)
 			}
+		}
+	}
+	for _, st := range p.Stats().Stages {
+		if ns := st.Nats; ns != nil {
+			role := "consuming from"
+			if st.Remote {
+				role = "publishing to"
+			}
+			fmt.Fprintf(out, "  %s (%s) %s NATS stream %s\n", st.Name, st.Kind, role, ns.Stream)
 		}
 	}
 	if a := p.AdminAddr(); a != "" {

@@ -1,0 +1,170 @@
+package pipeline
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/internal/natstest"
+)
+
+// natsYAML is a pipeline whose store stage's queue is a JetStream stream.
+func natsYAML(url string, count int) string {
+	return `name: split
+nats: {url: "` + url + `"}
+stages:
+  src:
+    kind: test.seq
+    count: ` + strconv.Itoa(count) + `
+    next: mid
+  mid:
+    kind: test.pass
+    next: store
+  store:
+    kind: test.finish
+    batch: 32
+    queue: {transport: nats, stream: t_split, ack_wait: 5s}
+`
+}
+
+
+func natsNew(t *testing.T, src string, stages ...string) (*Pipeline, *rtHub) {
+	t.Helper()
+	reg, hub := rtRegistry(t)
+	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop(), Stages: stages})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _ = p.Stop(ctx)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return p, hub
+}
+
+func TestNatsQueueInOneProcess(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 1000
+	p, hub := natsNew(t, natsYAML(srv.URL(), n))
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	waitUntil(t, "every event acked", func() bool { return src.ok.Load() == n })
+	waitUntil(t, "store.out", func() bool { return rtStageStats(t, p.Stats(), "store").Out == n })
+	st := rtStageStats(t, p.Stats(), "store")
+	if st.Nats == nil || !st.Nats.Consuming || !st.Nats.Publishing || st.Queue.Transport != "nats" {
+		t.Fatalf("store stats: %+v", st)
+	}
+	rtStop(t, p)
+	if src.missing() != 0 || src.dups.Load() != 0 || src.failed.Load() != 0 {
+		t.Fatalf("missing %d, dups %d, failed %d", src.missing(), src.dups.Load(), src.failed.Load())
+	}
+}
+
+func TestNatsSplitAcrossPipelines(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 2000
+	yaml := natsYAML(srv.URL(), n)
+	front, hub := natsNew(t, yaml, "src", "mid")
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	// Acked once in the stream, before any process consumes it.
+	waitUntil(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	fs := front.Stats()
+	if len(fs.Stages) != 3 {
+		t.Fatalf("front stats list %d stages, want src, mid and the remote store", len(fs.Stages))
+	}
+	store := rtStageStats(t, fs, "store")
+	if !store.Remote || store.Nats == nil || store.Nats.Published != n || store.Out != n {
+		t.Fatalf("front's store: %+v", store)
+	}
+	waitUntil(t, "the stream's depth", func() bool {
+		return rtStageStats(t, front.Stats(), "store").Queue.Depth == n
+	})
+	rtStop(t, front)
+
+	// Two backs share the stream.
+	b1, _ := natsNew(t, yaml, "store")
+	b2, _ := natsNew(t, yaml, "store")
+	waitUntil(t, "the backs to store every event", func() bool {
+		return rtStageStats(t, b1.Stats(), "store").Out+rtStageStats(t, b2.Stats(), "store").Out == n
+	})
+	rtStop(t, b1)
+	rtStop(t, b2)
+	if len(b1.Stats().Stages) != 1 {
+		t.Fatalf("a back lists %d stages, want store only", len(b1.Stats().Stages))
+	}
+}
+
+func TestPartialRunErrors(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	src := `name: t
+stages:
+  src:
+    kind: test.seq
+    next: mid
+  mid:
+    kind: test.pass
+    next: store
+  store:
+    kind: test.finish
+`
+	cfg, err := Parse("p.yaml", []byte(src), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		stages []string
+		want   string
+	}{
+		{[]string{"src", "mid"}, `p.yaml:8:11: stage "mid": the route to "store" crosses processes ("mid" runs here, "store" does not)`},
+		{[]string{"store"}, `p.yaml:8:11: stage "mid": the route to "store" crosses processes ("store" runs here, "mid" does not)`},
+		{[]string{"src", "stor"}, `p.yaml: --stages: no stage named "stor" (did you mean "store"?)`},
+	} {
+		_, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop(), Stages: tc.stages})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("stages %v: got %v, want %q", tc.stages, err, tc.want)
+		}
+	}
+}
+
+func TestNatsQueueLoadErrors(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	const head = "name: t\nstages:\n  src: {kind: test.seq, next: store}\n"
+	for _, tc := range []struct{ src, want string }{
+		{"  store: {kind: test.finish, queue: {stream: x}}\n", `4:46: stage "store": queue.stream applies to a queue on NATS only`},
+		{"  store: {kind: test.finish, queue: {transport: nats}}\n", `4:49: stage "store": queue.stream: a nats queue needs a stream name`},
+		{"  store: {kind: test.finish, queue: {transport: nats, stream: a.b}}\n", `4:63: stage "store": queue.stream: stream name "a.b"`},
+		{"  store: {kind: test.finish, queue: {transport: natz, stream: a}}\n", `4:49: stage "store": queue.transport: want local or nats, got "natz"`},
+		{"  store: {kind: test.finish, queue: {transport: nats, stream: a, max_deliver: 0}}\n", `4:79: stage "store": queue.max_deliver`},
+	} {
+		_, err := Parse("p.yaml", []byte(head+tc.src), reg, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Count(err.Error(), "\n") > 0 {
+			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
