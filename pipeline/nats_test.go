@@ -31,7 +31,6 @@ stages:
 `
 }
 
-
 func natsNew(t *testing.T, src string, stages ...string) (*Pipeline, *rtHub) {
 	t.Helper()
 	reg, hub := rtRegistry(t)
