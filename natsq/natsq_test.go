@@ -89,8 +89,9 @@ func (s *sink) count() int {
 // split is one queue seen from a publishing and a consuming side, each
 // with its own client, as two processes would have.
 type split struct {
-	src, pub, cons, store *stage.Stage
-	sink                  *sink
+	src              *stage.Stage
+	pub, cons, store stage.Lifecycle
+	sink             *sink
 }
 
 func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *sink) *split {
@@ -100,15 +101,16 @@ func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *s
 	back := NewClient(cfg, "test", nil)
 	set.Name, set.Kind = "store", "test.sink"
 	sp := &split{sink: s}
-	sp.src = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	sp.pub = stage.NewHandlerStage(set, front.Queue("store", qc, set.Overflow, set.Capacity).Publisher(), nil)
-	sp.src.Connect(sp.pub, nil)
-	sp.store = stage.NewHandlerStage(set, s, nil)
-	sp.cons = stage.NewSourceStage(stage.Settings{Name: "store~nats"}, back.Queue("store", qc, set.Overflow, set.Capacity).Consumer(), nil)
-	sp.cons.Connect(sp.store, nil)
+	var srcLife stage.Lifecycle
+	sp.src, srcLife = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	_, sp.pub = stage.NewHandlerStage(set, front.Queue("store", qc, set.Overflow, set.Capacity).Publisher(), nil)
+	srcLife.Connect(sp.pub.Stage(), nil)
+	_, sp.store = stage.NewHandlerStage(set, s, nil)
+	_, sp.cons = stage.NewSourceStage(stage.Settings{Name: "store"}, back.Queue("store", qc, set.Overflow, set.Capacity).Consumer(), nil)
+	sp.cons.Connect(sp.store.Stage(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	for _, st := range []*stage.Stage{sp.store, sp.pub, sp.cons} {
+	for _, st := range []stage.Lifecycle{sp.store, sp.pub, sp.cons} {
 		if err := st.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -122,17 +124,17 @@ func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *s
 func (sp *split) stop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := sp.cons.Source().StopInput(ctx); err != nil {
+	if err := sp.cons.StopInput(ctx); err != nil {
 		t.Errorf("stop input: %v", err)
 	}
-	for _, st := range []*stage.Stage{sp.pub, sp.store} {
+	for _, st := range []stage.Lifecycle{sp.pub, sp.store} {
 		st.CloseQueue()
 		st.Wait()
 	}
-	if err := sp.cons.Source().Drain(ctx); err != nil {
+	if err := sp.cons.Drain(ctx); err != nil {
 		t.Errorf("drain: %v", err)
 	}
-	for _, st := range []*stage.Stage{sp.cons, sp.pub, sp.store} {
+	for _, st := range []stage.Lifecycle{sp.cons, sp.pub, sp.store} {
 		st.Abort()
 		if err := st.Close(); err != nil {
 			t.Errorf("close: %v", err)
@@ -277,9 +279,9 @@ func TestFullStreamRejects(t *testing.T) {
 	cfg := Config{URL: srv.URL()}
 	front := NewClient(cfg, "test", nil)
 	q := front.Queue("store", QueueConfig{Stream: "t_full", MaxMsgs: 10}, port.Reject, 64)
-	src := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	pub := stage.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject}, q.Publisher(), nil)
-	src.Connect(pub, nil)
+	src, srcLife := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	_, pub := stage.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject}, q.Publisher(), nil)
+	srcLife.Connect(pub.Stage(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := pub.Start(ctx); err != nil {
