@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/stagedserver/seda/bench/loadgen"
+	"github.com/stagedserver/seda/internal/loadgen"
 )
 
 // Variant names.

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stagedserver/seda/bench/b3"
-	"github.com/stagedserver/seda/bench/loadgen"
+	"github.com/stagedserver/seda/internal/loadgen"
 )
 
 // Target of docs/BENCHMARKS.md: acked rows/s under overload over the sustained

@@ -20,7 +20,7 @@ import (
 
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/b4"
-	"github.com/stagedserver/seda/bench/loadgen"
+	"github.com/stagedserver/seda/internal/loadgen"
 )
 
 // Contender names.

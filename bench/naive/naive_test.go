@@ -8,8 +8,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stagedserver/seda/bench/b3"
-	"github.com/stagedserver/seda/bench/loadgen"
 	"github.com/stagedserver/seda/bench/naive"
+	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/internal/wire"
 )

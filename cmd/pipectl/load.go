@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/stagedserver/seda/bench/loadgen"
+	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/internal/wire"
 )
 
