@@ -1,7 +1,8 @@
 # Targets for a fresh Debian machine, run as root, with Go in /usr/local/go.
 #   make run    install PostgreSQL if missing, build bin/pipectl, run pipeline.yaml
 #   make test   vet, staticcheck, race tests, short fuzz runs
-#   make bench  the benchmark suite, results in bench/RESULTS.md
+#   make bench  the benchmark suite (bench/cmd/sedabench), results in bench/RESULTS.md;
+#               BENCH='--only b1,b2 --runs 7' passes flags
 #   make lint   gofmt, vet, staticcheck
 #   make docs   regenerate README.md's YAML reference
 SHELL := /bin/bash
@@ -10,6 +11,7 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
 PIPELINE ?= pipeline.yaml
 FUZZTIME ?= 10s
+BENCH ?=
 
 .PHONY: all build run test vet staticcheck race fuzz bench lint fmt-check docs clean
 
@@ -44,9 +46,10 @@ race:
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
-bench: build
+bench:
+	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-rsyslog.sh
-	bin/pipectl bench
+	go run ./bench/cmd/sedabench $(BENCH)
 
 fmt-check:
 	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l); \

@@ -9,12 +9,12 @@ package b1
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/port"
 )
 
@@ -186,24 +186,7 @@ func (r Result) Ratios() []float64 {
 }
 
 // Met reports whether the median ratio reaches the target.
-func (r Result) Met() bool { return Summarize(r.Ratios()).Median >= r.Target }
-
-// Summary is the minimum, median and maximum of a set of figures.
-type Summary struct{ Min, Median, Max float64 }
-
-// Summarize returns the Summary of xs; the zero Summary if xs is empty.
-func Summarize(xs []float64) Summary {
-	if len(xs) == 0 {
-		return Summary{}
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	m := s[len(s)/2]
-	if len(s)%2 == 0 {
-		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return Summary{Min: s[0], Median: m, Max: s[len(s)-1]}
-}
+func (r Result) Met() bool { return report.Median(r.Ratios()) >= r.Target }
 
 // Run runs the configured cases, each Runs times, alternating port and
 // channel (the side that goes first alternates too). It stops between runs
@@ -250,23 +233,19 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return results, nil
 }
 
-// Table formats results as the Markdown table of bench/RESULTS.md: items/s
-// in millions as min / median / max, and the ratios likewise.
-func Table(rs []Result) string {
+// Markdown renders results as the body of B1's section of
+// bench/RESULTS.md.
+func Markdown(rs []Result) string {
 	var b strings.Builder
-	b.WriteString("| case | port Mitems/s (min / med / max) | channel Mitems/s (min / med / max) | ratio (min / med / max) | target | met |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- |\n")
-	m := func(xs []float64, scale float64, prec int) string {
-		s := Summarize(xs)
-		return fmt.Sprintf("%.*f / **%.*f** / %.*f", prec, s.Min/scale, prec, s.Median/scale, prec, s.Max/scale)
-	}
+	b.WriteString("| case | port items/s (median) | channel items/s (median) | ratio min / median / max | target | met |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range rs {
-		met := "no"
-		if r.Met() {
-			met = "yes"
-		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≥ %.1f | %s |\n", r.Case,
-			m(r.PortItemsPerSec, 1e6, 1), m(r.ChanItemsPerSec, 1e6, 1), m(r.Ratios(), 1, 2), r.Target, met)
+			report.Rate(report.Median(r.PortItemsPerSec)), report.Rate(report.Median(r.ChanItemsPerSec)),
+			report.Summarize(r.Ratios()).Ratios(), r.Target, report.Met(r.Met()))
+	}
+	if len(rs) > 0 {
+		fmt.Fprintf(&b, "\n%d runs per case, port and channel alternating.\n", len(rs[0].Ratios()))
 	}
 	return b.String()
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,35 +24,15 @@ func TestRunSmall(t *testing.T) {
 			t.Fatalf("%s: %+v", r.Case, r)
 		}
 	}
+	md := Markdown(rs)
+	for _, c := range Cases() {
+		if !strings.Contains(md, "| "+c.Name+" |") {
+			t.Errorf("no row for %s:\n%s", c.Name, md)
+		}
+	}
 	if _, err := Run(context.Background(), Config{Cases: []string{"nope"}}); err == nil {
 		t.Fatal("unknown case accepted")
 	}
-}
-
-func TestSummarize(t *testing.T) {
-	if s := Summarize([]float64{3, 1, 2, 10}); s != (Summary{1, 2.5, 10}) {
-		t.Fatal(s)
-	}
-}
-
-// TestReport prints the B1 table for bench/RESULTS.md when B1_RUNS is set:
-//
-//	B1_RUNS=7 go test -run TestReport -v ./bench/b1/
-func TestReport(t *testing.T) {
-	runs, _ := strconv.Atoi(os.Getenv("B1_RUNS"))
-	if runs == 0 {
-		t.Skip("set B1_RUNS to run B1")
-	}
-	items, _ := strconv.Atoi(os.Getenv("B1_ITEMS"))
-	var cases []string
-	if c := os.Getenv("B1_CASES"); c != "" {
-		cases = []string{c}
-	}
-	rs, err := Run(context.Background(), Config{Runs: runs, Items: items, Cases: cases})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Print(Table(rs))
 }
 
 // TestGuardRails prints B1's guard rails when B1_RUNS is set.

@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/port"
 )
 
@@ -39,25 +38,11 @@ func IdleCPU(workers int, d time.Duration) (float64, error) {
 		time.Sleep(time.Millisecond)
 	}
 	runtime.GC() // so that a collection started by the setup does not count
-	before, err := cpuTime()
-	if err != nil {
-		return 0, err
-	}
+	before := measure.CPU()
 	start := time.Now()
 	time.Sleep(d)
-	after, err := cpuTime()
-	if err != nil {
-		return 0, err
-	}
+	after := measure.CPU()
 	return (after - before).Seconds() / time.Since(start).Seconds(), nil
-}
-
-func cpuTime() (time.Duration, error) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("b1: getrusage: %w", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // Latencies are hand-off latencies, from just before Post (or send) to just

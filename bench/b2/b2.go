@@ -17,14 +17,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/bench/measure"
+	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 )
@@ -113,9 +114,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			if side == Channels {
 				run = RunChannels
 			}
-			cpu0 := cpuTime()
+			cpu0 := measure.CPU()
 			took, err := run(ctx, cfg)
-			cpu := cpuTime() - cpu0
+			cpu := measure.CPU() - cpu0
 			if err != nil {
 				return rs, err
 			}
@@ -125,38 +126,63 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return rs, nil
 }
 
-// Summary is the spread of one side's runs, in items per second.
-type Summary struct {
-	Min, Median, Max float64
-	Runs             int
-}
-
-// Summarize returns the spread of the runs of side.
-func Summarize(rs []Result, side string) Summary {
+// Rates returns the items/s of side's runs, in run order.
+func Rates(rs []Result, side string) []float64 {
 	var v []float64
 	for _, r := range rs {
 		if r.Side == side {
 			v = append(v, r.ItemsPerSec())
 		}
 	}
-	if len(v) == 0 {
-		return Summary{}
-	}
-	slices.Sort(v)
-	med := v[len(v)/2]
-	if len(v)%2 == 0 {
-		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
-	return Summary{Min: v[0], Median: med, Max: v[len(v)-1], Runs: len(v)}
+	return v
 }
 
 // Ratio returns the framework's median items/s over the channels' median.
 func Ratio(rs []Result) float64 {
-	c := Summarize(rs, Channels).Median
+	c := report.Median(Rates(rs, Channels))
 	if c == 0 {
 		return 0
 	}
-	return Summarize(rs, Pipeline).Median / c
+	return report.Median(Rates(rs, Pipeline)) / c
+}
+
+// RunRatios returns pipeline over channels items/s, run by run.
+func RunRatios(rs []Result) []float64 {
+	p, c := map[int]float64{}, map[int]float64{}
+	for _, r := range rs {
+		if r.Side == Pipeline {
+			p[r.Run] = r.ItemsPerSec()
+		} else {
+			c[r.Run] = r.ItemsPerSec()
+		}
+	}
+	var out []float64
+	for run, pv := range p {
+		if cv := c[run]; cv > 0 {
+			out = append(out, pv/cv)
+		}
+	}
+	return out
+}
+
+// Markdown renders rs as the body of B2's section of bench/RESULTS.md.
+func Markdown(rs []Result) string {
+	var b strings.Builder
+	b.WriteString("| side | items/s min / median / max | CPU per item (median) |\n")
+	b.WriteString("| --- | ---: | ---: |\n")
+	for _, side := range []string{Pipeline, Channels} {
+		var cpu []float64
+		for _, r := range rs {
+			if r.Side == side {
+				cpu = append(cpu, r.CPUNsPerItem())
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f ns |\n", side, report.Summarize(Rates(rs, side)).Rates(), report.Median(cpu))
+	}
+	ratio := Ratio(rs)
+	fmt.Fprintf(&b, "\nRatio pipeline / channels (medians): **%.2f** (target ≥ %.1f: %s); per run min / median / max: %s; %d runs of each side.\n",
+		ratio, Target, report.Met(ratio >= Target), report.Summarize(RunRatios(rs)).Ratios(), len(Rates(rs, Pipeline)))
+	return b.String()
 }
 
 // RunPipeline moves cfg.Items items through a source and three stages
@@ -344,15 +370,6 @@ func RunChannels(ctx context.Context, cfg Config) (time.Duration, error) {
 		return 0, err
 	}
 	return took, nil
-}
-
-// cpuTime returns the user and system time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var errLost = errors.New("b2: items lost or duplicated")

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stagedserver/seda/bench/measure"
+	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -148,11 +150,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 			res.Samples[v] = append(res.Samples[v], s)
 			fmt.Fprintf(cfg.Log, "b3: run %d %-8s %8d rows %10.0f rows/s  cpu %.1fs + pg %.1fs  rss %s\n",
-				r+1, v, s.Rows, s.RowsPerSec, s.ProcCPU.Seconds(), s.PGCPU.Seconds(), mib(s.PeakRSS))
+				r+1, v, s.Rows, s.RowsPerSec, s.ProcCPU.Seconds(), s.PGCPU.Seconds(), report.MiB(s.PeakRSS))
 		}
 	}
 	if cfg.LatencyRecords > 0 {
-		rate := median(rates(res.Samples[Pipeline])) / 2
+		rate := report.Median(rates(res.Samples[Pipeline])) / 2
 		for _, v := range []string{Pipeline, Chan} {
 			if !slices.Contains(cfg.Variants, v) {
 				continue
@@ -195,8 +197,8 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 		records = h.cfg.NaiveRecords
 	}
 	debug.FreeOSMemory()
-	ResetPeakRSS()
-	cpu0, pg0 := processCPU(), PostgresCPU(h.pgPID)
+	measure.ResetPeakRSS()
+	cpu0, pg0 := measure.CPU(), measure.TreeCPU(h.pgPID)
 	srv, err := h.start(ctx, v, table)
 	if err != nil {
 		return Sample{}, err
@@ -218,7 +220,7 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
 	err = errors.Join(err, srv.Stop(sctx))
-	s := Sample{ProcCPU: processCPU() - cpu0, PGCPU: PostgresCPU(h.pgPID) - pg0, PeakRSS: PeakRSS()}
+	s := Sample{ProcCPU: measure.CPU() - cpu0, PGCPU: measure.TreeCPU(h.pgPID) - pg0, PeakRSS: measure.PeakRSS()}
 	if err != nil {
 		return s, err
 	}
@@ -289,7 +291,7 @@ func (h *harness) latency(ctx context.Context, v string, rate float64) (Latency,
 
 // runCopy times psql \copy of the same rows into table.
 func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
-	pg0 := PostgresCPU(h.pgPID)
+	pg0 := measure.TreeCPU(h.pgPID)
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", h.dsn,
 		"-c", `\copy `+ident(table)+` (id, body) FROM '`+h.copyFile+`'`)
 	start := time.Now()
@@ -299,7 +301,7 @@ func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 		return Sample{}, fmt.Errorf("psql \\copy: %w: %s", err, out)
 	}
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
-		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: PostgresCPU(h.pgPID) - pg0}
+		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: measure.TreeCPU(h.pgPID) - pg0}
 	// No peak RSS: a child's ru_maxrss counts the parent's pages it
 	// shared before exec.
 	var n int64

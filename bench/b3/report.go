@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/stagedserver/seda/bench/report"
 )
 
 func rates(ss []Sample) []float64 {
@@ -13,31 +15,6 @@ func rates(ss []Sample) []float64 {
 		out[i] = s.RowsPerSec
 	}
 	return out
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
-
-// Human prints a rate the way the results tables do: 1.23M, 456.7k, 89.
-func Human(x float64) string {
-	switch {
-	case x >= 1e6:
-		return fmt.Sprintf("%.2fM", x/1e6)
-	case x >= 1e3:
-		return fmt.Sprintf("%.1fk", x/1e3)
-	}
-	return fmt.Sprintf("%.0f", x)
 }
 
 // Ratios returns pipeline rows/s over v's, run by run.
@@ -53,7 +30,7 @@ func (r *Result) Ratios(v string) []float64 {
 }
 
 // Met reports whether the median ratio against v meets its target.
-func (r *Result) Met(v string) bool { return median(r.Ratios(v)) >= targets[v] }
+func (r *Result) Met(v string) bool { return report.Median(r.Ratios(v)) >= targets[v] }
 
 // Markdown renders the results as the body of B3's section of
 // bench/RESULTS.md.
@@ -83,13 +60,13 @@ func (r *Result) Markdown() string {
 			rss = append(rss, float64(s.PeakRSS))
 		}
 		rs := rates(ss)
-		peak := mib(int64(median(rss)))
+		peak := report.MiB(int64(report.Median(rss)))
 		if v == Copy {
 			peak = "—"
 		}
 		fmt.Fprintf(&b, "| %s | %s (%s – %s) | %.1f | %.1f | %s |\n", names[v],
-			Human(median(rs)), Human(slices.Min(rs)), Human(slices.Max(rs)),
-			median(pc), median(pg), peak)
+			report.Rate(report.Median(rs)), report.Rate(slices.Min(rs)), report.Rate(slices.Max(rs)),
+			report.Median(pc), report.Median(pg), peak)
 	}
 	b.WriteString("\nProcess CPU and peak RSS are of the benchmark process, which runs the server and the load client together (the same client for every TCP variant); for the COPY ceiling the process CPU is psql's. PostgreSQL CPU sums utime+stime of the postmaster and its children (reaped ones included), after a CHECKPOINT before each run; background work (WAL writer, checkpointer, autovacuum) during a run is charged to it, which weighs most on the short naive runs.\n\n")
 	b.WriteString("| pipeline / baseline | ratio per run: min / median / max | ratio of medians | target | met (median per-run ratio) |\n| --- | ---: | ---: | ---: | --- |\n")
@@ -98,8 +75,8 @@ func (r *Result) Markdown() string {
 		if len(rs) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.2f / %.2f / %.2f | %.2f | ≥ %.1f | %s |\n", v, slices.Min(rs), median(rs), slices.Max(rs),
-			median(rates(r.Samples[Pipeline]))/median(rates(r.Samples[v])), targets[v], yesNo(r.Met(v)))
+		fmt.Fprintf(&b, "| %s | %.2f / %.2f / %.2f | %.2f | ≥ %.1f | %s |\n", v, slices.Min(rs), report.Median(rs), slices.Max(rs),
+			report.Median(rates(r.Samples[Pipeline]))/report.Median(rates(r.Samples[v])), targets[v], report.Met(r.Met(v)))
 	}
 	if len(r.Latency) > 0 {
 		b.WriteString("\nAck latency (send to the ack that covers the record) at half the pipeline's median maximum rate, rate-limited load:\n\n")
@@ -109,7 +86,7 @@ func (r *Result) Markdown() string {
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", v, Human(l.Rate), Human(l.Achieved),
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", v, report.Rate(l.Rate), report.Rate(l.Achieved),
 				ms(l.P50), ms(l.P99), ms(l.Max))
 		}
 	}
@@ -117,10 +94,3 @@ func (r *Result) Markdown() string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
-
-func yesNo(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "**no**"
-}

@@ -15,6 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/measure"
+	"github.com/stagedserver/seda/bench/report"
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -190,8 +193,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	bin := cfg.Pipectl
 	if bin == "" {
 		fmt.Fprintln(cfg.Log, "b4: building pipectl...")
-		if bin, err = buildPipectl(ctx, dir); err != nil {
-			return nil, err
+		if bin, err = gobuild.Pipectl(ctx, dir, gobuild.Options{}); err != nil {
+			return nil, fmt.Errorf("b4: %w", err)
 		}
 	}
 	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log}
@@ -289,7 +292,8 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 					return
 				case <-t.C:
 				}
-				s := MemSample{At: time.Since(start).Round(time.Second), RSS: procStatus(pid, "VmRSS")[0]}
+				s := MemSample{At: time.Since(start).Round(time.Second)}
+				s.RSS, _ = measure.ProcessRSS(pid)
 				s.Depth, _ = proc.storeDepth(ctx)
 				s.HeapLive = proc.heapAlloc(ctx)
 				rr.mem = append(rr.mem, s)
@@ -315,17 +319,17 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 			fmt.Fprintln(h.log, err)
 		}
 	}
-	cpu0, pg0, self0 := b3.ProcessCPU(pid), b3.PostgresCPU(h.pgPID), selfCPU()
-	busy0, io0 := MachineCPU()
+	cpu0, pg0, self0 := measure.ProcessCPU(pid), measure.TreeCPU(h.pgPID), measure.CPU()
+	busy0, io0 := measure.Machine()
 	sendStart := time.Now()
 	lr, err := loadgen.Run(ctx, lc)
 	if lc.Duration > 0 {
 		rr.settle = time.Since(sendStart) - lc.Duration
 	}
-	busy, io := MachineCPU()
-	rr.cpu = CPU{Pipeline: b3.ProcessCPU(pid) - cpu0, Postgres: b3.PostgresCPU(h.pgPID) - pg0, Client: selfCPU() - self0,
+	busy, io := measure.Machine()
+	rr.cpu = CPU{Pipeline: measure.ProcessCPU(pid) - cpu0, Postgres: measure.TreeCPU(h.pgPID) - pg0, Client: measure.CPU() - self0,
 		Machine: busy - busy0, IOWait: io - io0, Wall: time.Since(sendStart)}
-	rr.peak = procStatus(pid, "VmHWM")[0]
+	_, rr.peak = measure.ProcessRSS(pid)
 	stopSampling()
 	if perf != nil {
 		// A profile that fails is reported, not fatal: it only explains.
@@ -413,7 +417,7 @@ func (r *Result) Markdown() string {
 	fmt.Fprintf(&b, "| sustained maximum | %.0f rows/s |\n", r.Sustained)
 	fmt.Fprintf(&b, "| offered | %.0f records/s (the client wrote %.0f/s: TCP backpressure holds it back) |\n", r.Offered, r.SentRate)
 	fmt.Fprintf(&b, "| acked under overload | %.0f rows/s |\n", r.AckedRate)
-	fmt.Fprintf(&b, "| acked / sustained | %.2f (target ≥ %.2f: %s) |\n", r.Ratio(), Target, yesNo(r.Ratio() >= Target))
+	fmt.Fprintf(&b, "| acked / sustained | %.2f (target ≥ %.2f: %s) |\n", r.Ratio(), Target, report.Met(r.Ratio() >= Target))
 	if len(r.PerSecond) > 2 {
 		n := min(len(r.PerSecond), int(c.Duration/time.Second))
 		body := slices.Clone(r.PerSecond[1:n])
@@ -511,11 +515,4 @@ func reasons(m map[string]uint64) string {
 		parts = append(parts, fmt.Sprintf("%q: %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func yesNo(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "**no**"
 }

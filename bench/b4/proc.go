@@ -18,20 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/stagedserver/seda/bench/b3"
 )
-
-// buildPipectl builds cmd/pipectl into dir and returns the binary's path.
-func buildPipectl(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "pipectl")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/stagedserver/seda/cmd/pipectl")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("b4: go build pipectl: %w: %s", err, bytes.TrimSpace(out))
-	}
-	return bin, nil
-}
 
 // pipectlProc is `pipectl run` serving the example pipeline in its own
 // process.
@@ -238,40 +226,6 @@ func (p *pipectlProc) heapAlloc(ctx context.Context) uint64 {
 	return 0
 }
 
-// procStatus returns fields of /proc/PID/status (VmRSS, VmHWM) in bytes.
-func procStatus(pid int, fields ...string) []int64 {
-	out := make([]int64, len(fields))
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return out
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		for i, f := range fields {
-			if k == f {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				out[i] = kb << 10
-			}
-		}
-	}
-	return out
-}
-
-// clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
-const clockTick = 100
-
-// selfCPU is this process's CPU time: the load client's.
-func selfCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // PerfRecorder is perf(1) recording a process's CPU samples.
 type PerfRecorder struct {
 	cmd  *exec.Cmd
@@ -327,26 +281,4 @@ func (r *PerfRecorder) Stop(ctx context.Context, n int) (self, inclusive []strin
 		return strings.Contains(l, "stagedserver/seda/") && !strings.Contains(l, "gowrap") && !strings.Contains(l, ").run")
 	}, "--children")
 	return self, inclusive, err
-}
-
-// MachineCPU returns the CPU time all cores have spent busy (not idle,
-// not waiting for I/O) and waiting for I/O, from /proc/stat.
-func MachineCPU() (busy, iowait time.Duration) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0
-	}
-	// user nice system idle iowait irq softirq steal (guest time is
-	// already in user).
-	var t [8]uint64
-	for i := range t {
-		t[i], _ = strconv.ParseUint(f[i+1], 10, 64)
-	}
-	ticks := func(n uint64) time.Duration { return time.Duration(n) * time.Second / clockTick }
-	return ticks(t[0] + t[1] + t[2] + t[5] + t[6] + t[7]), ticks(t[4])
 }

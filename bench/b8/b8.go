@@ -20,6 +20,8 @@ import (
 
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/b4"
+	"github.com/stagedserver/seda/bench/measure"
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -147,11 +149,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if h.pipectl = cfg.Pipectl; h.pipectl == "" {
 		fmt.Fprintln(cfg.Log, "b8: building pipectl...")
-		h.pipectl = filepath.Join(dir, "pipectl")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", h.pipectl, "./cmd/pipectl")
-		cmd.Dir = cfg.Root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("b8: go build pipectl: %w: %s", err, bytes.TrimSpace(out))
+		if h.pipectl, err = gobuild.Pipectl(ctx, dir, gobuild.Options{Dir: cfg.Root}); err != nil {
+			return nil, fmt.Errorf("b8: %w", err)
 		}
 	}
 	if slices.Contains(cfg.Contenders, Rsyslog) {
@@ -305,13 +304,13 @@ type meter struct {
 }
 
 func (h *harness) begin(pid int) meter {
-	busy, _ := b4.MachineCPU()
-	return meter{h: h, pid: pid, proc: b3.ProcessCPU(pid), pg: b3.PostgresCPU(h.pgPID), busy: busy, rows: int64(h.cfg.Records)}
+	busy, _ := measure.Machine()
+	return meter{h: h, pid: pid, proc: measure.ProcessCPU(pid), pg: measure.TreeCPU(h.pgPID), busy: busy, rows: int64(h.cfg.Records)}
 }
 
 func (m meter) end(el time.Duration) Sample {
-	busy, _ := b4.MachineCPU()
-	s := Sample{Rows: m.rows, Elapsed: el, ProcCPU: b3.ProcessCPU(m.pid) - m.proc, PGCPU: b3.PostgresCPU(m.h.pgPID) - m.pg}
+	busy, _ := measure.Machine()
+	s := Sample{Rows: m.rows, Elapsed: el, ProcCPU: measure.ProcessCPU(m.pid) - m.proc, PGCPU: measure.TreeCPU(m.h.pgPID) - m.pg}
 	s.OtherCPU = max(0, busy-m.busy-s.ProcCPU-s.PGCPU)
 	if el > 0 {
 		s.RowsPerSec = float64(m.rows) / el.Seconds()
@@ -422,8 +421,8 @@ func (h *harness) verify(ctx context.Context) error {
 
 // runCopy loads the rows with Conns psql \copy processes at once.
 func (h *harness) runCopy(ctx context.Context) (Sample, error) {
-	pg0 := b3.PostgresCPU(h.pgPID)
-	busy0, _ := b4.MachineCPU()
+	pg0 := measure.TreeCPU(h.pgPID)
+	busy0, _ := measure.Machine()
 	cmds := make([]*exec.Cmd, len(h.work.files))
 	outs := make([]bytes.Buffer, len(cmds))
 	start := time.Now()
@@ -445,9 +444,9 @@ func (h *harness) runCopy(ctx context.Context) (Sample, error) {
 		cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
 	el := time.Since(start)
-	busy, _ := b4.MachineCPU()
+	busy, _ := measure.Machine()
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
-		ProcCPU: cpu, PGCPU: b3.PostgresCPU(h.pgPID) - pg0}
+		ProcCPU: cpu, PGCPU: measure.TreeCPU(h.pgPID) - pg0}
 	s.OtherCPU = max(0, busy-busy0-s.ProcCPU-s.PGCPU)
 	if err != nil {
 		return s, err

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/pipeline"
 )
 
@@ -93,7 +93,7 @@ func benchLight(b *testing.B, yaml string) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cpu0 := selfCPU()
+	cpu0 := measure.CPU()
 	b.ResetTimer()
 	if err := send(ctx, addr, w.streams); err != nil {
 		b.Fatal(err)
@@ -106,7 +106,7 @@ func benchLight(b *testing.B, yaml string) {
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()
-	cpu := selfCPU() - cpu0
+	cpu := measure.CPU() - cpu0
 	if *lightProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -114,12 +114,4 @@ func benchLight(b *testing.B, yaml string) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/rec")
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/rec")
 	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/rec")
-}
-
-func selfCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -6,11 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stagedserver/seda/bench/b1"
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/report"
 )
-
-func median(xs []float64) float64 { return b1.Summarize(xs).Median }
 
 func column(ss []Sample, f func(Sample) float64) []float64 {
 	out := make([]float64, len(ss))
@@ -34,11 +31,11 @@ func (r *Result) Ratios(c string) []float64 {
 
 // Met reports whether the median of the per-run ratios over c meets its
 // target.
-func (r *Result) Met(c string) bool { return median(r.Ratios(c)) >= targets[c] }
+func (r *Result) Met(c string) bool { return report.Median(r.Ratios(c)) >= targets[c] }
 
 // PipelineCPU is the median CPU per record of the pipeline process.
 func (r *Result) PipelineCPU() time.Duration {
-	return time.Duration(median(column(r.Samples[Pipeline], func(s Sample) float64 { return float64(s.CPUPerRecord()) })))
+	return time.Duration(report.Median(column(r.Samples[Pipeline], func(s Sample) float64 { return float64(s.CPUPerRecord()) })))
 }
 
 var descriptions = map[string]string{
@@ -71,10 +68,10 @@ func (r *Result) Markdown() string {
 		}
 		rates := column(ss, func(s Sample) float64 { return s.RowsPerSec })
 		perRec := func(f func(Sample) time.Duration) string {
-			return fmt.Sprintf("%.2f", median(column(ss, func(s Sample) float64 { return us(perRow(f(s), s.Rows)) })))
+			return fmt.Sprintf("%.2f", report.Median(column(ss, func(s Sample) float64 { return us(perRow(f(s), s.Rows)) })))
 		}
 		fmt.Fprintf(&b, "| %s: %s | %s (%s – %s) | %s | %s | %s |\n", name, descriptions[name],
-			b3.Human(median(rates)), b3.Human(slices.Min(rates)), b3.Human(slices.Max(rates)),
+			report.Rate(report.Median(rates)), report.Rate(slices.Min(rates)), report.Rate(slices.Max(rates)),
 			perRec(func(s Sample) time.Duration { return s.ProcCPU }),
 			perRec(func(s Sample) time.Duration { return s.PGCPU }),
 			perRec(func(s Sample) time.Duration { return s.OtherCPU }))
@@ -92,15 +89,15 @@ func (r *Result) Markdown() string {
 		if len(rs) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.2f / %.2f / %.2f | ≥ %.2f | %s |\n", name, slices.Min(rs), median(rs), slices.Max(rs),
-			targets[name], yesNo(r.Met(name)))
+		fmt.Fprintf(&b, "| %s | %.2f / %.2f / %.2f | ≥ %.2f | %s |\n", name, slices.Min(rs), report.Median(rs), slices.Max(rs),
+			targets[name], report.Met(r.Met(name)))
 	}
 	cpu := r.PipelineCPU()
 	fmt.Fprintf(&b, "\nPipeline process CPU per record (median): **%.2f µs** (target ≤ %.2f µs: %s).",
-		us(cpu), us(TargetCPU), yesNo(cpu <= TargetCPU))
+		us(cpu), us(TargetCPU), report.Met(cpu <= TargetCPU))
 	if ss := r.Samples[JSON]; len(ss) > 0 {
 		fmt.Fprintf(&b, " JSON path (json above): **%.2f µs** per record.",
-			median(column(ss, func(s Sample) float64 { return us(s.CPUPerRecord()) })))
+			report.Median(column(ss, func(s Sample) float64 { return us(s.CPUPerRecord()) })))
 	}
 	b.WriteString("\n")
 	if len(r.Profile) > 0 {
@@ -114,11 +111,4 @@ func (r *Result) Markdown() string {
 		b.WriteString("\n```\n")
 	}
 	return b.String()
-}
-
-func yesNo(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "**no**"
 }

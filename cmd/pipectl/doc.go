@@ -1,5 +1,7 @@
-// Command pipectl runs, checks, draws, watches, loads and benchmarks
-// pipelines of the staged server framework (see DESIGN.md and README.md).
+// Command pipectl runs, checks, draws, watches and loads pipelines of the
+// staged server framework (see DESIGN.md and README.md). The benchmark
+// suite is a command of its own, bench/cmd/sedabench, which pipectl does
+// not link.
 //
 //	pipectl run [-f pipeline.yaml] [--data-dir DIR | --ephemeral] [--admin ADDR]
 //	pipectl psql [--data-dir DIR] [-- PSQL-ARGS...]
@@ -9,7 +11,6 @@
 //	pipectl top [--addr 127.0.0.1:9464] [--interval 1s]
 //	pipectl load --addr 127.0.0.1:7000 [--conns 64] [--rate N] [--count N | --duration D]
 //	pipectl doc
-//	pipectl bench [--only b1,b2] [--runs N]
 //	pipectl version (or --version)
 //
 // Every command is a function of its flags and of the io.Writers it is

@@ -55,7 +55,6 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newTopCmd(),
 		newLoadCmd(),
 		newDocCmd(),
-		newBenchCmd(),
 		newVersionCmd(),
 		newPsqlCmd(),
 	)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stagedserver/seda/internal/gobuild"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
@@ -46,19 +48,15 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// buildPipectl builds this command into a temporary directory.
+// buildPipectl builds this command into a temporary directory, with the
+// race detector when the test binary has it.
 func buildPipectl(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pipectl")
-	args := []string{"build", "-o", bin}
-	if raceBuild {
-		args = append(args, "-race")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", append(args, ".")...).CombinedOutput()
+	bin, err := gobuild.Pipectl(ctx, t.TempDir(), gobuild.Options{Race: raceBuild})
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -428,6 +428,12 @@ func livePostmaster(dataDir string) int {
 	return 0
 }
 
+// PostmasterPID returns the process ID of the server's postmaster, read
+// from the first line of the data directory's postmaster.pid; 0 when there
+// is none (the server is stopped). The file may outlive a crash, so the
+// process need not exist.
+func (s *Server) PostmasterPID() int { return postmasterPID(s.dataDir) }
+
 // postmasterPID reads the first line of postmaster.pid; 0 if there is none.
 func postmasterPID(dataDir string) int {
 	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))

@@ -1,7 +1,6 @@
 package pgtemp_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -61,16 +60,12 @@ func exec1(t *testing.T, ctx context.Context, dsn, sql string) {
 	}
 }
 
+// postmasterPID is srv's postmaster PID, which must be there.
 func postmasterPID(t *testing.T, srv *pgtemp.Server) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(srv.DataDir(), "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(line)
-	if err != nil {
-		t.Fatalf("postmaster.pid: %v", err)
+	pid := srv.PostmasterPID()
+	if pid <= 0 {
+		t.Fatalf("no postmaster.pid in %s", srv.DataDir())
 	}
 	return pid
 }
@@ -262,13 +257,7 @@ func orphan() {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	b, err := os.ReadFile(filepath.Join(srv.DataDir(), "postmaster.pid"))
-	if err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	pid, _, _ := bufio.NewReader(bytes.NewReader(b)).ReadLine()
-	fmt.Println(string(pid), srv.Dir(), srv.DataDir())
+	fmt.Println(srv.PostmasterPID(), srv.Dir(), srv.DataDir())
 	os.Exit(7)
 }
 

@@ -1,0 +1,58 @@
+// Package gobuild builds this module's pipectl command with the go
+// command, for the tests and the benchmark (B4) that run it as a process
+// of its own. Building needs the go command and this module's source:
+// nothing shipped depends on this package.
+package gobuild
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+)
+
+// PipectlPackage is the import path of the pipectl command.
+const PipectlPackage = "github.com/stagedserver/seda/cmd/pipectl"
+
+// ErrNoGo is wrapped by the error Pipectl returns when the go command is
+// not on PATH.
+var ErrNoGo = errors.New("the go command is not on PATH")
+
+// Options change how Pipectl builds.
+type Options struct {
+	// Race builds with the race detector (go build -race), as a test
+	// binary built with -race should run its subprocesses.
+	Race bool
+	// Dir is a directory inside this module to build from; "" means the
+	// current directory.
+	Dir string
+}
+
+// Pipectl builds cmd/pipectl into dir and returns the binary's path. It
+// builds from inside this module's source tree: o.Dir, or the current
+// directory (a test's, or the repository's for the benchmarks). The go command's build cache
+// makes every build after the first one cheap.
+func Pipectl(ctx context.Context, dir string, o Options) (string, error) {
+	if _, err := exec.LookPath("go"); err != nil {
+		return "", fmt.Errorf("build pipectl: %w: install Go (https://go.dev/dl/) or run `make test`, "+
+			"which puts /usr/local/go/bin on PATH", ErrNoGo)
+	}
+	bin := filepath.Join(dir, "pipectl")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
+	args := []string{"build", "-o", bin}
+	if o.Race {
+		args = append(args, "-race")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, PipectlPackage)...)
+	cmd.Dir = o.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build pipectl: %w\n%s", err, bytes.TrimSpace(out))
+	}
+	return bin, nil
+}
