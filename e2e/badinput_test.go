@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 )
 
@@ -105,7 +106,7 @@ func TestMaxConnsRefusesClearly(t *testing.T) {
 	}
 	admitted[0].Close()
 	// The slot is freed once the server has seen the close.
-	waitFor(t, "a new connection admitted", wait, func() bool {
+	poll.Until(t, "a new connection admitted", func() bool {
 		cl, err := wire.Dial(context.Background(), r.addr, wire.Lines)
 		if err != nil {
 			return false
@@ -148,7 +149,7 @@ func TestDeafClientDoesNotStallOthers(t *testing.T) {
 	goodClient(t, r.addr, 1, 2000)
 	// The deaf client stays deaf until it is cut off: one that starts
 	// reading is served, and its connection stays open.
-	waitFor(t, "the deaf client cut off", wait, func() bool {
+	poll.Until(t, "the deaf client cut off", func() bool {
 		return logs.FilterMessage("closing connection").Len() > 0
 	})
 	wg.Wait()

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 )
 
@@ -182,7 +183,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ss := startStreamers(t, ctx, p.addr, 4)
-	waitFor(t, "2000 records acked", wait, func() bool { return totalAcked(ss) >= 2000 })
+	poll.Until(t, "2000 records acked", func() bool { return totalAcked(ss) >= 2000 })
 
 	resp, err := http.Get("http://" + p.admin + "/stats")
 	if err != nil {
@@ -221,7 +222,7 @@ func TestDrainInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ss := startStreamers(t, ctx, r.addr, 4)
-	waitFor(t, "2000 records acked", wait, func() bool { return totalAcked(ss) >= 2000 })
+	poll.Until(t, "2000 records acked", func() bool { return totalAcked(ss) >= 2000 })
 
 	type result struct {
 		abandoned uint64

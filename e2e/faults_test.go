@@ -12,6 +12,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/pipeline"
 )
@@ -58,7 +59,7 @@ func TestPostgresDownAtStartRetry(t *testing.T) {
 	}
 	started := make(chan error, 1)
 	go func() { started <- p.Start(ctx) }()
-	waitFor(t, "a logged start retry", wait, func() bool {
+	poll.Until(t, "a logged start retry", func() bool {
 		return logs.FilterMessageSnippet("retrying").Len() > 0
 	})
 	select {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/pipeline"
@@ -203,18 +204,6 @@ func storedIDs(t testing.TB, dsn, table string) map[int64]bool {
 	return ids
 }
 
-// waitFor polls cond every 20 ms until it holds or d passes.
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // syncBuffer is a strings.Builder for one writer and any readers.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -237,15 +226,11 @@ func (s *syncBuffer) String() string {
 // cache makes every build after the first one of a run cheap.
 func buildPipectl(t testing.TB) string {
 	t.Helper()
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("the go command is not on PATH: cannot build pipectl")
-	}
-	bin := filepath.Join(t.TempDir(), "pipectl")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/pipectl").CombinedOutput()
+	bin, err := gobuild.Pipectl(ctx, t.TempDir(), gobuild.Options{})
 	if err != nil {
-		t.Fatalf("go build pipectl: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }

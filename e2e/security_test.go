@@ -13,6 +13,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/pipeline"
 )
@@ -103,7 +104,7 @@ func TestPasswordNeverShown(t *testing.T) {
 	}
 	started := make(chan error, 1)
 	go func() { started <- p.Start(ctx) }()
-	waitFor(t, "a logged start retry", wait, func() bool { return strings.Contains(logs.String(), "retrying") })
+	poll.Until(t, "a logged start retry", func() bool { return strings.Contains(logs.String(), "retrying") })
 	if err := srv.StartServer(ctx); err != nil {
 		t.Fatal(err)
 	}

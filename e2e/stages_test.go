@@ -14,6 +14,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 )
 
@@ -196,7 +197,7 @@ func TestPostgresRestartMidRun(t *testing.T) {
 	defer cancel()
 	rs := newResender(func() string { return r.addr }, 200, 5*time.Millisecond)
 	sh := rs.runShares(ctx, n, 4)
-	waitFor(t, "a quarter of the records acked", wait, func() bool { return len(rs.ackedIDs()) >= n/4 })
+	poll.Until(t, "a quarter of the records acked", func() bool { return len(rs.ackedIDs()) >= n/4 })
 	before := len(rs.ackedIDs())
 	rctx, rcancel := context.WithTimeout(context.Background(), wait)
 	if err := srv.Restart(rctx); err != nil {
@@ -326,7 +327,7 @@ stages:
 
 	conn := connect(t, dsn)
 	got := map[string]row{}
-	waitFor(t, fmt.Sprintf("%d syslog rows", len(want)), wait, func() bool {
+	poll.Until(t, fmt.Sprintf("%d syslog rows", len(want)), func() bool {
 		rows, err := conn.Query(context.Background(), "SELECT coalesce(hostname,''), coalesce(app_name,''), coalesce(msg,'') FROM logs")
 		if err != nil {
 			t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"weak"
 
 	"go.uber.org/goleak"
+
+	"github.com/stagedserver/seda/internal/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -19,27 +21,10 @@ func TestMain(m *testing.M) {
 
 var bg = context.Background()
 
-// waitFor polls cond until it holds. It bounds the wait only so that a
-// broken port fails the test instead of hanging it; no test asserts a time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 20000; i++ {
-		if cond() {
-			return
-		}
-		if i < 100 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(500 * time.Microsecond)
-		}
-	}
-	t.Fatalf("gave up waiting until %s", what)
-}
-
 // waitStats polls Stats until ok holds.
 func waitStats[T any](t *testing.T, p *Port[T], what string, ok func(Stats) bool) {
 	t.Helper()
-	waitFor(t, what, func() bool { return ok(p.Stats()) })
+	poll.Until(t, what, func() bool { return ok(p.Stats()) })
 }
 
 // postersWaiting reports how many Posts wait for room.
@@ -242,7 +227,7 @@ func TestFIFOPackets(t *testing.T) {
 			defer wg.Done()
 			mustPost(t, p, i)
 		}()
-		waitFor(t, "poster waiting", func() bool { return p.postersWaiting() == i-3 })
+		poll.Until(t, "poster waiting", func() bool { return p.postersWaiting() == i-3 })
 	}
 	// A TryPost may not overtake waiting Posts even when a Get made room.
 	w := p.Join()
@@ -375,7 +360,7 @@ func TestCloseFailsWaitingPosters(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		go func() { errs <- p.Post(bg, Packet[int]{Value: i}) }()
 	}
-	waitFor(t, "2 posters waiting", func() bool { return p.postersWaiting() == 2 })
+	poll.Until(t, "2 posters waiting", func() bool { return p.postersWaiting() == 2 })
 	p.Close()
 	for i := 0; i < 2; i++ {
 		if err := <-errs; !errors.Is(err, ErrClosed) {
@@ -464,7 +449,7 @@ func TestOverflowBlock(t *testing.T) {
 	mustPost(t, p, 1)
 	errc := make(chan error, 1)
 	go func() { errc <- p.Post(bg, Packet[int]{Value: 2}) }()
-	waitFor(t, "poster waiting", func() bool { return p.postersWaiting() == 1 })
+	poll.Until(t, "poster waiting", func() bool { return p.postersWaiting() == 1 })
 	if s := p.Stats(); s.Depth != 1 || s.Posted != 1 {
 		t.Fatalf("a waiting Post is queued: %+v", s)
 	}
@@ -514,9 +499,9 @@ func TestPostCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(bg)
 	errc := make(chan error, 2)
 	go func() { errc <- p.Post(ctx, Packet[int]{Value: 2}) }()
-	waitFor(t, "poster waiting", func() bool { return p.postersWaiting() == 1 })
+	poll.Until(t, "poster waiting", func() bool { return p.postersWaiting() == 1 })
 	go func() { errc <- p.Post(bg, Packet[int]{Value: 3}) }()
-	waitFor(t, "2 posters waiting", func() bool { return p.postersWaiting() == 2 })
+	poll.Until(t, "2 posters waiting", func() bool { return p.postersWaiting() == 2 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Post = %v", err)
@@ -652,7 +637,7 @@ func TestZeroOptions(t *testing.T) {
 	ctx, cancel := context.WithCancel(bg)
 	errc := make(chan error, 1)
 	go func() { errc <- p.Post(ctx, Packet[int]{}) }()
-	waitFor(t, "Post blocks", func() bool { return p.postersWaiting() == 1 })
+	poll.Until(t, "Post blocks", func() bool { return p.postersWaiting() == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
@@ -887,7 +872,7 @@ func TestPacketFields(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func(pk Packet[int]) { done <- p.Post(bg, pk) }(mk(i + 3))
-		waitFor(t, "poster waiting", func() bool { return p.postersWaiting() == 1 })
+		poll.Until(t, "poster waiting", func() bool { return p.postersWaiting() == 1 })
 		i += 4
 		// Drain with Get and GetBatch; the first Get refills the ring from
 		// the waiting Post.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -443,18 +444,6 @@ func observed() (*zap.Logger, *observer.ObservedLogs) {
 	return zap.New(core), logs
 }
 
-// waitFor polls cond for up to 20s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // The server restarts while a COPY is in flight (held behind a lock): the
 // batch fails with the shutdown, is retried, and commits once the server
 // is back. Nothing is lost, nothing acked early.
@@ -485,7 +474,7 @@ func TestServerRestartMidBatch(t *testing.T) {
 			batch := batchOf(rec, 100, 2100)
 			done := make(chan error, 1)
 			go func() { done <- s.Handle(ctx, batch, nil) }()
-			waitFor(t, "the write to wait on the lock", func() bool {
+			poll.Until(t, "the write to wait on the lock", func() bool {
 				return count(t, locker, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") > 0
 			})
 			if err := srv.Restart(ctx); err != nil {
@@ -540,7 +529,7 @@ func TestStartWhileServerDown(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- s.Start(ctx) }()
 		const msg = "PostgreSQL is not reachable yet; retrying (on_start: retry)"
-		waitFor(t, "a retry to be logged", func() bool { return logs.FilterMessage(msg).Len() >= 2 })
+		poll.Until(t, "a retry to be logged", func() bool { return logs.FilterMessage(msg).Len() >= 2 })
 		if err := srv.StartServer(ctx); err != nil {
 			t.Fatal(err)
 		}
