@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 )
@@ -23,7 +24,7 @@ func TestCrashAndRestart(t *testing.T) {
 	if testing.Short() {
 		n = 8000
 	}
-	bin := buildPipectl(t)
+	bin := gobuild.ForTest(t, gobuild.Options{})
 	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
 	dsn := srv.DSN()
 	file := writeFile(t, "crash.yaml", strings.ReplaceAll(ingest("", storeDefaults), "${DSN}", dsn))

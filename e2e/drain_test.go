@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 )
@@ -174,7 +175,7 @@ func withPassword(t testing.TB, dsn, pw string) string {
 // output nor in /stats.
 func TestDrainOnSIGTERM(t *testing.T) {
 	const pw = "drainSecretPW42"
-	bin := buildPipectl(t)
+	bin := gobuild.ForTest(t, gobuild.Options{})
 	dsn := withPassword(t, pg.NewDatabase(t), pw)
 	file := writeFile(t, "drain.yaml", strings.Replace(strings.ReplaceAll(ingest("", storeDefaults), "${DSN}", dsn),
 		"stages:", "admin: {listen: 127.0.0.1:0}\nstages:", 1))

@@ -21,7 +21,6 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/pipeline"
@@ -220,19 +219,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// buildPipectl builds cmd/pipectl into a temporary directory. The build
-// cache makes every build after the first one of a run cheap.
-func buildPipectl(t testing.TB) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin, err := gobuild.Pipectl(ctx, t.TempDir(), gobuild.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
 }
 
 // proc is a `pipectl run` subprocess.

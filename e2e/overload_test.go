@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/pipeline"
 )
@@ -119,7 +120,7 @@ func (d *depthWatch) check(t *testing.T) {
 // the database is fast again every record the client sent is acked and
 // stored. The subprocess's peak RSS is reported.
 func TestOverloadBlock(t *testing.T) {
-	bin := buildPipectl(t)
+	bin := gobuild.ForTest(t, gobuild.Options{})
 	dsn := pg.NewDatabase(t)
 	slowTable(t, dsn)
 	p := startPipectl(t, bin, writeFile(t, "overload.yaml", overloadYAML(dsn, "block")))

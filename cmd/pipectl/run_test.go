@@ -48,19 +48,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// buildPipectl builds this command into a temporary directory, with the
-// race detector when the test binary has it.
-func buildPipectl(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin, err := gobuild.Pipectl(ctx, t.TempDir(), gobuild.Options{Race: raceBuild})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
 // runProc is a `pipectl run` subprocess.
 type runProc struct {
 	cmd    *exec.Cmd
@@ -160,7 +147,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
-	bin := buildPipectl(t)
+	bin := gobuild.ForTest(t, gobuild.Options{Race: raceBuild})
 	file, dataAddr, adminAddr := pipelineFile(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -216,7 +203,7 @@ func TestRunKeepsData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
-	bin := buildPipectl(t)
+	bin := gobuild.ForTest(t, gobuild.Options{Race: raceBuild})
 	file, dataAddr, _ := pipelineFile(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"testing"
+	"time"
 )
 
 // PipectlPackage is the import path of the pipectl command.
@@ -55,4 +57,18 @@ func Pipectl(ctx context.Context, dir string, o Options) (string, error) {
 		return "", fmt.Errorf("go build pipectl: %w\n%s", err, bytes.TrimSpace(out))
 	}
 	return bin, nil
+}
+
+// ForTest builds pipectl into a temporary directory of t's, within three
+// minutes, and returns the binary's path; it fails t if it cannot (no go
+// command, a build error).
+func ForTest(t testing.TB, o Options) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin, err := Pipectl(ctx, t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }

@@ -12,10 +12,7 @@ import (
 func TestPipectl(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := Pipectl(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := ForTest(t, Options{})
 	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "pipectl") {
 		t.Fatalf("pipectl version: %v\n%s", err, out)

@@ -60,8 +60,8 @@ func exec1(t *testing.T, ctx context.Context, dsn, sql string) {
 	}
 }
 
-// postmasterPID is srv's postmaster PID, which must be there.
-func postmasterPID(t *testing.T, srv *pgtemp.Server) int {
+// livePID is srv's postmaster PID, which must be there.
+func livePID(t *testing.T, srv *pgtemp.Server) int {
 	t.Helper()
 	pid := srv.PostmasterPID()
 	if pid <= 0 {
@@ -121,7 +121,7 @@ func TestStartRestartStop(t *testing.T) {
 	}
 	exec1(t, ctx, srv.DSN(), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before restart')")
 
-	port, pid := srv.Port(), postmasterPID(t, srv)
+	port, pid := srv.Port(), livePID(t, srv)
 	if err := srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestStartRestartStop(t *testing.T) {
 		t.Errorf("after Kill and StartServer: %q", got)
 	}
 
-	pid = postmasterPID(t, srv)
+	pid = livePID(t, srv)
 	if err := srv.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
