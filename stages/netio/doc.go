@@ -1,8 +1,14 @@
-// Package netio provides the netio.tcp source: a TCP server that frames
-// records out of its connections, numbers them per connection, hands them
-// to the next stage as events, and acknowledges them to the client once
-// they are finished. Register adds the kind to a stage.Registry; New builds
-// a Source directly.
+// Package netio provides the network sources. netio.tcp is a TCP server
+// that frames records out of its connections, numbers them per
+// connection, hands them to the next stage as events, and acknowledges
+// them to the client once they are finished. netio.udp takes one record
+// per datagram (see UDPSource). Register adds the kinds to a
+// stage.Registry; New and NewUDP build sources directly.
+//
+// Every source counts what /stats shows under "source"
+// (stage.SourceStats): connections accepted, closed and refused, protocol
+// errors by cause, refused records by error class (stage.ErrorClass),
+// bytes read, and records lost without a refusal anyone hears of.
 //
 // # The IOCP mapping
 //
@@ -104,4 +110,17 @@
 // closing a socket with unread input makes the kernel send a reset, which
 // destroys acks still in flight. Close closes everything and joins every
 // goroutine.
+//
+// # netio.udp
+//
+// One datagram is one record; a trailing \n or \r\n is dropped and an
+// empty datagram is no record. Nothing can be acknowledged, so it behaves
+// as ack: none. UDP has no backpressure: a reader that waited for room
+// would only move the loss into the kernel, so the reader never waits. A
+// datagram that finds the source's queue full is dropped, whatever
+// queue.overflow says, and counted (drops.queue_full), as is one over
+// max_frame (drops.oversized) and, on Linux, one the kernel dropped
+// because the socket's buffer was full (drops.socket_overrun, from
+// SO_RXQ_OVFL; socket_buffer sets SO_RCVBUF). StopInput closes the socket
+// and hands on what was read; Drain waits until it is finished.
 package netio

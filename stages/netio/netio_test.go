@@ -32,11 +32,12 @@ const wait = 15 * time.Second
 
 // rig is a netio source feeding a handler stage.
 type rig struct {
-	t    *testing.T
-	src  *netio.Source
-	in   stage.Lifecycle
-	sink stage.Lifecycle
-	logs *observer.ObservedLogs
+	t      *testing.T
+	src    *netio.Source // a netio.tcp source (newRig)
+	source stage.Source  // the source, whatever its kind
+	in     stage.Lifecycle
+	sink   stage.Lifecycle
+	logs   *observer.ObservedLogs
 
 	mu   sync.Mutex
 	got  []string // payloads the sink saw
@@ -73,20 +74,29 @@ func newRig(t *testing.T, o netio.Options, sinkSet stage.Settings, h stage.Handl
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
 	}
-	core, logs := observer.New(zapcore.DebugLevel)
-	log := zap.New(core)
 	src, err := netio.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, src: src, logs: logs}
+	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64}, sinkSet, h)
+	r.src = src
+	return r
+}
+
+// startRig starts src in a source stage with settings srcSet, feeding a
+// sink stage running h (nil: rig.finish).
+func startRig(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings, h stage.HandlerFunc) *rig {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	r := &rig{t: t, source: src, logs: logs}
 	if h == nil {
 		h = r.finish
 	}
 	if sinkSet.Name == "" {
 		sinkSet.Name = "sink"
 	}
-	_, r.in = stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64}, src, log)
+	_, r.in = stage.NewSourceStage(srcSet, src, log)
 	_, r.sink = stage.NewHandlerStage(sinkSet, h, log)
 	r.in.Connect(r.sink.Stage(), nil)
 	ctx := context.Background()
@@ -112,10 +122,10 @@ func (r *rig) stop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := r.src.StopInput(ctx); err != nil {
+	if err := r.source.StopInput(ctx); err != nil {
 		r.t.Errorf("StopInput: %v", err)
 	}
-	if err := r.src.Drain(ctx); err != nil {
+	if err := r.source.Drain(ctx); err != nil {
 		r.t.Errorf("Drain: %v", err)
 	}
 	r.sink.CloseQueue()

@@ -182,14 +182,28 @@ func Fields() []stage.Field {
 	}
 }
 
-// Register registers the netio.tcp kind in r.
+// Register registers the kinds netio.tcp and netio.udp in r.
 func Register(r *stage.Registry) error {
-	return r.Register(stage.Kind{
+	for _, k := range []stage.Kind{{
 		Name:      Kind,
 		Doc:       "TCP source: frames records per connection, numbers them, and acknowledges them once finished",
 		Fields:    Fields(),
 		NewSource: NewSource,
-	})
+	}, {
+		Name: UDPKind,
+		Doc: "UDP source: each datagram is one record (a trailing \\n dropped), as syslog senders send them. " +
+			"Nothing can be acknowledged, so it behaves as netio.tcp with ack: none: a refused record is logged and counted. " +
+			"Datagrams lost are counted in /stats' source.drops: queue_full (the stage's queue was full: UDP has no backpressure, " +
+			"so a full queue drops whatever queue.overflow says), oversized (over max_frame) and socket_overrun (the kernel's " +
+			"buffer was full; Linux reports it)",
+		Fields:    UDPFields(),
+		NewSource: NewUDPSource,
+	}} {
+		if err := r.Register(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewSource is the kind's constructor: it reads the configuration into

@@ -1,0 +1,381 @@
+package netio
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+)
+
+// UDPKind is the kind name netio.udp sources are registered under.
+const UDPKind = "netio.udp"
+
+// Bounds of netio.udp's fields.
+const (
+	DefaultUDPMaxFrame = 64 << 10
+	maxUDPFrame        = 64 << 10 // a UDP datagram carries at most 65,507 bytes over IPv4
+	udpSlab            = 256 << 10
+)
+
+// UDPOptions configure a UDPSource. New fills zero fields with defaults.
+type UDPOptions struct {
+	Listen   string // host:port to listen on; required
+	MaxFrame int    // largest datagram in bytes; a larger one is dropped (Drops.Oversized)
+	// SocketBuffer is the socket's SO_RCVBUF: what the kernel holds while
+	// the reader is busy, which absorbs bursts; 0 keeps the kernel's
+	// default.
+	SocketBuffer int
+}
+
+// UDPFields is the configuration spec of netio.udp.
+func UDPFields() []stage.Field {
+	return []stage.Field{
+		{Name: "listen", Type: stage.String, Required: true, Doc: "host:port to receive datagrams on (127.0.0.1:5514; :0 picks a port)"},
+		{Name: "max_frame", Type: stage.Size, Default: int64(DefaultUDPMaxFrame), Range: stage.Between(1, maxUDPFrame),
+			Doc: "largest datagram; a larger one is dropped and counted (drops.oversized)"},
+		{Name: "socket_buffer", Type: stage.Size, Default: int64(0), Range: stage.Between(0, maxSocketBuf),
+			Doc: "SO_RCVBUF, what the kernel holds for the reader to absorb bursts; 0 keeps the kernel's default " +
+				"(a datagram that finds it full is dropped: drops.socket_overrun on Linux)"},
+	}
+}
+
+func (o *UDPOptions) fill() error {
+	if o.Listen == "" {
+		return &stage.FieldError{Field: "listen", Err: errors.New("required: host:port to listen on")}
+	}
+	if o.MaxFrame == 0 {
+		o.MaxFrame = DefaultUDPMaxFrame
+	}
+	for _, f := range UDPFields() {
+		var v any
+		switch f.Name {
+		case "max_frame":
+			v = int64(o.MaxFrame)
+		case "socket_buffer":
+			v = int64(o.SocketBuffer)
+		default:
+			continue
+		}
+		if err := f.Check(v); err != nil {
+			return &stage.FieldError{Field: f.Name, Err: err}
+		}
+	}
+	return nil
+}
+
+// NewUDPSource is netio.udp's constructor.
+func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
+	return NewUDP(UDPOptions{
+		Listen:       cfg.String("listen"),
+		MaxFrame:     int(cfg.Size("max_frame")),
+		SocketBuffer: int(cfg.Size("socket_buffer")),
+	})
+}
+
+// UDPSource is a netio.udp source: each datagram is one record (a
+// trailing \n or \r\n is dropped; an empty datagram is no record). A
+// datagram cannot be acknowledged, so the source behaves as netio.tcp
+// with ack: none: a refused record is logged (at most once a second) and
+// counted, and the sender is told nothing.
+//
+// One reader takes datagrams off the socket into slabs of memory that
+// the events share (no copy), and posts them to the source's port without
+// ever waiting: UDP has no backpressure, and a reader that waited would
+// only move the loss into the kernel. A datagram that finds the port full
+// is dropped (Drops.QueueFull), whatever queue.overflow says. The port's
+// workers hand the events on to the next stage, waiting for room there.
+// Datagrams the kernel dropped because the socket's buffer was full are
+// counted where the OS reports them (Linux: SO_RXQ_OVFL) as
+// Drops.SocketOverrun; one over max_frame as Drops.Oversized.
+type UDPSource struct {
+	opts UDPOptions
+
+	// Set by Start.
+	rt     stage.SourceRuntime
+	set    stage.Settings
+	name   string
+	log    *zap.Logger
+	pc     *net.UDPConn
+	port   *port.Port[datagram]
+	ctx    context.Context // ends at Close: unblocks Emits
+	cancel context.CancelFunc
+
+	wg          sync.WaitGroup // reader and workers
+	readerDone  chan struct{}
+	workersDone chan struct{}
+
+	mu                               sync.Mutex
+	started, stopped, closed, ovflOK bool
+
+	outstanding atomic.Int64  // events made and not finished
+	idle        chan struct{} // a token when outstanding reaches 0
+	cnt         counters
+	refused     atomic.Uint64
+	refusalLog  logLimit
+}
+
+// datagram is the Value of the source's packets: a record and when it
+// was read.
+type datagram struct {
+	rec []byte
+	at  time.Time
+}
+
+var (
+	_ stage.Source        = (*UDPSource)(nil)
+	_ stage.Gauger        = (*UDPSource)(nil)
+	_ stage.SourceStatser = (*UDPSource)(nil)
+	_ stage.Completer     = (*UDPSource)(nil)
+)
+
+// NewUDP returns a netio.udp source configured by o; it listens once
+// started.
+func NewUDP(o UDPOptions) (*UDPSource, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	return &UDPSource{opts: o, idle: make(chan struct{}, 1)}, nil
+}
+
+// Addr returns the address the source receives on, or nil before Start.
+func (s *UDPSource) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc == nil {
+		return nil
+	}
+	return s.pc.LocalAddr()
+}
+
+// Start binds the socket and starts the reader and the workers (the
+// stage's workers; its queue capacity is the port's).
+func (s *UDPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("netio.udp: started twice")
+	}
+	s.rt, s.set, s.name = rt, rt.Settings(), rt.Name()
+	s.log = rt.Logger().With(zap.String("stage", s.name))
+	var lc net.ListenConfig
+	c, err := lc.ListenPacket(ctx, "udp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("netio.udp: listen on %q: %w", s.opts.Listen, err)
+	}
+	s.pc = c.(*net.UDPConn)
+	if s.opts.SocketBuffer > 0 {
+		if err := s.pc.SetReadBuffer(s.opts.SocketBuffer); err != nil {
+			s.log.Warn("setting SO_RCVBUF failed", zap.Error(err))
+		}
+	}
+	s.ovflOK = reportOverruns(s.pc)
+	s.started = true
+	s.port = port.New[datagram](port.Options{Concurrency: s.set.Concurrency, Capacity: s.set.Capacity, Overflow: port.Reject})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.readerDone = make(chan struct{})
+	s.workersDone = make(chan struct{})
+	var workers sync.WaitGroup
+	for range s.set.Workers {
+		workers.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer workers.Done()
+			s.work()
+		}()
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		workers.Wait()
+		close(s.workersDone)
+	}()
+	go s.read()
+	s.log.Info("listening", zap.Stringer("addr", s.pc.LocalAddr()), zap.String("transport", "udp"),
+		zap.Bool("socket_overruns_reported", s.ovflOK))
+	return nil
+}
+
+// read is the source's one reader. Each datagram is read straight into
+// the free tail of a slab; the record is that piece of the slab, so many
+// datagrams share one allocation, which the GC frees when their events
+// are gone.
+func (s *UDPSource) read() {
+	defer s.wg.Done()
+	defer close(s.readerDone)
+	limit := s.opts.MaxFrame
+	slabSize := max(udpSlab, 4*(limit+1))
+	var slab []byte
+	oob := make([]byte, oobSize)
+	var seq uint64
+	var lastOverrun uint32
+	for {
+		if len(slab) < limit+1 {
+			slab = make([]byte, slabSize)
+		}
+		// limit+1: a datagram that fills it is over max_frame (the kernel
+		// cuts a longer one to the buffer).
+		n, oobn, err := readDatagram(s.pc, slab[:limit+1], oob)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("udp read failed", zap.Error(err))
+			continue
+		}
+		s.cnt.bytesIn.Add(uint64(n))
+		if total, ok := overruns(oob[:oobn]); ok && total != lastOverrun {
+			s.cnt.overrun.Add(uint64(total - lastOverrun)) // the kernel's count wraps as a uint32
+			lastOverrun = total
+		}
+		if n > limit {
+			s.cnt.oversized.Add(1)
+			continue
+		}
+		rec := bytes.TrimSuffix(slab[:n:n], []byte("\n"))
+		rec = bytes.TrimSuffix(rec, []byte("\r"))
+		slab = slab[n:]
+		if len(rec) == 0 {
+			continue
+		}
+		pk := port.Packet[datagram]{Key: seq + 1, N: len(rec), Value: datagram{rec: rec, at: time.Now()}}
+		if err := s.port.TryPost(pk); err != nil {
+			if errors.Is(err, port.ErrClosed) {
+				return
+			}
+			s.cnt.queueFull.Add(1)
+			continue
+		}
+		seq++
+	}
+}
+
+// work is one of the source's workers: it makes events of the datagrams
+// and hands them on, waiting for room in the next stage.
+func (s *UDPSource) work() {
+	pw := s.port.Join()
+	defer pw.Leave()
+	em := s.rt.NewEmitter()
+	pks := make([]port.Packet[datagram], min(max(s.set.Batch, 1), 64))
+	origin := stage.Origin{To: s}
+	for {
+		n, err := pw.GetBatch(s.ctx, pks)
+		if err != nil {
+			return
+		}
+		for i := range pks[:n] {
+			pk := pks[i]
+			pks[i] = port.Packet[datagram]{}
+			s.outstanding.Add(1)
+			ev := s.rt.NewEventAt(pk.Value.rec, pk.Key, origin, pk.Value.at)
+			_ = em.Emit(s.ctx, ev) // a refusal finishes it: Complete
+		}
+		em.Flush(s.ctx)
+	}
+}
+
+// Complete is called once per event, by whoever finishes it. A refusal
+// is counted and logged at warn at most once a second, with the running
+// count: nobody else will hear of it.
+func (s *UDPSource) Complete(ev *stage.Event, err error) {
+	s.rt.ObserveLatency(int64(time.Since(ev.Arrived())))
+	if err != nil {
+		s.cnt.nack(err)
+		n := s.refused.Add(1)
+		if s.refusalLog.allow() {
+			s.log.Warn("datagram refused; UDP tells the sender nothing",
+				zap.Uint64("record", ev.Seq), zap.String("reason", reason(err)), zap.Uint64("refused_total", n))
+		}
+	}
+	if s.outstanding.Add(-1) == 0 {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// StopInput closes the socket and returns once every datagram read has
+// been handed on (or refused), or with ctx.Err() when ctx ends first.
+func (s *UDPSource) StopInput(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.started || s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.pc.Close()
+	s.mu.Unlock()
+	select {
+	case <-s.readerDone:
+	case <-ctx.Done():
+		return fmt.Errorf("stage %q: stop input: %w", s.name, ctx.Err())
+	}
+	s.port.Close() // the workers hand on what is queued, then return
+	select {
+	case <-s.workersDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stage %q: stop input: %w", s.name, ctx.Err())
+	}
+}
+
+// Drain stops the input if StopInput was not called and waits until every
+// event the source made is finished.
+func (s *UDPSource) Drain(ctx context.Context) error {
+	if err := s.StopInput(ctx); err != nil {
+		return err
+	}
+	for s.outstanding.Load() > 0 {
+		select {
+		case <-s.idle:
+		case <-ctx.Done():
+			return fmt.Errorf("stage %q: drain: %d datagrams unfinished: %w", s.name, s.outstanding.Load(), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Close closes the socket, stops the workers and returns once every
+// goroutine of the source has returned.
+func (s *UDPSource) Close() error {
+	s.mu.Lock()
+	if !s.started || s.closed {
+		s.closed = true
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed, s.stopped = true, true
+	s.pc.Close()
+	s.mu.Unlock()
+	s.cancel()
+	s.port.Close()
+	s.wg.Wait()
+	return nil
+}
+
+// Gauges reports the source's port and worker pool for /stats.
+func (s *UDPSource) Gauges() (stage.QueueStats, stage.PoolStats) {
+	s.mu.Lock()
+	p := s.port
+	s.mu.Unlock()
+	if p == nil {
+		return stage.QueueStats{Overflow: port.Reject.String()}, stage.PoolStats{}
+	}
+	ps := p.Stats()
+	return stage.QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Reject.String()},
+		stage.PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
+			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+}
+
+// SourceStats reports the source's counters for /stats.
+func (s *UDPSource) SourceStats() stage.SourceStats { return s.cnt.snapshot() }

@@ -1,0 +1,151 @@
+package netio_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+func newUDPRig(t *testing.T, o netio.UDPOptions, srcSet, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.UDPSource) {
+	t.Helper()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	src, err := netio.NewUDP(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcSet.Name, srcSet.Kind = "in", netio.UDPKind
+	if srcSet.Workers == 0 {
+		srcSet.Workers, srcSet.Concurrency, srcSet.Capacity = 2, 2, 64
+	}
+	return startRig(t, src, srcSet, sinkSet, h), src
+}
+
+func dialUDP(t *testing.T, addr net.Addr) *net.UDPConn {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, addr.(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitFor polls cond until it holds, failing the test after wait.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(wait); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// Each datagram is one record, its trailing line end dropped; an empty
+// one is none; one over max_frame is dropped and counted; a refused one
+// is logged and counted, as under ack: none.
+func TestUDPDatagramsAreRecords(t *testing.T) {
+	r, src := newUDPRig(t, netio.UDPOptions{MaxFrame: 16}, stage.Settings{}, stage.Settings{Workers: 1}, nil)
+	c := dialUDP(t, src.Addr())
+	sent := -(34 - 17) // the one over max_frame is read as far as max_frame+1
+	for _, d := range []string{"<13>one\n", "two\r\n", "", "\n", "this one is far over sixteen bytes", "a bad one", "exactly 16 bytes"} {
+		n, err := c.Write([]byte(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+	}
+	waitFor(t, "4 records", func() bool { return len(r.payloads()) == 4 })
+	got := r.payloads()
+	want := "<13>one|two|a bad one|exactly 16 bytes"
+	if g := strings.Join(sortedCopy(got), "|"); g != strings.Join(sortedCopy(strings.Split(want, "|")), "|") {
+		t.Fatalf("sink saw %q, want %q", got, want)
+	}
+	waitFor(t, "the refusal to be counted", func() bool { return r.in.Stage().Stats().Source.Nacks.Other == 1 })
+	st := r.in.Stage().Stats().Source
+	if st.Drops != (stage.DropStats{Oversized: 1}) || st.BytesIn != uint64(sent) || st.Connections != (stage.ConnStats{}) {
+		t.Fatalf("source counters %+v, want 1 oversized and %d bytes read", *st, sent)
+	}
+	e := r.waitLog("datagram refused")
+	if f, _ := fieldOf(e, "reason"); f.String != "bad record" {
+		t.Errorf("refusal logged with reason %q", f.String)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// A flood into a stalled pipeline loses datagrams, and every one lost is
+// counted: what the sink saw plus the drops is what was sent.
+func TestUDPDropsAreCounted(t *testing.T) {
+	gate := make(chan struct{})
+	var r *rig
+	r, src := newUDPRig(t, netio.UDPOptions{SocketBuffer: 4096}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 8},
+		stage.Settings{Workers: 1, Concurrency: 1, Capacity: 4, Batch: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	c := dialUDP(t, src.Addr())
+	const flood = 2000
+	for i := range flood {
+		if _, err := fmt.Fprintf(c, "flood %d", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	// The kernel reports its drops with the next datagram it delivers:
+	// send markers until one arrives.
+	markers := 0
+	waitFor(t, "a marker", func() bool {
+		fmt.Fprintf(c, "marker %d", markers)
+		markers++
+		for _, p := range r.payloads() {
+			if strings.HasPrefix(p, "marker") {
+				return true
+			}
+		}
+		return false
+	})
+	var st *stage.SourceStats
+	waitFor(t, "every datagram seen or counted as dropped", func() bool {
+		st = r.in.Stage().Stats().Source
+		return uint64(len(r.payloads()))+st.Drops.QueueFull+st.Drops.SocketOverrun == uint64(flood+markers)
+	})
+	if st.Drops.QueueFull == 0 {
+		t.Errorf("no datagram found the queue full: %+v", st.Drops)
+	}
+	t.Logf("sent %d: seen %d, queue_full %d, socket_overrun %d (%s)", flood+markers, len(r.payloads()),
+		st.Drops.QueueFull, st.Drops.SocketOverrun, runtime.GOOS)
+}
+
+func TestUDPRegister(t *testing.T) {
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	k, ok := reg.Lookup(netio.UDPKind)
+	if !ok || k.NewSource == nil {
+		t.Fatal("netio.udp is not registered as a source")
+	}
+	if _, err := netio.NewUDP(netio.UDPOptions{Listen: "127.0.0.1:0", MaxFrame: 1 << 20}); err == nil ||
+		!strings.Contains(err.Error(), "max_frame") {
+		t.Errorf("max_frame of 1MiB accepted: %v", err)
+	}
+	if _, err := netio.NewUDP(netio.UDPOptions{}); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Errorf("no listen accepted: %v", err)
+	}
+}
