@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -27,6 +29,10 @@ type adminServer struct {
 	addr  string
 	done  chan error     // Serve's result
 	conns sync.WaitGroup // one per open connection
+
+	hist        history       // the dashboard's last minutes
+	stopSampler chan struct{} // closed by stop
+	sampler     sync.WaitGroup
 }
 
 // adminShutdownWait bounds how long stop waits for requests in progress
@@ -68,12 +74,18 @@ func startAdmin(p *Pipeline) (*adminServer, error) {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCollector(p),
+	// Every pipeline metric carries the pipeline's name, so that several
+	// pipelines scraped into one Prometheus stay apart.
+	labelled := prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.name}, reg)
+	for _, r := range []struct {
+		reg prometheus.Registerer
+		c   prometheus.Collector
+	}{
+		{reg, collectors.NewGoCollector()},
+		{reg, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
+		{labelled, newCollector(p)},
 	} {
-		if err := reg.Register(c); err != nil {
+		if err := r.reg.Register(r.c); err != nil {
 			return nil, fmt.Errorf("admin: metrics: %w", err)
 		}
 	}
@@ -81,10 +93,12 @@ func startAdmin(p *Pipeline) (*adminServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	a := &adminServer{addr: ln.Addr().String(), done: make(chan error, 1)}
+	a := &adminServer{addr: ln.Addr().String(), done: make(chan error, 1), stopSampler: make(chan struct{})}
 	log := p.log.Named("admin")
+	mux := p.adminMux(reg, log)
+	p.dashboardHandlers(mux, &a.hist, log)
 	a.srv = &http.Server{
-		Handler:           requireToken(p.admin.Token, p.adminMux(reg, log)),
+		Handler:           requireToken(p.admin.Token, mux),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -100,6 +114,7 @@ func startAdmin(p *Pipeline) (*adminServer, error) {
 			}
 		},
 	}
+	a.sampler.Go(func() { sampleEvery(p, &a.hist, historyInterval, a.stopSampler) })
 	go func() { a.done <- a.srv.Serve(ln) }()
 	log.Info("admin endpoint listening", zap.String("addr", a.addr), zap.Bool("token", p.admin.Token != ""))
 	return a, nil
@@ -131,30 +146,78 @@ func (p *Pipeline) adminMux(reg *prometheus.Registry, log *zap.Logger) *http.Ser
 	return mux
 }
 
-// requireToken passes requests that carry "Authorization: Bearer token";
-// with an empty token it passes every request. The comparison is of
-// hashes, in constant time, so that neither the token nor its length
-// leaks through timing.
+// tokenCookie is the cookie a browser gets from POST /login, so that the
+// dashboard (which a browser opens without an Authorization header) follows
+// the token rule too. Its value is derived from the token, not the token.
+const tokenCookie = "pipeline_admin"
+
+// requireToken passes requests that carry "Authorization: Bearer token",
+// or the cookie POST /login sets for a form that gave the token; with an
+// empty token it passes every request. Comparisons are of hashes, in
+// constant time, so that neither the token nor its length leaks through
+// timing. A browser asking for the dashboard without either gets a form
+// for the token.
 func requireToken(token string, next http.Handler) http.Handler {
 	if token == "" {
 		return next
 	}
-	want := sha256.Sum256([]byte("Bearer " + token))
+	wantHeader := sha256.Sum256([]byte("Bearer " + token))
+	cookie := sha256.Sum256([]byte("pipeline admin cookie\x00" + token))
+	cookieValue := hex.EncodeToString(cookie[:])
+	equal := func(got string, want []byte) bool {
+		h := sha256.Sum256([]byte(got))
+		w := sha256.Sum256(want)
+		return subtle.ConstantTimeCompare(h[:], w[:]) == 1
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pipeline admin"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+		if subtle.ConstantTimeCompare(got[:], wantHeader[:]) == 1 {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if c, err := r.Cookie(tokenCookie); err == nil && equal(c.Value, []byte(cookieValue)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method == http.MethodPost && r.URL.Path == "/login" {
+			r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+			if equal(r.PostFormValue("token"), []byte(token)) {
+				http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: cookieValue, Path: "/",
+					HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+				http.Redirect(w, r, "/", http.StatusSeeOther)
+				return
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pipeline admin"`)
+		if r.URL.Path == "/" || r.URL.Path == "/login" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, loginPage)
+			return
+		}
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
 	})
 }
+
+// loginPage asks a browser for the admin token; POST /login checks it.
+const loginPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pipeline admin: token</title></head>
+<body style="font-family: system-ui, sans-serif; margin: 3em">
+<h1 style="font-weight: 500; font-size: 20px">This admin endpoint needs its token</h1>
+<p>Give the pipeline's <code>admin.token</code>; the browser keeps a cookie for this endpoint.
+Programs send <code>Authorization: Bearer TOKEN</code> instead.</p>
+<form method="post" action="/login">
+<input type="password" name="token" autocomplete="current-password" autofocus size="40">
+<button type="submit">Open the dashboard</button>
+</form></body></html>
+`
 
 // stop shuts the server down: it stops accepting, lets requests in
 // progress finish for up to adminShutdownWait, closes what is left and
 // returns once the serving goroutine and every connection are gone.
 func (a *adminServer) stop() error {
+	close(a.stopSampler)
+	a.sampler.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), adminShutdownWait)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)

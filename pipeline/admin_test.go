@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -91,23 +93,23 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 		t.Fatalf("/metrics: %d", code)
 	}
 	for _, line := range []string{
-		`pipeline_stage_queue_depth{stage="gated"} 50`,
-		`pipeline_stage_queue_capacity{stage="gated"} 100`,
-		`pipeline_stage_workers{stage="gated"} 1`,
-		`pipeline_stage_running{stage="gated"} 1`,
-		`pipeline_stage_blocked{stage="gated"} 0`,
-		`pipeline_stage_events_in_total{stage="gated"} 1`,
-		`pipeline_stage_events_out_total{stage="gated"} 0`,
-		`pipeline_stage_errors_total{stage="gated"} 0`,
-		`pipeline_stage_rejected_total{stage="gated"} 0`,
-		`pipeline_stage_latency_seconds{quantile="0.99",stage="end"} 0`,
-		`pipeline_stage_queue_depth{stage="mark"} 0`,
-		`pipeline_source_connections_total{event="accepted",stage="src"} 7`,
-		`pipeline_source_protocol_errors_total{cause="bad_frame",stage="src"} 2`,
-		`pipeline_source_nacks_total{class="invalid",stage="src"} 3`,
-		`pipeline_source_bytes_in_total{stage="src"} 1234`,
-		`pipeline_source_drops_total{reason="oversized",stage="src"} 6`,
-		"pipeline_uptime_seconds ",
+		`pipeline_stage_queue_depth{pipeline="ingest",stage="gated"} 50`,
+		`pipeline_stage_queue_capacity{pipeline="ingest",stage="gated"} 100`,
+		`pipeline_stage_workers{pipeline="ingest",stage="gated"} 1`,
+		`pipeline_stage_running{pipeline="ingest",stage="gated"} 1`,
+		`pipeline_stage_blocked{pipeline="ingest",stage="gated"} 0`,
+		`pipeline_stage_events_in_total{pipeline="ingest",stage="gated"} 1`,
+		`pipeline_stage_events_out_total{pipeline="ingest",stage="gated"} 0`,
+		`pipeline_stage_errors_total{pipeline="ingest",stage="gated"} 0`,
+		`pipeline_stage_rejected_total{pipeline="ingest",stage="gated"} 0`,
+		`pipeline_stage_latency_seconds{pipeline="ingest",quantile="0.99",stage="end"} 0`,
+		`pipeline_stage_queue_depth{pipeline="ingest",stage="mark"} 0`,
+		`pipeline_source_connections_total{event="accepted",pipeline="ingest",stage="src"} 7`,
+		`pipeline_source_protocol_errors_total{cause="bad_frame",pipeline="ingest",stage="src"} 2`,
+		`pipeline_source_nacks_total{class="invalid",pipeline="ingest",stage="src"} 3`,
+		`pipeline_source_bytes_in_total{pipeline="ingest",stage="src"} 1234`,
+		`pipeline_source_drops_total{pipeline="ingest",reason="oversized",stage="src"} 6`,
+		`pipeline_uptime_seconds{pipeline="ingest"} `,
 		"go_goroutines ",
 		"process_cpu_seconds_total ",
 	} {
@@ -123,6 +125,41 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 	}
 	if code, _ := rtGet(t, c, base+"/nope", ""); code != 404 {
 		t.Errorf("/nope: %d", code)
+	}
+
+	// The dashboard: every stage, the graph, the figures, its own assets.
+	code, page := rtGet(t, c, base+"/", "")
+	if code != 200 {
+		t.Fatalf("/: %d %s", code, page)
+	}
+	for _, want := range []string{`<svg id="graph"`, `data-node="gated"`, `href="/metrics"`, `href="/stats"`, `href="/healthz"`,
+		`<tr data-stage="src"`, `<tr data-stage="gated"`, `<tr data-stage="mark" class="inline"`, `<tr data-stage="end"`,
+		`<span data-field="depth">50</span> / <span data-field="capacity">100</span>`, `<span data-field="in">1</span>`,
+		`<span data-field="out">0</span>`, `<span data-field="p99">`, `src="/dashboard/dashboard.js"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/ lacks %s", want)
+		}
+	}
+	for _, external := range []string{"http://", "https://", "//fonts", "@import"} {
+		if i := strings.Index(page, external); i >= 0 && !strings.Contains(page[i:], "http://www.w3.org") {
+			t.Errorf("/ refers to another origin: %q", page[i:min(len(page), i+60)])
+		}
+	}
+	for _, asset := range []string{"/dashboard/dashboard.js", "/dashboard/dashboard.css"} {
+		code, body := rtGet(t, c, base+asset, "")
+		if code != 200 || len(body) < 100 || strings.Contains(body, "https://") {
+			t.Errorf("%s: %d, %d bytes", asset, code, len(body))
+		}
+	}
+	code, body := rtGet(t, c, base+"/history", "")
+	var h struct {
+		History []struct {
+			T     int64 `json:"t"`
+			Depth []int `json:"depth"`
+		} `json:"history"`
+	}
+	if err := json.Unmarshal([]byte(body), &h); code != 200 || err != nil || len(h.History) == 0 || len(h.History[0].Depth) != 4 {
+		t.Errorf("/history: %d %v: %s", code, err, body)
 	}
 }
 
@@ -200,6 +237,54 @@ func TestAdminToken(t *testing.T) {
 			t.Errorf("%s shows a secret", path)
 		}
 	}
+
+	// A browser gets a form for the token at /, and after POST /login a
+	// cookie that opens the dashboard and what it polls.
+	if code, body := rtGet(t, c, base+"/", ""); code != 401 || !strings.Contains(body, `<form method="post" action="/login">`) ||
+		strings.Contains(body, `data-stage=`) {
+		t.Errorf("/ without a token: %d, want 401 and a form, no figures: %s", code, body)
+	}
+	if code, _ := rtGet(t, c, base+"/dashboard/dashboard.js", ""); code != 401 {
+		t.Errorf("the dashboard's script without a token: %d, want 401", code)
+	}
+	login := func(tok string) *http.Response {
+		t.Helper()
+		resp, err := noRedirect.Post(base+"/login", "application/x-www-form-urlencoded", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := login(token + "x"); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Errorf("POST /login with a wrong token: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	resp := login(token)
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+		t.Fatalf("POST /login with the token: %d, cookies %v; want 303 and a cookie", resp.StatusCode, resp.Cookies())
+	}
+	cookie := resp.Cookies()[0]
+	if !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || strings.Contains(cookie.Value, token) {
+		t.Errorf("cookie %+v: want HttpOnly, SameSite=Strict, and not the token itself", cookie)
+	}
+	for _, path := range []string{"/", "/stats", "/history", "/dashboard/dashboard.js"} {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.AddCookie(cookie)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s with the cookie: %d, want 200", path, resp.StatusCode)
+		}
+	}
+}
+
+var noRedirect = &http.Client{
+	Timeout:       10 * time.Second,
+	Transport:     &http.Transport{DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 // An admin address that is taken fails Start, which leaves nothing

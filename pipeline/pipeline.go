@@ -56,9 +56,10 @@ type Pipeline struct {
 	stages   []stage.Lifecycle // the stages run here, with the stand-ins and consumers of nats queues
 	byName   map[string]*stage.Stage
 	isSource []bool
-	order    []int         // topological: every stage after all of its upstream stages
-	shown    []shown       // what /stats lists, in file order
-	nats     *natsq.Client // nil when no queue is on NATS
+	order    []int                // topological: every stage after all of its upstream stages
+	shown    []shown              // what /stats lists, in file order
+	graph    map[string]graphInfo // by stage name, for the dashboard
+	nats     *natsq.Client        // nil when no queue is on NATS
 
 	// start serialises Start against the beginning of Stop, so that Stop
 	// sees a pipeline that is either not started or completely started.
@@ -190,6 +191,10 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		}
 	}
 	p.assemble(cfg, nodes, routes, order, run, built)
+	p.graph = make(map[string]graphInfo, len(nodes))
+	for i, n := range nodes {
+		p.graph[n.cfg.Name] = graphInfo{routes: routes[i], next: n.cfg.Next, source: n.kind.NewSource != nil}
+	}
 	p.started = make([]bool, len(p.stages))
 	return p, nil
 }

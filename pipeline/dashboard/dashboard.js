@@ -1,0 +1,299 @@
+// The pipeline dashboard's script: it polls /stats every second, writes
+// the figures into the page the server rendered (elements marked
+// data-stage and data-field), fills the graph's nodes by depth/capacity,
+// and draws the charts of the last minutes, starting from /history.
+// Controller and NATS figures show when /stats carries them.
+"use strict";
+(() => {
+  const POLL_MS = 1000;
+  const WINDOW_MS = 5 * 60 * 1000;
+  const SVG = "http://www.w3.org/2000/svg";
+  const COLORS = ["#2f6fdf", "#d64545", "#3fa46a", "#e0a024", "#7a5af5", "#1aa0a8", "#c2509b", "#6b7383", "#8a6d3b", "#0b7a3b"];
+
+  const rows = new Map(); // stage name -> its table row
+  document.querySelectorAll("tr[data-stage]").forEach((tr) => rows.set(tr.dataset.stage, tr));
+  const nodes = new Map(); // stage name -> its graph node
+  document.querySelectorAll("#graph g[data-node]").forEach((g) => nodes.set(g.dataset.node, g));
+  const names = [...rows.keys()];
+  const color = (name) => COLORS[names.indexOf(name) % COLORS.length];
+
+  // series[name] = {t: [], depth: [], out: [], p99: []}: the charts' points.
+  const series = new Map(names.map((n) => [n, { t: [], depth: [], out: [], p99: [] }]));
+  let prev = null; // the last /stats, with .at (ms)
+  let inline = new Set();
+
+  const num = (v) => (Number.isFinite(v) ? String(v) : "0");
+  const ms = (v) => (Number.isFinite(v) ? String(Math.round(v * 1000) / 1000) : "0");
+  const rate = (v) => (Number.isFinite(v) ? String(Math.round(v)) : "–");
+  const human = (v) => {
+    if (!Number.isFinite(v)) return "–";
+    const a = Math.abs(v);
+    if (a >= 1e9) return (v / 1e9).toFixed(a >= 1e10 ? 0 : 1) + "G";
+    if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M";
+    if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "k";
+    if (a > 0 && a < 10 && !Number.isInteger(v)) return String(Number(v.toPrecision(2)));
+    return String(Math.round(v));
+  };
+  const level = (f) => (f >= 0.9 ? "full" : f >= 0.5 ? "warn" : "ok");
+  const fillOf = (q) => (q && q.capacity > 0 ? Math.min(Math.max(q.depth / q.capacity, 0), 1) : 0);
+
+  function set(row, field, text) {
+    const el = row.querySelector(`[data-field="${field}"]`);
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  function perSecond(cur, old, dt) {
+    if (old === undefined || dt <= 0 || cur < old) return NaN;
+    return ((cur - old) * 1000) / dt;
+  }
+
+  function update(s, at) {
+    document.getElementById("state").textContent = s.state || "";
+    document.getElementById("state").className = "state " + (s.state || "");
+    document.getElementById("uptime").textContent = "up " + duration(s.uptime_s || 0);
+    const old = new Map(prev ? prev.stages.map((st) => [st.name, st]) : []);
+    const dt = prev ? at - prev.at : 0;
+    let sources = [];
+    let ctl = false;
+    inline = new Set();
+    for (const st of s.stages || []) {
+      const row = rows.get(st.name);
+      if (!row) continue; // a stage the page was not rendered with
+      if (st.inline) inline.add(st.name);
+      const q = st.queue || {};
+      const pool = st.pool || {};
+      const o = old.get(st.name);
+      const inRate = o ? perSecond(st.in, o.in, dt) : NaN;
+      const outRate = o ? perSecond(st.out, o.out, dt) : NaN;
+      set(row, "depth", num(q.depth));
+      set(row, "capacity", num(q.capacity));
+      set(row, "running", num(pool.running));
+      set(row, "workers", num(pool.workers));
+      set(row, "blocked", num(pool.blocked));
+      set(row, "in", num(st.in));
+      set(row, "out", num(st.out));
+      set(row, "in_rate", rate(inRate));
+      set(row, "out_rate", rate(outRate));
+      set(row, "p50", ms(st.latency_ms && st.latency_ms.p50));
+      set(row, "p99", ms(st.latency_ms && st.latency_ms.p99));
+      set(row, "errors", num(st.errors));
+      set(row, "rejected", num(st.rejected));
+      const f = fillOf(q);
+      const bar = row.querySelector(".bar-fill");
+      if (bar) {
+        bar.style.width = (f * 100).toFixed(1) + "%";
+        bar.className = "bar-fill " + level(f);
+      }
+      const c = st.control || st.controller;
+      if (c) {
+        ctl = true;
+        set(row, "batch", c.batch !== undefined ? num(c.batch) : "");
+        if (c.workers !== undefined) set(row, "workers", num(c.workers));
+        const adm = c.admitted_rate !== undefined ? c.admitted_rate : c.admitted;
+        set(row, "admitted_rate", adm !== undefined ? human(adm) : "");
+        set(row, "target_rate", c.target !== undefined ? " · " + human(c.target) : c.target_rate !== undefined ? " · " + human(c.target_rate) : "");
+      }
+      node(st, f);
+      if (st.source) sources.push({ st, o, dt });
+      const sr = series.get(st.name);
+      sr.t.push(at);
+      sr.depth.push(q.depth || 0);
+      sr.out.push(outRate);
+      sr.p99.push((st.latency_ms && st.latency_ms.p99) || 0);
+      trim(sr, at);
+    }
+    document.getElementById("stages").classList.toggle("has-ctl", ctl);
+    drawSources(sources);
+    drawCharts(at);
+  }
+
+  // node redraws a stage's node in the graph: fill, figure, NATS mark.
+  function node(st, f) {
+    const g = nodes.get(st.name);
+    if (!g) return;
+    const box = g.querySelector(".box");
+    const fill = g.querySelector(".fill");
+    const w = Number(box.getAttribute("width")) - 2;
+    fill.setAttribute("width", String(Math.round(w * f)));
+    fill.setAttribute("class", "fill " + level(f));
+    const q = st.queue || {};
+    if (!st.inline) g.querySelector(".figure").textContent = `${q.depth || 0} / ${q.capacity || 0}`;
+    const nats = isNats(st);
+    g.classList.toggle("nats", nats);
+    g.querySelector(".badge").textContent = nats ? "NATS" : "";
+  }
+
+  // isNats tells a stage whose queue is a NATS JetStream stream.
+  function isNats(st) {
+    const q = st.queue || {};
+    return q.transport === "nats" || q.kind === "nats" || !!st.nats || !!(st.remote && st.remote.transport === "nats");
+  }
+
+  function drawSources(list) {
+    const sec = document.getElementById("sources-section");
+    sec.hidden = list.length === 0;
+    if (!list.length) return;
+    const body = document.querySelector("#sources tbody");
+    for (const { st, o, dt } of list) {
+      let tr = body.querySelector(`tr[data-source="${CSS.escape(st.name)}"]`);
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.dataset.source = st.name;
+        for (const f of ["name", "open", "accepted", "closed", "refused", "bytes_rate", "nacks", "protocol_errors", "drops"]) {
+          const td = document.createElement("td");
+          td.dataset.field = f;
+          if (!["name", "nacks", "protocol_errors", "drops"].includes(f)) td.className = "num";
+          if (f === "name") td.className = "name";
+          tr.appendChild(td);
+        }
+        body.appendChild(tr);
+      }
+      const src = st.source;
+      const c = src.connections || {};
+      set(tr, "name", st.name);
+      set(tr, "open", num((c.accepted || 0) - (c.closed || 0)));
+      set(tr, "accepted", num(c.accepted || 0));
+      set(tr, "closed", num(c.closed || 0));
+      set(tr, "refused", num(c.refused || 0));
+      const ob = o && o.source ? o.source.bytes_in : undefined;
+      set(tr, "bytes_rate", human(perSecond(src.bytes_in || 0, ob, dt)));
+      pairs(tr, "nacks", src.nacks);
+      pairs(tr, "protocol_errors", src.protocol_errors);
+      pairs(tr, "drops", src.drops);
+    }
+  }
+
+  // pairs writes "name N" for each count of m that is not zero.
+  function pairs(tr, field, m) {
+    const td = tr.querySelector(`[data-field="${field}"]`);
+    const text = Object.entries(m || {})
+      .filter(([, v]) => v > 0)
+      .map(([k, v]) => `${k.replace(/_/g, " ")} ${v}`)
+      .join(" · ");
+    if (td.textContent !== (text || "none")) td.textContent = text || "none";
+  }
+
+  function trim(sr, at) {
+    let k = 0;
+    while (k < sr.t.length && sr.t[k] < at - WINDOW_MS) k++;
+    if (k > 0) for (const key of Object.keys(sr)) sr[key].splice(0, k);
+  }
+
+  function drawCharts(now) {
+    chart("chart-depth", "depth", now, (n) => !inline.has(n));
+    chart("chart-out", "out", now, () => true);
+    chart("chart-p99", "p99", now, () => true);
+    const legend = document.getElementById("chart-legend");
+    if (!legend.childElementCount) {
+      for (const n of names) {
+        const k = document.createElement("span");
+        k.className = "key";
+        const i = document.createElement("i");
+        i.style.background = color(n);
+        k.append(i, n);
+        legend.appendChild(k);
+      }
+    }
+  }
+
+  // chart draws one figure per stage over the last WINDOW_MS as lines.
+  function chart(id, key, now, wanted) {
+    const svg = document.getElementById(id);
+    const r = svg.getBoundingClientRect();
+    const W = Math.max(Math.round(r.width), 200);
+    const H = Math.max(Math.round(r.height), 100);
+    const left = 44, right = 8, top = 10, bottom = 20;
+    let peak = 0;
+    for (const [n, sr] of series) {
+      if (!wanted(n)) continue;
+      for (const v of sr[key]) if (Number.isFinite(v)) peak = Math.max(peak, v);
+    }
+    const [top4, steps] = nice(peak);
+    peak = top4;
+    const x = (t) => left + ((t - (now - WINDOW_MS)) / WINDOW_MS) * (W - left - right);
+    const y = (v) => top + (1 - v / peak) * (H - top - bottom);
+    const parts = [];
+    for (let i = 0; i <= steps; i++) {
+      const v = (peak * i) / steps;
+      parts.push(`<line class="grid" x1="${left}" x2="${W - right}" y1="${y(v)}" y2="${y(v)}"></line>`);
+      parts.push(`<text x="${left - 4}" y="${y(v) + 3}" text-anchor="end">${human(v)}</text>`);
+    }
+    parts.push(`<text x="${left}" y="${H - 5}">−5 min</text><text x="${W - right}" y="${H - 5}" text-anchor="end">now</text>`);
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.innerHTML = parts.join("");
+    for (const [n, sr] of series) {
+      if (!wanted(n)) continue;
+      const pts = [];
+      sr[key].forEach((v, i) => {
+        if (Number.isFinite(v)) pts.push(`${x(sr.t[i]).toFixed(1)},${y(v).toFixed(1)}`);
+      });
+      if (pts.length < 2) continue;
+      const pl = document.createElementNS(SVG, "polyline");
+      pl.setAttribute("points", pts.join(" "));
+      pl.setAttribute("stroke", color(n));
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = n;
+      pl.appendChild(title);
+      svg.appendChild(pl);
+    }
+  }
+
+  // nice rounds a chart's top up to 1, 2 or 5 times a power of ten, and
+  // gives the number of grid steps that make round labels.
+  function nice(v) {
+    if (!(v > 0)) return [5, 5];
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 5]) if (v <= m * p) return [m * p, m === 2 ? 4 : 5];
+    return [10 * p, 5];
+  }
+
+  function duration(s) {
+    s = Math.floor(s);
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    if (d) return `${d}d ${h}h`;
+    if (h) return `${h}h ${m}m`;
+    if (m) return `${m}m ${s % 60}s`;
+    return `${s}s`;
+  }
+
+  // history turns /history's samples into the charts' first points.
+  async function history() {
+    const res = await fetch("/history", { cache: "no-store", credentials: "same-origin" });
+    if (!res.ok) return;
+    const h = await res.json();
+    const samples = h.history || [];
+    for (let k = 0; k < samples.length; k++) {
+      const smp = samples[k], before = samples[k - 1];
+      names.forEach((n, i) => {
+        const sr = series.get(n);
+        sr.t.push(smp.t);
+        sr.depth.push(smp.depth[i] || 0);
+        sr.out.push(before ? perSecond(smp.out[i], before.out[i], smp.t - before.t) : NaN);
+        sr.p99.push(smp.p99[i] || 0);
+      });
+    }
+  }
+
+  const live = document.getElementById("live");
+  async function poll() {
+    try {
+      const res = await fetch("/stats", { cache: "no-store", credentials: "same-origin" });
+      if (res.status === 401) throw new Error("unauthorized: reload to log in");
+      if (!res.ok) throw new Error(`/stats: ${res.status}`);
+      const s = await res.json();
+      const at = Date.now();
+      update(s, at);
+      s.at = at;
+      prev = s;
+      live.textContent = "live";
+      live.className = "live on";
+      live.title = "updated " + new Date(at).toLocaleTimeString();
+    } catch (e) {
+      live.textContent = "no answer: " + e.message;
+      live.className = "live off";
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  history().catch(() => {}).finally(poll);
+})();
