@@ -54,7 +54,7 @@
     const old = new Map(prev ? prev.stages.map((st) => [st.name, st]) : []);
     const dt = prev ? at - prev.at : 0;
     let sources = [];
-    let ctl = false;
+    let ctl = false, adm = false;
     inline = new Set();
     for (const st of s.stages || []) {
       const row = rows.get(st.name);
@@ -84,14 +84,10 @@
         bar.style.width = (f * 100).toFixed(1) + "%";
         bar.className = "bar-fill " + level(f);
       }
-      const c = st.control || st.controller;
-      if (c) {
+      if (st.control) {
         ctl = true;
-        set(row, "batch", c.batch !== undefined ? num(c.batch) : "");
-        if (c.workers !== undefined) set(row, "workers", num(c.workers));
-        const adm = c.admitted_rate !== undefined ? c.admitted_rate : c.admitted;
-        set(row, "admitted_rate", adm !== undefined ? human(adm) : "");
-        set(row, "target_rate", c.target !== undefined ? " · " + human(c.target) : c.target_rate !== undefined ? " · " + human(c.target_rate) : "");
+        adm = adm || !!st.control.admission;
+        control(row, st.control, o && o.control, dt);
       }
       node(st, f);
       if (st.source) sources.push({ st, o, dt });
@@ -103,8 +99,29 @@
       trim(sr, at);
     }
     document.getElementById("stages").classList.toggle("has-ctl", ctl);
+    document.getElementById("stages").classList.toggle("has-adm", adm);
     drawSources(sources);
     drawCharts(at);
+  }
+
+  // control writes the controllers' figures (stage.ControlStats): the
+  // batch size, auto or pinned; the admission's admitted rate and p99
+  // against its target; the latest change and why.
+  function control(row, c, old, dt) {
+    const knob = (k) => (k ? `${k.now}${k.auto ? " auto" : ""}` : "");
+    set(row, "batch", knob(c.batch));
+    const w = row.querySelector('[data-field="workers"]');
+    if (w) w.title = c.workers ? `${c.workers.auto ? "auto" : "pinned"}, ${c.workers.min}–${c.workers.max}` : "";
+    const a = c.admission;
+    const oa = old && old.admission;
+    set(row, "admitted_rate", a ? rate(perSecond(a.admitted, oa && oa.admitted, dt)) : "");
+    set(row, "admission_p99", a ? ms(a.p99_ms) : "");
+    set(row, "target", a ? " / " + ms(a.target_ms) : "");
+    const cell = row.querySelector('[data-field="decision"]');
+    const l = c.last;
+    const text = l ? `${l.knob} ${human(l.from)} → ${human(l.to)}, ${duration(l.age_s)} ago` : "";
+    if (cell.textContent !== text) cell.textContent = text;
+    cell.title = l ? l.reason || "" : "";
   }
 
   // node redraws a stage's node in the graph: fill, figure, NATS mark.
