@@ -137,7 +137,7 @@
     if (!st.inline) g.querySelector(".figure").textContent = `${q.depth || 0} / ${q.capacity || 0}`;
     const nats = isNats(st);
     g.classList.toggle("nats", nats);
-    g.querySelector(".badge").textContent = nats ? "NATS" : "";
+    g.querySelector(".badge").textContent = nats ? (st.remote ? "NATS · elsewhere" : "NATS") : "";
   }
 
   // isNats tells a stage whose queue is a NATS JetStream stream.
