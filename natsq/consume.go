@@ -158,7 +158,9 @@ func (c *consumer) take(msg jetstream.Msg) {
 	}
 	c.q.st.taken.Add(1)
 	ev := c.rt.NewEventAt(d.payload, in.streamSeq, stage.Origin{To: in}, time.Now())
-	ev.Fields = d.fields
+	for name, v := range d.fields {
+		ev.Set(name, v)
+	}
 	_ = c.out.Emit(c.ctx, ev) // a failure finishes the event, which NAKs it
 	c.out.Flush(c.ctx)
 }

@@ -23,12 +23,12 @@ import (
 //	uvarint(len(payload)) payload [fields]
 //
 // where fields, when the event has any, is one JSON object (the event's
-// Fields). On the way back JSON numbers that are integers fitting in 64
+// Fields, each stage.Value as its MarshalJSON writes it). On the way back JSON numbers that are integers fitting in 64
 // bits become int64 and other numbers json.Number (the convention of
 // process.json); strings, booleans, null, objects and arrays come back as
 // string, bool, nil, map[string]any and []any. A Go value JSON has no type
 // for (time.Time, a struct) arrives as its JSON form. An event with no
-// fields arrives with nil Fields.
+// fields arrives with none.
 //
 // Headers (all text):
 //
@@ -67,9 +67,13 @@ var errUndecodable = errors.New("undecodable message")
 // encodeEvent returns the message that carries ev to subject.
 func encodeEvent(ev *stage.Event, subject, pipeline, from, id string) (*nats.Msg, error) {
 	var fields []byte
-	if ev.Fields != nil {
+	if ev.NumFields() > 0 {
+		m := make(map[string]stage.Value, ev.NumFields())
+		for name, v := range ev.Fields() {
+			m[name] = v
+		}
 		var err error
-		if fields, err = json.Marshal(ev.Fields); err != nil {
+		if fields, err = json.Marshal(m); err != nil { // stage.Value is a json.Marshaler
 			return nil, fmt.Errorf("encode fields: %w", err)
 		}
 	}

@@ -149,7 +149,9 @@ func (sp *split) send(t *testing.T, from, n int, a *acks) {
 	ctx := context.Background()
 	for i := from; i < from+n; i++ {
 		ev := sp.src.NewEvent(fmt.Appendf(nil, `{"id":%d}`, i), uint64(i), stage.Origin{To: a})
-		ev.Fields = map[string]any{"id": int64(i), "big": json18(), "name": fmt.Sprint("n", i)}
+		ev.Set("id", int64(i))
+		ev.Set("big", json18())
+		ev.Set("name", fmt.Sprint("n", i))
 		if err := out.Emit(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +168,11 @@ func TestPublishConsumeAck(t *testing.T) {
 	var fields []map[string]any
 	s.fail = func(ev *stage.Event) error {
 		mu.Lock()
-		fields = append(fields, ev.Fields)
+		m := map[string]any{}
+		for name, v := range ev.Fields() {
+			m[name] = v.Interface()
+		}
+		fields = append(fields, m)
 		mu.Unlock()
 		return nil
 	}
@@ -239,7 +245,7 @@ func waitStream(t *testing.T, js jetstream.JetStream, name string, msgs uint64) 
 func TestPoisonGoesToDeadLetters(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
-		if ev.Fields["id"] == int64(3) {
+		if id, _ := ev.Field("id"); id == int64(3) {
 			return errors.New("poison")
 		}
 		return nil

@@ -2,7 +2,6 @@ package stage
 
 import (
 	"errors"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -12,11 +11,17 @@ import (
 //
 // An event is owned by one stage at a time: the source that made it, then
 // each stage it is emitted to. Whoever finishes it calls Done exactly once.
+//
+// Decoded fields are read with Field (Go values) or Value (typed, without
+// allocating) and written with Set, SetValue or SetText; Fields iterates
+// over them. Once Done has run, the event's fields are recycled: nothing
+// may read them after.
 type Event struct {
-	Payload []byte         // the record as it arrived (without framing)
-	Fields  map[string]any // decoded fields; nil until a decoder stage fills it
-	Seq     uint64         // per-source sequence number (per connection for netio)
-	Origin  Origin         // who is told when the event is finished
+	Payload []byte // the record as it arrived (without framing)
+	Seq     uint64 // per-source sequence number (per connection for netio)
+	Origin  Origin // who is told when the event is finished
+
+	fs *fieldSet // the decoded fields; nil until the first Set
 
 	// arrived is when the source read it (Arrived), as monotonic ns since
 	// epoch; 0 when unset. Eight bytes rather than a time.Time's 24 keep
@@ -106,6 +111,7 @@ func (ev *Event) Done(err error) {
 	if ev.Origin.To != nil {
 		ev.Origin.To.Complete(ev, err)
 	}
+	ev.releaseFields()
 }
 
 // Finished reports whether Done has been called.
@@ -118,32 +124,6 @@ func (ev *Event) failIfOwned(s *Stage, err error) {
 	if ev.owner.Load() == s {
 		ev.Done(err)
 	}
-}
-
-// Field returns the value at a dotted path in ev.Fields ("a.b.c"), or "$"
-// for the whole record (the payload as a string). ok is false when a part
-// of the path is missing.
-func (ev *Event) Field(path string) (v any, ok bool) {
-	if path == "$" {
-		return ev.Payload, true
-	}
-	var cur any = ev.Fields
-	for path != "" {
-		m, isMap := cur.(map[string]any)
-		if !isMap {
-			return nil, false
-		}
-		name := path
-		if i := strings.IndexByte(path, '.'); i >= 0 {
-			name, path = path[:i], path[i+1:]
-		} else {
-			path = ""
-		}
-		if cur, ok = m[name]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
 }
 
 // nanotime is a monotonic clock in nanoseconds.

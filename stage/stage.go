@@ -218,6 +218,7 @@ func (s *Stage) start(ctx context.Context) error {
 		}
 		return nil
 	}
+	s.project()
 	if st, ok := s.h.(Starter); ok {
 		if err := st.Start(ctx); err != nil {
 			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)

@@ -372,25 +372,6 @@ func TestAbortEndsWorkers(t *testing.T) {
 	}
 }
 
-func TestFieldPaths(t *testing.T) {
-	ev := &Event{Payload: []byte(`{"a":1}`), Fields: map[string]any{"a": map[string]any{"b": "x"}, "n": nil}}
-	if v, ok := ev.Field("a.b"); !ok || v != "x" {
-		t.Errorf("a.b = %v %v", v, ok)
-	}
-	if _, ok := ev.Field("a.c"); ok {
-		t.Error("a.c found")
-	}
-	if _, ok := ev.Field("a.b.c"); ok {
-		t.Error("a.b.c found through a string")
-	}
-	if v, ok := ev.Field("$"); !ok || string(v.([]byte)) != `{"a":1}` {
-		t.Errorf("$ = %v", v)
-	}
-	if v, ok := ev.Field("n"); !ok || v != nil {
-		t.Errorf("n = %v %v", v, ok)
-	}
-}
-
 // With its only next stage full under overflow reject, an inline stage's
 // batch is refused as busy before its handler runs: no work is spent on
 // events the queue would turn away.

@@ -29,7 +29,8 @@ func (s *idSink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitt
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range batch {
-		id, _ := ev.Fields["id"].(int64)
+		v, _ := ev.Value("id")
+		id := v.Int()
 		s.seen[id]++
 		if s.every > 0 && id%s.every == 0 {
 			ev.Done(errors.New("test refuses"))

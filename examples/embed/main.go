@@ -58,7 +58,11 @@ func (s *printSink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range batch {
-		line, err := json.Marshal(ev.Fields)
+		fields := map[string]stage.Value{}
+		for name, v := range ev.Fields() {
+			fields[name] = v
+		}
+		line, err := json.Marshal(fields)
 		if err == nil {
 			_, err = fmt.Fprintf(s.w, "%s%s\n", s.prefix, line)
 		}
@@ -79,10 +83,10 @@ func newRegistry(w io.Writer) (*stage.Registry, error) {
 	}
 	var funcs process.Funcs
 	err := funcs.Add("tag", func(ctx context.Context, ev *stage.Event) (bool, error) {
-		if ev.Fields["level"] == "debug" {
+		if level, _ := ev.Field("level"); level == "debug" {
 			return false, nil // dropped: finished as handled, so acked
 		}
-		ev.Fields["seen_by"] = "embed"
+		ev.Set("seen_by", "embed")
 		return true, nil
 	})
 	if err != nil {

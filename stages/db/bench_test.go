@@ -41,7 +41,7 @@ func BenchmarkWrite(b *testing.B) {
 					p := fmt.Appendf(nil, `{"id":%d,"host":"web-01","level":"info","msg":"user login ok","ts":1732560000123}`, id)
 					payloadBytes = len(p)
 					ev := src.NewEvent(p, uint64(id), stage.Origin{})
-					ev.Fields = map[string]any{"id": json.Number(fmt.Sprint(id))}
+					ev.Set("id", json.Number(fmt.Sprint(id)))
 					batch[i] = ev
 				}
 				r := s.bufs.Get().(*rows)

@@ -75,7 +75,9 @@ func record(rec *recorder, seq uint64, id any, extra map[string]any) *stage.Even
 	}
 	payload, _ := json.Marshal(map[string]any{"id": id, "msg": "hello from the test suite", "n": seq})
 	ev := src.NewEvent(payload, seq, stage.Origin{To: rec, Key: 1})
-	ev.Fields = fields
+	for k, v := range fields {
+		ev.Set(k, v)
+	}
 	return ev
 }
 
@@ -408,7 +410,7 @@ func TestBadRowsAreIsolated(t *testing.T) {
 				}
 				ev := record(rec, uint64(i), id, map[string]any{"attrs": map[string]any{"code": code}})
 				if i == 80 {
-					ev.Fields["attrs"] = map[string]any{} // missing: NULL
+					ev.Set("attrs", map[string]any{}) // missing: NULL
 				}
 				batch = append(batch, ev)
 			}

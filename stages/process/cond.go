@@ -1,13 +1,13 @@
 package process
 
 import (
-	"encoding/json"
 	"fmt"
-	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/stagedserver/seda/stage"
 )
@@ -52,6 +52,25 @@ func ParseCondition(src string) (*Condition, error) {
 
 // Match reports whether ev satisfies the condition.
 func (c *Condition) Match(ev *stage.Event) bool { return c.root.eval(ev) }
+
+// Paths returns the field paths the condition reads, each once, in the
+// order they appear.
+func (c *Condition) Paths() []string {
+	var ps []string
+	var walk func(n *node)
+	walk = func(n *node) {
+		if n == nil {
+			return
+		}
+		if n.kind == nCmp && !slices.Contains(ps, n.path) {
+			ps = append(ps, n.path)
+		}
+		walk(n.l)
+		walk(n.r)
+	}
+	walk(c.root)
+	return ps
+}
 
 // String returns the condition in a canonical form: one space between
 // tokens, parentheses only where needed. It parses to an equivalent
@@ -157,41 +176,36 @@ func isRangeErr(err error) bool {
 }
 
 // toNumber converts a field value to a number, if it is one.
-func toNumber(v any) (number, bool) {
-	switch x := v.(type) {
-	case int64:
-		return number{isInt: true, i: x}, true
-	case json.Number:
-		return parseNumber(string(x))
-	case float64:
-		return number{f: x}, true
-	case int:
-		return number{isInt: true, i: int64(x)}, true
-	case int32:
-		return number{isInt: true, i: int64(x)}, true
-	case uint64:
-		if x > math.MaxInt64 {
+func toNumber(v stage.Value) (number, bool) {
+	switch v.Type() {
+	case stage.ValueInt:
+		return number{isInt: true, i: v.Int()}, true
+	case stage.ValueFloat:
+		return number{f: v.Float()}, true
+	case stage.ValueNumber:
+		return parseNumber(valueString(v))
+	case stage.ValueAny:
+		if x, ok := v.Any().(uint64); ok { // over MaxInt64: ValueOf keeps it as is
 			return number{f: float64(x)}, true
 		}
-		return number{isInt: true, i: int64(x)}, true
-	case uint32:
-		return number{isInt: true, i: int64(x)}, true
-	case float32:
-		return number{f: float64(x)}, true
 	}
 	return number{}, false
 }
 
-// toString converts a field value to a string, if it is one. The whole
-// record ("$") is a []byte.
-func toString(v any) (string, bool) {
-	switch x := v.(type) {
-	case string:
-		return x, true
-	case []byte:
-		return string(x), true
+// toString returns a String value's text (the whole record, "$", is one),
+// without copying it: it is only compared, never kept.
+func toString(v stage.Value) (string, bool) {
+	if v.Type() != stage.ValueString {
+		return "", false
 	}
-	return "", false
+	return valueString(v), true
+}
+
+// valueString views a value's text as a string for the length of a
+// comparison.
+func valueString(v stage.Value) string {
+	b := v.Bytes()
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 type node struct {
@@ -212,13 +226,10 @@ func (n *node) eval(ev *stage.Event) bool {
 	case nNot:
 		return !n.l.eval(ev)
 	}
-	v, ok := ev.Field(n.path)
-	if !ok {
-		v = nil // a missing field is null
-	}
+	v, _ := ev.Value(n.path) // a missing field is null
 	switch n.op {
 	case opExists:
-		return v != nil
+		return !v.IsNull()
 	case opEq:
 		return equal(v, n.lit)
 	case opNe:
@@ -227,9 +238,9 @@ func (n *node) eval(ev *stage.Event) bool {
 		if s, ok := toString(v); ok {
 			return n.lit.kind == lString && strings.Contains(s, n.lit.s)
 		}
-		if a, ok := v.([]any); ok {
+		if a, ok := v.Interface().([]any); ok {
 			for _, e := range a {
-				if equal(e, n.lit) {
+				if equal(stage.ValueOf(e), n.lit) {
 					return true
 				}
 			}
@@ -259,13 +270,12 @@ func (n *node) eval(ev *stage.Event) bool {
 // equal compares a field value with a literal: numbers numerically,
 // strings exactly, booleans and null by identity; values of different
 // types are not equal.
-func equal(v any, lit literal) bool {
+func equal(v stage.Value, lit literal) bool {
 	switch lit.kind {
 	case lNull:
-		return v == nil
+		return v.IsNull()
 	case lBool:
-		b, ok := v.(bool)
-		return ok && b == lit.b
+		return v.Type() == stage.ValueBool && v.Bool() == lit.b
 	}
 	c, ok := order(v, lit)
 	return ok && c == 0
@@ -273,7 +283,7 @@ func equal(v any, lit literal) bool {
 
 // order compares a field value with a string or number literal; ok is
 // false when they are not of the same type (or a NaN is involved).
-func order(v any, lit literal) (int, bool) {
+func order(v stage.Value, lit literal) (int, bool) {
 	switch lit.kind {
 	case lString:
 		if s, ok := toString(v); ok {
@@ -617,7 +627,10 @@ func (p *condParser) literal(t token) (literal, error) {
 
 // validNumber checks the JSON number grammar.
 func validNumber(s string) bool {
-	d := decoder{data: []byte(s), str: s}
+	d := decoder{data: []byte(s)}
+	if len(s) == 0 {
+		return false
+	}
 	if _, err := d.number(); err != nil {
 		return false
 	}

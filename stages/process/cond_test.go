@@ -10,7 +10,9 @@ import (
 )
 
 func condEvent(fields map[string]any, payload string) *stage.Event {
-	return &stage.Event{Fields: fields, Payload: []byte(payload)}
+	ev := &stage.Event{Payload: []byte(payload)}
+	setFields(ev, fields)
+	return ev
 }
 
 func TestConditionEval(t *testing.T) {

@@ -14,11 +14,11 @@ import (
 func Example_func() {
 	var fs process.Funcs
 	fs.Add("redact", func(_ context.Context, ev *stage.Event) (bool, error) {
-		if ev.Fields["level"] == "debug" {
+		if level, _ := ev.Field("level"); level == "debug" {
 			return false, nil // drop: acked, not stored
 		}
-		if pw, ok := ev.Fields["password"].(string); ok {
-			ev.Fields["password"] = strings.Repeat("*", len(pw))
+		if pw, ok := ev.Value("password"); ok && pw.Type() == stage.ValueString {
+			ev.Set("password", strings.Repeat("*", len(pw.Bytes())))
 		}
 		return true, nil
 	})
@@ -45,13 +45,14 @@ func Example_func() {
 		src.NewEvent(nil, 1, stage.Origin{}),
 		src.NewEvent(nil, 2, stage.Origin{}),
 	}
-	evs[0].Fields = map[string]any{"user": "ann", "password": "hunter2"}
-	evs[1].Fields = map[string]any{"level": "debug"}
+	evs[0].Set("user", "ann")
+	evs[0].Set("password", "hunter2")
+	evs[1].Set("level", "debug")
 	h.Handle(context.Background(), evs, printer{})
 	fmt.Println("event 2 finished:", evs[1].Finished())
 	// Output:
 	// func: unknown func "hash" (known: redact)
-	// emit 1: map[password:******* user:ann]
+	// emit 1: user=ann password=*******
 	// event 2 finished: true
 }
 
@@ -59,11 +60,20 @@ func Example_func() {
 type printer struct{}
 
 func (printer) Emit(_ context.Context, ev *stage.Event) error {
-	fmt.Printf("emit %d: %v\n", ev.Seq, ev.Fields)
+	fmt.Printf("emit %d: %s\n", ev.Seq, fieldsText(ev))
 	return nil
 }
 
 func (printer) EmitTo(_ context.Context, next string, ev *stage.Event) error {
-	fmt.Printf("emit %d to %s: %v\n", ev.Seq, next, ev.Fields)
+	fmt.Printf("emit %d to %s: %s\n", ev.Seq, next, fieldsText(ev))
 	return nil
+}
+
+// fieldsText prints an event's fields as name=value pairs, in order.
+func fieldsText(ev *stage.Event) string {
+	var parts []string
+	for name, v := range ev.Fields() {
+		parts = append(parts, name+"="+v.String())
+	}
+	return strings.Join(parts, " ")
 }

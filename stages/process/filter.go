@@ -16,7 +16,28 @@ type filterHandler struct {
 	drop bool
 }
 
-var _ stage.Handler = (*filterHandler)(nil)
+var (
+	_ stage.Handler     = (*filterHandler)(nil)
+	_ stage.FieldReader = (*filterHandler)(nil)
+	_ stage.FieldReader = (*routeHandler)(nil)
+)
+
+// FieldsRead returns the paths the condition reads (stage.FieldReader).
+func (h *filterHandler) FieldsRead() ([]string, bool) { return h.cond.Paths(), false }
+
+// FieldsRead returns the paths the routes' conditions read
+// (stage.FieldReader).
+func (h *routeHandler) FieldsRead() ([]string, bool) {
+	var ps []string
+	for _, r := range h.routes {
+		for _, p := range r.cond.Paths() {
+			if !slices.Contains(ps, p) {
+				ps = append(ps, p)
+			}
+		}
+	}
+	return ps, false
+}
 
 func newFilter(cfg stage.Config, env stage.Env) (stage.Handler, error) {
 	c, err := parseField(cfg, "if", "if")

@@ -41,7 +41,7 @@ func TestFunc(t *testing.T) {
 		case "panic":
 			panic("boom")
 		}
-		ev.Fields = map[string]any{"seen": true}
+		ev.Set("seen", true)
 		return true, nil
 	})
 	if err != nil {
@@ -59,7 +59,7 @@ func TestFunc(t *testing.T) {
 	if got := out.seqs(""); !reflect.DeepEqual(got, []uint64{1, 5}) {
 		t.Errorf("emitted %v, want [1 5]", got)
 	}
-	if evs[0].Fields["seen"] != true {
+	if v, _ := evs[0].Field("seen"); v != true {
 		t.Error("the func's change to the event is lost")
 	}
 	want := map[uint64]string{2: "ok", 3: "bad record", 4: `func "triage" failed`}

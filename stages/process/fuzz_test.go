@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 
@@ -26,7 +27,7 @@ func FuzzSyslog(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		for _, format := range []syslogFormat{formatAuto, formatRFC5424, formatRFC3164} {
-			m, err := parseSyslog(line, format)
+			m, err := parseSyslogMap(line, format)
 			if err != nil {
 				if m != nil || err.Error() == "" {
 					t.Fatalf("%q: fields %v with error %v", line, m, err)
@@ -42,7 +43,7 @@ func FuzzSyslog(f *testing.F) {
 		if err := h.Handle(context.Background(), []*stage.Event{ev}, out); err != nil || len(out.calls) != 1 {
 			t.Fatalf("%q: lenient handler did not keep the line (%v)", line, err)
 		}
-		checkSyslogFields(t, line, ev.Fields)
+		checkSyslogFields(t, line, fieldMap(ev))
 	})
 }
 
@@ -57,14 +58,36 @@ func FuzzJSONPath(f *testing.F) {
 	f.Add([]byte(`{"a":{"b":null}}`), "a.b")
 	f.Add([]byte(`{"":1}`), "")
 	f.Add([]byte(`{"a.b":1}`), "a.b")
+	// Dotted keys against nested ones, and duplicates: a projection finds
+	// what a full decode's Field finds.
+	f.Add([]byte(`{"a.b":1,"a":{"b":2}}`), "a.b")
+	f.Add([]byte(`{"a":{"b":2},"a.b":1}`), "a.b")
+	f.Add([]byte(`{"a":{"b":1},"a":{"c":2}}`), "a.b")
+	f.Add([]byte(`{"a.b":{},"a":{"b":{"c":1}}}`), "a.b.c")
+	f.Add([]byte(`{"a":{"b":{"c":1}},"a.b":5}`), "a.b.c")
+	f.Add([]byte(`{"a":{"b":{"x":1},"b":{"y":2}}}`), "a.b.x")
+	f.Add([]byte(`{"a":{"b":{"x":1}},"a":7}`), "a.b.x")
 	f.Fuzz(func(t *testing.T, data []byte, path string) {
 		checkJSONAgainstStd(t, data)
-		m, err := decodeJSON(data)
-		if err != nil {
+		ev := &stage.Event{Payload: data}
+		var d decoder
+		if err := (&jsonHandler{}).decode(&d, ev); err != nil {
 			return
 		}
-		ev := &stage.Event{Payload: data, Fields: m}
 		v, ok := ev.Field(path)
+		// Decoding only that path gives the same value.
+		if checkPath(path) == nil && path != "$" {
+			p := &jsonHandler{}
+			p.Project([]string{path}, false)
+			pev := &stage.Event{Payload: data}
+			if err := p.decode(&d, pev); err != nil {
+				t.Fatalf("projected on %q: %v", path, err)
+			}
+			pv, pok := pev.Field(path)
+			if pok != ok || !reflect.DeepEqual(pv, v) {
+				t.Fatalf("%q projected = %#v %v, full = %#v %v", path, pv, pok, v, ok)
+			}
+		}
 		c, err := ParseCondition(path + " exists")
 		if err != nil || c.String() != path+" exists" {
 			return // not a path a condition can name as it is

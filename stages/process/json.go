@@ -1,11 +1,16 @@
 package process
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -17,12 +22,21 @@ import (
 const maxDepth = 512
 
 // jsonHandler is process.json: it decodes each payload as one JSON object
-// into ev.Fields and checks that the required paths hold non-null values.
+// into the event's fields and checks that the required paths hold
+// non-null values.
 type jsonHandler struct {
 	require []string
+	// proj is what to decode (Project); nil: every top-level member.
+	// Set before the stage's workers start, read-only after.
+	proj  *projection
+	names interner // top-level keys as field names, without a string per record
 }
 
-var _ stage.Handler = (*jsonHandler)(nil)
+var (
+	_ stage.Handler     = (*jsonHandler)(nil)
+	_ stage.Projector   = (*jsonHandler)(nil)
+	_ stage.FieldReader = (*jsonHandler)(nil)
+)
 
 func newJSON(cfg stage.Config, env stage.Env) (stage.Handler, error) {
 	req := cfg.Strings("require")
@@ -55,14 +69,102 @@ func checkPath(p string) error {
 	return nil
 }
 
+// Project is told what the stages after this one read (stage.Projector):
+// with all false, only those paths (and require's) are decoded into
+// fields; the rest of each record is still checked, not kept.
+func (h *jsonHandler) Project(paths []string, all bool) {
+	if all {
+		h.proj = nil
+		return
+	}
+	pr := &projection{top: map[string]*topEntry{}}
+	for _, p := range append(slices.Clone(paths), h.require...) {
+		if p == "$" || checkPath(p) != nil || slices.Contains(pr.paths, p) {
+			continue
+		}
+		id := len(pr.paths)
+		pr.paths = append(pr.paths, p)
+		// A top-level key may hold p whole ("log.level" as one key) or
+		// any prefix of it that ends before a dot.
+		for end := 0; end <= len(p); end++ {
+			if end < len(p) && p[end] != '.' {
+				continue
+			}
+			e := pr.top[p[:end]]
+			if e == nil {
+				e = &topEntry{exact: -1}
+				pr.top[p[:end]] = e
+			}
+			if end == len(p) {
+				e.exact = id
+				continue
+			}
+			e.ids = append(e.ids, id)
+			if e.sub == nil {
+				e.sub = &pnode{id: -1}
+			}
+			e.sub.add(p[end+1:], id)
+		}
+	}
+	h.proj = pr
+}
+
+// FieldsRead: process.json reads only the payload (stage.FieldReader).
+func (h *jsonHandler) FieldsRead() ([]string, bool) { return nil, false }
+
+// projection is the paths process.json decodes, looked up by the keys of
+// a record. The field found for a path is the one a full decode gives
+// Event.Value: the top-level key equal to the path, else the value under
+// the longest top-level key that is a prefix of it (ending before a dot),
+// walked down one key per dot; the last of duplicate keys wins.
+type projection struct {
+	paths []string             // the wanted paths; a path's id is its index
+	top   map[string]*topEntry // by top-level key
+}
+
+// topEntry is what one top-level key gives: the path equal to it, and the
+// paths it is a prefix of, found below it through sub.
+type topEntry struct {
+	exact int   // the id of the path equal to the key, or -1
+	ids   []int // the ids of the paths the key is a proper prefix of
+	sub   *pnode
+}
+
+// pnode is one key of the paths below a top-level key.
+type pnode struct {
+	id       int   // the id of the path that ends here, or -1
+	ids      []int // the ids of every path at or below this node
+	children map[string]*pnode
+}
+
+func (n *pnode) add(rest string, id int) {
+	for {
+		n.ids = append(n.ids, id)
+		name, tail, more := strings.Cut(rest, ".")
+		c := n.children[name]
+		if c == nil {
+			c = &pnode{id: -1}
+			if n.children == nil {
+				n.children = map[string]*pnode{}
+			}
+			n.children[name] = c
+		}
+		if !more {
+			c.ids = append(c.ids, id)
+			c.id = id
+			return
+		}
+		n, rest = c, tail
+	}
+}
+
 func (h *jsonHandler) Handle(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
+	var d decoder
 	for _, ev := range batch {
-		m, err := decodeJSON(ev.Payload)
-		if err != nil {
+		if err := h.decode(&d, ev); err != nil {
 			ev.Done(err)
 			continue
 		}
-		ev.Fields = m
 		if err := h.check(ev); err != nil {
 			ev.Done(err)
 			continue
@@ -74,53 +176,66 @@ func (h *jsonHandler) Handle(ctx context.Context, batch []*stage.Event, out stag
 
 func (h *jsonHandler) check(ev *stage.Event) error {
 	for _, p := range h.require {
-		v, ok := ev.Field(p)
+		v, ok := ev.Value(p)
 		if !ok {
 			return stage.WithClass(fmt.Errorf("missing field %q", p), stage.ErrInvalid)
 		}
-		if v == nil {
+		if v.IsNull() {
 			return stage.WithClass(fmt.Errorf("field %q is null", p), stage.ErrInvalid)
 		}
 	}
 	return nil
 }
 
-// decodeJSON decodes data as one JSON object (surrounding white space
-// allowed, nothing else). Objects become map[string]any, arrays []any,
-// strings string, true/false bool, null nil; an integer that fits in an
-// int64 becomes an int64, any other number a json.Number holding its text,
-// so every number round-trips exactly. Duplicate keys: the last one wins.
-// Invalid UTF-8 in strings is replaced by U+FFFD, as encoding/json does.
+// decode decodes ev's payload as one JSON object (surrounding white space
+// allowed, nothing else) into ev's fields, replacing what it had. Without
+// a projection every top-level member becomes a field: a string (aliasing
+// the payload unless it had escapes or invalid UTF-8, which is replaced
+// by U+FFFD as encoding/json does), an int64 for an integer that fits,
+// else a Number holding the text (so every number round-trips exactly),
+// a bool, null, or, for an object or array, its JSON text (Field decodes
+// it when asked). With a projection only the wanted paths are kept, each
+// under its own name. Duplicate keys: the last one wins.
 //
 // The error is one short line, "invalid json: REASON at offset N" with a
 // 0-based byte offset; it never quotes the input beyond one character.
-func decodeJSON(data []byte) (map[string]any, error) {
-	d := decoder{data: data}
+func (h *jsonHandler) decode(d *decoder, ev *stage.Event) error {
+	ev.ResetFields()
+	d.data, d.pos = ev.Payload, 0
+	if pr := h.proj; pr != nil {
+		if cap(d.prio) < len(pr.paths) {
+			d.prio, d.stored = make([]int, len(pr.paths)), make([]bool, len(pr.paths))
+		}
+		d.prio, d.stored = d.prio[:len(pr.paths)], d.stored[:len(pr.paths)]
+		for i := range d.prio {
+			d.prio[i], d.stored[i] = -1, false
+		}
+	}
 	d.skipSpace()
 	if d.pos >= len(d.data) {
-		return nil, d.errEOF()
+		return d.errEOF()
 	}
 	if d.data[d.pos] != '{' {
-		return nil, d.errf("expected a JSON object, found %s", d.what())
+		return d.errf("expected a JSON object, found %s", d.what())
 	}
-	// One string conversion for the whole record: keys and plain string
-	// values are substrings of it, so they cost no allocation of their own.
-	d.str = string(data)
-	m, err := d.object(0)
-	if err != nil {
-		return nil, err
+	if err := d.object(ev, h, nil, 0, 0); err != nil {
+		return err
 	}
 	d.skipSpace()
 	if d.pos < len(d.data) {
-		return nil, d.errf("unexpected %s after the object", d.what())
+		return d.errf("unexpected %s after the object", d.what())
 	}
-	return m, nil
+	return nil
 }
 
 type decoder struct {
 	data []byte
-	str  string // data as a string
 	pos  int
+	buf  []byte // scratch for unescaping a string
+	// Under a projection, per wanted path: the length of the top-level key
+	// that claimed it (-1: none yet), and whether a field is set for it.
+	prio   []int
+	stored []bool
 }
 
 // jsonError is a decoding failure; its text is the nack reason.
@@ -167,44 +282,55 @@ func (d *decoder) skipSpace() {
 	}
 }
 
-func (d *decoder) object(depth int) (map[string]any, error) {
+// object decodes the object at pos ('{') at the given depth: the record
+// itself (depth 0, node nil), where without a projection every member
+// becomes a field and with one the members that give wanted paths are
+// decoded; or, under a projection, an object below the top-level key of
+// length prio, whose members node names are decoded. Every other member
+// is checked and dropped.
+func (d *decoder) object(ev *stage.Event, h *jsonHandler, node *pnode, prio, depth int) error {
 	if depth >= maxDepth {
-		return nil, d.errf("nesting deeper than %d", maxDepth)
+		return d.errf("nesting deeper than %d", maxDepth)
 	}
 	d.pos++ // '{'
-	m := make(map[string]any, 8)
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == '}' {
 		d.pos++
-		return m, nil
+		return nil
 	}
 	for {
 		if d.pos >= len(d.data) {
-			return nil, d.errEOF()
+			return d.errEOF()
 		}
 		if d.data[d.pos] != '"' {
-			return nil, d.errf("expected a string key, found %s", d.what())
+			return d.errf("expected a string key, found %s", d.what())
 		}
-		k, err := d.string()
+		key, _, err := d.string()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.skipSpace()
 		if d.pos >= len(d.data) {
-			return nil, d.errEOF()
+			return d.errEOF()
 		}
 		if d.data[d.pos] != ':' {
-			return nil, d.errf("expected ':' after an object key, found %s", d.what())
+			return d.errf("expected ':' after an object key, found %s", d.what())
 		}
 		d.pos++
-		v, err := d.value(depth)
-		if err != nil {
-			return nil, err
+		switch {
+		case node != nil:
+			err = d.nested(ev, h, node.children[string(key)], prio, depth)
+		case h.proj == nil:
+			err = d.store(ev, h.names.get(key), depth)
+		default:
+			err = d.topMember(ev, h, h.proj.top[string(key)], len(key), depth)
 		}
-		m[k] = v
+		if err != nil {
+			return err
+		}
 		d.skipSpace()
 		if d.pos >= len(d.data) {
-			return nil, d.errEOF()
+			return d.errEOF()
 		}
 		switch d.data[d.pos] {
 		case ',':
@@ -212,71 +338,263 @@ func (d *decoder) object(depth int) (map[string]any, error) {
 			d.skipSpace()
 		case '}':
 			d.pos++
-			return m, nil
+			return nil
 		default:
-			return nil, d.errf("expected ',' or '}' in an object, found %s", d.what())
+			return d.errf("expected ',' or '}' in an object, found %s", d.what())
 		}
 	}
 }
 
-func (d *decoder) array(depth int) ([]any, error) {
-	if depth >= maxDepth {
-		return nil, d.errf("nesting deeper than %d", maxDepth)
+// claim gives path id to the top-level key of length prio when no longer
+// key has it: what an earlier, shorter (or the same, duplicated) key set
+// for it is removed. It reports whether the key now has the path.
+func (d *decoder) claim(ev *stage.Event, h *jsonHandler, id, prio int) bool {
+	if d.prio[id] > prio {
+		return false
 	}
-	d.pos++ // '['
-	a := []any{}
+	d.prio[id] = prio
+	d.unset(ev, h, id)
+	return true
+}
+
+func (d *decoder) unset(ev *stage.Event, h *jsonHandler, id int) {
+	if d.stored[id] {
+		ev.Delete(h.proj.paths[id])
+		d.stored[id] = false
+	}
+}
+
+// topMember decodes the value of a top-level member whose key (of length
+// prio) gives the paths of e (nil: none).
+func (d *decoder) topMember(ev *stage.Event, h *jsonHandler, e *topEntry, prio, depth int) error {
+	if e == nil {
+		return d.skip(depth)
+	}
+	exact := e.exact >= 0 && d.claim(ev, h, e.exact, prio)
+	below := false
+	for _, id := range e.ids {
+		below = d.claim(ev, h, id, prio) || below
+	}
 	d.skipSpace()
-	if d.pos < len(d.data) && d.data[d.pos] == ']' {
-		d.pos++
-		return a, nil
+	if !below || d.pos >= len(d.data) || d.data[d.pos] != '{' {
+		if !exact {
+			return d.skip(depth)
+		}
+		return d.storeID(ev, h, e.exact, depth)
 	}
-	for {
-		v, err := d.value(depth)
-		if err != nil {
-			return nil, err
-		}
-		a = append(a, v)
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			return nil, d.errEOF()
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
-			return a, nil
-		default:
-			return nil, d.errf("expected ',' or ']' in an array, found %s", d.what())
-		}
+	start := d.pos
+	if err := d.object(ev, h, e.sub, prio, depth+1); err != nil {
+		return err
 	}
+	if exact {
+		d.setJSON(ev, h.proj.paths[e.exact], start)
+		d.stored[e.exact] = true
+	}
+	return nil
 }
 
-// value decodes the value at pos (after white space) of a container at the
-// given depth.
-func (d *decoder) value(depth int) (any, error) {
+// nested decodes the value of a member below a top-level key of length
+// prio, which gives the paths of n (nil: none). Of duplicate keys the
+// last wins: what an earlier one set is removed.
+func (d *decoder) nested(ev *stage.Event, h *jsonHandler, n *pnode, prio, depth int) error {
+	if n == nil {
+		return d.skip(depth)
+	}
+	mine := false
+	for _, id := range n.ids {
+		if d.prio[id] == prio {
+			d.unset(ev, h, id)
+			mine = true
+		}
+	}
+	d.skipSpace()
+	switch {
+	case !mine:
+		return d.skip(depth)
+	case n.children == nil || d.pos >= len(d.data) || d.data[d.pos] != '{':
+		if n.id < 0 || d.prio[n.id] != prio {
+			return d.skip(depth)
+		}
+		return d.storeID(ev, h, n.id, depth)
+	}
+	start := d.pos
+	if err := d.object(ev, h, n, prio, depth+1); err != nil {
+		return err
+	}
+	if n.id >= 0 && d.prio[n.id] == prio {
+		d.setJSON(ev, h.proj.paths[n.id], start)
+		d.stored[n.id] = true
+	}
+	return nil
+}
+
+// storeID decodes the value at pos into the field of wanted path id.
+func (d *decoder) storeID(ev *stage.Event, h *jsonHandler, id, depth int) error {
+	if err := d.store(ev, h.proj.paths[id], depth); err != nil {
+		return err
+	}
+	d.stored[id] = true
+	return nil
+}
+
+// store decodes the value at pos (after white space) of a container at
+// depth into the field name.
+func (d *decoder) store(ev *stage.Event, name string, depth int) error {
 	d.skipSpace()
 	if d.pos >= len(d.data) {
-		return nil, d.errEOF()
+		return d.errEOF()
 	}
 	switch c := d.data[d.pos]; {
 	case c == '"':
-		return d.string()
-	case c == '{':
-		return d.object(depth + 1)
-	case c == '[':
-		return d.array(depth + 1)
+		s, copied, err := d.string()
+		if err != nil {
+			return err
+		}
+		if copied {
+			ev.SetText(name, s)
+		} else {
+			ev.SetValue(name, stage.BytesValue(s))
+		}
+	case c == '{' || c == '[':
+		start := d.pos
+		if err := d.skip(depth); err != nil {
+			return err
+		}
+		d.setJSON(ev, name, start)
 	case c == '-' || (c >= '0' && c <= '9'):
-		return d.number()
+		start := d.pos
+		integral, err := d.number()
+		if err != nil {
+			return err
+		}
+		text := d.data[start:d.pos]
+		if n, ok := parseInt64(text); integral && ok {
+			ev.SetValue(name, stage.IntValue(n))
+		} else {
+			ev.SetValue(name, stage.NumberValue(text))
+		}
 	case c == 't':
-		return true, d.literal("true")
+		if err := d.literal("true"); err != nil {
+			return err
+		}
+		ev.SetValue(name, stage.BoolValue(true))
 	case c == 'f':
-		return false, d.literal("false")
+		if err := d.literal("false"); err != nil {
+			return err
+		}
+		ev.SetValue(name, stage.BoolValue(false))
 	case c == 'n':
-		return nil, d.literal("null")
+		if err := d.literal("null"); err != nil {
+			return err
+		}
+		ev.SetValue(name, stage.NullValue())
 	default:
-		return nil, d.errf("unexpected %s", d.what())
+		return d.errf("unexpected %s", d.what())
 	}
+	return nil
+}
+
+// setJSON stores the object or array data[start:pos], already checked,
+// as a JSON value. Its text is kept as sent, aliasing the payload, unless
+// a string in it holds invalid UTF-8: then it is decoded and encoded
+// again, with U+FFFD for the bad bytes, as decoding it would give.
+func (d *decoder) setJSON(ev *stage.Event, name string, start int) {
+	text := d.data[start:d.pos]
+	if utf8.Valid(text) {
+		ev.SetValue(name, stage.JSONValue(text))
+		return
+	}
+	// encoding/json decodes invalid UTF-8 as U+FFFD, as the strings of
+	// the record's top level are.
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.UseNumber()
+	if dec.Decode(&v) == nil {
+		if b, err := json.Marshal(v); err == nil {
+			text = b
+		}
+	}
+	ev.SetValue(name, stage.JSONValue(text))
+}
+
+// skip checks the value at pos (after white space) of a container at
+// depth and moves past it without keeping anything.
+func (d *decoder) skip(depth int) error {
+	d.skipSpace()
+	if d.pos >= len(d.data) {
+		return d.errEOF()
+	}
+	switch c := d.data[d.pos]; {
+	case c == '"':
+		return d.skipString()
+	case c == '{' || c == '[':
+		if depth+1 >= maxDepth {
+			return d.errf("nesting deeper than %d", maxDepth)
+		}
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		d.pos++
+		d.skipSpace()
+		if d.pos < len(d.data) && d.data[d.pos] == end {
+			d.pos++
+			return nil
+		}
+		for {
+			if c == '{' {
+				if d.pos >= len(d.data) {
+					return d.errEOF()
+				}
+				if d.data[d.pos] != '"' {
+					return d.errf("expected a string key, found %s", d.what())
+				}
+				if err := d.skipString(); err != nil {
+					return err
+				}
+				d.skipSpace()
+				if d.pos >= len(d.data) {
+					return d.errEOF()
+				}
+				if d.data[d.pos] != ':' {
+					return d.errf("expected ':' after an object key, found %s", d.what())
+				}
+				d.pos++
+			}
+			if err := d.skip(depth + 1); err != nil {
+				return err
+			}
+			d.skipSpace()
+			if d.pos >= len(d.data) {
+				return d.errEOF()
+			}
+			switch d.data[d.pos] {
+			case ',':
+				d.pos++
+				if c == '{' {
+					d.skipSpace()
+				}
+				continue
+			case end:
+				d.pos++
+				return nil
+			}
+			if c == '{' {
+				return d.errf("expected ',' or '}' in an object, found %s", d.what())
+			}
+			return d.errf("expected ',' or ']' in an array, found %s", d.what())
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, err := d.number()
+		return err
+	case c == 't':
+		return d.literal("true")
+	case c == 'f':
+		return d.literal("false")
+	case c == 'n':
+		return d.literal("null")
+	}
+	return d.errf("unexpected %s", d.what())
 }
 
 func (d *decoder) literal(word string) error {
@@ -293,30 +611,30 @@ func (d *decoder) literal(word string) error {
 }
 
 // number scans a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (d *decoder) number() (any, error) {
-	start := d.pos
-	integral := true
+// integral is false when it has a fraction or an exponent.
+func (d *decoder) number() (integral bool, err error) {
+	integral = true
 	if d.data[d.pos] == '-' {
 		d.pos++
 	}
 	switch {
 	case d.pos >= len(d.data):
-		return nil, d.errEOF()
+		return false, d.errEOF()
 	case d.data[d.pos] == '0':
 		d.pos++
 	case d.data[d.pos] >= '1' && d.data[d.pos] <= '9':
 		d.digits()
 	default:
-		return nil, d.errf("expected a digit, found %s", d.what())
+		return false, d.errf("expected a digit, found %s", d.what())
 	}
 	if d.pos < len(d.data) && d.data[d.pos] == '.' {
 		integral = false
 		d.pos++
 		if d.digits() == 0 {
 			if d.pos >= len(d.data) {
-				return nil, d.errEOF()
+				return false, d.errEOF()
 			}
-			return nil, d.errf("expected a digit after '.', found %s", d.what())
+			return false, d.errf("expected a digit after '.', found %s", d.what())
 		}
 	}
 	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
@@ -327,18 +645,35 @@ func (d *decoder) number() (any, error) {
 		}
 		if d.digits() == 0 {
 			if d.pos >= len(d.data) {
-				return nil, d.errEOF()
+				return false, d.errEOF()
 			}
-			return nil, d.errf("expected a digit in the exponent, found %s", d.what())
+			return false, d.errf("expected a digit in the exponent, found %s", d.what())
 		}
 	}
-	text := d.str[start:d.pos]
-	if integral && len(text) <= 20 {
-		if n, err := strconv.ParseInt(text, 10, 64); err == nil {
-			return n, nil
-		}
+	return integral, nil
+}
+
+// parseInt64 parses the digits of an integral JSON number (already
+// checked), reporting false when an int64 cannot hold it.
+func parseInt64(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
 	}
-	return json.Number(text), nil
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return int64(-n), true
+	case !neg && n < 1<<63:
+		return int64(n), true
+	}
+	return 0, false
 }
 
 func (d *decoder) digits() int {
@@ -351,40 +686,88 @@ func (d *decoder) digits() int {
 }
 
 // string decodes the string starting at pos ('"'). A string with no
-// escapes, no control characters and valid UTF-8 is a substring of d.str.
-func (d *decoder) string() (string, error) {
+// escapes and valid UTF-8 is returned as a view of the data (copied
+// false); any other is decoded into d.buf (copied true), valid until the
+// next string.
+func (d *decoder) string() (s []byte, copied bool, err error) {
 	d.pos++ // '"'
 	start := d.pos
+	ascii := true
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		switch {
 		case c == '"':
-			s := d.str[start:d.pos]
+			s := d.data[start:d.pos]
+			if !ascii && !utf8.Valid(s) {
+				d.pos = start
+				s, err := d.slowString(start)
+				return s, true, err
+			}
 			d.pos++
-			return s, nil
-		case c == '\\' || c >= utf8.RuneSelf:
-			return d.slowString(start)
+			return s, false, nil
+		case c == '\\':
+			if !ascii {
+				d.pos = start // slowString takes the prefix it is given as plain ASCII
+			}
+			s, err := d.slowString(start)
+			return s, true, err
 		case c < 0x20:
-			return "", d.errf("control character 0x%02x in a string", c)
+			return nil, false, d.errf("control character 0x%02x in a string", c)
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
 		d.pos++
 	}
-	return "", d.errEOF()
+	return nil, false, d.errEOF()
+}
+
+// skipString checks the string starting at pos ('"') and moves past it.
+func (d *decoder) skipString() error {
+	d.pos++ // '"'
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			d.pos++
+			return nil
+		case c < 0x20:
+			return d.errf("control character 0x%02x in a string", c)
+		case c == '\\':
+			d.pos++
+			if d.pos >= len(d.data) {
+				return d.errEOF()
+			}
+			switch d.data[d.pos] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				d.pos++
+			case 'u':
+				d.pos++
+				if _, err := d.hex4(); err != nil {
+					return err
+				}
+			default:
+				return d.errf("invalid escape %s in a string", d.what())
+			}
+			continue
+		}
+		d.pos++
+	}
+	return d.errEOF()
 }
 
 // slowString finishes a string that has escapes or non-ASCII bytes; the
 // plain prefix data[start:pos] has been scanned already.
-func (d *decoder) slowString(start int) (string, error) {
-	b := make([]byte, 0, d.pos-start+16)
-	b = append(b, d.data[start:d.pos]...)
+func (d *decoder) slowString(start int) ([]byte, error) {
+	b := append(d.buf[:0], d.data[start:d.pos]...)
+	defer func() { d.buf = b[:0] }()
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		switch {
 		case c == '"':
 			d.pos++
-			return string(b), nil
+			return b, nil
 		case c < 0x20:
-			return "", d.errf("control character 0x%02x in a string", c)
+			return nil, d.errf("control character 0x%02x in a string", c)
 		case c < utf8.RuneSelf && c != '\\':
 			b = append(b, c)
 			d.pos++
@@ -395,7 +778,7 @@ func (d *decoder) slowString(start int) (string, error) {
 		default: // backslash
 			d.pos++
 			if d.pos >= len(d.data) {
-				return "", d.errEOF()
+				return nil, d.errEOF()
 			}
 			e := d.data[d.pos]
 			d.pos++
@@ -415,7 +798,7 @@ func (d *decoder) slowString(start int) (string, error) {
 			case 'u':
 				r, err := d.hex4()
 				if err != nil {
-					return "", err
+					return nil, err
 				}
 				if utf16.IsSurrogate(r) {
 					r2 := rune(-1)
@@ -423,7 +806,7 @@ func (d *decoder) slowString(start int) (string, error) {
 						save := d.pos
 						d.pos += 2
 						if r2, err = d.hex4(); err != nil {
-							return "", err
+							return nil, err
 						}
 						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
 							r = dec
@@ -438,11 +821,11 @@ func (d *decoder) slowString(start int) (string, error) {
 				b = utf8.AppendRune(b, r)
 			default:
 				d.pos--
-				return "", d.errf("invalid escape %s in a string", d.what())
+				return nil, d.errf("invalid escape %s in a string", d.what())
 			}
 		}
 	}
-	return "", d.errEOF()
+	return nil, d.errEOF()
 }
 
 func (d *decoder) hex4() (rune, error) {
@@ -467,4 +850,48 @@ func (d *decoder) hex4() (rune, error) {
 		d.pos++
 	}
 	return r, nil
+}
+
+// interner turns the top-level keys of records into field names: a key
+// seen before is looked up without allocating (records of one stream
+// share their keys), a new one is added while the table is small.
+// Lookups take no lock: the table is replaced, never changed.
+type interner struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]string]
+}
+
+// maxInterned bounds the table: records with ever new keys (ids as keys)
+// then cost a string per key, as they did before.
+const maxInterned = 1024
+
+func (in *interner) get(b []byte) string {
+	if m := in.m.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	old := in.m.Load()
+	if old != nil && len(*old) >= maxInterned {
+		return s
+	}
+	m := make(map[string]string, 1+lenOf(old))
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[s] = s
+	in.m.Store(&m)
+	return s
+}
+
+func lenOf(m *map[string]string) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }

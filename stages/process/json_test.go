@@ -22,7 +22,7 @@ func TestJSONDecodes(t *testing.T) {
 		t.Fatalf("emitted %d, done %d ok %v errs", len(out.calls), done.ok, done.errs)
 	}
 	want0 := map[string]any{"id": int64(123), "host": "web-1", "level": "info", "msg": "user logged in"}
-	if got := out.calls[0].ev.Fields; !reflect.DeepEqual(got, want0) {
+	if got := fieldMap(out.calls[0].ev); !reflect.DeepEqual(got, want0) {
 		t.Errorf("fields = %#v, want %#v", got, want0)
 	}
 	want1 := map[string]any{
@@ -31,11 +31,12 @@ func TestJSONDecodes(t *testing.T) {
 		"a": []any{int64(1), "x", nil, true, map[string]any{}},
 		"o": map[string]any{"k": "vé\n"}, "u": "é",
 	}
-	if got := out.calls[1].ev.Fields; !reflect.DeepEqual(got, want1) {
+	if got := fieldMap(out.calls[1].ev); !reflect.DeepEqual(got, want1) {
 		t.Errorf("fields = %#v\nwant %#v", got, want1)
 	}
 	// Numbers round-trip exactly through encoding/json.
-	b, err := json.Marshal(out.calls[1].ev.Fields["id"])
+	id, _ := out.calls[1].ev.Field("id")
+	b, err := json.Marshal(id)
 	if err != nil || string(b) != "9007199254740993" {
 		t.Errorf("id marshals to %s, %v", b, err)
 	}
@@ -165,6 +166,21 @@ func checkJSONAgainstStd(t *testing.T, in []byte) {
 
 var errNotObject = errors.New("not one JSON object")
 
+// decodeJSON decodes data as process.json does without a projection and
+// returns the fields as Go values.
+func decodeJSON(data []byte) (map[string]any, error) {
+	ev := &stage.Event{Payload: data}
+	var d decoder
+	if err := (&jsonHandler{}).decode(&d, ev); err != nil {
+		return nil, err
+	}
+	m := fieldMap(ev)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
 // normalize turns int64 into json.Number so the two decoders compare.
 func normalize(v any) any {
 	switch x := v.(type) {
@@ -236,5 +252,80 @@ func BenchmarkJSONStd(b *testing.B) {
 		if err := dec.Decode(&m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// With a projection, only the wanted paths become fields (each under its
+// own name), with the values a full decode gives them; the rest of the
+// record is still checked.
+func TestJSONProjection(t *testing.T) {
+	h := mustBuild(t, "process.json", map[string]any{"require": []string{"id"}}).(*jsonHandler)
+	h.Project([]string{"host", "user.name", "user", "tags", "missing.x", "$"}, false)
+	out, done, _ := run(t, h,
+		`{"id":1,"host":"web-1","level":"info","user":{"name":"ann","age":3},"tags":["a",{"b":1}],"big":{"x":[1,2,{"y":"\u00e9"}]}}`,
+		`{"id":2,"host":"h\tx","user":"flat","junk":{"a":[1,2,tru]}}`,
+		`{"host":"no id"}`,
+		`{"id":3,"user":{"name":"a\u00e9\n"},"user":{"name":"second"}}`,
+	)
+	if got := out.seqs(""); !reflect.DeepEqual(got, []uint64{1, 4}) {
+		t.Fatalf("emitted %v, want [1 4]", got)
+	}
+	want := map[string]any{"id": int64(1), "host": "web-1", "user.name": "ann",
+		"user": map[string]any{"name": "ann", "age": int64(3)}, "tags": []any{"a", map[string]any{"b": int64(1)}}}
+	if got := fieldMap(out.calls[0].ev); !reflect.DeepEqual(got, want) {
+		t.Errorf("fields = %#v\nwant %#v", got, want)
+	}
+	// Duplicate keys: the last one wins, as without a projection.
+	if got, _ := out.calls[1].ev.Field("user.name"); got != "second" {
+		t.Errorf("user.name = %#v, want second", got)
+	}
+	if !strings.Contains(done.seqs[2], "in literal true") {
+		t.Errorf("record 2 (bad JSON in a member nobody reads) finished with %q", done.seqs[2])
+	}
+	if done.seqs[3] != `missing field "id"` {
+		t.Errorf("record 3 finished with %q", done.seqs[3])
+	}
+}
+
+// A projected string that needed unescaping, or held invalid UTF-8, is a
+// copy owned by the event; a plain one aliases the payload.
+func TestJSONProjectedStrings(t *testing.T) {
+	h := &jsonHandler{}
+	h.Project([]string{"a", "b", "c", "o"}, false)
+	ev := &stage.Event{Payload: []byte("{\"a\":\"plain\",\"b\":\"x\\\"y\\u00e9\",\"c\":\"bad\xff\",\"o\":{\"k\":\"bad\xfe\"}}")}
+	var d decoder
+	if err := h.decode(&d, ev); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]any{"a": "plain", "b": `x"yé`, "c": "bad\ufffd", "o": map[string]any{"k": "bad\ufffd"}} {
+		if got, _ := ev.Field(path); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v, want %#v", path, got, want)
+		}
+	}
+	if v, _ := ev.Value("a"); &v.Bytes()[0] != &ev.Payload[6] {
+		t.Error("a plain string was copied")
+	}
+}
+
+// Decoding a light record into the fields a sink reads allocates nothing.
+func TestJSONProjectionDoesNotAllocate(t *testing.T) {
+	h := &jsonHandler{}
+	h.Project([]string{"id", "host", "msg"}, false)
+	payload := []byte(`{"id":12345,"host":"web-7.example.com","level":"info","msg":"request handled in 12 ms","tags":["a","b"]}`)
+	ev := &stage.Event{Payload: payload}
+	var d decoder
+	allocs := testing.AllocsPerRun(200, func() {
+		if err := h.decode(&d, ev); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per record, want 0", allocs)
+	}
+	full := &jsonHandler{}
+	full.decode(&d, ev) // the names are interned on first sight
+	allocs = testing.AllocsPerRun(200, func() { full.decode(&d, ev) })
+	if allocs != 0 {
+		t.Fatalf("full decode: %v allocations per record, want 0", allocs)
 	}
 }

@@ -145,13 +145,33 @@ func runFields(t testing.TB, h stage.Handler, fields ...map[string]any) (*collec
 	evs := make([]*stage.Event, len(fields))
 	for i, f := range fields {
 		evs[i] = src.NewEvent(nil, uint64(i+1), stage.Origin{To: done})
-		evs[i].Fields = f
+		setFields(evs[i], f)
 	}
 	out := &collector{}
 	if err := h.Handle(context.Background(), evs, out); err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
 	return out, done
+}
+
+// setFields sets the fields of m on ev.
+func setFields(ev *stage.Event, m map[string]any) {
+	for k, v := range m {
+		ev.Set(k, v)
+	}
+}
+
+// fieldMap returns ev's fields as Go values (Value.Interface), nil when
+// it has none.
+func fieldMap(ev *stage.Event) map[string]any {
+	var m map[string]any
+	for name, v := range ev.Fields() {
+		if m == nil {
+			m = map[string]any{}
+		}
+		m[name] = v.Interface()
+	}
+	return m
 }
 
 func fieldErr(t *testing.T, err error, field, contains string) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unsafe"
 
 	"github.com/stagedserver/seda/stage"
 )
@@ -23,12 +24,17 @@ const (
 type syslogHandler struct {
 	format syslogFormat
 	strict bool
+	want   uint16 // the fields to set, by syslogField bit (Project); all by default
 }
 
-var _ stage.Handler = (*syslogHandler)(nil)
+var (
+	_ stage.Handler     = (*syslogHandler)(nil)
+	_ stage.Projector   = (*syslogHandler)(nil)
+	_ stage.FieldReader = (*syslogHandler)(nil)
+)
 
 func newSyslog(cfg stage.Config, env stage.Env) (stage.Handler, error) {
-	h := &syslogHandler{strict: cfg.Bool("strict")}
+	h := &syslogHandler{strict: cfg.Bool("strict"), want: allSyslogFields}
 	switch f := cfg.String("format"); f {
 	case "", "auto":
 		h.format = formatAuto
@@ -42,35 +48,100 @@ func newSyslog(cfg stage.Config, env stage.Env) (stage.Handler, error) {
 	return h, nil
 }
 
+// The fields process.syslog sets, in the order it sets them.
+const (
+	sfPri = iota
+	sfFacility
+	sfSeverity
+	sfVersion
+	sfTimestamp
+	sfHostname
+	sfAppName
+	sfProcid
+	sfMsgid
+	sfStructuredData
+	sfMsg
+	sfParseError
+	numSyslogFields
+)
+
+var syslogFieldNames = [numSyslogFields]string{
+	"pri", "facility", "severity", "version", "timestamp", "hostname", "app_name", "procid", "msgid",
+	"structured_data", "msg", "parse_error",
+}
+
+const allSyslogFields = 1<<numSyslogFields - 1
+
+// Project is told what the stages after this one read
+// (stage.Projector): with all false, only those of its fields are set.
+// The whole line is still parsed and checked.
+func (h *syslogHandler) Project(paths []string, all bool) {
+	if all {
+		h.want = allSyslogFields
+		return
+	}
+	h.want = 0
+	for _, p := range paths {
+		for f, name := range syslogFieldNames {
+			if p == name {
+				h.want |= 1 << f
+			}
+		}
+	}
+}
+
+// FieldsRead: process.syslog reads only the payload (stage.FieldReader).
+func (h *syslogHandler) FieldsRead() ([]string, bool) { return nil, false }
+
 func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
+	var m syslogMsg
 	for _, ev := range batch {
-		line := string(ev.Payload)
-		m, err := parseSyslog(line, h.format)
-		if err != nil {
+		ev.ResetFields()
+		// The line aliases the payload rather than copying it: every
+		// field is a substring of it, set as a Value (which copies only
+		// when asked for a string), and the payload lives as long as the
+		// event's fields.
+		line := unsafe.String(unsafe.SliceData(ev.Payload), len(ev.Payload))
+		if err := parseSyslog(line, h.format, &m); err != nil {
 			if h.strict {
 				ev.Done(stage.WithClass(fmt.Errorf("invalid syslog: %w", err), stage.ErrInvalid))
 				continue
 			}
-			m = map[string]any{"msg": line, "parse_error": err.Error()}
+			m.has = 0
+			m.str(sfMsg, line)
+			m.set(sfParseError, stage.StringValue(err.Error()))
 		}
-		ev.Fields = m
+		for f, have := 0, m.has&h.want; have != 0; f, have = f+1, have>>1 {
+			if have&1 != 0 {
+				ev.SetValue(syslogFieldNames[f], m.vals[f])
+			}
+		}
 		out.Emit(ctx, ev)
 	}
 	return nil
 }
 
-// parseSyslog parses one syslog line. Every string field it returns is a
-// substring of line; numbers are int64. NILVALUE ("-") fields of RFC 5424
-// are left out.
-func parseSyslog(line string, f syslogFormat) (map[string]any, error) {
+// syslogMsg is one parsed line: the value of each field it has.
+type syslogMsg struct {
+	vals [numSyslogFields]stage.Value
+	has  uint16 // bit f: vals[f] is set
+}
+
+func (m *syslogMsg) set(f int, v stage.Value) { m.vals[f], m.has = v, m.has|1<<f }
+func (m *syslogMsg) str(f int, s string)      { m.set(f, stage.StringValue(s)) }
+
+// parseSyslog parses one syslog line into m. Every string field is a
+// substring of line; numbers are integers. NILVALUE ("-") fields of RFC
+// 5424 are left out.
+func parseSyslog(line string, f syslogFormat, m *syslogMsg) error {
+	m.has = 0
 	pri, rest, err := parsePRI(line)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m := make(map[string]any, 12)
-	m["pri"] = int64(pri)
-	m["facility"] = int64(pri / 8)
-	m["severity"] = int64(pri % 8)
+	m.set(sfPri, stage.IntValue(int64(pri)))
+	m.set(sfFacility, stage.IntValue(int64(pri/8)))
+	m.set(sfSeverity, stage.IntValue(int64(pri%8)))
 	// RFC 5424 puts a VERSION (1 to 3 digits) and a space after PRI; an
 	// RFC 3164 header starts with a month name or an RFC 3339 date.
 	v := 0
@@ -80,14 +151,11 @@ func parseSyslog(line string, f syslogFormat) (map[string]any, error) {
 	is5424 := v > 0 && v < len(rest) && rest[v] == ' '
 	switch {
 	case f == formatRFC5424 || (f == formatAuto && is5424):
-		err = parse5424(rest, m)
+		return parse5424(rest, m)
 	default:
 		parse3164(rest, m)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
+	return nil
 }
 
 // parsePRI reads "<N>" with N in 0..191 written in 1 to 3 digits.
@@ -113,7 +181,7 @@ func parsePRI(line string) (int, string, error) {
 
 // parse5424 parses what follows PRI:
 // VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD [SP MSG]
-func parse5424(s string, m map[string]any) error {
+func parse5424(s string, m *syslogMsg) error {
 	ver, i := 0, 0
 	for i < len(s) && i < 3 && s[i] >= '0' && s[i] <= '9' {
 		ver = ver*10 + int(s[i]-'0')
@@ -125,10 +193,10 @@ func parse5424(s string, m map[string]any) error {
 	if i >= len(s) || s[i] != ' ' {
 		return errors.New("rfc5424: expected a space after VERSION")
 	}
-	m["version"] = int64(ver)
+	m.set(sfVersion, stage.IntValue(int64(ver)))
 	s = s[i+1:]
-	names := [...]string{"timestamp", "hostname", "app_name", "procid", "msgid"}
-	for _, name := range names {
+	for _, f := range [...]int{sfTimestamp, sfHostname, sfAppName, sfProcid, sfMsgid} {
+		name := syslogFieldNames[f]
 		tok, rest, ok := strings.Cut(s, " ")
 		if !ok {
 			if tok == "" {
@@ -142,11 +210,11 @@ func parse5424(s string, m map[string]any) error {
 		if !printASCII(tok) {
 			return fmt.Errorf("rfc5424: %s has a character outside printable ASCII", strings.ToUpper(name))
 		}
-		if name == "timestamp" && tok != "-" && !isRFC3339(tok) {
+		if f == sfTimestamp && tok != "-" && !isRFC3339(tok) {
 			return errors.New("rfc5424: bad TIMESTAMP")
 		}
 		if tok != "-" {
-			m[name] = tok
+			m.str(f, tok)
 		}
 		s = rest
 	}
@@ -155,7 +223,7 @@ func parse5424(s string, m map[string]any) error {
 		return err
 	}
 	if sd := s[:n]; sd != "-" {
-		m["structured_data"] = sd
+		m.str(sfStructuredData, sd)
 	}
 	s = s[n:]
 	switch {
@@ -164,7 +232,7 @@ func parse5424(s string, m map[string]any) error {
 		return errors.New("rfc5424: expected a space after STRUCTURED-DATA")
 	default:
 		msg := strings.TrimPrefix(s[1:], "\ufeff") // the BOM marks UTF-8; it is not part of the text
-		m["msg"] = trimEOL(msg)
+		m.str(sfMsg, trimEOL(msg))
 	}
 	return nil
 }
@@ -311,25 +379,25 @@ func isDigits(s string) bool {
 // no tag: it stays in the message whole. A line without a timestamp is
 // content (RFC 3164 section 4.3.3); only an unmistakable "app:" or
 // "app[12]:" is taken from it as a tag.
-func parse3164(s string, m map[string]any) {
+func parse3164(s string, m *syslogMsg) {
 	dated := false
 	if n := stamp3164(s); n > 0 {
 		dated = true
-		m["timestamp"] = s[:n]
+		m.str(sfTimestamp, s[:n])
 		s = strings.TrimPrefix(s[n:], " ")
 		if n := hostname3164(s); n > 0 {
-			m["hostname"] = s[:n]
+			m.str(sfHostname, s[:n])
 			s = strings.TrimPrefix(s[n:], " ")
 		}
 	}
 	if tag, pid, rest, ok := tag3164(s, dated); ok {
-		m["app_name"] = tag
+		m.str(sfAppName, tag)
 		if pid != "" {
-			m["procid"] = pid
+			m.str(sfProcid, pid)
 		}
 		s = rest
 	}
-	m["msg"] = trimEOL(s)
+	m.str(sfMsg, trimEOL(s))
 }
 
 // maxTag bounds a TAG: RFC 3164 says 32 characters; senders write more.

@@ -1,12 +1,15 @@
 package process
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 func TestSyslogParse(t *testing.T) {
@@ -59,7 +62,7 @@ func TestSyslogParse(t *testing.T) {
 			map[string]any{"pri": int64(0), "facility": int64(0), "severity": int64(0), "msg": "just text: here"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseSyslog(tc.in, tc.f)
+			got, err := parseSyslogMap(tc.in, tc.f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +96,7 @@ func TestSyslogErrors(t *testing.T) {
 		{formatAuto, `<13>1 - h a p m -x`, "rfc5424: expected a space after STRUCTURED-DATA"},
 		{formatRFC5424, `<13>Oct 11 22:14:15 h su: x`, "rfc5424: bad VERSION"},
 	} {
-		_, err := parseSyslog(tc.in, tc.f)
+		_, err := parseSyslogMap(tc.in, tc.f)
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("parseSyslog(%q) error = %v, want %s", tc.in, err, tc.want)
 		}
@@ -107,10 +110,10 @@ func TestSyslogLenient(t *testing.T) {
 		t.Fatalf("emitted %d, errs %v", len(out.calls), done.errs)
 	}
 	want := map[string]any{"msg": "not syslog", "parse_error": "missing <PRI> at the start"}
-	if got := out.calls[0].ev.Fields; !reflect.DeepEqual(got, want) {
+	if got := fieldMap(out.calls[0].ev); !reflect.DeepEqual(got, want) {
 		t.Errorf("fields = %#v, want %#v", got, want)
 	}
-	if got := out.calls[1].ev.Fields["app_name"]; got != "su" {
+	if got, _ := out.calls[1].ev.Field("app_name"); got != "su" {
 		t.Errorf("app_name = %v", got)
 	}
 }
@@ -132,6 +135,21 @@ func TestSyslogStrict(t *testing.T) {
 func TestSyslogBadFormat(t *testing.T) {
 	_, err := build(t, testRegistry, "process.syslog", map[string]any{"format": "rfc9999"})
 	fieldErr(t, err, "format", `want auto, rfc5424 or rfc3164, got "rfc9999"`)
+}
+
+// parseSyslogMap parses line and returns its fields as Go values.
+func parseSyslogMap(line string, f syslogFormat) (map[string]any, error) {
+	var m syslogMsg
+	if err := parseSyslog(line, f, &m); err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for i := range numSyslogFields {
+		if m.has&(1<<i) != 0 {
+			out[syslogFieldNames[i]] = m.vals[i].Interface()
+		}
+	}
+	return out, nil
 }
 
 // checkSyslogFields asserts what FuzzSyslog asserts of one line.
@@ -191,7 +209,7 @@ func readSyslogCorpus(t testing.TB) []corpusEntry {
 // starts with the tag.
 func TestSyslogCorpus(t *testing.T) {
 	for i, e := range readSyslogCorpus(t) {
-		got, err := parseSyslog(e.Line, formatAuto)
+		got, err := parseSyslogMap(e.Line, formatAuto)
 		if err != nil {
 			t.Errorf("%d %s: %v", i+1, e.Sender, err)
 			continue
@@ -216,5 +234,43 @@ func TestSyslogCorpus(t *testing.T) {
 		if app, ok := got["app_name"].(string); ok && got["version"] == nil && strings.HasPrefix(got["msg"].(string), app) {
 			t.Errorf("%d %s: msg %q starts with the tag %q", i+1, e.Sender, got["msg"], app)
 		}
+	}
+}
+
+// With a projection only the fields read later are set; a bad line in
+// lenient mode still keeps its message and the reason.
+func TestSyslogProjection(t *testing.T) {
+	h := mustBuild(t, "process.syslog", nil).(*syslogHandler)
+	h.Project([]string{"hostname", "app_name", "msg", "parse_error", "no_such"}, false)
+	out, _, _ := run(t, h, `<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 - hello`, `junk`)
+	want := []map[string]any{
+		{"hostname": "mymachine", "app_name": "evntslog", "msg": "hello"},
+		{"msg": "junk", "parse_error": "missing <PRI> at the start"},
+	}
+	for i, w := range want {
+		if got := fieldMap(out.calls[i].ev); !reflect.DeepEqual(got, w) {
+			t.Errorf("record %d: fields %#v, want %#v", i+1, got, w)
+		}
+	}
+	h.Project(nil, true)
+	out, _, _ = run(t, h, `<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 - hello`)
+	if n := out.calls[0].ev.NumFields(); n != 10 {
+		t.Errorf("all fields: %d, want 10", n)
+	}
+}
+
+// Parsing a line into the fields a sink reads allocates nothing.
+func TestSyslogDoesNotAllocate(t *testing.T) {
+	h := &syslogHandler{want: allSyslogFields}
+	h.Project([]string{"hostname", "app_name", "msg"}, false)
+	ev := &stage.Event{Payload: []byte(`<165>1 2026-11-25T22:34:56.123456Z web-07.example.com app-3 1042 ID47 - request 17 handled in 12 ms status=200`)}
+	batch := []*stage.Event{ev}
+	allocs := testing.AllocsPerRun(200, func() {
+		if err := h.Handle(context.Background(), batch, discard{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per record, want 0", allocs)
 	}
 }

@@ -1,0 +1,212 @@
+package stage
+
+import (
+	"iter"
+	"strings"
+	"sync"
+)
+
+// An event's decoded fields are a short list of (name, Value) pairs, not
+// a map: a decoder appends the few fields the pipeline reads (see
+// Projector) into a list that is recycled with the event, and a sink looks
+// its columns up by a linear scan that compares mostly lengths. A record
+// then costs no allocation per field, nor a map per event.
+//
+// A name is a field's path: a decoder that decodes "user.id" alone stores
+// it under that name. Field and Value find a name as given first, then
+// walk down from its longest stored prefix ("user" holding an object).
+
+type field struct {
+	name string
+	val  Value
+}
+
+// fieldSet is an event's fields and the text they own (SetText). It is
+// taken from fieldSets on the first Set and returned when the event is
+// finished.
+type fieldSet struct {
+	list []field
+	text []byte
+}
+
+// Sizes over which a fieldSet is not kept for reuse, so that one huge
+// record does not pin its memory in the pool.
+const (
+	maxPooledFields = 256
+	maxPooledText   = 64 << 10
+)
+
+var fieldSets = sync.Pool{New: func() any { return new(fieldSet) }}
+
+func (ev *Event) fieldSet() *fieldSet {
+	if ev.fs == nil {
+		ev.fs = fieldSets.Get().(*fieldSet)
+	}
+	return ev.fs
+}
+
+// releaseFields returns the event's fields to the pool; Done calls it
+// once the event is finished.
+func (ev *Event) releaseFields() {
+	fs := ev.fs
+	if fs == nil {
+		return
+	}
+	ev.fs = nil
+	if cap(fs.list) > maxPooledFields || cap(fs.text) > maxPooledText {
+		return
+	}
+	clear(fs.list) // drop references (Any values, aliased payloads)
+	fs.list, fs.text = fs.list[:0], fs.text[:0]
+	fieldSets.Put(fs)
+}
+
+// Field returns the value at path as a Go value (see Value.Interface:
+// strings are copies, integers int64, objects map[string]any), or, for
+// "$", the payload as a []byte. ok is false when the event has no such
+// field.
+func (ev *Event) Field(path string) (v any, ok bool) {
+	if path == "$" {
+		return ev.Payload, true
+	}
+	val, ok := ev.Value(path)
+	if !ok {
+		return nil, false
+	}
+	return val.Interface(), true
+}
+
+// Value returns the value at path without copying or allocating: the
+// field stored under that name, or the value found by walking down from
+// the longest stored prefix of path (a field "user" holding an object
+// gives "user.id"). "$" is the payload, as a String value. ok is false when
+// the event has no such field.
+func (ev *Event) Value(path string) (Value, bool) {
+	if path == "$" {
+		return BytesValue(ev.Payload), true
+	}
+	fs := ev.fs
+	if fs == nil {
+		return Value{}, false
+	}
+	for i := range fs.list {
+		if fs.list[i].name == path {
+			return fs.list[i].val, true
+		}
+	}
+	for end := strings.LastIndexByte(path, '.'); end > 0; end = strings.LastIndexByte(path[:end], '.') {
+		for i := range fs.list {
+			if fs.list[i].name == path[:end] {
+				return descend(fs.list[i].val, path[end+1:])
+			}
+		}
+	}
+	return Value{}, false
+}
+
+// descend finds the dotted path rest inside an object value.
+func descend(v Value, rest string) (Value, bool) {
+	var cur any
+	switch v.typ {
+	case ValueAny:
+		cur = v.x
+	case ValueJSON:
+		var err error
+		if cur, err = decodeJSONText(v.Bytes()); err != nil {
+			return Value{}, false
+		}
+	default:
+		return Value{}, false
+	}
+	for rest != "" {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return Value{}, false
+		}
+		name := rest
+		if i := strings.IndexByte(rest, '.'); i >= 0 {
+			name, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if cur, ok = m[name]; !ok {
+			return Value{}, false
+		}
+	}
+	return ValueOf(cur), true
+}
+
+// Set sets the field name to v, converted by ValueOf (a string or []byte
+// is not copied: it must not change while the event holds it). A field
+// already called name is replaced in place; a new one goes last.
+func (ev *Event) Set(name string, v any) { ev.SetValue(name, ValueOf(v)) }
+
+// SetValue sets the field name to v; see Set.
+func (ev *Event) SetValue(name string, v Value) {
+	fs := ev.fieldSet()
+	for i := range fs.list {
+		if fs.list[i].name == name {
+			fs.list[i].val = v
+			return
+		}
+	}
+	fs.list = append(fs.list, field{name: name, val: v})
+}
+
+// SetText sets the field name to a String holding a copy of text, kept in
+// memory the event owns and reuses once it is finished: a decoder that
+// had to unescape a value sets it so without allocating per record.
+func (ev *Event) SetText(name string, text []byte) {
+	fs := ev.fieldSet()
+	start := len(fs.text)
+	fs.text = append(fs.text, text...)
+	ev.SetValue(name, BytesValue(fs.text[start:len(fs.text):len(fs.text)]))
+}
+
+// Delete removes the field name, keeping the others in order; it reports
+// whether there was one.
+func (ev *Event) Delete(name string) bool {
+	fs := ev.fs
+	if fs == nil {
+		return false
+	}
+	for i := range fs.list {
+		if fs.list[i].name == name {
+			fs.list = append(fs.list[:i], fs.list[i+1:]...)
+			fs.list[len(fs.list):cap(fs.list)][0] = field{} // drop the moved-out reference
+			return true
+		}
+	}
+	return false
+}
+
+// ResetFields removes every field: a decoder starts an event afresh.
+func (ev *Event) ResetFields() {
+	if fs := ev.fs; fs != nil {
+		clear(fs.list)
+		fs.list, fs.text = fs.list[:0], fs.text[:0]
+	}
+}
+
+// NumFields returns how many fields the event has.
+func (ev *Event) NumFields() int {
+	if ev.fs == nil {
+		return 0
+	}
+	return len(ev.fs.list)
+}
+
+// Fields iterates over the event's fields in the order they were first
+// set. The event's fields must not be changed during the iteration.
+func (ev *Event) Fields() iter.Seq2[string, Value] {
+	return func(yield func(string, Value) bool) {
+		if ev.fs == nil {
+			return
+		}
+		for _, f := range ev.fs.list {
+			if !yield(f.name, f.val) {
+				return
+			}
+		}
+	}
+}

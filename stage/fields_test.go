@@ -1,0 +1,198 @@
+package stage
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestFieldPaths(t *testing.T) {
+	ev := &Event{Payload: []byte(`{"a":1}`)}
+	ev.Set("a", map[string]any{"b": "x"})
+	ev.Set("n", nil)
+	ev.Set("user.id", int64(7)) // a projected path is stored under its own name
+	if v, ok := ev.Field("a.b"); !ok || v != "x" {
+		t.Errorf("a.b = %v %v", v, ok)
+	}
+	if _, ok := ev.Field("a.c"); ok {
+		t.Error("a.c found")
+	}
+	if _, ok := ev.Field("a.b.c"); ok {
+		t.Error("a.b.c found through a string")
+	}
+	if v, ok := ev.Field("$"); !ok || string(v.([]byte)) != `{"a":1}` {
+		t.Errorf("$ = %v", v)
+	}
+	if v, ok := ev.Field("n"); !ok || v != nil {
+		t.Errorf("n = %v %v", v, ok)
+	}
+	if v, ok := ev.Field("user.id"); !ok || v != int64(7) {
+		t.Errorf("user.id = %v %v", v, ok)
+	}
+	if _, ok := ev.Field("user"); ok {
+		t.Error("user found: only user.id was set")
+	}
+}
+
+func TestFieldsInJSONText(t *testing.T) {
+	ev := &Event{}
+	ev.SetValue("u", JSONValue([]byte(`{"id":12,"big":12345678901234567890,"tags":["a"],"r":1.5}`)))
+	for path, want := range map[string]any{
+		"u.id":   int64(12),
+		"u.big":  json.Number("12345678901234567890"),
+		"u.tags": []any{"a"},
+		"u.r":    json.Number("1.5"),
+	} {
+		if got, ok := ev.Field(path); !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v %v, want %#v", path, got, ok, want)
+		}
+	}
+	if got, _ := ev.Field("u"); !reflect.DeepEqual(got, map[string]any{
+		"id": int64(12), "big": json.Number("12345678901234567890"), "tags": []any{"a"}, "r": json.Number("1.5"),
+	}) {
+		t.Errorf("u = %#v", got)
+	}
+	ev.SetValue("bad", JSONValue([]byte(`{"x":`)))
+	if _, ok := ev.Field("bad.x"); ok {
+		t.Error("bad.x found in invalid JSON")
+	}
+}
+
+func TestSetReplacesDeletesAndIterates(t *testing.T) {
+	ev := &Event{}
+	ev.Set("a", "1")
+	ev.Set("b", 2)
+	ev.Set("c", true)
+	ev.Set("a", "one") // replaced in place
+	if !ev.Delete("b") || ev.Delete("b") {
+		t.Fatal("Delete b: want true, then false")
+	}
+	var got []string
+	for name, v := range ev.Fields() {
+		got = append(got, name+"="+v.String())
+	}
+	if want := []string{"a=one", "c=true"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("fields %v, want %v", got, want)
+	}
+	if ev.NumFields() != 2 {
+		t.Fatalf("NumFields %d", ev.NumFields())
+	}
+	ev.ResetFields()
+	if ev.NumFields() != 0 {
+		t.Fatalf("NumFields after reset %d", ev.NumFields())
+	}
+	for range ev.Fields() {
+		t.Fatal("a field after ResetFields")
+	}
+}
+
+func TestSetTextCopies(t *testing.T) {
+	ev := &Event{}
+	buf := []byte("hello")
+	ev.SetText("a", buf)
+	ev.SetText("b", []byte("world"))
+	buf[0] = 'J'
+	if v, _ := ev.Value("a"); string(v.Bytes()) != "hello" || v.Type() != ValueString {
+		t.Fatalf("a = %q (%s), want a copy: hello", v.Bytes(), v.Type())
+	}
+	if v, _ := ev.Field("b"); v != "world" {
+		t.Fatalf("b = %v", v)
+	}
+}
+
+func TestValueOf(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, c := range []struct {
+		in   any
+		typ  ValueType
+		text string
+		back any
+	}{
+		{nil, ValueNull, "null", nil},
+		{"s", ValueString, "s", "s"},
+		{[]byte("b"), ValueString, "b", "b"},
+		{7, ValueInt, "7", int64(7)},
+		{uint64(math.MaxUint64), ValueAny, "18446744073709551615", uint64(math.MaxUint64)},
+		{uint8(3), ValueInt, "3", int64(3)},
+		{1.5, ValueFloat, "1.5", 1.5},
+		{float32(0.5), ValueFloat, "0.5", 0.5},
+		{true, ValueBool, "true", true},
+		{json.Number("1e400"), ValueNumber, "1e400", json.Number("1e400")},
+		{json.RawMessage(`[1]`), ValueJSON, "[1]", []any{int64(1)}},
+		{now, ValueAny, now.Format(time.RFC3339Nano), now},
+		{IntValue(4), ValueInt, "4", int64(4)},
+	} {
+		v := ValueOf(c.in)
+		if v.Type() != c.typ || v.String() != c.text || !reflect.DeepEqual(v.Interface(), c.back) {
+			t.Errorf("ValueOf(%#v) = %s %q %#v, want %s %q %#v", c.in, v.Type(), v.String(), v.Interface(), c.typ, c.text, c.back)
+		}
+	}
+	if v := IntValue(-3); v.Int() != -3 || v.Float() != -3 || v.Bool() || v.Bytes() != nil {
+		t.Errorf("IntValue accessors: %d %v %v %q", v.Int(), v.Float(), v.Bool(), v.Bytes())
+	}
+	if !NullValue().IsNull() || BoolValue(true).Bool() != true || ValueString.String() != "string" {
+		t.Error("NullValue, BoolValue or ValueType.String")
+	}
+}
+
+// Once Done has run, the event's fields go back to the pool: the event
+// has none left, and a second Done is still caught.
+func TestDoneReleasesFields(t *testing.T) {
+	src, _ := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	ev := src.NewEvent([]byte("x"), 1, Origin{})
+	ev.Set("a", "1")
+	ev.Done(nil)
+	if ev.NumFields() != 0 {
+		t.Fatalf("%d fields after Done", ev.NumFields())
+	}
+	ev.Done(nil)
+	if n := src.doubleDones.Load(); n != 1 {
+		t.Fatalf("double dones %d, want 1", n)
+	}
+}
+
+// Setting fields on a recycled field set allocates nothing.
+func TestFieldsDoNotAllocate(t *testing.T) {
+	payload := []byte("<13>1 - host app - - - msg")
+	ev := &Event{Payload: payload}
+	ev.SetValue("host", BytesValue(payload[8:12]))
+	ev.releaseFields()
+	allocs := testing.AllocsPerRun(100, func() {
+		ev.SetValue("host", BytesValue(payload[8:12]))
+		ev.SetValue("app", BytesValue(payload[13:16]))
+		ev.SetValue("pri", IntValue(13))
+		ev.SetText("msg", payload[23:])
+		if v, ok := ev.Value("app"); !ok || string(v.Bytes()) != "app" {
+			t.Fatal("app")
+		}
+		ev.releaseFields()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per record, want 0", allocs)
+	}
+}
+
+func TestValueMarshalJSON(t *testing.T) {
+	ev := &Event{}
+	ev.Set("s", "a\"b")
+	ev.Set("i", 3)
+	ev.Set("f", 0.5)
+	ev.Set("b", false)
+	ev.Set("n", nil)
+	ev.SetValue("num", NumberValue([]byte("1e400")))
+	ev.SetValue("o", JSONValue([]byte(`{"k":[1,2]}`)))
+	ev.Set("m", map[string]any{"x": 1})
+	m := map[string]Value{}
+	for name, v := range ev.Fields() {
+		m[name] = v
+	}
+	b, err := json.Marshal(m)
+	if want := `{"b":false,"f":0.5,"i":3,"m":{"x":1},"n":null,"num":1e400,"o":{"k":[1,2]},"s":"a\"b"}`; err != nil || string(b) != want {
+		t.Fatalf("got %s, %v; want %s", b, err, want)
+	}
+	if _, err := json.Marshal(FloatValue(math.NaN())); err == nil {
+		t.Fatal("NaN marshalled")
+	}
+}

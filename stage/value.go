@@ -1,0 +1,304 @@
+package stage
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unsafe"
+)
+
+// ValueType is the type of a field's value.
+type ValueType uint8
+
+const (
+	ValueNull   ValueType = iota // JSON null, or nil
+	ValueString                  // text
+	ValueInt                     // a signed 64-bit integer
+	ValueFloat                   // a float64
+	ValueBool                    // true or false
+	ValueNumber                  // a JSON number that is not an int64, kept as its text (json.Number)
+	ValueJSON                    // a JSON object or array, kept as its text
+	ValueAny                     // any other Go value (a map, a slice, a time.Time...)
+)
+
+var valueTypeNames = [...]string{"null", "string", "int", "float", "bool", "number", "json", "any"}
+
+func (t ValueType) String() string {
+	if int(t) < len(valueTypeNames) {
+		return valueTypeNames[t]
+	}
+	return "ValueType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Value is one field's value: a small typed union that holds text, a
+// number or a boolean without boxing them in an interface, so that a
+// decoder fills an event's fields without allocating per field.
+//
+// A Value of type String, Number or JSON may alias the bytes it was made
+// from (BytesValue, or a decoder's view into the payload): its Bytes are
+// read-only, and valid as long as the event that holds it is owned (until
+// Done; then the event's memory may be reused). String returns a copy
+// that stays valid. The zero Value is null.
+type Value struct {
+	typ ValueType
+	s   string // String, Number, JSON: the text; may alias mutable memory, never exposed as a string
+	n   uint64 // Int, Float (its bits), Bool (0 or 1)
+	x   any    // Any
+}
+
+// NullValue returns the null value.
+func NullValue() Value { return Value{} }
+
+// StringValue returns a string value.
+func StringValue(s string) Value { return Value{typ: ValueString, s: s} }
+
+// BytesValue returns a string value whose text is b, without copying it:
+// b must not change while the value is in use.
+func BytesValue(b []byte) Value { return Value{typ: ValueString, s: aliasString(b)} }
+
+// IntValue returns an integer value.
+func IntValue(n int64) Value { return Value{typ: ValueInt, n: uint64(n)} }
+
+// FloatValue returns a floating-point value.
+func FloatValue(f float64) Value { return Value{typ: ValueFloat, n: math.Float64bits(f)} }
+
+// BoolValue returns a boolean value.
+func BoolValue(b bool) Value {
+	v := Value{typ: ValueBool}
+	if b {
+		v.n = 1
+	}
+	return v
+}
+
+// NumberValue returns a JSON number kept as its text (as json.Number), for
+// numbers an int64 cannot hold exactly. text is not copied and must not
+// change while the value is in use; it is not checked.
+func NumberValue(text []byte) Value { return Value{typ: ValueNumber, s: aliasString(text)} }
+
+// JSONValue returns a JSON object or array kept as its text, not copied:
+// it must not change while the value is in use. It is not checked; Field
+// decodes it when asked.
+func JSONValue(text []byte) Value { return Value{typ: ValueJSON, s: aliasString(text)} }
+
+// ValueOf converts a Go value: string and []byte (aliased, not copied) to
+// String; signed and unsigned integers that fit an int64 to Int; float32
+// and float64 to Float; bool to Bool; nil to Null; json.Number to Number;
+// json.RawMessage to JSON; a Value to itself; anything else (maps, slices,
+// time.Time, a uint64 over MaxInt64) to Any.
+func ValueOf(v any) Value {
+	switch x := v.(type) {
+	case nil:
+		return Value{}
+	case Value:
+		return x
+	case string:
+		return StringValue(x)
+	case []byte:
+		return BytesValue(x)
+	case bool:
+		return BoolValue(x)
+	case int:
+		return IntValue(int64(x))
+	case int8:
+		return IntValue(int64(x))
+	case int16:
+		return IntValue(int64(x))
+	case int32:
+		return IntValue(int64(x))
+	case int64:
+		return IntValue(x)
+	case uint:
+		if uint64(x) <= math.MaxInt64 {
+			return IntValue(int64(x))
+		}
+	case uint8:
+		return IntValue(int64(x))
+	case uint16:
+		return IntValue(int64(x))
+	case uint32:
+		return IntValue(int64(x))
+	case uint64:
+		if x <= math.MaxInt64 {
+			return IntValue(int64(x))
+		}
+	case float32:
+		return FloatValue(float64(x))
+	case float64:
+		return FloatValue(x)
+	case json.Number:
+		return Value{typ: ValueNumber, s: string(x)}
+	case json.RawMessage:
+		return JSONValue(x)
+	}
+	return Value{typ: ValueAny, x: v}
+}
+
+// Type returns the value's type.
+func (v Value) Type() ValueType { return v.typ }
+
+// IsNull reports whether the value is null.
+func (v Value) IsNull() bool { return v.typ == ValueNull }
+
+// Bytes returns the text of a String, Number or JSON value (nil for other
+// types) without copying it: read-only, and valid while the event holding
+// the value is owned.
+func (v Value) Bytes() []byte {
+	switch v.typ {
+	case ValueString, ValueNumber, ValueJSON:
+		return unsafe.Slice(unsafe.StringData(v.s), len(v.s))
+	}
+	return nil
+}
+
+// Int returns an Int value's integer (0 for other types).
+func (v Value) Int() int64 {
+	if v.typ != ValueInt {
+		return 0
+	}
+	return int64(v.n)
+}
+
+// Float returns a Float value's number, or an Int value's as a float64 (0
+// for other types).
+func (v Value) Float() float64 {
+	switch v.typ {
+	case ValueFloat:
+		return math.Float64frombits(v.n)
+	case ValueInt:
+		return float64(int64(v.n))
+	}
+	return 0
+}
+
+// Bool returns a Bool value's boolean (false for other types).
+func (v Value) Bool() bool { return v.typ == ValueBool && v.n != 0 }
+
+// String returns the value as text, a copy that stays valid: a String's
+// text, a number in decimal, true or false, null, the JSON text of a
+// Number or JSON value, and fmt's %v of an Any.
+func (v Value) String() string {
+	switch v.typ {
+	case ValueString, ValueNumber, ValueJSON:
+		return string(v.Bytes())
+	}
+	return string(v.AppendText(nil))
+}
+
+// AppendText appends the value as text to dst, as String returns it,
+// without allocating for the types other than Any.
+func (v Value) AppendText(dst []byte) []byte {
+	switch v.typ {
+	case ValueNull:
+		return append(dst, "null"...)
+	case ValueString, ValueNumber, ValueJSON:
+		return append(dst, v.s...)
+	case ValueInt:
+		return strconv.AppendInt(dst, int64(v.n), 10)
+	case ValueFloat:
+		return strconv.AppendFloat(dst, math.Float64frombits(v.n), 'g', -1, 64)
+	case ValueBool:
+		return strconv.AppendBool(dst, v.n != 0)
+	}
+	if t, ok := v.x.(time.Time); ok {
+		return t.AppendFormat(dst, time.RFC3339Nano)
+	}
+	return fmt.Append(dst, v.x)
+}
+
+// MarshalJSON encodes the value as JSON (json.Marshaler): a String as a
+// JSON string, a number or boolean as itself, a Number or JSON value as
+// its text, null, and an Any value as encoding/json encodes it. A Float
+// that JSON cannot hold (NaN, ±Inf) is an error, as with encoding/json.
+func (v Value) MarshalJSON() ([]byte, error) {
+	switch v.typ {
+	case ValueNull:
+		return []byte("null"), nil
+	case ValueString:
+		return json.Marshal(v.s)
+	case ValueInt, ValueBool:
+		return v.AppendText(nil), nil
+	case ValueFloat:
+		return json.Marshal(math.Float64frombits(v.n))
+	case ValueNumber, ValueJSON:
+		return []byte(v.s), nil
+	}
+	return json.Marshal(v.x)
+}
+
+// Any returns an Any value's Go value (nil for other types).
+func (v Value) Any() any {
+	if v.typ != ValueAny {
+		return nil
+	}
+	return v.x
+}
+
+// Interface returns the value as the Go value Event.Field gives: a string
+// (a copy), an int64, a float64, a bool, nil, a json.Number, the decoded
+// JSON of a JSON value (map[string]any or []any, integers as int64, other
+// numbers as json.Number; nil if the text is not valid JSON), or an Any
+// value's Go value.
+func (v Value) Interface() any {
+	switch v.typ {
+	case ValueString:
+		return string(v.Bytes())
+	case ValueInt:
+		return int64(v.n)
+	case ValueFloat:
+		return math.Float64frombits(v.n)
+	case ValueBool:
+		return v.n != 0
+	case ValueNumber:
+		return json.Number(string(v.Bytes()))
+	case ValueJSON:
+		x, _ := decodeJSONText(v.Bytes())
+		return x
+	case ValueAny:
+		return v.x
+	}
+	return nil
+}
+
+// decodeJSONText decodes JSON text the way process.json decodes a
+// record's values: integers that fit an int64 as int64, other numbers as
+// json.Number.
+func decodeJSONText(text []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(text))
+	d.UseNumber()
+	var x any
+	if err := d.Decode(&x); err != nil {
+		return nil, err
+	}
+	return intNumbers(x), nil
+}
+
+func intNumbers(x any) any {
+	switch t := x.(type) {
+	case json.Number:
+		if n, err := strconv.ParseInt(string(t), 10, 64); err == nil {
+			return n
+		}
+	case map[string]any:
+		for k, e := range t {
+			t[k] = intNumbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = intNumbers(e)
+		}
+	}
+	return x
+}
+
+// aliasString returns b's bytes as a string without copying: the string
+// must never be handed out as a string (b may change later).
+func aliasString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
