@@ -169,7 +169,7 @@ func TestFieldsDoNotAllocate(t *testing.T) {
 		}
 		ev.releaseFields()
 	})
-	if allocs != 0 {
+	if allocs != 0 && !raceBuild {
 		t.Fatalf("%v allocations per record, want 0", allocs)
 	}
 }

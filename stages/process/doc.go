@@ -25,9 +25,18 @@
 // process.json decodes a record that is one JSON object; an integer that
 // fits in an int64 becomes an int64 and any other number a json.Number
 // holding the text as sent, so ids such as 9007199254740993 round-trip
-// exactly. process.syslog fills pri, facility, severity and version
-// (int64) and timestamp, hostname, app_name, procid, msgid,
+// exactly; an object or array is kept as its JSON text and decoded when a
+// path into it is read. process.syslog fills pri, facility, severity and
+// version (int64) and timestamp, hostname, app_name, procid, msgid,
 // structured_data and msg (strings taken from the line as sent).
+//
+// Both decode only what is read after them: when the pipeline starts, a
+// decoder is told the paths the stages after it read (a db.postgres
+// stage's columns, a filter's or a route's conditions; see
+// stage.Projector) and sets only those fields, still checking the whole
+// record. A stage that does not say what it reads, such as process.func,
+// gets every field. A path finds a key spelled with dots ("log.level") as
+// well as a nested one, the whole key first.
 //
 // # Conditions
 //

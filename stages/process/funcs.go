@@ -14,7 +14,8 @@ import (
 )
 
 // Func is a user function run by process.func on each event. It may read
-// and change ev.Payload and ev.Fields. It returns keep=false to drop the
+// and change ev.Payload and the event's fields (ev.Field, ev.Value, ev.Set).
+// It returns keep=false to drop the
 // event (finished with Done(nil): counted as handled) or an error to refuse
 // it (finished with Done(err); err's text is the client's nack reason).
 // It must not call ev.Done itself, and it is called concurrently from the
