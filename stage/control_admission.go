@@ -1,10 +1,419 @@
 package stage
 
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Admission control at a source (Welsh & Culler, "Adaptive Overload
+// Control for Busy Internet Servers", USITS 2003): the source admits
+// records at a rate, and the rate follows the p99 latency from read to
+// finish against a target, additive increase while under it and
+// multiplicative decrease while over it. Records beyond the rate are
+// refused busy at the door, before anything is made of them (no event,
+// no decoding), which is the cheapest place to shed. The package
+// documentation and docs/DESIGN.md ("Admission control") explain the
+// rules for users.
+
+const (
+	// AdmissionPeriod is how often the admission controller decides.
+	AdmissionPeriod = 250 * time.Millisecond
+	// admissionMinSamples: a window with fewer completions than this is
+	// extended (up to admissionMaxWindow) rather than judged on a p99 of
+	// a handful.
+	admissionMinSamples = 20
+	admissionMaxWindow  = time.Second
+	// admissionDecrease divides the completion rate on congestion: the
+	// admitted rate drops to what the pipeline finished, over 1.2 (SEDA's
+	// response-time controller divides by 1.2 as well), or over more when
+	// the work already in flight would take longer than half the target
+	// to finish (Little's law: in flight / finish rate), so that a backlog
+	// drains to that instead of lingering over a string of small cuts.
+	admissionDecrease    = 1.2
+	admissionMaxDecrease = 20
+	// admissionStep is the additive increase per period, as a share of the
+	// rate at the last decrease (the estimate of what the pipeline
+	// carries): back from a decrease to that rate in 1.7 s. Below that
+	// rate over admissionDecrease (after a deep cut, once what was in
+	// flight has drained) the rate doubles per period instead, as TCP's
+	// slow start does.
+	admissionStep      = 0.025
+	admissionSlowStart = 2
+	// admissionLow: the rate grows only while p99 is under this share of
+	// the target, and holds between it and the target (SEDA's low water
+	// mark of 0.9).
+	admissionLow = 0.9
+	// admissionBurst is the burst the token bucket lets through at once,
+	// in time at the admitted rate, and at least admissionMinBurst
+	// records.
+	admissionBurst    = 50 * time.Millisecond
+	admissionMinBurst = 64
+	// AdmissionMinRate is the least admitted rate, in records per second.
+	AdmissionMinRate = 10.0
+)
+
+// Admission is a source's admission controller: a token bucket at the
+// admitted rate that the source asks, per read, how many records it may
+// let in, and the AIMD rule that sets that rate every AdmissionPeriod. A
+// source gets one from SourceRuntime.StartAdmission. Its methods are safe
+// for concurrent use.
+type Admission struct {
+	s      *Stage
+	target time.Duration
+
+	// The token bucket as GCRA: tat is the theoretical arrival time (ns,
+	// nanotime) of the next record; interval the ns per record at the
+	// admitted rate, 0 while not limiting; burst the ns of tolerance.
+	tat      atomic.Int64
+	interval atomic.Int64
+	burst    atomic.Int64
+
+	admitted, shed atomic.Uint64
+	shedFull       atomic.Uint64 // shed because the next queue was full
+	shedRate       atomic.Uint64 // shed for lack of tokens
+
+	// Read-to-finish latencies of the window being gathered, of records
+	// read since the last decrease (nanotime in since): older ones tell
+	// of the rate before it.
+	lat   windowHist
+	since atomic.Int64
+
+	mu        sync.Mutex
+	c         admissionController
+	winStart  time.Time // when the window being gathered began
+	last      sampleTotals
+	p99       time.Duration // of the last window judged
+	lastD     Decision
+	decisions uint64
+	stop      chan struct{}
+	done      chan struct{}
+	stopOnce  sync.Once
+}
+
+// sampleTotals are the running totals an admission window is the
+// difference of.
+type sampleTotals struct {
+	completed, full, limited uint64
+}
+
+// StartAdmission puts the source under admission control with the given
+// p99 target (read to finish) and starts its controller, which stops when
+// the stage is closed. The source calls Admission.Admit for each read.
+func (rt SourceRuntime) StartAdmission(target time.Duration) *Admission {
+	s := rt.s
+	a := &Admission{s: s, target: target, stop: make(chan struct{}), done: make(chan struct{})}
+	a.c.target = target
+	a.winStart = time.Now()
+	if old := s.adm.Swap(a); old != nil {
+		old.close()
+	}
+	go a.run()
+	return a
+}
+
+// Admit says how many of n records read at now (from the read's one clock
+// reading) may go in: all while the controller has not limited the rate,
+// else as many as the token bucket holds. While the first queue
+// downstream is full it admits none: the records would only wait there
+// (or, under overflow reject, be refused after decoding). The source
+// refuses the rest busy, at once, before making events of them.
+func (a *Admission) Admit(now time.Time, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	if a.s.nextFull() {
+		a.shedFull.Add(uint64(n))
+		a.shed.Add(uint64(n))
+		return 0
+	}
+	k := a.take(int64(now.Sub(epoch)), n)
+	if k < n {
+		a.shedRate.Add(uint64(n - k))
+		a.shed.Add(uint64(n - k))
+	}
+	a.admitted.Add(uint64(k))
+	return k
+}
+
+// take takes up to n tokens at now (ns) and returns how many it took.
+func (a *Admission) take(now int64, n int) int {
+	iv := a.interval.Load()
+	if iv == 0 {
+		return n
+	}
+	burst := a.burst.Load()
+	for {
+		tat := a.tat.Load()
+		base := max(tat, now)
+		room := (now + burst - base) / iv
+		if room <= 0 {
+			return 0
+		}
+		k := min(int64(n), room)
+		if a.tat.CompareAndSwap(tat, base+k*iv) {
+			return int(k)
+		}
+	}
+}
+
+// setRate sets the bucket's rate (records per second; 0: unlimited).
+func (a *Admission) setRate(r float64) {
+	if r <= 0 {
+		a.interval.Store(0)
+		return
+	}
+	iv := int64(math.Max(1, 1e9/r))
+	a.burst.Store(max(int64(admissionBurst), admissionMinBurst*iv))
+	a.interval.Store(iv)
+}
+
+// observe records the read-to-finish latency of a record read at
+// arrived (nanotime); one read before the last decrease is not counted.
+func (a *Admission) observe(ns, arrived int64) {
+	if arrived >= a.since.Load() {
+		a.lat.observe(ns)
+	}
+}
+
+// nextFull reports whether the first queue downstream of the stage (past
+// inline stages with a single way on) is full.
+func (s *Stage) nextFull() bool {
+	for st := s.next; st != nil; st = st.next {
+		if st.port != nil {
+			return st.port.Full()
+		}
+		if len(st.routes) > 1 {
+			return false
+		}
+	}
+	return false
+}
+
+func (a *Admission) run() {
+	defer close(a.done)
+	t := time.NewTicker(AdmissionPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case now := <-t.C:
+			a.tick(now)
+		}
+	}
+}
+
+// close stops the controller and waits for it.
+func (a *Admission) close() {
+	a.stopOnce.Do(func() { close(a.stop) })
+	<-a.done
+}
+
+// tick gathers the window so far and, once it holds enough, decides.
+func (a *Admission) tick(now time.Time) {
+	s := a.s
+	tot := sampleTotals{completed: s.completed.Load(), full: a.shedFull.Load(), limited: a.shedRate.Load()}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	el := now.Sub(a.winStart)
+	n := a.lat.count()
+	inFlight := s.InFlight()
+	if !admissionReady(n, el, inFlight, a.target) {
+		return
+	}
+	w := admissionWindow{
+		elapsed:   el,
+		completed: tot.completed - a.last.completed,
+		full:      tot.full - a.last.full,
+		limited:   tot.limited - a.last.limited,
+		samples:   n,
+		p99:       time.Duration(a.lat.quantile(0.99)),
+		inFlight:  inFlight,
+	}
+	a.lat.reset()
+	a.last, a.winStart = tot, now
+	a.p99 = w.p99
+	d, ok := a.c.decide(now, w)
+	if !ok {
+		return
+	}
+	if d.To < d.From || d.From == 0 {
+		a.since.Store(int64(now.Sub(epoch)))
+	}
+	a.setRate(a.c.rate)
+	a.lastD = d
+	a.decisions++
+	s.log.Debug("stage admission rate changed", zap.String("stage", s.set.Name),
+		zap.Float64("from", d.From), zap.Float64("to", d.To), zap.String("reason", d.Reason))
+}
+
+// admissionReady says whether a window of n completions over el, with
+// inFlight events unfinished, is enough to judge: admissionMinSamples
+// completions, or admissionMaxWindow, or a stall as long as the target.
+func admissionReady(n uint64, el time.Duration, inFlight uint64, target time.Duration) bool {
+	return n >= admissionMinSamples || el >= admissionMaxWindow || (n == 0 && inFlight > 0 && el >= target)
+}
+
+// stats reports the controller for /stats.
+func (a *Admission) stats() *ControlStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cs := &ControlStats{
+		Admission: &AdmissionStats{
+			TargetMs: float64(a.target) / 1e6,
+			P99Ms:    float64(a.p99) / 1e6,
+			Rate:     a.c.rate,
+			Admitted: a.admitted.Load(),
+			Shed:     a.shed.Load(),
+		},
+		Decisions: a.decisions,
+	}
+	if a.decisions > 0 {
+		cs.Last = &DecisionStats{Decision: a.lastD, AgeS: time.Since(a.lastD.At).Seconds()}
+	}
+	return cs
+}
+
 // AdmissionStats are a source's admission control as /stats shows it.
 type AdmissionStats struct {
-	TargetMs float64 `json:"target_ms"` // the p99 latency target, read to finish
-	P99Ms    float64 `json:"p99_ms"`    // the p99 the controller saw last
+	TargetMs float64 `json:"target_ms"` // the p99 target, read to finish
+	P99Ms    float64 `json:"p99_ms"`    // the p99 of the last window judged
 	Rate     float64 `json:"rate"`      // records admitted per second at most; 0: not limiting
 	Admitted uint64  `json:"admitted"`  // records let in
 	Shed     uint64  `json:"shed"`      // records refused busy at the door
+}
+
+// admissionWindow is what the controller judges: one window of at least
+// AdmissionPeriod.
+type admissionWindow struct {
+	elapsed   time.Duration
+	completed uint64        // events the source made that finished
+	samples   uint64        // read-to-finish latencies observed
+	p99       time.Duration // their 99th percentile
+	full      uint64        // records shed because the next queue was full
+	limited   uint64        // records shed for lack of tokens
+	inFlight  uint64        // events made and not finished, at the end
+}
+
+// admissionController is the AIMD rule, a pure function of windows so
+// that tests run it on a fake clock.
+type admissionController struct {
+	target   time.Duration
+	rate     float64   // admitted records per second; 0: not limiting
+	capacity float64   // the completion rate at the last decrease
+	cutAt    time.Time // when the rate last decreased
+}
+
+// decide sets the rate from one window.
+func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision, bool) {
+	x := float64(w.completed) / w.elapsed.Seconds() // what the pipeline finished
+	// What a record admitted now would wait for, by Little's law.
+	ahead := time.Duration(0)
+	switch {
+	case w.inFlight > 0 && x > 0:
+		ahead = time.Duration(math.Min(float64(w.inFlight)/x*1e9, math.MaxInt64/2))
+	case w.inFlight > 0:
+		ahead = time.Duration(math.MaxInt64 / 2)
+	}
+	from := c.rate
+	var why string
+	switch {
+	case w.samples >= admissionMinSamples && w.p99 > c.target:
+		why = fmt.Sprintf("p99 %s over the %s target", w.p99.Round(time.Millisecond), c.target)
+	case x > 0 && ahead > c.target:
+		// The p99 has not shown it yet, but it will: the mean wait of
+		// what is in flight is over the target already.
+		why = fmt.Sprintf("the %d records in flight take %s to finish at %.0f/s, over the %s target",
+			w.inFlight, ahead.Round(time.Millisecond), x, c.target)
+	case x == 0 && w.inFlight > 0 && w.elapsed >= c.target:
+		why = fmt.Sprintf("nothing finished for %s with %d in flight", w.elapsed.Round(time.Millisecond), w.inFlight)
+	case w.full > 0 && now.Sub(c.cutAt) >= max(c.target, 2*AdmissionPeriod):
+		why = fmt.Sprintf("%d records found the next queue full", w.full)
+	}
+	if why != "" {
+		// What the pipeline finished over 1.2, or over more when what is in
+		// flight would take longer than half the target: then the backlog
+		// drains to half the target at the new rate. The rate is set from
+		// the state now, not from the rate before, so windows that still
+		// see a backlog draining do not compound their cuts.
+		factor := math.Min(admissionMaxDecrease, math.Max(admissionDecrease, 2*float64(ahead)/float64(c.target)))
+		r := math.Max(AdmissionMinRate, x/factor)
+		if c.rate > 0 && r >= c.rate {
+			return Decision{}, false // the rate is low enough already
+		}
+		c.rate = r
+		c.capacity = math.Max(x, AdmissionMinRate)
+		c.cutAt = now
+		rate := "unlimited"
+		if from > 0 {
+			rate = fmt.Sprintf("%.0f/s", from)
+		}
+		return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
+			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (%.0f/s finished, / %.1f; %d in flight)", why, rate, c.rate, x, factor, w.inFlight)}, true
+	}
+	// Increase only where the rate is what holds the load back and the
+	// latency has room.
+	low := time.Duration(admissionLow * float64(c.target))
+	if c.rate == 0 || w.limited == 0 || w.p99 > low || ahead > low {
+		return Decision{}, false
+	}
+	how := "additive"
+	if c.rate < c.capacity/admissionDecrease {
+		c.rate = math.Min(c.rate*admissionSlowStart, c.capacity/admissionDecrease)
+		how = "slow start"
+	} else {
+		c.rate += math.Max(c.capacity*admissionStep, AdmissionMinRate)
+	}
+	return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
+		Reason: fmt.Sprintf("p99 %s under %.0f%% of the %s target and %d records over the rate: rate %.0f/s -> %.0f/s (%s)",
+			w.p99.Round(time.Millisecond), 100*admissionLow, c.target, w.limited, from, c.rate, how)}, true
+}
+
+// windowHist is a histogram of latencies that is read and reset once per
+// window: the same log-linear buckets as latency, without rotation.
+type windowHist struct {
+	h histogram
+	n atomic.Uint64
+}
+
+func (w *windowHist) observe(ns int64) {
+	w.h.counts[bucketOf(ns)].Add(1)
+	w.n.Add(1)
+}
+
+func (w *windowHist) count() uint64 { return w.n.Load() }
+
+// quantile returns the q quantile in ns; 0 when empty.
+func (w *windowHist) quantile(q float64) float64 {
+	var total uint64
+	var counts [numBuckets]uint64
+	for i := range counts {
+		counts[i] = w.h.counts[i].Load()
+		total += counts[i]
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := max(uint64(q*float64(total)+0.5), 1)
+	var seen uint64
+	for b, c := range counts {
+		if seen += c; seen >= rank {
+			return bucketUpper(b)
+		}
+	}
+	return 0
+}
+
+// reset empties the histogram; latencies racing with it may be lost or
+// land in the next window, a small error for a lock-free observe.
+func (w *windowHist) reset() {
+	for i := range w.h.counts {
+		w.h.counts[i].Store(0)
+	}
+	w.n.Store(0)
 }

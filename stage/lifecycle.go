@@ -107,6 +107,21 @@ func (rt SourceRuntime) NewEmitter() *Outputs { return rt.s.NewEmitter() }
 // it when an event it made completes (read to ack), for /stats' p50/p99.
 func (rt SourceRuntime) ObserveLatency(ns int64) { rt.s.lat.observe(ns) }
 
+// ObserveFinished records the read-to-finish latency of ev, an event the
+// source made that has just completed: for /stats' p50/p99 and, under
+// admission control (StartAdmission), for the controller. A source calls
+// it (or ObserveLatency) from its Completer.
+func (rt SourceRuntime) ObserveFinished(ev *Event) {
+	if ev.arrived == 0 {
+		return
+	}
+	lat := nanotime() - ev.arrived
+	rt.s.lat.observe(lat)
+	if a := rt.s.adm.Load(); a != nil {
+		a.observe(lat, ev.arrived)
+	}
+}
+
 // InFlight returns how many events the source made that are not finished:
 // what its Drain waits for.
 func (rt SourceRuntime) InFlight() uint64 { return rt.s.InFlight() }

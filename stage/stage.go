@@ -109,7 +109,8 @@ type Stage struct {
 	batchNow             atomic.Int64
 	batches, fullBatches atomic.Uint64
 	pool                 pool
-	ctl                  *control // nil for inline stages and sources
+	ctl                  *control                  // nil for inline stages and sources
+	adm                  atomic.Pointer[Admission] // a source's admission control, if any
 
 	in, out, errors      atomic.Uint64
 	panics, doubleDones  atomic.Uint64
@@ -255,6 +256,9 @@ func (s *Stage) abort() {
 func (s *Stage) close() error {
 	s.stopControl()
 	s.closePool()
+	if a := s.adm.Load(); a != nil {
+		a.close()
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}

@@ -130,6 +130,9 @@ func (s *Stage) Stats() Stats {
 			ss := sc.SourceStats()
 			st.Source = &ss
 		}
+		if a := s.adm.Load(); a != nil {
+			st.Control = a.stats()
+		}
 	}
 	q := s.lat.quantiles(0.5, 0.99)
 	st.Latency = LatencyStats{P50: q[0], P99: q[1]}
