@@ -305,7 +305,7 @@ func waitReadable(rc syscall.RawConn) error {
 // connection's lock and, unless one is already on its way, asks a worker
 // to write the acks (one packet for any number of completions).
 func (c *conn) Complete(ev *stage.Event, err error) {
-	c.s.rt.ObserveLatency(int64(time.Since(ev.Arrived())))
+	c.s.rt.ObserveFinished(ev)
 	if err != nil {
 		c.s.cnt.nack(err)
 		if c.s.opts.Ack == AckNone {

@@ -85,7 +85,15 @@ type Options struct {
 	// connection's memory stays bounded even when one record is stuck
 	// while later ones finish. 0 means DefaultMaxUnacked.
 	MaxUnacked int
+	// Admission, when positive, puts the source under admission control
+	// with this p99 target from read to finish: records beyond the rate
+	// the controller admits are refused busy at once, before any event is
+	// made of them (stage.Admission). 0: off, backpressure only.
+	Admission time.Duration
 }
+
+// busyReason is the nack reason of a record refused at the door.
+var busyReason = reason(stage.ErrBusy)
 
 func (o *Options) fill() error {
 	if o.Listen == "" {
@@ -119,6 +127,12 @@ func (o *Options) fill() error {
 		o.DrainLinger = DefaultDrainLinger
 	} else if o.DrainLinger < 0 {
 		o.DrainLinger = 0
+	}
+	if o.Admission != 0 {
+		f := admissionTarget()
+		if err := f.Check(o.Admission); err != nil {
+			return &stage.FieldError{Field: "admission.target", Err: err}
+		}
 	}
 	// The spec's Enum and Range are the one declaration of what is
 	// allowed; Options built in Go are held to it too.
@@ -179,7 +193,15 @@ func Fields() []stage.Field {
 		{Name: "socket_buffer", Type: stage.Size, Default: int64(0), Range: stage.Between(0, maxSocketBuf),
 			Doc: "SO_RCVBUF and SO_SNDBUF per connection; 0 keeps the kernel's autotuning (usually best)"},
 		{Name: "keepalive", Type: stage.Duration, Default: DefaultKeepAlive, Doc: "TCP keepalive period, to find dead peers; 0: off"},
+		{Name: "admission", Type: stage.Object,
+			Doc:    "admission control: records beyond an admitted rate are nacked busy at once, before decoding; the rate rises while the p99 from read to finish is under the target and falls while it is over (unset: off, backpressure only)",
+			Fields: []stage.Field{admissionTarget()}},
 	}
+}
+
+func admissionTarget() stage.Field {
+	return stage.Field{Name: "target", Type: stage.Duration, Range: stage.Between(int64(time.Millisecond), int64(time.Hour)),
+		Doc: "the p99 latency from read to finish to keep under, e.g. 250ms"}
 }
 
 // Register registers the kinds netio.tcp and netio.udp in r.
@@ -214,6 +236,9 @@ func NewSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 			"reject does not apply to a netio.tcp source: it always applies backpressure to its sockets " +
 				"(reads wait for room); put overflow: reject on the stage after it, whose full queue then nacks records as busy")}
 	}
+	if cfg.Has("admission") && !cfg.Object("admission").Has("target") {
+		return nil, &stage.FieldError{Field: "admission", Err: errors.New("admission control needs a target: the p99 latency from read to finish to keep under, e.g. {target: 250ms}")}
+	}
 	o := optionsFromConfig(cfg)
 	// The pipeline names the stage and its position in the error.
 	return New(o)
@@ -235,6 +260,7 @@ func optionsFromConfig(cfg stage.Config) Options {
 		SocketBuffer:     int(cfg.Size("socket_buffer")),
 		KeepAlive:        cfg.Duration("keepalive"),
 		MaxUnacked:       cfg.Int("max_unacked"),
+		Admission:        cfg.Object("admission").Duration("target"),
 	}
 	if o.DrainLinger == 0 {
 		o.DrainLinger = -1 // written as 0: no linger

@@ -30,7 +30,8 @@ type Source struct {
 	log    *zap.Logger
 	ln     net.Listener
 	port   *port.Port[item]
-	ctx    context.Context // ends at Close: unblocks Posts and Emits
+	adm    *stage.Admission // admission control; nil without admission.target
+	ctx    context.Context  // ends at Close: unblocks Posts and Emits
 	cancel context.CancelFunc
 	bufs   sync.Pool // *[]byte of opts.ReadBuffer bytes
 
@@ -127,6 +128,9 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	s.rt, s.set, s.name = rt, rt.Settings(), rt.Name()
 	s.log = rt.Logger().With(zap.String("stage", s.name))
+	if s.opts.Admission > 0 {
+		s.adm = rt.StartAdmission(s.opts.Admission)
+	}
 	lc := net.ListenConfig{KeepAlive: s.opts.KeepAlive}
 	if s.opts.KeepAlive == 0 {
 		lc.KeepAlive = -1
@@ -550,6 +554,16 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			refused = true
 		}
 	}
+	arrived := time.Now() // one clock reading per read, not per record
+	// Under admission control the records past the admitted rate are
+	// refused busy here, at the door: no event is made of them.
+	admit := events
+	if s.adm != nil {
+		if admit = s.adm.Admit(arrived, events); admit < events {
+			refused = true
+			s.cnt.nackClassN(stage.ClassBusy, uint64(events-admit))
+		}
+	}
 	c.mu.Lock()
 	var first uint64
 	if s.opts.Ack == AckCommit {
@@ -558,10 +572,15 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		first = c.win.next + 1
 		c.win.next += uint64(len(w.recs))
 	}
-	c.outstanding += events
+	c.outstanding += admit
 	if s.opts.Ack == AckCommit {
+		nth := 0
 		for i, r := range w.recs {
 			switch r.kind {
+			case recData:
+				if nth++; nth > admit {
+					c.win.finish(first+uint64(i), busyReason)
+				}
 			case recTooLarge:
 				c.win.finish(first+uint64(i), "too large")
 			case recBadFrame:
@@ -575,11 +594,18 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	c.mu.Unlock()
 
 	origin := stage.Origin{To: c, Key: c.id}
-	arrived := time.Now() // one clock reading per read, not per record
+	nth := 0
 	for i, r := range w.recs {
 		seq := first + uint64(i)
 		switch r.kind {
 		case recData:
+			if nth++; nth > admit {
+				if nth == admit+1 && s.opts.Ack == AckNone {
+					s.refused.Add(uint64(events - admit - 1))
+					c.logRefusal(seq, stage.ErrBusy)
+				}
+				continue
+			}
 			ev := s.rt.NewEventAt(w.slab[r.a:r.b:r.b], seq, origin, arrived)
 			_ = w.em.Emit(s.ctx, ev) // a refusal finishes ev with Done(err): a nack
 		case recTooLarge:

@@ -50,6 +50,9 @@ func (c *counters) nack(err error) { c.nacks[classIndex(stage.ErrorClass(err))].
 // nackClass counts a record the source refused itself.
 func (c *counters) nackClass(class string) { c.nacks[classIndex(class)].Add(1) }
 
+// nackClassN counts n records the source refused itself.
+func (c *counters) nackClassN(class string, n uint64) { c.nacks[classIndex(class)].Add(n) }
+
 // protocolError counts one protocol error of cause and returns the count
 // of that cause so far.
 func (c *counters) protocolError(cause string) uint64 {

@@ -1,0 +1,103 @@
+package netio_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+// Under admission control, records that arrive while the next queue is
+// full are nacked busy at once, before any event is made of them; the
+// records let in are acked once finished; every record is answered.
+func TestAdmissionShedsAtTheDoor(t *testing.T) {
+	gate := make(chan struct{})
+	var r *rig
+	r = newRig(t, netio.Options{Admission: 250 * time.Millisecond}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 4, Batch: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	c := r.dial(wire.Lines, nil)
+	// Five records: one in the handler, four fill the queue.
+	for i := range 5 {
+		c.Send(fmt.Appendf(nil, "in %d", i))
+	}
+	c.Flush()
+	sink := r.sink.Stage()
+	deadline := time.Now().Add(wait)
+	for (sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// Fifty more find the queue full: refused busy at the door, while the
+	// gate is shut. (Their nacks follow the acks of the five ahead of them
+	// on the connection: replies are written in record order.)
+	const more = 50
+	for i := range more {
+		c.Send(fmt.Appendf(nil, "out %d", i))
+	}
+	c.Flush()
+	src := r.in.Stage()
+	for (src.Stats().Control == nil || src.Stats().Control.Admission.Shed < more) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	st := src.Stats()
+	if st.Control == nil || st.Control.Admission == nil {
+		t.Fatalf("no admission figures in the source's stats: %+v", st.Control)
+	}
+	if a := st.Control.Admission; a.Shed != more || a.Admitted != 5 || a.TargetMs != 250 {
+		t.Errorf("admission stats %+v, want 5 admitted, %d shed, target 250 ms", a, more)
+	}
+	if st.In != 5 {
+		t.Errorf("source made %d events, want 5: a record refused at the door makes none", st.In)
+	}
+	if st.Source == nil || st.Source.Nacks.Busy != more {
+		t.Errorf("source counters %+v, want %d busy nacks", st.Source, more)
+	}
+	close(gate)
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	if c.Acked() != 5+more {
+		t.Fatalf("acked up to %d, want %d (every record answered)", c.Acked(), 5+more)
+	}
+	nacks := c.Nacks()
+	if len(nacks) != more {
+		t.Fatalf("%d nacks, want %d", len(nacks), more)
+	}
+	for i, n := range nacks {
+		if n.Reason != "busy" || n.N != uint64(6+i) {
+			t.Fatalf("nack %v, want busy for records 6..55", n)
+		}
+	}
+	if got := len(r.payloads()); got != 5 {
+		t.Fatalf("the sink saw %d records, want the 5 let in", got)
+	}
+}
+
+func TestAdmissionField(t *testing.T) {
+	src, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "admission": stage.NewConfig(map[string]any{"target": 250 * time.Millisecond})}, stage.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := src.(*netio.Source).Options().Admission; got != 250*time.Millisecond {
+		t.Fatalf("admission.target read as %s", got)
+	}
+	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", Admission: time.Microsecond}); err == nil {
+		t.Fatal("a target of 1µs accepted")
+	}
+}
+
+func TestAdmissionWithoutTarget(t *testing.T) {
+	_, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "admission": stage.NewConfig(map[string]any{})}, stage.Env{})
+	var fe *stage.FieldError
+	if !errors.As(err, &fe) || fe.Field != "admission" {
+		t.Fatalf("admission without a target: %v", err)
+	}
+}
