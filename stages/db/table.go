@@ -114,7 +114,13 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 			defs = append(defs, "PRIMARY KEY ("+s.keyList()+")")
 		}
 		if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+tbl+" ("+strings.Join(defs, ", ")+")"); err != nil {
-			return fmt.Errorf("create table %s: %w", tbl, err)
+			// Two processes creating the table at once (the backs of a
+			// pipeline split across processes): IF NOT EXISTS does not
+			// cover the race, and the loser gets 23505 on pg_type or
+			// 42P07. The table is there then; checkTable checks it.
+			if st := sqlState(err); st != "23505" && st != "42P07" {
+				return fmt.Errorf("create table %s: %w", tbl, err)
+			}
 		}
 	}
 	if err := s.checkTable(ctx, pool, want); err != nil {
