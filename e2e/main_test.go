@@ -232,9 +232,20 @@ type proc struct {
 }
 
 // startPipectl runs `pipectl run -f file` and waits until it prints that
-// the pipeline is running. It is killed when the test ends if it still
-// runs.
+// the pipeline is running and where its source listens. It is killed when
+// the test ends if it still runs.
 func startPipectl(t testing.TB, bin, file string, args ...string) *proc {
+	t.Helper()
+	p := launchPipectl(t, bin, file, args...)
+	if p.addr == "" {
+		t.Fatalf("pipectl printed no listening address:\n%s", p.out)
+	}
+	return p
+}
+
+// launchPipectl is startPipectl for a process that may run no source (a
+// back process of a split pipeline, run with --stages).
+func launchPipectl(t testing.TB, bin, file string, args ...string) *proc {
 	t.Helper()
 	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "-f", file}, args...)...)
@@ -298,9 +309,6 @@ func startPipectl(t testing.TB, bin, file string, args ...string) *proc {
 	case <-p.done:
 		t.Fatalf("pipectl exited at start (%v):\n%s", p.err, p.out)
 	default:
-	}
-	if p.addr == "" {
-		t.Fatalf("pipectl printed no listening address:\n%s", p.out)
 	}
 	return p
 }

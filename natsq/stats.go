@@ -59,6 +59,18 @@ func (s *queueCounters) dead(class string) {
 func (q *Queue) Stats() stage.NatsStats {
 	s := &q.st
 	s.mu.Lock()
+	if s.infoAt.IsZero() && !s.fetching {
+		// The first figures are read at once, so that a stage's first
+		// /stats does not show an empty stream.
+		if js := q.c.jetStream(); js != nil {
+			s.fetching = true
+			s.wg.Add(1)
+			cons := s.cons
+			s.mu.Unlock()
+			q.readInfo(js, cons)
+			s.mu.Lock()
+		}
+	}
 	ns := s.info
 	if time.Since(s.infoAt) > infoEvery && !s.fetching {
 		if js := q.c.jetStream(); js != nil {

@@ -1,0 +1,302 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stagedserver/seda/internal/gobuild"
+	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+)
+
+// splitYAML is the ingest pipeline split in two: accept and parse in
+// front processes, store in back processes, joined by a JetStream stream.
+// ${NATS_URL} comes from the environment, as in a deployment.
+func splitYAML(dsn, queueExtra string) string {
+	return strings.ReplaceAll(`name: split
+nats:
+  url: ${NATS_URL}
+stages:
+  accept:
+    kind: netio.tcp
+    listen: 127.0.0.1:0
+    next: parse
+  parse:
+    kind: process.json
+    require: [id]
+    inline: true
+    next: store
+  store:
+    kind: db.postgres
+    dsn: ${DSN}
+    table: events
+    create: true
+    columns: {id: id, body: $}
+    types: {id: bigint}
+    key: [id]
+    conflict: ignore
+    batch: {max: 500, linger: 2ms}
+    queue: {transport: nats, stream: e2e_store, ack_wait: 3s`+queueExtra+`}
+`, "${DSN}", dsn)
+}
+
+// stageOf returns one stage's /stats entry of a running pipectl, or
+// false while its admin endpoint does not answer.
+func stageOf(t *testing.T, c *http.Client, p *proc, name string) (stage.Stats, bool) {
+	t.Helper()
+	s, err := getStats(c, p.admin)
+	if err != nil {
+		return stage.Stats{}, false
+	}
+	for _, st := range s.Stages {
+		if st.Name == name {
+			return st, true
+		}
+	}
+	t.Fatalf("no stage %q in the /stats of %s: %+v", name, p.admin, s)
+	return stage.Stats{}, false
+}
+
+func storeOut(t *testing.T, c *http.Client, p *proc) uint64 {
+	st, _ := stageOf(t, c, p, "store")
+	return st.Out
+}
+
+// waitStored waits until table holds n rows.
+func waitStored(t *testing.T, dsn string, n int64) {
+	t.Helper()
+	poll.Until(t, "every record stored", func() bool {
+		rows, _ := counts(t, dsn, "events")
+		return rows >= n
+	})
+}
+
+// checkExactlyOnce fails t unless every id the client saw acked is
+// stored, and every one of 1..n exactly once.
+func checkExactlyOnce(t *testing.T, rs *resender, dsn string, n int) {
+	t.Helper()
+	acked := rs.ackedIDs()
+	stored := storedIDs(t, dsn, "events")
+	ids, lost := missing(acked, stored)
+	rows, distinct := counts(t, dsn, "events")
+	t.Logf("%s; count(*)=%d distinct=%d", rs.summary(), rows, distinct)
+	if lost > 0 {
+		t.Fatalf("%d acked records are not stored, e.g. %v", lost, ids)
+	}
+	if len(acked) != n || rows != int64(n) || distinct != int64(n) {
+		t.Fatalf("acked %d, count(*)=%d, distinct=%d; want %d each", len(acked), rows, distinct, n)
+	}
+}
+
+func stopAll(t *testing.T, ps ...*proc) {
+	t.Helper()
+	for _, p := range ps {
+		p.signal(t, syscall.SIGTERM)
+	}
+	for _, p := range ps {
+		if code := p.wait(t, wait); code != 0 {
+			t.Errorf("pipectl exited with %d after SIGTERM:\n%s", code, p.out)
+		}
+	}
+}
+
+// TestNatsSplitSurvivesKills is the split pipeline across processes: one
+// front (accept, parse) and two backs (store), each a `pipectl run
+// --stages` process with its own --admin. Both backs store rows; a back
+// and then the front are killed with SIGKILL while a resending client
+// sends, and restarted. Every record the client saw acked is stored, and
+// every record exactly once.
+func TestNatsSplitSurvivesKills(t *testing.T) {
+	n := 12000
+	if testing.Short() {
+		n = 4000
+	}
+	bin := gobuild.ForTest(t, gobuild.Options{})
+	ns := natstest.Start(t, natstest.Options{})
+	t.Setenv("NATS_URL", ns.URL())
+	dsn := pg.NewDatabase(t)
+	file := writeFile(t, "split.yaml", splitYAML(dsn, ""))
+	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
+	b1 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
+	b2 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
+	hc := &http.Client{Timeout: 5 * time.Second}
+
+	var addr atomic.Value
+	addr.Store(front.addr)
+	rs := newResender(func() string { return addr.Load().(string) }, 50, 2*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sh := rs.runShares(ctx, n, 4)
+
+	poll.Until(t, "both backs to store rows", func() bool {
+		return storeOut(t, hc, b1) > 0 && storeOut(t, hc, b2) > 0
+	})
+	if st, _ := stageOf(t, hc, front, "store"); !st.Remote || st.Nats == nil || st.Nats.Published == 0 {
+		t.Errorf("the front's store entry: %+v", st)
+	}
+	b1.cmd.Process.Signal(syscall.SIGKILL)
+	b1.wait(t, wait)
+	t.Logf("back 1 killed after %d acked", len(rs.ackedIDs()))
+	time.Sleep(300 * time.Millisecond)
+	front.cmd.Process.Signal(syscall.SIGKILL)
+	front.wait(t, wait)
+	t.Logf("front killed after %d acked", len(rs.ackedIDs()))
+	front = startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
+	addr.Store(front.addr)
+	b1 = launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
+
+	select {
+	case <-sh.done:
+	case <-ctx.Done():
+		t.Fatalf("the client did not finish: %s", rs.summary())
+	}
+	for _, err := range sh.wait() {
+		t.Error(err)
+	}
+	waitStored(t, dsn, int64(n))
+	stopAll(t, front, b1, b2)
+	checkExactlyOnce(t, rs, dsn, n)
+}
+
+// TestNatsServerRestart restarts the NATS server (its file store kept)
+// while a client sends through a front and a back: both reconnect, and
+// nothing acked is lost.
+func TestNatsServerRestart(t *testing.T) {
+	n := 6000
+	bin := gobuild.ForTest(t, gobuild.Options{})
+	ns := natstest.Start(t, natstest.Options{})
+	t.Setenv("NATS_URL", ns.URL())
+	dsn := pg.NewDatabase(t)
+	file := writeFile(t, "split.yaml", splitYAML(dsn, ""))
+	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
+	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
+	hc := &http.Client{Timeout: 5 * time.Second}
+
+	rs := newResender(func() string { return front.addr }, 50, 2*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sh := rs.runShares(ctx, n, 2)
+	poll.Until(t, "rows stored", func() bool { return storeOut(t, hc, back) > 0 })
+	ns.Restart()
+	t.Logf("NATS restarted after %d acked", len(rs.ackedIDs()))
+	select {
+	case <-sh.done:
+	case <-ctx.Done():
+		t.Fatalf("the client did not finish: %s", rs.summary())
+	}
+	for _, err := range sh.wait() {
+		t.Error(err)
+	}
+	waitStored(t, dsn, int64(n))
+	stopAll(t, front, back)
+	checkExactlyOnce(t, rs, dsn, n)
+}
+
+// TestNatsFullStreamPushesBack runs a front with no back: the stream
+// fills to its max_msgs, and then the client's records are not acked (the
+// publisher waits, its queue fills, the TCP connection pushes back). A
+// back started later takes the stream's messages, and the rest flows.
+func TestNatsFullStreamPushesBack(t *testing.T) {
+	const n, limit = 1000, 200
+	bin := gobuild.ForTest(t, gobuild.Options{})
+	ns := natstest.Start(t, natstest.Options{})
+	t.Setenv("NATS_URL", ns.URL())
+	dsn := pg.NewDatabase(t)
+	file := writeFile(t, "split.yaml", splitYAML(dsn, ", max_msgs: 200, capacity: 16"))
+	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
+	hc := &http.Client{Timeout: 5 * time.Second}
+
+	rs := newResender(func() string { return front.addr }, 25, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sh := rs.runShares(ctx, n, 2)
+	poll.Until(t, "the stream to be full", func() bool {
+		st, ok := stageOf(t, hc, front, "store")
+		return ok && st.Nats != nil && st.Nats.Full > 0
+	})
+	if got := len(rs.ackedIDs()); got > limit {
+		t.Fatalf("%d records acked with no back running; the stream holds %d", got, limit)
+	}
+	st, _ := stageOf(t, hc, front, "store")
+	t.Logf("stream full: %d acked, stream depth %d/%d, publish retries %d",
+		len(rs.ackedIDs()), st.Queue.Depth, st.Queue.Capacity, st.Nats.PublishRetries)
+	if st.Queue.Capacity != limit {
+		t.Errorf("store's capacity %d, want the stream's max_msgs %d", st.Queue.Capacity, limit)
+	}
+	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
+	select {
+	case <-sh.done:
+	case <-ctx.Done():
+		t.Fatalf("the client did not finish: %s", rs.summary())
+	}
+	for _, err := range sh.wait() {
+		t.Error(err)
+	}
+	waitStored(t, dsn, n)
+	stopAll(t, front, back)
+	checkExactlyOnce(t, rs, dsn, n)
+}
+
+// TestNatsPoisonDeadLetter sends a record the database refuses (an id
+// that is no bigint): the client was acked (the record was in JetStream),
+// so the failure surfaces in the dead-letter stream, with its reason, and
+// in the back's /stats; the other records are stored.
+func TestNatsPoisonDeadLetter(t *testing.T) {
+	bin := gobuild.ForTest(t, gobuild.Options{})
+	ns := natstest.Start(t, natstest.Options{})
+	t.Setenv("NATS_URL", ns.URL())
+	dsn := pg.NewDatabase(t)
+	file := writeFile(t, "split.yaml", splitYAML(dsn, ", max_deliver: 2, backoff: 100ms"))
+	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
+	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
+	hc := &http.Client{Timeout: 5 * time.Second}
+
+	recs := [][]byte{jsonRecord(1), []byte(`{"id":"poison","msg":"not a bigint"}`), jsonRecord(3)}
+	c := sendAndWait(t, front.addr, recs)
+	if acked := c.Acked(); acked != 3 {
+		t.Fatalf("acked %d of 3: %v", acked, c.Nacks())
+	}
+	poll.Until(t, "the poison record to be dead-lettered", func() bool {
+		st, ok := stageOf(t, hc, back, "store")
+		return ok && st.Nats != nil && st.Nats.DeadLettered == 1
+	})
+	waitStored(t, dsn, 2)
+
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	str, err := js.Stream(ctx, "e2e_store_dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := str.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reason := m.Header.Get("Seda-Dead-Reason"); !strings.Contains(reason, "poison") && !strings.Contains(reason, "bigint") {
+		t.Errorf("dead letter reason %q", reason)
+	}
+	if !strings.Contains(string(m.Data), `"poison"`) {
+		t.Errorf("dead letter data %q", m.Data)
+	}
+	t.Logf("dead letter: class %s, reason %s", m.Header.Get("Seda-Dead-Class"), m.Header.Get("Seda-Dead-Reason"))
+	c.Close()
+	stopAll(t, front, back)
+}
