@@ -21,7 +21,7 @@ import (
 // splitYAML is the ingest pipeline split in two: accept and parse in
 // front processes, store in back processes, joined by a JetStream stream.
 // ${NATS_URL} comes from the environment, as in a deployment.
-func splitYAML(dsn, queueExtra string) string {
+func splitYAML(dsn, stream, queueExtra string) string {
 	return strings.ReplaceAll(`name: split
 nats:
   url: ${NATS_URL}
@@ -45,8 +45,37 @@ stages:
     key: [id]
     conflict: ignore
     batch: {max: 500, linger: 2ms}
-    queue: {transport: nats, stream: e2e_store, ack_wait: 3s`+queueExtra+`}
+    queue: {transport: nats, stream: `+stream+`, ack_wait: 3s`+queueExtra+`}
 `, "${DSN}", dsn)
+}
+
+// TestNatsAcrossProcesses runs pipelines split across `pipectl run
+// --stages` processes on one real NATS server (in the test process, with
+// its file store): each subtest has its stream and its database.
+func TestNatsAcrossProcesses(t *testing.T) {
+	bin := gobuild.ForTest(t, gobuild.Options{})
+	ns := natstest.Start(t, natstest.Options{})
+	t.Setenv("NATS_URL", ns.URL())
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, string, *natstest.Server)
+	}{
+		{"SplitSurvivesKills", natsSplitSurvivesKills},
+		{"FullStreamPushesBack", natsFullStreamPushesBack},
+		{"PoisonDeadLetter", natsPoisonDeadLetter},
+		{"ServerRestart", natsServerRestart}, // last: the others need not see a restart
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, bin, ns) })
+	}
+}
+
+// streamFor names a subtest's stream.
+func streamFor(t *testing.T) string {
+	name := t.Name()
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	return "e2e_" + name
 }
 
 // stageOf returns one stage's /stats entry of a running pipectl, or
@@ -115,16 +144,13 @@ func stopAll(t *testing.T, ps ...*proc) {
 // and then the front are killed with SIGKILL while a resending client
 // sends, and restarted. Every record the client saw acked is stored, and
 // every record exactly once.
-func TestNatsSplitSurvivesKills(t *testing.T) {
-	n := 12000
+func natsSplitSurvivesKills(t *testing.T, bin string, ns *natstest.Server) {
+	n := 8000
 	if testing.Short() {
 		n = 4000
 	}
-	bin := gobuild.ForTest(t, gobuild.Options{})
-	ns := natstest.Start(t, natstest.Options{})
-	t.Setenv("NATS_URL", ns.URL())
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(dsn, ""))
+	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ""))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	b1 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	b2 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
@@ -170,13 +196,10 @@ func TestNatsSplitSurvivesKills(t *testing.T) {
 // TestNatsServerRestart restarts the NATS server (its file store kept)
 // while a client sends through a front and a back: both reconnect, and
 // nothing acked is lost.
-func TestNatsServerRestart(t *testing.T) {
+func natsServerRestart(t *testing.T, bin string, ns *natstest.Server) {
 	n := 6000
-	bin := gobuild.ForTest(t, gobuild.Options{})
-	ns := natstest.Start(t, natstest.Options{})
-	t.Setenv("NATS_URL", ns.URL())
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(dsn, ""))
+	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ""))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -205,13 +228,10 @@ func TestNatsServerRestart(t *testing.T) {
 // fills to its max_msgs, and then the client's records are not acked (the
 // publisher waits, its queue fills, the TCP connection pushes back). A
 // back started later takes the stream's messages, and the rest flows.
-func TestNatsFullStreamPushesBack(t *testing.T) {
+func natsFullStreamPushesBack(t *testing.T, bin string, ns *natstest.Server) {
 	const n, limit = 1000, 200
-	bin := gobuild.ForTest(t, gobuild.Options{})
-	ns := natstest.Start(t, natstest.Options{})
-	t.Setenv("NATS_URL", ns.URL())
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(dsn, ", max_msgs: 200, capacity: 16"))
+	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_msgs: 200, capacity: 16"))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
 
@@ -250,12 +270,9 @@ func TestNatsFullStreamPushesBack(t *testing.T) {
 // that is no bigint): the client was acked (the record was in JetStream),
 // so the failure surfaces in the dead-letter stream, with its reason, and
 // in the back's /stats; the other records are stored.
-func TestNatsPoisonDeadLetter(t *testing.T) {
-	bin := gobuild.ForTest(t, gobuild.Options{})
-	ns := natstest.Start(t, natstest.Options{})
-	t.Setenv("NATS_URL", ns.URL())
+func natsPoisonDeadLetter(t *testing.T, bin string, ns *natstest.Server) {
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(dsn, ", max_deliver: 2, backoff: 100ms"))
+	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_deliver: 2, backoff: 100ms"))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -282,7 +299,7 @@ func TestNatsPoisonDeadLetter(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	str, err := js.Stream(ctx, "e2e_store_dead")
+	str, err := js.Stream(ctx, streamFor(t)+"_dead")
 	if err != nil {
 		t.Fatal(err)
 	}
