@@ -189,7 +189,7 @@ func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 		}
 	}
 	if a := p.AdminAddr(); a != "" {
-		fmt.Fprintf(out, "  admin on http://%s/stats  (pipectl top --addr %s)\n", a, a)
+		fmt.Fprintf(out, "  admin on http://%s/  (the dashboard; /stats, /metrics; pipectl top --addr %s)\n", a, a)
 	}
 	fmt.Fprintln(out, "  Ctrl-C drains and stops; a second Ctrl-C stops at once")
 }

@@ -79,7 +79,7 @@ func (m *topModel) render(width int) []string {
 	if m.cur == nil {
 		return cut(lines, width)
 	}
-	rows := [][]string{{"STAGE", "KIND", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "IN/S", "OUT/S", "P99", "DEPTH HISTORY"}}
+	rows := [][]string{{"STAGE", "KIND", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "BLOCKED", "IN/S", "OUT/S", "P99", "DEPTH HISTORY"}}
 	for _, st := range m.cur.Stages {
 		r := rateOf(m.prev, m.cur, st)
 		rows = append(rows, []string{
@@ -87,6 +87,7 @@ func (m *topModel) render(width int) []string {
 			depthBar(st),
 			queueCell(st),
 			poolCell(st),
+			poolNum(st, st.Pool.Blocked),
 			rateCell(r.ok, r.In),
 			rateCell(r.ok, r.Out),
 			msCell(st.Latency.P99),
@@ -94,7 +95,7 @@ func (m *topModel) render(width int) []string {
 		})
 	}
 	var b strings.Builder
-	writeAligned(&b, rows, 2, 2, 8)
+	writeAligned(&b, rows, 2, 2, 9)
 	lines = append(lines, strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")...)
 	return cut(lines, width)
 }
@@ -153,7 +154,9 @@ func newTopCmd() *cobra.Command {
 		Use:   "top",
 		Short: "Watch every stage of a running pipeline live",
 		Long: `Top polls /stats every --interval and shows, per stage, a depth/capacity bar,
-running/workers, in/out rates per second, p99 latency and a sparkline of
+running/workers, workers blocked (inside a database call, say: a full queue
+whose workers are all blocked is waiting on the database, not stalled),
+in/out rates per second, p99 latency and a sparkline of
 the last 30 queue depths. q or Ctrl-C quits. When stdout is not a terminal
 it prints plain frames, --count of them (0: until interrupted).`,
 		Args: cobra.NoArgs,
