@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/stagedserver/seda/stage"
@@ -152,4 +153,29 @@ func posOr(fp map[string]Pos, field string, def Pos) Pos {
 		return pos
 	}
 	return def
+}
+
+// Warnings returns what the configuration allows but is likely a mistake,
+// positioned as Errors are: a stage that is not a source and that no stage
+// routes to receives no events (only a program that feeds it through
+// stage.Stage.NewEmitter would give it some). An inline stage nothing
+// routes to is an error instead (see checkTopology); a stage of an unknown
+// kind is left to the errors.
+func (c *Config) Warnings(reg *stage.Registry) Errors {
+	fed := map[string]bool{}
+	for _, sc := range c.Stages {
+		for _, r := range routesOf(sc) {
+			fed[r] = true
+		}
+	}
+	var ws Errors
+	for _, sc := range c.Stages {
+		k, ok := reg.Lookup(sc.Kind)
+		if !ok || k.NewSource != nil || sc.Settings.Inline || fed[sc.Name] {
+			continue
+		}
+		ws = append(ws, &Error{Pos: sc.Pos, Msg: fmt.Sprintf(
+			"warning: stage %q: no stage routes to it, so it receives no events (name it in another stage's next, or remove it)", sc.Name)})
+	}
+	return ws
 }

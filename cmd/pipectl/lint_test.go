@@ -57,3 +57,13 @@ func TestVersion(t *testing.T) {
 		t.Errorf("exit %d, %q", code, out)
 	}
 }
+
+// A stage that no stage routes to is a warning, not an error.
+func TestLintWarnsUnrouted(t *testing.T) {
+	code, out, _ := runCLI(t, "lint", filepath.Join("testdata", "unrouted.yaml"))
+	want := "testdata/unrouted.yaml:10:3: warning: stage \"orphan\": no stage routes to it, so it receives no events " +
+		"(name it in another stage's next, or remove it)\nok\n"
+	if code != 0 || out != want {
+		t.Errorf("exit %d, stdout %q; want exit 0 and %q", code, out, want)
+	}
+}

@@ -96,6 +96,9 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if err != nil {
 		return reportConfigErrors(errw, err)
 	}
+	for _, w := range cfg.Warnings(reg) {
+		fmt.Fprintln(errw, w.Error())
+	}
 
 	// Signals are caught from here on, so that one arriving while
 	// PostgreSQL starts cancels the start instead of killing the process
