@@ -206,15 +206,38 @@ func loadReport(r *loadgen.Result) string {
 		fmt.Fprintf(&b, "ack latency p50 %s  p99 %s  max %s\n", roundDur(r.Latency.Quantile(0.5)),
 			roundDur(r.Latency.Quantile(0.99)), roundDur(r.Latency.Max()))
 	}
+	// A server that drains (or restarts, or dies) closes every connection:
+	// that is one event, said once, not once per connection.
+	var others []error
+	closed := 0
+	for _, e := range r.Errors {
+		if closedByServer(e) {
+			closed++
+		} else {
+			others = append(others, e)
+		}
+	}
+	if closed > 0 {
+		fmt.Fprintf(&b, "error: the server closed %d connections before the load was done (draining, restarting or gone); "+
+			"%d records sent were never answered\n", closed, max(unanswered, 0))
+	}
 	// The same failure usually hits every connection: show a few.
-	for i, e := range r.Errors {
+	for i, e := range others {
 		if i == 3 {
-			fmt.Fprintf(&b, "error: ... and %d more connections\n", len(r.Errors)-i)
+			fmt.Fprintf(&b, "error: ... and %d more connections\n", len(others)-i)
 			break
 		}
 		fmt.Fprintf(&b, "error: %v\n", e)
 	}
 	return b.String()
+}
+
+// closedByServer reports whether a connection's error is the server
+// closing it (end of file, a reset, a broken pipe) rather than something
+// about this client.
+func closedByServer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func roundDur(d time.Duration) time.Duration {

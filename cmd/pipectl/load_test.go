@@ -43,7 +43,7 @@ func (s *idSink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitt
 
 // startTestPipeline runs netio.tcp -> process.json -> test.ids on a free
 // port and returns the source's address and the sink.
-func startTestPipeline(t *testing.T, refuseEvery int64) (string, *idSink) {
+func startTestPipeline(t *testing.T, refuseEvery int64) (string, *idSink, *pipeline.Pipeline) {
 	t.Helper()
 	reg := stage.NewRegistry()
 	sink := &idSink{seen: map[int64]int{}, every: refuseEvery}
@@ -97,11 +97,11 @@ stages:
 		}
 	})
 	addr := p.Stage("accept").Addr().String()
-	return addr, sink
+	return addr, sink, p
 }
 
 func TestLoadAllAcked(t *testing.T) {
-	addr, sink := startTestPipeline(t, 0)
+	addr, sink, _ := startTestPipeline(t, 0)
 	code, out, errOut := runCLI(t, "load", "--addr", addr, "--count", "3001", "--conns", "4", "--window", "50", "--id-start", "10")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -122,7 +122,7 @@ func TestLoadAllAcked(t *testing.T) {
 }
 
 func TestLoadNacks(t *testing.T) {
-	addr, _ := startTestPipeline(t, 100)
+	addr, _, _ := startTestPipeline(t, 100)
 	code, out, _ := runCLI(t, "load", "--addr", addr, "--count", "1000", "--conns", "3", "--framing", "lines")
 	if code != 1 {
 		t.Errorf("exit %d with nacked records, want 1", code)
@@ -135,7 +135,7 @@ func TestLoadNacks(t *testing.T) {
 }
 
 func TestLoadRateAndDuration(t *testing.T) {
-	addr, sink := startTestPipeline(t, 0)
+	addr, sink, _ := startTestPipeline(t, 0)
 	code, out, errOut := runCLI(t, "load", "--addr", addr, "--duration", "300ms", "--rate", "1000", "--conns", "2")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
@@ -157,5 +157,47 @@ func TestLoadNoServer(t *testing.T) {
 	code, out, _ := runCLI(t, "load", "--addr", "127.0.0.1:1", "--count", "10", "--conns", "1")
 	if code != 1 || !strings.Contains(out, "error: conn 0:") {
 		t.Errorf("exit %d, report:\n%s", code, out)
+	}
+}
+
+// A load that the server's drain interrupts ends with one line that says
+// so, not one error per connection.
+func TestLoadInterruptedByDrain(t *testing.T) {
+	addr, sink, p := startTestPipeline(t, 0)
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errOut := runCLI(t, "load", "--addr", addr, "--duration", "30s", "--rate", "2000", "--conns", "8")
+		done <- result{code, out, errOut}
+	}()
+	for i := 0; ; i++ {
+		sink.mu.Lock()
+		n := len(sink.seen)
+		sink.mu.Unlock()
+		if n >= 200 {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("only %d records arrived in 10s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	var errs []string
+	for _, l := range strings.Split(r.out, "\n") {
+		if strings.HasPrefix(l, "error:") {
+			errs = append(errs, l)
+		}
+	}
+	if r.code != 1 || len(errs) != 1 || !strings.Contains(errs[0], "the server closed 8 connections before the load was done") {
+		t.Errorf("exit %d, error lines %q; want exit 1 and one line saying the server closed the 8 connections\n%s%s", r.code, errs, r.out, r.err)
 	}
 }
