@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
 )
@@ -40,16 +40,6 @@ func dialUDP(t *testing.T, addr net.Addr) *net.UDPConn {
 	return c
 }
 
-// waitFor polls cond until it holds, failing the test after wait.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(wait); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // Each datagram is one record, its trailing line end dropped; an empty
 // one is none; one over max_frame is dropped and counted; a refused one
 // is logged and counted, as under ack: none.
@@ -64,13 +54,13 @@ func TestUDPDatagramsAreRecords(t *testing.T) {
 		}
 		sent += n
 	}
-	waitFor(t, "4 records", func() bool { return len(r.payloads()) == 4 })
+	poll.Until(t, "4 records", func() bool { return len(r.payloads()) == 4 })
 	got := r.payloads()
 	want := "<13>one|two|a bad one|exactly 16 bytes"
 	if g := strings.Join(sortedCopy(got), "|"); g != strings.Join(sortedCopy(strings.Split(want, "|")), "|") {
 		t.Fatalf("sink saw %q, want %q", got, want)
 	}
-	waitFor(t, "the refusal to be counted", func() bool { return r.in.Stage().Stats().Source.Nacks.Other == 1 })
+	poll.Until(t, "the refusal to be counted", func() bool { return r.in.Stage().Stats().Source.Nacks.Other == 1 })
 	st := r.in.Stage().Stats().Source
 	if st.Drops != (stage.DropStats{Oversized: 1}) || st.BytesIn != uint64(sent) || st.Connections != (stage.ConnStats{}) {
 		t.Fatalf("source counters %+v, want 1 oversized and %d bytes read", *st, sent)
@@ -110,7 +100,7 @@ func TestUDPDropsAreCounted(t *testing.T) {
 	// The kernel reports its drops with the next datagram it delivers:
 	// send markers until one arrives.
 	markers := 0
-	waitFor(t, "a marker", func() bool {
+	poll.Until(t, "a marker", func() bool {
 		fmt.Fprintf(c, "marker %d", markers)
 		markers++
 		for _, p := range r.payloads() {
@@ -121,7 +111,7 @@ func TestUDPDropsAreCounted(t *testing.T) {
 		return false
 	})
 	var st *stage.SourceStats
-	waitFor(t, "every datagram seen or counted as dropped", func() bool {
+	poll.Until(t, "every datagram seen or counted as dropped", func() bool {
 		st = r.in.Stage().Stats().Source
 		return uint64(len(r.payloads()))+st.Drops.QueueFull+st.Drops.SocketOverrun == uint64(flood+markers)
 	})
