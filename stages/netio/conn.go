@@ -1,12 +1,14 @@
 package netio
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +41,7 @@ type conn struct {
 	fr         framer        // the worker framing this connection's current read owns it
 	readNext   chan struct{} // a worker framed the last read: issue the next
 	readerDone chan struct{} // closed when the reader has returned
+	served     atomic.Bool   // counted as accepted: plain TCP at once, TLS once its handshake succeeded
 
 	mu          sync.Mutex
 	cond        sync.Cond // the owner and a paused reader wait on it
@@ -158,6 +161,11 @@ func (c *conn) read() {
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
+	// Over TLS the reader reads at once: the socket being readable says
+	// nothing of what the TLS layer holds decrypted already.
 	var rc syscall.RawConn
 	if sc, ok := c.nc.(syscall.Conn); ok {
 		rc, _ = sc.SyscallConn()
@@ -222,6 +230,41 @@ func (c *conn) read() {
 			return
 		}
 	}
+}
+
+// handshake runs the TLS handshake, bounded by tlsHandshakeTimeout, and
+// reports whether it succeeded. A failure (no TLS at all, an old version,
+// no or a bad client certificate under mutual TLS) is a refused
+// connection and a protocol error: counted, logged at most once a second,
+// and the connection closed without more words.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	s := c.s
+	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	err := errors.New("input stopped")
+	if !s.stopping.Load() { // StopInput sets stopping, then a deadline in the past: one of us sees the other
+		err = tc.Handshake()
+	}
+	tc.SetDeadline(time.Time{})
+	if err == nil {
+		c.served.Store(true)
+		s.cnt.accepted.Add(1)
+		st := tc.ConnectionState()
+		fs := []zap.Field{zap.String("tls_version", tls.VersionName(st.Version))}
+		if len(st.PeerCertificates) > 0 {
+			fs = append(fs, zap.String("client", st.PeerCertificates[0].Subject.String()))
+		}
+		c.log.Debug("TLS handshake done", fs...)
+		return true
+	}
+	if !s.stopping.Load() {
+		s.cnt.refused.Add(1)
+		s.protocolError(c.log, causeTLSHandshake, err)
+	}
+	c.mu.Lock()
+	c.to(connDead)
+	c.mu.Unlock()
+	c.nc.Close()
+	return false
 }
 
 // unackedLocked is how many of the connection's records count against
@@ -464,9 +507,7 @@ func (c *conn) write(buf []byte) error {
 // discards input until the client closes or drain_linger passes, and
 // closes.
 func (c *conn) finish() {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
+	closeWrite(c.nc)
 	if c.s.opts.DrainLinger > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.DrainLinger))
 		buf := c.s.getBuf()
@@ -518,7 +559,9 @@ func (c *conn) abort() {
 
 func (c *conn) remove() {
 	s := c.s
-	s.cnt.closed.Add(1)
+	if c.served.Load() {
+		s.cnt.closed.Add(1)
+	}
 	s.mu.Lock()
 	delete(s.conns, c.id)
 	s.mu.Unlock()

@@ -90,6 +90,9 @@ type Options struct {
 	// the controller admits are refused busy at once, before any event is
 	// made of them (stage.Admission). 0: off, backpressure only.
 	Admission time.Duration
+	// TLS, when set, serves TLS 1.2 or later on the listener (mutual with
+	// ClientCA). nil: plain TCP.
+	TLS *TLSOptions
 }
 
 // busyReason is the nack reason of a record refused at the door.
@@ -132,6 +135,11 @@ func (o *Options) fill() error {
 		f := admissionTarget()
 		if err := f.Check(o.Admission); err != nil {
 			return &stage.FieldError{Field: "admission.target", Err: err}
+		}
+	}
+	if o.TLS != nil {
+		if err := o.TLS.check(); err != nil {
+			return err
 		}
 	}
 	// The spec's Enum and Range are the one declaration of what is
@@ -196,6 +204,7 @@ func Fields() []stage.Field {
 		{Name: "admission", Type: stage.Object,
 			Doc:    "admission control: records beyond an admitted rate are nacked busy at once, before decoding; the rate rises while the p99 from read to finish is under the target and falls while it is over (unset: off, backpressure only)",
 			Fields: []stage.Field{admissionTarget()}},
+		tlsField(),
 	}
 }
 
@@ -261,6 +270,7 @@ func optionsFromConfig(cfg stage.Config) Options {
 		KeepAlive:        cfg.Duration("keepalive"),
 		MaxUnacked:       cfg.Int("max_unacked"),
 		Admission:        cfg.Object("admission").Duration("target"),
+		TLS:              tlsFromConfig(cfg),
 	}
 	if o.DrainLinger == 0 {
 		o.DrainLinger = -1 // written as 0: no linger

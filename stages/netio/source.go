@@ -2,6 +2,7 @@ package netio
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,8 @@ type Source struct {
 	ctx    context.Context  // ends at Close: unblocks Posts and Emits
 	cancel context.CancelFunc
 	bufs   sync.Pool // *[]byte of opts.ReadBuffer bytes
+	certs  *certStore  // with TLS
+	tlsCfg *tls.Config // with TLS: what connections are served with
 
 	wg         sync.WaitGroup // every goroutine: accept, workers, readers, owners, refusers
 	acceptDone chan struct{}
@@ -128,6 +131,13 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	s.rt, s.set, s.name = rt, rt.Settings(), rt.Name()
 	s.log = rt.Logger().With(zap.String("stage", s.name))
+	if s.opts.TLS != nil {
+		certs, err := newCertStore(*s.opts.TLS, s.log)
+		if err != nil {
+			return fmt.Errorf("netio: %w", err)
+		}
+		s.certs, s.tlsCfg = certs, certs.serverConfig()
+	}
 	if s.opts.Admission > 0 {
 		s.adm = rt.StartAdmission(s.opts.Admission)
 	}
@@ -141,6 +151,9 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	s.started = true
 	s.ln = ln
+	if s.certs != nil {
+		s.certs.start()
+	}
 	s.port = port.New[item](port.Options{Concurrency: s.set.Concurrency, Capacity: s.set.Capacity, Overflow: port.Block})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	size := s.opts.ReadBuffer
@@ -157,7 +170,8 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.wg.Add(1)
 	go s.accept()
 	s.log.Info("listening", zap.Stringer("addr", ln.Addr()), zap.String("framing", string(s.opts.Framing)),
-		zap.String("ack", string(s.opts.Ack)))
+		zap.String("ack", string(s.opts.Ack)), zap.Bool("tls", s.certs != nil),
+		zap.Bool("mutual_tls", s.opts.TLS != nil && s.opts.TLS.ClientCA != ""))
 	return nil
 }
 
@@ -265,6 +279,9 @@ func (s *Source) Close() error {
 	}
 	s.port.Close()
 	s.wg.Wait()
+	if s.certs != nil {
+		s.certs.close()
+	}
 	return nil
 }
 
@@ -346,13 +363,19 @@ func (s *Source) admit(nc net.Conn) {
 		s.refuse(nc)
 		return
 	}
+	if s.tlsCfg != nil {
+		nc = tls.Server(nc, s.tlsCfg) // the reader runs the handshake
+	}
 	s.nextID++
 	c := newConn(s, s.nextID, nc)
 	s.conns[c.id] = c
 	s.wg.Add(2)
 	s.mu.Unlock()
-	s.cnt.accepted.Add(1)
-	if tc, ok := nc.(*net.TCPConn); ok && s.opts.SocketBuffer > 0 {
+	if s.tlsCfg == nil {
+		c.served.Store(true)
+		s.cnt.accepted.Add(1)
+	}
+	if tc, ok := rawConn(nc).(*net.TCPConn); ok && s.opts.SocketBuffer > 0 {
 		if err := tc.SetReadBuffer(s.opts.SocketBuffer); err != nil {
 			c.log.Warn("setting SO_RCVBUF failed", zap.Error(err))
 		}
@@ -373,6 +396,10 @@ func (s *Source) refuse(nc net.Conn) {
 	s.cnt.refused.Add(1)
 	s.log.Warn("too many connections; refusing", zap.String("remote", nc.RemoteAddr().String()),
 		zap.Int("max_conns", s.opts.MaxConns))
+	if s.tlsCfg != nil { // no handshake, so no words: just close
+		nc.Close()
+		return
+	}
 	select {
 	case s.refusing <- struct{}{}:
 	default:

@@ -1,0 +1,256 @@
+package netio
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// TLSOptions turn TLS on for a source (netio.tcp, netio.http): the YAML
+// key `tls: {cert, key, client_ca}`.
+type TLSOptions struct {
+	Cert string // PEM file: the server's certificate, then any intermediates; required
+	Key  string // PEM file: its private key; required
+	// ClientCA is a PEM file of CA certificates. When set, TLS is mutual:
+	// a client without a certificate that one of them signed is refused
+	// during the handshake.
+	ClientCA string
+	// ReloadEvery is how often the files are looked at for changes (their
+	// size and modification time); 0 means DefaultTLSReload. SIGHUP
+	// reloads them at once.
+	ReloadEvery time.Duration
+}
+
+// DefaultTLSReload is how often a source looks at its TLS files for
+// changes.
+const DefaultTLSReload = 2 * time.Second
+
+// tlsHandshakeTimeout bounds a client's TLS handshake: a client that
+// connects and says nothing holds no goroutine longer.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// tlsField is the `tls` key of the kinds that take it.
+func tlsField() stage.Field {
+	return stage.Field{Name: "tls", Type: stage.Object,
+		Doc: "TLS (1.2 or later) on the listener; the files are reloaded on SIGHUP or when they change, without a restart",
+		Fields: []stage.Field{
+			{Name: "cert", Type: stage.String, Doc: "PEM file: the server's certificate, then any intermediates"},
+			{Name: "key", Type: stage.String, Doc: "PEM file: the certificate's private key"},
+			{Name: "client_ca", Type: stage.String,
+				Doc: "PEM file of CA certificates; when set, TLS is mutual: a client without a certificate one of them signed is refused"},
+		}}
+}
+
+// tlsFromConfig reads the `tls` key of cfg: nil when it is absent or
+// names no file.
+func tlsFromConfig(cfg stage.Config) *TLSOptions {
+	if !cfg.Has("tls") {
+		return nil
+	}
+	t := cfg.Object("tls")
+	o := &TLSOptions{Cert: t.String("cert"), Key: t.String("key"), ClientCA: t.String("client_ca")}
+	if *o == (TLSOptions{}) {
+		return nil
+	}
+	return o
+}
+
+// check reports a missing file name; whether the files load is known
+// only at Start, which loads them.
+func (o *TLSOptions) check() error {
+	switch {
+	case o.Cert == "":
+		return &stage.FieldError{Field: "tls.cert", Err: errors.New("required with tls: the PEM file of the server's certificate")}
+	case o.Key == "":
+		return &stage.FieldError{Field: "tls.key", Err: errors.New("required with tls: the PEM file of the certificate's private key")}
+	case o.ReloadEvery < 0:
+		return &stage.FieldError{Field: "tls", Err: fmt.Errorf("reload interval %s: want 0 (the default) or more", o.ReloadEvery)}
+	}
+	return nil
+}
+
+// certStore holds a source's TLS configuration and reloads it when its
+// files change or on SIGHUP. A reload that fails (a key that does not
+// match, a file half written) keeps what was loaded and is logged; the
+// next change tries again.
+type certStore struct {
+	opts TLSOptions
+	log  *zap.Logger
+	conf atomic.Pointer[tls.Config] // what new handshakes get
+
+	stamps [3]fileStamp // cert, key, client_ca as last loaded
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+// newCertStore loads the files once; the error names the field whose file
+// is wrong.
+func newCertStore(o TLSOptions, log *zap.Logger) (*certStore, error) {
+	if o.ReloadEvery == 0 {
+		o.ReloadEvery = DefaultTLSReload
+	}
+	s := &certStore{opts: o, log: log}
+	conf, stamps, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.conf.Store(conf)
+	s.stamps = stamps
+	return s, nil
+}
+
+// load reads the files into a server configuration: TLS 1.2 or later,
+// the certificate, and with client_ca a client certificate required and
+// verified.
+func (s *certStore) load() (*tls.Config, [3]fileStamp, error) {
+	var stamps [3]fileStamp
+	for i, f := range []string{s.opts.Cert, s.opts.Key, s.opts.ClientCA} {
+		if f == "" {
+			continue
+		}
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, stamps, &stage.FieldError{Field: "tls." + [...]string{"cert", "key", "client_ca"}[i], Err: err}
+		}
+		stamps[i] = fileStamp{fi.Size(), fi.ModTime()}
+	}
+	cert, err := tls.LoadX509KeyPair(s.opts.Cert, s.opts.Key)
+	if err != nil {
+		return nil, stamps, &stage.FieldError{Field: "tls.cert", Err: fmt.Errorf("loading %s and %s: %w", s.opts.Cert, s.opts.Key, err)}
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if s.opts.ClientCA != "" {
+		pem, err := os.ReadFile(s.opts.ClientCA)
+		if err != nil {
+			return nil, stamps, &stage.FieldError{Field: "tls.client_ca", Err: err}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, stamps, &stage.FieldError{Field: "tls.client_ca", Err: fmt.Errorf("%s holds no PEM certificate", s.opts.ClientCA)}
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, stamps, nil
+}
+
+// serverConfig returns the configuration a listener is given: each
+// handshake takes the one loaded last.
+func (s *certStore) serverConfig(nextProtos ...string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: nextProtos,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := s.conf.Load()
+			if len(nextProtos) > 0 {
+				c = c.Clone()
+				c.NextProtos = nextProtos
+			}
+			return c, nil
+		},
+	}
+}
+
+// start watches for SIGHUP and for changes of the files until close.
+func (s *certStore) start() {
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer close(s.done)
+		defer signal.Stop(hup)
+		t := time.NewTicker(s.opts.ReloadEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-hup:
+				s.reload("SIGHUP")
+			case <-t.C:
+				if s.changed() {
+					s.reload("files changed")
+				}
+			}
+		}
+	}()
+}
+
+func (s *certStore) close() {
+	if s.stop != nil {
+		close(s.stop)
+		<-s.done
+	}
+}
+
+// changed reports whether a file's size or modification time differs
+// from what was loaded.
+func (s *certStore) changed() bool {
+	for i, f := range []string{s.opts.Cert, s.opts.Key, s.opts.ClientCA} {
+		if f == "" {
+			continue
+		}
+		fi, err := os.Stat(f)
+		if err != nil {
+			continue // being replaced: look again next time
+		}
+		if (fileStamp{fi.Size(), fi.ModTime()}) != s.stamps[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// reload loads the files again; on failure the configuration loaded last
+// stays.
+func (s *certStore) reload(why string) {
+	conf, stamps, err := s.load()
+	s.stamps = stamps // a failure is not retried until the files change again
+	if err != nil {
+		s.log.Warn("TLS files not reloaded; keeping the certificate loaded before", zap.String("trigger", why), zap.Error(err))
+		return
+	}
+	s.conf.Store(conf)
+	leaf := conf.Certificates[0].Leaf
+	fs := []zap.Field{zap.String("trigger", why), zap.String("cert", s.opts.Cert)}
+	if leaf != nil {
+		fs = append(fs, zap.String("subject", leaf.Subject.String()), zap.Time("not_after", leaf.NotAfter))
+	}
+	s.log.Info("TLS certificate reloaded", fs...)
+}
+
+// rawConn returns the TCP connection under a TLS one.
+func rawConn(nc net.Conn) net.Conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return nc
+}
+
+// closeWrite shuts the write side of nc: over TLS, a close_notify alert
+// and then the TCP half-close, so the client reads EOF either way.
+func closeWrite(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		tc.CloseWrite()
+		nc = tc.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+}

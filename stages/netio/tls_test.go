@@ -1,0 +1,304 @@
+package netio_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/internal/certtest"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+// tlsFiles is a CA, a server certificate and a client certificate.
+type tlsFiles struct {
+	ca     *certtest.CA
+	server certtest.Pair
+	client certtest.Pair
+}
+
+func newTLSFiles(t *testing.T) tlsFiles {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, dir, "test")
+	return tlsFiles{ca: ca, server: ca.Server(t, "server"), client: ca.Client(t, "client")}
+}
+
+// dialTLS connects a wire client over TLS configured by conf (nil: no
+// client certificate), trusting roots; the error is the handshake's.
+func dialTLS(t *testing.T, addr string, roots *x509.CertPool, conf *tls.Config) (*wire.Client, error) {
+	t.Helper()
+	if conf == nil {
+		conf = &tls.Config{}
+	}
+	conf.RootCAs = roots
+	tc, err := tls.Dial("tcp", addr, conf)
+	if err != nil {
+		return nil, err
+	}
+	// With TLS 1.3 a refused client certificate shows on the first read:
+	// the handshake completes on the client's side before the server's
+	// verdict. A write and a read make it show here.
+	c := wire.NewClient(tc, wire.Options{})
+	t.Cleanup(func() { c.Close() })
+	return c, nil
+}
+
+// TLS on netio.tcp: records and acks cross encrypted, and the client reads
+// EOF after its last ack when it half-closes.
+func TestTLSAcks(t *testing.T) {
+	f := newTLSFiles(t)
+	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile}}, stage.Settings{Workers: 1}, nil)
+	c, err := dialTLS(t, r.src.Addr().String(), f.ca.Pool(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		c.Send(fmt.Appendf(nil, "rec %d", i))
+	}
+	c.Send([]byte("a bad one"))
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 101 || len(c.Nacks()) != 1 {
+		t.Fatalf("acked %d, nacks %v, %v", c.Acked(), c.Nacks(), err)
+	}
+	c.CloseWrite()
+	waitEOF(t, c)
+	st := r.in.Stage().Stats().Source
+	if st.Connections.Accepted != 1 || st.Connections.Refused != 0 || len(st.ProtocolErrors) != 0 {
+		t.Fatalf("source counters %+v", *st)
+	}
+}
+
+// With client_ca, a client with a certificate the CA signed is served;
+// one without a certificate, with one another CA signed, or below TLS 1.2
+// is refused in the handshake, counted and logged.
+func TestMutualTLS(t *testing.T) {
+	f := newTLSFiles(t)
+	other := certtest.NewCA(t, t.TempDir(), "other").Client(t, "stranger")
+	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ClientCA: f.ca.CertFile}},
+		stage.Settings{Workers: 1}, nil)
+	addr := r.src.Addr().String()
+
+	c, err := dialTLS(t, addr, f.ca.Pool(), &tls.Config{Certificates: []tls.Certificate{f.client.TLS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte("hello"))
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
+		t.Fatalf("client with a certificate: acked %d, %v", c.Acked(), err)
+	}
+
+	for i, conf := range []*tls.Config{
+		{}, // no certificate
+		{GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &other.TLS, nil }}, // another CA's
+		{Certificates: []tls.Certificate{f.client.TLS}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11},
+	} {
+		c, err := dialTLS(t, addr, f.ca.Pool(), conf)
+		if err == nil {
+			c.Send([]byte("let me in"))
+			c.Flush()
+			err = c.WaitTimeout(wait)
+			if err == nil && c.Acked() > 0 {
+				t.Fatalf("client %d was served", i)
+			}
+		}
+		t.Logf("client %d refused: %v", i, err)
+	}
+	poll.Until(t, "3 refused handshakes counted", func() bool {
+		return r.in.Stage().Stats().Source.ProtocolErrors["tls_handshake"] == 3
+	})
+	st := r.in.Stage().Stats().Source
+	if st.Connections.Refused != 3 || st.Connections.Accepted != 1 {
+		t.Fatalf("source counters %+v", *st)
+	}
+	e := r.waitLog("protocol error")
+	if f, _ := fieldOf(e, "cause"); f.String != "tls_handshake" {
+		t.Errorf("logged cause %q", f.String)
+	}
+	if got := r.payloads(); len(got) != 1 {
+		t.Errorf("sink saw %q, want only the served client's record", got)
+	}
+}
+
+// serverName returns the common name of the certificate the server
+// presents now.
+func serverName(t *testing.T, addr string, roots *x509.CertPool) string {
+	t.Helper()
+	tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	return tc.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
+// replacePair writes next's files over cur's.
+func replacePair(t *testing.T, cur, next certtest.Pair) {
+	t.Helper()
+	for _, p := range [][2]string{{next.CertFile, cur.CertFile}, {next.KeyFile, cur.KeyFile}} {
+		b, err := os.ReadFile(p[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := p[1] + ".new"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The certificate is reloaded without a restart when its files change,
+// and on SIGHUP; a broken pair keeps the one loaded before.
+func TestTLSReload(t *testing.T) {
+	f := newTLSFiles(t)
+	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ReloadEvery: 5 * time.Millisecond}},
+		stage.Settings{Workers: 1}, nil)
+	addr := r.src.Addr().String()
+	if got := serverName(t, addr, f.ca.Pool()); got != "server" {
+		t.Fatalf("server presents %q", got)
+	}
+	replacePair(t, f.server, f.ca.Server(t, "renewed"))
+	poll.Until(t, "the renewed certificate", func() bool { return serverName(t, addr, f.ca.Pool()) == "renewed" })
+
+	// A key that does not match: logged, the renewed certificate stays.
+	other := f.ca.Server(t, "mismatch")
+	if err := os.WriteFile(f.server.KeyFile, mustRead(t, other.KeyFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.waitLog("TLS files not reloaded")
+	if got := serverName(t, addr, f.ca.Pool()); got != "renewed" {
+		t.Fatalf("after a broken reload the server presents %q", got)
+	}
+}
+
+func TestTLSReloadOnSIGHUP(t *testing.T) {
+	f := newTLSFiles(t)
+	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ReloadEvery: time.Hour}},
+		stage.Settings{Workers: 1}, nil)
+	addr := r.src.Addr().String()
+	replacePair(t, f.server, f.ca.Server(t, "after-hup"))
+	if got := serverName(t, addr, f.ca.Pool()); got != "server" {
+		t.Fatalf("reloaded before SIGHUP: %q", got)
+	}
+	// The source catches SIGHUP while it runs, so this does not end the test.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the certificate after SIGHUP", func() bool { return serverName(t, addr, f.ca.Pool()) == "after-hup" })
+	e := r.waitLog("TLS certificate reloaded")
+	if f, _ := fieldOf(e, "trigger"); f.String != "SIGHUP" {
+		t.Errorf("reload trigger %q", f.String)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Files that do not load fail Start with the field named; a missing key
+// fails New.
+func TestTLSBadFiles(t *testing.T) {
+	f := newTLSFiles(t)
+	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", TLS: &netio.TLSOptions{Cert: f.server.CertFile}}); err == nil ||
+		!strings.Contains(err.Error(), "tls.key") {
+		t.Errorf("New without a key: %v", err)
+	}
+	for _, tc := range []struct {
+		o    netio.TLSOptions
+		want string
+	}{
+		{netio.TLSOptions{Cert: filepath.Join(t.TempDir(), "none.pem"), Key: f.server.KeyFile}, "tls.cert"},
+		{netio.TLSOptions{Cert: f.server.CertFile, Key: f.client.KeyFile}, "tls.cert"},
+		{netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ClientCA: f.server.KeyFile}, "tls.client_ca"},
+	} {
+		src, err := netio.New(netio.Options{Listen: "127.0.0.1:0", TLS: &tc.o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, lc := stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1, Concurrency: 1, Capacity: 8}, src, nil)
+		err = lc.Start(context.Background())
+		if err == nil {
+			lc.Close()
+			t.Errorf("%+v: started", tc.o)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want it to name %s", tc.o, err, tc.want)
+		}
+	}
+}
+
+// The YAML key is tls: {cert, key, client_ca}, read through the loader.
+func TestTLSFromYAML(t *testing.T) {
+	f := newTLSFiles(t)
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(stage.Kind{Name: "test.sink", Doc: "finishes events", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+				for _, ev := range b {
+					ev.Done(nil)
+				}
+				return nil
+			}), nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf("name: t\nstages:\n  in:\n    kind: netio.tcp\n    listen: 127.0.0.1:0\n"+
+		"    tls: {cert: %s, key: %s, client_ca: %s}\n    next: out\n  out:\n    kind: test.sink\n",
+		f.server.CertFile, f.server.KeyFile, f.ca.CertFile)
+	pc, err := pipeline.Parse("p.yaml", []byte(yaml), reg, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(pc, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(ctx)
+	addr := p.Stage("in").Addr().String()
+	c, err := dialTLS(t, addr, f.ca.Pool(), &tls.Config{Certificates: []tls.Certificate{f.client.TLS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte("over mutual TLS"))
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
+		t.Fatalf("acked %d, %v", c.Acked(), err)
+	}
+	c.Close()
+	if c, err := dialTLS(t, addr, f.ca.Pool(), nil); err == nil {
+		c.Send([]byte("no certificate"))
+		c.Flush()
+		if c.WaitTimeout(wait) == nil {
+			t.Fatal("a client without a certificate was served")
+		}
+	}
+}
