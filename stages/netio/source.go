@@ -34,7 +34,7 @@ type Source struct {
 	adm    *stage.Admission // admission control; nil without admission.target
 	ctx    context.Context  // ends at Close: unblocks Posts and Emits
 	cancel context.CancelFunc
-	bufs   sync.Pool // *[]byte of opts.ReadBuffer bytes
+	bufs   sync.Pool   // *[]byte of opts.ReadBuffer bytes
 	certs  *certStore  // with TLS
 	tlsCfg *tls.Config // with TLS: what connections are served with
 
