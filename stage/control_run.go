@@ -3,6 +3,7 @@ package stage
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -46,11 +47,23 @@ func newControl(s *Stage) *control {
 	return &control{s: s, c: c, stop: make(chan struct{})}
 }
 
+// AutoWorkersCeiling is the most workers the pool controller gives a
+// stage with conc run slots (conc <= 0: GOMAXPROCS): 4 per slot, and at
+// least 16. A handler that holds a resource per worker (db.postgres's
+// connections) sizes its pool for this many when its stage's workers are
+// auto.
+func AutoWorkersCeiling(conc int) int {
+	if conc <= 0 {
+		conc = runtime.GOMAXPROCS(0)
+	}
+	return max(4*conc, minAutoWorkersCeiling)
+}
+
 // workersCeiling is the most workers the pool controller gives the stage
-// with conc run slots: 4 per slot, at least minAutoWorkersCeiling, and no
-// more than the handler can use (WorkerLimiter).
+// with conc run slots: AutoWorkersCeiling, and no more than the handler
+// can use (WorkerLimiter).
 func (s *Stage) workersCeiling(conc int) int {
-	n := max(4*conc, minAutoWorkersCeiling)
+	n := AutoWorkersCeiling(conc)
 	if l, ok := s.h.(WorkerLimiter); ok {
 		if m := l.MaxWorkers(); m > 0 {
 			n = min(n, m)

@@ -234,3 +234,19 @@ func TestAutoPoolGrowsWhenBlocked(t *testing.T) {
 		t.Fatalf("no decision recorded: %+v", st.Control)
 	}
 }
+
+type limited struct{ HandlerFunc }
+
+func (limited) MaxWorkers() int { return 3 }
+
+// A handler that can use only so many workers caps an auto pool there.
+func TestWorkerLimiterCapsCeiling(t *testing.T) {
+	s, _ := NewHandlerStage(Settings{Name: "db", Concurrency: 2}, limited{pass}, nil)
+	if w := s.Stats().Control.Workers; w.Max != 3 || !w.Auto {
+		t.Fatalf("workers %+v, want auto with a ceiling of 3", w)
+	}
+	s, _ = NewHandlerStage(Settings{Name: "p", Concurrency: 2}, pass, nil)
+	if w := s.Stats().Control.Workers; w.Max != AutoWorkersCeiling(2) {
+		t.Fatalf("workers %+v, want a ceiling of %d", w, AutoWorkersCeiling(2))
+	}
+}

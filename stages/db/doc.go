@@ -53,8 +53,10 @@
 //
 // # Start
 //
-// Start connects (max_conns connections at most; by default one per worker
-// of the stage), then with create makes the table if it is missing,
+// Start connects (max_conns connections at most; unset, they follow the
+// stage's workers: one per worker, and with auto workers as many as the
+// pool controller's ceiling, opened as workers need them and closed after
+// 30 s unused; a set max_conns also caps an auto pool), then with create makes the table if it is missing,
 // and checks the table in any case: every column present, a column given a
 // type in `types` of exactly that type, a `$` column of a JSON or text
 // type, and a unique index on `key`. A mismatch is an error naming every

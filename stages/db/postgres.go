@@ -30,6 +30,9 @@ const (
 	// maxMaxConns bounds max_conns: PostgreSQL's own max_connections is
 	// rarely above a few thousand.
 	maxMaxConns = 1 << 16
+	// connIdle: with auto workers, a connection unused this long is closed,
+	// so that the open connections follow a shrinking pool.
+	connIdle = 30 * time.Second
 	// defaultConnectTimeout bounds one connection attempt when the DSN sets
 	// no connect_timeout, so a black-holed host is retried rather than hung on.
 	defaultConnectTimeout = 10 * time.Second
@@ -46,7 +49,7 @@ func Fields() []stage.Field {
 		{Name: "key", Type: stage.StringList, Doc: "primary key columns for create; the conflict target of conflict: ignore"},
 		{Name: "conflict", Type: stage.String, Default: "error", Enum: []string{"error", "ignore"}, Doc: "a row whose key is already stored: error (nacked) or ignore (acked, idempotent resends)"},
 		{Name: "method", Type: stage.String, Default: "copy", Enum: []string{"copy", "insert"}, Doc: "copy (COPY FROM STDIN, fastest) or insert (one multi-row INSERT per batch)"},
-		{Name: "max_conns", Type: stage.Int, Default: 0, Range: stage.Between(0, maxMaxConns), Doc: "connections in the pool at most; 0: one per worker of the stage, so no worker waits for one"},
+		{Name: "max_conns", Type: stage.Int, Default: 0, Range: stage.Between(0, maxMaxConns), Doc: "connections in the pool at most; 0: they follow the workers, one per worker so that no worker waits for one (auto workers: connections open as workers need them, up to the pool controller's ceiling, and close after 30 s unused); set, it is also the most workers an auto pool gets"},
 		{Name: "retry", Type: stage.Object, Doc: "retries of a batch while PostgreSQL is unreachable or asks for one", Fields: []stage.Field{
 			{Name: "max", Type: stage.Int, Default: 0, Range: stage.AtLeast(0), Doc: "retries of one batch at most, then its events are failed; 0: retry until the stage stops"},
 			{Name: "backoff", Type: stage.Duration, Default: DefaultBackoff, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "wait before the first retry; doubled at each one, with jitter"},
@@ -86,11 +89,12 @@ type column struct {
 // called by the stage runtime: Start once, Handle from the stage's workers
 // concurrently, Close once after the workers have returned.
 type Sink struct {
-	name    string
-	log     *zap.Logger
-	dsn     string // redacted before it is shown anywhere
-	secret  string // the DSN's password, scrubbed from errors
-	poolCfg *pgxpool.Config
+	name       string
+	log        *zap.Logger
+	maxWorkers int    // max_conns when set: workers past it would wait for a connection
+	dsn        string // redacted before it is shown anywhere
+	secret     string // the DSN's password, scrubbed from errors
+	poolCfg    *pgxpool.Config
 
 	table      pgx.Identifier
 	create     bool
@@ -114,10 +118,16 @@ type Sink struct {
 	closeOnce sync.Once
 }
 
+// MaxWorkers is the most workers the stage can use: max_conns when it is
+// set (more would wait for a connection), else 0 (no limit). The pool
+// controller grows an auto pool no further (stage.WorkerLimiter).
+func (s *Sink) MaxWorkers() int { return s.maxWorkers }
+
 var (
-	_ stage.Handler = (*Sink)(nil)
-	_ stage.Starter = (*Sink)(nil)
-	_ stage.Closer  = (*Sink)(nil)
+	_ stage.WorkerLimiter = (*Sink)(nil)
+	_ stage.Handler       = (*Sink)(nil)
+	_ stage.Starter       = (*Sink)(nil)
+	_ stage.Closer        = (*Sink)(nil)
 )
 
 // New returns a db.postgres handler for cfg. It checks the configuration
@@ -145,12 +155,24 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	if d := cfg.Duration("statement_timeout"); d > 0 {
 		pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(d.Milliseconds())
 	}
+	// max_conns follows the workers unless it is set: one connection per
+	// worker, so that no worker waits for one. An auto pool (workers
+	// unset) may grow to the pool controller's ceiling, so the connection
+	// pool allows that many; connections are opened as workers first need
+	// them and closed after connIdle unused, so the open ones follow the
+	// workers the controller keeps. A set max_conns is also the most
+	// workers the controller gives the stage (MaxWorkers).
 	maxConns := DefaultMaxConns
-	if env.Settings.Workers > 0 {
+	switch {
+	case env.Settings.AutoWorkers:
+		maxConns = stage.AutoWorkersCeiling(env.Settings.Concurrency)
+		pc.MaxConnIdleTime = connIdle
+	case env.Settings.Workers > 0:
 		maxConns = env.Settings.Workers
 	}
 	if n := cfg.Int("max_conns"); n > 0 {
 		maxConns = n
+		s.maxWorkers = n
 	}
 	pc.MaxConns = int32(min(maxConns, maxMaxConns))
 	pc.MinConns = 0

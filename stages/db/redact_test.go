@@ -82,3 +82,33 @@ func TestRegister(t *testing.T) {
 		}
 	}
 }
+
+// max_conns follows the workers unless it is set; a set max_conns caps an
+// auto pool.
+func TestMaxConnsFollowsWorkers(t *testing.T) {
+	cases := []struct {
+		set        stage.Settings
+		maxConns   any
+		want       int32
+		maxWorkers int
+	}{
+		{stage.Settings{Workers: 4, Concurrency: 2}, nil, 4, 0},
+		{stage.Settings{Concurrency: 2}, nil, int32(stage.AutoWorkersCeiling(2)), 0},
+		{stage.Settings{Concurrency: 2}, 4, 4, 4},
+		{stage.Settings{Workers: 8, Concurrency: 2}, 4, 4, 4},
+	}
+	for _, c := range cases {
+		over := map[string]any{}
+		if c.maxConns != nil {
+			over["max_conns"] = c.maxConns
+		}
+		s, err := build(config("host=localhost", over), stage.Env{Stage: "store", Settings: c.set.WithDefaults()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.poolCfg.MaxConns != c.want || s.MaxWorkers() != c.maxWorkers {
+			t.Errorf("workers %d (auto %v), max_conns %v: pool of %d, MaxWorkers %d; want %d and %d",
+				c.set.Workers, c.set.Workers == 0, c.maxConns, s.poolCfg.MaxConns, s.MaxWorkers(), c.want, c.maxWorkers)
+		}
+	}
+}
