@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // adminServer is the admin HTTP endpoint: GET /stats, /metrics, /healthz
@@ -132,6 +135,7 @@ func (p *Pipeline) adminMux(reg *prometheus.Registry, log *zap.Logger) *http.Ser
 		ErrorLog:      zap.NewStdLog(log),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	mux.HandleFunc("POST /stages/{name}/scale", p.serveScale)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -242,4 +246,42 @@ func (p *Pipeline) AdminAddr() string {
 		return ""
 	}
 	return p.adm.addr
+}
+
+// maxScaleBody bounds a scale request: three small numbers.
+const maxScaleBody = 4 << 10
+
+// serveScale is POST /stages/{name}/scale: a JSON Scale in, the stage's
+// figures out. Only application/json is taken, which a browser cannot
+// send to another origin without asking first (a preflight this endpoint
+// never grants), so a web page cannot resize a pipeline on loopback.
+func (p *Pipeline) serveScale(w http.ResponseWriter, r *http.Request) {
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		http.Error(w, "send the request as application/json: {\"workers\": 8, \"batch\": \"auto\"}", http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxScaleBody))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("reading the request: %v", err), http.StatusRequestEntityTooLarge)
+		return
+	}
+	sc, err := decodeScale(body)
+	if err == nil {
+		var st stage.Stats
+		if st, err = p.Scale(r.PathValue("name"), sc); err == nil {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(st)
+			return
+		}
+	}
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrUnknownStage):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrBadScale):
+		code = http.StatusBadRequest
+	case errors.Is(err, stage.ErrNotResizable), errors.Is(err, stage.ErrStopping):
+		code = http.StatusConflict
+	}
+	http.Error(w, err.Error(), code)
 }

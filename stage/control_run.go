@@ -15,8 +15,9 @@ import (
 // source.
 var ErrNotResizable = errors.New("no queue or pool of its own to resize")
 
-// errStopping is returned when resizing a stage that is stopping.
-var errStopping = errors.New("stopping: its pool drains as it is")
+// ErrStopping is returned when resizing a stage that is stopping: its
+// pool drains as it is.
+var ErrStopping = errors.New("stopping: its pool drains as it is")
 
 // WorkerLimiter is implemented by handlers that cannot use more than
 // MaxWorkers workers at once, such as a database sink with a fixed
@@ -159,7 +160,7 @@ func (s *Stage) resizable() (*control, error) {
 	closed := s.pool.closed
 	s.pool.mu.Unlock()
 	if closed {
-		return nil, fmt.Errorf("stage %q: %w", s.set.Name, errStopping)
+		return nil, fmt.Errorf("stage %q: %w", s.set.Name, ErrStopping)
 	}
 	return s.ctl, nil
 }

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stage"
+)
+
+// knobFlag is a --workers or --batch value: a number or auto.
+type knobFlag struct {
+	k     *pipeline.Knob
+	auto  bool // auto is allowed
+	usage string
+}
+
+func (f knobFlag) String() string {
+	if f.k == nil || !f.k.Set {
+		return ""
+	}
+	return f.k.String()
+}
+
+func (f knobFlag) Set(s string) error {
+	k, err := pipeline.ParseKnob(s)
+	if err != nil {
+		return err
+	}
+	if k.Auto && !f.auto {
+		return fmt.Errorf("has no controller; give a number")
+	}
+	*f.k = k
+	return nil
+}
+
+func (f knobFlag) Type() string { return f.usage }
+
+func newScaleCmd() *cobra.Command {
+	var (
+		addr, token string
+		sc          pipeline.Scale
+	)
+	cmd := &cobra.Command{
+		Use:   "scale STAGE [--workers N|auto] [--concurrency N] [--batch N|auto]",
+		Short: "Resize a stage of a running pipeline",
+		Long: `Scale resizes a stage of a running pipeline through its admin endpoint
+(POST /stages/STAGE/scale): its pool (--workers), its run slots
+(--concurrency) and its batch size (--batch). A number pins the knob;
+auto hands it back to its controller, which goes on from where it is.
+Nothing running is interrupted: workers retired finish the batch they
+hold, and a lower concurrency takes effect as running workers come back
+for their next batch, as a Windows completion port's does. It prints the
+stage's knobs afterwards.`,
+		Example: `  pipectl scale store --workers 8 --batch 2000
+  pipectl scale store --workers auto --batch auto
+  pipectl scale parse --concurrency 1`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !sc.Workers.Set && !sc.Concurrency.Set && !sc.Batch.Set {
+				return fmt.Errorf("scale %s: say what to change: --workers, --concurrency or --batch", args[0])
+			}
+			st, err := postScale(cmd, addr, token, args[0], sc)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), knobsLine(st))
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", defaultAdmin, "admin endpoint address (host:port or URL)")
+	f.StringVar(&token, "token", "", "admin token, sent as a bearer token")
+	f.Var(knobFlag{k: &sc.Workers, auto: true, usage: "N|auto"}, "workers", "workers in the stage's pool, or auto (the pool controller)")
+	f.Var(knobFlag{k: &sc.Concurrency, usage: "N"}, "concurrency", "workers running at once (the port's run slots)")
+	f.Var(knobFlag{k: &sc.Batch, auto: true, usage: "N|auto"}, "batch", "events per batch at most, or auto (the batching controller)")
+	return cmd
+}
+
+func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) (stage.Stats, error) {
+	u := addr
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	u = strings.TrimSuffix(u, "/") + "/stages/" + url.PathEscape(name) + "/scale"
+	body, err := json.Marshal(sc)
+	if err != nil {
+		return stage.Stats{}, err
+	}
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return stage.Stats{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return stage.Stats{}, fmt.Errorf("scale %s: %w (is a pipeline running with its admin endpoint there?)", name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxStatsBody))
+	if err != nil {
+		return stage.Stats{}, fmt.Errorf("scale %s: %w", name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return stage.Stats{}, fmt.Errorf("scale %s: %s: %s", name, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var st stage.Stats
+	if err := json.Unmarshal(b, &st); err != nil {
+		return stage.Stats{}, fmt.Errorf("scale %s: decode the answer: %w", name, err)
+	}
+	return st, nil
+}
+
+// knobsLine says a stage's knobs in one line:
+// "store: workers 8 (pinned), concurrency 2, batch 1024 (auto)".
+func knobsLine(st stage.Stats) string {
+	mode := func(k *stage.KnobStats) string {
+		if k == nil {
+			return ""
+		}
+		if k.Auto {
+			return fmt.Sprintf(" (auto, %d to %d)", k.Min, k.Max)
+		}
+		return " (pinned)"
+	}
+	var w, b *stage.KnobStats
+	batch := "-"
+	if st.Control != nil {
+		w, b = st.Control.Workers, st.Control.Batch
+		if b != nil {
+			batch = fmt.Sprint(b.Now)
+		}
+	}
+	return fmt.Sprintf("%s: workers %d%s, concurrency %d, batch %s%s",
+		st.Name, st.Pool.Workers, mode(w), st.Pool.Concurrency, batch, mode(b))
+}

@@ -1,0 +1,177 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// Knob is one value of a Scale request: a number that pins the knob, or
+// "auto" (Auto), which hands it back to its controller. The zero Knob
+// leaves the knob as it is. In JSON it is a number or the string "auto".
+type Knob struct {
+	N    int  // the value to pin at; with Auto, unused
+	Auto bool // hand the knob back to its controller
+	Set  bool // the request names this knob
+}
+
+// Pin returns a Knob that pins at n.
+func Pin(n int) Knob { return Knob{N: n, Set: true} }
+
+// Auto is a Knob that hands the knob back to its controller.
+var Auto = Knob{Auto: true, Set: true}
+
+// UnmarshalJSON reads a number or "auto".
+func (k *Knob) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == `"auto"` {
+		*k = Auto
+		return nil
+	}
+	n, err := strconv.Atoi(string(b))
+	if err != nil {
+		return fmt.Errorf("want a whole number or \"auto\", got %s", b)
+	}
+	*k = Pin(n)
+	return nil
+}
+
+// ParseKnob reads a Knob as written on a command line: a whole number or
+// "auto".
+func ParseKnob(s string) (Knob, error) {
+	if s == "auto" {
+		return Auto, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return Knob{}, fmt.Errorf("want a whole number or auto, got %q", s)
+	}
+	return Pin(n), nil
+}
+
+// MarshalJSON writes the number or "auto".
+func (k Knob) MarshalJSON() ([]byte, error) {
+	if k.Auto {
+		return []byte(`"auto"`), nil
+	}
+	return []byte(strconv.Itoa(k.N)), nil
+}
+
+// String is the number or "auto".
+func (k Knob) String() string {
+	if k.Auto {
+		return "auto"
+	}
+	return strconv.Itoa(k.N)
+}
+
+// Scale is a request to resize a running stage (pipectl scale; POST
+// /stages/{name}/scale). Each knob it names changes; the others stay.
+type Scale struct {
+	Workers     Knob `json:"workers,omitzero"`     // pool size, or auto
+	Concurrency Knob `json:"concurrency,omitzero"` // run slots (no auto: they are the CPUs' share)
+	Batch       Knob `json:"batch,omitzero"`       // batch size, or auto
+}
+
+// String lists the knobs the request names: "workers=8 batch=auto".
+func (sc Scale) String() string {
+	var b []byte
+	for _, k := range []struct {
+		name string
+		k    Knob
+	}{{"workers", sc.Workers}, {"concurrency", sc.Concurrency}, {"batch", sc.Batch}} {
+		if k.k.Set {
+			if len(b) > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, k.name+"="+k.k.String()...)
+		}
+	}
+	return string(b)
+}
+
+// Errors of Pipeline.Scale, for callers that answer by kind (the admin
+// endpoint: 404, 409, 400).
+var (
+	ErrUnknownStage = errors.New("no such stage")
+	ErrBadScale     = errors.New("bad scale request")
+)
+
+// Scale resizes the named stage while the pipeline runs: its pool
+// (workers), run slots (concurrency) and batch size, each pinned at a
+// number or, for workers and batch, handed back to its controller with
+// auto. Nothing running is interrupted (stage.Lifecycle.SetWorkers and
+// SetConcurrency say how). Every value is checked before any is applied.
+// It returns the stage's figures afterwards. Errors wrap ErrUnknownStage,
+// ErrBadScale or stage.ErrNotResizable, and name the stage.
+func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
+	var l stage.Lifecycle
+	found := false
+	for _, lc := range p.stages {
+		if lc.Stage().Name() == name {
+			l, found = lc, true
+			break
+		}
+	}
+	if !found {
+		return stage.Stats{}, fmt.Errorf("stage %q: %w", name, ErrUnknownStage)
+	}
+	if !sc.Workers.Set && !sc.Concurrency.Set && !sc.Batch.Set {
+		return stage.Stats{}, fmt.Errorf("stage %q: %w: name workers, concurrency or batch", name, ErrBadScale)
+	}
+	check := func(what string, k Knob, hi int, auto bool) error {
+		switch {
+		case !k.Set:
+		case k.Auto && !auto:
+			return fmt.Errorf("stage %q: %w: %s has no controller; give a number", name, ErrBadScale, what)
+		case !k.Auto && (k.N < 1 || k.N > hi):
+			return fmt.Errorf("stage %q: %w: %s %d: want 1 to %d%s", name, ErrBadScale, what, k.N, hi, map[bool]string{true: ", or auto"}[auto])
+		}
+		return nil
+	}
+	if err := errors.Join(check("workers", sc.Workers, stage.MaxWorkers, true),
+		check("concurrency", sc.Concurrency, stage.MaxWorkers, false),
+		check("batch", sc.Batch, stage.MaxBatch, true)); err != nil {
+		return stage.Stats{}, err
+	}
+	value := func(k Knob) int {
+		if k.Auto {
+			return 0
+		}
+		return k.N
+	}
+	if sc.Concurrency.Set {
+		if err := l.SetConcurrency(sc.Concurrency.N); err != nil {
+			return stage.Stats{}, err
+		}
+	}
+	if sc.Workers.Set {
+		if err := l.SetWorkers(value(sc.Workers)); err != nil {
+			return stage.Stats{}, err
+		}
+	}
+	if sc.Batch.Set {
+		if err := l.SetBatch(value(sc.Batch)); err != nil {
+			return stage.Stats{}, err
+		}
+	}
+	p.log.Info("stage resized", zap.String("stage", name), zap.Stringer("scale", sc))
+	return l.Stage().Stats(), nil
+}
+
+// decodeScale reads a Scale request body: JSON with only the three knobs.
+func decodeScale(b []byte) (Scale, error) {
+	var sc Scale
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sc); err != nil {
+		return Scale{}, fmt.Errorf("%w: %v", ErrBadScale, err)
+	}
+	return sc, nil
+}
