@@ -114,11 +114,14 @@ func TestGrafanaDashboard(t *testing.T) {
 			t.Errorf("query %q names no metric", e)
 		}
 	}
-	// Every stage and source figure has a panel.
-	for name := range labels {
-		if (strings.HasPrefix(name, "pipeline_stage_") || strings.HasPrefix(name, "pipeline_source_")) &&
-			!strings.Contains(name, "nats_") && !seen[name] {
-			t.Errorf("no panel shows %s", name)
+	// The figures of every stage and source have a panel.
+	for _, name := range []string{"pipeline_stage_queue_depth", "pipeline_stage_queue_capacity", "pipeline_stage_workers",
+		"pipeline_stage_running", "pipeline_stage_blocked", "pipeline_stage_events_in_total", "pipeline_stage_events_out_total",
+		"pipeline_stage_errors_total", "pipeline_stage_rejected_total", "pipeline_stage_panics_total",
+		"pipeline_stage_latency_seconds", "pipeline_source_connections_total", "pipeline_source_protocol_errors_total",
+		"pipeline_source_nacks_total", "pipeline_source_bytes_in_total", "pipeline_source_drops_total"} {
+		if !seen[name] {
+			t.Errorf("no panel of docs/grafana-dashboard.json shows %s", name)
 		}
 	}
 }
