@@ -24,8 +24,8 @@ import (
 	"github.com/stagedserver/seda/stage"
 )
 
-// adminServer is the admin HTTP endpoint: GET /stats, /metrics, /healthz
-// and /readyz. It owns its serving goroutine and tracks every connection
+// adminServer is the admin HTTP endpoint: GET / (the dashboard), /history,
+// /stats, /metrics, /healthz and /readyz. It owns its serving goroutine and tracks every connection
 // so that stop returns only once all of them are gone.
 type adminServer struct {
 	srv   *http.Server

@@ -29,12 +29,17 @@
 //
 // # Admin endpoint
 //
-// GET /stats is the JSON form of Stats; GET /metrics is the same figures in
-// Prometheus text format, from a registry private to the pipeline; /healthz
+// GET / is a live dashboard (the stage graph, every stage's figures and
+// charts of the last minutes, redrawn every second from /stats; its assets
+// are embedded, nothing comes from another origin); GET /history holds the
+// charts' last five minutes. GET /stats is the JSON form of Stats; GET
+// /metrics is the same figures in Prometheus text format, labelled with
+// the pipeline's name, from a registry private to the pipeline; /healthz
 // answers 200 while the process serves; /readyz answers 200 only while the
 // pipeline is running. The endpoint binds loopback addresses only unless
 // admin.token is set, and then every request must carry
-// "Authorization: Bearer TOKEN". Configuration is never shown there, so
+// "Authorization: Bearer TOKEN", or the cookie that POST /login sets for a
+// browser that gave the token in the dashboard's form. Configuration is never shown there, so
 // secret fields (a DSN) cannot leak through it; Redact hides DSN passwords
 // in anything that is logged.
 package pipeline

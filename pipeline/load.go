@@ -68,7 +68,7 @@ func parseLimited(file string, data []byte, reg *stage.Registry, lookupEnv func(
 func topFields() []stage.Field {
 	return []stage.Field{
 		{Name: "name", Type: stage.String, Required: true, Doc: "the pipeline's name, shown by /stats and in metrics"},
-		{Name: "admin", Type: stage.Object, Doc: "the admin HTTP endpoint: /stats, /metrics, /healthz, /readyz", Fields: []stage.Field{
+		{Name: "admin", Type: stage.Object, Doc: "the admin HTTP endpoint: the dashboard at /, /stats, /metrics, /healthz, /readyz", Fields: []stage.Field{
 			{Name: "listen", Type: stage.String, Doc: "host:port to listen on; empty: no admin endpoint"},
 			{Name: "token", Type: stage.String, Secret: true, Doc: "when set, every request must send `Authorization: Bearer TOKEN`; without one the endpoint binds loopback only"},
 		}},
