@@ -313,6 +313,9 @@ func natsPoisonDeadLetter(t *testing.T, bin string, ns *natstest.Server) {
 	if !strings.Contains(string(m.Data), `"poison"`) {
 		t.Errorf("dead letter data %q", m.Data)
 	}
+	if class := m.Header.Get("Seda-Dead-Class"); class != "refused" {
+		t.Errorf("dead letter class %q, want refused: the database refuses the value whatever the delivery", class)
+	}
 	t.Logf("dead letter: class %s, reason %s", m.Header.Get("Seda-Dead-Class"), m.Header.Get("Seda-Dead-Reason"))
 	c.Close()
 	stopAll(t, front, back)

@@ -60,7 +60,9 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 		}
 		opts = append(opts,
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				c.log.Warn("nats: disconnected; reconnecting", zap.String("error", errText(err)))
+				if err != nil { // nil: closed on purpose
+					c.log.Warn("nats: disconnected; reconnecting", zap.String("error", errText(err)))
+				}
 			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) {
 				c.log.Info("nats: reconnected", zap.String("server", stage.Redact(nc.ConnectedUrlRedacted())))

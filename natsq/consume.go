@@ -217,9 +217,14 @@ func (in *inflight) nak(delay time.Duration) {
 
 // refused reports whether err refuses an event for good, so that
 // delivering it again cannot help: the error classes stage.ErrorClass
-// calls invalid, too_large and database. Every other error is retried,
-// up to max_deliver.
+// calls invalid, too_large and database (bad data, a row PostgreSQL
+// refuses). Every other error (busy, a database that is away, a panic) is
+// retried, up to max_deliver.
 func refused(err error) bool {
+	switch stage.ErrorClass(err) {
+	case stage.ClassInvalid, stage.ClassTooLarge, stage.ClassDatabase:
+		return true
+	}
 	return errors.Is(err, errUndecodable)
 }
 

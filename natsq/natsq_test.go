@@ -321,3 +321,25 @@ func TestFullStreamRejects(t *testing.T) {
 	pub.Close()
 	q.Wait()
 }
+
+func TestRefusedGoesToDeadLettersAtOnce(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	var tries sync.Map
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		if v, _ := ev.Field("id"); v == int64(2) {
+			n, _ := tries.LoadOrStore("n", new(int))
+			*n.(*int)++
+			return stage.WithClass(errors.New("no such column value"), stage.ErrDatabase)
+		}
+		return nil
+	}}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_refused", MaxDeliver: 5}, stage.Settings{Batch: 4}, s)
+	a := newAcks(3)
+	sp.send(t, 1, 3, a)
+	a.wait(t)
+	js := jsFor(t, srv.URL())
+	waitStream(t, js, "t_refused_dead", 1)
+	if n, _ := tries.Load("n"); *n.(*int) != 1 {
+		t.Errorf("the refused event was handled %d times, want once", *n.(*int))
+	}
+}

@@ -121,6 +121,11 @@ func selectStages(file string, nodes []node, names []string, fail func(Pos, stri
 			if !run[i] {
 				here, there = there, here
 			}
+			if nodes[j].cfg.Settings.Inline {
+				fail(r.pos, "stage %q: %q is inline, so it runs in %q's workers and must run where %q does (%q runs here, %q does not)",
+					n.cfg.Name, r.to, n.cfg.Name, n.cfg.Name, here, there)
+				continue
+			}
 			fail(r.pos, "stage %q: the route to %q crosses processes (%q runs here, %q does not), and only a queue on NATS can carry it: give %q queue: {transport: nats, stream: NAME}",
 				n.cfg.Name, r.to, here, there, r.to)
 		}
