@@ -5,6 +5,8 @@
 #               BENCH='--only b1,b2 --runs 7' passes flags
 #   make lint   gofmt, vet, staticcheck
 #   make docs   regenerate README.md's YAML reference
+#   make nats-server  a local NATS server with JetStream on 127.0.0.1:4222 (store in .nats/),
+#               for pipelines split across processes (README: Across processes)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
@@ -13,7 +15,7 @@ PIPELINE ?= pipeline.yaml
 FUZZTIME ?= 10s
 BENCH ?=
 
-.PHONY: all build run test vet staticcheck race fuzz bench lint fmt-check docs clean
+.PHONY: all build run test vet staticcheck race fuzz bench lint fmt-check docs clean nats-server
 
 all: build
 
@@ -60,6 +62,14 @@ lint: fmt-check vet staticcheck
 
 docs: build
 	bin/pipectl doc --update README.md
+
+NATS_STORE ?= .nats
+NATS_PORT ?= 4222
+
+# nats-server from its Go module, at the version go.mod pins (the tests run
+# the same code in process); the first run downloads and builds it.
+nats-server:
+	go run github.com/nats-io/nats-server/v2 -js -sd $(NATS_STORE) -a 127.0.0.1 -p $(NATS_PORT)
 
 clean:
 	rm -rf bin

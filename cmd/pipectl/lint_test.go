@@ -67,3 +67,21 @@ func TestLintWarnsUnrouted(t *testing.T) {
 		t.Errorf("exit %d, stdout %q; want exit 0 and %q", code, out, want)
 	}
 }
+
+func TestLintStages(t *testing.T) {
+	split := filepath.Join("..", "..", "examples", "split", "pipeline.yaml")
+	for _, stages := range []string{"", "accept,parse", "store"} {
+		args := []string{"lint", split}
+		if stages != "" {
+			args = append(args, "--stages", stages)
+		}
+		if code, out, errOut := runCLI(t, args...); code != 0 || out != "ok\n" {
+			t.Errorf("split, --stages %q: exit %d, stdout %q, stderr %q", stages, code, out, errOut)
+		}
+	}
+	// Without a queue on NATS, a process cannot run part of pipeline.yaml.
+	code, out, _ := runCLI(t, "lint", filepath.Join("..", "..", "pipeline.yaml"), "--stages", "accept,parse")
+	if code != 1 || !strings.Contains(out, `pipeline.yaml:40:11: stage "parse": the route to "store" crosses processes`) {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+}
