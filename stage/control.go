@@ -2,6 +2,8 @@ package stage
 
 import (
 	"fmt"
+	"math"
+	"sort"
 	"time"
 )
 
@@ -61,10 +63,21 @@ const (
 	// 60 s, so that a knob at its useful limit probes past it rarely.
 	holdFirst = 20
 	holdMax   = 240
-	// loadShift: a hold ends early when the throughput moves by more than
-	// this share from where it was when the hold began (the load or the
-	// stage changed, so the earlier verdict no longer holds).
-	loadShift = 0.2
+	// loadShift: a hold ends early when the throughput, smoothed over
+	// about a second (loadSmooth per window), moves by more than this
+	// share from where it was when the hold began: the load or the stage
+	// changed, so the earlier verdict no longer holds. Smoothed, so that
+	// the noise of a busy machine does not end holds window after window.
+	loadShift  = 0.25
+	loadSmooth = 0.2
+	// noiseWindows: the noise of the throughput is the median relative
+	// difference between consecutive windows in which no knob changed,
+	// over the last noiseWindows such pairs (a median, so that a load
+	// step counts once and is gone). A growth must beat twice the noise
+	// to be kept, and a shrink may cost less the noisier the machine, so
+	// that on a machine shared with other programs noise does not pass
+	// for a gain.
+	noiseWindows = 16
 )
 
 // Knob names, as in Decision.Knob and /stats.
@@ -151,6 +164,7 @@ type trial struct {
 	sum     float64 // throughput of the windows since, summed
 	starved int     // samples since with a batch waiting and a run slot free
 	windows int
+	busy    bool // a shrink tried under load: judged on throughput alone
 }
 
 // controller decides a stage's batch size and pool size from samples. Its
@@ -168,7 +182,12 @@ type controller struct {
 
 	trial       *trial                // the last change, judged by the windows after it
 	light, calm int                   // windows in a row: light batches, the pool keeping up
+	tryFewer    bool                  // a growth did not pay: try one worker fewer next
 	xs          [judgeWindows]float64 // throughput of the latest windows, newest first
+	xSmooth     float64               // throughput smoothed over about a second
+	diffs       [noiseWindows]float64 // relative differences of quiet consecutive windows
+	ndiffs      int                   // diffs recorded so far
+	quiet       int                   // windows in a row with no change
 }
 
 // newController returns a controller for knobs starting at batch and
@@ -216,6 +235,7 @@ func (c *controller) observe(now time.Time, s sample) []Decision {
 	if !ok {
 		return nil
 	}
+	c.quiet = 0
 	d.At = now
 	return []Decision{d}
 }
@@ -241,14 +261,26 @@ func (c *controller) decide(w window) (Decision, bool) {
 	x := w.rate()
 	copy(c.xs[1:], c.xs[:])
 	c.xs[0] = x
+	if c.xSmooth == 0 {
+		c.xSmooth = x
+	} else {
+		c.xSmooth += loadSmooth * (x - c.xSmooth)
+	}
+	if c.trial != nil {
+		c.quiet = 0 // a change is being judged: its windows are not noise
+	}
+	if c.quiet++; c.quiet >= 2 && x+c.xs[1] > 0 {
+		c.diffs[c.ndiffs%noiseWindows] = math.Abs(x-c.xs[1]) / ((x + c.xs[1]) / 2)
+		c.ndiffs++
+	}
 	if w.starved == 0 {
 		c.calm++
 	} else {
 		c.calm = 0
 	}
 	for _, k := range []*knob{&c.batch, &c.workers} {
-		k.up.tick(x)
-		k.down.tick(x)
+		k.up.tick(c.xSmooth)
+		k.down.tick(c.xSmooth)
 	}
 	if t := c.trial; t != nil {
 		t.sum += x
@@ -274,15 +306,19 @@ func (c *controller) judge(t *trial) (Decision, bool) {
 	k := t.k
 	grew := k.now > t.from
 	kept := after >= t.need && after > 0
-	if !grew { // kept unless the pool falls behind: what would grow it again
+	if !grew && !t.busy { // kept unless the pool falls behind: what would grow it again
 		kept = after >= t.need && float64(t.starved) < starvedShare*float64(t.windows*controlWindow)
 	}
+	// A change kept moves the knob to another level: what was learnt
+	// about moving the other way from the old level no longer holds.
 	switch {
 	case kept && grew:
 		k.up.backoff = holdFirst
+		k.down = hold{backoff: holdFirst}
 		return Decision{}, false
 	case kept:
 		k.down.backoff = holdFirst
+		k.up = hold{backoff: holdFirst}
 		return Decision{}, false
 	case !k.auto: // pinned meanwhile: the operator's value stands
 		return Decision{}, false
@@ -290,21 +326,42 @@ func (c *controller) judge(t *trial) (Decision, bool) {
 	from := k.now
 	k.now = t.from
 	if grew {
-		pause := k.up.failed(after)
+		// n+1 did not pay; perhaps n does not either (an earlier growth
+		// kept on noise): try n-1, so that the pool walks both ways.
+		c.tryFewer = k == &c.workers
+		pause := k.up.failed(c.xSmooth)
 		return Decision{Knob: k.name, From: float64(from), To: float64(t.from),
 			Reason: fmt.Sprintf("growing %s from %d to %d did not raise throughput enough (%.0f/s before, %.0f/s after, %.0f/s wanted): back to %d, no growth for %s",
 				k.name, t.from, from, t.x, after, t.need, t.from, pause)}, true
 	}
-	pause := k.down.failed(after)
+	pause := k.down.failed(c.xSmooth)
 	return Decision{Knob: k.name, From: float64(from), To: float64(t.from),
-		Reason: fmt.Sprintf("with one worker fewer (%d) the pool fell behind (%.0f/s before, %.0f/s after; a batch waited with a run slot free in %d of %d samples): back to %d, no shrinking for %s",
-			from, t.x, after, t.starved, t.windows*controlWindow, t.from, pause)}, true
+		Reason: fmt.Sprintf("with one worker fewer (%d) the stage fell behind (%.0f/s before, %.0f/s after, %.0f/s wanted; a batch waited with a run slot free in %d of %d samples): back to %d, no shrinking for %s",
+			from, t.x, after, t.need, t.starved, t.windows*controlWindow, t.from, pause)}, true
+}
+
+// noise is the relative spread of the throughput from window to window.
+func (c *controller) noise() float64 {
+	n := min(c.ndiffs, noiseWindows)
+	if n == 0 {
+		return 0
+	}
+	d := append([]float64(nil), c.diffs[:n]...)
+	sort.Float64s(d)
+	return d[n/2]
 }
 
 // try puts a change of k from from to its value now on trial: it is kept
 // when the throughput after it is at least (1+gain) times that before
-// it (gain < 0 for a shrink).
+// it. A growth (gain > 0) must also beat twice the noise; a shrink (gain
+// < 0) may cost -gain less the noise, and nothing once the noise is as
+// large.
 func (c *controller) try(k *knob, from int, gain float64) *trial {
+	if gain > 0 {
+		gain = math.Max(gain, 2*c.noise())
+	} else {
+		gain = math.Min(0, gain+c.noise())
+	}
 	sum, n := 0.0, 0
 	for _, x := range c.xs {
 		if x > 0 {
@@ -373,13 +430,22 @@ func (c *controller) decidePool(w window) (Decision, bool) {
 			Reason: fmt.Sprintf("in %d of %d samples %d or more events were queued while a run slot was free (%.1f of %d workers blocked on average): %d -> %d, kept if throughput rises from %.0f/s to %.0f/s",
 				w.starved, w.samples, w.threshold, float64(w.blockedSum)/float64(w.samples), from, from, k.now, t.x, t.need)}, true
 	case c.calm >= calmWindows && k.now > k.floor && k.down.left == 0:
-		c.calm = 0
+		c.calm, c.tryFewer = 0, false
 		from := k.now
 		k.now = from - 1
 		t := c.try(k, from, -gainMin)
 		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
 			Reason: fmt.Sprintf("for %s no batch waited for a worker: %d -> %d, kept if throughput stays above %.0f/s and the pool keeps up",
 				time.Duration(calmWindows*controlWindow)*ControlSample, from, k.now, t.need)}, true
+	case c.tryFewer && k.now > k.floor && k.down.left == 0:
+		c.tryFewer = false
+		from := k.now
+		k.now = from - 1
+		t := c.try(k, from, -gainMin)
+		t.busy = true
+		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
+			Reason: fmt.Sprintf("a worker more did not pay; trying one fewer: %d -> %d, kept if throughput stays above %.0f/s",
+				from, k.now, t.need)}, true
 	}
 	return Decision{}, false
 }

@@ -21,6 +21,10 @@ type model struct {
 	cpuFixed, cpuPer, blockFixed, blockPer time.Duration
 	units                                  int     // the shared resource's parallel units; 0: unlimited
 	noise                                  float64 // service times vary by up to ±noise at random
+	// shared: the machine's speed changes every 100 ms by up to ±shared
+	// at random, for every worker at once (other programs on the cores).
+	shared float64
+	speed  float64
 	// The load: events per second offered at a time; what the full queue
 	// cannot take is lost (counted in dropped).
 	rate func(t time.Duration) float64
@@ -111,6 +115,9 @@ func (m *model) run(until time.Duration) {
 				windowStart, windowTaken, offered = m.now, m.taken, 0
 			}
 		}
+		if m.shared > 0 && m.now%(100*time.Millisecond) == 0 {
+			m.speed = 1 + m.shared*(2*m.rng.Float64()-1)
+		}
 		// Arrivals.
 		r := m.rate(m.now)
 		offered += r * modelStep.Seconds()
@@ -135,10 +142,15 @@ func (m *model) run(until time.Duration) {
 		if m.units > 0 && blocked > m.units {
 			speed = float64(m.units) / float64(blocked)
 		}
+		machine := 1.0
+		if m.shared > 0 {
+			machine = m.speed
+		}
+		speed *= machine
 		for _, w := range m.workers {
 			switch w.state {
 			case onCPU:
-				w.left -= modelStep
+				w.left -= time.Duration(machine * float64(modelStep))
 				if w.left <= 0 {
 					if w.block > 0 {
 						w.state, w.left = inBlocking, w.block
