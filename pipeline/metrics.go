@@ -17,7 +17,8 @@ type collector struct {
 
 	// Sources' own counters (stage.SourceStats).
 	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
-	nats                                             natsDescs // queues on NATS (nats.go)
+	nats                                             natsDescs    // queues on NATS (nats.go)
+	control                                          controlDescs // the controllers (metrics_control.go)
 }
 
 func newCollector(p *Pipeline) *collector {
@@ -49,7 +50,8 @@ func newCollector(p *Pipeline) *collector {
 		srcBytes: d("pipeline_source_bytes_in_total", "Bytes a source read from its clients.", stage),
 		srcDrops: d("pipeline_source_drops_total",
 			"Records a source lost without telling the sender, by reason.", []string{"stage", "reason"}),
-		nats: newNatsDescs(d),
+		nats:    newNatsDescs(d),
+		control: newControlDescs(d),
 	}
 }
 
@@ -61,6 +63,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.nats.describe(ch)
+	c.control.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -106,6 +109,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if st.Nats != nil {
 			c.nats.collect(ch, n, st.Nats)
+		}
+		if st.Control != nil {
+			c.control.collect(ch, n, st.Control)
 		}
 	}
 }

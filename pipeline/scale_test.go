@@ -69,6 +69,27 @@ func TestAdminScale(t *testing.T) {
 	if st.Pool.Workers != 5 || st.Pool.Concurrency != 3 || st.Control.Workers.Auto || st.Control.Batch.Auto || st.Control.Batch.Now != 100 {
 		t.Fatalf("after pinning: pool %+v, control %+v %+v", st.Pool, st.Control.Workers, st.Control.Batch)
 	}
+	// /metrics says the same: the batch size and that both knobs are pinned.
+	_, metrics := rtGet(t, c, "http://"+p.AdminAddr()+"/metrics", "s3cret")
+	for _, want := range [][]string{
+		{"pipeline_stage_batch_size{", `stage="work"`, "} 100"},
+		{"pipeline_stage_knob_auto{", `knob="workers"`, `stage="work"`, "} 0"},
+		{"pipeline_stage_knob_auto{", `knob="batch"`, `stage="work"`, "} 0"},
+		{"pipeline_stage_knob_limit{", `bound="max"`, `knob="workers"`, `stage="work"`, "} 16"},
+		{"pipeline_stage_control_decisions_total{", `stage="work"`, "} 3"},
+	} {
+		found := false
+		for _, line := range strings.Split(metrics, "\n") {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(line, w)
+			}
+			found = found || ok
+		}
+		if !found {
+			t.Errorf("/metrics has no line with %q", want)
+		}
+	}
 	code, body = rtPost(t, c, url("work"), js, "s3cret", `{"workers": "auto", "batch": "auto"}`)
 	if code != 200 || !strings.Contains(body, `"workers":{"now":5,"auto":true`) || !strings.Contains(body, `"batch":{"now":100,"auto":true`) {
 		t.Fatalf("handing back: %d %s", code, body)

@@ -169,7 +169,7 @@ quantiles. Rates need two samples: stats takes them --interval apart
 // statsTable renders cur as one aligned table, with rates since prev when
 // prev is not nil.
 func statsTable(prev, cur *snapshot) string {
-	head := []string{"STAGE", "KIND", "QUEUE", "RUN/WORKERS", "BLOCKED", "IN", "OUT", "ERRORS", "REJECTED", "IN/S", "OUT/S", "P50", "P99"}
+	head := []string{"STAGE", "KIND", "QUEUE", "RUN/WORKERS", "BATCH", "BLOCKED", "IN", "OUT", "ERRORS", "REJECTED", "IN/S", "OUT/S", "P50", "P99"}
 	rows := [][]string{head}
 	for _, st := range cur.Stages {
 		r := rateOf(prev, cur, st)
@@ -178,6 +178,7 @@ func statsTable(prev, cur *snapshot) string {
 			st.Kind,
 			queueCell(st),
 			poolCell(st),
+			batchCell(st),
 			poolNum(st, st.Pool.Blocked),
 			strconv.FormatUint(st.In, 10),
 			strconv.FormatUint(st.Out, 10),
@@ -192,6 +193,9 @@ func statsTable(prev, cur *snapshot) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pipeline %s%s, up %s\n", orDash(cur.Pipeline), stateNote(cur.State), uptime(cur.Uptime))
 	writeAligned(&b, rows, 2)
+	for _, l := range admissionLines(cur) {
+		b.WriteString(l + "\n")
+	}
 	return b.String()
 }
 
@@ -224,11 +228,56 @@ func queueCell(st stage.Stats) string {
 	return fmt.Sprintf("%d/%d", st.Queue.Depth, st.Queue.Capacity)
 }
 
+// poolCell is running/workers, and whether the pool controller sizes the
+// pool (auto) or it is pinned: "1/8 auto".
 func poolCell(st stage.Stats) string {
 	if st.Inline || st.Pool.Workers == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d/%d", st.Pool.Running, st.Pool.Workers)
+	c := fmt.Sprintf("%d/%d", st.Pool.Running, st.Pool.Workers)
+	if st.Control != nil {
+		c += knobMode(st.Control.Workers)
+	}
+	return c
+}
+
+// batchCell is the batch size now and whether the batching controller
+// sizes it: "1024 auto", "200 pinned"; "-" for a stage without a pool.
+func batchCell(st stage.Stats) string {
+	if st.Control == nil || st.Control.Batch == nil {
+		return "-"
+	}
+	return strconv.Itoa(st.Control.Batch.Now) + knobMode(st.Control.Batch)
+}
+
+func knobMode(k *stage.KnobStats) string {
+	switch {
+	case k == nil:
+		return ""
+	case k.Auto:
+		return " auto"
+	}
+	return " pinned"
+}
+
+// admissionLines say, for each source under admission control, its p99
+// against its target and the rate it admits:
+// "accept: admission p99 180ms (target 250ms), admitting 15.3k/s at most, 1.2M shed".
+func admissionLines(s *snapshot) []string {
+	var out []string
+	for _, st := range s.Stages {
+		if st.Control == nil || st.Control.Admission == nil {
+			continue
+		}
+		a := st.Control.Admission
+		rate := "not limiting"
+		if a.Rate > 0 {
+			rate = "admitting " + humanRate(a.Rate) + "/s at most"
+		}
+		out = append(out, fmt.Sprintf("%s: admission p99 %s (target %s), %s, %s shed",
+			st.Name, orDash(msCell(a.P99Ms)), msCell(a.TargetMs), rate, humanRate(float64(a.Shed))))
+	}
+	return out
 }
 
 func poolNum(st stage.Stats, n int) string {

@@ -79,7 +79,7 @@ func (m *topModel) render(width int) []string {
 	if m.cur == nil {
 		return cut(lines, width)
 	}
-	rows := [][]string{{"STAGE", "KIND", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "BLOCKED", "IN/S", "OUT/S", "P99", "DEPTH HISTORY"}}
+	rows := [][]string{{"STAGE", "KIND", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "BATCH", "BLOCKED", "IN/S", "OUT/S", "P99", "DEPTH HISTORY"}}
 	for _, st := range m.cur.Stages {
 		r := rateOf(m.prev, m.cur, st)
 		rows = append(rows, []string{
@@ -87,6 +87,7 @@ func (m *topModel) render(width int) []string {
 			depthBar(st),
 			queueCell(st),
 			poolCell(st),
+			batchCell(st),
 			poolNum(st, st.Pool.Blocked),
 			rateCell(r.ok, r.In),
 			rateCell(r.ok, r.Out),
@@ -95,8 +96,9 @@ func (m *topModel) render(width int) []string {
 		})
 	}
 	var b strings.Builder
-	writeAligned(&b, rows, 2, 2, 9)
+	writeAligned(&b, rows, 2, 2, 10)
 	lines = append(lines, strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")...)
+	lines = append(lines, admissionLines(m.cur)...)
 	return cut(lines, width)
 }
 
