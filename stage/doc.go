@@ -24,4 +24,53 @@
 //
 // Handlers that block (database calls) wrap the blocking call in Blocking,
 // so that the worker gives up its run slot while it waits.
+//
+// # Adaptive control
+//
+// A stage's batch size and pool size are sized while it runs when its
+// Settings leave them 0 (auto), and never move when set (pinned); an
+// operator pins or releases them through Lifecycle.SetBatch, SetWorkers
+// and SetConcurrency (pipectl scale). The controllers are SEDA's (Welsh,
+// Culler, Brewer, SOSP 2001, §4). Every ControlSample (50 ms) a stage's
+// control loop reads its port's gauges and its totals; five samples make a
+// window, and at most one knob changes per window. A growth is a trial,
+// kept only when the two windows after it take events faster than the two
+// before it by 5% and by twice the measured noise; a failed trial is undone
+// and pauses that direction (5 s, doubling up to 60 s, or until the load
+// moves by 25%).
+//
+// The batching controller doubles the batch when half of a window's
+// batches found a whole batch waiting, and halves it when batches average
+// a quarter of it or less for two windows (light load). It starts at its
+// ceiling, the queue capacity and at most MaxAutoBatch: a size the queue
+// does not fill costs nothing without linger. For a database sink a batch
+// is a transaction, so this is where COPY's speed comes from.
+//
+// The thread-pool controller adds a quarter of the pool (at least one
+// worker) when in 80% of a window's samples a batch was waiting while a
+// run slot was free: every worker busy, some blocked inside Blocking. Run
+// slots stay at GOMAXPROCS, so a stage that never blocks never has a free
+// slot with work waiting and gets no workers beyond them: threads equal to
+// the CPUs, plus replacements for the ones blocked, as a completion port
+// runs. After a growth that did not pay it tries one worker fewer, and
+// after 5 s in which no batch waited it tries one fewer too, so the pool
+// walks both ways around its best size. Its range is the run slots to
+// AutoWorkersCeiling, and no more than a WorkerLimiter handler can use.
+// Retiring a worker interrupts nothing: it leaves when it comes back for
+// its next batch.
+//
+// A source may put itself under admission control
+// (SourceRuntime.StartAdmission, netio.tcp's admission.target): Welsh and
+// Culler's response-time controller (USITS 2003). Every AdmissionPeriod
+// it compares the p99 from read to finish of the records read since its
+// last decrease with the target, and what is in flight (Little's law) with
+// it too: over, or with the next queue full, the admitted rate drops to
+// what finished over 1.2 (more when a backlog must drain); under 90% of
+// the target, with records held back, it climbs back by slow start to near
+// the last congestion and then additively. The source asks Admission.Admit
+// per read and refuses the rest busy at once, before making events of
+// them.
+//
+// docs/DESIGN.md ("Adaptive control") gives the reasons, the constants and
+// how fast each controller settles in the tests.
 package stage
