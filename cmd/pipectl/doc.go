@@ -9,6 +9,7 @@
 //	pipectl graph FILE [--format dot|mermaid]
 //	pipectl stats [--addr 127.0.0.1:9464] [--token T] [--json]
 //	pipectl top [--addr 127.0.0.1:9464] [--interval 1s]
+//	pipectl scale STAGE [--workers N|auto] [--concurrency N] [--batch N|auto] [--addr A] [--token T]
 //	pipectl load --addr 127.0.0.1:7000 [--conns 64] [--rate N] [--count N | --duration D]
 //	pipectl doc
 //	pipectl version (or --version)
