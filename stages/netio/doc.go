@@ -2,8 +2,9 @@
 // that frames records out of its connections, numbers them per
 // connection, hands them to the next stage as events, and acknowledges
 // them to the client once they are finished. netio.udp takes one record
-// per datagram (see UDPSource). Register adds the kinds to a
-// stage.Registry; New and NewUDP build sources directly.
+// per datagram (see UDPSource), netio.http NDJSON bodies POSTed to a path
+// (see HTTPSource). Register adds the kinds to a stage.Registry; New,
+// NewUDP and NewHTTP build sources directly.
 //
 // Every source counts what /stats shows under "source"
 // (stage.SourceStats): connections accepted, closed and refused, protocol
@@ -123,4 +124,50 @@
 // because the socket's buffer was full (drops.socket_overrun, from
 // SO_RXQ_OVFL; socket_buffer sets SO_RCVBUF). StopInput closes the socket
 // and hands on what was read; Drain waits until it is finished.
+//
+// # netio.http
+//
+// Clients POST to path a body of NDJSON records, one per line, framed as
+// framing lines frames a connection: a trailing \r is dropped, and empty
+// lines are skipped and take no number, so the records of a body are
+// numbered from 1 over its non-empty lines. Content-Encoding: gzip is
+// accepted. The body is bounded by max_body both as sent and once
+// decoded, so a small compressed body cannot unfold into a large one. The
+// answer comes once every record of the body is finished, in JSON:
+//
+//   - 200 {"acked":N}: every record was acked;
+//   - 422 {"acked":N,"nacked":[{"record":K,"reason":"..."}]}: some were
+//     refused (a record over max_frame is refused "too large");
+//   - 503 with Retry-After: busy: max_requests are being served, admission
+//     control admits fewer records, or a record was refused busy (a full
+//     queue under overflow: reject; the body lists which), or the source is
+//     stopping. A client sends the body again; records acked in it are then
+//     stored twice unless the sink ignores duplicates (db.postgres
+//     conflict: ignore with a key);
+//   - 413: the body is over max_body, and none of its records was taken;
+//   - 401: token is set and the request lacks `Authorization: Bearer
+//     TOKEN`; 404 for another path, 405 for another method, 415 for another
+//     Content-Encoding, 400 for a body that cannot be read.
+//
+// Refused requests (401, 413, 400, 415) and failed TLS handshakes count as
+// protocol errors, logged at warn with the client's address at most once a
+// second. A request holds its body in memory until it is answered, so
+// max_requests times max_body bounds the source's memory. StopInput
+// closes the listener, ends keep-alive and answers 503 to requests still
+// coming; Drain waits until every request taken is answered.
+//
+// # TLS
+//
+// netio.tcp and netio.http take tls: {cert, key, client_ca}: TLS 1.2 or
+// later; with client_ca the TLS is mutual, and a client without a
+// certificate one of those CAs signed is refused in the handshake
+// (counted in connections.refused and protocol_errors.tls_handshake). The
+// handshake runs in the connection's own goroutine, bounded by ten
+// seconds, never in the accept loop. The files are loaded again on SIGHUP
+// and when their size or modification time changes (looked at every two
+// seconds); new handshakes get the new certificate, connections open keep
+// theirs, and files that do not load keep the previous certificate, with
+// a warning. Over TLS a reader holds its read buffer while the connection
+// is idle (the socket being readable says nothing of what the TLS layer
+// holds decrypted).
 package netio

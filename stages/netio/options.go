@@ -213,7 +213,7 @@ func admissionTarget() stage.Field {
 		Doc: "the p99 latency from read to finish to keep under, e.g. 250ms"}
 }
 
-// Register registers the kinds netio.tcp and netio.udp in r.
+// Register registers the kinds netio.tcp, netio.udp and netio.http in r.
 func Register(r *stage.Registry) error {
 	for _, k := range []stage.Kind{{
 		Name:      Kind,
@@ -229,6 +229,14 @@ func Register(r *stage.Registry) error {
 			"buffer was full; Linux reports it)",
 		Fields:    UDPFields(),
 		NewSource: NewUDPSource,
+	}, {
+		Name: HTTPKind,
+		Doc: "HTTP intake: clients POST NDJSON (one record per line; empty lines skipped and not numbered; " +
+			"Content-Encoding: gzip accepted) to path, and the answer comes once every record is finished: " +
+			"200 {\"acked\":N}; 422 {\"acked\":N,\"nacked\":[{\"record\":K,\"reason\":\"...\"}]} (records numbered from 1); " +
+			"413 when the body is over max_body (nothing taken); 503 with Retry-After when busy; 401 without the token",
+		Fields:    HTTPFields(),
+		NewSource: NewHTTPSource,
 	}} {
 		if err := r.Register(k); err != nil {
 			return err

@@ -1,0 +1,109 @@
+package netio
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Errors of readBody; the HTTP source answers each with its status.
+var (
+	errBodyTooLarge = errors.New("body over max_body")     // 413
+	errEncoding     = errors.New("unsupported encoding")   // 415
+	errBadBody      = errors.New("body could not be read") // 400
+)
+
+// readBody reads an HTTP request body of the given Content-Encoding
+// ("", identity or gzip) into memory, at most maxBody bytes as sent and
+// at most maxBody bytes decoded (so a small gzip bomb costs no more than
+// a plain body). It reads one byte past maxBody to tell a body of exactly
+// maxBody from a longer one. The errors wrap errBodyTooLarge,
+// errEncoding or errBadBody.
+func readBody(body io.Reader, encoding string, maxBody int) ([]byte, error) {
+	raw := &limitedReader{r: body, left: int64(maxBody) + 1}
+	var r io.Reader = raw
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		gz, err := gzip.NewReader(raw)
+		if err != nil {
+			if raw.over() {
+				return nil, errBodyTooLarge
+			}
+			return nil, fmt.Errorf("%w: gzip: %v", errBadBody, err)
+		}
+		defer gz.Close()
+		r = gz
+	default:
+		return nil, fmt.Errorf("%w %q: send the body plain or with Content-Encoding: gzip", errEncoding, encoding)
+	}
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(io.LimitReader(r, int64(maxBody)+1))
+	switch {
+	case raw.over() || buf.Len() > maxBody:
+		return nil, errBodyTooLarge
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", errBadBody, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// limitedReader is io.LimitedReader that remembers running out.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+	out  bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		l.out = true
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// over reports whether more than the limit less one byte was read: the
+// body is over max_body.
+func (l *limitedReader) over() bool { return l.left <= 0 }
+
+// httpRec is one record of an NDJSON body: a line, or one over max_frame.
+type httpRec struct {
+	line     []byte // a piece of the body
+	tooLarge bool
+}
+
+// splitRecords cuts an NDJSON body into its records as framing: lines
+// does on a connection: lines end with \n, a trailing \r is dropped,
+// empty lines are skipped and take no number, the last line needs no \n,
+// and a line over maxFrame is a record refused as too large. The records
+// are pieces of body, not copies.
+func splitRecords(body []byte, maxFrame int, recs []httpRec) []httpRec {
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		switch {
+		case len(line) == 0:
+		case len(line) > maxFrame:
+			recs = append(recs, httpRec{tooLarge: true})
+		default:
+			recs = append(recs, httpRec{line: line[:len(line):len(line)]})
+		}
+	}
+	return recs
+}

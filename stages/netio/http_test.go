@@ -1,0 +1,205 @@
+package netio_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+func newHTTPRig(t *testing.T, o netio.HTTPOptions, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.HTTPSource) {
+	t.Helper()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	src, err := netio.NewHTTP(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.HTTPKind, Workers: 1, Concurrency: 1, Capacity: 64}, sinkSet, h)
+	return r, src
+}
+
+// answer is a response: its status, Retry-After and JSON body.
+type answer struct {
+	status     int
+	retryAfter string
+	Acked      int `json:"acked"`
+	Nacked     []struct {
+		Record int    `json:"record"`
+		Reason string `json:"reason"`
+	} `json:"nacked"`
+	Error string `json:"error"`
+}
+
+func (a answer) nacks() string {
+	var s []string
+	for _, n := range a.Nacked {
+		s = append(s, fmt.Sprintf("%d:%s", n.Record, n.Reason))
+	}
+	return strings.Join(s, ",")
+}
+
+func post(t *testing.T, c *http.Client, url string, body []byte, header map[string]string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var a answer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		t.Fatalf("%d: body %q is not JSON: %v", resp.StatusCode, raw, err)
+	}
+	a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	return a
+}
+
+// The answers of netio.http: 200 with every record acked, 422 listing the
+// refused ones numbered from 1 (empty lines not numbered), gzip bodies,
+// 413 over max_body (nothing taken), 401 without the token, 404 and 405.
+func TestHTTPAnswers(t *testing.T) {
+	r, src := newHTTPRig(t, netio.HTTPOptions{Path: "/ingest", MaxBody: 1024, MaxFrame: 64, Token: "s3cret"}, stage.Settings{Workers: 1}, nil)
+	url := "http://" + src.Addr().String() + "/ingest"
+	c := &http.Client{}
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+
+	if a := post(t, c, url, []byte("{\"n\":1}\n{\"n\":2}\n{\"n\":3}"), auth); a.status != 200 || a.Acked != 3 || a.Nacked != nil {
+		t.Fatalf("all good: %+v", a)
+	}
+	body := "{\"n\":4}\r\n\n{\"bad\":5}\n\n" + strings.Repeat("x", 65) + "\n{\"n\":7}\n"
+	if a := post(t, c, url, []byte(body), auth); a.status != 422 || a.Acked != 2 || a.nacks() != "2:bad record,3:too large" {
+		t.Fatalf("some refused: %+v", a)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("{\"n\":8}\n{\"n\":9}\n"))
+	zw.Close()
+	if a := post(t, c, url, gz.Bytes(), map[string]string{"Authorization": "Bearer s3cret", "Content-Encoding": "gzip"}); a.status != 200 || a.Acked != 2 {
+		t.Fatalf("gzip: %+v", a)
+	}
+	before := len(r.payloads())
+	if a := post(t, c, url, bytes.Repeat([]byte("{\"n\":10}\n"), 200), auth); a.status != 413 || a.Error == "" {
+		t.Fatalf("over max_body: %+v", a)
+	}
+	var bomb bytes.Buffer // small as sent, over max_body decoded
+	zw = gzip.NewWriter(&bomb)
+	zw.Write(bytes.Repeat([]byte("{\"n\":11}\n"), 1000))
+	zw.Close()
+	if a := post(t, c, url, bomb.Bytes(), map[string]string{"Authorization": "Bearer s3cret", "Content-Encoding": "gzip"}); a.status != 413 {
+		t.Fatalf("gzip over max_body once decoded (%d bytes sent): %+v", bomb.Len(), a)
+	}
+	if got := len(r.payloads()); got != before {
+		t.Fatalf("the sink saw %d records of bodies over max_body", got-before)
+	}
+	if a := post(t, c, url, []byte("{}\n"), nil); a.status != 401 {
+		t.Fatalf("no token: %+v", a)
+	}
+	if a := post(t, c, url, []byte("{}\n"), map[string]string{"Authorization": "Bearer wrong"}); a.status != 401 {
+		t.Fatalf("wrong token: %+v", a)
+	}
+	if a := post(t, c, "http://"+src.Addr().String()+"/other", []byte("{}\n"), auth); a.status != 404 {
+		t.Fatalf("other path: %+v", a)
+	}
+	if resp, err := c.Get(url); err != nil || resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
+		t.Fatalf("GET: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if a := post(t, c, url, []byte("{}\n"), map[string]string{"Authorization": "Bearer s3cret", "Content-Encoding": "br"}); a.status != 415 {
+		t.Fatalf("brotli: %+v", a)
+	}
+	if a := post(t, c, url, []byte("not gzip"), map[string]string{"Authorization": "Bearer s3cret", "Content-Encoding": "gzip"}); a.status != 400 {
+		t.Fatalf("bad gzip: %+v", a)
+	}
+	st := r.in.Stage().Stats().Source
+	if st.ProtocolErrors["unauthorized"] != 2 || st.ProtocolErrors["body_too_large"] != 2 || st.ProtocolErrors["bad_request"] != 2 ||
+		st.Nacks.Other != 1 || st.Nacks.TooLarge != 1 || st.BytesIn == 0 || st.Connections.Accepted == 0 {
+		t.Fatalf("source counters %+v", *st)
+	}
+}
+
+// Busy is 503 with Retry-After: over max_requests, and when the next
+// stage's queue is full under overflow: reject.
+func TestHTTPBusy(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 16)
+	var r *rig
+	r, src := newHTTPRig(t, netio.HTTPOptions{MaxRequests: 1}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Batch: 1, Overflow: port.Reject},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			entered <- struct{}{}
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	url := "http://" + src.Addr().String() + "/"
+	c := &http.Client{}
+	var wg sync.WaitGroup
+	var first answer
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		first = post(t, c, url, bytes.Repeat([]byte("{\"a\":1}\n"), 10), nil)
+	}()
+	<-entered // the first request holds the one slot, its first record in the sink
+	if a := post(t, c, url, []byte("{}\n"), nil); a.status != 503 || a.retryAfter != "1" {
+		t.Fatalf("over max_requests: %+v", a)
+	}
+	close(gate)
+	wg.Wait()
+	// Record 1 in the sink, one more queued (capacity 1), the rest
+	// refused busy: 503, as any busy record makes it.
+	if first.status != 503 || first.retryAfter != "1" || len(first.Nacked) == 0 || first.Acked+len(first.Nacked) != 10 ||
+		!strings.HasSuffix(first.nacks(), "10:busy") {
+		t.Fatalf("records refused busy: %+v", first)
+	}
+	poll.Until(t, "the busy nacks counted", func() bool {
+		return r.in.Stage().Stats().Source.Nacks.Busy == uint64(len(first.Nacked))
+	})
+}
+
+// netio.http over mutual TLS: a client with a certificate is answered,
+// one without is refused in the handshake and counted.
+func TestHTTPMutualTLS(t *testing.T) {
+	f := newTLSFiles(t)
+	r, src := newHTTPRig(t, netio.HTTPOptions{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ClientCA: f.ca.CertFile}},
+		stage.Settings{Workers: 1}, nil)
+	url := "https://" + src.Addr().String() + "/"
+	with := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.ca.Pool(), Certificates: []tls.Certificate{f.client.TLS}}}}
+	defer with.CloseIdleConnections()
+	if a := post(t, with, url, []byte("{\"tls\":true}\n"), nil); a.status != 200 || a.Acked != 1 {
+		t.Fatalf("with a certificate: %+v", a)
+	}
+	without := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.ca.Pool()}}}
+	defer without.CloseIdleConnections()
+	if resp, err := without.Post(url, "application/x-ndjson", strings.NewReader("{}\n")); err == nil {
+		resp.Body.Close()
+		t.Fatalf("without a certificate: %s", resp.Status)
+	}
+	poll.Until(t, "the refused handshake counted", func() bool {
+		return r.in.Stage().Stats().Source.ProtocolErrors["tls_handshake"] == 1
+	})
+	if st := r.in.Stage().Stats().Source; st.Connections.Refused != 1 || st.Connections.Accepted != 1 {
+		t.Fatalf("source counters %+v", *st)
+	}
+}
