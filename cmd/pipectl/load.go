@@ -50,7 +50,9 @@ records per second in all (0: as fast as acks allow), until --count records
 are sent or --duration has passed. It then waits for every ack and prints
 sent, acked, nacked (with the first few reasons), acked rows per second and
 the ack latency (from the write of a record to the read of the ack covering
-it). The exit status is 1 if any record is left unacknowledged.`,
+it). The exit status is 1 if any record is left unacknowledged or a
+connection failed; when the server closes the connections early (it is
+draining, say), the report says so in one line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
@@ -74,7 +76,10 @@ it). The exit status is 1 if any record is left unacknowledged.`,
 				return &exitError{code: 1}
 			}
 			io.WriteString(cmd.OutOrStdout(), loadReport(res))
-			if res.Acked < res.Sent || res.Sent == 0 {
+			// A connection that failed (the server closed it early, say)
+			// means the load asked for did not happen, even if every record
+			// sent was acked.
+			if res.Acked < res.Sent || res.Sent == 0 || len(res.Errors) > 0 {
 				return &exitError{code: 1}
 			}
 			return nil
