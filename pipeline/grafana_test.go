@@ -119,7 +119,10 @@ func TestGrafanaDashboard(t *testing.T) {
 		"pipeline_stage_running", "pipeline_stage_blocked", "pipeline_stage_events_in_total", "pipeline_stage_events_out_total",
 		"pipeline_stage_errors_total", "pipeline_stage_rejected_total", "pipeline_stage_panics_total",
 		"pipeline_stage_latency_seconds", "pipeline_source_connections_total", "pipeline_source_protocol_errors_total",
-		"pipeline_source_nacks_total", "pipeline_source_bytes_in_total", "pipeline_source_drops_total"} {
+		"pipeline_source_nacks_total", "pipeline_source_bytes_in_total", "pipeline_source_drops_total",
+		"pipeline_stage_batch_size", "pipeline_stage_control_decisions_total", "pipeline_source_admission_rate",
+		"pipeline_source_admission_target_seconds", "pipeline_source_admission_p99_seconds",
+		"pipeline_source_admission_admitted_total", "pipeline_source_admission_shed_total"} {
 		if !seen[name] {
 			t.Errorf("no panel of docs/grafana-dashboard.json shows %s", name)
 		}
