@@ -1,6 +1,7 @@
 package db
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // valueKind is how a column's values are checked and written, from the
@@ -24,149 +28,194 @@ const (
 
 var kindNames = [...]string{"text", "an integer", "a number", "a boolean", "JSON"}
 
+// binKind is how a column is written in COPY's binary format, from its
+// base type; binNone means the table is written in the text format.
+type binKind int
+
+const (
+	binNone  binKind = iota
+	binText          // text, varchar, bpchar: the UTF-8 bytes
+	binJSON          // json: the text
+	binJSONB         // jsonb: version 1, then the text
+	binInt2          // smallint: 2 bytes, big-endian
+	binInt4          // integer
+	binInt8          // bigint
+)
+
+func binKindOf(typname string) binKind {
+	switch typname {
+	case "text", "varchar", "bpchar":
+		return binText
+	case "json":
+		return binJSON
+	case "jsonb":
+		return binJSONB
+	case "int2":
+		return binInt2
+	case "int4":
+		return binInt4
+	case "int8":
+		return binInt8
+	}
+	return binNone
+}
+
 // appendValue appends the text form of v, as PostgreSQL reads it for a
 // column of kind k, to dst. Values PostgreSQL would refuse for a numeric
 // or boolean column are refused here, so that the event is nacked without
-// a round trip. A []byte is the raw record ($): JSON already, or text.
-func appendValue(dst []byte, v any, k valueKind) ([]byte, error) {
+// a round trip. For a JSON column a String is encoded as a JSON string,
+// and the record itself ($, a JSON value) is written as it is.
+func appendValue(dst []byte, v stage.Value, k valueKind) ([]byte, error) {
 	switch k {
 	case kindInt:
-		return appendInt(dst, v)
+		n, err := toInt(v)
+		if err != nil {
+			return dst, err
+		}
+		return strconv.AppendInt(dst, n, 10), nil
 	case kindFloat:
 		return appendFloat(dst, v)
 	case kindBool:
 		return appendBool(dst, v)
 	case kindJSON:
-		switch x := v.(type) {
-		case []byte:
-			return append(dst, x...), nil
-		case json.RawMessage:
-			return append(dst, x...), nil
-		case json.Number:
-			return append(dst, x...), nil
+		switch v.Type() {
+		case stage.ValueNumber, stage.ValueJSON, stage.ValueInt, stage.ValueBool:
+			return v.AppendText(dst), nil
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return dst, fmt.Errorf("cannot encode %T as JSON: %w", v, err)
+			return dst, fmt.Errorf("cannot encode %s as JSON: %w", v.Type(), err)
 		}
 		return append(dst, b...), nil
 	}
-	switch x := v.(type) {
-	case string:
-		return append(dst, x...), nil
-	case []byte:
-		return append(dst, x...), nil
-	case json.RawMessage:
-		return append(dst, x...), nil
-	case json.Number:
-		return append(dst, x...), nil
-	case bool:
-		return strconv.AppendBool(dst, x), nil
-	case float64:
-		return appendFloat64(dst, x), nil
-	case float32:
-		return appendFloat64(dst, float64(x)), nil
-	case time.Time:
-		return x.AppendFormat(dst, time.RFC3339Nano), nil
-	case map[string]any, []any:
-		b, err := json.Marshal(x)
-		if err != nil {
-			return dst, fmt.Errorf("cannot encode %T as JSON: %w", v, err)
+	switch v.Type() {
+	case stage.ValueFloat:
+		return appendFloat64(dst, v.Float()), nil
+	case stage.ValueAny:
+		switch x := v.Any().(type) {
+		case time.Time:
+			return x.AppendFormat(dst, time.RFC3339Nano), nil
+		case uint64:
+			return strconv.AppendUint(dst, x, 10), nil
+		case map[string]any, []any:
+			b, err := json.Marshal(x)
+			if err != nil {
+				return dst, fmt.Errorf("cannot encode %T as JSON: %w", x, err)
+			}
+			return append(dst, b...), nil
 		}
-		return append(dst, b...), nil
 	}
-	if i, ok := asInt(v); ok {
-		return strconv.AppendInt(dst, i, 10), nil
-	}
-	if u, ok := v.(uint64); ok {
-		return strconv.AppendUint(dst, u, 10), nil
-	}
-	return fmt.Append(dst, v), nil
+	return v.AppendText(dst), nil
 }
 
-func asInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int:
-		return int64(x), true
-	case int8:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case uint:
-		return int64(x), x <= math.MaxInt64
-	case uint8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case uint64:
-		return int64(x), x <= math.MaxInt64
+// text views a value's text as a string for the length of a parse.
+func text(v stage.Value) string {
+	b := v.Bytes()
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+func refuse(v stage.Value, k valueKind) error {
+	s := v.String()
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return fmt.Errorf("%s %q is not %s", typeName(v), s, kindNames[k])
+}
+
+// typeName names a value's type in a refusal as Go would: string,
+// int64, bool, json.Number, map[string]interface {}...
+func typeName(v stage.Value) string {
+	switch v.Type() {
+	case stage.ValueString:
+		return "string"
+	case stage.ValueInt:
+		return "int64"
+	case stage.ValueFloat:
+		return "float64"
+	case stage.ValueBool:
+		return "bool"
+	case stage.ValueNumber:
+		return "json.Number"
+	case stage.ValueJSON:
+		return "JSON"
+	}
+	return fmt.Sprintf("%T", v.Any())
+}
+
+// toInt converts v for an integer column: an integer, a float or text
+// holding an integer (a JSON number written 1e3 or 12.0 counts).
+func toInt(v stage.Value) (int64, error) {
+	var s string
+	switch v.Type() {
+	case stage.ValueInt:
+		return v.Int(), nil
+	case stage.ValueFloat:
+		f := v.Float()
+		if f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
+			return 0, refuse(v, kindInt)
+		}
+		return int64(f), nil
+	case stage.ValueNumber:
+		s = text(v)
+	case stage.ValueString, stage.ValueJSON:
+		s = strings.TrimSpace(text(v))
+	default:
+		return 0, refuse(v, kindInt)
+	}
+	if n, ok := parseDecimal(s); ok {
+		return n, nil
+	}
+	// 1e3 or 12.0 from a JSON number: an integer all the same.
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+		return int64(f), nil
+	}
+	return 0, refuse(v, kindInt)
+}
+
+// parseDecimal parses an optionally signed decimal integer without
+// allocating (strconv.ParseInt allocates its error).
+func parseDecimal(s string) (int64, bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return int64(-n), true
+	case !neg && n < 1<<63:
+		return int64(n), true
 	}
 	return 0, false
 }
 
-func refuse(v any, k valueKind) error {
-	s := fmt.Sprint(v)
-	if len(s) > 40 {
-		s = s[:40] + "…"
-	}
-	return fmt.Errorf("%T %q is not %s", v, s, kindNames[k])
-}
-
-func appendInt(dst []byte, v any) ([]byte, error) {
+func appendFloat(dst []byte, v stage.Value) ([]byte, error) {
 	var s string
-	switch x := v.(type) {
-	case json.Number:
-		s = string(x)
-	case string:
-		s = strings.TrimSpace(x)
-	case []byte:
-		s = strings.TrimSpace(string(x))
-	case float64:
-		if x != math.Trunc(x) || math.Abs(x) >= 1<<63 {
-			return dst, refuse(v, kindInt)
+	switch v.Type() {
+	case stage.ValueNumber:
+		return append(dst, v.Bytes()...), nil
+	case stage.ValueFloat:
+		return appendFloat64(dst, v.Float()), nil
+	case stage.ValueInt:
+		return strconv.AppendInt(dst, v.Int(), 10), nil
+	case stage.ValueString, stage.ValueJSON:
+		s = strings.TrimSpace(text(v))
+	case stage.ValueAny:
+		if u, ok := v.Any().(uint64); ok {
+			return strconv.AppendUint(dst, u, 10), nil
 		}
-		return strconv.AppendInt(dst, int64(x), 10), nil
-	case float32:
-		return appendInt(dst, float64(x))
+		return dst, refuse(v, kindFloat)
 	default:
-		if i, ok := asInt(v); ok {
-			return strconv.AppendInt(dst, i, 10), nil
-		}
-		return dst, refuse(v, kindInt)
-	}
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return strconv.AppendInt(dst, i, 10), nil
-	}
-	// 1e3 or 12.0 from a JSON number: an integer all the same.
-	if f, err := strconv.ParseFloat(s, 64); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
-		return strconv.AppendInt(dst, int64(f), 10), nil
-	}
-	return dst, refuse(v, kindInt)
-}
-
-func appendFloat(dst []byte, v any) ([]byte, error) {
-	var s string
-	switch x := v.(type) {
-	case json.Number:
-		return append(dst, x...), nil
-	case float64:
-		return appendFloat64(dst, x), nil
-	case float32:
-		return appendFloat64(dst, float64(x)), nil
-	case string:
-		s = strings.TrimSpace(x)
-	case []byte:
-		s = strings.TrimSpace(string(x))
-	default:
-		if i, ok := asInt(v); ok {
-			return strconv.AppendInt(dst, i, 10), nil
-		}
 		return dst, refuse(v, kindFloat)
 	}
 	// Out of float64's range is fine for numeric: only syntax is checked.
@@ -188,21 +237,21 @@ func appendFloat64(dst []byte, f float64) []byte {
 	return strconv.AppendFloat(dst, f, 'g', -1, 64)
 }
 
-func appendBool(dst []byte, v any) ([]byte, error) {
-	switch x := v.(type) {
-	case bool:
-		if x {
+func appendBool(dst []byte, v stage.Value) ([]byte, error) {
+	switch v.Type() {
+	case stage.ValueBool:
+		if v.Bool() {
 			return append(dst, 't'), nil
 		}
 		return append(dst, 'f'), nil
-	case string:
+	case stage.ValueString:
 		// PostgreSQL takes t, true, yes, on, 1 and their opposites, any
 		// case, and prefixes of them; let it judge.
-		return append(dst, strings.TrimSpace(x)...), nil
-	case json.Number:
-		switch x {
+		return append(dst, strings.TrimSpace(text(v))...), nil
+	case stage.ValueNumber:
+		switch text(v) {
 		case "0", "1":
-			return append(dst, x...), nil
+			return append(dst, v.Bytes()...), nil
 		}
 	}
 	return dst, refuse(v, kindBool)
@@ -230,4 +279,56 @@ func appendCopy(dst, raw []byte) []byte {
 		start = i + 1
 	}
 	return append(dst, raw[start:]...)
+}
+
+// The frame of COPY's binary format: a signature, flags and an empty
+// header extension before the rows, and a field count of -1 after them.
+var (
+	binaryHeader  = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+	binaryTrailer = []byte{0xff, 0xff}
+)
+
+// appendBinary appends v as one field of COPY's binary format (its length,
+// then its bytes) for a column of binary kind b and value kind k: text as
+// it is (the record itself too, with no escaping), an integer in 2, 4 or
+// 8 bytes after checking that it fits. scratch is for values whose text
+// form has to be made first.
+func appendBinary(dst, scratch []byte, v stage.Value, b binKind, k valueKind) (out, sc []byte, err error) {
+	switch b {
+	case binInt2, binInt4, binInt8:
+		n, err := toInt(v)
+		if err != nil {
+			return dst, scratch, err
+		}
+		switch {
+		case b == binInt2 && (n < math.MinInt16 || n > math.MaxInt16):
+			return dst, scratch, fmt.Errorf("%d is out of range for smallint", n)
+		case b == binInt4 && (n < math.MinInt32 || n > math.MaxInt32):
+			return dst, scratch, fmt.Errorf("%d is out of range for integer", n)
+		case b == binInt2:
+			return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint32(dst, 2), uint16(n)), scratch, nil
+		case b == binInt4:
+			return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(dst, 4), uint32(n)), scratch, nil
+		}
+		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(dst, 8), uint64(n)), scratch, nil
+	}
+	raw := v.Bytes()
+	if v.Type() == stage.ValueString && k == kindJSON || raw == nil {
+		if scratch, err = appendValue(scratch[:0], v, k); err != nil {
+			return dst, scratch, err
+		}
+		raw = scratch
+	}
+	n := len(raw)
+	if b == binJSONB {
+		n++
+	}
+	if n > math.MaxInt32 {
+		return dst, scratch, fmt.Errorf("value of %d bytes is too large for a field", n)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	if b == binJSONB {
+		dst = append(dst, 1) // jsonb's binary version
+	}
+	return append(dst, raw...), scratch, nil
 }

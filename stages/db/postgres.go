@@ -82,7 +82,8 @@ type column struct {
 	ctype string // the type to create it with
 	// Filled in by Start from the table as it is.
 	kind valueKind
-	cast string // base type name, for the casts of the insert method
+	bin  binKind // how COPY's binary format writes it; binNone: it has no binary form here
+	cast string  // base type name, for the casts of the insert method
 }
 
 // Sink is the db.postgres handler. Its methods Start, Handle and Close are
@@ -102,6 +103,7 @@ type Sink struct {
 	key        []string
 	ignore     bool // conflict: ignore
 	insert     bool // method: insert
+	binary     bool // COPY in the binary format: every column has one (set by Start)
 	retryMax   int
 	backoff    time.Duration
 	maxBackoff time.Duration
@@ -126,9 +128,22 @@ func (s *Sink) MaxWorkers() int { return s.maxWorkers }
 var (
 	_ stage.WorkerLimiter = (*Sink)(nil)
 	_ stage.Handler       = (*Sink)(nil)
+	_ stage.FieldReader   = (*Sink)(nil)
 	_ stage.Starter       = (*Sink)(nil)
 	_ stage.Closer        = (*Sink)(nil)
 )
+
+// FieldsRead returns the field paths of the columns (stage.FieldReader),
+// so that the decoder before the sink decodes only those.
+func (s *Sink) FieldsRead() ([]string, bool) {
+	var ps []string
+	for _, c := range s.cols {
+		if c.path != "$" {
+			ps = append(ps, c.path)
+		}
+	}
+	return ps, false
+}
 
 // New returns a db.postgres handler for cfg. It checks the configuration
 // and parses the DSN but does not connect: Start does. Errors about one

@@ -127,13 +127,23 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 
+	// The binary format when every column has one here: values go in
+	// as the bytes they are (no escaping) and PostgreSQL parses less.
+	s.binary = !s.insert
+	for _, c := range s.cols {
+		s.binary = s.binary && c.bin != binNone
+	}
+	format := ""
+	if s.binary {
+		format = " WITH (FORMAT binary)"
+	}
 	cols := s.colList("")
-	s.copySQL = "COPY " + tbl + " (" + cols + ") FROM STDIN"
+	s.copySQL = "COPY " + tbl + " (" + cols + ") FROM STDIN" + format
 	// The load table has the configured columns only and no constraints:
 	// CREATE TABLE AS rather than LIKE, so that a NOT NULL column left to
 	// its default in the real table does not refuse the rows.
 	s.tempSQL = "BEGIN; CREATE TEMP TABLE _seda_load ON COMMIT DROP AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
-	s.copyTempSQL = "COPY _seda_load (" + cols + ") FROM STDIN"
+	s.copyTempSQL = "COPY _seda_load (" + cols + ") FROM STDIN" + format
 	s.mergeSQL = "INSERT INTO " + tbl + " (" + cols + ") SELECT " + cols + " FROM _seda_load" + s.onConflict() + "; COMMIT"
 	args := make([]string, len(s.cols))
 	casts := make([]string, len(s.cols))
@@ -251,7 +261,7 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 		case c.typ == "" && c.path == "$" && h.name != "json" && h.name != "jsonb" && h.category != "S":
 			problems = append(problems, fmt.Sprintf("column %q is %s: the whole record ($) needs jsonb, json or a text type", c.name, h.full))
 		}
-		c.kind, c.cast = kindOf(h.name), h.base
+		c.kind, c.cast, c.bin = kindOf(h.name), h.base, binKindOf(h.name)
 	}
 	keyCols := len(s.key) > 0
 	for _, k := range s.key {

@@ -1,10 +1,11 @@
 package db
 
 import (
-	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -22,10 +23,26 @@ import (
 // without copying.
 type rows struct {
 	evs     []*stage.Event
-	buf     []byte          // COPY lines, row i is buf[off[i]:off[i+1]]
+	buf     []byte          // COPY rows (text lines or binary tuples), row i is buf[off[i]:off[i+1]]
 	off     []int           // len(evs)+1 offsets into buf
 	cols    [][]pgtype.Text // insert: cols[c][i] is row i's value of column c
 	scratch []byte
+	src     copySource // what one COPY reads
+}
+
+// copySource is the data of one COPY: the format's header, a range of
+// rows and its trailer, read in turn without copying them first.
+type copySource struct{ parts [3][]byte }
+
+func (c *copySource) Read(p []byte) (int, error) {
+	for i := range c.parts {
+		if len(c.parts[i]) > 0 {
+			n := copy(p, c.parts[i])
+			c.parts[i] = c.parts[i][n:]
+			return n, nil
+		}
+	}
+	return 0, io.EOF
 }
 
 func (r *rows) reset(ncols int, insert bool) {
@@ -77,49 +94,81 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 }
 
 // addRow converts ev's values and appends its row to r; on error r is as
-// it was.
+// it was. A value goes into the row from the bytes it holds: a string
+// field (a view of the payload, most often) or the record itself ($) is
+// copied once, into the COPY data, escaped in the text format and as it
+// is in the binary one.
 func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 	mark := len(r.buf)
+	if s.binary {
+		r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(len(s.cols)))
+	}
 	for i := range s.cols {
 		c := &s.cols[i]
-		v, ok := ev.Field(c.path)
-		null := !ok || v == nil
+		v, ok := stage.JSONValue(ev.Payload), true // $: the record, JSON or text as it came
+		if c.path != "$" {
+			v, ok = ev.Value(c.path)
+		}
+		null := !ok || v.IsNull()
 		var err error
-		if !null {
-			r.scratch, err = appendValue(r.scratch[:0], v, c.kind)
+		switch {
+		case s.insert:
+			t := pgtype.Text{}
+			if !null {
+				if r.scratch, err = appendValue(r.scratch[:0], v, c.kind); err == nil {
+					t = pgtype.Text{String: string(r.scratch), Valid: true}
+				}
+			}
+			r.cols[i] = append(r.cols[i], t)
+		case s.binary:
+			if null {
+				r.buf = append(r.buf, 0xff, 0xff, 0xff, 0xff) // length -1: NULL
+			} else {
+				r.buf, r.scratch, err = appendBinary(r.buf, r.scratch, v, c.bin, c.kind)
+			}
+		default:
+			if i > 0 {
+				r.buf = append(r.buf, '\t')
+			}
+			switch {
+			case null:
+				r.buf = append(r.buf, '\\', 'N')
+			case rawText(v, c.kind):
+				r.buf = appendCopy(r.buf, v.Bytes())
+			default:
+				if r.scratch, err = appendValue(r.scratch[:0], v, c.kind); err == nil {
+					r.buf = appendCopy(r.buf, r.scratch)
+				}
+			}
 		}
 		if err != nil {
 			r.buf = r.buf[:mark]
 			if s.insert {
-				for j := range i {
+				for j := range i + 1 {
 					r.cols[j] = r.cols[j][:len(r.cols[j])-1]
 				}
 			}
 			return fmt.Errorf("column %q (field %s): %w", c.name, c.path, err)
 		}
-		if s.insert {
-			t := pgtype.Text{}
-			if !null {
-				t = pgtype.Text{String: string(r.scratch), Valid: true}
-			}
-			r.cols[i] = append(r.cols[i], t)
-			continue
-		}
-		if i > 0 {
-			r.buf = append(r.buf, '\t')
-		}
-		if null {
-			r.buf = append(r.buf, '\\', 'N')
-		} else {
-			r.buf = appendCopy(r.buf, r.scratch)
-		}
 	}
-	if !s.insert {
+	if !s.insert && !s.binary {
 		r.buf = append(r.buf, '\n')
 	}
 	r.evs = append(r.evs, ev)
 	r.off = append(r.off, len(r.buf))
 	return nil
+}
+
+// rawText reports whether v's bytes are its text form for a column of
+// kind k, so that they go into the row as they are.
+func rawText(v stage.Value, k valueKind) bool {
+	switch v.Type() {
+	case stage.ValueString:
+		return k == kindText
+	case stage.ValueNumber, stage.ValueJSON:
+		return k == kindText || k == kindJSON
+	}
+	return false
 }
 
 // store writes rows [lo, hi) of r, committing and acknowledging them, or
@@ -200,7 +249,11 @@ func (s *Sink) exec(ctx context.Context, r *rows, lo, hi int, idem bool) error {
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	data := bytes.NewReader(r.buf[r.off[lo]:r.off[hi]])
+	data := &r.src
+	data.parts = [3][]byte{nil, r.buf[r.off[lo]:r.off[hi]], nil}
+	if s.binary {
+		data.parts[0], data.parts[2] = binaryHeader, binaryTrailer
+	}
 	if !idem {
 		_, err := pc.CopyFrom(ctx, data, s.copySQL)
 		return err
