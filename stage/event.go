@@ -2,6 +2,7 @@ package stage
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -14,27 +15,48 @@ import (
 //
 // Decoded fields are read with Field (Go values) or Value (typed, without
 // allocating) and written with Set, SetValue or SetText; Fields iterates
-// over them. Once Done has run, the event's fields are recycled: nothing
-// may read them after.
+// over them.
+//
+// Events are recycled: once the handler that finished an event (Done)
+// has returned, the stage runtime may give the event, its fields and
+// their memory to a new record. So nothing may keep or touch an event it
+// has handed on or finished; a second Done within the handler's call is
+// caught (counted and logged by the source stage), as before.
 type Event struct {
 	Payload []byte // the record as it arrived (without framing)
 	Seq     uint64 // per-source sequence number (per connection for netio)
 	Origin  Origin // who is told when the event is finished
 
-	fs *fieldSet // the decoded fields; nil until the first Set
+	fs *fieldSet // the decoded fields; kept (emptied) when the event is recycled
 
 	// arrived is when the source read it (Arrived), as monotonic ns since
-	// epoch; 0 when unset. Eight bytes rather than a time.Time's 24 keep
-	// the event at 96 bytes, a size class smaller than 112: an event is
-	// allocated per record, and fewer bytes allocated means fewer GC
-	// cycles, which (with their write barriers) cost every hop.
+	// epoch; 0 when unset.
 	arrived int64
 	src     *Stage // the source stage that made it (NewEvent); may be nil
-	// owner is the stage holding the event now, or finished once Done was
-	// called. One word serves both purposes so that Done is a single
-	// atomic swap and an event stays small (it is allocated per record).
+	// owner is the stage holding the event now, or, once Done was called,
+	// the done mark of the stage that held it then (finished when none
+	// did). One word serves both purposes so that Done is a single atomic
+	// compare-and-swap, and the stage that finished an event (and only
+	// that one) knows to recycle it.
 	owner    atomic.Pointer[Stage]
 	enqueued int64 // monotonic ns when handed to the current stage; for latency
+	// gen counts the event's lives: it changes when the event is
+	// recycled, so the runtime tells a batch's event from a new record
+	// that reuses it.
+	gen atomic.Uint32
+}
+
+// events holds finished events for reuse (see Event).
+var events = sync.Pool{New: func() any { return new(Event) }}
+
+// recycle empties a finished event and gives it back for reuse. The stage
+// runtime calls it once the handler that finished the event has returned.
+func (ev *Event) recycle() {
+	ev.gen.Add(1)
+	ev.Payload = nil
+	ev.Origin = Origin{}
+	ev.resetFields()
+	events.Put(ev)
 }
 
 // Arrived returns when the source read the event (NewEvent, NewEventAt or
@@ -61,8 +83,33 @@ func (ev *Event) SetArrived(t time.Time) {
 	ev.arrived = d
 }
 
-// finished marks an event whose Done was called. It is never modified.
-var finished = new(Stage)
+// finished marks an event whose Done was called while no stage owned it.
+// It is never modified.
+var finished = newDoneMark(nil)
+
+// newDoneMark returns the mark of events finished while s owned them (s
+// nil: finished): a Stage that is never run, only compared.
+func newDoneMark(s *Stage) *Stage {
+	m := new(Stage)
+	m.markOf = m
+	if s != nil {
+		m.markOf = s
+	}
+	return m
+}
+
+// isDoneMark reports whether s is a done mark: the owner of a finished
+// event.
+func (s *Stage) isDoneMark() bool { return s != nil && s.markOf != nil }
+
+// finishedMark is what an event's owner becomes when Done is called while
+// s owns it.
+func (s *Stage) finishedMark() *Stage {
+	if s == nil || s.doneMark == nil {
+		return finished
+	}
+	return s.doneMark
+}
 
 // Origin names the stage and completion key to notify when an event is
 // finished, as a Windows completion key names the connection a completion
@@ -91,12 +138,18 @@ var ErrBusy = errors.New("busy")
 // the nack reason). Done must be called exactly once per event; a second
 // call is counted and logged by the source stage and otherwise ignored.
 func (ev *Event) Done(err error) {
-	st := ev.owner.Swap(finished)
-	if st == finished {
-		if ev.src != nil {
-			ev.src.doubleDone(ev, err)
+	var st *Stage
+	for {
+		st = ev.owner.Load()
+		if st.isDoneMark() {
+			if ev.src != nil {
+				ev.src.doubleDone(ev, err)
+			}
+			return
 		}
-		return
+		if ev.owner.CompareAndSwap(st, st.finishedMark()) {
+			break
+		}
 	}
 	if st != nil {
 		if err != nil {
@@ -111,11 +164,10 @@ func (ev *Event) Done(err error) {
 	if ev.Origin.To != nil {
 		ev.Origin.To.Complete(ev, err)
 	}
-	ev.releaseFields()
 }
 
 // Finished reports whether Done has been called.
-func (ev *Event) Finished() bool { return ev.owner.Load() == finished }
+func (ev *Event) Finished() bool { return ev.owner.Load().isDoneMark() }
 
 // failIfOwned finishes ev with err if stage s still owns it: used when a
 // handler fails or panics, for the events of its batch that it neither

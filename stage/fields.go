@@ -3,7 +3,6 @@ package stage
 import (
 	"iter"
 	"strings"
-	"sync"
 )
 
 // An event's decoded fields are a short list of (name, Value) pairs, not
@@ -22,43 +21,41 @@ type field struct {
 }
 
 // fieldSet is an event's fields and the text they own (SetText). It is
-// taken from fieldSets on the first Set and returned when the event is
-// finished.
+// made on the first Set and stays with the event when the event is
+// recycled, emptied, so that a recycled event's record costs no
+// allocation for its fields.
 type fieldSet struct {
 	list []field
 	text []byte
 }
 
-// Sizes over which a fieldSet is not kept for reuse, so that one huge
-// record does not pin its memory in the pool.
+// Sizes over which a fieldSet is not kept with a recycled event, so that
+// one huge record does not pin its memory.
 const (
-	maxPooledFields = 256
-	maxPooledText   = 64 << 10
+	maxKeptFields = 256
+	maxKeptText   = 64 << 10
 )
-
-var fieldSets = sync.Pool{New: func() any { return new(fieldSet) }}
 
 func (ev *Event) fieldSet() *fieldSet {
 	if ev.fs == nil {
-		ev.fs = fieldSets.Get().(*fieldSet)
+		ev.fs = new(fieldSet)
 	}
 	return ev.fs
 }
 
-// releaseFields returns the event's fields to the pool; Done calls it
-// once the event is finished.
-func (ev *Event) releaseFields() {
+// resetFields empties the fields of an event being recycled, dropping
+// their references (payload views, Any values).
+func (ev *Event) resetFields() {
 	fs := ev.fs
 	if fs == nil {
 		return
 	}
-	ev.fs = nil
-	if cap(fs.list) > maxPooledFields || cap(fs.text) > maxPooledText {
+	if cap(fs.list) > maxKeptFields || cap(fs.text) > maxKeptText {
+		ev.fs = nil
 		return
 	}
-	clear(fs.list) // drop references (Any values, aliased payloads)
+	clear(fs.list)
 	fs.list, fs.text = fs.list[:0], fs.text[:0]
-	fieldSets.Put(fs)
 }
 
 // Field returns the value at path as a Go value (see Value.Interface:
@@ -109,7 +106,7 @@ func descend(v Value, rest string) (Value, bool) {
 	var cur any
 	switch v.typ {
 	case ValueAny:
-		cur = v.x
+		cur = v.Any()
 	case ValueJSON:
 		var err error
 		if cur, err = decodeJSONText(v.Bytes()); err != nil {

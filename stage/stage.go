@@ -86,6 +86,11 @@ type Stage struct {
 	src Source
 	log *zap.Logger
 
+	// doneMark is what the owner of an event becomes when it is finished
+	// while this stage holds it (see Event.Done); markOf is set on a mark
+	// alone.
+	doneMark, markOf *Stage
+
 	port   *port.Port[*Event] // nil for inline stages and sources
 	next   *Stage             // where Emit sends; nil: end of the pipeline
 	routes map[string]*Stage  // where EmitTo may send
@@ -132,6 +137,7 @@ func NewHandlerStage(set Settings, h Handler, log *zap.Logger) (*Stage, Lifecycl
 		log = zap.NewNop()
 	}
 	s := &Stage{set: set, h: h, log: log}
+	s.doneMark = newDoneMark(s)
 	s.batchNow.Store(int64(set.Batch))
 	s.pool.n.Store(int64(set.Workers))
 	if !set.Inline {
@@ -155,6 +161,7 @@ func NewSourceStage(set Settings, src Source, log *zap.Logger) (*Stage, Lifecycl
 		log = zap.NewNop()
 	}
 	s := &Stage{set: set, src: src, log: log}
+	s.doneMark = newDoneMark(s)
 	s.batchNow.Store(int64(set.Batch))
 	s.lat.init()
 	return s, Lifecycle{s}
@@ -194,7 +201,8 @@ func (s *Stage) NewEvent(payload []byte, seq uint64, origin Origin) *Event {
 // read and passes it here: a clock reading per record is a measurable part
 // of a hop's cost.
 func (s *Stage) NewEventAt(payload []byte, seq uint64, origin Origin, arrived time.Time) *Event {
-	ev := &Event{Payload: payload, Seq: seq, Origin: origin, src: s}
+	ev := events.Get().(*Event)
+	ev.Payload, ev.Seq, ev.Origin, ev.src, ev.enqueued = payload, seq, origin, s, 0
 	ev.SetArrived(arrived)
 	ev.owner.Store(s)
 	// Counted before anyone can finish it, so that InFlight never goes
@@ -360,7 +368,9 @@ func (s *Stage) run(ctx context.Context, batch []*Event, out *Outputs) {
 	s.in.Add(uint64(len(batch)))
 	start := nanotime()
 	waits := out.waits[:0]
+	gens := out.gens[:0]
 	for _, ev := range batch {
+		gens = append(gens, ev.gen.Load())
 		w := start - ev.enqueued
 		if k := len(waits) - 1; k >= 0 && waits[k].ns == w {
 			waits[k].n++
@@ -368,10 +378,12 @@ func (s *Stage) run(ctx context.Context, batch []*Event, out *Outputs) {
 		}
 		waits = append(waits, waitRun{ns: w, n: 1})
 	}
-	out.waits = waits
+	out.waits, out.gens = waits, gens
 	if err := s.call(ctx, batch, out); err != nil {
-		for _, ev := range batch {
-			ev.failIfOwned(s, err)
+		for i, ev := range batch {
+			if ev.gen.Load() == gens[i] { // not one the handler finished, recycled by an inline stage after it
+				ev.failIfOwned(s, err)
+			}
 		}
 	}
 	took := nanotime() - start
@@ -379,6 +391,16 @@ func (s *Stage) run(ctx context.Context, batch []*Event, out *Outputs) {
 		s.lat.observeN(w.ns+took, w.n)
 	}
 	out.Flush(ctx)
+	// The handler has returned and what it emitted is handed on: the
+	// events of the batch that this stage finished are no one's any more,
+	// and are recycled. Those handed on are the next stages' (one that
+	// finishes them recycles them); the owner tells them apart, and the
+	// gen an event reused since.
+	for i, ev := range batch {
+		if ev.owner.Load() == s.doneMark && ev.gen.Load() == gens[i] {
+			ev.recycle()
+		}
+	}
 }
 
 // waitRun is n consecutive events of a batch that waited ns in the queue.
@@ -427,6 +449,7 @@ type Outputs struct {
 	targets []target
 	last    *target   // the target of the previous emit: usually the next one's too
 	waits   []waitRun // scratch for run's latency figures
+	gens    []uint32  // scratch for run: the gen of each event of its batch
 }
 
 // target is one next stage and the events emitted to it since the last
@@ -467,8 +490,8 @@ func (o *Outputs) emit(ctx context.Context, st *Stage, ev *Event) error {
 	}
 	// Swap rather than Store: it costs the same and catches a handler that
 	// emits an event it already finished (counted as a second Done).
-	if ev.owner.Swap(st) == finished {
-		ev.owner.Store(finished)
+	if prev := ev.owner.Swap(st); prev.isDoneMark() {
+		ev.owner.Store(prev)
 		if ev.src != nil {
 			ev.src.doubleDone(ev, nil)
 		}

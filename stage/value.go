@@ -43,21 +43,31 @@ func (t ValueType) String() string {
 // Done; then the event's memory may be reused). String returns a copy
 // that stays valid. The zero Value is null.
 type Value struct {
+	// Three words, so that an event's fields are few cache lines: the
+	// sink reads them on another core than the decoder wrote them.
 	typ ValueType
-	s   string // String, Number, JSON: the text; may alias mutable memory, never exposed as a string
-	n   uint64 // Int, Float (its bits), Bool (0 or 1)
-	x   any    // Any
+	// String, Number, JSON: the text's first byte (it may alias mutable
+	// memory, so it is never handed out as a string); Any: a *any.
+	p unsafe.Pointer
+	n uint64 // String, Number, JSON: the text's length; Int, Float (its bits), Bool (0 or 1)
 }
 
 // NullValue returns the null value.
 func NullValue() Value { return Value{} }
 
 // StringValue returns a string value.
-func StringValue(s string) Value { return Value{typ: ValueString, s: s} }
+func StringValue(s string) Value { return textValue(ValueString, unsafe.StringData(s), len(s)) }
 
 // BytesValue returns a string value whose text is b, without copying it:
 // b must not change while the value is in use.
-func BytesValue(b []byte) Value { return Value{typ: ValueString, s: aliasString(b)} }
+func BytesValue(b []byte) Value { return textValue(ValueString, unsafe.SliceData(b), len(b)) }
+
+func textValue(t ValueType, p *byte, n int) Value {
+	if n == 0 {
+		p = nil
+	}
+	return Value{typ: t, p: unsafe.Pointer(p), n: uint64(n)}
+}
 
 // IntValue returns an integer value.
 func IntValue(n int64) Value { return Value{typ: ValueInt, n: uint64(n)} }
@@ -77,12 +87,14 @@ func BoolValue(b bool) Value {
 // NumberValue returns a JSON number kept as its text (as json.Number), for
 // numbers an int64 cannot hold exactly. text is not copied and must not
 // change while the value is in use; it is not checked.
-func NumberValue(text []byte) Value { return Value{typ: ValueNumber, s: aliasString(text)} }
+func NumberValue(text []byte) Value {
+	return textValue(ValueNumber, unsafe.SliceData(text), len(text))
+}
 
 // JSONValue returns a JSON object or array kept as its text, not copied:
 // it must not change while the value is in use. It is not checked; Field
 // decodes it when asked.
-func JSONValue(text []byte) Value { return Value{typ: ValueJSON, s: aliasString(text)} }
+func JSONValue(text []byte) Value { return textValue(ValueJSON, unsafe.SliceData(text), len(text)) }
 
 // ValueOf converts a Go value: string and []byte (aliased, not copied) to
 // String; signed and unsigned integers that fit an int64 to Int; float32
@@ -130,11 +142,11 @@ func ValueOf(v any) Value {
 	case float64:
 		return FloatValue(x)
 	case json.Number:
-		return Value{typ: ValueNumber, s: string(x)}
+		return textValue(ValueNumber, unsafe.StringData(string(x)), len(x))
 	case json.RawMessage:
 		return JSONValue(x)
 	}
-	return Value{typ: ValueAny, x: v}
+	return Value{typ: ValueAny, p: unsafe.Pointer(&v)}
 }
 
 // Type returns the value's type.
@@ -149,10 +161,16 @@ func (v Value) IsNull() bool { return v.typ == ValueNull }
 func (v Value) Bytes() []byte {
 	switch v.typ {
 	case ValueString, ValueNumber, ValueJSON:
-		return unsafe.Slice(unsafe.StringData(v.s), len(v.s))
+		if v.p == nil {
+			return []byte{}
+		}
+		return unsafe.Slice((*byte)(v.p), v.n)
 	}
 	return nil
 }
+
+// str views the text as a string, for use inside this package only.
+func (v Value) str() string { return unsafe.String((*byte)(v.p), v.n) }
 
 // Int returns an Int value's integer (0 for other types).
 func (v Value) Int() int64 {
@@ -195,7 +213,7 @@ func (v Value) AppendText(dst []byte) []byte {
 	case ValueNull:
 		return append(dst, "null"...)
 	case ValueString, ValueNumber, ValueJSON:
-		return append(dst, v.s...)
+		return append(dst, v.str()...)
 	case ValueInt:
 		return strconv.AppendInt(dst, int64(v.n), 10)
 	case ValueFloat:
@@ -203,10 +221,11 @@ func (v Value) AppendText(dst []byte) []byte {
 	case ValueBool:
 		return strconv.AppendBool(dst, v.n != 0)
 	}
-	if t, ok := v.x.(time.Time); ok {
+	x := v.Any()
+	if t, ok := x.(time.Time); ok {
 		return t.AppendFormat(dst, time.RFC3339Nano)
 	}
-	return fmt.Append(dst, v.x)
+	return fmt.Append(dst, x)
 }
 
 // MarshalJSON encodes the value as JSON (json.Marshaler): a String as a
@@ -218,15 +237,15 @@ func (v Value) MarshalJSON() ([]byte, error) {
 	case ValueNull:
 		return []byte("null"), nil
 	case ValueString:
-		return json.Marshal(v.s)
+		return json.Marshal(v.str())
 	case ValueInt, ValueBool:
 		return v.AppendText(nil), nil
 	case ValueFloat:
 		return json.Marshal(math.Float64frombits(v.n))
 	case ValueNumber, ValueJSON:
-		return []byte(v.s), nil
+		return []byte(v.str()), nil
 	}
-	return json.Marshal(v.x)
+	return json.Marshal(v.Any())
 }
 
 // Any returns an Any value's Go value (nil for other types).
@@ -234,7 +253,7 @@ func (v Value) Any() any {
 	if v.typ != ValueAny {
 		return nil
 	}
-	return v.x
+	return *(*any)(v.p)
 }
 
 // Interface returns the value as the Go value Event.Field gives: a string
@@ -258,7 +277,7 @@ func (v Value) Interface() any {
 		x, _ := decodeJSONText(v.Bytes())
 		return x
 	case ValueAny:
-		return v.x
+		return v.Any()
 	}
 	return nil
 }
@@ -292,13 +311,4 @@ func intNumbers(x any) any {
 		}
 	}
 	return x
-}
-
-// aliasString returns b's bytes as a string without copying: the string
-// must never be handed out as a string (b may change later).
-func aliasString(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(unsafe.SliceData(b), len(b))
 }

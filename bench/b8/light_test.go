@@ -74,7 +74,7 @@ func benchLight(b *testing.B, yaml string) {
 	defer p.Stop(ctx)
 	addr := p.Stage("accept").Addr().String()
 	store := p.Stage("store")
-	w, err := newWorkload(b.N, 4, "")
+	w, err := newWorkload(b.N, 4, "", false)
 	if err != nil {
 		b.Fatal(err)
 	}
