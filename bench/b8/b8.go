@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if slices.Contains(cfg.Contenders, Copy) {
 		copyDir = dir
 	}
-	if h.work, err = newWorkload(cfg.Records, cfg.Conns, copyDir); err != nil {
+	if h.work, err = newWorkload(cfg.Records, cfg.Conns, copyDir, true); err != nil {
 		return nil, err
 	}
 	for r := range cfg.Runs {
