@@ -19,7 +19,7 @@ import (
 
 // The dashboard is one page, rendered here with the figures of the moment
 // so that it shows everything before (and without) its script, which then
-// polls /stats every second and redraws. Its assets are embedded: it needs
+// polls /stats twice a second and redraws. Its assets are embedded: it needs
 // nothing from the network, so it works offline and behind firewalls.
 //
 //go:embed dashboard

@@ -30,7 +30,7 @@
 // # Admin endpoint
 //
 // GET / is a live dashboard (the stage graph, every stage's figures and
-// charts of the last minutes, redrawn every second from /stats; its assets
+// charts of the last minutes, redrawn twice a second from /stats; its assets
 // are embedded, nothing comes from another origin); GET /history holds the
 // charts' last five minutes. GET /stats is the JSON form of Stats; GET
 // /metrics is the same figures in Prometheus text format, labelled with
