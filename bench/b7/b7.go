@@ -1,0 +1,379 @@
+package b7
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/measure"
+	"github.com/stagedserver/seda/internal/gobuild"
+	"github.com/stagedserver/seda/internal/loadgen"
+)
+
+// Contenders.
+const (
+	Single = "single" // accept -> parse -> store in one pipectl process
+	Split  = "split"  // front (accept, parse) -> JetStream -> back (store)
+)
+
+// Config sizes the benchmark; the zero value is the full B7.
+type Config struct {
+	Records int // records per run; 0: 300,000
+	Conns   int // client connections; 0: 16
+	Runs    int // alternating repetitions; 0: 3
+	// Root is the module's directory; "" means the one `go env GOMOD`
+	// names.
+	Root string
+	// DSN of an existing PostgreSQL (superuser, trust) instead of a
+	// throwaway one; its CPU is then not measured.
+	DSN string
+	Log io.Writer // progress; nil: none
+}
+
+func (c *Config) fill() {
+	c.Records = cmp.Or(c.Records, 300_000)
+	c.Conns = cmp.Or(c.Conns, 16)
+	c.Runs = cmp.Or(c.Runs, 3)
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// Sample is one run of one contender. CPU times are of the whole run.
+type Sample struct {
+	Rows       int64
+	Elapsed    time.Duration // first record sent to last row stored
+	RowsPerSec float64
+	Front      time.Duration // single: the one pipectl process; split: the front
+	Back       time.Duration // split: the back
+	Nats       time.Duration // split: nats-server
+	PG         time.Duration // PostgreSQL (postmaster and children)
+}
+
+// Pipeline is the CPU of the pipeline's own processes (front, back,
+// nats-server), without PostgreSQL.
+func (s Sample) Pipeline() time.Duration { return s.Front + s.Back + s.Nats }
+
+// PerRow is d per row stored.
+func (s Sample) PerRow(d time.Duration) time.Duration {
+	if s.Rows == 0 {
+		return 0
+	}
+	return d / time.Duration(s.Rows)
+}
+
+// Result is what Run measured.
+type Result struct {
+	Config    Config
+	Samples   map[string][]Sample
+	PGVersion string
+	Cores     int
+}
+
+// yaml is the pipeline both contenders run; %s is the store stage's
+// queue. Everything else is the same, so that the difference is the hop.
+const yaml = `name: b7
+nats:
+  url: ${NATS_URL}
+stages:
+  accept:
+    kind: netio.tcp
+    listen: 127.0.0.1:0
+    workers: 4
+    concurrency: 2
+    queue: {capacity: 8192}
+    next: parse
+  parse:
+    kind: process.json
+    require: [id]
+    inline: true
+    next: store
+  store:
+    kind: db.postgres
+    dsn: ${DATABASE_URL}
+    table: events
+    create: true
+    columns: {id: id, body: $}
+    types: {id: bigint}
+    key: [id]
+    conflict: ignore
+    batch: {max: 2000, linger: 2ms}
+    workers: 8
+    concurrency: 2
+    queue: %s
+`
+
+const (
+	localQueue = `{capacity: 16384}`
+	natsQueue  = `{transport: nats, stream: b7_store, capacity: 16384}`
+)
+
+// Run runs B7; every run is checked (every record stored once).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.fill()
+	res := &Result{Config: cfg, Samples: map[string][]Sample{}}
+	dir, err := os.MkdirTemp("", "b7-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if cfg.Root == "" {
+		out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+		if err != nil || len(bytes.TrimSpace(out)) == 0 || string(bytes.TrimSpace(out)) == os.DevNull {
+			return nil, fmt.Errorf("b7: not inside the module (go env GOMOD: %v); set Config.Root", err)
+		}
+		cfg.Root = filepath.Dir(string(bytes.TrimSpace(out)))
+	}
+	h := &harness{cfg: cfg, dir: dir}
+	fmt.Fprintln(cfg.Log, "b7: building pipectl and nats-server...")
+	if h.pipectl, err = gobuild.Pipectl(ctx, dir, gobuild.Options{Dir: cfg.Root}); err != nil {
+		return nil, fmt.Errorf("b7: %w", err)
+	}
+	h.natsServer = filepath.Join(dir, "nats-server")
+	build := exec.CommandContext(ctx, "go", "build", "-o", h.natsServer, "github.com/nats-io/nats-server/v2")
+	build.Dir = cfg.Root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("b7: go build nats-server: %w\n%s", err, out)
+	}
+	for _, c := range []struct{ name, queue string }{{Single, localQueue}, {Split, natsQueue}} {
+		f := filepath.Join(dir, c.name+".yaml")
+		if err := os.WriteFile(f, fmt.Appendf(nil, yaml, c.queue), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	h.dsn = cfg.DSN
+	if h.dsn == "" {
+		srv, pid, err := b3.StartPostgres(ctx, "b7", cfg.Log)
+		if err != nil {
+			return nil, err
+		}
+		defer srv.Remove(context.WithoutCancel(ctx))
+		h.dsn, h.pgPID = srv.DSN(), pid
+	}
+	if h.db, err = pgx.Connect(ctx, h.dsn); err != nil {
+		return nil, fmt.Errorf("b7: connect: %w", err)
+	}
+	defer h.db.Close(context.WithoutCancel(ctx))
+	if err := h.db.QueryRow(ctx, "SHOW server_version").Scan(&res.PGVersion); err != nil {
+		return nil, fmt.Errorf("b7: %w", err)
+	}
+	res.Cores = cores()
+	for r := range cfg.Runs {
+		order := []string{Single, Split}
+		if r%2 == 1 {
+			order = []string{Split, Single}
+		}
+		for _, c := range order {
+			s, err := h.run(ctx, c, r)
+			if err != nil {
+				return nil, fmt.Errorf("b7: run %d, %s: %w", r+1, c, err)
+			}
+			res.Samples[c] = append(res.Samples[c], s)
+			fmt.Fprintf(cfg.Log, "b7: run %d %-6s %8d rows %9.0f rows/s  cpu/row: front %.1f µs, back %.1f µs, nats %.1f µs, pg %.1f µs\n",
+				r+1, c, s.Rows, s.RowsPerSec, us(s.PerRow(s.Front)), us(s.PerRow(s.Back)), us(s.PerRow(s.Nats)), us(s.PerRow(s.PG)))
+		}
+	}
+	return res, nil
+}
+
+type harness struct {
+	cfg        Config
+	dir        string
+	dsn        string
+	pgPID      int
+	db         *pgx.Conn
+	pipectl    string
+	natsServer string
+}
+
+// proc is one process of a run.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited
+	addr   string
+	cpu0 time.Duration
+}
+
+func (h *harness) start(ctx context.Context, name string, env []string, args ...string) (*proc, error) {
+	p := &proc{exited: make(chan struct{})}
+	p.cmd = exec.CommandContext(ctx, args[0], args[1:]...)
+	p.cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	p.cmd.WaitDelay = 5 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		var line []byte
+		sent := false
+		for {
+			n, err := pr.Read(buf)
+			line = append(line, buf[:n]...)
+			for !sent {
+				i := bytes.IndexByte(line, '\n')
+				if i < 0 {
+					break
+				}
+				l := string(line[:i])
+				line = line[i+1:]
+				if _, a, ok := strings.Cut(l, ") listening on "); ok {
+					ready <- strings.TrimSpace(a)
+					sent = true
+				} else if strings.Contains(l, "Ctrl-C drains") || strings.Contains(l, "Server is ready") {
+					ready <- ""
+					sent = true
+				}
+			}
+			if sent {
+				line = nil
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { p.cmd.Wait(); pw.Close(); close(p.exited) }()
+	select {
+	case a := <-ready:
+		p.addr = a
+	case <-time.After(2 * time.Minute):
+		p.cmd.Process.Kill()
+		return nil, fmt.Errorf("%s did not start", name)
+	}
+	p.cpu0 = measure.ProcessCPU(p.cmd.Process.Pid)
+	return p, nil
+}
+
+func (p *proc) cpu() time.Duration { return measure.ProcessCPU(p.cmd.Process.Pid) - p.cpu0 }
+
+func (p *proc) stop() error {
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+		if st := p.cmd.ProcessState; st != nil && !st.Success() {
+			return fmt.Errorf("%s: %s", p.cmd.Path, st)
+		}
+		return nil
+	case <-time.After(time.Minute):
+		p.cmd.Process.Kill()
+		return errors.New("did not stop within a minute")
+	}
+}
+
+func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
+	if _, err := h.db.Exec(ctx, "DROP TABLE IF EXISTS events"); err != nil {
+		return Sample{}, err
+	}
+	if _, err := h.db.Exec(ctx, "CHECKPOINT"); err != nil {
+		return Sample{}, err
+	}
+	file := filepath.Join(h.dir, c+".yaml")
+	env := []string{"DATABASE_URL=" + h.dsn}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.cmd.Process.Kill()
+		}
+	}()
+	var front, back, ns *proc
+	var err error
+	if c == Split {
+		store := filepath.Join(h.dir, fmt.Sprintf("nats-%d", r))
+		defer os.RemoveAll(store)
+		if ns, err = h.start(ctx, "nats-server", nil, h.natsServer, "-js", "-sd", store, "-a", "127.0.0.1", "-p", "-1", "-ports_file_dir", h.dir); err != nil {
+			return Sample{}, err
+		}
+		procs = append(procs, ns)
+		url, err := natsURL(h.dir, ns.cmd.Process.Pid)
+		if err != nil {
+			return Sample{}, err
+		}
+		env = append(env, "NATS_URL="+url)
+		if back, err = h.start(ctx, "back", env, h.pipectl, "run", "-f", file, "--stages", "store", "--admin", "127.0.0.1:0"); err != nil {
+			return Sample{}, err
+		}
+		procs = append(procs, back)
+		if front, err = h.start(ctx, "front", env, h.pipectl, "run", "-f", file, "--stages", "accept,parse", "--admin", "127.0.0.1:0"); err != nil {
+			return Sample{}, err
+		}
+	} else if front, err = h.start(ctx, "pipectl", env, h.pipectl, "run", "-f", file, "--admin", "127.0.0.1:0"); err != nil {
+		return Sample{}, err
+	}
+	procs = append(procs, front)
+	pg0 := measure.TreeCPU(h.pgPID)
+	start := time.Now()
+	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: front.addr, Conns: h.cfg.Conns, Records: h.cfg.Records})
+	if err == nil {
+		err = lr.Err()
+	}
+	if err == nil && lr.Acked != uint64(h.cfg.Records) {
+		err = fmt.Errorf("%d of %d records acked", lr.Acked, h.cfg.Records)
+	}
+	if err != nil {
+		return Sample{}, err
+	}
+	// The split acks once a record is in JetStream: the run ends when the
+	// last row is stored.
+	var rows int64
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if err := h.db.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&rows); err != nil {
+			return Sample{}, err
+		}
+		if rows >= int64(h.cfg.Records) || time.Now().After(deadline) {
+			break
+		}
+	}
+	el := time.Since(start)
+	s := Sample{Rows: rows, Elapsed: el, RowsPerSec: float64(rows) / el.Seconds(), Front: front.cpu(), PG: measure.TreeCPU(h.pgPID) - pg0}
+	if back != nil {
+		s.Back, s.Nats = back.cpu(), ns.cpu()
+	}
+	for i := len(procs) - 1; i >= 0; i-- { // front first
+		if err := procs[i].stop(); err != nil {
+			return s, fmt.Errorf("stop: %w", err)
+		}
+	}
+	procs = nil
+	var distinct int64
+	if err := h.db.QueryRow(ctx, "SELECT count(*), count(DISTINCT id) FROM events").Scan(&rows, &distinct); err != nil {
+		return s, err
+	}
+	if rows != int64(h.cfg.Records) || distinct != rows {
+		return s, fmt.Errorf("stored %d rows (%d distinct), want %d", rows, distinct, h.cfg.Records)
+	}
+	return s, nil
+}
+
+// natsURL reads the client port nats-server wrote to its ports file.
+func natsURL(dir string, pid int) (string, error) {
+	f := filepath.Join(dir, fmt.Sprintf("nats-server_%d.ports", pid))
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if i := bytes.Index(b, []byte("nats://")); i >= 0 {
+			u := b[i:]
+			if j := bytes.IndexByte(u, '"'); j >= 0 {
+				return string(u[:j]), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no client URL in %s", f)
+}
+
+func us(d time.Duration) float64 { return float64(d) / 1e3 }

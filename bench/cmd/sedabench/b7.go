@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/stagedserver/seda/bench/b7"
+)
+
+func b7Benchmark() *benchmark {
+	var cfg b7.Config
+	return &benchmark{
+		Name:  "b7",
+		Title: "B7: one pipeline across processes (front → JetStream → back) against one process",
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&cfg.Records, "b7-records", 0, "b7: records per run (0: 300,000)")
+			f.IntVar(&cfg.Conns, "b7-conns", 0, "b7: client connections (0: 16)")
+		},
+		Run: func(ctx context.Context, o options) (string, error) {
+			fmt.Fprintln(o.Log, "b7: running (single process and split across processes, alternating)...")
+			c := cfg
+			c.Runs, c.DSN, c.Log = o.Runs, o.DSN, o.Log
+			res, err := b7.Run(ctx, c)
+			if err != nil {
+				return "", err
+			}
+			return res.Markdown(), nil
+		},
+	}
+}
