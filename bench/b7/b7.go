@@ -202,7 +202,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited
 	addr   string
-	cpu0 time.Duration
+	cpu0   time.Duration
 }
 
 func (h *harness) start(ctx context.Context, name string, env []string, args ...string) (*proc, error) {
