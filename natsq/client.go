@@ -88,9 +88,7 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 			}
 			wait = min(2*wait, 5*time.Second)
 		}
-		js, err := jetstream.New(c.nc,
-			jetstream.WithPublishAsyncMaxPending(1<<16),
-			jetstream.WithPublishAsyncTimeout(10*time.Second))
+		js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(1<<16))
 		if err != nil {
 			c.nc.Close()
 			c.nc = nil

@@ -55,7 +55,8 @@ type consumer struct {
 	idleMu   sync.Mutex
 	idle     chan struct{} // closed when inflight is 0; replaced when it rises
 
-	dead    chan *inflight // messages to dead-letter
+	names   map[string]string // field names seen, interned (take's alone)
+	dead    chan *inflight    // messages to dead-letter
 	deadWG  sync.WaitGroup
 	stopped atomic.Bool // StopInput ran
 }
@@ -83,6 +84,7 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	c.idle = make(chan struct{})
 	close(c.idle)
 	c.dead = make(chan *inflight, 1024)
+	c.names = map[string]string{}
 	c.deadWG.Add(1)
 	go c.deadLetters()
 
@@ -150,16 +152,17 @@ func (c *consumer) take(msg jetstream.Msg) {
 		c.giveUp(in)
 		return
 	}
-	d, err := decodeEvent(msg.Data(), msg.Headers())
+	payload, fields, err := splitMessage(msg.Data())
 	if err != nil {
 		in.class, in.reason = DeadUndecodable, err.Error()
 		c.giveUp(in)
 		return
 	}
 	c.q.st.taken.Add(1)
-	ev := c.rt.NewEventAt(d.payload, in.streamSeq, stage.Origin{To: in}, time.Now())
-	for name, v := range d.fields {
-		ev.Set(name, v)
+	ev := c.rt.NewEventAt(payload, in.streamSeq, stage.Origin{To: in}, time.Now())
+	if err := decodeFields(ev, fields, c.names); err != nil {
+		ev.Done(err) // refused: dead-lettered
+		return
 	}
 	_ = c.out.Emit(c.ctx, ev) // a failure finishes the event, which NAKs it
 	c.out.Flush(c.ctx)
@@ -180,6 +183,9 @@ func (in *inflight) Complete(_ *stage.Event, err error) {
 			q.st.acked.Add(1)
 		}
 		c.end()
+	case errors.Is(err, errUndecodable):
+		in.class, in.reason = DeadUndecodable, err.Error()
+		c.giveUp(in)
 	case refused(err):
 		in.class, in.reason = DeadRefused, err.Error()
 		c.giveUp(in)

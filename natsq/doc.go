@@ -78,9 +78,10 @@
 //
 // # Encoding
 //
-// A message carries the event's payload and its decoded fields, plus
-// headers for tracing (where, when, which record); encoding.go documents
-// the layout, which is the only place that knows it.
+// A message carries the event's payload and its decoded fields (typed, in
+// a small binary form), plus headers for tracing (which pipeline and
+// process published it, which record, when it was read); encoding.go
+// documents the layout, and is the only place that knows it.
 //
 // # Figures
 //

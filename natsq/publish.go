@@ -104,16 +104,33 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 			wait = min(2*wait, 2*time.Second)
 		}
 		for _, it := range todo {
-			it.paf, it.err = p.js.PublishMsgAsync(it.msg, jetstream.WithExpectStream(q.cfg.Stream))
+			it.paf, it.err = p.js.PublishMsgAsync(it.msg)
 		}
 		var retry []*item
 		var werr error
 		stage.Blocking(ctx, func() {
+			// One deadline for the batch's PubAcks, rather than nats.go's
+			// timer per message: a PubAck not back by then is published
+			// again (same Nats-Msg-Id).
+			deadline := time.NewTimer(pubAckWait)
+			defer deadline.Stop()
+			late := false
 			for _, it := range todo {
-				if it.err == nil {
+				switch {
+				case it.err != nil:
+				case late: // past the deadline: take what has come
 					select {
 					case <-it.paf.Ok():
 					case it.err = <-it.paf.Err():
+					default:
+						it.err = errNoPubAck
+					}
+				default:
+					select {
+					case <-it.paf.Ok():
+					case it.err = <-it.paf.Err():
+					case <-deadline.C:
+						it.err, late = errNoPubAck, true
 					case <-ctx.Done():
 						werr = ctx.Err()
 						return
@@ -170,6 +187,11 @@ func isFull(api *jetstream.APIError) bool {
 	return strings.Contains(d, "maximum messages exceeded") || strings.Contains(d, "maximum bytes exceeded") ||
 		strings.Contains(d, "insufficient resources")
 }
+
+// pubAckWait bounds the wait for a batch's PubAcks.
+const pubAckWait = 10 * time.Second
+
+var errNoPubAck = errors.New("no PubAck in time")
 
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {
