@@ -56,6 +56,18 @@ type consumer struct {
 	idle     chan struct{} // closed when inflight is 0; replaced when it rises
 
 	names   map[string]string // field names seen, interned (take's alone)
+
+	// take hands events to the poster through pend, which posts them to
+	// the stage's queue a batch at a time (one lock and one wake per
+	// batch, and fuller batches for the stage); take waits while pend
+	// holds maxPend.
+	pmu       sync.Mutex
+	pcond     *sync.Cond
+	pend      []*stage.Event
+	maxPend   int
+	wake      chan struct{} // a post is wanted
+	inputDone chan struct{} // closed by StopInput once take has returned for good
+	posterWG  sync.WaitGroup
 	dead    chan *inflight    // messages to dead-letter
 	deadWG  sync.WaitGroup
 	stopped atomic.Bool // StopInput ran
@@ -85,6 +97,9 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	close(c.idle)
 	c.dead = make(chan *inflight, 1024)
 	c.names = map[string]string{}
+	c.pcond = sync.NewCond(&c.pmu)
+	c.wake = make(chan struct{}, 1)
+	c.inputDone = make(chan struct{})
 	c.deadWG.Add(1)
 	go c.deadLetters()
 
@@ -117,6 +132,9 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	q.st.setConsumer(cons)
 	batch := rt.Settings().Batch
 	pull := min(max(2*batch, 128), 4096, q.cfg.MaxAckPending)
+	c.maxPend = pull
+	c.posterWG.Add(1)
+	go c.poster()
 	c.cc, err = cons.Consume(c.take,
 		jetstream.PullMaxMessages(pull),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -164,8 +182,63 @@ func (c *consumer) take(msg jetstream.Msg) {
 		ev.Done(err) // refused: dead-lettered
 		return
 	}
-	_ = c.out.Emit(c.ctx, ev) // a failure finishes the event, which NAKs it
+	c.pmu.Lock()
+	for len(c.pend) >= c.maxPend && c.ctx.Err() == nil {
+		c.pcond.Wait()
+	}
+	if c.ctx.Err() != nil {
+		c.pmu.Unlock()
+		ev.Done(errClosing) // NAKed at once: another process takes it
+		return
+	}
+	c.pend = append(c.pend, ev)
+	c.pmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+var errClosing = errors.New("the stage is closing")
+
+// poster posts what take gathered to the stage's queue, a batch at a
+// time, until StopInput has seen the last of the input (then it posts
+// what is left) or Close (then what is left is NAKed).
+func (c *consumer) poster() {
+	defer c.posterWG.Done()
+	for {
+		select {
+		case <-c.wake:
+			c.post()
+		case <-c.inputDone:
+			for c.post() {
+			}
+			return
+		case <-c.ctx.Done():
+			c.pmu.Lock()
+			left := c.pend
+			c.pend = nil
+			c.pmu.Unlock()
+			for _, ev := range left {
+				ev.Done(errClosing)
+			}
+			return
+		}
+	}
+}
+
+// post posts the events gathered so far; false when there were none.
+func (c *consumer) post() bool {
+	c.pmu.Lock()
+	batch := c.pend
+	c.pend = nil
+	c.pcond.Broadcast()
+	c.pmu.Unlock()
+	for _, ev := range batch {
+		_ = c.out.Emit(c.ctx, ev) // a failure finishes the event, which NAKs it
+	}
 	c.out.Flush(c.ctx)
+	return len(batch) > 0
 }
 
 // Complete settles the message of a finished event.
@@ -342,9 +415,17 @@ func (c *consumer) StopInput(ctx context.Context) error {
 	c.cc.Drain()
 	select {
 	case <-c.cc.Closed():
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	close(c.inputDone)
+	done := make(chan struct{})
+	go func() { c.posterWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err() // Close ends the poster
 	}
 }
 
@@ -382,11 +463,15 @@ func (c *consumer) Drain(ctx context.Context) error {
 func (c *consumer) Close() error {
 	if c.cancel != nil {
 		c.cancel()
+		c.pmu.Lock()
+		c.pcond.Broadcast() // take waiting for room
+		c.pmu.Unlock()
 	}
 	if c.cc != nil {
 		c.cc.Stop()
 		<-c.cc.Closed()
 	}
+	c.posterWG.Wait()
 	if c.dead != nil {
 		c.deadWG.Wait()
 	}
