@@ -55,7 +55,7 @@ type consumer struct {
 	idleMu   sync.Mutex
 	idle     chan struct{} // closed when inflight is 0; replaced when it rises
 
-	names   map[string]string // field names seen, interned (take's alone)
+	names map[string]string // field names seen, interned (take's alone)
 
 	// take hands events to the poster through pend, which posts them to
 	// the stage's queue a batch at a time (one lock and one wake per
@@ -68,9 +68,9 @@ type consumer struct {
 	wake      chan struct{} // a post is wanted
 	inputDone chan struct{} // closed by StopInput once take has returned for good
 	posterWG  sync.WaitGroup
-	dead    chan *inflight    // messages to dead-letter
-	deadWG  sync.WaitGroup
-	stopped atomic.Bool // StopInput ran
+	dead      chan *inflight // messages to dead-letter
+	deadWG    sync.WaitGroup
+	stopped   atomic.Bool // StopInput ran
 }
 
 var _ stage.Source = (*consumer)(nil)
