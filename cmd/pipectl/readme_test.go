@@ -94,8 +94,11 @@ func TestReadmeSyslogExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As logger --octet-count sends, then as rsyslog's @@host:port does
+	// (a line, its default forward format, no colon after the tag).
 	msg := "<34>1 2026-11-25T22:14:15.003Z mymachine su - ID47 - 'su root' failed on /dev/pts/8"
-	fmt.Fprintf(conn, "%d %s", len(msg), msg)
+	const line = "<13>Nov 28 21:52:31 vm viarsys hello"
+	fmt.Fprintf(conn, "%d %s%s\n", len(msg), msg, line)
 	conn.Close()
 
 	db, err := pgx.Connect(ctx, srv.DSN())
@@ -105,17 +108,21 @@ func TestReadmeSyslogExample(t *testing.T) {
 	defer db.Close(context.Background())
 	var host, app, body string
 	for i := 0; ; i++ {
-		err = db.QueryRow(ctx, "select host, app, body from syslog").Scan(&host, &app, &body)
-		if err == nil || i == 600 {
+		var n int
+		err = db.QueryRow(ctx, "select count(*) from syslog").Scan(&n)
+		if err == nil && n == 2 || i == 600 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err != nil {
-		t.Fatalf("no row stored: %v (stats %+v)", err, p.Stats())
-	}
-	if host != "mymachine" || app != "su" || body != msg {
-		t.Fatalf("stored host %q app %q body %q", host, app, body)
+	for _, want := range [][3]string{{"mymachine", "su", msg}, {"vm", "viarsys", line}} {
+		err = db.QueryRow(ctx, "select host, app, body from syslog where body = $1", want[2]).Scan(&host, &app, &body)
+		if err != nil {
+			t.Fatalf("no row for %q: %v (stats %+v)", want[2], err, p.Stats())
+		}
+		if host != want[0] || app != want[1] {
+			t.Fatalf("stored host %q app %q for %q", host, app, body)
+		}
 	}
 	stopped = true
 	if _, err := p.Stop(ctx); err != nil {
