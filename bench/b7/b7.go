@@ -29,7 +29,7 @@ const (
 
 // Config sizes the benchmark; the zero value is the full B7.
 type Config struct {
-	Records int // records per run; 0: 300,000
+	Records int // records per run; 0: 200,000
 	Conns   int // client connections; 0: 16
 	Runs    int // alternating repetitions; 0: 3
 	// Root is the module's directory; "" means the one `go env GOMOD`
@@ -42,7 +42,7 @@ type Config struct {
 }
 
 func (c *Config) fill() {
-	c.Records = cmp.Or(c.Records, 300_000)
+	c.Records = cmp.Or(c.Records, 200_000)
 	c.Conns = cmp.Or(c.Conns, 16)
 	c.Runs = cmp.Or(c.Runs, 3)
 	if c.Log == nil {

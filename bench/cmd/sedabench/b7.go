@@ -15,7 +15,7 @@ func b7Benchmark() *benchmark {
 		Name:  "b7",
 		Title: "B7: one pipeline across processes (front → JetStream → back) against one process",
 		Flags: func(f *pflag.FlagSet) {
-			f.IntVar(&cfg.Records, "b7-records", 0, "b7: records per run (0: 300,000)")
+			f.IntVar(&cfg.Records, "b7-records", 0, "b7: records per run (0: 200,000)")
 			f.IntVar(&cfg.Conns, "b7-conns", 0, "b7: client connections (0: 16)")
 		},
 		Run: func(ctx context.Context, o options) (string, error) {
