@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -183,26 +182,6 @@ func TestTLSReload(t *testing.T) {
 	r.waitLog("TLS files not reloaded")
 	if got := serverName(t, addr, f.ca.Pool()); got != "renewed" {
 		t.Fatalf("after a broken reload the server presents %q", got)
-	}
-}
-
-func TestTLSReloadOnSIGHUP(t *testing.T) {
-	f := newTLSFiles(t)
-	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ReloadEvery: time.Hour}},
-		stage.Settings{Workers: 1}, nil)
-	addr := r.src.Addr().String()
-	replacePair(t, f.server, f.ca.Server(t, "after-hup"))
-	if got := serverName(t, addr, f.ca.Pool()); got != "server" {
-		t.Fatalf("reloaded before SIGHUP: %q", got)
-	}
-	// The source catches SIGHUP while it runs, so this does not end the test.
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	poll.Until(t, "the certificate after SIGHUP", func() bool { return serverName(t, addr, f.ca.Pool()) == "after-hup" })
-	e := r.waitLog("TLS certificate reloaded")
-	if f, _ := fieldOf(e, "trigger"); f.String != "SIGHUP" {
-		t.Errorf("reload trigger %q", f.String)
 	}
 }
 
