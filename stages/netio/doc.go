@@ -152,7 +152,9 @@
 // Refused requests (401, 413, 400, 415) and failed TLS handshakes count as
 // protocol errors, logged at warn with the client's address at most once a
 // second. A request holds its body in memory until it is answered, so
-// max_requests times max_body bounds the source's memory. StopInput
+// max_requests times max_body bounds the source's memory; its headers
+// must arrive within ten seconds and the whole request within five
+// minutes. StopInput
 // closes the listener, ends keep-alive and answers 503 to requests still
 // coming; Drain waits until every request taken is answered.
 //

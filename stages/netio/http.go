@@ -30,6 +30,7 @@ const (
 	DefaultHTTPIdleTimeout = 2 * time.Minute
 	maxMaxBody             = 1 << 30
 	retryAfter             = "1" // seconds, in a 503's Retry-After
+	httpReadTimeout        = 5 * time.Minute
 )
 
 // Causes of HTTP protocol errors (SourceStats.ProtocolErrors).
@@ -225,6 +226,7 @@ func (s *HTTPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.srv = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       httpReadTimeout, // a body sent ever so slowly does not hold a request slot for good
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ConnState:         s.connState,
@@ -506,8 +508,9 @@ func (s *HTTPSource) StopInput(ctx context.Context) error {
 	}
 }
 
-// Drain waits until every request taken has been answered (so every
-// record is finished) and the connections are closed.
+// Drain waits until every request taken has been answered, the
+// connections are closed and every record is finished (a client that went
+// away before its answer leaves its records to finish without it).
 func (s *HTTPSource) Drain(ctx context.Context) error {
 	if err := s.StopInput(ctx); err != nil {
 		return err
@@ -522,6 +525,14 @@ func (s *HTTPSource) Drain(ctx context.Context) error {
 	// StopInput closed it.
 	if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("stage %q: drain: %w", s.name, err)
+	}
+	// A client that went away before its answer left events in flight.
+	for s.rt.InFlight() > 0 {
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("stage %q: drain: %d records unfinished: %w", s.name, s.rt.InFlight(), ctx.Err())
+		}
 	}
 	return nil
 }
