@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
@@ -326,21 +325,6 @@ func (c *conn) readFailed(err error) bool {
 	}
 	c.kill("read failed", err) // unless already closed
 	return false
-}
-
-// waitReadable waits until the socket has input, an error or EOF, without
-// a buffer: a non-blocking one-byte MSG_PEEK, parked on the runtime's
-// poller while it would block. The read deadline applies.
-func waitReadable(rc syscall.RawConn) error {
-	if rc == nil {
-		return nil
-	}
-	var b [1]byte
-	err := rc.Read(func(fd uintptr) bool {
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return err != unix.EAGAIN && err != unix.EWOULDBLOCK && err != unix.EINTR
-	})
-	return err
 }
 
 // Complete is called once per event, by whoever finishes it, from any

@@ -1,0 +1,24 @@
+//go:build unix
+
+package netio
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitReadable waits until the socket has input, an error or EOF, without
+// a buffer: a non-blocking one-byte MSG_PEEK, parked on the runtime's
+// poller while it would block. The read deadline applies.
+func waitReadable(rc syscall.RawConn) error {
+	if rc == nil {
+		return nil
+	}
+	var b [1]byte
+	err := rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN && err != unix.EWOULDBLOCK && err != unix.EINTR
+	})
+	return err
+}
