@@ -1,6 +1,7 @@
 # Targets for a fresh Debian machine, run as root, with Go in /usr/local/go.
 #   make run    install PostgreSQL if missing, build bin/pipectl, run pipeline.yaml
-#   make test   vet, staticcheck, race tests, short fuzz runs
+#   make test   install what tests need, gofmt check, vet, staticcheck, windows and darwin
+#               cross-builds and vets, race tests, short fuzz runs (TEST_STEPS, in order)
 #   make bench  the benchmark suite (bench/cmd/sedabench), results in bench/RESULTS.md;
 #               BENCH='--only b1,b2 --runs 7' passes flags
 #   make lint   gofmt, vet, staticcheck
@@ -15,7 +16,10 @@ PIPELINE ?= pipeline.yaml
 FUZZTIME ?= 10s
 BENCH ?=
 
-.PHONY: all build run test vet staticcheck race fuzz bench lint fmt-check docs clean nats-server
+.PHONY: all build run test ensure vet staticcheck crossbuild race fuzz bench lint fmt-check docs clean nats-server
+
+# Targets run one at a time, in the order listed, even under make -j.
+.NOTPARALLEL:
 
 all: build
 
@@ -27,21 +31,29 @@ run:
 	go build -o bin/pipectl ./cmd/pipectl
 	bin/pipectl run -f $(PIPELINE)
 
-test:
+# The steps of `make test` (= .ci/run), in order: to add one, write its
+# target below and name it here.
+TEST_STEPS := ensure fmt-check vet staticcheck crossbuild race fuzz
+
+test: $(TEST_STEPS)
+
+# ensure installs what the tests need and is missing (Debian packages, Go
+# tools); a test whose tool is missing fails, it never skips.
+ensure:
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-tools.sh
 	bash scripts/ensure-rsyslog.sh
 	bash scripts/ensure-chromium.sh
-	go vet ./...
-	bash scripts/staticcheck.sh ./...
-	go test -race -count=1 ./...
-	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 vet:
 	go vet ./...
 
 staticcheck:
 	bash scripts/staticcheck.sh ./...
+
+# crossbuild builds and vets everything, tests included, for windows and darwin.
+crossbuild:
+	bash scripts/crossbuild.sh windows darwin
 
 race:
 	go test -race -count=1 ./...

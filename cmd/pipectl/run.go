@@ -228,6 +228,9 @@ func startLocalDB(ctx context.Context, sig <-chan os.Signal, f runFlags, out io.
 	switch {
 	case interrupted != nil:
 		return nil, fmt.Errorf("%s while starting %s: %w", interrupted, what, err)
+	case errors.Is(err, pgtemp.ErrUnsupported):
+		return nil, fmt.Errorf("%w\ngive the db stages your PostgreSQL server's URL: pipeline.yaml's dsn is ${DATABASE_URL}, so "+
+			"set DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/DBNAME", err)
 	case errors.Is(err, pgtemp.ErrInUse):
 		return nil, fmt.Errorf("the local PostgreSQL's data directory is taken: %w\n"+
 			"only one run at a time may use it: stop the other run, or give this one its own --data-dir (or --ephemeral)", err)

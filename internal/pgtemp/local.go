@@ -12,9 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrInUse is wrapped by the error Start returns when Options.Path is
@@ -85,10 +82,10 @@ func lockDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLock(f); err != nil {
 		holder, _ := os.ReadFile(f.Name())
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, errLocked) {
 			who := strings.TrimSpace(string(holder))
 			if who == "" {
 				who = "unknown process"
@@ -163,7 +160,7 @@ func (s *Server) firstBlocked(ctx context.Context, dirs []string) (string, error
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh"}, dirs...)...)
 	cmd.Dir = "/"
 	cmd.Env = s.env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	cmd.SysProcAttr = procAttr(s.cred, false)
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("check that OS user %q can reach %s: %w", s.osUser, dirs[len(dirs)-1], err)
@@ -233,7 +230,7 @@ func grantSearch(dir string, uid uint32) error {
 		buf = binary.LittleEndian.AppendUint16(buf, e.perm)
 		buf = binary.LittleEndian.AppendUint32(buf, e.id)
 	}
-	if err := unix.Setxattr(dir, aclXattr, buf, 0); err != nil {
+	if err := setXattr(dir, aclXattr, buf); err != nil {
 		return fmt.Errorf("set ACL of %s: %w", dir, err)
 	}
 	return nil
@@ -243,16 +240,17 @@ func grantSearch(dir string, uid uint32) error {
 // none.
 func readACL(dir string) ([]aclEntry, error) {
 	buf := make([]byte, 4096)
-	n, err := unix.Getxattr(dir, aclXattr, buf)
-	if errors.Is(err, unix.ENODATA) {
-		var st unix.Stat_t
-		if err := unix.Stat(dir, &st); err != nil {
+	n, err := getXattr(dir, aclXattr, buf)
+	if errors.Is(err, errNoXattr) {
+		fi, err := os.Stat(dir)
+		if err != nil {
 			return nil, fmt.Errorf("stat %s: %w", dir, err)
 		}
+		mode := uint16(fi.Mode().Perm())
 		return []aclEntry{
-			{tag: aclUserObj, perm: uint16(st.Mode>>6) & 7, id: aclNoID},
-			{tag: aclGroupObj, perm: uint16(st.Mode>>3) & 7, id: aclNoID},
-			{tag: aclOther, perm: uint16(st.Mode) & 7, id: aclNoID},
+			{tag: aclUserObj, perm: mode >> 6 & 7, id: aclNoID},
+			{tag: aclGroupObj, perm: mode >> 3 & 7, id: aclNoID},
+			{tag: aclOther, perm: mode & 7, id: aclNoID},
 		}, nil
 	}
 	if err != nil {

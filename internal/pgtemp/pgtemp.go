@@ -14,17 +14,23 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
 // ErrNotFound is wrapped by the error Start returns when initdb, pg_ctl and
 // postgres cannot be found.
 var ErrNotFound = errors.New("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found")
+
+// ErrUnsupported is wrapped by the error Start returns on systems other
+// than Unix (Windows): the server is run through /bin/sh and pg_ctl, with
+// Unix sockets. There, use an existing PostgreSQL server instead.
+var ErrUnsupported = fmt.Errorf("a local PostgreSQL server can be started on Unix only (Linux, macOS, the BSDs), not on %s: "+
+	"use an existing server instead: %w", runtime.GOOS, errors.ErrUnsupported)
 
 // ErrClosed is returned by StartServer, Restart, StopServer and Kill once
 // Stop or Remove has been called.
@@ -98,7 +104,7 @@ type Server struct {
 	bin     string
 	user    string
 	osUser  string
-	cred    *syscall.Credential // nil: run as the calling user
+	cred    *credential // nil: run as the calling user
 	env     []string
 	dir     string
 	dataDir string
@@ -177,6 +183,9 @@ func compareVersions(a, b string) int {
 // then carries the tail of the server's log. The caller owns the returned
 // Server and must call Remove (or Stop) when done.
 func Start(ctx context.Context, o Options) (*Server, error) {
+	if !supported {
+		return nil, fmt.Errorf("pgtemp: %w", ErrUnsupported)
+	}
 	bin := o.BinDir
 	if bin == "" {
 		var err error
@@ -322,7 +331,7 @@ func (s *Server) startGuard() error {
 	cmd.Env = s.env
 	// Its own process group, so that a Ctrl-C meant for this process does
 	// not also stop the watchdog.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Setpgid: true}
+	cmd.SysProcAttr = procAttr(s.cred, true)
 	if s.lock != nil {
 		// The watchdog holds the directory's lock too, so that the lock
 		// outlives this process until the server it guards is stopped.
@@ -412,7 +421,7 @@ func (s *Server) forceStop(ctx context.Context) {
 	defer cancel()
 	_, _ = s.run(ctx, "pg_ctl", "stop", "-D", s.dataDir, "-m", "immediate", "-w", "-s", "-t", "20")
 	if pid := livePostmaster(s.dataDir); pid > 0 {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		kill(pid)
 	}
 }
 
@@ -606,7 +615,7 @@ func (s *Server) run(ctx context.Context, name string, args ...string) (string, 
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
 	cmd.Dir = "/"
 	cmd.Env = s.env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	cmd.SysProcAttr = procAttr(s.cred, false)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// pg_ctl start leaves a server behind; it must not hold our pipe, and
@@ -644,7 +653,7 @@ func childEnv() []string {
 
 // osUserCredential returns the credential of the named OS user, creating a
 // system user of that name if there is none.
-func osUserCredential(ctx context.Context, name string) (*syscall.Credential, error) {
+func osUserCredential(ctx context.Context, name string) (*credential, error) {
 	u, err := user.Lookup(name)
 	if _, ok := errors.AsType[user.UnknownUserError](err); ok {
 		out, uerr := exec.CommandContext(ctx, "useradd", "--system", "--user-group",
@@ -670,7 +679,7 @@ func osUserCredential(ctx context.Context, name string) (*syscall.Credential, er
 	if uid == 0 {
 		return nil, fmt.Errorf("OS user %q is root, which PostgreSQL refuses to run as", name)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	return &credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 func validSettingName(name string) bool {

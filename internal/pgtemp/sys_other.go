@@ -1,0 +1,28 @@
+//go:build !unix
+
+package pgtemp
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// supported is false: the server is started through /bin/sh and pg_ctl
+// with Unix sockets and process groups, which this system lacks. Start
+// says so; the rest of the package builds so that its callers do.
+const supported = false
+
+type credential struct{ Uid, Gid uint32 }
+
+func procAttr(*credential, bool) *syscall.SysProcAttr { return nil }
+
+func kill(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
+}
+
+var errLocked = errors.New("locked")
+
+func tryLock(*os.File) error { return errors.ErrUnsupported }
