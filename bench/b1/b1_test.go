@@ -2,11 +2,11 @@ package b1
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/bench/report"
 )
 
 // TestRunSmall checks that every case runs and that Run reports one figure
@@ -35,24 +35,45 @@ func TestRunSmall(t *testing.T) {
 	}
 }
 
-// TestGuardRails prints B1's guard rails when B1_RUNS is set.
-func TestGuardRails(t *testing.T) {
-	if os.Getenv("B1_RUNS") == "" {
-		t.Skip("set B1_RUNS to measure B1's guard rails")
-	}
+// TestIdleCPU asserts B1's idle guard rail: IdleWorkers workers parked in
+// Get on an empty port use less than MaxIdleCPU of a core. It guards
+// against a port that spins or polls while idle. Measured: about 0.1% of
+// a core, also under the race detector on a machine shared with other
+// work (a process's CPU time does not grow with other processes' load);
+// the median of three tries rides out a stray collection.
+func TestIdleCPU(t *testing.T) {
+	var tries []float64
 	for range 3 {
-		idle, err := IdleCPU(64, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Printf("idle port, 64 waiting workers: %.3f%% of a core\n", idle*100)
+		tries = append(tries, IdleCPU(IdleWorkers, 200*time.Millisecond))
 	}
-	for range 3 {
-		pl, cl, err := Latency(200000, 0)
-		if err != nil {
-			t.Fatal(err)
+	if m := report.Median(tries); m >= MaxIdleCPU {
+		t.Fatalf("an idle port with %d parked workers used %.2f%% of a core (tries %v), want under %.0f%%",
+			IdleWorkers, 100*m, tries, 100*MaxIdleCPU)
+	}
+}
+
+// TestGuards checks the guard-rail measurement on small sizes: a hop
+// allocates nothing (as port's TestNoAllocs asserts), and every figure is
+// there for the report. The latency ratio is reported by the benchmark,
+// not asserted: on a shared machine a p99 measures the scheduler more
+// than the port.
+func TestGuards(t *testing.T) {
+	g, err := MeasureGuards(context.Background(), 2, 2000, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.AllocsPerHop >= 0.01 {
+		t.Errorf("%.3f allocations per Post+Get, want 0", g.AllocsPerHop)
+	}
+	if len(g.IdleCPU) != 2 || len(g.P99Ratios()) != 2 {
+		t.Fatalf("guards: %+v", g)
+	}
+	for i, p := range g.Port {
+		if p.P50 <= 0 || p.P50 > p.P99 || g.Chan[i].P50 <= 0 || g.Chan[i].P50 > g.Chan[i].P99 {
+			t.Errorf("latencies: port %+v, channel %+v", p, g.Chan[i])
 		}
-		fmt.Printf("hand-off at half load: port p50 %v p99 %v; channel p50 %v p99 %v; p99 ratio %.2f\n",
-			pl.P50, pl.P99, cl.P50, cl.P99, float64(pl.P99)/float64(cl.P99))
+	}
+	if md := g.Markdown(); strings.Count(md, "\n| ") != 4 {
+		t.Errorf("Markdown:\n%s", md)
 	}
 }

@@ -5,18 +5,101 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/stagedserver/seda/bench/measure"
+	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/port"
 )
 
+// B1's guard rails (docs/BENCHMARKS.md).
+const (
+	IdleWorkers = 64   // workers parked on the idle port
+	MaxIdleCPU  = 0.01 // their CPU, as a fraction of one core, below this
+	MaxP99Ratio = 1.2  // port p99 hand-off latency over the channel's, at most
+)
+
+// Guards are B1's guard rails as measured: each figure once per try.
+type Guards struct {
+	AllocsPerHop float64   // allocations per Post+Get in steady state; want 0
+	IdleCPU      []float64 // fractions of a core (IdleWorkers idle workers)
+	Port, Chan   []Latencies
+}
+
+// P99Ratios returns the port's p99 over the channel's, per try.
+func (g Guards) P99Ratios() []float64 {
+	out := make([]float64, len(g.Port))
+	for i := range out {
+		out[i] = float64(g.Port[i].P99) / float64(g.Chan[i].P99)
+	}
+	return out
+}
+
+// MeasureGuards measures the guard rails tries times each: the idle CPU
+// over d, the hand-off latencies with n items. It stops between tries when
+// ctx ends.
+func MeasureGuards(ctx context.Context, tries, n int, d time.Duration) (Guards, error) {
+	g := Guards{AllocsPerHop: AllocsPerHop(10_000)}
+	for range tries {
+		if err := ctx.Err(); err != nil {
+			return g, err
+		}
+		g.IdleCPU = append(g.IdleCPU, IdleCPU(IdleWorkers, d))
+		pl, cl, err := Latency(n, 0)
+		if err != nil {
+			return g, err
+		}
+		g.Port, g.Chan = append(g.Port, pl), append(g.Chan, cl)
+	}
+	return g, nil
+}
+
+// Markdown renders g as the guard-rail table of B1's section of
+// bench/RESULTS.md.
+func (g Guards) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| guard rail | measured (min / median / max of tries) | target | met (median) |\n| --- | ---: | ---: | --- |\n")
+	fmt.Fprintf(&b, "| allocations per Post+Get | %.3f | 0 | %s |\n", g.AllocsPerHop, report.Met(g.AllocsPerHop < 0.001))
+	idle := report.Summarize(g.IdleCPU)
+	fmt.Fprintf(&b, "| idle port, %d workers parked: CPU, %% of a core | %.3f / %.3f / %.3f | < %.0f | %s |\n",
+		IdleWorkers, 100*idle.Min, 100*idle.Median, 100*idle.Max, 100*MaxIdleCPU, report.Met(idle.Median < MaxIdleCPU))
+	r := report.Summarize(g.P99Ratios())
+	fmt.Fprintf(&b, "| p99 hand-off latency at half load, port / channel | %s | ≤ %.1f | %s |\n",
+		r.Ratios(), MaxP99Ratio, report.Met(r.Median <= MaxP99Ratio))
+	return b.String()
+}
+
+// AllocsPerHop returns the allocations per Post and Get of one item on
+// one goroutine, over n of them, after a warm-up.
+func AllocsPerHop(n int) float64 {
+	p := port.New[Payload](port.Options{Concurrency: 1})
+	defer p.Close()
+	w := p.Join()
+	defer w.Leave()
+	ctx := context.Background()
+	hop := func() {
+		_ = p.Post(ctx, port.Packet[Payload]{Value: Payload{A: 1}})
+		_, _ = w.Get(ctx)
+	}
+	for range 100 {
+		hop()
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		hop()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.Mallocs-before.Mallocs) / float64(n)
+}
+
 // IdleCPU parks workers workers in Get on an empty port and returns the CPU
 // the whole process used meanwhile, over d, as a fraction of one core
-// (getrusage user plus system time). B1's guard rail wants it under 0.01
-// for 64 workers.
-func IdleCPU(workers int, d time.Duration) (float64, error) {
+// (user plus system time; 0 where the system has none to read). B1's
+// guard rail wants it under MaxIdleCPU for IdleWorkers workers.
+func IdleCPU(workers int, d time.Duration) float64 {
 	p := port.New[Payload](port.Options{Concurrency: 2})
 	var wg sync.WaitGroup
 	for range workers {
@@ -42,7 +125,7 @@ func IdleCPU(workers int, d time.Duration) (float64, error) {
 	start := time.Now()
 	time.Sleep(d)
 	after := measure.CPU()
-	return (after - before).Seconds() / time.Since(start).Seconds(), nil
+	return (after - before).Seconds() / time.Since(start).Seconds()
 }
 
 // Latencies are hand-off latencies, from just before Post (or send) to just

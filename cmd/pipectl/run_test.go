@@ -144,9 +144,6 @@ func (p *runProc) stop(t *testing.T, sig os.Signal) (string, error) {
 // records through `pipectl load`; checks that every one was acked and is
 // in the table; and stops it with SIGTERM, which must drain and exit 0.
 func TestRunEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL")
-	}
 	bin := gobuild.ForTest(t, gobuild.Options{Race: raceBuild})
 	file, dataAddr, adminAddr := pipelineFile(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -200,9 +197,6 @@ func TestRunEndToEnd(t *testing.T) {
 // pipectl psql reads the table while the run runs, and again after Ctrl-C
 // has stopped it (starting the server itself), so the data was kept.
 func TestRunKeepsData(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL")
-	}
 	bin := gobuild.ForTest(t, gobuild.Options{Race: raceBuild})
 	file, dataAddr, _ := pipelineFile(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

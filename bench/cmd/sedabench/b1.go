@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -11,12 +13,14 @@ import (
 
 func b1Benchmark() *benchmark {
 	var cfg b1.Config
+	tries := 0
 	return &benchmark{
 		Name:  "b1",
 		Title: "B1: port hop against a buffered channel",
 		Flags: func(f *pflag.FlagSet) {
 			f.IntVar(&cfg.Items, "b1-items", 0, "b1: items per run (0: 1<<20)")
 			f.StringSliceVar(&cfg.Cases, "b1-cases", nil, "b1: cases to run (default all: 1P1W,2P2W,1P64W-C2,2P2W-Batch64)")
+			f.IntVar(&tries, "b1-guard-tries", 0, "b1: tries of each guard rail (0: 3)")
 		},
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b1: running (port against channel, alternating)...")
@@ -26,7 +30,12 @@ func b1Benchmark() *benchmark {
 			if err != nil {
 				return "", err
 			}
-			return b1.Markdown(rs), nil
+			fmt.Fprintln(o.Log, "b1: guard rails (allocations, idle CPU, hand-off latency at half load)...")
+			g, err := b1.MeasureGuards(ctx, cmp.Or(tries, 3), 200_000, time.Second)
+			if err != nil {
+				return "", err
+			}
+			return b1.Markdown(rs) + "\nGuard rails (the idle CPU is also asserted by bench/b1's TestIdleCPU, the allocations by port's TestNoAllocs):\n\n" + g.Markdown(), nil
 		},
 	}
 }

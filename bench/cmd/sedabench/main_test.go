@@ -76,7 +76,7 @@ func TestCommand(t *testing.T) {
 	var out, log bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&log)
-	cmd.SetArgs([]string{"--only", "b1", "--runs", "1", "--b1-items", "2000", "--b1-cases", "1P1W", "--results", path})
+	cmd.SetArgs([]string{"--only", "b1", "--runs", "1", "--b1-items", "2000", "--b1-cases", "1P1W", "--b1-guard-tries", "1", "--results", path})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
