@@ -27,11 +27,8 @@ func readKeys(ctx context.Context, fd int) {
 			if err != nil || m == 0 {
 				return
 			}
-			for _, c := range buf[:m] {
-				switch c {
-				case 'q', 'Q', 3, 4:
-					return
-				}
+			if quitKey(buf[:m]) {
+				return
 			}
 		}
 	}()
