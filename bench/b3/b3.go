@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer srv.Remove(context.WithoutCancel(ctx))
 		dsn, pgPID = srv.DSN(), pid
 	}
-	if err := queryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
+	if err := QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
 		return nil, err
 	}
 	var copyFile string
@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// psql runs as root and reads the file itself (\copy), so any
 		// directory works.
 		copyFile = filepath.Join(dir, "rows.tsv")
-		if err := writeCopyFile(copyFile, cfg.Records); err != nil {
+		if err := WriteCopyFile(copyFile, 0, int64(cfg.Records)); err != nil {
 			return nil, err
 		}
 	}
@@ -186,7 +186,7 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	defer DropTable(context.WithoutCancel(ctx), h.dsn, table)
 	// Write out what earlier runs left dirty, so that its checkpoint is
 	// not charged to this run's PostgreSQL CPU and throughput.
-	if err := execSQL(ctx, h.dsn, "CHECKPOINT"); err != nil {
+	if err := ExecSQL(ctx, h.dsn, "CHECKPOINT"); err != nil {
 		return Sample{}, err
 	}
 	if v == Copy {
@@ -293,7 +293,7 @@ func (h *harness) latency(ctx context.Context, v string, rate float64) (Latency,
 func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 	pg0 := measure.TreeCPU(h.pgPID)
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", h.dsn,
-		"-c", `\copy `+ident(table)+` (id, body) FROM '`+h.copyFile+`'`)
+		"-c", `\copy `+Ident(table)+` (id, body) FROM '`+h.copyFile+`'`)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	el := time.Since(start)
@@ -305,7 +305,7 @@ func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 	// No peak RSS: a child's ru_maxrss counts the parent's pages it
 	// shared before exec.
 	var n int64
-	if err := queryInt(ctx, h.dsn, "SELECT count(*) FROM "+ident(table), &n); err != nil {
+	if err := QueryInt(ctx, h.dsn, "SELECT count(*) FROM "+Ident(table), &n); err != nil {
 		return s, err
 	}
 	if n != int64(h.cfg.Records) {
@@ -314,16 +314,17 @@ func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 	return s, nil
 }
 
-// writeCopyFile writes rows 0..n-1 in COPY text format: id TAB record.
-// The records hold no backslash or tab, so they need no escaping.
-func writeCopyFile(path string, n int) error {
+// WriteCopyFile writes the records from..to-1, as the load client sends
+// them, in COPY text format: id TAB record. The records hold no backslash
+// or tab, so they need no escaping.
+func WriteCopyFile(path string, from, to int64) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	var b []byte
-	for id := range int64(n) {
+	for id := from; id < to; id++ {
 		b = strconv.AppendInt(b[:0], id, 10)
 		b = append(b, '\t')
 		b = append(loadgen.Record(b, id), '\n')

@@ -193,18 +193,20 @@ func (n naiveServer) Stop(context.Context) error { return n.s.Close() }
 
 // CreateTable (re)creates table as (id bigint primary key, body jsonb).
 func CreateTable(ctx context.Context, dsn, table string) error {
-	return execSQL(ctx, dsn, "DROP TABLE IF EXISTS "+ident(table),
-		"CREATE TABLE "+ident(table)+" (id bigint PRIMARY KEY, body jsonb)")
+	return ExecSQL(ctx, dsn, "DROP TABLE IF EXISTS "+Ident(table),
+		"CREATE TABLE "+Ident(table)+" (id bigint PRIMARY KEY, body jsonb)")
 }
 
 // DropTable drops table.
 func DropTable(ctx context.Context, dsn, table string) error {
-	return execSQL(ctx, dsn, "DROP TABLE IF EXISTS "+ident(table))
+	return ExecSQL(ctx, dsn, "DROP TABLE IF EXISTS "+Ident(table))
 }
 
-func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
+// Ident quotes s as an SQL identifier.
+func Ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
-func execSQL(ctx context.Context, dsn string, sqls ...string) error {
+// ExecSQL runs the statements on dsn, in order.
+func ExecSQL(ctx context.Context, dsn string, sqls ...string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("b3: connect: %w", err)
@@ -226,12 +228,12 @@ func CheckStored(ctx context.Context, dsn, table string, acked []int64) (rows in
 		return 0, fmt.Errorf("b3: connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+ident(table)).Scan(&rows); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+Ident(table)).Scan(&rows); err != nil {
 		return 0, fmt.Errorf("b3: count: %w", err)
 	}
 	var missing int64
 	err = conn.QueryRow(ctx, "SELECT count(*) FROM unnest($1::bigint[]) AS a(id) WHERE NOT EXISTS (SELECT 1 FROM "+
-		ident(table)+" t WHERE t.id = a.id)", acked).Scan(&missing)
+		Ident(table)+" t WHERE t.id = a.id)", acked).Scan(&missing)
 	if err != nil {
 		return rows, fmt.Errorf("b3: check acked ids: %w", err)
 	}

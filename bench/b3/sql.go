@@ -7,7 +7,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-func queryString(ctx context.Context, dsn, q string, out *string) error {
+// QueryString runs q, which returns one text value, on dsn.
+func QueryString(ctx context.Context, dsn, q string, out *string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("b3: connect: %w", err)
@@ -16,7 +17,8 @@ func queryString(ctx context.Context, dsn, q string, out *string) error {
 	return conn.QueryRow(ctx, q).Scan(out)
 }
 
-func queryInt(ctx context.Context, dsn, q string, out *int64) error {
+// QueryInt runs q, which returns one integer, on dsn.
+func QueryInt(ctx context.Context, dsn, q string, out *int64) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("b3: connect: %w", err)

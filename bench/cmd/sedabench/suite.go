@@ -18,6 +18,7 @@ func suite() []*benchmark {
 		b2Benchmark(),
 		b3Benchmark(),
 		b4Benchmark(),
+		b5Benchmark(),
 		b7Benchmark(),
 		b8Benchmark(),
 	}
