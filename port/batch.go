@@ -13,6 +13,17 @@ func (p *Port[T]) PostBatch(ctx context.Context, pks []Packet[T]) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	return p.postBatch(ctx, pks, p.overflow == Reject)
+}
+
+// TryPostBatch is PostBatch that never waits, whatever the Overflow: it
+// queues as many of pks as fit, in order, and refuses the rest with
+// ErrFull (counted as Rejected), as TryPost does one packet.
+func (p *Port[T]) TryPostBatch(pks []Packet[T]) (int, error) {
+	return p.postBatch(context.Background(), pks, true)
+}
+
+func (p *Port[T]) postBatch(ctx context.Context, pks []Packet[T], reject bool) (int, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -30,7 +41,7 @@ func (p *Port[T]) PostBatch(ctx context.Context, pks []Packet[T]) (int, error) {
 		p.mu.Unlock()
 		return n, nil
 	}
-	if p.overflow == Reject {
+	if reject {
 		p.rejected += uint64(len(pks) - n)
 		p.mu.Unlock()
 		return n, ErrFull

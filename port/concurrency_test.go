@@ -83,3 +83,19 @@ func TestSetConcurrencyDefault(t *testing.T) {
 		t.Fatalf("SetConcurrency(0): Concurrency = %d, want GOMAXPROCS %d", got, want)
 	}
 }
+
+// TryPostBatch queues what fits and refuses the rest, even under Block.
+func TestTryPostBatch(t *testing.T) {
+	p := New[int](Options{Capacity: 3, Overflow: Block})
+	n, err := p.TryPostBatch([]Packet[int]{{Value: 1}, {Value: 2}, {Value: 3}, {Value: 4}, {Value: 5}})
+	if n != 3 || err != ErrFull {
+		t.Fatalf("TryPostBatch = %d, %v; want 3, ErrFull", n, err)
+	}
+	if s := p.Stats(); s.Depth != 3 || s.Rejected != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	p.Close()
+	if _, err := p.TryPostBatch([]Packet[int]{{Value: 6}}); err != ErrClosed {
+		t.Fatalf("after Close: %v", err)
+	}
+}

@@ -28,22 +28,37 @@ const (
 	// a handful.
 	admissionMinSamples = 20
 	admissionMaxWindow  = time.Second
-	// admissionDecrease divides the completion rate on congestion: the
-	// admitted rate drops to what the pipeline finished, over 1.2 (SEDA's
-	// response-time controller divides by 1.2 as well), or over more when
-	// the work already in flight would take longer than half the target
-	// to finish (Little's law: in flight / finish rate), so that a backlog
-	// drains to that instead of lingering over a string of small cuts.
-	admissionDecrease    = 1.2
-	admissionMaxDecrease = 20
-	// admissionStep is the additive increase per period, as a share of the
-	// rate at the last decrease (the estimate of what the pipeline
-	// carries): back from a decrease to that rate in 1.7 s. Below that
-	// rate over admissionDecrease (after a deep cut, once what was in
-	// flight has drained) the rate doubles per period instead, as TCP's
-	// slow start does.
-	admissionStep      = 0.025
-	admissionSlowStart = 2
+	// admissionDecrease divides the admitted rate on congestion (SEDA's
+	// response-time controller divides by 1.2 as well); a p99 further
+	// over the target divides it by p99/target, up to
+	// admissionMaxDecrease, so that a backlog drains rather than
+	// lingering over a string of small cuts. Before the first decrease the
+	// admitted rate is taken as what the pipeline finished lately at most.
+	admissionDecrease           = 1.2
+	admissionMaxDecrease        = 2
+	admissionMaxBacklogDecrease = 20
+	// admissionWarmup: no decision in a source's first second: a cold
+	// pipeline (its first connections, its first transactions) finishes
+	// slowly for a moment, and a rate set from that would start far too
+	// low. A full queue still sheds at the door meanwhile.
+	admissionWarmup = time.Second
+	// admissionSmooth smooths the completion rate per window (a database
+	// finishes whole batches, so one window's count is lumpy).
+	admissionSmooth = 0.3
+	// admissionRecent: a decrease keeps as the estimate of what the
+	// pipeline carries the most it finished in this many windows (1 s).
+	admissionRecent = 4
+	// admissionBacklog: what is in flight, by Little's law, is acted on
+	// once it would take this many targets to finish.
+	admissionBacklog = 4
+	// admissionStep is the additive increase per period, as a share of
+	// what the pipeline carries (the most it finished lately, or the rate
+	// if more): from a decrease back to where it began in 1.7 s. Below
+	// what the pipeline carries over admissionDecrease (after a deep cut),
+	// while the p99 and what is in flight are under half the target, the
+	// rate grows by admissionFast per period instead (TCP's slow start).
+	admissionStep = 0.025
+	admissionFast = 1.5
 	// admissionLow: the rate grows only while p99 is under this share of
 	// the target, and holds between it and the target (SEDA's low water
 	// mark of 0.9).
@@ -55,6 +70,9 @@ const (
 	admissionMinBurst = 64
 	// AdmissionMinRate is the least admitted rate, in records per second.
 	AdmissionMinRate = 10.0
+	// capacityWindows: what the pipeline carries is estimated as the most
+	// it finished in a window over the last 10 s.
+	capacityWindows = 40
 )
 
 // Admission is a source's admission controller: a token bucket at the
@@ -98,7 +116,7 @@ type Admission struct {
 // sampleTotals are the running totals an admission window is the
 // difference of.
 type sampleTotals struct {
-	completed, full, limited uint64
+	completed, full, limited, admitted uint64
 }
 
 // StartAdmission puts the source under admission control with the given
@@ -217,7 +235,7 @@ func (a *Admission) close() {
 // tick gathers the window so far and, once it holds enough, decides.
 func (a *Admission) tick(now time.Time) {
 	s := a.s
-	tot := sampleTotals{completed: s.completed.Load(), full: a.shedFull.Load(), limited: a.shedRate.Load()}
+	tot := sampleTotals{completed: s.completed.Load(), full: a.shedFull.Load(), limited: a.shedRate.Load(), admitted: a.admitted.Load()}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	el := now.Sub(a.winStart)
@@ -231,6 +249,7 @@ func (a *Admission) tick(now time.Time) {
 		completed: tot.completed - a.last.completed,
 		full:      tot.full - a.last.full,
 		limited:   tot.limited - a.last.limited,
+		admitted:  tot.admitted - a.last.admitted,
 		samples:   n,
 		p99:       time.Duration(a.lat.quantile(0.99)),
 		inFlight:  inFlight,
@@ -297,82 +316,146 @@ type admissionWindow struct {
 	p99       time.Duration // their 99th percentile
 	full      uint64        // records shed because the next queue was full
 	limited   uint64        // records shed for lack of tokens
+	admitted  uint64        // records let in
 	inFlight  uint64        // events made and not finished, at the end
 }
 
 // admissionController is the AIMD rule, a pure function of windows so
 // that tests run it on a fake clock.
 type admissionController struct {
-	target   time.Duration
-	rate     float64   // admitted records per second; 0: not limiting
-	capacity float64   // the completion rate at the last decrease
+	target time.Duration
+	rate   float64 // admitted records per second; 0: not limiting
+	// smooth is the completion rate smoothed over about a second; the
+	// largest smooth since the last decrease (and over the last
+	// capacityWindows windows) is the estimate of what the pipeline
+	// carries (a rate cut back after a burst still sees the backlog drain
+	// at full speed), which slow start climbs back to and the additive
+	// step is a share of. A decrease starts the estimate again from the
+	// smoothed rate then: congested, the pipeline finishes what it can.
+	smooth   float64
+	finished [capacityWindows]float64
+	nth      int
+	started  time.Time // the first window's end
 	cutAt    time.Time // when the rate last decreased
+	// lastInFlight is what was in flight at the end of the last window.
+	lastInFlight uint64
 }
 
 // decide sets the rate from one window.
 func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision, bool) {
 	x := float64(w.completed) / w.elapsed.Seconds() // what the pipeline finished
-	// What a record admitted now would wait for, by Little's law.
-	ahead := time.Duration(0)
-	switch {
-	case w.inFlight > 0 && x > 0:
-		ahead = time.Duration(math.Min(float64(w.inFlight)/x*1e9, math.MaxInt64/2))
-	case w.inFlight > 0:
-		ahead = time.Duration(math.MaxInt64 / 2)
+	if c.nth == 0 {
+		c.smooth, c.started = x, now
+	} else {
+		c.smooth += admissionSmooth * (x - c.smooth)
+	}
+	c.finished[c.nth%capacityWindows] = c.smooth
+	c.nth++
+	capacity := AdmissionMinRate
+	for _, f := range c.finished {
+		capacity = math.Max(capacity, f)
+	}
+	if now.Sub(c.started) < admissionWarmup {
+		return Decision{}, false // a cold pipeline's first figures say little
 	}
 	from := c.rate
+	factor := admissionDecrease
+	// What a record admitted now would wait for, by Little's law: in
+	// flight over the smoothed completion rate. Too noisy to act on near
+	// the target (a database finishes whole batches), it is trusted only
+	// far over it: a backlog of seconds in a deep queue.
+	ahead := time.Duration(math.MaxInt64 / 2)
+	if c.smooth > 0 {
+		ahead = time.Duration(math.Min(float64(w.inFlight)/c.smooth*1e9, math.MaxInt64/2))
+	}
+	// A backlog that is draining is left to drain: cutting again for it
+	// would only compound the cut that set it draining.
+	draining := w.inFlight < c.lastInFlight
+	c.lastInFlight = w.inFlight
 	var why string
 	switch {
 	case w.samples >= admissionMinSamples && w.p99 > c.target:
+		// Records read since the last decrease took too long: cut more
+		// the further over the target, up to half.
 		why = fmt.Sprintf("p99 %s over the %s target", w.p99.Round(time.Millisecond), c.target)
-	case x > 0 && ahead > c.target:
-		// The p99 has not shown it yet, but it will: the mean wait of
-		// what is in flight is over the target already.
-		why = fmt.Sprintf("the %d records in flight take %s to finish at %.0f/s, over the %s target",
-			w.inFlight, ahead.Round(time.Millisecond), x, c.target)
+		factor = math.Min(admissionMaxDecrease, math.Max(factor, float64(w.p99)/float64(c.target)))
+		if ahead > admissionBacklog*c.target {
+			// A backlog of seconds: cut so that it drains to half the
+			// target, however far that is.
+			factor = math.Min(admissionMaxBacklogDecrease, 2*float64(ahead)/float64(c.target))
+		}
+	case w.samples == 0 && w.admitted > 0 && now.Sub(c.cutAt) > c.target && !c.cutAt.IsZero() && !draining:
+		// None of the records read since the last decrease has finished
+		// within the target: they wait behind a backlog.
+		why = fmt.Sprintf("none of the records read since the last decrease finished within the %s target", c.target)
+		factor = admissionMaxDecrease
+	case w.inFlight > 0 && ahead > admissionBacklog*c.target && !draining:
+		why = fmt.Sprintf("the %d records in flight take %s to finish at %.0f/s", w.inFlight, ahead.Round(time.Millisecond), c.smooth)
+		factor = math.Min(admissionMaxBacklogDecrease, 2*float64(ahead)/float64(c.target))
 	case x == 0 && w.inFlight > 0 && w.elapsed >= c.target:
 		why = fmt.Sprintf("nothing finished for %s with %d in flight", w.elapsed.Round(time.Millisecond), w.inFlight)
+		factor = admissionMaxDecrease
 	case w.full > 0 && now.Sub(c.cutAt) >= max(c.target, 2*AdmissionPeriod):
-		why = fmt.Sprintf("%d records found the next queue full", w.full)
+		why = fullWhy(w.full)
 	}
 	if why != "" {
-		// What the pipeline finished over 1.2, or over more when what is in
-		// flight would take longer than half the target: then the backlog
-		// drains to half the target at the new rate. The rate is set from
-		// the state now, not from the rate before, so windows that still
-		// see a backlog draining do not compound their cuts.
-		factor := math.Min(admissionMaxDecrease, math.Max(admissionDecrease, 2*float64(ahead)/float64(c.target)))
-		r := math.Max(AdmissionMinRate, x/factor)
-		if c.rate > 0 && r >= c.rate {
-			return Decision{}, false // the rate is low enough already
+		// What the pipeline finished over the last second: congested, it
+		// finishes what it carries.
+		recent := c.smooth
+		for k := 1; k <= min(admissionRecent, c.nth); k++ {
+			recent = math.Max(recent, c.finished[(c.nth-k)%capacityWindows])
+		}
+		var r float64
+		if w.full > 0 && why == fullWhy(w.full) {
+			// A full queue costs no latency to speak of (what does not
+			// fit is refused at the door): admit what the pipeline
+			// finishes, no less, so that its queue stays fed.
+			r = recent
+			factor = 1
+		} else {
+			base := c.rate
+			if base == 0 {
+				base = capacity
+			}
+			r = base / factor
+		}
+		r = math.Max(AdmissionMinRate, r)
+		if from > 0 && r >= from {
+			return Decision{}, false // low enough already
 		}
 		c.rate = r
-		c.capacity = math.Max(x, AdmissionMinRate)
 		c.cutAt = now
+		// That is also the estimate of what the pipeline carries from now
+		// on (it may have slowed down).
+		clear(c.finished[:])
+		c.finished[(c.nth-1)%capacityWindows] = recent
 		rate := "unlimited"
 		if from > 0 {
 			rate = fmt.Sprintf("%.0f/s", from)
 		}
 		return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
-			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (%.0f/s finished, / %.1f; %d in flight)", why, rate, c.rate, x, factor, w.inFlight)}, true
+			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (/ %.1f; %.0f/s finished lately at most, %d in flight)",
+				why, rate, c.rate, factor, capacity, w.inFlight)}, true
 	}
 	// Increase only where the rate is what holds the load back and the
 	// latency has room.
 	low := time.Duration(admissionLow * float64(c.target))
-	if c.rate == 0 || w.limited == 0 || w.p99 > low || ahead > low {
+	if c.rate == 0 || w.limited == 0 || w.samples < admissionMinSamples || w.p99 > low || ahead > low {
 		return Decision{}, false
 	}
 	how := "additive"
-	if c.rate < c.capacity/admissionDecrease {
-		c.rate = math.Min(c.rate*admissionSlowStart, c.capacity/admissionDecrease)
+	if c.rate < capacity/admissionDecrease && w.p99 <= c.target/2 && ahead <= c.target/2 {
+		c.rate = math.Min(c.rate*admissionFast, capacity/admissionDecrease)
 		how = "slow start"
 	} else {
-		c.rate += math.Max(c.capacity*admissionStep, AdmissionMinRate)
+		c.rate += math.Max(math.Max(capacity, c.rate)*admissionStep, AdmissionMinRate)
 	}
 	return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
 		Reason: fmt.Sprintf("p99 %s under %.0f%% of the %s target and %d records over the rate: rate %.0f/s -> %.0f/s (%s)",
 			w.p99.Round(time.Millisecond), 100*admissionLow, c.target, w.limited, from, c.rate, how)}, true
 }
+
+func fullWhy(n uint64) string { return fmt.Sprintf("%d records found the next queue full", n) }
 
 // windowHist is a histogram of latencies that is read and reset once per
 // window: the same log-linear buckets as latency, without rotation.

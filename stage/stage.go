@@ -450,6 +450,9 @@ type Outputs struct {
 	last    *target   // the target of the previous emit: usually the next one's too
 	waits   []waitRun // scratch for run's latency figures
 	gens    []uint32  // scratch for run: the gen of each event of its batch
+	// noWait: a full queue refuses events busy instead of making the
+	// emitter wait (a source under admission control never waits).
+	noWait bool
 }
 
 // target is one next stage and the events emitted to it since the last
@@ -534,6 +537,7 @@ func (o *Outputs) target(st *Stage) *target {
 	t := target{st: st}
 	if st.port == nil {
 		t.out = st.NewEmitter()
+		t.out.noWait = o.noWait
 	}
 	o.targets = append(o.targets, t)
 	o.last = nil // append may have moved the targets
@@ -549,7 +553,13 @@ func (o *Outputs) post(ctx context.Context, t *target) {
 	for _, pk := range t.pkts {
 		pk.Value.enqueued = now
 	}
-	n, err := t.st.port.PostBatch(ctx, t.pkts)
+	var n int
+	var err error
+	if o.noWait {
+		n, err = t.st.port.TryPostBatch(t.pkts)
+	} else {
+		n, err = t.st.port.PostBatch(ctx, t.pkts)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, port.ErrFull):
