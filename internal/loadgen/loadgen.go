@@ -61,6 +61,16 @@ type Config struct {
 	// acked ids compactly (a bitmap indexed by id-StartID) instead of
 	// CollectIDs' slice.
 	OnAck func(id int64)
+	// PerSecond fills Result.Seconds: records sent, acked and nacked in
+	// each second, and the latency of those acked.
+	PerSecond bool
+}
+
+// Second is one second of a run (Config.PerSecond), from the first send.
+type Second struct {
+	Sent, Acked, Nacked uint64
+	// Latency holds the latencies of the records acked in that second.
+	Latency Histogram
 }
 
 // Result is what a run measured.
@@ -81,6 +91,8 @@ type Result struct {
 	// Timeline holds the records acked in each second of the run, from the
 	// first send.
 	Timeline []uint64
+	// Seconds is the run second by second, with Config.PerSecond.
+	Seconds []Second
 	// Errors are the failures of connections (at most one each).
 	Errors []error
 }
@@ -208,20 +220,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	start := time.Now()
 	var stopTimeline = make(chan struct{})
 	var timeline []uint64
+	ps := &perSecond{}
 	var tlWG sync.WaitGroup
 	tlWG.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		last := base
+		var lastSent, lastNacked uint64
+		tick := func() {
+			now := acked.Load()
+			timeline = append(timeline, now-last)
+			last = now
+			if cfg.PerSecond {
+				sent, nacked := ps.sent.Load(), ps.nacked.Load()
+				ps.counts = append(ps.counts, [2]uint64{sent - lastSent, nacked - lastNacked})
+				lastSent, lastNacked = sent, nacked
+			}
+		}
 		for {
 			select {
 			case <-stopTimeline:
-				timeline = append(timeline, acked.Load()-last)
+				tick()
 				return
 			case <-t.C:
-				now := acked.Load()
-				timeline = append(timeline, now-last)
-				last = now
+				tick()
 			}
 		}
 	})
@@ -229,6 +251,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		c.start, c.acked = start, acked
+		if cfg.PerSecond {
+			c.ps, c.secLat = ps, new(Histogram)
+		}
 		wg.Go(func() { c.run(ctx) })
 	}
 	wg.Wait()
@@ -236,6 +261,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	tlWG.Wait()
 
 	res := &Result{Nacks: map[string]uint64{}, Timeline: timeline}
+	if cfg.PerSecond {
+		res.Seconds = ps.seconds(timeline)
+	}
 	var last time.Time
 	for _, c := range conns {
 		res.Sent += c.sent
@@ -297,6 +325,53 @@ type conn struct {
 	ids       []int64
 	lastReply time.Time
 	err       error
+
+	// With Config.PerSecond: the latencies of the current second, merged
+	// into ps when the second is over.
+	ps     *perSecond
+	sec    int
+	secLat *Histogram
+}
+
+// perSecond gathers Config.PerSecond's figures.
+type perSecond struct {
+	sent, nacked atomic.Uint64 // running totals, sampled every second
+	counts       [][2]uint64   // sent and nacked per second (the sampler's)
+
+	mu  sync.Mutex
+	lat []Histogram // by second of the ack
+}
+
+// add merges h, the latencies of records acked in second sec, and resets h.
+func (p *perSecond) add(sec int, h *Histogram) {
+	if h.n == 0 {
+		return
+	}
+	p.mu.Lock()
+	for len(p.lat) <= sec {
+		p.lat = append(p.lat, Histogram{})
+	}
+	p.lat[sec].Merge(h)
+	p.mu.Unlock()
+	*h = Histogram{}
+}
+
+// seconds joins the counts with the latencies, second by second.
+func (p *perSecond) seconds(acked []uint64) []Second {
+	n := max(len(acked), len(p.counts), len(p.lat))
+	out := make([]Second, n)
+	for i := range out {
+		if i < len(acked) {
+			out[i].Acked = acked[i]
+		}
+		if i < len(p.counts) {
+			out[i].Sent, out[i].Nacked = p.counts[i][0], p.counts[i][1]
+		}
+		if i < len(p.lat) {
+			out[i].Latency = p.lat[i]
+		}
+	}
+	return out
 }
 
 func (c *conn) id(seq uint64) int64 {
@@ -304,6 +379,9 @@ func (c *conn) id(seq uint64) int64 {
 }
 
 func (c *conn) run(ctx context.Context) {
+	if c.ps != nil {
+		defer func() { c.ps.add(c.sec, c.secLat) }()
+	}
 	werr := c.write(ctx)
 	if werr == nil {
 		werr = c.waitAcks(ctx)
@@ -410,6 +488,9 @@ func (c *conn) write(ctx context.Context) error {
 			}
 			c.sent++
 		}
+		if c.ps != nil {
+			c.ps.sent.Add(n)
+		}
 		if err := c.cl.Flush(); err != nil {
 			return err
 		}
@@ -442,6 +523,9 @@ func (c *conn) reply(r wire.Reply) {
 		c.nacked[r.N] = struct{}{}
 		c.nNacked++
 		c.nacks[r.Reason]++
+		if c.ps != nil {
+			c.ps.nacked.Add(1)
+		}
 		c.wakeWriter()
 		return
 	}
@@ -454,7 +538,15 @@ func (c *conn) reply(r wire.Reply) {
 			continue
 		}
 		k++
-		c.lat.Record(time.Duration(ts - c.sentAt[seq%uint64(len(c.sentAt))]))
+		lat := time.Duration(ts - c.sentAt[seq%uint64(len(c.sentAt))])
+		c.lat.Record(lat)
+		if c.ps != nil {
+			if sec := int(ts / int64(time.Second)); sec != c.sec {
+				c.ps.add(c.sec, c.secLat)
+				c.sec = sec
+			}
+			c.secLat.Record(lat)
+		}
 		if c.cfg.CollectIDs {
 			c.ids = append(c.ids, c.id(seq))
 		}

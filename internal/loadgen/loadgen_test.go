@@ -199,3 +199,25 @@ func TestRunOnAck(t *testing.T) {
 		}
 	}
 }
+
+// PerSecond's seconds add up to the run's totals.
+func TestRunPerSecond(t *testing.T) {
+	addr := ackServer(t, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 3, Duration: 1200 * time.Millisecond, Rate: 3000, PerSecond: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var sent, acked, nacked, lat uint64
+	for _, s := range res.Seconds {
+		sent, acked, nacked, lat = sent+s.Sent, acked+s.Acked, nacked+s.Nacked, lat+s.Latency.Count()
+	}
+	if len(res.Seconds) < 2 || sent != res.Sent || acked != res.Acked || nacked != res.Nacked || lat != res.Acked {
+		t.Fatalf("%d seconds adding up to sent %d acked %d nacked %d latencies %d; the run: %d %d %d",
+			len(res.Seconds), sent, acked, nacked, lat, res.Sent, res.Acked, res.Nacked)
+	}
+}
