@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -68,6 +69,9 @@ the other sections are kept.`,
 			defer stop()
 			out := cmd.OutOrStdout()
 			o.Log = cmd.ErrOrStderr()
+			if !dryRun {
+				o.Pictures = filepath.Dir(results)
+			}
 			command := "sedabench " + strings.Join(os.Args[1:], " ")
 			for _, b := range run {
 				fmt.Fprintf(out, "== %s\n", b.Title)

@@ -19,6 +19,7 @@ func suite() []*benchmark {
 		b3Benchmark(),
 		b4Benchmark(),
 		b5Benchmark(),
+		b6Benchmark(),
 		b7Benchmark(),
 		b8Benchmark(),
 	}
@@ -45,4 +46,8 @@ type options struct {
 	Runs int       // alternating runs per case; 0: the benchmark's default
 	DSN  string    // an existing PostgreSQL instead of a throwaway one
 	Log  io.Writer // progress lines
+	// Pictures is the directory of the results file, where a benchmark
+	// that draws writes its picture (the section links it by name); ""
+	// under --dry-run: no picture is written.
+	Pictures string
 }
