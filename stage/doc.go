@@ -61,15 +61,15 @@
 //
 // A source may put itself under admission control
 // (SourceRuntime.StartAdmission, netio.tcp's admission.target): Welsh and
-// Culler's response-time controller (USITS 2003). Every AdmissionPeriod
-// it compares the p99 from read to finish of the records read since its
-// last decrease with the target, and what is in flight (Little's law) with
-// it too: over, or with the next queue full, the admitted rate drops to
-// what finished over 1.2 (more when a backlog must drain); under 90% of
-// the target, with records held back, it climbs back by slow start to near
-// the last congestion and then additively. The source asks Admission.Admit
-// per read and refuses the rest busy at once, before making events of
-// them.
+// Culler's response-time controller (USITS 2003). Every AdmissionPeriod it
+// compares the p99 from read to finish of the records read since its last
+// decrease with the target: over, the admitted rate is divided by 1.2 (by
+// up to 2 the further over, by more when what is in flight is seconds of
+// work); a full next queue sets it to what the pipeline finishes; under
+// 90% of the target, with records held back, it climbs additively (by
+// slow start while far under). The source asks Admission.Admit per read
+// and refuses the rest busy at once, before making events of them, and its
+// emitters never wait for room.
 //
 // docs/DESIGN.md ("Adaptive control") gives the reasons, the constants and
 // how fast each controller settles in the tests.
