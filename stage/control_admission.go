@@ -29,14 +29,23 @@ const (
 	admissionMinSamples = 20
 	admissionMaxWindow  = time.Second
 	// admissionDecrease divides the admitted rate on congestion (SEDA's
-	// response-time controller divides by 1.2 as well); a p99 further
-	// over the target divides it by p99/target, up to
-	// admissionMaxDecrease, so that a backlog drains rather than
-	// lingering over a string of small cuts. Before the first decrease the
-	// admitted rate is taken as what the pipeline finished lately at most.
-	admissionDecrease           = 1.2
-	admissionMaxDecrease        = 2
-	admissionMaxBacklogDecrease = 20
+	// response-time controller divides by 1.2 as well); a p99 further over
+	// the target divides it by p99/target, up to admissionMaxDecrease. A
+	// backlog of seconds (in flight over the finish rate, Little's law)
+	// halves it window after window until the backlog is under a second.
+	// Before the first decrease the rate taken is what the door let in.
+	admissionDecrease    = 1.2
+	admissionMaxDecrease = 2
+	// admissionFast and admissionIdle: while what is in flight would
+	// finish within a quarter of the target (and the p99 is under half of
+	// it), the rate grows by half per window whatever the estimate says:
+	// the estimate cannot exceed what was admitted, and the pipeline is
+	// plainly keeping up.
+	admissionFast = 1.5
+	admissionIdle = 4
+	// admissionFloor: a decrease goes no lower than what the pipeline
+	// finishes over this (unless nothing finishes at all).
+	admissionFloor = 8
 	// admissionWarmup: no decision in a source's first second: a cold
 	// pipeline (its first connections, its first transactions) finishes
 	// slowly for a moment, and a rate set from that would start far too
@@ -56,9 +65,9 @@ const (
 	// if more): from a decrease back to where it began in 1.7 s. Below
 	// what the pipeline carries over admissionDecrease (after a deep cut),
 	// while the p99 and what is in flight are under half the target, the
-	// rate grows by admissionFast per period instead (TCP's slow start).
-	admissionStep = 0.025
-	admissionFast = 1.5
+	// rate doubles per period instead (TCP's slow start).
+	admissionStep      = 0.025
+	admissionSlowStart = 2
 	// admissionLow: the rate grows only while p99 is under this share of
 	// the target, and holds between it and the target (SEDA's low water
 	// mark of 0.9).
@@ -343,90 +352,98 @@ type admissionController struct {
 
 // decide sets the rate from one window.
 func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision, bool) {
-	x := float64(w.completed) / w.elapsed.Seconds() // what the pipeline finished
+	x := float64(w.completed) / w.elapsed.Seconds()       // what the pipeline finished
+	admitted := float64(w.admitted) / w.elapsed.Seconds() // what the door let in
 	if c.nth == 0 {
-		c.smooth, c.started = x, now
+		c.smooth = x
 	} else {
 		c.smooth += admissionSmooth * (x - c.smooth)
 	}
+	if c.started.IsZero() && w.completed > 0 {
+		c.started = now // the warm-up runs from the first record finished
+	}
 	c.finished[c.nth%capacityWindows] = c.smooth
 	c.nth++
-	capacity := AdmissionMinRate
-	for _, f := range c.finished {
+	capacity, recent := AdmissionMinRate, AdmissionMinRate
+	for k, f := range c.finished {
 		capacity = math.Max(capacity, f)
+		if (c.nth-1-k+capacityWindows)%capacityWindows < admissionRecent {
+			recent = math.Max(recent, f)
+		}
 	}
-	if now.Sub(c.started) < admissionWarmup {
-		return Decision{}, false // a cold pipeline's first figures say little
-	}
-	from := c.rate
-	factor := admissionDecrease
 	// What a record admitted now would wait for, by Little's law: in
 	// flight over the smoothed completion rate. Too noisy to act on near
 	// the target (a database finishes whole batches), it is trusted only
 	// far over it: a backlog of seconds in a deep queue.
-	ahead := time.Duration(math.MaxInt64 / 2)
-	if c.smooth > 0 {
+	ahead := time.Duration(0)
+	switch {
+	case w.inFlight > 0 && c.smooth > 0:
 		ahead = time.Duration(math.Min(float64(w.inFlight)/c.smooth*1e9, math.MaxInt64/2))
+	case w.inFlight > 0:
+		ahead = time.Duration(math.MaxInt64 / 2)
 	}
-	// A backlog that is draining is left to drain: cutting again for it
-	// would only compound the cut that set it draining.
 	draining := w.inFlight < c.lastInFlight
 	c.lastInFlight = w.inFlight
+	if c.started.IsZero() || now.Sub(c.started) < admissionWarmup {
+		return Decision{}, false // a cold pipeline's first figures say little
+	}
+	sinceCut := time.Duration(math.MaxInt64)
+	if !c.cutAt.IsZero() {
+		sinceCut = now.Sub(c.cutAt)
+	}
+	from := c.rate
+	factor := admissionDecrease
 	var why string
+	full := false
 	switch {
 	case w.samples >= admissionMinSamples && w.p99 > c.target:
 		// Records read since the last decrease took too long: cut more
 		// the further over the target, up to half.
 		why = fmt.Sprintf("p99 %s over the %s target", w.p99.Round(time.Millisecond), c.target)
 		factor = math.Min(admissionMaxDecrease, math.Max(factor, float64(w.p99)/float64(c.target)))
-		if ahead > admissionBacklog*c.target {
-			// A backlog of seconds: cut so that it drains to half the
-			// target, however far that is.
-			factor = math.Min(admissionMaxBacklogDecrease, 2*float64(ahead)/float64(c.target))
-		}
-	case w.samples == 0 && w.admitted > 0 && now.Sub(c.cutAt) > c.target && !c.cutAt.IsZero() && !draining:
-		// None of the records read since the last decrease has finished
-		// within the target: they wait behind a backlog.
-		why = fmt.Sprintf("none of the records read since the last decrease finished within the %s target", c.target)
-		factor = admissionMaxDecrease
-	case w.inFlight > 0 && ahead > admissionBacklog*c.target && !draining:
-		why = fmt.Sprintf("the %d records in flight take %s to finish at %.0f/s", w.inFlight, ahead.Round(time.Millisecond), c.smooth)
-		factor = math.Min(admissionMaxBacklogDecrease, 2*float64(ahead)/float64(c.target))
 	case x == 0 && w.inFlight > 0 && w.elapsed >= c.target:
 		why = fmt.Sprintf("nothing finished for %s with %d in flight", w.elapsed.Round(time.Millisecond), w.inFlight)
 		factor = admissionMaxDecrease
-	case w.full > 0 && now.Sub(c.cutAt) >= max(c.target, 2*AdmissionPeriod):
-		why = fullWhy(w.full)
+	case ahead > admissionBacklog*c.target && sinceCut >= AdmissionPeriod:
+		// A backlog of seconds: halve the rate every window until it is
+		// under a second, draining or not.
+		why = fmt.Sprintf("the %d records in flight take %s to finish at %.0f/s", w.inFlight, ahead.Round(time.Millisecond), c.smooth)
+		factor = admissionMaxDecrease
+	case w.samples == 0 && w.admitted > 0 && sinceCut > c.target && !draining:
+		// None of the records read since the last decrease has finished
+		// within the target, and the backlog ahead of them is not going.
+		why = fmt.Sprintf("none of the records read since the last decrease finished within the %s target", c.target)
+		factor = admissionMaxDecrease
+	case w.full > 0 && sinceCut >= max(c.target, 2*AdmissionPeriod):
+		why, full = fullWhy(w.full), true
 	}
 	if why != "" {
-		// What the pipeline finished over the last second: congested, it
-		// finishes what it carries.
-		recent := c.smooth
-		for k := 1; k <= min(admissionRecent, c.nth); k++ {
-			recent = math.Max(recent, c.finished[(c.nth-k)%capacityWindows])
+		// The rate now: the admitted rate when limited, else what the door
+		// let in this window (or, if more, what the pipeline finished).
+		base := c.rate
+		if base == 0 {
+			base = math.Max(admitted, recent)
 		}
-		var r float64
-		if w.full > 0 && why == fullWhy(w.full) {
-			// A full queue costs no latency to speak of (what does not
-			// fit is refused at the door): admit what the pipeline
-			// finishes, no less, so that its queue stays fed.
-			r = recent
-			factor = 1
-		} else {
-			base := c.rate
-			if base == 0 {
-				base = capacity
-			}
-			r = base / factor
+		r := base / factor
+		if full {
+			// A full queue costs no latency to speak of (what does not fit
+			// is refused at the door): admit what the pipeline finishes
+			// (congested, it finishes what it carries), no less.
+			r, factor = math.Min(base, math.Max(recent, admitted)), 1
 		}
-		r = math.Max(AdmissionMinRate, r)
+		// No lower than an eighth of what the pipeline finishes: below it
+		// a backlog drains hardly faster, and climbing back takes longer.
+		r = math.Max(math.Max(AdmissionMinRate, recent/admissionFloor), r)
+		if x == 0 {
+			r = math.Max(AdmissionMinRate, base/factor) // a stall: nothing finishes
+		}
 		if from > 0 && r >= from {
 			return Decision{}, false // low enough already
 		}
 		c.rate = r
 		c.cutAt = now
-		// That is also the estimate of what the pipeline carries from now
-		// on (it may have slowed down).
+		// Congested, the pipeline finished what it carries over the last
+		// second: that is the estimate from now on (it may have slowed).
 		clear(c.finished[:])
 		c.finished[(c.nth-1)%capacityWindows] = recent
 		rate := "unlimited"
@@ -434,20 +451,27 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 			rate = fmt.Sprintf("%.0f/s", from)
 		}
 		return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
-			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (/ %.1f; %.0f/s finished lately at most, %d in flight)",
-				why, rate, c.rate, factor, capacity, w.inFlight)}, true
+			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (/ %.1f; %.0f/s finished lately, %d in flight)",
+				why, rate, c.rate, factor, recent, w.inFlight)}, true
 	}
 	// Increase only where the rate is what holds the load back and the
 	// latency has room.
 	low := time.Duration(admissionLow * float64(c.target))
-	if c.rate == 0 || w.limited == 0 || w.samples < admissionMinSamples || w.p99 > low || ahead > low {
+	enough := w.samples >= admissionMinSamples || (w.samples > 0 && w.elapsed >= admissionMaxWindow) // at a low rate a whole second's
+	if c.rate == 0 || w.limited == 0 || !enough || w.p99 > low || ahead > low {
 		return Decision{}, false
 	}
 	how := "additive"
-	if c.rate < capacity/admissionDecrease && w.p99 <= c.target/2 && ahead <= c.target/2 {
-		c.rate = math.Min(c.rate*admissionFast, capacity/admissionDecrease)
+	switch {
+	case c.rate < capacity/admissionDecrease && w.p99 <= c.target/2 && ahead <= c.target/2:
+		c.rate = math.Min(c.rate*admissionSlowStart, capacity/admissionDecrease)
 		how = "slow start"
-	} else {
+	case w.p99 <= c.target/2 && ahead <= c.target/admissionIdle:
+		// Next to nothing waits: the pipeline keeps up with ease, so
+		// the rate may be far under what it carries.
+		c.rate *= admissionFast
+		how = "fast: next to nothing waits"
+	default:
 		c.rate += math.Max(math.Max(capacity, c.rate)*admissionStep, AdmissionMinRate)
 	}
 	return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
