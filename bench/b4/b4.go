@@ -46,8 +46,11 @@ type Config struct {
 	// NoPerf skips the CPU profile of the pipeline process over the
 	// overload run, which is taken with perf(1) when it is installed.
 	NoPerf bool
-	DSN    string    // existing server instead of a throwaway one
-	Log    io.Writer // progress; nil: none
+	// Admission, when positive, puts the overload run's source under
+	// admission control with this p99 target (`admission: {target: D}`).
+	Admission time.Duration
+	DSN       string    // existing server instead of a throwaway one
+	Log       io.Writer // progress; nil: none
 }
 
 func (c *Config) fill() {
@@ -197,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("b4: %w", err)
 		}
 	}
-	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log}
+	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log, admission: cfg.Admission}
 	if h.dsn == "" {
 		srv, pid, err := b3.StartPostgres(ctx, "b4", cfg.Log)
 		if err != nil {
@@ -249,6 +252,7 @@ type harness struct {
 	pgPID         int
 	perf          bool // profile the sampled run
 	log           io.Writer
+	admission     time.Duration // the overload run's admission target; 0: none
 }
 
 type runResult struct {
@@ -272,7 +276,11 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 	// Write out what earlier runs left dirty, so that its checkpoint is
 	// not charged to this run (best effort: it needs a privileged role).
 	_ = execSQL(ctx, h.dsn, "CHECKPOINT")
-	proc, err := startPipectl(ctx, h.bin, h.dir, h.dsn, table, overflow)
+	adm := time.Duration(0)
+	if sample { // the overload run
+		adm = h.admission
+	}
+	proc, err := startPipectl(ctx, h.bin, h.dir, h.dsn, table, overflow, adm)
 	if err != nil {
 		return runResult{}, err
 	}
@@ -412,6 +420,9 @@ func (r *Result) Markdown() string {
 	c := r.Config
 	fmt.Fprintf(&b, "The example pipeline run by `pipectl run` in its own process, on a throwaway PostgreSQL with durable defaults, %d connections from the benchmark's process. Right before the overload, against the same setup: the sustained maximum, with the store queue under `overflow: block`, for %v (at most %d records), window 1,000 per connection. Overload: a fresh pipeline process with the store queue under `overflow: reject` (capacity %d), %.0f× that sustained rate offered for %v, window %d per connection.\n\n",
 		c.Conns, c.SustainDuration, c.SustainRecords, r.QueueCap, c.Factor, c.Duration, c.Window)
+	if c.Admission > 0 {
+		fmt.Fprintf(&b, "In the overload run the source is under admission control, `admission: {target: %v}`: records past the rate it admits, and all while the store queue is full, are nacked busy at the door, before decoding.\n\n", c.Admission)
+	}
 	b.WriteString("RSS is the pipeline process's alone (/proc/PID/status, sampled every second; peak = its VmHWM); the load client keeps the acked ids in a bitmap in the other process. The store queue depth and the Go heap are from the pipeline's admin endpoint (/stats, /metrics).\n\n")
 	b.WriteString("| figure | value |\n| --- | ---: |\n")
 	fmt.Fprintf(&b, "| sustained maximum | %.0f rows/s |\n", r.Sustained)

@@ -43,11 +43,16 @@ type pipectlProc struct {
 const tailLines = 20
 
 // startPipectl writes the example pipeline for table (store queue under
-// overflow) into dir and runs it with bin, on free loopback ports; it
+// overflow; admission control on its source with that target when it is
+// positive) into dir and runs it with bin, on free loopback ports; it
 // returns once the pipeline is running and has printed its addresses.
-func startPipectl(ctx context.Context, bin, dir, dsn, table, overflow string) (*pipectlProc, error) {
+func startPipectl(ctx context.Context, bin, dir, dsn, table, overflow string, admission time.Duration) (*pipectlProc, error) {
 	file := filepath.Join(dir, table+".yaml")
-	if err := os.WriteFile(file, []byte(b3.PipelineYAML), 0o600); err != nil {
+	yaml := b3.PipelineYAML
+	if admission > 0 {
+		yaml = strings.Replace(yaml, "    listen: ${B3_LISTEN}\n", fmt.Sprintf("    listen: ${B3_LISTEN}\n    admission: {target: %s}\n", admission), 1)
+	}
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		return nil, fmt.Errorf("b4: write the pipeline file: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, bin, "run", "-f", file, "--admin", "127.0.0.1:0", "--drain", "2m")

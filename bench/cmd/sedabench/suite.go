@@ -18,6 +18,7 @@ func suite() []*benchmark {
 		b2Benchmark(),
 		b3Benchmark(),
 		b4Benchmark(),
+		b4aBenchmark(),
 		b5Benchmark(),
 		b6Benchmark(),
 		b7Benchmark(),
