@@ -25,8 +25,9 @@ type field struct {
 // recycled, emptied, so that a recycled event's record costs no
 // allocation for its fields.
 type fieldSet struct {
-	list []field
-	text []byte
+	list  []field
+	text  []byte
+	first [6]field // the list's first home: one allocation for a light record's fields
 }
 
 // Sizes over which a fieldSet is not kept with a recycled event, so that
@@ -38,7 +39,9 @@ const (
 
 func (ev *Event) fieldSet() *fieldSet {
 	if ev.fs == nil {
-		ev.fs = new(fieldSet)
+		fs := new(fieldSet)
+		fs.list = fs.first[:0]
+		ev.fs = fs
 	}
 	return ev.fs
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 
@@ -480,22 +481,58 @@ type worker struct {
 	em  *stage.Outputs
 	pks []port.Packet[item]
 
-	// Scratch for one read: what the framer found, copied into slab.
-	recs []rec
-	slab []byte
+	// Scratch for one read: what the framer found. A record that lies
+	// in the read (data) is framed in place when inPlace; any other is
+	// copied into slab.
+	recs    []rec
+	slab    []byte
+	data    []byte
+	inPlace bool
 }
 
 type rec struct {
-	kind recKind
-	a, b int // bounds in slab
+	kind  recKind
+	a, b  int  // bounds in slab, or in data when inBuf
+	inBuf bool // framed in place: a view of the read buffer
 }
 
 var _ recSink = (*worker)(nil)
 
 func (w *worker) add(k recKind, b []byte) {
+	if w.inPlace && len(b) > 0 {
+		// A record the framer took from this read rather than from what
+		// it kept of an earlier one: a view of the read buffer.
+		off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(w.data)))
+		if off < uintptr(len(w.data)) {
+			w.recs = append(w.recs, rec{kind: k, a: int(off), b: int(off) + len(b), inBuf: true})
+			return
+		}
+	}
 	a := len(w.slab)
 	w.slab = append(w.slab, b...)
 	w.recs = append(w.recs, rec{kind: k, a: a, b: len(w.slab)})
+}
+
+// lentBuf is a read buffer whose records were framed in place: the events
+// made of them hold views of it, and it goes back to the source's pool
+// when the last of them is finished. It is their Origin.To, and passes
+// each completion on to the connection.
+type lentBuf struct {
+	c    *conn
+	buf  *[]byte
+	refs atomic.Int64 // events holding a view of buf, not yet finished
+}
+
+var lentBufs = sync.Pool{New: func() any { return new(lentBuf) }}
+
+func (l *lentBuf) Complete(ev *stage.Event, err error) {
+	c := l.c
+	c.Complete(ev, err)
+	if l.refs.Add(-1) == 0 {
+		c.s.putBuf(l.buf)
+		l.c, l.buf = nil, nil
+		lentBufs.Put(l)
+	}
 }
 
 func (w *worker) run() {
@@ -538,8 +575,12 @@ func (s *Source) flushDirty() {
 // lets the reader issue its next read.
 func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	s := w.s
+	lent := false
 	defer func() {
-		s.putBuf(buf)
+		if !lent {
+			s.putBuf(buf)
+		}
+		w.data = nil
 		c.readNext <- struct{}{} // capacity 1, and the reader waits for it: never blocks
 	}()
 	c.mu.Lock()
@@ -550,9 +591,20 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	}
 	data := (*buf)[:n]
 	s.cnt.bytesIn.Add(uint64(n))
-	// One allocation per read holds every record of it: a record is at
-	// most what is buffered plus what was read.
-	w.slab = make([]byte, 0, len(data)+c.fr.buffered())
+	// A read that fills at least half the buffer is framed in place: its
+	// records are views of the buffer, which their events hold until the
+	// last is finished (lentBuf), so no record is copied. A shorter read
+	// is copied into one allocation of its own and the buffer goes back
+	// at once, so that a few small records never pin a whole buffer: a
+	// record stuck downstream pins at most twice what it would copied.
+	w.inPlace = n >= len(*buf)/2
+	w.data = data
+	if w.inPlace {
+		w.slab = nil // only records that span reads are copied
+	} else {
+		// A record is at most what is buffered plus what was read.
+		w.slab = make([]byte, 0, len(data)+c.fr.buffered())
+	}
 	w.recs = w.recs[:0]
 	c.fr.feed(data, w)
 	if rerr == io.EOF {
@@ -621,6 +673,15 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	c.mu.Unlock()
 
 	origin := stage.Origin{To: c, Key: c.id}
+	var lb *lentBuf
+	if views := w.views(admit); views > 0 {
+		// Counted before the first event exists: one may be finished
+		// before the next is made.
+		lb = lentBufs.Get().(*lentBuf)
+		lb.c, lb.buf = c, buf
+		lb.refs.Store(int64(views))
+		lent = true
+	}
 	nth := 0
 	for i, r := range w.recs {
 		seq := first + uint64(i)
@@ -633,7 +694,12 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 				}
 				continue
 			}
-			ev := s.rt.NewEventAt(w.slab[r.a:r.b:r.b], seq, origin, arrived)
+			var ev *stage.Event
+			if r.inBuf {
+				ev = s.rt.NewEventAt(data[r.a:r.b:r.b], seq, stage.Origin{To: lb, Key: c.id}, arrived)
+			} else {
+				ev = s.rt.NewEventAt(w.slab[r.a:r.b:r.b], seq, origin, arrived)
+			}
 			_ = w.em.Emit(s.ctx, ev) // a refusal finishes ev with Done(err): a nack
 		case recTooLarge:
 			s.cnt.nackClass(stage.ClassTooLarge)
@@ -648,4 +714,22 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	if refused {
 		c.writeAcks()
 	}
+}
+
+// views counts the events of this read that will be made of views of the
+// read buffer: its admitted records framed in place.
+func (w *worker) views(admit int) int {
+	n, nth := 0, 0
+	for _, r := range w.recs {
+		if r.kind != recData {
+			continue
+		}
+		if nth++; nth > admit {
+			break
+		}
+		if r.inBuf {
+			n++
+		}
+	}
+	return n
 }
