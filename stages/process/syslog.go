@@ -2,8 +2,10 @@ package process
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"unsafe"
@@ -196,27 +198,29 @@ func parse5424(s string, m *syslogMsg) error {
 	m.set(sfVersion, stage.IntValue(int64(ver)))
 	s = s[i+1:]
 	for _, f := range [...]int{sfTimestamp, sfHostname, sfAppName, sfProcid, sfMsgid} {
-		name := syslogFieldNames[f]
-		tok, rest, ok := strings.Cut(s, " ")
-		if !ok {
-			if tok == "" {
-				return fmt.Errorf("rfc5424: header ends before %s", strings.ToUpper(name))
+		// A header field is printable ASCII up to a space: one pass
+		// finds where the printable run ends, which must be the space.
+		j := printableRun(s)
+		if j < len(s) && s[j] != ' ' && strings.IndexByte(s[j:], ' ') >= 0 {
+			return fmt.Errorf("rfc5424: %s has a character outside printable ASCII", strings.ToUpper(syslogFieldNames[f]))
+		}
+		switch {
+		case j == len(s) || s[j] != ' ':
+			if len(s) == 0 {
+				return fmt.Errorf("rfc5424: header ends before %s", strings.ToUpper(syslogFieldNames[f]))
 			}
-			return fmt.Errorf("rfc5424: header ends after %s", strings.ToUpper(name))
+			return fmt.Errorf("rfc5424: header ends after %s", strings.ToUpper(syslogFieldNames[f]))
+		case j == 0:
+			return fmt.Errorf("rfc5424: empty %s (two spaces?)", strings.ToUpper(syslogFieldNames[f]))
 		}
-		if tok == "" {
-			return fmt.Errorf("rfc5424: empty %s (two spaces?)", strings.ToUpper(name))
-		}
-		if !printASCII(tok) {
-			return fmt.Errorf("rfc5424: %s has a character outside printable ASCII", strings.ToUpper(name))
-		}
+		tok := s[:j]
 		if f == sfTimestamp && tok != "-" && !isRFC3339(tok) {
 			return errors.New("rfc5424: bad TIMESTAMP")
 		}
 		if tok != "-" {
 			m.str(f, tok)
 		}
-		s = rest
+		s = s[j+1:]
 	}
 	n, err := sdLen(s)
 	if err != nil {
@@ -303,6 +307,26 @@ func sdName(s string) int {
 	return i
 }
 
+// printableRun returns the length of the run of printable ASCII
+// characters (33 to 126) at the start of s, eight bytes at a time.
+func printableRun(s string) int {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		// A byte under 0x21 borrows in w-0x21..., one of 0x7f or more
+		// has or gets its top bit in w or w+0x01...; a borrow or carry
+		// only ever flags a byte above one flagged rightly, so the lowest
+		// flag is the first byte outside the run.
+		if bad := (w | (w - 0x2121212121212121) | (w + 0x0101010101010101)) & 0x8080808080808080; bad != 0 {
+			return i + bits.TrailingZeros64(bad)/8
+		}
+	}
+	for ; i < len(b) && b[i] >= 33 && b[i] <= 126; i++ {
+	}
+	return i
+}
+
 func printASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 33 || s[i] > 126 {
@@ -320,14 +344,11 @@ func isRFC3339(s string) bool {
 	if len(s) < len(shape)+1 {
 		return false
 	}
-	for i := 0; i < len(shape); i++ {
-		if shape[i] == 'd' {
-			if s[i] < '0' || s[i] > '9' {
-				return false
-			}
-		} else if s[i] != shape[i] {
-			return false
-		}
+	d := func(c byte) bool { return c-'0' < 10 }
+	if !(d(s[0]) && d(s[1]) && d(s[2]) && d(s[3]) && s[4] == '-' && d(s[5]) && d(s[6]) && s[7] == '-' &&
+		d(s[8]) && d(s[9]) && s[10] == 'T' && d(s[11]) && d(s[12]) && s[13] == ':' && d(s[14]) && d(s[15]) &&
+		s[16] == ':' && d(s[17]) && d(s[18])) {
+		return false
 	}
 	s = s[len(shape):]
 	if s[0] == '.' {

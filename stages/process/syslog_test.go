@@ -274,3 +274,61 @@ func TestSyslogDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per record, want 0", allocs)
 	}
 }
+
+// BenchmarkSyslog is process.syslog on B8's light RFC 5424 lines, decoding
+// the fields the README's pipeline stores (hostname, app_name, msg), and
+// every field.
+func BenchmarkSyslog(b *testing.B) {
+	line := []byte(`<165>1 2026-11-25T22:34:56.123456Z web-07.example.com app-3 1042 ID47 - request 17 handled in 12 ms status=200`)
+	for _, c := range []struct {
+		name  string
+		paths []string
+	}{{"projected", []string{"hostname", "app_name", "msg"}}, {"all", nil}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := mustBuild(b, "process.syslog", nil).(*syslogHandler)
+			h.Project(c.paths, c.paths == nil)
+			const batchSize = 64
+			batch := make([]*stage.Event, batchSize)
+			for i := range batch {
+				batch[i] = &stage.Event{Payload: line}
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(line)))
+			n := 0
+			for b.Loop() {
+				if n++; n == batchSize {
+					n = 0
+					if err := h.Handle(b.Context(), batch, discard{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPrintableRun(t *testing.T) {
+	for _, s := range []string{"", "a", "abc def", strings.Repeat("x", 17) + " ", "2026-11-25T22:34:56.123456Z host",
+		"\x7fabc", "ab\x7f", "abcdefg\x20h", "abcdefgh\x00", "é", "abcdefghijklmno\xff", "~!~!~!~!~!~!~!~!~!", "\x21\x7e\x20"} {
+		want := 0
+		for want < len(s) && s[want] >= 33 && s[want] <= 126 {
+			want++
+		}
+		if got := printableRun(s); got != want {
+			t.Errorf("printableRun(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+func FuzzPrintableRun(f *testing.F) {
+	f.Add("abc def\x7f")
+	f.Fuzz(func(t *testing.T, s string) {
+		want := 0
+		for want < len(s) && s[want] >= 33 && s[want] <= 126 {
+			want++
+		}
+		if got := printableRun(s); got != want {
+			t.Fatalf("printableRun(%q) = %d, want %d", s, got, want)
+		}
+	})
+}
