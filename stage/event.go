@@ -44,6 +44,9 @@ type Event struct {
 	// recycled, so the runtime tells a batch's event from a new record
 	// that reuses it.
 	gen atomic.Uint32
+	// doneAt is when DoneAll finished the event (monotonic ns), for its
+	// completer's latency figures; 0 when Done did (read the clock).
+	doneAt int64
 }
 
 // events holds finished events for reuse (see Event).
@@ -52,7 +55,7 @@ var events = sync.Pool{New: func() any { return new(Event) }}
 // recycle empties a finished event and gives it back for reuse. The stage
 // runtime calls it once the handler that finished the event has returned.
 func (ev *Event) recycle() {
-	ev.gen.Add(1)
+	ev.gen.Store(ev.gen.Load() + 1) // only the recycling stage writes it
 	ev.Payload = nil
 	ev.Origin = Origin{}
 	ev.resetFields()
@@ -138,32 +141,129 @@ var ErrBusy = errors.New("busy")
 // the nack reason). Done must be called exactly once per event; a second
 // call is counted and logged by the source stage and otherwise ignored.
 func (ev *Event) Done(err error) {
-	var st *Stage
+	st, ok := ev.finish(err)
+	if !ok {
+		return
+	}
+	st.countFinished(err, 1)
+	if ev.src != nil {
+		ev.src.completed.Add(1)
+	}
+	ev.doneAt = 0 // the completer reads the clock itself
+	if ev.Origin.To != nil {
+		ev.Origin.To.Complete(ev, err)
+	}
+}
+
+// finish marks the event finished, returning the stage that held it; ok
+// is false (and the second Done counted) when it was finished already.
+func (ev *Event) finish(err error) (st *Stage, ok bool) {
 	for {
 		st = ev.owner.Load()
 		if st.isDoneMark() {
 			if ev.src != nil {
 				ev.src.doubleDone(ev, err)
 			}
-			return
+			return nil, false
 		}
 		if ev.owner.CompareAndSwap(st, st.finishedMark()) {
-			break
+			return st, true
 		}
 	}
-	if st != nil {
-		if err != nil {
-			st.errors.Add(1)
-		} else if st.set.Terminal {
-			st.out.Add(1)
+}
+
+// countFinished counts n events the stage finished with err: as errors,
+// or for a terminal stage, as out.
+func (s *Stage) countFinished(err error, n uint64) {
+	switch {
+	case s == nil || n == 0:
+	case err != nil:
+		s.errors.Add(n)
+	case s.set.Terminal:
+		s.out.Add(n)
+	}
+}
+
+// BatchCompleter is a Completer that takes the completions of several
+// events at once: DoneAll hands it each run of consecutive events it
+// originated, so that it takes its lock, say, once per run rather than
+// once per event.
+type BatchCompleter interface {
+	Completer
+	// CompleteAll is Complete for every event of evs, all finished with
+	// err. evs is only valid during the call.
+	CompleteAll(evs []*Event, err error)
+}
+
+// DoneAll finishes every event of evs with err, as Done does each: a sink
+// that committed a batch finishes it so. The clock is read once for the
+// batch (a source's latency figures use it), the counters are added once per run of events of one
+// stage and source, and a BatchCompleter gets each run of its events in
+// one call. An event already finished is counted as a second Done and
+// skipped.
+func DoneAll(evs []*Event, err error) {
+	if len(evs) == 0 {
+		return
+	}
+	now := nanotime()
+	var st, src *Stage
+	var nst, nsrc uint64
+	run := 0 // evs[run:i] are finished now and share an Origin.To
+	for i, ev := range evs {
+		s, ok := ev.finish(err)
+		if !ok || (i > run && ev.Origin.To != evs[run].Origin.To) {
+			complete(evs[run:i], err)
+			run = i
+		}
+		if !ok {
+			run = i + 1
+			continue
+		}
+		if s != st {
+			st.countFinished(err, nst)
+			st, nst = s, 0
+		}
+		nst++
+		if ev.src != src {
+			if src != nil {
+				src.completed.Add(nsrc)
+			}
+			src, nsrc = ev.src, 0
+		}
+		nsrc++
+		ev.doneAt = now
+	}
+	st.countFinished(err, nst)
+	if src != nil {
+		src.completed.Add(nsrc)
+	}
+	complete(evs[run:], err)
+}
+
+// complete tells the Origin.To of evs, which they share, that they are
+// finished.
+func complete(evs []*Event, err error) {
+	if len(evs) == 0 {
+		return
+	}
+	switch to := evs[0].Origin.To.(type) {
+	case nil:
+	case BatchCompleter:
+		to.CompleteAll(evs, err)
+	default:
+		for _, ev := range evs {
+			to.Complete(ev, err)
 		}
 	}
-	if ev.src != nil {
-		ev.src.completed.Add(1)
+}
+
+// finishedAt returns when the event was finished, as monotonic ns: the
+// batch's one reading when DoneAll finished it, else now (Done).
+func (ev *Event) finishedAt() int64 {
+	if ev.doneAt != 0 {
+		return ev.doneAt
 	}
-	if ev.Origin.To != nil {
-		ev.Origin.To.Complete(ev, err)
-	}
+	return nanotime()
 }
 
 // Finished reports whether Done has been called.

@@ -122,10 +122,37 @@ func (rt SourceRuntime) ObserveFinished(ev *Event) {
 	if ev.arrived == 0 {
 		return
 	}
-	lat := nanotime() - ev.arrived
+	lat := ev.finishedAt() - ev.arrived
 	rt.s.lat.observe(lat)
 	if a := rt.s.adm.Load(); a != nil {
 		a.observe(lat, ev.arrived)
+	}
+}
+
+// ObserveFinishedAll is ObserveFinished for each event of evs, which a
+// BatchCompleter got together: events read together and finished
+// together have one latency, recorded once for the lot.
+func (rt SourceRuntime) ObserveFinishedAll(evs []*Event) {
+	a := rt.s.adm.Load()
+	for i := 0; i < len(evs); {
+		ev := evs[i]
+		j := i + 1
+		if ev.arrived == 0 {
+			i = j
+			continue
+		}
+		done := ev.finishedAt()
+		for j < len(evs) && evs[j].arrived == ev.arrived && evs[j].doneAt == ev.doneAt && ev.doneAt != 0 {
+			j++
+		}
+		lat := done - ev.arrived
+		rt.s.lat.observeN(lat, uint64(j-i))
+		if a != nil {
+			for range j - i {
+				a.observe(lat, ev.arrived)
+			}
+		}
+		i = j
 	}
 }
 

@@ -130,3 +130,64 @@ func TestReusedEventStartsEmpty(t *testing.T) {
 		n.recycle()
 	}
 }
+
+// batchRecorder records runs of completions.
+type batchRecorder struct {
+	mu   sync.Mutex
+	runs [][]uint64
+	errs []error
+}
+
+func (b *batchRecorder) Complete(ev *Event, err error) {
+	b.CompleteAll([]*Event{ev}, err)
+}
+
+func (b *batchRecorder) CompleteAll(evs []*Event, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var seqs []uint64
+	for _, ev := range evs {
+		seqs = append(seqs, ev.Seq)
+	}
+	b.runs = append(b.runs, seqs)
+	b.errs = append(b.errs, err)
+}
+
+// DoneAll finishes a batch as Done does each event: counted once each, a
+// second Done caught and skipped; a BatchCompleter gets each run of its
+// consecutive events in one call, and all of them share one finish time.
+func TestDoneAll(t *testing.T) {
+	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	sink := newHandlerStage(Settings{Name: "sink", Terminal: true}, nop{}, nil)
+	a, b := &batchRecorder{}, &batchRecorder{}
+	plain := newResults()
+	var evs []*Event
+	for i, to := range []Completer{a, a, b, b, b, plain, a, a} {
+		ev := src.NewEvent(nil, uint64(i+1), Origin{To: to})
+		ev.owner.Store(sink)
+		evs = append(evs, ev)
+	}
+	evs[3].Done(nil) // finished already: caught, and it splits b's run
+	DoneAll(evs, nil)
+	if got := a.runs; len(got) != 2 || len(got[0]) != 2 || got[0][0] != 1 || len(got[1]) != 2 || got[1][0] != 7 {
+		t.Fatalf("a's runs %v, want [1 2] [7 8]", got)
+	}
+	if got := b.runs; len(got) != 3 || len(got[0]) != 1 || got[0][0] != 4 || len(got[1]) != 1 || got[1][0] != 3 || got[2][0] != 5 {
+		t.Fatalf("b's runs %v, want [4] (its own Done) [3] [5]", got)
+	}
+	if plain.count() != 1 {
+		t.Fatalf("plain completer saw %d", plain.count())
+	}
+	if st := sink.Stats(); st.Out != 8 {
+		t.Fatalf("sink out %d, want 8", st.Out)
+	}
+	if n := src.Stats().DoubleDone; n != 1 {
+		t.Fatalf("double dones %d, want 1", n)
+	}
+	if src.InFlight() != 0 {
+		t.Fatalf("in flight %d", src.InFlight())
+	}
+	if evs[0].doneAt == 0 || evs[0].doneAt != evs[7].doneAt {
+		t.Fatal("the batch's events do not share one finish time")
+	}
+}

@@ -180,9 +180,7 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 	err := s.attempt(ctx, r, lo, hi, idem)
 	switch {
 	case err == nil:
-		for _, ev := range r.evs[lo:hi] {
-			ev.Done(nil)
-		}
+		stage.DoneAll(r.evs[lo:hi], nil) // one clock reading, one lock per connection's run
 		return nil
 	case s.ignore && !s.insert && !idem && sqlState(err) == "23505":
 		return s.store(ctx, r, lo, hi, true)

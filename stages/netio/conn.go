@@ -121,7 +121,7 @@ const (
 	readerGone                       // returned; its last read is framed
 )
 
-var _ stage.Completer = (*conn)(nil)
+var _ stage.BatchCompleter = (*conn)(nil)
 
 func newConn(s *Source, id uint64, nc net.Conn) *conn {
 	c := &conn{
@@ -332,22 +332,33 @@ func (c *conn) readFailed(err error) bool {
 // connection's lock and, unless one is already on its way, asks a worker
 // to write the acks (one packet for any number of completions).
 func (c *conn) Complete(ev *stage.Event, err error) {
-	c.s.rt.ObserveFinished(ev)
+	evs := [1]*stage.Event{ev}
+	c.CompleteAll(evs[:], err)
+}
+
+// CompleteAll is Complete for a run of events finished together
+// (stage.BatchCompleter): one lock for the lot.
+func (c *conn) CompleteAll(evs []*stage.Event, err error) {
+	c.s.rt.ObserveFinishedAll(evs)
 	if err != nil {
-		c.s.cnt.nack(err)
-		if c.s.opts.Ack == AckNone {
-			c.logRefusal(ev.Seq, err)
+		for _, ev := range evs {
+			c.s.cnt.nack(err)
+			if c.s.opts.Ack == AckNone {
+				c.logRefusal(ev.Seq, err)
+			}
 		}
 	}
 	c.mu.Lock()
-	c.outstanding--
+	c.outstanding -= len(evs)
 	post := false
 	if c.s.opts.Ack == AckCommit && c.state.alive() {
 		r := ""
 		if err != nil {
 			r = reason(err)
 		}
-		c.win.finish(ev.Seq, r)
+		for _, ev := range evs {
+			c.win.finish(ev.Seq, r)
+		}
 		if !c.flushQueued {
 			c.flushQueued, post = true, true
 		}

@@ -525,10 +525,19 @@ type lentBuf struct {
 
 var lentBufs = sync.Pool{New: func() any { return new(lentBuf) }}
 
+var _ stage.BatchCompleter = (*lentBuf)(nil)
+
 func (l *lentBuf) Complete(ev *stage.Event, err error) {
+	evs := [1]*stage.Event{ev}
+	l.CompleteAll(evs[:], err)
+}
+
+// CompleteAll passes a run of completions on to the connection, and gives
+// the buffer back when they were its last events.
+func (l *lentBuf) CompleteAll(evs []*stage.Event, err error) {
 	c := l.c
-	c.Complete(ev, err)
-	if l.refs.Add(-1) == 0 {
+	c.CompleteAll(evs, err)
+	if l.refs.Add(-int64(len(evs))) == 0 {
 		c.s.putBuf(l.buf)
 		l.c, l.buf = nil, nil
 		lentBufs.Put(l)
