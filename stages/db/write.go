@@ -27,11 +27,11 @@ type rows struct {
 	off     []int           // len(evs)+1 offsets into buf
 	cols    [][]pgtype.Text // insert: cols[c][i] is row i's value of column c
 	scratch []byte
-	src     copySource // what one COPY reads
 }
 
 // copySource is the data of one COPY: the format's header, a range of
-// rows and its trailer, read in turn without copying them first.
+// rows and its trailer, read in turn without copying them first. Each
+// COPY has its own.
 type copySource struct{ parts [3][]byte }
 
 func (c *copySource) Read(p []byte) (int, error) {
@@ -247,8 +247,10 @@ func (s *Sink) exec(ctx context.Context, r *rows, lo, hi int, idem bool) error {
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	data := &r.src
-	data.parts = [3][]byte{nil, r.buf[r.off[lo]:r.off[hi]], nil}
+	// A reader of its own for each COPY: pgconn's CopyFrom may return on a
+	// server error while its goroutine is still reading, and that
+	// goroutine must not take the data of the retry.
+	data := &copySource{parts: [3][]byte{nil, r.buf[r.off[lo]:r.off[hi]], nil}}
 	if s.binary {
 		data.parts[0], data.parts[2] = binaryHeader, binaryTrailer
 	}
