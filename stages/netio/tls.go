@@ -106,48 +106,65 @@ func newCertStore(o TLSOptions, log *zap.Logger) (*certStore, error) {
 		o.ReloadEvery = DefaultTLSReload
 	}
 	s := &certStore{opts: o, log: log}
-	conf, stamps, err := s.load()
+	s.stamps = s.stampsNow()
+	conf, err := s.load()
 	if err != nil {
 		return nil, err
 	}
 	s.conf.Store(conf)
-	s.stamps = stamps
 	return s, nil
+}
+
+// files are the store's files, in the order of stamps.
+func (s *certStore) files() [3]string { return [3]string{s.opts.Cert, s.opts.Key, s.opts.ClientCA} }
+
+var tlsFileFields = [3]string{"tls.cert", "tls.key", "tls.client_ca"}
+
+// stampsNow returns the size and modification time of each file; a file
+// that is not there has the zero stamp.
+func (s *certStore) stampsNow() [3]fileStamp {
+	var stamps [3]fileStamp
+	for i, f := range s.files() {
+		if f == "" {
+			continue
+		}
+		if fi, err := os.Stat(f); err == nil {
+			stamps[i] = fileStamp{fi.Size(), fi.ModTime()}
+		}
+	}
+	return stamps
 }
 
 // load reads the files into a server configuration: TLS 1.2 or later,
 // the certificate, and with client_ca a client certificate required and
 // verified.
-func (s *certStore) load() (*tls.Config, [3]fileStamp, error) {
-	var stamps [3]fileStamp
-	for i, f := range []string{s.opts.Cert, s.opts.Key, s.opts.ClientCA} {
+func (s *certStore) load() (*tls.Config, error) {
+	for i, f := range s.files() {
 		if f == "" {
 			continue
 		}
-		fi, err := os.Stat(f)
-		if err != nil {
-			return nil, stamps, &stage.FieldError{Field: "tls." + [...]string{"cert", "key", "client_ca"}[i], Err: err}
+		if _, err := os.Stat(f); err != nil {
+			return nil, &stage.FieldError{Field: tlsFileFields[i], Err: err}
 		}
-		stamps[i] = fileStamp{fi.Size(), fi.ModTime()}
 	}
 	cert, err := tls.LoadX509KeyPair(s.opts.Cert, s.opts.Key)
 	if err != nil {
-		return nil, stamps, &stage.FieldError{Field: "tls.cert", Err: fmt.Errorf("loading %s and %s: %w", s.opts.Cert, s.opts.Key, err)}
+		return nil, &stage.FieldError{Field: "tls.cert", Err: fmt.Errorf("loading %s and %s: %w", s.opts.Cert, s.opts.Key, err)}
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	if s.opts.ClientCA != "" {
 		pem, err := os.ReadFile(s.opts.ClientCA)
 		if err != nil {
-			return nil, stamps, &stage.FieldError{Field: "tls.client_ca", Err: err}
+			return nil, &stage.FieldError{Field: "tls.client_ca", Err: err}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, stamps, &stage.FieldError{Field: "tls.client_ca", Err: fmt.Errorf("%s holds no PEM certificate", s.opts.ClientCA)}
+			return nil, &stage.FieldError{Field: "tls.client_ca", Err: fmt.Errorf("%s holds no PEM certificate", s.opts.ClientCA)}
 		}
 		conf.ClientCAs = pool
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return conf, stamps, nil
+	return conf, nil
 }
 
 // serverConfig returns the configuration a listener is given: each
@@ -200,28 +217,14 @@ func (s *certStore) close() {
 }
 
 // changed reports whether a file's size or modification time differs
-// from what was loaded.
-func (s *certStore) changed() bool {
-	for i, f := range []string{s.opts.Cert, s.opts.Key, s.opts.ClientCA} {
-		if f == "" {
-			continue
-		}
-		fi, err := os.Stat(f)
-		if err != nil {
-			continue // being replaced: look again next time
-		}
-		if (fileStamp{fi.Size(), fi.ModTime()}) != s.stamps[i] {
-			return true
-		}
-	}
-	return false
-}
+// from when it was last loaded (or tried).
+func (s *certStore) changed() bool { return s.stampsNow() != s.stamps }
 
 // reload loads the files again; on failure the configuration loaded last
-// stays.
+// stays, and the files are not tried again until they change again.
 func (s *certStore) reload(why string) {
-	conf, stamps, err := s.load()
-	s.stamps = stamps // a failure is not retried until the files change again
+	s.stamps = s.stampsNow()
+	conf, err := s.load()
 	if err != nil {
 		s.log.Warn("TLS files not reloaded; keeping the certificate loaded before", zap.String("trigger", why), zap.Error(err))
 		return

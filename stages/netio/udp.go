@@ -121,6 +121,7 @@ type UDPSource struct {
 	cnt         counters
 	refused     atomic.Uint64
 	refusalLog  logLimit
+	readErrLog  logLimit
 }
 
 // datagram is the Value of the source's packets: a record and when it
@@ -229,7 +230,9 @@ func (s *UDPSource) read() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.log.Warn("udp read failed", zap.Error(err))
+			if s.readErrLog.allow() {
+				s.log.Warn("udp read failed", zap.Error(err))
+			}
 			continue
 		}
 		s.cnt.bytesIn.Add(uint64(n))
