@@ -53,10 +53,9 @@ type latAt struct {
 }
 
 type admPoint struct {
-	t                     time.Duration
-	rate, acked, offered  float64
-	p99                   time.Duration
-	admittedRate, shedSum float64
+	t                    time.Duration
+	rate, acked, offered float64
+	admittedRate         float64
 }
 
 func newSrcModel(m srcModel) *srcModel {
