@@ -148,9 +148,18 @@ func refsOf(sc *StageConfig) []ref {
 	return refs
 }
 
+// posOr returns where field is written, or where the nearest object
+// holding it is ("tls" for a missing "tls.key"), or def.
 func posOr(fp map[string]Pos, field string, def Pos) Pos {
-	if pos, ok := fp[field]; ok {
-		return pos
+	for field != "" {
+		if pos, ok := fp[field]; ok {
+			return pos
+		}
+		i := strings.LastIndexByte(field, '.')
+		if i < 0 {
+			break
+		}
+		field = field[:i]
 	}
 	return def
 }

@@ -879,3 +879,25 @@ func TestFramedInPlaceBuffersOutliveLaterReads(t *testing.T) {
 		}
 	}
 }
+
+// A syslog sender reads nothing back, so framing: syslog defaults to ack:
+// none; an ack given explicitly still wins.
+func TestSyslogFramingDefaultsToAckNone(t *testing.T) {
+	for _, c := range []struct {
+		values map[string]any
+		want   netio.AckMode
+	}{
+		{map[string]any{"listen": "127.0.0.1:0", "framing": "syslog"}, netio.AckNone},
+		{map[string]any{"listen": "127.0.0.1:0", "framing": "syslog", "ack": "commit"}, netio.AckCommit},
+		{map[string]any{"listen": "127.0.0.1:0", "framing": "octet-counted"}, netio.AckCommit},
+		{map[string]any{"listen": "127.0.0.1:0"}, netio.AckCommit},
+	} {
+		src, err := buildSource(c.values, stage.Env{Stage: "in"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := src.(*netio.Source).Options().Ack; got != c.want {
+			t.Errorf("%v: ack %q, want %q", c.values, got, c.want)
+		}
+	}
+}

@@ -64,7 +64,7 @@ type Options struct {
 	MaxFrame    int           // largest record in bytes; larger ones are refused as too large
 	MaxConns    int           // connections at once; more are refused
 	IdleTimeout time.Duration // close a connection that sends nothing and is owed nothing this long; 0: never
-	Ack         AckMode       // AckCommit (default) or AckNone
+	Ack         AckMode       // AckCommit or AckNone; unset: AckCommit, AckNone under Syslog framing
 	// MaxPendingOutput bounds the ack and nack text held in memory per
 	// connection beyond what the kernel's send buffer took. Reaching it
 	// does not cut the client off: finished records wait in the
@@ -106,7 +106,13 @@ func (o *Options) fill() error {
 		o.Framing = Lines
 	}
 	if o.Ack == "" {
+		// A syslog sender (rsyslog, logger) reads nothing back: acks
+		// written to it would pile up in its socket until write_timeout
+		// cut it off.
 		o.Ack = AckCommit
+		if o.Framing == Syslog {
+			o.Ack = AckNone
+		}
 	}
 	if o.MaxFrame == 0 {
 		o.MaxFrame = DefaultMaxFrame
@@ -186,8 +192,9 @@ func Fields() []stage.Field {
 		{Name: "max_conns", Type: stage.Int, Default: DefaultMaxConns, Range: stage.AtLeast(1),
 			Doc: "connections at once; one more gets `nack 0 too many connections` and is closed"},
 		{Name: "idle_timeout", Type: stage.Duration, Default: DefaultIdleTimeout, Doc: "close a connection that sends nothing and is owed no ack this long; 0: never"},
-		{Name: "ack", Type: stage.String, Default: string(AckCommit), Enum: []string{string(AckCommit), string(AckNone)},
-			Doc: "commit: write `ack N` once records up to N are finished, `nack N reason` for refused ones; none: write nothing"},
+		{Name: "ack", Type: stage.String, Enum: []string{string(AckCommit), string(AckNone)},
+			Doc: "commit: write `ack N` once records up to N are finished, `nack N reason` for refused ones; none: write nothing. " +
+				"Unset: commit, except with framing: syslog, whose senders never read what the server writes: none"},
 		{Name: "max_pending_output", Type: stage.Size, Default: int64(DefaultMaxPendingOutput), Range: stage.Between(minPendingOut, 1<<40),
 			Doc: "ack and nack text held in memory per connection; at it no more is made until writes drain (the client is not cut off)"},
 		{Name: "write_timeout", Type: stage.Duration, Default: DefaultWriteTimeout,
