@@ -116,4 +116,10 @@ func benchLight(b *testing.B, yaml string) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/rec")
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/rec")
 	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/rec")
+	if c := store.Stats().Control; c != nil && c.Batch != nil && c.Workers != nil {
+		// Where the controllers had taken the store at the end: its batch
+		// size and workers decide the per-batch costs.
+		b.ReportMetric(float64(c.Batch.Now), "store-batch")
+		b.ReportMetric(float64(c.Workers.Now), "store-workers")
+	}
 }
