@@ -25,6 +25,25 @@
 // Handlers that block (database calls) wrap the blocking call in Blocking,
 // so that the worker gives up its run slot while it waits.
 //
+// # Events and their cost
+//
+// An event's decoded fields are a short list of (name, Value) pairs: a
+// Value holds text, a number or a boolean in three words without boxing,
+// and its text may be a view of the payload, so a decoder sets a field
+// without allocating. Field reads them as Go values, Value without
+// copying; Set, SetValue and SetText write them. A decoder (Projector) is
+// told when its stage starts which fields the stages after it read (each
+// FieldReader's paths; everything when one stage does not say), and sets
+// only those.
+//
+// Events are recycled: once the handler that finished an event has
+// returned, its stage gives the event, its field list and their memory to
+// a new record, so a record's event allocates nothing once the pool is
+// warm. A second Done in the handler is still caught. A sink finishes a
+// committed batch with DoneAll: one clock reading for the lot, counters
+// added once per run, and a BatchCompleter (a network source's connection)
+// takes each run of its events under one lock.
+//
 // # Adaptive control
 //
 // A stage's batch size and pool size are sized while it runs when its
