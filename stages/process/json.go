@@ -3,9 +3,11 @@ package process
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,6 +108,12 @@ func (h *jsonHandler) Project(paths []string, all bool) {
 			e.sub.add(p[end+1:], id)
 		}
 	}
+	if len(pr.top) <= maxFew {
+		pr.few = make([]topKey, 0, len(pr.top))
+		for k, e := range pr.top {
+			pr.few = append(pr.few, topKey{k, e})
+		}
+	}
 	h.proj = pr
 }
 
@@ -120,6 +128,30 @@ func (h *jsonHandler) FieldsRead() ([]string, bool) { return nil, false }
 type projection struct {
 	paths []string             // the wanted paths; a path's id is its index
 	top   map[string]*topEntry // by top-level key
+	// few holds top's entries when they are few: comparing a key with a
+	// handful of strings costs less than hashing it.
+	few []topKey
+}
+
+type topKey struct {
+	key string
+	e   *topEntry
+}
+
+// maxFew is the most top-level keys looked up by comparison.
+const maxFew = 8
+
+// entry returns what the top-level key gives, nil when nothing.
+func (pr *projection) entry(key []byte) *topEntry {
+	if pr.few == nil {
+		return pr.top[string(key)]
+	}
+	for i := range pr.few {
+		if string(key) == pr.few[i].key {
+			return pr.few[i].e
+		}
+	}
+	return nil
 }
 
 // topEntry is what one top-level key gives: the path equal to it, and the
@@ -323,7 +355,7 @@ func (d *decoder) object(ev *stage.Event, h *jsonHandler, node *pnode, prio, dep
 		case h.proj == nil:
 			err = d.store(ev, h.names.get(key), depth)
 		default:
-			err = d.topMember(ev, h, h.proj.top[string(key)], len(key), depth)
+			err = d.topMember(ev, h, h.proj.entry(key), len(key), depth)
 		}
 		if err != nil {
 			return err
@@ -692,7 +724,9 @@ func (d *decoder) digits() int {
 func (d *decoder) string() (s []byte, copied bool, err error) {
 	d.pos++ // '"'
 	start := d.pos
-	ascii := true
+	n, high := stringRun(d.data[d.pos:])
+	d.pos += n
+	ascii := !high
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		switch {
@@ -725,6 +759,10 @@ func (d *decoder) string() (s []byte, copied bool, err error) {
 func (d *decoder) skipString() error {
 	d.pos++ // '"'
 	for d.pos < len(d.data) {
+		n, _ := stringRun(d.data[d.pos:])
+		if d.pos += n; d.pos >= len(d.data) {
+			break
+		}
 		c := d.data[d.pos]
 		switch {
 		case c == '"':
@@ -894,4 +932,35 @@ func lenOf(m *map[string]string) int {
 		return 0
 	}
 	return len(*m)
+}
+
+// stringRun returns the length of the run of plain string bytes at the
+// start of b: bytes that are not '"', '\\' nor a control character (under
+// 0x20), eight at a time; high reports whether the run holds a byte of
+// 0x80 or more (non-ASCII, to be checked as UTF-8).
+func stringRun(b []byte) (n int, high bool) {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	var seen uint64
+	for ; n+8 <= len(b); n += 8 {
+		w := binary.LittleEndian.Uint64(b[n:])
+		q, bs := w^(0x22*ones), w^(0x5c*ones)
+		// A zero byte of q or bs, or a byte of w under 0x20, borrows and
+		// sets its top bit; a borrow only ever flags a byte above one
+		// flagged rightly, so the lowest flag is the run's end.
+		stop := ((q - ones) &^ q) | ((bs - ones) &^ bs) | ((w - 0x20*ones) &^ w)
+		if stop &= tops; stop != 0 {
+			k := bits.TrailingZeros64(stop) / 8
+			seen |= w & (1<<(k*8) - 1) // the bytes before the stop
+			return n + k, seen&tops != 0
+		}
+		seen |= w
+	}
+	for ; n < len(b); n++ {
+		c := b[n]
+		if c == '"' || c == '\\' || c < 0x20 {
+			break
+		}
+		seen |= uint64(c)
+	}
+	return n, seen&tops != 0
 }
