@@ -32,9 +32,25 @@ for entry in "${targets[@]}"; do
 	echo "fuzz: $pkg $name"
 	# A failure leaves its input in the package's testdata/fuzz/$name, where
 	# `go test` replays it from then on.
-	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; then
+	dir=$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$name
+	before=$(ls "$dir" 2>/dev/null | sort || true)
+	out=$(mktemp)
+	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$out"; then
+		rm -f "$out"
+		continue
+	fi
+	after=$(ls "$dir" 2>/dev/null | sort || true)
+	# Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
+	# failure when a worker is slow to stop (go.dev/issue/75804, fixed in Go
+	# 1.27). That failure writes no input and says only "context deadline
+	# exceeded"; the fuzzing itself ran its full time. Anything else fails.
+	if [ "$before" = "$after" ] && grep -q '^    context deadline exceeded$' "$out" &&
+		! grep -qE '^\s+--- FAIL|panic:|Failing input written' "$out"; then
+		echo "fuzz: $name: the coordinator's deadline race (go.dev/issue/75804), no failing input; counted as passed"
+	else
 		failed+=("$pkg $name")
 	fi
+	rm -f "$out"
 done
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "fuzz: ${#failed[@]} of ${#targets[@]} targets failed:"
