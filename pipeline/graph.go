@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // cycles returns one cycle for each strongly connected component of the
@@ -147,7 +149,7 @@ func (c *Config) Graph(w io.Writer, format string) error {
 		if !s.Settings.Inline {
 			capacity := s.Settings.Capacity
 			if capacity <= 0 {
-				capacity = 1024
+				capacity = stage.DefaultCapacity
 			}
 			detail = "queue " + strconv.Itoa(capacity)
 		}

@@ -31,9 +31,9 @@ stages:
 	rankdir=LR;
 	node [shape=box];
 	n0 [label="in\ntest.source\nqueue 10"];
-	n1 [label="split\ntest.route\nqueue 1024"];
+	n1 [label="split\ntest.route\nqueue 8192"];
 	n2 [label="side\ntest.handler\n(inline)", style=dashed];
-	n3 [label="out\ntest.sink\nqueue 1024"];
+	n3 [label="out\ntest.sink\nqueue 8192"];
 	n0 -> n1;
 	n1 -> n2;
 	n1 -> n3 [style=dashed];
@@ -42,9 +42,9 @@ stages:
 `},
 		{"mermaid", `flowchart LR
 	n0["in<br/>test.source<br/>queue 10"]
-	n1["split<br/>test.route<br/>queue 1024"]
+	n1["split<br/>test.route<br/>queue 8192"]
 	n2["side<br/>test.handler<br/>(inline)"]
-	n3["out<br/>test.sink<br/>queue 1024"]
+	n3["out<br/>test.sink<br/>queue 8192"]
 	n0 --> n1
 	n1 --> n2
 	n1 -.-> n3
@@ -75,7 +75,7 @@ func TestGraphHandBuilt(t *testing.T) {
 	if err := cfg.Graph(&b, "dot"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`digraph "a \"b\"" {`, `n0 [label="x\"y\nk<1>\nqueue 1024"];`, "n0 -> n1;"} {
+	for _, want := range []string{`digraph "a \"b\"" {`, `n0 [label="x\"y\nk<1>\nqueue 8192"];`, "n0 -> n1;"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("dot output lacks %q:\n%s", want, b.String())
 		}
@@ -84,7 +84,7 @@ func TestGraphHandBuilt(t *testing.T) {
 	if err := cfg.Graph(&b, "mermaid"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`n0["x#quot;y<br/>k#lt;1#gt;<br/>queue 1024"]`, "n0 --> n1"} {
+	for _, want := range []string{`n0["x#quot;y<br/>k#lt;1#gt;<br/>queue 8192"]`, "n0 --> n1"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("mermaid output lacks %q:\n%s", want, b.String())
 		}

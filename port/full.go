@@ -9,3 +9,12 @@ func (p *Port[T]) Full() bool {
 	defer p.mu.Unlock()
 	return p.depth == len(p.ring) || p.posters.len > 0
 }
+
+// FullAt is Full, or the queue holds n packets or more (n > 0): a hint for
+// shedding load once a queue is as deep as its consumer can work off in
+// the time allowed.
+func (p *Port[T]) FullAt(n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.depth == len(p.ring) || p.posters.len > 0 || (n > 0 && p.depth >= n)
+}

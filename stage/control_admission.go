@@ -43,6 +43,12 @@ const (
 	// plainly keeping up.
 	admissionFast = 1.5
 	admissionIdle = 4
+	// admissionMinDepth and admissionColdDepth: the door counts the next
+	// queue as full at half the target's worth of what the pipeline
+	// finishes, never at less than admissionMinDepth events, and at
+	// admissionColdDepth before the pipeline has finished anything.
+	admissionMinDepth  = 64
+	admissionColdDepth = 1024
 	// admissionFloor: a decrease goes no lower than what the pipeline
 	// finishes over this (unless nothing finishes at all).
 	admissionFloor = 8
@@ -50,7 +56,7 @@ const (
 	// pipeline (its first connections, its first transactions) finishes
 	// slowly for a moment, and a rate set from that would start far too
 	// low. A full queue still sheds at the door meanwhile.
-	admissionWarmup = time.Second
+	admissionWarmup = 250 * time.Millisecond
 	// admissionSmooth smooths the completion rate per window (a database
 	// finishes whole batches, so one window's count is lumpy).
 	admissionSmooth = 0.3
@@ -104,6 +110,11 @@ type Admission struct {
 	shedFull       atomic.Uint64 // shed because the next queue was full
 	shedRate       atomic.Uint64 // shed for lack of tokens
 
+	// depthLimit is how deep the next queue may be before the door
+	// counts it as full: what the pipeline finishes in half the target
+	// (0 until it has finished anything).
+	depthLimit atomic.Int64
+
 	// Read-to-finish latencies of the window being gathered, of records
 	// read since the last decrease (nanotime in since): older ones tell
 	// of the rate before it.
@@ -135,6 +146,7 @@ func (rt SourceRuntime) StartAdmission(target time.Duration) *Admission {
 	s := rt.s
 	a := &Admission{s: s, target: target, stop: make(chan struct{}), done: make(chan struct{})}
 	a.c.target = target
+	a.depthLimit.Store(a.c.depthLimit())
 	a.winStart = time.Now()
 	if old := s.adm.Swap(a); old != nil {
 		old.close()
@@ -153,7 +165,7 @@ func (a *Admission) Admit(now time.Time, n int) int {
 	if n <= 0 {
 		return 0
 	}
-	if a.s.nextFull() {
+	if a.s.nextFull(int(a.depthLimit.Load())) {
 		a.shedFull.Add(uint64(n))
 		a.shed.Add(uint64(n))
 		return 0
@@ -208,11 +220,12 @@ func (a *Admission) observe(ns, arrived int64) {
 }
 
 // nextFull reports whether the first queue downstream of the stage (past
-// inline stages with a single way on) is full.
-func (s *Stage) nextFull() bool {
+// inline stages with a single way on) is full, or holds limit events or
+// more (limit > 0).
+func (s *Stage) nextFull(limit int) bool {
 	for st := s.next; st != nil; st = st.next {
 		if st.port != nil {
-			return st.port.Full()
+			return st.port.FullAt(limit)
 		}
 		if len(st.routes) > 1 {
 			return false
@@ -267,6 +280,7 @@ func (a *Admission) tick(now time.Time) {
 	a.last, a.winStart = tot, now
 	a.p99 = w.p99
 	d, ok := a.c.decide(now, w)
+	a.depthLimit.Store(a.c.depthLimit())
 	if !ok {
 		return
 	}
@@ -477,6 +491,16 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 	return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
 		Reason: fmt.Sprintf("p99 %s under %.0f%% of the %s target and %d records over the rate: rate %.0f/s -> %.0f/s (%s)",
 			w.p99.Round(time.Millisecond), 100*admissionLow, c.target, w.limited, from, c.rate, how)}, true
+}
+
+// depthLimit is how deep the next queue may be before the door counts it
+// as full: what the pipeline finishes, smoothed, in half the target;
+// admissionColdDepth until it has finished anything.
+func (c *admissionController) depthLimit() int64 {
+	if c.smooth <= 0 {
+		return admissionColdDepth
+	}
+	return max(int64(c.smooth*c.target.Seconds()/2), admissionMinDepth)
 }
 
 func fullWhy(n uint64) string { return fmt.Sprintf("%d records found the next queue full", n) }

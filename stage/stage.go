@@ -21,7 +21,7 @@ type Settings struct {
 	Kind        string
 	Workers     int           // pool size; 0: auto, sized by the pool controller from Concurrency up
 	Concurrency int           // the port's run-slot limit; 0 means GOMAXPROCS
-	Capacity    int           // queue capacity; 0 means port.DefaultCapacity
+	Capacity    int           // queue capacity; 0 means DefaultCapacity
 	Overflow    port.Overflow // what a full queue does to a sender
 	Batch       int           // most events one worker takes at once; 0: auto, sized by the batching controller
 	Linger      time.Duration // wait this long for a batch to fill
@@ -53,13 +53,23 @@ func (s *Settings) fill() {
 		s.Workers = s.Concurrency
 	}
 	if s.Capacity <= 0 {
-		s.Capacity = port.DefaultCapacity
+		s.Capacity = DefaultCapacity
 	}
 	if s.Batch <= 0 {
 		s.AutoBatch = true
 		s.Batch = AutoBatchCeiling(s.Capacity)
 	}
 }
+
+// DefaultCapacity is a stage's queue capacity when its settings leave it
+// 0: room for two of the largest batches the batching controller makes
+// (MaxAutoBatch), so that a worker taking a whole batch leaves as much
+// queued for the next. With a smaller queue a database sink's transactions
+// stay smaller than they could be, and B5 measured the untuned pipeline at
+// three quarters of the tuned one with 1024 against on a par with 8192. A
+// source under admission control counts its next queue as full long
+// before that: at half its target's worth of work.
+const DefaultCapacity = 2 * MaxAutoBatch
 
 // AutoBatchCeiling is the largest batch the batching controller gives a
 // stage whose queue holds capacity events: the capacity, at most
@@ -68,7 +78,7 @@ func (s *Settings) fill() {
 // controller halves it while batches stay small.
 func AutoBatchCeiling(capacity int) int {
 	if capacity <= 0 {
-		capacity = port.DefaultCapacity
+		capacity = DefaultCapacity
 	}
 	return min(capacity, MaxAutoBatch)
 }
