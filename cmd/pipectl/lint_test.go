@@ -81,7 +81,7 @@ func TestLintStages(t *testing.T) {
 	}
 	// Without a queue on NATS, a process cannot run part of pipeline.yaml.
 	code, out, _ := runCLI(t, "lint", filepath.Join("..", "..", "pipeline.yaml"), "--stages", "accept,parse")
-	if code != 1 || !strings.Contains(out, `pipeline.yaml:40:11: stage "parse": the route to "store" crosses processes`) {
+	if code != 1 || !strings.Contains(out, `pipeline.yaml:50:11: stage "parse": the route to "store" crosses processes`) {
 		t.Errorf("exit %d, stdout %q", code, out)
 	}
 }
