@@ -98,7 +98,7 @@ func TestDefaultsSettleOnTunedKnobs(t *testing.T) {
 		t.Fatalf("%d rows (%d distinct), want %d", rows, distinct, n)
 	}
 
-	ceiling := stage.AutoBatchCeiling(1024)
+	ceiling := stage.AutoBatchCeiling(stage.DefaultCapacity)
 	minBatch, maxWorkers, slots := ceiling, 0, 0
 	for _, s := range ss {
 		c := s.Control
