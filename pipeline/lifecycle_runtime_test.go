@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -215,6 +216,13 @@ func TestSecondStopForces(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub.source(t, "src").waitEmitted(t)
+	// The one worker holds the first event (the other nine are queued).
+	for i := 0; rtStageStats(t, p.Stats(), "stuck").In != 1; i++ {
+		if i == 10000 {
+			t.Fatal("the worker never took the first event")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	var first error
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -325,6 +325,12 @@ func (s *Stage) work(ctx, take context.Context, w *port.Worker[*Event]) {
 			}
 			buf, batch = buf[:size], batch[:size]
 		}
+		// Abort ends ctx, and take only after it (a child is cancelled
+		// after its parent's Done is closed): a handler that returned on
+		// ctx's end must not find take still open and fail the queue.
+		if ctx.Err() != nil {
+			return
+		}
 		n, err := w.GetBatch(take, buf)
 		if err != nil {
 			return // closed and drained, aborted, or retired
