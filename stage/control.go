@@ -48,16 +48,26 @@ const (
 	// add.
 	calmWindows = 20
 
-	// judgeWindows: a change on trial is judged on the mean throughput of
-	// this many windows after it against that of as many windows before.
-	judgeWindows = 2
+	// judgeWindows, judgeBatches, judgeMaxWindows: a change on trial is
+	// judged on the throughput of the windows after it against that of
+	// the windows before it since the previous change: at least
+	// judgeWindows, and as many more (up to judgeMaxWindows, 2 s) as it
+	// takes to count judgeBatches batches, since events are taken a batch
+	// at a time (a window of a few batches of 4096 measures the rate to
+	// within a batch: ±15%). The windows after are at least as many as
+	// those before.
+	judgeWindows    = 2
+	judgeBatches    = 24
+	judgeMaxWindows = 8
 	// gainMin: a growth is kept when the stage then takes events at least
-	// this much faster. A pool growth must also show at least half the
-	// gain the added workers could bring at most (from n to m workers:
-	// (m-n)/n), so that noise does not pass for a gain. A shrink is kept
-	// when throughput falls by less than gainMin and the pool does not
-	// fall behind (what would make it grow again).
+	// this much faster. A pool growth must also show at least a quarter
+	// of the gain the added workers could bring at most (from n to m
+	// workers: (m-n)/n), so that noise does not pass for a gain. A shrink
+	// is kept when throughput falls by less than gainMin and the pool does
+	// not fall behind (what would make it grow again).
 	gainMin = 0.05
+	// idealShare is that quarter.
+	idealShare = 0.25
 	// holdFirst and holdMax bound the pause (in windows) after a change
 	// that did not pay: 5 s at first, doubling at each such change up to
 	// 60 s, so that a knob at its useful limit probes past it rarely.
@@ -74,9 +84,10 @@ const (
 	// difference between consecutive windows in which no knob changed,
 	// over the last noiseWindows such pairs (a median, so that a load
 	// step counts once and is gone). A growth must beat twice the noise
-	// to be kept, and a shrink may cost less the noisier the machine, so
-	// that on a machine shared with other programs noise does not pass
-	// for a gain.
+	// of a mean over the windows judged (the noise of one window over the
+	// square root of their count) to be kept, and a shrink may cost less
+	// the noisier the machine, so that on a machine shared with other
+	// programs noise does not pass for a gain.
 	noiseWindows = 16
 )
 
@@ -161,10 +172,30 @@ type trial struct {
 	from    int
 	x       float64 // events per second before the change
 	need    float64 // the least throughput after it that keeps it
-	sum     float64 // throughput of the windows since, summed
+	before  int     // windows x was measured over: the trial lasts as many at least
+	after   span    // the windows since
 	starved int     // samples since with a batch waiting and a run slot free
 	windows int
 	busy    bool // a shrink tried under load: judged on throughput alone
+}
+
+// span is what some windows took: events, batches, and how long.
+type span struct {
+	events, batches uint64
+	elapsed         time.Duration
+}
+
+func (s span) rate() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.events) / s.elapsed.Seconds()
+}
+
+func (s *span) add(o span) {
+	s.events += o.events
+	s.batches += o.batches
+	s.elapsed += o.elapsed
 }
 
 // controller decides a stage's batch size and pool size from samples. Its
@@ -183,7 +214,9 @@ type controller struct {
 	trial       *trial                // the last change, judged by the windows after it
 	light, calm int                   // windows in a row: light batches, the pool keeping up
 	tryFewer    bool                  // a growth did not pay: try one worker fewer next
-	xs          [judgeWindows]float64 // throughput of the latest windows, newest first
+	hist        [judgeMaxWindows]span // the latest windows, newest first
+	since       int                   // windows since the latest change (or the end of idleness)
+	idle        bool                  // the latest window took no events
 	xSmooth     float64               // throughput smoothed over about a second
 	diffs       [noiseWindows]float64 // relative differences of quiet consecutive windows
 	ndiffs      int                   // diffs recorded so far
@@ -200,6 +233,7 @@ func newController(batch, batchCeiling int, batchAuto bool, workers, workersFloo
 			up: hold{backoff: holdFirst}, down: hold{backoff: holdFirst}}
 	}
 	return &controller{
+		idle:    true,
 		batch:   mk(KnobBatch, batch, 1, batchCeiling, batchAuto),
 		workers: mk(KnobWorkers, workers, max(workersFloor, 1), workersCeiling, workersAuto),
 	}
@@ -235,7 +269,7 @@ func (c *controller) observe(now time.Time, s sample) []Decision {
 	if !ok {
 		return nil
 	}
-	c.quiet = 0
+	c.quiet, c.since = 0, 0
 	d.At = now
 	return []Decision{d}
 }
@@ -259,8 +293,10 @@ func (w window) rate() float64 {
 // on trial, then the batch, then the pool; one change at most.
 func (c *controller) decide(w window) (Decision, bool) {
 	x := w.rate()
-	copy(c.xs[1:], c.xs[:])
-	c.xs[0] = x
+	prev := c.hist[0].rate()
+	copy(c.hist[1:], c.hist[:])
+	c.hist[0] = span{events: w.events, batches: w.batches, elapsed: w.elapsed}
+	c.since++
 	if c.xSmooth == 0 {
 		c.xSmooth = x
 	} else {
@@ -269,8 +305,17 @@ func (c *controller) decide(w window) (Decision, bool) {
 	if c.trial != nil {
 		c.quiet = 0 // a change is being judged: its windows are not noise
 	}
-	if c.quiet++; c.quiet >= 2 && x+c.xs[1] > 0 {
-		c.diffs[c.ndiffs%noiseWindows] = math.Abs(x-c.xs[1]) / ((x + c.xs[1]) / 2)
+	// The first window with events after an idle one (the stage's start,
+	// or load after a pause) holds a burst: the workers took what had
+	// queued up. It measures neither the stage nor the noise.
+	switch {
+	case w.events == 0:
+		c.idle = true
+	case c.idle:
+		c.idle, c.since, c.quiet = false, 0, 0
+	}
+	if c.quiet++; c.quiet >= 2 && x+prev > 0 {
+		c.diffs[c.ndiffs%noiseWindows] = math.Abs(x-prev) / ((x + prev) / 2)
 		c.ndiffs++
 	}
 	if w.starved == 0 {
@@ -283,9 +328,10 @@ func (c *controller) decide(w window) (Decision, bool) {
 		k.down.tick(c.xSmooth)
 	}
 	if t := c.trial; t != nil {
-		t.sum += x
+		t.after.add(c.hist[0])
 		t.starved += w.starved
-		if t.windows++; t.windows < judgeWindows {
+		t.windows++
+		if t.windows < max(judgeWindows, t.before) || (t.after.batches < judgeBatches && t.windows < judgeMaxWindows) {
 			return Decision{}, false // nothing else moves while a change is judged
 		}
 		c.trial = nil
@@ -293,34 +339,41 @@ func (c *controller) decide(w window) (Decision, bool) {
 			return d, true
 		}
 	}
+	if !c.measured() {
+		return Decision{}, false // too little seen since the last change to judge the next
+	}
 	if d, ok := c.decideBatch(w, x); ok {
 		return d, true
 	}
 	return c.decidePool(w)
 }
 
+// measured says whether the windows since the latest change are enough to
+// measure the throughput a trial is judged against: judgeWindows and
+// judgeBatches, or judgeMaxWindows.
+func (c *controller) measured() bool {
+	var s span
+	for _, h := range c.hist[:min(c.since, judgeMaxWindows)] {
+		s.add(h)
+	}
+	return c.since >= judgeMaxWindows || (c.since >= judgeWindows && s.batches >= judgeBatches)
+}
+
 // judge keeps the change on trial, or reverts it and pauses changes of
 // the knob in that direction.
 func (c *controller) judge(t *trial) (Decision, bool) {
-	after := t.sum / float64(t.windows)
+	after := t.after.rate()
 	k := t.k
 	grew := k.now > t.from
 	kept := after >= t.need && after > 0
 	if !grew && !t.busy { // kept unless the pool falls behind: what would grow it again
 		kept = after >= t.need && float64(t.starved) < starvedShare*float64(t.windows*controlWindow)
 	}
-	// A change kept moves the knob to another level: what was learnt
-	// about moving the other way from the old level no longer holds.
-	switch {
-	case kept && grew:
-		k.up.backoff = holdFirst
-		k.down = hold{backoff: holdFirst}
-		return Decision{}, false
-	case kept:
-		k.down.backoff = holdFirst
-		k.up = hold{backoff: holdFirst}
-		return Decision{}, false
-	case !k.auto: // pinned meanwhile: the operator's value stands
+	// A change kept leaves the pauses as they are: at the pool's useful
+	// limit a growth that fails, a shrink kept on noise and a growth
+	// back are one round, and the pauses must lengthen from round to
+	// round (they end early only when the load moves, see hold.tick).
+	if kept || !k.auto { // or pinned meanwhile: the operator's value stands
 		return Decision{}, false
 	}
 	from := k.now
@@ -353,27 +406,30 @@ func (c *controller) noise() float64 {
 
 // try puts a change of k from from to its value now on trial: it is kept
 // when the throughput after it is at least (1+gain) times that before
-// it. A growth (gain > 0) must also beat twice the noise; a shrink (gain
-// < 0) may cost -gain less the noise, and nothing once the noise is as
-// large.
+// it. A growth (gain > 0) must also beat twice the noise of the mean; a
+// shrink (gain < 0) may cost -gain less that noise, and nothing once the
+// noise is as large.
 func (c *controller) try(k *knob, from int, gain float64) *trial {
-	if gain > 0 {
-		gain = math.Max(gain, 2*c.noise())
-	} else {
-		gain = math.Min(0, gain+c.noise())
-	}
-	sum, n := 0.0, 0
-	for _, x := range c.xs {
-		if x > 0 {
-			sum += x
-			n++
+	// Before: the windows since the previous change, the newest
+	// judgeWindows at least and as many more as judgeBatches takes.
+	var before span
+	n := 0
+	for _, h := range c.hist[:min(max(c.since, 1), judgeMaxWindows)] {
+		if h.elapsed <= 0 || (n >= judgeWindows && before.batches >= judgeBatches) {
+			break
 		}
+		before.add(h)
+		n++
 	}
-	x := 0.0
-	if n > 0 {
-		x = sum / float64(n)
+	noise := c.noise() / math.Sqrt(float64(max(n, 1)))
+	if gain > 0 {
+		gain = math.Max(gain, 2*noise)
+	} else {
+		gain = math.Min(0, gain+noise)
 	}
-	c.trial = &trial{k: k, from: from, x: x, need: x * (1 + gain)}
+	x := before.rate()
+	c.since = 0
+	c.trial = &trial{k: k, from: from, x: x, need: x * (1 + gain), before: n}
 	return c.trial
 }
 
@@ -425,7 +481,7 @@ func (c *controller) decidePool(w window) (Decision, bool) {
 	case float64(w.starved) >= starvedShare*float64(w.samples) && k.now < k.ceiling && k.up.left == 0:
 		from := k.now
 		k.now = min(k.ceiling, from+max(1, from/4))
-		t := c.try(k, from, max(gainMin, 0.5*float64(k.now-from)/float64(from)))
+		t := c.try(k, from, max(gainMin, idealShare*float64(k.now-from)/float64(from)))
 		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
 			Reason: fmt.Sprintf("in %d of %d samples %d or more events were queued while a run slot was free (%.1f of %d workers blocked on average): %d -> %d, kept if throughput rises from %.0f/s to %.0f/s",
 				w.starved, w.samples, w.threshold, float64(w.blockedSum)/float64(w.samples), from, from, k.now, t.x, t.need)}, true

@@ -265,19 +265,47 @@ func (m *model) changes(knob string, from time.Duration) int {
 	return n
 }
 
-// settled returns the first time from which knob stays within [lo, hi]
-// until the end, or -1 if it does not.
-func (m *model) settled(get func(modelPoint) int, lo, hi int) time.Duration {
-	at := time.Duration(-1)
+// reached returns the first time knob is within [lo, hi], or -1.
+func (m *model) reached(get func(modelPoint) int, lo, hi int) time.Duration {
 	for _, p := range m.trace {
-		v := get(p)
-		if v < lo || v > hi {
-			at = -1
-		} else if at < 0 {
-			at = p.t
+		if v := get(p); v >= lo && v <= hi {
+			return p.t
 		}
 	}
-	return at
+	return -1
+}
+
+// share returns the share of the trace's points in [from, to) at which
+// knob is within [lo, hi].
+func (m *model) share(get func(modelPoint) int, lo, hi int, from, to time.Duration) float64 {
+	in, n := 0, 0
+	for _, p := range m.trace {
+		if p.t >= from && p.t < to {
+			n++
+			if v := get(p); v >= lo && v <= hi {
+				in++
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(in) / float64(n)
+}
+
+// mode returns the value knob held most often over [from, to).
+func (m *model) mode(get func(modelPoint) int, from, to time.Duration) int {
+	count := map[int]int{}
+	best := 0
+	for _, p := range m.trace {
+		if p.t >= from && p.t < to {
+			v := get(p)
+			if count[v]++; count[v] > count[best] {
+				best = v
+			}
+		}
+	}
+	return best
 }
 
 // meanRate is the mean throughput over the windows in [from, to).

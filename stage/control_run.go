@@ -148,6 +148,7 @@ func (c *control) dropProbe(k *knob) {
 	if c.c.trial != nil && c.c.trial.k == k {
 		c.c.trial = nil
 	}
+	c.c.since = 0 // the windows before an operator's change measure another stage
 }
 
 // resizable returns the stage's control, or an error naming the stage when

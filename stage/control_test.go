@@ -44,8 +44,10 @@ func logTrace(t *testing.T, m *model) {
 
 // Under a load beyond what two workers carry, the pool grows while its
 // workers are blocked in the database and stops where more workers stop
-// paying: within 3 s it is settled (±1 worker from then on) and the
-// stage runs at 95% or more of the best hand-tuned pool.
+// paying: within 3 s it reaches the best hand-tuned pool give or take a
+// worker and keeps there at least 90% of the time (the rest is probes one
+// worker further out, each undone within a second), and the stage runs at
+// 95% or more of the best hand-tuned pool.
 func TestControlConvergesOnBlockingStage(t *testing.T) {
 	best, bestW := bestPinned(t, func() model { return dbStage(constRate(250000), 9) })
 	for seed := int64(1); seed <= 3; seed++ {
@@ -53,22 +55,22 @@ func TestControlConvergesOnBlockingStage(t *testing.T) {
 		m := newModel(mk(), AutoBatchCeiling(1024), true, 2, true)
 		m.run(40 * time.Second)
 		lo, hi := m.span(workersOf, 10*time.Second, 40*time.Second)
-		final := m.trace[len(m.trace)-1].workers
-		at := m.settled(workersOf, final-1, final+1)
+		at := m.reached(workersOf, bestW-1, bestW+1)
+		in := m.share(workersOf, bestW-1, bestW+1, 3*time.Second, 40*time.Second)
 		got := m.meanRate(5*time.Second, 40*time.Second)
-		t.Logf("seed %d: best pinned %.0f/s with %d workers; auto %.0f/s (%.2f), workers %d..%d after 10 s, settled at %s",
-			seed, best, bestW, got, got/best, lo, hi, at)
-		if at < 0 || at > 3*time.Second {
+		t.Logf("seed %d: best pinned %.0f/s with %d workers; auto %.0f/s (%.2f), workers %d..%d after 10 s, within one of %d from %s, %.0f%% of the time from 3 s",
+			seed, best, bestW, got, got/best, lo, hi, bestW, at, 100*in)
+		if at < 0 || at > 3*time.Second || in < 0.9 {
 			logTrace(t, m)
-			t.Errorf("seed %d: the pool settled at %s, want within 3 s", seed, at)
+			t.Errorf("seed %d: the pool was within one worker of %d first at %s and %.0f%% of the time from 3 s; want within 3 s and 90%%", seed, bestW, at, 100*in)
 		}
 		if got < 0.95*best {
 			logTrace(t, m)
 			t.Errorf("seed %d: auto ran at %.0f/s, want at least 95%% of the best pinned %.0f/s", seed, got, best)
 		}
-		if hi-lo > 2 {
+		if lo < bestW-2 || hi > bestW+2 {
 			logTrace(t, m)
-			t.Errorf("seed %d: workers ranged %d..%d after settling, want at most ±1", seed, lo, hi)
+			t.Errorf("seed %d: workers ranged %d..%d after 10 s, want within two of %d", seed, lo, hi, bestW)
 		}
 		if lo, _ := m.span(batchOf, time.Second, 40*time.Second); lo != AutoBatchCeiling(1024) {
 			t.Errorf("seed %d: batch fell to %d under overload, want it at the ceiling", seed, lo)
@@ -104,10 +106,11 @@ func TestControlNoisyMachine(t *testing.T) {
 	}
 }
 
-// At its useful limit a pool probes one worker above it now and then; the
-// probes back off (5 s, 10 s, 20 s, ... up to 60 s), so over two minutes
-// of steady overload the pool changes a handful of times, never by more
-// than one worker.
+// At its useful limit a pool probes a worker further out now and then: one
+// more, and when that did not pay one fewer. The probes back off (5 s, 10
+// s, 20 s, ... up to 60 s), so over two minutes of steady overload the pool
+// changes a bounded number of times, never by more than one worker from
+// where it settled, and keeps its size at least 90% of the time.
 func TestControlOscillationBounded(t *testing.T) {
 	mk := dbStage(constRate(400000), 7)
 	mk.units = 2 // the database saturates early
@@ -115,14 +118,16 @@ func TestControlOscillationBounded(t *testing.T) {
 	m.run(150 * time.Second)
 	lo, hi := m.span(workersOf, 30*time.Second, 150*time.Second)
 	n := m.changes(KnobWorkers, 30*time.Second)
-	t.Logf("workers %d..%d over 30-150 s, %d changes", lo, hi, n)
-	if hi-lo > 1 {
+	mode := m.mode(workersOf, 30*time.Second, 150*time.Second)
+	in := m.share(workersOf, mode, mode, 30*time.Second, 150*time.Second)
+	t.Logf("workers %d..%d over 30-150 s, at %d %.0f%% of the time, %d changes", lo, hi, mode, 100*in, n)
+	if lo < mode-1 || hi > mode+1 || in < 0.9 {
 		logTrace(t, m)
-		t.Errorf("workers ranged %d..%d, want within one worker", lo, hi)
+		t.Errorf("workers ranged %d..%d, at %d %.0f%% of the time; want within one worker of it and 90%%", lo, hi, mode, 100*in)
 	}
-	if n > 8 {
+	if n > 16 {
 		logTrace(t, m)
-		t.Errorf("%d pool changes in 120 s of steady load, want at most 8 (4 probes and their reverts)", n)
+		t.Errorf("%d pool changes in 120 s of steady load, want at most 16 (4 rounds of probes and their reverts)", n)
 	}
 	if bn := m.changes(KnobBatch, 5*time.Second); bn != 0 {
 		t.Errorf("batch changed %d times under steady overload", bn)
@@ -207,15 +212,18 @@ func TestControlPinnedNeverMoves(t *testing.T) {
 // of judging a growth.
 func TestControlPinAndRelease(t *testing.T) {
 	m := newModel(dbStage(constRate(250000), 2), AutoBatchCeiling(1024), true, 2, true)
-	m.run(600 * time.Millisecond) // the first growth is being judged
-	if m.ctl.trial == nil {
-		t.Fatal("expected a growth waiting for its verdict")
+	for m.ctl.trial == nil { // until the first growth is being judged
+		if m.now >= 3*time.Second {
+			t.Fatal("expected a growth waiting for its verdict")
+		}
+		m.run(m.now + ControlSample)
 	}
+	pinned := m.now
 	m.ctl.workers.pin(3)
 	m.ctl.trial = nil // as control.dropProbe does
 	m.apply(Decision{Knob: KnobWorkers, To: 3})
 	m.run(10 * time.Second)
-	if n := m.changes(KnobWorkers, 700*time.Millisecond); n != 0 {
+	if n := m.changes(KnobWorkers, pinned+time.Millisecond); n != 0 {
 		t.Fatalf("pinned pool changed %d times", n)
 	}
 	m.ctl.workers.pin(0)

@@ -53,10 +53,14 @@
 // Culler, Brewer, SOSP 2001, §4). Every ControlSample (50 ms) a stage's
 // control loop reads its port's gauges and its totals; five samples make a
 // window, and at most one knob changes per window. A growth is a trial,
-// kept only when the two windows after it take events faster than the two
-// before it by 5% and by twice the measured noise; a failed trial is undone
-// and pauses that direction (5 s, doubling up to 60 s, or until the load
-// moves by 25%).
+// kept only when the windows after it take events faster than those
+// before it (since the previous change) by 5% and by twice the measured
+// noise of such a mean; each side spans two windows at least and 24
+// batches at least (up to 2 s), since events are taken a batch at a time;
+// the first window after an idle one (a burst of what queued up) is left
+// out. A failed trial is undone and pauses that direction (5 s, doubling
+// up to 60 s, or until the load moves by 25%); a kept one leaves the
+// pauses as they are, so probing at a knob's useful limit grows rarer.
 //
 // The batching controller doubles the batch when half of a window's
 // batches found a whole batch waiting, and halves it when batches average
@@ -67,7 +71,10 @@
 //
 // The thread-pool controller adds a quarter of the pool (at least one
 // worker) when in 80% of a window's samples a batch was waiting while a
-// run slot was free: every worker busy, some blocked inside Blocking. Run
+// run slot was free: every worker busy, some blocked inside Blocking. The
+// growth from n to m workers is kept when it also shows a quarter of the
+// most the new workers could add, (m-n)/4n: a database scales less than
+// linearly, so asking for more stops a store's pool short. Run
 // slots stay at GOMAXPROCS, so a stage that never blocks never has a free
 // slot with work waiting and gets no workers beyond them: threads equal to
 // the CPUs, plus replacements for the ones blocked, as a completion port
