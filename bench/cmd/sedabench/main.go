@@ -132,7 +132,7 @@ func selectBenchmarks(all []*benchmark, only []string) ([]*benchmark, error) {
 // header says how and where the figures were taken.
 func header(command string, now time.Time) string {
 	return fmt.Sprintf("Command: `%s`  \nDate: %s  \nMachine: %d cores (GOMAXPROCS %d), %s/%s, %s\n\n",
-		command, now.UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOMAXPROCS(0),
+		strings.TrimSpace(command), now.UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOMAXPROCS(0),
 		runtime.GOOS, runtime.GOARCH, runtime.Version())
 }
 
