@@ -78,8 +78,20 @@ func (w *watch) end() []stage.Stats {
 // workers wait in the database, while the parse stage, which never blocks,
 // keeps its run slots; every record is acked and stored. (The speed itself
 // is B5's: a test asserts the settled knobs, not a timing.)
+//
+// The database is made slow (each statement sleeps 300 ms, as B6's does
+// for 50 ms), so that it, and not this machine's CPU under the race
+// detector, is what the store waits on: two workers then carry at most
+// 2×4096 rows per 300 ms, and more workers carry more. Against a fast
+// database on 2 cores the pool controller may rightly find nothing to gain
+// from another worker within a short run.
 func TestDefaultsSettleOnTunedKnobs(t *testing.T) {
 	dsn := pg.NewDatabase(t)
+	exec1(t, dsn, `
+CREATE TABLE events (id bigint PRIMARY KEY, body jsonb);
+CREATE FUNCTION slow_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
+CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION slow_statement();`)
 	r := startPipeline(t, registry(t), untunedYAML(dsn), nil, nil, "accept")
 	store, parse := watchStage(r.p, "store"), watchStage(r.p, "parse")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
