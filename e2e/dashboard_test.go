@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/stage"
 )
 
 // chromium returns the headless browser the dashboard test drives. It is
@@ -85,8 +86,10 @@ func field(ctx context.Context, stage, name string) (float64, error) {
 func TestDashboardInBrowser(t *testing.T) {
 	shot := os.Getenv("DASHBOARD_SCREENSHOT")
 	dsn := pg.NewDatabase(t)
-	r := startPipeline(t, registry(t), "admin: {listen: 127.0.0.1:0}\n"+ingest("    queue: {capacity: 8192}\n", storeDefaults+
-		"    queue: {capacity: 16384}\n"), map[string]string{"DSN": dsn}, nil, "accept")
+	// The store has no tuning keys, as in pipeline.yaml: the page shows
+	// its controllers' batch and workers (auto).
+	r := startPipeline(t, registry(t), "admin: {listen: 127.0.0.1:0}\n"+ingest("", ""),
+		map[string]string{"DSN": dsn}, nil, "accept")
 	ctx := browser(t)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -117,8 +120,8 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("the store's %s: %v", f, err)
 		}
 	}
-	if c, err := field(ctx, "store", "capacity"); err != nil || c != 16384 {
-		t.Errorf("the store's capacity on the page: %v, %v; want 16384", c, err)
+	if c, err := field(ctx, "store", "capacity"); err != nil || c != stage.DefaultCapacity {
+		t.Errorf("the store's capacity on the page: %v, %v; want %d", c, err, stage.DefaultCapacity)
 	}
 	before, err := field(ctx, "store", "out")
 	if err != nil {
