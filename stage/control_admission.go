@@ -157,8 +157,8 @@ func (rt SourceRuntime) StartAdmission(target time.Duration) *Admission {
 
 // Admit says how many of n records read at now (from the read's one clock
 // reading) may go in: all while the controller has not limited the rate,
-// else as many as the token bucket holds. While the first queue
-// downstream is full it admits none: the records would only wait there
+// else as many as the token bucket holds. While a queue downstream is
+// full (see nextFull) it admits none: the records would only wait there
 // (or, under overflow reject, be refused after decoding). The source
 // refuses the rest busy, at once, before making events of them.
 func (a *Admission) Admit(now time.Time, n int) int {
@@ -219,13 +219,16 @@ func (a *Admission) observe(ns, arrived int64) {
 	}
 }
 
-// nextFull reports whether the first queue downstream of the stage (past
-// inline stages with a single way on) is full, or holds limit events or
-// more (limit > 0).
+// nextFull reports whether a queue downstream of the stage is full, or
+// holds limit events or more (limit > 0). It follows the single way on,
+// through inline and queued stages alike, up to the terminal stage or a
+// stage with several routes: a backlog anywhere on that way delays what
+// the door admits now, not only one in the first queue (with the parse
+// stage on its own queue, the store's queue is the one that fills).
 func (s *Stage) nextFull(limit int) bool {
 	for st := s.next; st != nil; st = st.next {
-		if st.port != nil {
-			return st.port.FullAt(limit)
+		if st.port != nil && st.port.FullAt(limit) {
+			return true
 		}
 		if len(st.routes) > 1 {
 			return false

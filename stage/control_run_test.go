@@ -276,3 +276,46 @@ func TestAdmissionEmitterNeverWaits(t *testing.T) {
 	}
 	nl.CloseQueue()
 }
+
+// The door looks past the first queue: with the parse stage on a queue of
+// its own (empty: parsing keeps up), a backlog in the store's queue
+// further on stops admission as well. The store's queue holds the cold
+// depth limit (1024 events, before anything has finished), so the source
+// admits none; with it empty, it admits all.
+func TestAdmissionSeesDeeperQueue(t *testing.T) {
+	store, stl := NewHandlerStage(Settings{Name: "store"}, pass, nil)
+	parse, pl := NewHandlerStage(Settings{Name: "parse"}, pass, nil)
+	src, sl := NewSourceStage(Settings{Name: "accept"}, nil, nil)
+	feed, fl := NewSourceStage(Settings{Name: "feed"}, nil, nil)
+	sl.Connect(parse, nil)
+	pl.Connect(store, nil)
+	fl.Connect(store, nil)
+	a := SourceRuntime{src}.StartAdmission(250 * time.Millisecond)
+	defer sl.Close()
+	defer fl.Close()
+
+	if got := a.Admit(time.Now(), 10); got != 10 {
+		t.Fatalf("with every queue empty the door admitted %d of 10", got)
+	}
+	frt := SourceRuntime{feed}
+	em := frt.NewEmitter()
+	res := newResults()
+	for i := 1; i <= admissionColdDepth; i++ {
+		em.Emit(context.Background(), frt.NewEvent(nil, uint64(i), Origin{To: res}))
+	}
+	em.Flush(context.Background())
+	if d := store.Stats().Queue.Depth; d != admissionColdDepth {
+		t.Fatalf("the store's queue holds %d, want %d", d, admissionColdDepth)
+	}
+	if d := parse.Stats().Queue.Depth; d != 0 {
+		t.Fatalf("the parse queue holds %d, want 0", d)
+	}
+	if got := a.Admit(time.Now(), 10); got != 0 {
+		t.Errorf("with %d events in the store's queue, past the parse stage, the door admitted %d of 10, want 0", admissionColdDepth, got)
+	}
+	if s := a.stats().Admission; s == nil || s.Shed != 10 {
+		t.Errorf("admission figures %+v, want 10 shed", s)
+	}
+	pl.CloseQueue()
+	stl.CloseQueue()
+}

@@ -91,7 +91,7 @@
 // compares the p99 from read to finish of the records read since its last
 // decrease with the target: over, the admitted rate is divided by 1.2 (by
 // up to 2 the further over, by more when what is in flight is seconds of
-// work); a full next queue sets it to what the pipeline finishes; under
+// work); a full queue downstream sets it to what the pipeline finishes; under
 // 90% of the target, with records held back, it climbs additively (by
 // slow start while far under). The source asks Admission.Admit per read
 // and refuses the rest busy at once, before making events of them, and its
