@@ -527,14 +527,7 @@ func (s *HTTPSource) Drain(ctx context.Context) error {
 		return fmt.Errorf("stage %q: drain: %w", s.name, err)
 	}
 	// A client that went away before its answer left events in flight.
-	for s.rt.InFlight() > 0 {
-		select {
-		case <-time.After(5 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("stage %q: drain: %d records unfinished: %w", s.name, s.rt.InFlight(), ctx.Err())
-		}
-	}
-	return nil
+	return waitFinished(ctx, s.rt, s.name, "records")
 }
 
 // Close closes the listener and every connection, ends the requests

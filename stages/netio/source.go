@@ -742,3 +742,19 @@ func (w *worker) views(admit int) int {
 	}
 	return n
 }
+
+// waitFinished waits until every event the source made is finished, by
+// its runtime's count of events in flight (polled: a drain is rare and
+// short), or fails with ctx's error, saying how many of what are left.
+// The UDP and HTTP sources drain with it; the TCP source waits per
+// connection, since each owes its client acks.
+func waitFinished(ctx context.Context, rt stage.SourceRuntime, name, what string) error {
+	for rt.InFlight() > 0 {
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("stage %q: drain: %d %s unfinished: %w", name, rt.InFlight(), what, ctx.Err())
+		}
+	}
+	return nil
+}

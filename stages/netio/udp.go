@@ -116,12 +116,10 @@ type UDPSource struct {
 	mu                               sync.Mutex
 	started, stopped, closed, ovflOK bool
 
-	outstanding atomic.Int64  // events made and not finished
-	idle        chan struct{} // a token when outstanding reaches 0
-	cnt         counters
-	refused     atomic.Uint64
-	refusalLog  logLimit
-	readErrLog  logLimit
+	cnt        counters
+	refused    atomic.Uint64
+	refusalLog logLimit
+	readErrLog logLimit
 }
 
 // datagram is the Value of the source's packets: a record and when it
@@ -144,7 +142,7 @@ func NewUDP(o UDPOptions) (*UDPSource, error) {
 	if err := o.fill(); err != nil {
 		return nil, err
 	}
-	return &UDPSource{opts: o, idle: make(chan struct{}, 1)}, nil
+	return &UDPSource{opts: o}, nil
 }
 
 // Addr returns the address the source receives on, or nil before Start.
@@ -278,7 +276,6 @@ func (s *UDPSource) work() {
 		for i := range pks[:n] {
 			pk := pks[i]
 			pks[i] = port.Packet[datagram]{}
-			s.outstanding.Add(1)
 			ev := s.rt.NewEventAt(pk.Value.rec, pk.Key, origin, pk.Value.at)
 			_ = em.Emit(s.ctx, ev) // a refusal finishes it: Complete
 		}
@@ -297,12 +294,6 @@ func (s *UDPSource) Complete(ev *stage.Event, err error) {
 		if s.refusalLog.allow() {
 			s.log.Warn("datagram refused; UDP tells the sender nothing",
 				zap.Uint64("record", ev.Seq), zap.String("reason", reason(err)), zap.Uint64("refused_total", n))
-		}
-	}
-	if s.outstanding.Add(-1) == 0 {
-		select {
-		case s.idle <- struct{}{}:
-		default:
 		}
 	}
 }
@@ -338,14 +329,7 @@ func (s *UDPSource) Drain(ctx context.Context) error {
 	if err := s.StopInput(ctx); err != nil {
 		return err
 	}
-	for s.outstanding.Load() > 0 {
-		select {
-		case <-s.idle:
-		case <-ctx.Done():
-			return fmt.Errorf("stage %q: drain: %d datagrams unfinished: %w", s.name, s.outstanding.Load(), ctx.Err())
-		}
-	}
-	return nil
+	return waitFinished(ctx, s.rt, s.name, "datagrams")
 }
 
 // Close closes the socket, stops the workers and returns once every

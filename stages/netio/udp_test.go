@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
@@ -137,5 +138,42 @@ func TestUDPRegister(t *testing.T) {
 	}
 	if _, err := netio.NewUDP(netio.UDPOptions{}); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Errorf("no listen accepted: %v", err)
+	}
+}
+
+// Drain waits for every datagram the source made an event of: with one
+// held in the sink it fails when its context ends, saying what is left,
+// and returns once the sink lets it go.
+func TestUDPDrainWaitsForUnfinished(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	var r *rig
+	r, src := newUDPRig(t, netio.UDPOptions{}, stage.Settings{}, stage.Settings{Workers: 1, Batch: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	if _, err := dialUDP(t, src.Addr()).Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := src.Drain(ctx); err == nil || !strings.Contains(err.Error(), "1 datagrams unfinished") {
+		t.Fatalf("Drain with a datagram held: %v, want 1 unfinished", err)
+	}
+	close(gate)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), wait)
+	defer cancel2()
+	if err := src.Drain(ctx2); err != nil {
+		t.Fatalf("Drain once the sink let go: %v", err)
+	}
+	if got := r.payloads(); len(got) != 1 || got[0] != "held" {
+		t.Fatalf("sink saw %q", got)
 	}
 }
