@@ -2,7 +2,6 @@ package b3
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -73,16 +72,19 @@ func Registry() (*stage.Registry, error) {
 // PipelineConfig parses PipelineYAML for dsn and table; overflow is
 // "block" or "reject" for the store queue ("" means block).
 func PipelineConfig(reg *stage.Registry, dsn, table, overflow string) (*pipeline.Config, error) {
-	if overflow == "" {
-		overflow = "block"
-	}
-	env := map[string]string{
-		"B3_LISTEN": "127.0.0.1:0", "B3_DSN": dsn, "B3_TABLE": table, "B3_OVERFLOW": overflow,
-	}
+	env := pipelineEnv(dsn, table, overflow)
 	return pipeline.Parse("b3.yaml", []byte(PipelineYAML), reg, func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	})
+}
+
+// pipelineEnv is what PipelineYAML's ${VAR}s stand for.
+func pipelineEnv(dsn, table, overflow string) map[string]string {
+	if overflow == "" {
+		overflow = "block"
+	}
+	return map[string]string{"B3_LISTEN": "127.0.0.1:0", "B3_DSN": dsn, "B3_TABLE": table, "B3_OVERFLOW": overflow}
 }
 
 // Server is one of the variants running: where to send load and how to
@@ -100,27 +102,40 @@ type pipelineServer struct {
 
 // StartPipeline builds and starts the example pipeline writing to table.
 func StartPipeline(ctx context.Context, dsn, table, overflow string) (Server, *pipeline.Pipeline, error) {
+	p, addr, err := StartYAML(ctx, "b3.yaml", PipelineYAML, pipelineEnv(dsn, table, overflow), pipeline.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &pipelineServer{p: p, addr: addr}, p, nil
+}
+
+// StartYAML builds the pipeline that yaml (named file, for errors)
+// declares, with ${VAR}s from env only, on the benchmarks' registry, and
+// starts it; opts' Registry and Logger are set here (the logger discards).
+// It returns the address its stage "accept" listens on.
+func StartYAML(ctx context.Context, file, yaml string, env map[string]string, opts pipeline.Options) (*pipeline.Pipeline, string, error) {
 	reg, err := Registry()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
-	cfg, err := PipelineConfig(reg, dsn, table, overflow)
+	cfg, err := pipeline.Parse(file, []byte(yaml), reg, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
-	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	opts.Registry, opts.Logger = reg, zap.NewNop()
+	p, err := pipeline.New(cfg, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	if err := p.Start(ctx); err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	addr := p.Stage("accept").Addr()
 	if addr == nil {
 		p.Stop(ctx)
-		return nil, nil, errors.New("b3: stage accept is not a listening source")
+		return nil, "", fmt.Errorf("%s: stage accept is not a listening source", file)
 	}
-	return &pipelineServer{p: p, addr: addr.String()}, p, nil
+	return p, addr.String(), nil
 }
 
 func (s *pipelineServer) Addr() string { return s.addr }

@@ -23,8 +23,6 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/internal/loadgen"
@@ -244,28 +242,8 @@ func runOne(ctx context.Context, cfg Config, dsn, table, v string, files []strin
 }
 
 func startPipeline(ctx context.Context, yaml, dsn, table string) (*pipeline.Pipeline, string, error) {
-	reg, err := b3.Registry()
-	if err != nil {
-		return nil, "", err
-	}
 	env := map[string]string{"B5_LISTEN": "127.0.0.1:0", "B5_DSN": dsn, "B5_TABLE": table}
-	cfg, err := pipeline.Parse("b5.yaml", []byte(yaml), reg, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		return nil, "", err
-	}
-	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
-	if err != nil {
-		return nil, "", err
-	}
-	if err := p.Start(ctx); err != nil {
-		return nil, "", err
-	}
-	a := p.Stage("accept").Addr()
-	if a == nil {
-		p.Stop(ctx)
-		return nil, "", errors.New("b5: accept is not listening")
-	}
-	return p, a.String(), nil
+	return b3.StartYAML(ctx, "b5.yaml", yaml, env, pipeline.Options{})
 }
 
 // sampleKnobs samples the untuned pipeline's store and parse stages every

@@ -20,8 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/internal/loadgen"
@@ -283,28 +281,8 @@ BEGIN PERFORM pg_sleep(%g); RETURN NULL; END $$`, h.cfg.Sleep.Seconds()),
 }
 
 func startPipeline(ctx context.Context, yaml, dsn, table string) (*pipeline.Pipeline, string, error) {
-	reg, err := b3.Registry()
-	if err != nil {
-		return nil, "", err
-	}
 	env := map[string]string{"B6_LISTEN": "127.0.0.1:0", "B6_DSN": dsn, "B6_TABLE": table}
-	cfg, err := pipeline.Parse("b6.yaml", []byte(yaml), reg, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		return nil, "", err
-	}
-	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop(), DrainTimeout: 2 * time.Minute})
-	if err != nil {
-		return nil, "", err
-	}
-	if err := p.Start(ctx); err != nil {
-		return nil, "", err
-	}
-	a := p.Stage("accept").Addr()
-	if a == nil {
-		p.Stop(ctx)
-		return nil, "", errors.New("b6: accept is not listening")
-	}
-	return p, a.String(), nil
+	return b3.StartYAML(ctx, "b6.yaml", yaml, env, pipeline.Options{DrainTimeout: 2 * time.Minute})
 }
 
 // sample reads the pipeline's figures every 250 ms into *out until the
