@@ -377,8 +377,13 @@ func TestAbortEndsWorkers(t *testing.T) {
 // events the queue would turn away.
 func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 	gate := make(chan struct{})
+	held := make(chan struct{}, 1) // the handler holds a batch
 	sink := newHandlerStage(Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
 		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
 			<-gate
 			for _, ev := range b {
 				ev.Done(nil)
@@ -407,12 +412,13 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 		}
 		em.Flush(context.Background())
 	}
-	emit(1, 10) // fills the queue (one in the handler, four queued) and is partly refused
-	for i := 0; sink.port.Stats().Depth != 4; i++ {
-		if i == 10000 {
-			t.Fatalf("queue depth %d, want 4", sink.port.Stats().Depth)
-		}
-		time.Sleep(time.Millisecond)
+	// The worker takes event 1 and holds it; only then do 2-10 come, so
+	// that four are queued and five refused whenever the worker runs.
+	emit(1, 1)
+	<-held
+	emit(2, 10)
+	if d := sink.port.Stats().Depth; d != 4 {
+		t.Fatalf("queue depth %d, want 4", d)
 	}
 	before := parsed.Load()
 	emit(11, 20) // the queue is full: shed before parsing
