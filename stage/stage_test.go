@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/port"
 )
 
@@ -329,9 +330,7 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 	// With concurrency 1, event 2 can only run because worker 1 gave its
 	// slot up inside Blocking.
 	em.Emit(context.Background(), src.NewEvent(nil, 2, Origin{}))
-	for i := 0; i < 10000 && !second.Load(); i++ {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "the second event to run while the first worker blocks", second.Load)
 	close(release)
 	a.closeQueue()
 	a.wg.Wait()
