@@ -1,7 +1,9 @@
 # Targets for a fresh Debian machine, run as root, with Go in /usr/local/go.
 #   make run    install PostgreSQL if missing, build bin/pipectl, run pipeline.yaml
 #   make test   install what tests need, gofmt check, vet, staticcheck, windows and darwin
-#               cross-builds and vets, race tests, short fuzz runs (TEST_STEPS, in order)
+#               cross-builds and vets, race tests, short fuzz runs (TEST_LANES, side by side)
+#   make stress the tests many times under -race, beside busy loops, with GOMAXPROCS 1 and
+#               unset, to find flaky ones (local use; STRESS_COUNT, STRESS_PKGS, STRESS_PROCS)
 #   make bench  the benchmark suite (bench/cmd/sedabench), results in bench/RESULTS.md;
 #               BENCH='--only b1,b2 --runs 7' passes flags
 #   make lint   gofmt, vet, staticcheck
@@ -16,7 +18,7 @@ PIPELINE ?= pipeline.yaml
 FUZZTIME ?= 10s
 BENCH ?=
 
-.PHONY: all build run test ensure vet staticcheck crossbuild race fuzz bench lint fmt-check docs clean nats-server
+.PHONY: all build run test stress ensure vet staticcheck crossbuild race fuzz bench lint fmt-check docs clean nats-server
 
 # Targets run one at a time, in the order listed, even under make -j.
 .NOTPARALLEL:
@@ -31,11 +33,22 @@ run:
 	go build -o bin/pipectl ./cmd/pipectl
 	bin/pipectl run -f $(PIPELINE)
 
-# The steps of `make test` (= .ci/run), in order: to add one, write its
-# target below and name it here.
-TEST_STEPS := ensure fmt-check vet staticcheck crossbuild race fuzz
+# The steps of `make test` (= .ci/run): ensure and fmt-check first, then the
+# lanes side by side (scripts/lanes.sh), each a list of targets run in order;
+# every step runs, each one's output is printed whole, and a summary gives
+# each step's time. To add a step, write its target below and put it in a
+# lane. vet comes before race in its lane, so race need not vet again.
+TEST_LANES := 'vet race' 'staticcheck crossbuild fuzz'
 
-test: $(TEST_STEPS)
+test: ensure fmt-check
+	bash scripts/lanes.sh $(TEST_LANES)
+
+STRESS_COUNT ?= 20
+STRESS_PKGS ?= ./port ./stage ./pipeline ./stages/... ./natsq
+STRESS_PROCS ?= 0 1
+
+stress:
+	STRESS_COUNT=$(STRESS_COUNT) STRESS_PKGS='$(STRESS_PKGS)' STRESS_PROCS='$(STRESS_PROCS)' bash scripts/stress.sh
 
 # ensure installs what the tests need and is missing (Debian packages, Go
 # tools); a test whose tool is missing fails, it never skips.
@@ -55,8 +68,10 @@ staticcheck:
 crossbuild:
 	bash scripts/crossbuild.sh windows darwin
 
+# -vet=off: go vet ./... (every analyzer, a superset of go test's) runs in
+# make test before this.
 race:
-	go test -race -count=1 ./...
+	go test -race -vet=off -count=1 ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh

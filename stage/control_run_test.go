@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/internal/poll"
 )
 
 // gate is a handler whose calls wait for the test: each call reports its
@@ -36,15 +38,12 @@ func (g *gate) Handle(ctx context.Context, b []*Event, out Emitter) error {
 	return nil
 }
 
+// waitUntil waits for cond through poll.Until (it gave up after 4000 polls
+// of 2 ms, a count that a loaded machine's sleeps could stretch or a slow
+// worker outlast).
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 4000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting until %s", what)
+	poll.Until(t, what, cond)
 }
 
 func post(t *testing.T, s *Stage, n int) {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/port"
 )
 
@@ -329,9 +330,7 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 	// With concurrency 1, event 2 can only run because worker 1 gave its
 	// slot up inside Blocking.
 	em.Emit(context.Background(), src.NewEvent(nil, 2, Origin{}))
-	for i := 0; i < 10000 && !second.Load(); i++ {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "the second event to run while the first worker blocks", second.Load)
 	close(release)
 	a.closeQueue()
 	a.wg.Wait()
@@ -377,8 +376,13 @@ func TestAbortEndsWorkers(t *testing.T) {
 // events the queue would turn away.
 func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 	gate := make(chan struct{})
+	held := make(chan struct{}, 1) // the handler holds a batch
 	sink := newHandlerStage(Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
 		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
 			<-gate
 			for _, ev := range b {
 				ev.Done(nil)
@@ -407,12 +411,13 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 		}
 		em.Flush(context.Background())
 	}
-	emit(1, 10) // fills the queue (one in the handler, four queued) and is partly refused
-	for i := 0; sink.port.Stats().Depth != 4; i++ {
-		if i == 10000 {
-			t.Fatalf("queue depth %d, want 4", sink.port.Stats().Depth)
-		}
-		time.Sleep(time.Millisecond)
+	// The worker takes event 1 and holds it; only then do 2-10 come, so
+	// that four are queued and five refused whenever the worker runs.
+	emit(1, 1)
+	<-held
+	emit(2, 10)
+	if d := sink.port.Stats().Depth; d != 4 {
+		t.Fatalf("queue depth %d, want 4", d)
 	}
 	before := parsed.Load()
 	emit(11, 20) // the queue is full: shed before parsing

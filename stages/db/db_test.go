@@ -479,6 +479,13 @@ func TestServerRestartMidBatch(t *testing.T) {
 			poll.Until(t, "the write to wait on the lock", func() bool {
 				return count(t, locker, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") > 0
 			})
+			// Cut the waiting write's connection before the restart: the
+			// restart alone may end the locker first, and then the write
+			// can commit before its own connection is cut, with nothing to
+			// retry. The retry waits on the lock again until the restart.
+			if n := count(t, locker, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock') AS cut"); n == 0 {
+				t.Fatal("no waiting write to cut")
+			}
 			if err := srv.Restart(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
@@ -715,7 +716,13 @@ func TestGaugesAndStats(t *testing.T) {
 	if err := c.WaitTimeout(wait); err != nil {
 		t.Fatal(err)
 	}
+	// The source publishes its Out when its emitter's flush returns, which
+	// may be after the sink finished the record and the ack went out.
 	st := r.in.Stage().Stats()
+	poll.Until(t, "the source's out to count the record", func() bool {
+		st = r.in.Stage().Stats()
+		return st.Out != 0
+	})
 	if st.Queue.Capacity != 64 || st.Pool.Workers != 2 || st.Pool.Concurrency != 2 || st.Queue.Overflow != "block" {
 		t.Fatalf("stats %+v", st)
 	}

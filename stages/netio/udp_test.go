@@ -91,6 +91,23 @@ func TestUDPDropsAreCounted(t *testing.T) {
 		})
 	r.gate = gate
 	c := dialUDP(t, src.Addr())
+	// Fill the stalled pipeline one datagram at a time (each is read before
+	// the next is sent, so the socket never overflows) until one finds the
+	// queue full. A flood alone need not do it: on one processor the sender
+	// can run the whole flood before the reader runs, and the reader then
+	// finds only the few datagrams the socket kept, which all fit.
+	fills, filled := 0, 0
+	for r.in.Stage().Stats().Source.Drops.QueueFull == 0 {
+		if fills == 1000 {
+			t.Fatalf("%d datagrams into a stalled pipeline and none found its queue full", fills)
+		}
+		n, _ := fmt.Fprintf(c, "fill %d", fills)
+		fills++
+		filled += n
+		poll.Until(t, "the datagram to be read", func() bool {
+			return r.in.Stage().Stats().Source.BytesIn == uint64(filled)
+		})
+	}
 	const flood = 2000
 	for i := range flood {
 		if _, err := fmt.Fprintf(c, "flood %d", i); err != nil {
@@ -98,28 +115,33 @@ func TestUDPDropsAreCounted(t *testing.T) {
 		}
 	}
 	close(gate)
-	// The kernel reports its drops with the next datagram it delivers:
-	// send markers until one arrives.
+	// The kernel reports its drops with the next datagram it delivers, so
+	// the count adds up only once a datagram arrives after the last one
+	// dropped. Send a marker whenever the pipeline is idle (every
+	// datagram read is finished, and no byte was read since the last look)
+	// and the count does not add up: a marker sent while the socket is
+	// still full may be dropped too, and then a later one reports it. (A
+	// marker sent at every look overflowed the socket again, and the drops
+	// of the last markers were never reported: the count stayed short.)
 	markers := 0
-	poll.Until(t, "a marker", func() bool {
-		fmt.Fprintf(c, "marker %d", markers)
-		markers++
-		for _, p := range r.payloads() {
-			if strings.HasPrefix(p, "marker") {
-				return true
-			}
-		}
-		return false
-	})
 	var st *stage.SourceStats
+	var lastBytes uint64
 	poll.Until(t, "every datagram seen or counted as dropped", func() bool {
 		st = r.in.Stage().Stats().Source
-		return uint64(len(r.payloads()))+st.Drops.QueueFull+st.Drops.SocketOverrun == uint64(flood+markers)
+		if uint64(len(r.payloads()))+st.Drops.QueueFull+st.Drops.SocketOverrun == uint64(fills+flood+markers) {
+			return true
+		}
+		if r.in.Stage().InFlight() == 0 && st.BytesIn == lastBytes {
+			fmt.Fprintf(c, "marker %d", markers)
+			markers++
+		}
+		lastBytes = st.BytesIn
+		return false
 	})
 	if st.Drops.QueueFull == 0 {
 		t.Errorf("no datagram found the queue full: %+v", st.Drops)
 	}
-	t.Logf("sent %d: seen %d, queue_full %d, socket_overrun %d (%s)", flood+markers, len(r.payloads()),
+	t.Logf("sent %d: seen %d, queue_full %d, socket_overrun %d (%s)", fills+flood+markers, len(r.payloads()),
 		st.Drops.QueueFull, st.Drops.SocketOverrun, runtime.GOOS)
 }
 

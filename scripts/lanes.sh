@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# lanes.sh LANE...: run make test's steps in lanes side by side. Each LANE
+# is a quoted list of make targets run one after another; the lanes run at
+# the same time (two lanes keep two cores busy: a cold build in one overlaps
+# the tests, waits and fuzzing of the other). Every step runs even when an
+# earlier one failed, so that one run reports every failure. A step's output
+# goes to its own log (LOGDIR, default a temporary directory) and is printed
+# whole when the step ends, so lanes never interleave lines; a summary of
+# each step's time and result follows, and the exit status is 1 if any
+# step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+logdir=${LOGDIR:-$(mktemp -d)}
+mkdir -p "$logdir"
+start=$(date +%s)
+
+# lane runs the steps of one lane in order, writing STEP.log and STEP.result
+# (seconds and exit status) for each; the lock keeps the printed logs whole.
+lane() {
+	for step in "$@"; do
+		local s e rc
+		s=$(date +%s)
+		make --no-print-directory "$step" >"$logdir/$step.log" 2>&1
+		rc=$?
+		e=$(date +%s)
+		echo "$((e - s)) $rc" >"$logdir/$step.result"
+		{
+			flock 9
+			echo "=== $step ($((e - s)) s, exit $rc)"
+			cat "$logdir/$step.log"
+		} 9>"$logdir/.print"
+	done
+}
+
+pids=()
+all=()
+for l in "$@"; do
+	# shellcheck disable=SC2086 # a lane is a list of words
+	lane $l &
+	pids+=($!)
+	all+=($l)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+
+failed=()
+echo "=== make test: steps (seconds, result), lanes side by side: $*"
+for step in "${all[@]}"; do
+	read -r secs rc <"$logdir/$step.result" || { secs=? rc=1; }
+	result=ok
+	[ "$rc" = 0 ] || { result=FAIL; failed+=("$step"); }
+	printf '  %-12s %5s s  %s\n' "$step" "$secs" "$result"
+done
+echo "  total        $(($(date +%s) - start)) s (logs in $logdir)"
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "make test: FAILED: ${failed[*]}"
+	exit 1
+fi
+echo "make test: every step passed"
