@@ -9,6 +9,7 @@ import (
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // untunedYAML is the three-stage pipeline with no tuning keys: the
@@ -39,7 +40,7 @@ stages:
 // watch samples a stage's control figures every 50 ms until stopped.
 type watch struct {
 	mu      sync.Mutex
-	samples []stage.Stats
+	samples []stats.Stage
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -65,7 +66,7 @@ func watchStage(p *pipeline.Pipeline, name string) *watch {
 	return w
 }
 
-func (w *watch) end() []stage.Stats {
+func (w *watch) end() []stats.Stage {
 	close(w.stop)
 	<-w.done
 	return w.samples

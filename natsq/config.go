@@ -13,6 +13,11 @@ import (
 	"github.com/stagedserver/seda/stage"
 )
 
+// TransportName is what queue.transport says to put a stage's queue on
+// NATS JetStream, and the key of the pipeline file's `nats:` section and
+// of a stage's figures in /stats.
+const TransportName = "nats"
+
 // DefaultURL is the server a pipeline connects to when nats.url is empty.
 const DefaultURL = nats.DefaultURL
 

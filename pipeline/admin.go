@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // adminServer is the admin HTTP endpoint: GET / (the dashboard), /history,
@@ -267,7 +268,7 @@ func (p *Pipeline) serveScale(w http.ResponseWriter, r *http.Request) {
 	}
 	sc, err := decodeScale(body)
 	if err == nil {
-		var st stage.Stats
+		var st stats.Stage
 		if st, err = p.Scale(r.PathValue("name"), sc); err == nil {
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(st)

@@ -3,10 +3,9 @@ package pipeline
 import (
 	"errors"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // This file holds what lets one pipeline run across processes: the
@@ -230,7 +229,7 @@ func (p *Pipeline) assemble(cfg *Config, nodes []node, routes [][]string, order 
 }
 
 // stats returns the /stats entry of one shown stage.
-func (s shown) stats() stage.Stats {
+func (s shown) stats() stats.Stage {
 	st := s.st.Stats()
 	st.Kind = s.kind
 	st.Remote = s.remote
@@ -238,47 +237,4 @@ func (s shown) stats() stage.Stats {
 		s.q.Fill(&st)
 	}
 	return st
-}
-
-// natsDescs are the /metrics series of queues on NATS.
-type natsDescs struct {
-	pending, ackPending, published, full, acked, naked, dead *prometheus.Desc
-}
-
-func newNatsDescs(d func(name, help string, labels []string) *prometheus.Desc) natsDescs {
-	st := []string{"stage"}
-	return natsDescs{
-		pending:    d("pipeline_stage_nats_pending", "Messages of the stage's stream not yet delivered to any process.", st),
-		ackPending: d("pipeline_stage_nats_ack_pending", "Messages of the stage's stream delivered and not yet acked, in any process.", st),
-		published:  d("pipeline_stage_nats_published_total", "Events this process published to the stage's stream (PubAcked).", st),
-		full:       d("pipeline_stage_nats_full_total", "Publishes refused because the stage's stream was at its limits.", st),
-		acked:      d("pipeline_stage_nats_acked_total", "Messages this process acked after the stage finished them.", st),
-		naked:      d("pipeline_stage_nats_naked_total", "Messages this process NAKed to be delivered again.", st),
-		dead: d("pipeline_stage_nats_dead_lettered_total", "Messages this process moved to the dead-letter stream, by reason.",
-			[]string{"stage", "reason"}),
-	}
-}
-
-func (n natsDescs) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{n.pending, n.ackPending, n.published, n.full, n.acked, n.naked, n.dead} {
-		ch <- d
-	}
-}
-
-func (n natsDescs) collect(ch chan<- prometheus.Metric, name string, ns *stage.NatsStats) {
-	gauge := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge(n.pending, ns.Pending, name)
-	gauge(n.ackPending, ns.AckPending, name)
-	counter(n.published, ns.Published, name)
-	counter(n.full, ns.Full, name)
-	counter(n.acked, ns.Acked, name)
-	counter(n.naked, ns.Naked, name)
-	counter(n.dead, ns.Dead.Refused, name, natsq.DeadRefused)
-	counter(n.dead, ns.Dead.MaxDeliver, name, natsq.DeadMaxDeliver)
-	counter(n.dead, ns.Dead.Undecodable, name, natsq.DeadUndecodable)
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/natsq"
 )
 
 // natsYAML is a pipeline whose store stage's queue is a JetStream stream.
@@ -64,7 +65,7 @@ func TestNatsQueueInOneProcess(t *testing.T) {
 	waitUntil(t, "every event acked", func() bool { return src.ok.Load() == n })
 	waitUntil(t, "store.out", func() bool { return rtStageStats(t, p.Stats(), "store").Out == n })
 	st := rtStageStats(t, p.Stats(), "store")
-	if st.Nats == nil || !st.Nats.Consuming || !st.Nats.Publishing || st.Queue.Transport != "nats" {
+	if ns, ok := natsq.StatsOf(st); !ok || !ns.Consuming || !ns.Publishing || st.Queue.Transport != "nats" {
 		t.Fatalf("store stats: %+v", st)
 	}
 	rtStop(t, p)
@@ -87,7 +88,7 @@ func TestNatsSplitAcrossPipelines(t *testing.T) {
 		t.Fatalf("front stats list %d stages, want src, mid and the remote store", len(fs.Stages))
 	}
 	store := rtStageStats(t, fs, "store")
-	if !store.Remote || store.Nats == nil || store.Nats.Published != n || store.Out != n {
+	if ns, ok := natsq.StatsOf(store); !store.Remote || !ok || ns.Published != n || store.Out != n {
 		t.Fatalf("front's store: %+v", store)
 	}
 	waitUntil(t, "the stream's depth", func() bool {

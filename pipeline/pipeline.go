@@ -10,6 +10,7 @@ import (
 
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // DefaultDrain is the drain deadline of Run when neither Options.DrainTimeout
@@ -60,6 +61,7 @@ type Pipeline struct {
 	shown    []shown              // what /stats lists, in file order
 	graph    map[string]graphInfo // by stage name, for the dashboard
 	nats     *natsq.Client        // nil when no queue is on NATS
+	series   []stats.Series       // the series the queue transports declare, for /metrics
 
 	// start serialises Start against the beginning of Stop, so that Stop
 	// sees a pipeline that is either not started or completely started.
@@ -125,6 +127,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		drain:  cfg.Drain,
 		admin:  cfg.Admin,
 		byName: make(map[string]*stage.Stage, len(cfg.Stages)),
+		series: natsq.Series(),
 	}
 	if opts.DrainTimeout > 0 {
 		p.drain = opts.DrainTimeout
@@ -304,7 +307,7 @@ type Stats struct {
 	Pipeline string        `json:"pipeline"`
 	UptimeS  float64       `json:"uptime_s"`
 	State    string        `json:"state"` // starting, running, draining or stopped
-	Stages   []stage.Stats `json:"stages"`
+	Stages   []stats.Stage `json:"stages"`
 }
 
 // Stats returns a snapshot of every stage, in file order. It never shows
@@ -322,7 +325,7 @@ func (p *Pipeline) Stats() Stats {
 		s.UptimeS = time.Since(p.began).Seconds()
 	}
 	p.mu.Unlock()
-	s.Stages = make([]stage.Stats, len(p.shown))
+	s.Stages = make([]stats.Stage, len(p.shown))
 	for i, sh := range p.shown {
 		s.Stages[i] = sh.stats()
 	}

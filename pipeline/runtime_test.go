@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // The test kinds below are registered from test code, as an embedding
@@ -144,13 +145,13 @@ func (s *rtSource) Complete(ev *stage.Event, err error) {
 
 // waitEmitted waits until the source has emitted all of its events.
 // SourceStats reports fixed figures, for the admin endpoint's tests.
-func (s *rtSource) SourceStats() stage.SourceStats {
-	return stage.SourceStats{
-		Connections:    stage.ConnStats{Accepted: 7, Closed: 5, Refused: 1},
+func (s *rtSource) SourceStats() stats.Source {
+	return stats.Source{
+		Connections:    stats.Conns{Accepted: 7, Closed: 5, Refused: 1},
 		ProtocolErrors: map[string]uint64{"bad_frame": 2},
-		Nacks:          stage.NackStats{Invalid: 3, Busy: 4},
+		Nacks:          stats.Nacks{Invalid: 3, Busy: 4},
 		BytesIn:        1234,
-		Drops:          stage.DropStats{Oversized: 6},
+		Drops:          stats.Drops{Oversized: 6},
 	}
 }
 
@@ -351,7 +352,7 @@ func rtWaitState(t *testing.T, p *Pipeline, want string) {
 	t.Fatalf("pipeline never reached state %q (now %q)", want, p.Stats().State)
 }
 
-func rtStageStats(t *testing.T, s Stats, name string) stage.Stats {
+func rtStageStats(t *testing.T, s Stats, name string) stats.Stage {
 	t.Helper()
 	for _, st := range s.Stages {
 		if st.Name == name {
@@ -359,7 +360,7 @@ func rtStageStats(t *testing.T, s Stats, name string) stage.Stats {
 		}
 	}
 	t.Fatalf("no stage %q in stats", name)
-	return stage.Stats{}
+	return stats.Stage{}
 }
 
 // rtClient is an HTTP client that keeps no connection open, so that no

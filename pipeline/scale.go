@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // Knob is one value of a Scale request: a number that pins the knob, or
@@ -110,7 +111,7 @@ var (
 // SetConcurrency say how). Every value is checked before any is applied.
 // It returns the stage's figures afterwards. Errors wrap ErrUnknownStage,
 // ErrBadScale or stage.ErrNotResizable, and name the stage.
-func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
+func (p *Pipeline) Scale(name string, sc Scale) (stats.Stage, error) {
 	var l stage.Lifecycle
 	found := false
 	for _, lc := range p.stages {
@@ -120,10 +121,10 @@ func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
 		}
 	}
 	if !found {
-		return stage.Stats{}, fmt.Errorf("stage %q: %w", name, ErrUnknownStage)
+		return stats.Stage{}, fmt.Errorf("stage %q: %w", name, ErrUnknownStage)
 	}
 	if !sc.Workers.Set && !sc.Concurrency.Set && !sc.Batch.Set {
-		return stage.Stats{}, fmt.Errorf("stage %q: %w: name workers, concurrency or batch", name, ErrBadScale)
+		return stats.Stage{}, fmt.Errorf("stage %q: %w: name workers, concurrency or batch", name, ErrBadScale)
 	}
 	check := func(what string, k Knob, hi int, auto bool) error {
 		switch {
@@ -138,7 +139,7 @@ func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
 	if err := errors.Join(check("workers", sc.Workers, stage.MaxWorkers, true),
 		check("concurrency", sc.Concurrency, stage.MaxWorkers, false),
 		check("batch", sc.Batch, stage.MaxBatch, true)); err != nil {
-		return stage.Stats{}, err
+		return stats.Stage{}, err
 	}
 	value := func(k Knob) int {
 		if k.Auto {
@@ -148,17 +149,17 @@ func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
 	}
 	if sc.Concurrency.Set {
 		if err := l.SetConcurrency(sc.Concurrency.N); err != nil {
-			return stage.Stats{}, err
+			return stats.Stage{}, err
 		}
 	}
 	if sc.Workers.Set {
 		if err := l.SetWorkers(value(sc.Workers)); err != nil {
-			return stage.Stats{}, err
+			return stats.Stage{}, err
 		}
 	}
 	if sc.Batch.Set {
 		if err := l.SetBatch(value(sc.Batch)); err != nil {
-			return stage.Stats{}, err
+			return stats.Stage{}, err
 		}
 	}
 	p.log.Info("stage resized", zap.String("stage", name), zap.Stringer("scale", sc))

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 func rtPost(t *testing.T, c *http.Client, url, ctype, token, body string) (int, string) {
@@ -62,7 +63,7 @@ func TestAdminScale(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("scale: %d %s", code, body)
 	}
-	var st stage.Stats
+	var st stats.Stage
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
 )
 
@@ -126,7 +127,7 @@ type Admission struct {
 	winStart  time.Time // when the window being gathered began
 	last      sampleTotals
 	p99       time.Duration // of the last window judged
-	lastD     Decision
+	lastD     stats.Decision
 	decisions uint64
 	stop      chan struct{}
 	done      chan struct{}
@@ -305,11 +306,11 @@ func admissionReady(n uint64, el time.Duration, inFlight uint64, target time.Dur
 }
 
 // stats reports the controller for /stats.
-func (a *Admission) stats() *ControlStats {
+func (a *Admission) stats() *stats.Control {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	cs := &ControlStats{
-		Admission: &AdmissionStats{
+	cs := &stats.Control{
+		Admission: &stats.Admission{
 			TargetMs: float64(a.target) / 1e6,
 			P99Ms:    float64(a.p99) / 1e6,
 			Rate:     a.c.rate,
@@ -319,18 +320,9 @@ func (a *Admission) stats() *ControlStats {
 		Decisions: a.decisions,
 	}
 	if a.decisions > 0 {
-		cs.Last = &DecisionStats{Decision: a.lastD, AgeS: time.Since(a.lastD.At).Seconds()}
+		cs.Last = &stats.LastDecision{Decision: a.lastD, AgeS: time.Since(a.lastD.At).Seconds()}
 	}
 	return cs
-}
-
-// AdmissionStats are a source's admission control as /stats shows it.
-type AdmissionStats struct {
-	TargetMs float64 `json:"target_ms"` // the p99 target, read to finish
-	P99Ms    float64 `json:"p99_ms"`    // the p99 of the last window judged
-	Rate     float64 `json:"rate"`      // records admitted per second at most; 0: not limiting
-	Admitted uint64  `json:"admitted"`  // records let in
-	Shed     uint64  `json:"shed"`      // records refused busy at the door
 }
 
 // admissionWindow is what the controller judges: one window of at least
@@ -368,7 +360,7 @@ type admissionController struct {
 }
 
 // decide sets the rate from one window.
-func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision, bool) {
+func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.Decision, bool) {
 	x := float64(w.completed) / w.elapsed.Seconds()       // what the pipeline finished
 	admitted := float64(w.admitted) / w.elapsed.Seconds() // what the door let in
 	if c.nth == 0 {
@@ -402,7 +394,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 	draining := w.inFlight < c.lastInFlight
 	c.lastInFlight = w.inFlight
 	if c.started.IsZero() || now.Sub(c.started) < admissionWarmup {
-		return Decision{}, false // a cold pipeline's first figures say little
+		return stats.Decision{}, false // a cold pipeline's first figures say little
 	}
 	sinceCut := time.Duration(math.MaxInt64)
 	if !c.cutAt.IsZero() {
@@ -455,7 +447,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 			r = math.Max(AdmissionMinRate, base/factor) // a stall: nothing finishes
 		}
 		if from > 0 && r >= from {
-			return Decision{}, false // low enough already
+			return stats.Decision{}, false // low enough already
 		}
 		c.rate = r
 		c.cutAt = now
@@ -467,7 +459,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 		if from > 0 {
 			rate = fmt.Sprintf("%.0f/s", from)
 		}
-		return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
+		return stats.Decision{Knob: stats.KnobAdmission, From: from, To: c.rate, At: now,
 			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (/ %.1f; %.0f/s finished lately, %d in flight)",
 				why, rate, c.rate, factor, recent, w.inFlight)}, true
 	}
@@ -476,7 +468,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 	low := time.Duration(admissionLow * float64(c.target))
 	enough := w.samples >= admissionMinSamples || (w.samples > 0 && w.elapsed >= admissionMaxWindow) // at a low rate a whole second's
 	if c.rate == 0 || w.limited == 0 || !enough || w.p99 > low || ahead > low {
-		return Decision{}, false
+		return stats.Decision{}, false
 	}
 	how := "additive"
 	switch {
@@ -491,7 +483,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 	default:
 		c.rate += math.Max(math.Max(capacity, c.rate)*admissionStep, AdmissionMinRate)
 	}
-	return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
+	return stats.Decision{Knob: stats.KnobAdmission, From: from, To: c.rate, At: now,
 		Reason: fmt.Sprintf("p99 %s under %.0f%% of the %s target and %d records over the rate: rate %.0f/s -> %.0f/s (%s)",
 			w.p99.Round(time.Millisecond), 100*admissionLow, c.target, w.limited, from, c.rate, how)}, true
 }

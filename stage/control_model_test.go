@@ -3,6 +3,8 @@ package stage
 import (
 	"math/rand"
 	"time"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 // model is a stage simulated on a fake clock, for testing the controllers:
@@ -42,7 +44,7 @@ type model struct {
 	dropped uint64
 
 	// What happened, for the checks.
-	decisions []Decision
+	decisions []stats.Decision
 	trace     []modelPoint // one per window
 }
 
@@ -236,12 +238,12 @@ func (m *model) sample() sample {
 
 // apply carries a decision out as the runtime does: a retired worker
 // finishes its batch first; parked ones go first.
-func (m *model) apply(d Decision) {
+func (m *model) apply(d stats.Decision) {
 	m.decisions = append(m.decisions, d)
 	switch d.Knob {
-	case KnobBatch:
+	case stats.KnobBatch:
 		m.batch = int(d.To)
-	case KnobWorkers:
+	case stats.KnobWorkers:
 		n := int(d.To)
 		for m.live() < n {
 			m.workers = append(m.workers, &modelWorker{})

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
 )
 
@@ -38,7 +39,7 @@ type control struct {
 
 	mu        sync.Mutex // guards c, last and decisions, and orders changes
 	c         *controller
-	last      Decision
+	last      stats.Decision
 	decisions uint64
 }
 
@@ -119,11 +120,11 @@ func (c *control) tick(now time.Time) {
 }
 
 // apply carries a decision out and records it; c.mu is held.
-func (c *control) apply(d Decision) {
+func (c *control) apply(d stats.Decision) {
 	switch d.Knob {
-	case KnobBatch:
+	case stats.KnobBatch:
 		c.s.batchNow.Store(int64(d.To))
-	case KnobWorkers:
+	case stats.KnobWorkers:
 		c.s.resizePool(int(d.To))
 	}
 	c.record(d)
@@ -131,7 +132,7 @@ func (c *control) apply(d Decision) {
 
 // record keeps d as the last decision and logs it at debug level; c.mu is
 // held.
-func (c *control) record(d Decision) {
+func (c *control) record(d stats.Decision) {
 	if d.At.IsZero() {
 		d.At = time.Now()
 	}
@@ -184,7 +185,7 @@ func (s *Stage) setBatch(n int) error {
 	c.dropProbe(k)
 	k.pin(n)
 	s.batchNow.Store(int64(k.now))
-	c.record(Decision{Knob: KnobBatch, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "batching")})
+	c.record(stats.Decision{Knob: stats.KnobBatch, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "batching")})
 	return nil
 }
 
@@ -207,7 +208,7 @@ func (s *Stage) setWorkers(n int) error {
 	c.dropProbe(k)
 	k.pin(n)
 	s.resizePool(k.now)
-	c.record(Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "pool")})
+	c.record(stats.Decision{Knob: stats.KnobWorkers, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "pool")})
 	return nil
 }
 
@@ -230,7 +231,7 @@ func (s *Stage) setConcurrency(n int) error {
 	s.port.SetConcurrency(n)
 	c.c.workers.floor = n
 	c.c.workers.ceiling = max(s.workersCeiling(n), c.c.workers.now)
-	c.record(Decision{Knob: KnobConcurrency, From: float64(from), To: float64(n), Reason: fmt.Sprintf("set by an operator to %d", n)})
+	c.record(stats.Decision{Knob: stats.KnobConcurrency, From: float64(from), To: float64(n), Reason: fmt.Sprintf("set by an operator to %d", n)})
 	return nil
 }
 
@@ -243,7 +244,7 @@ func operatorReason(n int, controller string) string {
 
 // controlStats reports the knobs for Stats; nil for a stage without a
 // pool of its own.
-func (s *Stage) controlStats() *ControlStats {
+func (s *Stage) controlStats() *stats.Control {
 	c := s.ctl
 	if c == nil {
 		return nil
@@ -251,40 +252,13 @@ func (s *Stage) controlStats() *ControlStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, w := c.c.batch, c.c.workers
-	cs := &ControlStats{
-		Batch:     &KnobStats{Now: int(s.batchNow.Load()), Auto: b.auto, Min: b.floor, Max: b.ceiling},
-		Workers:   &KnobStats{Now: s.workersNow(), Auto: w.auto, Min: w.floor, Max: w.ceiling},
+	cs := &stats.Control{
+		Batch:     &stats.Knob{Now: int(s.batchNow.Load()), Auto: b.auto, Min: b.floor, Max: b.ceiling},
+		Workers:   &stats.Knob{Now: s.workersNow(), Auto: w.auto, Min: w.floor, Max: w.ceiling},
 		Decisions: c.decisions,
 	}
 	if c.decisions > 0 {
-		cs.Last = &DecisionStats{Decision: c.last, AgeS: time.Since(c.last.At).Seconds()}
+		cs.Last = &stats.LastDecision{Decision: c.last, AgeS: time.Since(c.last.At).Seconds()}
 	}
 	return cs
-}
-
-// ControlStats are a stage's adaptive knobs as /stats shows them (json
-// "control"). Batch and Workers are set for a stage with a pool of its
-// own, Admission for a source under admission control.
-type ControlStats struct {
-	Batch     *KnobStats      `json:"batch,omitempty"`
-	Workers   *KnobStats      `json:"workers,omitempty"`
-	Admission *AdmissionStats `json:"admission,omitempty"`
-	Decisions uint64          `json:"decisions"`      // changes so far, by controllers and operators
-	Last      *DecisionStats  `json:"last,omitempty"` // the latest change
-}
-
-// KnobStats is one knob: its value now, whether a controller sizes it
-// (auto) or it is pinned (by the pipeline file or an operator), and the
-// range the controller keeps it in.
-type KnobStats struct {
-	Now  int  `json:"now"`
-	Auto bool `json:"auto"`
-	Min  int  `json:"min"`
-	Max  int  `json:"max"`
-}
-
-// DecisionStats is a Decision with its age.
-type DecisionStats struct {
-	Decision
-	AgeS float64 `json:"age_s"`
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 // gate is a handler whose calls wait for the test: each call reports its
@@ -93,7 +95,7 @@ func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 	if n := g.ctxDead.Load(); n != 0 {
 		t.Fatalf("%d batches saw their context end: retiring interrupted them", n)
 	}
-	if d := s.Stats().Control.Last; d == nil || d.Knob != KnobWorkers || d.To != 1 {
+	if d := s.Stats().Control.Last; d == nil || d.Knob != stats.KnobWorkers || d.To != 1 {
 		t.Fatalf("last decision %+v", d)
 	}
 }

@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 
+	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
 )
 
@@ -77,7 +78,7 @@ type Source interface {
 // Gauger is implemented by sources that have a queue and a pool of their
 // own, so /stats shows them like any other stage's.
 type Gauger interface {
-	Gauges() (QueueStats, PoolStats)
+	Gauges() (stats.Queue, stats.Pool)
 }
 
 // Env is what a kind's constructor gets besides its configuration.

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stagedserver/seda/internal/pgtemp"
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 )
@@ -183,7 +184,7 @@ func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 		}
 	}
 	for _, st := range p.Stats().Stages {
-		if ns := st.Nats; ns != nil {
+		if ns, ok := natsq.StatsOf(st); ok {
 			role := "consuming from"
 			if st.Remote {
 				role = "publishing to"

@@ -7,7 +7,7 @@
 // NewUDP and NewHTTP build sources directly.
 //
 // Every source counts what /stats shows under "source"
-// (stage.SourceStats): connections accepted, closed and refused, protocol
+// (stats.Source): connections accepted, closed and refused, protocol
 // errors by cause, refused records by error class (stage.ErrorClass),
 // bytes read, and records lost without a refusal anyone hears of.
 //

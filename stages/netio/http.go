@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // HTTPKind is the kind name netio.http sources are registered under.
@@ -554,7 +555,7 @@ func (s *HTTPSource) Close() error {
 }
 
 // SourceStats reports the source's counters for /stats.
-func (s *HTTPSource) SourceStats() stage.SourceStats { return s.cnt.snapshot() }
+func (s *HTTPSource) SourceStats() stats.Source { return s.cnt.snapshot() }
 
 // tlsListener hands http.Server connections whose TLS handshake runs on
 // their first read, in the server's goroutine for the connection, so that

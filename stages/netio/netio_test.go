@@ -22,6 +22,7 @@ import (
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stats"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -330,7 +331,7 @@ func TestOctetCounted(t *testing.T) {
 	if src == nil {
 		t.Fatal("no source counters in the stage's stats")
 	}
-	wantNacks := stage.NackStats{TooLarge: 1, Invalid: 1, Other: 1} // "bad record" is the sink's plain error
+	wantNacks := stats.Nacks{TooLarge: 1, Invalid: 1, Other: 1} // "bad record" is the sink's plain error
 	if src.Nacks != wantNacks || src.ProtocolErrors["bad_frame"] != 1 || src.Connections.Accepted != 2 {
 		t.Fatalf("source counters %+v", *src)
 	}
@@ -378,7 +379,7 @@ func TestSyslogFramingOverTCP(t *testing.T) {
 		t.Errorf("bytes_in %d, want what was read of the %d sent, at least up to the bad count", read, len(in))
 	}
 	if src.ProtocolErrors["bad_frame"] != 1 || src.Nacks.Invalid != 1 ||
-		src.Connections != (stage.ConnStats{Accepted: 1, Closed: 1}) {
+		src.Connections != (stats.Conns{Accepted: 1, Closed: 1}) {
 		t.Fatalf("source counters %+v", *src)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // Source is a netio.tcp source: a TCP listener whose connections' reads
@@ -287,21 +288,21 @@ func (s *Source) Close() error {
 }
 
 // Gauges reports the source's port and worker pool for /stats.
-func (s *Source) Gauges() (stage.QueueStats, stage.PoolStats) {
+func (s *Source) Gauges() (stats.Queue, stats.Pool) {
 	s.mu.Lock()
 	p := s.port
 	s.mu.Unlock()
 	if p == nil {
-		return stage.QueueStats{Overflow: port.Block.String()}, stage.PoolStats{}
+		return stats.Queue{Overflow: port.Block.String()}, stats.Pool{}
 	}
 	ps := p.Stats()
-	return stage.QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Block.String()},
-		stage.PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
+	return stats.Queue{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Block.String()},
+		stats.Pool{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
 }
 
 // SourceStats reports the source's counters for /stats.
-func (s *Source) SourceStats() stage.SourceStats { return s.cnt.snapshot() }
+func (s *Source) SourceStats() stats.Source { return s.cnt.snapshot() }
 
 // ReadsPaused returns how many connections have their reads paused
 // because max_unacked of their records are read and not yet acked.

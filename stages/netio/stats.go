@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // Causes of protocol errors, the keys of SourceStats.ProtocolErrors.
@@ -16,7 +17,7 @@ const (
 	causeUnauthorized = "unauthorized"  // HTTP: the token is missing or wrong
 )
 
-// counters are a source's stage.SourceStats, kept with atomics so that
+// counters are a source's stats.Source, kept with atomics so that
 // the paths that count pay one atomic add.
 type counters struct {
 	accepted, closed, refused atomic.Uint64
@@ -65,20 +66,20 @@ func (c *counters) protocolError(cause string) uint64 {
 	return c.proto[cause]
 }
 
-func (c *counters) snapshot() stage.SourceStats {
+func (c *counters) snapshot() stats.Source {
 	c.protoMu.Lock()
 	proto := make(map[string]uint64, len(c.proto))
 	for k, v := range c.proto {
 		proto[k] = v
 	}
 	c.protoMu.Unlock()
-	return stage.SourceStats{
-		Connections:    stage.ConnStats{Accepted: c.accepted.Load(), Closed: c.closed.Load(), Refused: c.refused.Load()},
+	return stats.Source{
+		Connections:    stats.Conns{Accepted: c.accepted.Load(), Closed: c.closed.Load(), Refused: c.refused.Load()},
 		ProtocolErrors: proto,
-		Nacks: stage.NackStats{Busy: c.nacks[0].Load(), Invalid: c.nacks[1].Load(), TooLarge: c.nacks[2].Load(),
+		Nacks: stats.Nacks{Busy: c.nacks[0].Load(), Invalid: c.nacks[1].Load(), TooLarge: c.nacks[2].Load(),
 			Database: c.nacks[3].Load(), Other: c.nacks[4].Load()},
 		BytesIn: c.bytesIn.Load(),
-		Drops:   stage.DropStats{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load()},
+		Drops:   stats.Drops{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load()},
 	}
 }
 

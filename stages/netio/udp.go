@@ -14,6 +14,7 @@ import (
 
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // UDPKind is the kind name netio.udp sources are registered under.
@@ -351,18 +352,18 @@ func (s *UDPSource) Close() error {
 }
 
 // Gauges reports the source's port and worker pool for /stats.
-func (s *UDPSource) Gauges() (stage.QueueStats, stage.PoolStats) {
+func (s *UDPSource) Gauges() (stats.Queue, stats.Pool) {
 	s.mu.Lock()
 	p := s.port
 	s.mu.Unlock()
 	if p == nil {
-		return stage.QueueStats{Overflow: port.Reject.String()}, stage.PoolStats{}
+		return stats.Queue{Overflow: port.Reject.String()}, stats.Pool{}
 	}
 	ps := p.Stats()
-	return stage.QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Reject.String()},
-		stage.PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
+	return stats.Queue{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Reject.String()},
+		stats.Pool{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
 }
 
 // SourceStats reports the source's counters for /stats.
-func (s *UDPSource) SourceStats() stage.SourceStats { return s.cnt.snapshot() }
+func (s *UDPSource) SourceStats() stats.Source { return s.cnt.snapshot() }

@@ -13,6 +13,7 @@ import (
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stats"
 )
 
 func newUDPRig(t *testing.T, o netio.UDPOptions, srcSet, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.UDPSource) {
@@ -63,7 +64,7 @@ func TestUDPDatagramsAreRecords(t *testing.T) {
 	}
 	poll.Until(t, "the refusal to be counted", func() bool { return r.in.Stage().Stats().Source.Nacks.Other == 1 })
 	st := r.in.Stage().Stats().Source
-	if st.Drops != (stage.DropStats{Oversized: 1}) || st.BytesIn != uint64(sent) || st.Connections != (stage.ConnStats{}) {
+	if st.Drops != (stats.Drops{Oversized: 1}) || st.BytesIn != uint64(sent) || st.Connections != (stats.Conns{}) {
 		t.Fatalf("source counters %+v, want 1 oversized and %d bytes read", *st, sent)
 	}
 	e := r.waitLog("datagram refused")
@@ -111,7 +112,7 @@ func TestUDPDropsAreCounted(t *testing.T) {
 		}
 		return false
 	})
-	var st *stage.SourceStats
+	var st *stats.Source
 	poll.Until(t, "every datagram seen or counted as dropped", func() bool {
 		st = r.in.Stage().Stats().Source
 		return uint64(len(r.payloads()))+st.Drops.QueueFull+st.Drops.SocketOverrun == uint64(flood+markers)
