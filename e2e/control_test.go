@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
@@ -57,7 +58,7 @@ func watchStage(p *pipeline.Pipeline, name string) *watch {
 				return
 			case <-t.C:
 			}
-			st := p.Stage(name).Stats()
+			st, _ := p.StageStats(name)
 			w.mu.Lock()
 			w.samples = append(w.samples, st)
 			w.mu.Unlock()
@@ -111,7 +112,7 @@ CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION 
 		t.Fatalf("%d rows (%d distinct), want %d", rows, distinct, n)
 	}
 
-	ceiling := stage.AutoBatchCeiling(stage.DefaultCapacity)
+	ceiling := engine.AutoBatchCeiling(stage.DefaultCapacity)
 	minBatch, maxWorkers, slots := ceiling, 0, 0
 	for _, s := range ss {
 		c := s.Control
@@ -188,7 +189,7 @@ stages:
 		}
 	}
 	exec1(t, dsn, "UPDATE ctl SET slow = false")
-	acc := r.p.Stage("accept").Stats()
+	acc := stageStats(t, r.p, "accept")
 	r.stop()
 	stored := storedIDs(t, dsn, "events")
 	for _, id := range lr.AckedIDs {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 )
@@ -48,17 +49,17 @@ func Example() {
 	// The back: a consumer feeding the store stage.
 	back := natsq.NewClient(cfg, "example", nil)
 	p := &printer{}
-	_, store := stage.NewHandlerStage(stage.Settings{Name: "store", Terminal: true}, p, nil)
-	_, cons := stage.NewSourceStage(stage.Settings{Name: "store"}, back.Queue("store", qc, 0, 64).Consumer(), nil)
+	_, store := engine.NewHandlerStage(stage.Settings{Name: "store", Terminal: true}, p, nil)
+	_, cons := engine.NewSourceStage(stage.Settings{Name: "store"}, back.Queue("store", qc, 0, 64).Consumer(), nil)
 	cons.Connect(store.Stage(), nil)
 
 	// The front: a source whose next stage is the stand-in publisher.
 	front := natsq.NewClient(cfg, "example", nil)
-	_, pub := stage.NewHandlerStage(stage.Settings{Name: "store"}, front.Queue("store", qc, 0, 64).Publisher(), nil)
-	src, srcLife := stage.NewSourceStage(stage.Settings{Name: "accept"}, nil, nil)
+	_, pub := engine.NewHandlerStage(stage.Settings{Name: "store"}, front.Queue("store", qc, 0, 64).Publisher(), nil)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "accept"}, nil, nil)
 	srcLife.Connect(pub.Stage(), nil)
 
-	for _, st := range []stage.Lifecycle{store, cons, pub} {
+	for _, st := range []engine.Lifecycle{store, cons, pub} {
 		if err := st.Start(ctx); err != nil {
 			fmt.Println(err)
 			return
@@ -82,12 +83,12 @@ func Example() {
 	}
 	// Drain as a pipeline does: stop pulling, finish and ack, close.
 	cons.StopInput(ctx)
-	for _, st := range []stage.Lifecycle{pub, store} {
+	for _, st := range []engine.Lifecycle{pub, store} {
 		st.CloseQueue()
 		st.Wait()
 	}
 	cons.Drain(ctx)
-	for _, st := range []stage.Lifecycle{cons, pub, store} {
+	for _, st := range []engine.Lifecycle{cons, pub, store} {
 		st.Close()
 	}
 	sort.Strings(p.rows)

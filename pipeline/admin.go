@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stats"
 )
 
@@ -281,7 +281,7 @@ func (p *Pipeline) serveScale(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrBadScale):
 		code = http.StatusBadRequest
-	case errors.Is(err, stage.ErrNotResizable), errors.Is(err, stage.ErrStopping):
+	case errors.Is(err, engine.ErrNotResizable), errors.Is(err, engine.ErrStopping):
 		code = http.StatusConflict
 	}
 	http.Error(w, err.Error(), code)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
@@ -66,7 +67,7 @@ func (l *loader) queueTransport(sc *scope, s *StageConfig, q stage.Config, kind 
 	default:
 		return // a bad transport, reported as it was decoded
 	}
-	if kind != nil && kind.NewSource != nil {
+	if kind != nil && kind.IsSource() {
 		l.errAt(sc.at("queue.transport"), "%s", sc.msg("a source (kind %q) takes no input, so its queue cannot be a stream", kind.Name))
 		return
 	}
@@ -135,7 +136,7 @@ func selectStages(file string, nodes []node, names []string, fail func(Pos, stri
 // shown is one entry of /stats: a stage that runs here, or the stand-in
 // that publishes to the queue of one that runs elsewhere.
 type shown struct {
-	st     *stage.Stage
+	st     *engine.Stage
 	q      *natsq.Queue // nil for a local queue
 	kind   string
 	remote bool
@@ -146,7 +147,7 @@ type shown struct {
 // this process routes to it) and the consumer that feeds it (where it
 // runs here). It connects the stages, orders them for the lifecycle
 // (every stage after those upstream of it) and lists what /stats shows.
-func (p *Pipeline) assemble(cfg *Config, nodes []node, routes [][]string, order []int, run []bool, built []stage.Lifecycle) {
+func (p *Pipeline) assemble(cfg *Config, nodes []node, routes [][]string, order []int, run []bool, built []engine.Lifecycle) {
 	index := make(map[string]int, len(nodes))
 	for i, n := range nodes {
 		index[n.cfg.Name] = i
@@ -163,7 +164,7 @@ func (p *Pipeline) assemble(cfg *Config, nodes []node, routes [][]string, order 
 		}
 		return queues[j]
 	}
-	pub := make([]stage.Lifecycle, len(nodes))
+	pub := make([]engine.Lifecycle, len(nodes))
 	for i := range nodes {
 		if !run[i] {
 			continue
@@ -174,19 +175,19 @@ func (p *Pipeline) assemble(cfg *Config, nodes []node, routes [][]string, order 
 				set := sc.Settings
 				set.Name, set.Kind, set.Inline = sc.Name, sc.Kind, false
 				set.Terminal = true // its out counts the events the stream took
-				_, pub[j] = stage.NewHandlerStage(set, queue(j).Publisher(), p.log.Named(sc.Name))
+				_, pub[j] = engine.NewHandlerStage(set, queue(j).Publisher(), p.log.Named(sc.Name))
 			}
 		}
 	}
-	cons := make([]stage.Lifecycle, len(nodes))
+	cons := make([]engine.Lifecycle, len(nodes))
 	for j, n := range nodes {
 		if run[j] && n.cfg.Nats != nil && built[j].Stage() != nil {
 			set := stage.Settings{Name: n.cfg.Name, Kind: "nats.consumer", Batch: built[j].Stage().Settings().Batch}
-			_, cons[j] = stage.NewSourceStage(set, queue(j).Consumer(), p.log.Named(n.cfg.Name))
+			_, cons[j] = engine.NewSourceStage(set, queue(j).Consumer(), p.log.Named(n.cfg.Name))
 			cons[j].Connect(built[j].Stage(), nil)
 		}
 	}
-	target := func(j int) *stage.Stage {
+	target := func(j int) *engine.Stage {
 		if pub[j].Stage() != nil {
 			return pub[j].Stage()
 		}
@@ -196,11 +197,11 @@ func (p *Pipeline) assemble(cfg *Config, nodes []node, routes [][]string, order 
 		if st.Stage() == nil {
 			continue
 		}
-		var next *stage.Stage
+		var next *engine.Stage
 		if j, ok := index[nodes[i].cfg.Next]; ok {
 			next = target(j)
 		}
-		rs := make(map[string]*stage.Stage, len(routes[i]))
+		rs := make(map[string]*engine.Stage, len(routes[i]))
 		for _, r := range routes[i] {
 			rs[r] = target(index[r])
 		}
@@ -210,7 +211,7 @@ func (p *Pipeline) assemble(cfg *Config, nodes []node, routes [][]string, order 
 	// stage's place (its upstream stages come before it) and a consumer
 	// comes just before the stage it feeds.
 	for _, j := range order {
-		for _, st := range []stage.Lifecycle{pub[j], cons[j], built[j]} {
+		for _, st := range []engine.Lifecycle{pub[j], cons[j], built[j]} {
 			if st.Stage() != nil {
 				p.order = append(p.order, len(p.stages))
 				p.stages = append(p.stages, st)

@@ -41,7 +41,7 @@ func WriteReference(w io.Writer, reg *stage.Registry) error {
 			bw.WriteString(oneLine(k.Doc) + "\n\n")
 		}
 		var notes []string
-		if k.NewSource != nil {
+		if k.IsSource() {
 			notes = append(notes, "A source: it makes events from outside input; no stage may route to it and it cannot be inline.")
 		}
 		if k.Terminal {

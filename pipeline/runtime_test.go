@@ -113,16 +113,7 @@ func (s *rtSource) StopInput(ctx context.Context) error {
 	}
 }
 
-func (s *rtSource) Drain(ctx context.Context) error {
-	for s.rt.InFlight() != 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return nil
-}
+func (s *rtSource) Drain(ctx context.Context) error { return s.rt.WaitFinished(ctx) }
 
 func (s *rtSource) Close() error {
 	s.closed.Store(true)
@@ -143,10 +134,9 @@ func (s *rtSource) Complete(ev *stage.Event, err error) {
 	}
 }
 
-// waitEmitted waits until the source has emitted all of its events.
-// SourceStats reports fixed figures, for the admin endpoint's tests.
-func (s *rtSource) SourceStats() stats.Source {
-	return stats.Source{
+// Figures reports fixed counters, for the admin endpoint's tests.
+func (s *rtSource) Figures(st *stats.Stage) {
+	st.Source = &stats.Source{
 		Connections:    stats.Conns{Accepted: 7, Closed: 5, Refused: 1},
 		ProtocolErrors: map[string]uint64{"bad_frame": 2},
 		Nacks:          stats.Nacks{Invalid: 3, Busy: 4},
@@ -155,6 +145,7 @@ func (s *rtSource) SourceStats() stats.Source {
 	}
 }
 
+// waitEmitted waits until the source has emitted all of its events.
 func (s *rtSource) waitEmitted(t *testing.T) {
 	t.Helper()
 	select {
@@ -199,8 +190,8 @@ func (h *rtHandler) Close() error {
 }
 
 var (
-	_ stage.Starter = (*rtHandler)(nil)
-	_ stage.Closer  = (*rtHandler)(nil)
+	_ interface{ Start(context.Context) error } = (*rtHandler)(nil)
+	_ interface{ Close() error }                = (*rtHandler)(nil)
 )
 
 func rtPass(ctx context.Context, b []*stage.Event, out stage.Emitter) error {

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -107,12 +108,12 @@ var (
 // Scale resizes the named stage while the pipeline runs: its pool
 // (workers), run slots (concurrency) and batch size, each pinned at a
 // number or, for workers and batch, handed back to its controller with
-// auto. Nothing running is interrupted (stage.Lifecycle.SetWorkers and
+// auto. Nothing running is interrupted (engine.Lifecycle.SetWorkers and
 // SetConcurrency say how). Every value is checked before any is applied.
 // It returns the stage's figures afterwards. Errors wrap ErrUnknownStage,
-// ErrBadScale or stage.ErrNotResizable, and name the stage.
+// ErrBadScale or engine.ErrNotResizable, and name the stage.
 func (p *Pipeline) Scale(name string, sc Scale) (stats.Stage, error) {
-	var l stage.Lifecycle
+	var l engine.Lifecycle
 	found := false
 	for _, lc := range p.stages {
 		if lc.Stage().Name() == name {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -121,7 +122,7 @@ func TestAdminScale(t *testing.T) {
 	if _, err := p.Scale("work", Scale{Workers: Pin(2)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Scale("mark", Scale{Workers: Pin(2)}); !errors.Is(err, stage.ErrNotResizable) {
+	if _, err := p.Scale("mark", Scale{Workers: Pin(2)}); !errors.Is(err, engine.ErrNotResizable) {
 		t.Fatalf("inline: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -30,7 +31,7 @@ func (p *printer) Complete(ev *stage.Event, err error) {
 // A source hands events to an upper-casing stage with its own port and
 // pool, which hands them to an inline stage that refuses empty records.
 func Example() {
-	upper, upperLife := stage.NewHandlerStage(stage.Settings{Name: "upper", Workers: 2},
+	upper, upperLife := engine.NewHandlerStage(stage.Settings{Name: "upper", Workers: 2},
 		stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
 			for _, ev := range batch {
 				ev.Payload = []byte(strings.ToUpper(string(ev.Payload)))
@@ -38,7 +39,7 @@ func Example() {
 			}
 			return nil
 		}), nil)
-	check, checkLife := stage.NewHandlerStage(stage.Settings{Name: "check", Inline: true},
+	check, checkLife := engine.NewHandlerStage(stage.Settings{Name: "check", Inline: true},
 		stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
 			for _, ev := range batch {
 				if len(ev.Payload) == 0 {
@@ -51,7 +52,7 @@ func Example() {
 		}), nil)
 	// The Lifecycle is what starts and stops a stage; whoever creates a
 	// stage holds it (pipeline.New does this for a YAML pipeline).
-	src, srcLife := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	srcLife.Connect(upper, nil)
 	upperLife.Connect(check, nil)
 	checkLife.Connect(nil, nil)

@@ -142,7 +142,7 @@ func TestFieldsDoNotAllocate(t *testing.T) {
 	payload := []byte("<13>1 - host app - - - msg")
 	ev := &Event{Payload: payload}
 	ev.SetValue("host", BytesValue(payload[8:12]))
-	ev.resetFields()
+	ev.ResetFields()
 	allocs := testing.AllocsPerRun(100, func() {
 		ev.SetValue("host", BytesValue(payload[8:12]))
 		ev.SetValue("app", BytesValue(payload[13:16]))
@@ -151,7 +151,7 @@ func TestFieldsDoNotAllocate(t *testing.T) {
 		if v, ok := ev.Value("app"); !ok || string(v.Bytes()) != "app" {
 			t.Fatal("app")
 		}
-		ev.resetFields()
+		ev.ResetFields()
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per record, want 0", allocs)

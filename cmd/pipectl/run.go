@@ -177,10 +177,8 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 	fmt.Fprintf(out, "pipeline %s: running\n", p.Name())
 	for _, sc := range cfg.Stages {
-		if st := p.Stage(sc.Name); st != nil {
-			if a := st.Addr(); a != nil {
-				fmt.Fprintf(out, "  %s (%s) listening on %s\n", sc.Name, sc.Kind, a)
-			}
+		if a := p.Addr(sc.Name); a != nil {
+			fmt.Fprintf(out, "  %s (%s) listening on %s\n", sc.Name, sc.Kind, a)
 		}
 	}
 	for _, st := range p.Stats().Stages {

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -24,8 +25,8 @@ func BenchmarkTCPAcked(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			_, in := stage.NewSourceStage(stage.Settings{Name: "in", Workers: 2, Concurrency: 2}, src, zap.NewNop())
-			_, sink := stage.NewHandlerStage(stage.Settings{Name: "sink", Workers: 2, Concurrency: 2, Capacity: 8192},
+			_, in := engine.NewSourceStage(stage.Settings{Name: "in", Workers: 2, Concurrency: 2}, src, zap.NewNop())
+			_, sink := engine.NewHandlerStage(stage.Settings{Name: "sink", Workers: 2, Concurrency: 2, Capacity: 8192},
 				stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 					for _, ev := range batch {
 						ev.Done(nil)

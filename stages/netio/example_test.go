@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -17,8 +18,8 @@ import (
 // that covers all three, and then the end of the connection.
 func Example() {
 	src, _ := netio.New(netio.Options{Listen: "127.0.0.1:0"})
-	_, in := stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1}, src, nil)
-	_, sink := stage.NewHandlerStage(stage.Settings{Name: "store", Workers: 1},
+	_, in := engine.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1}, src, nil)
+	_, sink := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1},
 		stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
 			for _, ev := range b {
 				if bytes.Contains(ev.Payload, []byte("bad")) {

@@ -152,7 +152,6 @@ type HTTPSource struct {
 	srv    *http.Server
 	certs  *certStore
 	tlsCfg *tls.Config
-	adm    *stage.Admission
 	ctx    context.Context // ends at Close: unblocks emits and waiting handlers
 	cancel context.CancelFunc
 	served chan struct{} // closed when Serve has returned
@@ -169,10 +168,7 @@ type HTTPSource struct {
 	protoLog logLimit
 }
 
-var (
-	_ stage.Source        = (*HTTPSource)(nil)
-	_ stage.SourceStatser = (*HTTPSource)(nil)
-)
+var _ source = (*HTTPSource)(nil)
 
 // NewHTTP returns a netio.http source configured by o; it listens once
 // started.
@@ -215,7 +211,7 @@ func (s *HTTPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		return fmt.Errorf("netio.http: listen on %q: %w", s.opts.Listen, err)
 	}
 	if s.opts.Admission > 0 {
-		s.adm = rt.StartAdmission(s.opts.Admission)
+		rt.StartAdmission(s.opts.Admission)
 	}
 	s.started = true
 	s.ln = ln
@@ -373,8 +369,8 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs [
 			events++
 		}
 	}
-	if s.adm != nil && events > 0 {
-		if admit := s.adm.Admit(arrived, events); admit < events {
+	if s.opts.Admission > 0 && events > 0 {
+		if admit := s.rt.Admit(arrived, events); admit < events {
 			s.cnt.nackClassN(stage.ClassBusy, uint64(events))
 			s.busy(w, "busy: admission control admits fewer records now")
 			return
@@ -462,7 +458,6 @@ type httpRequest struct {
 }
 
 func (q *httpRequest) Complete(ev *stage.Event, err error) {
-	q.s.rt.ObserveFinished(ev)
 	if err != nil {
 		q.s.cnt.nack(err)
 	}
@@ -528,7 +523,7 @@ func (s *HTTPSource) Drain(ctx context.Context) error {
 		return fmt.Errorf("stage %q: drain: %w", s.name, err)
 	}
 	// A client that went away before its answer left events in flight.
-	return waitFinished(ctx, s.rt, s.name, "records")
+	return s.rt.WaitFinished(ctx) // the error names the stage
 }
 
 // Close closes the listener and every connection, ends the requests
@@ -554,8 +549,11 @@ func (s *HTTPSource) Close() error {
 	return nil
 }
 
-// SourceStats reports the source's counters for /stats.
-func (s *HTTPSource) SourceStats() stats.Source { return s.cnt.snapshot() }
+// Figures puts the source's counters into its /stats entry.
+func (s *HTTPSource) Figures(st *stats.Stage) {
+	ss := s.cnt.snapshot()
+	st.Source = &ss
+}
 
 // tlsListener hands http.Server connections whose TLS handshake runs on
 // their first read, in the server's goroutine for the connection, so that

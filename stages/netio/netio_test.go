@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
@@ -36,8 +37,8 @@ type rig struct {
 	t      *testing.T
 	src    *netio.Source // a netio.tcp source (newRig)
 	source stage.Source  // the source, whatever its kind
-	in     stage.Lifecycle
-	sink   stage.Lifecycle
+	in     engine.Lifecycle
+	sink   engine.Lifecycle
 	logs   *observer.ObservedLogs
 
 	mu   sync.Mutex
@@ -97,8 +98,8 @@ func startRig(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings, h 
 	if sinkSet.Name == "" {
 		sinkSet.Name = "sink"
 	}
-	_, r.in = stage.NewSourceStage(srcSet, src, log)
-	_, r.sink = stage.NewHandlerStage(sinkSet, h, log)
+	_, r.in = engine.NewSourceStage(srcSet, src, log)
+	_, r.sink = engine.NewHandlerStage(sinkSet, h, log)
 	r.in.Connect(r.sink.Stage(), nil)
 	ctx := context.Background()
 	if err := r.sink.Start(ctx); err != nil {
@@ -767,7 +768,7 @@ func TestRegister(t *testing.T) {
 
 func TestListenError(t *testing.T) {
 	src, _ := netio.New(netio.Options{Listen: "256.0.0.1:1"})
-	_, in := stage.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
+	_, in := engine.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
 	err := in.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `stage "in"`) {
 		t.Fatalf("start: %v", err)

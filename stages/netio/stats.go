@@ -1,10 +1,12 @@
 package netio
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -81,6 +83,33 @@ func (c *counters) snapshot() stats.Source {
 		BytesIn: c.bytesIn.Load(),
 		Drops:   stats.Drops{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load()},
 	}
+}
+
+// figures puts a source's port (its stats ps, when started), worker pool
+// and counters into its /stats entry.
+func figures(st *stats.Stage, started bool, ps port.Stats, o port.Overflow, set stage.Settings, c *counters) {
+	st.Queue = stats.Queue{Overflow: o.String()}
+	if started {
+		st.Queue.Depth, st.Queue.Capacity = ps.Depth, ps.Capacity
+		st.Pool = stats.Pool{Workers: set.Workers, Concurrency: set.Concurrency,
+			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+	}
+	ss := c.snapshot()
+	st.Source = &ss
+}
+
+// source is a stage.Source with the optional methods of stage.Kind that
+// this package's sources have, for compile-time checks.
+type source interface {
+	stage.Source
+	Addr() net.Addr
+	Figures(st *stats.Stage)
+}
+
+// batchCompleter is a stage.Completer with CompleteAll.
+type batchCompleter interface {
+	stage.Completer
+	CompleteAll(evs []*stage.Event, err error)
 }
 
 // logLimit lets one log line through a second: a flood of bad clients or

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/certtest"
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/pipeline"
@@ -229,7 +230,7 @@ func TestTLSBadFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, lc := stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1, Concurrency: 1, Capacity: 8}, src, nil)
+		_, lc := engine.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1, Concurrency: 1, Capacity: 8}, src, nil)
 		err = lc.Start(context.Background())
 		if err == nil {
 			lc.Close()
@@ -277,7 +278,7 @@ func TestTLSFromYAML(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Stop(ctx)
-	addr := p.Stage("in").Addr().String()
+	addr := p.Addr("in").String()
 	c, err := dialTLS(t, addr, f.ca.Pool(), &tls.Config{Certificates: []tls.Certificate{f.client.TLS}})
 	if err != nil {
 		t.Fatal(err)

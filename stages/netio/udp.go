@@ -131,10 +131,8 @@ type datagram struct {
 }
 
 var (
-	_ stage.Source        = (*UDPSource)(nil)
-	_ stage.Gauger        = (*UDPSource)(nil)
-	_ stage.SourceStatser = (*UDPSource)(nil)
-	_ stage.Completer     = (*UDPSource)(nil)
+	_ source          = (*UDPSource)(nil)
+	_ stage.Completer = (*UDPSource)(nil)
 )
 
 // NewUDP returns a netio.udp source configured by o; it listens once
@@ -288,7 +286,6 @@ func (s *UDPSource) work() {
 // is counted and logged at warn at most once a second, with the running
 // count: nobody else will hear of it.
 func (s *UDPSource) Complete(ev *stage.Event, err error) {
-	s.rt.ObserveLatency(int64(time.Since(ev.Arrived())))
 	if err != nil {
 		s.cnt.nack(err)
 		n := s.refused.Add(1)
@@ -330,7 +327,10 @@ func (s *UDPSource) Drain(ctx context.Context) error {
 	if err := s.StopInput(ctx); err != nil {
 		return err
 	}
-	return waitFinished(ctx, s.rt, s.name, "datagrams")
+	if s.rt == nil {
+		return nil // never started
+	}
+	return s.rt.WaitFinished(ctx) // the error names the stage
 }
 
 // Close closes the socket, stops the workers and returns once every
@@ -351,19 +351,15 @@ func (s *UDPSource) Close() error {
 	return nil
 }
 
-// Gauges reports the source's port and worker pool for /stats.
-func (s *UDPSource) Gauges() (stats.Queue, stats.Pool) {
+// Figures puts the source's port, worker pool and counters into its
+// /stats entry.
+func (s *UDPSource) Figures(st *stats.Stage) {
 	s.mu.Lock()
 	p := s.port
 	s.mu.Unlock()
-	if p == nil {
-		return stats.Queue{Overflow: port.Reject.String()}, stats.Pool{}
+	var ps port.Stats
+	if p != nil {
+		ps = p.Stats()
 	}
-	ps := p.Stats()
-	return stats.Queue{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Reject.String()},
-		stats.Pool{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
-			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+	figures(st, p != nil, ps, port.Reject, s.set, &s.cnt)
 }
-
-// SourceStats reports the source's counters for /stats.
-func (s *UDPSource) SourceStats() stats.Source { return s.cnt.snapshot() }

@@ -165,7 +165,7 @@ func TestUDPDrainWaitsForUnfinished(t *testing.T) {
 	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := src.Drain(ctx); err == nil || !strings.Contains(err.Error(), "1 datagrams unfinished") {
+	if err := src.Drain(ctx); err == nil || !strings.Contains(err.Error(), "1 events unfinished") {
 		t.Fatalf("Drain with a datagram held: %v, want 1 unfinished", err)
 	}
 	close(gate)

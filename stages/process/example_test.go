@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/process"
 )
@@ -40,7 +41,7 @@ func Example_func() {
 	_, err = kind.NewHandler(stage.NewConfig(map[string]any{"func": "hash"}), stage.Env{Stage: "hash"})
 	fmt.Println(err)
 
-	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	evs := []*stage.Event{
 		src.NewEvent(nil, 1, stage.Origin{}),
 		src.NewEvent(nil, 2, stage.Origin{}),
@@ -63,6 +64,8 @@ func (printer) Emit(_ context.Context, ev *stage.Event) error {
 	fmt.Printf("emit %d: %s\n", ev.Seq, fieldsText(ev))
 	return nil
 }
+
+func (printer) Flush(context.Context) {}
 
 func (printer) EmitTo(_ context.Context, next string, ev *stage.Event) error {
 	fmt.Printf("emit %d to %s: %s\n", ev.Seq, next, fieldsText(ev))

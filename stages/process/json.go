@@ -35,9 +35,9 @@ type jsonHandler struct {
 }
 
 var (
-	_ stage.Handler     = (*jsonHandler)(nil)
-	_ stage.Projector   = (*jsonHandler)(nil)
-	_ stage.FieldReader = (*jsonHandler)(nil)
+	_ stage.Handler = (*jsonHandler)(nil)
+	_ projector     = (*jsonHandler)(nil)
+	_ fieldReader   = (*jsonHandler)(nil)
 )
 
 func newJSON(cfg stage.Config, env stage.Env) (stage.Handler, error) {
@@ -71,7 +71,7 @@ func checkPath(p string) error {
 	return nil
 }
 
-// Project is told what the stages after this one read (stage.Projector):
+// Project is told what the stages after this one read (see stage.Kind):
 // with all false, only those paths (and require's) are decoded into
 // fields; the rest of each record is still checked, not kept.
 func (h *jsonHandler) Project(paths []string, all bool) {
@@ -117,7 +117,7 @@ func (h *jsonHandler) Project(paths []string, all bool) {
 	h.proj = pr
 }
 
-// FieldsRead: process.json reads only the payload (stage.FieldReader).
+// FieldsRead: process.json reads only the payload (see stage.Kind).
 func (h *jsonHandler) FieldsRead() ([]string, bool) { return nil, false }
 
 // projection is the paths process.json decodes, looked up by the keys of

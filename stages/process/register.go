@@ -75,3 +75,16 @@ func Register(r *stage.Registry) error {
 	}
 	return nil
 }
+
+// The optional methods of stage.Kind that this package's handlers have,
+// for compile-time checks.
+type (
+	fieldReader interface {
+		stage.Handler
+		FieldsRead() (paths []string, all bool)
+	}
+	projector interface {
+		fieldReader
+		Project(paths []string, all bool)
+	}
+)

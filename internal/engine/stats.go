@@ -1,6 +1,14 @@
-package stage
+package engine
+
+// This file holds a stage's snapshot for /stats.
 
 import "github.com/stagedserver/seda/stats"
+
+// figurer is a source, or a handler, that fills in figures of its own
+// (see stage.Kind: Figures).
+type figurer interface {
+	Figures(st *stats.Stage)
+}
 
 // Stats returns a snapshot of the stage. It is cheap enough to call every
 // 100 ms while the stage is busy.
@@ -10,8 +18,8 @@ func (s *Stage) Stats() stats.Stage {
 		Kind:       s.set.Kind,
 		Inline:     s.set.Inline,
 		In:         s.in.Load(),
-		Out:        s.out.Load(),
-		Errors:     s.errors.Load(),
+		Out:        s.h.Out.Load(),
+		Errors:     s.h.Errors.Load(),
 		Panics:     s.panics.Load(),
 		DoubleDone: s.doubleDones.Load(),
 	}
@@ -24,18 +32,18 @@ func (s *Stage) Stats() stats.Stage {
 		st.Control = s.controlStats()
 		st.Rejected = ps.Rejected + s.shed.Load()
 	case s.src != nil:
-		if g, ok := s.src.(Gauger); ok {
-			st.Queue, st.Pool = g.Gauges()
-		}
-		st.In = s.created.Load()
+		// A source's In is the events it made: one atomic add per event
+		// rather than two.
+		st.In = s.h.Created()
 		st.InFlight = s.InFlight()
-		if sc, ok := s.src.(SourceStatser); ok {
-			ss := sc.SourceStats()
-			st.Source = &ss
-		}
 		if a := s.adm.Load(); a != nil {
 			st.Control = a.stats()
 		}
+	}
+	if f, ok := s.src.(figurer); ok {
+		f.Figures(&st)
+	} else if f, ok := s.handler.(figurer); ok {
+		f.Figures(&st)
 	}
 	q := s.lat.quantiles(0.5, 0.99)
 	st.Latency = stats.Latency{P50: q[0], P99: q[1]}

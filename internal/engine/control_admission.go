@@ -1,4 +1,4 @@
-package stage
+package engine
 
 import (
 	"fmt"
@@ -93,9 +93,10 @@ const (
 
 // Admission is a source's admission controller: a token bucket at the
 // admitted rate that the source asks, per read, how many records it may
-// let in, and the AIMD rule that sets that rate every AdmissionPeriod. A
-// source gets one from SourceRuntime.StartAdmission. Its methods are safe
-// for concurrent use.
+// let in (stage.SourceRuntime.Admit), and the AIMD rule that sets that
+// rate every AdmissionPeriod. A source starts one with
+// stage.SourceRuntime.StartAdmission. Its methods are safe for
+// concurrent use.
 type Admission struct {
 	s      *Stage
 	target time.Duration
@@ -140,11 +141,10 @@ type sampleTotals struct {
 	completed, full, limited, admitted uint64
 }
 
-// StartAdmission puts the source under admission control with the given
+// startAdmission puts the source under admission control with the given
 // p99 target (read to finish) and starts its controller, which stops when
-// the stage is closed. The source calls Admission.Admit for each read.
-func (rt SourceRuntime) StartAdmission(target time.Duration) *Admission {
-	s := rt.s
+// the stage is closed (stage.SourceRuntime.StartAdmission).
+func (s *Stage) startAdmission(target time.Duration) {
 	a := &Admission{s: s, target: target, stop: make(chan struct{}), done: make(chan struct{})}
 	a.c.target = target
 	a.depthLimit.Store(a.c.depthLimit())
@@ -153,7 +153,6 @@ func (rt SourceRuntime) StartAdmission(target time.Duration) *Admission {
 		old.close()
 	}
 	go a.run()
-	return a
 }
 
 // Admit says how many of n records read at now (from the read's one clock
@@ -171,7 +170,7 @@ func (a *Admission) Admit(now time.Time, n int) int {
 		a.shed.Add(uint64(n))
 		return 0
 	}
-	k := a.take(int64(now.Sub(epoch)), n)
+	k := a.take(sinceEpoch(now), n)
 	if k < n {
 		a.shedRate.Add(uint64(n - k))
 		a.shed.Add(uint64(n - k))
@@ -212,11 +211,12 @@ func (a *Admission) setRate(r float64) {
 	a.interval.Store(iv)
 }
 
-// observe records the read-to-finish latency of a record read at
-// arrived (nanotime); one read before the last decrease is not counted.
-func (a *Admission) observe(ns, arrived int64) {
+// observeN records the read-to-finish latency of n records read at
+// arrived (track.Nanotime); those read before the last decrease are not
+// counted.
+func (a *Admission) observeN(ns, arrived int64, n uint64) {
 	if arrived >= a.since.Load() {
-		a.lat.observe(ns)
+		a.lat.observeN(ns, n)
 	}
 }
 
@@ -261,7 +261,7 @@ func (a *Admission) close() {
 // tick gathers the window so far and, once it holds enough, decides.
 func (a *Admission) tick(now time.Time) {
 	s := a.s
-	tot := sampleTotals{completed: s.completed.Load(), full: a.shedFull.Load(), limited: a.shedRate.Load(), admitted: a.admitted.Load()}
+	tot := sampleTotals{completed: s.h.Completed(), full: a.shedFull.Load(), limited: a.shedRate.Load(), admitted: a.admitted.Load()}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	el := now.Sub(a.winStart)
@@ -289,7 +289,7 @@ func (a *Admission) tick(now time.Time) {
 		return
 	}
 	if d.To < d.From || d.From == 0 {
-		a.since.Store(int64(now.Sub(epoch)))
+		a.since.Store(sinceEpoch(now))
 	}
 	a.setRate(a.c.rate)
 	a.lastD = d
@@ -507,9 +507,9 @@ type windowHist struct {
 	n atomic.Uint64
 }
 
-func (w *windowHist) observe(ns int64) {
-	w.h.counts[bucketOf(ns)].Add(1)
-	w.n.Add(1)
+func (w *windowHist) observeN(ns int64, n uint64) {
+	w.h.counts[bucketOf(ns)].Add(n)
+	w.n.Add(n)
 }
 
 func (w *windowHist) count() uint64 { return w.n.Load() }

@@ -1,4 +1,4 @@
-package stage
+package engine
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
 )
@@ -19,14 +20,6 @@ var ErrNotResizable = errors.New("no queue or pool of its own to resize")
 // ErrStopping is returned when resizing a stage that is stopping: its
 // pool drains as it is.
 var ErrStopping = errors.New("stopping: its pool drains as it is")
-
-// WorkerLimiter is implemented by handlers that cannot use more than
-// MaxWorkers workers at once, such as a database sink with a fixed
-// connection pool: the pool controller grows an auto pool no further than
-// that. 0 means no limit.
-type WorkerLimiter interface {
-	MaxWorkers() int
-}
 
 // control is a stage's control loop: every ControlSample it reads the
 // stage's gauges, feeds them to the controller and applies what it
@@ -49,6 +42,14 @@ func newControl(s *Stage) *control {
 	return &control{s: s, c: c, stop: make(chan struct{})}
 }
 
+// AutoBatchCeiling is the largest batch the batching controller gives a
+// stage whose queue holds capacity events (capacity <= 0: the default):
+// the capacity, at most stage.MaxAutoBatch, as stage.Settings.WithDefaults
+// starts an auto batch.
+func AutoBatchCeiling(capacity int) int {
+	return stage.Settings{Capacity: capacity}.WithDefaults().Batch
+}
+
 // AutoWorkersCeiling is the most workers the pool controller gives a
 // stage with conc run slots (conc <= 0: GOMAXPROCS): 4 per slot, and at
 // least 16. A handler that holds a resource per worker (db.postgres's
@@ -63,10 +64,10 @@ func AutoWorkersCeiling(conc int) int {
 
 // workersCeiling is the most workers the pool controller gives the stage
 // with conc run slots: AutoWorkersCeiling, and no more than the handler
-// can use (WorkerLimiter).
+// can use (a handler's stage.MaxWorkers, see stage.Kind).
 func (s *Stage) workersCeiling(conc int) int {
 	n := AutoWorkersCeiling(conc)
-	if l, ok := s.h.(WorkerLimiter); ok {
+	if l, ok := s.handler.(interface{ MaxWorkers() int }); ok {
 		if m := l.MaxWorkers(); m > 0 {
 			n = min(n, m)
 		}
@@ -167,12 +168,12 @@ func (s *Stage) resizable() (*control, error) {
 	return s.ctl, nil
 }
 
-// setBatch pins the stage's batch size at n (1 to MaxBatch), or with n == 0
+// setBatch pins the stage's batch size at n (1 to stage.MaxBatch), or with n == 0
 // hands it back to the batching controller, which goes on from the size
 // it has. Workers take the new size from their next batch on.
 func (s *Stage) setBatch(n int) error {
-	if n < 0 || n > MaxBatch {
-		return fmt.Errorf("stage %q: batch %d: want 1 to %d, or 0 (auto)", s.set.Name, n, MaxBatch)
+	if n < 0 || n > stage.MaxBatch {
+		return fmt.Errorf("stage %q: batch %d: want 1 to %d, or 0 (auto)", s.set.Name, n, stage.MaxBatch)
 	}
 	c, err := s.resizable()
 	if err != nil {
@@ -189,13 +190,13 @@ func (s *Stage) setBatch(n int) error {
 	return nil
 }
 
-// setWorkers pins the stage's pool at n workers (1 to MaxWorkers), or
+// setWorkers pins the stage's pool at n workers (1 to stage.MaxWorkers), or
 // with n == 0 hands it back to the pool controller, which goes on from
 // the size it has. Workers are added at once; a retired worker finishes
 // the batch it holds and then leaves.
 func (s *Stage) setWorkers(n int) error {
-	if n < 0 || n > MaxWorkers {
-		return fmt.Errorf("stage %q: workers %d: want 1 to %d, or 0 (auto)", s.set.Name, n, MaxWorkers)
+	if n < 0 || n > stage.MaxWorkers {
+		return fmt.Errorf("stage %q: workers %d: want 1 to %d, or 0 (auto)", s.set.Name, n, stage.MaxWorkers)
 	}
 	c, err := s.resizable()
 	if err != nil {
@@ -213,13 +214,13 @@ func (s *Stage) setWorkers(n int) error {
 }
 
 // setConcurrency sets the stage's run slots (its port's concurrency) to n
-// (1 to MaxWorkers). Nothing is interrupted: a lower limit takes
+// (1 to stage.MaxWorkers). Nothing is interrupted: a lower limit takes
 // effect as running workers come back for their next batch
 // (port.Port.SetConcurrency). An auto pool never shrinks below its run
 // slots, and its ceiling follows them.
 func (s *Stage) setConcurrency(n int) error {
-	if n < 1 || n > MaxWorkers {
-		return fmt.Errorf("stage %q: concurrency %d: want 1 to %d", s.set.Name, n, MaxWorkers)
+	if n < 1 || n > stage.MaxWorkers {
+		return fmt.Errorf("stage %q: concurrency %d: want 1 to %d", s.set.Name, n, stage.MaxWorkers)
 	}
 	c, err := s.resizable()
 	if err != nil {

@@ -1,4 +1,4 @@
-package stage
+package engine
 
 import (
 	"fmt"
@@ -25,9 +25,6 @@ const (
 	// decision is taken per window at most.
 	controlWindow = 5
 
-	// MaxAutoBatch is the most events the batching controller puts in a
-	// batch; a stage's own ceiling is also at most its queue capacity.
-	MaxAutoBatch = 4096
 	// minAutoWorkersCeiling is the least ceiling of an auto pool: its
 	// ceiling is 4× its run slots, and at least this.
 	minAutoWorkersCeiling = 16

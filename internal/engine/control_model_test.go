@@ -1,4 +1,4 @@
-package stage
+package engine
 
 import (
 	"math/rand"
@@ -10,7 +10,7 @@ import (
 // model is a stage simulated on a fake clock, for testing the controllers:
 // a bounded queue fed at a given rate, a pool of workers under a run-slot
 // limit, and a handler whose batch takes CPU time (holding a run slot) and
-// then blocking time (inside Blocking, holding none). The blocking part
+// then blocking time (inside stage.Blocking, holding none). The blocking part
 // runs on a shared resource (a database) with a number of parallel units:
 // with more calls in flight than units, each progresses more slowly. The
 // controller samples it every ControlSample, as the runtime does, and its
@@ -19,7 +19,7 @@ type model struct {
 	// The stage.
 	capacity, conc int
 	// The handler: a batch of n events takes cpuFixed + n*cpuPer of CPU,
-	// then blockFixed + n*blockPer inside Blocking.
+	// then blockFixed + n*blockPer inside stage.Blocking.
 	cpuFixed, cpuPer, blockFixed, blockPer time.Duration
 	units                                  int     // the shared resource's parallel units; 0: unlimited
 	noise                                  float64 // service times vary by up to ±noise at random
