@@ -109,7 +109,7 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 		break
 	}
 
-	common := stageFields()
+	common := stageFields(l.reg)
 	fields := common
 	accepts := "every stage takes " + fieldNames(common)
 	if kind != nil {

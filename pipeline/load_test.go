@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -75,6 +76,9 @@ func loaderRegistry(t testing.TB) *stage.Registry {
 		if err := reg.Register(k); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := natsq.Register(reg); err != nil { // the transport, as pipectl registers it
+		t.Fatal(err)
 	}
 	return reg
 }

@@ -145,7 +145,7 @@ func TestNatsQueueLoadErrors(t *testing.T) {
 	reg, _ := rtRegistry(t)
 	const head = "name: t\nstages:\n  src: {kind: test.seq, next: store}\n"
 	for _, tc := range []struct{ src, want string }{
-		{"  store: {kind: test.finish, queue: {stream: x}}\n", `4:46: stage "store": queue.stream applies to a queue on NATS only`},
+		{"  store: {kind: test.finish, queue: {stream: x}}\n", `4:46: stage "store": queue.stream applies to a queue on nats only`},
 		{"  store: {kind: test.finish, queue: {transport: nats}}\n", `4:37: stage "store": queue.stream: a nats queue needs a stream name`},
 		{"  store: {kind: test.finish, queue: {transport: nats, stream: a.b}}\n", `4:63: stage "store": queue.stream: stream name "a.b"`},
 		{"  store: {kind: test.finish, queue: {transport: natz, stream: a}}\n", `4:49: stage "store": queue.transport: want local or nats, got "natz"`},

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/engine"
-	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -62,7 +61,6 @@ type Pipeline struct {
 	order    []int                // topological: every stage after all of its upstream stages
 	shown    []shown              // what /stats lists, in file order
 	graph    map[string]graphInfo // by stage name, for the dashboard
-	nats     *natsq.Client        // nil when no queue is on NATS
 	series   []stats.Series       // the series the queue transports declare, for /metrics
 
 	// start serialises Start against the beginning of Stop, so that Stop
@@ -129,7 +127,9 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		drain:  cfg.Drain,
 		admin:  cfg.Admin,
 		byName: make(map[string]*engine.Stage, len(cfg.Stages)),
-		series: natsq.Series(),
+	}
+	for _, t := range opts.Registry.Transports() {
+		p.series = append(p.series, t.Series...)
 	}
 	if opts.DrainTimeout > 0 {
 		p.drain = opts.DrainTimeout
@@ -182,12 +182,17 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 			p.byName[n.cfg.Name] = st.Stage()
 		}
 	}
+	var queues []*queue
+	if len(errs) == 0 {
+		queues = p.openQueues(cfg, nodes, routes, run, opts.Registry, fail)
+	}
 	if len(errs) > 0 {
 		for _, st := range built {
 			if st.Stage() != nil {
 				p.closeHandler(st)
 			}
 		}
+		closeQueues(queues)
 		return nil, errs
 	}
 	for name, st := range p.byName {
@@ -195,7 +200,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 			delete(p.byName, name) // runs in another process
 		}
 	}
-	p.assemble(cfg, nodes, routes, order, run, built)
+	p.assemble(nodes, routes, order, run, built, queues)
 	p.graph = make(map[string]graphInfo, len(nodes))
 	for i, n := range nodes {
 		p.graph[n.cfg.Name] = graphInfo{routes: routes[i], next: n.cfg.Next, source: n.kind.IsSource()}

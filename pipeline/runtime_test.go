@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -279,6 +280,11 @@ func rtRegistry(t *testing.T) (*stage.Registry, *rtHub) {
 		if err := reg.Register(k); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The queue transport, as pipectl registers it: pipeline itself knows
+	// none (a test may import natsq; the package does not).
+	if err := natsq.Register(reg); err != nil {
+		t.Fatal(err)
 	}
 	return reg, hub
 }

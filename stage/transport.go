@@ -30,7 +30,11 @@ type Transport struct {
 	// its top-level section in a pipeline file and of its figures in a
 	// stage's /stats entry ("nats").
 	Name string
-	Doc  string
+	// Doc says what its top-level section is for (the reference shows it).
+	Doc string
+	// QueueDoc says what a stage's queue is on it, for the reference of
+	// queue.transport: "a JetStream stream (queue.stream)".
+	QueueDoc string
 	// Fields are the keys of its top-level section (nats: {url: ...}),
 	// for the connection every queue of a process shares.
 	Fields []Field
