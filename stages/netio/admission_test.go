@@ -18,7 +18,7 @@ import (
 func TestAdmissionShedsAtTheDoor(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{Admission: 250 * time.Millisecond}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 4, Batch: 1},
+	r = newRig(t, map[string]any{"admission": stage.NewConfig(map[string]any{"target": 250 * time.Millisecond})}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 4, Batch: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -86,10 +86,10 @@ func TestAdmissionField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := src.(*netio.Source).Options().Admission; got != 250*time.Millisecond {
+	if got := netio.OptionsOf(src).Admission; got != 250*time.Millisecond {
 		t.Fatalf("admission.target read as %s", got)
 	}
-	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", Admission: time.Microsecond}); err == nil {
+	if _, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "admission": stage.NewConfig(map[string]any{"target": time.Microsecond})}); err == nil {
 		t.Fatal("a target of 1µs accepted")
 	}
 }

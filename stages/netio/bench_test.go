@@ -21,7 +21,7 @@ import (
 func BenchmarkTCPAcked(b *testing.B) {
 	for _, conns := range []int{1, 4} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			src, err := netio.New(netio.Options{Listen: "127.0.0.1:0"})
+			src, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -45,7 +45,7 @@ func BenchmarkTCPAcked(b *testing.B) {
 			}
 			cs := make([]*wire.Client, conns)
 			for i := range cs {
-				if cs[i], err = wire.Dial(ctx, src.Addr().String(), wire.Lines); err != nil {
+				if cs[i], err = wire.Dial(ctx, src.(*netio.Source).Addr().String(), wire.Lines); err != nil {
 					b.Fatal(err)
 				}
 			}

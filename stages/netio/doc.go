@@ -3,8 +3,10 @@
 // connection, hands them to the next stage as events, and acknowledges
 // them to the client once they are finished. netio.udp takes one record
 // per datagram (see UDPSource), netio.http NDJSON bodies POSTed to a path
-// (see HTTPSource). Register adds the kinds to a stage.Registry; New,
-// NewUDP and NewHTTP build sources directly.
+// (see HTTPSource). Register adds the kinds to a stage.Registry. A source
+// is built one way, from its kind's stage.Config (NewSource, NewUDPSource,
+// NewHTTPSource, which the pipeline calls with the configuration bound to
+// the kind's spec, defaults filled in).
 //
 // Every source counts what /stats shows under "source"
 // (stats.Source): connections accepted, closed and refused, protocol

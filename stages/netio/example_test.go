@@ -17,7 +17,7 @@ import (
 // the client gets a nack for the refused record, before the cumulative ack
 // that covers all three, and then the end of the connection.
 func Example() {
-	src, _ := netio.New(netio.Options{Listen: "127.0.0.1:0"})
+	src, _ := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0"})
 	_, in := engine.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1}, src, nil)
 	_, sink := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1},
 		stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
@@ -35,7 +35,7 @@ func Example() {
 	sink.Start(ctx)
 	in.Start(ctx)
 
-	c, _ := wire.DialOptions(ctx, src.Addr().String(), wire.Options{OnReply: func(r wire.Reply) {
+	c, _ := wire.DialOptions(ctx, src.(*netio.Source).Addr().String(), wire.Options{OnReply: func(r wire.Reply) {
 		if r.Nack { // acks may come one by one or coalesced: print the nacks
 			fmt.Println(r)
 		}

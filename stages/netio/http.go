@@ -37,19 +37,19 @@ const (
 // Causes of HTTP protocol errors (SourceStats.ProtocolErrors).
 const causeBodyTooLarge = "body_too_large"
 
-// HTTPOptions configure an HTTPSource. NewHTTP fills zero fields with the
-// defaults.
-type HTTPOptions struct {
-	Listen      string // host:port; required
-	Path        string // the path records are POSTed to; default "/"
+// httpOptions are netio.http's configuration, read once from its
+// stage.Config (bound to HTTPFields).
+type httpOptions struct {
+	Listen      string
+	Path        string // the path records are POSTed to
 	MaxBody     int    // largest body, as sent and decoded; a larger one gets 413
 	MaxFrame    int    // largest record (line); a larger one is refused as too large
 	MaxRequests int    // requests handled at once; one more gets 503 with Retry-After
 	// Token, when set, must come with every request as
 	// `Authorization: Bearer TOKEN`; a request without it gets 401.
 	Token       string
-	IdleTimeout time.Duration // close a keep-alive connection idle this long; 0: DefaultHTTPIdleTimeout
-	TLS         *TLSOptions   // nil: plain HTTP
+	IdleTimeout time.Duration // close a keep-alive connection idle this long
+	TLS         *tlsOptions   // nil: plain HTTP
 	// Admission, when positive, puts the source under admission control
 	// with this p99 target from read to finish (as netio.tcp's): a
 	// request whose records the controller does not all admit gets 503.
@@ -78,54 +78,10 @@ func HTTPFields() []stage.Field {
 	}
 }
 
-func (o *HTTPOptions) fill() error {
-	if o.Listen == "" {
-		return &stage.FieldError{Field: "listen", Err: errors.New("required: host:port to listen on")}
-	}
-	if o.Path == "" {
-		o.Path = DefaultHTTPPath
-	}
-	if !strings.HasPrefix(o.Path, "/") {
-		return &stage.FieldError{Field: "path", Err: fmt.Errorf("%q: want an absolute path, starting with /", o.Path)}
-	}
-	if o.MaxBody == 0 {
-		o.MaxBody = DefaultMaxBody
-	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultMaxFrame
-	}
-	if o.MaxRequests == 0 {
-		o.MaxRequests = DefaultMaxRequests
-	}
-	if o.IdleTimeout == 0 {
-		o.IdleTimeout = DefaultHTTPIdleTimeout
-	}
-	if o.TLS != nil {
-		if err := o.TLS.check(); err != nil {
-			return err
-		}
-	}
-	values := map[string]any{"max_body": int64(o.MaxBody), "max_frame": int64(o.MaxFrame),
-		"max_requests": o.MaxRequests, "idle_timeout": o.IdleTimeout}
-	for _, f := range HTTPFields() {
-		if v, ok := values[f.Name]; ok {
-			if err := f.Check(v); err != nil {
-				return &stage.FieldError{Field: f.Name, Err: err}
-			}
-		}
-	}
-	if o.Admission != 0 {
-		f := admissionTarget()
-		if err := f.Check(o.Admission); err != nil {
-			return &stage.FieldError{Field: "admission.target", Err: err}
-		}
-	}
-	return nil
-}
-
-// NewHTTPSource is netio.http's constructor.
+// NewHTTPSource is netio.http's constructor: it reads cfg, bound to
+// HTTPFields, and returns an *HTTPSource that listens once started.
 func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
-	return NewHTTP(HTTPOptions{
+	o := httpOptions{
 		Listen:      cfg.String("listen"),
 		Path:        cfg.String("path"),
 		MaxBody:     int(cfg.Size("max_body")),
@@ -135,14 +91,26 @@ func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 		IdleTimeout: cfg.Duration("idle_timeout"),
 		TLS:         tlsFromConfig(cfg),
 		Admission:   cfg.Object("admission").Duration("target"),
-	})
+	}
+	if !strings.HasPrefix(o.Path, "/") {
+		return nil, &stage.FieldError{Field: "path", Err: fmt.Errorf("%q: want an absolute path, starting with /", o.Path)}
+	}
+	if cfg.Has("admission") && !cfg.Object("admission").Has("target") {
+		return nil, &stage.FieldError{Field: "admission", Err: errors.New("admission control needs a target: the p99 latency from read to finish to keep under, e.g. {target: 250ms}")}
+	}
+	if o.TLS != nil {
+		if err := o.TLS.check(); err != nil {
+			return nil, err
+		}
+	}
+	return &HTTPSource{opts: o, slots: make(chan struct{}, o.MaxRequests)}, nil
 }
 
 // HTTPSource is a netio.http source: clients POST NDJSON bodies (one
 // record per line) to its path and get an answer once every record of the
 // body is finished. See the package documentation for the statuses.
 type HTTPSource struct {
-	opts HTTPOptions
+	opts httpOptions
 
 	// Set by Start.
 	rt     stage.SourceRuntime
@@ -169,15 +137,6 @@ type HTTPSource struct {
 }
 
 var _ source = (*HTTPSource)(nil)
-
-// NewHTTP returns a netio.http source configured by o; it listens once
-// started.
-func NewHTTP(o HTTPOptions) (*HTTPSource, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	return &HTTPSource{opts: o, slots: make(chan struct{}, o.MaxRequests)}, nil
-}
 
 // Addr returns the address the source listens on, or nil before Start.
 func (s *HTTPSource) Addr() net.Addr {

@@ -45,7 +45,7 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 		}
 	})
 	var r *rig
-	r = newRig(t, netio.Options{MaxUnacked: maxUnacked, ReadBuffer: readBuffer}, stage.Settings{Workers: 2, Concurrency: 2},
+	r = newRig(t, map[string]any{"max_unacked": maxUnacked, "read_buffer": int64(readBuffer)}, stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
 			r.mu.Lock()
 			for _, ev := range b {
@@ -125,7 +125,7 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 func TestStopInputWhileReadsPaused(t *testing.T) {
 	const maxUnacked = 20
 	held := make(chan *stage.Event, 1)
-	r := newRig(t, netio.Options{MaxUnacked: maxUnacked, ReadBuffer: 128}, stage.Settings{Workers: 2, Concurrency: 2},
+	r := newRig(t, map[string]any{"max_unacked": maxUnacked, "read_buffer": int64(128)}, stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			for _, ev := range b {
 				if ev.Seq == 1 {
@@ -194,7 +194,7 @@ func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
 	const maxUnacked, records = 10, 2000
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{Ack: netio.AckNone, MaxUnacked: maxUnacked, ReadBuffer: 64}, stage.Settings{Workers: 1},
+	r = newRig(t, map[string]any{"ack": string(netio.AckNone), "max_unacked": maxUnacked, "read_buffer": int64(64)}, stage.Settings{Workers: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -232,21 +232,21 @@ func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
 }
 
 func TestMaxUnackedField(t *testing.T) {
-	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", MaxUnacked: -1}); err == nil || !strings.Contains(err.Error(), "max_unacked") {
+	if _, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "max_unacked": -1}); err == nil || !strings.Contains(err.Error(), "max_unacked") {
 		t.Fatalf("max_unacked -1: %v", err)
 	}
 	src, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "max_unacked": 7}, stage.Env{Stage: "in"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := src.(*netio.Source).Options(); o.MaxUnacked != 7 {
+	if o := netio.OptionsOf(src); o.MaxUnacked != 7 {
 		t.Fatalf("max_unacked %d, want 7", o.MaxUnacked)
 	}
 }
 
 // A protocol error's nack says what was wrong, on one bounded line.
 func TestBadFrameNackSaysWhy(t *testing.T) {
-	r := newRig(t, netio.Options{Framing: netio.OctetCounted}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"framing": string(netio.OctetCounted)}, stage.Settings{Workers: 1}, nil)
 	for _, tc := range []struct{ raw, why string }{
 		{"05 hello", "frame length starts with 0"},
 		{" hello", "empty frame length"},
@@ -313,7 +313,7 @@ func TestOverflowRejectIsRefused(t *testing.T) {
 func TestAckNoneLogsRefusalsRateLimited(t *testing.T) {
 	const records = 300
 	started := time.Now()
-	r := newRig(t, netio.Options{Ack: netio.AckNone}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
+	r := newRig(t, map[string]any{"ack": string(netio.AckNone)}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
 	c := r.dial(wire.Lines, nil)
 	for i := 1; i <= records; i++ {
 		c.Send(fmt.Appendf(nil, "bad %d", i)) // the rig's sink refuses these

@@ -71,17 +71,66 @@ func (r *rig) payloads() []string {
 	return append([]string(nil), r.got...)
 }
 
-func newRig(t *testing.T, o netio.Options, sinkSet stage.Settings, h stage.HandlerFunc) *rig {
-	t.Helper()
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
+// newSource builds a source of the kind from values (keys as in a
+// pipeline file) the one way the pipeline does: bound to the kind's spec,
+// which fills in the defaults, then the kind's constructor. The test-only
+// key reloadKey sets how often a TLS source looks at its files.
+func newSource(kind string, values map[string]any) (stage.Source, error) {
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		return nil, err
 	}
-	src, err := netio.New(o)
+	k, _ := reg.Lookup(kind)
+	vals := map[string]any{}
+	var reload time.Duration
+	for key, v := range values {
+		if key == reloadKey {
+			reload = v.(time.Duration)
+			continue
+		}
+		vals[key] = v
+	}
+	cfg, err := stage.Bind(k.Fields, stage.NewConfig(vals))
+	if err != nil {
+		return nil, err
+	}
+	src, err := k.NewSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Name: "in", Kind: kind}.WithDefaults()})
+	if err == nil && reload != 0 {
+		netio.SetTLSReload(src, reload)
+	}
+	return src, err
+}
+
+// reloadKey is newSource's test-only key: how often TLS files are looked
+// at for changes.
+const reloadKey = "test: tls reload"
+
+// withReload returns values with reloadKey set to d.
+func withReload(values map[string]any, d time.Duration) map[string]any {
+	values[reloadKey] = d
+	return values
+}
+
+// listening returns values with listen set to a loopback port when it is
+// unset.
+func listening(values map[string]any) map[string]any {
+	if values == nil {
+		values = map[string]any{}
+	}
+	if _, ok := values["listen"]; !ok {
+		values["listen"] = "127.0.0.1:0"
+	}
+	return values
+}
+
+func newRig(t *testing.T, values map[string]any, sinkSet stage.Settings, h stage.HandlerFunc) *rig {
+	t.Helper()
+	src, err := newSource(netio.Kind, listening(values))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64}, sinkSet, h)
-	r.src = src
+	r.src = src.(*netio.Source)
 	return r
 }
 
@@ -196,7 +245,7 @@ func waitEOF(t *testing.T, c *wire.Client) {
 }
 
 func TestAcksInOrderOverConnections(t *testing.T) {
-	r := newRig(t, netio.Options{}, stage.Settings{Workers: 4, Concurrency: 2, Batch: 16}, nil)
+	r := newRig(t, map[string]any{}, stage.Settings{Workers: 4, Concurrency: 2, Batch: 16}, nil)
 	const conns, records = 4, 500
 	var wg sync.WaitGroup
 	for i := range conns {
@@ -258,7 +307,7 @@ func TestAcksInOrderOverConnections(t *testing.T) {
 }
 
 func TestTooLargeLineIsNackedAndSkipped(t *testing.T) {
-	r := newRig(t, netio.Options{MaxFrame: 16, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"max_frame": int64(16), "read_buffer": int64(16)}, stage.Settings{Workers: 1}, nil)
 	c := r.dial(wire.Lines, nil)
 	raw := "short\n" + strings.Repeat("x", 100) + "\n\nnext\r\n" + strings.Repeat("y", 16) + "\r\n" + strings.Repeat("z", 17) + "\nlast"
 	c.SendRaw([]byte(raw), 6)
@@ -282,7 +331,7 @@ func TestTooLargeLineIsNackedAndSkipped(t *testing.T) {
 }
 
 func TestOctetCounted(t *testing.T) {
-	r := newRig(t, netio.Options{Framing: netio.OctetCounted, MaxFrame: 32, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"framing": string(netio.OctetCounted), "max_frame": int64(32), "read_buffer": int64(16)}, stage.Settings{Workers: 1}, nil)
 	var order []string
 	c := r.dial(wire.OctetCounted, func(rp wire.Reply) { order = append(order, rp.String()) })
 	long := strings.Repeat("l", 30) // spans two 16-byte reads
@@ -343,7 +392,7 @@ func TestOctetCounted(t *testing.T) {
 // count closes it, counted as a protocol error and logged with the peer
 // and the cause.
 func TestSyslogFramingOverTCP(t *testing.T) {
-	r := newRig(t, netio.Options{Framing: netio.Syslog, Ack: netio.AckNone, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"framing": string(netio.Syslog), "ack": string(netio.AckNone), "read_buffer": int64(16)}, stage.Settings{Workers: 1}, nil)
 	nc, err := net.Dial("tcp", r.src.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +435,7 @@ func TestSyslogFramingOverTCP(t *testing.T) {
 }
 
 func TestMaxConns(t *testing.T) {
-	r := newRig(t, netio.Options{MaxConns: 2}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"max_conns": 2}, stage.Settings{Workers: 1}, nil)
 	var cs []*wire.Client
 	for range 2 {
 		c := r.dial(wire.Lines, nil)
@@ -413,7 +462,7 @@ func TestMaxConns(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	r := newRig(t, netio.Options{IdleTimeout: 50 * time.Millisecond}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"idle_timeout": 50 * time.Millisecond}, stage.Settings{Workers: 1}, nil)
 	silent := r.dial(wire.Lines, nil)
 	waitEOF(t, silent)
 	e := r.waitLog("idle")
@@ -425,7 +474,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{IdleTimeout: 20 * time.Millisecond}, stage.Settings{Workers: 1},
+	r = newRig(t, map[string]any{"idle_timeout": 20 * time.Millisecond}, stage.Settings{Workers: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -454,7 +503,7 @@ func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 func TestClientNotReadingIsCutOff(t *testing.T) {
 	const maxPending = 256
 	longErr := errors.New("refused because " + strings.Repeat("this reason is long ", 8))
-	r := newRig(t, netio.Options{MaxPendingOutput: maxPending, SocketBuffer: 4096, WriteTimeout: 300 * time.Millisecond},
+	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending), "socket_buffer": int64(4096), "write_timeout": 300 * time.Millisecond},
 		stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			for _, ev := range b {
@@ -535,7 +584,7 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 		maxPending = 4 << 10
 		records    = 32 << 10 // "bad\n" each: 128KiB, two reads
 	)
-	r := newRig(t, netio.Options{MaxPendingOutput: maxPending}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
+	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending)}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
 	var nacked []uint64 // by the client's reader, then by us after Done
 	acks := 0
 	c := r.dial(wire.Lines, func(rp wire.Reply) {
@@ -579,7 +628,7 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 }
 
 func TestWriteTimeoutField(t *testing.T) {
-	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", WriteTimeout: -time.Second}); err == nil ||
+	if _, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "write_timeout": -time.Second}); err == nil ||
 		!strings.Contains(err.Error(), "write_timeout") {
 		t.Fatalf("write_timeout -1s: %v", err)
 	}
@@ -588,7 +637,7 @@ func TestWriteTimeoutField(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o := src.(*netio.Source).Options(); o.WriteTimeout != want {
+		if o := netio.OptionsOf(src); o.WriteTimeout != want {
 			t.Fatalf("write_timeout %s: %s, want %s", v, o.WriteTimeout, want)
 		}
 	}
@@ -597,7 +646,7 @@ func TestWriteTimeoutField(t *testing.T) {
 func TestOverflowRejectNacksBusy(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Overflow: port.Reject},
+	r = newRig(t, map[string]any{}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Overflow: port.Reject},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -635,7 +684,7 @@ func TestOverflowRejectNacksBusy(t *testing.T) {
 }
 
 func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
-	r := newRig(t, netio.Options{DrainLinger: wait}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
+	r := newRig(t, map[string]any{"drain_linger": wait}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
 	c := r.dial(wire.Lines, nil)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -689,7 +738,7 @@ func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
 }
 
 func TestAckNoneWritesNothing(t *testing.T) {
-	r := newRig(t, netio.Options{Ack: netio.AckNone}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"ack": string(netio.AckNone)}, stage.Settings{Workers: 1}, nil)
 	replies := 0
 	c := r.dial(wire.Lines, func(wire.Reply) { replies++ })
 	for i := range 100 {
@@ -710,7 +759,7 @@ func TestAckNoneWritesNothing(t *testing.T) {
 }
 
 func TestGaugesAndStats(t *testing.T) {
-	r := newRig(t, netio.Options{}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{}, stage.Settings{Workers: 1}, nil)
 	c := r.dial(wire.Lines, nil)
 	c.Send([]byte("x"))
 	c.Flush()
@@ -760,14 +809,14 @@ func TestRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := src.(*netio.Source).Options(); o.IdleTimeout != 0 || o.MaxFrame != netio.DefaultMaxFrame || o.Ack != netio.AckCommit ||
+	if o := netio.OptionsOf(src); o.IdleTimeout != 0 || o.MaxFrame != netio.DefaultMaxFrame || o.Ack != netio.AckCommit ||
 		o.MaxUnacked != netio.DefaultMaxUnacked {
 		t.Fatalf("options %+v", o)
 	}
 }
 
 func TestListenError(t *testing.T) {
-	src, _ := netio.New(netio.Options{Listen: "256.0.0.1:1"})
+	src, _ := newSource(netio.Kind, map[string]any{"listen": "256.0.0.1:1"})
 	_, in := engine.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
 	err := in.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `stage "in"`) {
@@ -781,7 +830,7 @@ func TestListenError(t *testing.T) {
 func TestCloseWithEventsInFlight(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{}, stage.Settings{Workers: 1, Capacity: 4},
+	r = newRig(t, map[string]any{}, stage.Settings{Workers: 1, Capacity: 4},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -850,7 +899,7 @@ func TestFramedInPlaceBuffersOutliveLaterReads(t *testing.T) {
 		}
 		return nil
 	}
-	r := newRig(t, netio.Options{Framing: netio.Lines, Ack: netio.AckNone, ReadBuffer: 512},
+	r := newRig(t, map[string]any{"framing": string(netio.Lines), "ack": string(netio.AckNone), "read_buffer": int64(512)},
 		stage.Settings{Workers: 2, Concurrency: 2, Batch: 8}, h)
 	nc, err := net.Dial("tcp", r.src.Addr().String())
 	if err != nil {
@@ -898,7 +947,7 @@ func TestSyslogFramingDefaultsToAckNone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := src.(*netio.Source).Options().Ack; got != c.want {
+		if got := netio.OptionsOf(src).Ack; got != c.want {
 			t.Errorf("%v: ack %q, want %q", c.values, got, c.want)
 		}
 	}

@@ -24,7 +24,7 @@ import (
 // into events, and whose acknowledgements are completions on the same
 // port. See the package documentation.
 type Source struct {
-	opts Options
+	opts options
 
 	// Set by Start.
 	rt     stage.SourceRuntime
@@ -93,17 +93,6 @@ type item struct {
 	c    *conn
 	buf  *[]byte
 }
-
-// New returns a source configured by o; it listens once started.
-func New(o Options) (*Source, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	return &Source{opts: o}, nil
-}
-
-// Options returns the source's options with defaults filled in.
-func (s *Source) Options() Options { return s.opts }
 
 // Addr returns the address the source listens on, or nil before Start.
 func (s *Source) Addr() net.Addr {

@@ -27,10 +27,11 @@ const (
 	udpSlab            = 256 << 10
 )
 
-// UDPOptions configure a UDPSource. New fills zero fields with defaults.
-type UDPOptions struct {
-	Listen   string // host:port to listen on; required
-	MaxFrame int    // largest datagram in bytes; a larger one is dropped (Drops.Oversized)
+// udpOptions are netio.udp's configuration, read once from its
+// stage.Config (bound to UDPFields).
+type udpOptions struct {
+	Listen   string
+	MaxFrame int // largest datagram in bytes; a larger one is dropped (Drops.Oversized)
 	// SocketBuffer is the socket's SO_RCVBUF: what the kernel holds while
 	// the reader is busy, which absorbs bursts; 0 keeps the kernel's
 	// default.
@@ -49,37 +50,14 @@ func UDPFields() []stage.Field {
 	}
 }
 
-func (o *UDPOptions) fill() error {
-	if o.Listen == "" {
-		return &stage.FieldError{Field: "listen", Err: errors.New("required: host:port to listen on")}
-	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultUDPMaxFrame
-	}
-	for _, f := range UDPFields() {
-		var v any
-		switch f.Name {
-		case "max_frame":
-			v = int64(o.MaxFrame)
-		case "socket_buffer":
-			v = int64(o.SocketBuffer)
-		default:
-			continue
-		}
-		if err := f.Check(v); err != nil {
-			return &stage.FieldError{Field: f.Name, Err: err}
-		}
-	}
-	return nil
-}
-
-// NewUDPSource is netio.udp's constructor.
+// NewUDPSource is netio.udp's constructor: it reads cfg, bound to
+// UDPFields, and returns a *UDPSource that listens once started.
 func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
-	return NewUDP(UDPOptions{
+	return &UDPSource{opts: udpOptions{
 		Listen:       cfg.String("listen"),
 		MaxFrame:     int(cfg.Size("max_frame")),
 		SocketBuffer: int(cfg.Size("socket_buffer")),
-	})
+	}}, nil
 }
 
 // UDPSource is a netio.udp source: each datagram is one record (a
@@ -98,7 +76,7 @@ func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 // counted where the OS reports them (Linux: SO_RXQ_OVFL) as
 // Drops.SocketOverrun; one over max_frame as Drops.Oversized.
 type UDPSource struct {
-	opts UDPOptions
+	opts udpOptions
 
 	// Set by Start.
 	rt     stage.SourceRuntime
@@ -134,15 +112,6 @@ var (
 	_ source          = (*UDPSource)(nil)
 	_ stage.Completer = (*UDPSource)(nil)
 )
-
-// NewUDP returns a netio.udp source configured by o; it listens once
-// started.
-func NewUDP(o UDPOptions) (*UDPSource, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	return &UDPSource{opts: o}, nil
-}
 
 // Addr returns the address the source receives on, or nil before Start.
 func (s *UDPSource) Addr() net.Addr {
