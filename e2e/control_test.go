@@ -9,7 +9,7 @@ import (
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stats"
 )
 
@@ -112,7 +112,7 @@ CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION 
 		t.Fatalf("%d rows (%d distinct), want %d", rows, distinct, n)
 	}
 
-	ceiling := engine.AutoBatchCeiling(stage.DefaultCapacity)
+	ceiling := engine.AutoBatchCeiling(port.DefaultCapacity)
 	minBatch, maxWorkers, slots := ceiling, 0, 0
 	for _, s := range ss {
 		c := s.Control

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/port"
 )
 
 // cycles returns one cycle for each strongly connected component of the
@@ -149,7 +149,7 @@ func (c *Config) Graph(w io.Writer, format string) error {
 		if !s.Settings.Inline {
 			capacity := s.Settings.Capacity
 			if capacity <= 0 {
-				capacity = stage.DefaultCapacity
+				capacity = port.DefaultCapacity
 			}
 			detail = "queue " + strconv.Itoa(capacity)
 		}

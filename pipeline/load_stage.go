@@ -161,7 +161,12 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 	}
 	l.queueTransport(sc, s, q, kind)
 	if s.Settings.Inline {
-		for _, k := range []string{"workers", "concurrency", "queue", "batch"} {
+		// Every common key but these three sizes the stage's queue or pool.
+		for _, f := range stage.CommonFields() {
+			k := f.Name
+			if k == "kind" || k == "next" || k == "inline" {
+				continue
+			}
 			if all.Has(k) {
 				l.errAt(sc.at(k), "%s", sc.msg("%s has no effect on an inline stage: it runs in its upstream stage's workers, with no queue or pool of its own", k))
 			}

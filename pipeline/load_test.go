@@ -224,7 +224,7 @@ func TestParseRoutesAndDefaults(t *testing.T) {
 		t.Errorf("routes.1.next at %v", p)
 	}
 	errs := cfg.Stage("errors")
-	if errs.Settings.Batch != 16 || errs.Settings.Linger != 0 || errs.Settings.Capacity != stage.DefaultCapacity || errs.Settings.Overflow != port.Block {
+	if errs.Settings.Batch != 16 || errs.Settings.Linger != 0 || errs.Settings.Capacity != port.DefaultCapacity || errs.Settings.Overflow != port.Block {
 		t.Errorf("batch: N: %+v", errs.Settings)
 	}
 	hc := errs.Config

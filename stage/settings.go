@@ -16,7 +16,7 @@ type Settings struct {
 	Kind        string
 	Workers     int           // pool size; 0: auto, sized by the pool controller from Concurrency up
 	Concurrency int           // the port's run-slot limit; 0 means GOMAXPROCS
-	Capacity    int           // queue capacity; 0 means DefaultCapacity
+	Capacity    int           // queue capacity; 0 means port.DefaultCapacity
 	Overflow    port.Overflow // what a full queue does to a sender
 	Batch       int           // most events one worker takes at once; 0: auto, sized by the batching controller
 	Linger      time.Duration // wait this long for a batch to fill
@@ -46,7 +46,7 @@ func (s Settings) WithDefaults() Settings {
 		s.Workers = s.Concurrency
 	}
 	if s.Capacity <= 0 {
-		s.Capacity = DefaultCapacity
+		s.Capacity = port.DefaultCapacity
 	}
 	if s.Batch <= 0 {
 		s.AutoBatch = true
@@ -54,16 +54,6 @@ func (s Settings) WithDefaults() Settings {
 	}
 	return s
 }
-
-// DefaultCapacity is a stage's queue capacity when its settings leave it
-// 0: room for two of the largest batches the batching controller makes
-// (MaxAutoBatch), so that a worker taking a whole batch leaves as much
-// queued for the next. With a smaller queue a database sink's transactions
-// stay smaller than they could be, and B5 measured the untuned pipeline at
-// three quarters of the tuned one with 1024 against on a par with 8192. A
-// source under admission control counts its next queue as full long
-// before that: at half its target's worth of work.
-const DefaultCapacity = 2 * MaxAutoBatch
 
 // MaxAutoBatch is the most events the batching controller puts in a
 // batch; a stage's own ceiling is also at most its queue capacity.

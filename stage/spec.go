@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stagedserver/seda/port"
 )
 
 // FieldType is the type of a configuration field, as written in YAML.
@@ -208,7 +210,7 @@ func CommonFields() []Field {
 		{Name: "workers", Type: Int, Range: Between(1, MaxWorkers), Doc: "goroutines in the pool; unset: auto, the pool controller adds workers while the queue holds a batch and the workers are blocked (from concurrency up to 4× it, at least 16) and retires idle ones; a number pins it"},
 		{Name: "concurrency", Type: Int, Range: Between(1, MaxWorkers), Doc: "workers running at once, the port's limit; unset: GOMAXPROCS"},
 		{Name: "queue", Type: Object, Doc: "the stage's port", Fields: []Field{
-			{Name: "capacity", Type: Int, Default: DefaultCapacity, Range: Between(1, MaxCapacity), Doc: "events queued at most"},
+			{Name: "capacity", Type: Int, Default: port.DefaultCapacity, Range: Between(1, MaxCapacity), Doc: "events queued at most"},
 			{Name: "overflow", Type: String, Default: "block", Enum: []string{"block", "reject"}, Doc: "block: the sender waits (backpressure); reject: the event is refused as busy"},
 		}},
 		{Name: "batch", Type: Object, Doc: "events one worker takes at once; also written as a plain number (max)", Fields: []Field{

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/port"
 )
 
 func nopHandler(Config, Env) (Handler, error) {
@@ -159,5 +161,13 @@ func TestFormatValues(t *testing.T) {
 		if got := FormatDuration(d); got != want {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// The default queue holds two of the largest auto batches (see
+// port.DefaultCapacity): the two facts are kept in two packages.
+func TestDefaultCapacityHoldsTwoAutoBatches(t *testing.T) {
+	if port.DefaultCapacity != 2*MaxAutoBatch {
+		t.Fatalf("port.DefaultCapacity %d, want 2*MaxAutoBatch = %d", port.DefaultCapacity, 2*MaxAutoBatch)
 	}
 }
