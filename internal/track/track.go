@@ -150,6 +150,9 @@ func (h *Holder) wake() {
 	h.mu.Unlock()
 }
 
+// Waiting reports whether a WaitFinished call is waiting (for tests).
+func (h *Holder) Waiting() bool { return h.waiters.Load() > 0 }
+
 // WaitFinished returns once every event the source h made is finished and
 // its Origin told, or with ctx.Err() when ctx ends first. It is signalled
 // by the finisher of the last event, never polled.
