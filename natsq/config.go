@@ -1,5 +1,8 @@
 package natsq
 
+// This file holds the configuration of the transport: the `nats:` section
+// and a stage's queue keys, with their spec and checks.
+
 import (
 	"crypto/tls"
 	"fmt"

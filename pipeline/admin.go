@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the admin HTTP endpoint: /stats, /metrics, /healthz,
+// /readyz, scaling, and its server's life.
+
 import (
 	"context"
 	"crypto/sha256"

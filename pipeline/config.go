@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the Config a pipeline file loads into (or a program
+// builds), and the positioned errors about it.
+
 import (
 	"fmt"
 	"strings"

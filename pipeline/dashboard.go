@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the dashboard: the page, its history and the layout of
+// the stage graph.
+
 import (
 	"bytes"
 	"embed"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the stage graph: finding its cycles, and drawing it
+// (Config.Graph: DOT or Mermaid).
+
 import (
 	"bufio"
 	"fmt"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the pipeline's lifecycle: Start, the two-phase Stop, Run
+// and RunWithSignals.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds Load and Parse: reading a pipeline file, its top-level
+// keys, and YAML errors with positions.
+
 import (
 	"bytes"
 	"errors"

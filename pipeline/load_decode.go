@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the decoding of YAML values against a spec: types,
+// sizes, durations, ${VAR} and positions.
+
 import (
 	"errors"
 	"fmt"

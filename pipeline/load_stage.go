@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the decoding of one stage of a pipeline file into its
+// StageConfig.
+
 import (
 	"fmt"
 	"regexp"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds /metrics: the pipeline's figures as a Prometheus
+// collector.
+
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stagedserver/seda/stats"

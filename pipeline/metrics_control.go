@@ -1,5 +1,7 @@
 package pipeline
 
+// This file holds the /metrics series of the stages' controllers.
+
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stagedserver/seda/stats"

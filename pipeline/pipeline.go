@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds New: building a pipeline's stages from a Config and a
+// Registry, and the Pipeline type.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds WriteReference: the pipeline file format's reference,
+// generated from the specs.
+
 import (
 	"bufio"
 	"fmt"

@@ -1,5 +1,7 @@
 package pipeline
 
+// This file holds Scale: pinning or releasing a running stage's knobs.
+
 import (
 	"bytes"
 	"encoding/json"

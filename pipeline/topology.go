@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the checks of a pipeline's topology: references, cycles,
+// sources and inline stages.
+
 import (
 	"fmt"
 	"strings"

@@ -1,5 +1,8 @@
 package port
 
+// This file holds the Port: its queue, run slots, Post, and the packet and
+// options types.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package stage
 
+// This file holds the checks of a configuration spec and of values against
+// it (Enum, Range), and how values are written.
+
 import (
 	"errors"
 	"fmt"

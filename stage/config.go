@@ -1,5 +1,8 @@
 package stage
 
+// This file holds Config, a kind's decoded configuration, and Bind, which
+// checks it against the spec.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package stage
 
+// This file holds a kind's spec (Field, FieldType, Kind), the Registry,
+// the common fields and byte sizes.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package stage
 
+// This file holds Value, one field's value without boxing, and its
+// conversions.
+
 import (
 	"bytes"
 	"encoding/json"

@@ -1,5 +1,8 @@
 package main
 
+// This file holds the registry every command loads pipelines with: the
+// stage families and the NATS queue transport.
+
 import (
 	"fmt"
 	"slices"

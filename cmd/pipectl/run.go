@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl run`: load, build and run a pipeline until a
+// signal, starting a local PostgreSQL when a store needs one.
+
 import (
 	"context"
 	"errors"

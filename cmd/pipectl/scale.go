@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl scale`: pin or release a running stage's knobs
+// through the admin endpoint.
+
 import (
 	"bytes"
 	"encoding/json"

@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl stats`: a running pipeline's /stats as a table,
+// with rates between snapshots.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl top`: the live view of a running pipeline's
+// stages.
+
 import (
 	"context"
 	"fmt"

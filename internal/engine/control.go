@@ -1,5 +1,8 @@
 package engine
 
+// This file holds the rules of the batching and thread-pool controllers,
+// as a pure function of samples.
+
 import (
 	"fmt"
 	"math"

@@ -1,5 +1,8 @@
 package engine
 
+// This file holds a source's admission control: the token bucket at the
+// door and the AIMD rule that sets its rate.
+
 import (
 	"fmt"
 	"math"

@@ -1,5 +1,8 @@
 package engine
 
+// This file holds a stage's pool of workers and how it is resized while
+// the stage runs.
+
 import (
 	"context"
 	"sync"

@@ -1,5 +1,8 @@
 package engine
 
+// This file holds a stage's control loop: sampling the port, applying the
+// controllers' decisions and operators' changes, and their figures.
+
 import (
 	"errors"
 	"fmt"

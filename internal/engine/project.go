@@ -1,5 +1,8 @@
 package engine
 
+// This file holds projection: telling a decoder which fields the stages
+// after it read.
+
 import "slices"
 
 // This file holds projection: a decoder need not materialise fields that

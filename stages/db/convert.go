@@ -1,5 +1,8 @@
 package db
 
+// This file holds the conversion of field values to a column's text or
+// binary COPY form.
+
 import (
 	"encoding/binary"
 	"encoding/json"

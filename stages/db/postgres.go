@@ -1,5 +1,8 @@
 package db
 
+// This file holds db.postgres: its spec, constructor and the Sink's life
+// (start, close).
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package netio
 
+// This file holds a netio.tcp connection: its reader, its owner that
+// writes the acks, and its state.
+
 import (
 	"crypto/tls"
 	"errors"

@@ -1,5 +1,8 @@
 package netio
 
+// This file holds a source's counters for /stats and the rate limit of its
+// log lines.
+
 import (
 	"net"
 	"sync"

@@ -1,5 +1,8 @@
 package netio
 
+// This file holds TLS for a source: its configuration and the
+// certificates, reloaded while it runs.
+
 import (
 	"crypto/tls"
 	"crypto/x509"

@@ -1,5 +1,7 @@
 package netio
 
+// This file holds netio.udp: a source of one record per datagram.
+
 import (
 	"bytes"
 	"context"

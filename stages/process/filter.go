@@ -1,5 +1,8 @@
 package process
 
+// This file holds process.filter and process.route: conditions that drop
+// events or choose their next stage.
+
 import (
 	"context"
 	"fmt"

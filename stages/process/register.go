@@ -1,5 +1,8 @@
 package process
 
+// This file holds the registration of the process kinds and their compile-
+// time checks.
+
 import (
 	"github.com/stagedserver/seda/stage"
 )

@@ -1,5 +1,8 @@
 package process
 
+// This file holds process.syslog: decoding RFC 5424 and RFC 3164 lines
+// into fields.
+
 import (
 	"context"
 	"encoding/binary"
