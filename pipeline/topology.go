@@ -1,7 +1,7 @@
 package pipeline
 
-// This file holds the checks of a pipeline's topology: references, cycles,
-// sources and inline stages.
+// This file holds the checks of a pipeline's topology (references,
+// cycles, sources and inline stages) and its warnings.
 
 import (
 	"fmt"
