@@ -14,6 +14,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -187,10 +188,7 @@ func TestPublishConsumeAck(t *testing.T) {
 		}
 	}
 	// Every event acked by the publisher is in the stream or stored.
-	deadline := time.Now().Add(wait)
-	for s.count() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, "every event stored", func() bool { return s.count() >= n })
 	if got := s.count(); got != n {
 		t.Fatalf("stored %d of %d", got, n)
 	}
@@ -224,23 +222,16 @@ func jsFor(t *testing.T, url string) jetstream.JetStream {
 
 func waitStream(t *testing.T, js jetstream.JetStream, name string, msgs uint64) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
+	poll.Until(t, fmt.Sprintf("stream %s to hold %d messages", name, msgs), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		str, err := js.Stream(ctx, name)
 		var si *jetstream.StreamInfo
 		if err == nil {
 			si, err = str.Info(ctx)
 		}
-		cancel()
-		if err == nil && si.State.Msgs == msgs {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream %s: want %d messages, have %v (%v)", name, msgs, si, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && si.State.Msgs == msgs
+	})
 }
 
 func TestPoisonGoesToDeadLetters(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
 )
 
@@ -62,8 +63,8 @@ func TestNatsQueueInOneProcess(t *testing.T) {
 	p, hub := natsNew(t, natsYAML(srv.URL(), n))
 	src := hub.source(t, "src")
 	src.waitEmitted(t)
-	waitUntil(t, "every event acked", func() bool { return src.ok.Load() == n })
-	waitUntil(t, "store.out", func() bool { return rtStageStats(t, p.Stats(), "store").Out == n })
+	poll.Until(t, "every event acked", func() bool { return src.ok.Load() == n })
+	poll.Until(t, "store.out", func() bool { return rtStageStats(t, p.Stats(), "store").Out == n })
 	st := rtStageStats(t, p.Stats(), "store")
 	if ns, ok := natsq.StatsOf(st); !ok || !ns.Consuming || !ns.Publishing || st.Queue.Transport != "nats" {
 		t.Fatalf("store stats: %+v", st)
@@ -82,7 +83,7 @@ func TestNatsSplitAcrossPipelines(t *testing.T) {
 	src := hub.source(t, "src")
 	src.waitEmitted(t)
 	// Acked once in the stream, before any process consumes it.
-	waitUntil(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	poll.Until(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
 	fs := front.Stats()
 	if len(fs.Stages) != 3 {
 		t.Fatalf("front stats list %d stages, want src, mid and the remote store", len(fs.Stages))
@@ -91,7 +92,7 @@ func TestNatsSplitAcrossPipelines(t *testing.T) {
 	if ns, ok := natsq.StatsOf(store); !store.Remote || !ok || ns.Published != n || store.Out != n {
 		t.Fatalf("front's store: %+v", store)
 	}
-	waitUntil(t, "the stream's depth", func() bool {
+	poll.Until(t, "the stream's depth", func() bool {
 		return rtStageStats(t, front.Stats(), "store").Queue.Depth == n
 	})
 	rtStop(t, front)
@@ -99,7 +100,7 @@ func TestNatsSplitAcrossPipelines(t *testing.T) {
 	// Two backs share the stream.
 	b1, _ := natsNew(t, yaml, "store")
 	b2, _ := natsNew(t, yaml, "store")
-	waitUntil(t, "the backs to store every event", func() bool {
+	poll.Until(t, "the backs to store every event", func() bool {
 		return rtStageStats(t, b1.Stats(), "store").Out+rtStageStats(t, b2.Stats(), "store").Out == n
 	})
 	rtStop(t, b1)
@@ -155,16 +156,5 @@ func TestNatsQueueLoadErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Count(err.Error(), "\n") > 0 {
 			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
 		}
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
@@ -340,13 +341,7 @@ func rtStop(t *testing.T, p *Pipeline) StopReport {
 // rtWaitState polls p until it is in state want.
 func rtWaitState(t *testing.T, p *Pipeline, want string) {
 	t.Helper()
-	for i := 0; i < 10000; i++ {
-		if p.Stats().State == want {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("pipeline never reached state %q (now %q)", want, p.Stats().State)
+	poll.Until(t, "state "+want, func() bool { return p.Stats().State == want })
 }
 
 func rtStageStats(t *testing.T, s Stats, name string) stats.Stage {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -37,17 +38,6 @@ func (g *gate) Handle(ctx context.Context, b []*stage.Event, out stage.Emitter) 
 		ev.Done(nil)
 	}
 	return nil
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 4000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting until %s", what)
 }
 
 func post(t *testing.T, s *Stage, n int) {
@@ -86,7 +76,7 @@ func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 		t.Fatalf("after SetWorkers(1): pool %+v, control %+v", st.Pool, st.Control.Workers)
 	}
 	close(g.release) // the four retired finish their batches and leave
-	waitUntil(t, "the batches finished", func() bool { return s.Stats().In == 5 && s.Stats().Pool.Blocked == 0 })
+	poll.Until(t, "the batches finished", func() bool { return s.Stats().In == 5 && s.Stats().Pool.Blocked == 0 })
 	post(t, s, 3) // the one worker left takes the rest
 	for range 3 {
 		<-g.calls
@@ -228,7 +218,7 @@ func TestAutoPoolGrowsWhenBlocked(t *testing.T) {
 			em.Flush(context.Background())
 		}
 	}()
-	waitUntil(t, "the pool grew past its run slot", func() bool { return s.Stats().Pool.Workers > 1 })
+	poll.Until(t, "the pool grew past its run slot", func() bool { return s.Stats().Pool.Workers > 1 })
 	close(stop)
 	<-fed
 	l.CloseQueue()

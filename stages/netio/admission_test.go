@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -31,10 +32,7 @@ func TestAdmissionShedsAtTheDoor(t *testing.T) {
 	}
 	c.Flush()
 	sink := r.sink.Stage()
-	deadline := time.Now().Add(wait)
-	for (sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: (sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4)", func() bool { return !(sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4) })
 	// Fifty more find the queue full: refused busy at the door, while the
 	// gate is shut. (Their nacks follow the acks of the five ahead of them
 	// on the connection: replies are written in record order.)
@@ -44,9 +42,7 @@ func TestAdmissionShedsAtTheDoor(t *testing.T) {
 	}
 	c.Flush()
 	src := r.in.Stage()
-	for (src.Stats().Control == nil || src.Stats().Control.Admission.Shed < more) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: (src.Stats().Control == nil || src.Stats().Control.Admission.Shed < more)", func() bool { return !(src.Stats().Control == nil || src.Stats().Control.Admission.Shed < more) })
 	st := src.Stats()
 	if st.Control == nil || st.Control.Admission == nil {
 		t.Fatalf("no admission figures in the source's stats: %+v", st.Control)

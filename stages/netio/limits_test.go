@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/port"
@@ -76,16 +77,12 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 		c.Flush() // blocks while the server is not reading; that is the point
 	}()
 
-	deadline := time.Now().Add(wait)
-	for r.src.ReadsPaused() == 0 {
+	poll.Until(t, "reads to pause", func() bool {
 		if n := r.in.Stage().Stats().In; n > uint64(bound) {
 			t.Fatalf("the source read %d records with record 1 unacked; max_unacked %d allows at most %d", n, maxUnacked, bound)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return r.src.ReadsPaused() != 0
+	})
 	// Paused: nothing more is read until record 1 is finished.
 	read := r.in.Stage().Stats().In
 	if read < maxUnacked || read > uint64(bound) {
@@ -112,11 +109,7 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 	}
 	// The reader resumes when the acks move, but may run a moment after
 	// the client has read them.
-	for deadline := time.Now().Add(wait); r.src.ReadsPaused() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections paused after everything was acked", r.src.ReadsPaused())
-		}
-	}
+	poll.Until(t, "no connection paused after everything was acked", func() bool { return r.src.ReadsPaused() == 0 })
 }
 
 // StopInput and Drain do not wait on a reader paused by max_unacked:
@@ -156,21 +149,10 @@ func TestStopInputWhileReadsPaused(t *testing.T) {
 		t.Fatal("record 1 never arrived")
 	}
 	t.Cleanup(func() { ev.Done(nil) }) // Done twice is counted and ignored
-	deadline := time.Now().Add(wait)
-	for r.src.ReadsPaused() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "reads to pause", func() bool { return r.src.ReadsPaused() != 0 })
 	// Everything but record 1 finished, so no ack flush is left to wake
 	// the paused reader: StopInput itself must.
-	for r.in.Stage().InFlight() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events in flight, want only record 1", r.in.Stage().InFlight())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "only record 1 in flight", func() bool { return r.in.Stage().InFlight() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := r.src.StopInput(ctx); err != nil {
@@ -213,13 +195,7 @@ func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
 		}
 		c.CloseWrite()
 	}()
-	deadline := time.Now().Add(wait)
-	for r.src.ReadsPaused() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "reads to pause", func() bool { return r.src.ReadsPaused() != 0 })
 	if n := r.in.Stage().Stats().In; n < maxUnacked || n > maxUnacked+64/3+1 {
 		t.Fatalf("reads paused after %d records; want %d to %d", n, maxUnacked, maxUnacked+64/3+1)
 	}
@@ -320,10 +296,7 @@ func TestAckNoneLogsRefusalsRateLimited(t *testing.T) {
 	}
 	c.CloseWrite()
 	waitEOF(t, c)
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().InFlight() != 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().InFlight() != 0", func() bool { return !(r.in.Stage().InFlight() != 0) })
 	var lines []string
 	for _, e := range r.logs.All() {
 		if !strings.Contains(e.Message, "record refused") {

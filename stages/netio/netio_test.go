@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
@@ -204,22 +205,23 @@ func (r *rig) dial(f wire.Framing, onReply func(wire.Reply)) *wire.Client {
 // waitLog waits until a log entry whose message contains msg appears.
 func (r *rig) waitLog(msg string) observer.LoggedEntry {
 	r.t.Helper()
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
+	var found observer.LoggedEntry
+	poll.Until(r.t, fmt.Sprintf("a log entry %q", msg), func() bool {
 		for _, e := range r.logs.All() {
 			if strings.Contains(e.Message, msg) {
-				return e
+				found = e
+				return true
 			}
 			for _, f := range e.Context {
 				if f.Key == "reason" && strings.Contains(f.String, msg) {
-					return e
+					found = e
+					return true
 				}
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	r.t.Fatalf("no log entry %q; have %d entries", msg, r.logs.Len())
-	return observer.LoggedEntry{}
+		return false
+	})
+	return found
 }
 
 func fieldOf(e observer.LoggedEntry, key string) (zapcore.Field, bool) {
@@ -419,10 +421,7 @@ func TestSyslogFramingOverTCP(t *testing.T) {
 	if f, _ := fieldOf(e, "remote"); f.String != nc.LocalAddr().String() {
 		t.Errorf("protocol error logged with remote %q, want %q", f.String, nc.LocalAddr())
 	}
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().Stats().Source.Connections.Closed != 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().Stats().Source.Connections.Closed != 1", func() bool { return !(r.in.Stage().Stats().Source.Connections.Closed != 1) })
 	src := r.in.Stage().Stats().Source
 	// Reads stop after the bad count; what follows it may or may not be read.
 	if read := int(src.BytesIn); read < strings.Index(in, " <13>never") || read > len(in) {
@@ -485,10 +484,7 @@ func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 	c.Flush()
 	// The record waits in the sink far longer than idle_timeout; once it is
 	// in flight the connection must not be closed as idle.
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().InFlight() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().InFlight() == 0", func() bool { return !(r.in.Stage().InFlight() == 0) })
 	time.Sleep(100 * time.Millisecond) // several idle periods pass
 	close(gate)
 	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
@@ -658,10 +654,7 @@ func TestOverflowRejectNacksBusy(t *testing.T) {
 		c.Send(fmt.Appendf(nil, "rec %d", i))
 	}
 	c.Flush()
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().Stats().In < records && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().Stats().In < records", func() bool { return !(r.in.Stage().Stats().In < records) })
 	close(gate)
 	if err := c.WaitTimeout(wait); err != nil {
 		t.Fatal(err)
@@ -700,10 +693,7 @@ func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(wait)
-	for c.Acked() < 200 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: c.Acked() < 200", func() bool { return !(c.Acked() < 200) })
 	// The client closes once it has read the server's EOF: that ends the
 	// server's linger.
 	go func() {
@@ -841,10 +831,7 @@ func TestCloseWithEventsInFlight(t *testing.T) {
 		c.Send(fmt.Appendf(nil, "rec %d", i))
 	}
 	c.Flush()
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().Stats().In < 5 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().Stats().In < 5", func() bool { return !(r.in.Stage().Stats().In < 5) })
 	// Close at once: every goroutine of the source returns although the
 	// sink still holds events (goleak checks), and the events finishing
 	// afterwards are ignored.
@@ -911,14 +898,9 @@ func TestFramedInPlaceBuffersOutliveLaterReads(t *testing.T) {
 		fmt.Fprintf(&all, "record %05d %s\n", i, strings.Repeat("x", i%40))
 	}
 	go nc.Write(all.Bytes())
-	deadline := time.Now().Add(wait)
-	for seen.Load() < n/2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: seen.Load() < n/2", func() bool { return !(seen.Load() < n/2) })
 	close(release)
-	for seen.Load() < n && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: seen.Load() < n", func() bool { return !(seen.Load() < n) })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != n {
