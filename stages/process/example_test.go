@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/process"
 )
@@ -41,11 +40,7 @@ func Example_func() {
 	_, err = kind.NewHandler(stage.NewConfig(map[string]any{"func": "hash"}), stage.Env{Stage: "hash"})
 	fmt.Println(err)
 
-	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	evs := []*stage.Event{
-		src.NewEvent(nil, 1, stage.Origin{}),
-		src.NewEvent(nil, 2, stage.Origin{}),
-	}
+	evs := []*stage.Event{{Seq: 1}, {Seq: 2}} // as a handler's test makes them
 	evs[0].Set("user", "ann")
 	evs[0].Set("password", "hunter2")
 	evs[1].Set("level", "debug")
