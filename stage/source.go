@@ -14,8 +14,9 @@ import (
 
 // Input is the common case of a source: it reads records and nothing
 // else. The runtime turns each record into an event, emits and flushes
-// it, applies backpressure (Read is not called while the next queue is
-// full under overflow block), waits for what is in flight on drain,
+// it, applies backpressure (while the next queue is full under overflow
+// block, Read is not called again once a batch's worth of records
+// waits), waits for what is in flight on drain,
 // counts it in /stats and shuts it down; the Input is told how each
 // record ended through the ack function Read returned with it. A kind
 // offers one with Kind.NewInput. It is modelled on Redpanda Connect's

@@ -279,13 +279,13 @@ func (s *Source) Close() error {
 // /stats entry.
 func (s *Source) Figures(st *stats.Stage) {
 	s.mu.Lock()
-	p := s.port
+	p, set := s.port, s.set // Start sets them under mu
 	s.mu.Unlock()
 	var ps port.Stats
 	if p != nil {
 		ps = p.Stats()
 	}
-	figures(st, p != nil, ps, port.Block, s.set, &s.cnt)
+	figures(st, p != nil, ps, port.Block, set, &s.cnt)
 }
 
 // ReadsPaused returns how many connections have their reads paused

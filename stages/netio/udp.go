@@ -326,11 +326,11 @@ func (s *UDPSource) Close() error {
 // /stats entry.
 func (s *UDPSource) Figures(st *stats.Stage) {
 	s.mu.Lock()
-	p := s.port
+	p, set := s.port, s.set // Start sets them under mu
 	s.mu.Unlock()
 	var ps port.Stats
 	if p != nil {
 		ps = p.Stats()
 	}
-	figures(st, p != nil, ps, port.Reject, s.set, &s.cnt)
+	figures(st, p != nil, ps, port.Reject, set, &s.cnt)
 }
