@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stats"
 )
 
 // untunedYAML is the three-stage pipeline with no tuning keys: the
@@ -39,7 +41,7 @@ stages:
 // watch samples a stage's control figures every 50 ms until stopped.
 type watch struct {
 	mu      sync.Mutex
-	samples []stage.Stats
+	samples []stats.Stage
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -56,7 +58,7 @@ func watchStage(p *pipeline.Pipeline, name string) *watch {
 				return
 			case <-t.C:
 			}
-			st := p.Stage(name).Stats()
+			st, _ := p.StageStats(name)
 			w.mu.Lock()
 			w.samples = append(w.samples, st)
 			w.mu.Unlock()
@@ -65,7 +67,7 @@ func watchStage(p *pipeline.Pipeline, name string) *watch {
 	return w
 }
 
-func (w *watch) end() []stage.Stats {
+func (w *watch) end() []stats.Stage {
 	close(w.stop)
 	<-w.done
 	return w.samples
@@ -110,7 +112,7 @@ CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION 
 		t.Fatalf("%d rows (%d distinct), want %d", rows, distinct, n)
 	}
 
-	ceiling := stage.AutoBatchCeiling(stage.DefaultCapacity)
+	ceiling := engine.AutoBatchCeiling(port.DefaultCapacity)
 	minBatch, maxWorkers, slots := ceiling, 0, 0
 	for _, s := range ss {
 		c := s.Control
@@ -187,7 +189,7 @@ stages:
 		}
 	}
 	exec1(t, dsn, "UPDATE ctl SET slow = false")
-	acc := r.p.Stage("accept").Stats()
+	acc := stageStats(t, r.p, "accept")
 	r.stop()
 	stored := storedIDs(t, dsn, "events")
 	for _, id := range lr.AckedIDs {

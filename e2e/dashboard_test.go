@@ -14,7 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/stagedserver/seda/internal/wire"
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/port"
 )
 
 // chromium returns the headless browser the dashboard test drives. It is
@@ -120,8 +120,8 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("the store's %s: %v", f, err)
 		}
 	}
-	if c, err := field(ctx, "store", "capacity"); err != nil || c != stage.DefaultCapacity {
-		t.Errorf("the store's capacity on the page: %v, %v; want %d", c, err, stage.DefaultCapacity)
+	if c, err := field(ctx, "store", "capacity"); err != nil || c != port.DefaultCapacity {
+		t.Errorf("the store's capacity on the page: %v, %v; want %d", c, err, port.DefaultCapacity)
 	}
 	before, err := field(ctx, "store", "out")
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/stagedserver/seda/stages/db"
 	"github.com/stagedserver/seda/stages/netio"
 	"github.com/stagedserver/seda/stages/process"
+	"github.com/stagedserver/seda/stats"
 )
 
 // pg is the PostgreSQL server the tests share; tests that stop or restart
@@ -117,15 +118,21 @@ func startPipeline(t testing.TB, reg *stage.Registry, yaml string, vars map[stri
 
 func sourceAddr(t testing.TB, p *pipeline.Pipeline, name string) string {
 	t.Helper()
-	st := p.Stage(name)
-	if st == nil {
-		t.Fatalf("no stage %q", name)
-	}
-	a := st.Addr()
+	a := p.Addr(name)
 	if a == nil {
-		t.Fatalf("stage %q has no address", name)
+		t.Fatalf("stage %q has no address (no such stage, or not listening)", name)
 	}
 	return a.String()
+}
+
+// stageStats returns the /stats figures of the stage called name.
+func stageStats(t testing.TB, p *pipeline.Pipeline, name string) stats.Stage {
+	t.Helper()
+	st, ok := p.StageStats(name)
+	if !ok {
+		t.Fatalf("no stage %q", name)
+	}
+	return st
 }
 
 // connect opens a connection to dsn, closed when the test ends.

@@ -15,7 +15,8 @@ import (
 	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/natsq"
+	"github.com/stagedserver/seda/stats"
 )
 
 // splitYAML is the ingest pipeline split in two: accept and parse in
@@ -80,11 +81,11 @@ func streamFor(t *testing.T) string {
 
 // stageOf returns one stage's /stats entry of a running pipectl, or
 // false while its admin endpoint does not answer.
-func stageOf(t *testing.T, c *http.Client, p *proc, name string) (stage.Stats, bool) {
+func stageOf(t *testing.T, c *http.Client, p *proc, name string) (stats.Stage, bool) {
 	t.Helper()
 	s, err := getStats(c, p.admin)
 	if err != nil {
-		return stage.Stats{}, false
+		return stats.Stage{}, false
 	}
 	for _, st := range s.Stages {
 		if st.Name == name {
@@ -92,7 +93,14 @@ func stageOf(t *testing.T, c *http.Client, p *proc, name string) (stage.Stats, b
 		}
 	}
 	t.Fatalf("no stage %q in the /stats of %s: %+v", name, p.admin, s)
-	return stage.Stats{}, false
+	return stats.Stage{}, false
+}
+
+// natsOf returns the NATS figures of a stage's /stats entry (zero when
+// it has none).
+func natsOf(st stats.Stage) natsq.Stats {
+	ns, _ := natsq.StatsOf(st)
+	return ns
 }
 
 func storeOut(t *testing.T, c *http.Client, p *proc) uint64 {
@@ -166,7 +174,7 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natstest.Server) {
 	poll.Until(t, "both backs to store rows", func() bool {
 		return storeOut(t, hc, b1) > 0 && storeOut(t, hc, b2) > 0
 	})
-	if st, _ := stageOf(t, hc, front, "store"); !st.Remote || st.Nats == nil || st.Nats.Published == 0 {
+	if st, _ := stageOf(t, hc, front, "store"); !st.Remote || natsOf(st).Published == 0 {
 		t.Errorf("the front's store entry: %+v", st)
 	}
 	b1.cmd.Process.Signal(syscall.SIGKILL)
@@ -241,20 +249,20 @@ func natsFullStreamPushesBack(t *testing.T, bin string, ns *natstest.Server) {
 	sh := rs.runShares(ctx, n, 2)
 	poll.Until(t, "the stream to be full", func() bool {
 		st, ok := stageOf(t, hc, front, "store")
-		return ok && st.Nats != nil && st.Nats.Full > 0
+		return ok && natsOf(st).Full > 0
 	})
 	if got := len(rs.ackedIDs()); got > limit {
 		t.Fatalf("%d records acked with no back running; the stream holds %d", got, limit)
 	}
 	// /stats shows the stream's depth against its max_msgs (figures the
 	// server gives, read at most every half second).
-	var st stage.Stats
+	var st stats.Stage
 	poll.Until(t, "store's depth to be the stream's", func() bool {
 		st, _ = stageOf(t, hc, front, "store")
 		return st.Queue.Capacity == limit && st.Queue.Depth == limit
 	})
 	t.Logf("stream full: %d acked, stream depth %d/%d, publish retries %d",
-		len(rs.ackedIDs()), st.Queue.Depth, st.Queue.Capacity, st.Nats.PublishRetries)
+		len(rs.ackedIDs()), st.Queue.Depth, st.Queue.Capacity, natsOf(st).PublishRetries)
 	if got := len(rs.ackedIDs()); got > limit {
 		t.Fatalf("%d records acked with no back running; the stream holds %d", got, limit)
 	}
@@ -290,7 +298,7 @@ func natsPoisonDeadLetter(t *testing.T, bin string, ns *natstest.Server) {
 	}
 	poll.Until(t, "the poison record to be dead-lettered", func() bool {
 		st, ok := stageOf(t, hc, back, "store")
-		return ok && st.Nats != nil && st.Nats.DeadLettered == 1
+		return ok && natsOf(st).DeadLettered == 1
 	})
 	waitStored(t, dsn, 2)
 

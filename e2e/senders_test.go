@@ -201,7 +201,7 @@ input(type="imuxsock" Socket=%q RateLimit.Interval="0")
 	if all := syslogRows(t, dsn); len(all) != 1 {
 		t.Errorf("rows under other apps: %v", keys(all))
 	}
-	st := r.p.Stage("tcp").Stats().Source
+	st := stageStats(t, r.p, "tcp").Source
 	t.Logf("%d messages from rsyslog stored with app_name %q (host %q); tcp source: %d connections, %d bytes, protocol errors %v",
 		n, "rsysapp", rows[0].host, st.Connections.Accepted, st.BytesIn, st.ProtocolErrors)
 	if len(st.ProtocolErrors) != 0 {
@@ -447,7 +447,7 @@ func TestOpensslClientCertificate(t *testing.T) {
 		t.Fatalf("s_client without a certificate (%v):\n%s", err, res)
 	}
 	t.Logf("s_client without a client certificate: %s", firstLine(res, "alert"))
-	st := r.p.Stage("tcp").Stats().Source
+	st := stageStats(t, r.p, "tcp").Source
 	if st.Connections.Refused != 1 || st.ProtocolErrors["tls_handshake"] != 1 {
 		t.Errorf("tcp source counters %+v", *st)
 	}
@@ -543,7 +543,7 @@ input(type="imuxsock" Socket=%q RateLimit.Interval="0")
 	if len(rows) != n || !strings.HasPrefix(rows[0].msg, "over gtls ") {
 		t.Fatalf("%d rows (%+v), want %d", len(rows), rows[0], n)
 	}
-	st := r.p.Stage("tcp").Stats().Source
+	st := stageStats(t, r.p, "tcp").Source
 	if st.Connections.Accepted == 0 || len(st.ProtocolErrors) != 0 {
 		t.Errorf("tcp source counters %+v\nrsyslogd:\n%s", *st, rs.out)
 	}

@@ -1,5 +1,8 @@
 package natsq
 
+// This file holds the configuration of the transport: the `nats:` section
+// and a stage's queue keys, with their spec and checks.
+
 import (
 	"crypto/tls"
 	"fmt"
@@ -12,6 +15,11 @@ import (
 
 	"github.com/stagedserver/seda/stage"
 )
+
+// TransportName is what queue.transport says to put a stage's queue on
+// NATS JetStream, and the key of the pipeline file's `nats:` section and
+// of a stage's figures in /stats.
+const TransportName = "nats"
 
 // DefaultURL is the server a pipeline connects to when nats.url is empty.
 const DefaultURL = nats.DefaultURL

@@ -41,19 +41,13 @@ func (q *Queue) Consumer() stage.Source { return &consumer{q: q} }
 type consumer struct {
 	q      *Queue
 	rt     stage.SourceRuntime
-	out    *stage.Outputs
+	out    stage.Emitter
 	opened bool
 	js     jetstream.JetStream
 	cc     jetstream.ConsumeContext
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
-
-	// inflight counts messages taken and not yet settled (acked, NAKed or
-	// dead-lettered); idle is signalled when it drops to zero.
-	inflight atomic.Int64
-	idleMu   sync.Mutex
-	idle     chan struct{} // closed when inflight is 0; replaced when it rises
 
 	names map[string]string // field names seen, interned (take's alone)
 
@@ -69,8 +63,10 @@ type consumer struct {
 	inputDone chan struct{} // closed by StopInput once take has returned for good
 	posterWG  sync.WaitGroup
 	dead      chan *inflight // messages to dead-letter
+	deadEnd   chan struct{}  // closed by Drain: no more come; publish what is queued and return
 	deadWG    sync.WaitGroup
 	stopped   atomic.Bool // StopInput ran
+	stopDead  sync.Once   // Drain closed deadEnd
 }
 
 var _ stage.Source = (*consumer)(nil)
@@ -93,9 +89,8 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	c.rt = rt
 	c.out = rt.NewEmitter()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.idle = make(chan struct{})
-	close(c.idle)
 	c.dead = make(chan *inflight, 1024)
+	c.deadEnd = make(chan struct{})
 	c.names = map[string]string{}
 	c.pcond = sync.NewCond(&c.pmu)
 	c.wake = make(chan struct{}, 1)
@@ -155,7 +150,6 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 // which stops the pulling: at most PullMaxMessages wait in nats.go's
 // buffer meanwhile.
 func (c *consumer) take(msg jetstream.Msg) {
-	c.begin()
 	in := &inflight{c: c, msg: msg}
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -255,7 +249,6 @@ func (in *inflight) Complete(_ *stage.Event, err error) {
 		} else {
 			q.st.acked.Add(1)
 		}
-		c.end()
 	case errors.Is(err, errUndecodable):
 		in.class, in.reason = DeadUndecodable, err.Error()
 		c.giveUp(in)
@@ -268,7 +261,6 @@ func (in *inflight) Complete(_ *stage.Event, err error) {
 		c.giveUp(in)
 	default:
 		in.nak(c.backoff(in.delivered, err))
-		c.end()
 	}
 }
 
@@ -313,28 +305,34 @@ func (c *consumer) giveUp(in *inflight) {
 	case c.dead <- in:
 	case <-c.ctx.Done():
 		in.nak(0)
-		c.end()
 	}
 }
 
 // deadLetters publishes the messages given up to the dead-letter stream
 // and, once it has them, terminates them in the work stream. When the
 // dead-letter stream cannot take one, the message is NAKed and comes back
-// later.
+// later. Once Drain says no more come, it publishes what is queued and
+// returns.
 func (c *consumer) deadLetters() {
 	defer c.deadWG.Done()
 	q := c.q
+	end := c.deadEnd // once closed, each round takes what is queued, if anything
 	for {
 		var in *inflight
 		select {
 		case in = <-c.dead:
+		case <-end:
+			select {
+			case in = <-c.dead:
+			default:
+				return
+			}
 		case <-c.ctx.Done():
 			// Close: what is left goes back to the stream.
 			for {
 				select {
 				case in := <-c.dead:
 					in.nak(0)
-					c.end()
 				default:
 					return
 				}
@@ -345,7 +343,6 @@ func (c *consumer) deadLetters() {
 				zap.Uint64("stream_seq", in.streamSeq), zap.String("error", errText(err)))
 			q.st.deadErrors.Add(1)
 			in.nak(c.backoff(in.delivered, err))
-			c.end()
 			continue
 		}
 		reason := in.reason
@@ -358,7 +355,6 @@ func (c *consumer) deadLetters() {
 		q.st.dead(in.class)
 		q.log.Warn("nats: message dead-lettered", zap.String("dead_stream", deadStream(q.cfg.Stream)),
 			zap.Uint64("stream_seq", in.streamSeq), zap.String("class", in.class), zap.String("reason", stage.Redact(in.reason)))
-		c.end()
 	}
 }
 
@@ -384,28 +380,6 @@ func (c *consumer) publishDead(in *inflight) error {
 	return err
 }
 
-// begin counts a message taken.
-func (c *consumer) begin() {
-	if c.inflight.Add(1) == 1 {
-		c.idleMu.Lock()
-		c.idle = make(chan struct{})
-		c.idleMu.Unlock()
-	}
-}
-
-// end counts a message settled.
-func (c *consumer) end() {
-	if c.inflight.Add(-1) == 0 {
-		c.idleMu.Lock()
-		select {
-		case <-c.idle:
-		default:
-			close(c.idle)
-		}
-		c.idleMu.Unlock()
-	}
-}
-
 // StopInput stops pulling: messages nats.go has already received are
 // still handed to the stage; it returns once they all are.
 func (c *consumer) StopInput(ctx context.Context) error {
@@ -429,25 +403,25 @@ func (c *consumer) StopInput(ctx context.Context) error {
 	}
 }
 
-// Drain returns once every message taken is settled (its event finished
-// and the message acked, NAKed or dead-lettered) and the settlements are
-// flushed to the server, or ctx ends.
+// Drain returns once every message taken is settled (its event finished,
+// by the runtime's count, and the message acked, NAKed or dead-lettered)
+// and the settlements are flushed to the server, or ctx ends.
 func (c *consumer) Drain(ctx context.Context) error {
-	for {
-		c.idleMu.Lock()
-		idle := c.idle
-		c.idleMu.Unlock()
-		if idle == nil {
-			return nil // never started
-		}
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			return fmt.Errorf("%d messages not settled: %w", c.inflight.Load(), ctx.Err())
-		}
-		if c.inflight.Load() == 0 {
-			break
-		}
+	if c.rt == nil {
+		return nil // never started
+	}
+	if err := c.rt.WaitFinished(ctx); err != nil {
+		return err
+	}
+	// Every event is finished and input has stopped: no more messages
+	// are given up; those queued for the dead-letter stream go there.
+	c.stopDead.Do(func() { close(c.deadEnd) })
+	done := make(chan struct{})
+	go func() { c.deadWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("dead letters not written: %w", ctx.Err()) // Close NAKs them
 	}
 	if c.js != nil {
 		if err := c.js.Conn().FlushTimeout(5 * time.Second); err != nil {

@@ -2,8 +2,10 @@
 // pipeline runs across processes and machines: front processes run the
 // network stages, back processes the database writers, and a JetStream
 // stream stands between them where a completion port would be. It is what
-// `queue: {transport: nats, stream: NAME}` in a pipeline file means; the
-// pipeline package builds it, and `pipectl run --stages` picks which
+// `queue: {transport: nats, stream: NAME}` in a pipeline file means:
+// Register registers it in a stage.Registry as a queue transport (the
+// pipeline package knows none by name; pipectl links this one in, as it
+// links the stage families), and `pipectl run --stages` picks which
 // stages a process runs.
 //
 // # The stream
@@ -85,7 +87,8 @@
 //
 // # Figures
 //
-// Queue.Fill puts the queue into a stage's /stats entry: the consumer's
+// Queue.Fill puts the queue into a stage's /stats entry (the stand-in's
+// publisher and the consumer call it as their Figures, see stage.Kind): the consumer's
 // pending plus ack-pending counts (the server's, the same in every
 // process) as the queue's depth, the stream's max_msgs as its capacity,
 // and a nats object with this process's counters (published, acked,

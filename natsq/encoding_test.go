@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 )
 
 func TestEncodingRoundTrip(t *testing.T) {
-	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	ev := src.NewEventAt([]byte(`{"id":7}`), 42, stage.Origin{}, time.Unix(0, 1234567890))
 	ev.SetValue("s", stage.StringValue("héllo"))
 	ev.SetValue("i", stage.IntValue(-1<<62))
@@ -28,7 +29,7 @@ func TestEncodingRoundTrip(t *testing.T) {
 	if err != nil || string(payload) != `{"id":7}` {
 		t.Fatalf("payload %q, %v", payload, err)
 	}
-	back, _ := stage.NewSourceStage(stage.Settings{Name: "back"}, nil, nil)
+	back, _ := engine.NewSourceStage(stage.Settings{Name: "back"}, nil, nil)
 	got := back.NewEvent(payload, 1, stage.Origin{})
 	if err := decodeFields(got, fields, map[string]string{}); err != nil {
 		t.Fatal(err)
@@ -53,7 +54,7 @@ func TestEncodingRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRefusesGarbage(t *testing.T) {
-	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	for _, data := range [][]byte{nil, {1, 0}, {2, 5, 'a'}, {2, 0, 1, 1, 'a', 99}, {2, 0, 1, 1, 'a', byte(stage.ValueInt)}, {2, 0, 0, 7}} {
 		payload, fields, err := splitMessage(data)
 		if err == nil {
@@ -68,7 +69,7 @@ func TestDecodeRefusesGarbage(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	ev := src.NewEvent([]byte("p"), 1, stage.Origin{})
 	ev.SetValue("a", stage.StringValue("x"))
 	ev.SetValue("b", stage.IntValue(3))

@@ -1,5 +1,8 @@
 package natsq_test
 
+// This file shows a queue on NATS as a program uses it: natsq registered
+// as a transport, one pipeline file, two processes' worth of pipelines.
+
 import (
 	"context"
 	"fmt"
@@ -9,8 +12,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/natsq"
+	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -18,22 +23,39 @@ import (
 type printer struct {
 	mu   sync.Mutex
 	rows []string
+	all  chan struct{} // closed at the third row
 }
 
 func (p *printer) Handle(_ context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, ev := range batch {
-		host, _ := ev.Field("host")
-		p.rows = append(p.rows, fmt.Sprintf("%s from %v", ev.Payload, host))
+		p.rows = append(p.rows, string(ev.Payload))
 		ev.Done(nil) // acks the message in JetStream
+		if len(p.rows) == 3 {
+			close(p.all)
+		}
 	}
 	return nil
 }
 
-// A queue seen from two processes: the front's stand-in publishes, the
-// back's consumer feeds the stage that stores. (A pipeline file does all
-// of this with `queue: {transport: nats, stream: NAME}`.)
+// records is a source of three records, then the end of its input.
+type records struct{ n int }
+
+func (r *records) Connect(context.Context) error { return nil }
+func (r *records) Close() error                  { return nil }
+func (r *records) Read(context.Context) ([]byte, func(error), error) {
+	if r.n == 3 {
+		return nil, nil, stage.ErrEndOfInput
+	}
+	r.n++
+	return fmt.Appendf(nil, `{"id":%d}`, r.n), nil, nil
+}
+
+// One pipeline file, run as two processes would run it (pipectl run
+// --stages): the front reads and publishes to the store's stream, the
+// back consumes it and stores. natsq.Register makes `transport: nats`
+// known, as pipectl registers it.
 func Example() {
 	dir, _ := os.MkdirTemp("", "natsq-example")
 	defer os.RemoveAll(dir)
@@ -41,61 +63,61 @@ func Example() {
 	ns.Start()
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	ns.ReadyForConnections(10 * time.Second)
-	cfg := natsq.Config{URL: ns.ClientURL()}
-	qc := natsq.QueueConfig{Stream: "example_store"}
-	ctx := context.Background()
 
-	// The back: a consumer feeding the store stage.
-	back := natsq.NewClient(cfg, "example", nil)
-	p := &printer{}
-	_, store := stage.NewHandlerStage(stage.Settings{Name: "store", Terminal: true}, p, nil)
-	_, cons := stage.NewSourceStage(stage.Settings{Name: "store"}, back.Queue("store", qc, 0, 64).Consumer(), nil)
-	cons.Connect(store.Stage(), nil)
-
-	// The front: a source whose next stage is the stand-in publisher.
-	front := natsq.NewClient(cfg, "example", nil)
-	_, pub := stage.NewHandlerStage(stage.Settings{Name: "store"}, front.Queue("store", qc, 0, 64).Publisher(), nil)
-	src, srcLife := stage.NewSourceStage(stage.Settings{Name: "accept"}, nil, nil)
-	srcLife.Connect(pub.Stage(), nil)
-
-	for _, st := range []stage.Lifecycle{store, cons, pub} {
-		if err := st.Start(ctx); err != nil {
+	p := &printer{all: make(chan struct{})}
+	reg := stage.NewRegistry()
+	for _, err := range []error{
+		natsq.Register(reg),
+		reg.Register(stage.Kind{Name: "example.records", NewInput: func(stage.Config, stage.Env) (stage.Input, error) { return &records{}, nil }}),
+		reg.Register(stage.Kind{Name: "example.print", Terminal: true, NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return p, nil }}),
+	} {
+		if err != nil {
 			fmt.Println(err)
 			return
 		}
 	}
-	out := src.NewEmitter()
-	for i, host := range []string{"web-1", "web-2", "web-3"} {
-		ev := src.NewEvent(fmt.Appendf(nil, `{"id":%d}`, i+1), uint64(i+1), stage.Origin{})
-		ev.Set("host", host)
-		out.Emit(ctx, ev)
+	file := `
+name: example
+nats: {url: "` + ns.ClientURL() + `"}
+stages:
+  accept: {kind: example.records, next: store}
+  store: {kind: example.print, queue: {transport: nats, stream: example_store}}
+`
+	cfg, err := pipeline.Parse("example.yaml", []byte(file), reg, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
 	}
-	out.Flush(ctx)
-
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		p.mu.Lock()
-		n := len(p.rows)
-		p.mu.Unlock()
-		if n == 3 {
-			break
-		}
+	ctx := context.Background()
+	back, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop(), Stages: []string{"store"}})
+	if err != nil {
+		fmt.Println(err)
+		return
 	}
-	// Drain as a pipeline does: stop pulling, finish and ack, close.
-	cons.StopInput(ctx)
-	for _, st := range []stage.Lifecycle{pub, store} {
-		st.CloseQueue()
-		st.Wait()
+	if err := back.Start(ctx); err != nil {
+		fmt.Println(err)
+		return
 	}
-	cons.Drain(ctx)
-	for _, st := range []stage.Lifecycle{cons, pub, store} {
-		st.Close()
+	front, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop(), Stages: []string{"accept"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// The front's run ends with its input, once JetStream has every record.
+	if err := front.Run(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	<-p.all
+	if _, err := back.Stop(ctx); err != nil { // drains: the back acks what it stored
+		fmt.Println(err)
 	}
 	sort.Strings(p.rows)
 	for _, r := range p.rows {
 		fmt.Println(r)
 	}
 	// Output:
-	// {"id":1} from web-1
-	// {"id":2} from web-2
-	// {"id":3} from web-3
+	// {"id":1}
+	// {"id":2}
+	// {"id":3}
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -89,8 +91,8 @@ func (s *sink) count() int {
 // split is one queue seen from a publishing and a consuming side, each
 // with its own client, as two processes would have.
 type split struct {
-	src              *stage.Stage
-	pub, cons, store stage.Lifecycle
+	src              *engine.Stage
+	pub, cons, store engine.Lifecycle
 	sink             *sink
 }
 
@@ -101,16 +103,16 @@ func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *s
 	back := NewClient(cfg, "test", nil)
 	set.Name, set.Kind = "store", "test.sink"
 	sp := &split{sink: s}
-	var srcLife stage.Lifecycle
-	sp.src, srcLife = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	_, sp.pub = stage.NewHandlerStage(set, front.Queue("store", qc, set.Overflow, set.Capacity).Publisher(), nil)
+	var srcLife engine.Lifecycle
+	sp.src, srcLife = engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	_, sp.pub = engine.NewHandlerStage(set, front.Queue("store", qc, set.Overflow, set.Capacity).Publisher(), nil)
 	srcLife.Connect(sp.pub.Stage(), nil)
-	_, sp.store = stage.NewHandlerStage(set, s, nil)
-	_, sp.cons = stage.NewSourceStage(stage.Settings{Name: "store"}, back.Queue("store", qc, set.Overflow, set.Capacity).Consumer(), nil)
+	_, sp.store = engine.NewHandlerStage(set, s, nil)
+	_, sp.cons = engine.NewSourceStage(stage.Settings{Name: "store"}, back.Queue("store", qc, set.Overflow, set.Capacity).Consumer(), nil)
 	sp.cons.Connect(sp.store.Stage(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	for _, st := range []stage.Lifecycle{sp.store, sp.pub, sp.cons} {
+	for _, st := range []engine.Lifecycle{sp.store, sp.pub, sp.cons} {
 		if err := st.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -127,14 +129,14 @@ func (sp *split) stop(t *testing.T) {
 	if err := sp.cons.StopInput(ctx); err != nil {
 		t.Errorf("stop input: %v", err)
 	}
-	for _, st := range []stage.Lifecycle{sp.pub, sp.store} {
+	for _, st := range []engine.Lifecycle{sp.pub, sp.store} {
 		st.CloseQueue()
 		st.Wait()
 	}
 	if err := sp.cons.Drain(ctx); err != nil {
 		t.Errorf("drain: %v", err)
 	}
-	for _, st := range []stage.Lifecycle{sp.cons, sp.pub, sp.store} {
+	for _, st := range []engine.Lifecycle{sp.cons, sp.pub, sp.store} {
 		st.Abort()
 		if err := st.Close(); err != nil {
 			t.Errorf("close: %v", err)
@@ -186,10 +188,7 @@ func TestPublishConsumeAck(t *testing.T) {
 		}
 	}
 	// Every event acked by the publisher is in the stream or stored.
-	deadline := time.Now().Add(wait)
-	for s.count() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, "every event stored", func() bool { return s.count() >= n })
 	if got := s.count(); got != n {
 		t.Fatalf("stored %d of %d", got, n)
 	}
@@ -223,23 +222,16 @@ func jsFor(t *testing.T, url string) jetstream.JetStream {
 
 func waitStream(t *testing.T, js jetstream.JetStream, name string, msgs uint64) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
+	poll.Until(t, fmt.Sprintf("stream %s to hold %d messages", name, msgs), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		str, err := js.Stream(ctx, name)
 		var si *jetstream.StreamInfo
 		if err == nil {
 			si, err = str.Info(ctx)
 		}
-		cancel()
-		if err == nil && si.State.Msgs == msgs {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream %s: want %d messages, have %v (%v)", name, msgs, si, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && si.State.Msgs == msgs
+	})
 }
 
 func TestPoisonGoesToDeadLetters(t *testing.T) {
@@ -285,8 +277,8 @@ func TestFullStreamRejects(t *testing.T) {
 	cfg := Config{URL: srv.URL()}
 	front := NewClient(cfg, "test", nil)
 	q := front.Queue("store", QueueConfig{Stream: "t_full", MaxMsgs: 10}, port.Reject, 64)
-	src, srcLife := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	_, pub := stage.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject}, q.Publisher(), nil)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	_, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject}, q.Publisher(), nil)
 	srcLife.Connect(pub.Stage(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -41,11 +41,11 @@ type publisher struct {
 	name   string // the connection's name, sent as Seda-Publisher
 }
 
-var (
-	_ stage.Handler = (*publisher)(nil)
-	_ stage.Starter = (*publisher)(nil)
-	_ stage.Closer  = (*publisher)(nil)
-)
+var _ interface {
+	stage.Handler
+	Start(context.Context) error
+	Close() error
+} = (*publisher)(nil)
 
 // Start connects and makes sure the streams exist.
 func (p *publisher) Start(ctx context.Context) error {

@@ -1,7 +1,11 @@
 package natsq
 
+// This file holds a queue's figures: this process's counters, the
+// server's, and how they go into a stage's /stats entry.
+
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,12 +13,102 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // infoEvery is how old the stream and consumer figures /stats shows may
 // get: they are asked of the server at most this often, and only while
 // someone reads /stats.
 const infoEvery = 500 * time.Millisecond
+
+// Stats are the figures of a stage whose queue is a JetStream stream:
+// what /stats shows under "nats" (stats.Stage.Transport). The server's
+// figures (pending, ack_pending, redelivered, stream_msgs, stream_bytes,
+// max_msgs) are the same in every process; the counters are this
+// process's.
+type Stats struct {
+	Stream     string `json:"stream"`
+	DeadStream string `json:"dead_stream"`
+	Consumer   string `json:"consumer"`   // the durable consumer, named after the stage
+	Connected  bool   `json:"connected"`  // the connection to NATS is up
+	Publishing bool   `json:"publishing"` // stages of this process hand events to the stream
+	Consuming  bool   `json:"consuming"`  // this process runs the stage: it pulls from the stream
+
+	// The server's figures, InfoAgeS seconds old.
+	Pending       uint64  `json:"pending"`     // messages not yet delivered to any process
+	AckPending    uint64  `json:"ack_pending"` // delivered and not yet acked, in any process
+	Redelivered   uint64  `json:"redelivered"` // delivered more than once and not yet acked
+	StreamMsgs    uint64  `json:"stream_msgs"`
+	StreamBytes   uint64  `json:"stream_bytes"`
+	MaxMsgs       int64   `json:"max_msgs"` // the stream's message limit; -1: none
+	ConsumerFound bool    `json:"consumer_found"`
+	InfoAgeS      float64 `json:"info_age_s"`
+	Error         string  `json:"error,omitempty"` // why the server's figures could not be read
+
+	// This process's counters.
+	Published      uint64 `json:"published"`       // PubAcked by JetStream
+	PublishRetries uint64 `json:"publish_retries"` // publishes tried again (no PubAck, stream full under block)
+	Full           uint64 `json:"full"`            // publishes refused because the stream was at its limits
+	Taken          uint64 `json:"taken"`           // messages pulled and handed to the stage
+	Acked          uint64 `json:"acked"`           // messages acked after the stage finished them
+	Naked          uint64 `json:"naked"`           // messages NAKed to be delivered again (failures)
+	AckErrors      uint64 `json:"ack_errors,omitempty"`
+	DeadLettered   uint64 `json:"dead_lettered"` // messages moved to the dead-letter stream
+	Dead           Dead   `json:"dead"`          // the same, by reason
+	DeadErrors     uint64 `json:"dead_errors,omitempty"`
+	LocalDepth     int    `json:"local_depth"` // events in this process's local queue of the stage
+}
+
+// Dead counts dead letters by reason.
+type Dead struct {
+	Refused     uint64 `json:"refused"`     // the stage refused the event for good
+	MaxDeliver  uint64 `json:"max_deliver"` // failed or unfinished max_deliver times
+	Undecodable uint64 `json:"undecodable"` // not a message this framework wrote
+}
+
+// StatsOf returns the NATS figures of a stage's /stats entry: those Fill
+// put there, or those decoded from JSON; false when its queue is not on
+// NATS.
+func StatsOf(st stats.Stage) (Stats, bool) {
+	if st.Queue.Transport != TransportName {
+		return Stats{}, false
+	}
+	switch t := st.Transport.(type) {
+	case Stats:
+		return t, true
+	case *Stats:
+		return *t, t != nil
+	case json.RawMessage:
+		var ns Stats
+		return ns, json.Unmarshal(t, &ns) == nil
+	}
+	return Stats{}, false
+}
+
+// Series declares the /metrics series of a queue on NATS (Value 0), as
+// Fill reports them.
+func Series() []stats.Series { return series(&Stats{}) }
+
+// series are the /metrics series of a queue on NATS, declared (Value 0)
+// with the transport (see Register) and filled in by Fill.
+func series(ns *Stats) []stats.Series {
+	return []stats.Series{
+		{Name: "pipeline_stage_nats_pending", Help: "Messages of the stage's stream not yet delivered to any process.", Value: float64(ns.Pending)},
+		{Name: "pipeline_stage_nats_ack_pending", Help: "Messages of the stage's stream delivered and not yet acked, in any process.", Value: float64(ns.AckPending)},
+		{Name: "pipeline_stage_nats_published_total", Help: "Events this process published to the stage's stream (PubAcked).", Counter: true, Value: float64(ns.Published)},
+		{Name: "pipeline_stage_nats_full_total", Help: "Publishes refused because the stage's stream was at its limits.", Counter: true, Value: float64(ns.Full)},
+		{Name: "pipeline_stage_nats_acked_total", Help: "Messages this process acked after the stage finished them.", Counter: true, Value: float64(ns.Acked)},
+		{Name: "pipeline_stage_nats_naked_total", Help: "Messages this process NAKed to be delivered again.", Counter: true, Value: float64(ns.Naked)},
+		deadSeries(DeadRefused, ns.Dead.Refused),
+		deadSeries(DeadMaxDeliver, ns.Dead.MaxDeliver),
+		deadSeries(DeadUndecodable, ns.Dead.Undecodable),
+	}
+}
+
+func deadSeries(reason string, n uint64) stats.Series {
+	return stats.Series{Name: "pipeline_stage_nats_dead_lettered_total", Help: "Messages this process moved to the dead-letter stream, by reason.",
+		Counter: true, Label: "reason", LabelValue: reason, Value: float64(n)}
+}
 
 // queueCounters are a queue's figures in this process.
 type queueCounters struct {
@@ -26,7 +120,7 @@ type queueCounters struct {
 
 	mu       sync.Mutex
 	cons     jetstream.Consumer // set by a consumer; nil on a publishing-only process
-	info     stage.NatsStats    // the server's figures, last read
+	info     Stats              // the server's figures, last read
 	infoAt   time.Time
 	fetching bool
 	wg       sync.WaitGroup // the goroutine reading the figures
@@ -56,7 +150,7 @@ func (s *queueCounters) dead(class string) {
 // before any process has created the consumer, the stream's message
 // count as pending). The server's figures are at most about half a second
 // old; reading them never blocks Stats.
-func (q *Queue) Stats() stage.NatsStats {
+func (q *Queue) Stats() Stats {
 	s := &q.st
 	s.mu.Lock()
 	if s.infoAt.IsZero() && !s.fetching {
@@ -99,7 +193,7 @@ func (q *Queue) Stats() stage.NatsStats {
 	ns.DeadErrors = s.deadErrors.Load()
 	r, m, u := s.deadRefused.Load(), s.deadMax.Load(), s.deadUndecoded.Load()
 	ns.DeadLettered = r + m + u
-	ns.Dead = stage.NatsDead{Refused: r, MaxDeliver: m, Undecodable: u}
+	ns.Dead = Dead{Refused: r, MaxDeliver: m, Undecodable: u}
 	return ns
 }
 
@@ -108,7 +202,7 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 	defer q.st.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var ns stage.NatsStats
+	var ns Stats
 	var errText string
 	if str, err := js.Stream(ctx, q.cfg.Stream); err != nil {
 		errText = err.Error()
@@ -141,14 +235,16 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 }
 
 // Fill puts the queue's figures into a stage's /stats entry: the nats
-// object, and the consumer's pending plus ack-pending as the queue's depth
-// (the stream's message count before a consumer exists), with the
-// stream's message limit as its capacity when it has one.
-func (q *Queue) Fill(st *stage.Stats) {
+// figures (Stats, with their /metrics series), and the consumer's
+// pending plus ack-pending as the queue's depth (the stream's message
+// count before a consumer exists), with the stream's message limit as
+// its capacity when it has one.
+func (q *Queue) Fill(st *stats.Stage) {
 	ns := q.Stats()
 	ns.LocalDepth = st.Queue.Depth
-	st.Nats = &ns
-	st.Queue.Transport = "nats"
+	st.Transport = ns
+	st.Series = series(&ns)
+	st.Queue.Transport = TransportName
 	st.Queue.Stream = q.cfg.Stream
 	if ns.ConsumerFound {
 		st.Queue.Depth = int(ns.Pending + ns.AckPending)

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the admin HTTP endpoint: /stats, /metrics, /healthz,
+// /readyz, scaling, and its server's life.
+
 import (
 	"context"
 	"crypto/sha256"
@@ -21,7 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/stats"
 )
 
 // adminServer is the admin HTTP endpoint: GET / (the dashboard), /history,
@@ -267,7 +271,7 @@ func (p *Pipeline) serveScale(w http.ResponseWriter, r *http.Request) {
 	}
 	sc, err := decodeScale(body)
 	if err == nil {
-		var st stage.Stats
+		var st stats.Stage
 		if st, err = p.Scale(r.PathValue("name"), sc); err == nil {
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(st)
@@ -280,7 +284,7 @@ func (p *Pipeline) serveScale(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrBadScale):
 		code = http.StatusBadRequest
-	case errors.Is(err, stage.ErrNotResizable), errors.Is(err, stage.ErrStopping):
+	case errors.Is(err, engine.ErrNotResizable), errors.Is(err, engine.ErrStopping):
 		code = http.StatusConflict
 	}
 	http.Error(w, err.Error(), code)

@@ -1,11 +1,13 @@
 package pipeline
 
+// This file holds the Config a pipeline file loads into (or a program
+// builds), and the positioned errors about it.
+
 import (
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -13,13 +15,15 @@ import (
 // and checked. Load fills it from a file; a program may also build one by
 // hand. New turns it into a runnable Pipeline.
 type Config struct {
-	File   string // where it was loaded from; "" when built in code
-	Name   string
-	Admin  AdminConfig
-	Log    LogConfig
-	Drain  time.Duration  // drain deadline for phase one of Stop; 0 means 30s
-	Nats   natsq.Config   // the connection of the stages whose queue is on NATS
-	Stages []*StageConfig // in file order
+	File  string // where it was loaded from; "" when built in code
+	Name  string
+	Admin AdminConfig
+	Log   LogConfig
+	Drain time.Duration // drain deadline for phase one of Stop; 0 means 30s
+	// Transports holds the top-level sections of the queue transports
+	// (nats:), by transport name, each bound to its transport's Fields.
+	Transports map[string]stage.Config
+	Stages     []*StageConfig // in file order
 }
 
 // AdminConfig configures the admin HTTP endpoint (/stats, /metrics,
@@ -49,10 +53,13 @@ type StageConfig struct {
 	Routes   []string
 	Settings stage.Settings // common knobs (Name and Kind repeated there)
 	Config   stage.Config   // the kind's own fields, defaults filled in
-	// Nats, when set, puts the stage's queue on NATS JetStream
-	// (queue.transport nats): the stage may then run in other processes.
-	Nats *natsq.QueueConfig
-	Pos  Pos // where the stage's name is written
+	// Transport, when set, names the queue transport that carries the
+	// stage's queue (queue.transport: nats): the stage may then run in
+	// other processes. TransportConfig holds the queue keys it takes
+	// (stream, ...), bound to its QueueFields.
+	Transport       string
+	TransportConfig stage.Config
+	Pos             Pos // where the stage's name is written
 	// FieldPos maps a dotted field path ("dsn", "batch.max",
 	// "routes.1.next") to where its value is written, so that errors found
 	// after loading can point at it.

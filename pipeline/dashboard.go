@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the dashboard: the page, its history and the layout of
+// the stage graph.
+
 import (
 	"bytes"
 	"embed"
@@ -12,9 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
-
-	"github.com/stagedserver/seda/stage"
 )
 
 // The dashboard is one page, rendered here with the figures of the moment
@@ -114,7 +116,7 @@ type graphView struct {
 }
 
 type nodeView struct {
-	stage.Stats
+	stats.Stage
 	X, Y, W, H int
 	FillW      int // the width of the depth/capacity fill
 	Source     bool
@@ -128,17 +130,17 @@ type edgeView struct {
 // layout places the stages /stats lists left to right by depth in the
 // graph (a stage one column after the furthest stage that routes to it)
 // and top to bottom in file order within a column.
-func (p *Pipeline) layout(stats []stage.Stats) graphView {
-	n := len(stats)
+func (p *Pipeline) layout(sts []stats.Stage) graphView {
+	n := len(sts)
 	col := make([]int, n)
 	index := make(map[string]int, n)
-	for i, st := range stats {
+	for i, st := range sts {
 		index[st.Name] = i
 	}
 	// The routes form no cycle (New checks), so n rounds settle every
 	// column.
 	for range n {
-		for i, st := range stats {
+		for i, st := range sts {
 			for _, r := range p.graph[st.Name].routes {
 				if j, ok := index[r]; ok {
 					col[j] = max(col[j], col[i]+1)
@@ -158,12 +160,12 @@ func (p *Pipeline) layout(stats []stage.Stats) graphView {
 	for i := range n {
 		// Each column is centred vertically.
 		top := pad + (most-rows[col[i]])*(nodeH+gapY)/2
-		g.Nodes = append(g.Nodes, nodeView{Stats: stats[i], X: pad + col[i]*(nodeW+gapX), Y: top + row[i]*(nodeH+gapY),
-			W: nodeW, H: nodeH, Source: p.graph[stats[i].Name].source, FillW: int(fill(stats[i].Queue.Depth, stats[i].Queue.Capacity) * (nodeW - 2))})
+		g.Nodes = append(g.Nodes, nodeView{Stage: sts[i], X: pad + col[i]*(nodeW+gapX), Y: top + row[i]*(nodeH+gapY),
+			W: nodeW, H: nodeH, Source: p.graph[sts[i].Name].source, FillW: int(fill(sts[i].Queue.Depth, sts[i].Queue.Capacity) * (nodeW - 2))})
 	}
 	for i := range n {
 		a := g.Nodes[i]
-		for k, r := range p.graph[stats[i].Name].routes {
+		for k, r := range p.graph[sts[i].Name].routes {
 			j, ok := index[r]
 			if !ok {
 				continue
@@ -173,7 +175,7 @@ func (p *Pipeline) layout(stats []stage.Stats) graphView {
 			d := (x2 - x1) / 2
 			g.Edges = append(g.Edges, edgeView{
 				Path: fmt.Sprintf("M%d %d C%d %d %d %d %d %d", x1, y1, x1+d, y1, x2-d, y2, x2, y2),
-				Next: k == 0 && p.graph[stats[i].Name].next != "",
+				Next: k == 0 && p.graph[sts[i].Name].next != "",
 			})
 		}
 	}

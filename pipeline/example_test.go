@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -14,55 +12,33 @@ import (
 	"github.com/stagedserver/seda/stage"
 )
 
-// words is a source that emits each word of a text once. It is told of
-// every completion (it is the events' Origin), so Drain knows when all of
-// them are finished.
-type words struct {
-	list []string
-	wg   sync.WaitGroup
-	left atomic.Int64
-	done chan struct{} // closed once every word is finished
-}
+// words is a source that reads each word of a text once: a stage.Input.
+// The runtime makes the events, emits them, waits for them when the
+// pipeline drains and closes it; the end of the text ends the run.
+type words struct{ list []string }
 
-func (w *words) Start(_ context.Context, rt stage.SourceRuntime) error {
-	w.left.Store(int64(len(w.list)))
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		out := rt.NewEmitter()
-		for i, word := range w.list {
-			_ = out.Emit(context.Background(), rt.NewEvent([]byte(word), uint64(i+1), stage.Origin{To: w}))
-		}
-		out.Flush(context.Background()) // runs the inline stage downstream
-	}()
-	return nil
-}
+func (w *words) Connect(context.Context) error { return nil }
 
-func (w *words) Complete(*stage.Event, error) {
-	if w.left.Add(-1) == 0 {
-		close(w.done)
+func (w *words) Read(ctx context.Context) ([]byte, func(error), error) {
+	if len(w.list) == 0 {
+		return nil, nil, stage.ErrEndOfInput
 	}
-}
-
-func (w *words) StopInput(context.Context) error { w.wg.Wait(); return nil }
-
-func (w *words) Drain(ctx context.Context) error {
-	select {
-	case <-w.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	word := w.list[0]
+	w.list = w.list[1:]
+	return []byte(word), nil, nil // no ack: nobody is told how a word ended
 }
 
 func (w *words) Close() error { return nil }
 
 // An embedding program registers its own kinds, each with its
 // configuration spec, builds a pipeline in code (pipeline.Load would read
-// the same from YAML) and runs it until it is told to stop.
+// the same from YAML) and runs it: until ctx ends, or, as here, until
+// every source has ended its input (the words are all read) and what it
+// read is finished. examples/fileio has a file source and a JSON-lines
+// sink written the same way, and docs/DESIGN.md ("Writing a kind") the
+// contracts.
 func Example() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 
 	reg := stage.NewRegistry()
 	kinds := []stage.Kind{
@@ -70,12 +46,12 @@ func Example() {
 			Name:   "example.words",
 			Doc:    "emits each word of a text once",
 			Fields: []stage.Field{{Name: "text", Type: stage.String, Required: true, Doc: "the words to emit"}},
-			NewSource: func(cfg stage.Config, env stage.Env) (stage.Source, error) {
+			NewInput: func(cfg stage.Config, env stage.Env) (stage.Input, error) {
 				list := strings.Fields(cfg.String("text"))
 				if len(list) == 0 {
 					return nil, &stage.FieldError{Field: "text", Err: errors.New("no words")}
 				}
-				return &words{list: list, done: make(chan struct{})}, nil
+				return &words{list: list}, nil
 			},
 		},
 		{
@@ -93,19 +69,13 @@ func Example() {
 		},
 		{
 			Name:     "example.print",
-			Doc:      "prints each record and finishes it; stops the program after `count`",
+			Doc:      "prints each record and finishes it",
 			Terminal: true,
-			Fields:   []stage.Field{{Name: "count", Type: stage.Int, Default: 0, Doc: "records to print before stopping; 0 means never stop"}},
 			NewHandler: func(cfg stage.Config, env stage.Env) (stage.Handler, error) {
-				var printed atomic.Int64
-				stopAfter := int64(cfg.Int("count"))
 				return stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
 					for _, ev := range batch {
 						fmt.Println(string(ev.Payload))
 						ev.Done(nil)
-						if printed.Add(1) == stopAfter {
-							cancel()
-						}
 					}
 					return nil
 				}), nil
@@ -125,15 +95,14 @@ func Example() {
 		{Name: "shout", Kind: "example.shout", Next: "out",
 			Settings: stage.Settings{Inline: true}},
 		{Name: "out", Kind: "example.print",
-			Settings: stage.Settings{Workers: 1, Concurrency: 1}, // one worker: in order
-			Config:   stage.NewConfig(map[string]any{"count": 3})},
+			Settings: stage.Settings{Workers: 1, Concurrency: 1}}, // one worker: in order
 	}}
 	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := p.Run(ctx); err != nil { // until the printer cancels ctx; then drains
+	if err := p.Run(ctx); err != nil { // until the words end; then drains
 		fmt.Println(err)
 		return
 	}

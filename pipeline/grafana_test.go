@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stagedserver/seda/natsq"
 )
 
 // TestGrafanaDashboard loads docs/grafana-dashboard.json, the dashboard a
@@ -51,7 +52,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	labels := map[string][]string{}
 	descs := make(chan *prometheus.Desc, 100)
 	go func() {
-		newCollector(&Pipeline{}).Describe(descs)
+		newCollector(&Pipeline{series: natsq.Series()}).Describe(descs) // as New declares them with natsq registered
 		close(descs)
 	}()
 	descRe := regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)

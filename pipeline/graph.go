@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the stage graph: finding its cycles, and drawing it
+// (Config.Graph: DOT or Mermaid).
+
 import (
 	"bufio"
 	"fmt"
@@ -7,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/port"
 )
 
 // cycles returns one cycle for each strongly connected component of the
@@ -149,7 +152,7 @@ func (c *Config) Graph(w io.Writer, format string) error {
 		if !s.Settings.Inline {
 			capacity := s.Settings.Capacity
 			if capacity <= 0 {
-				capacity = stage.DefaultCapacity
+				capacity = port.DefaultCapacity
 			}
 			detail = "queue " + strconv.Itoa(capacity)
 		}

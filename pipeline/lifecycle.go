@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the pipeline's lifecycle: Start, the two-phase Stop, Run
+// and RunWithSignals.
+
 import (
 	"context"
 	"errors"
@@ -35,8 +38,8 @@ var errForced = errors.New("stop forced")
 
 // Start starts the pipeline: the admin endpoint first (so /healthz answers
 // and /readyz says 503 while stages start), then every handler stage in
-// reverse topological order (sinks first: a handler's stage.Starter runs,
-// then its workers), then the sources, which begin taking input. When
+// reverse topological order (sinks first: a handler's Start, see
+// stage.Kind, then its workers), then the sources, which begin taking input. When
 // Start returns nil the pipeline is running.
 //
 // ctx bounds starting only; it is handed to each Starter and Source.Start,
@@ -131,8 +134,8 @@ func (p *Pipeline) startAll(ctx context.Context) error {
 // counts them as Abandoned. A handler that ignores its context holds Stop
 // until it returns.
 //
-// Then every stage is closed (sources, and handlers that implement
-// stage.Closer), and the admin endpoint is shut down last, so that
+// Then every stage is closed (sources, and handlers with a Close
+// method), and the admin endpoint is shut down last, so that
 // /readyz answers 503 while the pipeline drains.
 //
 // Stop returns nil after a complete drain. When phase two ran, the error
@@ -327,18 +330,50 @@ func (p *Pipeline) abandoned() uint64 {
 	return n
 }
 
-// Run starts the pipeline, runs it until ctx ends, then stops it with the
-// drain deadline (Options.DrainTimeout, else Config.Drain, else
-// DefaultDrain). It returns Start's error, or Stop's.
+// Run starts the pipeline, runs it until ctx ends or every source has
+// ended its input (a finite source: stage.ErrEndOfInput), then stops it
+// with the drain deadline (Options.DrainTimeout, else Config.Drain, else
+// DefaultDrain). It returns Start's error, or Stop's: nil after a
+// complete drain, however the run ended.
 func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	p.waitForEnd(ctx.Done(), nil)
 	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
 	defer cancel()
 	_, err := p.Stop(dctx)
 	return err
+}
+
+// waitForEnd waits until every source has ended its input (true), or
+// until stop is closed or a signal comes on sig (nil: none), which it
+// returns. A pipeline without sources waits for stop or a signal only.
+func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Signal, bool) {
+	sources := 0
+	for i, st := range p.stages {
+		if !p.isSource[i] {
+			continue
+		}
+		sources++
+		select {
+		case <-st.Stage().Ended():
+		case <-stop:
+			return nil, false
+		case s := <-sig:
+			return s, false
+		}
+	}
+	if sources > 0 {
+		p.log.Info("every source has ended its input; draining", zap.String("pipeline", p.name))
+		return nil, true
+	}
+	select {
+	case <-stop:
+	case s := <-sig:
+		return s, false
+	}
+	return nil, false
 }
 
 // SignalOptions adapt RunWithSignals to a program; the zero value is valid.
@@ -358,7 +393,8 @@ type SignalOptions struct {
 }
 
 // RunWithSignals is Run for a program's main pipeline: SIGINT or SIGTERM
-// (or ctx ending) starts phase one of Stop, with the drain deadline; a
+// (or ctx ending, or every source ending its input) starts phase one of
+// Stop, with the drain deadline; a
 // second signal skips to phase two at once. A signal while the pipeline
 // starts cancels the start. At most one SignalOptions may be given. Signal
 // notification is stopped before it returns. It returns Start's error, or
@@ -408,10 +444,7 @@ func (p *Pipeline) RunWithSignals(ctx context.Context, opts ...SignalOptions) er
 	}
 
 	if first == nil {
-		select {
-		case <-ctx.Done():
-		case first = <-sig:
-		}
+		first, _ = p.waitForEnd(ctx.Done(), sig)
 	}
 	if first != nil {
 		p.log.Info("signal: draining; send another to stop at once",

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -334,8 +335,8 @@ func TestNoSourceAbandonedQueued(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	feeder, life := stage.NewSourceStage(stage.Settings{Name: "feeder"}, nil, nil)
-	life.Connect(p.Stage("stuck"), nil)
+	feeder, life := engine.NewSourceStage(stage.Settings{Name: "feeder"}, nil, nil)
+	life.Connect(p.byName["stuck"], nil)
 	em := feeder.NewEmitter()
 	for i := 0; i < 5; i++ {
 		if err := em.Emit(context.Background(), feeder.NewEvent(nil, uint64(i), stage.Origin{})); err != nil {

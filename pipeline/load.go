@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds Load and Parse: reading a pipeline file, its top-level
+// keys, and YAML errors with positions.
+
 import (
 	"bytes"
 	"errors"
@@ -63,10 +66,11 @@ func parseLimited(file string, data []byte, reg *stage.Registry, lookupEnv func(
 	return cfg, nil
 }
 
-// topFields are the top-level keys of a pipeline file other than stages.
-// They drive both the loader and WriteReference.
-func topFields() []stage.Field {
-	return []stage.Field{
+// topFields are the top-level keys of a pipeline file other than stages,
+// with the sections of reg's transports. They drive both the loader and
+// WriteReference.
+func topFields(reg *stage.Registry) []stage.Field {
+	return append([]stage.Field{
 		{Name: "name", Type: stage.String, Required: true, Doc: "the pipeline's name, shown by /stats and in metrics"},
 		{Name: "admin", Type: stage.Object, Doc: "the admin HTTP endpoint: the dashboard at /, /stats, /metrics, /healthz, /readyz", Fields: []stage.Field{
 			{Name: "listen", Type: stage.String, Doc: "host:port to listen on; empty: no admin endpoint"},
@@ -77,8 +81,7 @@ func topFields() []stage.Field {
 			{Name: "format", Type: stage.String, Default: "console", Enum: []string{"console", "json"}, Doc: "console: for people; json: one object per line"},
 		}},
 		{Name: "drain", Type: stage.Duration, Default: DefaultDrain, Doc: "on stop, how long queued events may take to finish before the rest is cancelled"},
-		natsField(),
-	}
+	}, transportSections(reg)...)
 }
 
 // loader holds the state of one Parse call.
@@ -238,7 +241,7 @@ func (l *loader) load(data []byte) *Config {
 	cfg := &Config{File: l.file}
 	sc := &scope{fpos: map[string]Pos{}}
 	var stagesKey, stagesNode *yaml.Node
-	fields := topFields()
+	fields := topFields(l.reg)
 	top := l.decodeObject(sc, root, "", fields, root, keySet{
 		names: []string{"stages"},
 		take: func(k, v *yaml.Node) {
@@ -259,7 +262,7 @@ func (l *loader) load(data []byte) *Config {
 	lg := top.Object("log")
 	cfg.Log = LogConfig{Level: lg.String("level"), Format: lg.String("format")}
 	cfg.Drain = top.Duration("drain")
-	l.natsSection(sc, top, cfg)
+	l.transportSections(sc, top, cfg)
 
 	switch {
 	case l.overBudget:

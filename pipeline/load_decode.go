@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the decoding of YAML values against a spec: types,
+// sizes, durations, ${VAR} and positions.
+
 import (
 	"errors"
 	"fmt"
@@ -231,7 +234,7 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		case stage.StringList:
 			return []string{}, true
 		case stage.StringMap:
-			return []stage.Pair{}, true
+			return [][2]string{}, true
 		case stage.ObjectList:
 			return []stage.Config{}, true
 		case stage.Object:
@@ -298,7 +301,7 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		if n.Kind != yaml.MappingNode {
 			return bad("want a mapping of strings such as {a: x, b: y}, got %s", describe(n))
 		}
-		out := make([]stage.Pair, 0, len(n.Content)/2)
+		out := make([][2]string, 0, len(n.Content)/2)
 		ok := true
 		es, _ := l.entries(n, "key in "+path)
 		for _, e := range es {
@@ -311,7 +314,7 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 				ok = false
 				continue
 			}
-			out = append(out, stage.Pair{Key: e.key.Value, Value: text})
+			out = append(out, [2]string{e.key.Value, text})
 		}
 		return out, ok
 

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the decoding of one stage of a pipeline file into its
+// StageConfig.
+
 import (
 	"fmt"
 	"regexp"
@@ -109,7 +112,7 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 		break
 	}
 
-	common := stageFields()
+	common := stageFields(l.reg)
 	fields := common
 	accepts := "every stage takes " + fieldNames(common)
 	if kind != nil {
@@ -161,7 +164,12 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 	}
 	l.queueTransport(sc, s, q, kind)
 	if s.Settings.Inline {
-		for _, k := range []string{"workers", "concurrency", "queue", "batch"} {
+		// Every common key but these three sizes the stage's queue or pool.
+		for _, f := range stage.CommonFields() {
+			k := f.Name
+			if k == "kind" || k == "next" || k == "inline" {
+				continue
+			}
 			if all.Has(k) {
 				l.errAt(sc.at(k), "%s", sc.msg("%s has no effect on an inline stage: it runs in its upstream stage's workers, with no queue or pool of its own", k))
 			}

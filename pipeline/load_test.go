@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -75,6 +76,9 @@ func loaderRegistry(t testing.TB) *stage.Registry {
 		if err := reg.Register(k); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := natsq.Register(reg); err != nil { // the transport, as pipectl registers it
+		t.Fatal(err)
 	}
 	return reg
 }
@@ -162,11 +166,11 @@ func TestLoadFull(t *testing.T) {
 	if sc.String("dsn") != "" || !sc.Has("dsn") {
 		t.Errorf("dsn %q (given %v): an unset variable expands to empty", sc.String("dsn"), sc.Has("dsn"))
 	}
-	if !reflect.DeepEqual(sc.Pairs("columns"), []stage.Pair{{Key: "id", Value: "id"}, {Key: "body", Value: "$"}}) {
+	if !reflect.DeepEqual(sc.Pairs("columns"), [][2]string{{"id", "id"}, {"body", "$"}}) {
 		t.Errorf("columns %v: want written order and $ kept", sc.Pairs("columns"))
 	}
 	if !sc.Bool("create") || sc.String("method") != "copy" || sc.String("conflict") != "ignore" ||
-		!reflect.DeepEqual(sc.Strings("key"), []string{"id"}) || !reflect.DeepEqual(sc.Pairs("types"), []stage.Pair{{Key: "id", Value: "bigint"}}) {
+		!reflect.DeepEqual(sc.Strings("key"), []string{"id"}) || !reflect.DeepEqual(sc.Pairs("types"), [][2]string{{"id", "bigint"}}) {
 		t.Errorf("store config wrong: %v", sc.Names())
 	}
 	if sc.Int("retries") != 3 || sc.Has("retries") || sc.Duration("backoff") != 100*time.Millisecond || sc.Has("backoff") {
@@ -220,7 +224,7 @@ func TestParseRoutesAndDefaults(t *testing.T) {
 		t.Errorf("routes.1.next at %v", p)
 	}
 	errs := cfg.Stage("errors")
-	if errs.Settings.Batch != 16 || errs.Settings.Linger != 0 || errs.Settings.Capacity != stage.DefaultCapacity || errs.Settings.Overflow != port.Block {
+	if errs.Settings.Batch != 16 || errs.Settings.Linger != 0 || errs.Settings.Capacity != port.DefaultCapacity || errs.Settings.Overflow != port.Block {
 		t.Errorf("batch: N: %+v", errs.Settings)
 	}
 	hc := errs.Config
@@ -265,7 +269,7 @@ func TestParseEnv(t *testing.T) {
 	// Expansion happens before typing; keys are not expanded.
 	cfg := mustParse(t, "name: ${N}\nstages:\n  s:\n    kind: test.handler\n    retries: ${N}\n    labels:\n      ${N}: ${HOST}\n    inline: ${UNSET:-false}\n  k:\n    kind: test.source\n    listen: x\n    max_frame: ${SIZE}\n", env)
 	s := cfg.Stage("s")
-	if cfg.Name != "7" || s.Config.Int("retries") != 7 || !reflect.DeepEqual(s.Config.Pairs("labels"), []stage.Pair{{Key: "${N}", Value: "db.local"}}) {
+	if cfg.Name != "7" || s.Config.Int("retries") != 7 || !reflect.DeepEqual(s.Config.Pairs("labels"), [][2]string{{"${N}", "db.local"}}) {
 		t.Errorf("typed expansion: name %q retries %d labels %v", cfg.Name, s.Config.Int("retries"), s.Config.Pairs("labels"))
 	}
 	if cfg.Stage("k").Config.Size("max_frame") != 2048 {

@@ -1,7 +1,11 @@
 package pipeline
 
+// This file holds /metrics: the pipeline's figures as a Prometheus
+// collector.
+
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stagedserver/seda/stats"
 )
 
 // collector exposes Stats to Prometheus. It reads the stages at scrape
@@ -15,10 +19,12 @@ type collector struct {
 	in, out, errors, rejected, panics          *prometheus.Desc
 	latency, uptime                            *prometheus.Desc
 
-	// Sources' own counters (stage.SourceStats).
+	// Sources' own counters (stats.Source).
 	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
-	nats                                             natsDescs    // queues on NATS (nats.go)
 	control                                          controlDescs // the controllers (metrics_control.go)
+	// series are the descriptions of the queue transports' series
+	// (stats.Series), by name.
+	series map[string]*prometheus.Desc
 }
 
 func newCollector(p *Pipeline) *collector {
@@ -50,9 +56,25 @@ func newCollector(p *Pipeline) *collector {
 		srcBytes: d("pipeline_source_bytes_in_total", "Bytes a source read from its clients.", stage),
 		srcDrops: d("pipeline_source_drops_total",
 			"Records a source lost without telling the sender, by reason.", []string{"stage", "reason"}),
-		nats:    newNatsDescs(d),
 		control: newControlDescs(d),
+		series:  seriesDescs(p.series, d),
 	}
+}
+
+// seriesDescs describes the series the queue transports declared.
+func seriesDescs(declared []stats.Series, d func(name, help string, labels []string) *prometheus.Desc) map[string]*prometheus.Desc {
+	descs := map[string]*prometheus.Desc{}
+	for _, s := range declared {
+		if _, ok := descs[s.Name]; ok {
+			continue
+		}
+		labels := []string{"stage"}
+		if s.Label != "" {
+			labels = append(labels, s.Label)
+		}
+		descs[s.Name] = d(s.Name, s.Help, labels)
+	}
+	return descs
 }
 
 // Describe implements prometheus.Collector.
@@ -62,7 +84,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops} {
 		ch <- d
 	}
-	c.nats.describe(ch)
+	for _, d := range c.series {
+		ch <- d
+	}
 	c.control.describe(ch)
 }
 
@@ -107,8 +131,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.srcDrops, src.Drops.Oversized, n, "oversized")
 			counter(c.srcDrops, src.Drops.SocketOverrun, n, "socket_overrun")
 		}
-		if st.Nats != nil {
-			c.nats.collect(ch, n, st.Nats)
+		for _, sr := range st.Series {
+			d, ok := c.series[sr.Name]
+			if !ok {
+				continue // not declared by its transport: not served
+			}
+			kind, labels := prometheus.GaugeValue, []string{n}
+			if sr.Counter {
+				kind = prometheus.CounterValue
+			}
+			if sr.Label != "" {
+				labels = append(labels, sr.LabelValue)
+			}
+			ch <- prometheus.MustNewConstMetric(d, kind, sr.Value, labels...)
 		}
 		if st.Control != nil {
 			c.control.collect(ch, n, st.Control)

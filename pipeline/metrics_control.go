@@ -1,13 +1,14 @@
 package pipeline
 
+// This file holds the /metrics series of the stages' controllers.
+
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // controlDescs are the /metrics series of the stages' controllers
-// (stage.ControlStats): the knobs now, auto or pinned and their range,
+// (stats.Control): the knobs now, auto or pinned and their range,
 // and a source's admission control.
 type controlDescs struct {
 	batch, auto, limit, decisions *prometheus.Desc
@@ -43,7 +44,7 @@ func (c controlDescs) describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func (c controlDescs) collect(ch chan<- prometheus.Metric, name string, cs *stage.ControlStats) {
+func (c controlDescs) collect(ch chan<- prometheus.Metric, name string, cs *stats.Control) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -53,8 +54,8 @@ func (c controlDescs) collect(ch chan<- prometheus.Metric, name string, cs *stag
 	counter(c.decisions, cs.Decisions, name)
 	for _, k := range []struct {
 		knob string
-		s    *stage.KnobStats
-	}{{stage.KnobBatch, cs.Batch}, {stage.KnobWorkers, cs.Workers}} {
+		s    *stats.Knob
+	}{{stats.KnobBatch, cs.Batch}, {stats.KnobWorkers, cs.Workers}} {
 		if k.s == nil {
 			continue
 		}

@@ -10,6 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/natsq"
 )
 
 // natsYAML is a pipeline whose store stage's queue is a JetStream stream.
@@ -61,10 +63,10 @@ func TestNatsQueueInOneProcess(t *testing.T) {
 	p, hub := natsNew(t, natsYAML(srv.URL(), n))
 	src := hub.source(t, "src")
 	src.waitEmitted(t)
-	waitUntil(t, "every event acked", func() bool { return src.ok.Load() == n })
-	waitUntil(t, "store.out", func() bool { return rtStageStats(t, p.Stats(), "store").Out == n })
+	poll.Until(t, "every event acked", func() bool { return src.ok.Load() == n })
+	poll.Until(t, "store.out", func() bool { return rtStageStats(t, p.Stats(), "store").Out == n })
 	st := rtStageStats(t, p.Stats(), "store")
-	if st.Nats == nil || !st.Nats.Consuming || !st.Nats.Publishing || st.Queue.Transport != "nats" {
+	if ns, ok := natsq.StatsOf(st); !ok || !ns.Consuming || !ns.Publishing || st.Queue.Transport != "nats" {
 		t.Fatalf("store stats: %+v", st)
 	}
 	rtStop(t, p)
@@ -81,16 +83,16 @@ func TestNatsSplitAcrossPipelines(t *testing.T) {
 	src := hub.source(t, "src")
 	src.waitEmitted(t)
 	// Acked once in the stream, before any process consumes it.
-	waitUntil(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	poll.Until(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
 	fs := front.Stats()
 	if len(fs.Stages) != 3 {
 		t.Fatalf("front stats list %d stages, want src, mid and the remote store", len(fs.Stages))
 	}
 	store := rtStageStats(t, fs, "store")
-	if !store.Remote || store.Nats == nil || store.Nats.Published != n || store.Out != n {
+	if ns, ok := natsq.StatsOf(store); !store.Remote || !ok || ns.Published != n || store.Out != n {
 		t.Fatalf("front's store: %+v", store)
 	}
-	waitUntil(t, "the stream's depth", func() bool {
+	poll.Until(t, "the stream's depth", func() bool {
 		return rtStageStats(t, front.Stats(), "store").Queue.Depth == n
 	})
 	rtStop(t, front)
@@ -98,7 +100,7 @@ func TestNatsSplitAcrossPipelines(t *testing.T) {
 	// Two backs share the stream.
 	b1, _ := natsNew(t, yaml, "store")
 	b2, _ := natsNew(t, yaml, "store")
-	waitUntil(t, "the backs to store every event", func() bool {
+	poll.Until(t, "the backs to store every event", func() bool {
 		return rtStageStats(t, b1.Stats(), "store").Out+rtStageStats(t, b2.Stats(), "store").Out == n
 	})
 	rtStop(t, b1)
@@ -144,7 +146,7 @@ func TestNatsQueueLoadErrors(t *testing.T) {
 	reg, _ := rtRegistry(t)
 	const head = "name: t\nstages:\n  src: {kind: test.seq, next: store}\n"
 	for _, tc := range []struct{ src, want string }{
-		{"  store: {kind: test.finish, queue: {stream: x}}\n", `4:46: stage "store": queue.stream applies to a queue on NATS only`},
+		{"  store: {kind: test.finish, queue: {stream: x}}\n", `4:46: stage "store": queue.stream applies to a queue on nats only`},
 		{"  store: {kind: test.finish, queue: {transport: nats}}\n", `4:37: stage "store": queue.stream: a nats queue needs a stream name`},
 		{"  store: {kind: test.finish, queue: {transport: nats, stream: a.b}}\n", `4:63: stage "store": queue.stream: stream name "a.b"`},
 		{"  store: {kind: test.finish, queue: {transport: natz, stream: a}}\n", `4:49: stage "store": queue.transport: want local or nats, got "natz"`},
@@ -154,16 +156,5 @@ func TestNatsQueueLoadErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Count(err.Error(), "\n") > 0 {
 			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
 		}
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

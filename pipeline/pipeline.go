@@ -1,15 +1,20 @@
 package pipeline
 
+// This file holds New: building a pipeline's stages from a Config and a
+// Registry, and the Pipeline type.
+
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/stagedserver/seda/natsq"
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // DefaultDrain is the drain deadline of Run when neither Options.DrainTimeout
@@ -53,13 +58,13 @@ type Pipeline struct {
 	admin  AdminConfig
 
 	// Built once by New, read-only afterwards.
-	stages   []stage.Lifecycle // the stages run here, with the stand-ins and consumers of nats queues
-	byName   map[string]*stage.Stage
+	stages   []engine.Lifecycle // the stages run here, with the stand-ins and consumers of nats queues
+	byName   map[string]*engine.Stage
 	isSource []bool
 	order    []int                // topological: every stage after all of its upstream stages
 	shown    []shown              // what /stats lists, in file order
 	graph    map[string]graphInfo // by stage name, for the dashboard
-	nats     *natsq.Client        // nil when no queue is on NATS
+	series   []stats.Series       // the series the queue transports declare, for /metrics
 
 	// start serialises Start against the beginning of Stop, so that Stop
 	// sees a pipeline that is either not started or completely started.
@@ -124,7 +129,10 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		ownLog: ownLog,
 		drain:  cfg.Drain,
 		admin:  cfg.Admin,
-		byName: make(map[string]*stage.Stage, len(cfg.Stages)),
+		byName: make(map[string]*engine.Stage, len(cfg.Stages)),
+	}
+	for _, t := range opts.Registry.Transports() {
+		p.series = append(p.series, t.Series...)
 	}
 	if opts.DrainTimeout > 0 {
 		p.drain = opts.DrainTimeout
@@ -167,7 +175,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	run := selectStages(cfg.File, nodes, opts.Stages, fail)
 	// Build every stage whose kind is known even when the topology is
 	// wrong, so that all the problems are reported at once.
-	built := make([]stage.Lifecycle, len(nodes))
+	built := make([]engine.Lifecycle, len(nodes))
 	for i, n := range nodes {
 		if n.kind == nil || !run[i] {
 			continue
@@ -177,12 +185,17 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 			p.byName[n.cfg.Name] = st.Stage()
 		}
 	}
+	var queues []*queue
+	if len(errs) == 0 {
+		queues = p.openQueues(cfg, nodes, routes, run, opts.Registry, fail)
+	}
 	if len(errs) > 0 {
 		for _, st := range built {
 			if st.Stage() != nil {
 				p.closeHandler(st)
 			}
 		}
+		closeQueues(queues)
 		return nil, errs
 	}
 	for name, st := range p.byName {
@@ -190,10 +203,10 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 			delete(p.byName, name) // runs in another process
 		}
 	}
-	p.assemble(cfg, nodes, routes, order, run, built)
+	p.assemble(nodes, routes, order, run, built, queues)
 	p.graph = make(map[string]graphInfo, len(nodes))
 	for i, n := range nodes {
-		p.graph[n.cfg.Name] = graphInfo{routes: routes[i], next: n.cfg.Next, source: n.kind.NewSource != nil}
+		p.graph[n.cfg.Name] = graphInfo{routes: routes[i], next: n.cfg.Next, source: n.kind.IsSource()}
 	}
 	p.started = make([]bool, len(p.stages))
 	return p, nil
@@ -204,12 +217,16 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 // spec first, so a Config built in Go is checked as the loader checks a
 // file, and a constructor that panics (a getter asked for a field the spec
 // lacks: a bug in the kind) is reported as the stage's error.
-func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, ...any)) (stage.Lifecycle, bool) {
+func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, ...any)) (engine.Lifecycle, bool) {
 	set := sc.Settings
 	set.Name, set.Kind = sc.Name, sc.Kind
 	set.Terminal = k.Terminal
 	slog := p.log.Named(sc.Name)
 	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routesOf(sc), Settings: set.WithDefaults()}
+	env.MaxWorkers = env.Settings.Workers
+	if env.Settings.AutoWorkers {
+		env.MaxWorkers = engine.AutoWorkersCeiling(env.Settings.Concurrency)
+	}
 	ctorErr := func(err error) {
 		var fe *stage.FieldError
 		if errors.As(err, &fe) {
@@ -223,41 +240,54 @@ func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, 
 		for _, e := range unjoin(err) {
 			ctorErr(e)
 		}
-		return stage.Lifecycle{}, false
+		return engine.Lifecycle{}, false
 	}
-	h, src, err := construct(k, cfg, env)
+	life, err := construct(k, cfg, env, set)
 	if err != nil {
 		ctorErr(err)
-		return stage.Lifecycle{}, false
-	}
-	var life stage.Lifecycle
-	if src != nil {
-		_, life = stage.NewSourceStage(set, src, slog)
-	} else {
-		_, life = stage.NewHandlerStage(set, h, slog)
+		return engine.Lifecycle{}, false
 	}
 	return life, true
 }
 
-// construct calls the kind's constructor, turning a panic into an error.
-func construct(k *stage.Kind, cfg stage.Config, env stage.Env) (h stage.Handler, src stage.Source, err error) {
+// construct calls the kind's constructor, turning a panic into an error,
+// and makes the stage that runs what it returns.
+func construct(k *stage.Kind, cfg stage.Config, env stage.Env, set stage.Settings) (life engine.Lifecycle, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("kind %q: constructor panicked (a bug in the kind): %v", k.Name, v)
 		}
 	}()
-	if k.NewSource != nil {
-		src, err = k.NewSource(cfg, env)
+	switch {
+	case k.NewSource != nil:
+		src, err := k.NewSource(cfg, env)
 		if err == nil && src == nil {
 			err = fmt.Errorf("kind %q: constructor returned no source", k.Name)
 		}
-		return nil, src, err
+		if err != nil {
+			return life, err
+		}
+		_, life = engine.NewSourceStage(set, src, env.Logger)
+	case k.NewInput != nil:
+		in, err := k.NewInput(cfg, env)
+		if err == nil && in == nil {
+			err = fmt.Errorf("kind %q: constructor returned no input", k.Name)
+		}
+		if err != nil {
+			return life, err
+		}
+		_, life = engine.NewInputStage(set, in, env.Logger)
+	default:
+		h, err := k.NewHandler(cfg, env)
+		if err == nil && h == nil {
+			err = fmt.Errorf("kind %q: constructor returned no handler", k.Name)
+		}
+		if err != nil {
+			return life, err
+		}
+		_, life = engine.NewHandlerStage(set, h, env.Logger)
 	}
-	h, err = k.NewHandler(cfg, env)
-	if err == nil && h == nil {
-		err = fmt.Errorf("kind %q: constructor returned no handler", k.Name)
-	}
-	return h, nil, err
+	return life, nil
 }
 
 // unjoin returns the errors joined in err (errors.Join), or err itself.
@@ -281,7 +311,7 @@ func routesOf(sc *StageConfig) []string {
 	return rs
 }
 
-func (p *Pipeline) closeHandler(st stage.Lifecycle) {
+func (p *Pipeline) closeHandler(st engine.Lifecycle) {
 	if st.IsSource() {
 		return // a source that never started holds nothing
 	}
@@ -293,18 +323,33 @@ func (p *Pipeline) closeHandler(st stage.Lifecycle) {
 // Name returns the pipeline's name.
 func (p *Pipeline) Name() string { return p.name }
 
-// Stage returns the running stage called name, or nil. An embedding
-// program may use it to feed events into a stage (stage.Stage.NewEmitter),
-// to read one stage's figures, or to find a source's address (Addr).
-// Starting and stopping stages is the pipeline's alone.
-func (p *Pipeline) Stage(name string) *stage.Stage { return p.byName[name] }
+// Addr returns the address the stage called name listens on (a network
+// source's, once started), or nil: for a stage that does not listen, does
+// not run here or does not exist.
+func (p *Pipeline) Addr(name string) net.Addr {
+	if st := p.byName[name]; st != nil {
+		return st.Addr()
+	}
+	return nil
+}
+
+// StageStats returns the figures of the stage called name as Stats shows
+// them; false when no such stage is shown.
+func (p *Pipeline) StageStats(name string) (stats.Stage, bool) {
+	for _, sh := range p.shown {
+		if sh.st.Name() == name {
+			return sh.stats(), true
+		}
+	}
+	return stats.Stage{}, false
+}
 
 // Stats is a snapshot of the pipeline, shaped as GET /stats serves it.
 type Stats struct {
 	Pipeline string        `json:"pipeline"`
 	UptimeS  float64       `json:"uptime_s"`
 	State    string        `json:"state"` // starting, running, draining or stopped
-	Stages   []stage.Stats `json:"stages"`
+	Stages   []stats.Stage `json:"stages"`
 }
 
 // Stats returns a snapshot of every stage, in file order. It never shows
@@ -322,7 +367,7 @@ func (p *Pipeline) Stats() Stats {
 		s.UptimeS = time.Since(p.began).Seconds()
 	}
 	p.mu.Unlock()
-	s.Stages = make([]stage.Stats, len(p.shown))
+	s.Stages = make([]stats.Stage, len(p.shown))
 	for i, sh := range p.shown {
 		s.Stages[i] = sh.stats()
 	}

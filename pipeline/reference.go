@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds WriteReference: the pipeline file format's reference,
+// generated from the specs.
+
 import (
 	"bufio"
 	"fmt"
@@ -18,7 +21,10 @@ import (
 func WriteReference(w io.Writer, reg *stage.Registry) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("## Top-level keys\n\n")
-	writeFieldTable(bw, append(topFields(), stage.Field{
+	if reg == nil {
+		reg = stage.NewRegistry()
+	}
+	writeFieldTable(bw, append(topFields(reg), stage.Field{
 		Name:     "stages",
 		Type:     stage.Object,
 		Required: true,
@@ -26,11 +32,8 @@ func WriteReference(w io.Writer, reg *stage.Registry) error {
 	}), true)
 	bw.WriteString("\n## Keys of every stage\n\n")
 	bw.WriteString("Every stage takes these keys besides its kind's own. `batch: N` is short for `batch: {max: N}`. Values may use `${VAR}` or `${VAR:-default}` (the environment; unset means empty) and `$$` for a literal `$`.\n\n")
-	writeFieldTable(bw, stageFields(), false)
-	var kinds []*stage.Kind
-	if reg != nil {
-		kinds = reg.Kinds()
-	}
+	writeFieldTable(bw, stageFields(reg), false)
+	kinds := reg.Kinds()
 	bw.WriteString("\n## Kinds\n")
 	if len(kinds) == 0 {
 		bw.WriteString("\nNo kinds are registered.\n")
@@ -41,7 +44,7 @@ func WriteReference(w io.Writer, reg *stage.Registry) error {
 			bw.WriteString(oneLine(k.Doc) + "\n\n")
 		}
 		var notes []string
-		if k.NewSource != nil {
+		if k.IsSource() {
 			notes = append(notes, "A source: it makes events from outside input; no stage may route to it and it cannot be inline.")
 		}
 		if k.Terminal {

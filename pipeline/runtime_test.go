@@ -13,7 +13,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // The test kinds below are registered from test code, as an embedding
@@ -112,16 +115,7 @@ func (s *rtSource) StopInput(ctx context.Context) error {
 	}
 }
 
-func (s *rtSource) Drain(ctx context.Context) error {
-	for s.rt.InFlight() != 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return nil
-}
+func (s *rtSource) Drain(ctx context.Context) error { return s.rt.WaitFinished(ctx) }
 
 func (s *rtSource) Close() error {
 	s.closed.Store(true)
@@ -142,18 +136,18 @@ func (s *rtSource) Complete(ev *stage.Event, err error) {
 	}
 }
 
-// waitEmitted waits until the source has emitted all of its events.
-// SourceStats reports fixed figures, for the admin endpoint's tests.
-func (s *rtSource) SourceStats() stage.SourceStats {
-	return stage.SourceStats{
-		Connections:    stage.ConnStats{Accepted: 7, Closed: 5, Refused: 1},
+// Figures reports fixed counters, for the admin endpoint's tests.
+func (s *rtSource) Figures(st *stats.Stage) {
+	st.Source = &stats.Source{
+		Connections:    stats.Conns{Accepted: 7, Closed: 5, Refused: 1},
 		ProtocolErrors: map[string]uint64{"bad_frame": 2},
-		Nacks:          stage.NackStats{Invalid: 3, Busy: 4},
+		Nacks:          stats.Nacks{Invalid: 3, Busy: 4},
 		BytesIn:        1234,
-		Drops:          stage.DropStats{Oversized: 6},
+		Drops:          stats.Drops{Oversized: 6},
 	}
 }
 
+// waitEmitted waits until the source has emitted all of its events.
 func (s *rtSource) waitEmitted(t *testing.T) {
 	t.Helper()
 	select {
@@ -198,8 +192,8 @@ func (h *rtHandler) Close() error {
 }
 
 var (
-	_ stage.Starter = (*rtHandler)(nil)
-	_ stage.Closer  = (*rtHandler)(nil)
+	_ interface{ Start(context.Context) error } = (*rtHandler)(nil)
+	_ interface{ Close() error }                = (*rtHandler)(nil)
 )
 
 func rtPass(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
@@ -288,6 +282,11 @@ func rtRegistry(t *testing.T) (*stage.Registry, *rtHub) {
 			t.Fatal(err)
 		}
 	}
+	// The queue transport, as pipectl registers it: pipeline itself knows
+	// none (a test may import natsq; the package does not).
+	if err := natsq.Register(reg); err != nil {
+		t.Fatal(err)
+	}
 	return reg, hub
 }
 
@@ -342,16 +341,10 @@ func rtStop(t *testing.T, p *Pipeline) StopReport {
 // rtWaitState polls p until it is in state want.
 func rtWaitState(t *testing.T, p *Pipeline, want string) {
 	t.Helper()
-	for i := 0; i < 10000; i++ {
-		if p.Stats().State == want {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("pipeline never reached state %q (now %q)", want, p.Stats().State)
+	poll.Until(t, "state "+want, func() bool { return p.Stats().State == want })
 }
 
-func rtStageStats(t *testing.T, s Stats, name string) stage.Stats {
+func rtStageStats(t *testing.T, s Stats, name string) stats.Stage {
 	t.Helper()
 	for _, st := range s.Stages {
 		if st.Name == name {
@@ -359,7 +352,7 @@ func rtStageStats(t *testing.T, s Stats, name string) stage.Stats {
 		}
 	}
 	t.Fatalf("no stage %q in stats", name)
-	return stage.Stats{}
+	return stats.Stage{}
 }
 
 // rtClient is an HTTP client that keeps no connection open, so that no

@@ -1,5 +1,7 @@
 package pipeline
 
+// This file holds Scale: pinning or releasing a running stage's knobs.
+
 import (
 	"bytes"
 	"encoding/json"
@@ -9,7 +11,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // Knob is one value of a Scale request: a number that pins the knob, or
@@ -106,12 +110,12 @@ var (
 // Scale resizes the named stage while the pipeline runs: its pool
 // (workers), run slots (concurrency) and batch size, each pinned at a
 // number or, for workers and batch, handed back to its controller with
-// auto. Nothing running is interrupted (stage.Lifecycle.SetWorkers and
+// auto. Nothing running is interrupted (engine.Lifecycle.SetWorkers and
 // SetConcurrency say how). Every value is checked before any is applied.
 // It returns the stage's figures afterwards. Errors wrap ErrUnknownStage,
-// ErrBadScale or stage.ErrNotResizable, and name the stage.
-func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
-	var l stage.Lifecycle
+// ErrBadScale or engine.ErrNotResizable, and name the stage.
+func (p *Pipeline) Scale(name string, sc Scale) (stats.Stage, error) {
+	var l engine.Lifecycle
 	found := false
 	for _, lc := range p.stages {
 		if lc.Stage().Name() == name {
@@ -120,10 +124,10 @@ func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
 		}
 	}
 	if !found {
-		return stage.Stats{}, fmt.Errorf("stage %q: %w", name, ErrUnknownStage)
+		return stats.Stage{}, fmt.Errorf("stage %q: %w", name, ErrUnknownStage)
 	}
 	if !sc.Workers.Set && !sc.Concurrency.Set && !sc.Batch.Set {
-		return stage.Stats{}, fmt.Errorf("stage %q: %w: name workers, concurrency or batch", name, ErrBadScale)
+		return stats.Stage{}, fmt.Errorf("stage %q: %w: name workers, concurrency or batch", name, ErrBadScale)
 	}
 	check := func(what string, k Knob, hi int, auto bool) error {
 		switch {
@@ -138,7 +142,7 @@ func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
 	if err := errors.Join(check("workers", sc.Workers, stage.MaxWorkers, true),
 		check("concurrency", sc.Concurrency, stage.MaxWorkers, false),
 		check("batch", sc.Batch, stage.MaxBatch, true)); err != nil {
-		return stage.Stats{}, err
+		return stats.Stage{}, err
 	}
 	value := func(k Knob) int {
 		if k.Auto {
@@ -148,17 +152,17 @@ func (p *Pipeline) Scale(name string, sc Scale) (stage.Stats, error) {
 	}
 	if sc.Concurrency.Set {
 		if err := l.SetConcurrency(sc.Concurrency.N); err != nil {
-			return stage.Stats{}, err
+			return stats.Stage{}, err
 		}
 	}
 	if sc.Workers.Set {
 		if err := l.SetWorkers(value(sc.Workers)); err != nil {
-			return stage.Stats{}, err
+			return stats.Stage{}, err
 		}
 	}
 	if sc.Batch.Set {
 		if err := l.SetBatch(value(sc.Batch)); err != nil {
-			return stage.Stats{}, err
+			return stats.Stage{}, err
 		}
 	}
 	p.log.Info("stage resized", zap.String("stage", name), zap.Stringer("scale", sc))

@@ -9,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 func rtPost(t *testing.T, c *http.Client, url, ctype, token, body string) (int, string) {
@@ -62,7 +64,7 @@ func TestAdminScale(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("scale: %d %s", code, body)
 	}
-	var st stage.Stats
+	var st stats.Stage
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +122,7 @@ func TestAdminScale(t *testing.T) {
 	if _, err := p.Scale("work", Scale{Workers: Pin(2)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Scale("mark", Scale{Workers: Pin(2)}); !errors.Is(err, stage.ErrNotResizable) {
+	if _, err := p.Scale("mark", Scale{Workers: Pin(2)}); !errors.Is(err, engine.ErrNotResizable) {
 		t.Fatalf("inline: %v", err)
 	}
 }

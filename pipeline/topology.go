@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the checks of a pipeline's topology (references,
+// cycles, sources and inline stages) and its warnings.
+
 import (
 	"fmt"
 	"strings"
@@ -43,7 +46,7 @@ func checkTopology(nodes []node, errAt func(Pos, string, ...any)) (routes [][]st
 		index[n.cfg.Name] = i
 		names[i] = n.cfg.Name
 	}
-	isSource := func(n node) bool { return n.kind != nil && n.kind.NewSource != nil }
+	isSource := func(n node) bool { return n.kind != nil && n.kind.IsSource() }
 	edges := make([][]edge, len(nodes))
 	fed := make([]bool, len(nodes))
 	routes = make([][]string, len(nodes))
@@ -167,7 +170,7 @@ func posOr(fp map[string]Pos, field string, def Pos) Pos {
 // Warnings returns what the configuration allows but is likely a mistake,
 // positioned as Errors are: a stage that is not a source and that no stage
 // routes to receives no events (only a program that feeds it through
-// stage.Stage.NewEmitter would give it some). An inline stage nothing
+// engine.Stage.NewEmitter would give it some). An inline stage nothing
 // routes to is an error instead (see checkTopology); a stage of an unknown
 // kind is left to the errors.
 func (c *Config) Warnings(reg *stage.Registry) Errors {
@@ -180,7 +183,7 @@ func (c *Config) Warnings(reg *stage.Registry) Errors {
 	var ws Errors
 	for _, sc := range c.Stages {
 		k, ok := reg.Lookup(sc.Kind)
-		if !ok || k.NewSource != nil || sc.Settings.Inline || fed[sc.Name] {
+		if !ok || k.IsSource() || sc.Settings.Inline || fed[sc.Name] {
 			continue
 		}
 		ws = append(ws, &Error{Pos: sc.Pos, Msg: fmt.Sprintf(

@@ -97,7 +97,7 @@ func ExampleNew() {
 	p := port.New[int](port.Options{})
 	s := p.Stats()
 	fmt.Println(s.Capacity, s.Depth)
-	// Output: 1024 0
+	// Output: 8192 0
 }
 
 // Packets come out in the order they went in.

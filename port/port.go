@@ -1,5 +1,8 @@
 package port
 
+// This file holds the Port: its queue, run slots, Post, and the packet and
+// options types.
+
 import (
 	"context"
 	"errors"
@@ -35,15 +38,23 @@ func (o Overflow) String() string {
 }
 
 // Options configure a Port. The zero Options is valid: Concurrency
-// GOMAXPROCS, Capacity 1024, Overflow Block.
+// GOMAXPROCS, Capacity DefaultCapacity (8192), Overflow Block.
 type Options struct {
 	Concurrency int      // workers running at once; 0 means runtime.GOMAXPROCS(0)
-	Capacity    int      // packets queued at most; 0 means 1024
+	Capacity    int      // packets queued at most; 0 means DefaultCapacity
 	Overflow    Overflow // what Post does when the queue is full
 }
 
-// DefaultCapacity is the queue capacity used when Options.Capacity is 0.
-const DefaultCapacity = 1024
+// DefaultCapacity is the queue capacity used when Options.Capacity is 0,
+// and so a stage's queue capacity when its settings leave it 0 (one fact,
+// one name). It is room for two of the largest batches a stage's batching
+// controller takes (4096, stage.MaxAutoBatch), so that a worker taking a
+// whole batch leaves as much queued for the next: with 1024 a database
+// sink's transactions stayed smaller than they could be, and B5 measured
+// the untuned pipeline at three quarters of the tuned one, against on a
+// par with 8192. The ring is allocated up front: a port of packets of one
+// pointer takes 320 KiB at this capacity.
+const DefaultCapacity = 8192
 
 var (
 	// ErrClosed is returned by Post and TryPost after Close, and by Get and

@@ -615,7 +615,8 @@ func TestStats(t *testing.T) {
 	}
 }
 
-// The zero Options is valid: Concurrency GOMAXPROCS, Capacity 1024, Block.
+// The zero Options is valid: Concurrency GOMAXPROCS, Capacity
+// DefaultCapacity, Block.
 func TestZeroOptions(t *testing.T) {
 	p := New[int](Options{})
 	if s := p.Stats(); s.Capacity != DefaultCapacity {

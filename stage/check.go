@@ -1,5 +1,8 @@
 package stage
 
+// This file holds the checks of a configuration spec and of values against
+// it (Enum, Range), and how values are written.
+
 import (
 	"errors"
 	"fmt"
@@ -99,7 +102,7 @@ func (t FieldType) holds(v any) bool {
 		return t == Duration
 	case []string:
 		return t == StringList
-	case []Pair:
+	case [][2]string:
 		return t == StringMap
 	case Config:
 		return t == Object
@@ -124,7 +127,7 @@ func (t FieldType) goType() string {
 	case StringList:
 		return "[]string"
 	case StringMap:
-		return "[]stage.Pair"
+		return "[][2]string"
 	case Object:
 		return "stage.Config"
 	case ObjectList:
@@ -230,10 +233,10 @@ func (f *Field) FormatValue(v any) string {
 		return FormatDuration(x)
 	case []string:
 		return "[" + strings.Join(x, ", ") + "]"
-	case []Pair:
+	case [][2]string:
 		parts := make([]string, len(x))
 		for i, p := range x {
-			parts[i] = p.Key + ": " + p.Value
+			parts[i] = p[0] + ": " + p[1]
 		}
 		return "{" + strings.Join(parts, ", ") + "}"
 	}

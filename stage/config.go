@@ -1,5 +1,8 @@
 package stage
 
+// This file holds Config, a kind's decoded configuration, and Bind, which
+// checks it against the spec.
+
 import (
 	"errors"
 	"fmt"
@@ -9,12 +12,9 @@ import (
 	"time"
 )
 
-// Pair is one entry of a StringMap value, in the order written.
-type Pair struct{ Key, Value string }
-
 // Config holds a stage's decoded kind-specific configuration. Values have
 // the Go type of their FieldType: string, int, bool, int64 (Size),
-// time.Duration, []string, []Pair (StringMap), Config (Object), []Config
+// time.Duration, []string, [][2]string (StringMap: key and value, in the order written), Config (Object), []Config
 // (ObjectList).
 //
 // A Config a constructor receives is bound to its kind's spec (the loader
@@ -231,8 +231,9 @@ func (c Config) Duration(name string) time.Duration {
 // Strings returns the list of strings under name.
 func (c Config) Strings(name string) []string { return get[[]string](c, name, StringList) }
 
-// Pairs returns the string map under name in the order written.
-func (c Config) Pairs(name string) []Pair { return get[[]Pair](c, name, StringMap) }
+// Pairs returns the string map under name: its keys and values, in the
+// order written.
+func (c Config) Pairs(name string) [][2]string { return get[[][2]string](c, name, StringMap) }
 
 // Object returns the object under name.
 func (c Config) Object(name string) Config { return get[Config](c, name, Object) }

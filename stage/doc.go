@@ -1,102 +1,55 @@
-// Package stage is a stage of a staged (SEDA) server: a handler with its
-// own completion port and worker pool, and the Event that flows from stage
-// to stage.
+// Package stage is the plugin API of a staged (SEDA) server: what the
+// author of a kind of stage writes against. A kind is registered in a
+// Registry with its configuration spec (fields with type, default, range
+// and a line of documentation) and a constructor; the pipeline builds
+// stages from it, runs them and stops them, and this package holds none
+// of that runtime.
 //
-// A stage's workers are bound to its port (package port) with the stage's
-// concurrency as the port's run-slot limit. Each worker takes up to `batch`
-// events with GetBatch (waiting up to `linger` for the batch to fill) and
-// calls the Handler. The handler hands events on with Emitter.Emit, which
-// posts them to the next stage's port, or finishes them with Event.Done. An
-// inline stage has no port and no pool: events emitted to it are collected
-// and handed to its handler by the upstream worker, after the upstream
-// handler returns (operator chaining), so a queue hop is paid only where
-// work changes character.
+// A kind is one of three things (Kind documents each constructor and
+// every optional method a kind may have):
 //
-// Event.Done is how completions travel back: it calls the event's
-// Origin.To, which for a network source posts a completion packet to the
-// source's own port, where the source turns it into an acknowledgement.
+//   - a Handler: a processor or a sink. It gets batches of events and an
+//     Emitter; it hands each event on (Emit) or finishes it (Event.Done,
+//     or DoneAll for a committed batch). Handlers that block (database
+//     calls) wrap the blocking call in Blocking, so that the worker gives
+//     up its run slot while it waits.
+//   - an Input: a source that reads records, one per Read, each with an
+//     acknowledgement function. The runtime makes the events, emits and
+//     flushes them, waits for them on drain, counts them and shuts the
+//     input down; ErrEndOfInput ends a finite input, and with it the run.
+//   - a Source: a source that runs its own machinery (listeners, ports,
+//     per-connection acknowledgements) and uses its SourceRuntime to make
+//     events, emit them, wait for them and admit them.
 //
-// Kinds of stage are registered in a Registry with a configuration spec
-// (fields with type, default, required flag and a line of documentation),
-// so that a loader can check a pipeline file and a linter can explain every
-// field. Stage families (stages/netio, stages/process, stages/db) and
-// embedding programs register their kinds the same way.
+// docs/DESIGN.md ("Writing a kind") walks through the three contracts,
+// and examples/ holds a file source and a JSON-lines sink written against
+// this package and package pipeline alone.
 //
-// Handlers that block (database calls) wrap the blocking call in Blocking,
-// so that the worker gives up its run slot while it waits.
+// # Events
 //
-// # Events and their cost
-//
-// An event's decoded fields are a short list of (name, Value) pairs: a
-// Value holds text, a number or a boolean in three words without boxing,
-// and its text may be a view of the payload, so a decoder sets a field
-// without allocating. Field reads them as Go values, Value without
-// copying; Set, SetValue and SetText write them. A decoder (Projector) is
-// told when its stage starts which fields the stages after it read (each
-// FieldReader's paths; everything when one stage does not say), and sets
-// only those.
+// An Event is one record: its payload, a sequence number, the Origin to
+// tell when it is finished, and decoded fields. The fields are a short
+// list of (name, Value) pairs: a Value holds text, a number or a boolean
+// in three words without boxing, and its text may be a view of the
+// payload, so a decoder sets a field without allocating. Field reads them
+// as Go values, Value without copying; Set, SetValue and SetText write
+// them. A decoder (a handler with Project) is told when its stage starts
+// which fields the stages after it read, and sets only those.
 //
 // Events are recycled: once the handler that finished an event has
-// returned, its stage gives the event, its field list and their memory to
-// a new record, so a record's event allocates nothing once the pool is
-// warm. A second Done in the handler is still caught. A sink finishes a
-// committed batch with DoneAll: one clock reading for the lot, counters
-// added once per run, and a BatchCompleter (a network source's connection)
-// takes each run of its events under one lock.
+// returned, the runtime gives the event, its field list and their memory
+// to a new record, so a record's event allocates nothing once the pool is
+// warm. A second Done in the handler is still caught.
 //
-// # Adaptive control
+// Event.Done is how completions travel back: it calls the event's
+// Origin.To, which for a network source posts a completion to the
+// source's own port, where it becomes an acknowledgement, as an IOCP
+// server's write completions do.
 //
-// A stage's batch size and pool size are sized while it runs when its
-// Settings leave them 0 (auto), and never move when set (pinned); an
-// operator pins or releases them through Lifecycle.SetBatch, SetWorkers
-// and SetConcurrency (pipectl scale). The controllers are SEDA's (Welsh,
-// Culler, Brewer, SOSP 2001, §4). Every ControlSample (50 ms) a stage's
-// control loop reads its port's gauges and its totals; five samples make a
-// window, and at most one knob changes per window. A growth is a trial,
-// kept only when the windows after it take events faster than those
-// before it (since the previous change) by 5% and by twice the measured
-// noise of such a mean; each side spans two windows at least and 24
-// batches at least (up to 2 s), since events are taken a batch at a time;
-// the first window after an idle one (a burst of what queued up) is left
-// out. A failed trial is undone and pauses that direction (5 s, doubling
-// up to 60 s, or until the load moves by 25%); a kept one leaves the
-// pauses as they are, so probing at a knob's useful limit grows rarer.
+// # Errors
 //
-// The batching controller doubles the batch when half of a window's
-// batches found a whole batch waiting, and halves it when batches average
-// a quarter of it or less for two windows (light load). It starts at its
-// ceiling, the queue capacity and at most MaxAutoBatch: a size the queue
-// does not fill costs nothing without linger. For a database sink a batch
-// is a transaction, so this is where COPY's speed comes from.
-//
-// The thread-pool controller adds a quarter of the pool (at least one
-// worker) when in 80% of a window's samples a batch was waiting while a
-// run slot was free: every worker busy, some blocked inside Blocking. The
-// growth from n to m workers is kept when it also shows a quarter of the
-// most the new workers could add, (m-n)/4n: a database scales less than
-// linearly, so asking for more stops a store's pool short. Run
-// slots stay at GOMAXPROCS, so a stage that never blocks never has a free
-// slot with work waiting and gets no workers beyond them: threads equal to
-// the CPUs, plus replacements for the ones blocked, as a completion port
-// runs. After a growth that did not pay it tries one worker fewer, and
-// after 5 s in which no batch waited it tries one fewer too, so the pool
-// walks both ways around its best size. Its range is the run slots to
-// AutoWorkersCeiling, and no more than a WorkerLimiter handler can use.
-// Retiring a worker interrupts nothing: it leaves when it comes back for
-// its next batch.
-//
-// A source may put itself under admission control
-// (SourceRuntime.StartAdmission, netio.tcp's admission.target): Welsh and
-// Culler's response-time controller (USITS 2003). Every AdmissionPeriod it
-// compares the p99 from read to finish of the records read since its last
-// decrease with the target: over, the admitted rate is divided by 1.2 (by
-// up to 2 the further over, by more when what is in flight is seconds of
-// work); a full queue downstream sets it to what the pipeline finishes; under
-// 90% of the target, with records held back, it climbs additively (by
-// slow start while far under). The source asks Admission.Admit per read
-// and refuses the rest busy at once, before making events of them, and its
-// emitters never wait for room.
-//
-// docs/DESIGN.md ("Adaptive control") gives the reasons, the constants and
-// how fast each controller settles in the tests.
+// An error that finishes an event may carry a class (ErrBusy,
+// ErrInvalid, ErrTooLarge, ErrDatabase; WithClass marks one), so that
+// sources count their nacks by class and a client can tell a record worth
+// resending from one that will never pass.
 package stage

@@ -45,3 +45,11 @@ func TestValueSize(t *testing.T) {
 		t.Fatalf("Value is %d bytes, want at most 24", n)
 	}
 }
+
+// internal/engine reaches an event's bookkeeping by converting the
+// *Event to a *track.State: the field must stay first.
+func TestEventStateFirst(t *testing.T) {
+	if off := unsafe.Offsetof(Event{}.t); off != 0 {
+		t.Fatalf("Event.t is at offset %d, want 0", off)
+	}
+}

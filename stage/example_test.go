@@ -1,5 +1,9 @@
 package stage_test
 
+// This file shows the plugin API from a kind author's side: a source
+// that reads records and is told how each ended, and a sink that refuses
+// some, run by a pipeline.
+
 import (
 	"context"
 	"fmt"
@@ -7,76 +11,85 @@ import (
 	"strings"
 	"sync"
 
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 )
 
-// printer is a Completer: it learns how each event ended, as a network
-// source learns which records to acknowledge.
-type printer struct {
-	mu  sync.Mutex
-	out []string
+// records is an Input: it reads its records and learns, through each
+// one's ack, how it ended, as a network source learns which records to
+// acknowledge.
+type records struct {
+	left []string
+	n    int
+	mu   sync.Mutex
+	acks []string
 }
 
-func (p *printer) Complete(ev *stage.Event, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err != nil {
-		p.out = append(p.out, fmt.Sprintf("nack %d %v", ev.Seq, err))
-		return
+func (r *records) Connect(context.Context) error { return nil }
+
+func (r *records) Read(context.Context) ([]byte, func(error), error) {
+	if len(r.left) == 0 {
+		return nil, nil, stage.ErrEndOfInput // the run ends once all are finished
 	}
-	p.out = append(p.out, fmt.Sprintf("ack %d", ev.Seq))
+	rec := r.left[0]
+	r.left, r.n = r.left[1:], r.n+1
+	n := r.n
+	return []byte(rec), func(err error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err != nil {
+			r.acks = append(r.acks, fmt.Sprintf("nack %d %v", n, err))
+			return
+		}
+		r.acks = append(r.acks, fmt.Sprintf("ack %d", n))
+	}, nil
 }
 
-// A source hands events to an upper-casing stage with its own port and
-// pool, which hands them to an inline stage that refuses empty records.
+func (r *records) Close() error { return nil }
+
+// A source of three records feeds a sink that refuses empty ones: each
+// record's ack says how it ended, and the sink's errors are counted.
 func Example() {
-	upper, upperLife := stage.NewHandlerStage(stage.Settings{Name: "upper", Workers: 2},
-		stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
-			for _, ev := range batch {
-				ev.Payload = []byte(strings.ToUpper(string(ev.Payload)))
-				out.Emit(ctx, ev)
-			}
-			return nil
-		}), nil)
-	check, checkLife := stage.NewHandlerStage(stage.Settings{Name: "check", Inline: true},
-		stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
-			for _, ev := range batch {
-				if len(ev.Payload) == 0 {
-					ev.Done(fmt.Errorf("empty record"))
-					continue
+	in := &records{left: []string{"a", "", "c"}}
+	reg := stage.NewRegistry()
+	for _, k := range []stage.Kind{
+		{Name: "example.records", NewInput: func(stage.Config, stage.Env) (stage.Input, error) { return in, nil }},
+		{Name: "example.check", Terminal: true, NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
+				for _, ev := range batch {
+					if len(ev.Payload) == 0 {
+						ev.Done(stage.WithClass(fmt.Errorf("empty record"), stage.ErrInvalid))
+						continue
+					}
+					ev.Done(nil) // stored: acked
 				}
-				out.Emit(ctx, ev) // no next stage: the event is finished
-			}
-			return nil
-		}), nil)
-	// The Lifecycle is what starts and stops a stage; whoever creates a
-	// stage holds it (pipeline.New does this for a YAML pipeline).
-	src, srcLife := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	srcLife.Connect(upper, nil)
-	upperLife.Connect(check, nil)
-	checkLife.Connect(nil, nil)
-	if err := upperLife.Start(context.Background()); err != nil {
+				return nil
+			}), nil
+		}},
+	} {
+		if err := reg.Register(k); err != nil {
+			panic(err)
+		}
+	}
+	p, err := pipeline.New(&pipeline.Config{Name: "check", Stages: []*pipeline.StageConfig{
+		{Name: "in", Kind: "example.records", Next: "check"},
+		{Name: "check", Kind: "example.check"},
+	}}, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	if err != nil {
 		panic(err)
 	}
-
-	p := &printer{}
-	em := src.NewEmitter()
-	for i, rec := range []string{"a", "", "c"} {
-		em.Emit(context.Background(), src.NewEvent([]byte(rec), uint64(i+1), stage.Origin{To: p}))
+	if err := p.Run(context.Background()); err != nil {
+		panic(err)
 	}
-	em.Flush(context.Background()) // hand the batch over
-	upperLife.CloseQueue()         // nothing more will come: drain and stop
-	upperLife.Wait()
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	acks := append([]string(nil), p.out...)
-	sort.Strings(acks)
-	fmt.Println(strings.Join(acks, "\n"))
-	fmt.Println("errors in check:", check.Stats().Errors)
+	sort.Strings(in.acks)
+	fmt.Println(strings.Join(in.acks, "\n"))
+	st, _ := p.StageStats("check")
+	fmt.Println("errors in check:", st.Errors, stage.ErrorClass(stage.WithClass(fmt.Errorf("x"), stage.ErrInvalid)))
 	// Output:
 	// ack 1
 	// ack 3
 	// nack 2 empty record
-	// errors in check: 1
+	// errors in check: 1 invalid
 }

@@ -1,5 +1,8 @@
 package stage
 
+// This file holds an event's decoded fields: how they are kept, read and
+// written.
+
 import (
 	"iter"
 	"strings"
@@ -44,24 +47,6 @@ func (ev *Event) fieldSet() *fieldSet {
 		ev.fs = fs
 	}
 	return ev.fs
-}
-
-// resetFields empties the fields of an event being recycled, dropping
-// their references (payload views, Any values).
-func (ev *Event) resetFields() {
-	fs := ev.fs
-	if fs == nil {
-		return
-	}
-	if cap(fs.list) > maxKeptFields || cap(fs.text) > maxKeptText {
-		ev.fs = nil
-		return
-	}
-	// Only the lengths: clearing the entries would write, on the
-	// recycling (sink's) core, lines the next record's decoder writes
-	// again on its own. Until new fields overwrite them they keep at
-	// most this record's payload alive, as it was while in flight.
-	fs.list, fs.text = fs.list[:0], fs.text[:0]
 }
 
 // Field returns the value at path as a Go value (see Value.Interface:
@@ -183,12 +168,24 @@ func (ev *Event) Delete(name string) bool {
 	return false
 }
 
-// ResetFields removes every field: a decoder starts an event afresh.
+// ResetFields removes every field: a decoder starts an event afresh, and
+// the runtime empties an event it recycles. The memory the fields used
+// stays with the event for its next fields, unless it is large (a record
+// of many fields or much text lets it go).
 func (ev *Event) ResetFields() {
-	if fs := ev.fs; fs != nil {
-		clear(fs.list)
-		fs.list, fs.text = fs.list[:0], fs.text[:0]
+	fs := ev.fs
+	if fs == nil {
+		return
 	}
+	if cap(fs.list) > maxKeptFields || cap(fs.text) > maxKeptText {
+		ev.fs = nil
+		return
+	}
+	// Only the lengths: clearing the entries would write, on the
+	// recycling (sink's) core, lines the next record's decoder writes
+	// again on its own. Until new fields overwrite them they keep at
+	// most what this record's fields referred to alive.
+	fs.list, fs.text = fs.list[:0], fs.text[:0]
 }
 
 // NumFields returns how many fields the event has.

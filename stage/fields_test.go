@@ -142,7 +142,7 @@ func TestFieldsDoNotAllocate(t *testing.T) {
 	payload := []byte("<13>1 - host app - - - msg")
 	ev := &Event{Payload: payload}
 	ev.SetValue("host", BytesValue(payload[8:12]))
-	ev.resetFields()
+	ev.ResetFields()
 	allocs := testing.AllocsPerRun(100, func() {
 		ev.SetValue("host", BytesValue(payload[8:12]))
 		ev.SetValue("app", BytesValue(payload[13:16]))
@@ -151,7 +151,7 @@ func TestFieldsDoNotAllocate(t *testing.T) {
 		if v, ok := ev.Value("app"); !ok || string(v.Bytes()) != "app" {
 			t.Fatal("app")
 		}
-		ev.resetFields()
+		ev.ResetFields()
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per record, want 0", allocs)
@@ -178,5 +178,40 @@ func TestValueMarshalJSON(t *testing.T) {
 	}
 	if _, err := json.Marshal(FloatValue(math.NaN())); err == nil {
 		t.Fatal("NaN marshalled")
+	}
+}
+
+// AsInt is the one integer coercion: exact integers of every type, text
+// and whole floats; nothing else.
+func TestValueAsInt(t *testing.T) {
+	for _, c := range []struct {
+		v    Value
+		want int64
+		ok   bool
+	}{
+		{IntValue(-7), -7, true},
+		{FloatValue(12), 12, true},
+		{FloatValue(12.5), 0, false},
+		{FloatValue(1e19), 0, false},
+		{StringValue(" 42 "), 42, true},
+		{StringValue("+3"), 3, true},
+		{StringValue("-9223372036854775808"), math.MinInt64, true},
+		{StringValue("9223372036854775808"), 0, false},
+		{NumberValue([]byte("1e3")), 1000, true},
+		{NumberValue([]byte("12.0")), 12, true},
+		{NumberValue([]byte("1.5")), 0, false},
+		{JSONValue([]byte("7")), 7, true},
+		{StringValue("x"), 0, false},
+		{StringValue(""), 0, false},
+		{BoolValue(true), 0, false},
+		{NullValue(), 0, false},
+	} {
+		if got, ok := c.v.AsInt(); got != c.want || ok != c.ok {
+			t.Errorf("%v (%s).AsInt() = %d, %v; want %d, %v", c.v, c.v.Type(), got, ok, c.want, c.ok)
+		}
+	}
+	v := NumberValue([]byte("123456"))
+	if n := testing.AllocsPerRun(100, func() { v.AsInt() }); n != 0 {
+		t.Errorf("AsInt allocates %v times", n)
 	}
 }

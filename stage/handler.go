@@ -1,20 +1,31 @@
 package stage
 
+// This file holds the processing side of the plugin API: Handler, the
+// Emitter it hands events on with, Blocking, and the Env a kind's
+// constructor gets.
+
 import (
 	"context"
 
 	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/internal/track"
 )
 
-// Handler processes batches of events. Handle is called by the stage's
-// workers, concurrently from up to `workers` goroutines (at most
-// `concurrency` of them running at once), so a Handler must be safe for
-// concurrent use.
+// Handler processes batches of events: a processor or a sink. Handle is
+// called by the stage's workers, concurrently from up to `workers`
+// goroutines (at most `concurrency` of them running at once), so a
+// Handler must be safe for concurrent use.
 //
-// For each event of the batch, Handle either hands it on with out.Emit or
-// finishes it with ev.Done. An error returned by Handle fails every event of
-// the batch that was neither handed on nor finished; so does a panic, which
-// is recovered and logged with the stage's name.
+// For each event of the batch, Handle either hands it on with out.Emit
+// or finishes it with ev.Done (a sink finishes a committed batch with
+// DoneAll). An error returned by Handle fails every event of the batch
+// that was neither handed on nor finished; so does a panic, which is
+// recovered and logged with the stage's name. ctx ends when the pipeline
+// is stopped for good (phase two of its stop): a handler that waits on
+// something returns then. A handler need not Flush out: the runtime does
+// once Handle returns. Kind lists the optional methods a handler may
+// have (Start, Close, FieldsRead, Project, MaxWorkers).
 type Handler interface {
 	Handle(ctx context.Context, batch []*Event, out Emitter) error
 }
@@ -27,57 +38,46 @@ func (f HandlerFunc) Handle(ctx context.Context, batch []*Event, out Emitter) er
 	return f(ctx, batch, out)
 }
 
-// Emitter hands events to the next stage. After Emit the caller no longer
-// owns ev. Emitted events are handed over in batches, when the worker's
-// batch is done (or earlier, once the next stage's batch size is reached);
-// an event that cannot be handed over then (the next queue is full under
-// overflow reject: ErrBusy; the pipeline is shutting down) is finished with
-// Done(err) by the emitter. Emit itself returns an error only when it fails
-// at once (EmitTo an unknown route); the event is then finished too. A
-// stage with no next stage finishes emitted events with Done(nil): the end
-// of the pipeline.
+// Emitter hands events to the next stage. After Emit the caller no
+// longer owns ev. An Emitter is not safe for concurrent use: each worker,
+// and each goroutine of a source, has its own.
+//
+// Emitted events are handed over in batches: at Flush, or earlier, once
+// the next stage's batch size is reached. An event that cannot be handed
+// over then is finished with Done(err) by the emitter: ErrBusy when the
+// next queue is full under overflow reject (or the source is under
+// admission control), a shutdown error when the pipeline is stopping.
+// Under overflow block a full next queue makes Emit and Flush wait for
+// room (backpressure), until their ctx ends. Emit itself returns an error
+// only when it fails at once (EmitTo an unknown route); the event is then
+// finished too. A stage with no next stage finishes emitted events with
+// Done(nil): the end of the pipeline.
+//
+// The ctx given to Emit and Flush bounds that wait: a handler passes the
+// ctx Handle got; a source passes a ctx of its own that ends when it is
+// closed, never the ctx of Start, which only bounds starting.
 type Emitter interface {
 	Emit(ctx context.Context, ev *Event) error
 	// EmitTo hands ev to the named next stage, which must be one of this
 	// stage's declared routes (process.route uses it).
 	EmitTo(ctx context.Context, next string, ev *Event) error
+	// Flush hands over every event emitted since the last Flush: posts
+	// them to queued stages and runs inline stages' handlers on them. A
+	// source must call it after each read it emitted (or before it would
+	// wait for input), or its events sit in the emitter; for a handler
+	// the runtime calls it after each batch.
+	Flush(ctx context.Context)
 }
 
-// Starter is implemented by handlers that set something up before the
-// pipeline takes input (open a connection pool, create a table). Stages are
-// started sinks first; an error stops the pipeline from starting.
-type Starter interface {
-	Start(ctx context.Context) error
-}
-
-// Closer is implemented by handlers that hold resources; Close is called
-// once, after the stage's workers have all returned.
-type Closer interface {
-	Close() error
-}
-
-// Source is a stage that makes events from outside input (a TCP listener).
-// It owns its goroutines, and its own port if it has one; the pipeline
-// drives it through three steps.
-type Source interface {
-	// Start begins taking input; it returns once the source is ready (its
-	// listener bound). rt makes events, emitters and counters for it.
-	Start(ctx context.Context, rt SourceRuntime) error
-	// StopInput stops taking new input (listeners close, reads stop) and
-	// returns once every record already read has been emitted or refused.
-	StopInput(ctx context.Context) error
-	// Drain returns once every event the source emitted is finished and
-	// its completions are written (acks flushed), or ctx ends.
-	Drain(ctx context.Context) error
-	// Close releases everything and joins the source's goroutines. It is
-	// called once, after Drain, or at once when shutdown is forced.
-	Close() error
-}
-
-// Gauger is implemented by sources that have a queue and a pool of their
-// own, so /stats shows them like any other stage's.
-type Gauger interface {
-	Gauges() (QueueStats, PoolStats)
+// Blocking runs fn; when ctx belongs to a stage worker (every Handle gets
+// one), the worker gives up its run slot while fn runs, so another worker
+// of the port may run: call blocking operations (database calls) this way.
+func Blocking(ctx context.Context, fn func()) {
+	if w, ok := ctx.Value(track.WorkerKey{}).(interface{ Blocking(func()) }); ok {
+		w.Blocking(fn)
+		return
+	}
+	fn()
 }
 
 // Env is what a kind's constructor gets besides its configuration.
@@ -89,4 +89,9 @@ type Env struct {
 	// routing kinds, the route targets), for constructors that validate
 	// their own references.
 	Routes []string
+	// MaxWorkers is the most workers the stage's pool may have: Settings'
+	// Workers when pinned; when auto, the most the pool controller gives
+	// it. A handler that holds a resource per worker (db.postgres's
+	// connections) sizes its pool for this many.
+	MaxWorkers int
 }

@@ -1,5 +1,8 @@
 package stage
 
+// This file holds a kind's spec (Field, FieldType, Kind), the Registry,
+// the common fields and byte sizes.
+
 import (
 	"errors"
 	"fmt"
@@ -8,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stagedserver/seda/port"
 )
 
 // FieldType is the type of a configuration field, as written in YAML.
@@ -64,13 +69,58 @@ type Field struct {
 	Secret bool
 }
 
-// Kind is a registered stage kind: its name, documentation, configuration
-// spec and constructor. Exactly one of NewHandler and NewSource is set.
+// Kind is a registered stage kind: its name, documentation,
+// configuration spec and constructor. Exactly one of NewHandler,
+// NewInput and NewSource is set: a processor or a sink is a Handler; a
+// source is an Input (it reads records; the runtime does the rest) or,
+// when it needs to do more itself (its own port and pool, per-connection
+// acknowledgements), a Source.
+//
+// A constructor gets its configuration bound to Fields (defaults filled
+// in, every value checked: see Config) and the stage's Env, and returns a
+// *FieldError for a problem with one field, so that the loader points at
+// it. It should not start anything: the pipeline starts the stage later,
+// or never (pipectl lint only constructs it).
+//
+// What a constructor returns may have optional methods besides its
+// interface's; the runtime finds them by type assertion, and these are
+// all of them:
+//
+//   - Start(ctx context.Context) error, on a Handler: it sets something
+//     up before the pipeline takes input (opens a connection pool, creates a table). Stages are
+//     started sinks first; an error stops the pipeline from starting.
+//     ctx bounds starting only.
+//   - Close() error, on a Handler: release its resources; called once,
+//     after the stage's workers have all returned (also when the pipeline
+//     never started).
+//   - FieldsRead() (paths []string, all bool), on a Handler: the event
+//     fields it reads (dotted paths, as Event.Value takes them; "$", the
+//     payload, need not be listed), or all=true when it may read any. A
+//     handler without it is taken to read every field. A sink returns its
+//     columns' paths, a filter its condition's.
+//   - Project(paths []string, all bool), on a decoder: a Handler that
+//     replaces an event's fields with ones decoded from its payload.
+//     Before its stage's workers start (and before Handle is first
+//     called), it is told what the stages after it read (FieldsRead
+//     through next stages, routes and inline stages, up to the next
+//     decoder), or all=true when one of them may read any field; it then
+//     needs to set only those fields.
+//   - MaxWorkers() int, on a Handler: the most workers it can use at once
+//     (a database sink with a fixed connection pool): the pool
+//     controller grows an auto pool no further. 0 means no limit.
+//   - Addr() net.Addr, on a Source: the address it listens on, nil
+//     before it has started (pipeline.Pipeline.Addr returns it).
+//   - Figures(st *stats.Stage), on a Source with a queue and pool of its
+//     own or counters of its own: it fills in st.Queue, st.Pool and
+//     st.Source for /stats.
+//
+// An Origin's Completer may have CompleteAll (see Completer).
 type Kind struct {
 	Name       string
 	Doc        string
 	Fields     []Field
 	NewHandler func(cfg Config, env Env) (Handler, error)
+	NewInput   func(cfg Config, env Env) (Input, error)
 	NewSource  func(cfg Config, env Env) (Source, error)
 	// Terminal kinds finish events themselves (a database sink) and take
 	// no `next`.
@@ -80,12 +130,15 @@ type Kind struct {
 // Registry maps kind names to kinds. The zero value is not usable; use
 // NewRegistry. A Registry is safe for concurrent use.
 type Registry struct {
-	mu    sync.RWMutex
-	kinds map[string]*Kind
+	mu         sync.RWMutex
+	kinds      map[string]*Kind
+	transports map[string]*Transport
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{kinds: map[string]*Kind{}} }
+func NewRegistry() *Registry {
+	return &Registry{kinds: map[string]*Kind{}, transports: map[string]*Transport{}}
+}
 
 // Register adds k. It fails if the name is empty or taken, if neither or
 // both constructors are set, or if the spec is broken: a field name
@@ -96,8 +149,8 @@ func (r *Registry) Register(k Kind) error {
 	if k.Name == "" {
 		return errors.New("stage: register: kind has no name")
 	}
-	if (k.NewHandler == nil) == (k.NewSource == nil) {
-		return fmt.Errorf("stage: register %q: set exactly one of NewHandler and NewSource", k.Name)
+	if n := countSet(k.NewHandler != nil, k.NewInput != nil, k.NewSource != nil); n != 1 {
+		return fmt.Errorf("stage: register %q: set exactly one of NewHandler, NewInput and NewSource", k.Name)
 	}
 	if err := CheckSpec(k.Fields); err != nil {
 		return fmt.Errorf("stage: register %q: %w", k.Name, err)
@@ -116,6 +169,19 @@ func (r *Registry) Register(k Kind) error {
 	r.kinds[k.Name] = &kk
 	return nil
 }
+
+func countSet(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// IsSource reports whether the kind makes events (NewInput or NewSource).
+func (k *Kind) IsSource() bool { return k.NewInput != nil || k.NewSource != nil }
 
 // Lookup returns the kind registered under name.
 func (r *Registry) Lookup(name string) (*Kind, bool) {
@@ -147,7 +213,7 @@ func CommonFields() []Field {
 		{Name: "workers", Type: Int, Range: Between(1, MaxWorkers), Doc: "goroutines in the pool; unset: auto, the pool controller adds workers while the queue holds a batch and the workers are blocked (from concurrency up to 4× it, at least 16) and retires idle ones; a number pins it"},
 		{Name: "concurrency", Type: Int, Range: Between(1, MaxWorkers), Doc: "workers running at once, the port's limit; unset: GOMAXPROCS"},
 		{Name: "queue", Type: Object, Doc: "the stage's port", Fields: []Field{
-			{Name: "capacity", Type: Int, Default: DefaultCapacity, Range: Between(1, MaxCapacity), Doc: "events queued at most"},
+			{Name: "capacity", Type: Int, Default: port.DefaultCapacity, Range: Between(1, MaxCapacity), Doc: "events queued at most"},
 			{Name: "overflow", Type: String, Default: "block", Enum: []string{"block", "reject"}, Doc: "block: the sender waits (backpressure); reject: the event is refused as busy"},
 		}},
 		{Name: "batch", Type: Object, Doc: "events one worker takes at once; also written as a plain number (max)", Fields: []Field{
@@ -157,19 +223,12 @@ func CommonFields() []Field {
 	}
 }
 
-// Bounds of the common knobs: past them a typo (an extra zero) would cost
-// memory (a port's ring, a worker's batch buffers) or goroutines.
-const (
-	MaxWorkers  = 1 << 16
-	MaxCapacity = 1 << 24
-	MaxBatch    = 1 << 16
-)
-
 // IsCommonField reports whether name is one of CommonFields.
 func IsCommonField(name string) bool {
-	switch name {
-	case "kind", "next", "inline", "workers", "concurrency", "queue", "batch":
-		return true
+	for _, f := range CommonFields() {
+		if f.Name == name {
+			return true
+		}
 	}
 	return false
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/port"
 )
 
 func nopHandler(Config, Env) (Handler, error) {
@@ -51,10 +53,10 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestConfigAccessors(t *testing.T) {
-	c := NewConfig(map[string]any{"s": "x", "n": 3, "l": []string{"a"}, "p": []Pair{{"k", "v"}}})
+	c := NewConfig(map[string]any{"s": "x", "n": 3, "l": []string{"a"}, "p": [][2]string{{"k", "v"}}})
 	c.SetDefault("n", 9)
 	c.SetDefault("d", "def")
-	if c.String("s") != "x" || c.Int("n") != 3 || c.String("d") != "def" || len(c.Strings("l")) != 1 || c.Pairs("p")[0].Value != "v" {
+	if c.String("s") != "x" || c.Int("n") != 3 || c.String("d") != "def" || len(c.Strings("l")) != 1 || c.Pairs("p")[0][1] != "v" {
 		t.Fatalf("config %+v", c)
 	}
 	if !c.Has("n") || c.Has("d") {
@@ -162,20 +164,10 @@ func TestFormatValues(t *testing.T) {
 	}
 }
 
-func TestLatencyQuantiles(t *testing.T) {
-	var l latency
-	l.init()
-	for i := 0; i < 99; i++ {
-		l.observe(1_000_000) // 1 ms
-	}
-	l.observe(100_000_000) // 100 ms
-	q := l.quantiles(0.5, 0.99, 1)
-	if q[0] < 1 || q[0] > 1.2 || q[1] > 1.2 || q[2] < 100 || q[2] > 120 {
-		t.Fatalf("quantiles %v", q)
-	}
-	for _, ns := range []int64{-5, 0, 7, 8, 9, 1 << 40, 1<<63 - 1} {
-		if b := bucketOf(ns); b < 0 || b >= numBuckets || (ns > 0 && bucketUpper(b) < float64(ns)) {
-			t.Errorf("bucketOf(%d) = %d (upper %v)", ns, b, bucketUpper(b))
-		}
+// The default queue holds two of the largest auto batches (see
+// port.DefaultCapacity): the two facts are kept in two packages.
+func TestDefaultCapacityHoldsTwoAutoBatches(t *testing.T) {
+	if port.DefaultCapacity != 2*MaxAutoBatch {
+		t.Fatalf("port.DefaultCapacity %d, want 2*MaxAutoBatch = %d", port.DefaultCapacity, 2*MaxAutoBatch)
 	}
 }

@@ -1,11 +1,15 @@
 package stage
 
+// This file holds Value, one field's value without boxing, and its
+// conversions.
+
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -192,6 +196,66 @@ func (v Value) Float() float64 {
 	return 0
 }
 
+// AsInt returns the value as an integer, and whether it is one: an Int;
+// a Float whose value is an integer an int64 holds; the text of a String,
+// Number or JSON value, spaces around it ignored, that is a decimal
+// integer (an optional sign and digits) or a number with an integral
+// value (1e3, 12.0). It allocates nothing. This is the one integer
+// coercion of the framework: db.postgres's integer columns, process's
+// conditions and decoders use it.
+func (v Value) AsInt() (int64, bool) {
+	switch v.typ {
+	case ValueInt:
+		return int64(v.n), true
+	case ValueFloat:
+		return floatInt(math.Float64frombits(v.n))
+	case ValueString, ValueNumber, ValueJSON:
+		s := strings.TrimSpace(v.str())
+		if n, ok := parseDecimal(s); ok {
+			return n, true
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return floatInt(f)
+		}
+	}
+	return 0, false
+}
+
+// floatInt returns f as an int64 when it is an integer one holds.
+func floatInt(f float64) (int64, bool) {
+	if f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// parseDecimal parses an optionally signed decimal integer without
+// allocating (strconv.ParseInt allocates its error).
+func parseDecimal(s string) (int64, bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return int64(-n), true
+	case !neg && n < 1<<63:
+		return int64(n), true
+	}
+	return 0, false
+}
+
 // Bool returns a Bool value's boolean (false for other types).
 func (v Value) Bool() bool { return v.typ == ValueBool && v.n != 0 }
 
@@ -298,7 +362,7 @@ func decodeJSONText(text []byte) (any, error) {
 func intNumbers(x any) any {
 	switch t := x.(type) {
 	case json.Number:
-		if n, err := strconv.ParseInt(string(t), 10, 64); err == nil {
+		if n, ok := parseDecimal(string(t)); ok { // integers as written only: 1e3 stays a number
 			return n
 		}
 	case map[string]any:

@@ -133,7 +133,7 @@ func StartYAML(ctx context.Context, file, yaml string, env map[string]string, op
 	if err := p.Start(ctx); err != nil {
 		return nil, "", err
 	}
-	addr := p.Stage("accept").Addr()
+	addr := p.Addr("accept")
 	if addr == nil {
 		p.Stop(ctx)
 		return nil, "", fmt.Errorf("%s: stage accept is not a listening source", file)

@@ -262,11 +262,11 @@ func sampleKnobs(p *pipeline.Pipeline, out *[]KnobSample) func() {
 			case <-t.C:
 			}
 			k := KnobSample{At: time.Since(start)}
-			if st := p.Stage("store").Stats(); st.Control != nil {
+			if st, _ := p.StageStats("store"); st.Control != nil {
 				k.StoreBatch, k.StoreWorkers, k.StoreDecisions = st.Control.Batch.Now, st.Control.Workers.Now, int(st.Control.Decisions)
 				k.StoreDepth = st.Queue.Depth
 			}
-			if st := p.Stage("parse").Stats(); st.Control != nil {
+			if st, _ := p.StageStats("parse"); st.Control != nil {
 				k.ParseBatch, k.ParseWorkers = st.Control.Batch.Now, st.Control.Workers.Now
 			}
 			*out = append(*out, k)

@@ -301,11 +301,11 @@ func sample(p *pipeline.Pipeline, out *[]Sample) func() {
 			case <-t.C:
 			}
 			s := Sample{At: time.Since(start), RSS: measure.RSS()}
-			if st := p.Stage("accept").Stats(); st.Control != nil && st.Control.Admission != nil {
+			if st, _ := p.StageStats("accept"); st.Control != nil && st.Control.Admission != nil {
 				a := st.Control.Admission
 				s.AdmitRate, s.AdmitP99, s.Shed = a.Rate, time.Duration(a.P99Ms*1e6), a.Shed
 			}
-			if st := p.Stage("store").Stats(); st.Control != nil {
+			if st, _ := p.StageStats("store"); st.Control != nil {
 				s.StoreBatch, s.StoreWorkers, s.StoreDepth = st.Control.Batch.Now, st.Control.Workers.Now, st.Queue.Depth
 			}
 			*out = append(*out, s)

@@ -15,6 +15,7 @@ import (
 	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/pipeline"
+	"github.com/stagedserver/seda/stats"
 )
 
 // BenchmarkLightPath runs B8's pipeline in this process: the README's
@@ -72,13 +73,13 @@ func benchLight(b *testing.B, yaml string) {
 		b.Fatal(err)
 	}
 	defer p.Stop(ctx)
-	addr := p.Stage("accept").Addr().String()
-	store := p.Stage("store")
+	addr := p.Addr("accept").String()
+	store := func() stats.Stage { st, _ := p.StageStats("store"); return st }
 	w, err := newWorkload(b.N, 4, "", false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	done := store.Stats().Out
+	done := store().Out
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
@@ -99,8 +100,8 @@ func benchLight(b *testing.B, yaml string) {
 		b.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Minute)
-	for store.Stats().Out < done+uint64(b.N) {
-		if st := store.Stats(); st.Errors > 0 || time.Now().After(deadline) {
+	for store().Out < done+uint64(b.N) {
+		if st := store(); st.Errors > 0 || time.Now().After(deadline) {
 			b.Fatalf("store: %d stored, %d errors", st.Out-done, st.Errors)
 		}
 		// Not more often: Stats computes the latency quantiles, which
@@ -116,7 +117,7 @@ func benchLight(b *testing.B, yaml string) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/rec")
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/rec")
 	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/rec")
-	if c := store.Stats().Control; c != nil && c.Batch != nil && c.Workers != nil {
+	if c := store().Control; c != nil && c.Batch != nil && c.Workers != nil {
 		// Where the controllers had taken the store at the end: its batch
 		// size and workers decide the per-batch costs.
 		b.ReportMetric(float64(c.Batch.Now), "store-batch")

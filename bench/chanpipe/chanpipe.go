@@ -34,7 +34,7 @@ type Config struct {
 	// the good ones (process.json); it finishes the bad ones itself.
 	Parse stage.Handler
 	// Store stores a batch and finishes its events (db.postgres). If it is
-	// a stage.Starter or stage.Closer, Start and Close call it.
+	// Start or Close (see stage.Kind), Start and Close call it.
 	Store    stage.Handler
 	Workers  int           // database goroutines; 0: DefaultWorkers
 	BatchMax int           // records per Store call at most; 0: DefaultBatchMax
@@ -81,7 +81,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
-	if st, ok := cfg.Store.(stage.Starter); ok {
+	if st, ok := cfg.Store.(interface{ Start(context.Context) error }); ok {
 		if err := st.Start(ctx); err != nil {
 			return nil, fmt.Errorf("chanpipe: store: %w", err)
 		}
@@ -149,7 +149,7 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 func (s *Server) closeStore() error {
-	if c, ok := s.cfg.Store.(stage.Closer); ok {
+	if c, ok := s.cfg.Store.(interface{ Close() error }); ok {
 		return c.Close()
 	}
 	return nil
@@ -224,6 +224,9 @@ func (e emitter) Emit(ctx context.Context, ev *stage.Event) error {
 		return ctx.Err()
 	}
 }
+
+// Flush has nothing to do: Emit sends at once.
+func (emitter) Flush(context.Context) {}
 
 func (e emitter) EmitTo(ctx context.Context, _ string, ev *stage.Event) error {
 	return e.Emit(ctx, ev)

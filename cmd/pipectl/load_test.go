@@ -96,7 +96,7 @@ stages:
 			t.Errorf("stop: %v", err)
 		}
 	})
-	addr := p.Stage("accept").Addr().String()
+	addr := p.Addr("accept").String()
 	return addr, sink, p
 }
 

@@ -86,7 +86,7 @@ func TestReadmeSyslogExample(t *testing.T) {
 			p.Stop(context.Background())
 		}
 	}()
-	addr := p.Stage("accept").Addr().String()
+	addr := p.Addr("accept").String()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

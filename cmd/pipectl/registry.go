@@ -1,9 +1,13 @@
 package main
 
+// This file holds the registry every command loads pipelines with: the
+// stage families and the NATS queue transport.
+
 import (
 	"fmt"
 	"slices"
 
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/db"
@@ -12,7 +16,8 @@ import (
 )
 
 // newRegistry returns the registry every command loads pipelines with:
-// the kinds of stages/netio, stages/process and stages/db. process.func is
+// the kinds of stages/netio, stages/process and stages/db, and natsq's
+// queue transport (queue.transport: nats). process.func is
 // registered with an empty set of functions: pipectl has none of its own,
 // but lint and doc should know the kind (an embedding program registers
 // its functions; see examples/embed).
@@ -23,6 +28,7 @@ func newRegistry() (*stage.Registry, error) {
 		process.Register,
 		db.Register,
 		func(r *stage.Registry) error { return process.RegisterFuncs(r, &process.Funcs{}) },
+		natsq.Register,
 	} {
 		if err := reg(r); err != nil {
 			return nil, fmt.Errorf("register kinds: %w", err)

@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl run`: load, build and run a pipeline until a
+// signal, starting a local PostgreSQL when a store needs one.
+
 import (
 	"context"
 	"errors"
@@ -15,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stagedserver/seda/internal/pgtemp"
+	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 )
@@ -176,14 +180,12 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 	fmt.Fprintf(out, "pipeline %s: running\n", p.Name())
 	for _, sc := range cfg.Stages {
-		if st := p.Stage(sc.Name); st != nil {
-			if a := st.Addr(); a != nil {
-				fmt.Fprintf(out, "  %s (%s) listening on %s\n", sc.Name, sc.Kind, a)
-			}
+		if a := p.Addr(sc.Name); a != nil {
+			fmt.Fprintf(out, "  %s (%s) listening on %s\n", sc.Name, sc.Kind, a)
 		}
 	}
 	for _, st := range p.Stats().Stages {
-		if ns := st.Nats; ns != nil {
+		if ns, ok := natsq.StatsOf(st); ok {
 			role := "consuming from"
 			if st.Remote {
 				role = "publishing to"

@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl scale`: pin or release a running stage's knobs
+// through the admin endpoint.
+
 import (
 	"bytes"
 	"encoding/json"
@@ -13,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stagedserver/seda/pipeline"
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // knobFlag is a --workers or --batch value: a number or auto.
@@ -85,7 +88,7 @@ stage's knobs afterwards.`,
 	return cmd
 }
 
-func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) (stage.Stats, error) {
+func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) (stats.Stage, error) {
 	u := addr
 	if !strings.Contains(u, "://") {
 		u = "http://" + u
@@ -93,11 +96,11 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 	u = strings.TrimSuffix(u, "/") + "/stages/" + url.PathEscape(name) + "/scale"
 	body, err := json.Marshal(sc)
 	if err != nil {
-		return stage.Stats{}, err
+		return stats.Stage{}, err
 	}
 	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return stage.Stats{}, err
+		return stats.Stage{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -106,27 +109,27 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Do(req)
 	if err != nil {
-		return stage.Stats{}, fmt.Errorf("scale %s: %w (is a pipeline running with its admin endpoint there?)", name, err)
+		return stats.Stage{}, fmt.Errorf("scale %s: %w (is a pipeline running with its admin endpoint there?)", name, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxStatsBody))
 	if err != nil {
-		return stage.Stats{}, fmt.Errorf("scale %s: %w", name, err)
+		return stats.Stage{}, fmt.Errorf("scale %s: %w", name, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return stage.Stats{}, fmt.Errorf("scale %s: %s: %s", name, resp.Status, strings.TrimSpace(string(b)))
+		return stats.Stage{}, fmt.Errorf("scale %s: %s: %s", name, resp.Status, strings.TrimSpace(string(b)))
 	}
-	var st stage.Stats
+	var st stats.Stage
 	if err := json.Unmarshal(b, &st); err != nil {
-		return stage.Stats{}, fmt.Errorf("scale %s: decode the answer: %w", name, err)
+		return stats.Stage{}, fmt.Errorf("scale %s: decode the answer: %w", name, err)
 	}
 	return st, nil
 }
 
 // knobsLine says a stage's knobs in one line:
 // "store: workers 8 (pinned), concurrency 2, batch 1024 (auto)".
-func knobsLine(st stage.Stats) string {
-	mode := func(k *stage.KnobStats) string {
+func knobsLine(st stats.Stage) string {
+	mode := func(k *stats.Knob) string {
 		if k == nil {
 			return ""
 		}
@@ -135,7 +138,7 @@ func knobsLine(st stage.Stats) string {
 		}
 		return " (pinned)"
 	}
-	var w, b *stage.KnobStats
+	var w, b *stats.Knob
 	batch := "-"
 	if st.Control != nil {
 		w, b = st.Control.Workers, st.Control.Batch

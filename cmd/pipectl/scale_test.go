@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // scale posts what its flags say, with the token, and prints the knobs
@@ -31,11 +31,11 @@ func TestScale(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(stage.Stats{Name: "store",
-			Pool: stage.PoolStats{Workers: 8, Concurrency: 2},
-			Control: &stage.ControlStats{
-				Workers: &stage.KnobStats{Now: 8, Auto: false, Min: 2, Max: 16},
-				Batch:   &stage.KnobStats{Now: 1024, Auto: true, Min: 1, Max: 1024}}})
+		_ = json.NewEncoder(w).Encode(stats.Stage{Name: "store",
+			Pool: stats.Pool{Workers: 8, Concurrency: 2},
+			Control: &stats.Control{
+				Workers: &stats.Knob{Now: 8, Auto: false, Min: 2, Max: 16},
+				Batch:   &stats.Knob{Now: 1024, Auto: true, Min: 1, Max: 1024}}})
 	}))
 	defer srv.Close()
 

@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl stats`: a running pipeline's /stats as a table,
+// with rates between snapshots.
+
 import (
 	"context"
 	"encoding/json"
@@ -13,8 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // defaultAdmin is where pipeline.yaml puts the admin endpoint.
@@ -30,7 +32,7 @@ type snapshot struct {
 	Pipeline string        `json:"pipeline"`
 	Uptime   float64       `json:"uptime_s"`
 	State    string        `json:"state,omitempty"`
-	Stages   []stage.Stats `json:"stages"`
+	Stages   []stats.Stage `json:"stages"`
 	at       time.Time
 }
 
@@ -90,7 +92,7 @@ type rates struct {
 }
 
 // rateOf returns the rates of st since prev (nil: none).
-func rateOf(prev *snapshot, cur *snapshot, st stage.Stats) rates {
+func rateOf(prev *snapshot, cur *snapshot, st stats.Stage) rates {
 	if prev == nil {
 		return rates{}
 	}
@@ -218,7 +220,7 @@ func orDash(s string) string {
 }
 
 // queueCell is depth/capacity, or "inline" for a stage without a queue.
-func queueCell(st stage.Stats) string {
+func queueCell(st stats.Stage) string {
 	if st.Inline {
 		return "inline"
 	}
@@ -230,7 +232,7 @@ func queueCell(st stage.Stats) string {
 
 // poolCell is running/workers, and whether the pool controller sizes the
 // pool (auto) or it is pinned: "1/8 auto".
-func poolCell(st stage.Stats) string {
+func poolCell(st stats.Stage) string {
 	if st.Inline || st.Pool.Workers == 0 {
 		return "-"
 	}
@@ -243,14 +245,14 @@ func poolCell(st stage.Stats) string {
 
 // batchCell is the batch size now and whether the batching controller
 // sizes it: "1024 auto", "200 pinned"; "-" for a stage without a pool.
-func batchCell(st stage.Stats) string {
+func batchCell(st stats.Stage) string {
 	if st.Control == nil || st.Control.Batch == nil {
 		return "-"
 	}
 	return strconv.Itoa(st.Control.Batch.Now) + knobMode(st.Control.Batch)
 }
 
-func knobMode(k *stage.KnobStats) string {
+func knobMode(k *stats.Knob) string {
 	switch {
 	case k == nil:
 		return ""
@@ -280,7 +282,7 @@ func admissionLines(s *snapshot) []string {
 	return out
 }
 
-func poolNum(st stage.Stats, n int) string {
+func poolNum(st stats.Stage, n int) string {
 	if st.Inline || st.Pool.Workers == 0 {
 		return "-"
 	}

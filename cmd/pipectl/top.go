@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl top`: the live view of a running pipeline's
+// stages.
+
 import (
 	"context"
 	"fmt"
@@ -12,9 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/stagedserver/seda/stats"
 	"golang.org/x/term"
-
-	"github.com/stagedserver/seda/stage"
 )
 
 // historyLen is how many depth samples the sparkline shows.
@@ -115,7 +117,7 @@ func cut(lines []string, width int) []string {
 
 // depthBar draws depth/capacity as a bar of barWidth cells; an inline
 // stage or a source without a queue gets a blank one.
-func depthBar(st stage.Stats) string {
+func depthBar(st stats.Stage) string {
 	if st.Inline || st.Queue.Capacity <= 0 {
 		return "[" + strings.Repeat(" ", barWidth) + "]"
 	}
@@ -126,7 +128,7 @@ func depthBar(st stage.Stats) string {
 
 // sparkline draws the depth history, scaled to its own peak so that small
 // queues show movement too (the bar shows how full the queue is).
-func sparkline(h []int, st stage.Stats) string {
+func sparkline(h []int, st stats.Stage) string {
 	if st.Inline || len(h) == 0 {
 		return ""
 	}

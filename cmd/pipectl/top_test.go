@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 func TestTopFrame(t *testing.T) {
@@ -46,7 +46,7 @@ func TestTopFrameWidthAndErrors(t *testing.T) {
 }
 
 func TestSparklineAndBar(t *testing.T) {
-	st := stage.Stats{Queue: stage.QueueStats{Capacity: 100}}
+	st := stats.Stage{Queue: stats.Queue{Capacity: 100}}
 	if got := sparkline([]int{0, 1, 50, 100}, st); got != "▁▂▅█" {
 		t.Errorf("sparkline = %q", got)
 	}

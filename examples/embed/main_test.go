@@ -63,7 +63,7 @@ func TestEmbed(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	addr := p.Stage("accept").Addr().String()
+	addr := p.Addr("accept").String()
 
 	c, err := wire.Dial(ctx, addr, wire.Lines)
 	if err != nil {

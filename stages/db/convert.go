@@ -1,5 +1,8 @@
 package db
 
+// This file holds the conversion of field values to a column's text or
+// binary COPY form.
+
 import (
 	"encoding/binary"
 	"encoding/json"
@@ -143,60 +146,13 @@ func typeName(v stage.Value) string {
 }
 
 // toInt converts v for an integer column: an integer, a float or text
-// holding an integer (a JSON number written 1e3 or 12.0 counts).
+// holding an integer (a JSON number written 1e3 or 12.0 counts), as
+// stage.Value.AsInt coerces it.
 func toInt(v stage.Value) (int64, error) {
-	var s string
-	switch v.Type() {
-	case stage.ValueInt:
-		return v.Int(), nil
-	case stage.ValueFloat:
-		f := v.Float()
-		if f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
-			return 0, refuse(v, kindInt)
-		}
-		return int64(f), nil
-	case stage.ValueNumber:
-		s = text(v)
-	case stage.ValueString, stage.ValueJSON:
-		s = strings.TrimSpace(text(v))
-	default:
-		return 0, refuse(v, kindInt)
-	}
-	if n, ok := parseDecimal(s); ok {
+	if n, ok := v.AsInt(); ok {
 		return n, nil
 	}
-	// 1e3 or 12.0 from a JSON number: an integer all the same.
-	if f, err := strconv.ParseFloat(s, 64); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
-		return int64(f), nil
-	}
 	return 0, refuse(v, kindInt)
-}
-
-// parseDecimal parses an optionally signed decimal integer without
-// allocating (strconv.ParseInt allocates its error).
-func parseDecimal(s string) (int64, bool) {
-	neg := false
-	if s != "" && (s[0] == '-' || s[0] == '+') {
-		neg, s = s[0] == '-', s[1:]
-	}
-	if s == "" || len(s) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	switch {
-	case neg && n <= 1<<63:
-		return int64(-n), true
-	case !neg && n < 1<<63:
-		return int64(n), true
-	}
-	return 0, false
 }
 
 func appendFloat(dst []byte, v stage.Value) ([]byte, error) {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/internal/poll"
@@ -65,7 +66,7 @@ func (r *recorder) results() (acked int, nacked map[uint64]error) {
 	return acked, nacked
 }
 
-var src, _ = stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+var src, _ = engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 
 // record makes one event with seq, field id and payload {"id":id,...}.
 func record(rec *recorder, seq uint64, id any, extra map[string]any) *stage.Event {
@@ -97,8 +98,8 @@ func config(dsn string, over map[string]any) stage.Config {
 		"dsn":     dsn,
 		"table":   "events",
 		"create":  true,
-		"columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "body", Value: "$"}},
-		"types":   []stage.Pair{{Key: "id", Value: "bigint"}},
+		"columns": [][2]string{{"id", "id"}, {"body", "$"}},
+		"types":   [][2]string{{"id", "bigint"}},
 		"key":     []string{"id"},
 		"retry": stage.NewConfig(map[string]any{
 			"backoff": 10 * time.Millisecond, "max_backoff": 200 * time.Millisecond,
@@ -261,17 +262,17 @@ func TestTableMismatch(t *testing.T) {
 			`table "events" does not match the configuration`,
 			`column "id" is text, want bigint`, `no primary key or unique index on the key (id)`}},
 		{"missing column", map[string]any{
-			"columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "body", Value: "$"}, {Key: "extra", Value: "x"}},
-			"types":   []stage.Pair{{Key: "id", Value: "text"}, {Key: "body", Value: "JSONB"}}, "key": nil},
+			"columns": [][2]string{{"id", "id"}, {"body", "$"}, {"extra", "x"}},
+			"types":   [][2]string{{"id", "text"}, {"body", "JSONB"}}, "key": nil},
 			[]string{`column "extra" is missing`}},
 		{"record in an integer", map[string]any{"table": "ints", "types": nil},
 			[]string{`column "body" is integer: the whole record ($) needs jsonb, json or a text type`}},
-		{"typmod differs", map[string]any{"table": "ints", "columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "body", Value: "b"}},
-			"types": []stage.Pair{{Key: "id", Value: "int8"}, {Key: "body", Value: "numeric(5,2)"}}},
+		{"typmod differs", map[string]any{"table": "ints", "columns": [][2]string{{"id", "id"}, {"body", "b"}},
+			"types": [][2]string{{"id", "int8"}, {"body", "numeric(5,2)"}}},
 			[]string{`column "body" is integer, want numeric(5,2)`}},
 		{"no table", map[string]any{"table": "nothere", "create": false},
 			[]string{`table "nothere" does not exist: create it, or set create: true`}},
-		{"unknown type", map[string]any{"types": []stage.Pair{{Key: "id", Value: "bigintt"}}},
+		{"unknown type", map[string]any{"types": [][2]string{{"id", "bigintt"}}},
 			[]string{`types: ERROR: type "bigintt" does not exist (SQLSTATE 42704)`}},
 	}
 	for _, c := range cases {
@@ -390,8 +391,8 @@ func TestBadRowsAreIsolated(t *testing.T) {
 			dsn := pg.NewDatabase(t)
 			s := startSink(t, config(dsn, map[string]any{
 				"method":  method,
-				"columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "code", Value: "attrs.code"}, {Key: "body", Value: "$"}},
-				"types":   []stage.Pair{{Key: "id", Value: "bigint"}, {Key: "code", Value: "varchar(5)"}},
+				"columns": [][2]string{{"id", "id"}, {"code", "attrs.code"}, {"body", "$"}},
+				"types":   [][2]string{{"id", "bigint"}, {"code", "varchar(5)"}},
 			}))
 			db := connect(t, dsn)
 			rec := &recorder{}

@@ -16,14 +16,14 @@ import (
 func TestCopyFormatsStoreTheSame(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	db := connect(t, dsn)
-	cols := []stage.Pair{{Key: "id", Value: "id"}, {Key: "s", Value: "s"}, {Key: "n", Value: "n"}, {Key: "j", Value: "j"},
-		{Key: "v", Value: "v"}, {Key: "body", Value: "$"}}
-	types := []stage.Pair{{Key: "id", Value: "bigint"}, {Key: "n", Value: "smallint"}, {Key: "j", Value: "jsonb"},
-		{Key: "v", Value: "varchar(20)"}, {Key: "body", Value: "text"}}
+	cols := [][2]string{{"id", "id"}, {"s", "s"}, {"n", "n"}, {"j", "j"},
+		{"v", "v"}, {"body", "$"}}
+	types := [][2]string{{"id", "bigint"}, {"n", "smallint"}, {"j", "jsonb"},
+		{"v", "varchar(20)"}, {"body", "text"}}
 	binSink := startSink(t, config(dsn, map[string]any{"table": "bin", "columns": cols, "types": types}))
-	textCols := append(append([]stage.Pair(nil), cols...), stage.Pair{Key: "at", Value: "at"})
+	textCols := append(append([][2]string(nil), cols...), [2]string{"at", "at"})
 	textSink := startSink(t, config(dsn, map[string]any{"table": "txt", "columns": textCols,
-		"types": append(append([]stage.Pair(nil), types...), stage.Pair{Key: "at", Value: "timestamptz"})}))
+		"types": append(append([][2]string(nil), types...), [2]string{"at", "timestamptz"})}))
 	if !binSink.binary || textSink.binary {
 		t.Fatalf("binary: %v and %v, want true and false", binSink.binary, textSink.binary)
 	}
@@ -71,8 +71,8 @@ func TestCopyFormatsStoreTheSame(t *testing.T) {
 // it, naming the column; the rest of the batch is stored.
 func TestBinaryIntegerRange(t *testing.T) {
 	dsn := pg.NewDatabase(t)
-	s := startSink(t, config(dsn, map[string]any{"columns": []stage.Pair{{Key: "id", Value: "id"}, {Key: "n", Value: "n"}},
-		"types": []stage.Pair{{Key: "id", Value: "bigint"}, {Key: "n", Value: "integer"}}}))
+	s := startSink(t, config(dsn, map[string]any{"columns": [][2]string{{"id", "id"}, {"n", "n"}},
+		"types": [][2]string{{"id", "bigint"}, {"n", "integer"}}}))
 	rec := &recorder{}
 	batch := []*stage.Event{
 		record(rec, 1, int64(1), map[string]any{"n": int64(2147483647)}),

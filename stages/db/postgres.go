@@ -1,5 +1,8 @@
 package db
 
+// This file holds db.postgres: its spec, constructor and the Sink's life
+// (start, close).
+
 import (
 	"context"
 	"errors"
@@ -122,18 +125,20 @@ type Sink struct {
 
 // MaxWorkers is the most workers the stage can use: max_conns when it is
 // set (more would wait for a connection), else 0 (no limit). The pool
-// controller grows an auto pool no further (stage.WorkerLimiter).
+// controller grows an auto pool no further (see stage.Kind).
 func (s *Sink) MaxWorkers() int { return s.maxWorkers }
 
-var (
-	_ stage.WorkerLimiter = (*Sink)(nil)
-	_ stage.Handler       = (*Sink)(nil)
-	_ stage.FieldReader   = (*Sink)(nil)
-	_ stage.Starter       = (*Sink)(nil)
-	_ stage.Closer        = (*Sink)(nil)
-)
+// The Sink is a Handler with these of the optional methods stage.Kind
+// lists.
+var _ interface {
+	stage.Handler
+	Start(context.Context) error
+	Close() error
+	FieldsRead() (paths []string, all bool)
+	MaxWorkers() int
+} = (*Sink)(nil)
 
-// FieldsRead returns the field paths of the columns (stage.FieldReader),
+// FieldsRead returns the field paths of the columns (see stage.Kind),
 // so that the decoder before the sink decodes only those.
 func (s *Sink) FieldsRead() ([]string, bool) {
 	var ps []string
@@ -180,7 +185,7 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	maxConns := DefaultMaxConns
 	switch {
 	case env.Settings.AutoWorkers:
-		maxConns = stage.AutoWorkersCeiling(env.Settings.Concurrency)
+		maxConns = env.MaxWorkers
 		pc.MaxConnIdleTime = connIdle
 	case env.Settings.Workers > 0:
 		maxConns = env.Settings.Workers
@@ -222,16 +227,16 @@ func (s *Sink) parseColumns(cfg stage.Config) error {
 	}
 	index := map[string]int{}
 	for _, p := range pairs {
-		name, err := parseIdent(p.Key)
+		name, err := parseIdent(p[0])
 		if err != nil {
-			return &stage.FieldError{Field: "columns." + p.Key, Err: err}
+			return &stage.FieldError{Field: "columns." + p[0], Err: err}
 		}
 		if _, dup := index[name]; dup {
-			return &stage.FieldError{Field: "columns." + p.Key, Err: fmt.Errorf("column %q given twice", name)}
+			return &stage.FieldError{Field: "columns." + p[0], Err: fmt.Errorf("column %q given twice", name)}
 		}
-		path := strings.TrimSpace(p.Value)
+		path := strings.TrimSpace(p[1])
 		if path == "" || strings.HasPrefix(path, ".") || strings.HasSuffix(path, ".") || strings.Contains(path, "..") {
-			return &stage.FieldError{Field: "columns." + p.Key, Err: fmt.Errorf("bad field path %q: want $ or names joined by dots, e.g. user.id", p.Value)}
+			return &stage.FieldError{Field: "columns." + p[0], Err: fmt.Errorf("bad field path %q: want $ or names joined by dots, e.g. user.id", p[1])}
 		}
 		index[name] = len(s.cols)
 		c := column{name: name, path: path, ctype: "text"}
@@ -241,17 +246,17 @@ func (s *Sink) parseColumns(cfg stage.Config) error {
 		s.cols = append(s.cols, c)
 	}
 	for _, p := range cfg.Pairs("types") {
-		name, err := parseIdent(p.Key)
+		name, err := parseIdent(p[0])
 		if err != nil {
-			return &stage.FieldError{Field: "types." + p.Key, Err: err}
+			return &stage.FieldError{Field: "types." + p[0], Err: err}
 		}
 		i, ok := index[name]
 		if !ok {
-			return &stage.FieldError{Field: "types." + p.Key, Err: fmt.Errorf("column %q is not in columns", name)}
+			return &stage.FieldError{Field: "types." + p[0], Err: fmt.Errorf("column %q is not in columns", name)}
 		}
-		t, err := parseType(p.Value)
+		t, err := parseType(p[1])
 		if err != nil {
-			return &stage.FieldError{Field: "types." + p.Key, Err: err}
+			return &stage.FieldError{Field: "types." + p[0], Err: err}
 		}
 		s.cols[i].typ, s.cols[i].ctype = t, t
 	}

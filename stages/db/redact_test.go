@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -40,11 +41,11 @@ func TestNewChecksConfig(t *testing.T) {
 		{map[string]any{"table": "a.b.c"}, "table", `bad table "a.b.c"`},
 		{map[string]any{"table": "ev;drop"}, "table", `bad name "ev;drop"`},
 		{map[string]any{"columns": nil}, "columns", "required"},
-		{map[string]any{"columns": []stage.Pair{}}, "columns", "no columns"},
-		{map[string]any{"columns": []stage.Pair{{Key: "id", Value: "a..b"}}}, "columns.id", "bad field path"},
-		{map[string]any{"types": []stage.Pair{{Key: "nope", Value: "text"}}}, "types.nope", `column "nope" is not in columns`},
-		{map[string]any{"types": []stage.Pair{{Key: "id", Value: "text; drop table x"}}}, "types.id", "bad type"},
-		{map[string]any{"types": []stage.Pair{{Key: "id", Value: "text, x text"}}}, "types.id", "bad type"},
+		{map[string]any{"columns": [][2]string{}}, "columns", "no columns"},
+		{map[string]any{"columns": [][2]string{{"id", "a..b"}}}, "columns.id", "bad field path"},
+		{map[string]any{"types": [][2]string{{"nope", "text"}}}, "types.nope", `column "nope" is not in columns`},
+		{map[string]any{"types": [][2]string{{"id", "text; drop table x"}}}, "types.id", "bad type"},
+		{map[string]any{"types": [][2]string{{"id", "text, x text"}}}, "types.id", "bad type"},
 		{map[string]any{"key": []string{"body", "zz"}}, "key.1", `column "zz" is not in columns`},
 		{map[string]any{"conflict": "replace"}, "conflict", "want error or ignore"},
 		{map[string]any{"method": "bulk"}, "method", "want copy or insert"},
@@ -93,7 +94,7 @@ func TestMaxConnsFollowsWorkers(t *testing.T) {
 		maxWorkers int
 	}{
 		{stage.Settings{Workers: 4, Concurrency: 2}, nil, 4, 0},
-		{stage.Settings{Concurrency: 2}, nil, int32(stage.AutoWorkersCeiling(2)), 0},
+		{stage.Settings{Concurrency: 2}, nil, int32(engine.AutoWorkersCeiling(2)), 0},
 		{stage.Settings{Concurrency: 2}, 4, 4, 4},
 		{stage.Settings{Workers: 8, Concurrency: 2}, 4, 4, 4},
 	}
@@ -102,7 +103,11 @@ func TestMaxConnsFollowsWorkers(t *testing.T) {
 		if c.maxConns != nil {
 			over["max_conns"] = c.maxConns
 		}
-		s, err := build(config("host=localhost", over), stage.Env{Stage: "store", Settings: c.set.WithDefaults()})
+		env := stage.Env{Stage: "store", Settings: c.set.WithDefaults(), MaxWorkers: c.set.Workers}
+		if env.Settings.AutoWorkers {
+			env.MaxWorkers = engine.AutoWorkersCeiling(env.Settings.Concurrency)
+		}
+		s, err := build(config("host=localhost", over), env)
 		if err != nil {
 			t.Fatal(err)
 		}

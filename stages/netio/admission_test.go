@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -18,7 +19,7 @@ import (
 func TestAdmissionShedsAtTheDoor(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{Admission: 250 * time.Millisecond}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 4, Batch: 1},
+	r = newRig(t, map[string]any{"admission": stage.NewConfig(map[string]any{"target": 250 * time.Millisecond})}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 4, Batch: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -31,10 +32,7 @@ func TestAdmissionShedsAtTheDoor(t *testing.T) {
 	}
 	c.Flush()
 	sink := r.sink.Stage()
-	deadline := time.Now().Add(wait)
-	for (sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: (sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4)", func() bool { return !(sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4) })
 	// Fifty more find the queue full: refused busy at the door, while the
 	// gate is shut. (Their nacks follow the acks of the five ahead of them
 	// on the connection: replies are written in record order.)
@@ -44,9 +42,7 @@ func TestAdmissionShedsAtTheDoor(t *testing.T) {
 	}
 	c.Flush()
 	src := r.in.Stage()
-	for (src.Stats().Control == nil || src.Stats().Control.Admission.Shed < more) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: (src.Stats().Control == nil || src.Stats().Control.Admission.Shed < more)", func() bool { return !(src.Stats().Control == nil || src.Stats().Control.Admission.Shed < more) })
 	st := src.Stats()
 	if st.Control == nil || st.Control.Admission == nil {
 		t.Fatalf("no admission figures in the source's stats: %+v", st.Control)
@@ -86,10 +82,10 @@ func TestAdmissionField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := src.(*netio.Source).Options().Admission; got != 250*time.Millisecond {
+	if got := netio.OptionsOf(src).Admission; got != 250*time.Millisecond {
 		t.Fatalf("admission.target read as %s", got)
 	}
-	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", Admission: time.Microsecond}); err == nil {
+	if _, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "admission": stage.NewConfig(map[string]any{"target": time.Microsecond})}); err == nil {
 		t.Fatal("a target of 1µs accepted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -20,12 +21,12 @@ import (
 func BenchmarkTCPAcked(b *testing.B) {
 	for _, conns := range []int{1, 4} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			src, err := netio.New(netio.Options{Listen: "127.0.0.1:0"})
+			src, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0"})
 			if err != nil {
 				b.Fatal(err)
 			}
-			_, in := stage.NewSourceStage(stage.Settings{Name: "in", Workers: 2, Concurrency: 2}, src, zap.NewNop())
-			_, sink := stage.NewHandlerStage(stage.Settings{Name: "sink", Workers: 2, Concurrency: 2, Capacity: 8192},
+			_, in := engine.NewSourceStage(stage.Settings{Name: "in", Workers: 2, Concurrency: 2}, src, zap.NewNop())
+			_, sink := engine.NewHandlerStage(stage.Settings{Name: "sink", Workers: 2, Concurrency: 2, Capacity: 8192},
 				stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 					for _, ev := range batch {
 						ev.Done(nil)
@@ -44,7 +45,7 @@ func BenchmarkTCPAcked(b *testing.B) {
 			}
 			cs := make([]*wire.Client, conns)
 			for i := range cs {
-				if cs[i], err = wire.Dial(ctx, src.Addr().String(), wire.Lines); err != nil {
+				if cs[i], err = wire.Dial(ctx, src.(*netio.Source).Addr().String(), wire.Lines); err != nil {
 					b.Fatal(err)
 				}
 			}

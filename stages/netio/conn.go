@@ -1,5 +1,8 @@
 package netio
 
+// This file holds a netio.tcp connection: its reader, its owner that
+// writes the acks, and its state.
+
 import (
 	"crypto/tls"
 	"errors"
@@ -121,7 +124,7 @@ const (
 	readerGone                       // returned; its last read is framed
 )
 
-var _ stage.BatchCompleter = (*conn)(nil)
+var _ batchCompleter = (*conn)(nil)
 
 func newConn(s *Source, id uint64, nc net.Conn) *conn {
 	c := &conn{
@@ -337,9 +340,8 @@ func (c *conn) Complete(ev *stage.Event, err error) {
 }
 
 // CompleteAll is Complete for a run of events finished together
-// (stage.BatchCompleter): one lock for the lot.
+// (see stage.Completer): one lock for the lot.
 func (c *conn) CompleteAll(evs []*stage.Event, err error) {
-	c.s.rt.ObserveFinishedAll(evs)
 	if err != nil {
 		for _, ev := range evs {
 			c.s.cnt.nack(err)

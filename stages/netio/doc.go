@@ -3,11 +3,13 @@
 // connection, hands them to the next stage as events, and acknowledges
 // them to the client once they are finished. netio.udp takes one record
 // per datagram (see UDPSource), netio.http NDJSON bodies POSTed to a path
-// (see HTTPSource). Register adds the kinds to a stage.Registry; New,
-// NewUDP and NewHTTP build sources directly.
+// (see HTTPSource). Register adds the kinds to a stage.Registry. A source
+// is built one way, from its kind's stage.Config (NewSource, NewUDPSource,
+// NewHTTPSource, which the pipeline calls with the configuration bound to
+// the kind's spec, defaults filled in).
 //
 // Every source counts what /stats shows under "source"
-// (stage.SourceStats): connections accepted, closed and refused, protocol
+// (stats.Source): connections accepted, closed and refused, protocol
 // errors by cause, refused records by error class (stage.ErrorClass),
 // bytes read, and records lost without a refusal anyone hears of.
 //

@@ -1,40 +1,62 @@
 package netio_test
 
+// This file shows netio.tcp in a pipeline, as a program runs it.
+
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
 )
 
-// A netio source feeding a stage that refuses records containing "bad":
-// the client gets a nack for the refused record, before the cumulative ack
-// that covers all three, and then the end of the connection.
+// A netio.tcp source feeding a stage that refuses records containing
+// "bad": the client gets a nack for the refused record, before the
+// cumulative ack that covers all three, and then the end of the
+// connection.
 func Example() {
-	src, _ := netio.New(netio.Options{Listen: "127.0.0.1:0"})
-	_, in := stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1}, src, nil)
-	_, sink := stage.NewHandlerStage(stage.Settings{Name: "store", Workers: 1},
-		stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
-			for _, ev := range b {
-				if bytes.Contains(ev.Payload, []byte("bad")) {
-					ev.Done(errors.New("no bad records"))
-				} else {
-					ev.Done(nil)
+	reg := stage.NewRegistry()
+	netio.Register(reg)
+	reg.Register(stage.Kind{Name: "example.store", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
+				for _, ev := range b {
+					if bytes.Contains(ev.Payload, []byte("bad")) {
+						ev.Done(errors.New("no bad records"))
+					} else {
+						ev.Done(nil)
+					}
 				}
-			}
-			return nil
-		}), nil)
-	in.Connect(sink.Stage(), nil)
+				return nil
+			}), nil
+		}})
+	cfg, err := pipeline.Parse("in.yaml", []byte(`
+name: in
+stages:
+  in: {kind: netio.tcp, listen: "127.0.0.1:0", next: store}
+  store: {kind: example.store, workers: 1}
+`), reg, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	ctx := context.Background()
-	sink.Start(ctx)
-	in.Start(ctx)
-
-	c, _ := wire.DialOptions(ctx, src.Addr().String(), wire.Options{OnReply: func(r wire.Reply) {
+	if err := p.Start(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	c, _ := wire.DialOptions(ctx, p.Addr("in").String(), wire.Options{OnReply: func(r wire.Reply) {
 		if r.Nack { // acks may come one by one or coalesced: print the nacks
 			fmt.Println(r)
 		}
@@ -46,13 +68,9 @@ func Example() {
 	<-c.Done() // the server closes once it owes nothing
 	fmt.Println("acked", c.Acked())
 	c.Close()
-
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	src.Drain(ctx)
-	sink.CloseQueue()
-	sink.Wait()
-	in.Close()
+	if _, err := p.Stop(ctx); err != nil {
+		fmt.Println(err)
+	}
 	// Output:
 	// nack 2 no bad records
 	// acked 3

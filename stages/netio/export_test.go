@@ -1,8 +1,34 @@
 package netio
 
+import (
+	"time"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// This file exports what the tests of package netio_test look at inside.
+
 // PendingPeak returns the most ack and nack text any of s's connections
 // had pending at once, in bytes.
 func PendingPeak(s *Source) int { return int(s.pendingPeak.Load()) }
 
 // MaxLine is the longest reply line the source writes.
 const MaxLine = maxNackLine
+
+// SetTLSReload sets how often a TLS source (netio.tcp, netio.http) looks
+// at its files for changes, before it starts; the spec has no key for it.
+func SetTLSReload(src stage.Source, d time.Duration) {
+	var o *tlsOptions
+	switch s := src.(type) {
+	case *Source:
+		o = s.opts.TLS
+	case *HTTPSource:
+		o = s.opts.TLS
+	}
+	if o != nil {
+		o.ReloadEvery = d
+	}
+}
+
+// OptionsOf returns the options a netio.tcp source runs with.
+func OptionsOf(src stage.Source) options { return src.(*Source).opts }

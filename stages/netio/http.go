@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // HTTPKind is the kind name netio.http sources are registered under.
@@ -36,19 +37,19 @@ const (
 // Causes of HTTP protocol errors (SourceStats.ProtocolErrors).
 const causeBodyTooLarge = "body_too_large"
 
-// HTTPOptions configure an HTTPSource. NewHTTP fills zero fields with the
-// defaults.
-type HTTPOptions struct {
-	Listen      string // host:port; required
-	Path        string // the path records are POSTed to; default "/"
+// httpOptions are netio.http's configuration, read once from its
+// stage.Config (bound to HTTPFields).
+type httpOptions struct {
+	Listen      string
+	Path        string // the path records are POSTed to
 	MaxBody     int    // largest body, as sent and decoded; a larger one gets 413
 	MaxFrame    int    // largest record (line); a larger one is refused as too large
 	MaxRequests int    // requests handled at once; one more gets 503 with Retry-After
 	// Token, when set, must come with every request as
 	// `Authorization: Bearer TOKEN`; a request without it gets 401.
 	Token       string
-	IdleTimeout time.Duration // close a keep-alive connection idle this long; 0: DefaultHTTPIdleTimeout
-	TLS         *TLSOptions   // nil: plain HTTP
+	IdleTimeout time.Duration // close a keep-alive connection idle this long
+	TLS         *tlsOptions   // nil: plain HTTP
 	// Admission, when positive, puts the source under admission control
 	// with this p99 target from read to finish (as netio.tcp's): a
 	// request whose records the controller does not all admit gets 503.
@@ -77,54 +78,10 @@ func HTTPFields() []stage.Field {
 	}
 }
 
-func (o *HTTPOptions) fill() error {
-	if o.Listen == "" {
-		return &stage.FieldError{Field: "listen", Err: errors.New("required: host:port to listen on")}
-	}
-	if o.Path == "" {
-		o.Path = DefaultHTTPPath
-	}
-	if !strings.HasPrefix(o.Path, "/") {
-		return &stage.FieldError{Field: "path", Err: fmt.Errorf("%q: want an absolute path, starting with /", o.Path)}
-	}
-	if o.MaxBody == 0 {
-		o.MaxBody = DefaultMaxBody
-	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultMaxFrame
-	}
-	if o.MaxRequests == 0 {
-		o.MaxRequests = DefaultMaxRequests
-	}
-	if o.IdleTimeout == 0 {
-		o.IdleTimeout = DefaultHTTPIdleTimeout
-	}
-	if o.TLS != nil {
-		if err := o.TLS.check(); err != nil {
-			return err
-		}
-	}
-	values := map[string]any{"max_body": int64(o.MaxBody), "max_frame": int64(o.MaxFrame),
-		"max_requests": o.MaxRequests, "idle_timeout": o.IdleTimeout}
-	for _, f := range HTTPFields() {
-		if v, ok := values[f.Name]; ok {
-			if err := f.Check(v); err != nil {
-				return &stage.FieldError{Field: f.Name, Err: err}
-			}
-		}
-	}
-	if o.Admission != 0 {
-		f := admissionTarget()
-		if err := f.Check(o.Admission); err != nil {
-			return &stage.FieldError{Field: "admission.target", Err: err}
-		}
-	}
-	return nil
-}
-
-// NewHTTPSource is netio.http's constructor.
+// NewHTTPSource is netio.http's constructor: it reads cfg, bound to
+// HTTPFields, and returns an *HTTPSource that listens once started.
 func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
-	return NewHTTP(HTTPOptions{
+	o := httpOptions{
 		Listen:      cfg.String("listen"),
 		Path:        cfg.String("path"),
 		MaxBody:     int(cfg.Size("max_body")),
@@ -134,14 +91,26 @@ func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 		IdleTimeout: cfg.Duration("idle_timeout"),
 		TLS:         tlsFromConfig(cfg),
 		Admission:   cfg.Object("admission").Duration("target"),
-	})
+	}
+	if !strings.HasPrefix(o.Path, "/") {
+		return nil, &stage.FieldError{Field: "path", Err: fmt.Errorf("%q: want an absolute path, starting with /", o.Path)}
+	}
+	if cfg.Has("admission") && !cfg.Object("admission").Has("target") {
+		return nil, &stage.FieldError{Field: "admission", Err: errors.New("admission control needs a target: the p99 latency from read to finish to keep under, e.g. {target: 250ms}")}
+	}
+	if o.TLS != nil {
+		if err := o.TLS.check(); err != nil {
+			return nil, err
+		}
+	}
+	return &HTTPSource{opts: o, slots: make(chan struct{}, o.MaxRequests)}, nil
 }
 
 // HTTPSource is a netio.http source: clients POST NDJSON bodies (one
 // record per line) to its path and get an answer once every record of the
 // body is finished. See the package documentation for the statuses.
 type HTTPSource struct {
-	opts HTTPOptions
+	opts httpOptions
 
 	// Set by Start.
 	rt     stage.SourceRuntime
@@ -151,7 +120,6 @@ type HTTPSource struct {
 	srv    *http.Server
 	certs  *certStore
 	tlsCfg *tls.Config
-	adm    *stage.Admission
 	ctx    context.Context // ends at Close: unblocks emits and waiting handlers
 	cancel context.CancelFunc
 	served chan struct{} // closed when Serve has returned
@@ -168,19 +136,7 @@ type HTTPSource struct {
 	protoLog logLimit
 }
 
-var (
-	_ stage.Source        = (*HTTPSource)(nil)
-	_ stage.SourceStatser = (*HTTPSource)(nil)
-)
-
-// NewHTTP returns a netio.http source configured by o; it listens once
-// started.
-func NewHTTP(o HTTPOptions) (*HTTPSource, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	return &HTTPSource{opts: o, slots: make(chan struct{}, o.MaxRequests)}, nil
-}
+var _ source = (*HTTPSource)(nil)
 
 // Addr returns the address the source listens on, or nil before Start.
 func (s *HTTPSource) Addr() net.Addr {
@@ -214,7 +170,7 @@ func (s *HTTPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		return fmt.Errorf("netio.http: listen on %q: %w", s.opts.Listen, err)
 	}
 	if s.opts.Admission > 0 {
-		s.adm = rt.StartAdmission(s.opts.Admission)
+		rt.StartAdmission(s.opts.Admission)
 	}
 	s.started = true
 	s.ln = ln
@@ -372,8 +328,8 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs [
 			events++
 		}
 	}
-	if s.adm != nil && events > 0 {
-		if admit := s.adm.Admit(arrived, events); admit < events {
+	if s.opts.Admission > 0 && events > 0 {
+		if admit := s.rt.Admit(arrived, events); admit < events {
 			s.cnt.nackClassN(stage.ClassBusy, uint64(events))
 			s.busy(w, "busy: admission control admits fewer records now")
 			return
@@ -461,7 +417,6 @@ type httpRequest struct {
 }
 
 func (q *httpRequest) Complete(ev *stage.Event, err error) {
-	q.s.rt.ObserveFinished(ev)
 	if err != nil {
 		q.s.cnt.nack(err)
 	}
@@ -527,7 +482,7 @@ func (s *HTTPSource) Drain(ctx context.Context) error {
 		return fmt.Errorf("stage %q: drain: %w", s.name, err)
 	}
 	// A client that went away before its answer left events in flight.
-	return waitFinished(ctx, s.rt, s.name, "records")
+	return s.rt.WaitFinished(ctx) // the error names the stage
 }
 
 // Close closes the listener and every connection, ends the requests
@@ -553,8 +508,11 @@ func (s *HTTPSource) Close() error {
 	return nil
 }
 
-// SourceStats reports the source's counters for /stats.
-func (s *HTTPSource) SourceStats() stage.SourceStats { return s.cnt.snapshot() }
+// Figures puts the source's counters into its /stats entry.
+func (s *HTTPSource) Figures(st *stats.Stage) {
+	ss := s.cnt.snapshot()
+	st.Source = &ss
+}
 
 // tlsListener hands http.Server connections whose TLS handshake runs on
 // their first read, in the server's goroutine for the connection, so that

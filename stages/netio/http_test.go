@@ -19,17 +19,14 @@ import (
 	"github.com/stagedserver/seda/stages/netio"
 )
 
-func newHTTPRig(t *testing.T, o netio.HTTPOptions, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.HTTPSource) {
+func newHTTPRig(t *testing.T, values map[string]any, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.HTTPSource) {
 	t.Helper()
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
-	}
-	src, err := netio.NewHTTP(o)
+	src, err := newSource(netio.HTTPKind, listening(values))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.HTTPKind, Workers: 1, Concurrency: 1, Capacity: 64}, sinkSet, h)
-	return r, src
+	return r, src.(*netio.HTTPSource)
 }
 
 // answer is a response: its status, Retry-After and JSON body.
@@ -79,7 +76,7 @@ func post(t *testing.T, c *http.Client, url string, body []byte, header map[stri
 // refused ones numbered from 1 (empty lines not numbered), gzip bodies,
 // 413 over max_body (nothing taken), 401 without the token, 404 and 405.
 func TestHTTPAnswers(t *testing.T) {
-	r, src := newHTTPRig(t, netio.HTTPOptions{Path: "/ingest", MaxBody: 1024, MaxFrame: 64, Token: "s3cret"}, stage.Settings{Workers: 1}, nil)
+	r, src := newHTTPRig(t, map[string]any{"path": "/ingest", "max_body": int64(1024), "max_frame": int64(64), "token": "s3cret"}, stage.Settings{Workers: 1}, nil)
 	url := "http://" + src.Addr().String() + "/ingest"
 	c := &http.Client{}
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
@@ -145,7 +142,7 @@ func TestHTTPBusy(t *testing.T) {
 	gate := make(chan struct{})
 	entered := make(chan struct{}, 16)
 	var r *rig
-	r, src := newHTTPRig(t, netio.HTTPOptions{MaxRequests: 1}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Batch: 1, Overflow: port.Reject},
+	r, src := newHTTPRig(t, map[string]any{"max_requests": 1}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Batch: 1, Overflow: port.Reject},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			entered <- struct{}{}
 			<-gate
@@ -182,7 +179,7 @@ func TestHTTPBusy(t *testing.T) {
 // one without is refused in the handshake and counted.
 func TestHTTPMutualTLS(t *testing.T) {
 	f := newTLSFiles(t)
-	r, src := newHTTPRig(t, netio.HTTPOptions{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ClientCA: f.ca.CertFile}},
+	r, src := newHTTPRig(t, map[string]any{"tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile, "client_ca": f.ca.CertFile})},
 		stage.Settings{Workers: 1}, nil)
 	url := "https://" + src.Addr().String() + "/"
 	with := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.ca.Pool(), Certificates: []tls.Certificate{f.client.TLS}}}}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/port"
@@ -45,7 +46,7 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 		}
 	})
 	var r *rig
-	r = newRig(t, netio.Options{MaxUnacked: maxUnacked, ReadBuffer: readBuffer}, stage.Settings{Workers: 2, Concurrency: 2},
+	r = newRig(t, map[string]any{"max_unacked": maxUnacked, "read_buffer": int64(readBuffer)}, stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
 			r.mu.Lock()
 			for _, ev := range b {
@@ -76,16 +77,12 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 		c.Flush() // blocks while the server is not reading; that is the point
 	}()
 
-	deadline := time.Now().Add(wait)
-	for r.src.ReadsPaused() == 0 {
+	poll.Until(t, "reads to pause", func() bool {
 		if n := r.in.Stage().Stats().In; n > uint64(bound) {
 			t.Fatalf("the source read %d records with record 1 unacked; max_unacked %d allows at most %d", n, maxUnacked, bound)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return r.src.ReadsPaused() != 0
+	})
 	// Paused: nothing more is read until record 1 is finished.
 	read := r.in.Stage().Stats().In
 	if read < maxUnacked || read > uint64(bound) {
@@ -112,11 +109,7 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 	}
 	// The reader resumes when the acks move, but may run a moment after
 	// the client has read them.
-	for deadline := time.Now().Add(wait); r.src.ReadsPaused() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections paused after everything was acked", r.src.ReadsPaused())
-		}
-	}
+	poll.Until(t, "no connection paused after everything was acked", func() bool { return r.src.ReadsPaused() == 0 })
 }
 
 // StopInput and Drain do not wait on a reader paused by max_unacked:
@@ -125,7 +118,7 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 func TestStopInputWhileReadsPaused(t *testing.T) {
 	const maxUnacked = 20
 	held := make(chan *stage.Event, 1)
-	r := newRig(t, netio.Options{MaxUnacked: maxUnacked, ReadBuffer: 128}, stage.Settings{Workers: 2, Concurrency: 2},
+	r := newRig(t, map[string]any{"max_unacked": maxUnacked, "read_buffer": int64(128)}, stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			for _, ev := range b {
 				if ev.Seq == 1 {
@@ -156,21 +149,10 @@ func TestStopInputWhileReadsPaused(t *testing.T) {
 		t.Fatal("record 1 never arrived")
 	}
 	t.Cleanup(func() { ev.Done(nil) }) // Done twice is counted and ignored
-	deadline := time.Now().Add(wait)
-	for r.src.ReadsPaused() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "reads to pause", func() bool { return r.src.ReadsPaused() != 0 })
 	// Everything but record 1 finished, so no ack flush is left to wake
 	// the paused reader: StopInput itself must.
-	for r.in.Stage().InFlight() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events in flight, want only record 1", r.in.Stage().InFlight())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "only record 1 in flight", func() bool { return r.in.Stage().InFlight() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := r.src.StopInput(ctx); err != nil {
@@ -194,7 +176,7 @@ func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
 	const maxUnacked, records = 10, 2000
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{Ack: netio.AckNone, MaxUnacked: maxUnacked, ReadBuffer: 64}, stage.Settings{Workers: 1},
+	r = newRig(t, map[string]any{"ack": string(netio.AckNone), "max_unacked": maxUnacked, "read_buffer": int64(64)}, stage.Settings{Workers: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -213,13 +195,7 @@ func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
 		}
 		c.CloseWrite()
 	}()
-	deadline := time.Now().Add(wait)
-	for r.src.ReadsPaused() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("reads never paused; the source read %d records", r.in.Stage().Stats().In)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "reads to pause", func() bool { return r.src.ReadsPaused() != 0 })
 	if n := r.in.Stage().Stats().In; n < maxUnacked || n > maxUnacked+64/3+1 {
 		t.Fatalf("reads paused after %d records; want %d to %d", n, maxUnacked, maxUnacked+64/3+1)
 	}
@@ -232,21 +208,21 @@ func TestMaxUnackedAckNonePausesOnUnfinished(t *testing.T) {
 }
 
 func TestMaxUnackedField(t *testing.T) {
-	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", MaxUnacked: -1}); err == nil || !strings.Contains(err.Error(), "max_unacked") {
+	if _, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "max_unacked": -1}); err == nil || !strings.Contains(err.Error(), "max_unacked") {
 		t.Fatalf("max_unacked -1: %v", err)
 	}
 	src, err := buildSource(map[string]any{"listen": "127.0.0.1:0", "max_unacked": 7}, stage.Env{Stage: "in"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := src.(*netio.Source).Options(); o.MaxUnacked != 7 {
+	if o := netio.OptionsOf(src); o.MaxUnacked != 7 {
 		t.Fatalf("max_unacked %d, want 7", o.MaxUnacked)
 	}
 }
 
 // A protocol error's nack says what was wrong, on one bounded line.
 func TestBadFrameNackSaysWhy(t *testing.T) {
-	r := newRig(t, netio.Options{Framing: netio.OctetCounted}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"framing": string(netio.OctetCounted)}, stage.Settings{Workers: 1}, nil)
 	for _, tc := range []struct{ raw, why string }{
 		{"05 hello", "frame length starts with 0"},
 		{" hello", "empty frame length"},
@@ -313,17 +289,14 @@ func TestOverflowRejectIsRefused(t *testing.T) {
 func TestAckNoneLogsRefusalsRateLimited(t *testing.T) {
 	const records = 300
 	started := time.Now()
-	r := newRig(t, netio.Options{Ack: netio.AckNone}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
+	r := newRig(t, map[string]any{"ack": string(netio.AckNone)}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
 	c := r.dial(wire.Lines, nil)
 	for i := 1; i <= records; i++ {
 		c.Send(fmt.Appendf(nil, "bad %d", i)) // the rig's sink refuses these
 	}
 	c.CloseWrite()
 	waitEOF(t, c)
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().InFlight() != 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().InFlight() != 0", func() bool { return !(r.in.Stage().InFlight() != 0) })
 	var lines []string
 	for _, e := range r.logs.All() {
 		if !strings.Contains(e.Message, "record refused") {

@@ -18,11 +18,13 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stats"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,8 +38,8 @@ type rig struct {
 	t      *testing.T
 	src    *netio.Source // a netio.tcp source (newRig)
 	source stage.Source  // the source, whatever its kind
-	in     stage.Lifecycle
-	sink   stage.Lifecycle
+	in     engine.Lifecycle
+	sink   engine.Lifecycle
 	logs   *observer.ObservedLogs
 
 	mu   sync.Mutex
@@ -70,17 +72,66 @@ func (r *rig) payloads() []string {
 	return append([]string(nil), r.got...)
 }
 
-func newRig(t *testing.T, o netio.Options, sinkSet stage.Settings, h stage.HandlerFunc) *rig {
-	t.Helper()
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
+// newSource builds a source of the kind from values (keys as in a
+// pipeline file) the one way the pipeline does: bound to the kind's spec,
+// which fills in the defaults, then the kind's constructor. The test-only
+// key reloadKey sets how often a TLS source looks at its files.
+func newSource(kind string, values map[string]any) (stage.Source, error) {
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		return nil, err
 	}
-	src, err := netio.New(o)
+	k, _ := reg.Lookup(kind)
+	vals := map[string]any{}
+	var reload time.Duration
+	for key, v := range values {
+		if key == reloadKey {
+			reload = v.(time.Duration)
+			continue
+		}
+		vals[key] = v
+	}
+	cfg, err := stage.Bind(k.Fields, stage.NewConfig(vals))
+	if err != nil {
+		return nil, err
+	}
+	src, err := k.NewSource(cfg, stage.Env{Stage: "in", Settings: stage.Settings{Name: "in", Kind: kind}.WithDefaults()})
+	if err == nil && reload != 0 {
+		netio.SetTLSReload(src, reload)
+	}
+	return src, err
+}
+
+// reloadKey is newSource's test-only key: how often TLS files are looked
+// at for changes.
+const reloadKey = "test: tls reload"
+
+// withReload returns values with reloadKey set to d.
+func withReload(values map[string]any, d time.Duration) map[string]any {
+	values[reloadKey] = d
+	return values
+}
+
+// listening returns values with listen set to a loopback port when it is
+// unset.
+func listening(values map[string]any) map[string]any {
+	if values == nil {
+		values = map[string]any{}
+	}
+	if _, ok := values["listen"]; !ok {
+		values["listen"] = "127.0.0.1:0"
+	}
+	return values
+}
+
+func newRig(t *testing.T, values map[string]any, sinkSet stage.Settings, h stage.HandlerFunc) *rig {
+	t.Helper()
+	src, err := newSource(netio.Kind, listening(values))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64}, sinkSet, h)
-	r.src = src
+	r.src = src.(*netio.Source)
 	return r
 }
 
@@ -97,8 +148,8 @@ func startRig(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings, h 
 	if sinkSet.Name == "" {
 		sinkSet.Name = "sink"
 	}
-	_, r.in = stage.NewSourceStage(srcSet, src, log)
-	_, r.sink = stage.NewHandlerStage(sinkSet, h, log)
+	_, r.in = engine.NewSourceStage(srcSet, src, log)
+	_, r.sink = engine.NewHandlerStage(sinkSet, h, log)
 	r.in.Connect(r.sink.Stage(), nil)
 	ctx := context.Background()
 	if err := r.sink.Start(ctx); err != nil {
@@ -154,22 +205,23 @@ func (r *rig) dial(f wire.Framing, onReply func(wire.Reply)) *wire.Client {
 // waitLog waits until a log entry whose message contains msg appears.
 func (r *rig) waitLog(msg string) observer.LoggedEntry {
 	r.t.Helper()
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
+	var found observer.LoggedEntry
+	poll.Until(r.t, fmt.Sprintf("a log entry %q", msg), func() bool {
 		for _, e := range r.logs.All() {
 			if strings.Contains(e.Message, msg) {
-				return e
+				found = e
+				return true
 			}
 			for _, f := range e.Context {
 				if f.Key == "reason" && strings.Contains(f.String, msg) {
-					return e
+					found = e
+					return true
 				}
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	r.t.Fatalf("no log entry %q; have %d entries", msg, r.logs.Len())
-	return observer.LoggedEntry{}
+		return false
+	})
+	return found
 }
 
 func fieldOf(e observer.LoggedEntry, key string) (zapcore.Field, bool) {
@@ -195,7 +247,7 @@ func waitEOF(t *testing.T, c *wire.Client) {
 }
 
 func TestAcksInOrderOverConnections(t *testing.T) {
-	r := newRig(t, netio.Options{}, stage.Settings{Workers: 4, Concurrency: 2, Batch: 16}, nil)
+	r := newRig(t, map[string]any{}, stage.Settings{Workers: 4, Concurrency: 2, Batch: 16}, nil)
 	const conns, records = 4, 500
 	var wg sync.WaitGroup
 	for i := range conns {
@@ -257,7 +309,7 @@ func TestAcksInOrderOverConnections(t *testing.T) {
 }
 
 func TestTooLargeLineIsNackedAndSkipped(t *testing.T) {
-	r := newRig(t, netio.Options{MaxFrame: 16, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"max_frame": int64(16), "read_buffer": int64(16)}, stage.Settings{Workers: 1}, nil)
 	c := r.dial(wire.Lines, nil)
 	raw := "short\n" + strings.Repeat("x", 100) + "\n\nnext\r\n" + strings.Repeat("y", 16) + "\r\n" + strings.Repeat("z", 17) + "\nlast"
 	c.SendRaw([]byte(raw), 6)
@@ -281,7 +333,7 @@ func TestTooLargeLineIsNackedAndSkipped(t *testing.T) {
 }
 
 func TestOctetCounted(t *testing.T) {
-	r := newRig(t, netio.Options{Framing: netio.OctetCounted, MaxFrame: 32, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"framing": string(netio.OctetCounted), "max_frame": int64(32), "read_buffer": int64(16)}, stage.Settings{Workers: 1}, nil)
 	var order []string
 	c := r.dial(wire.OctetCounted, func(rp wire.Reply) { order = append(order, rp.String()) })
 	long := strings.Repeat("l", 30) // spans two 16-byte reads
@@ -331,7 +383,7 @@ func TestOctetCounted(t *testing.T) {
 	if src == nil {
 		t.Fatal("no source counters in the stage's stats")
 	}
-	wantNacks := stage.NackStats{TooLarge: 1, Invalid: 1, Other: 1} // "bad record" is the sink's plain error
+	wantNacks := stats.Nacks{TooLarge: 1, Invalid: 1, Other: 1} // "bad record" is the sink's plain error
 	if src.Nacks != wantNacks || src.ProtocolErrors["bad_frame"] != 1 || src.Connections.Accepted != 2 {
 		t.Fatalf("source counters %+v", *src)
 	}
@@ -342,7 +394,7 @@ func TestOctetCounted(t *testing.T) {
 // count closes it, counted as a protocol error and logged with the peer
 // and the cause.
 func TestSyslogFramingOverTCP(t *testing.T) {
-	r := newRig(t, netio.Options{Framing: netio.Syslog, Ack: netio.AckNone, ReadBuffer: 16}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"framing": string(netio.Syslog), "ack": string(netio.AckNone), "read_buffer": int64(16)}, stage.Settings{Workers: 1}, nil)
 	nc, err := net.Dial("tcp", r.src.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -369,23 +421,20 @@ func TestSyslogFramingOverTCP(t *testing.T) {
 	if f, _ := fieldOf(e, "remote"); f.String != nc.LocalAddr().String() {
 		t.Errorf("protocol error logged with remote %q, want %q", f.String, nc.LocalAddr())
 	}
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().Stats().Source.Connections.Closed != 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().Stats().Source.Connections.Closed != 1", func() bool { return !(r.in.Stage().Stats().Source.Connections.Closed != 1) })
 	src := r.in.Stage().Stats().Source
 	// Reads stop after the bad count; what follows it may or may not be read.
 	if read := int(src.BytesIn); read < strings.Index(in, " <13>never") || read > len(in) {
 		t.Errorf("bytes_in %d, want what was read of the %d sent, at least up to the bad count", read, len(in))
 	}
 	if src.ProtocolErrors["bad_frame"] != 1 || src.Nacks.Invalid != 1 ||
-		src.Connections != (stage.ConnStats{Accepted: 1, Closed: 1}) {
+		src.Connections != (stats.Conns{Accepted: 1, Closed: 1}) {
 		t.Fatalf("source counters %+v", *src)
 	}
 }
 
 func TestMaxConns(t *testing.T) {
-	r := newRig(t, netio.Options{MaxConns: 2}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"max_conns": 2}, stage.Settings{Workers: 1}, nil)
 	var cs []*wire.Client
 	for range 2 {
 		c := r.dial(wire.Lines, nil)
@@ -412,7 +461,7 @@ func TestMaxConns(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	r := newRig(t, netio.Options{IdleTimeout: 50 * time.Millisecond}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"idle_timeout": 50 * time.Millisecond}, stage.Settings{Workers: 1}, nil)
 	silent := r.dial(wire.Lines, nil)
 	waitEOF(t, silent)
 	e := r.waitLog("idle")
@@ -424,7 +473,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{IdleTimeout: 20 * time.Millisecond}, stage.Settings{Workers: 1},
+	r = newRig(t, map[string]any{"idle_timeout": 20 * time.Millisecond}, stage.Settings{Workers: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -435,10 +484,7 @@ func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 	c.Flush()
 	// The record waits in the sink far longer than idle_timeout; once it is
 	// in flight the connection must not be closed as idle.
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().InFlight() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().InFlight() == 0", func() bool { return !(r.in.Stage().InFlight() == 0) })
 	time.Sleep(100 * time.Millisecond) // several idle periods pass
 	close(gate)
 	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
@@ -453,7 +499,7 @@ func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 func TestClientNotReadingIsCutOff(t *testing.T) {
 	const maxPending = 256
 	longErr := errors.New("refused because " + strings.Repeat("this reason is long ", 8))
-	r := newRig(t, netio.Options{MaxPendingOutput: maxPending, SocketBuffer: 4096, WriteTimeout: 300 * time.Millisecond},
+	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending), "socket_buffer": int64(4096), "write_timeout": 300 * time.Millisecond},
 		stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			for _, ev := range b {
@@ -534,7 +580,7 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 		maxPending = 4 << 10
 		records    = 32 << 10 // "bad\n" each: 128KiB, two reads
 	)
-	r := newRig(t, netio.Options{MaxPendingOutput: maxPending}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
+	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending)}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
 	var nacked []uint64 // by the client's reader, then by us after Done
 	acks := 0
 	c := r.dial(wire.Lines, func(rp wire.Reply) {
@@ -578,7 +624,7 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 }
 
 func TestWriteTimeoutField(t *testing.T) {
-	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", WriteTimeout: -time.Second}); err == nil ||
+	if _, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "write_timeout": -time.Second}); err == nil ||
 		!strings.Contains(err.Error(), "write_timeout") {
 		t.Fatalf("write_timeout -1s: %v", err)
 	}
@@ -587,7 +633,7 @@ func TestWriteTimeoutField(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o := src.(*netio.Source).Options(); o.WriteTimeout != want {
+		if o := netio.OptionsOf(src); o.WriteTimeout != want {
 			t.Fatalf("write_timeout %s: %s, want %s", v, o.WriteTimeout, want)
 		}
 	}
@@ -596,7 +642,7 @@ func TestWriteTimeoutField(t *testing.T) {
 func TestOverflowRejectNacksBusy(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Overflow: port.Reject},
+	r = newRig(t, map[string]any{}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1, Overflow: port.Reject},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -608,10 +654,7 @@ func TestOverflowRejectNacksBusy(t *testing.T) {
 		c.Send(fmt.Appendf(nil, "rec %d", i))
 	}
 	c.Flush()
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().Stats().In < records && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().Stats().In < records", func() bool { return !(r.in.Stage().Stats().In < records) })
 	close(gate)
 	if err := c.WaitTimeout(wait); err != nil {
 		t.Fatal(err)
@@ -634,7 +677,7 @@ func TestOverflowRejectNacksBusy(t *testing.T) {
 }
 
 func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
-	r := newRig(t, netio.Options{DrainLinger: wait}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
+	r := newRig(t, map[string]any{"drain_linger": wait}, stage.Settings{Workers: 2, Concurrency: 2}, nil)
 	c := r.dial(wire.Lines, nil)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -650,10 +693,7 @@ func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(wait)
-	for c.Acked() < 200 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: c.Acked() < 200", func() bool { return !(c.Acked() < 200) })
 	// The client closes once it has read the server's EOF: that ends the
 	// server's linger.
 	go func() {
@@ -688,7 +728,7 @@ func TestDrainAcksEverythingReadThenHalfCloses(t *testing.T) {
 }
 
 func TestAckNoneWritesNothing(t *testing.T) {
-	r := newRig(t, netio.Options{Ack: netio.AckNone}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"ack": string(netio.AckNone)}, stage.Settings{Workers: 1}, nil)
 	replies := 0
 	c := r.dial(wire.Lines, func(wire.Reply) { replies++ })
 	for i := range 100 {
@@ -709,7 +749,7 @@ func TestAckNoneWritesNothing(t *testing.T) {
 }
 
 func TestGaugesAndStats(t *testing.T) {
-	r := newRig(t, netio.Options{}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{}, stage.Settings{Workers: 1}, nil)
 	c := r.dial(wire.Lines, nil)
 	c.Send([]byte("x"))
 	c.Flush()
@@ -765,15 +805,15 @@ func TestRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := src.(*netio.Source).Options(); o.IdleTimeout != 0 || o.MaxFrame != netio.DefaultMaxFrame || o.Ack != netio.AckCommit ||
+	if o := netio.OptionsOf(src); o.IdleTimeout != 0 || o.MaxFrame != netio.DefaultMaxFrame || o.Ack != netio.AckCommit ||
 		o.MaxUnacked != netio.DefaultMaxUnacked {
 		t.Fatalf("options %+v", o)
 	}
 }
 
 func TestListenError(t *testing.T) {
-	src, _ := netio.New(netio.Options{Listen: "256.0.0.1:1"})
-	_, in := stage.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
+	src, _ := newSource(netio.Kind, map[string]any{"listen": "256.0.0.1:1"})
+	_, in := engine.NewSourceStage(stage.Settings{Name: "in"}, src, nil)
 	err := in.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `stage "in"`) {
 		t.Fatalf("start: %v", err)
@@ -786,7 +826,7 @@ func TestListenError(t *testing.T) {
 func TestCloseWithEventsInFlight(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r = newRig(t, netio.Options{}, stage.Settings{Workers: 1, Capacity: 4},
+	r = newRig(t, map[string]any{}, stage.Settings{Workers: 1, Capacity: 4},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			return r.finish(ctx, b, out)
@@ -797,10 +837,7 @@ func TestCloseWithEventsInFlight(t *testing.T) {
 		c.Send(fmt.Appendf(nil, "rec %d", i))
 	}
 	c.Flush()
-	deadline := time.Now().Add(wait)
-	for r.in.Stage().Stats().In < 5 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: r.in.Stage().Stats().In < 5", func() bool { return !(r.in.Stage().Stats().In < 5) })
 	// Close at once: every goroutine of the source returns although the
 	// sink still holds events (goleak checks), and the events finishing
 	// afterwards are ignored.
@@ -855,7 +892,7 @@ func TestFramedInPlaceBuffersOutliveLaterReads(t *testing.T) {
 		}
 		return nil
 	}
-	r := newRig(t, netio.Options{Framing: netio.Lines, Ack: netio.AckNone, ReadBuffer: 512},
+	r := newRig(t, map[string]any{"framing": string(netio.Lines), "ack": string(netio.AckNone), "read_buffer": int64(512)},
 		stage.Settings{Workers: 2, Concurrency: 2, Batch: 8}, h)
 	nc, err := net.Dial("tcp", r.src.Addr().String())
 	if err != nil {
@@ -867,14 +904,9 @@ func TestFramedInPlaceBuffersOutliveLaterReads(t *testing.T) {
 		fmt.Fprintf(&all, "record %05d %s\n", i, strings.Repeat("x", i%40))
 	}
 	go nc.Write(all.Bytes())
-	deadline := time.Now().Add(wait)
-	for seen.Load() < n/2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: seen.Load() < n/2", func() bool { return !(seen.Load() < n/2) })
 	close(release)
-	for seen.Load() < n && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "no longer: seen.Load() < n", func() bool { return !(seen.Load() < n) })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != n {
@@ -903,7 +935,7 @@ func TestSyslogFramingDefaultsToAckNone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := src.(*netio.Source).Options().Ack; got != c.want {
+		if got := netio.OptionsOf(src).Ack; got != c.want {
 			t.Errorf("%v: ack %q, want %q", c.values, got, c.want)
 		}
 	}

@@ -1,5 +1,9 @@
 package netio
 
+// This file holds netio.tcp's configuration: its spec (Fields), the
+// options the source runs with, read once from the spec's Config, and the
+// registration of the package's kinds.
+
 import (
 	"errors"
 	"time"
@@ -54,17 +58,16 @@ const (
 	defaultRefuses = 64 // over-limit connections being refused at once
 )
 
-// Options configure a Source. New fills zero fields with the defaults of
-// the kind's spec, except IdleTimeout and KeepAlive, where 0 means none
-// (the YAML defaults are 5m and 15s), and DrainLinger, where a negative
-// value means no linger.
-type Options struct {
-	Listen      string        // host:port to listen on; required
-	Framing     Framing       // Lines (default), OctetCounted or Syslog
+// options are netio.tcp's configuration as the source runs with it,
+// read once from its stage.Config (bound to Fields: the defaults are the
+// spec's) by tcpOptions.
+type options struct {
+	Listen      string
+	Framing     Framing
 	MaxFrame    int           // largest record in bytes; larger ones are refused as too large
 	MaxConns    int           // connections at once; more are refused
 	IdleTimeout time.Duration // close a connection that sends nothing and is owed nothing this long; 0: never
-	Ack         AckMode       // AckCommit or AckNone; unset: AckCommit, AckNone under Syslog framing
+	Ack         AckMode
 	// MaxPendingOutput bounds the ack and nack text held in memory per
 	// connection beyond what the kernel's send buffer took. Reaching it
 	// does not cut the client off: finished records wait in the
@@ -73,37 +76,48 @@ type Options struct {
 	MaxPendingOutput int
 	// WriteTimeout is how long a write of acks may take nothing before
 	// the client is cut off as not reading: its receive buffer and the
-	// server's send buffer are full. 0 means DefaultWriteTimeout.
+	// server's send buffer are full.
 	WriteTimeout time.Duration
 	ReadBuffer   int           // bytes per read; one read is outstanding per connection
-	DrainLinger  time.Duration // after half-close on drain, discard input this long at most
+	DrainLinger  time.Duration // after half-close on drain, discard input this long at most; 0: no linger
 	SocketBuffer int           // SO_RCVBUF and SO_SNDBUF per connection; 0: kernel autotuning
 	KeepAlive    time.Duration // TCP keepalive period; 0: off
 	// MaxUnacked bounds a connection's records read and not yet acked
 	// (under AckNone: not yet finished). At it the connection's reads
 	// pause until acks move, so TCP pushes back on the client and the
 	// connection's memory stays bounded even when one record is stuck
-	// while later ones finish. 0 means DefaultMaxUnacked.
+	// while later ones finish.
 	MaxUnacked int
 	// Admission, when positive, puts the source under admission control
 	// with this p99 target from read to finish: records beyond the rate
 	// the controller admits are refused busy at once, before any event is
-	// made of them (stage.Admission). 0: off, backpressure only.
+	// made of them. 0: off, backpressure only.
 	Admission time.Duration
-	// TLS, when set, serves TLS 1.2 or later on the listener (mutual with
-	// ClientCA). nil: plain TCP.
-	TLS *TLSOptions
+	TLS       *tlsOptions // nil: plain TCP
 }
 
 // busyReason is the nack reason of a record refused at the door.
 var busyReason = reason(stage.ErrBusy)
 
-func (o *Options) fill() error {
-	if o.Listen == "" {
-		return &stage.FieldError{Field: "listen", Err: errors.New("required: host:port to listen on")}
-	}
-	if o.Framing == "" {
-		o.Framing = Lines
+// tcpOptions reads netio.tcp's configuration, bound to Fields, and checks
+// what the spec cannot say.
+func tcpOptions(cfg stage.Config) (options, error) {
+	o := options{
+		Listen:           cfg.String("listen"),
+		Framing:          Framing(cfg.String("framing")),
+		MaxFrame:         int(cfg.Size("max_frame")),
+		MaxConns:         cfg.Int("max_conns"),
+		IdleTimeout:      cfg.Duration("idle_timeout"),
+		Ack:              AckMode(cfg.String("ack")),
+		MaxPendingOutput: int(cfg.Size("max_pending_output")),
+		WriteTimeout:     cfg.Duration("write_timeout"),
+		ReadBuffer:       int(cfg.Size("read_buffer")),
+		DrainLinger:      cfg.Duration("drain_linger"),
+		SocketBuffer:     int(cfg.Size("socket_buffer")),
+		KeepAlive:        cfg.Duration("keepalive"),
+		MaxUnacked:       cfg.Int("max_unacked"),
+		Admission:        cfg.Object("admission").Duration("target"),
+		TLS:              tlsFromConfig(cfg),
 	}
 	if o.Ack == "" {
 		// A syslog sender (rsyslog, logger) reads nothing back: acks
@@ -114,70 +128,18 @@ func (o *Options) fill() error {
 			o.Ack = AckNone
 		}
 	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultMaxFrame
-	}
-	if o.MaxConns == 0 {
-		o.MaxConns = DefaultMaxConns
-	}
-	if o.MaxPendingOutput == 0 {
-		o.MaxPendingOutput = DefaultMaxPendingOutput
-	}
-	if o.ReadBuffer == 0 {
-		o.ReadBuffer = DefaultReadBuffer
-	}
-	if o.MaxUnacked == 0 {
-		o.MaxUnacked = DefaultMaxUnacked
-	}
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = DefaultWriteTimeout
+		o.WriteTimeout = DefaultWriteTimeout // the key's doc: 0 is the default
 	}
-	if o.DrainLinger == 0 {
-		o.DrainLinger = DefaultDrainLinger
-	} else if o.DrainLinger < 0 {
-		o.DrainLinger = 0
-	}
-	if o.Admission != 0 {
-		f := admissionTarget()
-		if err := f.Check(o.Admission); err != nil {
-			return &stage.FieldError{Field: "admission.target", Err: err}
-		}
+	if cfg.Has("admission") && !cfg.Object("admission").Has("target") {
+		return o, &stage.FieldError{Field: "admission", Err: errors.New("admission control needs a target: the p99 latency from read to finish to keep under, e.g. {target: 250ms}")}
 	}
 	if o.TLS != nil {
 		if err := o.TLS.check(); err != nil {
-			return err
+			return o, err
 		}
 	}
-	// The spec's Enum and Range are the one declaration of what is
-	// allowed; Options built in Go are held to it too.
-	return checkFields(map[string]any{
-		"framing":            string(o.Framing),
-		"ack":                string(o.Ack),
-		"max_frame":          int64(o.MaxFrame),
-		"max_conns":          o.MaxConns,
-		"idle_timeout":       o.IdleTimeout,
-		"max_pending_output": int64(o.MaxPendingOutput),
-		"write_timeout":      o.WriteTimeout,
-		"max_unacked":        o.MaxUnacked,
-		"read_buffer":        int64(o.ReadBuffer),
-		"drain_linger":       o.DrainLinger,
-		"socket_buffer":      int64(o.SocketBuffer),
-		"keepalive":          o.KeepAlive,
-	})
-}
-
-// checkFields checks values against the kind's spec, in the spec's order.
-func checkFields(values map[string]any) error {
-	for _, f := range Fields() {
-		v, ok := values[f.Name]
-		if !ok {
-			continue
-		}
-		if err := f.Check(v); err != nil {
-			return &stage.FieldError{Field: f.Name, Err: err}
-		}
-	}
-	return nil
+	return o, nil
 }
 
 // Fields is the configuration spec of netio.tcp.
@@ -252,43 +214,17 @@ func Register(r *stage.Registry) error {
 	return nil
 }
 
-// NewSource is the kind's constructor: it reads the configuration into
-// Options and returns New's Source.
+// NewSource is netio.tcp's constructor: it reads cfg, bound to Fields,
+// and returns a *Source that listens once started.
 func NewSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 	if env.Settings.Overflow == port.Reject {
 		return nil, &stage.FieldError{Field: "queue.overflow", Err: errors.New(
 			"reject does not apply to a netio.tcp source: it always applies backpressure to its sockets " +
 				"(reads wait for room); put overflow: reject on the stage after it, whose full queue then nacks records as busy")}
 	}
-	if cfg.Has("admission") && !cfg.Object("admission").Has("target") {
-		return nil, &stage.FieldError{Field: "admission", Err: errors.New("admission control needs a target: the p99 latency from read to finish to keep under, e.g. {target: 250ms}")}
+	o, err := tcpOptions(cfg)
+	if err != nil {
+		return nil, err // the pipeline names the stage and the field's position
 	}
-	o := optionsFromConfig(cfg)
-	// The pipeline names the stage and its position in the error.
-	return New(o)
-}
-
-// optionsFromConfig reads cfg, bound to Fields (defaults filled in).
-func optionsFromConfig(cfg stage.Config) Options {
-	o := Options{
-		Listen:           cfg.String("listen"),
-		Framing:          Framing(cfg.String("framing")),
-		MaxFrame:         int(cfg.Size("max_frame")),
-		MaxConns:         cfg.Int("max_conns"),
-		IdleTimeout:      cfg.Duration("idle_timeout"),
-		Ack:              AckMode(cfg.String("ack")),
-		MaxPendingOutput: int(cfg.Size("max_pending_output")),
-		WriteTimeout:     cfg.Duration("write_timeout"), // 0: the default
-		ReadBuffer:       int(cfg.Size("read_buffer")),
-		DrainLinger:      cfg.Duration("drain_linger"),
-		SocketBuffer:     int(cfg.Size("socket_buffer")),
-		KeepAlive:        cfg.Duration("keepalive"),
-		MaxUnacked:       cfg.Int("max_unacked"),
-		Admission:        cfg.Object("admission").Duration("target"),
-		TLS:              tlsFromConfig(cfg),
-	}
-	if o.DrainLinger == 0 {
-		o.DrainLinger = -1 // written as 0: no linger
-	}
-	return o
+	return &Source{opts: o}, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // Source is a netio.tcp source: a TCP listener whose connections' reads
@@ -23,7 +24,7 @@ import (
 // into events, and whose acknowledgements are completions on the same
 // port. See the package documentation.
 type Source struct {
-	opts Options
+	opts options
 
 	// Set by Start.
 	rt     stage.SourceRuntime
@@ -32,8 +33,7 @@ type Source struct {
 	log    *zap.Logger
 	ln     net.Listener
 	port   *port.Port[item]
-	adm    *stage.Admission // admission control; nil without admission.target
-	ctx    context.Context  // ends at Close: unblocks Posts and Emits
+	ctx    context.Context // ends at Close: unblocks Posts and Emits
 	cancel context.CancelFunc
 	bufs   sync.Pool   // *[]byte of opts.ReadBuffer bytes
 	certs  *certStore  // with TLS
@@ -75,11 +75,7 @@ type Source struct {
 	hasDirty atomic.Bool
 }
 
-var (
-	_ stage.Source        = (*Source)(nil)
-	_ stage.Gauger        = (*Source)(nil)
-	_ stage.SourceStatser = (*Source)(nil)
-)
+var _ source = (*Source)(nil)
 
 // itemKind says what a packet on the source's port completes.
 type itemKind uint8
@@ -97,17 +93,6 @@ type item struct {
 	c    *conn
 	buf  *[]byte
 }
-
-// New returns a source configured by o; it listens once started.
-func New(o Options) (*Source, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	return &Source{opts: o}, nil
-}
-
-// Options returns the source's options with defaults filled in.
-func (s *Source) Options() Options { return s.opts }
 
 // Addr returns the address the source listens on, or nil before Start.
 func (s *Source) Addr() net.Addr {
@@ -140,7 +125,7 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		s.certs, s.tlsCfg = certs, certs.serverConfig()
 	}
 	if s.opts.Admission > 0 {
-		s.adm = rt.StartAdmission(s.opts.Admission)
+		rt.StartAdmission(s.opts.Admission)
 	}
 	lc := net.ListenConfig{KeepAlive: s.opts.KeepAlive}
 	if s.opts.KeepAlive == 0 {
@@ -215,12 +200,13 @@ func (s *Source) StopInput(ctx context.Context) error {
 }
 
 // Drain stops input if StopInput was not called, then waits until every
-// event of every connection is finished and its acks are written. Then
-// each connection is half-closed (its write side shut) and its input
-// discarded until the client closes or drain_linger passes, since closing
-// a socket with unread input makes the kernel reset it and destroys the
-// acks in flight. A connection is drained as soon as it owes nothing, so a
-// slow one does not hold the others back. Drain returns once every
+// event the source made is finished (SourceRuntime.WaitFinished) and each
+// connection's acks are written. Then each connection is half-closed (its
+// write side shut) and its input discarded until the client closes or
+// drain_linger passes, since closing a socket with unread input makes the
+// kernel reset it and destroys the acks in flight. A connection is
+// drained as soon as it owes nothing, so one whose records are all
+// finished is not held back by the others. Drain returns once every
 // connection is closed, or with ctx.Err() when ctx ends first; Close then
 // closes what is left.
 func (s *Source) Drain(ctx context.Context) error {
@@ -243,6 +229,9 @@ func (s *Source) Drain(ctx context.Context) error {
 		c.mu.Lock()
 		c.to(connEnding)
 		c.mu.Unlock()
+	}
+	if err := s.rt.WaitFinished(ctx); err != nil {
+		return err // it names the stage
 	}
 	for {
 		s.mu.Lock()
@@ -286,22 +275,18 @@ func (s *Source) Close() error {
 	return nil
 }
 
-// Gauges reports the source's port and worker pool for /stats.
-func (s *Source) Gauges() (stage.QueueStats, stage.PoolStats) {
+// Figures puts the source's port, worker pool and counters into its
+// /stats entry.
+func (s *Source) Figures(st *stats.Stage) {
 	s.mu.Lock()
-	p := s.port
+	p, set := s.port, s.set // Start sets them under mu
 	s.mu.Unlock()
-	if p == nil {
-		return stage.QueueStats{Overflow: port.Block.String()}, stage.PoolStats{}
+	var ps port.Stats
+	if p != nil {
+		ps = p.Stats()
 	}
-	ps := p.Stats()
-	return stage.QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Block.String()},
-		stage.PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
-			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+	figures(st, p != nil, ps, port.Block, set, &s.cnt)
 }
-
-// SourceStats reports the source's counters for /stats.
-func (s *Source) SourceStats() stage.SourceStats { return s.cnt.snapshot() }
 
 // ReadsPaused returns how many connections have their reads paused
 // because max_unacked of their records are read and not yet acked.
@@ -478,7 +463,7 @@ func (s *Source) postAcks(c *conn) {
 type worker struct {
 	s   *Source
 	pw  *port.Worker[item]
-	em  *stage.Outputs
+	em  stage.Emitter
 	pks []port.Packet[item]
 
 	// Scratch for one read: what the framer found. A record that lies
@@ -525,7 +510,7 @@ type lentBuf struct {
 
 var lentBufs = sync.Pool{New: func() any { return new(lentBuf) }}
 
-var _ stage.BatchCompleter = (*lentBuf)(nil)
+var _ batchCompleter = (*lentBuf)(nil)
 
 func (l *lentBuf) Complete(ev *stage.Event, err error) {
 	evs := [1]*stage.Event{ev}
@@ -646,8 +631,8 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	// Under admission control the records past the admitted rate are
 	// refused busy here, at the door: no event is made of them.
 	admit := events
-	if s.adm != nil {
-		if admit = s.adm.Admit(arrived, events); admit < events {
+	if s.opts.Admission > 0 {
+		if admit = s.rt.Admit(arrived, events); admit < events {
 			refused = true
 			s.cnt.nackClassN(stage.ClassBusy, uint64(events-admit))
 		}
@@ -741,20 +726,4 @@ func (w *worker) views(admit int) int {
 		}
 	}
 	return n
-}
-
-// waitFinished waits until every event the source made is finished, by
-// its runtime's count of events in flight (polled: a drain is rare and
-// short), or fails with ctx's error, saying how many of what are left.
-// The UDP and HTTP sources drain with it; the TCP source waits per
-// connection, since each owes its client acks.
-func waitFinished(ctx context.Context, rt stage.SourceRuntime, name, what string) error {
-	for rt.InFlight() > 0 {
-		select {
-		case <-time.After(5 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("stage %q: drain: %d %s unfinished: %w", name, rt.InFlight(), what, ctx.Err())
-		}
-	}
-	return nil
 }

@@ -1,11 +1,17 @@
 package netio
 
+// This file holds a source's counters for /stats and the rate limit of its
+// log lines.
+
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // Causes of protocol errors, the keys of SourceStats.ProtocolErrors.
@@ -16,7 +22,7 @@ const (
 	causeUnauthorized = "unauthorized"  // HTTP: the token is missing or wrong
 )
 
-// counters are a source's stage.SourceStats, kept with atomics so that
+// counters are a source's stats.Source, kept with atomics so that
 // the paths that count pay one atomic add.
 type counters struct {
 	accepted, closed, refused atomic.Uint64
@@ -65,21 +71,48 @@ func (c *counters) protocolError(cause string) uint64 {
 	return c.proto[cause]
 }
 
-func (c *counters) snapshot() stage.SourceStats {
+func (c *counters) snapshot() stats.Source {
 	c.protoMu.Lock()
 	proto := make(map[string]uint64, len(c.proto))
 	for k, v := range c.proto {
 		proto[k] = v
 	}
 	c.protoMu.Unlock()
-	return stage.SourceStats{
-		Connections:    stage.ConnStats{Accepted: c.accepted.Load(), Closed: c.closed.Load(), Refused: c.refused.Load()},
+	return stats.Source{
+		Connections:    stats.Conns{Accepted: c.accepted.Load(), Closed: c.closed.Load(), Refused: c.refused.Load()},
 		ProtocolErrors: proto,
-		Nacks: stage.NackStats{Busy: c.nacks[0].Load(), Invalid: c.nacks[1].Load(), TooLarge: c.nacks[2].Load(),
+		Nacks: stats.Nacks{Busy: c.nacks[0].Load(), Invalid: c.nacks[1].Load(), TooLarge: c.nacks[2].Load(),
 			Database: c.nacks[3].Load(), Other: c.nacks[4].Load()},
 		BytesIn: c.bytesIn.Load(),
-		Drops:   stage.DropStats{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load()},
+		Drops:   stats.Drops{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load()},
 	}
+}
+
+// figures puts a source's port (its stats ps, when started), worker pool
+// and counters into its /stats entry.
+func figures(st *stats.Stage, started bool, ps port.Stats, o port.Overflow, set stage.Settings, c *counters) {
+	st.Queue = stats.Queue{Overflow: o.String()}
+	if started {
+		st.Queue.Depth, st.Queue.Capacity = ps.Depth, ps.Capacity
+		st.Pool = stats.Pool{Workers: set.Workers, Concurrency: set.Concurrency,
+			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+	}
+	ss := c.snapshot()
+	st.Source = &ss
+}
+
+// source is a stage.Source with the optional methods of stage.Kind that
+// this package's sources have, for compile-time checks.
+type source interface {
+	stage.Source
+	Addr() net.Addr
+	Figures(st *stats.Stage)
+}
+
+// batchCompleter is a stage.Completer with CompleteAll.
+type batchCompleter interface {
+	stage.Completer
+	CompleteAll(evs []*stage.Event, err error)
 }
 
 // logLimit lets one log line through a second: a flood of bad clients or

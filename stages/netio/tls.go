@@ -1,5 +1,8 @@
 package netio
 
+// This file holds TLS for a source: its configuration and the
+// certificates, reloaded while it runs.
+
 import (
 	"crypto/tls"
 	"crypto/x509"
@@ -17,9 +20,9 @@ import (
 	"github.com/stagedserver/seda/stage"
 )
 
-// TLSOptions turn TLS on for a source (netio.tcp, netio.http): the YAML
+// tlsOptions turn TLS on for a source (netio.tcp, netio.http): the YAML
 // key `tls: {cert, key, client_ca}`.
-type TLSOptions struct {
+type tlsOptions struct {
 	Cert string // PEM file: the server's certificate, then any intermediates; required
 	Key  string // PEM file: its private key; required
 	// ClientCA is a PEM file of CA certificates. When set, TLS is mutual:
@@ -54,13 +57,13 @@ func tlsField() stage.Field {
 
 // tlsFromConfig reads the `tls` key of cfg: nil when it is absent or
 // names no file.
-func tlsFromConfig(cfg stage.Config) *TLSOptions {
+func tlsFromConfig(cfg stage.Config) *tlsOptions {
 	if !cfg.Has("tls") {
 		return nil
 	}
 	t := cfg.Object("tls")
-	o := &TLSOptions{Cert: t.String("cert"), Key: t.String("key"), ClientCA: t.String("client_ca")}
-	if *o == (TLSOptions{}) {
+	o := &tlsOptions{Cert: t.String("cert"), Key: t.String("key"), ClientCA: t.String("client_ca")}
+	if *o == (tlsOptions{}) {
 		return nil
 	}
 	return o
@@ -68,14 +71,12 @@ func tlsFromConfig(cfg stage.Config) *TLSOptions {
 
 // check reports a missing file name; whether the files load is known
 // only at Start, which loads them.
-func (o *TLSOptions) check() error {
+func (o *tlsOptions) check() error {
 	switch {
 	case o.Cert == "":
 		return &stage.FieldError{Field: "tls.cert", Err: errors.New("required with tls: the PEM file of the server's certificate")}
 	case o.Key == "":
 		return &stage.FieldError{Field: "tls.key", Err: errors.New("required with tls: the PEM file of the certificate's private key")}
-	case o.ReloadEvery < 0:
-		return &stage.FieldError{Field: "tls", Err: fmt.Errorf("reload interval %s: want 0 (the default) or more", o.ReloadEvery)}
 	}
 	return nil
 }
@@ -85,7 +86,7 @@ func (o *TLSOptions) check() error {
 // match, a file half written) keeps what was loaded and is logged; the
 // next change tries again.
 type certStore struct {
-	opts TLSOptions
+	opts tlsOptions
 	log  *zap.Logger
 	conf atomic.Pointer[tls.Config] // what new handshakes get
 
@@ -101,7 +102,7 @@ type fileStamp struct {
 
 // newCertStore loads the files once; the error names the field whose file
 // is wrong.
-func newCertStore(o TLSOptions, log *zap.Logger) (*certStore, error) {
+func newCertStore(o tlsOptions, log *zap.Logger) (*certStore, error) {
 	if o.ReloadEvery == 0 {
 		o.ReloadEvery = DefaultTLSReload
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/certtest"
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/pipeline"
@@ -58,7 +59,7 @@ func dialTLS(t *testing.T, addr string, roots *x509.CertPool, conf *tls.Config) 
 // EOF after its last ack when it half-closes.
 func TestTLSAcks(t *testing.T) {
 	f := newTLSFiles(t)
-	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile}}, stage.Settings{Workers: 1}, nil)
+	r := newRig(t, map[string]any{"tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile})}, stage.Settings{Workers: 1}, nil)
 	c, err := dialTLS(t, r.src.Addr().String(), f.ca.Pool(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +86,7 @@ func TestTLSAcks(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	f := newTLSFiles(t)
 	other := certtest.NewCA(t, t.TempDir(), "other").Client(t, "stranger")
-	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ClientCA: f.ca.CertFile}},
+	r := newRig(t, map[string]any{"tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile, "client_ca": f.ca.CertFile})},
 		stage.Settings{Workers: 1}, nil)
 	addr := r.src.Addr().String()
 
@@ -165,7 +166,7 @@ func replacePair(t *testing.T, cur, next certtest.Pair) {
 // and on SIGHUP; a broken pair keeps the one loaded before.
 func TestTLSReload(t *testing.T) {
 	f := newTLSFiles(t)
-	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ReloadEvery: 5 * time.Millisecond}},
+	r := newRig(t, withReload(map[string]any{"tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile})}, 5*time.Millisecond),
 		stage.Settings{Workers: 1}, nil)
 	addr := r.src.Addr().String()
 	if got := serverName(t, addr, f.ca.Pool()); got != "server" {
@@ -213,31 +214,31 @@ func mustRead(t *testing.T, path string) []byte {
 // fails New.
 func TestTLSBadFiles(t *testing.T) {
 	f := newTLSFiles(t)
-	if _, err := netio.New(netio.Options{Listen: "127.0.0.1:0", TLS: &netio.TLSOptions{Cert: f.server.CertFile}}); err == nil ||
+	if _, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile})}); err == nil ||
 		!strings.Contains(err.Error(), "tls.key") {
 		t.Errorf("New without a key: %v", err)
 	}
 	for _, tc := range []struct {
-		o    netio.TLSOptions
+		tls  map[string]any
 		want string
 	}{
-		{netio.TLSOptions{Cert: filepath.Join(t.TempDir(), "none.pem"), Key: f.server.KeyFile}, "tls.cert"},
-		{netio.TLSOptions{Cert: f.server.CertFile, Key: f.client.KeyFile}, "tls.cert"},
-		{netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ClientCA: f.server.KeyFile}, "tls.client_ca"},
+		{map[string]any{"cert": filepath.Join(t.TempDir(), "none.pem"), "key": f.server.KeyFile}, "tls.cert"},
+		{map[string]any{"cert": f.server.CertFile, "key": f.client.KeyFile}, "tls.cert"},
+		{map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile, "client_ca": f.server.KeyFile}, "tls.client_ca"},
 	} {
-		src, err := netio.New(netio.Options{Listen: "127.0.0.1:0", TLS: &tc.o})
+		src, err := newSource(netio.Kind, map[string]any{"listen": "127.0.0.1:0", "tls": stage.NewConfig(tc.tls)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, lc := stage.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1, Concurrency: 1, Capacity: 8}, src, nil)
+		_, lc := engine.NewSourceStage(stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1, Concurrency: 1, Capacity: 8}, src, nil)
 		err = lc.Start(context.Background())
 		if err == nil {
 			lc.Close()
-			t.Errorf("%+v: started", tc.o)
+			t.Errorf("%+v: started", tc.tls)
 			continue
 		}
 		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, want it to name %s", tc.o, err, tc.want)
+			t.Errorf("%+v: %v, want it to name %s", tc.tls, err, tc.want)
 		}
 	}
 }
@@ -277,7 +278,7 @@ func TestTLSFromYAML(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Stop(ctx)
-	addr := p.Stage("in").Addr().String()
+	addr := p.Addr("in").String()
 	c, err := dialTLS(t, addr, f.ca.Pool(), &tls.Config{Certificates: []tls.Certificate{f.client.TLS}})
 	if err != nil {
 		t.Fatal(err)

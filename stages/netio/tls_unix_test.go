@@ -10,13 +10,12 @@ import (
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
-	"github.com/stagedserver/seda/stages/netio"
 )
 
 // SIGHUP reloads the certificate at once, whatever the interval.
 func TestTLSReloadOnSIGHUP(t *testing.T) {
 	f := newTLSFiles(t)
-	r := newRig(t, netio.Options{TLS: &netio.TLSOptions{Cert: f.server.CertFile, Key: f.server.KeyFile, ReloadEvery: time.Hour}},
+	r := newRig(t, withReload(map[string]any{"tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile})}, time.Hour),
 		stage.Settings{Workers: 1}, nil)
 	addr := r.src.Addr().String()
 	replacePair(t, f.server, f.ca.Server(t, "after-hup"))

@@ -1,5 +1,7 @@
 package netio
 
+// This file holds netio.udp: a source of one record per datagram.
+
 import (
 	"bytes"
 	"context"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // UDPKind is the kind name netio.udp sources are registered under.
@@ -26,10 +29,11 @@ const (
 	udpSlab            = 256 << 10
 )
 
-// UDPOptions configure a UDPSource. New fills zero fields with defaults.
-type UDPOptions struct {
-	Listen   string // host:port to listen on; required
-	MaxFrame int    // largest datagram in bytes; a larger one is dropped (Drops.Oversized)
+// udpOptions are netio.udp's configuration, read once from its
+// stage.Config (bound to UDPFields).
+type udpOptions struct {
+	Listen   string
+	MaxFrame int // largest datagram in bytes; a larger one is dropped (Drops.Oversized)
 	// SocketBuffer is the socket's SO_RCVBUF: what the kernel holds while
 	// the reader is busy, which absorbs bursts; 0 keeps the kernel's
 	// default.
@@ -48,37 +52,14 @@ func UDPFields() []stage.Field {
 	}
 }
 
-func (o *UDPOptions) fill() error {
-	if o.Listen == "" {
-		return &stage.FieldError{Field: "listen", Err: errors.New("required: host:port to listen on")}
-	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultUDPMaxFrame
-	}
-	for _, f := range UDPFields() {
-		var v any
-		switch f.Name {
-		case "max_frame":
-			v = int64(o.MaxFrame)
-		case "socket_buffer":
-			v = int64(o.SocketBuffer)
-		default:
-			continue
-		}
-		if err := f.Check(v); err != nil {
-			return &stage.FieldError{Field: f.Name, Err: err}
-		}
-	}
-	return nil
-}
-
-// NewUDPSource is netio.udp's constructor.
+// NewUDPSource is netio.udp's constructor: it reads cfg, bound to
+// UDPFields, and returns a *UDPSource that listens once started.
 func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
-	return NewUDP(UDPOptions{
+	return &UDPSource{opts: udpOptions{
 		Listen:       cfg.String("listen"),
 		MaxFrame:     int(cfg.Size("max_frame")),
 		SocketBuffer: int(cfg.Size("socket_buffer")),
-	})
+	}}, nil
 }
 
 // UDPSource is a netio.udp source: each datagram is one record (a
@@ -97,7 +78,7 @@ func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 // counted where the OS reports them (Linux: SO_RXQ_OVFL) as
 // Drops.SocketOverrun; one over max_frame as Drops.Oversized.
 type UDPSource struct {
-	opts UDPOptions
+	opts udpOptions
 
 	// Set by Start.
 	rt     stage.SourceRuntime
@@ -130,20 +111,9 @@ type datagram struct {
 }
 
 var (
-	_ stage.Source        = (*UDPSource)(nil)
-	_ stage.Gauger        = (*UDPSource)(nil)
-	_ stage.SourceStatser = (*UDPSource)(nil)
-	_ stage.Completer     = (*UDPSource)(nil)
+	_ source          = (*UDPSource)(nil)
+	_ stage.Completer = (*UDPSource)(nil)
 )
-
-// NewUDP returns a netio.udp source configured by o; it listens once
-// started.
-func NewUDP(o UDPOptions) (*UDPSource, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	return &UDPSource{opts: o}, nil
-}
 
 // Addr returns the address the source receives on, or nil before Start.
 func (s *UDPSource) Addr() net.Addr {
@@ -287,7 +257,6 @@ func (s *UDPSource) work() {
 // is counted and logged at warn at most once a second, with the running
 // count: nobody else will hear of it.
 func (s *UDPSource) Complete(ev *stage.Event, err error) {
-	s.rt.ObserveLatency(int64(time.Since(ev.Arrived())))
 	if err != nil {
 		s.cnt.nack(err)
 		n := s.refused.Add(1)
@@ -329,7 +298,10 @@ func (s *UDPSource) Drain(ctx context.Context) error {
 	if err := s.StopInput(ctx); err != nil {
 		return err
 	}
-	return waitFinished(ctx, s.rt, s.name, "datagrams")
+	if s.rt == nil {
+		return nil // never started
+	}
+	return s.rt.WaitFinished(ctx) // the error names the stage
 }
 
 // Close closes the socket, stops the workers and returns once every
@@ -350,19 +322,15 @@ func (s *UDPSource) Close() error {
 	return nil
 }
 
-// Gauges reports the source's port and worker pool for /stats.
-func (s *UDPSource) Gauges() (stage.QueueStats, stage.PoolStats) {
+// Figures puts the source's port, worker pool and counters into its
+// /stats entry.
+func (s *UDPSource) Figures(st *stats.Stage) {
 	s.mu.Lock()
-	p := s.port
+	p, set := s.port, s.set // Start sets them under mu
 	s.mu.Unlock()
-	if p == nil {
-		return stage.QueueStats{Overflow: port.Reject.String()}, stage.PoolStats{}
+	var ps port.Stats
+	if p != nil {
+		ps = p.Stats()
 	}
-	ps := p.Stats()
-	return stage.QueueStats{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: port.Reject.String()},
-		stage.PoolStats{Workers: s.set.Workers, Concurrency: s.set.Concurrency,
-			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+	figures(st, p != nil, ps, port.Reject, set, &s.cnt)
 }
-
-// SourceStats reports the source's counters for /stats.
-func (s *UDPSource) SourceStats() stage.SourceStats { return s.cnt.snapshot() }

@@ -13,14 +13,12 @@ import (
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stats"
 )
 
-func newUDPRig(t *testing.T, o netio.UDPOptions, srcSet, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.UDPSource) {
+func newUDPRig(t *testing.T, values map[string]any, srcSet, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.UDPSource) {
 	t.Helper()
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
-	}
-	src, err := netio.NewUDP(o)
+	src, err := newSource(netio.UDPKind, listening(values))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +26,7 @@ func newUDPRig(t *testing.T, o netio.UDPOptions, srcSet, sinkSet stage.Settings,
 	if srcSet.Workers == 0 {
 		srcSet.Workers, srcSet.Concurrency, srcSet.Capacity = 2, 2, 64
 	}
-	return startRig(t, src, srcSet, sinkSet, h), src
+	return startRig(t, src, srcSet, sinkSet, h), src.(*netio.UDPSource)
 }
 
 func dialUDP(t *testing.T, addr net.Addr) *net.UDPConn {
@@ -45,7 +43,7 @@ func dialUDP(t *testing.T, addr net.Addr) *net.UDPConn {
 // one is none; one over max_frame is dropped and counted; a refused one
 // is logged and counted, as under ack: none.
 func TestUDPDatagramsAreRecords(t *testing.T) {
-	r, src := newUDPRig(t, netio.UDPOptions{MaxFrame: 16}, stage.Settings{}, stage.Settings{Workers: 1}, nil)
+	r, src := newUDPRig(t, map[string]any{"max_frame": int64(16)}, stage.Settings{}, stage.Settings{Workers: 1}, nil)
 	c := dialUDP(t, src.Addr())
 	sent := -(34 - 17) // the one over max_frame is read as far as max_frame+1
 	for _, d := range []string{"<13>one\n", "two\r\n", "", "\n", "this one is far over sixteen bytes", "a bad one", "exactly 16 bytes"} {
@@ -63,7 +61,7 @@ func TestUDPDatagramsAreRecords(t *testing.T) {
 	}
 	poll.Until(t, "the refusal to be counted", func() bool { return r.in.Stage().Stats().Source.Nacks.Other == 1 })
 	st := r.in.Stage().Stats().Source
-	if st.Drops != (stage.DropStats{Oversized: 1}) || st.BytesIn != uint64(sent) || st.Connections != (stage.ConnStats{}) {
+	if st.Drops != (stats.Drops{Oversized: 1}) || st.BytesIn != uint64(sent) || st.Connections != (stats.Conns{}) {
 		t.Fatalf("source counters %+v, want 1 oversized and %d bytes read", *st, sent)
 	}
 	e := r.waitLog("datagram refused")
@@ -83,7 +81,7 @@ func sortedCopy(s []string) []string {
 func TestUDPDropsAreCounted(t *testing.T) {
 	gate := make(chan struct{})
 	var r *rig
-	r, src := newUDPRig(t, netio.UDPOptions{SocketBuffer: 4096}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 8},
+	r, src := newUDPRig(t, map[string]any{"socket_buffer": int64(4096)}, stage.Settings{Workers: 1, Concurrency: 1, Capacity: 8},
 		stage.Settings{Workers: 1, Concurrency: 1, Capacity: 4, Batch: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
@@ -124,7 +122,7 @@ func TestUDPDropsAreCounted(t *testing.T) {
 	// marker sent at every look overflowed the socket again, and the drops
 	// of the last markers were never reported: the count stayed short.)
 	markers := 0
-	var st *stage.SourceStats
+	var st *stats.Source
 	var lastBytes uint64
 	poll.Until(t, "every datagram seen or counted as dropped", func() bool {
 		st = r.in.Stage().Stats().Source
@@ -154,11 +152,11 @@ func TestUDPRegister(t *testing.T) {
 	if !ok || k.NewSource == nil {
 		t.Fatal("netio.udp is not registered as a source")
 	}
-	if _, err := netio.NewUDP(netio.UDPOptions{Listen: "127.0.0.1:0", MaxFrame: 1 << 20}); err == nil ||
+	if _, err := newSource(netio.UDPKind, map[string]any{"listen": "127.0.0.1:0", "max_frame": int64(1 << 20)}); err == nil ||
 		!strings.Contains(err.Error(), "max_frame") {
 		t.Errorf("max_frame of 1MiB accepted: %v", err)
 	}
-	if _, err := netio.NewUDP(netio.UDPOptions{}); err == nil || !strings.Contains(err.Error(), "listen") {
+	if _, err := newSource(netio.UDPKind, map[string]any{}); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Errorf("no listen accepted: %v", err)
 	}
 }
@@ -170,7 +168,7 @@ func TestUDPDrainWaitsForUnfinished(t *testing.T) {
 	gate := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	var r *rig
-	r, src := newUDPRig(t, netio.UDPOptions{}, stage.Settings{}, stage.Settings{Workers: 1, Batch: 1},
+	r, src := newUDPRig(t, map[string]any{}, stage.Settings{}, stage.Settings{Workers: 1, Batch: 1},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			select {
 			case entered <- struct{}{}:
@@ -186,7 +184,7 @@ func TestUDPDrainWaitsForUnfinished(t *testing.T) {
 	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := src.Drain(ctx); err == nil || !strings.Contains(err.Error(), "1 datagrams unfinished") {
+	if err := src.Drain(ctx); err == nil || !strings.Contains(err.Error(), "1 events unfinished") {
 		t.Fatalf("Drain with a datagram held: %v, want 1 unfinished", err)
 	}
 	close(gate)

@@ -159,8 +159,11 @@ func (a number) float() float64 {
 	return a.f
 }
 
+// parseNumber reads a number: exactly, as an int64, when it is an integer
+// (stage.Value.AsInt: 12, 1e3, 12.0), else as a float64 (±Inf past its
+// range).
 func parseNumber(s string) (number, bool) {
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+	if i, ok := stage.StringValue(s).AsInt(); ok {
 		return number{isInt: true, i: i}, true
 	}
 	f, err := strconv.ParseFloat(s, 64)

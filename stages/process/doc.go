@@ -33,7 +33,7 @@
 // Both decode only what is read after them: when the pipeline starts, a
 // decoder is told the paths the stages after it read (a db.postgres
 // stage's columns, a filter's or a route's conditions; see
-// stage.Projector) and sets only those fields, still checking the whole
+// stage.Kind: Project) and sets only those fields, still checking the whole
 // record. A stage that does not say what it reads, such as process.func,
 // gets every field. A path finds a key spelled with dots ("log.level") as
 // well as a nested one, the whole key first.

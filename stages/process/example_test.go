@@ -40,11 +40,7 @@ func Example_func() {
 	_, err = kind.NewHandler(stage.NewConfig(map[string]any{"func": "hash"}), stage.Env{Stage: "hash"})
 	fmt.Println(err)
 
-	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	evs := []*stage.Event{
-		src.NewEvent(nil, 1, stage.Origin{}),
-		src.NewEvent(nil, 2, stage.Origin{}),
-	}
+	evs := []*stage.Event{{Seq: 1}, {Seq: 2}} // as a handler's test makes them
 	evs[0].Set("user", "ann")
 	evs[0].Set("password", "hunter2")
 	evs[1].Set("level", "debug")
@@ -63,6 +59,8 @@ func (printer) Emit(_ context.Context, ev *stage.Event) error {
 	fmt.Printf("emit %d: %s\n", ev.Seq, fieldsText(ev))
 	return nil
 }
+
+func (printer) Flush(context.Context) {}
 
 func (printer) EmitTo(_ context.Context, next string, ev *stage.Event) error {
 	fmt.Printf("emit %d to %s: %s\n", ev.Seq, next, fieldsText(ev))

@@ -1,5 +1,8 @@
 package process
 
+// This file holds process.filter and process.route: conditions that drop
+// events or choose their next stage.
+
 import (
 	"context"
 	"fmt"
@@ -17,16 +20,16 @@ type filterHandler struct {
 }
 
 var (
-	_ stage.Handler     = (*filterHandler)(nil)
-	_ stage.FieldReader = (*filterHandler)(nil)
-	_ stage.FieldReader = (*routeHandler)(nil)
+	_ stage.Handler = (*filterHandler)(nil)
+	_ fieldReader   = (*filterHandler)(nil)
+	_ fieldReader   = (*routeHandler)(nil)
 )
 
-// FieldsRead returns the paths the condition reads (stage.FieldReader).
+// FieldsRead returns the paths the condition reads (see stage.Kind).
 func (h *filterHandler) FieldsRead() ([]string, bool) { return h.cond.Paths(), false }
 
 // FieldsRead returns the paths the routes' conditions read
-// (stage.FieldReader).
+// (see stage.Kind).
 func (h *routeHandler) FieldsRead() ([]string, bool) {
 	var ps []string
 	for _, r := range h.routes {

@@ -35,9 +35,9 @@ type jsonHandler struct {
 }
 
 var (
-	_ stage.Handler     = (*jsonHandler)(nil)
-	_ stage.Projector   = (*jsonHandler)(nil)
-	_ stage.FieldReader = (*jsonHandler)(nil)
+	_ stage.Handler = (*jsonHandler)(nil)
+	_ projector     = (*jsonHandler)(nil)
+	_ fieldReader   = (*jsonHandler)(nil)
 )
 
 func newJSON(cfg stage.Config, env stage.Env) (stage.Handler, error) {
@@ -71,7 +71,7 @@ func checkPath(p string) error {
 	return nil
 }
 
-// Project is told what the stages after this one read (stage.Projector):
+// Project is told what the stages after this one read (see stage.Kind):
 // with all false, only those paths (and require's) are decoded into
 // fields; the rest of each record is still checked, not kept.
 func (h *jsonHandler) Project(paths []string, all bool) {
@@ -117,7 +117,7 @@ func (h *jsonHandler) Project(paths []string, all bool) {
 	h.proj = pr
 }
 
-// FieldsRead: process.json reads only the payload (stage.FieldReader).
+// FieldsRead: process.json reads only the payload (see stage.Kind).
 func (h *jsonHandler) FieldsRead() ([]string, bool) { return nil, false }
 
 // projection is the paths process.json decodes, looked up by the keys of
@@ -500,7 +500,7 @@ func (d *decoder) store(ev *stage.Event, name string, depth int) error {
 			return err
 		}
 		text := d.data[start:d.pos]
-		if n, ok := parseInt64(text); integral && ok {
+		if n, ok := stage.NumberValue(text).AsInt(); integral && ok {
 			ev.SetValue(name, stage.IntValue(n))
 		} else {
 			ev.SetValue(name, stage.NumberValue(text))
@@ -683,29 +683,6 @@ func (d *decoder) number() (integral bool, err error) {
 		}
 	}
 	return integral, nil
-}
-
-// parseInt64 parses the digits of an integral JSON number (already
-// checked), reporting false when an int64 cannot hold it.
-func parseInt64(b []byte) (int64, bool) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		n = n*10 + uint64(c-'0')
-	}
-	switch {
-	case neg && n <= 1<<63:
-		return int64(-n), true
-	case !neg && n < 1<<63:
-		return int64(n), true
-	}
-	return 0, false
 }
 
 func (d *decoder) digits() int {

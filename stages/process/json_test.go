@@ -248,6 +248,7 @@ type discard struct{}
 
 func (discard) Emit(context.Context, *stage.Event) error           { return nil }
 func (discard) EmitTo(context.Context, string, *stage.Event) error { return nil }
+func (discard) Flush(context.Context)                              {}
 
 // BenchmarkJSONStd is encoding/json with UseNumber, a decoder per record,
 // for comparison.

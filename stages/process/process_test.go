@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -60,6 +61,8 @@ type collector struct {
 func (c *collector) Emit(ctx context.Context, ev *stage.Event) error {
 	return c.EmitTo(ctx, "", ev)
 }
+
+func (c *collector) Flush(context.Context) {}
 
 func (c *collector) EmitTo(_ context.Context, next string, ev *stage.Event) error {
 	c.mu.Lock()
@@ -114,7 +117,7 @@ func mustBuild(t testing.TB, kind string, values map[string]any, routes ...strin
 // run hands the payloads to h as one batch of events numbered from 1.
 func run(t testing.TB, h stage.Handler, payloads ...string) (*collector, *completions, []*stage.Event) {
 	t.Helper()
-	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	done := &completions{}
 	evs := make([]*stage.Event, len(payloads))
 	for i, p := range payloads {
@@ -140,7 +143,7 @@ func run(t testing.TB, h stage.Handler, payloads ...string) (*collector, *comple
 // runFields hands events with the given fields (no payload) to h.
 func runFields(t testing.TB, h stage.Handler, fields ...map[string]any) (*collector, *completions) {
 	t.Helper()
-	src, _ := stage.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	done := &completions{}
 	evs := make([]*stage.Event, len(fields))
 	for i, f := range fields {

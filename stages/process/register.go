@@ -1,5 +1,8 @@
 package process
 
+// This file holds the registration of the process kinds and their compile-
+// time checks.
+
 import (
 	"github.com/stagedserver/seda/stage"
 )
@@ -75,3 +78,16 @@ func Register(r *stage.Registry) error {
 	}
 	return nil
 }
+
+// The optional methods of stage.Kind that this package's handlers have,
+// for compile-time checks.
+type (
+	fieldReader interface {
+		stage.Handler
+		FieldsRead() (paths []string, all bool)
+	}
+	projector interface {
+		fieldReader
+		Project(paths []string, all bool)
+	}
+)

@@ -1,5 +1,8 @@
 package process
 
+// This file holds process.syslog: decoding RFC 5424 and RFC 3164 lines
+// into fields.
+
 import (
 	"context"
 	"encoding/binary"
@@ -30,9 +33,9 @@ type syslogHandler struct {
 }
 
 var (
-	_ stage.Handler     = (*syslogHandler)(nil)
-	_ stage.Projector   = (*syslogHandler)(nil)
-	_ stage.FieldReader = (*syslogHandler)(nil)
+	_ stage.Handler = (*syslogHandler)(nil)
+	_ projector     = (*syslogHandler)(nil)
+	_ fieldReader   = (*syslogHandler)(nil)
 )
 
 func newSyslog(cfg stage.Config, env stage.Env) (stage.Handler, error) {
@@ -75,7 +78,7 @@ var syslogFieldNames = [numSyslogFields]string{
 const allSyslogFields = 1<<numSyslogFields - 1
 
 // Project is told what the stages after this one read
-// (stage.Projector): with all false, only those of its fields are set.
+// (see stage.Kind): with all false, only those of its fields are set.
 // The whole line is still parsed and checked.
 func (h *syslogHandler) Project(paths []string, all bool) {
 	if all {
@@ -92,7 +95,7 @@ func (h *syslogHandler) Project(paths []string, all bool) {
 	}
 }
 
-// FieldsRead: process.syslog reads only the payload (stage.FieldReader).
+// FieldsRead: process.syslog reads only the payload (see stage.Kind).
 func (h *syslogHandler) FieldsRead() ([]string, bool) { return nil, false }
 
 func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {

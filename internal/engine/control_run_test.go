@@ -1,4 +1,4 @@
-package stage
+package engine
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // gate is a handler whose calls wait for the test: each call reports its
@@ -16,16 +18,16 @@ type gate struct {
 	calls   chan int
 	release chan struct{}
 	ctxDead atomic.Int64
-	block   bool // wait inside Blocking
+	block   bool // wait inside stage.Blocking
 }
 
 func newGate() *gate { return &gate{calls: make(chan int, 1024), release: make(chan struct{})} }
 
-func (g *gate) Handle(ctx context.Context, b []*Event, out Emitter) error {
+func (g *gate) Handle(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 	g.calls <- len(b)
 	wait := func() { <-g.release }
 	if g.block {
-		Blocking(ctx, wait)
+		stage.Blocking(ctx, wait)
 	} else {
 		wait()
 	}
@@ -38,21 +40,13 @@ func (g *gate) Handle(ctx context.Context, b []*Event, out Emitter) error {
 	return nil
 }
 
-// waitUntil waits for cond through poll.Until (it gave up after 4000 polls
-// of 2 ms, a count that a loaded machine's sleeps could stretch or a slow
-// worker outlast).
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	poll.Until(t, what, cond)
-}
-
 func post(t *testing.T, s *Stage, n int) {
 	t.Helper()
-	src, lc := NewSourceStage(Settings{Name: "src"}, nil, nil)
+	src, lc := NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	lc.Connect(s, nil)
 	em := src.NewEmitter()
 	for i := range n {
-		em.Emit(context.Background(), src.NewEvent(nil, uint64(i+1), Origin{}))
+		em.Emit(context.Background(), src.NewEvent(nil, uint64(i+1), stage.Origin{}))
 	}
 	em.Flush(context.Background())
 }
@@ -63,7 +57,7 @@ func post(t *testing.T, s *Stage, n int) {
 func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 	g := newGate()
 	g.block = true
-	s, l := NewHandlerStage(Settings{Name: "db", Workers: 2, Batch: 1, Capacity: 64}, g, nil)
+	s, l := NewHandlerStage(stage.Settings{Name: "db", Workers: 2, Batch: 1, Capacity: 64}, g, nil)
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +76,7 @@ func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 		t.Fatalf("after SetWorkers(1): pool %+v, control %+v", st.Pool, st.Control.Workers)
 	}
 	close(g.release) // the four retired finish their batches and leave
-	waitUntil(t, "the batches finished", func() bool { return s.Stats().In == 5 && s.Stats().Pool.Blocked == 0 })
+	poll.Until(t, "the batches finished", func() bool { return s.Stats().In == 5 && s.Stats().Pool.Blocked == 0 })
 	post(t, s, 3) // the one worker left takes the rest
 	for range 3 {
 		<-g.calls
@@ -92,7 +86,7 @@ func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 	if n := g.ctxDead.Load(); n != 0 {
 		t.Fatalf("%d batches saw their context end: retiring interrupted them", n)
 	}
-	if d := s.Stats().Control.Last; d == nil || d.Knob != KnobWorkers || d.To != 1 {
+	if d := s.Stats().Control.Last; d == nil || d.Knob != stats.KnobWorkers || d.To != 1 {
 		t.Fatalf("last decision %+v", d)
 	}
 }
@@ -100,7 +94,7 @@ func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 // SetBatch pins the batch size; workers take it from their next batch.
 func TestSetBatch(t *testing.T) {
 	g := newGate()
-	s, l := NewHandlerStage(Settings{Name: "p", Workers: 1, Capacity: 64}, g, nil)
+	s, l := NewHandlerStage(stage.Settings{Name: "p", Workers: 1, Capacity: 64}, g, nil)
 	if st := s.Stats().Control.Batch; !st.Auto || st.Now != 64 || st.Max != 64 {
 		t.Fatalf("unset batch: %+v, want auto starting at the ceiling (the capacity, 64)", st)
 	}
@@ -135,7 +129,7 @@ func TestSetBatch(t *testing.T) {
 
 // SetConcurrency changes the run slots; the floor of an auto pool follows.
 func TestSetConcurrency(t *testing.T) {
-	s, l := NewHandlerStage(Settings{Name: "p", Concurrency: 2}, pass, nil)
+	s, l := NewHandlerStage(stage.Settings{Name: "p", Concurrency: 2}, pass, nil)
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -151,16 +145,16 @@ func TestSetConcurrency(t *testing.T) {
 }
 
 func TestResizeErrors(t *testing.T) {
-	inline, _ := NewHandlerStage(Settings{Name: "parse", Inline: true}, pass, nil)
+	inline, _ := NewHandlerStage(stage.Settings{Name: "parse", Inline: true}, pass, nil)
 	if err := inline.setWorkers(2); !errors.Is(err, ErrNotResizable) {
 		t.Errorf("SetWorkers on an inline stage: %v", err)
 	}
-	_, srcl := NewSourceStage(Settings{Name: "accept"}, nil, nil)
+	_, srcl := NewSourceStage(stage.Settings{Name: "accept"}, nil, nil)
 	if err := srcl.SetBatch(2); !errors.Is(err, ErrNotResizable) {
 		t.Errorf("SetBatch on a source: %v", err)
 	}
-	_, l := NewHandlerStage(Settings{Name: "p"}, pass, nil)
-	for _, err := range []error{l.SetWorkers(-1), l.SetWorkers(MaxWorkers + 1), l.SetBatch(MaxBatch + 1), l.SetConcurrency(0)} {
+	_, l := NewHandlerStage(stage.Settings{Name: "p"}, pass, nil)
+	for _, err := range []error{l.SetWorkers(-1), l.SetWorkers(stage.MaxWorkers + 1), l.SetBatch(stage.MaxBatch + 1), l.SetConcurrency(0)} {
 		if err == nil {
 			t.Error("out-of-range value accepted")
 		}
@@ -177,32 +171,32 @@ func TestResizeErrors(t *testing.T) {
 
 // Settings: unset workers and batch are auto, set ones are pinned.
 func TestSettingsAutoOrPinned(t *testing.T) {
-	a := Settings{}.WithDefaults()
+	a := stage.Settings{}.WithDefaults()
 	if !a.AutoWorkers || !a.AutoBatch || a.Batch != AutoBatchCeiling(a.Capacity) || a.Workers != a.Concurrency {
 		t.Errorf("unset: %+v", a)
 	}
-	p := Settings{Workers: 4, Batch: 200}.WithDefaults()
+	p := stage.Settings{Workers: 4, Batch: 200}.WithDefaults()
 	if p.AutoWorkers || p.AutoBatch || p.Workers != 4 || p.Batch != 200 {
 		t.Errorf("set: %+v", p)
 	}
-	if b := (Settings{Capacity: 100000}).WithDefaults(); b.Batch != MaxAutoBatch {
-		t.Errorf("auto batch with a large queue: %d, want %d", b.Batch, MaxAutoBatch)
+	if b := (stage.Settings{Capacity: 100000}).WithDefaults(); b.Batch != stage.MaxAutoBatch {
+		t.Errorf("auto batch with a large queue: %d, want %d", b.Batch, stage.MaxAutoBatch)
 	}
 }
 
 // The pool controller, with the real runtime: a stage whose handler waits
-// inside Blocking and whose queue stays deep gets more workers than its
+// inside stage.Blocking and whose queue stays deep gets more workers than its
 // run slots. (The rules and their timing are tested on a fake clock; this
 // checks that the loop is wired to them.)
 func TestAutoPoolGrowsWhenBlocked(t *testing.T) {
-	h := HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
-		Blocking(ctx, func() { time.Sleep(5 * time.Millisecond) })
+	h := stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+		stage.Blocking(ctx, func() { time.Sleep(5 * time.Millisecond) })
 		for _, ev := range b {
 			ev.Done(nil)
 		}
 		return nil
 	})
-	s, l := NewHandlerStage(Settings{Name: "db", Concurrency: 1, Batch: 1, Capacity: 256}, h, nil)
+	s, l := NewHandlerStage(stage.Settings{Name: "db", Concurrency: 1, Batch: 1, Capacity: 256}, h, nil)
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +204,7 @@ func TestAutoPoolGrowsWhenBlocked(t *testing.T) {
 	fed := make(chan struct{})
 	go func() { // keep the queue deep
 		defer close(fed)
-		src, lc := NewSourceStage(Settings{Name: "src"}, nil, nil)
+		src, lc := NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 		lc.Connect(s, nil)
 		em := src.NewEmitter()
 		for i := 0; ; i++ {
@@ -220,11 +214,11 @@ func TestAutoPoolGrowsWhenBlocked(t *testing.T) {
 				return
 			default:
 			}
-			em.Emit(context.Background(), src.NewEvent(nil, uint64(i), Origin{}))
+			em.Emit(context.Background(), src.NewEvent(nil, uint64(i), stage.Origin{}))
 			em.Flush(context.Background())
 		}
 	}()
-	waitUntil(t, "the pool grew past its run slot", func() bool { return s.Stats().Pool.Workers > 1 })
+	poll.Until(t, "the pool grew past its run slot", func() bool { return s.Stats().Pool.Workers > 1 })
 	close(stop)
 	<-fed
 	l.CloseQueue()
@@ -234,39 +228,40 @@ func TestAutoPoolGrowsWhenBlocked(t *testing.T) {
 	}
 }
 
-type limited struct{ HandlerFunc }
+type limited struct{ stage.HandlerFunc }
 
 func (limited) MaxWorkers() int { return 3 }
 
 // A handler that can use only so many workers caps an auto pool there.
 func TestWorkerLimiterCapsCeiling(t *testing.T) {
-	s, _ := NewHandlerStage(Settings{Name: "db", Concurrency: 2}, limited{pass}, nil)
+	s, _ := NewHandlerStage(stage.Settings{Name: "db", Concurrency: 2}, limited{pass}, nil)
 	if w := s.Stats().Control.Workers; w.Max != 3 || !w.Auto {
 		t.Fatalf("workers %+v, want auto with a ceiling of 3", w)
 	}
-	s, _ = NewHandlerStage(Settings{Name: "p", Concurrency: 2}, pass, nil)
+	s, _ = NewHandlerStage(stage.Settings{Name: "p", Concurrency: 2}, pass, nil)
 	if w := s.Stats().Control.Workers; w.Max != AutoWorkersCeiling(2) {
 		t.Fatalf("workers %+v, want a ceiling of %d", w, AutoWorkersCeiling(2))
 	}
 }
 
 // A source under admission control never waits for room: what finds the
-// next queue full is refused busy at once.
+// next queue full is refused busy at once. The emitter is made before
+// admission starts: it need not know.
 func TestAdmissionEmitterNeverWaits(t *testing.T) {
-	next, nl := NewHandlerStage(Settings{Name: "store", Capacity: 2}, pass, nil)
-	src, sl := NewSourceStage(Settings{Name: "accept"}, nil, nil)
+	next, nl := NewHandlerStage(stage.Settings{Name: "store", Capacity: 2}, pass, nil)
+	src, sl := NewSourceStage(stage.Settings{Name: "accept"}, nil, nil)
 	sl.Connect(next, nil)
-	rt := SourceRuntime{src}
+	rt := sourceRuntime{src}
+	em := rt.NewEmitter()
 	rt.StartAdmission(250 * time.Millisecond)
 	defer sl.Close()
 	res := newResults()
-	em := rt.NewEmitter()
 	for i := 1; i <= 5; i++ {
-		em.Emit(context.Background(), rt.NewEvent(nil, uint64(i), Origin{To: res}))
+		em.Emit(context.Background(), rt.NewEvent(nil, uint64(i), stage.Origin{To: res}))
 	}
 	em.Flush(context.Background()) // would block forever if it waited: nothing takes from the queue
 	for i := uint64(3); i <= 5; i++ {
-		if errs := res.get(i); len(errs) != 1 || !errors.Is(errs[0], ErrBusy) {
+		if errs := res.get(i); len(errs) != 1 || !errors.Is(errs[0], stage.ErrBusy) {
 			t.Errorf("event %d: %v, want busy", i, errs)
 		}
 	}
@@ -282,25 +277,26 @@ func TestAdmissionEmitterNeverWaits(t *testing.T) {
 // depth limit (1024 events, before anything has finished), so the source
 // admits none; with it empty, it admits all.
 func TestAdmissionSeesDeeperQueue(t *testing.T) {
-	store, stl := NewHandlerStage(Settings{Name: "store"}, pass, nil)
-	parse, pl := NewHandlerStage(Settings{Name: "parse"}, pass, nil)
-	src, sl := NewSourceStage(Settings{Name: "accept"}, nil, nil)
-	feed, fl := NewSourceStage(Settings{Name: "feed"}, nil, nil)
+	store, stl := NewHandlerStage(stage.Settings{Name: "store"}, pass, nil)
+	parse, pl := NewHandlerStage(stage.Settings{Name: "parse"}, pass, nil)
+	src, sl := NewSourceStage(stage.Settings{Name: "accept"}, nil, nil)
+	feed, fl := NewSourceStage(stage.Settings{Name: "feed"}, nil, nil)
 	sl.Connect(parse, nil)
 	pl.Connect(store, nil)
 	fl.Connect(store, nil)
-	a := SourceRuntime{src}.StartAdmission(250 * time.Millisecond)
+	sourceRuntime{src}.StartAdmission(250 * time.Millisecond)
+	a := src.adm.Load()
 	defer sl.Close()
 	defer fl.Close()
 
 	if got := a.Admit(time.Now(), 10); got != 10 {
 		t.Fatalf("with every queue empty the door admitted %d of 10", got)
 	}
-	frt := SourceRuntime{feed}
+	frt := sourceRuntime{feed}
 	em := frt.NewEmitter()
 	res := newResults()
 	for i := 1; i <= admissionColdDepth; i++ {
-		em.Emit(context.Background(), frt.NewEvent(nil, uint64(i), Origin{To: res}))
+		em.Emit(context.Background(), frt.NewEvent(nil, uint64(i), stage.Origin{To: res}))
 	}
 	em.Flush(context.Background())
 	if d := store.Stats().Queue.Depth; d != admissionColdDepth {

@@ -1,4 +1,7 @@
-package stage
+package engine
+
+// This file holds a stage's control loop: sampling the port, applying the
+// controllers' decisions and operators' changes, and their figures.
 
 import (
 	"errors"
@@ -7,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
 )
 
@@ -19,14 +24,6 @@ var ErrNotResizable = errors.New("no queue or pool of its own to resize")
 // pool drains as it is.
 var ErrStopping = errors.New("stopping: its pool drains as it is")
 
-// WorkerLimiter is implemented by handlers that cannot use more than
-// MaxWorkers workers at once, such as a database sink with a fixed
-// connection pool: the pool controller grows an auto pool no further than
-// that. 0 means no limit.
-type WorkerLimiter interface {
-	MaxWorkers() int
-}
-
 // control is a stage's control loop: every ControlSample it reads the
 // stage's gauges, feeds them to the controller and applies what it
 // decides; it also applies operators' changes (SetBatch, SetWorkers,
@@ -38,7 +35,7 @@ type control struct {
 
 	mu        sync.Mutex // guards c, last and decisions, and orders changes
 	c         *controller
-	last      Decision
+	last      stats.Decision
 	decisions uint64
 }
 
@@ -46,6 +43,14 @@ func newControl(s *Stage) *control {
 	c := newController(s.set.Batch, AutoBatchCeiling(s.set.Capacity), s.set.AutoBatch,
 		s.set.Workers, s.set.Concurrency, s.workersCeiling(s.set.Concurrency), s.set.AutoWorkers)
 	return &control{s: s, c: c, stop: make(chan struct{})}
+}
+
+// AutoBatchCeiling is the largest batch the batching controller gives a
+// stage whose queue holds capacity events (capacity <= 0: the default):
+// the capacity, at most stage.MaxAutoBatch, as stage.Settings.WithDefaults
+// starts an auto batch.
+func AutoBatchCeiling(capacity int) int {
+	return stage.Settings{Capacity: capacity}.WithDefaults().Batch
 }
 
 // AutoWorkersCeiling is the most workers the pool controller gives a
@@ -62,10 +67,10 @@ func AutoWorkersCeiling(conc int) int {
 
 // workersCeiling is the most workers the pool controller gives the stage
 // with conc run slots: AutoWorkersCeiling, and no more than the handler
-// can use (WorkerLimiter).
+// can use (a handler's stage.MaxWorkers, see stage.Kind).
 func (s *Stage) workersCeiling(conc int) int {
 	n := AutoWorkersCeiling(conc)
-	if l, ok := s.h.(WorkerLimiter); ok {
+	if l, ok := s.handler.(interface{ MaxWorkers() int }); ok {
 		if m := l.MaxWorkers(); m > 0 {
 			n = min(n, m)
 		}
@@ -119,11 +124,11 @@ func (c *control) tick(now time.Time) {
 }
 
 // apply carries a decision out and records it; c.mu is held.
-func (c *control) apply(d Decision) {
+func (c *control) apply(d stats.Decision) {
 	switch d.Knob {
-	case KnobBatch:
+	case stats.KnobBatch:
 		c.s.batchNow.Store(int64(d.To))
-	case KnobWorkers:
+	case stats.KnobWorkers:
 		c.s.resizePool(int(d.To))
 	}
 	c.record(d)
@@ -131,7 +136,7 @@ func (c *control) apply(d Decision) {
 
 // record keeps d as the last decision and logs it at debug level; c.mu is
 // held.
-func (c *control) record(d Decision) {
+func (c *control) record(d stats.Decision) {
 	if d.At.IsZero() {
 		d.At = time.Now()
 	}
@@ -166,12 +171,12 @@ func (s *Stage) resizable() (*control, error) {
 	return s.ctl, nil
 }
 
-// setBatch pins the stage's batch size at n (1 to MaxBatch), or with n == 0
+// setBatch pins the stage's batch size at n (1 to stage.MaxBatch), or with n == 0
 // hands it back to the batching controller, which goes on from the size
 // it has. Workers take the new size from their next batch on.
 func (s *Stage) setBatch(n int) error {
-	if n < 0 || n > MaxBatch {
-		return fmt.Errorf("stage %q: batch %d: want 1 to %d, or 0 (auto)", s.set.Name, n, MaxBatch)
+	if n < 0 || n > stage.MaxBatch {
+		return fmt.Errorf("stage %q: batch %d: want 1 to %d, or 0 (auto)", s.set.Name, n, stage.MaxBatch)
 	}
 	c, err := s.resizable()
 	if err != nil {
@@ -184,17 +189,17 @@ func (s *Stage) setBatch(n int) error {
 	c.dropProbe(k)
 	k.pin(n)
 	s.batchNow.Store(int64(k.now))
-	c.record(Decision{Knob: KnobBatch, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "batching")})
+	c.record(stats.Decision{Knob: stats.KnobBatch, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "batching")})
 	return nil
 }
 
-// setWorkers pins the stage's pool at n workers (1 to MaxWorkers), or
+// setWorkers pins the stage's pool at n workers (1 to stage.MaxWorkers), or
 // with n == 0 hands it back to the pool controller, which goes on from
 // the size it has. Workers are added at once; a retired worker finishes
 // the batch it holds and then leaves.
 func (s *Stage) setWorkers(n int) error {
-	if n < 0 || n > MaxWorkers {
-		return fmt.Errorf("stage %q: workers %d: want 1 to %d, or 0 (auto)", s.set.Name, n, MaxWorkers)
+	if n < 0 || n > stage.MaxWorkers {
+		return fmt.Errorf("stage %q: workers %d: want 1 to %d, or 0 (auto)", s.set.Name, n, stage.MaxWorkers)
 	}
 	c, err := s.resizable()
 	if err != nil {
@@ -207,18 +212,18 @@ func (s *Stage) setWorkers(n int) error {
 	c.dropProbe(k)
 	k.pin(n)
 	s.resizePool(k.now)
-	c.record(Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "pool")})
+	c.record(stats.Decision{Knob: stats.KnobWorkers, From: float64(from), To: float64(k.now), Reason: operatorReason(n, "pool")})
 	return nil
 }
 
 // setConcurrency sets the stage's run slots (its port's concurrency) to n
-// (1 to MaxWorkers). Nothing is interrupted: a lower limit takes
+// (1 to stage.MaxWorkers). Nothing is interrupted: a lower limit takes
 // effect as running workers come back for their next batch
 // (port.Port.SetConcurrency). An auto pool never shrinks below its run
 // slots, and its ceiling follows them.
 func (s *Stage) setConcurrency(n int) error {
-	if n < 1 || n > MaxWorkers {
-		return fmt.Errorf("stage %q: concurrency %d: want 1 to %d", s.set.Name, n, MaxWorkers)
+	if n < 1 || n > stage.MaxWorkers {
+		return fmt.Errorf("stage %q: concurrency %d: want 1 to %d", s.set.Name, n, stage.MaxWorkers)
 	}
 	c, err := s.resizable()
 	if err != nil {
@@ -230,7 +235,7 @@ func (s *Stage) setConcurrency(n int) error {
 	s.port.SetConcurrency(n)
 	c.c.workers.floor = n
 	c.c.workers.ceiling = max(s.workersCeiling(n), c.c.workers.now)
-	c.record(Decision{Knob: KnobConcurrency, From: float64(from), To: float64(n), Reason: fmt.Sprintf("set by an operator to %d", n)})
+	c.record(stats.Decision{Knob: stats.KnobConcurrency, From: float64(from), To: float64(n), Reason: fmt.Sprintf("set by an operator to %d", n)})
 	return nil
 }
 
@@ -243,7 +248,7 @@ func operatorReason(n int, controller string) string {
 
 // controlStats reports the knobs for Stats; nil for a stage without a
 // pool of its own.
-func (s *Stage) controlStats() *ControlStats {
+func (s *Stage) controlStats() *stats.Control {
 	c := s.ctl
 	if c == nil {
 		return nil
@@ -251,40 +256,13 @@ func (s *Stage) controlStats() *ControlStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, w := c.c.batch, c.c.workers
-	cs := &ControlStats{
-		Batch:     &KnobStats{Now: int(s.batchNow.Load()), Auto: b.auto, Min: b.floor, Max: b.ceiling},
-		Workers:   &KnobStats{Now: s.workersNow(), Auto: w.auto, Min: w.floor, Max: w.ceiling},
+	cs := &stats.Control{
+		Batch:     &stats.Knob{Now: int(s.batchNow.Load()), Auto: b.auto, Min: b.floor, Max: b.ceiling},
+		Workers:   &stats.Knob{Now: s.workersNow(), Auto: w.auto, Min: w.floor, Max: w.ceiling},
 		Decisions: c.decisions,
 	}
 	if c.decisions > 0 {
-		cs.Last = &DecisionStats{Decision: c.last, AgeS: time.Since(c.last.At).Seconds()}
+		cs.Last = &stats.LastDecision{Decision: c.last, AgeS: time.Since(c.last.At).Seconds()}
 	}
 	return cs
-}
-
-// ControlStats are a stage's adaptive knobs as /stats shows them (json
-// "control"). Batch and Workers are set for a stage with a pool of its
-// own, Admission for a source under admission control.
-type ControlStats struct {
-	Batch     *KnobStats      `json:"batch,omitempty"`
-	Workers   *KnobStats      `json:"workers,omitempty"`
-	Admission *AdmissionStats `json:"admission,omitempty"`
-	Decisions uint64          `json:"decisions"`      // changes so far, by controllers and operators
-	Last      *DecisionStats  `json:"last,omitempty"` // the latest change
-}
-
-// KnobStats is one knob: its value now, whether a controller sizes it
-// (auto) or it is pinned (by the pipeline file or an operator), and the
-// range the controller keeps it in.
-type KnobStats struct {
-	Now  int  `json:"now"`
-	Auto bool `json:"auto"`
-	Min  int  `json:"min"`
-	Max  int  `json:"max"`
-}
-
-// DecisionStats is a Decision with its age.
-type DecisionStats struct {
-	Decision
-	AgeS float64 `json:"age_s"`
 }

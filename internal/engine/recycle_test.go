@@ -1,10 +1,12 @@
-package stage
+package engine
 
 import (
 	"context"
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // The events a handler finishes are recycled once it returns; the ones it
@@ -14,9 +16,9 @@ import (
 // reuses one it finished.
 func TestFinishedEventsAreRecycledOnce(t *testing.T) {
 	var mu sync.Mutex
-	var seen []*Event
+	var seen []*stage.Event
 	hold := make(chan struct{})
-	next := newHandlerStage(Settings{Name: "next", Workers: 1, Concurrency: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	next := newHandlerStage(stage.Settings{Name: "next", Workers: 1, Concurrency: 1}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		<-hold
 		for _, ev := range b {
 			if string(ev.Payload) != "handed on" {
@@ -27,7 +29,7 @@ func TestFinishedEventsAreRecycledOnce(t *testing.T) {
 		return nil
 	}), nil)
 	errBatch := errors.New("batch failed")
-	a := newHandlerStage(Settings{Name: "a", Workers: 1, Concurrency: 1, Batch: 8}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "a", Workers: 1, Concurrency: 1, Batch: 8}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		mu.Lock()
 		seen = append(seen, b...)
 		mu.Unlock()
@@ -47,7 +49,7 @@ func TestFinishedEventsAreRecycledOnce(t *testing.T) {
 		}
 		return errBatch
 	}), nil)
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	src.connect(a, map[string]*Stage{"a": a})
 	a.connect(next, map[string]*Stage{"next": next})
 	for _, s := range []*Stage{next, a} {
@@ -58,7 +60,7 @@ func TestFinishedEventsAreRecycledOnce(t *testing.T) {
 	res := newResults()
 	em := src.NewEmitter()
 	for i := 1; i <= 8; i++ {
-		em.Emit(context.Background(), src.NewEvent([]byte("x"), uint64(i), Origin{To: res}))
+		em.Emit(context.Background(), src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: res}))
 	}
 	em.Flush(context.Background())
 	a.closeQueue()
@@ -112,22 +114,22 @@ func TestFinishedEventsAreRecycledOnce(t *testing.T) {
 // A new record reuses a recycled event: it starts with no fields and
 // nothing of the old record.
 func TestReusedEventStartsEmpty(t *testing.T) {
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
-	ev := src.NewEvent([]byte("old"), 1, Origin{Key: 7})
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	ev := src.NewEvent([]byte("old"), 1, stage.Origin{Key: 7})
 	ev.Set("a", "1")
 	ev.Done(nil)
-	ev.recycle()
+	recycle(ev)
 	ev.Done(nil) // stale, before anyone reuses it: still caught
 	if n := src.Stats().DoubleDone; n != 1 {
 		t.Fatalf("double dones %d, want 1", n)
 	}
 	for range 100 { // the pool may make a new one instead: either is fine
-		n := src.NewEvent([]byte("new"), 2, Origin{})
+		n := src.NewEvent([]byte("new"), 2, stage.Origin{})
 		if n.NumFields() != 0 || n.Origin.Key != 0 || string(n.Payload) != "new" || n.Finished() {
 			t.Fatalf("reused event: %d fields, key %d, payload %q, finished %v", n.NumFields(), n.Origin.Key, n.Payload, n.Finished())
 		}
 		n.Done(nil)
-		n.recycle()
+		recycle(n)
 	}
 }
 
@@ -138,11 +140,11 @@ type batchRecorder struct {
 	errs []error
 }
 
-func (b *batchRecorder) Complete(ev *Event, err error) {
-	b.CompleteAll([]*Event{ev}, err)
+func (b *batchRecorder) Complete(ev *stage.Event, err error) {
+	b.CompleteAll([]*stage.Event{ev}, err)
 }
 
-func (b *batchRecorder) CompleteAll(evs []*Event, err error) {
+func (b *batchRecorder) CompleteAll(evs []*stage.Event, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var seqs []uint64
@@ -153,22 +155,23 @@ func (b *batchRecorder) CompleteAll(evs []*Event, err error) {
 	b.errs = append(b.errs, err)
 }
 
-// DoneAll finishes a batch as Done does each event: counted once each, a
+// stage.DoneAll finishes a batch as Done does each event: counted once each, a
 // second Done caught and skipped; a BatchCompleter gets each run of its
-// consecutive events in one call, and all of them share one finish time.
+// consecutive events in one call, and the source records the latency of
+// each (once per run read together).
 func TestDoneAll(t *testing.T) {
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
-	sink := newHandlerStage(Settings{Name: "sink", Terminal: true}, nop{}, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	sink := newHandlerStage(stage.Settings{Name: "sink", Terminal: true}, nop{}, nil)
 	a, b := &batchRecorder{}, &batchRecorder{}
 	plain := newResults()
-	var evs []*Event
-	for i, to := range []Completer{a, a, b, b, b, plain, a, a} {
-		ev := src.NewEvent(nil, uint64(i+1), Origin{To: to})
-		ev.owner.Store(sink)
+	var evs []*stage.Event
+	for i, to := range []stage.Completer{a, a, b, b, b, plain, a, a} {
+		ev := src.NewEvent(nil, uint64(i+1), stage.Origin{To: to})
+		state(ev).Owner.Store(&sink.h)
 		evs = append(evs, ev)
 	}
 	evs[3].Done(nil) // finished already: caught, and it splits b's run
-	DoneAll(evs, nil)
+	stage.DoneAll(evs, nil)
 	if got := a.runs; len(got) != 2 || len(got[0]) != 2 || got[0][0] != 1 || len(got[1]) != 2 || got[1][0] != 7 {
 		t.Fatalf("a's runs %v, want [1 2] [7 8]", got)
 	}
@@ -187,7 +190,7 @@ func TestDoneAll(t *testing.T) {
 	if src.InFlight() != 0 {
 		t.Fatalf("in flight %d", src.InFlight())
 	}
-	if evs[0].doneAt == 0 || evs[0].doneAt != evs[7].doneAt {
-		t.Fatal("the batch's events do not share one finish time")
+	if n := src.lat.count(); n != 8 {
+		t.Fatalf("the source observed %d latencies, want 8", n)
 	}
 }

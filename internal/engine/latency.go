@@ -1,9 +1,13 @@
-package stage
+package engine
+
+// This file holds the latency histograms of a stage's /stats figures.
 
 import (
 	"math/bits"
 	"sync/atomic"
 	"time"
+
+	"github.com/stagedserver/seda/internal/track"
 )
 
 // latency is a lock-free histogram of durations with log-linear buckets
@@ -30,7 +34,7 @@ type histogram struct {
 func (l *latency) init() {
 	l.cur.Store(new(histogram))
 	l.prev.Store(new(histogram))
-	l.started.Store(nanotime())
+	l.started.Store(track.Nanotime())
 }
 
 func bucketOf(ns int64) int {
@@ -66,13 +70,24 @@ func (l *latency) observeN(ns int64, n uint64) {
 // racing with it may land in the window being retired: a small error that
 // buys a lock-free observe.
 func (l *latency) rotate() {
-	now := nanotime()
+	now := track.Nanotime()
 	st := l.started.Load()
 	if now-st < int64(latencyWindow) || !l.started.CompareAndSwap(st, now) {
 		return
 	}
 	l.prev.Store(l.cur.Load())
 	l.cur.Store(new(histogram))
+}
+
+// count returns how many observations the two windows hold.
+func (l *latency) count() uint64 {
+	var n uint64
+	for _, h := range []*histogram{l.prev.Load(), l.cur.Load()} {
+		for i := range h.counts {
+			n += h.counts[i].Load()
+		}
+	}
+	return n
 }
 
 // quantiles returns the given quantiles (0..1) in milliseconds over the

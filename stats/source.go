@@ -1,26 +1,28 @@
-package stage
+package stats
 
-// SourceStats are a network source's counters, totals since it started.
-type SourceStats struct {
-	Connections ConnStats `json:"connections"`
+// This file holds a network source's own counters.
+
+// Source are a network source's counters, totals since it started.
+type Source struct {
+	Connections Conns `json:"connections"`
 	// ProtocolErrors counts connections (or requests, datagrams) closed
 	// or refused for breaking the protocol, by cause: "bad_frame",
 	// "tls_handshake", "bad_request", ...
 	ProtocolErrors map[string]uint64 `json:"protocol_errors"`
-	Nacks          NackStats         `json:"nacks"`
+	Nacks          Nacks             `json:"nacks"`
 	BytesIn        uint64            `json:"bytes_in"` // bytes read from clients (after TLS, before gzip)
-	Drops          DropStats         `json:"drops"`
+	Drops          Drops             `json:"drops"`
 }
 
-// ConnStats counts a source's connections.
-type ConnStats struct {
+// Conns counts a source's connections.
+type Conns struct {
 	Accepted uint64 `json:"accepted"`
 	Closed   uint64 `json:"closed"`
 	Refused  uint64 `json:"refused"` // over max_conns, a failed TLS handshake, a missing token
 }
 
-// NackStats counts records refused, by ErrorClass.
-type NackStats struct {
+// Nacks counts records refused, by error class (stage.ErrorClass).
+type Nacks struct {
 	Busy     uint64 `json:"busy"`
 	Invalid  uint64 `json:"invalid"`
 	TooLarge uint64 `json:"too_large"`
@@ -28,16 +30,10 @@ type NackStats struct {
 	Other    uint64 `json:"other"`
 }
 
-// DropStats counts records lost without a refusal anyone is told of:
-// what a datagram source cannot nack.
-type DropStats struct {
+// Drops counts records lost without a refusal anyone is told of: what a
+// datagram source cannot nack.
+type Drops struct {
 	QueueFull     uint64 `json:"queue_full"`     // no room in the source's queue
 	Oversized     uint64 `json:"oversized"`      // over max_frame
 	SocketOverrun uint64 `json:"socket_overrun"` // dropped by the kernel, a full socket buffer (where the OS reports it)
-}
-
-// SourceStatser is implemented by sources that keep SourceStats; /stats
-// shows them under "source".
-type SourceStatser interface {
-	SourceStats() SourceStats
 }

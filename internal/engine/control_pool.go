@@ -1,4 +1,7 @@
-package stage
+package engine
+
+// This file holds a stage's pool of workers and how it is resized while
+// the stage runs.
 
 import (
 	"context"

@@ -1,8 +1,10 @@
-package stage
+package engine
 
 import (
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 // The controllers on a fake clock, against model stages (see model). Each
@@ -95,7 +97,7 @@ func TestControlNoisyMachine(t *testing.T) {
 		m.run(120 * time.Second)
 		lo, hi := m.span(workersOf, 5*time.Second, 120*time.Second)
 		got := m.meanRate(5*time.Second, 120*time.Second)
-		n := m.changes(KnobWorkers, 10*time.Second)
+		n := m.changes(stats.KnobWorkers, 10*time.Second)
 		t.Logf("seed %d: best pinned %.0f/s with %d workers; auto %.0f/s (%.2f), workers %d..%d, %d changes after 10 s",
 			seed, best, bestW, got, got/best, lo, hi, n)
 		if hi > bestW+2 || got < 0.9*best || n > 30 {
@@ -117,7 +119,7 @@ func TestControlOscillationBounded(t *testing.T) {
 	m := newModel(mk, AutoBatchCeiling(1024), true, 2, true)
 	m.run(150 * time.Second)
 	lo, hi := m.span(workersOf, 30*time.Second, 150*time.Second)
-	n := m.changes(KnobWorkers, 30*time.Second)
+	n := m.changes(stats.KnobWorkers, 30*time.Second)
 	mode := m.mode(workersOf, 30*time.Second, 150*time.Second)
 	in := m.share(workersOf, mode, mode, 30*time.Second, 150*time.Second)
 	t.Logf("workers %d..%d over 30-150 s, at %d %.0f%% of the time, %d changes", lo, hi, mode, 100*in, n)
@@ -129,7 +131,7 @@ func TestControlOscillationBounded(t *testing.T) {
 		logTrace(t, m)
 		t.Errorf("%d pool changes in 120 s of steady load, want at most 16 (4 rounds of probes and their reverts)", n)
 	}
-	if bn := m.changes(KnobBatch, 5*time.Second); bn != 0 {
+	if bn := m.changes(stats.KnobBatch, 5*time.Second); bn != 0 {
 		t.Errorf("batch changed %d times under steady overload", bn)
 	}
 }
@@ -175,7 +177,7 @@ func TestControlCPUStageGetsNoWorkers(t *testing.T) {
 	mk.blockFixed, mk.blockPer, mk.cpuPer = 0, 0, 5*time.Microsecond
 	m := newModel(mk, AutoBatchCeiling(1024), true, 2, true)
 	m.run(30 * time.Second)
-	if n := m.changes(KnobWorkers, 0); n != 0 {
+	if n := m.changes(stats.KnobWorkers, 0); n != 0 {
 		logTrace(t, m)
 		t.Errorf("the pool of a stage that never blocks changed %d times", n)
 	}
@@ -199,10 +201,10 @@ func TestControlPinnedNeverMoves(t *testing.T) {
 	// One knob pinned, the other auto: only the auto one moves.
 	m = newModel(dbStage(rate, 5), 200, false, 2, true)
 	m.run(60 * time.Second)
-	if n := m.changes(KnobBatch, 0); n != 0 {
+	if n := m.changes(stats.KnobBatch, 0); n != 0 {
 		t.Errorf("pinned batch changed %d times", n)
 	}
-	if n := m.changes(KnobWorkers, 0); n == 0 {
+	if n := m.changes(stats.KnobWorkers, 0); n == 0 {
 		t.Errorf("the auto pool never changed under overload")
 	}
 }
@@ -221,9 +223,9 @@ func TestControlPinAndRelease(t *testing.T) {
 	pinned := m.now
 	m.ctl.workers.pin(3)
 	m.ctl.trial = nil // as control.dropProbe does
-	m.apply(Decision{Knob: KnobWorkers, To: 3})
+	m.apply(stats.Decision{Knob: stats.KnobWorkers, To: 3})
 	m.run(10 * time.Second)
-	if n := m.changes(KnobWorkers, pinned+time.Millisecond); n != 0 {
+	if n := m.changes(stats.KnobWorkers, pinned+time.Millisecond); n != 0 {
 		t.Fatalf("pinned pool changed %d times", n)
 	}
 	m.ctl.workers.pin(0)

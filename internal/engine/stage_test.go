@@ -1,4 +1,4 @@
-package stage
+package engine
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,7 +28,7 @@ type results struct {
 
 func newResults() *results { return &results{errs: map[uint64][]error{}} }
 
-func (r *results) Complete(ev *Event, err error) {
+func (r *results) Complete(ev *stage.Event, err error) {
 	r.mu.Lock()
 	r.errs[ev.Seq] = append(r.errs[ev.Seq], err)
 	r.mu.Unlock()
@@ -45,7 +46,7 @@ func (r *results) count() int {
 	return len(r.errs)
 }
 
-var pass = HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+var pass = stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 	for _, ev := range b {
 		out.Emit(ctx, ev)
 	}
@@ -56,7 +57,7 @@ var pass = HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error 
 // function that emits n events from src, then drains and joins everything.
 func run(t *testing.T, n int, stages ...*Stage) *results {
 	t.Helper()
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	prev := src
 	for _, s := range stages {
 		prev.connect(s, map[string]*Stage{s.Name(): s})
@@ -70,7 +71,7 @@ func run(t *testing.T, n int, stages ...*Stage) *results {
 	res := newResults()
 	em := src.NewEmitter()
 	for i := 1; i <= n; i++ {
-		em.Emit(context.Background(), src.NewEvent([]byte("x"), uint64(i), Origin{To: res}))
+		em.Emit(context.Background(), src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: res}))
 	}
 	em.Flush(context.Background())
 	for _, s := range stages {
@@ -84,9 +85,9 @@ func run(t *testing.T, n int, stages ...*Stage) *results {
 }
 
 func TestChainDeliversEveryEventOnce(t *testing.T) {
-	a := newHandlerStage(Settings{Name: "a", Workers: 4, Concurrency: 2, Capacity: 16}, pass, nil)
-	b := newHandlerStage(Settings{Name: "b", Inline: true}, pass, nil)
-	c := newHandlerStage(Settings{Name: "c", Workers: 3, Batch: 7}, pass, nil)
+	a := newHandlerStage(stage.Settings{Name: "a", Workers: 4, Concurrency: 2, Capacity: 16}, pass, nil)
+	b := newHandlerStage(stage.Settings{Name: "b", Inline: true}, pass, nil)
+	c := newHandlerStage(stage.Settings{Name: "c", Workers: 3, Batch: 7}, pass, nil)
 	const n = 20000
 	res := run(t, n, a, b, c)
 	for i := uint64(1); i <= n; i++ {
@@ -108,14 +109,14 @@ func TestChainDeliversEveryEventOnce(t *testing.T) {
 func TestInlineStageGetsTheUpstreamBatch(t *testing.T) {
 	var maxBatch atomic.Int64
 	gate := make(chan struct{})
-	a := newHandlerStage(Settings{Name: "a", Workers: 1, Batch: 100}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "a", Workers: 1, Batch: 100}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		<-gate
 		for _, ev := range b {
 			out.Emit(ctx, ev)
 		}
 		return nil
 	}), nil)
-	b := newHandlerStage(Settings{Name: "b", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	b := newHandlerStage(stage.Settings{Name: "b", Inline: true}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		if int64(len(b)) > maxBatch.Load() {
 			maxBatch.Store(int64(len(b)))
 		}
@@ -133,7 +134,7 @@ func TestInlineStageGetsTheUpstreamBatch(t *testing.T) {
 
 func TestHandlerErrorFailsOnlyUnfinishedEvents(t *testing.T) {
 	boom := errors.New("boom")
-	a := newHandlerStage(Settings{Name: "a", Workers: 1, Batch: 10}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "a", Workers: 1, Batch: 10}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		for _, ev := range b {
 			switch ev.Seq % 3 {
 			case 0:
@@ -161,7 +162,7 @@ func TestHandlerErrorFailsOnlyUnfinishedEvents(t *testing.T) {
 
 func TestPanicFailsItsBatchAndWorkerKeepsServing(t *testing.T) {
 	core, logs := observer.New(zap.ErrorLevel)
-	a := newHandlerStage(Settings{Name: "fragile", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "fragile", Workers: 1, Batch: 1}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		for _, ev := range b {
 			if ev.Seq == 5 {
 				panic("bad record")
@@ -193,9 +194,9 @@ func TestPanicFailsItsBatchAndWorkerKeepsServing(t *testing.T) {
 
 func TestDoubleDoneIsCountedAndLogged(t *testing.T) {
 	core, logs := observer.New(zap.ErrorLevel)
-	src := newSourceStage(Settings{Name: "src"}, nil, zap.New(core))
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, zap.New(core))
 	res := newResults()
-	ev := src.NewEvent(nil, 1, Origin{To: res})
+	ev := src.NewEvent(nil, 1, stage.Origin{To: res})
 	ev.Done(nil)
 	ev.Done(errors.New("again"))
 	if n := len(res.get(1)); n != 1 {
@@ -210,7 +211,7 @@ func TestDoubleDoneIsCountedAndLogged(t *testing.T) {
 }
 
 func TestEndOfPipelineFinishesEvents(t *testing.T) {
-	a := newHandlerStage(Settings{Name: "last"}, pass, nil)
+	a := newHandlerStage(stage.Settings{Name: "last"}, pass, nil)
 	res := run(t, 5, a)
 	if res.count() != 5 {
 		t.Fatalf("%d completions", res.count())
@@ -218,7 +219,7 @@ func TestEndOfPipelineFinishesEvents(t *testing.T) {
 }
 
 func TestEmitToUnknownRouteFailsTheEvent(t *testing.T) {
-	a := newHandlerStage(Settings{Name: "router", Workers: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "router", Workers: 1}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		for _, ev := range b {
 			if err := out.EmitTo(ctx, "nowhere", ev); err == nil {
 				t.Error("EmitTo an unknown route succeeded")
@@ -236,15 +237,15 @@ func TestEmitToUnknownRouteFailsTheEvent(t *testing.T) {
 
 func TestRejectFinishesEventBusy(t *testing.T) {
 	gate := make(chan struct{})
-	sink := newHandlerStage(Settings{Name: "slow", Workers: 1, Concurrency: 1, Capacity: 2, Overflow: port.Reject, Batch: 1},
-		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	sink := newHandlerStage(stage.Settings{Name: "slow", Workers: 1, Concurrency: 1, Capacity: 2, Overflow: port.Reject, Batch: 1},
+		stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			<-gate
 			for _, ev := range b {
 				ev.Done(nil)
 			}
 			return nil
 		}), nil)
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	src.connect(sink, nil)
 	if err := sink.start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -252,7 +253,7 @@ func TestRejectFinishesEventBusy(t *testing.T) {
 	res := newResults()
 	em := src.NewEmitter()
 	for i := uint64(1); i <= 10; i++ {
-		if err := em.Emit(context.Background(), src.NewEvent(nil, i, Origin{To: res})); err != nil {
+		if err := em.Emit(context.Background(), src.NewEvent(nil, i, stage.Origin{To: res})); err != nil {
 			t.Fatalf("emit %d: %v", i, err)
 		}
 	}
@@ -266,7 +267,7 @@ func TestRejectFinishesEventBusy(t *testing.T) {
 	// One event may be in the handler and two queued; the rest are refused.
 	busy := 0
 	for i := uint64(1); i <= 10; i++ {
-		if errs := res.get(i); errors.Is(errs[0], ErrBusy) {
+		if errs := res.get(i); errors.Is(errs[0], stage.ErrBusy) {
 			busy++
 		}
 	}
@@ -281,7 +282,7 @@ func TestRejectFinishesEventBusy(t *testing.T) {
 func TestLingerFillsBatches(t *testing.T) {
 	var sizes []int
 	var mu sync.Mutex
-	a := newHandlerStage(Settings{Name: "a", Workers: 1, Batch: 50, Linger: time.Hour}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "a", Workers: 1, Batch: 50, Linger: time.Hour}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		mu.Lock()
 		sizes = append(sizes, len(b))
 		mu.Unlock()
@@ -302,10 +303,10 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 	inside := make(chan struct{})
 	release := make(chan struct{})
 	var second atomic.Bool
-	a := newHandlerStage(Settings{Name: "db", Workers: 2, Concurrency: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "db", Workers: 2, Concurrency: 1, Batch: 1}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		for _, ev := range b {
 			if ev.Seq == 1 {
-				Blocking(ctx, func() {
+				stage.Blocking(ctx, func() {
 					close(inside)
 					<-release
 				})
@@ -316,20 +317,20 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 		}
 		return nil
 	}), nil)
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	src.connect(a, nil)
 	if err := a.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	em := src.NewEmitter()
-	em.Emit(context.Background(), src.NewEvent(nil, 1, Origin{}))
+	em.Emit(context.Background(), src.NewEvent(nil, 1, stage.Origin{}))
 	<-inside
 	if st := a.Stats(); st.Pool.Blocked != 1 || st.Pool.Running != 0 {
 		t.Errorf("while blocking: %+v", st.Pool)
 	}
 	// With concurrency 1, event 2 can only run because worker 1 gave its
-	// slot up inside Blocking.
-	em.Emit(context.Background(), src.NewEvent(nil, 2, Origin{}))
+	// slot up inside stage.Blocking.
+	em.Emit(context.Background(), src.NewEvent(nil, 2, stage.Origin{}))
 	poll.Until(t, "the second event to run while the first worker blocks", second.Load)
 	close(release)
 	a.closeQueue()
@@ -341,27 +342,27 @@ func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 
 func TestAbortEndsWorkers(t *testing.T) {
 	started := make(chan struct{})
-	a := newHandlerStage(Settings{Name: "stuck", Workers: 1, Batch: 1}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	a := newHandlerStage(stage.Settings{Name: "stuck", Workers: 1, Batch: 1}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
 	}), nil)
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	src.connect(a, nil)
 	if err := a.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	res := newResults()
 	em := src.NewEmitter()
-	em.Emit(context.Background(), src.NewEvent(nil, 1, Origin{To: res}))
-	em.Emit(context.Background(), src.NewEvent(nil, 2, Origin{To: res}))
+	em.Emit(context.Background(), src.NewEvent(nil, 1, stage.Origin{To: res}))
+	em.Emit(context.Background(), src.NewEvent(nil, 2, stage.Origin{To: res}))
 	<-started
 	a.abort()
 	a.wg.Wait()
 	if err := a.close(); err != nil {
 		t.Fatal(err)
 	}
-	// Event 1 failed with the handler's error; event 2 is still queued,
+	// stage.Event 1 failed with the handler's error; event 2 is still queued,
 	// abandoned, and counted as in flight.
 	if errs := res.get(1); len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
 		t.Fatalf("event 1: %v", errs)
@@ -377,8 +378,8 @@ func TestAbortEndsWorkers(t *testing.T) {
 func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 	gate := make(chan struct{})
 	held := make(chan struct{}, 1) // the handler holds a batch
-	sink := newHandlerStage(Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
-		HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	sink := newHandlerStage(stage.Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
+		stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			select {
 			case held <- struct{}{}:
 			default:
@@ -390,14 +391,14 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 			return nil
 		}), nil)
 	var parsed atomic.Int64
-	parse := newHandlerStage(Settings{Name: "parse", Inline: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	parse := newHandlerStage(stage.Settings{Name: "parse", Inline: true}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		parsed.Add(int64(len(b)))
 		for _, ev := range b {
 			out.Emit(ctx, ev)
 		}
 		return nil
 	}), nil)
-	src := newSourceStage(Settings{Name: "src"}, nil, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	src.connect(parse, map[string]*Stage{"parse": parse})
 	parse.connect(sink, map[string]*Stage{"store": sink})
 	if err := sink.start(context.Background()); err != nil {
@@ -407,7 +408,7 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 	em := src.NewEmitter()
 	emit := func(from, to uint64) {
 		for i := from; i <= to; i++ {
-			em.Emit(context.Background(), src.NewEvent(nil, i, Origin{To: res}))
+			em.Emit(context.Background(), src.NewEvent(nil, i, stage.Origin{To: res}))
 		}
 		em.Flush(context.Background())
 	}
@@ -425,7 +426,7 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 		t.Fatalf("the inline handler ran on %d events while the next queue was full", got-before)
 	}
 	for i := uint64(11); i <= 20; i++ {
-		if errs := res.get(i); len(errs) != 1 || !errors.Is(errs[0], ErrBusy) {
+		if errs := res.get(i); len(errs) != 1 || !errors.Is(errs[0], stage.ErrBusy) {
 			t.Fatalf("event %d: %v", i, errs)
 		}
 	}
@@ -434,7 +435,7 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 	sink.wg.Wait()
 	busy := 0
 	for i := uint64(1); i <= 20; i++ {
-		if errors.Is(res.get(i)[0], ErrBusy) {
+		if errors.Is(res.get(i)[0], stage.ErrBusy) {
 			busy++
 		}
 	}
@@ -449,7 +450,7 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 // A terminal stage hands nothing on: its Out counts the events it finished
 // without error.
 func TestTerminalStageCountsFinishedAsOut(t *testing.T) {
-	sink := newHandlerStage(Settings{Name: "store", Workers: 2, Terminal: true}, HandlerFunc(func(ctx context.Context, b []*Event, out Emitter) error {
+	sink := newHandlerStage(stage.Settings{Name: "store", Workers: 2, Terminal: true}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 		for _, ev := range b {
 			if ev.Seq%4 == 0 {
 				ev.Done(errors.New("refused"))
@@ -467,12 +468,12 @@ func TestTerminalStageCountsFinishedAsOut(t *testing.T) {
 
 // newHandlerStage and newSourceStage drop the Lifecycle: the package's own
 // tests drive the stage through its unexported methods.
-func newHandlerStage(set Settings, h Handler, log *zap.Logger) *Stage {
+func newHandlerStage(set stage.Settings, h stage.Handler, log *zap.Logger) *Stage {
 	s, _ := NewHandlerStage(set, h, log)
 	return s
 }
 
-func newSourceStage(set Settings, src Source, log *zap.Logger) *Stage {
+func newSourceStage(set stage.Settings, src stage.Source, log *zap.Logger) *Stage {
 	s, _ := NewSourceStage(set, src, log)
 	return s
 }

@@ -1,21 +1,25 @@
-package stage
+package engine
 
 import (
 	"context"
 	"slices"
 	"testing"
+
+	"github.com/stagedserver/seda/stage"
 )
 
-// projector records what it was told.
-type projector struct {
+// testProjector records what it was told.
+type testProjector struct {
 	nop
 	paths []string
 	all   bool
 	told  int
 }
 
-func (p *projector) Project(paths []string, all bool) { p.paths, p.all, p.told = paths, all, p.told+1 }
-func (p *projector) FieldsRead() ([]string, bool)     { return nil, false }
+func (p *testProjector) Project(paths []string, all bool) {
+	p.paths, p.all, p.told = paths, all, p.told+1
+}
+func (p *testProjector) FieldsRead() ([]string, bool) { return nil, false }
 
 // reader reads the given paths.
 type reader struct {
@@ -27,21 +31,21 @@ func (r reader) FieldsRead() ([]string, bool) { return r.paths, false }
 
 type nop struct{}
 
-func (nop) Handle(context.Context, []*Event, Emitter) error { return nil }
+func (nop) Handle(context.Context, []*stage.Event, stage.Emitter) error { return nil }
 
 // A decoder is told, when it starts, the union of what the stages after
 // it read, through routes and past inline stages; not what stages after a
 // second decoder read; and everything when one of them does not say.
 func TestProjectionIsWhatDownstreamReads(t *testing.T) {
-	mk := func(name string, h Handler) (*Stage, Lifecycle) {
-		return NewHandlerStage(Settings{Name: name, Inline: true}, h, nil)
+	mk := func(name string, h stage.Handler) (*Stage, Lifecycle) {
+		return NewHandlerStage(stage.Settings{Name: name, Inline: true}, h, nil)
 	}
-	dec := &projector{}
+	dec := &testProjector{}
 	_, lDec := mk("parse", dec)
 	sFilter, lFilter := mk("filter", reader{paths: []string{"level", "a.b"}})
 	sStore, lStore := mk("store", reader{paths: []string{"host", "$", "level"}})
 	sAudit, lAudit := mk("audit", reader{paths: []string{"user.id"}})
-	dec2 := &projector{}
+	dec2 := &testProjector{}
 	sDec2, lDec2 := mk("parse2", dec2)
 	sAfter2, lAfter2 := mk("after2", reader{paths: []string{"only.after.second"}})
 	lDec.Connect(sFilter, map[string]*Stage{"filter": sFilter})
@@ -64,7 +68,7 @@ func TestProjectionIsWhatDownstreamReads(t *testing.T) {
 	}
 
 	// A stage that does not say what it reads: every field.
-	dec3 := &projector{}
+	dec3 := &testProjector{}
 	_, l3 := mk("parse3", dec3)
 	sAny, lAny := mk("func", nop{})
 	l3.Connect(sAny, map[string]*Stage{"func": sAny})

@@ -1,10 +1,12 @@
-package stage
+package engine
 
 import (
 	"math"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 // srcModel is a source under admission control feeding one stage, on a
@@ -40,7 +42,7 @@ type srcModel struct {
 	offeredN, admittedN, shedFull, shedRate, acked uint64
 	lats                                           []latAt // every completion
 	trace                                          []admPoint
-	decisions                                      []Decision
+	decisions                                      []stats.Decision
 }
 
 type batchInService struct {

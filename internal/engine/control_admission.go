@@ -1,4 +1,7 @@
-package stage
+package engine
+
+// This file holds a source's admission control: the token bucket at the
+// door and the AIMD rule that sets its rate.
 
 import (
 	"fmt"
@@ -7,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
 )
 
@@ -92,9 +96,10 @@ const (
 
 // Admission is a source's admission controller: a token bucket at the
 // admitted rate that the source asks, per read, how many records it may
-// let in, and the AIMD rule that sets that rate every AdmissionPeriod. A
-// source gets one from SourceRuntime.StartAdmission. Its methods are safe
-// for concurrent use.
+// let in (stage.SourceRuntime.Admit), and the AIMD rule that sets that
+// rate every AdmissionPeriod. A source starts one with
+// stage.SourceRuntime.StartAdmission. Its methods are safe for
+// concurrent use.
 type Admission struct {
 	s      *Stage
 	target time.Duration
@@ -126,7 +131,7 @@ type Admission struct {
 	winStart  time.Time // when the window being gathered began
 	last      sampleTotals
 	p99       time.Duration // of the last window judged
-	lastD     Decision
+	lastD     stats.Decision
 	decisions uint64
 	stop      chan struct{}
 	done      chan struct{}
@@ -139,11 +144,10 @@ type sampleTotals struct {
 	completed, full, limited, admitted uint64
 }
 
-// StartAdmission puts the source under admission control with the given
+// startAdmission puts the source under admission control with the given
 // p99 target (read to finish) and starts its controller, which stops when
-// the stage is closed. The source calls Admission.Admit for each read.
-func (rt SourceRuntime) StartAdmission(target time.Duration) *Admission {
-	s := rt.s
+// the stage is closed (stage.SourceRuntime.StartAdmission).
+func (s *Stage) startAdmission(target time.Duration) {
 	a := &Admission{s: s, target: target, stop: make(chan struct{}), done: make(chan struct{})}
 	a.c.target = target
 	a.depthLimit.Store(a.c.depthLimit())
@@ -152,7 +156,6 @@ func (rt SourceRuntime) StartAdmission(target time.Duration) *Admission {
 		old.close()
 	}
 	go a.run()
-	return a
 }
 
 // Admit says how many of n records read at now (from the read's one clock
@@ -170,7 +173,7 @@ func (a *Admission) Admit(now time.Time, n int) int {
 		a.shed.Add(uint64(n))
 		return 0
 	}
-	k := a.take(int64(now.Sub(epoch)), n)
+	k := a.take(sinceEpoch(now), n)
 	if k < n {
 		a.shedRate.Add(uint64(n - k))
 		a.shed.Add(uint64(n - k))
@@ -211,11 +214,12 @@ func (a *Admission) setRate(r float64) {
 	a.interval.Store(iv)
 }
 
-// observe records the read-to-finish latency of a record read at
-// arrived (nanotime); one read before the last decrease is not counted.
-func (a *Admission) observe(ns, arrived int64) {
+// observeN records the read-to-finish latency of n records read at
+// arrived (track.Nanotime); those read before the last decrease are not
+// counted.
+func (a *Admission) observeN(ns, arrived int64, n uint64) {
 	if arrived >= a.since.Load() {
-		a.lat.observe(ns)
+		a.lat.observeN(ns, n)
 	}
 }
 
@@ -260,7 +264,7 @@ func (a *Admission) close() {
 // tick gathers the window so far and, once it holds enough, decides.
 func (a *Admission) tick(now time.Time) {
 	s := a.s
-	tot := sampleTotals{completed: s.completed.Load(), full: a.shedFull.Load(), limited: a.shedRate.Load(), admitted: a.admitted.Load()}
+	tot := sampleTotals{completed: s.h.Completed(), full: a.shedFull.Load(), limited: a.shedRate.Load(), admitted: a.admitted.Load()}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	el := now.Sub(a.winStart)
@@ -288,7 +292,7 @@ func (a *Admission) tick(now time.Time) {
 		return
 	}
 	if d.To < d.From || d.From == 0 {
-		a.since.Store(int64(now.Sub(epoch)))
+		a.since.Store(sinceEpoch(now))
 	}
 	a.setRate(a.c.rate)
 	a.lastD = d
@@ -305,11 +309,11 @@ func admissionReady(n uint64, el time.Duration, inFlight uint64, target time.Dur
 }
 
 // stats reports the controller for /stats.
-func (a *Admission) stats() *ControlStats {
+func (a *Admission) stats() *stats.Control {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	cs := &ControlStats{
-		Admission: &AdmissionStats{
+	cs := &stats.Control{
+		Admission: &stats.Admission{
 			TargetMs: float64(a.target) / 1e6,
 			P99Ms:    float64(a.p99) / 1e6,
 			Rate:     a.c.rate,
@@ -319,18 +323,9 @@ func (a *Admission) stats() *ControlStats {
 		Decisions: a.decisions,
 	}
 	if a.decisions > 0 {
-		cs.Last = &DecisionStats{Decision: a.lastD, AgeS: time.Since(a.lastD.At).Seconds()}
+		cs.Last = &stats.LastDecision{Decision: a.lastD, AgeS: time.Since(a.lastD.At).Seconds()}
 	}
 	return cs
-}
-
-// AdmissionStats are a source's admission control as /stats shows it.
-type AdmissionStats struct {
-	TargetMs float64 `json:"target_ms"` // the p99 target, read to finish
-	P99Ms    float64 `json:"p99_ms"`    // the p99 of the last window judged
-	Rate     float64 `json:"rate"`      // records admitted per second at most; 0: not limiting
-	Admitted uint64  `json:"admitted"`  // records let in
-	Shed     uint64  `json:"shed"`      // records refused busy at the door
 }
 
 // admissionWindow is what the controller judges: one window of at least
@@ -368,7 +363,7 @@ type admissionController struct {
 }
 
 // decide sets the rate from one window.
-func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision, bool) {
+func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.Decision, bool) {
 	x := float64(w.completed) / w.elapsed.Seconds()       // what the pipeline finished
 	admitted := float64(w.admitted) / w.elapsed.Seconds() // what the door let in
 	if c.nth == 0 {
@@ -402,7 +397,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 	draining := w.inFlight < c.lastInFlight
 	c.lastInFlight = w.inFlight
 	if c.started.IsZero() || now.Sub(c.started) < admissionWarmup {
-		return Decision{}, false // a cold pipeline's first figures say little
+		return stats.Decision{}, false // a cold pipeline's first figures say little
 	}
 	sinceCut := time.Duration(math.MaxInt64)
 	if !c.cutAt.IsZero() {
@@ -455,7 +450,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 			r = math.Max(AdmissionMinRate, base/factor) // a stall: nothing finishes
 		}
 		if from > 0 && r >= from {
-			return Decision{}, false // low enough already
+			return stats.Decision{}, false // low enough already
 		}
 		c.rate = r
 		c.cutAt = now
@@ -467,7 +462,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 		if from > 0 {
 			rate = fmt.Sprintf("%.0f/s", from)
 		}
-		return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
+		return stats.Decision{Knob: stats.KnobAdmission, From: from, To: c.rate, At: now,
 			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (/ %.1f; %.0f/s finished lately, %d in flight)",
 				why, rate, c.rate, factor, recent, w.inFlight)}, true
 	}
@@ -476,7 +471,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 	low := time.Duration(admissionLow * float64(c.target))
 	enough := w.samples >= admissionMinSamples || (w.samples > 0 && w.elapsed >= admissionMaxWindow) // at a low rate a whole second's
 	if c.rate == 0 || w.limited == 0 || !enough || w.p99 > low || ahead > low {
-		return Decision{}, false
+		return stats.Decision{}, false
 	}
 	how := "additive"
 	switch {
@@ -491,7 +486,7 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (Decision
 	default:
 		c.rate += math.Max(math.Max(capacity, c.rate)*admissionStep, AdmissionMinRate)
 	}
-	return Decision{Knob: KnobAdmission, From: from, To: c.rate, At: now,
+	return stats.Decision{Knob: stats.KnobAdmission, From: from, To: c.rate, At: now,
 		Reason: fmt.Sprintf("p99 %s under %.0f%% of the %s target and %d records over the rate: rate %.0f/s -> %.0f/s (%s)",
 			w.p99.Round(time.Millisecond), 100*admissionLow, c.target, w.limited, from, c.rate, how)}, true
 }
@@ -515,9 +510,9 @@ type windowHist struct {
 	n atomic.Uint64
 }
 
-func (w *windowHist) observe(ns int64) {
-	w.h.counts[bucketOf(ns)].Add(1)
-	w.n.Add(1)
+func (w *windowHist) observeN(ns int64, n uint64) {
+	w.h.counts[bucketOf(ns)].Add(n)
+	w.n.Add(n)
 }
 
 func (w *windowHist) count() uint64 { return w.n.Load() }

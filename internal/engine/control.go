@@ -1,10 +1,15 @@
-package stage
+package engine
+
+// This file holds the rules of the batching and thread-pool controllers,
+// as a pure function of samples.
 
 import (
 	"fmt"
 	"math"
 	"sort"
 	"time"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 // This file holds the rules of a stage's two controllers, the batching
@@ -23,9 +28,6 @@ const (
 	// decision is taken per window at most.
 	controlWindow = 5
 
-	// MaxAutoBatch is the most events the batching controller puts in a
-	// batch; a stage's own ceiling is also at most its queue capacity.
-	MaxAutoBatch = 4096
 	// minAutoWorkersCeiling is the least ceiling of an auto pool: its
 	// ceiling is 4× its run slots, and at least this.
 	minAutoWorkersCeiling = 16
@@ -90,24 +92,6 @@ const (
 	// programs noise does not pass for a gain.
 	noiseWindows = 16
 )
-
-// Knob names, as in Decision.Knob and /stats.
-const (
-	KnobBatch       = "batch"
-	KnobWorkers     = "workers"
-	KnobConcurrency = "concurrency"
-	KnobAdmission   = "admission"
-)
-
-// Decision is one change of a knob: by a controller (with its reason) or
-// by an operator (pipectl scale). Every decision is logged at debug level.
-type Decision struct {
-	Knob   string    `json:"knob"`
-	From   float64   `json:"from"`
-	To     float64   `json:"to"`
-	Reason string    `json:"reason"`
-	At     time.Time `json:"-"`
-}
 
 // sample is one reading of a stage: its port's gauges now and its running
 // totals.
@@ -234,14 +218,14 @@ func newController(batch, batchCeiling int, batchAuto bool, workers, workersFloo
 	}
 	return &controller{
 		idle:    true,
-		batch:   mk(KnobBatch, batch, 1, batchCeiling, batchAuto),
-		workers: mk(KnobWorkers, workers, max(workersFloor, 1), workersCeiling, workersAuto),
+		batch:   mk(stats.KnobBatch, batch, 1, batchCeiling, batchAuto),
+		workers: mk(stats.KnobWorkers, workers, max(workersFloor, 1), workersCeiling, workersAuto),
 	}
 }
 
 // observe adds one sample taken at now; once a window is full it decides,
 // and returns the changes (one at most).
-func (c *controller) observe(now time.Time, s sample) []Decision {
+func (c *controller) observe(now time.Time, s sample) []stats.Decision {
 	if !c.haveFirst {
 		c.first, c.haveFirst, c.started = s, true, now
 		return nil
@@ -271,7 +255,7 @@ func (c *controller) observe(now time.Time, s sample) []Decision {
 	}
 	c.quiet, c.since = 0, 0
 	d.At = now
-	return []Decision{d}
+	return []stats.Decision{d}
 }
 
 // window is what the samples of one decision window add up to.
@@ -291,7 +275,7 @@ func (w window) rate() float64 {
 
 // decide applies the rules to one window: first the verdict on a change
 // on trial, then the batch, then the pool; one change at most.
-func (c *controller) decide(w window) (Decision, bool) {
+func (c *controller) decide(w window) (stats.Decision, bool) {
 	x := w.rate()
 	prev := c.hist[0].rate()
 	copy(c.hist[1:], c.hist[:])
@@ -332,7 +316,7 @@ func (c *controller) decide(w window) (Decision, bool) {
 		t.starved += w.starved
 		t.windows++
 		if t.windows < max(judgeWindows, t.before) || (t.after.batches < judgeBatches && t.windows < judgeMaxWindows) {
-			return Decision{}, false // nothing else moves while a change is judged
+			return stats.Decision{}, false // nothing else moves while a change is judged
 		}
 		c.trial = nil
 		if d, ok := c.judge(t); ok {
@@ -340,7 +324,7 @@ func (c *controller) decide(w window) (Decision, bool) {
 		}
 	}
 	if !c.measured() {
-		return Decision{}, false // too little seen since the last change to judge the next
+		return stats.Decision{}, false // too little seen since the last change to judge the next
 	}
 	if d, ok := c.decideBatch(w, x); ok {
 		return d, true
@@ -361,7 +345,7 @@ func (c *controller) measured() bool {
 
 // judge keeps the change on trial, or reverts it and pauses changes of
 // the knob in that direction.
-func (c *controller) judge(t *trial) (Decision, bool) {
+func (c *controller) judge(t *trial) (stats.Decision, bool) {
 	after := t.after.rate()
 	k := t.k
 	grew := k.now > t.from
@@ -374,7 +358,7 @@ func (c *controller) judge(t *trial) (Decision, bool) {
 	// back are one round, and the pauses must lengthen from round to
 	// round (they end early only when the load moves, see hold.tick).
 	if kept || !k.auto { // or pinned meanwhile: the operator's value stands
-		return Decision{}, false
+		return stats.Decision{}, false
 	}
 	from := k.now
 	k.now = t.from
@@ -383,12 +367,12 @@ func (c *controller) judge(t *trial) (Decision, bool) {
 		// kept on noise): try n-1, so that the pool walks both ways.
 		c.tryFewer = k == &c.workers
 		pause := k.up.failed(c.xSmooth)
-		return Decision{Knob: k.name, From: float64(from), To: float64(t.from),
+		return stats.Decision{Knob: k.name, From: float64(from), To: float64(t.from),
 			Reason: fmt.Sprintf("growing %s from %d to %d did not raise throughput enough (%.0f/s before, %.0f/s after, %.0f/s wanted): back to %d, no growth for %s",
 				k.name, t.from, from, t.x, after, t.need, t.from, pause)}, true
 	}
 	pause := k.down.failed(c.xSmooth)
-	return Decision{Knob: k.name, From: float64(from), To: float64(t.from),
+	return stats.Decision{Knob: k.name, From: float64(from), To: float64(t.from),
 		Reason: fmt.Sprintf("with one worker fewer (%d) the stage fell behind (%.0f/s before, %.0f/s after, %.0f/s wanted; a batch waited with a run slot free in %d of %d samples): back to %d, no shrinking for %s",
 			from, t.x, after, t.need, t.starved, t.windows*controlWindow, t.from, pause)}, true
 }
@@ -436,11 +420,11 @@ func (c *controller) try(k *knob, from int, gain float64) *trial {
 // decideBatch: grow while the queue holds more than a batch (kept only if
 // throughput rises); halve while batches stay far below the size (the
 // queue holds less than a batch: light load).
-func (c *controller) decideBatch(w window, x float64) (Decision, bool) {
+func (c *controller) decideBatch(w window, x float64) (stats.Decision, bool) {
 	k := &c.batch
 	if !k.auto || w.batches == 0 {
 		c.light = 0
-		return Decision{}, false
+		return stats.Decision{}, false
 	}
 	full := float64(w.full) / float64(w.batches)
 	mean := float64(w.events) / float64(w.batches)
@@ -450,39 +434,39 @@ func (c *controller) decideBatch(w window, x float64) (Decision, bool) {
 		from := k.now
 		k.now = min(k.ceiling, 2*from)
 		t := c.try(k, from, gainMin)
-		return Decision{Knob: KnobBatch, From: float64(from), To: float64(k.now),
+		return stats.Decision{Knob: stats.KnobBatch, From: float64(from), To: float64(k.now),
 			Reason: fmt.Sprintf("%.0f%% of %d batches found the queue holding a whole batch: %d -> %d, kept if throughput rises from %.0f/s to %.0f/s",
 				100*full, w.batches, from, k.now, t.x, t.need)}, true
 	case full < fullShare && mean*lightRatio <= float64(k.now) && k.now > k.floor:
 		if c.light++; c.light < lightWindows {
-			return Decision{}, false
+			return stats.Decision{}, false
 		}
 		c.light = 0
 		from := k.now
 		k.now = max(k.floor, from/2)
-		return Decision{Knob: KnobBatch, From: float64(from), To: float64(k.now),
+		return stats.Decision{Knob: stats.KnobBatch, From: float64(from), To: float64(k.now),
 			Reason: fmt.Sprintf("batches averaged %.1f events of %d for %d windows (the queue holds less than a batch): %d -> %d",
 				mean, from, lightWindows, from, k.now)}, true
 	}
 	c.light = 0
-	return Decision{}, false
+	return stats.Decision{}, false
 }
 
 // decidePool: grow while the queue holds a batch and a run slot is free
 // (every worker is busy, some inside Blocking), kept only if throughput
 // rises; try one worker fewer once the pool has kept up for a while, kept
 // only if it still keeps up.
-func (c *controller) decidePool(w window) (Decision, bool) {
+func (c *controller) decidePool(w window) (stats.Decision, bool) {
 	k := &c.workers
 	if !k.auto {
-		return Decision{}, false
+		return stats.Decision{}, false
 	}
 	switch {
 	case float64(w.starved) >= starvedShare*float64(w.samples) && k.now < k.ceiling && k.up.left == 0:
 		from := k.now
 		k.now = min(k.ceiling, from+max(1, from/4))
 		t := c.try(k, from, max(gainMin, idealShare*float64(k.now-from)/float64(from)))
-		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
+		return stats.Decision{Knob: stats.KnobWorkers, From: float64(from), To: float64(k.now),
 			Reason: fmt.Sprintf("in %d of %d samples %d or more events were queued while a run slot was free (%.1f of %d workers blocked on average): %d -> %d, kept if throughput rises from %.0f/s to %.0f/s",
 				w.starved, w.samples, w.threshold, float64(w.blockedSum)/float64(w.samples), from, from, k.now, t.x, t.need)}, true
 	case c.calm >= calmWindows && k.now > k.floor && k.down.left == 0:
@@ -490,7 +474,7 @@ func (c *controller) decidePool(w window) (Decision, bool) {
 		from := k.now
 		k.now = from - 1
 		t := c.try(k, from, -gainMin)
-		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
+		return stats.Decision{Knob: stats.KnobWorkers, From: float64(from), To: float64(k.now),
 			Reason: fmt.Sprintf("for %s no batch waited for a worker: %d -> %d, kept if throughput stays above %.0f/s and the pool keeps up",
 				time.Duration(calmWindows*controlWindow)*ControlSample, from, k.now, t.need)}, true
 	case c.tryFewer && k.now > k.floor && k.down.left == 0:
@@ -499,9 +483,9 @@ func (c *controller) decidePool(w window) (Decision, bool) {
 		k.now = from - 1
 		t := c.try(k, from, -gainMin)
 		t.busy = true
-		return Decision{Knob: KnobWorkers, From: float64(from), To: float64(k.now),
+		return stats.Decision{Knob: stats.KnobWorkers, From: float64(from), To: float64(k.now),
 			Reason: fmt.Sprintf("a worker more did not pay; trying one fewer: %d -> %d, kept if throughput stays above %.0f/s",
 				from, k.now, t.need)}, true
 	}
-	return Decision{}, false
+	return stats.Decision{}, false
 }

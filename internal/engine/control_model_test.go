@@ -1,14 +1,16 @@
-package stage
+package engine
 
 import (
 	"math/rand"
 	"time"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 // model is a stage simulated on a fake clock, for testing the controllers:
 // a bounded queue fed at a given rate, a pool of workers under a run-slot
 // limit, and a handler whose batch takes CPU time (holding a run slot) and
-// then blocking time (inside Blocking, holding none). The blocking part
+// then blocking time (inside stage.Blocking, holding none). The blocking part
 // runs on a shared resource (a database) with a number of parallel units:
 // with more calls in flight than units, each progresses more slowly. The
 // controller samples it every ControlSample, as the runtime does, and its
@@ -17,7 +19,7 @@ type model struct {
 	// The stage.
 	capacity, conc int
 	// The handler: a batch of n events takes cpuFixed + n*cpuPer of CPU,
-	// then blockFixed + n*blockPer inside Blocking.
+	// then blockFixed + n*blockPer inside stage.Blocking.
 	cpuFixed, cpuPer, blockFixed, blockPer time.Duration
 	units                                  int     // the shared resource's parallel units; 0: unlimited
 	noise                                  float64 // service times vary by up to ±noise at random
@@ -42,7 +44,7 @@ type model struct {
 	dropped uint64
 
 	// What happened, for the checks.
-	decisions []Decision
+	decisions []stats.Decision
 	trace     []modelPoint // one per window
 }
 
@@ -236,12 +238,12 @@ func (m *model) sample() sample {
 
 // apply carries a decision out as the runtime does: a retired worker
 // finishes its batch first; parked ones go first.
-func (m *model) apply(d Decision) {
+func (m *model) apply(d stats.Decision) {
 	m.decisions = append(m.decisions, d)
 	switch d.Knob {
-	case KnobBatch:
+	case stats.KnobBatch:
 		m.batch = int(d.To)
-	case KnobWorkers:
+	case stats.KnobWorkers:
 		n := int(d.To)
 		for m.live() < n {
 			m.workers = append(m.workers, &modelWorker{})

@@ -1,0 +1,188 @@
+package engine
+
+// This file holds the adapter that runs a stage.Input as a stage.Source:
+// the kind reads records, the runtime does the rest.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// inputSource runs a stage.Input. One goroutine reads (Input.Read) into
+// a channel of a batch's worth of records; another makes events of them,
+// emits them, and flushes whenever the channel is empty, that is before
+// it would wait for the reader. So records read in a burst travel in
+// batches, and a record is never held back while Read waits for input.
+// A full next queue (overflow block) stops the emitter, then the reader:
+// backpressure reaches Read.
+type inputSource struct {
+	in stage.Input
+	rt stage.SourceRuntime
+
+	readCtx  context.Context // ends at StopInput: Read returns
+	stopRead context.CancelFunc
+	ctx      context.Context // ends at Close: unblocks emits
+	cancel   context.CancelFunc
+
+	recs        chan record   // the reader's; closed when it returns
+	emitterDone chan struct{} // closed when every record read is emitted
+	wg          sync.WaitGroup
+	connected   bool
+	errLog      time.Time // when a read error was last logged
+}
+
+// record is one Read's result, with when it was read.
+type record struct {
+	b   []byte
+	ack func(error)
+	at  time.Time
+}
+
+var _ stage.Source = (*inputSource)(nil)
+
+// ackFunc turns an Input's ack function into a Completer without an
+// allocation: a func value fits an interface as it is.
+type ackFunc func(error)
+
+func (f ackFunc) Complete(_ *stage.Event, err error) { f(err) }
+
+func (s *inputSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
+	s.rt = rt
+	if err := s.in.Connect(ctx); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	s.connected = true
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.readCtx, s.stopRead = context.WithCancel(s.ctx)
+	s.recs = make(chan record, min(max(rt.Settings().Batch, 1), 1024))
+	s.emitterDone = make(chan struct{})
+	s.wg.Add(2)
+	go s.read()
+	go s.emit()
+	return nil
+}
+
+// read calls Read until the input ends, StopInput or Close.
+func (s *inputSource) read() {
+	defer s.wg.Done()
+	defer close(s.recs)
+	pause := time.Duration(0)
+	for {
+		b, ack, err := s.in.Read(s.readCtx)
+		if err == nil {
+			select {
+			case s.recs <- record{b: b, ack: ack, at: time.Now()}:
+			case <-s.ctx.Done(): // Close: the record is not taken
+				if ack != nil {
+					ack(errClosed)
+				}
+				return
+			}
+			pause = 0
+			continue
+		}
+		switch {
+		case s.readCtx.Err() != nil:
+			return
+		case errors.Is(err, stage.ErrEndOfInput):
+			s.rt.EndInput()
+			return
+		}
+		// Another error: the input may recover (a file being rotated, a
+		// peer restarting). Log it at most once a second and read again
+		// after a pause that grows to a second.
+		pause = min(max(2*pause, 10*time.Millisecond), time.Second)
+		if now := time.Now(); now.Sub(s.errLog) >= time.Second {
+			s.errLog = now
+			s.rt.Logger().Warn("read failed; reading again", zap.String("stage", s.rt.Name()),
+				zap.Error(err), zap.Duration("pause", pause))
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-s.readCtx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// errClosed refuses a record read as the source was closed.
+var errClosed = errors.New("the source was closed")
+
+// emit makes events of what read reads and hands them on.
+func (s *inputSource) emit() {
+	defer s.wg.Done()
+	defer close(s.emitterDone)
+	em := s.rt.NewEmitter()
+	var seq uint64
+	one := func(r record) {
+		seq++
+		var origin stage.Origin
+		if r.ack != nil {
+			origin.To = ackFunc(r.ack)
+		}
+		_ = em.Emit(s.ctx, s.rt.NewEventAt(r.b, seq, origin, r.at)) // a refusal finishes it: the ack says why
+	}
+	for r := range s.recs {
+		one(r)
+	more:
+		for {
+			select {
+			case r, ok := <-s.recs:
+				if !ok {
+					break more
+				}
+				one(r)
+			default:
+				break more
+			}
+		}
+		em.Flush(s.ctx) // the reader has nothing more now: hand the batch over
+	}
+	em.Flush(s.ctx)
+}
+
+// StopInput stops reading and returns once every record read is emitted.
+func (s *inputSource) StopInput(ctx context.Context) error {
+	if s.stopRead == nil {
+		return nil
+	}
+	s.stopRead()
+	select {
+	case <-s.emitterDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err() // Close unblocks the emitter
+	}
+}
+
+// Drain stops reading if StopInput was not called and waits until every
+// event is finished, and so every record acked.
+func (s *inputSource) Drain(ctx context.Context) error {
+	if err := s.StopInput(ctx); err != nil {
+		return err
+	}
+	if s.rt == nil {
+		return nil
+	}
+	return s.rt.WaitFinished(ctx)
+}
+
+// Close stops everything, joins the goroutines and closes the input.
+func (s *inputSource) Close() error {
+	if !s.connected {
+		return nil
+	}
+	s.connected = false
+	s.cancel()
+	s.wg.Wait()
+	return s.in.Close()
+}

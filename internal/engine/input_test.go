@@ -1,0 +1,140 @@
+package engine
+
+// This file tests the Input adapter and the drain wait of a source.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+)
+
+// counted is an Input of n records; the first fails of its reads fail
+// (an error that is not the end), and it records every ack.
+type counted struct {
+	n, fails  int
+	read      int
+	connected bool
+	closed    atomic.Bool
+	mu        sync.Mutex
+	acks      map[string]error
+}
+
+func (c *counted) Connect(context.Context) error { c.connected = true; return nil }
+
+func (c *counted) Read(ctx context.Context) ([]byte, func(error), error) {
+	if c.fails > 0 {
+		c.fails--
+		return nil, nil, errors.New("not yet")
+	}
+	if c.read == c.n {
+		return nil, nil, stage.ErrEndOfInput
+	}
+	c.read++
+	rec := fmt.Sprintf("r%d", c.read)
+	return []byte(rec), func(err error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, dup := c.acks[rec]; dup {
+			panic("acked twice: " + rec)
+		}
+		c.acks[rec] = err
+	}, nil
+}
+
+func (c *counted) Close() error { c.closed.Store(true); return nil }
+
+func (c *counted) acked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.acks)
+}
+
+// An Input's records become events in order; a read error is logged and
+// read again; at the end of input the stage says so (Ended); every
+// record is acked, with the sink's verdict, before Drain returns; Close
+// closes the input.
+func TestInputRunsToTheEnd(t *testing.T) {
+	const n = 5000
+	in := &counted{n: n, fails: 2, acks: map[string]error{}}
+	var seq atomic.Uint64
+	sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Terminal: true},
+		stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+			for _, ev := range b {
+				if ev.Seq != seq.Load()+1 || string(ev.Payload) != fmt.Sprintf("r%d", ev.Seq) {
+					t.Errorf("event %d: %q after %d", ev.Seq, ev.Payload, seq.Load())
+				}
+				seq.Store(ev.Seq)
+				var err error
+				if ev.Seq%100 == 0 {
+					err = stage.ErrInvalid
+				}
+				ev.Done(err)
+			}
+			return nil
+		}), nil)
+	src, il := NewInputStage(stage.Settings{Name: "lines"}, in, nil)
+	il.Connect(sink, nil)
+	ctx := context.Background()
+	for _, l := range []Lifecycle{sl, il} {
+		if err := l.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-src.Ended():
+	case <-time.After(time.Minute):
+		t.Fatal("the input never ended")
+	}
+	if err := il.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sl.CloseQueue()
+	sl.Wait()
+	if err := il.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.acked(); got != n {
+		t.Fatalf("%d records acked, want %d", got, n)
+	}
+	for rec, err := range in.acks {
+		var i int
+		fmt.Sscanf(rec, "r%d", &i)
+		if (i%100 == 0) != errors.Is(err, stage.ErrInvalid) {
+			t.Errorf("%s acked with %v", rec, err)
+		}
+	}
+	if err := il.Close(); err != nil || !in.closed.Load() || !in.connected {
+		t.Fatalf("close: %v, closed %v, connected %v", err, in.closed.Load(), in.connected)
+	}
+	if st := src.Stats(); st.In != n || st.InFlight != 0 {
+		t.Errorf("source stats: in %d, in flight %d", st.In, st.InFlight)
+	}
+}
+
+// WaitFinished returns when the last event made is finished, woken by
+// its Done, and fails with ctx while one is not, saying how many.
+func TestWaitFinished(t *testing.T) {
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	a := src.NewEvent(nil, 1, stage.Origin{})
+	b := src.NewEvent(nil, 2, stage.Origin{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	a.Done(nil)
+	if err := src.WaitFinished(ctx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("with one event unfinished: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- src.WaitFinished(context.Background()) }()
+	poll.Until(t, "WaitFinished to wait", func() bool { return src.h.Waiting() })
+	b.Done(nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

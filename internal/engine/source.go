@@ -1,0 +1,74 @@
+package engine
+
+// This file holds a source stage's runtime: the stage.SourceRuntime a
+// source gets in Start.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// sourceRuntime is the stage.SourceRuntime of a source stage: a narrow
+// view of it.
+type sourceRuntime struct{ s *Stage }
+
+var _ stage.SourceRuntime = sourceRuntime{}
+
+func (rt sourceRuntime) Name() string              { return rt.s.set.Name }
+func (rt sourceRuntime) Settings() stage.Settings  { return rt.s.set }
+func (rt sourceRuntime) Logger() *zap.Logger       { return rt.s.log }
+func (rt sourceRuntime) NewEmitter() stage.Emitter { return rt.s.newSourceEmitter() }
+
+func (rt sourceRuntime) NewEvent(payload []byte, seq uint64, origin stage.Origin) *stage.Event {
+	return rt.s.NewEventAt(payload, seq, origin, time.Now())
+}
+
+// NewEventAt holds the making of an event itself, rather than calling
+// Stage.NewEventAt: a source calls it through the interface, once per
+// record.
+func (rt sourceRuntime) NewEventAt(payload []byte, seq uint64, origin stage.Origin, arrived time.Time) *stage.Event {
+	ev := events.Get().(*stage.Event)
+	ev.Payload, ev.Seq, ev.Origin = payload, seq, origin
+	state(ev).Init(&rt.s.h, sinceEpoch(arrived))
+	rt.s.h.Made()
+	return ev
+}
+
+func (rt sourceRuntime) WaitFinished(ctx context.Context) error { return rt.s.WaitFinished(ctx) }
+func (rt sourceRuntime) EndInput()                              { rt.s.endInput() }
+func (rt sourceRuntime) StartAdmission(target time.Duration)    { rt.s.startAdmission(target) }
+func (rt sourceRuntime) Admit(now time.Time, n int) int         { return rt.s.admit(now, n) }
+
+// newSourceEmitter returns an emitter for one goroutine of the source: it
+// never waits for room while the source is under admission control,
+// whenever that started.
+func (s *Stage) newSourceEmitter() *Outputs { return &Outputs{from: s, root: s} }
+
+// WaitFinished returns once every event the source made is finished and
+// its Origin told, or fails when ctx ends first, saying how many are left.
+func (s *Stage) WaitFinished(ctx context.Context) error {
+	if err := s.h.WaitFinished(ctx); err != nil {
+		return fmt.Errorf("stage %q: %d events unfinished: %w", s.set.Name, s.h.InFlight(), err)
+	}
+	return nil
+}
+
+func (s *Stage) endInput() {
+	if s.ended != nil {
+		s.endOnce.Do(func() { close(s.ended) })
+	}
+}
+
+// admit is Admission.Admit when the source is under admission control;
+// else it admits all n.
+func (s *Stage) admit(now time.Time, n int) int {
+	if a := s.adm.Load(); a != nil {
+		return a.Admit(now, n)
+	}
+	return n
+}

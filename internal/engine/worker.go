@@ -1,0 +1,153 @@
+package engine
+
+// This file holds the worker loop: taking a batch from the port, running
+// the handler on it, and recycling the events it finished.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/stagedserver/seda/internal/track"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+	"go.uber.org/zap"
+)
+
+// work is one worker of the pool. It takes batches with take, which ends
+// when the pool retires the worker (take is ctx's child); the handler gets
+// ctx, so a retired worker finishes its batch undisturbed and then leaves.
+func (s *Stage) work(ctx, take context.Context, w *port.Worker[*stage.Event]) {
+	defer s.wg.Done()
+	defer w.Leave()
+	ctx = context.WithValue(ctx, track.WorkerKey{}, w) // for stage.Blocking
+	var buf []port.Packet[*stage.Event]
+	var batch []*stage.Event
+	out := s.NewEmitter()
+	for {
+		// The batch size is read per batch: a controller or an operator
+		// may have changed it.
+		if size := int(s.batchNow.Load()); size != len(buf) {
+			if size > cap(buf) {
+				buf = make([]port.Packet[*stage.Event], size)
+				batch = make([]*stage.Event, size)
+			}
+			buf, batch = buf[:size], batch[:size]
+		}
+		// Abort ends ctx, and take only after it (a child is cancelled
+		// after its parent's Done is closed): a handler that returned on
+		// ctx's end must not find take still open and fail the queue.
+		if ctx.Err() != nil {
+			return
+		}
+		n, err := w.GetBatch(take, buf)
+		if err != nil {
+			return // closed and drained, aborted, or retired
+		}
+		// A batch the queue filled by itself says the queue held at least
+		// a batch: what the batching controller grows on.
+		if n == len(buf) {
+			s.fullBatches.Add(1)
+		}
+		s.batches.Add(1)
+		if n < len(buf) && s.set.Linger > 0 {
+			n = s.linger(take, w, buf, n)
+		}
+		for i := range buf[:n] {
+			batch[i] = buf[i].Value
+		}
+		s.run(ctx, batch[:n], out)
+		// Drop the references: an idle worker must not keep events (and
+		// the read buffers their payloads share) reachable.
+		clear(buf[:n])
+		clear(batch[:n])
+	}
+}
+
+// linger waits up to Linger for the batch to fill. While it waits the
+// worker holds no run slot, and as the newest waiter it is the first to be
+// handed new events.
+func (s *Stage) linger(ctx context.Context, w *port.Worker[*stage.Event], buf []port.Packet[*stage.Event], n int) int {
+	lctx, cancel := context.WithTimeout(ctx, s.set.Linger)
+	defer cancel()
+	for n < len(buf) {
+		m, err := w.GetBatch(lctx, buf[n:])
+		if err != nil {
+			break
+		}
+		n += m
+	}
+	return n
+}
+
+// run hands one batch to the handler and then flushes what it emitted to
+// inline stages. A handler error or panic fails the events of the batch
+// that the handler neither handed on nor finished.
+//
+// The latency recorded per event is its wait in the queue plus the batch's
+// handling time; the wait is read before the handler runs, since once an
+// event is handed on another worker owns it. Events posted together share
+// their enqueue time, so the waits are kept as runs of equal values and
+// each run is one histogram update rather than one per event.
+func (s *Stage) run(ctx context.Context, batch []*stage.Event, out *Outputs) {
+	s.in.Add(uint64(len(batch)))
+	start := track.Nanotime()
+	waits := out.waits[:0]
+	gens := out.gens[:0]
+	for _, ev := range batch {
+		st := state(ev)
+		gens = append(gens, st.Gen.Load())
+		w := start - st.Enqueued
+		if k := len(waits) - 1; k >= 0 && waits[k].ns == w {
+			waits[k].n++
+			continue
+		}
+		waits = append(waits, waitRun{ns: w, n: 1})
+	}
+	out.waits, out.gens = waits, gens
+	if err := s.call(ctx, batch, out); err != nil {
+		for i, ev := range batch {
+			// Not one the handler finished, recycled by an inline stage
+			// after it, and still held here: neither finished nor handed on.
+			if st := state(ev); st.Gen.Load() == gens[i] && st.Owner.Load() == &s.h {
+				ev.Done(err)
+			}
+		}
+	}
+	took := track.Nanotime() - start
+	for _, w := range waits {
+		s.lat.observeN(w.ns+took, w.n)
+	}
+	out.Flush(ctx)
+	// The handler has returned and what it emitted is handed on: the
+	// events of the batch that this stage finished are no one's any more,
+	// and are recycled. Those handed on are the next stages' (one that
+	// finishes them recycles them); the owner tells them apart, and the
+	// gen an event reused since.
+	for i, ev := range batch {
+		if st := state(ev); st.Owner.Load() == s.h.Mark() && st.Gen.Load() == gens[i] {
+			recycle(ev)
+		}
+	}
+}
+
+// waitRun is n consecutive events of a batch that waited ns in the queue.
+type waitRun struct {
+	ns int64
+	n  uint64
+}
+
+func (s *Stage) call(ctx context.Context, batch []*stage.Event, out stage.Emitter) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panics.Add(1)
+			s.log.Error("handler panicked; failing its batch",
+				zap.String("stage", s.set.Name), zap.Any("panic", v), zap.Int("batch", len(batch)),
+				zap.StackSkip("stack", 2))
+			err = fmt.Errorf("stage %q: handler panic: %v", s.set.Name, v)
+		}
+	}()
+	if err := s.handler.Handle(ctx, batch, out); err != nil {
+		return fmt.Errorf("stage %q: %w", s.set.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package pipeline
+
+// This file holds what lets one pipeline run across processes, for any
+// queue transport registered in the Registry (stage.Transport; natsq's is
+// "nats"): the transports' top-level sections, a stage's queue on a
+// transport (queue.transport), partial runs (Options.Stages), and the
+// stand-ins and consumers that connect the stages to such queues.
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
+)
+
+// localTransport is queue.transport's value for the in-process port.
+const localTransport = "local"
+
+// transportSections returns the top-level sections of reg's transports,
+// for the loader and the reference.
+func transportSections(reg *stage.Registry) []stage.Field {
+	var fs []stage.Field
+	for _, t := range reg.Transports() {
+		fs = append(fs, stage.Field{Name: t.Name, Type: stage.Object, Fields: t.Fields, Doc: t.Doc})
+	}
+	return fs
+}
+
+// stageFields returns the keys every stage takes: stage.CommonFields,
+// with queue.transport and the queue keys of reg's transports added to
+// queue.
+func stageFields(reg *stage.Registry) []stage.Field {
+	fs := stage.CommonFields()
+	ts := reg.Transports()
+	names := []string{localTransport}
+	docs := []string{localTransport + ": an in-process port"}
+	var extra []stage.Field
+	seen := map[string]bool{}
+	for _, t := range ts {
+		names = append(names, t.Name)
+		docs = append(docs, t.Name+": "+t.QueueDoc)
+		for _, f := range t.QueueFields {
+			if !seen[f.Name] {
+				seen[f.Name] = true
+				extra = append(extra, f)
+			}
+		}
+	}
+	for i := range fs {
+		if fs[i].Name != "queue" {
+			continue
+		}
+		q := fs[i]
+		q.Fields = append(append(append([]stage.Field(nil), q.Fields...), stage.Field{
+			Name: "transport", Type: stage.String, Default: localTransport, Enum: names,
+			Doc: strings.Join(docs, "; ") + ", so that the stage may run in other processes",
+		}), extra...)
+		if len(ts) > 0 {
+			q.Doc = "the stage's queue: an in-process port, or one a transport carries between processes (transport " + strings.Join(names[1:], ", ") + ")"
+		}
+		fs[i] = q
+	}
+	return fs
+}
+
+// transportSections reads the top-level sections of the transports into
+// cfg, and checks them.
+func (l *loader) transportSections(sc *scope, top stage.Config, cfg *Config) {
+	for _, t := range l.reg.Transports() {
+		section := top.Object(t.Name)
+		if cfg.Transports == nil {
+			cfg.Transports = map[string]stage.Config{}
+		}
+		cfg.Transports[t.Name] = section
+		if t.CheckSection == nil {
+			continue
+		}
+		if err := t.CheckSection(section); err != nil {
+			at := sc.at(t.Name)
+			var fe *stage.FieldError
+			if errors.As(err, &fe) {
+				at = posOr(sc.fpos, t.Name+"."+fe.Field, at)
+			}
+			l.errAt(at, "%v", err)
+		}
+	}
+}
+
+// queueTransport reads a stage's queue.transport and, for a transport,
+// the queue keys it takes into s.
+func (l *loader) queueTransport(sc *scope, s *StageConfig, q stage.Config, kind *stage.Kind) {
+	if _, written := sc.fpos["queue.transport"]; written && !q.Has("transport") {
+		return // a bad transport, reported as it was decoded
+	}
+	name := q.String("transport")
+	if name == localTransport {
+		for _, t := range l.reg.Transports() {
+			for _, f := range t.QueueFields {
+				if q.Has(f.Name) {
+					l.errAt(sc.at("queue."+f.Name), "%s", sc.msg("queue.%s applies to a queue on %s only (queue.transport: %s)", f.Name, t.Name, t.Name))
+				}
+			}
+		}
+		return
+	}
+	t, ok := l.reg.Transport(name)
+	if !ok {
+		return // a bad transport, reported as it was decoded
+	}
+	if kind != nil && kind.IsSource() {
+		l.errAt(sc.at("queue.transport"), "%s", sc.msg("a source (kind %q) takes no input, so its queue cannot be on %s", kind.Name, t.Name))
+		return
+	}
+	var sub stage.Config
+	for _, f := range t.QueueFields {
+		if v, ok := q.Value(f.Name); ok {
+			if q.Has(f.Name) {
+				sub.Set(f.Name, v)
+			} else {
+				sub.SetDefault(f.Name, v)
+			}
+		}
+	}
+	qc, _ := stage.Bind(t.QueueFields, sub) // every value was checked as it was decoded
+	if t.CheckQueue != nil {
+		if err := t.CheckQueue(qc); err != nil {
+			at := sc.at("queue.transport")
+			var fe *stage.FieldError
+			if errors.As(err, &fe) {
+				at = posOr(sc.fpos, fe.Field, at)
+			}
+			l.errAt(at, "%s", sc.msg("%v", err))
+			return
+		}
+	}
+	s.Transport, s.TransportConfig = name, qc
+}
+
+// selectStages returns which of nodes run in this process: all of them
+// when names is empty. It reports names that are no stage, and every
+// route between a stage that runs here and one that does not, unless the
+// route's target has its queue on a transport: only a transport carries
+// events between processes.
+func selectStages(file string, nodes []node, names []string, fail func(Pos, string, ...any)) []bool {
+	run := make([]bool, len(nodes))
+	if len(names) == 0 {
+		for i := range run {
+			run[i] = true
+		}
+		return run
+	}
+	index := make(map[string]int, len(nodes))
+	all := make([]string, len(nodes))
+	for i, n := range nodes {
+		index[n.cfg.Name] = i
+		all[i] = n.cfg.Name
+	}
+	for _, name := range names {
+		i, ok := index[name]
+		if !ok {
+			fail(Pos{File: file}, "--stages: no stage named %q%s; stages: %s", name, suggest(name, all), listNames(all))
+			continue
+		}
+		run[i] = true
+	}
+	for i, n := range nodes {
+		for _, r := range n.refs {
+			j, ok := index[r.to]
+			if !ok || run[i] == run[j] || nodes[j].cfg.Transport != "" {
+				continue
+			}
+			here, there := n.cfg.Name, r.to
+			if !run[i] {
+				here, there = there, here
+			}
+			if nodes[j].cfg.Settings.Inline {
+				fail(r.pos, "stage %q: %q is inline, so it runs in %q's workers and must run where %q does (%q runs here, %q does not)",
+					n.cfg.Name, r.to, n.cfg.Name, n.cfg.Name, here, there)
+				continue
+			}
+			fail(r.pos, "stage %q: the route to %q crosses processes (%q runs here, %q does not), and only a queue on a transport can carry it: give %q queue: {transport: nats, stream: NAME}",
+				n.cfg.Name, r.to, here, there, r.to)
+		}
+	}
+	return run
+}
+
+// queue is one stage's queue on a transport, as this process uses it.
+type queue struct {
+	pub  stage.Handler // the stand-in's handler, publishing to the queue
+	cons stage.Source  // the source that consumes it and feeds the stage
+}
+
+// openQueues makes the queues on transports that this process uses: of
+// each stage a stage run here routes to (its stand-in publishes), and of
+// each stage run here (a consumer feeds it). Problems are reported
+// through fail.
+func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run []bool, reg *stage.Registry, fail func(Pos, string, ...any)) []*queue {
+	index := make(map[string]int, len(nodes))
+	for i, n := range nodes {
+		index[n.cfg.Name] = i
+	}
+	need := make([]bool, len(nodes))
+	for i, n := range nodes {
+		if !run[i] {
+			continue
+		}
+		need[i] = need[i] || n.cfg.Transport != ""
+		for _, r := range routes[i] {
+			if j, ok := index[r]; ok && nodes[j].cfg.Transport != "" {
+				need[j] = true
+			}
+		}
+	}
+	opened := map[string]func(stage.Config, stage.Env) (stage.Handler, stage.Source, error){}
+	queues := make([]*queue, len(nodes))
+	for j, n := range nodes {
+		if !need[j] {
+			continue
+		}
+		sc := n.cfg
+		mk, ok := opened[sc.Transport]
+		if !ok {
+			t, found := reg.Transport(sc.Transport)
+			if !found {
+				fail(posOr(sc.FieldPos, "queue.transport", sc.Pos), "stage %q: unknown queue transport %q", sc.Name, sc.Transport)
+				continue
+			}
+			var err error
+			if mk, err = t.Open(cfg.Transports[t.Name], cfg.Name, p.log.Named(t.Name)); err != nil {
+				fail(posOr(sc.FieldPos, "queue.transport", sc.Pos), "stage %q: transport %s: %v", sc.Name, t.Name, err)
+				continue
+			}
+			opened[sc.Transport] = mk
+		}
+		set := sc.Settings
+		set.Name, set.Kind = sc.Name, sc.Kind
+		env := stage.Env{Stage: sc.Name, Settings: set.WithDefaults(), Logger: p.log.Named(sc.Name)}
+		pub, cons, err := mk(sc.TransportConfig, env)
+		if err != nil {
+			fail(posOr(sc.FieldPos, "queue.transport", sc.Pos), "stage %q: transport %s: %v", sc.Name, sc.Transport, err)
+			continue
+		}
+		queues[j] = &queue{pub: pub, cons: cons}
+	}
+	return queues
+}
+
+// shown is one entry of /stats: a stage that runs here, or the stand-in
+// that publishes to the queue of one that runs elsewhere.
+type shown struct {
+	st     *engine.Stage
+	fill   func(*stats.Stage) // the queue's figures, for a stage fed by a transport's consumer
+	kind   string
+	remote bool
+}
+
+// assemble puts the built stages together: for each stage whose queue is
+// on a transport, the stand-in that publishes to it (where a stage of
+// this process routes to it) and the consumer that feeds it (where it
+// runs here). It connects the stages, orders them for the lifecycle
+// (every stage after those upstream of it) and lists what /stats shows.
+func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []bool, built []engine.Lifecycle, queues []*queue) {
+	index := make(map[string]int, len(nodes))
+	for i, n := range nodes {
+		index[n.cfg.Name] = i
+	}
+	pub := make([]engine.Lifecycle, len(nodes))
+	for i := range nodes {
+		if !run[i] {
+			continue
+		}
+		for _, r := range routes[i] {
+			j := index[r]
+			if q := queues[j]; q != nil && pub[j].Stage() == nil {
+				sc := nodes[j].cfg
+				set := sc.Settings
+				set.Name, set.Kind, set.Inline = sc.Name, sc.Kind, false
+				set.Terminal = true // its out counts the events the transport took
+				_, pub[j] = engine.NewHandlerStage(set, q.pub, p.log.Named(sc.Name))
+			}
+		}
+	}
+	cons := make([]engine.Lifecycle, len(nodes))
+	for j, n := range nodes {
+		if q := queues[j]; q != nil && run[j] && built[j].Stage() != nil {
+			set := stage.Settings{Name: n.cfg.Name, Kind: n.cfg.Transport + ".consumer", Batch: built[j].Stage().Settings().Batch}
+			_, cons[j] = engine.NewSourceStage(set, q.cons, p.log.Named(n.cfg.Name))
+			cons[j].Connect(built[j].Stage(), nil)
+		}
+	}
+	target := func(j int) *engine.Stage {
+		if pub[j].Stage() != nil {
+			return pub[j].Stage()
+		}
+		return built[j].Stage()
+	}
+	for i, st := range built {
+		if st.Stage() == nil {
+			continue
+		}
+		var next *engine.Stage
+		if j, ok := index[nodes[i].cfg.Next]; ok {
+			next = target(j)
+		}
+		rs := make(map[string]*engine.Stage, len(routes[i]))
+		for _, r := range routes[i] {
+			rs[r] = target(index[r])
+		}
+		st.Connect(next, rs)
+	}
+	// In topological order of the file's stages, a stand-in takes its
+	// stage's place (its upstream stages come before it) and a consumer
+	// comes just before the stage it feeds.
+	for _, j := range order {
+		for _, st := range []engine.Lifecycle{pub[j], cons[j], built[j]} {
+			if st.Stage() != nil {
+				p.order = append(p.order, len(p.stages))
+				p.stages = append(p.stages, st)
+				p.isSource = append(p.isSource, st.IsSource())
+			}
+		}
+	}
+	for j, n := range nodes {
+		switch {
+		case built[j].Stage() != nil:
+			sh := shown{st: built[j].Stage(), kind: n.cfg.Kind}
+			if q := queues[j]; q != nil {
+				if f, ok := q.cons.(interface{ Figures(*stats.Stage) }); ok {
+					sh.fill = f.Figures
+				}
+			}
+			p.shown = append(p.shown, sh)
+		case pub[j].Stage() != nil:
+			// The stand-in's handler fills in the queue's figures itself.
+			p.shown = append(p.shown, shown{st: pub[j].Stage(), kind: n.cfg.Kind, remote: true})
+		}
+	}
+}
+
+// stats returns the /stats entry of one shown stage.
+func (s shown) stats() stats.Stage {
+	st := s.st.Stats()
+	st.Kind = s.kind
+	st.Remote = s.remote
+	if s.fill != nil {
+		s.fill(&st)
+	}
+	return st
+}
+
+// closeQueues closes what openQueues made when New fails: the
+// publishers' handlers (their sources never started).
+func closeQueues(queues []*queue) {
+	for _, q := range queues {
+		if q == nil {
+			continue
+		}
+		if c, ok := q.pub.(interface{ Close() error }); ok {
+			_ = c.Close() // nothing was opened yet
+		}
+	}
+}

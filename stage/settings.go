@@ -1,0 +1,68 @@
+package stage
+
+// This file holds the knobs every stage has (Settings) and their
+// defaults and bounds.
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/stagedserver/seda/port"
+)
+
+// Settings are the knobs every stage has (the YAML's common fields).
+type Settings struct {
+	Name        string
+	Kind        string
+	Workers     int           // pool size; 0: auto, sized by the pool controller from Concurrency up
+	Concurrency int           // the port's run-slot limit; 0 means GOMAXPROCS
+	Capacity    int           // queue capacity; 0 means port.DefaultCapacity
+	Overflow    port.Overflow // what a full queue does to a sender
+	Batch       int           // most events one worker takes at once; 0: auto, sized by the batching controller
+	Linger      time.Duration // wait this long for a batch to fill
+	Inline      bool          // no port, no pool: run in the upstream workers
+	// Terminal marks a stage that finishes events itself (a database
+	// sink): its Out counts the events it finished without error, since it
+	// hands nothing on.
+	Terminal bool
+	// AutoWorkers and AutoBatch say that Workers and Batch were left to
+	// the controllers (they were 0). WithDefaults sets them and fills in
+	// the sizes the controllers start from: Workers = Concurrency, Batch
+	// = the batch ceiling: the capacity, at most MaxAutoBatch (an auto
+	// batch starts there, as SEDA's does: a size that the queue does not
+	// fill costs nothing without linger, and the controller halves it
+	// while batches stay small).
+	AutoWorkers, AutoBatch bool
+}
+
+// WithDefaults returns s with the defaults of unset knobs filled in, as
+// the stage will run with them.
+func (s Settings) WithDefaults() Settings {
+	if s.Concurrency <= 0 {
+		s.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if s.Workers <= 0 {
+		s.AutoWorkers = true
+		s.Workers = s.Concurrency
+	}
+	if s.Capacity <= 0 {
+		s.Capacity = port.DefaultCapacity
+	}
+	if s.Batch <= 0 {
+		s.AutoBatch = true
+		s.Batch = min(s.Capacity, MaxAutoBatch)
+	}
+	return s
+}
+
+// MaxAutoBatch is the most events the batching controller puts in a
+// batch; a stage's own ceiling is also at most its queue capacity.
+const MaxAutoBatch = 4096
+
+// Bounds of the common knobs: past them a typo (an extra zero) would cost
+// memory (a port's ring, a worker's batch buffers) or goroutines.
+const (
+	MaxWorkers  = 1 << 16
+	MaxCapacity = 1 << 24
+	MaxBatch    = 1 << 16
+)

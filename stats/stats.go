@@ -1,0 +1,125 @@
+package stats
+
+// This file holds the figures of one stage as /stats shows them.
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Stage is a snapshot of one stage, shaped as /stats shows it.
+type Stage struct {
+	Name       string   `json:"name"`
+	Kind       string   `json:"kind"`
+	Inline     bool     `json:"inline,omitempty"`
+	Queue      Queue    `json:"queue"`
+	Pool       Pool     `json:"pool"`
+	In         uint64   `json:"in"`  // events taken (sources: events made)
+	Out        uint64   `json:"out"` // events handed on; a terminal stage: events it finished without error
+	Errors     uint64   `json:"errors"`
+	Rejected   uint64   `json:"rejected"`
+	Panics     uint64   `json:"panics,omitempty"`
+	DoubleDone uint64   `json:"double_done,omitempty"`
+	InFlight   uint64   `json:"in_flight,omitempty"` // sources: events made and not yet finished
+	Latency    Latency  `json:"latency_ms"`
+	Control    *Control `json:"control,omitempty"` // the adaptive knobs
+	// Source holds a source's own counters, when it keeps them.
+	Source *Source `json:"source,omitempty"`
+	// Remote marks a stage that runs in other processes: this one only
+	// hands events to its queue (queue.transport nats). Its in counts the
+	// events handed to the queue, its out those the queue has taken for
+	// good.
+	Remote bool `json:"remote,omitempty"`
+	// Transport holds the figures of the queue transport that carries
+	// the stage's queue (Queue.Transport names it), as the transport's
+	// package shapes them (natsq.Stats). JSON shows them under the
+	// transport's name: "nats". Decoded from JSON, it is the
+	// json.RawMessage found under that name; the transport's package
+	// reads it back (natsq.StatsOf).
+	Transport any `json:"-"`
+	// Series are the transport's figures as /metrics shows them; JSON
+	// leaves them out (Transport has them).
+	Series []Series `json:"-"`
+}
+
+// stageJSON is Stage without its methods, for encoding/json.
+type stageJSON Stage
+
+// MarshalJSON encodes the stage, with its transport's figures under the
+// transport's name.
+func (s Stage) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(stageJSON(s))
+	if err != nil || s.Transport == nil || s.Queue.Transport == "" {
+		return b, err
+	}
+	t, err := json.Marshal(s.Transport)
+	if err != nil {
+		return nil, fmt.Errorf("stage %q: transport %s figures: %w", s.Name, s.Queue.Transport, err)
+	}
+	key, _ := json.Marshal(s.Queue.Transport)
+	b = append(b[:len(b)-1], ',') // b is an object: {"name":...}
+	b = append(append(append(b, key...), ':'), t...)
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON decodes a stage, keeping its transport's figures as a
+// json.RawMessage in Transport.
+func (s *Stage) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, (*stageJSON)(s)); err != nil {
+		return err
+	}
+	if s.Queue.Transport == "" {
+		return nil
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	if raw, ok := all[s.Queue.Transport]; ok {
+		s.Transport = raw
+	}
+	return nil
+}
+
+// Queue describes a stage's port.
+type Queue struct {
+	Depth    int    `json:"depth"`
+	Capacity int    `json:"capacity"`
+	Overflow string `json:"overflow"`
+	// Transport names the queue transport that carries the queue
+	// ("nats": the depth is then the consumer's pending plus
+	// ack-pending); empty for a local port.
+	Transport string `json:"transport,omitempty"`
+	Stream    string `json:"stream,omitempty"` // the transport's name for the queue: the JetStream stream
+}
+
+// Pool describes a stage's worker pool.
+type Pool struct {
+	Workers     int `json:"workers"`
+	Concurrency int `json:"concurrency"`
+	Running     int `json:"running"`
+	Blocked     int `json:"blocked"`
+	Waiting     int `json:"waiting"`
+}
+
+// Latency are latency quantiles in milliseconds: for a handler stage,
+// from entering its queue to the end of the handler call; for a source,
+// from reading a record to its completion.
+type Latency struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// Series is one figure that /metrics shows for a stage besides the ones
+// every stage has: a queue transport's. A transport declares its series
+// when it registers (Value 0, LabelValue empty) and reports them with
+// their values in Stage.Series; /metrics labels them with the stage (and
+// the pipeline).
+type Series struct {
+	Name       string // pipeline_stage_nats_pending
+	Help       string
+	Counter    bool   // a counter; otherwise a gauge
+	Label      string // a label besides stage, or "" (dead letters: reason)
+	LabelValue string // the label's value
+	Value      float64
+}
