@@ -57,6 +57,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDocCmd(),
 		newVersionCmd(),
 		newPsqlCmd(),
+		newDBCmd(),
 		newScaleCmd(),
 	)
 	return root

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -217,6 +218,18 @@ func TestRunKeepsData(t *testing.T) {
 	out, err := second.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "only one run at a time") || !strings.Contains(string(out), dataDir) {
 		t.Errorf("a second run on %s: %v\n%s\nwant a refusal that names the directory", dataDir, err, out)
+	}
+
+	// The run owns its server: db start and db stop leave it alone and
+	// say who owns it.
+	for _, verb := range []string{"start", "stop"} {
+		code, out, errOut := runCLI(t, "db", verb, "--data-dir", dataDir)
+		if code == 0 || !strings.Contains(errOut, "pid "+strconv.Itoa(p.cmd.Process.Pid)) {
+			t.Errorf("db %s on a run's server: exit %d\n%s%s\nwant a refusal naming the run", verb, code, out, errOut)
+		}
+	}
+	if code, out, _ := runCLI(t, "db", "status", "--data-dir", dataDir); code != 0 || !strings.Contains(out, "owned by pid") {
+		t.Errorf("db status on a run's server: exit %d\n%s", code, out)
 	}
 
 	psql := func(what string) {
