@@ -137,14 +137,21 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if err != nil {
 		return reportConfigErrors(errw, err)
 	}
+	started := false
 	err = p.RunWithSignals(ctx, pipeline.SignalOptions{
 		Signals: sig,
-		Started: func() { printRunning(out, p, cfg) },
+		Started: func() { started = true; printRunning(out, p, cfg) },
 		Draining: func(s os.Signal) {
 			fmt.Fprintf(out, "%s: draining (up to %s; send another signal to stop at once)\n", s, drain)
 		},
 		Forcing: func(s os.Signal) { fmt.Fprintf(out, "%s: stopping at once\n", s) },
 	})
+	if err != nil && !started {
+		// A failure to start: its cause comes first, before what stopping
+		// the local database prints.
+		fmt.Fprintln(errw, "pipectl:", err)
+		return &exitError{code: 1}
+	}
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -250,5 +251,37 @@ func TestRunKeepsData(t *testing.T) {
 	psql("after the run")
 	if _, err := os.Stat(filepath.Join(dataDir, "data", "PG_VERSION")); err != nil {
 		t.Errorf("the data directory is gone: %v", err)
+	}
+}
+
+// TestRunStartFailureCauseFirst runs pipeline.yaml with its listen port
+// taken: pipectl run exits 1, says why (the port in use) before what it
+// does after, and says nothing of a drain, which there was none of.
+func TestRunStartFailureCauseFirst(t *testing.T) {
+	bin := gobuild.ForTest(t, gobuild.Options{Race: raceBuild})
+	file, dataAddr, _ := pipelineFile(t)
+	l, err := net.Listen("tcp", dataAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cmd := exec.Command(bin, "run", "-f", file, "--ephemeral")
+	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out // as 2>&1 has them
+	err = cmd.Run()
+	all := out.String()
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("pipectl run with its port taken: %v, want exit status 1\n%s", err, all)
+	}
+	cause := strings.Index(all, "pipectl: stage \"accept\": start:")
+	stopped := strings.Index(all, "postgres: stopped and removed")
+	if cause < 0 || !strings.Contains(all[cause:], "address already in use") || stopped < cause {
+		t.Errorf("want the cause (address already in use) as pipectl's first report, before the database stops:\n%s", all)
+	}
+	for _, no := range []string{"drain", "forced"} {
+		if strings.Contains(strings.ToLower(all), no) {
+			t.Errorf("the output speaks of %q after a failed start:\n%s", no, all)
+		}
 	}
 }
