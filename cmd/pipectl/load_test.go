@@ -78,7 +78,7 @@ stages:
     listen: 127.0.0.1:0
     drain_linger: 100ms
     next: parse
-`+acceptKeys+`
+` + acceptKeys + `
   parse:
     kind: process.json
     require: [id]
