@@ -341,7 +341,7 @@ func TestDashboardChartScale(t *testing.T) {
 
 	const ticks = `(id) => Math.max(...[...document.querySelectorAll('#' + id + ' text.tick')].map(
 		t => parseFloat(t.textContent) * ({k: 1e3, M: 1e6, G: 1e9}[t.textContent.slice(-1)] || 1)))`
-	top, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(` + ticks + `)('chart-out')`))
+	top, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(`+ticks+`)('chart-out')`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestDashboardChartScale(t *testing.T) {
 	}
 	// A queue's peak is news, not an artefact: the depth chart's scale
 	// takes it in.
-	depthTop, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(` + ticks + `)('chart-depth')`))
+	depthTop, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(`+ticks+`)('chart-depth')`))
 	if err != nil || depthTop < 4000 {
 		t.Errorf("the depth chart's scale tops at %v (%v); want the peak depth of 4000 in view", depthTop, err)
 	}
