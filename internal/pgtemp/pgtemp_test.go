@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stagedserver/seda/internal/pgtemp"
+	"github.com/stagedserver/seda/internal/poll"
 )
 
 func start(t *testing.T, ctx context.Context, o pgtemp.Options) *pgtemp.Server {
@@ -128,9 +129,7 @@ func TestStartRestartStop(t *testing.T) {
 	if srv.Port() != port {
 		t.Fatalf("port changed across Restart: %d, then %d", port, srv.Port())
 	}
-	if !dead(pid) {
-		t.Errorf("postmaster %d still running after Restart", pid)
-	}
+	poll.Until(t, "the old postmaster to exit after Restart", func() bool { return dead(pid) })
 	if got := query(t, ctx, srv.DSN(), "SELECT v FROM kept"); got != "before restart" {
 		t.Errorf("after Restart: %q", got)
 	}
@@ -159,9 +158,7 @@ func TestStartRestartStop(t *testing.T) {
 	if err := srv.Remove(ctx); err != nil {
 		t.Errorf("second Remove: %v", err)
 	}
-	if !gone(pid, srv.DataDir()) {
-		t.Errorf("postmaster %d still running after Remove", pid)
-	}
+	poll.Until(t, "the postmaster to exit after Remove", func() bool { return gone(pid, srv.DataDir()) })
 	if err := srv.StartServer(ctx); !errors.Is(err, pgtemp.ErrClosed) {
 		t.Errorf("StartServer after Remove = %v, want ErrClosed", err)
 	}
@@ -235,13 +232,9 @@ func TestProcessDeath(t *testing.T) {
 	if _, err := fmt.Sscan(string(out), &pid, &dir, &dataDir); err != nil {
 		t.Fatalf("child printed %q: %v", out, err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !gone(pid, dataDir) || exists(dir) {
-		if time.Now().After(deadline) {
-			t.Fatalf("20s after its owner died: postmaster %d gone %v, %s exists %v", pid, gone(pid, dataDir), dir, exists(dir))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, fmt.Sprintf("the watchdog to stop postmaster %d and delete %s", pid, dir), func() bool {
+		return gone(pid, dataDir) && !exists(dir)
+	})
 }
 
 func orphan() {
@@ -417,9 +410,11 @@ func TestDetached(t *testing.T) {
 	if err != nil || !stopped.Running {
 		t.Fatalf("StopDetached = %+v, %v", stopped, err)
 	}
-	if !gone(in.PID, filepath.Join(in.Path, "data")) {
-		t.Fatalf("postmaster %d still runs after StopDetached", in.PID)
-	}
+	// pg_ctl stop returns once postmaster.pid is gone, a moment before the
+	// process is.
+	poll.Until(t, "the postmaster to exit after StopDetached", func() bool {
+		return gone(in.PID, filepath.Join(in.Path, "data"))
+	})
 	if in, err := pgtemp.Inspect(path, ""); err != nil || in.Running || in.Port != stopped.Port || in.DSN != dsn {
 		t.Errorf("after StopDetached: Inspect = %+v, %v; want stopped with the port kept", in, err)
 	}
