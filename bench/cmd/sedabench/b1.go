@@ -21,6 +21,7 @@ func b1Benchmark() *benchmark {
 			f.IntVar(&cfg.Items, "b1-items", 0, "b1: items per run (0: 1<<20)")
 			f.StringSliceVar(&cfg.Cases, "b1-cases", nil, "b1: cases to run (default all: 1P1W,2P2W,1P64W-C2,2P2W-Batch64)")
 			f.IntVar(&tries, "b1-guard-tries", 0, "b1: tries of each guard rail (0: 3)")
+			f.DurationVar(&cfg.Round, "b1-round", 0, "b1: each run lasts this long instead of moving --b1-items (the held-out check: --runs 11 --b1-round 120ms)")
 		},
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b1: running (port against channel, alternating)...")
@@ -35,7 +36,11 @@ func b1Benchmark() *benchmark {
 			if err != nil {
 				return "", err
 			}
-			return b1.Markdown(rs) + "\nGuard rails (the idle CPU is also asserted by bench/b1's TestIdleCPU, the allocations by port's TestNoAllocs):\n\n" + g.Markdown(), nil
+			md := b1.Markdown(rs)
+			if c.Round > 0 {
+				md += fmt.Sprintf("\nEach run lasted %v (--b1-round): the producers sent until then.\n", c.Round)
+			}
+			return md + "\nGuard rails (the idle CPU is also asserted by bench/b1's TestIdleCPU, the allocations by port's TestNoAllocs):\n\n" + g.Markdown(), nil
 		},
 	}
 }
