@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/port"
 )
@@ -212,16 +213,24 @@ func check(sum uint64, items int) {
 	}
 }
 
-// Config says how much of B1 to run. The zero Config runs every case 5
-// times with 1<<20 items per run.
+// Config says how much of B1 to run. The zero Config runs every case 11
+// times, each run lasting 120 ms: the held-out check's way.
 type Config struct {
-	Runs  int      // alternating port/channel runs per case; 0 means 5
-	Items int      // items per run; 0 means 1<<20
+	Runs  int      // alternating port/channel runs per case; 0 means 11
 	Cases []string // case names; nil means all
-	// Round, when set, makes each run last about Round instead of moving
-	// Items: the held-out check's way (11 rounds of 120 ms).
+	// Round is how long each run lasts: the producers send until then. 0
+	// means DefaultRound, unless Items is set.
 	Round time.Duration
+	// Items, when set (and Round is not), makes each run move that many
+	// items instead of lasting a round.
+	Items int
 }
+
+// The zero Config's runs: the held-out check's 11 rounds of 120 ms.
+const (
+	DefaultRuns  = 11
+	DefaultRound = 120 * time.Millisecond
+)
 
 // Result holds one case's figures, one per run, in run order.
 type Result struct {
@@ -229,6 +238,12 @@ type Result struct {
 	Target          float64
 	PortItemsPerSec []float64
 	ChanItemsPerSec []float64
+	// The process's CPU time (user and system, every thread) per item
+	// moved, in nanoseconds; 0 where the system has none to read. Unlike
+	// items/s it does not move with the CPU share the machine's other
+	// work leaves the run.
+	PortCPUPerItem []float64
+	ChanCPUPerItem []float64
 }
 
 // Ratios returns port over channel items/s for each run.
@@ -251,10 +266,10 @@ func (r Result) Met() bool { return report.Summarize(r.Ratios()).Min >= r.Target
 // on an unknown case name.
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if cfg.Runs <= 0 {
-		cfg.Runs = 5
+		cfg.Runs = DefaultRuns
 	}
-	if cfg.Items <= 0 {
-		cfg.Items = 1 << 20
+	if cfg.Round <= 0 && cfg.Items <= 0 {
+		cfg.Round = DefaultRound
 	}
 	cases := Cases()
 	if cfg.Cases != nil {
@@ -271,26 +286,34 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	for i, c := range cases {
 		results[i] = Result{Case: c.Name, Target: c.Target}
 	}
-	l := load{items: cfg.Items, round: cfg.Round}
-	rate := func(run func(Case, load) (int, time.Duration), c Case) float64 {
+	l := load{round: cfg.Round}
+	if l.round <= 0 {
+		l.items = cfg.Items
+	}
+	rate := func(run func(Case, load) (int, time.Duration), c Case) (perSec, cpuPerItem float64) {
+		before := measure.CPU()
 		n, d := run(c, l)
-		return float64(n) / d.Seconds()
+		cpu := measure.CPU() - before
+		return float64(n) / d.Seconds(), float64(cpu.Nanoseconds()) / float64(n)
 	}
 	for run := 0; run < cfg.Runs; run++ {
 		for i, c := range cases {
 			if err := ctx.Err(); err != nil {
 				return results, err
 			}
-			var pr, cr float64
+			var pr, cr, pc, cc float64
 			if run%2 == 0 {
-				pr = rate(runPort, c)
-				cr = rate(runChan, c)
+				pr, pc = rate(runPort, c)
+				cr, cc = rate(runChan, c)
 			} else {
-				cr = rate(runChan, c)
-				pr = rate(runPort, c)
+				cr, cc = rate(runChan, c)
+				pr, pc = rate(runPort, c)
 			}
-			results[i].PortItemsPerSec = append(results[i].PortItemsPerSec, pr)
-			results[i].ChanItemsPerSec = append(results[i].ChanItemsPerSec, cr)
+			r := &results[i]
+			r.PortItemsPerSec = append(r.PortItemsPerSec, pr)
+			r.ChanItemsPerSec = append(r.ChanItemsPerSec, cr)
+			r.PortCPUPerItem = append(r.PortCPUPerItem, pc)
+			r.ChanCPUPerItem = append(r.ChanCPUPerItem, cc)
 		}
 	}
 	return results, nil
@@ -300,15 +323,16 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 // bench/RESULTS.md.
 func Markdown(rs []Result) string {
 	var b strings.Builder
-	b.WriteString("| case | port items/s (median) | channel items/s (median) | ratio min / median / max | target | met (min) |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | --- |\n")
+	b.WriteString("| case | port items/s (median) | channel items/s (median) | ratio min / median / max | target | met (min) | CPU per item, port / channel (median) |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | --- | ---: |\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≥ %.1f | %s |\n", r.Case,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≥ %.1f | %s | %.1f / %.1f ns |\n", r.Case,
 			report.Rate(report.Median(r.PortItemsPerSec)), report.Rate(report.Median(r.ChanItemsPerSec)),
-			report.Summarize(r.Ratios()).Ratios(), r.Target, report.Met(r.Met()))
+			report.Summarize(r.Ratios()).Ratios(), r.Target, report.Met(r.Met()),
+			report.Median(r.PortCPUPerItem), report.Median(r.ChanCPUPerItem))
 	}
 	if len(rs) > 0 {
-		fmt.Fprintf(&b, "\n%d runs per case, port and channel alternating; met means every run's ratio reaches the target. Ratio of each run, in run order:\n\n", len(rs[0].Ratios()))
+		fmt.Fprintf(&b, "\n%d runs per case, port and channel alternating; met means every run's ratio reaches the target. CPU per item is the whole process's CPU time over the items moved (both cores; it does not move with the CPU share other work leaves). Ratio of each run, in run order:\n\n", len(rs[0].Ratios()))
 		for _, r := range rs {
 			fmt.Fprintf(&b, "- %s:", r.Case)
 			for _, x := range r.Ratios() {

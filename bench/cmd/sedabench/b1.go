@@ -18,10 +18,10 @@ func b1Benchmark() *benchmark {
 		Name:  "b1",
 		Title: "B1: port hop against a buffered channel",
 		Flags: func(f *pflag.FlagSet) {
-			f.IntVar(&cfg.Items, "b1-items", 0, "b1: items per run (0: 1<<20)")
+			f.IntVar(&cfg.Items, "b1-items", 0, "b1: items per run instead of runs of --b1-round (0: runs of --b1-round)")
 			f.StringSliceVar(&cfg.Cases, "b1-cases", nil, "b1: cases to run (default all: 1P1W,2P2W,1P64W-C2,2P2W-Batch64)")
 			f.IntVar(&tries, "b1-guard-tries", 0, "b1: tries of each guard rail (0: 3)")
-			f.DurationVar(&cfg.Round, "b1-round", 0, "b1: each run lasts this long instead of moving --b1-items (the held-out check: --runs 11 --b1-round 120ms)")
+			f.DurationVar(&cfg.Round, "b1-round", 0, "b1: how long each run lasts, the producers sending until then (0: 120ms, unless --b1-items); with --runs 0, 11 runs: the held-out check's way")
 		},
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b1: running (port against channel, alternating)...")
@@ -37,8 +37,10 @@ func b1Benchmark() *benchmark {
 				return "", err
 			}
 			md := b1.Markdown(rs)
-			if c.Round > 0 {
-				md += fmt.Sprintf("\nEach run lasted %v (--b1-round): the producers sent until then.\n", c.Round)
+			if c.Items <= 0 || c.Round > 0 {
+				md += fmt.Sprintf("\nEach run lasted %v (--b1-round): the producers sent until then.\n", cmp.Or(c.Round, b1.DefaultRound))
+			} else {
+				md += fmt.Sprintf("\nEach run moved %d items (--b1-items).\n", c.Items)
 			}
 			return md + "\nGuard rails (the idle CPU is also asserted by bench/b1's TestIdleCPU, the allocations by port's TestNoAllocs):\n\n" + g.Markdown(), nil
 		},
