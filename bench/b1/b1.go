@@ -214,7 +214,8 @@ func check(sum uint64, items int) {
 }
 
 // Config says how much of B1 to run. The zero Config runs every case 11
-// times, each run lasting 120 ms: the held-out check's way.
+// times, each run lasting 120 ms per side, as the held-out check does,
+// taken in 12 alternating slices per side (see Slices).
 type Config struct {
 	Runs  int      // alternating port/channel runs per case; 0 means 11
 	Cases []string // case names; nil means all
@@ -224,12 +225,21 @@ type Config struct {
 	// Items, when set (and Round is not), makes each run move that many
 	// items instead of lasting a round.
 	Items int
+	// Slices, when above 1, takes each side's round as that many slices of
+	// Round/Slices, the two sides' slices alternating (port, channel,
+	// channel, port, ...), and sums them: both sides then share whatever
+	// the machine's other work does during the run, instead of one side
+	// drawing a window that another process's burst fills. 0 means
+	// DefaultSlices; 1 is one window of Round per side, as the held-out
+	// check runs it.
+	Slices int
 }
 
 // The zero Config's runs: the held-out check's 11 rounds of 120 ms.
 const (
-	DefaultRuns  = 11
-	DefaultRound = 120 * time.Millisecond
+	DefaultRuns   = 11
+	DefaultRound  = 120 * time.Millisecond
+	DefaultSlices = 12
 )
 
 // Result holds one case's figures, one per run, in run order.
@@ -290,30 +300,52 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if l.round <= 0 {
 		l.items = cfg.Items
 	}
-	rate := func(run func(Case, load) (int, time.Duration), c Case) (perSec, cpuPerItem float64) {
+	if cfg.Slices <= 0 {
+		cfg.Slices = DefaultSlices
+	}
+	slices := 1
+	if l.round > 0 && cfg.Slices > 1 {
+		slices = cfg.Slices
+		l.round /= time.Duration(slices)
+	}
+	// side sums one side's slices of a run.
+	type side struct {
+		items    int
+		d, cpu   time.Duration
+		run      func(Case, load) (int, time.Duration)
+		perSec   *[]float64
+		perItemC *[]float64
+	}
+	measureOnce := func(s *side, c Case) {
 		before := measure.CPU()
-		n, d := run(c, l)
-		cpu := measure.CPU() - before
-		return float64(n) / d.Seconds(), float64(cpu.Nanoseconds()) / float64(n)
+		n, d := s.run(c, l)
+		s.cpu += measure.CPU() - before
+		s.items += n
+		s.d += d
 	}
 	for run := 0; run < cfg.Runs; run++ {
 		for i, c := range cases {
 			if err := ctx.Err(); err != nil {
 				return results, err
 			}
-			var pr, cr, pc, cc float64
-			if run%2 == 0 {
-				pr, pc = rate(runPort, c)
-				cr, cc = rate(runChan, c)
-			} else {
-				cr, cc = rate(runChan, c)
-				pr, pc = rate(runPort, c)
-			}
 			r := &results[i]
-			r.PortItemsPerSec = append(r.PortItemsPerSec, pr)
-			r.ChanItemsPerSec = append(r.ChanItemsPerSec, cr)
-			r.PortCPUPerItem = append(r.PortCPUPerItem, pc)
-			r.ChanCPUPerItem = append(r.ChanCPUPerItem, cc)
+			p := side{run: runPort, perSec: &r.PortItemsPerSec, perItemC: &r.PortCPUPerItem}
+			ch := side{run: runChan, perSec: &r.ChanItemsPerSec, perItemC: &r.ChanCPUPerItem}
+			for k := 0; k < slices; k++ {
+				// The side that goes first alternates from run to run
+				// and, within a run, from slice pair to slice pair.
+				if (run+k)%2 == 0 {
+					measureOnce(&p, c)
+					measureOnce(&ch, c)
+				} else {
+					measureOnce(&ch, c)
+					measureOnce(&p, c)
+				}
+			}
+			for _, s := range []*side{&p, &ch} {
+				*s.perSec = append(*s.perSec, float64(s.items)/s.d.Seconds())
+				*s.perItemC = append(*s.perItemC, float64(s.cpu.Nanoseconds())/float64(s.items))
+			}
 		}
 	}
 	return results, nil
