@@ -22,7 +22,7 @@ func b1Benchmark() *benchmark {
 			f.StringSliceVar(&cfg.Cases, "b1-cases", nil, "b1: cases to run (default all: 1P1W,2P2W,1P64W-C2,2P2W-Batch64)")
 			f.IntVar(&cfg.Slices, "b1-slices", 0, "b1: take each side's round as this many alternating slices (0: 12; 1: one window per side, as the held-out check)")
 			f.IntVar(&tries, "b1-guard-tries", 0, "b1: tries of each guard rail (0: 3)")
-			f.DurationVar(&cfg.Round, "b1-round", 0, "b1: how long each run lasts, the producers sending until then (0: 120ms, unless --b1-items); with --runs 0, 11 runs: the held-out check's way")
+			f.DurationVar(&cfg.Round, "b1-round", 0, "b1: how long each run lasts per side, the producers sending until then (0: 120ms, unless --b1-items); --runs 0 means 11 runs")
 		},
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b1: running (port against channel, alternating)...")

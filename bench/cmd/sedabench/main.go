@@ -12,7 +12,7 @@
 //	make bench                                  # the whole suite
 //	go run ./bench/cmd/sedabench --only b1,b2 --runs 7
 //	go run ./bench/cmd/sedabench --only b3 --b3-records 200000 --dry-run
-//	go run ./bench/cmd/sedabench --only b1 --runs 11 --b1-round 120ms --strict
+//	go run ./bench/cmd/sedabench --only b1 --strict
 //
 // After everything else it lists the targets missed, one line each; with
 // --strict it then exits non-zero if any was.
