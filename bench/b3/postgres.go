@@ -1,9 +1,14 @@
 package b3
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/stagedserver/seda/internal/pgtemp"
 )
@@ -24,4 +29,74 @@ func StartPostgres(ctx context.Context, name string, log io.Writer) (*pgtemp.Ser
 		return nil, 0, fmt.Errorf("%s: the throwaway PostgreSQL has no postmaster.pid", name)
 	}
 	return srv, pid, nil
+}
+
+// ClientBackends returns the PIDs of pgPID's client backends (the
+// children whose process title names a client: "127.0.0.1(port)" or
+// "[local]"), and how many of its children have exited and not been
+// reaped yet (zombies). Nil and 0 when /proc cannot be read.
+func ClientBackends(pgPID int) (pids map[int]bool, zombies int) {
+	if pgPID <= 0 {
+		return nil, 0
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, 0
+	}
+	pids = map[int]bool{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		i := bytes.LastIndexByte(stat, ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces.
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(pgPID) {
+			continue
+		}
+		if f[0] == "Z" {
+			zombies++
+			continue
+		}
+		title, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if bytes.Contains(title, []byte("(")) || bytes.Contains(title, []byte("[local]")) {
+			pids[pid] = true
+		}
+	}
+	return pids, zombies
+}
+
+// WaitBackendsGone waits until the client backends of pgPID that are not
+// in before have exited and been reaped. A client sees its session end
+// before its backend has exited; until the postmaster reaps it, the
+// backend's CPU is in neither its own times nor the postmaster's
+// children's, and measure.TreeCPU misses it (B3 once read 0.1 s of
+// PostgreSQL CPU for a psql \copy of a million rows). It gives up after
+// 10 s (an error).
+func WaitBackendsGone(ctx context.Context, pgPID int, before map[int]bool) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids, left := ClientBackends(pgPID)
+		for pid := range pids {
+			if !before[pid] {
+				left++
+			}
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d PostgreSQL backends not gone 10 s after their clients ended", left)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
