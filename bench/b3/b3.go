@@ -222,8 +222,9 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	defer cancel()
 	err = errors.Join(err, srv.Stop(sctx))
 	cpu := measure.CPU() - cpu0
-	err = errors.Join(err, WaitBackendsGone(ctx, h.pgPID, backends))
-	s := Sample{ProcCPU: cpu, PGCPU: measure.TreeCPU(h.pgPID) - pg0, PeakRSS: measure.PeakRSS()}
+	pg, werr := SettledCPU(ctx, h.pgPID, backends)
+	err = errors.Join(err, werr)
+	s := Sample{ProcCPU: cpu, PGCPU: pg - pg0, PeakRSS: measure.PeakRSS()}
 	if err != nil {
 		return s, err
 	}
@@ -304,11 +305,12 @@ func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 	if err != nil {
 		return Sample{}, fmt.Errorf("psql \\copy: %w: %s", err, out)
 	}
-	if err := WaitBackendsGone(ctx, h.pgPID, backends); err != nil {
+	pg, err := SettledCPU(ctx, h.pgPID, backends)
+	if err != nil {
 		return Sample{}, err
 	}
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
-		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: measure.TreeCPU(h.pgPID) - pg0}
+		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: pg - pg0}
 	// No peak RSS: a child's ru_maxrss counts the parent's pages it
 	// shared before exec.
 	var n int64

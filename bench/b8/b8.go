@@ -451,10 +451,11 @@ func (h *harness) runCopy(ctx context.Context) (Sample, error) {
 		cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
 	el := time.Since(start)
-	err = errors.Join(err, b3.WaitBackendsGone(ctx, h.pgPID, backends))
+	pg, werr := b3.SettledCPU(ctx, h.pgPID, backends)
+	err = errors.Join(err, werr)
 	busy, _ := measure.Machine()
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
-		ProcCPU: cpu, PGCPU: measure.TreeCPU(h.pgPID) - pg0}
+		ProcCPU: cpu, PGCPU: pg - pg0}
 	s.OtherCPU = max(0, busy-busy0-s.ProcCPU-s.PGCPU)
 	if err != nil {
 		return s, err
