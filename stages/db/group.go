@@ -27,9 +27,13 @@ package db
 // while it keeps up, more when the backlog says it does not.
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
+	"math"
 	"slices"
 	"sync"
+	"unsafe"
 )
 
 // groupBytes is the most COPY data a group takes (a lone larger batch is
@@ -133,4 +137,88 @@ func (g *groups) wait(ctx context.Context, r *rows) outcome {
 	}
 	g.mu.Unlock()
 	return <-r.res
+}
+
+// groupData is a group's COPY data, made once for all its attempts.
+// With sorted, the group's rows go in the order of their key (the sink's
+// single integer key column): the rows of a batch come in the order their
+// records arrived, and records from many clients at uneven paces carry
+// keys far apart (in B3 nine rows in ten came after a larger key, tens of
+// thousands of ids below it), so each insert into the key's btree went to
+// another leaf, out of cache; in key order consecutive inserts share a
+// leaf. Measured on B3's rows in the pipeline's order, 8,000 rows a COPY:
+// PostgreSQL 3.7 µs per row, 3.3 with each COPY's rows sorted.
+type groupData struct {
+	rows  []keyedRow
+	parts [][]byte
+}
+
+type keyedRow struct {
+	key int64
+	row []byte
+}
+
+// make returns the number of rows of grp and the parts of its COPY data.
+func (g *groupData) make(grp []*rows, bin, sorted bool) (int, [][]byte) {
+	if bin {
+		g.parts = append(g.parts, binaryHeader)
+	}
+	n := 0
+	for _, r := range grp {
+		n += len(r.evs)
+		if !sorted {
+			g.parts = append(g.parts, r.buf)
+			continue
+		}
+		for i, k := range r.keys {
+			g.rows = append(g.rows, keyedRow{k, r.buf[r.off[i]:r.off[i+1]]})
+		}
+	}
+	if sorted {
+		slices.SortFunc(g.rows, func(a, b keyedRow) int { return cmp.Compare(a.key, b.key) })
+		for _, kr := range g.rows {
+			g.parts = append(g.parts, kr.row)
+		}
+	}
+	if bin {
+		g.parts = append(g.parts, binaryTrailer)
+	}
+	return n, g.parts
+}
+
+// reset drops the references to the group's rows.
+func (g *groupData) reset() {
+	clear(g.rows)
+	clear(g.parts)
+	g.rows, g.parts = g.rows[:0], g.parts[:0]
+}
+
+// fieldKey reads back the integer a row's key field holds, from the COPY
+// data at the field's start: in the binary format its length and its 2, 4
+// or 8 bytes; in the text format its digits. A NULL (refused by the key's
+// index anyway) sorts first.
+func fieldKey(b []byte, bin bool) int64 {
+	if bin {
+		if len(b) < 4 {
+			return math.MinInt64
+		}
+		n := int32(binary.BigEndian.Uint32(b))
+		switch {
+		case n == 2 && len(b) >= 6:
+			return int64(int16(binary.BigEndian.Uint16(b[4:])))
+		case n == 4 && len(b) >= 8:
+			return int64(int32(binary.BigEndian.Uint32(b[4:])))
+		case n == 8 && len(b) >= 12:
+			return int64(binary.BigEndian.Uint64(b[4:]))
+		}
+		return math.MinInt64
+	}
+	end := 0
+	for end < len(b) && b[end] != '\t' && b[end] != '\n' {
+		end++
+	}
+	if k, ok := parseDecimal(unsafe.String(unsafe.SliceData(b), end)); ok {
+		return k
+	}
+	return math.MinInt64
 }

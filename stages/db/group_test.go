@@ -2,11 +2,18 @@ package db
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stagedserver/seda/internal/poll"
@@ -182,5 +189,102 @@ func TestGroupWaiterCancelled(t *testing.T) {
 	}
 	if n := count(t, db, "SELECT count(*) FROM events"); n != 20 {
 		t.Fatalf("%d rows, want 20 (none of the cancelled batch)", n)
+	}
+}
+
+// A group's rows go into the table in the order of their integer key,
+// whatever the order of the batches and of the rows in them.
+func TestGroupRowsInKeyOrder(t *testing.T) {
+	for _, format := range []string{"binary", "text"} {
+		t.Run(format, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			over := map[string]any{}
+			if format == "text" { // numeric has no binary form here: the table is written as text
+				over["columns"] = []stage.Pair{{Key: "id", Value: "id"}, {Key: "n", Value: "n"}, {Key: "body", Value: "$"}}
+				over["types"] = []stage.Pair{{Key: "id", Value: "integer"}, {Key: "n", Value: "numeric"}}
+			}
+			s := startSink(t, config(dsn, over))
+			if s.sortCol != 0 || s.binary != (format == "binary") {
+				t.Fatalf("sort column %d, binary %v", s.sortCol, s.binary)
+			}
+			db := connect(t, dsn)
+			rec := &recorder{}
+			var down, mixed []*stage.Event
+			for id := 39; id >= 30; id-- {
+				down = append(down, record(rec, uint64(id), json.Number(fmt.Sprint(id)), map[string]any{"n": 1.5}))
+			}
+			for _, id := range []int{7, -3, 0, 1 << 20, 5} {
+				mixed = append(mixed, record(rec, uint64(id+10), json.Number(fmt.Sprint(id)), map[string]any{"n": 2}))
+			}
+			release, errs := groupOf(t, s, dsn, batchOf(rec, 100, 105), down, mixed)
+			release()
+			waitAll(t, errs...)
+			if acked, nacked := rec.results(); acked != 20 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			rows, err := db.Query(context.Background(), "SELECT id FROM events WHERE id < 100 OR id = 1048576 ORDER BY ctid")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) != 15 || !slices.IsSorted(ids) {
+				t.Fatalf("rows in the order %v, want 15 in key order", ids)
+			}
+		})
+	}
+}
+
+func TestFieldKey(t *testing.T) {
+	bin := func(n int, v uint64) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(n))
+		switch n {
+		case 2:
+			return binary.BigEndian.AppendUint16(b, uint16(v))
+		case 4:
+			return binary.BigEndian.AppendUint32(b, uint32(v))
+		}
+		return binary.BigEndian.AppendUint64(b, v)
+	}
+	cases := []struct {
+		b    []byte
+		bin  bool
+		want int64
+	}{
+		{bin(2, uint64(0xfffe)), true, -2},
+		{bin(4, 70000), true, 70000},
+		{bin(8, 1<<40), true, 1 << 40},
+		{[]byte{0xff, 0xff, 0xff, 0xff}, true, math.MinInt64}, // NULL
+		{[]byte("-42\tx\n"), false, -42},
+		{[]byte("17\n"), false, 17},
+		{[]byte(`\N` + "\t1\n"), false, math.MinInt64},
+	}
+	for _, c := range cases {
+		if got := fieldKey(c.b, c.bin); got != c.want {
+			t.Errorf("fieldKey(%q, %v) = %d, want %d", c.b, c.bin, got, c.want)
+		}
+	}
+}
+
+// copySource fills each Read across parts (each Read is one message to
+// the server) and ends with io.EOF.
+func TestCopySourceFillsReads(t *testing.T) {
+	c := &copySource{parts: [][]byte{[]byte("ab"), nil, []byte("cde"), []byte("f")}}
+	p := make([]byte, 4)
+	var got []string
+	for {
+		n, err := c.Read(p)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(p[:n]))
+	}
+	if strings.Join(got, "|") != "abcd|ef" {
+		t.Fatalf("reads %q, want abcd then ef", got)
 	}
 }

@@ -118,6 +118,10 @@ type Sink struct {
 
 	bufs   sync.Pool // *rows, reused across batches
 	groups groups    // method copy: batches waiting for a COPY (group.go)
+	sorts  sync.Pool // *groupData, reused across groups
+	// sortCol is the column of a single integer key (method copy), whose
+	// order a group's rows are written in; -1: none. Set by Start.
+	sortCol int
 
 	idemWrites atomic.Uint64 // writes committed through the idempotent path
 
@@ -219,6 +223,8 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 		return nil, &stage.FieldError{Field: "retry.max_backoff", Err: fmt.Errorf("%s is less than retry.backoff %s", s.maxBackoff, s.backoff)}
 	}
 	s.bufs.New = func() any { return &rows{res: make(chan outcome, 1)} }
+	s.sorts.New = func() any { return new(groupData) }
+	s.sortCol = -1
 	return s, nil
 }
 

@@ -26,31 +26,40 @@ type rows struct {
 	buf     []byte          // COPY rows (text lines or binary tuples), row i is buf[off[i]:off[i+1]]
 	off     []int           // len(evs)+1 offsets into buf
 	cols    [][]pgtype.Text // insert: cols[c][i] is row i's value of column c
+	keys    []int64         // with a sort column (Sink.sortCol): row i's key
 	scratch []byte
 	res     chan outcome // group commit (group.go): what the batch is told while it waits
 }
 
 // copySource is the data of one COPY: the format's header, the rows of
 // one or more batches and its trailer, read in turn without copying them
-// first. Each COPY has its own.
-type copySource struct{ parts [][]byte }
+// first. Each COPY has its own: pgconn's CopyFrom may return on a server
+// error while its goroutine is still reading, and that goroutine must not
+// take the data of the retry. Read fills p across parts, since each Read
+// is sent as one message.
+type copySource struct {
+	parts  [][]byte
+	i, off int // the next byte is parts[i][off]
+}
 
 func (c *copySource) Read(p []byte) (int, error) {
-	for len(c.parts) > 0 {
-		if len(c.parts[0]) == 0 {
-			c.parts = c.parts[1:]
-			continue
+	n := 0
+	for n < len(p) && c.i < len(c.parts) {
+		k := copy(p[n:], c.parts[c.i][c.off:])
+		n, c.off = n+k, c.off+k
+		if c.off == len(c.parts[c.i]) {
+			c.i, c.off = c.i+1, 0
 		}
-		n := copy(p, c.parts[0])
-		c.parts[0] = c.parts[0][n:]
-		return n, nil
 	}
-	return 0, io.EOF
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func (r *rows) reset(ncols int, insert bool) {
 	clear(r.evs)
-	r.evs, r.buf, r.off = r.evs[:0], r.buf[:0], append(r.off[:0], 0)
+	r.evs, r.buf, r.off, r.keys = r.evs[:0], r.buf[:0], append(r.off[:0], 0), r.keys[:0]
 	if insert {
 		if len(r.cols) != ncols {
 			r.cols = make([][]pgtype.Text, ncols)
@@ -130,28 +139,15 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 // when it meets a key already stored under conflict: ignore, and tells
 // every batch of the group how it went.
 func (s *Sink) lead(ctx context.Context, grp []*rows) {
-	n := 0
-	for _, r := range grp {
-		n += len(r.evs)
-	}
-	data := func() [][]byte {
-		parts := make([][]byte, 0, len(grp)+2)
-		if s.binary {
-			parts = append(parts, binaryHeader)
-		}
-		for _, r := range grp {
-			parts = append(parts, r.buf)
-		}
-		if s.binary {
-			parts = append(parts, binaryTrailer)
-		}
-		return parts
-	}
-	o := outcome{err: s.attempt(ctx, n, func() error { return s.copy(ctx, data(), false) })}
+	g := s.sorts.Get().(*groupData)
+	n, parts := g.make(grp, s.binary, s.sortCol >= 0)
+	o := outcome{err: s.attempt(ctx, n, func() error { return s.copy(ctx, parts, false) })}
 	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
 		o.idem = true
-		o.err = s.attempt(ctx, n, func() error { return s.copy(ctx, data(), true) })
+		o.err = s.attempt(ctx, n, func() error { return s.copy(ctx, parts, true) })
 	}
+	g.reset()
+	s.sorts.Put(g)
 	s.groups.done(grp, o)
 }
 
@@ -161,7 +157,7 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 // copied once, into the COPY data, escaped in the text format and as it
 // is in the binary one.
 func (s *Sink) addRow(r *rows, ev *stage.Event) error {
-	mark := len(r.buf)
+	mark, keyAt := len(r.buf), 0
 	if s.binary {
 		r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(len(s.cols)))
 	}
@@ -183,6 +179,9 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 			}
 			r.cols[i] = append(r.cols[i], t)
 		case s.binary:
+			if i == s.sortCol {
+				keyAt = len(r.buf)
+			}
 			if null {
 				r.buf = append(r.buf, 0xff, 0xff, 0xff, 0xff) // length -1: NULL
 			} else {
@@ -191,6 +190,9 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 		default:
 			if i > 0 {
 				r.buf = append(r.buf, '\t')
+			}
+			if i == s.sortCol {
+				keyAt = len(r.buf)
 			}
 			switch {
 			case null:
@@ -215,6 +217,9 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 	}
 	if !s.insert && !s.binary {
 		r.buf = append(r.buf, '\n')
+	}
+	if s.sortCol >= 0 {
+		r.keys = append(r.keys, fieldKey(r.buf[keyAt:], s.binary))
 	}
 	r.evs = append(r.evs, ev)
 	r.off = append(r.off, len(r.buf))
@@ -243,7 +248,11 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 	if s.insert {
 		err = s.attempt(ctx, hi-lo, func() error { return s.insertRows(ctx, r, lo, hi) })
 	} else {
-		err = s.attempt(ctx, hi-lo, func() error { return s.copy(ctx, s.copyData(r, lo, hi), idem) })
+		parts := [][]byte{r.buf[r.off[lo]:r.off[hi]]}
+		if s.binary {
+			parts = [][]byte{binaryHeader, parts[0], binaryTrailer}
+		}
+		err = s.attempt(ctx, hi-lo, func() error { return s.copy(ctx, parts, idem) })
 	}
 	return s.settle(ctx, r, lo, hi, idem, err)
 }
@@ -271,14 +280,6 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 		return err
 	}
 	return s.store(ctx, r, mid, hi, idem)
-}
-
-// copyData is the COPY data of rows [lo, hi) of r.
-func (s *Sink) copyData(r *rows, lo, hi int) [][]byte {
-	if s.binary {
-		return [][]byte{binaryHeader, r.buf[r.off[lo]:r.off[hi]], binaryTrailer}
-	}
-	return [][]byte{r.buf[r.off[lo]:r.off[hi]]}
 }
 
 // attempt runs write (one write of rows rows), retrying while the error is
@@ -335,9 +336,6 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) error {
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	// A reader of its own for each COPY: pgconn's CopyFrom may return on a
-	// server error while its goroutine is still reading, and that
-	// goroutine must not take the data of the retry.
 	data := &copySource{parts: parts}
 	if !idem {
 		_, err := pc.CopyFrom(ctx, data, s.copySQL)
