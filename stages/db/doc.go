@@ -49,7 +49,12 @@
 // asks for a retry (class 08, 57P01, 57P03, 40001, 40P01, ...) is retried
 // whole with exponential backoff and jitter, logging each retry, until it
 // commits, retry.max is used up or the stage is stopped; then its events
-// are failed by the stage runtime, never acknowledged. A batch PostgreSQL
+// are failed by the stage runtime, never acknowledged. A write that gets
+// no answer for write_timeout (statement_timeout + 5 s when that is set,
+// else 1 min; the wait for a connection included) is such a failure: its
+// connection is dropped and it is retried, so a silent network never
+// holds a worker. A connection attempt is bounded by the DSN's
+// connect_timeout, 10 s when it has none. A batch PostgreSQL
 // refuses because of its data (classes 22 and 23) is bisected until the
 // refused rows are alone (when the COPY held a group of batches, each
 // batch is first written alone): those are nacked with PostgreSQL's

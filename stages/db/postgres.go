@@ -60,6 +60,7 @@ func Fields() []stage.Field {
 		}},
 		{Name: "on_start", Type: stage.String, Default: "retry", Enum: []string{"retry", "fail"}, Doc: "PostgreSQL unreachable at start: retry (with backoff, logging each attempt) or fail"},
 		{Name: "statement_timeout", Type: stage.Duration, Doc: "PostgreSQL statement_timeout of the stage's sessions; a timed-out batch is retried"},
+		writeTimeoutField(),
 	}
 }
 
@@ -111,6 +112,8 @@ type Sink struct {
 	backoff    time.Duration
 	maxBackoff time.Duration
 	startFail  bool // on_start: fail
+	// writeTimeout bounds one write (timeouts.go).
+	writeTimeout time.Duration
 
 	// Set by Start.
 	pool                                            *pgxpool.Pool
@@ -179,6 +182,9 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	}
 	if d := cfg.Duration("statement_timeout"); d > 0 {
 		pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(d.Milliseconds())
+	}
+	if err := s.setTimeouts(cfg, pc); err != nil {
+		return nil, err
 	}
 	// max_conns follows the workers unless it is set: one connection per
 	// worker, so that no worker waits for one. An auto pool (workers

@@ -317,19 +317,23 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func() error) error 
 // insertRows runs one INSERT of rows [lo, hi) of r (method insert); an
 // INSERT outside an explicit transaction is one transaction, committed
 // when it returns.
-func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int) error {
+func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int) (err error) {
+	ctx, timedOut := s.writeContext(ctx)
+	defer func() { err = timedOut(err) }()
 	args := make([]any, len(r.cols))
 	for i, col := range r.cols {
 		args[i] = col[lo:hi]
 	}
-	_, err := s.pool.Exec(ctx, s.insSQL, args...)
+	_, err = s.pool.Exec(ctx, s.insSQL, args...)
 	return err
 }
 
 // copy writes parts, the COPY data, and returns once it has committed or
 // failed: a COPY outside a transaction block is its own transaction; the
 // idempotent path is one explicit transaction.
-func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) error {
+func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) {
+	ctx, timedOut := s.writeContext(ctx)
+	defer func() { err = timedOut(err) }()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -338,7 +342,7 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) error {
 	pc := conn.Conn().PgConn()
 	data := &copySource{parts: parts}
 	if !idem {
-		_, err := pc.CopyFrom(ctx, data, s.copySQL)
+		_, err = pc.CopyFrom(ctx, data, s.copySQL)
 		return err
 	}
 	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
