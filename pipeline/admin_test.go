@@ -111,6 +111,11 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 		`pipeline_source_bytes_in_total{pipeline="ingest",stage="src"} 1234`,
 		`pipeline_source_drops_total{pipeline="ingest",reason="oversized",stage="src"} 6`,
 		`pipeline_uptime_seconds{pipeline="ingest"} `,
+		`pipeline_memory_limit_bytes{pipeline="ingest"} `,
+		`pipeline_memory_held_bytes{pipeline="ingest"} `,
+		`pipeline_memory_refused_total{pipeline="ingest"} 0`,
+		`pipeline_stage_queue_bytes{pipeline="ingest",stage="gated"} `,
+		`pipeline_source_drops_total{pipeline="ingest",reason="memory_limit",stage="src"} 0`,
 		"go_goroutines ",
 		"process_cpu_seconds_total ",
 	} {
