@@ -78,11 +78,12 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 	// The JSON has the shape DESIGN.md shows.
 	_, raw := rtGet(t, c, base+"/stats", "")
 	for _, key := range []string{`"pipeline":"ingest"`, `"uptime_s":`, `"state":"running"`, `"stages":[`,
-		`"queue":{"depth":50,"capacity":100,"overflow":"block"}`, `"pool":{"workers":1,"concurrency":1,"running":1`,
+		`"queue":{"depth":50,"capacity":100,"overflow":"block","bytes":0}`, `"pool":{"workers":1,"concurrency":1,"running":1`,
 		`"latency_ms":{"p50":`, `"inline":true`, `"in":`, `"out":`, `"errors":`, `"rejected":`,
 		`"source":{"connections":{"accepted":7,"closed":5,"refused":1},"protocol_errors":{"bad_frame":2},` +
 			`"nacks":{"busy":4,"invalid":3,"too_large":0,"database":0,"other":0},"bytes_in":1234,` +
-			`"drops":{"queue_full":0,"oversized":6,"socket_overrun":0}}`} {
+			`"drops":{"queue_full":0,"oversized":6,"socket_overrun":0,"memory_limit":0}}`,
+		`"memory":{"limit_bytes":`} {
 		if !strings.Contains(raw, key) {
 			t.Errorf("/stats lacks %s: %s", key, raw)
 		}
@@ -110,6 +111,11 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 		`pipeline_source_bytes_in_total{pipeline="ingest",stage="src"} 1234`,
 		`pipeline_source_drops_total{pipeline="ingest",reason="oversized",stage="src"} 6`,
 		`pipeline_uptime_seconds{pipeline="ingest"} `,
+		`pipeline_memory_limit_bytes{pipeline="ingest"} `,
+		`pipeline_memory_held_bytes{pipeline="ingest"} `,
+		`pipeline_memory_refused_total{pipeline="ingest"} 0`,
+		`pipeline_stage_queue_bytes{pipeline="ingest",stage="gated"} `,
+		`pipeline_source_drops_total{pipeline="ingest",reason="memory_limit",stage="src"} 0`,
 		"go_goroutines ",
 		"process_cpu_seconds_total ",
 	} {

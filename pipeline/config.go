@@ -20,6 +20,8 @@ type Config struct {
 	Admin AdminConfig
 	Log   LogConfig
 	Drain time.Duration // drain deadline for phase one of Stop; 0 means 30s
+	// Memory is memory_limit: the bytes of records the pipeline may hold.
+	Memory MemoryConfig
 	// Transports holds the top-level sections of the queue transports
 	// (nats:), by transport name, each bound to its transport's Fields.
 	Transports map[string]stage.Config

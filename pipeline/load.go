@@ -81,6 +81,7 @@ func topFields(reg *stage.Registry) []stage.Field {
 			{Name: "format", Type: stage.String, Default: "console", Enum: []string{"console", "json"}, Doc: "console: for people; json: one object per line"},
 		}},
 		{Name: "drain", Type: stage.Duration, Default: DefaultDrain, Doc: "on stop, how long queued events may take to finish before the rest is cancelled"},
+		memoryField(),
 	}, transportSections(reg)...)
 }
 
@@ -238,7 +239,7 @@ func (l *loader) load(data []byte) *Config {
 		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 			l.errorf(root, "the file is empty: want name and stages")
 		} else {
-			l.errorf(root, "the file must be a mapping of top-level keys (name, admin, log, drain, stages), not %s", describe(root))
+			l.errorf(root, "the file must be a mapping of top-level keys (name, admin, log, drain, memory_limit, stages), not %s", describe(root))
 		}
 		return nil
 	}
@@ -267,6 +268,7 @@ func (l *loader) load(data []byte) *Config {
 	lg := top.Object("log")
 	cfg.Log = LogConfig{Level: lg.String("level"), Format: lg.String("format")}
 	cfg.Drain = top.Duration("drain")
+	cfg.Memory = memoryConfig(top)
 	l.transportSections(sc, top, cfg)
 
 	switch {

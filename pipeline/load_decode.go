@@ -319,12 +319,13 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		return out, ok
 
 	case stage.Object:
-		if n.Kind == yaml.ScalarNode && path == "batch" && sc.stage != "" {
-			// batch: N is short for batch: {max: N}.
+		if n.Kind == yaml.ScalarNode && (path == "batch" && sc.stage != "" || path == "memory_limit" && sc.stage == "") {
+			// batch: N is short for batch: {max: N}, and memory_limit:
+			// SIZE for memory_limit: {max: SIZE}.
 			var cfg stage.Config
 			for _, sf := range f.Fields {
 				if sf.Name == "max" {
-					v, ok := l.decodeScalarAs(sc, &sf, n, "batch.max")
+					v, ok := l.decodeScalarAs(sc, &sf, n, path+".max")
 					if !ok {
 						return nil, false
 					}

@@ -155,6 +155,7 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 		Workers:     all.Int("workers"),
 		Concurrency: all.Int("concurrency"),
 		Capacity:    q.Int("capacity"),
+		MaxBytes:    q.Size("max_bytes"),
 		Batch:       b.Int("max"),
 		Linger:      b.Duration("linger"),
 		Inline:      all.Bool("inline"),

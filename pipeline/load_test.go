@@ -300,7 +300,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty file", "", "1:1", "the file is empty"},
 		{"comment only", "# nothing\n", "1:1", "the file is empty"},
 		{"two documents", head + "  s: {kind: test.source, listen: x}\n---\nname: u\n", "4:1", "one YAML document"},
-		{"unknown top key", "name: t\nlogs: {}\nstages:\n  s: {kind: test.source, listen: x}\n", "2:1", `unknown key "logs" (did you mean "log"?); the top level takes name, admin, log, drain, nats, stages`},
+		{"unknown top key", "name: t\nlogs: {}\nstages:\n  s: {kind: test.source, listen: x}\n", "2:1", `unknown key "logs" (did you mean "log"?); the top level takes name, admin, log, drain, memory_limit, nats, stages`},
 		{"missing name", "stages:\n  s: {kind: test.source, listen: x}\n", "1:1", `missing required key "name"`},
 		{"missing stages", "name: t\n", "1:1", `missing required key "stages"`},
 		{"empty stages", "name: t\nstages: {}\n", "2:1", "stages is empty"},

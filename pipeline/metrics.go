@@ -22,6 +22,7 @@ type collector struct {
 	// Sources' own counters (stats.Source).
 	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
 	control                                          controlDescs // the controllers (metrics_control.go)
+	memory                                           memoryDescs  // memory_limit and bytes (metrics_memory.go)
 	// series are the descriptions of the queue transports' series
 	// (stats.Series), by name.
 	series map[string]*prometheus.Desc
@@ -57,6 +58,7 @@ func newCollector(p *Pipeline) *collector {
 		srcDrops: d("pipeline_source_drops_total",
 			"Records a source lost without telling the sender, by reason.", []string{"stage", "reason"}),
 		control: newControlDescs(d),
+		memory:  newMemoryDescs(d),
 		series:  seriesDescs(p.series, d),
 	}
 }
@@ -88,6 +90,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.control.describe(ch)
+	c.memory.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -100,6 +103,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(c.uptime, s.UptimeS)
+	c.memory.collect(ch, s.Memory)
+	for i := range s.Stages {
+		c.memory.collectStage(ch, &s.Stages[i])
+	}
 	for _, st := range s.Stages {
 		n := st.Name
 		gauge(c.depth, float64(st.Queue.Depth), n)
@@ -130,6 +137,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.srcDrops, src.Drops.QueueFull, n, "queue_full")
 			counter(c.srcDrops, src.Drops.Oversized, n, "oversized")
 			counter(c.srcDrops, src.Drops.SocketOverrun, n, "socket_overrun")
+			counter(c.srcDrops, src.Drops.MemoryLimit, n, "memory_limit")
 		}
 		for _, sr := range st.Series {
 			d, ok := c.series[sr.Name]

@@ -65,6 +65,7 @@ type Pipeline struct {
 	shown    []shown              // what /stats lists, in file order
 	graph    map[string]graphInfo // by stage name, for the dashboard
 	series   []stats.Series       // the series the queue transports declare, for /metrics
+	mem      *engine.Memory       // the bytes of records held, against memory_limit (memory.go)
 
 	// start serialises Start against the beginning of Stop, so that Stop
 	// sees a pipeline that is either not started or completely started.
@@ -204,6 +205,14 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		}
 	}
 	p.assemble(nodes, routes, order, run, built, queues)
+	limit, basis := cfg.Memory.Limit, "memory_limit"
+	if limit <= 0 {
+		limit, basis = DefaultMemoryLimit()
+	}
+	p.mem = engine.NewMemory(limit, cfg.Memory.Block, basis)
+	for _, st := range p.stages {
+		st.UseMemory(p.mem) // the sources' events count against it
+	}
 	p.graph = make(map[string]graphInfo, len(nodes))
 	for i, n := range nodes {
 		p.graph[n.cfg.Name] = graphInfo{routes: routes[i], next: n.cfg.Next, source: n.kind.IsSource()}
@@ -349,6 +358,7 @@ type Stats struct {
 	Pipeline string        `json:"pipeline"`
 	UptimeS  float64       `json:"uptime_s"`
 	State    string        `json:"state"` // starting, running, draining or stopped
+	Memory   *stats.Memory `json:"memory,omitempty"`
 	Stages   []stats.Stage `json:"stages"`
 }
 
@@ -367,6 +377,9 @@ func (p *Pipeline) Stats() Stats {
 		s.UptimeS = time.Since(p.began).Seconds()
 	}
 	p.mu.Unlock()
+	m := p.mem.Stats()
+	m.GoLimitBytes = goMemoryLimit()
+	s.Memory = &m
 	s.Stages = make([]stats.Stage, len(p.shown))
 	for i, sh := range p.shown {
 		s.Stages[i] = sh.stats()

@@ -38,6 +38,9 @@ func stageFields(reg *stage.Registry) []stage.Field {
 	docs := []string{localTransport + ": an in-process port"}
 	var extra []stage.Field
 	seen := map[string]bool{}
+	for _, f := range queueFields(fs) {
+		seen[f.Name] = true // a common key (max_bytes) a transport also reads is declared once
+	}
 	for _, t := range ts {
 		names = append(names, t.Name)
 		docs = append(docs, t.Name+": "+t.QueueDoc)
@@ -98,7 +101,7 @@ func (l *loader) queueTransport(sc *scope, s *StageConfig, q stage.Config, kind 
 	if name == localTransport {
 		for _, t := range l.reg.Transports() {
 			for _, f := range t.QueueFields {
-				if q.Has(f.Name) {
+				if q.Has(f.Name) && !isCommonQueueField(f.Name) {
 					l.errAt(sc.at("queue."+f.Name), "%s", sc.msg("queue.%s applies to a queue on %s only (queue.transport: %s)", f.Name, t.Name, t.Name))
 				}
 			}
@@ -362,4 +365,26 @@ func closeQueues(queues []*queue) {
 			_ = c.Close() // nothing was opened yet
 		}
 	}
+}
+
+// queueFields returns the keys of the queue object among fs.
+func queueFields(fs []stage.Field) []stage.Field {
+	for _, f := range fs {
+		if f.Name == "queue" {
+			return f.Fields
+		}
+	}
+	return nil
+}
+
+// isCommonQueueField reports whether name is a key every queue takes: a
+// transport that declares it too (natsq's max_bytes) reads the value
+// written for the queue.
+func isCommonQueueField(name string) bool {
+	for _, f := range queueFields(stage.CommonFields()) {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -31,9 +31,10 @@ func (p *Port[T]) postBatch(ctx context.Context, pks []Packet[T], reject bool) (
 	}
 	n := 0
 	if p.posters.len == 0 { // waiting posters go first
-		n = min(len(pks), len(p.ring)-p.depth)
-		for i := range pks[:n] {
-			p.push(&pks[i], false)
+		fit := min(len(pks), len(p.ring)-p.depth)
+		for n < fit && p.bytes < p.byteLimit {
+			p.push(&pks[n], false)
+			n++
 		}
 		p.dispatchLocked()
 	}

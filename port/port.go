@@ -6,16 +6,20 @@ package port
 import (
 	"context"
 	"errors"
+	"math"
 	"runtime"
 	"sync"
 )
 
 // Packet is one completion: what a Windows completion packet carries.
 type Packet[T any] struct {
-	Key   uint64 // completion key: which source this is (a connection, a client); never interpreted
-	N     int    // bytes transferred or a count; never interpreted
-	Value T      // the work item (the role of OVERLAPPED)
-	Err   error  // the failure of the operation this packet completes, if any
+	Key uint64 // completion key: which source this is (a connection, a client); never interpreted
+	// N is the bytes transferred (or a count): the port adds it up as
+	// the bytes queued (Stats.Bytes), which Options.MaxBytes bounds; it
+	// is never interpreted otherwise.
+	N     int
+	Value T     // the work item (the role of OVERLAPPED)
+	Err   error // the failure of the operation this packet completes, if any
 }
 
 // Overflow says what Post does when the queue is full.
@@ -38,11 +42,18 @@ func (o Overflow) String() string {
 }
 
 // Options configure a Port. The zero Options is valid: Concurrency
-// GOMAXPROCS, Capacity DefaultCapacity (8192), Overflow Block.
+// GOMAXPROCS, Capacity DefaultCapacity (8192), Overflow Block, no bound
+// in bytes.
 type Options struct {
 	Concurrency int      // workers running at once; 0 means runtime.GOMAXPROCS(0)
 	Capacity    int      // packets queued at most; 0 means DefaultCapacity
 	Overflow    Overflow // what Post does when the queue is full
+	// MaxBytes, when positive, makes the queue full also once the N of
+	// its packets add up to MaxBytes or more: a post finds room while
+	// fewer bytes are queued, so one packet larger than MaxBytes still
+	// enters an empty queue, and the queue passes MaxBytes by one packet
+	// at most.
+	MaxBytes int64
 }
 
 // DefaultCapacity is the queue capacity used when Options.Capacity is 0,
@@ -70,6 +81,8 @@ var (
 type Stats struct {
 	Depth       int    // packets queued
 	Capacity    int    // packets queued at most
+	Bytes       int64  // the N of the packets queued, added up
+	MaxBytes    int64  // Options.MaxBytes; 0: no bound in bytes
 	Concurrency int    // the run-slot limit now (SetConcurrency changes it)
 	Running     int    // workers holding a run slot (over-limit take-backs included)
 	Waiting     int    // workers parked in Get/GetBatch
@@ -89,6 +102,9 @@ type Port[T any] struct {
 	ring  []Packet[T]
 	head  int
 	depth int
+	// bytes adds up the N of the queued packets; a post finds room while
+	// it is under byteLimit (Options.MaxBytes, or no limit).
+	bytes, byteLimit int64
 
 	conc     int
 	overflow Overflow
@@ -118,10 +134,15 @@ func New[T any](o Options) *Port[T] {
 	if o.Capacity <= 0 {
 		o.Capacity = DefaultCapacity
 	}
+	limit := o.MaxBytes
+	if limit <= 0 {
+		limit = math.MaxInt64
+	}
 	return &Port[T]{
-		ring:     make([]Packet[T], o.Capacity),
-		conc:     o.Concurrency,
-		overflow: o.Overflow,
+		ring:      make([]Packet[T], o.Capacity),
+		byteLimit: limit,
+		conc:      o.Concurrency,
+		overflow:  o.Overflow,
 	}
 }
 
@@ -143,7 +164,7 @@ func (p *Port[T]) post(ctx context.Context, pk *Packet[T]) error {
 		return err
 	}
 	p.mu.Lock()
-	if !p.closed && p.depth < len(p.ring) && p.posters.len == 0 {
+	if !p.closed && p.depth < len(p.ring) && p.bytes < p.byteLimit && p.posters.len == 0 {
 		// The common case, enqueueLocked inlined: room and nobody ahead.
 		i := p.head + p.depth
 		if i >= len(p.ring) {
@@ -151,6 +172,7 @@ func (p *Port[T]) post(ctx context.Context, pk *Packet[T]) error {
 		}
 		p.ring[i].set(pk)
 		p.depth++
+		p.bytes += int64(pk.N)
 		p.posted++
 		// The port is open, so dispatchLocked can only hand out packets,
 		// which needs a free run slot: with every slot taken (workers
@@ -214,7 +236,7 @@ func (p *Port[T]) enqueueLocked(pk *Packet[T]) error {
 		return ErrClosed
 	}
 	// Blocked posters go first: a new post may not overtake them.
-	if p.depth == len(p.ring) || p.posters.len > 0 {
+	if !p.roomLocked() || p.posters.len > 0 {
 		return ErrFull
 	}
 	p.push(pk, true)
@@ -237,6 +259,7 @@ func (p *Port[T]) push(pk *Packet[T], fresh bool) {
 		p.ring[i] = *pk
 	}
 	p.depth++
+	p.bytes += int64(pk.N)
 	p.posted++
 }
 
@@ -270,6 +293,9 @@ func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 			p.head = 0
 		}
 	}
+	for i := range buf[:n] {
+		p.bytes -= int64(buf[i].N)
+	}
 	p.depth -= n
 	p.delivered += uint64(n)
 	p.refillLocked()
@@ -279,7 +305,7 @@ func (p *Port[T]) takeLocked(buf []Packet[T]) int {
 // refillLocked moves packets of blocked posters into the room a Get made,
 // oldest poster first, and releases those posters.
 func (p *Port[T]) refillLocked() {
-	for p.posters.len > 0 && p.depth < len(p.ring) {
+	for p.posters.len > 0 && p.roomLocked() {
 		pw := p.posters.popFront()
 		p.push(&pw.pk, false)
 		pw.done <- nil
@@ -340,6 +366,8 @@ func (p *Port[T]) Stats() Stats {
 	return Stats{
 		Depth:       p.depth,
 		Capacity:    len(p.ring),
+		Bytes:       p.bytes,
+		MaxBytes:    p.maxBytes(),
 		Concurrency: p.conc,
 		Running:     p.running,
 		Waiting:     len(p.waiters),
@@ -406,6 +434,7 @@ func (w *Worker[T]) getOne(ctx context.Context, out *Packet[T]) error {
 			}
 			p.head = h
 			p.depth--
+			p.bytes -= int64(out.N)
 			p.delivered++
 			if p.posters.len > 0 {
 				p.refillLocked()

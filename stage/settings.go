@@ -18,6 +18,7 @@ type Settings struct {
 	Concurrency int           // the port's run-slot limit; 0 means GOMAXPROCS
 	Capacity    int           // queue capacity; 0 means port.DefaultCapacity
 	Overflow    port.Overflow // what a full queue does to a sender
+	MaxBytes    int64         // the queue is full past these bytes of records too; 0: no bound in bytes
 	Batch       int           // most events one worker takes at once; 0: auto, sized by the batching controller
 	Linger      time.Duration // wait this long for a batch to fill
 	Inline      bool          // no port, no pool: run in the upstream workers

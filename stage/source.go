@@ -137,7 +137,19 @@ type SourceRuntime interface {
 	// stage is closed. The source asks Admit for each read.
 	StartAdmission(target time.Duration)
 	// Admit says how many of n records read at now (the read's one clock
-	// reading) may go in: all of them without admission control. The
-	// source refuses the rest busy, at once, before making events of them.
+	// reading) may go in: all of them without admission control and
+	// under the pipeline's memory limit. The source refuses the rest
+	// busy, at once, before making events of them. Past the memory limit
+	// it admits none, or, under memory_limit's overflow block (and not
+	// under admission control), it waits until the pipeline holds less,
+	// or until the source stops taking input: the source has stopped
+	// reading meanwhile. So a source asks it before making the events of
+	// a read, holding no events it has not handed on.
 	Admit(now time.Time, n int) int
+	// Hold counts n more bytes as held by ev, against the pipeline's
+	// memory limit, until ev is finished: memory the event keeps
+	// reachable besides its payload (NewEvent counts the payload), such
+	// as the rest of a pooled read buffer its payload is a view of. Call
+	// it before handing ev on.
+	Hold(ev *Event, n int)
 }

@@ -36,4 +36,5 @@ type Drops struct {
 	QueueFull     uint64 `json:"queue_full"`     // no room in the source's queue
 	Oversized     uint64 `json:"oversized"`      // over max_frame
 	SocketOverrun uint64 `json:"socket_overrun"` // dropped by the kernel, a full socket buffer (where the OS reports it)
+	MemoryLimit   uint64 `json:"memory_limit"`   // refused at the door: the pipeline held its memory_limit
 }

@@ -21,6 +21,7 @@ type Stage struct {
 	Panics     uint64   `json:"panics,omitempty"`
 	DoubleDone uint64   `json:"double_done,omitempty"`
 	InFlight   uint64   `json:"in_flight,omitempty"` // sources: events made and not yet finished
+	HeldBytes  int64    `json:"held_bytes,omitempty"`
 	Latency    Latency  `json:"latency_ms"`
 	Control    *Control `json:"control,omitempty"` // the adaptive knobs
 	// Source holds a source's own counters, when it keeps them.
@@ -86,6 +87,10 @@ type Queue struct {
 	Depth    int    `json:"depth"`
 	Capacity int    `json:"capacity"`
 	Overflow string `json:"overflow"`
+	// Bytes are the bytes of the records queued (their payloads), and
+	// MaxBytes the queue's bound in bytes (queue.max_bytes; 0: none).
+	Bytes    int64 `json:"bytes"`
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 	// Transport names the queue transport that carries the queue
 	// ("nats": the depth is then the consumer's pending plus
 	// ack-pending); empty for a local port.

@@ -141,6 +141,9 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if err != nil {
 		return reportConfigErrors(errw, err)
 	}
+	// The Go runtime collects harder as the heap nears the records' limit
+	// and half as much again, unless the user set GOMEMLIMIT.
+	pipeline.SetGoMemoryLimit(p)
 	started := false
 	err = p.RunWithSignals(ctx, pipeline.SignalOptions{
 		Signals: sig,
@@ -183,6 +186,14 @@ func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 			}
 			fmt.Fprintf(out, "  %s (%s) %s NATS stream %s\n", st.Name, st.Kind, role, ns.Stream)
 		}
+	}
+	if m := p.Stats().Memory; m != nil {
+		basis := m.Basis
+		if basis != "memory_limit" {
+			basis = "default: a quarter of " + basis
+		}
+		fmt.Fprintf(out, "  memory_limit %s of records held (%s; overflow %s); Go memory limit %s\n",
+			mib(m.LimitBytes), basis, m.Overflow, mib(m.GoLimitBytes))
 	}
 	if a := p.AdminAddr(); a != "" {
 		fmt.Fprintf(out, "  admin on http://%s/  (the dashboard; /stats, /metrics; pipectl top --addr %s)\n", a, a)

@@ -32,6 +32,7 @@ type snapshot struct {
 	Pipeline string        `json:"pipeline"`
 	Uptime   float64       `json:"uptime_s"`
 	State    string        `json:"state,omitempty"`
+	Memory   *stats.Memory `json:"memory,omitempty"`
 	Stages   []stats.Stage `json:"stages"`
 	at       time.Time
 }

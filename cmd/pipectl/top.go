@@ -80,6 +80,9 @@ func (m *topModel) render(width int) []string {
 	if m.cur == nil {
 		return cut(lines, width)
 	}
+	if l := memoryLine(m.cur.Memory); l != "" {
+		lines = append(lines, l)
+	}
 	rows := [][]string{{"STAGE", "KIND", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "BATCH", "BLOCKED", "IN/S", "OUT/S", "P99", "DEPTH HISTORY"}}
 	for _, st := range m.cur.Stages {
 		r := rateOf(m.prev, m.cur, st)
@@ -292,4 +295,33 @@ func (t *topRun) live(ctx context.Context, inFd, outFd int) error {
 		}
 	}
 	return nil
+}
+
+// memoryLine is the line of the pipeline's memory limit: the bytes of
+// records held against it, and what the doors did past it.
+func memoryLine(mem *stats.Memory) string {
+	if mem == nil || mem.LimitBytes <= 0 {
+		return ""
+	}
+	pct := 100 * float64(mem.HeldBytes) / float64(mem.LimitBytes)
+	l := fmt.Sprintf("memory  %s held of %s (%.0f%%, %s, %s)", mib(mem.HeldBytes), mib(mem.LimitBytes), pct, mem.Basis, mem.Overflow)
+	if mem.Refused > 0 {
+		l += fmt.Sprintf("  refused %d", mem.Refused)
+	}
+	if mem.Waits > 0 {
+		l += fmt.Sprintf("  waits %d", mem.Waits)
+	}
+	if mem.GoLimitBytes > 0 {
+		l += "  GOMEMLIMIT " + mib(mem.GoLimitBytes)
+	}
+	return l
+}
+
+// mib writes n bytes in MiB, with one decimal under 10.
+func mib(n int64) string {
+	f := float64(n) / (1 << 20)
+	if f < 10 {
+		return fmt.Sprintf("%.1fMiB", f)
+	}
+	return fmt.Sprintf("%.0fMiB", f)
 }

@@ -76,3 +76,17 @@ func TestTopPlain(t *testing.T) {
 		t.Errorf("%d frames, want 2:\n%s", n, out)
 	}
 }
+
+// top's memory line shows the bytes held against the limit, where the
+// limit comes from, and what the doors did past it.
+func TestTopMemoryLine(t *testing.T) {
+	got := memoryLine(&stats.Memory{LimitBytes: 128 << 20, HeldBytes: 32 << 20, Basis: "memory_limit", Overflow: "reject",
+		Refused: 7, GoLimitBytes: 192 << 20})
+	want := "memory  32MiB held of 128MiB (25%, memory_limit, reject)  refused 7  GOMEMLIMIT 192MiB"
+	if got != want {
+		t.Fatalf("memory line\n got %q\nwant %q", got, want)
+	}
+	if memoryLine(nil) != "" {
+		t.Fatal("a line without figures")
+	}
+}

@@ -87,9 +87,10 @@ func (o *Outputs) emit(ctx context.Context, st *Stage, ev *stage.Event) error {
 		t.evs = append(t.evs, ev)
 		return nil
 	}
-	// Fill the next slot field by field: Err and N of every slot stay
-	// zero, and writing only Key and Value costs one write barrier instead
-	// of a whole packet's.
+	// Fill the next slot field by field: Err of every slot stays nil,
+	// and writing Key, N and Value costs one write barrier instead of a
+	// whole packet's. N is the record's bytes, which the port adds up
+	// (queue.max_bytes, /stats).
 	n := len(t.pkts)
 	if n < cap(t.pkts) {
 		t.pkts = t.pkts[:n+1]
@@ -98,6 +99,7 @@ func (o *Outputs) emit(ctx context.Context, st *Stage, ev *stage.Event) error {
 	}
 	pk := &t.pkts[n]
 	pk.Key = ev.Origin.Key
+	pk.N = len(ev.Payload)
 	pk.Value = ev
 	if n+1 >= int(st.batchNow.Load()) {
 		o.post(ctx, t)

@@ -21,10 +21,13 @@ import (
 // it would wait for the reader. So records read in a burst travel in
 // batches, and a record is never held back while Read waits for input.
 // A full next queue (overflow block) stops the emitter, then the reader:
-// backpressure reaches Read.
+// backpressure reaches Read. So does the pipeline's memory limit: past
+// it, Read is not called until the pipeline holds less (an Input has
+// nobody to refuse records to).
 type inputSource struct {
 	in stage.Input
 	rt stage.SourceRuntime
+	st *Stage // the stage rt is of: its door (memory.go)
 
 	readCtx  context.Context // ends at StopInput: Read returns
 	stopRead context.CancelFunc
@@ -55,6 +58,9 @@ func (f ackFunc) Complete(_ *stage.Event, err error) { f(err) }
 
 func (s *inputSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.rt = rt
+	if r, ok := rt.(sourceRuntime); ok {
+		s.st = r.s
+	}
 	if err := s.in.Connect(ctx); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -75,6 +81,9 @@ func (s *inputSource) read() {
 	defer close(s.recs)
 	pause := time.Duration(0)
 	for {
+		if s.st != nil {
+			s.st.waitRoom() // returns at StopInput and Close
+		}
 		b, ack, err := s.in.Read(s.readCtx)
 		if err == nil {
 			select {

@@ -22,6 +22,7 @@ func (l Lifecycle) Start(ctx context.Context) error { return l.s.start(ctx) }
 // StopInput stops a source's input (Source.StopInput); for other stages it
 // does nothing.
 func (l Lifecycle) StopInput(ctx context.Context) error {
+	l.s.door.close() // a read held back by the memory limit goes on: it is emitted
 	if l.s.src == nil {
 		return nil
 	}

@@ -34,7 +34,9 @@ func (rt sourceRuntime) NewEvent(payload []byte, seq uint64, origin stage.Origin
 func (rt sourceRuntime) NewEventAt(payload []byte, seq uint64, origin stage.Origin, arrived time.Time) *stage.Event {
 	ev := events.Get().(*stage.Event)
 	ev.Payload, ev.Seq, ev.Origin = payload, seq, origin
-	state(ev).Init(&rt.s.h, sinceEpoch(arrived))
+	st := state(ev)
+	st.Init(&rt.s.h, sinceEpoch(arrived))
+	st.Charge(len(payload))
 	rt.s.h.Made()
 	return ev
 }
@@ -42,7 +44,8 @@ func (rt sourceRuntime) NewEventAt(payload []byte, seq uint64, origin stage.Orig
 func (rt sourceRuntime) WaitFinished(ctx context.Context) error { return rt.s.WaitFinished(ctx) }
 func (rt sourceRuntime) EndInput()                              { rt.s.endInput() }
 func (rt sourceRuntime) StartAdmission(target time.Duration)    { rt.s.startAdmission(target) }
-func (rt sourceRuntime) Admit(now time.Time, n int) int         { return rt.s.admit(now, n) }
+func (rt sourceRuntime) Admit(now time.Time, n int) int         { return rt.s.admitAt(now, n) }
+func (rt sourceRuntime) Hold(ev *stage.Event, n int)            { state(ev).Charge(n) }
 
 // newSourceEmitter returns an emitter for one goroutine of the source: it
 // never waits for room while the source is under admission control,
@@ -62,13 +65,4 @@ func (s *Stage) endInput() {
 	if s.ended != nil {
 		s.endOnce.Do(func() { close(s.ended) })
 	}
-}
-
-// admit is Admission.Admit when the source is under admission control;
-// else it admits all n.
-func (s *Stage) admit(now time.Time, n int) int {
-	if a := s.adm.Load(); a != nil {
-		return a.Admit(now, n)
-	}
-	return n
 }

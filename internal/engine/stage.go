@@ -60,6 +60,7 @@ type Stage struct {
 
 	ended   chan struct{} // a source's: closed by EndInput
 	endOnce sync.Once
+	door    door // a source's: its side of the memory limit (memory.go)
 }
 
 // state returns the runtime's bookkeeping of ev: its first field, a
@@ -102,6 +103,7 @@ func NewHandlerStage(set stage.Settings, h stage.Handler, log *zap.Logger) (*Sta
 			Concurrency: set.Concurrency,
 			Capacity:    set.Capacity,
 			Overflow:    set.Overflow,
+			MaxBytes:    set.MaxBytes,
 		})
 		s.ctl = newControl(s)
 	}
@@ -269,6 +271,7 @@ func (s *Stage) close() error {
 	}
 	var err error
 	if s.src != nil {
+		s.door.close()
 		err = s.src.Close()
 	} else if c, ok := s.handler.(interface{ Close() error }); ok {
 		err = c.Close()

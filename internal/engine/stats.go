@@ -26,16 +26,18 @@ func (s *Stage) Stats() stats.Stage {
 	switch {
 	case s.port != nil:
 		ps := s.port.Stats()
-		st.Queue = stats.Queue{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: s.set.Overflow.String()}
+		st.Queue = stats.Queue{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: s.set.Overflow.String(),
+			Bytes: ps.Bytes, MaxBytes: ps.MaxBytes}
 		st.Pool = stats.Pool{Workers: s.workersNow(), Concurrency: ps.Concurrency,
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
 		st.Control = s.controlStats()
 		st.Rejected = ps.Rejected + s.shed.Load()
-	case s.src != nil:
+	case s.ended != nil: // a source (its Source may be nil in tests)
 		// A source's In is the events it made: one atomic add per event
 		// rather than two.
 		st.In = s.h.Created()
 		st.InFlight = s.InFlight()
+		st.HeldBytes = s.h.Held()
 		if a := s.adm.Load(); a != nil {
 			st.Control = a.stats()
 		}

@@ -51,11 +51,13 @@ type Holder struct {
 	// (or next to the per-batch counters below) every event would move
 	// the line between cores twice.
 	created atomic.Uint64
+	charged atomic.Int64 // bytes charged to the events made (memory.go), written with created
 	_       [cacheLine]byte
 	// completed and waiters share a line: a finisher reads waiters right
 	// after writing completed.
 	completed atomic.Uint64
 	waiters   atomic.Int32 // WaitFinished calls waiting
+	freed     atomic.Int64 // bytes released as the events finished (memory.go)
 	_         [cacheLine]byte
 
 	// Out and Errors count the events this stage handed on or finished:
@@ -67,6 +69,7 @@ type Holder struct {
 	src      Source  // nil for a stage that makes no events
 	mark     *Holder // the owner of an event finished while this holds it
 	markOf   *Holder // set on a mark alone: the holder it marks
+	mem      *Memory // the pipeline's count of bytes held, told of releases; nil: none
 
 	mu   sync.Mutex    // guards idle
 	idle chan struct{} // closed (and replaced) when the last event made is finished while waiters wait
@@ -189,6 +192,10 @@ type State struct {
 	// recycled, so the runtime tells a batch's event from a new record
 	// that reuses it.
 	Gen atomic.Uint32
+	// bytes is what the event is charged against the memory limit
+	// (Charge): its payload and what else it keeps reachable. It sits in
+	// Gen's padding.
+	bytes uint32
 	// Enqueued is when the event was handed to the stage that holds it
 	// (Nanotime), for that stage's latency figures.
 	Enqueued int64
@@ -201,6 +208,7 @@ type State struct {
 // before anyone can finish it, so that InFlight never goes below zero.
 func (s *State) Init(src *Holder, arrived int64) {
 	s.src, s.arrived = src, arrived // Enqueued is set whenever it is handed on
+	s.bytes = 0
 	s.Owner.Store(src)
 }
 
@@ -233,8 +241,13 @@ func (s *State) Finish(err error, told bool) bool {
 		}
 		if s.Owner.CompareAndSwap(h, mark) {
 			h.count(err, 1)
-			if src := s.src; told && src != nil && src.src != nil && s.arrived != 0 {
-				src.src.Finished(Nanotime()-s.arrived, s.arrived, 1)
+			if src := s.src; src != nil {
+				if told && src.src != nil && s.arrived != 0 {
+					src.src.Finished(Nanotime()-s.arrived, s.arrived, 1)
+				}
+				if s.bytes != 0 {
+					src.release(int64(s.bytes))
+				}
 			}
 			return true
 		}
@@ -267,6 +280,8 @@ type Batch struct {
 	nsrc uint64
 	arr  int64 // the arrival of the events counted in narr
 	narr uint64
+	// bytes adds up what the events counted in nsrc were charged.
+	bytes int64
 }
 
 // Start begins a batch of events finished with err.
@@ -302,6 +317,7 @@ func (b *Batch) Finish(s *State) bool {
 		b.nst++
 		b.src = s.src
 		b.nsrc++
+		b.bytes += int64(s.bytes)
 		if s.arrived != b.arr {
 			b.observe()
 			b.arr = s.arrived
@@ -326,8 +342,11 @@ func (b *Batch) Flush() {
 	b.nst = 0
 	b.observe()
 	b.arr = 0
+	if b.bytes != 0 && b.src != nil {
+		b.src.release(b.bytes)
+	}
 	b.src.completedN(b.nsrc)
-	b.src, b.nsrc = nil, 0
+	b.src, b.nsrc, b.bytes = nil, 0, 0
 }
 
 // SourceOf returns the source that made the event, or nil.

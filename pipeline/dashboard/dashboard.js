@@ -75,6 +75,18 @@
     return w.auto ? "auto" : "pinned";
   }
 
+  // memoryText is the header's memory figure: the bytes of records held
+  // against memory_limit, and the doors' refusals past it.
+  function memoryText(m) {
+    if (!m || !m.limit_bytes) return "";
+    const mib = (n) => (n / 1048576).toFixed(n < 10485760 ? 1 : 0) + " MiB";
+    let t = "memory " + mib(m.held_bytes || 0) + " / " + mib(m.limit_bytes) +
+      " (" + Math.round((100 * (m.held_bytes || 0)) / m.limit_bytes) + "%)";
+    if (m.refused) t += ", refused " + m.refused;
+    if (m.waits) t += ", waits " + m.waits;
+    return t;
+  }
+
   function perSecond(cur, old, dt) {
     if (old === undefined || dt <= 0 || cur < old) return NaN;
     return ((cur - old) * 1000) / dt;
@@ -84,6 +96,7 @@
     document.getElementById("state").textContent = s.state || "";
     document.getElementById("state").className = "state " + (s.state || "");
     document.getElementById("uptime").textContent = "up " + duration(s.uptime_s || 0);
+    document.getElementById("memory").textContent = memoryText(s.memory);
     const old = new Map(prev ? prev.stages.map((st) => [st.name, st]) : []);
     const dt = prev ? at - prev.at : 0;
     let sources = [];

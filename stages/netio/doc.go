@@ -13,6 +13,12 @@
 // errors by cause, refused records by error class (stage.ErrorClass),
 // bytes read, and records lost without a refusal anyone hears of.
 //
+// Every source asks the runtime's door (stage.SourceRuntime.Admit) once
+// per read, before making events: past the pipeline's memory_limit
+// netio.tcp nacks the read's records busy, netio.http answers 503 and
+// netio.udp drops the datagram (drops.memory_limit); under memory_limit's
+// overflow block the door waits, and the source stops reading meanwhile.
+//
 // # The IOCP mapping
 //
 // The source is built the way a Windows I/O completion port server is:
@@ -141,7 +147,8 @@
 //   - 422 {"acked":N,"nacked":[{"record":K,"reason":"..."}]}: some were
 //     refused (a record over max_frame is refused "too large");
 //   - 503 with Retry-After: busy: max_requests are being served, admission
-//     control admits fewer records, or a record was refused busy (a full
+//     control admits fewer records, the pipeline holds its memory_limit,
+//     or a record was refused busy (a full
 //     queue under overflow: reject; the body lists which), or the source is
 //     stopping. A client sends the body again; records acked in it are then
 //     stored twice unless the sink ignores duplicates (db.postgres

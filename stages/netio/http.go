@@ -328,10 +328,12 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs [
 			events++
 		}
 	}
-	if s.opts.Admission > 0 && events > 0 {
+	// The door: admission control, and the pipeline's memory limit (past
+	// it, refused, or under its overflow block waited for).
+	if events > 0 {
 		if admit := s.rt.Admit(arrived, events); admit < events {
 			s.cnt.nackClassN(stage.ClassBusy, uint64(events))
-			s.busy(w, "busy: admission control admits fewer records now")
+			s.busy(w, "busy: the pipeline admits fewer records now (admission control or memory_limit)")
 			return
 		}
 	}

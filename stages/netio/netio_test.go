@@ -139,6 +139,13 @@ func newRig(t *testing.T, values map[string]any, sinkSet stage.Settings, h stage
 // sink stage running h (nil: rig.finish).
 func startRig(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings, h stage.HandlerFunc) *rig {
 	t.Helper()
+	return startRigMem(t, src, srcSet, sinkSet, h, nil)
+}
+
+// startRigMem is startRig with the source's events counted against the
+// memory limit m (nil: none).
+func startRigMem(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings, h stage.HandlerFunc, m *engine.Memory) *rig {
+	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
 	r := &rig{t: t, source: src, logs: logs}
@@ -151,6 +158,7 @@ func startRig(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings, h 
 	_, r.in = engine.NewSourceStage(srcSet, src, log)
 	_, r.sink = engine.NewHandlerStage(sinkSet, h, log)
 	r.in.Connect(r.sink.Stage(), nil)
+	r.in.UseMemory(m)
 	ctx := context.Background()
 	if err := r.sink.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -628,10 +628,14 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		}
 	}
 	arrived := time.Now() // one clock reading per read, not per record
-	// Under admission control the records past the admitted rate are
-	// refused busy here, at the door: no event is made of them.
+	// The door: under admission control the records past the admitted
+	// rate, and past the pipeline's memory limit all of them, are refused
+	// busy here, before any event is made of them. Under memory_limit's
+	// overflow block the door waits instead, and this connection's reader
+	// with it (it reads again once this read is framed), and the others'
+	// once the port is full: TCP pushes back.
 	admit := events
-	if s.opts.Admission > 0 {
+	if events > 0 {
 		if admit = s.rt.Admit(arrived, events); admit < events {
 			refused = true
 			s.cnt.nackClassN(stage.ClassBusy, uint64(events-admit))
@@ -668,7 +672,8 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 
 	origin := stage.Origin{To: c, Key: c.id}
 	var lb *lentBuf
-	if views := w.views(admit); views > 0 {
+	views, viewBytes := w.views(admit)
+	if views > 0 {
 		// Counted before the first event exists: one may be finished
 		// before the next is made.
 		lb = lentBufs.Get().(*lentBuf)
@@ -676,7 +681,7 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		lb.refs.Store(int64(views))
 		lent = true
 	}
-	nth := 0
+	nth, nview := 0, 0
 	for i, r := range w.recs {
 		seq := first + uint64(i)
 		switch r.kind {
@@ -691,6 +696,12 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			var ev *stage.Event
 			if r.inBuf {
 				ev = s.rt.NewEventAt(data[r.a:r.b:r.b], seq, stage.Origin{To: lb, Key: c.id}, arrived)
+				if nview++; nview == views {
+					// The rest of the lent buffer is held as long as
+					// its events are: the last of them is charged it
+					// (the memory limit), a close enough account.
+					s.rt.Hold(ev, len(*buf)-viewBytes)
+				}
 			} else {
 				ev = s.rt.NewEventAt(w.slab[r.a:r.b:r.b], seq, origin, arrived)
 			}
@@ -711,9 +722,9 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 }
 
 // views counts the events of this read that will be made of views of the
-// read buffer: its admitted records framed in place.
-func (w *worker) views(admit int) int {
-	n, nth := 0, 0
+// read buffer (its admitted records framed in place), and their bytes.
+func (w *worker) views(admit int) (n, bytes int) {
+	nth := 0
 	for _, r := range w.recs {
 		if r.kind != recData {
 			continue
@@ -723,7 +734,8 @@ func (w *worker) views(admit int) int {
 		}
 		if r.inBuf {
 			n++
+			bytes += r.b - r.a
 		}
 	}
-	return n
+	return n, bytes
 }

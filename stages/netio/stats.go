@@ -30,6 +30,7 @@ type counters struct {
 	bytesIn                   atomic.Uint64
 	queueFull, oversized      atomic.Uint64
 	overrun                   atomic.Uint64
+	memoryLimit               atomic.Uint64 // UDP: dropped past the pipeline's memory limit
 
 	protoMu sync.Mutex
 	proto   map[string]uint64
@@ -84,7 +85,8 @@ func (c *counters) snapshot() stats.Source {
 		Nacks: stats.Nacks{Busy: c.nacks[0].Load(), Invalid: c.nacks[1].Load(), TooLarge: c.nacks[2].Load(),
 			Database: c.nacks[3].Load(), Other: c.nacks[4].Load()},
 		BytesIn: c.bytesIn.Load(),
-		Drops:   stats.Drops{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load()},
+		Drops: stats.Drops{QueueFull: c.queueFull.Load(), Oversized: c.oversized.Load(), SocketOverrun: c.overrun.Load(),
+			MemoryLimit: c.memoryLimit.Load()},
 	}
 }
 

@@ -76,7 +76,8 @@ func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 // workers hand the events on to the next stage, waiting for room there.
 // Datagrams the kernel dropped because the socket's buffer was full are
 // counted where the OS reports them (Linux: SO_RXQ_OVFL) as
-// Drops.SocketOverrun; one over max_frame as Drops.Oversized.
+// Drops.SocketOverrun; one over max_frame as Drops.Oversized; one read
+// while the pipeline holds its memory limit as Drops.MemoryLimit.
 type UDPSource struct {
 	opts udpOptions
 
@@ -218,7 +219,16 @@ func (s *UDPSource) read() {
 		if len(rec) == 0 {
 			continue
 		}
-		pk := port.Packet[datagram]{Key: seq + 1, N: len(rec), Value: datagram{rec: rec, at: time.Now()}}
+		// The door: past the pipeline's memory limit the datagram is
+		// dropped and counted (Drops.MemoryLimit); under its overflow
+		// block the reader stops reading until there is room, and the
+		// kernel's buffer takes the loss (Drops.SocketOverrun).
+		at := time.Now()
+		if s.rt.Admit(at, 1) == 0 {
+			s.cnt.memoryLimit.Add(1)
+			continue
+		}
+		pk := port.Packet[datagram]{Key: seq + 1, N: len(rec), Value: datagram{rec: rec, at: at}}
 		if err := s.port.TryPost(pk); err != nil {
 			if errors.Is(err, port.ErrClosed) {
 				return

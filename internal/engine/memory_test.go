@@ -1,0 +1,228 @@
+package engine
+
+// This file tests the memory limit: what events are charged and when it
+// is released, the doors past the limit, queues bounded in bytes, and the
+// Input adapter's stop.
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+)
+
+// memSource returns a source stage (no Source: the test makes its
+// events) counted against m.
+func memSource(m *Memory) (*Stage, Lifecycle) {
+	s, l := NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	l.UseMemory(m)
+	return s, l
+}
+
+// An event is charged its payload, and what Hold adds, from its making
+// to its finish, by Done or DoneAll; the source's figure and the
+// pipeline's agree.
+func TestMemoryChargedUntilFinished(t *testing.T) {
+	m := NewMemory(0, false, "test")
+	src, _ := memSource(m)
+	rt := sourceRuntime{src}
+	a := rt.NewEvent(make([]byte, 100), 1, stage.Origin{})
+	b := rt.NewEvent(make([]byte, 50), 2, stage.Origin{})
+	c := rt.NewEvent(make([]byte, 7), 3, stage.Origin{})
+	rt.Hold(b, 1000) // b keeps a buffer of its own besides its payload
+	if got := m.Held(); got != 1157 {
+		t.Fatalf("held %d, want 1157", got)
+	}
+	if st := src.Stats(); st.HeldBytes != 1157 {
+		t.Fatalf("source held %d, want 1157", st.HeldBytes)
+	}
+	a.Done(nil)
+	if got := m.Held(); got != 1057 {
+		t.Fatalf("held %d after a's Done, want 1057", got)
+	}
+	stage.DoneAll([]*stage.Event{b, c}, errors.New("refused"))
+	if got := m.Held(); got != 0 {
+		t.Fatalf("held %d after DoneAll, want 0", got)
+	}
+	a.Done(nil) // a second Done releases nothing twice
+	if got := m.Held(); got != 0 {
+		t.Fatalf("held %d after a second Done, want 0", got)
+	}
+	if st := m.Stats(); st.LimitBytes != 0 || st.Basis != "test" || st.Overflow != "reject" {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Past the limit the door refuses what was read (counted); once the
+// events held are finished, it admits again.
+func TestMemoryDoorRefuses(t *testing.T) {
+	m := NewMemory(100, false, "test")
+	src, _ := memSource(m)
+	rt := sourceRuntime{src}
+	now := time.Now()
+	if got := rt.Admit(now, 3); got != 3 {
+		t.Fatalf("under the limit: admitted %d of 3", got)
+	}
+	ev := rt.NewEvent(make([]byte, 100), 1, stage.Origin{})
+	if got := rt.Admit(now, 3); got != 0 {
+		t.Fatalf("at the limit: admitted %d of 3, want 0", got)
+	}
+	if st := m.Stats(); st.Refused != 3 || st.HeldBytes != 100 {
+		t.Fatalf("stats %+v, want 3 refused, 100 held", st)
+	}
+	ev.Done(nil)
+	if got := rt.Admit(now, 3); got != 3 {
+		t.Fatalf("after the finish: admitted %d of 3", got)
+	}
+}
+
+// Under overflow block the door holds the read back until the pipeline
+// holds less (woken by the finish), and lets it go when the source stops
+// taking input; a source under admission control refuses instead.
+func TestMemoryDoorBlocks(t *testing.T) {
+	m := NewMemory(100, true, "test")
+	src, l := memSource(m)
+	rt := sourceRuntime{src}
+	ev := rt.NewEvent(make([]byte, 150), 1, stage.Origin{})
+	admitted := make(chan int, 1)
+	go func() { admitted <- rt.Admit(time.Now(), 4) }()
+	poll.Until(t, "the door waiting", m.Waiting)
+	select {
+	case n := <-admitted:
+		t.Fatalf("admitted %d while over the limit", n)
+	default:
+	}
+	ev.Done(nil)
+	if n := <-admitted; n != 4 {
+		t.Fatalf("admitted %d of 4 once under the limit", n)
+	}
+
+	ev = rt.NewEvent(make([]byte, 150), 2, stage.Origin{})
+	go func() { admitted <- rt.Admit(time.Now(), 2) }()
+	poll.Until(t, "the door waiting", m.Waiting)
+	if err := l.StopInput(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-admitted; n != 2 {
+		t.Fatalf("admitted %d of 2 at StopInput: what was read is emitted", n)
+	}
+	if st := m.Stats(); st.Waits != 2 || st.Refused != 0 || st.Overflow != "block" {
+		t.Fatalf("stats %+v", st)
+	}
+	ev.Done(nil)
+
+	// Under admission control the door never waits.
+	asrc, al := memSource(m)
+	art := sourceRuntime{asrc}
+	art.StartAdmission(time.Second)
+	defer al.Close()
+	ev = art.NewEvent(make([]byte, 150), 1, stage.Origin{})
+	if n := art.Admit(time.Now(), 5); n != 0 {
+		t.Fatalf("under admission control: admitted %d past the limit", n)
+	}
+	if st := m.Stats(); st.Refused != 5 {
+		t.Fatalf("refused %d, want 5", st.Refused)
+	}
+	ev.Done(nil)
+}
+
+// A queue with max_bytes is full once the payloads queued add up to it:
+// under overflow reject the emitter's events are refused busy; /stats
+// shows the bytes queued.
+func TestQueueMaxBytes(t *testing.T) {
+	g := newGate()
+	sink := newHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Batch: 1, Capacity: 100,
+		MaxBytes: 1000, Overflow: 1 /* reject */}, g, nil)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	src.connect(sink, nil)
+	if err := sink.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(g.release)
+		sink.closeQueue()
+		sink.wg.Wait()
+	}()
+	res := newResults()
+	em := src.NewEmitter()
+	emit := func(seq uint64) {
+		em.Emit(context.Background(), src.NewEvent(make([]byte, 400), seq, stage.Origin{To: res}))
+		em.Flush(context.Background())
+	}
+	emit(1)
+	<-g.calls // the worker holds event 1: the queue is empty again
+	for seq := uint64(2); seq <= 5; seq++ {
+		emit(seq) // 2, 3 and 4 fit (under 1000 bytes before each); 5 finds 1200
+	}
+	if st := sink.Stats().Queue; st.Bytes != 1200 || st.MaxBytes != 1000 || st.Depth != 3 {
+		t.Fatalf("queue %+v, want 1200 bytes of 1000 in 3 events", st)
+	}
+	if errs := res.get(5); len(errs) != 1 || !errors.Is(errs[0], stage.ErrBusy) {
+		t.Fatalf("event 5: %v, want busy", errs)
+	}
+}
+
+// gatedInput is an Input of endless records of size bytes that counts
+// its reads.
+type gatedInput struct {
+	size  int
+	reads atomic.Int64
+}
+
+func (g *gatedInput) Connect(context.Context) error { return nil }
+func (g *gatedInput) Close() error                  { return nil }
+func (g *gatedInput) Read(ctx context.Context) ([]byte, func(error), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	g.reads.Add(1)
+	return make([]byte, g.size), nil, nil
+}
+
+// Past the limit an Input is not read until the pipeline holds less:
+// its records stay bounded by the limit (and a read).
+func TestInputStopsAtMemoryLimit(t *testing.T) {
+	release := make(chan struct{})
+	sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Batch: 1, Terminal: true},
+		stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+			<-release
+			stage.DoneAll(b, nil)
+			return nil
+		}), nil)
+	in := &gatedInput{size: 100}
+	m := NewMemory(1000, false, "test") // reject: an Input stops reading either way
+	src, il := NewInputStage(stage.Settings{Name: "in", Batch: 1}, in, nil)
+	il.UseMemory(m)
+	il.Connect(sink, nil)
+	ctx := context.Background()
+	for _, l := range []Lifecycle{sl, il} {
+		if err := l.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Until(t, "the reader held back", m.Waiting)
+	reads := in.reads.Load()
+	if held := m.Held(); held < 1000 || held > 1000+2*100 {
+		t.Fatalf("held %d bytes: want the limit of 1000 and a read or two", held)
+	}
+	close(release) // the sink finishes what it holds: reading resumes
+	poll.Until(t, "reading resumed", func() bool { return in.reads.Load() > reads })
+	if err := il.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sl.CloseQueue()
+	sl.Wait()
+	if err := il.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := il.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if held := m.Held(); held != 0 || src.InFlight() != 0 {
+		t.Fatalf("held %d, in flight %d after the drain", held, src.InFlight())
+	}
+}

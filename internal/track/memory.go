@@ -1,0 +1,129 @@
+package track
+
+// This file holds the count of the bytes of records a pipeline holds:
+// charged to an event when its source makes it, released when it is
+// finished, and held against a limit (Memory).
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+)
+
+// Memory counts the bytes of the records a pipeline holds: those its
+// sources' events were charged (State.Charge: a payload, a read buffer
+// it keeps) and that are not finished yet, wherever they are (queued, in
+// a batch, in a handler). It is counted per source, on the cache lines
+// the source's counters use already: charged where events are made,
+// released where they finish. A Memory only adds the sources up and
+// wakes whoever waits for the count to fall under its limit.
+type Memory struct {
+	limit int64     // bytes; 0: none
+	srcs  []*Holder // the sources counted; fixed before any event is made
+
+	waiters atomic.Int32 // Wait calls waiting: releases wake them
+	mu      sync.Mutex   // guards room
+	room    chan struct{}
+}
+
+// NewMemory returns a count held against limit bytes (0: no limit).
+func NewMemory(limit int64) *Memory {
+	return &Memory{limit: max(limit, 0), room: make(chan struct{})}
+}
+
+// Attach counts the events of the source h. It is called before h makes
+// any, and never while the count is read.
+func (m *Memory) Attach(h *Holder) {
+	h.mem = m
+	m.srcs = append(m.srcs, h)
+}
+
+// Limit returns the limit in bytes, 0 for none.
+func (m *Memory) Limit() int64 { return m.limit }
+
+// Held returns the bytes the events of the attached sources were charged
+// and that are not released yet.
+func (m *Memory) Held() int64 {
+	var n int64
+	for _, h := range m.srcs {
+		n += h.Held()
+	}
+	return n
+}
+
+// Over reports whether the bytes held have reached the limit.
+func (m *Memory) Over() bool { return m.limit > 0 && m.Held() >= m.limit }
+
+// Wait returns true once the bytes held are under the limit, or false
+// when stop is closed first. It is woken by the releases, never polled.
+func (m *Memory) Wait(stop <-chan struct{}) bool {
+	m.waiters.Add(1)
+	defer m.waiters.Add(-1)
+	for {
+		// The channel is read before the count, as in WaitFinished: a
+		// release after the count closes this channel or a later one.
+		m.mu.Lock()
+		room := m.room
+		m.mu.Unlock()
+		if !m.Over() {
+			return true
+		}
+		select {
+		case <-room:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+// Waiting reports whether a Wait call is waiting (for tests).
+func (m *Memory) Waiting() bool { return m.waiters.Load() > 0 }
+
+// wake wakes the Wait calls when the bytes held are under the limit.
+func (m *Memory) wake() {
+	if m.Over() {
+		return
+	}
+	m.mu.Lock()
+	close(m.room)
+	m.room = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// Held returns the bytes the events the source h made were charged and
+// that are not released yet.
+func (h *Holder) Held() int64 {
+	// freed first: it never passes charged, so the difference read this
+	// way is never negative.
+	f := h.freed.Load()
+	return h.charged.Load() - f
+}
+
+// Charged returns the bytes the events the source h made were charged in
+// all.
+func (h *Holder) Charged() int64 { return h.charged.Load() }
+
+// release releases n bytes of the source h's events, and wakes the
+// waiters of its Memory.
+func (h *Holder) release(n int64) {
+	h.freed.Add(n)
+	if m := h.mem; m != nil && m.waiters.Load() > 0 {
+		m.wake()
+	}
+}
+
+// Charge adds n bytes to what the event is charged (and its source
+// holds) until it is finished. Only the source that made the event
+// calls it, before handing the event on. An event is charged 4 GiB at
+// most.
+func (s *State) Charge(n int) {
+	if n <= 0 || s.src == nil {
+		return
+	}
+	n = min(n, math.MaxUint32-int(s.bytes))
+	s.bytes += uint32(n)
+	s.src.charged.Add(int64(n))
+}
+
+// Bytes returns what the event is charged.
+func (s *State) Bytes() int { return int(s.bytes) }

@@ -1,0 +1,76 @@
+package pipeline
+
+// This file tests memory_limit's key, its default and the Go runtime's
+// limit that matches it.
+
+import (
+	"runtime/debug"
+	"testing"
+)
+
+// memory_limit is a plain size or an object with max and overflow;
+// queue.max_bytes bounds one queue.
+func TestParseMemoryLimit(t *testing.T) {
+	const stages = "stages:\n  s: {kind: test.source, listen: x, next: h}\n  h: {kind: test.handler, queue: {max_bytes: 32MiB}}\n"
+	for _, tc := range []struct {
+		name, top string
+		want      MemoryConfig
+	}{
+		{"unset", "", MemoryConfig{}},
+		{"a size", "memory_limit: 128MiB\n", MemoryConfig{Limit: 128 << 20}},
+		{"an object", "memory_limit: {max: 64MiB, overflow: block}\n", MemoryConfig{Limit: 64 << 20, Block: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mustParse(t, "name: p\n"+tc.top+stages, nil)
+			if cfg.Memory != tc.want {
+				t.Errorf("memory %+v, want %+v", cfg.Memory, tc.want)
+			}
+			if got := cfg.Stage("h").Settings.MaxBytes; got != 32<<20 {
+				t.Errorf("queue.max_bytes read as %d", got)
+			}
+		})
+	}
+	if _, es := parse(t, "name: p\nmemory_limit: {overflow: drop}\n"+stages, nil); es == nil {
+		t.Error("memory_limit.overflow: drop accepted")
+	}
+	if _, es := parse(t, "name: p\nmemory_limit: 10KiB\n"+stages, nil); es == nil {
+		t.Error("memory_limit of 10KiB accepted (under 1MiB)")
+	}
+}
+
+// The default is a quarter of the budget it names, within its bounds; a
+// GOMEMLIMIT in the environment is the budget.
+func TestDefaultMemoryLimit(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	n, basis := DefaultMemoryLimit()
+	if n < minMemoryLimit || n > maxMemoryLimit || basis == "" || basis == "GOMEMLIMIT" {
+		t.Fatalf("default %d from %q", n, basis)
+	}
+	t.Setenv("GOMEMLIMIT", "400MiB") // read by the runtime at start only: set it to match
+	setGoLimit(t, 400<<20)
+	if n, basis := DefaultMemoryLimit(); n != 100<<20 || basis != "GOMEMLIMIT" {
+		t.Fatalf("under GOMEMLIMIT 400MiB: %d from %q, want 100MiB", n, basis)
+	}
+}
+
+// The Go runtime's limit is the records' limit and half as much again
+// (64 MiB at least), no more than 90% of a cgroup's limit.
+func TestGoMemoryLimit(t *testing.T) {
+	want := int64(192 << 20)
+	if c := cgroupLimit(); c > 0 {
+		want = min(want, int64(float64(c)*cgroupGoShare))
+	}
+	if got := GoMemoryLimit(128 << 20); got != want {
+		t.Fatalf("for 128MiB: %d, want %d", got, want)
+	}
+	if got := GoMemoryLimit(16 << 20); got > (16+64)<<20 {
+		t.Fatalf("for 16MiB: %d, want at most 80MiB", got)
+	}
+}
+
+// setGoLimit sets the Go runtime's memory limit to n for the test, and
+// puts the previous one back after it.
+func setGoLimit(t *testing.T, n int64) {
+	prev := debug.SetMemoryLimit(n)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+}
