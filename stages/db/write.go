@@ -205,6 +205,7 @@ func (s *Sink) attempt(ctx context.Context, r *rows, lo, hi int, idem bool) erro
 		var err error
 		stage.Blocking(ctx, func() { err = s.exec(ctx, r, lo, hi, idem) })
 		if err == nil {
+			stage.ReportAttempt(ctx, nil)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -217,6 +218,9 @@ func (s *Sink) attempt(ctx context.Context, r *rows, lo, hi int, idem bool) erro
 		if s.retryMax > 0 && n >= s.retryMax {
 			return fmt.Errorf("%d rows not stored after %d retries: %w", hi-lo, n, err)
 		}
+		// Each failed try is news for the stage's health (down once they
+		// go on for seconds); Handle's result comes only after the last.
+		stage.ReportAttempt(ctx, fmt.Errorf("PostgreSQL write failed, retrying: %w", err))
 		d := s.delay(n)
 		s.log.Warn("PostgreSQL write failed; retrying the batch",
 			zap.String("stage", s.name), zap.Int("rows", hi-lo), zap.Int("retry", n+1),
