@@ -28,7 +28,6 @@ import (
 // called. Every record sent is acked before stop returns.
 type steadyLoad struct {
 	rs   *resender
-	next chan int64 // the first id of each block
 	quit chan struct{}
 	wg   sync.WaitGroup
 	mu   sync.Mutex
