@@ -149,6 +149,7 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 		if werr != nil {
 			return werr
 		}
+		stage.ReportAttempt(ctx, publishOutcome(retry))
 		if len(retry) > 0 && (attempt == 0 || attempt%20 == 19) {
 			q.log.Warn("nats: publishing to the stream failed; retrying", zap.Int("events", len(retry)),
 				zap.Int("attempt", attempt+1), zap.String("error", errText(retry[0].err)))

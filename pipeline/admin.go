@@ -144,12 +144,11 @@ func (p *Pipeline) adminMux(reg *prometheus.Registry, log *zap.Logger) *http.Ser
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		st := p.currentState()
-		if st != stateRunning {
-			http.Error(w, st.String(), http.StatusServiceUnavailable)
+		if why := p.notReady(); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, st.String())
+		fmt.Fprintln(w, stateRunning.String())
 	})
 	return mux
 }

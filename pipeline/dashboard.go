@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -30,6 +31,9 @@ var dashboardFiles embed.FS
 var dashboardTmpl = template.Must(template.New("index.html").Funcs(template.FuncMap{
 	"ms":  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) },
 	"pct": func(depth, capacity int) string { return strconv.FormatFloat(fill(depth, capacity)*100, 'f', 1, 64) },
+	"anyDown": func(sts []stats.Stage) bool {
+		return slices.ContainsFunc(sts, func(st stats.Stage) bool { return st.Health.State == stats.HealthDown })
+	},
 }).ParseFS(dashboardFiles, "dashboard/index.html"))
 
 // historyLen is how many one-second samples the dashboard's charts get

@@ -18,6 +18,7 @@ type collector struct {
 	depth, capacity, workers, running, blocked *prometheus.Desc
 	in, out, errors, rejected, panics          *prometheus.Desc
 	latency, uptime                            *prometheus.Desc
+	health, failures, oldest                   *prometheus.Desc
 
 	// Sources' own counters (stats.Source).
 	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
@@ -49,6 +50,12 @@ func newCollector(p *Pipeline) *collector {
 			"Recent latency quantiles: queue wait plus handling (sources: read to completion).",
 			[]string{"stage", "quantile"}),
 		uptime: d("pipeline_uptime_seconds", "Seconds since the pipeline started.", nil),
+		health: d("pipeline_stage_health",
+			"1 for the stage's health state now (ok, degraded, down), 0 for the others.", []string{"stage", "state"}),
+		failures: d("pipeline_stage_call_failures_total",
+			"Failed calls of the stage's handler: attempts it reported failed, and errors of Handle.", stage),
+		oldest: d("pipeline_stage_oldest_event_seconds",
+			"Age of the stage's oldest unfinished event (sources: since read); shows a stall as it happens.", stage),
 		srcConns: d("pipeline_source_connections_total",
 			"A source's connections by event: accepted, closed, refused.", []string{"stage", "event"}),
 		srcProto: d("pipeline_source_protocol_errors_total",
@@ -82,7 +89,7 @@ func seriesDescs(declared []stats.Series, d func(name, help string, labels []str
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.depth, c.capacity, c.workers, c.running, c.blocked,
-		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime,
+		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime, c.health, c.failures, c.oldest,
 		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops} {
 		ch <- d
 	}
@@ -121,6 +128,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.panics, st.Panics, n)
 		gauge(c.latency, st.Latency.P50/1e3, n, "0.5")
 		gauge(c.latency, st.Latency.P99/1e3, n, "0.99")
+		gauge(c.oldest, st.Latency.OldestMs/1e3, n)
+		for _, state := range []string{stats.HealthOK, stats.HealthDegraded, stats.HealthDown} {
+			v := 0.0
+			if st.Health.State == state {
+				v = 1
+			}
+			gauge(c.health, v, n, state)
+		}
+		counter(c.failures, st.Health.Failures, n)
 		if src := st.Source; src != nil {
 			counter(c.srcConns, src.Connections.Accepted, n, "accepted")
 			counter(c.srcConns, src.Connections.Closed, n, "closed")

@@ -24,7 +24,8 @@ import (
 // recovered and logged with the stage's name. ctx ends when the pipeline
 // is stopped for good (phase two of its stop): a handler that waits on
 // something returns then. A handler need not Flush out: the runtime does
-// once Handle returns. Kind lists the optional methods a handler may
+// once Handle returns. A handler that retries calls itself reports each
+// attempt with ReportAttempt. Kind lists the optional methods a handler may
 // have (Start, Close, FieldsRead, Project, MaxWorkers).
 type Handler interface {
 	Handle(ctx context.Context, batch []*Event, out Emitter) error
@@ -78,6 +79,27 @@ func Blocking(ctx context.Context, fn func()) {
 		return
 	}
 	fn()
+}
+
+// ReportAttempt tells the runtime how one attempt of a call to something
+// outside the pipeline went (a database write, a publish to a queue): nil
+// when it succeeded, the error when it failed. A handler that retries a
+// failing call itself, inside one Handle, reports each attempt, so that
+// the stage's health (/stats, /readyz, the dashboard) shows the outage
+// while the batch is being retried: a stage whose attempts have failed
+// for a few seconds with no success is down, with the last error. The
+// pool controller never adds workers to a stage whose calls are failing.
+//
+// ctx is the one Handle got (or one made from it). Handle's own result
+// counts too: an error (other than of the busy, invalid, too large and
+// database classes, which tell of records) is a failed attempt, nil a
+// successful one; a handler that does not retry need not call
+// ReportAttempt. It is cheap: a success while nothing failed costs an
+// atomic load. Outside a handler's call it does nothing.
+func ReportAttempt(ctx context.Context, err error) {
+	if h, ok := ctx.Value(track.HealthKey{}).(interface{ Attempt(error) }); ok {
+		h.Attempt(err)
+	}
 }
 
 // Env is what a kind's constructor gets besides its configuration.

@@ -23,6 +23,7 @@ type Stage struct {
 	InFlight   uint64   `json:"in_flight,omitempty"` // sources: events made and not yet finished
 	HeldBytes  int64    `json:"held_bytes,omitempty"`
 	Latency    Latency  `json:"latency_ms"`
+	Health     Health   `json:"health"`
 	Control    *Control `json:"control,omitempty"` // the adaptive knobs
 	// Source holds a source's own counters, when it keeps them.
 	Source *Source `json:"source,omitempty"`
@@ -98,21 +99,35 @@ type Queue struct {
 	Stream    string `json:"stream,omitempty"` // the transport's name for the queue: the JetStream stream
 }
 
-// Pool describes a stage's worker pool.
+// Pool describes a stage's worker pool. Running, Blocked and Waiting
+// are parts of Workers.
 type Pool struct {
+	// Workers counts the pool's workers: as many as its controller (or
+	// an operator) sized it to (Control's workers.now), and more while
+	// retired ones finish the batch they hold.
 	Workers     int `json:"workers"`
 	Concurrency int `json:"concurrency"`
 	Running     int `json:"running"`
 	Blocked     int `json:"blocked"`
 	Waiting     int `json:"waiting"`
+	// Retiring counts the workers retired from the pool that still hold
+	// a batch (a call into a database that does not answer): counted in
+	// Workers, gone once the call returns.
+	Retiring int `json:"retiring,omitempty"`
 }
 
 // Latency are latency quantiles in milliseconds: for a handler stage,
 // from entering its queue to the end of the handler call; for a source,
-// from reading a record to its completion.
+// from reading a record to its completion. The quantiles are of what
+// finished; OldestMs shows a stall as it happens.
 type Latency struct {
 	P50 float64 `json:"p50"`
 	P99 float64 `json:"p99"`
+	// OldestMs is the age of the oldest unfinished event: for a handler
+	// stage, of the events in its handler's calls, since they entered
+	// its queue; for a source, of the events it made, since they were
+	// read. 0 when nothing is unfinished. A lower bound, within 100 ms.
+	OldestMs float64 `json:"oldest_ms"`
 }
 
 // Series is one figure that /metrics shows for a stage besides the ones

@@ -172,13 +172,14 @@ quantiles. Rates need two samples: stats takes them --interval apart
 // statsTable renders cur as one aligned table, with rates since prev when
 // prev is not nil.
 func statsTable(prev, cur *snapshot) string {
-	head := []string{"STAGE", "KIND", "QUEUE", "RUN/WORKERS", "BATCH", "BLOCKED", "IN", "OUT", "ERRORS", "REJECTED", "IN/S", "OUT/S", "P50", "P99"}
+	head := []string{"STAGE", "KIND", "HEALTH", "QUEUE", "RUN/WORKERS", "BATCH", "BLOCKED", "IN", "OUT", "ERRORS", "REJECTED", "IN/S", "OUT/S", "P50", "P99", "OLDEST"}
 	rows := [][]string{head}
 	for _, st := range cur.Stages {
 		r := rateOf(prev, cur, st)
 		rows = append(rows, []string{
 			st.Name,
 			st.Kind,
+			healthCell(st),
 			queueCell(st),
 			poolCell(st),
 			batchCell(st),
@@ -191,12 +192,13 @@ func statsTable(prev, cur *snapshot) string {
 			rateCell(r.ok, r.Out),
 			msCell(st.Latency.P50),
 			msCell(st.Latency.P99),
+			msCell(st.Latency.OldestMs),
 		})
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "pipeline %s%s, up %s\n", orDash(cur.Pipeline), stateNote(cur.State), uptime(cur.Uptime))
-	writeAligned(&b, rows, 2)
-	for _, l := range admissionLines(cur) {
+	writeAligned(&b, rows, 2, 2)
+	for _, l := range append(healthLines(cur), admissionLines(cur)...) {
 		b.WriteString(l + "\n")
 	}
 	return b.String()

@@ -86,10 +86,10 @@ func TestStatsTwoSamples(t *testing.T) {
 	}
 	// The second sample is shown, with rates: none of the rate cells is "-".
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 6 || !strings.HasPrefix(lines[5], "accept: admission") {
-		t.Fatalf("want title, header, 3 stage lines and accept's admission line, got\n%s", out)
+	if len(lines) != 7 || !strings.HasPrefix(lines[5], "store: DOWN for ") || !strings.HasPrefix(lines[6], "accept: admission") {
+		t.Fatalf("want title, header, 3 stage lines, store's health line and accept's admission line, got\n%s", out)
 	}
-	if f := strings.Fields(lines[2]); f[0] != "accept" || f[2] != "8192/8192" || f[10] == "-" || f[11] == "-" {
+	if f := strings.Fields(lines[2]); f[0] != "accept" || f[2] != "ok" || f[3] != "8192/8192" || f[11] == "-" || f[12] == "-" {
 		t.Errorf("accept line %q: want the second sample's depth and rates", lines[2])
 	}
 }

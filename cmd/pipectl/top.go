@@ -83,11 +83,12 @@ func (m *topModel) render(width int) []string {
 	if l := memoryLine(m.cur.Memory); l != "" {
 		lines = append(lines, l)
 	}
-	rows := [][]string{{"STAGE", "KIND", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "BATCH", "BLOCKED", "IN/S", "OUT/S", "P99", "DEPTH HISTORY"}}
+	rows := [][]string{{"STAGE", "KIND", "HEALTH", "QUEUE", "DEPTH/CAP", "RUN/WORKERS", "BATCH", "BLOCKED", "IN/S", "OUT/S", "P99", "OLDEST", "DEPTH HISTORY"}}
 	for _, st := range m.cur.Stages {
 		r := rateOf(m.prev, m.cur, st)
 		rows = append(rows, []string{
 			st.Name, st.Kind,
+			healthCell(st),
 			depthBar(st),
 			queueCell(st),
 			poolCell(st),
@@ -96,12 +97,14 @@ func (m *topModel) render(width int) []string {
 			rateCell(r.ok, r.In),
 			rateCell(r.ok, r.Out),
 			msCell(st.Latency.P99),
+			msCell(st.Latency.OldestMs),
 			sparkline(m.history[st.Name], st),
 		})
 	}
 	var b strings.Builder
-	writeAligned(&b, rows, 2, 2, 10)
+	writeAligned(&b, rows, 2, 2, 3, 12)
 	lines = append(lines, strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")...)
+	lines = append(lines, healthLines(m.cur)...)
 	lines = append(lines, admissionLines(m.cur)...)
 	return cut(lines, width)
 }

@@ -100,6 +100,10 @@ type sample struct {
 	running, waiting, blocked int
 	concurrency               int
 	taken, batches, full      uint64 // totals: events taken, batches, batches the queue filled
+	// failing: a call of the stage failed after its latest success (see
+	// health.go); failures: the failed calls so far.
+	failing  bool
+	failures uint64
 }
 
 // hold is a pause in one direction of a knob after a change in that
@@ -197,6 +201,7 @@ type controller struct {
 	samples    int
 	starved    int // samples with a batch waiting and a run slot free
 	blockedSum int
+	failing    bool // a sample found the calls failing, or a call failed
 
 	trial       *trial                // the last change, judged by the windows after it
 	light, calm int                   // windows in a row: light batches, the pool keeping up
@@ -239,6 +244,7 @@ func (c *controller) observe(now time.Time, s sample) []stats.Decision {
 		c.starved++
 	}
 	c.blockedSum += s.blocked
+	c.failing = c.failing || s.failing || s.failures != c.first.failures
 	if c.samples < controlWindow {
 		return nil
 	}
@@ -248,10 +254,10 @@ func (c *controller) observe(now time.Time, s sample) []stats.Decision {
 		batches: s.batches - c.first.batches,
 		full:    s.full - c.first.full,
 		samples: c.samples, starved: c.starved, blockedSum: c.blockedSum,
-		threshold: thr,
+		threshold: thr, failing: c.failing,
 	}
 	c.first, c.started = s, now
-	c.samples, c.starved, c.blockedSum = 0, 0, 0
+	c.samples, c.starved, c.blockedSum, c.failing = 0, 0, 0, false
 	d, ok := c.decide(w)
 	if !ok {
 		return nil
@@ -266,7 +272,8 @@ type window struct {
 	elapsed                      time.Duration
 	events, batches, full        uint64
 	samples, starved, blockedSum int
-	threshold                    int // the depth that counts as a batch waiting
+	threshold                    int  // the depth that counts as a batch waiting
+	failing                      bool // calls failed in the window, or were failing
 }
 
 func (w window) rate() float64 {
@@ -457,14 +464,22 @@ func (c *controller) decideBatch(w window, x float64) (stats.Decision, bool) {
 
 // decidePool: grow while the queue holds a batch and a run slot is free
 // (every worker is busy, some inside Blocking), kept only if throughput
-// rises; try one worker fewer once the pool has kept up for a while, kept
-// only if it still keeps up.
+// rises, unless the stage's calls are failing; try one worker fewer once
+// the pool has kept up for a while, kept only if it still keeps up.
+//
+// Workers blocked on a database that fails every call look like workers
+// waiting on a slow one, with a full queue behind them; more of them
+// would be more connections to a server that is failing, so a window in
+// which a call failed, or the calls were failing (no success since the
+// last failure), never grows the pool.
 func (c *controller) decidePool(w window) (stats.Decision, bool) {
 	k := &c.workers
 	if !k.auto {
 		return stats.Decision{}, false
 	}
 	switch {
+	case w.failing:
+		return stats.Decision{}, false
 	case float64(w.starved) >= starvedShare*float64(w.samples) && k.now < k.ceiling && k.up.left == 0:
 		from := k.now
 		k.now = min(k.ceiling, from+max(1, from/4))

@@ -30,6 +30,11 @@ type model struct {
 	// The load: events per second offered at a time; what the full queue
 	// cannot take is lost (counted in dropped).
 	rate func(t time.Duration) float64
+	// down, when set, says when the shared resource fails every call (a
+	// database stopped): a worker inside Blocking then fails an attempt
+	// and retries it after a backoff (100 ms, doubling to 5 s), as
+	// db.postgres does, making no progress until an attempt succeeds.
+	down func(t time.Duration) bool
 
 	rng     *rand.Rand
 	ctl     *controller
@@ -42,6 +47,13 @@ type model struct {
 	batches uint64
 	full    uint64
 	dropped uint64
+	// The calls' outcomes, as the runtime's health has them: a failure
+	// after the latest success, and the failures so far.
+	failing  bool
+	failures uint64
+	// hideFailures keeps them from the controller (for a test that shows
+	// what it would do without them).
+	hideFailures bool
 
 	// What happened, for the checks.
 	decisions []stats.Decision
@@ -70,6 +82,8 @@ type modelWorker struct {
 	block       time.Duration // blocking work of the batch, after the CPU part
 	retired     bool
 	batchEvents int
+	tries       int           // attempts failed in a row (down)
+	retryAt     time.Duration // when the next attempt is made, after a failure
 }
 
 // fakeEpoch is the fake clock's time zero.
@@ -161,6 +175,9 @@ func (m *model) run(until time.Duration) {
 					}
 				}
 			case inBlocking:
+				if m.retrying(w) {
+					continue
+				}
 				w.left -= time.Duration(speed * float64(modelStep))
 				if w.left <= 0 {
 					w.state = parked
@@ -197,6 +214,28 @@ func (m *model) run(until time.Duration) {
 	}
 }
 
+// retrying applies the outage to a worker inside Blocking: while the
+// resource is down its attempts fail, one per backoff; the first attempt
+// after it is back succeeds. It reports whether the worker makes no
+// progress now.
+func (m *model) retrying(w *modelWorker) bool {
+	if w.tries > 0 && m.now < w.retryAt {
+		return true // waiting to try again
+	}
+	if m.down != nil && m.down(m.now) {
+		m.failures++
+		m.failing = true
+		w.retryAt = m.now + min(100*time.Millisecond<<min(w.tries, 6), 5*time.Second)
+		w.tries++
+		return true
+	}
+	if w.tries > 0 {
+		w.tries = 0
+		m.failing = false
+	}
+	return false
+}
+
 func (m *model) running() int {
 	n := 0
 	for _, w := range m.workers {
@@ -221,6 +260,9 @@ func (m *model) live() int {
 func (m *model) sample() sample {
 	s := sample{depth: m.depth, capacity: m.capacity, concurrency: m.conc,
 		taken: m.taken, batches: m.batches, full: m.full}
+	if !m.hideFailures {
+		s.failing, s.failures = m.failing, m.failures
+	}
 	for _, w := range m.workers {
 		switch w.state {
 		case parked:

@@ -115,6 +115,7 @@ func (c *control) tick(now time.Time) {
 		running: ps.Running, waiting: ps.Waiting, blocked: ps.Blocked,
 		concurrency: ps.Concurrency,
 		taken:       s.in.Load(), batches: s.batches.Load(), full: s.fullBatches.Load(),
+		failing: s.health.isFailing(), failures: s.health.failureCount(),
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -71,12 +71,18 @@ func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 	if err := l.SetWorkers(1); err != nil {
 		t.Fatal(err)
 	}
+	// The pool is sized to one; the four retired still hold their
+	// batches, inside a blocking call, and count as workers (retiring)
+	// until they leave, so that blocked never exceeds workers.
 	st := s.Stats()
-	if st.Pool.Workers != 1 || st.Control.Workers.Auto || st.Control.Workers.Now != 1 {
-		t.Fatalf("after SetWorkers(1): pool %+v, control %+v", st.Pool, st.Control.Workers)
+	if st.Pool.Workers != 5 || st.Pool.Retiring != 4 || st.Pool.Blocked != 5 || st.Control.Workers.Auto || st.Control.Workers.Now != 1 {
+		t.Fatalf("after SetWorkers(1): pool %+v, control %+v; want 5 workers, 4 retiring, 5 blocked, sized to 1", st.Pool, st.Control.Workers)
 	}
 	close(g.release) // the four retired finish their batches and leave
-	poll.Until(t, "the batches finished", func() bool { return s.Stats().In == 5 && s.Stats().Pool.Blocked == 0 })
+	poll.Until(t, "the batches finished and the retired workers left", func() bool {
+		st := s.Stats()
+		return st.In == 5 && st.Pool.Blocked == 0 && st.Pool.Workers == 1 && st.Pool.Retiring == 0
+	})
 	post(t, s, 3) // the one worker left takes the rest
 	for range 3 {
 		<-g.calls

@@ -31,6 +31,9 @@ type Outputs struct {
 	// a full queue refuses events busy instead of making the emitter
 	// wait. nil for a worker's emitter.
 	root *Stage
+	// hctx is hctxOf carrying the stage's health, for its handler's
+	// calls (healthCtx).
+	hctx, hctxOf context.Context
 }
 
 // target is one next stage and the events emitted to it since the last

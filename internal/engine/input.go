@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/track"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -39,6 +40,7 @@ type inputSource struct {
 	wg          sync.WaitGroup
 	connected   bool
 	errLog      time.Time // when a read error was last logged
+	health      *health   // the stage's, told of each read's outcome
 }
 
 // record is one Read's result, with when it was read.
@@ -67,6 +69,12 @@ func (s *inputSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.connected = true
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.readCtx, s.stopRead = context.WithCancel(s.ctx)
+	if r, ok := rt.(sourceRuntime); ok {
+		// A read is an attempt: its errors make the stage's health, and
+		// Read may report attempts of its own (stage.ReportAttempt).
+		s.health = &r.s.health
+		s.readCtx = context.WithValue(s.readCtx, track.HealthKey{}, s.health)
+	}
 	s.recs = make(chan record, min(max(rt.Settings().Batch, 1), 1024))
 	s.emitterDone = make(chan struct{})
 	s.wg.Add(2)
@@ -85,6 +93,13 @@ func (s *inputSource) read() {
 			s.st.waitRoom() // returns at StopInput and Close
 		}
 		b, ack, err := s.in.Read(s.readCtx)
+		if s.health != nil && s.readCtx.Err() == nil && !errors.Is(err, stage.ErrEndOfInput) {
+			var now int64 // a success reads no clock
+			if err != nil {
+				now = track.Nanotime()
+			}
+			s.health.report(now, err)
+		}
 		if err == nil {
 			select {
 			case s.recs <- record{b: b, ack: ack, at: time.Now()}:

@@ -34,9 +34,11 @@ func (rt sourceRuntime) NewEvent(payload []byte, seq uint64, origin stage.Origin
 func (rt sourceRuntime) NewEventAt(payload []byte, seq uint64, origin stage.Origin, arrived time.Time) *stage.Event {
 	ev := events.Get().(*stage.Event)
 	ev.Payload, ev.Seq, ev.Origin = payload, seq, origin
+	at := sinceEpoch(arrived)
 	st := state(ev)
-	st.Init(&rt.s.h, sinceEpoch(arrived))
+	st.Init(&rt.s.h, at)
 	st.Charge(len(payload))
+	rt.s.calls.note(at, 0, rt.s.h.Created()) // a checkpoint per 100 ms, for the oldest event's age
 	rt.s.h.Made()
 	return ev
 }

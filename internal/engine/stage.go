@@ -58,6 +58,13 @@ type Stage struct {
 	lat                  latency
 	lastDoubleDoneLogged atomic.Int64
 
+	// health is the stage's health, calls the handler calls started (a
+	// source: its events, counted by h) and callsDone those finished
+	// (health.go).
+	health    health
+	calls     ages
+	callsDone atomic.Uint64
+
 	ended   chan struct{} // a source's: closed by EndInput
 	endOnce sync.Once
 	door    door // a source's: its side of the memory limit (memory.go)

@@ -28,8 +28,13 @@ func (s *Stage) Stats() stats.Stage {
 		ps := s.port.Stats()
 		st.Queue = stats.Queue{Depth: ps.Depth, Capacity: ps.Capacity, Overflow: s.set.Overflow.String(),
 			Bytes: ps.Bytes, MaxBytes: ps.MaxBytes}
-		st.Pool = stats.Pool{Workers: s.workersNow(), Concurrency: ps.Concurrency,
-			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
+		// The port sees every worker that has joined it: those the pool
+		// is sized to, and retired ones still finishing a batch (inside
+		// a call to a database that does not answer, say), which count
+		// until they leave, so that blocked never exceeds workers.
+		live, target := ps.Running+ps.Blocked+ps.Waiting, s.workersNow()
+		st.Pool = stats.Pool{Workers: max(live, target), Concurrency: ps.Concurrency,
+			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting, Retiring: max(0, live-target)}
 		st.Control = s.controlStats()
 		st.Rejected = ps.Rejected + s.shed.Load()
 	case s.ended != nil: // a source (its Source may be nil in tests)
@@ -49,5 +54,6 @@ func (s *Stage) Stats() stats.Stage {
 	}
 	q := s.lat.quantiles(0.5, 0.99)
 	st.Latency = stats.Latency{P50: q[0], P99: q[1]}
+	s.healthStats(&st)
 	return st
 }

@@ -93,9 +93,11 @@ func (s *Stage) run(ctx context.Context, batch []*stage.Event, out *Outputs) {
 	start := track.Nanotime()
 	waits := out.waits[:0]
 	gens := out.gens[:0]
+	oldest := start
 	for _, ev := range batch {
 		st := state(ev)
 		gens = append(gens, st.Gen.Load())
+		oldest = min(oldest, st.Enqueued)
 		w := start - st.Enqueued
 		if k := len(waits) - 1; k >= 0 && waits[k].ns == w {
 			waits[k].n++
@@ -104,7 +106,11 @@ func (s *Stage) run(ctx context.Context, batch []*stage.Event, out *Outputs) {
 		waits = append(waits, waitRun{ns: w, n: 1})
 	}
 	out.waits, out.gens = waits, gens
-	if err := s.call(ctx, batch, out); err != nil {
+	s.beginCall(start, oldest)
+	err := s.call(out.healthCtx(ctx), batch, out)
+	took := track.Nanotime() - start
+	s.endCall(ctx, start+took, err)
+	if err != nil {
 		for i, ev := range batch {
 			// Not one the handler finished, recycled by an inline stage
 			// after it, and still held here: neither finished nor handed on.
@@ -113,7 +119,6 @@ func (s *Stage) run(ctx context.Context, batch []*stage.Event, out *Outputs) {
 			}
 		}
 	}
-	took := track.Nanotime() - start
 	for _, w := range waits {
 		s.lat.observeN(w.ns+took, w.n)
 	}

@@ -356,6 +356,11 @@ func (s *State) SourceOf() *Holder { return s.src }
 // carries its port worker, for stage.Blocking.
 type WorkerKey struct{}
 
+// HealthKey is the context key under which the context a handler gets
+// carries its stage's health, for stage.ReportAttempt: a value with a
+// method Attempt(error).
+type HealthKey struct{}
+
 // Nanotime is a monotonic clock in nanoseconds since the process began.
 func Nanotime() int64 { return int64(time.Since(epoch)) }
 

@@ -2,7 +2,9 @@
 // the figures into the page the server rendered (elements marked
 // data-stage and data-field), fills the graph's nodes by depth/capacity,
 // and draws the charts of the last minutes, starting from /history.
-// Controller and NATS figures show when /stats carries them.
+// Controller and NATS figures show when /stats carries them. Each stage's
+// health is in its row, on its graph node, and, for a stage that is down,
+// in the banner under the header with its last error.
 "use strict";
 (() => {
   const POLL_MS = 500;
@@ -101,6 +103,7 @@
     const dt = prev ? at - prev.at : 0;
     let sources = [];
     let ctl = false, adm = false;
+    const down = [];
     inline = new Set();
     for (const st of s.stages || []) {
       const row = rows.get(st.name);
@@ -127,6 +130,9 @@
       set(row, "out_rate", rate(outRate));
       set(row, "p50", ms(st.latency_ms && st.latency_ms.p50));
       set(row, "p99", ms(st.latency_ms && st.latency_ms.p99));
+      set(row, "oldest", ms(st.latency_ms && st.latency_ms.oldest_ms));
+      health(row, st.health);
+      if (st.health && st.health.state === "down") down.push(st);
       digits(row, "errors", st.errors);
       digits(row, "rejected", st.rejected);
       const f = fillOf(q);
@@ -152,7 +158,47 @@
     document.getElementById("stages").classList.toggle("has-ctl", ctl);
     document.getElementById("stages").classList.toggle("has-adm", adm);
     drawSources(sources);
+    banner(down, at);
     drawCharts(at);
+  }
+
+  // health writes a stage's health into its row: the state, coloured by
+  // CSS, with the last error as the cell's title.
+  function health(row, h) {
+    const el = row.querySelector('[data-field="health"]');
+    if (!el) return;
+    const state = (h && h.state) || "";
+    if (el.textContent !== (state || "–")) el.textContent = state || "–";
+    el.className = "hs " + state;
+    el.title = h && h.error ? h.error : "";
+  }
+
+  // banner shows, under the header, each stage that is down: since when
+  // (the time here, and how long) and its last error, as text (an error
+  // may hold anything). It is hidden while no stage is down.
+  function banner(down, at) {
+    const el = document.getElementById("health-banner");
+    el.hidden = down.length === 0;
+    const lines = down.map((st) => {
+      const h = st.health;
+      const since = Date.parse(h.since);
+      const p = document.createElement("p");
+      p.dataset.down = st.name;
+      const b = document.createElement("b");
+      b.textContent = `${st.name} is down`;
+      const why = document.createElement("span");
+      why.className = "why";
+      why.textContent = h.error || "no error said";
+      const when = Number.isFinite(since)
+        ? ` since ${new Date(since).toLocaleTimeString()} (${duration(Math.max(at - since, 0) / 1000)}), ${h.failures || 0} failed calls: `
+        : ": ";
+      p.append(b, when, why);
+      return p;
+    });
+    const note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = "/readyz answers 503 while a stage is down.";
+    el.replaceChildren(...lines, note);
   }
 
   // control writes the controllers' figures (stage.ControlStats): the
@@ -189,6 +235,9 @@
     const nats = isNats(st);
     g.classList.toggle("nats", nats);
     g.querySelector(".badge").textContent = nats ? (st.remote ? "NATS · elsewhere" : "NATS") : "";
+    const state = st.health && st.health.state;
+    g.classList.toggle("down", state === "down");
+    g.classList.toggle("degraded", state === "degraded");
   }
 
   // isNats tells a stage whose queue is a NATS JetStream stream.

@@ -21,6 +21,7 @@ import (
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/internal/track"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -595,12 +596,38 @@ func TestServerDownDuringHandle(t *testing.T) {
 	})
 	t.Run("retry.max", func(t *testing.T) {
 		rec := &recorder{}
-		err := limited.Handle(ctx, batchOf(rec, 0, 10), nil)
+		var attempts attemptLog
+		err := limited.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batchOf(rec, 0, 10), nil)
 		if err == nil || !strings.Contains(err.Error(), "10 rows not stored after 2 retries") {
 			t.Fatalf("Handle returned %v", err)
 		}
 		if acked, _ := rec.results(); acked != 0 {
 			t.Fatalf("%d events acked with the server down", acked)
 		}
+		// The two tries retried are reported to the stage's health as
+		// they fail; the last is Handle's error, which the runtime counts.
+		got := attempts.get()
+		if len(got) != 2 || got[0] == nil || got[1] == nil || !strings.Contains(got[1].Error(), "PostgreSQL write failed, retrying") {
+			t.Fatalf("attempts reported: %v; want two failures", got)
+		}
 	})
+}
+
+// attemptLog stands in for a stage's health: it keeps the attempts a
+// handler reports (stage.ReportAttempt).
+type attemptLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (a *attemptLog) Attempt(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.errs = append(a.errs, err)
+}
+
+func (a *attemptLog) get() []error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]error(nil), a.errs...)
 }

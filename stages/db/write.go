@@ -290,6 +290,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func() error) error 
 		var err error
 		stage.Blocking(ctx, func() { err = write() })
 		if err == nil {
+			stage.ReportAttempt(ctx, nil)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -302,6 +303,9 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func() error) error 
 		if s.retryMax > 0 && n >= s.retryMax {
 			return fmt.Errorf("%d rows not stored after %d retries: %w", rows, n, err)
 		}
+		// Each failed try is news for the stage's health (down once they
+		// go on for seconds); Handle's result comes only after the last.
+		stage.ReportAttempt(ctx, fmt.Errorf("PostgreSQL write failed, retrying: %w", err))
 		d := s.delay(n)
 		s.log.Warn("PostgreSQL write failed; retrying the batch",
 			zap.String("stage", s.name), zap.Int("rows", rows), zap.Int("retry", n+1),

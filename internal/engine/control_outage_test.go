@@ -1,0 +1,65 @@
+package engine
+
+import (
+	"testing"
+	"time"
+)
+
+// The pool controller against a database that stops answering, on the
+// fake clock: workers blocked on a dead database look like workers
+// waiting on a slow one (a full queue, every run slot free), but their
+// calls fail, so the pool never grows while they do; once the database is
+// back the pool sizes itself again.
+func TestControlNoGrowthWhileCallsFail(t *testing.T) {
+	const from, to = 20 * time.Second, 40 * time.Second
+	for seed := int64(1); seed <= 3; seed++ {
+		mk := dbStage(constRate(250000), seed)
+		mk.down = func(t time.Duration) bool { return t >= from && t < to }
+		m := newModel(mk, AutoBatchCeiling(1024), true, 2, true)
+		m.run(70 * time.Second)
+		atStart := 0
+		for _, p := range m.trace {
+			if p.t <= from {
+				atStart = p.workers
+			}
+		}
+		_, hi := m.span(workersOf, from, to)
+		before := m.meanRate(10*time.Second, from)
+		after := m.meanRate(55*time.Second, 70*time.Second)
+		t.Logf("seed %d: %d workers when the database stopped, at most %d while it was down; %.0f/s before, %.0f/s from 15 s after it was back; %d failed attempts",
+			seed, atStart, hi, before, after, m.failures)
+		if m.failures == 0 {
+			t.Fatalf("seed %d: no attempt failed: the outage was not simulated", seed)
+		}
+		if hi > atStart {
+			logTrace(t, m)
+			t.Errorf("seed %d: the pool grew from %d to %d workers while every call failed", seed, atStart, hi)
+		}
+		if after < 0.9*before {
+			logTrace(t, m)
+			t.Errorf("seed %d: after the outage the stage ran at %.0f/s, want at least 90%% of the %.0f/s before it", seed, after, before)
+		}
+	}
+}
+
+// The same outage with the failures hidden from the controller (what it
+// saw before the rule): the pool grows against the dead database. This
+// keeps the test above honest: its outage does tempt the controller.
+func TestControlOutageTemptsGrowth(t *testing.T) {
+	const from, to = 20 * time.Second, 40 * time.Second
+	mk := dbStage(constRate(250000), 1)
+	mk.down = func(t time.Duration) bool { return t >= from && t < to }
+	m := newModel(mk, AutoBatchCeiling(1024), true, 2, true)
+	m.hideFailures = true
+	m.run(45 * time.Second)
+	atStart := 0
+	for _, p := range m.trace {
+		if p.t <= from {
+			atStart = p.workers
+		}
+	}
+	if _, hi := m.span(workersOf, from, to); hi <= atStart {
+		logTrace(t, m)
+		t.Fatalf("with the failures hidden the pool stayed at %d..%d workers during the outage; the outage does not test the rule", atStart, hi)
+	}
+}

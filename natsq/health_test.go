@@ -1,0 +1,57 @@
+package natsq
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
+)
+
+// While the NATS server is away the publisher's retries make its stage
+// down, with the last error; once the server is back every event is
+// published and the stage is no longer down.
+func TestPublisherHealthDuringOutage(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	q := front.Queue("store", QueueConfig{Stream: "t_health"}, port.Block, 64)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1}, q.Publisher(), nil)
+	srcLife.Connect(pubStage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	a := newAcks(5)
+	out := src.NewEmitter()
+	for i := 1; i <= 5; i++ {
+		out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
+	}
+	out.Flush(ctx)
+	var h stats.Health
+	poll.Until(t, "the publisher's stage down", func() bool {
+		h = pubStage.Stats().Health
+		return h.State == stats.HealthDown
+	})
+	if !strings.Contains(h.Error, "publishing to JetStream failed") {
+		t.Fatalf("down with error %q, want the publish's", h.Error)
+	}
+	srv.Restart()
+	for seq, err := range a.wait(t) {
+		if err != nil {
+			t.Errorf("event %d: %v", seq, err)
+		}
+	}
+	poll.Until(t, "the publisher's stage up", func() bool { return pubStage.Stats().Health.State != stats.HealthDown })
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
+}

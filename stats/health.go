@@ -1,0 +1,30 @@
+package stats
+
+// This file holds a stage's health as /stats shows it.
+
+import "time"
+
+// The states of Health.State.
+const (
+	// HealthOK: the stage's calls succeed, or it makes none.
+	HealthOK = "ok"
+	// HealthDegraded: some calls fail, calls have just begun failing, the
+	// failures stopped a moment ago, or a call has run for a long time.
+	HealthDegraded = "degraded"
+	// HealthDown: every call has failed for a while (the database is
+	// unreachable and every batch is retried). /readyz answers 503.
+	HealthDown = "down"
+)
+
+// Health says whether a stage's calls succeed (json "health"): the calls
+// its handler makes to a database or a queue, as the handler reports
+// each attempt (stage.ReportAttempt) and as Handle's own errors tell.
+type Health struct {
+	State string    `json:"state"` // ok, degraded or down
+	Since time.Time `json:"since"` // when the stage entered the state
+	// Error is why the stage is not ok: the last failure's text, or
+	// what stalls it; empty when ok.
+	Error string `json:"error,omitempty"`
+	// Failures counts the failed calls (attempts) so far.
+	Failures uint64 `json:"failures"`
+}
