@@ -24,8 +24,9 @@ type gate struct {
 func newGate() *gate { return &gate{calls: make(chan int, 1024), release: make(chan struct{})} }
 
 func (g *gate) Handle(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
-	g.calls <- len(b)
-	wait := func() { <-g.release }
+	// Under block the call is reported from inside stage.Blocking, so a
+	// test that has seen the call also sees the worker counted blocked.
+	wait := func() { g.calls <- len(b); <-g.release }
 	if g.block {
 		stage.Blocking(ctx, wait)
 	} else {
