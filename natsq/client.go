@@ -88,7 +88,7 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 			}
 			wait = min(2*wait, 5*time.Second)
 		}
-		js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(1<<16))
+		js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(pubAcksInFlight))
 		if err != nil {
 			c.nc.Close()
 			c.nc = nil
@@ -186,15 +186,18 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 	work := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: fmt.Sprintf("seda: the queue of stage %q", q.stage),
-		Subjects:    []string{subject(cfg.Stream)},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardNew,
-		Replicas:    cfg.Replicas,
-		MaxMsgs:     cfg.MaxMsgs,
-		MaxBytes:    cfg.MaxBytes,
-		MaxAge:      cfg.MaxAge,
-		Duplicates:  cfg.Duplicates,
+		// Envelopes go to seda.STREAM.N (see encoding.go); seda.STREAM
+		// is kept so that messages of an older encoding reach the
+		// consumer (and the dead-letter stream) rather than sit unseen.
+		Subjects:   []string{subject(cfg.Stream), subject(cfg.Stream) + ".>"},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardNew,
+		Replicas:   cfg.Replicas,
+		MaxMsgs:    cfg.MaxMsgs,
+		MaxBytes:   cfg.MaxBytes,
+		MaxAge:     cfg.MaxAge,
+		Duplicates: cfg.Duplicates,
 	}
 	dead := jetstream.StreamConfig{
 		Name:        deadStream(cfg.Stream),

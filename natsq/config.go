@@ -175,11 +175,22 @@ type QueueConfig struct {
 	AckWait    time.Duration // redelivery when a delivered message is not acked this long
 	Backoff    time.Duration // first delay of a NAKed message; doubled each time
 	MaxBackoff time.Duration // longest delay of a NAKed message
-	// MaxAckPending bounds the messages delivered and not yet acked, over
-	// every process that runs the stage.
+	// MaxAckPending bounds the messages (envelopes) delivered and not yet
+	// acked, over every process that runs the stage.
 	MaxAckPending int
 	DeadMaxAge    time.Duration // how long dead letters are kept; 0: for ever
+	// EnvelopeEvents and EnvelopeBytes bound one message (an envelope of
+	// events, see encoding.go): at most this many events, and this many
+	// bytes of data unless it holds one event.
+	EnvelopeEvents int
+	EnvelopeBytes  int64
 }
+
+// Envelope defaults, chosen by measurement (docs/BENCHMARKS.md, B7).
+const (
+	DefaultEnvelopeEvents = 1024
+	DefaultEnvelopeBytes  = 256 << 10
+)
 
 // QueueFields returns the keys a stage's `queue:` takes for transport
 // nats, besides transport and stream, with their defaults.
@@ -194,8 +205,10 @@ func QueueFields() []stage.Field {
 		{Name: "ack_wait", Type: stage.Duration, Default: 30 * time.Second, Range: stage.AtLeast(int64(time.Second)), Doc: "nats: a delivered message not finished this long is delivered again (to any process)"},
 		{Name: "backoff", Type: stage.Duration, Default: time.Second, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: delay before a failed message is delivered again; doubled at each failure"},
 		{Name: "max_backoff", Type: stage.Duration, Default: time.Minute, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: longest delay before a failed message is delivered again"},
-		{Name: "max_ack_pending", Type: stage.Int, Default: 16384, Range: stage.Between(1, 1<<24), Doc: "nats: messages delivered and not yet finished, over every process running the stage"},
+		{Name: "max_ack_pending", Type: stage.Int, Default: 1024, Range: stage.Between(1, 1<<24), Doc: "nats: messages (envelopes of events) delivered and not yet finished, over every process running the stage"},
 		{Name: "dead_max_age", Type: stage.Duration, Default: 7 * 24 * time.Hour, Doc: "nats: how long the dead-letter stream keeps a message; 0: for ever"},
+		{Name: "envelope_events", Type: stage.Int, Default: DefaultEnvelopeEvents, Range: stage.Between(1, 1<<20), Doc: "nats: events one message (an envelope) carries at most"},
+		{Name: "envelope_bytes", Type: stage.Size, Default: int64(DefaultEnvelopeBytes), Range: stage.Between(1<<10, 64<<20), Doc: "nats: bytes one message (an envelope) carries at most, unless it holds one event; kept under the server's max_payload"},
 	}
 }
 
@@ -235,6 +248,9 @@ func QueueConfigFrom(c stage.Config) QueueConfig {
 		MaxBackoff:    c.Duration("max_backoff"),
 		MaxAckPending: c.Int("max_ack_pending"),
 		DeadMaxAge:    c.Duration("dead_max_age"),
+
+		EnvelopeEvents: c.Int("envelope_events"),
+		EnvelopeBytes:  c.Size("envelope_bytes"),
 	}
 }
 
@@ -265,7 +281,13 @@ func (q QueueConfig) withDefaults() QueueConfig {
 		q.MaxBackoff = q.Backoff
 	}
 	if q.MaxAckPending <= 0 {
-		q.MaxAckPending = 16384
+		q.MaxAckPending = 1024
+	}
+	if q.EnvelopeEvents <= 0 {
+		q.EnvelopeEvents = DefaultEnvelopeEvents
+	}
+	if q.EnvelopeBytes <= 0 {
+		q.EnvelopeBytes = DefaultEnvelopeBytes
 	}
 	return q
 }

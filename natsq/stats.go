@@ -114,13 +114,15 @@ func deadSeries(reason string, n uint64) stats.Series {
 type queueCounters struct {
 	publishing, consuming               atomic.Bool
 	published, publishRetries, full     atomic.Uint64
+	envelopesOut, envelopesIn           atomic.Uint64 // envelopes PubAcked, taken
 	taken, acked, naked                 atomic.Uint64
-	ackErrors, deadErrors               atomic.Uint64
+	ackErrors, deadErrors, inProgress   atomic.Uint64
 	deadRefused, deadMax, deadUndecoded atomic.Uint64
 
 	mu       sync.Mutex
 	cons     jetstream.Consumer // set by a consumer; nil on a publishing-only process
 	info     Stats              // the server's figures, last read
+	events   uint64             // events in the stream's envelopes, last read
 	infoAt   time.Time
 	fetching bool
 	wg       sync.WaitGroup // the goroutine reading the figures
@@ -204,11 +206,15 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 	defer cancel()
 	var ns Stats
 	var errText string
+	var events uint64
 	if str, err := js.Stream(ctx, q.cfg.Stream); err != nil {
 		errText = err.Error()
-	} else if si, err := str.Info(ctx); err != nil {
+	} else if si, err := str.Info(ctx, jetstream.WithSubjectFilter(subject(q.cfg.Stream)+".>")); err != nil {
 		errText = err.Error()
 	} else {
+		for subj, msgs := range si.State.Subjects {
+			events += msgs * eventsOn(subj)
+		}
 		ns.StreamMsgs, ns.StreamBytes = si.State.Msgs, si.State.Bytes
 		ns.MaxMsgs = si.Config.MaxMsgs
 		if cons == nil {
@@ -229,30 +235,38 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 	ns.Error = stage.Redact(errText)
 	q.st.mu.Lock()
 	q.st.info = ns
+	q.st.events = events
 	q.st.infoAt = time.Now()
 	q.st.fetching = false
 	q.st.mu.Unlock()
 }
 
 // Fill puts the queue's figures into a stage's /stats entry: the nats
-// figures (Stats, with their /metrics series), and the consumer's
-// pending plus ack-pending as the queue's depth (the stream's message
-// count before a consumer exists), with the stream's message limit as
-// its capacity when it has one.
+// figures (Stats, with their /metrics series), and as the queue's depth
+// the events the stream holds (its envelopes not yet acked: pending and
+// ack-pending, in any process; counted from the envelopes' subjects, see
+// encoding.go). Its capacity is
+// the stream's message limit, when it has one, in events at the envelopes'
+// present size (the events per envelope in the stream, or EnvelopeEvents
+// while it is empty): an estimate, as envelopes grow and shrink with the
+// load.
 func (q *Queue) Fill(st *stats.Stage) {
 	ns := q.Stats()
+	q.st.mu.Lock()
+	events := q.st.events
+	q.st.mu.Unlock()
 	ns.LocalDepth = st.Queue.Depth
 	st.Transport = ns
 	st.Series = series(&ns)
 	st.Queue.Transport = TransportName
 	st.Queue.Stream = q.cfg.Stream
-	if ns.ConsumerFound {
-		st.Queue.Depth = int(ns.Pending + ns.AckPending)
-	} else {
-		st.Queue.Depth = int(ns.StreamMsgs)
-	}
+	st.Queue.Depth = int(events)
 	if ns.MaxMsgs > 0 {
-		st.Queue.Capacity = int(ns.MaxMsgs)
+		per := float64(q.cfg.EnvelopeEvents)
+		if ns.StreamMsgs > 0 && events > 0 {
+			per = float64(events) / float64(ns.StreamMsgs)
+		}
+		st.Queue.Capacity = int(float64(ns.MaxMsgs) * per)
 	}
 }
 
