@@ -233,13 +233,14 @@ func natsServerRestart(t *testing.T, bin string, ns *natstest.Server) {
 }
 
 // TestNatsFullStreamPushesBack runs a front with no back: the stream
-// fills to its max_msgs, and then the client's records are not acked (the
+// fills to its max_msgs (envelopes of one record each, so that 200
+// messages are 200 records), and then the client's records are not acked (the
 // publisher waits, its queue fills, the TCP connection pushes back). A
 // back started later takes the stream's messages, and the rest flows.
 func natsFullStreamPushesBack(t *testing.T, bin string, ns *natstest.Server) {
 	const n, limit = 1000, 200
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_msgs: 200, capacity: 16"))
+	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_msgs: 200, envelope_events: 1, capacity: 16"))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
 

@@ -29,6 +29,7 @@ type Client struct {
 	users   int
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	emb     *embedded       // the in-process server, while it runs (Config.Embedded)
 	streams map[string]bool // streams this client has created or checked
 }
 
@@ -72,6 +73,15 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 			}),
 		)
 		url := c.cfg.url()
+		if c.cfg.Embedded != nil {
+			emb, err := startEmbedded(c.cfg.Embedded, c.log)
+			if err != nil {
+				return nil, err
+			}
+			c.emb = emb
+			url = ""
+			opts = append(opts, nats.InProcessServer(emb.srv))
+		}
 		wait := 250 * time.Millisecond
 		for attempt := 1; ; attempt++ {
 			nc, err := nats.Connect(url, opts...)
@@ -83,6 +93,7 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 				zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.String("error", errText(err)))
 			select {
 			case <-ctx.Done():
+				c.stopEmbedded()
 				return nil, fmt.Errorf("connect to %s: %w (last: %v)", stage.Redact(url), ctx.Err(), err)
 			case <-time.After(wait):
 			}
@@ -92,6 +103,7 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 		if err != nil {
 			c.nc.Close()
 			c.nc = nil
+			c.stopEmbedded()
 			return nil, fmt.Errorf("jetstream: %w", err)
 		}
 		c.js = js
@@ -115,6 +127,16 @@ func (c *Client) release() {
 	}
 	c.nc.Close()
 	c.nc, c.js = nil, nil
+	c.stopEmbedded()
+}
+
+// stopEmbedded shuts the in-process server down, if one runs; c.mu is
+// held.
+func (c *Client) stopEmbedded() {
+	if c.emb != nil {
+		c.emb.stop()
+		c.emb = nil
+	}
 }
 
 // connected reports whether the connection is up.

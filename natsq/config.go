@@ -37,6 +37,9 @@ type Config struct {
 	TLS      TLSConfig
 	// ConnectTimeout bounds one connection attempt; 0 means 5s.
 	ConnectTimeout time.Duration
+	// Embedded, when set, runs the server in this process (see
+	// embedded.go); URL and the ways to authenticate are then unused.
+	Embedded *EmbeddedConfig
 }
 
 // TLSConfig configures TLS to the server; TLS is on when any field is set
@@ -67,6 +70,8 @@ func Fields() []stage.Field {
 			{Name: "server_name", Type: stage.String, Doc: "name to verify the server's certificate against"},
 		}},
 		{Name: "connect_timeout", Type: stage.Duration, Default: 5 * time.Second, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "bound on one connection attempt; the pipeline retries until it connects"},
+		{Name: "embedded", Type: stage.Object, Fields: embeddedFields(),
+			Doc: "run a JetStream server inside this process, its file store in store_dir: a durable queue in one process; takes no url"},
 	}
 }
 
@@ -74,8 +79,14 @@ func Fields() []stage.Field {
 func ConfigFrom(c stage.Config) Config {
 	c, _ = stage.Bind(Fields(), c) // defaults filled; a bad value was reported when decoded
 	t := c.Object("tls")
+	var emb *EmbeddedConfig
+	if c.Has("embedded") {
+		e := c.Object("embedded")
+		emb = &EmbeddedConfig{StoreDir: e.String("store_dir"), Listen: e.String("listen")}
+	}
 	return Config{
-		URL: c.String("url"), Name: c.String("name"), Creds: c.String("creds"), NKey: c.String("nkey"),
+		Embedded: emb,
+		URL:      c.String("url"), Name: c.String("name"), Creds: c.String("creds"), NKey: c.String("nkey"),
 		User: c.String("user"), Password: c.String("password"), Token: c.String("token"),
 		TLS:            TLSConfig{CA: t.String("ca"), Cert: t.String("cert"), Key: t.String("key"), ServerName: t.String("server_name")},
 		ConnectTimeout: c.Duration("connect_timeout"),
@@ -85,6 +96,11 @@ func ConfigFrom(c stage.Config) Config {
 // Check reports a problem with the configuration: files that cannot be
 // read, half a client certificate, two ways to authenticate.
 func (c Config) Check() error {
+	if c.Embedded != nil {
+		if err := c.Embedded.check(c.URL); err != nil {
+			return err
+		}
+	}
 	for _, f := range []struct{ key, path string }{
 		{"creds", c.Creds}, {"nkey", c.NKey}, {"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key},
 	} {

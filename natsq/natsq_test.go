@@ -89,6 +89,15 @@ func (s *sink) count() int {
 	return len(s.seen)
 }
 
+// waitCount waits until s has stored n distinct payloads.
+func waitCount(t *testing.T, s *sink, n int) {
+	t.Helper()
+	poll.Until(t, fmt.Sprintf("%d events stored", n), func() bool { return s.count() >= n })
+	if got := s.count(); got != n {
+		t.Fatalf("stored %d of %d", got, n)
+	}
+}
+
 // split is one queue seen from a publishing and a consuming side, each
 // with its own client, as two processes would have.
 type split struct {
@@ -96,17 +105,19 @@ type split struct {
 	pub, cons, store engine.Lifecycle
 	sink             *sink
 	consQueue        *Queue
+	stopped          sync.Once
 }
 
 func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *sink) *split {
 	t.Helper()
 	cfg := Config{URL: url}
-	return newSplitWith(t, cfg, NewClient(cfg, "test", nil), qc, set, s)
+	return newSplitClients(t, NewClient(cfg, "test", nil), NewClient(cfg, "test", nil), qc, set, s)
 }
 
-func newSplitWith(t *testing.T, cfg Config, back *Client, qc QueueConfig, set stage.Settings, s *sink) *split {
+// newSplitClients is newSplit with the clients of the publishing and the
+// consuming side given (the same one: a single process).
+func newSplitClients(t *testing.T, front, back *Client, qc QueueConfig, set stage.Settings, s *sink) *split {
 	t.Helper()
-	front := NewClient(cfg, "test", nil)
 	set.Name, set.Kind = "store", "test.sink"
 	sp := &split{sink: s}
 	var srcLife engine.Lifecycle
@@ -130,7 +141,9 @@ func newSplitWith(t *testing.T, cfg Config, back *Client, qc QueueConfig, set st
 
 // stop drains as the pipeline does: the consumer stops pulling, the
 // queues close in order, the consumer settles what it took.
-func (sp *split) stop(t *testing.T) {
+func (sp *split) stop(t *testing.T) { sp.stopped.Do(func() { sp.stopOnce(t) }) }
+
+func (sp *split) stopOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := sp.cons.StopInput(ctx); err != nil {
@@ -195,10 +208,7 @@ func TestPublishConsumeAck(t *testing.T) {
 		}
 	}
 	// Every event acked by the publisher is in the stream or stored.
-	poll.Until(t, "every event stored", func() bool { return s.count() >= n })
-	if got := s.count(); got != n {
-		t.Fatalf("stored %d of %d", got, n)
-	}
+	waitCount(t, s, n)
 	mu.Lock()
 	f := fields[0]
 	mu.Unlock()
@@ -442,7 +452,7 @@ func TestInProgressKeepsEnvelope(t *testing.T) {
 	cfg := Config{URL: srv.URL()}
 	back := NewClient(cfg, "test", nil)
 	qc := QueueConfig{Stream: "t_progress", AckWait: time.Second}
-	sp := newSplitWith(t, cfg, back, qc, stage.Settings{Batch: 8}, s)
+	sp := newSplitClients(t, NewClient(cfg, "test", nil), back, qc, stage.Settings{Batch: 8}, s)
 	a := newAcks(3)
 	sp.send(t, 1, 3, a)
 	a.wait(t)
