@@ -627,6 +627,10 @@ func (c *consumer) Close() error {
 		c.keepWG.Wait()
 	}
 	c.q.st.consuming.Store(false)
+	if n := c.q.st.envelopesIn.Load(); n > 0 {
+		c.q.log.Info("nats: consumed", zap.Uint64("events", c.q.st.taken.Load()), zap.Uint64("envelopes", n),
+			zap.Float64("events_per_envelope", float64(c.q.st.taken.Load())/float64(n)))
+	}
 	if c.opened {
 		c.opened = false
 		c.q.c.release()

@@ -80,6 +80,11 @@ func (p *publisher) Start(ctx context.Context) error {
 // Close releases the connection.
 func (p *publisher) Close() error {
 	if p.opened.CompareAndSwap(true, false) {
+		st := &p.q.st
+		if n := st.envelopesOut.Load(); n > 0 {
+			p.q.log.Info("nats: published", zap.Uint64("events", st.published.Load()), zap.Uint64("envelopes", n),
+				zap.Float64("events_per_envelope", float64(st.published.Load())/float64(n)))
+		}
 		p.q.c.release()
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,9 +24,13 @@ import (
 
 // Contenders.
 const (
-	Single = "single" // accept -> parse -> store in one pipectl process
-	Split  = "split"  // front (accept, parse) -> JetStream -> back (store)
+	Single   = "single"   // accept -> parse -> store in one pipectl process
+	Split    = "split"    // front (accept, parse) -> JetStream -> back (store)
+	Embedded = "embedded" // one pipectl process, the store's queue on its embedded JetStream
 )
+
+// Contenders lists them in the order of a run.
+var Contenders = []string{Single, Split, Embedded}
 
 // Config sizes the benchmark; the zero value is the full B7.
 type Config struct {
@@ -39,12 +44,21 @@ type Config struct {
 	// throwaway one; its CPU is then not measured.
 	DSN string
 	Log io.Writer // progress; nil: none
+	// Contenders to run, in this order (reversed every other run); nil:
+	// all of Contenders.
+	Contenders []string
+	// LogDir, when set, keeps each process's output there, one file per
+	// contender, run and process.
+	LogDir string
 }
 
 func (c *Config) fill() {
 	c.Records = cmp.Or(c.Records, 200_000)
 	c.Conns = cmp.Or(c.Conns, 16)
 	c.Runs = cmp.Or(c.Runs, 3)
+	if len(c.Contenders) == 0 {
+		c.Contenders = Contenders
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -55,7 +69,7 @@ type Sample struct {
 	Rows       int64
 	Elapsed    time.Duration // first record sent to last row stored
 	RowsPerSec float64
-	Front      time.Duration // single: the one pipectl process; split: the front
+	Front      time.Duration // single, embedded: the one pipectl process; split: the front
 	Back       time.Duration // split: the back
 	Nats       time.Duration // split: nats-server
 	PG         time.Duration // PostgreSQL (postmaster and children)
@@ -81,11 +95,11 @@ type Result struct {
 	Cores     int
 }
 
-// yaml is the pipeline both contenders run; %s is the store stage's
-// queue. Everything else is the same, so that the difference is the hop.
+// yaml is the pipeline every contender runs; the first %s is the nats
+// section, the second the store stage's queue. Everything else is the
+// same, so that the difference is the hop.
 const yaml = `name: b7
-nats:
-  url: ${NATS_URL}
+nats: %s
 stages:
   accept:
     kind: netio.tcp
@@ -117,6 +131,8 @@ stages:
 const (
 	localQueue = `{capacity: 16384}`
 	natsQueue  = `{transport: nats, stream: b7_store, capacity: 16384}`
+	natsRemote = `{url: "${NATS_URL}"}`
+	natsEmbed  = `{embedded: {store_dir: "${NATS_STORE}"}}`
 )
 
 // Run runs B7; every run is checked (every record stored once).
@@ -146,9 +162,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("b7: go build nats-server: %w\n%s", err, out)
 	}
-	for _, c := range []struct{ name, queue string }{{Single, localQueue}, {Split, natsQueue}} {
+	for _, c := range []struct{ name, nats, queue string }{
+		{Single, natsRemote, localQueue}, {Split, natsRemote, natsQueue}, {Embedded, natsEmbed, natsQueue},
+	} {
 		f := filepath.Join(dir, c.name+".yaml")
-		if err := os.WriteFile(f, fmt.Appendf(nil, yaml, c.queue), 0o600); err != nil {
+		if err := os.WriteFile(f, fmt.Appendf(nil, yaml, c.nats, c.queue), 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -170,9 +188,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Cores = cores()
 	for r := range cfg.Runs {
-		order := []string{Single, Split}
+		order := slices.Clone(cfg.Contenders)
 		if r%2 == 1 {
-			order = []string{Split, Single}
+			slices.Reverse(order)
 		}
 		for _, c := range order {
 			s, err := h.run(ctx, c, r)
@@ -189,6 +207,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 type harness struct {
 	cfg        Config
+	contender  string // the contender and round running, for LogDir's names
+	round      int
 	dir        string
 	dsn        string
 	pgPID      int
@@ -211,6 +231,17 @@ func (h *harness) start(ctx context.Context, name string, env []string, args ...
 	p.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	var keep io.Writer = io.Discard
+	if h.cfg.LogDir != "" {
+		f, err := os.Create(filepath.Join(h.cfg.LogDir, fmt.Sprintf("%s-%d-%s.log", h.contender, h.round, name)))
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			go func() { <-p.exited; f.Close() }()
+		}()
+		keep = f
+	}
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -222,6 +253,7 @@ func (h *harness) start(ctx context.Context, name string, env []string, args ...
 		sent := false
 		for {
 			n, err := pr.Read(buf)
+			keep.Write(buf[:n])
 			line = append(line, buf[:n]...)
 			for !sent {
 				i := bytes.IndexByte(line, '\n')
@@ -275,6 +307,7 @@ func (p *proc) stop() error {
 }
 
 func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
+	h.contender, h.round = c, r+1
 	if _, err := h.db.Exec(ctx, "DROP TABLE IF EXISTS events"); err != nil {
 		return Sample{}, err
 	}
@@ -310,8 +343,15 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		if front, err = h.start(ctx, "front", env, h.pipectl, "run", "-f", file, "--stages", "accept,parse", "--admin", "127.0.0.1:0"); err != nil {
 			return Sample{}, err
 		}
-	} else if front, err = h.start(ctx, "pipectl", env, h.pipectl, "run", "-f", file, "--admin", "127.0.0.1:0"); err != nil {
-		return Sample{}, err
+	} else {
+		if c == Embedded {
+			store := filepath.Join(h.dir, fmt.Sprintf("embedded-%d", r))
+			defer os.RemoveAll(store)
+			env = append(env, "NATS_STORE="+store)
+		}
+		if front, err = h.start(ctx, "pipectl", env, h.pipectl, "run", "-f", file, "--admin", "127.0.0.1:0"); err != nil {
+			return Sample{}, err
+		}
 	}
 	procs = append(procs, front)
 	pg0 := measure.TreeCPU(h.pgPID)
