@@ -174,6 +174,7 @@ type Queue struct {
 	log      *zap.Logger
 
 	ensure sync.Mutex // serialises ensureStreams
+	bufs   bufPool    // envelopes' buffers, publisher's and consumer's
 
 	st queueCounters
 }

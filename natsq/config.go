@@ -200,6 +200,8 @@ type QueueConfig struct {
 	// bytes of data unless it holds one event.
 	EnvelopeEvents int
 	EnvelopeBytes  int64
+	// Compress is how envelopes are compressed: "s2" or "none".
+	Compress string
 }
 
 // Envelope defaults, chosen by measurement (docs/BENCHMARKS.md, B7).
@@ -224,6 +226,7 @@ func QueueFields() []stage.Field {
 		{Name: "max_ack_pending", Type: stage.Int, Default: 1024, Range: stage.Between(1, 1<<24), Doc: "nats: messages (envelopes of events) delivered and not yet finished, over every process running the stage"},
 		{Name: "dead_max_age", Type: stage.Duration, Default: 7 * 24 * time.Hour, Doc: "nats: how long the dead-letter stream keeps a message; 0: for ever"},
 		{Name: "envelope_events", Type: stage.Int, Default: DefaultEnvelopeEvents, Range: stage.Between(1, 1<<20), Doc: "nats: events one message (an envelope) carries at most"},
+		{Name: "compress", Type: stage.String, Default: "s2", Enum: []string{"s2", "none"}, Doc: "nats: s2: envelopes are compressed (S2), so that the server stores and moves fewer bytes; none: sent as they are"},
 		{Name: "envelope_bytes", Type: stage.Size, Default: int64(DefaultEnvelopeBytes), Range: stage.Between(1<<10, 64<<20), Doc: "nats: bytes one message (an envelope) carries at most, unless it holds one event; kept under the server's max_payload"},
 	}
 }
@@ -267,6 +270,7 @@ func QueueConfigFrom(c stage.Config) QueueConfig {
 
 		EnvelopeEvents: c.Int("envelope_events"),
 		EnvelopeBytes:  c.Size("envelope_bytes"),
+		Compress:       c.String("compress"),
 	}
 }
 
@@ -304,6 +308,9 @@ func (q QueueConfig) withDefaults() QueueConfig {
 	}
 	if q.EnvelopeBytes <= 0 {
 		q.EnvelopeBytes = DefaultEnvelopeBytes
+	}
+	if q.Compress == "" {
+		q.Compress = "s2"
 	}
 	return q
 }

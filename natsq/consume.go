@@ -97,7 +97,8 @@ var _ stage.Source = (*consumer)(nil)
 type envelope struct {
 	c         *consumer
 	msg       jetstream.Msg
-	at        []int // where each event's record starts in the data, then its length (nil: undecodable)
+	data      []byte // the envelope's records (version 3: decompressed, then from Queue.bufs)
+	at        []int  // where each event's record starts in data, then its length (nil: undecodable)
 	delivered uint64
 	streamSeq uint64
 	left      atomic.Int64 // events not yet finished
@@ -200,8 +201,8 @@ func (c *consumer) take(msg jetstream.Msg) {
 		return
 	}
 	env.delivered, env.streamSeq = meta.NumDelivered, meta.Sequence.Stream
-	data := msg.Data()
-	env.at, err = splitEnvelope(data, nil)
+	data, at, err := openEnvelope(msg.Data(), nil, &q.bufs)
+	env.data, env.at = data, at
 	if err != nil {
 		env.whole = &deadEvent{class: DeadUndecodable, reason: err.Error()}
 		c.giveUp(env)
@@ -326,9 +327,20 @@ func (c *consumer) settle(e *envelope) {
 		c.giveUp(e)
 	case failed != nil:
 		e.nak(c.backoff(e.delivered, failed))
+		e.release()
 	default:
 		e.ack()
+		e.release()
 	}
+}
+
+// release gives a decompressed envelope's buffer back, once every event
+// referring to it is finished and nothing is left to dead-letter.
+func (e *envelope) release() {
+	if len(e.data) > 0 && e.data[0] == encodingVersion && len(e.msg.Data()) > 0 && e.msg.Data()[0] == compressedS2 {
+		e.c.q.bufs.put(e.data)
+	}
+	e.data = nil
 }
 
 func (e *envelope) ack() {
@@ -458,6 +470,7 @@ func (c *consumer) deadLetters() {
 		default:
 			e.ack()
 		}
+		e.release()
 	}
 }
 
@@ -498,7 +511,7 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	if e.whole != nil {
 		add(e.msg.Data(), *e.whole, fmt.Sprintf("dead-%s-%d", q.cfg.Stream, e.streamSeq), false)
 	}
-	data := e.msg.Data()
+	data := e.data
 	for _, d := range dead {
 		add(deadData(data[e.at[d.i]:e.at[d.i+1]]), d, fmt.Sprintf("dead-%s-%d-%d", q.cfg.Stream, e.streamSeq, d.i), true)
 	}

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/stagedserver/seda/stage"
@@ -41,6 +44,13 @@ import (
 //	                           any (another Go value): its JSON text, and it
 //	                           arrives as json
 //
+// Version 4 is version 3 compressed: 0x04, then the records above (all of
+// them, without the version byte) as one S2 block
+// (github.com/klauspost/compress/s2, Snappy-compatible framing of a
+// block). A queue compresses when its `compress` key says s2, the
+// default: JSON records shrink several times, and the server's work
+// (copying, storing, hashing and delivering bytes) shrinks with them.
+//
 // An envelope holds at least one event. On the way back an event's payload
 // and text fields refer to the message's data (no copy), as a decoder's
 // fields refer to the record it decoded; the envelope's data lives until
@@ -71,6 +81,7 @@ import (
 //	Seda-Delivered       how many times its envelope was delivered
 const (
 	encodingVersion = 3
+	compressedS2    = 4
 
 	hdrTrace     = "Seda-Trace"
 	hdrReason    = "Seda-Dead-Reason"
@@ -87,14 +98,19 @@ var errUndecodable = errors.New("undecodable message")
 // ready: see newEnvelopeBuilder. It is not safe for concurrent use.
 type envelopeBuilder struct {
 	maxEvents, maxBytes int
+	compress            bool // S2, version 4
+	bufs                *bufPool
 
 	data    []byte
 	events  []*stage.Event
 	arrived int64 // earliest arrival of the events, Unix ns; 0: none known
 }
 
-func newEnvelopeBuilder(maxEvents, maxBytes int) *envelopeBuilder {
-	return &envelopeBuilder{maxEvents: maxEvents, maxBytes: maxBytes}
+// newEnvelopeBuilder returns a builder of envelopes of at most maxEvents
+// events and maxBytes bytes (see add), compressed or not; their data come
+// from bufs, which may be nil.
+func newEnvelopeBuilder(maxEvents, maxBytes int, compress bool, bufs *bufPool) *envelopeBuilder {
+	return &envelopeBuilder{maxEvents: maxEvents, maxBytes: maxBytes, compress: compress, bufs: bufs}
 }
 
 // add appends ev to the envelope being built. It returns false, leaving
@@ -107,7 +123,7 @@ func (b *envelopeBuilder) add(ev *stage.Event) (bool, error) {
 		return false, nil
 	}
 	if len(b.data) == 0 {
-		b.data = append(b.data, encodingVersion)
+		b.data = append(b.bufs.get(b.maxBytes + 4<<10)[:0], encodingVersion)
 	}
 	start := len(b.data)
 	var err error
@@ -134,11 +150,20 @@ func (b *envelopeBuilder) empty() bool { return len(b.events) == 0 }
 
 // take returns the message of the envelope built so far, with its events,
 // and starts a new one. stream is the work stream; id the envelope's
-// Nats-Msg-Id.
+// Nats-Msg-Id. The message's data may be given back to the builder's
+// bufPool once the message is no longer needed.
 func (b *envelopeBuilder) take(stream, pipeline, from, id string) (*nats.Msg, []*stage.Event) {
 	n := strconv.Itoa(len(b.events))
 	trace := pipeline + " " + from + " " + n + " " + strconv.FormatInt(b.arrived, 10)
-	m := &nats.Msg{Subject: subject(stream) + "." + n, Data: b.data, Header: nats.Header{nats.MsgIdHdr: {id}, hdrTrace: {trace}}}
+	data := b.data
+	if b.compress {
+		out := b.bufs.get(1 + s2.MaxEncodedLen(len(data)-1))
+		out[0] = compressedS2
+		out = out[:1+len(s2.Encode(out[1:cap(out)], data[1:]))]
+		b.bufs.put(data)
+		data = out
+	}
+	m := &nats.Msg{Subject: subject(stream) + "." + n, Data: data, Header: nats.Header{nats.MsgIdHdr: {id}, hdrTrace: {trace}}}
 	evs := b.events
 	b.data, b.events, b.arrived = nil, nil, 0
 	return m, evs
@@ -187,11 +212,34 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-// splitEnvelope checks an envelope's framing and returns where each of its
-// events' records starts, with the data's length last: event i is
-// data[at[i]:at[i+1]]. A message that is not an envelope of this version,
-// holds no event, or whose records or fields are cut or of an unknown
-// type is errUndecodable.
+// openEnvelope decompresses an envelope if need be, checks its framing,
+// and returns its data in version 3 (data itself, or a new buffer) with
+// where each of its events' records starts in it, the data's length last:
+// event i is plain[at[i]:at[i+1]]. A message that is not an envelope of
+// either version, holds no event, or whose records or fields are cut or
+// of an unknown type is errUndecodable.
+//
+// A new buffer comes from bufs (which may be nil), and may be given back
+// once no event refers to it.
+func openEnvelope(data []byte, at []int, bufs *bufPool) (plain []byte, _ []int, err error) {
+	plain = data
+	if len(data) > 0 && data[0] == compressedS2 {
+		n, err := s2.DecodedLen(data[1:])
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", errUndecodable, err)
+		}
+		plain = bufs.get(n + 1)[:n+1]
+		plain[0] = encodingVersion
+		if _, err := s2.Decode(plain[1:], data[1:]); err != nil {
+			bufs.put(plain)
+			return nil, nil, fmt.Errorf("%w: %v", errUndecodable, err)
+		}
+	}
+	at, err = splitEnvelope(plain, at)
+	return plain, at, err
+}
+
+// splitEnvelope is openEnvelope for data in version 3.
 func splitEnvelope(data []byte, at []int) ([]int, error) {
 	if len(data) == 0 || data[0] != encodingVersion {
 		v := -1
@@ -338,6 +386,34 @@ func eventsOn(subj string) uint64 {
 		return 0
 	}
 	return n
+}
+
+// bufPool keeps envelopes' buffers for reuse: an envelope is some
+// hundred kilobytes, and allocating each anew costs the garbage collector
+// and the kernel (the runtime gives freed pages back) more than the rest
+// of the hop. A nil *bufPool allocates. Safe for concurrent use.
+type bufPool struct{ p sync.Pool }
+
+// maxPooled is the largest buffer kept.
+const maxPooled = 4 << 20
+
+// get returns a buffer of length n.
+func (b *bufPool) get(n int) []byte {
+	if b != nil {
+		if v, ok := b.p.Get().(*[]byte); ok && cap(*v) >= n {
+			return (*v)[:n]
+		}
+	}
+	// Rounded up to a power of two, so that envelopes of about the same
+	// size reuse each other's buffers.
+	return make([]byte, n, 1<<bits.Len(uint(max(n, 1<<10)-1)))
+}
+
+// put gives buf back; nothing may refer to it any more.
+func (b *bufPool) put(buf []byte) {
+	if b != nil && cap(buf) <= maxPooled && cap(buf) > 0 {
+		b.p.Put(&buf)
+	}
 }
 
 // deadData is the data of the dead letter of one event: an envelope of

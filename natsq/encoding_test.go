@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 )
@@ -14,7 +16,7 @@ import (
 // decodeAll decodes an envelope into events of back, as the consumer does.
 func decodeAll(t testing.TB, back *engine.Stage, data []byte) []*stage.Event {
 	t.Helper()
-	at, err := splitEnvelope(data, nil)
+	data, at, err := openEnvelope(data, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +32,12 @@ func decodeAll(t testing.TB, back *engine.Stage, data []byte) []*stage.Event {
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprint("compress=", compress), func(t *testing.T) { testRoundTrip(t, compress) })
+	}
+}
+
+func testRoundTrip(t *testing.T, compress bool) {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	ev := src.NewEventAt([]byte(`{"id":7}`), 42, stage.Origin{}, time.Unix(0, 1234567890))
 	ev.SetValue("s", stage.StringValue("héllo"))
@@ -41,7 +49,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	ev.SetValue("z", stage.NullValue())
 	ev.Set("any", []int{1, 2})
 	later := src.NewEventAt([]byte("second"), 43, stage.Origin{}, time.Unix(0, 2234567890))
-	b := newEnvelopeBuilder(10, 1<<20)
+	b := newEnvelopeBuilder(10, 1<<20, compress, nil)
 	for _, e := range []*stage.Event{ev, later} {
 		if ok, err := b.add(e); !ok || err != nil {
 			t.Fatalf("add: %v %v", ok, err)
@@ -75,9 +83,12 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if !ok || tr.Pipeline != "p" || tr.Publisher != "p/host/1" || tr.Events != 2 || tr.Arrived.UnixNano() != 1234567890 {
 		t.Errorf("trace: %+v %v", tr, ok)
 	}
+	if compress != (m.Data[0] == compressedS2) {
+		t.Errorf("version %d", m.Data[0])
+	}
 	// A dead letter is an envelope of one record.
-	at, _ := splitEnvelope(m.Data, nil)
-	dl := decodeAll(t, back, deadData(m.Data[at[1]:at[2]]))
+	plain, at, _ := openEnvelope(m.Data, nil, nil)
+	dl := decodeAll(t, back, deadData(plain[at[1]:at[2]]))
 	if len(dl) != 1 || string(dl[0].Payload) != "second" || dl[0].Seq != 43 {
 		t.Errorf("dead letter: %d events", len(dl))
 	}
@@ -90,7 +101,7 @@ func TestEnvelopeLimits(t *testing.T) {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	mk := func(n int) *stage.Event { return src.NewEvent(make([]byte, n), 1, stage.Origin{}) }
 	defer func() {}()
-	b := newEnvelopeBuilder(3, 100)
+	b := newEnvelopeBuilder(3, 100, false, nil)
 	var evs []*stage.Event
 	for range 3 {
 		e := mk(10)
@@ -128,8 +139,9 @@ func TestDecodeRefusesGarbage(t *testing.T) {
 	for _, data := range [][]byte{
 		nil, {2, 0, 0}, {3}, {3, 1}, {3, 1, 5, 'a'}, {3, 1, 0, 1, 1, 'a', 99}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueInt)},
 		{3, 1, 0, 7}, {3, 1, 0, 0, 1}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueFloat), 1, 2},
+		{4}, {4, 200, 1, 2}, append([]byte{4}, s2.Encode(nil, []byte{1, 5, 'a'})...),
 	} {
-		if _, err := splitEnvelope(data, nil); !errors.Is(err, errUndecodable) {
+		if _, _, err := openEnvelope(data, nil, nil); !errors.Is(err, errUndecodable) {
 			t.Errorf("%v: err %v, want undecodable", data, err)
 		}
 	}
@@ -141,15 +153,17 @@ func FuzzDecode(f *testing.F) {
 	ev.SetValue("a", stage.StringValue("x"))
 	ev.SetValue("b", stage.IntValue(3))
 	ev.SetValue("c", stage.FloatValue(1.5))
-	b := newEnvelopeBuilder(10, 1<<20)
-	b.add(ev)
-	b.add(ev)
-	m, _ := b.take("s", "p", "f", "id")
+	for _, compress := range []bool{false, true} {
+		b := newEnvelopeBuilder(10, 1<<20, compress, nil)
+		b.add(ev)
+		b.add(ev)
+		m, _ := b.take("s", "p", "f", "id")
+		f.Add(m.Data)
+	}
 	ev.Done(nil)
-	f.Add(m.Data)
 	f.Add([]byte{3, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		at, err := splitEnvelope(data, nil)
+		data, at, err := openEnvelope(data, nil, nil)
 		if err != nil {
 			return
 		}
@@ -166,6 +180,12 @@ func FuzzDecode(f *testing.F) {
 // BenchmarkEnvelope is the cost per event of packing and unpacking an
 // envelope of B3's records with the fields process.json sets.
 func BenchmarkEnvelope(b *testing.B) {
+	for _, compress := range []bool{false, true} {
+		b.Run(fmt.Sprint("compress=", compress), func(b *testing.B) { benchEnvelope(b, compress) })
+	}
+}
+
+func benchEnvelope(b *testing.B, compress bool) {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	back, _ := engine.NewSourceStage(stage.Settings{Name: "back"}, nil, nil)
 	evs := make([]*stage.Event, 1000)
@@ -177,14 +197,16 @@ func BenchmarkEnvelope(b *testing.B) {
 	var at []int
 	b.ResetTimer()
 	for range b.N / len(evs) {
-		eb := newEnvelopeBuilder(len(evs), 1<<20)
+		eb := newEnvelopeBuilder(len(evs), 1<<20, compress, nil)
 		for _, ev := range evs {
 			eb.add(ev)
 		}
 		m, _ := eb.take("s", "p", "f", "id")
-		at, _ = splitEnvelope(m.Data, at)
+		var plain []byte
+		plain, at, _ = openEnvelope(m.Data, at, nil)
+		b.ReportMetric(float64(len(m.Data))/float64(len(evs)), "bytes/event")
 		for i := range len(at) - 1 {
-			seq, payload, fields := recordHead(m.Data[at[i]:at[i+1]])
+			seq, payload, fields := recordHead(plain[at[i]:at[i+1]])
 			e := back.NewEvent(payload, seq, stage.Origin{})
 			decodeFields(e, fields, names)
 			e.Done(nil)

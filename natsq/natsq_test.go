@@ -270,7 +270,7 @@ func getMsg(t *testing.T, js jetstream.JetStream, stream string, seq uint64) *je
 // payloadsOf decodes a dead letter's events' payloads.
 func payloadsOf(t *testing.T, data []byte) []string {
 	t.Helper()
-	at, err := splitEnvelope(data, nil)
+	data, at, err := openEnvelope(data, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

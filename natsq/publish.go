@@ -157,6 +157,8 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 					for _, ev := range it.evs {
 						ev.Done(nil)
 					}
+					q.bufs.put(it.msg.Data) // nats.go has written it and holds no retry of it
+					it.msg.Data = nil
 					continue
 				}
 				if p.failed(it) {
@@ -180,7 +182,7 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 // Nats-Msg-Id. An event that cannot be encoded is finished with the error.
 func (p *publisher) pack(batch []*stage.Event) []*item {
 	q := p.q
-	b := newEnvelopeBuilder(q.cfg.EnvelopeEvents, p.maxBytes)
+	b := newEnvelopeBuilder(q.cfg.EnvelopeEvents, p.maxBytes, q.cfg.Compress == "s2", &q.bufs)
 	var todo []*item
 	take := func() {
 		m, evs := b.take(q.cfg.Stream, q.c.pipeline, p.name, nuid.Next())
