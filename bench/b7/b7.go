@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -217,93 +215,13 @@ type harness struct {
 	natsServer string
 }
 
-// proc is one process of a run.
-type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has exited
-	addr   string
-	cpu0   time.Duration
-}
-
-func (h *harness) start(ctx context.Context, name string, env []string, args ...string) (*proc, error) {
-	p := &proc{exited: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, args[0], args[1:]...)
-	p.cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	var keep io.Writer = io.Discard
+// start starts one process of a run, its output kept in LogDir when set.
+func (h *harness) start(ctx context.Context, name string, env []string, args ...string) (*Proc, error) {
+	logFile := ""
 	if h.cfg.LogDir != "" {
-		f, err := os.Create(filepath.Join(h.cfg.LogDir, fmt.Sprintf("%s-%d-%s.log", h.contender, h.round, name)))
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			go func() { <-p.exited; f.Close() }()
-		}()
-		keep = f
+		logFile = filepath.Join(h.cfg.LogDir, fmt.Sprintf("%s-%d-%s.log", h.contender, h.round, name))
 	}
-	p.cmd.WaitDelay = 5 * time.Second
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	ready := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 4096)
-		var line []byte
-		sent := false
-		for {
-			n, err := pr.Read(buf)
-			keep.Write(buf[:n])
-			line = append(line, buf[:n]...)
-			for !sent {
-				i := bytes.IndexByte(line, '\n')
-				if i < 0 {
-					break
-				}
-				l := string(line[:i])
-				line = line[i+1:]
-				if _, a, ok := strings.Cut(l, ") listening on "); ok {
-					ready <- strings.TrimSpace(a)
-					sent = true
-				} else if strings.Contains(l, "Ctrl-C drains") || strings.Contains(l, "Server is ready") {
-					ready <- ""
-					sent = true
-				}
-			}
-			if sent {
-				line = nil
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() { p.cmd.Wait(); pw.Close(); close(p.exited) }()
-	select {
-	case a := <-ready:
-		p.addr = a
-	case <-time.After(2 * time.Minute):
-		p.cmd.Process.Kill()
-		return nil, fmt.Errorf("%s did not start", name)
-	}
-	p.cpu0 = measure.ProcessCPU(p.cmd.Process.Pid)
-	return p, nil
-}
-
-func (p *proc) cpu() time.Duration { return measure.ProcessCPU(p.cmd.Process.Pid) - p.cpu0 }
-
-func (p *proc) stop() error {
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.exited:
-		if st := p.cmd.ProcessState; st != nil && !st.Success() {
-			return fmt.Errorf("%s: %s", p.cmd.Path, st)
-		}
-		return nil
-	case <-time.After(time.Minute):
-		p.cmd.Process.Kill()
-		return errors.New("did not stop within a minute")
-	}
+	return StartProc(ctx, name, env, logFile, args...)
 }
 
 func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
@@ -316,13 +234,13 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 	}
 	file := filepath.Join(h.dir, c+".yaml")
 	env := []string{"DATABASE_URL=" + h.dsn}
-	var procs []*proc
+	var procs []*Proc
 	defer func() {
 		for _, p := range procs {
-			p.cmd.Process.Kill()
+			p.Kill()
 		}
 	}()
-	var front, back, ns *proc
+	var front, back, ns *Proc
 	var err error
 	if c == Split {
 		store := filepath.Join(h.dir, fmt.Sprintf("nats-%d", r))
@@ -331,7 +249,7 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 			return Sample{}, err
 		}
 		procs = append(procs, ns)
-		url, err := natsURL(h.dir, ns.cmd.Process.Pid)
+		url, err := NatsURL(h.dir, ns.cmd.Process.Pid)
 		if err != nil {
 			return Sample{}, err
 		}
@@ -356,7 +274,7 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 	procs = append(procs, front)
 	pg0 := measure.TreeCPU(h.pgPID)
 	start := time.Now()
-	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: front.addr, Conns: h.cfg.Conns, Records: h.cfg.Records})
+	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: front.Addr, Conns: h.cfg.Conns, Records: h.cfg.Records})
 	if err == nil {
 		err = lr.Err()
 	}
@@ -378,12 +296,12 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		}
 	}
 	el := time.Since(start)
-	s := Sample{Rows: rows, Elapsed: el, RowsPerSec: float64(rows) / el.Seconds(), Front: front.cpu(), PG: measure.TreeCPU(h.pgPID) - pg0}
+	s := Sample{Rows: rows, Elapsed: el, RowsPerSec: float64(rows) / el.Seconds(), Front: front.CPU(), PG: measure.TreeCPU(h.pgPID) - pg0}
 	if back != nil {
-		s.Back, s.Nats = back.cpu(), ns.cpu()
+		s.Back, s.Nats = back.CPU(), ns.CPU()
 	}
 	for i := len(procs) - 1; i >= 0; i-- { // front first
-		if err := procs[i].stop(); err != nil {
+		if err := procs[i].Stop(); err != nil {
 			return s, fmt.Errorf("stop: %w", err)
 		}
 	}
@@ -396,24 +314,6 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		return s, fmt.Errorf("stored %d rows (%d distinct), want %d", rows, distinct, h.cfg.Records)
 	}
 	return s, nil
-}
-
-// natsURL reads the client port nats-server wrote to its ports file.
-func natsURL(dir string, pid int) (string, error) {
-	f := filepath.Join(dir, fmt.Sprintf("nats-server_%d.ports", pid))
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if i := bytes.Index(b, []byte("nats://")); i >= 0 {
-			u := b[i:]
-			if j := bytes.IndexByte(u, '"'); j >= 0 {
-				return string(u[:j]), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("no client URL in %s", f)
 }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
