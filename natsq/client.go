@@ -107,7 +107,11 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 			return nil, fmt.Errorf("jetstream: %w", err)
 		}
 		c.js = js
-		c.log.Info("nats: connected", zap.String("server", stage.Redact(c.nc.ConnectedUrlRedacted())))
+		server := stage.Redact(c.nc.ConnectedUrlRedacted())
+		if c.emb != nil {
+			server = "embedded, in-process"
+		}
+		c.log.Info("nats: connected", zap.String("server", server))
 	}
 	c.users++
 	return c.js, nil
