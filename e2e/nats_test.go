@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -112,9 +113,24 @@ func storeOut(t *testing.T, c *http.Client, p *proc) uint64 {
 func waitStored(t *testing.T, dsn string, n int64) {
 	t.Helper()
 	poll.Until(t, "every record stored", func() bool {
+		if !tableExists(t, dsn, "events") {
+			return false // the store, started behind its queue, has not made it yet
+		}
 		rows, _ := counts(t, dsn, "events")
 		return rows >= n
 	})
+}
+
+// tableExists reports whether table is there.
+func tableExists(t *testing.T, dsn, table string) bool {
+	t.Helper()
+	var ok bool
+	withConn(t, dsn, func(ctx context.Context, c *pgx.Conn) {
+		if err := c.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok); err != nil {
+			t.Fatalf("look for table %s: %v", table, err)
+		}
+	})
+	return ok
 }
 
 // checkExactlyOnce fails t unless every id the client saw acked is

@@ -157,7 +157,17 @@ stages:
 // as the store's depth), is killed with SIGKILL, and started again on the
 // same store once PostgreSQL is back: every acked record is stored, each
 // once.
-func TestEmbeddedQueueRidesOutDatabase(t *testing.T) {
+func TestEmbeddedQueueRidesOutDatabase(t *testing.T) { rideOutDatabase(t, false) }
+
+// TestEmbeddedQueueStartsWithDatabaseDown is TestEmbeddedQueueRidesOutDatabase
+// with PostgreSQL down before pipectl starts: the store, behind its queue,
+// starts in the background (retrying), and the source listens and acks
+// meanwhile.
+func TestEmbeddedQueueStartsWithDatabaseDown(t *testing.T) { rideOutDatabase(t, true) }
+
+// rideOutDatabase runs the durable-queue pipeline through a PostgreSQL
+// outage, stopped before pipectl starts (downFirst) or while it runs.
+func rideOutDatabase(t *testing.T, downFirst bool) {
 	n := 20000
 	if testing.Short() {
 		n = 8000
@@ -166,12 +176,18 @@ func TestEmbeddedQueueRidesOutDatabase(t *testing.T) {
 	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
 	dsn := srv.DSN()
 	file := writeFile(t, "durable.yaml", embeddedYAML(dsn, filepath.Join(t.TempDir(), "nats")))
-	p := startPipectl(t, bin, file, "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	var p *proc
+	if !downFirst {
+		p = startPipectl(t, bin, file, "--admin", "127.0.0.1:0")
+	}
 	if err := srv.StopServer(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if downFirst {
+		p = startPipectl(t, bin, file, "--admin", "127.0.0.1:0")
 	}
 
 	var addr atomic.Value
