@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -272,6 +273,20 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		}
 	}
 	procs = append(procs, front)
+	// A store behind a queue starts in the background: its table is made
+	// once it has connected. The run begins when it has.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		var made bool
+		if err := h.db.QueryRow(ctx, "SELECT to_regclass('events') IS NOT NULL").Scan(&made); err != nil {
+			return Sample{}, err
+		}
+		if made {
+			break
+		}
+		if time.Now().After(deadline) {
+			return Sample{}, errors.New("the store made no table within a minute")
+		}
+	}
 	pg0 := measure.TreeCPU(h.pgPID)
 	start := time.Now()
 	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: front.Addr, Conns: h.cfg.Conns, Records: h.cfg.Records})
