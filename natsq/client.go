@@ -1,5 +1,8 @@
 package natsq
 
+// This file holds the Client: the one connection to NATS (or the
+// embedded server) that every queue of a pipeline shares.
+
 import (
 	"context"
 	"errors"

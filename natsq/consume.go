@@ -1,5 +1,9 @@
 package natsq
 
+// This file holds the consumer: the source that pulls envelopes from a
+// stage's durable consumer, posts their events to the stage and settles
+// each envelope once all its events are finished.
+
 import (
 	"context"
 	"errors"

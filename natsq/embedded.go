@@ -1,5 +1,13 @@
 package natsq
 
+// This file runs a NATS server with JetStream inside the pipeline's
+// process (`nats: {embedded: {store_dir: DIR}}`), so that one `pipectl
+// run` has a durable queue before a stage, as the OpenTelemetry
+// Collector's persistent queue or Vector's disk buffer give one process:
+// records acked into the stream survive a database outage and a kill -9
+// of the process, and are stored when the database returns or the process
+// starts again on the same directory.
+
 import (
 	"errors"
 	"fmt"
@@ -14,14 +22,6 @@ import (
 
 	"github.com/stagedserver/seda/stage"
 )
-
-// This file runs a NATS server with JetStream inside the pipeline's
-// process (`nats: {embedded: {store_dir: DIR}}`), so that one `pipectl
-// run` has a durable queue before a stage, as the OpenTelemetry
-// Collector's persistent queue or Vector's disk buffer give one process:
-// records acked into the stream survive a database outage and a kill -9
-// of the process, and are stored when the database returns or the process
-// starts again on the same directory.
 
 // EmbeddedConfig is the `nats.embedded` section: a JetStream server in the
 // pipeline's own process, its file store in StoreDir.

@@ -1,5 +1,8 @@
 package natsq
 
+// This file holds the envelope encoding: how a batch's events become one
+// JetStream message and back (described at the constants below).
+
 import (
 	"encoding/binary"
 	"errors"

@@ -2,6 +2,11 @@
 
 package natsq
 
+// This file holds the lock that keeps a second process off an embedded
+// server's store (two servers on one file store would corrupt it). The
+// lock is the kernel's (flock), so a process killed with SIGKILL leaves
+// none behind.
+
 import (
 	"errors"
 	"fmt"
@@ -11,11 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// This file holds the lock that keeps a second process off an embedded
-// server's store (two servers on one file store would corrupt it). The
-// lock is the kernel's (flock), so a process killed with SIGKILL leaves
-// none behind.
 
 // lockStore takes the lock file path without waiting, or says which
 // process holds it.

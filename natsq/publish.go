@@ -1,5 +1,9 @@
 package natsq
 
+// This file holds the publisher: the handler of the stand-in stage, which
+// packs a batch's events into envelopes, publishes them asynchronously and
+// finishes the events on their PubAck.
+
 import (
 	"context"
 	"errors"
