@@ -31,7 +31,9 @@ func TestMarkdown(t *testing.T) {
 		Embedded: {{Rows: 10, RowsPerSec: 80, Front: 150_000, PG: 50_000}},
 	}}
 	md := r.Markdown()
-	for _, want := range []string{"| rows/s (median) | 100 | 50 | 80 | 0.50 | 0.80 |", "Worked estimate", "| 8 | 4 |"} {
+	for _, want := range []string{"| rows/s (median) | 100 | 50 | 80 | 0.50 | 0.80 |", "Worked estimate", "| 8 | 4 |",
+		"| split ÷ single, rows/s | ≥ 0.6 | 0.50× | **no** |", "| embedded ÷ single, rows/s | ≥ 0.7 | 0.80× | yes |",
+		"| PostgreSQL CPU per row, split ÷ single | ≤ 1.2 | 1.00× | yes |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("no %q in\n%s", want, md)
 		}

@@ -100,6 +100,7 @@ func (r *Result) Markdown() string {
 		"PubAck, pull, decoding, ack, and the server's store, dedup and delivery), %.1f× the single process's; on one machine "+
 		"the split runs at %.2f× the single process's rows/s: the same cores do more work per row.\n\n",
 		sc.Front, sc.Back, sc.Nats, sc.PG, pipe(Split)-pipe(Single), pipe(Split)/pipe(Single), rate(Split)/rate(Single))
+	writeTargets(&b, rate, pipe, pg, sc)
 	const k, u = 8, 0.7
 	fmt.Fprintf(&b, "**Worked estimate** from these per-row costs, for machines of %d cores used to %.0f%%: a front machine carries "+
 		"%d×%.1f×10⁶/%.1f ≈ %s rows/s, a back machine %d×%.1f×10⁶/%.1f ≈ %s rows/s; one NATS server of %d cores ≈ %s rows/s "+
@@ -130,4 +131,38 @@ func capRows(k int, u, usPerRow float64) float64 {
 		return 0
 	}
 	return float64(k) * u * 1e6 / usPerRow
+}
+
+// writeTargets writes the table of issue 18's B7 targets (docs/BENCHMARKS.md),
+// each marked met or not, so that sedabench lists the missed ones. A
+// target whose contender did not run is left out.
+func writeTargets(b *strings.Builder, rate, pipe, pg func(string) float64, sc Costs) {
+	type target struct {
+		name, want string
+		got        float64
+		unit       string
+		ok         bool
+		needs      []string
+	}
+	hop := pipe(Split) - pipe(Single)
+	ts := []target{
+		{"split ÷ single, rows/s", "≥ 0.6", rate(Split) / rate(Single), "×", rate(Split)/rate(Single) >= 0.6, []string{Single, Split}},
+		{"the hop: split's pipeline CPU per row less single's", "≤ 5 µs", hop, " µs", hop <= 5, []string{Single, Split}},
+		{"nats-server CPU per row", "≤ 2 µs", sc.Nats, " µs", sc.Nats <= 2, []string{Split}},
+		{"PostgreSQL CPU per row, split ÷ single", "≤ 1.2", pg(Split) / pg(Single), "×", pg(Split)/pg(Single) <= 1.2, []string{Single, Split}},
+		{"embedded ÷ single, rows/s", "≥ 0.7", rate(Embedded) / rate(Single), "×", rate(Embedded)/rate(Single) >= 0.7, []string{Single, Embedded}},
+		{"one 8-core NATS server, worked estimate", "≥ 1M rows/s", capRows(8, 0.7, sc.Nats) / 1e6, "M rows/s", capRows(8, 0.7, sc.Nats) >= 1e6, []string{Split}},
+	}
+	b.WriteString("| target | wanted | measured | met |\n| --- | --- | --- | --- |\n")
+	for _, t := range ts {
+		ran := true
+		for _, c := range t.needs {
+			ran = ran && rate(c) > 0
+		}
+		if !ran {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %.2f%s | %s |\n", t.name, t.want, t.got, t.unit, report.Met(t.ok))
+	}
+	b.WriteString("\n")
 }

@@ -28,6 +28,18 @@ func (r *Result) Speedup(m int) float64 {
 	return r.median(m, rate) / base
 }
 
+// speedupTarget is issue 18's B9 target for m backs (docs/BENCHMARKS.md):
+// their rows/s over one back's; false when m has none.
+func speedupTarget(m int) (float64, bool) {
+	switch m {
+	case 2:
+		return 1.8, true
+	case 4:
+		return 3.4, true
+	}
+	return 0, false
+}
+
 // Markdown is B9's section of bench/RESULTS.md.
 func (r *Result) Markdown() string {
 	var b strings.Builder
@@ -37,10 +49,15 @@ func (r *Result) Markdown() string {
 		"backs drain it; rows/s between 10%% and 90%% of the rows stored, CPU per row over the whole drain. Every run checks every "+
 		"record stored once. Targets: 2 backs ≥ 1.8×, 4 backs ≥ 3.4× one back.\n\n",
 		c.Records, c.Runs, c.Sleep, c.Batch, c.Workers, r.Cores)
-	b.WriteString("| backs | rows/s (median) | × one back | backs µs/row | nats-server µs/row | PostgreSQL µs/row |\n| --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| backs | rows/s (median) | × one back | target | met | backs µs/row | nats-server µs/row | PostgreSQL µs/row |\n" +
+		"| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, m := range c.Backs {
-		fmt.Fprintf(&b, "| %d | %s | %.2f | %.1f | %.1f | %.1f |\n", m,
-			report.Rate(r.median(m, func(s Sample) float64 { return s.RowsPerSec })), r.Speedup(m),
+		want, met := "–", "–"
+		if w, ok := speedupTarget(m); ok {
+			want, met = fmt.Sprintf("≥ %.1f", w), report.Met(r.Speedup(m) >= w)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %.2f | %s | %s | %.1f | %.1f | %.1f |\n", m,
+			report.Rate(r.median(m, func(s Sample) float64 { return s.RowsPerSec })), r.Speedup(m), want, met,
 			r.median(m, func(s Sample) float64 { return s.PerRow(s.Back) }),
 			r.median(m, func(s Sample) float64 { return s.PerRow(s.Nats) }),
 			r.median(m, func(s Sample) float64 { return s.PerRow(s.PG) }))
