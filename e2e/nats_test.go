@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -112,9 +113,24 @@ func storeOut(t *testing.T, c *http.Client, p *proc) uint64 {
 func waitStored(t *testing.T, dsn string, n int64) {
 	t.Helper()
 	poll.Until(t, "every record stored", func() bool {
+		if !tableExists(t, dsn, "events") {
+			return false // the store, started behind its queue, has not made it yet
+		}
 		rows, _ := counts(t, dsn, "events")
 		return rows >= n
 	})
+}
+
+// tableExists reports whether table is there.
+func tableExists(t *testing.T, dsn, table string) bool {
+	t.Helper()
+	var ok bool
+	withConn(t, dsn, func(ctx context.Context, c *pgx.Conn) {
+		if err := c.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok); err != nil {
+			t.Fatalf("look for table %s: %v", table, err)
+		}
+	})
+	return ok
 }
 
 // checkExactlyOnce fails t unless every id the client saw acked is
@@ -233,13 +249,14 @@ func natsServerRestart(t *testing.T, bin string, ns *natstest.Server) {
 }
 
 // TestNatsFullStreamPushesBack runs a front with no back: the stream
-// fills to its max_msgs, and then the client's records are not acked (the
+// fills to its max_msgs (envelopes of one record each, so that 200
+// messages are 200 records), and then the client's records are not acked (the
 // publisher waits, its queue fills, the TCP connection pushes back). A
 // back started later takes the stream's messages, and the rest flows.
 func natsFullStreamPushesBack(t *testing.T, bin string, ns *natstest.Server) {
 	const n, limit = 1000, 200
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_msgs: 200, capacity: 16"))
+	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_msgs: 200, envelope_events: 1, capacity: 16"))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
 

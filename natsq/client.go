@@ -1,5 +1,8 @@
 package natsq
 
+// This file holds the Client: the one connection to NATS (or the
+// embedded server) that every queue of a pipeline shares.
+
 import (
 	"context"
 	"errors"
@@ -29,6 +32,7 @@ type Client struct {
 	users   int
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	emb     *embedded       // the in-process server, while it runs (Config.Embedded)
 	streams map[string]bool // streams this client has created or checked
 }
 
@@ -72,6 +76,15 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 			}),
 		)
 		url := c.cfg.url()
+		if c.cfg.Embedded != nil {
+			emb, err := startEmbedded(c.cfg.Embedded, c.log)
+			if err != nil {
+				return nil, err
+			}
+			c.emb = emb
+			url = ""
+			opts = append(opts, nats.InProcessServer(emb.srv))
+		}
 		wait := 250 * time.Millisecond
 		for attempt := 1; ; attempt++ {
 			nc, err := nats.Connect(url, opts...)
@@ -83,19 +96,25 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 				zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.String("error", errText(err)))
 			select {
 			case <-ctx.Done():
+				c.stopEmbedded()
 				return nil, fmt.Errorf("connect to %s: %w (last: %v)", stage.Redact(url), ctx.Err(), err)
 			case <-time.After(wait):
 			}
 			wait = min(2*wait, 5*time.Second)
 		}
-		js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(1<<16))
+		js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(pubAcksInFlight))
 		if err != nil {
 			c.nc.Close()
 			c.nc = nil
+			c.stopEmbedded()
 			return nil, fmt.Errorf("jetstream: %w", err)
 		}
 		c.js = js
-		c.log.Info("nats: connected", zap.String("server", stage.Redact(c.nc.ConnectedUrlRedacted())))
+		server := stage.Redact(c.nc.ConnectedUrlRedacted())
+		if c.emb != nil {
+			server = "embedded, in-process"
+		}
+		c.log.Info("nats: connected", zap.String("server", server))
 	}
 	c.users++
 	return c.js, nil
@@ -115,6 +134,16 @@ func (c *Client) release() {
 	}
 	c.nc.Close()
 	c.nc, c.js = nil, nil
+	c.stopEmbedded()
+}
+
+// stopEmbedded shuts the in-process server down, if one runs; c.mu is
+// held.
+func (c *Client) stopEmbedded() {
+	if c.emb != nil {
+		c.emb.stop()
+		c.emb = nil
+	}
 }
 
 // connected reports whether the connection is up.
@@ -152,6 +181,7 @@ type Queue struct {
 	log      *zap.Logger
 
 	ensure sync.Mutex // serialises ensureStreams
+	bufs   bufPool    // envelopes' buffers, publisher's and consumer's
 
 	st queueCounters
 }
@@ -186,15 +216,18 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 	work := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: fmt.Sprintf("seda: the queue of stage %q", q.stage),
-		Subjects:    []string{subject(cfg.Stream)},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardNew,
-		Replicas:    cfg.Replicas,
-		MaxMsgs:     cfg.MaxMsgs,
-		MaxBytes:    cfg.MaxBytes,
-		MaxAge:      cfg.MaxAge,
-		Duplicates:  cfg.Duplicates,
+		// Envelopes go to seda.STREAM.N (see encoding.go); seda.STREAM
+		// is kept so that messages of an older encoding reach the
+		// consumer (and the dead-letter stream) rather than sit unseen.
+		Subjects:   []string{subject(cfg.Stream), subject(cfg.Stream) + ".>"},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardNew,
+		Replicas:   cfg.Replicas,
+		MaxMsgs:    cfg.MaxMsgs,
+		MaxBytes:   cfg.MaxBytes,
+		MaxAge:     cfg.MaxAge,
+		Duplicates: cfg.Duplicates,
 	}
 	dead := jetstream.StreamConfig{
 		Name:        deadStream(cfg.Stream),

@@ -37,6 +37,9 @@ type Config struct {
 	TLS      TLSConfig
 	// ConnectTimeout bounds one connection attempt; 0 means 5s.
 	ConnectTimeout time.Duration
+	// Embedded, when set, runs the server in this process (see
+	// embedded.go); URL and the ways to authenticate are then unused.
+	Embedded *EmbeddedConfig
 }
 
 // TLSConfig configures TLS to the server; TLS is on when any field is set
@@ -67,6 +70,8 @@ func Fields() []stage.Field {
 			{Name: "server_name", Type: stage.String, Doc: "name to verify the server's certificate against"},
 		}},
 		{Name: "connect_timeout", Type: stage.Duration, Default: 5 * time.Second, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "bound on one connection attempt; the pipeline retries until it connects"},
+		{Name: "embedded", Type: stage.Object, Fields: embeddedFields(),
+			Doc: "run a JetStream server inside this process, its file store in store_dir: a durable queue in one process; takes no url"},
 	}
 }
 
@@ -74,8 +79,14 @@ func Fields() []stage.Field {
 func ConfigFrom(c stage.Config) Config {
 	c, _ = stage.Bind(Fields(), c) // defaults filled; a bad value was reported when decoded
 	t := c.Object("tls")
+	var emb *EmbeddedConfig
+	if c.Has("embedded") {
+		e := c.Object("embedded")
+		emb = &EmbeddedConfig{StoreDir: e.String("store_dir"), Listen: e.String("listen")}
+	}
 	return Config{
-		URL: c.String("url"), Name: c.String("name"), Creds: c.String("creds"), NKey: c.String("nkey"),
+		Embedded: emb,
+		URL:      c.String("url"), Name: c.String("name"), Creds: c.String("creds"), NKey: c.String("nkey"),
 		User: c.String("user"), Password: c.String("password"), Token: c.String("token"),
 		TLS:            TLSConfig{CA: t.String("ca"), Cert: t.String("cert"), Key: t.String("key"), ServerName: t.String("server_name")},
 		ConnectTimeout: c.Duration("connect_timeout"),
@@ -85,6 +96,11 @@ func ConfigFrom(c stage.Config) Config {
 // Check reports a problem with the configuration: files that cannot be
 // read, half a client certificate, two ways to authenticate.
 func (c Config) Check() error {
+	if c.Embedded != nil {
+		if err := c.Embedded.check(c.URL); err != nil {
+			return err
+		}
+	}
 	for _, f := range []struct{ key, path string }{
 		{"creds", c.Creds}, {"nkey", c.NKey}, {"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key},
 	} {
@@ -175,11 +191,24 @@ type QueueConfig struct {
 	AckWait    time.Duration // redelivery when a delivered message is not acked this long
 	Backoff    time.Duration // first delay of a NAKed message; doubled each time
 	MaxBackoff time.Duration // longest delay of a NAKed message
-	// MaxAckPending bounds the messages delivered and not yet acked, over
-	// every process that runs the stage.
+	// MaxAckPending bounds the messages (envelopes) delivered and not yet
+	// acked, over every process that runs the stage.
 	MaxAckPending int
 	DeadMaxAge    time.Duration // how long dead letters are kept; 0: for ever
+	// EnvelopeEvents and EnvelopeBytes bound one message (an envelope of
+	// events, see encoding.go): at most this many events, and this many
+	// bytes of data unless it holds one event.
+	EnvelopeEvents int
+	EnvelopeBytes  int64
+	// Compress is how envelopes are compressed: "s2" or "none".
+	Compress string
 }
+
+// Envelope defaults, chosen by measurement (docs/BENCHMARKS.md, B7).
+const (
+	DefaultEnvelopeEvents = 1024
+	DefaultEnvelopeBytes  = 256 << 10
+)
 
 // QueueFields returns the keys a stage's `queue:` takes for transport
 // nats, besides transport and stream, with their defaults.
@@ -194,8 +223,11 @@ func QueueFields() []stage.Field {
 		{Name: "ack_wait", Type: stage.Duration, Default: 30 * time.Second, Range: stage.AtLeast(int64(time.Second)), Doc: "nats: a delivered message not finished this long is delivered again (to any process)"},
 		{Name: "backoff", Type: stage.Duration, Default: time.Second, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: delay before a failed message is delivered again; doubled at each failure"},
 		{Name: "max_backoff", Type: stage.Duration, Default: time.Minute, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: longest delay before a failed message is delivered again"},
-		{Name: "max_ack_pending", Type: stage.Int, Default: 16384, Range: stage.Between(1, 1<<24), Doc: "nats: messages delivered and not yet finished, over every process running the stage"},
+		{Name: "max_ack_pending", Type: stage.Int, Default: 1024, Range: stage.Between(1, 1<<24), Doc: "nats: messages (envelopes of events) delivered and not yet finished, over every process running the stage"},
 		{Name: "dead_max_age", Type: stage.Duration, Default: 7 * 24 * time.Hour, Doc: "nats: how long the dead-letter stream keeps a message; 0: for ever"},
+		{Name: "envelope_events", Type: stage.Int, Default: DefaultEnvelopeEvents, Range: stage.Between(1, 1<<20), Doc: "nats: events one message (an envelope) carries at most"},
+		{Name: "compress", Type: stage.String, Default: "s2", Enum: []string{"s2", "none"}, Doc: "nats: s2: envelopes are compressed (S2), so that the server stores and moves fewer bytes; none: sent as they are"},
+		{Name: "envelope_bytes", Type: stage.Size, Default: int64(DefaultEnvelopeBytes), Range: stage.Between(1<<10, 64<<20), Doc: "nats: bytes one message (an envelope) carries at most, unless it holds one event; kept under the server's max_payload"},
 	}
 }
 
@@ -235,6 +267,10 @@ func QueueConfigFrom(c stage.Config) QueueConfig {
 		MaxBackoff:    c.Duration("max_backoff"),
 		MaxAckPending: c.Int("max_ack_pending"),
 		DeadMaxAge:    c.Duration("dead_max_age"),
+
+		EnvelopeEvents: c.Int("envelope_events"),
+		EnvelopeBytes:  c.Size("envelope_bytes"),
+		Compress:       c.String("compress"),
 	}
 }
 
@@ -265,7 +301,16 @@ func (q QueueConfig) withDefaults() QueueConfig {
 		q.MaxBackoff = q.Backoff
 	}
 	if q.MaxAckPending <= 0 {
-		q.MaxAckPending = 16384
+		q.MaxAckPending = 1024
+	}
+	if q.EnvelopeEvents <= 0 {
+		q.EnvelopeEvents = DefaultEnvelopeEvents
+	}
+	if q.EnvelopeBytes <= 0 {
+		q.EnvelopeBytes = DefaultEnvelopeBytes
+	}
+	if q.Compress == "" {
+		q.Compress = "s2"
 	}
 	return q
 }

@@ -1,15 +1,17 @@
 package natsq
 
+// This file holds the consumer: the source that pulls envelopes from a
+// stage's durable consumer, posts their events to the stage and settles
+// each envelope once all its events are finished.
+
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -24,18 +26,33 @@ const (
 )
 
 // Consumer returns the source that feeds the queue's stage in a process
-// that runs it: it pulls messages from the stage's durable consumer (named
+// that runs it: it pulls envelopes from the stage's durable consumer (named
 // after the stage and shared by every process that runs it) and posts
-// each as an event to the stage's local queue. The pipeline connects it
-// to the stage as its only upstream; it does not appear in /stats.
+// their events to the stage's local queue, many envelopes' worth at a
+// time, so that the stage's batches are as large as in one process. The
+// pipeline connects it to the stage as its only upstream; it does not
+// appear in /stats.
 //
-// Each event's completion settles its message: finished without error, it
-// is acked; failed, it is NAKed with a delay (Backoff, doubled per
-// delivery, at most MaxBackoff) so that JetStream delivers it again, to
-// any process. An event refused for good, a message delivered more than
-// MaxDeliver times, or one that cannot be decoded is published to the
-// dead-letter stream STREAM_dead with its reason, and removed from the
-// work stream only once the dead-letter stream has acknowledged it.
+// An envelope is settled once all of its events are finished:
+//   - all finished without error, or refused for good and dead-lettered:
+//     acked;
+//   - any failed for a reason that may pass (busy, the database away, a
+//     panic): the whole envelope is NAKed with a delay (Backoff, doubled
+//     per delivery, at most MaxBackoff) and JetStream delivers it again, to
+//     any process, events that were stored included: the idempotent store
+//     absorbs the repeats (see the package doc);
+//   - an event refused for good (an error of class invalid, too_large or
+//     database), or failing at the MaxDeliver-th delivery, is published to
+//     the dead-letter stream STREAM_dead on its own, with its reason,
+//     before the envelope is acked or NAKed;
+//   - an envelope delivered more than MaxDeliver times without being
+//     settled (the processes that took it died) has each of its events
+//     dead-lettered; one that cannot be decoded goes to STREAM_dead whole.
+//
+// While an envelope's events wait in the stage (a slow or absent
+// database), the consumer tells JetStream the envelope is in progress
+// before ack_wait runs out, so that it is not delivered again to another
+// process meanwhile.
 func (q *Queue) Consumer() stage.Source { return &consumer{q: q} }
 
 type consumer struct {
@@ -62,25 +79,45 @@ type consumer struct {
 	wake      chan struct{} // a post is wanted
 	inputDone chan struct{} // closed by StopInput once take has returned for good
 	posterWG  sync.WaitGroup
-	dead      chan *inflight // messages to dead-letter
+	dead      chan *envelope // envelopes with dead letters to publish
 	deadEnd   chan struct{}  // closed by Drain: no more come; publish what is queued and return
 	deadWG    sync.WaitGroup
 	stopped   atomic.Bool // StopInput ran
 	stopDead  sync.Once   // Drain closed deadEnd
+
+	// held are the envelopes taken and not settled, with when JetStream
+	// last heard of each (taken, or told in progress).
+	hmu    sync.Mutex
+	held   map[*envelope]time.Time
+	keepWG sync.WaitGroup
 }
 
 var _ stage.Source = (*consumer)(nil)
 
-// inflight is one message handed to the stage as an event: the event's
-// Origin, so that the event's completion settles the message.
-type inflight struct {
+// envelope is one message taken: its events' Origin, so that their
+// completions settle it.
+type envelope struct {
 	c         *consumer
 	msg       jetstream.Msg
-	delivered uint64 // deliveries so far, this one included
+	data      []byte // the envelope's records (version 3: decompressed, then from Queue.bufs)
+	at        []int  // where each event's record starts in data, then its length (nil: undecodable)
+	delivered uint64
 	streamSeq uint64
-	class     string // dead-letter class, once given up
-	reason    string
+	left      atomic.Int64 // events not yet finished
+
+	mu     sync.Mutex
+	dead   []deadEvent // events given up
+	failed error       // the last error of an event that may pass on another delivery
+	whole  *deadEvent  // the message is dead-lettered as it is (undecodable)
 }
+
+// deadEvent is an event given up, with why.
+type deadEvent struct {
+	i             int // its place in the envelope
+	class, reason string
+}
+
+func (e *envelope) events() int { return max(len(e.at)-1, 0) }
 
 // Start connects, makes sure the streams and the durable consumer exist,
 // and starts pulling.
@@ -89,14 +126,17 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	c.rt = rt
 	c.out = rt.NewEmitter()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.dead = make(chan *inflight, 1024)
+	c.dead = make(chan *envelope, 64)
 	c.deadEnd = make(chan struct{})
 	c.names = map[string]string{}
 	c.pcond = sync.NewCond(&c.pmu)
 	c.wake = make(chan struct{}, 1)
 	c.inputDone = make(chan struct{})
+	c.held = map[*envelope]time.Time{}
 	c.deadWG.Add(1)
 	go c.deadLetters()
+	c.keepWG.Add(1)
+	go c.keepInProgress()
 
 	js, err := q.c.open(ctx)
 	if err != nil {
@@ -113,7 +153,6 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		AckWait:       q.cfg.AckWait,
 		MaxDeliver:    -1, // counted here, so that a message past it is dead-lettered, not left in the stream
 		MaxAckPending: q.cfg.MaxAckPending,
-		FilterSubject: subject(q.cfg.Stream),
 	}
 	var cons jetstream.Consumer
 	if err := q.retry(ctx, "create consumer "+cfg.Durable, func(ctx context.Context) error {
@@ -125,13 +164,14 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	q.st.consuming.Store(true)
 	q.st.setConsumer(cons)
-	batch := rt.Settings().Batch
-	pull := min(max(2*batch, 128), 4096, q.cfg.MaxAckPending)
-	c.maxPend = pull
+	// Events waiting to be posted: two of the stage's batches, and at
+	// least an envelope's worth, so that a batch can fill from several
+	// envelopes while the stage works on the last.
+	c.maxPend = max(2*rt.Settings().Batch, q.cfg.EnvelopeEvents)
 	c.posterWG.Add(1)
 	go c.poster()
 	c.cc, err = cons.Consume(c.take,
-		jetstream.PullMaxMessages(pull),
+		jetstream.PullMaxMessages(min(pullEnvelopes, q.cfg.MaxAckPending)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				q.log.Error("nats: the durable consumer is gone; recreate it by restarting the stage", zap.String("error", errText(err)))
@@ -145,36 +185,53 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	return nil
 }
 
-// take is called by nats.go, one message at a time, for each message
-// pulled. It blocks while the stage's queue is full (overflow block),
-// which stops the pulling: at most PullMaxMessages wait in nats.go's
-// buffer meanwhile.
+// pullEnvelopes is how many envelopes nats.go buffers ahead of take: with
+// envelopes of about a thousand events, a few batches of the stage.
+const pullEnvelopes = 8
+
+// take is called by nats.go, one envelope at a time, for each message
+// pulled. It blocks while the events waiting to be posted are at maxPend
+// (the stage's queue is full, overflow block), which stops the pulling:
+// at most pullEnvelopes wait in nats.go's buffer meanwhile.
 func (c *consumer) take(msg jetstream.Msg) {
-	in := &inflight{c: c, msg: msg}
+	q := c.q
+	env := &envelope{c: c, msg: msg}
 	meta, err := msg.Metadata()
 	if err != nil {
-		in.class, in.reason = DeadUndecodable, "no JetStream metadata: "+err.Error()
-		c.giveUp(in)
+		env.whole = &deadEvent{class: DeadUndecodable, reason: "no JetStream metadata: " + err.Error()}
+		c.giveUp(env)
 		return
 	}
-	in.delivered, in.streamSeq = meta.NumDelivered, meta.Sequence.Stream
-	if in.delivered > uint64(c.q.cfg.MaxDeliver) {
-		in.class = DeadMaxDeliver
-		in.reason = fmt.Sprintf("delivered %d times without being finished (max_deliver %d)", in.delivered, c.q.cfg.MaxDeliver)
-		c.giveUp(in)
-		return
-	}
-	payload, fields, err := splitMessage(msg.Data())
+	env.delivered, env.streamSeq = meta.NumDelivered, meta.Sequence.Stream
+	data, at, err := openEnvelope(msg.Data(), nil, &q.bufs)
+	env.data, env.at = data, at
 	if err != nil {
-		in.class, in.reason = DeadUndecodable, err.Error()
-		c.giveUp(in)
+		env.whole = &deadEvent{class: DeadUndecodable, reason: err.Error()}
+		c.giveUp(env)
 		return
 	}
-	c.q.st.taken.Add(1)
-	ev := c.rt.NewEventAt(payload, in.streamSeq, stage.Origin{To: in}, time.Now())
-	if err := decodeFields(ev, fields, c.names); err != nil {
-		ev.Done(err) // refused: dead-lettered
+	n := env.events()
+	q.st.envelopesIn.Add(1)
+	if env.delivered > uint64(q.cfg.MaxDeliver) {
+		reason := fmt.Sprintf("its envelope was delivered %d times without being finished (max_deliver %d)", env.delivered, q.cfg.MaxDeliver)
+		for i := range n {
+			env.dead = append(env.dead, deadEvent{i: i, class: DeadMaxDeliver, reason: reason})
+		}
+		c.giveUp(env)
 		return
+	}
+	c.hmu.Lock()
+	c.held[env] = time.Now()
+	c.hmu.Unlock()
+	env.left.Store(int64(n))
+	q.st.taken.Add(uint64(n))
+	now := time.Now()
+	evs := make([]*stage.Event, n)
+	for i := range n {
+		seq, payload, fields := recordHead(data[env.at[i]:env.at[i+1]])
+		ev := c.rt.NewEventAt(payload, seq, stage.Origin{To: env, Key: uint64(i)}, now)
+		decodeFields(ev, fields, c.names)
+		evs[i] = ev
 	}
 	c.pmu.Lock()
 	for len(c.pend) >= c.maxPend && c.ctx.Err() == nil {
@@ -182,10 +239,12 @@ func (c *consumer) take(msg jetstream.Msg) {
 	}
 	if c.ctx.Err() != nil {
 		c.pmu.Unlock()
-		ev.Done(errClosing) // NAKed at once: another process takes it
+		for _, ev := range evs {
+			ev.Done(errClosing) // NAKed at once: another process takes it
+		}
 		return
 	}
-	c.pend = append(c.pend, ev)
+	c.pend = append(c.pend, evs...)
 	c.pmu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -235,33 +294,74 @@ func (c *consumer) post() bool {
 	return len(batch) > 0
 }
 
-// Complete settles the message of a finished event.
-func (in *inflight) Complete(_ *stage.Event, err error) {
-	c := in.c
-	q := c.q
-	switch {
-	case err == nil:
-		if aerr := in.msg.Ack(); aerr != nil {
-			// Not acked: JetStream delivers it again after ack_wait, and
-			// conflict: ignore (or the like) makes that harmless.
-			q.log.Debug("nats: ack failed", zap.Uint64("stream_seq", in.streamSeq), zap.String("error", errText(aerr)))
-			q.st.ackErrors.Add(1)
-		} else {
-			q.st.acked.Add(1)
+// Complete records how one of the envelope's events finished, and
+// settles the envelope when it was the last.
+func (e *envelope) Complete(ev *stage.Event, err error) {
+	if err != nil {
+		q := e.c.q
+		i := int(ev.Origin.Key)
+		e.mu.Lock()
+		switch {
+		case refused(err):
+			e.dead = append(e.dead, deadEvent{i: i, class: DeadRefused, reason: err.Error()})
+		case e.delivered >= uint64(q.cfg.MaxDeliver):
+			e.dead = append(e.dead, deadEvent{i: i, class: DeadMaxDeliver,
+				reason: fmt.Sprintf("failed %d times (max_deliver %d); last: %v", e.delivered, q.cfg.MaxDeliver, err)})
+		default:
+			e.failed = err
 		}
-	case errors.Is(err, errUndecodable):
-		in.class, in.reason = DeadUndecodable, err.Error()
-		c.giveUp(in)
-	case refused(err):
-		in.class, in.reason = DeadRefused, err.Error()
-		c.giveUp(in)
-	case in.delivered >= uint64(q.cfg.MaxDeliver):
-		in.class = DeadMaxDeliver
-		in.reason = fmt.Sprintf("failed %d times (max_deliver %d); last: %v", in.delivered, q.cfg.MaxDeliver, err)
-		c.giveUp(in)
-	default:
-		in.nak(c.backoff(in.delivered, err))
+		e.mu.Unlock()
 	}
+	if e.left.Add(-1) == 0 {
+		e.c.settle(e)
+	}
+}
+
+// settle acks or NAKs an envelope whose events are all finished, or hands
+// it to the dead-letter goroutine when some were given up.
+func (c *consumer) settle(e *envelope) {
+	c.unhold(e)
+	e.mu.Lock()
+	dead, failed := len(e.dead) > 0, e.failed
+	e.mu.Unlock()
+	switch {
+	case dead:
+		c.giveUp(e)
+	case failed != nil:
+		e.nak(c.backoff(e.delivered, failed))
+		e.release()
+	default:
+		e.ack()
+		e.release()
+	}
+}
+
+// release gives a decompressed envelope's buffer back, once every event
+// referring to it is finished and nothing is left to dead-letter.
+func (e *envelope) release() {
+	if len(e.data) > 0 && e.data[0] == encodingVersion && len(e.msg.Data()) > 0 && e.msg.Data()[0] == compressedS2 {
+		e.c.q.bufs.put(e.data)
+	}
+	e.data = nil
+}
+
+func (e *envelope) ack() {
+	q := e.c.q
+	if err := e.msg.Ack(); err != nil {
+		// Not acked: JetStream delivers it again after ack_wait, and
+		// conflict: ignore (or the like) makes that harmless.
+		q.log.Debug("nats: ack failed", zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+		q.st.ackErrors.Add(1)
+		return
+	}
+	q.st.acked.Add(uint64(e.events()))
+}
+
+// unhold stops telling JetStream the envelope is in progress.
+func (c *consumer) unhold(e *envelope) {
+	c.hmu.Lock()
+	delete(c.held, e)
+	c.hmu.Unlock()
 }
 
 // backoff is the delay before a message that failed its n-th delivery
@@ -279,11 +379,12 @@ func (c *consumer) backoff(n uint64, err error) time.Duration {
 	return min(d, c.q.cfg.MaxBackoff)
 }
 
-func (in *inflight) nak(delay time.Duration) {
-	if err := in.msg.NakWithDelay(delay); err != nil {
-		in.c.q.log.Debug("nats: nak failed", zap.Uint64("stream_seq", in.streamSeq), zap.String("error", errText(err)))
+func (e *envelope) nak(delay time.Duration) {
+	q := e.c.q
+	if err := e.msg.NakWithDelay(delay); err != nil {
+		q.log.Debug("nats: nak failed", zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
 	}
-	in.c.q.st.naked.Add(1)
+	q.st.naked.Add(uint64(max(e.events(), 1)))
 }
 
 // refused reports whether err refuses an event for good, so that
@@ -299,88 +400,7 @@ func refused(err error) bool {
 	return errors.Is(err, errUndecodable)
 }
 
-// giveUp hands a message to the dead-letter goroutine.
-func (c *consumer) giveUp(in *inflight) {
-	select {
-	case c.dead <- in:
-	case <-c.ctx.Done():
-		in.nak(0)
-	}
-}
-
-// deadLetters publishes the messages given up to the dead-letter stream
-// and, once it has them, terminates them in the work stream. When the
-// dead-letter stream cannot take one, the message is NAKed and comes back
-// later. Once Drain says no more come, it publishes what is queued and
-// returns.
-func (c *consumer) deadLetters() {
-	defer c.deadWG.Done()
-	q := c.q
-	end := c.deadEnd // once closed, each round takes what is queued, if anything
-	for {
-		var in *inflight
-		select {
-		case in = <-c.dead:
-		case <-end:
-			select {
-			case in = <-c.dead:
-			default:
-				return
-			}
-		case <-c.ctx.Done():
-			// Close: what is left goes back to the stream.
-			for {
-				select {
-				case in := <-c.dead:
-					in.nak(0)
-				default:
-					return
-				}
-			}
-		}
-		if err := c.publishDead(in); err != nil {
-			q.log.Warn("nats: dead-lettering failed; the message comes back later",
-				zap.Uint64("stream_seq", in.streamSeq), zap.String("error", errText(err)))
-			q.st.deadErrors.Add(1)
-			in.nak(c.backoff(in.delivered, err))
-			continue
-		}
-		reason := in.reason
-		if len(reason) > 200 {
-			reason = reason[:200]
-		}
-		if err := in.msg.TermWithReason(reason); err != nil {
-			q.log.Debug("nats: term failed", zap.Uint64("stream_seq", in.streamSeq), zap.String("error", errText(err)))
-		}
-		q.st.dead(in.class)
-		q.log.Warn("nats: message dead-lettered", zap.String("dead_stream", deadStream(q.cfg.Stream)),
-			zap.Uint64("stream_seq", in.streamSeq), zap.String("class", in.class), zap.String("reason", stage.Redact(in.reason)))
-	}
-}
-
-func (c *consumer) publishDead(in *inflight) error {
-	q := c.q
-	h := nats.Header{}
-	for k, v := range in.msg.Headers() {
-		if k != nats.MsgIdHdr {
-			h[k] = v
-		}
-	}
-	h.Set(hdrReason, in.reason)
-	h.Set(hdrClass, in.class)
-	h.Set(hdrStreamSeq, strconv.FormatUint(in.streamSeq, 10))
-	h.Set(hdrDelivered, strconv.FormatUint(in.delivered, 10))
-	// One id per work-stream message: dead-lettered twice (a crash
-	// between publish and term), it is stored once.
-	h.Set(nats.MsgIdHdr, fmt.Sprintf("dead-%s-%d", q.cfg.Stream, in.streamSeq))
-	m := &nats.Msg{Subject: subject(deadStream(q.cfg.Stream)), Data: in.msg.Data(), Header: h}
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-	defer cancel()
-	_, err := c.js.PublishMsg(ctx, m, jetstream.WithExpectStream(deadStream(q.cfg.Stream)))
-	return err
-}
-
-// StopInput stops pulling: messages nats.go has already received are
+// StopInput stops pulling: envelopes nats.go has already received are
 // still handed to the stage; it returns once they all are.
 func (c *consumer) StopInput(ctx context.Context) error {
 	if c.cc == nil || !c.stopped.CompareAndSwap(false, true) {
@@ -403,9 +423,10 @@ func (c *consumer) StopInput(ctx context.Context) error {
 	}
 }
 
-// Drain returns once every message taken is settled (its event finished,
-// by the runtime's count, and the message acked, NAKed or dead-lettered)
-// and the settlements are flushed to the server, or ctx ends.
+// Drain returns once every envelope taken is settled (its events
+// finished, by the runtime's count, and the envelope acked, NAKed or
+// dead-lettered) and the settlements are flushed to the server, or ctx
+// ends.
 func (c *consumer) Drain(ctx context.Context) error {
 	if c.rt == nil {
 		return nil // never started
@@ -413,7 +434,7 @@ func (c *consumer) Drain(ctx context.Context) error {
 	if err := c.rt.WaitFinished(ctx); err != nil {
 		return err
 	}
-	// Every event is finished and input has stopped: no more messages
+	// Every event is finished and input has stopped: no more envelopes
 	// are given up; those queued for the dead-letter stream go there.
 	c.stopDead.Do(func() { close(c.deadEnd) })
 	done := make(chan struct{})
@@ -431,7 +452,7 @@ func (c *consumer) Drain(ctx context.Context) error {
 	return nil
 }
 
-// Close stops pulling at once and releases the connection. Messages not
+// Close stops pulling at once and releases the connection. Envelopes not
 // yet settled are left to JetStream, which delivers them again after
 // ack_wait.
 func (c *consumer) Close() error {
@@ -448,8 +469,13 @@ func (c *consumer) Close() error {
 	c.posterWG.Wait()
 	if c.dead != nil {
 		c.deadWG.Wait()
+		c.keepWG.Wait()
 	}
 	c.q.st.consuming.Store(false)
+	if n := c.q.st.envelopesIn.Load(); n > 0 {
+		c.q.log.Info("nats: consumed", zap.Uint64("events", c.q.st.taken.Load()), zap.Uint64("envelopes", n),
+			zap.Float64("events_per_envelope", float64(c.q.st.taken.Load())/float64(n)))
+	}
 	if c.opened {
 		c.opened = false
 		c.q.c.release()

@@ -2,15 +2,42 @@ package natsq
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
 )
 
-func TestEncodingRoundTrip(t *testing.T) {
+// decodeAll decodes an envelope into events of back, as the consumer does.
+func decodeAll(t testing.TB, back *engine.Stage, data []byte) []*stage.Event {
+	t.Helper()
+	data, at, err := openEnvelope(data, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []*stage.Event
+	names := map[string]string{}
+	for i := range len(at) - 1 {
+		seq, payload, fields := recordHead(data[at[i]:at[i+1]])
+		ev := back.NewEvent(payload, seq, stage.Origin{})
+		decodeFields(ev, fields, names)
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprint("compress=", compress), func(t *testing.T) { testRoundTrip(t, compress) })
+	}
+}
+
+func testRoundTrip(t *testing.T, compress bool) {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	ev := src.NewEventAt([]byte(`{"id":7}`), 42, stage.Origin{}, time.Unix(0, 1234567890))
 	ev.SetValue("s", stage.StringValue("héllo"))
@@ -21,21 +48,24 @@ func TestEncodingRoundTrip(t *testing.T) {
 	ev.SetValue("j", stage.JSONValue([]byte(`{"a":[1,2]}`)))
 	ev.SetValue("z", stage.NullValue())
 	ev.Set("any", []int{1, 2})
-	m, err := encodeEvent(ev, "seda.x", "p", "p/host/1", "id-1")
-	if err != nil {
-		t.Fatal(err)
+	later := src.NewEventAt([]byte("second"), 43, stage.Origin{}, time.Unix(0, 2234567890))
+	b := newEnvelopeBuilder(10, 1<<20, compress, nil)
+	for _, e := range []*stage.Event{ev, later} {
+		if ok, err := b.add(e); !ok || err != nil {
+			t.Fatalf("add: %v %v", ok, err)
+		}
 	}
-	payload, fields, err := splitMessage(m.Data)
-	if err != nil || string(payload) != `{"id":7}` {
-		t.Fatalf("payload %q, %v", payload, err)
+	m, evs := b.take("x", "p", "p/host/1", "id-1")
+	if len(evs) != 2 || !b.empty() || m.Header.Get("Nats-Msg-Id") != "id-1" {
+		t.Fatalf("%d events, header %v", len(evs), m.Header)
 	}
 	back, _ := engine.NewSourceStage(stage.Settings{Name: "back"}, nil, nil)
-	got := back.NewEvent(payload, 1, stage.Origin{})
-	if err := decodeFields(got, fields, map[string]string{}); err != nil {
-		t.Fatal(err)
+	got := decodeAll(t, back, m.Data)
+	if len(got) != 2 || string(got[0].Payload) != `{"id":7}` || got[0].Seq != 42 || string(got[1].Payload) != "second" || got[1].Seq != 43 {
+		t.Fatalf("decoded %d events: %q/%d", len(got), got[0].Payload, got[0].Seq)
 	}
 	for name, want := range ev.Fields() {
-		v, ok := got.Value(name)
+		v, ok := got[0].Value(name)
 		if name == "any" {
 			if !ok || v.Type() != stage.ValueJSON || string(v.Bytes()) != "[1,2]" {
 				t.Errorf("any: %v %s", v.Type(), v.Bytes())
@@ -46,23 +76,72 @@ func TestEncodingRoundTrip(t *testing.T) {
 			t.Errorf("%s: got %v %q, want %v %q", name, v.Type(), v.String(), want.Type(), want.String())
 		}
 	}
-	if seq, at := traceOf(m.Header); seq != 42 || at.UnixNano() != 1234567890 {
-		t.Errorf("trace: seq %d, arrived %v", seq, at)
+	if got[1].NumFields() != 0 {
+		t.Errorf("the second event has %d fields", got[1].NumFields())
 	}
-	ev.Done(nil)
-	got.Done(nil)
+	tr, ok := traceOf(m.Header)
+	if !ok || tr.Pipeline != "p" || tr.Publisher != "p/host/1" || tr.Events != 2 || tr.Arrived.UnixNano() != 1234567890 {
+		t.Errorf("trace: %+v %v", tr, ok)
+	}
+	if compress != (m.Data[0] == compressedS2) {
+		t.Errorf("version %d", m.Data[0])
+	}
+	// A dead letter is an envelope of one record.
+	plain, at, _ := openEnvelope(m.Data, nil, nil)
+	dl := decodeAll(t, back, deadData(plain[at[1]:at[2]]))
+	if len(dl) != 1 || string(dl[0].Payload) != "second" || dl[0].Seq != 43 {
+		t.Errorf("dead letter: %d events", len(dl))
+	}
+	for _, e := range append(append(got, dl...), ev, later) {
+		e.Done(nil)
+	}
+}
+
+func TestEnvelopeLimits(t *testing.T) {
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	mk := func(n int) *stage.Event { return src.NewEvent(make([]byte, n), 1, stage.Origin{}) }
+	defer func() {}()
+	b := newEnvelopeBuilder(3, 100, false, nil)
+	var evs []*stage.Event
+	for range 3 {
+		e := mk(10)
+		evs = append(evs, e)
+		if ok, _ := b.add(e); !ok {
+			t.Fatal("an event under both limits did not fit")
+		}
+	}
+	e := mk(1)
+	evs = append(evs, e)
+	if ok, _ := b.add(e); ok {
+		t.Error("a fourth event fitted an envelope of at most 3")
+	}
+	b.take("s", "p", "f", "1")
+	big := mk(200)
+	evs = append(evs, big)
+	if ok, _ := b.add(big); !ok {
+		t.Error("an event over max bytes did not fit an empty envelope")
+	}
+	e = mk(1)
+	evs = append(evs, e)
+	if ok, _ := b.add(e); ok {
+		t.Error("an event fitted an envelope over its max bytes")
+	}
+	m, got := b.take("s", "p", "f", "2")
+	if len(got) != 1 || len(m.Data) < 200 {
+		t.Errorf("%d events, %d bytes", len(got), len(m.Data))
+	}
+	for _, e := range evs {
+		e.Done(nil)
+	}
 }
 
 func TestDecodeRefusesGarbage(t *testing.T) {
-	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	for _, data := range [][]byte{nil, {1, 0}, {2, 5, 'a'}, {2, 0, 1, 1, 'a', 99}, {2, 0, 1, 1, 'a', byte(stage.ValueInt)}, {2, 0, 0, 7}} {
-		payload, fields, err := splitMessage(data)
-		if err == nil {
-			ev := src.NewEvent(payload, 1, stage.Origin{})
-			err = decodeFields(ev, fields, map[string]string{})
-			ev.Done(nil)
-		}
-		if !errors.Is(err, errUndecodable) {
+	for _, data := range [][]byte{
+		nil, {2, 0, 0}, {3}, {3, 1}, {3, 1, 5, 'a'}, {3, 1, 0, 1, 1, 'a', 99}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueInt)},
+		{3, 1, 0, 7}, {3, 1, 0, 0, 1}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueFloat), 1, 2},
+		{4}, {4, 200, 1, 2}, append([]byte{4}, s2.Encode(nil, []byte{1, 5, 'a'})...),
+	} {
+		if _, _, err := openEnvelope(data, nil, nil); !errors.Is(err, errUndecodable) {
 			t.Errorf("%v: err %v, want undecodable", data, err)
 		}
 	}
@@ -73,17 +152,64 @@ func FuzzDecode(f *testing.F) {
 	ev := src.NewEvent([]byte("p"), 1, stage.Origin{})
 	ev.SetValue("a", stage.StringValue("x"))
 	ev.SetValue("b", stage.IntValue(3))
-	m, _ := encodeEvent(ev, "s", "p", "f", "id")
+	ev.SetValue("c", stage.FloatValue(1.5))
+	for _, compress := range []bool{false, true} {
+		b := newEnvelopeBuilder(10, 1<<20, compress, nil)
+		b.add(ev)
+		b.add(ev)
+		m, _ := b.take("s", "p", "f", "id")
+		f.Add(m.Data)
+	}
 	ev.Done(nil)
-	f.Add(m.Data)
-	f.Add([]byte{2, 0, 0})
+	f.Add([]byte{3, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		payload, fields, err := splitMessage(data)
+		data, at, err := openEnvelope(data, nil, nil)
 		if err != nil {
 			return
 		}
-		e := src.NewEvent(payload, 1, stage.Origin{})
-		_ = decodeFields(e, fields, map[string]string{})
-		e.Done(nil)
+		names := map[string]string{}
+		for i := range len(at) - 1 {
+			seq, payload, fields := recordHead(data[at[i]:at[i+1]])
+			e := src.NewEvent(payload, seq, stage.Origin{})
+			decodeFields(e, fields, names)
+			e.Done(nil)
+		}
 	})
+}
+
+// BenchmarkEnvelope is the cost per event of packing and unpacking an
+// envelope of B3's records with the fields process.json sets.
+func BenchmarkEnvelope(b *testing.B) {
+	for _, compress := range []bool{false, true} {
+		b.Run(fmt.Sprint("compress=", compress), func(b *testing.B) { benchEnvelope(b, compress) })
+	}
+}
+
+func benchEnvelope(b *testing.B, compress bool) {
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	back, _ := engine.NewSourceStage(stage.Settings{Name: "back"}, nil, nil)
+	evs := make([]*stage.Event, 1000)
+	for i := range evs {
+		evs[i] = src.NewEvent(fmt.Appendf(nil, `{"id":%d,"host":"web-1","level":"info","msg":"GET /index.html 200"}`, i), uint64(i), stage.Origin{})
+		evs[i].SetValue("id", stage.IntValue(int64(i)))
+	}
+	names := map[string]string{}
+	var at []int
+	b.ResetTimer()
+	for range b.N / len(evs) {
+		eb := newEnvelopeBuilder(len(evs), 1<<20, compress, nil)
+		for _, ev := range evs {
+			eb.add(ev)
+		}
+		m, _ := eb.take("s", "p", "f", "id")
+		var plain []byte
+		plain, at, _ = openEnvelope(m.Data, at, nil)
+		b.ReportMetric(float64(len(m.Data))/float64(len(evs)), "bytes/event")
+		for i := range len(at) - 1 {
+			seq, payload, fields := recordHead(plain[at[i]:at[i+1]])
+			e := back.NewEvent(payload, seq, stage.Origin{})
+			decodeFields(e, fields, names)
+			e.Done(nil)
+		}
+	}
 }

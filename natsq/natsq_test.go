@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,19 +89,35 @@ func (s *sink) count() int {
 	return len(s.seen)
 }
 
+// waitCount waits until s has stored n distinct payloads.
+func waitCount(t *testing.T, s *sink, n int) {
+	t.Helper()
+	poll.Until(t, fmt.Sprintf("%d events stored", n), func() bool { return s.count() >= n })
+	if got := s.count(); got != n {
+		t.Fatalf("stored %d of %d", got, n)
+	}
+}
+
 // split is one queue seen from a publishing and a consuming side, each
 // with its own client, as two processes would have.
 type split struct {
 	src              *engine.Stage
 	pub, cons, store engine.Lifecycle
 	sink             *sink
+	consQueue        *Queue
+	stopped          sync.Once
 }
 
 func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *sink) *split {
 	t.Helper()
 	cfg := Config{URL: url}
-	front := NewClient(cfg, "test", nil)
-	back := NewClient(cfg, "test", nil)
+	return newSplitClients(t, NewClient(cfg, "test", nil), NewClient(cfg, "test", nil), qc, set, s)
+}
+
+// newSplitClients is newSplit with the clients of the publishing and the
+// consuming side given (the same one: a single process).
+func newSplitClients(t *testing.T, front, back *Client, qc QueueConfig, set stage.Settings, s *sink) *split {
+	t.Helper()
 	set.Name, set.Kind = "store", "test.sink"
 	sp := &split{sink: s}
 	var srcLife engine.Lifecycle
@@ -108,7 +125,8 @@ func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *s
 	_, sp.pub = engine.NewHandlerStage(set, front.Queue("store", qc, set.Overflow, set.Capacity).Publisher(), nil)
 	srcLife.Connect(sp.pub.Stage(), nil)
 	_, sp.store = engine.NewHandlerStage(set, s, nil)
-	_, sp.cons = engine.NewSourceStage(stage.Settings{Name: "store"}, back.Queue("store", qc, set.Overflow, set.Capacity).Consumer(), nil)
+	sp.consQueue = back.Queue("store", qc, set.Overflow, set.Capacity)
+	_, sp.cons = engine.NewSourceStage(stage.Settings{Name: "store"}, sp.consQueue.Consumer(), nil)
 	sp.cons.Connect(sp.store.Stage(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -123,7 +141,9 @@ func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *s
 
 // stop drains as the pipeline does: the consumer stops pulling, the
 // queues close in order, the consumer settles what it took.
-func (sp *split) stop(t *testing.T) {
+func (sp *split) stop(t *testing.T) { sp.stopped.Do(func() { sp.stopOnce(t) }) }
+
+func (sp *split) stopOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := sp.cons.StopInput(ctx); err != nil {
@@ -188,10 +208,7 @@ func TestPublishConsumeAck(t *testing.T) {
 		}
 	}
 	// Every event acked by the publisher is in the stream or stored.
-	poll.Until(t, "every event stored", func() bool { return s.count() >= n })
-	if got := s.count(); got != n {
-		t.Fatalf("stored %d of %d", got, n)
-	}
+	waitCount(t, s, n)
 	mu.Lock()
 	f := fields[0]
 	mu.Unlock()
@@ -234,6 +251,40 @@ func waitStream(t *testing.T, js jetstream.JetStream, name string, msgs uint64) 
 	})
 }
 
+// getMsg returns message seq of stream.
+func getMsg(t *testing.T, js jetstream.JetStream, stream string, seq uint64) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	str, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := str.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// payloadsOf decodes a dead letter's events' payloads.
+func payloadsOf(t *testing.T, data []byte) []string {
+	t.Helper()
+	data, at, err := openEnvelope(data, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []string
+	for i := range len(at) - 1 {
+		_, p, _ := recordHead(data[at[i]:at[i+1]])
+		ps = append(ps, string(p))
+	}
+	return ps
+}
+
+// TestPoisonGoesToDeadLetters: an event that keeps failing for a reason
+// that may pass makes its whole envelope come back (the other events are
+// handled again), and at max_deliver it alone is dead-lettered.
 func TestPoisonGoesToDeadLetters(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
@@ -243,32 +294,27 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 		return nil
 	}}
 	qc := QueueConfig{Stream: "t_dead", MaxDeliver: 2, Backoff: 10 * time.Millisecond}
-	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 4}, s)
+	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 8}, s)
 	a := newAcks(5)
 	sp.send(t, 1, 5, a)
 	a.wait(t)
 	js := jsFor(t, srv.URL())
 	waitStream(t, js, "t_dead_dead", 1)
 	waitStream(t, js, "t_dead", 0)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	str, err := js.Stream(ctx, "t_dead_dead")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := str.GetMsg(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Header.Get(hdrClass) != DeadMaxDeliver || m.Header.Get(hdrReason) == "" {
+	m := getMsg(t, js, "t_dead_dead", 1)
+	if m.Header.Get(hdrClass) != DeadMaxDeliver || m.Header.Get(hdrReason) == "" || m.Header.Get(hdrIndex) != "2" {
 		t.Errorf("dead letter headers: %v", m.Header)
 	}
-	payload, _, err := splitMessage(m.Data)
-	if err != nil || string(payload) != `{"id":3}` {
-		t.Errorf("dead letter payload %q, %v", payload, err)
+	if tr, ok := traceOf(m.Header); !ok || tr.Events != 5 {
+		t.Errorf("dead letter trace: %+v", tr)
 	}
-	if got := s.count(); got != 4 {
-		t.Errorf("stored %d, want 4", got)
+	if ps := payloadsOf(t, m.Data); len(ps) != 1 || ps[0] != `{"id":3}` {
+		t.Errorf("dead letter payloads %q", ps)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.seen) != 4 || s.seen[`{"id":1}`] != 2 {
+		t.Errorf("stored %v; want ids 1, 2, 4 and 5, each twice (the envelope came back once)", s.seen)
 	}
 }
 
@@ -276,7 +322,7 @@ func TestFullStreamRejects(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	cfg := Config{URL: srv.URL()}
 	front := NewClient(cfg, "test", nil)
-	q := front.Queue("store", QueueConfig{Stream: "t_full", MaxMsgs: 10}, port.Reject, 64)
+	q := front.Queue("store", QueueConfig{Stream: "t_full", MaxMsgs: 10, EnvelopeEvents: 1}, port.Reject, 64)
 	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	_, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject}, q.Publisher(), nil)
 	srcLife.Connect(pub.Stage(), nil)
@@ -314,24 +360,112 @@ func TestFullStreamRejects(t *testing.T) {
 	q.Wait()
 }
 
+// TestRefusedGoesToDeadLettersAtOnce: events refused for good are
+// dead-lettered one by one, each with its reason, at the first delivery;
+// the rest of their envelope is stored once.
 func TestRefusedGoesToDeadLettersAtOnce(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
-	var tries sync.Map
+	var mu sync.Mutex
+	tries := map[int64]int{}
 	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
-		if v, _ := ev.Field("id"); v == int64(2) {
-			n, _ := tries.LoadOrStore("n", new(int))
-			*n.(*int)++
-			return stage.WithClass(errors.New("no such column value"), stage.ErrDatabase)
+		v, _ := ev.Field("id")
+		id := v.(int64)
+		if id != 2 && id != 4 {
+			return nil
 		}
+		mu.Lock()
+		tries[id]++
+		mu.Unlock()
+		return stage.WithClass(fmt.Errorf("no such column value %d", id), stage.ErrDatabase)
+	}}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_refused", MaxDeliver: 5}, stage.Settings{Batch: 8}, s)
+	a := newAcks(5)
+	sp.send(t, 1, 5, a)
+	a.wait(t)
+	js := jsFor(t, srv.URL())
+	waitStream(t, js, "t_refused_dead", 2)
+	waitStream(t, js, "t_refused", 0)
+	got := map[string]string{}
+	for seq := uint64(1); seq <= 2; seq++ {
+		m := getMsg(t, js, "t_refused_dead", seq)
+		if m.Header.Get(hdrClass) != DeadRefused {
+			t.Errorf("dead letter %d: class %q", seq, m.Header.Get(hdrClass))
+		}
+		ps := payloadsOf(t, m.Data)
+		if len(ps) != 1 {
+			t.Fatalf("dead letter %d holds %d events", seq, len(ps))
+		}
+		got[ps[0]] = m.Header.Get(hdrReason)
+	}
+	for _, id := range []int{2, 4} {
+		if r := got[fmt.Sprintf(`{"id":%d}`, id)]; !strings.Contains(r, fmt.Sprint("value ", id)) {
+			t.Errorf("record %d: reason %q", id, r)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if tries[2] != 1 || tries[4] != 1 {
+		t.Errorf("the refused events were handled %v times, want once each", tries)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range []int{1, 3, 5} {
+		if n := s.seen[fmt.Sprintf(`{"id":%d}`, id)]; n != 1 {
+			t.Errorf("record %d stored %d times", id, n)
+		}
+	}
+}
+
+// TestUndecodableGoesToDeadLetters: a message not in the envelope
+// encoding is dead-lettered as it is.
+func TestUndecodableGoesToDeadLetters(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	s := &sink{seen: map[string]int{}}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_garbage"}, stage.Settings{Batch: 8}, s)
+	js := jsFor(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := js.Publish(ctx, subject("t_garbage"), []byte("not an envelope")); err != nil {
+		t.Fatal(err)
+	}
+	a := newAcks(1)
+	sp.send(t, 1, 1, a)
+	a.wait(t)
+	waitStream(t, js, "t_garbage_dead", 1)
+	waitStream(t, js, "t_garbage", 0)
+	m := getMsg(t, js, "t_garbage_dead", 1)
+	if m.Header.Get(hdrClass) != DeadUndecodable || string(m.Data) != "not an envelope" || m.Header.Get(hdrIndex) != "" {
+		t.Errorf("dead letter %q: %v", m.Data, m.Header)
+	}
+}
+
+// TestInProgressKeepsEnvelope: events held by the stage longer than
+// ack_wait are not delivered again: the consumer tells JetStream they are
+// in progress.
+func TestInProgressKeepsEnvelope(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	release := make(chan struct{})
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		<-release
 		return nil
 	}}
-	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_refused", MaxDeliver: 5}, stage.Settings{Batch: 4}, s)
+	cfg := Config{URL: srv.URL()}
+	back := NewClient(cfg, "test", nil)
+	qc := QueueConfig{Stream: "t_progress", AckWait: time.Second}
+	sp := newSplitClients(t, NewClient(cfg, "test", nil), back, qc, stage.Settings{Batch: 8}, s)
 	a := newAcks(3)
 	sp.send(t, 1, 3, a)
 	a.wait(t)
-	js := jsFor(t, srv.URL())
-	waitStream(t, js, "t_refused_dead", 1)
-	if n, _ := tries.Load("n"); *n.(*int) != 1 {
-		t.Errorf("the refused event was handled %d times, want once", *n.(*int))
+	q := sp.consQueue
+	// Three rounds of InProgress: the envelope has been held three times
+	// a third of ack_wait at least, past ack_wait.
+	poll.Until(t, "three rounds of InProgress", func() bool { return q.st.inProgress.Load() >= 3 })
+	close(release)
+	waitStream(t, jsFor(t, srv.URL()), "t_progress", 0)
+	st := q.Stats()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.seen) != 3 || st.Taken != 3 || st.Redelivered != 0 {
+		t.Errorf("stored %v, taken %d, redelivered %d; want each once", s.seen, st.Taken, st.Redelivered)
 	}
 }

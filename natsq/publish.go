@@ -1,5 +1,9 @@
 package natsq
 
+// This file holds the publisher: the handler of the stand-in stage, which
+// packs a batch's events into envelopes, publishes them asynchronously and
+// finishes the events on their PubAck.
+
 import (
 	"context"
 	"errors"
@@ -18,27 +22,35 @@ import (
 )
 
 // Publisher returns the handler of the stage that stands in, in a process
-// that routes events to the queue's stage, for the stage's queue: it
-// publishes each event of its batches to the stream and finishes the event
-// once JetStream has acknowledged the publish (PubAck). The pipeline runs
-// it as a stage with the queue's capacity and overflow, so events reach it
-// through a local port like any stage's.
+// that routes events to the queue's stage, for the stage's queue: it packs
+// the events of each batch into envelopes (at most EnvelopeEvents events
+// and EnvelopeBytes bytes each, see encoding.go), publishes them to the
+// stream asynchronously, and finishes an envelope's events once JetStream
+// has acknowledged it (PubAck), so that an event finished without error is
+// stored in the stream. The pipeline runs it as a stage with the queue's
+// capacity and overflow, so events reach it through a local port like any
+// stage's; its batch (and so an envelope's size under load) is the
+// stage's batch.
 //
-// A publish that fails for a reason that may pass (no PubAck in time, the
-// connection is down, the server restarts) is retried with the same
-// Nats-Msg-Id, so the stream stores it once. When the stream is at its
-// limits (discard new) the queue is full: under overflow block the
+// PubAcks in flight are bounded (pubAcksInFlight, over the process): a
+// publish that would pass the bound waits for room. An envelope whose
+// publish fails for a reason that may pass (no PubAck in time, the
+// connection is down, the server restarts) is published again with the
+// same Nats-Msg-Id, so the stream stores it once. When the stream is at
+// its limits (discard new) the queue is full: under overflow block the
 // publisher retries until there is room, and the local queue fills behind
-// it, pushing back on the stages upstream; under overflow reject the event
-// is finished with stage.ErrBusy. A message the stream refuses for good
-// (over its largest message size) fails its event.
+// it, pushing back on the stages upstream; under overflow reject the
+// envelope's events are finished with stage.ErrBusy. An envelope the
+// stream refuses for good (over its largest message size) fails its
+// events.
 func (q *Queue) Publisher() stage.Handler { return &publisher{q: q} }
 
 type publisher struct {
-	q      *Queue
-	js     jetstream.JetStream
-	opened atomic.Bool
-	name   string // the connection's name, sent as Seda-Publisher
+	q        *Queue
+	js       jetstream.JetStream
+	opened   atomic.Bool
+	name     string // the connection's name, sent in Seda-Trace
+	maxBytes int    // an envelope's data at most: EnvelopeBytes, under the server's max_payload
 }
 
 var _ interface {
@@ -46,6 +58,10 @@ var _ interface {
 	Start(context.Context) error
 	Close() error
 } = (*publisher)(nil)
+
+// headerRoom is what an envelope leaves of the server's max_payload for
+// its headers and subject.
+const headerRoom = 4 << 10
 
 // Start connects and makes sure the streams exist.
 func (p *publisher) Start(ctx context.Context) error {
@@ -59,6 +75,8 @@ func (p *publisher) Start(ctx context.Context) error {
 	if p.q.c.cfg.Name != "" {
 		p.name = p.q.c.cfg.Name
 	}
+	p.maxBytes = int(min(p.q.cfg.EnvelopeBytes, js.Conn().MaxPayload()-headerRoom))
+	p.maxBytes = max(p.maxBytes, 1<<10)
 	p.q.st.publishing.Store(true)
 	return p.q.ensureStreams(ctx, js)
 }
@@ -66,36 +84,36 @@ func (p *publisher) Start(ctx context.Context) error {
 // Close releases the connection.
 func (p *publisher) Close() error {
 	if p.opened.CompareAndSwap(true, false) {
+		st := &p.q.st
+		if n := st.envelopesOut.Load(); n > 0 {
+			p.q.log.Info("nats: published", zap.Uint64("events", st.published.Load()), zap.Uint64("envelopes", n),
+				zap.Float64("events_per_envelope", float64(st.published.Load())/float64(n)))
+		}
 		p.q.c.release()
 	}
 	return nil
 }
 
-// item is one event of a batch on its way to the stream.
+// item is one envelope on its way to the stream.
 type item struct {
-	ev  *stage.Event
+	evs []*stage.Event
 	msg *nats.Msg
 	paf jetstream.PubAckFuture
 	err error // why the last publish failed
 }
 
-// Handle publishes the batch and waits for the PubAcks, retrying what may
-// succeed later; it returns once every event is finished, or ctx ends.
+// Handle packs the batch into envelopes, publishes them and waits for
+// their PubAcks, retrying what may succeed later; it returns once every
+// event is finished, or ctx ends.
 func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	q := p.q
-	todo := make([]*item, 0, len(batch))
-	for _, ev := range batch {
-		msg, err := encodeEvent(ev, subject(q.cfg.Stream), q.c.pipeline, p.name, nuid.Next())
-		if err != nil {
-			ev.Done(fmt.Errorf("stage %q: record %d: %w", q.stage, ev.Seq, err))
-			continue
-		}
-		todo = append(todo, &item{ev: ev, msg: msg})
-	}
+	todo := p.pack(batch)
 	wait := 50 * time.Millisecond
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt > 0 {
-			q.st.publishRetries.Add(uint64(len(todo)))
+			for _, it := range todo {
+				q.st.publishRetries.Add(uint64(len(it.evs)))
+			}
 			var werr error
 			stage.Blocking(ctx, func() { werr = sleep(ctx, wait) })
 			if werr != nil {
@@ -103,12 +121,13 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 			}
 			wait = min(2*wait, 2*time.Second)
 		}
-		for _, it := range todo {
-			it.paf, it.err = p.js.PublishMsgAsync(it.msg)
-		}
 		var retry []*item
 		var werr error
 		stage.Blocking(ctx, func() {
+			// PublishMsgAsync waits while pubAcksInFlight are out.
+			for _, it := range todo {
+				it.paf, it.err = p.js.PublishMsgAsync(it.msg, jetstream.WithStallWait(pubAckWait))
+			}
 			// One deadline for the batch's PubAcks, rather than nats.go's
 			// timer per message: a PubAck not back by then is published
 			// again (same Nats-Msg-Id).
@@ -137,8 +156,13 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 					}
 				}
 				if it.err == nil {
-					q.st.published.Add(1)
-					it.ev.Done(nil)
+					q.st.published.Add(uint64(len(it.evs)))
+					q.st.envelopesOut.Add(1)
+					for _, ev := range it.evs {
+						ev.Done(nil)
+					}
+					q.bufs.put(it.msg.Data) // nats.go has written it and holds no retry of it
+					it.msg.Data = nil
 					continue
 				}
 				if p.failed(it) {
@@ -151,7 +175,7 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 		}
 		stage.ReportAttempt(ctx, publishOutcome(retry))
 		if len(retry) > 0 && (attempt == 0 || attempt%20 == 19) {
-			q.log.Warn("nats: publishing to the stream failed; retrying", zap.Int("events", len(retry)),
+			q.log.Warn("nats: publishing to the stream failed; retrying", zap.Int("envelopes", len(retry)),
 				zap.Int("attempt", attempt+1), zap.String("error", errText(retry[0].err)))
 		}
 		todo = retry
@@ -159,26 +183,61 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 	return nil
 }
 
-// failed deals with a publish that failed: it finishes the event when
-// retrying cannot help, and reports whether to retry.
+// pack puts the batch's events into envelopes, each with its own
+// Nats-Msg-Id. An event that cannot be encoded is finished with the error.
+func (p *publisher) pack(batch []*stage.Event) []*item {
+	q := p.q
+	b := newEnvelopeBuilder(q.cfg.EnvelopeEvents, p.maxBytes, q.cfg.Compress == "s2", &q.bufs)
+	var todo []*item
+	take := func() {
+		m, evs := b.take(q.cfg.Stream, q.c.pipeline, p.name, nuid.Next())
+		todo = append(todo, &item{evs: evs, msg: m})
+	}
+	for _, ev := range batch {
+		fits, err := b.add(ev)
+		if !fits {
+			take()
+			_, err = b.add(ev)
+		}
+		if err != nil {
+			ev.Done(fmt.Errorf("stage %q: record %d: %w", q.stage, ev.Seq, err))
+		}
+	}
+	if !b.empty() {
+		take()
+	}
+	return todo
+}
+
+// failed deals with a publish that failed: it finishes the envelope's
+// events when retrying cannot help, and reports whether to retry.
 func (p *publisher) failed(it *item) bool {
 	q := p.q
 	var api *jetstream.APIError
 	switch {
 	case errors.As(it.err, &api) && isFull(api):
-		q.st.full.Add(1)
+		q.st.full.Add(uint64(len(it.evs)))
 		if q.overflow == port.Reject {
-			it.ev.Done(stage.ErrBusy)
+			for _, ev := range it.evs {
+				ev.Done(stage.ErrBusy)
+			}
 			return false
 		}
 		return true
 	case errors.Is(it.err, nats.ErrMaxPayload),
 		errors.As(it.err, &api) && (api.Code != 503 && api.Code != 0 || strings.Contains(api.Description, "message size exceeds")):
 		// Refused for good: too large, or a stream of other subjects.
-		it.ev.Done(fmt.Errorf("stage %q: record %d: stream %s refused it: %w", q.stage, it.ev.Seq, q.cfg.Stream, it.err))
+		for _, ev := range it.evs {
+			err := fmt.Errorf("stage %q: record %d: stream %s refused its envelope (%d events, %d bytes): %w",
+				q.stage, ev.Seq, q.cfg.Stream, len(it.evs), len(it.msg.Data), it.err)
+			if errors.Is(it.err, nats.ErrMaxPayload) || strings.Contains(errText(it.err), "size exceeds") {
+				err = stage.WithClass(err, stage.ErrTooLarge)
+			}
+			ev.Done(err)
+		}
 		return false
 	}
-	return true // timed out, disconnected, no responders, 503: the server may come back
+	return true // timed out, disconnected, no responders, 503, stalled: the server may come back
 }
 
 // isFull reports whether the stream refused a message because it is at
@@ -188,6 +247,12 @@ func isFull(api *jetstream.APIError) bool {
 	return strings.Contains(d, "maximum messages exceeded") || strings.Contains(d, "maximum bytes exceeded") ||
 		strings.Contains(d, "insufficient resources")
 }
+
+// pubAcksInFlight bounds the envelopes published and not yet PubAcked,
+// over the process (nats.go's PublishAsyncMaxPending): with envelopes of
+// about a thousand events, enough to keep the server busy on a fast
+// network, and a bound on the memory held for retries.
+const pubAcksInFlight = 256
 
 // pubAckWait bounds the wait for a batch's PubAcks.
 const pubAckWait = 10 * time.Second

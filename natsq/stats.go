@@ -24,8 +24,10 @@ const infoEvery = 500 * time.Millisecond
 // Stats are the figures of a stage whose queue is a JetStream stream:
 // what /stats shows under "nats" (stats.Stage.Transport). The server's
 // figures (pending, ack_pending, redelivered, stream_msgs, stream_bytes,
-// max_msgs) are the same in every process; the counters are this
-// process's.
+// max_msgs) are the same in every process and count messages, that is
+// envelopes (the queue's depth in events is in stats.Stage.Queue); the
+// counters are this process's and count events, but for those named
+// envelopes.
 type Stats struct {
 	Stream     string `json:"stream"`
 	DeadStream string `json:"dead_stream"`
@@ -35,10 +37,10 @@ type Stats struct {
 	Consuming  bool   `json:"consuming"`  // this process runs the stage: it pulls from the stream
 
 	// The server's figures, InfoAgeS seconds old.
-	Pending       uint64  `json:"pending"`     // messages not yet delivered to any process
-	AckPending    uint64  `json:"ack_pending"` // delivered and not yet acked, in any process
-	Redelivered   uint64  `json:"redelivered"` // delivered more than once and not yet acked
-	StreamMsgs    uint64  `json:"stream_msgs"`
+	Pending       uint64  `json:"pending"`     // envelopes not yet delivered to any process
+	AckPending    uint64  `json:"ack_pending"` // envelopes delivered and not yet acked, in any process
+	Redelivered   uint64  `json:"redelivered"` // envelopes delivered more than once and not yet acked
+	StreamMsgs    uint64  `json:"stream_msgs"` // envelopes in the stream
 	StreamBytes   uint64  `json:"stream_bytes"`
 	MaxMsgs       int64   `json:"max_msgs"` // the stream's message limit; -1: none
 	ConsumerFound bool    `json:"consumer_found"`
@@ -46,14 +48,17 @@ type Stats struct {
 	Error         string  `json:"error,omitempty"` // why the server's figures could not be read
 
 	// This process's counters.
-	Published      uint64 `json:"published"`       // PubAcked by JetStream
-	PublishRetries uint64 `json:"publish_retries"` // publishes tried again (no PubAck, stream full under block)
-	Full           uint64 `json:"full"`            // publishes refused because the stream was at its limits
-	Taken          uint64 `json:"taken"`           // messages pulled and handed to the stage
-	Acked          uint64 `json:"acked"`           // messages acked after the stage finished them
-	Naked          uint64 `json:"naked"`           // messages NAKed to be delivered again (failures)
+	Published      uint64 `json:"published"`           // events PubAcked by JetStream
+	PublishRetries uint64 `json:"publish_retries"`     // events whose publish was tried again (no PubAck, stream full under block)
+	Full           uint64 `json:"full"`                // events refused because the stream was at its limits
+	Taken          uint64 `json:"taken"`               // events pulled and handed to the stage
+	Acked          uint64 `json:"acked"`               // events whose envelope was acked after the stage finished them
+	Naked          uint64 `json:"naked"`               // events whose envelope was NAKed to be delivered again (failures)
+	EnvelopesOut   uint64 `json:"envelopes_published"` // envelopes PubAcked by JetStream
+	EnvelopesIn    uint64 `json:"envelopes_taken"`     // envelopes pulled
+	InProgress     uint64 `json:"in_progress"`         // InProgress sent for envelopes held past a third of ack_wait
 	AckErrors      uint64 `json:"ack_errors,omitempty"`
-	DeadLettered   uint64 `json:"dead_lettered"` // messages moved to the dead-letter stream
+	DeadLettered   uint64 `json:"dead_lettered"` // events moved to the dead-letter stream
 	Dead           Dead   `json:"dead"`          // the same, by reason
 	DeadErrors     uint64 `json:"dead_errors,omitempty"`
 	LocalDepth     int    `json:"local_depth"` // events in this process's local queue of the stage
@@ -93,12 +98,14 @@ func Series() []stats.Series { return series(&Stats{}) }
 // with the transport (see Register) and filled in by Fill.
 func series(ns *Stats) []stats.Series {
 	return []stats.Series{
-		{Name: "pipeline_stage_nats_pending", Help: "Messages of the stage's stream not yet delivered to any process.", Value: float64(ns.Pending)},
-		{Name: "pipeline_stage_nats_ack_pending", Help: "Messages of the stage's stream delivered and not yet acked, in any process.", Value: float64(ns.AckPending)},
+		{Name: "pipeline_stage_nats_pending", Help: "Envelopes (messages of many events) of the stage's stream not yet delivered to any process.", Value: float64(ns.Pending)},
+		{Name: "pipeline_stage_nats_ack_pending", Help: "Envelopes (messages of many events) of the stage's stream delivered and not yet acked, in any process.", Value: float64(ns.AckPending)},
 		{Name: "pipeline_stage_nats_published_total", Help: "Events this process published to the stage's stream (PubAcked).", Counter: true, Value: float64(ns.Published)},
-		{Name: "pipeline_stage_nats_full_total", Help: "Publishes refused because the stage's stream was at its limits.", Counter: true, Value: float64(ns.Full)},
-		{Name: "pipeline_stage_nats_acked_total", Help: "Messages this process acked after the stage finished them.", Counter: true, Value: float64(ns.Acked)},
-		{Name: "pipeline_stage_nats_naked_total", Help: "Messages this process NAKed to be delivered again.", Counter: true, Value: float64(ns.Naked)},
+		{Name: "pipeline_stage_nats_envelopes_published_total", Help: "Envelopes this process published to the stage's stream (PubAcked).", Counter: true, Value: float64(ns.EnvelopesOut)},
+		{Name: "pipeline_stage_nats_full_total", Help: "Events refused because the stage's stream was at its limits.", Counter: true, Value: float64(ns.Full)},
+		{Name: "pipeline_stage_nats_acked_total", Help: "Events whose envelope this process acked after the stage finished them.", Counter: true, Value: float64(ns.Acked)},
+		{Name: "pipeline_stage_nats_naked_total", Help: "Events whose envelope this process NAKed to be delivered again.", Counter: true, Value: float64(ns.Naked)},
+		{Name: "pipeline_stage_nats_in_progress_total", Help: "InProgress this process sent for envelopes its stage held past a third of ack_wait.", Counter: true, Value: float64(ns.InProgress)},
 		deadSeries(DeadRefused, ns.Dead.Refused),
 		deadSeries(DeadMaxDeliver, ns.Dead.MaxDeliver),
 		deadSeries(DeadUndecodable, ns.Dead.Undecodable),
@@ -106,7 +113,7 @@ func series(ns *Stats) []stats.Series {
 }
 
 func deadSeries(reason string, n uint64) stats.Series {
-	return stats.Series{Name: "pipeline_stage_nats_dead_lettered_total", Help: "Messages this process moved to the dead-letter stream, by reason.",
+	return stats.Series{Name: "pipeline_stage_nats_dead_lettered_total", Help: "Events this process moved to the dead-letter stream, by reason.",
 		Counter: true, Label: "reason", LabelValue: reason, Value: float64(n)}
 }
 
@@ -114,13 +121,15 @@ func deadSeries(reason string, n uint64) stats.Series {
 type queueCounters struct {
 	publishing, consuming               atomic.Bool
 	published, publishRetries, full     atomic.Uint64
+	envelopesOut, envelopesIn           atomic.Uint64 // envelopes PubAcked, taken
 	taken, acked, naked                 atomic.Uint64
-	ackErrors, deadErrors               atomic.Uint64
+	ackErrors, deadErrors, inProgress   atomic.Uint64
 	deadRefused, deadMax, deadUndecoded atomic.Uint64
 
 	mu       sync.Mutex
 	cons     jetstream.Consumer // set by a consumer; nil on a publishing-only process
 	info     Stats              // the server's figures, last read
+	events   uint64             // events in the stream's envelopes, last read
 	infoAt   time.Time
 	fetching bool
 	wg       sync.WaitGroup // the goroutine reading the figures
@@ -146,9 +155,9 @@ func (s *queueCounters) dead(class string) {
 }
 
 // Stats returns the queue's figures: this process's counters and the
-// server's pending and ack-pending counts of the stage's consumer (or,
-// before any process has created the consumer, the stream's message
-// count as pending). The server's figures are at most about half a second
+// server's pending and ack-pending counts of the stage's consumer, in
+// envelopes (or, before any process has created the consumer, the
+// stream's message count as pending). The server's figures are at most about half a second
 // old; reading them never blocks Stats.
 func (q *Queue) Stats() Stats {
 	s := &q.st
@@ -189,6 +198,9 @@ func (q *Queue) Stats() Stats {
 	ns.Taken = s.taken.Load()
 	ns.Acked = s.acked.Load()
 	ns.Naked = s.naked.Load()
+	ns.EnvelopesOut = s.envelopesOut.Load()
+	ns.EnvelopesIn = s.envelopesIn.Load()
+	ns.InProgress = s.inProgress.Load()
 	ns.AckErrors = s.ackErrors.Load()
 	ns.DeadErrors = s.deadErrors.Load()
 	r, m, u := s.deadRefused.Load(), s.deadMax.Load(), s.deadUndecoded.Load()
@@ -204,11 +216,15 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 	defer cancel()
 	var ns Stats
 	var errText string
+	var events uint64
 	if str, err := js.Stream(ctx, q.cfg.Stream); err != nil {
 		errText = err.Error()
-	} else if si, err := str.Info(ctx); err != nil {
+	} else if si, err := str.Info(ctx, jetstream.WithSubjectFilter(subject(q.cfg.Stream)+".>")); err != nil {
 		errText = err.Error()
 	} else {
+		for subj, msgs := range si.State.Subjects {
+			events += msgs * eventsOn(subj)
+		}
 		ns.StreamMsgs, ns.StreamBytes = si.State.Msgs, si.State.Bytes
 		ns.MaxMsgs = si.Config.MaxMsgs
 		if cons == nil {
@@ -229,30 +245,38 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 	ns.Error = stage.Redact(errText)
 	q.st.mu.Lock()
 	q.st.info = ns
+	q.st.events = events
 	q.st.infoAt = time.Now()
 	q.st.fetching = false
 	q.st.mu.Unlock()
 }
 
 // Fill puts the queue's figures into a stage's /stats entry: the nats
-// figures (Stats, with their /metrics series), and the consumer's
-// pending plus ack-pending as the queue's depth (the stream's message
-// count before a consumer exists), with the stream's message limit as
-// its capacity when it has one.
+// figures (Stats, with their /metrics series), and as the queue's depth
+// the events the stream holds (its envelopes not yet acked: pending and
+// ack-pending, in any process; counted from the envelopes' subjects, see
+// encoding.go). Its capacity is
+// the stream's message limit, when it has one, in events at the envelopes'
+// present size (the events per envelope in the stream, or EnvelopeEvents
+// while it is empty): an estimate, as envelopes grow and shrink with the
+// load.
 func (q *Queue) Fill(st *stats.Stage) {
 	ns := q.Stats()
+	q.st.mu.Lock()
+	events := q.st.events
+	q.st.mu.Unlock()
 	ns.LocalDepth = st.Queue.Depth
 	st.Transport = ns
 	st.Series = series(&ns)
 	st.Queue.Transport = TransportName
 	st.Queue.Stream = q.cfg.Stream
-	if ns.ConsumerFound {
-		st.Queue.Depth = int(ns.Pending + ns.AckPending)
-	} else {
-		st.Queue.Depth = int(ns.StreamMsgs)
-	}
+	st.Queue.Depth = int(events)
 	if ns.MaxMsgs > 0 {
-		st.Queue.Capacity = int(ns.MaxMsgs)
+		per := float64(q.cfg.EnvelopeEvents)
+		if ns.StreamMsgs > 0 && events > 0 {
+			per = float64(events) / float64(ns.StreamMsgs)
+		}
+		st.Queue.Capacity = int(float64(ns.MaxMsgs) * per)
 	}
 }
 

@@ -39,8 +39,16 @@ var errForced = errors.New("stop forced")
 // Start starts the pipeline: the admin endpoint first (so /healthz answers
 // and /readyz says 503 while stages start), then every handler stage in
 // reverse topological order (sinks first: a handler's Start, see
-// stage.Kind, then its workers), then the sources, which begin taking input. When
-// Start returns nil the pipeline is running.
+// stage.Kind, then its workers), then the sources, which begin taking
+// input. When Start returns nil the pipeline is running.
+//
+// A stage whose queue is on a transport and that runs here is the
+// exception: it starts in the background once the rest has, then the
+// consumer that feeds it, so that a database down at start (db.postgres
+// retrying under on_start: retry) holds neither the sources nor their
+// acks: what they publish waits in the queue. Should it fail to start on
+// its own, the pipeline stops: Run returns the error, and so does Stop.
+// Stop ends such a start in progress.
 //
 // ctx bounds starting only; it is handed to each Starter and Source.Start,
 // and stages keep running after it ends. When a stage fails to start,
@@ -100,7 +108,7 @@ func (p *Pipeline) startAll(ctx context.Context) error {
 	for pass := 0; pass < 2; pass++ {
 		for k := len(p.order) - 1; k >= 0; k-- {
 			i := p.order[k]
-			if p.isSource[i] != (pass == 1) {
+			if p.isSource[i] != (pass == 1) || p.isBehind(i) {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
@@ -112,6 +120,7 @@ func (p *Pipeline) startAll(ctx context.Context) error {
 			p.started[i] = true
 		}
 	}
+	p.startBehind()
 	return nil
 }
 
@@ -222,6 +231,9 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 
 	var rep StopReport
 	var errs []error
+	if err := p.stopBehind(); err != nil {
+		errs = append(errs, err)
+	}
 	// Phase one runs in its own goroutine so that this one can watch ctx.
 	p1ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -361,8 +373,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // waitForEnd waits until every source has ended its input (true), or
-// until stop is closed or a signal comes on sig (nil: none), which it
-// returns. A pipeline without sources waits for stop or a signal only.
+// until stop is closed, a signal comes on sig (nil: none), which it
+// returns, or a stage behind a transport's queue failed to start. A
+// pipeline without sources waits for stop, a signal or that failure only.
 func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Signal, bool) {
 	sources := 0
 	for i, st := range p.stages {
@@ -374,6 +387,8 @@ func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Si
 		case <-st.Stage().Ended():
 		case <-stop:
 			return nil, false
+		case <-p.failed:
+			return nil, false
 		case s := <-sig:
 			return s, false
 		}
@@ -384,6 +399,7 @@ func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Si
 	}
 	select {
 	case <-stop:
+	case <-p.failed:
 	case s := <-sig:
 		return s, false
 	}

@@ -4,6 +4,7 @@ package pipeline
 // Registry, and the Pipeline type.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -66,6 +67,7 @@ type Pipeline struct {
 	graph    map[string]graphInfo // by stage name, for the dashboard
 	series   []stats.Series       // the series the queue transports declare, for /metrics
 	mem      *engine.Memory       // the bytes of records held, against memory_limit (memory.go)
+	behind   []behind             // stages fed by a transport's consumer: started in the background
 
 	// start serialises Start against the beginning of Stop, so that Stop
 	// sees a pipeline that is either not started or completely started.
@@ -83,6 +85,13 @@ type Pipeline struct {
 	forceOnce sync.Once
 	report    StopReport
 	stopErr   error
+
+	// The background start of the stages behind a transport's queue.
+	behindStop context.CancelFunc // ends their Start; nil until Start
+	behindWG   sync.WaitGroup
+	behindErr  error         // why one of them failed to start
+	failed     chan struct{} // closed when one failed to start: the pipeline stops
+	failOnce   sync.Once
 }
 
 type state int
@@ -218,6 +227,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		p.graph[n.cfg.Name] = graphInfo{routes: routes[i], next: n.cfg.Next, source: n.kind.IsSource()}
 	}
 	p.started = make([]bool, len(p.stages))
+	p.failed = make(chan struct{})
 	return p, nil
 }
 

@@ -4,11 +4,15 @@ package pipeline
 // queue transport registered in the Registry (stage.Transport; natsq's is
 // "nats"): the transports' top-level sections, a stage's queue on a
 // transport (queue.transport), partial runs (Options.Stages), and the
-// stand-ins and consumers that connect the stages to such queues.
+// stand-ins and consumers that connect the stages to such queues, and the
+// background start of the stages behind such a queue.
 
 import (
+	"context"
 	"errors"
 	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
@@ -318,12 +322,22 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 	// stage's place (its upstream stages come before it) and a consumer
 	// comes just before the stage it feeds.
 	for _, j := range order {
+		var b behind
 		for _, st := range []engine.Lifecycle{pub[j], cons[j], built[j]} {
 			if st.Stage() != nil {
+				switch st {
+				case cons[j]:
+					b.cons = len(p.stages)
+				case built[j]:
+					b.stage = len(p.stages)
+				}
 				p.order = append(p.order, len(p.stages))
 				p.stages = append(p.stages, st)
 				p.isSource = append(p.isSource, st.IsSource())
 			}
+		}
+		if cons[j].Stage() != nil {
+			p.behind = append(p.behind, b)
 		}
 	}
 	for j, n := range nodes {
@@ -387,4 +401,76 @@ func isCommonQueueField(name string) bool {
 		}
 	}
 	return false
+}
+
+// behind is a stage fed by a transport's consumer, and that consumer
+// (indexes in Pipeline.stages). Start does not wait for it: the queue
+// holds what its upstream stages publish until it runs (a database that is
+// down at start stops neither the sources nor their acks; see
+// startBehind).
+type behind struct{ stage, cons int }
+
+// isBehind reports whether stage i of p.stages starts in the background.
+func (p *Pipeline) isBehind(i int) bool {
+	for _, b := range p.behind {
+		if i == b.stage || i == b.cons {
+			return true
+		}
+	}
+	return false
+}
+
+// startBehind starts, each in a goroutine of its own, the stages behind a
+// transport's queue, then their consumers. Stop ends a start in progress
+// (stopBehind); a start that fails on its own stops the pipeline, and
+// Stop returns its error.
+func (p *Pipeline) startBehind() {
+	if len(p.behind) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.behindStop = cancel
+	for _, b := range p.behind {
+		p.behindWG.Go(func() {
+			for _, i := range []int{b.stage, b.cons} {
+				if err := p.stages[i].Start(ctx); err != nil {
+					if ctx.Err() == nil {
+						p.failBehind(err)
+					}
+					return
+				}
+				p.mu.Lock()
+				p.started[i] = true
+				p.mu.Unlock()
+			}
+			p.log.Info("stage started behind its queue", zap.String("pipeline", p.name),
+				zap.String("stage", p.stages[b.stage].Stage().Name()))
+		})
+	}
+}
+
+// failBehind records why a stage behind a queue failed to start, and
+// ends the run (waitForEnd returns).
+func (p *Pipeline) failBehind(err error) {
+	p.failOnce.Do(func() {
+		p.mu.Lock()
+		p.behindErr = err
+		p.mu.Unlock()
+		p.log.Error("stage failed to start behind its queue; stopping the pipeline",
+			zap.String("pipeline", p.name), zap.String("error", stage.Redact(err.Error())))
+		close(p.failed)
+	})
+}
+
+// stopBehind ends the background starts still in progress and waits for
+// them, so that the stop procedure sees each stage started or not; it
+// returns why one failed on its own, if one did.
+func (p *Pipeline) stopBehind() error {
+	if p.behindStop != nil {
+		p.behindStop()
+	}
+	p.behindWG.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.behindErr
 }

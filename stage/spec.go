@@ -89,7 +89,9 @@ type Field struct {
 //   - Start(ctx context.Context) error, on a Handler: it sets something
 //     up before the pipeline takes input (opens a connection pool, creates a table). Stages are
 //     started sinks first; an error stops the pipeline from starting.
-//     ctx bounds starting only.
+//     ctx bounds starting only. A stage whose queue is on a transport
+//     is the exception: it starts in the background, after the rest
+//     (see Transport), and an error then stops the pipeline.
 //   - Close() error, on a Handler: release its resources; called once,
 //     after the stage's workers have all returned (also when the pipeline
 //     never started).

@@ -24,7 +24,10 @@ import (
 // transport and that runs elsewhere, the pipeline runs in its place a
 // stand-in with its name and queue settings, whose handler publishes to
 // the queue; where the stage runs here, a source that consumes the queue
-// feeds it. Open makes both.
+// feeds it. Open makes both. The stage the source feeds, then the source,
+// start in the background once the rest of the pipeline has started: the
+// queue holds what is published meanwhile (a database down at start holds
+// no source up).
 type Transport struct {
 	// Name is what queue.transport names it by; it is also the key of
 	// its top-level section in a pipeline file and of its figures in a

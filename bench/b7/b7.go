@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,9 +23,13 @@ import (
 
 // Contenders.
 const (
-	Single = "single" // accept -> parse -> store in one pipectl process
-	Split  = "split"  // front (accept, parse) -> JetStream -> back (store)
+	Single   = "single"   // accept -> parse -> store in one pipectl process
+	Split    = "split"    // front (accept, parse) -> JetStream -> back (store)
+	Embedded = "embedded" // one pipectl process, the store's queue on its embedded JetStream
 )
+
+// Contenders lists them in the order of a run.
+var Contenders = []string{Single, Split, Embedded}
 
 // Config sizes the benchmark; the zero value is the full B7.
 type Config struct {
@@ -39,12 +43,21 @@ type Config struct {
 	// throwaway one; its CPU is then not measured.
 	DSN string
 	Log io.Writer // progress; nil: none
+	// Contenders to run, in this order (reversed every other run); nil:
+	// all of Contenders.
+	Contenders []string
+	// LogDir, when set, keeps each process's output there, one file per
+	// contender, run and process.
+	LogDir string
 }
 
 func (c *Config) fill() {
 	c.Records = cmp.Or(c.Records, 200_000)
 	c.Conns = cmp.Or(c.Conns, 16)
 	c.Runs = cmp.Or(c.Runs, 3)
+	if len(c.Contenders) == 0 {
+		c.Contenders = Contenders
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -55,7 +68,7 @@ type Sample struct {
 	Rows       int64
 	Elapsed    time.Duration // first record sent to last row stored
 	RowsPerSec float64
-	Front      time.Duration // single: the one pipectl process; split: the front
+	Front      time.Duration // single, embedded: the one pipectl process; split: the front
 	Back       time.Duration // split: the back
 	Nats       time.Duration // split: nats-server
 	PG         time.Duration // PostgreSQL (postmaster and children)
@@ -81,11 +94,11 @@ type Result struct {
 	Cores     int
 }
 
-// yaml is the pipeline both contenders run; %s is the store stage's
-// queue. Everything else is the same, so that the difference is the hop.
+// yaml is the pipeline every contender runs; the first %s is the nats
+// section, the second the store stage's queue. Everything else is the
+// same, so that the difference is the hop.
 const yaml = `name: b7
-nats:
-  url: ${NATS_URL}
+nats: %s
 stages:
   accept:
     kind: netio.tcp
@@ -117,6 +130,8 @@ stages:
 const (
 	localQueue = `{capacity: 16384}`
 	natsQueue  = `{transport: nats, stream: b7_store, capacity: 16384}`
+	natsRemote = `{url: "${NATS_URL}"}`
+	natsEmbed  = `{embedded: {store_dir: "${NATS_STORE}"}}`
 )
 
 // Run runs B7; every run is checked (every record stored once).
@@ -146,9 +161,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("b7: go build nats-server: %w\n%s", err, out)
 	}
-	for _, c := range []struct{ name, queue string }{{Single, localQueue}, {Split, natsQueue}} {
+	for _, c := range []struct{ name, nats, queue string }{
+		{Single, natsRemote, localQueue}, {Split, natsRemote, natsQueue}, {Embedded, natsEmbed, natsQueue},
+	} {
 		f := filepath.Join(dir, c.name+".yaml")
-		if err := os.WriteFile(f, fmt.Appendf(nil, yaml, c.queue), 0o600); err != nil {
+		if err := os.WriteFile(f, fmt.Appendf(nil, yaml, c.nats, c.queue), 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -170,9 +187,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Cores = cores()
 	for r := range cfg.Runs {
-		order := []string{Single, Split}
+		order := slices.Clone(cfg.Contenders)
 		if r%2 == 1 {
-			order = []string{Split, Single}
+			slices.Reverse(order)
 		}
 		for _, c := range order {
 			s, err := h.run(ctx, c, r)
@@ -189,6 +206,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 type harness struct {
 	cfg        Config
+	contender  string // the contender and round running, for LogDir's names
+	round      int
 	dir        string
 	dsn        string
 	pgPID      int
@@ -197,84 +216,17 @@ type harness struct {
 	natsServer string
 }
 
-// proc is one process of a run.
-type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has exited
-	addr   string
-	cpu0   time.Duration
-}
-
-func (h *harness) start(ctx context.Context, name string, env []string, args ...string) (*proc, error) {
-	p := &proc{exited: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, args[0], args[1:]...)
-	p.cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	p.cmd.WaitDelay = 5 * time.Second
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+// start starts one process of a run, its output kept in LogDir when set.
+func (h *harness) start(ctx context.Context, name string, env []string, args ...string) (*Proc, error) {
+	logFile := ""
+	if h.cfg.LogDir != "" {
+		logFile = filepath.Join(h.cfg.LogDir, fmt.Sprintf("%s-%d-%s.log", h.contender, h.round, name))
 	}
-	ready := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 4096)
-		var line []byte
-		sent := false
-		for {
-			n, err := pr.Read(buf)
-			line = append(line, buf[:n]...)
-			for !sent {
-				i := bytes.IndexByte(line, '\n')
-				if i < 0 {
-					break
-				}
-				l := string(line[:i])
-				line = line[i+1:]
-				if _, a, ok := strings.Cut(l, ") listening on "); ok {
-					ready <- strings.TrimSpace(a)
-					sent = true
-				} else if strings.Contains(l, "Ctrl-C drains") || strings.Contains(l, "Server is ready") {
-					ready <- ""
-					sent = true
-				}
-			}
-			if sent {
-				line = nil
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() { p.cmd.Wait(); pw.Close(); close(p.exited) }()
-	select {
-	case a := <-ready:
-		p.addr = a
-	case <-time.After(2 * time.Minute):
-		p.cmd.Process.Kill()
-		return nil, fmt.Errorf("%s did not start", name)
-	}
-	p.cpu0 = measure.ProcessCPU(p.cmd.Process.Pid)
-	return p, nil
-}
-
-func (p *proc) cpu() time.Duration { return measure.ProcessCPU(p.cmd.Process.Pid) - p.cpu0 }
-
-func (p *proc) stop() error {
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.exited:
-		if st := p.cmd.ProcessState; st != nil && !st.Success() {
-			return fmt.Errorf("%s: %s", p.cmd.Path, st)
-		}
-		return nil
-	case <-time.After(time.Minute):
-		p.cmd.Process.Kill()
-		return errors.New("did not stop within a minute")
-	}
+	return StartProc(ctx, name, env, logFile, args...)
 }
 
 func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
+	h.contender, h.round = c, r+1
 	if _, err := h.db.Exec(ctx, "DROP TABLE IF EXISTS events"); err != nil {
 		return Sample{}, err
 	}
@@ -283,13 +235,13 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 	}
 	file := filepath.Join(h.dir, c+".yaml")
 	env := []string{"DATABASE_URL=" + h.dsn}
-	var procs []*proc
+	var procs []*Proc
 	defer func() {
 		for _, p := range procs {
-			p.cmd.Process.Kill()
+			p.Kill()
 		}
 	}()
-	var front, back, ns *proc
+	var front, back, ns *Proc
 	var err error
 	if c == Split {
 		store := filepath.Join(h.dir, fmt.Sprintf("nats-%d", r))
@@ -298,7 +250,7 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 			return Sample{}, err
 		}
 		procs = append(procs, ns)
-		url, err := natsURL(h.dir, ns.cmd.Process.Pid)
+		url, err := NatsURL(h.dir, ns.cmd.Process.Pid)
 		if err != nil {
 			return Sample{}, err
 		}
@@ -310,13 +262,34 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		if front, err = h.start(ctx, "front", env, h.pipectl, "run", "-f", file, "--stages", "accept,parse", "--admin", "127.0.0.1:0"); err != nil {
 			return Sample{}, err
 		}
-	} else if front, err = h.start(ctx, "pipectl", env, h.pipectl, "run", "-f", file, "--admin", "127.0.0.1:0"); err != nil {
-		return Sample{}, err
+	} else {
+		if c == Embedded {
+			store := filepath.Join(h.dir, fmt.Sprintf("embedded-%d", r))
+			defer os.RemoveAll(store)
+			env = append(env, "NATS_STORE="+store)
+		}
+		if front, err = h.start(ctx, "pipectl", env, h.pipectl, "run", "-f", file, "--admin", "127.0.0.1:0"); err != nil {
+			return Sample{}, err
+		}
 	}
 	procs = append(procs, front)
+	// A store behind a queue starts in the background: its table is made
+	// once it has connected. The run begins when it has.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		var made bool
+		if err := h.db.QueryRow(ctx, "SELECT to_regclass('events') IS NOT NULL").Scan(&made); err != nil {
+			return Sample{}, err
+		}
+		if made {
+			break
+		}
+		if time.Now().After(deadline) {
+			return Sample{}, errors.New("the store made no table within a minute")
+		}
+	}
 	pg0 := measure.TreeCPU(h.pgPID)
 	start := time.Now()
-	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: front.addr, Conns: h.cfg.Conns, Records: h.cfg.Records})
+	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: front.Addr, Conns: h.cfg.Conns, Records: h.cfg.Records})
 	if err == nil {
 		err = lr.Err()
 	}
@@ -338,12 +311,12 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		}
 	}
 	el := time.Since(start)
-	s := Sample{Rows: rows, Elapsed: el, RowsPerSec: float64(rows) / el.Seconds(), Front: front.cpu(), PG: measure.TreeCPU(h.pgPID) - pg0}
+	s := Sample{Rows: rows, Elapsed: el, RowsPerSec: float64(rows) / el.Seconds(), Front: front.CPU(), PG: measure.TreeCPU(h.pgPID) - pg0}
 	if back != nil {
-		s.Back, s.Nats = back.cpu(), ns.cpu()
+		s.Back, s.Nats = back.CPU(), ns.CPU()
 	}
 	for i := len(procs) - 1; i >= 0; i-- { // front first
-		if err := procs[i].stop(); err != nil {
+		if err := procs[i].Stop(); err != nil {
 			return s, fmt.Errorf("stop: %w", err)
 		}
 	}
@@ -356,24 +329,6 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		return s, fmt.Errorf("stored %d rows (%d distinct), want %d", rows, distinct, h.cfg.Records)
 	}
 	return s, nil
-}
-
-// natsURL reads the client port nats-server wrote to its ports file.
-func natsURL(dir string, pid int) (string, error) {
-	f := filepath.Join(dir, fmt.Sprintf("nats-server_%d.ports", pid))
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if i := bytes.Index(b, []byte("nats://")); i >= 0 {
-			u := b[i:]
-			if j := bytes.IndexByte(u, '"'); j >= 0 {
-				return string(u[:j]), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("no client URL in %s", f)
 }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }

@@ -17,6 +17,8 @@ func b7Benchmark() *benchmark {
 		Flags: func(f *pflag.FlagSet) {
 			f.IntVar(&cfg.Records, "b7-records", 0, "b7: records per run (0: 200,000)")
 			f.IntVar(&cfg.Conns, "b7-conns", 0, "b7: client connections (0: 16)")
+			f.StringSliceVar(&cfg.Contenders, "b7-contenders", nil, "b7: which of single, split and embedded to run (default all)")
+			f.StringVar(&cfg.LogDir, "b7-logs", "", "b7: keep each process's output in this directory")
 		},
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b7: running (single process and split across processes, alternating)...")

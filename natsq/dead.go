@@ -1,0 +1,189 @@
+package natsq
+
+// This file holds what the consumer does with envelopes it cannot simply
+// ack or NAK: publishing dead letters, one per event given up, before
+// settling their envelope; and telling JetStream that envelopes held long
+// by the stage are in progress.
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// giveUp hands an envelope with dead letters to the dead-letter goroutine.
+func (c *consumer) giveUp(e *envelope) {
+	c.unhold(e)
+	select {
+	case c.dead <- e:
+	case <-c.ctx.Done():
+		e.nak(0)
+	}
+}
+
+// deadLetters publishes the dead letters of the envelopes given up to the
+// dead-letter stream, one message per event with its reason, and once
+// the stream has them all, acks the envelope (or, when other events of it
+// failed for a reason that may pass, NAKs it). When the dead-letter
+// stream cannot take them, the envelope is NAKed and comes back later;
+// the dead letters' ids make a second publish of one stored once. Once
+// Drain says no more come, it publishes what is queued and returns.
+func (c *consumer) deadLetters() {
+	defer c.deadWG.Done()
+	q := c.q
+	end := c.deadEnd // once closed, each round takes what is queued, if anything
+	for {
+		var e *envelope
+		select {
+		case e = <-c.dead:
+		case <-end:
+			select {
+			case e = <-c.dead:
+			default:
+				return
+			}
+		case <-c.ctx.Done():
+			// Close: what is left goes back to the stream.
+			for {
+				select {
+				case e := <-c.dead:
+					e.nak(0)
+				default:
+					return
+				}
+			}
+		}
+		e.mu.Lock()
+		dead, failed := e.dead, e.failed
+		e.mu.Unlock()
+		if err := c.publishDead(e, dead); err != nil {
+			q.log.Warn("nats: dead-lettering failed; the envelope comes back later",
+				zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+			q.st.deadErrors.Add(1)
+			e.nak(c.backoff(e.delivered, err))
+			continue
+		}
+		for _, d := range append(dead, ptrs(e.whole)...) {
+			q.st.dead(d.class)
+			q.log.Warn("nats: event dead-lettered", zap.String("dead_stream", deadStream(q.cfg.Stream)),
+				zap.Uint64("stream_seq", e.streamSeq), zap.Int("index", d.i), zap.String("class", d.class),
+				zap.String("reason", stage.Redact(d.reason)))
+		}
+		switch {
+		case e.whole != nil:
+			reason := e.whole.reason
+			if len(reason) > 200 {
+				reason = reason[:200]
+			}
+			if err := e.msg.TermWithReason(reason); err != nil {
+				q.log.Debug("nats: term failed", zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+			}
+		case failed != nil:
+			e.nak(c.backoff(e.delivered, failed))
+		default:
+			e.ack()
+		}
+		e.release()
+	}
+}
+
+func ptrs(d *deadEvent) []deadEvent {
+	if d == nil {
+		return nil
+	}
+	return []deadEvent{*d}
+}
+
+// publishDead publishes an envelope's dead letters and waits for the
+// dead-letter stream's PubAcks.
+func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
+	q := c.q
+	base := nats.Header{}
+	if tr := e.msg.Headers().Get(hdrTrace); tr != "" {
+		base.Set(hdrTrace, tr)
+	}
+	base.Set(hdrStreamSeq, strconv.FormatUint(e.streamSeq, 10))
+	base.Set(hdrDelivered, strconv.FormatUint(e.delivered, 10))
+	var msgs []*nats.Msg
+	add := func(data []byte, d deadEvent, id string, index bool) {
+		h := make(nats.Header, len(base)+4)
+		for k, v := range base {
+			h[k] = v
+		}
+		h.Set(hdrReason, d.reason)
+		h.Set(hdrClass, d.class)
+		if index {
+			h.Set(hdrIndex, strconv.Itoa(d.i))
+		}
+		// One id per event of a work-stream message: dead-lettered twice
+		// (a crash between publish and ack, or a redelivered envelope), it
+		// is stored once.
+		h.Set(nats.MsgIdHdr, id)
+		msgs = append(msgs, &nats.Msg{Subject: subject(deadStream(q.cfg.Stream)), Data: data, Header: h})
+	}
+	if e.whole != nil {
+		add(e.msg.Data(), *e.whole, fmt.Sprintf("dead-%s-%d", q.cfg.Stream, e.streamSeq), false)
+	}
+	data := e.data
+	for _, d := range dead {
+		add(deadData(data[e.at[d.i]:e.at[d.i+1]]), d, fmt.Sprintf("dead-%s-%d-%d", q.cfg.Stream, e.streamSeq, d.i), true)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	pafs := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		paf, err := c.js.PublishMsgAsync(m, jetstream.WithExpectStream(deadStream(q.cfg.Stream)), jetstream.WithStallWait(10*time.Second))
+		if err != nil {
+			return err
+		}
+		pafs = append(pafs, paf)
+	}
+	for _, paf := range pafs {
+		select {
+		case <-paf.Ok():
+		case err := <-paf.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// keepInProgress tells JetStream that the envelopes held longer than a
+// third of ack_wait are in progress, so that their events may wait in the
+// stage (behind a slow or absent database) without being delivered again
+// meanwhile. A process that dies stops telling, and JetStream delivers
+// them again after ack_wait.
+func (c *consumer) keepInProgress() {
+	defer c.keepWG.Done()
+	every := c.q.cfg.AckWait / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case now := <-t.C:
+			c.hmu.Lock()
+			for e, at := range c.held {
+				if now.Sub(at) < every {
+					continue
+				}
+				if err := e.msg.InProgress(); err != nil {
+					c.q.log.Debug("nats: in progress", zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+				}
+				c.held[e] = now
+				c.q.st.inProgress.Add(1)
+			}
+			c.hmu.Unlock()
+		}
+	}
+}

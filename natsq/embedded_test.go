@@ -1,0 +1,128 @@
+package natsq
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/stage"
+)
+
+// TestEmbeddedQueue: with an embedded server the queue works inside one
+// process, and what was published and not consumed is there after the
+// process's client stops and another starts on the same store.
+func TestEmbeddedQueue(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Embedded: &EmbeddedConfig{StoreDir: dir}}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	s := &sink{seen: map[string]int{}}
+	c := NewClient(cfg, "test", nil)
+	sp := newSplitClients(t, c, c, QueueConfig{Stream: "t_emb"}, stage.Settings{Batch: 32}, s)
+	a := newAcks(300)
+	sp.send(t, 1, 300, a)
+	for seq, err := range a.wait(t) {
+		if err != nil {
+			t.Fatalf("event %d: %v", seq, err)
+		}
+	}
+	waitCount(t, s, 300)
+	sp.stop(t)
+	if c.emb != nil {
+		t.Fatal("the embedded server runs after its last user closed")
+	}
+
+	// Published with nobody consuming; then consumed by a new client.
+	pub := NewClient(cfg, "test", nil)
+	q := pub.Queue("store", QueueConfig{Stream: "t_emb"}, 0, 64)
+	p := q.Publisher().(*publisher)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	b := newAcks(50)
+	var batch []*stage.Event
+	for i := 1001; i <= 1050; i++ {
+		batch = append(batch, src.NewEvent([]byte{byte(i), byte(i >> 8)}, uint64(i), stage.Origin{To: b}))
+	}
+	if err := p.Handle(ctx, batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.wait(t)
+	p.Close()
+
+	s2 := &sink{seen: map[string]int{}}
+	c2 := NewClient(cfg, "test", nil)
+	newSplitClients(t, c2, c2, QueueConfig{Stream: "t_emb"}, stage.Settings{Batch: 32}, s2)
+	waitCount(t, s2, 50)
+}
+
+// TestEmbeddedStoreLocked: a second server on the same store is refused.
+func TestEmbeddedStoreLocked(t *testing.T) {
+	dir := t.TempDir()
+	e, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.stop()
+	if _, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second server on the store: %v", err)
+	}
+}
+
+// TestEmbeddedListen: with listen, another process (here a client of its
+// own) reaches the embedded server over TCP.
+func TestEmbeddedListen(t *testing.T) {
+	cfg := Config{Embedded: &EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}}
+	c := NewClient(cfg, "test", nil)
+	s := &sink{seen: map[string]int{}}
+	newSplitClients(t, c, c, QueueConfig{Stream: "t_listen"}, stage.Settings{Batch: 8}, s)
+	c.mu.Lock()
+	url := c.emb.srv.ClientURL()
+	c.mu.Unlock()
+	if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":4222") {
+		t.Fatalf("client URL %q", url)
+	}
+	// Another process publishes over TCP; this one consumes.
+	other := NewClient(Config{URL: url}, "other", nil)
+	q := other.Queue("store", QueueConfig{Stream: "t_listen"}, 0, 64)
+	p := q.Publisher().(*publisher)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	a := newAcks(20)
+	var batch []*stage.Event
+	for i := 1; i <= 20; i++ {
+		batch = append(batch, src.NewEvent([]byte{byte(i)}, uint64(i), stage.Origin{To: a}))
+	}
+	if err := p.Handle(ctx, batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.wait(t)
+	waitCount(t, s, 20)
+}
+
+func TestEmbeddedCheck(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Embedded: &EmbeddedConfig{}}, "store_dir"},
+		{Config{URL: "nats://x:4222", Embedded: &EmbeddedConfig{StoreDir: "d"}}, "no url"},
+		{Config{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "nope"}}, "embedded.listen"},
+	} {
+		if err := tc.cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
