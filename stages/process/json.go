@@ -231,7 +231,7 @@ func (d *decoder) store(ev *stage.Event, name string, depth int) error {
 			return err
 		}
 		text := d.data[start:d.pos]
-		if n, ok := stage.NumberValue(text).AsInt(); integral && ok {
+		if n, ok := integer(text, integral); ok {
 			ev.SetValue(name, stage.IntValue(n))
 		} else {
 			ev.SetValue(name, stage.NumberValue(text))
@@ -255,6 +255,31 @@ func (d *decoder) store(ev *stage.Event, name string, depth int) error {
 		return d.errf("unexpected %s", d.what())
 	}
 	return nil
+}
+
+// integer returns the value of a JSON number's text when it is an
+// integer an int64 holds, as stage.Value.AsInt finds it: one written
+// without a fraction or an exponent (integral), the number scanner having
+// checked the digits. Up to 18 digits it is read here, with no call.
+func integer(text []byte, integral bool) (int64, bool) {
+	if !integral {
+		return 0, false
+	}
+	digits := text
+	if digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) > 18 {
+		return stage.NumberValue(text).AsInt()
+	}
+	var n int64
+	for _, c := range digits {
+		n = n*10 + int64(c-'0')
+	}
+	if len(digits) < len(text) {
+		n = -n
+	}
+	return n, true
 }
 
 // setJSON stores the object or array data[start:pos], already checked,

@@ -59,6 +59,15 @@ func (d *decoder) what() string {
 }
 
 func (d *decoder) skipSpace() {
+	// Inlined: most places where white space may be have none, and a
+	// byte over ' ' is none of it.
+	if d.pos < len(d.data) && d.data[d.pos] > ' ' {
+		return
+	}
+	d.spaces()
+}
+
+func (d *decoder) spaces() {
 	for d.pos < len(d.data) {
 		switch d.data[d.pos] {
 		case ' ', '\t', '\n', '\r':
