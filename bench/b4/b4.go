@@ -82,8 +82,13 @@ func (c *Config) fill() {
 type MemSample struct {
 	At       time.Duration
 	RSS      int64  // VmRSS
-	HeapLive uint64 // go_memstats_heap_alloc_bytes from /metrics
-	Depth    int    // the store queue's depth, from /stats
+	HeapLive uint64 // go_memstats_heap_alloc_bytes from /metrics: live and not yet collected
+	// HeapGoal is go_memstats_next_gc_bytes: the heap size at which the
+	// next collection starts, twice what the last one found live (GOGC
+	// 100, no memory limit). HeapHeld is the heap memory the runtime
+	// holds from the OS (heap_sys less heap_released): RSS's Go part.
+	HeapGoal, HeapHeld uint64
+	Depth              int // the store queue's depth, from /stats
 }
 
 // CPU is the CPU time spent over a run's load phase.
@@ -162,6 +167,19 @@ func (r *Result) Growth() (g Growth, ok bool) {
 	g = Growth{MidMax: maxRSS(mid), LastMax: maxRSS(last), MidMedian: medianRSS(mid), LastMedian: medianRSS(last)}
 	above := func(a, b int64) bool { return a > b+max(b/20, 4<<20) }
 	g.Grows = above(g.LastMax, g.MidMax) && above(g.LastMedian, g.MidMedian)
+	// The live heap: what the last collection found, half the next
+	// goal (GOGC 100, no memory limit). A leak raises it with time; the
+	// queues and windows, full under overload, bound it otherwise.
+	for _, m := range mid {
+		g.MidLive = max(g.MidLive, int64(m.HeapGoal/2))
+	}
+	for _, m := range last {
+		g.LastLive = max(g.LastLive, int64(m.HeapGoal/2))
+	}
+	// A sample whose /metrics read failed (a loaded machine) has no
+	// goal: with none in a third, the live heap is not measured.
+	g.LiveKnown = g.MidLive > 0 && g.LastLive > 0
+	g.LiveGrows = g.LiveKnown && above(g.LastLive, g.MidLive)
 	var sx, sy, sxx, sxy float64
 	for _, m := range ms[k:] {
 		x, y := m.At.Minutes(), float64(m.RSS)
@@ -180,6 +198,12 @@ type Growth struct {
 	MidMedian, LastMedian int64
 	Slope                 float64 // bytes per minute
 	Grows                 bool
+	// MidLive and LastLive are the largest live heap (HeapGoal/2) in the
+	// middle and the last third; LiveGrows is the same test as Grows on
+	// them: a leak, where RSS rising with a flat live heap is the runtime
+	// keeping the largest heap it has had (see bench/RESULTS.md, B4).
+	MidLive, LastLive    int64
+	LiveKnown, LiveGrows bool
 }
 
 // Run runs B4: the pipeline under test runs as `pipectl run` in its own
@@ -303,7 +327,7 @@ func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Co
 				s := MemSample{At: time.Since(start).Round(time.Second)}
 				s.RSS, _ = measure.ProcessRSS(pid)
 				s.Depth, _ = proc.storeDepth(ctx)
-				s.HeapLive = proc.heapAlloc(ctx)
+				proc.heapStats(ctx, &s)
 				rr.mem = append(rr.mem, s)
 			}
 		})
@@ -447,6 +471,10 @@ func (r *Result) Markdown() string {
 	if g, ok := r.Growth(); ok {
 		fmt.Fprintf(&b, "| RSS grows with time (last third of sending over the middle third: max, median; > 5%% in both) | %s (max %.0f / %.0f MiB, median %.0f / %.0f MiB; trend over the last two thirds %+.1f MiB/min) |\n",
 			map[bool]string{true: "**yes**", false: "no"}[g.Grows], mib(g.LastMax), mib(g.MidMax), mib(g.LastMedian), mib(g.MidMedian), g.Slope/(1<<20))
+		if g.LiveKnown {
+			fmt.Fprintf(&b, "| live heap flat, no leak (largest next-GC goal / 2, last third over the middle third: ≤ 5%% or 4 MiB more) | %.0f / %.0f MiB (%s) |\n",
+				mib(g.LastLive), mib(g.MidLive), report.Met(!g.LiveGrows))
+		}
 	}
 	fmt.Fprintf(&b, "| CPU, sustained run: pipeline / PostgreSQL / client / other processes; I/O wait | %s |\n", r.SustainCPU.cell())
 	fmt.Fprintf(&b, "| CPU, overload run: pipeline / PostgreSQL / client / other processes; I/O wait | %s |\n", r.CPU.cell())
@@ -466,13 +494,14 @@ func (r *Result) Markdown() string {
 		}
 	}
 	if len(r.Mem) > 0 {
-		b.WriteString("\nThe pipeline process's RSS, Go heap and store queue depth, sampled every second, and the rows acked in that second:\n\n| s | RSS MiB | heap MiB | store depth | acked |\n| ---: | ---: | ---: | ---: | ---: |\n")
+		b.WriteString("\nThe pipeline process's RSS, Go heap and store queue depth, sampled every second, and the rows acked in that second:\n\n| s | RSS MiB | heap MiB | heap goal MiB | heap held MiB | store depth | acked |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for i, m := range r.Mem {
 			acked := "–"
 			if i < len(r.PerSecond) {
 				acked = fmt.Sprint(r.PerSecond[i])
 			}
-			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %d | %s |\n", int(m.At.Seconds()), float64(m.RSS)/(1<<20), float64(m.HeapLive)/(1<<20), m.Depth, acked)
+			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.0f | %.0f | %d | %s |\n", int(m.At.Seconds()), float64(m.RSS)/(1<<20), float64(m.HeapLive)/(1<<20),
+				float64(m.HeapGoal)/(1<<20), float64(m.HeapHeld)/(1<<20), m.Depth, acked)
 		}
 	}
 	return b.String()

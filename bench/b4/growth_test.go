@@ -1,10 +1,12 @@
 package b4_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stagedserver/seda/bench/b4"
+	"github.com/stagedserver/seda/bench/report"
 )
 
 func TestGrowth(t *testing.T) {
@@ -34,6 +36,47 @@ func TestGrowth(t *testing.T) {
 		}
 		if tc.name == "rising" && (g.Slope < 200*mib || g.Slope > 280*mib) {
 			t.Errorf("rising: slope %.0f MiB/min, want 240", g.Slope/mib)
+		}
+	}
+}
+
+// TestGrowthLive: RSS rising while the live heap (half the next GC goal)
+// stays flat is no leak; a live heap rising with time is one.
+func TestGrowthLive(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name  string
+		goal  func(i int) uint64
+		leaks bool
+	}{
+		{"flat", func(i int) uint64 { return uint64(160+20*(i%2)) * mib }, false},
+		{"rising", func(i int) uint64 { return uint64(160+8*i) * mib }, true},
+		// /metrics unread in the last third: not measured, so not flat.
+		{"unread", func(i int) uint64 { return map[bool]uint64{true: 160 * mib}[i < 20] }, false},
+	} {
+		var ms []b4.MemSample
+		for i := range 30 {
+			ms = append(ms, b4.MemSample{At: time.Duration(i+1) * time.Second, RSS: int64(100+4*i) * mib, HeapGoal: tc.goal(i)})
+		}
+		r := &b4.Result{Config: b4.Config{Duration: 30 * time.Second}, Mem: ms}
+		g, ok := r.Growth()
+		if tc.name == "unread" {
+			if g.LiveKnown || strings.Contains(r.Markdown(), "no leak") {
+				t.Errorf("unread: %+v; want the live heap not measured, nor reported", g)
+			}
+			continue
+		}
+		if !ok || !g.Grows || !g.LiveKnown || g.LiveGrows != tc.leaks || g.MidLive < 80*mib {
+			t.Errorf("%s: %+v, ok %v; want RSS growing, live heap growing %v", tc.name, g, ok, tc.leaks)
+		}
+		var line string
+		for l := range strings.Lines(r.Markdown()) {
+			if strings.Contains(l, "no leak") {
+				line = l
+			}
+		}
+		if line == "" || strings.Contains(line, report.Met(false)) != tc.leaks {
+			t.Errorf("%s: the report's line on the live heap is %q", tc.name, line)
 		}
 	}
 }

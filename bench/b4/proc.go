@@ -210,25 +210,38 @@ func (p *pipectlProc) storeDepth(ctx context.Context) (int, error) {
 	return 0, errors.New("b4: /stats has no stage store")
 }
 
-// heapAlloc reads go_memstats_heap_alloc_bytes from /metrics (0 if absent).
-func (p *pipectlProc) heapAlloc(ctx context.Context) uint64 {
+// heapStats reads the Go heap's figures from /metrics into s (each 0 if
+// absent): go_memstats_heap_alloc_bytes, go_memstats_next_gc_bytes, and
+// go_memstats_heap_sys_bytes less go_memstats_heap_released_bytes.
+func (p *pipectlProc) heapStats(ctx context.Context, s *MemSample) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/metrics", nil)
 	if err != nil {
-		return 0
+		return
 	}
 	resp, err := p.http.Do(req)
 	if err != nil {
-		return 0
+		return
 	}
 	defer resp.Body.Close()
+	var sys, released uint64
+	dst := map[string]*uint64{
+		"go_memstats_heap_alloc_bytes ":    &s.HeapLive,
+		"go_memstats_next_gc_bytes ":       &s.HeapGoal,
+		"go_memstats_heap_sys_bytes ":      &sys,
+		"go_memstats_heap_released_bytes ": &released,
+	}
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return uint64(f)
+		for prefix, d := range dst {
+			if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				*d = uint64(f)
+			}
 		}
 	}
-	return 0
+	if sys > released {
+		s.HeapHeld = sys - released
+	}
 }
 
 // PerfRecorder is perf(1) recording a process's CPU samples.

@@ -1,5 +1,8 @@
 package process
 
+// This file holds process.func: user functions registered by name and
+// run on each event.
+
 import (
 	"context"
 	"errors"

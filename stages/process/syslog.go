@@ -30,6 +30,11 @@ type syslogHandler struct {
 	format syslogFormat
 	strict bool
 	want   uint16 // the fields to set, by syslogField bit (Project); all by default
+	// names are the fields' names: syslogFieldNames, except that a
+	// projected field is named by the very string the stages after this
+	// one look it up by (Project's), so that their lookups find it by
+	// its address. Empty (a zero syslogHandler): syslogFieldNames.
+	names [numSyslogFields]string
 }
 
 var (
@@ -39,7 +44,7 @@ var (
 )
 
 func newSyslog(cfg stage.Config, env stage.Env) (stage.Handler, error) {
-	h := &syslogHandler{strict: cfg.Bool("strict"), want: allSyslogFields}
+	h := &syslogHandler{strict: cfg.Bool("strict"), want: allSyslogFields, names: syslogFieldNames}
 	switch f := cfg.String("format"); f {
 	case "", "auto":
 		h.format = formatAuto
@@ -81,6 +86,7 @@ const allSyslogFields = 1<<numSyslogFields - 1
 // (see stage.Kind): with all false, only those of its fields are set.
 // The whole line is still parsed and checked.
 func (h *syslogHandler) Project(paths []string, all bool) {
+	h.names = syslogFieldNames
 	if all {
 		h.want = allSyslogFields
 		return
@@ -90,6 +96,7 @@ func (h *syslogHandler) Project(paths []string, all bool) {
 		for f, name := range syslogFieldNames {
 			if p == name {
 				h.want |= 1 << f
+				h.names[f] = p
 			}
 		}
 	}
@@ -99,7 +106,10 @@ func (h *syslogHandler) Project(paths []string, all bool) {
 func (h *syslogHandler) FieldsRead() ([]string, bool) { return nil, false }
 
 func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
-	var m syslogMsg
+	names := &h.names
+	if names[0] == "" {
+		names = &syslogFieldNames
+	}
 	for _, ev := range batch {
 		ev.ResetFields()
 		// The line aliases the payload rather than copying it: every
@@ -107,39 +117,50 @@ func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out st
 		// when asked for a string), and the payload lives as long as the
 		// event's fields.
 		line := unsafe.String(unsafe.SliceData(ev.Payload), len(ev.Payload))
+		m := syslogMsg{ev: ev, want: h.want, names: names}
 		if err := parseSyslog(line, h.format, &m); err != nil {
 			if h.strict {
+				ev.ResetFields() // as before: a refused line carries none of its fields
 				ev.Done(stage.WithClass(fmt.Errorf("invalid syslog: %w", err), stage.ErrInvalid))
 				continue
 			}
-			m.has = 0
+			ev.ResetFields()
 			m.str(sfMsg, line)
 			m.set(sfParseError, stage.StringValue(err.Error()))
-		}
-		for f, have := 0, m.has&h.want; have != 0; f, have = f+1, have>>1 {
-			if have&1 != 0 {
-				ev.SetValue(syslogFieldNames[f], m.vals[f])
-			}
 		}
 		out.Emit(ctx, ev)
 	}
 	return nil
 }
 
-// syslogMsg is one parsed line: the value of each field it has.
+// syslogMsg is where a line's fields go: the wanted ones (by syslogField
+// bit) are set on the event as the parser finds them, in the order of
+// syslogFieldNames, with no copy made on the way.
 type syslogMsg struct {
-	vals [numSyslogFields]stage.Value
-	has  uint16 // bit f: vals[f] is set
+	ev    *stage.Event
+	want  uint16
+	names *[numSyslogFields]string
 }
 
-func (m *syslogMsg) set(f int, v stage.Value) { m.vals[f], m.has = v, m.has|1<<f }
-func (m *syslogMsg) str(f int, s string)      { m.set(f, stage.StringValue(s)) }
+// set and str test want inline; the call is made for wanted fields only.
+func (m *syslogMsg) set(f int, v stage.Value) {
+	if m.want&(1<<f) != 0 {
+		m.put(f, v)
+	}
+}
+
+func (m *syslogMsg) str(f int, s string) {
+	if m.want&(1<<f) != 0 {
+		m.put(f, stage.StringValue(s))
+	}
+}
+
+func (m *syslogMsg) put(f int, v stage.Value) { m.ev.SetValue(m.names[f], v) }
 
 // parseSyslog parses one syslog line into m. Every string field is a
 // substring of line; numbers are integers. NILVALUE ("-") fields of RFC
-// 5424 are left out.
+// 5424 are left out. On an error, m may have been given some fields.
 func parseSyslog(line string, f syslogFormat, m *syslogMsg) error {
-	m.has = 0
 	pri, rest, err := parsePRI(line)
 	if err != nil {
 		return err
@@ -200,30 +221,22 @@ func parse5424(s string, m *syslogMsg) error {
 	}
 	m.set(sfVersion, stage.IntValue(int64(ver)))
 	s = s[i+1:]
-	for _, f := range [...]int{sfTimestamp, sfHostname, sfAppName, sfProcid, sfMsgid} {
+	for f := sfTimestamp; f <= sfMsgid; f++ {
 		// A header field is printable ASCII up to a space: one pass
 		// finds where the printable run ends, which must be the space.
 		j := printableRun(s)
-		if j < len(s) && s[j] != ' ' && strings.IndexByte(s[j:], ' ') >= 0 {
-			return fmt.Errorf("rfc5424: %s has a character outside printable ASCII", strings.ToUpper(syslogFieldNames[f]))
-		}
-		switch {
-		case j == len(s) || s[j] != ' ':
-			if len(s) == 0 {
-				return fmt.Errorf("rfc5424: header ends before %s", strings.ToUpper(syslogFieldNames[f]))
-			}
-			return fmt.Errorf("rfc5424: header ends after %s", strings.ToUpper(syslogFieldNames[f]))
-		case j == 0:
-			return fmt.Errorf("rfc5424: empty %s (two spaces?)", strings.ToUpper(syslogFieldNames[f]))
+		if j == 0 || j >= len(s) || s[j] != ' ' {
+			return headerError(s, j, f)
 		}
 		tok := s[:j]
-		if f == sfTimestamp && tok != "-" && !isRFC3339(tok) {
+		s = s[j+1:]
+		if tok == "-" {
+			continue
+		}
+		if f == sfTimestamp && !isRFC3339(tok) {
 			return errors.New("rfc5424: bad TIMESTAMP")
 		}
-		if tok != "-" {
-			m.str(f, tok)
-		}
-		s = s[j+1:]
+		m.str(f, tok)
 	}
 	n, err := sdLen(s)
 	if err != nil {
@@ -242,6 +255,21 @@ func parse5424(s string, m *syslogMsg) error {
 		m.str(sfMsg, trimEOL(msg))
 	}
 	return nil
+}
+
+// headerError says why the RFC 5424 header field f does not end at s[j]
+// in a space: s[:j] is printable ASCII.
+func headerError(s string, j, f int) error {
+	name := strings.ToUpper(syslogFieldNames[f])
+	switch {
+	case j < len(s) && s[j] != ' ' && strings.IndexByte(s[j:], ' ') >= 0:
+		return fmt.Errorf("rfc5424: %s has a character outside printable ASCII", name)
+	case len(s) == 0:
+		return fmt.Errorf("rfc5424: header ends before %s", name)
+	case j == len(s) || s[j] != ' ':
+		return fmt.Errorf("rfc5424: header ends after %s", name)
+	}
+	return fmt.Errorf("rfc5424: empty %s (two spaces?)", name)
 }
 
 // sdLen returns the length of the STRUCTURED-DATA at the start of s: "-" or

@@ -139,17 +139,11 @@ func TestSyslogBadFormat(t *testing.T) {
 
 // parseSyslogMap parses line and returns its fields as Go values.
 func parseSyslogMap(line string, f syslogFormat) (map[string]any, error) {
-	var m syslogMsg
-	if err := parseSyslog(line, f, &m); err != nil {
+	ev := &stage.Event{}
+	if err := parseSyslog(line, f, &syslogMsg{ev: ev, want: allSyslogFields, names: &syslogFieldNames}); err != nil {
 		return nil, err
 	}
-	out := map[string]any{}
-	for i := range numSyslogFields {
-		if m.has&(1<<i) != 0 {
-			out[syslogFieldNames[i]] = m.vals[i].Interface()
-		}
-	}
-	return out, nil
+	return fieldMap(ev), nil
 }
 
 // checkSyslogFields asserts what FuzzSyslog asserts of one line.
