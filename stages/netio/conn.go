@@ -23,16 +23,17 @@ import (
 
 // conn is one client connection. Three goroutines touch it: its reader
 // (one read outstanding at a time), the source's workers (framing its
-// reads, which they receive in order, and turning completions into acks),
-// and its owner, which writes the acks and closes the connection when it
-// owes nothing more. Whoever finishes one of its events calls Complete.
+// reads, which they receive in order), and its owner, which turns finished
+// records into acks, writes them, and closes the connection when it owes
+// nothing more. Whoever finishes one of its events calls Complete, which
+// records the verdict in the window and wakes the owner.
 //
-// Output is bounded without waiting on the client: workers and the owner
-// turn finished records into ack text only while the text pending (out
-// and what is left of the owner's current write) is under
-// max_pending_output. The rest stays in the window, itself bounded by
-// max_unacked, and the owner turns it into text as its writes drain. A
-// client is cut off only when a write takes nothing for write_timeout.
+// Output is bounded without waiting on the client: the owner turns
+// finished records into ack text only while the text pending (out and
+// what is left of its current write) is under max_pending_output. The
+// rest stays in the window, itself bounded by max_unacked, and the owner
+// turns it into text as its writes drain. A client is cut off only when a
+// write takes nothing for write_timeout.
 type conn struct {
 	s      *Source
 	id     uint64
@@ -51,7 +52,6 @@ type conn struct {
 	reader      readerState
 	win         window
 	outstanding int    // events emitted and not finished
-	flushQueued bool   // completions wait for a worker (itemAcks packet or dirty list): post no other
 	out, spare  []byte // ack text to write; the owner's last buffer, for reuse
 	writing     int    // bytes of the owner's current write the kernel has not taken (to within a chunk)
 }
@@ -143,7 +143,7 @@ func newConn(s *Source, id uint64, nc net.Conn) *conn {
 
 // owedLocked reports whether the connection owes the client anything.
 func (c *conn) owedLocked() bool {
-	return c.outstanding > 0 || c.flushQueued || len(c.out) > 0 || c.writing > 0 ||
+	return c.outstanding > 0 || len(c.out) > 0 || c.writing > 0 ||
 		(c.s.opts.Ack == AckCommit && c.win.ready())
 }
 
@@ -206,7 +206,7 @@ func (c *conn) read() {
 		if buf == nil { // EOF seen while waiting: post it with an empty buffer
 			buf = s.getBuf()
 		}
-		pk := port.Packet[item]{Key: c.id, N: n, Err: perr, Value: item{kind: itemRead, c: c, buf: buf}}
+		pk := port.Packet[item]{Key: c.id, N: n, Err: perr, Value: item{c: c, buf: buf}}
 		if e := s.port.Post(s.ctx, pk); e != nil {
 			s.putBuf(buf)
 			return // closing
@@ -301,7 +301,7 @@ func (c *conn) waitForRoom() bool {
 				zap.Uint64("acked", c.win.acked))
 		}
 		c.reader = readerPaused
-		c.cond.Wait() // writeAcks, Complete (ack: none), to and StopInput wake it
+		c.cond.Wait() // fillLocked, Complete (ack: none), to and StopInput wake it
 	}
 	c.reader = readerReading
 	if paused {
@@ -332,8 +332,10 @@ func (c *conn) readFailed(err error) bool {
 
 // Complete is called once per event, by whoever finishes it, from any
 // goroutine. It never blocks: it records the completion under the
-// connection's lock and, unless one is already on its way, asks a worker
-// to write the acks (one packet for any number of completions).
+// connection's lock and wakes the owner, which turns what is finished into
+// acks. (It must never wait for room anywhere: a database worker waiting
+// on a full netio port while netio's workers wait on the full database
+// queue would deadlock.)
 func (c *conn) Complete(ev *stage.Event, err error) {
 	evs := [1]*stage.Event{ev}
 	c.CompleteAll(evs[:], err)
@@ -352,7 +354,7 @@ func (c *conn) CompleteAll(evs []*stage.Event, err error) {
 	}
 	c.mu.Lock()
 	c.outstanding -= len(evs)
-	post := false
+	wake := c.outstanding == 0 || (c.reader == readerPaused && c.unackedLocked() < c.s.opts.MaxUnacked)
 	if c.s.opts.Ack == AckCommit && c.state.alive() {
 		r := ""
 		if err != nil {
@@ -361,17 +363,15 @@ func (c *conn) CompleteAll(evs []*stage.Event, err error) {
 		for _, ev := range evs {
 			c.win.finish(ev.Seq, r)
 		}
-		if !c.flushQueued {
-			c.flushQueued, post = true, true
-		}
+		wake = wake || c.win.ready()
 	}
-	if c.outstanding == 0 || (c.reader == readerPaused && c.unackedLocked() < c.s.opts.MaxUnacked) {
+	if wake {
+		// The owner, waiting with nothing to write, fills and writes what
+		// is ready; one already awake fills before it waits again, so a
+		// broadcast that finds no one waiting loses nothing.
 		c.cond.Broadcast()
 	}
 	c.mu.Unlock()
-	if post {
-		c.s.postAcks(c)
-	}
 }
 
 // logRefusal leaves a trace of a record refused under ack: none, where the
@@ -387,17 +387,6 @@ func (c *conn) logRefusal(seq uint64, err error) {
 	c.log.Warn("record refused; ack: none tells the client nothing",
 		zap.Uint64("record", seq), zap.String("reason", reason(err)),
 		zap.Uint64("refused_total", n))
-}
-
-// writeAcks turns the finished records into output for the owner to
-// write, as far as max_pending_output allows. A worker calls it; it never
-// waits for the client.
-func (c *conn) writeAcks() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.flushQueued = false
-	defer c.cond.Broadcast()
-	c.fillLocked()
 }
 
 // fillLocked turns finished records into ack and nack text while the

@@ -67,31 +67,17 @@ type Source struct {
 	refused    atomic.Uint64 // records refused under ack: none
 	refusalLog logLimit
 	protoLog   logLimit
-
-	// Completions that found the port full wait here for a worker; see
-	// conn.Complete.
-	dirtyMu  sync.Mutex
-	dirty    []*conn
-	hasDirty atomic.Bool
 }
 
 var _ source = (*Source)(nil)
 
-// itemKind says what a packet on the source's port completes.
-type itemKind uint8
-
-const (
-	itemRead  itemKind = iota // a read completed into buf (N bytes; Err io.EOF at the end of input)
-	itemAcks                  // completions are waiting to be written as acks
-	itemDirty                 // look at the dirty list
-)
-
-// item is the Value of the source's packets: the OVERLAPPED of the
-// operation completed.
+// item is the Value of the source's packets: the OVERLAPPED of a read
+// completed into buf (the packet's N bytes; its Err io.EOF at the end of
+// input). Acks do not come through the port: finishing an event wakes its
+// connection's owner (conn.Complete).
 type item struct {
-	kind itemKind
-	c    *conn
-	buf  *[]byte
+	c   *conn
+	buf *[]byte
 }
 
 // Addr returns the address the source listens on, or nil before Start.
@@ -441,25 +427,8 @@ func (s *Source) notePending(n int) {
 func (s *Source) getBuf() *[]byte  { return s.bufs.Get().(*[]byte) }
 func (s *Source) putBuf(b *[]byte) { s.bufs.Put(b) }
 
-// postAcks asks a worker to turn c's completions into output. It never
-// waits: when the port is full, c goes on the dirty list, which workers
-// look at after every packet; a wake-up packet is then tried once more,
-// and if the port is still full, the packets queued there will bring a
-// worker to the list.
-func (s *Source) postAcks(c *conn) {
-	err := s.port.TryPost(port.Packet[item]{Key: c.id, Value: item{kind: itemAcks, c: c}})
-	if err == nil || errors.Is(err, port.ErrClosed) {
-		return
-	}
-	s.dirtyMu.Lock()
-	s.dirty = append(s.dirty, c)
-	s.hasDirty.Store(true)
-	s.dirtyMu.Unlock()
-	_ = s.port.TryPost(port.Packet[item]{Value: item{kind: itemDirty}})
-}
-
-// worker is one of the source's pool: it takes read and ack completions
-// from the port.
+// worker is one of the source's pool: it takes read completions from the
+// port and frames them into events.
 type worker struct {
 	s   *Source
 	pw  *port.Worker[item]
@@ -540,27 +509,8 @@ func (w *worker) run() {
 		for i := range w.pks[:n] {
 			pk := w.pks[i]
 			w.pks[i] = port.Packet[item]{}
-			switch pk.Value.kind {
-			case itemRead:
-				w.frame(pk.Value.c, pk.Value.buf, pk.N, pk.Err)
-			case itemAcks:
-				pk.Value.c.writeAcks()
-			}
-			if w.s.hasDirty.Load() {
-				w.s.flushDirty()
-			}
+			w.frame(pk.Value.c, pk.Value.buf, pk.N, pk.Err)
 		}
-	}
-}
-
-func (s *Source) flushDirty() {
-	s.dirtyMu.Lock()
-	cs := s.dirty
-	s.dirty = nil
-	s.hasDirty.Store(false)
-	s.dirtyMu.Unlock()
-	for _, c := range cs {
-		c.writeAcks()
 	}
 }
 
@@ -664,6 +614,9 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	if bad {
 		c.to(connEnding) // the reader reads no more; the owner closes once the acks are out
 	}
+	if refused && s.opts.Ack == AckCommit && c.win.ready() {
+		c.cond.Broadcast() // the owner writes the nacks
+	}
 	c.mu.Unlock()
 
 	origin := stage.Origin{To: c, Key: c.id}
@@ -705,9 +658,6 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	}
 	w.em.Flush(s.ctx)
 	w.slab = nil
-	if refused {
-		c.writeAcks()
-	}
 }
 
 // views counts the events of this read that will be made of views of the
