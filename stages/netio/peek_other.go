@@ -2,6 +2,9 @@
 
 package netio
 
+// This file holds the wait for input without a buffer where there is no
+// MSG_PEEK: none; the reader waits in Read with its buffer.
+
 import "syscall"
 
 // waitReadable returns at once where there is no portable peek (Windows):

@@ -2,6 +2,9 @@
 
 package netio
 
+// This file holds the wait for input without a buffer, on Unix: a
+// one-byte MSG_PEEK on the runtime's poller.
+
 import (
 	"syscall"
 

@@ -1,5 +1,8 @@
 package netio
 
+// This file holds a connection's ack window: which records are finished,
+// and the ack and nack lines they owe.
+
 import (
 	"strconv"
 	"strings"
