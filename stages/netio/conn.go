@@ -45,6 +45,12 @@ type conn struct {
 	readNext   chan struct{} // a worker framed the last read: issue the next
 	readerDone chan struct{} // closed when the reader has returned
 	served     atomic.Bool   // counted as accepted: plain TCP at once, TLS once its handshake succeeded
+	// idleSince is when the reader began waiting for input (UnixNano), 0
+	// while it is not waiting, idleEvicted once the connection is evicted
+	// (see Source.evictLocked): the reader and the evicter hand it over
+	// by compare-and-swap, so a read that completes is never evicted.
+	idleSince atomic.Int64
+	evicted   bool // chosen by evictLocked; s.mu guards it
 
 	mu          sync.Mutex
 	cond        sync.Cond // the owner and a paused reader wait on it
@@ -174,8 +180,9 @@ func (c *conn) read() {
 	}
 	for {
 		var deadline time.Time
+		now := time.Now()
 		if s.opts.IdleTimeout > 0 {
-			deadline = time.Now().Add(s.opts.IdleTimeout)
+			deadline = now.Add(s.opts.IdleTimeout)
 		}
 		c.nc.SetReadDeadline(deadline)
 		// StopInput sets stopping and then a deadline in the past: looking
@@ -183,12 +190,21 @@ func (c *conn) read() {
 		if s.stopping.Load() {
 			return
 		}
+		if !c.idleSince.CompareAndSwap(0, now.UnixNano()) {
+			return // evicted
+		}
 		err := waitReadable(rc)
 		var buf *[]byte
 		n := 0
 		if err == nil {
 			buf = s.getBuf()
 			n, err = c.nc.Read(*buf)
+		}
+		if c.idleSince.Swap(0) == idleEvicted {
+			if buf != nil {
+				s.putBuf(buf)
+			}
+			return // closed to make room at max_conns
 		}
 		if err != nil && n == 0 && err != io.EOF {
 			if buf != nil {
@@ -232,6 +248,39 @@ func (c *conn) read() {
 			return
 		}
 	}
+}
+
+// idleEvicted is conn.idleSince once the connection is evicted.
+const idleEvicted = -1
+
+// evict closes the connection to make room for a new one at max_conns if
+// it is still idle since since (its reader waiting for input) and owes
+// nothing, and reports whether it did. Under ack: commit the client is
+// told why first, in a `nack 0` line. Source.evictLocked calls it, with
+// s.mu held.
+func (c *conn) evict(since int64) bool {
+	s := c.s
+	c.mu.Lock()
+	if c.state != connOpen || c.reader != readerReading || c.owedLocked() ||
+		!c.idleSince.CompareAndSwap(since, idleEvicted) {
+		c.mu.Unlock()
+		return false
+	}
+	c.to(connDead) // the owner writes nothing more; it returns once the reader has
+	c.mu.Unlock()
+	idle := time.Since(time.Unix(0, since)).Round(time.Millisecond)
+	if s.opts.Ack == AckCommit {
+		// Nothing is owed, so the owner is not writing; the send buffer
+		// is empty and takes the line at once.
+		c.nc.SetWriteDeadline(time.Now().Add(refuseWrite))
+		fmt.Fprintf(c.nc, "nack 0 idle for %s at max_conns: closed to make room\n", idle)
+	}
+	c.nc.Close()
+	if s.evictLog.allow() {
+		c.log.Info("idle connection closed to make room at max_conns", zap.Duration("idle", idle),
+			zap.Duration("idle_evict", s.opts.IdleEvict), zap.Int("max_conns", s.opts.MaxConns))
+	}
+	return true
 }
 
 // handshake runs the TLS handshake, bounded by tlsHandshakeTimeout, and
@@ -550,6 +599,9 @@ func (c *conn) remove() {
 	}
 	s.mu.Lock()
 	delete(s.conns, c.id)
+	if c.evicted {
+		s.evicting--
+	}
 	s.mu.Unlock()
 	select {
 	case s.changed <- struct{}{}:

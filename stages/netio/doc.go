@@ -96,8 +96,13 @@
 // remote address and the cause, at most one line a second per stage.
 // Records are numbered per connection from 1. A record over max_frame
 // gets `nack N too large` and is skipped without being buffered; the
-// connection stays usable. A connection over
-// max_conns gets `nack 0 too many connections` and is closed. With
+// connection stays usable. A connection over max_conns gets `nack 0 too
+// many connections` and is closed, every one however many come at once
+// (the line is written before anything else is done with it), unless a
+// connection has been idle for idle_evict (sending nothing, owed
+// nothing): then the one idle longest is closed to make room, told
+// `nack 0 idle for D at max_conns: closed to make room`, so idle sockets
+// cannot lock new clients out for idle_timeout. With
 // ack: none nothing is written; a record refused downstream is logged at
 // warn instead (connection id, remote address, record number, reason), at
 // most one line a second per stage, each with the running count of

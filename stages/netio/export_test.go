@@ -32,3 +32,8 @@ func SetTLSReload(src stage.Source, d time.Duration) {
 
 // OptionsOf returns the options a netio.tcp source runs with.
 func OptionsOf(src stage.Source) options { return src.(*Source).opts }
+
+// SetRefusers sets how many refused connections may linger at once
+// (discarding their input after the refusal) before Start; the others
+// are closed at once once told.
+func SetRefusers(src stage.Source, n int) { src.(*Source).opts.refusers = n }

@@ -42,7 +42,7 @@ type Source struct {
 
 	wg         sync.WaitGroup // every goroutine: accept, workers, readers, owners, refusers
 	acceptDone chan struct{}
-	refusing   chan struct{} // semaphore: over-limit connections being refused
+	refusing   chan struct{} // semaphore: over-limit connections lingering after their refusal
 	changed    chan struct{} // a connection went away; Drain looks again
 
 	mu       sync.Mutex
@@ -54,6 +54,12 @@ type Source struct {
 	closed   bool
 
 	stopping atomic.Bool // readers stop at their next read
+
+	// Eviction at max_conns (accept.go), under mu: connections evicted
+	// and not yet removed, the earliest an idle one can be due, scratch.
+	evicting     int
+	nextEvict    time.Time
+	evictScratch []idleConn
 
 	readsPaused atomic.Int64 // connections whose reads wait for acks (max_unacked)
 
@@ -68,6 +74,8 @@ type Source struct {
 	refused    atomic.Uint64 // records refused under ack: none
 	refusalLog logLimit
 	protoLog   logLimit
+	refuseLog  logLimit // connections refused at max_conns
+	evictLog   logLimit // idle connections evicted at max_conns
 }
 
 var _ source = (*Source)(nil)
@@ -133,7 +141,7 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
 	s.conns = map[uint64]*conn{}
 	s.acceptDone = make(chan struct{})
-	s.refusing = make(chan struct{}, defaultRefuses)
+	s.refusing = make(chan struct{}, s.opts.refusers)
 	s.changed = make(chan struct{}, 1)
 	for range s.set.Workers {
 		w := &worker{s: s, pw: s.port.Join(), em: rt.NewEmitter(), pks: make([]port.Packet[item], min(s.set.Batch, 16))}
@@ -279,11 +287,12 @@ func (s *Source) Figures(st *stats.Stage) {
 // because max_unacked of their records are read and not yet acked.
 func (s *Source) ReadsPaused() int { return int(s.readsPaused.Load()) }
 
-// Conns returns how many connections are open.
+// Conns returns how many connections are open (not counting those closed
+// to make room whose goroutines are still returning).
 func (s *Source) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) - s.evicting
 }
 
 func (s *Source) connList() []*conn {
