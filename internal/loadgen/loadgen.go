@@ -101,10 +101,16 @@ type Result struct {
 type Nack struct {
 	Conn   int    // the connection's index, from 0
 	Record uint64 // the record's number on the connection, from 1; 0: about the connection
-	Reason string
+	// Through is the last record of a range nack (records Record to
+	// Through refused for one reason); 0 for a single record's.
+	Through uint64
+	Reason  string
 }
 
 func (n Nack) String() string {
+	if n.Through > n.Record {
+		return fmt.Sprintf("conn %d records %d-%d: %s", n.Conn, n.Record, n.Through, n.Reason)
+	}
 	return fmt.Sprintf("conn %d record %d: %s", n.Conn, n.Record, n.Reason)
 }
 
@@ -197,7 +203,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		c := &conn{
 			cfg: &cfg, idx: i, quota: uint64(n),
 			sentAt: make([]int64, cfg.Window), wake: make(chan struct{}, 1),
-			nacked: map[uint64]struct{}{}, nacks: map[string]uint64{},
+			nacks: map[string]uint64{},
 		}
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		cl, err := wire.DialOptions(dctx, cfg.Addr, wire.Options{Framing: cfg.Framing, OnReply: c.reply, KeepNacks: 16})
@@ -318,7 +324,7 @@ type conn struct {
 	// acked, so without a latency), and counts by reason.
 	nAcked    uint64
 	nNacked   uint64
-	nacked    map[uint64]struct{}
+	nacked    wire.Runs // records nacked and not yet passed by an ack
 	nacks     map[string]uint64
 	first     []Nack // the first MaxFirstNacks
 	lat       Histogram
@@ -513,18 +519,19 @@ func (c *conn) reply(r wire.Reply) {
 	now := time.Now()
 	c.lastReply = now
 	if r.Nack && len(c.first) < MaxFirstNacks {
-		c.first = append(c.first, Nack{Conn: c.idx, Record: r.N, Reason: r.Reason})
+		c.first = append(c.first, Nack{Conn: c.idx, Record: r.N, Through: r.Through, Reason: r.Reason})
 	}
 	if r.Nack {
 		if r.N == 0 {
 			c.nacks[r.Reason]++
 			return
 		}
-		c.nacked[r.N] = struct{}{}
-		c.nNacked++
-		c.nacks[r.Reason]++
+		k := r.Records() // a range nack refuses many
+		c.nacked.Add(r.N, r.Last())
+		c.nNacked += k
+		c.nacks[r.Reason] += k
 		if c.ps != nil {
-			c.ps.nacked.Add(1)
+			c.ps.nacked.Add(k)
 		}
 		c.wakeWriter()
 		return
@@ -532,9 +539,11 @@ func (c *conn) reply(r wire.Reply) {
 	prev := c.ackSeq.Load()
 	ts := int64(now.Sub(c.start))
 	var k uint64
+	runs := c.nacked.All() // in order, above prev
 	for seq := prev + 1; seq <= r.N; seq++ {
-		if _, no := c.nacked[seq]; no {
-			delete(c.nacked, seq)
+		if len(runs) > 0 && seq >= runs[0].First {
+			seq = runs[0].Last // nacked: no latency, not acked
+			runs = runs[1:]
 			continue
 		}
 		k++
@@ -554,6 +563,7 @@ func (c *conn) reply(r wire.Reply) {
 			c.cfg.OnAck(c.id(seq))
 		}
 	}
+	c.nacked.Forget(r.N)
 	c.nAcked += k
 	c.acked.Add(k)
 	c.ackSeq.Store(r.N)

@@ -13,7 +13,7 @@ import (
 func PendingPeak(s *Source) int { return int(s.pendingPeak.Load()) }
 
 // MaxLine is the longest reply line the source writes.
-const MaxLine = maxNackLine
+const MaxLine = maxRangeLine
 
 // SetTLSReload sets how often a TLS source (netio.tcp, netio.http) looks
 // at its files for changes, before it starts; the spec has no key for it.
