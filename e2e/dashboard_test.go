@@ -2,17 +2,21 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/port"
 )
@@ -164,6 +168,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("the source's in on the page: %v, %v; want at least %d", in, err, conns*perConn)
 	}
 
+	// Totals are set in groups of three digits (the text stays the
+	// number, which field read above).
+	grouped, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+		const el = document.querySelector('[data-stage="store"] [data-field="out"]');
+		const gs = [...el.querySelectorAll('.g')];
+		const apart = gs.length > 0 && gs.every(g => parseFloat(getComputedStyle(g).marginLeft) > 0);
+		return el.firstChild.textContent + gs.map(g => ' ' + g.textContent).join('') + (apart ? '' : ' (not set apart)');
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := groupDigits(int64(before) + conns*perConn); grouped != want {
+		t.Errorf("the store's out is shown as %q, want %q", grouped, want)
+	}
+	// No series hides another: accept's, parse's and store's rates are
+	// the same figures, so each line is drawn narrower than the one below.
+	widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('#chart-out polyline')].map(p => parseFloat(getComputedStyle(p).strokeWidth))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(widths) != 3 || !(widths[0] > widths[1] && widths[1] > widths[2]) {
+		t.Errorf("the out chart's lines, in the order drawn, are %v wide; want three, each narrower than the one before", widths)
+	}
+
 	if shot != "" {
 		screenshot(t, ctx, r.addr, shot)
 	}
@@ -241,4 +269,120 @@ func screenshot(t *testing.T, ctx context.Context, addr, path string) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s", path)
+}
+
+// groupDigits writes n as the dashboard shows a total: "20 000".
+func groupDigits(n int64) string {
+	d := strconv.FormatInt(n, 10)
+	head := len(d) % 3
+	if head == 0 {
+		head = 3
+	}
+	out := d[:head]
+	for i := head; i < len(d); i += 3 {
+		out += " " + d[i:i+3]
+	}
+	return out
+}
+
+// TestDashboardChartScale gives the dashboard, instead of /history, five
+// minutes of a steady 1000 records a second with one catch-up second of
+// 101 000 in the middle (as after a stall), and a queue 4000 deep then:
+// the out chart keeps a scale that shows the steady rate, draws the spike
+// cut at its top and says how high it went; the depth chart shows the
+// peak whole.
+func TestDashboardChartScale(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	r := startPipeline(t, registry(t), "admin: {listen: 127.0.0.1:0}\n"+ingest("", ""),
+		map[string]string{"DSN": dsn}, nil, "accept")
+	ctx := browser(t)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	body, err := json.Marshal(map[string]any{"history": spikeHistory(time.Now(), 300, 150), "interval_ms": 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := make(chan fetch.RequestID, 8)
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*fetch.EventRequestPaused); ok {
+			select {
+			case paused <- e.RequestID:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case id := <-paused:
+				_, _ = chromedp.Call(ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: id, ResponseCode: 200,
+					ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/json"}}, Body: body})
+			}
+		}
+	})
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/history"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+r.p.AdminAddr()+"/")); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the out chart to draw the history's lines", func() bool {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#chart-out polyline').length`))
+		return err == nil && n == 3
+	})
+
+	const ticks = `(id) => Math.max(...[...document.querySelectorAll('#' + id + ' text.tick')].map(
+		t => parseFloat(t.textContent) * ({k: 1e3, M: 1e6, G: 1e9}[t.textContent.slice(-1)] || 1)))`
+	top, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(`+ticks+`)('chart-out')`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('#chart-out text.cut') || {textContent: ''}).textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top < 1000 || top > 5000 || !strings.Contains(cut, "101k") {
+		t.Errorf("out chart: top of the scale %v, mark %q; want the steady 1000/s in view (a top of 5k at most) and the spike said as 101k", top, cut)
+	}
+	// A queue's peak is news, not an artefact: the depth chart's scale
+	// takes it in.
+	depthTop, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(`+ticks+`)('chart-depth')`))
+	if err != nil || depthTop < 4000 {
+		t.Errorf("the depth chart's scale tops at %v (%v); want the peak depth of 4000 in view", depthTop, err)
+	}
+}
+
+// spikeHistory is /history's answer for pipeline ingest's three stages:
+// n one-second samples up to now, each stage finishing 1000 records a
+// second, except at sample spike, where 100 000 more finish at once and
+// the store's queue is 4000 deep.
+func spikeHistory(now time.Time, n, spike int) []map[string]any {
+	var out []map[string]any
+	var total uint64
+	for i := range n {
+		total += 1000
+		if i == spike {
+			total += 100000
+		}
+		depth := []int{3, 0, 40}
+		if i == spike {
+			depth[2] = 4000
+		}
+		out = append(out, map[string]any{
+			"t":     now.Add(time.Duration(i-n) * time.Second).UnixMilli(),
+			"depth": depth,
+			"in":    []uint64{total, total, total},
+			"out":   []uint64{total, total, total},
+			"p99":   []float64{4, 0.05, 3.9},
+		})
+	}
+	return out
 }

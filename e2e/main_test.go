@@ -254,8 +254,16 @@ func startPipectl(t testing.TB, bin, file string, args ...string) *proc {
 // back process of a split pipeline, run with --stages).
 func launchPipectl(t testing.TB, bin, file string, args ...string) *proc {
 	t.Helper()
+	return launchPipectlIn(t, "", nil, bin, file, args...)
+}
+
+// launchPipectlIn is launchPipectl in the working directory dir ("": this
+// one) with the environment env (nil: this process's).
+func launchPipectlIn(t testing.TB, dir string, env []string, bin, file string, args ...string) *proc {
+	t.Helper()
 	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "-f", file}, args...)...)
+	p.cmd.Dir, p.cmd.Env = dir, env
 	p.cmd.Stderr = p.out
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

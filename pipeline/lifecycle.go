@@ -79,7 +79,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		// Nobody is waiting to stop it: stop now, with phase two at once.
 		cctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		rep, _ := p.shutdown(cctx, nil)
+		rep, _ := p.shutdown(cctx, nil, true)
 		p.finishStop(rep, nil)
 	} // else a Stop is waiting for this Start to return and will do it.
 	return err
@@ -161,7 +161,7 @@ func (p *Pipeline) Stop(ctx context.Context) (StopReport, error) {
 	}
 	p.start.Lock()
 	defer p.start.Unlock()
-	rep, err := p.shutdown(ctx, p.force)
+	rep, err := p.shutdown(ctx, p.force, false)
 	p.finishStop(rep, err)
 	return rep, err
 }
@@ -203,15 +203,22 @@ func (p *Pipeline) result() (StopReport, error) {
 }
 
 // shutdown is the stop procedure; the caller holds p.start. force, when
-// closed, ends phase one as ctx ending does.
-func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}) (StopReport, error) {
+// closed, ends phase one as ctx ending does. failedStart is set when Start
+// failed and stops what it started (ctx already ended): there was no drain
+// to cut short, so the report and the log lines say nothing of one, and
+// come after the start's error, which is the news.
+func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedStart bool) (StopReport, error) {
 	t0 := time.Now()
 	p.mu.Lock()
 	if p.state == stateRunning {
 		p.state = stateDraining
 	}
 	p.mu.Unlock()
-	p.log.Info("pipeline stopping: draining", zap.String("pipeline", p.name))
+	if failedStart {
+		p.log.Info("pipeline stopping what started", zap.String("pipeline", p.name))
+	} else {
+		p.log.Info("pipeline stopping: draining", zap.String("pipeline", p.name))
+	}
 
 	var rep StopReport
 	var errs []error
@@ -267,13 +274,20 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}) (StopRep
 		}
 	}
 	rep.Took = time.Since(t0)
-	if cause != nil {
+	switch {
+	case failedStart && rep.Abandoned > 0:
+		errs = append([]error{fmt.Errorf("pipeline %q: %d events taken in before the start failed were abandoned",
+			p.name, rep.Abandoned)}, errs...)
+	case cause != nil && !failedStart:
 		errs = append([]error{fmt.Errorf("pipeline %q: drain cut short, %d events abandoned: %w",
 			p.name, rep.Abandoned, cause)}, errs...)
 	}
 	err := errors.Join(errs...)
 	fields := []zap.Field{zap.String("pipeline", p.name), zap.Uint64("abandoned", rep.Abandoned),
 		zap.Bool("forced", rep.Forced), zap.Duration("took", rep.Took)}
+	if failedStart {
+		fields = []zap.Field{zap.String("pipeline", p.name), zap.Uint64("abandoned", rep.Abandoned), zap.Duration("took", rep.Took)}
+	}
 	if err != nil {
 		p.log.Warn("pipeline stopped", append(fields, zap.String("error", stage.Redact(err.Error())))...)
 	} else {

@@ -171,7 +171,12 @@ func (l *loader) syntaxError(err error, data []byte) {
 	for _, pe := range parserErrors {
 		if strings.HasPrefix(msg, pe) {
 			line++
-			msg += " (in the collection that starts on this line)"
+			if bad, col, why, ok := badIndent(data, line); ok {
+				msg += " (" + why + ")"
+				p.Col, line = col, bad
+			} else {
+				msg += " (in the collection that starts on this line)"
+			}
 			break
 		}
 	}

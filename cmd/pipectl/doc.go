@@ -5,6 +5,7 @@
 //
 //	pipectl run [-f pipeline.yaml] [--data-dir DIR | --ephemeral] [--admin ADDR]
 //	pipectl psql [--data-dir DIR] [-- PSQL-ARGS...]
+//	pipectl db start|stop|status|url [--data-dir DIR]
 //	pipectl lint FILE...
 //	pipectl graph FILE [--format dot|mermaid]
 //	pipectl stats [--addr 127.0.0.1:9464] [--token T] [--json]

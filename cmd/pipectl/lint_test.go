@@ -14,7 +14,7 @@ func TestLintGood(t *testing.T) {
 }
 
 func TestLintBad(t *testing.T) {
-	for _, name := range []string{"bad_load", "bad_build"} {
+	for _, name := range []string{"bad_load", "bad_build", "bad_indent"} {
 		t.Run(name, func(t *testing.T) {
 			code, out, _ := runCLI(t, "lint", filepath.Join("testdata", name+".yaml"))
 			if code != 1 {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -52,7 +54,9 @@ sent, acked, nacked (with the first few reasons), acked rows per second and
 the ack latency (from the write of a record to the read of the ack covering
 it). The exit status is 1 if any record is left unacknowledged or a
 connection failed; when the server closes the connections early (it is
-draining, say), the report says so in one line.`,
+draining, say), the report says so in one line, and so it does for the
+connections it refused (` + "`nack 0 too many connections`" + ` at max_conns, or a close
+before any reply).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
@@ -211,14 +215,20 @@ func loadReport(r *loadgen.Result) string {
 		fmt.Fprintf(&b, "ack latency p50 %s  p99 %s  max %s\n", roundDur(r.Latency.Quantile(0.5)),
 			roundDur(r.Latency.Quantile(0.99)), roundDur(r.Latency.Max()))
 	}
+	// Refused connections are said once, with how they were refused.
+	if r.Refused > 0 {
+		fmt.Fprintf(&b, "error: the server refused %d of %d connections:%s\n", r.Refused, r.Conns, refusals(r))
+	}
 	// A server that drains (or restarts, or dies) closes every connection:
 	// that is one event, said once, not once per connection.
 	var others []error
 	closed := 0
 	for _, e := range r.Errors {
-		if closedByServer(e) {
+		switch {
+		case errors.Is(e, loadgen.ErrRefused):
+		case loadgen.ClosedByServer(e):
 			closed++
-		} else {
+		default:
 			others = append(others, e)
 		}
 	}
@@ -237,12 +247,19 @@ func loadReport(r *loadgen.Result) string {
 	return b.String()
 }
 
-// closedByServer reports whether a connection's error is the server
-// closing it (end of file, a reset, a broken pipe) rather than something
-// about this client.
-func closedByServer(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+// refusals says how connections were refused: " 12 × nack 0 too many
+// connections, 3 closed before any reply".
+func refusals(r *loadgen.Result) string {
+	var parts []string
+	nacked := 0
+	for _, reason := range slices.Sorted(maps.Keys(r.Refusals)) {
+		parts = append(parts, fmt.Sprintf(" %d × `nack 0 %s`", r.Refusals[reason], reason))
+		nacked += r.Refusals[reason]
+	}
+	if n := r.Refused - nacked; n > 0 {
+		parts = append(parts, fmt.Sprintf(" %d closed before any reply", n))
+	}
+	return strings.Join(parts, ",")
 }
 
 func roundDur(d time.Duration) time.Duration {

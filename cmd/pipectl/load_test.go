@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,13 @@ func (s *idSink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitt
 // port and returns the source's address and the sink.
 func startTestPipeline(t *testing.T, refuseEvery int64) (string, *idSink, *pipeline.Pipeline) {
 	t.Helper()
+	return startTestPipelineWith(t, refuseEvery, "")
+}
+
+// startTestPipelineWith is startTestPipeline with more keys for accept,
+// such as "max_conns: 2".
+func startTestPipelineWith(t *testing.T, refuseEvery int64, acceptKeys string) (string, *idSink, *pipeline.Pipeline) {
+	t.Helper()
 	reg := stage.NewRegistry()
 	sink := &idSink{seen: map[int64]int{}, every: refuseEvery}
 	for _, err := range []error{
@@ -59,7 +67,10 @@ func startTestPipeline(t *testing.T, refuseEvery int64) (string, *idSink, *pipel
 			t.Fatal(err)
 		}
 	}
-	const yaml = `
+	if acceptKeys != "" {
+		acceptKeys = "    " + acceptKeys + "\n"
+	}
+	yaml := `
 name: loadtest
 stages:
   accept:
@@ -67,6 +78,7 @@ stages:
     listen: 127.0.0.1:0
     drain_linger: 100ms
     next: parse
+` + acceptKeys + `
   parse:
     kind: process.json
     require: [id]
@@ -199,5 +211,41 @@ func TestLoadInterruptedByDrain(t *testing.T) {
 	}
 	if r.code != 1 || len(errs) != 1 || !strings.Contains(errs[0], "the server closed 8 connections before the load was done") {
 		t.Errorf("exit %d, error lines %q; want exit 1 and one line saying the server closed the 8 connections\n%s%s", r.code, errs, r.out, r.err)
+	}
+}
+
+// TestLoadRefused checks that connections the server refuses are reported
+// as refused, with how: at max_conns netio.tcp answers `nack 0 too many
+// connections`; a server with no room may also close a connection before
+// any reply. Neither is a server "draining, restarting or gone".
+func TestLoadRefused(t *testing.T) {
+	addr, _, _ := startTestPipelineWith(t, 0, "max_conns: 2")
+	code, out, errOut := runCLI(t, "load", "--addr", addr, "--count", "600", "--conns", "6", "--timeout", "10s")
+	t.Logf("%s", out)
+	if code != 1 || !strings.Contains(out, "error: the server refused 4 of 6 connections:") ||
+		strings.Contains(out, "draining, restarting or gone") {
+		t.Errorf("load on a server with max_conns 2: exit %d\n%s%s\nwant exit 1 and the 4 refused connections said as such", code, out, errOut)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close() // no room: closed before any reply
+		}
+	})
+	code, out, errOut = runCLI(t, "load", "--addr", ln.Addr().String(), "--count", "100", "--conns", "2", "--timeout", "10s")
+	if code != 1 || !strings.Contains(out, "error: the server refused 2 of 2 connections: 2 closed before any reply") {
+		t.Errorf("load on a server that closes every connection: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -5,11 +5,21 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	// A write to a closed stdout or stderr (pipectl run | head, or tee
+	// killed by the Ctrl-C meant for the drain) must fail, not end the
+	// process: the line is dropped and the drain goes on. A Go program
+	// that does not ask for SIGPIPE dies of it on such a write to fd 1 or
+	// 2; one that asks gets EPIPE from the write instead. Nobody reads the
+	// channel: a signal that finds it full is dropped. Child processes
+	// (PostgreSQL, psql) keep the default disposition.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -57,6 +67,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDocCmd(),
 		newVersionCmd(),
 		newPsqlCmd(),
+		newDBCmd(),
 		newScaleCmd(),
 	)
 	return root

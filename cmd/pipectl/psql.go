@@ -24,8 +24,9 @@ func newPsqlCmd() *cobra.Command {
 		Short: "Open psql on the local PostgreSQL that pipectl run keeps",
 		Long: `Psql opens psql on the local database that pipectl run starts when a db
 stage has no dsn (the data in --data-dir, default ` + defaultDataDir + `).
-When a run is using it, psql connects to that run's server; otherwise it
-starts the server for the session and stops it when psql exits. Arguments
+When it runs (a run's, or the shared one of pipectl db start), psql
+connects to it; otherwise it starts the server for the session and stops
+it when psql exits. Arguments
 after -- go to psql:
 
   pipectl psql -- -c 'SELECT count(*) FROM events'`,

@@ -49,12 +49,15 @@ written, within the drain deadline. A second signal stops at once. The exit
 status is 0 after a clean drain.
 
 Every db.postgres stage whose dsn is empty (pipeline.yaml's dsn is
-${DATABASE_URL}) is given one local PostgreSQL server, on a free port on
-127.0.0.1, whose data persists in --data-dir (default ` + defaultDataDir + `
-under the working directory): the next run reuses it, Ctrl-C stops it
-cleanly and never deletes it, and pipectl psql opens it. One run at a time
-may use a data directory. --ephemeral gives the run a throwaway server in
-a temporary directory instead, removed on exit.
+${DATABASE_URL}) is given one local PostgreSQL server on 127.0.0.1, whose
+data persists in --data-dir (default ` + defaultDataDir + ` under the working
+directory) and which keeps its port from run to run. When pipectl db start
+runs that server (on its own, shared), run uses it and leaves it running
+when it ends. Otherwise run starts it itself and owns it: Ctrl-C stops it
+cleanly (never deleting the data), and so does the death of the run, even
+by kill -9; one run at a time may own a data directory, and pipectl psql
+opens it. --ephemeral gives the run a throwaway server in a temporary
+directory instead, removed on exit.
 
 As root, PostgreSQL runs as the OS user postgres; when a directory above
 --data-dir does not let that user through (mode 0700, as /root and mktemp
@@ -112,38 +115,19 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	defer signal.Stop(sig)
 
 	if need := running(throwawayStages(cfg), f.stages); len(need) > 0 {
-		srv, err := startLocalDB(ctx, sig, f, out)
-		if err != nil {
-			return err
+		db, dberr := openLocalDB(ctx, sig, f, out)
+		if dberr != nil {
+			return dberr
 		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			switch rerr := srv.Remove(rctx); {
-			case rerr != nil:
-				err = errors.Join(err, fmt.Errorf("stop the local PostgreSQL: %w", rerr))
-			case !f.ephemeral:
-				fmt.Fprintf(out, "postgres: stopped; data kept in %s (pipectl psql opens it)\n", srv.Dir())
-			case f.keepDB:
-				fmt.Fprintf(out, "postgres: stopped; data kept in %s\n", srv.DataDir())
-			default:
-				fmt.Fprintln(out, "postgres: stopped and removed")
-			}
-		}()
+		// err is run's result (not a variable of this block): a failure to
+		// stop the database joins it.
+		defer func() { err = errors.Join(err, db.close(out)) }()
 		names := make([]string, len(need))
 		for i, sc := range need {
-			sc.Config.Set("dsn", srv.DSN())
+			sc.Config.Set("dsn", db.dsn)
 			names[i] = sc.Name
 		}
-		what := "throwaway"
-		switch {
-		case f.ephemeral:
-		case srv.Created():
-			what = "local, new database in " + srv.Dir()
-		default:
-			what = "local, data of earlier runs in " + srv.Dir()
-		}
-		fmt.Fprintf(out, "postgres: %s (%s; for %s)\n", stage.Redact(srv.DSN()), what, strings.Join(names, ", "))
+		fmt.Fprintf(out, "postgres: %s (%s; for %s)\n", stage.Redact(db.dsn), db.what, strings.Join(names, ", "))
 	}
 
 	drain := cfg.Drain
@@ -157,14 +141,21 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if err != nil {
 		return reportConfigErrors(errw, err)
 	}
+	started := false
 	err = p.RunWithSignals(ctx, pipeline.SignalOptions{
 		Signals: sig,
-		Started: func() { printRunning(out, p, cfg) },
+		Started: func() { started = true; printRunning(out, p, cfg) },
 		Draining: func(s os.Signal) {
 			fmt.Fprintf(out, "%s: draining (up to %s; send another signal to stop at once)\n", s, drain)
 		},
 		Forcing: func(s os.Signal) { fmt.Fprintf(out, "%s: stopping at once\n", s) },
 	})
+	if err != nil && !started {
+		// A failure to start: its cause comes first, before what stopping
+		// the local database prints.
+		fmt.Fprintln(errw, "pipectl:", err)
+		return &exitError{code: 1}
+	}
 	if err != nil {
 		return err
 	}
@@ -197,6 +188,81 @@ func printRunning(out io.Writer, p *pipeline.Pipeline, cfg *pipeline.Config) {
 		fmt.Fprintf(out, "  admin on http://%s/  (the dashboard; /stats, /metrics; pipectl top --addr %s)\n", a, a)
 	}
 	fmt.Fprintln(out, "  Ctrl-C drains and stops; a second Ctrl-C stops at once")
+}
+
+// localDB is the local PostgreSQL a run uses: one it started (srv), or
+// the shared one that pipectl db start runs (srv nil), which the run
+// leaves running.
+type localDB struct {
+	srv       *pgtemp.Server
+	dsn, what string
+	dir       string
+	ephemeral bool
+	keep      bool
+}
+
+// openLocalDB gives a run its local PostgreSQL. With f.ephemeral, a
+// throwaway server. Otherwise the shared server on f.dataDir when one runs
+// (pipectl db start), else a server of the run's own there, stopped when
+// the run ends. A signal on sig cancels a start.
+func openLocalDB(ctx context.Context, sig <-chan os.Signal, f runFlags, out io.Writer) (*localDB, error) {
+	if !f.ephemeral {
+		in, err := pgtemp.Inspect(f.dataDir, "")
+		if err != nil {
+			return nil, err
+		}
+		if in.Running && in.Owner == "" {
+			return sharedDB(in), nil
+		}
+	}
+	srv, err := startLocalDB(ctx, sig, f, out)
+	if errors.Is(err, pgtemp.ErrRunning) {
+		// pipectl db start won the race for the directory: use its server.
+		if in, ierr := pgtemp.Inspect(f.dataDir, ""); ierr == nil && in.Running && in.Owner == "" {
+			return sharedDB(in), nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	db := &localDB{srv: srv, dsn: srv.DSN(), dir: srv.Dir(), ephemeral: f.ephemeral, keep: f.keepDB, what: "throwaway"}
+	switch {
+	case f.ephemeral:
+	case srv.Created():
+		db.what = "local, new database in " + srv.Dir() + ", stopped when this run ends"
+	default:
+		db.what = "local, data of earlier runs in " + srv.Dir() + ", stopped when this run ends"
+	}
+	if p := srv.PreviousPort(); p != 0 {
+		fmt.Fprintf(out, "postgres: port %d is taken by another program; moved to %d (stored for the next runs)\n", p, srv.Port())
+	}
+	return db, nil
+}
+
+func sharedDB(in pgtemp.Info) *localDB {
+	return &localDB{dsn: in.DSN, dir: in.Path,
+		what: "shared: pipectl db start's server in " + in.Path + ", left running when this run ends"}
+}
+
+// close stops the server the run started, and says what became of it.
+func (db *localDB) close(out io.Writer) error {
+	if db.srv == nil {
+		fmt.Fprintln(out, "postgres: left as it is (the shared server; pipectl db stop stops it)")
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	switch err := db.srv.Remove(rctx); {
+	case err != nil:
+		return fmt.Errorf("stop the local PostgreSQL: %w", err)
+	case !db.ephemeral:
+		fmt.Fprintf(out, "postgres: stopped; data kept in %s (pipectl psql opens it)\n", db.dir)
+	case db.keep:
+		fmt.Fprintf(out, "postgres: stopped; data kept in %s\n", db.srv.DataDir())
+	default:
+		fmt.Fprintln(out, "postgres: stopped and removed")
+	}
+	return nil
 }
 
 // startLocalDB starts the one local PostgreSQL of a run, in f.dataDir or,
@@ -235,7 +301,8 @@ func startLocalDB(ctx context.Context, sig <-chan os.Signal, f runFlags, out io.
 			"set DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/DBNAME", err)
 	case errors.Is(err, pgtemp.ErrInUse):
 		return nil, fmt.Errorf("the local PostgreSQL's data directory is taken: %w\n"+
-			"only one run at a time may use it: stop the other run, or give this one its own --data-dir (or --ephemeral)", err)
+			"only one run at a time may own it: stop the other run, or give this one its own --data-dir (or --ephemeral); "+
+			"for runs that share one database, start it on its own with pipectl db start, and every run uses it", err)
 	case err != nil:
 		return nil, fmt.Errorf("start %s: %w", what, err)
 	}

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -219,6 +221,18 @@ func TestRunKeepsData(t *testing.T) {
 		t.Errorf("a second run on %s: %v\n%s\nwant a refusal that names the directory", dataDir, err, out)
 	}
 
+	// The run owns its server: db start and db stop leave it alone and
+	// say who owns it.
+	for _, verb := range []string{"start", "stop"} {
+		code, out, errOut := runCLI(t, "db", verb, "--data-dir", dataDir)
+		if code == 0 || !strings.Contains(errOut, "pid "+strconv.Itoa(p.cmd.Process.Pid)) {
+			t.Errorf("db %s on a run's server: exit %d\n%s%s\nwant a refusal naming the run", verb, code, out, errOut)
+		}
+	}
+	if code, out, _ := runCLI(t, "db", "status", "--data-dir", dataDir); code != 0 || !strings.Contains(out, "owned by pid") {
+		t.Errorf("db status on a run's server: exit %d\n%s", code, out)
+	}
+
 	psql := func(what string) {
 		t.Helper()
 		c := exec.CommandContext(ctx, bin, "psql", "--", "-tAc", "SELECT count(*) FROM events")
@@ -237,5 +251,37 @@ func TestRunKeepsData(t *testing.T) {
 	psql("after the run")
 	if _, err := os.Stat(filepath.Join(dataDir, "data", "PG_VERSION")); err != nil {
 		t.Errorf("the data directory is gone: %v", err)
+	}
+}
+
+// TestRunStartFailureCauseFirst runs pipeline.yaml with its listen port
+// taken: pipectl run exits 1, says why (the port in use) before what it
+// does after, and says nothing of a drain, which there was none of.
+func TestRunStartFailureCauseFirst(t *testing.T) {
+	bin := gobuild.ForTest(t, gobuild.Options{Race: raceBuild})
+	file, dataAddr, _ := pipelineFile(t)
+	l, err := net.Listen("tcp", dataAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cmd := exec.Command(bin, "run", "-f", file, "--ephemeral")
+	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out // as 2>&1 has them
+	err = cmd.Run()
+	all := out.String()
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("pipectl run with its port taken: %v, want exit status 1\n%s", err, all)
+	}
+	cause := strings.Index(all, "pipectl: stage \"accept\": start:")
+	stopped := strings.Index(all, "postgres: stopped and removed")
+	if cause < 0 || !strings.Contains(all[cause:], "address already in use") || stopped < cause {
+		t.Errorf("want the cause (address already in use) as pipectl's first report, before the database stops:\n%s", all)
+	}
+	for _, no := range []string{"drain", "forced"} {
+		if strings.Contains(strings.ToLower(all), no) {
+			t.Errorf("the output speaks of %q after a failed start:\n%s", no, all)
+		}
 	}
 }

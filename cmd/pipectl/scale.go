@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stats"
 )
@@ -57,7 +58,9 @@ func newScaleCmd() *cobra.Command {
 		Short: "Resize a stage of a running pipeline",
 		Long: `Scale resizes a stage of a running pipeline through its admin endpoint
 (POST /stages/STAGE/scale): its pool (--workers), its run slots
-(--concurrency) and its batch size (--batch). A number pins the knob;
+(--concurrency) and its batch size (--batch): the knobs that top and
+stats show as auto or pinned (a source's pool, shown as fixed, is sized
+once at start). A number pins the knob;
 auto hands it back to its controller, which goes on from where it is.
 Nothing running is interrupted: workers retired finish the batch they
 hold, and a lower concurrency takes effect as running workers come back
@@ -117,7 +120,13 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 		return stats.Stage{}, fmt.Errorf("scale %s: %w", name, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return stats.Stage{}, fmt.Errorf("scale %s: %s: %s", name, resp.Status, strings.TrimSpace(string(b)))
+		msg := strings.TrimSpace(string(b))
+		if resp.StatusCode == http.StatusConflict && strings.Contains(msg, engine.ErrNotResizable.Error()) {
+			// What top shows as fixed (a source's pool) or inline.
+			msg += "\n(an inline stage runs in its upstream stage's workers; a source's own pool, which top and stats " +
+				"show as fixed, is sized once when it starts: set its workers and concurrency in the pipeline file)"
+		}
+		return stats.Stage{}, fmt.Errorf("scale %s: %s: %s", name, resp.Status, msg)
 	}
 	var st stats.Stage
 	if err := json.Unmarshal(b, &st); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stats"
 )
 
@@ -65,5 +66,18 @@ func TestScale(t *testing.T) {
 		if code == 0 || !strings.Contains(errOut, c.says) {
 			t.Errorf("%v: exit %d, stderr %q; want a failure saying %q", c.args, code, errOut, c.says)
 		}
+	}
+}
+
+// A stage that cannot be resized (a source's fixed pool) is refused with
+// the runtime's reason and what to do instead.
+func TestScaleFixedPool(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `stage "accept": `+engine.ErrNotResizable.Error(), http.StatusConflict)
+	}))
+	defer srv.Close()
+	code, _, errOut := runCLI(t, "scale", "accept", "--addr", srv.URL, "--workers", "8")
+	if code == 0 || !strings.Contains(errOut, "409 Conflict") || !strings.Contains(errOut, "show as fixed") {
+		t.Errorf("scale of a fixed pool: exit %d, %q; want a refusal that says the pool is fixed", code, errOut)
 	}
 }

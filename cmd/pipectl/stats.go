@@ -231,22 +231,27 @@ func queueCell(st stats.Stage) string {
 }
 
 // poolCell is running/workers, and whether the pool controller sizes the
-// pool (auto) or it is pinned: "1/8 auto".
+// pool (auto), it is pinned (pipectl scale changes it), or it is fixed: a
+// source's own pool (netio.tcp's), sized once when it starts, which
+// nothing resizes while it runs: "1/8 auto", "0/2 fixed".
 func poolCell(st stats.Stage) string {
-	if st.Inline || st.Pool.Workers == 0 {
+	switch {
+	case st.Remote:
+		return "remote" // its workers run in other processes
+	case st.Inline || st.Pool.Workers == 0:
 		return "-"
 	}
 	c := fmt.Sprintf("%d/%d", st.Pool.Running, st.Pool.Workers)
-	if st.Control != nil {
-		c += knobMode(st.Control.Workers)
+	if st.Control == nil || st.Control.Workers == nil {
+		return c + " fixed"
 	}
-	return c
+	return c + knobMode(st.Control.Workers)
 }
 
 // batchCell is the batch size now and whether the batching controller
 // sizes it: "1024 auto", "200 pinned"; "-" for a stage without a pool.
 func batchCell(st stats.Stage) string {
-	if st.Control == nil || st.Control.Batch == nil {
+	if st.Remote || st.Control == nil || st.Control.Batch == nil {
 		return "-"
 	}
 	return strconv.Itoa(st.Control.Batch.Now) + knobMode(st.Control.Batch)
@@ -283,7 +288,7 @@ func admissionLines(s *snapshot) []string {
 }
 
 func poolNum(st stats.Stage, n int) string {
-	if st.Inline || st.Pool.Workers == 0 {
+	if st.Remote || st.Inline || st.Pool.Workers == 0 {
 		return "-"
 	}
 	return strconv.Itoa(n)

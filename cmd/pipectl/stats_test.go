@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 func readSnapshot(t *testing.T, name string) *snapshot {
@@ -141,6 +143,30 @@ func TestHumanFigures(t *testing.T) {
 	}{{0, "-"}, {0.05, "50µs"}, {2.1, "2.10ms"}, {12.34, "12.3ms"}, {1250, "1.25s"}} {
 		if got := msCell(c.ms); got != c.want {
 			t.Errorf("msCell(%v) = %q, want %q", c.ms, got, c.want)
+		}
+	}
+}
+
+// TestPoolCells checks what RUN/WORKERS, BLOCKED and BATCH say of each
+// sort of pool: auto or pinned for a stage that pipectl scale resizes,
+// fixed for a source's own pool, remote (and no phantom workers or
+// blocked) for a stage whose workers run in other processes.
+func TestPoolCells(t *testing.T) {
+	auto := &stats.Control{Workers: &stats.Knob{Now: 2, Auto: true, Min: 2, Max: 16},
+		Batch: &stats.Knob{Now: 512, Auto: true, Min: 1, Max: 4096}}
+	for _, c := range []struct {
+		name                 string
+		st                   stats.Stage
+		pool, blocked, batch string
+	}{
+		{"handler", stats.Stage{Pool: stats.Pool{Workers: 2, Running: 1, Blocked: 1}, Control: auto}, "1/2 auto", "1", "512 auto"},
+		{"source", stats.Stage{Pool: stats.Pool{Workers: 4, Running: 2}}, "2/4 fixed", "0", "-"},
+		{"source under admission", stats.Stage{Pool: stats.Pool{Workers: 4}, Control: &stats.Control{Admission: &stats.Admission{}}}, "0/4 fixed", "0", "-"},
+		{"remote", stats.Stage{Remote: true, Pool: stats.Pool{Workers: 8, Blocked: 8}, Control: auto}, "remote", "-", "-"},
+		{"inline", stats.Stage{Inline: true}, "-", "-", "-"},
+	} {
+		if p, b, bt := poolCell(c.st), poolNum(c.st, c.st.Pool.Blocked), batchCell(c.st); p != c.pool || b != c.blocked || bt != c.batch {
+			t.Errorf("%s: RUN/WORKERS %q, BLOCKED %q, BATCH %q; want %q, %q, %q", c.name, p, b, bt, c.pool, c.blocked, c.batch)
 		}
 	}
 }

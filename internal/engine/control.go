@@ -139,10 +139,13 @@ type knob struct {
 }
 
 // pin makes the knob pinned at n (n > 0) or hands it back to its
-// controller (n == 0), which goes on from where the knob is.
+// controller (n == 0), which goes on from where the knob is, brought into
+// the controller's range: a pool pinned at 1 below its floor of 2 (its
+// run slots) is 2 once auto, not "1 (auto, 2 to 16)".
 func (k *knob) pin(n int) {
 	if n == 0 {
 		k.auto = true
+		k.now = min(max(k.now, k.floor), max(k.ceiling, k.floor))
 		k.up = hold{backoff: holdFirst}
 		k.down = hold{backoff: holdFirst}
 		return

@@ -314,3 +314,36 @@ func TestAdmissionSeesDeeperQueue(t *testing.T) {
 	pl.CloseQueue()
 	stl.CloseQueue()
 }
+
+// A knob handed back to its controller comes back into the controller's
+// range: a pool pinned below its floor (its run slots) grows to the
+// floor, and a batch pinned above its ceiling shrinks to it, at once.
+func TestHandBackIntoRange(t *testing.T) {
+	g := newGate()
+	s, l := NewHandlerStage(stage.Settings{Name: "db", Workers: 1, Concurrency: 2, Capacity: 64}, g, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(g.release)
+		l.CloseQueue()
+		l.Wait()
+	}()
+	if err := l.SetBatch(1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWorkers(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetBatch(0); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	w, b := st.Control.Workers, st.Control.Batch
+	if !w.Auto || w.Now != w.Min || st.Pool.Workers != w.Min || w.Min != 2 {
+		t.Errorf("workers pinned at 1, then auto: pool %d, knob %+v; want auto at its floor, 2", st.Pool.Workers, *w)
+	}
+	if !b.Auto || b.Now != b.Max || b.Max != 64 {
+		t.Errorf("batch pinned at 1000, then auto: %+v; want auto at its ceiling, 64", *b)
+	}
+}

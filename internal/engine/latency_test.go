@@ -19,3 +19,27 @@ func TestLatencyQuantiles(t *testing.T) {
 		}
 	}
 }
+
+// Two stages whose latencies differ by a few percent (a source's read to
+// finish, and its sink's queue wait plus handling, inside it) get
+// different quantiles: buckets fine enough, and interpolated within.
+func TestLatencyQuantilesTellCloseStagesApart(t *testing.T) {
+	var sink, source latency
+	sink.init()
+	source.init()
+	for i := range int64(1000) {
+		ns := 10_000_000 + i*20_000 // 10 ms to 30 ms
+		sink.observe(ns)
+		source.observe(ns + 500_000) // half a millisecond more
+	}
+	a, b := sink.quantiles(0.5, 0.99), source.quantiles(0.5, 0.99)
+	for i, q := range []string{"p50", "p99"} {
+		if !(b[i] > a[i]) {
+			t.Errorf("%s: sink %.3f ms, source %.3f ms; want the source's above the sink's", q, a[i], b[i])
+		}
+		want := []float64{20.5, 30.3}[i]
+		if d := b[i]/want - 1; d < -0.03 || d > 0.03 {
+			t.Errorf("source %s %.3f ms, want within 3%% of %.1f", q, b[i], want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/stagedserver/seda/internal/wire"
@@ -93,9 +94,22 @@ type Result struct {
 	Timeline []uint64
 	// Seconds is the run second by second, with Config.PerSecond.
 	Seconds []Second
+	// Conns is how many connections the run made.
+	Conns int
 	// Errors are the failures of connections (at most one each).
 	Errors []error
+	// Refused counts the connections the server refused (their errors
+	// wrap ErrRefused). Refusals counts those it answered with `nack 0
+	// REASON` first, by reason; the others were closed before any reply.
+	Refused  int
+	Refusals map[string]int
 }
+
+// ErrRefused is wrapped by the error of a connection the server refused:
+// it answered `nack 0 REASON` (netio.tcp at max_conns: "too many
+// connections"), or it closed the connection before any reply, which is
+// how a server refuses one it has no room to answer.
+var ErrRefused = errors.New("refused by the server")
 
 // Nack is a nack a connection received.
 type Nack struct {
@@ -266,7 +280,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	close(stopTimeline)
 	tlWG.Wait()
 
-	res := &Result{Nacks: map[string]uint64{}, Timeline: timeline}
+	res := &Result{Conns: len(conns), Nacks: map[string]uint64{}, Refusals: map[string]int{}, Timeline: timeline}
 	if cfg.PerSecond {
 		res.Seconds = ps.seconds(timeline)
 	}
@@ -287,6 +301,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.AckedIDs = append(res.AckedIDs, c.ids...)
 		if c.err != nil {
 			res.Errors = append(res.Errors, fmt.Errorf("conn %d: %w", c.idx, c.err))
+		}
+		if errors.Is(c.err, ErrRefused) {
+			res.Refused++
+			if c.refusal != "" {
+				res.Refusals[c.refusal]++
+			}
 		}
 		if c.lastReply.After(last) {
 			last = c.lastReply
@@ -330,6 +350,8 @@ type conn struct {
 	lat       Histogram
 	ids       []int64
 	lastReply time.Time
+	replied   bool   // any reply came: an ack or a nack
+	refusal   string // the reason of a `nack 0`: the server refused the connection
 	err       error
 
 	// With Config.PerSecond: the latencies of the current second, merged
@@ -419,6 +441,20 @@ func (c *conn) run(ctx context.Context) {
 		}
 	}
 	c.err = errors.Join(werr, rerr)
+	switch {
+	case c.refusal != "":
+		c.err = fmt.Errorf("%w: nack 0 %s", ErrRefused, c.refusal)
+	case c.err != nil && !c.replied && ClosedByServer(c.err):
+		c.err = fmt.Errorf("%w: closed before any reply (%w)", ErrRefused, c.err)
+	}
+}
+
+// ClosedByServer reports whether a connection's error is the server
+// closing it (end of file, a reset, a broken pipe) rather than something
+// about this client.
+func ClosedByServer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // waitAcks waits until every record sent is answered, the connection ends,
@@ -518,12 +554,16 @@ func sleep(ctx context.Context, d time.Duration) {
 func (c *conn) reply(r wire.Reply) {
 	now := time.Now()
 	c.lastReply = now
+	c.replied = true
 	if r.Nack && len(c.first) < MaxFirstNacks {
 		c.first = append(c.first, Nack{Conn: c.idx, Record: r.N, Through: r.Through, Reason: r.Reason})
 	}
 	if r.Nack {
 		if r.N == 0 {
 			c.nacks[r.Reason]++
+			if c.refusal == "" {
+				c.refusal = r.Reason
+			}
 			return
 		}
 		k := r.Records() // a range nack refuses many

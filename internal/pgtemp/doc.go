@@ -13,7 +13,7 @@
 //	if err != nil {
 //		return err
 //	}
-//	defer srv.Remove(context.Background())
+//	defer srv.Remove(context.Background()) // the one way to end it
 //	conn, err := pgx.Connect(ctx, srv.DSN())
 //
 // # Binaries
@@ -37,18 +37,22 @@
 // With Options.Path, Start uses that directory itself rather than a fresh
 // temporary one, and the database outlives the process: this is what
 // `pipectl run` starts when a db stage has no DSN. The directory holds
-// data/ (PGDATA), postgres.log, sock/ and pgtemp.lock. Start creates it if
-// missing, runs initdb only if there is no data directory yet (Created
-// reports which), and otherwise starts the server on the data that is
-// there, with the binaries of the PostgreSQL version that made it when
-// they are installed. Remove never deletes such a directory.
+// data/ (PGDATA), postgres.log, sock/, port and pgtemp.lock. Start creates
+// it if missing, runs initdb only if there is no data directory yet
+// (Created reports which), and otherwise starts the server on the data
+// that is there, with the binaries of the PostgreSQL version that made it
+// when they are installed. The server's port is stored in the file port
+// and taken again by the next start, so that a DSN stays valid across
+// runs; only when another program listens on it does the server move to
+// a free port (PreviousPort reports the move). Remove never deletes such a
+// directory.
 //
-// Start takes an exclusive lock (flock) on pgtemp.lock, held until Stop
+// Start takes an exclusive lock (flock) on pgtemp.lock, held until Remove
 // and shared with the watchdog, so a second server on the same directory
 // fails at once with an error wrapping ErrInUse that names the holder. A
-// server that something else started on the data directory is refused,
-// never stopped. RunningDSN finds the server that runs on a directory, for
-// a client such as psql.
+// server that no process owns on the data directory is refused
+// (ErrRunning), never stopped. RunningDSN finds the server that runs on a
+// directory, for a client such as psql.
 //
 // As root, the server's OS user must be able to pass through every
 // directory above Path: /root and directories made by mktemp or
@@ -57,22 +61,33 @@
 // no listing, no reading) on each such directory and reports them through
 // Granted; without it Start fails and names the directory.
 //
+// # Detached servers
+//
+// StartDetached starts the server of an Options.Path directory with no
+// owner: no watchdog, and the lock released once it runs. It runs until
+// StopDetached, whatever becomes of the processes that use it: this is
+// `pipectl db start`, the database that several pipeline processes share.
+// Inspect tells a directory's state: running or not, the port, and the
+// process that owns the server if one does.
+//
 // # Lifetime
 //
-// A Server is running, stopped or closed. StopServer and Kill stop the
-// server and keep its data directory and port, so that StartServer (or
-// Restart) brings the same database back: this is how tests exercise a
-// database going away mid-run. Stop ends the server for good; Remove stops it
-// and deletes the directory unless Options.Keep is set. Stop and Remove are
-// idempotent.
+// A Server is running, stopped or closed. StopServer and Kill make an
+// outage, for tests: they stop the server and keep its data directory and
+// port, so that StartServer (or Restart) brings the same database back. A
+// Server ends one way: Remove stops it for good and deletes its directory
+// unless Options.Keep is set; it is idempotent. Every stop is the same
+// procedure: pg_ctl stop in the mode asked (fast; immediate for Kill, as
+// a crash would), and when that fails an immediate stop, and at last
+// SIGKILL of the postmaster.
 //
 // The server must not outlive the process that started it even when that
 // process dies without calling Remove (a panicking test, a test timeout, a
 // SIGKILL). Start therefore also starts a small watchdog shell that holds
 // the read end of a pipe from this process: when the pipe closes without
-// the "all done" line that Stop writes, the watchdog stops the server with
+// the line that Remove writes, the watchdog stops the server with
 // `pg_ctl stop -m immediate` and deletes the directory (unless Keep or
-// Path). The
-// watchdog is a child process, not a goroutine, so nothing of it is left
-// for goleak to see.
+// Path). The watchdog is a child process, not a goroutine, so nothing of
+// it is left for goleak to see. A detached server has none: nothing ends
+// it but StopDetached.
 package pgtemp

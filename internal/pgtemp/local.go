@@ -1,27 +1,44 @@
+// This file is a local database's directory (Options.Path): its lock, its
+// stored port, and finding the server that runs on it.
+
 package pgtemp
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrInUse is wrapped by the error Start returns when Options.Path is
-// locked by another server, running or being stopped.
+// locked by another server, running or being stopped, and by the error
+// StartDetached and StopDetached return when a process owns the server
+// there.
 var ErrInUse = errors.New("in use by another server")
+
+// ErrRunning is wrapped by the error Start returns when a server that no
+// process owns (StartDetached's, or one started by hand) already runs on
+// Options.Path: use it (Inspect gives its DSN), or stop it first.
+var ErrRunning = errors.New("a PostgreSQL server already runs on it")
 
 // lockName is the lock file in an Options.Path directory. It holds the
 // process ID and command line of the holder, for the error a second
 // Start reports.
 const lockName = "pgtemp.lock"
+
+// portName is the file in an Options.Path directory that keeps the port
+// its server listens on, so that the next start takes it again.
+const portName = "port"
+
+// lockWait is how long taking a directory's lock waits for a holder that
+// is only looking (Inspect holds it for a moment).
+const lockWait = time.Second
 
 // openPath makes and locks the directory of Options.Path, and makes it
 // reachable by the server's OS user. On failure nothing stays locked.
@@ -31,39 +48,27 @@ func (s *Server) openPath(ctx context.Context) (err error) {
 		return err
 	}
 	s.dir = dir
+	s.setPaths()
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if s.lock, err = lockDir(dir); err != nil {
+	if s.lock, err = lockDir(ctx, dir); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			_ = s.lock.Close()
-			s.lock = nil
+			_ = s.unlock()
 		}
 	}()
-	data := filepath.Join(dir, "data")
-	reuse, err := hasDataDir(data)
+	reuse, err := hasDataDir(s.dataDir)
 	if err != nil {
 		return err
 	}
-	// A server this package did not start (the lock is ours): never
-	// touch it.
-	if pid := livePostmaster(data); pid > 0 {
-		return fmt.Errorf("%s: a PostgreSQL server (pid %d) already runs on it, started by something else: stop it first", data, pid)
-	}
-	if reuse && s.opts.BinDir == "" {
-		// The binaries of the version that made the data directory, when
-		// they are installed; otherwise PostgreSQL says what is wrong.
-		if v, err := os.ReadFile(filepath.Join(data, "PG_VERSION")); err == nil {
-			if d := filepath.Join("/usr/lib/postgresql", strings.TrimSpace(string(v)), "bin"); hasTools(d) {
-				s.bin = d
-			}
-		}
+	if reuse {
+		s.binForData()
 	}
 	if s.cred == nil {
 		return nil
@@ -76,30 +81,96 @@ func (s *Server) openPath(ctx context.Context) (err error) {
 	return os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid))
 }
 
-// lockDir takes the lock of dir without waiting.
-func lockDir(dir string) (*os.File, error) {
+// binForData takes the binaries of the PostgreSQL version that made the
+// data directory, when they are installed and Options.BinDir is not set;
+// otherwise PostgreSQL says what is wrong.
+func (s *Server) binForData() {
+	if s.opts.BinDir != "" {
+		return
+	}
+	if v, err := os.ReadFile(filepath.Join(s.dataDir, "PG_VERSION")); err == nil {
+		if d := filepath.Join("/usr/lib/postgresql", strings.TrimSpace(string(v)), "bin"); hasTools(d) {
+			s.bin = d
+		}
+	}
+}
+
+// unlock releases the directory's lock, if s holds it (the watchdog may
+// hold it on until it exits).
+func (s *Server) unlock() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	return err
+}
+
+// lockDir takes the lock of dir, waiting up to lockWait for a holder that
+// may only be looking, and writes this process into it.
+func lockDir(ctx context.Context, dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if err := tryLock(f); err != nil {
-		holder, _ := os.ReadFile(f.Name())
+	deadline := time.Now().Add(lockWait)
+	for {
+		err = tryLock(f, true)
+		if !errors.Is(err, errLocked) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
 		f.Close()
 		if errors.Is(err, errLocked) {
-			who := strings.TrimSpace(string(holder))
-			if who == "" {
-				who = "unknown process"
-			}
-			return nil, fmt.Errorf("%s is %w (%s)", dir, ErrInUse, who)
+			return nil, fmt.Errorf("%s is %w (%s)", dir, ErrInUse, holder(dir))
 		}
 		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 	}
 	cmdline, _ := os.ReadFile("/proc/self/cmdline")
-	holder := fmt.Sprintf("pid %d: %s", os.Getpid(), strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))))
+	who := fmt.Sprintf("pid %d: %s", os.Getpid(), strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))))
 	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(holder+"\n"), 0)
+		_, _ = f.WriteAt([]byte(who+"\n"), 0)
 	}
 	return f, nil
+}
+
+// holder is what dir's lock file says of the process that holds it.
+func holder(dir string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, lockName))
+	if who := strings.TrimSpace(string(b)); who != "" {
+		return who
+	}
+	return "unknown process"
+}
+
+// readPort returns the port stored in dir, or 0.
+func readPort(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, portName))
+	if err != nil {
+		return 0
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || p <= 0 || p > 65535 {
+		return 0
+	}
+	return p
+}
+
+// writePort stores port in dir, for the next start.
+func writePort(dir string, port int) error {
+	if readPort(dir) == port {
+		return nil
+	}
+	tmp := filepath.Join(dir, portName+".new")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(port)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("store the port: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, portName)); err != nil {
+		return fmt.Errorf("store the port: %w", err)
+	}
+	return nil
 }
 
 // hasDataDir reports whether dir is a PostgreSQL data directory; a
@@ -121,156 +192,6 @@ func hasDataDir(dir string) (bool, error) {
 	return false, nil
 }
 
-// reach makes sure the server's OS user can pass through every directory
-// above dir: with Options.GrantSearch by adding an ACL entry that gives
-// that user (only) search permission where it lacks it, otherwise by
-// failing with an error that names the first such directory.
-func (s *Server) reach(ctx context.Context, dir string) error {
-	var above []string
-	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
-		above = append([]string{d}, above...)
-		if d == filepath.Dir(d) {
-			break
-		}
-	}
-	for range above {
-		blocked, err := s.firstBlocked(ctx, above)
-		if err != nil || blocked == "" {
-			return err
-		}
-		if !s.opts.GrantSearch {
-			return fmt.Errorf("PostgreSQL runs as OS user %q here (this process is root), and %s is not searchable by it: "+
-				"use a directory it can reach, or give it search permission (setfacl -m u:%s:x %s)",
-				s.osUser, blocked, s.osUser, blocked)
-		}
-		if err := grantSearch(blocked, s.cred.Uid); err != nil {
-			return fmt.Errorf("PostgreSQL runs as OS user %q here (this process is root), and %s is not searchable by it; "+
-				"giving it search permission failed: %w (chmod o+x %s would do)", s.osUser, blocked, err, blocked)
-		}
-		s.granted = append(s.granted, blocked)
-	}
-	return nil
-}
-
-// firstBlocked returns the first of dirs (outermost first) that the
-// server's OS user cannot search, or "". It asks a shell running as that
-// user, which applies the kernel's own rules (mode bits, ACLs, groups).
-func (s *Server) firstBlocked(ctx context.Context, dirs []string) (string, error) {
-	const script = `for d; do [ -x "$d" ] || { printf '%s\n' "$d"; exit 0; }; done`
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh"}, dirs...)...)
-	cmd.Dir = "/"
-	cmd.Env = s.env
-	cmd.SysProcAttr = procAttr(s.cred, false)
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("check that OS user %q can reach %s: %w", s.osUser, dirs[len(dirs)-1], err)
-	}
-	return strings.TrimSuffix(string(out), "\n"), nil
-}
-
-// POSIX ACLs as Linux stores them in the system.posix_acl_access
-// attribute (linux/posix_acl_xattr.h): a version, then entries of tag,
-// permissions and id, sorted by tag and then id.
-const (
-	aclVersion  = 2
-	aclUserObj  = 0x01
-	aclUser     = 0x02
-	aclGroupObj = 0x04
-	aclGroup    = 0x08
-	aclMask     = 0x10
-	aclOther    = 0x20
-	aclNoID     = 0xffffffff
-	aclXattr    = "system.posix_acl_access"
-)
-
-type aclEntry struct {
-	tag, perm uint16
-	id        uint32
-}
-
-// grantSearch adds search permission for uid to dir's access ACL, as
-// `setfacl -m u:UID:x` would (the mask is recomputed as setfacl does).
-func grantSearch(dir string, uid uint32) error {
-	entries, err := readACL(dir)
-	if err != nil {
-		return err
-	}
-	found := false
-	for i := range entries {
-		if entries[i].tag == aclUser && entries[i].id == uid {
-			entries[i].perm |= 1
-			found = true
-		}
-	}
-	if !found {
-		entries = append(entries, aclEntry{tag: aclUser, perm: 1, id: uid})
-	}
-	var mask uint16
-	kept := entries[:0]
-	for _, e := range entries {
-		switch e.tag {
-		case aclMask:
-			continue
-		case aclUser, aclGroupObj, aclGroup:
-			mask |= e.perm
-		}
-		kept = append(kept, e)
-	}
-	entries = append(kept, aclEntry{tag: aclMask, perm: mask, id: aclNoID})
-	// Sorted by tag, then id: the kernel refuses any other order.
-	for i := 1; i < len(entries); i++ {
-		for j := i; j > 0 && (entries[j].tag < entries[j-1].tag ||
-			entries[j].tag == entries[j-1].tag && entries[j].id < entries[j-1].id); j-- {
-			entries[j], entries[j-1] = entries[j-1], entries[j]
-		}
-	}
-	buf := binary.LittleEndian.AppendUint32(nil, aclVersion)
-	for _, e := range entries {
-		buf = binary.LittleEndian.AppendUint16(buf, e.tag)
-		buf = binary.LittleEndian.AppendUint16(buf, e.perm)
-		buf = binary.LittleEndian.AppendUint32(buf, e.id)
-	}
-	if err := setXattr(dir, aclXattr, buf); err != nil {
-		return fmt.Errorf("set ACL of %s: %w", dir, err)
-	}
-	return nil
-}
-
-// readACL returns dir's access ACL, made from its mode bits when it has
-// none.
-func readACL(dir string) ([]aclEntry, error) {
-	buf := make([]byte, 4096)
-	n, err := getXattr(dir, aclXattr, buf)
-	if errors.Is(err, errNoXattr) {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return nil, fmt.Errorf("stat %s: %w", dir, err)
-		}
-		mode := uint16(fi.Mode().Perm())
-		return []aclEntry{
-			{tag: aclUserObj, perm: mode >> 6 & 7, id: aclNoID},
-			{tag: aclGroupObj, perm: mode >> 3 & 7, id: aclNoID},
-			{tag: aclOther, perm: mode & 7, id: aclNoID},
-		}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read ACL of %s: %w", dir, err)
-	}
-	b := buf[:n]
-	if len(b) < 4 || binary.LittleEndian.Uint32(b) != aclVersion || (len(b)-4)%8 != 0 {
-		return nil, fmt.Errorf("read ACL of %s: unknown format", dir)
-	}
-	var entries []aclEntry
-	for b = b[4:]; len(b) > 0; b = b[8:] {
-		entries = append(entries, aclEntry{
-			tag:  binary.LittleEndian.Uint16(b),
-			perm: binary.LittleEndian.Uint16(b[2:]),
-			id:   binary.LittleEndian.Uint32(b[4:]),
-		})
-	}
-	return entries, nil
-}
-
 // Created reports whether Start made a new data directory (always, without
 // Options.Path); false means the data of an earlier run is reused.
 func (s *Server) Created() bool { return s.created || s.opts.Path == "" }
@@ -278,6 +199,11 @@ func (s *Server) Created() bool { return s.created || s.opts.Path == "" }
 // Granted returns the directories that Start gave the server's OS user
 // search permission on (Options.GrantSearch).
 func (s *Server) Granted() []string { return s.granted }
+
+// PreviousPort returns, with Options.Path, the port stored there that
+// Start could not take again because another program listens on it (the
+// server then took a free one, now stored instead); 0 otherwise.
+func (s *Server) PreviousPort() int { return s.movedFrom }
 
 // RunningDSN returns the URL of the "postgres" database of the server that
 // runs on the directory path (an Options.Path), as user, read from its
@@ -287,18 +213,28 @@ func RunningDSN(path, user string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	b, err := os.ReadFile(filepath.Join(path, "data", "postmaster.pid"))
-	if err != nil {
+	port, pid := runningPort(filepath.Join(path, "data"))
+	if pid == 0 {
 		return "", false
+	}
+	return dsn(user, port, "postgres"), true
+}
+
+// runningPort returns the port and postmaster PID of the server that
+// runs on dataDir, from its postmaster.pid; pid is 0 when none runs.
+func runningPort(dataDir string) (port, pid int) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, 0
 	}
 	// Lines: PID, data directory, start time, port, socket directory, ...
 	lines := strings.Split(string(b), "\n")
 	if len(lines) < 4 {
-		return "", false
+		return 0, 0
 	}
-	port, _ := strconv.Atoi(strings.TrimSpace(lines[3]))
-	if port <= 0 || livePostmaster(filepath.Join(path, "data")) == 0 {
-		return "", false
+	port, _ = strconv.Atoi(strings.TrimSpace(lines[3]))
+	if pid = livePostmaster(dataDir); port <= 0 || pid == 0 {
+		return 0, 0
 	}
-	return dsn(user, port, "postgres"), true
+	return port, pid
 }

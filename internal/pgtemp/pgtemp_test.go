@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stagedserver/seda/internal/pgtemp"
+	"github.com/stagedserver/seda/internal/poll"
 )
 
 func start(t *testing.T, ctx context.Context, o pgtemp.Options) *pgtemp.Server {
@@ -128,9 +129,7 @@ func TestStartRestartStop(t *testing.T) {
 	if srv.Port() != port {
 		t.Fatalf("port changed across Restart: %d, then %d", port, srv.Port())
 	}
-	if !dead(pid) {
-		t.Errorf("postmaster %d still running after Restart", pid)
-	}
+	poll.Until(t, "the old postmaster to exit after Restart", func() bool { return dead(pid) })
 	if got := query(t, ctx, srv.DSN(), "SELECT v FROM kept"); got != "before restart" {
 		t.Errorf("after Restart: %q", got)
 	}
@@ -150,27 +149,18 @@ func TestStartRestartStop(t *testing.T) {
 		t.Errorf("after Kill and StartServer: %q", got)
 	}
 
+	// Remove is the one way to end it: the server is gone, and so is
+	// its directory.
 	pid = livePID(t, srv)
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Stop(ctx); err != nil {
-		t.Errorf("second Stop: %v", err)
-	}
-	if running, err := srv.Running(ctx); err != nil || running {
-		t.Errorf("Running() after Stop = %v, %v", running, err)
-	}
-	if !gone(pid, srv.DataDir()) {
-		t.Errorf("postmaster %d still running after Stop", pid)
-	}
-	if err := srv.StartServer(ctx); !errors.Is(err, pgtemp.ErrClosed) {
-		t.Errorf("StartServer after Stop = %v, want ErrClosed", err)
-	}
-	if _, err := os.Stat(srv.DataDir()); err != nil {
-		t.Errorf("data directory gone after Stop: %v", err)
-	}
 	if err := srv.Remove(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if err := srv.Remove(ctx); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+	poll.Until(t, "the postmaster to exit after Remove", func() bool { return gone(pid, srv.DataDir()) })
+	if err := srv.StartServer(ctx); !errors.Is(err, pgtemp.ErrClosed) {
+		t.Errorf("StartServer after Remove = %v, want ErrClosed", err)
 	}
 	if _, err := os.Stat(srv.Dir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("directory left after Remove: %v", err)
@@ -242,13 +232,9 @@ func TestProcessDeath(t *testing.T) {
 	if _, err := fmt.Sscan(string(out), &pid, &dir, &dataDir); err != nil {
 		t.Fatalf("child printed %q: %v", out, err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !gone(pid, dataDir) || exists(dir) {
-		if time.Now().After(deadline) {
-			t.Fatalf("20s after its owner died: postmaster %d gone %v, %s exists %v", pid, gone(pid, dataDir), dir, exists(dir))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, fmt.Sprintf("the watchdog to stop postmaster %d and delete %s", pid, dir), func() bool {
+		return gone(pid, dataDir) && !exists(dir)
+	})
 }
 
 func orphan() {
@@ -305,7 +291,11 @@ func TestPath(t *testing.T) {
 		t.Fatalf("Remove deleted the data directory of %s", path)
 	}
 
+	port := srv.Port()
 	srv = start(t, ctx, o)
+	if srv.Port() != port || srv.PreviousPort() != 0 {
+		t.Errorf("second run on port %d (previous %d); want the stored port %d again", srv.Port(), srv.PreviousPort(), port)
+	}
 	if srv.Created() || len(srv.Granted()) != 0 {
 		t.Errorf("second run: Created %v, Granted %v; want the data reused and nothing more to grant", srv.Created(), srv.Granted())
 	}
@@ -345,4 +335,113 @@ func TestPathNotDataDir(t *testing.T) {
 	if !exists(junk) {
 		t.Error("Start deleted a file it did not make")
 	}
+}
+
+// TestPathPortTaken checks that a local database whose stored port another
+// program has taken moves to a free one, says so, and stores the new one.
+func TestPathPortTaken(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := pgtemp.Options{Path: filepath.Join(t.TempDir(), "db"), GrantSearch: true, Fast: true}
+	srv := start(t, ctx, o)
+	port := srv.Port()
+	if err := srv.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatalf("take the stored port %d: %v", port, err)
+	}
+	defer l.Close()
+	srv = start(t, ctx, o)
+	if srv.Port() == port || srv.PreviousPort() != port {
+		t.Fatalf("with port %d taken: port %d, previous %d; want a new port and %d as previous", port, srv.Port(), srv.PreviousPort(), port)
+	}
+	in, err := pgtemp.Inspect(o.Path, "")
+	if err != nil || in.Port != srv.Port() || !in.Running || in.Owner == "" {
+		t.Errorf("Inspect = %+v, %v; want running on %d and owned by this process", in, err, srv.Port())
+	}
+}
+
+// TestDetached checks a local database that no process owns: started by a
+// process that then dies of SIGKILL, it runs on; Start refuses to take it
+// over (ErrRunning) and StartDetached leaves it alone; StopDetached stops
+// it and keeps its data and port, and the next StartDetached takes the
+// port again.
+func TestDetached(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared")
+	if os.Getenv("PGTEMP_TEST_DETACH") != "" {
+		detach(os.Getenv("PGTEMP_TEST_DETACH"))
+		return
+	}
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	t.Cleanup(func() {
+		if _, err := pgtemp.StopDetached(context.Background(), path); err != nil {
+			t.Error(err)
+		}
+	})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDetached$")
+	cmd.Env = append(os.Environ(), "PGTEMP_TEST_DETACH="+path)
+	out, err := cmd.Output()
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != -1 || !strings.HasPrefix(string(out), "postgres://") {
+		t.Fatalf("the child should start the server, print its DSN and die of SIGKILL: %v\n%s", err, out)
+	}
+	dsn := strings.TrimSpace(string(out))
+
+	in, err := pgtemp.Inspect(path, "")
+	if err != nil || !in.Running || in.Owner != "" || in.DSN != dsn {
+		t.Fatalf("after its starter died: Inspect = %+v, %v; want it running, owned by no one, at %s", in, err, dsn)
+	}
+	exec1(t, ctx, dsn, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('shared')")
+
+	_, err = pgtemp.Start(ctx, pgtemp.Options{Path: path, GrantSearch: true})
+	if !errors.Is(err, pgtemp.ErrRunning) {
+		t.Errorf("Start on a detached server's directory = %v, want ErrRunning", err)
+	}
+	d, err := pgtemp.StartDetached(ctx, pgtemp.Options{Path: path, GrantSearch: true})
+	if err != nil || d.Started || d.PID != in.PID {
+		t.Errorf("StartDetached again = %+v, %v; want the running server (pid %d) left alone", d, err, in.PID)
+	}
+
+	stopped, err := pgtemp.StopDetached(ctx, path)
+	if err != nil || !stopped.Running {
+		t.Fatalf("StopDetached = %+v, %v", stopped, err)
+	}
+	// pg_ctl stop returns once postmaster.pid is gone, a moment before the
+	// process is.
+	poll.Until(t, "the postmaster to exit after StopDetached", func() bool {
+		return gone(in.PID, filepath.Join(in.Path, "data"))
+	})
+	if in, err := pgtemp.Inspect(path, ""); err != nil || in.Running || in.Port != stopped.Port || in.DSN != dsn {
+		t.Errorf("after StopDetached: Inspect = %+v, %v; want stopped with the port kept", in, err)
+	}
+	if again, err := pgtemp.StopDetached(ctx, path); err != nil || again.Running {
+		t.Errorf("a second StopDetached = %+v, %v; want nothing to stop", again, err)
+	}
+
+	d, err = pgtemp.StartDetached(ctx, pgtemp.Options{Path: path, GrantSearch: true})
+	if err != nil || !d.Started || d.Created || d.DSN != dsn {
+		t.Fatalf("StartDetached after a stop = %+v, %v; want the data and port of before (%s)", d, err, dsn)
+	}
+	if got := query(t, ctx, dsn, "SELECT v FROM kept"); got != "shared" {
+		t.Errorf("after a restart the table holds %q", got)
+	}
+}
+
+// detach is TestDetached's child: it starts the server, prints its DSN
+// and kills itself.
+func detach(path string) {
+	d, err := pgtemp.StartDetached(context.Background(), pgtemp.Options{Path: path, GrantSearch: true, Fast: true})
+	if err != nil || !d.Started || !d.Created {
+		fmt.Println("StartDetached:", d, err)
+		os.Exit(1)
+	}
+	fmt.Println(d.DSN)
+	os.Stdout.Sync()
+	p, _ := os.FindProcess(os.Getpid())
+	p.Kill()
+	select {}
 }

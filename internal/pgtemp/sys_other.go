@@ -1,5 +1,8 @@
 //go:build !unix
 
+// This file stands in for sys_unix.go where there is no Unix: Start
+// refuses to run there.
+
 package pgtemp
 
 import (
@@ -25,4 +28,4 @@ func kill(pid int) {
 
 var errLocked = errors.New("locked")
 
-func tryLock(*os.File) error { return errors.ErrUnsupported }
+func tryLock(*os.File, bool) error { return errors.ErrUnsupported }

@@ -1,5 +1,8 @@
 //go:build unix
 
+// This file is what a server needs of a Unix system: credentials, process
+// groups, signals and file locks.
+
 package pgtemp
 
 import (
@@ -28,5 +31,12 @@ func kill(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }
 // errLocked is returned by tryLock when another process holds the lock.
 var errLocked = unix.EWOULDBLOCK
 
-// tryLock takes an exclusive flock on f without waiting.
-func tryLock(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) }
+// tryLock takes a flock on f without waiting: an exclusive one, or a
+// shared one to see whether anyone holds it exclusively.
+func tryLock(f *os.File, exclusive bool) error {
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	return unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+}

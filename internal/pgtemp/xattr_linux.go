@@ -1,3 +1,6 @@
+// This file reads and writes the extended attributes that hold POSIX ACLs
+// on Linux.
+
 package pgtemp
 
 import "golang.org/x/sys/unix"

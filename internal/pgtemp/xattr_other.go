@@ -1,5 +1,7 @@
 //go:build !linux
 
+// This file stands in for xattr_linux.go: ACLs are edited on Linux only.
+
 package pgtemp
 
 import "errors"

@@ -42,6 +42,39 @@
     if (el && el.textContent !== text) el.textContent = text;
   }
 
+  // digits writes a count into a row's field as groups of three digits,
+  // each group after the first in a span that CSS sets apart: people read
+  // "1 234 567", and the text stays the number ("1234567") for scripts.
+  function digits(row, field, v) {
+    const el = row.querySelector(`[data-field="${field}"]`);
+    if (!el) return;
+    const text = Number.isFinite(v) ? String(Math.round(v)) : "0";
+    if (el.textContent === text && el.dataset.grouped === "1") return;
+    const sign = text.startsWith("-") ? "-" : "";
+    const d = text.slice(sign.length);
+    const head = d.length % 3 || 3;
+    const parts = [sign + d.slice(0, head)];
+    for (let i = head; i < d.length; i += 3) {
+      const g = document.createElement("span");
+      g.className = "g";
+      g.textContent = d.slice(i, i + 3);
+      parts.push(g);
+    }
+    el.replaceChildren(...parts);
+    el.dataset.grouped = "1";
+  }
+
+  // poolMode says how a stage's pool is sized, as pipectl top does: auto
+  // or pinned (pipectl scale changes it), fixed (a source's own pool,
+  // sized once at start), remote (its workers run in other processes).
+  function poolMode(st) {
+    if (st.remote) return "remote";
+    if (st.inline || !st.pool || !st.pool.workers) return "";
+    const w = st.control && st.control.workers;
+    if (!w) return "fixed";
+    return w.auto ? "auto" : "pinned";
+  }
+
   function perSecond(cur, old, dt) {
     if (old === undefined || dt <= 0 || cur < old) return NaN;
     return ((cur - old) * 1000) / dt;
@@ -65,19 +98,24 @@
       const o = old.get(st.name);
       const inRate = o ? perSecond(st.in, o.in, dt) : NaN;
       const outRate = o ? perSecond(st.out, o.out, dt) : NaN;
-      set(row, "depth", num(q.depth));
-      set(row, "capacity", num(q.capacity));
-      set(row, "running", num(pool.running));
-      set(row, "workers", num(pool.workers));
-      set(row, "blocked", num(pool.blocked));
-      set(row, "in", num(st.in));
-      set(row, "out", num(st.out));
+      digits(row, "depth", q.depth);
+      digits(row, "capacity", q.capacity);
+      const mode = poolMode(st);
+      set(row, "workers_mode", mode);
+      // A remote stage's workers are in other processes, and an inline
+      // stage runs in its upstream's: none of its own here.
+      const none = st.remote || st.inline;
+      set(row, "running", none ? "–" : num(pool.running));
+      set(row, "workers", none ? "–" : num(pool.workers));
+      set(row, "blocked", none ? "–" : num(pool.blocked));
+      digits(row, "in", st.in);
+      digits(row, "out", st.out);
       set(row, "in_rate", rate(inRate));
       set(row, "out_rate", rate(outRate));
       set(row, "p50", ms(st.latency_ms && st.latency_ms.p50));
       set(row, "p99", ms(st.latency_ms && st.latency_ms.p99));
-      set(row, "errors", num(st.errors));
-      set(row, "rejected", num(st.rejected));
+      digits(row, "errors", st.errors);
+      digits(row, "rejected", st.rejected);
       const f = fillOf(q);
       const bar = row.querySelector(".bar-fill");
       if (bar) {
@@ -168,10 +206,10 @@
       const src = st.source;
       const c = src.connections || {};
       set(tr, "name", st.name);
-      set(tr, "open", num((c.accepted || 0) - (c.closed || 0)));
-      set(tr, "accepted", num(c.accepted || 0));
-      set(tr, "closed", num(c.closed || 0));
-      set(tr, "refused", num(c.refused || 0));
+      digits(tr, "open", (c.accepted || 0) - (c.closed || 0));
+      digits(tr, "accepted", c.accepted || 0);
+      digits(tr, "closed", c.closed || 0);
+      digits(tr, "refused", c.refused || 0);
       const ob = o && o.source ? o.source.bytes_in : undefined;
       set(tr, "bytes_rate", human(perSecond(src.bytes_in || 0, ob, dt)));
       pairs(tr, "nacks", src.nacks);
@@ -197,9 +235,12 @@
   }
 
   function drawCharts(now) {
-    chart("chart-depth", "depth", now, (n) => !inline.has(n));
-    chart("chart-out", "out", now, () => true);
-    chart("chart-p99", "p99", now, () => true);
+    // Only the rate chart gets a robust scale: a rate's spike is the
+    // catch-up after a stall (the stall itself shows as a gap), while a
+    // peak of depth or latency is the news.
+    chart("chart-depth", "depth", now, (n) => !inline.has(n), false);
+    chart("chart-out", "out", now, () => true, true);
+    chart("chart-p99", "p99", now, () => true, false);
     const legend = document.getElementById("chart-legend");
     if (!legend.childElementCount) {
       for (const n of names) {
@@ -207,35 +248,65 @@
         k.className = "key";
         const i = document.createElement("i");
         i.style.background = color(n);
+        i.style.height = lineWidth(n) + "px";
         k.append(i, n);
         legend.appendChild(k);
       }
     }
   }
 
-  // chart draws one figure per stage over the last WINDOW_MS as lines.
-  function chart(id, key, now, wanted) {
+  // lineWidth is a stage's line width in the charts: wider for the stages
+  // drawn first, so that a line drawn later over the same points (parse's
+  // rate is accept's, store's p99 near accept's) leaves the one below it
+  // showing on both sides.
+  function lineWidth(n) {
+    return 1.5 + 1.25 * Math.min(names.length - 1 - names.indexOf(n), 4);
+  }
+
+  // scale returns a chart's top for its values, and the peak left above
+  // it (0 when none is). The top is the largest value, unless the few
+  // largest (2%, at least two: a second is two polls) stand more than
+  // twice as high as the rest, as one catch-up second after a stall, or
+  // the backlog of a load's first second, does: the top is then the rest's
+  // largest with a quarter more, the peak is drawn cut at the top, and the
+  // chart says how high it went. So one spike does not flatten the rest.
+  function scale(vals) {
+    if (!vals.length) return { top: 0, cut: 0 };
+    const s = vals.slice().sort((a, b) => a - b);
+    const peak = s[s.length - 1];
+    if (s.length < 20) return { top: peak, cut: 0 };
+    const rest = s[s.length - 1 - Math.max(2, Math.ceil(s.length * 0.02))];
+    if (rest > 0 && peak > 2 * rest) return { top: rest * 1.25, cut: peak };
+    return { top: peak, cut: 0 };
+  }
+
+  // chart draws one figure per stage over the last WINDOW_MS as lines,
+  // with a robust scale (see scale) or one up to the largest value.
+  function chart(id, key, now, wanted, robust) {
     const svg = document.getElementById(id);
     const r = svg.getBoundingClientRect();
     const W = Math.max(Math.round(r.width), 200);
     const H = Math.max(Math.round(r.height), 100);
     const left = 44, right = 8, top = 10, bottom = 20;
-    let peak = 0;
+    const vals = [];
     for (const [n, sr] of series) {
       if (!wanted(n)) continue;
-      for (const v of sr[key]) if (Number.isFinite(v)) peak = Math.max(peak, v);
+      for (const v of sr[key]) if (Number.isFinite(v)) vals.push(v);
     }
-    const [top4, steps] = nice(peak);
-    peak = top4;
+    const sc = robust ? scale(vals) : { top: Math.max(0, ...vals), cut: 0 };
+    const [peak, steps] = nice(sc.top);
     const x = (t) => left + ((t - (now - WINDOW_MS)) / WINDOW_MS) * (W - left - right);
-    const y = (v) => top + (1 - v / peak) * (H - top - bottom);
+    const y = (v) => top + (1 - Math.min(v, peak) / peak) * (H - top - bottom);
     const parts = [];
     for (let i = 0; i <= steps; i++) {
       const v = (peak * i) / steps;
       parts.push(`<line class="grid" x1="${left}" x2="${W - right}" y1="${y(v)}" y2="${y(v)}"></line>`);
-      parts.push(`<text x="${left - 4}" y="${y(v) + 3}" text-anchor="end">${human(v)}</text>`);
+      parts.push(`<text class="tick" x="${left - 4}" y="${y(v) + 3}" text-anchor="end">${human(v)}</text>`);
     }
     parts.push(`<text x="${left}" y="${H - 5}">−5 min</text><text x="${W - right}" y="${H - 5}" text-anchor="end">now</text>`);
+    if (sc.cut > peak) {
+      parts.push(`<text class="cut" x="${W - right - 2}" y="${top + 10}" text-anchor="end">peak ${human(sc.cut)}, above the scale ↑</text>`);
+    }
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.innerHTML = parts.join("");
     for (const [n, sr] of series) {
@@ -248,6 +319,8 @@
       const pl = document.createElementNS(SVG, "polyline");
       pl.setAttribute("points", pts.join(" "));
       pl.setAttribute("stroke", color(n));
+      pl.style.strokeWidth = String(lineWidth(n));
+      pl.dataset.series = n;
       const title = document.createElementNS(SVG, "title");
       title.textContent = n;
       pl.appendChild(title);
