@@ -1,6 +1,7 @@
 // Package loadgen is the load client behind `pipectl load` and benchmarks
 // B3 and B4: it drives a server speaking the netio.tcp line protocol
-// (records separated by "\n", replies "ack N" and "nack N reason") over
+// (records separated by "\n", replies "ack N", "nack N reason" and the
+// range "nack A-B reason", each of whose records counts as nacked) over
 // many connections, with a window of unacknowledged records per connection
 // and an optional rate limit, and measures the latency of every record
 // from the moment it is written to the moment the ack covering it is read.

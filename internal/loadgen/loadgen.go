@@ -115,10 +115,16 @@ var ErrRefused = errors.New("refused by the server")
 type Nack struct {
 	Conn   int    // the connection's index, from 0
 	Record uint64 // the record's number on the connection, from 1; 0: about the connection
-	Reason string
+	// Through is the last record of a range nack (records Record to
+	// Through refused for one reason); 0 for a single record's.
+	Through uint64
+	Reason  string
 }
 
 func (n Nack) String() string {
+	if n.Through > n.Record {
+		return fmt.Sprintf("conn %d records %d-%d: %s", n.Conn, n.Record, n.Through, n.Reason)
+	}
 	return fmt.Sprintf("conn %d record %d: %s", n.Conn, n.Record, n.Reason)
 }
 
@@ -211,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		c := &conn{
 			cfg: &cfg, idx: i, quota: uint64(n),
 			sentAt: make([]int64, cfg.Window), wake: make(chan struct{}, 1),
-			nacked: map[uint64]struct{}{}, nacks: map[string]uint64{},
+			nacks: map[string]uint64{},
 		}
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		cl, err := wire.DialOptions(dctx, cfg.Addr, wire.Options{Framing: cfg.Framing, OnReply: c.reply, KeepNacks: 16})
@@ -338,7 +344,7 @@ type conn struct {
 	// acked, so without a latency), and counts by reason.
 	nAcked    uint64
 	nNacked   uint64
-	nacked    map[uint64]struct{}
+	nacked    wire.Runs // records nacked and not yet passed by an ack
 	nacks     map[string]uint64
 	first     []Nack // the first MaxFirstNacks
 	lat       Histogram
@@ -550,7 +556,7 @@ func (c *conn) reply(r wire.Reply) {
 	c.lastReply = now
 	c.replied = true
 	if r.Nack && len(c.first) < MaxFirstNacks {
-		c.first = append(c.first, Nack{Conn: c.idx, Record: r.N, Reason: r.Reason})
+		c.first = append(c.first, Nack{Conn: c.idx, Record: r.N, Through: r.Through, Reason: r.Reason})
 	}
 	if r.Nack {
 		if r.N == 0 {
@@ -560,11 +566,12 @@ func (c *conn) reply(r wire.Reply) {
 			}
 			return
 		}
-		c.nacked[r.N] = struct{}{}
-		c.nNacked++
-		c.nacks[r.Reason]++
+		k := r.Records() // a range nack refuses many
+		c.nacked.Add(r.N, r.Last())
+		c.nNacked += k
+		c.nacks[r.Reason] += k
 		if c.ps != nil {
-			c.ps.nacked.Add(1)
+			c.ps.nacked.Add(k)
 		}
 		c.wakeWriter()
 		return
@@ -572,9 +579,11 @@ func (c *conn) reply(r wire.Reply) {
 	prev := c.ackSeq.Load()
 	ts := int64(now.Sub(c.start))
 	var k uint64
+	runs := c.nacked.All() // in order, above prev
 	for seq := prev + 1; seq <= r.N; seq++ {
-		if _, no := c.nacked[seq]; no {
-			delete(c.nacked, seq)
+		if len(runs) > 0 && seq >= runs[0].First {
+			seq = runs[0].Last // nacked: no latency, not acked
+			runs = runs[1:]
 			continue
 		}
 		k++
@@ -594,6 +603,7 @@ func (c *conn) reply(r wire.Reply) {
 			c.cfg.OnAck(c.id(seq))
 		}
 	}
+	c.nacked.Forget(r.N)
 	c.nAcked += k
 	c.acked.Add(k)
 	c.ackSeq.Store(r.N)

@@ -221,3 +221,75 @@ func TestRunPerSecond(t *testing.T) {
 			len(res.Seconds), sent, acked, nacked, lat, res.Sent, res.Acked, res.Nacked)
 	}
 }
+
+// rangeServer acks every record, except that on each connection records
+// 10k+3 to 10k+6 are refused in one range nack, written before the ack
+// covering them.
+func rangeServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				r := bufio.NewReader(c)
+				w := bufio.NewWriter(c)
+				var seq uint64
+				for {
+					if _, err := r.ReadBytes('\n'); err != nil {
+						break
+					}
+					seq++
+					switch seq % 10 {
+					case 3, 4, 5: // answered with 6
+					case 6:
+						fmt.Fprintf(w, "nack %d-%d busy\nack %d\n", seq-3, seq, seq)
+					default:
+						fmt.Fprintf(w, "ack %d\n", seq)
+					}
+					if r.Buffered() == 0 {
+						w.Flush()
+					}
+				}
+				w.Flush()
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A range nack counts each of its records as nacked: none of them is
+// acked, has a latency or an acked id.
+func TestRunRangeNacks(t *testing.T) {
+	addr := rangeServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 1, Records: 1000, Window: 64, StartID: 1, CollectIDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 1000 || res.Acked != 600 || res.Nacked != 400 || res.Nacks["busy"] != 400 || res.Latency.Count() != 600 {
+		t.Fatalf("sent %d acked %d nacked %d %v, %d latencies", res.Sent, res.Acked, res.Nacked, res.Nacks, res.Latency.Count())
+	}
+	for _, id := range res.AckedIDs {
+		if m := id % 10; m >= 3 && m <= 6 {
+			t.Fatalf("id %d acked: its record was nacked", id)
+		}
+	}
+	if len(res.FirstNacks) == 0 || res.FirstNacks[0].String() != "conn 0 records 3-6: busy" {
+		t.Fatalf("first nacks %v", res.FirstNacks)
+	}
+}

@@ -26,21 +26,48 @@ const MaxLine = 4096
 
 // Reply is one line from the server.
 type Reply struct {
-	Nack   bool   // nack N reason; otherwise ack N
-	N      uint64 // the record number; 0 in a nack about the connection itself
-	Reason string // a nack's reason
+	Nack bool   // nack N reason, or nack N-Through reason; otherwise ack N
+	N    uint64 // the record number (a range's first); 0 in a nack about the connection itself
+	// Through is a range nack's last record (`nack N-Through reason`: the
+	// records N to Through, Through > N, were refused for one reason); 0
+	// for an ack and a single record's nack.
+	Through uint64
+	Reason  string // a nack's reason
+}
+
+// Last returns the last record a nack refuses: Through for a range, else N.
+func (r Reply) Last() uint64 {
+	if r.Through > r.N {
+		return r.Through
+	}
+	return r.N
+}
+
+// Records returns how many records a nack refuses: Last-N+1, and 0 for an
+// ack or a nack about the connection (N 0).
+func (r Reply) Records() uint64 {
+	if !r.Nack || r.N == 0 {
+		return 0
+	}
+	return r.Last() - r.N + 1
 }
 
 func (r Reply) String() string {
-	if r.Nack {
-		return "nack " + strconv.FormatUint(r.N, 10) + " " + r.Reason
+	if !r.Nack {
+		return "ack " + strconv.FormatUint(r.N, 10)
 	}
-	return "ack " + strconv.FormatUint(r.N, 10)
+	s := "nack " + strconv.FormatUint(r.N, 10)
+	if r.Through > r.N {
+		s += "-" + strconv.FormatUint(r.Through, 10)
+	}
+	return s + " " + r.Reason
 }
 
-// ParseReply parses one reply line, without its \n: `ack N` or
-// `nack N reason`, N a decimal number without sign or leading zeros
-// (except 0 itself), the reason non-empty, printable and without tabs.
+// ParseReply parses one reply line, without its \n: `ack N`, `nack N
+// reason` or `nack A-B reason` (the records A to B, A >= 1 and B > A,
+// refused for one reason); each number decimal without sign or leading
+// zeros (except 0 itself), the reason non-empty, printable and without
+// tabs.
 func ParseReply(line []byte) (Reply, error) {
 	if len(line) > MaxLine {
 		return Reply{}, fmt.Errorf("reply of %d bytes is longer than %d", len(line), MaxLine)
@@ -53,9 +80,10 @@ func ParseReply(line []byte) (Reply, error) {
 	case bytes.HasPrefix(line, []byte("nack ")):
 		r.Nack, rest = true, line[5:]
 	default:
-		return Reply{}, fmt.Errorf("malformed reply %q: want \"ack N\" or \"nack N reason\"", clip(line))
+		return Reply{}, fmt.Errorf("malformed reply %q: want \"ack N\", \"nack N reason\" or \"nack A-B reason\"", clip(line))
 	}
 	num := rest
+	ranged := false
 	if r.Nack {
 		i := bytes.IndexByte(rest, ' ')
 		if i < 0 {
@@ -70,22 +98,47 @@ func ParseReply(line []byte) (Reply, error) {
 				return Reply{}, fmt.Errorf("malformed reply %q: control byte %#x in the reason", clip(line), c)
 			}
 		}
+		if j := bytes.IndexByte(num, '-'); j >= 0 {
+			last, err := parseNum(num[j+1:])
+			if err != nil {
+				return Reply{}, fmt.Errorf("malformed reply %q: %w", clip(line), err)
+			}
+			r.Through, num, ranged = last, num[:j], true
+		}
 		r.Reason = string(rest)
 	}
-	if len(num) == 0 || len(num) > 20 || (num[0] == '0' && len(num) > 1) {
-		return Reply{}, fmt.Errorf("malformed reply %q: bad record number", clip(line))
-	}
-	for _, c := range num {
-		if c < '0' || c > '9' {
-			return Reply{}, fmt.Errorf("malformed reply %q: bad record number", clip(line))
-		}
-	}
-	n, err := strconv.ParseUint(string(num), 10, 64)
+	n, err := parseNum(num)
 	if err != nil {
 		return Reply{}, fmt.Errorf("malformed reply %q: %w", clip(line), err)
 	}
 	r.N = n
+	if ranged && (r.N == 0 || r.Through <= r.N) {
+		return Reply{}, fmt.Errorf("malformed reply %q: a range runs from record 1 or later upwards (A-B with B > A)", clip(line))
+	}
 	return r, nil
+}
+
+// errBadNumber is parseNum's error.
+var errBadNumber = errors.New("bad record number")
+
+// parseNum parses a record number: decimal digits, no sign, no leading
+// zero (but 0 itself), at most 2^64-1.
+func parseNum(num []byte) (uint64, error) {
+	if len(num) == 0 || len(num) > 20 || (num[0] == '0' && len(num) > 1) {
+		return 0, errBadNumber
+	}
+	var n uint64
+	for _, c := range num {
+		if c < '0' || c > '9' {
+			return 0, errBadNumber
+		}
+		d := uint64(c - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, errBadNumber
+		}
+		n = n*10 + d
+	}
+	return n, nil
 }
 
 func clip(b []byte) []byte {
@@ -125,8 +178,9 @@ type Client struct {
 	changed  chan struct{} // closed and replaced whenever the counters move
 	sent     uint64
 	acked    uint64
-	nacked   map[uint64]bool // nacks above acked
-	settled  uint64          // every record up to it is acked or nacked
+	nacked   Runs   // records nacked above acked
+	nNacked  uint64 // records nacked in all
+	settled  uint64 // every record up to it is acked or nacked
 	nacks    []Reply
 	keep     int   // Options.KeepNacks
 	err      error // the reader's end: io.EOF when the server closed cleanly
@@ -177,7 +231,6 @@ func newClient(nc net.Conn, o Options) *Client {
 		w:       bufio.NewWriterSize(nc, o.WriteBuffer),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
-		nacked:  map[uint64]bool{},
 	}
 	go c.read()
 	return c
@@ -287,7 +340,16 @@ func (c *Client) Acked() uint64 {
 	return c.acked
 }
 
-// Nacks returns the nacks received so far, in order.
+// Nacked returns how many records were nacked so far, a range nack
+// counting each of its records (a nack about the connection, N 0, none).
+func (c *Client) Nacked() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nNacked
+}
+
+// Nacks returns the nack lines received so far, in order (a range nack
+// is one Reply: see Reply.Last and Reply.Records).
 func (c *Client) Nacks() []Reply {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -379,31 +441,24 @@ func (c *Client) apply(r Reply) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case r.N > c.sent:
+	case r.Last() > c.sent:
 		return fmt.Errorf("%s: only %d records were sent", r, c.sent)
 	case r.Nack && r.N == 0:
 		c.keepNack(r)
 	case r.Nack:
-		if r.N <= c.acked || c.nacked[r.N] {
-			return fmt.Errorf("%s: record %d was already settled", r, r.N)
+		if r.N <= c.acked || !c.nacked.Add(r.N, r.Last()) {
+			return fmt.Errorf("%s: a record of it was already settled", r)
 		}
-		c.nacked[r.N] = true
+		c.nNacked += r.Records()
 		c.keepNack(r)
 	default:
 		if r.N <= c.acked {
 			return fmt.Errorf("%s: the ack does not move forward from %d", r, c.acked)
 		}
-		for n := range c.nacked {
-			if n <= r.N {
-				delete(c.nacked, n)
-			}
-		}
+		c.nacked.Forget(r.N)
 		c.acked = r.N
 	}
-	c.settled = max(c.settled, c.acked)
-	for c.nacked[c.settled+1] {
-		c.settled++
-	}
+	c.settled = c.nacked.Reach(max(c.settled, c.acked))
 	close(c.changed)
 	c.changed = make(chan struct{})
 	return nil

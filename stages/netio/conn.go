@@ -23,16 +23,17 @@ import (
 
 // conn is one client connection. Three goroutines touch it: its reader
 // (one read outstanding at a time), the source's workers (framing its
-// reads, which they receive in order, and turning completions into acks),
-// and its owner, which writes the acks and closes the connection when it
-// owes nothing more. Whoever finishes one of its events calls Complete.
+// reads, which they receive in order), and its owner, which turns finished
+// records into acks, writes them, and closes the connection when it owes
+// nothing more. Whoever finishes one of its events calls Complete, which
+// records the verdict in the window and wakes the owner.
 //
-// Output is bounded without waiting on the client: workers and the owner
-// turn finished records into ack text only while the text pending (out
-// and what is left of the owner's current write) is under
-// max_pending_output. The rest stays in the window, itself bounded by
-// max_unacked, and the owner turns it into text as its writes drain. A
-// client is cut off only when a write takes nothing for write_timeout.
+// Output is bounded without waiting on the client: the owner turns
+// finished records into ack text only while the text pending (out and
+// what is left of its current write) is under max_pending_output. The
+// rest stays in the window, itself bounded by max_unacked, and the owner
+// turns it into text as its writes drain. A client is cut off only when a
+// write takes nothing for write_timeout.
 type conn struct {
 	s      *Source
 	id     uint64
@@ -44,6 +45,12 @@ type conn struct {
 	readNext   chan struct{} // a worker framed the last read: issue the next
 	readerDone chan struct{} // closed when the reader has returned
 	served     atomic.Bool   // counted as accepted: plain TCP at once, TLS once its handshake succeeded
+	// idleSince is when the reader began waiting for input (UnixNano), 0
+	// while it is not waiting, idleEvicted once the connection is evicted
+	// (see Source.evictLocked): the reader and the evicter hand it over
+	// by compare-and-swap, so a read that completes is never evicted.
+	idleSince atomic.Int64
+	evicted   bool // chosen by evictLocked; s.mu guards it
 
 	mu          sync.Mutex
 	cond        sync.Cond // the owner and a paused reader wait on it
@@ -51,7 +58,6 @@ type conn struct {
 	reader      readerState
 	win         window
 	outstanding int    // events emitted and not finished
-	flushQueued bool   // completions wait for a worker (itemAcks packet or dirty list): post no other
 	out, spare  []byte // ack text to write; the owner's last buffer, for reuse
 	writing     int    // bytes of the owner's current write the kernel has not taken (to within a chunk)
 }
@@ -143,7 +149,7 @@ func newConn(s *Source, id uint64, nc net.Conn) *conn {
 
 // owedLocked reports whether the connection owes the client anything.
 func (c *conn) owedLocked() bool {
-	return c.outstanding > 0 || c.flushQueued || len(c.out) > 0 || c.writing > 0 ||
+	return c.outstanding > 0 || len(c.out) > 0 || c.writing > 0 ||
 		(c.s.opts.Ack == AckCommit && c.win.ready())
 }
 
@@ -174,8 +180,9 @@ func (c *conn) read() {
 	}
 	for {
 		var deadline time.Time
+		now := time.Now()
 		if s.opts.IdleTimeout > 0 {
-			deadline = time.Now().Add(s.opts.IdleTimeout)
+			deadline = now.Add(s.opts.IdleTimeout)
 		}
 		c.nc.SetReadDeadline(deadline)
 		// StopInput sets stopping and then a deadline in the past: looking
@@ -183,12 +190,21 @@ func (c *conn) read() {
 		if s.stopping.Load() {
 			return
 		}
+		if !c.idleSince.CompareAndSwap(0, now.UnixNano()) {
+			return // evicted
+		}
 		err := waitReadable(rc)
 		var buf *[]byte
 		n := 0
 		if err == nil {
 			buf = s.getBuf()
 			n, err = c.nc.Read(*buf)
+		}
+		if c.idleSince.Swap(0) == idleEvicted {
+			if buf != nil {
+				s.putBuf(buf)
+			}
+			return // closed to make room at max_conns
 		}
 		if err != nil && n == 0 && err != io.EOF {
 			if buf != nil {
@@ -206,7 +222,7 @@ func (c *conn) read() {
 		if buf == nil { // EOF seen while waiting: post it with an empty buffer
 			buf = s.getBuf()
 		}
-		pk := port.Packet[item]{Key: c.id, N: n, Err: perr, Value: item{kind: itemRead, c: c, buf: buf}}
+		pk := port.Packet[item]{Key: c.id, N: n, Err: perr, Value: item{c: c, buf: buf}}
 		if e := s.port.Post(s.ctx, pk); e != nil {
 			s.putBuf(buf)
 			return // closing
@@ -234,39 +250,37 @@ func (c *conn) read() {
 	}
 }
 
-// handshake runs the TLS handshake, bounded by tlsHandshakeTimeout, and
-// reports whether it succeeded. A failure (no TLS at all, an old version,
-// no or a bad client certificate under mutual TLS) is a refused
-// connection and a protocol error: counted, logged at most once a second,
-// and the connection closed without more words.
-func (c *conn) handshake(tc *tls.Conn) bool {
+// idleEvicted is conn.idleSince once the connection is evicted.
+const idleEvicted = -1
+
+// evict closes the connection to make room for a new one at max_conns if
+// it is still idle since since (its reader waiting for input) and owes
+// nothing, and reports whether it did. Under ack: commit the client is
+// told why first, in a `nack 0` line. Source.evictLocked calls it, with
+// s.mu held.
+func (c *conn) evict(since int64) bool {
 	s := c.s
-	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-	err := errors.New("input stopped")
-	if !s.stopping.Load() { // StopInput sets stopping, then a deadline in the past: one of us sees the other
-		err = tc.Handshake()
-	}
-	tc.SetDeadline(time.Time{})
-	if err == nil {
-		c.served.Store(true)
-		s.cnt.accepted.Add(1)
-		st := tc.ConnectionState()
-		fs := []zap.Field{zap.String("tls_version", tls.VersionName(st.Version))}
-		if len(st.PeerCertificates) > 0 {
-			fs = append(fs, zap.String("client", st.PeerCertificates[0].Subject.String()))
-		}
-		c.log.Debug("TLS handshake done", fs...)
-		return true
-	}
-	if !s.stopping.Load() {
-		s.cnt.refused.Add(1)
-		s.protocolError(c.log, causeTLSHandshake, err)
-	}
 	c.mu.Lock()
-	c.to(connDead)
+	if c.state != connOpen || c.reader != readerReading || c.owedLocked() ||
+		!c.idleSince.CompareAndSwap(since, idleEvicted) {
+		c.mu.Unlock()
+		return false
+	}
+	c.to(connDead) // the owner writes nothing more; it returns once the reader has
 	c.mu.Unlock()
+	idle := time.Since(time.Unix(0, since)).Round(time.Millisecond)
+	if s.opts.Ack == AckCommit {
+		// Nothing is owed, so the owner is not writing; the send buffer
+		// is empty and takes the line at once.
+		c.nc.SetWriteDeadline(time.Now().Add(refuseWrite))
+		fmt.Fprintf(c.nc, "nack 0 idle for %s at max_conns: closed to make room\n", idle)
+	}
 	c.nc.Close()
-	return false
+	if s.evictLog.allow() {
+		c.log.Info("idle connection closed to make room at max_conns", zap.Duration("idle", idle),
+			zap.Duration("idle_evict", s.opts.IdleEvict), zap.Int("max_conns", s.opts.MaxConns))
+	}
+	return true
 }
 
 // unackedLocked is how many of the connection's records count against
@@ -301,7 +315,7 @@ func (c *conn) waitForRoom() bool {
 				zap.Uint64("acked", c.win.acked))
 		}
 		c.reader = readerPaused
-		c.cond.Wait() // writeAcks, Complete (ack: none), to and StopInput wake it
+		c.cond.Wait() // fillLocked, Complete (ack: none), to and StopInput wake it
 	}
 	c.reader = readerReading
 	if paused {
@@ -332,8 +346,10 @@ func (c *conn) readFailed(err error) bool {
 
 // Complete is called once per event, by whoever finishes it, from any
 // goroutine. It never blocks: it records the completion under the
-// connection's lock and, unless one is already on its way, asks a worker
-// to write the acks (one packet for any number of completions).
+// connection's lock and wakes the owner, which turns what is finished into
+// acks. (It must never wait for room anywhere: a database worker waiting
+// on a full netio port while netio's workers wait on the full database
+// queue would deadlock.)
 func (c *conn) Complete(ev *stage.Event, err error) {
 	evs := [1]*stage.Event{ev}
 	c.CompleteAll(evs[:], err)
@@ -352,7 +368,7 @@ func (c *conn) CompleteAll(evs []*stage.Event, err error) {
 	}
 	c.mu.Lock()
 	c.outstanding -= len(evs)
-	post := false
+	wake := c.outstanding == 0 || (c.reader == readerPaused && c.unackedLocked() < c.s.opts.MaxUnacked)
 	if c.s.opts.Ack == AckCommit && c.state.alive() {
 		r := ""
 		if err != nil {
@@ -361,17 +377,15 @@ func (c *conn) CompleteAll(evs []*stage.Event, err error) {
 		for _, ev := range evs {
 			c.win.finish(ev.Seq, r)
 		}
-		if !c.flushQueued {
-			c.flushQueued, post = true, true
-		}
+		wake = wake || c.win.ready()
 	}
-	if c.outstanding == 0 || (c.reader == readerPaused && c.unackedLocked() < c.s.opts.MaxUnacked) {
+	if wake {
+		// The owner, waiting with nothing to write, fills and writes what
+		// is ready; one already awake fills before it waits again, so a
+		// broadcast that finds no one waiting loses nothing.
 		c.cond.Broadcast()
 	}
 	c.mu.Unlock()
-	if post {
-		c.s.postAcks(c)
-	}
 }
 
 // logRefusal leaves a trace of a record refused under ack: none, where the
@@ -387,17 +401,6 @@ func (c *conn) logRefusal(seq uint64, err error) {
 	c.log.Warn("record refused; ack: none tells the client nothing",
 		zap.Uint64("record", seq), zap.String("reason", reason(err)),
 		zap.Uint64("refused_total", n))
-}
-
-// writeAcks turns the finished records into output for the owner to
-// write, as far as max_pending_output allows. A worker calls it; it never
-// waits for the client.
-func (c *conn) writeAcks() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.flushQueued = false
-	defer c.cond.Broadcast()
-	c.fillLocked()
 }
 
 // fillLocked turns finished records into ack and nack text while the
@@ -561,6 +564,9 @@ func (c *conn) remove() {
 	}
 	s.mu.Lock()
 	delete(s.conns, c.id)
+	if c.evicted {
+		s.evicting--
+	}
 	s.mu.Unlock()
 	select {
 	case s.changed <- struct{}{}:

@@ -53,28 +53,29 @@
 //     events pin grow without limit; instead TCP pushes back on that
 //     client alone. A connection holds at most max_unacked records plus
 //     one read's worth.
-//   - Acks are completions on the same port, as write completions are on
-//     an IOCP server's. Whoever finishes an event calls Event.Done, which
-//     calls the connection's Complete. Complete records the completion
-//     under the connection's lock and posts (TryPost) one coalesced "acks
-//     due" packet for the connection; it never blocks, since a database
-//     worker blocked on a full netio port while netio workers are blocked
-//     on the full database queue would deadlock. When the port is full,
-//     the connection goes on a dirty list that workers check after every
-//     packet, so no completion is lost.
-//   - A worker turns a connection's completions into output in order:
-//     `nack N reason` for each refused record, then `ack W` for the
-//     highest W such that every record up to W is finished. The
-//     connection's owner goroutine writes it. Workers never wait for a
-//     client: they only append text, and only while the connection's
-//     pending output (the text queued and what the kernel's send buffer
-//     has not taken of the owner's current write) is under
-//     max_pending_output, never taking it past that. Finished records
-//     beyond stay in the connection's window, unacked (so max_unacked
-//     bounds them and pauses the reads), and the owner turns them into
-//     text after each chunk it writes. One read of tiny bad records can
-//     owe megabytes of nacks; the client that reads them gets them all,
-//     a bounded piece at a time, each nack before the ack covering it.
+//   - Acks go straight to the connection's owner, a goroutine per
+//     connection that writes what the connection owes, as an IOCP
+//     server's write completions are handled per socket. Whoever
+//     finishes an event calls Event.Done, which calls the connection's
+//     Complete: it records the verdict in the connection's window under
+//     its lock and, when the next record to acknowledge is finished, wakes
+//     the owner. It never blocks and never waits for room (a database
+//     worker blocked on a full netio port while netio workers are
+//     blocked on the full database queue would deadlock), and the acks
+//     never take room in the port the reads need.
+//   - The owner turns the completions into output in order: `nack N
+//     reason` for each refused record, then `ack W` for the highest W
+//     such that every record up to W is finished. The
+//     owner never waits for a client while it makes text: it makes text
+//     only while the connection's pending output (the text queued and
+//     what the kernel's send buffer has not taken of its current write)
+//     is under max_pending_output, never taking it past that. Finished
+//     records beyond stay in the connection's window, unacked (so
+//     max_unacked bounds them and pauses the reads), and the owner turns
+//     them into text after each chunk it writes. One read of tiny bad
+//     records can owe megabytes of nacks; the client that reads them gets
+//     them all, a bounded piece at a time, each nack before the ack
+//     covering it.
 //   - A client that stops reading fills its receive buffer and then the
 //     server's send buffer, and the owner's write takes nothing. Each
 //     write has write_timeout to take something; one that takes nothing
@@ -101,8 +102,13 @@
 // remote address and the cause, at most one line a second per stage.
 // Records are numbered per connection from 1. A record over max_frame
 // gets `nack N too large` and is skipped without being buffered; the
-// connection stays usable. A connection over
-// max_conns gets `nack 0 too many connections` and is closed. With
+// connection stays usable. A connection over max_conns gets `nack 0 too
+// many connections` and is closed, every one however many come at once
+// (the line is written before anything else is done with it), unless a
+// connection has been idle for idle_evict (sending nothing, owed
+// nothing): then the one idle longest is closed to make room, told
+// `nack 0 idle for D at max_conns: closed to make room`, so idle sockets
+// cannot lock new clients out for idle_timeout. With
 // ack: none nothing is written; a record refused downstream is logged at
 // warn instead (connection id, remote address, record number, reason), at
 // most one line a second per stage, each with the running count of

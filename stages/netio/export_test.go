@@ -13,7 +13,7 @@ import (
 func PendingPeak(s *Source) int { return int(s.pendingPeak.Load()) }
 
 // MaxLine is the longest reply line the source writes.
-const MaxLine = maxNackLine
+const MaxLine = maxRangeLine
 
 // SetTLSReload sets how often a TLS source (netio.tcp, netio.http) looks
 // at its files for changes, before it starts; the spec has no key for it.
@@ -32,3 +32,8 @@ func SetTLSReload(src stage.Source, d time.Duration) {
 
 // OptionsOf returns the options a netio.tcp source runs with.
 func OptionsOf(src stage.Source) options { return src.(*Source).opts }
+
+// SetRefusers sets how many refused connections may linger at once
+// (discarding their input after the refusal) before Start; the others
+// are closed at once once told.
+func SetRefusers(src stage.Source, n int) { src.(*Source).opts.refusers = n }

@@ -1,5 +1,8 @@
 package netio
 
+// This file holds netio.tcp's framers: how records are cut from a
+// connection's byte stream (lines, octet-counted, syslog).
+
 import (
 	"bytes"
 	"fmt"

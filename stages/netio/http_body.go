@@ -1,5 +1,8 @@
 package netio
 
+// This file holds the reading of a netio.http request body: its
+// Content-Encoding, bounded by max_body as sent and once decoded.
+
 import (
 	"bytes"
 	"compress/gzip"

@@ -506,13 +506,17 @@ func TestIdleTimeoutSparesConnectionsOwedAcks(t *testing.T) {
 // is served, and the deaf one's pending output stays bounded.
 func TestClientNotReadingIsCutOff(t *testing.T) {
 	const maxPending = 256
-	longErr := errors.New("refused because " + strings.Repeat("this reason is long ", 8))
+	// Two reasons in turn, so that consecutive nacks do not make one range.
+	longErr := [2]error{
+		errors.New("refused because " + strings.Repeat("this reason is long ", 8)),
+		errors.New("refused as " + strings.Repeat("this reason is long too ", 7)),
+	}
 	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending), "socket_buffer": int64(4096), "write_timeout": 300 * time.Millisecond},
 		stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			for _, ev := range b {
 				if bytes.HasPrefix(ev.Payload, []byte("deaf")) {
-					ev.Done(longErr)
+					ev.Done(longErr[ev.Payload[len(ev.Payload)-1]&1])
 				} else {
 					ev.Done(nil)
 				}
@@ -579,26 +583,27 @@ func TestClientNotReadingIsCutOff(t *testing.T) {
 }
 
 // A client that reads its replies all along but sends one read's worth of
-// tiny records, each refused, gets every nack, in order, and the acks:
-// far more nack text than max_pending_output is produced by one read, and
+// tiny records, every other one refused, gets every nack, in order, and
+// the acks: far more nack text than max_pending_output is produced by one
+// read (the nacks are not consecutive, so each is a line of its own), and
 // the source holds back the text instead of cutting the client off.
 // Meanwhile the text pending never passes max_pending_output (plus a line).
 func TestBurstOfNacksToReadingClient(t *testing.T) {
 	const (
 		maxPending = 4 << 10
-		records    = 32 << 10 // "bad\n" each: 128KiB, two reads
+		records    = 32 << 10 // "bad\n" and "ok\n" in turn: 112KiB, two reads
 	)
 	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending)}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
-	var nacked []uint64 // by the client's reader, then by us after Done
+	var nacked []wire.Reply // by the client's reader, then by us after Done
 	acks := 0
 	c := r.dial(wire.Lines, func(rp wire.Reply) {
 		if rp.Nack {
-			nacked = append(nacked, rp.N)
+			nacked = append(nacked, rp)
 		} else {
 			acks++
 		}
 	})
-	if err := c.SendRaw(bytes.Repeat([]byte("bad\n"), records), records); err != nil {
+	if err := c.SendRaw(bytes.Repeat([]byte("bad\nok\n"), records/2), records); err != nil {
 		t.Fatal(err)
 	}
 	c.Send([]byte("good"))
@@ -610,12 +615,12 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEOF(t, c)
-	if c.Acked() != records+1 || len(nacked) != records {
-		t.Fatalf("acked %d of %d, %d nacks of %d", c.Acked(), records+1, len(nacked), records)
+	if c.Acked() != records+1 || len(nacked) != records/2 || c.Nacked() != records/2 {
+		t.Fatalf("acked %d of %d, %d nack lines for %d records, want %d", c.Acked(), records+1, len(nacked), c.Nacked(), records/2)
 	}
 	for i, n := range nacked {
-		if n != uint64(i+1) {
-			t.Fatalf("nack #%d is for record %d", i+1, n)
+		if n != (wire.Reply{Nack: true, N: uint64(2*i + 1), Reason: "bad record"}) {
+			t.Fatalf("nack #%d is %v, want record %d's", i+1, n, 2*i+1)
 		}
 	}
 	if p := netio.PendingPeak(r.src); p > maxPending+netio.MaxLine {
@@ -623,11 +628,50 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 	}
 	// One burst of nacks is far more than one output's worth: it went out
 	// in many acks.
-	if acks < records*len("nack 10000 bad record\n")/maxPending/2 {
-		t.Fatalf("%d acks for %d nacks with max_pending_output %d: was the output bounded?", acks, records, maxPending)
+	if acks < records/2*len("nack 10000 bad record\n")/maxPending/2 {
+		t.Fatalf("%d acks for %d nacks with max_pending_output %d: was the output bounded?", acks, records/2, maxPending)
 	}
 	if e := r.logs.FilterMessage("closing connection").All(); len(e) != 0 {
 		t.Fatalf("a reading client was cut off: %v", e[0].Context)
+	}
+}
+
+// A burst of consecutive records refused for one reason goes out as range
+// nacks that together cover it exactly, in order, in far fewer lines than
+// records, under the same max_pending_output.
+func TestBurstOfNacksIsRanges(t *testing.T) {
+	const (
+		maxPending = 4 << 10
+		records    = 32 << 10 // "bad\n" each: 128KiB, two reads
+	)
+	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending)}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
+	var lines []wire.Reply
+	c := r.dial(wire.Lines, func(rp wire.Reply) {
+		if rp.Nack {
+			lines = append(lines, rp)
+		}
+	})
+	if err := c.SendRaw(bytes.Repeat([]byte("bad\n"), records), records); err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte("good"))
+	c.CloseWrite()
+	if err := c.WaitTimeout(wait); err != nil {
+		t.Fatal(err)
+	}
+	waitEOF(t, c)
+	if c.Acked() != records+1 || c.Nacked() != records {
+		t.Fatalf("acked %d of %d, %d nacked of %d", c.Acked(), records+1, c.Nacked(), records)
+	}
+	next := uint64(1)
+	for _, n := range lines {
+		if n.N != next || n.Reason != "bad record" {
+			t.Fatalf("nack %v, want one from record %d, bad record", n, next)
+		}
+		next = n.Last() + 1
+	}
+	if next != records+1 || len(lines) >= records/2 {
+		t.Fatalf("%d nack lines covering records 1 to %d, want fewer than %d covering 1 to %d", len(lines), next-1, records/2, records)
 	}
 }
 
@@ -670,17 +714,17 @@ func TestOverflowRejectNacksBusy(t *testing.T) {
 	if c.Acked() != records {
 		t.Fatalf("acked %d, want %d", c.Acked(), records)
 	}
-	nacks := c.Nacks()
-	if len(nacks) == 0 || len(nacks) > records-1 {
-		t.Fatalf("%d busy nacks; the sink holds one event and queues one", len(nacks))
+	nacks, busy := c.Nacks(), int(c.Nacked())
+	if busy == 0 || busy > records-1 {
+		t.Fatalf("%d busy nacks; the sink holds one event and queues one", busy)
 	}
 	for _, n := range nacks {
 		if n.Reason != "busy" {
 			t.Fatalf("nack %v, want reason busy", n)
 		}
 	}
-	if got := len(r.payloads()) + len(nacks); got != records {
-		t.Fatalf("sink saw %d and %d were busy: %d, want %d", len(r.payloads()), len(nacks), got, records)
+	if got := len(r.payloads()) + busy; got != records {
+		t.Fatalf("sink saw %d and %d were busy: %d, want %d", len(r.payloads()), busy, got, records)
 	}
 }
 

@@ -39,6 +39,7 @@ const (
 	DefaultMaxFrame         = 64 << 10
 	DefaultMaxConns         = 1024
 	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultIdleEvict        = 5 * time.Second
 	DefaultMaxPendingOutput = 1 << 20
 	DefaultReadBuffer       = 64 << 10
 	DefaultDrainLinger      = 2 * time.Second
@@ -55,7 +56,7 @@ const (
 	minPendingOut  = 256
 	maxSocketBuf   = 64 << 20
 	maxMaxUnacked  = 1 << 24
-	defaultRefuses = 64 // over-limit connections being refused at once
+	defaultRefuses = 64 // over-limit connections lingering at once after their refusal
 )
 
 // options are netio.tcp's configuration as the source runs with it,
@@ -67,7 +68,11 @@ type options struct {
 	MaxFrame    int           // largest record in bytes; larger ones are refused as too large
 	MaxConns    int           // connections at once; more are refused
 	IdleTimeout time.Duration // close a connection that sends nothing and is owed nothing this long; 0: never
-	Ack         AckMode
+	// IdleEvict: at MaxConns, a connection that has sent nothing and is
+	// owed nothing this long is closed to make room for a new one (the
+	// longest idle first); 0: never.
+	IdleEvict time.Duration
+	Ack       AckMode
 	// MaxPendingOutput bounds the ack and nack text held in memory per
 	// connection beyond what the kernel's send buffer took. Reaching it
 	// does not cut the client off: finished records wait in the
@@ -94,6 +99,8 @@ type options struct {
 	// made of them. 0: off, backpressure only.
 	Admission time.Duration
 	TLS       *tlsOptions // nil: plain TCP
+
+	refusers int // over-limit connections lingering at once (tests lower it); no key
 }
 
 // busyReason is the nack reason of a record refused at the door.
@@ -108,6 +115,7 @@ func tcpOptions(cfg stage.Config) (options, error) {
 		MaxFrame:         int(cfg.Size("max_frame")),
 		MaxConns:         cfg.Int("max_conns"),
 		IdleTimeout:      cfg.Duration("idle_timeout"),
+		IdleEvict:        cfg.Duration("idle_evict"),
 		Ack:              AckMode(cfg.String("ack")),
 		MaxPendingOutput: int(cfg.Size("max_pending_output")),
 		WriteTimeout:     cfg.Duration("write_timeout"),
@@ -118,6 +126,7 @@ func tcpOptions(cfg stage.Config) (options, error) {
 		MaxUnacked:       cfg.Int("max_unacked"),
 		Admission:        cfg.Object("admission").Duration("target"),
 		TLS:              tlsFromConfig(cfg),
+		refusers:         defaultRefuses,
 	}
 	if o.Ack == "" {
 		// A syslog sender (rsyslog, logger) reads nothing back: acks
@@ -152,8 +161,11 @@ func Fields() []stage.Field {
 		{Name: "max_frame", Type: stage.Size, Default: int64(DefaultMaxFrame), Range: stage.Between(1, maxMaxFrame),
 			Doc: "largest record; a larger one is refused (nack N too large) and skipped, the connection stays usable"},
 		{Name: "max_conns", Type: stage.Int, Default: DefaultMaxConns, Range: stage.AtLeast(1),
-			Doc: "connections at once; one more gets `nack 0 too many connections` and is closed"},
+			Doc: "connections at once; one more gets `nack 0 too many connections` and is closed, unless one idle for idle_evict is closed to make room"},
 		{Name: "idle_timeout", Type: stage.Duration, Default: DefaultIdleTimeout, Doc: "close a connection that sends nothing and is owed no ack this long; 0: never"},
+		{Name: "idle_evict", Type: stage.Duration, Default: DefaultIdleEvict,
+			Doc: "at max_conns, a connection that has sent nothing and is owed no ack this long is closed to make room for a new one, " +
+				"the longest idle first (under ack: commit it gets `nack 0 idle for D at max_conns: closed to make room`); 0: never"},
 		{Name: "ack", Type: stage.String, Enum: []string{string(AckCommit), string(AckNone)},
 			Doc: "commit: write `ack N` once records up to N are finished, `nack N reason` for refused ones; none: write nothing. " +
 				"Unset: commit, except with framing: syslog, whose senders never read what the server writes: none"},

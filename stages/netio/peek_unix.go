@@ -2,7 +2,12 @@
 
 package netio
 
+// This file holds the socket calls the net package lacks, on Unix: the
+// wait for input without a buffer (a one-byte MSG_PEEK on the runtime's
+// poller) and dropping the input that has arrived without waiting.
+
 import (
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -21,4 +26,26 @@ func waitReadable(rc syscall.RawConn) error {
 		return err != unix.EAGAIN && err != unix.EWOULDBLOCK && err != unix.EINTR
 	})
 	return err
+}
+
+// discardReady reads and drops the input that has arrived on nc, without
+// waiting for more, so that closing it sends no reset for input left
+// unread.
+func discardReady(nc net.Conn) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var b [4096]byte
+	rc.Read(func(fd uintptr) bool {
+		for {
+			if n, err := unix.Read(int(fd), b[:]); n <= 0 || err != nil {
+				return true // drained (EAGAIN), ended or failed: never wait
+			}
+		}
+	})
 }

@@ -1,16 +1,17 @@
 package netio
 
+// This file holds the netio.tcp source: its life (Start, StopInput,
+// Drain, Close) and what it shows (Addr, Figures, gauges).
+
 import (
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"go.uber.org/zap"
 
@@ -21,8 +22,8 @@ import (
 
 // Source is a netio.tcp source: a TCP listener whose connections' reads
 // complete into the source's own port, where a pool of workers frames them
-// into events, and whose acknowledgements are completions on the same
-// port. See the package documentation.
+// into events, and whose acknowledgements each connection's owner writes
+// as its events finish. See the package documentation.
 type Source struct {
 	opts options
 
@@ -41,7 +42,7 @@ type Source struct {
 
 	wg         sync.WaitGroup // every goroutine: accept, workers, readers, owners, refusers
 	acceptDone chan struct{}
-	refusing   chan struct{} // semaphore: over-limit connections being refused
+	refusing   chan struct{} // semaphore: over-limit connections lingering after their refusal
 	changed    chan struct{} // a connection went away; Drain looks again
 
 	mu       sync.Mutex
@@ -53,6 +54,12 @@ type Source struct {
 	closed   bool
 
 	stopping atomic.Bool // readers stop at their next read
+
+	// Eviction at max_conns (accept.go), under mu: connections evicted
+	// and not yet removed, the earliest an idle one can be due, scratch.
+	evicting     int
+	nextEvict    time.Time
+	evictScratch []idleConn
 
 	readsPaused atomic.Int64 // connections whose reads wait for acks (max_unacked)
 
@@ -67,31 +74,19 @@ type Source struct {
 	refused    atomic.Uint64 // records refused under ack: none
 	refusalLog logLimit
 	protoLog   logLimit
-
-	// Completions that found the port full wait here for a worker; see
-	// conn.Complete.
-	dirtyMu  sync.Mutex
-	dirty    []*conn
-	hasDirty atomic.Bool
+	refuseLog  logLimit // connections refused at max_conns
+	evictLog   logLimit // idle connections evicted at max_conns
 }
 
 var _ source = (*Source)(nil)
 
-// itemKind says what a packet on the source's port completes.
-type itemKind uint8
-
-const (
-	itemRead  itemKind = iota // a read completed into buf (N bytes; Err io.EOF at the end of input)
-	itemAcks                  // completions are waiting to be written as acks
-	itemDirty                 // look at the dirty list
-)
-
-// item is the Value of the source's packets: the OVERLAPPED of the
-// operation completed.
+// item is the Value of the source's packets: the OVERLAPPED of a read
+// completed into buf (the packet's N bytes; its Err io.EOF at the end of
+// input). Acks do not come through the port: finishing an event wakes its
+// connection's owner (conn.Complete).
 type item struct {
-	kind itemKind
-	c    *conn
-	buf  *[]byte
+	c   *conn
+	buf *[]byte
 }
 
 // Addr returns the address the source listens on, or nil before Start.
@@ -146,7 +141,7 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
 	s.conns = map[uint64]*conn{}
 	s.acceptDone = make(chan struct{})
-	s.refusing = make(chan struct{}, defaultRefuses)
+	s.refusing = make(chan struct{}, s.opts.refusers)
 	s.changed = make(chan struct{}, 1)
 	for range s.set.Workers {
 		w := &worker{s: s, pw: s.port.Join(), em: rt.NewEmitter(), pks: make([]port.Packet[item], min(s.set.Batch, 16))}
@@ -292,11 +287,12 @@ func (s *Source) Figures(st *stats.Stage) {
 // because max_unacked of their records are read and not yet acked.
 func (s *Source) ReadsPaused() int { return int(s.readsPaused.Load()) }
 
-// Conns returns how many connections are open.
+// Conns returns how many connections are open (not counting those closed
+// to make room whose goroutines are still returning).
 func (s *Source) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) - s.evicting
 }
 
 func (s *Source) connList() []*conn {
@@ -305,115 +301,6 @@ func (s *Source) connList() []*conn {
 		cs = append(cs, c)
 	}
 	return cs
-}
-
-func (s *Source) accept() {
-	defer s.wg.Done()
-	defer close(s.acceptDone)
-	backoff := time.Duration(0)
-	for {
-		nc, err := s.ln.Accept()
-		if err != nil {
-			if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait and try again.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Error("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-				t.Stop()
-				return
-			}
-			continue
-		}
-		backoff = 0
-		s.admit(nc)
-	}
-}
-
-// admit registers a new connection and starts its reader and owner, or
-// refuses it when max_conns are open. Registering and checking for
-// shutdown happen under one lock, so nothing starts after Close.
-func (s *Source) admit(nc net.Conn) {
-	s.mu.Lock()
-	if s.stopped || s.closed {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	if len(s.conns) >= s.opts.MaxConns {
-		s.mu.Unlock()
-		s.refuse(nc)
-		return
-	}
-	if s.tlsCfg != nil {
-		nc = tls.Server(nc, s.tlsCfg) // the reader runs the handshake
-	}
-	s.nextID++
-	c := newConn(s, s.nextID, nc)
-	s.conns[c.id] = c
-	s.wg.Add(2)
-	s.mu.Unlock()
-	if s.tlsCfg == nil {
-		c.served.Store(true)
-		s.cnt.accepted.Add(1)
-	}
-	if tc, ok := rawConn(nc).(*net.TCPConn); ok && s.opts.SocketBuffer > 0 {
-		if err := tc.SetReadBuffer(s.opts.SocketBuffer); err != nil {
-			c.log.Warn("setting SO_RCVBUF failed", zap.Error(err))
-		}
-		if err := tc.SetWriteBuffer(s.opts.SocketBuffer); err != nil {
-			c.log.Warn("setting SO_SNDBUF failed", zap.Error(err))
-		}
-	}
-	c.log.Debug("connection accepted")
-	go c.read()
-	go c.own()
-}
-
-// refuse tells an over-limit client why in one line and closes. The line
-// is written, the write side shut and the input discarded briefly (so the
-// line is not lost to a reset), in a goroutine of its own; when too many
-// are being refused already, the connection is simply closed.
-func (s *Source) refuse(nc net.Conn) {
-	s.cnt.refused.Add(1)
-	s.log.Warn("too many connections; refusing", zap.String("remote", nc.RemoteAddr().String()),
-		zap.Int("max_conns", s.opts.MaxConns))
-	if s.tlsCfg != nil { // no handshake, so no words: just close
-		nc.Close()
-		return
-	}
-	select {
-	case s.refusing <- struct{}{}:
-	default:
-		nc.Close()
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.refusing }()
-		stop := context.AfterFunc(s.ctx, func() { nc.Close() })
-		defer stop()
-		deadline := time.Now().Add(min(s.opts.DrainLinger, time.Second))
-		nc.SetDeadline(deadline)
-		if s.opts.Ack == AckCommit {
-			io.WriteString(nc, "nack 0 too many connections\n")
-		}
-		if tc, ok := nc.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-		var b [512]byte
-		for {
-			if _, err := nc.Read(b[:]); err != nil {
-				break
-			}
-		}
-		nc.Close()
-	}()
 }
 
 // protocolError counts a connection closed for a protocol error and logs
@@ -440,302 +327,3 @@ func (s *Source) notePending(n int) {
 
 func (s *Source) getBuf() *[]byte  { return s.bufs.Get().(*[]byte) }
 func (s *Source) putBuf(b *[]byte) { s.bufs.Put(b) }
-
-// postAcks asks a worker to turn c's completions into output. It never
-// waits: when the port is full, c goes on the dirty list, which workers
-// look at after every packet; a wake-up packet is then tried once more,
-// and if the port is still full, the packets queued there will bring a
-// worker to the list.
-func (s *Source) postAcks(c *conn) {
-	err := s.port.TryPost(port.Packet[item]{Key: c.id, Value: item{kind: itemAcks, c: c}})
-	if err == nil || errors.Is(err, port.ErrClosed) {
-		return
-	}
-	s.dirtyMu.Lock()
-	s.dirty = append(s.dirty, c)
-	s.hasDirty.Store(true)
-	s.dirtyMu.Unlock()
-	_ = s.port.TryPost(port.Packet[item]{Value: item{kind: itemDirty}})
-}
-
-// worker is one of the source's pool: it takes read and ack completions
-// from the port.
-type worker struct {
-	s   *Source
-	pw  *port.Worker[item]
-	em  stage.Emitter
-	pks []port.Packet[item]
-
-	// Scratch for one read: what the framer found. A record that lies
-	// in the read (data) is framed in place when inPlace; any other is
-	// copied into slab.
-	recs    []rec
-	slab    []byte
-	data    []byte
-	inPlace bool
-}
-
-type rec struct {
-	kind  recKind
-	a, b  int  // bounds in slab, or in data when inBuf
-	inBuf bool // framed in place: a view of the read buffer
-}
-
-var _ recSink = (*worker)(nil)
-
-func (w *worker) add(k recKind, b []byte) {
-	if w.inPlace && len(b) > 0 {
-		// A record the framer took from this read rather than from what
-		// it kept of an earlier one: a view of the read buffer.
-		off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(w.data)))
-		if off < uintptr(len(w.data)) {
-			w.recs = append(w.recs, rec{kind: k, a: int(off), b: int(off) + len(b), inBuf: true})
-			return
-		}
-	}
-	a := len(w.slab)
-	w.slab = append(w.slab, b...)
-	w.recs = append(w.recs, rec{kind: k, a: a, b: len(w.slab)})
-}
-
-// lentBuf is a read buffer whose records were framed in place: the events
-// made of them hold views of it, and it goes back to the source's pool
-// when the last of them is finished. It is their Origin.To, and passes
-// each completion on to the connection.
-type lentBuf struct {
-	c    *conn
-	buf  *[]byte
-	refs atomic.Int64 // events holding a view of buf, not yet finished
-}
-
-var lentBufs = sync.Pool{New: func() any { return new(lentBuf) }}
-
-var _ batchCompleter = (*lentBuf)(nil)
-
-func (l *lentBuf) Complete(ev *stage.Event, err error) {
-	evs := [1]*stage.Event{ev}
-	l.CompleteAll(evs[:], err)
-}
-
-// CompleteAll passes a run of completions on to the connection, and gives
-// the buffer back when they were its last events.
-func (l *lentBuf) CompleteAll(evs []*stage.Event, err error) {
-	c := l.c
-	c.CompleteAll(evs, err)
-	if l.refs.Add(-int64(len(evs))) == 0 {
-		c.s.putBuf(l.buf)
-		l.c, l.buf = nil, nil
-		lentBufs.Put(l)
-	}
-}
-
-func (w *worker) run() {
-	defer w.s.wg.Done()
-	defer w.pw.Leave()
-	for {
-		n, err := w.pw.GetBatch(w.s.ctx, w.pks)
-		if err != nil {
-			return
-		}
-		for i := range w.pks[:n] {
-			pk := w.pks[i]
-			w.pks[i] = port.Packet[item]{}
-			switch pk.Value.kind {
-			case itemRead:
-				w.frame(pk.Value.c, pk.Value.buf, pk.N, pk.Err)
-			case itemAcks:
-				pk.Value.c.writeAcks()
-			}
-			if w.s.hasDirty.Load() {
-				w.s.flushDirty()
-			}
-		}
-	}
-}
-
-func (s *Source) flushDirty() {
-	s.dirtyMu.Lock()
-	cs := s.dirty
-	s.dirty = nil
-	s.hasDirty.Store(false)
-	s.dirtyMu.Unlock()
-	for _, c := range cs {
-		c.writeAcks()
-	}
-}
-
-// frame turns one completed read into events: it frames the bytes with
-// the connection's framer, numbers the records, emits the events and then
-// lets the reader issue its next read.
-func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
-	s := w.s
-	lent := false
-	defer func() {
-		if !lent {
-			s.putBuf(buf)
-		}
-		w.data = nil
-		c.readNext <- struct{}{} // capacity 1, and the reader waits for it: never blocks
-	}()
-	c.mu.Lock()
-	alive := c.state.alive()
-	c.mu.Unlock()
-	if !alive {
-		return
-	}
-	data := (*buf)[:n]
-	s.cnt.bytesIn.Add(uint64(n))
-	// A read that fills at least half the buffer is framed in place: its
-	// records are views of the buffer, which their events hold until the
-	// last is finished (lentBuf), so no record is copied. A shorter read
-	// is copied into one allocation of its own and the buffer goes back
-	// at once, so that a few small records never pin a whole buffer: a
-	// record stuck downstream pins at most twice what it would copied.
-	w.inPlace = n >= len(*buf)/2
-	w.data = data
-	if w.inPlace {
-		w.slab = nil // only records that span reads are copied
-	} else {
-		// A record is at most what is buffered plus what was read.
-		w.slab = make([]byte, 0, len(data)+c.fr.buffered())
-	}
-	w.recs = w.recs[:0]
-	c.fr.feed(data, w)
-	if rerr == io.EOF {
-		if dropped := c.fr.end(w); dropped > 0 {
-			c.log.Warn("input ended inside a frame; dropped it", zap.Int("bytes", dropped))
-		}
-	}
-	if len(w.recs) == 0 {
-		w.slab = nil
-		return
-	}
-	events, refused, bad := 0, false, false
-	badReason := ""
-	for _, r := range w.recs {
-		switch r.kind {
-		case recData:
-			events++
-		case recBadFrame:
-			bad = true
-			refused = true
-			badReason = "bad frame"
-			if err := c.fr.err(); err != nil {
-				badReason = reason(fmt.Errorf("bad frame: %w", err))
-			}
-		default:
-			refused = true
-		}
-	}
-	arrived := time.Now() // one clock reading per read, not per record
-	// The door: under admission control the records past the admitted
-	// rate, and past the pipeline's memory limit all of them, are refused
-	// busy here, before any event is made of them. Under memory_limit's
-	// overflow block the door waits instead, and this connection's reader
-	// with it (it reads again once this read is framed), and the others'
-	// once the port is full: TCP pushes back.
-	admit := events
-	if events > 0 {
-		if admit = s.rt.Admit(arrived, events); admit < events {
-			refused = true
-			s.cnt.nackClassN(stage.ClassBusy, uint64(events-admit))
-		}
-	}
-	c.mu.Lock()
-	var first uint64
-	if s.opts.Ack == AckCommit {
-		first = c.win.reserve(len(w.recs))
-	} else { // numbers only: nothing is acked, so nothing is tracked
-		first = c.win.next + 1
-		c.win.next += uint64(len(w.recs))
-	}
-	c.outstanding += admit
-	if s.opts.Ack == AckCommit {
-		nth := 0
-		for i, r := range w.recs {
-			switch r.kind {
-			case recData:
-				if nth++; nth > admit {
-					c.win.finish(first+uint64(i), busyReason)
-				}
-			case recTooLarge:
-				c.win.finish(first+uint64(i), "too large")
-			case recBadFrame:
-				c.win.finish(first+uint64(i), badReason)
-			}
-		}
-	}
-	if bad {
-		c.to(connEnding) // the reader reads no more; the owner closes once the acks are out
-	}
-	c.mu.Unlock()
-
-	origin := stage.Origin{To: c, Key: c.id}
-	var lb *lentBuf
-	views, viewBytes := w.views(admit)
-	if views > 0 {
-		// Counted before the first event exists: one may be finished
-		// before the next is made.
-		lb = lentBufs.Get().(*lentBuf)
-		lb.c, lb.buf = c, buf
-		lb.refs.Store(int64(views))
-		lent = true
-	}
-	nth, nview := 0, 0
-	for i, r := range w.recs {
-		seq := first + uint64(i)
-		switch r.kind {
-		case recData:
-			if nth++; nth > admit {
-				if nth == admit+1 && s.opts.Ack == AckNone {
-					s.refused.Add(uint64(events - admit - 1))
-					c.logRefusal(seq, stage.ErrBusy)
-				}
-				continue
-			}
-			var ev *stage.Event
-			if r.inBuf {
-				ev = s.rt.NewEventAt(data[r.a:r.b:r.b], seq, stage.Origin{To: lb, Key: c.id}, arrived)
-				if nview++; nview == views {
-					// The rest of the lent buffer is held as long as
-					// its events are: the last of them is charged it
-					// (the memory limit), a close enough account.
-					s.rt.Hold(ev, len(*buf)-viewBytes)
-				}
-			} else {
-				ev = s.rt.NewEventAt(w.slab[r.a:r.b:r.b], seq, origin, arrived)
-			}
-			_ = w.em.Emit(s.ctx, ev) // a refusal finishes ev with Done(err): a nack
-		case recTooLarge:
-			s.cnt.nackClass(stage.ClassTooLarge)
-			c.log.Info("record too large; refused and skipped", zap.Uint64("record", seq), zap.Int("max_frame", s.opts.MaxFrame))
-		case recBadFrame:
-			s.cnt.nackClass(stage.ClassInvalid)
-			s.protocolError(c.log, causeBadFrame, c.fr.err(), zap.Uint64("record", seq))
-		}
-	}
-	w.em.Flush(s.ctx)
-	w.slab = nil
-	if refused {
-		c.writeAcks()
-	}
-}
-
-// views counts the events of this read that will be made of views of the
-// read buffer (its admitted records framed in place), and their bytes.
-func (w *worker) views(admit int) (n, bytes int) {
-	nth := 0
-	for _, r := range w.recs {
-		if r.kind != recData {
-			continue
-		}
-		if nth++; nth > admit {
-			break
-		}
-		if r.inBuf {
-			n++
-			bytes += r.b - r.a
-		}
-	}
-	return n, bytes
-}

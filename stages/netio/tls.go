@@ -1,7 +1,7 @@
 package netio
 
-// This file holds TLS for a source: its configuration and the
-// certificates, reloaded while it runs.
+// This file holds TLS for a source: its configuration, the
+// certificates, reloaded while it runs, and a connection's handshake.
 
 import (
 	"crypto/tls"
@@ -257,4 +257,39 @@ func closeWrite(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
+}
+
+// handshake runs the TLS handshake, bounded by tlsHandshakeTimeout, and
+// reports whether it succeeded. A failure (no TLS at all, an old version,
+// no or a bad client certificate under mutual TLS) is a refused
+// connection and a protocol error: counted, logged at most once a second,
+// and the connection closed without more words.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	s := c.s
+	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	err := errors.New("input stopped")
+	if !s.stopping.Load() { // StopInput sets stopping, then a deadline in the past: one of us sees the other
+		err = tc.Handshake()
+	}
+	tc.SetDeadline(time.Time{})
+	if err == nil {
+		c.served.Store(true)
+		s.cnt.accepted.Add(1)
+		st := tc.ConnectionState()
+		fs := []zap.Field{zap.String("tls_version", tls.VersionName(st.Version))}
+		if len(st.PeerCertificates) > 0 {
+			fs = append(fs, zap.String("client", st.PeerCertificates[0].Subject.String()))
+		}
+		c.log.Debug("TLS handshake done", fs...)
+		return true
+	}
+	if !s.stopping.Load() {
+		s.cnt.refused.Add(1)
+		s.protocolError(c.log, causeTLSHandshake, err)
+	}
+	c.mu.Lock()
+	c.to(connDead)
+	c.mu.Unlock()
+	c.nc.Close()
+	return false
 }

@@ -1,5 +1,8 @@
 package netio
 
+// This file holds netio.udp's count of datagrams the kernel dropped, on
+// Linux (SO_RXQ_OVFL).
+
 import (
 	"encoding/binary"
 	"net"

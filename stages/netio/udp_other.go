@@ -2,6 +2,9 @@
 
 package netio
 
+// This file holds netio.udp's count of datagrams the kernel dropped where
+// the kernel does not report them: none.
+
 import "net"
 
 // oobSize: no control messages are read off Linux.

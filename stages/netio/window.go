@@ -1,5 +1,8 @@
 package netio
 
+// This file holds a connection's ack window: which records are finished,
+// and the ack and nack lines they owe.
+
 import (
 	"strconv"
 	"strings"
@@ -115,32 +118,42 @@ func (w *window) ready() bool {
 	return w.acked < w.next && w.st[(w.acked+1)&uint64(len(w.st)-1)] != stPending
 }
 
-// The longest lines advance writes: "ack " or "nack " and a number, the
-// reason, the newline.
+// The longest lines advance writes: "ack " and a number; "nack " and a
+// number (or a range A-B), the reason, the newline.
 const (
 	maxReasonLen = maxReason + len("...")
 	maxAckLine   = len("ack ") + 20 + 1
 	maxNackLine  = len("nack ") + 20 + 1 + maxReasonLen + 1
+	maxRangeLine = maxNackLine + len("-") + 20
 )
 
 // Any room advance is given when nothing is pending (max_pending_output,
 // at least minPendingOut) holds a nack line and the ack after it, so the
 // window always moves once the output is written: this fails to compile
-// otherwise.
+// otherwise. (A range grows one record at a time only while its line
+// fits, so one record's nack line is all that must fit.)
 const _ = uint(minPendingOut - maxNackLine - maxAckLine)
 
 // advance moves acked over the finished records and appends the output
-// they owe: a nack line for each refused one, in order, then one
-// cumulative ack line. It appends at most room bytes: it stops before a
-// nack line that, with the ack line after it, would not fit, and leaves
-// the records from there on for a later call. Every nack therefore comes
-// before the ack that covers it, and acks only move forward.
+// they owe: for the refused ones, in order, a nack line each, or one
+// `nack A-B reason` line for a run of consecutive records refused for the
+// same reason (a burst shed at the door, a full queue's busy refusals);
+// then one cumulative ack line. It appends at most room bytes: it stops
+// before a record whose nack line (or the run's line grown by it), with
+// the ack line after it, would not fit, and leaves the records from there
+// on for a later call. Every nack therefore comes before the ack that
+// covers it, and acks only move forward.
 func (w *window) advance(out []byte, room int) []byte {
 	if room < maxAckLine {
 		return out
 	}
 	start, base := w.acked, len(out)
 	mask := uint64(len(w.st) - 1)
+	// The open run: records runA..acked refused for runR (state runSt),
+	// its line not yet written.
+	var runA uint64
+	var runR string
+	var runSt uint8
 	for w.acked < w.next {
 		seq := w.acked + 1
 		st := w.st[seq&mask]
@@ -148,18 +161,32 @@ func (w *window) advance(out []byte, room int) []byte {
 			break
 		}
 		if st >= stOther {
-			r := w.peekReason(seq, st)
-			if len(out)-base+len("nack ")+digits(seq)+1+len(r)+1+maxAckLine > room {
-				break
+			if runA != 0 && ((st == runSt && st != stOther) || w.peekReason(seq, st) == runR) {
+				// The run goes on: its line then ends in seq.
+				if len(out)-base+len("nack ")+digits(runA)+1+digits(seq)+1+len(runR)+1+maxAckLine > room {
+					break
+				}
+				w.reasonOf(seq, st) // forget it
+			} else {
+				if runA != 0 {
+					out = appendNack(out, runA, w.acked, runR)
+					runA = 0
+				}
+				r := w.peekReason(seq, st)
+				if len(out)-base+len("nack ")+digits(seq)+1+len(r)+1+maxAckLine > room {
+					break
+				}
+				runA, runR, runSt = seq, w.reasonOf(seq, st), st
 			}
-			out = append(out, "nack "...)
-			out = strconv.AppendUint(out, seq, 10)
-			out = append(out, ' ')
-			out = append(out, w.reasonOf(seq, st)...)
-			out = append(out, '\n')
+		} else if runA != 0 {
+			out = appendNack(out, runA, w.acked, runR)
+			runA = 0
 		}
 		w.st[seq&mask] = stPending
 		w.acked = seq
+	}
+	if runA != 0 {
+		out = appendNack(out, runA, w.acked, runR)
 	}
 	if w.acked == w.next && (len(w.tab) > 0 || w.other != nil) {
 		clear(w.tab) // nothing outstanding refers to a reason any more
@@ -172,6 +199,20 @@ func (w *window) advance(out []byte, room int) []byte {
 		out = append(out, '\n')
 	}
 	return out
+}
+
+// appendNack appends the nack line of records a..b (a single record when
+// a == b) refused for reason r.
+func appendNack(out []byte, a, b uint64, r string) []byte {
+	out = append(out, "nack "...)
+	out = strconv.AppendUint(out, a, 10)
+	if b != a {
+		out = append(out, '-')
+		out = strconv.AppendUint(out, b, 10)
+	}
+	out = append(out, ' ')
+	out = append(out, r...)
+	return append(out, '\n')
 }
 
 // digits is the length of n in decimal.

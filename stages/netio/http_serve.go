@@ -1,0 +1,242 @@
+package netio
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stagedserver/seda/stage"
+	"go.uber.org/zap"
+)
+
+// This file holds how netio.http serves a request: it checks it, makes an
+// event of each record of its body, and answers once every one is
+// finished.
+
+// httpReply is the JSON body of every answer.
+type httpReply struct {
+	Acked  int         `json:"acked"`
+	Nacked []httpNack  `json:"nacked,omitempty"`
+	Error  string      `json:"error,omitempty"`
+	status int         // not sent
+	header http.Header // not sent
+}
+
+type httpNack struct {
+	Record int    `json:"record"`
+	Reason string `json:"reason"`
+}
+
+func (s *HTTPSource) reply(w http.ResponseWriter, rp httpReply) {
+	for k, v := range rp.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rp.status)
+	json.NewEncoder(w).Encode(rp)
+}
+
+func (s *HTTPSource) fail(w http.ResponseWriter, status int, msg string) {
+	s.reply(w, httpReply{status: status, Error: msg})
+}
+
+// busy answers 503 with Retry-After: the client is to send the request
+// again later.
+func (s *HTTPSource) busy(w http.ResponseWriter, msg string) {
+	s.reply(w, httpReply{status: http.StatusServiceUnavailable, Error: msg, header: http.Header{"Retry-After": {retryAfter}}})
+}
+
+// ServeHTTP takes one request: checks it, reads its body, makes an event
+// of each record, and answers once every one is finished.
+func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	defer s.handlers.Done()
+	switch {
+	case r.URL.Path != s.opts.Path:
+		s.fail(w, http.StatusNotFound, fmt.Sprintf("no such path: POST NDJSON records to %s", s.opts.Path))
+		return
+	case r.Method != http.MethodPost:
+		w.Header().Set("Allow", http.MethodPost)
+		s.fail(w, http.StatusMethodNotAllowed, "POST NDJSON records, one per line")
+		return
+	case s.opts.Token != "" && !s.authorized(r):
+		s.protocolError(r, causeUnauthorized, errors.New("no or a wrong bearer token"))
+		w.Header().Set("WWW-Authenticate", `Bearer realm="seda"`)
+		s.fail(w, http.StatusUnauthorized, "send Authorization: Bearer TOKEN")
+		return
+	case s.stopping.Load():
+		w.Header().Set("Connection", "close")
+		s.busy(w, "shutting down")
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		s.busy(w, fmt.Sprintf("busy: %d requests are being handled (max_requests)", s.opts.MaxRequests))
+		return
+	}
+	if r.ContentLength > int64(s.opts.MaxBody) {
+		s.protocolError(r, causeBodyTooLarge, fmt.Errorf("Content-Length %d", r.ContentLength))
+		w.Header().Set("Connection", "close")
+		s.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over max_body of %d", r.ContentLength, s.opts.MaxBody))
+		return
+	}
+	body, err := readBody(r.Body, r.Header.Get("Content-Encoding"), s.opts.MaxBody)
+	if n := r.ContentLength; n > 0 {
+		s.cnt.bytesIn.Add(uint64(min(n, int64(s.opts.MaxBody)+1)))
+	} else {
+		s.cnt.bytesIn.Add(uint64(len(body)))
+	}
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		s.protocolError(r, causeBodyTooLarge, err)
+		w.Header().Set("Connection", "close")
+		s.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over max_body of %d bytes", s.opts.MaxBody))
+		return
+	case errors.Is(err, errEncoding):
+		s.protocolError(r, causeBadRequest, err)
+		s.fail(w, http.StatusUnsupportedMediaType, err.Error())
+		return
+	case err != nil:
+		s.protocolError(r, causeBadRequest, err)
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	recs := splitRecords(body, s.opts.MaxFrame, nil)
+	s.serveRecords(w, r, recs)
+}
+
+// serveRecords makes an event of each record, hands them on, waits for
+// every one to finish and answers: 200 when all were acked, 503 when any
+// was refused busy (the client sends the body again; what was acked is
+// stored twice unless the sink ignores duplicates), else 422 listing the
+// refused ones.
+func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs []httpRec) {
+	arrived := time.Now()
+	events := 0
+	for _, rc := range recs {
+		if !rc.tooLarge {
+			events++
+		}
+	}
+	// The door: admission control, and the pipeline's memory limit (past
+	// it, refused, or under its overflow block waited for).
+	if events > 0 {
+		if admit := s.rt.Admit(arrived, events); admit < events {
+			s.cnt.nackClassN(stage.ClassBusy, uint64(events))
+			s.busy(w, "busy: the pipeline admits fewer records now (admission control or memory_limit)")
+			return
+		}
+	}
+	req := &httpRequest{s: s, results: make([]string, len(recs)), left: events, done: make(chan struct{})}
+	if events == 0 {
+		close(req.done)
+	}
+	origin := stage.Origin{To: req, Key: s.nextReq.Add(1)}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		s.busy(w, "shutting down")
+		return
+	}
+	s.emitting.Add(1)
+	s.mu.Unlock()
+	em := s.rt.NewEmitter()
+	for i, rc := range recs {
+		if rc.tooLarge {
+			req.results[i] = "too large"
+			s.cnt.nackClass(stage.ClassTooLarge)
+			continue
+		}
+		_ = em.Emit(s.ctx, s.rt.NewEventAt(rc.line, uint64(i+1), origin, arrived)) // a refusal finishes it: Complete
+	}
+	em.Flush(s.ctx)
+	s.emitting.Done()
+
+	select {
+	case <-req.done:
+	case <-r.Context().Done():
+		return // the client went away; the events finish without it
+	case <-s.ctx.Done():
+		s.busy(w, "shut down before the records were finished")
+		return
+	}
+	rp := httpReply{status: http.StatusOK}
+	busy := false
+	for i, res := range req.results {
+		if res == "" {
+			rp.Acked++
+			continue
+		}
+		rp.Nacked = append(rp.Nacked, httpNack{Record: i + 1, Reason: res})
+		busy = busy || req.busy[i]
+	}
+	switch {
+	case busy:
+		rp.status = http.StatusServiceUnavailable
+		rp.header = http.Header{"Retry-After": {retryAfter}}
+	case len(rp.Nacked) > 0:
+		rp.status = http.StatusUnprocessableEntity
+	}
+	s.reply(w, rp)
+}
+
+// authorized reports whether r carries the token, compared in constant
+// time.
+func (s *HTTPSource) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) == 1
+}
+
+// protocolError counts a refused request and logs it at warn, with the
+// client's address and the cause, at most once a second.
+func (s *HTTPSource) protocolError(r *http.Request, cause string, err error) {
+	n := s.cnt.protocolError(cause)
+	if s.protoLog.allow() {
+		s.log.Warn("request refused", zap.String("remote", r.RemoteAddr), zap.String("cause", cause),
+			zap.Error(err), zap.Uint64("protocol_errors", n))
+	}
+}
+
+// httpRequest is the Completer of one request's events: it keeps each
+// record's outcome and signals when the last one is finished.
+type httpRequest struct {
+	s       *HTTPSource
+	mu      sync.Mutex
+	results []string // by record - 1: "" acked, else the nack reason
+	busy    map[int]bool
+	left    int
+	done    chan struct{}
+}
+
+func (q *httpRequest) Complete(ev *stage.Event, err error) {
+	if err != nil {
+		q.s.cnt.nack(err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := int(ev.Seq) - 1; err != nil && i >= 0 && i < len(q.results) {
+		q.results[i] = reason(err)
+		if errors.Is(err, stage.ErrBusy) {
+			if q.busy == nil {
+				q.busy = map[int]bool{}
+			}
+			q.busy[i] = true
+		}
+	}
+	if q.left--; q.left == 0 {
+		close(q.done)
+	}
+}

@@ -1,0 +1,163 @@
+package netio
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/stagedserver/seda/internal/wire"
+)
+
+// A run of consecutive records refused for the same reason is one
+// `nack A-B reason` line; a lone one stays `nack N reason`.
+func TestWindowRangeNacks(t *testing.T) {
+	var w window
+	w.reserve(20)
+	for seq := uint64(1); seq <= 20; seq++ {
+		switch {
+		case seq <= 10 || seq >= 15:
+			w.finish(seq, "busy")
+		case seq == 11:
+			w.finish(seq, "")
+		case seq <= 13:
+			w.finish(seq, "x")
+		default:
+			w.finish(seq, "y")
+		}
+	}
+	want := "nack 1-10 busy\nnack 12-13 x\nnack 14 y\nnack 15-20 busy\nack 20\n"
+	if out := w.advance(nil, 1<<20); string(out) != want {
+		t.Fatalf("advance = %q, want %q", out, want)
+	}
+	// A run ends where a record is still pending; the next call starts
+	// another.
+	w.reserve(10)
+	for seq := uint64(21); seq <= 30; seq++ {
+		if seq != 26 {
+			w.finish(seq, "busy")
+		}
+	}
+	if out := w.advance(nil, 1<<20); string(out) != "nack 21-25 busy\nack 25\n" {
+		t.Fatalf("advance = %q", out)
+	}
+	w.finish(26, "busy")
+	if out := w.advance(nil, 1<<20); string(out) != "nack 26-30 busy\nack 30\n" {
+		t.Fatalf("advance = %q", out)
+	}
+}
+
+// verdicts expands a window's output into each record's verdict ("" for
+// acked, else the nack's reason), checking every line with the protocol
+// client's parser and that nacks and acks move forward.
+func verdicts(t *testing.T, out []byte, acked *uint64, got map[uint64]string) {
+	t.Helper()
+	for _, line := range strings.SplitAfter(string(out), "\n") {
+		if line == "" {
+			continue
+		}
+		r, err := wire.ParseReply([]byte(strings.TrimSuffix(line, "\n")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.N <= *acked {
+			t.Fatalf("%q after ack %d", line, *acked)
+		}
+		if !r.Nack {
+			for seq := *acked + 1; seq <= r.N; seq++ {
+				if _, ok := got[seq]; !ok {
+					got[seq] = ""
+				}
+			}
+			*acked = r.N
+			continue
+		}
+		for seq := r.N; seq <= r.Last(); seq++ {
+			if _, dup := got[seq]; dup {
+				t.Fatalf("record %d nacked twice (%q)", seq, line)
+			}
+			got[seq] = r.Reason
+		}
+	}
+}
+
+// Whatever the verdicts and however little room advance is given, its
+// outputs put together give every record its verdict, each line fits the
+// room, and with room to spare no two nack lines could have been one.
+func TestWindowRangesBounded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	reasons := []string{"busy", "too large", "bad frame: " + strings.Repeat("x", 180)}
+	for round := range 200 {
+		n := 1 + rng.IntN(2000)
+		want := make([]string, n+1)
+		for seq := 1; seq <= n; seq++ {
+			if seq > 1 && rng.IntN(10) < 8 { // runs
+				want[seq] = want[seq-1]
+			} else if rng.IntN(3) > 0 {
+				want[seq] = reasons[rng.IntN(len(reasons))]
+			}
+		}
+		fill := func(w *window) {
+			w.reserve(n)
+			for _, seq := range rng.Perm(n) {
+				w.finish(uint64(seq+1), want[seq+1])
+			}
+		}
+		room := maxNackLine + maxAckLine + rng.IntN(600)
+		if round%4 == 0 {
+			room = 1 << 20
+		}
+		var w window
+		fill(&w)
+		got := map[uint64]string{}
+		var acked uint64
+		for calls := 0; w.acked < uint64(n); calls++ {
+			if calls > 2*n {
+				t.Fatalf("round %d, room %d: the window does not move (acked %d)", round, room, w.acked)
+			}
+			out := w.advance(nil, room)
+			if len(out) > room || len(out) == 0 {
+				t.Fatalf("round %d, room %d: advance wrote %d bytes", round, room, len(out))
+			}
+			verdicts(t, out, &acked, got)
+			if room == 1<<20 {
+				checkMaximal(t, out)
+			}
+		}
+		for seq := 1; seq <= n; seq++ {
+			if got[uint64(seq)] != want[seq] {
+				t.Fatalf("round %d, room %d: record %d got %q, want %q", round, room, seq, got[uint64(seq)], want[seq])
+			}
+		}
+		if acked != uint64(n) || len(w.tab) != 0 || w.other != nil {
+			t.Fatalf("round %d: acked %d of %d, reasons left %d %v", round, acked, n, len(w.tab), w.other)
+		}
+	}
+}
+
+// checkMaximal fails when two nack lines of out in a row are for
+// consecutive records refused for the same reason.
+func checkMaximal(t *testing.T, out []byte) {
+	t.Helper()
+	var prev wire.Reply
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		r, _ := wire.ParseReply([]byte(line))
+		if r.Nack && prev.Nack && r.N == prev.Last()+1 && r.Reason == prev.Reason {
+			t.Fatalf("%q then %q: one run in two lines", prev, r)
+		}
+		prev = r
+	}
+}
+
+func BenchmarkWindowBusyRun(b *testing.B) {
+	var w window
+	out := make([]byte, 0, 1<<20)
+	for b.Loop() {
+		first := w.reserve(1000)
+		for i := range uint64(1000) {
+			w.finish(first+i, "busy")
+		}
+		out = w.advance(out[:0], 1<<20)
+	}
+	_ = fmt.Sprint(len(out))
+}
