@@ -31,6 +31,9 @@ func (s *Stage) Stats() stats.Stage {
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting}
 		st.Control = s.controlStats()
 		st.Rejected = ps.Rejected + s.shed.Load()
+		s.shardFigures(&st)
+	case s.locks != nil:
+		s.shardFigures(&st)
 	case s.src != nil:
 		// A source's In is the events it made: one atomic add per event
 		// rather than two.
