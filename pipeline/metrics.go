@@ -18,6 +18,7 @@ type collector struct {
 	depth, capacity, workers, running, blocked *prometheus.Desc
 	in, out, errors, rejected, panics          *prometheus.Desc
 	latency, uptime                            *prometheus.Desc
+	shardBusiest                               *prometheus.Desc // shard_by's key spread
 
 	// Sources' own counters (stats.Source).
 	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
@@ -48,6 +49,8 @@ func newCollector(p *Pipeline) *collector {
 			"Recent latency quantiles: queue wait plus handling (sources: read to completion).",
 			[]string{"stage", "quantile"}),
 		uptime: d("pipeline_uptime_seconds", "Seconds since the pipeline started.", nil),
+		shardBusiest: d("pipeline_stage_shard_busiest_share",
+			"A stage with shard_by: the busiest shard's share of the recent events (1/256: an even spread).", stage),
 		srcConns: d("pipeline_source_connections_total",
 			"A source's connections by event: accepted, closed, refused.", []string{"stage", "event"}),
 		srcProto: d("pipeline_source_protocol_errors_total",
@@ -80,7 +83,7 @@ func seriesDescs(declared []stats.Series, d func(name, help string, labels []str
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.depth, c.capacity, c.workers, c.running, c.blocked,
-		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime,
+		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime, c.shardBusiest,
 		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops} {
 		ch <- d
 	}
@@ -114,6 +117,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.panics, st.Panics, n)
 		gauge(c.latency, st.Latency.P50/1e3, n, "0.5")
 		gauge(c.latency, st.Latency.P99/1e3, n, "0.99")
+		if st.Shards != nil {
+			gauge(c.shardBusiest, st.Shards.Busiest, n)
+		}
 		if src := st.Source; src != nil {
 			counter(c.srcConns, src.Connections.Accepted, n, "accepted")
 			counter(c.srcConns, src.Connections.Closed, n, "closed")
