@@ -198,6 +198,7 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	}
 	debug.FreeOSMemory()
 	measure.ResetPeakRSS()
+	backends, _ := ClientBackends(h.pgPID)
 	cpu0, pg0 := measure.CPU(), measure.TreeCPU(h.pgPID)
 	srv, err := h.start(ctx, v, table)
 	if err != nil {
@@ -220,7 +221,10 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
 	err = errors.Join(err, srv.Stop(sctx))
-	s := Sample{ProcCPU: measure.CPU() - cpu0, PGCPU: measure.TreeCPU(h.pgPID) - pg0, PeakRSS: measure.PeakRSS()}
+	cpu := measure.CPU() - cpu0
+	pg, werr := SettledCPU(ctx, h.pgPID, backends)
+	err = errors.Join(err, werr)
+	s := Sample{ProcCPU: cpu, PGCPU: pg - pg0, PeakRSS: measure.PeakRSS()}
 	if err != nil {
 		return s, err
 	}
@@ -291,6 +295,7 @@ func (h *harness) latency(ctx context.Context, v string, rate float64) (Latency,
 
 // runCopy times psql \copy of the same rows into table.
 func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
+	backends, _ := ClientBackends(h.pgPID)
 	pg0 := measure.TreeCPU(h.pgPID)
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", h.dsn,
 		"-c", `\copy `+Ident(table)+` (id, body) FROM '`+h.copyFile+`'`)
@@ -300,8 +305,12 @@ func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 	if err != nil {
 		return Sample{}, fmt.Errorf("psql \\copy: %w: %s", err, out)
 	}
+	pg, err := SettledCPU(ctx, h.pgPID, backends)
+	if err != nil {
+		return Sample{}, err
+	}
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
-		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: measure.TreeCPU(h.pgPID) - pg0}
+		ProcCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), PGCPU: pg - pg0}
 	// No peak RSS: a child's ru_maxrss counts the parent's pages it
 	// shared before exec.
 	var n int64

@@ -68,7 +68,7 @@ func (r *Result) Markdown() string {
 			report.Rate(report.Median(rs)), report.Rate(slices.Min(rs)), report.Rate(slices.Max(rs)),
 			report.Median(pc), report.Median(pg), peak)
 	}
-	b.WriteString("\nProcess CPU and peak RSS are of the benchmark process, which runs the server and the load client together (the same client for every TCP variant); for the COPY ceiling the process CPU is psql's. PostgreSQL CPU sums utime+stime of the postmaster and its children (reaped ones included), after a CHECKPOINT before each run; background work (WAL writer, checkpointer, autovacuum) during a run is charged to it, which weighs most on the short naive runs.\n\n")
+	b.WriteString("\nProcess CPU and peak RSS are of the benchmark process, which runs the server and the load client together (the same client for every TCP variant); for the COPY ceiling the process CPU is psql's. PostgreSQL CPU sums utime+stime of the postmaster and its children (reaped ones included: a run's figure is read once its sessions' backends are gone), after a CHECKPOINT before each run; background work (WAL writer, checkpointer, autovacuum) during a run is charged to it, which weighs most on the short naive runs.\n\n")
 	b.WriteString("| pipeline / baseline | ratio per run: min / median / max | ratio of medians | target | met (median per-run ratio) |\n| --- | ---: | ---: | ---: | --- |\n")
 	for _, v := range []string{Copy, Naive, Chan} {
 		rs := r.Ratios(v)

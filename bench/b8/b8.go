@@ -277,8 +277,11 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 	start := time.Now()
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- send(ctx, srv.Addr(), h.work.streams) }()
-	end, err := h.waitStored(ctx, sendErr, srv)
+	end, pgAtEnd, err := h.waitStored(ctx, sendErr, srv)
 	s := m.end(end.Sub(start))
+	if pgAtEnd > 0 {
+		s.PGCPU = pgAtEnd - m.pg
+	}
 	if prof != nil {
 		self, incl, perr := prof.Stop(ctx, 25)
 		err = errors.Join(err, perr)
@@ -353,12 +356,15 @@ func send(ctx context.Context, addr string, streams [][]byte) error {
 
 // waitStored returns when the last row was stored: it polls the table's
 // size and, once the senders are done and the size has not moved for
-// Settle, counts the rows; the time returned is the size's last change.
+// Settle, counts the rows; the time returned is the size's last change,
+// and so is PostgreSQL's CPU returned (measure.TreeCPU then), so that the
+// count, a scan of every row that psql's figure does not pay, is left out.
 // It fails when the rows are still short after the table has not grown
 // for a minute, or when the contender's process exits.
-func (h *harness) waitStored(ctx context.Context, sendErr <-chan error, srv *child) (time.Time, error) {
+func (h *harness) waitStored(ctx context.Context, sendErr <-chan error, srv *child) (time.Time, time.Duration, error) {
 	var size int64
 	last := time.Now()
+	var pg time.Duration
 	sent := false
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -366,13 +372,13 @@ func (h *harness) waitStored(ctx context.Context, sendErr <-chan error, srv *chi
 		select {
 		case err := <-sendErr:
 			if err != nil {
-				return last, fmt.Errorf("send: %w", err)
+				return last, pg, fmt.Errorf("send: %w", err)
 			}
 			sent = true
 		case <-srv.exited:
-			return last, fmt.Errorf("%s exited during the run (%v)%s", srv.name, srv.waitErr, srv.output())
+			return last, pg, fmt.Errorf("%s exited during the run (%v)%s", srv.name, srv.waitErr, srv.output())
 		case <-ctx.Done():
-			return last, ctx.Err()
+			return last, pg, ctx.Err()
 		case <-tick.C:
 		}
 		var n int64
@@ -380,11 +386,11 @@ func (h *harness) waitStored(ctx context.Context, sendErr <-chan error, srv *chi
 			if strings.Contains(err.Error(), "does not exist") { // the pipeline has not created it yet
 				continue
 			}
-			return last, err
+			return last, pg, err
 		}
 		now := time.Now()
 		if n != size {
-			size, last = n, now
+			size, last, pg = n, now, measure.TreeCPU(h.pgPID)
 			continue
 		}
 		if !sent || now.Sub(last) < h.cfg.Settle {
@@ -392,13 +398,13 @@ func (h *harness) waitStored(ctx context.Context, sendErr <-chan error, srv *chi
 		}
 		var rows int64
 		if err := h.db.QueryRow(ctx, "SELECT count(*) FROM "+ident(table)).Scan(&rows); err != nil {
-			return last, err
+			return last, pg, err
 		}
 		if rows >= int64(h.cfg.Records) {
-			return last, nil
+			return last, pg, nil
 		}
 		if now.Sub(last) > time.Minute {
-			return last, fmt.Errorf("table %s holds %d rows, want %d, and has not grown for a minute", table, rows, h.cfg.Records)
+			return last, pg, fmt.Errorf("table %s holds %d rows, want %d, and has not grown for a minute", table, rows, h.cfg.Records)
 		}
 	}
 }
@@ -421,6 +427,7 @@ func (h *harness) verify(ctx context.Context) error {
 
 // runCopy loads the rows with Conns psql \copy processes at once.
 func (h *harness) runCopy(ctx context.Context) (Sample, error) {
+	backends, _ := b3.ClientBackends(h.pgPID)
 	pg0 := measure.TreeCPU(h.pgPID)
 	busy0, _ := measure.Machine()
 	cmds := make([]*exec.Cmd, len(h.work.files))
@@ -444,9 +451,11 @@ func (h *harness) runCopy(ctx context.Context) (Sample, error) {
 		cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
 	el := time.Since(start)
+	pg, werr := b3.SettledCPU(ctx, h.pgPID, backends)
+	err = errors.Join(err, werr)
 	busy, _ := measure.Machine()
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
-		ProcCPU: cpu, PGCPU: measure.TreeCPU(h.pgPID) - pg0}
+		ProcCPU: cpu, PGCPU: pg - pg0}
 	s.OtherCPU = max(0, busy-busy0-s.ProcCPU-s.PGCPU)
 	if err != nil {
 		return s, err

@@ -79,7 +79,8 @@ func (r *Result) Markdown() string {
 	b.WriteString("\nRows/s runs from the first byte sent to the last row stored (the table's size polled every 10 ms, " +
 		"then the rows counted); for json, to the last ack, which follows the commit. " +
 		"Process CPU is utime+stime of the contender's own process (pipectl run, rsyslogd; the psql processes together) " +
-		"over that time; PostgreSQL's sums the postmaster and its children; other is the rest of the machine's busy CPU " +
+		"over that time; PostgreSQL's sums the postmaster and its children (exited ones once reaped), up to the last row stored " +
+		"(the count after it is left out; for copy, until the psql sessions' backends are gone); other is the rest of the machine's busy CPU " +
 		"(the sender in the benchmark's process, and anything else running).\n\n")
 
 	b.WriteString("| pipeline / contender | ratio per run: min / median / max | target | met (median per-run ratio) |\n")

@@ -20,21 +20,28 @@
 //
 // # Writing
 //
-// With method: copy a batch is one COPY FROM STDIN (text format) straight
-// into the table; COPY outside a transaction block is its own transaction,
-// committed when it returns. Under conflict: ignore, a batch whose COPY
-// meets a key already stored (SQLSTATE 23505, a resend) is written again
-// through the idempotent path: in one transaction, COPY into a temporary
-// table, then INSERT INTO the table SELECT ... ON CONFLICT (key) DO
-// NOTHING. Resends are rare, so the common path stays the fast COPY. With
-// method: insert a batch is one INSERT ... SELECT FROM unnest($1::text[],
-// ...), with ON CONFLICT (key) DO NOTHING under conflict: ignore.
+// With method: copy a batch is written by a COPY FROM STDIN straight into
+// the table; COPY outside a transaction block is its own transaction,
+// committed when it returns. A batch that finds no COPY of the stage
+// running starts one at once; batches that come while one runs wait, and
+// the next COPY writes them all (group commit, up to 4 MiB of rows): one
+// COPY at a time while that keeps up, more beside it (up to max_conns)
+// only when a whole group is waiting. PostgreSQL pays much of a COPY per
+// statement and per concurrent writer, so fewer, larger COPYs cost it
+// less per row. Under conflict: ignore, a COPY that meets a key already
+// stored (SQLSTATE 23505, a resend) is written again through the
+// idempotent path: in one transaction, COPY into a temporary table, then
+// INSERT INTO the table SELECT ... ON CONFLICT (key) DO NOTHING. Resends
+// are rare, so the common path stays the fast COPY. With method: insert a
+// batch is one INSERT ... SELECT FROM unnest($1::text[], ...), with ON
+// CONFLICT (key) DO NOTHING under conflict: ignore.
 //
 // Values are sent as text and PostgreSQL parses them for the column's type;
 // values that cannot be an integer, a number or a boolean for such a
 // column are refused before that, and the event is nacked at once with the
-// reason. Every database call runs inside stage.Blocking, so a worker
-// waiting on PostgreSQL gives its run slot to another stage's work.
+// reason. Every database call, and the wait for a COPY, runs inside
+// stage.Blocking, so a worker waiting on PostgreSQL gives its run slot to
+// another stage's work.
 //
 // # Failures
 //
@@ -44,9 +51,10 @@
 // commits, retry.max is used up or the stage is stopped; then its events
 // are failed by the stage runtime, never acknowledged. A batch PostgreSQL
 // refuses because of its data (classes 22 and 23) is bisected until the
-// refused rows are alone: those are nacked with PostgreSQL's message, e.g.
-// `ERROR: value too long for type character varying(5) (SQLSTATE 22001)`,
-// and the rest are committed. Under conflict: error a duplicate key is
+// refused rows are alone (when the COPY held a group of batches, each
+// batch is first written alone): those are nacked with PostgreSQL's
+// message, e.g. `ERROR: value too long for type character varying(5)
+// (SQLSTATE 22001)`, and the rest are committed. Under conflict: error a duplicate key is
 // such a refusal. A retry after a commit whose answer was lost can store a
 // row twice under conflict: ignore without a key, or nack it as a
 // duplicate under conflict: error: delivery is at least once.

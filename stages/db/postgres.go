@@ -116,7 +116,12 @@ type Sink struct {
 	pool                                            *pgxpool.Pool
 	copySQL, tempSQL, copyTempSQL, mergeSQL, insSQL string
 
-	bufs sync.Pool // *rows, reused across batches
+	bufs   sync.Pool // *rows, reused across batches
+	groups groups    // method copy: batches waiting for a COPY (group.go)
+	sorts  sync.Pool // *groupData, reused across groups
+	// sortCol is the column of a single integer key (method copy), whose
+	// order a group's rows are written in; -1: none. Set by Start.
+	sortCol int
 
 	idemWrites atomic.Uint64 // writes committed through the idempotent path
 
@@ -197,6 +202,7 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	pc.MaxConns = int32(min(maxConns, maxMaxConns))
 	pc.MinConns = 0
 	s.poolCfg = pc
+	s.groups = groups{maxLanes: int(pc.MaxConns), maxBytes: groupBytes}
 
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, &stage.FieldError{Field: "table", Err: err}
@@ -216,7 +222,9 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	if s.maxBackoff < s.backoff {
 		return nil, &stage.FieldError{Field: "retry.max_backoff", Err: fmt.Errorf("%s is less than retry.backoff %s", s.maxBackoff, s.backoff)}
 	}
-	s.bufs.New = func() any { return new(rows) }
+	s.bufs.New = func() any { return &rows{res: make(chan outcome, 1)} }
+	s.sorts.New = func() any { return new(groupData) }
+	s.sortCol = -1
 	return s, nil
 }
 

@@ -133,6 +133,12 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	for _, c := range s.cols {
 		s.binary = s.binary && c.bin != binNone
 	}
+	s.sortCol = -1
+	for i, c := range s.cols {
+		if !s.insert && len(s.key) == 1 && c.name == s.key[0] && c.kind == kindInt {
+			s.sortCol = i
+		}
+	}
 	format := ""
 	if s.binary {
 		format = " WITH (FORMAT binary)"

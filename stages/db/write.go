@@ -26,28 +26,40 @@ type rows struct {
 	buf     []byte          // COPY rows (text lines or binary tuples), row i is buf[off[i]:off[i+1]]
 	off     []int           // len(evs)+1 offsets into buf
 	cols    [][]pgtype.Text // insert: cols[c][i] is row i's value of column c
+	keys    []int64         // with a sort column (Sink.sortCol): row i's key
 	scratch []byte
+	res     chan outcome // group commit (group.go): what the batch is told while it waits
 }
 
-// copySource is the data of one COPY: the format's header, a range of
-// rows and its trailer, read in turn without copying them first. Each
-// COPY has its own.
-type copySource struct{ parts [3][]byte }
+// copySource is the data of one COPY: the format's header, the rows of
+// one or more batches and its trailer, read in turn without copying them
+// first. Each COPY has its own: pgconn's CopyFrom may return on a server
+// error while its goroutine is still reading, and that goroutine must not
+// take the data of the retry. Read fills p across parts, since each Read
+// is sent as one message.
+type copySource struct {
+	parts  [][]byte
+	i, off int // the next byte is parts[i][off]
+}
 
 func (c *copySource) Read(p []byte) (int, error) {
-	for i := range c.parts {
-		if len(c.parts[i]) > 0 {
-			n := copy(p, c.parts[i])
-			c.parts[i] = c.parts[i][n:]
-			return n, nil
+	n := 0
+	for n < len(p) && c.i < len(c.parts) {
+		k := copy(p[n:], c.parts[c.i][c.off:])
+		n, c.off = n+k, c.off+k
+		if c.off == len(c.parts[c.i]) {
+			c.i, c.off = c.i+1, 0
 		}
 	}
-	return 0, io.EOF
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func (r *rows) reset(ncols int, insert bool) {
 	clear(r.evs)
-	r.evs, r.buf, r.off = r.evs[:0], r.buf[:0], append(r.off[:0], 0)
+	r.evs, r.buf, r.off, r.keys = r.evs[:0], r.buf[:0], append(r.off[:0], 0), r.keys[:0]
 	if insert {
 		if len(r.cols) != ncols {
 			r.cols = make([][]pgtype.Text, ncols)
@@ -62,13 +74,15 @@ func (r *rows) reset(ncols int, insert bool) {
 // Handle stores the batch. Each event is finished here: Done(nil) once the
 // transaction holding its row has committed; Done(err) when its values do
 // not convert, or PostgreSQL refuses its row (the batch is bisected until
-// the refused rows are alone; the others are committed). While PostgreSQL
-// is unreachable or asks for a retry (class 08, 57P01, 57P03, 40001,
-// 40P01, ...) the part of the batch not yet committed is retried with
-// backoff. Handle returns an error, leaving the events not yet finished to
-// the stage runtime, when ctx ends (ctx.Err()), when retry.max is used up,
-// or when PostgreSQL fails the batch for a reason no row is to blame for
-// (the table was dropped, permissions).
+// the refused rows are alone; the others are committed). With method copy
+// the batch may be written in one COPY together with other workers'
+// batches (group.go). While PostgreSQL is unreachable or asks for a retry
+// (class 08, 57P01, 57P03, 40001, 40P01, ...) the part of the batch not
+// yet committed is retried with backoff. Handle returns an error, leaving
+// the events not yet finished to the stage runtime, when ctx ends
+// (ctx.Err()), when retry.max is used up, or when PostgreSQL fails the
+// batch for a reason no row is to blame for (the table was dropped,
+// permissions).
 func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	if s.pool == nil {
 		return errors.New("db.postgres: Handle called before Start")
@@ -90,7 +104,51 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 	if len(r.evs) == 0 {
 		return nil
 	}
-	return s.store(ctx, r, 0, len(r.evs), false)
+	if s.insert {
+		return s.store(ctx, r, 0, len(r.evs), false)
+	}
+	return s.write(ctx, r)
+}
+
+// write stores r through the group commit: r waits for a COPY (leading
+// one when its turn comes) and then settles its events by the outcome. A
+// row error in a group of several batches may be another batch's, so
+// each batch then stores itself alone, bisecting as it goes.
+func (s *Sink) write(ctx context.Context, r *rows) error {
+	grp := s.groups.join(r)
+	for {
+		if grp != nil {
+			s.lead(ctx, grp)
+		}
+		var o outcome
+		stage.Blocking(ctx, func() { o = s.groups.wait(ctx, r) })
+		switch {
+		case o.lead != nil:
+			grp = o.lead
+			continue
+		case o.left:
+			return o.err
+		case o.err != nil && o.shared && rowError(o.err):
+			return s.store(ctx, r, 0, len(r.evs), o.idem)
+		}
+		return s.settle(ctx, r, 0, len(r.evs), o.idem, o.err)
+	}
+}
+
+// lead writes a group of batches in one COPY, through the idempotent path
+// when it meets a key already stored under conflict: ignore, and tells
+// every batch of the group how it went.
+func (s *Sink) lead(ctx context.Context, grp []*rows) {
+	g := s.sorts.Get().(*groupData)
+	n, parts := g.make(grp, s.binary, s.sortCol >= 0)
+	o := outcome{err: s.attempt(ctx, n, func() error { return s.copy(ctx, parts, false) })}
+	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
+		o.idem = true
+		o.err = s.attempt(ctx, n, func() error { return s.copy(ctx, parts, true) })
+	}
+	g.reset()
+	s.sorts.Put(g)
+	s.groups.done(grp, o)
 }
 
 // addRow converts ev's values and appends its row to r; on error r is as
@@ -99,7 +157,7 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 // copied once, into the COPY data, escaped in the text format and as it
 // is in the binary one.
 func (s *Sink) addRow(r *rows, ev *stage.Event) error {
-	mark := len(r.buf)
+	mark, keyAt := len(r.buf), 0
 	if s.binary {
 		r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(len(s.cols)))
 	}
@@ -121,6 +179,9 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 			}
 			r.cols[i] = append(r.cols[i], t)
 		case s.binary:
+			if i == s.sortCol {
+				keyAt = len(r.buf)
+			}
 			if null {
 				r.buf = append(r.buf, 0xff, 0xff, 0xff, 0xff) // length -1: NULL
 			} else {
@@ -129,6 +190,9 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 		default:
 			if i > 0 {
 				r.buf = append(r.buf, '\t')
+			}
+			if i == s.sortCol {
+				keyAt = len(r.buf)
 			}
 			switch {
 			case null:
@@ -154,6 +218,9 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 	if !s.insert && !s.binary {
 		r.buf = append(r.buf, '\n')
 	}
+	if s.sortCol >= 0 {
+		r.keys = append(r.keys, fieldKey(r.buf[keyAt:], s.binary))
+	}
 	r.evs = append(r.evs, ev)
 	r.off = append(r.off, len(r.buf))
 	return nil
@@ -177,7 +244,25 @@ func rawText(v stage.Value, k valueKind) bool {
 // NOTHING), taken when a COPY meets a key already stored under conflict:
 // ignore.
 func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error {
-	err := s.attempt(ctx, r, lo, hi, idem)
+	var err error
+	if s.insert {
+		err = s.attempt(ctx, hi-lo, func() error { return s.insertRows(ctx, r, lo, hi) })
+	} else {
+		parts := [][]byte{r.buf[r.off[lo]:r.off[hi]]}
+		if s.binary {
+			parts = [][]byte{binaryHeader, parts[0], binaryTrailer}
+		}
+		err = s.attempt(ctx, hi-lo, func() error { return s.copy(ctx, parts, idem) })
+	}
+	return s.settle(ctx, r, lo, hi, idem, err)
+}
+
+// settle finishes rows [lo, hi) of r after a write of them ended with err:
+// acknowledged when it committed; written again through the idempotent
+// path when it met a key already stored under conflict: ignore; bisected
+// when PostgreSQL refused a row, the refused ones nacked when alone. Any
+// other error is returned.
+func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err error) error {
 	switch {
 	case err == nil:
 		stage.DoneAll(r.evs[lo:hi], nil) // one clock reading, one lock per connection's run
@@ -197,13 +282,13 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 	return s.store(ctx, r, mid, hi, idem)
 }
 
-// attempt runs one write of rows [lo, hi), retrying while the error is
+// attempt runs write (one write of rows rows), retrying while the error is
 // transient. It returns nil once committed, a row error to bisect on, or
 // the error that ends the batch.
-func (s *Sink) attempt(ctx context.Context, r *rows, lo, hi int, idem bool) error {
+func (s *Sink) attempt(ctx context.Context, rows int, write func() error) error {
 	for n := 0; ; n++ {
 		var err error
-		stage.Blocking(ctx, func() { err = s.exec(ctx, r, lo, hi, idem) })
+		stage.Blocking(ctx, func() { err = write() })
 		if err == nil {
 			return nil
 		}
@@ -215,11 +300,11 @@ func (s *Sink) attempt(ctx context.Context, r *rows, lo, hi int, idem bool) erro
 			return err
 		}
 		if s.retryMax > 0 && n >= s.retryMax {
-			return fmt.Errorf("%d rows not stored after %d retries: %w", hi-lo, n, err)
+			return fmt.Errorf("%d rows not stored after %d retries: %w", rows, n, err)
 		}
 		d := s.delay(n)
 		s.log.Warn("PostgreSQL write failed; retrying the batch",
-			zap.String("stage", s.name), zap.Int("rows", hi-lo), zap.Int("retry", n+1),
+			zap.String("stage", s.name), zap.Int("rows", rows), zap.Int("retry", n+1),
 			zap.Duration("backoff", d), zap.Error(err))
 		var ok bool
 		stage.Blocking(ctx, func() { ok = sleep(ctx, d) })
@@ -229,31 +314,29 @@ func (s *Sink) attempt(ctx context.Context, r *rows, lo, hi int, idem bool) erro
 	}
 }
 
-// exec runs one write of rows [lo, hi) and returns once it has committed
-// or failed. COPY and INSERT outside an explicit transaction are each one
-// transaction: the server has committed when they return.
-func (s *Sink) exec(ctx context.Context, r *rows, lo, hi int, idem bool) error {
-	if s.insert {
-		args := make([]any, len(r.cols))
-		for i, col := range r.cols {
-			args[i] = col[lo:hi]
-		}
-		_, err := s.pool.Exec(ctx, s.insSQL, args...)
-		return err
+// insertRows runs one INSERT of rows [lo, hi) of r (method insert); an
+// INSERT outside an explicit transaction is one transaction, committed
+// when it returns.
+func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int) error {
+	args := make([]any, len(r.cols))
+	for i, col := range r.cols {
+		args[i] = col[lo:hi]
 	}
+	_, err := s.pool.Exec(ctx, s.insSQL, args...)
+	return err
+}
+
+// copy writes parts, the COPY data, and returns once it has committed or
+// failed: a COPY outside a transaction block is its own transaction; the
+// idempotent path is one explicit transaction.
+func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	// A reader of its own for each COPY: pgconn's CopyFrom may return on a
-	// server error while its goroutine is still reading, and that
-	// goroutine must not take the data of the retry.
-	data := &copySource{parts: [3][]byte{nil, r.buf[r.off[lo]:r.off[hi]], nil}}
-	if s.binary {
-		data.parts[0], data.parts[2] = binaryHeader, binaryTrailer
-	}
+	data := &copySource{parts: parts}
 	if !idem {
 		_, err := pc.CopyFrom(ctx, data, s.copySQL)
 		return err

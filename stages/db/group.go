@@ -1,0 +1,224 @@
+package db
+
+// This file holds the group commit of method copy: batches that reach the
+// sink while its COPYs are running wait, and the next COPY writes all of
+// them in one transaction.
+//
+// Why: PostgreSQL pays a good part of a COPY's cost per statement and per
+// concurrent writer, not per row. Profiled on PostgreSQL 15 (perf, B8's
+// light rows and B3's JSON rows; the figures are in bench/RESULTS.md's B8
+// notes), a COPY of a few thousand rows sets up to a thousand tuple slots,
+// each pinning the table's descriptor in a resource owner whose cost
+// grows with the slots held; it shrinks and regrows the backend's malloc
+// heap (a brk and a TLB flush each time); it starts a new ring of shared
+// buffers whose pages the backend faults in; and it commits with a WAL
+// flush. Each further backend writing the table at once adds page faults
+// on shared buffers, extension-lock and index-page contention. With a
+// COPY per batch from each worker's own connection, PostgreSQL spent 3.8
+// µs per light row against 2.3 for four psql \copy; with the batches
+// grouped, 2.45.
+//
+// How: a batch joins the queue. When no COPY is running, the batch that
+// finds the queue so starts one at once (a lone batch never waits). When
+// a COPY ends, the batches that came meanwhile are written together by
+// the next COPY, whose leader is the oldest of them. A further COPY runs
+// beside the first ones only when the batches waiting fill a whole group
+// (groupBytes), and never more than the connections: one COPY at a time
+// while it keeps up, more when the backlog says it does not.
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"math"
+	"slices"
+	"sync"
+	"unsafe"
+)
+
+// groupBytes is the most COPY data a group takes (a lone larger batch is
+// a group by itself): 4 MiB is some 25,000 light rows; past a few
+// thousand rows a COPY's cost per statement is small beside its rows'.
+const groupBytes = 4 << 20
+
+// outcome is what a waiting batch is told: a group to lead (it is the
+// group's first batch), or how the group it was in ended.
+type outcome struct {
+	lead   []*rows
+	err    error // nil: committed
+	idem   bool  // the group went through the idempotent path
+	shared bool  // the group held other batches too: a row error may be theirs
+	left   bool  // the batch left the queue unwritten, as its context ended
+}
+
+// groups is the queue of batches waiting for a COPY, and the COPYs
+// (lanes) running.
+type groups struct {
+	mu       sync.Mutex
+	queue    []*rows // oldest first
+	bytes    int     // COPY data in queue
+	lanes    int     // COPYs running or handed to a leader
+	maxLanes int
+	maxBytes int
+}
+
+// join queues r. When r's arrival starts a COPY it returns that group if
+// r leads it; a group led by an older batch is handed to that batch's
+// worker, and join returns nil.
+func (g *groups) join(r *rows) []*rows {
+	g.mu.Lock()
+	g.queue = append(g.queue, r)
+	g.bytes += len(r.buf)
+	var grp []*rows
+	if g.lanes == 0 || g.lanes < g.maxLanes && g.bytes >= g.maxBytes {
+		g.lanes++
+		grp = g.takeLocked()
+	}
+	g.mu.Unlock()
+	if grp == nil || grp[0] == r {
+		return grp
+	}
+	grp[0].res <- outcome{lead: grp}
+	return nil
+}
+
+// takeLocked takes the oldest batches, up to maxBytes of them (at least
+// one), off the queue.
+func (g *groups) takeLocked() []*rows {
+	n, size := 0, 0
+	for n < len(g.queue) && (n == 0 || size+len(g.queue[n].buf) <= g.maxBytes) {
+		size += len(g.queue[n].buf)
+		n++
+	}
+	grp := slices.Clone(g.queue[:n])
+	rest := copy(g.queue, g.queue[n:])
+	clear(g.queue[rest:])
+	g.queue = g.queue[:rest]
+	g.bytes -= size
+	return grp
+}
+
+// done ends a group: the lane passes to the next group, if batches wait,
+// and each batch of the group is told o.
+func (g *groups) done(grp []*rows, o outcome) {
+	g.mu.Lock()
+	var next []*rows
+	if len(g.queue) > 0 {
+		next = g.takeLocked()
+	} else {
+		g.lanes--
+	}
+	g.mu.Unlock()
+	if next != nil {
+		next[0].res <- outcome{lead: next}
+	}
+	o.shared = len(grp) > 1
+	for _, r := range grp {
+		r.res <- o
+	}
+}
+
+// wait returns r's next outcome. When ctx ends first and r is still in
+// the queue, r leaves it unwritten; once taken into a group, r's outcome
+// is waited for (the group's leader runs under the same stage context, so
+// it ends soon too).
+func (g *groups) wait(ctx context.Context, r *rows) outcome {
+	select {
+	case o := <-r.res:
+		return o
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	if i := slices.Index(g.queue, r); i >= 0 {
+		g.queue = slices.Delete(g.queue, i, i+1)
+		g.bytes -= len(r.buf)
+		g.mu.Unlock()
+		return outcome{err: ctx.Err(), left: true}
+	}
+	g.mu.Unlock()
+	return <-r.res
+}
+
+// groupData is a group's COPY data, made once for all its attempts.
+// With sorted, the group's rows go in the order of their key (the sink's
+// single integer key column): the rows of a batch come in the order their
+// records arrived, and records from many clients at uneven paces carry
+// keys far apart (in B3 nine rows in ten came after a larger key, tens of
+// thousands of ids below it), so each insert into the key's btree went to
+// another leaf, out of cache; in key order consecutive inserts share a
+// leaf. Measured on B3's rows in the pipeline's order, 8,000 rows a COPY:
+// PostgreSQL 3.7 µs per row, 3.3 with each COPY's rows sorted.
+type groupData struct {
+	rows  []keyedRow
+	parts [][]byte
+}
+
+type keyedRow struct {
+	key int64
+	row []byte
+}
+
+// make returns the number of rows of grp and the parts of its COPY data.
+func (g *groupData) make(grp []*rows, bin, sorted bool) (int, [][]byte) {
+	if bin {
+		g.parts = append(g.parts, binaryHeader)
+	}
+	n := 0
+	for _, r := range grp {
+		n += len(r.evs)
+		if !sorted {
+			g.parts = append(g.parts, r.buf)
+			continue
+		}
+		for i, k := range r.keys {
+			g.rows = append(g.rows, keyedRow{k, r.buf[r.off[i]:r.off[i+1]]})
+		}
+	}
+	if sorted {
+		slices.SortFunc(g.rows, func(a, b keyedRow) int { return cmp.Compare(a.key, b.key) })
+		for _, kr := range g.rows {
+			g.parts = append(g.parts, kr.row)
+		}
+	}
+	if bin {
+		g.parts = append(g.parts, binaryTrailer)
+	}
+	return n, g.parts
+}
+
+// reset drops the references to the group's rows.
+func (g *groupData) reset() {
+	clear(g.rows)
+	clear(g.parts)
+	g.rows, g.parts = g.rows[:0], g.parts[:0]
+}
+
+// fieldKey reads back the integer a row's key field holds, from the COPY
+// data at the field's start: in the binary format its length and its 2, 4
+// or 8 bytes; in the text format its digits. A NULL (refused by the key's
+// index anyway) sorts first.
+func fieldKey(b []byte, bin bool) int64 {
+	if bin {
+		if len(b) < 4 {
+			return math.MinInt64
+		}
+		n := int32(binary.BigEndian.Uint32(b))
+		switch {
+		case n == 2 && len(b) >= 6:
+			return int64(int16(binary.BigEndian.Uint16(b[4:])))
+		case n == 4 && len(b) >= 8:
+			return int64(int32(binary.BigEndian.Uint32(b[4:])))
+		case n == 8 && len(b) >= 12:
+			return int64(binary.BigEndian.Uint64(b[4:]))
+		}
+		return math.MinInt64
+	}
+	end := 0
+	for end < len(b) && b[end] != '\t' && b[end] != '\n' {
+		end++
+	}
+	if k, ok := parseDecimal(unsafe.String(unsafe.SliceData(b), end)); ok {
+		return k
+	}
+	return math.MinInt64
+}
