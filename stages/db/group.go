@@ -33,7 +33,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"unsafe"
 )
 
 // groupBytes is the most COPY data a group takes (a lone larger batch is
@@ -217,8 +216,34 @@ func fieldKey(b []byte, bin bool) int64 {
 	for end < len(b) && b[end] != '\t' && b[end] != '\n' {
 		end++
 	}
-	if k, ok := parseDecimal(unsafe.String(unsafe.SliceData(b), end)); ok {
+	if k, ok := parseDecimal(b[:end]); ok {
 		return k
 	}
 	return math.MinInt64
+}
+
+// parseDecimal parses an optionally signed decimal integer (an integer
+// column's text in COPY data) without allocating.
+func parseDecimal(s []byte) (int64, bool) {
+	neg := false
+	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if len(s) == 0 || len(s) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return int64(-n), true
+	case !neg && n < 1<<63:
+		return int64(n), true
+	}
+	return 0, false
 }

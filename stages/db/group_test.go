@@ -200,8 +200,8 @@ func TestGroupRowsInKeyOrder(t *testing.T) {
 			dsn := pg.NewDatabase(t)
 			over := map[string]any{}
 			if format == "text" { // numeric has no binary form here: the table is written as text
-				over["columns"] = []stage.Pair{{Key: "id", Value: "id"}, {Key: "n", Value: "n"}, {Key: "body", Value: "$"}}
-				over["types"] = []stage.Pair{{Key: "id", Value: "integer"}, {Key: "n", Value: "numeric"}}
+				over["columns"] = [][2]string{{"id", "id"}, {"n", "n"}, {"body", "$"}}
+				over["types"] = [][2]string{{"id", "integer"}, {"n", "numeric"}}
 			}
 			s := startSink(t, config(dsn, over))
 			if s.sortCol != 0 || s.binary != (format == "binary") {
