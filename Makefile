@@ -4,8 +4,9 @@
 #               cross-builds and vets, race tests, short fuzz runs (TEST_LANES, side by side)
 #   make stress the tests many times under -race, beside busy loops, with GOMAXPROCS 1 and
 #               unset, to find flaky ones (local use; STRESS_COUNT, STRESS_PKGS, STRESS_PROCS)
-#   make bench  the benchmark suite (bench/cmd/sedabench), results in bench/RESULTS.md;
-#               BENCH='--only b1,b2 --runs 7' passes flags
+#   make bench  the benchmark suite (bench/cmd/sedabench), results in bench/RESULTS.md,
+#               the targets missed listed last; BENCH='--only b1,b2 --runs 7' passes
+#               flags, BENCH=--strict fails the target when one is missed
 #   make lint   gofmt, vet, staticcheck
 #   make docs   regenerate README.md's YAML reference
 #   make nats-server  a local NATS server with JetStream on 127.0.0.1:4222 (store in .nats/),

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"testing"
 	"time"
 )
 
@@ -59,10 +58,19 @@ func Pipectl(ctx context.Context, dir string, o Options) (string, error) {
 	return bin, nil
 }
 
+// TB is the part of testing.TB that ForTest uses. It is spelled out here so
+// that this package does not import testing outside its tests: a
+// *testing.T or *testing.B satisfies it.
+type TB interface {
+	Helper()
+	TempDir() string
+	Fatal(args ...any)
+}
+
 // ForTest builds pipectl into a temporary directory of t's, within three
 // minutes, and returns the binary's path; it fails t if it cannot (no go
 // command, a build error).
-func ForTest(t testing.TB, o Options) string {
+func ForTest(t TB, o Options) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -12,6 +12,10 @@
 //	make bench                                  # the whole suite
 //	go run ./bench/cmd/sedabench --only b1,b2 --runs 7
 //	go run ./bench/cmd/sedabench --only b3 --b3-records 200000 --dry-run
+//	go run ./bench/cmd/sedabench --only b1 --strict
+//
+// After everything else it lists the targets missed, one line each; with
+// --strict it then exits non-zero if any was.
 //
 // B3 and B4 start a throwaway PostgreSQL (see internal/pgtemp) unless
 // --dsn names one; B4 builds cmd/pipectl with the go command. The suite is
@@ -33,6 +37,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stagedserver/seda/bench/report"
 )
 
 func main() {
@@ -49,6 +55,7 @@ func newCommand(all []*benchmark) *cobra.Command {
 		o       options
 		results string
 		dryRun  bool
+		strict  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sedabench",
@@ -73,6 +80,7 @@ the other sections are kept.`,
 				o.Pictures = filepath.Dir(results)
 			}
 			command := "sedabench " + strings.Join(os.Args[1:], " ")
+			var missed []string
 			for _, b := range run {
 				fmt.Fprintf(out, "== %s\n", b.Title)
 				body, err := b.Run(ctx, o)
@@ -81,6 +89,7 @@ the other sections are kept.`,
 				}
 				section := header(command, time.Now()) + body
 				io.WriteString(out, section)
+				missed = append(missed, misses(b.Name, body)...)
 				if dryRun {
 					continue
 				}
@@ -90,6 +99,10 @@ the other sections are kept.`,
 			}
 			if !dryRun {
 				fmt.Fprintf(out, "results written to %s\n", results)
+			}
+			printMissed(out, missed)
+			if strict && len(missed) > 0 {
+				return fmt.Errorf("--strict: %d measured targets missed", len(missed))
 			}
 			return nil
 		},
@@ -101,6 +114,7 @@ the other sections are kept.`,
 	f.StringVar(&o.DSN, "dsn", "", "an existing PostgreSQL (URL) for the benchmarks that need one, instead of a throwaway server")
 	f.StringVar(&results, "results", "bench/RESULTS.md", "the results file whose sections are updated")
 	f.BoolVar(&dryRun, "dry-run", false, "print the results without updating the results file")
+	f.BoolVar(&strict, "strict", false, "exit non-zero when a measured target is missed")
 	for _, b := range all {
 		if b.Flags != nil {
 			b.Flags(f)
@@ -185,4 +199,45 @@ func replaceSection(text string, all []*benchmark, b *benchmark, body string) st
 		}
 	}
 	return strings.TrimRight(text, "\n") + "\n\n" + section + "\n"
+}
+
+// missMark is how a section marks a missed target: report.Met's "no".
+var missMark = report.Met(false)
+
+// misses returns one line for each target that body, a benchmark's
+// section, marks as missed (report.Met(false)): "b1: 2P2W-Batch64 | ... |
+// ≥ 5.0", the line's text with the mark left out, prefixed by the
+// benchmark's name.
+func misses(name, body string) []string {
+	var out []string
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.Contains(line, missMark) {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "|") {
+			// A table row: its cells, the "no" cell left out.
+			var cells []string
+			for _, c := range strings.Split(strings.Trim(line, "|"), "|") {
+				if c = strings.TrimSpace(c); c != missMark {
+					cells = append(cells, c)
+				}
+			}
+			line = strings.Join(cells, " | ")
+		}
+		out = append(out, name+": "+strings.ReplaceAll(line, missMark, "no"))
+	}
+	return out
+}
+
+// printMissed writes the list of missed targets, or that none was.
+func printMissed(w io.Writer, missed []string) {
+	if len(missed) == 0 {
+		fmt.Fprintln(w, "\nEvery measured target met.")
+		return
+	}
+	fmt.Fprintf(w, "\nTargets missed (%d):\n", len(missed))
+	for _, m := range missed {
+		fmt.Fprintln(w, "  "+m)
+	}
 }

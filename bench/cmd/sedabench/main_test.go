@@ -97,3 +97,67 @@ func TestCommand(t *testing.T) {
 		t.Errorf("output: %s", out.String())
 	}
 }
+
+// TestMisses checks that every target a section marks as missed
+// (report.Met(false)) is listed, from table rows and from sentences, and
+// that met targets are not.
+func TestMisses(t *testing.T) {
+	body := "| case | ratio | target | met |\n| --- | --- | --- | --- |\n" +
+		"| 1P1W | 1.20 | ≥ 1.0 | yes |\n" +
+		"| 2P2W-Batch64 | 4.80 | ≥ 5.0 | **no** |\n\n" +
+		"Ratio pipeline / channels (medians): **1.41** (target ≥ 1.5: **no**)\n" +
+		"| acked / sustained | 0.78 (target ≥ 0.90: **no**) |\n"
+	got := misses("bx", body)
+	want := []string{
+		"bx: 2P2W-Batch64 | 4.80 | ≥ 5.0",
+		"bx: Ratio pipeline / channels (medians): **1.41** (target ≥ 1.5: no)",
+		"bx: acked / sustained | 0.78 (target ≥ 0.90: no)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("misses:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := misses("bx", "| 1P1W | 1.20 | ≥ 1.0 | yes |\n"); len(got) != 0 {
+		t.Errorf("met target listed: %v", got)
+	}
+}
+
+// TestStrict runs the command on two stand-in benchmarks, one of which
+// misses a target: the missed one is listed after every section, and
+// --strict makes the command fail while its absence does not.
+func TestStrict(t *testing.T) {
+	fake := func(name, body string) *benchmark {
+		return &benchmark{Name: name, Title: name, Run: func(context.Context, options) (string, error) { return body, nil }}
+	}
+	all := []*benchmark{
+		fake("bm", "| case | met |\n| --- | --- |\n| slow case | **no** |\n"),
+		fake("bk", "| case | met |\n| --- | --- |\n| fast case | yes |\n"),
+	}
+	for _, strict := range []bool{false, true} {
+		cmd := newCommand(all)
+		var out, log bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&log)
+		args := []string{"--dry-run"}
+		if strict {
+			args = append(args, "--strict")
+		}
+		cmd.SetArgs(args)
+		err := cmd.ExecuteContext(context.Background())
+		if strict != (err != nil) {
+			t.Errorf("strict %v: error %v", strict, err)
+		}
+		text := out.String()
+		i := strings.Index(text, "Targets missed (1):\n  bm: slow case\n")
+		if i < 0 || i < strings.Index(text, "fast case") || strings.Contains(text[i:], "fast case") {
+			t.Errorf("strict %v: output:\n%s", strict, text)
+		}
+	}
+	cmd := newCommand(all[1:])
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"--dry-run", "--strict"})
+	if err := cmd.ExecuteContext(context.Background()); err != nil || !strings.Contains(out.String(), "Every measured target met.") {
+		t.Errorf("all met: %v\n%s", err, out.String())
+	}
+}
