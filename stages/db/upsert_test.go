@@ -137,6 +137,9 @@ func (u *upserts) emit(evs ...*stage.Event) {
 func (u *upserts) stop() {
 	u.l.CloseQueue()
 	u.l.Wait()
+	if n := u.st.Stats().Panics; n != 0 {
+		u.t.Errorf("the handler panicked %d times", n)
+	}
 }
 
 // Several workers write updates of 100 keys, 30 each, in runs of three
@@ -360,6 +363,9 @@ func TestUpsertOrderAcrossRetries(t *testing.T) {
 			}
 			if got := stored(t, srvDSN); got[7] != 3 {
 				t.Fatalf("key 7 holds %d, want 3", got[7])
+			}
+			if n := st.Stats().Panics; n != 0 {
+				t.Fatalf("the handler panicked %d times", n)
 			}
 		})
 	}

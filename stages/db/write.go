@@ -275,10 +275,10 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 	// Under conflict: update, one row per key (upsert.go).
 	var d *dedup
 	if s.update {
-		d = s.dedups.Get().(*dedup)
-		defer func() { d.reset(); s.dedups.Put(d) }()
-		if d.add(r, lo, hi, s.version >= 0); len(d.win) == hi-lo {
-			d = nil // no key twice: the rows as they are
+		pooled := s.dedups.Get().(*dedup)
+		defer func() { pooled.reset(); s.dedups.Put(pooled) }()
+		if pooled.add(r, lo, hi, s.version >= 0); len(pooled.win) < hi-lo {
+			d = pooled // a key twice: the rows d picks
 		}
 	}
 	n := hi - lo
