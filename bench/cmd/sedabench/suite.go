@@ -23,6 +23,7 @@ func suite() []*benchmark {
 		b6Benchmark(),
 		b7Benchmark(),
 		b8Benchmark(),
+		b11Benchmark(),
 	}
 }
 
