@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -311,5 +312,48 @@ func TestAdminListenFailure(t *testing.T) {
 	}
 	if len(hub.starts) != 1 {
 		t.Errorf("stages started: %v, want only the first pipeline's", hub.starts)
+	}
+}
+
+// A stage with shard_by: /stats counts its mailboxes in the queue's depth
+// and shows the key spread, which /metrics serves too. The events carry
+// no key field, so all of them are one key (null): one shard takes
+// everything, one worker holds it, the other moves the rest into its
+// mailbox.
+func TestAdminShowsShards(t *testing.T) {
+	const n = 21 // one held by a worker, 20 waiting in its shard
+	reg, hub := rtRegistry(t)
+	cfg := rtConfig(
+		rtStage("src", "test.seq", "gated", stage.Settings{}, map[string]any{"count": n}),
+		rtStage("gated", "test.gate", "end", stage.Settings{Workers: 2, Batch: 1, Capacity: 100, ShardBy: []string{"key"}}, nil),
+		rtStage("end", "test.finish", "", stage.Settings{Workers: 1}, nil),
+	)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	p := rtNew(t, cfg, reg)
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer rtStop(t, p)
+	defer close(hub.gate)
+	c := rtClient(t)
+	base := "http://" + p.AdminAddr()
+	var g Stats
+	poll.Until(t, "the events in the shard's mailbox", func() bool {
+		_, body := rtGet(t, c, base+"/stats", "")
+		g = Stats{}
+		if err := json.Unmarshal([]byte(body), &g); err != nil {
+			t.Fatalf("/stats: %v in %s", err, body)
+		}
+		st := rtStageStats(t, g, "gated")
+		return st.In == 1 && st.Shards != nil && st.Shards.Queued == n-1
+	})
+	st := rtStageStats(t, g, "gated")
+	if st.Queue.Depth != n-1 || st.Shards.Count != 256 || st.Shards.Held != 1 || st.Shards.Busiest != 1 ||
+		len(st.Shards.By) != 1 || st.Shards.By[0] != "key" {
+		t.Fatalf("gated: queue %+v shards %+v", st.Queue, st.Shards)
+	}
+	_, metrics := rtGet(t, c, base+"/metrics", "")
+	if line := `pipeline_stage_shard_busiest_share{pipeline="test",stage="gated"} 1`; !strings.Contains(metrics, "\n"+line) {
+		t.Errorf("/metrics lacks %q", line)
 	}
 }

@@ -159,16 +159,20 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 		Batch:       b.Int("max"),
 		Linger:      b.Duration("linger"),
 		Inline:      all.Bool("inline"),
+		ShardBy:     all.Strings("shard_by"),
 	}
 	if q.String("overflow") == "reject" {
 		s.Settings.Overflow = port.Reject
 	}
+	if all.Has("shard_by") && len(s.Settings.ShardBy) == 0 {
+		l.errAt(sc.at("shard_by"), "%s", sc.msg("shard_by lists no fields: name the fields whose values are the key, or leave it out"))
+	}
 	l.queueTransport(sc, s, q, kind)
 	if s.Settings.Inline {
-		// Every common key but these three sizes the stage's queue or pool.
+		// Every common key but these four sizes the stage's queue or pool.
 		for _, f := range stage.CommonFields() {
 			k := f.Name
-			if k == "kind" || k == "next" || k == "inline" {
+			if k == "kind" || k == "next" || k == "inline" || k == "shard_by" {
 				continue
 			}
 			if all.Has(k) {

@@ -135,7 +135,7 @@ func TestLoadFull(t *testing.T) {
 
 	accept := cfg.Stage("accept")
 	wantSet := stage.Settings{Name: "accept", Kind: "netio.tcp", Workers: 4, Concurrency: 2, Capacity: 8192, Overflow: port.Block}
-	if accept.Settings != wantSet {
+	if !reflect.DeepEqual(accept.Settings, wantSet) {
 		t.Errorf("accept settings %+v, want %+v", accept.Settings, wantSet)
 	}
 	if accept.Next != "parse" || !reflect.DeepEqual(accept.Routes, []string{"parse"}) {
@@ -159,7 +159,7 @@ func TestLoadFull(t *testing.T) {
 
 	store := cfg.Stage("store")
 	wantSet = stage.Settings{Name: "store", Kind: "db.postgres", Workers: 8, Concurrency: 2, Capacity: 16384, Overflow: port.Reject, Batch: 2000, Linger: 2 * time.Millisecond}
-	if store.Settings != wantSet {
+	if !reflect.DeepEqual(store.Settings, wantSet) {
 		t.Errorf("store settings %+v, want %+v", store.Settings, wantSet)
 	}
 	sc := store.Config
@@ -357,6 +357,9 @@ func TestParseErrors(t *testing.T) {
 		{"inline not fed", head + "  s:\n    kind: test.handler\n    inline: true\n", "3:3", `stage "s" is inline but no stage routes to it`},
 		{"inline with queue", head + "  i:\n    kind: test.source\n    listen: x\n    next: s\n  s:\n    kind: test.handler\n    inline: true\n    queue: {capacity: 5}\n", "10:12", `stage "s": queue has no effect on an inline stage`},
 		{"source inline", head + "  s:\n    kind: test.source\n    listen: x\n    inline: true\n", "6:13", `stage "s": a source (kind "test.source") cannot be inline`},
+		{"source shard_by", head + "  s:\n    kind: test.source\n    listen: x\n    shard_by: [id]\n", "6:15", `stage "s": a source (kind "test.source") cannot take shard_by: it makes its events in the order it reads them`},
+		{"shard_by empty", head + "  i:\n    kind: test.source\n    listen: x\n    next: s\n  s:\n    kind: test.handler\n    shard_by: []\n", "9:15", `stage "s": shard_by lists no fields`},
+		{"shard_by not a list", head + "  i:\n    kind: test.source\n    listen: x\n    next: s\n  s:\n    kind: test.handler\n    shard_by: {a: b}\n", "9:15", `shard_by`},
 		{"source as target", head + "  a:\n    kind: test.source\n    listen: x\n  b:\n    kind: test.handler\n    next: a\n", "8:11", `stage "b": next "a" is a source (kind "test.source"): sources take no input`},
 		{"unterminated var", head + "  s:\n    kind: test.source\n    listen: ${HOST\n", "5:13", `stage "s": listen: unterminated "${"`},
 		{"bad var name", head + "  s:\n    kind: test.source\n    listen: ${1X}\n", "5:13", `bad variable reference "${1X}"`},
@@ -549,4 +552,19 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// shard_by is a common key: a list of fields, on a stage with a queue or
+// an inline one.
+func TestParseShardBy(t *testing.T) {
+	cfg, es := parse(t, "name: t\nstages:\n  i:\n    kind: test.source\n    listen: x\n    next: a\n  a:\n    kind: test.handler\n    shard_by: [id, tenant]\n    next: b\n  b:\n    kind: test.handler\n    inline: true\n    shard_by: [id]\n", nil)
+	if len(es) != 0 {
+		t.Fatal(es)
+	}
+	if got := cfg.Stage("a").Settings.ShardBy; !reflect.DeepEqual(got, []string{"id", "tenant"}) {
+		t.Errorf("a: shard_by %v", got)
+	}
+	if got := cfg.Stage("b").Settings.ShardBy; !reflect.DeepEqual(got, []string{"id"}) {
+		t.Errorf("b: shard_by %v", got)
+	}
 }

@@ -19,6 +19,7 @@ type collector struct {
 	in, out, errors, rejected, panics          *prometheus.Desc
 	latency, uptime                            *prometheus.Desc
 	health, failures, oldest                   *prometheus.Desc
+	shardBusiest                               *prometheus.Desc // shard_by's key spread
 
 	// Sources' own counters (stats.Source).
 	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
@@ -56,6 +57,8 @@ func newCollector(p *Pipeline) *collector {
 			"Failed calls of the stage's handler: attempts it reported failed, and errors of Handle.", stage),
 		oldest: d("pipeline_stage_oldest_event_seconds",
 			"Age of the stage's oldest unfinished event (sources: since read); shows a stall as it happens.", stage),
+		shardBusiest: d("pipeline_stage_shard_busiest_share",
+			"A stage with shard_by: the busiest shard's share of the recent events (1/256: an even spread).", stage),
 		srcConns: d("pipeline_source_connections_total",
 			"A source's connections by event: accepted, closed, refused.", []string{"stage", "event"}),
 		srcProto: d("pipeline_source_protocol_errors_total",
@@ -89,7 +92,7 @@ func seriesDescs(declared []stats.Series, d func(name, help string, labels []str
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.depth, c.capacity, c.workers, c.running, c.blocked,
-		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime, c.health, c.failures, c.oldest,
+		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime, c.health, c.failures, c.oldest, c.shardBusiest,
 		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops} {
 		ch <- d
 	}
@@ -137,6 +140,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.health, v, n, state)
 		}
 		counter(c.failures, st.Health.Failures, n)
+		if st.Shards != nil {
+			gauge(c.shardBusiest, st.Shards.Busiest, n)
+		}
 		if src := st.Source; src != nil {
 			counter(c.srcConns, src.Connections.Accepted, n, "accepted")
 			counter(c.srcConns, src.Connections.Closed, n, "closed")

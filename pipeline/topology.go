@@ -88,6 +88,9 @@ func checkTopology(nodes []node, errAt func(Pos, string, ...any)) (routes [][]st
 		if n.kind != nil && n.kind.Terminal && s.Next != "" {
 			errAt(posOr(s.FieldPos, "next", s.Pos), "stage %q: kind %q finishes events itself and takes no next", s.Name, n.kind.Name)
 		}
+		if isSource(n) && len(s.Settings.ShardBy) > 0 {
+			errAt(posOr(s.FieldPos, "shard_by", s.Pos), "stage %q: a source (kind %q) cannot take shard_by: it makes its events in the order it reads them; put shard_by on the stage after it", s.Name, n.kind.Name)
+		}
 		if isSource(n) && s.Settings.Inline {
 			errAt(posOr(s.FieldPos, "inline", s.Pos), "stage %q: a source (kind %q) cannot be inline: nothing upstream calls it", s.Name, n.kind.Name)
 		}

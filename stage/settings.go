@@ -22,6 +22,10 @@ type Settings struct {
 	Batch       int           // most events one worker takes at once; 0: auto, sized by the batching controller
 	Linger      time.Duration // wait this long for a batch to fill
 	Inline      bool          // no port, no pool: run in the upstream workers
+	// ShardBy names fields (shard_by): events with equal values of them
+	// are handled by one worker at a time, in the order the stage
+	// received them (see docs/DESIGN.md, "shard_by").
+	ShardBy []string
 	// Terminal marks a stage that finishes events itself (a database
 	// sink): its Out counts the events it finished without error, since it
 	// hands nothing on.

@@ -25,6 +25,8 @@ type Stage struct {
 	Latency    Latency  `json:"latency_ms"`
 	Health     Health   `json:"health"`
 	Control    *Control `json:"control,omitempty"` // the adaptive knobs
+	// Shards describes the per-key mailboxes of a stage with shard_by.
+	Shards *Shards `json:"shards,omitempty"`
 	// Source holds a source's own counters, when it keeps them.
 	Source *Source `json:"source,omitempty"`
 	// Remote marks a stage that runs in other processes: this one only
@@ -97,6 +99,20 @@ type Queue struct {
 	// ack-pending); empty for a local port.
 	Transport string `json:"transport,omitempty"`
 	Stream    string `json:"stream,omitempty"` // the transport's name for the queue: the JetStream stream
+}
+
+// Shards describes a stage with shard_by: its events wait between the
+// port and the workers in per-key mailboxes (virtual shards), so that the
+// events of one key are handled one at a time, in order.
+type Shards struct {
+	By     []string `json:"by"`     // the shard_by fields
+	Count  int      `json:"count"`  // virtual shards (mailboxes)
+	Queued int      `json:"queued"` // events in the mailboxes (Queue.Depth counts them too)
+	Held   int      `json:"held"`   // shards a worker holds now
+	// Busiest is the busiest shard's share of the recent events (about
+	// the last 16k): 1/Count is an even spread; one hot key shows as its
+	// share of the traffic.
+	Busiest float64 `json:"busiest"`
 }
 
 // Pool describes a stage's worker pool. Running, Blocked and Waiting

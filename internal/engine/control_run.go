@@ -111,7 +111,7 @@ func (c *control) tick(now time.Time) {
 	s := c.s
 	ps := s.port.Stats()
 	smp := sample{
-		depth: ps.Depth, capacity: ps.Capacity,
+		depth: s.waitingDepth(ps), capacity: ps.Capacity,
 		running: ps.Running, waiting: ps.Waiting, blocked: ps.Blocked,
 		concurrency: ps.Concurrency,
 		taken:       s.in.Load(), batches: s.batches.Load(), full: s.fullBatches.Load(),

@@ -23,9 +23,10 @@ type Outputs struct {
 	from    *Stage
 	out     uint64 // events handed on since the last Flush
 	targets []target
-	last    *target   // the target of the previous emit: usually the next one's too
-	waits   []waitRun // scratch for run's latency figures
-	gens    []uint32  // scratch for run: the gen of each event of its batch
+	last    *target      // the target of the previous emit: usually the next one's too
+	waits   []waitRun    // scratch for run's latency figures
+	keys    shardScratch // scratch for an inline stage's shard_by keys
+	gens    []uint32     // scratch for run: the gen of each event of its batch
 	// root is the source whose emitter this is, or whose emitter made
 	// this one (for an inline stage it runs): under its admission control
 	// a full queue refuses events busy instead of making the emitter
@@ -204,7 +205,7 @@ func (o *Outputs) Flush(ctx context.Context) {
 			for _, ev := range t.evs {
 				state(ev).Enqueued = now
 			}
-			t.st.run(ctx, t.evs, t.out)
+			t.st.runInline(ctx, t.evs, t.out)
 		}
 		clear(t.evs)
 		t.evs = t.evs[:0]

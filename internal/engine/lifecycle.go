@@ -54,13 +54,13 @@ func (l Lifecycle) Abort() { l.s.abort() }
 // Close releases the handler's resources (its Close) or closes the source.
 func (l Lifecycle) Close() error { return l.s.close() }
 
-// Queued returns how many events wait in the stage's port (0 for inline
-// stages and sources).
+// Queued returns how many events wait in the stage's port and, with
+// shard_by, its mailboxes (0 for inline stages and sources).
 func (l Lifecycle) Queued() int {
 	if l.s.port == nil {
 		return 0
 	}
-	return l.s.port.Stats().Depth
+	return l.s.port.Stats().Depth + l.s.shardsQueued()
 }
 
 // IsSource reports whether the stage is driven by a Source.

@@ -41,6 +41,13 @@ func (s *Stage) project() {
 		if st.handler == nil { // a source: nothing reads through it
 			return
 		}
+		// A stage's shard_by fields are read as events enter it (its
+		// key), before its handler runs: a decoder stage's too.
+		for _, x := range st.set.ShardBy {
+			if x != "$" && !slices.Contains(paths, x) {
+				paths = append(paths, x)
+			}
+		}
 		r, ok := st.handler.(fieldReader)
 		if !ok {
 			all = true

@@ -80,3 +80,29 @@ func TestProjectionIsWhatDownstreamReads(t *testing.T) {
 		t.Fatalf("before a stage that reads anything: %v all=%v, want all", dec3.paths, dec3.all)
 	}
 }
+
+// A stage's shard_by fields are read as its events enter it: a decoder
+// before it is told them, also when the stage is a decoder itself (its
+// key is read before it decodes).
+func TestProjectionIncludesShardBy(t *testing.T) {
+	dec := &testProjector{}
+	_, lDec := NewHandlerStage(stage.Settings{Name: "parse", Inline: true}, dec, nil)
+	dec2 := &testProjector{}
+	sDec2, lDec2 := NewHandlerStage(stage.Settings{Name: "parse2", Inline: true, ShardBy: []string{"tenant"}}, dec2, nil)
+	sStore, lStore := NewHandlerStage(stage.Settings{Name: "store", Inline: true, ShardBy: []string{"id", "host"}}, reader{paths: []string{"host"}}, nil)
+	lDec.Connect(sDec2, map[string]*Stage{"parse2": sDec2})
+	lDec2.Connect(sStore, map[string]*Stage{"store": sStore})
+	lStore.Connect(nil, nil)
+	for _, l := range []Lifecycle{lStore, lDec2, lDec} {
+		if err := l.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(dec.paths, []string{"tenant"}) {
+		t.Fatalf("first decoder told %v, want the second's shard_by", dec.paths)
+	}
+	slices.Sort(dec2.paths)
+	if !slices.Equal(dec2.paths, []string{"host", "id"}) {
+		t.Fatalf("second decoder told %v, want the store's shard_by and what it reads", dec2.paths)
+	}
+}

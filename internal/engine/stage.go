@@ -50,6 +50,8 @@ type Stage struct {
 	batches, fullBatches atomic.Uint64
 	pool                 pool
 	ctl                  *control                  // nil for inline stages and sources
+	shards               *shards                   // shard_by's mailboxes and key spread; nil without
+	locks                *shardLocks               // shard_by on an inline stage
 	adm                  atomic.Pointer[Admission] // a source's admission control, if any
 
 	in                   atomic.Uint64
@@ -114,6 +116,7 @@ func NewHandlerStage(set stage.Settings, h stage.Handler, log *zap.Logger) (*Sta
 		})
 		s.ctl = newControl(s)
 	}
+	s.initShards()
 	s.lat.init()
 	return s, Lifecycle{s}
 }

@@ -37,6 +37,9 @@ func (s *Stage) Stats() stats.Stage {
 			Running: ps.Running, Blocked: ps.Blocked, Waiting: ps.Waiting, Retiring: max(0, live-target)}
 		st.Control = s.controlStats()
 		st.Rejected = ps.Rejected + s.shed.Load()
+		s.shardFigures(&st)
+	case s.locks != nil:
+		s.shardFigures(&st)
 	case s.ended != nil: // a source (its Source may be nil in tests)
 		// A source's In is the events it made: one atomic add per event
 		// rather than two.

@@ -20,6 +20,10 @@ func (s *Stage) work(ctx, take context.Context, w *port.Worker[*stage.Event]) {
 	defer s.wg.Done()
 	defer w.Leave()
 	ctx = context.WithValue(ctx, track.WorkerKey{}, w) // for stage.Blocking
+	if s.shards != nil {
+		s.workSharded(ctx, take, w) // shard_by: through the mailboxes
+		return
+	}
 	var buf []port.Packet[*stage.Event]
 	var batch []*stage.Event
 	out := s.NewEmitter()

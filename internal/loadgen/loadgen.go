@@ -45,6 +45,10 @@ type Config struct {
 	// Size pads each record's msg so that the record is at least Size
 	// bytes; 0 leaves Record's size (about 90 bytes).
 	Size int
+	// Record, if set, makes the record with the given id (appended to
+	// b, without the newline) instead of PaddedRecord: for loads whose
+	// records repeat keys (B11's upserts). Size is then not applied.
+	Record func(b []byte, id int64) []byte
 	// Framing is the server's framing; "" means wire.Lines.
 	Framing wire.Framing
 	// Acked, if set, counts the acked records while the run goes: a
@@ -524,7 +528,11 @@ func (c *conn) write(ctx context.Context) error {
 		ts := int64(now.Sub(c.start))
 		for range n {
 			c.sentAt[(c.sent+1)%uint64(len(c.sentAt))] = ts
-			line = PaddedRecord(line[:0], c.id(c.sent+1), c.cfg.Size)
+			if c.cfg.Record != nil {
+				line = c.cfg.Record(line[:0], c.id(c.sent+1))
+			} else {
+				line = PaddedRecord(line[:0], c.id(c.sent+1), c.cfg.Size)
+			}
 			if _, err := c.cl.Send(line); err != nil {
 				return err
 			}

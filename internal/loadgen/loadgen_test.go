@@ -293,3 +293,23 @@ func TestRunRangeNacks(t *testing.T) {
 		t.Fatalf("first nacks %v", res.FirstNacks)
 	}
 }
+
+// Config.Record makes the records: the server sees what it returned for
+// each id.
+func TestRunRecord(t *testing.T) {
+	addr := ackServer(t, 7) // nacks the records whose JSON id is a multiple of 7
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 2, Records: 100, StartID: 1,
+		Record: func(b []byte, id int64) []byte { return fmt.Appendf(b, `{"id":%d}`, id%10) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// ids 1..100 map to 0..9: 7 and 0 are nacked, 20 records of 100.
+	if res.Acked != 80 || res.Nacked != 20 {
+		t.Fatalf("acked %d nacked %d, want 80 and 20: the records were not Record's", res.Acked, res.Nacked)
+	}
+}

@@ -36,6 +36,26 @@
 // batch is one INSERT ... SELECT FROM unnest($1::text[], ...), with ON
 // CONFLICT (key) DO NOTHING under conflict: ignore.
 //
+// # Upserts
+//
+// Under conflict: update (which needs key) a row whose key is stored is
+// overwritten: its non-key columns take the incoming row's. With method
+// copy every write goes through the load table (COPY into a temporary
+// table, then INSERT INTO the table SELECT ... ON CONFLICT (key) DO UPDATE
+// SET ... = EXCLUDED....), with method insert the INSERT carries the same
+// clause. PostgreSQL refuses to update one row twice in a statement, so a
+// write holds one row per key: of a key's rows in a batch (or in a group
+// of batches, in the order they came) the last is written, and the
+// earlier ones are superseded: not written, and finished with the write's
+// verdict (acked once it commits). With version (an integer column) the
+// stored row is overwritten only by a row whose version is at least its
+// own (DO UPDATE ... WHERE stored.version IS NULL OR stored.version <=
+// EXCLUDED.version), and within a write the highest version wins, so a
+// resent old update is harmless under at-least-once delivery; without
+// it the last writer wins, and the order of a key's writes is the
+// stage's: with shard_by on the key, a key's updates are written one
+// batch at a time, in the order read (see docs/DESIGN.md, shard_by).
+//
 // Values are sent as text and PostgreSQL parses them for the column's type;
 // values that cannot be an integer, a number or a boolean for such a
 // column are refused before that, and the event is nacked at once with the

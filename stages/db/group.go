@@ -150,6 +150,7 @@ func (g *groups) wait(ctx context.Context, r *rows) outcome {
 type groupData struct {
 	rows  []keyedRow
 	parts [][]byte
+	d     dedup // conflict: update: one row per key (upsert.go)
 }
 
 type keyedRow struct {
@@ -158,19 +159,36 @@ type keyedRow struct {
 }
 
 // make returns the number of rows of grp and the parts of its COPY data.
-func (g *groupData) make(grp []*rows, bin, sorted bool) (int, [][]byte) {
+// With d (conflict: update), only the rows d picks are written: one per
+// key, across the group's batches.
+func (g *groupData) make(grp []*rows, bin, sorted bool, d *dedup, versioned bool) (int, [][]byte) {
 	if bin {
 		g.parts = append(g.parts, binaryHeader)
 	}
 	n := 0
-	for _, r := range grp {
-		n += len(r.evs)
-		if !sorted {
-			g.parts = append(g.parts, r.buf)
-			continue
+	switch {
+	case d != nil:
+		for _, r := range grp {
+			d.add(r, 0, len(r.evs), versioned)
 		}
-		for i, k := range r.keys {
-			g.rows = append(g.rows, keyedRow{k, r.buf[r.off[i]:r.off[i+1]]})
+		n = len(d.win)
+		if !sorted {
+			g.parts = d.parts(g.parts)
+			break
+		}
+		for _, ref := range d.win {
+			g.rows = append(g.rows, keyedRow{ref.r.keys[ref.i], ref.r.buf[ref.r.off[ref.i]:ref.r.off[ref.i+1]]})
+		}
+	default:
+		for _, r := range grp {
+			n += len(r.evs)
+			if !sorted {
+				g.parts = append(g.parts, r.buf)
+				continue
+			}
+			for i, k := range r.keys {
+				g.rows = append(g.rows, keyedRow{k, r.buf[r.off[i]:r.off[i+1]]})
+			}
 		}
 	}
 	if sorted {
@@ -187,6 +205,7 @@ func (g *groupData) make(grp []*rows, bin, sorted bool) (int, [][]byte) {
 
 // reset drops the references to the group's rows.
 func (g *groupData) reset() {
+	g.d.reset()
 	clear(g.rows)
 	clear(g.parts)
 	g.rows, g.parts = g.rows[:0], g.parts[:0]

@@ -49,8 +49,9 @@ func Fields() []stage.Field {
 		{Name: "create", Type: stage.Bool, Default: false, Doc: "create the table if missing; an existing table must have the configured columns and types"},
 		{Name: "columns", Type: stage.StringMap, Required: true, Doc: "column: field path (a.b.c) of the value to store; $ is the whole record"},
 		{Name: "types", Type: stage.StringMap, Doc: "column: SQL type, for create and checked on an existing table; default jsonb for a $ column, text otherwise"},
-		{Name: "key", Type: stage.StringList, Doc: "primary key columns for create; the conflict target of conflict: ignore"},
-		{Name: "conflict", Type: stage.String, Default: "error", Enum: []string{"error", "ignore"}, Doc: "a row whose key is already stored: error (nacked) or ignore (acked, idempotent resends)"},
+		{Name: "key", Type: stage.StringList, Doc: "primary key columns for create; the conflict target of conflict: ignore and update"},
+		{Name: "conflict", Type: stage.String, Default: "error", Enum: []string{"error", "ignore", "update"}, Doc: "a row whose key is already stored: error (nacked), ignore (acked, idempotent resends) or update (its non-key columns are overwritten; within a write only the last row of a key is written, the earlier ones are acked as superseded; needs key)"},
+		{Name: "version", Type: stage.String, Doc: "with conflict: update, an integer column holding the row's version: a stored row is overwritten only by one whose version is at least its own, so a resent old update is harmless; unset: the last writer wins"},
 		{Name: "method", Type: stage.String, Default: "copy", Enum: []string{"copy", "insert"}, Doc: "copy (COPY FROM STDIN, fastest) or insert (one multi-row INSERT per batch)"},
 		{Name: "max_conns", Type: stage.Int, Default: 0, Range: stage.Between(0, maxMaxConns), Doc: "connections in the pool at most; 0: they follow the workers, one per worker so that no worker waits for one (auto workers: connections open as workers need them, up to the pool controller's ceiling, and close after 30 s unused); set, it is also the most workers an auto pool gets"},
 		{Name: "retry", Type: stage.Object, Doc: "retries of a batch while PostgreSQL is unreachable or asks for one", Fields: []stage.Field{
@@ -106,6 +107,9 @@ type Sink struct {
 	cols       []column
 	key        []string
 	ignore     bool // conflict: ignore
+	update     bool // conflict: update (upsert.go)
+	version    int  // the version column's index; -1: none
+	isKey      []bool
 	insert     bool // method: insert
 	binary     bool // COPY in the binary format: every column has one (set by Start)
 	retryMax   int
@@ -120,6 +124,7 @@ type Sink struct {
 	copySQL, tempSQL, copyTempSQL, mergeSQL, insSQL string
 
 	bufs   sync.Pool // *rows, reused across batches
+	dedups sync.Pool // *dedup, for the writes of one batch under conflict: update
 	groups groups    // method copy: batches waiting for a COPY (group.go)
 	sorts  sync.Pool // *groupData, reused across groups
 	// sortCol is the column of a single integer key (method copy), whose
@@ -219,6 +224,10 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 
 	// Enum and Range in Fields have checked the values.
 	s.ignore = cfg.String("conflict") == "ignore"
+	s.update = cfg.String("conflict") == "update"
+	if err := s.parseVersion(cfg); err != nil {
+		return nil, err
+	}
 	s.insert = cfg.String("method") == "insert"
 	s.startFail = cfg.String("on_start") == "fail"
 
@@ -230,6 +239,7 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	}
 	s.bufs.New = func() any { return &rows{res: make(chan outcome, 1)} }
 	s.sorts.New = func() any { return new(groupData) }
+	s.dedups.New = func() any { return new(dedup) }
 	s.sortCol = -1
 	return s, nil
 }

@@ -47,7 +47,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{map[string]any{"types": [][2]string{{"id", "text; drop table x"}}}, "types.id", "bad type"},
 		{map[string]any{"types": [][2]string{{"id", "text, x text"}}}, "types.id", "bad type"},
 		{map[string]any{"key": []string{"body", "zz"}}, "key.1", `column "zz" is not in columns`},
-		{map[string]any{"conflict": "replace"}, "conflict", "want error or ignore"},
+		{map[string]any{"conflict": "replace"}, "conflict", "want error, ignore or update"},
 		{map[string]any{"method": "bulk"}, "method", "want copy or insert"},
 		{map[string]any{"on_start": "wait"}, "on_start", "want retry or fail"},
 		{map[string]any{"max_conns": -1}, "max_conns", "-1 is out of range: want 0 to 65536"},

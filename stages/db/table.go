@@ -150,14 +150,18 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	// its default in the real table does not refuse the rows.
 	s.tempSQL = "BEGIN; CREATE TEMP TABLE _seda_load ON COMMIT DROP AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
 	s.copyTempSQL = "COPY _seda_load (" + cols + ") FROM STDIN" + format
-	s.mergeSQL = "INSERT INTO " + tbl + " (" + cols + ") SELECT " + cols + " FROM _seda_load" + s.onConflict() + "; COMMIT"
+	into := "INSERT INTO " + tbl
+	if s.update {
+		into += " AS " + updateAlias // version's WHERE names the stored row
+	}
+	s.mergeSQL = into + " (" + cols + ") SELECT " + cols + " FROM _seda_load" + s.onConflict() + "; COMMIT"
 	args := make([]string, len(s.cols))
 	casts := make([]string, len(s.cols))
 	for i, c := range s.cols {
 		args[i] = fmt.Sprintf("$%d::text[]", i+1)
 		casts[i] = "u." + quoteIdent(c.name) + "::" + c.cast
 	}
-	s.insSQL = "INSERT INTO " + tbl + " (" + cols + ") SELECT " + strings.Join(casts, ", ") +
+	s.insSQL = into + " (" + cols + ") SELECT " + strings.Join(casts, ", ") +
 		" FROM unnest(" + strings.Join(args, ", ") + ") AS u(" + cols + ")" + s.onConflict()
 	return nil
 }
@@ -172,6 +176,8 @@ func (s *Sink) keyList() string {
 
 func (s *Sink) onConflict() string {
 	switch {
+	case s.update:
+		return s.doUpdate()
 	case !s.ignore:
 		return ""
 	case len(s.key) == 0:
@@ -268,6 +274,11 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 			problems = append(problems, fmt.Sprintf("column %q is %s: the whole record ($) needs jsonb, json or a text type", c.name, h.full))
 		}
 		c.kind, c.cast, c.bin = kindOf(h.name), h.base, binKindOf(h.name)
+	}
+	if v := s.version; v >= 0 && s.cols[v].kind != kindInt {
+		if h, ok := have[s.cols[v].name]; ok {
+			problems = append(problems, fmt.Sprintf("version column %q is %s: it needs an integer type (smallint, integer or bigint)", s.cols[v].name, h.full))
+		}
 	}
 	keyCols := len(s.key) > 0
 	for _, k := range s.key {

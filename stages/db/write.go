@@ -27,6 +27,9 @@ type rows struct {
 	off     []int           // len(evs)+1 offsets into buf
 	cols    [][]pgtype.Text // insert: cols[c][i] is row i's value of column c
 	keys    []int64         // with a sort column (Sink.sortCol): row i's key
+	kb      []byte          // conflict: update: row i's key is kb[koff[i]:koff[i+1]] (upsert.go)
+	koff    []int
+	vers    []int64 // with version: row i's version
 	scratch []byte
 	res     chan outcome // group commit (group.go): what the batch is told while it waits
 }
@@ -60,6 +63,7 @@ func (c *copySource) Read(p []byte) (int, error) {
 func (r *rows) reset(ncols int, insert bool) {
 	clear(r.evs)
 	r.evs, r.buf, r.off, r.keys = r.evs[:0], r.buf[:0], append(r.off[:0], 0), r.keys[:0]
+	r.kb, r.koff, r.vers = r.kb[:0], append(r.koff[:0], 0), r.vers[:0]
 	if insert {
 		if len(r.cols) != ncols {
 			r.cols = make([][]pgtype.Text, ncols)
@@ -140,7 +144,11 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 // every batch of the group how it went.
 func (s *Sink) lead(ctx context.Context, grp []*rows) {
 	g := s.sorts.Get().(*groupData)
-	n, parts := g.make(grp, s.binary, s.sortCol >= 0)
+	var d *dedup
+	if s.update {
+		d = &g.d
+	}
+	n, parts := g.make(grp, s.binary, s.sortCol >= 0, d, s.version >= 0)
 	o := outcome{err: s.attempt(ctx, n, func() error { return s.copy(ctx, parts, false) })}
 	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
 		o.idem = true
@@ -158,6 +166,7 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 // is in the binary one.
 func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 	mark, keyAt := len(r.buf), 0
+	kmark, ver := len(r.kb), int64(noVersion)
 	if s.binary {
 		r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(len(s.cols)))
 	}
@@ -168,7 +177,13 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 			v, ok = ev.Value(c.path)
 		}
 		null := !ok || v.IsNull()
+		if s.update && i == s.version && !null {
+			if n, ok := v.AsInt(); ok {
+				ver = n
+			}
+		}
 		var err error
+		fieldAt := len(r.buf)
 		switch {
 		case s.insert:
 			t := pgtype.Text{}
@@ -205,8 +220,14 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 				}
 			}
 		}
+		if err == nil && s.update && s.isKey[i] {
+			if i > 0 && !s.insert && !s.binary {
+				fieldAt++ // past the tab
+			}
+			s.appendKey(r, i, fieldAt)
+		}
 		if err != nil {
-			r.buf = r.buf[:mark]
+			r.buf, r.kb = r.buf[:mark], r.kb[:kmark]
 			if s.insert {
 				for j := range i + 1 {
 					r.cols[j] = r.cols[j][:len(r.cols[j])-1]
@@ -220,6 +241,12 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 	}
 	if s.sortCol >= 0 {
 		r.keys = append(r.keys, fieldKey(r.buf[keyAt:], s.binary))
+	}
+	if s.update {
+		r.koff = append(r.koff, len(r.kb))
+		if s.version >= 0 {
+			r.vers = append(r.vers, ver)
+		}
 	}
 	r.evs = append(r.evs, ev)
 	r.off = append(r.off, len(r.buf))
@@ -245,14 +272,39 @@ func rawText(v stage.Value, k valueKind) bool {
 // ignore.
 func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error {
 	var err error
-	if s.insert {
-		err = s.attempt(ctx, hi-lo, func() error { return s.insertRows(ctx, r, lo, hi) })
-	} else {
-		parts := [][]byte{r.buf[r.off[lo]:r.off[hi]]}
-		if s.binary {
-			parts = [][]byte{binaryHeader, parts[0], binaryTrailer}
+	// Under conflict: update, one row per key (upsert.go).
+	var d *dedup
+	if s.update {
+		pooled := s.dedups.Get().(*dedup)
+		defer func() { pooled.reset(); s.dedups.Put(pooled) }()
+		if pooled.add(r, lo, hi, s.version >= 0); len(pooled.win) < hi-lo {
+			d = pooled // a key twice: the rows d picks
 		}
-		err = s.attempt(ctx, hi-lo, func() error { return s.copy(ctx, parts, idem) })
+	}
+	n := hi - lo
+	if d != nil {
+		n = len(d.win)
+	}
+	if s.insert {
+		var args []any
+		if d != nil {
+			args = d.insertArgs(len(s.cols))
+		}
+		err = s.attempt(ctx, n, func() error { return s.insertRows(ctx, r, lo, hi, args) })
+	} else {
+		var parts [][]byte
+		if s.binary {
+			parts = append(parts, binaryHeader)
+		}
+		if d != nil {
+			parts = d.parts(parts)
+		} else {
+			parts = append(parts, r.buf[r.off[lo]:r.off[hi]])
+		}
+		if s.binary {
+			parts = append(parts, binaryTrailer)
+		}
+		err = s.attempt(ctx, n, func() error { return s.copy(ctx, parts, idem) })
 	}
 	return s.settle(ctx, r, lo, hi, idem, err)
 }
@@ -318,15 +370,17 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func() error) error 
 	}
 }
 
-// insertRows runs one INSERT of rows [lo, hi) of r (method insert); an
-// INSERT outside an explicit transaction is one transaction, committed
-// when it returns.
-func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int) (err error) {
+// insertRows runs one INSERT of rows [lo, hi) of r (method insert), or
+// of args when given (the rows an upsert picked); an INSERT outside an
+// explicit transaction is one transaction, committed when it returns.
+func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any) (err error) {
 	ctx, timedOut := s.writeContext(ctx)
 	defer func() { err = timedOut(err) }()
-	args := make([]any, len(r.cols))
-	for i, col := range r.cols {
-		args[i] = col[lo:hi]
+	if args == nil {
+		args = make([]any, len(r.cols))
+		for i, col := range r.cols {
+			args[i] = col[lo:hi]
+		}
 	}
 	_, err = s.pool.Exec(ctx, s.insSQL, args...)
 	return err
@@ -345,7 +399,7 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
 	data := &copySource{parts: parts}
-	if !idem {
+	if !idem && !s.update { // an upsert always goes through the load table
 		_, err = pc.CopyFrom(ctx, data, s.copySQL)
 		return err
 	}
@@ -409,10 +463,12 @@ func sqlState(err error) string {
 
 // rowError reports whether err is PostgreSQL refusing some row: a data
 // exception (class 22), an integrity constraint violation (class 23), or
-// a row too large for an index (54000). The batch is bisected to find it.
+// a row too large for an index (54000), or, under conflict: update, two
+// rows a statement would write to one row (21000: keys PostgreSQL finds
+// equal that were written differently). The batch is bisected to find it.
 func rowError(err error) bool {
 	code := sqlState(err)
-	return len(code) == 5 && (code[:2] == "22" || code[:2] == "23" || code == "54000")
+	return len(code) == 5 && (code[:2] == "22" || code[:2] == "23" || code == "54000" || code == "21000")
 }
 
 // transient reports whether a write that failed with err may succeed if

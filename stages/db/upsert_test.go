@@ -1,0 +1,400 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+)
+
+// upsertConfig is the table of the held-out check: id, seq and the
+// record, keyed by id, conflict: update.
+func upsertConfig(dsn string, over map[string]any) stage.Config {
+	v := map[string]any{
+		"columns":  [][2]string{{"id", "id"}, {"seq", "seq"}, {"body", "$"}},
+		"types":    [][2]string{{"id", "bigint"}, {"seq", "bigint"}},
+		"conflict": "update",
+	}
+	for k, x := range over {
+		v[k] = x
+	}
+	return config(dsn, v)
+}
+
+// seqs counts the events made by update, so that each has its own Seq (the
+// recorder's key).
+var seqs atomic.Uint64
+
+// update makes an event for key id at version seq.
+func update(rec *recorder, id, seq int) *stage.Event {
+	return record(rec, seqs.Add(1), json.Number(fmt.Sprint(id)), map[string]any{"seq": json.Number(fmt.Sprint(seq))})
+}
+
+// stored returns the seq each key's row holds, and checks that the record
+// stored with it is the one of that seq.
+func stored(t *testing.T, dsn string) map[int64]int64 {
+	t.Helper()
+	db := connect(t, dsn)
+	rows, err := db.Query(context.Background(), "SELECT id, seq, body->>'seq' FROM events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[int64]int64{}
+	for rows.Next() {
+		var id, seq int64
+		var body string
+		if err := rows.Scan(&id, &seq, &body); err != nil {
+			t.Fatal(err)
+		}
+		if body != fmt.Sprint(seq) {
+			t.Fatalf("key %d: seq %d with the record of seq %s", id, seq, body)
+		}
+		got[id] = seq
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// withSeq is record's payload with the seq in it, so that the stored record
+// tells which update it was.
+func withSeq(ev *stage.Event, seq int) {
+	var m map[string]any
+	_ = json.Unmarshal(ev.Payload, &m)
+	m["seq"] = seq
+	ev.Payload, _ = json.Marshal(m)
+}
+
+// upserts is a db.postgres stage run by the engine: several workers,
+// shard_by when asked, and a handler in front of the sink that makes the
+// first batch wait until another batch is being handled beside it, so
+// that batches interleave for certain.
+type upserts struct {
+	t      *testing.T
+	st     *engine.Stage
+	l      engine.Lifecycle
+	up     *engine.Stage
+	em     *engine.Outputs
+	rec    *recorder
+	inside atomic.Int32
+	most   atomic.Int32
+	first  sync.Once
+}
+
+func startUpserts(t *testing.T, cfg stage.Config, set stage.Settings) *upserts {
+	t.Helper()
+	set.Name, set.Kind, set.Terminal = "store", Kind, true
+	sink := newSink(t, cfg, nil)
+	u := &upserts{t: t, rec: &recorder{}}
+	u.st, u.l = engine.NewHandlerStage(set, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+		in := u.inside.Add(1)
+		defer u.inside.Add(-1)
+		for m := u.most.Load(); in > m && !u.most.CompareAndSwap(m, in); m = u.most.Load() {
+		}
+		u.first.Do(func() {
+			stage.Blocking(ctx, func() {
+				poll.Until(t, "a second batch beside the first", func() bool { return u.most.Load() >= 2 })
+			})
+		})
+		return sink.Handle(ctx, b, out)
+	}), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sink.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var upL engine.Lifecycle
+	u.up, upL = engine.NewSourceStage(stage.Settings{Name: "up"}, nil, nil)
+	upL.Connect(u.st, nil)
+	u.em = u.up.NewEmitter()
+	t.Cleanup(u.stop)
+	return u
+}
+
+func (u *upserts) emit(evs ...*stage.Event) {
+	for _, ev := range evs {
+		if err := u.em.Emit(context.Background(), ev); err != nil {
+			u.t.Fatal(err)
+		}
+	}
+	u.em.Flush(context.Background())
+}
+
+func (u *upserts) stop() {
+	u.l.CloseQueue()
+	u.l.Wait()
+	if n := u.st.Stats().Panics; n != 0 {
+		u.t.Errorf("the handler panicked %d times", n)
+	}
+}
+
+// Several workers write updates of 100 keys, 30 each, in runs of three
+// updates of a key (so that batches hold several updates of a key and
+// dedup), batches interleaving: with shard_by every key ends at its last
+// update, with copy and with insert, without version.
+func TestUpsertEveryKeyEndsAtItsLastUpdate(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			u := startUpserts(t, upsertConfig(dsn, map[string]any{"method": method}),
+				stage.Settings{Workers: 4, Batch: 8, ShardBy: []string{"id"}})
+			const keys, updates = 100, 30
+			for r := 0; r < updates; r += 3 {
+				for k := range keys {
+					for s := r; s < r+3; s++ {
+						ev := update(u.rec, k, s)
+						withSeq(ev, s)
+						u.emit(ev)
+					}
+				}
+			}
+			poll.Until(t, "every update finished", func() bool { a, n := u.rec.results(); return a+len(n) == keys*updates })
+			if acked, nacked := u.rec.results(); acked != keys*updates || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			got := stored(t, dsn)
+			if len(got) != keys {
+				t.Fatalf("%d rows, want %d", len(got), keys)
+			}
+			for k, s := range got {
+				if s != updates-1 {
+					t.Fatalf("key %d holds seq %d, want its last update %d", k, s, updates-1)
+				}
+			}
+			if u.most.Load() < 2 {
+				t.Fatal("batches never interleaved")
+			}
+		})
+	}
+}
+
+// With version, the order of the writes does not matter: without
+// shard_by, four workers, every key ends at its highest seq, and resent
+// old updates afterwards change nothing (and are acked).
+func TestUpsertVersion(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			u := startUpserts(t, upsertConfig(dsn, map[string]any{"method": method, "version": "seq"}),
+				stage.Settings{Workers: 4, Batch: 8})
+			const keys, updates = 50, 20
+			for s := range updates {
+				for k := range keys {
+					ev := update(u.rec, k, s)
+					withSeq(ev, s)
+					u.emit(ev)
+				}
+			}
+			for k := range keys { // resent old updates
+				ev := update(u.rec, k, 3)
+				withSeq(ev, 3)
+				u.emit(ev)
+			}
+			poll.Until(t, "every update finished", func() bool { a, n := u.rec.results(); return a+len(n) == keys*(updates+1) })
+			if acked, nacked := u.rec.results(); acked != keys*(updates+1) || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			got := stored(t, dsn)
+			for k := range keys {
+				if s := got[int64(k)]; s != updates-1 {
+					t.Fatalf("key %d holds seq %d, want %d", k, s, updates-1)
+				}
+			}
+		})
+	}
+}
+
+// A resent older update does not overwrite a newer one under version,
+// whether it comes in a later batch or in the same batch after it; without
+// version the last one wins. Within a batch only one row per key is
+// written (PostgreSQL would refuse two: 21000), and every event is acked.
+func TestUpsertDedupWithinBatch(t *testing.T) {
+	for _, method := range methods {
+		for _, version := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s version %v", method, version), func(t *testing.T) {
+				dsn := pg.NewDatabase(t)
+				over := map[string]any{"method": method}
+				if version {
+					over["version"] = "seq"
+				}
+				s := startSink(t, upsertConfig(dsn, over))
+				rec := &recorder{}
+				mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+				handle(t, s, []*stage.Event{mk(1, 5), mk(2, 1), mk(1, 6), mk(2, 2), mk(1, 7), mk(3, 1)})
+				if got := stored(t, dsn); got[1] != 7 || got[2] != 2 || got[3] != 1 || len(got) != 3 {
+					t.Fatalf("stored %v, want 1:7 2:2 3:1", got)
+				}
+				db := connect(t, dsn)
+				if n := count(t, db, "SELECT count(DISTINCT xmin::text) FROM events"); n != 1 {
+					t.Fatalf("the batch took %d transactions, want 1: one statement, a row per key", n)
+				}
+				// An old update in the same batch after a newer one, and
+				// one resent in a later batch.
+				handle(t, s, []*stage.Event{mk(1, 9), mk(1, 4), mk(2, 1)})
+				want := map[int64]int64{1: 4, 2: 1, 3: 1} // the last writer wins
+				if version {
+					want = map[int64]int64{1: 9, 2: 2, 3: 1}
+				}
+				if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("stored %v, want %v", got, want)
+				}
+				if acked, nacked := rec.results(); acked != 9 || len(nacked) != 0 {
+					t.Fatalf("acked %d, nacked %v", acked, nacked)
+				}
+			})
+		}
+	}
+}
+
+// A group's batches hold updates of one key: one row per key across the
+// group, the later batch's (or the higher version).
+func TestUpsertDedupAcrossGroup(t *testing.T) {
+	for _, version := range []bool{false, true} {
+		t.Run(fmt.Sprintf("version %v", version), func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			over := map[string]any{}
+			if version {
+				over["version"] = "seq"
+			}
+			s := startSink(t, upsertConfig(dsn, over))
+			rec := &recorder{}
+			mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+			handle(t, s, []*stage.Event{mk(1, 0)})
+			release, errs := groupOf(t, s, dsn, []*stage.Event{mk(9, 0)},
+				[]*stage.Event{mk(1, 2), mk(2, 5)}, []*stage.Event{mk(1, 3), mk(2, 4)})
+			release()
+			waitAll(t, errs...)
+			want := map[int64]int64{1: 3, 2: 4, 9: 0}
+			if version {
+				want[2] = 5
+			}
+			if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("stored %v, want %v", got, want)
+			}
+			if acked, nacked := rec.results(); acked != 6 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			db := connect(t, dsn)
+			if n := count(t, db, "SELECT count(DISTINCT xmin::text) FROM events WHERE id IN (1, 2)"); n != 1 {
+				t.Fatalf("keys 1 and 2 written by %d transactions, want 1 (the group)", n)
+			}
+		})
+	}
+}
+
+// A batch that fails once and is retried inside the sink holds back the
+// later updates of its key (shard_by): they wait in the key's mailbox,
+// not in another worker, and are written after it, in order.
+func TestUpsertOrderAcrossRetries(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			srvDSN := pg.NewDatabase(t)
+			log, logs := observed()
+			sink := newSink(t, upsertConfig(srvDSN, map[string]any{"method": method}), log)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			st, l := engine.NewHandlerStage(stage.Settings{Name: "store", Kind: Kind, Terminal: true, Workers: 4, Batch: 1,
+				ShardBy: []string{"id"}}, sink, log)
+			if err := l.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer l.Wait()
+			defer l.CloseQueue()
+			up, upL := engine.NewSourceStage(stage.Settings{Name: "up"}, nil, nil)
+			upL.Connect(st, nil)
+			em := up.NewEmitter()
+			var mu sync.Mutex
+			var order []int
+			rec := &recorder{hook: func(ev *stage.Event, err error) {
+				v, _ := ev.Value("seq")
+				n, _ := v.AsInt()
+				mu.Lock()
+				order = append(order, int(n))
+				mu.Unlock()
+			}}
+			emit := func(seq int) {
+				ev := update(rec, 7, seq)
+				withSeq(ev, seq)
+				em.Emit(ctx, ev)
+				em.Flush(ctx)
+			}
+
+			locker := connect(t, srvDSN)
+			tx, err := locker.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exec(t, tx.Conn(), "LOCK TABLE events IN SHARE MODE")
+			emit(1)
+			waitBlocked(t, srvDSN)
+			// Fail the write once: cut its connection. The sink retries it.
+			if n := count(t, locker, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock') AS cut"); n == 0 {
+				t.Fatal("no waiting write to cut")
+			}
+			poll.Until(t, "the retry", func() bool { return logs.FilterMessage("PostgreSQL write failed; retrying the batch").Len() > 0 })
+			emit(2)
+			emit(3)
+			poll.Until(t, "the later updates in the key's mailbox", func() bool { return st.Stats().Shards.Queued == 2 })
+			if acked, nacked := rec.results(); acked != 0 || len(nacked) != 0 {
+				t.Fatalf("finished before the lock went: acked %d, nacked %v", acked, nacked)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			poll.Until(t, "the three updates acked", func() bool { a, _ := rec.results(); return a == 3 })
+			mu.Lock()
+			defer mu.Unlock()
+			if fmt.Sprint(order) != "[1 2 3]" {
+				t.Fatalf("updates finished in the order %v, want [1 2 3]", order)
+			}
+			if got := stored(t, srvDSN); got[7] != 3 {
+				t.Fatalf("key 7 holds %d, want 3", got[7])
+			}
+			if n := st.Stats().Panics; n != 0 {
+				t.Fatalf("the handler panicked %d times", n)
+			}
+		})
+	}
+}
+
+// conflict: update needs a key; version needs conflict: update, a column
+// outside the key, and (at Start) an integer type.
+func TestUpsertConfig(t *testing.T) {
+	for _, c := range []struct {
+		over  map[string]any
+		field string
+		msg   string
+	}{
+		{map[string]any{"key": nil}, "conflict", "update needs key"},
+		{map[string]any{"conflict": "ignore", "version": "seq"}, "version", "version is for conflict: update"},
+		{map[string]any{"version": "id"}, "version", `column "id" is in the key`},
+		{map[string]any{"version": "nope"}, "version", `column "nope" is not in columns`},
+	} {
+		_, err := build(upsertConfig("postgres://localhost/x", c.over), stage.Env{Stage: "store"})
+		var fe *stage.FieldError
+		if err == nil || !strings.Contains(err.Error(), c.msg) || !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%v: %v, want field %s saying %q", c.over, err, c.field, c.msg)
+		}
+	}
+	dsn := pg.NewDatabase(t)
+	s := newSink(t, upsertConfig(dsn, map[string]any{"version": "seq", "types": [][2]string{{"id", "bigint"}, {"seq", "text"}}}), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err == nil || !strings.Contains(err.Error(), `version column "seq" is text: it needs an integer type`) {
+		t.Fatalf("Start: %v", err)
+	}
+}
