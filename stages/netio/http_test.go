@@ -162,11 +162,17 @@ func TestHTTPBusy(t *testing.T) {
 	if a := post(t, c, url, []byte("{}\n"), nil); a.status != 503 || a.retryAfter != "1" {
 		t.Fatalf("over max_requests: %+v", a)
 	}
+	// Record 1 is in the sink and record 2 fills the queue, so records
+	// 3..10 are refused as they are emitted: wait for those refusals
+	// before the sink moves, or later records would find room.
+	poll.Until(t, "records 3..10 refused busy", func() bool {
+		return r.in.Stage().Stats().Source.Nacks.Busy == 8
+	})
 	close(gate)
 	wg.Wait()
 	// Record 1 in the sink, one more queued (capacity 1), the rest
 	// refused busy: 503, as any busy record makes it.
-	if first.status != 503 || first.retryAfter != "1" || len(first.Nacked) == 0 || first.Acked+len(first.Nacked) != 10 ||
+	if first.status != 503 || first.retryAfter != "1" || len(first.Nacked) != 8 || first.Acked+len(first.Nacked) != 10 ||
 		!strings.HasSuffix(first.nacks(), "10:busy") {
 		t.Fatalf("records refused busy: %+v", first)
 	}
