@@ -55,10 +55,12 @@ func (c *resendConn) onReply(rep wire.Reply) {
 		if rep.N == 0 {
 			c.refused = true
 		} else {
-			c.nacked[rep.N] = true
+			for n := rep.N; n <= rep.Last(); n++ { // a range nack refuses N..Last
+				c.nacked[n] = true
+			}
 		}
 		c.r.mu.Lock()
-		c.r.nacks[nackKind(rep.Reason)]++
+		c.r.nacks[nackKind(rep.Reason)] += int(max(rep.Records(), 1))
 		c.r.mu.Unlock()
 		return
 	}
