@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-10s}
+# One fuzzing worker per target by default: the fuzz lane runs beside the
+# race lane on 2 cores, and two workers would take both from it for the
+# whole run (FUZZPARALLEL raises it when fuzzing alone).
+parallel=${FUZZPARALLEL:-1}
 
 list=$(go test -list '^Fuzz' ./...)
 targets=()
@@ -25,7 +29,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 	echo "fuzz: no Fuzz targets found"
 	exit 0
 fi
-echo "fuzz: ${#targets[@]} targets, $fuzztime each"
+echo "fuzz: ${#targets[@]} targets, $fuzztime each, $parallel worker(s)"
 failed=()
 for entry in "${targets[@]}"; do
 	read -r pkg name <<<"$entry"
@@ -35,7 +39,7 @@ for entry in "${targets[@]}"; do
 	dir=$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$name
 	before=$(ls "$dir" 2>/dev/null | sort || true)
 	out=$(mktemp)
-	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$out"; then
+	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel "$parallel" "$pkg" 2>&1 | tee "$out"; then
 		rm -f "$out"
 		continue
 	fi
