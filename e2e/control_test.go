@@ -83,10 +83,13 @@ func (w *watch) end() []stats.Stage {
 //
 // The database is made slow (each statement sleeps 300 ms, as B6's does
 // for 50 ms), so that it, and not this machine's CPU under the race
-// detector, is what the store waits on: two workers then carry at most
-// 2×4096 rows per 300 ms, and more workers carry more. Against a fast
-// database on 2 cores the pool controller may rightly find nothing to gain
-// from another worker within a short run.
+// detector, is what the store waits on. With group commit the store runs
+// one COPY at a time, holding the batches that waited during the one
+// before: two workers then carry a batch of 4096 rows per 300 ms (fewer
+// batches than the controller has 250-ms windows, so some windows take
+// none while the queue is full), and more workers carry more per COPY.
+// Against a fast database on 2 cores the pool controller may rightly find
+// nothing to gain from another worker within a short run.
 func TestDefaultsSettleOnTunedKnobs(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	exec1(t, dsn, `

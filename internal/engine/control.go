@@ -200,6 +200,7 @@ type controller struct {
 	haveFirst  bool
 	samples    int
 	starved    int // samples with a batch waiting and a run slot free
+	queued     int // samples with events in the queue
 	blockedSum int
 	failing    bool // a sample found the calls failing, or a call failed
 
@@ -208,7 +209,7 @@ type controller struct {
 	tryFewer    bool                  // a growth did not pay: try one worker fewer next
 	hist        [judgeMaxWindows]span // the latest windows, newest first
 	since       int                   // windows since the latest change (or the end of idleness)
-	idle        bool                  // the latest window took no events
+	idle        bool                  // the latest window took no events, none waiting
 	xSmooth     float64               // throughput smoothed over about a second
 	diffs       [noiseWindows]float64 // relative differences of quiet consecutive windows
 	ndiffs      int                   // diffs recorded so far
@@ -243,6 +244,9 @@ func (c *controller) observe(now time.Time, s sample) []stats.Decision {
 	if s.depth >= thr && s.running < s.concurrency {
 		c.starved++
 	}
+	if s.depth > 0 {
+		c.queued++
+	}
 	c.blockedSum += s.blocked
 	c.failing = c.failing || s.failing || s.failures != c.first.failures
 	if c.samples < controlWindow {
@@ -253,11 +257,11 @@ func (c *controller) observe(now time.Time, s sample) []stats.Decision {
 		events:  s.taken - c.first.taken,
 		batches: s.batches - c.first.batches,
 		full:    s.full - c.first.full,
-		samples: c.samples, starved: c.starved, blockedSum: c.blockedSum,
+		samples: c.samples, starved: c.starved, queued: c.queued, blockedSum: c.blockedSum,
 		threshold: thr, failing: c.failing,
 	}
 	c.first, c.started = s, now
-	c.samples, c.starved, c.blockedSum, c.failing = 0, 0, 0, false
+	c.samples, c.starved, c.queued, c.blockedSum, c.failing = 0, 0, 0, 0, false
 	d, ok := c.decide(w)
 	if !ok {
 		return nil
@@ -272,6 +276,7 @@ type window struct {
 	elapsed                      time.Duration
 	events, batches, full        uint64
 	samples, starved, blockedSum int
+	queued                       int  // samples with events in the queue
 	threshold                    int  // the depth that counts as a batch waiting
 	failing                      bool // calls failed in the window, or were failing
 }
@@ -301,10 +306,16 @@ func (c *controller) decide(w window) (stats.Decision, bool) {
 	}
 	// The first window with events after an idle one (the stage's start,
 	// or load after a pause) holds a burst: the workers took what had
-	// queued up. It measures neither the stage nor the noise.
+	// queued up. It measures neither the stage nor the noise. A window
+	// that took no events while some waited in the queue is not idle:
+	// every worker was inside a batch longer than the window (with a
+	// database slow per statement, two workers may take a batch per 300
+	// ms, and windows are 250 ms); counted idle, it would restart the
+	// measurement before any trial could begin.
 	switch {
-	case w.events == 0:
+	case w.events == 0 && w.queued == 0:
 		c.idle = true
+	case w.events == 0:
 	case c.idle:
 		c.idle, c.since, c.quiet = false, 0, 0
 	}

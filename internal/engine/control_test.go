@@ -235,3 +235,25 @@ func TestControlPinAndRelease(t *testing.T) {
 		t.Fatalf("released pool stayed at %d under overload", m.live())
 	}
 }
+
+// A stage whose batches each wait longer than a decision window (a
+// database that sleeps 600 ms per statement, as the e2e test's does with
+// a trigger) takes fewer batches than there are windows: with two workers
+// some windows take none while the queue stays full. Such a window is not
+// idleness (the workers were all inside batches, none waiting for work),
+// so it does not restart the controller's measurement: the pool grows past
+// its run slots within 10 s, and more workers carry more.
+func TestControlGrowsOnBatchesLongerThanWindow(t *testing.T) {
+	for seed := int64(1); seed <= 3; seed++ {
+		mk := model{capacity: 8192, conc: 2,
+			cpuFixed: 20 * time.Microsecond, cpuPer: 2 * time.Microsecond,
+			blockFixed: 600 * time.Millisecond,
+			noise:      0.2, rate: constRate(100000), rng: newRand(seed)}
+		m := newModel(mk, AutoBatchCeiling(8192), true, 2, true)
+		m.run(10 * time.Second)
+		if _, hi := m.span(workersOf, 0, 10*time.Second); hi <= 2 {
+			logTrace(t, m)
+			t.Errorf("seed %d: the pool stayed at %d workers for 10 s while every batch waited 600 ms on the database", seed, hi)
+		}
+	}
+}

@@ -40,7 +40,9 @@
 // noise of such a mean; each side spans two windows at least and 24
 // batches at least (up to 2 s), since events are taken a batch at a time;
 // the first window after an idle one (a burst of what queued up) is left
-// out. A failed trial is undone and pauses that direction (5 s, doubling
+// out, idle meaning that it took no events and none waited (one that took
+// none while some waited had every worker inside a batch longer than a
+// window: a slow database). A failed trial is undone and pauses that direction (5 s, doubling
 // up to 60 s, or until the load moves by 25%); a kept one leaves the
 // pauses as they are, so probing at a knob's useful limit grows rarer.
 //
