@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/internal/gobuild"
@@ -226,7 +226,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log, admission: cfg.Admission}
 	if h.dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b4", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b4", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -293,10 +293,10 @@ type runResult struct {
 // that every acked id is stored. With sample it samples the pipeline's
 // memory and store queue every second.
 func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Config, sample bool) (runResult, error) {
-	if err := b3.CreateTable(ctx, h.dsn, table); err != nil {
+	if err := rig.CreateTable(ctx, h.dsn, table); err != nil {
 		return runResult{}, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), h.dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), h.dsn, table)
 	// Write out what earlier runs left dirty, so that its checkpoint is
 	// not charged to this run (best effort: it needs a privileged role).
 	_ = execSQL(ctx, h.dsn, "CHECKPOINT")

@@ -15,7 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	h.dsn = cfg.DSN
 	if h.dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b7", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b7", cfg.Log)
 		if err != nil {
 			return nil, err
 		}

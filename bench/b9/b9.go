@@ -15,8 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/b7"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	h.dsn = cfg.DSN
 	if h.dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b9", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b9", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +183,7 @@ func (h *harness) logFile(r, m int, name string) string {
 
 // run fills the stream through a front, then drains it with m backs.
 func (h *harness) run(ctx context.Context, m, r int) (Sample, error) {
-	if err := b3.ExecSQL(ctx, h.dsn,
+	if err := rig.ExecSQL(ctx, h.dsn,
 		"DROP TABLE IF EXISTS events",
 		"CREATE TABLE events (id bigint PRIMARY KEY, body jsonb)",
 		fmt.Sprintf(`CREATE OR REPLACE FUNCTION b9_slow() RETURNS trigger LANGUAGE plpgsql AS $$
