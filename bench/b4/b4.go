@@ -17,7 +17,6 @@ import (
 	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/bench/report"
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -217,12 +216,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	bin := cfg.Pipectl
-	if bin == "" {
-		fmt.Fprintln(cfg.Log, "b4: building pipectl...")
-		if bin, err = gobuild.Pipectl(ctx, dir, gobuild.Options{}); err != nil {
-			return nil, fmt.Errorf("b4: %w", err)
-		}
+	bin, err := rig.Pipectl(ctx, "b4", cfg.Pipectl, dir, "", cfg.Log)
+	if err != nil {
+		return nil, err
 	}
 	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log, admission: cfg.Admission}
 	if h.dsn == "" {

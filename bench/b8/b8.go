@@ -21,7 +21,6 @@ import (
 	"github.com/stagedserver/seda/bench/b4"
 	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -147,11 +146,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if h.yaml, err = ReadmePipeline(readme, "127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	if h.pipectl = cfg.Pipectl; h.pipectl == "" {
-		fmt.Fprintln(cfg.Log, "b8: building pipectl...")
-		if h.pipectl, err = gobuild.Pipectl(ctx, dir, gobuild.Options{Dir: cfg.Root}); err != nil {
-			return nil, fmt.Errorf("b8: %w", err)
-		}
+	if h.pipectl, err = rig.Pipectl(ctx, "b8", cfg.Pipectl, dir, cfg.Root, cfg.Log); err != nil {
+		return nil, err
 	}
 	if slices.Contains(cfg.Contenders, Rsyslog) {
 		if h.rsyslogd, err = findRsyslog(); err != nil {
