@@ -4,9 +4,10 @@
 #               cross-builds and vets, race tests, short fuzz runs (TEST_LANES, side by side)
 #   make stress the tests many times under -race, beside busy loops, with GOMAXPROCS 1 and
 #               unset, to find flaky ones (local use; STRESS_COUNT, STRESS_PKGS, STRESS_PROCS)
-#   make bench  the benchmark suite (bench/cmd/sedabench), results in bench/RESULTS.md,
-#               the targets missed listed last; BENCH='--only b1,b2 --runs 7' passes
-#               flags, BENCH=--strict fails the target when one is missed
+#   make bench  build bin/pipectl, then the benchmark suite (bench/cmd/sedabench) with it,
+#               results in bench/RESULTS.md, the targets missed listed last;
+#               BENCH='--only b1,b2 --runs 7' passes flags, BENCH=--strict fails the
+#               target when one is missed
 #   make lint   gofmt, vet, staticcheck
 #   make docs   regenerate README.md's YAML reference
 #   make nats-server  a local NATS server with JetStream on 127.0.0.1:4222 (store in .nats/),
@@ -77,10 +78,12 @@ race:
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
-bench:
+# pipectl is built once, here, and handed to the benchmarks that run it as a
+# process (none builds it at run time).
+bench: build
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-rsyslog.sh
-	go run ./bench/cmd/sedabench $(BENCH)
+	go run ./bench/cmd/sedabench --pipectl "$(CURDIR)/bin/pipectl" $(BENCH)
 
 fmt-check:
 	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l); \

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/internal/loadgen"
@@ -79,14 +79,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Config: cfg, Samples: map[string][]Sample{}}
 	dsn, pgPID := cfg.DSN, 0
 	if dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b11", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b11", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Remove(context.WithoutCancel(ctx))
 		dsn, pgPID = srv.DSN(), pid
 	}
-	if err := b3.QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
+	if err := rig.QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
 		return nil, err
 	}
 	variants := []string{Ignore, Update}
@@ -111,13 +111,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // runOnce runs variant v once against a fresh table and checks it.
 func runOnce(ctx context.Context, cfg Config, dsn string, pgPID int, v, table string) (Sample, error) {
-	if err := b3.DropTable(ctx, dsn, table); err != nil {
+	if err := rig.DropTable(ctx, dsn, table); err != nil {
 		return Sample{}, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), dsn, table)
 	// Write out what earlier runs left dirty, so that its checkpoint is
 	// not charged to this run.
-	if err := b3.ExecSQL(ctx, dsn, "CHECKPOINT"); err != nil {
+	if err := rig.ExecSQL(ctx, dsn, "CHECKPOINT"); err != nil {
 		return Sample{}, err
 	}
 	keys := int64(cfg.Records)
@@ -133,9 +133,9 @@ func runOnce(ctx context.Context, cfg Config, dsn string, pgPID int, v, table st
     batch: {max: 2000, linger: 2ms}
     workers: 8
 `
-	backends, _ := b3.ClientBackends(pgPID)
+	backends, _ := rig.ClientBackends(pgPID)
 	cpu0, pg0 := measure.CPU(), measure.TreeCPU(pgPID)
-	p, addr, err := b3.StartYAML(ctx, "b11.yaml", storeYAML(store), env(dsn, table), pipeline.Options{})
+	p, addr, err := rig.StartYAML(ctx, "b11.yaml", storeYAML(store), env(dsn, table), pipeline.Options{})
 	if err != nil {
 		return Sample{}, err
 	}
@@ -145,7 +145,7 @@ func runOnce(ctx context.Context, cfg Config, dsn string, pgPID int, v, table st
 	})
 	err = errors.Join(err, stop(ctx, p))
 	cpu := measure.CPU() - cpu0
-	pg, werr := b3.SettledCPU(ctx, pgPID, backends)
+	pg, werr := rig.SettledCPU(ctx, pgPID, backends)
 	if err = errors.Join(err, werr); err != nil {
 		return Sample{}, err
 	}

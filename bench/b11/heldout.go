@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
 )
@@ -58,7 +58,7 @@ func HeldOut(ctx context.Context, dsn, table string, cfg HeldOutConfig) (*HeldOu
 	if cfg.Keys%cfg.Conns != 0 {
 		return nil, fmt.Errorf("b11: %d keys do not spread evenly over %d connections", cfg.Keys, cfg.Conns)
 	}
-	if err := b3.DropTable(ctx, dsn, table); err != nil {
+	if err := rig.DropTable(ctx, dsn, table); err != nil {
 		return nil, err
 	}
 	batch := "batch: {max: 2000, linger: 2ms}"
@@ -66,7 +66,7 @@ func HeldOut(ctx context.Context, dsn, table string, cfg HeldOutConfig) (*HeldOu
 		batch = "batch: " + strconv.Itoa(cfg.Batch)
 	}
 	store := storeYAML(heldOutStore(cfg.Method, batch))
-	p, addr, err := b3.StartYAML(ctx, "b11-heldout.yaml", store, env(dsn, table), pipeline.Options{})
+	p, addr, err := rig.StartYAML(ctx, "b11-heldout.yaml", store, env(dsn, table), pipeline.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -132,13 +132,13 @@ func keyedRecord(b []byte, key, seq, id int64) []byte {
 // want (an SQL condition) and whose record is the one of that seq.
 func checkLatest(ctx context.Context, dsn, table string, keys int64, want string) error {
 	var rows, wrong, mixed int64
-	if err := b3.QueryInt(ctx, dsn, "SELECT count(*) FROM "+b3.Ident(table), &rows); err != nil {
+	if err := rig.QueryInt(ctx, dsn, "SELECT count(*) FROM "+rig.Ident(table), &rows); err != nil {
 		return err
 	}
-	if err := b3.QueryInt(ctx, dsn, "SELECT count(*) FROM "+b3.Ident(table)+" t WHERE NOT ("+want+")", &wrong); err != nil {
+	if err := rig.QueryInt(ctx, dsn, "SELECT count(*) FROM "+rig.Ident(table)+" t WHERE NOT ("+want+")", &wrong); err != nil {
 		return err
 	}
-	if err := b3.QueryInt(ctx, dsn, "SELECT count(*) FROM "+b3.Ident(table)+
+	if err := rig.QueryInt(ctx, dsn, "SELECT count(*) FROM "+rig.Ident(table)+
 		" WHERE (body->>'seq')::bigint IS DISTINCT FROM seq OR (body->>'id')::bigint IS DISTINCT FROM id", &mixed); err != nil {
 		return err
 	}

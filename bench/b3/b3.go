@@ -1,7 +1,6 @@
 package b3
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,9 +11,9 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"time"
 
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/internal/loadgen"
@@ -114,14 +113,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Config: cfg, Samples: map[string][]Sample{}, Latency: map[string]Latency{}}
 	dsn, pgPID := cfg.DSN, 0
 	if dsn == "" {
-		srv, pid, err := StartPostgres(ctx, "b3", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b3", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Remove(context.WithoutCancel(ctx))
 		dsn, pgPID = srv.DSN(), pid
 	}
-	if err := QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
+	if err := rig.QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
 		return nil, err
 	}
 	var copyFile string
@@ -134,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// psql runs as root and reads the file itself (\copy), so any
 		// directory works.
 		copyFile = filepath.Join(dir, "rows.tsv")
-		if err := WriteCopyFile(copyFile, 0, int64(cfg.Records)); err != nil {
+		if err := rig.WriteCopyFile(copyFile, 0, int64(cfg.Records)); err != nil {
 			return nil, err
 		}
 	}
@@ -180,13 +179,13 @@ type harness struct {
 
 func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	table := fmt.Sprintf("b3_%s_%d", v, r+1)
-	if err := CreateTable(ctx, h.dsn, table); err != nil {
+	if err := rig.CreateTable(ctx, h.dsn, table); err != nil {
 		return Sample{}, err
 	}
-	defer DropTable(context.WithoutCancel(ctx), h.dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), h.dsn, table)
 	// Write out what earlier runs left dirty, so that its checkpoint is
 	// not charged to this run's PostgreSQL CPU and throughput.
-	if err := ExecSQL(ctx, h.dsn, "CHECKPOINT"); err != nil {
+	if err := rig.ExecSQL(ctx, h.dsn, "CHECKPOINT"); err != nil {
 		return Sample{}, err
 	}
 	if v == Copy {
@@ -198,7 +197,7 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	}
 	debug.FreeOSMemory()
 	measure.ResetPeakRSS()
-	backends, _ := ClientBackends(h.pgPID)
+	backends, _ := rig.ClientBackends(h.pgPID)
 	cpu0, pg0 := measure.CPU(), measure.TreeCPU(h.pgPID)
 	srv, err := h.start(ctx, v, table)
 	if err != nil {
@@ -222,7 +221,7 @@ func (h *harness) run(ctx context.Context, v string, r int) (Sample, error) {
 	defer cancel()
 	err = errors.Join(err, srv.Stop(sctx))
 	cpu := measure.CPU() - cpu0
-	pg, werr := SettledCPU(ctx, h.pgPID, backends)
+	pg, werr := rig.SettledCPU(ctx, h.pgPID, backends)
 	err = errors.Join(err, werr)
 	s := Sample{ProcCPU: cpu, PGCPU: pg - pg0, PeakRSS: measure.PeakRSS()}
 	if err != nil {
@@ -244,7 +243,7 @@ func check(ctx context.Context, dsn, table string, lr *loadgen.Result, records i
 	if lr.Acked != uint64(records) || lr.Nacked != 0 {
 		return fmt.Errorf("%d records: %d acked, %d nacked %v", records, lr.Acked, lr.Nacked, lr.Nacks)
 	}
-	rows, err := CheckStored(ctx, dsn, table, lr.AckedIDs)
+	rows, err := rig.CheckStored(ctx, dsn, table, lr.AckedIDs)
 	if err != nil {
 		return err
 	}
@@ -254,25 +253,25 @@ func check(ctx context.Context, dsn, table string, lr *loadgen.Result, records i
 	return nil
 }
 
-func (h *harness) start(ctx context.Context, v, table string) (Server, error) {
+func (h *harness) start(ctx context.Context, v, table string) (rig.Server, error) {
 	switch v {
 	case Pipeline:
-		s, _, err := StartPipeline(ctx, h.dsn, table, "block")
+		s, _, err := rig.StartPipeline(ctx, h.dsn, table, "block")
 		return s, err
 	case Chan:
-		return StartChan(ctx, h.dsn, table)
+		return rig.StartChan(ctx, h.dsn, table)
 	case Naive:
-		return StartNaive(ctx, h.dsn, table)
+		return rig.StartNaive(ctx, h.dsn, table)
 	}
 	return nil, fmt.Errorf("unknown variant %q", v)
 }
 
 func (h *harness) latency(ctx context.Context, v string, rate float64) (Latency, error) {
 	table := "b3_latency_" + v
-	if err := CreateTable(ctx, h.dsn, table); err != nil {
+	if err := rig.CreateTable(ctx, h.dsn, table); err != nil {
 		return Latency{}, err
 	}
-	defer DropTable(context.WithoutCancel(ctx), h.dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), h.dsn, table)
 	srv, err := h.start(ctx, v, table)
 	if err != nil {
 		return Latency{}, err
@@ -295,17 +294,17 @@ func (h *harness) latency(ctx context.Context, v string, rate float64) (Latency,
 
 // runCopy times psql \copy of the same rows into table.
 func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
-	backends, _ := ClientBackends(h.pgPID)
+	backends, _ := rig.ClientBackends(h.pgPID)
 	pg0 := measure.TreeCPU(h.pgPID)
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", h.dsn,
-		"-c", `\copy `+Ident(table)+` (id, body) FROM '`+h.copyFile+`'`)
+		"-c", `\copy `+rig.Ident(table)+` (id, body) FROM '`+h.copyFile+`'`)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	el := time.Since(start)
 	if err != nil {
 		return Sample{}, fmt.Errorf("psql \\copy: %w: %s", err, out)
 	}
-	pg, err := SettledCPU(ctx, h.pgPID, backends)
+	pg, err := rig.SettledCPU(ctx, h.pgPID, backends)
 	if err != nil {
 		return Sample{}, err
 	}
@@ -314,32 +313,13 @@ func (h *harness) runCopy(ctx context.Context, table string) (Sample, error) {
 	// No peak RSS: a child's ru_maxrss counts the parent's pages it
 	// shared before exec.
 	var n int64
-	if err := QueryInt(ctx, h.dsn, "SELECT count(*) FROM "+Ident(table), &n); err != nil {
+	if err := rig.QueryInt(ctx, h.dsn, "SELECT count(*) FROM "+rig.Ident(table), &n); err != nil {
 		return s, err
 	}
 	if n != int64(h.cfg.Records) {
 		return s, fmt.Errorf("table %s holds %d rows after \\copy, want %d", table, n, h.cfg.Records)
 	}
 	return s, nil
-}
-
-// WriteCopyFile writes the records from..to-1, as the load client sends
-// them, in COPY text format: id TAB record. The records hold no backslash
-// or tab, so they need no escaping.
-func WriteCopyFile(path string, from, to int64) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	var b []byte
-	for id := from; id < to; id++ {
-		b = strconv.AppendInt(b[:0], id, 10)
-		b = append(b, '\t')
-		b = append(loadgen.Record(b, id), '\n')
-		w.Write(b)
-	}
-	return errors.Join(w.Flush(), f.Close())
 }
 
 func startProfile(path string) (func(), error) {
@@ -353,3 +333,6 @@ func startProfile(path string) (func(), error) {
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
+
+// stopTimeout bounds stopping a variant.
+const stopTimeout = 2 * time.Minute

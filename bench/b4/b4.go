@@ -14,10 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/bench/report"
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -217,16 +216,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	bin := cfg.Pipectl
-	if bin == "" {
-		fmt.Fprintln(cfg.Log, "b4: building pipectl...")
-		if bin, err = gobuild.Pipectl(ctx, dir, gobuild.Options{}); err != nil {
-			return nil, fmt.Errorf("b4: %w", err)
-		}
+	bin, err := rig.Pipectl(ctx, "b4", cfg.Pipectl, dir, "", cfg.Log)
+	if err != nil {
+		return nil, err
 	}
 	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log, admission: cfg.Admission}
 	if h.dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b4", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b4", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -293,10 +289,10 @@ type runResult struct {
 // that every acked id is stored. With sample it samples the pipeline's
 // memory and store queue every second.
 func (h *harness) run(ctx context.Context, table, overflow string, lc loadgen.Config, sample bool) (runResult, error) {
-	if err := b3.CreateTable(ctx, h.dsn, table); err != nil {
+	if err := rig.CreateTable(ctx, h.dsn, table); err != nil {
 		return runResult{}, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), h.dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), h.dsn, table)
 	// Write out what earlier runs left dirty, so that its checkpoint is
 	// not charged to this run (best effort: it needs a privileged role).
 	_ = execSQL(ctx, h.dsn, "CHECKPOINT")

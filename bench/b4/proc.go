@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 )
 
 // pipectlProc is `pipectl run` serving the example pipeline in its own
@@ -48,7 +48,7 @@ const tailLines = 20
 // returns once the pipeline is running and has printed its addresses.
 func startPipectl(ctx context.Context, bin, dir, dsn, table, overflow string, admission time.Duration) (*pipectlProc, error) {
 	file := filepath.Join(dir, table+".yaml")
-	yaml := b3.PipelineYAML
+	yaml := rig.PipelineYAML
 	if admission > 0 {
 		yaml = strings.Replace(yaml, "    listen: ${B3_LISTEN}\n", fmt.Sprintf("    listen: ${B3_LISTEN}\n    admission: {target: %s}\n", admission), 1)
 	}

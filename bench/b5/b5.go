@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/report"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
@@ -154,14 +154,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Config: cfg, Samples: map[string][]Sample{}}
 	dsn := cfg.DSN
 	if dsn == "" {
-		srv, _, err := b3.StartPostgres(ctx, "b5", cfg.Log)
+		srv, _, err := rig.StartPostgres(ctx, "b5", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Remove(context.WithoutCancel(ctx))
 		dsn = srv.DSN()
 	}
-	if err := b3.QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
+	if err := rig.QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "b5-")
@@ -190,11 +190,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func runOne(ctx context.Context, cfg Config, dsn, table, v string, files []string) (Sample, error) {
-	if err := b3.CreateTable(ctx, dsn, table); err != nil {
+	if err := rig.CreateTable(ctx, dsn, table); err != nil {
 		return Sample{}, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), dsn, table)
-	if err := b3.ExecSQL(ctx, dsn, "CHECKPOINT"); err != nil {
+	defer rig.DropTable(context.WithoutCancel(ctx), dsn, table)
+	if err := rig.ExecSQL(ctx, dsn, "CHECKPOINT"); err != nil {
 		return Sample{}, err
 	}
 	if v == Copy {
@@ -230,7 +230,7 @@ func runOne(ctx context.Context, cfg Config, dsn, table, v string, files []strin
 	if lr.Acked != uint64(cfg.Records) || lr.Nacked != 0 {
 		return s, fmt.Errorf("%d acked, %d nacked of %d", lr.Acked, lr.Nacked, cfg.Records)
 	}
-	rows, err := b3.CheckStored(ctx, dsn, table, lr.AckedIDs)
+	rows, err := rig.CheckStored(ctx, dsn, table, lr.AckedIDs)
 	if err != nil {
 		return s, err
 	}
@@ -243,7 +243,7 @@ func runOne(ctx context.Context, cfg Config, dsn, table, v string, files []strin
 
 func startPipeline(ctx context.Context, yaml, dsn, table string) (*pipeline.Pipeline, string, error) {
 	env := map[string]string{"B5_LISTEN": "127.0.0.1:0", "B5_DSN": dsn, "B5_TABLE": table}
-	return b3.StartYAML(ctx, "b5.yaml", yaml, env, pipeline.Options{})
+	return rig.StartYAML(ctx, "b5.yaml", yaml, env, pipeline.Options{})
 }
 
 // sampleKnobs samples the untuned pipeline's store and parse stages every
@@ -284,7 +284,7 @@ func runCopies(ctx context.Context, dsn, table string, files []string, records i
 	for i, f := range files {
 		wg.Go(func() {
 			cmd := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn,
-				"-c", `\copy `+b3.Ident(table)+` (id, body) FROM '`+f+`'`)
+				"-c", `\copy `+rig.Ident(table)+` (id, body) FROM '`+f+`'`)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				errs[i] = fmt.Errorf("psql \\copy: %w: %s", err, out)
 			}
@@ -296,7 +296,7 @@ func runCopies(ctx context.Context, dsn, table string, files []string, records i
 		return Sample{}, err
 	}
 	var n int64
-	if err := b3.QueryInt(ctx, dsn, "SELECT count(*) FROM "+b3.Ident(table), &n); err != nil {
+	if err := rig.QueryInt(ctx, dsn, "SELECT count(*) FROM "+rig.Ident(table), &n); err != nil {
 		return Sample{}, err
 	}
 	if n != int64(records) {
@@ -312,7 +312,7 @@ func writeCopyFiles(dir string, n, k int) ([]string, error) {
 	for i := range k {
 		lo, hi := n*i/k, n*(i+1)/k
 		f := filepath.Join(dir, fmt.Sprintf("rows%d.tsv", i))
-		if err := b3.WriteCopyFile(f, int64(lo), int64(hi)); err != nil {
+		if err := rig.WriteCopyFile(f, int64(lo), int64(hi)); err != nil {
 			return nil, err
 		}
 		files = append(files, f)

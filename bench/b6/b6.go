@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
@@ -150,14 +150,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Config: cfg}
 	dsn := cfg.DSN
 	if dsn == "" {
-		srv, _, err := b3.StartPostgres(ctx, "b6", cfg.Log)
+		srv, _, err := rig.StartPostgres(ctx, "b6", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Remove(context.WithoutCancel(ctx))
 		dsn = srv.DSN()
 	}
-	if err := b3.QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
+	if err := rig.QueryString(ctx, dsn, "SHOW server_version", &res.PGVersion); err != nil {
 		return nil, err
 	}
 	h := &harness{cfg: cfg, dsn: dsn}
@@ -236,16 +236,16 @@ stages:
 // run makes a slow table, runs the pipeline on it under lc, and checks
 // that every acked id is stored.
 func (h *harness) run(ctx context.Context, table string, target time.Duration, lc loadgen.Config) (*Overload, error) {
-	if err := b3.ExecSQL(ctx, h.dsn,
-		"DROP TABLE IF EXISTS "+b3.Ident(table),
-		"CREATE TABLE "+b3.Ident(table)+" (id bigint PRIMARY KEY, body jsonb)",
+	if err := rig.ExecSQL(ctx, h.dsn,
+		"DROP TABLE IF EXISTS "+rig.Ident(table),
+		"CREATE TABLE "+rig.Ident(table)+" (id bigint PRIMARY KEY, body jsonb)",
 		fmt.Sprintf(`CREATE OR REPLACE FUNCTION b6_slow() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_sleep(%g); RETURN NULL; END $$`, h.cfg.Sleep.Seconds()),
-		"CREATE TRIGGER slow BEFORE INSERT ON "+b3.Ident(table)+" FOR EACH STATEMENT EXECUTE FUNCTION b6_slow()",
+		"CREATE TRIGGER slow BEFORE INSERT ON "+rig.Ident(table)+" FOR EACH STATEMENT EXECUTE FUNCTION b6_slow()",
 		"CHECKPOINT"); err != nil {
 		return nil, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), h.dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), h.dsn, table)
 	p, addr, err := startPipeline(ctx, pipelineYAML(target), h.dsn, table)
 	if err != nil {
 		return nil, err
@@ -274,7 +274,7 @@ BEGIN PERFORM pg_sleep(%g); RETURN NULL; END $$`, h.cfg.Sleep.Seconds()),
 		during += lr.Timeline[i]
 	}
 	r.AckedRate = float64(during) / float64(min(secs, max(len(lr.Timeline), 1)))
-	if r.Stored, err = b3.CheckStored(ctx, h.dsn, table, lr.AckedIDs); err != nil {
+	if r.Stored, err = rig.CheckStored(ctx, h.dsn, table, lr.AckedIDs); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -282,7 +282,7 @@ BEGIN PERFORM pg_sleep(%g); RETURN NULL; END $$`, h.cfg.Sleep.Seconds()),
 
 func startPipeline(ctx context.Context, yaml, dsn, table string) (*pipeline.Pipeline, string, error) {
 	env := map[string]string{"B6_LISTEN": "127.0.0.1:0", "B6_DSN": dsn, "B6_TABLE": table}
-	return b3.StartYAML(ctx, "b6.yaml", yaml, env, pipeline.Options{DrainTimeout: 2 * time.Minute})
+	return rig.StartYAML(ctx, "b6.yaml", yaml, env, pipeline.Options{DrainTimeout: 2 * time.Minute})
 }
 
 // sample reads the pipeline's figures every 250 ms into *out until the

@@ -15,9 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -39,6 +38,8 @@ type Config struct {
 	// Root is the module's directory; "" means the one `go env GOMOD`
 	// names.
 	Root string
+	// Pipectl is a pipectl binary to run; "" builds one from Root.
+	Pipectl string
 	// DSN of an existing PostgreSQL (superuser, trust) instead of a
 	// throwaway one; its CPU is then not measured.
 	DSN string
@@ -152,10 +153,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Root = filepath.Dir(string(bytes.TrimSpace(out)))
 	}
 	h := &harness{cfg: cfg, dir: dir}
-	fmt.Fprintln(cfg.Log, "b7: building pipectl and nats-server...")
-	if h.pipectl, err = gobuild.Pipectl(ctx, dir, gobuild.Options{Dir: cfg.Root}); err != nil {
-		return nil, fmt.Errorf("b7: %w", err)
+	if h.pipectl, err = rig.Pipectl(ctx, "b7", cfg.Pipectl, dir, cfg.Root, cfg.Log); err != nil {
+		return nil, err
 	}
+	fmt.Fprintln(cfg.Log, "b7: building nats-server...")
 	h.natsServer = filepath.Join(dir, "nats-server")
 	build := exec.CommandContext(ctx, "go", "build", "-o", h.natsServer, "github.com/nats-io/nats-server/v2")
 	build.Dir = cfg.Root
@@ -172,7 +173,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	h.dsn = cfg.DSN
 	if h.dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b7", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b7", cfg.Log)
 		if err != nil {
 			return nil, err
 		}

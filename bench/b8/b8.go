@@ -18,10 +18,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/b4"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -147,11 +146,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if h.yaml, err = ReadmePipeline(readme, "127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	if h.pipectl = cfg.Pipectl; h.pipectl == "" {
-		fmt.Fprintln(cfg.Log, "b8: building pipectl...")
-		if h.pipectl, err = gobuild.Pipectl(ctx, dir, gobuild.Options{Dir: cfg.Root}); err != nil {
-			return nil, fmt.Errorf("b8: %w", err)
-		}
+	if h.pipectl, err = rig.Pipectl(ctx, "b8", cfg.Pipectl, dir, cfg.Root, cfg.Log); err != nil {
+		return nil, err
 	}
 	if slices.Contains(cfg.Contenders, Rsyslog) {
 		if h.rsyslogd, err = findRsyslog(); err != nil {
@@ -165,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	h.dsn = cfg.DSN
 	if h.dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b8", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b8", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -427,7 +423,7 @@ func (h *harness) verify(ctx context.Context) error {
 
 // runCopy loads the rows with Conns psql \copy processes at once.
 func (h *harness) runCopy(ctx context.Context) (Sample, error) {
-	backends, _ := b3.ClientBackends(h.pgPID)
+	backends, _ := rig.ClientBackends(h.pgPID)
 	pg0 := measure.TreeCPU(h.pgPID)
 	busy0, _ := measure.Machine()
 	cmds := make([]*exec.Cmd, len(h.work.files))
@@ -451,7 +447,7 @@ func (h *harness) runCopy(ctx context.Context) (Sample, error) {
 		cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
 	el := time.Since(start)
-	pg, werr := b3.SettledCPU(ctx, h.pgPID, backends)
+	pg, werr := rig.SettledCPU(ctx, h.pgPID, backends)
 	err = errors.Join(err, werr)
 	busy, _ := measure.Machine()
 	s := Sample{Rows: int64(h.cfg.Records), Elapsed: el, RowsPerSec: float64(h.cfg.Records) / el.Seconds(),
@@ -467,15 +463,15 @@ func (h *harness) runCopy(ctx context.Context) (Sample, error) {
 // JSON records over Conns connections with acks after commit.
 func (h *harness) runJSON(ctx context.Context, r int) (Sample, error) {
 	jtable := fmt.Sprintf("b8_json_%d", r+1)
-	if err := b3.CreateTable(ctx, h.dsn, jtable); err != nil {
+	if err := rig.CreateTable(ctx, h.dsn, jtable); err != nil {
 		return Sample{}, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), h.dsn, jtable)
+	defer rig.DropTable(context.WithoutCancel(ctx), h.dsn, jtable)
 	if _, err := h.db.Exec(ctx, "CHECKPOINT"); err != nil {
 		return Sample{}, err
 	}
 	file := filepath.Join(h.dir, "json.yaml")
-	if err := os.WriteFile(file, []byte(b3.PipelineYAML), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(rig.PipelineYAML), 0o600); err != nil {
 		return Sample{}, err
 	}
 	cmd := exec.CommandContext(ctx, h.pipectl, "run", "-f", file)
@@ -498,7 +494,7 @@ func (h *harness) runJSON(ctx context.Context, r int) (Sample, error) {
 	if lr.Acked != uint64(h.cfg.Records) || lr.Nacked != 0 {
 		return s, fmt.Errorf("%d records: %d acked, %d nacked %v", h.cfg.Records, lr.Acked, lr.Nacked, lr.Nacks)
 	}
-	rows, err := b3.CheckStored(ctx, h.dsn, jtable, lr.AckedIDs)
+	rows, err := rig.CheckStored(ctx, h.dsn, jtable, lr.AckedIDs)
 	if err != nil {
 		return s, err
 	}

@@ -23,7 +23,7 @@
 //
 // A fourth contender, json, measures the JSON path the same way: the
 // example pipeline (netio.tcp lines → process.json inline → db.postgres,
-// ack: commit; bench/b3's PipelineYAML) in its own `pipectl run`, fed JSON
+// ack: commit; rig.PipelineYAML, B3's) in its own `pipectl run`, fed JSON
 // records over 4 connections by package loadgen, counting only rows acked
 // after commit.
 //

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stats"
@@ -52,7 +52,7 @@ var lightProfile = flag.String("lightprofile", "", "write a CPU profile of Bench
 func benchLight(b *testing.B, yaml string) {
 	ctx := context.Background()
 	dsn := cluster.NewDatabase(b)
-	reg, err := b3.Registry()
+	reg, err := rig.Registry()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,10 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/b7"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -31,6 +30,7 @@ type Config struct {
 	Batch   int           // the store's batch, pinned; 0: 100
 	Workers int           // the store's workers and connections per back, pinned; 0: 2
 	Root    string        // the module's directory; "": the one `go env GOMOD` names
+	Pipectl string        // a pipectl binary to run; "": build one from Root
 	DSN     string        // an existing PostgreSQL instead of a throwaway one (its CPU then unmeasured)
 	Log     io.Writer     // progress; nil: none
 	LogDir  string        // keep each process's output here, when set
@@ -129,10 +129,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Root = filepath.Dir(string(bytes.TrimSpace(out)))
 	}
 	h := &harness{cfg: cfg, dir: dir, file: filepath.Join(dir, "b9.yaml")}
-	fmt.Fprintln(cfg.Log, "b9: building pipectl and nats-server...")
-	if h.pipectl, err = gobuild.Pipectl(ctx, dir, gobuild.Options{Dir: cfg.Root}); err != nil {
-		return nil, fmt.Errorf("b9: %w", err)
+	if h.pipectl, err = rig.Pipectl(ctx, "b9", cfg.Pipectl, dir, cfg.Root, cfg.Log); err != nil {
+		return nil, err
 	}
+	fmt.Fprintln(cfg.Log, "b9: building nats-server...")
 	h.natsServer = filepath.Join(dir, "nats-server")
 	build := exec.CommandContext(ctx, "go", "build", "-o", h.natsServer, "github.com/nats-io/nats-server/v2")
 	build.Dir = cfg.Root
@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	h.dsn = cfg.DSN
 	if h.dsn == "" {
-		srv, pid, err := b3.StartPostgres(ctx, "b9", cfg.Log)
+		srv, pid, err := rig.StartPostgres(ctx, "b9", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +183,7 @@ func (h *harness) logFile(r, m int, name string) string {
 
 // run fills the stream through a front, then drains it with m backs.
 func (h *harness) run(ctx context.Context, m, r int) (Sample, error) {
-	if err := b3.ExecSQL(ctx, h.dsn,
+	if err := rig.ExecSQL(ctx, h.dsn,
 		"DROP TABLE IF EXISTS events",
 		"CREATE TABLE events (id bigint PRIMARY KEY, body jsonb)",
 		fmt.Sprintf(`CREATE OR REPLACE FUNCTION b9_slow() RETURNS trigger LANGUAGE plpgsql AS $$

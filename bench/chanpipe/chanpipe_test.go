@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/internal/wire"
@@ -17,17 +17,17 @@ var cluster pgtesting.Cluster
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(cluster.Wrap(m)) }
 
-// TestAckedRowsStoredOnce drives the channel pipeline (built by b3 from
+// TestAckedRowsStoredOnce drives the channel pipeline (built by rig from
 // the example pipeline's handlers): every record acked after commit,
 // every acked id stored once, and a bad record nacked in order.
 func TestAckedRowsStoredOnce(t *testing.T) {
 	dsn := cluster.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := b3.CreateTable(ctx, dsn, "events"); err != nil {
+	if err := rig.CreateTable(ctx, dsn, "events"); err != nil {
 		t.Fatal(err)
 	}
-	s, err := b3.StartChan(ctx, dsn, "events")
+	s, err := rig.StartChan(ctx, dsn, "events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestAckedRowsStoredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped = true
-	rows, err := b3.CheckStored(ctx, dsn, "events", append(res.AckedIDs, 100001, 100003))
+	rows, err := rig.CheckStored(ctx, dsn, "events", append(res.AckedIDs, 100001, 100003))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/stagedserver/seda/bench/b3"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/naive"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
@@ -23,7 +23,7 @@ func TestAckedRowsStoredOnce(t *testing.T) {
 	dsn := cluster.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := b3.CreateTable(ctx, dsn, "events"); err != nil {
+	if err := rig.CreateTable(ctx, dsn, "events"); err != nil {
 		t.Fatal(err)
 	}
 	s, err := naive.Start(ctx, naive.Config{DSN: dsn, Table: "events", MaxConns: 4})
@@ -41,7 +41,7 @@ func TestAckedRowsStoredOnce(t *testing.T) {
 	if res.Acked != 2000 || res.Nacked != 0 {
 		t.Fatalf("acked %d nacked %d, want 2000 and 0", res.Acked, res.Nacked)
 	}
-	rows, err := b3.CheckStored(ctx, dsn, "events", res.AckedIDs)
+	rows, err := rig.CheckStored(ctx, dsn, "events", res.AckedIDs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestBadRecordNacked(t *testing.T) {
 	dsn := cluster.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := b3.CreateTable(ctx, dsn, "events"); err != nil {
+	if err := rig.CreateTable(ctx, dsn, "events"); err != nil {
 		t.Fatal(err)
 	}
 	s, err := naive.Start(ctx, naive.Config{DSN: dsn, Table: "events", MaxConns: 2})
@@ -82,7 +82,7 @@ func TestBadRecordNacked(t *testing.T) {
 	if c.Acked() != 4 || len(nacks) != 2 || nacks[0].N != 2 || nacks[1].N != 3 {
 		t.Fatalf("acked %d, nacks %v; want 4 and nacks of 2 and 3", c.Acked(), nacks)
 	}
-	rows, err := b3.CheckStored(ctx, dsn, "events", []int64{1, 4})
+	rows, err := rig.CheckStored(ctx, dsn, "events", []int64{1, 4})
 	if err != nil || rows != 2 {
 		t.Fatalf("rows %d, %v; want 2", rows, err)
 	}

@@ -1,7 +1,9 @@
 // Package gobuild builds this module's pipectl command with the go
-// command, for the tests and the benchmark (B4) that run it as a process
-// of its own. Building needs the go command and this module's source:
-// nothing shipped depends on this package.
+// command, for the tests that run it as a process of its own, and for the
+// benchmarks that do when none was handed to them (bench/internal/rig:
+// `make bench` builds bin/pipectl once and passes it). Building needs the
+// go command and this module's source: nothing shipped depends on this
+// package.
 package gobuild
 
 import (
@@ -34,8 +36,8 @@ type Options struct {
 
 // Pipectl builds cmd/pipectl into dir and returns the binary's path. It
 // builds from inside this module's source tree: o.Dir, or the current
-// directory (a test's, or the repository's for the benchmarks). The go command's build cache
-// makes every build after the first one cheap.
+// directory (a test's, or the repository's for the benchmarks). The go
+// command's build cache makes every build after the first one cheap.
 func Pipectl(ctx context.Context, dir string, o Options) (string, error) {
 	if _, err := exec.LookPath("go"); err != nil {
 		return "", fmt.Errorf("build pipectl: %w: install Go (https://go.dev/dl/) or run `make test`, "+

@@ -25,7 +25,7 @@ func b4aBenchmark() *benchmark {
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b4a: running (overload, with admission control)...")
 			c := cfg
-			c.DSN, c.Log = o.DSN, o.Log
+			c.DSN, c.Log, c.Pipectl = o.DSN, o.Log, o.Pipectl
 			res, err := b4.Run(ctx, c)
 			if err != nil {
 				return "", err

@@ -23,7 +23,7 @@ func b7Benchmark() *benchmark {
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b7: running (single process and split across processes, alternating)...")
 			c := cfg
-			c.Runs, c.DSN, c.Log = o.Runs, o.DSN, o.Log
+			c.Runs, c.DSN, c.Log, c.Pipectl = o.Runs, o.DSN, o.Log, o.Pipectl
 			res, err := b7.Run(ctx, c)
 			if err != nil {
 				return "", err

@@ -23,7 +23,7 @@ func b9Benchmark() *benchmark {
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b9: running (1, 2 and 4 backs, alternating)...")
 			c := cfg
-			c.Runs, c.DSN, c.Log = o.Runs, o.DSN, o.Log
+			c.Runs, c.DSN, c.Log, c.Pipectl = o.Runs, o.DSN, o.Log, o.Pipectl
 			res, err := b9.Run(ctx, c)
 			if err != nil {
 				return "", err

@@ -2,7 +2,7 @@
 // writes each benchmark's section of bench/RESULTS.md: the command, the
 // date, the machine, every figure and every ratio. Each benchmark runs the
 // project side by side with its baseline, alternating, in this one
-// process (B4 also runs pipectl as a process of its own), so that a noisy
+// process (B4, B7, B8 and B9 also run pipectl as processes), so that a noisy
 // machine moves both alike and their ratio means something.
 //
 // It is a tool for the project's developers, kept apart from pipectl so
@@ -17,9 +17,12 @@
 // After everything else it lists the targets missed, one line each; with
 // --strict it then exits non-zero if any was.
 //
-// B3 and B4 start a throwaway PostgreSQL (see internal/pgtemp) unless
-// --dsn names one; B4 builds cmd/pipectl with the go command. The suite is
-// listed in suite.go, the one place a benchmark is registered.
+// The benchmarks that need PostgreSQL start a throwaway one (see
+// internal/pgtemp) unless --dsn names one. B4, B7, B8 and B9 run pipectl
+// as processes of their own: the binary --pipectl names (`make bench`
+// builds bin/pipectl once and passes it), or else each builds cmd/pipectl
+// with the go command. The suite is listed in suite.go, the one place a
+// benchmark is registered.
 package main
 
 import (
@@ -112,6 +115,7 @@ the other sections are kept.`,
 	f.StringSliceVar(&only, "only", nil, "run only these benchmarks, in this order (comma-separated: b1,b2)")
 	f.IntVar(&o.Runs, "runs", 0, "alternating runs per case (0: each benchmark's default)")
 	f.StringVar(&o.DSN, "dsn", "", "an existing PostgreSQL (URL) for the benchmarks that need one, instead of a throwaway server")
+	f.StringVar(&o.Pipectl, "pipectl", "", "a pipectl binary for the benchmarks that run pipectl (b4, b7, b8, b9), instead of each building one with the go command")
 	f.StringVar(&results, "results", "bench/RESULTS.md", "the results file whose sections are updated")
 	f.BoolVar(&dryRun, "dry-run", false, "print the results without updating the results file")
 	f.BoolVar(&strict, "strict", false, "exit non-zero when a measured target is missed")

@@ -161,3 +161,31 @@ func TestStrict(t *testing.T) {
 		t.Errorf("all met: %v\n%s", err, out.String())
 	}
 }
+
+// TestPipectlFlag checks that --pipectl, which `make bench` sets to the
+// pipectl it built, reaches every benchmark's options, and that without it
+// they get "" (each then builds its own).
+func TestPipectlFlag(t *testing.T) {
+	for _, args := range [][]string{{"--dry-run", "--pipectl", "/opt/bin/pipectl"}, {"--dry-run"}} {
+		var got []string
+		b := &benchmark{Name: "bp", Title: "bp", Run: func(_ context.Context, o options) (string, error) {
+			got = append(got, o.Pipectl)
+			return "body\n", nil
+		}}
+		cmd := newCommand([]*benchmark{b})
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(args)
+		if err := cmd.ExecuteContext(context.Background()); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out.String())
+		}
+		want := ""
+		if len(args) > 1 {
+			want = args[2]
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%v: the benchmark got pipectl %q, want %q", args, got, want)
+		}
+	}
+}

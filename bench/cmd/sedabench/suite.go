@@ -49,6 +49,10 @@ type options struct {
 	Runs int       // alternating runs per case; 0: the benchmark's default
 	DSN  string    // an existing PostgreSQL instead of a throwaway one
 	Log  io.Writer // progress lines
+	// Pipectl is a pipectl binary built already (`make bench` builds
+	// bin/pipectl once) for the benchmarks that run pipelines as processes
+	// of their own; "": each of them builds one with the go command.
+	Pipectl string
 	// Pictures is the directory of the results file, where a benchmark
 	// that draws writes its picture (the section links it by name); ""
 	// under --dry-run: no picture is written.

@@ -1,4 +1,8 @@
-package b3
+package rig
+
+// This file holds the throwaway PostgreSQL a benchmark runs against, and
+// the reading of its CPU: the postmaster, its client backends, and a figure
+// settled once they have exited.
 
 import (
 	"bytes"
