@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -168,7 +169,7 @@ func TestNatsBackCutShortReportsRedelivered(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	const n = 200
 	// ack_wait is short: what the first back left unacked comes again soon.
-	yaml := strings.Replace(natsYAML(srv.URL(), n), "ack_wait: 5s", "ack_wait: 1s", 1)
+	yaml := strings.Replace(natsYAML(srv.URL(), n), "ack_wait: 5s", "ack_wait: 2s", 1)
 	front, hub := natsNew(t, yaml, "src", "mid")
 	src := hub.source(t, "src")
 	src.waitEmitted(t)
@@ -180,15 +181,18 @@ func TestNatsBackCutShortReportsRedelivered(t *testing.T) {
 	back, _ := natsNew(t, stuck, "store")
 	poll.Until(t, "the back to take every event", func() bool {
 		ns, ok := natsq.StatsOf(rtStageStats(t, back.Stats(), "store"))
-		return ok && ns.Taken == n
+		return ok && ns.Taken >= n
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the drain deadline has passed: phase two at once
 	rep, err := back.Stop(ctx)
-	if want := (stats.Fates{Redelivered: n}); rep.Fates != want {
-		t.Errorf("fates %+v, want %+v", rep.Fates, want)
+	// Every event the back took is to be redelivered: n, and more when
+	// an envelope came twice (held past ack_wait on a slow machine).
+	ns, _ := natsq.StatsOf(rtStageStats(t, back.Stats(), "store"))
+	if want := (stats.Fates{Redelivered: ns.Taken}); rep.Fates != want || ns.Taken < n {
+		t.Errorf("fates %+v, want %+v (taken %d of %d)", rep.Fates, want, ns.Taken, n)
 	}
-	if err == nil || !strings.Contains(err.Error(), "200 redelivered later (NATS), 0 lost (ack: none)") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("0 stored, %d redelivered later (NATS), 0 lost (ack: none), 0 left", ns.Taken)) {
 		t.Errorf("Stop error %v, want it to say the events are redelivered", err)
 	}
 
