@@ -310,7 +310,9 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 	fields := []zap.Field{zap.String("pipeline", p.name), zap.String("drain", rep.Fates.String()),
 		zap.Uint64("abandoned", rep.Abandoned), zap.Bool("forced", rep.Forced), zap.Duration("took", rep.Took)}
 	if failedStart {
-		fields = []zap.Field{zap.String("pipeline", p.name), zap.String("drain", rep.Fates.String()),
+		// No drain ran: the fates are those of the events taken in
+		// before the start failed.
+		fields = []zap.Field{zap.String("pipeline", p.name), zap.String("fates", rep.Fates.String()),
 			zap.Uint64("abandoned", rep.Abandoned), zap.Duration("took", rep.Took)}
 	}
 	if err != nil {
