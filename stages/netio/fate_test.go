@@ -78,7 +78,7 @@ func fatePipeline(t *testing.T, ack string) (*pipeline.Pipeline, *atomic.Int64) 
 // stopCutShort sends five records, waits until the sink holds record 2
 // and the source counts all five in flight (record 1 stored, 3 to 5
 // queued), then stops the pipeline with a drain deadline already past.
-func stopCutShort(t *testing.T, p *pipeline.Pipeline, held *atomic.Int64) (pipeline.StopReport, error, *wire.Client) {
+func stopCutShort(t *testing.T, p *pipeline.Pipeline, held *atomic.Int64) (*wire.Client, pipeline.StopReport, error) {
 	t.Helper()
 	c, err := wire.DialOptions(context.Background(), p.Addr("in").String(), wire.Options{})
 	if err != nil {
@@ -103,7 +103,7 @@ func stopCutShort(t *testing.T, p *pipeline.Pipeline, held *atomic.Int64) (pipel
 	var wg sync.WaitGroup
 	wg.Go(func() { rep, err = p.Stop(ctx) })
 	wg.Wait()
-	return rep, err, c
+	return c, rep, err
 }
 
 // Under ack: none a record failed by a forced stop (context canceled),
@@ -112,7 +112,7 @@ func stopCutShort(t *testing.T, p *pipeline.Pipeline, held *atomic.Int64) (pipel
 // before, is not in it.
 func TestFatesAckNoneLostToCancelledDrain(t *testing.T) {
 	p, held := fatePipeline(t, "none")
-	rep, err, _ := stopCutShort(t, p, held)
+	_, rep, err := stopCutShort(t, p, held)
 	want := stats.Fates{Lost: 4} // record 1 was stored before the stop began
 	if rep.Fates != want {
 		t.Errorf("fates %+v, want %+v", rep.Fates, want)
@@ -130,7 +130,7 @@ func TestFatesAckNoneLostToCancelledDrain(t *testing.T) {
 // connection ends with them unacked.
 func TestFatesAckCommitLeftToResend(t *testing.T) {
 	p, held := fatePipeline(t, "commit")
-	rep, err, c := stopCutShort(t, p, held)
+	c, rep, err := stopCutShort(t, p, held)
 	want := stats.Fates{Resend: 4} // record 1 was stored before the stop began
 	if rep.Fates != want {
 		t.Errorf("fates %+v, want %+v", rep.Fates, want)
