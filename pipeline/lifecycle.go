@@ -303,8 +303,8 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 		errs = append([]error{fmt.Errorf("pipeline %q: %d events taken in before the start failed were abandoned (%s)",
 			p.name, rep.Abandoned, rep.Fates)}, errs...)
 	case cause != nil && !failedStart:
-		errs = append([]error{fmt.Errorf("pipeline %q: drain cut short, %d events abandoned; drain: %s: %w",
-			p.name, rep.Abandoned, rep.Fates, cause)}, errs...)
+		errs = append([]error{fmt.Errorf("pipeline %q: drain cut short: %s (%d of them abandoned unfinished): %w",
+			p.name, rep.Fates, rep.Abandoned, cause)}, errs...)
 	}
 	err := errors.Join(errs...)
 	fields := []zap.Field{zap.String("pipeline", p.name), zap.String("drain", rep.Fates.String()),

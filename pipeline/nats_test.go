@@ -13,8 +13,7 @@ import (
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
-	"github.com/stagedserver/seda/stats"
-)
+	)
 
 // natsYAML is a pipeline whose store stage's queue is a JetStream stream.
 func natsYAML(url string, count int) string {
@@ -186,13 +185,15 @@ func TestNatsBackCutShortReportsRedelivered(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the drain deadline has passed: phase two at once
 	rep, err := back.Stop(ctx)
-	// Every event the back took is to be redelivered: n, and more when
-	// an envelope came twice (held past ack_wait on a slow machine).
+	// Every event the back held is to be redelivered: none stored, lost
+	// or left to a client. (It may hold fewer than n, or more: an event
+	// its stage refused before the stop was NAKed and may be out again.)
 	ns, _ := natsq.StatsOf(rtStageStats(t, back.Stats(), "store"))
-	if want := (stats.Fates{Redelivered: ns.Taken}); rep.Fates != want || ns.Taken < n {
-		t.Errorf("fates %+v, want %+v (taken %d of %d)", rep.Fates, want, ns.Taken, n)
+	f := rep.Fates
+	if f.Redelivered == 0 || f.Redelivered > ns.Taken || f.Total() != f.Redelivered {
+		t.Errorf("fates %+v, want only redelivered, at most the %d taken", f, ns.Taken)
 	}
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("0 stored, %d redelivered later (NATS), 0 lost (ack: none), 0 left", ns.Taken)) {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("0 stored, %d redelivered later (NATS), 0 lost (ack: none), 0 left", f.Redelivered)) {
 		t.Errorf("Stop error %v, want it to say the events are redelivered", err)
 	}
 
