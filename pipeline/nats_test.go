@@ -13,7 +13,7 @@ import (
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
-	)
+)
 
 // natsYAML is a pipeline whose store stage's queue is a JetStream stream.
 func natsYAML(url string, count int) string {
