@@ -280,7 +280,6 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 		st.Wait()
 	}
 	rep.Abandoned = p.abandoned()
-	rep.Fates = p.fates(true).Sub(before)
 	for i, st := range p.stages {
 		if p.isSource[i] && !p.started[i] {
 			continue // a source that never started holds nothing
@@ -289,6 +288,11 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 			errs = append(errs, err)
 		}
 	}
+	// Counted once the sources are closed: a source may finish events
+	// itself until then (natsq's consumer refuses what it took as it
+	// closes), and one caught between its count of the failure and that
+	// of the completion would count twice.
+	rep.Fates = p.fates(true).Sub(before)
 	p.mu.Lock()
 	adm := p.adm
 	p.mu.Unlock()
