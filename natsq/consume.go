@@ -317,6 +317,19 @@ func (e *envelope) Complete(ev *stage.Event, err error) {
 	}
 }
 
+// Fate says what becomes of an event that is not stored (see
+// stage.Fate): one refused for good is dead-lettered; any other failure
+// NAKs its envelope, and one left unfinished leaves it unacked, so
+// JetStream delivers it again. (One failing at its max_deliver-th
+// delivery is dead-lettered too, but counted as redelivered: the error
+// alone does not say which delivery it was.)
+func (c *consumer) Fate(err error) stage.Fate {
+	if refused(err) {
+		return stage.FateDeadLettered
+	}
+	return stage.FateRedelivered
+}
+
 // settle acks or NAKs an envelope whose events are all finished, or hands
 // it to the dead-letter goroutine when some were given up.
 func (c *consumer) settle(e *envelope) {

@@ -24,6 +24,10 @@
 //   - Phase two, when the drain deadline passes (or a second signal comes),
 //     aborts what is left and reports how many events were abandoned.
 //
+// Either way StopReport.Fates says what became of the events the stop
+// found: stored, redelivered later by a transport, lost (nobody could be
+// told), or left for their clients to resend (see stage.Fate).
+//
 // Every goroutine the pipeline starts (workers, the admin server and its
 // connections) is joined before Stop returns.
 //

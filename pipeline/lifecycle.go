@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // StopReport says how a Stop went.
@@ -25,6 +26,14 @@ type StopReport struct {
 	// pipeline without sources, the events left in its queues). It is 0
 	// after a complete drain.
 	Abandoned uint64
+	// Fates says what became of the sources' events finished or
+	// abandoned while the pipeline stopped (those in flight when Stop
+	// began, and those read while the sources stopped taking input): how
+	// many were stored, will be redelivered by a transport, were lost
+	// because nobody was told, and are left for their clients to resend.
+	// The Abandoned events are among them, counted by what their source
+	// makes of them (stage.Fate). Fates.String is the report's line.
+	Fates stats.Fates
 	// Forced is true when phase two ran: the drain was cut short because
 	// Stop's context ended (or a second Stop's did).
 	Forced bool
@@ -148,8 +157,9 @@ func (p *Pipeline) startAll(ctx context.Context) error {
 // /readyz answers 503 while the pipeline drains.
 //
 // Stop returns nil after a complete drain. When phase two ran, the error
-// wraps ctx.Err() and says how many events were abandoned; errors from
-// StopInput, Drain and Close are joined to it.
+// wraps ctx.Err() and says how many events were abandoned and what became
+// of the events the stop found (StopReport.Fates); errors from StopInput,
+// Drain and Close are joined to it.
 //
 // Stop is idempotent: a later or concurrent call waits for the first to
 // finish and returns the same report and error; if its own ctx ends first,
@@ -231,6 +241,7 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 
 	var rep StopReport
 	var errs []error
+	before := p.fates(false)
 	if err := p.stopBehind(); err != nil {
 		errs = append(errs, err)
 	}
@@ -277,6 +288,11 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 			errs = append(errs, err)
 		}
 	}
+	// Counted once the sources are closed: a source may finish events
+	// itself until then (natsq's consumer refuses what it took as it
+	// closes), and one caught between its count of the failure and that
+	// of the completion would count twice.
+	rep.Fates = p.fates(true).Sub(before)
 	p.mu.Lock()
 	adm := p.adm
 	p.mu.Unlock()
@@ -288,17 +304,20 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 	rep.Took = time.Since(t0)
 	switch {
 	case failedStart && rep.Abandoned > 0:
-		errs = append([]error{fmt.Errorf("pipeline %q: %d events taken in before the start failed were abandoned",
-			p.name, rep.Abandoned)}, errs...)
+		errs = append([]error{fmt.Errorf("pipeline %q: %d events taken in before the start failed were abandoned (%s)",
+			p.name, rep.Abandoned, rep.Fates)}, errs...)
 	case cause != nil && !failedStart:
-		errs = append([]error{fmt.Errorf("pipeline %q: drain cut short, %d events abandoned: %w",
-			p.name, rep.Abandoned, cause)}, errs...)
+		errs = append([]error{fmt.Errorf("pipeline %q: drain cut short: %s (%d of them abandoned unfinished): %w",
+			p.name, rep.Fates, rep.Abandoned, cause)}, errs...)
 	}
 	err := errors.Join(errs...)
-	fields := []zap.Field{zap.String("pipeline", p.name), zap.Uint64("abandoned", rep.Abandoned),
-		zap.Bool("forced", rep.Forced), zap.Duration("took", rep.Took)}
+	fields := []zap.Field{zap.String("pipeline", p.name), zap.String("drain", rep.Fates.String()),
+		zap.Uint64("abandoned", rep.Abandoned), zap.Bool("forced", rep.Forced), zap.Duration("took", rep.Took)}
 	if failedStart {
-		fields = []zap.Field{zap.String("pipeline", p.name), zap.Uint64("abandoned", rep.Abandoned), zap.Duration("took", rep.Took)}
+		// No drain ran: the fates are those of the events taken in
+		// before the start failed.
+		fields = []zap.Field{zap.String("pipeline", p.name), zap.String("fates", rep.Fates.String()),
+			zap.Uint64("abandoned", rep.Abandoned), zap.Duration("took", rep.Took)}
 	}
 	if err != nil {
 		p.log.Warn("pipeline stopped", append(fields, zap.String("error", stage.Redact(err.Error())))...)
@@ -335,6 +354,19 @@ func (p *Pipeline) drainAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// fates adds up what became of the sources' events so far (see
+// engine.Stage.Fates); unfinished counts those not finished yet by the
+// fate a forced stop leaves them.
+func (p *Pipeline) fates(unfinished bool) stats.Fates {
+	var f stats.Fates
+	for i, st := range p.stages {
+		if p.isSource[i] {
+			f = f.Add(st.Stage().Fates(unfinished))
+		}
+	}
+	return f
 }
 
 // abandoned counts the unfinished events once every worker has returned.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,4 +158,49 @@ func TestNatsQueueLoadErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
 		}
 	}
+}
+
+// A back whose drain is cut short reports the events of the stream it
+// held as redelivered later, not abandoned: those its stage failed were
+// NAKed, those left unfinished were not acked, and JetStream delivers
+// them all again, as a second back shows by storing every one.
+func TestNatsBackCutShortReportsRedelivered(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 200
+	// ack_wait is short: what the first back left unacked comes again soon.
+	yaml := strings.Replace(natsYAML(srv.URL(), n), "ack_wait: 5s", "ack_wait: 2s", 1)
+	front, hub := natsNew(t, yaml, "src", "mid")
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	poll.Until(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	rtStop(t, front)
+
+	// The back's store holds its batches until its context ends.
+	stuck := strings.Replace(yaml, "kind: test.finish", "kind: test.block", 1)
+	back, _ := natsNew(t, stuck, "store")
+	poll.Until(t, "the back to take every event", func() bool {
+		ns, ok := natsq.StatsOf(rtStageStats(t, back.Stats(), "store"))
+		return ok && ns.Taken >= n
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the drain deadline has passed: phase two at once
+	rep, err := back.Stop(ctx)
+	// Every event the back held is to be redelivered: none stored, lost
+	// or left to a client. (How many it held is not fixed: an event its
+	// stage refused before the stop was NAKed and may be out again.)
+	// Each is an event it took, counted once.
+	f := rep.Fates
+	ns, _ := natsq.StatsOf(rtStageStats(t, back.Stats(), "store"))
+	if f.Redelivered == 0 || f.Redelivered > ns.Taken || f.Total() != f.Redelivered {
+		t.Errorf("fates %+v, want only redelivered, at most the %d taken", f, ns.Taken)
+	}
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("0 stored, %d redelivered later (NATS), 0 lost (ack: none), 0 left", f.Redelivered)) {
+		t.Errorf("Stop error %v, want it to say the events are redelivered", err)
+	}
+
+	again, _ := natsNew(t, yaml, "store")
+	poll.Until(t, "a second back to store every event again", func() bool {
+		return rtStageStats(t, again.Stats(), "store").Out >= n
+	})
+	rtStop(t, again)
 }

@@ -81,7 +81,7 @@ var ErrEndOfInput = errors.New("end of input")
 // is (a Completer: it learns how each record ended), and hands it on with
 // an Emitter from rt.NewEmitter, one per goroutine, which it must Flush.
 // A finite source calls rt.EndInput when its input is exhausted. Kind
-// lists the optional methods a source may have (Addr, Figures).
+// lists the optional methods a source may have (Addr, Figures, Fate).
 type Source interface {
 	Start(ctx context.Context, rt SourceRuntime) error
 	StopInput(ctx context.Context) error

@@ -115,6 +115,10 @@ type Field struct {
 //   - Figures(st *stats.Stage), on a Source with a queue and pool of its
 //     own or counters of its own: it fills in st.Queue, st.Pool and
 //     st.Source for /stats.
+//   - Fate(err error) Fate, on a Source or an Input: what becomes of a
+//     record of it that is not stored (refused with err, or abandoned by
+//     a forced stop: asked with context.Canceled), for the shutdown
+//     report; without it such records count as lost (see Fate).
 //
 // An Origin's Completer may have CompleteAll (see Completer).
 type Kind struct {

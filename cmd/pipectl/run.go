@@ -164,9 +164,9 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	}
 	rep, _ := p.Stop(context.Background()) // the report of the stop RunWithSignals made
 	if rep.Abandoned > 0 {
-		return fmt.Errorf("pipeline %s: %d events abandoned", p.Name(), rep.Abandoned)
+		return fmt.Errorf("pipeline %s: %d events abandoned; drain: %s", p.Name(), rep.Abandoned, rep.Fates)
 	}
-	fmt.Fprintf(out, "pipeline %s: drained and stopped in %s\n", p.Name(), rep.Took.Round(time.Millisecond))
+	fmt.Fprintf(out, "pipeline %s: drained and stopped in %s; drain: %s\n", p.Name(), rep.Took.Round(time.Millisecond), rep.Fates)
 	return nil
 }
 

@@ -69,7 +69,8 @@ type Stage struct {
 
 	ended   chan struct{} // a source's: closed by EndInput
 	endOnce sync.Once
-	door    door // a source's: its side of the memory limit (memory.go)
+	door    door  // a source's: its side of the memory limit (memory.go)
+	fates   fates // a source's: its events by fate (fate.go)
 }
 
 // state returns the runtime's bookkeeping of ev: its first field, a
@@ -130,6 +131,7 @@ func NewSourceStage(set stage.Settings, src stage.Source, log *zap.Logger) (*Sta
 		log = zap.NewNop()
 	}
 	s := &Stage{set: set, src: src, log: log, ended: make(chan struct{})}
+	s.fates.of = fateSource(src)
 	s.h.Init(false, s)
 	s.batchNow.Store(int64(set.Batch))
 	s.lat.init()

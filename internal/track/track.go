@@ -39,6 +39,10 @@ type Source interface {
 	// DoubleDone reports an event of this source finished twice: the
 	// event's Seq and Origin.Key, and the error of the second Done.
 	DoubleDone(seq, key uint64, err error)
+	// Failed records that n of its events were finished with err (err
+	// is not nil), before they are counted as completed: for the fates
+	// of the shutdown report. It is called on the error path only.
+	Failed(err error, n uint64)
 }
 
 // Holder is a stage as a holder of events: the counters of the events it
@@ -242,6 +246,9 @@ func (s *State) Finish(err error, told bool) bool {
 		if s.Owner.CompareAndSwap(h, mark) {
 			h.count(err, 1)
 			if src := s.src; src != nil {
+				if err != nil && src.src != nil {
+					src.src.Failed(err, 1)
+				}
 				if told && src.src != nil && s.arrived != 0 {
 					src.src.Finished(Nanotime()-s.arrived, s.arrived, 1)
 				}
@@ -344,6 +351,9 @@ func (b *Batch) Flush() {
 	b.arr = 0
 	if b.bytes != 0 && b.src != nil {
 		b.src.release(b.bytes)
+	}
+	if b.err != nil && b.nsrc != 0 && b.src != nil && b.src.src != nil {
+		b.src.src.Failed(b.err, b.nsrc)
 	}
 	b.src.completedN(b.nsrc)
 	b.src, b.nsrc, b.bytes = nil, 0, 0

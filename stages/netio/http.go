@@ -139,6 +139,11 @@ type HTTPSource struct {
 
 var _ source = (*HTTPSource)(nil)
 
+// Fate says what becomes of a record that is not stored (see
+// stage.Fate): its request is answered with an error (or cut off), and
+// the client is to resend it.
+func (s *HTTPSource) Fate(error) stage.Fate { return stage.FateResend }
+
 // Addr returns the address the source listens on, or nil before Start.
 func (s *HTTPSource) Addr() net.Addr {
 	s.mu.Lock()

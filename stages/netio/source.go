@@ -89,6 +89,17 @@ type item struct {
 	buf *[]byte
 }
 
+// Fate says what becomes of a record that is not stored (see
+// stage.Fate): under ack: commit the client is nacked, or sees its
+// connection close with the record unacked, and resends it; under ack:
+// none nobody is told and it is lost.
+func (s *Source) Fate(error) stage.Fate {
+	if s.opts.Ack == AckNone {
+		return stage.FateLost
+	}
+	return stage.FateResend
+}
+
 // Addr returns the address the source listens on, or nil before Start.
 func (s *Source) Addr() net.Addr {
 	s.mu.Lock()

@@ -109,6 +109,7 @@ type source interface {
 	stage.Source
 	Addr() net.Addr
 	Figures(st *stats.Stage)
+	Fate(err error) stage.Fate
 }
 
 // batchCompleter is a stage.Completer with CompleteAll.

@@ -116,6 +116,10 @@ var (
 	_ stage.Completer = (*UDPSource)(nil)
 )
 
+// Fate says what becomes of a record that is not stored (see
+// stage.Fate): a datagram's sender is told nothing, so it is lost.
+func (s *UDPSource) Fate(error) stage.Fate { return stage.FateLost }
+
 // Addr returns the address the source receives on, or nil before Start.
 func (s *UDPSource) Addr() net.Addr {
 	s.mu.Lock()
