@@ -403,7 +403,10 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 		_, err = pc.CopyFrom(ctx, data, s.copySQL)
 		return err
 	}
-	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
+	if err := s.loadTable(ctx, pc); err != nil {
+		return err
+	}
+	if _, err := pc.Exec(ctx, "BEGIN").ReadAll(); err != nil {
 		return s.rollback(ctx, pc, err)
 	}
 	if _, err := pc.CopyFrom(ctx, data, s.copyTempSQL); err != nil {
@@ -413,6 +416,24 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 		return s.rollback(ctx, pc, err)
 	}
 	s.idemWrites.Add(1)
+	return nil
+}
+
+// loadTable is the temporary table the idempotent path and upserts COPY
+// into: one per connection, emptied at each commit.
+const loadTable = "_seda_load"
+
+// loadTable makes the connection's load table unless it has it (noted in
+// the connection's CustomData, which lives and dies with the connection).
+func (s *Sink) loadTable(ctx context.Context, pc *pgconn.PgConn) error {
+	data := pc.CustomData()
+	if data[loadTable] != nil {
+		return nil
+	}
+	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
+		return err
+	}
+	data[loadTable] = true
 	return nil
 }
 
