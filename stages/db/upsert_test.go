@@ -398,3 +398,44 @@ func TestUpsertConfig(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 }
+
+// The load table is made once per connection and kept: across writes and
+// across a write that PostgreSQL refused (rolled back, then bisected), the
+// one connection keeps writing through the same table, emptied at each
+// commit.
+func TestUpsertLoadTableKept(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "version": "seq", "max_conns": 1}))
+	db := connect(t, dsn)
+	loadOID := func() (oid uint32) {
+		t.Helper()
+		var n int
+		err := db.QueryRow(context.Background(),
+			"SELECT count(*), coalesce(min(oid::int8), 0) FROM pg_class WHERE relname = '_seda_load'").Scan(&n, &oid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("%d load tables, want the one connection's", n)
+		}
+		return oid
+	}
+	rec := &recorder{}
+	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+	handle(t, s, []*stage.Event{mk(1, 1), mk(2, 1)})
+	first := loadOID()
+	if _, err := db.Exec(context.Background(), "ALTER TABLE events ADD CHECK (seq < 100)"); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, s, []*stage.Event{mk(1, 2), mk(2, 100), mk(3, 1)}) // 2:100 refused
+	handle(t, s, []*stage.Event{mk(1, 3), mk(3, 2)})
+	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 3, 2: 1, 3: 2}) {
+		t.Fatalf("stored %v, want 1:3 2:1 3:2", got)
+	}
+	if acked, nacked := rec.results(); acked != 6 || len(nacked) != 1 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+	if oid := loadOID(); oid != first {
+		t.Fatalf("load table %d, then %d: made again", first, oid)
+	}
+}
