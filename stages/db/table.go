@@ -152,7 +152,11 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	// transaction so that a rollback keeps it, and each commit empties it:
 	// a CREATE and DROP per write cost PostgreSQL catalog rows, a file
 	// made and unlinked, and invalidations, every write.
-	s.tempSQL = "CREATE TEMP TABLE " + loadTable + " ON COMMIT DELETE ROWS AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
+	shape := " AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
+	s.tempSQL = "CREATE TEMP TABLE " + loadTable + " ON COMMIT DELETE ROWS" + shape
+	// The fallback (write.go): made in each write, dropping the table a
+	// connection may still hold from before.
+	s.tempTxSQL = "BEGIN; DROP TABLE IF EXISTS pg_temp." + loadTable + "; CREATE TEMP TABLE " + loadTable + " ON COMMIT DROP" + shape
 	s.copyTempSQL = "COPY " + loadTable + " (" + cols + ") FROM STDIN" + format
 	into := "INSERT INTO " + tbl
 	if s.update {

@@ -439,3 +439,40 @@ func TestUpsertLoadTableKept(t *testing.T) {
 		t.Fatalf("load table %d, then %d: made again", first, oid)
 	}
 }
+
+// When a connection's load table goes missing (as behind a pooler in
+// transaction mode), the write that meets it is not lost: from then on
+// each write makes the table in its own transaction, also on a connection
+// that still holds one.
+func TestUpsertLoadTableMissing(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1}))
+	exec := func(sql string) {
+		t.Helper()
+		ctx := context.Background()
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &recorder{}
+	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+	handle(t, s, []*stage.Event{mk(1, 1), mk(2, 1)})
+	exec("DROP TABLE _seda_load")
+	handle(t, s, []*stage.Event{mk(1, 2)})
+	if !s.loadPerTx.Load() {
+		t.Fatal("the load table went missing, and writes still expect it")
+	}
+	exec("CREATE TEMP TABLE _seda_load (LIKE events)") // a connection that still holds one
+	handle(t, s, []*stage.Event{mk(2, 2), mk(3, 1)})
+	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 2, 2: 2, 3: 1}) {
+		t.Fatalf("stored %v, want 1:2 2:2 3:1", got)
+	}
+	if acked, nacked := rec.results(); acked != 5 || len(nacked) != 0 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+}

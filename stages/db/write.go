@@ -403,10 +403,33 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 		_, err = pc.CopyFrom(ctx, data, s.copySQL)
 		return err
 	}
-	if err := s.loadTable(ctx, pc); err != nil {
-		return err
+	err = s.loadCopy(ctx, pc, data)
+	if sqlState(err) == "42P01" && !s.loadPerTx.Load() {
+		// The connection's load table is not there: the server session
+		// is not the connection's own (a pooler in transaction mode) or
+		// someone dropped it. From now on each write makes its own.
+		s.log.Warn("the load table made for a connection went missing; making one in each write from now on",
+			zap.String("stage", s.name), zap.Error(err))
+		s.loadPerTx.Store(true)
+		err = s.loadCopy(ctx, pc, &copySource{parts: parts})
 	}
-	if _, err := pc.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+	if err == nil {
+		s.idemWrites.Add(1)
+	}
+	return err
+}
+
+// loadCopy writes data into the load table and from there into the table,
+// in one transaction.
+func (s *Sink) loadCopy(ctx context.Context, pc *pgconn.PgConn, data *copySource) error {
+	begin := s.tempTxSQL
+	if !s.loadPerTx.Load() {
+		if err := s.loadTable(ctx, pc); err != nil {
+			return err
+		}
+		begin = "BEGIN"
+	}
+	if _, err := pc.Exec(ctx, begin).ReadAll(); err != nil {
 		return s.rollback(ctx, pc, err)
 	}
 	if _, err := pc.CopyFrom(ctx, data, s.copyTempSQL); err != nil {
@@ -415,7 +438,6 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 	if _, err := pc.Exec(ctx, s.mergeSQL).ReadAll(); err != nil {
 		return s.rollback(ctx, pc, err)
 	}
-	s.idemWrites.Add(1)
 	return nil
 }
 
