@@ -30,7 +30,8 @@
 // statement and per concurrent writer, so fewer, larger COPYs cost it
 // less per row. Under conflict: ignore, a COPY that meets a key already
 // stored (SQLSTATE 23505, a resend) is written again through the
-// idempotent path: in one transaction, COPY into a temporary table, then
+// idempotent path: in one transaction, COPY into a temporary table (the
+// load table, made once per connection, ON COMMIT DELETE ROWS), then
 // INSERT INTO the table SELECT ... ON CONFLICT (key) DO NOTHING. Resends
 // are rare, so the common path stays the fast COPY. With method: insert a
 // batch is one INSERT ... SELECT FROM unnest($1::text[], ...), with ON

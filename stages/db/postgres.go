@@ -122,6 +122,10 @@ type Sink struct {
 	// Set by Start.
 	pool                                            *pgxpool.Pool
 	copySQL, tempSQL, copyTempSQL, mergeSQL, insSQL string
+	// tempTxSQL makes the load table in each write's transaction, once
+	// loadPerTx is set: a connection's own load table went missing.
+	tempTxSQL string
+	loadPerTx atomic.Bool
 
 	bufs   sync.Pool // *rows, reused across batches
 	dedups sync.Pool // *dedup, for the writes of one batch under conflict: update

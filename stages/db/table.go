@@ -148,13 +148,21 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	// The load table has the configured columns only and no constraints:
 	// CREATE TABLE AS rather than LIKE, so that a NOT NULL column left to
 	// its default in the real table does not refuse the rows.
-	s.tempSQL = "BEGIN; CREATE TEMP TABLE _seda_load ON COMMIT DROP AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
-	s.copyTempSQL = "COPY _seda_load (" + cols + ") FROM STDIN" + format
+	// It is made once per connection (write.go's loadTable), outside any
+	// transaction so that a rollback keeps it, and each commit empties it:
+	// a CREATE and DROP per write cost PostgreSQL catalog rows, a file
+	// made and unlinked, and invalidations, every write.
+	shape := " AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
+	s.tempSQL = "CREATE TEMP TABLE " + loadTable + " ON COMMIT DELETE ROWS" + shape
+	// The fallback (write.go): made in each write, dropping the table a
+	// connection may still hold from before.
+	s.tempTxSQL = "BEGIN; DROP TABLE IF EXISTS pg_temp." + loadTable + "; CREATE TEMP TABLE " + loadTable + " ON COMMIT DROP" + shape
+	s.copyTempSQL = "COPY " + loadTable + " (" + cols + ") FROM STDIN" + format
 	into := "INSERT INTO " + tbl
 	if s.update {
 		into += " AS " + updateAlias // version's WHERE names the stored row
 	}
-	s.mergeSQL = into + " (" + cols + ") SELECT " + cols + " FROM _seda_load" + s.onConflict() + "; COMMIT"
+	s.mergeSQL = into + " (" + cols + ") SELECT " + cols + " FROM " + loadTable + s.onConflict() + "; COMMIT"
 	args := make([]string, len(s.cols))
 	casts := make([]string, len(s.cols))
 	for i, c := range s.cols {

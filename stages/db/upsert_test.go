@@ -398,3 +398,81 @@ func TestUpsertConfig(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 }
+
+// The load table is made once per connection and kept: across writes and
+// across a write that PostgreSQL refused (rolled back, then bisected), the
+// one connection keeps writing through the same table, emptied at each
+// commit.
+func TestUpsertLoadTableKept(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "version": "seq", "max_conns": 1}))
+	db := connect(t, dsn)
+	loadOID := func() (oid uint32) {
+		t.Helper()
+		var n int
+		err := db.QueryRow(context.Background(),
+			"SELECT count(*), coalesce(min(oid::int8), 0) FROM pg_class WHERE relname = '_seda_load'").Scan(&n, &oid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("%d load tables, want the one connection's", n)
+		}
+		return oid
+	}
+	rec := &recorder{}
+	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+	handle(t, s, []*stage.Event{mk(1, 1), mk(2, 1)})
+	first := loadOID()
+	if _, err := db.Exec(context.Background(), "ALTER TABLE events ADD CHECK (seq < 100)"); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, s, []*stage.Event{mk(1, 2), mk(2, 100), mk(3, 1)}) // 2:100 refused
+	handle(t, s, []*stage.Event{mk(1, 3), mk(3, 2)})
+	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 3, 2: 1, 3: 2}) {
+		t.Fatalf("stored %v, want 1:3 2:1 3:2", got)
+	}
+	if acked, nacked := rec.results(); acked != 6 || len(nacked) != 1 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+	if oid := loadOID(); oid != first {
+		t.Fatalf("load table %d, then %d: made again", first, oid)
+	}
+}
+
+// When a connection's load table goes missing (as behind a pooler in
+// transaction mode), the write that meets it is not lost: from then on
+// each write makes the table in its own transaction, also on a connection
+// that still holds one.
+func TestUpsertLoadTableMissing(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1}))
+	exec := func(sql string) {
+		t.Helper()
+		ctx := context.Background()
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &recorder{}
+	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+	handle(t, s, []*stage.Event{mk(1, 1), mk(2, 1)})
+	exec("DROP TABLE _seda_load")
+	handle(t, s, []*stage.Event{mk(1, 2)})
+	if !s.loadPerTx.Load() {
+		t.Fatal("the load table went missing, and writes still expect it")
+	}
+	exec("CREATE TEMP TABLE _seda_load (LIKE events)") // a connection that still holds one
+	handle(t, s, []*stage.Event{mk(2, 2), mk(3, 1)})
+	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 2, 2: 2, 3: 1}) {
+		t.Fatalf("stored %v, want 1:2 2:2 3:1", got)
+	}
+	if acked, nacked := rec.results(); acked != 5 || len(nacked) != 0 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+}

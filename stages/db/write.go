@@ -403,7 +403,33 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 		_, err = pc.CopyFrom(ctx, data, s.copySQL)
 		return err
 	}
-	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
+	err = s.loadCopy(ctx, pc, data)
+	if sqlState(err) == "42P01" && !s.loadPerTx.Load() {
+		// The connection's load table is not there: the server session
+		// is not the connection's own (a pooler in transaction mode) or
+		// someone dropped it. From now on each write makes its own.
+		s.log.Warn("the load table made for a connection went missing; making one in each write from now on",
+			zap.String("stage", s.name), zap.Error(err))
+		s.loadPerTx.Store(true)
+		err = s.loadCopy(ctx, pc, &copySource{parts: parts})
+	}
+	if err == nil {
+		s.idemWrites.Add(1)
+	}
+	return err
+}
+
+// loadCopy writes data into the load table and from there into the table,
+// in one transaction.
+func (s *Sink) loadCopy(ctx context.Context, pc *pgconn.PgConn, data *copySource) error {
+	begin := s.tempTxSQL
+	if !s.loadPerTx.Load() {
+		if err := s.loadTable(ctx, pc); err != nil {
+			return err
+		}
+		begin = "BEGIN"
+	}
+	if _, err := pc.Exec(ctx, begin).ReadAll(); err != nil {
 		return s.rollback(ctx, pc, err)
 	}
 	if _, err := pc.CopyFrom(ctx, data, s.copyTempSQL); err != nil {
@@ -412,7 +438,24 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 	if _, err := pc.Exec(ctx, s.mergeSQL).ReadAll(); err != nil {
 		return s.rollback(ctx, pc, err)
 	}
-	s.idemWrites.Add(1)
+	return nil
+}
+
+// loadTable is the temporary table the idempotent path and upserts COPY
+// into: one per connection, emptied at each commit.
+const loadTable = "_seda_load"
+
+// loadTable makes the connection's load table unless it has it (noted in
+// the connection's CustomData, which lives and dies with the connection).
+func (s *Sink) loadTable(ctx context.Context, pc *pgconn.PgConn) error {
+	data := pc.CustomData()
+	if data[loadTable] != nil {
+		return nil
+	}
+	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
+		return err
+	}
+	data[loadTable] = true
 	return nil
 }
 
