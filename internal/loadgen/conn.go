@@ -34,7 +34,10 @@ type conn struct {
 	ackSeq atomic.Uint64 // highest seq acked, cumulative
 	wake   chan struct{} // the reader made room in the window
 
-	sent uint64 // the writer's
+	sent      uint64 // the writer's
+	malformed uint64 // the writer's: records sent malformed
+	drop      bool   // Config.DropConns chose this connection
+	dropped   bool   // it was dropped (set before the reader is read)
 
 	// The reader's (reply), read after the client is done. The wire
 	// client checks the replies and knows what is settled; these are what
@@ -68,6 +71,13 @@ func (c *conn) run(ctx context.Context) {
 		defer func() { c.ps.add(c.sec, c.secLat) }()
 	}
 	werr := c.write(ctx)
+	if errors.Is(werr, errDrop) {
+		// Abruptly: no half-close, no wait for what is owed. Close
+		// returns once the reader has, so its counts can be read.
+		c.cl.Close()
+		c.dropped = true
+		return
+	}
 	if werr == nil {
 		werr = c.waitAcks(ctx)
 	}
@@ -125,14 +135,24 @@ func (c *conn) waitAcks(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// errDrop ends the writer of a connection Config.DropConns chose.
+var errDrop = errors.New("dropped")
+
 func (c *conn) write(ctx context.Context) error {
 	var line []byte
 	perConn := c.cfg.Rate / float64(c.cfg.Conns)
-	var deadline time.Time
+	var deadline, dropAt time.Time
 	if c.cfg.Duration > 0 {
 		deadline = c.start.Add(c.cfg.Duration)
+		dropAt = c.start.Add(c.cfg.Duration / 2)
 	}
 	for {
+		if c.drop && c.sent > 0 && ((!dropAt.IsZero() && !time.Now().Before(dropAt)) || (c.quota > 0 && c.sent >= max(c.quota/2, 1))) {
+			if err := c.cl.Flush(); err != nil {
+				return err
+			}
+			return errDrop
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -181,10 +201,13 @@ func (c *conn) write(ctx context.Context) error {
 		ts := int64(now.Sub(c.start))
 		for range n {
 			c.sentAt[(c.sent+1)%uint64(len(c.sentAt))] = ts
-			if c.cfg.Record != nil {
-				line = c.cfg.Record(line[:0], c.id(c.sent+1))
+			if id := c.id(c.sent + 1); c.cfg.IsMalformed(id) {
+				line = MalformedRecord(line[:0], id)
+				c.malformed++
+			} else if c.cfg.Record != nil {
+				line = c.cfg.Record(line[:0], id)
 			} else {
-				line = PaddedRecord(line[:0], c.id(c.sent+1), c.cfg.Size)
+				line = PaddedRecord(line[:0], id, c.cfg.Size)
 			}
 			if _, err := c.cl.Send(line); err != nil {
 				return err

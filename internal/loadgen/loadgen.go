@@ -69,6 +69,45 @@ type Config struct {
 	// PerSecond fills Result.Seconds: records sent, acked and nacked in
 	// each second, and the latency of those acked.
 	PerSecond bool
+	// Malformed is the fraction of records sent malformed (JSON cut
+	// short, see MalformedRecord) instead of Record's; which ids, is
+	// IsMalformed's deterministic choice. A server should nack them.
+	Malformed float64
+	// DropConns is the fraction of connections dropped abruptly: halfway
+	// through (half the Duration, or half the connection's records),
+	// such a connection is closed without half-closing or waiting for
+	// what it is owed. Which ones, is a deterministic choice by StartID
+	// and index. Its records unanswered then are counted in
+	// Result.Unanswered, not as an error.
+	DropConns float64
+}
+
+// IsMalformed reports whether the record with id is sent malformed under
+// cfg.Malformed.
+func (cfg *Config) IsMalformed(id int64) bool {
+	return cfg.Malformed > 0 && unit(uint64(id)) < cfg.Malformed
+}
+
+// drops reports whether connection idx is dropped under cfg.DropConns.
+func (cfg *Config) drops(idx int) bool {
+	return cfg.DropConns > 0 && unit(uint64(cfg.StartID)*0x9e3779b97f4a7c15^uint64(idx)^0x5bd1e995) < cfg.DropConns
+}
+
+// unit maps x to [0, 1) by splitmix64's finalizer.
+func unit(x uint64) float64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
+}
+
+// MalformedRecord appends a malformed record with id to b: the start of
+// Record's JSON, cut short.
+func MalformedRecord(b []byte, id int64) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	return append(b, `,"host":"web`...)
 }
 
 // Second is one second of a run (Config.PerSecond), from the first send.
@@ -107,6 +146,13 @@ type Result struct {
 	// REASON` first, by reason; the others were closed before any reply.
 	Refused  int
 	Refusals map[string]int
+	// Malformed counts the records sent malformed (Config.Malformed).
+	Malformed uint64
+	// Dropped counts the connections dropped abruptly (Config.DropConns);
+	// Unanswered, the records they had sent and not seen answered when
+	// they were dropped: Sent = Acked + Nacked + Unanswered.
+	Dropped    int
+	Unanswered uint64
 }
 
 // ErrRefused is wrapped by the error of a connection the server refused:
@@ -221,7 +267,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		c := &conn{
 			cfg: &cfg, idx: i, quota: uint64(n),
 			sentAt: make([]int64, cfg.Window), wake: make(chan struct{}, 1),
-			nacks: map[string]uint64{},
+			nacks: map[string]uint64{}, drop: cfg.drops(i),
 		}
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		cl, err := wire.DialOptions(dctx, cfg.Addr, wire.Options{Framing: cfg.Framing, OnReply: c.reply, KeepNacks: 16})
@@ -294,6 +340,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Acked += c.nAcked
 		res.Nacked += c.nNacked
 		res.Latency.Merge(&c.lat)
+		res.Malformed += c.malformed
+		if c.dropped {
+			res.Dropped++
+			res.Unanswered += c.sent - c.nAcked - c.nNacked
+		}
 		for k, v := range c.nacks {
 			res.Nacks[k] += v
 		}

@@ -76,7 +76,7 @@ func TestHistogramQuantiles(t *testing.T) {
 }
 
 // ackServer acks every record after it is read, and nacks ids divisible
-// by nackEvery (when not 0).
+// by nackEvery (when not 0) and records that are not JSON ("malformed").
 func ackServer(t *testing.T, nackEvery int64) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,8 +104,9 @@ func ackServer(t *testing.T, nackEvery int64) string {
 					}
 					seq++
 					var rec struct{ ID int64 }
-					json.Unmarshal(line, &rec)
-					if nackEvery > 0 && rec.ID%nackEvery == 0 {
+					if json.Unmarshal(line, &rec) != nil {
+						fmt.Fprintf(w, "nack %d malformed\n", seq)
+					} else if nackEvery > 0 && rec.ID%nackEvery == 0 {
 						fmt.Fprintf(w, "nack %d busy\n", seq)
 					}
 					w.WriteString("ack " + strconv.FormatUint(seq, 10) + "\n")
@@ -311,5 +312,63 @@ func TestRunRecord(t *testing.T) {
 	// ids 1..100 map to 0..9: 7 and 0 are nacked, 20 records of 100.
 	if res.Acked != 80 || res.Nacked != 20 {
 		t.Fatalf("acked %d nacked %d, want 80 and 20: the records were not Record's", res.Acked, res.Nacked)
+	}
+}
+
+func TestRunMalformed(t *testing.T) {
+	addr := ackServer(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := loadgen.Config{Addr: addr, Conns: 4, Records: 4000, Window: 100, StartID: 1, CollectIDs: true, Malformed: 0.05}
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var want uint64
+	for id := int64(1); id <= 4000; id++ {
+		if cfg.IsMalformed(id) {
+			want++
+		}
+	}
+	if want < 120 || want > 280 { // 5% of 4,000 is 200
+		t.Fatalf("%d of 4000 ids malformed, want about 200", want)
+	}
+	if res.Malformed != want || res.Nacked != want || res.Nacks["malformed"] != want || res.Acked != 4000-want {
+		t.Fatalf("malformed %d (want %d), acked %d nacked %d %v", res.Malformed, want, res.Acked, res.Nacked, res.Nacks)
+	}
+	for _, id := range res.AckedIDs {
+		if cfg.IsMalformed(id) {
+			t.Fatalf("malformed id %d acked", id)
+		}
+	}
+	if rec := loadgen.MalformedRecord(nil, 7); json.Valid(rec) || !strings.HasPrefix(string(rec), `{"id":7,`) {
+		t.Errorf("MalformedRecord: %s", rec)
+	}
+}
+
+func TestRunDropConns(t *testing.T) {
+	addr := ackServer(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const conns, records = 16, 3200
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: conns, Records: records, Window: 20, StartID: 1, CollectIDs: true, DropConns: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatalf("a dropped connection is not an error: %v", err)
+	}
+	if res.Dropped == 0 || res.Dropped == conns {
+		t.Fatalf("%d of %d connections dropped, want about half", res.Dropped, conns)
+	}
+	// A dropped connection stops halfway through its 200 records.
+	if want := uint64(records - res.Dropped*records/conns/2); res.Sent != want {
+		t.Errorf("sent %d, want %d", res.Sent, want)
+	}
+	if res.Acked+res.Nacked+res.Unanswered != res.Sent || uint64(len(res.AckedIDs)) != res.Acked {
+		t.Errorf("sent %d, acked %d, nacked %d, unanswered %d, %d acked ids", res.Sent, res.Acked, res.Nacked, res.Unanswered, len(res.AckedIDs))
 	}
 }

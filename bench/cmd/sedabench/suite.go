@@ -24,6 +24,7 @@ func suite() []*benchmark {
 		b7Benchmark(),
 		b8Benchmark(),
 		b9Benchmark(),
+		b10Benchmark(),
 		b11Benchmark(),
 	}
 }
