@@ -14,10 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stagedserver/seda/bench/b3"
 	"github.com/stagedserver/seda/bench/b4"
+	"github.com/stagedserver/seda/bench/internal/rig"
 	"github.com/stagedserver/seda/bench/measure"
-	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/loadgen"
 )
 
@@ -117,16 +116,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	bin := cfg.Pipectl
-	if bin == "" {
-		fmt.Fprintln(cfg.Log, "b10: building pipectl...")
-		if bin, err = gobuild.Pipectl(ctx, dir, gobuild.Options{}); err != nil {
-			return nil, fmt.Errorf("b10: %w", err)
-		}
+	bin, err := rig.Pipectl(ctx, "b10", cfg.Pipectl, dir, "", cfg.Log)
+	if err != nil {
+		return nil, err
 	}
 	dsn := cfg.DSN
 	if dsn == "" {
-		srv, _, err := b3.StartPostgres(ctx, "b10", cfg.Log)
+		srv, _, err := rig.StartPostgres(ctx, "b10", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -148,10 +144,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // pipeline process.
 func sustained(ctx context.Context, bin, dir, dsn string, cfg Config) (float64, error) {
 	const table = "b10_sustain"
-	if err := b3.CreateTable(ctx, dsn, table); err != nil {
+	if err := rig.CreateTable(ctx, dsn, table); err != nil {
 		return 0, err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), dsn, table)
 	p, err := b4.StartPipectl(ctx, bin, dir, dsn, table, "block")
 	if err != nil {
 		return 0, err
@@ -175,10 +171,10 @@ func sustained(ctx context.Context, bin, dir, dsn string, cfg Config) (float64, 
 func soak(ctx context.Context, bin, dir, dsn string, res *Result) error {
 	cfg := res.Config
 	const table = "b10"
-	if err := b3.CreateTable(ctx, dsn, table); err != nil {
+	if err := rig.CreateTable(ctx, dsn, table); err != nil {
 		return err
 	}
-	defer b3.DropTable(context.WithoutCancel(ctx), dsn, table)
+	defer rig.DropTable(context.WithoutCancel(ctx), dsn, table)
 	p, err := b4.StartPipectl(ctx, bin, dir, dsn, table, "block")
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -26,7 +27,7 @@ func b10Benchmark() *benchmark {
 		Run: func(ctx context.Context, o options) (string, error) {
 			fmt.Fprintln(o.Log, "b10: running (sustained rate, then the soak)...")
 			c := cfg
-			c.DSN, c.Log = o.DSN, o.Log
+			c.DSN, c.Log, c.Pipectl = o.DSN, o.Log, cmp.Or(c.Pipectl, o.Pipectl)
 			res, err := b10.Run(ctx, c)
 			if err != nil {
 				return "", err

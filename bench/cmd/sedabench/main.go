@@ -115,7 +115,7 @@ the other sections are kept.`,
 	f.StringSliceVar(&only, "only", nil, "run only these benchmarks, in this order (comma-separated: b1,b2)")
 	f.IntVar(&o.Runs, "runs", 0, "alternating runs per case (0: each benchmark's default)")
 	f.StringVar(&o.DSN, "dsn", "", "an existing PostgreSQL (URL) for the benchmarks that need one, instead of a throwaway server")
-	f.StringVar(&o.Pipectl, "pipectl", "", "a pipectl binary for the benchmarks that run pipectl (b4, b7, b8, b9), instead of each building one with the go command")
+	f.StringVar(&o.Pipectl, "pipectl", "", "a pipectl binary for the benchmarks that run pipectl (b4, b4a, b7, b8, b9, b10), instead of each building one with the go command")
 	f.StringVar(&results, "results", "bench/RESULTS.md", "the results file whose sections are updated")
 	f.BoolVar(&dryRun, "dry-run", false, "print the results without updating the results file")
 	f.BoolVar(&strict, "strict", false, "exit non-zero when a measured target is missed")
