@@ -183,6 +183,20 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natstest.Server) {
 	var addr atomic.Value
 	addr.Store(front.addr)
 	rs := newResender(func() string { return addr.Load().(string) }, 50, 2*time.Millisecond)
+	// On failure, say what each process saw: its store stage and its log.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		t.Logf("client: %s", rs.summary())
+		for _, p := range []struct {
+			name string
+			p    *proc
+		}{{"front", front}, {"back 1", b1}, {"back 2", b2}} {
+			st, ok := stageOf(t, hc, p.p, "store")
+			t.Logf("%s: store %+v (admin answered: %v)\n%s", p.name, st, ok, p.p.out)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	sh := rs.runShares(ctx, n, 4)

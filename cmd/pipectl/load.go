@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ type loadFlags struct {
 	idStart  int64
 	timeout  time.Duration
 	progress bool
+	ackedIDs string
 }
 
 func newLoadCmd() *cobra.Command {
@@ -56,7 +58,16 @@ it). The exit status is 1 if any record is left unacknowledged or a
 connection failed; when the server closes the connections early (it is
 draining, say), the report says so in one line, and so it does for the
 connections it refused (` + "`nack 0 too many connections`" + ` at max_conns, or a close
-before any reply).`,
+before any reply).
+
+With --acked-ids FILE, it writes the ids of the acked records to FILE, one
+per line in ascending order, so that a check can compare them with what was
+stored; in psql, for example:
+
+  CREATE TEMP TABLE acked (id bigint);
+  \copy acked FROM 'FILE'
+  SELECT count(*) FROM acked a WHERE NOT EXISTS
+    (SELECT 1 FROM events e WHERE e.id = a.id);`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
@@ -80,6 +91,12 @@ before any reply).`,
 				return &exitError{code: 1}
 			}
 			io.WriteString(cmd.OutOrStdout(), loadReport(res))
+			if f.ackedIDs != "" {
+				if err := writeAckedIDs(f.ackedIDs, res.AckedIDs); err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "error: %v\n", err)
+					return &exitError{code: 1}
+				}
+			}
 			// A connection that failed (the server closed it early, say)
 			// means the load asked for did not happen, even if every record
 			// sent was acked.
@@ -101,6 +118,7 @@ before any reply).`,
 	fl.Int64Var(&f.idStart, "id-start", 1, "the first record id")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for acks once everything is sent")
 	fl.BoolVar(&f.progress, "progress", true, "show a progress bar on stderr when it is a terminal")
+	fl.StringVar(&f.ackedIDs, "acked-ids", "", "write the ids of the acked records to this file, one per line, ascending")
 	cmd.MarkFlagsMutuallyExclusive("count", "duration")
 	return cmd
 }
@@ -129,8 +147,22 @@ func (f *loadFlags) config() (loadgen.Config, error) {
 	return loadgen.Config{
 		Addr: f.addr, Conns: f.conns, Records: int(f.count), Duration: f.duration, Rate: f.rate,
 		Window: f.window, StartID: f.idStart, Size: f.size, Framing: wire.Framing(f.framing),
-		AckTimeout: f.timeout,
+		AckTimeout: f.timeout, CollectIDs: f.ackedIDs != "",
 	}, nil
+}
+
+// writeAckedIDs writes ids to the file path, one per line, ascending.
+func writeAckedIDs(path string, ids []int64) error {
+	slices.Sort(ids)
+	b := make([]byte, 0, len(ids)*8)
+	for _, id := range ids {
+		b = strconv.AppendInt(b, id, 10)
+		b = append(b, '\n')
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("--acked-ids: %w", err)
+	}
+	return nil
 }
 
 func newLoadBar(w io.Writer, cfg loadgen.Config) *progressbar.ProgressBar {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -129,6 +132,41 @@ func TestLoadAllAcked(t *testing.T) {
 	for id := int64(10); id < 10+3001; id++ {
 		if sink.seen[id] != 1 {
 			t.Fatalf("id %d stored %d times", id, sink.seen[id])
+		}
+	}
+}
+
+// TestLoadAckedIDs checks that --acked-ids lists exactly the acked records
+// ids, ascending, and leaves the nacked ones out.
+func TestLoadAckedIDs(t *testing.T) {
+	addr, sink, _ := startTestPipeline(t, 100)
+	file := filepath.Join(t.TempDir(), "acked.txt")
+	code, out, _ := runCLI(t, "load", "--addr", addr, "--count", "1000", "--conns", "3", "--acked-ids", file)
+	if code != 1 || !strings.Contains(out, "sent 1000  acked 990  nacked 10") {
+		t.Fatalf("exit %d (want 1, some nacked):\n%s", code, out)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(b))
+	if len(lines) != 990 {
+		t.Fatalf("%d ids in %s, want 990", len(lines), file)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	prev := int64(0)
+	for _, l := range lines {
+		id, err := strconv.ParseInt(l, 10, 64)
+		if err != nil || id <= prev {
+			t.Fatalf("line %q after %d: not an ascending id (%v)", l, prev, err)
+		}
+		prev = id
+		if id%100 == 0 {
+			t.Errorf("id %d was nacked, yet listed", id)
+		}
+		if sink.seen[id] != 1 {
+			t.Errorf("acked id %d stored %d times", id, sink.seen[id])
 		}
 	}
 }
