@@ -68,7 +68,8 @@ vet:
 staticcheck:
 	bash scripts/staticcheck.sh ./...
 
-# crossbuild type-checks and vets everything, tests included, for windows and darwin.
+# crossbuild type-checks and vets everything, tests included, for windows and
+# darwin, from source (internal/cmd/crossvet).
 crossbuild:
 	bash scripts/crossbuild.sh windows darwin
 
