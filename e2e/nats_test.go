@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stagedserver/seda/internal/gobuild"
-	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stats"
@@ -52,15 +51,15 @@ stages:
 }
 
 // TestNatsAcrossProcesses runs pipelines split across `pipectl run
-// --stages` processes on one real NATS server (in the test process, with
+// --stages` processes on one real NATS server (a process of its own, with
 // its file store): each subtest has its stream and its database.
 func TestNatsAcrossProcesses(t *testing.T) {
 	bin := gobuild.ForTest(t, gobuild.Options{})
-	ns := natstest.Start(t, natstest.Options{})
-	t.Setenv("NATS_URL", ns.URL())
+	ns := startNatsServer(t)
+	t.Setenv("NATS_URL", ns.url())
 	for _, tc := range []struct {
 		name string
-		fn   func(*testing.T, string, *natstest.Server)
+		fn   func(*testing.T, string, *natsServerProc)
 	}{
 		{"SplitSurvivesKills", natsSplitSurvivesKills},
 		{"FullStreamPushesBack", natsFullStreamPushesBack},
@@ -168,7 +167,7 @@ func stopAll(t *testing.T, ps ...*proc) {
 // and then the front are killed with SIGKILL while a resending client
 // sends, and restarted. Every record the client saw acked is stored, and
 // every record exactly once.
-func natsSplitSurvivesKills(t *testing.T, bin string, ns *natstest.Server) {
+func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 	n := 8000
 	if testing.Short() {
 		n = 4000
@@ -234,7 +233,7 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natstest.Server) {
 // TestNatsServerRestart restarts the NATS server (its file store kept)
 // while a client sends through a front and a back: both reconnect, and
 // nothing acked is lost.
-func natsServerRestart(t *testing.T, bin string, ns *natstest.Server) {
+func natsServerRestart(t *testing.T, bin string, ns *natsServerProc) {
 	n := 6000
 	dsn := pg.NewDatabase(t)
 	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ""))
@@ -247,7 +246,7 @@ func natsServerRestart(t *testing.T, bin string, ns *natstest.Server) {
 	defer cancel()
 	sh := rs.runShares(ctx, n, 2)
 	poll.Until(t, "rows stored", func() bool { return storeOut(t, hc, back) > 0 })
-	ns.Restart()
+	ns.restart(t)
 	t.Logf("NATS restarted after %d acked", len(rs.ackedIDs()))
 	select {
 	case <-sh.done:
@@ -267,7 +266,7 @@ func natsServerRestart(t *testing.T, bin string, ns *natstest.Server) {
 // messages are 200 records), and then the client's records are not acked (the
 // publisher waits, its queue fills, the TCP connection pushes back). A
 // back started later takes the stream's messages, and the rest flows.
-func natsFullStreamPushesBack(t *testing.T, bin string, ns *natstest.Server) {
+func natsFullStreamPushesBack(t *testing.T, bin string, ns *natsServerProc) {
 	const n, limit = 1000, 200
 	dsn := pg.NewDatabase(t)
 	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_msgs: 200, envelope_events: 1, capacity: 16"))
@@ -315,7 +314,7 @@ func natsFullStreamPushesBack(t *testing.T, bin string, ns *natstest.Server) {
 // that is no bigint): the client was acked (the record was in JetStream),
 // so the failure surfaces in the dead-letter stream, with its reason, and
 // in the back's /stats; the other records are stored.
-func natsPoisonDeadLetter(t *testing.T, bin string, ns *natstest.Server) {
+func natsPoisonDeadLetter(t *testing.T, bin string, ns *natsServerProc) {
 	dsn := pg.NewDatabase(t)
 	file := writeFile(t, "split.yaml", splitYAML(dsn, streamFor(t), ", max_deliver: 2, backoff: 100ms"))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
@@ -333,7 +332,7 @@ func natsPoisonDeadLetter(t *testing.T, bin string, ns *natstest.Server) {
 	})
 	waitStored(t, dsn, 2)
 
-	nc, err := nats.Connect(ns.URL())
+	nc, err := nats.Connect(ns.url())
 	if err != nil {
 		t.Fatal(err)
 	}

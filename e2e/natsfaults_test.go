@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,69 +16,6 @@ import (
 	"github.com/stagedserver/seda/internal/poll"
 )
 
-// natsServerProc is nats-server as a process of its own (built from the
-// module go.mod pins), with a file store, so that a test can kill it with
-// SIGKILL as an operator's machine might.
-type natsServerProc struct {
-	bin, dir string
-	port     int
-	cmd      *exec.Cmd
-	done     chan struct{}
-}
-
-// buildNatsServer builds nats-server into a directory of t.
-func buildNatsServer(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build nats-server: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startNatsServer starts bin on a free loopback port with its store in a
-// directory of t, and waits until it takes connections.
-func startNatsServer(t *testing.T, bin string) *natsServerProc {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &natsServerProc{bin: bin, dir: t.TempDir(), port: port}
-	s.start(t)
-	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		<-s.done
-	})
-	return s
-}
-
-func (s *natsServerProc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
-
-func (s *natsServerProc) start(t *testing.T) {
-	t.Helper()
-	s.cmd = exec.Command(s.bin, "-js", "-sd", s.dir, "-a", "127.0.0.1", "-p", fmt.Sprint(s.port))
-	out := &syncBuffer{}
-	s.cmd.Stdout, s.cmd.Stderr = out, out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	poll.Until(t, "nats-server to be ready", func() bool {
-		return strings.Contains(out.String(), "Server is ready")
-	})
-}
-
-// kill kills the server with SIGKILL and waits until it is gone.
-func (s *natsServerProc) kill() {
-	s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.done
-}
-
 // TestNatsServerKilled runs the split pipeline (a front and a back) on an
 // external nats-server with a file store, kills the server with SIGKILL
 // while a resending client sends, and starts it again on the same store:
@@ -92,7 +26,7 @@ func TestNatsServerKilled(t *testing.T) {
 		n = 8000
 	}
 	bin := gobuild.ForTest(t, gobuild.Options{})
-	ns := startNatsServer(t, buildNatsServer(t))
+	ns := startNatsServer(t)
 	t.Setenv("NATS_URL", ns.url())
 	dsn := pg.NewDatabase(t)
 	file := writeFile(t, "split.yaml", splitYAML(dsn, "e2e_killed", ""))

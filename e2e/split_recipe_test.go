@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/stagedserver/seda/internal/gobuild"
-	"github.com/stagedserver/seda/internal/natstest"
 )
 
 // TestSplitRecipeSurvivesBackKills runs the README's split recipe as
@@ -28,7 +27,7 @@ import (
 // 3s), so that what a dead back held is delivered again soon.
 func TestSplitRecipeSurvivesBackKills(t *testing.T) {
 	bin := gobuild.ForTest(t, gobuild.Options{})
-	ns := natstest.Start(t, natstest.Options{})
+	ns := startNatsServer(t)
 	work := t.TempDir()
 	src, err := os.ReadFile(filepath.Join("..", "examples", "split", "pipeline.yaml"))
 	if err != nil {
@@ -42,7 +41,7 @@ func TestSplitRecipeSurvivesBackKills(t *testing.T) {
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "NATS_URL="+ns.URL(), "DATABASE_URL=", "LISTEN=127.0.0.1:0")
+	env := append(os.Environ(), "NATS_URL="+ns.url(), "DATABASE_URL=", "LISTEN=127.0.0.1:0")
 	db := func(verb string) (string, int) {
 		t.Helper()
 		c := exec.Command(bin, "db", verb)
