@@ -17,9 +17,10 @@ import (
 // The e2e tests run every pipeline as processes of their own, and the
 // NATS server too: an operator's machine kills and restarts it apart from
 // them, and its code runs without the race detector, as the pipectl
-// processes' does. (In the race-built test process, nats-server's own
-// data races, such as nats-io/nats-server#7288 when several clients
-// create one stream at once, failed tests that had passed.)
+// processes' does. (In the race-built test process, a data race inside
+// nats-server 2.15.2, a stream update against a consumer being created,
+// failed a test after every record had been checked: docs/DESIGN.md,
+// testing.)
 type natsServerProc struct {
 	bin, dir string
 	port     int

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -242,6 +243,15 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 	}
 	for _, sc := range []jetstream.StreamConfig{work, dead} {
 		if err := q.retry(ctx, "create stream "+sc.Name, func(ctx context.Context) error {
+			// Every process of a split pipeline ensures the streams when it
+			// starts. A stream already as configured is left alone: an
+			// update, even to the same configuration, has the server
+			// rewrite its store's settings, and in nats-server 2.15.2 that
+			// races with another process creating its consumer (the race
+			// detector caught it in fileStore.UpdateConfig).
+			if s, err := js.Stream(ctx, sc.Name); err == nil && sameStream(s.CachedInfo().Config, sc) {
+				return nil
+			}
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		}); err != nil {
@@ -252,6 +262,29 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 	q.c.streams[q.cfg.Stream] = true
 	q.c.mu.Unlock()
 	return nil
+}
+
+// sameStream reports whether a stream's configuration (have, as the
+// server reports it, its defaults filled in) already is what ensureStreams
+// asks for (want). A default it does not know makes it answer false, which
+// costs one update.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	unlimited := func(n int64) int64 {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	return have.Description == want.Description &&
+		slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention &&
+		have.Storage == want.Storage &&
+		have.Discard == want.Discard &&
+		have.Replicas == max(want.Replicas, 1) &&
+		have.MaxMsgs == unlimited(want.MaxMsgs) &&
+		have.MaxBytes == unlimited(want.MaxBytes) &&
+		have.MaxAge == want.MaxAge &&
+		(want.Duplicates == 0 || have.Duplicates == want.Duplicates)
 }
 
 // retry runs op until it succeeds, fails for a reason retrying cannot

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -467,5 +468,55 @@ func TestInProgressKeepsEnvelope(t *testing.T) {
 	defer s.mu.Unlock()
 	if len(s.seen) != 3 || st.Taken != 3 || st.Redelivered != 0 {
 		t.Errorf("stored %v, taken %d, redelivered %d; want each once", s.seen, st.Taken, st.Redelivered)
+	}
+}
+
+// TestUnchangedStreamIsLeftAlone: a process that finds its streams as
+// configured does not update them (each process of a split pipeline
+// ensures them when it starts); a changed limit still updates the stream.
+func TestUnchangedStreamIsLeftAlone(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	advisories, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	qc := QueueConfig{Stream: "t_same"}
+	for range 2 {
+		newSplit(t, srv.URL(), qc, stage.Settings{}, &sink{seen: map[string]int{}}).stop(t)
+	}
+	qc.MaxMsgs = 12345
+	newSplit(t, srv.URL(), qc, stage.Settings{}, &sink{seen: map[string]int{}}).stop(t)
+	// The server sends its advisories in order: a stream created last
+	// marks the end of what the splits did.
+	js := jsFor(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "t_marker"}); err != nil {
+		t.Fatal(err)
+	}
+	var updated []string
+	for {
+		m, err := advisories.NextMsg(wait)
+		if err != nil {
+			t.Fatalf("no advisory of t_marker's creation: %v", err)
+		}
+		name := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		if strings.Contains(m.Subject, ".UPDATED.") {
+			updated = append(updated, name)
+		}
+		if name == "t_marker" {
+			break
+		}
+	}
+	if !slices.Equal(updated, []string{"t_same"}) {
+		t.Errorf("streams updated %q, want t_same once (max_msgs changed), and no update of an unchanged stream", updated)
 	}
 }
