@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -182,7 +183,7 @@ type Queue struct {
 	log      *zap.Logger
 
 	ensure sync.Mutex // serialises ensureStreams
-	bufs   bufPool    // envelopes' buffers, publisher's and consumer's
+	bufs   codec.Pool // envelopes' buffers, publisher's and consumer's
 
 	st queueCounters
 }
@@ -217,7 +218,7 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 	work := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: fmt.Sprintf("seda: the queue of stage %q", q.stage),
-		// Envelopes go to seda.STREAM.N (see encoding.go); seda.STREAM
+		// Envelopes go to seda.STREAM.N (see natsq/internal/codec); seda.STREAM
 		// is kept so that messages of an older encoding reach the
 		// consumer (and the dead-letter stream) rather than sit unseen.
 		Subjects:   []string{subject(cfg.Stream), subject(cfg.Stream) + ".>"},

@@ -196,7 +196,7 @@ type QueueConfig struct {
 	MaxAckPending int
 	DeadMaxAge    time.Duration // how long dead letters are kept; 0: for ever
 	// EnvelopeEvents and EnvelopeBytes bound one message (an envelope of
-	// events, see encoding.go): at most this many events, and this many
+	// events, see natsq/internal/codec): at most this many events, and this many
 	// bytes of data unless it holds one event.
 	EnvelopeEvents int
 	EnvelopeBytes  int64

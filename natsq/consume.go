@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -203,7 +204,7 @@ func (c *consumer) take(msg jetstream.Msg) {
 		return
 	}
 	env.delivered, env.streamSeq = meta.NumDelivered, meta.Sequence.Stream
-	data, at, err := openEnvelope(msg.Data(), nil, &q.bufs)
+	data, at, err := codec.Open(msg.Data(), nil, &q.bufs)
 	env.data, env.at = data, at
 	if err != nil {
 		env.whole = &deadEvent{class: DeadUndecodable, reason: err.Error()}
@@ -228,9 +229,9 @@ func (c *consumer) take(msg jetstream.Msg) {
 	now := time.Now()
 	evs := make([]*stage.Event, n)
 	for i := range n {
-		seq, payload, fields := recordHead(data[env.at[i]:env.at[i+1]])
+		seq, payload, fields := codec.RecordHead(data[env.at[i]:env.at[i+1]])
 		ev := c.rt.NewEventAt(payload, seq, stage.Origin{To: env, Key: uint64(i)}, now)
-		decodeFields(ev, fields, c.names)
+		codec.DecodeFields(ev, fields, c.names)
 		evs[i] = ev
 	}
 	c.pmu.Lock()
@@ -352,8 +353,8 @@ func (c *consumer) settle(e *envelope) {
 // release gives a decompressed envelope's buffer back, once every event
 // referring to it is finished and nothing is left to dead-letter.
 func (e *envelope) release() {
-	if len(e.data) > 0 && e.data[0] == encodingVersion && len(e.msg.Data()) > 0 && e.msg.Data()[0] == compressedS2 {
-		e.c.q.bufs.put(e.data)
+	if len(e.data) > 0 && e.data[0] == codec.Version && len(e.msg.Data()) > 0 && e.msg.Data()[0] == codec.VersionS2 {
+		e.c.q.bufs.Put(e.data)
 	}
 	e.data = nil
 }
@@ -410,7 +411,7 @@ func refused(err error) bool {
 	case stage.ClassInvalid, stage.ClassTooLarge, stage.ClassDatabase:
 		return true
 	}
-	return errors.Is(err, errUndecodable)
+	return errors.Is(err, codec.ErrUndecodable)
 }
 
 // StopInput stops pulling: envelopes nats.go has already received are

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -106,21 +107,21 @@ func ptrs(d *deadEvent) []deadEvent {
 func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	q := c.q
 	base := nats.Header{}
-	if tr := e.msg.Headers().Get(hdrTrace); tr != "" {
-		base.Set(hdrTrace, tr)
+	if tr := e.msg.Headers().Get(codec.HdrTrace); tr != "" {
+		base.Set(codec.HdrTrace, tr)
 	}
-	base.Set(hdrStreamSeq, strconv.FormatUint(e.streamSeq, 10))
-	base.Set(hdrDelivered, strconv.FormatUint(e.delivered, 10))
+	base.Set(codec.HdrStreamSeq, strconv.FormatUint(e.streamSeq, 10))
+	base.Set(codec.HdrDelivered, strconv.FormatUint(e.delivered, 10))
 	var msgs []*nats.Msg
 	add := func(data []byte, d deadEvent, id string, index bool) {
 		h := make(nats.Header, len(base)+4)
 		for k, v := range base {
 			h[k] = v
 		}
-		h.Set(hdrReason, d.reason)
-		h.Set(hdrClass, d.class)
+		h.Set(codec.HdrReason, d.reason)
+		h.Set(codec.HdrClass, d.class)
 		if index {
-			h.Set(hdrIndex, strconv.Itoa(d.i))
+			h.Set(codec.HdrIndex, strconv.Itoa(d.i))
 		}
 		// One id per event of a work-stream message: dead-lettered twice
 		// (a crash between publish and ack, or a redelivered envelope), it
@@ -133,7 +134,7 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	}
 	data := e.data
 	for _, d := range dead {
-		add(deadData(data[e.at[d.i]:e.at[d.i+1]]), d, fmt.Sprintf("dead-%s-%d-%d", q.cfg.Stream, e.streamSeq, d.i), true)
+		add(codec.DeadData(data[e.at[d.i]:e.at[d.i+1]]), d, fmt.Sprintf("dead-%s-%d-%d", q.cfg.Stream, e.streamSeq, d.i), true)
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()

@@ -31,7 +31,8 @@
 // producer batch or a Flink network buffer pays them once per buffer. Under
 // load an envelope holds the stage's batch (about 900 events in B7); with
 // one record now and then, it holds that one record and nothing waits.
-// encoding.go documents the layout, and is the only place that knows it;
+// Package natsq/internal/codec documents the layout, and is the only place
+// that knows it;
 // tracing (which pipeline and process published it, how many events, when
 // the earliest was read) travels in one header per envelope.
 //

@@ -17,6 +17,7 @@ import (
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -271,13 +272,13 @@ func getMsg(t *testing.T, js jetstream.JetStream, stream string, seq uint64) *je
 // payloadsOf decodes a dead letter's events' payloads.
 func payloadsOf(t *testing.T, data []byte) []string {
 	t.Helper()
-	data, at, err := openEnvelope(data, nil, nil)
+	data, at, err := codec.Open(data, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ps []string
 	for i := range len(at) - 1 {
-		_, p, _ := recordHead(data[at[i]:at[i+1]])
+		_, p, _ := codec.RecordHead(data[at[i]:at[i+1]])
 		ps = append(ps, string(p))
 	}
 	return ps
@@ -303,7 +304,7 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 	waitStream(t, js, "t_dead_dead", 1)
 	waitStream(t, js, "t_dead", 0)
 	m := getMsg(t, js, "t_dead_dead", 1)
-	if m.Header.Get(hdrClass) != DeadMaxDeliver || m.Header.Get(hdrReason) == "" || m.Header.Get(hdrIndex) != "2" {
+	if m.Header.Get(codec.HdrClass) != DeadMaxDeliver || m.Header.Get(codec.HdrReason) == "" || m.Header.Get(codec.HdrIndex) != "2" {
 		t.Errorf("dead letter headers: %v", m.Header)
 	}
 	if tr, ok := traceOf(m.Header); !ok || tr.Events != 5 {
@@ -389,14 +390,14 @@ func TestRefusedGoesToDeadLettersAtOnce(t *testing.T) {
 	got := map[string]string{}
 	for seq := uint64(1); seq <= 2; seq++ {
 		m := getMsg(t, js, "t_refused_dead", seq)
-		if m.Header.Get(hdrClass) != DeadRefused {
-			t.Errorf("dead letter %d: class %q", seq, m.Header.Get(hdrClass))
+		if m.Header.Get(codec.HdrClass) != DeadRefused {
+			t.Errorf("dead letter %d: class %q", seq, m.Header.Get(codec.HdrClass))
 		}
 		ps := payloadsOf(t, m.Data)
 		if len(ps) != 1 {
 			t.Fatalf("dead letter %d holds %d events", seq, len(ps))
 		}
-		got[ps[0]] = m.Header.Get(hdrReason)
+		got[ps[0]] = m.Header.Get(codec.HdrReason)
 	}
 	for _, id := range []int{2, 4} {
 		if r := got[fmt.Sprintf(`{"id":%d}`, id)]; !strings.Contains(r, fmt.Sprint("value ", id)) {
@@ -435,7 +436,7 @@ func TestUndecodableGoesToDeadLetters(t *testing.T) {
 	waitStream(t, js, "t_garbage_dead", 1)
 	waitStream(t, js, "t_garbage", 0)
 	m := getMsg(t, js, "t_garbage_dead", 1)
-	if m.Header.Get(hdrClass) != DeadUndecodable || string(m.Data) != "not an envelope" || m.Header.Get(hdrIndex) != "" {
+	if m.Header.Get(codec.HdrClass) != DeadUndecodable || string(m.Data) != "not an envelope" || m.Header.Get(codec.HdrIndex) != "" {
 		t.Errorf("dead letter %q: %v", m.Data, m.Header)
 	}
 }
@@ -518,5 +519,22 @@ func TestUnchangedStreamIsLeftAlone(t *testing.T) {
 	}
 	if !slices.Equal(updated, []string{"t_same"}) {
 		t.Errorf("streams updated %q, want t_same once (max_msgs changed), and no update of an unchanged stream", updated)
+	}
+}
+
+// TestTakeMsg: an envelope's message goes to seda.STREAM.N with its
+// Nats-Msg-Id and Seda-Trace.
+func TestTakeMsg(t *testing.T) {
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	b := codec.NewBuilder(10, 1<<20, true, nil)
+	for i := range 3 {
+		ev := src.NewEvent([]byte("x"), uint64(i), stage.Origin{})
+		defer ev.Done(nil)
+		b.Add(ev)
+	}
+	m, evs := takeMsg(b, "s", "p", "p/host/1", "id-1")
+	tr, ok := traceOf(m.Header)
+	if m.Subject != "seda.s.3" || len(evs) != 3 || m.Header.Get(nats.MsgIdHdr) != "id-1" || !ok || tr.Events != 3 || tr.Publisher != "p/host/1" {
+		t.Errorf("subject %q, %d events, headers %v", m.Subject, len(evs), m.Header)
 	}
 }

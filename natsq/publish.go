@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -24,7 +25,7 @@ import (
 // Publisher returns the handler of the stage that stands in, in a process
 // that routes events to the queue's stage, for the stage's queue: it packs
 // the events of each batch into envelopes (at most EnvelopeEvents events
-// and EnvelopeBytes bytes each, see encoding.go), publishes them to the
+// and EnvelopeBytes bytes each, see natsq/internal/codec), publishes them to the
 // stream asynchronously, and finishes an envelope's events once JetStream
 // has acknowledged it (PubAck), so that an event finished without error is
 // stored in the stream. The pipeline runs it as a stage with the queue's
@@ -161,7 +162,7 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 					for _, ev := range it.evs {
 						ev.Done(nil)
 					}
-					q.bufs.put(it.msg.Data) // nats.go has written it and holds no retry of it
+					q.bufs.Put(it.msg.Data) // nats.go has written it and holds no retry of it
 					it.msg.Data = nil
 					continue
 				}
@@ -187,23 +188,23 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 // Nats-Msg-Id. An event that cannot be encoded is finished with the error.
 func (p *publisher) pack(batch []*stage.Event) []*item {
 	q := p.q
-	b := newEnvelopeBuilder(q.cfg.EnvelopeEvents, p.maxBytes, q.cfg.Compress == "s2", &q.bufs)
+	b := codec.NewBuilder(q.cfg.EnvelopeEvents, p.maxBytes, q.cfg.Compress == "s2", &q.bufs)
 	var todo []*item
 	take := func() {
-		m, evs := b.take(q.cfg.Stream, q.c.pipeline, p.name, nuid.Next())
+		m, evs := takeMsg(b, q.cfg.Stream, q.c.pipeline, p.name, nuid.Next())
 		todo = append(todo, &item{evs: evs, msg: m})
 	}
 	for _, ev := range batch {
-		fits, err := b.add(ev)
+		fits, err := b.Add(ev)
 		if !fits {
 			take()
-			_, err = b.add(ev)
+			_, err = b.Add(ev)
 		}
 		if err != nil {
 			ev.Done(fmt.Errorf("stage %q: record %d: %w", q.stage, ev.Seq, err))
 		}
 	}
-	if !b.empty() {
+	if !b.Empty() {
 		take()
 	}
 	return todo

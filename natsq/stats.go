@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -223,7 +224,7 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 		errText = err.Error()
 	} else {
 		for subj, msgs := range si.State.Subjects {
-			events += msgs * eventsOn(subj)
+			events += msgs * codec.EventsOn(subj)
 		}
 		ns.StreamMsgs, ns.StreamBytes = si.State.Msgs, si.State.Bytes
 		ns.MaxMsgs = si.Config.MaxMsgs
@@ -255,7 +256,7 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 // figures (Stats, with their /metrics series), and as the queue's depth
 // the events the stream holds (its envelopes not yet acked: pending and
 // ack-pending, in any process; counted from the envelopes' subjects, see
-// encoding.go). Its capacity is
+// natsq/internal/codec). Its capacity is
 // the stream's message limit, when it has one, in events at the envelopes'
 // present size (the events per envelope in the stream, or EnvelopeEvents
 // while it is empty): an estimate, as envelopes grow and shrink with the

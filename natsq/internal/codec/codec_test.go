@@ -1,4 +1,4 @@
-package natsq
+package codec_test
 
 import (
 	"errors"
@@ -10,22 +10,23 @@ import (
 	"github.com/klauspost/compress/s2"
 
 	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/stage"
 )
 
 // decodeAll decodes an envelope into events of back, as the consumer does.
 func decodeAll(t testing.TB, back *engine.Stage, data []byte) []*stage.Event {
 	t.Helper()
-	data, at, err := openEnvelope(data, nil, nil)
+	data, at, err := codec.Open(data, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var evs []*stage.Event
 	names := map[string]string{}
 	for i := range len(at) - 1 {
-		seq, payload, fields := recordHead(data[at[i]:at[i+1]])
+		seq, payload, fields := codec.RecordHead(data[at[i]:at[i+1]])
 		ev := back.NewEvent(payload, seq, stage.Origin{})
-		decodeFields(ev, fields, names)
+		codec.DecodeFields(ev, fields, names)
 		evs = append(evs, ev)
 	}
 	return evs
@@ -49,18 +50,18 @@ func testRoundTrip(t *testing.T, compress bool) {
 	ev.SetValue("z", stage.NullValue())
 	ev.Set("any", []int{1, 2})
 	later := src.NewEventAt([]byte("second"), 43, stage.Origin{}, time.Unix(0, 2234567890))
-	b := newEnvelopeBuilder(10, 1<<20, compress, nil)
+	b := codec.NewBuilder(10, 1<<20, compress, nil)
 	for _, e := range []*stage.Event{ev, later} {
-		if ok, err := b.add(e); !ok || err != nil {
+		if ok, err := b.Add(e); !ok || err != nil {
 			t.Fatalf("add: %v %v", ok, err)
 		}
 	}
-	m, evs := b.take("x", "p", "p/host/1", "id-1")
-	if len(evs) != 2 || !b.empty() || m.Header.Get("Nats-Msg-Id") != "id-1" {
-		t.Fatalf("%d events, header %v", len(evs), m.Header)
+	data, trace, evs := b.Take("p", "p/host/1")
+	if len(evs) != 2 || !b.Empty() {
+		t.Fatalf("%d events", len(evs))
 	}
 	back, _ := engine.NewSourceStage(stage.Settings{Name: "back"}, nil, nil)
-	got := decodeAll(t, back, m.Data)
+	got := decodeAll(t, back, data)
 	if len(got) != 2 || string(got[0].Payload) != `{"id":7}` || got[0].Seq != 42 || string(got[1].Payload) != "second" || got[1].Seq != 43 {
 		t.Fatalf("decoded %d events: %q/%d", len(got), got[0].Payload, got[0].Seq)
 	}
@@ -79,16 +80,16 @@ func testRoundTrip(t *testing.T, compress bool) {
 	if got[1].NumFields() != 0 {
 		t.Errorf("the second event has %d fields", got[1].NumFields())
 	}
-	tr, ok := traceOf(m.Header)
+	tr, ok := codec.ParseTrace(trace)
 	if !ok || tr.Pipeline != "p" || tr.Publisher != "p/host/1" || tr.Events != 2 || tr.Arrived.UnixNano() != 1234567890 {
 		t.Errorf("trace: %+v %v", tr, ok)
 	}
-	if compress != (m.Data[0] == compressedS2) {
-		t.Errorf("version %d", m.Data[0])
+	if compress != (data[0] == codec.VersionS2) {
+		t.Errorf("version %d", data[0])
 	}
 	// A dead letter is an envelope of one record.
-	plain, at, _ := openEnvelope(m.Data, nil, nil)
-	dl := decodeAll(t, back, deadData(plain[at[1]:at[2]]))
+	plain, at, _ := codec.Open(data, nil, nil)
+	dl := decodeAll(t, back, codec.DeadData(plain[at[1]:at[2]]))
 	if len(dl) != 1 || string(dl[0].Payload) != "second" || dl[0].Seq != 43 {
 		t.Errorf("dead letter: %d events", len(dl))
 	}
@@ -101,34 +102,34 @@ func TestEnvelopeLimits(t *testing.T) {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	mk := func(n int) *stage.Event { return src.NewEvent(make([]byte, n), 1, stage.Origin{}) }
 	defer func() {}()
-	b := newEnvelopeBuilder(3, 100, false, nil)
+	b := codec.NewBuilder(3, 100, false, nil)
 	var evs []*stage.Event
 	for range 3 {
 		e := mk(10)
 		evs = append(evs, e)
-		if ok, _ := b.add(e); !ok {
+		if ok, _ := b.Add(e); !ok {
 			t.Fatal("an event under both limits did not fit")
 		}
 	}
 	e := mk(1)
 	evs = append(evs, e)
-	if ok, _ := b.add(e); ok {
+	if ok, _ := b.Add(e); ok {
 		t.Error("a fourth event fitted an envelope of at most 3")
 	}
-	b.take("s", "p", "f", "1")
+	b.Take("p", "f")
 	big := mk(200)
 	evs = append(evs, big)
-	if ok, _ := b.add(big); !ok {
+	if ok, _ := b.Add(big); !ok {
 		t.Error("an event over max bytes did not fit an empty envelope")
 	}
 	e = mk(1)
 	evs = append(evs, e)
-	if ok, _ := b.add(e); ok {
+	if ok, _ := b.Add(e); ok {
 		t.Error("an event fitted an envelope over its max bytes")
 	}
-	m, got := b.take("s", "p", "f", "2")
-	if len(got) != 1 || len(m.Data) < 200 {
-		t.Errorf("%d events, %d bytes", len(got), len(m.Data))
+	data, _, got := b.Take("p", "f")
+	if len(got) != 1 || len(data) < 200 {
+		t.Errorf("%d events, %d bytes", len(got), len(data))
 	}
 	for _, e := range evs {
 		e.Done(nil)
@@ -141,7 +142,7 @@ func TestDecodeRefusesGarbage(t *testing.T) {
 		{3, 1, 0, 7}, {3, 1, 0, 0, 1}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueFloat), 1, 2},
 		{4}, {4, 200, 1, 2}, append([]byte{4}, s2.Encode(nil, []byte{1, 5, 'a'})...),
 	} {
-		if _, _, err := openEnvelope(data, nil, nil); !errors.Is(err, errUndecodable) {
+		if _, _, err := codec.Open(data, nil, nil); !errors.Is(err, codec.ErrUndecodable) {
 			t.Errorf("%v: err %v, want undecodable", data, err)
 		}
 	}
@@ -154,24 +155,24 @@ func FuzzDecode(f *testing.F) {
 	ev.SetValue("b", stage.IntValue(3))
 	ev.SetValue("c", stage.FloatValue(1.5))
 	for _, compress := range []bool{false, true} {
-		b := newEnvelopeBuilder(10, 1<<20, compress, nil)
-		b.add(ev)
-		b.add(ev)
-		m, _ := b.take("s", "p", "f", "id")
-		f.Add(m.Data)
+		b := codec.NewBuilder(10, 1<<20, compress, nil)
+		b.Add(ev)
+		b.Add(ev)
+		data, _, _ := b.Take("p", "f")
+		f.Add(data)
 	}
 	ev.Done(nil)
 	f.Add([]byte{3, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		data, at, err := openEnvelope(data, nil, nil)
+		data, at, err := codec.Open(data, nil, nil)
 		if err != nil {
 			return
 		}
 		names := map[string]string{}
 		for i := range len(at) - 1 {
-			seq, payload, fields := recordHead(data[at[i]:at[i+1]])
+			seq, payload, fields := codec.RecordHead(data[at[i]:at[i+1]])
 			e := src.NewEvent(payload, seq, stage.Origin{})
-			decodeFields(e, fields, names)
+			codec.DecodeFields(e, fields, names)
 			e.Done(nil)
 		}
 	})
@@ -197,18 +198,18 @@ func benchEnvelope(b *testing.B, compress bool) {
 	var at []int
 	b.ResetTimer()
 	for range b.N / len(evs) {
-		eb := newEnvelopeBuilder(len(evs), 1<<20, compress, nil)
+		eb := codec.NewBuilder(len(evs), 1<<20, compress, nil)
 		for _, ev := range evs {
-			eb.add(ev)
+			eb.Add(ev)
 		}
-		m, _ := eb.take("s", "p", "f", "id")
+		data, _, _ := eb.Take("p", "f")
 		var plain []byte
-		plain, at, _ = openEnvelope(m.Data, at, nil)
-		b.ReportMetric(float64(len(m.Data))/float64(len(evs)), "bytes/event")
+		plain, at, _ = codec.Open(data, at, nil)
+		b.ReportMetric(float64(len(data))/float64(len(evs)), "bytes/event")
 		for i := range len(at) - 1 {
-			seq, payload, fields := recordHead(plain[at[i]:at[i+1]])
+			seq, payload, fields := codec.RecordHead(plain[at[i]:at[i+1]])
 			e := back.NewEvent(payload, seq, stage.Origin{})
-			decodeFields(e, fields, names)
+			codec.DecodeFields(e, fields, names)
 			e.Done(nil)
 		}
 	}
