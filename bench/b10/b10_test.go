@@ -17,7 +17,7 @@ var cluster pgtesting.Cluster
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(cluster.Wrap(m)) }
 
-// TestSoakShort runs B10 for 20 s: Run checks that every acked id is
+// TestSoakShort runs B10 for 8 s: Run checks that every acked id is
 // stored, that no malformed record was acked, that every record was
 // answered but on the connections dropped on purpose, and that the
 // pipeline stayed up and drained cleanly. Here: malformed records were
@@ -28,8 +28,8 @@ func TestSoakShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// 20% of the connections dropped, so that a short run drops some.
-	res, err := b10.Run(ctx, b10.Config{Duration: 20 * time.Second, SustainDuration: 2 * time.Second, Round: 5 * time.Second,
-		Conns: 16, DropConns: 0.2, Every: time.Second, DSN: dsn, Log: tlog{t}})
+	res, err := b10.Run(ctx, b10.Config{Duration: 8 * time.Second, SustainDuration: 2 * time.Second, Round: 2 * time.Second,
+		Conns: 16, DropConns: 0.2, Every: 500 * time.Millisecond, DSN: dsn, Log: tlog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
