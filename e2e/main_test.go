@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/pipeline"
@@ -35,7 +36,7 @@ import (
 // PostgreSQL start a private one with pgtesting.NewServer.
 var pg = pgtesting.Cluster{Options: pgtemp.Options{Fast: true}}
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(pg.Wrap(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(gobuild.Share(pg.Wrap(m))) }
 
 // wait bounds every wait of a test that is not a whole run.
 const wait = 30 * time.Second

@@ -8,13 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedserver/seda/internal/gobuild"
 	"go.uber.org/goleak"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(gobuild.Share(m))
 }
 
 // runCLI runs pipectl in-process and returns its exit status, stdout and

@@ -11,9 +11,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"sync"
 	"time"
 )
 
@@ -71,14 +74,93 @@ type TB interface {
 
 // ForTest builds pipectl into a temporary directory of t's, within three
 // minutes, and returns the binary's path; it fails t if it cannot (no go
-// command, a build error).
+// command, a build error). In a test binary whose TestMain runs Share, the
+// binary is built once for every test that asks with the same Options.
 func ForTest(t TB, o Options) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin, err := Pipectl(ctx, t.TempDir(), o)
+	if bin, ok, err := shared.get(o); ok {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
+	bin, err := build(t.TempDir(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+func build(dir string, o Options) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	return Pipectl(ctx, dir, o)
+}
+
+// Main is what a TestMain runs: a *testing.M.
+type Main interface{ Run() int }
+
+// Share has ForTest build pipectl once per test binary (for each Options)
+// rather than once per test, and returns m, which removes the builds after
+// its tests have run. In a TestMain:
+//
+//	goleak.VerifyTestMain(gobuild.Share(m))
+func Share(m Main) Main {
+	shared.mu.Lock()
+	shared.on = true
+	shared.mu.Unlock()
+	return sharedMain{m}
+}
+
+type sharedMain struct{ m Main }
+
+func (s sharedMain) Run() int {
+	code := s.m.Run()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	return code
+}
+
+// sharedBuilds are the builds of Share, made one at a time.
+type sharedBuilds struct {
+	mu    sync.Mutex
+	on    bool
+	dir   string
+	built map[Options]result
+}
+
+var shared sharedBuilds
+
+type result struct {
+	bin string
+	err error
+}
+
+// get returns the shared build for o, building it first if need be; ok is
+// false when Share is not in use.
+func (c *sharedBuilds) get(o Options) (bin string, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.on {
+		return "", false, nil
+	}
+	if r, ok := c.built[o]; ok {
+		return r.bin, true, r.err
+	}
+	if c.dir == "" {
+		if c.dir, err = os.MkdirTemp("", "gobuild-"); err != nil {
+			return "", true, err
+		}
+		c.built = map[Options]result{}
+	}
+	dir := filepath.Join(c.dir, strconv.Itoa(len(c.built)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", true, err
+	}
+	bin, err = build(dir, o)
+	c.built[o] = result{bin, err}
+	return bin, true, err
 }

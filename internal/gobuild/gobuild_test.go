@@ -2,6 +2,9 @@ package gobuild
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -25,5 +28,30 @@ func TestNoGo(t *testing.T) {
 	_, err := Pipectl(context.Background(), t.TempDir(), Options{})
 	if err == nil || !strings.Contains(err.Error(), "make test") {
 		t.Fatalf("without go on PATH: %v", err)
+	}
+}
+
+// mainFunc is a Main that runs a function.
+type mainFunc func() int
+
+func (f mainFunc) Run() int { return f() }
+
+// TestShare: under Share, tests asking with the same Options get one build,
+// and the builds are removed when the tests have run.
+func TestShare(t *testing.T) {
+	var first, second, race string
+	code := Share(mainFunc(func() int {
+		first, second = ForTest(t, Options{}), ForTest(t, Options{})
+		race = ForTest(t, Options{Race: true})
+		return 7
+	})).Run()
+	shared.mu.Lock()
+	shared.on, shared.dir, shared.built = false, "", nil
+	shared.mu.Unlock()
+	if code != 7 || first != second || first == race {
+		t.Errorf("exit %d; builds %q, %q and (race) %q: want the first two the same", code, first, second, race)
+	}
+	if _, err := os.Stat(first); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the shared build is still there after the run: %v", err)
 	}
 }
