@@ -288,3 +288,30 @@ func TestCopySourceFillsReads(t *testing.T) {
 		t.Fatalf("reads %q, want abcd then ef", got)
 	}
 }
+
+// A COPY whose CopyFrom returned early (a broken connection) closes its
+// data: a Read by pgconn's goroutine, late, finds io.EOF and never the
+// buffers, which the next batch then fills. Under -race, a Read racing the
+// next batch's writes fails the test.
+func TestCopySourceClosedReadsNothing(t *testing.T) {
+	buf := []byte("abcdef")
+	c := &copySource{parts: [][]byte{buf}}
+	p := make([]byte, 2)
+	if n, err := c.Read(p); n != 2 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	late := make(chan error)
+	go func() {
+		for {
+			if _, err := c.Read(p); err != nil {
+				late <- err
+				return
+			}
+		}
+	}()
+	c.close()
+	copy(buf, "ghijkl") // the next batch
+	if err := <-late; err != io.EOF {
+		t.Errorf("a Read after close: %v, want io.EOF", err)
+	}
+}

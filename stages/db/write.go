@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,16 +37,23 @@ type rows struct {
 
 // copySource is the data of one COPY: the format's header, the rows of
 // one or more batches and its trailer, read in turn without copying them
-// first. Each COPY has its own: pgconn's CopyFrom may return on a server
-// error while its goroutine is still reading, and that goroutine must not
-// take the data of the retry. Read fills p across parts, since each Read
-// is sent as one message.
+// first. Read fills p across parts, since each Read is sent as one
+// message.
+//
+// pgconn's CopyFrom may return (on a broken connection or a server error)
+// while its goroutine is still reading (pgx v5.12.0 waits for it only when
+// the COPY ends normally), and the parts' buffers are the next batch's
+// once the write returns: close, deferred by every COPY, waits for a Read
+// under way and makes every later one return io.EOF.
 type copySource struct {
+	mu     sync.Mutex
 	parts  [][]byte
 	i, off int // the next byte is parts[i][off]
 }
 
 func (c *copySource) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	n := 0
 	for n < len(p) && c.i < len(c.parts) {
 		k := copy(p[n:], c.parts[c.i][c.off:])
@@ -58,6 +66,13 @@ func (c *copySource) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// close ends the data: no Read touches the parts after it returns.
+func (c *copySource) close() {
+	c.mu.Lock()
+	c.parts = nil
+	c.mu.Unlock()
 }
 
 func (r *rows) reset(ncols int, insert bool) {
@@ -399,6 +414,7 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
 	data := &copySource{parts: parts}
+	defer data.close()
 	if !idem && !s.update { // an upsert always goes through the load table
 		_, err = pc.CopyFrom(ctx, data, s.copySQL)
 		return err
@@ -411,7 +427,9 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) 
 		s.log.Warn("the load table made for a connection went missing; making one in each write from now on",
 			zap.String("stage", s.name), zap.Error(err))
 		s.loadPerTx.Store(true)
-		err = s.loadCopy(ctx, pc, &copySource{parts: parts})
+		again := &copySource{parts: parts}
+		defer again.close()
+		err = s.loadCopy(ctx, pc, again)
 	}
 	if err == nil {
 		s.idemWrites.Add(1)
