@@ -40,14 +40,22 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t *testing.T) string { return freeAddrs(t, 1)[0] }
+
+// freeAddrs is n free loopback addresses, distinct: each is held until all
+// are picked (closed one by one, the kernel may give the same port twice).
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // runProc is a `pipectl run` subprocess.
@@ -67,7 +75,8 @@ func pipelineFile(t *testing.T) (file, dataAddr, adminAddr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataAddr, adminAddr = freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	dataAddr, adminAddr = addrs[0], addrs[1]
 	yaml := strings.NewReplacer("127.0.0.1:7000", dataAddr, "127.0.0.1:9464", adminAddr).Replace(string(src))
 	file = filepath.Join(t.TempDir(), "pipeline.yaml")
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
