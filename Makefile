@@ -79,7 +79,7 @@ crossbuild:
 # cores. The longest packages are named first: go test builds and runs the
 # packages in the order named, and e2e (3 minutes) started last had the
 # lane wait for it alone.
-RACE_P ?= 4
+RACE_P ?= 2
 RACE_FIRST := ./e2e ./cmd/pipectl ./stages/db ./internal/pgtemp ./internal/engine
 race:
 	go test -race -vet=off -count=1 -p $(RACE_P) $(RACE_FIRST) ./...

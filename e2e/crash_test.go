@@ -20,6 +20,7 @@ import (
 // record the client saw acked must be stored; at the end every record is
 // stored exactly once.
 func TestCrashAndRestart(t *testing.T) {
+	t.Parallel()
 	n := 30000
 	if testing.Short() {
 		n = 8000

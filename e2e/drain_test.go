@@ -176,6 +176,7 @@ func withPassword(t testing.TB, dsn, pw string) string {
 // EOF). The DSN carries a password, which must show neither in pipectl's
 // output nor in /stats.
 func TestDrainOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	const pw = "drainSecretPW42"
 	bin := gobuild.ForTest(t, gobuild.Options{})
 	dsn := withPassword(t, pg.NewDatabase(t), pw)

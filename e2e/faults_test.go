@@ -43,6 +43,7 @@ func sendAndWait(t *testing.T, addr string, recs [][]byte) *wire.Client {
 // PostgreSQL that is down (logging its retries), returns once it is up,
 // and records are then acked and stored.
 func TestPostgresDownAtStartRetry(t *testing.T) {
+	t.Parallel()
 	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -21,15 +21,15 @@ import (
 // while a resending client sends, and starts it again on the same store:
 // every record the client saw acked is stored, each exactly once.
 func TestNatsServerKilled(t *testing.T) {
+	t.Parallel()
 	n := 20000
 	if testing.Short() {
 		n = 8000
 	}
 	bin := gobuild.ForTest(t, gobuild.Options{})
 	ns := startNatsServer(t)
-	t.Setenv("NATS_URL", ns.url())
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(dsn, "e2e_killed", ""))
+	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, "e2e_killed", ""))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -91,13 +91,19 @@ stages:
 // as the store's depth), is killed with SIGKILL, and started again on the
 // same store once PostgreSQL is back: every acked record is stored, each
 // once.
-func TestEmbeddedQueueRidesOutDatabase(t *testing.T) { rideOutDatabase(t, false) }
+func TestEmbeddedQueueRidesOutDatabase(t *testing.T) {
+	t.Parallel()
+	rideOutDatabase(t, false)
+}
 
 // TestEmbeddedQueueStartsWithDatabaseDown is TestEmbeddedQueueRidesOutDatabase
 // with PostgreSQL down before pipectl starts: the store, behind its queue,
 // starts in the background (retrying), and the source listens and acks
 // meanwhile.
-func TestEmbeddedQueueStartsWithDatabaseDown(t *testing.T) { rideOutDatabase(t, true) }
+func TestEmbeddedQueueStartsWithDatabaseDown(t *testing.T) {
+	t.Parallel()
+	rideOutDatabase(t, true)
+}
 
 // rideOutDatabase runs the durable-queue pipeline through a PostgreSQL
 // outage, stopped before pipectl starts (downFirst) or while it runs.

@@ -152,6 +152,7 @@ func (w *poolWatch) stop() (workers, depth int, overBlock string) {
 // DASHBOARD_OUTAGE_SCREENSHOT=docs/dashboard-outage.png writes a picture
 // of the page during the outage there (README's).
 func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
 	shot := os.Getenv("DASHBOARD_OUTAGE_SCREENSHOT")
 	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
 	dsn := srv.DSN()

@@ -83,6 +83,7 @@ func TestAdminToken(t *testing.T) {
 // failed start: the password appears in no log line at debug level, in
 // neither endpoint, and in no error.
 func TestPasswordNeverShown(t *testing.T) {
+	t.Parallel()
 	const pw = "Pa55-w0rd-never-shown"
 	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
 	dsn := withPassword(t, srv.DSN(), pw)

@@ -26,6 +26,7 @@ import (
 // record acked is stored exactly once. Only ack_wait is shortened (30s to
 // 3s), so that what a dead back held is delivered again soon.
 func TestSplitRecipeSurvivesBackKills(t *testing.T) {
+	t.Parallel()
 	bin := gobuild.ForTest(t, gobuild.Options{})
 	ns := startNatsServer(t)
 	work := t.TempDir()
