@@ -1,7 +1,8 @@
 # Targets for a fresh Debian machine, run as root, with Go in /usr/local/go.
 #   make run    install PostgreSQL if missing, build bin/pipectl, run pipeline.yaml
 #   make test   install what tests need, gofmt check, vet, staticcheck, windows and darwin
-#               cross-builds and vets, race tests, short fuzz runs (TEST_LANES, side by side)
+#               cross-builds and vets, race tests, short fuzz runs (TEST_FIRST, then
+#               TEST_LANES side by side)
 #   make stress the tests many times under -race, beside busy loops, with GOMAXPROCS 1 and
 #               unset, to find flaky ones (local use; STRESS_COUNT, STRESS_PKGS, STRESS_PROCS)
 #   make bench  build bin/pipectl, then the benchmark suite (bench/cmd/sedabench) with it,
@@ -20,7 +21,7 @@ PIPELINE ?= pipeline.yaml
 FUZZTIME ?= 5s
 BENCH ?=
 
-.PHONY: all build run test stress ensure vet staticcheck crossbuild race fuzz bench lint fmt-check docs clean nats-server
+.PHONY: all build run test stress ensure prebuild vet staticcheck crossbuild race fuzz bench lint fmt-check docs clean nats-server
 
 # Targets run one at a time, in the order listed, even under make -j.
 .NOTPARALLEL:
@@ -35,17 +36,18 @@ run:
 	go build -o bin/pipectl ./cmd/pipectl
 	bin/pipectl run -f $(PIPELINE)
 
-# The steps of `make test` (= .ci/run): ensure and fmt-check first, then the
-# lanes side by side (scripts/lanes.sh), each a list of targets run in order;
+# The steps of `make test` (= .ci/run): ensure and fmt-check, then prebuild,
+# then the lanes side by side (scripts/lanes.sh), each a list of targets run in order;
 # every step runs, each one's output is printed whole, and a summary gives
 # each step's time. To add a step, write its target below and put it in a
 # lane. race, the longest step, has a lane of its own from the start; the
 # other lane builds for vet first, so that staticcheck finds the packages
 # compiled, then cross-checks and fuzzes.
+TEST_FIRST := prebuild
 TEST_LANES := 'race' 'vet staticcheck crossbuild fuzz'
 
 test: ensure fmt-check
-	bash scripts/lanes.sh $(TEST_LANES)
+	bash scripts/lanes.sh $(TEST_FIRST) -- $(TEST_LANES)
 
 STRESS_COUNT ?= 20
 STRESS_PKGS ?= ./port ./stage ./pipeline ./stages/... ./natsq
@@ -62,6 +64,14 @@ ensure:
 	bash scripts/ensure-rsyslog.sh
 	bash scripts/ensure-chromium.sh
 
+# prebuild compiles pipectl and nats-server (without -race) before the
+# lanes start: vet needs the same packages compiled, and the tests build
+# both as processes of their own. Side by side on a cold cache, each go
+# command compiled them all again (the build cache shares finished work,
+# not work under way).
+prebuild:
+	go build ./cmd/pipectl github.com/nats-io/nats-server/v2
+
 vet:
 	go vet ./...
 
@@ -74,11 +84,11 @@ crossbuild:
 	bash scripts/crossbuild.sh windows darwin
 
 # -vet=off: go vet ./... (every analyzer, a superset of go test's) runs in
-# make test beside this. -p 4: most test binaries spend their time waiting
-# (on PostgreSQL, pipectl processes, timeouts), so four run at a time on two
-# cores. The longest packages are named first: go test builds and runs the
-# packages in the order named, and e2e (3 minutes) started last had the
-# lane wait for it alone.
+# make test beside this. The longest packages are named first: go test
+# builds and runs the packages in the order named, and e2e (2-3 minutes)
+# started last had the lane wait for it alone. RACE_P is go test's -p (4
+# lets more of the tests that mostly wait run at once, but raised the CPU
+# time of a cold run).
 RACE_P ?= 2
 RACE_FIRST := ./e2e ./cmd/pipectl ./stages/db ./internal/pgtemp ./internal/engine
 race:

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# lanes.sh LANE...: run make test's steps in lanes side by side. Each LANE
-# is a quoted list of make targets run one after another; the lanes run at
-# the same time (two lanes keep two cores busy: a cold build in one overlaps
-# the tests, waits and fuzzing of the other). Every step runs even when an
-# earlier one failed, so that one run reports every failure. A step's output
-# goes to its own log (LOGDIR, default a temporary directory) and is printed
-# whole when the step ends, so lanes never interleave lines; a summary of
-# each step's time and result follows, and the exit status is 1 if any
-# step failed.
+# lanes.sh [STEP... --] LANE...: run make test's steps. The STEPs before
+# "--" run first, one after another; then the LANEs run side by side. Each
+# LANE is a quoted list of make targets run one after another (two lanes
+# keep two cores busy: a cold build in one overlaps the tests, waits and
+# fuzzing of the other). Every step runs even when an earlier one failed,
+# so that one run reports every failure. A step's output goes to its own
+# log (LOGDIR, default a temporary directory) and is printed whole when the
+# step ends, so lanes never interleave lines; a summary of each step's time
+# and result follows, and the exit status is 1 if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logdir=${LOGDIR:-$(mktemp -d)}
@@ -32,8 +32,18 @@ lane() {
 	done
 }
 
+first=()
+if [[ " $* " == *" -- "* ]]; then
+	while [ "$1" != -- ]; do
+		first+=("$1")
+		shift
+	done
+	shift
+fi
+all=("${first[@]}")
+[ ${#first[@]} -eq 0 ] || lane "${first[@]}"
+
 pids=()
-all=()
 for l in "$@"; do
 	# shellcheck disable=SC2086 # a lane is a list of words
 	lane $l &
@@ -43,7 +53,7 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 
 failed=()
-echo "=== make test: steps (seconds, result), lanes side by side: $*"
+echo "=== make test: steps (seconds, result): ${first[*]:+${first[*]} first, then }lanes side by side: $*"
 for step in "${all[@]}"; do
 	read -r secs rc <"$logdir/$step.result" || { secs=? rc=1; }
 	result=ok
