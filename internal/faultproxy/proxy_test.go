@@ -197,6 +197,12 @@ func TestPartitionHeal(t *testing.T) {
 	if got != "before" || !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("target read %q and ended with %v; want only \"before\", then a reset", got, err)
 	}
+	// A pump counts its bytes after the write that delivers them: the
+	// client may read "before" back before it is counted.
+	poll.Until(t, "the 6 bytes of \"before\" counted each way", func() bool {
+		s := p.Stats()
+		return s.BytesUp >= 6 && s.BytesDown >= 6
+	})
 	if s := p.Stats(); s.Dialed != 1 || s.BytesUp != 6 || s.BytesDown != 6 {
 		t.Errorf("stats %+v: want the target dialed once, 6 bytes each way", s)
 	}
