@@ -2,9 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,19 +41,13 @@ func buildNatsServer(t *testing.T) string {
 	return bin
 }
 
-// startNatsServer starts nats-server on a free loopback port with its
-// store in a directory of t, waits until it takes connections, and kills
-// it when t ends.
+// startNatsServer starts nats-server on a loopback port of its choosing
+// (-p -1: no port picked here and freed, which a test running beside this
+// one could take first) with its store in a directory of t, waits until it
+// takes connections, and kills it when t ends. Restarts keep the port.
 func startNatsServer(t *testing.T) *natsServerProc {
 	t.Helper()
-	bin := buildNatsServer(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &natsServerProc{bin: bin, dir: t.TempDir(), port: port}
+	s := &natsServerProc{bin: buildNatsServer(t), dir: t.TempDir(), port: -1}
 	s.start(t)
 	t.Cleanup(s.kill)
 	return s
@@ -60,11 +55,11 @@ func startNatsServer(t *testing.T) *natsServerProc {
 
 func (s *natsServerProc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
-// start starts the server on its port and store, and waits until it is
-// ready.
+// start starts the server on its port (the first time, one it chooses)
+// and store, and waits until it is ready.
 func (s *natsServerProc) start(t *testing.T) {
 	t.Helper()
-	s.cmd = exec.Command(s.bin, "-js", "-sd", s.dir, "-a", "127.0.0.1", "-p", fmt.Sprint(s.port))
+	s.cmd = exec.Command(s.bin, "-js", "-sd", s.dir, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
 	s.out = &syncBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
@@ -77,7 +72,17 @@ func (s *natsServerProc) start(t *testing.T) {
 	poll.Until(t, "nats-server to be ready", func() bool {
 		return strings.Contains(out.String(), "Server is ready")
 	})
+	if s.port < 0 {
+		m := listening.FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("nats-server printed no client port:\n%s", out)
+		}
+		s.port, _ = strconv.Atoi(m[1])
+	}
 }
+
+// listening finds the client port in nats-server's log.
+var listening = regexp.MustCompile(`Listening for client connections on 127\.0\.0\.1:(\d+)`)
 
 // kill kills the server with SIGKILL and waits until it is gone; on a
 // stopped server it does nothing.
