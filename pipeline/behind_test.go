@@ -1,3 +1,5 @@
+//go:build !nonats
+
 package pipeline
 
 // This file tests the background start of a stage behind a transport's

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/stagedserver/seda/natsq"
 )
 
 // TestGrafanaDashboard loads docs/grafana-dashboard.json, the dashboard a
@@ -52,7 +51,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	labels := map[string][]string{}
 	descs := make(chan *prometheus.Desc, 100)
 	go func() {
-		newCollector(&Pipeline{series: natsq.Series()}).Describe(descs) // as New declares them with natsq registered
+		newCollector(&Pipeline{series: transportSeries()}).Describe(descs) // as New declares them with natsq registered
 		close(descs)
 	}()
 	descRe := regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
@@ -77,7 +76,7 @@ func loaderRegistry(t testing.TB) *stage.Registry {
 			t.Fatal(err)
 		}
 	}
-	if err := natsq.Register(reg); err != nil { // the transport, as pipectl registers it
+	if err := registerTransports(reg); err != nil { // the transport, as pipectl registers it
 		t.Fatal(err)
 	}
 	return reg

@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/poll"
-	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -284,7 +283,7 @@ func rtRegistry(t *testing.T) (*stage.Registry, *rtHub) {
 	}
 	// The queue transport, as pipectl registers it: pipeline itself knows
 	// none (a test may import natsq; the package does not).
-	if err := natsq.Register(reg); err != nil {
+	if err := registerTransports(reg); err != nil {
 		t.Fatal(err)
 	}
 	return reg, hub

@@ -6,8 +6,8 @@
 # fuzzing of the other). Every step runs even when an earlier one failed,
 # so that one run reports every failure. A step's output goes to its own
 # log (LOGDIR, default a temporary directory) and is printed whole when the
-# step ends, so lanes never interleave lines; a summary of each step's time
-# and result follows, and the exit status is 1 if any step failed.
+# step ends, so lanes never interleave lines; a summary of each step's time,
+# CPU time and result follows, and the exit status is 1 if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logdir=${LOGDIR:-$(mktemp -d)}
@@ -17,13 +17,16 @@ start=$(date +%s)
 # lane runs the steps of one lane in order, writing STEP.log and STEP.result
 # (seconds and exit status) for each; the lock keeps the printed logs whole.
 lane() {
+	local TIMEFORMAT='%U %S'
 	for step in "$@"; do
 		local s e rc
 		s=$(date +%s)
-		make --no-print-directory "$step" >"$logdir/$step.log" 2>&1
+		# time reports the CPU (user and system) of the step's whole
+		# process tree: its processes are all waited for.
+		{ time make --no-print-directory "$step" >"$logdir/$step.log" 2>&1; } 2>"$logdir/$step.cpu"
 		rc=$?
 		e=$(date +%s)
-		echo "$((e - s)) $rc" >"$logdir/$step.result"
+		echo "$((e - s)) $rc $(cat "$logdir/$step.cpu")" >"$logdir/$step.result"
 		{
 			flock 9
 			echo "=== $step ($((e - s)) s, exit $rc)"
@@ -53,12 +56,13 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 
 failed=()
-echo "=== make test: steps (seconds, result): ${first[*]:+${first[*]} first, then }lanes side by side: $*"
+echo "=== make test: steps (wall seconds, CPU seconds user+system, result): ${first[*]:+${first[*]} first, then }lanes side by side: $*"
 for step in "${all[@]}"; do
-	read -r secs rc <"$logdir/$step.result" || { secs=? rc=1; }
+	read -r secs rc user sys <"$logdir/$step.result" || { secs=? rc=1; }
 	result=ok
 	[ "$rc" = 0 ] || { result=FAIL; failed+=("$step"); }
-	printf '  %-12s %5s s  %s\n' "$step" "$secs" "$result"
+	cpu=$(awk -v u="${user:-0}" -v s="${sys:-0}" 'BEGIN { printf "%.0f", u + s }')
+	printf '  %-12s %5s s  %5s CPU-s  %s\n' "$step" "$secs" "$cpu" "$result"
 done
 echo "  total        $(($(date +%s) - start)) s (logs in $logdir)"
 if [ ${#failed[@]} -gt 0 ]; then
