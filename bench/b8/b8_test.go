@@ -35,7 +35,7 @@ func TestRunTiny(t *testing.T) {
 		}
 	}
 	md := res.Markdown()
-	for _, want := range []string{"| pipeline / contender |", "| copy |", "| rsyslog |", "Pipeline process CPU per record", "JSON path"} {
+	for _, want := range []string{"| pipeline / contender |", "| copy |", "| rsyslog |", "Pipeline process CPU per record", "JSON path", "PostgreSQL's CPU per row fed by the pipeline"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
 		}

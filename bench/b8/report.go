@@ -34,8 +34,24 @@ func (r *Result) Ratios(c string) []float64 {
 func (r *Result) Met(c string) bool { return report.Median(r.Ratios(c)) >= targets[c] }
 
 // PipelineCPU is the median CPU per record of the pipeline process.
-func (r *Result) PipelineCPU() time.Duration {
-	return time.Duration(report.Median(column(r.Samples[Pipeline], func(s Sample) float64 { return float64(s.CPUPerRecord()) })))
+func (r *Result) PipelineCPU() time.Duration { return r.medianCPU(Pipeline) }
+
+// medianCPU is the median CPU per record of contender c's process.
+func (r *Result) medianCPU(c string) time.Duration {
+	return time.Duration(report.Median(column(r.Samples[c], func(s Sample) float64 { return float64(s.CPUPerRecord()) })))
+}
+
+// PGRatios returns PostgreSQL's CPU per row fed by the pipeline over its
+// CPU per row fed by psql \copy, run by run.
+func (r *Result) PGRatios() []float64 {
+	p, o := r.Samples[Pipeline], r.Samples[Copy]
+	var out []float64
+	for i := range min(len(p), len(o)) {
+		if o[i].PGCPU > 0 && o[i].Rows > 0 && p[i].Rows > 0 {
+			out = append(out, float64(perRow(p[i].PGCPU, p[i].Rows))/float64(perRow(o[i].PGCPU, o[i].Rows)))
+		}
+	}
+	return out
 }
 
 var descriptions = map[string]string{
@@ -93,12 +109,19 @@ func (r *Result) Markdown() string {
 		fmt.Fprintf(&b, "| %s | %.2f / %.2f / %.2f | ≥ %.2f | %s |\n", name, slices.Min(rs), report.Median(rs), slices.Max(rs),
 			targets[name], report.Met(r.Met(name)))
 	}
+	if rs := r.PGRatios(); len(rs) > 0 {
+		fmt.Fprintf(&b, "\nPostgreSQL's CPU per row fed by the pipeline over fed by psql \\copy, per run: %.2f / %.2f / %.2f (min / median / max; target ≤ %.2f: %s).\n",
+			slices.Min(rs), report.Median(rs), slices.Max(rs), TargetPGRatio, report.Met(report.Median(rs) <= TargetPGRatio))
+	} else {
+		b.WriteString("\nPostgreSQL's CPU per row fed by the pipeline over fed by psql \\copy: not measured (no run of both with PostgreSQL's CPU).\n")
+	}
 	cpu := r.PipelineCPU()
 	fmt.Fprintf(&b, "\nPipeline process CPU per record (median): **%.2f µs** (target ≤ %.2f µs: %s).",
 		us(cpu), us(TargetCPU), report.Met(cpu <= TargetCPU))
-	if ss := r.Samples[JSON]; len(ss) > 0 {
-		fmt.Fprintf(&b, " JSON path (json above): **%.2f µs** per record.",
-			report.Median(column(ss, func(s Sample) float64 { return us(s.CPUPerRecord()) })))
+	if len(r.Samples[JSON]) > 0 {
+		j := r.medianCPU(JSON)
+		fmt.Fprintf(&b, " JSON path (json above): **%.2f µs** per record (target ≤ %.2f µs: %s).",
+			us(j), us(TargetJSONCPU), report.Met(j <= TargetJSONCPU))
 	}
 	b.WriteString("\n")
 	if len(r.Profile) > 0 {
