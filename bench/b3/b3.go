@@ -30,6 +30,11 @@ const (
 // Targets of docs/BENCHMARKS.md: pipeline rows/s over each baseline's.
 var targets = map[string]float64{Copy: 0.5, Naive: 20, Chan: 1.2}
 
+// TargetPGRatio is the most PostgreSQL's CPU per row may be when the
+// pipeline feeds it, over what it is when psql \copy does (issue 23; the
+// median of the per-run ratios).
+const TargetPGRatio = 1.2
+
 // Config sizes the benchmark; the zero value is the full B3.
 type Config struct {
 	Records      int // records per run of pipeline, copy and chan; 0: 1,000,000

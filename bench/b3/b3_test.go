@@ -47,7 +47,7 @@ func TestRunTiny(t *testing.T) {
 		}
 	}
 	md := res.Markdown()
-	for _, want := range []string{"| pipeline / baseline |", "| copy |", "| naive |", "| chan |", "p99"} {
+	for _, want := range []string{"| pipeline / baseline |", "| copy |", "| naive |", "| chan |", "p99", "PostgreSQL's CPU per row fed by the pipeline"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
 		}

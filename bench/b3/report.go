@@ -32,6 +32,19 @@ func (r *Result) Ratios(v string) []float64 {
 // Met reports whether the median ratio against v meets its target.
 func (r *Result) Met(v string) bool { return report.Median(r.Ratios(v)) >= targets[v] }
 
+// PGRatios returns PostgreSQL's CPU per row fed by the pipeline over its
+// CPU per row fed by psql \copy (the COPY ceiling), run by run.
+func (r *Result) PGRatios() []float64 {
+	p, c := r.Samples[Pipeline], r.Samples[Copy]
+	var out []float64
+	for i := range min(len(p), len(c)) {
+		if p[i].Rows > 0 && c[i].Rows > 0 && c[i].PGCPU > 0 {
+			out = append(out, (p[i].PGCPU.Seconds()/float64(p[i].Rows))/(c[i].PGCPU.Seconds()/float64(c[i].Rows)))
+		}
+	}
+	return out
+}
+
 // Markdown renders the results as the body of B3's section of
 // bench/RESULTS.md.
 func (r *Result) Markdown() string {
@@ -77,6 +90,12 @@ func (r *Result) Markdown() string {
 		}
 		fmt.Fprintf(&b, "| %s | %.2f / %.2f / %.2f | %.2f | ≥ %.1f | %s |\n", v, slices.Min(rs), report.Median(rs), slices.Max(rs),
 			report.Median(rates(r.Samples[Pipeline]))/report.Median(rates(r.Samples[v])), targets[v], report.Met(r.Met(v)))
+	}
+	if rs := r.PGRatios(); len(rs) > 0 {
+		fmt.Fprintf(&b, "\nPostgreSQL's CPU per row fed by the pipeline over fed by psql \\copy, per run: %.2f / %.2f / %.2f (min / median / max; target ≤ %.2f: %s).\n",
+			slices.Min(rs), report.Median(rs), slices.Max(rs), TargetPGRatio, report.Met(report.Median(rs) <= TargetPGRatio))
+	} else {
+		b.WriteString("\nPostgreSQL's CPU per row fed by the pipeline over fed by psql \\copy: not measured (PostgreSQL's CPU is measured only on the benchmark's own server).\n")
 	}
 	if len(r.Latency) > 0 {
 		b.WriteString("\nAck latency (send to the ack that covers the record) at half the pipeline's median maximum rate, rate-limited load:\n\n")
