@@ -138,8 +138,10 @@ type SourceRuntime interface {
 	StartAdmission(target time.Duration)
 	// Admit says how many of n records read at now (the read's one clock
 	// reading) may go in: all of them without admission control and
-	// under the pipeline's memory limit. The source refuses the rest
-	// busy, at once, before making events of them. Past the memory limit
+	// under the pipeline's memory limit, unless the first queue on the
+	// source's way on (past inline stages) rejects on overflow and is
+	// full, where they would be refused anyway: then none. The source
+	// refuses the rest busy, at once, before making events of them. Past the memory limit
 	// it admits none, or, under memory_limit's overflow block (and not
 	// under admission control), it waits until the pipeline holds less,
 	// or until the source stops taking input: the source has stopped

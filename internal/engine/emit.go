@@ -178,6 +178,32 @@ func (s *Stage) shedding() *Stage {
 	return n
 }
 
+// fullRejecting returns the first queue on the source's way on, past any
+// inline stages, when that queue rejects on overflow and is full: the
+// records read now would be refused busy there, after an event was made of
+// each and the inline stages had run on it (B4: a JSON decode each, while
+// the client offers ten times what the store takes). The door refuses them
+// at once instead, so the source answers them with one range nack. Nil
+// when the way on splits (routes), or its first queue blocks on overflow
+// or has room.
+func (s *Stage) fullRejecting() *Stage {
+	if len(s.routes) > 1 {
+		return nil
+	}
+	for st := s.next; st != nil; st = st.next {
+		if st.port != nil {
+			if st.set.Overflow == port.Reject && st.port.Full() {
+				return st
+			}
+			return nil
+		}
+		if len(st.routes) > 1 {
+			return nil
+		}
+	}
+	return nil
+}
+
 // Flush hands over every event emitted since the last Flush: posts them to
 // port-based stages and runs inline stages' handlers on theirs. It
 // publishes the emitter's counters.

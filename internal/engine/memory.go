@@ -124,13 +124,17 @@ func (s *Stage) waitRoom() {
 }
 
 // admitAt is the source's door: the memory limit first, then admission
-// control.
+// control; without it, a full queue that rejects (fullRejecting).
 func (s *Stage) admitAt(now time.Time, n int) int {
 	if !s.admitMemory(n) {
 		return 0
 	}
 	if a := s.adm.Load(); a != nil {
 		return a.Admit(now, n)
+	}
+	if q := s.fullRejecting(); q != nil {
+		q.shed.Add(uint64(n)) // the queue's Rejected in /stats, as if refused there
+		return 0
 	}
 	return n
 }

@@ -49,6 +49,14 @@ func (rt sourceRuntime) StartAdmission(target time.Duration)    { rt.s.startAdmi
 func (rt sourceRuntime) Admit(now time.Time, n int) int         { return rt.s.admitAt(now, n) }
 func (rt sourceRuntime) Hold(ev *stage.Event, n int)            { state(ev).Charge(n) }
 
+// OverMemoryLimit reports whether the pipeline holds its memory limit now:
+// a source that counts why its door refused (netio.udp's drops) asks it,
+// the door's other refusals being admission's and a full queue's.
+func (rt sourceRuntime) OverMemoryLimit() bool {
+	m := rt.s.door.m
+	return m != nil && m.t.Over()
+}
+
 // newSourceEmitter returns an emitter for one goroutine of the source: it
 // never waits for room while the source is under admission control,
 // whenever that started.

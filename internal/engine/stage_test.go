@@ -477,3 +477,78 @@ func newSourceStage(set stage.Settings, src stage.Source, log *zap.Logger) *Stag
 	s, _ := NewSourceStage(set, src, log)
 	return s
 }
+
+// A source's door refuses a read's records at once while the first queue
+// on its way on (past inline stages) rejects on overflow and is full: no
+// event is made and the inline stage does not run; the queue counts them
+// rejected. A queue that blocks on overflow never refuses at the door.
+func TestDoorRefusesWhileRejectingQueueIsFull(t *testing.T) {
+	for _, overflow := range []port.Overflow{port.Reject, port.Block} {
+		t.Run(overflow.String(), func(t *testing.T) {
+			gate := make(chan struct{})
+			held := make(chan struct{}, 1)
+			sink := newHandlerStage(stage.Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 2, Overflow: overflow, Batch: 1},
+				stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+					select {
+					case held <- struct{}{}:
+					default:
+					}
+					<-gate
+					for _, ev := range b {
+						ev.Done(nil)
+					}
+					return nil
+				}), nil)
+			var parsed atomic.Int64
+			parse := newHandlerStage(stage.Settings{Name: "parse", Inline: true}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+				parsed.Add(int64(len(b)))
+				for _, ev := range b {
+					out.Emit(ctx, ev)
+				}
+				return nil
+			}), nil)
+			src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+			src.connect(parse, map[string]*Stage{"parse": parse})
+			parse.connect(sink, map[string]*Stage{"store": sink})
+			if err := sink.start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			rt := sourceRuntime{src}
+			if got := rt.Admit(time.Now(), 5); got != 5 {
+				t.Fatalf("room in the queue: admitted %d of 5", got)
+			}
+			res := newResults()
+			em := src.NewEmitter()
+			emit := func(from, to uint64) {
+				for i := from; i <= to; i++ {
+					em.Emit(context.Background(), src.NewEvent(nil, i, stage.Origin{To: res}))
+				}
+				em.Flush(context.Background())
+			}
+			emit(1, 1) // the worker holds it
+			<-held
+			emit(2, 3) // the queue is full
+			if d := sink.port.Stats().Depth; d != 2 {
+				t.Fatalf("queue depth %d, want 2", d)
+			}
+			before := parsed.Load()
+			got := rt.Admit(time.Now(), 5)
+			want, rejected := 0, uint64(5)
+			if overflow == port.Block {
+				want, rejected = 5, 0 // the source waits on the queue instead
+			}
+			if got != want || sink.Stats().Rejected != rejected {
+				t.Fatalf("queue full: admitted %d of 5, rejected %d; want %d, %d", got, sink.Stats().Rejected, want, rejected)
+			}
+			if parsed.Load() != before {
+				t.Fatal("the inline stage ran at the door")
+			}
+			close(gate)
+			sink.closeQueue()
+			sink.wg.Wait()
+			if res.count() != 3 || src.InFlight() != 0 {
+				t.Fatalf("completions %d, in flight %d", res.count(), src.InFlight())
+			}
+		})
+	}
+}

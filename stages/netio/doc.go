@@ -14,9 +14,11 @@
 // bytes read, and records lost without a refusal anyone hears of.
 //
 // Every source asks the runtime's door (stage.SourceRuntime.Admit) once
-// per read, before making events: past the pipeline's memory_limit
-// netio.tcp nacks the read's records busy, netio.http answers 503 and
-// netio.udp drops the datagram (drops.memory_limit); under memory_limit's
+// per read, before making events: past the pipeline's memory_limit, or
+// while the first queue on the way on (past inline stages) is full under
+// `overflow: reject`, netio.tcp nacks the read's records busy (one range
+// nack), netio.http answers 503 and netio.udp drops the datagram
+// (drops.memory_limit); under memory_limit's
 // overflow block the door waits, and the source stops reading meanwhile.
 //
 // # The IOCP mapping

@@ -15,6 +15,7 @@ import (
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
 )
@@ -220,4 +221,44 @@ func TestMemoryLimitUDPDrops(t *testing.T) {
 	}
 	close(gate)
 	poll.Until(t, "the three held finished", func() bool { return len(r.payloads()) == 3 && m.Held() == 0 })
+}
+
+// While the queue after netio.udp rejects on overflow and is full, the
+// door drops what the source reads, counted as Drops.QueueFull (not
+// MemoryLimit: the pipeline is under its limit).
+func TestUDPDoorDropsWhileRejectingQueueIsFull(t *testing.T) {
+	src, err := newSource(netio.UDPKind, listening(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := engine.NewMemory(1<<30, false, "test")
+	gate := make(chan struct{})
+	var r *rig
+	r = startRigMem(t, src, stage.Settings{Name: "in", Kind: netio.UDPKind, Workers: 1, Concurrency: 1, Capacity: 64},
+		stage.Settings{Workers: 1, Concurrency: 1, Capacity: 2, Overflow: port.Reject, Batch: 1}, gatedSink(&r, gate), m)
+	r.gate = gate
+	c := dialUDP(t, src.(*netio.UDPSource).Addr())
+	send := func(i int) {
+		if _, err := c.Write(record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One held by the sink's worker, two queued: the queue is full.
+	send(0)
+	poll.Until(t, "the sink's worker holding one", func() bool { return r.sink.Stage().Stats().In == 1 })
+	send(1)
+	send(2)
+	poll.Until(t, "the sink's queue full", func() bool { return r.sink.Stage().Stats().Queue.Depth == 2 })
+	send(3)
+	send(4)
+	poll.Until(t, "two drops at the door", func() bool { return r.in.Stage().Stats().Source.Drops.QueueFull == 2 })
+	st := r.in.Stage().Stats()
+	if st.Source.Drops.MemoryLimit != 0 || st.In != 3 {
+		t.Fatalf("memory_limit drops %d, events made %d; want 0 and 3", st.Source.Drops.MemoryLimit, st.In)
+	}
+	if rej := r.sink.Stage().Stats().Rejected; rej != 2 {
+		t.Fatalf("the sink's queue counts %d rejected, want the 2 refused at the door", rej)
+	}
+	close(gate)
+	poll.Until(t, "the three held finished", func() bool { return len(r.payloads()) == 3 })
 }

@@ -77,7 +77,9 @@ func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 // Datagrams the kernel dropped because the socket's buffer was full are
 // counted where the OS reports them (Linux: SO_RXQ_OVFL) as
 // Drops.SocketOverrun; one over max_frame as Drops.Oversized; one read
-// while the pipeline holds its memory limit as Drops.MemoryLimit.
+// while the pipeline holds its memory limit as Drops.MemoryLimit, and one
+// read while the first queue after the source is full under overflow
+// reject as Drops.QueueFull.
 type UDPSource struct {
 	opts udpOptions
 
@@ -226,10 +228,16 @@ func (s *UDPSource) read() {
 		// The door: past the pipeline's memory limit the datagram is
 		// dropped and counted (Drops.MemoryLimit); under its overflow
 		// block the reader stops reading until there is room, and the
-		// kernel's buffer takes the loss (Drops.SocketOverrun).
+		// kernel's buffer takes the loss (Drops.SocketOverrun). While
+		// the first queue after the source rejects on overflow and is
+		// full, it is dropped as Drops.QueueFull.
 		at := time.Now()
 		if s.rt.Admit(at, 1) == 0 {
-			s.cnt.memoryLimit.Add(1)
+			if s.overMemory() {
+				s.cnt.memoryLimit.Add(1)
+			} else {
+				s.cnt.queueFull.Add(1)
+			}
 			continue
 		}
 		pk := port.Packet[datagram]{Key: seq + 1, N: len(rec), Value: datagram{rec: rec, at: at}}
@@ -347,4 +355,12 @@ func (s *UDPSource) Figures(st *stats.Stage) {
 		ps = p.Stats()
 	}
 	figures(st, p != nil, ps, port.Reject, set, &s.cnt)
+}
+
+// overMemory reports whether the door refused a datagram for the memory
+// limit rather than for a full queue; a runtime that cannot say (not the
+// engine's) is taken to have.
+func (s *UDPSource) overMemory() bool {
+	m, ok := s.rt.(interface{ OverMemoryLimit() bool })
+	return !ok || m.OverMemoryLimit()
 }
