@@ -168,14 +168,16 @@ var errShuttingDown = errors.New("shutting down")
 // before this (inline) stage runs: the next stage is its only way on, its
 // queue rejects on overflow, and the queue is full. Otherwise nil.
 func (s *Stage) shedding() *Stage {
-	n := s.next
-	if n == nil || n.port == nil || n.set.Overflow != port.Reject || len(s.routes) > 1 {
-		return nil
+	if n := s.next; n != nil && len(s.routes) <= 1 && n.rejectsFull() {
+		return n
 	}
-	if !n.port.Full() {
-		return nil
-	}
-	return n
+	return nil
+}
+
+// rejectsFull reports whether the stage has a queue that rejects on
+// overflow and is full now.
+func (s *Stage) rejectsFull() bool {
+	return s.port != nil && s.set.Overflow == port.Reject && s.port.Full()
 }
 
 // fullRejecting returns the first queue on the source's way on, past any
@@ -192,7 +194,7 @@ func (s *Stage) fullRejecting() *Stage {
 	}
 	for st := s.next; st != nil; st = st.next {
 		if st.port != nil {
-			if st.set.Overflow == port.Reject && st.port.Full() {
+			if st.rejectsFull() {
 				return st
 			}
 			return nil
