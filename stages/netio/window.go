@@ -160,6 +160,17 @@ func (w *window) advance(out []byte, room int) []byte {
 		if st == stPending {
 			break
 		}
+		if runA != 0 && st == runSt && st != stOther &&
+			len(out)-base+len("nack ")+digits(runA)+1+digits(w.next)+1+len(runR)+1+maxAckLine <= room {
+			// The run goes on over every record after it in its state
+			// (a burst shed busy): its line fits even ending at next,
+			// so no record needs the checks below.
+			for w.acked < w.next && w.st[(w.acked+1)&mask] == runSt {
+				w.st[(w.acked+1)&mask] = stPending
+				w.acked++
+			}
+			continue
+		}
 		if st >= stOther {
 			if runA != 0 && ((st == runSt && st != stOther) || w.peekReason(seq, st) == runR) {
 				// The run goes on: its line then ends in seq.
