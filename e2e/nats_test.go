@@ -175,11 +175,24 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 		n = 4000
 	}
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, streamFor(t), ""))
+	// Envelopes of 16 events, some 500 for the run, so that both backs
+	// get a share: with the default size the run is some 80 envelopes,
+	// and a back pulls 8 ahead.
+	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, streamFor(t), ", envelope_events: 16"))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	b1 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	b2 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
+	// Both backs pull before the client sends. A back prints its banner
+	// before it makes its consumer, and a make test run saw the first
+	// back take every envelope of the run before the second pulled, and
+	// the wait for both backs to store rows below gave up.
+	for _, b := range []*proc{b1, b2} {
+		poll.Until(t, "the back pulling from the stream", func() bool {
+			st, ok := stageOf(t, hc, b, "store")
+			return ok && natsOf(st).Consuming
+		})
+	}
 
 	var addr atomic.Value
 	addr.Store(front.addr)
