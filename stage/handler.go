@@ -19,7 +19,9 @@ import (
 //
 // For each event of the batch, Handle either hands it on with out.Emit
 // or finishes it with ev.Done (a sink finishes a committed batch with
-// DoneAll). An error returned by Handle fails every event of the batch
+// DoneAll), before it returns: once Handle has returned, the runtime
+// reuses the events the stage finished, so a handler must not finish an
+// event of the batch later, from another goroutine. An error returned by Handle fails every event of the batch
 // that was neither handed on nor finished; so does a panic, which is
 // recovered and logged with the stage's name. ctx ends when the pipeline
 // is stopped for good (phase two of its stop): a handler that waits on

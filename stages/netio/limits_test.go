@@ -34,16 +34,20 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 		// one more completed from the previous read's tail.
 		bound = maxUnacked + readBuffer/recLen + 1
 	)
-	held := make(chan *stage.Event, 1)
-	// release finishes record 1 once the sink has it (the reads may pause
-	// before it reaches the sink: record 1 is unacked either way).
+	// The sink's handler holds record 1 until released, inside Handle as
+	// a sink retrying a batch does: a handler finishes its events before
+	// it returns (the runtime reuses them then). The other worker goes on
+	// with the later records.
+	reached, unstick := make(chan struct{}), make(chan struct{})
+	// release lets record 1 finish once the sink has it (the reads may
+	// pause before it reaches the sink: record 1 is unacked either way).
 	release := sync.OnceFunc(func() {
 		select {
-		case ev := <-held:
-			ev.Done(nil)
+		case <-reached:
 		case <-time.After(wait):
 			t.Error("record 1 never reached the sink")
 		}
+		close(unstick)
 	})
 	var r *rig
 	r = newRig(t, map[string]any{"max_unacked": maxUnacked, "read_buffer": int64(readBuffer)}, stage.Settings{Workers: 2, Concurrency: 2},
@@ -53,12 +57,18 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 				r.got = append(r.got, string(ev.Payload))
 			}
 			r.mu.Unlock()
+			var stuck *stage.Event
 			for _, ev := range b {
-				if ev.Seq == 1 { // stuck, like a batch being retried, until released
-					held <- ev
+				if ev.Seq == 1 {
+					stuck = ev
 					continue
 				}
 				ev.Done(nil)
+			}
+			if stuck != nil { // stuck, like a batch being retried, until released
+				close(reached)
+				<-unstick
+				stuck.Done(nil)
 			}
 			return nil
 		})
@@ -117,20 +127,30 @@ func TestMaxUnackedPausesReadsBehindAStuckRecord(t *testing.T) {
 // stuck one is finished.
 func TestStopInputWhileReadsPaused(t *testing.T) {
 	const maxUnacked = 20
-	held := make(chan *stage.Event, 1)
+	// Record 1 is held inside the sink's Handle until released (a handler
+	// finishes its events before it returns).
+	reached, unstick := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(unstick) })
 	r := newRig(t, map[string]any{"max_unacked": maxUnacked, "read_buffer": int64(128)}, stage.Settings{Workers: 2, Concurrency: 2},
 		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			var stuck *stage.Event
 			for _, ev := range b {
 				if ev.Seq == 1 {
-					held <- ev
+					stuck = ev
 					continue
 				}
 				ev.Done(nil)
+			}
+			if stuck != nil {
+				close(reached)
+				<-unstick
+				stuck.Done(nil)
 			}
 			return nil
 		})
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
+	t.Cleanup(release) // first: the client and the rig's drain need record 1 finished
 	c := r.dial(wire.Lines, nil)
 	wg.Add(1)
 	go func() {
@@ -142,13 +162,11 @@ func TestStopInputWhileReadsPaused(t *testing.T) {
 		}
 		c.Flush()
 	}()
-	var ev *stage.Event
 	select {
-	case ev = <-held:
+	case <-reached:
 	case <-time.After(wait):
 		t.Fatal("record 1 never arrived")
 	}
-	t.Cleanup(func() { ev.Done(nil) }) // Done twice is counted and ignored
 	poll.Until(t, "reads to pause", func() bool { return r.src.ReadsPaused() != 0 })
 	// Everything but record 1 finished, so no ack flush is left to wake
 	// the paused reader: StopInput itself must.
@@ -159,7 +177,7 @@ func TestStopInputWhileReadsPaused(t *testing.T) {
 		t.Fatal(err)
 	}
 	read := r.in.Stage().Stats().In
-	ev.Done(nil)
+	release()
 	go func() { <-c.Done(); c.Close() }() // the client closes after the server's EOF
 	if err := r.src.Drain(ctx); err != nil {
 		t.Fatal(err)
