@@ -372,78 +372,100 @@ func TestAbortEndsWorkers(t *testing.T) {
 	}
 }
 
-// With its only next stage full under overflow reject, an inline stage's
-// batch is refused as busy before its handler runs: no work is spent on
-// events the queue would turn away.
-func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
-	gate := make(chan struct{})
-	held := make(chan struct{}, 1) // the handler holds a batch
-	sink := newHandlerStage(stage.Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 4, Overflow: port.Reject, Batch: 1},
+// shedRig is a source, an inline parse stage that counts the events it
+// runs on, and a store of one worker whose handler holds each batch until
+// gate is closed (held says it has one), its queue of capacity and
+// overflow given.
+type shedRig struct {
+	src, parse, sink *Stage
+	parsed           atomic.Int64
+	gate, held       chan struct{}
+	res              *results
+	em               *Outputs
+}
+
+func newShedRig(t *testing.T, capacity int, overflow port.Overflow) *shedRig {
+	t.Helper()
+	r := &shedRig{gate: make(chan struct{}), held: make(chan struct{}, 1), res: newResults()}
+	r.sink = newHandlerStage(stage.Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: capacity, Overflow: overflow, Batch: 1},
 		stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 			select {
-			case held <- struct{}{}:
+			case r.held <- struct{}{}:
 			default:
 			}
-			<-gate
+			<-r.gate
 			for _, ev := range b {
 				ev.Done(nil)
 			}
 			return nil
 		}), nil)
-	var parsed atomic.Int64
-	parse := newHandlerStage(stage.Settings{Name: "parse", Inline: true}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
-		parsed.Add(int64(len(b)))
+	r.parse = newHandlerStage(stage.Settings{Name: "parse", Inline: true}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+		r.parsed.Add(int64(len(b)))
 		for _, ev := range b {
 			out.Emit(ctx, ev)
 		}
 		return nil
 	}), nil)
-	src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	src.connect(parse, map[string]*Stage{"parse": parse})
-	parse.connect(sink, map[string]*Stage{"store": sink})
-	if err := sink.start(context.Background()); err != nil {
+	r.src = newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	r.src.connect(r.parse, map[string]*Stage{"parse": r.parse})
+	r.parse.connect(r.sink, map[string]*Stage{"store": r.sink})
+	if err := r.sink.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	res := newResults()
-	em := src.NewEmitter()
-	emit := func(from, to uint64) {
-		for i := from; i <= to; i++ {
-			em.Emit(context.Background(), src.NewEvent(nil, i, stage.Origin{To: res}))
-		}
-		em.Flush(context.Background())
+	r.em = r.src.NewEmitter()
+	return r
+}
+
+// emit sends events from..to from the source, then flushes.
+func (r *shedRig) emit(from, to uint64) {
+	for i := from; i <= to; i++ {
+		r.em.Emit(context.Background(), r.src.NewEvent(nil, i, stage.Origin{To: r.res}))
 	}
+	r.em.Flush(context.Background())
+}
+
+// stop lets the store finish and waits for its worker.
+func (r *shedRig) stop() {
+	close(r.gate)
+	r.sink.closeQueue()
+	r.sink.wg.Wait()
+}
+
+// With its only next stage full under overflow reject, an inline stage's
+// batch is refused as busy before its handler runs: no work is spent on
+// events the queue would turn away.
+func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
+	r := newShedRig(t, 4, port.Reject)
 	// The worker takes event 1 and holds it; only then do 2-10 come, so
 	// that four are queued and five refused whenever the worker runs.
-	emit(1, 1)
-	<-held
-	emit(2, 10)
-	if d := sink.port.Stats().Depth; d != 4 {
+	r.emit(1, 1)
+	<-r.held
+	r.emit(2, 10)
+	if d := r.sink.port.Stats().Depth; d != 4 {
 		t.Fatalf("queue depth %d, want 4", d)
 	}
-	before := parsed.Load()
-	emit(11, 20) // the queue is full: shed before parsing
-	if got := parsed.Load(); got != before {
+	before := r.parsed.Load()
+	r.emit(11, 20) // the queue is full: shed before parsing
+	if got := r.parsed.Load(); got != before {
 		t.Fatalf("the inline handler ran on %d events while the next queue was full", got-before)
 	}
 	for i := uint64(11); i <= 20; i++ {
-		if errs := res.get(i); len(errs) != 1 || !errors.Is(errs[0], stage.ErrBusy) {
+		if errs := r.res.get(i); len(errs) != 1 || !errors.Is(errs[0], stage.ErrBusy) {
 			t.Fatalf("event %d: %v", i, errs)
 		}
 	}
-	close(gate)
-	sink.closeQueue()
-	sink.wg.Wait()
+	r.stop()
 	busy := 0
 	for i := uint64(1); i <= 20; i++ {
-		if errors.Is(res.get(i)[0], stage.ErrBusy) {
+		if errors.Is(r.res.get(i)[0], stage.ErrBusy) {
 			busy++
 		}
 	}
-	if got := sink.Stats().Rejected; got != uint64(busy) {
+	if got := r.sink.Stats().Rejected; got != uint64(busy) {
 		t.Fatalf("store rejected %d, busy completions %d", got, busy)
 	}
-	if res.count() != 20 || src.InFlight() != 0 {
-		t.Fatalf("completions %d, in flight %d", res.count(), src.InFlight())
+	if r.res.count() != 20 || r.src.InFlight() != 0 {
+		t.Fatalf("completions %d, in flight %d", r.res.count(), r.src.InFlight())
 	}
 }
 
@@ -485,69 +507,32 @@ func newSourceStage(set stage.Settings, src stage.Source, log *zap.Logger) *Stag
 func TestDoorRefusesWhileRejectingQueueIsFull(t *testing.T) {
 	for _, overflow := range []port.Overflow{port.Reject, port.Block} {
 		t.Run(overflow.String(), func(t *testing.T) {
-			gate := make(chan struct{})
-			held := make(chan struct{}, 1)
-			sink := newHandlerStage(stage.Settings{Name: "store", Workers: 1, Concurrency: 1, Capacity: 2, Overflow: overflow, Batch: 1},
-				stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
-					select {
-					case held <- struct{}{}:
-					default:
-					}
-					<-gate
-					for _, ev := range b {
-						ev.Done(nil)
-					}
-					return nil
-				}), nil)
-			var parsed atomic.Int64
-			parse := newHandlerStage(stage.Settings{Name: "parse", Inline: true}, stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
-				parsed.Add(int64(len(b)))
-				for _, ev := range b {
-					out.Emit(ctx, ev)
-				}
-				return nil
-			}), nil)
-			src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
-			src.connect(parse, map[string]*Stage{"parse": parse})
-			parse.connect(sink, map[string]*Stage{"store": sink})
-			if err := sink.start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			rt := sourceRuntime{src}
+			r := newShedRig(t, 2, overflow)
+			rt := sourceRuntime{r.src}
 			if got := rt.Admit(time.Now(), 5); got != 5 {
 				t.Fatalf("room in the queue: admitted %d of 5", got)
 			}
-			res := newResults()
-			em := src.NewEmitter()
-			emit := func(from, to uint64) {
-				for i := from; i <= to; i++ {
-					em.Emit(context.Background(), src.NewEvent(nil, i, stage.Origin{To: res}))
-				}
-				em.Flush(context.Background())
-			}
-			emit(1, 1) // the worker holds it
-			<-held
-			emit(2, 3) // the queue is full
-			if d := sink.port.Stats().Depth; d != 2 {
+			r.emit(1, 1) // the worker holds it
+			<-r.held
+			r.emit(2, 3) // the queue is full
+			if d := r.sink.port.Stats().Depth; d != 2 {
 				t.Fatalf("queue depth %d, want 2", d)
 			}
-			before := parsed.Load()
+			before := r.parsed.Load()
 			got := rt.Admit(time.Now(), 5)
 			want, rejected := 0, uint64(5)
 			if overflow == port.Block {
 				want, rejected = 5, 0 // the source waits on the queue instead
 			}
-			if got != want || sink.Stats().Rejected != rejected {
-				t.Fatalf("queue full: admitted %d of 5, rejected %d; want %d, %d", got, sink.Stats().Rejected, want, rejected)
+			if got != want || r.sink.Stats().Rejected != rejected {
+				t.Fatalf("queue full: admitted %d of 5, rejected %d; want %d, %d", got, r.sink.Stats().Rejected, want, rejected)
 			}
-			if parsed.Load() != before {
+			if r.parsed.Load() != before {
 				t.Fatal("the inline stage ran at the door")
 			}
-			close(gate)
-			sink.closeQueue()
-			sink.wg.Wait()
-			if res.count() != 3 || src.InFlight() != 0 {
-				t.Fatalf("completions %d, in flight %d", res.count(), src.InFlight())
+			r.stop()
+			if r.res.count() != 3 || r.src.InFlight() != 0 {
+				t.Fatalf("completions %d, in flight %d", r.res.count(), r.src.InFlight())
 			}
 		})
 	}
