@@ -24,11 +24,14 @@
 // the table; COPY outside a transaction block is its own transaction,
 // committed when it returns. A batch that finds no COPY of the stage
 // running starts one at once; batches that come while one runs wait, and
-// the next COPY writes them all (group commit, up to 4 MiB of rows): one
-// COPY at a time while that keeps up, more beside it (up to max_conns)
-// only when a whole group is waiting. PostgreSQL pays much of a COPY per
-// statement and per concurrent writer, so fewer, larger COPYs cost it
-// less per row. Under conflict: ignore, a COPY that meets a key already
+// the next COPY writes them all (group commit, up to 4 MiB of rows). Into
+// a table with an index that is one COPY at a time while it keeps up,
+// more beside it (up to max_conns) only when a whole group is waiting:
+// PostgreSQL pays much of a COPY per statement and per concurrent writer
+// (the index's pages), so fewer, larger COPYs cost it less per row. Into
+// a table without an index a waiting batch starts a COPY beside the
+// running ones at once (up to max_conns): there a concurrent COPY costs
+// PostgreSQL little, and lets it use another core. Under conflict: ignore, a COPY that meets a key already
 // stored (SQLSTATE 23505, a resend) is written again through the
 // idempotent path: in one transaction, COPY into a temporary table (the
 // load table, made once per connection, ON COMMIT DELETE ROWS), then

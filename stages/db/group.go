@@ -22,9 +22,15 @@ package db
 // finds the queue so starts one at once (a lone batch never waits). When
 // a COPY ends, the batches that came meanwhile are written together by
 // the next COPY, whose leader is the oldest of them. A further COPY runs
-// beside the first ones only when the batches waiting fill a whole group
-// (groupBytes), and never more than the connections: one COPY at a time
-// while it keeps up, more when the backlog says it does not.
+// beside the first ones only when the batches waiting reach laneBytes,
+// and never more than the connections. Into a table with an index
+// laneBytes is a whole group (groupBytes): one COPY at a time while it
+// keeps up, more when the backlog says it does not, since concurrent
+// COPYs contend for the index's pages and write their keys out of order.
+// Into a table without one, a waiting batch is enough: there concurrent
+// COPYs cost PostgreSQL little more per row, and one COPY at a time left
+// its backend idle a third of the time (the gaps between COPYs), so the
+// pipeline stored light rows 15–30% slower (bench/RESULTS.md, B8 notes).
 
 import (
 	"cmp"
@@ -58,7 +64,10 @@ type groups struct {
 	bytes    int     // COPY data in queue
 	lanes    int     // COPYs running or handed to a leader
 	maxLanes int
-	maxBytes int
+	maxBytes int // the most COPY data a group takes (groupBytes)
+	// laneBytes is the COPY data waiting that starts a further COPY beside
+	// the running ones: maxBytes, or 1 into a table without an index.
+	laneBytes int
 }
 
 // join queues r. When r's arrival starts a COPY it returns that group if
@@ -69,7 +78,7 @@ func (g *groups) join(r *rows) []*rows {
 	g.queue = append(g.queue, r)
 	g.bytes += len(r.buf)
 	var grp []*rows
-	if g.lanes == 0 || g.lanes < g.maxLanes && g.bytes >= g.maxBytes {
+	if g.lanes == 0 || g.lanes < g.maxLanes && g.bytes >= g.laneBytes {
 		g.lanes++
 		grp = g.takeLocked()
 	}

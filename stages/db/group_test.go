@@ -109,6 +109,39 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// Into a table without an index a batch that comes while a COPY runs
+// starts a COPY of its own beside it, instead of waiting for the next
+// (TestGroupCommit shows the waiting into a table with one).
+func TestGroupLaneWithoutIndex(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, config(dsn, map[string]any{"key": nil}))
+	db := connect(t, dsn)
+	rec := &recorder{}
+	release := holdWrites(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first := handleAsync(ctx, s, batchOf(rec, 0, 10))
+	waitBlocked(t, dsn)
+	second := handleAsync(ctx, s, batchOf(rec, 10, 20))
+	poll.Until(t, "both COPYs waiting for the lock", func() bool {
+		return count(t, db, "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'events'::regclass") == 2
+	})
+	s.groups.mu.Lock()
+	q, lanes := len(s.groups.queue), s.groups.lanes
+	s.groups.mu.Unlock()
+	if q != 0 || lanes != 2 {
+		t.Fatalf("while the first COPY waits: %d batches queued, %d COPYs running; want 0 and 2", q, lanes)
+	}
+	release()
+	waitAll(t, first, second)
+	if acked, nacked := rec.results(); acked != 20 || len(nacked) != 0 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+	if n := count(t, db, "SELECT count(DISTINCT xmin::text) FROM events"); n != 2 {
+		t.Fatalf("%d transactions, want 2", n)
+	}
+}
+
 // A row PostgreSQL refuses in a group fails the group's COPY; each batch
 // is then written alone, so only the refused rows are nacked.
 func TestGroupRowErrorIsolated(t *testing.T) {

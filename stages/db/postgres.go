@@ -217,7 +217,7 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	pc.MaxConns = int32(min(maxConns, maxMaxConns))
 	pc.MinConns = 0
 	s.poolCfg = pc
-	s.groups = groups{maxLanes: int(pc.MaxConns), maxBytes: groupBytes}
+	s.groups = groups{maxLanes: int(pc.MaxConns), maxBytes: groupBytes, laneBytes: groupBytes}
 
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, &stage.FieldError{Field: "table", Err: err}

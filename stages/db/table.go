@@ -311,6 +311,18 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 	if len(problems) > 0 {
 		return &shapeError{fmt.Sprintf("table %s does not match the configuration: %s", tbl, strings.Join(problems, "; "))}
 	}
+	// Into a table without an index a waiting batch starts a further
+	// COPY (group.go's laneBytes).
+	var indexed bool
+	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1)", *oid).Scan(&indexed); err != nil {
+		return s.scrub(err)
+	}
+	s.groups.mu.Lock()
+	s.groups.laneBytes = s.groups.maxBytes
+	if !indexed {
+		s.groups.laneBytes = 1
+	}
+	s.groups.mu.Unlock()
 	return nil
 }
 
