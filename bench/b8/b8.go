@@ -236,7 +236,7 @@ func (h *harness) run(ctx context.Context, c string, r int) (Sample, error) {
 		return Sample{}, err
 	}
 	if c != Pipeline { // the pipeline creates its own (create: true), with the same columns
-		if _, err := h.db.Exec(ctx, "CREATE TABLE "+ident(table)+" (host text, app text, msg text, body text)"); err != nil {
+		if _, err := h.db.Exec(ctx, "CREATE TABLE "+ident(table)+" (host text, app text, msg text)"); err != nil {
 			return Sample{}, err
 		}
 	}
@@ -440,7 +440,7 @@ func (h *harness) runCopy(ctx context.Context) (Sample, error) {
 	start := time.Now()
 	for i, f := range h.work.files {
 		cmds[i] = exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", h.dsn,
-			"-c", `\copy `+ident(table)+` (host, app, msg, body) FROM '`+f+`'`)
+			"-c", `\copy `+ident(table)+` (host, app, msg) FROM '`+f+`'`)
 		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
 		if err := cmds[i].Start(); err != nil {
 			return Sample{}, fmt.Errorf("psql: %w", err)

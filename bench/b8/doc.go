@@ -1,6 +1,6 @@
 // Package b8 is benchmark B8 of docs/BENCHMARKS.md: light rows. One
 // million RFC 5424 messages, octet-counted (RFC 6587), over 4 TCP
-// connections, are stored as (host, app, msg, body) rows by three
+// connections, are stored as (host, app, msg) rows by three
 // contenders, side by side on one throwaway PostgreSQL with its durable
 // defaults, alternating, each into a fresh table:
 //
@@ -18,7 +18,7 @@
 // stops growing and holds every row: the benchmark polls the table's size
 // and, once the senders are done and the size has settled, counts and
 // checksums the rows. Every row must be exact: the count and an
-// order-independent sum of the md5 of each row's four columns must equal
+// order-independent sum of the md5 of each row's three columns must equal
 // what was sent, or the run fails.
 //
 // A fourth contender, json, measures the JSON path the same way: the

@@ -70,7 +70,7 @@ func (r *Result) Markdown() string {
 		fmt.Fprintf(&b, " %s.", r.Rsyslog)
 	}
 	fmt.Fprintf(&b, " %d RFC 5424 messages per run, octet-counted, over %d TCP connections (psql: %d processes), "+
-		"stored as (host, app, msg, body) rows; %d runs, contenders alternating (order rotated each run), each into a fresh table. "+
+		"stored as (host, app, msg) rows; %d runs, contenders alternating (order rotated each run), each into a fresh table. "+
 		"Every run checks that the table holds every row exactly (count and a checksum of every row's columns). "+
 		"Machine load average (1, 5, 15 min) before: %s; after: %s.\n\n",
 		c.Records, c.Conns, c.Conns, c.Runs, r.LoadBefore, r.LoadAfter)

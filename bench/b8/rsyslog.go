@@ -61,14 +61,12 @@ main_queue(queue.type="LinkedList" queue.size="100000" queue.timeoutEnqueue="600
 module(load="imtcp")
 module(load="ompgsql")
 template(name="b8row" type="list" option.stdsql="on") {
-  constant(value="INSERT INTO %s (host, app, msg, body) VALUES ('")
+  constant(value="INSERT INTO %s (host, app, msg) VALUES ('")
   property(name="hostname")
   constant(value="', '")
   property(name="app-name")
   constant(value="', '")
   property(name="msg")
-  constant(value="', '")
-  property(name="rawmsg")
   constant(value="')")
 }
 ruleset(name="b8" queue.type="LinkedList" queue.size="100000" queue.timeoutEnqueue="600000") {

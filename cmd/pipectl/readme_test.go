@@ -103,7 +103,7 @@ func TestReadmeSyslogExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
-	var host, app, body string
+	var host, app, stored string
 	for i := 0; ; i++ {
 		var n int
 		err = db.QueryRow(ctx, "select count(*) from syslog").Scan(&n)
@@ -112,13 +112,13 @@ func TestReadmeSyslogExample(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, want := range [][3]string{{"mymachine", "su", msg}, {"vm", "viarsys", line}} {
-		err = db.QueryRow(ctx, "select host, app, body from syslog where body = $1", want[2]).Scan(&host, &app, &body)
+	for _, want := range [][3]string{{"mymachine", "su", "'su root' failed on /dev/pts/8"}, {"vm", "viarsys", "hello"}} {
+		err = db.QueryRow(ctx, "select host, app, msg from syslog where msg = $1", want[2]).Scan(&host, &app, &stored)
 		if err != nil {
 			t.Fatalf("no row for %q: %v (stats %+v)", want[2], err, p.Stats())
 		}
 		if host != want[0] || app != want[1] {
-			t.Fatalf("stored host %q app %q for %q", host, app, body)
+			t.Fatalf("stored host %q app %q for %q", host, app, stored)
 		}
 	}
 	stopped = true
