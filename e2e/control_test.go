@@ -6,10 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/pipeline"
-	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
 
@@ -85,9 +84,13 @@ func (w *watch) end() []stats.Stage {
 // for 50 ms), so that it, and not this machine's CPU under the race
 // detector, is what the store waits on. With group commit the store runs
 // one COPY at a time, holding the batches that waited during the one
-// before: two workers then carry a batch of 4096 rows per 300 ms (fewer
-// batches than the controller has 250-ms windows, so some windows take
-// none while the queue is full), and more workers carry more per COPY.
+// before: two workers then carry a batch of up to 16384 rows (a sink's
+// ceiling) per 300 ms (fewer batches than the controller has 250-ms
+// windows, so some windows take none while the queue is full), and more
+// workers carry more per COPY. The clients keep 16 × 8,000 records in
+// flight: with 2,000 each, the two workers' batches held nearly all of
+// them, the queue never held a batch, and another worker could rightly
+// not help.
 // Against a fast database on 2 cores the pool controller may rightly find
 // nothing to gain from another worker within a short run.
 func TestDefaultsSettleOnTunedKnobs(t *testing.T) {
@@ -101,8 +104,8 @@ CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION 
 	store, parse := watchStage(r.p, "store"), watchStage(r.p, "parse")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const n = 200_000
-	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: r.addr, Conns: 16, Records: n, Window: 2000})
+	const n = 400_000
+	lr, err := loadgen.Run(ctx, loadgen.Config{Addr: r.addr, Conns: 16, Records: n, Window: 8000})
 	ss, ps := store.end(), parse.end()
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +118,7 @@ CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION 
 		t.Fatalf("%d rows (%d distinct), want %d", rows, distinct, n)
 	}
 
-	ceiling := engine.AutoBatchCeiling(port.DefaultCapacity)
+	ceiling := stage.Settings{Terminal: true}.WithDefaults().Batch
 	minBatch, maxWorkers, slots := ceiling, 0, 0
 	for _, s := range ss {
 		c := s.Control

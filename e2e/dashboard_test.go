@@ -18,7 +18,7 @@ import (
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
-	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
 )
 
 // chromium returns the headless browser the dashboard test drives. It is
@@ -124,8 +124,8 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("the store's %s: %v", f, err)
 		}
 	}
-	if c, err := field(ctx, "store", "capacity"); err != nil || c != port.DefaultCapacity {
-		t.Errorf("the store's capacity on the page: %v, %v; want %d", c, err, port.DefaultCapacity)
+	if c, err := field(ctx, "store", "capacity"); err != nil || c != stage.DefaultSinkCapacity {
+		t.Errorf("the store's capacity on the page: %v, %v; want %d", c, err, stage.DefaultSinkCapacity)
 	}
 	before, err := field(ctx, "store", "out")
 	if err != nil {

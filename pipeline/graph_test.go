@@ -33,7 +33,7 @@ stages:
 	n0 [label="in\ntest.source\nqueue 10"];
 	n1 [label="split\ntest.route\nqueue 8192"];
 	n2 [label="side\ntest.handler\n(inline)", style=dashed];
-	n3 [label="out\ntest.sink\nqueue 8192"];
+	n3 [label="out\ntest.sink\nqueue 32768"];
 	n0 -> n1;
 	n1 -> n2;
 	n1 -> n3 [style=dashed];
@@ -44,7 +44,7 @@ stages:
 	n0["in<br/>test.source<br/>queue 10"]
 	n1["split<br/>test.route<br/>queue 8192"]
 	n2["side<br/>test.handler<br/>(inline)"]
-	n3["out<br/>test.sink<br/>queue 8192"]
+	n3["out<br/>test.sink<br/>queue 32768"]
 	n0 --> n1
 	n1 --> n2
 	n1 -.-> n3

@@ -164,6 +164,11 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 	if q.String("overflow") == "reject" {
 		s.Settings.Overflow = port.Reject
 	}
+	if kind != nil && kind.Terminal && !q.Has("capacity") {
+		// A sink's default queue holds two of its larger batches
+		// (stage.DefaultSinkCapacity).
+		s.Settings.Capacity = stage.DefaultSinkCapacity
+	}
 	if all.Has("shard_by") && len(s.Settings.ShardBy) == 0 {
 		l.errAt(sc.at("shard_by"), "%s", sc.msg("shard_by lists no fields: name the fields whose values are the key, or leave it out"))
 	}

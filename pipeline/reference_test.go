@@ -28,7 +28,7 @@ func TestWriteReference(t *testing.T) {
 		"| `name` | string |  | yes |",
 		"| `drain` | duration | `30s` |",
 		"| `stages` | map of stages |  | yes |",
-		"| `queue.capacity` | int | `8192` |  | events queued at most (1 to 16777216) |",
+		"| `queue.capacity` | int | `8192` |  | events queued at most; unset in a terminal stage (db.postgres): 32768 (1 to 16777216) |",
 		"| `batch.linger` | duration | `0s` |",
 		"### `test.route`\n\nA fake router.\n",
 		"| `routes[].next` | string |  |  | target stage (names a stage) |",

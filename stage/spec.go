@@ -219,13 +219,13 @@ func CommonFields() []Field {
 		{Name: "workers", Type: Int, Range: Between(1, MaxWorkers), Doc: "goroutines in the pool; unset: auto, the pool controller adds workers while the queue holds a batch and the workers are blocked (from concurrency up to 4× it, at least 16) and retires idle ones; a number pins it"},
 		{Name: "concurrency", Type: Int, Range: Between(1, MaxWorkers), Doc: "workers running at once, the port's limit; unset: GOMAXPROCS"},
 		{Name: "queue", Type: Object, Doc: "the stage's port", Fields: []Field{
-			{Name: "capacity", Type: Int, Default: port.DefaultCapacity, Range: Between(1, MaxCapacity), Doc: "events queued at most"},
+			{Name: "capacity", Type: Int, Default: port.DefaultCapacity, Range: Between(1, MaxCapacity), Doc: fmt.Sprintf("events queued at most; unset in a terminal stage (db.postgres): %d", DefaultSinkCapacity)},
 			{Name: "overflow", Type: String, Default: "block", Enum: []string{"block", "reject"}, Doc: "block: the sender waits (backpressure); reject: the event is refused as busy"},
 			{Name: "max_bytes", Type: Size, Range: Between(0, 1<<50), Doc: "the queue is full also once the records queued add up to this many bytes (their payloads), and overflow applies; unset or 0: bounded in events only (a transport's queue: its own bound, see below)"},
 		}},
 		{Name: "shard_by", Type: StringList, Doc: "fields whose values are a key: events with equal keys are handled by one worker at a time, in the order the stage received them (with batching, any number of workers, retries and inline stages); keys spread over 256 shards"},
 		{Name: "batch", Type: Object, Doc: "events one worker takes at once; also written as a plain number (max)", Fields: []Field{
-			{Name: "max", Type: Int, Range: Between(1, MaxBatch), Doc: fmt.Sprintf("events per batch at most; unset: auto, the batching controller sizes it (up to the queue capacity, at most %d); a number pins it", MaxAutoBatch)},
+			{Name: "max", Type: Int, Range: Between(1, MaxBatch), Doc: fmt.Sprintf("events per batch at most; unset: auto, the batching controller sizes it (up to the queue capacity, at most %d, or %d in a terminal stage such as db.postgres); a number pins it", MaxAutoBatch, MaxAutoSinkBatch)},
 			{Name: "linger", Type: Duration, Default: time.Duration(0), Doc: "how long a worker waits for a batch to fill once it has one event"},
 		}},
 	}

@@ -170,4 +170,8 @@ func TestDefaultCapacityHoldsTwoAutoBatches(t *testing.T) {
 	if port.DefaultCapacity != 2*MaxAutoBatch {
 		t.Fatalf("port.DefaultCapacity %d, want 2*MaxAutoBatch = %d", port.DefaultCapacity, 2*MaxAutoBatch)
 	}
+	s := Settings{Terminal: true}.WithDefaults()
+	if s.Capacity != 2*MaxAutoSinkBatch || s.Batch != MaxAutoSinkBatch {
+		t.Fatalf("a terminal stage's defaults: capacity %d, batch %d; want %d, %d", s.Capacity, s.Batch, 2*MaxAutoSinkBatch, MaxAutoSinkBatch)
+	}
 }

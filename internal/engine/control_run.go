@@ -40,7 +40,8 @@ type control struct {
 }
 
 func newControl(s *Stage) *control {
-	c := newController(s.set.Batch, AutoBatchCeiling(s.set.Capacity), s.set.AutoBatch,
+	ceiling := stage.Settings{Capacity: s.set.Capacity, Terminal: s.set.Terminal}.WithDefaults().Batch
+	c := newController(s.set.Batch, ceiling, s.set.AutoBatch,
 		s.set.Workers, s.set.Concurrency, s.workersCeiling(s.set.Concurrency), s.set.AutoWorkers)
 	return &control{s: s, c: c, stop: make(chan struct{})}
 }
@@ -48,7 +49,8 @@ func newControl(s *Stage) *control {
 // AutoBatchCeiling is the largest batch the batching controller gives a
 // stage whose queue holds capacity events (capacity <= 0: the default):
 // the capacity, at most stage.MaxAutoBatch, as stage.Settings.WithDefaults
-// starts an auto batch.
+// starts an auto batch (a terminal stage's is at most
+// stage.MaxAutoSinkBatch).
 func AutoBatchCeiling(capacity int) int {
 	return stage.Settings{Capacity: capacity}.WithDefaults().Batch
 }

@@ -49,9 +49,10 @@
 // The batching controller doubles the batch when half of a window's
 // batches found a whole batch waiting, and halves it when batches average
 // a quarter of it or less for two windows (light load). It starts at its
-// ceiling, the queue capacity and at most stage.MaxAutoBatch: a size the queue
-// does not fill costs nothing without linger. For a database sink a batch
-// is a transaction, so this is where COPY's speed comes from.
+// ceiling, the queue capacity and at most stage.MaxAutoBatch
+// (stage.MaxAutoSinkBatch in a terminal stage): a size the queue does not
+// fill costs nothing without linger. For a database sink a batch is a
+// transaction, so this is where COPY's speed comes from.
 //
 // The thread-pool controller adds a quarter of the pool (at least one
 // worker) when in 80% of a window's samples a batch was waiting while a
