@@ -33,7 +33,6 @@ package db
 // pipeline stored light rows 15–30% slower (bench/RESULTS.md, B8 notes).
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"math"
@@ -158,6 +157,8 @@ func (g *groups) wait(ctx context.Context, r *rows) outcome {
 // PostgreSQL 3.7 µs per row, 3.3 with each COPY's rows sorted.
 type groupData struct {
 	rows  []keyedRow
+	tmp   []keyedRow // sortRows' other half
+	ends  []int      // sortRows' runs
 	parts [][]byte
 	d     dedup // conflict: update: one row per key (upsert.go)
 }
@@ -201,7 +202,7 @@ func (g *groupData) make(grp []*rows, bin, sorted bool, d *dedup, versioned bool
 		}
 	}
 	if sorted {
-		slices.SortFunc(g.rows, func(a, b keyedRow) int { return cmp.Compare(a.key, b.key) })
+		g.sortRows()
 		for _, kr := range g.rows {
 			g.parts = append(g.parts, kr.row)
 		}
@@ -212,12 +213,69 @@ func (g *groupData) make(grp []*rows, bin, sorted bool, d *dedup, versioned bool
 	return n, g.parts
 }
 
+// sortRows sorts g.rows by key, stably, with g.tmp as the other half of
+// a merge. A group's rows come as ascending runs: each read of a
+// connection brings its records in the order the client numbered them,
+// so the rows are a few dozen runs interleaved. It merges neighbouring
+// runs, pass after pass, comparing keys inline: log2(runs) passes over
+// the rows, where a comparison sort calls its comparison function n
+// log2(n) times (pdqsort through slices.SortFunc was 5% of the JSON
+// path's CPU).
+func (g *groupData) sortRows() {
+	rows := g.rows
+	n := len(rows)
+	ends := g.ends[:0] // ends[i] is where run i ends
+	for i := 1; i < n; i++ {
+		if rows[i].key < rows[i-1].key {
+			ends = append(ends, i)
+		}
+	}
+	if len(ends) == 0 {
+		g.ends = ends
+		return
+	}
+	ends = append(ends, n)
+	src, dst := rows, slices.Grow(g.tmp[:0], n)[:n]
+	for len(ends) > 1 {
+		lo, k := 0, 0
+		for i := 0; i < len(ends); i += 2 {
+			if i+1 == len(ends) { // an odd run out: copied as it is
+				copy(dst[lo:ends[i]], src[lo:ends[i]])
+				ends[k] = ends[i]
+				k++
+				break
+			}
+			mid, hi := ends[i], ends[i+1]
+			a, b, o := lo, mid, lo
+			for a < mid && b < hi {
+				if src[b].key < src[a].key {
+					dst[o] = src[b]
+					b++
+				} else {
+					dst[o] = src[a]
+					a++
+				}
+				o++
+			}
+			o += copy(dst[o:], src[a:mid])
+			copy(dst[o:], src[b:hi])
+			ends[k] = hi
+			k++
+			lo = hi
+		}
+		ends = ends[:k]
+		src, dst = dst, src
+	}
+	g.rows, g.tmp, g.ends = src, dst, ends
+}
+
 // reset drops the references to the group's rows.
 func (g *groupData) reset() {
 	g.d.reset()
 	clear(g.rows)
+	clear(g.tmp)
 	clear(g.parts)
-	g.rows, g.parts = g.rows[:0], g.parts[:0]
+	g.rows, g.tmp, g.parts = g.rows[:0], g.tmp[:0], g.parts[:0]
 }
 
 // fieldKey reads back the integer a row's key field holds, from the COPY

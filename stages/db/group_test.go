@@ -1,6 +1,7 @@
 package db
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -346,5 +348,88 @@ func TestCopySourceClosedReadsNothing(t *testing.T) {
 	copy(buf, "ghijkl") // the next batch
 	if err := <-late; err != io.EOF {
 		t.Errorf("a Read after close: %v, want io.EOF", err)
+	}
+}
+
+// sortRows sorts a group's rows by key as a stable sort does, whatever
+// their runs: none (sorted), one row, reversed, interleaved clients with
+// equal keys, and random orders.
+func TestSortRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	shapes := map[string]func(n int) []int64{
+		"sorted":   func(n int) []int64 { return keysOf(n, func(i int) int64 { return int64(i) }) },
+		"reversed": func(n int) []int64 { return keysOf(n, func(i int) int64 { return int64(n - i) }) },
+		"random":   func(n int) []int64 { return keysOf(n, func(int) int64 { return rng.Int64N(50) }) },
+		"clients":  func(n int) []int64 { return clientKeys(rng, n, 4) },
+		"many":     func(n int) []int64 { return clientKeys(rng, n, 64) },
+	}
+	var g groupData
+	for name, shape := range shapes {
+		for _, n := range []int{0, 1, 2, 3, 7, 100, 1000, 5000} {
+			keys := shape(n)
+			g.rows = g.rows[:0]
+			for i, k := range keys {
+				g.rows = append(g.rows, keyedRow{k, []byte(fmt.Sprint(i))})
+			}
+			want := slices.Clone(g.rows)
+			slices.SortStableFunc(want, func(a, b keyedRow) int { return cmp.Compare(a.key, b.key) })
+			g.sortRows()
+			if !slices.EqualFunc(g.rows, want, func(a, b keyedRow) bool { return a.key == b.key && string(a.row) == string(b.row) }) {
+				t.Fatalf("%s, %d rows: sorted to %v, want %v", name, n, g.rows, want)
+			}
+			g.reset()
+		}
+	}
+}
+
+func keysOf(n int, f func(int) int64) []int64 {
+	k := make([]int64, n)
+	for i := range k {
+		k[i] = f(i)
+	}
+	return k
+}
+
+// clientKeys is n keys as conns clients numbering their records c, c+conns,
+// ... send them: reads of a few dozen records from one client at a time.
+func clientKeys(rng *rand.Rand, n, conns int) []int64 {
+	next := make([]int64, conns)
+	for c := range next {
+		next[c] = int64(c)
+	}
+	keys := make([]int64, 0, n)
+	for len(keys) < n {
+		c := rng.IntN(conns)
+		for range min(1+rng.IntN(60), n-len(keys)) {
+			keys = append(keys, next[c])
+			next[c] += int64(conns)
+		}
+	}
+	return keys
+}
+
+// BenchmarkSortRows: a group of 16,000 rows from 4 and 64 clients,
+// sortRows against the slices.SortFunc it replaced.
+func BenchmarkSortRows(b *testing.B) {
+	for _, conns := range []int{4, 64} {
+		keys := clientKeys(rand.New(rand.NewPCG(3, 4)), 16000, conns)
+		in := make([]keyedRow, len(keys))
+		for i, k := range keys {
+			in[i] = keyedRow{key: k}
+		}
+		b.Run(fmt.Sprintf("runs/clients=%d", conns), func(b *testing.B) {
+			var g groupData
+			for b.Loop() {
+				g.rows = append(g.rows[:0], in...)
+				g.sortRows()
+			}
+		})
+		b.Run(fmt.Sprintf("SortFunc/clients=%d", conns), func(b *testing.B) {
+			var rows []keyedRow
+			for b.Loop() {
+				rows = append(rows[:0], in...)
+				slices.SortFunc(rows, func(a, b keyedRow) int { return cmp.Compare(a.key, b.key) })
+			}
+		})
 	}
 }
