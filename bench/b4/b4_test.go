@@ -2,6 +2,7 @@ package b4_test
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,11 @@ func TestRunShort(t *testing.T) {
 	// admin endpoint.
 	if res.PeakRSS <= 0 || len(res.Mem) == 0 || res.Mem[0].RSS <= 0 || res.Mem[0].HeapLive == 0 {
 		t.Errorf("peak RSS %d, samples %+v", res.PeakRSS, res.Mem)
+	}
+	// With perf(1) on the machine the profile comes from a run of its
+	// own after the measured one.
+	if _, err := exec.LookPath("perf"); err == nil && len(res.Hot) == 0 {
+		t.Errorf("perf is installed, but the profile run gave no profile")
 	}
 	if md := res.Markdown(); !strings.Contains(md, "acked / sustained") || !strings.Contains(md, "pipeline peak RSS") {
 		t.Errorf("Markdown:\n%s", md)
