@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf, log: cfg.Log, admission: cfg.Admission}
+	h := &harness{bin: bin, dir: dir, dsn: cfg.DSN, perf: !cfg.NoPerf && perfInstalled(), log: cfg.Log, admission: cfg.Admission}
 	if h.dsn == "" {
 		srv, pid, err := rig.StartPostgres(ctx, "b4", cfg.Log)
 		if err != nil {

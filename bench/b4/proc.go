@@ -251,6 +251,13 @@ type PerfRecorder struct {
 	out  bytes.Buffer
 }
 
+// perfInstalled reports whether perf(1) is on PATH: without it there is
+// no profile run.
+func perfInstalled() bool {
+	_, err := exec.LookPath("perf")
+	return err == nil
+}
+
 // StartPerf starts `perf record` on pid, writing into dir; nil (and no
 // error) when perf is not installed.
 func StartPerf(ctx context.Context, pid int, dir string) (*PerfRecorder, error) {
