@@ -40,19 +40,23 @@ type control struct {
 }
 
 func newControl(s *Stage) *control {
-	ceiling := stage.Settings{Capacity: s.set.Capacity, Terminal: s.set.Terminal}.WithDefaults().Batch
-	c := newController(s.set.Batch, ceiling, s.set.AutoBatch,
+	c := newController(s.set.Batch, batchCeiling(s.set), s.set.AutoBatch,
 		s.set.Workers, s.set.Concurrency, s.workersCeiling(s.set.Concurrency), s.set.AutoWorkers)
 	return &control{s: s, c: c, stop: make(chan struct{})}
 }
 
-// AutoBatchCeiling is the largest batch the batching controller gives a
-// stage whose queue holds capacity events (capacity <= 0: the default):
-// the capacity, at most stage.MaxAutoBatch, as stage.Settings.WithDefaults
-// starts an auto batch (a terminal stage's is at most
-// stage.MaxAutoSinkBatch).
+// batchCeiling is the largest batch the batching controller gives a
+// stage with settings set, as stage.Settings.WithDefaults starts an auto
+// batch: its queue capacity, at most stage.MaxAutoBatch
+// (stage.MaxAutoSinkBatch in a terminal stage).
+func batchCeiling(set stage.Settings) int {
+	return stage.Settings{Capacity: set.Capacity, Terminal: set.Terminal}.WithDefaults().Batch
+}
+
+// AutoBatchCeiling is batchCeiling for a stage that is not terminal and
+// whose queue holds capacity events (capacity <= 0: the default).
 func AutoBatchCeiling(capacity int) int {
-	return stage.Settings{Capacity: capacity}.WithDefaults().Batch
+	return batchCeiling(stage.Settings{Capacity: capacity})
 }
 
 // AutoWorkersCeiling is the most workers the pool controller gives a
