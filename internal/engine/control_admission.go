@@ -37,9 +37,18 @@ const (
 	// the target divides it by p99/target, up to admissionMaxDecrease. A
 	// backlog of seconds (in flight over the finish rate, Little's law)
 	// halves it window after window until the backlog is under a second.
-	// Before the first decrease the rate taken is what the door let in.
+	// Before the first decrease the rate taken is what the door let in
+	// (or, if more, what the pipeline finished).
 	admissionDecrease    = 1.2
 	admissionMaxDecrease = 2
+	// admissionNear and admissionDrain: a p99 just over the target, with
+	// little in flight beyond what the pipeline finishes within it, cuts
+	// the rate to no less than admissionNear of what the pipeline
+	// finishes, less what clears the rest of the backlog within
+	// admissionDrain (see drainRate); the cut by admissionDecrease is the
+	// lower bound when that is less.
+	admissionNear  = 0.95
+	admissionDrain = time.Second
 	// admissionFast and admissionIdle: while what is in flight would
 	// finish within a quarter of the target (and the p99 is under half of
 	// it), the rate grows by half per window whatever the estimate says:
@@ -56,10 +65,11 @@ const (
 	// admissionFloor: a decrease goes no lower than what the pipeline
 	// finishes over this (unless nothing finishes at all).
 	admissionFloor = 8
-	// admissionWarmup: no decision in a source's first second: a cold
-	// pipeline (its first connections, its first transactions) finishes
-	// slowly for a moment, and a rate set from that would start far too
-	// low. A full queue still sheds at the door meanwhile.
+	// admissionWarmup: no decision until this long after the source's
+	// first record finished: a cold pipeline (its first connections, its
+	// first transactions) finishes slowly for a moment, and a rate set
+	// from that would start far too low. A full queue still sheds at the
+	// door meanwhile.
 	admissionWarmup = 250 * time.Millisecond
 	// admissionSmooth smooths the completion rate per window (a database
 	// finishes whole batches, so one window's count is lumpy).
@@ -406,9 +416,10 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.De
 	from := c.rate
 	factor := admissionDecrease
 	var why string
-	full := false
+	full, overTarget := false, false
 	switch {
 	case w.samples >= admissionMinSamples && w.p99 > c.target:
+		overTarget = true
 		// Records read since the last decrease took too long: cut more
 		// the further over the target, up to half.
 		why = fmt.Sprintf("p99 %s over the %s target", w.p99.Round(time.Millisecond), c.target)
@@ -421,22 +432,33 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.De
 		// under a second, draining or not.
 		why = fmt.Sprintf("the %d records in flight take %s to finish at %.0f/s", w.inFlight, ahead.Round(time.Millisecond), c.smooth)
 		factor = admissionMaxDecrease
-	case w.samples == 0 && w.admitted > 0 && sinceCut > c.target && !draining:
+	case w.samples == 0 && w.admitted > 0 && sinceCut > 2*c.target && !draining:
 		// None of the records read since the last decrease has finished
-		// within the target, and the backlog ahead of them is not going.
-		why = fmt.Sprintf("none of the records read since the last decrease finished within the %s target", c.target)
+		// within twice the target, and the backlog ahead of them is not
+		// going. (Within the target alone is no sign: near what the
+		// pipeline carries, with the p99 about the target, the first of
+		// them finish just after it.)
+		why = fmt.Sprintf("none of the records read since the last decrease finished within twice the %s target", c.target)
 		factor = admissionMaxDecrease
 	case w.full > 0 && sinceCut >= max(c.target, 2*AdmissionPeriod):
 		why, full = fullWhy(w.full), true
 	}
 	if why != "" {
 		// The rate now: the admitted rate when limited, else what the door
-		// let in this window (or, if more, what the pipeline finished).
+		// let in this window (or, if more, what the pipeline finished in
+		// it or, smoothed, lately: a cold pipeline's smoothed rate lags).
 		base := c.rate
 		if base == 0 {
-			base = math.Max(admitted, recent)
+			base = math.Max(admitted, math.Max(recent, x))
 		}
 		r := base / factor
+		if overTarget {
+			// Near what the pipeline carries a cut by a fifth or more
+			// leaves it idle for seconds while the rate climbs back: cut
+			// to what drains the backlog beyond the target within
+			// admissionDrain instead, if that is less of a cut.
+			r = math.Max(r, c.drainRate(recent, w.inFlight))
+		}
 		if full {
 			// A full queue costs no latency to speak of (what does not fit
 			// is refused at the door): admit what the pipeline finishes
@@ -463,8 +485,8 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.De
 			rate = fmt.Sprintf("%.0f/s", from)
 		}
 		return stats.Decision{Knob: stats.KnobAdmission, From: from, To: c.rate, At: now,
-			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (/ %.1f; %.0f/s finished lately, %d in flight)",
-				why, rate, c.rate, factor, recent, w.inFlight)}, true
+			Reason: fmt.Sprintf("%s: rate %s -> %.0f/s (/ %.2f; %.0f/s finished lately, %d in flight)",
+				why, rate, c.rate, base/c.rate, recent, w.inFlight)}, true
 	}
 	// Increase only where the rate is what holds the load back and the
 	// latency has room.
@@ -489,6 +511,16 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.De
 	return stats.Decision{Knob: stats.KnobAdmission, From: from, To: c.rate, At: now,
 		Reason: fmt.Sprintf("p99 %s under %.0f%% of the %s target and %d records over the rate: rate %.0f/s -> %.0f/s (%s)",
 			w.p99.Round(time.Millisecond), 100*admissionLow, c.target, w.limited, from, c.rate, how)}, true
+}
+
+// drainRate is the admitted rate that clears, within admissionDrain, what
+// is in flight beyond what the pipeline (finishing recent records per
+// second) finishes within the target (Little's law), while it keeps
+// finishing at that pace: admissionNear of recent, less the backlog's
+// share.
+func (c *admissionController) drainRate(recent float64, inFlight uint64) float64 {
+	backlog := math.Max(0, float64(inFlight)-recent*c.target.Seconds())
+	return admissionNear*recent - backlog/admissionDrain.Seconds()
 }
 
 // depthLimit is how deep the next queue may be before the door counts it

@@ -76,7 +76,9 @@
 // compares the p99 from read to finish of the records read since its last
 // decrease with the target: over, the admitted rate is divided by 1.2 (by
 // up to 2 the further over, by more when what is in flight is seconds of
-// work); a full queue downstream sets it to what the pipeline finishes; under
+// work), or cut to 95% of what the pipeline finishes, less what drains its
+// backlog beyond the target within a second, when that is less of a cut; a
+// full queue downstream sets it to what the pipeline finishes; under
 // 90% of the target, with records held back, it climbs additively (by
 // slow start while far under). The source asks SourceRuntime.Admit per read
 // and refuses the rest busy at once, before making events of them, and its
