@@ -6,10 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-3s}
-# One fuzzing worker per target by default: the fuzz lane runs beside the
-# race lane on 2 cores, and two workers would take both from it for the
-# whole run (FUZZPARALLEL raises it when fuzzing alone).
-parallel=${FUZZPARALLEL:-1}
+# One fuzzing worker per core by default (FUZZPARALLEL sets another
+# number).
+parallel=${FUZZPARALLEL:-$(nproc)}
 # -tags nonats: pipeline's tests then register no queue transport, and
 # FuzzParse's binary leaves natsq and the NATS server out (fuzzing
 # instruments every package linked in; nats-server was two thirds of a
