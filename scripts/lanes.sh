@@ -2,8 +2,9 @@
 # lanes.sh [STEP... --] LANE...: run make test's steps. The STEPs before
 # "--" run first, one after another; then the LANEs run side by side. Each
 # LANE is a quoted list of make targets run one after another (two lanes
-# keep two cores busy: a cold build in one overlaps the tests, waits and
-# fuzzing of the other). Every step runs even when an earlier one failed,
+# keep two cores busy: a cold build in one overlaps the tests and waits of
+# the other). A word after:STEP in a lane waits there until STEP, in
+# another lane, has ended (it is not a step itself). Every step runs even when an earlier one failed,
 # so that one run reports every failure. A step's output goes to its own
 # log (LOGDIR, default a temporary directory) and is printed whole when the
 # step ends, so lanes never interleave lines; a summary of each step's time,
@@ -19,6 +20,10 @@ start=$(date +%s)
 lane() {
 	local TIMEFORMAT='%U %S'
 	for step in "$@"; do
+		if [[ $step == after:* ]]; then
+			until [ -e "$logdir/${step#after:}.result" ]; do sleep 1; done
+			continue
+		fi
 		local s e rc
 		s=$(date +%s)
 		# time reports the CPU (user and system) of the step's whole
@@ -58,6 +63,7 @@ for p in "${pids[@]}"; do wait "$p"; done
 failed=()
 echo "=== make test: steps (wall seconds, CPU seconds user+system, result): ${first[*]:+${first[*]} first, then }lanes side by side: $*"
 for step in "${all[@]}"; do
+	[[ $step != after:* ]] || continue
 	read -r secs rc user sys <"$logdir/$step.result" || { secs=? rc=1; }
 	result=ok
 	[ "$rc" = 0 ] || { result=FAIL; failed+=("$step"); }
