@@ -4,8 +4,9 @@
 # LANE is a quoted list of make targets run one after another (two lanes
 # keep two cores busy: a cold build in one overlaps the tests and waits of
 # the other). A word after:STEP in a lane waits there until STEP, in
-# another lane, has ended (it is not a step itself). Every step runs even when an earlier one failed,
-# so that one run reports every failure. A step's output goes to its own
+# another lane, has ended, failed or not (it is not a step itself). Every
+# step runs even when an earlier one failed, so that one run reports every
+# failure. A step's output goes to its own
 # log (LOGDIR, default a temporary directory) and is printed whole when the
 # step ends, so lanes never interleave lines; a summary of each step's time,
 # CPU time and result follows, and the exit status is 1 if any step failed.
@@ -48,6 +49,23 @@ if [[ " $* " == *" -- "* ]]; then
 	done
 	shift
 fi
+# An after:STEP must name a step of another lane, or its lane would wait
+# for ever; a result left in LOGDIR by an earlier run must not end a wait.
+steps=" "
+for l in "$@"; do
+	for w in $l; do [[ $w == after:* ]] || steps+="$w "; done
+done
+for l in "$@"; do
+	for w in $l; do
+		[[ $w == after:* ]] || continue
+		if [[ $steps != *" ${w#after:} "* || " $l " == *" ${w#after:} "* ]]; then
+			echo "lanes.sh: $w: no step ${w#after:} in another lane" >&2
+			exit 2
+		fi
+	done
+done
+rm -f "$logdir"/*.result
+
 all=("${first[@]}")
 [ ${#first[@]} -eq 0 ] || lane "${first[@]}"
 
