@@ -6,10 +6,10 @@
 # the other). A word after:STEP in a lane waits there until STEP, in
 # another lane, has ended, failed or not (it is not a step itself). Every
 # step runs even when an earlier one failed, so that one run reports every
-# failure. A step's output goes to its own
-# log (LOGDIR, default a temporary directory) and is printed whole when the
-# step ends, so lanes never interleave lines; a summary of each step's time,
-# CPU time and result follows, and the exit status is 1 if any step failed.
+# failure. A step's output goes to its own log (LOGDIR, default a
+# temporary directory) and is printed whole when the step ends, so lanes
+# never interleave lines; a summary of each step's time, CPU time and
+# result follows, and the exit status is 1 if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logdir=${LOGDIR:-$(mktemp -d)}
