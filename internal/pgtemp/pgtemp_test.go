@@ -370,11 +370,13 @@ func TestPathPortTaken(t *testing.T) {
 // it and keeps its data and port, and the next StartDetached takes the
 // port again.
 func TestDetached(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "shared")
 	if os.Getenv("PGTEMP_TEST_DETACH") != "" {
+		// The child, before any t.TempDir: it dies of SIGKILL, so a
+		// directory of its own would never be removed.
 		detach(os.Getenv("PGTEMP_TEST_DETACH"))
 		return
 	}
+	path := filepath.Join(t.TempDir(), "shared")
 	defer goleak.VerifyNone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
