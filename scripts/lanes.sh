@@ -9,7 +9,8 @@
 # failure. A step's output goes to its own log (LOGDIR, default a
 # temporary directory) and is printed whole when the step ends, so lanes
 # never interleave lines; a summary of each step's time, CPU time and
-# result follows, and the exit status is 1 if any step failed.
+# result follows, and the exit status is 1 if any step failed. A temporary
+# LOGDIR is removed when every step passed and kept when one failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logdir=${LOGDIR:-$(mktemp -d)}
@@ -88,9 +89,15 @@ for step in "${all[@]}"; do
 	cpu=$(awk -v u="${user:-0}" -v s="${sys:-0}" 'BEGIN { printf "%.0f", u + s }')
 	printf '  %-12s %5s s  %5s CPU-s  %s\n' "$step" "$secs" "$cpu" "$result"
 done
-echo "  total        $(($(date +%s) - start)) s (logs in $logdir)"
 if [ ${#failed[@]} -gt 0 ]; then
+	echo "  total        $(($(date +%s) - start)) s (logs in $logdir)"
 	echo "make test: FAILED: ${failed[*]}"
 	exit 1
+fi
+if [ -n "${LOGDIR:-}" ]; then
+	echo "  total        $(($(date +%s) - start)) s (logs in $logdir)"
+else
+	rm -rf "$logdir"
+	echo "  total        $(($(date +%s) - start)) s"
 fi
 echo "make test: every step passed"

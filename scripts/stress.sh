@@ -40,4 +40,10 @@ for n in $procs; do
 		grep -E -A6 -- '--- FAIL' "$log" | head -100
 	fi
 done
-[ $failed -eq 0 ] && echo "stress: no failure" || { echo "stress: FAILED"; exit 1; }
+if [ $failed -ne 0 ]; then
+	echo "stress: FAILED"
+	exit 1
+fi
+# A temporary log directory goes once nothing failed.
+[ -n "${LOGDIR:-}" ] || rm -rf "$logdir"
+echo "stress: no failure"
