@@ -319,13 +319,15 @@ func TestAdminListenFailure(t *testing.T) {
 // and shows the key spread, which /metrics serves too. The events carry
 // no key field, so all of them are one key (null): one shard takes
 // everything, one worker holds it, the other moves the rest into its
-// mailbox.
+// mailbox. That takes two run slots (concurrency 2): the default,
+// GOMAXPROCS, is one on a one-core machine, where the second worker
+// would wait for the slot the held event keeps.
 func TestAdminShowsShards(t *testing.T) {
 	const n = 21 // one held by a worker, 20 waiting in its shard
 	reg, hub := rtRegistry(t)
 	cfg := rtConfig(
 		rtStage("src", "test.seq", "gated", stage.Settings{}, map[string]any{"count": n}),
-		rtStage("gated", "test.gate", "end", stage.Settings{Workers: 2, Batch: 1, Capacity: 100, ShardBy: []string{"key"}}, nil),
+		rtStage("gated", "test.gate", "end", stage.Settings{Workers: 2, Concurrency: 2, Batch: 1, Capacity: 100, ShardBy: []string{"key"}}, nil),
 		rtStage("end", "test.finish", "", stage.Settings{Workers: 1}, nil),
 	)
 	cfg.Admin.Listen = "127.0.0.1:0"
