@@ -26,13 +26,19 @@ func TestAdmissionShedsAtTheDoor(t *testing.T) {
 		})
 	r.gate = gate
 	c := r.dial(wire.Lines, nil)
-	// Five records: one in the handler, four fill the queue.
-	for i := range 5 {
+	// Five records: one in the handler, four fill the queue. The first
+	// goes alone: sent with the others before the sink's worker has taken
+	// it (a worker not yet started, on a busy machine), the fifth would
+	// find the queue full and be shed.
+	sink := r.sink.Stage()
+	c.Send([]byte("in 0"))
+	c.Flush()
+	poll.Until(t, "the first record in the sink's handler", func() bool { return sink.Stats().In == 1 })
+	for i := 1; i < 5; i++ {
 		c.Send(fmt.Appendf(nil, "in %d", i))
 	}
 	c.Flush()
-	sink := r.sink.Stage()
-	poll.Until(t, "no longer: (sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4)", func() bool { return !(sink.Stats().In < 1 || sink.Stats().Queue.Depth < 4) })
+	poll.Until(t, "four records in the sink's queue", func() bool { return sink.Stats().Queue.Depth == 4 })
 	// Fifty more find the queue full: refused busy at the door, while the
 	// gate is shut. (Their nacks follow the acks of the five ahead of them
 	// on the connection: replies are written in record order.)

@@ -163,6 +163,14 @@ func startRigMem(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings,
 	if err := r.sink.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The sink's workers wait for events before any record can come: a
+	// worker not yet started on a busy machine would leave the queue a
+	// place fuller than a test counts on (under admission or overflow
+	// reject, one more record refused).
+	poll.Until(t, "the sink's workers waiting for events", func() bool {
+		p := r.sink.Stage().Stats().Pool
+		return p.Workers > 0 && p.Waiting == p.Workers
+	})
 	if err := r.in.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
