@@ -175,6 +175,11 @@ func startRigMem(t *testing.T, src stage.Source, srcSet, sinkSet stage.Settings,
 		t.Fatal(err)
 	}
 	t.Cleanup(r.stop)
+	t.Cleanup(func() { // runs before stop: the figures as the test left them
+		if t.Failed() {
+			t.Logf("at the failure: source stage %+v; sink stage %+v", r.in.Stage().Stats(), r.sink.Stage().Stats())
+		}
+	})
 	return r
 }
 
