@@ -89,15 +89,15 @@ for step in "${all[@]}"; do
 	cpu=$(awk -v u="${user:-0}" -v s="${sys:-0}" 'BEGIN { printf "%.0f", u + s }')
 	printf '  %-12s %5s s  %5s CPU-s  %s\n' "$step" "$secs" "$cpu" "$result"
 done
-if [ ${#failed[@]} -gt 0 ]; then
-	echo "  total        $(($(date +%s) - start)) s (logs in $logdir)"
-	echo "make test: FAILED: ${failed[*]}"
-	exit 1
-fi
-if [ -n "${LOGDIR:-}" ]; then
-	echo "  total        $(($(date +%s) - start)) s (logs in $logdir)"
+total="  total        $(($(date +%s) - start)) s"
+if [ ${#failed[@]} -gt 0 ] || [ -n "${LOGDIR:-}" ]; then
+	echo "$total (logs in $logdir)"
 else
 	rm -rf "$logdir"
-	echo "  total        $(($(date +%s) - start)) s"
+	echo "$total"
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "make test: FAILED: ${failed[*]}"
+	exit 1
 fi
 echo "make test: every step passed"
