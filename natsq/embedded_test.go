@@ -22,7 +22,7 @@ func TestEmbeddedQueue(t *testing.T) {
 	}
 	s := &sink{seen: map[string]int{}}
 	c := NewClient(cfg, "test", nil)
-	sp := newSplitClients(t, c, c, QueueConfig{Stream: "t_emb"}, stage.Settings{Batch: 32}, s)
+	sp := newSplitClients(t, c, c, QueueConfig{Stream: "t_emb"}, stage.Settings{Batch: 32}, s, nil)
 	a := newAcks(300)
 	sp.send(t, 1, 300, a)
 	for seq, err := range a.wait(t) {
@@ -59,7 +59,7 @@ func TestEmbeddedQueue(t *testing.T) {
 
 	s2 := &sink{seen: map[string]int{}}
 	c2 := NewClient(cfg, "test", nil)
-	newSplitClients(t, c2, c2, QueueConfig{Stream: "t_emb"}, stage.Settings{Batch: 32}, s2)
+	newSplitClients(t, c2, c2, QueueConfig{Stream: "t_emb"}, stage.Settings{Batch: 32}, s2, nil)
 	waitCount(t, s2, 50)
 }
 
@@ -82,7 +82,7 @@ func TestEmbeddedListen(t *testing.T) {
 	cfg := Config{Embedded: &EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}}
 	c := NewClient(cfg, "test", nil)
 	s := &sink{seen: map[string]int{}}
-	newSplitClients(t, c, c, QueueConfig{Stream: "t_listen"}, stage.Settings{Batch: 8}, s)
+	newSplitClients(t, c, c, QueueConfig{Stream: "t_listen"}, stage.Settings{Batch: 8}, s, nil)
 	c.mu.Lock()
 	url := c.emb.srv.ClientURL()
 	c.mu.Unlock()

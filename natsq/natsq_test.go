@@ -113,12 +113,13 @@ type split struct {
 func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *sink) *split {
 	t.Helper()
 	cfg := Config{URL: url}
-	return newSplitClients(t, NewClient(cfg, "test", nil), NewClient(cfg, "test", nil), qc, set, s)
+	return newSplitClients(t, NewClient(cfg, "test", nil), NewClient(cfg, "test", nil), qc, set, s, nil)
 }
 
 // newSplitClients is newSplit with the clients of the publishing and the
-// consuming side given (the same one: a single process).
-func newSplitClients(t *testing.T, front, back *Client, qc QueueConfig, set stage.Settings, s *sink) *split {
+// consuming side given (the same one: a single process), and the consuming
+// side's memory limit, if mem is not nil.
+func newSplitClients(t *testing.T, front, back *Client, qc QueueConfig, set stage.Settings, s *sink, mem *engine.Memory) *split {
 	t.Helper()
 	set.Name, set.Kind = "store", "test.sink"
 	sp := &split{sink: s}
@@ -130,6 +131,7 @@ func newSplitClients(t *testing.T, front, back *Client, qc QueueConfig, set stag
 	sp.consQueue = back.Queue("store", qc, set.Overflow, set.Capacity)
 	_, sp.cons = engine.NewSourceStage(stage.Settings{Name: "store"}, sp.consQueue.Consumer(), nil)
 	sp.cons.Connect(sp.store.Stage(), nil)
+	sp.cons.UseMemory(mem)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	for _, st := range []engine.Lifecycle{sp.store, sp.pub, sp.cons} {
@@ -454,7 +456,7 @@ func TestInProgressKeepsEnvelope(t *testing.T) {
 	cfg := Config{URL: srv.URL()}
 	back := NewClient(cfg, "test", nil)
 	qc := QueueConfig{Stream: "t_progress", AckWait: time.Second}
-	sp := newSplitClients(t, NewClient(cfg, "test", nil), back, qc, stage.Settings{Batch: 8}, s)
+	sp := newSplitClients(t, NewClient(cfg, "test", nil), back, qc, stage.Settings{Batch: 8}, s, nil)
 	a := newAcks(3)
 	sp.send(t, 1, 3, a)
 	a.wait(t)

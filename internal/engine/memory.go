@@ -27,9 +27,9 @@ import (
 // back until the pipeline holds less (the source stops reading: TCP
 // pushes back on the client). A source under admission control refuses
 // either way, since it never waits. An Input (the runtime reads it) stops
-// reading either way: nobody is there to refuse to. Nothing already
-// accepted is dropped. Sources that ask no door (natsq's consumer, whose
-// own bound is the stream's ack-pending) are counted but not held back.
+// reading either way: nobody is there to refuse to, and so does natsq's
+// consumer (WaitMemoryRoom), which leaves what it has not taken in the
+// stream. Nothing already accepted is dropped.
 type Memory struct {
 	t       *track.Memory
 	block   bool
@@ -115,7 +115,7 @@ func (s *Stage) admitMemory(n int) bool {
 
 // waitRoom holds the caller back while the pipeline is over its memory
 // limit (or until the source stops): the Input adapter's door, before
-// each Read.
+// each Read, and natsq's consumer's, before each message's events.
 func (s *Stage) waitRoom() {
 	if m := s.door.m; m != nil && m.t.Over() {
 		m.waits.Add(1)

@@ -57,6 +57,14 @@ func (rt sourceRuntime) OverMemoryLimit() bool {
 	return m != nil && m.t.Over()
 }
 
+// WaitMemoryRoom holds the caller while the pipeline is over its memory
+// limit, whatever memory_limit's overflow, until the source stops taking
+// input (counted as a wait, as the door's): a source with nobody to
+// refuse to asks it before making the events of what it took. natsq's
+// consumer does: what it has not taken stays in the stream, and nats.go
+// stops pulling while it waits.
+func (rt sourceRuntime) WaitMemoryRoom() { rt.s.waitRoom() }
+
 // newSourceEmitter returns an emitter for one goroutine of the source: it
 // never waits for room while the source is under admission control,
 // whenever that started.

@@ -1,0 +1,70 @@
+package natsq
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+)
+
+// TestConsumerWaitsPastMemoryLimit: past the pipeline's memory limit the
+// consumer takes no more messages, under overflow reject as under block
+// (nobody is there to refuse to), so that what the consuming process holds
+// stays within the limit and one envelope's events; once the stage moves
+// again every event is stored and none was refused.
+func TestConsumerWaitsPastMemoryLimit(t *testing.T) {
+	for _, block := range []bool{false, true} {
+		t.Run(fmt.Sprintf("block=%v", block), func(t *testing.T) {
+			const (
+				n      = 200
+				size   = 4 << 10 // bytes per payload, what each event is charged
+				perEnv = 4       // events per envelope
+				limit  = 64 << 10
+			)
+			gate := make(chan struct{})
+			s := &sink{seen: map[string]int{}, fail: func(*stage.Event) error { <-gate; return nil }}
+			mem := engine.NewMemory(limit, block, "test")
+			c := NewClient(Config{Embedded: &EmbeddedConfig{StoreDir: t.TempDir()}}, "test", nil)
+			// The stage's queue takes every event: only the memory limit
+			// holds the consumer back.
+			sp := newSplitClients(t, c, c, QueueConfig{Stream: "t_mem", EnvelopeEvents: perEnv},
+				stage.Settings{Batch: 8, Capacity: 2 * n}, s, mem)
+			var once sync.Once
+			openGate := func() { once.Do(func() { close(gate) }) }
+			t.Cleanup(openGate) // before the split's cleanup, which waits for the sink
+
+			a := newAcks(n)
+			out := sp.src.NewEmitter()
+			ctx := context.Background()
+			for i := 1; i <= n; i++ {
+				payload := fmt.Appendf(nil, "%d:", i)
+				payload = append(payload, bytes.Repeat([]byte{'x'}, size-len(payload))...)
+				if err := out.Emit(ctx, sp.src.NewEvent(payload, uint64(i), stage.Origin{To: a})); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out.Flush(ctx)
+			for seq, err := range a.wait(t) { // in the stream
+				if err != nil {
+					t.Fatalf("event %d: %v", seq, err)
+				}
+			}
+
+			poll.Until(t, "the consumer waiting past the memory limit", mem.Waiting)
+			if held, most := mem.Held(), int64(limit+perEnv*size); held > most {
+				t.Errorf("the consuming side holds %d bytes past its limit, want at most %d (the limit and one envelope)", held, most)
+			}
+			openGate()
+			waitCount(t, s, n)
+			st := mem.Stats()
+			if st.Refused != 0 || st.Waits == 0 {
+				t.Errorf("memory: %d refused, %d waits; want none refused and some waits", st.Refused, st.Waits)
+			}
+		})
+	}
+}
