@@ -22,7 +22,7 @@ func newMemoryDescs(d func(name, help string, labels []string) *prometheus.Desc)
 		limit:   d("pipeline_memory_limit_bytes", "The bytes of records the pipeline may hold (memory_limit, or its default).", nil),
 		held:    d("pipeline_memory_held_bytes", "The bytes of records the pipeline holds: queued, in batches, in buffers its events keep.", nil),
 		refused: d("pipeline_memory_refused_total", "Records the sources' doors refused because the pipeline held its memory limit.", nil),
-		waits:   d("pipeline_memory_waits_total", "Reads the sources' doors held back because the pipeline held its memory limit (overflow block).", nil),
+		waits:   d("pipeline_memory_waits_total", "Reads the sources' doors held back because the pipeline held its memory limit (overflow block; a NATS queue's consumer under either overflow).", nil),
 		goLimit: d("pipeline_go_memory_limit_bytes", "The Go runtime's soft memory limit (GOMEMLIMIT); 0 when none.", nil),
 		queueBytes: d("pipeline_stage_queue_bytes",
 			"Bytes of the records queued at the stage's port.", stage),

@@ -206,3 +206,52 @@ func TestNatsBackCutShortReportsRedelivered(t *testing.T) {
 	})
 	rtStop(t, again)
 }
+
+// TestNatsBackWaitsPastMemoryLimit: a back past its memory_limit stops
+// taking envelopes, under overflow reject too, so that it holds the limit
+// and one envelope's events at most; the rest wait in the stream and are
+// all stored once the stage moves again, none refused.
+func TestNatsBackWaitsPastMemoryLimit(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const (
+		n       = 400
+		size    = 16 << 10
+		perEnv  = 4
+		limit   = 1 << 20
+		envSize = perEnv * size
+	)
+	yaml := `name: split
+nats: {url: "` + srv.URL() + `"}
+memory_limit: 1MiB
+stages:
+  src:
+    kind: test.seq
+    count: ` + strconv.Itoa(n) + `
+    size: ` + strconv.Itoa(size) + `
+    next: store
+  store:
+    kind: test.gate
+    batch: 8
+    queue: {transport: nats, stream: t_mem, ack_wait: 5s, envelope_events: ` + strconv.Itoa(perEnv) + `}
+    next: end
+  end:
+    kind: test.finish
+`
+	front, fhub := natsNew(t, yaml, "src")
+	src := fhub.source(t, "src")
+	src.waitEmitted(t)
+	poll.Until(t, "every event in the stream", func() bool { return src.ok.Load() == n })
+	rtStop(t, front)
+
+	back, bhub := natsNew(t, yaml, "store", "end")
+	poll.Until(t, "the back waiting past its memory limit", func() bool { return back.Stats().Memory.Waits > 0 })
+	if m := back.Stats().Memory; m.HeldBytes > limit+envSize || m.LimitBytes != limit || m.Overflow != "reject" {
+		t.Errorf("the back's memory: %+v; want at most %d bytes held (the limit and one envelope)", *m, limit+envSize)
+	}
+	close(bhub.gate)
+	poll.Until(t, "the back to store every event", func() bool { return rtStageStats(t, back.Stats(), "end").Out == n })
+	if m := back.Stats().Memory; m.Refused != 0 {
+		t.Errorf("the back refused %d records past its memory limit, want none (they wait in the stream)", m.Refused)
+	}
+	rtStop(t, back)
+}

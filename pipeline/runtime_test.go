@@ -53,6 +53,7 @@ type rtSource struct {
 	hub   *rtHub
 	name  string
 	count int
+	size  int // payload bytes of each event (0: none)
 	rt    stage.SourceRuntime
 
 	ctx    context.Context // ends on Close: a post blocked on a full queue returns
@@ -91,7 +92,11 @@ func (s *rtSource) run() {
 			return
 		default:
 		}
-		_ = em.Emit(s.ctx, s.rt.NewEvent(nil, uint64(i), stage.Origin{To: s}))
+		var payload []byte
+		if s.size > 0 {
+			payload = make([]byte, s.size)
+		}
+		_ = em.Emit(s.ctx, s.rt.NewEvent(payload, uint64(i), stage.Origin{To: s}))
 		if i%64 == 63 {
 			em.Flush(s.ctx)
 		}
@@ -205,7 +210,7 @@ func rtPass(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
 // rtRegistry returns a registry of the test kinds and the hub they report
 // to:
 //
-//	test.seq     source: emits `count` events, then nothing
+//	test.seq     source: emits `count` events of `size` bytes, then nothing
 //	test.pass    hands every event on
 //	test.finish  finishes every event (terminal)
 //	test.gate    waits for hub.gate to close, then hands events on
@@ -224,13 +229,16 @@ func rtRegistry(t *testing.T) (*stage.Registry, *rtHub) {
 	}
 	kinds := []stage.Kind{
 		{Name: "test.seq", Doc: "emits count events",
-			Fields: []stage.Field{{Name: "count", Type: stage.Int, Default: 10, Doc: "events to emit"}},
+			Fields: []stage.Field{
+				{Name: "count", Type: stage.Int, Default: 10, Doc: "events to emit"},
+				{Name: "size", Type: stage.Size, Doc: "payload bytes of each event"},
+			},
 			NewSource: func(cfg stage.Config, env stage.Env) (stage.Source, error) {
 				n := cfg.Int("count")
 				if n < 0 {
 					return nil, &stage.FieldError{Field: "count", Err: errors.New("must not be negative")}
 				}
-				s := &rtSource{hub: hub, name: env.Stage, count: n, stop: make(chan struct{}),
+				s := &rtSource{hub: hub, name: env.Stage, count: n, size: int(cfg.Size("size")), stop: make(chan struct{}),
 					all: make(chan struct{}), seen: make([]atomic.Uint64, n/64+1)}
 				hub.mu.Lock()
 				hub.sources[env.Stage] = s

@@ -19,7 +19,7 @@ type Memory struct {
 	// records busy) or "block" (stop reading).
 	Overflow string `json:"overflow"`
 	Refused  uint64 `json:"refused"` // records refused at the doors past the limit
-	Waits    uint64 `json:"waits"`   // reads a door held back past the limit (block)
+	Waits    uint64 `json:"waits"`   // reads a door held back past the limit (block; natsq's consumer under either)
 	// GoLimitBytes is the Go runtime's memory limit (GOMEMLIMIT, or the
 	// one pipectl run set to match the limit); 0 when there is none.
 	GoLimitBytes int64 `json:"go_limit_bytes,omitempty"`
