@@ -39,16 +39,7 @@ func TestConsumerWaitsPastMemoryLimit(t *testing.T) {
 			t.Cleanup(openGate) // before the split's cleanup, which waits for the sink
 
 			a := newAcks(n)
-			out := sp.src.NewEmitter()
-			ctx := context.Background()
-			for i := 1; i <= n; i++ {
-				payload := fmt.Appendf(nil, "%d:", i)
-				payload = append(payload, bytes.Repeat([]byte{'x'}, size-len(payload))...)
-				if err := out.Emit(ctx, sp.src.NewEvent(payload, uint64(i), stage.Origin{To: a})); err != nil {
-					t.Fatal(err)
-				}
-			}
-			out.Flush(ctx)
+			sp.sendSized(t, n, size, a)
 			for seq, err := range a.wait(t) { // in the stream
 				if err != nil {
 					t.Fatalf("event %d: %v", seq, err)
@@ -67,4 +58,48 @@ func TestConsumerWaitsPastMemoryLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConsumerGoesOnWhileOthersHoldTheLimit: in one process, bytes held by
+// the queue's front (here an event the test keeps) put the pipeline past
+// its memory limit; the consumer still takes envelopes, one at a time
+// (it waits only while its own events hold some of the bytes), so every
+// event is stored: it never waits on what only the front can release.
+func TestConsumerGoesOnWhileOthersHoldTheLimit(t *testing.T) {
+	const (
+		n     = 100
+		size  = 4 << 10
+		limit = 64 << 10
+	)
+	s := &sink{seen: map[string]int{}}
+	mem := engine.NewMemory(limit, false, "test")
+	c := NewClient(Config{Embedded: &EmbeddedConfig{StoreDir: t.TempDir()}}, "test", nil)
+	sp := newSplitClients(t, c, c, QueueConfig{Stream: "t_mem_front", EnvelopeEvents: 4},
+		stage.Settings{Batch: 8, Capacity: 2 * n}, s, mem)
+	kept := sp.src.NewEvent(make([]byte, 2*limit), 0, stage.Origin{To: newAcks(1)})
+	defer kept.Done(nil)
+	if held := mem.Held(); held < limit {
+		t.Fatalf("held %d: the kept event should put the pipeline past its limit, %d", held, limit)
+	}
+	sp.sendSized(t, n, size, newAcks(n))
+	waitCount(t, s, n)
+	if st := mem.Stats(); st.Waits == 0 || st.Refused != 0 {
+		t.Errorf("memory: %d waits, %d refused; want the consumer to have waited on its own events, nothing refused", st.Waits, st.Refused)
+	}
+}
+
+// sendSized hands the publisher n events of size bytes each (their
+// number, then x's), told to a.
+func (sp *split) sendSized(t *testing.T, n, size int, a *acks) {
+	t.Helper()
+	out := sp.src.NewEmitter()
+	ctx := context.Background()
+	for i := 1; i <= n; i++ {
+		payload := fmt.Appendf(nil, "%d:", i)
+		payload = append(payload, bytes.Repeat([]byte{'x'}, size-len(payload))...)
+		if err := out.Emit(ctx, sp.src.NewEvent(payload, uint64(i), stage.Origin{To: a})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Flush(ctx)
 }

@@ -117,8 +117,8 @@ func newSplit(t *testing.T, url string, qc QueueConfig, set stage.Settings, s *s
 }
 
 // newSplitClients is newSplit with the clients of the publishing and the
-// consuming side given (the same one: a single process), and the consuming
-// side's memory limit, if mem is not nil.
+// consuming side given (the same one: a single process), and, if mem is not
+// nil, a memory limit both sides' events count against (one process's).
 func newSplitClients(t *testing.T, front, back *Client, qc QueueConfig, set stage.Settings, s *sink, mem *engine.Memory) *split {
 	t.Helper()
 	set.Name, set.Kind = "store", "test.sink"
@@ -127,6 +127,7 @@ func newSplitClients(t *testing.T, front, back *Client, qc QueueConfig, set stag
 	sp.src, srcLife = engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	_, sp.pub = engine.NewHandlerStage(set, front.Queue("store", qc, set.Overflow, set.Capacity).Publisher(), nil)
 	srcLife.Connect(sp.pub.Stage(), nil)
+	srcLife.UseMemory(mem)
 	_, sp.store = engine.NewHandlerStage(set, s, nil)
 	sp.consQueue = back.Queue("store", qc, set.Overflow, set.Capacity)
 	_, sp.cons = engine.NewSourceStage(stage.Settings{Name: "store"}, sp.consQueue.Consumer(), nil)

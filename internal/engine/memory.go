@@ -29,7 +29,8 @@ import (
 // either way, since it never waits. An Input (the runtime reads it) stops
 // reading either way: nobody is there to refuse to, and so does natsq's
 // consumer (WaitMemoryRoom), which leaves what it has not taken in the
-// stream. Nothing already accepted is dropped.
+// stream, while its own events hold some of the bytes. Nothing already
+// accepted is dropped.
 type Memory struct {
 	t       *track.Memory
 	block   bool
@@ -120,6 +121,18 @@ func (s *Stage) waitRoom() {
 	if m := s.door.m; m != nil && m.t.Over() {
 		m.waits.Add(1)
 		m.t.Wait(s.door.stop)
+	}
+}
+
+// waitOwnRoom is waitRoom for a source that takes from a queue other
+// sources of the pipeline may be waiting to put into (natsq's consumer,
+// with its queue's front in the same process): past the limit it waits
+// only while its own events hold some of the bytes, so that it never waits
+// on what only the others can release (WaitMemoryRoom).
+func (s *Stage) waitOwnRoom() {
+	if m := s.door.m; m != nil && m.t.Over() && s.h.Held() > 0 {
+		m.waits.Add(1)
+		m.t.WaitOwn(&s.h, s.door.stop)
 	}
 }
 

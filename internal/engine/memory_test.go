@@ -226,3 +226,63 @@ func TestInputStopsAtMemoryLimit(t *testing.T) {
 		t.Fatalf("held %d, in flight %d after the drain", held, src.InFlight())
 	}
 }
+
+// Past the limit WaitMemoryRoom holds a source back while its own events
+// hold some of the bytes, and lets it go once they are finished even if
+// other sources' events keep the pipeline over: it never waits on bytes
+// only others can release (in one process a queue's front may wait on its
+// consumer). Under the limit it does not wait, and StopInput ends a wait.
+func TestWaitMemoryRoomWaitsOnOwnEvents(t *testing.T) {
+	m := NewMemory(100, false, "test") // reject: the consumer waits either way
+	front, _ := memSource(m)
+	back, bl := memSource(m)
+	frt, brt := sourceRuntime{front}, sourceRuntime{back}
+	wait := func() chan struct{} {
+		done := make(chan struct{})
+		go func() { brt.WaitMemoryRoom(); close(done) }()
+		return done
+	}
+	returned := func(what string, done chan struct{}) {
+		t.Helper()
+		poll.Until(t, what, func() bool {
+			select {
+			case <-done:
+				return true
+			default:
+				return false
+			}
+		})
+	}
+
+	f := frt.NewEvent(make([]byte, 150), 1, stage.Origin{})
+	returned("no wait while only the front's events hold the bytes", wait())
+
+	b := brt.NewEvent(make([]byte, 10), 1, stage.Origin{})
+	done := wait()
+	poll.Until(t, "the back waiting on its own events", m.Waiting)
+	select {
+	case <-done:
+		t.Fatal("WaitMemoryRoom returned while the back's own events held bytes past the limit")
+	default:
+	}
+	b.Done(nil)
+	returned("the back going on once its own events are finished, the front's still held", done)
+
+	b = brt.NewEvent(make([]byte, 10), 2, stage.Origin{})
+	done = wait()
+	poll.Until(t, "the back waiting", m.Waiting)
+	f.Done(nil)
+	returned("the back going on once the pipeline is under its limit", done)
+
+	f = frt.NewEvent(make([]byte, 150), 2, stage.Origin{})
+	done = wait()
+	poll.Until(t, "the back waiting", m.Waiting)
+	if err := bl.StopInput(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	returned("the wait ended by StopInput", done)
+	if st := m.Stats(); st.Waits != 3 || st.Refused != 0 {
+		t.Fatalf("stats %+v, want 3 waits and nothing refused", st)
+	}
+	stage.DoneAll([]*stage.Event{f, b}, nil)
+}

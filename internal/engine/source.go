@@ -58,12 +58,15 @@ func (rt sourceRuntime) OverMemoryLimit() bool {
 }
 
 // WaitMemoryRoom holds the caller while the pipeline is over its memory
-// limit, whatever memory_limit's overflow, until the source stops taking
-// input (counted as a wait, as the door's): a source with nobody to
-// refuse to asks it before making the events of what it took. natsq's
-// consumer does: what it has not taken stays in the stream, and nats.go
-// stops pulling while it waits.
-func (rt sourceRuntime) WaitMemoryRoom() { rt.s.waitRoom() }
+// limit and the source's own events hold some of it, whatever
+// memory_limit's overflow, until the source stops taking input (counted
+// as a wait, as the door's): a source with nobody to refuse to asks it
+// before making the events of what it took. natsq's consumer does: what
+// it has not taken stays in the stream, and nats.go stops pulling while
+// it waits. It does not wait on bytes only other sources hold: in one
+// process the queue's front may be waiting for room in the stream that
+// only the consumer can make.
+func (rt sourceRuntime) WaitMemoryRoom() { rt.s.waitOwnRoom() }
 
 // newSourceEmitter returns an emitter for one goroutine of the source: it
 // never waits for room while the source is under admission control,

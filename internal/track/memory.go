@@ -76,12 +76,40 @@ func (m *Memory) Wait(stop <-chan struct{}) bool {
 	}
 }
 
-// Waiting reports whether a Wait call is waiting (for tests).
+// WaitOwn is Wait for the source h when what it takes in waits on others
+// of the pipeline's sources (natsq's consumer, whose queue's front may run
+// in the same process): it also returns true once h holds nothing, over
+// the limit or not, so that h never waits on bytes only the others can
+// release while they may be waiting on h. It is woken by the releases.
+func (m *Memory) WaitOwn(h *Holder, stop <-chan struct{}) bool {
+	m.waiters.Add(1)
+	h.ownWaiters.Add(1)
+	defer func() {
+		h.ownWaiters.Add(-1)
+		m.waiters.Add(-1)
+	}()
+	for {
+		m.mu.Lock()
+		room := m.room
+		m.mu.Unlock()
+		if !m.Over() || h.Held() == 0 {
+			return true
+		}
+		select {
+		case <-room:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+// Waiting reports whether a Wait or WaitOwn call is waiting (for tests).
 func (m *Memory) Waiting() bool { return m.waiters.Load() > 0 }
 
-// wake wakes the Wait calls when the bytes held are under the limit.
-func (m *Memory) wake() {
-	if m.Over() {
+// wake wakes the waiters when the bytes held are under the limit, or when
+// h, whose events released bytes, holds none and waits in WaitOwn.
+func (m *Memory) wake(h *Holder) {
+	if m.Over() && (h.ownWaiters.Load() == 0 || h.Held() > 0) {
 		return
 	}
 	m.mu.Lock()
@@ -108,7 +136,7 @@ func (h *Holder) Charged() int64 { return h.charged.Load() }
 func (h *Holder) release(n int64) {
 	h.freed.Add(n)
 	if m := h.mem; m != nil && m.waiters.Load() > 0 {
-		m.wake()
+		m.wake(h)
 	}
 }
 

@@ -62,7 +62,10 @@ type Holder struct {
 	completed atomic.Uint64
 	waiters   atomic.Int32 // WaitFinished calls waiting
 	freed     atomic.Int64 // bytes released as the events finished (memory.go)
-	_         [cacheLine]byte
+	// ownWaiters counts the Memory.WaitOwn calls waiting for this source
+	// to hold nothing; read by its releases, beside freed.
+	ownWaiters atomic.Int32
+	_          [cacheLine]byte
 
 	// Out and Errors count the events this stage handed on or finished:
 	// Errors those finished with an error; Out, for a terminal stage, those
