@@ -191,10 +191,11 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 const pullEnvelopes = 8
 
 // take is called by nats.go, one envelope at a time, for each message
-// pulled. It blocks while the pipeline is over its memory limit, and while
-// the events waiting to be posted are at maxPend (the stage's queue is
-// full, overflow block), which stops the pulling: at most pullEnvelopes
-// wait in nats.go's buffer meanwhile.
+// pulled. It blocks while the pipeline is over its memory limit and the
+// consumer's own events hold some of it, and while the events waiting to
+// be posted are at maxPend (the stage's queue is full, overflow block),
+// which stops the pulling: at most pullEnvelopes wait in nats.go's buffer
+// meanwhile.
 func (c *consumer) take(msg jetstream.Msg) {
 	q := c.q
 	env := &envelope{c: c, msg: msg}
@@ -225,12 +226,14 @@ func (c *consumer) take(msg jetstream.Msg) {
 	c.hmu.Lock()
 	c.held[env] = time.Now()
 	c.hmu.Unlock()
-	// Past the pipeline's memory limit, wait, whatever memory_limit's
-	// overflow: nobody is there to refuse to, and what is not taken
-	// stays in the stream (nats.go stops pulling while take waits). The
-	// envelope is held meanwhile, so JetStream hears it is in progress.
-	// Once the stage stops taking input the wait ends and the events go
-	// on as below.
+	// Past the pipeline's memory limit, wait while the consumer's own
+	// events hold some of it (never on what only others hold: the front
+	// in this process may be waiting for room in the stream), whatever
+	// memory_limit's overflow: nobody is there to refuse to, and what is
+	// not taken stays in the stream (nats.go stops pulling while take
+	// waits). The envelope is held meanwhile, so JetStream hears it is in
+	// progress. Once the stage stops taking input the wait ends and the
+	// events go on as below.
 	if w, ok := c.rt.(interface{ WaitMemoryRoom() }); ok {
 		w.WaitMemoryRoom()
 	}

@@ -116,7 +116,7 @@ func (s *Stage) admitMemory(n int) bool {
 
 // waitRoom holds the caller back while the pipeline is over its memory
 // limit (or until the source stops): the Input adapter's door, before
-// each Read, and natsq's consumer's, before each message's events.
+// each Read.
 func (s *Stage) waitRoom() {
 	if m := s.door.m; m != nil && m.t.Over() {
 		m.waits.Add(1)

@@ -56,43 +56,27 @@ func (m *Memory) Over() bool { return m.limit > 0 && m.Held() >= m.limit }
 
 // Wait returns true once the bytes held are under the limit, or false
 // when stop is closed first. It is woken by the releases, never polled.
-func (m *Memory) Wait(stop <-chan struct{}) bool {
+func (m *Memory) Wait(stop <-chan struct{}) bool { return m.WaitOwn(nil, stop) }
+
+// WaitOwn is Wait for the source h when what it takes in waits on others
+// of the pipeline's sources (natsq's consumer, whose queue's front may run
+// in the same process): it also returns true once h holds nothing, over
+// the limit or not, so that h never waits on bytes only the others can
+// release while they may be waiting on h. A nil h makes it Wait.
+func (m *Memory) WaitOwn(h *Holder, stop <-chan struct{}) bool {
 	m.waiters.Add(1)
 	defer m.waiters.Add(-1)
+	if h != nil {
+		h.ownWaiters.Add(1)
+		defer h.ownWaiters.Add(-1)
+	}
 	for {
 		// The channel is read before the count, as in WaitFinished: a
 		// release after the count closes this channel or a later one.
 		m.mu.Lock()
 		room := m.room
 		m.mu.Unlock()
-		if !m.Over() {
-			return true
-		}
-		select {
-		case <-room:
-		case <-stop:
-			return false
-		}
-	}
-}
-
-// WaitOwn is Wait for the source h when what it takes in waits on others
-// of the pipeline's sources (natsq's consumer, whose queue's front may run
-// in the same process): it also returns true once h holds nothing, over
-// the limit or not, so that h never waits on bytes only the others can
-// release while they may be waiting on h. It is woken by the releases.
-func (m *Memory) WaitOwn(h *Holder, stop <-chan struct{}) bool {
-	m.waiters.Add(1)
-	h.ownWaiters.Add(1)
-	defer func() {
-		h.ownWaiters.Add(-1)
-		m.waiters.Add(-1)
-	}()
-	for {
-		m.mu.Lock()
-		room := m.room
-		m.mu.Unlock()
-		if !m.Over() || h.Held() == 0 {
+		if !m.Over() || h != nil && h.Held() == 0 {
 			return true
 		}
 		select {
