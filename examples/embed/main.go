@@ -1,3 +1,9 @@
+// Command embed is a program that embeds the framework: it links the stock
+// stage families, adds a function for process.func, registers a kind of
+// its own, and runs a pipeline described in YAML until SIGINT or SIGTERM.
+//
+//	go run ./examples/embed
+//	printf '{"level":"error","msg":"disk full"}\n' | nc -N 127.0.0.1 7001
 package main
 
 import (
