@@ -173,6 +173,7 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	go c.poster()
 	c.cc, err = cons.Consume(c.take,
 		jetstream.PullMaxMessages(min(pullEnvelopes, q.cfg.MaxAckPending)),
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				q.log.Error("nats: the durable consumer is gone; recreate it by restarting the stage", zap.String("error", errText(err)))
@@ -189,6 +190,21 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 // pullEnvelopes is how many envelopes nats.go buffers ahead of take: with
 // envelopes of about a thousand events, a few batches of the stage.
 const pullEnvelopes = 8
+
+// pullHeartbeat is the idle heartbeat of the consumer's pull requests, and
+// so, doubled, the longest a lost pull stalls the consumer. nats.go (as of
+// v1.55.0) asks for more messages only from the callback that has just
+// handled one, and skips asking while its previous pull request is still
+// being sent. When take drains the buffer within that window (after a
+// wait, with the queue's server in this process answering a pull before
+// the request's send returns), no pull is outstanding and nothing asks
+// again: the consumer sat idle, messages in the stream, until the
+// heartbeat monitor noticed the silence, 30 s with the default heartbeat
+// (15 s). TestConsumerWaitsPastMemoryLimit hit it in 23 of 900 runs (three
+// test processes at once, beside a busy loop); with this heartbeat each
+// went on within 2 s. A heartbeat costs a few bytes a second while a pull
+// waits on an idle stream.
+const pullHeartbeat = time.Second
 
 // take is called by nats.go, one envelope at a time, for each message
 // pulled. It blocks while the pipeline is over its memory limit and the

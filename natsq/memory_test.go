@@ -45,6 +45,14 @@ func TestConsumerWaitsPastMemoryLimit(t *testing.T) {
 					t.Fatalf("event %d: %v", seq, err)
 				}
 			}
+			// The front's events release their bytes just after their
+			// acks: wait for that, so that what is held below is the
+			// consuming side's alone.
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			if err := sp.src.WaitFinished(ctx); err != nil {
+				t.Fatal(err)
+			}
 
 			poll.Until(t, "the consumer waiting past the memory limit", mem.Waiting)
 			if held, most := mem.Held(), int64(limit+perEnv*size); held > most {
@@ -71,17 +79,25 @@ func TestConsumerGoesOnWhileOthersHoldTheLimit(t *testing.T) {
 		size  = 4 << 10
 		limit = 64 << 10
 	)
-	s := &sink{seen: map[string]int{}}
+	// The sink holds its first events until the consumer waits on
+	// them, so that the test sees that wait every time.
+	gate := make(chan struct{})
+	s := &sink{seen: map[string]int{}, fail: func(*stage.Event) error { <-gate; return nil }}
 	mem := engine.NewMemory(limit, false, "test")
 	c := NewClient(Config{Embedded: &EmbeddedConfig{StoreDir: t.TempDir()}}, "test", nil)
 	sp := newSplitClients(t, c, c, QueueConfig{Stream: "t_mem_front", EnvelopeEvents: 4},
 		stage.Settings{Batch: 8, Capacity: 2 * n}, s, mem)
+	var once sync.Once
+	openGate := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(openGate) // before the split's cleanup, which waits for the sink
 	kept := sp.src.NewEvent(make([]byte, 2*limit), 0, stage.Origin{To: newAcks(1)})
 	defer kept.Done(nil)
 	if held := mem.Held(); held < limit {
 		t.Fatalf("held %d: the kept event should put the pipeline past its limit, %d", held, limit)
 	}
 	sp.sendSized(t, n, size, newAcks(n))
+	poll.Until(t, "the consumer waiting on its own events", mem.Waiting)
+	openGate()
 	waitCount(t, s, n)
 	if st := mem.Stats(); st.Waits == 0 || st.Refused != 0 {
 		t.Errorf("memory: %d waits, %d refused; want the consumer to have waited on its own events, nothing refused", st.Waits, st.Refused)

@@ -21,7 +21,7 @@ type Memory struct {
 	limit int64     // bytes; 0: none
 	srcs  []*Holder // the sources counted; fixed before any event is made
 
-	waiters atomic.Int32 // Wait calls waiting: releases wake them
+	waiters atomic.Int32 // Wait and WaitOwn calls waiting: releases wake them
 	mu      sync.Mutex   // guards room
 	room    chan struct{}
 }
