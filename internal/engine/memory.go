@@ -36,7 +36,6 @@ type Memory struct {
 	block   bool
 	basis   string
 	refused atomic.Uint64
-	waits   atomic.Uint64
 }
 
 // NewMemory returns a memory limit of limit bytes (0: none, the bytes are
@@ -60,7 +59,7 @@ func (m *Memory) Stats() stats.Memory {
 	}
 	return stats.Memory{
 		LimitBytes: m.t.Limit(), HeldBytes: m.t.Held(), Basis: m.basis, Overflow: o,
-		Refused: m.refused.Load(), Waits: m.waits.Load(),
+		Refused: m.refused.Load(), Waits: m.t.Waits(),
 	}
 }
 
@@ -109,7 +108,6 @@ func (s *Stage) admitMemory(n int) bool {
 		m.refused.Add(uint64(n))
 		return false
 	}
-	m.waits.Add(1)
 	m.t.Wait(s.door.stop)
 	return true
 }
@@ -119,7 +117,6 @@ func (s *Stage) admitMemory(n int) bool {
 // each Read.
 func (s *Stage) waitRoom() {
 	if m := s.door.m; m != nil && m.t.Over() {
-		m.waits.Add(1)
 		m.t.Wait(s.door.stop)
 	}
 }
@@ -131,7 +128,6 @@ func (s *Stage) waitRoom() {
 // on what only the others can release (WaitMemoryRoom).
 func (s *Stage) waitOwnRoom() {
 	if m := s.door.m; m != nil && m.t.Over() && s.h.Held() > 0 {
-		m.waits.Add(1)
 		m.t.WaitOwn(&s.h, s.door.stop)
 	}
 }

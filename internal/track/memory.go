@@ -24,6 +24,12 @@ type Memory struct {
 	waiters atomic.Int32 // Wait and WaitOwn calls waiting: releases wake them
 	mu      sync.Mutex   // guards room
 	room    chan struct{}
+
+	// held counts the calls holding their caller back now (Waiting), and
+	// waits those that did, in all (Waits): a call that finds room at
+	// once is in neither.
+	held  atomic.Int32
+	waits atomic.Uint64
 }
 
 // NewMemory returns a count held against limit bytes (0: no limit).
@@ -70,6 +76,7 @@ func (m *Memory) WaitOwn(h *Holder, stop <-chan struct{}) bool {
 		h.ownWaiters.Add(1)
 		defer h.ownWaiters.Add(-1)
 	}
+	counted := false
 	for {
 		// The channel is read before the count, as in WaitFinished: a
 		// release after the count closes this channel or a later one.
@@ -79,6 +86,12 @@ func (m *Memory) WaitOwn(h *Holder, stop <-chan struct{}) bool {
 		if !m.Over() || h != nil && h.Held() == 0 {
 			return true
 		}
+		if !counted {
+			counted = true
+			m.waits.Add(1)
+			m.held.Add(1)
+			defer m.held.Add(-1)
+		}
 		select {
 		case <-room:
 		case <-stop:
@@ -87,8 +100,13 @@ func (m *Memory) WaitOwn(h *Holder, stop <-chan struct{}) bool {
 	}
 }
 
-// Waiting reports whether a Wait or WaitOwn call is waiting (for tests).
-func (m *Memory) Waiting() bool { return m.waiters.Load() > 0 }
+// Waiting reports whether a Wait or WaitOwn call is holding its caller
+// back (for tests).
+func (m *Memory) Waiting() bool { return m.held.Load() > 0 }
+
+// Waits returns how many Wait and WaitOwn calls have held their caller
+// back: those that found room at once are not counted.
+func (m *Memory) Waits() uint64 { return m.waits.Load() }
 
 // wake wakes the waiters when the bytes held are under the limit, or when
 // h, whose events released bytes, holds none and waits in WaitOwn.
