@@ -30,6 +30,11 @@ type Client struct {
 	pipeline string
 	log      *zap.Logger
 
+	// conn serialises open and release, which may take long (connecting
+	// retries until the server answers; closing flushes). mu guards the
+	// fields below and is held only briefly, so that Stats answers while
+	// a connect is retried.
+	conn    sync.Mutex
 	mu      sync.Mutex
 	users   int
 	nc      *nats.Conn
@@ -57,94 +62,110 @@ func (c *Client) connName() string {
 // ends, logging each failure, as db.postgres does while its database is
 // away at start.
 func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
+	c.conn.Lock()
+	defer c.conn.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.nc == nil {
-		opts, err := c.cfg.options(c.connName())
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts,
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				if err != nil { // nil: closed on purpose
-					c.log.Warn("nats: disconnected; reconnecting", zap.String("error", errText(err)))
-				}
-			}),
-			nats.ReconnectHandler(func(nc *nats.Conn) {
-				c.log.Info("nats: reconnected", zap.String("server", stage.Redact(nc.ConnectedUrlRedacted())))
-			}),
-			nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-				c.log.Warn("nats: asynchronous error", zap.String("error", errText(err)))
-			}),
-		)
-		url := c.cfg.url()
-		if c.cfg.Embedded != nil {
-			emb, err := startEmbedded(c.cfg.Embedded, c.log)
-			if err != nil {
-				return nil, err
-			}
-			c.emb = emb
-			url = ""
-			opts = append(opts, nats.InProcessServer(emb.srv))
-		}
-		wait := 250 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			nc, err := nats.Connect(url, opts...)
-			if err == nil {
-				c.nc = nc
-				break
-			}
-			c.log.Warn("nats: cannot connect; retrying", zap.String("url", stage.Redact(url)),
-				zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.String("error", errText(err)))
-			select {
-			case <-ctx.Done():
-				c.stopEmbedded()
-				return nil, fmt.Errorf("connect to %s: %w (last: %v)", stage.Redact(url), ctx.Err(), err)
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 5*time.Second)
-		}
-		js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(pubAcksInFlight))
-		if err != nil {
-			c.nc.Close()
-			c.nc = nil
-			c.stopEmbedded()
-			return nil, fmt.Errorf("jetstream: %w", err)
-		}
-		c.js = js
-		server := stage.Redact(c.nc.ConnectedUrlRedacted())
-		if c.emb != nil {
-			server = "embedded, in-process"
-		}
-		c.log.Info("nats: connected", zap.String("server", server))
+	if c.nc != nil {
+		c.users++
+		js := c.js
+		c.mu.Unlock()
+		return js, nil
 	}
+	c.mu.Unlock()
+	nc, js, emb, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.nc, c.js, c.emb = nc, js, emb
 	c.users++
-	return c.js, nil
+	c.mu.Unlock()
+	return js, nil
+}
+
+// connect makes the connection (starting the in-process server first
+// under Config.Embedded), retrying until ctx ends.
+func (c *Client) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, *embedded, error) {
+	opts, err := c.cfg.options(c.connName())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	opts = append(opts,
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed on purpose
+				c.log.Warn("nats: disconnected; reconnecting", zap.String("error", errText(err)))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("nats: reconnected", zap.String("server", stage.Redact(nc.ConnectedUrlRedacted())))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			c.log.Warn("nats: asynchronous error", zap.String("error", errText(err)))
+		}),
+	)
+	url := c.cfg.url()
+	var emb *embedded
+	if c.cfg.Embedded != nil {
+		if emb, err = startEmbedded(c.cfg.Embedded, c.log); err != nil {
+			return nil, nil, nil, err
+		}
+		url = ""
+		opts = append(opts, nats.InProcessServer(emb.srv))
+	}
+	fail := func(err error) (*nats.Conn, jetstream.JetStream, *embedded, error) {
+		if emb != nil {
+			emb.stop()
+		}
+		return nil, nil, nil, err
+	}
+	var nc *nats.Conn
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if nc, err = nats.Connect(url, opts...); err == nil {
+			break
+		}
+		c.log.Warn("nats: cannot connect; retrying", zap.String("url", stage.Redact(url)),
+			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.String("error", errText(err)))
+		select {
+		case <-ctx.Done():
+			return fail(fmt.Errorf("connect to %s: %w (last: %v)", stage.Redact(url), ctx.Err(), err))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pubAcksInFlight))
+	if err != nil {
+		nc.Close()
+		return fail(fmt.Errorf("jetstream: %w", err))
+	}
+	server := stage.Redact(nc.ConnectedUrlRedacted())
+	if emb != nil {
+		server = "embedded, in-process"
+	}
+	c.log.Info("nats: connected", zap.String("server", server))
+	return nc, js, emb, nil
 }
 
 // release gives back what open took; the last user closes the
 // connection, after flushing what is buffered (acks) to the server.
 func (c *Client) release() {
+	c.conn.Lock()
+	defer c.conn.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.users--
-	if c.users > 0 || c.nc == nil {
+	nc, emb := c.nc, c.emb
+	if c.users > 0 || nc == nil {
+		c.mu.Unlock()
 		return
 	}
-	if err := c.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+	c.nc, c.js, c.emb = nil, nil, nil
+	c.mu.Unlock()
+	if err := nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		c.log.Warn("nats: flush on close", zap.String("error", errText(err)))
 	}
-	c.nc.Close()
-	c.nc, c.js = nil, nil
-	c.stopEmbedded()
-}
-
-// stopEmbedded shuts the in-process server down, if one runs; c.mu is
-// held.
-func (c *Client) stopEmbedded() {
-	if c.emb != nil {
-		c.emb.stop()
-		c.emb = nil
+	nc.Close()
+	if emb != nil {
+		emb.stop()
 	}
 }
 

@@ -2,8 +2,14 @@ package natsq
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
@@ -54,4 +60,41 @@ func TestPublisherHealthDuringOutage(t *testing.T) {
 	pub.Wait()
 	pub.Close()
 	q.Wait()
+}
+
+// While a queue connects (its server is away at start, so open retries),
+// its Stats answer at once, saying it is not connected: /stats is how an
+// operator sees why a stage does not start.
+func TestStatsAnswerWhileConnecting(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	srv.Stop()
+	core, logs := observer.New(zapcore.WarnLevel)
+	c := NewClient(Config{URL: srv.URL()}, "test", zap.New(core))
+	q := c.Queue("store", QueueConfig{Stream: "t_connecting"}, port.Block, 64)
+	pub := q.Publisher().(*publisher)
+	ctx, cancel := context.WithCancel(context.Background())
+	var startErr error
+	started := make(chan struct{})
+	go func() { startErr = pub.Start(ctx); close(started) }()
+	defer func() { cancel(); <-started }()
+	poll.Until(t, "a failed connect", func() bool {
+		return logs.FilterMessageSnippet("cannot connect").Len() > 0
+	})
+	got := make(chan Stats, 1)
+	go func() { got <- q.Stats() }()
+	select {
+	case ns := <-got:
+		if ns.Connected || ns.Publishing {
+			t.Errorf("connected %v, publishing %v while the server is away", ns.Connected, ns.Publishing)
+		}
+	case <-started:
+		t.Fatalf("Start returned (%v) before Stats", startErr)
+	case <-time.After(wait):
+		t.Fatalf("Stats did not answer in %s while the queue connects", wait)
+	}
+	cancel()
+	<-started
+	if !errors.Is(startErr, context.Canceled) {
+		t.Fatalf("Start after cancel: %v, want context.Canceled", startErr)
+	}
 }
