@@ -183,26 +183,15 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 	b1 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	b2 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
-	// Both backs pull before the client sends. A back prints its banner
-	// before it makes its consumer, and a make test run saw the first
-	// back take every envelope of the run before the second pulled, and
-	// the wait for both backs to store rows below gave up.
-	for _, b := range []*proc{b1, b2} {
-		poll.Until(t, "the back pulling from the stream", func() bool {
-			st, ok := stageOf(t, hc, b, "store")
-			return ok && natsOf(st).Consuming
-		})
-	}
-
-	var addr atomic.Value
-	addr.Store(front.addr)
-	rs := newResender(func() string { return addr.Load().(string) }, 50, 2*time.Millisecond)
+	var rs *resender
 	// On failure, say what each process saw: its store stage and its log.
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
-		t.Logf("client: %s", rs.summary())
+		if rs != nil {
+			t.Logf("client: %s", rs.summary())
+		}
 		for _, p := range []struct {
 			name string
 			p    *proc
@@ -211,6 +200,27 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 			t.Logf("%s: store %+v (admin answered: %v)\n%s", p.name, st, ok, p.p.out)
 		}
 	})
+	// Both backs pull before the client sends. A back prints its banner
+	// before it makes its consumer, and a make test run saw the first
+	// back take every envelope of the run before the second pulled, and
+	// the wait for both backs to store rows below gave up.
+	for i, b := range []*proc{b1, b2} {
+		began := time.Now()
+		poll.Until(t, "the back pulling from the stream", func() bool {
+			select {
+			case <-b.done: // a stage behind the queue failed to start
+				t.Fatalf("a back exited before it pulled (%v):\n%s", b.err, b.out)
+			default:
+			}
+			st, ok := stageOf(t, hc, b, "store")
+			return ok && natsOf(st).Consuming
+		})
+		t.Logf("back %d pulling %s after its banner", i+1, time.Since(began).Round(time.Millisecond))
+	}
+
+	var addr atomic.Value
+	addr.Store(front.addr)
+	rs = newResender(func() string { return addr.Load().(string) }, 50, 2*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	sh := rs.runShares(ctx, n, 4)
