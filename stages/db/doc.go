@@ -93,8 +93,10 @@
 // Start connects (max_conns connections at most; unset, they follow the
 // stage's workers: one per worker, and with auto workers as many as the
 // pool controller's ceiling, opened as workers need them and closed after
-// 30 s unused; a set max_conns also caps an auto pool), then with create makes the table if it is missing,
-// and checks the table in any case: every column present, a column given a
+// 30 s unused; a set max_conns also caps an auto pool), then with create
+// makes the table if it is missing (several sinks may start at once, the
+// backs of a split pipeline: whichever makes it, the others go on), and
+// checks the table in any case: every column present, a column given a
 // type in `types` of exactly that type, a `$` column of a JSON or text
 // type, and a unique index on `key`. A mismatch is an error naming every
 // problem. While PostgreSQL is unreachable Start retries (on_start: retry)

@@ -116,9 +116,20 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 		if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+tbl+" ("+strings.Join(defs, ", ")+")"); err != nil {
 			// Two processes creating the table at once (the backs of a
 			// pipeline split across processes): IF NOT EXISTS does not
-			// cover the race, and the loser gets 23505 on pg_type or
-			// 42P07. The table is there then; checkTable checks it.
-			if st := sqlState(err); st != "23505" && st != "42P07" {
+			// cover the race. The loser gets 23505 on pg_type's index,
+			// 42P07, or 42710 ("type already exists": the winner's
+			// commit came between the checks of the name and of the row
+			// type). The table is there then, and checkTable checks it;
+			// a type of that name made by hand is not a table, and its
+			// error is returned.
+			if st := sqlState(err); st != "23505" && st != "42P07" && st != "42710" {
+				return fmt.Errorf("create table %s: %w", tbl, err)
+			}
+			var there bool
+			if qerr := pool.QueryRow(ctx, tableThere, tbl).Scan(&there); qerr != nil {
+				return fmt.Errorf("create table %s: %w", tbl, s.scrub(qerr))
+			}
+			if !there {
 				return fmt.Errorf("create table %s: %w", tbl, err)
 			}
 		}
@@ -173,6 +184,10 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 		" FROM unnest(" + strings.Join(args, ", ") + ") AS u(" + cols + ")" + s.onConflict()
 	return nil
 }
+
+// tableThere asks whether $1 names a table (plain or partitioned): a
+// composite type made with CREATE TYPE has a pg_class row too.
+const tableThere = "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relkind IN ('r', 'p'))"
 
 func (s *Sink) keyList() string {
 	ks := make([]string, len(s.key))

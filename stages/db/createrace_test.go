@@ -1,0 +1,68 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// Sinks of several processes start at once against a database where
+// their table does not exist yet (the backs of a split pipeline, each
+// with create: true): every one starts, whichever created the table.
+// PostgreSQL's CREATE TABLE IF NOT EXISTS does not cover the race; the
+// loser gets 23505 (pg_type's index), 42P07, or 42710 (the table's row
+// type found committed after its name was not).
+func TestSinksCreateTheTableAtOnce(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	const tables, sinks = 40, 6
+	for i := range tables {
+		name := fmt.Sprintf("events_%d", i)
+		var wg sync.WaitGroup
+		errs := make([]error, sinks)
+		all := make([]*Sink, sinks)
+		for k := range sinks {
+			s, err := build(config(dsn, map[string]any{"table": name, "on_start": "fail"}), stage.Env{Stage: "store"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all[k] = s
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				errs[k] = s.Start(ctx)
+			})
+		}
+		wg.Wait()
+		for _, s := range all {
+			_ = s.Close()
+		}
+		for k, err := range errs {
+			if err != nil {
+				t.Errorf("table %s, sink %d: %v", name, k, err)
+			}
+		}
+	}
+}
+
+// A type of the table's name that is no relation (an enum made by hand)
+// is not a table made by another sink at the same time: create: true
+// fails with PostgreSQL's error.
+func TestCreateTableOverATypeFails(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	c := connect(t, dsn)
+	if _, err := c.Exec(context.Background(), "CREATE TYPE events AS ENUM ('a')"); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, config(dsn, map[string]any{"on_start": "fail"}), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), `create table "events"`) || sqlState(err) != "42710" {
+		t.Fatalf("Start: %v; want create table's 42710", err)
+	}
+}
