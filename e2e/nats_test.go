@@ -184,7 +184,13 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 	b2 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
 	var rs *resender
-	// On failure, say what each process saw: its store stage and its log.
+	// On failure, say what each process saw, the killed ones too: its
+	// store stage and its log.
+	type named struct {
+		name string
+		p    *proc
+	}
+	procs := []named{{"front", front}, {"back 1", b1}, {"back 2", b2}}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -192,10 +198,7 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 		if rs != nil {
 			t.Logf("client: %s", rs.summary())
 		}
-		for _, p := range []struct {
-			name string
-			p    *proc
-		}{{"front", front}, {"back 1", b1}, {"back 2", b2}} {
+		for _, p := range procs {
 			st, ok := stageOf(t, hc, p.p, "store")
 			t.Logf("%s: store %+v (admin answered: %v)\n%s", p.name, st, ok, p.p.out)
 		}
@@ -215,7 +218,7 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 			st, ok := stageOf(t, hc, b, "store")
 			return ok && natsOf(st).Consuming
 		})
-		t.Logf("back %d pulling %s after its banner", i+1, time.Since(began).Round(time.Millisecond))
+		t.Logf("back %d pulling %s after this wait began", i+1, time.Since(began).Round(time.Millisecond))
 	}
 
 	var addr atomic.Value
@@ -241,6 +244,7 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 	front = startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	addr.Store(front.addr)
 	b1 = launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
+	procs = append(procs, named{"front, restarted", front}, named{"back 1, restarted", b1})
 
 	select {
 	case <-sh.done:

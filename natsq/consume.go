@@ -211,7 +211,8 @@ const pullHeartbeat = time.Second
 // consumer's own events hold some of it, and while the events waiting to
 // be posted are at maxPend (the stage's queue is full, overflow block),
 // which stops the pulling: at most pullEnvelopes wait in nats.go's buffer
-// meanwhile.
+// meanwhile (up to twice that for a moment if a missed heartbeat had
+// nats.go pull again while the first pull's messages were on their way).
 func (c *consumer) take(msg jetstream.Msg) {
 	q := c.q
 	env := &envelope{c: c, msg: msg}
