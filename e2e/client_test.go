@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stagedserver/seda/internal/wire"
@@ -19,6 +20,12 @@ type resender struct {
 	addr  func() string // where to connect; asked again at every reconnect
 	chunk int           // records sent before waiting for their acks
 	pause time.Duration // between chunks
+	// gate, when set, holds back the records past its value in each
+	// share of share records (runShares): a test lets the load go on
+	// only as far as its faults need, so that the load cannot end before
+	// they are done.
+	gate  *atomic.Int64
+	share int64
 
 	mu      sync.Mutex
 	acked   map[int64]bool
@@ -170,8 +177,24 @@ func (r *resender) run(ctx context.Context, ids []int64) error {
 // sendAll sends ids in chunks, waiting for each chunk's replies; false
 // when the connection ended first.
 func (r *resender) sendAll(ctx context.Context, c *wire.Client, rc *resendConn, ids []int64) bool {
-	for i := 0; i < len(ids); i += r.chunk {
-		for _, id := range ids[i:min(i+r.chunk, len(ids))] {
+	for i := 0; i < len(ids); {
+		end := min(i+r.chunk, len(ids))
+		for k := i; k < end; k++ {
+			if !r.mayGo(ids[k]) {
+				end = k
+				break
+			}
+		}
+		if end == i { // held back: wait for the gate to open further
+			if ctx.Err() != nil {
+				return false
+			}
+			sleepCtx(ctx, 2*time.Millisecond)
+			continue
+		}
+		chunk := ids[i:end]
+		i = end
+		for _, id := range chunk {
 			rc.add(id)
 			if _, err := c.Send(jsonRecord(id)); err != nil {
 				return false
@@ -197,6 +220,11 @@ func (r *resender) sendAll(ctx context.Context, c *wire.Client, rc *resendConn, 
 		}
 	}
 	return true
+}
+
+// mayGo reports whether the gate lets record id be sent now.
+func (r *resender) mayGo(id int64) bool {
+	return r.gate == nil || (id-1)%r.share < r.gate.Load()
 }
 
 // ackedIDs returns a copy of the ids seen acked so far.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,11 +44,19 @@ type faultRun struct {
 	n      int
 	start  time.Time
 	cancel context.CancelFunc
+	gate   *atomic.Int64 // records each of the load's shares may send (the resender's gate)
 }
+
+// faultShares is how many connections a fault run's load uses, each
+// with its share of the records.
+const faultShares = 4
 
 // startFaultRun starts the pipeline against dsn through a new fault proxy
 // (storeExtra: more lines for the store) and the load: ids 1..n over four
-// resending connections.
+// resending connections. The load's last quarter is held back until the
+// test calls open (or finish): on a busy machine the whole load could end
+// before the test's faults, which need writes going on. While the rest is
+// acked, whenCopying and resumes let more go.
 func startFaultRun(t *testing.T, dsn, storeExtra string, n int) *faultRun {
 	t.Helper()
 	f := &faultRun{t: t, dsn: dsn, n: n, start: time.Now()}
@@ -61,8 +70,29 @@ func startFaultRun(t *testing.T, dsn, storeExtra string, n int) *faultRun {
 	f.cancel = cancel
 	t.Cleanup(cancel)
 	f.rs = newResender(func() string { return f.r.addr }, 200, 5*time.Millisecond)
-	f.sh = f.rs.runShares(ctx, n, 4)
+	f.gate = new(atomic.Int64)
+	f.gate.Store(int64(n / faultShares * 3 / 4))
+	f.rs.gate, f.rs.share = f.gate, int64(n/faultShares)
+	f.sh = f.rs.runShares(ctx, n, faultShares)
 	return f
+}
+
+// open lets the whole load go.
+func (f *faultRun) open() { f.gate.Store(int64(f.n / faultShares)) }
+
+// more lets the load go a little further when every record it may send
+// is acked, so that writes go on while a test waits for one; it reports
+// false once the whole load may go.
+func (f *faultRun) more() bool {
+	share := int64(f.n / faultShares)
+	g := f.gate.Load()
+	if g >= share {
+		return false
+	}
+	if f.acked() >= int(g)*faultShares {
+		f.gate.Store(min(g+share/20, share))
+	}
+	return true
 }
 
 // viaProxy starts a fault proxy in front of dsn's server and returns dsn
@@ -103,8 +133,9 @@ func (f *faultRun) retries(snippet string) int {
 // whenCopying waits until PostgreSQL runs a COPY of the store's (asked
 // on c, a connection straight to the server) and reports true, or until
 // the load has ended, every record acked, so that no COPY is to come, and
-// reports false. On a busy machine the load can outrun the test's looks
-// at the server.
+// reports false. On a busy machine the load could outrun the test's looks
+// at the server; now the gate (startFaultRun) keeps a part of it back,
+// and lets a little more go whenever the rest is acked.
 func (f *faultRun) whenCopying(c *pgx.Conn) bool {
 	f.t.Helper()
 	copying := false
@@ -114,6 +145,7 @@ func (f *faultRun) whenCopying(c *pgx.Conn) bool {
 			return true
 		default:
 		}
+		f.more()
 		var n int
 		err := c.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY%'`).Scan(&n)
@@ -146,6 +178,7 @@ func (f *faultRun) resumes(what string) {
 			return true
 		default:
 		}
+		f.more()
 		return f.acked() > before
 	})
 	f.t.Logf("after %s: %d records acked at its end, the next ack %s later (for information)",
@@ -159,6 +192,7 @@ func (f *faultRun) resumes(what string) {
 func (f *faultRun) finish() {
 	t := f.t
 	t.Helper()
+	f.open()
 	for _, err := range f.sh.wait() {
 		t.Error(err)
 	}
@@ -234,6 +268,7 @@ func TestDBFaultPartition(t *testing.T) {
 	f.resumes("the reset")
 	f.mustCopy(check)
 	f.px.Partition()
+	f.open() // the rest of the load meets the partition
 	before := f.acked()
 	parted := time.NewTimer(20 * time.Second) // the fault's length, as issue 22 sets it
 	select {
@@ -267,7 +302,10 @@ func TestDBFaultStall(t *testing.T) {
 	poll.Until(t, "a quarter of the records acked", func() bool { return f.acked() >= f.n/4 })
 	f.mustCopy(check)
 	f.px.Stall()
-	poll.Until(t, "two writes given up at write_timeout", func() bool { return f.retries("(write_timeout)") >= 2 })
+	poll.Until(t, "two writes given up at write_timeout", func() bool {
+		f.more()
+		return f.retries("(write_timeout)") >= 2
+	})
 	f.px.Resume()
 	t.Logf("network stall: %d writes timed out", f.retries("(write_timeout)"))
 	f.resumes("the network stall")
@@ -281,6 +319,7 @@ func TestDBFaultStall(t *testing.T) {
 	if _, err := tx.Exec(ctx, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
+	f.open() // the rest of the load meets the lock
 	poll.Until(t, "a write cancelled by statement_timeout", func() bool { return f.retries("57014") >= 1 })
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
