@@ -163,13 +163,36 @@ func (f *faultRun) whenCopying(c *pgx.Conn) bool {
 	return copying
 }
 
-// mustCopy is whenCopying for a fault that needs a COPY to hit: the test
-// fails when the load ended first.
-func (f *faultRun) mustCopy(c *pgx.Conn) {
+// holdWrite makes sure one of the store's writes is in flight when a
+// fault hits, whatever the machine's pace: it takes an exclusive lock on
+// the table in a transaction on c (a connection straight to the server)
+// and waits until a write of the store's waits for it, letting more of
+// the load go if need be. The caller applies its fault, then calls
+// release, which ends the transaction (on a server restarted meanwhile
+// it only gives up the connection's side). Looking for a COPY running
+// instead missed them on a busy machine: a COPY of a few hundred rows
+// can come and go between two looks.
+func (f *faultRun) holdWrite(c *pgx.Conn) (release func()) {
 	f.t.Helper()
-	if !f.whenCopying(c) {
-		f.t.Fatalf("the load ended (%d records acked) before a COPY ran for the fault to hit", f.acked())
+	ctx := context.Background()
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		f.t.Fatal(err)
 	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"); err != nil {
+		f.t.Fatal(err)
+	}
+	poll.Until(f.t, "a write of the store's waiting for the table", func() bool {
+		f.more()
+		var n int
+		err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&n)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		return n > 0
+	})
+	return func() { _ = tx.Rollback(ctx) }
 }
 
 // resumes waits for records to be acked after a fault ended (what: the
@@ -231,10 +254,9 @@ func (f *faultRun) finish() {
 }
 
 // TestDBFaultResetMidCOPY: every connection to PostgreSQL is reset (an
-// RST to both ends) while a COPY runs, three times; the writes cut short
-// are retried on new connections. On a busy machine the load may end
-// before the third (or second) reset, whose COPY never comes; the first
-// must hit a write.
+// RST to both ends) while a write runs (held on the table's lock, see
+// holdWrite), three times; the writes cut short are retried on new
+// connections.
 func TestDBFaultResetMidCOPY(t *testing.T) {
 	t.Parallel()
 	dsn := pg.NewDatabase(t)
@@ -242,11 +264,9 @@ func TestDBFaultResetMidCOPY(t *testing.T) {
 	check := connect(t, dsn)
 	for k := 1; k <= 3; k++ {
 		poll.Until(t, fmt.Sprintf("%d/5 of the records acked", k), func() bool { return f.acked() >= k*f.n/5 })
-		if !f.whenCopying(check) {
-			t.Logf("the load ended before reset %d", k)
-			break
-		}
+		release := f.holdWrite(check)
 		n := f.px.Reset()
+		release()
 		t.Logf("reset %d: %d connections reset with %d records acked", k, n, f.acked())
 		f.resumes(fmt.Sprintf("reset %d", k))
 	}
@@ -267,8 +287,9 @@ func TestDBFaultPartition(t *testing.T) {
 	f := startFaultRun(t, dsn, "", faultRecords)
 	check := connect(t, dsn)
 	poll.Until(t, "a fifth of the records acked", func() bool { return f.acked() >= f.n/5 })
-	f.mustCopy(check)
+	release := f.holdWrite(check)
 	t.Logf("reset: %d connections", f.px.Reset())
+	release()
 	f.resumes("the reset")
 	if !f.whenCopying(check) {
 		t.Log("no COPY seen running when the partition began; the rest of the load meets it")
@@ -306,8 +327,9 @@ func TestDBFaultStall(t *testing.T) {
 	f := startFaultRun(t, dsn, "    statement_timeout: 1s\n    write_timeout: 3s\n", faultRecords)
 	check := connect(t, dsn)
 	poll.Until(t, "a quarter of the records acked", func() bool { return f.acked() >= f.n/4 })
-	f.mustCopy(check)
+	release := f.holdWrite(check)
 	f.px.Stall()
+	release()
 	poll.Until(t, "two writes given up at write_timeout", func() bool {
 		f.more()
 		return f.retries("(write_timeout)") >= 2
@@ -344,12 +366,13 @@ func TestDBFaultRestart(t *testing.T) {
 	dsn := srv.DSN()
 	f := startFaultRun(t, dsn, "", faultRecords)
 	poll.Until(t, "a quarter of the records acked", func() bool { return f.acked() >= f.n/4 })
-	withConn(t, dsn, func(_ context.Context, c *pgx.Conn) { f.mustCopy(c) })
+	release := f.holdWrite(connect(t, dsn))
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := srv.Restart(ctx); err != nil {
 		t.Fatalf("restart PostgreSQL: %v", err)
 	}
+	release()
 	f.resumes("the restart")
 	f.finish()
 	if f.retries("") == 0 {
