@@ -66,3 +66,27 @@ func TestCreateTableOverATypeFails(t *testing.T) {
 		t.Fatalf("Start: %v; want create table's 42710", err)
 	}
 }
+
+// A relation of the table's name that is not a table (a composite type,
+// a view) is said to be what it is, not a table with its columns
+// missing.
+func TestTableThatIsNoTable(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	c := connect(t, dsn)
+	for _, tc := range []struct{ name, sql, want string }{
+		{"t_type", "CREATE TYPE t_type AS (host text, app text)", `"t_type" is a composite type, not a table`},
+		{"t_view", "CREATE VIEW t_view AS SELECT 'h'::text AS host", `"t_view" is a view, not a table`},
+		{"t_seq", "CREATE SEQUENCE t_seq", `"t_seq" is a sequence, not a table`},
+	} {
+		if _, err := c.Exec(context.Background(), tc.sql); err != nil {
+			t.Fatal(err)
+		}
+		s := newSink(t, config(dsn, map[string]any{"table": tc.name, "create": false, "on_start": "fail"}), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.Start(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Start over %s: %v; want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -96,7 +96,9 @@
 // 30 s unused; a set max_conns also caps an auto pool), then with create
 // makes the table if it is missing (several sinks may start at once, the
 // backs of a split pipeline: whichever makes it, the others go on), and
-// checks the table in any case: every column present, a column given a
+// checks the table in any case: a table (plain, partitioned or foreign;
+// a view, a composite type or a sequence of that name is said to be one),
+// every column present, a column given a
 // type in `types` of exactly that type, a `$` column of a JSON or text
 // type, and a unique index on `key`. A mismatch is an error naming every
 // problem. While PostgreSQL is unreachable Start retries (on_start: retry)

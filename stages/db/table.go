@@ -257,11 +257,17 @@ var errRollback = errors.New("rollback")
 func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[string]string) error {
 	tbl := s.table.Sanitize()
 	var oid *uint32
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::oid", tbl).Scan(&oid); err != nil {
+	var relkind string
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::oid, (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1))", tbl).Scan(&oid, &relkind); err != nil {
 		return s.scrub(err)
 	}
 	if oid == nil {
 		return &shapeError{fmt.Sprintf("table %s does not exist: create it, or set create: true", tbl)}
+	}
+	// A composite type, view, sequence or index has a pg_class row and
+	// columns too, but the sink cannot COPY into it.
+	if what, ok := notTable[relkind]; ok {
+		return &shapeError{fmt.Sprintf("%s is %s, not a table: the sink writes into a table (plain, partitioned or foreign)", tbl, what)}
 	}
 	type got struct{ full, base, name, category string }
 	have := map[string]got{}
@@ -339,6 +345,18 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 	}
 	s.groups.mu.Unlock()
 	return nil
+}
+
+// notTable names the relations (pg_class.relkind) that have columns
+// but are not tables a sink can write into.
+var notTable = map[string]string{
+	"c": "a composite type",
+	"v": "a view",
+	"m": "a materialized view",
+	"S": "a sequence",
+	"i": "an index",
+	"I": "a partitioned index",
+	"t": "a TOAST table",
 }
 
 // shapeError reports a table that is missing or does not fit the
