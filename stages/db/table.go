@@ -258,7 +258,7 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 	tbl := s.table.Sanitize()
 	var oid *uint32
 	var relkind string
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::oid, (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1))", tbl).Scan(&oid, &relkind); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::oid, COALESCE((SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)), '')", tbl).Scan(&oid, &relkind); err != nil {
 		return s.scrub(err)
 	}
 	if oid == nil {
