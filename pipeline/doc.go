@@ -7,7 +7,7 @@
 // # Building
 //
 // New constructs every stage through its kind's constructor, gives it a
-// queue and a worker pool (package stage), and connects it to its next
+// queue and a worker pool (internal/engine), and connects it to its next
 // stage and routes. A Config may come from Load or be built in code; an
 // embedding program registers its own kinds in the Registry it passes,
 // exactly as the stage families do.
@@ -44,6 +44,6 @@
 // admin.token is set, and then every request must carry
 // "Authorization: Bearer TOKEN", or the cookie that POST /login sets for a
 // browser that gave the token in the dashboard's form. Configuration is never shown there, so
-// secret fields (a DSN) cannot leak through it; Redact hides DSN passwords
+// secret fields (a DSN) cannot leak through it; stage.Redact hides DSN passwords
 // in anything that is logged.
 package pipeline

@@ -52,7 +52,7 @@ const (
 // (max) and the overflow.
 func memoryField() stage.Field {
 	return stage.Field{Name: "memory_limit", Type: stage.Object,
-		Doc: "the bytes of records the pipeline may hold (queued, in batches, in buffers its events keep); also written as a plain size (max); unset: a quarter of the memory the process may use (its cgroup's memory.max, GOMEMLIMIT, or the machine's memory), 16MiB to 1GiB",
+		Doc: "the bytes of records the pipeline may hold (queued, in batches, in buffers its events keep); also written as a plain size (max); unset: a quarter of the memory the process may use (GOMEMLIMIT, else its cgroup's memory.max, else the machine's memory), 16MiB to 1GiB",
 		Fields: []stage.Field{
 			{Name: "max", Type: stage.Size, Range: stage.Between(1<<20, 1<<50), Doc: "the bound in bytes"},
 			{Name: "overflow", Type: stage.String, Default: "reject", Enum: []string{"reject", "block"}, Doc: "past it, reject: sources refuse what they read (netio.tcp nack N busy, netio.http 503, netio.udp drops it, counted); block: sources stop reading (TCP pushes back)"},

@@ -42,9 +42,10 @@
 // warm. A second Done in the handler is still caught.
 //
 // Event.Done is how completions travel back: it calls the event's
-// Origin.To, which for a network source posts a completion to the
-// source's own port, where it becomes an acknowledgement, as an IOCP
-// server's write completions do.
+// Origin.To, which for a network source records the verdict in the
+// connection's window and wakes the goroutine that owns the connection,
+// which writes the acknowledgement, as an IOCP server's write
+// completions come back to the thread serving the connection.
 //
 // # Errors
 //

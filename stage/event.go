@@ -78,8 +78,8 @@ type Origin struct {
 }
 
 // Completer is told how the events it originated ended. A network source
-// implements it by posting a completion packet to its own port, so
-// acknowledgements travel back the way IOCP write completions do.
+// implements it by recording the verdict in the connection's window and
+// waking the connection's owner, which writes the acknowledgements.
 //
 // Complete is called once per event, from whichever goroutine finishes
 // it; it must not block for long, and ev is valid only during the call.

@@ -60,8 +60,10 @@
 // stage's: with shard_by on the key, a key's updates are written one
 // batch at a time, in the order read (see docs/DESIGN.md, shard_by).
 //
-// Values are sent as text and PostgreSQL parses them for the column's type;
-// values that cannot be an integer, a number or a boolean for such a
+// Values go in COPY's binary format when every column's type has one (the
+// bytes as they are, no escaping), as text otherwise and always with
+// method insert, which PostgreSQL parses for the column's type; values
+// that cannot be an integer, a number or a boolean for such a
 // column are refused before that, and the event is nacked at once with the
 // reason. Every database call, and the wait for a COPY, runs inside
 // stage.Blocking, so a worker waiting on PostgreSQL gives its run slot to
@@ -104,5 +106,5 @@
 // problem. While PostgreSQL is unreachable Start retries (on_start: retry)
 // or fails at once (on_start: fail).
 //
-// The DSN's password never reaches a log or an error: see Redact.
+// The DSN's password never reaches a log or an error: see stage.Redact.
 package db

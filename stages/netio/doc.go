@@ -100,7 +100,7 @@
 // other ends at \n as with lines; so rsyslog's default forwarding
 // (`*.* @@host:port`), `logger --tcp` and `logger --octet-count` are all
 // read. A connection closed for a protocol error is counted
-// (SourceStats.ProtocolErrors, by cause) and logged at warn with its
+// (stats.Source.ProtocolErrors, by cause) and logged at warn with its
 // remote address and the cause, at most one line a second per stage.
 // Records are numbered per connection from 1. A record over max_frame
 // gets `nack N too large` and is skipped without being buffered; the

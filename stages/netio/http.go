@@ -35,7 +35,7 @@ const (
 	httpReadTimeout        = 5 * time.Minute
 )
 
-// Causes of HTTP protocol errors (SourceStats.ProtocolErrors).
+// Causes of HTTP protocol errors (stats.Source.ProtocolErrors).
 const causeBodyTooLarge = "body_too_large"
 
 // httpOptions are netio.http's configuration, read once from its

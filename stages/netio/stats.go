@@ -14,7 +14,7 @@ import (
 	"github.com/stagedserver/seda/stats"
 )
 
-// Causes of protocol errors, the keys of SourceStats.ProtocolErrors.
+// Causes of protocol errors, the keys of stats.Source.ProtocolErrors.
 const (
 	causeBadFrame     = "bad_frame"     // a bad octet count (octet-counted, syslog)
 	causeTLSHandshake = "tls_handshake" // a TLS handshake failed: no TLS, no or a bad client certificate
