@@ -822,11 +822,13 @@ func TestGaugesAndStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The source publishes its Out when its emitter's flush returns, which
-	// may be after the sink finished the record and the ack went out.
+	// may be after the sink finished the record and the ack went out; and
+	// an event counts as completed (InFlight) once its origin has been
+	// told, that is after the ack may have gone out.
 	st := r.in.Stage().Stats()
-	poll.Until(t, "the source's out to count the record", func() bool {
+	poll.Until(t, "the source's out to count the record, and nothing in flight", func() bool {
 		st = r.in.Stage().Stats()
-		return st.Out != 0
+		return st.Out != 0 && st.InFlight == 0
 	})
 	if st.Queue.Capacity != 64 || st.Pool.Workers != 2 || st.Pool.Concurrency != 2 || st.Queue.Overflow != "block" {
 		t.Fatalf("stats %+v", st)
