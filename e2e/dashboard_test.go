@@ -187,9 +187,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	// No series hides another: accept's, parse's and store's rates are
 	// the same figures, so each line is drawn narrower than the one below.
-	widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('#chart-out polyline')].map(p => parseFloat(getComputedStyle(p).strokeWidth))`))
-	if err != nil {
-		t.Fatal(err)
+	// A rate needs two samples of the page's history: on a quiet machine
+	// the load can end before the second, so the lines may come a poll
+	// later than the totals.
+	var widths []float64
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		widths, err = chromedp.Run(ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('#chart-out polyline')].map(p => parseFloat(getComputedStyle(p).strokeWidth))`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(widths) == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if len(widths) != 3 || !(widths[0] > widths[1] && widths[1] > widths[2]) {
 		t.Errorf("the out chart's lines, in the order drawn, are %v wide; want three, each narrower than the one before", widths)
