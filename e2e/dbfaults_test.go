@@ -161,6 +161,12 @@ func (f *faultRun) holdWrite(c *pgx.Conn) (release func()) {
 		if f.more() {
 			f.open() // no write is to come otherwise; the writes wait for the lock
 		}
+		// A transaction sees pg_stat_activity as it was at its first look
+		// (PostgreSQL keeps it still within a transaction): clear that
+		// snapshot, or a write that begins waiting later is never seen.
+		if _, err := tx.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
+			f.t.Fatal(err)
+		}
 		var n int
 		err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&n)
