@@ -89,4 +89,19 @@ func TestTableThatIsNoTable(t *testing.T) {
 			t.Errorf("Start over %s: %v; want %q", tc.name, err, tc.want)
 		}
 	}
+
+	// With method insert, a view PostgreSQL can update takes the rows.
+	if _, err := c.Exec(context.Background(), "CREATE TABLE t_base (id bigint, body jsonb); CREATE VIEW t_into AS SELECT id, body FROM t_base"); err != nil {
+		t.Fatal(err)
+	}
+	s := startSink(t, config(dsn, map[string]any{"table": "t_into", "create": false, "key": nil, "method": "insert", "on_start": "fail"}))
+	rec := &recorder{}
+	handle(t, s, batchOf(rec, 1, 3))
+	if acked, nacked := rec.results(); acked != 2 || len(nacked) > 0 {
+		t.Fatalf("insert through a view: acked %d, nacked %v; want 2 acked", acked, nacked)
+	}
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM t_base").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("rows through the view: %d, %v; want 2", n, err)
+	}
 }

@@ -99,7 +99,8 @@
 // makes the table if it is missing (several sinks may start at once, the
 // backs of a split pipeline: whichever makes it, the others go on), and
 // checks the table in any case: a table (plain, partitioned or foreign;
-// a view, a composite type or a sequence of that name is said to be one),
+// a view, a composite type or a sequence of that name is said to be one,
+// except a view with method insert, left to PostgreSQL),
 // every column present, a column given a
 // type in `types` of exactly that type, a `$` column of a JSON or text
 // type, and a unique index on `key`. A mismatch is an error naming every

@@ -265,9 +265,14 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 		return &shapeError{fmt.Sprintf("table %s does not exist: create it, or set create: true", tbl)}
 	}
 	// A composite type, view, sequence or index has a pg_class row and
-	// columns too, but the sink cannot COPY into it.
-	if what, ok := notTable[relkind]; ok {
-		return &shapeError{fmt.Sprintf("%s is %s, not a table: the sink writes into a table (plain, partitioned or foreign)", tbl, what)}
+	// columns too, but the sink cannot COPY into it. With method insert a
+	// view PostgreSQL can update is left to PostgreSQL.
+	if what, ok := notTable[relkind]; ok && !(relkind == "v" && s.insert) {
+		hint := ""
+		if relkind == "v" {
+			hint = "; method: insert can write into a view PostgreSQL can update"
+		}
+		return &shapeError{fmt.Sprintf("%s is %s, not a table: the sink writes into a table (plain, partitioned or foreign)%s", tbl, what, hint)}
 	}
 	type got struct{ full, base, name, category string }
 	have := map[string]got{}
