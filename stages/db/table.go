@@ -125,11 +125,11 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 			if st := sqlState(err); st != "23505" && st != "42P07" && st != "42710" {
 				return fmt.Errorf("create table %s: %w", tbl, err)
 			}
-			var there bool
-			if qerr := pool.QueryRow(ctx, tableThere, tbl).Scan(&there); qerr != nil {
+			_, kind, qerr := relation(ctx, pool, tbl)
+			if qerr != nil {
 				return fmt.Errorf("create table %s: %w", tbl, s.scrub(qerr))
 			}
-			if !there {
+			if kind != "r" && kind != "p" { // not a plain or partitioned table
 				return fmt.Errorf("create table %s: %w", tbl, err)
 			}
 		}
@@ -185,9 +185,13 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// tableThere asks whether $1 names a table (plain or partitioned): a
-// composite type made with CREATE TYPE has a pg_class row too.
-const tableThere = "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relkind IN ('r', 'p'))"
+// relation returns the oid and kind (pg_class.relkind: "r" a table, "p"
+// a partitioned one, "c" a composite type, ...) of the relation tbl
+// names; a nil oid and "" when there is none.
+func relation(ctx context.Context, pool *pgxpool.Pool, tbl string) (oid *uint32, kind string, err error) {
+	err = pool.QueryRow(ctx, "SELECT to_regclass($1)::oid, COALESCE((SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)), '')", tbl).Scan(&oid, &kind)
+	return oid, kind, err
+}
 
 func (s *Sink) keyList() string {
 	ks := make([]string, len(s.key))
@@ -256,9 +260,8 @@ var errRollback = errors.New("rollback")
 // a $ column of a JSON or string type, and the key unique.
 func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[string]string) error {
 	tbl := s.table.Sanitize()
-	var oid *uint32
-	var relkind string
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::oid, COALESCE((SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)), '')", tbl).Scan(&oid, &relkind); err != nil {
+	oid, relkind, err := relation(ctx, pool, tbl)
+	if err != nil {
 		return s.scrub(err)
 	}
 	if oid == nil {
