@@ -16,7 +16,18 @@
 //   - faults_test.go: PostgreSQL down at start, rows PostgreSQL refuses;
 //   - badinput_test.go: slow, surplus and deaf clients;
 //   - security_test.go: admin binding and token, DSN passwords kept out of
-//     logs and /stats.
+//     logs and /stats;
+//   - dbfaults_test.go: the database's network failing under load (reset
+//     mid-COPY, a partition, a stall, a restart), through a fault proxy;
+//   - outage_test.go: PostgreSQL stopped under a steady load;
+//   - control_test.go: the controllers settling untuned knobs, admission;
+//   - nats_test.go, natsfaults_test.go, split_recipe_test.go: pipelines
+//     split across processes over NATS JetStream, and the embedded durable
+//     queue, with processes and the server killed;
+//   - senders_test.go: real clients (rsyslog, logger, curl, openssl);
+//   - dashboard_test.go: the admin dashboard in headless chromium.
 //
 // Each test bounds its own time; `go test -short` shrinks the large ones.
+// The processes a test starts (pipectl, nats-server, rsyslogd) are killed
+// with the test binary if it dies without cleaning up (dieWithTest).
 package e2e
