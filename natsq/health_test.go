@@ -66,10 +66,10 @@ func TestPublisherHealthDuringOutage(t *testing.T) {
 // its Stats answer at once, saying it is not connected: /stats is how an
 // operator sees why a stage does not start.
 func TestStatsAnswerWhileConnecting(t *testing.T) {
-	srv := natstest.Start(t, natstest.Options{})
-	srv.Stop()
+	// Port 1: nobody listens there (a stopped test server's port could be
+	// taken by another package's server meanwhile).
 	core, logs := observer.New(zapcore.WarnLevel)
-	c := NewClient(Config{URL: srv.URL()}, "test", zap.New(core))
+	c := NewClient(Config{URL: "nats://127.0.0.1:1"}, "test", zap.New(core))
 	q := c.Queue("store", QueueConfig{Stream: "t_connecting"}, port.Block, 64)
 	pub := q.Publisher().(*publisher)
 	ctx, cancel := context.WithCancel(context.Background())
