@@ -68,6 +68,9 @@ type consumer struct {
 	cancel context.CancelFunc
 
 	names map[string]string // field names seen, interned (take's alone)
+	// maxPlain bounds an envelope's data once decompressed: the server's
+	// max_payload, which no publisher's envelope passes (codec.Open).
+	maxPlain int
 
 	// take hands events to the poster through pend, which posts them to
 	// the stage's queue a batch at a time (one lock and one wake per
@@ -144,6 +147,7 @@ func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		return err
 	}
 	c.opened, c.js = true, js
+	c.maxPlain = int(js.Conn().MaxPayload())
 	if err := q.ensureStreams(ctx, js); err != nil {
 		return err
 	}
@@ -223,7 +227,7 @@ func (c *consumer) take(msg jetstream.Msg) {
 		return
 	}
 	env.delivered, env.streamSeq = meta.NumDelivered, meta.Sequence.Stream
-	data, at, err := codec.Open(msg.Data(), nil, &q.bufs)
+	data, at, err := codec.Open(msg.Data(), nil, c.maxPlain, &q.bufs)
 	env.data, env.at = data, at
 	if err != nil {
 		env.whole = &deadEvent{class: DeadUndecodable, reason: err.Error()}

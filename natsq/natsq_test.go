@@ -275,7 +275,7 @@ func getMsg(t *testing.T, js jetstream.JetStream, stream string, seq uint64) *je
 // payloadsOf decodes a dead letter's events' payloads.
 func payloadsOf(t *testing.T, data []byte) []string {
 	t.Helper()
-	data, at, err := codec.Open(data, nil, nil)
+	data, at, err := codec.Open(data, nil, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,7 +529,7 @@ func TestUnchangedStreamIsLeftAlone(t *testing.T) {
 // Nats-Msg-Id and Seda-Trace.
 func TestTakeMsg(t *testing.T) {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	b := codec.NewBuilder(10, 1<<20, true, nil)
+	b := codec.NewBuilder(10, 1<<20, 1<<20, true, nil)
 	for i := range 3 {
 		ev := src.NewEvent([]byte("x"), uint64(i), stage.Origin{})
 		defer ev.Done(nil)

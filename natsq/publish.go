@@ -52,6 +52,7 @@ type publisher struct {
 	opened   atomic.Bool
 	name     string // the connection's name, sent in Seda-Trace
 	maxBytes int    // an envelope's data at most: EnvelopeBytes, under the server's max_payload
+	maxOne   int    // an envelope of one event's data at most: under the server's max_payload
 }
 
 var _ interface {
@@ -76,8 +77,8 @@ func (p *publisher) Start(ctx context.Context) error {
 	if p.q.c.cfg.Name != "" {
 		p.name = p.q.c.cfg.Name
 	}
-	p.maxBytes = int(min(p.q.cfg.EnvelopeBytes, js.Conn().MaxPayload()-headerRoom))
-	p.maxBytes = max(p.maxBytes, 1<<10)
+	p.maxOne = max(int(js.Conn().MaxPayload()-headerRoom), 1<<10)
+	p.maxBytes = min(int(p.q.cfg.EnvelopeBytes), p.maxOne)
 	p.q.st.publishing.Store(true)
 	return p.q.ensureStreams(ctx, js)
 }
@@ -188,7 +189,7 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 // Nats-Msg-Id. An event that cannot be encoded is finished with the error.
 func (p *publisher) pack(batch []*stage.Event) []*item {
 	q := p.q
-	b := codec.NewBuilder(q.cfg.EnvelopeEvents, p.maxBytes, q.cfg.Compress == "s2", &q.bufs)
+	b := codec.NewBuilder(q.cfg.EnvelopeEvents, p.maxBytes, p.maxOne, q.cfg.Compress == "s2", &q.bufs)
 	var todo []*item
 	take := func() {
 		m, evs := takeMsg(b, q.cfg.Stream, q.c.pipeline, p.name, nuid.Next())

@@ -37,6 +37,7 @@ var ErrUndecodable = errors.New("undecodable message")
 // ready: see NewBuilder. It is not safe for concurrent use.
 type Builder struct {
 	maxEvents, maxBytes int
+	maxOne              int  // an envelope of one event's data at most
 	compress            bool // S2, version 4
 	bufs                *Pool
 
@@ -46,17 +47,20 @@ type Builder struct {
 }
 
 // NewBuilder returns a builder of envelopes of at most maxEvents
-// events and maxBytes bytes (see Add), compressed or not; their data come
-// from bufs, which may be nil.
-func NewBuilder(maxEvents, maxBytes int, compress bool, bufs *Pool) *Builder {
-	return &Builder{maxEvents: maxEvents, maxBytes: maxBytes, compress: compress, bufs: bufs}
+// events and maxBytes bytes, or of one event of at most maxOne bytes (see
+// Add), compressed or not; their data come from bufs, which may be nil.
+// maxOne is below the server's max_payload, the bound Open puts on
+// the data it decompresses.
+func NewBuilder(maxEvents, maxBytes, maxOne int, compress bool, bufs *Pool) *Builder {
+	return &Builder{maxEvents: maxEvents, maxBytes: maxBytes, maxOne: max(maxOne, maxBytes), compress: compress, bufs: bufs}
 }
 
 // Add appends ev to the envelope being built. It returns false, leaving
 // the envelope as it was, when ev does not fit: the envelope holds
-// maxEvents events already, or ev would take it past maxBytes (an envelope
-// of one event may be larger: the server's max_payload is its bound). An
-// event whose fields cannot be encoded is an error and is not added.
+// maxEvents events already, or ev would take it past maxBytes. An
+// envelope of one event may be larger, up to maxOne, compressed or not:
+// an event that alone takes more is an error of class too_large, as is an
+// event whose fields cannot be encoded an error; neither is added.
 func (b *Builder) Add(ev *stage.Event) (bool, error) {
 	if len(b.events) >= b.maxEvents {
 		return false, nil
@@ -74,6 +78,11 @@ func (b *Builder) Add(ev *stage.Event) (bool, error) {
 	if len(b.data) > b.maxBytes && len(b.events) > 0 {
 		b.data = b.data[:start]
 		return false, nil
+	}
+	if len(b.data) > b.maxOne {
+		n := len(b.data) - start
+		b.data = b.data[:start]
+		return true, stage.WithClass(fmt.Errorf("the record and its fields take %d bytes, more than a message carries (%d, under the server's max_payload)", n, b.maxOne), stage.ErrTooLarge)
 	}
 	b.events = append(b.events, ev)
 	if t := ev.Arrived(); !t.IsZero() {
@@ -154,16 +163,21 @@ func appendBytes(b, v []byte) []byte {
 // where each of its events' records starts in it, the data's length last:
 // event i is plain[at[i]:at[i+1]]. A message that is not an envelope of
 // either version, holds no event, or whose records or fields are cut or
-// of an unknown type is ErrUndecodable.
+// of an unknown type is ErrUndecodable; so is one that says it
+// decompresses to more than maxPlain bytes (the server's max_payload: no
+// Builder makes more), which is refused before anything is allocated.
 //
 // A new buffer comes from bufs (which may be nil), and may be given back
 // once no event refers to it.
-func Open(data []byte, at []int, bufs *Pool) (plain []byte, _ []int, err error) {
+func Open(data []byte, at []int, maxPlain int, bufs *Pool) (plain []byte, _ []int, err error) {
 	plain = data
 	if len(data) > 0 && data[0] == VersionS2 {
 		n, err := s2.DecodedLen(data[1:])
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", ErrUndecodable, err)
+		}
+		if n >= maxPlain {
+			return nil, nil, fmt.Errorf("%w: it says it decompresses to %d bytes, more than a message carries (%d)", ErrUndecodable, n, maxPlain)
 		}
 		plain = bufs.Get(n + 1)[:n+1]
 		plain[0] = Version

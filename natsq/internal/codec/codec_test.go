@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // decodeAll decodes an envelope into events of back, as the consumer does.
 func decodeAll(t testing.TB, back *engine.Stage, data []byte) []*stage.Event {
 	t.Helper()
-	data, at, err := codec.Open(data, nil, nil)
+	data, at, err := codec.Open(data, nil, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func testRoundTrip(t *testing.T, compress bool) {
 	ev.SetValue("z", stage.NullValue())
 	ev.Set("any", []int{1, 2})
 	later := src.NewEventAt([]byte("second"), 43, stage.Origin{}, time.Unix(0, 2234567890))
-	b := codec.NewBuilder(10, 1<<20, compress, nil)
+	b := codec.NewBuilder(10, 1<<20, 1<<20, compress, nil)
 	for _, e := range []*stage.Event{ev, later} {
 		if ok, err := b.Add(e); !ok || err != nil {
 			t.Fatalf("add: %v %v", ok, err)
@@ -88,7 +89,7 @@ func testRoundTrip(t *testing.T, compress bool) {
 		t.Errorf("version %d", data[0])
 	}
 	// A dead letter is an envelope of one record.
-	plain, at, _ := codec.Open(data, nil, nil)
+	plain, at, _ := codec.Open(data, nil, 64<<20, nil)
 	dl := decodeAll(t, back, codec.DeadData(plain[at[1]:at[2]]))
 	if len(dl) != 1 || string(dl[0].Payload) != "second" || dl[0].Seq != 43 {
 		t.Errorf("dead letter: %d events", len(dl))
@@ -102,7 +103,7 @@ func TestEnvelopeLimits(t *testing.T) {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 	mk := func(n int) *stage.Event { return src.NewEvent(make([]byte, n), 1, stage.Origin{}) }
 	defer func() {}()
-	b := codec.NewBuilder(3, 100, false, nil)
+	b := codec.NewBuilder(3, 100, 1000, false, nil)
 	var evs []*stage.Event
 	for range 3 {
 		e := mk(10)
@@ -136,13 +137,71 @@ func TestEnvelopeLimits(t *testing.T) {
 	}
 }
 
+// An event that alone takes more than an envelope of one may (maxOne,
+// under the server's max_payload) is refused as too large, also when it
+// would compress under it: Open refuses data that decompresses to more.
+func TestEnvelopeOfOneOverMaxOne(t *testing.T) {
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	for _, compress := range []bool{false, true} {
+		b := codec.NewBuilder(10, 100, 1000, compress, nil)
+		huge := src.NewEvent(make([]byte, 2000), 1, stage.Origin{}) // zeros: S2 makes them a few bytes
+		fits, err := b.Add(huge)
+		if !fits || stage.ErrorClass(err) != stage.ClassTooLarge || !b.Empty() {
+			t.Errorf("compress %v: an event of 2000 bytes against maxOne 1000: fits %v, err %v (class %q), empty %v",
+				compress, fits, err, stage.ErrorClass(err), b.Empty())
+		}
+		ok := src.NewEvent(make([]byte, 900), 2, stage.Origin{})
+		if fits, err := b.Add(ok); !fits || err != nil {
+			t.Errorf("compress %v: an event of 900 bytes against maxOne 1000: fits %v, err %v", compress, fits, err)
+		}
+		huge.Done(nil)
+		ok.Done(nil)
+	}
+}
+
+// Open refuses a compressed message that says it decompresses to more
+// than maxPlain before allocating anything: six bytes must not cost
+// 4 GiB.
+func TestOpenBoundsTheDecompressedSize(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := codec.Open([]byte{codec.VersionS2, 0xff, 0xff, 0xff, 0xff, 0x0f}, nil, 1<<20, nil)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, codec.ErrUndecodable) {
+		t.Errorf("a message saying it decompresses to 4 GiB: err %v, want undecodable", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("opening a 6-byte message allocated %d bytes", got)
+	}
+
+	// A real envelope: refused under a bound below its data, taken at it.
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	ev := src.NewEvent(make([]byte, 5000), 1, stage.Origin{})
+	defer ev.Done(nil)
+	b := codec.NewBuilder(10, 1<<20, 1<<20, true, nil)
+	if _, err := b.Add(ev); err != nil {
+		t.Fatal(err)
+	}
+	data, _, _ := b.Take("p", "f")
+	plain, _, err := codec.Open(data, nil, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := codec.Open(data, nil, len(plain)-1, nil); !errors.Is(err, codec.ErrUndecodable) {
+		t.Errorf("%d bytes of data under a bound of %d: err %v, want undecodable", len(plain), len(plain)-1, err)
+	}
+	if _, _, err := codec.Open(data, nil, len(plain), nil); err != nil {
+		t.Errorf("%d bytes of data under a bound of as many: %v", len(plain), err)
+	}
+}
+
 func TestDecodeRefusesGarbage(t *testing.T) {
 	for _, data := range [][]byte{
 		nil, {2, 0, 0}, {3}, {3, 1}, {3, 1, 5, 'a'}, {3, 1, 0, 1, 1, 'a', 99}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueInt)},
 		{3, 1, 0, 7}, {3, 1, 0, 0, 1}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueFloat), 1, 2},
 		{4}, {4, 200, 1, 2}, append([]byte{4}, s2.Encode(nil, []byte{1, 5, 'a'})...),
 	} {
-		if _, _, err := codec.Open(data, nil, nil); !errors.Is(err, codec.ErrUndecodable) {
+		if _, _, err := codec.Open(data, nil, 64<<20, nil); !errors.Is(err, codec.ErrUndecodable) {
 			t.Errorf("%v: err %v, want undecodable", data, err)
 		}
 	}
@@ -155,7 +214,7 @@ func FuzzDecode(f *testing.F) {
 	ev.SetValue("b", stage.IntValue(3))
 	ev.SetValue("c", stage.FloatValue(1.5))
 	for _, compress := range []bool{false, true} {
-		b := codec.NewBuilder(10, 1<<20, compress, nil)
+		b := codec.NewBuilder(10, 1<<20, 1<<20, compress, nil)
 		b.Add(ev)
 		b.Add(ev)
 		data, _, _ := b.Take("p", "f")
@@ -163,8 +222,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	ev.Done(nil)
 	f.Add([]byte{3, 0, 0, 0})
+	f.Add([]byte{codec.VersionS2, 0xff, 0xff, 0xff, 0xff, 0x0f}) // says 4 GiB
 	f.Fuzz(func(t *testing.T, data []byte) {
-		data, at, err := codec.Open(data, nil, nil)
+		data, at, err := codec.Open(data, nil, 1<<20, nil)
 		if err != nil {
 			return
 		}
@@ -198,13 +258,13 @@ func benchEnvelope(b *testing.B, compress bool) {
 	var at []int
 	b.ResetTimer()
 	for range b.N / len(evs) {
-		eb := codec.NewBuilder(len(evs), 1<<20, compress, nil)
+		eb := codec.NewBuilder(len(evs), 1<<20, 1<<20, compress, nil)
 		for _, ev := range evs {
 			eb.Add(ev)
 		}
 		data, _, _ := eb.Take("p", "f")
 		var plain []byte
-		plain, at, _ = codec.Open(data, at, nil)
+		plain, at, _ = codec.Open(data, at, 64<<20, nil)
 		b.ReportMetric(float64(len(data))/float64(len(evs)), "bytes/event")
 		for i := range len(at) - 1 {
 			seq, payload, fields := codec.RecordHead(plain[at[i]:at[i+1]])

@@ -11,7 +11,7 @@ import (
 // Two events packed into one compressed envelope, and read back.
 func Example() {
 	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	b := codec.NewBuilder(1024, 256<<10, true, nil)
+	b := codec.NewBuilder(1024, 256<<10, 256<<10, true, nil)
 	for i, rec := range []string{`{"id":1}`, `{"id":2}`} {
 		ev := src.NewEvent([]byte(rec), uint64(i+1), stage.Origin{})
 		ev.SetValue("id", stage.IntValue(int64(i+1)))
@@ -19,7 +19,7 @@ func Example() {
 		defer ev.Done(nil)
 	}
 	data, trace, _ := b.Take("ingest", "ingest/host/1")
-	plain, at, err := codec.Open(data, nil, nil)
+	plain, at, err := codec.Open(data, nil, 64<<20, nil)
 	if err != nil {
 		fmt.Println(err)
 		return
