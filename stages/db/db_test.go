@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -379,6 +380,53 @@ func TestConflictErrorNacksDuplicates(t *testing.T) {
 			}
 			if n := count(t, db, "SELECT count(*) FROM events"); n != 40 {
 				t.Fatalf("%d rows, want 40", n)
+			}
+		})
+	}
+}
+
+// A column's length is the column's to check, with either method: a
+// value that fits is stored as it is, one too long (or a bit string of
+// another length) is refused, as COPY refuses it. The insert method's
+// casts once named the type as format_type writes it, and a cast to
+// "character" or "bit" is char(1) or bit(1): it cut values short and
+// acked them.
+func TestLengthsAreTheColumnsOwn(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			db := connect(t, dsn)
+			exec(t, db, "CREATE TABLE events (id bigint PRIMARY KEY, code char(5), tag varchar(3), flags bit(4), names char(3)[], body jsonb)")
+			s := startSink(t, config(dsn, map[string]any{"create": false, "method": method,
+				"columns": [][2]string{{"id", "id"}, {"code", "code"}, {"tag", "tag"}, {"flags", "flags"}, {"names", "names"}, {"body", "$"}}}))
+			fits := map[string]any{"code": "abcde", "tag": "abc", "flags": "1010", "names": "{abc,de}"}
+			rec := &recorder{}
+			batch := []*stage.Event{record(rec, 1, 1, fits)}
+			for i, bad := range []map[string]any{{"code": "abcdefgh"}, {"tag": "abcd"}, {"flags": "101"}, {"names": "{abcd}"}} {
+				fields := maps.Clone(fits)
+				maps.Copy(fields, bad)
+				batch = append(batch, record(rec, uint64(i+2), i+2, fields))
+			}
+			handle(t, s, batch)
+			acked, nacked := rec.results()
+			if acked != 1 || len(nacked) != 4 {
+				t.Fatalf("acked %d, nacked %v; want 1 acked, records 2-5 nacked", acked, nacked)
+			}
+			for seq, err := range nacked {
+				if stage.ErrorClass(err) != "database" {
+					t.Errorf("record %d nacked with %v, want a row PostgreSQL refuses", seq, err)
+				}
+			}
+			var code, tag, flags, names string
+			if err := db.QueryRow(context.Background(), "SELECT code, tag, flags::text, names::text FROM events WHERE id = 1").
+				Scan(&code, &tag, &flags, &names); err != nil {
+				t.Fatal(err)
+			}
+			if code != "abcde" || tag != "abc" || flags != "1010" || names != `{abc,"de "}` {
+				t.Errorf("stored %q %q %q %q, want %q %q %q %q", code, tag, flags, names, "abcde", "abc", "1010", `{abc,"de "}`)
+			}
+			if n := count(t, db, "SELECT count(*) FROM events"); n != 1 {
+				t.Errorf("%d rows stored, want 1", n)
 			}
 		})
 	}

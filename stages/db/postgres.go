@@ -88,7 +88,7 @@ type column struct {
 	// Filled in by Start from the table as it is.
 	kind valueKind
 	bin  binKind // how COPY's binary format writes it; binNone: it has no binary form here
-	cast string  // base type name, for the casts of the insert method
+	cast string  // the column's type by its qualified name (no length), for the casts of the insert method
 }
 
 // Sink is the db.postgres handler. Its methods Start, Handle and Close are

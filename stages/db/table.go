@@ -279,10 +279,16 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 	}
 	type got struct{ full, base, name, category string }
 	have := map[string]got{}
-	rows, err := pool.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
-			b.typname::text, b.typcategory::text
+	// The insert method's cast (base) is the column's type by its
+	// qualified name, which carries no length: format_type's "character"
+	// or "bit" would be char(1) or bit(1) in a cast, which cuts a value
+	// short without an error, where the column's own length check is
+	// wanted (COPY's, and the assignment's after the cast).
+	rows, err := pool.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+			quote_ident(n.nspname) || '.' || quote_ident(t.typname), b.typname::text, b.typcategory::text
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN pg_namespace n ON n.oid = t.typnamespace
 		JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, *oid)
 	if err != nil {
