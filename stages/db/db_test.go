@@ -432,6 +432,57 @@ func TestLengthsAreTheColumnsOwn(t *testing.T) {
 	}
 }
 
+// Rows PostgreSQL refuses outside classes 22 and 23 are found by
+// bisection too, and only they are nacked: a JSON document nested too
+// deeply for its parser (54001, stack depth limit exceeded) and a row a
+// trigger raises an exception for (P0001). Before, either failed the
+// whole batch, and its good rows again on every resend.
+func TestDeepValueAndTriggerRefuseTheirRowOnly(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			db := connect(t, dsn)
+			exec(t, db, "CREATE TABLE events (id bigint PRIMARY KEY, code text, body jsonb)")
+			exec(t, db, `CREATE FUNCTION no_reject() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN IF NEW.code = 'reject' THEN RAISE EXCEPTION 'code reject refused'; END IF; RETURN NEW; END $$`)
+			exec(t, db, "CREATE TRIGGER no_reject BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION no_reject()")
+			s := startSink(t, config(dsn, map[string]any{"create": false, "method": method,
+				"columns": [][2]string{{"id", "id"}, {"code", "code"}, {"body", "$"}}}))
+			rec := &recorder{}
+			var batch []*stage.Event
+			for i := range 6 {
+				var ev *stage.Event
+				switch i {
+				case 2: // the record itself is the body
+					deep := strings.Repeat("[", 50000) + strings.Repeat("]", 50000)
+					ev = src.NewEvent([]byte(deep), uint64(i), stage.Origin{To: rec, Key: 1})
+					ev.Set("id", i)
+					ev.Set("code", "ok")
+				case 4:
+					ev = record(rec, uint64(i), i, map[string]any{"code": "reject"})
+				default:
+					ev = record(rec, uint64(i), i, map[string]any{"code": "ok"})
+				}
+				batch = append(batch, ev)
+			}
+			handle(t, s, batch)
+			acked, nacked := rec.results()
+			if acked != 4 || len(nacked) != 2 {
+				t.Fatalf("acked %d, nacked %v; want records 2 and 4 nacked, the rest acked", acked, nacked)
+			}
+			for seq, want := range map[uint64]string{2: "(SQLSTATE 54001)", 4: "code reject refused (SQLSTATE P0001)"} {
+				if err := nacked[seq]; err == nil || !strings.Contains(err.Error(), want) ||
+					!strings.Contains(err.Error(), fmt.Sprintf(`stage "store": record %d refused`, seq)) || stage.ErrorClass(err) != "database" {
+					t.Errorf("record %d nacked with %v, want a refused row (%s)", seq, err, want)
+				}
+			}
+			if n := count(t, db, "SELECT count(*) FROM events WHERE id IN (0, 1, 3, 5)"); n != 4 {
+				t.Errorf("%d of the four good rows stored", n)
+			}
+		})
+	}
+}
+
 // One row PostgreSQL refuses, and one value that cannot convert, in a
 // batch of 100: only those two are nacked.
 func TestBadRowsAreIsolated(t *testing.T) {
@@ -646,7 +697,7 @@ func TestServerDownDuringHandle(t *testing.T) {
 		rec := &recorder{}
 		var attempts attemptLog
 		err := limited.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batchOf(rec, 0, 10), nil)
-		if err == nil || !strings.Contains(err.Error(), "10 rows not stored after 2 retries") {
+		if err == nil || !strings.Contains(err.Error(), `stage "store": 10 rows not stored after 2 retries`) {
 			t.Fatalf("Handle returned %v", err)
 		}
 		if acked, _ := rec.results(); acked != 0 {

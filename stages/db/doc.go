@@ -81,7 +81,8 @@
 // connection is dropped and it is retried, so a silent network never
 // holds a worker. A connection attempt is bounded by the DSN's
 // connect_timeout, 10 s when it has none. A batch PostgreSQL
-// refuses because of its data (classes 22 and 23) is bisected until the
+// refuses because of its data (classes 22 and 23, a value nested too
+// deeply, a trigger's exception) is bisected until the
 // refused rows are alone (when the COPY held a group of batches, each
 // batch is first written alone): those are nacked with PostgreSQL's
 // message, e.g. `ERROR: value too long for type character varying(5)

@@ -123,10 +123,19 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 	if len(r.evs) == 0 {
 		return nil
 	}
+	var err error
 	if s.insert {
-		return s.store(ctx, r, 0, len(r.evs), false)
+		err = s.store(ctx, r, 0, len(r.evs), false)
+	} else {
+		err = s.write(ctx, r)
 	}
-	return s.write(ctx, r)
+	if err != nil {
+		// The runtime fails the events left with this error, which their
+		// sources tell the clients: it names the stage, as a refused
+		// row's does.
+		return fmt.Errorf("stage %q: %w", s.name, err)
+	}
+	return nil
 }
 
 // write stores r through the group commit: r waits for a COPY (leading
@@ -523,13 +532,17 @@ func sqlState(err error) string {
 }
 
 // rowError reports whether err is PostgreSQL refusing some row: a data
-// exception (class 22), an integrity constraint violation (class 23), or
-// a row too large for an index (54000), or, under conflict: update, two
-// rows a statement would write to one row (21000: keys PostgreSQL finds
-// equal that were written differently). The batch is bisected to find it.
+// exception (class 22), an integrity constraint violation (class 23), a
+// row too large for an index (54000), a value nested too deeply to parse
+// (54001: "stack depth limit exceeded", a JSON document of thousands of
+// levels), a trigger raising an exception (P0001: how a table checks its
+// rows in PL/pgSQL), or, under conflict: update, two rows a statement
+// would write to one row (21000: keys PostgreSQL finds equal that were
+// written differently). The batch is bisected to find it.
 func rowError(err error) bool {
 	code := sqlState(err)
-	return len(code) == 5 && (code[:2] == "22" || code[:2] == "23" || code == "54000" || code == "21000")
+	return len(code) == 5 && (code[:2] == "22" || code[:2] == "23" ||
+		code == "54000" || code == "54001" || code == "P0001" || code == "21000")
 }
 
 // transient reports whether a write that failed with err may succeed if
