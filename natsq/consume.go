@@ -124,8 +124,18 @@ type deadEvent struct {
 func (e *envelope) events() int { return max(len(e.at)-1, 0) }
 
 // Start connects, makes sure the streams and the durable consumer exist,
-// and starts pulling.
+// and starts pulling. When it fails it undoes what it did, as Close does
+// (a source whose Start failed is never closed): its goroutines end and
+// the connection is released.
 func (c *consumer) Start(ctx context.Context, rt stage.SourceRuntime) error {
+	if err := c.start(ctx, rt); err != nil {
+		c.Close()
+		return err
+	}
+	return nil
+}
+
+func (c *consumer) start(ctx context.Context, rt stage.SourceRuntime) error {
 	q := c.q
 	c.rt = rt
 	c.out = rt.NewEmitter()
