@@ -56,7 +56,11 @@ func (s *HTTPSource) busy(w http.ResponseWriter, msg string) {
 func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
+		// Close is under way: a handler that wrote nothing would have
+		// net/http answer 200 OK, which reads as every record stored.
 		s.mu.Unlock()
+		w.Header().Set("Connection", "close")
+		s.busy(w, "shut down")
 		return
 	}
 	s.handlers.Add(1)

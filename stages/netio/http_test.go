@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -204,5 +205,20 @@ func TestHTTPMutualTLS(t *testing.T) {
 	})
 	if st := r.in.Stage().Stats().Source; st.Connections.Refused != 1 || st.Connections.Accepted != 1 {
 		t.Fatalf("source counters %+v", *st)
+	}
+}
+
+// A request that reaches the handler once Close is under way is answered
+// 503, to be sent again: a handler that wrote nothing would have net/http
+// answer 200 OK, which reads as every record stored.
+func TestHTTPClosedAnswersBusy(t *testing.T) {
+	_, src := newHTTPRig(t, nil, stage.Settings{Workers: 1}, nil)
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	src.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader("{}\n")))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("after Close: %d %q, want 503 with Retry-After", w.Code, w.Body.String())
 	}
 }
