@@ -249,6 +249,66 @@ func TestExistingTableWithExtraColumns(t *testing.T) {
 	}
 }
 
+// The key's index must be one ON CONFLICT (key) can use. A DEFERRABLE
+// primary key, and a unique index whose INCLUDE columns made up the key,
+// passed the check at start and then failed every write that used the
+// key; a unique index with INCLUDE columns on exactly the key was
+// refused.
+func TestKeyIndexOnConflictCanUse(t *testing.T) {
+	cases := []struct {
+		name, ddl string
+		key       []string
+		want      string // Start's error; "" when the writes are to work
+	}{
+		{"deferrable", "CREATE TABLE events (id bigint PRIMARY KEY DEFERRABLE, body jsonb)", []string{"id"},
+			"the unique constraint on the key (id) is DEFERRABLE: ON CONFLICT needs one checked at once"},
+		{"include in the key", "CREATE TABLE events (id bigint, body jsonb, UNIQUE (id) INCLUDE (body))", []string{"id", "body"},
+			"no primary key or unique index on the key (id, body)"},
+		{"include after the key", "CREATE TABLE events (id bigint, body jsonb, UNIQUE (id) INCLUDE (body))", []string{"id"}, ""},
+		// conflict: error writes no ON CONFLICT: a deferrable key is fine.
+		{"deferrable, conflict error", "CREATE TABLE events (id bigint PRIMARY KEY DEFERRABLE, body jsonb)", []string{"id"}, ""},
+	}
+	for _, c := range cases {
+		conflicts := []string{"ignore", "update"}
+		if strings.HasSuffix(c.name, "conflict error") {
+			conflicts = []string{"error"}
+		}
+		for _, conflict := range conflicts {
+			t.Run(c.name+"/"+conflict, func(t *testing.T) {
+				dsn := pg.NewDatabase(t)
+				db := connect(t, dsn)
+				exec(t, db, c.ddl)
+				s := newSink(t, config(dsn, map[string]any{"create": false, "conflict": conflict, "key": c.key}), nil)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				err := s.Start(ctx)
+				if c.want != "" {
+					if err == nil || !strings.Contains(err.Error(), c.want) {
+						t.Fatalf("Start: %v, want an error saying %q", err, c.want)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs := []*recorder{{}, {}} // the second time, the conflict path
+				if conflict == "error" {
+					recs = recs[:1]
+				}
+				for _, rec := range recs {
+					handle(t, s, batchOf(rec, 1, 3))
+					if acked, nacked := rec.results(); acked != 2 {
+						t.Errorf("acked %d of 2, nacked %v", acked, nacked)
+					}
+				}
+				if n := count(t, db, "SELECT count(*) FROM events"); n != 2 {
+					t.Errorf("%d rows, want 2", n)
+				}
+			})
+		}
+	}
+}
+
 func TestTableMismatch(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	db := connect(t, dsn)

@@ -104,7 +104,9 @@
 // except a view with method insert, left to PostgreSQL),
 // every column present, a column given a
 // type in `types` of exactly that type, a `$` column of a JSON or text
-// type, and a unique index on `key`. A mismatch is an error naming every
+// type, and a unique index on exactly `key`'s columns that ON CONFLICT can
+// use (valid, no predicate, not DEFERRABLE under conflict: ignore or
+// update; INCLUDE columns may follow). A mismatch is an error naming every
 // problem. While PostgreSQL is unreachable Start retries (on_start: retry)
 // or fails at once (on_start: fail).
 //

@@ -331,15 +331,25 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 	if keyCols {
 		key := slices.Clone(s.key)
 		slices.Sort(key)
-		var unique bool
-		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i
-			WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+		// An index ON CONFLICT (key) can use: unique, on exactly the
+		// key's columns (its first indnkeyatts; INCLUDE columns follow),
+		// no predicate or expression, valid, and checked at once (not a
+		// DEFERRABLE constraint, which ON CONFLICT refuses at every write).
+		var usable, deferrable bool
+		err := pool.QueryRow(ctx, `SELECT COALESCE(bool_or(i.indimmediate), false), COALESCE(bool_or(NOT i.indimmediate), false)
+			FROM pg_index i
+			WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
 			AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
-				WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = $2::text[])`, *oid, key).Scan(&unique)
+				WHERE a.attrelid = i.indrelid AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts-1])) = $2::text[]`,
+			*oid, key).Scan(&usable, &deferrable)
 		if err != nil {
 			return s.scrub(err)
 		}
-		if !unique {
+		switch {
+		case usable, deferrable && !s.ignore && !s.update: // conflict: error has no ON CONFLICT
+		case deferrable:
+			problems = append(problems, fmt.Sprintf("the unique constraint on the key (%s) is DEFERRABLE: ON CONFLICT needs one checked at once", strings.Join(s.key, ", ")))
+		default:
 			problems = append(problems, fmt.Sprintf("no primary key or unique index on the key (%s)", strings.Join(s.key, ", ")))
 		}
 	}
