@@ -309,6 +309,25 @@ func TestKeyIndexOnConflictCanUse(t *testing.T) {
 	}
 }
 
+// A table named as the sink's own temporary table works when its schema
+// is given (the bare name is refused by New: TestNewChecksConfig), on
+// both paths of conflict: ignore, the second of which goes through the
+// temporary table.
+func TestTableNamedAsTheLoadTable(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	db := connect(t, dsn)
+	s := startSink(t, config(dsn, map[string]any{"table": "public." + loadTable, "conflict": "ignore"}))
+	for _, rec := range []*recorder{{}, {}} {
+		handle(t, s, batchOf(rec, 10, 13))
+		if acked, nacked := rec.results(); acked != 3 {
+			t.Fatalf("acked %d of 3, nacked %v", acked, nacked)
+		}
+	}
+	if n := count(t, db, "SELECT count(*) FROM public."+loadTable); n != 3 {
+		t.Fatalf("%d rows in public.%s, want 3", n, loadTable)
+	}
+}
+
 func TestTableMismatch(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	db := connect(t, dsn)

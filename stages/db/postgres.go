@@ -222,6 +222,11 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, &stage.FieldError{Field: "table", Err: err}
 	}
+	if len(s.table) == 1 && s.table[0] == loadTable {
+		// Once a connection has made its load table, the bare name means
+		// that one (pg_temp comes first), and rows went there.
+		return nil, &stage.FieldError{Field: "table", Err: fmt.Errorf("%s is the name of the sink's own temporary table, which would hide the table: give its schema (public.%[1]s) or another name", loadTable)}
+	}
 	if err := s.parseColumns(cfg); err != nil {
 		return nil, err
 	}
