@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -261,4 +262,40 @@ func TestUDPDoorDropsWhileRejectingQueueIsFull(t *testing.T) {
 	}
 	close(gate)
 	poll.Until(t, "the three held finished", func() bool { return len(r.payloads()) == 3 })
+}
+
+// A short read is copied out of the read buffer into a slab its events
+// hold. The slab was sized for the whole read, so a one-byte record
+// followed by 30,000 empty lines kept 30 KB alive, of which memory_limit
+// counted one byte; now the slab is cut to the records it holds.
+func TestShortReadPinsOnlyItsRecords(t *testing.T) {
+	m := engine.NewMemory(memLimit, false, "test")
+	src, err := newSource(netio.Kind, listening(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	var r *rig
+	r = startRigMem(t, src, stage.Settings{Name: "in", Kind: netio.Kind, Workers: 1, Concurrency: 1, Capacity: 64},
+		stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1024, Batch: 1}, gatedSink(&r, gate), m)
+	r.src, r.gate = src.(*netio.Source), gate
+	c := r.dial(wire.Lines, nil)
+	chunk := append([]byte("x\n"), bytes.Repeat([]byte("\n"), 30000)...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 200
+	for i := range n {
+		c.SendRaw(chunk, 1)
+		c.Flush()
+		// One read at a time: the next is sent once this one's record is made.
+		poll.Until(t, "the record made", func() bool { return r.in.Stage().Stats().In == uint64(i+1) })
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// 200 events held at the gate, with their records: some 100 KB. The
+	// slabs of whole reads were 6 MB.
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 2<<20 {
+		t.Errorf("the live heap grew %d KiB for %d held one-byte records (memory_limit held %d bytes)", grown>>10, n, m.Held())
+	}
 }

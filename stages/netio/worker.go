@@ -151,6 +151,13 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		w.slab = nil
 		return
 	}
+	if cap(w.slab)-len(w.slab) > len(w.slab) {
+		// The slab was sized for the whole read, and the records took
+		// less than half of it (the rest empty lines, or a record refused
+		// as too large): the events hold it, and memory_limit counts only
+		// their records, so they get a slab of their size.
+		w.slab = append(make([]byte, 0, len(w.slab)), w.slab...)
+	}
 	events, refused, bad := 0, false, false
 	badReason := ""
 	for _, r := range w.recs {
