@@ -168,8 +168,10 @@
 //
 // Refused requests (401, 413, 400, 415) and failed TLS handshakes count as
 // protocol errors, logged at warn with the client's address at most once a
-// second. A request holds its body in memory until it is answered, so
-// max_requests times max_body bounds the source's memory; its headers
+// second. A request holds its body in memory, and its slot of
+// max_requests, until its records are finished (also when its client has
+// gone away), so max_requests times max_body bounds the source's memory
+// (a body's buffer may reach twice max_body as it grows); its headers
 // must arrive within ten seconds and the whole request within five
 // minutes. StopInput
 // closes the listener, ends keep-alive and answers 503 to requests still

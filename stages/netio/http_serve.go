@@ -172,7 +172,14 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs [
 	select {
 	case <-req.done:
 	case <-r.Context().Done():
-		return // the client went away; the events finish without it
+		// The client went away; the events finish without it. The request
+		// keeps its slot until they do: they hold views of its body, and
+		// max_requests bodies at a time is what bounds the source's memory.
+		select {
+		case <-req.done:
+		case <-s.ctx.Done():
+		}
+		return
 	case <-s.ctx.Done():
 		s.busy(w, "shut down before the records were finished")
 		return

@@ -222,3 +222,49 @@ func TestHTTPClosedAnswersBusy(t *testing.T) {
 		t.Fatalf("after Close: %d %q, want 503 with Retry-After", w.Code, w.Body.String())
 	}
 }
+
+// A client that goes away before its answer does not free its
+// max_requests slot while its events are unfinished: they hold views of
+// its body, and max_requests bodies at a time is what bounds the
+// source's memory (memory_limit counts only the records). Before, the
+// slot was freed at once, and bodies piled up behind a slow sink.
+func TestHTTPGoneClientKeepsItsSlot(t *testing.T) {
+	gate := make(chan struct{})
+	var r *rig
+	r, src := newHTTPRig(t, map[string]any{"max_requests": 1}, stage.Settings{Workers: 1, Concurrency: 1, Batch: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	r.gate = gate
+	url := "http://" + src.Addr().String() + "/"
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{\"a\":1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		gone <- err
+	}()
+	poll.Until(t, "the record in the sink", func() bool { return r.in.Stage().Stats().Out == 1 })
+	cancel()
+	if err := <-gone; err == nil {
+		t.Fatal("the cancelled request was answered")
+	}
+	// Its event is still in the sink: the slot is still taken. (Were it
+	// free, this request's record would wait behind the gate: the
+	// timeout makes that a failure, not a hang.)
+	if a := post(t, &http.Client{Timeout: wait}, url, []byte("{}\n"), nil); a.status != 503 || !strings.Contains(a.Error, "max_requests") {
+		t.Fatalf("while a gone client's record is unfinished: %+v, want 503 over max_requests", a)
+	}
+	close(gate)
+	poll.Until(t, "the slot free once the record is finished", func() bool {
+		return post(t, &http.Client{}, url, []byte("{}\n"), nil).status == 200
+	})
+}
