@@ -65,6 +65,27 @@ func checkAdminAddr(a AdminConfig) error {
 	return fmt.Errorf("admin listen %q: not a loopback address; bind 127.0.0.1 or ::1, or set admin.token so that every request must carry it", a.Listen)
 }
 
+// loopbackHost serves, for an endpoint without a token, only requests
+// whose Host names a loopback address or localhost. A web page whose name
+// DNS rebinding points at 127.0.0.1 is same-origin with the endpoint: it
+// could read /stats and resize stages, where a client on this machine
+// names the address it dialled. A request without a Host (HTTP/1.0) is no
+// browser's.
+func loopbackHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host != "" && !isLoopback(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")) {
+			http.Error(w, fmt.Sprintf("Host %q: without admin.token this endpoint answers requests for 127.0.0.1, [::1] or localhost only", r.Host),
+				http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
@@ -166,7 +187,7 @@ const tokenCookie = "pipeline_admin"
 // for the token.
 func requireToken(token string, next http.Handler) http.Handler {
 	if token == "" {
-		return next
+		return loopbackHost(next)
 	}
 	wantHeader := sha256.Sum256([]byte("Bearer " + token))
 	cookie := sha256.Sum256([]byte("pipeline admin cookie\x00" + token))

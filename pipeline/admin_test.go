@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -205,6 +207,55 @@ func TestAdminRefusesNonLoopbackWithoutToken(t *testing.T) {
 		}
 		if _, err := p.Stop(context.Background()); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// Without a token the endpoint answers only requests whose Host names a
+// loopback address or localhost: a web page whose name DNS rebinding
+// points at 127.0.0.1 is same-origin with it, and could otherwise read
+// /stats and resize stages (its POST of application/json needs no
+// preflight then).
+func TestAdminWithoutTokenAnswersLoopbackHostsOnly(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	cfg := rtConfig(rtStage("end", "test.finish", "", stage.Settings{Workers: 1}, nil))
+	cfg.Admin.Listen = "127.0.0.1:0"
+	p := rtNew(t, cfg, reg)
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer rtStop(t, p)
+	_, port, _ := net.SplitHostPort(p.AdminAddr())
+	do := func(method, path, host, body string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+p.AdminAddr()+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := rtClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, host := range []string{"attacker.example:" + port, "attacker.example", "127.0.0.1.nip.io:" + port} {
+		if code := do("GET", "/stats", host, ""); code != http.StatusMisdirectedRequest {
+			t.Errorf("GET /stats with Host %s: %d, want 421", host, code)
+		}
+		if code := do("POST", "/stages/end/scale", host, `{"workers": 3}`); code != http.StatusMisdirectedRequest {
+			t.Errorf("POST scale with Host %s: %d, want 421", host, code)
+		}
+	}
+	if st := p.Stats(); rtStageStats(t, st, "end").Pool.Workers == 3 {
+		t.Error("a request with a foreign Host resized the stage")
+	}
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "[::1]:" + port, "127.0.0.1", "LOCALHOST"} {
+		if code := do("GET", "/stats", host, ""); code != http.StatusOK {
+			t.Errorf("GET /stats with Host %s: %d, want 200", host, code)
 		}
 	}
 }

@@ -41,7 +41,9 @@
 // the pipeline's name, from a registry private to the pipeline; /healthz
 // answers 200 while the process serves; /readyz answers 200 only while the
 // pipeline is running. The endpoint binds loopback addresses only unless
-// admin.token is set, and then every request must carry
+// admin.token is set (and without it answers only requests whose Host
+// names a loopback address or localhost, against DNS rebinding), and then
+// every request must carry
 // "Authorization: Bearer TOKEN", or the cookie that POST /login sets for a
 // browser that gave the token in the dashboard's form. Configuration is never shown there, so
 // secret fields (a DSN) cannot leak through it; stage.Redact hides DSN passwords
