@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
@@ -96,5 +102,33 @@ func TestAdmissionWithoutTarget(t *testing.T) {
 	var fe *stage.FieldError
 	if !errors.As(err, &fe) || fe.Field != "admission" {
 		t.Fatalf("admission without a target: %v", err)
+	}
+}
+
+// A source whose Start fails (its port taken) leaves no admission
+// controller running: a source whose Start failed is never closed, and
+// only Close stopped it.
+func TestAdmissionNotStartedWhenListenFails(t *testing.T) {
+	for _, kind := range []string{netio.Kind, netio.HTTPKind} {
+		t.Run(kind, func(t *testing.T) {
+			taken, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer taken.Close()
+			before := goleak.IgnoreCurrent()
+			src, err := newSource(kind, map[string]any{"listen": taken.Addr().String(),
+				"admission": stage.NewConfig(map[string]any{"target": 250 * time.Millisecond})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, in := engine.NewSourceStage(stage.Settings{Name: "in", Kind: kind, Workers: 1, Concurrency: 1, Capacity: 4}, src, zap.NewNop())
+			if err := in.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "listen on") {
+				t.Fatalf("Start on a taken port: %v", err)
+			}
+			if err := goleak.Find(before); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }

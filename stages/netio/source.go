@@ -130,9 +130,6 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		}
 		s.certs, s.tlsCfg = certs, certs.serverConfig()
 	}
-	if s.opts.Admission > 0 {
-		rt.StartAdmission(s.opts.Admission)
-	}
 	lc := net.ListenConfig{KeepAlive: s.opts.KeepAlive}
 	if s.opts.KeepAlive == 0 {
 		lc.KeepAlive = -1
@@ -140,6 +137,11 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	ln, err := lc.Listen(ctx, "tcp", s.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("netio: listen on %q: %w", s.opts.Listen, err)
+	}
+	// Once nothing can fail: a source whose Start failed is never closed,
+	// and only Close stops the admission controller's goroutine.
+	if s.opts.Admission > 0 {
+		rt.StartAdmission(s.opts.Admission)
 	}
 	s.started = true
 	s.ln = ln
