@@ -17,7 +17,8 @@ import (
 // default when VAR is unset or empty. Defaults are literal text: they cannot
 // hold another ${...}.
 //
-// Errors never quote s: it may hold a secret.
+// Errors never quote s whole; a bad reference is a *refError, which
+// quotes the reference unless the field is secret (see hidden).
 func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
@@ -42,10 +43,10 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 			body := s[i+2 : i+2+end]
 			name, def, hasDef := strings.Cut(body, ":-")
 			if !isEnvName(name) {
-				return "", fmt.Errorf("bad variable reference \"${%s}\": write ${VAR} or ${VAR:-default} with VAR made of letters, digits and _", clip(body))
+				return "", &refError{body: body}
 			}
 			if strings.Contains(def, "${") {
-				return "", fmt.Errorf("${%s:-...}: a default cannot hold another ${...}", name)
+				return "", errors.New("a default cannot hold another ${...}: write ${VAR} or ${VAR:-default}")
 			}
 			v, ok := "", false
 			if lookup != nil {
@@ -62,6 +63,25 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// refError is a ${...} whose name is not a variable's.
+type refError struct{ body string }
+
+const refHelp = "write ${VAR} or ${VAR:-default} with VAR made of letters, digits and _, or $$ for a literal $"
+
+func (e *refError) Error() string {
+	return fmt.Sprintf("bad variable reference \"${%s}\": %s", clip(e.body), refHelp)
+}
+
+// hidden is err as a secret field's value may show it: a bad reference
+// not quoted (a password may hold "${" and what follows).
+func hidden(err error) error {
+	var re *refError
+	if errors.As(err, &re) {
+		return errors.New("bad variable reference (not shown: the field is secret): " + refHelp)
+	}
+	return err
 }
 
 func isEnvName(s string) bool {

@@ -252,6 +252,9 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		}
 		text, err := l.expand(n)
 		if err != nil {
+			if f.Secret {
+				err = hidden(err)
+			}
 			return bad("%v", err)
 		}
 		v, err := scalar(f.Type, text)

@@ -399,6 +399,18 @@ func TestParseSecretNotShown(t *testing.T) {
 	}
 }
 
+// A secret whose value holds "${" followed by no variable's name is
+// refused at its place without quoting what follows: a password may hold
+// it.
+func TestParseSecretBadReferenceNotShown(t *testing.T) {
+	src := "name: t\nstages:\n  s:\n    kind: db.postgres\n    table: t\n    dsn: postgres://u:Pa${ss!w0rd}@h/db\n"
+	_, es := parse(t, src, nil)
+	if len(es) != 1 || strings.Contains(es.Error(), "w0rd") || !strings.Contains(es.Error(), "6:10") ||
+		!strings.Contains(es.Error(), "bad variable reference (not shown: the field is secret)") {
+		t.Fatalf("errors %v", es)
+	}
+}
+
 func TestParseManyErrors(t *testing.T) {
 	data, err := os.ReadFile("testdata/errors.yaml")
 	if err != nil {
