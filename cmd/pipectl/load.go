@@ -108,12 +108,12 @@ stored; in psql, for example:
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:7000", "the netio.tcp source's address")
-	fl.IntVar(&f.conns, "conns", 64, "connections")
+	fl.IntVar(&f.conns, "conns", 64, "connections (at most 65536)")
 	fl.Float64Var(&f.rate, "rate", 0, "records per second in all; 0: as fast as acks allow")
 	fl.Int64Var(&f.count, "count", 0, "records to send in all (default 10000 unless --duration is given)")
 	fl.DurationVar(&f.duration, "duration", 0, "send for this long instead of --count records")
 	fl.IntVar(&f.size, "size", 90, "bytes per record, at least (the msg field is padded to it)")
-	fl.IntVar(&f.window, "window", 1000, "unacknowledged records per connection at most")
+	fl.IntVar(&f.window, "window", 1000, "unacknowledged records per connection at most (1 to 1048576)")
 	fl.StringVar(&f.framing, "framing", "lines", "lines or octet-counted")
 	fl.Int64Var(&f.idStart, "id-start", 1, "the first record id")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for acks once everything is sent")
@@ -122,6 +122,14 @@ stored; in psql, for example:
 	cmd.MarkFlagsMutuallyExclusive("count", "duration")
 	return cmd
 }
+
+// The bounds of load's flags: what one process can hold (a connection is
+// a socket; the windows take 8 bytes a record in flight, 512 MiB at most).
+const (
+	maxLoadConns  = 1 << 16
+	maxLoadWindow = 1 << 20
+	maxLoadSlots  = 1 << 26
+)
 
 // config checks the flags and turns them into a loadgen.Config.
 func (f *loadFlags) config() (loadgen.Config, error) {
@@ -135,8 +143,13 @@ func (f *loadFlags) config() (loadgen.Config, error) {
 		return loadgen.Config{}, errors.New("--count, --duration and --rate cannot be negative")
 	case f.count > int64(^uint(0)>>1):
 		return loadgen.Config{}, fmt.Errorf("--count %d is too large", f.count)
-	case f.window < 1:
-		return loadgen.Config{}, errors.New("--window must be at least 1")
+	case f.conns > maxLoadConns:
+		return loadgen.Config{}, fmt.Errorf("--conns %d is too many: at most %d", f.conns, maxLoadConns)
+	case f.window < 1 || f.window > maxLoadWindow:
+		return loadgen.Config{}, fmt.Errorf("--window must be between 1 and %d", maxLoadWindow)
+	case int64(f.conns)*int64(f.window) > maxLoadSlots:
+		// Each connection keeps a slot per record of its window.
+		return loadgen.Config{}, fmt.Errorf("--conns %d × --window %d records in flight is too many: at most %d", f.conns, f.window, maxLoadSlots)
 	case f.size < 1 || f.size > 64<<20:
 		return loadgen.Config{}, errors.New("--size must be between 1 and 64MiB")
 	case wire.Framing(f.framing) != wire.Lines && wire.Framing(f.framing) != wire.OctetCounted:

@@ -211,6 +211,26 @@ func TestLoadNoServer(t *testing.T) {
 	}
 }
 
+// Flags past what one process can hold are refused with a clear error,
+// before anything is allocated: --window 1000000000000 was a fatal out of
+// memory.
+func TestLoadFlagsBounded(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--window", "1000000000000"}, "--window must be between 1 and 1048576"},
+		{[]string{"--window", "0"}, "--window must be between 1 and 1048576"},
+		{[]string{"--conns", "2000000000"}, "--conns 2000000000 is too many: at most 65536"},
+		{[]string{"--conns", "65536", "--window", "65536"}, "records in flight is too many"},
+	} {
+		code, out, errOut := runCLI(t, append([]string{"load", "--addr", "127.0.0.1:1", "--count", "10"}, c.args...)...)
+		if code != 1 || !strings.Contains(out+errOut, c.want) {
+			t.Errorf("load %v: exit %d, want an error saying %q:\n%s%s", c.args, code, c.want, out, errOut)
+		}
+	}
+}
+
 // A load that the server's drain interrupts ends with one line that says
 // so, not one error per connection.
 func TestLoadInterruptedByDrain(t *testing.T) {
