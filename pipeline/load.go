@@ -169,28 +169,76 @@ func (l *loader) syntaxError(err error, data []byte) {
 		line, _ = strconv.Atoi(m[1])
 		msg = err.Error()[len(m[0]):]
 	}
+	lines := bytes.Split(data, []byte("\n"))
 	for _, pe := range parserErrors {
 		if strings.HasPrefix(msg, pe) {
 			line++
 			if bad, col, why, ok := badIndent(data, line); ok {
 				msg += " (" + why + ")"
 				p.Col, line = col, bad
+			} else if line > len(lines) || line == len(lines) && len(bytes.TrimSpace(lines[line-1])) == 0 {
+				// The file ends inside a collection: the line after the
+				// last is no line of the file.
+				line = len(lines)
+				for line > 1 && len(bytes.TrimSpace(lines[line-1])) == 0 {
+					line--
+				}
+				msg += " (the file ends before a collection opened above is closed)"
 			} else {
 				msg += " (in the collection that starts on this line)"
 			}
 			break
 		}
 	}
+	if strings.HasPrefix(msg, "found a tab character") && line > 0 {
+		// yaml.v3 names the line it was scanning from, at times the one
+		// before the tab: name the first line indented with one.
+		for i := line - 1; i < len(lines); i++ {
+			indent := lines[i][:len(lines[i])-len(bytes.TrimLeft(lines[i], " \t"))]
+			if j := bytes.IndexByte(indent, '\t'); j >= 0 {
+				line, p.Col = i+1, j+1
+				break
+			}
+		}
+	}
 	if line > 0 {
 		p.Line = line
 	}
 	if m := unknownAnchor.FindStringSubmatch(msg); m != nil {
-		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
-			p.Line = 1 + bytes.Count(data[:i], []byte("\n"))
-			p.Col = 1 + utf8.RuneCount(data[bytes.LastIndexByte(data[:i], '\n')+1:i])
+		if ln, col, ok := findAlias(lines, m[1]); ok {
+			p.Line, p.Col = ln, col
 		}
 	}
 	l.errAt(p, "bad YAML: %s", msg)
+}
+
+// findAlias finds the alias *name in the text: after a space or a flow
+// indicator (or at a line's start), followed by no character of a longer
+// name, and not in a comment. Quoted strings are not told apart: yaml.v3
+// reports an unknown anchor without a line, and this is a guess.
+func findAlias(lines [][]byte, name string) (line, col int, ok bool) {
+	alias := []byte("*" + name)
+	for i, text := range lines {
+		for off := 0; ; {
+			j := bytes.Index(text[off:], alias)
+			if j < 0 {
+				break
+			}
+			j += off
+			off = j + 1
+			if c := bytes.IndexByte(text, '#'); c >= 0 && c < j && (c == 0 || text[c-1] == ' ' || text[c-1] == '\t') {
+				break // the rest of the line is a comment
+			}
+			if j > 0 && !bytes.ContainsRune([]byte(" \t[{,:-"), rune(text[j-1])) {
+				continue
+			}
+			if end := j + len(alias); end < len(text) && !bytes.ContainsRune([]byte(" \t]},\r"), rune(text[end])) {
+				continue // *ab when looking for *a
+			}
+			return i + 1, 1 + utf8.RuneCount(text[:j]), true
+		}
+	}
+	return 0, 0, false
 }
 
 // decodeYAML parses data into a node tree. yaml.v3 reports its own errors
