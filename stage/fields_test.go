@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -200,6 +201,30 @@ func TestValueAsInt(t *testing.T) {
 		{NumberValue([]byte("1e3")), 1000, true},
 		{NumberValue([]byte("12.0")), 12, true},
 		{NumberValue([]byte("1.5")), 0, false},
+		// Exactly, not through a float64, which rounds.
+		{NumberValue([]byte("9007199254740993.0")), 9007199254740993, true},
+		{NumberValue([]byte("9.007199254740993e15")), 9007199254740993, true},
+		{NumberValue([]byte("1.0000000000000001")), 0, false},
+		{NumberValue([]byte("9007199254740993.5")), 0, false},
+		{NumberValue([]byte("-9.223372036854775808e18")), math.MinInt64, true},
+		{NumberValue([]byte("9.223372036854775808e18")), 0, false},
+		{NumberValue([]byte("4500e-2")), 45, true},
+		{NumberValue([]byte("4501e-2")), 0, false},
+		{NumberValue([]byte("0.000e400")), 0, true},
+		{NumberValue([]byte("1e400")), 0, false},
+		{NumberValue([]byte("1e-400")), 0, false},
+		{NumberValue([]byte("1" + strings.Repeat("0", 30) + "e-30")), 1, true},
+		{NumberValue([]byte("-12.50e1")), -125, true},
+		{NumberValue([]byte(".5e1")), 5, true},
+		{NumberValue([]byte("5.")), 5, true},
+		{StringValue("0x1p4"), 0, false},
+		{StringValue("Inf"), 0, false},
+		{StringValue("NaN"), 0, false},
+		{StringValue("1e"), 0, false},
+		{StringValue("1e+"), 0, false},
+		{StringValue("."), 0, false},
+		{FloatValue(-9.223372036854775808e18), math.MinInt64, true},
+		{FloatValue(9.223372036854775808e18), 0, false},
 		{JSONValue([]byte("7")), 7, true},
 		{StringValue("x"), 0, false},
 		{StringValue(""), 0, false},
@@ -210,7 +235,7 @@ func TestValueAsInt(t *testing.T) {
 			t.Errorf("%v (%s).AsInt() = %d, %v; want %d, %v", c.v, c.v.Type(), got, ok, c.want, c.ok)
 		}
 	}
-	v := NumberValue([]byte("123456"))
+	v := NumberValue([]byte("1234.5600e2"))
 	if n := testing.AllocsPerRun(100, func() { v.AsInt() }); n != 0 {
 		t.Errorf("AsInt allocates %v times", n)
 	}

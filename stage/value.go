@@ -214,19 +214,112 @@ func (v Value) AsInt() (int64, bool) {
 		if n, ok := parseDecimal(s); ok {
 			return n, true
 		}
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			return floatInt(f)
-		}
+		return numberInt(s)
 	}
 	return 0, false
 }
 
 // floatInt returns f as an int64 when it is an integer one holds.
 func floatInt(f float64) (int64, bool) {
-	if f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
+	if f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
 		return 0, false
 	}
 	return int64(f), true
+}
+
+// numberInt returns the integer that the text of a decimal number with a
+// fraction or an exponent (12.0, 1e3, -4.50e2) stands for, exactly, when
+// it is one an int64 holds. A float64 on the way would round:
+// 9007199254740993.0 read as 9007199254740992, 1.0000000000000001 as 1.
+// Hexadecimal, Inf and NaN are no decimal numbers.
+func numberInt(s string) (int64, bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	whole, frac := s[:i], ""
+	if i < len(s) && s[i] == '.' {
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		frac, i = s[i+1:j], j
+	}
+	if whole == "" && frac == "" {
+		return 0, false
+	}
+	exp := 0
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(s) && (s[i] == '-' || s[i] == '+') {
+			eneg, i = s[i] == '-', i+1
+		}
+		if i == len(s) {
+			return 0, false
+		}
+		for ; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			if exp < 1<<20 { // past any int64's digits: capped, not overflowed
+				exp = exp*10 + int(s[i]-'0')
+			}
+		}
+		if eneg {
+			exp = -exp
+		}
+	}
+	if i != len(s) {
+		return 0, false
+	}
+	// The number is the digits of whole and frac, read as one integer D,
+	// times 10^scale.
+	total, scale := len(whole)+len(frac), exp-len(frac)
+	digit := func(k int) byte {
+		if k < len(whole) {
+			return whole[k]
+		}
+		return frac[k-len(whole)]
+	}
+	first := 0
+	for first < total && digit(first) == '0' {
+		first++
+	}
+	if first == total {
+		return 0, true // all zeros
+	}
+	end := total // D's digits that stay; a negative scale drops the rest, which must be zeros
+	if scale < 0 {
+		end = max(total+scale, first)
+		for k := end; k < total; k++ {
+			if digit(k) != '0' {
+				return 0, false
+			}
+		}
+		scale = 0
+	}
+	if end-first+scale > 19 {
+		return 0, false
+	}
+	var n uint64
+	for k := first; k < end; k++ {
+		n = n*10 + uint64(digit(k)-'0')
+	}
+	for range scale {
+		n *= 10
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return int64(-n), true
+	case !neg && n < 1<<63:
+		return int64(n), true
+	}
+	return 0, false
 }
 
 // parseDecimal parses an optionally signed decimal integer without
