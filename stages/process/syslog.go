@@ -247,7 +247,7 @@ func parse5424(s string, m *syslogMsg) error {
 	}
 	s = s[n:]
 	switch {
-	case s == "":
+	case s == "" || trimEOL(s) == "": // no MSG; a line end an octet-counted sender added
 	case s[0] != ' ':
 		return errors.New("rfc5424: expected a space after STRUCTURED-DATA")
 	default:
