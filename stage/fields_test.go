@@ -2,6 +2,7 @@ package stage
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -238,5 +239,73 @@ func TestValueAsInt(t *testing.T) {
 	v := NumberValue([]byte("1234.5600e2"))
 	if n := testing.AllocsPerRun(100, func() { v.AsInt() }); n != 0 {
 		t.Errorf("AsInt allocates %v times", n)
+	}
+}
+
+// An event of many fields keeps an index of their names (past
+// indexFrom): setting, replacing, finding (as given, and below a stored
+// prefix), deleting and resetting give what the list alone gave, in
+// order. Each set once scanned the whole list, so a record of n fields
+// cost n².
+func TestManyFields(t *testing.T) {
+	ev := &Event{}
+	const n = 3 * indexFrom
+	for i := range n {
+		ev.Set(fmt.Sprint("f", i), int64(i))
+	}
+	ev.Set("obj", map[string]any{"x": "deep"})
+	ev.Set("f5", int64(-5)) // replaced in place
+	check := func(when string, deleted int) {
+		t.Helper()
+		for i := range n {
+			v, ok := ev.Value(fmt.Sprint("f", i))
+			want := int64(i)
+			if i == 5 {
+				want = -5
+			}
+			if i == deleted {
+				if ok {
+					t.Errorf("%s: f%d found after its Delete", when, i)
+				}
+				continue
+			}
+			if !ok || v.Int() != want {
+				t.Errorf("%s: f%d = %v, %v; want %d", when, i, v, ok, want)
+			}
+		}
+		if v, ok := ev.Value("obj.x"); !ok || v.String() != "deep" {
+			t.Errorf("%s: obj.x = %v, %v", when, v, ok)
+		}
+		if _, ok := ev.Value("nope"); ok {
+			t.Errorf("%s: a field never set found", when)
+		}
+	}
+	check("set", -1)
+	if ev.NumFields() != n+1 {
+		t.Fatalf("%d fields, want %d", ev.NumFields(), n+1)
+	}
+	if !ev.Delete("f10") || ev.Delete("f10") {
+		t.Fatal("Delete of f10: want true, then false")
+	}
+	check("after a Delete", 10)
+	ev.Set("late", true) // rebuilds the index
+	check("after a set that follows a Delete", 10)
+	if v, ok := ev.Value("late"); !ok || !v.Bool() {
+		t.Errorf("late = %v, %v", v, ok)
+	}
+	var names []string
+	for name := range ev.Fields() {
+		names = append(names, name)
+	}
+	if len(names) != n+1 || names[0] != "f0" || names[9] != "f9" || names[10] != "f11" || names[n-1] != "obj" || names[n] != "late" {
+		t.Errorf("order after a Delete: %v", names)
+	}
+	ev.ResetFields()
+	if _, ok := ev.Value("f1"); ok || ev.NumFields() != 0 {
+		t.Error("fields left after ResetFields")
+	}
+	ev.Set("again", int64(1))
+	if v, ok := ev.Value("again"); !ok || v.Int() != 1 {
+		t.Errorf("after ResetFields: again = %v, %v", v, ok)
 	}
 }
