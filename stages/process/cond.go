@@ -4,6 +4,8 @@ package process
 // its nodes, their evaluation against an event, and its canonical text.
 
 import (
+	"math"
+	"math/big"
 	"regexp"
 	"slices"
 	"strconv"
@@ -94,12 +96,18 @@ type literal struct {
 	b    bool   // lBool
 }
 
-// number is a numeric value: an exact int64 when it is one, else a float.
+// number is a numeric value: an exact int64 when it is one, an exact
+// big integer when it is an integer past int64 (a uint64 id), else a
+// float.
 type number struct {
 	isInt bool
 	i     int64
+	big   *big.Int // an integer past int64; isInt is false
 	f     float64
 }
+
+// exactFloat bounds the integers a float64 holds exactly: 2^53.
+const exactFloat = 1 << 53
 
 func (a number) cmp(b number) int {
 	if a.isInt && b.isInt {
@@ -111,16 +119,36 @@ func (a number) cmp(b number) int {
 		}
 		return 0
 	}
-	x, y := a.float(), b.float()
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	case x == y:
-		return 0
+	if a.exactAsFloat() && b.exactAsFloat() {
+		x, y := a.float(), b.float()
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		case x == y:
+			return 0
+		}
+		return 2 // NaN: unordered
 	}
-	return 2 // NaN: unordered
+	// An integer a float64 would round (past 2^53, or past int64): exactly.
+	x, okx := a.bigFloat()
+	y, oky := b.bigFloat()
+	if !okx || !oky {
+		return 2 // NaN
+	}
+	return x.Cmp(y)
+}
+
+// exactAsFloat reports whether a float64 holds a exactly.
+func (a number) exactAsFloat() bool {
+	switch {
+	case a.big != nil:
+		return false
+	case a.isInt:
+		return -exactFloat <= a.i && a.i <= exactFloat
+	}
+	return true
 }
 
 func (a number) float() float64 {
@@ -130,9 +158,27 @@ func (a number) float() float64 {
 	return a.f
 }
 
+// bigFloat is a as a big.Float, exactly; false for NaN.
+func (a number) bigFloat() (*big.Float, bool) {
+	switch {
+	case a.big != nil:
+		return new(big.Float).SetInt(a.big), true
+	case a.isInt:
+		return new(big.Float).SetInt64(a.i), true
+	case math.IsNaN(a.f):
+		return nil, false
+	}
+	return big.NewFloat(a.f), true
+}
+
+// maxBigExp bounds the exponent of a number read as an exact big
+// integer: a far larger one ("1e1000000000") would cost its digits in
+// memory and time, and is compared as a float (±Inf).
+const maxBigExp = 400
+
 // parseNumber reads a number: exactly, as an int64, when it is an integer
-// (stage.Value.AsInt: 12, 1e3, 12.0), else as a float64 (±Inf past its
-// range).
+// (stage.Value.AsInt: 12, 1e3, 12.0), and as a big integer when it is one
+// past int64; else as a float64 (±Inf past its range).
 func parseNumber(s string) (number, bool) {
 	if i, ok := stage.StringValue(s).AsInt(); ok {
 		return number{isInt: true, i: i}, true
@@ -141,7 +187,29 @@ func parseNumber(s string) (number, bool) {
 	if err != nil && !isRangeErr(err) {
 		return number{}, false
 	}
+	if b, ok := bigInteger(s); ok {
+		return number{big: b, f: f}, true
+	}
 	return number{f: f}, true
+}
+
+// bigInteger returns the integer the decimal text s stands for, when it
+// is one and its exponent is within maxBigExp.
+func bigInteger(s string) (*big.Int, bool) {
+	if strings.ContainsAny(s, "xXpPbBoO_") { // decimal only: big.Rat reads prefixes too
+		return nil, false
+	}
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+		if err != nil || e > maxBigExp || e < -maxBigExp {
+			return nil, false
+		}
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok || !r.IsInt() {
+		return nil, false
+	}
+	return r.Num(), true
 }
 
 func isRangeErr(err error) bool {
@@ -160,7 +228,7 @@ func toNumber(v stage.Value) (number, bool) {
 		return parseNumber(valueString(v))
 	case stage.ValueAny:
 		if x, ok := v.Any().(uint64); ok { // over MaxInt64: ValueOf keeps it as is
-			return number{f: float64(x)}, true
+			return number{big: new(big.Int).SetUint64(x), f: float64(x)}, true
 		}
 	}
 	return number{}, false

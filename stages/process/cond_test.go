@@ -18,6 +18,10 @@ func condEvent(fields map[string]any, payload string) *stage.Event {
 func TestConditionEval(t *testing.T) {
 	ev := condEvent(map[string]any{
 		"id":    json.Number("9007199254740993"),
+		"big":   json.Number("12345678901234567890"),
+		"i63":   json.Number("9223372036854775807"),
+		"u64":   uint64(18446744073709551615),
+		"exact": int64(9007199254740993),
 		"n":     int64(42),
 		"f":     1.5,
 		"fn":    json.Number("2.5"),
@@ -33,6 +37,24 @@ func TestConditionEval(t *testing.T) {
 		want bool
 	}{
 		{`id == 9007199254740993`, true},
+		// Integers compare exactly past 2^53 and past int64, where a
+		// float64 would make distinct ones equal.
+		{`big == 12345678901234567890`, true},
+		{`big == 12345678901234567891`, false},
+		{`big < 12345678901234567891`, true},
+		{`big > 9223372036854775807`, true},
+		{`i63 == 9223372036854775808`, false},
+		{`i63 < 9223372036854775808`, true},
+		{`i63 >= 9223372036854775808`, false},
+		{`u64 == 18446744073709551615`, true},
+		{`u64 == 18446744073709551614`, false},
+		{`u64 > 1.8e19`, true},
+		{`big == 1.2345678901234567890e19`, true},
+		{`exact == 9007199254740992.0`, false},
+		{`exact > 9007199254740992.5`, true},
+		{`exact < 9007199254740993.5`, true},
+		{`big < 1e400`, true},
+		{`big > -1e400`, true},
 		{`id == 9007199254740992`, false},
 		{`id > 9007199254740992`, true},
 		{`user.id == 9007199254740993`, true},

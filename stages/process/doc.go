@@ -66,7 +66,8 @@
 //   - a missing field is null; `PATH exists` is true when the field is
 //     present and not null;
 //   - `==` and `!=`: numbers compare numerically (int64, float64 and
-//     json.Number alike; integers exactly), strings exactly, booleans and
+//     json.Number alike; integers exactly, also past 2^53 and past int64,
+//     against each other and against a float), strings exactly, booleans and
 //     null by identity; values of different types are never equal (the
 //     string "80" is not the number 80);
 //   - `<`, `<=`, `>`, `>=`: numbers numerically, strings byte-wise
