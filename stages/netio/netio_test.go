@@ -410,6 +410,31 @@ func TestOctetCounted(t *testing.T) {
 	}
 }
 
+// A connection whose input ends inside an octet-counted frame has that
+// frame dropped, with a warning naming the record number it would have
+// taken and the bytes; the records before it are acked.
+func TestInputEndsInsideAFrame(t *testing.T) {
+	r := newRig(t, map[string]any{"framing": string(netio.OctetCounted)}, stage.Settings{Workers: 1}, nil)
+	c := r.dial(wire.OctetCounted, nil)
+	c.Send([]byte("one"))
+	c.Send([]byte("two"))
+	c.SendRaw([]byte("10 cut"), 0)
+	c.Flush()
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 2 {
+		t.Fatalf("acked %d, %v", c.Acked(), err)
+	}
+	e := r.waitLog("input ended inside a frame")
+	if f, _ := fieldOf(e, "record"); f.Integer != 3 {
+		t.Errorf("logged record %d, want 3", f.Integer)
+	}
+	if f, _ := fieldOf(e, "bytes"); f.Integer != 3 { // of the frame's 10: "cut"
+		t.Errorf("logged %d bytes, want 3", f.Integer)
+	}
+}
+
 // framing: syslog reads what rsyslog sends with @@host:port (lines) and
 // logger --octet-count sends (octet-counted) on one connection; a bad
 // count closes it, counted as a protocol error and logged with the peer

@@ -144,7 +144,10 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	c.fr.feed(data, w)
 	if rerr == io.EOF {
 		if dropped := c.fr.end(w); dropped > 0 {
-			c.log.Warn("input ended inside a frame; dropped it", zap.Int("bytes", dropped))
+			c.mu.Lock()
+			next := c.win.next + uint64(len(w.recs)) + 1 // the number the frame would have taken
+			c.mu.Unlock()
+			c.log.Warn("input ended inside a frame; dropped it", zap.Uint64("record", next), zap.Int("bytes", dropped))
 		}
 	}
 	if len(w.recs) == 0 {
