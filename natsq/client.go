@@ -29,6 +29,9 @@ type Client struct {
 	cfg      Config
 	pipeline string
 	log      *zap.Logger
+	// pubAckWait bounds a publisher's wait for a batch's PubAcks
+	// (DefaultPubAckWait; a test shortens it before the first open).
+	pubAckWait time.Duration
 
 	// conn serialises open and release, which may take long (connecting
 	// retries until the server answers; closing flushes). mu guards the
@@ -49,7 +52,7 @@ func NewClient(cfg Config, pipeline string, log *zap.Logger) *Client {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Client{cfg: cfg, pipeline: pipeline, log: log, streams: map[string]bool{}}
+	return &Client{cfg: cfg, pipeline: pipeline, log: log, streams: map[string]bool{}, pubAckWait: defaultPubAckWait}
 }
 
 // connName is the connection's default name: which pipeline, where.
@@ -133,7 +136,8 @@ func (c *Client) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, 
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pubAcksInFlight))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pubAcksInFlight),
+		jetstream.WithPublishAsyncTimeout(pubAckForget(c.pubAckWait)))
 	if err != nil {
 		nc.Close()
 		return fail(fmt.Errorf("jetstream: %w", err))

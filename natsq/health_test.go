@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -56,6 +58,63 @@ func TestPublisherHealthDuringOutage(t *testing.T) {
 		}
 	}
 	poll.Until(t, "the publisher's stage up", func() bool { return pubStage.Stats().Health.State != stats.HealthDown })
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
+}
+
+// A PubAck that never comes while the connection stays up (here the
+// stream is gone and a plain subscriber takes its subject) is forgotten
+// after pubAckForget: nats.go held each one until a reconnect, and once
+// pubAcksInFlight were held every publish stalled.
+func TestLostPubAcksAreForgotten(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	front.pubAckWait = 200 * time.Millisecond
+	q := front.Queue("store", QueueConfig{Stream: "t_lost"}, port.Block, 64)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	_, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1}, q.Publisher(), nil)
+	srcLife.Connect(pub.Stage(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, "t_lost"); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.Subscribe(subject("t_lost")+".>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	a := newAcks(1)
+	out := src.NewEmitter()
+	out.Emit(ctx, src.NewEvent([]byte("x"), 1, stage.Origin{To: a}))
+	out.Flush(ctx)
+	poll.Until(t, "three publishes without a PubAck", func() bool { return q.st.publishRetries.Load() >= 3 })
+	// Held, each would stay pending: the count only grew.
+	poll.Until(t, "the lost PubAcks forgotten", func() bool {
+		q.c.mu.Lock()
+		defer q.c.mu.Unlock()
+		return q.c.js != nil && q.c.js.PublishAsyncPending() == 0
+	})
+	cancel()
+	pub.Abort()
 	pub.CloseQueue()
 	pub.Wait()
 	pub.Close()

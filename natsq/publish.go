@@ -128,12 +128,12 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 		stage.Blocking(ctx, func() {
 			// PublishMsgAsync waits while pubAcksInFlight are out.
 			for _, it := range todo {
-				it.paf, it.err = p.js.PublishMsgAsync(it.msg, jetstream.WithStallWait(pubAckWait))
+				it.paf, it.err = p.js.PublishMsgAsync(it.msg, jetstream.WithStallWait(q.c.pubAckWait))
 			}
 			// One deadline for the batch's PubAcks, rather than nats.go's
 			// timer per message: a PubAck not back by then is published
 			// again (same Nats-Msg-Id).
-			deadline := time.NewTimer(pubAckWait)
+			deadline := time.NewTimer(q.c.pubAckWait)
 			defer deadline.Stop()
 			late := false
 			for _, it := range todo {
@@ -256,8 +256,18 @@ func isFull(api *jetstream.APIError) bool {
 // network, and a bound on the memory held for retries.
 const pubAcksInFlight = 256
 
-// pubAckWait bounds the wait for a batch's PubAcks.
-const pubAckWait = 10 * time.Second
+// defaultPubAckWait bounds the wait for a batch's PubAcks (a client's
+// pubAckWait).
+const defaultPubAckWait = 10 * time.Second
+
+// pubAckForget is how long nats.go keeps waiting for a PubAck the
+// publisher has given up on (it publishes again after pubAckWait): until
+// then it holds one of the pubAcksInFlight. nats.go frees one only when
+// its PubAck comes, or on a reconnect, so PubAcks lost while the
+// connection stayed up (a stream leader changing, the stream gone while
+// a plain subscriber takes its subject) would add up until every publish
+// stalled.
+func pubAckForget(pubAckWait time.Duration) time.Duration { return 2 * pubAckWait }
 
 var errNoPubAck = errors.New("no PubAck in time")
 
