@@ -41,7 +41,10 @@
 // when a goroutine blocks. A worker about to block therefore says so:
 // Worker.Blocking(fn) gives its slot away while fn runs and takes it back
 // when fn returns, even over the limit, as Windows does when a blocked
-// thread wakes up.
+// thread wakes up. A worker that holds packets but gave its slot up while
+// it waited for more (a GetBatch that lingers for a fuller batch) takes
+// one back with Worker.Acquire, which waits while every slot is taken and
+// is served before packets are handed out again.
 //
 // Windows fixes a port's NumberOfConcurrentThreads when the port is made.
 // Here Port.SetConcurrency changes it while the port runs (a controller or

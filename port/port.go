@@ -116,6 +116,10 @@ type Port[T any] struct {
 	// waiters is a LIFO stack of parked workers: the last to park is woken
 	// first, so a few goroutines stay hot and the rest stay parked.
 	waiters []*Worker[T]
+	// slotWaiters are workers parked in Acquire, oldest first: they hold
+	// packets already and wait for a run slot only, so a freed slot goes
+	// to them before any packet is handed out.
+	slotWaiters []*Worker[T]
 	// posters is a FIFO list of Posts waiting for room under Overflow Block.
 	posters posterList[T]
 	// posterPool recycles poster records: blocked Posts allocate nothing.
@@ -316,6 +320,15 @@ func (p *Port[T]) refillLocked() {
 // first, while run slots are free. On a closed, empty port it wakes every
 // waiter with ErrClosed.
 func (p *Port[T]) dispatchLocked() {
+	for len(p.slotWaiters) > 0 && p.running < p.conc {
+		w := p.slotWaiters[0]
+		p.slotWaiters[0] = nil
+		p.slotWaiters = p.slotWaiters[1:]
+		w.parked, w.slotOnly = false, false
+		p.running++
+		w.holding = true
+		w.wake <- struct{}{}
+	}
 	for len(p.waiters) > 0 && p.depth > 0 && p.running < p.conc {
 		w := p.popWaiter()
 		w.n = p.takeLocked(w.buf)
@@ -370,7 +383,7 @@ func (p *Port[T]) Stats() Stats {
 		MaxBytes:    p.maxBytes(),
 		Concurrency: p.conc,
 		Running:     p.running,
-		Waiting:     len(p.waiters),
+		Waiting:     len(p.waiters) + len(p.slotWaiters),
 		Blocked:     p.blocked,
 		Posted:      p.posted,
 		Delivered:   p.delivered,
@@ -390,14 +403,15 @@ func (p *Port[T]) Join() *Worker[T] {
 // Worker is one pool worker bound to a port. Its methods must be called
 // from one goroutine at a time.
 type Worker[T any] struct {
-	p       *Port[T]
-	wake    chan struct{} // its own wake signal: a parked worker waits here
-	one     [1]Packet[T]  // Get's buffer, so Get allocates nothing
-	buf     []Packet[T]   // where a waker puts the packets it hands over
-	n       int           // packets handed over by the waker; 0 means closed
-	holding bool          // holds a run slot
-	parked  bool          // on the port's waiter stack
-	left    bool
+	p        *Port[T]
+	wake     chan struct{} // its own wake signal: a parked worker waits here
+	one      [1]Packet[T]  // Get's buffer, so Get allocates nothing
+	buf      []Packet[T]   // where a waker puts the packets it hands over
+	n        int           // packets handed over by the waker; 0 means closed
+	holding  bool          // holds a run slot
+	parked   bool          // on the port's waiter stack, or its slot waiters
+	slotOnly bool          // parked in Acquire
+	left     bool
 }
 
 // Get returns the oldest queued packet, waiting while the queue is empty or
@@ -419,7 +433,7 @@ func (w *Worker[T]) getOne(ctx context.Context, out *Packet[T]) error {
 	p := w.p
 	if ctx.Err() == nil {
 		p.mu.Lock()
-		if !w.left && p.depth > 0 && p.running-b2i(w.holding) < p.conc {
+		if !w.left && p.depth > 0 && p.running-b2i(w.holding) < p.conc && len(p.slotWaiters) == 0 {
 			// Keep our slot (release and retake) and take one packet.
 			if !w.holding {
 				w.holding = true
@@ -482,6 +496,11 @@ func (w *Worker[T]) get(ctx context.Context, buf []Packet[T]) (int, error) {
 	if w.holding {
 		w.holding = false
 		p.running--
+		if len(p.slotWaiters) > 0 {
+			// A worker waiting in Acquire holds packets already: the
+			// slot is its, before this worker takes more.
+			p.dispatchLocked()
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		p.dispatchLocked() // our slot is free: let a parked worker have it
@@ -531,15 +550,68 @@ func (w *Worker[T]) get(ctx context.Context, buf []Packet[T]) (int, error) {
 }
 
 func (p *Port[T]) removeWaiter(w *Worker[T]) {
-	for i, x := range p.waiters {
+	list := &p.waiters
+	if w.slotOnly {
+		list = &p.slotWaiters
+	}
+	for i, x := range *list {
 		if x == w {
-			copy(p.waiters[i:], p.waiters[i+1:])
-			p.waiters[len(p.waiters)-1] = nil
-			p.waiters = p.waiters[:len(p.waiters)-1]
+			copy((*list)[i:], (*list)[i+1:])
+			(*list)[len(*list)-1] = nil
+			*list = (*list)[:len(*list)-1]
 			break
 		}
 	}
-	w.parked = false
+	w.parked, w.slotOnly = false, false
+}
+
+// Acquire takes a run slot for a worker that holds none, waiting while
+// every slot is taken, as a thread does on its way back from a completion
+// it took before its slot was gone. It is for a worker that holds packets
+// without a slot: one that went on waiting for more (a GetBatch that
+// lingers for a fuller batch gives its slot up meanwhile, and its last
+// call may end on its context with none) and must not run its handler
+// beyond the limit. Such workers are given a freed slot before packets
+// are handed to parked workers, oldest first. A worker that holds a slot
+// returns at once. It fails with ctx.Err() when ctx ends first (no slot
+// taken) and after Leave; a closed port still has slots to give.
+func (w *Worker[T]) Acquire(ctx context.Context) error {
+	p := w.p
+	p.mu.Lock()
+	switch {
+	case w.left:
+		p.mu.Unlock()
+		return errors.New("port: Acquire after Leave")
+	case w.holding:
+		p.mu.Unlock()
+		return nil
+	case p.running < p.conc:
+		p.running++
+		w.holding = true
+		p.mu.Unlock()
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	w.parked, w.slotOnly = true, true
+	p.slotWaiters = append(p.slotWaiters, w)
+	p.mu.Unlock()
+	select {
+	case <-w.wake:
+		return nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		if w.parked {
+			p.removeWaiter(w)
+			p.mu.Unlock()
+			return ctx.Err()
+		}
+		p.mu.Unlock() // a slot was handed over first: keep it
+		<-w.wake
+		return nil
+	}
 }
 
 // Blocking runs fn without a run slot, so that another worker may run while

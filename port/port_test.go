@@ -950,3 +950,60 @@ func TestDeliveredPacketsCollectable(t *testing.T) {
 	}
 	runtime.KeepAlive(p)
 }
+
+// Acquire gives a worker that holds packets but no run slot (its GetBatch
+// went on waiting for more, giving its slot up) a slot before it runs:
+// at once when one is free, else once one is given up, before a worker
+// coming back for more packets keeps it.
+func TestAcquire(t *testing.T) {
+	p := New[int](Options{Concurrency: 1, Capacity: 16})
+	a, c, d := p.Join(), p.Join(), p.Join()
+	defer d.Leave()
+	if err := c.Acquire(bg); err != nil { // a free slot
+		t.Fatal(err)
+	}
+	if err := c.Acquire(bg); err != nil || p.Stats().Running != 1 { // held already
+		t.Fatalf("Acquire while holding: %v, %+v", err, p.Stats())
+	}
+	mustPost(t, p, 1)
+	if _, err := c.Get(bg); err != nil { // c gives its slot up and takes it back with packet 1
+		t.Fatal(err)
+	}
+	// c holds the only slot; a waits for one in Acquire.
+	acquired := make(chan error, 1)
+	go func() { acquired <- a.Acquire(bg) }()
+	waitStats(t, p, "a waiting for a slot", func(s Stats) bool { return s.Waiting == 1 })
+	mustPost(t, p, 2)
+	// c comes back for more with packet 2 queued: its slot goes to a, and
+	// c waits, packet 2 still queued.
+	gotPk := make(chan int, 1)
+	go func() {
+		pk, err := c.Get(bg)
+		if err != nil {
+			t.Error(err)
+		}
+		gotPk <- pk.Value
+	}()
+	if err := <-acquired; err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, p, "c waiting, packet 2 queued", func(s Stats) bool { return s.Waiting == 1 && s.Running == 1 && s.Depth == 1 })
+
+	// A cancelled Acquire takes no slot and leaves no waiter.
+	ctx, cancel := context.WithCancel(bg)
+	go func() { acquired <- d.Acquire(ctx) }()
+	waitStats(t, p, "d waiting for a slot", func(s Stats) bool { return s.Waiting == 2 })
+	cancel()
+	if err := <-acquired; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Acquire: %v", err)
+	}
+	if s := p.Stats(); s.Running != 1 || s.Waiting != 1 {
+		t.Fatalf("after a cancelled Acquire: %+v, want a running, c waiting", s)
+	}
+	// a is done with what it held: c runs with packet 2.
+	a.Leave()
+	if v := <-gotPk; v != 2 {
+		t.Fatalf("c got %d, want 2", v)
+	}
+	c.Leave()
+}

@@ -82,7 +82,7 @@ func (s *Stage) workSharded(ctx, take context.Context, w *port.Worker[*stage.Eve
 		}
 		slot = true
 		if n < len(buf) && n < room && s.set.Linger > 0 {
-			n = s.linger(take, w, buf[:min(room, len(buf))], n)
+			n = s.linger(ctx, take, w, buf[:min(room, len(buf))], n)
 		}
 		for i := range buf[:n] {
 			batch[i] = buf[i].Value

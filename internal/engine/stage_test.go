@@ -299,6 +299,51 @@ func TestLingerFillsBatches(t *testing.T) {
 	}
 }
 
+// A worker whose linger ends without more events holds no run slot (its
+// waiting GetBatch gave it up) and takes one back before its handler
+// runs: with concurrency 1 no two handlers run at once, with shard_by too.
+// Before, every lingering worker ran its handler without a slot, and 4
+// of 4 workers ran at once.
+func TestLingerKeepsTheRunSlotLimit(t *testing.T) {
+	for _, shard := range []bool{false, true} {
+		var cur, most atomic.Int64
+		h := stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			c := cur.Add(1)
+			for m := most.Load(); c > m && !most.CompareAndSwap(m, c); m = most.Load() {
+			}
+			time.Sleep(2 * time.Millisecond) // work, holding the slot
+			cur.Add(-1)
+			for _, ev := range b {
+				ev.Done(nil)
+			}
+			return nil
+		})
+		set := stage.Settings{Name: "a", Workers: 4, Concurrency: 1, Batch: 100, Linger: 200 * time.Microsecond}
+		if shard {
+			set.ShardBy = []string{"k"}
+		}
+		a := newHandlerStage(set, h, nil)
+		src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+		src.connect(a, map[string]*Stage{"a": a})
+		if err := a.start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		em := src.NewEmitter()
+		for i := 1; i <= 300; i++ { // one at a time, so that batches linger
+			ev := src.NewEvent([]byte("x"), uint64(i), stage.Origin{})
+			ev.Set("k", i)
+			em.Emit(context.Background(), ev)
+			em.Flush(context.Background())
+			time.Sleep(50 * time.Microsecond)
+		}
+		a.closeQueue()
+		a.wg.Wait()
+		if m := most.Load(); m > 1 {
+			t.Errorf("shard_by %v: %d handlers ran at once under concurrency 1", shard, m)
+		}
+	}
+}
+
 func TestBlockingGivesUpTheRunSlot(t *testing.T) {
 	inside := make(chan struct{})
 	release := make(chan struct{})

@@ -54,7 +54,7 @@ func (s *Stage) work(ctx, take context.Context, w *port.Worker[*stage.Event]) {
 		}
 		s.batches.Add(1)
 		if n < len(buf) && s.set.Linger > 0 {
-			n = s.linger(take, w, buf, n)
+			n = s.linger(ctx, take, w, buf, n)
 		}
 		for i := range buf[:n] {
 			batch[i] = buf[i].Value
@@ -67,11 +67,14 @@ func (s *Stage) work(ctx, take context.Context, w *port.Worker[*stage.Event]) {
 	}
 }
 
-// linger waits up to Linger for the batch to fill. While it waits the
-// worker holds no run slot, and as the newest waiter it is the first to be
-// handed new events.
-func (s *Stage) linger(ctx context.Context, w *port.Worker[*stage.Event], buf []port.Packet[*stage.Event], n int) int {
-	lctx, cancel := context.WithTimeout(ctx, s.set.Linger)
+// linger waits up to Linger (or until take ends) for the batch to fill.
+// While it waits the worker holds no run slot, and as the newest waiter
+// it is the first to be handed new events. A wait that ends without
+// events leaves it without a slot, so it takes one back before its
+// handler runs (port.Worker.Acquire), waiting while the stage's
+// concurrency is taken: only an Abort (ctx) lets it run without one.
+func (s *Stage) linger(ctx, take context.Context, w *port.Worker[*stage.Event], buf []port.Packet[*stage.Event], n int) int {
+	lctx, cancel := context.WithTimeout(take, s.set.Linger)
 	defer cancel()
 	for n < len(buf) {
 		m, err := w.GetBatch(lctx, buf[n:])
@@ -80,6 +83,7 @@ func (s *Stage) linger(ctx context.Context, w *port.Worker[*stage.Event], buf []
 		}
 		n += m
 	}
+	_ = w.Acquire(ctx) // fails only on Abort, when the handler's ctx has ended too
 	return n
 }
 
