@@ -122,7 +122,10 @@ func (s *Stage) run(ctx context.Context, batch []*stage.Event, out *Outputs) {
 		for i, ev := range batch {
 			// Not one the handler finished, recycled by an inline stage
 			// after it, and still held here: neither finished nor handed on.
-			if st := state(ev); st.Gen.Load() == gens[i] && st.Owner.Load() == &s.h {
+			// Owner first, then Gen (as below): an event recycled and reused
+			// between the two loads has a new Gen by the second, where the
+			// other order could read the old Gen and the new life's Owner.
+			if st := state(ev); st.Owner.Load() == &s.h && st.Gen.Load() == gens[i] {
 				ev.Done(err)
 			}
 		}
