@@ -97,7 +97,7 @@ func ConfigFrom(c stage.Config) Config {
 // read, half a client certificate, two ways to authenticate.
 func (c Config) Check() error {
 	if c.Embedded != nil {
-		if err := c.Embedded.check(c.URL); err != nil {
+		if err := c.Embedded.check(c); err != nil {
 			return err
 		}
 	}

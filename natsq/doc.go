@@ -127,7 +127,10 @@
 // `nats: {embedded: {store_dir: DIR}}` runs nats-server (its Go module)
 // inside the process, with its JetStream file store in DIR, connected
 // in-process; it opens no port unless `listen: HOST:PORT` is given, and
-// then other processes may join it as they would an external server. One
+// then other processes may join it as they would an external server,
+// giving the `token` (or `user` and `password`) it is configured with,
+// which every connection must give; a listen address off loopback needs
+// one. `creds`, `nkey` and `tls` are refused with it. One
 // `pipectl run` with every stage and `queue: {transport: nats, stream:
 // NAME}` on its store then has a durable queue before the store, as the
 // OpenTelemetry Collector's persistent queue or Vector's disk buffer: the

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -41,22 +42,45 @@ type EmbeddedConfig struct {
 func embeddedFields() []stage.Field {
 	return []stage.Field{
 		{Name: "store_dir", Type: stage.String, Doc: "the directory of the JetStream file store (created if need be); one process at a time"},
-		{Name: "listen", Type: stage.String, Doc: "host:port on which other processes may connect to the server; empty: no port, only this process"},
+		{Name: "listen", Type: stage.String, Doc: "host:port on which other processes may connect to the server; empty: no port, only this process; off loopback it needs nats.token (or user and password), which every connection must then give"},
 	}
 }
 
-func (e *EmbeddedConfig) check(url string) error {
+func (e *EmbeddedConfig) check(c Config) error {
 	switch {
 	case e.StoreDir == "":
 		return &stage.FieldError{Field: "embedded.store_dir", Err: errors.New("an embedded server needs store_dir")}
-	case url != "":
+	case c.URL != "":
 		return &stage.FieldError{Field: "url", Err: errors.New("an embedded server takes no url (the process connects to it in-process)")}
+	case c.Creds != "", c.NKey != "", c.TLS.on():
+		// They configure a connection to a server elsewhere; the
+		// embedded server has none of them, and connecting would be
+		// retried for ever.
+		field := "tls"
+		switch {
+		case c.Creds != "":
+			field = "creds"
+		case c.NKey != "":
+			field = "nkey"
+		}
+		return &stage.FieldError{Field: field, Err: errors.New("not with an embedded server, which is reached in process and takes token, or user and password, from the processes that connect to its listen")}
 	case e.Listen != "":
-		if _, _, err := listenAddr(e.Listen); err != nil {
+		host, _, err := listenAddr(e.Listen)
+		if err != nil {
 			return &stage.FieldError{Field: "embedded.listen", Err: err}
+		}
+		if !loopback(host) && c.Token == "" && c.User == "" {
+			return &stage.FieldError{Field: "embedded.listen", Err: fmt.Errorf("%q is not a loopback address: set token (or user and password), which the processes that connect must then give, or listen on 127.0.0.1", e.Listen)}
 		}
 	}
 	return nil
+}
+
+// loopback reports whether host is a loopback address or localhost ("":
+// every interface, is not).
+func loopback(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
 }
 
 func listenAddr(a string) (string, int, error) {
@@ -81,9 +105,11 @@ type embedded struct {
 // take connections.
 const embeddedReady = 2 * time.Minute
 
-// startEmbedded starts the server of cfg; log receives its warnings and
-// errors (its notices at debug).
-func startEmbedded(cfg *EmbeddedConfig, log *zap.Logger) (*embedded, error) {
+// startEmbedded starts the server of cfg, requiring auth's token, or
+// user and password, of every connection (this process's in-process one
+// gives them too); log receives its warnings and errors (its notices at
+// debug).
+func startEmbedded(cfg *EmbeddedConfig, auth Config, log *zap.Logger) (*embedded, error) {
 	dir, err := filepath.Abs(cfg.StoreDir)
 	if err != nil {
 		return nil, fmt.Errorf("nats.embedded.store_dir: %w", err)
@@ -102,6 +128,12 @@ func startEmbedded(cfg *EmbeddedConfig, log *zap.Logger) (*embedded, error) {
 		NoSigs:     true,
 		DontListen: cfg.Listen == "",
 		HTTPPort:   0,
+	}
+	switch {
+	case auth.User != "":
+		opts.Username, opts.Password = auth.User, auth.Password
+	case auth.Token != "":
+		opts.Authorization = auth.Token
 	}
 	if cfg.Listen != "" {
 		if opts.Host, opts.Port, err = listenAddr(cfg.Listen); err != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/engine"
@@ -66,12 +67,12 @@ func TestEmbeddedQueue(t *testing.T) {
 // TestEmbeddedStoreLocked: a second server on the same store is refused.
 func TestEmbeddedStoreLocked(t *testing.T) {
 	dir := t.TempDir()
-	e, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, zap.NewNop())
+	e, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, Config{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.stop()
-	if _, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, Config{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second server on the store: %v", err)
 	}
 }
@@ -120,9 +121,59 @@ func TestEmbeddedCheck(t *testing.T) {
 		{Config{Embedded: &EmbeddedConfig{}}, "store_dir"},
 		{Config{URL: "nats://x:4222", Embedded: &EmbeddedConfig{StoreDir: "d"}}, "no url"},
 		{Config{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "nope"}}, "embedded.listen"},
+		// Auth a connection elsewhere takes, which the embedded server has not.
+		{Config{NKey: "k.nk", Embedded: &EmbeddedConfig{StoreDir: "d"}}, "nkey: not with an embedded server"},
+		{Config{Creds: "c.creds", Embedded: &EmbeddedConfig{StoreDir: "d"}}, "creds: not with an embedded server"},
+		{Config{TLS: TLSConfig{CA: "ca.pem"}, Embedded: &EmbeddedConfig{StoreDir: "d"}}, "tls: not with an embedded server"},
+		// Every interface without a token: anyone who reaches the port.
+		{Config{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: ":0"}}, `embedded.listen: ":0" is not a loopback address`},
+		{Config{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "0.0.0.0:4222"}}, "set token (or user and password)"},
 	} {
 		if err := tc.cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
+	for _, cfg := range []Config{
+		{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "127.0.0.1:0"}},
+		{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "localhost:0"}},
+		{Token: "t", Embedded: &EmbeddedConfig{StoreDir: "d", Listen: ":0"}},
+		{User: "u", Password: "p", Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "0.0.0.0:0"}},
+	} {
+		if err := cfg.Check(); err != nil {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+}
+
+// TestEmbeddedAuth: the embedded server requires the configured token of
+// every connection, this process's in-process one included: before, the
+// token was checked by nobody, and a server listening off loopback took
+// anyone.
+func TestEmbeddedAuth(t *testing.T) {
+	const token = "s3cret-token"
+	cfg := Config{Token: token, Embedded: &EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(cfg, "test", nil)
+	s := &sink{seen: map[string]int{}}
+	sp := newSplitClients(t, c, c, QueueConfig{Stream: "t_auth"}, stage.Settings{Batch: 8}, s, nil)
+	a := newAcks(10)
+	sp.send(t, 1, 10, a)
+	a.wait(t)
+	waitCount(t, s, 10)
+	c.mu.Lock()
+	url := c.emb.srv.ClientURL()
+	c.mu.Unlock()
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("a connection without the token was taken")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("without the token: %v, want an authorization error", err)
+	}
+	nc, err := nats.Connect(url, nats.Token(token))
+	if err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	nc.Close()
 }
