@@ -23,13 +23,17 @@ var (
 	shown = regexp.MustCompile(`(?is)([a-z][a-z0-9+.-]*://\S*)|((?:^|[\s,;("'])[a-z0-9_.-]*(?:pass|pwd|secret|token)[a-z0-9_.-]*\s*=\s*)('(?:[^'\\]|\\.)*'?(?:\\.|[^\s\\])*\\?|(?:\\.|[^\s\\])*\\?)`)
 	// queryParam is a secret-like parameter of a URL's query.
 	queryParam = regexp.MustCompile(`(?i)([?&][^=&#]*(?:pass|pwd|secret|token)[^=&#]*=)[^&#]*`)
+	// urlListSep is where the next URL of a list (as NATS takes a
+	// cluster's: nats://a:4222,nats://b:4222) begins.
+	urlListSep = regexp.MustCompile(`,\s*[a-zA-Z][a-zA-Z0-9+.-]*://`)
 )
 
 // Redact returns s with every secret in it replaced by "xxxxx". s is a DSN,
 // or a message (an error, a log line) that may hold DSNs and key=value
 // settings. Hidden are: a URL's password (postgres://user:PASSWORD@host/db,
 // any scheme; everything up to the last "@" goes, so a password with an
-// unencoded "@" or "/" is hidden whole), the values of a URL's query
+// unencoded "@" or "/" is hidden whole), a NATS URL's token
+// (nats://TOKEN@host; each URL of a list on its own), the values of a URL's query
 // parameters named like a secret (password, sslpassword, token, secret,
 // pwd), and the values of key=value pairs named so (host=db
 // password='s3 cret' dbname=x), bare or quoted as libpq quotes them.
@@ -43,23 +47,50 @@ var (
 // stats.
 func Redact(s string) string {
 	if m := urlStart.FindString(s); m != "" {
-		return m + redactURL(s[len(m):])
+		if seps := urlListSep.FindAllStringIndex(s, -1); seps != nil {
+			// A list of URLs: each on its own, or the first's secret
+			// would be taken for part of the last one's user.
+			var b strings.Builder
+			from := 0
+			for _, sep := range seps {
+				b.WriteString(Redact(s[from:sep[0]]))
+				b.WriteByte(',')
+				from = sep[0] + 1
+			}
+			b.WriteString(Redact(strings.TrimLeft(s[from:], " \t")))
+			return b.String()
+		}
+		return m + redactURL(m, s[len(m):])
 	}
 	return shown.ReplaceAllStringFunc(s, func(m string) string {
-		if u := urlStart.FindString(m); u != "" {
-			return u + redactURL(m[len(u):])
+		if urlStart.MatchString(m) {
+			return Redact(m) // a URL (or a list of them) up to the next space
 		}
 		sub := shown.FindStringSubmatch(m)
 		return sub[2] + redacted
 	})
 }
 
-// redactURL redacts a URL after its "scheme://".
-func redactURL(rest string) string {
+// redactURL redacts a URL after its "scheme://". A user without a
+// password is kept (postgres://app@db), except where the scheme's user
+// is a token (NATS: nats://TOKEN@host).
+func redactURL(scheme, rest string) string {
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 		if c := strings.IndexByte(rest[:at], ':'); c >= 0 {
 			rest = rest[:c+1] + redacted + rest[at:]
+		} else if tokenUser(scheme) {
+			rest = redacted + rest[at:]
 		}
 	}
 	return queryParam.ReplaceAllString(rest, "${1}"+redacted)
+}
+
+// tokenUser reports whether a URL of scheme ("nats://") takes a token
+// where others take a user name: NATS's schemes.
+func tokenUser(scheme string) bool {
+	switch strings.ToLower(strings.TrimSuffix(scheme, "://")) {
+	case "nats", "tls", "ws", "wss":
+		return true
+	}
+	return false
 }

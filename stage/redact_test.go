@@ -21,6 +21,11 @@ func TestRedact(t *testing.T) {
 		{"postgres://app:pa ss@db/x", "postgres://app:xxxxx@db/x"},
 		{"postgresql://db/events?user=app&password=hunter2&sslmode=require", "postgresql://db/events?user=app&password=xxxxx&sslmode=require"},
 		{"redis://db/0?auth_token=t0k&x=1", "redis://db/0?auth_token=xxxxx&x=1"},
+		// NATS: a user alone is a token; a list of servers, each.
+		{"nats://S3CRETTOKEN@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
+		{"nats://tok3n@h1:4222,nats://tok3n@h2:4222", "nats://xxxxx@h1:4222,nats://xxxxx@h2:4222"},
+		{"nats://u:s3cret@h1, tls://u:s3cret@h2", "nats://u:xxxxx@h1,tls://u:xxxxx@h2"},
+		{"connect to nats://tok3n@h1,nats://u:s3cret@h2: refused", "connect to nats://xxxxx@h1,nats://u:xxxxx@h2: refused"},
 		// One DSN, key=value form.
 		{"host=db user=app password=s3cret dbname=x", "host=db user=app password=xxxxx dbname=x"},
 		{"host=db password = 'it\\'s a \\\\ secret' dbname=x", "host=db password = xxxxx dbname=x"},
@@ -43,7 +48,7 @@ func TestRedact(t *testing.T) {
 		if got != c.want {
 			t.Errorf("Redact(%q)\n got %q\nwant %q", c.in, got, c.want)
 		}
-		for _, secret := range []string{"s3cret", "hunter", "w0rd", "k3y", "never", "two", "three", "t0k", "abc123", "x1"} {
+		for _, secret := range []string{"s3cret", "hunter", "w0rd", "k3y", "never", "two", "three", "t0k", "abc123", "x1", "TOKEN", "tok3n"} {
 			if strings.Contains(got, secret) {
 				t.Errorf("Redact(%q) = %q still shows %q", c.in, got, secret)
 			}
@@ -67,17 +72,22 @@ func FuzzRedact(f *testing.F) {
 		}
 		// The text around the password: a password found in it proves
 		// nothing.
-		const around = `postgres://app:@db:5432/x host=db password='' dbname=x stage "db": connect to : refused bad DSN : invalid`
+		const around = `postgres://app:@db:5432/x host=db password='' dbname=x stage "db": connect to : refused bad DSN : invalid nats://u:@h1:4222,nats://@h2:4222`
 		kvq := "host=db password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw) + "' dbname=x"
 		kv := "host=db password=" + strings.NewReplacer(`\`, `\\`).Replace(pw) + " dbname=x"
-		for _, s := range []string{
+		dsns := []string{
 			"postgres://app:" + pw + "@db:5432/x",
 			kv,
 			kvq,
 			`stage "db": connect to postgres://app:` + pw + "@db:5432/x: refused",
 			"bad DSN " + kv + ": invalid",
 			"bad DSN " + kvq,
-		} {
+			"nats://u:" + pw + "@h1:4222,nats://u:" + pw + "@h2:4222",
+		}
+		if !strings.Contains(pw, ":") { // a token (with a colon, it is user:password)
+			dsns = append(dsns, "nats://"+pw+"@h:4222", "connect to nats://"+pw+"@h1:4222,nats://"+pw+"@h2:4222: refused")
+		}
+		for _, s := range dsns {
 			out := stage.Redact(s)
 			// The mask itself may contain a password such as "xxxx": look
 			// for the password in what is left around the mask.
