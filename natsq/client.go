@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"slices"
 	"sync"
@@ -131,7 +132,7 @@ func (c *Client) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, 
 			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.String("error", errText(err)))
 		select {
 		case <-ctx.Done():
-			return fail(fmt.Errorf("connect to %s: %w (last: %v)", stage.Redact(url), ctx.Err(), err))
+			return fail(fmt.Errorf("connect to %s: %w (last: %s)", stage.Redact(url), ctx.Err(), errText(err)))
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)
@@ -191,6 +192,11 @@ func (c *Client) jetStream() jetstream.JetStream {
 func errText(err error) string {
 	if err == nil {
 		return ""
+	}
+	if ue, ok := errors.AsType[*neturl.Error](err); ok && ue.Op == "parse" {
+		// Its text quotes the URL, whose password Redact cannot find in
+		// a URL that does not parse (Config.Check refuses one first).
+		return "a URL cannot be parsed (it is not shown, as it may hold a password)"
 	}
 	return stage.Redact(err.Error())
 }

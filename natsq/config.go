@@ -6,6 +6,7 @@ package natsq
 import (
 	"crypto/tls"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -96,6 +97,9 @@ func ConfigFrom(c stage.Config) Config {
 // Check reports a problem with the configuration: files that cannot be
 // read, half a client certificate, two ways to authenticate.
 func (c Config) Check() error {
+	if err := checkURLs(c.URL); err != nil {
+		return err
+	}
 	if c.Embedded != nil {
 		if err := c.Embedded.check(c); err != nil {
 			return err
@@ -122,6 +126,27 @@ func (c Config) Check() error {
 	}
 	if n > 1 {
 		return fmt.Errorf("nats: use one of creds, nkey, user/password and token")
+	}
+	return nil
+}
+
+// checkURLs parses each URL of list as nats.go does (comma-separated,
+// nats:// when no scheme is given), so that one it cannot parse is a
+// configuration error, not a connect retried for ever. Neither the URL
+// nor url.Parse's reason is shown: either may hold part of a password.
+func checkURLs(list string) error {
+	if strings.TrimSpace(list) == "" {
+		return nil
+	}
+	for i, u := range strings.Split(list, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		if _, err := neturl.Parse(u); err != nil {
+			return &stage.FieldError{Field: "url", Err: fmt.Errorf("URL %d cannot be parsed (it is not shown, as it may hold a password): "+
+				"a space, \"@\", \"/\" or \"%%\" in a user or password must be percent-encoded", i+1)}
+		}
 	}
 	return nil
 }

@@ -2,12 +2,17 @@ package natsq
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
@@ -81,4 +86,47 @@ func TestConsumerStartFailureLeavesNothing(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// No secret of the configured URL reaches a log line or an error while
+// the connect is retried: a token (nats://TOKEN@host), in a list of
+// servers too, and a password that makes the URL unparseable (url.Parse's
+// error quotes the URL whole, where Redact cannot find the password).
+// Config.Check refuses the last without showing it.
+func TestConnectShowsNoSecret(t *testing.T) {
+	for _, u := range []string{
+		"nats://S3CRETTOKEN@127.0.0.1:1",
+		"nats://S3CRETTOKEN@127.0.0.1:1,nats://S3CRETTOKEN@127.0.0.2:1",
+		"nats://user:pa S3CRET@127.0.0.1:1",
+		"nats://user:S3CRET%zz@127.0.0.1:1",
+	} {
+		core, logs := observer.New(zapcore.DebugLevel)
+		q := NewClient(Config{URL: u}, "test", zap.New(core)).Queue("store", QueueConfig{Stream: "t_secret"}, port.Block, 64)
+		_, cons := engine.NewSourceStage(stage.Settings{Name: "store"}, q.Consumer(), nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		started := make(chan error, 1)
+		go func() { started <- cons.Start(ctx) }()
+		poll.Until(t, "a failed connect logged", func() bool { return logs.FilterMessageSnippet("cannot connect").Len() > 0 })
+		cancel()
+		err := <-started
+		if err == nil || strings.Contains(err.Error(), "S3CRET") {
+			t.Errorf("%s: Start: %v", u, err)
+		}
+		for _, e := range logs.All() {
+			line := e.Message
+			for k, v := range e.ContextMap() {
+				line += fmt.Sprintf(" %s=%v", k, v)
+			}
+			if strings.Contains(line, "S3CRET") {
+				t.Errorf("%s: logged %s", u, line)
+			}
+		}
+		if err := (Config{URL: u}).Check(); strings.Contains(u, "pa S3CRET") || strings.Contains(u, "%zz") {
+			if err == nil || strings.Contains(err.Error(), "S3CRET") || !strings.Contains(err.Error(), "cannot be parsed") {
+				t.Errorf("%s: Check: %v, want a refusal that does not show the URL", u, err)
+			}
+		} else if err != nil {
+			t.Errorf("%s: Check: %v", u, err)
+		}
+	}
 }
