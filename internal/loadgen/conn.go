@@ -238,14 +238,17 @@ func sleep(ctx context.Context, d time.Duration) {
 func (c *conn) reply(r wire.Reply) {
 	now := time.Now()
 	c.lastReply = now
+	first := !c.replied
 	c.replied = true
 	if r.Nack && len(c.first) < MaxFirstNacks {
 		c.first = append(c.first, Nack{Conn: c.idx, Record: r.N, Through: r.Through, Reason: r.Reason})
 	}
 	if r.Nack {
 		if r.N == 0 {
-			c.nacks[r.Reason]++
-			if c.refusal == "" {
+			// About the connection, not a record (Nacks counts records):
+			// refused when it is the first reply (Refusals counts it),
+			// else the server ending it (idle), kept in FirstNacks.
+			if first {
 				c.refusal = r.Reason
 			}
 			return

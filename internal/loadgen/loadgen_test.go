@@ -295,6 +295,69 @@ func TestRunRangeNacks(t *testing.T) {
 	}
 }
 
+// connServer serves a line protocol server whose first connection is
+// refused with "nack 0 too many connections", and whose others nack
+// every record busy, then, once it has answered records, end with "nack
+// 0 idle" (the server ending a connection it has served).
+func connServer(t *testing.T, records int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				if i == 0 {
+					fmt.Fprintf(c, "nack 0 too many connections\n")
+					return
+				}
+				r := bufio.NewReader(c)
+				for seq := 1; seq <= records; seq++ {
+					if _, err := r.ReadBytes('\n'); err != nil {
+						return
+					}
+					fmt.Fprintf(c, "nack %d busy\n", seq)
+				}
+				fmt.Fprintf(c, "nack 0 idle for 1m0s\n")
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A `nack 0` is about the connection, not a record: the nacks by reason
+// add up to the records nacked, a first reply of `nack 0` is a refusal,
+// and one after other replies (the server ending a connection it served)
+// is none.
+func TestRunConnectionNacks(t *testing.T) {
+	addr := connServer(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 2, Records: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var byReason uint64
+	for _, n := range res.Nacks {
+		byReason += n
+	}
+	if res.Nacked != 3 || byReason != res.Nacked || res.Nacks["busy"] != 3 {
+		t.Errorf("nacked %d, by reason %v (%d): want 3 busy", res.Nacked, res.Nacks, byReason)
+	}
+	if res.Refused != 1 || res.Refusals["too many connections"] != 1 || len(res.Refusals) != 1 {
+		t.Errorf("refused %d %v, want 1 too many connections", res.Refused, res.Refusals)
+	}
+}
+
 // Config.Record makes the records: the server sees what it returned for
 // each id.
 func TestRunRecord(t *testing.T) {
