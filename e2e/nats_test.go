@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stagedserver/seda/internal/gobuild"
+	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stats"
@@ -361,15 +360,7 @@ func natsPoisonDeadLetter(t *testing.T, bin string, ns *natsServerProc) {
 	})
 	waitStored(t, dsn, 2)
 
-	nc, err := nats.Connect(ns.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, ns.url())
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	str, err := js.Stream(ctx, streamFor(t)+"_dead")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -81,15 +80,8 @@ func TestLostPubAcksAreForgotten(t *testing.T) {
 	if err := pub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, srv.URL())
+	nc := js.Conn()
 	if err := js.DeleteStream(ctx, "t_lost"); err != nil {
 		t.Fatal(err)
 	}

@@ -224,22 +224,8 @@ func TestPublishConsumeAck(t *testing.T) {
 		t.Errorf("big = %#v", f["big"])
 	}
 	// Acked messages leave the work stream.
-	js := jsFor(t, srv.URL())
+	js := natstest.JetStream(t, srv.URL())
 	waitStream(t, js, "t_ack", 0)
-}
-
-func jsFor(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 func waitStream(t *testing.T, js jetstream.JetStream, name string, msgs uint64) {
@@ -303,7 +289,7 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 	a := newAcks(5)
 	sp.send(t, 1, 5, a)
 	a.wait(t)
-	js := jsFor(t, srv.URL())
+	js := natstest.JetStream(t, srv.URL())
 	waitStream(t, js, "t_dead_dead", 1)
 	waitStream(t, js, "t_dead", 0)
 	m := getMsg(t, js, "t_dead_dead", 1)
@@ -387,7 +373,7 @@ func TestRefusedGoesToDeadLettersAtOnce(t *testing.T) {
 	a := newAcks(5)
 	sp.send(t, 1, 5, a)
 	a.wait(t)
-	js := jsFor(t, srv.URL())
+	js := natstest.JetStream(t, srv.URL())
 	waitStream(t, js, "t_refused_dead", 2)
 	waitStream(t, js, "t_refused", 0)
 	got := map[string]string{}
@@ -427,7 +413,7 @@ func TestUndecodableGoesToDeadLetters(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	s := &sink{seen: map[string]int{}}
 	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_garbage"}, stage.Settings{Batch: 8}, s)
-	js := jsFor(t, srv.URL())
+	js := natstest.JetStream(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if _, err := js.Publish(ctx, subject("t_garbage"), []byte("not an envelope")); err != nil {
@@ -466,7 +452,7 @@ func TestInProgressKeepsEnvelope(t *testing.T) {
 	// a third of ack_wait at least, past ack_wait.
 	poll.Until(t, "three rounds of InProgress", func() bool { return q.st.inProgress.Load() >= 3 })
 	close(release)
-	waitStream(t, jsFor(t, srv.URL()), "t_progress", 0)
+	waitStream(t, natstest.JetStream(t, srv.URL()), "t_progress", 0)
 	st := q.Stats()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -500,7 +486,7 @@ func TestUnchangedStreamIsLeftAlone(t *testing.T) {
 	newSplit(t, srv.URL(), qc, stage.Settings{}, &sink{seen: map[string]int{}}).stop(t)
 	// The server sends its advisories in order: a stream created last
 	// marks the end of what the splits did.
-	js := jsFor(t, srv.URL())
+	js := natstest.JetStream(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "t_marker"}); err != nil {

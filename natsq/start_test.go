@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -58,15 +57,7 @@ func TestConsumerStartFailureLeavesNothing(t *testing.T) {
 		}
 		// A durable of the stage's name that the consumer's config cannot
 		// update: JetStream refuses to change MaxWaiting.
-		nc, err := nats.Connect(srv.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js := natstest.JetStream(t, srv.URL())
 		if err := js.DeleteConsumer(ctx, "t_stuck", consumerName("store")); err != nil {
 			t.Fatal(err)
 		}

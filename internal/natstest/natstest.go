@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // readyWait bounds how long Start and Restart wait for the server to take
@@ -128,6 +130,23 @@ func (s *Server) Server() *server.Server {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.srv
+}
+
+// JetStream connects a plain client to the server at url, for a test to
+// look at or change its streams behind the pipeline's back; the
+// connection (js.Conn()) is closed when the test ends.
+func JetStream(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 type testLogger struct{ t testing.TB }
