@@ -149,10 +149,28 @@ func StopDetached(ctx context.Context, path string) (Info, error) {
 	}
 	// A socket directory of its own, made because the path was too long
 	// for a socket in it (see setup), goes with the server.
-	if strings.HasPrefix(sock, filepath.Join(os.TempDir(), "pgtemp-sock-")) || strings.HasPrefix(sock, "/tmp/pgtemp-sock-") {
+	if ownSocketDir(sock) {
 		_ = os.RemoveAll(sock)
 	}
 	return in, nil
+}
+
+// ownSocketDir reports whether dir, read from a postmaster.pid, names a
+// socket directory setup makes: /tmp/pgtemp-sock-* (or under os.TempDir),
+// nothing else. The file is the server's user's to write, and a prefix
+// alone let "/tmp/pgtemp-sock-x/../../etc" through to a RemoveAll run as
+// root.
+func ownSocketDir(dir string) bool {
+	if dir == "" || dir != filepath.Clean(dir) {
+		return false
+	}
+	parent, name := filepath.Split(dir)
+	parent = filepath.Clean(parent)
+	if !strings.HasPrefix(name, "pgtemp-sock-") || parent != filepath.Clean(os.TempDir()) && parent != "/tmp" {
+		return false
+	}
+	fi, err := os.Lstat(dir)
+	return err == nil && fi.IsDir() // not a symlink to elsewhere
 }
 
 // socketDir is the socket directory in dataDir's postmaster.pid (its fifth

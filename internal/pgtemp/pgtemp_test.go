@@ -447,3 +447,40 @@ func detach(path string) {
 	p.Kill()
 	select {}
 }
+
+// A postmaster.pid that names a running process that is not a server of
+// this directory (here a sleep: a stale file whose pid was reused; or a
+// server started through a symlinked path, or by hand) makes Start fail
+// saying so, and nothing is signalled: pg_ctl start used to fail on the
+// file, and the halt after it sent that process SIGQUIT.
+func TestStartRefusesALiveStrangerInPostmasterPID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "db")
+	o := pgtemp.Options{Path: path, Fast: true, GrantSearch: true}
+	srv := start(t, ctx, o)
+	port, dataDir := srv.Port(), srv.DataDir()
+	if err := srv.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stranger := exec.Command("sleep", "600")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stranger.Process.Kill(); stranger.Wait() }()
+	pidFile := fmt.Sprintf("%d\n%s\n1700000000\n%d\n/tmp\n127.0.0.1\n  1234   5678\nready   \n", stranger.Process.Pid, dataDir, port)
+	if err := os.WriteFile(filepath.Join(dataDir, "postmaster.pid"), []byte(pidFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := pgtemp.Start(ctx, o)
+	if err == nil {
+		s.Remove(ctx)
+		t.Fatal("Start succeeded with a live stranger in postmaster.pid")
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("names a running process (pid %d)", stranger.Process.Pid)) {
+		t.Errorf("Start: %v, want it to name the process", err)
+	}
+	if dead(stranger.Process.Pid) {
+		t.Fatal("Start signalled the process postmaster.pid names")
+	}
+}

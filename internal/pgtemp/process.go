@@ -24,6 +24,14 @@ var errPortInUse = errors.New("port in use")
 
 // startLocked runs pg_ctl start on s.port. s.mu is held.
 func (s *Server) startLocked(ctx context.Context) error {
+	if pid := postmasterPID(s.dataDir); pid > 0 && processAlive(pid) {
+		// Not ours (livePostmaster found none with our -D): a server
+		// started another way (a symlinked path, by hand), or a stale
+		// file naming a process that has the pid now. pg_ctl start would
+		// fail, and the halt after it signal that process.
+		return fmt.Errorf("start server: %s/postmaster.pid names a running process (pid %d): "+
+			"if it is a PostgreSQL server on this directory, use it or stop it; if not, remove the file", s.dataDir, pid)
+	}
 	offset := fileSize(s.logFile)
 	o := []string{
 		"-c", "listen_addresses=127.0.0.1",
@@ -92,6 +100,21 @@ func livePostmaster(dataDir string) int {
 		return pid
 	}
 	return 0
+}
+
+// processAlive reports whether process pid runs (a zombie does not: a
+// postmaster killed under a parent that does not reap stays one).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')') // the state follows the name, which may hold ") "
+	if i < 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(b[i+1:], " ")
+	return !bytes.HasPrefix(rest, []byte("Z")) && !bytes.HasPrefix(rest, []byte("X"))
 }
 
 // postmasterPID reads the first line of postmaster.pid; 0 if there is none.
@@ -205,9 +228,10 @@ func (s *Server) Remove(ctx context.Context) error {
 	var errs []error
 	if s.state == running {
 		errs = append(errs, s.halt(ctx, "fast"))
-	} else if postmasterPID(s.dataDir) > 0 {
+	} else if livePostmaster(s.dataDir) > 0 {
 		// A start cut short by its context can leave a postmaster that
-		// came up after pg_ctl was killed.
+		// came up after pg_ctl was killed (one on our -D: not a process
+		// a stale postmaster.pid names).
 		_ = s.halt(ctx, "immediate")
 	}
 	s.state = closed
