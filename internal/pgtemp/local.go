@@ -47,12 +47,19 @@ func (s *Server) openPath(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := shellSafe(dir); err != nil {
+		return err
+	}
 	s.dir = dir
 	s.setPaths()
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
+		if err := ownDir(dir); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	if s.lock, err = lockDir(ctx, dir); err != nil {
@@ -79,6 +86,48 @@ func (s *Server) openPath(ctx context.Context) (err error) {
 	// The server's OS user owns the directory (not what is in it: the lock
 	// file stays the caller's).
 	return os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid))
+}
+
+// ownEntries are the names a local database's directory holds: what
+// setPaths, setup and the lock and port files make.
+var ownEntries = map[string]bool{
+	"data": true, "postgres.log": true, "sock": true,
+	lockName: true, portName: true, portName + ".new": true,
+}
+
+// ownDir checks that dir, which exists, is empty or a local database's
+// directory. Anything else is somebody's: Start would fill it with a
+// cluster's files, and as root hand it to the server's OS user.
+func ownDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !ownEntries[e.Name()] {
+			return fmt.Errorf("%s holds %q, so it is not a local database's directory: "+
+				"give a new or empty directory (a database's directory holds data, postgres.log, sock, %s and %s)",
+				dir, e.Name(), lockName, portName)
+		}
+	}
+	return nil
+}
+
+// shellSafe refuses a path that pg_ctl cannot pass on: it hands -D and -l
+// to /bin/sh inside double quotes, where $, `, " and \ are not literal, so
+// such a path would start a server somewhere else, or run a command.
+func shellSafe(path string) error {
+	if i := strings.IndexAny(path, "$`\"\\\n"); i >= 0 {
+		return fmt.Errorf("%q holds %q, which /bin/sh reads as special inside the double quotes pg_ctl puts the path in: choose a path without $, `, \", \\ or a newline", path, path[i:i+1])
+	}
+	return nil
 }
 
 // binForData takes the binaries of the PostgreSQL version that made the

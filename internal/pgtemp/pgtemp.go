@@ -76,6 +76,9 @@ type Options struct {
 	// temporary one made in Dir: a local database that keeps its data and
 	// its port. It is created if missing and initialised (initdb) only if
 	// it holds no data directory yet; otherwise the data there is reused.
+	// An existing Path must be empty or hold only what Start puts there
+	// (data, postgres.log, sock, the lock and port files), and no path may
+	// hold $, `, ", \ or a newline (pg_ctl hands it to /bin/sh).
 	// The port the server listens on is stored in it and taken again by
 	// the next start. It is locked for as long as the server runs, so that
 	// a second Start on it fails with an error wrapping ErrInUse, and it is
@@ -153,6 +156,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	} else {
 		parent, err := filepath.Abs(cmp.Or(o.Dir, os.TempDir()))
 		if err != nil {
+			return nil, fmt.Errorf("pgtemp: %w", err)
+		}
+		if err := shellSafe(parent); err != nil {
 			return nil, fmt.Errorf("pgtemp: %w", err)
 		}
 		if s.dir, err = os.MkdirTemp(parent, "pgtemp-"); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -334,6 +335,62 @@ func TestPathNotDataDir(t *testing.T) {
 	}
 	if !exists(junk) {
 		t.Error("Start deleted a file it did not make")
+	}
+}
+
+// TestPathNotOwnDir checks that an existing directory holding anything but
+// a local database's files is refused by name and left as it was: as
+// root, Start handed it (a home directory, a project) to the postgres OS
+// user.
+func TestPathNotOwnDir(t *testing.T) {
+	path := t.TempDir()
+	mine := filepath.Join(path, "notes.txt")
+	if err := os.WriteFile(mine, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pgtemp.Start(context.Background(), pgtemp.Options{Path: path, GrantSearch: true})
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `holds "notes.txt"`) {
+		t.Errorf("Start = %v, want a refusal naming %s and notes.txt", err, path)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Sys().(*syscall.Stat_t).Uid != after.Sys().(*syscall.Stat_t).Uid || before.Mode() != after.Mode() {
+		t.Errorf("Start changed %s: owner or mode %v → %v", path, before.Mode(), after.Mode())
+	}
+	entries, _ := os.ReadDir(path)
+	if len(entries) != 1 {
+		t.Errorf("Start left %d entries in %s, want notes.txt only", len(entries), path)
+	}
+}
+
+// TestPathShellSafe checks that a path /bin/sh would read inside pg_ctl's
+// double quotes is refused before anything runs: "$(touch x)" ran touch.
+func TestPathShellSafe(t *testing.T) {
+	parent := t.TempDir()
+	for _, name := range []string{"$(touch ran)", "a`touch ran`", `a"b`, `a\b`, "$HOME"} {
+		path := filepath.Join(parent, name, "db")
+		_, err := pgtemp.Start(context.Background(), pgtemp.Options{Path: path, GrantSearch: true, Fast: true})
+		if err == nil || !strings.Contains(err.Error(), "/bin/sh") {
+			t.Errorf("Start on %q = %v, want a refusal", path, err)
+		}
+		if exists(filepath.Join(parent, name)) {
+			t.Errorf("Start on %q made a directory", path)
+		}
+		_, err = pgtemp.Start(context.Background(), pgtemp.Options{Dir: filepath.Join(parent, name), Fast: true})
+		if err == nil || !strings.Contains(err.Error(), "/bin/sh") {
+			t.Errorf("Start in Dir %q = %v, want a refusal", name, err)
+		}
+	}
+	for _, dir := range []string{".", parent} {
+		if exists(filepath.Join(dir, "ran")) {
+			t.Errorf("a command in a path ran (%s/ran exists)", dir)
+		}
 	}
 }
 
