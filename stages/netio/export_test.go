@@ -1,6 +1,7 @@
 package netio
 
 import (
+	"net"
 	"time"
 
 	"github.com/stagedserver/seda/stage"
@@ -37,3 +38,10 @@ func OptionsOf(src stage.Source) options { return src.(*Source).opts }
 // (discarding their input after the refusal) before Start; the others
 // are closed at once once told.
 func SetRefusers(src stage.Source, n int) { src.(*Source).opts.refusers = n }
+
+// SetUDPRead makes s read through read (given the real read, to delegate
+// to) and wait through pause, before Start.
+func SetUDPRead(s *UDPSource, read func(real func(pc *net.UDPConn, b, oob []byte) (int, int, error), pc *net.UDPConn, b, oob []byte) (int, int, error), pause func(time.Duration)) {
+	s.readFn = func(pc *net.UDPConn, b, oob []byte) (int, int, error) { return read(readDatagram, pc, b, oob) }
+	s.pause = pause
+}

@@ -104,7 +104,22 @@ type UDPSource struct {
 	refused    atomic.Uint64
 	refusalLog logLimit
 	readErrLog logLimit
+
+	// readFn and pause are readDatagram and time.Sleep; tests set them
+	// (export_test.go) to make reads fail and to see the reader's waits.
+	readFn func(pc *net.UDPConn, b, oob []byte) (n, oobn int, err error)
+	pause  func(time.Duration)
 }
+
+// A read that fails without the socket being closed (ENOBUFS, ENOMEM, a
+// pending socket error) is retried after a wait that doubles from
+// readRetryMin up to readRetryMax while reads keep failing, and starts
+// over after a read that works: retried at once, a recurring error kept
+// a core busy.
+const (
+	readRetryMin = time.Millisecond
+	readRetryMax = 100 * time.Millisecond
+)
 
 // datagram is the Value of the source's packets: a record and when it
 // was read.
@@ -194,22 +209,33 @@ func (s *UDPSource) read() {
 	oob := make([]byte, oobSize)
 	var seq uint64
 	var lastOverrun uint32
+	readFn, pause := s.readFn, s.pause
+	if readFn == nil {
+		readFn = readDatagram
+	}
+	if pause == nil {
+		pause = time.Sleep
+	}
+	var retry time.Duration
 	for {
 		if len(slab) < limit+1 {
 			slab = make([]byte, slabSize)
 		}
 		// limit+1: a datagram that fills it is over max_frame (the kernel
 		// cuts a longer one to the buffer).
-		n, oobn, err := readDatagram(s.pc, slab[:limit+1], oob)
+		n, oobn, err := readFn(s.pc, slab[:limit+1], oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			retry = min(max(2*retry, readRetryMin), readRetryMax)
 			if s.readErrLog.allow() {
-				s.log.Warn("udp read failed", zap.Error(err))
+				s.log.Warn("udp read failed; retrying", zap.Error(err), zap.Duration("retry_in", retry))
 			}
+			pause(retry)
 			continue
 		}
+		retry = 0
 		s.cnt.bytesIn.Add(uint64(n))
 		if total, ok := overruns(oob[:oobn]); ok && total != lastOverrun {
 			s.cnt.overrun.Add(uint64(total - lastOverrun)) // the kernel's count wraps as a uint32

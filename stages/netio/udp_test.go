@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,4 +199,55 @@ func TestUDPDrainWaitsForUnfinished(t *testing.T) {
 	if got := r.payloads(); len(got) != 1 || got[0] != "held" {
 		t.Fatalf("sink saw %q", got)
 	}
+}
+
+// A read that fails without the socket closing is retried after a wait
+// that doubles up to a cap and starts over after a read that works; the
+// datagrams after the failures still arrive. Retried at once, a recurring
+// error kept a core busy.
+func TestUDPReadErrorsBackOff(t *testing.T) {
+	src, err := newSource(netio.UDPKind, listening(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var pauses []time.Duration
+	fails := 10
+	netio.SetUDPRead(src.(*netio.UDPSource), func(read func(*net.UDPConn, []byte, []byte) (int, int, error), pc *net.UDPConn, b, oob []byte) (int, int, error) {
+		mu.Lock()
+		if fails > 0 {
+			fails--
+			mu.Unlock()
+			return 0, 0, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmsg", syscall.ENOBUFS)}
+		}
+		mu.Unlock()
+		return read(pc, b, oob)
+	}, func(d time.Duration) {
+		mu.Lock()
+		pauses = append(pauses, d)
+		mu.Unlock()
+	})
+	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.UDPKind, Workers: 1, Concurrency: 1, Capacity: 64}, stage.Settings{Workers: 1}, nil)
+	c := dialUDP(t, src.(*netio.UDPSource).Addr())
+	send := func(d string) {
+		if _, err := c.Write([]byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("a")
+	poll.Until(t, "record a", func() bool { return len(r.payloads()) == 1 })
+	mu.Lock()
+	fails = 2 // the reader waits in a read now: these follow the next one
+	mu.Unlock()
+	send("b")
+	send("c")
+	poll.Until(t, "records b and c", func() bool { return len(r.payloads()) == 3 })
+	ms := time.Millisecond
+	want := []time.Duration{ms, 2 * ms, 4 * ms, 8 * ms, 16 * ms, 32 * ms, 64 * ms, 100 * ms, 100 * ms, 100 * ms, ms, 2 * ms}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(pauses, want) {
+		t.Errorf("the reader waited %v, want %v", pauses, want)
+	}
+	r.waitLog("udp read failed; retrying")
 }
