@@ -69,6 +69,8 @@ var errForced = errors.New("stop forced")
 func (p *Pipeline) Start(ctx context.Context) error {
 	p.start.Lock()
 	defer p.start.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	p.mu.Lock()
 	switch {
 	case p.stopping:
@@ -79,6 +81,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		return fmt.Errorf("pipeline %q: already started", p.name)
 	}
 	p.began = time.Now()
+	p.cancelStart = cancel
 	p.mu.Unlock()
 
 	err := p.startAll(ctx)
@@ -164,7 +167,8 @@ func (p *Pipeline) startAll(ctx context.Context) error {
 // Stop is idempotent: a later or concurrent call waits for the first to
 // finish and returns the same report and error; if its own ctx ends first,
 // it forces phase two. Stop before Start closes the handlers and marks the
-// pipeline stopped. Stop waits for a Start in progress to return.
+// pipeline stopped. Stop cancels a Start in progress (its context ends, so
+// it fails and stops what it had started) and waits for it to return.
 func (p *Pipeline) Stop(ctx context.Context) (StopReport, error) {
 	if !p.beginStop() {
 		p.mu.Lock()
@@ -178,6 +182,14 @@ func (p *Pipeline) Stop(ctx context.Context) (StopReport, error) {
 		}
 		return p.result()
 	}
+	// A Start in progress is cancelled (it fails, and stops what it had
+	// started) rather than waited for: it may wait on a stage's start for
+	// as long as its own context lets it.
+	p.mu.Lock()
+	if p.cancelStart != nil {
+		p.cancelStart()
+	}
+	p.mu.Unlock()
 	p.start.Lock()
 	defer p.start.Unlock()
 	rep, err := p.shutdown(ctx, p.force, false)

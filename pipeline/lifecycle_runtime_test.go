@@ -485,3 +485,54 @@ func TestConstructorSeesSettings(t *testing.T) {
 		t.Fatalf("constructor saw settings %+v", got)
 	}
 }
+
+// hangStart is a terminal handler whose Start returns only when its
+// context ends (a database that never answers, under a start without a
+// deadline).
+type hangStart struct{ starting chan struct{} }
+
+func (h hangStart) Start(ctx context.Context) error {
+	close(h.starting)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (hangStart) Handle(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+	stage.DoneAll(b, nil)
+	return nil
+}
+
+// Stop cancels a Start in progress instead of waiting for it: Start was
+// given no deadline, and a stage's start that never ends held Stop, and
+// its deadline, for ever. Start fails naming the stage; nothing leaks.
+func TestStopCancelsAStartInProgress(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	h := hangStart{starting: make(chan struct{})}
+	if err := reg.Register(stage.Kind{Name: "test.hang", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return h, nil }}); err != nil {
+		t.Fatal(err)
+	}
+	p := rtNew(t, rtConfig(
+		rtStage("src", "test.seq", "db", stage.Settings{}, map[string]any{"count": 10}),
+		rtStage("db", "test.hang", "", stage.Settings{}, nil),
+	), reg)
+	started := make(chan error, 1)
+	go func() { started <- p.Start(context.Background()) }()
+	<-h.starting
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := p.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Stop returned only at its deadline")
+	}
+	err := <-started
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), `"db"`) {
+		t.Errorf("Start: %v, want its context cancelled, naming the stage", err)
+	}
+	if s := p.Stats().State; s != "stopped" {
+		t.Errorf("state %q", s)
+	}
+	goleak.VerifyNone(t)
+}
