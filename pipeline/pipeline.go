@@ -73,20 +73,20 @@ type Pipeline struct {
 	// sees a pipeline that is either not started or completely started.
 	start sync.Mutex
 
-	mu       sync.Mutex
-	state    state
-	began    time.Time    // when Start began
-	ended    time.Time    // when Stop finished
-	started  []bool       // stages whose Start succeeded
-	adm      *adminServer // nil when there is no admin endpoint
-	stopping bool         // Stop was called (or Start failed)
+	mu        sync.Mutex
+	state     state
+	began     time.Time     // when Start began
+	ended     time.Time     // when Stop finished
+	started   []bool        // stages whose Start succeeded
+	adm       *adminServer  // nil when there is no admin endpoint
+	stopping  bool          // Stop was called (or Start failed)
+	stopDone  chan struct{} // closed when the stop procedure has finished
+	force     chan struct{} // closed to force phase two
+	forceOnce sync.Once
+	report    StopReport
+	stopErr   error
 	// cancelStart ends the context of a Start in progress: Stop calls it.
 	cancelStart context.CancelFunc
-	stopDone    chan struct{} // closed when the stop procedure has finished
-	force       chan struct{} // closed to force phase two
-	forceOnce   sync.Once
-	report      StopReport
-	stopErr     error
 
 	// The background start of the stages behind a transport's queue.
 	behindStop context.CancelFunc // ends their Start; nil until Start
