@@ -63,6 +63,8 @@ type consumer struct {
 	opened bool
 	js     jetstream.JetStream
 	cc     jetstream.ConsumeContext
+	cmu    sync.Mutex
+	cons   jetstream.Consumer // the durable consumer, once start made it (cmu)
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -96,7 +98,28 @@ type consumer struct {
 	keepWG sync.WaitGroup
 }
 
-var _ stage.Source = (*consumer)(nil)
+var (
+	_ stage.Source  = (*consumer)(nil)
+	_ stage.Emptier = (*consumer)(nil)
+)
+
+// Empty reports whether the stage's durable consumer has nothing left:
+// no envelope waiting to be delivered, and none delivered and not yet
+// acked (in this process or another). Before Start has made the consumer
+// it reports false.
+func (c *consumer) Empty(ctx context.Context) (bool, error) {
+	c.cmu.Lock()
+	cons := c.cons
+	c.cmu.Unlock()
+	if cons == nil {
+		return false, nil
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("stage %q: %s: %w", c.q.stage, c.q.cfg.Stream, err)
+	}
+	return ci.NumPending == 0 && ci.NumAckPending == 0, nil
+}
 
 // envelope is one message taken: its events' Origin, so that their
 // completions settle it.
@@ -179,6 +202,9 @@ func (c *consumer) start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	q.st.consuming.Store(true)
 	q.st.setConsumer(cons)
+	c.cmu.Lock()
+	c.cons = cons
+	c.cmu.Unlock()
 	// Events waiting to be posted: two of the stage's batches, and at
 	// least an envelope's worth, so that a batch can fill from several
 	// envelopes while the stage works on the last.

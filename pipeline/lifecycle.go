@@ -401,7 +401,9 @@ func (p *Pipeline) abandoned() uint64 {
 }
 
 // Run starts the pipeline, runs it until ctx ends or every source has
-// ended its input (a finite source: stage.ErrEndOfInput), then stops it
+// ended its input (a finite source: stage.ErrEndOfInput) and, where a
+// stage here is fed by a queue on a transport, that queue is empty
+// (stage.Emptier), then stops it
 // with the drain deadline (Options.DrainTimeout, else Config.Drain, else
 // DefaultDrain). It returns Start's error, or Stop's: nil after a
 // complete drain, however the run ended.
@@ -416,14 +418,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return err
 }
 
-// waitForEnd waits until every source has ended its input (true), or
+// waitForEnd waits until every source has ended its input and the queues
+// on transports consumed here are empty (true; waitForQueues), or
 // until stop is closed, a signal comes on sig (nil: none), which it
 // returns, or a stage behind a transport's queue failed to start. A
 // pipeline without sources waits for stop, a signal or that failure only.
 func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Signal, bool) {
 	sources := 0
 	for i, st := range p.stages {
-		if !p.isSource[i] {
+		if !p.isSource[i] || p.isConsumer(i) {
 			continue
 		}
 		sources++
@@ -438,6 +441,9 @@ func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Si
 		}
 	}
 	if sources > 0 {
+		if s, ok := p.waitForQueues(stop, sig); !ok {
+			return s, false
+		}
 		p.log.Info("every source has ended its input; draining", zap.String("pipeline", p.name))
 		return nil, true
 	}
@@ -448,6 +454,76 @@ func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Si
 		return s, false
 	}
 	return nil, false
+}
+
+// queuePoll is how often a finite run that has ended its input asks the
+// queues on transports whether they are empty.
+const queuePoll = 100 * time.Millisecond
+
+// waitForQueues is the rest of a finite run once its sources have ended
+// their input: it waits until their events are finished (handed to the
+// queues on transports, among others) and the queue of each consumer
+// here that can tell (stage.Emptier) is empty, so that the drain finds
+// the run's events stored, not waiting in a stream. It returns false, and
+// the signal if one came, when stop, a signal or a failed start behind a
+// queue ends the wait first.
+func (p *Pipeline) waitForQueues(stop <-chan struct{}, sig <-chan os.Signal) (os.Signal, bool) {
+	var asked []behind
+	for _, b := range p.behind {
+		if b.empty != nil {
+			asked = append(asked, b)
+		}
+	}
+	if len(asked) == 0 {
+		return nil, true
+	}
+	t := time.NewTicker(queuePoll)
+	defer t.Stop()
+	logged := false
+	for {
+		if p.queuesEmpty(asked) {
+			return nil, true
+		}
+		if !logged {
+			logged = true
+			p.log.Info("every source has ended its input; waiting for the queues on transports to empty",
+				zap.String("pipeline", p.name))
+		}
+		select {
+		case <-t.C:
+		case <-stop:
+			return nil, false
+		case <-p.failed:
+			return nil, false
+		case s := <-sig:
+			return s, false
+		}
+	}
+}
+
+// queuesEmpty reports whether every source's events are finished and
+// each consumer in asked has started and finds its queue empty.
+func (p *Pipeline) queuesEmpty(asked []behind) bool {
+	for i, st := range p.stages {
+		if p.isSource[i] && !p.isConsumer(i) && st.Stage().InFlight() > 0 {
+			return false
+		}
+	}
+	for _, b := range asked {
+		p.mu.Lock()
+		started := p.started[b.cons]
+		p.mu.Unlock()
+		if !started {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		empty, err := b.empty.Empty(ctx)
+		cancel()
+		if err != nil || !empty {
+			return false
+		}
+	}
+	return true
 }
 
 // SignalOptions adapt RunWithSignals to a program; the zero value is valid.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
+	"github.com/stagedserver/seda/stage"
 )
 
 // natsYAML is a pipeline whose store stage's queue is a JetStream stream.
@@ -254,4 +256,83 @@ stages:
 		t.Errorf("the back refused %d records past its memory limit, want none (they wait in the stream)", m.Refused)
 	}
 	rtStop(t, back)
+}
+
+// countInput is a finite input: n records, then the end of its input;
+// ok and failed count how they ended.
+type countInput struct {
+	n, next    int
+	ok, failed *atomic.Int64
+}
+
+func (c *countInput) Connect(context.Context) error { return nil }
+
+func (c *countInput) Read(context.Context) ([]byte, func(error), error) {
+	if c.next == c.n {
+		return nil, nil, stage.ErrEndOfInput
+	}
+	c.next++
+	return []byte(strconv.Itoa(c.next)), func(err error) {
+		if err != nil {
+			c.failed.Add(1)
+		} else {
+			c.ok.Add(1)
+		}
+	}, nil
+}
+
+func (c *countInput) Close() error { return nil }
+
+// TestRunEndsOnceTheQueueEmpties: a finite source feeding, through a
+// queue on NATS, a stage in the same process: Run returns once every
+// event has come through the queue and been finished, nothing left in
+// the stream. Before, the queue's consumer counted as a source that never
+// ended its input, and Run never returned.
+func TestRunEndsOnceTheQueueEmpties(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 3000
+	reg, _ := rtRegistry(t)
+	var ok, failed atomic.Int64
+	if err := reg.Register(stage.Kind{Name: "test.count", Doc: "n records, then the end",
+		NewInput: func(stage.Config, stage.Env) (stage.Input, error) {
+			return &countInput{n: n, ok: &ok, failed: &failed}, nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(natsYAML(srv.URL(), n), "kind: test.seq", "kind: test.count", 1)
+	src = strings.Replace(src, "    count: "+strconv.Itoa(n)+"\n", "", 1)
+	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run returned only when its context ended")
+	}
+	if ok.Load() != n || failed.Load() != 0 {
+		t.Fatalf("acked %d of %d, failed %d", ok.Load(), n, failed.Load())
+	}
+	if out := rtStageStats(t, p.Stats(), "store").Out; out != n {
+		t.Fatalf("store.out %d, want %d: the run ended before the queue was empty", out, n)
+	}
+	js := natstest.JetStream(t, srv.URL())
+	cons, err := js.Consumer(ctx, "t_split", "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		t.Fatalf("the stream still holds %d pending and %d unacked", info.NumPending, info.NumAckPending)
+	}
 }

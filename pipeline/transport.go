@@ -328,6 +328,7 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 				switch st {
 				case cons[j]:
 					b.cons = len(p.stages)
+					b.empty, _ = queues[j].cons.(stage.Emptier)
 				case built[j]:
 					b.stage = len(p.stages)
 				}
@@ -408,7 +409,21 @@ func isCommonQueueField(name string) bool {
 // holds what its upstream stages publish until it runs (a database that is
 // down at start stops neither the sources nor their acks; see
 // startBehind).
-type behind struct{ stage, cons int }
+type behind struct {
+	stage, cons int
+	empty       stage.Emptier // the consumer's, if it has one
+}
+
+// isConsumer reports whether stage i of p.stages is a transport's
+// consumer: a source that never ends its input on its own.
+func (p *Pipeline) isConsumer(i int) bool {
+	for _, b := range p.behind {
+		if i == b.cons {
+			return true
+		}
+	}
+	return false
+}
 
 // isBehind reports whether stage i of p.stages starts in the background.
 func (p *Pipeline) isBehind(i int) bool {

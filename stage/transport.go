@@ -4,6 +4,7 @@ package stage
 // registers: what carries a stage's queue between processes.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -68,6 +69,18 @@ type Transport struct {
 	// stand-in's /stats entry, the consumer's the entry of the stage it
 	// feeds.
 	Open func(section Config, pipeline string, log *zap.Logger) (func(queue Config, env Env) (Handler, Source, error), error)
+}
+
+// Emptier is what a transport's consumer (the Source its Open returns)
+// implements to let a finite run end: Empty reports whether the queue
+// holds nothing the consumer has not finished, no message waiting and
+// none taken and not yet settled. Once every source of a process has
+// ended its input (ErrEndOfInput) and finished its events, Run waits
+// until the queue of each consumer that implements it is empty, then
+// drains. A consumer without it is stopped with the rest, and what its
+// queue holds waits there for the next run.
+type Emptier interface {
+	Empty(ctx context.Context) (bool, error)
 }
 
 // transportName is what a transport may be called: it is a YAML key and
