@@ -55,14 +55,20 @@ func checkAdminAddr(a AdminConfig) error {
 	if a.Listen == "" {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(a.Listen)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
 		return fmt.Errorf("admin listen %q: %w", a.Listen, err)
 	}
-	if a.Token != "" || isLoopback(host) {
+	if a.Token != "" || !offLoopback(a.Listen) {
 		return nil
 	}
 	return fmt.Errorf("admin listen %q: not a loopback address; bind 127.0.0.1 or ::1, or set admin.token so that every request must carry it", a.Listen)
+}
+
+// offLoopback reports whether an admin address listens beyond loopback
+// (as checkAdminAddr counts: an empty host and 0.0.0.0 do).
+func offLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	return err == nil && !isLoopback(host)
 }
 
 // loopbackHost serves, for an endpoint without a token, only requests
@@ -145,6 +151,12 @@ func startAdmin(p *Pipeline) (*adminServer, error) {
 	a.sampler.Go(func() { sampleEvery(p, &a.hist, historyInterval, a.stopSampler) })
 	go func() { a.done <- a.srv.Serve(ln) }()
 	log.Info("admin endpoint listening", zap.String("addr", a.addr), zap.Bool("token", p.admin.Token != ""))
+	if offLoopback(p.admin.Listen) {
+		// Allowed with a token (checkAdminAddr), but said: the endpoint
+		// speaks plain HTTP.
+		log.Warn("admin endpoint listens off loopback over plain HTTP: its token and figures cross the network unencrypted; "+
+			"put a TLS-terminating proxy in front of it, or listen on loopback", zap.String("addr", a.addr))
+	}
 	return a, nil
 }
 

@@ -410,3 +410,17 @@ func TestAdminShowsShards(t *testing.T) {
 		t.Errorf("/metrics lacks %q", line)
 	}
 }
+
+// An endpoint with a token may listen off loopback, and then says at
+// start that it speaks plain HTTP (a test listens on loopback only, so
+// this checks the rule that decides it).
+func TestAdminOffLoopback(t *testing.T) {
+	for listen, want := range map[string]bool{
+		"127.0.0.1:9464": false, "[::1]:9464": false, "localhost:9464": false,
+		":9464": true, "0.0.0.0:9464": true, "[::]:9464": true, "10.0.0.5:9464": true, "admin.internal:9464": true,
+	} {
+		if got := offLoopback(listen); got != want {
+			t.Errorf("offLoopback(%q) = %v, want %v", listen, got, want)
+		}
+	}
+}
