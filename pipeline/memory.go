@@ -130,15 +130,21 @@ func goMemoryLimit() int64 {
 }
 
 // cgroupLimit returns the memory limit of the process's cgroup (v2
-// memory.max, the smallest along its path; or v1 memory.limit_in_bytes),
+// memory.max, the smallest along its path; or v1's, see cgroupLimitIn),
 // 0 when there is none or it cannot be read.
 func cgroupLimit() int64 {
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return 0
 	}
+	return cgroupLimitIn("/sys/fs/cgroup", data)
+}
+
+// cgroupLimitIn is cgroupLimit for a cgroup file system mounted at root
+// and a /proc/self/cgroup of self.
+func cgroupLimitIn(root string, self []byte) int64 {
 	var v2, v1 string
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc := bufio.NewScanner(bytes.NewReader(self))
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), ":", 3)
 		if len(parts) != 3 {
@@ -157,21 +163,48 @@ func cgroupLimit() int64 {
 			best = n
 		}
 	}
-	if v2 != "" {
-		// The limits of the cgroup and of its ancestors all apply; in a
-		// container the path may be the namespace's root only.
-		for dir := filepath.Clean("/" + v2); ; dir = filepath.Dir(dir) {
-			take(readLimit(filepath.Join("/sys/fs/cgroup", dir, "memory.max")))
+	// The limits of the cgroup and of its ancestors all apply; in a
+	// container the path may be the namespace's root only.
+	along := func(path string, read func(dir string)) {
+		for dir := filepath.Clean("/" + path); ; dir = filepath.Dir(dir) {
+			read(dir)
 			if dir == "/" {
-				break
+				return
 			}
 		}
 	}
+	if v2 != "" {
+		along(v2, func(dir string) { take(readLimit(filepath.Join(root, dir, "memory.max"))) })
+	}
 	if v1 != "" {
-		take(readLimit(filepath.Join("/sys/fs/cgroup/memory", filepath.Clean("/"+v1), "memory.limit_in_bytes")))
-		take(readLimit("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+		// v1 sets a limit per cgroup too; memory.stat's
+		// hierarchical_memory_limit is the smallest along the path, as
+		// the kernel sees it, where the ancestors are not visible.
+		mem := filepath.Join(root, "memory")
+		along(v1, func(dir string) {
+			take(readLimit(filepath.Join(mem, dir, "memory.limit_in_bytes")))
+			take(readStat(filepath.Join(mem, dir, "memory.stat"), "hierarchical_memory_limit"))
+		})
 	}
 	return best
+}
+
+// readStat reads one "key value" line of a cgroup stat file; 0 when it
+// has none.
+func readStat(path, key string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == key {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // readLimit reads a cgroup limit file: a number, or "max"; 0 when it is

@@ -4,6 +4,8 @@ package pipeline
 // limit that matches it.
 
 import (
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"testing"
 )
@@ -73,4 +75,46 @@ func TestGoMemoryLimit(t *testing.T) {
 func setGoLimit(t *testing.T, n int64) {
 	prev := debug.SetMemoryLimit(n)
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+}
+
+// The cgroup limit is the smallest along the process's cgroup path, in v2
+// and in v1, where memory.stat's hierarchical_memory_limit also counts:
+// v1 read the process's own cgroup and the root only, and missed a limit
+// set on a parent.
+func TestCgroupLimitIn(t *testing.T) {
+	write := func(root, path, data string) {
+		t.Helper()
+		p := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const none = "9223372036854771712\n" // v1's "no limit"
+	for _, c := range []struct {
+		name  string
+		self  string
+		files map[string]string
+		want  int64
+	}{
+		{"v2 parent", "0::/a/b\n", map[string]string{"a/memory.max": "1073741824\n", "a/b/memory.max": "max\n", "memory.max": "max\n"}, 1 << 30},
+		{"v2 own", "0::/a/b\n", map[string]string{"a/memory.max": "1073741824\n", "a/b/memory.max": "536870912\n"}, 512 << 20},
+		{"v2 none", "0::/a\n", map[string]string{"a/memory.max": "max\n"}, 0},
+		{"v1 parent", "5:memory:/a/b\n3:cpu:/x\n", map[string]string{
+			"memory/a/b/memory.limit_in_bytes": none, "memory/a/memory.limit_in_bytes": "268435456\n", "memory/memory.limit_in_bytes": none}, 256 << 20},
+		{"v1 hierarchical", "5:memory,foo:/b\n", map[string]string{
+			"memory/b/memory.limit_in_bytes": none, "memory/b/memory.stat": "cache 1\nhierarchical_memory_limit 134217728\nrss 2\n"}, 128 << 20},
+		{"v1 none", "5:memory:/b\n", map[string]string{"memory/b/memory.limit_in_bytes": none, "memory/b/memory.stat": "hierarchical_memory_limit " + none}, 0},
+		{"no file", "0::/gone\n", nil, 0},
+	} {
+		root := t.TempDir()
+		for path, data := range c.files {
+			write(root, path, data)
+		}
+		if got := cgroupLimitIn(root, []byte(c.self)); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
 }
