@@ -427,6 +427,10 @@ func (c *conn) fillLocked() {
 	}
 }
 
+// errTLSWriteCut is write's error when a write over TLS ran out of
+// write_timeout: the connection cannot be written to again.
+var errTLSWriteCut = errors.New("a write over TLS was cut by write_timeout")
+
 // writeChunk is the most the owner hands the kernel in one write.
 const writeChunk = 16 << 10
 
@@ -461,6 +465,10 @@ func (c *conn) own() {
 			c.mu.Lock()
 			switch { // before writing is cleared: the log counts what was left
 			case err == nil || !c.state.alive():
+			case errors.Is(err, errTLSWriteCut):
+				c.killLocked(fmt.Sprintf("client is not reading its acks: a write over TLS did not finish within write_timeout %s "+
+					"with the send buffer full, and TLS cannot go on after a cut write; %d bytes of acks and nacks pending",
+					s.opts.WriteTimeout, len(c.out)+c.writing), nil)
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				c.killLocked(fmt.Sprintf("client is not reading its acks: the kernel took nothing for write_timeout %s "+
 					"with its send buffer full; %d bytes of acks and nacks pending", s.opts.WriteTimeout, len(c.out)+c.writing), nil)
@@ -487,7 +495,12 @@ func (c *conn) own() {
 // its chunk is given another write_timeout for the rest, so a slow reader
 // is served and only a client that takes nothing that long is cut off. It
 // returns the write's error, os.ErrDeadlineExceeded when it stalled.
+//
+// Over TLS a write cut by its deadline cannot be resumed (crypto/tls
+// fails every later write, a record may be half sent): there write
+// returns errTLSWriteCut at the first timeout, whatever it had taken.
 func (c *conn) write(buf []byte) error {
+	_, isTLS := c.nc.(*tls.Conn)
 	for off := 0; off < len(buf); {
 		c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 		n, err := c.nc.Write(buf[off:min(len(buf), off+writeChunk)])
@@ -496,6 +509,9 @@ func (c *conn) write(buf []byte) error {
 		c.writing = len(buf) - off
 		c.fillLocked()
 		c.mu.Unlock()
+		if isTLS && errors.Is(err, os.ErrDeadlineExceeded) {
+			return errTLSWriteCut
+		}
 		if err != nil && (n == 0 || !errors.Is(err, os.ErrDeadlineExceeded)) {
 			return err
 		}
@@ -539,7 +555,7 @@ func (c *conn) killLocked(why string, err error) {
 	}
 	pending := len(c.out) + c.writing
 	c.out = nil
-	c.nc.Close()
+	closeNow(c.nc)
 	// c.log names the connection id and the remote address.
 	fs := []zap.Field{zap.String("reason", why), zap.Uint64("records", c.win.next), zap.Uint64("acked", c.win.acked),
 		zap.Int("in_flight", c.outstanding), zap.Int("pending_output", pending)}
@@ -554,7 +570,18 @@ func (c *conn) abort() {
 	c.mu.Lock()
 	c.to(connAborted)
 	c.mu.Unlock()
-	c.nc.Close()
+	closeNow(c.nc)
+}
+
+// closeNow closes nc at once. A TLS connection's Close first sends a
+// close_notify alert, waiting up to 5 s for the peer to take it: killLocked
+// holds c.mu, so a client that did not read held every worker finishing
+// one of its events that long. The socket under it is closed instead.
+func closeNow(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	nc.Close()
 }
 
 func (c *conn) remove() {

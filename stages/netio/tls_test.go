@@ -1,10 +1,13 @@
 package netio_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -296,4 +299,54 @@ func TestTLSFromYAML(t *testing.T) {
 			t.Fatal("a client without a certificate was served")
 		}
 	}
+}
+
+// A TLS client that stops reading is cut off when a write of its nacks
+// runs out of write_timeout, and the log says why truly: TLS cannot go on
+// after a cut write. It said the kernel took nothing, which after a
+// partly taken write was not so.
+func TestTLSClientNotReadingIsCutOff(t *testing.T) {
+	f := newTLSFiles(t)
+	reason := errors.New("refused because " + strings.Repeat("this reason is long ", 8))
+	r := newRig(t, map[string]any{
+		"tls":                stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile}),
+		"max_pending_output": int64(256), "socket_buffer": int64(4096), "write_timeout": 300 * time.Millisecond,
+	}, stage.Settings{Workers: 2, Concurrency: 2},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			for i, ev := range b {
+				if i%2 == 0 {
+					ev.Done(reason) // every other one: nacks one line each, not ranges
+				} else {
+					ev.Done(nil)
+				}
+			}
+			return nil
+		})
+	raw, err := net.Dial("tcp", r.src.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.(*net.TCPConn).SetReadBuffer(4096)
+	deaf := tls.Client(raw, &tls.Config{RootCAs: f.ca.Pool(), ServerName: "localhost"})
+	deaf.SetDeadline(time.Now().Add(wait))
+	if err := deaf.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b bytes.Buffer
+		for i := range 20000 { // ~2 MB of nacks: far more than the socket buffers hold
+			fmt.Fprintf(&b, "deaf %d\n", i)
+		}
+		deaf.Write(b.Bytes()) // fails once the server cuts it off; that is the point
+	}()
+	e := r.waitLog("not reading")
+	why, _ := fieldOf(e, "reason")
+	if !strings.Contains(why.String, "TLS cannot go on") || !strings.Contains(why.String, "write_timeout 300ms") {
+		t.Fatalf("cut-off reason %q, want it to say a TLS write was cut by write_timeout 300ms", why.String)
+	}
+	raw.Close()
+	<-done
 }
