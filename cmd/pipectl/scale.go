@@ -120,7 +120,7 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 		return stats.Stage{}, fmt.Errorf("scale %s: %w", name, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		msg := strings.TrimSpace(string(b))
+		msg := printable(strings.TrimSpace(string(b)))
 		if resp.StatusCode == http.StatusConflict && strings.Contains(msg, engine.ErrNotResizable.Error()) {
 			// What top shows as fixed (a source's pool) or inline.
 			msg += "\n(an inline stage runs in its upstream stage's workers; a source's own pool, which top and stats " +

@@ -76,7 +76,7 @@ func (c *statsClient) fetch(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("fetch stats from %s: %w", c.url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch stats from %s: %s: %s", c.url, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("fetch stats from %s: %s: %s", c.url, resp.Status, printable(strings.TrimSpace(string(body))))
 	}
 	var s snapshot
 	if err := json.Unmarshal(body, &s); err != nil {
@@ -201,7 +201,7 @@ func statsTable(prev, cur *snapshot) string {
 	for _, l := range append(healthLines(cur), admissionLines(cur)...) {
 		b.WriteString(l + "\n")
 	}
-	return b.String()
+	return printable(b.String())
 }
 
 func stateNote(state string) string {

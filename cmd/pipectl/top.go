@@ -109,14 +109,15 @@ func (m *topModel) render(width int) []string {
 	return cut(lines, width)
 }
 
+// cut makes each line printable (no control characters from the server
+// reach the terminal) and cuts it to width cells when width > 0.
 func cut(lines []string, width int) []string {
-	if width <= 0 {
-		return lines
-	}
 	for i, l := range lines {
-		if r := []rune(l); len(r) > width {
-			lines[i] = string(r[:width])
+		l = strings.ReplaceAll(printable(l), "\n", " ")
+		if r := []rune(l); width > 0 && len(r) > width {
+			l = string(r[:width])
 		}
+		lines[i] = l
 	}
 	return lines
 }

@@ -90,3 +90,34 @@ func TestTopMemoryLine(t *testing.T) {
 		t.Fatal("a line without figures")
 	}
 }
+
+// Text from the server reaches the terminal escaped: a stage's error
+// quoting a record with escape sequences (clear the screen, set the
+// window's title), or an error answer, prints them as \x1b, not as
+// commands.
+func TestServerTextIsPrintable(t *testing.T) {
+	const evil = "invalid input: \"\x1b[2J\x1b]0;owned\x07\u009b31m\xff\""
+	s := readSnapshot(t, "stats1.json")
+	s.Stages[0].Health = stats.Health{State: stats.HealthDown, Error: evil + "\nsecond line"}
+	s.Stages[0].Name = "in\x1b[31m"
+	m := newTopModel("127.0.0.1:9464")
+	m.update(s, nil)
+	m.update(nil, errors.New("fetch stats: 500: "+evil))
+	outs := map[string]string{"top": strings.Join(m.render(0), "\n"), "stats": statsTable(nil, s)}
+	for name, out := range outs {
+		for _, c := range []string{"\x1b", "\x07", "\u009b", "\xff"} {
+			if strings.Contains(out, c) {
+				t.Errorf("%s prints %q raw:\n%s", name, c, out)
+			}
+		}
+		if !strings.Contains(out, `invalid input: "\x1b[2J\x1b]0;owned\a\u009b31m\xff"`) || !strings.Contains(out, `in\x1b[31m`) {
+			t.Errorf("%s does not show the text escaped:\n%s", name, out)
+		}
+	}
+	if !strings.Contains(outs["stats"], "second line") || !strings.Contains(outs["top"], "owned\\a\\u009b31m\\xff\" second line") {
+		t.Errorf("a multi-line error: stats keeps its lines, top joins them")
+	}
+	if got := printable("plain ünïcode\nline"); got != "plain ünïcode\nline" {
+		t.Errorf("printable changed plain text: %q", got)
+	}
+}
