@@ -29,5 +29,5 @@
 //
 // Each test bounds its own time; `go test -short` shrinks the large ones.
 // The processes a test starts (pipectl, nats-server, rsyslogd) are killed
-// with the test binary if it dies without cleaning up (dieWithTest).
+// with the test binary if it dies without cleaning up (gobuild.DieWithCaller).
 package e2e

@@ -265,7 +265,7 @@ func launchPipectlIn(t testing.TB, dir string, env []string, bin, file string, a
 	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "-f", file}, args...)...)
 	p.cmd.Dir, p.cmd.Env = dir, env
-	dieWithTest(p.cmd)
+	gobuild.DieWithCaller(p.cmd)
 	p.cmd.Stderr = p.out
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

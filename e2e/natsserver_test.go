@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/poll"
 )
 
@@ -62,7 +63,7 @@ func (s *natsServerProc) start(t *testing.T) {
 	s.cmd = exec.Command(s.bin, "-js", "-sd", s.dir, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
 	s.out = &syncBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	dieWithTest(s.cmd)
+	gobuild.DieWithCaller(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stagedserver/seda/internal/certtest"
+	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/poll"
 )
 
@@ -122,7 +123,7 @@ func startRsyslogd(t *testing.T, dir, conf string) *rsyslogd {
 	r := &rsyslogd{out: &syncBuffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(bin, "-n", "-f", path, "-i", filepath.Join(dir, "rsyslogd.pid"))
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	dieWithTest(r.cmd)
+	gobuild.DieWithCaller(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

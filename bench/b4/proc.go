@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stagedserver/seda/bench/internal/rig"
+	"github.com/stagedserver/seda/internal/gobuild"
 )
 
 // pipectlProc is `pipectl run` serving the example pipeline in its own
@@ -56,6 +57,7 @@ func startPipectl(ctx context.Context, bin, dir, dsn, table, overflow string, ad
 		return nil, fmt.Errorf("b4: write the pipeline file: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, bin, "run", "-f", file, "--admin", "127.0.0.1:0", "--drain", "2m")
+	gobuild.DieWithCaller(cmd) // a harness killed by hand leaves no pipeline behind
 	// The DSN goes through the environment, not the file or the command
 	// line.
 	cmd.Env = append(os.Environ(), "B3_LISTEN=127.0.0.1:0", "B3_DSN="+dsn, "B3_TABLE="+table, "B3_OVERFLOW="+overflow)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stagedserver/seda/bench/measure"
+	"github.com/stagedserver/seda/internal/gobuild"
 )
 
 // This file runs the processes of a benchmark across processes (pipectl,
@@ -33,6 +34,7 @@ type Proc struct {
 func StartProc(ctx context.Context, name string, env []string, logFile string, args ...string) (*Proc, error) {
 	p := &Proc{exited: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, args[0], args[1:]...)
+	gobuild.DieWithCaller(p.cmd) // a harness killed by hand leaves no server behind
 	p.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw

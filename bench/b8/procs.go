@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stagedserver/seda/internal/gobuild"
 )
 
 // child is a contender's server in a process of its own: pipectl run or
@@ -40,6 +42,7 @@ func startChild(ctx context.Context, name string, cmd *exec.Cmd, match func(stri
 	c := &child{name: name, cmd: cmd, exited: make(chan struct{}), ready: make(chan struct{}), match: match}
 	cmd.Stdout, cmd.Stderr = c, c
 	cmd.WaitDelay = 5 * time.Second
+	gobuild.DieWithCaller(cmd) // a harness killed by hand leaves no server behind
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("b8: start %s: %w", name, err)
 	}

@@ -90,6 +90,7 @@ func pipelineFile(t *testing.T) (file, dataAddr, adminAddr string) {
 func startRun(t *testing.T, ctx context.Context, bin, dir, file string, args ...string) *runProc {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"run", "-f", file}, args...)...)
+	gobuild.DieWithCaller(cmd)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "DATABASE_URL=")
 	p := &runProc{cmd: cmd, lines: make(chan string, 100), stderr: &syncBuffer{}}
@@ -278,6 +279,7 @@ func TestRunStartFailureCauseFirst(t *testing.T) {
 	}
 	defer l.Close()
 	cmd := exec.Command(bin, "run", "-f", file, "--ephemeral")
+	gobuild.DieWithCaller(cmd)
 	cmd.Env = append(os.Environ(), "DATABASE_URL=")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out // as 2>&1 has them

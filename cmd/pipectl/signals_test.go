@@ -30,6 +30,7 @@ func TestRunSurvivesClosedPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "run", "-f", file, "--data-dir", dataDir)
+	gobuild.DieWithCaller(cmd)
 	cmd.Env = append(os.Environ(), "DATABASE_URL=")
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package e2e
+package gobuild
 
 import (
 	"bytes"
@@ -14,13 +14,18 @@ import (
 	"github.com/stagedserver/seda/internal/poll"
 )
 
-// TestChildDiesWithTest checks dieWithTest: a process started through it
-// is killed when the test process that started it dies without cleaning
-// up, as a test binary killed by go test's timeout does.
-func TestChildDiesWithTest(t *testing.T) {
-	if os.Getenv("E2E_TEST_ORPHAN") == "1" {
-		cmd := exec.Command(tool(t, "sleep"), "600")
-		dieWithTest(cmd)
+// TestDieWithCaller: a process started through DieWithCaller is killed
+// when the process that started it dies without cleaning up, as a test
+// binary killed by go test's timeout does.
+func TestDieWithCaller(t *testing.T) {
+	if os.Getenv("GOBUILD_TEST_ORPHAN") == "1" {
+		sleep, err := exec.LookPath("sleep")
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		cmd := exec.Command(sleep, "600")
+		DieWithCaller(cmd)
 		if err := cmd.Start(); err != nil {
 			fmt.Println(err)
 			os.Exit(1)
@@ -28,8 +33,8 @@ func TestChildDiesWithTest(t *testing.T) {
 		fmt.Println(cmd.Process.Pid)
 		os.Exit(7) // no cleanup, no Wait: as a killed test binary
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestChildDiesWithTest$")
-	cmd.Env = append(os.Environ(), "E2E_TEST_ORPHAN=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDieWithCaller$")
+	cmd.Env = append(os.Environ(), "GOBUILD_TEST_ORPHAN=1")
 	out, err := cmd.Output()
 	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 7 {
 		t.Fatalf("test process: %v\n%s", err, out)
@@ -51,7 +56,7 @@ func dead(pid int) bool {
 	if err != nil {
 		return true
 	}
-	// The state follows the parenthesised command name.
-	_, rest, _ := bytes.Cut(b, []byte(") "))
-	return bytes.HasPrefix(rest, []byte("Z")) || bytes.HasPrefix(rest, []byte("X"))
+	// The state follows the parenthesised command name, which may hold ") ".
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || bytes.HasPrefix(bytes.TrimLeft(b[i+1:], " "), []byte("Z")) || bytes.HasPrefix(bytes.TrimLeft(b[i+1:], " "), []byte("X"))
 }
