@@ -71,29 +71,17 @@ func livePID(t *testing.T, srv *pgtemp.Server) int {
 	return pid
 }
 
-// dead reports whether the process is gone or a zombie (reaping orphans
-// is init's business, and takes a moment).
-func dead(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// The state follows the parenthesised command name.
-	_, rest, _ := bytes.Cut(b, []byte(") "))
-	return bytes.HasPrefix(rest, []byte("Z")) || bytes.HasPrefix(rest, []byte("X"))
-}
-
 // gone reports whether the postmaster pid is dead and no other postmaster
 // runs on dataDir (it runs as `postgres -D DATADIR …`).
 func gone(pid int, dataDir string) bool {
-	if !dead(pid) {
+	if !pgtemp.Dead(pid) {
 		return false
 	}
 	arg := []byte("\x00-D\x00" + dataDir + "\x00")
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		pid, _ := strconv.Atoi(filepath.Base(p))
-		if b, _ := os.ReadFile(p + "/cmdline"); bytes.Contains(b, arg) && !dead(pid) {
+		if b, _ := os.ReadFile(p + "/cmdline"); bytes.Contains(b, arg) && !pgtemp.Dead(pid) {
 			return false
 		}
 	}
@@ -129,7 +117,7 @@ func TestStartRestartStop(t *testing.T) {
 	if srv.Port() != port {
 		t.Fatalf("port changed across Restart: %d, then %d", port, srv.Port())
 	}
-	poll.Until(t, "the old postmaster to exit after Restart", func() bool { return dead(pid) })
+	poll.Until(t, "the old postmaster to exit after Restart", func() bool { return pgtemp.Dead(pid) })
 	if got := query(t, ctx, srv.DSN(), "SELECT v FROM kept"); got != "before restart" {
 		t.Errorf("after Restart: %q", got)
 	}
@@ -536,7 +524,7 @@ func TestStartRefusesALiveStrangerInPostmasterPID(t *testing.T) {
 	if !strings.Contains(err.Error(), fmt.Sprintf("names a running process (pid %d)", stranger.Process.Pid)) {
 		t.Errorf("Start: %v, want it to name the process", err)
 	}
-	if dead(stranger.Process.Pid) {
+	if pgtemp.Dead(stranger.Process.Pid) {
 		t.Fatal("Start signalled the process postmaster.pid names")
 	}
 }
