@@ -87,7 +87,10 @@
 // the read end of a pipe from this process: when the pipe closes without
 // the line that Remove writes, the watchdog stops the server with
 // `pg_ctl stop -m immediate` and deletes the directory (unless Keep or
-// Path). The watchdog is a child process, not a goroutine, so nothing of
+// Path). It hears of each pg_ctl start too: should the process die while
+// one runs (pg_ctl goes on without it), the watchdog waits for it to end
+// before it stops the server, which would otherwise come up after the
+// stop, owned by nobody. The watchdog is a child process, not a goroutine, so nothing of
 // it is left for goleak to see. A detached server has none: nothing ends
 // it but StopDetached.
 package pgtemp

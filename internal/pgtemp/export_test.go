@@ -5,3 +5,7 @@ package pgtemp
 // Dead reports whether process pid has exited: it is gone, or a zombie
 // nobody has reaped yet (processAlive).
 func Dead(pid int) bool { return !processAlive(pid) }
+
+// SetStartingHook makes f run, with pg_ctl start's process ID, once each
+// pg_ctl start runs: a test's owner process dies there.
+func SetStartingHook(f func(pid int)) { testHookStarting = f }

@@ -240,6 +240,42 @@ func exists(path string) bool {
 	return err == nil
 }
 
+// TestOwnerDiesWhileStarting: a process that dies while its pg_ctl start
+// runs (which goes on without it) leaves no server behind. The watchdog
+// waits for that start to end before it stops the server; it stopped at
+// once, found none, and the server came up after it, owned by nobody.
+func TestOwnerDiesWhileStarting(t *testing.T) {
+	if path := os.Getenv("PGTEMP_TEST_DIES_STARTING"); path != "" {
+		pgtemp.SetStartingHook(func(pid int) {
+			fmt.Println(pid)
+			os.Exit(7) // no cleanup: as a killed process
+		})
+		_, err := pgtemp.Start(context.Background(), pgtemp.Options{Path: path, GrantSearch: true, Fast: true})
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	path := filepath.Join(t.TempDir(), "db")
+	t.Cleanup(func() { _, _ = pgtemp.StopDetached(context.Background(), path) }) // what a failure leaves
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerDiesWhileStarting$")
+	cmd.Env = append(os.Environ(), "PGTEMP_TEST_DIES_STARTING="+path)
+	out, err := cmd.Output()
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 7 {
+		t.Fatalf("owner: %v\n%s", err, out)
+	}
+	var ctl int
+	if _, err := fmt.Sscan(string(out), &ctl); err != nil {
+		t.Fatalf("owner printed %q: %v", out, err)
+	}
+	dataDir := filepath.Join(path, "data")
+	poll.Until(t, fmt.Sprintf("pg_ctl start (pid %d) to end and the watchdog to let the directory go", ctl), func() bool {
+		in, err := pgtemp.Inspect(path, "")
+		return err == nil && pgtemp.Dead(ctl) && in.Owner == ""
+	})
+	if !gone(0, dataDir) {
+		t.Fatalf("a server runs on %s, owned by nobody", dataDir)
+	}
+}
+
 // TestPath checks a local database that keeps its data: a second server
 // on the same directory is refused while the first runs, Remove keeps the
 // directory, and the next Start reuses the data.

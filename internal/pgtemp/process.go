@@ -22,6 +22,10 @@ import (
 
 var errPortInUse = errors.New("port in use")
 
+// testHookStarting, when set (by a test), is called with pg_ctl start's
+// process ID once it runs.
+var testHookStarting func(pid int)
+
 // startLocked runs pg_ctl start on s.port. s.mu is held.
 func (s *Server) startLocked(ctx context.Context) error {
 	if pid := postmasterPID(s.dataDir); pid > 0 && processAlive(pid) {
@@ -49,8 +53,16 @@ func (s *Server) startLocked(ctx context.Context) error {
 		o[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	timeout := cmp.Or(s.opts.StartTimeout, time.Minute)
-	_, err := s.run(ctx, "pg_ctl", "start", "-D", s.dataDir, "-l", s.logFile, "-w", "-s",
+	// The watchdog hears of pg_ctl start, so that should this process die
+	// meanwhile it waits for the start to end before it stops the server.
+	_, err := s.runStarted(ctx, func(pid int) {
+		s.tellGuard("start " + strconv.Itoa(pid))
+		if testHookStarting != nil {
+			testHookStarting(pid)
+		}
+	}, "pg_ctl", "start", "-D", s.dataDir, "-l", s.logFile, "-w", "-s",
 		"-t", waitSeconds(ctx, timeout), "-o", strings.Join(o, " "))
+	s.tellGuard("up")
 	if err == nil {
 		s.state = running
 		return nil

@@ -22,6 +22,12 @@ import (
 // run runs one of the PostgreSQL programs as the server's OS user. The
 // error wraps *exec.ExitError and carries the program's output.
 func (s *Server) run(ctx context.Context, name string, args ...string) (string, error) {
+	return s.runStarted(ctx, nil, name, args...)
+}
+
+// runStarted is run, calling started (when not nil) with the program's
+// process ID once it has started.
+func (s *Server) runStarted(ctx context.Context, started func(pid int), name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
 	cmd.Dir = "/"
 	cmd.Env = s.env
@@ -31,7 +37,13 @@ func (s *Server) run(ctx context.Context, name string, args ...string) (string, 
 	// pg_ctl start leaves a server behind; it must not hold our pipe, and
 	// does not (its output goes to the log), but never hang on it.
 	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if started != nil {
+			started(cmd.Process.Pid)
+		}
+		err = cmd.Wait()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))

@@ -13,14 +13,35 @@ import (
 )
 
 // The watchdog's script. $0 is pg_ctl, $1 the data directory, and the rest
-// are directories to delete. A line on stdin means the server was stopped
-// in order; end of file without one means this process died.
+// are directories to delete. On stdin, "done" means the server was stopped
+// in order; "start PID" that pg_ctl start runs as PID, and "up" that it
+// has returned. End of file without "done" means this process died: the
+// watchdog stops the server. A pg_ctl start under way goes on without
+// this process, and the server it brings up would come after that stop
+// (and outlive everything), so the watchdog first waits for it to end.
 const guardScript = `trap '' INT HUP
-if read -r _; then exit 0; fi
+ctl=
+while read -r l; do
+	case $l in
+	done) exit 0 ;;
+	"start "*) ctl=${l#start } ;;
+	up) ctl= ;;
+	esac
+done
+if [ -n "$ctl" ]; then
+	while kill -0 "$ctl" 2>/dev/null; do sleep 0.1; done
+fi
 "$0" stop -D "$1" -m immediate -s >/dev/null 2>&1
 shift
 [ $# -gt 0 ] && rm -rf -- "$@"
 exit 0`
+
+// tellGuard writes a line to the watchdog, if there is one. s.mu is held.
+func (s *Server) tellGuard(line string) {
+	if s.guardIn != nil {
+		_, _ = io.WriteString(s.guardIn, line+"\n") // it died: nothing to tell
+	}
+}
 
 func (s *Server) startGuard() error {
 	args := []string{"-c", guardScript, filepath.Join(s.bin, "pg_ctl"), s.dataDir}
