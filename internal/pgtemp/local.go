@@ -96,7 +96,7 @@ var ownEntries = map[string]bool{
 }
 
 // ownDir checks that dir, which exists, is empty or a local database's
-// directory. Anything else is somebody's: Start would fill it with a
+// directory (a mount point's lost+found and hidden files aside). Anything else is somebody's: Start would fill it with a
 // cluster's files, and as root hand it to the server's OS user.
 func ownDir(dir string) error {
 	fi, err := os.Stat(dir)
@@ -111,7 +111,9 @@ func ownDir(dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !ownEntries[e.Name()] {
+		// A mount point's lost+found and hidden files (.gitkeep, a
+		// snapshot directory) are not anybody's data.
+		if !ownEntries[e.Name()] && e.Name() != "lost+found" && !strings.HasPrefix(e.Name(), ".") {
 			return fmt.Errorf("%s holds %q, so it is not a local database's directory: "+
 				"give a new or empty directory (a database's directory holds data, postgres.log, sock, %s and %s)",
 				dir, e.Name(), lockName, portName)

@@ -8,9 +8,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,6 +392,20 @@ func TestPathNotOwnDir(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("Start left %d entries in %s, want notes.txt only", len(entries), path)
 	}
+
+	// A mount point's lost+found and a hidden file are no obstacle.
+	mount := t.TempDir()
+	for _, d := range []string{"lost+found", ".snapshot"} {
+		if err := os.Mkdir(filepath.Join(mount, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mount, ".gitkeep"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start(t, ctx, pgtemp.Options{Path: mount, GrantSearch: true, Fast: true})
 }
 
 // TestPathShellSafe checks that a path /bin/sh would read inside pg_ctl's
@@ -543,15 +559,37 @@ func TestStartRefusesALiveStrangerInPostmasterPID(t *testing.T) {
 	if err := srv.Remove(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The server's OS user: postgres as root, else ourselves.
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+	}
+	writePID := func(pid int) { // as a crashed server leaves it
+		t.Helper()
+		file := filepath.Join(dataDir, "postmaster.pid")
+		pidFile := fmt.Sprintf("%d\n%s\n1700000000\n%d\n/tmp\n127.0.0.1\n  1234   5678\nready   \n", pid, dataDir, port)
+		if err := os.WriteFile(file, []byte(pidFile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(file, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A process of the server's OS user: PostgreSQL would take it for
+	// another postmaster. Refused, and not signalled.
 	stranger := exec.Command("sleep", "600")
+	stranger.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}}
 	if err := stranger.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { stranger.Process.Kill(); stranger.Wait() }()
-	pidFile := fmt.Sprintf("%d\n%s\n1700000000\n%d\n/tmp\n127.0.0.1\n  1234   5678\nready   \n", stranger.Process.Pid, dataDir, port)
-	if err := os.WriteFile(filepath.Join(dataDir, "postmaster.pid"), []byte(pidFile), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writePID(stranger.Process.Pid)
 	s, err := pgtemp.Start(ctx, o)
 	if err == nil {
 		s.Remove(ctx)
@@ -562,5 +600,14 @@ func TestStartRefusesALiveStrangerInPostmasterPID(t *testing.T) {
 	}
 	if pgtemp.Dead(stranger.Process.Pid) {
 		t.Fatal("Start signalled the process postmaster.pid names")
+	}
+
+	// A process of another user (init's, root's) is a stale file's
+	// leftover, as PostgreSQL takes it (it cannot signal it): the server
+	// starts, as after a crash where pids came round again.
+	writePID(1)
+	s = start(t, ctx, o)
+	if got := query(t, ctx, s.DSN(), "SELECT 'up'"); got != "up" {
+		t.Fatalf("query: %q", got)
 	}
 }

@@ -28,11 +28,13 @@ var testHookStarting func(pid int)
 
 // startLocked runs pg_ctl start on s.port. s.mu is held.
 func (s *Server) startLocked(ctx context.Context) error {
-	if pid := postmasterPID(s.dataDir); pid > 0 && processAlive(pid) {
+	if pid := postmasterPID(s.dataDir); pid > 0 && s.runsAsServer(pid) {
 		// Not ours (livePostmaster found none with our -D): a server
 		// started another way (a symlinked path, by hand), or a stale
-		// file naming a process that has the pid now. pg_ctl start would
-		// fail, and the halt after it signal that process.
+		// file naming a process of the server's user that has the pid
+		// now. PostgreSQL refuses to start on it as well; this says why
+		// without running pg_ctl. (A process of another user is taken for
+		// stale, by PostgreSQL too: it cannot signal it.)
 		return fmt.Errorf("start server: %s/postmaster.pid names a running process (pid %d): "+
 			"if it is a PostgreSQL server on this directory, use it or stop it; if not, remove the file", s.dataDir, pid)
 	}
@@ -55,21 +57,26 @@ func (s *Server) startLocked(ctx context.Context) error {
 	timeout := cmp.Or(s.opts.StartTimeout, time.Minute)
 	// The watchdog hears of pg_ctl start, so that should this process die
 	// meanwhile it waits for the start to end before it stops the server.
+	wait := waitSeconds(ctx, timeout)
 	_, err := s.runStarted(ctx, func(pid int) {
-		s.tellGuard("start " + strconv.Itoa(pid))
+		s.tellGuard("start " + strconv.Itoa(pid) + " " + wait)
 		if testHookStarting != nil {
 			testHookStarting(pid)
 		}
 	}, "pg_ctl", "start", "-D", s.dataDir, "-l", s.logFile, "-w", "-s",
-		"-t", waitSeconds(ctx, timeout), "-o", strings.Join(o, " "))
+		"-t", wait, "-o", strings.Join(o, " "))
 	s.tellGuard("up")
 	if err == nil {
 		s.state = running
 		return nil
 	}
 	// pg_ctl may have given up (or been killed with ctx) while the server
-	// was still starting: make sure it is not left behind.
-	_ = s.halt(ctx, "immediate")
+	// was still starting: make sure it is not left behind. Only a
+	// postmaster on our -D: pg_ctl stop signals whatever pid the file
+	// names.
+	if livePostmaster(s.dataDir) > 0 {
+		_ = s.halt(ctx, "immediate")
+	}
 	tail := readTail(s.logFile, offset)
 	if strings.Contains(tail, "could not bind") || strings.Contains(tail, "already in use") {
 		err = fmt.Errorf("%w: %w", errPortInUse, err)
@@ -112,6 +119,19 @@ func livePostmaster(dataDir string) int {
 		return pid
 	}
 	return 0
+}
+
+// runsAsServer reports whether process pid is alive and runs as the
+// server's OS user: one PostgreSQL would take for another postmaster.
+func (s *Server) runsAsServer(pid int) bool {
+	uid, ok := processUID(pid)
+	if !ok || !processAlive(pid) {
+		return false
+	}
+	if s.cred != nil {
+		return uid == s.cred.Uid
+	}
+	return int(uid) == os.Getuid()
 }
 
 // processAlive reports whether process pid runs (a zombie does not: a

@@ -6,6 +6,7 @@
 package pgtemp
 
 import (
+	"fmt"
 	"os"
 	"syscall"
 
@@ -39,4 +40,14 @@ func tryLock(f *os.File, exclusive bool) error {
 		how = unix.LOCK_EX
 	}
 	return unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+}
+
+// processUID returns the user ID process pid runs as (its /proc entry's
+// owner); false when there is no such process.
+func processUID(pid int) (uint32, bool) {
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	if err != nil {
+		return 0, false
+	}
+	return fi.Sys().(*syscall.Stat_t).Uid, true
 }

@@ -14,11 +14,13 @@ import (
 
 // The watchdog's script. $0 is pg_ctl, $1 the data directory, and the rest
 // are directories to delete. On stdin, "done" means the server was stopped
-// in order; "start PID" that pg_ctl start runs as PID, and "up" that it
-// has returned. End of file without "done" means this process died: the
-// watchdog stops the server. A pg_ctl start under way goes on without
-// this process, and the server it brings up would come after that stop
-// (and outlive everything), so the watchdog first waits for it to end.
+// in order; "start PID SECONDS" that pg_ctl start runs as PID, waiting for
+// the server up to SECONDS, and "up" that it has returned. End of file
+// without "done" means this process died: the watchdog stops the server.
+// A pg_ctl start under way goes on without this process, and the server
+// it brings up would come after that stop (and outlive everything), so
+// the watchdog first waits for it to end: while it runs and is no zombie
+// (its new parent may never reap it), for its SECONDS and 10 more at most.
 const guardScript = `trap '' INT HUP
 ctl=
 while read -r l; do
@@ -29,7 +31,13 @@ while read -r l; do
 	esac
 done
 if [ -n "$ctl" ]; then
-	while kill -0 "$ctl" 2>/dev/null; do sleep 0.1; done
+	pid=${ctl%% *}
+	n=$(( ${ctl#* } * 10 + 100 ))
+	while [ $n -gt 0 ] && kill -0 "$pid" 2>/dev/null; do
+		case $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) in Z*|X*) break ;; esac
+		sleep 0.1
+		n=$((n - 1))
+	done
 fi
 "$0" stop -D "$1" -m immediate -s >/dev/null 2>&1
 shift
