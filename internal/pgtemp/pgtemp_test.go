@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -584,7 +583,7 @@ func TestStartRefusesALiveStrangerInPostmasterPID(t *testing.T) {
 	// A process of the server's OS user: PostgreSQL would take it for
 	// another postmaster. Refused, and not signalled.
 	stranger := exec.Command("sleep", "600")
-	stranger.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}}
+	runAs(stranger, uid, gid)
 	if err := stranger.Start(); err != nil {
 		t.Fatal(err)
 	}
