@@ -208,6 +208,7 @@ func (p *Pipeline) beginStop() bool {
 	p.stopping = true
 	p.stopDone = make(chan struct{})
 	p.force = make(chan struct{})
+	close(p.stopCalled)
 	return true
 }
 
@@ -421,8 +422,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // waitForEnd waits until every source has ended its input and the queues
 // on transports consumed here are empty (true; waitForQueues), or
 // until stop is closed, a signal comes on sig (nil: none), which it
-// returns, or a stage behind a transport's queue failed to start. A
-// pipeline without sources waits for stop, a signal or that failure only.
+// returns, a stage behind a transport's queue failed to start, or Stop
+// was called. A pipeline without sources (a transport's consumer does not
+// count) waits for the others only.
 func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Signal, bool) {
 	sources := 0
 	for i, st := range p.stages {
@@ -430,13 +432,7 @@ func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Si
 			continue
 		}
 		sources++
-		select {
-		case <-st.Stage().Ended():
-		case <-stop:
-			return nil, false
-		case <-p.failed:
-			return nil, false
-		case s := <-sig:
+		if s, ok := await(p, st.Stage().Ended(), stop, sig); !ok {
 			return s, false
 		}
 	}
@@ -447,9 +443,20 @@ func (p *Pipeline) waitForEnd(stop <-chan struct{}, sig <-chan os.Signal) (os.Si
 		p.log.Info("every source has ended its input; draining", zap.String("pipeline", p.name))
 		return nil, true
 	}
+	s, _ := await[struct{}](p, nil, stop, sig)
+	return s, false
+}
+
+// await waits for c (nil: never), and returns true, unless stop, a
+// signal, a failed start behind a transport's queue or a call of Stop
+// comes first: then false, and the signal if one came.
+func await[T any](p *Pipeline, c <-chan T, stop <-chan struct{}, sig <-chan os.Signal) (os.Signal, bool) {
 	select {
+	case <-c:
+		return nil, true
 	case <-stop:
 	case <-p.failed:
+	case <-p.stopCalled:
 	case s := <-sig:
 		return s, false
 	}
@@ -464,9 +471,8 @@ const queuePoll = 100 * time.Millisecond
 // their input: it waits until their events are finished (handed to the
 // queues on transports, among others) and the queue of each consumer
 // here that can tell (stage.Emptier) is empty, so that the drain finds
-// the run's events stored, not waiting in a stream. It returns false, and
-// the signal if one came, when stop, a signal or a failed start behind a
-// queue ends the wait first.
+// the run's events stored, not waiting in a stream. It returns as await
+// does when something else ends the wait first.
 func (p *Pipeline) waitForQueues(stop <-chan struct{}, sig <-chan os.Signal) (os.Signal, bool) {
 	var asked []behind
 	for _, b := range p.behind {
@@ -479,9 +485,9 @@ func (p *Pipeline) waitForQueues(stop <-chan struct{}, sig <-chan os.Signal) (os
 	}
 	t := time.NewTicker(queuePoll)
 	defer t.Stop()
-	logged := false
+	logged, warned := false, false
 	for {
-		if p.queuesEmpty(asked) {
+		if p.queuesEmpty(asked, &warned) {
 			return nil, true
 		}
 		if !logged {
@@ -489,21 +495,16 @@ func (p *Pipeline) waitForQueues(stop <-chan struct{}, sig <-chan os.Signal) (os
 			p.log.Info("every source has ended its input; waiting for the queues on transports to empty",
 				zap.String("pipeline", p.name))
 		}
-		select {
-		case <-t.C:
-		case <-stop:
-			return nil, false
-		case <-p.failed:
-			return nil, false
-		case s := <-sig:
+		if s, ok := await(p, t.C, stop, sig); !ok {
 			return s, false
 		}
 	}
 }
 
 // queuesEmpty reports whether every source's events are finished and
-// each consumer in asked has started and finds its queue empty.
-func (p *Pipeline) queuesEmpty(asked []behind) bool {
+// each consumer in asked has started and finds its queue empty. The first
+// failure to ask is logged (warned).
+func (p *Pipeline) queuesEmpty(asked []behind, warned *bool) bool {
 	for i, st := range p.stages {
 		if p.isSource[i] && !p.isConsumer(i) && st.Stage().InFlight() > 0 {
 			return false
@@ -519,6 +520,11 @@ func (p *Pipeline) queuesEmpty(asked []behind) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		empty, err := b.empty.Empty(ctx)
 		cancel()
+		if err != nil && !*warned {
+			*warned = true
+			p.log.Warn("cannot tell whether a queue is empty; still waiting for it", zap.String("pipeline", p.name),
+				zap.String("stage", p.stages[b.stage].Stage().Name()), zap.String("error", stage.Redact(err.Error())))
+		}
 		if err != nil || !empty {
 			return false
 		}

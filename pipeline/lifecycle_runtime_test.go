@@ -536,3 +536,24 @@ func TestStopCancelsAStartInProgress(t *testing.T) {
 	}
 	goleak.VerifyNone(t)
 }
+
+// Run returns once Stop is called from elsewhere, with the same result:
+// it waited for a source that never ends its input.
+func TestRunReturnsWhenStopped(t *testing.T) {
+	reg, hub := rtRegistry(t)
+	p := rtNew(t, rtConfig(
+		rtStage("src", "test.seq", "end", stage.Settings{}, map[string]any{"count": 10}),
+		rtStage("end", "test.finish", "", stage.Settings{}, nil),
+	), reg)
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(context.Background()) }()
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	if _, err := p.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	goleak.VerifyNone(t)
+}

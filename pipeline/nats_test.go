@@ -336,3 +336,45 @@ func TestRunEndsOnceTheQueueEmpties(t *testing.T) {
 		t.Fatalf("the stream still holds %d pending and %d unacked", info.NumPending, info.NumAckPending)
 	}
 }
+
+// TestRunReturnsWhenStoppedWaitingForTheQueue: Run, waiting for a queue
+// to empty whose stage has not started (a database down), returns once
+// Stop is called; it polled until its context ended.
+func TestRunReturnsWhenStoppedWaitingForTheQueue(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 100
+	reg, _ := rtRegistry(t)
+	var ok, failed atomic.Int64
+	if err := reg.Register(stage.Kind{Name: "test.count", Doc: "n records, then the end",
+		NewInput: func(stage.Config, stage.Env) (stage.Input, error) {
+			return &countInput{n: n, ok: &ok, failed: &failed}, nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	l := newLateSink(nil)
+	if err := reg.Register(stage.Kind{Name: "test.late", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return l, nil }}); err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(natsYAML(srv.URL(), n), "kind: test.seq", "kind: test.count", 1)
+	src = strings.Replace(src, "    count: "+strconv.Itoa(n)+"\n", "", 1)
+	src = strings.Replace(src, "kind: test.finish", "kind: test.late", 1)
+	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(context.Background()) }()
+	<-l.starting
+	poll.Until(t, "every record acked into the queue", func() bool { return ok.Load() == n })
+	if _, err := p.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

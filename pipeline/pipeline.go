@@ -87,6 +87,7 @@ type Pipeline struct {
 	stopErr   error
 	// cancelStart ends the context of a Start in progress: Stop calls it.
 	cancelStart context.CancelFunc
+	stopCalled  chan struct{} // closed when Stop is called (or a failed Start stops): Run's wait ends
 
 	// The background start of the stages behind a transport's queue.
 	behindStop context.CancelFunc // ends their Start; nil until Start
@@ -230,6 +231,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	}
 	p.started = make([]bool, len(p.stages))
 	p.failed = make(chan struct{})
+	p.stopCalled = make(chan struct{})
 	return p, nil
 }
 

@@ -78,7 +78,10 @@ type Transport struct {
 // ended its input (ErrEndOfInput) and finished its events, Run waits
 // until the queue of each consumer that implements it is empty, then
 // drains. A consumer without it is stopped with the rest, and what its
-// queue holds waits there for the next run.
+// queue holds waits there for the next run. The queue is the whole queue:
+// where other processes publish to it too, or consume from it, the run
+// waits for their messages as well (an unacked one until it is acked or
+// redelivered), and ends at a moment it holds none.
 type Emptier interface {
 	Empty(ctx context.Context) (bool, error)
 }
