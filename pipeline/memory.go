@@ -163,28 +163,26 @@ func cgroupLimitIn(root string, self []byte) int64 {
 			best = n
 		}
 	}
-	// The limits of the cgroup and of its ancestors all apply; in a
-	// container the path may be the namespace's root only.
-	along := func(path string, read func(dir string)) {
-		for dir := filepath.Clean("/" + path); ; dir = filepath.Dir(dir) {
-			read(dir)
+	if v2 != "" {
+		// The limits of the cgroup and of its ancestors all apply; in a
+		// container the path may be the namespace's root only.
+		for dir := filepath.Clean("/" + v2); ; dir = filepath.Dir(dir) {
+			take(readLimit(filepath.Join(root, dir, "memory.max")))
 			if dir == "/" {
-				return
+				break
 			}
 		}
 	}
-	if v2 != "" {
-		along(v2, func(dir string) { take(readLimit(filepath.Join(root, dir, "memory.max"))) })
-	}
 	if v1 != "" {
-		// v1 sets a limit per cgroup too; memory.stat's
-		// hierarchical_memory_limit is the smallest along the path, as
-		// the kernel sees it, where the ancestors are not visible.
+		// The process's own cgroup's limit, and memory.stat's
+		// hierarchical_memory_limit, the smallest along the path as the
+		// kernel applies it: an ancestor's limit_in_bytes applies only
+		// under use_hierarchy, so the ancestors are not read one by one.
 		mem := filepath.Join(root, "memory")
-		along(v1, func(dir string) {
-			take(readLimit(filepath.Join(mem, dir, "memory.limit_in_bytes")))
-			take(readStat(filepath.Join(mem, dir, "memory.stat"), "hierarchical_memory_limit"))
-		})
+		own := filepath.Join(mem, filepath.Clean("/"+v1))
+		take(readLimit(filepath.Join(own, "memory.limit_in_bytes")))
+		take(readStat(filepath.Join(own, "memory.stat"), "hierarchical_memory_limit"))
+		take(readLimit(filepath.Join(mem, "memory.limit_in_bytes")))
 	}
 	return best
 }

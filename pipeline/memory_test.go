@@ -77,10 +77,11 @@ func setGoLimit(t *testing.T, n int64) {
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
 }
 
-// The cgroup limit is the smallest along the process's cgroup path, in v2
-// and in v1, where memory.stat's hierarchical_memory_limit also counts:
-// v1 read the process's own cgroup and the root only, and missed a limit
-// set on a parent.
+// The cgroup limit is the smallest along the process's cgroup path: in v2
+// each cgroup's memory.max, in v1 the own cgroup's limit and memory.stat's
+// hierarchical_memory_limit (a parent's limit applies only under
+// use_hierarchy, which that figure accounts for). v1 read the own cgroup
+// and the root only, and missed a limit set on a parent.
 func TestCgroupLimitIn(t *testing.T) {
 	write := func(root, path, data string) {
 		t.Helper()
@@ -103,7 +104,12 @@ func TestCgroupLimitIn(t *testing.T) {
 		{"v2 own", "0::/a/b\n", map[string]string{"a/memory.max": "1073741824\n", "a/b/memory.max": "536870912\n"}, 512 << 20},
 		{"v2 none", "0::/a\n", map[string]string{"a/memory.max": "max\n"}, 0},
 		{"v1 parent", "5:memory:/a/b\n3:cpu:/x\n", map[string]string{
-			"memory/a/b/memory.limit_in_bytes": none, "memory/a/memory.limit_in_bytes": "268435456\n", "memory/memory.limit_in_bytes": none}, 256 << 20},
+			"memory/a/b/memory.limit_in_bytes": none, "memory/a/b/memory.stat": "hierarchical_memory_limit 268435456\n",
+			"memory/a/memory.limit_in_bytes": "268435456\n", "memory/memory.limit_in_bytes": none}, 256 << 20},
+		{"v1 parent without use_hierarchy", "5:memory:/a/b\n", map[string]string{
+			"memory/a/b/memory.limit_in_bytes": none, "memory/a/b/memory.stat": "hierarchical_memory_limit " + none,
+			"memory/a/memory.limit_in_bytes": "268435456\n"}, 0},
+		{"v1 own", "5:memory:/a/b\n", map[string]string{"memory/a/b/memory.limit_in_bytes": "67108864\n"}, 64 << 20},
 		{"v1 hierarchical", "5:memory,foo:/b\n", map[string]string{
 			"memory/b/memory.limit_in_bytes": none, "memory/b/memory.stat": "cache 1\nhierarchical_memory_limit 134217728\nrss 2\n"}, 128 << 20},
 		{"v1 none", "5:memory:/b\n", map[string]string{"memory/b/memory.limit_in_bytes": none, "memory/b/memory.stat": "hierarchical_memory_limit " + none}, 0},
