@@ -60,7 +60,7 @@ func (s *Source) admit(nc net.Conn) {
 		return
 	}
 	if s.tlsCfg != nil {
-		nc = tls.Server(nc, s.tlsCfg) // the reader runs the handshake
+		nc = tls.Server(&progressConn{Conn: nc}, s.tlsCfg) // the reader runs the handshake
 	}
 	s.nextID++
 	c := newConn(s, s.nextID, nc)

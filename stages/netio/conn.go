@@ -427,10 +427,6 @@ func (c *conn) fillLocked() {
 	}
 }
 
-// errTLSWriteCut is write's error when a write over TLS ran out of
-// write_timeout: the connection cannot be written to again.
-var errTLSWriteCut = errors.New("a write over TLS was cut by write_timeout")
-
 // writeChunk is the most the owner hands the kernel in one write.
 const writeChunk = 16 << 10
 
@@ -465,10 +461,6 @@ func (c *conn) own() {
 			c.mu.Lock()
 			switch { // before writing is cleared: the log counts what was left
 			case err == nil || !c.state.alive():
-			case errors.Is(err, errTLSWriteCut):
-				c.killLocked(fmt.Sprintf("client is not reading its acks: a write over TLS did not finish within write_timeout %s "+
-					"with the send buffer full, and TLS cannot go on after a cut write; %d bytes of acks and nacks pending",
-					s.opts.WriteTimeout, len(c.out)+c.writing), nil)
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				c.killLocked(fmt.Sprintf("client is not reading its acks: the kernel took nothing for write_timeout %s "+
 					"with its send buffer full; %d bytes of acks and nacks pending", s.opts.WriteTimeout, len(c.out)+c.writing), nil)
@@ -497,8 +489,10 @@ func (c *conn) own() {
 // returns the write's error, os.ErrDeadlineExceeded when it stalled.
 //
 // Over TLS a write cut by its deadline cannot be resumed (crypto/tls
-// fails every later write, a record may be half sent): there write
-// returns errTLSWriteCut at the first timeout, whatever it had taken.
+// fails every later write, a record may be half sent), so the same rule
+// is kept below TLS, by the socket it writes to (progressConn): its
+// deadline runs out only when the kernel took nothing for write_timeout,
+// and write returns at that first timeout.
 func (c *conn) write(buf []byte) error {
 	_, isTLS := c.nc.(*tls.Conn)
 	for off := 0; off < len(buf); {
@@ -510,7 +504,7 @@ func (c *conn) write(buf []byte) error {
 		c.fillLocked()
 		c.mu.Unlock()
 		if isTLS && errors.Is(err, os.ErrDeadlineExceeded) {
-			return errTLSWriteCut
+			return err
 		}
 		if err != nil && (n == 0 || !errors.Is(err, os.ErrDeadlineExceeded)) {
 			return err
@@ -578,10 +572,7 @@ func (c *conn) abort() {
 // holds c.mu, so a client that did not read held every worker finishing
 // one of its events that long. The socket under it is closed instead.
 func closeNow(nc net.Conn) {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	nc.Close()
+	rawConn(nc).Close()
 }
 
 func (c *conn) remove() {

@@ -239,10 +239,14 @@ func (s *certStore) reload(why string) {
 	s.log.Info("TLS certificate reloaded", fs...)
 }
 
-// rawConn returns the TCP connection under a TLS one.
+// rawConn returns the TCP connection under a TLS one (and under its
+// progressConn).
 func rawConn(nc net.Conn) net.Conn {
 	if tc, ok := nc.(*tls.Conn); ok {
-		return tc.NetConn()
+		nc = tc.NetConn()
+	}
+	if pc, ok := nc.(*progressConn); ok {
+		nc = pc.Conn
 	}
 	return nc
 }
@@ -252,9 +256,8 @@ func rawConn(nc net.Conn) net.Conn {
 func closeWrite(nc net.Conn) {
 	if tc, ok := nc.(*tls.Conn); ok {
 		tc.CloseWrite()
-		nc = tc.NetConn()
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
+	if tc, ok := rawConn(nc).(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
 }

@@ -1,0 +1,63 @@
+package netio
+
+// This file holds progressConn, the socket under a netio.tcp TLS
+// connection, which keeps write_timeout's rule below TLS.
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// progressConn is the socket under a TLS connection of netio.tcp. A write
+// cut by its deadline leaves crypto/tls unable to write again, so the
+// rule write_timeout sets, that a client taking some of each write is
+// served however slowly, is kept here, below TLS: a write that the
+// kernel takes part of within the time the deadline allowed gets that
+// time again, and only one that takes nothing that long fails.
+type progressConn struct {
+	net.Conn
+	mu      sync.Mutex
+	timeout time.Duration // what the last write deadline allowed; 0: none
+}
+
+// SetWriteDeadline sets the socket's deadline and keeps how long it
+// allows.
+func (c *progressConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.timeout = 0
+	if !t.IsZero() {
+		c.timeout = time.Until(t)
+	}
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline is SetWriteDeadline's and the read deadline's.
+func (c *progressConn) SetDeadline(t time.Time) error {
+	if err := c.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// Write writes b, giving the deadline's time again after each write that
+// the kernel took part of before it ran out.
+func (c *progressConn) Write(b []byte) (int, error) {
+	n := 0
+	for {
+		m, err := c.Conn.Write(b[n:])
+		n += m
+		c.mu.Lock()
+		d := c.timeout
+		c.mu.Unlock()
+		if err == nil || m == 0 || d <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(d)); err != nil {
+			return n, err
+		}
+	}
+}
