@@ -413,10 +413,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	p.waitForEnd(ctx.Done(), nil)
-	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
+	dctx, cancel := p.drainContext()
 	defer cancel()
 	_, err := p.Stop(dctx)
 	return err
+}
+
+// drainContext is the context Run and RunWithSignals stop with: the drain
+// deadline, unless Stop was called elsewhere already. Then their Stop only
+// waits for that one's result, which a deadline of theirs would cut short
+// (forcing phase two on a Stop that asked for a full drain).
+func (p *Pipeline) drainContext() (context.Context, context.CancelFunc) {
+	select {
+	case <-p.stopCalled:
+		return context.WithCancel(context.Background())
+	default:
+		return context.WithTimeout(context.Background(), p.drain)
+	}
 }
 
 // waitForEnd waits until every source has ended its input and the queues
@@ -609,7 +622,7 @@ func (p *Pipeline) RunWithSignals(ctx context.Context, opts ...SignalOptions) er
 			o.Draining(first)
 		}
 	}
-	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
+	dctx, cancel := p.drainContext()
 	defer cancel()
 	finished := make(chan struct{})
 	wg.Go(func() {

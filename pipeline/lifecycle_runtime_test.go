@@ -557,3 +557,37 @@ func TestRunReturnsWhenStopped(t *testing.T) {
 	}
 	goleak.VerifyNone(t)
 }
+
+// A Stop called from elsewhere while Run runs keeps its own deadline:
+// Run waits for its result instead of stopping with the drain deadline,
+// which forced phase two on a Stop that had asked for a full drain.
+func TestRunLeavesAnOutsideStopItsDeadline(t *testing.T) {
+	reg, hub := rtRegistry(t)
+	cfg := rtConfig(
+		rtStage("src", "test.seq", "hold", stage.Settings{}, map[string]any{"count": 10}),
+		rtStage("hold", "test.gate", "end", stage.Settings{}, nil),
+		rtStage("end", "test.finish", "", stage.Settings{}, nil),
+	)
+	cfg.Drain = time.Millisecond
+	p := rtNew(t, cfg, reg)
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(context.Background()) }()
+	hub.source(t, "src").waitEmitted(t)
+	stopped := make(chan StopReport, 1)
+	go func() {
+		rep, err := p.Stop(context.Background())
+		if err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+		stopped <- rep
+	}()
+	rtWaitState(t, p, "draining")
+	time.Sleep(50 * time.Millisecond) // far past Run's drain deadline
+	close(hub.gate)
+	if rep := <-stopped; rep.Forced || rep.Abandoned != 0 {
+		t.Fatalf("the outside Stop was forced: %+v", rep)
+	}
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

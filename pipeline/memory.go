@@ -182,7 +182,10 @@ func cgroupLimitIn(root string, self []byte) int64 {
 		own := filepath.Join(mem, filepath.Clean("/"+v1))
 		take(readLimit(filepath.Join(own, "memory.limit_in_bytes")))
 		take(readStat(filepath.Join(own, "memory.stat"), "hierarchical_memory_limit"))
+		// The mount's root too: in a container without a cgroup
+		// namespace the own path (/docker/ID) is not there to read.
 		take(readLimit(filepath.Join(mem, "memory.limit_in_bytes")))
+		take(readStat(filepath.Join(mem, "memory.stat"), "hierarchical_memory_limit"))
 	}
 	return best
 }

@@ -109,6 +109,8 @@ func TestCgroupLimitIn(t *testing.T) {
 		{"v1 parent without use_hierarchy", "5:memory:/a/b\n", map[string]string{
 			"memory/a/b/memory.limit_in_bytes": none, "memory/a/b/memory.stat": "hierarchical_memory_limit " + none,
 			"memory/a/memory.limit_in_bytes": "268435456\n"}, 0},
+		{"v1 container, own path not mounted", "5:memory:/docker/abc\n", map[string]string{
+			"memory/memory.limit_in_bytes": none, "memory/memory.stat": "hierarchical_memory_limit 33554432\n"}, 32 << 20},
 		{"v1 own", "5:memory:/a/b\n", map[string]string{"memory/a/b/memory.limit_in_bytes": "67108864\n"}, 64 << 20},
 		{"v1 hierarchical", "5:memory,foo:/b\n", map[string]string{
 			"memory/b/memory.limit_in_bytes": none, "memory/b/memory.stat": "cache 1\nhierarchical_memory_limit 134217728\nrss 2\n"}, 128 << 20},

@@ -95,8 +95,14 @@ var ownEntries = map[string]bool{
 	lockName: true, portName: true, portName + ".new": true,
 }
 
+// notData are names a directory may hold besides a local database's
+// files without being somebody's: a mount point's lost+found, a
+// placeholder, a file system's snapshot directory. Other hidden files
+// (.ssh, .bashrc) are data: a home directory is refused.
+var notData = map[string]bool{"lost+found": true, ".gitkeep": true, ".keep": true, ".snapshot": true, ".snapshots": true}
+
 // ownDir checks that dir, which exists, is empty or a local database's
-// directory (a mount point's lost+found and hidden files aside). Anything else is somebody's: Start would fill it with a
+// directory (notData aside). Anything else is somebody's: Start would fill it with a
 // cluster's files, and as root hand it to the server's OS user.
 func ownDir(dir string) error {
 	fi, err := os.Stat(dir)
@@ -111,9 +117,7 @@ func ownDir(dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		// A mount point's lost+found and hidden files (.gitkeep, a
-		// snapshot directory) are not anybody's data.
-		if !ownEntries[e.Name()] && e.Name() != "lost+found" && !strings.HasPrefix(e.Name(), ".") {
+		if !ownEntries[e.Name()] && !notData[e.Name()] {
 			return fmt.Errorf("%s holds %q, so it is not a local database's directory: "+
 				"give a new or empty directory (a database's directory holds data, postgres.log, sock, %s and %s)",
 				dir, e.Name(), lockName, portName)

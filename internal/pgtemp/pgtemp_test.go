@@ -392,7 +392,17 @@ func TestPathNotOwnDir(t *testing.T) {
 		t.Errorf("Start left %d entries in %s, want notes.txt only", len(entries), path)
 	}
 
-	// A mount point's lost+found and a hidden file are no obstacle.
+	// A home directory's hidden files are data.
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".bashrc"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgtemp.Start(context.Background(), pgtemp.Options{Path: home, GrantSearch: true}); err == nil || !strings.Contains(err.Error(), `holds ".bashrc"`) {
+		t.Errorf("Start in a directory holding .bashrc = %v, want a refusal", err)
+	}
+
+	// A mount point's lost+found, a placeholder and a snapshot directory
+	// are no obstacle.
 	mount := t.TempDir()
 	for _, d := range []string{"lost+found", ".snapshot"} {
 		if err := os.Mkdir(filepath.Join(mount, d), 0o700); err != nil {

@@ -35,12 +35,14 @@ func (c *progressConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// SetDeadline is SetWriteDeadline's and the read deadline's.
+// SetDeadline sets both deadlines as absolute ones: the handshake's
+// bound is not given again on progress (a client reading the server's
+// handshake slowly would hold its slot for ever).
 func (c *progressConn) SetDeadline(t time.Time) error {
-	if err := c.SetWriteDeadline(t); err != nil {
-		return err
-	}
-	return c.Conn.SetReadDeadline(t)
+	c.mu.Lock()
+	c.timeout = 0
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
 }
 
 // Write writes b, giving the deadline's time again after each write that

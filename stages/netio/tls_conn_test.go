@@ -30,6 +30,8 @@ func (c *trickleConn) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+func (c *trickleConn) SetDeadline(time.Time) error { return nil }
+
 func (c *trickleConn) SetWriteDeadline(t time.Time) error {
 	c.deadlines = append(c.deadlines, time.Until(t).Round(time.Second))
 	return nil
@@ -57,6 +59,15 @@ func TestProgressConnGivesTimeAgainOnProgress(t *testing.T) {
 	n, err = pc.Write(make([]byte, 10))
 	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a write taken nothing of: %d, %v; want 0 and the deadline's error", n, err)
+	}
+
+	// SetDeadline (the handshake's bound) is absolute: not given again.
+	tc.take = 3
+	if err := pc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := pc.Write(make([]byte, 10)); n != 3 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("under SetDeadline: %d, %v; want 3 and the deadline's error", n, err)
 	}
 
 	// Without a deadline, a partial write's error is returned as it is.
