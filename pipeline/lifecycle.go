@@ -404,10 +404,11 @@ func (p *Pipeline) abandoned() uint64 {
 // Run starts the pipeline, runs it until ctx ends or every source has
 // ended its input (a finite source: stage.ErrEndOfInput) and, where a
 // stage here is fed by a queue on a transport, that queue is empty
-// (stage.Emptier), then stops it
-// with the drain deadline (Options.DrainTimeout, else Config.Drain, else
-// DefaultDrain). It returns Start's error, or Stop's: nil after a
-// complete drain, however the run ended.
+// (stage.Emptier), then stops it with the drain deadline
+// (Options.DrainTimeout, else Config.Drain, else DefaultDrain). A Stop
+// called elsewhere meanwhile ends the wait too, and keeps its own
+// deadline: Run returns its result. It returns Start's error, or Stop's:
+// nil after a complete drain, however the run ended.
 func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.Start(ctx); err != nil {
 		return err
