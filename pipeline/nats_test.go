@@ -283,6 +283,26 @@ func (c *countInput) Read(context.Context) ([]byte, func(error), error) {
 
 func (c *countInput) Close() error { return nil }
 
+// registerCount registers test.count, a countInput of n records, and
+// returns its counts of records acked and failed.
+func registerCount(t *testing.T, reg *stage.Registry, n int) (ok, failed *atomic.Int64) {
+	t.Helper()
+	ok, failed = new(atomic.Int64), new(atomic.Int64)
+	if err := reg.Register(stage.Kind{Name: "test.count", Doc: "n records, then the end",
+		NewInput: func(stage.Config, stage.Env) (stage.Input, error) {
+			return &countInput{n: n, ok: ok, failed: failed}, nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	return ok, failed
+}
+
+// countYAML is natsYAML with test.count, n records, as its source.
+func countYAML(url string, n int) string {
+	src := strings.Replace(natsYAML(url, n), "kind: test.seq", "kind: test.count", 1)
+	return strings.Replace(src, "    count: "+strconv.Itoa(n)+"\n", "", 1)
+}
+
 // TestRunEndsOnceTheQueueEmpties: a finite source feeding, through a
 // queue on NATS, a stage in the same process: Run returns once every
 // event has come through the queue and been finished, nothing left in
@@ -292,15 +312,8 @@ func TestRunEndsOnceTheQueueEmpties(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	const n = 3000
 	reg, _ := rtRegistry(t)
-	var ok, failed atomic.Int64
-	if err := reg.Register(stage.Kind{Name: "test.count", Doc: "n records, then the end",
-		NewInput: func(stage.Config, stage.Env) (stage.Input, error) {
-			return &countInput{n: n, ok: &ok, failed: &failed}, nil
-		}}); err != nil {
-		t.Fatal(err)
-	}
-	src := strings.Replace(natsYAML(srv.URL(), n), "kind: test.seq", "kind: test.count", 1)
-	src = strings.Replace(src, "    count: "+strconv.Itoa(n)+"\n", "", 1)
+	ok, failed := registerCount(t, reg, n)
+	src := countYAML(srv.URL(), n)
 	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -344,20 +357,13 @@ func TestRunReturnsWhenStoppedWaitingForTheQueue(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	const n = 100
 	reg, _ := rtRegistry(t)
-	var ok, failed atomic.Int64
-	if err := reg.Register(stage.Kind{Name: "test.count", Doc: "n records, then the end",
-		NewInput: func(stage.Config, stage.Env) (stage.Input, error) {
-			return &countInput{n: n, ok: &ok, failed: &failed}, nil
-		}}); err != nil {
-		t.Fatal(err)
-	}
+	ok, _ := registerCount(t, reg, n)
 	l := newLateSink(nil)
 	if err := reg.Register(stage.Kind{Name: "test.late", Terminal: true,
 		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return l, nil }}); err != nil {
 		t.Fatal(err)
 	}
-	src := strings.Replace(natsYAML(srv.URL(), n), "kind: test.seq", "kind: test.count", 1)
-	src = strings.Replace(src, "    count: "+strconv.Itoa(n)+"\n", "", 1)
+	src := countYAML(srv.URL(), n)
 	src = strings.Replace(src, "kind: test.finish", "kind: test.late", 1)
 	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
 	if err != nil {
