@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
@@ -53,25 +51,17 @@ func (l *lateSink) Handle(_ context.Context, b []*stage.Event, _ stage.Emitter) 
 func behindNew(t *testing.T, url string, n int, l *lateSink) (*Pipeline, *rtHub) {
 	t.Helper()
 	reg, hub := rtRegistry(t)
+	registerLate(t, reg, l)
+	return buildYAML(t, reg, strings.Replace(natsYAML(url, n), "kind: test.finish", "kind: test.late", 1)), hub
+}
+
+// registerLate registers test.late, a terminal kind whose handler is l.
+func registerLate(t *testing.T, reg *stage.Registry, l *lateSink) {
+	t.Helper()
 	if err := reg.Register(stage.Kind{Name: "test.late", Terminal: true,
 		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return l, nil }}); err != nil {
 		t.Fatal(err)
 	}
-	src := strings.Replace(natsYAML(url, n), "kind: test.finish", "kind: test.late", 1)
-	cfg, err := Parse("behind.yaml", []byte(src), reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_, _ = p.Stop(ctx)
-	})
-	return p, hub
 }
 
 // TestStageStartsBehindItsQueue: Start returns while the stage behind the

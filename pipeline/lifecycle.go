@@ -73,7 +73,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	defer cancel()
 	p.mu.Lock()
 	switch {
-	case p.stopping:
+	case p.stopBegun():
 		p.mu.Unlock()
 		return ErrClosed
 	case !p.began.IsZero():
@@ -202,14 +202,24 @@ func (p *Pipeline) Stop(ctx context.Context) (StopReport, error) {
 func (p *Pipeline) beginStop() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopping {
+	if p.stopBegun() {
 		return false
 	}
-	p.stopping = true
 	p.stopDone = make(chan struct{})
 	p.force = make(chan struct{})
 	close(p.stopCalled)
 	return true
+}
+
+// stopBegun reports whether Stop was called (or a failed Start stopped
+// the pipeline): stopCalled is closed.
+func (p *Pipeline) stopBegun() bool {
+	select {
+	case <-p.stopCalled:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *Pipeline) forceStop() { p.forceOnce.Do(func() { close(p.force) }) }
@@ -425,12 +435,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // waits for that one's result, which a deadline of theirs would cut short
 // (forcing phase two on a Stop that asked for a full drain).
 func (p *Pipeline) drainContext() (context.Context, context.CancelFunc) {
-	select {
-	case <-p.stopCalled:
+	if p.stopBegun() {
 		return context.WithCancel(context.Background())
-	default:
-		return context.WithTimeout(context.Background(), p.drain)
 	}
+	return context.WithTimeout(context.Background(), p.drain)
 }
 
 // waitForEnd waits until every source has ended its input and the queues

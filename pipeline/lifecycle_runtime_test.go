@@ -570,6 +570,11 @@ func TestRunLeavesAnOutsideStopItsDeadline(t *testing.T) {
 	)
 	cfg.Drain = time.Millisecond
 	p := rtNew(t, cfg, reg)
+	before, cancelBefore := p.drainContext()
+	if _, ok := before.Deadline(); !ok {
+		t.Error("Run would stop without the drain deadline before any Stop")
+	}
+	cancelBefore()
 	ran := make(chan error, 1)
 	go func() { ran <- p.Run(context.Background()) }()
 	hub.source(t, "src").waitEmitted(t)
@@ -582,7 +587,13 @@ func TestRunLeavesAnOutsideStopItsDeadline(t *testing.T) {
 		stopped <- rep
 	}()
 	rtWaitState(t, p, "draining")
-	time.Sleep(50 * time.Millisecond) // far past Run's drain deadline
+	// What Run stops with once the outside Stop has begun: no deadline,
+	// where its own (1 ms) would force the outside Stop's phase two.
+	dctx, cancel := p.drainContext()
+	if dl, ok := dctx.Deadline(); ok {
+		t.Errorf("Run would stop with a deadline (%v) on a Stop called elsewhere", time.Until(dl))
+	}
+	cancel()
 	close(hub.gate)
 	if rep := <-stopped; rep.Forced || rep.Abandoned != 0 {
 		t.Fatalf("the outside Stop was forced: %+v", rep)

@@ -38,9 +38,11 @@ stages:
 `
 }
 
-func natsNew(t *testing.T, src string, stages ...string) (*Pipeline, *rtHub) {
+// buildYAML builds the pipeline of the YAML src with reg's kinds, running
+// stages (all when none); a test that fails half way still stops it,
+// phase two at once.
+func buildYAML(t *testing.T, reg *stage.Registry, src string, stages ...string) *Pipeline {
 	t.Helper()
-	reg, hub := rtRegistry(t)
 	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +56,13 @@ func natsNew(t *testing.T, src string, stages ...string) (*Pipeline, *rtHub) {
 		cancel()
 		_, _ = p.Stop(ctx)
 	})
+	return p
+}
+
+func natsNew(t *testing.T, src string, stages ...string) (*Pipeline, *rtHub) {
+	t.Helper()
+	reg, hub := rtRegistry(t)
+	p := buildYAML(t, reg, src, stages...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Start(ctx); err != nil {
@@ -313,15 +322,7 @@ func TestRunEndsOnceTheQueueEmpties(t *testing.T) {
 	const n = 3000
 	reg, _ := rtRegistry(t)
 	ok, failed := registerCount(t, reg, n)
-	src := countYAML(srv.URL(), n)
-	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	p := buildYAML(t, reg, countYAML(srv.URL(), n))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := p.Run(ctx); err != nil {
@@ -359,20 +360,8 @@ func TestRunReturnsWhenStoppedWaitingForTheQueue(t *testing.T) {
 	reg, _ := rtRegistry(t)
 	ok, _ := registerCount(t, reg, n)
 	l := newLateSink(nil)
-	if err := reg.Register(stage.Kind{Name: "test.late", Terminal: true,
-		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return l, nil }}); err != nil {
-		t.Fatal(err)
-	}
-	src := countYAML(srv.URL(), n)
-	src = strings.Replace(src, "kind: test.finish", "kind: test.late", 1)
-	cfg, err := Parse("split.yaml", []byte(src), reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	registerLate(t, reg, l)
+	p := buildYAML(t, reg, strings.Replace(countYAML(srv.URL(), n), "kind: test.finish", "kind: test.late", 1))
 	ran := make(chan error, 1)
 	go func() { ran <- p.Run(context.Background()) }()
 	<-l.starting

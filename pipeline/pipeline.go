@@ -79,7 +79,6 @@ type Pipeline struct {
 	ended     time.Time     // when Stop finished
 	started   []bool        // stages whose Start succeeded
 	adm       *adminServer  // nil when there is no admin endpoint
-	stopping  bool          // Stop was called (or Start failed)
 	stopDone  chan struct{} // closed when the stop procedure has finished
 	force     chan struct{} // closed to force phase two
 	forceOnce sync.Once
@@ -87,7 +86,7 @@ type Pipeline struct {
 	stopErr   error
 	// cancelStart ends the context of a Start in progress: Stop calls it.
 	cancelStart context.CancelFunc
-	stopCalled  chan struct{} // closed when Stop is called (or a failed Start stops): Run's wait ends
+	stopCalled  chan struct{} // closed when Stop is called (or a failed Start stops); p.mu guards the closing
 
 	// The background start of the stages behind a transport's queue.
 	behindStop context.CancelFunc // ends their Start; nil until Start

@@ -90,7 +90,7 @@
 // Path). It hears of each pg_ctl start too: should the process die while
 // one runs (pg_ctl goes on without it), the watchdog waits for it to end
 // before it stops the server, which would otherwise come up after the
-// stop, owned by nobody. The watchdog is a child process, not a goroutine, so nothing of
-// it is left for goleak to see. A detached server has none: nothing ends
+// stop, owned by nobody. The watchdog is a child process, not a
+// goroutine, so nothing of it is left for goleak to see. A detached server has none: nothing ends
 // it but StopDetached.
 package pgtemp

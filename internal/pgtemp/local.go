@@ -102,8 +102,9 @@ var ownEntries = map[string]bool{
 var notData = map[string]bool{"lost+found": true, ".gitkeep": true, ".keep": true, ".snapshot": true, ".snapshots": true}
 
 // ownDir checks that dir, which exists, is empty or a local database's
-// directory (notData aside). Anything else is somebody's: Start would fill it with a
-// cluster's files, and as root hand it to the server's OS user.
+// directory (notData aside). Anything else is somebody's: Start would
+// fill it with a cluster's files, and as root hand it to the server's OS
+// user.
 func ownDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {

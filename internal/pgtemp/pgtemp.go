@@ -77,7 +77,8 @@ type Options struct {
 	// its port. It is created if missing and initialised (initdb) only if
 	// it holds no data directory yet; otherwise the data there is reused.
 	// An existing Path must be empty or hold only what Start puts there
-	// (data, postgres.log, sock, the lock and port files), and no path may
+	// (data, postgres.log, sock, the lock and port files; lost+found,
+	// .gitkeep, .keep and snapshot directories aside), and no path may
 	// hold $, `, ", \ or a newline (pg_ctl hands it to /bin/sh).
 	// The port the server listens on is stored in it and taken again by
 	// the next start. It is locked for as long as the server runs, so that

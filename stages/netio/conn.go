@@ -489,12 +489,11 @@ func (c *conn) own() {
 // returns the write's error, os.ErrDeadlineExceeded when it stalled.
 //
 // Over TLS a write cut by its deadline cannot be resumed (crypto/tls
-// fails every later write, a record may be half sent), so the same rule
-// is kept below TLS, by the socket it writes to (progressConn): its
-// deadline runs out only when the kernel took nothing for write_timeout,
-// and write returns at that first timeout.
+// fails every later write), so the same rule is kept below TLS, by the
+// socket it writes to (progressConn): there the deadline runs out only
+// when the kernel took nothing for write_timeout, and the next write
+// returns TLS's error at once.
 func (c *conn) write(buf []byte) error {
-	_, isTLS := c.nc.(*tls.Conn)
 	for off := 0; off < len(buf); {
 		c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 		n, err := c.nc.Write(buf[off:min(len(buf), off+writeChunk)])
@@ -503,9 +502,6 @@ func (c *conn) write(buf []byte) error {
 		c.writing = len(buf) - off
 		c.fillLocked()
 		c.mu.Unlock()
-		if isTLS && errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
 		if err != nil && (n == 0 || !errors.Is(err, os.ErrDeadlineExceeded)) {
 			return err
 		}
