@@ -110,6 +110,7 @@ type Sink struct {
 	update     bool // conflict: update (upsert.go)
 	version    int  // the version column's index; -1: none
 	isKey      []bool
+	nullsEqual bool // the key's index is NULLS NOT DISTINCT: a NULL key part equals another (upsert.go; set by Start)
 	insert     bool // method: insert
 	binary     bool // COPY in the binary format: every column has one (set by Start)
 	retryMax   int

@@ -335,13 +335,18 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 		// key's columns (its first indnkeyatts; INCLUDE columns follow),
 		// no predicate or expression, valid, and checked at once (not a
 		// DEFERRABLE constraint, which ON CONFLICT refuses at every write).
+		// nullsEqual: one of those is NULLS NOT DISTINCT (PostgreSQL 15;
+		// indnullsnotdistinct, read through to_jsonb so that the query
+		// runs where the column is not there): a NULL key part conflicts
+		// with another there, where by default NULLs are distinct.
 		var usable, deferrable bool
-		err := pool.QueryRow(ctx, `SELECT COALESCE(bool_or(i.indimmediate), false), COALESCE(bool_or(NOT i.indimmediate), false)
+		err := pool.QueryRow(ctx, `SELECT COALESCE(bool_or(i.indimmediate), false), COALESCE(bool_or(NOT i.indimmediate), false),
+				COALESCE(bool_or(i.indimmediate AND (to_jsonb(i) ->> 'indnullsnotdistinct')::bool), false)
 			FROM pg_index i
 			WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
 			AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
 				WHERE a.attrelid = i.indrelid AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts-1])) = $2::text[]`,
-			*oid, key).Scan(&usable, &deferrable)
+			*oid, key).Scan(&usable, &deferrable, &s.nullsEqual)
 		if err != nil {
 			return s.scrub(err)
 		}

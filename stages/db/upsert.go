@@ -12,6 +12,13 @@ package db
 // superseded: they are not written, and their events finish with the
 // verdict of the write they were part of (acked once it commits), as the
 // row that superseded them would have overwritten theirs.
+//
+// A key with a NULL part is equal to no other: a unique index's NULLs are
+// distinct, so ON CONFLICT never fires for it and PostgreSQL stores every
+// such row. Its row gets the empty key (addRow), which add passes through,
+// so that it neither supersedes nor is superseded, whatever its version.
+// Under an index that is NULLS NOT DISTINCT (nullsEqual) NULLs are equal
+// there, and the key keeps its bytes, a NULL part equal to another.
 
 import (
 	"errors"
@@ -73,13 +80,18 @@ type dedup struct {
 
 // add takes rows [lo, hi) of r, after the rows added before, keeping per
 // key the winner so far: the later row, or with versioned the later of
-// those with the highest version.
+// those with the highest version. A row with the empty key (a NULL part)
+// is always kept.
 func (d *dedup) add(r *rows, lo, hi int, versioned bool) {
 	if d.seen == nil {
 		d.seen = map[string]int{}
 	}
 	for i := lo; i < hi; i++ {
 		k := r.kb[r.koff[i]:r.koff[i+1]]
+		if len(k) == 0 { // a NULL key part: a key of its own
+			d.win = append(d.win, rowRef{r, i})
+			continue
+		}
 		w, ok := d.seen[unsafe.String(unsafe.SliceData(k), len(k))]
 		switch {
 		case !ok:
@@ -129,7 +141,9 @@ func (d *dedup) insertArgs(ncols int) []any {
 // appendKey appends row's key to r.kb: the encoded bytes of the key
 // column just written (from mark in r.buf), or with method insert its
 // text, each preceded by its length, so that keys compare as the values
-// PostgreSQL gets. Called for the key columns in order.
+// PostgreSQL gets. Called for the key columns in order; a key is never
+// empty (a part is at least one byte), which leaves the empty key to a
+// key with a NULL part where NULLs are distinct (addRow).
 func (s *Sink) appendKey(r *rows, c int, mark int) {
 	var b []byte
 	if s.insert {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
@@ -293,6 +296,128 @@ func TestUpsertDedupAcrossGroup(t *testing.T) {
 				t.Fatalf("keys 1 and 2 written by %d transactions, want 1 (the group)", n)
 			}
 		})
+	}
+}
+
+// A key with a NULL part is equal to no other in a unique index whose
+// NULLs are distinct (PostgreSQL's default): ON CONFLICT never fires for
+// it, so two rows (1, NULL) in a write are two rows, neither supersedes
+// the other, and both are stored and acked, whatever their versions;
+// rows of a key without NULLs are still one row per key. Under NULLS NOT
+// DISTINCT (PostgreSQL 15) the NULLs are equal: the rows are one key,
+// deduplicated in the write (one statement, no 21000 to bisect) and
+// overwritten by a later one. With method copy in both formats and with
+// insert; ext is missing in one record and null in the other.
+func TestUpsertNullKeyParts(t *testing.T) {
+	for _, notDistinct := range []bool{false, true} {
+		for _, method := range []string{"copy", "copy text", "insert"} {
+			for _, version := range []bool{false, true} {
+				t.Run(fmt.Sprintf("nulls not distinct %v/%s/version %v", notDistinct, method, version), func(t *testing.T) {
+					dsn := pg.NewDatabase(t)
+					db := connect(t, dsn)
+					nulls := ""
+					if notDistinct {
+						if count(t, db, "SELECT current_setting('server_version_num')::int") < 150000 {
+							t.Skip("NULLS NOT DISTINCT needs PostgreSQL 15")
+						}
+						nulls = " NULLS NOT DISTINCT"
+					}
+					exec(t, db, "CREATE TABLE events (id bigint, ext text, seq bigint, body jsonb, at timestamptz, UNIQUE"+nulls+" (id, ext))")
+					cols := [][2]string{{"id", "id"}, {"ext", "ext"}, {"seq", "seq"}, {"body", "$"}}
+					if method == "copy text" {
+						cols = append(cols, [2]string{"at", "at"}) // timestamptz: no binary format here
+					}
+					over := map[string]any{
+						"create":   false,
+						"method":   strings.TrimSuffix(method, " text"),
+						"columns":  cols,
+						"types":    nil,
+						"key":      []string{"id", "ext"},
+						"conflict": "update",
+					}
+					if version {
+						over["version"] = "seq"
+					}
+					s := startSink(t, config(dsn, over))
+					if want := method == "copy"; s.binary != want {
+						t.Fatalf("binary %v, want %v", s.binary, want)
+					}
+					rec := &recorder{}
+					n := uint64(0)
+					// mk makes record n (body's n) of key (id, ext) at seq;
+					// ext "" is missing, "null" is a JSON null.
+					mk := func(id int, ext string, seq int) *stage.Event {
+						n++
+						extra := map[string]any{"seq": json.Number(fmt.Sprint(seq))}
+						switch ext {
+						case "":
+						case "null":
+							extra["ext"] = nil
+						default:
+							extra["ext"] = ext
+						}
+						return record(rec, n, json.Number(fmt.Sprint(id)), extra)
+					}
+					// table returns the rows as id/ext/seq/n, sorted.
+					table := func() string {
+						t.Helper()
+						rows, err := db.Query(context.Background(), "SELECT id, COALESCE(ext, 'NULL'), seq, body->>'n' FROM events")
+						if err != nil {
+							t.Fatal(err)
+						}
+						var got []string
+						var id, seq int64
+						var ext, body string
+						if _, err := pgx.ForEachRow(rows, []any{&id, &ext, &seq, &body}, func() error {
+							got = append(got, fmt.Sprintf("%d/%s/%d/%s", id, ext, seq, body))
+							return nil
+						}); err != nil {
+							t.Fatal(err)
+						}
+						slices.Sort(got)
+						return strings.Join(got, " ")
+					}
+
+					// (2, NULL) first: were the batch bisected, its row would
+					// keep the first half's transaction.
+					handle(t, s, []*stage.Event{mk(2, "", 1), mk(1, "", 5), mk(1, "a", 1), mk(1, "null", 3), mk(1, "a", 2)})
+					want := "1/NULL/3/4 1/NULL/5/2 1/a/2/5 2/NULL/1/1" // record 3 superseded by 5
+					switch {
+					case notDistinct && version:
+						want = "1/NULL/5/2 1/a/2/5 2/NULL/1/1" // 4 superseded by 2, the higher version
+					case notDistinct:
+						want = "1/NULL/3/4 1/a/2/5 2/NULL/1/1" // 2 superseded by 4, the later
+					}
+					if got := table(); got != want {
+						t.Fatalf("stored %s, want %s", got, want)
+					}
+					if n := count(t, db, "SELECT count(DISTINCT xmin::text) FROM events"); n != 1 {
+						t.Fatalf("the batch took %d transactions, want 1", n)
+					}
+					if acked, nacked := rec.results(); acked != 5 || len(nacked) != 0 {
+						t.Fatalf("acked %d, nacked %v", acked, nacked)
+					}
+
+					// A later row (1, NULL): a further row, or under NULLS
+					// NOT DISTINCT an update of the stored one (not under
+					// version, where the stored seq 5 is higher).
+					handle(t, s, []*stage.Event{mk(1, "", 4)})
+					want = "1/NULL/3/4 1/NULL/4/6 1/NULL/5/2 1/a/2/5 2/NULL/1/1"
+					switch {
+					case notDistinct && version:
+						want = "1/NULL/5/2 1/a/2/5 2/NULL/1/1"
+					case notDistinct:
+						want = "1/NULL/4/6 1/a/2/5 2/NULL/1/1"
+					}
+					if got := table(); got != want {
+						t.Fatalf("stored %s, want %s", got, want)
+					}
+					if acked, nacked := rec.results(); acked != 6 || len(nacked) != 0 {
+						t.Fatalf("acked %d, nacked %v", acked, nacked)
+					}
+				})
+			}
+		}
 	}
 }
 

@@ -190,7 +190,7 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 // is in the binary one.
 func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 	mark, keyAt := len(r.buf), 0
-	kmark, ver := len(r.kb), int64(noVersion)
+	kmark, ver, keyNull := len(r.kb), int64(noVersion), false
 	if s.binary {
 		r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(len(s.cols)))
 	}
@@ -249,6 +249,7 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 				fieldAt++ // past the tab
 			}
 			s.appendKey(r, i, fieldAt)
+			keyNull = keyNull || null
 		}
 		if err != nil {
 			r.buf, r.kb = r.buf[:mark], r.kb[:kmark]
@@ -267,6 +268,9 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 		r.keys = append(r.keys, fieldKey(r.buf[keyAt:], s.binary))
 	}
 	if s.update {
+		if keyNull && !s.nullsEqual {
+			r.kb = r.kb[:kmark] // the empty key: equal to no other (upsert.go)
+		}
 		r.koff = append(r.koff, len(r.kb))
 		if s.version >= 0 {
 			r.vers = append(r.vers, ver)
