@@ -49,16 +49,22 @@
 // SET ... = EXCLUDED....), with method insert the INSERT carries the same
 // clause. PostgreSQL refuses to update one row twice in a statement, so a
 // write holds one row per key: of a key's rows in a batch (or in a group
-// of batches, in the order they came) the last is written, and the
-// earlier ones are superseded: not written, and finished with the write's
-// verdict (acked once it commits). With version (an integer column) the
-// stored row is overwritten only by a row whose version is at least its
-// own (DO UPDATE ... WHERE stored.version IS NULL OR stored.version <=
-// EXCLUDED.version), and within a write the highest version wins, so a
-// resent old update is harmless under at-least-once delivery; without
-// it the last writer wins, and the order of a key's writes is the
-// stage's: with shard_by on the key, a key's updates are written one
-// batch at a time, in the order read (see docs/DESIGN.md, shard_by).
+// of batches, in the order they came) the last is written, and the earlier
+// ones are superseded: not written, and finished with the write's verdict
+// (acked once it commits). A key with a NULL part (a unique index on
+// nullable columns) is a key of its own: PostgreSQL's unique indexes take
+// NULLs as distinct, so ON CONFLICT never fires for it, and each such row
+// is written, inserted beside the others whatever its version; under an
+// index that is NULLS NOT DISTINCT (PostgreSQL 15) NULLs are equal, and
+// such keys supersede and are overwritten like others. With version (an
+// integer column) the stored row is overwritten only by a row whose
+// version is at least its own (DO UPDATE ... WHERE stored.version IS NULL
+// OR stored.version <= EXCLUDED.version), and within a write the highest
+// version wins, so a resent old update is harmless under at-least-once
+// delivery; without it the last writer wins, and the order of a key's
+// writes is the stage's: with shard_by on the key, a key's updates are
+// written one batch at a time, in the order read (see docs/DESIGN.md,
+// shard_by).
 //
 // Values go in COPY's binary format when every column's type has one (the
 // bytes as they are, no escaping), as text otherwise and always with
