@@ -143,24 +143,28 @@ func (d *dedup) insertArgs(ncols int) []any {
 // text, each preceded by its length, so that keys compare as the values
 // PostgreSQL gets. Called for the key columns in order; a key is never
 // empty (a part is at least one byte), which leaves the empty key to a
-// key with a NULL part where NULLs are distinct (addRow).
+// key with a NULL part where NULLs are distinct (addRow). The COPY data
+// holds a NULL's own mark (\N, or the length -1); a text's length goes in
+// plus one, so that a NULL is the varint 0, which no text's begins with
+// (any byte begins some varint: 0xff one of 255 or 383).
 func (s *Sink) appendKey(r *rows, c int, mark int) {
 	var b []byte
+	extra := 0
 	if s.insert {
 		t := r.cols[c][len(r.cols[c])-1]
 		if !t.Valid {
-			r.kb = append(r.kb, 0xff) // NULL: no text has this length byte first
+			r.kb = append(r.kb, 0) // NULL: the length 0
 			return
 		}
-		b = unsafe.Slice(unsafe.StringData(t.String), len(t.String))
+		b, extra = unsafe.Slice(unsafe.StringData(t.String), len(t.String)), 1
 	} else {
 		b = r.buf[mark:]
 	}
-	r.kb = appendLen(r.kb, len(b))
+	r.kb = appendLen(r.kb, len(b)+extra)
 	r.kb = append(r.kb, b...)
 }
 
-// appendLen appends n as a varint whose first byte is never 0xff.
+// appendLen appends n as a varint.
 func appendLen(b []byte, n int) []byte {
 	for n >= 0x80 {
 		b = append(b, byte(n)|0x80)

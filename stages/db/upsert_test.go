@@ -601,3 +601,35 @@ func TestUpsertLoadTableMissing(t *testing.T) {
 		t.Fatalf("acked %d, nacked %v", acked, nacked)
 	}
 }
+
+// With method insert a NULL key part and a long text are told apart where
+// NULLs are equal (NULLS NOT DISTINCT): the key bytes of (NULL, "x", C)
+// were those of (A, "b", "c") for a 255-byte A whose length's varint
+// began with the NULL's byte and whose bytes went on as the rest of the
+// other key, so one row superseded a row of another key.
+func TestUpsertNullKeyPartIsNoLength(t *testing.T) {
+	s := &Sink{insert: true, update: true, nullsEqual: true, version: -1, isKey: []bool{true, true, true}, cols: []column{
+		{name: "a", path: "a", kind: kindText},
+		{name: "b", path: "b", kind: kindText},
+		{name: "c", path: "c", kind: kindText},
+	}}
+	a := "x\x80\x02" + strings.Repeat("y", 252) // 255 bytes: its length is 0xff 0x01
+	x := src.NewEvent([]byte(`{}`), 1, stage.Origin{})
+	x.Set("b", "x")
+	x.Set("c", a[3:]+"\x01b\x01c") // 256 bytes: 0x80 0x02
+	y := src.NewEvent([]byte(`{}`), 2, stage.Origin{})
+	y.Set("a", a)
+	y.Set("b", "b")
+	y.Set("c", "c")
+	r := &rows{}
+	r.reset(len(s.cols), true)
+	for _, ev := range []*stage.Event{x, y} {
+		if err := s.addRow(r, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var d dedup
+	if d.add(r, 0, 2, false); len(d.win) != 2 {
+		t.Fatalf("%d rows picked of 2 of different keys", len(d.win))
+	}
+}
