@@ -43,9 +43,10 @@ const (
 //     any process, events that were stored included: the idempotent store
 //     absorbs the repeats (see the package doc);
 //   - an event refused for good (an error of class invalid, too_large or
-//     database), or failing at the MaxDeliver-th delivery, is published to
-//     the dead-letter stream STREAM_dead on its own, with its reason,
-//     before the envelope is acked or NAKed;
+//     database), or failing at the MaxDeliver-th delivery for a reason
+//     other than the stop (see stopping), is published to the dead-letter
+//     stream STREAM_dead on its own, with its reason, before the envelope
+//     is acked or NAKed;
 //   - an envelope delivered more than MaxDeliver times without being
 //     settled (the processes that took it died) has each of its events
 //     dead-lettered; one that cannot be decoded goes to STREAM_dead whole.
@@ -375,6 +376,10 @@ func (e *envelope) Complete(ev *stage.Event, err error) {
 		switch {
 		case refused(err):
 			e.dead = append(e.dead, deadEvent{i: i, class: DeadRefused, reason: err.Error()})
+		case e.c.stopping(err):
+			// The stop cut it short, not the event: never final, whatever
+			// the delivery (the envelope is NAKed, as Fate says).
+			e.failed = err
 		case e.delivered >= uint64(q.cfg.MaxDeliver):
 			e.dead = append(e.dead, deadEvent{i: i, class: DeadMaxDeliver,
 				reason: fmt.Sprintf("failed %d times (max_deliver %d); last: %v", e.delivered, q.cfg.MaxDeliver, err)})
@@ -388,12 +393,24 @@ func (e *envelope) Complete(ev *stage.Event, err error) {
 	}
 }
 
+// stopping reports whether err is the stop's doing rather than the
+// event's: the stage's context cancelled (phase two of a stop), the
+// consumer closing (errClosing), or any error once the consumer is
+// closing. Such a failure never dead-letters an event, even at its
+// max_deliver-th delivery: its envelope is NAKed. (A handler's own
+// timeout, context.DeadlineExceeded, is a failure like any other: the
+// stage's context is never given a deadline.)
+func (c *consumer) stopping(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, errClosing) || c.ctx.Err() != nil
+}
+
 // Fate says what becomes of an event that is not stored (see
 // stage.Fate): one refused for good is dead-lettered; any other failure
 // NAKs its envelope, and one left unfinished leaves it unacked, so
 // JetStream delivers it again. (One failing at its max_deliver-th
-// delivery is dead-lettered too, but counted as redelivered: the error
-// alone does not say which delivery it was.)
+// delivery for a reason other than the stop (see stopping) is
+// dead-lettered too, but counted as redelivered: the error alone does not
+// say which delivery it was.)
 func (c *consumer) Fate(err error) stage.Fate {
 	if refused(err) {
 		return stage.FateDeadLettered

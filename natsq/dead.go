@@ -138,6 +138,11 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
+	// Closing: the envelope is NAKed, so store no dead letter of it (its
+	// next delivery decides again).
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stage %q: dead letters of %s message %d: %w", q.stage, q.cfg.Stream, e.streamSeq, err)
+	}
 	pafs := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		paf, err := c.js.PublishMsgAsync(m, jetstream.WithExpectStream(deadStream(q.cfg.Stream)), jetstream.WithStallWait(10*time.Second))
