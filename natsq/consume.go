@@ -74,6 +74,10 @@ type consumer struct {
 	// maxPlain bounds an envelope's data once decompressed: the server's
 	// max_payload, which no publisher's envelope passes (codec.Open).
 	maxPlain int
+	// maxEvents bounds an envelope's events: the most a publisher of the
+	// stage puts in one (envelope_events, and at least the default, so
+	// that publishers still on the default pass while the key changes).
+	maxEvents int
 
 	// take hands events to the poster through pend, which posts them to
 	// the stage's queue a batch at a time (one lock and one wake per
@@ -182,6 +186,7 @@ func (c *consumer) start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	c.opened, c.js = true, js
 	c.maxPlain = int(js.Conn().MaxPayload())
+	c.maxEvents = max(q.cfg.EnvelopeEvents, DefaultEnvelopeEvents)
 	if err := q.ensureStreams(ctx, js); err != nil {
 		return err
 	}
@@ -264,9 +269,10 @@ func (c *consumer) take(msg jetstream.Msg) {
 		return
 	}
 	env.delivered, env.streamSeq = meta.NumDelivered, meta.Sequence.Stream
-	data, at, err := codec.Open(msg.Data(), nil, c.maxPlain, &q.bufs)
+	data, at, err := codec.Open(msg.Data(), nil, c.maxPlain, c.maxEvents, &q.bufs)
 	env.data, env.at = data, at
 	if err != nil {
+		err = fmt.Errorf("stage %q: %s message %d: %w", q.stage, q.cfg.Stream, env.streamSeq, err)
 		env.whole = &deadEvent{class: DeadUndecodable, reason: err.Error()}
 		c.giveUp(env)
 		return

@@ -261,7 +261,7 @@ func getMsg(t *testing.T, js jetstream.JetStream, stream string, seq uint64) *je
 // payloadsOf decodes a dead letter's events' payloads.
 func payloadsOf(t *testing.T, data []byte) []string {
 	t.Helper()
-	data, at, err := codec.Open(data, nil, 64<<20, nil)
+	data, at, err := codec.Open(data, nil, 64<<20, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,6 +427,39 @@ func TestUndecodableGoesToDeadLetters(t *testing.T) {
 	m := getMsg(t, js, "t_garbage_dead", 1)
 	if m.Header.Get(codec.HdrClass) != DeadUndecodable || string(m.Data) != "not an envelope" || m.Header.Get(codec.HdrIndex) != "" {
 		t.Errorf("dead letter %q: %v", m.Data, m.Header)
+	}
+}
+
+// TestTooManyEventsGoesToDeadLetters: a message of the server's
+// max_payload (1 MiB here) may say it holds hundreds of thousands of
+// records of 3 bytes each, while no publisher puts more than
+// envelope_events in one; the consumer made an event of each at once,
+// none charged to memory_limit (empty payloads). It is undecodable: it
+// goes to the dead-letter stream whole, naming the stage and its stream
+// sequence, and no event is made of it.
+func TestTooManyEventsGoesToDeadLetters(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	s := &sink{seen: map[string]int{}}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_many"}, stage.Settings{Batch: 64}, s)
+	data := []byte{codec.Version}
+	for len(data)+3 < 1<<20-8<<10 {
+		data = append(data, 1, 0, 0) // record 1, empty payload, no fields
+	}
+	js := natstest.JetStream(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := js.Publish(ctx, subject("t_many")+".1", data); err != nil {
+		t.Fatal(err)
+	}
+	waitStream(t, js, "t_many_dead", 1)
+	waitStream(t, js, "t_many", 0)
+	m := getMsg(t, js, "t_many_dead", 1)
+	want := fmt.Sprintf(`stage "store": t_many message 1: undecodable message: more than %d events`, DefaultEnvelopeEvents)
+	if m.Header.Get(codec.HdrClass) != DeadUndecodable || !strings.HasPrefix(m.Header.Get(codec.HdrReason), want) || len(m.Data) != len(data) {
+		t.Errorf("dead letter of %d bytes: %v; want the message whole, class undecodable, reason %q", len(m.Data), m.Header, want)
+	}
+	if n := sp.consQueue.Stats().Taken; n != 0 {
+		t.Errorf("one message of %d bytes became %d events", len(data), n)
 	}
 }
 

@@ -165,11 +165,15 @@ func appendBytes(b, v []byte) []byte {
 // either version, holds no event, or whose records or fields are cut or
 // of an unknown type is ErrUndecodable; so is one that says it
 // decompresses to more than maxPlain bytes (the server's max_payload: no
-// Builder makes more), which is refused before anything is allocated.
+// Builder makes more), which is refused before anything is allocated,
+// and one of more than maxEvents events (the most a Builder of the
+// stream's publishers puts in one), which is refused as its records are
+// counted: records of a few bytes each would otherwise make hundreds of
+// thousands of events of one message.
 //
 // A new buffer comes from bufs (which may be nil), and may be given back
 // once no event refers to it.
-func Open(data []byte, at []int, maxPlain int, bufs *Pool) (plain []byte, _ []int, err error) {
+func Open(data []byte, at []int, maxPlain, maxEvents int, bufs *Pool) (plain []byte, _ []int, err error) {
 	plain = data
 	if len(data) > 0 && data[0] == VersionS2 {
 		n, err := s2.DecodedLen(data[1:])
@@ -186,12 +190,12 @@ func Open(data []byte, at []int, maxPlain int, bufs *Pool) (plain []byte, _ []in
 			return nil, nil, fmt.Errorf("%w: %v", ErrUndecodable, err)
 		}
 	}
-	at, err = split(plain, at)
+	at, err = split(plain, at, maxEvents)
 	return plain, at, err
 }
 
 // split is Open for data in version 3.
-func split(data []byte, at []int) ([]int, error) {
+func split(data []byte, at []int, maxEvents int) ([]int, error) {
 	if len(data) == 0 || data[0] != Version {
 		v := -1
 		if len(data) > 0 {
@@ -201,6 +205,9 @@ func split(data []byte, at []int) ([]int, error) {
 	}
 	at = at[:0]
 	for i := 1; i < len(data); {
+		if len(at) == maxEvents {
+			return nil, fmt.Errorf("%w: more than %d events, the most a publisher puts in one message", ErrUndecodable, maxEvents)
+		}
 		at = append(at, i)
 		n, err := skipRecord(data[i:])
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // decodeAll decodes an envelope into events of back, as the consumer does.
 func decodeAll(t testing.TB, back *engine.Stage, data []byte) []*stage.Event {
 	t.Helper()
-	data, at, err := codec.Open(data, nil, 64<<20, nil)
+	data, at, err := codec.Open(data, nil, 64<<20, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func testRoundTrip(t *testing.T, compress bool) {
 		t.Errorf("version %d", data[0])
 	}
 	// A dead letter is an envelope of one record.
-	plain, at, _ := codec.Open(data, nil, 64<<20, nil)
+	plain, at, _ := codec.Open(data, nil, 64<<20, 1<<20, nil)
 	dl := decodeAll(t, back, codec.DeadData(plain[at[1]:at[2]]))
 	if len(dl) != 1 || string(dl[0].Payload) != "second" || dl[0].Seq != 43 {
 		t.Errorf("dead letter: %d events", len(dl))
@@ -165,7 +166,7 @@ func TestEnvelopeOfOneOverMaxOne(t *testing.T) {
 func TestOpenBoundsTheDecompressedSize(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, _, err := codec.Open([]byte{codec.VersionS2, 0xff, 0xff, 0xff, 0xff, 0x0f}, nil, 1<<20, nil)
+	_, _, err := codec.Open([]byte{codec.VersionS2, 0xff, 0xff, 0xff, 0xff, 0x0f}, nil, 1<<20, 1<<20, nil)
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, codec.ErrUndecodable) {
 		t.Errorf("a message saying it decompresses to 4 GiB: err %v, want undecodable", err)
@@ -183,15 +184,41 @@ func TestOpenBoundsTheDecompressedSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _, _ := b.Take("p", "f")
-	plain, _, err := codec.Open(data, nil, 1<<20, nil)
+	plain, _, err := codec.Open(data, nil, 1<<20, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := codec.Open(data, nil, len(plain)-1, nil); !errors.Is(err, codec.ErrUndecodable) {
+	if _, _, err := codec.Open(data, nil, len(plain)-1, 1<<20, nil); !errors.Is(err, codec.ErrUndecodable) {
 		t.Errorf("%d bytes of data under a bound of %d: err %v, want undecodable", len(plain), len(plain)-1, err)
 	}
-	if _, _, err := codec.Open(data, nil, len(plain), nil); err != nil {
+	if _, _, err := codec.Open(data, nil, len(plain), 1<<20, nil); err != nil {
 		t.Errorf("%d bytes of data under a bound of as many: %v", len(plain), err)
+	}
+}
+
+// Open refuses a message of more events than maxEvents, compressed or
+// not, and takes one of exactly as many, as a Builder of that bound
+// makes: a message of records of a few bytes must not become hundreds
+// of thousands of events.
+func TestOpenBoundsTheEvents(t *testing.T) {
+	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	for _, compress := range []bool{false, true} {
+		b := codec.NewBuilder(8, 1<<20, 1<<20, compress, nil)
+		for i := range 8 {
+			ev := src.NewEvent(nil, uint64(i+1), stage.Origin{})
+			if fits, err := b.Add(ev); !fits || err != nil {
+				t.Fatalf("event %d: fits %v, %v", i+1, fits, err)
+			}
+			defer ev.Done(nil)
+		}
+		data, _, _ := b.Take("p", "f")
+		if _, at, err := codec.Open(data, nil, 1<<20, 8, nil); err != nil || len(at) != 9 {
+			t.Errorf("compress %v: 8 events under a bound of 8: %d, %v", compress, len(at)-1, err)
+		}
+		_, _, err := codec.Open(data, nil, 1<<20, 7, nil)
+		if !errors.Is(err, codec.ErrUndecodable) || !strings.Contains(err.Error(), "more than 7 events") {
+			t.Errorf("compress %v: 8 events under a bound of 7: %v, want undecodable, more than 7 events", compress, err)
+		}
 	}
 }
 
@@ -201,7 +228,7 @@ func TestDecodeRefusesGarbage(t *testing.T) {
 		{3, 1, 0, 7}, {3, 1, 0, 0, 1}, {3, 1, 0, 1, 1, 'a', byte(stage.ValueFloat), 1, 2},
 		{4}, {4, 200, 1, 2}, append([]byte{4}, s2.Encode(nil, []byte{1, 5, 'a'})...),
 	} {
-		if _, _, err := codec.Open(data, nil, 64<<20, nil); !errors.Is(err, codec.ErrUndecodable) {
+		if _, _, err := codec.Open(data, nil, 64<<20, 1<<20, nil); !errors.Is(err, codec.ErrUndecodable) {
 			t.Errorf("%v: err %v, want undecodable", data, err)
 		}
 	}
@@ -224,7 +251,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{3, 0, 0, 0})
 	f.Add([]byte{codec.VersionS2, 0xff, 0xff, 0xff, 0xff, 0x0f}) // says 4 GiB
 	f.Fuzz(func(t *testing.T, data []byte) {
-		data, at, err := codec.Open(data, nil, 1<<20, nil)
+		data, at, err := codec.Open(data, nil, 1<<20, 1<<20, nil)
 		if err != nil {
 			return
 		}
@@ -264,7 +291,7 @@ func benchEnvelope(b *testing.B, compress bool) {
 		}
 		data, _, _ := eb.Take("p", "f")
 		var plain []byte
-		plain, at, _ = codec.Open(data, at, 64<<20, nil)
+		plain, at, _ = codec.Open(data, at, 64<<20, 1<<20, nil)
 		b.ReportMetric(float64(len(data))/float64(len(evs)), "bytes/event")
 		for i := range len(at) - 1 {
 			seq, payload, fields := codec.RecordHead(plain[at[i]:at[i+1]])

@@ -19,7 +19,7 @@ func Example() {
 		defer ev.Done(nil)
 	}
 	data, trace, _ := b.Take("ingest", "ingest/host/1")
-	plain, at, err := codec.Open(data, nil, 64<<20, nil)
+	plain, at, err := codec.Open(data, nil, 64<<20, 1<<20, nil)
 	if err != nil {
 		fmt.Println(err)
 		return
