@@ -145,9 +145,9 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	}
 	pafs := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
-		paf, err := c.js.PublishMsgAsync(m, jetstream.WithExpectStream(deadStream(q.cfg.Stream)), jetstream.WithStallWait(10*time.Second))
+		paf, err := publishAsync(ctx, c.js, m, 10*time.Second, jetstream.WithExpectStream(deadStream(q.cfg.Stream)))
 		if err != nil {
-			return err
+			return fmt.Errorf("stage %q: dead letters of %s message %d: %w", q.stage, q.cfg.Stream, e.streamSeq, err)
 		}
 		pafs = append(pafs, paf)
 	}

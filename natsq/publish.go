@@ -126,9 +126,13 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 		var retry []*item
 		var werr error
 		stage.Blocking(ctx, func() {
-			// PublishMsgAsync waits while pubAcksInFlight are out.
+			// publishAsync waits while pubAcksInFlight are out.
 			for _, it := range todo {
-				it.paf, it.err = p.js.PublishMsgAsync(it.msg, jetstream.WithStallWait(q.c.pubAckWait))
+				it.paf, it.err = publishAsync(ctx, p.js, it.msg, q.c.pubAckWait)
+				if it.err != nil && ctx.Err() != nil {
+					werr = ctx.Err()
+					return
+				}
 			}
 			// One deadline for the batch's PubAcks, rather than nats.go's
 			// timer per message: a PubAck not back by then is published
@@ -270,6 +274,30 @@ const defaultPubAckWait = 10 * time.Second
 func pubAckForget(pubAckWait time.Duration) time.Duration { return 2 * pubAckWait }
 
 var errNoPubAck = errors.New("no PubAck in time")
+
+// stallSlice is how long publishAsync waits for room among the
+// pubAcksInFlight before it looks at its context again.
+const stallSlice = 100 * time.Millisecond
+
+// publishAsync is js.PublishMsgAsync, which waits for room while
+// pubAcksInFlight PubAcks are out, up to stall, and then fails with
+// jetstream.ErrTooManyStalledMsgs. nats.go's wait does not watch a
+// context, so it is taken in slices of stallSlice, and the publish
+// returns ctx's error once ctx ends (phase two of a stop): Abort would
+// otherwise wait out the stall, up to pubAckWait.
+func publishAsync(ctx context.Context, js jetstream.JetStream, m *nats.Msg, stall time.Duration, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	end := time.Now().Add(stall)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		wait := max(min(stallSlice, time.Until(end)), time.Millisecond)
+		paf, err := js.PublishMsgAsync(m, append(opts[:len(opts):len(opts)], jetstream.WithStallWait(wait))...)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) || !time.Now().Before(end) {
+			return paf, err
+		}
+	}
+}
 
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {

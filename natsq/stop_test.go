@@ -7,11 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq/internal/codec"
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -122,5 +125,71 @@ func TestClosingPublishesNoDeadLetter(t *testing.T) {
 	}
 	if info, err := dead.Info(ctx); err != nil || info.State.Msgs != 1 {
 		t.Errorf("dead-letter stream: %v messages (%v); want only the marker", info.State.Msgs, err)
+	}
+}
+
+// TestAbortEndsAStalledPublish: with pubAcksInFlight PubAcks out and none
+// coming back (the connection up, the subject taken by a subscriber that
+// answers none), a publish waits for room. nats.go's wait does not watch
+// a context; the publisher's must, so that phase two of a stop (Abort)
+// ends the worker at once rather than after pubAckWait, set here past
+// poll.Limit so that a wait that ignores Abort fails the test.
+func TestAbortEndsAStalledPublish(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	front.pubAckWait = poll.Limit + 10*time.Second
+	q := front.Queue("store", QueueConfig{Stream: "t_stall", EnvelopeEvents: 1}, port.Block, 1024)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	_, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1, Batch: 512}, q.Publisher(), nil)
+	srcLife.Connect(pub.Stage(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	js := natstest.JetStream(t, srv.URL())
+	if err := js.DeleteStream(ctx, "t_stall"); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := js.Conn().Subscribe(subject("t_stall")+".>", func(*nats.Msg) {}) // takes them, answers none
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// One envelope an event: the batch's 257th publish waits for room.
+	const n = pubAcksInFlight + 1
+	a := newAcks(n)
+	out := src.NewEmitter()
+	for i := 1; i <= n; i++ {
+		if err := out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Flush(ctx)
+	poll.Until(t, "pubAcksInFlight PubAcks out", func() bool {
+		q.c.mu.Lock()
+		defer q.c.mu.Unlock()
+		return q.c.js.PublishAsyncPending() == pubAcksInFlight
+	})
+	pub.Abort() // phase two
+	done := make(chan struct{})
+	go func() { pub.Wait(); close(done) }()
+	defer func() { <-done; pub.CloseQueue(); pub.Close(); q.Wait() }()
+	poll.Until(t, "the worker to return once its context ended", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	// Every event is finished, the one that waited for room with the
+	// stop's error: it is not in the stream.
+	errs := a.wait(t)
+	if err := errs[n]; !errors.Is(err, context.Canceled) {
+		t.Errorf("the event whose publish waited for room: %v, want context.Canceled", err)
 	}
 }
