@@ -5,6 +5,9 @@ package natsq
 // nats, ...}` become a Client, Queues, publishers and consumers.
 
 import (
+	"fmt"
+	"sync"
+
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
@@ -37,10 +40,31 @@ func Register(r *stage.Registry) error {
 // open makes the Client of one pipeline, and returns how to make each
 // stage's queue on it. Nothing connects until a publisher or consumer
 // starts.
+//
+// A stream is one stage's queue: the queue of a second stage on it is
+// refused, naming both (pipeline.New makes the queue of every stage on
+// the transport, so every process of the file refuses it). Two stages on
+// one work-queue stream would read each other's records: a stand-in of
+// either publishes to the subjects both consumers read, and each record
+// goes to whichever stage pulls it, or round one stage again and again.
 func open(section stage.Config, pipeline string, log *zap.Logger) (func(stage.Config, stage.Env) (stage.Handler, stage.Source, error), error) {
 	c := NewClient(ConfigFrom(section), pipeline, log)
+	var mu sync.Mutex
+	owner := map[string]string{} // stream -> the stage whose queue it is
 	return func(queue stage.Config, env stage.Env) (stage.Handler, stage.Source, error) {
-		q := c.Queue(env.Stage, QueueConfigFrom(queue), env.Settings.Overflow, env.Settings.Capacity)
+		qc := QueueConfigFrom(queue)
+		mu.Lock()
+		other, taken := owner[qc.Stream]
+		if !taken {
+			owner[qc.Stream] = env.Stage
+		}
+		mu.Unlock()
+		if taken && other != env.Stage {
+			return nil, nil, &stage.FieldError{Field: "queue.stream", Err: fmt.Errorf(
+				"stream %s is already the queue of stage %q: each stage needs a stream of its own (two stages on one would take each other's records)",
+				qc.Stream, other)}
+		}
+		q := c.Queue(env.Stage, qc, env.Settings.Overflow, env.Settings.Capacity)
 		return standIn{q.Publisher().(*publisher)}, feeder{q.Consumer().(*consumer)}, nil
 	}, nil
 }

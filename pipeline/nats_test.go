@@ -173,6 +173,53 @@ func TestNatsQueueLoadErrors(t *testing.T) {
 	}
 }
 
+// TestNatsTwoStagesOnOneStream: two stages whose queues name the same
+// stream would share one work-queue stream: a stand-in of either
+// publishes to the subjects both consumers read, so records went to the
+// wrong stage, or round one stage again and again. New refuses the file,
+// naming both stages, at the second one's queue.stream, in every process
+// of it (lint and run alike), whichever stages run there.
+func TestNatsTwoStagesOnOneStream(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	src := `name: split
+nats: {url: "nats://127.0.0.1:1"}
+stages:
+  src:
+    kind: test.seq
+    count: 10
+    next: a
+  a:
+    kind: test.pass
+    next: b
+    queue: {transport: nats, stream: t_same}
+  b:
+    kind: test.finish
+    queue: {transport: nats, stream: t_same}
+`
+	cfg, err := Parse("same.yaml", []byte(src), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `same.yaml:14:38: stage "b": transport nats: queue.stream: stream t_same is already the queue of stage "a"`
+	for _, stages := range [][]string{nil, {"src", "a"}, {"b"}, {"src"}} {
+		p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop(), Stages: stages})
+		if err == nil {
+			_, _ = p.Stop(context.Background())
+			t.Errorf("stages %v: New accepted stages a and b on one stream", stages)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("stages %v: got %v, want %q", stages, err, want)
+		}
+	}
+	// A stage's stream cannot be another's dead-letter stream (STREAM_dead):
+	// names ending in _dead are refused as the file is read.
+	dead := strings.Replace(src, "test.finish\n    queue: {transport: nats, stream: t_same}", "test.finish\n    queue: {transport: nats, stream: t_same_dead}", 1)
+	if _, err := Parse("dead.yaml", []byte(dead), reg, nil); err == nil || !strings.Contains(err.Error(), "dead.yaml:14:38:") || !strings.Contains(err.Error(), "_dead are the dead-letter streams") {
+		t.Errorf("a stage on stream t_same_dead beside one on t_same: got %v, want refused at 14:38", err)
+	}
+}
+
 // A back whose drain is cut short reports the events of the stream it
 // held as redelivered later, not abandoned: those its stage failed were
 // NAKed, those left unfinished were not acked, and JetStream delivers

@@ -202,8 +202,12 @@ type queue struct {
 
 // openQueues makes the queues on transports that this process uses: of
 // each stage a stage run here routes to (its stand-in publishes), and of
-// each stage run here (a consumer feeds it). Problems are reported
-// through fail.
+// each stage run here (a consumer feeds it). It makes those of the other
+// stages on a transport too, and drops them, so that the transport sees
+// every queue of the file whatever runs here: two stages on one stream
+// are refused by every process, not only by one that uses both.
+// Problems are reported through fail, at the queue key a *stage.FieldError
+// names (queue.stream) or else at queue.transport.
 func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run []bool, reg *stage.Registry, fail func(Pos, string, ...any)) []*queue {
 	index := make(map[string]int, len(nodes))
 	for i, n := range nodes {
@@ -224,7 +228,7 @@ func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run 
 	opened := map[string]func(stage.Config, stage.Env) (stage.Handler, stage.Source, error){}
 	queues := make([]*queue, len(nodes))
 	for j, n := range nodes {
-		if !need[j] {
+		if n.cfg.Transport == "" {
 			continue
 		}
 		sc := n.cfg
@@ -247,10 +251,20 @@ func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run 
 		env := stage.Env{Stage: sc.Name, Settings: set.WithDefaults(), Logger: p.log.Named(sc.Name)}
 		pub, cons, err := mk(sc.TransportConfig, env)
 		if err != nil {
-			fail(posOr(sc.FieldPos, "queue.transport", sc.Pos), "stage %q: transport %s: %v", sc.Name, sc.Transport, err)
+			at := posOr(sc.FieldPos, "queue.transport", sc.Pos)
+			var fe *stage.FieldError
+			if errors.As(err, &fe) {
+				at = posOr(sc.FieldPos, fe.Field, at)
+			}
+			fail(at, "stage %q: transport %s: %v", sc.Name, sc.Transport, err)
 			continue
 		}
-		queues[j] = &queue{pub: pub, cons: cons}
+		q := &queue{pub: pub, cons: cons}
+		if !need[j] {
+			closeQueues([]*queue{q}) // nothing was opened
+			continue
+		}
+		queues[j] = q
 	}
 	return queues
 }
