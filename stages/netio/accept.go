@@ -54,10 +54,13 @@ func (s *Source) admit(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if len(s.conns)-s.evicting >= s.opts.MaxConns && !s.evictLocked(time.Now()) {
-		s.mu.Unlock()
-		s.refuse(nc)
-		return
+	var evicted idleConn
+	if len(s.conns)-s.evicting >= s.opts.MaxConns {
+		if evicted = s.evictLocked(time.Now()); evicted.c == nil {
+			s.mu.Unlock()
+			s.refuse(nc)
+			return
+		}
 	}
 	if s.tlsCfg != nil {
 		nc = tls.Server(&progressConn{Conn: nc}, s.tlsCfg) // the reader runs the handshake
@@ -67,6 +70,9 @@ func (s *Source) admit(nc net.Conn) {
 	s.conns[c.id] = c
 	s.wg.Add(2)
 	s.mu.Unlock()
+	if evicted.c != nil {
+		evicted.c.closeEvicted(evicted.since)
+	}
 	if s.tlsCfg == nil {
 		c.served.Store(true)
 		s.cnt.accepted.Add(1)
@@ -84,16 +90,17 @@ func (s *Source) admit(nc net.Conn) {
 	go c.own()
 }
 
-// evictLocked closes the connection idle longest, if one has been idle
+// evictLocked chooses the connection idle longest, if one has been idle
 // for idle_evict (its reader waiting for input, nothing owed to it), to
-// make room for a new one at max_conns, and reports whether it did. s.mu
-// is held. The connection counts as gone at once (s.evicting), although
-// its goroutines return a moment later. A scan that finds none notes when
+// make room for a new one at max_conns, and marks it; it returns it, or
+// no connection. s.mu is held; the caller closes it with closeEvicted
+// once s.mu is released. The connection counts as gone at once
+// (s.evicting), although its goroutines return a moment later. A scan that finds none notes when
 // the first could be due, and makes none before then: a storm of new
 // connections does not scan max_conns connections each.
-func (s *Source) evictLocked(now time.Time) bool {
+func (s *Source) evictLocked(now time.Time) idleConn {
 	if s.opts.IdleEvict <= 0 || now.Before(s.nextEvict) {
-		return false
+		return idleConn{}
 	}
 	limit := now.Add(-s.opts.IdleEvict).UnixNano()
 	next := now.UnixNano() // a reader idle from now on is due idle_evict from now
@@ -108,18 +115,18 @@ func (s *Source) evictLocked(now time.Time) bool {
 		}
 	}
 	slices.SortFunc(cands, func(a, b idleConn) int { return cmp.Compare(a.since, b.since) })
-	evicted := false
+	var evicted idleConn
 	for _, ic := range cands {
 		if ic.c.evict(ic.since) {
 			ic.c.evicted = true
 			s.evicting++
-			evicted = true
+			evicted = ic
 			break
 		}
 	}
 	clear(cands)
 	s.evictScratch = cands[:0]
-	if !evicted {
+	if evicted.c == nil {
 		s.nextEvict = time.Unix(0, next).Add(s.opts.IdleEvict)
 	}
 	return evicted

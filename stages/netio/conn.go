@@ -253,34 +253,43 @@ func (c *conn) read() {
 // idleEvicted is conn.idleSince once the connection is evicted.
 const idleEvicted = -1
 
-// evict closes the connection to make room for a new one at max_conns if
-// it is still idle since since (its reader waiting for input) and owes
-// nothing, and reports whether it did. Under ack: commit the client is
-// told why first, in a `nack 0` line. Source.evictLocked calls it, with
-// s.mu held.
+// evict marks the connection for closing, to make room for a new one at
+// max_conns, if it is still idle since since (its reader waiting for
+// input) and owes nothing, and reports whether it did. Source.evictLocked
+// calls it, with s.mu held; closeEvicted, called once s.mu is released,
+// tells the client and closes.
 func (c *conn) evict(since int64) bool {
-	s := c.s
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.state != connOpen || c.reader != readerReading || c.owedLocked() ||
 		!c.idleSince.CompareAndSwap(since, idleEvicted) {
-		c.mu.Unlock()
 		return false
 	}
 	c.to(connDead) // the owner writes nothing more; it returns once the reader has
-	c.mu.Unlock()
+	return true
+}
+
+// closeEvicted closes a connection evict marked. Under ack: commit the
+// client is told why first, in a `nack 0` line, written for at most
+// refuseWrite: nothing is owed, so the owner is not writing, but a client
+// that does not read may have left the send buffer full. It runs without
+// s.mu, so such a client holds up only the accept loop, and only that
+// long; closeNow sends no TLS close_notify, which could wait 5 s.
+func (c *conn) closeEvicted(since int64) {
+	s := c.s
+	if s.onEvict != nil {
+		s.onEvict()
+	}
 	idle := time.Since(time.Unix(0, since)).Round(time.Millisecond)
 	if s.opts.Ack == AckCommit {
-		// Nothing is owed, so the owner is not writing; the send buffer
-		// is empty and takes the line at once.
 		c.nc.SetWriteDeadline(time.Now().Add(refuseWrite))
 		fmt.Fprintf(c.nc, "nack 0 idle for %s at max_conns: closed to make room\n", idle)
 	}
-	c.nc.Close()
+	closeNow(c.nc)
 	if s.evictLog.allow() {
 		c.log.Info("idle connection closed to make room at max_conns", zap.Duration("idle", idle),
 			zap.Duration("idle_evict", s.opts.IdleEvict), zap.Int("max_conns", s.opts.MaxConns))
 	}
-	return true
 }
 
 // unackedLocked is how many of the connection's records count against

@@ -163,3 +163,50 @@ func TestOwedConnectionIsNotEvicted(t *testing.T) {
 		t.Fatalf("the owed connection: acked %d, %v", owed.Acked(), err)
 	}
 }
+
+// An idle connection evicted at max_conns is told and closed without the
+// source's lock held: a client that does not read can hold that write up
+// (and over TLS, a close_notify alert up to 5 s), and with the lock held
+// nothing else could connect, close or stop meanwhile.
+func TestEvictionHoldsNoLock(t *testing.T) {
+	src, err := newSource(netio.Kind, listening(map[string]any{"max_conns": 1, "idle_evict": time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan bool, 1)
+	netio.SetOnEvict(src, func() { locked <- netio.Locked(src) })
+	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64},
+		stage.Settings{Workers: 1}, nil)
+	r.src = src.(*netio.Source)
+	addr := r.src.Addr().String()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	poll.Until(t, "the idle connection open", func() bool { return r.src.Conns() == 1 })
+	var c *wire.Client
+	poll.Until(t, "a new client admitted", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		cl, err := wire.Dial(ctx, addr, wire.Lines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.Send([]byte("hello"))
+		cl.Flush()
+		if cl.WaitTimeout(wait) == nil && cl.Acked() == 1 {
+			c = cl
+			return true
+		}
+		cl.Close()
+		return false
+	})
+	defer c.Close()
+	if <-locked {
+		t.Fatal("the evicted connection was closed with the source's lock held")
+	}
+	if msg := firstLine(idle); !strings.HasPrefix(msg, "nack 0 idle for ") {
+		t.Fatalf("the evicted socket read %q, want a `nack 0 idle for ...` line", msg)
+	}
+}

@@ -45,3 +45,17 @@ func SetUDPRead(s *UDPSource, read func(real func(pc *net.UDPConn, b, oob []byte
 	s.readFn = func(pc *net.UDPConn, b, oob []byte) (int, int, error) { return read(readDatagram, pc, b, oob) }
 	s.pause = pause
 }
+
+// SetOnEvict makes s call f as it closes a connection evicted at
+// max_conns, before Start.
+func SetOnEvict(src stage.Source, f func()) { src.(*Source).onEvict = f }
+
+// Locked reports whether s's lock is held.
+func Locked(src stage.Source) bool {
+	s := src.(*Source)
+	if s.mu.TryLock() {
+		s.mu.Unlock()
+		return false
+	}
+	return true
+}

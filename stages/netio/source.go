@@ -60,6 +60,7 @@ type Source struct {
 	evicting     int
 	nextEvict    time.Time
 	evictScratch []idleConn
+	onEvict      func() // tests': called as an evicted connection is closed
 
 	readsPaused atomic.Int64 // connections whose reads wait for acks (max_unacked)
 
