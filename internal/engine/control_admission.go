@@ -174,7 +174,17 @@ func (s *Stage) startAdmission(target time.Duration) {
 // full (see nextFull) it admits none: the records would only wait there
 // (or, under overflow reject, be refused after decoding). The source
 // refuses the rest busy, at once, before making events of them.
-func (a *Admission) Admit(now time.Time, n int) int {
+func (a *Admission) Admit(now time.Time, n int) int { return a.admit(now, n, false) }
+
+// AdmitAll is Admit for input that goes in whole or not at all (an HTTP
+// request's body): it admits all n records or none, and when it admits
+// none it takes nothing from the bucket. Input larger than the bucket
+// goes in when the bucket is full, on credit: what comes after waits
+// until the rate has paid for it. Without that, once the rate was limited
+// a body larger than the bucket would be refused for ever.
+func (a *Admission) AdmitAll(now time.Time, n int) bool { return a.admit(now, n, true) == n }
+
+func (a *Admission) admit(now time.Time, n int, all bool) int {
 	if n <= 0 {
 		return 0
 	}
@@ -183,7 +193,7 @@ func (a *Admission) Admit(now time.Time, n int) int {
 		a.shed.Add(uint64(n))
 		return 0
 	}
-	k := a.take(sinceEpoch(now), n)
+	k := a.take(sinceEpoch(now), n, all)
 	if k < n {
 		a.shedRate.Add(uint64(n - k))
 		a.shed.Add(uint64(n - k))
@@ -192,8 +202,10 @@ func (a *Admission) Admit(now time.Time, n int) int {
 	return k
 }
 
-// take takes up to n tokens at now (ns) and returns how many it took.
-func (a *Admission) take(now int64, n int) int {
+// take takes up to n tokens at now (ns) and returns how many it took;
+// with all, n or none, and n from a full bucket however small (see
+// AdmitAll).
+func (a *Admission) take(now int64, n int, all bool) int {
 	iv := a.interval.Load()
 	if iv == 0 {
 		return n
@@ -203,10 +215,13 @@ func (a *Admission) take(now int64, n int) int {
 		tat := a.tat.Load()
 		base := max(tat, now)
 		room := (now + burst - base) / iv
-		if room <= 0 {
+		k := min(int64(n), room)
+		switch {
+		case all && k < int64(n) && tat <= now: // a full bucket: on credit
+			k = int64(n)
+		case all && k < int64(n), k <= 0:
 			return 0
 		}
-		k := min(int64(n), room)
 		if a.tat.CompareAndSwap(tat, base+k*iv) {
 			return int(k)
 		}

@@ -85,7 +85,7 @@ func (m *srcModel) run(until time.Duration) {
 			} else {
 				// Admitted records go in even past the capacity (the
 				// source's emit waits for room, as overflow block does).
-				k = m.a.take(int64(m.now), n)
+				k = m.a.take(int64(m.now), n, false)
 				m.shedRate += uint64(n - k)
 				m.tot.limited += uint64(n - k)
 			}
@@ -342,5 +342,37 @@ func TestAdmissionNearTarget(t *testing.T) {
 	if acked < 0.9*capacity || p99 > 2*m.target {
 		m.log(t)
 		t.Errorf("acked %.0f/s p99 %s, want ≥ %.0f/s and ≤ %s", acked, p99, 0.9*capacity, 2*m.target)
+	}
+}
+
+// AdmitAll (netio.http's door: a body goes in whole or not at all) lets a
+// body larger than the bucket in once the bucket is full, on credit, and
+// takes nothing for a body it refuses. Under Admit's partial taking, once
+// the rate was limited such a body was refused for ever, each try spent
+// the bucket (refusing the small bodies after it too), and the spent
+// tokens counted as admitted records that never finished, so the
+// controller cut the rate to its floor.
+func TestAdmitAllWholeOrNone(t *testing.T) {
+	a := &Admission{s: &Stage{}}
+	a.setRate(1000) // a record a millisecond; a bucket of 64
+	t0 := time.Now().Add(time.Minute)
+	if !a.AdmitAll(t0, 100) {
+		t.Fatal("a body of 100 records was refused at a full bucket of 64")
+	}
+	if a.AdmitAll(t0, 1) {
+		t.Fatal("a record was admitted while the bucket was 36 records in debt")
+	}
+	t1 := t0.Add(40 * time.Millisecond) // the bucket holds 4 again
+	if a.AdmitAll(t1, 10) {
+		t.Fatal("a body of 10 was admitted with 4 tokens in the bucket")
+	}
+	if !a.AdmitAll(t1, 4) {
+		t.Fatal("a body of 4 was refused after a body refused whole: the refusal took tokens")
+	}
+	if got := a.admitted.Load(); got != 104 {
+		t.Fatalf("%d records counted as admitted, want 104 (only those let in)", got)
+	}
+	if got := a.Admit(t1.Add(time.Minute), 100); got != 64 {
+		t.Fatalf("Admit took %d of 100 from a full bucket of 64, want 64: it still admits in part", got)
 	}
 }

@@ -133,13 +133,14 @@ func (s *Stage) waitOwnRoom() {
 }
 
 // admitAt is the source's door: the memory limit first, then admission
-// control; without it, a full queue that rejects (fullRejecting).
-func (s *Stage) admitAt(now time.Time, n int) int {
+// control; without it, a full queue that rejects (fullRejecting). With
+// all it admits n or none (Admission.AdmitAll).
+func (s *Stage) admitAt(now time.Time, n int, all bool) int {
 	if !s.admitMemory(n) {
 		return 0
 	}
 	if a := s.adm.Load(); a != nil {
-		return a.Admit(now, n)
+		return a.admit(now, n, all)
 	}
 	if q := s.fullRejecting(); q != nil {
 		q.shed.Add(uint64(n)) // the queue's Rejected in /stats, as if refused there

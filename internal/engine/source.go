@@ -46,7 +46,8 @@ func (rt sourceRuntime) NewEventAt(payload []byte, seq uint64, origin stage.Orig
 func (rt sourceRuntime) WaitFinished(ctx context.Context) error { return rt.s.WaitFinished(ctx) }
 func (rt sourceRuntime) EndInput()                              { rt.s.endInput() }
 func (rt sourceRuntime) StartAdmission(target time.Duration)    { rt.s.startAdmission(target) }
-func (rt sourceRuntime) Admit(now time.Time, n int) int         { return rt.s.admitAt(now, n) }
+func (rt sourceRuntime) Admit(now time.Time, n int) int         { return rt.s.admitAt(now, n, false) }
+func (rt sourceRuntime) AdmitAll(now time.Time, n int) bool     { return rt.s.admitAt(now, n, true) == n }
 func (rt sourceRuntime) Hold(ev *stage.Event, n int)            { state(ev).Charge(n) }
 
 // OverMemoryLimit reports whether the pipeline holds its memory limit now:

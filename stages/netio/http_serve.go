@@ -138,7 +138,7 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs [
 	// The door: admission control, and the pipeline's memory limit (past
 	// it, refused, or under its overflow block waited for).
 	if events > 0 {
-		if admit := s.rt.Admit(arrived, events); admit < events {
+		if !s.rt.AdmitAll(arrived, events) {
 			s.cnt.nackClassN(stage.ClassBusy, uint64(events))
 			s.busy(w, "busy: the pipeline admits fewer records now (admission control or memory_limit)")
 			return
