@@ -171,7 +171,8 @@
 // second. A request holds its body in memory, and its slot of
 // max_requests, until its records are finished (also when its client has
 // gone away), so max_requests times max_body bounds the source's memory
-// (a body's buffer may reach twice max_body as it grows); its headers
+// (a body's buffer may reach twice max_body as it grows; besides it, a
+// request keeps only each refused record's number and reason); its headers
 // must arrive within ten seconds and the whole request within five
 // minutes. StopInput
 // closes the listener, ends keep-alive and answers 503 to requests still

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 )
 
@@ -78,35 +79,37 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // body is over max_body.
 func (l *limitedReader) over() bool { return l.left <= 0 }
 
-// httpRec is one record of an NDJSON body: a line, or one over max_frame.
-type httpRec struct {
-	line     []byte // a piece of the body
-	tooLarge bool
-}
-
-// splitRecords cuts an NDJSON body into its records as framing: lines
-// does on a connection: lines end with \n, a trailing \r is dropped,
-// empty lines are skipped and take no number, the last line needs no \n,
-// and a line over maxFrame is a record refused as too large. The records
-// are pieces of body, not copies.
-func splitRecords(body []byte, maxFrame int, recs []httpRec) []httpRec {
-	for len(body) > 0 {
-		line := body
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
-		} else {
-			body = nil
-		}
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		switch {
-		case len(line) == 0:
-		case len(line) > maxFrame:
-			recs = append(recs, httpRec{tooLarge: true})
-		default:
-			recs = append(recs, httpRec{line: line[:len(line):len(line)]})
+// records yields an NDJSON body's records as framing: lines does on a
+// connection: lines end with \n, a trailing \r is dropped, empty lines
+// are skipped and take no number, the last line needs no \n, and a line
+// over maxFrame is a record refused as too large, yielded as (nil,
+// true). The records are pieces of body, not copies, and nothing is kept
+// per record: netio.http walks a body twice (counting, then emitting)
+// rather than hold a slice of its records, which for a body of one-byte
+// lines was 16 times the body.
+func records(body []byte, maxFrame int) iter.Seq2[[]byte, bool] {
+	return func(yield func(line []byte, tooLarge bool) bool) {
+		for b := body; len(b) > 0; {
+			line := b
+			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				line, b = b[:i], b[i+1:]
+			} else {
+				b = nil
+			}
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			switch {
+			case len(line) == 0:
+			case len(line) > maxFrame:
+				if !yield(nil, true) {
+					return
+				}
+			default:
+				if !yield(line[:len(line):len(line)], false) {
+					return
+				}
+			}
 		}
 	}
-	return recs
 }

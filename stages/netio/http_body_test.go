@@ -43,11 +43,11 @@ func FuzzHTTPBody(f *testing.F) {
 			t.Fatalf("body %q, err %v; want %q", body, err, data)
 		}
 		var got []string
-		for _, rc := range splitRecords(body, maxFrame, nil) {
-			if rc.tooLarge {
+		for line, tooLarge := range records(body, maxFrame) {
+			if tooLarge {
 				got = append(got, "too large")
 			} else {
-				got = append(got, "data:"+string(rc.line))
+				got = append(got, "data:"+string(line))
 			}
 		}
 		checkSame(t, got, refLines(data, maxFrame))

@@ -1,11 +1,13 @@
 package netio
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -118,33 +120,30 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	recs := splitRecords(body, s.opts.MaxFrame, nil)
-	s.serveRecords(w, r, recs)
+	s.serveRecords(w, r, body)
 }
 
-// serveRecords makes an event of each record, hands them on, waits for
-// every one to finish and answers: 200 when all were acked, 503 when any
-// was refused busy (the client sends the body again; what was acked is
-// stored twice unless the sink ignores duplicates), else 422 listing the
-// refused ones.
-func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs []httpRec) {
+// serveRecords makes an event of each record of body, hands them on,
+// waits for every one to finish and answers: 200 when all were acked, 503
+// when any was refused busy (the client sends the body again; what was
+// acked is stored twice unless the sink ignores duplicates), else 422
+// listing the refused ones.
+func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, body []byte) {
 	arrived := time.Now()
 	events := 0
-	for _, rc := range recs {
-		if !rc.tooLarge {
+	for _, tooLarge := range records(body, s.opts.MaxFrame) {
+		if !tooLarge {
 			events++
 		}
 	}
 	// The door: admission control, and the pipeline's memory limit (past
 	// it, refused, or under its overflow block waited for).
-	if events > 0 {
-		if !s.rt.AdmitAll(arrived, events) {
-			s.cnt.nackClassN(stage.ClassBusy, uint64(events))
-			s.busy(w, "busy: the pipeline admits fewer records now (admission control or memory_limit)")
-			return
-		}
+	if events > 0 && !s.rt.AdmitAll(arrived, events) {
+		s.cnt.nackClassN(stage.ClassBusy, uint64(events))
+		s.busy(w, "busy: the pipeline admits fewer records now (admission control or memory_limit)")
+		return
 	}
-	req := &httpRequest{s: s, results: make([]string, len(recs)), left: events, done: make(chan struct{})}
+	req := &httpRequest{s: s, left: events, done: make(chan struct{})}
 	if events == 0 {
 		close(req.done)
 	}
@@ -158,13 +157,15 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs [
 	s.emitting.Add(1)
 	s.mu.Unlock()
 	em := s.rt.NewEmitter()
-	for i, rc := range recs {
-		if rc.tooLarge {
-			req.results[i] = "too large"
+	n := 0
+	for line, tooLarge := range records(body, s.opts.MaxFrame) {
+		n++
+		if tooLarge {
+			req.refused(n, "too large", false)
 			s.cnt.nackClass(stage.ClassTooLarge)
 			continue
 		}
-		_ = em.Emit(s.ctx, s.rt.NewEventAt(rc.line, uint64(i+1), origin, arrived)) // a refusal finishes it: Complete
+		_ = em.Emit(s.ctx, s.rt.NewEventAt(line, uint64(n), origin, arrived)) // a refusal finishes it: Complete
 	}
 	em.Flush(s.ctx)
 	s.emitting.Done()
@@ -184,18 +185,10 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, recs [
 		s.busy(w, "shut down before the records were finished")
 		return
 	}
-	rp := httpReply{status: http.StatusOK}
-	busy := false
-	for i, res := range req.results {
-		if res == "" {
-			rp.Acked++
-			continue
-		}
-		rp.Nacked = append(rp.Nacked, httpNack{Record: i + 1, Reason: res})
-		busy = busy || req.busy[i]
-	}
+	slices.SortFunc(req.nacks, func(a, b httpNack) int { return cmp.Compare(a.Record, b.Record) })
+	rp := httpReply{status: http.StatusOK, Acked: n - len(req.nacks), Nacked: req.nacks}
 	switch {
-	case busy:
+	case req.busy:
 		rp.status = http.StatusServiceUnavailable
 		rp.header = http.Header{"Retry-After": {retryAfter}}
 	case len(rp.Nacked) > 0:
@@ -221,13 +214,15 @@ func (s *HTTPSource) protocolError(r *http.Request, cause string, err error) {
 	}
 }
 
-// httpRequest is the Completer of one request's events: it keeps each
-// record's outcome and signals when the last one is finished.
+// httpRequest is the Completer of one request's events: it keeps the
+// refused records' numbers and reasons (an acked record costs nothing)
+// and signals when the last one is finished.
 type httpRequest struct {
 	s       *HTTPSource
 	mu      sync.Mutex
-	results []string // by record - 1: "" acked, else the nack reason
-	busy    map[int]bool
+	nacks   []httpNack        // in the order refused
+	reasons map[string]string // the reasons given, each kept once
+	busy    bool              // some record was refused busy
 	left    int
 	done    chan struct{}
 }
@@ -235,19 +230,32 @@ type httpRequest struct {
 func (q *httpRequest) Complete(ev *stage.Event, err error) {
 	if err != nil {
 		q.s.cnt.nack(err)
+		q.refused(int(ev.Seq), reason(err), errors.Is(err, stage.ErrBusy))
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if i := int(ev.Seq) - 1; err != nil && i >= 0 && i < len(q.results) {
-		q.results[i] = reason(err)
-		if errors.Is(err, stage.ErrBusy) {
-			if q.busy == nil {
-				q.busy = map[int]bool{}
-			}
-			q.busy[i] = true
-		}
-	}
 	if q.left--; q.left == 0 {
 		close(q.done)
 	}
+}
+
+// maxReasons is how many distinct reasons a request keeps one copy of;
+// past it each nack keeps its own.
+const maxReasons = 64
+
+// refused notes that record rec (numbered from 1) was refused for why.
+// A body whose records are refused alike holds one copy of the reason.
+func (q *httpRequest) refused(rec int, why string, busy bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if kept, ok := q.reasons[why]; ok {
+		why = kept
+	} else if len(q.reasons) < maxReasons {
+		if q.reasons == nil {
+			q.reasons = map[string]string{}
+		}
+		q.reasons[why] = why
+	}
+	q.nacks = append(q.nacks, httpNack{Record: rec, Reason: why})
+	q.busy = q.busy || busy
 }
