@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"hash/maphash"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -96,14 +97,19 @@ func newShards(paths []string) *shards {
 }
 
 // index returns the shard of ev's key: a hash of the text of its shard_by
-// fields' values (a missing field counts as null), so that a key written
-// as 7 or "7" goes to one shard, as it goes to one row. scratch is the
-// caller's buffer, returned grown.
+// fields' values (a missing field counts as null), an integer's as its
+// decimal digits however it was written (stage.Value.AsInt), so that a
+// key written as 7, "7", 7.0 or 7e0 goes to one shard, as it goes to one
+// row. scratch is the caller's buffer, returned grown.
 func (sh *shards) index(ev *stage.Event, scratch []byte) (uint8, []byte) {
 	key := scratch[:0]
 	for _, p := range sh.paths {
 		v, _ := ev.Value(p)
-		key = v.AppendText(key)
+		if i, ok := v.AsInt(); ok {
+			key = strconv.AppendInt(key, i, 10)
+		} else {
+			key = v.AppendText(key)
+		}
 		key = append(key, 0)
 	}
 	return uint8(maphash.Bytes(sh.seed, key)), key
