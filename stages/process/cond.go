@@ -176,6 +176,12 @@ func (a number) bigFloat() (*big.Float, bool) {
 // memory and time, and is compared as a float (±Inf).
 const maxBigExp = 400
 
+// maxBigText bounds the text of a number read as an exact big integer:
+// big.Rat reads n digits in time n², and a field of 64 KiB of digits cost
+// 11 ms each time a condition compared it. A longer one is compared as a
+// float (±Inf past its range), as a far larger exponent is.
+const maxBigText = 2 * maxBigExp
+
 // parseNumber reads a number: exactly, as an int64, when it is an integer
 // (stage.Value.AsInt: 12, 1e3, 12.0), and as a big integer when it is one
 // past int64; else as a float64 (±Inf past its range).
@@ -194,9 +200,9 @@ func parseNumber(s string) (number, bool) {
 }
 
 // bigInteger returns the integer the decimal text s stands for, when it
-// is one and its exponent is within maxBigExp.
+// is one, its text within maxBigText and its exponent within maxBigExp.
 func bigInteger(s string) (*big.Int, bool) {
-	if strings.ContainsAny(s, "xXpPbBoO_") { // decimal only: big.Rat reads prefixes too
+	if len(s) > maxBigText || strings.ContainsAny(s, "xXpPbBoO_") { // decimal only: big.Rat reads prefixes too
 		return nil, false
 	}
 	if i := strings.IndexAny(s, "eE"); i >= 0 {

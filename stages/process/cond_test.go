@@ -3,6 +3,7 @@ package process
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -202,6 +203,29 @@ func TestConditionErrors(t *testing.T) {
 		}
 		if se.Col != tc.col || !strings.HasPrefix(se.Msg, tc.want) {
 			t.Errorf("ParseCondition(%.30q) = column %d: %s\nwant column %d: %s", tc.src, se.Col, se.Msg, tc.col, tc.want)
+		}
+	}
+}
+
+// A number whose text is over maxBigText is compared as a float, not read
+// as an exact big integer: big.Rat reads digits in quadratic time, and a
+// record of 64 KiB of digits cost 11 ms each time a condition compared it.
+func TestLongNumberComparedAsFloat(t *testing.T) {
+	long := "1" + strings.Repeat("0", 64<<10)
+	if n, ok := parseNumber(long); !ok || n.big != nil || !math.IsInf(n.f, 1) {
+		t.Fatalf("%d digits read as %+v, %v; want +Inf as a float", len(long), n, ok)
+	}
+	if n, ok := parseNumber("1" + strings.Repeat("0", maxBigExp)); !ok || n.big == nil {
+		t.Fatalf("10^%d read as %+v, %v; want it exact", maxBigExp, n, ok)
+	}
+	ev := condEvent(map[string]any{"n": json.Number(long)}, "")
+	for src, want := range map[string]bool{`n > 5`: true, `n < 5`: false, `n == 1e400`: false} {
+		c, err := ParseCondition(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Match(ev); got != want {
+			t.Errorf("%s on %d digits: %v, want %v", src, len(long), got, want)
 		}
 	}
 }

@@ -67,7 +67,9 @@
 //     present and not null;
 //   - `==` and `!=`: numbers compare numerically (int64, float64 and
 //     json.Number alike; integers exactly, also past 2^53 and past int64,
-//     against each other and against a float), strings exactly, booleans and
+//     against each other and against a float, up to 800 characters of text
+//     and an exponent of 400; past those as float64, ±Inf past its range),
+//     strings exactly, booleans and
 //     null by identity; values of different types are never equal (the
 //     string "80" is not the number 80);
 //   - `<`, `<=`, `>`, `>=`: numbers numerically, strings byte-wise
