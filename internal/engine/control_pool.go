@@ -21,12 +21,23 @@ type pool struct {
 	n      atomic.Int64         // len(retire), read by Stats without the lock
 }
 
-// startPool starts the stage's initial workers under ctx.
+// startPool starts the stage's initial workers under ctx: as many as the
+// controller has now, which an operator may have set (pinned) while the
+// stage was starting, or else its settings' count. An operator's count
+// set before the pool had a context started no workers (resizePool), and
+// was lost.
 func (s *Stage) startPool(ctx context.Context) {
 	s.pool.mu.Lock()
 	s.pool.ctx = ctx
 	s.pool.mu.Unlock()
-	s.resizePool(s.set.Workers)
+	c := s.ctl
+	if c == nil {
+		s.resizePool(s.set.Workers)
+		return
+	}
+	c.mu.Lock() // as setWorkers: one count wins, and it is the pool's
+	defer c.mu.Unlock()
+	s.resizePool(c.c.workers.now)
 }
 
 // resizePool starts or retires workers until n are live. It does nothing

@@ -55,6 +55,27 @@ func post(t *testing.T, s *Stage, n int) {
 // SetWorkers adds workers at once and retires them without interrupting
 // the batch they hold: a retired busy worker finishes its batch, with its
 // context alive, and then leaves.
+// A worker count an operator sets before the stage's pool starts (pipectl
+// scale while a sink retries its start) is the count the pool starts
+// with. It was pinned in the controller and answered, but the pool
+// started the settings' count, and a pinned count is never moved again.
+func TestSetWorkersBeforeStart(t *testing.T) {
+	s, l := NewHandlerStage(stage.Settings{Name: "db", Workers: 2, Batch: 1, Capacity: 64}, newGate(), nil)
+	if err := l.SetWorkers(7); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		l.CloseQueue()
+		l.Wait()
+	}()
+	if st := s.Stats(); st.Pool.Workers != 7 || st.Control.Workers.Now != 7 || st.Control.Workers.Auto {
+		t.Fatalf("set to 7 before start: pool %+v, control %+v", st.Pool, st.Control.Workers)
+	}
+}
+
 func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 	g := newGate()
 	g.block = true
