@@ -226,7 +226,8 @@ func showProgress(bar *progressbar.ProgressBar, w io.Writer, acked *atomic.Uint6
 	}
 }
 
-// loadReport prints a load run's result for people.
+// loadReport prints a load run's result for people. The nack reasons and
+// errors in it are the server's text: see printable.
 func loadReport(r *loadgen.Result) string {
 	var b strings.Builder
 	unanswered := int64(r.Sent) - int64(r.Acked) - int64(r.Nacked)
@@ -289,7 +290,7 @@ func loadReport(r *loadgen.Result) string {
 		}
 		fmt.Fprintf(&b, "error: %v\n", e)
 	}
-	return b.String()
+	return printable(b.String())
 }
 
 // refusals says how connections were refused: " 12 × nack 0 too many

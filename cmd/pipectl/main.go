@@ -41,6 +41,11 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	if errors.Is(err, syscall.EPIPE) {
+		// Whoever read the output has what it wanted (pipectl stats |
+		// head -1): no failure, and nowhere to say one.
+		return 0
+	}
 	fmt.Fprintln(stderr, "pipectl:", err)
 	return 1
 }

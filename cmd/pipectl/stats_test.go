@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,6 +168,36 @@ func TestPoolCells(t *testing.T) {
 	} {
 		if p, b, bt := poolCell(c.st), poolNum(c.st, c.st.Pool.Blocked), batchCell(c.st); p != c.pool || b != c.blocked || bt != c.batch {
 			t.Errorf("%s: RUN/WORKERS %q, BLOCKED %q, BATCH %q; want %q, %q, %q", c.name, p, b, bt, c.pool, c.blocked, c.batch)
+		}
+	}
+}
+
+// closedStdout is stdout once `| head -1` has exited: every write fails
+// with EPIPE (main asks for SIGPIPE, so the write fails rather than the
+// process dying).
+type closedStdout struct{}
+
+func (closedStdout) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.EPIPE}
+}
+
+// pipectl stats | head -1 and pipectl top | head -1 end quietly, with
+// status 0: the reader has what it wanted. They printed "broken pipe" and
+// exited 1, failing a script under set -o pipefail.
+func TestClosedStdoutIsNotAFailure(t *testing.T) {
+	body, err := os.ReadFile("testdata/stats1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	for _, args := range [][]string{
+		{"stats", "--addr", srv.URL, "--interval", "0"},
+		{"top", "--addr", srv.URL, "--count", "1"},
+	} {
+		var errOut strings.Builder
+		if code := execute(args, strings.NewReader(""), closedStdout{}, &errOut); code != 0 || errOut.Len() > 0 {
+			t.Errorf("pipectl %s with stdout closed: exit %d, stderr %q", strings.Join(args, " "), code, errOut.String())
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/stagedserver/seda/internal/loadgen"
 	"github.com/stagedserver/seda/stats"
 )
 
@@ -116,6 +117,11 @@ func TestServerTextIsPrintable(t *testing.T) {
 	}
 	if !strings.Contains(outs["stats"], "second line") || !strings.Contains(outs["top"], "owned\\a\\u009b31m\\xff\" second line") {
 		t.Errorf("a multi-line error: stats keeps its lines, top joins them")
+	}
+	r := &loadgen.Result{Sent: 2, Nacked: 1, Nacks: map[string]uint64{evil: 1},
+		FirstNacks: []loadgen.Nack{{Record: 1, Reason: evil}}, Errors: []error{errors.New(evil)}}
+	if out := loadReport(r); strings.ContainsAny(out, "\x1b\x07\u009b") || strings.Contains(out, "\xff") {
+		t.Errorf("load prints the server's text raw:\n%s", out)
 	}
 	if got := printable("plain ünïcode\nline"); got != "plain ünïcode\nline" {
 		t.Errorf("printable changed plain text: %q", got)
