@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"go.uber.org/zap"
@@ -169,13 +170,50 @@ func (p *Pipeline) Scale(name string, sc Scale) (stats.Stage, error) {
 	return l.Stage().Stats(), nil
 }
 
-// decodeScale reads a Scale request body: JSON with only the three knobs.
+// decodeScale reads a Scale request body: one JSON object naming only
+// the three knobs, each once and in lower case, and nothing after it.
+// (encoding/json alone takes the last of a repeated key, "WORKERS" for
+// "workers", and ignores what follows the first value.)
 func decodeScale(b []byte) (Scale, error) {
-	var sc Scale
+	bad := func(format string, args ...any) (Scale, error) {
+		return Scale{}, fmt.Errorf("%w: "+format, append([]any{ErrBadScale}, args...)...)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sc); err != nil {
-		return Scale{}, fmt.Errorf("%w: %v", ErrBadScale, err)
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return bad("want a JSON object")
+	}
+	var sc Scale
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return bad("%v", err)
+		}
+		name, _ := t.(string)
+		var k *Knob
+		switch name {
+		case "workers":
+			k = &sc.Workers
+		case "concurrency":
+			k = &sc.Concurrency
+		case "batch":
+			k = &sc.Batch
+		default:
+			return bad("unknown field %q: want workers, concurrency or batch", name)
+		}
+		if seen[name] {
+			return bad("%s given twice", name)
+		}
+		seen[name] = true
+		if err := dec.Decode(k); err != nil {
+			return bad("%s: %v", name, err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the object's end
+		return bad("%v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return bad("more after the object")
 	}
 	return sc, nil
 }
