@@ -197,6 +197,14 @@ func TestAdminRefusesNonLoopbackWithoutToken(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// From a file, the refusal points at admin.listen's line and column.
+	cfg, err := Parse("p.yaml", []byte("name: t\nadmin:\n  listen: 0.0.0.0:9464\nstages:\n  a: {kind: test.finish}\n"), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()}); err == nil || !strings.HasPrefix(err.Error(), "p.yaml:3:11: ") {
+		t.Errorf("from a file: %v, want it at p.yaml:3:11", err)
+	}
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0", "127.3.4.5:0"} {
 		cfg := rtConfig(rtStage("a", "test.finish", "", stage.Settings{}, nil))
 		cfg.Admin.Listen = addr

@@ -36,6 +36,8 @@ type AdminConfig struct {
 	// "Authorization: Bearer TOKEN"; without a token the endpoint binds
 	// loopback addresses only.
 	Token string
+	// ListenPos is where Listen is written in the file, when it is.
+	ListenPos Pos
 }
 
 // LogConfig configures the pipeline's zap logger.

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -80,7 +81,7 @@ func topFields(reg *stage.Registry) []stage.Field {
 			{Name: "level", Type: stage.String, Default: "info", Enum: []string{"debug", "info", "warn", "error"}, Doc: "the least severe level logged"},
 			{Name: "format", Type: stage.String, Default: "console", Enum: []string{"console", "json"}, Doc: "console: for people; json: one object per line"},
 		}},
-		{Name: "drain", Type: stage.Duration, Default: DefaultDrain, Doc: "on stop, how long queued events may take to finish before the rest is cancelled"},
+		{Name: "drain", Type: stage.Duration, Default: DefaultDrain, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "on stop, how long queued events may take to finish before the rest is cancelled"},
 		memoryField(),
 	}, transportSections(reg)...)
 }
@@ -307,7 +308,7 @@ func (l *loader) load(data []byte) *Config {
 		l.errAt(sc.at("name"), "name must not be empty")
 	}
 	adm := top.Object("admin")
-	cfg.Admin = AdminConfig{Listen: adm.String("listen"), Token: adm.String("token")}
+	cfg.Admin = AdminConfig{Listen: adm.String("listen"), Token: adm.String("token"), ListenPos: sc.at("admin.listen")}
 	if cfg.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(cfg.Admin.Listen); err != nil {
 			l.errAt(sc.at("admin.listen"), "admin.listen: want host:port such as 127.0.0.1:9464, got %q", cfg.Admin.Listen)

@@ -314,6 +314,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad drain", "name: t\ndrain: soon\nstages:\n  s: {kind: test.source, listen: x}\n", "2:8", `drain: bad duration "soon"`},
 		{"negative drain", "name: t\ndrain: -1s\nstages:\n  s: {kind: test.source, listen: x}\n", "2:8", "must not be negative"},
 		{"bad admin listen", "name: t\nadmin: {listen: nope}\nstages:\n  s: {kind: test.source, listen: x}\n", "2:17", "admin.listen: want host:port"},
+		{"drain of 0", "name: t\ndrain: 0s\nstages:\n  s: {kind: test.source, listen: x}\n", "2:8", "drain: 0s is out of range: want at least 1ms"},
 		{"unknown admin key", "name: t\nadmin: {listen: ':1', tokn: x}\nstages:\n  s: {kind: test.source, listen: x}\n", "2:23", `unknown key "tokn" in admin (did you mean "token"?)`},
 		{"unknown stage key", head + "  s:\n    kind: test.handler\n    worker: 4\n", "5:5", `stage "s": unknown key "worker" (did you mean "workers"?); kind "test.handler" takes timeout, retries, verbose, labels, require, opts, and every stage takes kind, next,`},
 		{"unknown key no suggestion", head + "  s:\n    kind: test.sink\n    table: t\n    colour: red\n", "6:5", `unknown key "colour"; kind "test.sink" takes table`},

@@ -161,7 +161,11 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		errs = append(errs, &Error{Pos: pos, Msg: stage.Redact(fmt.Sprintf(format, args...))})
 	}
 	if err := checkAdminAddr(p.admin); err != nil {
-		fail(Pos{File: cfg.File}, "%v", err)
+		pos := Pos{File: cfg.File} // the listen address of Options, or the token's absence
+		if opts.AdminListen == "" && cfg.Admin.ListenPos.Line > 0 {
+			pos = cfg.Admin.ListenPos
+		}
+		fail(pos, "%v", err)
 	}
 	nodes := make([]node, 0, len(cfg.Stages))
 	for _, sc := range cfg.Stages {
