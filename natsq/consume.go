@@ -280,7 +280,8 @@ func (c *consumer) take(msg jetstream.Msg) {
 	n := env.events()
 	q.st.envelopesIn.Add(1)
 	if env.delivered > uint64(q.cfg.MaxDeliver) {
-		reason := fmt.Sprintf("its envelope was delivered %d times without being finished (max_deliver %d)", env.delivered, q.cfg.MaxDeliver)
+		reason := fmt.Sprintf("its envelope was delivered %d times without being finished (max_deliver %d): "+
+			"the processes that took it died, or were stopped before it was", env.delivered, q.cfg.MaxDeliver)
 		for i := range n {
 			env.dead = append(env.dead, deadEvent{i: i, class: DeadMaxDeliver, reason: reason})
 		}

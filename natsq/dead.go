@@ -65,9 +65,11 @@ func (c *consumer) deadLetters() {
 		dead, failed := e.dead, e.failed
 		e.mu.Unlock()
 		if err := c.publishDead(e, dead); err != nil {
-			q.log.Warn("nats: dead-lettering failed; the envelope comes back later",
-				zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
-			q.st.deadErrors.Add(1)
+			if c.ctx.Err() == nil { // closing is no failure: the envelope comes back
+				q.log.Warn("nats: dead-lettering failed; the envelope comes back later",
+					zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+				q.st.deadErrors.Add(1)
+			}
 			e.nak(c.backoff(e.delivered, err))
 			continue
 		}

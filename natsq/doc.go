@@ -124,8 +124,8 @@
 // envelopes before the process exits; envelopes still unsettled when the
 // drain deadline passes are left to redelivery. An event the stop itself
 // fails (context.Canceled once phase two cancels the stage, or the
-// consumer closing) is never dead-lettered, whatever its delivery: its
-// envelope is NAKed. The NAK is a delivery all the same (JetStream counts
+// consumer closing) is not dead-lettered for that error, whatever its
+// delivery: its envelope is NAKed. The NAK is a delivery all the same (JetStream counts
 // every delivery, and a NAK cannot say why), so an envelope cut short at
 // its max_deliver-th delivery is past max_deliver at its next, and
 // dead-lettered unhandled as one whose processes died.
