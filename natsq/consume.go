@@ -74,9 +74,10 @@ type consumer struct {
 	// maxPlain bounds an envelope's data once decompressed: the server's
 	// max_payload, which no publisher's envelope passes (codec.Open).
 	maxPlain int
-	// maxEvents bounds an envelope's events: the most a publisher of the
-	// stage puts in one (envelope_events, and at least the default, so
-	// that publishers still on the default pass while the key changes).
+	// maxEvents bounds an envelope's events: envelope_events, the most a
+	// publisher of the stage puts in one, and at least minMaxEvents, so
+	// that a publisher on another setting (a rolling change of the key, a
+	// backlog published before it was lowered) is not refused.
 	maxEvents int
 
 	// take hands events to the poster through pend, which posts them to
@@ -186,7 +187,7 @@ func (c *consumer) start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	c.opened, c.js = true, js
 	c.maxPlain = int(js.Conn().MaxPayload())
-	c.maxEvents = max(q.cfg.EnvelopeEvents, DefaultEnvelopeEvents)
+	c.maxEvents = max(q.cfg.EnvelopeEvents, minMaxEvents)
 	if err := q.ensureStreams(ctx, js); err != nil {
 		return err
 	}
@@ -259,6 +260,12 @@ const pullHeartbeat = time.Second
 // which stops the pulling: at most pullEnvelopes wait in nats.go's buffer
 // meanwhile (up to twice that for a moment if a missed heartbeat had
 // nats.go pull again while the first pull's messages were on their way).
+// minMaxEvents is the least bound on an envelope's events: 64 times
+// envelope_events' default. A crafted message of 3-byte records makes at
+// most that many events, some 10 MB of them, where only max_payload
+// bounded them before.
+const minMaxEvents = 1 << 16
+
 func (c *consumer) take(msg jetstream.Msg) {
 	q := c.q
 	env := &envelope{c: c, msg: msg}

@@ -102,9 +102,8 @@
 //   - an envelope delivered more than max_deliver times without being
 //     settled (the processes that took it died) has each of its events
 //     dead-lettered, and one not in this package's encoding (or of more
-//     events than envelope_events, and than its default 1024: more than
-//     a publisher puts in one) goes to STREAM_dead whole, then is
-//     terminated.
+//     events than envelope_events and than 65,536: more than a publisher
+//     puts in one) goes to STREAM_dead whole, then is terminated.
 //
 // The client was acked long before, so dead letters are where such
 // failures surface: counted in /stats (nats.dead) and /metrics

@@ -454,12 +454,36 @@ func TestTooManyEventsGoesToDeadLetters(t *testing.T) {
 	waitStream(t, js, "t_many_dead", 1)
 	waitStream(t, js, "t_many", 0)
 	m := getMsg(t, js, "t_many_dead", 1)
-	want := fmt.Sprintf(`stage "store": t_many message 1: undecodable message: more than %d events`, DefaultEnvelopeEvents)
+	want := fmt.Sprintf(`stage "store": t_many message 1: undecodable message: more than %d events`, minMaxEvents)
 	if m.Header.Get(codec.HdrClass) != DeadUndecodable || !strings.HasPrefix(m.Header.Get(codec.HdrReason), want) || len(m.Data) != len(data) {
 		t.Errorf("dead letter of %d bytes: %v; want the message whole, class undecodable, reason %q", len(m.Data), m.Header, want)
 	}
 	if n := sp.consQueue.Stats().Taken; n != 0 {
 		t.Errorf("one message of %d bytes became %d events", len(data), n)
+	}
+}
+
+// An envelope of more events than this process's envelope_events, from
+// a front on a higher setting (a rolling change), is taken, not refused:
+// the bound has a floor of 65,536.
+func TestEnvelopeFromAnotherSettingIsTaken(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	s := &sink{seen: map[string]int{}}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_other", EnvelopeEvents: 100}, stage.Settings{Batch: 64}, s)
+	const n = 2000
+	data := []byte{codec.Version}
+	for range n {
+		data = append(data, 1, 1, 'x', 0) // record 1, payload "x", no fields
+	}
+	js := natstest.JetStream(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := js.Publish(ctx, subject("t_other")+".1", data); err != nil {
+		t.Fatal(err)
+	}
+	waitStream(t, js, "t_other", 0)
+	if st := sp.consQueue.Stats(); st.Taken != n || st.DeadLettered != 0 {
+		t.Errorf("an envelope of %d events under envelope_events 100: %d taken, %d dead-lettered", n, st.Taken, st.DeadLettered)
 	}
 }
 

@@ -206,7 +206,7 @@ func split(data []byte, at []int, maxEvents int) ([]int, error) {
 	at = at[:0]
 	for i := 1; i < len(data); {
 		if len(at) == maxEvents {
-			return nil, fmt.Errorf("%w: more than %d events, the most a publisher puts in one message", ErrUndecodable, maxEvents)
+			return nil, fmt.Errorf("%w: more than %d events, more than a publisher puts in one message", ErrUndecodable, maxEvents)
 		}
 		at = append(at, i)
 		n, err := skipRecord(data[i:])
