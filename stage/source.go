@@ -149,11 +149,10 @@ type SourceRuntime interface {
 	// a read, holding no events it has not handed on.
 	Admit(now time.Time, n int) int
 	// AdmitAll is Admit for input that goes in whole or not at all, such
-	// as an HTTP request's body: it admits all n records or none, and
-	// one it refuses costs admission control's rate nothing. Input
-	// larger than the rate's burst goes in whole once the burst is
-	// full, on credit: what comes after waits until the rate has paid
-	// for it.
+	// as an HTTP request's body: it admits all n records or none. Under
+	// admission control it admits them while the rate has a token to
+	// give, taking what it lacks on credit that the input after them
+	// waits out, and input it refuses costs the rate nothing.
 	AdmitAll(now time.Time, n int) bool
 	// Hold counts n more bytes as held by ev, against the pipeline's
 	// memory limit, until ev is finished: memory the event keeps

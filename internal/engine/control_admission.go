@@ -177,11 +177,13 @@ func (s *Stage) startAdmission(target time.Duration) {
 func (a *Admission) Admit(now time.Time, n int) int { return a.admit(now, n, false) }
 
 // AdmitAll is Admit for input that goes in whole or not at all (an HTTP
-// request's body): it admits all n records or none, and when it admits
-// none it takes nothing from the bucket. Input larger than the bucket
-// goes in when the bucket is full, on credit: what comes after waits
-// until the rate has paid for it. Without that, once the rate was limited
-// a body larger than the bucket would be refused for ever.
+// request's body): it admits all n records while the bucket holds a
+// token, taking what the bucket lacks on credit, which the input after it
+// waits out; while the bucket is empty it admits none and takes nothing.
+// So over time the rate holds, a body larger than the bucket goes in (it
+// would be refused for ever if it needed the tokens at once), and small
+// bodies cannot starve a large one (as they would if it needed a full
+// bucket). setRate rescales the credit to a new rate.
 func (a *Admission) AdmitAll(now time.Time, n int) bool { return a.admit(now, n, true) == n }
 
 func (a *Admission) admit(now time.Time, n int, all bool) int {
@@ -203,8 +205,7 @@ func (a *Admission) admit(now time.Time, n int, all bool) int {
 }
 
 // take takes up to n tokens at now (ns) and returns how many it took;
-// with all, n or none, and n from a full bucket however small (see
-// AdmitAll).
+// with all, n or none (see AdmitAll).
 func (a *Admission) take(now int64, n int, all bool) int {
 	iv := a.interval.Load()
 	if iv == 0 {
@@ -215,12 +216,12 @@ func (a *Admission) take(now int64, n int, all bool) int {
 		tat := a.tat.Load()
 		base := max(tat, now)
 		room := (now + burst - base) / iv
-		k := min(int64(n), room)
-		switch {
-		case all && k < int64(n) && tat <= now: // a full bucket: on credit
-			k = int64(n)
-		case all && k < int64(n), k <= 0:
+		if room <= 0 {
 			return 0
+		}
+		k := min(int64(n), room)
+		if all {
+			k = int64(n) // what the bucket lacks, on credit
 		}
 		if a.tat.CompareAndSwap(tat, base+k*iv) {
 			return int(k)
@@ -228,15 +229,33 @@ func (a *Admission) take(now int64, n int, all bool) int {
 	}
 }
 
-// setRate sets the bucket's rate (records per second; 0: unlimited).
-func (a *Admission) setRate(r float64) {
+// setRate sets the bucket's rate (records per second; 0: unlimited) at
+// now (ns). While AdmitAll's credit is out (taken past the bucket), what
+// is taken ahead of now is rescaled to the new rate: it counts records,
+// and a body taken on credit at the floor rate would keep the door shut
+// for hours after the rate was raised. (Admit never takes credit, so its
+// bucket is as it was.)
+func (a *Admission) setRate(r float64, now int64) {
 	if r <= 0 {
 		a.interval.Store(0)
 		return
 	}
 	iv := int64(math.Max(1, 1e9/r))
-	a.burst.Store(max(int64(admissionBurst), admissionMinBurst*iv))
-	a.interval.Store(iv)
+	oldBurst := a.burst.Swap(max(int64(admissionBurst), admissionMinBurst*iv))
+	old := a.interval.Swap(iv)
+	if old <= 0 || old == iv {
+		return
+	}
+	for {
+		tat := a.tat.Load()
+		if tat-now <= oldBurst { // no credit
+			return
+		}
+		ahead := math.Min(float64(tat-now)*float64(iv)/float64(old), math.MaxInt64/4)
+		if a.tat.CompareAndSwap(tat, now+int64(ahead)) {
+			return
+		}
+	}
 }
 
 // observeN records the read-to-finish latency of n records read at
@@ -319,7 +338,7 @@ func (a *Admission) tick(now time.Time) {
 	if d.To < d.From || d.From == 0 {
 		a.since.Store(sinceEpoch(now))
 	}
-	a.setRate(a.c.rate)
+	a.setRate(a.c.rate, sinceEpoch(now))
 	a.lastD = d
 	a.decisions++
 	s.log.Debug("stage admission rate changed", zap.String("stage", s.set.Name),

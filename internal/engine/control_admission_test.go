@@ -168,7 +168,7 @@ func (m *srcModel) tick() {
 		if d.To < d.From || d.From == 0 {
 			m.a.since.Store(int64(m.now))
 		}
-		m.a.setRate(m.a.c.rate)
+		m.a.setRate(m.a.c.rate, int64(m.now))
 		m.decisions = append(m.decisions, d)
 	}
 }
@@ -346,33 +346,79 @@ func TestAdmissionNearTarget(t *testing.T) {
 }
 
 // AdmitAll (netio.http's door: a body goes in whole or not at all) lets a
-// body larger than the bucket in once the bucket is full, on credit, and
-// takes nothing for a body it refuses. Under Admit's partial taking, once
-// the rate was limited such a body was refused for ever, each try spent
-// the bucket (refusing the small bodies after it too), and the spent
-// tokens counted as admitted records that never finished, so the
-// controller cut the rate to its floor.
+// body in while the bucket holds a token, taking what it lacks on credit,
+// and takes nothing for a body it refuses. Under Admit's partial taking,
+// once the rate was limited a body larger than the bucket was refused for
+// ever, each try spent the bucket (refusing the small bodies after it
+// too), and the spent tokens counted as admitted records that never
+// finished, so the controller cut the rate to its floor.
 func TestAdmitAllWholeOrNone(t *testing.T) {
 	a := &Admission{s: &Stage{}}
-	a.setRate(1000) // a record a millisecond; a bucket of 64
 	t0 := time.Now().Add(time.Minute)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	a.setRate(1000, sinceEpoch(t0)) // a record a millisecond; a bucket of 64
 	if !a.AdmitAll(t0, 100) {
 		t.Fatal("a body of 100 records was refused at a full bucket of 64")
 	}
-	if a.AdmitAll(t0, 1) {
-		t.Fatal("a record was admitted while the bucket was 36 records in debt")
+	if a.AdmitAll(at(36*time.Millisecond), 1) {
+		t.Fatal("a record was admitted while the bucket was still in debt")
 	}
-	t1 := t0.Add(40 * time.Millisecond) // the bucket holds 4 again
-	if a.AdmitAll(t1, 10) {
-		t.Fatal("a body of 10 was admitted with 4 tokens in the bucket")
+	if !a.AdmitAll(at(37*time.Millisecond), 10) {
+		t.Fatal("a body of 10 was refused with a token in the bucket: the refusal before it took tokens")
 	}
-	if !a.AdmitAll(t1, 4) {
-		t.Fatal("a body of 4 was refused after a body refused whole: the refusal took tokens")
+	if got := a.admitted.Load(); got != 110 {
+		t.Fatalf("%d records counted as admitted, want 110 (only those let in)", got)
 	}
-	if got := a.admitted.Load(); got != 104 {
-		t.Fatalf("%d records counted as admitted, want 104 (only those let in)", got)
-	}
-	if got := a.Admit(t1.Add(time.Minute), 100); got != 64 {
+	if got := a.Admit(at(time.Minute), 100); got != 64 {
 		t.Fatalf("Admit took %d of 100 from a full bucket of 64, want 64: it still admits in part", got)
 	}
+}
+
+// The credit counts records: a body taken on credit at the floor rate
+// does not keep the door shut once the rate is raised.
+func TestAdmitAllCreditFollowsTheRate(t *testing.T) {
+	a := &Admission{s: &Stage{}}
+	t0 := time.Now().Add(time.Minute)
+	a.setRate(10, sinceEpoch(t0))
+	if !a.AdmitAll(t0, 100000) { // 10,000 s of credit at 10 a second
+		t.Fatal("the body was refused at a full bucket")
+	}
+	t1 := t0.Add(time.Minute)
+	if a.AdmitAll(t1, 1) {
+		t.Fatal("admitted while 9,940 s in debt at 10 a second")
+	}
+	a.setRate(100000, sinceEpoch(t1)) // the same debt is 0.99 s at this rate
+	if !a.AdmitAll(t1.Add(2*time.Second), 1) {
+		t.Fatal("refused 2 s after the rate was raised to 100,000 a second: the credit kept its time, not its records")
+	}
+}
+
+// Small bodies arriving faster than the rate do not starve a large one
+// (it needs one token, not a full bucket), and the rate holds over time.
+func TestAdmitAllIsFairToLargeBodies(t *testing.T) {
+	a := &Admission{s: &Stage{}}
+	t0 := time.Now().Add(time.Minute)
+	a.setRate(1000, sinceEpoch(t0))
+	var records, large int
+	for ms := range 1000 {
+		// The large body's tries come at 10 ms; the small ones at each
+		// 1/3 and 2/3 of a millisecond, as often as the rate's tokens.
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		if ms%10 == 0 && a.AdmitAll(now, 100) {
+			records += 100
+			large++
+		}
+		for i := range 2 {
+			if a.AdmitAll(now.Add(time.Duration(i+1)*time.Millisecond/3), 1) {
+				records++
+			}
+		}
+	}
+	if large < 5 { // each takes a tenth of the second's tokens
+		t.Fatalf("%d bodies of 100 admitted in a second of small bodies offered at twice the rate", large)
+	}
+	if limit := 1000 + 64 + 100; records > limit {
+		t.Fatalf("%d records admitted in a second at 1,000 a second (bucket 64, one body of credit): over %d", records, limit)
+	}
+	t.Logf("%d records admitted, %d bodies of 100", records, large)
 }
