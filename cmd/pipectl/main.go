@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -31,9 +32,15 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 
 // execute runs pipectl with args and returns the process exit status.
 func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdin, stdout, stderr)
+	out := &closedWriter{w: stdout}
+	root := newRootCmd(stdin, out, stderr)
 	root.SetArgs(args)
-	err := root.Execute()
+	return exitStatus(root.Execute(), out, stderr)
+}
+
+// exitStatus is the exit status of a command that ended with err, having
+// written to out; a failure not reported yet is reported on stderr.
+func exitStatus(err error, out *closedWriter, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
@@ -41,7 +48,7 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	if errors.Is(err, syscall.EPIPE) {
+	if out.closed.Load() {
 		// Whoever read the output has what it wanted (pipectl stats |
 		// head -1): no failure, and nowhere to say one.
 		return 0
@@ -76,4 +83,30 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newScaleCmd(),
 	)
 	return root
+}
+
+// closedWriter is stdout, noting when a write finds it closed (EPIPE):
+// an EPIPE from elsewhere (a server that reset the connection) is a
+// failure like any other.
+type closedWriter struct {
+	w      io.Writer
+	closed atomic.Bool
+}
+
+func (c *closedWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	if errors.Is(err, syscall.EPIPE) {
+		c.closed.Store(true)
+	}
+	return n, err
+}
+
+// stdoutFile is the file under stdout, when it is one (top asks whether it
+// is a terminal).
+func stdoutFile(w io.Writer) (*os.File, bool) {
+	if c, ok := w.(*closedWriter); ok {
+		w = c.w
+	}
+	f, ok := w.(*os.File)
+	return f, ok
 }

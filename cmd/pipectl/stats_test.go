@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -199,5 +202,15 @@ func TestClosedStdoutIsNotAFailure(t *testing.T) {
 		if code := execute(args, strings.NewReader(""), closedStdout{}, &errOut); code != 0 || errOut.Len() > 0 {
 			t.Errorf("pipectl %s with stdout closed: exit %d, stderr %q", strings.Join(args, " "), code, errOut.String())
 		}
+	}
+}
+
+// An EPIPE from a server (a connection it reset), not from stdout, is a
+// failure like any other: it is said, and the status is 1.
+func TestServerEPIPEIsAFailure(t *testing.T) {
+	err := fmt.Errorf("scale: %w", &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)})
+	var errOut strings.Builder
+	if code := exitStatus(err, &closedWriter{w: io.Discard}, &errOut); code != 1 || !strings.Contains(errOut.String(), "broken pipe") {
+		t.Errorf("an EPIPE from the network: exit %d, stderr %q; want 1 and the error", code, errOut.String())
 	}
 }

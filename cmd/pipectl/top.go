@@ -184,7 +184,7 @@ it prints plain frames, --count of them (0: until interrupted).`,
 				out:      cmd.OutOrStdout(),
 			}
 			in, inOK := cmd.InOrStdin().(*os.File)
-			out, outOK := cmd.OutOrStdout().(*os.File)
+			out, outOK := stdoutFile(cmd.OutOrStdout())
 			if inOK && outOK && term.IsTerminal(int(in.Fd())) && term.IsTerminal(int(out.Fd())) {
 				return t.live(ctx, int(in.Fd()), int(out.Fd()))
 			}
