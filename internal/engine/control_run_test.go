@@ -52,9 +52,6 @@ func post(t *testing.T, s *Stage, n int) {
 	em.Flush(context.Background())
 }
 
-// SetWorkers adds workers at once and retires them without interrupting
-// the batch they hold: a retired busy worker finishes its batch, with its
-// context alive, and then leaves.
 // A worker count an operator sets before the stage's pool starts (pipectl
 // scale while a sink retries its start) is the count the pool starts
 // with. It was pinned in the controller and answered, but the pool
@@ -76,6 +73,9 @@ func TestSetWorkersBeforeStart(t *testing.T) {
 	}
 }
 
+// SetWorkers adds workers at once and retires them without interrupting
+// the batch they hold: a retired busy worker finishes its batch, with its
+// context alive, and then leaves.
 func TestSetWorkersRetiresWithoutInterrupting(t *testing.T) {
 	g := newGate()
 	g.block = true

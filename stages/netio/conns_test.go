@@ -174,7 +174,12 @@ func TestEvictionHoldsNoLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	locked := make(chan bool, 1)
-	netio.SetOnEvict(src, func() { locked <- netio.Locked(src) })
+	netio.SetOnEvict(src, func() {
+		select {
+		case locked <- netio.HeldByCaller(src):
+		default: // a later eviction (a refused try, closed, evicted in turn)
+		}
+	})
 	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.Kind, Workers: 2, Concurrency: 2, Capacity: 64},
 		stage.Settings{Workers: 1}, nil)
 	r.src = src.(*netio.Source)

@@ -2,6 +2,7 @@ package netio
 
 import (
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/stagedserver/seda/stage"
@@ -50,12 +51,16 @@ func SetUDPRead(s *UDPSource, read func(real func(pc *net.UDPConn, b, oob []byte
 // max_conns, before Start.
 func SetOnEvict(src stage.Source, f func()) { src.(*Source).onEvict = f }
 
-// Locked reports whether s's lock is held.
-func Locked(src stage.Source) bool {
+// HeldByCaller reports whether s's lock stays held for a second: held
+// by the caller, as against taken for a moment by another goroutine (a
+// connection removing itself).
+func HeldByCaller(src stage.Source) bool {
 	s := src.(*Source)
-	if s.mu.TryLock() {
-		s.mu.Unlock()
-		return false
+	for end := time.Now().Add(time.Second); time.Now().Before(end); runtime.Gosched() {
+		if s.mu.TryLock() {
+			s.mu.Unlock()
+			return false
+		}
 	}
 	return true
 }
