@@ -102,8 +102,25 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 	}
 	poll.Until(t, fmt.Sprintf("%d connections open", idle), func() bool { return r.src.Conns() == idle })
 
-	// A new client is let in (its first tries may come before any
-	// socket has been idle for idle_evict, and be refused) and served.
+	// A new client is let in and served.
+	c, tries := admitNew(t, addr)
+	defer c.Close()
+	if msg := <-got; !strings.HasPrefix(msg, "nack 0 idle for ") || !strings.HasSuffix(msg, " at max_conns: closed to make room\n") {
+		t.Fatalf("the evicted socket read %q, want a `nack 0 idle for ...` line, then the end", msg)
+	}
+	r.waitLog("idle connection closed to make room")
+	if n := r.src.Conns(); n > idle {
+		t.Fatalf("%d connections open, max_conns %d", n, idle)
+	}
+	t.Logf("admitted at try %d", tries)
+}
+
+// admitNew connects to addr at max_conns until a client is let in (its
+// first tries may come before any socket has been idle for idle_evict,
+// and be refused) and served a record, and returns it with the tries it
+// took.
+func admitNew(t *testing.T, addr string) (*wire.Client, int) {
+	t.Helper()
 	var c *wire.Client
 	tries := 0
 	poll.Until(t, "a new client admitted and acked", func() bool {
@@ -126,15 +143,7 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		cl.Close()
 		return false
 	})
-	defer c.Close()
-	if msg := <-got; !strings.HasPrefix(msg, "nack 0 idle for ") || !strings.HasSuffix(msg, " at max_conns: closed to make room\n") {
-		t.Fatalf("the evicted socket read %q, want a `nack 0 idle for ...` line, then the end", msg)
-	}
-	r.waitLog("idle connection closed to make room")
-	if n := r.src.Conns(); n > idle {
-		t.Fatalf("%d connections open, max_conns %d", n, idle)
-	}
-	t.Logf("admitted at try %d", tries)
+	return c, tries
 }
 
 // A connection owed acks is never evicted, however long it has sent
@@ -190,23 +199,7 @@ func TestEvictionHoldsNoLock(t *testing.T) {
 	}
 	defer idle.Close()
 	poll.Until(t, "the idle connection open", func() bool { return r.src.Conns() == 1 })
-	var c *wire.Client
-	poll.Until(t, "a new client admitted", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		cl, err := wire.Dial(ctx, addr, wire.Lines)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl.Send([]byte("hello"))
-		cl.Flush()
-		if cl.WaitTimeout(wait) == nil && cl.Acked() == 1 {
-			c = cl
-			return true
-		}
-		cl.Close()
-		return false
-	})
+	c, _ := admitNew(t, addr)
 	defer c.Close()
 	if <-locked {
 		t.Fatal("the evicted connection was closed with the source's lock held")
