@@ -110,7 +110,7 @@ func (c *Client) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, 
 	url := c.cfg.url()
 	var emb *embedded
 	if c.cfg.Embedded != nil {
-		if emb, err = startEmbedded(c.cfg.Embedded, c.cfg, c.log); err != nil {
+		if emb, err = startEmbedded(ctx, c.cfg.Embedded, c.cfg, c.log); err != nil {
 			return nil, nil, nil, err
 		}
 		url = ""

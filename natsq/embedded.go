@@ -9,6 +9,7 @@ package natsq
 // starts again on the same directory.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -69,7 +70,7 @@ func (e *EmbeddedConfig) check(c Config) error {
 		if err != nil {
 			return &stage.FieldError{Field: "embedded.listen", Err: err}
 		}
-		if !loopback(host) && c.Token == "" && c.User == "" {
+		if !loopback(host) && c.Token == "" && (c.User == "" || c.Password == "") {
 			return &stage.FieldError{Field: "embedded.listen", Err: fmt.Errorf("%q is not a loopback address: set token (or user and password), which the processes that connect must then give, or listen on 127.0.0.1", e.Listen)}
 		}
 	}
@@ -108,8 +109,11 @@ const embeddedReady = 2 * time.Minute
 // startEmbedded starts the server of cfg, requiring auth's token, or
 // user and password, of every connection (this process's in-process one
 // gives them too); log receives its warnings and errors (its notices at
-// debug).
-func startEmbedded(cfg *EmbeddedConfig, auth Config, log *zap.Logger) (*embedded, error) {
+// debug). It waits for the server to take connections until ctx ends or
+// embeddedReady passes, and no longer once the server reports it cannot
+// run (its listen address taken, its store unusable): then the error
+// says why.
+func startEmbedded(ctx context.Context, cfg *EmbeddedConfig, auth Config, log *zap.Logger) (*embedded, error) {
 	dir, err := filepath.Abs(cfg.StoreDir)
 	if err != nil {
 		return nil, fmt.Errorf("nats.embedded.store_dir: %w", err)
@@ -149,13 +153,26 @@ func startEmbedded(cfg *EmbeddedConfig, auth Config, log *zap.Logger) (*embedded
 		lock.Close()
 		return nil, fmt.Errorf("nats.embedded: %w", err)
 	}
-	srv.SetLogger(serverLog{log.Named("server")}, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLogger(serverLog{l: log.Named("server"), fatal: fatal}, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(embeddedReady) {
+	fail := func(err error) (*embedded, error) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		lock.Close()
-		return nil, fmt.Errorf("nats.embedded: the server did not start within %s", embeddedReady)
+		return nil, err
+	}
+	for end := time.Now().Add(embeddedReady); !srv.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case msg := <-fatal:
+			return fail(fmt.Errorf("nats.embedded: the server cannot start: %s", msg))
+		case <-ctx.Done():
+			return fail(fmt.Errorf("nats.embedded: starting the server: %w", ctx.Err()))
+		default:
+		}
+		if time.Now().After(end) {
+			return fail(fmt.Errorf("nats.embedded: the server did not start within %s", embeddedReady))
+		}
 	}
 	fields := []zap.Field{zap.String("store_dir", dir)}
 	if cfg.Listen != "" {
@@ -172,12 +189,24 @@ func (e *embedded) stop() {
 	e.lock.Close()
 }
 
-// serverLog is nats-server's logger on zap.
-type serverLog struct{ l *zap.Logger }
+// serverLog is nats-server's logger on zap. The server reports what keeps
+// it from running (a listen address taken, an unusable store) with
+// Fatalf, and goes on waiting; the first such message also goes to fatal.
+type serverLog struct {
+	l     *zap.Logger
+	fatal chan<- string
+}
 
 func (s serverLog) Noticef(f string, v ...any) { s.l.Debug(fmt.Sprintf(f, v...)) }
 func (s serverLog) Warnf(f string, v ...any)   { s.l.Warn(fmt.Sprintf(f, v...)) }
-func (s serverLog) Fatalf(f string, v ...any)  { s.l.Error(fmt.Sprintf(f, v...)) }
-func (s serverLog) Errorf(f string, v ...any)  { s.l.Error(fmt.Sprintf(f, v...)) }
-func (s serverLog) Debugf(f string, v ...any)  { s.l.Debug(fmt.Sprintf(f, v...)) }
-func (s serverLog) Tracef(string, ...any)      {}
+func (s serverLog) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	s.l.Error(msg)
+	select {
+	case s.fatal <- msg:
+	default:
+	}
+}
+func (s serverLog) Errorf(f string, v ...any) { s.l.Error(fmt.Sprintf(f, v...)) }
+func (s serverLog) Debugf(f string, v ...any) { s.l.Debug(fmt.Sprintf(f, v...)) }
+func (s serverLog) Tracef(string, ...any)     {}

@@ -2,6 +2,9 @@ package natsq
 
 import (
 	"context"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -67,13 +70,36 @@ func TestEmbeddedQueue(t *testing.T) {
 // TestEmbeddedStoreLocked: a second server on the same store is refused.
 func TestEmbeddedStoreLocked(t *testing.T) {
 	dir := t.TempDir()
-	e, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, Config{}, zap.NewNop())
+	e, err := startEmbedded(context.Background(), &EmbeddedConfig{StoreDir: dir}, Config{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.stop()
-	if _, err := startEmbedded(&EmbeddedConfig{StoreDir: dir}, Config{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := startEmbedded(context.Background(), &EmbeddedConfig{StoreDir: dir}, Config{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second server on the store: %v", err)
+	}
+}
+
+// An embedded server that cannot run fails at once, saying why: its
+// listen address taken, or its store not a directory. It waited two
+// minutes, deaf to Ctrl-C, and then said only that it did not start.
+func TestEmbeddedCannotStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = startEmbedded(context.Background(), &EmbeddedConfig{StoreDir: t.TempDir(), Listen: ln.Addr().String()}, Config{}, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("listen on a port taken: %v, want the server's reason", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "jetstream"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = startEmbedded(context.Background(), &EmbeddedConfig{StoreDir: dir}, Config{}, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a store that is not a directory: %v, want the server's reason", err)
 	}
 }
 
@@ -128,6 +154,8 @@ func TestEmbeddedCheck(t *testing.T) {
 		// Every interface without a token: anyone who reaches the port.
 		{Config{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: ":0"}}, `embedded.listen: ":0" is not a loopback address`},
 		{Config{Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "0.0.0.0:4222"}}, "set token (or user and password)"},
+		// A user without a password is no secret.
+		{Config{User: "u", Embedded: &EmbeddedConfig{StoreDir: "d", Listen: "0.0.0.0:4222"}}, "set token (or user and password)"},
 	} {
 		if err := tc.cfg.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
