@@ -243,7 +243,7 @@ func QueueFields() []stage.Field {
 		{Name: "max_msgs", Type: stage.Int, Default: 1_000_000, Range: stage.AtLeast(0), Doc: "nats: messages the stream holds at most; then publishers see a full queue (discard new); 0: no limit"},
 		{Name: "max_bytes", Type: stage.Size, Default: int64(1 << 30), Doc: "nats: bytes the stream holds at most (discard new); 0: no limit"},
 		{Name: "max_age", Type: stage.Duration, Default: time.Duration(0), Doc: "nats: messages older than this are dropped unconsumed; 0: never"},
-		{Name: "duplicates", Type: stage.Duration, Default: 2 * time.Minute, Range: stage.AtLeast(int64(time.Second)), Doc: "nats: window in which a retried publish (same Nats-Msg-Id) is stored once"},
+		{Name: "duplicates", Type: stage.Duration, Default: defaultDuplicates, Range: stage.AtLeast(int64(time.Second)), Doc: "nats: window in which a retried publish (same Nats-Msg-Id) is stored once"},
 		{Name: "max_deliver", Type: stage.Int, Default: 5, Range: stage.Between(1, 1000), Doc: "nats: deliveries of a message that keeps failing before it goes to the dead-letter stream STREAM_dead"},
 		{Name: "ack_wait", Type: stage.Duration, Default: 30 * time.Second, Range: stage.AtLeast(int64(time.Second)), Doc: "nats: a delivered message not finished this long is delivered again (to any process)"},
 		{Name: "backoff", Type: stage.Duration, Default: time.Second, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: delay before a failed message is delivered again; doubled at each failure"},
@@ -315,7 +315,7 @@ func (q QueueConfig) withDefaults() QueueConfig {
 	if q.MaxBytes <= 0 {
 		q.MaxBytes = -1
 	}
-	def(&q.Duplicates, 2*time.Minute)
+	def(&q.Duplicates, defaultDuplicates)
 	if q.MaxDeliver <= 0 {
 		q.MaxDeliver = 5
 	}
@@ -344,8 +344,15 @@ func (q QueueConfig) withDefaults() QueueConfig {
 // that is also safe in a subject.
 var streamName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
 
+// defaultDuplicates is queue.duplicates unset.
+const defaultDuplicates = 2 * time.Minute
+
 // Check reports a problem with the queue's configuration, naming the key.
 func (q QueueConfig) Check() error {
+	dup := q.Duplicates // JetStream refuses a window longer than a stream's max age
+	if dup <= 0 {
+		dup = defaultDuplicates
+	}
 	switch {
 	case q.Stream == "":
 		return &stage.FieldError{Field: "queue.stream", Err: fmt.Errorf("a nats queue needs a stream name")}
@@ -361,6 +368,10 @@ func (q QueueConfig) Check() error {
 		return &stage.FieldError{Field: "queue.max_deliver", Err: fmt.Errorf("max_deliver must be at least 1, got %d", q.MaxDeliver)}
 	case q.MaxAckPending < 0:
 		return &stage.FieldError{Field: "queue.max_ack_pending", Err: fmt.Errorf("max_ack_pending must be at least 1, got %d", q.MaxAckPending)}
+	case q.MaxAge > 0 && dup > q.MaxAge:
+		return &stage.FieldError{Field: "queue.max_age", Err: fmt.Errorf("max_age %s is shorter than duplicates (%s): JetStream keeps a message's id for dedup no longer than the message; lower duplicates too", q.MaxAge, dup)}
+	case q.DeadMaxAge > 0 && dup > q.DeadMaxAge:
+		return &stage.FieldError{Field: "queue.dead_max_age", Err: fmt.Errorf("dead_max_age %s is shorter than duplicates (%s), which the dead-letter stream shares: JetStream keeps a message's id for dedup no longer than the message; lower duplicates too", q.DeadMaxAge, dup)}
 	}
 	return nil
 }

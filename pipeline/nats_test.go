@@ -165,6 +165,10 @@ func TestNatsQueueLoadErrors(t *testing.T) {
 		{"  store: {kind: test.finish, queue: {transport: nats, stream: a.b}}\n", `4:63: stage "store": queue.stream: stream name "a.b"`},
 		{"  store: {kind: test.finish, queue: {transport: natz, stream: a}}\n", `4:49: stage "store": queue.transport: want local or nats, got "natz"`},
 		{"  store: {kind: test.finish, queue: {transport: nats, stream: a, max_deliver: 0}}\n", `4:79: stage "store": queue.max_deliver`},
+		// JetStream refuses a dedup window longer than the stream's max age;
+		// run met that as "create stream ... failed", naming no key.
+		{"  store: {kind: test.finish, queue: {transport: nats, stream: a, max_age: 30s}}\n", `stage "store": queue.max_age: max_age 30s is shorter than duplicates (2m0s)`},
+		{"  store: {kind: test.finish, queue: {transport: nats, stream: a, dead_max_age: 30s}}\n", `stage "store": queue.dead_max_age: dead_max_age 30s is shorter than duplicates (2m0s)`},
 	} {
 		_, err := Parse("p.yaml", []byte(head+tc.src), reg, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Count(err.Error(), "\n") > 0 {
