@@ -6,6 +6,7 @@ package natsq
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,8 @@ type Stats struct {
 	Redelivered   uint64  `json:"redelivered"` // envelopes delivered more than once and not yet acked
 	StreamMsgs    uint64  `json:"stream_msgs"` // envelopes in the stream
 	StreamBytes   uint64  `json:"stream_bytes"`
-	MaxMsgs       int64   `json:"max_msgs"` // the stream's message limit; -1: none
+	MaxMsgs       int64   `json:"max_msgs"`  // the stream's message limit; -1: none
+	MaxBytes      int64   `json:"max_bytes"` // the stream's byte limit; -1: none
 	ConsumerFound bool    `json:"consumer_found"`
 	InfoAgeS      float64 `json:"info_age_s"`
 	Error         string  `json:"error,omitempty"` // why the server's figures could not be read
@@ -227,7 +229,7 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 			events += msgs * codec.EventsOn(subj)
 		}
 		ns.StreamMsgs, ns.StreamBytes = si.State.Msgs, si.State.Bytes
-		ns.MaxMsgs = si.Config.MaxMsgs
+		ns.MaxMsgs, ns.MaxBytes = si.Config.MaxMsgs, si.Config.MaxBytes
 		if cons == nil {
 			cons, err = str.Consumer(ctx, consumerName(q.stage))
 			if err != nil {
@@ -256,11 +258,8 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 // figures (Stats, with their /metrics series), and as the queue's depth
 // the events the stream holds (its envelopes not yet acked: pending and
 // ack-pending, in any process; counted from the envelopes' subjects, see
-// natsq/internal/codec). Its capacity is
-// the stream's message limit, when it has one, in events at the envelopes'
-// present size (the events per envelope in the stream, or EnvelopeEvents
-// while it is empty): an estimate, as envelopes grow and shrink with the
-// load.
+// natsq/internal/codec). Its capacity is the stream's limits in events
+// (see capacity).
 func (q *Queue) Fill(st *stats.Stage) {
 	ns := q.Stats()
 	q.st.mu.Lock()
@@ -272,13 +271,38 @@ func (q *Queue) Fill(st *stats.Stage) {
 	st.Queue.Transport = TransportName
 	st.Queue.Stream = q.cfg.Stream
 	st.Queue.Depth = int(events)
+	if c := capacity(ns, events, q.cfg.EnvelopeEvents, q.cfg.EnvelopeBytes); c > 0 {
+		st.Queue.Capacity = c
+	}
+}
+
+// capacity is how many events a stream with the figures ns, holding
+// events, takes before it is full: its message limit and its byte limit
+// (whichever is reached first) in events at the envelopes' present size
+// and bytes per event (while it is empty, full envelopes of envEvents
+// events and envBytes bytes); 0 when it has neither limit. An estimate:
+// envelopes grow and shrink with the load. Counting the message limit
+// alone, a stream full at its byte limit showed 0.13% of its capacity.
+func capacity(ns Stats, events uint64, envEvents int, envBytes int64) int {
+	c := math.Inf(1)
 	if ns.MaxMsgs > 0 {
-		per := float64(q.cfg.EnvelopeEvents)
+		per := float64(envEvents)
 		if ns.StreamMsgs > 0 && events > 0 {
 			per = float64(events) / float64(ns.StreamMsgs)
 		}
-		st.Queue.Capacity = int(float64(ns.MaxMsgs) * per)
+		c = float64(ns.MaxMsgs) * per
 	}
+	if ns.MaxBytes > 0 && envBytes > 0 {
+		per := float64(envEvents) / float64(envBytes)
+		if ns.StreamBytes > 0 && events > 0 {
+			per = float64(events) / float64(ns.StreamBytes)
+		}
+		c = min(c, float64(ns.MaxBytes)*per)
+	}
+	if math.IsInf(c, 1) {
+		return 0
+	}
+	return int(min(c, math.MaxInt32))
 }
 
 // Wait returns once the goroutine that reads the server's figures, if

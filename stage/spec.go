@@ -221,7 +221,7 @@ func CommonFields() []Field {
 		{Name: "queue", Type: Object, Doc: "the stage's port", Fields: []Field{
 			{Name: "capacity", Type: Int, Default: port.DefaultCapacity, Range: Between(1, MaxCapacity), Doc: fmt.Sprintf("events queued at most; unset in a terminal stage (db.postgres): %d", DefaultSinkCapacity)},
 			{Name: "overflow", Type: String, Default: "block", Enum: []string{"block", "reject"}, Doc: "block: the sender waits (backpressure); reject: the event is refused as busy"},
-			{Name: "max_bytes", Type: Size, Range: Between(0, 1<<50), Doc: "the queue is full also once the records queued add up to this many bytes (their payloads), and overflow applies; unset or 0: bounded in events only (a transport's queue: its own bound, see below)"},
+			{Name: "max_bytes", Type: Size, Range: Between(0, 1<<50), Doc: "the queue is full also once the records queued add up to this many bytes (their payloads), and overflow applies; unset or 0: bounded in events only; transport nats: the bytes the stream holds at most (discard new), unset: 1GiB, 0: no limit"},
 		}},
 		{Name: "shard_by", Type: StringList, Doc: "fields whose values are a key: events with equal keys are handled by one worker at a time, in the order the stage received them (with batching, any number of workers, retries and inline stages); keys spread over 256 shards"},
 		{Name: "batch", Type: Object, Doc: "events one worker takes at once; also written as a plain number (max)", Fields: []Field{
