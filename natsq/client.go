@@ -334,7 +334,11 @@ func (q *Queue) retry(ctx context.Context, what string, op func(context.Context)
 		if errors.As(err, &api) && api.Code != 503 {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		q.log.Warn("nats: "+what+" failed; retrying", zap.Int("attempt", attempt), zap.String("error", errText(err)))
+		fields := []zap.Field{zap.Int("attempt", attempt), zap.String("error", errText(err))}
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			fields = append(fields, zap.String("hint", "no JetStream answered: is the server run with JetStream on (nats-server -js)?"))
+		}
+		q.log.Warn("nats: "+what+" failed; retrying", fields...)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,7 +206,7 @@ func (c *consumer) start(ctx context.Context, rt stage.SourceRuntime) error {
 		cons, err = js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, cfg)
 		return err
 	}); err != nil {
-		return err
+		return q.otherConsumer(ctx, js, err)
 	}
 	q.st.consuming.Store(true)
 	q.st.setConsumer(cons)
@@ -252,6 +253,31 @@ const pullEnvelopes = 8
 // with it, none stalled. A heartbeat costs a few bytes a second while a
 // pull waits on an idle stream.
 const pullHeartbeat = time.Second
+
+// errWQMultipleUnfiltered is the server's code (nats-server's
+// JSConsumerWQMultipleUnfilteredErr) for a second consumer on a
+// work-queue stream.
+const errWQMultipleUnfiltered = 10099
+
+// otherConsumer explains err when the stream already has the consumer of
+// another stage: a work-queue stream serves one stage, and a stage
+// renamed leaves its old durable consumer owning the stream.
+func (q *Queue) otherConsumer(ctx context.Context, js jetstream.JetStream, err error) error {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) || api.ErrorCode != errWQMultipleUnfiltered {
+		return err
+	}
+	var names []string
+	if str, serr := js.Stream(ctx, q.cfg.Stream); serr == nil {
+		lister := str.ConsumerNames(ctx)
+		for name := range lister.Name() {
+			names = append(names, name)
+		}
+	}
+	return fmt.Errorf("%w: stream %s already has the consumer %s, of another stage (or of this one before a rename): "+
+		"a work-queue stream serves one stage; delete the old consumer (nats consumer rm %s NAME) or name another stream",
+		err, q.cfg.Stream, strings.Join(names, ", "), q.cfg.Stream)
+}
 
 // take is called by nats.go, one envelope at a time, for each message
 // pulled. It blocks while the pipeline is over its memory limit and the

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -147,5 +148,43 @@ func TestStatsAnswerWhileConnecting(t *testing.T) {
 	<-started
 	if !errors.Is(startErr, context.Canceled) {
 		t.Fatalf("Start after cancel: %v, want context.Canceled", startErr)
+	}
+}
+
+// A server without JetStream answers no stream request; the retries say
+// what to look at, where they only repeated "no responders".
+func TestNoJetStreamIsHinted(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	if !srv.ReadyForConnections(wait) {
+		t.Fatal("the server did not start")
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	c := NewClient(Config{URL: srv.ClientURL()}, "test", zap.New(core))
+	q := c.Queue("store", QueueConfig{Stream: "t_nojs"}, port.Block, 64)
+	pub := q.Publisher().(*publisher)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan error, 1)
+	go func() { started <- pub.Start(ctx) }()
+	poll.Until(t, "a retry with the hint", func() bool {
+		for _, e := range logs.FilterMessageSnippet("failed; retrying").All() {
+			if h, _ := e.ContextMap()["hint"].(string); strings.Contains(h, "nats-server -js") {
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	err = <-started
+	pub.Close() // as the pipeline closes a stage whose start failed
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start after cancel: %v, want context.Canceled", err)
 	}
 }

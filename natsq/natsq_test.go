@@ -584,3 +584,27 @@ func TestTakeMsg(t *testing.T) {
 		t.Errorf("subject %q, %d events, headers %v", m.Subject, len(evs), m.Header)
 	}
 }
+
+// A stage renamed (or another stage) on a stream that already has a
+// stage's consumer is refused with the old consumer named and what to do;
+// the server's error alone said only "multiple non-filtered consumers not
+// allowed on workqueue stream".
+func TestSecondConsumerNamesTheFirst(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	newSplit(t, srv.URL(), QueueConfig{Stream: "t_renamed"}, stage.Settings{Batch: 8}, &sink{seen: map[string]int{}})
+	c := NewClient(Config{URL: srv.URL()}, "test", nil)
+	_, src := engine.NewSourceStage(stage.Settings{Name: "store2"}, c.Queue("store2", QueueConfig{Stream: "t_renamed"}, 0, 64).Consumer(), nil)
+	_, store := engine.NewHandlerStage(stage.Settings{Name: "sink", Kind: "test.sink"}, &sink{seen: map[string]int{}}, nil)
+	src.Connect(store.Stage(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err := src.Start(ctx)
+	if err == nil {
+		src.StopInput(ctx)
+		src.Close()
+		t.Fatal("a second stage's consumer started on a work-queue stream")
+	}
+	if !strings.Contains(err.Error(), "already has the consumer store,") || !strings.Contains(err.Error(), "nats consumer rm t_renamed") {
+		t.Errorf("second consumer: %v, want the first one named and what to do", err)
+	}
+}
