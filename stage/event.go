@@ -5,6 +5,7 @@ package stage
 
 import (
 	"errors"
+	"reflect"
 	"time"
 
 	"github.com/stagedserver/seda/internal/track"
@@ -139,7 +140,7 @@ func DoneAll(evs []*Event, err error) {
 	b.Start(err)
 	run := 0 // evs[run:i] are finished, of one source, and share an Origin.To
 	for i, ev := range evs {
-		if i > run && (ev.Origin.To != evs[run].Origin.To || ev.t.SourceOf() != b.Source()) {
+		if i > run && (!sameCompleter(ev.Origin.To, evs[run].Origin.To) || ev.t.SourceOf() != b.Source()) {
 			complete(evs[run:i], err)
 			b.Flush()
 			run = i
@@ -153,6 +154,19 @@ func DoneAll(evs []*Event, err error) {
 	}
 	complete(evs[run:], err)
 	b.Flush()
+}
+
+// sameCompleter reports whether a and b are one Completer. Comparing
+// them with == panics when both hold one type that cannot be compared: a
+// func type, such as the ack an Input returns with each record (the
+// runtime's Completer for it). Such Completers count as different, which
+// only ends a run of DoneAll early.
+func sameCompleter(a, b Completer) bool {
+	ta := reflect.TypeOf(a)
+	if ta != reflect.TypeOf(b) || ta != nil && !ta.Comparable() {
+		return false
+	}
+	return a == b
 }
 
 // complete tells the Origin.To of evs, which they share, that they are

@@ -56,6 +56,47 @@ func (c *counted) acked() int {
 	return len(c.acks)
 }
 
+// A sink that finishes an Input's records with stage.DoneAll acks them
+// all. The acks are funcs, which == cannot compare, and DoneAll compared
+// the Completers of neighbouring events: it panicked at the second event
+// of a batch, the first event's ack was never called, and Drain waited
+// for it until its context ended.
+func TestInputAcksWithDoneAll(t *testing.T) {
+	const n = 10
+	in := &counted{n: n, acks: map[string]error{}}
+	sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Batch: 64, Terminal: true},
+		stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+			stage.DoneAll(b, nil)
+			return nil
+		}), nil)
+	src, il := NewInputStage(stage.Settings{Name: "lines", Batch: 64}, in, nil)
+	il.Connect(sink, nil)
+	ctx := context.Background()
+	for _, l := range []Lifecycle{sl, il} {
+		if err := l.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-src.Ended()
+	if err := il.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sl.CloseQueue()
+	sl.Wait()
+	dctx, cancel := context.WithTimeout(ctx, poll.Limit)
+	defer cancel()
+	if err := il.Drain(dctx); err != nil {
+		t.Fatalf("drain: %v (acked %d of %d)", err, in.acked(), n)
+	}
+	il.Close()
+	if got := in.acked(); got != n {
+		t.Fatalf("%d records acked, want %d", got, n)
+	}
+	if st := sink.Stats(); st.Panics != 0 {
+		t.Fatalf("the sink panicked %d times", st.Panics)
+	}
+}
+
 // An Input's records become events in order; a read error is logged and
 // read again; at the end of input the stage says so (Ended); every
 // record is acked, with the sink's verdict, before Drain returns; Close
