@@ -16,11 +16,11 @@ var (
 	// shown finds, left to right, a URL (up to the next space) or a
 	// secret-like key=value pair of a key=value DSN. The pair's key holds
 	// pass, pwd, secret or token (password, sslpassword, auth_token) and
-	// follows the start, a space or , ; ( " '. Its value is bare, with
-	// backslash escapes, or single-quoted with \' and \\ (libpq's rules),
-	// and whatever sticks to either up to the next space; an unclosed
-	// quote hides the rest.
-	shown = regexp.MustCompile(`(?is)([a-z][a-z0-9+.-]*://\S*)|((?:^|[\s,;("'])[a-z0-9_.-]*(?:pass|pwd|secret|token)[a-z0-9_.-]*\s*=\s*)('(?:[^'\\]|\\.)*'?(?:\\.|[^\s\\])*\\?|(?:\\.|[^\s\\])*\\?)`)
+	// follows the start, a space or , ; ( " ' ? & (a query string without
+	// its URL). Its value is bare, with backslash escapes, or quoted with
+	// ' (libpq's rules: \' and \\) or ", and whatever sticks to either up
+	// to the next space; an unclosed quote hides the rest.
+	shown = regexp.MustCompile(`(?is)([a-z][a-z0-9+.-]*://\S*)|((?:^|[\s,;("'?&])[a-z0-9_.-]*(?:pass|pwd|secret|token)[a-z0-9_.-]*\s*=\s*)('(?:[^'\\]|\\.)*'?(?:\\.|[^\s\\])*\\?|"(?:[^"\\]|\\.)*"?(?:\\.|[^\s\\])*\\?|(?:\\.|[^\s\\])*\\?)`)
 	// queryParam is a secret-like parameter of a URL's query.
 	queryParam = regexp.MustCompile(`(?i)([?&][^=&#]*(?:pass|pwd|secret|token)[^=&#]*=)[^&#]*`)
 	// urlListSep is where the next URL of a list (as NATS takes a
@@ -38,9 +38,10 @@ var (
 // pwd), and the values of key=value pairs named so (host=db
 // password='s3 cret' dbname=x), bare or quoted as libpq quotes them.
 //
-// When s as a whole is one URL, it is taken as one DSN: the password runs
-// up to its last "@" even across spaces, and a query value up to the next
-// "&" or "#". In a message, a URL ends at the first space.
+// When s begins with a URL, it is taken as one DSN: the password runs up
+// to its last "@" even across spaces, and a query value up to the next
+// "&" or "#"; key=value pairs after the URL are hidden too. In a message,
+// a URL ends at the first space.
 //
 // Redact is stable: Redact(Redact(s)) == Redact(s). Use it on anything
 // about configuration that may be logged, returned in an error or shown in
@@ -60,11 +61,19 @@ func Redact(s string) string {
 			b.WriteString(Redact(strings.TrimLeft(s[from:], " \t")))
 			return b.String()
 		}
-		return m + redactURL(m, s[len(m):])
+		// The pairs after it too (postgres://h/db password=x): the URL
+		// itself, up to its first space, is left as redactURL made it.
+		return redactPairs(m+redactURL(m, s[len(m):]), func(u string) string { return u })
 	}
+	return redactPairs(s, Redact) // a URL (or a list of them) up to the next space
+}
+
+// redactPairs hides the values of s's secret-like key=value pairs, and
+// gives each URL in it (up to the next space) to url.
+func redactPairs(s string, url func(string) string) string {
 	return shown.ReplaceAllStringFunc(s, func(m string) string {
 		if urlStart.MatchString(m) {
-			return Redact(m) // a URL (or a list of them) up to the next space
+			return url(m)
 		}
 		sub := shown.FindStringSubmatch(m)
 		return sub[2] + redacted

@@ -41,6 +41,12 @@ func TestRedact(t *testing.T) {
 		{"dsn (password=x1 host=db)", "dsn (password=xxxxx host=db)"},
 		{"host=db password='a postgres://u:p@h' dbname=x", "host=db password=xxxxx dbname=x"},
 		{"no secrets here: host=db port=5432", "no secrets here: host=db port=5432"},
+		// A URL followed by pairs; a double-quoted value; a query string
+		// without its URL (from a review: each showed its secret).
+		{"postgres://h/db password=hunter2 sslmode=require", "postgres://h/db password=xxxxx sslmode=require"},
+		{`bad setting password="s3 cret" host=db`, `bad setting password=xxxxx host=db`},
+		{"GET /x?token=abc123 HTTP/1.1", "GET /x?token=xxxxx HTTP/1.1"},
+		{"user=app&password=hunter2", "user=app&password=xxxxx"},
 		{"", ""},
 	}
 	for _, c := range cases {
