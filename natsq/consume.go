@@ -254,6 +254,12 @@ const pullEnvelopes = 8
 // pull waits on an idle stream.
 const pullHeartbeat = time.Second
 
+// minMaxEvents is the least bound on an envelope's events: 64 times
+// envelope_events' default. A crafted message of 3-byte records makes at
+// most that many events, some 10 MB of them, where only max_payload
+// bounded them before.
+const minMaxEvents = 1 << 16
+
 // errWQMultipleUnfiltered is the server's code (nats-server's
 // JSConsumerWQMultipleUnfilteredErr) for a second consumer on a
 // work-queue stream.
@@ -286,12 +292,6 @@ func (q *Queue) otherConsumer(ctx context.Context, js jetstream.JetStream, err e
 // which stops the pulling: at most pullEnvelopes wait in nats.go's buffer
 // meanwhile (up to twice that for a moment if a missed heartbeat had
 // nats.go pull again while the first pull's messages were on their way).
-// minMaxEvents is the least bound on an envelope's events: 64 times
-// envelope_events' default. A crafted message of 3-byte records makes at
-// most that many events, some 10 MB of them, where only max_payload
-// bounded them before.
-const minMaxEvents = 1 << 16
-
 func (c *consumer) take(msg jetstream.Msg) {
 	q := c.q
 	env := &envelope{c: c, msg: msg}

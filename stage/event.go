@@ -157,13 +157,15 @@ func DoneAll(evs []*Event, err error) {
 }
 
 // sameCompleter reports whether a and b are one Completer. Comparing
-// them with == panics when both hold one type that cannot be compared: a
-// func type, such as the ack an Input returns with each record (the
-// runtime's Completer for it). Such Completers count as different, which
-// only ends a run of DoneAll early.
+// them with == panics when both hold one type that cannot be compared,
+// such as a func (the ack an Input returns with each record, the
+// runtime's Completer for it) or a struct holding one, however deep. So
+// only pointers (every Completer of this module is one) and nil are
+// compared; other Completers count as different, which only ends a run
+// of DoneAll early.
 func sameCompleter(a, b Completer) bool {
 	ta := reflect.TypeOf(a)
-	if ta != reflect.TypeOf(b) || ta != nil && !ta.Comparable() {
+	if ta != reflect.TypeOf(b) || ta != nil && ta.Kind() != reflect.Pointer {
 		return false
 	}
 	return a == b

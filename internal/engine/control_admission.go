@@ -207,13 +207,15 @@ func (a *Admission) admit(now time.Time, n int, all bool) int {
 // take takes up to n tokens at now (ns) and returns how many it took;
 // with all, n or none (see AdmitAll).
 func (a *Admission) take(now int64, n int, all bool) int {
-	iv := a.interval.Load()
-	if iv == 0 {
-		return n
-	}
-	burst := a.burst.Load()
 	for {
+		// The rate is read after tat, each round: a round that lost its
+		// CAS to setRate's rescale must not add at the rate before it.
 		tat := a.tat.Load()
+		iv := a.interval.Load()
+		if iv == 0 {
+			return n
+		}
+		burst := a.burst.Load()
 		base := max(tat, now)
 		room := (now + burst - base) / iv
 		if room <= 0 {
