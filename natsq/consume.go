@@ -417,8 +417,10 @@ func (e *envelope) Complete(ev *stage.Event, err error) {
 		case refused(err):
 			e.dead = append(e.dead, deadEvent{i: i, class: DeadRefused, reason: err.Error()})
 		case e.c.stopping(err):
-			// The stop cut it short, not the event: never final, whatever
-			// the delivery (the envelope is NAKed, as Fate says).
+			// The stop cut it short, not the event: not dead-lettered
+			// for it, whatever the delivery; the envelope is NAKed, as
+			// Fate says (a NAK JetStream counts as a delivery all the
+			// same: see the package doc).
 			e.failed = err
 		case e.delivered >= uint64(q.cfg.MaxDeliver):
 			e.dead = append(e.dead, deadEvent{i: i, class: DeadMaxDeliver,
@@ -436,7 +438,7 @@ func (e *envelope) Complete(ev *stage.Event, err error) {
 // stopping reports whether err is the stop's doing rather than the
 // event's: the stage's context cancelled (phase two of a stop), the
 // consumer closing (errClosing), or any error once the consumer is
-// closing. Such a failure never dead-letters an event, even at its
+// closing. Such a failure does not dead-letter an event, even at its
 // max_deliver-th delivery: its envelope is NAKed. (A handler's own
 // timeout, context.DeadlineExceeded, is a failure like any other: the
 // stage's context is never given a deadline.)

@@ -140,16 +140,19 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
+	failed := func(err error) error {
+		return fmt.Errorf("stage %q: dead letters of %s message %d: %w", q.stage, q.cfg.Stream, e.streamSeq, err)
+	}
 	// Closing: the envelope is NAKed, so store no dead letter of it (its
 	// next delivery decides again).
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("stage %q: dead letters of %s message %d: %w", q.stage, q.cfg.Stream, e.streamSeq, err)
+		return failed(err)
 	}
 	pafs := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		paf, err := publishAsync(ctx, c.js, m, 10*time.Second, jetstream.WithExpectStream(deadStream(q.cfg.Stream)))
 		if err != nil {
-			return fmt.Errorf("stage %q: dead letters of %s message %d: %w", q.stage, q.cfg.Stream, e.streamSeq, err)
+			return failed(err)
 		}
 		pafs = append(pafs, paf)
 	}
@@ -157,9 +160,9 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 		select {
 		case <-paf.Ok():
 		case err := <-paf.Err():
-			return err
+			return failed(err)
 		case <-ctx.Done():
-			return ctx.Err()
+			return failed(ctx.Err())
 		}
 	}
 	return nil

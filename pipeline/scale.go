@@ -183,7 +183,6 @@ func decodeScale(b []byte) (Scale, error) {
 		return bad("want a JSON object")
 	}
 	var sc Scale
-	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
@@ -201,10 +200,9 @@ func decodeScale(b []byte) (Scale, error) {
 		default:
 			return bad("unknown field %q: want workers, concurrency or batch", name)
 		}
-		if seen[name] {
+		if k.Set { // a knob decoded is Set (UnmarshalJSON)
 			return bad("%s given twice", name)
 		}
-		seen[name] = true
 		if err := dec.Decode(k); err != nil {
 			return bad("%s: %v", name, err)
 		}

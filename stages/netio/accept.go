@@ -95,9 +95,10 @@ func (s *Source) admit(nc net.Conn) {
 // make room for a new one at max_conns, and marks it; it returns it, or
 // no connection. s.mu is held; the caller closes it with closeEvicted
 // once s.mu is released. The connection counts as gone at once
-// (s.evicting), although its goroutines return a moment later. A scan that finds none notes when
-// the first could be due, and makes none before then: a storm of new
-// connections does not scan max_conns connections each.
+// (s.evicting), although its goroutines return a moment later. A scan
+// that finds none notes when the first could be due, and makes none
+// before then: a storm of new connections does not scan max_conns
+// connections each.
 func (s *Source) evictLocked(now time.Time) idleConn {
 	if s.opts.IdleEvict <= 0 || now.Before(s.nextEvict) {
 		return idleConn{}
