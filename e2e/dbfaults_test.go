@@ -26,6 +26,7 @@ import (
 	"github.com/stagedserver/seda/internal/pgtemp"
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stats"
 )
 
 // faultRecords is how many records each fault test sends: enough that the
@@ -359,5 +360,61 @@ func TestDBFaultRestart(t *testing.T) {
 	f.finish()
 	if f.retries("") == 0 {
 		t.Error("no write was retried across the restart")
+	}
+}
+
+// TestDBPartitionPoolStays cuts the network to PostgreSQL under a steady
+// load on the ingest pipeline, its store's pool sized by its controller
+// (its batch pinned).
+// Nothing fails during a partition until write_timeout (a minute by
+// default), and a worker added takes a batch before it hangs too, which
+// looked like a gain: the pool grew from 2 to 9 workers in 20 s. Now the
+// calls' ages tell the controller the calls have stalled: over 8 s of
+// partition the pool grows by one worker at most (a growth tried before
+// the stall shows, and undone), and once healed every record sent is
+// acked and stored once.
+func TestDBPartitionPoolStays(t *testing.T) {
+	t.Parallel()
+	dsn := pg.NewDatabase(t)
+	through, px := viaProxy(t, dsn)
+	// The batch pinned small, so that the queue holds a batch (what asks
+	// the pool to grow) within a second of the cut.
+	r := startPipeline(t, registry(t), ingest("", "    batch: 500\n"), map[string]string{"DSN": through}, nil, "accept")
+	store := func() stats.Stage { st, _ := r.p.StageStats("store"); return st }
+
+	const rate = 3000
+	load := startSteadyLoad(r.addr, 16, 1000, rate)
+	poll.Until(t, "a steady load stored, the store ok", func() bool {
+		return len(load.rs.ackedIDs()) >= rate && store().Health.State == stats.HealthOK
+	})
+	st := store()
+	if st.Control == nil || st.Control.Workers == nil || !st.Control.Workers.Auto {
+		t.Fatalf("the store's pool is not sized by its controller: %+v", st.Control)
+	}
+	before := st.Control.Workers.Now
+	watch := watchPool(store)
+	px.Partition()
+	poll.Until(t, "the store's oldest event 8 s old", func() bool {
+		return store().Latency.OldestMs >= 8000
+	})
+	maxWorkers, maxDepth, _ := watch.stop()
+	held := px.Heal()
+	sent, errs := load.stop()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	acked := load.rs.ackedIDs()
+	stored := storedIDs(t, dsn, "events")
+	rows, distinct := counts(t, dsn, "events")
+	t.Logf("partition of 8 s under %d/s: the store's pool %d workers before, %d at most, its queue %d deep at most; the heal reset %d connections; %s; sent %d, count(*)=%d distinct=%d",
+		rate, before, maxWorkers, maxDepth, held, load.rs.summary(), sent, rows, distinct)
+	if maxWorkers > before+1 {
+		t.Errorf("the store's pool grew from %d to %d workers during the partition; want at most one more", before, maxWorkers)
+	}
+	if ids, k := missing(acked, stored); k > 0 {
+		t.Fatalf("%d acked records are not stored, e.g. %v", k, ids)
+	}
+	if int64(len(acked)) != sent || rows != sent || distinct != sent {
+		t.Errorf("sent %d, acked %d, count(*)=%d, distinct=%d; want every record acked and stored once", sent, len(acked), rows, distinct)
 	}
 }

@@ -82,6 +82,17 @@ const (
 	// the noise of a busy machine does not end holds window after window.
 	loadShift  = 0.25
 	loadSmooth = 0.2
+	// stallFactor and stallFloor: the calls are stalled while the oldest
+	// handler call in progress has run stallFactor times as long as calls
+	// have taken lately (their mean, smoothed by loadSmooth per window),
+	// and stallFloor at least: a database cut off by the network answers
+	// nothing, and until write_timeout nothing fails. A stalled window
+	// never grows the pool (a worker added would take a batch and hang
+	// too, which looks like a gain), and a change on trial when the calls
+	// stall is judged at once; one of the pool is then not kept if it
+	// grew it, and kept if it shrank it.
+	stallFactor = 8
+	stallFloor  = 500 * time.Millisecond
 	// noiseWindows: the noise of the throughput is the median relative
 	// difference between consecutive windows in which no knob changed,
 	// over the last noiseWindows such pairs (a median, so that a load
@@ -104,6 +115,11 @@ type sample struct {
 	// health.go); failures: the failed calls so far.
 	failing  bool
 	failures uint64
+	// callAge: how long the oldest handler call in progress has run (0:
+	// none); callsDone, callNanos: the calls finished so far and their
+	// durations added up (see stalled).
+	callAge              time.Duration
+	callsDone, callNanos uint64
 }
 
 // hold is a pause in one direction of a knob after a change in that
@@ -168,6 +184,7 @@ type trial struct {
 	starved int     // samples since with a batch waiting and a run slot free
 	windows int
 	busy    bool // a shrink tried under load: judged on throughput alone
+	stalled bool // the calls stalled in a window since
 }
 
 // span is what some windows took: events, batches, and how long.
@@ -202,7 +219,9 @@ type controller struct {
 	starved    int // samples with a batch waiting and a run slot free
 	queued     int // samples with events in the queue
 	blockedSum int
-	failing    bool // a sample found the calls failing, or a call failed
+	failing    bool          // a sample found the calls failing, or a call failed
+	stalled    bool          // a sample found the calls stalled (see stallFactor)
+	callMean   time.Duration // how long calls took lately; 0: none finished yet
 
 	trial       *trial                // the last change, judged by the windows after it
 	light, calm int                   // windows in a row: light batches, the pool keeping up
@@ -249,6 +268,7 @@ func (c *controller) observe(now time.Time, s sample) []stats.Decision {
 	}
 	c.blockedSum += s.blocked
 	c.failing = c.failing || s.failing || s.failures != c.first.failures
+	c.stalled = c.stalled || s.callAge >= max(stallFloor, stallFactor*c.callMean)
 	if c.samples < controlWindow {
 		return nil
 	}
@@ -258,10 +278,18 @@ func (c *controller) observe(now time.Time, s sample) []stats.Decision {
 		batches: s.batches - c.first.batches,
 		full:    s.full - c.first.full,
 		samples: c.samples, starved: c.starved, queued: c.queued, blockedSum: c.blockedSum,
-		threshold: thr, failing: c.failing,
+		threshold: thr, failing: c.failing, stalled: c.stalled,
+	}
+	if n := s.callsDone - c.first.callsDone; n > 0 {
+		mean := time.Duration((s.callNanos - c.first.callNanos) / n)
+		if c.callMean == 0 {
+			c.callMean = mean
+		} else {
+			c.callMean += time.Duration(loadSmooth * float64(mean-c.callMean))
+		}
 	}
 	c.first, c.started = s, now
-	c.samples, c.starved, c.queued, c.blockedSum, c.failing = 0, 0, 0, 0, false
+	c.samples, c.starved, c.queued, c.blockedSum, c.failing, c.stalled = 0, 0, 0, 0, false, false
 	d, ok := c.decide(w)
 	if !ok {
 		return nil
@@ -279,6 +307,7 @@ type window struct {
 	queued                       int  // samples with events in the queue
 	threshold                    int  // the depth that counts as a batch waiting
 	failing                      bool // calls failed in the window, or were failing
+	stalled                      bool // a call in progress ran far longer than calls take (stallFactor)
 }
 
 func (w window) rate() float64 {
@@ -335,8 +364,9 @@ func (c *controller) decide(w window) (stats.Decision, bool) {
 	if t := c.trial; t != nil {
 		t.after.add(c.hist[0])
 		t.starved += w.starved
+		t.stalled = t.stalled || w.stalled
 		t.windows++
-		if t.windows < max(judgeWindows, t.before) || (t.after.batches < judgeBatches && t.windows < judgeMaxWindows) {
+		if !t.stalled && (t.windows < max(judgeWindows, t.before) || (t.after.batches < judgeBatches && t.windows < judgeMaxWindows)) {
 			return stats.Decision{}, false // nothing else moves while a change is judged
 		}
 		c.trial = nil
@@ -374,6 +404,11 @@ func (c *controller) judge(t *trial) (stats.Decision, bool) {
 	if !grew && !t.busy { // kept unless the pool falls behind: what would grow it again
 		kept = after >= t.need && float64(t.starved) < starvedShare*float64(t.windows*controlWindow)
 	}
+	if t.stalled && k == &c.workers {
+		// The calls stalled: what was taken measures nothing, and more
+		// workers would only hang too.
+		kept = !grew
+	}
 	// A change kept leaves the pauses as they are: at the pool's useful
 	// limit a growth that fails, a shrink kept on noise and a growth
 	// back are one round, and the pauses must lengthen from round to
@@ -388,6 +423,11 @@ func (c *controller) judge(t *trial) (stats.Decision, bool) {
 		// kept on noise): try n-1, so that the pool walks both ways.
 		c.tryFewer = k == &c.workers
 		pause := k.up.failed(c.xSmooth)
+		if t.stalled && k == &c.workers {
+			return stats.Decision{Knob: k.name, From: float64(from), To: float64(t.from),
+				Reason: fmt.Sprintf("while growing %s from %d to %d was judged a call ran %d times as long as calls took lately (%s), and %s at least: the calls stalled, back to %d, no growth for %s",
+					k.name, t.from, from, stallFactor, c.callMean.Round(time.Millisecond), stallFloor, t.from, pause)}, true
+		}
 		return stats.Decision{Knob: k.name, From: float64(from), To: float64(t.from),
 			Reason: fmt.Sprintf("growing %s from %d to %d did not raise throughput enough (%.0f/s before, %.0f/s after, %.0f/s wanted): back to %d, no growth for %s",
 				k.name, t.from, from, t.x, after, t.need, t.from, pause)}, true
@@ -489,7 +529,7 @@ func (c *controller) decidePool(w window) (stats.Decision, bool) {
 		return stats.Decision{}, false
 	}
 	switch {
-	case w.failing:
+	case w.failing || w.stalled:
 		return stats.Decision{}, false
 	case float64(w.starved) >= starvedShare*float64(w.samples) && k.now < k.ceiling && k.up.left == 0:
 		from := k.now

@@ -35,6 +35,10 @@ type model struct {
 	// and retries it after a backoff (100 ms, doubling to 5 s), as
 	// db.postgres does, making no progress until an attempt succeeds.
 	down func(t time.Duration) bool
+	// hang, when set, says when the shared resource answers nothing (a
+	// network partition): a worker inside Blocking makes no progress and
+	// no attempt fails, until it is over.
+	hang func(t time.Duration) bool
 
 	rng     *rand.Rand
 	ctl     *controller
@@ -54,6 +58,12 @@ type model struct {
 	// hideFailures keeps them from the controller (for a test that shows
 	// what it would do without them).
 	hideFailures bool
+	// The calls (a batch from taken to finished) as the runtime counts
+	// them: finished, and their durations added up; hideCalls keeps the
+	// calls' ages and durations from the controller.
+	callsDone uint64
+	callNanos time.Duration
+	hideCalls bool
 
 	// What happened, for the checks.
 	decisions []stats.Decision
@@ -83,6 +93,7 @@ type modelWorker struct {
 	retired     bool
 	batchEvents int
 	tries       int           // attempts failed in a row (down)
+	callStart   time.Duration // when its batch was taken
 	retryAt     time.Duration // when the next attempt is made, after a failure
 }
 
@@ -171,16 +182,16 @@ func (m *model) run(until time.Duration) {
 					if w.block > 0 {
 						w.state, w.left = inBlocking, w.block
 					} else {
-						w.state = parked
+						m.finish(w)
 					}
 				}
 			case inBlocking:
-				if m.retrying(w) {
+				if m.retrying(w) || (m.hang != nil && m.hang(m.now)) {
 					continue
 				}
 				w.left -= time.Duration(speed * float64(modelStep))
 				if w.left <= 0 {
-					w.state = parked
+					m.finish(w)
 				}
 			}
 		}
@@ -205,7 +216,7 @@ func (m *model) run(until time.Duration) {
 			if n == m.batch {
 				m.full++
 			}
-			w.state = onCPU
+			w.state, w.callStart = onCPU, m.now
 			w.left = m.vary(m.cpuFixed + time.Duration(n)*m.cpuPer)
 			w.block = m.vary(m.blockFixed + time.Duration(n)*m.blockPer)
 			w.batchEvents = n
@@ -236,6 +247,13 @@ func (m *model) retrying(w *modelWorker) bool {
 	return false
 }
 
+// finish ends a worker's call.
+func (m *model) finish(w *modelWorker) {
+	w.state = parked
+	m.callsDone++
+	m.callNanos += m.now - w.callStart
+}
+
 func (m *model) running() int {
 	n := 0
 	for _, w := range m.workers {
@@ -263,7 +281,13 @@ func (m *model) sample() sample {
 	if !m.hideFailures {
 		s.failing, s.failures = m.failing, m.failures
 	}
+	if !m.hideCalls {
+		s.callsDone, s.callNanos = m.callsDone, uint64(m.callNanos)
+	}
 	for _, w := range m.workers {
+		if w.state != parked && !m.hideCalls {
+			s.callAge = max(s.callAge, m.now-w.callStart)
+		}
 		switch w.state {
 		case parked:
 			if !w.retired {

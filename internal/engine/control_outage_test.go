@@ -63,3 +63,60 @@ func TestControlOutageTemptsGrowth(t *testing.T) {
 		t.Fatalf("with the failures hidden the pool stayed at %d..%d workers during the outage; the outage does not test the rule", atStart, hi)
 	}
 }
+
+// The pool controller against a database cut off by the network: its
+// calls neither fail nor finish (until write_timeout, a minute away), so
+// nothing tells of a failure, and a worker added takes a batch before it
+// hangs too, which looks like a gain. The calls' ages tell: the pool
+// never grows while the oldest call has run far longer than calls take,
+// and a growth tried just before the cut is not kept.
+func TestControlNoGrowthWhileCallsHang(t *testing.T) {
+	const from, to = 20 * time.Second, 40 * time.Second
+	for seed := int64(1); seed <= 3; seed++ {
+		mk := dbStage(constRate(250000), seed)
+		mk.hang = func(t time.Duration) bool { return t >= from && t < to }
+		m := newModel(mk, AutoBatchCeiling(1024), true, 2, true)
+		m.run(70 * time.Second)
+		atStart := 0
+		for _, p := range m.trace {
+			if p.t <= from {
+				atStart = p.workers
+			}
+		}
+		_, hi := m.span(workersOf, from+time.Second, to)
+		before := m.meanRate(10*time.Second, from)
+		after := m.meanRate(55*time.Second, 70*time.Second)
+		t.Logf("seed %d: %d workers when the network was cut, at most %d while it was; %.0f/s before, %.0f/s from 15 s after it was back",
+			seed, atStart, hi, before, after)
+		if hi > atStart {
+			logTrace(t, m)
+			t.Errorf("seed %d: the pool grew from %d to %d workers while every call hung", seed, atStart, hi)
+		}
+		if after < 0.9*before {
+			logTrace(t, m)
+			t.Errorf("seed %d: after the cut the stage ran at %.0f/s, want at least 90%% of the %.0f/s before it", seed, after, before)
+		}
+	}
+}
+
+// The same cut with the calls' ages hidden from the controller (what it
+// saw before the rule): the pool grows against the silent database. This
+// keeps the test above honest.
+func TestControlHangTemptsGrowth(t *testing.T) {
+	const from, to = 20 * time.Second, 40 * time.Second
+	mk := dbStage(constRate(250000), 1)
+	mk.hang = func(t time.Duration) bool { return t >= from && t < to }
+	m := newModel(mk, AutoBatchCeiling(1024), true, 2, true)
+	m.hideCalls = true
+	m.run(45 * time.Second)
+	atStart := 0
+	for _, p := range m.trace {
+		if p.t <= from {
+			atStart = p.workers
+		}
+	}
+	if _, hi := m.span(workersOf, from, to); hi <= atStart {
+		logTrace(t, m)
+		t.Fatalf("with the calls' ages hidden the pool stayed at %d..%d workers during the cut; the cut does not test the rule", atStart, hi)
+	}
+}

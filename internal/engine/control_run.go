@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagedserver/seda/internal/track"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 	"go.uber.org/zap"
@@ -122,6 +123,14 @@ func (c *control) tick(now time.Time) {
 		concurrency: ps.Concurrency,
 		taken:       s.in.Load(), batches: s.batches.Load(), full: s.fullBatches.Load(),
 		failing: s.health.isFailing(), failures: s.health.failureCount(),
+		callNanos: s.callNanos.Load(),
+	}
+	// Done before started, and nanoseconds before done: a call that ends
+	// between the loads is counted as not finished, never its duration
+	// without it.
+	smp.callsDone = s.callsDone.Load()
+	if c, ok := s.calls.oldest(smp.callsDone, s.calls.started.Load()); ok {
+		smp.callAge = time.Duration(track.Nanotime() - c.at)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

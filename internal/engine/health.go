@@ -230,9 +230,10 @@ func (a *ages) oldest(done, started uint64) (checkpoint, bool) {
 // event entered the queue at enq.
 func (s *Stage) beginCall(now, enq int64) { s.calls.begin(now, enq) }
 
-// endCall notes a handler call that returned err at now and records its
-// outcome in the stage's health.
-func (s *Stage) endCall(ctx context.Context, now int64, err error) {
+// endCall notes a handler call that returned err at now after took ns
+// and records its outcome in the stage's health.
+func (s *Stage) endCall(ctx context.Context, now, took int64, err error) {
+	s.callNanos.Add(uint64(max(took, 0)))
 	s.callsDone.Add(1)
 	switch {
 	case err == nil:

@@ -61,11 +61,13 @@ type Stage struct {
 	lastDoubleDoneLogged atomic.Int64
 
 	// health is the stage's health, calls the handler calls started (a
-	// source: its events, counted by h) and callsDone those finished
-	// (health.go).
+	// source: its events, counted by h), callsDone those finished
+	// (health.go) and callNanos their durations added up (the pool
+	// controller's measure of how long calls take).
 	health    health
 	calls     ages
 	callsDone atomic.Uint64
+	callNanos atomic.Uint64
 
 	ended   chan struct{} // a source's: closed by EndInput
 	endOnce sync.Once

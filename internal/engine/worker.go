@@ -117,7 +117,7 @@ func (s *Stage) run(ctx context.Context, batch []*stage.Event, out *Outputs) {
 	s.beginCall(start, oldest)
 	err := s.call(out.healthCtx(ctx), batch, out)
 	took := track.Nanotime() - start
-	s.endCall(ctx, start+took, err)
+	s.endCall(ctx, start+took, took, err)
 	if err != nil {
 		for i, ev := range batch {
 			// Not one the handler finished, recycled by an inline stage
