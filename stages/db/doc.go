@@ -85,7 +85,15 @@
 // no answer for write_timeout (statement_timeout + 5 s when that is set,
 // else 1 min; the wait for a connection included) is such a failure: its
 // connection is dropped and it is retried, so a silent network never
-// holds a worker. A connection attempt is bounded by the DSN's
+// holds a worker. Before a write whose connection broke unanswered is
+// retried, its backend is ended (pg_terminate_backend, from another
+// connection) and the retry waits until pg_stat_activity no longer lists
+// it: its bytes may still be on their way, and would otherwise run after
+// the retry and after newer writes, which a stale upsert would overwrite.
+// Should PostgreSQL refuse to end it, that is logged once and the retry
+// waits write_timeout for it to end on its own, then goes on, so a delayed
+// write may still run late; so may one cut short by the stage stopping,
+// or one behind a pooler whose PIDs are not the server's. A connection attempt is bounded by the DSN's
 // connect_timeout, 10 s when it has none. A batch PostgreSQL
 // refuses because of its data (classes 22 and 23, a value nested too
 // deeply, a trigger's exception) is bisected until the

@@ -137,6 +137,8 @@ type Sink struct {
 	sortCol int
 
 	idemWrites atomic.Uint64 // writes committed through the idempotent path
+	// fenceRefused: PostgreSQL refused to end a backend (fence), said once.
+	fenceRefused atomic.Bool
 
 	closeOnce sync.Once
 }

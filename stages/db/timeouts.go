@@ -2,7 +2,8 @@ package db
 
 // This file holds the stage's client-side timeouts: how long a write may
 // go unanswered before its connection is given up and the batch retried,
-// and the TCP keepalive that finds idle pooled connections dead.
+// the fence that ends such a write's backend before the retry, and the
+// TCP keepalive that finds idle pooled connections dead.
 //
 // A network that goes silent (a partition, a middlebox that drops its
 // state, a host gone) sends no error: without a deadline a worker would
@@ -16,6 +17,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -86,5 +89,80 @@ func (s *Sink) writeContext(ctx context.Context) (context.Context, func(error) e
 			return fmt.Errorf("no answer from PostgreSQL in %s (write_timeout), connection dropped: %w", s.writeTimeout, err)
 		}
 		return err
+	}
+}
+
+// Ending the backend of a write that broke unanswered (fence).
+const (
+	// terminateSQL ends backend $1 if it is one of this database and user:
+	// behind a pooler the PID a connection was given need not be a
+	// backend's, and another's must not be ended.
+	terminateSQL = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity " +
+		"WHERE pid = $1 AND datname = current_database() AND usename = session_user) AS ended"
+	// runningSQL tells whether backend $1 is still there.
+	runningSQL = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)"
+	// fencePoll is the longest wait between looks at a backend ending.
+	fencePoll = 50 * time.Millisecond
+)
+
+// fence ends backend pid, which ran a write whose connection broke before
+// PostgreSQL answered, and returns once it is gone: the write's bytes may
+// still be on their way to it, and run after the retry has committed and
+// after newer writes of its keys, which its stale rows would overwrite.
+// A backend that is gone has run or rolled back all it will.
+//
+// It ends the backend with pg_terminate_backend from another connection,
+// which any role may do to its own sessions, and waits (write_timeout at
+// most) until pg_stat_activity no longer lists it; an error (retried by
+// attempt) when it cannot. Should PostgreSQL refuse to end it, fence says
+// so in the log (once) and waits for the backend to end on its own, and
+// after write_timeout lets the retry go: the stale write may then still
+// run later (doc.go).
+func (s *Sink) fence(ctx context.Context, pid uint32) error {
+	fctx, cancel := context.WithTimeoutCause(ctx, s.writeTimeout, errWriteTimeout)
+	defer cancel()
+	fail := func(what string, err error) error {
+		if context.Cause(fctx) == errWriteTimeout {
+			return fmt.Errorf("%s backend %d, whose write got no answer: no answer from PostgreSQL in %s (write_timeout): %w",
+				what, pid, s.writeTimeout, err)
+		}
+		return fmt.Errorf("%s backend %d, whose write got no answer: %w", what, pid, err)
+	}
+	conn, err := s.pool.Acquire(fctx)
+	if err != nil {
+		return fail("ending", err)
+	}
+	defer conn.Release()
+	var ended int
+	refused := conn.QueryRow(fctx, terminateSQL, pid).Scan(&ended)
+	if refused != nil && sqlState(refused) == "" {
+		return fail("ending", refused)
+	}
+	if refused != nil && s.fenceRefused.CompareAndSwap(false, true) {
+		s.log.Warn("PostgreSQL refused to end the backend of a write that got no answer; "+
+			"waiting for it to end on its own (write_timeout at most) before retrying, "+
+			"so a delayed write may still run after newer ones",
+			zap.String("stage", s.name), zap.Uint32("pid", pid), zap.Error(refused))
+	}
+	for d := time.Millisecond; ; d = min(2*d, fencePoll) {
+		var running bool
+		err := conn.QueryRow(fctx, runningSQL, pid).Scan(&running)
+		switch {
+		case err == nil && !running:
+			return nil
+		case err != nil && fctx.Err() == nil:
+			return fail("waiting for", err)
+		}
+		if !sleep(fctx, d) || err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case refused != nil:
+				return nil // as documented: the retry goes on
+			case err != nil:
+				return fail("waiting for", err)
+			}
+			return fmt.Errorf("backend %d, whose write got no answer, still runs %s after it was ended (write_timeout)", pid, s.writeTimeout)
+		}
 	}
 }

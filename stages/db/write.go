@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
@@ -173,10 +174,10 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 		d = &g.d
 	}
 	n, parts := g.make(grp, s.binary, s.sortCol >= 0, d, s.version >= 0)
-	o := outcome{err: s.attempt(ctx, n, func() error { return s.copy(ctx, parts, false) })}
+	o := outcome{err: s.attempt(ctx, n, func(cut *uint32) error { return s.copy(ctx, parts, false, cut) })}
 	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
 		o.idem = true
-		o.err = s.attempt(ctx, n, func() error { return s.copy(ctx, parts, true) })
+		o.err = s.attempt(ctx, n, func(cut *uint32) error { return s.copy(ctx, parts, true, cut) })
 	}
 	g.reset()
 	s.sorts.Put(g)
@@ -318,7 +319,7 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		if d != nil {
 			args = d.insertArgs(len(s.cols))
 		}
-		err = s.attempt(ctx, n, func() error { return s.insertRows(ctx, r, lo, hi, args) })
+		err = s.attempt(ctx, n, func(cut *uint32) error { return s.insertRows(ctx, r, lo, hi, args, cut) })
 	} else {
 		var parts [][]byte
 		if s.binary {
@@ -332,7 +333,7 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		if s.binary {
 			parts = append(parts, binaryTrailer)
 		}
-		err = s.attempt(ctx, n, func() error { return s.copy(ctx, parts, idem) })
+		err = s.attempt(ctx, n, func(cut *uint32) error { return s.copy(ctx, parts, idem, cut) })
 	}
 	return s.settle(ctx, r, lo, hi, idem, err)
 }
@@ -365,10 +366,25 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 // attempt runs write (one write of rows rows), retrying while the error is
 // transient. It returns nil once committed, a row error to bisect on, or
 // the error that ends the batch.
-func (s *Sink) attempt(ctx context.Context, rows int, write func() error) error {
+//
+// A write whose connection broke before PostgreSQL answered (write_timeout,
+// an I/O error) may still run: its bytes can be delayed on the network and
+// reach the backend after the retry has committed, and after the key's
+// next update too, which the stale row would overwrite. write sets *cut to
+// that backend's PID, and no retry is sent until fence has seen it gone.
+func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *uint32) error) error {
+	var cut uint32 // the backend of a write that broke unanswered; 0: none
 	for n := 0; ; n++ {
 		var err error
-		stage.Blocking(ctx, func() { err = write() })
+		stage.Blocking(ctx, func() {
+			if cut != 0 {
+				if err = s.fence(ctx, cut); err != nil {
+					return
+				}
+				cut = 0
+			}
+			err = write(&cut)
+		})
 		if err == nil {
 			stage.ReportAttempt(ctx, nil)
 			return nil
@@ -401,30 +417,47 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func() error) error 
 // insertRows runs one INSERT of rows [lo, hi) of r (method insert), or
 // of args when given (the rows an upsert picked); an INSERT outside an
 // explicit transaction is one transaction, committed when it returns.
-func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any) (err error) {
-	ctx, timedOut := s.writeContext(ctx)
-	defer func() { err = timedOut(err) }()
-	if args == nil {
-		args = make([]any, len(r.cols))
-		for i, col := range r.cols {
-			args[i] = col[lo:hi]
-		}
-	}
-	_, err = s.pool.Exec(ctx, s.insSQL, args...)
-	return err
-}
-
-// copy writes parts, the COPY data, and returns once it has committed or
-// failed: a COPY outside a transaction block is its own transaction; the
-// idempotent path is one explicit transaction.
-func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool) (err error) {
+// When the connection breaks unanswered, *cut is its backend (attempt).
+func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, cut *uint32) (err error) {
 	ctx, timedOut := s.writeContext(ctx)
 	defer func() { err = timedOut(err) }()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
+	defer func() { s.release(conn, err, cut) }()
+	if args == nil {
+		args = make([]any, len(r.cols))
+		for i, col := range r.cols {
+			args[i] = col[lo:hi]
+		}
+	}
+	_, err = conn.Exec(ctx, s.insSQL, args...)
+	return err
+}
+
+// release gives conn back to the pool after a write that ended with err.
+// A write whose connection broke may still run on the server (attempt):
+// *cut is set to its backend's PID.
+func (s *Sink) release(conn *pgxpool.Conn, err error, cut *uint32) {
+	if pc := conn.Conn().PgConn(); err != nil && pc.IsClosed() {
+		*cut = pc.PID()
+	}
+	conn.Release()
+}
+
+// copy writes parts, the COPY data, and returns once it has committed or
+// failed: a COPY outside a transaction block is its own transaction; the
+// idempotent path is one explicit transaction. When the connection breaks
+// unanswered, *cut is its backend (attempt).
+func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *uint32) (err error) {
+	ctx, timedOut := s.writeContext(ctx)
+	defer func() { err = timedOut(err) }()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { s.release(conn, err, cut) }()
 	pc := conn.Conn().PgConn()
 	data := &copySource{parts: parts}
 	defer data.close()

@@ -1,0 +1,227 @@
+package db
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+)
+
+// holdProxy forwards TCP connections to PostgreSQL and can hold the
+// client->server bytes of one link (or of the links open at a moment)
+// while new links forward normally: a write's bytes delayed on the network
+// past write_timeout, delivered late by release. internal/faultproxy
+// holds every link at once, new ones too, which would hold the retry.
+type holdProxy struct {
+	ln     net.Listener
+	target string
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	pattern []byte // hold the next link that sends this
+	links   []*holdLink
+	closed  bool
+}
+
+type holdLink struct {
+	client, server net.Conn
+	gate           chan struct{} // non-nil: client->server bytes wait until it is closed
+	held           bool          // was held at some time
+	serverGone     chan struct{} // closed once the server has closed its end
+}
+
+// newHoldProxy returns dsn through a holdProxy, and the proxy, stopped
+// when the test ends.
+func newHoldProxy(t *testing.T, dsn string) (string, *holdProxy) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &holdProxy{ln: ln, target: u.Host}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	u.Host = ln.Addr().String()
+	return u.String(), p
+}
+
+func (p *holdProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		l := &holdLink{client: c, server: s, serverGone: make(chan struct{})}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			c.Close()
+			s.Close()
+			return
+		}
+		p.links = append(p.links, l)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.down(l)
+		go p.up(l)
+	}
+}
+
+// down forwards server->client; once the client is gone it still reads
+// the server until it closes, so that serverGone means the backend has
+// read all it was sent and gone.
+func (p *holdProxy) down(l *holdLink) {
+	defer p.wg.Done()
+	_, _ = io.Copy(l.client, l.server)
+	_, _ = io.Copy(io.Discard, l.server)
+	l.client.Close()
+	close(l.serverGone)
+}
+
+// up forwards client->server, through the link's gate.
+func (p *holdProxy) up(l *holdLink) {
+	defer p.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := l.client.Read(buf)
+		p.mu.Lock()
+		if n > 0 && p.pattern != nil && bytes.Contains(buf[:n], p.pattern) {
+			p.pattern = nil
+			l.gate, l.held = make(chan struct{}), true
+		}
+		g := l.gate
+		p.mu.Unlock()
+		if g != nil {
+			<-g
+		}
+		if n > 0 {
+			if _, werr := l.server.Write(buf[:n]); werr != nil {
+				l.server.Close()
+				return
+			}
+		}
+		if err != nil {
+			_ = l.server.(*net.TCPConn).CloseWrite()
+			return
+		}
+	}
+}
+
+// holdNext holds the next link to send pattern, from that read on.
+func (p *holdProxy) holdNext(pattern string) {
+	p.mu.Lock()
+	p.pattern = []byte(pattern)
+	p.mu.Unlock()
+}
+
+// holdOpen holds every link now open.
+func (p *holdProxy) holdOpen() {
+	p.mu.Lock()
+	for _, l := range p.links {
+		if l.gate == nil {
+			l.gate, l.held = make(chan struct{}), true
+		}
+	}
+	p.mu.Unlock()
+}
+
+// release lets the held bytes through, late, and returns the links that
+// were held.
+func (p *holdProxy) release() []*holdLink {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var held []*holdLink
+	for _, l := range p.links {
+		if l.gate != nil {
+			close(l.gate)
+			l.gate = nil
+		}
+		if l.held {
+			held = append(held, l)
+		}
+	}
+	return held
+}
+
+func (p *holdProxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.ln.Close()
+	p.release()
+	p.mu.Lock()
+	for _, l := range p.links {
+		l.client.Close()
+		l.server.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// TestLateWriteDoesNotOverwriteNewer: a write whose bytes are held on the
+// network past write_timeout is retried on a new connection and the key's
+// next update commits after it; the held bytes then reach the old backend.
+// They must find it gone: before the sink retries a write that got no
+// answer it ends that write's backend, so the late statement never runs
+// and the key keeps its last update.
+func TestLateWriteDoesNotOverwriteNewer(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			via, px := newHoldProxy(t, dsn)
+			s := startSink(t, upsertConfig(via, map[string]any{"method": method, "max_conns": 2, "write_timeout": time.Second}))
+			rec := &recorder{}
+			mk := func(seq int) *stage.Event { ev := update(rec, 7, seq); withSeq(ev, seq); return ev }
+			handle(t, s, []*stage.Event{mk(1)})
+			if method == "insert" {
+				// The statement is prepared on the connection: the write
+				// sends only its name, so hold the one open link.
+				px.holdOpen()
+			} else {
+				px.holdNext("INSERT INTO") // the merge, after the COPY
+			}
+			handle(t, s, []*stage.Event{mk(2)}) // times out once, retried on a new connection
+			handle(t, s, []*stage.Event{mk(3)})
+			if got := stored(t, dsn); got[7] != 3 {
+				t.Fatalf("before the late bytes: key 7 holds %d", got[7])
+			}
+			held := px.release() // the first attempt's bytes arrive late
+			if len(held) != 1 {
+				t.Fatalf("%d links held, want 1", len(held))
+			}
+			// Once the server has closed the held link, its backend has
+			// either run the late bytes or was ended before them.
+			poll.Until(t, "the held link's backend to end", func() bool {
+				select {
+				case <-held[0].serverGone:
+					return true
+				default:
+					return false
+				}
+			})
+			if acked, nacked := rec.results(); acked != 3 || len(nacked) != 0 {
+				t.Fatalf("acked %d nacked %v", acked, nacked)
+			}
+			if got := stored(t, dsn); got[7] != 3 {
+				t.Fatalf("key 7 holds seq %d after the late delivery, want its last update 3", got[7])
+			}
+		})
+	}
+}
