@@ -2,9 +2,12 @@ package db
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -221,6 +224,45 @@ func TestLateWriteDoesNotOverwriteNewer(t *testing.T) {
 			}
 			if got := stored(t, dsn); got[7] != 3 {
 				t.Fatalf("key 7 holds seq %d after the late delivery, want its last update 3", got[7])
+			}
+		})
+	}
+}
+
+// TestTimedOutConnectionFreesItsSlot: with max_conns: 1, the connection a
+// write_timeout dropped gives its pool slot back at once, so the fence
+// and the retry get a connection at their first try. pgx alone waited up
+// to 15 s for the server to close the dropped connection before freeing
+// the slot, and the fence failed at each write_timeout meanwhile.
+func TestTimedOutConnectionFreesItsSlot(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			via, px := newHoldProxy(t, dsn)
+			log, logs := observed()
+			s := newSink(t, upsertConfig(via, map[string]any{"method": method, "max_conns": 1, "write_timeout": 2 * time.Second}), log)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			handle(t, s, []*stage.Event{update(rec, 7, 1)})
+			px.holdOpen()
+			if err := s.Handle(ctx, []*stage.Event{update(rec, 7, 2)}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if acked, nacked := rec.results(); acked != 2 || len(nacked) != 0 {
+				t.Fatalf("acked %d nacked %v", acked, nacked)
+			}
+			var failed []string
+			for _, e := range logs.FilterMessage("PostgreSQL write failed; retrying the batch").All() {
+				failed = append(failed, fmt.Sprint(e.ContextMap()["error"]))
+			}
+			// One failure, the write_timeout; a second only if the
+			// fence's own try was slow on a loaded machine.
+			if len(failed) == 0 || len(failed) > 2 || !strings.Contains(failed[0], "(write_timeout)") {
+				t.Fatalf("%d failed tries, want the write_timeout alone: %q", len(failed), failed)
 			}
 		})
 	}

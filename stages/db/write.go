@@ -439,9 +439,17 @@ func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, 
 // release gives conn back to the pool after a write that ended with err.
 // A write whose connection broke may still run on the server (attempt):
 // *cut is set to its backend's PID.
+//
+// pgx closes a broken connection in the background, and its pool slot is
+// free only once that is done: after a cancel request it sends Terminate
+// and reads the socket until the server closes it, for up to 15 s. After
+// a write_timeout the server is not answering, so with max_conns: 1 the
+// retry waited those 15 s for its connection; the socket is closed here
+// at once instead, which ends that wait.
 func (s *Sink) release(conn *pgxpool.Conn, err error, cut *uint32) {
 	if pc := conn.Conn().PgConn(); err != nil && pc.IsClosed() {
 		*cut = pc.PID()
+		_ = pc.Conn().Close()
 	}
 	conn.Release()
 }
