@@ -76,6 +76,41 @@ func (c *copySource) close() {
 	c.mu.Unlock()
 }
 
+// maxPooledBuf is the largest buffer a *rows keeps in the Sink's pool:
+// a group's worth of COPY data (groupBytes). The pool is memory that
+// memory_limit does not count, and a buffer kept at the size of the
+// largest batch a worker has seen (1 MiB records: 59 MB held) would stay
+// so while the stage runs; a larger batch makes its buffers anew.
+const maxPooledBuf = groupBytes
+
+// putRows returns r to the pool without what must not stay in it: the
+// batch's events (and the read buffers their payloads share), the insert
+// method's values, and buffers larger than maxPooledBuf.
+func (s *Sink) putRows(r *rows) {
+	clear(r.evs[:cap(r.evs)])
+	r.evs = r.evs[:0]
+	for i := range r.cols {
+		clear(r.cols[i][:cap(r.cols[i])])
+		r.cols[i] = r.cols[i][:0]
+	}
+	if cap(r.buf) > maxPooledBuf {
+		r.buf = nil
+	}
+	if cap(r.scratch) > maxPooledBuf {
+		r.scratch = nil
+	}
+	if cap(r.kb) > maxPooledBuf {
+		r.kb = nil
+	}
+	if testPutRows != nil {
+		testPutRows(r)
+	}
+	s.bufs.Put(r)
+}
+
+// testPutRows, set by tests, sees each *rows as it goes back to the pool.
+var testPutRows func(*rows)
+
 func (r *rows) reset(ncols int, insert bool) {
 	clear(r.evs)
 	r.evs, r.buf, r.off, r.keys = r.evs[:0], r.buf[:0], append(r.off[:0], 0), r.keys[:0]
@@ -108,13 +143,7 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 		return errors.New("db.postgres: Handle called before Start")
 	}
 	r := s.bufs.Get().(*rows)
-	defer func() {
-		// A pooled buffer must not keep the batch's events (and the read
-		// buffers their payloads share) reachable until it is reused.
-		clear(r.evs[:cap(r.evs)])
-		r.evs = r.evs[:0]
-		s.bufs.Put(r)
-	}()
+	defer s.putRows(r)
 	r.reset(len(s.cols), s.insert)
 	for _, ev := range batch {
 		if err := s.addRow(r, ev); err != nil {
