@@ -242,7 +242,10 @@ func (s *Stage) start(ctx context.Context) error {
 	}
 	s.project()
 	if st, ok := s.handler.(interface{ Start(context.Context) error }); ok {
-		if err := st.Start(ctx); err != nil {
+		// Start's context carries the stage's health, as Handle's does, so
+		// that a Start retrying an unreachable service (stage.ReportAttempt)
+		// shows the stage down rather than ok while it waits.
+		if err := st.Start(context.WithValue(ctx, track.HealthKey{}, &s.health)); err != nil {
 			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
 		}
 	}

@@ -327,9 +327,10 @@ func (s *Sink) Close() error {
 
 // Start connects the pool, checks (or with create, makes) the table and
 // prepares the statements. While PostgreSQL cannot be reached it retries
-// with backoff under on_start: retry, logging each attempt, until it can,
-// retry.max is reached or ctx ends; under on_start: fail it returns the
-// error at once.
+// with backoff under on_start: retry, logging each attempt and reporting
+// it to the stage's health (stage.ReportAttempt), until it can, retry.max
+// is reached or ctx ends; under on_start: fail it returns the error at
+// once.
 func (s *Sink) Start(ctx context.Context) error {
 	if s.pool != nil {
 		return errors.New("db.postgres: started twice")
@@ -341,6 +342,7 @@ func (s *Sink) Start(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		err = s.setup(ctx, pool)
 		if err == nil {
+			stage.ReportAttempt(ctx, nil)
 			s.pool = pool
 			s.log.Info("connected to PostgreSQL", zap.String("stage", s.name), zap.String("dsn", stage.Redact(s.dsn)),
 				zap.String("table", s.table.Sanitize()), zap.Int32("max_conns", s.poolCfg.MaxConns))
@@ -349,6 +351,9 @@ func (s *Sink) Start(ctx context.Context) error {
 		if ctx.Err() != nil || !retryable(err) || s.startFail || (s.retryMax > 0 && attempt >= s.retryMax) {
 			break
 		}
+		// Each failed attempt is news for the stage's health: down once
+		// they go on for seconds, not ok while the store cannot write.
+		stage.ReportAttempt(ctx, fmt.Errorf("PostgreSQL at %s not reachable yet, retrying: %w", stage.Redact(s.dsn), s.scrub(err)))
 		d := s.delay(attempt)
 		s.log.Warn("PostgreSQL is not reachable yet; retrying (on_start: retry)",
 			zap.String("stage", s.name), zap.String("dsn", stage.Redact(s.dsn)), zap.Int("attempt", attempt+1),
