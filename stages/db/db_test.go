@@ -776,7 +776,7 @@ func TestServerDownDuringHandle(t *testing.T) {
 		rec := &recorder{}
 		var attempts attemptLog
 		err := limited.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batchOf(rec, 0, 10), nil)
-		if err == nil || !strings.Contains(err.Error(), `stage "store": 10 rows not stored after 2 retries`) {
+		if err == nil || !strings.HasPrefix(err.Error(), `10 rows not stored after 2 retries`) {
 			t.Fatalf("Handle returned %v", err)
 		}
 		if acked, _ := rec.results(); acked != 0 {

@@ -159,13 +159,9 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 	} else {
 		err = s.write(ctx, r)
 	}
-	if err != nil {
-		// The runtime fails the events left with this error, which their
-		// sources tell the clients: it names the stage, as a refused
-		// row's does.
-		return fmt.Errorf("stage %q: %w", s.name, err)
-	}
-	return nil
+	// The runtime fails the events left with err, naming the stage in
+	// it as it does every handler's errors, so it is not named here.
+	return err
 }
 
 // write stores r through the group commit: r waits for a COPY (leading
