@@ -64,7 +64,13 @@
 // delivery; without it the last writer wins, and the order of a key's
 // writes is the stage's: with shard_by on the key, a key's updates are
 // written one batch at a time, in the order read (see docs/DESIGN.md,
-// shard_by).
+// shard_by). shard_by knows a key by its text, with an integer's written
+// as its digits however it came (7, "7" and 7.0 are one key); it does not
+// know the column's type. Keys PostgreSQL takes as equal but written
+// differently (a uuid in upper and in lower case, citext, char(n) with
+// and without its trailing blanks) can land on different workers, and
+// their updates then race: give such keys one canonical form upstream
+// (e.g. lower-case the uuid in a process stage), or a version column.
 //
 // Values go in COPY's binary format when every column's type has one (the
 // bytes as they are, no escaping), as text otherwise and always with
