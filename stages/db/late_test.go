@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 )
@@ -265,5 +268,91 @@ func TestTimedOutConnectionFreesItsSlot(t *testing.T) {
 				t.Fatalf("%d failed tries, want the write_timeout alone: %q", len(failed), failed)
 			}
 		})
+	}
+}
+
+// roleSink starts a sink connecting as a role of its own (not a
+// superuser) to a new database, with write_timeout 1s; revoke takes
+// pg_terminate_backend from it. It returns the sink, a superuser's
+// connection, the role's DSN and the sink's log.
+func roleSink(t *testing.T, revoke bool) (*Sink, *pgx.Conn, string, *observer.ObservedLogs) {
+	t.Helper()
+	dsn := pg.NewDatabase(t)
+	admin := connect(t, dsn)
+	var db string
+	if err := admin.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	role := "w_" + db // roles are the cluster's: one per test database
+	exec(t, admin, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		c := connect(t, dsn)
+		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
+	exec(t, admin, "GRANT ALL ON SCHEMA public TO "+role)
+	if revoke {
+		exec(t, admin, "REVOKE EXECUTE ON FUNCTION pg_terminate_backend(integer, bigint) FROM PUBLIC")
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	log, logs := observed()
+	s := newSink(t, config(u.String(), map[string]any{"write_timeout": time.Second}), log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s, admin, u.String(), logs
+}
+
+// TestFenceEndsOwnBackendsOnly: fence ends a backend of the sink's
+// database and user and returns once it is gone; a PID that is not one
+// (another user's backend; behind a pooler, a PID that is no backend's)
+// is neither ended nor waited for.
+func TestFenceEndsOwnBackendsOnly(t *testing.T) {
+	s, admin, dsn, _ := roleSink(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.fence(ctx, admin.PgConn().PID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Ping(ctx); err != nil {
+		t.Fatalf("another user's backend was ended: %v", err)
+	}
+	own := connect(t, dsn)
+	pid := own.PgConn().PID()
+	if err := s.fence(ctx, pid); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid); n != 0 {
+		t.Fatalf("backend %d still listed after fence returned", pid)
+	}
+}
+
+// TestFenceRefused: where PostgreSQL refuses pg_terminate_backend to the
+// sink's role (EXECUTE revoked), fence says so once in the log, waits
+// write_timeout for the backend to end on its own, and then lets the
+// retry go, leaving the backend alone.
+func TestFenceRefused(t *testing.T) {
+	s, _, dsn, logs := roleSink(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other := connect(t, dsn) // a backend of the sink's role, busy with nothing
+	pid := other.PgConn().PID()
+	for range 2 {
+		if err := s.fence(ctx, pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const msg = "PostgreSQL refused to end the backend of a write that got no answer; " +
+		"waiting for it to end on its own (write_timeout at most) before retrying, so a delayed write may still run after newer ones"
+	if n := logs.FilterMessage(msg).Len(); n != 1 {
+		t.Fatalf("the refusal logged %d times, want once", n)
+	}
+	if err := other.Ping(ctx); err != nil {
+		t.Fatalf("the backend was ended: %v", err)
 	}
 }

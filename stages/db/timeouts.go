@@ -94,13 +94,13 @@ func (s *Sink) writeContext(ctx context.Context) (context.Context, func(error) e
 
 // Ending the backend of a write that broke unanswered (fence).
 const (
-	// terminateSQL ends backend $1 if it is one of this database and user:
-	// behind a pooler the PID a connection was given need not be a
-	// backend's, and another's must not be ended.
-	terminateSQL = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity " +
-		"WHERE pid = $1 AND datname = current_database() AND usename = session_user) AS ended"
-	// runningSQL tells whether backend $1 is still there.
-	runningSQL = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)"
+	// ourBackend is the backend $1 if it is one of this database and
+	// user: behind a pooler the PID a connection was given need not be a
+	// backend's, and another's must be neither ended nor waited for.
+	ourBackend = "FROM pg_stat_activity WHERE pid = $1 AND datname = current_database() AND usename = session_user"
+	// terminateSQL ends it, runningSQL tells whether it is still there.
+	terminateSQL = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) " + ourBackend + ") AS ended"
+	runningSQL   = "SELECT EXISTS (SELECT 1 " + ourBackend + ")"
 	// fencePoll is the longest wait between looks at a backend ending.
 	fencePoll = 50 * time.Millisecond
 )
