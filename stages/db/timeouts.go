@@ -18,9 +18,8 @@ import (
 	"net"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
 )
@@ -146,21 +145,24 @@ func (s *Sink) fence(ctx context.Context, pid uint32) error {
 	}
 	for d := time.Millisecond; ; d = min(2*d, fencePoll) {
 		var running bool
-		err := conn.QueryRow(fctx, runningSQL, pid).Scan(&running)
-		switch {
-		case err == nil && !running:
-			return nil
-		case err != nil && fctx.Err() == nil:
+		if err := conn.QueryRow(fctx, runningSQL, pid).Scan(&running); err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case refused != nil && fctx.Err() != nil:
+				return nil // waited write_timeout, as documented: the retry goes on
+			}
 			return fail("waiting for", err)
 		}
-		if !sleep(fctx, d) || err != nil {
+		if !running {
+			return nil
+		}
+		if !sleep(fctx, d) {
 			switch {
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case refused != nil:
-				return nil // as documented: the retry goes on
-			case err != nil:
-				return fail("waiting for", err)
+				return nil // waited write_timeout, as documented: the retry goes on
 			}
 			return fmt.Errorf("backend %d, whose write got no answer, still runs %s after it was ended (write_timeout)", pid, s.writeTimeout)
 		}
