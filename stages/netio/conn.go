@@ -379,12 +379,12 @@ func (c *conn) CompleteAll(evs []*stage.Event, err error) {
 	c.outstanding -= len(evs)
 	wake := c.outstanding == 0 || (c.reader == readerPaused && c.unackedLocked() < c.s.opts.MaxUnacked)
 	if c.s.opts.Ack == AckCommit && c.state.alive() {
-		r := ""
+		r, class := "", ""
 		if err != nil {
-			r = reason(err)
+			r, class = reason(err), stage.ErrorClass(err)
 		}
 		for _, ev := range evs {
-			c.win.finish(ev.Seq, r)
+			c.win.finish(ev.Seq, r, class)
 		}
 		wake = wake || c.win.ready()
 	}

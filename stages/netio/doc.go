@@ -67,8 +67,11 @@
 //     never take room in the port the reads need.
 //   - The owner turns the completions into output in order: `nack N
 //     reason` for each refused record, then `ack W` for the highest W
-//     such that every record up to W is finished. The
-//     owner never waits for a client while it makes text: it makes text
+//     such that every record up to W is finished. The reasons a
+//     window holds are bounded too, to 16 KiB of text: past that a
+//     record's nack gives its error class (`nack 7 invalid`), so a client
+//     whose records are refused each for a reason of its own cannot make
+//     the window hold one per record. The owner never waits for a client while it makes text: it makes text
 //     only while the connection's pending output (the text queued and
 //     what the kernel's send buffer has not taken of its current write)
 //     is under max_pending_output, never taking it past that. Finished

@@ -64,3 +64,24 @@ func HeldByCaller(src stage.Source) bool {
 	}
 	return true
 }
+
+// ReasonBytes returns the bytes of nack reasons s's connections' windows
+// hold, the records they have read and how many of those are not yet
+// finished.
+func ReasonBytes(src stage.Source) (held int, read uint64, outstanding int) {
+	s := src.(*Source)
+	s.mu.Lock()
+	conns := s.connList()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		held += c.win.held
+		read += c.win.next
+		outstanding += c.outstanding
+		c.mu.Unlock()
+	}
+	return held, read, outstanding
+}
+
+// MaxHeldReasons is the most nack reason text a connection's window holds.
+const MaxHeldReasons = maxHeldReasons

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // collect is a recSink that records what a framer found, as strings
@@ -260,19 +262,19 @@ func TestWindow(t *testing.T) {
 		if seq%50 == 0 {
 			r = "nope"
 		}
-		w.finish(seq, r)
+		w.finish(seq, r, "invalid")
 	}
 	if out := w.advance(nil, 1<<20); len(out) != 0 {
 		t.Fatalf("acked before record 1 finished: %q", out)
 	}
 	w.reserve(100) // grows while records are pending
-	w.finish(1, "")
+	w.finish(1, "", "invalid")
 	want := "nack 50 nope\nnack 100 nope\nnack 150 nope\nnack 200 nope\nack 200\n"
 	if out := w.advance(nil, 1<<20); string(out) != want {
 		t.Fatalf("advance = %q, want %q", out, want)
 	}
-	w.finish(300, "")
-	w.finish(201, "x")
+	w.finish(300, "", "invalid")
+	w.finish(201, "x", "invalid")
 	if out := w.advance(nil, 1<<20); string(out) != "nack 201 x\nack 201\n" {
 		t.Fatalf("advance = %q", out)
 	}
@@ -290,11 +292,11 @@ func TestWindowAdvanceBounded(t *testing.T) {
 		for seq := uint64(1); seq <= n; seq++ {
 			switch {
 			case seq%7 == 0:
-				w.finish(seq, long)
+				w.finish(seq, long, "invalid")
 			case seq%3 == 0:
-				w.finish(seq, "nope")
+				w.finish(seq, "nope", "invalid")
 			default:
-				w.finish(seq, "")
+				w.finish(seq, "", "invalid")
 			}
 		}
 	}
@@ -348,7 +350,7 @@ func TestWindowAdvanceBounded(t *testing.T) {
 		if fmt.Sprint(nacks) != fmt.Sprint(want) || acked != n {
 			t.Fatalf("room %d: nacks %v, acked %d", room, nacks, acked)
 		}
-		if w.advance(nil, room) != nil || len(w.tab) != 0 || w.other != nil {
+		if w.advance(nil, room) != nil || len(w.tab) != 0 || w.held != 0 {
 			t.Fatalf("room %d: output or reasons left after everything was acked", room)
 		}
 	}
@@ -394,25 +396,27 @@ func BenchmarkFrameOctetCounted(b *testing.B)       { benchFrame(b, OctetCounted
 func BenchmarkFrameSyslogLines(b *testing.B)        { benchFrame(b, Syslog, false) }
 func BenchmarkFrameSyslogOctetCounted(b *testing.B) { benchFrame(b, Syslog, true) }
 
-// Reasons are kept per record however many distinct ones are outstanding
-// (past what the state byte indexes, they go to the overflow map), come
-// out with the right records, and leave no memory once all is acked.
+// Reasons are kept per record while the table of distinct ones has room;
+// past it a record's nack gives its error class, the records come out
+// with the right verdicts, and nothing is left once all is acked.
 func TestWindowReasons(t *testing.T) {
 	var w window
 	const n = 1000
 	w.reserve(n)
+	kept := map[uint64]bool{} // records whose own reason was kept
 	for seq := uint64(1); seq <= n; seq++ {
 		switch {
 		case seq%2 == 0:
-			w.finish(seq, "busy")
+			w.finish(seq, "busy", stage.ClassBusy)
 		case seq%5 == 0:
-			w.finish(seq, "")
+			w.finish(seq, "", "")
 		default:
-			w.finish(seq, fmt.Sprintf("bad record %d", seq)) // distinct
+			kept[seq] = len(w.tab) < maxTab
+			w.finish(seq, fmt.Sprintf("bad record %d", seq), stage.ClassInvalid) // distinct
 		}
 	}
-	if w.other == nil || len(w.tab) != maxTab {
-		t.Fatalf("table %d entries, overflow %v: the distinct reasons should fill the table and overflow", len(w.tab), w.other != nil)
+	if len(w.tab) != maxTab || len(kept) <= maxTab {
+		t.Fatalf("table %d entries of %d distinct reasons: they should fill it", len(w.tab), len(kept))
 	}
 	out := string(w.advance(nil, 1<<20))
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
@@ -424,8 +428,10 @@ func TestWindowReasons(t *testing.T) {
 			want = fmt.Sprintf("nack %d busy", seq)
 		case seq%5 == 0:
 			continue
-		default:
+		case kept[seq]:
 			want = fmt.Sprintf("nack %d bad record %d", seq, seq)
+		default:
+			want = fmt.Sprintf("nack %d invalid", seq)
 		}
 		if lines[i] != want {
 			t.Fatalf("line %d: %q, want %q", i, lines[i], want)
@@ -435,7 +441,25 @@ func TestWindowReasons(t *testing.T) {
 	if lines[i] != fmt.Sprintf("ack %d", n) || i != len(lines)-1 {
 		t.Fatalf("tail %q", lines[i:])
 	}
-	if len(w.tab) != 0 || w.other != nil {
-		t.Fatalf("after every record was acked: table %d, overflow %v", len(w.tab), w.other)
+	if len(w.tab) != 0 || w.held != 0 {
+		t.Fatalf("after every record was acked: table %d, %d bytes held", len(w.tab), w.held)
+	}
+}
+
+// Records refused each for a long reason of its own hold no more than
+// maxHeldReasons bytes of text: past it their nacks give their class.
+func TestWindowReasonBytesBounded(t *testing.T) {
+	var w window
+	const n = 2000
+	w.reserve(n)
+	for seq := uint64(1); seq <= n; seq++ {
+		w.finish(seq, fmt.Sprintf("bad record at offset %d: %s", seq, strings.Repeat("x", 150)), stage.ClassInvalid)
+		if w.held > maxHeldReasons {
+			t.Fatalf("after record %d: %d bytes of reasons held, over %d", seq, w.held, maxHeldReasons)
+		}
+	}
+	out := string(w.advance(nil, 1<<20))
+	if !strings.Contains(out, "nack 1 bad record at offset 1: ") || !strings.HasSuffix(out, fmt.Sprintf("-%d invalid\nack %d\n", n, n)) {
+		t.Fatalf("output does not start with the reasons and end with the class: %q...%q", out[:100], out[len(out)-100:])
 	}
 }

@@ -620,6 +620,83 @@ func TestClientNotReadingIsCutOff(t *testing.T) {
 	}
 }
 
+// A client on ack: commit whose records are refused each for a reason of
+// its own (a byte offset in the text, as process.json's are) while its
+// first record is held downstream, so that none can be acked, makes its
+// window hold no more than MaxHeldReasons bytes of reasons however many
+// such records wait; the nacks past it give the error class. (A client
+// that never reads its replies makes its window hold them the same way.)
+func TestUnackedReasonsBounded(t *testing.T) {
+	const records = 5000
+	gate := make(chan struct{})
+	r := newRig(t, nil, stage.Settings{Workers: 2, Concurrency: 2},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			var first *stage.Event
+			for _, ev := range b {
+				if string(ev.Payload) == "rec 0" {
+					first = ev
+					continue
+				}
+				ev.Done(stage.WithClass(fmt.Errorf("bad record at offset %d: %s", ev.Seq, strings.Repeat("x", 60)), stage.ErrInvalid))
+			}
+			if first != nil { // held: the other worker takes the rest
+				<-gate
+				first.Done(nil)
+			}
+			return nil
+		})
+	r.gate = gate
+	c, err := net.Dial("tcp", r.src.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(wait))
+	var b bytes.Buffer
+	for i := range records {
+		fmt.Fprintf(&b, "rec %d\n", i)
+	}
+	if _, err := c.Write(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "every record read and all but the first finished", func() bool {
+		_, read, outstanding := netio.ReasonBytes(r.source)
+		return read == records && outstanding == 1
+	})
+	if held, _, _ := netio.ReasonBytes(r.source); held > netio.MaxHeldReasons {
+		t.Fatalf("the window holds %d bytes of reasons, over %d", held, netio.MaxHeldReasons)
+	}
+	// Every record but the first is nacked: those finished first with
+	// their own reasons, the others with their class.
+	close(gate)
+	c.(*net.TCPConn).CloseWrite()
+	all, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own, class int
+	var acked uint64
+	for _, line := range strings.Split(strings.TrimSuffix(string(all), "\n"), "\n") {
+		rep, err := wire.ParseReply([]byte(line))
+		if err != nil || rep.N <= acked {
+			t.Fatalf("reply %q after ack %d: %v", line, acked, err)
+		}
+		switch {
+		case !rep.Nack:
+			acked = rep.N
+		case rep.Reason == stage.ClassInvalid:
+			class += int(rep.Last() - rep.N + 1)
+		case rep.N == rep.Last() && strings.HasPrefix(rep.Reason, fmt.Sprintf("bad record at offset %d: ", rep.N)):
+			own++
+		default:
+			t.Fatalf("reply %q", line)
+		}
+	}
+	if acked != records || own+class != records-1 || own == 0 || class == 0 {
+		t.Fatalf("acked %d; %d nacks with their own reason, %d with the class", acked, own, class)
+	}
+}
+
 // A client that reads its replies all along but sends one read's worth of
 // tiny records, every other one refused, gets every nack, in order, and
 // the acks: far more nack text than max_pending_output is produced by one

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // window tracks which of a connection's records are finished, so that the
@@ -16,26 +18,39 @@ import (
 // at most max_unacked plus one read's records, since the reader pauses at
 // max_unacked (conn.waitForRoom).
 //
-// A refused record's reason is kept without a map in the common case: its
-// state byte is stRefused+k for reason tab[k], a small table of the
-// distinct reasons outstanding (a burst of "busy" nacks is one entry).
-// Only when more distinct reasons are outstanding than a byte can index
-// does a record's reason go to the other map. Both are emptied whenever
-// every record is acked, so a connection keeps no memory from an earlier
-// burst.
+// A refused record's reason is kept in its state byte: stClass+i for
+// the name of its error class, classes[i], or stRefused+k for reason
+// tab[k], a small table of the distinct reasons outstanding (a burst of
+// "busy" nacks is one entry). The table is bounded twice: by what a byte
+// can index and by maxHeldReasons bytes of text. Past either, a record's
+// nack gives its error class ("invalid") instead of its own text, which
+// needs no room at all: a client that sends records refused each for a
+// reason of its own (a byte offset in the text) and never reads its
+// nacks would otherwise make its window hold a reason per record, up to
+// max_unacked of them. The table is emptied whenever every record is
+// acked, so a connection keeps no memory from an earlier burst.
 type window struct {
 	acked, next uint64
-	st          []uint8  // stPending, stOK, stOther, stRefused+k; index seq&(len-1)
+	st          []uint8  // stPending, stOK, stClass+i, stRefused+k; index seq&(len-1)
 	tab         []string // distinct reasons of outstanding refused records
-	other       map[uint64]string
+	held        int      // bytes of text in tab
 }
+
+// classes are the error classes a record's nack falls back to, in the
+// order of their states from stClass.
+var classes = [...]string{stage.ClassBusy, stage.ClassInvalid, stage.ClassTooLarge, stage.ClassDatabase, stage.ClassOther}
 
 const (
 	stPending uint8 = iota
 	stOK
-	stOther   // refused; the reason is in other
-	stRefused // stRefused+k: refused for reason tab[k]
+	stClass                                   // stClass+i: refused; the reason is classes[i]
+	stRefused = stClass + uint8(len(classes)) // stRefused+k: refused for reason tab[k]
 	maxTab    = 256 - int(stRefused)
+
+	// maxHeldReasons bounds the text of the reasons a connection's window
+	// holds, in bytes: room for the reasons of a few hundred typical
+	// nacks, or 80 of the longest.
+	maxHeldReasons = 16 << 10
 )
 
 // reserve numbers n new records and returns the first number.
@@ -56,10 +71,12 @@ func (w *window) reserve(n int) uint64 {
 	return first
 }
 
-// finish records that seq is finished; a non-empty reason refuses it.
-// A reason is at most maxReasonLen bytes (reason makes it so; a longer
-// one is cut here), so that every nack line fits in maxNackLine.
-func (w *window) finish(seq uint64, reason string) {
+// finish records that seq is finished; a non-empty reason refuses it,
+// class (one of classes; another counts as stage.ClassOther) naming its
+// error class for when the window holds too many reasons to keep this
+// one. A reason is at most maxReasonLen bytes (reason makes it so; a
+// longer one is cut here), so that every nack line fits in maxNackLine.
+func (w *window) finish(seq uint64, reason, class string) {
 	if seq <= w.acked || seq > w.next {
 		return // not ours to count: ignore rather than corrupt the ring
 	}
@@ -81,33 +98,25 @@ func (w *window) finish(seq uint64, reason string) {
 			return
 		}
 	}
-	if len(w.tab) < maxTab {
+	if len(w.tab) < maxTab && w.held+len(reason) <= maxHeldReasons {
 		w.tab = append(w.tab, reason)
+		w.held += len(reason)
 		w.st[i] = stRefused + uint8(len(w.tab)-1)
 		return
 	}
-	w.st[i] = stOther
-	if w.other == nil {
-		w.other = map[uint64]string{}
+	c := len(classes) - 1 // other
+	for j, name := range classes {
+		if name == class {
+			c = j
+		}
 	}
-	w.other[seq] = reason
+	w.st[i] = stClass + uint8(c)
 }
 
-// peekReason returns the reason of refused record seq in state st.
-func (w *window) peekReason(seq uint64, st uint8) string {
-	if st == stOther {
-		return w.other[seq]
-	}
-	return w.tab[st-stRefused]
-}
-
-// reasonOf returns the reason of refused record seq in state st and
-// forgets it.
-func (w *window) reasonOf(seq uint64, st uint8) string {
-	if st == stOther {
-		r := w.other[seq]
-		delete(w.other, seq)
-		return r
+// reasonOf returns the reason of refused record seq in state st.
+func (w *window) reasonOf(st uint8) string {
+	if st < stRefused {
+		return classes[st-stClass]
 	}
 	return w.tab[st-stRefused]
 }
@@ -160,7 +169,7 @@ func (w *window) advance(out []byte, room int) []byte {
 		if st == stPending {
 			break
 		}
-		if runA != 0 && st == runSt && st != stOther &&
+		if runA != 0 && st == runSt &&
 			len(out)-base+len("nack ")+digits(runA)+1+digits(w.next)+1+len(runR)+1+maxAckLine <= room {
 			// The run goes on over every record after it in its state
 			// (a burst shed busy): its line fits even ending at next,
@@ -171,23 +180,22 @@ func (w *window) advance(out []byte, room int) []byte {
 			}
 			continue
 		}
-		if st >= stOther {
-			if runA != 0 && ((st == runSt && st != stOther) || w.peekReason(seq, st) == runR) {
+		if st >= stClass {
+			if runA != 0 && (st == runSt || w.reasonOf(st) == runR) {
 				// The run goes on: its line then ends in seq.
 				if len(out)-base+len("nack ")+digits(runA)+1+digits(seq)+1+len(runR)+1+maxAckLine > room {
 					break
 				}
-				w.reasonOf(seq, st) // forget it
 			} else {
 				if runA != 0 {
 					out = appendNack(out, runA, w.acked, runR)
 					runA = 0
 				}
-				r := w.peekReason(seq, st)
+				r := w.reasonOf(st)
 				if len(out)-base+len("nack ")+digits(seq)+1+len(r)+1+maxAckLine > room {
 					break
 				}
-				runA, runR, runSt = seq, w.reasonOf(seq, st), st
+				runA, runR, runSt = seq, r, st
 			}
 		} else if runA != 0 {
 			out = appendNack(out, runA, w.acked, runR)
@@ -199,10 +207,10 @@ func (w *window) advance(out []byte, room int) []byte {
 	if runA != 0 {
 		out = appendNack(out, runA, w.acked, runR)
 	}
-	if w.acked == w.next && (len(w.tab) > 0 || w.other != nil) {
+	if w.acked == w.next && len(w.tab) > 0 {
 		clear(w.tab) // nothing outstanding refers to a reason any more
 		w.tab = w.tab[:0]
-		w.other = nil
+		w.held = 0
 	}
 	if w.acked != start {
 		out = append(out, "ack "...)

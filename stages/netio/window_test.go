@@ -17,13 +17,13 @@ func TestWindowRangeNacks(t *testing.T) {
 	for seq := uint64(1); seq <= 20; seq++ {
 		switch {
 		case seq <= 10 || seq >= 15:
-			w.finish(seq, "busy")
+			w.finish(seq, "busy", "invalid")
 		case seq == 11:
-			w.finish(seq, "")
+			w.finish(seq, "", "invalid")
 		case seq <= 13:
-			w.finish(seq, "x")
+			w.finish(seq, "x", "invalid")
 		default:
-			w.finish(seq, "y")
+			w.finish(seq, "y", "invalid")
 		}
 	}
 	want := "nack 1-10 busy\nnack 12-13 x\nnack 14 y\nnack 15-20 busy\nack 20\n"
@@ -35,13 +35,13 @@ func TestWindowRangeNacks(t *testing.T) {
 	w.reserve(10)
 	for seq := uint64(21); seq <= 30; seq++ {
 		if seq != 26 {
-			w.finish(seq, "busy")
+			w.finish(seq, "busy", "invalid")
 		}
 	}
 	if out := w.advance(nil, 1<<20); string(out) != "nack 21-25 busy\nack 25\n" {
 		t.Fatalf("advance = %q", out)
 	}
-	w.finish(26, "busy")
+	w.finish(26, "busy", "invalid")
 	if out := w.advance(nil, 1<<20); string(out) != "nack 26-30 busy\nack 30\n" {
 		t.Fatalf("advance = %q", out)
 	}
@@ -100,7 +100,7 @@ func TestWindowRangesBounded(t *testing.T) {
 		fill := func(w *window) {
 			w.reserve(n)
 			for _, seq := range rng.Perm(n) {
-				w.finish(uint64(seq+1), want[seq+1])
+				w.finish(uint64(seq+1), want[seq+1], "invalid")
 			}
 		}
 		room := maxNackLine + maxAckLine + rng.IntN(600)
@@ -129,8 +129,8 @@ func TestWindowRangesBounded(t *testing.T) {
 				t.Fatalf("round %d, room %d: record %d got %q, want %q", round, room, seq, got[uint64(seq)], want[seq])
 			}
 		}
-		if acked != uint64(n) || len(w.tab) != 0 || w.other != nil {
-			t.Fatalf("round %d: acked %d of %d, reasons left %d %v", round, acked, n, len(w.tab), w.other)
+		if acked != uint64(n) || len(w.tab) != 0 || w.held != 0 {
+			t.Fatalf("round %d: acked %d of %d, reasons left %d (%d bytes)", round, acked, n, len(w.tab), w.held)
 		}
 	}
 }
@@ -155,7 +155,7 @@ func BenchmarkWindowBusyRun(b *testing.B) {
 	for b.Loop() {
 		first := w.reserve(1000)
 		for i := range uint64(1000) {
-			w.finish(first+i, "busy")
+			w.finish(first+i, "busy", "invalid")
 		}
 		out = w.advance(out[:0], 1<<20)
 	}

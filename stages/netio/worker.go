@@ -207,12 +207,12 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			switch r.kind {
 			case recData:
 				if nth++; nth > admit {
-					c.win.finish(first+uint64(i), busyReason)
+					c.win.finish(first+uint64(i), busyReason, stage.ClassBusy)
 				}
 			case recTooLarge:
-				c.win.finish(first+uint64(i), "too large")
+				c.win.finish(first+uint64(i), "too large", stage.ClassTooLarge)
 			case recBadFrame:
-				c.win.finish(first+uint64(i), badReason)
+				c.win.finish(first+uint64(i), badReason, stage.ClassInvalid)
 			}
 		}
 	}
