@@ -167,7 +167,13 @@
 //   - 413: the body is over max_body, and none of its records was taken;
 //   - 401: token is set and the request lacks `Authorization: Bearer
 //     TOKEN`; 404 for another path, 405 for another method, 415 for another
-//     Content-Encoding, 400 for a body that cannot be read.
+//     Content-Encoding, 400 for a body that cannot be read. A 401 or 404
+//     closes the connection.
+//
+// The source holds at most max_conns connections at once (1024 by
+// default, as netio.tcp); past it a new connection waits, unaccepted, in
+// the kernel's backlog until one closes, so clients that open connections
+// and sit idle cannot take every file descriptor the process has.
 //
 // Refused requests (401, 413, 400, 415) and failed TLS handshakes count as
 // protocol errors, logged at warn with the client's address at most once a

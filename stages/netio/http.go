@@ -46,6 +46,7 @@ type httpOptions struct {
 	MaxBody     int    // largest body, as sent and decoded; a larger one gets 413
 	MaxFrame    int    // largest record (line); a larger one is refused as too large
 	MaxRequests int    // requests handled at once; one more gets 503 with Retry-After
+	MaxConns    int    // connections at once; more wait to be accepted
 	// Token, when set, must come with every request as
 	// `Authorization: Bearer TOKEN`; a request without it gets 401.
 	Token       string
@@ -68,6 +69,8 @@ func HTTPFields() []stage.Field {
 			Doc: "largest record (line of the body); a larger one is refused as too large (422)"},
 		{Name: "max_requests", Type: stage.Int, Default: DefaultMaxRequests, Range: stage.Between(1, 1<<16),
 			Doc: "requests handled at once (each holds its body in memory); one more gets 503 with Retry-After"},
+		{Name: "max_conns", Type: stage.Int, Default: DefaultMaxConns, Range: stage.AtLeast(1),
+			Doc: "connections at once, as netio.tcp's; at it, a new connection waits to be accepted (in the kernel's backlog) until one closes"},
 		{Name: "token", Type: stage.String, Secret: true,
 			Doc: "when set, every request must send `Authorization: Bearer TOKEN`; one without it gets 401"},
 		{Name: "idle_timeout", Type: stage.Duration, Default: DefaultHTTPIdleTimeout, Range: stage.AtLeast(int64(time.Millisecond)),
@@ -88,6 +91,7 @@ func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 		MaxBody:     int(cfg.Size("max_body")),
 		MaxFrame:    int(cfg.Size("max_frame")),
 		MaxRequests: cfg.Int("max_requests"),
+		MaxConns:    cfg.Int("max_conns"),
 		Token:       cfg.String("token"),
 		IdleTimeout: cfg.Duration("idle_timeout"),
 		TLS:         tlsFromConfig(cfg),
@@ -117,7 +121,7 @@ type HTTPSource struct {
 	rt     stage.SourceRuntime
 	name   string
 	log    *zap.Logger
-	ln     net.Listener
+	ln     *limitListener
 	srv    *http.Server
 	certs  *certStore
 	tlsCfg *tls.Config
@@ -179,7 +183,8 @@ func (s *HTTPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		rt.StartAdmission(s.opts.Admission)
 	}
 	s.started = true
-	s.ln = ln
+	s.ln = newLimitListener(ln, s.opts.MaxConns)
+	ln = s.ln
 	if s.certs != nil {
 		s.certs.start()
 		ln = &tlsListener{Listener: ln, s: s}

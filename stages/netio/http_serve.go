@@ -70,6 +70,9 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.handlers.Done()
 	switch {
 	case r.URL.Path != s.opts.Path:
+		// A client that knocks at the wrong door (or, for 401, without
+		// the key) is not worth a keep-alive connection held for it.
+		w.Header().Set("Connection", "close")
 		s.fail(w, http.StatusNotFound, fmt.Sprintf("no such path: POST NDJSON records to %s", s.opts.Path))
 		return
 	case r.Method != http.MethodPost:
@@ -79,6 +82,7 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.opts.Token != "" && !s.authorized(r):
 		s.protocolError(r, causeUnauthorized, errors.New("no or a wrong bearer token"))
 		w.Header().Set("WWW-Authenticate", `Bearer realm="seda"`)
+		w.Header().Set("Connection", "close")
 		s.fail(w, http.StatusUnauthorized, "send Authorization: Bearer TOKEN")
 		return
 	case s.stopping.Load():

@@ -1,6 +1,7 @@
 package netio_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -8,16 +9,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stats"
 )
 
 func newHTTPRig(t *testing.T, values map[string]any, sinkSet stage.Settings, h stage.HandlerFunc) (*rig, *netio.HTTPSource) {
@@ -267,4 +271,95 @@ func TestHTTPGoneClientKeepsItsSlot(t *testing.T) {
 	poll.Until(t, "the slot free once the record is finished", func() bool {
 		return post(t, &http.Client{}, url, []byte("{}\n"), nil).status == 200
 	})
+}
+
+// rawPost sends a request on c, with Connection: close, and returns its
+// answer's status.
+func rawPost(c net.Conn, body string) (int, error) {
+	c.SetDeadline(time.Now().Add(wait))
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// netio.http holds at most max_conns connections at once: clients that
+// open connections and sit idle cannot take every file descriptor. The
+// ones past it wait, unaccepted, and are served once others close.
+func TestHTTPMaxConns(t *testing.T) {
+	const maxConns, more = 2, 3
+	_, src := newHTTPRig(t, map[string]any{"max_conns": maxConns}, stage.Settings{Workers: 1}, nil)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", src.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	var idle []net.Conn
+	for range maxConns {
+		idle = append(idle, dial())
+	}
+	poll.Until(t, "max_conns idle connections accepted and the server waiting for one to close", func() bool {
+		_, waiting := netio.HTTPConns(src)
+		return waiting && httpAccepted(src) == maxConns
+	})
+	type result struct {
+		status int
+		err    error
+	}
+	results := make(chan result, more)
+	for i := range more {
+		c := dial()
+		go func() {
+			st, err := rawPost(c, fmt.Sprintf("{\"n\":%d}\n", i))
+			results <- result{st, err}
+		}()
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	for range more {
+		if r := <-results; r.err != nil || r.status != http.StatusOK {
+			t.Fatalf("a client waiting for a connection got %d, %v", r.status, r.err)
+		}
+	}
+	if peak, _ := netio.HTTPConns(src); peak > maxConns {
+		t.Fatalf("%d connections held at once; max_conns is %d", peak, maxConns)
+	}
+}
+
+// httpAccepted is how many connections src has accepted.
+func httpAccepted(src *netio.HTTPSource) uint64 {
+	var st stats.Stage
+	src.Figures(&st)
+	return st.Source.Connections.Accepted
+}
+
+// A 401 or 404 ends its connection: a client at the wrong door or
+// without the token is not worth a keep-alive connection held for it.
+func TestHTTPRefusalsClose(t *testing.T) {
+	_, src := newHTTPRig(t, map[string]any{"path": "/ingest", "token": "s3cret"}, stage.Settings{Workers: 1}, nil)
+	for _, tc := range []struct {
+		path, auth string
+		status     int
+	}{{"/other", "Bearer s3cret", 404}, {"/ingest", "", 401}, {"/ingest", "Bearer wrong", 401}} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+src.Addr().String()+tc.path, strings.NewReader("{}\n"))
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !resp.Close {
+			t.Fatalf("%s with %q: %d, Connection: close %v; want %d and close", tc.path, tc.auth, resp.StatusCode, resp.Close, tc.status)
+		}
+	}
 }
