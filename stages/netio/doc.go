@@ -182,10 +182,13 @@
 // gone away), so max_requests times max_body bounds the source's memory
 // (a body's buffer may reach twice max_body as it grows; besides it, a
 // request keeps only each refused record's number and reason); its headers
-// must arrive within ten seconds and the whole request within five
-// minutes. StopInput
-// closes the listener, ends keep-alive and answers 503 to requests still
-// coming; Drain waits until every request taken is answered.
+// must arrive within ten seconds, each next piece of its body within ten
+// seconds of the last (a body that stalls gets 408, its slot freed) and
+// the whole request within five minutes. StopInput closes the listener,
+// ends keep-alive, cuts off requests still reading their bodies (503:
+// nothing of them is taken, and their clients send them again) and
+// answers 503 to requests still coming; Drain waits until every request
+// taken is answered.
 //
 // # TLS
 //

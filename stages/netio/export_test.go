@@ -91,3 +91,14 @@ const MaxHeldReasons = maxHeldReasons
 func HTTPConns(s *HTTPSource) (peak int, waiting bool) {
 	return int(s.ln.peak.Load()), s.ln.waiting.Load()
 }
+
+// SetHTTPStall sets how long netio.http waits for the next piece of a
+// body before it cuts the request off, before Start.
+func SetHTTPStall(s *HTTPSource, d time.Duration) { s.stall = d }
+
+// HTTPReading returns how many requests of s are reading their bodies.
+func HTTPReading(s *HTTPSource) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.reading)
+}

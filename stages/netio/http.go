@@ -33,6 +33,11 @@ const (
 	maxMaxBody             = 1 << 30
 	retryAfter             = "1" // seconds, in a 503's Retry-After
 	httpReadTimeout        = 5 * time.Minute
+	// httpStallTimeout bounds the wait for a request's headers, and for
+	// each next piece of its body: a client that stops sending in the
+	// middle of a body is cut off then, rather than holding its slot of
+	// max_requests until httpReadTimeout.
+	httpStallTimeout = 10 * time.Second
 )
 
 // Causes of HTTP protocol errors (stats.Source.ProtocolErrors).
@@ -108,7 +113,7 @@ func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 			return nil, err
 		}
 	}
-	return &HTTPSource{opts: o, slots: make(chan struct{}, o.MaxRequests)}, nil
+	return &HTTPSource{opts: o, slots: make(chan struct{}, o.MaxRequests), stall: httpStallTimeout}, nil
 }
 
 // HTTPSource is a netio.http source: clients POST NDJSON bodies (one
@@ -134,7 +139,9 @@ type HTTPSource struct {
 	handlers                 sync.WaitGroup // requests being served
 	emitting                 sync.WaitGroup // handlers making and handing on events
 
-	slots    chan struct{} // max_requests
+	slots    chan struct{}            // max_requests
+	stall    time.Duration            // httpStallTimeout; tests shorten it
+	reading  map[*bodyReader]struct{} // under mu: bodies being read, which StopInput cuts
 	stopping atomic.Bool
 	nextReq  atomic.Uint64
 	cnt      counters
@@ -192,8 +199,8 @@ func (s *HTTPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       httpReadTimeout, // a body sent ever so slowly does not hold a request slot for good
+		ReadHeaderTimeout: httpStallTimeout,
+		ReadTimeout:       httpReadTimeout, // a body sent ever so slowly does not hold a request slot for good (see bodyReader)
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ConnState:         s.connState,
@@ -227,8 +234,10 @@ func (s *HTTPSource) connState(c net.Conn, st http.ConnState) {
 }
 
 // StopInput stops taking requests: the listener closes, keep-alive ends,
-// and a request that still comes on an open connection gets 503. It
-// returns once every request taken has handed its records on.
+// a request still reading its body is cut off (503, nothing of it taken:
+// the client sends it again) and a request that still comes on an open
+// connection gets 503. It returns once every request taken has handed its
+// records on.
 func (s *HTTPSource) StopInput(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.started || s.stopped {
@@ -239,6 +248,9 @@ func (s *HTTPSource) StopInput(ctx context.Context) error {
 	s.stopping.Store(true)
 	s.srv.SetKeepAlivesEnabled(false)
 	s.ln.Close()
+	for br := range s.reading {
+		br.cut()
+	}
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {

@@ -10,7 +10,11 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"net/http"
+	"os"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 // Errors of readBody; the HTTP source answers each with its status.
@@ -111,5 +115,76 @@ func records(body []byte, maxFrame int) iter.Seq2[[]byte, bool] {
 				}
 			}
 		}
+	}
+}
+
+// bodyReader reads a request's body while the request holds a slot of
+// max_requests, so that a slow body cannot hold the slot for long: before
+// each read it sets the connection's read deadline to the stall timeout
+// from now (within the request's whole read timeout), so a client that
+// stops sending mid-body is cut off after httpStallTimeout, not
+// httpReadTimeout; and StopInput cuts it off at once (cut), so a drain
+// does not wait for slow senders.
+type bodyReader struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	stall   time.Duration
+	end     time.Time   // the whole request's deadline
+	stopped atomic.Bool // cut by StopInput
+	stalled bool        // a read ran into the stall deadline
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	d := time.Now().Add(b.stall)
+	if d.After(b.end) {
+		d = b.end
+	}
+	b.rc.SetReadDeadline(d)
+	if b.stopped.Load() { // after the deadline is set: see cut
+		return 0, errStopped
+	}
+	n, err := b.r.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) && !b.stopped.Load() {
+		b.stalled = true
+	}
+	return n, err
+}
+
+// cut ends the read under way and every later one. Read sets its deadline
+// before it looks at stopped, so whichever order the two run in, the read
+// ends: either Read sees stopped, or the past deadline set here comes
+// after Read's.
+func (b *bodyReader) cut() {
+	b.stopped.Store(true)
+	b.rc.SetReadDeadline(time.Unix(1, 0))
+}
+
+var errStopped = errors.New("the source stopped taking input")
+
+// startBody registers the reading of r's body, or returns nil once the
+// source has stopped taking input.
+func (s *HTTPSource) startBody(w http.ResponseWriter, r *http.Request) *bodyReader {
+	br := &bodyReader{r: r.Body, rc: http.NewResponseController(w), stall: s.stall, end: time.Now().Add(httpReadTimeout)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil
+	}
+	if s.reading == nil {
+		s.reading = map[*bodyReader]struct{}{}
+	}
+	s.reading[br] = struct{}{}
+	return br
+}
+
+// endBody unregisters br and lifts its read deadline: while the request
+// waits for its records, net/http reads on in the background to notice a
+// client going away, and a deadline passing then would read as one.
+func (s *HTTPSource) endBody(br *bodyReader) {
+	s.mu.Lock()
+	delete(s.reading, br)
+	s.mu.Unlock()
+	if !br.stopped.Load() {
+		br.rc.SetReadDeadline(time.Time{})
 	}
 }

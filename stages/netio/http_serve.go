@@ -103,13 +103,31 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over max_body of %d", r.ContentLength, s.opts.MaxBody))
 		return
 	}
-	body, err := readBody(r.Body, r.Header.Get("Content-Encoding"), s.opts.MaxBody)
+	br := s.startBody(w, r)
+	if br == nil {
+		w.Header().Set("Connection", "close")
+		s.busy(w, "shutting down")
+		return
+	}
+	body, err := readBody(br, r.Header.Get("Content-Encoding"), s.opts.MaxBody)
+	s.endBody(br)
 	if n := r.ContentLength; n > 0 {
 		s.cnt.bytesIn.Add(uint64(min(n, int64(s.opts.MaxBody)+1)))
 	} else {
 		s.cnt.bytesIn.Add(uint64(len(body)))
 	}
 	switch {
+	case err != nil && br.stopped.Load():
+		// StopInput cut it off: nothing of it is taken, and the client
+		// sends it again (to this server once it is back, or another).
+		w.Header().Set("Connection", "close")
+		s.busy(w, "shutting down")
+		return
+	case err != nil && br.stalled:
+		s.protocolError(r, causeBadRequest, fmt.Errorf("body stalled: nothing for %s", s.stall))
+		w.Header().Set("Connection", "close")
+		s.fail(w, http.StatusRequestTimeout, fmt.Sprintf("the body stalled: nothing of it came for %s", s.stall))
+		return
 	case errors.Is(err, errBodyTooLarge):
 		s.protocolError(r, causeBodyTooLarge, err)
 		w.Header().Set("Connection", "close")

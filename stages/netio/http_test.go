@@ -363,3 +363,84 @@ func TestHTTPRefusalsClose(t *testing.T) {
 		}
 	}
 }
+
+// newSlowHTTPRig is newHTTPRig with the body stall timeout set to stall.
+func newSlowHTTPRig(t *testing.T, values map[string]any, stall time.Duration) (*rig, *netio.HTTPSource) {
+	t.Helper()
+	src, err := newSource(netio.HTTPKind, listening(values))
+	if err != nil {
+		t.Fatal(err)
+	}
+	netio.SetHTTPStall(src.(*netio.HTTPSource), stall)
+	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.HTTPKind, Workers: 1, Concurrency: 1, Capacity: 64}, stage.Settings{Workers: 1}, nil)
+	return r, src.(*netio.HTTPSource)
+}
+
+// slowSender sends a request's headers and the first byte of its body,
+// and then nothing, once its request holds a slot.
+func slowSender(t *testing.T, src *netio.HTTPSource) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", src.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(wait))
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+	poll.Until(t, "the slow request reading its body", func() bool { return netio.HTTPReading(src) == 1 })
+	return c
+}
+
+// A client that sends the start of a body and then stalls is cut off
+// (408) once nothing has come for the stall timeout: it does not hold its
+// slot of max_requests, locking out everyone else (503), for the whole
+// read timeout of five minutes.
+func TestHTTPStalledBodyCutOff(t *testing.T) {
+	_, src := newSlowHTTPRig(t, map[string]any{"max_requests": 1}, 300*time.Millisecond)
+	slow := slowSender(t, src)
+	url := "http://" + src.Addr().String() + "/"
+	c := &http.Client{}
+	var a answer
+	poll.Until(t, "an honest client served while a slow one stalls", func() bool {
+		a = post(t, c, url, []byte("{\"n\":1}\n"), nil)
+		return a.status != http.StatusServiceUnavailable
+	})
+	if a.status != http.StatusOK {
+		t.Fatalf("the honest client: %+v", a)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Fatalf("the stalled client got %d (close %v), want 408 and close", resp.StatusCode, resp.Close)
+	}
+}
+
+// StopInput cuts off a request still reading its body (503, nothing of
+// it taken), so that a drain with a slow sender connected finishes
+// without waiting for it until its deadline.
+func TestHTTPDrainCutsSlowBody(t *testing.T) {
+	r, src := newSlowHTTPRig(t, nil, time.Hour)
+	slow := slowSender(t, src)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := r.source.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.source.Drain(ctx); err != nil {
+		t.Fatalf("drain with a slow sender connected: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("the slow sender got %d, want 503", resp.StatusCode)
+	}
+	if got := r.payloads(); len(got) != 0 {
+		t.Fatalf("records of a cut-off body were taken: %q", got)
+	}
+}
