@@ -166,7 +166,8 @@
 //     conflict: ignore with a key);
 //   - 413: the body is over max_body, and none of its records was taken;
 //   - 401: token is set and the request lacks `Authorization: Bearer
-//     TOKEN`; 404 for another path, 405 for another method, 415 for another
+//     TOKEN` (a token key given but empty, as an unset ${VAR} leaves it,
+//     is a load error rather than no token); 404 for another path, 405 for another method, 415 for another
 //     Content-Encoding, 400 for a body that cannot be read. A 401 or 404
 //     closes the connection.
 //

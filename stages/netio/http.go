@@ -77,7 +77,7 @@ func HTTPFields() []stage.Field {
 		{Name: "max_conns", Type: stage.Int, Default: DefaultMaxConns, Range: stage.AtLeast(1),
 			Doc: "connections at once, as netio.tcp's; at it, a new connection waits to be accepted (in the kernel's backlog) until one closes"},
 		{Name: "token", Type: stage.String, Secret: true,
-			Doc: "when set, every request must send `Authorization: Bearer TOKEN`; one without it gets 401"},
+			Doc: "when set, every request must send `Authorization: Bearer TOKEN`; one without it gets 401. Set but empty (an unset ${VAR}) is an error"},
 		{Name: "idle_timeout", Type: stage.Duration, Default: DefaultHTTPIdleTimeout, Range: stage.AtLeast(int64(time.Millisecond)),
 			Doc: "close a keep-alive connection idle this long"},
 		tlsField(),
@@ -104,6 +104,11 @@ func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 	}
 	if !strings.HasPrefix(o.Path, "/") {
 		return nil, &stage.FieldError{Field: "path", Err: fmt.Errorf("%q: want an absolute path, starting with /", o.Path)}
+	}
+	if cfg.Has("token") && strings.TrimSpace(o.Token) == "" {
+		// Most likely `token: ${INGEST_TOKEN}` with the variable unset:
+		// taken as no token, it would let everyone in without a word.
+		return nil, &stage.FieldError{Field: "token", Err: errors.New("empty: give the token, or leave the key out to take requests without one (is its environment variable unset?)")}
 	}
 	if cfg.Has("admission") && !cfg.Object("admission").Has("target") {
 		return nil, &stage.FieldError{Field: "admission", Err: errors.New("admission control needs a target: the p99 latency from read to finish to keep under, e.g. {target: 250ms}")}

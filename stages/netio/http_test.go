@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -442,5 +446,46 @@ func TestHTTPDrainCutsSlowBody(t *testing.T) {
 	}
 	if got := r.payloads(); len(got) != 0 {
 		t.Fatalf("records of a cut-off body were taken: %q", got)
+	}
+}
+
+// A token key given but empty (`token: ${INGEST_TOKEN}` with the variable
+// unset) is an error at the key, not a source that lets everyone in;
+// the key left out is no token.
+func TestHTTPEmptyTokenRefused(t *testing.T) {
+	for _, tok := range []string{"", "  "} {
+		_, err := newSource(netio.HTTPKind, listening(map[string]any{"token": tok}))
+		var fe *stage.FieldError
+		if !errors.As(err, &fe) || fe.Field != "token" {
+			t.Fatalf("token %q: %v", tok, err)
+		}
+	}
+	if _, err := newSource(netio.HTTPKind, listening(nil)); err != nil {
+		t.Fatalf("no token: %v", err)
+	}
+
+	// Through the loader: the error points at the key.
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(stage.Kind{Name: "test.sink", Doc: "finishes events",
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(context.Context, []*stage.Event, stage.Emitter) error { return nil }), nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "name: t\nstages:\n  in:\n    kind: netio.http\n    listen: 127.0.0.1:0\n    token: ${INGEST_TOKEN}\n    next: out\n  out:\n    kind: test.sink\n"
+	pc, err := pipeline.Parse("p.yaml", []byte(yaml), reg, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(pc, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	if err == nil {
+		p.Stop(context.Background())
+		t.Fatal("pipeline built with an empty token")
+	}
+	if !strings.Contains(err.Error(), "p.yaml:6:") || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("error not at the key: %v", err)
 	}
 }
