@@ -5,6 +5,7 @@ package netio
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -118,14 +119,15 @@ func NewHTTPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 			return nil, err
 		}
 	}
-	return &HTTPSource{opts: o, slots: make(chan struct{}, o.MaxRequests), stall: httpStallTimeout}, nil
+	return &HTTPSource{opts: o, tokenSum: sha256.Sum256([]byte(o.Token)), slots: make(chan struct{}, o.MaxRequests), stall: httpStallTimeout}, nil
 }
 
 // HTTPSource is a netio.http source: clients POST NDJSON bodies (one
 // record per line) to its path and get an answer once every record of the
 // body is finished. See the package documentation for the statuses.
 type HTTPSource struct {
-	opts httpOptions
+	opts     httpOptions
+	tokenSum [sha256.Size]byte // of opts.Token, which authorized compares with
 
 	// Set by Start.
 	rt     stage.SourceRuntime

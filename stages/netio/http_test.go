@@ -489,3 +489,19 @@ func TestHTTPEmptyTokenRefused(t *testing.T) {
 		t.Fatalf("error not at the key: %v", err)
 	}
 }
+
+// The token check takes exactly the token (spaces around it aside): not
+// a prefix of it, nor a longer text starting with it, nor none.
+func TestHTTPTokenCheck(t *testing.T) {
+	_, src := newHTTPRig(t, map[string]any{"token": "s3cret"}, stage.Settings{Workers: 1}, nil)
+	url := "http://" + src.Addr().String() + "/"
+	c := &http.Client{}
+	for auth, want := range map[string]int{
+		"Bearer s3cret": 200, "Bearer  s3cret ": 200,
+		"Bearer s3cre": 401, "Bearer s3cretX": 401, "Bearer ": 401, "s3cret": 401, "Basic s3cret": 401, "": 401,
+	} {
+		if a := post(t, c, url, []byte("{}\n"), map[string]string{"Authorization": auth}); a.status != want {
+			t.Fatalf("Authorization %q: %+v, want %d", auth, a, want)
+		}
+	}
+}
