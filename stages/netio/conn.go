@@ -138,7 +138,7 @@ func newConn(s *Source, id uint64, nc net.Conn) *conn {
 		id:         id,
 		nc:         nc,
 		remote:     nc.RemoteAddr().String(),
-		fr:         newFramer(s.opts.Framing, s.opts.MaxFrame),
+		fr:         newFramer(s.opts.Framing, s.opts.MaxFrame, s.opts.ReadBuffer),
 		readNext:   make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
 	}

@@ -39,14 +39,28 @@ type framer interface {
 	err() error
 }
 
-func newFramer(f Framing, maxFrame int) framer {
+// newFramer returns a framer of f for records of at most maxFrame bytes,
+// fed reads of at most readBuf bytes.
+func newFramer(f Framing, maxFrame, readBuf int) framer {
 	switch f {
 	case OctetCounted:
-		return &octetFramer{max: maxFrame}
+		return &octetFramer{max: maxFrame, keep: readBuf}
 	case Syslog:
-		return &syslogFramer{lines: lineFramer{max: maxFrame}, oct: octetFramer{max: maxFrame}}
+		return &syslogFramer{lines: lineFramer{max: maxFrame, keep: readBuf}, oct: octetFramer{max: maxFrame, keep: readBuf}}
 	}
-	return &lineFramer{max: maxFrame}
+	return &lineFramer{max: maxFrame, keep: readBuf}
+}
+
+// emptied returns part emptied for the next record that spans reads: kept
+// for reuse when it is no larger than a read, else dropped, so that a
+// connection that once sent a record of max_frame does not pin that much
+// for as long as it stays open, idle (1024 connections times a 2 MiB
+// max_frame is 2 GiB).
+func emptied(part []byte, keep int) []byte {
+	if cap(part) > keep {
+		return nil
+	}
+	return part[:0]
 }
 
 // Each framer below also frames one frame at a time (frame), which
@@ -58,6 +72,7 @@ func newFramer(f Framing, maxFrame int) framer {
 // record never costs more than max+1 bytes of memory.
 type lineFramer struct {
 	max      int
+	keep     int    // the most of part's room kept between records: a read's size
 	part     []byte // the start of a record spanning reads; at most max+1 bytes
 	skipping bool   // inside an over-long record: drop input up to the next \n
 }
@@ -80,7 +95,7 @@ func (f *lineFramer) frame(p []byte, out recSink) ([]byte, bool) {
 		// max+1: the last byte may be a \r that is not part of the record.
 		if len(f.part)+len(p) > f.max+1 {
 			f.skipping = true
-			f.part = f.part[:0]
+			f.part = emptied(f.part, f.keep)
 			out.add(recTooLarge, nil)
 			return nil, false
 		}
@@ -94,13 +109,13 @@ func (f *lineFramer) frame(p []byte, out recSink) ([]byte, bool) {
 	}
 	if len(f.part) > 0 {
 		if len(f.part)+len(line) > f.max+1 {
-			f.part = f.part[:0]
+			f.part = emptied(f.part, f.keep)
 			out.add(recTooLarge, nil)
 			return rest, true
 		}
 		f.part = append(f.part, line...)
-		line = f.part
-		f.part = f.part[:0]
+		line = f.part // the sink copies what it keeps: part may be reused
+		f.part = emptied(f.part, f.keep)
 	}
 	f.line(line, out)
 	return rest, true
@@ -125,7 +140,7 @@ func (f *lineFramer) end(out recSink) int {
 	if !f.skipping && len(f.part) > 0 {
 		f.line(f.part, out)
 	}
-	f.part, f.skipping = f.part[:0], false
+	f.part, f.skipping = emptied(f.part, f.keep), false
 	return 0
 }
 
@@ -141,6 +156,7 @@ const maxLenDigits = 9
 // a length is expected is a protocol error.
 type octetFramer struct {
 	max    int
+	keep   int   // the most of part's room kept between frames: a read's size
 	state  uint8 // octLen, octMsg, octSkip, octBroken
 	n      int   // the length being read, then the bytes of the frame left
 	digits int
@@ -194,7 +210,7 @@ func (f *octetFramer) frame(p []byte, out recSink) ([]byte, bool) {
 				f.part = append(f.part, p[:take]...)
 				if take == f.n {
 					out.add(recData, f.part)
-					f.part = f.part[:0]
+					f.part = emptied(f.part, f.keep)
 				}
 			}
 			p = p[take:]
@@ -239,7 +255,7 @@ func (f *octetFramer) end(recSink) int {
 	case octMsg:
 		dropped = len(f.part)
 	}
-	f.part = f.part[:0]
+	f.part = emptied(f.part, f.keep)
 	return dropped
 }
 

@@ -159,7 +159,7 @@ func FuzzLines(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data, cuts []byte, max int) {
 		max = int(uint(max)%64) + 1
 		c := &collect{max: max, t: t}
-		feedChunks(newFramer(Lines, max), data, cuts, c)
+		feedChunks(newFramer(Lines, max, 8), data, cuts, c) // 8: records past it drop part's room
 		checkSame(t, c.got, refLines(data, max))
 	})
 }
@@ -174,7 +174,7 @@ func FuzzOctetCounted(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data, cuts []byte, max int) {
 		max = int(uint(max)%64) + 1
 		c := &collect{max: max, t: t}
-		feedChunks(newFramer(OctetCounted, max), data, cuts, c)
+		feedChunks(newFramer(OctetCounted, max, 8), data, cuts, c) // 8: records past it drop part's room
 		checkSame(t, c.got, refOctets(data, max))
 	})
 }
@@ -190,7 +190,7 @@ func FuzzSyslogFraming(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data, cuts []byte, max int) {
 		max = int(uint(max)%64) + 1
 		c := &collect{max: max, t: t}
-		feedChunks(newFramer(Syslog, max), data, cuts, c)
+		feedChunks(newFramer(Syslog, max, 8), data, cuts, c) // 8: records past it drop part's room
 		checkSame(t, c.got, refSyslog(data, max))
 	})
 }
@@ -221,12 +221,12 @@ func TestSyslogFraming(t *testing.T) {
 				if cut > 0 {
 					cuts = []byte{cut - 1}
 				}
-				feedChunks(newFramer(Syslog, 1024), []byte(tc.in), cuts, c)
+				feedChunks(newFramer(Syslog, 1024, 64<<10), []byte(tc.in), cuts, c)
 				checkSame(t, c.got, tc.want)
 			}
 		})
 	}
-	fr := newFramer(Syslog, 1024)
+	fr := newFramer(Syslog, 1024, 64<<10)
 	fr.feed([]byte("12x"), &collect{max: 1024, t: t})
 	if err := fr.err(); err == nil || err.Error() != `byte 'x' where a frame length digit or space was expected` {
 		t.Errorf("err() = %v", err)
@@ -381,7 +381,7 @@ func benchFrame(b *testing.B, f Framing, octets bool) {
 			chunk = append(append(chunk, "199 "...), rec...)
 		}
 	}
-	fr := newFramer(f, DefaultMaxFrame)
+	fr := newFramer(f, DefaultMaxFrame, 64<<10)
 	d := &discard{}
 	b.SetBytes(int64(len(chunk)))
 	b.ReportAllocs()
@@ -461,5 +461,59 @@ func TestWindowReasonBytesBounded(t *testing.T) {
 	out := string(w.advance(nil, 1<<20))
 	if !strings.Contains(out, "nack 1 bad record at offset 1: ") || !strings.HasSuffix(out, fmt.Sprintf("-%d invalid\nack %d\n", n, n)) {
 		t.Fatalf("output does not start with the reasons and end with the class: %q...%q", out[:100], out[len(out)-100:])
+	}
+}
+
+// partCap is the room a framer keeps for a record spanning reads.
+func partCap(fr framer) int {
+	switch f := fr.(type) {
+	case *lineFramer:
+		return cap(f.part)
+	case *octetFramer:
+		return cap(f.part)
+	case *syslogFramer:
+		return cap(f.lines.part) + cap(f.oct.part)
+	}
+	panic("unknown framer")
+}
+
+// Once a record that spanned many reads is finished, the framer keeps no
+// more room for the next than a read's size: an idle connection that once
+// sent a record of max_frame does not pin that much. A record that spans
+// a few small reads keeps its room, and every record comes out whole.
+func TestFramerDropsBigPart(t *testing.T) {
+	const readBuf, big = 4096, 200 << 10
+	rec := strings.Repeat("x", big)
+	for _, tc := range []struct {
+		f    Framing
+		data string
+	}{
+		{Lines, rec + "\nsmall\n"},
+		{OctetCounted, fmt.Sprintf("%d %s5 small", big, rec)},
+		{Syslog, rec + "\n" + fmt.Sprintf("%d %s5 small", big, rec)},
+	} {
+		fr := newFramer(tc.f, 1<<20, readBuf)
+		c := &collect{max: 1 << 20, t: t}
+		data := []byte(tc.data)
+		for len(data) > 0 {
+			n := min(readBuf, len(data))
+			fr.feed(data[:n], c)
+			data = data[n:]
+			if len(c.got) > 0 && fr.buffered() == 0 && partCap(fr) > readBuf {
+				t.Fatalf("%s: after record %d, %d bytes kept for the next", tc.f, len(c.got), partCap(fr))
+			}
+		}
+		fr.end(c)
+		if partCap(fr) > readBuf {
+			t.Fatalf("%s: at the end of input, %d bytes kept", tc.f, partCap(fr))
+		}
+		for i, g := range c.got {
+			if g != "data:"+rec && g != "data:small" {
+				t.Fatalf("%s: record %d is %d bytes", tc.f, i+1, len(g))
+			}
+		}
+		if n := len(c.got); n < 2 || c.got[n-1] != "data:small" {
+			t.Fatalf("%s: %d records", tc.f, n)
+		}
 	}
 }
