@@ -31,8 +31,9 @@ type framer interface {
 	// feed frames p. After recBadFrame it ignores all further input.
 	feed(p []byte, out recSink)
 	// end is called at a clean end of input (the client's FIN); it reports
-	// a truncated trailing record the framer had to drop, if any.
-	end(out recSink) (dropped int)
+	// whether the framer had to drop a truncated trailing record (one
+	// begun: its length at least), and the bytes of it that had come.
+	end(out recSink) (dropped int, truncated bool)
 	// buffered is how many bytes of an unfinished record are held.
 	buffered() int
 	// err says what was wrong after recBadFrame.
@@ -136,12 +137,12 @@ func (f *lineFramer) line(line []byte, out recSink) {
 
 // end takes an unterminated last line as a record: the client closed its
 // side after it, so it is complete.
-func (f *lineFramer) end(out recSink) int {
+func (f *lineFramer) end(out recSink) (int, bool) {
 	if !f.skipping && len(f.part) > 0 {
 		f.line(f.part, out)
 	}
 	f.part, f.skipping = emptied(f.part, f.keep), false
-	return 0
+	return 0, false
 }
 
 func (f *lineFramer) buffered() int { return len(f.part) }
@@ -247,16 +248,18 @@ func (f *octetFramer) broken(c byte) {
 	f.part = nil
 }
 
-func (f *octetFramer) end(recSink) int {
-	dropped := 0
+// end drops a frame begun and not finished: its length cut short, or
+// fewer bytes than it said ("10 cut", or "10 " and nothing, which is
+// dropped as well even though no byte of the message came).
+func (f *octetFramer) end(recSink) (dropped int, truncated bool) {
 	switch f.state {
 	case octLen:
-		dropped = f.digits
+		dropped, truncated = f.digits, f.digits > 0
 	case octMsg:
-		dropped = len(f.part)
+		dropped, truncated = len(f.part), true
 	}
 	f.part = emptied(f.part, f.keep)
-	return dropped
+	return dropped, truncated
 }
 
 func (f *octetFramer) buffered() int { return len(f.part) }
@@ -303,7 +306,7 @@ func (f *syslogFramer) feed(p []byte, out recSink) {
 
 // end takes an unterminated last line as a record, as lines does, and
 // drops a truncated octet-counted frame, as octet-counted does.
-func (f *syslogFramer) end(out recSink) int {
+func (f *syslogFramer) end(out recSink) (int, bool) {
 	mode := f.mode
 	f.mode = sysStart
 	switch mode {
@@ -312,7 +315,7 @@ func (f *syslogFramer) end(out recSink) int {
 	case sysOctet:
 		return f.oct.end(out)
 	}
-	return 0
+	return 0, false
 }
 
 func (f *syslogFramer) buffered() int { return f.lines.buffered() + f.oct.buffered() }

@@ -435,6 +435,30 @@ func TestInputEndsInsideAFrame(t *testing.T) {
 	}
 }
 
+// A connection that ends right after a frame's length ("10 " and no
+// byte of the message) drops the frame with the same warning as one cut
+// inside its message.
+func TestInputEndsAfterAFrameHeader(t *testing.T) {
+	r := newRig(t, map[string]any{"framing": string(netio.OctetCounted)}, stage.Settings{Workers: 1}, nil)
+	c := r.dial(wire.OctetCounted, nil)
+	c.Send([]byte("one"))
+	c.SendRaw([]byte("10 "), 0)
+	c.Flush()
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
+		t.Fatalf("acked %d, %v", c.Acked(), err)
+	}
+	e := r.waitLog("input ended inside a frame")
+	if f, _ := fieldOf(e, "record"); f.Integer != 2 {
+		t.Errorf("logged record %d, want 2", f.Integer)
+	}
+	if f, ok := fieldOf(e, "bytes"); !ok || f.Integer != 0 {
+		t.Errorf("logged %d bytes (%v), want 0", f.Integer, ok)
+	}
+}
+
 // framing: syslog reads what rsyslog sends with @@host:port (lines) and
 // logger --octet-count sends (octet-counted) on one connection; a bad
 // count closes it, counted as a protocol error and logged with the peer

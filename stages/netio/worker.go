@@ -143,7 +143,7 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	w.recs = w.recs[:0]
 	c.fr.feed(data, w)
 	if rerr == io.EOF {
-		if dropped := c.fr.end(w); dropped > 0 {
+		if dropped, truncated := c.fr.end(w); truncated {
 			c.mu.Lock()
 			next := c.win.next + uint64(len(w.recs)) + 1 // the number the frame would have taken
 			c.mu.Unlock()
