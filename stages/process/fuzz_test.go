@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -94,6 +95,49 @@ func FuzzJSONPath(f *testing.F) {
 		}
 		if got, want := c.Match(ev), ok && v != nil; got != want {
 			t.Fatalf("%q exists = %v, Field says %v (%v)", path, got, want, v)
+		}
+	})
+}
+
+// FuzzJSONProjectMulti: projecting several paths at once (some prefixes of
+// others, some taken by dotted keys) gives each the value, or the absence,
+// a full decode's Field gives it.
+func FuzzJSONProjectMulti(f *testing.F) {
+	for _, s := range jsonCorpus {
+		f.Add([]byte(s), "a,a.b,b")
+	}
+	f.Add([]byte(`{"a.b":{},"a":{"b":{"c":0}}}`), "a.b.c,a")
+	f.Add([]byte(`{"a":{"b":{"c":0}},"a.b":7}`), "a,a.b.c")
+	f.Add([]byte(`{"a.b":{"c":1},"a":{"b":{"c":2}}}`), "a.b,a.b.c,a")
+	f.Add([]byte(`{"a":{"b":1,"b":{"c":2}}}`), "a.b,a.b.c")
+	f.Add([]byte(`{"a":{"b":{"c":2},"b":1}}`), "a.b.c,a")
+	f.Add([]byte(`{"a":{"b":{"c":2}},"a.b":{"c":3},"a":1}`), "a.b.c,a.b,a")
+	f.Add([]byte(`{"a":{"b":{"c":{"d":1}}},"a.b":{"c":{"d":2}},"a.b.c":{}}`), "a,a.b.c.d,a.b.x")
+	f.Fuzz(func(t *testing.T, data []byte, paths string) {
+		ps := strings.Split(paths, ",")
+		if len(ps) > 6 {
+			return
+		}
+		var d decoder
+		ev := &stage.Event{Payload: data}
+		if err := (&jsonHandler{}).decode(&d, ev); err != nil {
+			return
+		}
+		p := &jsonHandler{}
+		p.Project(ps, false)
+		pev := &stage.Event{Payload: data}
+		if err := p.decode(&d, pev); err != nil {
+			t.Fatalf("projected on %q: %v", ps, err)
+		}
+		for _, path := range ps {
+			if checkPath(path) != nil || path == "$" {
+				continue
+			}
+			v, ok := ev.Field(path)
+			pv, pok := pev.Field(path)
+			if pok != ok || !reflect.DeepEqual(pv, v) {
+				t.Fatalf("%q of %q: projected = %#v %v, full = %#v %v", path, ps, pv, pok, v, ok)
+			}
 		}
 	})
 }

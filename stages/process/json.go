@@ -104,7 +104,9 @@ func (h *jsonHandler) check(ev *stage.Event) error {
 // else a Number holding the text (so every number round-trips exactly),
 // a bool, null, or, for an object or array, its JSON text (Field decodes
 // it when asked). With a projection only the wanted paths are kept, each
-// under its own name. Duplicate keys: the last one wins.
+// under its own name, so that Field finds for each what it would find
+// after a full decode (a dotted key that hides a path below a shorter
+// wanted one is kept too; see hide). Duplicate keys: the last one wins.
 //
 // The error is one short line, "invalid json: REASON at offset N" with a
 // 0-based byte offset; it never quotes the input beyond one character.
@@ -119,6 +121,13 @@ func (h *jsonHandler) decode(d *decoder, ev *stage.Event) error {
 		for i := range d.prio {
 			d.prio[i], d.stored[i] = -1, false
 		}
+		if cap(d.spans) < pr.slots {
+			d.spans = make([]int, pr.slots)
+		}
+		d.spans = d.spans[:pr.slots]
+		for i := range d.spans {
+			d.spans[i] = -1
+		}
 	}
 	d.skipSpace()
 	if d.pos >= len(d.data) {
@@ -129,6 +138,11 @@ func (h *jsonHandler) decode(d *decoder, ev *stage.Event) error {
 	}
 	if err := d.object(ev, h, nil, 0, 0); err != nil {
 		return err
+	}
+	if h.proj != nil && h.proj.prefixes != nil {
+		if err := d.hide(ev, h); err != nil {
+			return err
+		}
 	}
 	d.skipSpace()
 	if d.pos < len(d.data) {

@@ -23,6 +23,9 @@ type decoder struct {
 	// that claimed it (-1: none yet), and whether a field is set for it.
 	prio   []int
 	stored []bool
+	// spans holds, by topEntry.slot, where the value of the key's last
+	// occurrence starts (-1: not seen), for hide.
+	spans []int
 }
 
 // jsonError is a decoding failure; its text is the nack reason.

@@ -47,6 +47,27 @@ func (h *jsonHandler) Project(paths []string, all bool) {
 			e.sub.add(p[end+1:], id)
 		}
 	}
+	// A wanted path below another needs its top-level key's value when
+	// that key takes it without holding it (see hide).
+	for id, p := range pr.paths {
+		for end := len(p) - 1; end > 0; end-- {
+			if p[end] != '.' {
+				continue
+			}
+			if q := slices.Index(pr.paths, p[:end]); q >= 0 {
+				pr.prefixes = growTo(pr.prefixes, len(pr.paths))
+				pr.prefixes[id] = append(pr.prefixes[id], q)
+			}
+		}
+	}
+	if pr.prefixes != nil {
+		for _, e := range pr.top {
+			if len(e.ids) > 0 {
+				e.slot = pr.slots
+				pr.slots++
+			}
+		}
+	}
 	if len(pr.top) <= maxFew {
 		pr.few = make([]topKey, 0, len(pr.top))
 		for k, e := range pr.top {
@@ -67,6 +88,12 @@ func (h *jsonHandler) FieldsRead() ([]string, bool) { return nil, false }
 type projection struct {
 	paths []string             // the wanted paths; a path's id is its index
 	top   map[string]*topEntry // by top-level key
+	// prefixes holds, by path id, the ids of the wanted paths that are
+	// proper prefixes of it (ending before a dot), the longest first; nil
+	// when no wanted path is below another. Then slots counts the
+	// top-level keys that are proper prefixes of some path.
+	prefixes [][]int
+	slots    int
 	// few holds top's entries when they are few: comparing a key with a
 	// handful of strings costs less than hashing it.
 	few []topKey
@@ -99,6 +126,15 @@ type topEntry struct {
 	exact int   // the id of the path equal to the key, or -1
 	ids   []int // the ids of the paths the key is a proper prefix of
 	sub   *pnode
+	slot  int // where the decoder notes the key's value (see hide)
+}
+
+// growTo returns s with length n, its new elements nil.
+func growTo(s [][]int, n int) [][]int {
+	if len(s) < n {
+		s = append(s, make([][]int, n-len(s))...)
+	}
+	return s
 }
 
 // pnode is one key of the paths below a top-level key.
@@ -160,6 +196,9 @@ func (d *decoder) topMember(ev *stage.Event, h *jsonHandler, e *topEntry, prio, 
 		below = d.claim(ev, h, id, prio) || below
 	}
 	d.skipSpace()
+	if below && h.proj.prefixes != nil {
+		d.spans[e.slot] = d.pos
+	}
 	if !below || d.pos >= len(d.data) || d.data[d.pos] != '{' {
 		if !exact {
 			return d.skip(depth)
@@ -218,5 +257,52 @@ func (d *decoder) storeID(ev *stage.Event, h *jsonHandler, id, depth int) error 
 		return err
 	}
 	d.stored[id] = true
+	return nil
+}
+
+// hide runs after a record's members are decoded. A full decode finds a
+// path below the longest top-level key that is a prefix of it, and
+// Event.Value walks down from the longest field name that is: a path that
+// key took without holding it is missing. Under a projection, though, the
+// key is no field, and Value would walk down from a shorter wanted path
+// that is stored instead ({"a.b":{},"a":{"b":{"c":0}}} read for a.b.c and
+// a would find a.b.c = 0 in "a"). So then the key's own value is stored
+// under its name too, as a full decode has it, and the walk stops there.
+func (d *decoder) hide(ev *stage.Event, h *jsonHandler) error {
+	pr := h.proj
+	for id, p := range pr.paths {
+		k := d.prio[id]
+		if k < 0 || k == len(p) || d.stored[id] {
+			continue
+		}
+		// The longest stored wanted prefix decides where Value walks
+		// from; one as long as the key (or longer) walks as a full
+		// decode does. Helpers stored here need not count: a key below
+		// which a shorter stored prefix hides a path has one for every
+		// path below it.
+		shorter := false
+		for _, q := range pr.prefixes[id] {
+			if d.stored[q] {
+				shorter = len(pr.paths[q]) < k
+				break
+			}
+		}
+		if !shorter {
+			continue
+		}
+		e := pr.top[p[:k]]
+		start := d.spans[e.slot]
+		if start < 0 {
+			continue // stored already for another path
+		}
+		d.spans[e.slot] = -1
+		end := d.pos
+		d.pos = start
+		err := d.store(ev, p[:k], 0)
+		d.pos = end
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }

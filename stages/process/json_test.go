@@ -356,3 +356,36 @@ func FuzzStringRun(f *testing.F) {
 		}
 	})
 }
+
+// A dotted top-level key that takes a path without holding it hides, as in
+// a full decode, what a shorter wanted path holds below: "a.b" is {} so
+// a.b.c is missing, though "a" (also read) holds a.b.c = 0.
+func TestJSONProjectionDottedKeyHides(t *testing.T) {
+	for _, c := range []struct {
+		data  string
+		paths []string
+	}{
+		{`{"a.b":{},"a":{"b":{"c":0}}}`, []string{"a.b.c", "a"}},
+		{`{"a":{"b":{"c":0}},"a.b":5}`, []string{"a", "a.b.c"}},
+		{`{"a":{"b":{"c":{"d":0}}},"a.b":{"c":{"d":1}},"a.b.c":[]}`, []string{"a", "a.b.c.d", "a.b.x"}},
+	} {
+		var d decoder
+		full := &stage.Event{Payload: []byte(c.data)}
+		if err := (&jsonHandler{}).decode(&d, full); err != nil {
+			t.Fatal(err)
+		}
+		h := &jsonHandler{}
+		h.Project(c.paths, false)
+		proj := &stage.Event{Payload: []byte(c.data)}
+		if err := h.decode(&d, proj); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range c.paths {
+			v, ok := full.Field(p)
+			pv, pok := proj.Field(p)
+			if pok != ok || !reflect.DeepEqual(pv, v) {
+				t.Errorf("%s: %s projected on %q = %#v %v, full decode %#v %v", c.data, p, c.paths, pv, pok, v, ok)
+			}
+		}
+	}
+}
