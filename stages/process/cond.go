@@ -98,12 +98,15 @@ type literal struct {
 
 // number is a numeric value: an exact int64 when it is one, an exact
 // big integer when it is an integer past int64 (a uint64 id), else a
-// float.
+// float, with the text it was read from when there was one.
 type number struct {
 	isInt bool
 	i     int64
 	big   *big.Int // an integer past int64; isInt is false
 	f     float64
+	// text is the decimal text f was rounded from ("" if none): a
+	// comparison with an integer a float64 cannot hold reads it exactly.
+	text string
 }
 
 // exactFloat bounds the integers a float64 holds exactly: 2^53.
@@ -131,7 +134,16 @@ func (a number) cmp(b number) int {
 		}
 		return 2 // NaN: unordered
 	}
-	// An integer a float64 would round (past 2^53, or past int64): exactly.
+	// An integer a float64 would round (past 2^53, or past int64):
+	// exactly, with the other side's exact value too when it has one, as
+	// the float64 nearest a fraction's text may be on the wrong side of
+	// that integer (18014398509481985.5 is 18014398509481984).
+	if x, ok := a.rat(); ok {
+		if y, ok := b.rat(); ok {
+			return x.Cmp(y)
+		}
+	}
+	// ±Inf (a text too long to read exactly, or past float64's range).
 	x, okx := a.bigFloat()
 	y, oky := b.bigFloat()
 	if !okx || !oky {
@@ -171,6 +183,26 @@ func (a number) bigFloat() (*big.Float, bool) {
 	return big.NewFloat(a.f), true
 }
 
+// rat is a as a big.Rat, exactly: an integer, the text a float was read
+// from (when it is within maxBigText and maxBigExp), or else the float
+// itself; false for ±Inf and NaN.
+func (a number) rat() (*big.Rat, bool) {
+	switch {
+	case a.big != nil:
+		return new(big.Rat).SetInt(a.big), true
+	case a.isInt:
+		return new(big.Rat).SetInt64(a.i), true
+	case a.text != "":
+		if r, ok := exactRat(a.text); ok {
+			return r, true
+		}
+	}
+	if math.IsInf(a.f, 0) || math.IsNaN(a.f) {
+		return nil, false
+	}
+	return new(big.Rat).SetFloat64(a.f), true
+}
+
 // maxBigExp bounds the exponent of a number read as an exact big
 // integer: a far larger one ("1e1000000000") would cost its digits in
 // memory and time, and is compared as a float (±Inf).
@@ -196,12 +228,22 @@ func parseNumber(s string) (number, bool) {
 	if b, ok := bigInteger(s); ok {
 		return number{big: b, f: f}, true
 	}
-	return number{f: f}, true
+	return number{f: f, text: s}, true
 }
 
 // bigInteger returns the integer the decimal text s stands for, when it
 // is one, its text within maxBigText and its exponent within maxBigExp.
 func bigInteger(s string) (*big.Int, bool) {
+	r, ok := exactRat(s)
+	if !ok || !r.IsInt() {
+		return nil, false
+	}
+	return r.Num(), true
+}
+
+// exactRat returns the value of the decimal text s, when its text is
+// within maxBigText and its exponent within maxBigExp.
+func exactRat(s string) (*big.Rat, bool) {
 	if len(s) > maxBigText || strings.ContainsAny(s, "xXpPbBoO_") { // decimal only: big.Rat reads prefixes too
 		return nil, false
 	}
@@ -211,11 +253,7 @@ func bigInteger(s string) (*big.Int, bool) {
 			return nil, false
 		}
 	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok || !r.IsInt() {
-		return nil, false
-	}
-	return r.Num(), true
+	return new(big.Rat).SetString(s)
 }
 
 func isRangeErr(err error) bool {

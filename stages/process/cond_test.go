@@ -229,3 +229,45 @@ func TestLongNumberComparedAsFloat(t *testing.T) {
 		}
 	}
 }
+
+// An integer a float64 cannot hold, compared with a number written with a
+// fraction, is compared with the number's exact value, not with the
+// float64 nearest it: 18014398509481985.5 is 18014398509481984 as a
+// float64, which made n > 18014398509481985.5 true for n = 2^54+1.
+func TestConditionBigIntAgainstFraction(t *testing.T) {
+	ev := condEvent(map[string]any{
+		"n":    int64(18014398509481985),
+		"num":  json.Number("18014398509481985"),
+		"frac": json.Number("18014398509481985.5"),
+		"exp":  json.Number("1801439850948198.55e1"),
+		"u64":  uint64(18446744073709551615),
+		"neg":  int64(-18014398509481985),
+	}, "")
+	for src, want := range map[string]bool{
+		`n > 18014398509481985.5`:      false,
+		`n < 18014398509481985.5`:      true,
+		`n == 18014398509481985.5`:     false,
+		`n >= 18014398509481984.9`:     true,
+		`n == 18014398509481985.0`:     true,
+		`n < 1801439850948198.55e1`:    true,
+		`num < 18014398509481985.5`:    true,
+		`neg > -18014398509481985.5`:   true,
+		`neg < -18014398509481984.5`:   true,
+		`u64 < 18446744073709551615.5`: true,
+		`u64 > 18446744073709551614.5`: true,
+		`frac > 18014398509481985`:     true,
+		`frac < 18014398509481986`:     true,
+		`exp == 18014398509481985.5`:   true,
+		`exp > 18014398509481985`:      true,
+		`n < 1e400`:                    true,
+		`n > -1e400`:                   true,
+	} {
+		c, err := ParseCondition(src)
+		if err != nil {
+			t.Fatalf("ParseCondition(%q): %v", src, err)
+		}
+		if got := c.Match(ev); got != want {
+			t.Errorf("%s = %v, want %v", src, got, want)
+		}
+	}
+}

@@ -67,11 +67,13 @@
 //     present and not null;
 //   - `==` and `!=`: numbers compare numerically (int64, float64 and
 //     json.Number alike; integers exactly, also past 2^53 and past int64,
-//     against each other and against a float, up to 800 characters of text
-//     and an exponent of 400; past those as float64, ±Inf past its range),
-//     strings exactly, booleans and
-//     null by identity; values of different types are never equal (the
-//     string "80" is not the number 80);
+//     against each other and against a number with a fraction, which is
+//     then read exactly from its text (n > 18014398509481985.5 is false
+//     for n = 18014398509481985, though the float64 nearest that literal
+//     is below n), up to 800 characters of text and an exponent of 400;
+//     past those as float64, ±Inf past its range), strings exactly,
+//     booleans and null by identity; values of different types are never
+//     equal (the string "80" is not the number 80);
 //   - `<`, `<=`, `>`, `>=`: numbers numerically, strings byte-wise
 //     (lexically); they are false when V and L differ in type. L must be a
 //     string or a number;
