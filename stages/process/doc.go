@@ -28,7 +28,10 @@
 // exactly; an object or array is kept as its JSON text and decoded when a
 // path into it is read. process.syslog fills pri, facility, severity and
 // version (int64) and timestamp, hostname, app_name, procid, msgid,
-// structured_data and msg (strings taken from the line as sent).
+// structured_data and msg (strings taken from the line as sent). A line it
+// cannot parse gives a reason that says where in it, as a 0-based byte
+// offset, parsing stopped ("rfc5424: bad SD-PARAM name at offset 57"):
+// the parse_error field, or with strict the reason of the nack.
 //
 // Both decode only what is read after them: when the pipeline starts, a
 // decoder is told the paths the stages after it read (a db.postgres

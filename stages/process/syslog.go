@@ -6,10 +6,10 @@ package process
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -157,6 +157,19 @@ func (m *syslogMsg) str(f int, s string) {
 
 func (m *syslogMsg) put(f int, v stage.Value) { m.ev.SetValue(m.names[f], v) }
 
+// syslogError is why a line does not parse: the parse_error field or, with
+// strict, the reason of the nack.
+type syslogError struct {
+	msg string
+	off int // where in the line (a 0-based byte offset) parsing stopped
+}
+
+// Error says where, as process.json's errors do: "rfc5424: bad SD-PARAM
+// name at offset 57".
+func (e *syslogError) Error() string { return e.msg + " at offset " + strconv.Itoa(e.off) }
+
+func errAt(off int, msg string) error { return &syslogError{msg: msg, off: off} }
+
 // parseSyslog parses one syslog line into m. Every string field is a
 // substring of line; numbers are integers. NILVALUE ("-") fields of RFC
 // 5424 are left out. On an error, m may have been given some fields.
@@ -177,7 +190,7 @@ func parseSyslog(line string, f syslogFormat, m *syslogMsg) error {
 	is5424 := v > 0 && v < len(rest) && rest[v] == ' '
 	switch {
 	case f == formatRFC5424 || (f == formatAuto && is5424):
-		return parse5424(rest, m)
+		return parse5424(rest, len(line), m)
 	default:
 		parse3164(rest, m)
 	}
@@ -187,7 +200,7 @@ func parseSyslog(line string, f syslogFormat, m *syslogMsg) error {
 // parsePRI reads "<N>" with N in 0..191 written in 1 to 3 digits.
 func parsePRI(line string) (int, string, error) {
 	if line == "" || line[0] != '<' {
-		return 0, "", errors.New("missing <PRI> at the start")
+		return 0, "", errAt(0, "missing <PRI>")
 	}
 	pri, i := 0, 1
 	for i < len(line) && i < 5 && line[i] >= '0' && line[i] <= '9' {
@@ -196,28 +209,30 @@ func parsePRI(line string) (int, string, error) {
 	}
 	switch {
 	case i == 1 || i > 4 || i >= len(line) || line[i] != '>':
-		return 0, "", errors.New("bad <PRI>: want <0> to <191>")
+		return 0, "", errAt(min(i, 4), "bad <PRI>: want <0> to <191>") // a fourth digit is the first wrong byte
 	case pri > 191:
-		return 0, "", fmt.Errorf("bad <PRI>: %d is over 191", pri)
+		return 0, "", errAt(1, fmt.Sprintf("bad <PRI>: %d is over 191", pri))
 	case i > 2 && line[1] == '0':
-		return 0, "", errors.New("bad <PRI>: leading zero")
+		return 0, "", errAt(1, "bad <PRI>: leading zero")
 	}
 	return pri, line[i+1:], nil
 }
 
-// parse5424 parses what follows PRI:
+// parse5424 parses what follows PRI, the last part of a line of length
+// end (s is always the rest of the line, so where it starts in the line
+// is end-len(s)):
 // VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD [SP MSG]
-func parse5424(s string, m *syslogMsg) error {
+func parse5424(s string, end int, m *syslogMsg) error {
 	ver, i := 0, 0
 	for i < len(s) && i < 3 && s[i] >= '0' && s[i] <= '9' {
 		ver = ver*10 + int(s[i]-'0')
 		i++
 	}
 	if i == 0 || s[0] == '0' || ver == 0 {
-		return errors.New("rfc5424: bad VERSION")
+		return errAt(end-len(s), "rfc5424: bad VERSION")
 	}
 	if i >= len(s) || s[i] != ' ' {
-		return errors.New("rfc5424: expected a space after VERSION")
+		return errAt(end-len(s)+i, "rfc5424: expected a space after VERSION")
 	}
 	m.set(sfVersion, stage.IntValue(int64(ver)))
 	s = s[i+1:]
@@ -226,19 +241,19 @@ func parse5424(s string, m *syslogMsg) error {
 		// finds where the printable run ends, which must be the space.
 		j := printableRun(s)
 		if j == 0 || j >= len(s) || s[j] != ' ' {
-			return headerError(s, j, f)
+			return headerError(s, j, f, end-len(s))
 		}
 		tok := s[:j]
+		if f == sfTimestamp && tok != "-" && !isRFC3339(tok) {
+			return errAt(end-len(s), "rfc5424: bad TIMESTAMP")
+		}
 		s = s[j+1:]
 		if tok == "-" {
 			continue
 		}
-		if f == sfTimestamp && !isRFC3339(tok) {
-			return errors.New("rfc5424: bad TIMESTAMP")
-		}
 		m.str(f, tok)
 	}
-	n, err := sdLen(s)
+	n, err := sdLen(s, end-len(s))
 	if err != nil {
 		return err
 	}
@@ -249,7 +264,7 @@ func parse5424(s string, m *syslogMsg) error {
 	switch {
 	case s == "" || trimEOL(s) == "": // no MSG; a line end an octet-counted sender added
 	case s[0] != ' ':
-		return errors.New("rfc5424: expected a space after STRUCTURED-DATA")
+		return errAt(end-len(s), "rfc5424: expected a space after STRUCTURED-DATA")
 	default:
 		msg := strings.TrimPrefix(s[1:], "\ufeff") // the BOM marks UTF-8; it is not part of the text
 		m.str(sfMsg, trimEOL(msg))
@@ -258,35 +273,37 @@ func parse5424(s string, m *syslogMsg) error {
 }
 
 // headerError says why the RFC 5424 header field f does not end at s[j]
-// in a space: s[:j] is printable ASCII.
-func headerError(s string, j, f int) error {
+// in a space: s[:j] is printable ASCII, and s starts at offset off of the
+// line.
+func headerError(s string, j, f, off int) error {
 	name := strings.ToUpper(syslogFieldNames[f])
 	switch {
 	case j < len(s) && s[j] != ' ' && strings.IndexByte(s[j:], ' ') >= 0:
-		return fmt.Errorf("rfc5424: %s has a character outside printable ASCII", name)
+		return errAt(off+j, "rfc5424: "+name+" has a character outside printable ASCII")
 	case len(s) == 0:
-		return fmt.Errorf("rfc5424: header ends before %s", name)
+		return errAt(off, "rfc5424: header ends before "+name)
 	case j == len(s) || s[j] != ' ':
-		return fmt.Errorf("rfc5424: header ends after %s", name)
+		return errAt(off+j, "rfc5424: header ends after "+name)
 	}
-	return fmt.Errorf("rfc5424: empty %s (two spaces?)", name)
+	return errAt(off, "rfc5424: empty "+name+" (two spaces?)")
 }
 
 // sdLen returns the length of the STRUCTURED-DATA at the start of s: "-" or
 // one or more [SD-ID *(SP PARAM-NAME="VALUE")] elements, where a VALUE may
-// escape '"', '\' and ']' with a backslash.
-func sdLen(s string) (int, error) {
+// escape '"', '\' and ']' with a backslash. s starts at offset off of the
+// line.
+func sdLen(s string, off int) (int, error) {
 	if strings.HasPrefix(s, "-") {
 		return 1, nil
 	}
 	if !strings.HasPrefix(s, "[") {
-		return 0, errors.New("rfc5424: STRUCTURED-DATA must be - or start with [")
+		return 0, errAt(off, "rfc5424: STRUCTURED-DATA must be - or start with [")
 	}
 	i := 0
 	for i < len(s) && s[i] == '[' {
 		i++
 		if j := sdName(s[i:]); j == 0 {
-			return 0, errors.New("rfc5424: bad SD-ID")
+			return 0, errAt(off+i, "rfc5424: bad SD-ID")
 		} else {
 			i += j
 		}
@@ -294,16 +311,16 @@ func sdLen(s string) (int, error) {
 			i++
 			j := sdName(s[i:])
 			if j == 0 {
-				return 0, errors.New("rfc5424: bad SD-PARAM name")
+				return 0, errAt(off+i, "rfc5424: bad SD-PARAM name")
 			}
 			i += j
 			if !strings.HasPrefix(s[i:], "=\"") {
-				return 0, errors.New("rfc5424: expected =\" after SD-PARAM name")
+				return 0, errAt(off+i, "rfc5424: expected =\" after SD-PARAM name")
 			}
 			i += 2
 			for {
 				if i >= len(s) {
-					return 0, errors.New("rfc5424: unterminated SD-PARAM value")
+					return 0, errAt(off+i, "rfc5424: unterminated SD-PARAM value")
 				}
 				if s[i] == '\\' && i+1 < len(s) {
 					i += 2
@@ -317,7 +334,7 @@ func sdLen(s string) (int, error) {
 			}
 		}
 		if i >= len(s) || s[i] != ']' {
-			return 0, errors.New("rfc5424: expected ] to end an SD-ELEMENT")
+			return 0, errAt(off+i, "rfc5424: expected ] to end an SD-ELEMENT")
 		}
 		i++
 	}

@@ -86,23 +86,28 @@ func TestSyslogErrors(t *testing.T) {
 		f        syslogFormat
 		in, want string
 	}{
-		{formatAuto, ``, "missing <PRI> at the start"},
-		{formatAuto, `hello`, "missing <PRI> at the start"},
-		{formatAuto, `<>1 - - - - - -`, "bad <PRI>: want <0> to <191>"},
-		{formatAuto, `<1000>x`, "bad <PRI>: want <0> to <191>"},
-		{formatAuto, `<192>x`, "bad <PRI>: 192 is over 191"},
-		{formatAuto, `<013>x`, "bad <PRI>: leading zero"},
-		{formatAuto, `<13`, "bad <PRI>: want <0> to <191>"},
-		{formatAuto, `<13>1 2024-01-02 h a p m -`, "rfc5424: bad TIMESTAMP"},
-		{formatAuto, `<13>1 - h a p`, "rfc5424: header ends after PROCID"},
-		{formatAuto, `<13>1 - h a p `, "rfc5424: header ends before MSGID"},
-		{formatAuto, `<13>1 -  a p m -`, "rfc5424: empty HOSTNAME (two spaces?)"},
-		{formatAuto, `<13>1 - h a p m x`, "rfc5424: STRUCTURED-DATA must be - or start with ["},
-		{formatAuto, `<13>1 - h a p m [x a="1"`, "rfc5424: expected ] to end an SD-ELEMENT"},
-		{formatAuto, `<13>1 - h a p m [x a="1]`, "rfc5424: unterminated SD-PARAM value"},
-		{formatAuto, `<13>1 - h a p m [x a=1]`, `rfc5424: expected =" after SD-PARAM name`},
-		{formatAuto, `<13>1 - h a p m -x`, "rfc5424: expected a space after STRUCTURED-DATA"},
-		{formatRFC5424, `<13>Oct 11 22:14:15 h su: x`, "rfc5424: bad VERSION"},
+		{formatAuto, ``, "missing <PRI> at offset 0"},
+		{formatAuto, `hello`, "missing <PRI> at offset 0"},
+		{formatAuto, `<>1 - - - - - -`, "bad <PRI>: want <0> to <191> at offset 1"},
+		{formatAuto, `<1000>x`, "bad <PRI>: want <0> to <191> at offset 4"},
+		{formatAuto, `<12x>x`, "bad <PRI>: want <0> to <191> at offset 3"},
+		{formatAuto, `<192>x`, "bad <PRI>: 192 is over 191 at offset 1"},
+		{formatAuto, `<013>x`, "bad <PRI>: leading zero at offset 1"},
+		{formatAuto, `<13`, "bad <PRI>: want <0> to <191> at offset 3"},
+		{formatAuto, `<13>1 2024-01-02 h a p m -`, "rfc5424: bad TIMESTAMP at offset 6"},
+		{formatAuto, `<13>1 - h a p`, "rfc5424: header ends after PROCID at offset 13"},
+		{formatAuto, `<13>1 - h a p `, "rfc5424: header ends before MSGID at offset 14"},
+		{formatAuto, `<13>1 -  a p m -`, "rfc5424: empty HOSTNAME (two spaces?) at offset 8"},
+		{formatAuto, "<13>1 - h\x01 a p m -", "rfc5424: HOSTNAME has a character outside printable ASCII at offset 9"},
+		{formatAuto, `<13>1 - h a p m x`, "rfc5424: STRUCTURED-DATA must be - or start with [ at offset 16"},
+		{formatAuto, `<13>1 - h a p m [x a="1"`, "rfc5424: expected ] to end an SD-ELEMENT at offset 24"},
+		{formatAuto, `<13>1 - h a p m [x a="1]`, "rfc5424: unterminated SD-PARAM value at offset 24"},
+		{formatAuto, `<13>1 - h a p m [x a=1]`, `rfc5424: expected =" after SD-PARAM name at offset 20`},
+		{formatAuto, `<13>1 - h a p m [x@1 a="1" =""] m`, `rfc5424: bad SD-PARAM name at offset 27`},
+		{formatAuto, `<13>1 - h a p m [x a="1"][] m`, `rfc5424: bad SD-ID at offset 26`},
+		{formatAuto, `<13>1 - h a p m -x`, "rfc5424: expected a space after STRUCTURED-DATA at offset 17"},
+		{formatRFC5424, `<13>Oct 11 22:14:15 h su: x`, "rfc5424: bad VERSION at offset 4"},
+		{formatRFC5424, `<13>1x - h a p m -`, "rfc5424: expected a space after VERSION at offset 5"},
 	} {
 		_, err := parseSyslogMap(tc.in, tc.f)
 		if err == nil || err.Error() != tc.want {
@@ -117,7 +122,7 @@ func TestSyslogLenient(t *testing.T) {
 	if len(out.calls) != 2 || len(done.errs) != 0 {
 		t.Fatalf("emitted %d, errs %v", len(out.calls), done.errs)
 	}
-	want := map[string]any{"msg": "not syslog", "parse_error": "missing <PRI> at the start"}
+	want := map[string]any{"msg": "not syslog", "parse_error": "missing <PRI> at offset 0"}
 	if got := fieldMap(out.calls[0].ev); !reflect.DeepEqual(got, want) {
 		t.Errorf("fields = %#v, want %#v", got, want)
 	}
@@ -132,7 +137,7 @@ func TestSyslogStrict(t *testing.T) {
 	if got := out.seqs(""); !reflect.DeepEqual(got, []uint64{1}) {
 		t.Fatalf("emitted %v, want [1]", got)
 	}
-	if done.seqs[2] != "invalid syslog: rfc5424: bad VERSION" || done.seqs[3] != "invalid syslog: missing <PRI> at the start" {
+	if done.seqs[2] != "invalid syslog: rfc5424: bad VERSION at offset 4" || done.seqs[3] != "invalid syslog: missing <PRI> at offset 0" {
 		t.Errorf("reasons = %q, %q", done.seqs[2], done.seqs[3])
 	}
 	if done.class[2] != "invalid" || done.class[3] != "invalid" {
@@ -247,7 +252,7 @@ func TestSyslogProjection(t *testing.T) {
 	out, _, _ := run(t, h, `<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 - hello`, `junk`)
 	want := []map[string]any{
 		{"hostname": "mymachine", "app_name": "evntslog", "msg": "hello"},
-		{"msg": "junk", "parse_error": "missing <PRI> at the start"},
+		{"msg": "junk", "parse_error": "missing <PRI> at offset 0"},
 	}
 	for i, w := range want {
 		if got := fieldMap(out.calls[i].ev); !reflect.DeepEqual(got, w) {
