@@ -26,7 +26,10 @@
 // fits in an int64 becomes an int64 and any other number a json.Number
 // holding the text as sent, so ids such as 9007199254740993 round-trip
 // exactly; an object or array is kept as its JSON text and decoded when a
-// path into it is read. process.syslog fills pri, facility, severity and
+// path into it is read. Objects and arrays nest at most 512 deep, the
+// record itself counting as one (maxDepth): a deeper record is refused,
+// so that a hostile one cannot make the decoder recurse without limit.
+// process.syslog fills pri, facility, severity and
 // version (int64) and timestamp, hostname, app_name, procid, msgid,
 // structured_data and msg (strings taken from the line as sent). A line it
 // cannot parse gives a reason that says where in it, as a 0-based byte

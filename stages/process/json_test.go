@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -387,5 +388,30 @@ func TestJSONProjectionDottedKeyHides(t *testing.T) {
 				t.Errorf("%s: %s projected on %q = %#v %v, full decode %#v %v", c.data, p, c.paths, pv, pok, v, ok)
 			}
 		}
+	}
+}
+
+// Objects and arrays nest at most maxDepth deep, the record itself
+// counting as one, decoded whole or projected; the kind's doc (the
+// README's reference) gives the limit.
+func TestJSONNestingLimit(t *testing.T) {
+	nest := func(n int) string { // n levels, the record's object included
+		return `{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + `}`
+	}
+	for _, proj := range [][]string{nil, {"a"}, {"b"}} {
+		h := &jsonHandler{}
+		h.Project(proj, proj == nil)
+		var d decoder
+		if err := h.decode(&d, &stage.Event{Payload: []byte(nest(maxDepth))}); err != nil {
+			t.Errorf("projected on %q: %d levels: %v", proj, maxDepth, err)
+		}
+		err := h.decode(&d, &stage.Event{Payload: []byte(nest(maxDepth + 1))})
+		if want := "invalid json: nesting deeper than 512 at offset 516"; err == nil || err.Error() != want {
+			t.Errorf("projected on %q: %d levels: %v, want %s", proj, maxDepth+1, err, want)
+		}
+	}
+	k, ok := testRegistry.Lookup("process.json")
+	if !ok || !strings.Contains(k.Doc, "nest at most "+strconv.Itoa(maxDepth)+" deep") {
+		t.Errorf("process.json's doc does not give the nesting limit (%d)", maxDepth)
 	}
 }

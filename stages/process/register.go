@@ -27,7 +27,9 @@ func Register(r *stage.Registry) error {
 			Doc: "Decodes each record as one JSON object into the event's fields and checks required fields. " +
 				"Integers that fit in 64 bits become int64, other numbers keep their exact text (json.Number). " +
 				"A record that is not a JSON object, or lacks a required field, is refused with a one-line reason " +
-				"(`invalid json: unexpected end of input at offset 17`, `missing field \"id\"`).",
+				"(`invalid json: unexpected end of input at offset 17`, `missing field \"id\"`). " +
+				"Objects and arrays nest at most 512 deep, the record itself counting as one; " +
+				"a record nested deeper is refused (`invalid json: nesting deeper than 512 at offset N`).",
 			Fields: []stage.Field{
 				{Name: "require", Type: stage.StringList, Doc: "dotted field paths that must be present and not null"},
 			},
