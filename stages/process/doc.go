@@ -34,7 +34,12 @@
 // structured_data and msg (strings taken from the line as sent). A line it
 // cannot parse gives a reason that says where in it, as a 0-based byte
 // offset, parsing stopped ("rfc5424: bad SD-PARAM name at offset 57"):
-// the parse_error field, or with strict the reason of the nack.
+// the parse_error field, or with strict the reason of the nack. With
+// strict, an RFC 5424 TIMESTAMP must also be a real date and time (month
+// 1 to 12, a day the month has, hour under 24, minute under 60, second up
+// to 60 for a leap second, and so for the time zone's offset): a line
+// with another is refused ("rfc5424: bad TIMESTAMP: day out of range at
+// offset 14"). Without strict the timestamp is kept as sent.
 //
 // Both decode only what is read after them: when the pipeline starts, a
 // decoder is told the paths the stages after it read (a db.postgres

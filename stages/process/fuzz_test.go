@@ -37,6 +37,12 @@ func FuzzSyslog(f *testing.F) {
 			}
 			checkSyslogFields(t, line, m)
 		}
+		// Strict refuses what lenient refuses, and more (a timestamp out
+		// of range), never less.
+		strictErr := parseSyslog(line, formatAuto, &syslogMsg{ev: &stage.Event{}, want: allSyslogFields, names: &syslogFieldNames, strict: true})
+		if _, err := parseSyslogMap(line, formatAuto); err != nil && strictErr == nil {
+			t.Fatalf("%q: strict accepts what lenient refuses (%v)", line, err)
+		}
 		// Through the handler, lenient: every line is kept.
 		h := &syslogHandler{}
 		out := &collector{}

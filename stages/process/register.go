@@ -45,7 +45,7 @@ func Register(r *stage.Registry) error {
 				"and msg never starts with the tag.",
 			Fields: []stage.Field{
 				{Name: "format", Type: stage.String, Default: "auto", Enum: []string{"auto", "rfc5424", "rfc3164"}, Doc: "auto (5424 when a version follows <PRI>, else 3164), rfc5424 or rfc3164"},
-				{Name: "strict", Type: stage.Bool, Default: false, Doc: "refuse unparseable lines; false keeps them as {msg: LINE, parse_error: REASON}"},
+				{Name: "strict", Type: stage.Bool, Default: false, Doc: "refuse unparseable lines, and RFC 5424 lines whose TIMESTAMP is out of range (month 13, February 30, hour 24; second 60, a leap second, is allowed); false keeps unparseable lines as {msg: LINE, parse_error: REASON} and timestamps as sent"},
 			},
 			NewHandler: newSyslog,
 		},

@@ -117,7 +117,7 @@ func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out st
 		// when asked for a string), and the payload lives as long as the
 		// event's fields.
 		line := unsafe.String(unsafe.SliceData(ev.Payload), len(ev.Payload))
-		m := syslogMsg{ev: ev, want: h.want, names: names}
+		m := syslogMsg{ev: ev, want: h.want, names: names, strict: h.strict}
 		if err := parseSyslog(line, h.format, &m); err != nil {
 			if h.strict {
 				ev.ResetFields() // as before: a refused line carries none of its fields
@@ -140,6 +140,10 @@ type syslogMsg struct {
 	ev    *stage.Event
 	want  uint16
 	names *[numSyslogFields]string
+	// strict also range-checks an RFC 5424 TIMESTAMP (stampRange): a
+	// stage that refuses what does not parse refuses a month 13 too,
+	// while a lenient one keeps the timestamp as sent.
+	strict bool
 }
 
 // set and str test want inline; the call is made for wanted fields only.
@@ -244,8 +248,15 @@ func parse5424(s string, end int, m *syslogMsg) error {
 			return headerError(s, j, f, end-len(s))
 		}
 		tok := s[:j]
-		if f == sfTimestamp && tok != "-" && !isRFC3339(tok) {
-			return errAt(end-len(s), "rfc5424: bad TIMESTAMP")
+		if f == sfTimestamp && tok != "-" {
+			if !isRFC3339(tok) {
+				return errAt(end-len(s), "rfc5424: bad TIMESTAMP")
+			}
+			if m.strict {
+				if at, what := stampRange(tok); at >= 0 {
+					return errAt(end-len(s)+at, "rfc5424: bad TIMESTAMP: "+what+" out of range")
+				}
+			}
 		}
 		s = s[j+1:]
 		if tok == "-" {
@@ -385,8 +396,8 @@ func printASCII(s string) bool {
 }
 
 // isRFC3339 checks the shape of an RFC 5424 TIMESTAMP:
-// YYYY-MM-DDTHH:MM:SS[.F{1,6}](Z|+HH:MM|-HH:MM). Values are not range-checked
-// beyond the shape; the timestamp is kept as sent.
+// YYYY-MM-DDTHH:MM:SS[.F{1,6}](Z|+HH:MM|-HH:MM). Its values are checked by
+// stampRange, with strict only; the timestamp is kept as sent.
 func isRFC3339(s string) bool {
 	const shape = "dddd-dd-ddTdd:dd:dd"
 	if len(s) < len(shape)+1 {
@@ -413,6 +424,51 @@ func isRFC3339(s string) bool {
 		return true
 	}
 	return len(s) == 6 && (s[0] == '+' || s[0] == '-') && isDigits(s[1:3]) && s[3] == ':' && isDigits(s[4:6])
+}
+
+// stampRange checks the values of a timestamp isRFC3339 accepted: month
+// 1 to 12, a day the month has (February 29 in leap years), hour under 24,
+// minute under 60, second up to 60 (a leap second, as RFC 3339 allows),
+// and a time zone offset's hour under 24 and minute under 60. It returns
+// the offset in s of the first value out of range and its name, or -1.
+func stampRange(s string) (int, string) {
+	num := func(i int) int { return int(s[i]-'0')*10 + int(s[i+1]-'0') }
+	year, month, day := num(0)*100+num(2), num(5), num(8)
+	switch {
+	case month < 1 || month > 12:
+		return 5, "month"
+	case day < 1 || day > daysIn(month, year):
+		return 8, "day"
+	case num(11) > 23:
+		return 11, "hour"
+	case num(14) > 59:
+		return 14, "minute"
+	case num(17) > 60:
+		return 17, "second"
+	}
+	if z := len(s) - 6; s[len(s)-1] != 'Z' {
+		switch {
+		case num(z+1) > 23:
+			return z + 1, "time zone hour"
+		case num(z+4) > 59:
+			return z + 4, "time zone minute"
+		}
+	}
+	return -1, ""
+}
+
+// daysIn returns the number of days of month (1 to 12) in year.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 func isDigits(s string) bool {

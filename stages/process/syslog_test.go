@@ -145,6 +145,47 @@ func TestSyslogStrict(t *testing.T) {
 	}
 }
 
+// With strict, an RFC 5424 TIMESTAMP's date and time must be in range (a
+// leap second, :60, allowed); without, the line is kept and the timestamp
+// is as sent.
+func TestSyslogStrictTimestamp(t *testing.T) {
+	for _, tc := range []struct{ stamp, want string }{
+		{"2003-10-11T22:14:15.003Z", ""},
+		{"2024-02-29T23:59:60+14:00", ""}, // a leap day and a leap second
+		{"2000-02-29T00:00:00Z", ""},
+		{"2026-12-31T00:00:00-00:00", ""},
+		{"2003-13-11T22:14:15Z", "month out of range at offset 11"},
+		{"2003-00-11T22:14:15Z", "month out of range at offset 11"},
+		{"2003-10-00T22:14:15Z", "day out of range at offset 14"},
+		{"2003-04-31T22:14:15Z", "day out of range at offset 14"},
+		{"2023-02-29T22:14:15Z", "day out of range at offset 14"},
+		{"1900-02-29T22:14:15Z", "day out of range at offset 14"},
+		{"2003-10-32T22:14:15Z", "day out of range at offset 14"},
+		{"2003-10-11T24:00:00Z", "hour out of range at offset 17"},
+		{"2003-10-11T22:60:15Z", "minute out of range at offset 20"},
+		{"2003-10-11T22:14:61Z", "second out of range at offset 23"},
+		{"2003-10-11T22:14:15.5+24:00", "time zone hour out of range at offset 28"},
+		{"2003-10-11T22:14:15-05:60", "time zone minute out of range at offset 29"},
+	} {
+		line := "<13>1 " + tc.stamp + " h a p m - msg"
+		strict := mustBuild(t, "process.syslog", map[string]any{"strict": true})
+		out, done, _ := run(t, strict, line)
+		if tc.want == "" {
+			if len(out.calls) != 1 {
+				t.Errorf("%s: refused with strict: %q", tc.stamp, done.seqs[1])
+			}
+		} else if want := "invalid syslog: rfc5424: bad TIMESTAMP: " + tc.want; len(out.calls) != 0 || done.seqs[1] != want {
+			t.Errorf("%s: strict emitted %d, reason %q, want %q", tc.stamp, len(out.calls), done.seqs[1], want)
+		}
+		// Lenient, every one of these is kept, its timestamp as sent.
+		lenient := mustBuild(t, "process.syslog", nil)
+		out, _, _ = run(t, lenient, line)
+		if got, _ := out.calls[0].ev.Field("timestamp"); got != tc.stamp {
+			t.Errorf("%s: lenient timestamp = %v", tc.stamp, got)
+		}
+	}
+}
+
 func TestSyslogBadFormat(t *testing.T) {
 	_, err := build(t, testRegistry, "process.syslog", map[string]any{"format": "rfc9999"})
 	fieldErr(t, err, "format", `want auto, rfc5424 or rfc3164, got "rfc9999"`)
