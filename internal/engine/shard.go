@@ -5,11 +5,14 @@ package engine
 // port and the workers, and which worker holds which shard.
 
 import (
+	"bytes"
 	"context"
 	"hash/maphash"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
@@ -97,22 +100,68 @@ func newShards(paths []string) *shards {
 }
 
 // index returns the shard of ev's key: a hash of the text of its shard_by
-// fields' values (a missing field counts as null), an integer's as its
-// decimal digits however it was written (stage.Value.AsInt), so that a
-// key written as 7, "7", 7.0 or 7e0 goes to one shard, as it goes to one
-// row. scratch is the caller's buffer, returned grown.
+// fields' values (a missing field counts as null), a number's in one form
+// however it was written, so that a key goes to one shard as it goes to
+// one row: an integer as its decimal digits (stage.Value.AsInt: 7, "7",
+// 7.0 and 7e0 alike), any other number as the shortest text of its
+// float64 (7.5, "7.50" and 75e-1 alike). Two numbers that differ past
+// float64's precision share a shard, which costs nothing but spread.
+// scratch is the caller's buffer, returned grown.
 func (sh *shards) index(ev *stage.Event, scratch []byte) (uint8, []byte) {
 	key := scratch[:0]
 	for _, p := range sh.paths {
 		v, _ := ev.Value(p)
 		if i, ok := v.AsInt(); ok {
 			key = strconv.AppendInt(key, i, 10)
+		} else if f, ok := shardFloat(v); ok {
+			key = strconv.AppendFloat(key, f, 'g', -1, 64)
 		} else {
 			key = v.AppendText(key)
 		}
 		key = append(key, 0)
 	}
 	return uint8(maphash.Bytes(sh.seed, key)), key
+}
+
+// shardFloat returns v as a finite float64, and whether it is one: a
+// Float, or the text of a String, Number or JSON value (spaces around it
+// ignored) that is a decimal number. It allocates nothing for a text that
+// is none (most keys): only digits, a point, signs and exponents are
+// handed to strconv.
+func shardFloat(v stage.Value) (float64, bool) {
+	var f float64
+	switch v.Type() {
+	case stage.ValueFloat:
+		f = v.Float()
+	case stage.ValueString, stage.ValueNumber, stage.ValueJSON:
+		b := bytes.TrimSpace(v.Bytes())
+		if !decimalText(b) {
+			return 0, false
+		}
+		var err error
+		// The text is read, not kept: no copy to make it a string.
+		if f, err = strconv.ParseFloat(unsafe.String(unsafe.SliceData(b), len(b)), 64); err != nil {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	return f, !math.IsInf(f, 0) && !math.IsNaN(f)
+}
+
+// decimalText reports whether b has the bytes of a decimal number only,
+// starting with a digit, a sign or a point: what strconv.ParseFloat may
+// read, without hexadecimal, underscores, Inf or NaN.
+func decimalText(b []byte) bool {
+	if len(b) == 0 || !(b[0] >= '0' && b[0] <= '9' || b[0] == '-' || b[0] == '+' || b[0] == '.') {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+') {
+			return false
+		}
+	}
+	return true
 }
 
 // bound is the most events the mailboxes hold before the intake stops
