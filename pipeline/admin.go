@@ -17,12 +17,14 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stats"
@@ -36,6 +38,9 @@ type adminServer struct {
 	addr  string
 	done  chan error     // Serve's result
 	conns sync.WaitGroup // one per open connection
+	// open counts the connections open now, mostOpen the most at once
+	// (for tests: adminMaxConns bounds both).
+	open, mostOpen atomic.Int64
 
 	hist        history       // the dashboard's last minutes
 	stopSampler chan struct{} // closed by stop
@@ -103,6 +108,13 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// adminMaxConns is how many connections the admin endpoint holds at once;
+// more wait to be accepted until one closes. Without a bound, clients
+// that open connections and sit idle could take every file descriptor of
+// the process, and with them its intake and its database connections.
+// pipectl top, a dashboard and a scraper take one each.
+const adminMaxConns = 64
+
 func startAdmin(p *Pipeline) (*adminServer, error) {
 	if err := checkAdminAddr(p.admin); err != nil {
 		return nil, err
@@ -127,6 +139,7 @@ func startAdmin(p *Pipeline) (*adminServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
+	ln = netutil.LimitListener(ln, adminMaxConns)
 	a := &adminServer{addr: ln.Addr().String(), done: make(chan error, 1), stopSampler: make(chan struct{})}
 	log := p.log.Named("admin")
 	mux := p.adminMux(reg, log)
@@ -143,7 +156,11 @@ func startAdmin(p *Pipeline) (*adminServer, error) {
 			switch s {
 			case http.StateNew:
 				a.conns.Add(1)
+				n := a.open.Add(1)
+				for m := a.mostOpen.Load(); n > m && !a.mostOpen.CompareAndSwap(m, n); m = a.mostOpen.Load() {
+				}
 			case http.StateClosed, http.StateHijacked:
+				a.open.Add(-1)
 				a.conns.Done()
 			}
 		},
@@ -229,6 +246,9 @@ func requireToken(token string, next http.Handler) http.Handler {
 			}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pipeline admin"`)
+		// A refused client's connection is not kept alive: it would hold
+		// one of the endpoint's adminMaxConns for IdleTimeout.
+		w.Header().Set("Connection", "close")
 		if r.URL.Path == "/" || r.URL.Path == "/login" {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.WriteHeader(http.StatusUnauthorized)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -288,6 +289,18 @@ func TestAdminToken(t *testing.T) {
 	if strings.HasSuffix(base, ":1") {
 		t.Fatalf("Options.AdminListen did not override: %s", base)
 	}
+	// A refused client's connection is closed, not kept alive to hold
+	// one of the endpoint's connections.
+	keep := &http.Transport{} // keeps connections alive, unlike rtClient's
+	defer keep.CloseIdleConnections()
+	if resp, err := (&http.Client{Transport: keep, Timeout: time.Minute}).Get(base + "/stats"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !resp.Close {
+			t.Errorf("/stats without a token: %d, connection kept alive %v; want 401 and the connection closed", resp.StatusCode, !resp.Close)
+		}
+	}
 	for _, path := range []string{"/stats", "/metrics", "/healthz", "/readyz"} {
 		if code, _ := rtGet(t, c, base+path, ""); code != 401 {
 			t.Errorf("%s without a token: %d, want 401", path, code)
@@ -430,5 +443,76 @@ func TestAdminOffLoopback(t *testing.T) {
 		if got := offLoopback(listen); got != want {
 			t.Errorf("offLoopback(%q) = %v, want %v", listen, got, want)
 		}
+	}
+}
+
+// The admin endpoint holds adminMaxConns connections at most: clients
+// that open connections and keep them (idle after a request) cannot take
+// every file descriptor of the process. The ones past the bound wait to
+// be accepted and are served once others close; a refused client's
+// connection (401) is closed, not kept alive.
+func TestAdminBoundsConnections(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	cfg := rtConfig(
+		rtStage("src", "test.seq", "end", stage.Settings{}, map[string]any{"count": 1}),
+		rtStage("end", "test.finish", "", stage.Settings{Workers: 1}, nil),
+	)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	p := rtNew(t, cfg, reg)
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer rtStop(t, p)
+
+	// Each connection sends a request and reads its answer, then stays
+	// open (keep-alive), as an idle client's would.
+	const extra = 16
+	type answer struct {
+		i   int
+		err error
+	}
+	answers := make(chan answer, adminMaxConns+extra)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range adminMaxConns + extra {
+		c, err := net.Dial("tcp", p.AdminAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		go func() {
+			_, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+			if err == nil {
+				var resp *http.Response
+				if resp, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+					resp.Body.Close()
+				}
+			}
+			answers <- answer{i, err}
+		}()
+	}
+	served := map[int]bool{}
+	take := func(n int) {
+		for len(served) < n {
+			a := <-answers
+			if a.err != nil {
+				t.Fatalf("connection %d: %v", a.i, a.err)
+			}
+			served[a.i] = true
+		}
+	}
+	take(adminMaxConns)
+	// Every connection the endpoint took is served; close those, and the
+	// ones that waited are taken and served.
+	for i := range served {
+		conns[i].Close()
+	}
+	take(adminMaxConns + extra)
+	if m := p.adm.mostOpen.Load(); m > adminMaxConns {
+		t.Errorf("the admin endpoint held %d connections at once; want %d at most", m, adminMaxConns)
 	}
 }
