@@ -68,7 +68,7 @@ for their next batch, as a Windows completion port's does. It prints the
 stage's knobs afterwards.`,
 		Example: `  pipectl scale store --workers 8 --batch 2000
   pipectl scale store --workers auto --batch auto
-  pipectl scale parse --concurrency 1`,
+  pipectl scale store --concurrency 1`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !sc.Workers.Set && !sc.Concurrency.Set && !sc.Batch.Set {
@@ -84,7 +84,7 @@ stage's knobs afterwards.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", defaultAdmin, "admin endpoint address (host:port or URL)")
-	f.StringVar(&token, "token", "", "admin token, sent as a bearer token")
+	f.StringVar(&token, "token", "", tokenUsage)
 	f.Var(knobFlag{k: &sc.Workers, auto: true, usage: "N|auto"}, "workers", "workers in the stage's pool, or auto (the pool controller)")
 	f.Var(knobFlag{k: &sc.Concurrency, usage: "N"}, "concurrency", "workers running at once (the port's run slots)")
 	f.Var(knobFlag{k: &sc.Batch, auto: true, usage: "N|auto"}, "batch", "events per batch at most, or auto (the batching controller)")
@@ -106,7 +106,7 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 		return stats.Stage{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
+	if token := adminToken(token); token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -126,7 +126,7 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 			msg += "\n(an inline stage runs in its upstream stage's workers; a source's own pool, which top and stats " +
 				"show as fixed, is sized once when it starts: set its workers and concurrency in the pipeline file)"
 		}
-		return stats.Stage{}, fmt.Errorf("scale %s: %s: %s", name, resp.Status, msg)
+		return stats.Stage{}, fmt.Errorf("scale %s: %s: %s", name, printable(resp.Status), msg)
 	}
 	var st stats.Stage
 	if err := json.Unmarshal(b, &st); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,22 @@ type statsClient struct {
 	http  *http.Client
 }
 
+// tokenEnv names the environment variable the admin token is read from
+// when --token is not given: a command line shows in ps and
+// /proc/PID/cmdline to every user of the machine, for as long as
+// pipectl top runs, and stays in shell history.
+const tokenEnv = "PIPECTL_TOKEN"
+
+const tokenUsage = "admin token, sent as a bearer token (default $" + tokenEnv + ", which other users cannot see in ps as they can a flag)"
+
+// adminToken returns the token to send: the flag's, else $PIPECTL_TOKEN's.
+func adminToken(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv(tokenEnv)
+}
+
 func newStatsClient(addr, token string) *statsClient {
 	u := addr
 	if !strings.Contains(u, "://") {
@@ -51,7 +68,7 @@ func newStatsClient(addr, token string) *statsClient {
 	}
 	return &statsClient{
 		url:   strings.TrimSuffix(u, "/") + "/stats",
-		token: token,
+		token: adminToken(token),
 		// No keep-alive: one request a second gains nothing from it, and
 		// no idle connection is left behind when the command returns.
 		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
@@ -76,7 +93,7 @@ func (c *statsClient) fetch(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("fetch stats from %s: %w", c.url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch stats from %s: %s: %s", c.url, resp.Status, printable(strings.TrimSpace(string(body))))
+		return nil, fmt.Errorf("fetch stats from %s: %s: %s", c.url, printable(resp.Status), printable(strings.TrimSpace(string(body))))
 	}
 	var s snapshot
 	if err := json.Unmarshal(body, &s); err != nil {
@@ -163,7 +180,7 @@ quantiles. Rates need two samples: stats takes them --interval apart
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", defaultAdmin, "admin endpoint address (host:port or URL)")
-	f.StringVar(&token, "token", "", "admin token, sent as a bearer token")
+	f.StringVar(&token, "token", "", tokenUsage)
 	f.BoolVar(&asJSON, "json", false, "print the raw /stats JSON instead of a table")
 	f.DurationVar(&interval, "interval", time.Second, "time between the two samples rates are taken from; 0: totals only")
 	return cmd

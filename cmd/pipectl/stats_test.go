@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -107,6 +109,48 @@ func TestStatsToken(t *testing.T) {
 	code, out, errOut := runCLI(t, "stats", "--addr", srv.URL, "--interval", "0", "--token", "s3cret")
 	if code != 0 || !strings.Contains(out, "accept") {
 		t.Errorf("with token: exit %d, stderr %q, stdout %q", code, errOut, out)
+	}
+	// From the environment, which other users cannot read in ps.
+	t.Setenv(tokenEnv, "s3cret")
+	code, out, errOut = runCLI(t, "stats", "--addr", srv.URL, "--interval", "0")
+	if code != 0 || !strings.Contains(out, "accept") {
+		t.Errorf("with $%s: exit %d, stderr %q, stdout %q", tokenEnv, code, errOut, out)
+	}
+	code, _, errOut = runCLI(t, "stats", "--addr", srv.URL, "--interval", "0", "--token", "wrong")
+	if code == 0 || !strings.Contains(errOut, "401") {
+		t.Errorf("--token wrong with $%s set: exit %d, stderr %q; want the flag to win, and a 401", tokenEnv, code, errOut)
+	}
+}
+
+// A server's status line is printed with its control characters shown,
+// as its body is: a hostile endpoint cannot retitle or clear a terminal.
+func TestStatusLinePrintable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = bufio.NewReader(c).ReadString('\n') // the request line is enough
+			_, _ = io.WriteString(c, "HTTP/1.1 500 \x1b]2;PWNED\x07\x1b[2J oops\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno")
+			c.Close()
+		}
+	})
+	for _, args := range [][]string{
+		{"stats", "--addr", ln.Addr().String(), "--interval", "0"},
+		{"scale", "store", "--workers", "2", "--addr", ln.Addr().String()},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code == 0 || !strings.Contains(errOut, "500") || strings.ContainsAny(errOut, "\x1b\x07") {
+			t.Errorf("%s: exit %d, stderr %q; want a failure naming 500 without control characters", args[0], code, errOut)
+		}
 	}
 }
 

@@ -193,7 +193,7 @@ it prints plain frames, --count of them (0: until interrupted).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", defaultAdmin, "admin endpoint address (host:port or URL)")
-	f.StringVar(&token, "token", "", "admin token, sent as a bearer token")
+	f.StringVar(&token, "token", "", tokenUsage)
 	f.DurationVar(&interval, "interval", time.Second, "time between samples")
 	f.IntVar(&count, "count", 0, "stop after this many frames; 0: until q or Ctrl-C")
 	return cmd
