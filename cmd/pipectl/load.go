@@ -303,7 +303,10 @@ func refusals(r *loadgen.Result) string {
 		nacked += r.Refusals[reason]
 	}
 	if n := r.Refused - nacked; n > 0 {
-		parts = append(parts, fmt.Sprintf(" %d closed before any reply", n))
+		// A server with no room closes a connection unanswered, and so
+		// does one whose drain ends before it has answered anything:
+		// the client cannot tell which.
+		parts = append(parts, fmt.Sprintf(" %d closed before any reply (no room for them, or the server was draining or gone before it answered)", n))
 	}
 	return strings.Join(parts, ",")
 }
