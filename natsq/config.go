@@ -252,7 +252,7 @@ func QueueFields() []stage.Field {
 		{Name: "dead_max_age", Type: stage.Duration, Default: 7 * 24 * time.Hour, Doc: "nats: how long the dead-letter stream keeps a message; 0: for ever"},
 		{Name: "envelope_events", Type: stage.Int, Default: DefaultEnvelopeEvents, Range: stage.Between(1, 1<<20), Doc: "nats: events one message (an envelope) carries at most"},
 		{Name: "compress", Type: stage.String, Default: "s2", Enum: []string{"s2", "none"}, Doc: "nats: s2: envelopes are compressed (S2), so that the server stores and moves fewer bytes; none: sent as they are"},
-		{Name: "envelope_bytes", Type: stage.Size, Default: int64(DefaultEnvelopeBytes), Range: stage.Between(1<<10, 64<<20), Doc: "nats: bytes one message (an envelope) carries at most, unless it holds one event; kept under the server's max_payload"},
+		{Name: "envelope_bytes", Type: stage.Size, Default: int64(DefaultEnvelopeBytes), Range: stage.Between(1<<10, 64<<20), Doc: "nats: bytes one message (an envelope) carries at most, unless it holds one event; kept under the server's max_payload, which bounds one event: a record travels with the fields decoded from it, so one whose record and fields take more than max_payload (1MiB by default; about half of it in raw JSON) is refused as too large"},
 	}
 }
 
