@@ -86,10 +86,10 @@ func ReasonBytes(src stage.Source) (held int, read uint64, outstanding int) {
 // MaxHeldReasons is the most nack reason text a connection's window holds.
 const MaxHeldReasons = maxHeldReasons
 
-// HTTPConns returns the most connections s has held at once and whether
-// it is waiting, at max_conns, for one to close before it accepts another.
-func HTTPConns(s *HTTPSource) (peak int, waiting bool) {
-	return int(s.ln.peak.Load()), s.ln.waiting.Load()
+// HTTPConns returns how many connections s holds now and the most it has
+// held at once.
+func HTTPConns(s *HTTPSource) (open, most int) {
+	return int(s.open.Load()), int(s.mostOpen.Load())
 }
 
 // SetHTTPStall sets how long netio.http waits for the next piece of a

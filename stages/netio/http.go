@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
@@ -133,7 +134,7 @@ type HTTPSource struct {
 	rt     stage.SourceRuntime
 	name   string
 	log    *zap.Logger
-	ln     *limitListener
+	ln     net.Listener // bounded at max_conns (netutil.LimitListener)
 	srv    *http.Server
 	certs  *certStore
 	tlsCfg *tls.Config
@@ -153,6 +154,10 @@ type HTTPSource struct {
 	nextReq  atomic.Uint64
 	cnt      counters
 	protoLog logLimit
+	// open counts the connections open now (TLS ones included, before
+	// their handshakes), mostOpen the most at once (for tests: max_conns
+	// bounds both).
+	open, mostOpen atomic.Int64
 }
 
 var _ source = (*HTTPSource)(nil)
@@ -197,7 +202,13 @@ func (s *HTTPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		rt.StartAdmission(s.opts.Admission)
 	}
 	s.started = true
-	s.ln = newLimitListener(ln, s.opts.MaxConns)
+	// At max_conns, Accept waits for a connection to close before it
+	// takes the next from the kernel, whose backlog (and then the
+	// client's SYN retries) holds the rest. Each idle connection costs a
+	// file descriptor and a goroutine, so without a bound clients that
+	// open connections and sit idle could take every descriptor the
+	// process has.
+	s.ln = netutil.LimitListener(ln, s.opts.MaxConns)
 	ln = s.ln
 	if s.certs != nil {
 		s.certs.start()
@@ -233,7 +244,11 @@ func (s *HTTPSource) connState(c net.Conn, st http.ConnState) {
 		if !isTLS {
 			s.cnt.accepted.Add(1)
 		}
+		n := s.open.Add(1)
+		for m := s.mostOpen.Load(); n > m && !s.mostOpen.CompareAndSwap(m, n); m = s.mostOpen.Load() {
+		}
 	case http.StateClosed, http.StateHijacked:
+		s.open.Add(-1)
 		if !isTLS || tc.served.Load() {
 			s.cnt.closed.Add(1)
 		}
