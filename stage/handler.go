@@ -90,9 +90,13 @@ func Blocking(ctx context.Context, fn func()) {
 // the stage's health (/stats, /readyz, the dashboard) shows the outage
 // while the batch is being retried: a stage whose attempts have failed
 // for a few seconds with no success is down, with the last error. The
-// pool controller never adds workers to a stage whose calls are failing.
+// pool controller never adds workers to a stage whose calls are failing,
+// nor while a call has run far longer than calls take (a server that
+// stopped answering).
 //
-// ctx is the one Handle got (or one made from it). Handle's own result
+// ctx is the one Handle or Start got (or one made from it): a Start that
+// retries reaching its server reports its attempts too, so a stage that
+// cannot start shows down. Handle's own result
 // counts too: an error (other than of the busy, invalid, too large and
 // database classes, which tell of records) is a failed attempt, nil a
 // successful one; a handler that does not retry need not call
