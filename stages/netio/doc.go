@@ -102,7 +102,8 @@
 // section 3.4): a frame that starts with a digit is octet-counted, any
 // other ends at \n as with lines; so rsyslog's default forwarding
 // (`*.* @@host:port`), `logger --tcp` and `logger --octet-count` are all
-// read. A connection closed for a protocol error is counted
+// read. Digits not followed by a space are no length there: the frame is
+// a line (a sender without <PRI> may start one with a date). A connection closed for a protocol error is counted
 // (stats.Source.ProtocolErrors, by cause) and logged at warn with its
 // remote address and the cause, at most one line a second per stage.
 // Records are numbered per connection from 1. A record over max_frame

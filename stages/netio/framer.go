@@ -6,6 +6,7 @@ package netio
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 )
 
 // recKind is what a framer found.
@@ -47,7 +48,7 @@ func newFramer(f Framing, maxFrame, readBuf int) framer {
 	case OctetCounted:
 		return &octetFramer{max: maxFrame, keep: readBuf}
 	case Syslog:
-		return &syslogFramer{lines: lineFramer{max: maxFrame, keep: readBuf}, oct: octetFramer{max: maxFrame, keep: readBuf}}
+		return &syslogFramer{lines: lineFramer{max: maxFrame, keep: readBuf}, oct: octetFramer{max: maxFrame, keep: readBuf, notCount: true}}
 	}
 	return &lineFramer{max: maxFrame, keep: readBuf}
 }
@@ -163,6 +164,11 @@ type octetFramer struct {
 	digits int
 	part   []byte
 	bad    error
+	// notCount, set by framing syslog, makes a frame whose length turns
+	// out bad no protocol error: frame stops before the byte that showed
+	// it, in state octNotCount, and the syslog framer reads the frame as
+	// a line (see syslogFramer).
+	notCount bool
 }
 
 const (
@@ -170,6 +176,7 @@ const (
 	octMsg
 	octSkip
 	octBroken
+	octNotCount // the frame's start is no length (notCount): a line
 )
 
 func (f *octetFramer) feed(p []byte, out recSink) {
@@ -186,6 +193,10 @@ func (f *octetFramer) frame(p []byte, out recSink) ([]byte, bool) {
 		switch f.state {
 		case octLen:
 			c := p[0]
+			if f.notCount && !(c == ' ' && f.digits > 0 || c >= '0' && c <= '9' && !(c == '0' && f.digits == 0) && f.digits < maxLenDigits) {
+				f.state = octNotCount
+				return p, false
+			}
 			p = p[1:]
 			switch {
 			case c == ' ' && f.digits > 0:
@@ -226,7 +237,7 @@ func (f *octetFramer) frame(p []byte, out recSink) ([]byte, bool) {
 				f.state, f.digits = octLen, 0
 				return p, true
 			}
-		default: // octBroken
+		default: // octBroken, octNotCount
 			return nil, false
 		}
 	}
@@ -270,8 +281,12 @@ func (f *octetFramer) err() error    { return f.bad }
 // section 3.4): a frame that starts with a digit is octet-counted (LEN SP
 // MSG), any other ends at \n (non-transparent framing, as rsyslog's
 // `*.* @@host:port` and logger without --octet-count send). A sender may
-// switch from one to the other between frames. A bad octet count is a
-// protocol error, as with octet-counted.
+// switch from one to the other between frames. A frame that starts with
+// digits not followed by a space (a line without <PRI> that starts with
+// a date, 2026-12-07T14:41:06Z ...) is read as a line, digits and all:
+// as a protocol error it closed the connection, and every line after it
+// on that connection was lost unseen (ack: none is framing syslog's
+// default). A valid count is taken as one, as rsyslog does.
 type syslogFramer struct {
 	mode  uint8 // sysStart, sysLine, sysOctet
 	lines lineFramer
@@ -295,6 +310,21 @@ func (f *syslogFramer) feed(p []byte, out recSink) {
 		var done bool
 		if f.mode == sysOctet {
 			p, done = f.oct.frame(p, out)
+			if f.oct.state == octNotCount {
+				// No length after all: a line, starting with the
+				// digits read so far (without a leading zero, so n
+				// and digits give them back).
+				var digits []byte
+				if f.oct.digits > 0 {
+					digits = strconv.AppendInt(make([]byte, 0, maxLenDigits), int64(f.oct.n), 10)
+				}
+				f.oct.state, f.oct.n, f.oct.digits = octLen, 0, 0
+				f.mode = sysLine
+				if len(digits) > 0 {
+					f.lines.frame(digits, out) // no \n: kept as the line's start
+				}
+				continue
+			}
 		} else {
 			p, done = f.lines.frame(p, out)
 		}
