@@ -129,15 +129,25 @@ func (a number) cmp(b number) int {
 			return -1
 		case x > y:
 			return 1
-		case x == y:
+		case x != y:
+			return 2 // NaN: unordered
+		}
+		// Rounding to float64 keeps the order of distinct values but can
+		// make them equal: 3.0000000000000001 is 3 as a float64, and
+		// 9007199254740992.5 is 2^53. When both sides are exact values
+		// (integers, or numbers read from text) that may differ, the tie
+		// is settled exactly below. A float64 with no text stands for
+		// itself at float64's precision, so it equals the literal that
+		// rounds to it (a computed 0.1 == 0.1).
+		if !a.exactValue() || !b.exactValue() || sameValue(a, b) {
 			return 0
 		}
-		return 2 // NaN: unordered
 	}
-	// An integer a float64 would round (past 2^53, or past int64):
-	// exactly, with the other side's exact value too when it has one, as
-	// the float64 nearest a fraction's text may be on the wrong side of
-	// that integer (18014398509481985.5 is 18014398509481984).
+	// An integer a float64 would round (past 2^53, or past int64), or a
+	// tie above: exactly, with the other side's exact value too when it
+	// has one, as the float64 nearest a fraction's text may be on the
+	// wrong side of that integer (18014398509481985.5 is
+	// 18014398509481984).
 	if x, ok := a.rat(); ok {
 		if y, ok := b.rat(); ok {
 			return x.Cmp(y)
@@ -150,6 +160,74 @@ func (a number) cmp(b number) int {
 		return 2 // NaN
 	}
 	return x.Cmp(y)
+}
+
+// exactValue reports whether a has a value of its own besides its
+// float64: an integer, or the text a float was read from.
+func (a number) exactValue() bool { return a.isInt || a.big != nil || a.text != "" }
+
+// sameValue reports, without allocating, that a and b, exact values whose
+// float64s are equal, are the same number: their texts are the same, or
+// both are zero, or both have at most 15 significant digits and are in
+// float64's normal range, where distinct such decimals round to distinct
+// float64s. A false is not a difference; the caller compares exactly.
+func sameValue(a, b number) bool {
+	if a.text != "" && a.text == b.text {
+		return true
+	}
+	da, db := a.sigDigits(), b.sigDigits()
+	if da < 0 || db < 0 {
+		return false
+	}
+	if da == 0 || db == 0 {
+		return da == db // zero is only equal to zero
+	}
+	f := math.Abs(a.float())
+	return da <= 15 && db <= 15 && f >= 0x1p-1022 && !math.IsInf(f, 0)
+}
+
+// sigDigits is the number of significant decimal digits of a's exact
+// value (0 for zero), or -1 when a has none of its own.
+func (a number) sigDigits() int {
+	if a.isInt {
+		i := a.i // within ±2^53 here: negating is safe
+		if i < 0 {
+			i = -i
+		}
+		for i != 0 && i%10 == 0 {
+			i /= 10
+		}
+		n := 0
+		for ; i != 0; i /= 10 {
+			n++
+		}
+		return n
+	}
+	if a.text == "" {
+		return -1
+	}
+	// Count from the first nonzero digit to the last, before any exponent.
+	first, last, pos := -1, -1, 0
+	for i := 0; i < len(a.text); i++ {
+		c := a.text[i]
+		if c == 'e' || c == 'E' {
+			break
+		}
+		if c < '0' || c > '9' {
+			continue // a sign or the decimal point
+		}
+		if c != '0' {
+			if first < 0 {
+				first = pos
+			}
+			last = pos
+		}
+		pos++
+	}
+	if first < 0 {
+		return 0
+	}
+	return last - first + 1
 }
 
 // exactAsFloat reports whether a float64 holds a exactly.
@@ -225,8 +303,13 @@ func parseNumber(s string) (number, bool) {
 	if err != nil && !isRangeErr(err) {
 		return number{}, false
 	}
-	if b, ok := bigInteger(s); ok {
-		return number{big: b, f: f}, true
+	// An integer past int64 rounds to a float64 at or past ±2^63 (or to
+	// ±Inf); only then is the text read as a big integer, which
+	// allocates: a fraction such as 0.5 is not.
+	if math.Abs(f) >= 1<<63 {
+		if b, ok := bigInteger(s); ok {
+			return number{big: b, f: f}, true
+		}
 	}
 	return number{f: f, text: s}, true
 }

@@ -233,15 +233,23 @@ func TestLongNumberComparedAsFloat(t *testing.T) {
 // An integer a float64 cannot hold, compared with a number written with a
 // fraction, is compared with the number's exact value, not with the
 // float64 nearest it: 18014398509481985.5 is 18014398509481984 as a
-// float64, which made n > 18014398509481985.5 true for n = 2^54+1.
+// float64, which made n > 18014398509481985.5 true for n = 2^54+1. Within
+// 2^53 a tie of the float64s is settled exactly too: k >= 3.0000000000000001
+// was true for k = 3.
 func TestConditionBigIntAgainstFraction(t *testing.T) {
 	ev := condEvent(map[string]any{
-		"n":    int64(18014398509481985),
-		"num":  json.Number("18014398509481985"),
-		"frac": json.Number("18014398509481985.5"),
-		"exp":  json.Number("1801439850948198.55e1"),
-		"u64":  uint64(18446744073709551615),
-		"neg":  int64(-18014398509481985),
+		"n":     int64(18014398509481985),
+		"num":   json.Number("18014398509481985"),
+		"frac":  json.Number("18014398509481985.5"),
+		"exp":   json.Number("1801439850948198.55e1"),
+		"u64":   uint64(18446744073709551615),
+		"neg":   int64(-18014398509481985),
+		"p53":   int64(9007199254740992),
+		"k":     int64(3),
+		"kt":    json.Number("3.0000000000000001"),
+		"tenth": json.Number("0.1"),
+		"zero":  json.Number("0.000"),
+		"f":     0.1,
 	}, "")
 	for src, want := range map[string]bool{
 		`n > 18014398509481985.5`:      false,
@@ -261,6 +269,39 @@ func TestConditionBigIntAgainstFraction(t *testing.T) {
 		`exp > 18014398509481985`:      true,
 		`n < 1e400`:                    true,
 		`n > -1e400`:                   true,
+		// Within 2^53 the literal's float64 ties with the integer:
+		// 9007199254740992.5 is 2^53 and 3.0000000000000001 is 3.
+		`p53 == 9007199254740992.5`: false,
+		`p53 != 9007199254740992.5`: true,
+		`p53 >= 9007199254740992.5`: false,
+		`p53 > 9007199254740992.5`:  false,
+		`p53 < 9007199254740992.5`:  true,
+		`p53 <= 9007199254740992.5`: true,
+		`p53 == 9007199254740992.0`: true,
+		`k == 3.0000000000000001`:   false,
+		`k != 3.0000000000000001`:   true,
+		`k >= 3.0000000000000001`:   false,
+		`k > 3.0000000000000001`:    false,
+		`k < 3.0000000000000001`:    true,
+		`k <= 3.0000000000000001`:   true,
+		`k > 2.9999999999999999`:    true,
+		`k == 3.000000000000000`:    true,
+		// A field's text is read exactly too, against an integer or
+		// another text.
+		`kt > 3`:                      true,
+		`kt == 3`:                     false,
+		`kt == 3.0000000000000001`:    true,
+		`kt == 3.00000000000000010`:   true,
+		`kt < 3.0000000000000002`:     true,
+		`tenth == 0.10`:               true,
+		`tenth < 0.10000000000000001`: true,
+		`zero == 0`:                   true,
+		`zero < 1e-400`:               true,
+		// A float64 with no text stands for itself at float64's
+		// precision: it equals the literal that rounds to it.
+		`f == 0.1`:                 true,
+		`f != 0.1`:                 false,
+		`f >= 0.10000000000000001`: true,
 	} {
 		c, err := ParseCondition(src)
 		if err != nil {
@@ -268,6 +309,30 @@ func TestConditionBigIntAgainstFraction(t *testing.T) {
 		}
 		if got := c.Match(ev); got != want {
 			t.Errorf("%s = %v, want %v", src, got, want)
+		}
+	}
+}
+
+// Comparing numbers does not allocate in the common cases, ties included:
+// a tie is settled exactly only when the two values may differ.
+func TestConditionNumberAllocs(t *testing.T) {
+	ev := condEvent(map[string]any{
+		"score": json.Number("0.5"),
+		"n":     int64(42),
+		"f":     0.1,
+	}, "")
+	for _, src := range []string{
+		`score >= 0.5`, `score == 0.50`, `score < 0.75`, `n == 42`, `n <= 42.0`, `n < 42.5`, `f == 0.1`,
+	} {
+		c, err := ParseCondition(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.Match(ev) {
+			t.Errorf("%s = false, want true", src)
+		}
+		if allocs := testing.AllocsPerRun(100, func() { c.Match(ev) }); allocs != 0 {
+			t.Errorf("%s: %v allocations per Match, want 0", src, allocs)
 		}
 	}
 }

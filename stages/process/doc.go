@@ -81,8 +81,11 @@
 //     against each other and against a number with a fraction, which is
 //     then read exactly from its text (n > 18014398509481985.5 is false
 //     for n = 18014398509481985, though the float64 nearest that literal
-//     is below n), up to 800 characters of text and an exponent of 400;
-//     past those as float64, ±Inf past its range), strings exactly,
+//     is below n, and k >= 3.0000000000000001 is false for k = 3), as are
+//     a json.Number's and a literal's texts against each other, up to 800
+//     characters of text and an exponent of 400; past those as float64,
+//     ±Inf past its range; a float64 field at float64's precision, so a
+//     computed 0.1 == 0.1), strings exactly,
 //     booleans and null by identity; values of different types are never
 //     equal (the string "80" is not the number 80);
 //   - `<`, `<=`, `>`, `>=`: numbers numerically, strings byte-wise
