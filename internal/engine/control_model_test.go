@@ -64,6 +64,7 @@ type model struct {
 	callsDone uint64
 	callNanos time.Duration
 	hideCalls bool
+	calls     *ages // the calls' starts, for their age as the runtime reads it
 
 	// What happened, for the checks.
 	decisions []stats.Decision
@@ -108,6 +109,7 @@ func newModel(m model, batch int, batchAuto bool, workers int, workersAuto bool)
 		m.rng = rand.New(rand.NewSource(1))
 	}
 	m.batch = batch
+	m.calls = new(ages)
 	m.ctl = newController(batch, AutoBatchCeiling(m.capacity), batchAuto,
 		workers, m.conc, max(4*m.conc, minAutoWorkersCeiling), workersAuto)
 	for range workers {
@@ -217,6 +219,7 @@ func (m *model) run(until time.Duration) {
 				m.full++
 			}
 			w.state, w.callStart = onCPU, m.now
+			m.calls.begin(int64(m.now), 0)
 			w.left = m.vary(m.cpuFixed + time.Duration(n)*m.cpuPer)
 			w.block = m.vary(m.blockFixed + time.Duration(n)*m.blockPer)
 			w.batchEvents = n
@@ -283,11 +286,11 @@ func (m *model) sample() sample {
 	}
 	if !m.hideCalls {
 		s.callsDone, s.callNanos = m.callsDone, uint64(m.callNanos)
+		if c, ok := m.calls.oldest(m.callsDone, m.calls.started.Load(), int64(m.now)); ok {
+			s.callAge = m.now - time.Duration(c.at)
+		}
 	}
 	for _, w := range m.workers {
-		if w.state != parked && !m.hideCalls {
-			s.callAge = max(s.callAge, m.now-w.callStart)
-		}
 		switch w.state {
 		case parked:
 			if !w.retired {

@@ -123,14 +123,16 @@ func (c *control) tick(now time.Time) {
 		concurrency: ps.Concurrency,
 		taken:       s.in.Load(), batches: s.batches.Load(), full: s.fullBatches.Load(),
 		failing: s.health.isFailing(), failures: s.health.failureCount(),
-		callNanos: s.callNanos.Load(),
 	}
-	// Done before started, and nanoseconds before done: a call that ends
-	// between the loads is counted as not finished, never its duration
-	// without it.
+	// Done before nanoseconds (endCall adds the nanoseconds first): a call
+	// counted as finished is counted with its duration. (One that ends
+	// between the loads adds its duration a window early.) Done before
+	// started, so that none finished is counted as not started.
 	smp.callsDone = s.callsDone.Load()
-	if c, ok := s.calls.oldest(smp.callsDone, s.calls.started.Load()); ok {
-		smp.callAge = time.Duration(track.Nanotime() - c.at)
+	smp.callNanos = s.callNanos.Load()
+	nt := track.Nanotime()
+	if c, ok := s.calls.oldest(smp.callsDone, s.calls.started.Load(), nt); ok {
+		smp.callAge = time.Duration(nt - c.at)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

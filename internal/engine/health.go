@@ -210,18 +210,30 @@ func (a *ages) due(now int64) bool {
 }
 
 // oldest returns the checkpoint that bounds the oldest unfinished item,
-// given that done items have finished and started have started; ok is
-// false when none is unfinished or none of the checkpoints bounds it
-// (then it started within the last interval).
-func (a *ages) oldest(done, started uint64) (checkpoint, bool) {
+// given that done items have finished and started have started, read at
+// now; ok is false when none is unfinished.
+//
+// When no checkpoint bounds it, every unfinished item started after the
+// last checkpoint, whose own item has finished: checkpoints are noted as
+// items start, so once none starts (every worker stuck in a call to a
+// server that stopped answering) none would ever bound them, and a stall
+// that began with short calls in flight would never show. So the read
+// notes one itself: the unfinished items all started by now (item
+// started-1 at the latest), which bounds their age from the next read on.
+func (a *ages) oldest(done, started uint64, now int64) (checkpoint, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for a.size > 0 && a.ring[a.head].n < done {
 		a.head = (a.head + 1) % len(a.ring)
 		a.size--
 	}
-	if a.size == 0 || done >= started {
+	if done >= started {
 		return checkpoint{}, false
+	}
+	if a.size == 0 {
+		a.ring[a.head] = checkpoint{n: started - 1, at: now, enq: now}
+		a.size = 1
+		a.last.Store(now)
 	}
 	return a.ring[a.head], true
 }
@@ -252,14 +264,14 @@ func (s *Stage) healthStats(st *stats.Stage) {
 	busy := false
 	if s.handler == nil { // a source (maybe one a program feeds itself: no src)
 		made := s.h.Created()
-		if c, ok := s.calls.oldest(s.h.Completed(), made); ok {
+		if c, ok := s.calls.oldest(s.h.Completed(), made, now); ok {
 			st.Latency.OldestMs = msSince(now, c.at)
 		}
 	} else {
 		done := s.callsDone.Load()
 		started := s.calls.started.Load()
 		busy = started > done
-		if c, ok := s.calls.oldest(done, started); ok {
+		if c, ok := s.calls.oldest(done, started, now); ok {
 			callAge = time.Duration(now - c.at)
 			st.Latency.OldestMs = msSince(now, c.enq)
 		}

@@ -134,16 +134,26 @@ func TestAgesOldest(t *testing.T) {
 		a.begin(at(time.Duration(i)*10*time.Millisecond), 0)
 	}
 	started := a.started.Load()
-	if c, ok := a.oldest(0, started); !ok || c.at != at(0) {
+	if c, ok := a.oldest(0, started, at(time.Second)); !ok || c.at != at(0) {
 		t.Fatalf("nothing finished: %+v %v, want the first checkpoint", c, ok)
 	}
 	// 35 finished (in any order): one of the first 36 is not, started at
 	// 350 ms at the latest; the bound is the checkpoint at 400 ms.
-	if c, ok := a.oldest(35, started); !ok || c.at != at(400*time.Millisecond) {
+	if c, ok := a.oldest(35, started, at(time.Second)); !ok || c.at != at(400*time.Millisecond) {
 		t.Fatalf("35 finished: %+v %v, want the checkpoint at 400ms", c, ok)
 	}
-	if _, ok := a.oldest(100, started); ok {
+	if _, ok := a.oldest(100, started, at(time.Second)); ok {
 		t.Fatal("all finished, yet an age")
+	}
+	// 95 finished: the checkpoints (the last at 900 ms, item 90) bound
+	// none of the 5 left, which started after it; nothing starts any
+	// more (every worker stuck). The read bounds them itself: they all
+	// started by then, so from a later read their age shows.
+	if c, ok := a.oldest(95, started, at(time.Second)); !ok || c.at != at(time.Second) {
+		t.Fatalf("95 finished, nothing starting: %+v %v, want a bound noted at 1s", c, ok)
+	}
+	if c, ok := a.oldest(95, started, at(3*time.Second)); !ok || c.at != at(time.Second) {
+		t.Fatalf("95 finished, 2 s on: %+v %v, want the bound at 1s: an age of 2s at least", c, ok)
 	}
 }
 

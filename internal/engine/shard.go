@@ -149,19 +149,41 @@ func shardFloat(v stage.Value) (float64, bool) {
 	return f, !math.IsInf(f, 0) && !math.IsNaN(f)
 }
 
-// decimalText reports whether b has the bytes of a decimal number only,
-// starting with a digit, a sign or a point: what strconv.ParseFloat may
-// read, without hexadecimal, underscores, Inf or NaN.
+// decimalText reports whether b is a decimal number as strconv.ParseFloat
+// reads one: [+-] digits [. digits] [(e|E) [+-] digits], with a digit
+// before or after the point. Only such a text is parsed, so a key that
+// is none (a date, 555-1234, 1.2.3) costs no failed parse: ParseFloat's
+// error allocates.
 func decimalText(b []byte) bool {
-	if len(b) == 0 || !(b[0] >= '0' && b[0] <= '9' || b[0] == '-' || b[0] == '+' || b[0] == '.') {
+	i := 0
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		i++
+	}
+	digits := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		digits++
+	}
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			digits++
+		}
+	}
+	if digits == 0 {
 		return false
 	}
-	for _, c := range b {
-		if !(c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+') {
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		exp := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		}
+		if i == exp {
 			return false
 		}
 	}
-	return true
+	return i == len(b)
 }
 
 // bound is the most events the mailboxes hold before the intake stops
