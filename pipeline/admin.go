@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,9 +37,6 @@ type adminServer struct {
 	addr  string
 	done  chan error     // Serve's result
 	conns sync.WaitGroup // one per open connection
-	// open counts the connections open now, mostOpen the most at once
-	// (for tests: adminMaxConns bounds both).
-	open, mostOpen atomic.Int64
 
 	hist        history       // the dashboard's last minutes
 	stopSampler chan struct{} // closed by stop
@@ -156,11 +152,7 @@ func startAdmin(p *Pipeline) (*adminServer, error) {
 			switch s {
 			case http.StateNew:
 				a.conns.Add(1)
-				n := a.open.Add(1)
-				for m := a.mostOpen.Load(); n > m && !a.mostOpen.CompareAndSwap(m, n); m = a.mostOpen.Load() {
-				}
 			case http.StateClosed, http.StateHijacked:
-				a.open.Add(-1)
 				a.conns.Done()
 			}
 		},

@@ -86,11 +86,8 @@ func ReasonBytes(src stage.Source) (held int, read uint64, outstanding int) {
 // MaxHeldReasons is the most nack reason text a connection's window holds.
 const MaxHeldReasons = maxHeldReasons
 
-// HTTPConns returns how many connections s holds now and the most it has
-// held at once.
-func HTTPConns(s *HTTPSource) (open, most int) {
-	return int(s.open.Load()), int(s.mostOpen.Load())
-}
+// HTTPConns returns how many connections s holds now.
+func HTTPConns(s *HTTPSource) int { return int(s.open.Load()) }
 
 // SetHTTPStall sets how long netio.http waits for the next piece of a
 // body before it cuts the request off, before Start.

@@ -155,9 +155,8 @@ type HTTPSource struct {
 	cnt      counters
 	protoLog logLimit
 	// open counts the connections open now (TLS ones included, before
-	// their handshakes), mostOpen the most at once (for tests: max_conns
-	// bounds both).
-	open, mostOpen atomic.Int64
+	// their handshakes).
+	open atomic.Int64
 }
 
 var _ source = (*HTTPSource)(nil)
@@ -244,9 +243,7 @@ func (s *HTTPSource) connState(c net.Conn, st http.ConnState) {
 		if !isTLS {
 			s.cnt.accepted.Add(1)
 		}
-		n := s.open.Add(1)
-		for m := s.mostOpen.Load(); n > m && !s.mostOpen.CompareAndSwap(m, n); m = s.mostOpen.Load() {
-		}
+		s.open.Add(1)
 	case http.StateClosed, http.StateHijacked:
 		s.open.Add(-1)
 		if !isTLS || tc.served.Load() {
