@@ -272,10 +272,11 @@ func TestTimedOutConnectionFreesItsSlot(t *testing.T) {
 }
 
 // roleSink starts a sink connecting as a role of its own (not a
-// superuser) to a new database, with write_timeout 1s; revoke takes
-// pg_terminate_backend from it. It returns the sink, a superuser's
-// connection, the role's DSN and the sink's log.
-func roleSink(t *testing.T, revoke bool) (*Sink, *pgx.Conn, string, *observer.ObservedLogs) {
+// superuser) to a new database, with write_timeout 1s; revoke, when set,
+// is run first by a superuser (to take a right from the role). It
+// returns the sink, a superuser's connection, the role's DSN and the
+// sink's log.
+func roleSink(t *testing.T, revoke string) (*Sink, *pgx.Conn, string, *observer.ObservedLogs) {
 	t.Helper()
 	dsn := pg.NewDatabase(t)
 	admin := connect(t, dsn)
@@ -290,8 +291,8 @@ func roleSink(t *testing.T, revoke bool) (*Sink, *pgx.Conn, string, *observer.Ob
 		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
 	})
 	exec(t, admin, "GRANT ALL ON SCHEMA public TO "+role)
-	if revoke {
-		exec(t, admin, "REVOKE EXECUTE ON FUNCTION pg_terminate_backend(integer, bigint) FROM PUBLIC")
+	if revoke != "" {
+		exec(t, admin, revoke)
 	}
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -308,23 +309,62 @@ func roleSink(t *testing.T, revoke bool) (*Sink, *pgx.Conn, string, *observer.Ob
 	return s, admin, u.String(), logs
 }
 
+// fenceRefusal is what fence logs, once, when PostgreSQL refuses it.
+const fenceRefusal = "PostgreSQL refused to end or to show the backend of a write that got no answer; " +
+	"waiting write_timeout before retrying, so a delayed write may still run after newer ones"
+
 // TestFenceEndsOwnBackendsOnly: fence ends a backend of the sink's
-// database and user and returns once it is gone; a PID that is not one
-// (another user's backend; behind a pooler, a PID that is no backend's)
-// is neither ended nor waited for.
+// database and user and returns once it is gone. A PID that is not one
+// is neither ended nor waited for, and is no refusal: another user's
+// backend (a superuser's, another plain role's: ending either would be
+// refused, and logged), a session of the sink's user on a server started
+// since the write (after a restart, a PID may be a new session's), and a
+// PID past int4 (a pooler's, never a backend's).
 func TestFenceEndsOwnBackendsOnly(t *testing.T) {
-	s, admin, dsn, _ := roleSink(t, false)
+	s, admin, dsn, logs := roleSink(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.fence(ctx, admin.PgConn().PID()); err != nil {
+	var db string
+	if err := admin.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.Ping(ctx); err != nil {
-		t.Fatalf("another user's backend was ended: %v", err)
+	otherRole := "o_" + db
+	exec(t, admin, "CREATE ROLE "+otherRole+" LOGIN")
+	t.Cleanup(func() {
+		c := connect(t, dsn)
+		_, _ = c.Exec(context.Background(), "DROP ROLE "+otherRole)
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
+	u.User = url.User(otherRole)
+	other := connect(t, u.String())
 	own := connect(t, dsn)
+	var started time.Time
+	if err := own.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&started); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []backend{
+		{pid: admin.PgConn().PID()},
+		{pid: other.PgConn().PID()},
+		{pid: own.PgConn().PID(), serverStart: started.Add(-time.Hour)},
+		{pid: 0x80000005},
+	} {
+		if err := s.fence(ctx, b); err != nil {
+			t.Fatalf("fence(%+v): %v", b, err)
+		}
+	}
+	for _, c := range []*pgx.Conn{admin, other, own} {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("a backend that was not the write's was ended: %v", err)
+		}
+	}
+	if n := logs.FilterMessage(fenceRefusal).Len(); n != 0 {
+		t.Fatalf("fence was refused %d times: it tried to end a backend that is not its own", n)
+	}
 	pid := own.PgConn().PID()
-	if err := s.fence(ctx, pid); err != nil {
+	if err := s.fence(ctx, backend{pid: pid, serverStart: started}); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid); n != 0 {
@@ -332,27 +372,35 @@ func TestFenceEndsOwnBackendsOnly(t *testing.T) {
 	}
 }
 
-// TestFenceRefused: where PostgreSQL refuses pg_terminate_backend to the
-// sink's role (EXECUTE revoked), fence says so once in the log, waits
-// write_timeout for the backend to end on its own, and then lets the
-// retry go, leaving the backend alone.
+// TestFenceRefused: where PostgreSQL refuses the sink's role
+// pg_terminate_backend (EXECUTE revoked), or the sight of
+// pg_stat_activity (SELECT revoked), fence says so once in the log,
+// waits write_timeout, and then lets the retry go, leaving the backend
+// alone: the batch is retried, not failed.
 func TestFenceRefused(t *testing.T) {
-	s, _, dsn, logs := roleSink(t, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	other := connect(t, dsn) // a backend of the sink's role, busy with nothing
-	pid := other.PgConn().PID()
-	for range 2 {
-		if err := s.fence(ctx, pid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const msg = "PostgreSQL refused to end the backend of a write that got no answer; " +
-		"waiting for it to end on its own (write_timeout at most) before retrying, so a delayed write may still run after newer ones"
-	if n := logs.FilterMessage(msg).Len(); n != 1 {
-		t.Fatalf("the refusal logged %d times, want once", n)
-	}
-	if err := other.Ping(ctx); err != nil {
-		t.Fatalf("the backend was ended: %v", err)
+	for name, revoke := range map[string]string{
+		"terminate":        "REVOKE EXECUTE ON FUNCTION pg_terminate_backend(integer, bigint) FROM PUBLIC",
+		"pg_stat_activity": "REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC",
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, _, dsn, logs := roleSink(t, revoke)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			other := connect(t, dsn) // a backend of the sink's role, busy with nothing
+			pid := other.PgConn().PID()
+			for range 2 {
+				if err := s.fence(ctx, backend{pid: pid}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := logs.FilterMessage(fenceRefusal).Len(); n != 1 {
+				t.Fatalf("the refusal logged %d times, want once", n)
+			}
+			if name == "terminate" {
+				if err := other.Ping(ctx); err != nil {
+					t.Fatalf("the backend was ended: %v", err)
+				}
+			}
+		})
 	}
 }

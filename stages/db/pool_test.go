@@ -18,7 +18,9 @@ func TestPooledBuffersStaySmall(t *testing.T) {
 			dsn := pg.NewDatabase(t)
 			s := startSink(t, config(dsn, map[string]any{"method": method}))
 			var pooled []string // what was wrong with each *rows put back
+			puts := 0
 			testPutRows = func(r *rows) {
+				puts++
 				var held int
 				for _, c := range r.cols {
 					for _, v := range c[:cap(c)] {
@@ -40,6 +42,9 @@ func TestPooledBuffersStaySmall(t *testing.T) {
 			handle(t, s, batch)
 			if acked, nacked := rec.results(); acked != 6 || len(nacked) != 0 {
 				t.Fatalf("acked %d nacked %v", acked, nacked)
+			}
+			if puts == 0 {
+				t.Fatal("no *rows went back to the pool: the test checked nothing")
 			}
 			if len(pooled) != 0 {
 				t.Fatalf("a buffer over %d bytes, or the batch's values, went back to the pool", maxPooledBuf)

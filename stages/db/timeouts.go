@@ -15,9 +15,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
@@ -94,17 +96,43 @@ func (s *Sink) writeContext(ctx context.Context) (context.Context, func(error) e
 // Ending the backend of a write that broke unanswered (fence).
 const (
 	// ourBackend is the backend $1 if it is one of this database and
-	// user: behind a pooler the PID a connection was given need not be a
-	// backend's, and another's must be neither ended nor waited for.
-	ourBackend = "FROM pg_stat_activity WHERE pid = $1 AND datname = current_database() AND usename = session_user"
+	// user, on the server that ran the write ($2, its start time; NULL:
+	// not known): behind a pooler the PID a connection was given need not
+	// be a backend's, another user's session must be neither ended nor
+	// waited for, and after a restart (a container's new PID namespace)
+	// the PID may be a new session's.
+	ourBackend = "FROM pg_stat_activity WHERE pid = $1 AND datname = current_database() AND usename = session_user" +
+		" AND ($2::timestamptz IS NULL OR pg_postmaster_start_time() = $2::timestamptz)"
 	// terminateSQL ends it, runningSQL tells whether it is still there.
 	terminateSQL = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) " + ourBackend + ") AS ended"
 	runningSQL   = "SELECT EXISTS (SELECT 1 " + ourBackend + ")"
 	// fencePoll is the longest wait between looks at a backend ending.
 	fencePoll = 50 * time.Millisecond
+	// serverStartKey is where a connection keeps its server's start time
+	// (PgConn.CustomData), noted when it connects (noteServerStart).
+	serverStartKey = "seda.server_start"
 )
 
-// fence ends backend pid, which ran a write whose connection broke before
+// backend is the server session a write ran on: its PID, and when its
+// server started (zero: not known).
+type backend struct {
+	pid         uint32
+	serverStart time.Time
+}
+
+// noteServerStart is the pool's AfterConnect: it notes when the server
+// started, for the fence to tell a backend of that server from a later
+// session with the same PID. It never fails the connection: without it
+// the fence matches by PID alone.
+func noteServerStart(ctx context.Context, conn *pgx.Conn) error {
+	var t time.Time
+	if err := conn.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&t); err == nil {
+		conn.PgConn().CustomData()[serverStartKey] = t
+	}
+	return nil
+}
+
+// fence ends backend b, which ran a write whose connection broke before
 // PostgreSQL answered, and returns once it is gone: the write's bytes may
 // still be on their way to it, and run after the retry has committed and
 // after newer writes of its keys, which its stale rows would overwrite.
@@ -113,11 +141,20 @@ const (
 // It ends the backend with pg_terminate_backend from another connection,
 // which any role may do to its own sessions, and waits (write_timeout at
 // most) until pg_stat_activity no longer lists it; an error (retried by
-// attempt) when it cannot. Should PostgreSQL refuse to end it, fence says
-// so in the log (once) and waits for the backend to end on its own, and
-// after write_timeout lets the retry go: the stale write may then still
-// run later (doc.go).
-func (s *Sink) fence(ctx context.Context, pid uint32) error {
+// attempt) when it cannot reach PostgreSQL. Should PostgreSQL refuse to
+// end it or to show it (a role without the right), fence says so in the
+// log (once) and waits write_timeout, then lets the retry go: the stale
+// write may then still run later (doc.go). A PID past int4 is a pooler's,
+// never a backend's: there is nothing to end.
+func (s *Sink) fence(ctx context.Context, b backend) error {
+	if b.pid > math.MaxInt32 {
+		return nil
+	}
+	pid := int32(b.pid)
+	var start *time.Time
+	if !b.serverStart.IsZero() {
+		start = &b.serverStart
+	}
 	fctx, cancel := context.WithTimeoutCause(ctx, s.writeTimeout, errWriteTimeout)
 	defer cancel()
 	fail := func(what string, err error) error {
@@ -127,30 +164,37 @@ func (s *Sink) fence(ctx context.Context, pid uint32) error {
 		}
 		return fmt.Errorf("%s backend %d, whose write got no answer: %w", what, pid, err)
 	}
+	// refused: PostgreSQL answered that the role may not end the backend,
+	// or see it: said once, then write_timeout waited out.
+	refused := func(err error) error {
+		if s.fenceRefused.CompareAndSwap(false, true) {
+			s.log.Warn("PostgreSQL refused to end or to show the backend of a write that got no answer; "+
+				"waiting write_timeout before retrying, so a delayed write may still run after newer ones",
+				zap.String("stage", s.name), zap.Int32("pid", pid), zap.Error(err))
+		}
+		<-fctx.Done()
+		return ctx.Err()
+	}
 	conn, err := s.pool.Acquire(fctx)
 	if err != nil {
 		return fail("ending", err)
 	}
 	defer conn.Release()
 	var ended int
-	refused := conn.QueryRow(fctx, terminateSQL, pid).Scan(&ended)
-	if refused != nil && sqlState(refused) == "" {
-		return fail("ending", refused)
-	}
-	if refused != nil && s.fenceRefused.CompareAndSwap(false, true) {
-		s.log.Warn("PostgreSQL refused to end the backend of a write that got no answer; "+
-			"waiting for it to end on its own (write_timeout at most) before retrying, "+
-			"so a delayed write may still run after newer ones",
-			zap.String("stage", s.name), zap.Uint32("pid", pid), zap.Error(refused))
+	if err := conn.QueryRow(fctx, terminateSQL, pid, start).Scan(&ended); err != nil {
+		if sqlState(err) == "" {
+			return fail("ending", err)
+		}
+		return refused(err)
 	}
 	for d := time.Millisecond; ; d = min(2*d, fencePoll) {
 		var running bool
-		if err := conn.QueryRow(fctx, runningSQL, pid).Scan(&running); err != nil {
-			switch {
-			case ctx.Err() != nil:
+		if err := conn.QueryRow(fctx, runningSQL, pid, start).Scan(&running); err != nil {
+			if ctx.Err() != nil {
 				return ctx.Err()
-			case refused != nil && fctx.Err() != nil:
-				return nil // waited write_timeout, as documented: the retry goes on
+			}
+			if sqlState(err) != "" {
+				return refused(err)
 			}
 			return fail("waiting for", err)
 		}
@@ -158,11 +202,8 @@ func (s *Sink) fence(ctx context.Context, pid uint32) error {
 			return nil
 		}
 		if !sleep(fctx, d) {
-			switch {
-			case ctx.Err() != nil:
+			if ctx.Err() != nil {
 				return ctx.Err()
-			case refused != nil:
-				return nil // waited write_timeout, as documented: the retry goes on
 			}
 			return fmt.Errorf("backend %d, whose write got no answer, still runs %s after it was ended (write_timeout)", pid, s.writeTimeout)
 		}

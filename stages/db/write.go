@@ -199,10 +199,10 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 		d = &g.d
 	}
 	n, parts := g.make(grp, s.binary, s.sortCol >= 0, d, s.version >= 0)
-	o := outcome{err: s.attempt(ctx, n, func(cut *uint32) error { return s.copy(ctx, parts, false, cut) })}
+	o := outcome{err: s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, false, cut) })}
 	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
 		o.idem = true
-		o.err = s.attempt(ctx, n, func(cut *uint32) error { return s.copy(ctx, parts, true, cut) })
+		o.err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, true, cut) })
 	}
 	g.reset()
 	s.sorts.Put(g)
@@ -344,7 +344,7 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		if d != nil {
 			args = d.insertArgs(len(s.cols))
 		}
-		err = s.attempt(ctx, n, func(cut *uint32) error { return s.insertRows(ctx, r, lo, hi, args, cut) })
+		err = s.attempt(ctx, n, func(cut *backend) error { return s.insertRows(ctx, r, lo, hi, args, cut) })
 	} else {
 		var parts [][]byte
 		if s.binary {
@@ -358,7 +358,7 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		if s.binary {
 			parts = append(parts, binaryTrailer)
 		}
-		err = s.attempt(ctx, n, func(cut *uint32) error { return s.copy(ctx, parts, idem, cut) })
+		err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, idem, cut) })
 	}
 	return s.settle(ctx, r, lo, hi, idem, err)
 }
@@ -397,16 +397,16 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 // reach the backend after the retry has committed, and after the key's
 // next update too, which the stale row would overwrite. write sets *cut to
 // that backend's PID, and no retry is sent until fence has seen it gone.
-func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *uint32) error) error {
-	var cut uint32 // the backend of a write that broke unanswered; 0: none
+func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) error) error {
+	var cut backend // the backend of a write that broke unanswered; pid 0: none
 	for n := 0; ; n++ {
 		var err error
 		stage.Blocking(ctx, func() {
-			if cut != 0 {
+			if cut.pid != 0 {
 				if err = s.fence(ctx, cut); err != nil {
 					return
 				}
-				cut = 0
+				cut = backend{}
 			}
 			err = write(&cut)
 		})
@@ -443,7 +443,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *uint32) er
 // of args when given (the rows an upsert picked); an INSERT outside an
 // explicit transaction is one transaction, committed when it returns.
 // When the connection breaks unanswered, *cut is its backend (attempt).
-func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, cut *uint32) (err error) {
+func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, cut *backend) (err error) {
 	ctx, timedOut := s.writeContext(ctx)
 	defer func() { err = timedOut(err) }()
 	conn, err := s.pool.Acquire(ctx)
@@ -463,7 +463,7 @@ func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, 
 
 // release gives conn back to the pool after a write that ended with err.
 // A write whose connection broke may still run on the server (attempt):
-// *cut is set to its backend's PID.
+// *cut is set to its backend: its PID, and when its server started.
 //
 // pgx closes a broken connection in the background, and its pool slot is
 // free only once that is done: after a cancel request it sends Terminate
@@ -471,9 +471,12 @@ func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, 
 // a write_timeout the server is not answering, so with max_conns: 1 the
 // retry waited those 15 s for its connection; the socket is closed here
 // at once instead, which ends that wait.
-func (s *Sink) release(conn *pgxpool.Conn, err error, cut *uint32) {
+func (s *Sink) release(conn *pgxpool.Conn, err error, cut *backend) {
 	if pc := conn.Conn().PgConn(); err != nil && pc.IsClosed() {
-		*cut = pc.PID()
+		*cut = backend{pid: pc.PID()}
+		if t, ok := pc.CustomData()[serverStartKey].(time.Time); ok {
+			cut.serverStart = t
+		}
 		_ = pc.Conn().Close()
 	}
 	conn.Release()
@@ -483,7 +486,7 @@ func (s *Sink) release(conn *pgxpool.Conn, err error, cut *uint32) {
 // failed: a COPY outside a transaction block is its own transaction; the
 // idempotent path is one explicit transaction. When the connection breaks
 // unanswered, *cut is its backend (attempt).
-func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *uint32) (err error) {
+func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend) (err error) {
 	ctx, timedOut := s.writeContext(ctx)
 	defer func() { err = timedOut(err) }()
 	conn, err := s.pool.Acquire(ctx)
