@@ -130,8 +130,9 @@ func (c *control) tick(now time.Time) {
 	// started, so that none finished is counted as not started.
 	smp.callsDone = s.callsDone.Load()
 	smp.callNanos = s.callNanos.Load()
-	nt := track.Nanotime()
-	if c, ok := s.calls.oldest(smp.callsDone, s.calls.started.Load(), nt); ok {
+	started := s.calls.started.Load()
+	nt := track.Nanotime() // after the counts: see healthStats
+	if c, ok := s.calls.oldest(smp.callsDone, started, nt); ok {
 		smp.callAge = time.Duration(nt - c.at)
 	}
 	c.mu.Lock()

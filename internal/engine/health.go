@@ -259,17 +259,21 @@ func (s *Stage) endCall(ctx context.Context, now, took int64, err error) {
 // unfinished event: for a source, of the events it made, from read; for a
 // handler stage, of the events in its calls, from entering its queue.
 func (s *Stage) healthStats(st *stats.Stage) {
-	now := track.Nanotime()
 	var callAge time.Duration
 	busy := false
+	// now is read after the counts: a bound oldest notes at now covers
+	// only items that had started by then.
+	var now int64
 	if s.handler == nil { // a source (maybe one a program feeds itself: no src)
-		made := s.h.Created()
-		if c, ok := s.calls.oldest(s.h.Completed(), made, now); ok {
+		done, made := s.h.Completed(), s.h.Created()
+		now = track.Nanotime()
+		if c, ok := s.calls.oldest(done, made, now); ok {
 			st.Latency.OldestMs = msSince(now, c.at)
 		}
 	} else {
 		done := s.callsDone.Load()
 		started := s.calls.started.Load()
+		now = track.Nanotime()
 		busy = started > done
 		if c, ok := s.calls.oldest(done, started, now); ok {
 			callAge = time.Duration(now - c.at)

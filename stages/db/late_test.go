@@ -341,14 +341,14 @@ func TestFenceEndsOwnBackendsOnly(t *testing.T) {
 	u.User = url.User(otherRole)
 	other := connect(t, u.String())
 	own := connect(t, dsn)
-	var started time.Time
-	if err := own.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&started); err != nil {
+	var started int64
+	if err := own.QueryRow(ctx, "SELECT "+serverStartSQL).Scan(&started); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range []backend{
 		{pid: admin.PgConn().PID()},
 		{pid: other.PgConn().PID()},
-		{pid: own.PgConn().PID(), serverStart: started.Add(-time.Hour)},
+		{pid: own.PgConn().PID(), serverStart: started - 3600e6},
 		{pid: 0x80000005},
 	} {
 		if err := s.fence(ctx, b); err != nil {
@@ -402,5 +402,28 @@ func TestFenceRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAfterConnectIsBounded: a new connection whose first query (when
+// its server started, for the fence) gets no answer does not hold the
+// pool's only slot: the pool runs it past connect_timeout and past the
+// Acquire waiting for it, so it has write_timeout of its own, and the
+// connection it broke is dropped. The database is healthy, and only two
+// links went silent: the batch is written (within the test's bound; it
+// waited until TCP gave up before).
+func TestAfterConnectIsBounded(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	via, px := newHoldProxy(t, dsn)
+	s := startSink(t, upsertConfig(via, map[string]any{"method": "copy", "max_conns": 1, "write_timeout": time.Second}))
+	rec := &recorder{}
+	handle(t, s, []*stage.Event{update(rec, 7, 1)})
+	px.holdOpen()                           // the open link goes silent: the write times out
+	px.holdNext("pg_postmaster_start_time") // and the next new link goes silent at its first query
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.Handle(ctx, []*stage.Event{update(rec, 7, 2)}, nil)
+	if acked, nacked := rec.results(); err != nil || acked != 2 {
+		t.Fatalf("Handle: %v; acked %d, nacked %v; want the batch written on a third link", err, acked, nacked)
 	}
 }

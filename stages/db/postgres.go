@@ -219,7 +219,7 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	}
 	pc.MaxConns = int32(min(maxConns, maxMaxConns))
 	pc.MinConns = 0
-	pc.AfterConnect = noteServerStart
+	pc.AfterConnect = s.noteServerStart
 	s.poolCfg = pc
 	s.groups = groups{maxLanes: int(pc.MaxConns), maxBytes: groupBytes, laneBytes: groupBytes}
 

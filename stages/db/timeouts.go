@@ -102,7 +102,12 @@ const (
 	// waited for, and after a restart (a container's new PID namespace)
 	// the PID may be a new session's.
 	ourBackend = "FROM pg_stat_activity WHERE pid = $1 AND datname = current_database() AND usename = session_user" +
-		" AND ($2::timestamptz IS NULL OR pg_postmaster_start_time() = $2::timestamptz)"
+		" AND ($2::bigint IS NULL OR " + serverStartSQL + " = $2::bigint)"
+	// serverStartSQL is when the server started, in microseconds since
+	// 1970: a number, which reads alike whatever the session's DateStyle
+	// and protocol (a timestamp in text under the simple protocol, as
+	// behind pgbouncer, depends on DateStyle).
+	serverStartSQL = "(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint"
 	// terminateSQL ends it, runningSQL tells whether it is still there.
 	terminateSQL = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) " + ourBackend + ") AS ended"
 	runningSQL   = "SELECT EXISTS (SELECT 1 " + ourBackend + ")"
@@ -114,20 +119,30 @@ const (
 )
 
 // backend is the server session a write ran on: its PID, and when its
-// server started (zero: not known).
+// server started (serverStartSQL; 0: not known).
 type backend struct {
 	pid         uint32
-	serverStart time.Time
+	serverStart int64
 }
 
 // noteServerStart is the pool's AfterConnect: it notes when the server
 // started, for the fence to tell a backend of that server from a later
-// session with the same PID. It never fails the connection: without it
-// the fence matches by PID alone.
-func noteServerStart(ctx context.Context, conn *pgx.Conn) error {
-	var t time.Time
-	if err := conn.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&t); err == nil {
+// session with the same PID. Without it the fence matches by PID alone,
+// so its failure fails the connection only when the connection broke:
+// then the pool drops it instead of handing it to a write. The query is
+// bounded by write_timeout: the pool runs AfterConnect past the bounds of
+// connect_timeout and of the Acquire waiting for it, so a link that went
+// silent after the login would hold the pool's slot until TCP gives up.
+func (s *Sink) noteServerStart(ctx context.Context, conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, s.writeTimeout)
+	defer cancel()
+	var t int64
+	err := conn.QueryRow(ctx, "SELECT "+serverStartSQL).Scan(&t)
+	switch {
+	case err == nil:
 		conn.PgConn().CustomData()[serverStartKey] = t
+	case conn.PgConn().IsClosed():
+		return fmt.Errorf("reading when the server started: %w", err)
 	}
 	return nil
 }
@@ -151,8 +166,8 @@ func (s *Sink) fence(ctx context.Context, b backend) error {
 		return nil
 	}
 	pid := int32(b.pid)
-	var start *time.Time
-	if !b.serverStart.IsZero() {
+	var start *int64
+	if b.serverStart != 0 {
 		start = &b.serverStart
 	}
 	fctx, cancel := context.WithTimeoutCause(ctx, s.writeTimeout, errWriteTimeout)

@@ -474,7 +474,7 @@ func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, 
 func (s *Sink) release(conn *pgxpool.Conn, err error, cut *backend) {
 	if pc := conn.Conn().PgConn(); err != nil && pc.IsClosed() {
 		*cut = backend{pid: pc.PID()}
-		if t, ok := pc.CustomData()[serverStartKey].(time.Time); ok {
+		if t, ok := pc.CustomData()[serverStartKey].(int64); ok {
 			cut.serverStart = t
 		}
 		_ = pc.Conn().Close()
