@@ -424,3 +424,67 @@ func TestRunReturnsWhenStoppedWaitingForTheQueue(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// queue.overflow: reject on a nats queue is the stream's: the front
+// refuses what the stream cannot take. The local queue the back's
+// consumer fills only waits for room: refusing there NAKed envelopes
+// whenever the stage fell behind and, at their max_deliver-th delivery,
+// dead-lettered records the front had acked (a review: 1020 of 1588).
+func TestNatsBacklogUnderRejectIsNoFailure(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 400
+	yaml := `name: split
+nats: {url: "` + srv.URL() + `"}
+stages:
+  src:
+    kind: test.seq
+    count: ` + strconv.Itoa(n) + `
+    next: store
+  store:
+    kind: test.gate
+    batch: 8
+    workers: 1
+    concurrency: 1
+    queue: {transport: nats, stream: t_reject, overflow: reject, capacity: 16, envelope_events: 8, max_deliver: 2, backoff: 10ms, max_backoff: 10ms}
+    next: end
+  end:
+    kind: test.finish
+`
+	// The front's own queue (the stand-in's) is large enough to refuse
+	// nothing; the back's holds 16.
+	front, hub := natsNew(t, strings.Replace(yaml, "capacity: 16", "capacity: 1024", 1), "src")
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	poll.Until(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	rtStop(t, front)
+
+	reg, backHub := rtRegistry(t)
+	back := buildYAML(t, reg, yaml, "store", "end")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := back.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The gate holds the store's one worker: its queue fills, and the
+	// consumer has envelopes it cannot post.
+	poll.Until(t, "the store's local queue full", func() bool {
+		ns, _ := natsq.StatsOf(rtStageStats(t, back.Stats(), "store"))
+		return ns.LocalDepth >= 16
+	})
+	// A bound on how long to look, not a timing: while the queue is
+	// full, nothing is NAKed however long one waits.
+	look := time.NewTicker(10 * time.Millisecond)
+	defer look.Stop()
+	for end := time.Now().Add(time.Second); time.Now().Before(end); <-look.C {
+		if ns, _ := natsq.StatsOf(rtStageStats(t, back.Stats(), "store")); ns.Naked > 0 || ns.DeadLettered > 0 {
+			t.Fatalf("with the store's queue full, %d events NAKed and %d dead-lettered; want them waiting for room", ns.Naked, ns.DeadLettered)
+		}
+	}
+	close(backHub.gate)
+	poll.Until(t, "every event through the back", func() bool { return rtStageStats(t, back.Stats(), "end").Out == n })
+	ns, _ := natsq.StatsOf(rtStageStats(t, back.Stats(), "store"))
+	if ns.Naked > 0 || ns.DeadLettered > 0 {
+		t.Fatalf("%d events NAKed and %d dead-lettered; want none", ns.Naked, ns.DeadLettered)
+	}
+	rtStop(t, back)
+}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -267,6 +268,14 @@ func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, 
 			ctorErr(e)
 		}
 		return engine.Lifecycle{}, false
+	}
+	if sc.Transport != "" {
+		// queue.overflow is the stream's (the front refuses what it
+		// cannot publish); the local queue the transport's consumer
+		// fills here only waits for room. Refusing there would NAK
+		// envelopes whenever the stage falls behind, and dead-letter
+		// acked records at their max_deliver-th delivery.
+		set.Overflow = port.Block
 	}
 	life, err := construct(k, cfg, env, set)
 	if err != nil {
