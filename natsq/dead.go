@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -97,6 +98,26 @@ func (c *consumer) deadLetters() {
 	}
 }
 
+// maxDeadReason bounds a dead letter's reason header: a reason quoting a
+// large value (PostgreSQL's for a bad field) would otherwise take the room
+// of the data.
+const maxDeadReason = 1024
+
+// deadHeaderRoom is room kept besides the headers counted: the Truncated
+// header and the protocol's framing.
+const deadHeaderRoom = 256
+
+// headerBytes is about how many bytes h takes on the wire.
+func headerBytes(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
 func ptrs(d *deadEvent) []deadEvent {
 	if d == nil {
 		return nil
@@ -115,12 +136,17 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	base.Set(codec.HdrStreamSeq, strconv.FormatUint(e.streamSeq, 10))
 	base.Set(codec.HdrDelivered, strconv.FormatUint(e.delivered, 10))
 	var msgs []*nats.Msg
+	maxPayload := int(c.js.Conn().MaxPayload())
 	add := func(data []byte, d deadEvent, id string, index bool) {
-		h := make(nats.Header, len(base)+4)
+		h := make(nats.Header, len(base)+5)
 		for k, v := range base {
 			h[k] = v
 		}
-		h.Set(codec.HdrReason, d.reason)
+		reason := d.reason
+		if len(reason) > maxDeadReason {
+			reason = strings.ToValidUTF8(reason[:maxDeadReason], "") + "..."
+		}
+		h.Set(codec.HdrReason, reason)
 		h.Set(codec.HdrClass, d.class)
 		if index {
 			h.Set(codec.HdrIndex, strconv.Itoa(d.i))
@@ -129,6 +155,14 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 		// (a crash between publish and ack, or a redelivered envelope), it
 		// is stored once.
 		h.Set(nats.MsgIdHdr, id)
+		// A dead letter must fit max_payload, or it is refused at every
+		// try and its envelope comes back for ever: a message near the
+		// limit (a foreign one, or one stored before max_payload was
+		// lowered) is cut, and says how long it was.
+		if room := maxPayload - headerBytes(h) - deadHeaderRoom; len(data) > room {
+			h.Set(codec.HdrTruncated, strconv.Itoa(len(data)))
+			data = data[:max(room, 0)]
+		}
 		msgs = append(msgs, &nats.Msg{Subject: subject(deadStream(q.cfg.Stream)), Data: data, Header: h})
 	}
 	if e.whole != nil {

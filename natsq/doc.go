@@ -95,8 +95,10 @@
 //   - an event refused for good (an error of class invalid, too_large or
 //     database, see stage.ErrorClass), or failing at the max_deliver-th
 //     delivery, is published to STREAM_dead on its own (an envelope of
-//     that one event) with its reason (headers Seda-Dead-Reason,
-//     Seda-Dead-Class, Seda-Envelope-Index), before its envelope is acked
+//     that one event) with its reason (headers Seda-Dead-Reason, cut at
+//     1 KiB, Seda-Dead-Class, Seda-Envelope-Index; a dead letter that
+//     would pass max_payload has its data cut, and Seda-Dead-Truncated
+//     gives its length before), before its envelope is acked
 //     or NAKed; its dead-letter id (stream sequence and index) stores it
 //     once however often its envelope comes back;
 //   - an envelope delivered more than max_deliver times without being

@@ -28,6 +28,7 @@ const (
 	HdrStreamSeq = "Seda-Stream-Seq"
 	HdrIndex     = "Seda-Envelope-Index"
 	HdrDelivered = "Seda-Delivered"
+	HdrTruncated = "Seda-Dead-Truncated" // a dead letter's data was cut to fit max_payload: its length before
 )
 
 // ErrUndecodable marks a message that is not in this encoding.
