@@ -354,17 +354,34 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 // ended, since each step then returns at once (the workers are aborted).
 func (p *Pipeline) drainAll(ctx context.Context) error {
 	var errs []error
-	for i, st := range p.stages {
-		if p.isSource[i] && p.started[i] {
-			if err := st.StopInput(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("stage %q: stop input: %w", st.Stage().Name(), err))
-			}
+	stopInput := func(i int) {
+		if err := p.stages[i].StopInput(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stage %q: stop input: %w", p.stages[i].Stage().Name(), err))
+		}
+	}
+	// A consumer whose stream a stand-in of this process publishes to
+	// takes input until that stand-in has drained: stopped first, with
+	// the stream full, it would leave the stand-in nowhere to publish
+	// until the drain's deadline.
+	late := make(map[int]bool)
+	for _, b := range p.behind {
+		if b.fed {
+			late[b.cons] = true
+		}
+	}
+	for i := range p.stages {
+		if p.isSource[i] && p.started[i] && !late[i] {
+			stopInput(i)
 		}
 	}
 	// In topological order every stage upstream of st has already stopped
-	// emitting: sources above, handler stages by the Wait below.
+	// emitting: sources above, handler stages by the Wait below, and a
+	// late consumer's stand-in (which comes before it) by then too.
 	for _, i := range p.order {
-		if !p.isSource[i] {
+		switch {
+		case late[i] && p.started[i]:
+			stopInput(i)
+		case !p.isSource[i]:
 			p.stages[i].CloseQueue()
 			p.stages[i].Wait()
 		}

@@ -488,3 +488,60 @@ stages:
 	}
 	rtStop(t, back)
 }
+
+// A pipeline whose front and back share a process drains with its stream
+// full: the consumer keeps taking envelopes until the stand-in that
+// publishes to the stream has drained. Stopped first, as every source
+// was, it left the stand-in nowhere to publish, and the drain waited
+// until its deadline and was forced though the store was healthy.
+func TestNatsOneProcessDrainsAFullStream(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 200
+	yaml := `name: split
+nats: {url: "` + srv.URL() + `"}
+stages:
+  src:
+    kind: test.seq
+    count: ` + strconv.Itoa(n) + `
+    next: store
+  store:
+    kind: test.gate
+    batch: 1
+    workers: 1
+    concurrency: 1
+    queue: {transport: nats, stream: t_full, max_msgs: 2, envelope_events: 4, capacity: 4}
+    next: end
+  end:
+    kind: test.finish
+`
+	p, hub := natsNew(t, yaml)
+	src := hub.source(t, "src")
+	// The gate holds the store: the stream fills, and the stand-in
+	// retries what it cannot publish. (The consumer starts in the
+	// background: it has taken envelopes, so the stop finds it running.)
+	poll.Until(t, "the stream full, the stand-in retrying, the consumer taking", func() bool {
+		ns, _ := natsq.StatsOf(rtStageStats(t, p.Stats(), "store"))
+		return ns.StreamMsgs >= 2 && ns.PublishRetries > 0 && ns.Consuming && ns.Taken > 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type result struct {
+		rep StopReport
+		err error
+	}
+	stopped := make(chan result, 1)
+	go func() {
+		rep, err := p.Stop(ctx)
+		stopped <- result{rep, err}
+	}()
+	rtWaitState(t, p, "draining")
+	close(hub.gate) // the store is healthy again
+	r := <-stopped
+	if r.err != nil || r.rep.Forced || r.rep.Abandoned != 0 {
+		t.Fatalf("Stop: %+v, %v; want a complete drain", r.rep, r.err)
+	}
+	t.Logf("drain: %+v; %d acked, %d failed", r.rep, src.ok.Load(), src.failed.Load())
+	if src.failed.Load() != 0 {
+		t.Fatalf("%d events failed; want every one taken stored", src.failed.Load())
+	}
+}

@@ -352,6 +352,7 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 			}
 		}
 		if cons[j].Stage() != nil {
+			b.fed = pub[j].Stage() != nil
 			p.behind = append(p.behind, b)
 		}
 	}
@@ -426,6 +427,10 @@ func isCommonQueueField(name string) bool {
 type behind struct {
 	stage, cons int
 	empty       stage.Emptier // the consumer's, if it has one
+	// fed: a stand-in of this process publishes to the consumer's stream
+	// (its front runs here too), so the consumer stops taking input only
+	// once that stand-in has drained (drainAll).
+	fed bool
 }
 
 // isConsumer reports whether stage i of p.stages is a transport's
