@@ -18,10 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/stagedserver/seda/internal/poll"
-	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -469,22 +466,8 @@ func TestHTTPEmptyTokenRefused(t *testing.T) {
 	}
 
 	// Through the loader: the error points at the key.
-	reg := stage.NewRegistry()
-	if err := netio.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.Register(stage.Kind{Name: "test.sink", Doc: "finishes events",
-		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
-			return stage.HandlerFunc(func(context.Context, []*stage.Event, stage.Emitter) error { return nil }), nil
-		}}); err != nil {
-		t.Fatal(err)
-	}
 	yaml := "name: t\nstages:\n  in:\n    kind: netio.http\n    listen: 127.0.0.1:0\n    token: ${INGEST_TOKEN}\n    next: out\n  out:\n    kind: test.sink\n"
-	pc, err := pipeline.Parse("p.yaml", []byte(yaml), reg, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.New(pc, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	p, err := yamlPipeline(t, yaml)
 	if err == nil {
 		p.Stop(context.Background())
 		t.Fatal("pipeline built with an empty token")

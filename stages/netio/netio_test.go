@@ -21,6 +21,7 @@ import (
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -1119,4 +1120,31 @@ func TestSyslogFramingDefaultsToAckNone(t *testing.T) {
 			t.Errorf("%v: ack %q, want %q", c.values, got, c.want)
 		}
 	}
+}
+
+// yamlPipeline builds the pipeline of the YAML src (read as p.yaml, with
+// no environment) from netio's kinds and test.sink, a sink that finishes
+// every event: a netio stage as a user's file reaches it.
+func yamlPipeline(t *testing.T, src string) (*pipeline.Pipeline, error) {
+	t.Helper()
+	reg := stage.NewRegistry()
+	if err := netio.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(stage.Kind{Name: "test.sink", Doc: "finishes events", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+				for _, ev := range b {
+					ev.Done(nil)
+				}
+				return nil
+			}), nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pipeline.Parse("p.yaml", []byte(src), reg, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pipeline.New(pc, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
 }

@@ -14,13 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/stagedserver/seda/internal/certtest"
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
-	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
 )
@@ -249,29 +246,10 @@ func TestTLSBadFiles(t *testing.T) {
 // The YAML key is tls: {cert, key, client_ca}, read through the loader.
 func TestTLSFromYAML(t *testing.T) {
 	f := newTLSFiles(t)
-	reg := stage.NewRegistry()
-	if err := netio.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.Register(stage.Kind{Name: "test.sink", Doc: "finishes events", Terminal: true,
-		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
-			return stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
-				for _, ev := range b {
-					ev.Done(nil)
-				}
-				return nil
-			}), nil
-		}}); err != nil {
-		t.Fatal(err)
-	}
 	yaml := fmt.Sprintf("name: t\nstages:\n  in:\n    kind: netio.tcp\n    listen: 127.0.0.1:0\n"+
 		"    tls: {cert: %s, key: %s, client_ca: %s}\n    next: out\n  out:\n    kind: test.sink\n",
 		f.server.CertFile, f.server.KeyFile, f.ca.CertFile)
-	pc, err := pipeline.Parse("p.yaml", []byte(yaml), reg, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.New(pc, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+	p, err := yamlPipeline(t, yaml)
 	if err != nil {
 		t.Fatal(err)
 	}
