@@ -425,6 +425,29 @@ func TestRunReturnsWhenStoppedWaitingForTheQueue(t *testing.T) {
 	}
 }
 
+// gatedNatsYAML is a pipeline of n events whose store, one worker of
+// batch events held by hub.gate (test.gate), has its queue (the YAML
+// flow mapping's contents) on the NATS server at url.
+func gatedNatsYAML(url string, n, batch int, queue string) string {
+	return fmt.Sprintf(`name: split
+nats: {url: %q}
+stages:
+  src:
+    kind: test.seq
+    count: %d
+    next: store
+  store:
+    kind: test.gate
+    batch: %d
+    workers: 1
+    concurrency: 1
+    queue: {%s}
+    next: end
+  end:
+    kind: test.finish
+`, url, n, batch, queue)
+}
+
 // queue.overflow: reject on a nats queue is the stream's: the front
 // refuses what the stream cannot take. The local queue the back's
 // consumer fills only waits for room: refusing there NAKed envelopes
@@ -433,23 +456,7 @@ func TestRunReturnsWhenStoppedWaitingForTheQueue(t *testing.T) {
 func TestNatsBacklogUnderRejectIsNoFailure(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	const n = 400
-	yaml := `name: split
-nats: {url: "` + srv.URL() + `"}
-stages:
-  src:
-    kind: test.seq
-    count: ` + strconv.Itoa(n) + `
-    next: store
-  store:
-    kind: test.gate
-    batch: 8
-    workers: 1
-    concurrency: 1
-    queue: {transport: nats, stream: t_reject, overflow: reject, capacity: 16, envelope_events: 8, max_deliver: 2, backoff: 10ms, max_backoff: 10ms}
-    next: end
-  end:
-    kind: test.finish
-`
+	yaml := gatedNatsYAML(srv.URL(), n, 8, "transport: nats, stream: t_reject, overflow: reject, capacity: 16, envelope_events: 8, max_deliver: 2, backoff: 10ms, max_backoff: 10ms")
 	// The front's own queue (the stand-in's) is large enough to refuse
 	// nothing; the back's holds 16.
 	front, hub := natsNew(t, strings.Replace(yaml, "capacity: 16", "capacity: 1024", 1), "src")
@@ -497,23 +504,7 @@ stages:
 func TestNatsOneProcessDrainsAFullStream(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	const n = 200
-	yaml := `name: split
-nats: {url: "` + srv.URL() + `"}
-stages:
-  src:
-    kind: test.seq
-    count: ` + strconv.Itoa(n) + `
-    next: store
-  store:
-    kind: test.gate
-    batch: 1
-    workers: 1
-    concurrency: 1
-    queue: {transport: nats, stream: t_full, max_msgs: 2, envelope_events: 4, capacity: 4}
-    next: end
-  end:
-    kind: test.finish
-`
+	yaml := gatedNatsYAML(srv.URL(), n, 1, "transport: nats, stream: t_full, max_msgs: 2, envelope_events: 4, capacity: 4")
 	p, hub := natsNew(t, yaml)
 	src := hub.source(t, "src")
 	// The gate holds the store: the stream fills, and the stand-in
