@@ -112,17 +112,11 @@ func (s *Sink) putRows(r *rows) {
 var testPutRows func(*rows)
 
 func (r *rows) reset(ncols int, insert bool) {
-	clear(r.evs)
-	r.evs, r.buf, r.off, r.keys = r.evs[:0], r.buf[:0], append(r.off[:0], 0), r.keys[:0]
+	// putRows left the events and the insert values empty and cleared.
+	r.buf, r.off, r.keys = r.buf[:0], append(r.off[:0], 0), r.keys[:0]
 	r.kb, r.koff, r.vers = r.kb[:0], append(r.koff[:0], 0), r.vers[:0]
-	if insert {
-		if len(r.cols) != ncols {
-			r.cols = make([][]pgtype.Text, ncols)
-		}
-		for i := range r.cols {
-			clear(r.cols[i])
-			r.cols[i] = r.cols[i][:0]
-		}
+	if insert && len(r.cols) != ncols {
+		r.cols = make([][]pgtype.Text, ncols)
 	}
 }
 
