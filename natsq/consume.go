@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -42,7 +44,9 @@ const (
 //     panic): the whole envelope is NAKed with a delay (Backoff, doubled
 //     per delivery, at most MaxBackoff) and JetStream delivers it again, to
 //     any process, events that were stored included: the idempotent store
-//     absorbs the repeats (see the package doc);
+//     absorbs the repeats (see the package doc); one the stop cut short
+//     at its MaxDeliver-th delivery is requeued instead, as a fresh
+//     message (see requeue), so that the stop does not count against it;
 //   - an event refused for good (an error of class invalid, too_large or
 //     database), or failing at the MaxDeliver-th delivery for a reason
 //     other than the stop (see stopping), is published to the dead-letter
@@ -103,6 +107,13 @@ type consumer struct {
 	hmu    sync.Mutex
 	held   map[*envelope]time.Time
 	keepWG sync.WaitGroup
+
+	// A requeue (see requeue) holds rmu for reading while it publishes
+	// and acks; Close takes it for writing and sets released before it
+	// gives the connection back, so that no requeue uses a connection
+	// being closed, and Close waits for one under way.
+	rmu      sync.RWMutex
+	released bool
 }
 
 var (
@@ -137,11 +148,17 @@ type envelope struct {
 	at        []int  // where each event's record starts in data, then its length (nil: undecodable)
 	delivered uint64
 	streamSeq uint64
-	left      atomic.Int64 // events not yet finished
+	// firstSeq is the envelope's sequence number when it was first
+	// stored: streamSeq, or for a requeued copy its Seda-First-Seq. Dead
+	// letters' ids key on it, so that an event dead-lettered before and
+	// after a requeue is stored once.
+	firstSeq uint64
+	left     atomic.Int64 // events not yet finished
 
 	mu     sync.Mutex
 	dead   []deadEvent // events given up
 	failed error       // the last error of an event that may pass on another delivery
+	cut    bool        // an event was failed by the stop (see stopping)
 	whole  *deadEvent  // the message is dead-lettered as it is (undecodable)
 }
 
@@ -302,6 +319,10 @@ func (c *consumer) take(msg jetstream.Msg) {
 		return
 	}
 	env.delivered, env.streamSeq = meta.NumDelivered, meta.Sequence.Stream
+	env.firstSeq = env.streamSeq
+	if first, err := strconv.ParseUint(msg.Headers().Get(codec.HdrFirstSeq), 10, 64); err == nil && first > 0 {
+		env.firstSeq = first
+	}
 	data, at, err := codec.Open(msg.Data(), nil, c.maxPlain, c.maxEvents, &q.bufs)
 	env.data, env.at = data, at
 	if err != nil {
@@ -418,10 +439,9 @@ func (e *envelope) Complete(ev *stage.Event, err error) {
 			e.dead = append(e.dead, deadEvent{i: i, class: DeadRefused, reason: err.Error()})
 		case e.c.stopping(err):
 			// The stop cut it short, not the event: not dead-lettered
-			// for it, whatever the delivery; the envelope is NAKed, as
-			// Fate says (a NAK JetStream counts as a delivery all the
-			// same: see the package doc).
-			e.failed = err
+			// for it, whatever the delivery; the envelope is delivered
+			// again, as Fate says (see redeliver).
+			e.failed, e.cut = err, true
 		case e.delivered >= uint64(q.cfg.MaxDeliver):
 			e.dead = append(e.dead, deadEvent{i: i, class: DeadMaxDeliver,
 				reason: fmt.Sprintf("failed %d times (max_deliver %d); last: %v", e.delivered, q.cfg.MaxDeliver, err)})
@@ -439,7 +459,8 @@ func (e *envelope) Complete(ev *stage.Event, err error) {
 // event's: the stage's context cancelled (phase two of a stop), the
 // consumer closing (errClosing), or any error once the consumer is
 // closing. Such a failure does not dead-letter an event, even at its
-// max_deliver-th delivery: its envelope is NAKed. (A handler's own
+// max_deliver-th delivery: its envelope is NAKed, or requeued at its
+// max_deliver-th delivery (see redeliver). (A handler's own
 // timeout, context.DeadlineExceeded, is a failure like any other: the
 // stage's context is never given a deadline.)
 func (c *consumer) stopping(err error) bool {
@@ -465,13 +486,13 @@ func (c *consumer) Fate(err error) stage.Fate {
 func (c *consumer) settle(e *envelope) {
 	c.unhold(e)
 	e.mu.Lock()
-	dead, failed := len(e.dead) > 0, e.failed
+	dead, failed, cut := len(e.dead) > 0, e.failed, e.cut
 	e.mu.Unlock()
 	switch {
 	case dead:
 		c.giveUp(e)
 	case failed != nil:
-		e.nak(c.backoff(e.delivered, failed))
+		c.redeliver(e, failed, cut)
 		e.release()
 	default:
 		e.ack()
@@ -520,6 +541,68 @@ func (c *consumer) backoff(n uint64, err error) time.Duration {
 		d *= 2
 	}
 	return min(d, c.q.cfg.MaxBackoff)
+}
+
+// redeliver has JetStream deliver an envelope again whose events failed
+// for a reason that may pass (err, the last): it is NAKed, with a delay
+// (see backoff). One the stop cut short (cut) at its max_deliver-th
+// delivery is requeued instead (see requeue), or NAKed if that fails:
+// JetStream counts the NAK as a delivery, so at its next it would be past
+// max_deliver and every event in it dead-lettered, though none failed.
+func (c *consumer) redeliver(e *envelope, err error, cut bool) {
+	if cut && e.delivered >= uint64(c.q.cfg.MaxDeliver) && c.requeue(e) {
+		return
+	}
+	e.nak(c.backoff(e.delivered, err))
+}
+
+// requeueWait bounds a requeue's publish and the ack of the message it
+// replaces; it runs at a stop, when nothing should wait long.
+const requeueWait = 5 * time.Second
+
+// requeue puts an envelope back into the work stream as a fresh message,
+// whose deliveries JetStream counts from one: the same subject and data,
+// its Seda-Trace, its first sequence number (Seda-First-Seq, for its dead
+// letters' ids) and a Nats-Msg-Id of its own (the original's would be
+// taken for a retry of it within the duplicate window and dropped), made
+// from the stream sequence it replaces, so that a second requeue of the
+// same message is stored once. Once the stream has the copy (PubAck) the
+// original is acked. It reports whether the copy is stored; when it is
+// not (the stream full or refusing it, no PubAck in time, the connection
+// closing) the caller NAKs the original. When the copy is stored but the
+// ack is lost, both are delivered: the original, past max_deliver,
+// dead-lettered, and the copy stored (an idempotent store absorbs it).
+// A process that dies requeues nothing: JetStream delivers its envelopes
+// again after ack_wait, and counts those deliveries, so that an envelope
+// that crashes every process that takes it ends in the dead-letter stream.
+func (c *consumer) requeue(e *envelope) bool {
+	q := c.q
+	c.rmu.RLock()
+	defer c.rmu.RUnlock()
+	if c.released || c.js == nil {
+		return false
+	}
+	h := nats.Header{}
+	if tr := e.msg.Headers().Get(codec.HdrTrace); tr != "" {
+		h.Set(codec.HdrTrace, tr)
+	}
+	h.Set(codec.HdrFirstSeq, strconv.FormatUint(e.firstSeq, 10))
+	h.Set(nats.MsgIdHdr, fmt.Sprintf("requeue-%s-%d", q.cfg.Stream, e.streamSeq))
+	m := &nats.Msg{Subject: e.msg.Subject(), Data: e.msg.Data(), Header: h}
+	ctx, cancel := context.WithTimeout(context.Background(), requeueWait)
+	defer cancel()
+	if _, err := c.js.PublishMsg(ctx, m, jetstream.WithExpectStream(q.cfg.Stream)); err != nil {
+		q.log.Warn("nats: requeueing an envelope the stop cut short at its max_deliver-th delivery failed; NAKed, "+
+			"its next delivery dead-letters it", zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+		return false
+	}
+	if err := e.msg.DoubleAck(ctx); err != nil {
+		q.log.Warn("nats: ack of a requeued envelope failed; it comes back past max_deliver, beside its copy",
+			zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+		q.st.ackErrors.Add(1)
+	}
+	q.st.requeued.Add(1)
+	return true
 }
 
 func (e *envelope) nak(delay time.Duration) {
@@ -614,6 +697,9 @@ func (c *consumer) Close() error {
 		c.deadWG.Wait()
 		c.keepWG.Wait()
 	}
+	c.rmu.Lock()
+	c.released = true
+	c.rmu.Unlock()
 	c.q.st.consuming.Store(false)
 	if n := c.q.st.envelopesIn.Load(); n > 0 {
 		c.q.log.Info("nats: consumed", zap.Uint64("events", c.q.st.taken.Load()), zap.Uint64("envelopes", n),

@@ -63,7 +63,7 @@ func (c *consumer) deadLetters() {
 			}
 		}
 		e.mu.Lock()
-		dead, failed := e.dead, e.failed
+		dead, failed, cut := e.dead, e.failed, e.cut
 		e.mu.Unlock()
 		if err := c.publishDead(e, dead); err != nil {
 			if c.ctx.Err() == nil { // closing is no failure: the envelope comes back
@@ -90,7 +90,7 @@ func (c *consumer) deadLetters() {
 				q.log.Debug("nats: term failed", zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
 			}
 		case failed != nil:
-			e.nak(c.backoff(e.delivered, failed))
+			c.redeliver(e, failed, cut)
 		default:
 			e.ack()
 		}
@@ -135,6 +135,9 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	}
 	base.Set(codec.HdrStreamSeq, strconv.FormatUint(e.streamSeq, 10))
 	base.Set(codec.HdrDelivered, strconv.FormatUint(e.delivered, 10))
+	if e.firstSeq != e.streamSeq {
+		base.Set(codec.HdrFirstSeq, strconv.FormatUint(e.firstSeq, 10))
+	}
 	var msgs []*nats.Msg
 	maxPayload := int(c.js.Conn().MaxPayload())
 	add := func(data []byte, d deadEvent, id string, index bool) {
@@ -152,7 +155,8 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 			h.Set(codec.HdrIndex, strconv.Itoa(d.i))
 		}
 		// One id per event of a work-stream message: dead-lettered twice
-		// (a crash between publish and ack, or a redelivered envelope), it
+		// (a crash between publish and ack, a redelivered envelope, or
+		// one requeued, whose copy keeps its first sequence number), it
 		// is stored once.
 		h.Set(nats.MsgIdHdr, id)
 		// A dead letter must fit max_payload, or it is refused at every
@@ -170,7 +174,7 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	}
 	data := e.data
 	for _, d := range dead {
-		add(codec.DeadData(data[e.at[d.i]:e.at[d.i+1]]), d, fmt.Sprintf("dead-%s-%d-%d", q.cfg.Stream, e.streamSeq, d.i), true)
+		add(codec.DeadData(data[e.at[d.i]:e.at[d.i+1]]), d, fmt.Sprintf("dead-%s-%d-%d", q.cfg.Stream, e.firstSeq, d.i), true)
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()

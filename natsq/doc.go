@@ -126,10 +126,22 @@
 // drain deadline passes are left to redelivery. An event the stop itself
 // fails (context.Canceled once phase two cancels the stage, or the
 // consumer closing) is not dead-lettered for that error, whatever its
-// delivery: its envelope is NAKed. The NAK is a delivery all the same (JetStream counts
-// every delivery, and a NAK cannot say why), so an envelope cut short at
-// its max_deliver-th delivery is past max_deliver at its next, and
-// dead-lettered unhandled as one whose processes died.
+// delivery: its envelope is NAKed. JetStream counts the NAK as a delivery
+// (a NAK cannot say why), so an envelope cut short at its max_deliver-th
+// delivery is instead requeued: published again to the work stream as a
+// fresh message, whose deliveries count from one (the same subject and
+// data, its Seda-Trace, Seda-First-Seq, its first stream sequence, on
+// which its dead letters' ids key, and a Nats-Msg-Id of its own, which
+// the duplicate window does not take for the original's), and the
+// original acked once the copy is stored. When the stream refuses the
+// copy (at max_msgs or max_bytes: the original still takes its room) or
+// the publish fails (no PubAck within 5 s, the connection closing), the
+// envelope is NAKed as before, and its next delivery dead-letters it.
+// Should the original's ack be lost, both come back: the original,
+// dead-lettered, and the copy, stored. Requeued envelopes are counted in
+// /stats (nats.envelopes_requeued). A process that dies requeues nothing:
+// the deliveries of an envelope that kills every process taking it are
+// counted, and it ends in STREAM_dead.
 //
 // # A durable queue in one process
 //
@@ -158,7 +170,7 @@
 // reached first at the envelopes' present size and bytes, as its
 // capacity, and a nats object with this process's counters
 // (published, taken, acked, NAKed: events; dead-lettered: events, by
-// reason). The server's pending and ack-pending counts there are
+// reason; requeued: envelopes). The server's pending and ack-pending counts there are
 // envelopes. Where the stage runs elsewhere its
 // entry is marked remote.
 package natsq

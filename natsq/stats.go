@@ -60,6 +60,7 @@ type Stats struct {
 	EnvelopesOut   uint64 `json:"envelopes_published"` // envelopes PubAcked by JetStream
 	EnvelopesIn    uint64 `json:"envelopes_taken"`     // envelopes pulled
 	InProgress     uint64 `json:"in_progress"`         // InProgress sent for envelopes held past a third of ack_wait
+	Requeued       uint64 `json:"envelopes_requeued"`  // envelopes a stop cut short at their max_deliver-th delivery, put back as fresh messages
 	AckErrors      uint64 `json:"ack_errors,omitempty"`
 	DeadLettered   uint64 `json:"dead_lettered"` // events moved to the dead-letter stream
 	Dead           Dead   `json:"dead"`          // the same, by reason
@@ -127,6 +128,7 @@ type queueCounters struct {
 	envelopesOut, envelopesIn           atomic.Uint64 // envelopes PubAcked, taken
 	taken, acked, naked                 atomic.Uint64
 	ackErrors, deadErrors, inProgress   atomic.Uint64
+	requeued                            atomic.Uint64 // envelopes
 	deadRefused, deadMax, deadUndecoded atomic.Uint64
 
 	mu       sync.Mutex
@@ -204,6 +206,7 @@ func (q *Queue) Stats() Stats {
 	ns.EnvelopesOut = s.envelopesOut.Load()
 	ns.EnvelopesIn = s.envelopesIn.Load()
 	ns.InProgress = s.inProgress.Load()
+	ns.Requeued = s.requeued.Load()
 	ns.AckErrors = s.ackErrors.Load()
 	ns.DeadErrors = s.deadErrors.Load()
 	r, m, u := s.deadRefused.Load(), s.deadMax.Load(), s.deadUndecoded.Load()

@@ -18,16 +18,13 @@ import (
 	"github.com/stagedserver/seda/stage"
 )
 
-// TestForcedStopAtMaxDeliverNaks: a forced stop (phase two: the stage's
-// context is cancelled, and its handler returns context.Canceled, as
-// db.postgres does) while an envelope at its max_deliver-th delivery is
-// in the stage leaves the envelope in the work stream for redelivery, as
-// the consumer's Fate says (FateRedelivered): the stop is not the
-// records' failure, so nothing is dead-lettered and nothing acked away.
-// (The NAK is a delivery all the same: the envelope's next one is past
-// max_deliver; see docs/DESIGN.md.)
-func TestForcedStopAtMaxDeliverNaks(t *testing.T) {
-	srv := natstest.Start(t, natstest.Options{})
+// cutByStop publishes an envelope of 3 records to a queue of qc, has a
+// forced stop (phase two: the stage's context is cancelled, and its
+// handler returns context.Canceled, as db.postgres does) cut short its
+// first delivery in the stage, waits until the consumer has settled it,
+// and stops the split. It returns the consuming side's queue.
+func cutByStop(t *testing.T, url string, qc QueueConfig) *Queue {
+	t.Helper()
 	release := make(chan struct{})
 	reached := make(chan struct{})
 	var once sync.Once
@@ -36,9 +33,7 @@ func TestForcedStopAtMaxDeliverNaks(t *testing.T) {
 		<-release
 		return context.Canceled // what db.postgres returns once its ctx ends
 	}}
-	// max_deliver 1: the first delivery is the last.
-	qc := QueueConfig{Stream: "t_forced", MaxDeliver: 1, AckWait: time.Minute}
-	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 8}, s)
+	sp := newSplit(t, url, qc, stage.Settings{Batch: 8}, s)
 	a := newAcks(3)
 	sp.send(t, 1, 3, a)
 	a.wait(t) // acked to the client: in the stream
@@ -56,23 +51,108 @@ func TestForcedStopAtMaxDeliverNaks(t *testing.T) {
 	q := sp.consQueue
 	poll.Until(t, "the envelope settled", func() bool {
 		st := q.Stats()
-		return st.Naked+st.Acked+st.DeadLettered > 0
+		return st.Naked+st.Acked+st.DeadLettered+st.Requeued > 0
 	})
-	if fate := (&consumer{q: q}).Fate(context.Canceled); fate != stage.FateRedelivered {
-		t.Errorf("Fate(context.Canceled) = %v, want redelivered", fate)
-	}
-	if st := q.Stats(); st.DeadLettered != 0 || st.Acked != 0 || st.Naked != 3 {
-		t.Fatalf("forced stop: %d records dead-lettered, %d acked, %d NAKed; want the 3 NAKed for redelivery",
-			st.DeadLettered, st.Acked, st.Naked)
-	}
-	js := natstest.JetStream(t, srv.URL())
-	waitStream(t, js, "t_forced", 1)
-	dead, err := js.Stream(ctx, "t_forced_dead")
+	sp.stop(t)
+	return q
+}
+
+// deadMsgs is how many messages stream's dead-letter stream holds.
+func deadMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	dead, err := js.Stream(ctx, deadStream(stream))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info, err := dead.Info(ctx); err != nil || info.State.Msgs != 0 {
-		t.Errorf("dead-letter stream: %v messages (%v); want none", info.State.Msgs, err)
+	info, err := dead.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// TestForcedStopAtMaxDeliverRequeues: a forced stop while an envelope at
+// its max_deliver-th delivery is in the stage puts the envelope back into
+// the work stream as a fresh message, as the consumer's Fate says
+// (FateRedelivered): the stop is not the records' failure. A NAK would
+// count as a delivery, and the envelope's next delivery, past
+// max_deliver, would dead-letter its records unhandled; the copy's
+// deliveries count from one, so a consumer started again stores them.
+// The copy has a Nats-Msg-Id of its own: the original's, within the
+// duplicate window, would have the stream drop it as a retry.
+func TestForcedStopAtMaxDeliverRequeues(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	// max_deliver 1: the first delivery is the last.
+	qc := QueueConfig{Stream: "t_forced", MaxDeliver: 1, AckWait: time.Minute}
+	q := cutByStop(t, srv.URL(), qc)
+	js := natstest.JetStream(t, srv.URL())
+
+	// The consumer started again (a restarted back) stores the records.
+	s := &sink{seen: map[string]int{}}
+	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 8}, s)
+	poll.Until(t, "the records stored or dead-lettered", func() bool {
+		return s.count() >= 3 || sp.consQueue.Stats().DeadLettered > 0
+	})
+	if n, st := s.count(), sp.consQueue.Stats(); n != 3 || st.DeadLettered != 0 {
+		t.Fatalf("after a restart: %d of 3 records stored, %d dead-lettered (%+v); want all stored", n, st.DeadLettered, st.Dead)
+	}
+	if n := deadMsgs(t, js, "t_forced"); n != 0 {
+		t.Errorf("dead-letter stream: %d messages; want none", n)
+	}
+	if st := q.Stats(); st.Requeued != 1 || st.DeadLettered != 0 || st.Acked != 0 || st.Naked != 0 {
+		t.Errorf("forced stop: %d envelopes requeued, %d records dead-lettered, %d acked, %d NAKed; want the envelope requeued",
+			st.Requeued, st.DeadLettered, st.Acked, st.Naked)
+	}
+	if fate := (&consumer{q: q}).Fate(context.Canceled); fate != stage.FateRedelivered {
+		t.Errorf("Fate(context.Canceled) = %v, want redelivered", fate)
+	}
+	// The copy, stored as sequence 2, was acked in its turn.
+	sp.stop(t)
+	waitStream(t, js, "t_forced", 0)
+	info, err := js.Stream(context.Background(), "t_forced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := info.CachedInfo().State.LastSeq; last != 2 {
+		t.Errorf("work stream's last sequence %d; want 2 (the original and its copy)", last)
+	}
+}
+
+// TestForcedStopBeforeMaxDeliverNaks: an envelope the stop cuts short
+// before its max_deliver-th delivery is NAKed, as before: its next
+// delivery is still within max_deliver.
+func TestForcedStopBeforeMaxDeliverNaks(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	qc := QueueConfig{Stream: "t_forced_nak", MaxDeliver: 2, AckWait: time.Minute}
+	q := cutByStop(t, srv.URL(), qc)
+	if st := q.Stats(); st.Naked != 3 || st.Requeued != 0 || st.DeadLettered != 0 || st.Acked != 0 {
+		t.Fatalf("forced stop at delivery 1 of 2: %d NAKed, %d envelopes requeued, %d dead-lettered, %d acked; want the 3 NAKed",
+			st.Naked, st.Requeued, st.DeadLettered, st.Acked)
+	}
+	js := natstest.JetStream(t, srv.URL())
+	waitStream(t, js, "t_forced_nak", 1)
+	if n := deadMsgs(t, js, "t_forced_nak"); n != 0 {
+		t.Errorf("dead-letter stream: %d messages; want none", n)
+	}
+}
+
+// TestForcedStopRequeueRefusedNaks: when the stream refuses the copy (at
+// max_msgs, discard new: the original still takes its place until the
+// copy is stored), the envelope is NAKed as before, not acked away.
+func TestForcedStopRequeueRefusedNaks(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	qc := QueueConfig{Stream: "t_forced_full", MaxDeliver: 1, MaxMsgs: 1, AckWait: time.Minute}
+	q := cutByStop(t, srv.URL(), qc)
+	if st := q.Stats(); st.Naked != 3 || st.Requeued != 0 || st.DeadLettered != 0 || st.Acked != 0 {
+		t.Fatalf("forced stop, the copy refused: %d NAKed, %d envelopes requeued, %d dead-lettered, %d acked; want the 3 NAKed",
+			st.Naked, st.Requeued, st.DeadLettered, st.Acked)
+	}
+	js := natstest.JetStream(t, srv.URL())
+	waitStream(t, js, "t_forced_full", 1)
+	if m := getMsg(t, js, "t_forced_full", 1); m == nil {
+		t.Error("the original envelope is gone from the work stream")
 	}
 }
 
@@ -109,7 +189,7 @@ func TestClosingPublishesNoDeadLetter(t *testing.T) {
 	c := &consumer{q: q, js: js}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.cancel() // Close
-	e := &envelope{c: c, msg: msg, data: b, at: []int{1, len(b)}, delivered: 1, streamSeq: 1}
+	e := &envelope{c: c, msg: msg, data: b, at: []int{1, len(b)}, delivered: 1, streamSeq: 1, firstSeq: 1}
 	err = c.publishDead(e, []deadEvent{{i: 0, class: DeadRefused, reason: "bad"}})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("publishDead while closing: %v, want context.Canceled", err)

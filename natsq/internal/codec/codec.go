@@ -29,6 +29,7 @@ const (
 	HdrIndex     = "Seda-Envelope-Index"
 	HdrDelivered = "Seda-Delivered"
 	HdrTruncated = "Seda-Dead-Truncated" // a dead letter's data was cut to fit max_payload: its length before
+	HdrFirstSeq  = "Seda-First-Seq"      // a requeued envelope's sequence number when first stored
 )
 
 // ErrUndecodable marks a message that is not in this encoding.

@@ -50,6 +50,12 @@
 //	             pipeline, its connection's name (pipeline/host/pid), how
 //	             many events the envelope holds and when its source read
 //	             the earliest of them (Unix ns; 0: unknown)
+//	Seda-First-Seq  on an envelope put back into the stream as a fresh
+//	             message (a stop cut it short at its max_deliver-th
+//	             delivery), its sequence number in the work stream when
+//	             it was first stored; its Nats-Msg-Id is then
+//	             "requeue-STREAM-SEQ", SEQ the sequence of the message
+//	             it replaces
 //
 // A dead letter is one event (an envelope of one, so that it can be
 // published again as it is) or, when the envelope cannot be decoded, the
@@ -61,4 +67,5 @@
 //	Seda-Envelope-Index  its place in the envelope (from 0); absent for an
 //	                     undecodable message
 //	Seda-Delivered       how many times its envelope was delivered
+//	Seda-First-Seq       as on its envelope, when it was requeued
 package codec
