@@ -273,3 +273,48 @@ func TestAbortEndsAStalledPublish(t *testing.T) {
 		t.Errorf("the event whose publish waited for room: %v, want context.Canceled", err)
 	}
 }
+
+// TestRequeuedDeadLetterStoredOnce: a requeued copy's dead letters key on
+// the sequence its envelope was first stored under (Seda-First-Seq), so
+// that an event dead-lettered from the original and again from its copy
+// is stored once in the dead-letter stream.
+func TestRequeuedDeadLetterStoredOnce(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	client := NewClient(Config{URL: srv.URL()}, "test", nil)
+	q := client.Queue("store", QueueConfig{Stream: "t_firstseq"}, 0, 0)
+	js, err := client.open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.release()
+	if err := q.ensureStreams(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	c := &consumer{q: q, js: js}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	defer c.cancel()
+	b := []byte{codec.Version, 1, 1, 'x', 0} // record 1, payload "x", no fields
+	if _, err := js.Publish(ctx, subject("t_firstseq")+".1", b); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "t_firstseq", jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The original (sequence 1) and its copy (sequence 7, first stored as 1).
+	for _, seq := range []uint64{1, 7} {
+		e := &envelope{c: c, msg: msg, data: b, at: []int{1, len(b)}, delivered: 1, streamSeq: seq, firstSeq: 1}
+		if err := c.publishDead(e, []deadEvent{{i: 0, class: DeadRefused, reason: "bad"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := deadMsgs(t, js, "t_firstseq"); n != 1 {
+		t.Errorf("dead-letter stream: %d messages; want the event's one", n)
+	}
+}
