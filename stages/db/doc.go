@@ -96,14 +96,16 @@
 // connection) and the retry waits until pg_stat_activity no longer lists
 // it: its bytes may still be on their way, and would otherwise run after
 // the retry and after newer writes, which a stale upsert would overwrite.
+// So is the last try's backend when retry.max fails the batch, since its
+// client may send the records again, and newer ones after them.
 // Only a backend of the sink's database and user, on the server that ran
 // the write (its start time, noted as each connection is made), is ended
 // or waited for: after a restart a PID may be a new session's. Should
 // PostgreSQL refuse to end it or to show it (a role without the right),
 // that is logged once and the retry waits write_timeout, then goes on, so
 // a delayed write may still run late; so may one cut short by the stage
-// stopping, one whose last try (retry.max) broke unanswered, or one
-// behind a pooler whose PIDs are not the server's. A connection attempt is bounded by the DSN's
+// stopping (a forced stop does not wait for the fence), or one behind a
+// pooler whose PIDs are not the server's. A connection attempt is bounded by the DSN's
 // connect_timeout, 10 s when it has none. A batch PostgreSQL
 // refuses because of its data (classes 22 and 23, a value nested too
 // deeply, a trigger's exception) is bisected until the

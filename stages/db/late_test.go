@@ -31,6 +31,7 @@ type holdProxy struct {
 
 	mu      sync.Mutex
 	pattern []byte // hold the next link that sends this
+	every   bool   // hold every link that sends pattern, not the next only
 	links   []*holdLink
 	closed  bool
 }
@@ -108,8 +109,10 @@ func (p *holdProxy) up(l *holdLink) {
 	for {
 		n, err := l.client.Read(buf)
 		p.mu.Lock()
-		if n > 0 && p.pattern != nil && bytes.Contains(buf[:n], p.pattern) {
-			p.pattern = nil
+		if n > 0 && p.pattern != nil && l.gate == nil && bytes.Contains(buf[:n], p.pattern) {
+			if !p.every {
+				p.pattern = nil
+			}
 			l.gate, l.held = make(chan struct{}), true
 		}
 		g := l.gate
@@ -133,7 +136,22 @@ func (p *holdProxy) up(l *holdLink) {
 // holdNext holds the next link to send pattern, from that read on.
 func (p *holdProxy) holdNext(pattern string) {
 	p.mu.Lock()
-	p.pattern = []byte(pattern)
+	p.pattern, p.every = []byte(pattern), false
+	p.mu.Unlock()
+}
+
+// holdEvery holds every link that sends pattern, from that read on,
+// until holdNone.
+func (p *holdProxy) holdEvery(pattern string) {
+	p.mu.Lock()
+	p.pattern, p.every = []byte(pattern), true
+	p.mu.Unlock()
+}
+
+// holdNone holds no more links (those held stay held until release).
+func (p *holdProxy) holdNone() {
+	p.mu.Lock()
+	p.pattern, p.every = nil, false
 	p.mu.Unlock()
 }
 
@@ -224,6 +242,64 @@ func TestLateWriteDoesNotOverwriteNewer(t *testing.T) {
 			})
 			if acked, nacked := rec.results(); acked != 3 || len(nacked) != 0 {
 				t.Fatalf("acked %d nacked %v", acked, nacked)
+			}
+			if got := stored(t, dsn); got[7] != 3 {
+				t.Fatalf("key 7 holds seq %d after the late delivery, want its last update 3", got[7])
+			}
+		})
+	}
+}
+
+// TestLastTryDoesNotOverwriteNewer: with retry.max, a batch whose every
+// try breaks unanswered fails, and its client may send the record again
+// and the key's next update after it. The last try's bytes, held on the
+// network meanwhile, must find its backend gone as the earlier tries' do,
+// or its stale row overwrites the newer one.
+func TestLastTryDoesNotOverwriteNewer(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			via, px := newHoldProxy(t, dsn)
+			retry := stage.NewConfig(map[string]any{"max": 1, "backoff": time.Millisecond})
+			s := startSink(t, upsertConfig(via, map[string]any{"method": method, "max_conns": 2, "write_timeout": time.Second, "retry": retry}))
+			rec := &recorder{}
+			mk := func(seq int) *stage.Event { ev := update(rec, 7, seq); withSeq(ev, seq); return ev }
+			handle(t, s, []*stage.Event{mk(1)})
+			// The open link, and each new one as it sends the write, go
+			// silent: both tries of seq 2 time out. A new link is held
+			// from the bytes that make the write whole, so that its late
+			// bytes could still run it: the copy's merge after the COPY,
+			// the insert's Bind (the record), which pgx sends only once
+			// the statement's Parse has been answered.
+			px.holdOpen()
+			if method == "copy" {
+				px.holdEvery("INSERT INTO")
+			} else {
+				px.holdEvery(`"seq":2`)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := s.Handle(ctx, []*stage.Event{mk(2)}, nil); err == nil || !strings.Contains(err.Error(), "after 1 retries") {
+				t.Fatalf("seq 2, both tries silent: Handle returned %v, want the batch failed after 1 retry", err)
+			}
+			px.holdNone()
+			handle(t, s, []*stage.Event{mk(3)})
+			if got := stored(t, dsn); got[7] != 3 {
+				t.Fatalf("before the late bytes: key 7 holds %d", got[7])
+			}
+			held := px.release() // both tries' bytes arrive late
+			if len(held) < 2 {
+				t.Fatalf("%d links held, want both tries'", len(held))
+			}
+			for i, l := range held {
+				poll.Until(t, fmt.Sprintf("held link %d's backend to end", i), func() bool {
+					select {
+					case <-l.serverGone:
+						return true
+					default:
+						return false
+					}
+				})
 			}
 			if got := stored(t, dsn); got[7] != 3 {
 				t.Fatalf("key 7 holds seq %d after the late delivery, want its last update 3", got[7])

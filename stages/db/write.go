@@ -390,7 +390,8 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 // an I/O error) may still run: its bytes can be delayed on the network and
 // reach the backend after the retry has committed, and after the key's
 // next update too, which the stale row would overwrite. write sets *cut to
-// that backend's PID, and no retry is sent until fence has seen it gone.
+// that backend's PID, and no retry is sent until fence has seen it gone;
+// when retry.max ends the batch, its last write's backend is fenced too.
 func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) error) error {
 	var cut backend // the backend of a write that broke unanswered; pid 0: none
 	for n := 0; ; n++ {
@@ -416,7 +417,20 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) e
 			return err
 		}
 		if s.retryMax > 0 && n >= s.retryMax {
-			return fmt.Errorf("%d rows not stored after %d retries: %w", rows, n, err)
+			err = fmt.Errorf("%d rows not stored after %d retries: %w", rows, n, err)
+			if cut.pid != 0 {
+				// The batch fails and its client may send it again, and
+				// newer updates after it: the last try's write must not
+				// run after those, any more than a retried one may.
+				var ferr error
+				stage.Blocking(ctx, func() { ferr = s.fence(ctx, cut) })
+				if ferr != nil && ctx.Err() == nil {
+					s.log.Warn("could not end the backend of a failed batch's last write, which got no answer: "+
+						"its rows may still be stored later, after newer ones",
+						zap.String("stage", s.name), zap.Int("rows", rows), zap.Error(ferr))
+				}
+			}
+			return err
 		}
 		// Each failed try is news for the stage's health (down once they
 		// go on for seconds); Handle's result comes only after the last.
