@@ -139,7 +139,8 @@
 // envelope is NAKed as before, and its next delivery dead-letters it.
 // Should the original's ack be lost, both come back: the original,
 // dead-lettered, and the copy, stored. Requeued envelopes are counted in
-// /stats (nats.envelopes_requeued). A process that dies requeues nothing:
+// /stats (nats.envelopes_requeued) and /metrics
+// (pipeline_stage_nats_envelopes_requeued_total). A process that dies requeues nothing:
 // the deliveries of an envelope that kills every process taking it are
 // counted, and it ends in STREAM_dead.
 //

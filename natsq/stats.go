@@ -110,6 +110,7 @@ func series(ns *Stats) []stats.Series {
 		{Name: "pipeline_stage_nats_acked_total", Help: "Events whose envelope this process acked after the stage finished them.", Counter: true, Value: float64(ns.Acked)},
 		{Name: "pipeline_stage_nats_naked_total", Help: "Events whose envelope this process NAKed to be delivered again.", Counter: true, Value: float64(ns.Naked)},
 		{Name: "pipeline_stage_nats_in_progress_total", Help: "InProgress this process sent for envelopes its stage held past a third of ack_wait.", Counter: true, Value: float64(ns.InProgress)},
+		{Name: "pipeline_stage_nats_envelopes_requeued_total", Help: "Envelopes a stop in this process cut short at their max_deliver-th delivery, put back into the stage's stream as fresh messages.", Counter: true, Value: float64(ns.Requeued)},
 		deadSeries(DeadRefused, ns.Dead.Refused),
 		deadSeries(DeadMaxDeliver, ns.Dead.MaxDeliver),
 		deadSeries(DeadUndecodable, ns.Dead.Undecodable),

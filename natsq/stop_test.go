@@ -105,6 +105,15 @@ func TestForcedStopAtMaxDeliverRequeues(t *testing.T) {
 		t.Errorf("forced stop: %d envelopes requeued, %d records dead-lettered, %d acked, %d NAKed; want the envelope requeued",
 			st.Requeued, st.DeadLettered, st.Acked, st.Naked)
 	}
+	st, metric := q.Stats(), -1.0
+	for _, s := range series(&st) {
+		if s.Name == "pipeline_stage_nats_envelopes_requeued_total" {
+			metric = s.Value
+		}
+	}
+	if metric != 1 {
+		t.Errorf("/metrics pipeline_stage_nats_envelopes_requeued_total = %v (-1: no such series), want 1", metric)
+	}
 	if fate := (&consumer{q: q}).Fate(context.Canceled); fate != stage.FateRedelivered {
 		t.Errorf("Fate(context.Canceled) = %v, want redelivered", fate)
 	}
