@@ -258,12 +258,15 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 			return bad("%v", err)
 		}
 		v, err := scalar(f.Type, text)
-		if err == nil {
-			err = f.Check(v)
-		}
 		if err != nil {
 			if f.Secret {
 				return bad("want %s", article(f.Type))
+			}
+			return bad("%v", err)
+		}
+		if err := f.Check(v); err != nil {
+			if f.Secret {
+				return bad("%s", secretRefused(f))
 			}
 			return bad("%v", err)
 		}
@@ -289,7 +292,11 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 				continue
 			}
 			if err := f.Check(text); err != nil {
-				l.errorf(it, "%s", sc.msg("%s: %v", ip, err))
+				msg := err.Error()
+				if f.Secret {
+					msg = secretRefused(f)
+				}
+				l.errorf(it, "%s", sc.msg("%s: %s", ip, msg))
 				ok = false
 				continue
 			}
@@ -366,6 +373,21 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		return out, true
 	}
 	return bad("field type %v is not supported", f.Type)
+}
+
+// secretRefused says why a secret field's value was refused by its Enum
+// or Range without showing the value, which Check's own message quotes:
+// what the field allows is no secret, and without it the message would not
+// say how to fix the value.
+func secretRefused(f *stage.Field) string {
+	const hide = " (the value is not shown: the field is secret)"
+	switch {
+	case f.EnumText() != "":
+		return "want " + f.EnumText() + hide
+	case f.RangeText() != "":
+		return "out of range: want " + f.RangeText() + hide
+	}
+	return "a value the field does not allow" + hide
 }
 
 // decodeScalarAs decodes n as f, recording it at path as well.

@@ -404,6 +404,38 @@ func TestParseSecretNotShown(t *testing.T) {
 	}
 }
 
+// A secret value its field's Enum or Range refuses is reported with what
+// the field allows, and without the value.
+func TestParseSecretRefusedNotShown(t *testing.T) {
+	reg := stage.NewRegistry()
+	hnd := func(stage.Config, stage.Env) (stage.Handler, error) { return nil, errors.New("fake") }
+	if err := reg.Register(stage.Kind{Name: "test.secret", Doc: "Secrets.", NewHandler: hnd, Terminal: true, Fields: []stage.Field{
+		{Name: "mode", Type: stage.String, Secret: true, Enum: []string{"x", "y"}, Doc: "a mode"},
+		{Name: "pin", Type: stage.Int, Secret: true, Range: stage.Between(1, 5), Doc: "a pin"},
+		{Name: "keys", Type: stage.StringList, Secret: true, Enum: []string{"k1", "k2"}, Doc: "keys"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	src := "name: t\nstages:\n  s:\n    kind: test.secret\n    mode: SECRET1\n    pin: 98765\n    keys: [k1, SECRET3]\n"
+	_, err := Parse("p.yaml", []byte(src), reg, envOf(nil))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("errors %v, want 3", err)
+	}
+	for i, want := range []string{
+		`p.yaml:5:11: stage "s": mode: want x or y (the value is not shown: the field is secret)`,
+		`p.yaml:6:10: stage "s": pin: out of range: want 1 to 5 (the value is not shown: the field is secret)`,
+		`p.yaml:7:16: stage "s": keys.1: want k1 or k2 (the value is not shown: the field is secret)`,
+	} {
+		if got := es[i].Error(); got != want {
+			t.Errorf("error %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	if s := es.Error(); strings.Contains(s, "SECRET") || strings.Contains(s, "98765") {
+		t.Errorf("a secret is shown: %s", s)
+	}
+}
+
 // A secret whose value holds "${" followed by no variable's name is
 // refused at its place without quoting what follows: a password may hold
 // it.
