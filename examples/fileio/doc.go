@@ -7,7 +7,8 @@
 //     and the runtime makes the events, emits them, waits for them and
 //     shuts it down.
 //   - file.jsonl (jsonl.go), a sink: each event's fields become a line of
-//     JSON in a file; the events are finished once the lines are written.
+//     JSON in a file; the events are finished once the lines are written
+//     and the file is synced, since Done(nil) promises durability.
 //
 // Register adds both to a stage.Registry. docs/DESIGN.md ("Writing a
 // kind") explains the contracts they follow.

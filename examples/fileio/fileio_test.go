@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +91,24 @@ func TestMissingFile(t *testing.T) {
 		filepath.Join(dir, "none.txt"), filepath.Join(dir, "out.jsonl")))
 	if err == nil || !strings.Contains(err.Error(), `stage "read"`) {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// The sink finishes its events as written only once the file is synced:
+// /dev/null takes the writes but refuses fsync (EINVAL on Linux), so every
+// event is refused, none acknowledged.
+func TestUnsyncedNotAcked(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("relies on Linux refusing fsync on /dev/null")
+	}
+	const n = 10
+	in := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(in, []byte(strings.Repeat("line\n", n)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := run(t, fmt.Sprintf("name: t\nstages:\n  read: {kind: file.lines, path: %q, next: write}\n  write: {kind: file.jsonl, path: /dev/null}\n", in))
+	s := p.Stats()
+	if w := s.Stages[1]; w.In != n || w.Out != 0 || w.Errors == 0 {
+		t.Fatalf("write: in %d out %d errors %d, want %d in, none out and errors", w.In, w.Out, w.Errors, n)
 	}
 }

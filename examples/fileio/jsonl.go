@@ -44,9 +44,10 @@ func (s *jsonl) Start(context.Context) error {
 	return nil
 }
 
-// Handle writes the batch and finishes its events once it is written: a
-// record JSON cannot hold is refused on its own; a failed write refuses
-// the rest.
+// Handle writes the batch and finishes its events once it is on disk: a
+// record JSON cannot hold is refused on its own; a failed write or sync
+// refuses the rest. Done(nil) promises the event is durable, so the file
+// is synced before it: flushed bytes may still be only in the page cache.
 func (s *jsonl) Handle(_ context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -60,7 +61,11 @@ func (s *jsonl) Handle(_ context.Context, batch []*stage.Event, _ stage.Emitter)
 		s.w.Write(line) // its error comes back from Flush
 		written = append(written, ev)
 	}
-	stage.DoneAll(written, s.w.Flush())
+	err := s.w.Flush()
+	if err == nil {
+		err = s.f.Sync()
+	}
+	stage.DoneAll(written, err)
 	return nil
 }
 
