@@ -53,7 +53,9 @@ type StageConfig struct {
 	Next string // the default next stage; "" means none
 	// Routes lists every stage this one may emit to, Next first and then
 	// the values of the kind's Ref fields (process.route's targets), each
-	// once. The loader fills it; New connects them.
+	// once. The loader fills it. New takes the same routes from Next and
+	// the Ref fields itself, so a Config built in code may leave Routes
+	// empty; a name it lists besides is a route too.
 	Routes   []string
 	Settings stage.Settings // common knobs (Name and Kind repeated there)
 	Config   stage.Config   // the kind's own fields, defaults filled in

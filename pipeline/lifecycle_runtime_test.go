@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/stage"
@@ -462,6 +463,80 @@ func TestNewErrors(t *testing.T) {
 	}
 	if _, err := New(&Config{Log: LogConfig{Level: "loud"}}, Options{Registry: reg}); err == nil || !strings.Contains(err.Error(), "loud") {
 		t.Errorf("New with a bad log level: %v", err)
+	}
+}
+
+// A Config built in code routes a kind's Ref fields as a loaded one does:
+// the router's targets, named only in its routes and mirror, are its
+// routes, its events reach them, and a target that is no stage is
+// reported at its field.
+func TestNewRoutesRefFields(t *testing.T) {
+	reg, hub := rtRegistry(t)
+	var routes []string
+	if err := reg.Register(stage.Kind{Name: "t.router", Doc: "routes by Seq",
+		Fields: []stage.Field{
+			{Name: "routes", Type: stage.ObjectList, Doc: "targets", Fields: []stage.Field{
+				{Name: "next", Type: stage.String, Ref: true, Doc: "target"},
+			}},
+			{Name: "mirror", Type: stage.StringList, Ref: true, Doc: "more targets"},
+		},
+		NewHandler: func(cfg stage.Config, env stage.Env) (stage.Handler, error) {
+			routes = env.Routes
+			rs := cfg.Objects("routes")
+			even, odd := rs[0].String("next"), rs[1].String("next")
+			return stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+				for _, ev := range b {
+					to := even
+					if ev.Seq%2 == 1 {
+						to = odd
+					}
+					if err := out.EmitTo(ctx, to, ev); err != nil {
+						return err
+					}
+				}
+				return nil
+			}), nil
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	router := func(odd string) *StageConfig {
+		sc := rtStage("rt", "t.router", "", stage.Settings{}, map[string]any{
+			"routes": []stage.Config{stage.NewConfig(map[string]any{"next": "a"}), stage.NewConfig(map[string]any{"next": odd})},
+			"mirror": []string{"c"},
+		})
+		sc.FieldPos = map[string]Pos{"routes.1.next": {File: "test.yaml", Line: 4, Col: 9}}
+		return sc
+	}
+	sinks := []*StageConfig{
+		rtStage("a", "test.finish", "", stage.Settings{}, nil),
+		rtStage("b", "test.finish", "", stage.Settings{}, nil),
+		rtStage("c", "test.finish", "", stage.Settings{}, nil),
+	}
+
+	_, err := New(rtConfig(append([]*StageConfig{router("zz")}, sinks...)...), Options{Registry: reg, Logger: zap.NewNop()})
+	if want := `test.yaml:4:9: stage "rt": routes.1.next "zz" is not a stage; stages: rt, a, b, c`; err == nil || err.Error() != want {
+		t.Fatalf("New with a bad target: %v, want %s", err, want)
+	}
+
+	const n = 100
+	p := rtNew(t, rtConfig(append([]*StageConfig{
+		rtStage("src", "test.seq", "rt", stage.Settings{}, map[string]any{"count": n}), router("b")}, sinks...)...), reg)
+	if got := strings.Join(routes, ","); got != "a,b,c" {
+		t.Fatalf("the router's routes: %q, want a,b,c", got)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	rtStop(t, p)
+	if ok := src.ok.Load(); ok != n {
+		t.Errorf("%d events finished ok, want %d (failed %d)", ok, n, src.failed.Load())
+	}
+	s := p.Stats()
+	if a, b := rtStageStats(t, s, "a").In, rtStageStats(t, s, "b").In; a != n/2 || b != n/2 {
+		t.Errorf("a took %d, b %d; want %d each", a, b, n/2)
 	}
 }
 

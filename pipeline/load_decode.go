@@ -55,7 +55,7 @@ func (l *loader) entries(n *yaml.Node, what string) (out []entry, merged bool) {
 }
 
 // decodeObject decodes mapping n by fields into a Config with defaults
-// filled in, recording positions and refs in sc. path is n's dotted path
+// filled in, recording positions in sc. path is n's dotted path
 // ("" for a stage or the top level); owner is where a missing required key
 // is reported; accepts completes the message about an unknown key.
 func (l *loader) decodeObject(sc *scope, n *yaml.Node, path string, fields []stage.Field, owner *yaml.Node, ks keySet, accepts string) stage.Config {
@@ -270,9 +270,6 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 			}
 			return bad("%v", err)
 		}
-		if f.Ref && text != "" {
-			sc.refs = append(sc.refs, ref{path: path, to: text, pos: l.pos(n)})
-		}
 		return v, true
 
 	case stage.StringList:
@@ -299,9 +296,6 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 				l.errorf(it, "%s", sc.msg("%s: %s", ip, msg))
 				ok = false
 				continue
-			}
-			if f.Ref && text != "" {
-				sc.refs = append(sc.refs, ref{path: ip, to: text, pos: sc.at(ip)})
 			}
 			out = append(out, text)
 		}

@@ -52,7 +52,6 @@ func (l *loader) stages(key, n *yaml.Node) []node {
 type scope struct {
 	stage string         // "" at the top level
 	fpos  map[string]Pos // dotted path -> position of its value
-	refs  []ref
 }
 
 func (sc *scope) record(path string, p Pos) {
@@ -185,5 +184,5 @@ func (l *loader) stage(name string, key, n *yaml.Node) *node {
 			}
 		}
 	}
-	return &node{cfg: s, kind: kind, refs: sc.refs}
+	return &node{cfg: s, kind: kind, refs: refsIn(fields, all, "", sc.fpos, s.Pos)}
 }

@@ -112,7 +112,9 @@ func (s state) String() string { return stateNames[s] }
 
 // New builds a pipeline from cfg: it constructs every stage through its
 // kind's constructor, makes its queue and worker pool, and connects the
-// stages along Next and Routes. Nothing runs until Start.
+// stages along Next, the values of each kind's Ref fields (as the loader
+// does, so a Config built in code needs no Routes) and any other name
+// Routes lists. Nothing runs until Start.
 //
 // New reports every problem it finds as Errors, each positioned at the
 // stage (or, for a constructor's *stage.FieldError, at the field) it is
@@ -186,7 +188,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		if !ok {
 			fail(posOr(sc.FieldPos, "kind", sc.Pos), "stage %q: unknown kind %q", sc.Name, sc.Kind)
 		}
-		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc)})
+		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc, k)})
 	}
 	routes, order := checkTopology(nodes, fail)
 	run := selectStages(cfg.File, nodes, opts.Stages, fail)
@@ -197,7 +199,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		if n.kind == nil || !run[i] {
 			continue
 		}
-		if st, ok := p.build(n.cfg, n.kind, fail); ok {
+		if st, ok := p.build(n.cfg, n.kind, routes[i], fail); ok {
 			built[i] = st
 			p.byName[n.cfg.Name] = st.Stage()
 		}
@@ -243,13 +245,14 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 // reported through fail). The stage's configuration is bound to the kind's
 // spec first, so a Config built in Go is checked as the loader checks a
 // file, and a constructor that panics (a getter asked for a field the spec
-// lacks: a bug in the kind) is reported as the stage's error.
-func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, fail func(Pos, string, ...any)) (engine.Lifecycle, bool) {
+// lacks: a bug in the kind) is reported as the stage's error. routes are
+// the stages it may emit to (checkTopology's), for its Env.
+func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, routes []string, fail func(Pos, string, ...any)) (engine.Lifecycle, bool) {
 	set := sc.Settings
 	set.Name, set.Kind = sc.Name, sc.Kind
 	set.Terminal = k.Terminal
 	slog := p.log.Named(sc.Name)
-	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routesOf(sc), Settings: set.WithDefaults()}
+	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routes, Settings: set.WithDefaults()}
 	env.MaxWorkers = env.Settings.Workers
 	if env.Settings.AutoWorkers {
 		env.MaxWorkers = engine.AutoWorkersCeiling(env.Settings.Concurrency)
@@ -331,19 +334,6 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
-}
-
-// routesOf returns the stage's Next followed by its Routes, each once.
-func routesOf(sc *StageConfig) []string {
-	rs := make([]string, 0, len(sc.Routes)+1)
-	seen := map[string]bool{}
-	for _, r := range append([]string{sc.Next}, sc.Routes...) {
-		if r != "" && !seen[r] {
-			seen[r] = true
-			rs = append(rs, r)
-		}
-	}
-	return rs
 }
 
 func (p *Pipeline) closeHandler(st engine.Lifecycle) {

@@ -5,6 +5,7 @@ package pipeline
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/stagedserver/seda/stage"
@@ -142,13 +143,63 @@ func checkTopology(nodes []node, errAt func(Pos, string, ...any)) (routes [][]st
 }
 
 // refsOf describes the routes of a StageConfig built without the loader
-// (or by it): its Next, then its Routes, with the positions FieldPos
-// records.
-func refsOf(sc *StageConfig) []ref {
+// (or by it): its Next, then the values of its kind's Ref fields (k nil:
+// none), then any other name its Routes lists, with the positions
+// FieldPos records.
+func refsOf(sc *StageConfig, k *stage.Kind) []ref {
 	refs := []ref{{path: "next", to: sc.Next, pos: posOr(sc.FieldPos, "next", sc.Pos)}}
+	if k != nil {
+		// Bound first, so that a value of the wrong type is left out here
+		// and reported by build.
+		cfg, _ := stage.Bind(k.Fields, sc.Config)
+		refs = append(refs, refsIn(k.Fields, cfg, "", sc.FieldPos, sc.Pos)...)
+	}
+	seen := map[string]bool{}
+	for _, r := range refs {
+		seen[r.to] = true
+	}
 	for _, r := range sc.Routes {
-		if r != sc.Next {
+		if !seen[r] {
+			seen[r] = true
 			refs = append(refs, ref{path: "route", to: r, pos: sc.Pos})
+		}
+	}
+	return refs
+}
+
+// refsIn returns the values of the Ref fields among fields in cfg, a
+// Config bound to them, in the spec's order and through objects and lists
+// of objects, each with its dotted path below path and where fpos says it
+// is written (def when fpos does not say). The loader and New both take a
+// stage's routes from it.
+func refsIn(fields []stage.Field, cfg stage.Config, path string, fpos map[string]Pos, def Pos) []ref {
+	var refs []ref
+	add := func(p, to string) {
+		if to != "" {
+			refs = append(refs, ref{path: p, to: to, pos: posOr(fpos, p, def)})
+		}
+	}
+	for i := range fields {
+		f := &fields[i]
+		v, _ := cfg.Value(f.Name)
+		p := join(path, f.Name)
+		switch x := v.(type) {
+		case string:
+			if f.Ref {
+				add(p, x)
+			}
+		case []string:
+			if f.Ref {
+				for j, s := range x {
+					add(p+"."+strconv.Itoa(j), s)
+				}
+			}
+		case stage.Config:
+			refs = append(refs, refsIn(f.Fields, x, p, fpos, def)...)
+		case []stage.Config:
+			for j, it := range x {
+				refs = append(refs, refsIn(f.Fields, it, p+"."+strconv.Itoa(j), fpos, def)...)
+			}
 		}
 	}
 	return refs
@@ -179,8 +230,9 @@ func posOr(fp map[string]Pos, field string, def Pos) Pos {
 func (c *Config) Warnings(reg *stage.Registry) Errors {
 	fed := map[string]bool{}
 	for _, sc := range c.Stages {
-		for _, r := range routesOf(sc) {
-			fed[r] = true
+		k, _ := reg.Lookup(sc.Kind)
+		for _, r := range refsOf(sc, k) {
+			fed[r.to] = true
 		}
 	}
 	var ws Errors
