@@ -307,7 +307,9 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 		if p.isSource[i] && !p.started[i] {
 			continue // a source that never started holds nothing
 		}
-		if err := st.Close(); err != nil {
+		// A panic in one stage's Close is that stage's error: the others
+		// are closed all the same.
+		if err := p.guard(st.Stage().Name(), "close", st.Close); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -355,8 +357,14 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 func (p *Pipeline) drainAll(ctx context.Context) error {
 	var errs []error
 	stopInput := func(i int) {
-		if err := p.stages[i].StopInput(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stage %q: stop input: %w", p.stages[i].Stage().Name(), err))
+		name := p.stages[i].Stage().Name()
+		if err := p.guard(name, "stop input", func() error {
+			if err := p.stages[i].StopInput(ctx); err != nil {
+				return fmt.Errorf("stage %q: stop input: %w", name, err)
+			}
+			return nil
+		}); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	// A consumer whose stream a stand-in of this process publishes to
@@ -388,8 +396,14 @@ func (p *Pipeline) drainAll(ctx context.Context) error {
 	}
 	for i, st := range p.stages {
 		if p.isSource[i] && p.started[i] {
-			if err := st.Drain(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("stage %q: drain: %w", st.Stage().Name(), err))
+			name := st.Stage().Name()
+			if err := p.guard(name, "drain", func() error {
+				if err := st.Drain(ctx); err != nil {
+					return fmt.Errorf("stage %q: drain: %w", name, err)
+				}
+				return nil
+			}); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -557,10 +571,15 @@ func (p *Pipeline) queuesEmpty(asked []behind, warned *bool) bool {
 			return false
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		empty, err := b.empty.Empty(ctx)
+		var empty bool
+		err := protect(func() (err error) {
+			empty, err = b.empty.Empty(ctx)
+			return err
+		})
 		cancel()
 		if err != nil && !*warned {
 			*warned = true
+			p.logPanic(p.stages[b.stage].Stage().Name(), "empty", err)
 			p.log.Warn("cannot tell whether a queue is empty; still waiting for it", zap.String("pipeline", p.name),
 				zap.String("stage", p.stages[b.stage].Stage().Name()), zap.String("error", stage.Redact(err.Error())))
 		}

@@ -214,7 +214,7 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 				p.closeHandler(st)
 			}
 		}
-		closeQueues(queues)
+		p.closeQueues(queues)
 		return nil, errs
 	}
 	for name, st := range p.byName {
@@ -340,7 +340,7 @@ func (p *Pipeline) closeHandler(st engine.Lifecycle) {
 	if st.IsSource() {
 		return // a source that never started holds nothing
 	}
-	if err := st.Close(); err != nil {
+	if err := p.guard(st.Stage().Name(), "close", st.Close); err != nil {
 		p.log.Error("closing stage", zap.String("stage", st.Stage().Name()), zap.String("error", stage.Redact(err.Error())))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -84,7 +85,7 @@ func (l *loader) transportSections(sc *scope, top stage.Config, cfg *Config) {
 		if t.CheckSection == nil {
 			continue
 		}
-		if err := t.CheckSection(section); err != nil {
+		if err := protect(func() error { return t.CheckSection(section) }); err != nil {
 			at := sc.at(t.Name)
 			var fe *stage.FieldError
 			if errors.As(err, &fe) {
@@ -132,7 +133,7 @@ func (l *loader) queueTransport(sc *scope, s *StageConfig, q stage.Config, kind 
 	}
 	qc, _ := stage.Bind(t.QueueFields, sub) // every value was checked as it was decoded
 	if t.CheckQueue != nil {
-		if err := t.CheckQueue(qc); err != nil {
+		if err := protect(func() error { return t.CheckQueue(qc) }); err != nil {
 			at := sc.at("queue.transport")
 			var fe *stage.FieldError
 			if errors.As(err, &fe) {
@@ -239,8 +240,12 @@ func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run 
 				fail(posOr(sc.FieldPos, "queue.transport", sc.Pos), "stage %q: unknown queue transport %q", sc.Name, sc.Transport)
 				continue
 			}
-			var err error
-			if mk, err = t.Open(cfg.Transports[t.Name], cfg.Name, p.log.Named(t.Name)); err != nil {
+			err := protect(func() (err error) {
+				mk, err = t.Open(cfg.Transports[t.Name], cfg.Name, p.log.Named(t.Name))
+				return err
+			})
+			p.logPanic(sc.Name, "transport "+t.Name+" open", err)
+			if err != nil {
 				fail(posOr(sc.FieldPos, "queue.transport", sc.Pos), "stage %q: transport %s: %v", sc.Name, t.Name, err)
 				continue
 			}
@@ -249,7 +254,13 @@ func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run 
 		set := sc.Settings
 		set.Name, set.Kind = sc.Name, sc.Kind
 		env := stage.Env{Stage: sc.Name, Settings: set.WithDefaults(), Logger: p.log.Named(sc.Name)}
-		pub, cons, err := mk(sc.TransportConfig, env)
+		var pub stage.Handler
+		var cons stage.Source
+		err := protect(func() (err error) {
+			pub, cons, err = mk(sc.TransportConfig, env)
+			return err
+		})
+		p.logPanic(sc.Name, "transport "+sc.Transport+" queue", err)
 		if err != nil {
 			at := posOr(sc.FieldPos, "queue.transport", sc.Pos)
 			var fe *stage.FieldError
@@ -261,7 +272,7 @@ func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run 
 		}
 		q := &queue{pub: pub, cons: cons}
 		if !need[j] {
-			closeQueues([]*queue{q}) // nothing was opened
+			p.closeQueues([]*queue{q}) // nothing was opened
 			continue
 		}
 		queues[j] = q
@@ -362,7 +373,7 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 			sh := shown{st: built[j].Stage(), kind: n.cfg.Kind}
 			if q := queues[j]; q != nil {
 				if f, ok := q.cons.(interface{ Figures(*stats.Stage) }); ok {
-					sh.fill = f.Figures
+					sh.fill = p.guardFigures(n.cfg.Name, f.Figures)
 				}
 			}
 			p.shown = append(p.shown, sh)
@@ -386,13 +397,26 @@ func (s shown) stats() stats.Stage {
 
 // closeQueues closes what openQueues made when New fails: the
 // publishers' handlers (their sources never started).
-func closeQueues(queues []*queue) {
+func (p *Pipeline) closeQueues(queues []*queue) {
 	for _, q := range queues {
 		if q == nil {
 			continue
 		}
 		if c, ok := q.pub.(interface{ Close() error }); ok {
-			_ = c.Close() // nothing was opened yet
+			_ = protect(c.Close) // nothing was opened yet
+		}
+	}
+}
+
+// guardFigures returns fill with a panic in it recovered: /stats then
+// shows the stage without its queue's figures, and the first panic is
+// logged, once (the endpoint may be polled every 100 ms).
+func (p *Pipeline) guardFigures(name string, fill func(*stats.Stage)) func(*stats.Stage) {
+	var logged atomic.Bool
+	return func(st *stats.Stage) {
+		err := protect(func() error { fill(st); return nil })
+		if err != nil && !logged.Swap(true) {
+			p.logPanic(name, "figures", err)
 		}
 	}
 }
