@@ -410,6 +410,13 @@ type admissionController struct {
 
 // decide sets the rate from one window.
 func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.Decision, bool) {
+	if w.completed == 0 && w.inFlight == 0 && w.admitted == 0 && w.full == 0 && w.limited == 0 {
+		// An idle window (no record offered, none in flight) says nothing
+		// of what the pipeline carries: smoothed in, it took the finish
+		// rate to nothing between bursts, so that the door counted the
+		// queue full at a few events and each burst cut the rate further.
+		return stats.Decision{}, false
+	}
 	x := float64(w.completed) / w.elapsed.Seconds()       // what the pipeline finished
 	admitted := float64(w.admitted) / w.elapsed.Seconds() // what the door let in
 	if c.nth == 0 {

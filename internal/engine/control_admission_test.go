@@ -422,3 +422,35 @@ func TestAdmitAllIsFairToLargeBodies(t *testing.T) {
 	}
 	t.Logf("%d records admitted, %d bodies of 100", records, large)
 }
+
+// Bursts with idle gaps between them, as `pipectl load` sends: a store
+// that finishes 20k records/s is offered 40k/s for half a second, then
+// nothing for 15 s, ten times. Each burst is worth a second of the
+// store's work, so part of it is shed; but idle windows are no news of
+// what the store carries, and the later bursts are let in as the first
+// was. (The finish rate, smoothed through the gaps, fell to nothing: the
+// door then counted the queue full at 64 events and each burst cut the
+// rate further: 12480, 10760, then 6594 of the bursts admitted.)
+func TestAdmissionBurstsAfterIdle(t *testing.T) {
+	const burst, gap = 500 * time.Millisecond, 15 * time.Second
+	offered := func(t time.Duration) float64 {
+		if t%(burst+gap) < burst {
+			return 40000
+		}
+		return 0
+	}
+	m := newSrcModel(srcModel{offered: offered, service: constRate(20000), capacity: 8192, target: 250 * time.Millisecond})
+	var admitted []uint64
+	for i := 1; i <= 10; i++ {
+		before := m.admittedN
+		m.run(time.Duration(i) * (burst + gap))
+		admitted = append(admitted, m.admittedN-before)
+	}
+	t.Logf("admitted per burst of 20000: %v", admitted)
+	for i, n := range admitted {
+		if n < 10000 {
+			m.log(t)
+			t.Fatalf("burst %d: %d of 20000 admitted, want at least half (the store finishes 20000/s): %v", i+1, n, admitted)
+		}
+	}
+}
