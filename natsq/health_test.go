@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -187,4 +188,79 @@ func TestNoJetStreamIsHinted(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Start after cancel: %v, want context.Canceled", err)
 	}
+}
+
+// While the server does not answer, a stage's figures are the last it
+// gave, getting older, with the error: they were zeroed, so the stage's
+// depth read 0 and its consumer not found while its backlog waited in
+// the stream. Once the server answers again they are fresh.
+func TestFiguresKeptWhileServerAway(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	q := front.Queue("store", QueueConfig{Stream: "t_away"}, port.Block, 64)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1}, q.Publisher(), nil)
+	srcLife.Connect(pubStage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 7
+	a := newAcks(n)
+	out := src.NewEmitter()
+	for i := 1; i <= n; i++ {
+		out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
+	}
+	out.Flush(ctx)
+	a.wait(t)
+	// A consumer that takes nothing, so that the server has its figures.
+	js := natstest.JetStream(t, srv.URL())
+	if _, err := js.CreateOrUpdateConsumer(ctx, "t_away", jetstream.ConsumerConfig{Durable: consumerName("store"), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	fill := func() (stats.Stage, Stats) {
+		st := stats.Stage{Queue: stats.Queue{Depth: 0, Capacity: 64}}
+		q.Fill(&st)
+		ns, _ := StatsOf(st)
+		return st, ns
+	}
+	var before Stats
+	var beforeSt stats.Stage
+	poll.Until(t, "the stream's figures", func() bool {
+		beforeSt, before = fill()
+		return before.ConsumerFound && beforeSt.Queue.Depth == n && before.Error == ""
+	})
+
+	srv.Stop()
+	var st stats.Stage
+	var ns Stats
+	poll.Until(t, "a read that fails", func() bool {
+		st, ns = fill()
+		return ns.Error != ""
+	})
+	if st.Queue.Depth != n || st.Queue.Capacity != beforeSt.Queue.Capacity {
+		t.Errorf("depth %d/%d while the server is away, want the last read %d/%d", st.Queue.Depth, st.Queue.Capacity, n, beforeSt.Queue.Capacity)
+	}
+	if !ns.ConsumerFound || ns.StreamMsgs != before.StreamMsgs || ns.Pending != before.Pending || ns.MaxMsgs != before.MaxMsgs {
+		t.Errorf("figures %+v while the server is away, want the last read %+v", ns, before)
+	}
+	// The failed read was asked for at least infoEvery after the last
+	// answer, so the figures it kept are at least that old.
+	if ns.InfoAgeS < infoEvery.Seconds() {
+		t.Errorf("info_age_s %.3f after a failed read, want the last answer's age (at least %s)", ns.InfoAgeS, infoEvery)
+	}
+
+	srv.Restart()
+	poll.Until(t, "fresh figures", func() bool {
+		st, ns = fill()
+		return ns.Error == "" && ns.InfoAgeS < infoEvery.Seconds()
+	})
+	if st.Queue.Depth != n || !ns.ConsumerFound {
+		t.Errorf("depth %d, consumer found %v once the server is back, want %d, true", st.Queue.Depth, ns.ConsumerFound, n)
+	}
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
 }

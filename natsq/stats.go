@@ -6,6 +6,7 @@ package natsq
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,7 @@ type Stats struct {
 	MaxBytes      int64   `json:"max_bytes"` // the stream's byte limit; -1: none
 	ConsumerFound bool    `json:"consumer_found"`
 	InfoAgeS      float64 `json:"info_age_s"`
-	Error         string  `json:"error,omitempty"` // why the server's figures could not be read
+	Error         string  `json:"error,omitempty"` // why the server's figures could not be read; they are then the last it gave, InfoAgeS old
 
 	// This process's counters.
 	Published      uint64 `json:"published"`           // events PubAcked by JetStream
@@ -136,7 +137,8 @@ type queueCounters struct {
 	cons     jetstream.Consumer // set by a consumer; nil on a publishing-only process
 	info     Stats              // the server's figures, last read
 	events   uint64             // events in the stream's envelopes, last read
-	infoAt   time.Time
+	infoAt   time.Time          // when the server last answered: the age of info and events
+	askedAt  time.Time          // when the figures were last asked for, answered or not
 	fetching bool
 	wg       sync.WaitGroup // the goroutine reading the figures
 }
@@ -168,7 +170,7 @@ func (s *queueCounters) dead(class string) {
 func (q *Queue) Stats() Stats {
 	s := &q.st
 	s.mu.Lock()
-	if s.infoAt.IsZero() && !s.fetching {
+	if s.askedAt.IsZero() && !s.fetching {
 		// The first figures are read at once, so that a stage's first
 		// /stats does not show an empty stream.
 		if js := q.c.jetStream(); js != nil {
@@ -181,7 +183,7 @@ func (q *Queue) Stats() Stats {
 		}
 	}
 	ns := s.info
-	if time.Since(s.infoAt) > infoEvery && !s.fetching {
+	if time.Since(s.askedAt) > infoEvery && !s.fetching {
 		if js := q.c.jetStream(); js != nil {
 			s.fetching = true
 			s.wg.Add(1)
@@ -217,17 +219,30 @@ func (q *Queue) Stats() Stats {
 }
 
 // readInfo asks the server for the stream's and the consumer's figures.
+// When the server does not answer (it is away, or stopped and holding the
+// connection open) the last figures and their age are kept and only
+// Error is set: zero figures read as an empty stream and a missing
+// consumer, and the stage's depth dropped to 0 while its backlog waited
+// in the stream. A stream or consumer the server says is not there is an
+// answer, and its figures are zero.
 func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 	defer q.st.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var ns Stats
+	var failed error // the server did not answer
 	var errText string
 	var events uint64
 	if str, err := js.Stream(ctx, q.cfg.Stream); err != nil {
 		errText = err.Error()
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			failed = err
+		}
 	} else if si, err := str.Info(ctx, jetstream.WithSubjectFilter(subject(q.cfg.Stream)+".>")); err != nil {
 		errText = err.Error()
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			failed = err
+		}
 	} else {
 		for subj, msgs := range si.State.Subjects {
 			events += msgs * codec.EventsOn(subj)
@@ -238,24 +253,37 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 			cons, err = str.Consumer(ctx, consumerName(q.stage))
 			if err != nil {
 				cons = nil
+				if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+					failed, errText = err, err.Error()
+				}
 			}
 		}
 	}
-	if cons != nil {
+	if cons != nil && failed == nil {
 		if ci, err := cons.Info(ctx); err == nil {
 			ns.Pending, ns.AckPending, ns.Redelivered = ci.NumPending, uint64(ci.NumAckPending), uint64(ci.NumRedelivered)
 			ns.ConsumerFound = true
-		} else if errText == "" {
-			errText = err.Error()
+		} else {
+			if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				failed = err
+			}
+			if errText == "" {
+				errText = err.Error()
+			}
 		}
 	}
-	ns.Error = stage.Redact(errText)
 	q.st.mu.Lock()
+	defer q.st.mu.Unlock()
+	q.st.askedAt = time.Now()
+	q.st.fetching = false
+	if failed != nil {
+		q.st.info.Error = stage.Redact(errText)
+		return
+	}
+	ns.Error = stage.Redact(errText)
 	q.st.info = ns
 	q.st.events = events
-	q.st.infoAt = time.Now()
-	q.st.fetching = false
-	q.st.mu.Unlock()
+	q.st.infoAt = q.st.askedAt
 }
 
 // Fill puts the queue's figures into a stage's /stats entry: the nats
