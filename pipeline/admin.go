@@ -328,7 +328,7 @@ func (p *Pipeline) serveScale(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrBadScale):
 		code = http.StatusBadRequest
-	case errors.Is(err, engine.ErrNotResizable), errors.Is(err, engine.ErrStopping):
+	case errors.Is(err, engine.ErrNotResizable), errors.Is(err, engine.ErrStopping), errors.Is(err, ErrRemoteStage):
 		code = http.StatusConflict
 	}
 	http.Error(w, err.Error(), code)

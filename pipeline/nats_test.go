@@ -4,6 +4,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // natsYAML is a pipeline whose store stage's queue is a JetStream stream.
@@ -535,4 +537,59 @@ func TestNatsOneProcessDrainsAFullStream(t *testing.T) {
 	if src.failed.Load() != 0 {
 		t.Fatalf("%d events failed; want every one taken stored", src.failed.Load())
 	}
+}
+
+// Scale resizes the stage /stats shows under the name: where the stage
+// runs behind a nats queue, its own pool, not the stand-in that publishes
+// to the stream (in one process) or the consumer that feeds it (on a
+// back), which share its name. Where only the stand-in runs (a front),
+// it says that the stage runs in another process.
+func TestNatsScaleTakesTheShownStage(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 10
+	yaml := natsYAML(srv.URL(), n)
+	check := func(what string, p *Pipeline) {
+		t.Helper()
+		// Stored events: the stage behind the queue has started.
+		poll.Until(t, what+": store.out", func() bool { return rtStageStats(t, p.Stats(), "store").Out == n })
+		st, err := p.Scale("store", Scale{Workers: Pin(6), Batch: Pin(7)})
+		if err != nil {
+			t.Errorf("%s: scale: %v", what, err)
+			return
+		}
+		shown := rtStageStats(t, p.Stats(), "store")
+		for _, s := range []struct {
+			name string
+			st   stats.Stage
+		}{{"answer", st}, {"/stats", shown}} {
+			if s.st.Pool.Workers != 6 || s.st.Control.Workers.Auto || s.st.Control.Batch.Now != 7 || s.st.Control.Batch.Auto {
+				t.Errorf("%s: %s: pool %+v, workers %+v, batch %+v; want 6 workers and batch 7, pinned", what, s.name, s.st.Pool, s.st.Control.Workers, s.st.Control.Batch)
+			}
+		}
+	}
+
+	front, hub := natsNew(t, yaml, "src", "mid")
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	poll.Until(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	_, err := front.Scale("store", Scale{Workers: Pin(6)})
+	if !errors.Is(err, ErrRemoteStage) || !strings.Contains(err.Error(), `stage "store": runs in another process`) {
+		t.Errorf("front: scale store: %v, want that it runs in another process", err)
+	}
+	rtStop(t, front)
+
+	back, _ := natsNew(t, yaml, "store")
+	check("back", back)
+	_, err = back.Scale("mid", Scale{Workers: Pin(2)})
+	if !errors.Is(err, ErrRemoteStage) {
+		t.Errorf("back: scale mid (run by the front): %v, want that it runs in another process", err)
+	}
+	if _, err = back.Scale("nope", Scale{Workers: Pin(2)}); !errors.Is(err, ErrUnknownStage) {
+		t.Errorf("back: scale nope: %v, want no such stage", err)
+	}
+	rtStop(t, back)
+
+	one, _ := natsNew(t, yaml)
+	check("one process", one)
+	rtStop(t, one)
 }

@@ -60,8 +60,8 @@ type Pipeline struct {
 	admin  AdminConfig
 
 	// Built once by New, read-only afterwards.
-	stages   []engine.Lifecycle // the stages run here, with the stand-ins and consumers of nats queues
-	byName   map[string]*engine.Stage
+	stages   []engine.Lifecycle       // the stages run here, with the stand-ins and consumers of nats queues
+	byName   map[string]*engine.Stage // every stage of the file; nil for one that runs in another process
 	isSource []bool
 	order    []int                // topological: every stage after all of its upstream stages
 	shown    []shown              // what /stats lists, in file order
@@ -216,11 +216,6 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		}
 		p.closeQueues(queues)
 		return nil, errs
-	}
-	for name, st := range p.byName {
-		if st == nil {
-			delete(p.byName, name) // runs in another process
-		}
 	}
 	p.assemble(nodes, routes, order, run, built, queues)
 	limit, basis := cfg.Memory.Limit, "memory_limit"

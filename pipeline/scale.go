@@ -106,6 +106,10 @@ func (sc Scale) String() string {
 var (
 	ErrUnknownStage = errors.New("no such stage")
 	ErrBadScale     = errors.New("bad scale request")
+	// ErrRemoteStage: the stage is in the file, but its workers run in
+	// another process (the one that consumes its transport queue, or runs
+	// it under --stages); it is resized there.
+	ErrRemoteStage = errors.New("runs in another process")
 )
 
 // Scale resizes the named stage while the pipeline runs: its pool
@@ -114,18 +118,12 @@ var (
 // auto. Nothing running is interrupted (engine.Lifecycle.SetWorkers and
 // SetConcurrency say how). Every value is checked before any is applied.
 // It returns the stage's figures afterwards. Errors wrap ErrUnknownStage,
-// ErrBadScale or engine.ErrNotResizable, and name the stage.
+// ErrRemoteStage, ErrBadScale or engine.ErrNotResizable, and name the
+// stage.
 func (p *Pipeline) Scale(name string, sc Scale) (stats.Stage, error) {
-	var l engine.Lifecycle
-	found := false
-	for _, lc := range p.stages {
-		if lc.Stage().Name() == name {
-			l, found = lc, true
-			break
-		}
-	}
-	if !found {
-		return stats.Stage{}, fmt.Errorf("stage %q: %w", name, ErrUnknownStage)
+	l, err := p.scalable(name)
+	if err != nil {
+		return stats.Stage{}, err
 	}
 	if !sc.Workers.Set && !sc.Concurrency.Set && !sc.Batch.Set {
 		return stats.Stage{}, fmt.Errorf("stage %q: %w: name workers, concurrency or batch", name, ErrBadScale)
@@ -168,6 +166,32 @@ func (p *Pipeline) Scale(name string, sc Scale) (stats.Stage, error) {
 	}
 	p.log.Info("stage resized", zap.String("stage", name), zap.Stringer("scale", sc))
 	return l.Stage().Stats(), nil
+}
+
+// scalable returns the lifecycle of the stage called name that /stats
+// shows: the stage itself where it runs here. A stage whose queue is on a
+// transport has up to three lifecycles of that name in p.stages (the
+// stand-in that publishes to the queue, the consumer that feeds the stage,
+// and the stage), so taking the first of that name resized the stand-in
+// while /stats showed the stage's pool unchanged.
+func (p *Pipeline) scalable(name string) (engine.Lifecycle, error) {
+	for _, sh := range p.shown {
+		if sh.st.Name() != name {
+			continue
+		}
+		if sh.remote {
+			return engine.Lifecycle{}, fmt.Errorf("stage %q: %w: its queue is on a transport and its workers run in the process that consumes it; scale it on that process's admin endpoint", name, ErrRemoteStage)
+		}
+		for _, l := range p.stages {
+			if l.Stage() == sh.st {
+				return l, nil
+			}
+		}
+	}
+	if _, declared := p.byName[name]; declared {
+		return engine.Lifecycle{}, fmt.Errorf("stage %q: %w: this process does not run it (see its --stages); scale it on the admin endpoint of the process that does", name, ErrRemoteStage)
+	}
+	return engine.Lifecycle{}, fmt.Errorf("stage %q: %w", name, ErrUnknownStage)
 }
 
 // decodeScale reads a Scale request body: one JSON object naming only
