@@ -593,3 +593,86 @@ func TestNatsScaleTakesTheShownStage(t *testing.T) {
 	check("one process", one)
 	rtStop(t, one)
 }
+
+// With the queue of a stage on NATS in one process, the stage down (its
+// database away) leaves the process ready: its records wait in the
+// stream, which is what the queue is for, and the front keeps acking them.
+// /stats still shows it down. The queue itself down (the stand-in cannot
+// publish: the NATS server is away) makes the process unready.
+func TestNatsReadyWhileQueuedStageDown(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	reg, hub := rtRegistry(t)
+	db := make(chan struct{}) // closed: the database is back
+	if err := reg.Register(stage.Kind{Name: "test.outage", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
+				for {
+					select {
+					case <-db:
+						stage.ReportAttempt(ctx, nil)
+						stage.DoneAll(b, nil)
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(5 * time.Millisecond): // the retry's backoff
+					}
+					stage.ReportAttempt(ctx, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"))
+				}
+			}), nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	p := buildYAML(t, reg, fmt.Sprintf(`name: ready
+nats: {url: %q}
+stages:
+  src:
+    kind: test.seq
+    count: %d
+    next: hold
+  hold:
+    kind: test.gate
+    next: store
+  store:
+    kind: test.outage
+    workers: 1
+    queue: {transport: nats, stream: t_ready, ack_wait: 5s}
+`, srv.URL(), n))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+
+	// The records held before the queue, the server goes away: the
+	// stand-in's publishes fail, and the process is not ready.
+	srv.Stop()
+	close(hub.gate)
+	var why string
+	poll.Until(t, "not ready while the queue is away", func() bool { why = p.notReady(); return why != "" })
+	if !strings.Contains(why, "the queue of stage store down since") {
+		t.Errorf("not ready: %q, want the store's queue named", why)
+	}
+
+	// The server back, the records reach the stream and are acked; the
+	// store, retrying its database, is down but the process is ready.
+	srv.Restart()
+	poll.Until(t, "every event acked", func() bool { return src.ok.Load() == n })
+	poll.Until(t, "the store down", func() bool {
+		return rtStageStats(t, p.Stats(), "store").Health.State == stats.HealthDown
+	})
+	poll.Until(t, "the queue up again", func() bool { why = p.notReady(); return why == "" })
+	if st := rtStageStats(t, p.Stats(), "store"); st.Health.State != stats.HealthDown {
+		t.Errorf("store health %q while ready, want it still down", st.Health.State)
+	}
+	close(db)
+	poll.Until(t, "the store up", func() bool {
+		return rtStageStats(t, p.Stats(), "store").Health.State != stats.HealthDown
+	})
+	if why = p.notReady(); why != "" {
+		t.Errorf("not ready once the database is back: %q", why)
+	}
+	rtStop(t, p)
+}

@@ -351,6 +351,8 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 		for _, st := range []engine.Lifecycle{pub[j], cons[j], built[j]} {
 			if st.Stage() != nil {
 				switch st {
+				case pub[j]:
+					b.pub = len(p.stages)
 				case cons[j]:
 					b.cons = len(p.stages)
 					b.empty, _ = queues[j].cons.(stage.Emptier)
@@ -451,10 +453,11 @@ func isCommonQueueField(name string) bool {
 type behind struct {
 	stage, cons int
 	empty       stage.Emptier // the consumer's, if it has one
-	// fed: a stand-in of this process publishes to the consumer's stream
-	// (its front runs here too), so the consumer stops taking input only
-	// once that stand-in has drained (drainAll).
+	// fed: a stand-in of this process (p.stages[pub]) publishes to the
+	// consumer's stream (its front runs here too), so the consumer stops
+	// taking input only once that stand-in has drained (drainAll).
 	fed bool
+	pub int
 }
 
 // isConsumer reports whether stage i of p.stages is a transport's
