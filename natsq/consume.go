@@ -170,6 +170,20 @@ type deadEvent struct {
 
 func (e *envelope) events() int { return max(len(e.at)-1, 0) }
 
+// Connect connects to NATS, so that the queue's figures (the stream's
+// backlog) are read while the stage it feeds is still starting (a
+// database away at start), and takes nothing from the stream: Start does
+// that, once the stage can handle what it posts. It retries until ctx
+// ends, and returns what gives the connection back; Start takes a
+// connection of its own, so the pipeline calls that once Start has
+// returned, or once the stage's start has ended without it.
+func (c *consumer) Connect(ctx context.Context) (release func(), err error) {
+	if _, err := c.q.c.open(ctx); err != nil {
+		return nil, fmt.Errorf("stage %q: %w", c.q.stage, err)
+	}
+	return c.q.c.release, nil
+}
+
 // Start connects, makes sure the streams and the durable consumer exist,
 // and starts pulling. When it fails it undoes what it did, as Close does
 // (a source whose Start failed is never closed): its goroutines end and

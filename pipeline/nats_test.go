@@ -676,3 +676,76 @@ stages:
 	}
 	rtStop(t, p)
 }
+
+// startHandler is a store whose Start waits until up is closed (its
+// database away at start), then finishes every event.
+type startHandler struct{ up chan struct{} }
+
+func (h startHandler) Start(ctx context.Context) error {
+	select {
+	case <-h.up:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h startHandler) Handle(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+	stage.DoneAll(b, nil)
+	return nil
+}
+
+// A back whose stage is still starting (its database away) connects to
+// NATS and shows the stream's backlog as the stage's depth, taking
+// nothing: it showed its local queue, empty, and connected:false, as its
+// consumer connected only once the stage had started.
+func TestNatsBackShowsBacklogWhileStarting(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 300
+	yaml := strings.Replace(natsYAML(srv.URL(), n), "kind: test.finish", "kind: test.slowstart", 1)
+	reg, hub := rtRegistry(t)
+	up := make(chan struct{})
+	if err := reg.Register(stage.Kind{Name: "test.slowstart", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { return startHandler{up: up}, nil }}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	front := buildYAML(t, reg, yaml, "src", "mid")
+	if err := front.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+	poll.Until(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	rtStop(t, front)
+
+	back := buildYAML(t, reg, yaml, "store")
+	if err := back.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var st stats.Stage
+	var ns natsq.Stats
+	poll.Until(t, "the backlog on the back", func() bool {
+		st = rtStageStats(t, back.Stats(), "store")
+		ns, _ = natsq.StatsOf(st)
+		return st.Queue.Depth == n
+	})
+	if !ns.Connected || ns.Consuming || ns.Taken != 0 || st.In != 0 {
+		t.Errorf("while the store starts: connected %v, consuming %v, taken %d, in %d; want connected, nothing taken", ns.Connected, ns.Consuming, ns.Taken, st.In)
+	}
+	// A second back stopped while its store starts gives its connection
+	// back (goleak in TestMain sees a connection left open).
+	other := buildYAML(t, reg, yaml, "store")
+	if err := other.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the second back connected", func() bool {
+		ns, _ := natsq.StatsOf(rtStageStats(t, other.Stats(), "store"))
+		return ns.Connected
+	})
+	rtStop(t, other)
+	close(up)
+	poll.Until(t, "the back to store every event", func() bool { return rtStageStats(t, back.Stats(), "store").Out == n })
+	rtStop(t, back)
+}

@@ -356,6 +356,7 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 				case cons[j]:
 					b.cons = len(p.stages)
 					b.empty, _ = queues[j].cons.(stage.Emptier)
+					b.connect, _ = queues[j].cons.(connecter)
 				case built[j]:
 					b.stage = len(p.stages)
 				}
@@ -458,6 +459,17 @@ type behind struct {
 	// taking input only once that stand-in has drained (drainAll).
 	fed bool
 	pub int
+	// connect: the consumer's, if it has one (see connecter).
+	connect connecter
+}
+
+// connecter is a transport's consumer that can connect before it starts:
+// startBehind connects it while the stage it feeds starts, so that /stats
+// shows the stream's backlog while a database away at start holds the
+// stage's start. Connect takes nothing from the queue; the release it
+// returns gives back the connection (Start takes one of its own).
+type connecter interface {
+	Connect(ctx context.Context) (release func(), err error)
 }
 
 // isConsumer reports whether stage i of p.stages is a transport's
@@ -493,6 +505,7 @@ func (p *Pipeline) startBehind() {
 	p.behindStop = cancel
 	for _, b := range p.behind {
 		p.behindWG.Go(func() {
+			defer p.connectEarly(ctx, b)()
 			for _, i := range []int{b.stage, b.cons} {
 				if err := p.stages[i].Start(ctx); err != nil {
 					if ctx.Err() == nil {
@@ -507,6 +520,43 @@ func (p *Pipeline) startBehind() {
 			p.log.Info("stage started behind its queue", zap.String("pipeline", p.name),
 				zap.String("stage", p.stages[b.stage].Stage().Name()))
 		})
+	}
+}
+
+// connectEarly connects b's consumer, if it can, in the background while
+// b's stage starts: without it a back whose database was away at start
+// never connected to the transport (the consumer starts only after its
+// stage), and showed its local queue, empty, and no backlog. The function
+// it returns ends the connecting and gives the connection back; call it
+// once the consumer's Start has returned or will not be called. A failure
+// (other than the end of ctx) is logged: the consumer's own Start
+// connects again and reports it.
+func (p *Pipeline) connectEarly(ctx context.Context, b behind) func() {
+	if b.connect == nil {
+		return func() {}
+	}
+	name := p.stages[b.stage].Stage().Name()
+	cctx, cancel := context.WithCancel(ctx)
+	var release func()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := p.guard(name, "connect", func() error {
+			var err error
+			release, err = b.connect.Connect(cctx)
+			return err
+		})
+		if err != nil && cctx.Err() == nil {
+			p.log.Warn("connecting the queue early failed", zap.String("pipeline", p.name),
+				zap.String("stage", name), zap.Error(err))
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		if release != nil {
+			_ = p.guard(name, "release", func() error { release(); return nil })
+		}
 	}
 }
 
