@@ -523,21 +523,87 @@ func (c *conn) write(buf []byte) error {
 // closes.
 func (c *conn) finish() {
 	closeWrite(c.nc)
+	var discarded uint64
 	if c.s.opts.DrainLinger > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.DrainLinger))
-		buf := c.s.getBuf()
-		for {
-			if _, err := c.nc.Read(*buf); err != nil {
-				break
-			}
-		}
-		c.s.putBuf(buf)
+		discarded = c.linger()
 	}
 	c.mu.Lock()
-	c.to(connClosed) // unless Close aborted it meanwhile
+	closed := c.to(connClosed) // unless Close aborted it meanwhile
 	c.mu.Unlock()
 	c.nc.Close()
+	if closed && discarded > 0 {
+		c.discarded(discarded) // under ack: none
+	}
 	c.log.Debug("connection closed")
+}
+
+// errDiscarded is the refusal of the records a connection's client sent
+// after the source stopped taking input, read and discarded while the
+// connection lingered on drain.
+var errDiscarded = errors.New("sent after the source stopped taking input: read and discarded on drain (drain_linger)")
+
+// linger reads and discards input until the client closes or drain_linger
+// passes. What it reads is not dropped unseen: its bytes count in
+// bytes_in and, under ack: none, where the client will never learn of
+// its loss otherwise, it is framed on from where the connection's reads
+// stopped (completing a record the client had only partly sent then) and
+// linger returns how many records it held. (Under ack: commit those
+// records were never acked, and the client sends them again.) The reader
+// has returned and its last read is framed, so the framer is linger's.
+func (c *conn) linger() uint64 {
+	s := c.s
+	c.nc.SetReadDeadline(time.Now().Add(s.opts.DrainLinger))
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	var cnt recCount
+	count := s.opts.Ack == AckNone
+	read := false
+	for {
+		n, err := c.nc.Read(*buf)
+		if n > 0 {
+			read = true
+			s.cnt.bytesIn.Add(uint64(n))
+			if count {
+				c.fr.feed((*buf)[:n], &cnt)
+			}
+		}
+		if err != nil {
+			if err == io.EOF && read && count {
+				c.fr.end(&cnt) // an unterminated last line is a record
+			}
+			return cnt.n
+		}
+	}
+}
+
+// recCount counts the records a framer finds (those too large too: they
+// would have been refused) and keeps none of them.
+type recCount struct{ n uint64 }
+
+func (r *recCount) add(k recKind, _ []byte) {
+	if k != recBadFrame {
+		r.n++
+	}
+}
+
+// discarded accounts for n records the linger read and discarded under
+// ack: none. Each becomes an event refused with errDiscarded, so that the
+// drain report counts it lost (the source's Fate) and /stats counts it in
+// the stage's in and errors, and the loss is logged at warn, naming the
+// connection: the client was told nothing. The events are made with no
+// Completer: the connection's window and counts are done with and have
+// no part in them.
+func (c *conn) discarded(n uint64) {
+	s := c.s
+	c.mu.Lock()
+	first := c.win.next + 1 // the numbers the records would have taken
+	c.mu.Unlock()
+	origin := stage.Origin{Key: c.id}
+	for i := range n {
+		s.rt.NewEvent(nil, first+i, origin).Done(errDiscarded)
+	}
+	c.log.Warn("records sent during the drain read and discarded; ack: none tells the client nothing",
+		zap.Uint64("records", n), zap.Uint64("first_record", first), zap.Duration("drain_linger", s.opts.DrainLinger))
 }
 
 // kill closes the connection at once; events still in flight are counted

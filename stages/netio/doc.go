@@ -129,8 +129,12 @@
 // Drain waits until each connection owes nothing, then half-closes it and
 // discards its input until the client closes or drain_linger passes:
 // closing a socket with unread input makes the kernel send a reset, which
-// destroys acks still in flight. Close closes everything and joins every
-// goroutine.
+// destroys acks still in flight. What it discards counts in bytes_in;
+// under ack: none the records in it (framed on from where the reads
+// stopped) are lost, and the client is never told, so each is counted as
+// an event refused (in /stats' in and errors, and lost in the drain
+// report) and the connection logs their number at warn. Close closes
+// everything and joins every goroutine.
 //
 // # netio.udp
 //
