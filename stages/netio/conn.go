@@ -521,10 +521,23 @@ func (c *conn) write(buf []byte) error {
 // finish shuts the write side (the client reads EOF after its last ack),
 // discards input until the client closes or drain_linger passes, and
 // closes.
+//
+// Under ack: none it does not linger. The linger is there so that the
+// reset a close with unread input sends cannot destroy acks in flight,
+// and under ack: none there are none: lingering only took in, and threw
+// away, whatever a client that keeps sending sent meanwhile, while its
+// writes went on succeeding. finish reads (and counts) the input that has
+// already arrived, without waiting, and closes at once, so the client's
+// next writes fail and a sender with a queue of its own (rsyslog) keeps
+// what it had not sent. Where input cannot be read without waiting
+// (outside Unix) it lingers as under ack: commit.
 func (c *conn) finish() {
 	closeWrite(c.nc)
 	var discarded uint64
-	if c.s.opts.DrainLinger > 0 {
+	switch {
+	case c.s.opts.Ack == AckNone && canReadNow:
+		discarded = c.readReady()
+	case c.s.opts.DrainLinger > 0:
 		discarded = c.linger()
 	}
 	c.mu.Lock()
@@ -538,37 +551,64 @@ func (c *conn) finish() {
 }
 
 // errDiscarded is the refusal of the records a connection's client sent
-// after the source stopped taking input, read and discarded while the
-// connection lingered on drain.
-var errDiscarded = errors.New("sent after the source stopped taking input: read and discarded on drain (drain_linger)")
+// after the source stopped taking input, read and discarded as the
+// connection closed on drain.
+var errDiscarded = errors.New("sent after the source stopped taking input: read and discarded on drain")
 
 // linger reads and discards input until the client closes or drain_linger
-// passes. What it reads is not dropped unseen: its bytes count in
-// bytes_in and, under ack: none, where the client will never learn of
-// its loss otherwise, it is framed on from where the connection's reads
-// stopped (completing a record the client had only partly sent then) and
-// linger returns how many records it held. (Under ack: commit those
-// records were never acked, and the client sends them again.) The reader
-// has returned and its last read is framed, so the framer is linger's.
+// passes, and returns what discard returns.
 func (c *conn) linger() uint64 {
+	c.nc.SetReadDeadline(time.Now().Add(c.s.opts.DrainLinger))
+	return c.discard(c.nc.Read, time.Time{})
+}
+
+// readReady reads and discards the input that has arrived, without
+// waiting for more, and returns what discard returns. It reads for
+// drain_linger at most, should a client send as fast as it is read. Over
+// TLS the socket under it reads so, and a TLS record only partly arrived
+// is not read.
+func (c *conn) readReady() uint64 {
+	c.nc.SetReadDeadline(time.Time{}) // StopInput's, in the past, would fail every read
+	read := func(b []byte) (int, error) { return readNow(c.nc, b) }
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if pc, ok := tc.NetConn().(*progressConn); ok {
+			pc.noWait.Store(true)
+			read = tc.Read
+		}
+	}
+	return c.discard(read, time.Now().Add(c.s.opts.DrainLinger))
+}
+
+// discard reads with read until it fails (or, when until is set, until
+// then) and drops what it read. What it reads is not dropped unseen: its
+// bytes count in bytes_in and, under ack: none, where the client will
+// never learn of its loss otherwise, it is framed on from where the
+// connection's reads stopped (completing a record the client had only
+// partly sent then), and discard returns how many records it held. (Under
+// ack: commit those records were never acked, and the client sends them
+// again.) The reader has returned and its last read is framed, so the
+// framer is discard's.
+func (c *conn) discard(read func([]byte) (int, error), until time.Time) uint64 {
 	s := c.s
-	c.nc.SetReadDeadline(time.Now().Add(s.opts.DrainLinger))
 	buf := s.getBuf()
 	defer s.putBuf(buf)
 	var cnt recCount
 	count := s.opts.Ack == AckNone
-	read := false
+	got := false
 	for {
-		n, err := c.nc.Read(*buf)
+		n, err := read(*buf)
 		if n > 0 {
-			read = true
+			got = true
 			s.cnt.bytesIn.Add(uint64(n))
 			if count {
 				c.fr.feed((*buf)[:n], &cnt)
 			}
 		}
+		if err == nil && !until.IsZero() && time.Now().After(until) {
+			return cnt.n
+		}
 		if err != nil {
-			if err == io.EOF && read && count {
+			if err == io.EOF && got && count {
 				c.fr.end(&cnt) // an unterminated last line is a record
 			}
 			return cnt.n

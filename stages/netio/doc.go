@@ -129,12 +129,18 @@
 // Drain waits until each connection owes nothing, then half-closes it and
 // discards its input until the client closes or drain_linger passes:
 // closing a socket with unread input makes the kernel send a reset, which
-// destroys acks still in flight. What it discards counts in bytes_in;
-// under ack: none the records in it (framed on from where the reads
-// stopped) are lost, and the client is never told, so each is counted as
-// an event refused (in /stats' in and errors, and lost in the drain
-// report) and the connection logs their number at warn. Close closes
-// everything and joins every goroutine.
+// destroys acks still in flight. What it discards counts in bytes_in.
+// Under ack: none there are no acks to protect, and lingering would only
+// take in and throw away what a client that keeps sending sent meanwhile,
+// its writes succeeding: the connection is closed at once instead, once
+// the input that has already arrived is read (without waiting, for
+// drain_linger at most; outside Unix it lingers as under ack: commit), so
+// the client's next writes fail and a sender with a queue of its own
+// (rsyslog) keeps what it had not sent. The records in what was read
+// (framed on from where the reads stopped) are lost, and the client is
+// never told, so each is counted as an event refused (in /stats' in and
+// errors, and lost in the drain report) and the connection logs their
+// number at warn. Close closes everything and joins every goroutine.
 //
 // # netio.udp
 //

@@ -1,13 +1,16 @@
 package netio_test
 
-// This file tests what a drain does with input that keeps coming under
-// ack: none: it is counted and reported, not dropped unseen.
+// This file tests what a drain does with a client that keeps sending
+// under ack: none: what the source read and did not store is counted and
+// reported, and the connection is closed at once, not lingered on.
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,21 +25,32 @@ import (
 	"github.com/stagedserver/seda/stages/netio"
 )
 
-// A sender under ack: none that keeps sending through the drain: every
-// line it sent is either stored or counted lost in the drain report, its
-// bytes are all in bytes_in, and the loss is logged at warn with the
-// connection. The client sends 100 lines after it has read the server's
-// half-close, so some are certainly read after the source stopped taking
-// input, and then closes, which ends the linger.
+// A sender under ack: none that keeps sending through the drain. The sink
+// holds the first records until the source has stopped taking input, and
+// max_unacked: 1 pauses the reads meanwhile, so the lines sent after them
+// wait in the socket: the drain reads them and cannot store them. Every
+// complete line the source read (bytes_in) must be stored or counted lost
+// in the drain report and in /stats, the loss logged at warn with the
+// connection, and the connection closed at once: the client sees its
+// writes fail, though drain_linger is a minute.
+// Over TLS the socket under it is read so.
 func TestDrainAckNoneCountsDiscarded(t *testing.T) {
+	t.Run("tcp", func(t *testing.T) { drainAckNone(t, false) })
+	t.Run("tls", func(t *testing.T) { drainAckNone(t, true) })
+}
+
+func drainAckNone(t *testing.T, overTLS bool) {
 	reg := stage.NewRegistry()
 	if err := netio.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	var stored atomic.Int64
-	if err := reg.Register(stage.Kind{Name: "test.count", Doc: "stores every record", Terminal: true,
+	var stored, held atomic.Int64
+	release := make(chan struct{})
+	if err := reg.Register(stage.Kind{Name: "test.count", Doc: "stores every record once released", Terminal: true,
 		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
 			return stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+				held.Add(int64(len(b)))
+				<-release
 				stored.Add(int64(len(b)))
 				stage.DoneAll(b, nil)
 				return nil
@@ -44,8 +58,14 @@ func TestDrainAckNoneCountsDiscarded(t *testing.T) {
 		}}); err != nil {
 		t.Fatal(err)
 	}
+	var f tlsFiles
+	tlsKey := ""
+	if overTLS {
+		f = newTLSFiles(t)
+		tlsKey = fmt.Sprintf("    tls: {cert: %s, key: %s}\n", f.server.CertFile, f.server.KeyFile)
+	}
 	yaml := "name: t\nstages:\n  in:\n    kind: netio.tcp\n    listen: 127.0.0.1:0\n    ack: none\n    drain_linger: 1m\n" +
-		"    next: out\n  out:\n    kind: test.count\n"
+		"    max_unacked: 1\n    read_buffer: 4KiB\n" + tlsKey + "    next: out\n  out:\n    kind: test.count\n"
 	pc, err := pipeline.Parse("p.yaml", []byte(yaml), reg, func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -60,54 +80,79 @@ func TestDrainAckNoneCountsDiscarded(t *testing.T) {
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := net.Dial("tcp", p.Addr("in").String())
+	addr := p.Addr("in").String()
+	var nc interface {
+		net.Conn
+		CloseWrite() error
+	}
+	if overTLS {
+		nc, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: f.ca.Pool()})
+	} else {
+		nc, err = net.DialTCP("tcp", nil, p.Addr("in").(*net.TCPAddr))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	var eof atomic.Bool // the server half-closed: the drain has begun
-	go func() {
-		io.Copy(io.Discard, nc) // ack: none: nothing comes but the EOF
-		eof.Store(true)
-	}()
-	var sent, sentBytes int
+	go io.Copy(io.Discard, nc) // ack: none: nothing comes; a sender that does not read
+
+	// The writer sends until a write fails, or gives up after far more
+	// than the socket buffers hold, having never seen one fail, and shuts
+	// its side (which ends a linger).
+	const lines, giveUp = 2000, 200000
+	var written atomic.Int64
+	var ends []int // ends[i]: the bytes sent up to and including line i+1
+	var werr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		after := 0
-		for after < 100 {
-			if eof.Load() {
-				after++
-			}
-			sent++
-			line := fmt.Sprintf("<13>record %d\n", sent)
-			n, err := io.WriteString(nc, line)
-			sentBytes += n
+		total := 0
+		for i := 1; i <= giveUp; i++ {
+			n, err := fmt.Fprintf(nc, "<13>record %d\n", i)
 			if err != nil {
-				t.Errorf("write %d: %v", sent, err)
+				werr = err
 				return
 			}
+			total += n
+			ends = append(ends, total)
+			written.Add(1)
 		}
-		nc.(*net.TCPConn).CloseWrite() // ends the linger
+		nc.CloseWrite()
 	})
-	poll.Until(t, "records stored", func() bool { return stored.Load() >= 100 })
-	rep, err := p.Stop(ctx)
+	poll.Until(t, "the first records held in the sink and more lines sent", func() bool {
+		return held.Load() > 0 && written.Load() >= lines
+	})
+	var rep pipeline.StopReport
+	var serr error
+	var stop sync.WaitGroup
+	stop.Go(func() { rep, serr = p.Stop(ctx) })
+	// Once the listener is closed, the source reads no more.
+	poll.Until(t, "the listener closed", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(release)
+	stop.Wait()
 	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
+	if serr != nil {
+		t.Fatal(serr)
 	}
-	if got := uint64(stored.Load()) + rep.Fates.Lost; got != uint64(sent) {
-		t.Errorf("sent %d, stored %d and %d lost (report %s): %d unaccounted for",
-			sent, stored.Load(), rep.Fates.Lost, rep.Fates, int64(sent)-int64(got))
-	}
-	if rep.Fates.Lost < 100 {
-		t.Errorf("report %s: want at least the 100 lines sent after the half-close lost", rep.Fates)
+	if werr == nil {
+		t.Errorf("the client wrote %d lines with no error: the connection was not closed (lingered on)", giveUp)
 	}
 	st, _ := p.StageStats("in")
-	if st.Source == nil || st.Source.BytesIn != uint64(sentBytes) {
-		t.Errorf("source stats %+v: want bytes_in %d", st.Source, sentBytes)
+	if st.Source == nil {
+		t.Fatal("no source stats")
 	}
-	if st.In != uint64(sent) || st.Errors != rep.Fates.Lost {
-		t.Errorf("stage stats: in %d, errors %d: want in %d, errors %d (the records lost)", st.In, st.Errors, sent, rep.Fates.Lost)
+	read := sort.SearchInts(ends, int(st.Source.BytesIn)+1) // complete lines in bytes_in
+	if rep.Fates.Lost == 0 || uint64(stored.Load())+rep.Fates.Lost != uint64(read) {
+		t.Errorf("read %d lines (bytes_in %d); stored %d and %d lost (report %s): want every line read stored or lost, some lost",
+			read, st.Source.BytesIn, stored.Load(), rep.Fates.Lost, rep.Fates)
+	}
+	if st.In != uint64(read) || st.Errors != rep.Fates.Lost {
+		t.Errorf("stage stats: in %d, errors %d: want in %d, errors %d (the records lost)", st.In, st.Errors, read, rep.Fates.Lost)
 	}
 	ws := logs.FilterMessageSnippet("discarded").All()
 	if len(ws) != 1 {

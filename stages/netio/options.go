@@ -178,7 +178,9 @@ func Fields() []stage.Field {
 		{Name: "read_buffer", Type: stage.Size, Default: int64(DefaultReadBuffer), Range: stage.Between(minReadBuffer, maxReadBuffer),
 			Doc: "bytes per read; each connection has one read outstanding, in a pooled buffer"},
 		{Name: "drain_linger", Type: stage.Duration, Default: DefaultDrainLinger,
-			Doc: "on drain, after half-closing, discard input this long at most so the kernel does not reset unread acks"},
+			Doc: "on drain, after half-closing, discard input this long at most so the kernel does not reset unread acks; " +
+				"under ack: none, which has no acks to protect, the connection is closed at once instead (the input already arrived is read, " +
+				"and its records counted lost), so a sender's next writes fail rather than being discarded"},
 		{Name: "socket_buffer", Type: stage.Size, Default: int64(0), Range: stage.Between(0, maxSocketBuf),
 			Doc: "SO_RCVBUF and SO_SNDBUF per connection; 0 keeps the kernel's autotuning (usually best)"},
 		{Name: "keepalive", Type: stage.Duration, Default: DefaultKeepAlive, Doc: "TCP keepalive period, to find dead peers; 0: off"},

@@ -6,6 +6,7 @@ package netio
 // no portable way to make them (Windows): none.
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -19,3 +20,12 @@ func waitReadable(syscall.RawConn) error { return nil }
 // discardReady does nothing here: input left unread when a refused
 // connection is closed may make the kernel reset it.
 func discardReady(net.Conn) {}
+
+// canReadNow says that readNow cannot read without waiting here: under
+// ack: none a drain lingers instead.
+const canReadNow = false
+
+var errNotReady = errors.New("no input ready")
+
+// readNow reads nothing here.
+func readNow(net.Conn, []byte) (int, error) { return 0, errNotReady }

@@ -7,6 +7,8 @@ package netio
 // poller) and dropping the input that has arrived without waiting.
 
 import (
+	"errors"
+	"io"
 	"net"
 	"syscall"
 
@@ -48,4 +50,41 @@ func discardReady(nc net.Conn) {
 			}
 		}
 	})
+}
+
+// canReadNow says that readNow reads without waiting here.
+const canReadNow = true
+
+// errNotReady is readNow's when no input has arrived.
+var errNotReady = errors.New("no input ready")
+
+// readNow reads into b the input that has arrived on nc, without waiting:
+// it returns errNotReady when there is none and io.EOF once the client
+// has shut its side. nc's read deadline must not have passed.
+func readNow(nc net.Conn, b []byte) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return 0, errNotReady
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), b)
+		return true // never wait
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case rerr == unix.EAGAIN || rerr == unix.EWOULDBLOCK || rerr == unix.EINTR:
+		return 0, errNotReady
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }

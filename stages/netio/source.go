@@ -213,7 +213,9 @@ func (s *Source) StopInput(ctx context.Context) error {
 // connection's acks are written. Then each connection is half-closed (its
 // write side shut) and its input discarded until the client closes or
 // drain_linger passes, since closing a socket with unread input makes the
-// kernel reset it and destroys the acks in flight. A connection is
+// kernel reset it and destroys the acks in flight (under ack: none, with
+// no acks to protect, it reads only what has arrived and closes at once:
+// see conn.finish). A connection is
 // drained as soon as it owes nothing, so one whose records are all
 // finished is not held back by the others. Drain returns once every
 // connection is closed, or with ctx.Err() when ctx ends first; Close then

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,16 @@ type progressConn struct {
 	net.Conn
 	mu      sync.Mutex
 	timeout time.Duration // what the last write deadline allowed; 0: none
+	noWait  atomic.Bool   // reads take what has arrived and never wait (readNow)
+}
+
+// Read reads from the socket, or, once noWait is set, reads what has
+// arrived without waiting (a drain under ack: none).
+func (c *progressConn) Read(b []byte) (int, error) {
+	if c.noWait.Load() {
+		return readNow(c.Conn, b)
+	}
+	return c.Conn.Read(b)
 }
 
 // SetWriteDeadline sets the socket's deadline and keeps how long it
