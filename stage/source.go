@@ -38,7 +38,8 @@ import (
 // once every source of the pipeline has ended so and what they read is
 // finished, pipeline.Run drains and returns nil. Any other error is
 // logged and Read is called again, after a pause that grows to a second
-// while the errors go on.
+// while the errors go on; so is a panic in Read, which is logged with its
+// stack.
 //
 // Close is called once, after every record read is finished and acked
 // (or at once when the stop is forced); it releases what Connect took.

@@ -28,7 +28,7 @@ import (
 type inputSource struct {
 	in stage.Input
 	rt stage.SourceRuntime
-	st *Stage // the stage rt is of: its door (memory.go)
+	st *Stage // the stage rt is of: its door (memory.go) and catch
 
 	readCtx  context.Context // ends at StopInput: Read returns
 	stopRead context.CancelFunc
@@ -60,10 +60,7 @@ func (f ackFunc) Complete(_ *stage.Event, err error) { f(err) }
 
 func (s *inputSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 	s.rt = rt
-	if r, ok := rt.(sourceRuntime); ok {
-		s.st = r.s
-	}
-	if err := s.in.Connect(ctx); err != nil {
+	if err := s.connect(ctx); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	s.connected = true
@@ -89,10 +86,8 @@ func (s *inputSource) read() {
 	defer close(s.recs)
 	pause := time.Duration(0)
 	for {
-		if s.st != nil {
-			s.st.waitRoom() // returns at StopInput and Close
-		}
-		b, ack, err := s.in.Read(s.readCtx)
+		s.st.waitRoom() // returns at StopInput and Close
+		b, ack, err := s.readOne()
 		if s.health != nil && s.readCtx.Err() == nil && !errors.Is(err, stage.ErrEndOfInput) {
 			var now int64 // a success reads no clock
 			if err != nil {
@@ -136,6 +131,19 @@ func (s *inputSource) read() {
 			return
 		}
 	}
+}
+
+func (s *inputSource) connect(ctx context.Context) (err error) {
+	defer s.st.catch("Connect", &err)
+	return s.in.Connect(ctx)
+}
+
+// readOne calls Read. A panic in it is taken as a read error (catch logs
+// it with its stack and counts it): the input is read again after the
+// pause, as after any error, rather than the process dying.
+func (s *inputSource) readOne() (b []byte, ack func(error), err error) {
+	defer s.st.catch("Read", &err)
+	return s.in.Read(s.readCtx)
 }
 
 // errClosed refuses a record read as the source was closed.

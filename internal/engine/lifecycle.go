@@ -26,7 +26,7 @@ func (l Lifecycle) StopInput(ctx context.Context) error {
 	if l.s.src == nil {
 		return nil
 	}
-	return l.s.src.StopInput(ctx)
+	return l.s.stopInput(ctx)
 }
 
 // Drain waits for a source's events to finish and its completions to be
@@ -35,7 +35,7 @@ func (l Lifecycle) Drain(ctx context.Context) error {
 	if l.s.src == nil {
 		return nil
 	}
-	return l.s.src.Drain(ctx)
+	return l.s.drain(ctx)
 }
 
 // CloseQueue closes the stage's port: nothing new is accepted, the workers

@@ -144,7 +144,10 @@ func NewSourceStage(set stage.Settings, src stage.Source, log *zap.Logger) (*Sta
 // that drives it: the runtime reads it, makes and emits the events, and
 // drains and closes it (input.go).
 func NewInputStage(set stage.Settings, in stage.Input, log *zap.Logger) (*Stage, Lifecycle) {
-	return NewSourceStage(set, &inputSource{in: in}, log)
+	src := &inputSource{in: in}
+	st, l := NewSourceStage(set, src, log)
+	src.st = st
+	return st, l
 }
 
 // Name returns the stage's name.
@@ -235,19 +238,13 @@ func (s *Stage) DoubleDone(seq, key uint64, err error) {
 
 func (s *Stage) start(ctx context.Context) error {
 	if s.src != nil {
-		if err := s.src.Start(ctx, sourceRuntime{s}); err != nil {
+		if err := s.startSource(ctx); err != nil {
 			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
 		}
 		return nil
 	}
-	s.project()
-	if st, ok := s.handler.(interface{ Start(context.Context) error }); ok {
-		// Start's context carries the stage's health, as Handle's does, so
-		// that a Start retrying an unreachable service (stage.ReportAttempt)
-		// shows the stage down rather than ok while it waits.
-		if err := st.Start(context.WithValue(ctx, track.HealthKey{}, &s.health)); err != nil {
-			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
-		}
+	if err := s.startHandler(ctx); err != nil {
+		return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
 	}
 	if s.port == nil {
 		return nil
@@ -256,6 +253,49 @@ func (s *Stage) start(ctx context.Context) error {
 	s.cancel = cancel
 	s.startPool(wctx)
 	s.startControl()
+	return nil
+}
+
+// The kind's methods are called through these, each with catch deferred:
+// a panic in one fails that step (the start, the stop) with the stage's
+// error, and the pipeline stops what it started, closing the other
+// stages, rather than the process dying.
+
+func (s *Stage) startSource(ctx context.Context) (err error) {
+	defer s.catch("Start", &err)
+	return s.src.Start(ctx, sourceRuntime{s})
+}
+
+func (s *Stage) startHandler(ctx context.Context) (err error) {
+	defer s.catch("Start", &err)
+	s.project() // calls FieldsRead and Project
+	if st, ok := s.handler.(interface{ Start(context.Context) error }); ok {
+		// Start's context carries the stage's health, as Handle's does, so
+		// that a Start retrying an unreachable service (stage.ReportAttempt)
+		// shows the stage down rather than ok while it waits.
+		return st.Start(context.WithValue(ctx, track.HealthKey{}, &s.health))
+	}
+	return nil
+}
+
+func (s *Stage) stopInput(ctx context.Context) (err error) {
+	defer s.catch("StopInput", &err)
+	return s.src.StopInput(ctx)
+}
+
+func (s *Stage) drain(ctx context.Context) (err error) {
+	defer s.catch("Drain", &err)
+	return s.src.Drain(ctx)
+}
+
+func (s *Stage) closeKind() (err error) {
+	defer s.catch("Close", &err)
+	if s.src != nil {
+		return s.src.Close()
+	}
+	if c, ok := s.handler.(interface{ Close() error }); ok {
+		return c.Close()
+	}
 	return nil
 }
 
@@ -286,14 +326,10 @@ func (s *Stage) close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	var err error
 	if s.src != nil {
 		s.door.close()
-		err = s.src.Close()
-	} else if c, ok := s.handler.(interface{ Close() error }); ok {
-		err = c.Close()
 	}
-	if err != nil {
+	if err := s.closeKind(); err != nil {
 		return fmt.Errorf("stage %q: close: %w", s.set.Name, err)
 	}
 	return nil

@@ -152,18 +152,36 @@ type waitRun struct {
 	n  uint64
 }
 
-func (s *Stage) call(ctx context.Context, batch []*stage.Event, out stage.Emitter) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.panics.Add(1)
-			s.log.Error("handler panicked; failing its batch",
-				zap.String("stage", s.set.Name), zap.Any("panic", v), zap.Int("batch", len(batch)),
-				zap.StackSkip("stack", 2))
-			err = fmt.Errorf("stage %q: handler panic: %v", s.set.Name, v)
-		}
-	}()
-	if err := s.handler.Handle(ctx, batch, out); err != nil {
+func (s *Stage) call(ctx context.Context, batch []*stage.Event, out stage.Emitter) error {
+	if err := s.handle(ctx, batch, out); err != nil {
 		return fmt.Errorf("stage %q: %w", s.set.Name, err)
 	}
 	return nil
+}
+
+func (s *Stage) handle(ctx context.Context, batch []*stage.Event, out stage.Emitter) (err error) {
+	defer s.catch("handler", &err)
+	return s.handler.Handle(ctx, batch, out)
+}
+
+// catch turns a panic in the kind's code into *err, the error of the
+// kind's method that panicked (in names it): a panic is a bug in the
+// kind, and it fails what the call was for (a handler's batch, the
+// pipeline's start) rather than the whole process. It counts the panic
+// in the stage's figures and logs it with the stack, which the error
+// cannot carry. Every call of a kind's method the runtime makes defers
+// it, directly, as recover works only there:
+//
+//	defer s.catch("Start", &err)
+func (s *Stage) catch(in string, err *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.panics.Add(1)
+	// Skip catch and the runtime's panic: the stack starts where the
+	// kind panicked.
+	s.log.Error(in+" panicked", zap.String("stage", s.set.Name), zap.Any("panic", v),
+		zap.StackSkip("stack", 2))
+	*err = fmt.Errorf("%s panic: %v", in, v)
 }
