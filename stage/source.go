@@ -39,7 +39,9 @@ import (
 // finished, pipeline.Run drains and returns nil. Any other error is
 // logged and Read is called again, after a pause that grows to a second
 // while the errors go on; so is a panic in Read, which is logged with its
-// stack.
+// stack. A non-nil record returned with an error (ErrEndOfInput or
+// another) is a record: as with io.Reader, it is emitted first, and
+// acked as any other, and then the error is acted on.
 //
 // Close is called once, after every record read is finished and acked
 // (or at once when the stop is forced); it releases what Connect took.

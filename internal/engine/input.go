@@ -95,7 +95,10 @@ func (s *inputSource) read() {
 			}
 			s.health.report(now, err)
 		}
-		if err == nil {
+		// A record returned with an error is emitted before the error is
+		// acted on, as io.Reader's data is (the last line of a file with
+		// ErrEndOfInput): dropped, it would never be acked.
+		if err == nil || b != nil {
 			select {
 			case s.recs <- record{b: b, ack: ack, at: time.Now()}:
 			case <-s.ctx.Done(): // Close: the record is not taken
@@ -104,8 +107,10 @@ func (s *inputSource) read() {
 				}
 				return
 			}
-			pause = 0
-			continue
+			if err == nil {
+				pause = 0
+				continue
+			}
 		}
 		switch {
 		case s.readCtx.Err() != nil:

@@ -179,3 +179,58 @@ func TestWaitFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// withErr is an Input of n records, of which the last comes with last
+// (io.Reader style), and then, when last is not the end, ErrEndOfInput.
+type withErr struct {
+	counted
+	last error
+}
+
+func (w *withErr) Read(ctx context.Context) ([]byte, func(error), error) {
+	b, ack, err := w.counted.Read(ctx)
+	if err == nil && w.read == w.n {
+		return b, ack, w.last
+	}
+	return b, ack, err
+}
+
+// A record that Read returns with an error is emitted and acked, and then
+// the error is acted on: with ErrEndOfInput the input ends, with another
+// it is read again. The record used to be dropped, never acked.
+func TestInputRecordWithError(t *testing.T) {
+	for _, last := range []error{stage.ErrEndOfInput, errors.New("transient")} {
+		const n = 3
+		in := &withErr{counted: counted{n: n, acks: map[string]error{}}, last: last}
+		var got atomic.Int64
+		sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Terminal: true},
+			stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+				got.Add(int64(len(b)))
+				stage.DoneAll(b, nil)
+				return nil
+			}), nil)
+		src, il := NewInputStage(stage.Settings{Name: "lines"}, in, nil)
+		il.Connect(sink, nil)
+		ctx := context.Background()
+		for _, l := range []Lifecycle{sl, il} {
+			if err := l.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		<-src.Ended()
+		if err := il.StopInput(ctx); err != nil {
+			t.Fatal(err)
+		}
+		sl.CloseQueue()
+		sl.Wait()
+		dctx, cancel := context.WithTimeout(ctx, poll.Limit)
+		if err := il.Drain(dctx); err != nil {
+			t.Fatalf("last %v: drain: %v", last, err)
+		}
+		cancel()
+		il.Close()
+		if got.Load() != n || in.acked() != n {
+			t.Errorf("last %v: %d records handled and %d acked, want %d", last, got.Load(), in.acked(), n)
+		}
+	}
+}
