@@ -45,6 +45,8 @@ import (
 //
 // Close is called once, after every record read is finished and acked
 // (or at once when the stop is forced); it releases what Connect took.
+// When Connect fails, Close is not called: what it took before failing,
+// it releases itself.
 type Input interface {
 	Connect(ctx context.Context) error
 	Read(ctx context.Context) (record []byte, ack func(err error), err error)
@@ -77,7 +79,8 @@ var ErrEndOfInput = errors.New("end of input")
 //   - Close releases everything and joins the source's goroutines. It is
 //     called after Drain, or at once when the stop is forced (then
 //     events may still be in flight; their completions come later or
-//     never).
+//     never), or when Start failed (then StopInput and Drain are not
+//     called): what a Start took before it failed, Close releases.
 //
 // A source makes an event per record with rt.NewEvent (or NewEventAt,
 // with the time it read a buffer of records), whose Origin it usually

@@ -5,6 +5,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -68,6 +69,8 @@ type Stage struct {
 	calls     ages
 	callsDone atomic.Uint64
 	callNanos atomic.Uint64
+
+	srcClosed bool // the source's Close was called, by a start that failed
 
 	ended   chan struct{} // a source's: closed by EndInput
 	endOnce sync.Once
@@ -238,10 +241,21 @@ func (s *Stage) DoubleDone(seq, key uint64, err error) {
 
 func (s *Stage) start(ctx context.Context) error {
 	if s.src != nil {
-		if err := s.startSource(ctx); err != nil {
-			return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
+		err := s.startSource(ctx)
+		if err == nil {
+			return nil
 		}
-		return nil
+		// A Source is closed whether Start succeeded or not, as a
+		// Handler is: a Start that fails halfway (a goroutine started, a
+		// second listener failing to bind) releases what it took in
+		// Close. The pipeline does not close a source that did not
+		// start, so it is closed here, once.
+		err = fmt.Errorf("stage %q: start: %w", s.set.Name, err)
+		s.srcClosed = true
+		if cerr := s.closeKind(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("stage %q: close: %w", s.set.Name, cerr))
+		}
+		return err
 	}
 	if err := s.startHandler(ctx); err != nil {
 		return fmt.Errorf("stage %q: start: %w", s.set.Name, err)
@@ -328,6 +342,9 @@ func (s *Stage) close() error {
 	}
 	if s.src != nil {
 		s.door.close()
+		if s.srcClosed {
+			return nil // by start, which failed
+		}
 	}
 	if err := s.closeKind(); err != nil {
 		return fmt.Errorf("stage %q: close: %w", s.set.Name, err)

@@ -582,3 +582,49 @@ func TestDoorRefusesWhileRejectingQueueIsFull(t *testing.T) {
 		})
 	}
 }
+
+// failingSource starts a goroutine and then fails its Start, as a source
+// binding two listeners whose second is taken might; Close stops the
+// goroutine.
+type failingSource struct {
+	panicky
+	stop, done chan struct{}
+	closes     int
+}
+
+func (f *failingSource) Start(context.Context, stage.SourceRuntime) error {
+	f.stop, f.done = make(chan struct{}), make(chan struct{})
+	go func() { defer close(f.done); <-f.stop }()
+	f.maybe("Start")
+	return errors.New("bind: address in use")
+}
+
+func (f *failingSource) StopInput(context.Context) error { return nil }
+func (f *failingSource) Drain(context.Context) error     { return nil }
+
+func (f *failingSource) Close() error {
+	f.closes++
+	close(f.stop)
+	<-f.done
+	return nil
+}
+
+// A Source whose Start fails (or panics) is closed, once, as a Handler
+// whose Start fails is: what it started before failing is released. The
+// pipeline does not close a source that did not start, and the source's
+// goroutine leaked.
+func TestSourceClosedWhenStartFails(t *testing.T) {
+	for _, at := range []string{"", "Start"} {
+		f := &failingSource{panicky: panicky{at: at}}
+		_, l := NewSourceStage(stage.Settings{Name: "src"}, f, nil)
+		if err := l.Start(context.Background()); err == nil {
+			t.Fatal("the start did not fail")
+		}
+		if f.closes != 1 {
+			t.Fatalf("panic at %q: closed %d times by the failed start, want 1", at, f.closes)
+		}
+		if err := l.Close(); err != nil || f.closes != 1 {
+			t.Fatalf("panic at %q: Close after the failed start: %v, closed %d times, want 1", at, err, f.closes)
+		}
+	}
+}
