@@ -42,7 +42,9 @@ func (f HandlerFunc) Handle(ctx context.Context, batch []*Event, out Emitter) er
 }
 
 // Emitter hands events to the next stage. After Emit the caller no
-// longer owns ev. An Emitter is not safe for concurrent use: each worker,
+// longer owns ev: it must neither finish nor emit it again. A second
+// Emit of it is ignored, counted in the stage's double_done and logged,
+// as a second Done is. An Emitter is not safe for concurrent use: each worker,
 // and each goroutine of a source, has its own.
 //
 // Emitted events are handed over in batches: at Flush, or earlier, once

@@ -73,12 +73,11 @@ func (o *Outputs) emit(ctx context.Context, st *Stage, ev *stage.Event) error {
 		ev.Done(nil) // the end of the pipeline
 		return nil
 	}
-	// Swap rather than Store: it costs the same and catches a handler that
-	// emits an event it already finished (counted as a second Done).
-	es := state(ev)
-	if prev := es.Owner.Swap(&st.h); prev.IsMark() {
-		es.Owner.Store(prev)
-		es.DoubleDone(ev.Seq, ev.Origin.Key, nil)
+	// The emitting stage hands the event over only if it still holds it:
+	// one compare-and-swap, which costs what a Store's swap did. It fails
+	// for an event made outside the runtime (owned by nobody), which
+	// handOff then takes, and for a handler's bug, which it refuses.
+	if !state(ev).Owner.CompareAndSwap(&o.from.h, &st.h) && !o.handOff(ev, st) {
 		return nil
 	}
 	o.out++
@@ -109,6 +108,30 @@ func (o *Outputs) emit(ctx context.Context, st *Stage, ev *stage.Event) error {
 		o.post(ctx, t)
 	}
 	return nil
+}
+
+// handOff is emit's slow path, for an event the emitting stage does not
+// hold: it hands over an event made outside the runtime (owned by
+// nobody), and refuses, counting it, an event this stage finished (a
+// second Done) or handed on already (a second Emit). The next stage
+// owns that one now, or has finished it and its memory holds another
+// record: sent on again, the sink would write that record twice, or an
+// emptied event. It reports whether ev was handed over.
+func (o *Outputs) handOff(ev *stage.Event, st *Stage) bool {
+	es := state(ev)
+	prev := es.Owner.Load()
+	switch {
+	case prev == nil && es.Owner.CompareAndSwap(nil, &st.h):
+		return true
+	case prev == o.from.h.Mark():
+		// Finished by this stage's handler, which has not returned: the
+		// event is not recycled yet, and its fields can be read.
+		es.DoubleDone(ev.Seq, ev.Origin.Key, nil)
+	default:
+		// Another stage's: ev's fields are not this stage's to read.
+		o.from.doubleEmit()
+	}
+	return false
 }
 
 func (o *Outputs) target(st *Stage) *target {

@@ -229,14 +229,31 @@ func (s *Stage) Finished(lat, arrived int64, n uint64) {
 // at most once a second: a buggy handler may do this per event
 // (track.Source).
 func (s *Stage) DoubleDone(seq, key uint64, err error) {
-	s.doubleDones.Add(1)
-	now := track.Nanotime()
-	last := s.lastDoubleDoneLogged.Load()
-	if (last == 0 || now-last >= int64(time.Second)) && s.lastDoubleDoneLogged.CompareAndSwap(last, now) {
+	if s.countDouble() {
 		s.log.Error("event finished twice (Done called again); ignored",
 			zap.String("stage", s.set.Name), zap.Uint64("key", key), zap.Uint64("seq", seq),
 			zap.NamedError("second_err", err), zap.Uint64("total", s.doubleDones.Load()))
 	}
+}
+
+// doubleEmit counts an event this stage's handler emitted after it had
+// handed it on (Emit called again), and logs it, at most once a second.
+// It is counted with the second Dones, in the emitting stage's
+// double_done: the same bug, an event handed off twice.
+func (s *Stage) doubleEmit() {
+	if s.countDouble() {
+		s.log.Error("event emitted twice (Emit called again after it was handed on); ignored",
+			zap.String("stage", s.set.Name), zap.Uint64("total", s.doubleDones.Load()))
+	}
+}
+
+// countDouble counts a second hand-off of an event and reports whether to
+// log it: not if one was logged within the last second.
+func (s *Stage) countDouble() bool {
+	s.doubleDones.Add(1)
+	now := track.Nanotime()
+	last := s.lastDoubleDoneLogged.Load()
+	return (last == 0 || now-last >= int64(time.Second)) && s.lastDoubleDoneLogged.CompareAndSwap(last, now)
 }
 
 func (s *Stage) start(ctx context.Context) error {
