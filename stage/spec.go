@@ -108,8 +108,11 @@ type Field struct {
 //     decoder), or all=true when one of them may read any field; it then
 //     needs to set only those fields.
 //   - MaxWorkers() int, on a Handler: the most workers it can use at once
-//     (a database sink with a fixed connection pool): the pool
-//     controller grows an auto pool no further. 0 means no limit.
+//     (a database sink with a fixed connection pool): an auto pool starts
+//     with no more (rather than a worker per run slot) and the pool
+//     controller grows it no further. A pinned workers overrides it:
+//     Env.MaxWorkers then tells the handler the pinned count. 0 means no
+//     limit.
 //   - Addr() net.Addr, on a Source: the address it listens on, nil
 //     before it has started (pipeline.Pipeline.Addr returns it).
 //   - Figures(st *stats.Stage), on a Source with a queue and pool of its

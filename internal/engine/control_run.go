@@ -41,8 +41,12 @@ type control struct {
 }
 
 func newControl(s *Stage) *control {
+	workers := s.set.Workers
+	if s.set.AutoWorkers {
+		workers = s.workersFloor(workers) // the run slots, or what the handler can use
+	}
 	c := newController(s.set.Batch, batchCeiling(s.set), s.set.AutoBatch,
-		s.set.Workers, s.set.Concurrency, s.workersCeiling(s.set.Concurrency), s.set.AutoWorkers)
+		workers, s.workersFloor(s.set.Concurrency), s.workersCeiling(s.set.Concurrency), s.set.AutoWorkers)
 	return &control{s: s, c: c, stop: make(chan struct{})}
 }
 
@@ -77,12 +81,31 @@ func AutoWorkersCeiling(conc int) int {
 // can use (a handler's stage.MaxWorkers, see stage.Kind).
 func (s *Stage) workersCeiling(conc int) int {
 	n := AutoWorkersCeiling(conc)
-	if l, ok := s.handler.(interface{ MaxWorkers() int }); ok {
-		if m := l.MaxWorkers(); m > 0 {
-			n = min(n, m)
-		}
+	if m := s.handlerMaxWorkers(); m > 0 {
+		n = min(n, m)
 	}
 	return n
+}
+
+// workersFloor is the fewest workers the pool controller gives the stage
+// with conc run slots, and the pool it starts with: a worker per slot,
+// and no more than the handler can use. A handler with one connection
+// (MaxWorkers 1) on a stage with GOMAXPROCS slots got as many workers at
+// the start, each calling it at once, when only growth was capped.
+func (s *Stage) workersFloor(conc int) int {
+	if m := s.handlerMaxWorkers(); m > 0 {
+		return min(conc, m)
+	}
+	return conc
+}
+
+// handlerMaxWorkers returns the most workers the handler can use at once
+// (its MaxWorkers, see stage.Kind), or 0 for no limit.
+func (s *Stage) handlerMaxWorkers() int {
+	if l, ok := s.handler.(interface{ MaxWorkers() int }); ok {
+		return max(l.MaxWorkers(), 0)
+	}
+	return 0
 }
 
 func (s *Stage) startControl() {
@@ -239,7 +262,8 @@ func (s *Stage) setWorkers(n int) error {
 // (1 to stage.MaxWorkers). Nothing is interrupted: a lower limit takes
 // effect as running workers come back for their next batch
 // (port.Port.SetConcurrency). An auto pool never shrinks below its run
-// slots, and its ceiling follows them.
+// slots (or what the handler can use, if fewer), and its ceiling follows
+// them.
 func (s *Stage) setConcurrency(n int) error {
 	if n < 1 || n > stage.MaxWorkers {
 		return fmt.Errorf("stage %q: concurrency %d: want 1 to %d", s.set.Name, n, stage.MaxWorkers)
@@ -252,7 +276,7 @@ func (s *Stage) setConcurrency(n int) error {
 	defer c.mu.Unlock()
 	from := s.port.Concurrency()
 	s.port.SetConcurrency(n)
-	c.c.workers.floor = n
+	c.c.workers.floor = s.workersFloor(n)
 	c.c.workers.ceiling = max(s.workersCeiling(n), c.c.workers.now)
 	c.record(stats.Decision{Knob: stats.KnobConcurrency, From: float64(from), To: float64(n), Reason: fmt.Sprintf("set by an operator to %d", n)})
 	return nil

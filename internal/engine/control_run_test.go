@@ -375,3 +375,67 @@ func TestHandBackIntoRange(t *testing.T) {
 		t.Errorf("batch pinned at 1000, then auto: %+v; want auto at its ceiling, 64", *b)
 	}
 }
+
+// oneConn is a handler that can use one worker (a sink with one
+// connection): it counts the calls in progress, and each waits for the
+// test.
+type oneConn struct {
+	in, peak atomic.Int64
+	release  chan struct{}
+}
+
+func (o *oneConn) MaxWorkers() int { return 1 }
+
+func (o *oneConn) Handle(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+	n := o.in.Add(1)
+	for p := o.peak.Load(); n > p && !o.peak.CompareAndSwap(p, n); p = o.peak.Load() {
+	}
+	<-o.release
+	o.in.Add(-1)
+	stage.DoneAll(b, nil)
+	return nil
+}
+
+// An auto pool starts with no more workers than the handler can use
+// (MaxWorkers), not one per run slot: only its growth was capped, and a
+// one-connection handler on 4 run slots was called 4 times at once. A
+// pinned workers overrides MaxWorkers, as stage.Env.MaxWorkers says (the
+// handler then sizes itself for Workers).
+func TestAutoPoolStartsAtMaxWorkers(t *testing.T) {
+	for _, pinned := range []int{0, 3} {
+		const n = 8
+		h := &oneConn{release: make(chan struct{})}
+		s := newHandlerStage(stage.Settings{Name: "one", Workers: pinned, Concurrency: 4, Batch: 1, Terminal: true}, h, nil)
+		src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+		src.connect(s, nil)
+		if err := s.start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		em := src.NewEmitter()
+		for i := range n {
+			em.Emit(context.Background(), src.NewEvent(nil, uint64(i+1), stage.Origin{}))
+		}
+		em.Flush(context.Background())
+		want := int64(1)
+		if pinned != 0 {
+			want = int64(pinned)
+		}
+		// Every worker the pool has takes an event and calls the handler,
+		// which holds it: the calls in progress are the workers.
+		poll.Until(t, "the workers to take their events", func() bool {
+			return h.in.Load() >= want && h.in.Load()+int64(s.port.Stats().Depth) == n
+		})
+		if got := h.peak.Load(); got != want {
+			t.Errorf("workers %d: %d calls at once, want %d", pinned, got, want)
+		}
+		if st := s.Stats(); st.Pool.Workers != int(want) {
+			t.Errorf("workers %d: pool of %d, want %d", pinned, st.Pool.Workers, want)
+		}
+		close(h.release)
+		s.closeQueue()
+		s.wg.Wait()
+		if src.InFlight() != 0 {
+			t.Errorf("workers %d: %d events unfinished", pinned, src.InFlight())
+		}
+	}
+}

@@ -121,6 +121,7 @@ func NewHandlerStage(set stage.Settings, h stage.Handler, log *zap.Logger) (*Sta
 			MaxBytes:    set.MaxBytes,
 		})
 		s.ctl = newControl(s)
+		s.pool.n.Store(int64(s.ctl.c.workers.now)) // an auto pool's start, which MaxWorkers may cap
 	}
 	s.initShards()
 	s.lat.init()
