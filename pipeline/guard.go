@@ -1,8 +1,8 @@
 package pipeline
 
-// This file holds guard and protect, which call a kind's or a
-// transport's code from the pipeline's own goroutines and turn a panic in
-// it into an error.
+// This file holds protect, which calls a transport's code from the
+// pipeline's own goroutines and turns a panic in it into an error (the
+// engine recovers those of a stage's own methods).
 
 import (
 	"errors"
@@ -26,10 +26,11 @@ func (e *kindPanic) Error() string {
 }
 
 // protect calls fn and returns a panic in it as a *kindPanic. The
-// constructor and Handle are guarded where they are called (construct,
-// the engine's workers); the other methods a kind or a transport may have
-// run on the pipeline's goroutines, where an unrecovered panic would end
-// the process and leave every other stage unclosed.
+// constructor is guarded where it is called (construct), a stage's other
+// methods by the engine (Start, Handle, StopInput, Drain, Close); a
+// transport's checks, Open, queue maker, and its consumer's Empty and
+// Figures run on the pipeline's goroutines, where an unrecovered panic
+// would end the process and leave every other stage unclosed.
 func protect(fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -37,18 +38,6 @@ func protect(fn func() error) (err error) {
 		}
 	}()
 	return fn()
-}
-
-// guard calls fn, the step (close, drain, ...) of the stage called name,
-// with protect. A panic becomes the stage's error, and its stack goes to
-// the log, where whoever fixes the kind will look; fn's own errors come
-// back as they are.
-func (p *Pipeline) guard(name, step string, fn func() error) error {
-	err := protect(fn)
-	if p.logPanic(name, step, err) {
-		return fmt.Errorf("stage %q: %s: %w", name, step, err)
-	}
-	return err
 }
 
 // logPanic logs err with its stack when it is a panic protect recovered

@@ -307,9 +307,9 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 		if p.isSource[i] && !p.started[i] {
 			continue // a source that never started holds nothing
 		}
-		// A panic in one stage's Close is that stage's error: the others
-		// are closed all the same.
-		if err := p.guard(st.Stage().Name(), "close", st.Close); err != nil {
+		// A panic in one stage's Close is that stage's error (the engine
+		// recovers it): the others are closed all the same.
+		if err := st.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -357,14 +357,8 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 func (p *Pipeline) drainAll(ctx context.Context) error {
 	var errs []error
 	stopInput := func(i int) {
-		name := p.stages[i].Stage().Name()
-		if err := p.guard(name, "stop input", func() error {
-			if err := p.stages[i].StopInput(ctx); err != nil {
-				return fmt.Errorf("stage %q: stop input: %w", name, err)
-			}
-			return nil
-		}); err != nil {
-			errs = append(errs, err)
+		if err := p.stages[i].StopInput(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stage %q: stop input: %w", p.stages[i].Stage().Name(), err))
 		}
 	}
 	// A consumer whose stream a stand-in of this process publishes to
@@ -396,14 +390,8 @@ func (p *Pipeline) drainAll(ctx context.Context) error {
 	}
 	for i, st := range p.stages {
 		if p.isSource[i] && p.started[i] {
-			name := st.Stage().Name()
-			if err := p.guard(name, "drain", func() error {
-				if err := st.Drain(ctx); err != nil {
-					return fmt.Errorf("stage %q: drain: %w", name, err)
-				}
-				return nil
-			}); err != nil {
-				errs = append(errs, err)
+			if err := st.Drain(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stage %q: drain: %w", st.Stage().Name(), err))
 			}
 		}
 	}

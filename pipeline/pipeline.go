@@ -335,7 +335,7 @@ func (p *Pipeline) closeHandler(st engine.Lifecycle) {
 	if st.IsSource() {
 		return // a source that never started holds nothing
 	}
-	if err := p.guard(st.Stage().Name(), "close", st.Close); err != nil {
+	if err := st.Close(); err != nil { // a panic in it comes back as its error (the engine recovers it)
 		p.log.Error("closing stage", zap.String("stage", st.Stage().Name()), zap.String("error", stage.Redact(err.Error())))
 	}
 }

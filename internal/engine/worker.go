@@ -181,7 +181,10 @@ func (s *Stage) catch(in string, err *error) {
 	s.panics.Add(1)
 	// Skip catch and the runtime's panic: the stack starts where the
 	// kind panicked.
-	s.log.Error(in+" panicked", zap.String("stage", s.set.Name), zap.Any("panic", v),
+	// The value is redacted as any error is: a kind may panic with a
+	// message that holds its DSN.
+	msg := stage.Redact(fmt.Sprint(v))
+	s.log.Error(in+" panicked", zap.String("stage", s.set.Name), zap.String("panic", msg),
 		zap.StackSkip("stack", 2))
-	*err = fmt.Errorf("%s panic: %v", in, v)
+	*err = fmt.Errorf("%s panic: %s", in, msg)
 }
