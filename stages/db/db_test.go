@@ -72,12 +72,18 @@ var src, _ = engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
 
 // record makes one event with seq, field id and payload {"id":id,...}.
 func record(rec *recorder, seq uint64, id any, extra map[string]any) *stage.Event {
+	return recordOn(src, rec, seq, id, extra)
+}
+
+// recordOn is record made by st, a source stage: an event emitted through
+// a stage's emitter must be one that stage holds.
+func recordOn(st *engine.Stage, rec *recorder, seq uint64, id any, extra map[string]any) *stage.Event {
 	fields := map[string]any{"id": id}
 	for k, v := range extra {
 		fields[k] = v
 	}
 	payload, _ := json.Marshal(map[string]any{"id": id, "msg": "hello from the test suite", "n": seq})
-	ev := src.NewEvent(payload, seq, stage.Origin{To: rec, Key: 1})
+	ev := st.NewEvent(payload, seq, stage.Origin{To: rec, Key: 1})
 	for k, v := range fields {
 		ev.Set(k, v)
 	}

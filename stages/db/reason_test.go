@@ -29,7 +29,7 @@ func TestFailedBatchNamesStageOnce(t *testing.T) {
 	exec(t, connect(t, dsn), "DROP TABLE events")
 	rec := &recorder{}
 	em := up.NewEmitter()
-	if err := em.Emit(ctx, record(rec, 1, json.Number("1"), nil)); err != nil {
+	if err := em.Emit(ctx, recordOn(up, rec, 1, json.Number("1"), nil)); err != nil {
 		t.Fatal(err)
 	}
 	em.Flush(ctx)

@@ -38,8 +38,11 @@ func upsertConfig(dsn string, over map[string]any) stage.Config {
 var seqs atomic.Uint64
 
 // update makes an event for key id at version seq.
-func update(rec *recorder, id, seq int) *stage.Event {
-	return record(rec, seqs.Add(1), json.Number(fmt.Sprint(id)), map[string]any{"seq": json.Number(fmt.Sprint(seq))})
+func update(rec *recorder, id, seq int) *stage.Event { return updateOn(src, rec, id, seq) }
+
+// updateOn is update made by st, the source stage that emits it.
+func updateOn(st *engine.Stage, rec *recorder, id, seq int) *stage.Event {
+	return recordOn(st, rec, seqs.Add(1), json.Number(fmt.Sprint(id)), map[string]any{"seq": json.Number(fmt.Sprint(seq))})
 }
 
 // stored returns the seq each key's row holds, and checks that the record
@@ -159,7 +162,7 @@ func TestUpsertEveryKeyEndsAtItsLastUpdate(t *testing.T) {
 			for r := 0; r < updates; r += 3 {
 				for k := range keys {
 					for s := r; s < r+3; s++ {
-						ev := update(u.rec, k, s)
+						ev := updateOn(u.up, u.rec, k, s)
 						withSeq(ev, s)
 						u.emit(ev)
 					}
@@ -197,13 +200,13 @@ func TestUpsertVersion(t *testing.T) {
 			const keys, updates = 50, 20
 			for s := range updates {
 				for k := range keys {
-					ev := update(u.rec, k, s)
+					ev := updateOn(u.up, u.rec, k, s)
 					withSeq(ev, s)
 					u.emit(ev)
 				}
 			}
 			for k := range keys { // resent old updates
-				ev := update(u.rec, k, 3)
+				ev := updateOn(u.up, u.rec, k, 3)
 				withSeq(ev, 3)
 				u.emit(ev)
 			}
@@ -452,7 +455,7 @@ func TestUpsertOrderAcrossRetries(t *testing.T) {
 				mu.Unlock()
 			}}
 			emit := func(seq int) {
-				ev := update(rec, 7, seq)
+				ev := updateOn(up, rec, 7, seq)
 				withSeq(ev, seq)
 				em.Emit(ctx, ev)
 				em.Flush(ctx)
