@@ -503,3 +503,33 @@ func TestAfterConnectIsBounded(t *testing.T) {
 		t.Fatalf("Handle: %v; acked %d, nacked %v; want the batch written on a third link", err, acked, nacked)
 	}
 }
+
+// TestAnsweredBreakIsNotFenced: a write PostgreSQL answered with an error
+// as it closed the connection (its backend ended: 57P01, as when the
+// server shuts down) needs no fence, since nothing of it can run later.
+// The fence used to run after every such error, and for the length of a
+// restart the store's health read "ending backend N, whose write got no
+// answer" instead of PostgreSQL's own reason.
+func TestAnsweredBreakIsNotFenced(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, config(dsn, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := conn.Conn().PgConn().PID()
+	admin := connect(t, dsn)
+	exec(t, admin, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid))
+	poll.Until(t, "the backend to end", func() bool { return count(t, admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int32(pid)) == 0 })
+	_, err = conn.Exec(ctx, "SELECT 1")
+	if sqlState(err) != "57P01" || !conn.Conn().PgConn().IsClosed() {
+		t.Fatalf("write on an ended backend: %v (closed %v), want 57P01 and the connection closed", err, conn.Conn().PgConn().IsClosed())
+	}
+	var cut backend
+	s.release(conn, err, &cut)
+	if cut.pid != 0 {
+		t.Errorf("a write answered with %v is to be fenced (backend %d), want none", err, cut.pid)
+	}
+}

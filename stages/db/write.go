@@ -470,8 +470,9 @@ func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, 
 }
 
 // release gives conn back to the pool after a write that ended with err.
-// A write whose connection broke may still run on the server (attempt):
-// *cut is set to its backend: its PID, and when its server started.
+// A write whose connection broke unanswered may still run on the server
+// (attempt): *cut is set to its backend: its PID, and when its server
+// started.
 //
 // pgx closes a broken connection in the background, and its pool slot is
 // free only once that is done: after a cancel request it sends Terminate
@@ -481,9 +482,15 @@ func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, 
 // at once instead, which ends that wait.
 func (s *Sink) release(conn *pgxpool.Conn, err error, cut *backend) {
 	if pc := conn.Conn().PgConn(); err != nil && pc.IsClosed() {
-		*cut = backend{pid: pc.PID()}
-		if t, ok := pc.CustomData()[serverStartKey].(int64); ok {
-			cut.serverStart = t
+		// A write PostgreSQL answered with an error (a SQLSTATE: the
+		// server shutting down, 57P01, or the backend ended) ran no
+		// further: its backend read it all and is gone. Only one that
+		// broke unanswered needs the fence.
+		if sqlState(err) == "" {
+			*cut = backend{pid: pc.PID()}
+			if t, ok := pc.CustomData()[serverStartKey].(int64); ok {
+				cut.serverStart = t
+			}
 		}
 		_ = pc.Conn().Close()
 	}
