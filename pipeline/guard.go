@@ -1,7 +1,7 @@
 package pipeline
 
-// This file holds protect, which calls a transport's code from the
-// pipeline's own goroutines and turns a panic in it into an error (the
+// This file holds protect and guard, which call a transport's code from
+// the pipeline's own goroutines and turn a panic in it into an error (the
 // engine recovers those of a stage's own methods).
 
 import (
@@ -38,6 +38,18 @@ func protect(fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// guard calls fn, the step (connect, release, ...) of the transport
+// queue of the stage called name, with protect. A panic becomes the
+// stage's error, and its stack goes to the log, where whoever fixes the
+// transport will look; fn's own errors come back as they are.
+func (p *Pipeline) guard(name, step string, fn func() error) error {
+	err := protect(fn)
+	if p.logPanic(name, step, err) {
+		return fmt.Errorf("stage %q: %s: %w", name, step, err)
+	}
+	return err
 }
 
 // logPanic logs err with its stack when it is a panic protect recovered
