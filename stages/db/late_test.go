@@ -522,7 +522,9 @@ func TestAnsweredBreakIsNotFenced(t *testing.T) {
 	pid := conn.Conn().PgConn().PID()
 	admin := connect(t, dsn)
 	exec(t, admin, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid))
-	poll.Until(t, "the backend to end", func() bool { return count(t, admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int32(pid)) == 0 })
+	poll.Until(t, "the backend to end", func() bool {
+		return count(t, admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int32(pid)) == 0
+	})
 	_, err = conn.Exec(ctx, "SELECT 1")
 	if sqlState(err) != "57P01" || !conn.Conn().PgConn().IsClosed() {
 		t.Fatalf("write on an ended backend: %v (closed %v), want 57P01 and the connection closed", err, conn.Conn().PgConn().IsClosed())
