@@ -102,6 +102,10 @@ const (
 	// capacityWindows: what the pipeline carries is estimated as the most
 	// it finished in a window over the last 10 s.
 	capacityWindows = 40
+	// admissionIdleLift: a window this long with nothing offered and
+	// nothing in flight lifts the rate (an idle window is extended to
+	// admissionMaxWindow, so it is one such window).
+	admissionIdleLift = admissionMaxWindow
 )
 
 // Admission is a source's admission controller: a token bucket at the
@@ -415,7 +419,16 @@ func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.De
 		// of what the pipeline carries: smoothed in, it took the finish
 		// rate to nothing between bursts, so that the door counted the
 		// queue full at a few events and each burst cut the rate further.
-		return stats.Decision{}, false
+		// Nor is there an overload left to limit: a rate cut at one
+		// burst, which a burst shorter than a window gives no chance to
+		// rise, would let the next in at a trickle. It is lifted.
+		if c.rate == 0 || w.elapsed < admissionIdleLift {
+			return stats.Decision{}, false
+		}
+		from := c.rate
+		c.rate, c.cutAt = 0, time.Time{}
+		return stats.Decision{Knob: stats.KnobAdmission, From: from, To: 0, At: now,
+			Reason: fmt.Sprintf("nothing offered or in flight for %s: rate %.0f/s -> unlimited", w.elapsed.Round(time.Millisecond), from)}, true
 	}
 	x := float64(w.completed) / w.elapsed.Seconds()       // what the pipeline finished
 	admitted := float64(w.admitted) / w.elapsed.Seconds() // what the door let in
