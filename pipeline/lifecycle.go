@@ -90,7 +90,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.state = stateRunning
 		p.mu.Unlock()
 		p.log.Info("pipeline started", zap.String("pipeline", p.name),
-			zap.Int("stages", len(p.stages)), zap.String("admin", p.AdminAddr()))
+			zap.Int("stages", len(p.shown)), zap.String("admin", p.AdminAddr())) // as /stats lists them: a queue's stand-ins are not the user's
 		return nil
 	}
 	p.log.Error("pipeline failed to start; stopping what started",

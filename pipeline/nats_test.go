@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
@@ -748,4 +750,31 @@ func TestNatsBackShowsBacklogWhileStarting(t *testing.T) {
 	close(up)
 	poll.Until(t, "the back to store every event", func() bool { return rtStageStats(t, back.Stats(), "store").Out == n })
 	rtStop(t, back)
+}
+
+// The start's log line counts the stages as /stats lists them: a queue's
+// stand-ins (its publisher and consumer) are the runtime's, not the
+// user's, and the line said 5 for a file of 3.
+func TestNatsStartLogCountsUserStages(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	reg, _ := rtRegistry(t)
+	cfg, err := Parse("split.yaml", []byte(natsYAML(srv.URL(), 10)), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	p, err := New(cfg, Options{Registry: reg, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = p.Stop(ctx) }()
+	started := logs.FilterMessage("pipeline started").All()
+	if len(started) != 1 || started[0].ContextMap()["stages"] != int64(len(p.Stats().Stages)) || len(p.Stats().Stages) != 3 {
+		t.Fatalf("pipeline started: %v; /stats lists %d stages, the file 3", started, len(p.Stats().Stages))
+	}
 }

@@ -166,7 +166,7 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if rep.Abandoned > 0 {
 		return fmt.Errorf("pipeline %s: %d events abandoned; drain: %s", p.Name(), rep.Abandoned, rep.Fates)
 	}
-	fmt.Fprintf(out, "pipeline %s: drained and stopped in %s; drain: %s\n", p.Name(), rep.Took.Round(time.Millisecond), rep.Fates)
+	fmt.Fprintf(out, "pipeline %s: drained and stopped in %s; drain: %s\n", p.Name(), roundTook(rep.Took), rep.Fates)
 	return nil
 }
 
@@ -335,4 +335,13 @@ func reportConfigErrors(w io.Writer, err error) error {
 		fmt.Fprintln(w, e.Error())
 	}
 	return &exitError{code: 1}
+}
+
+// roundTook rounds a drain's time for people: to the millisecond, and
+// under one as "<1ms" (rounded, an idle pipeline's 300µs read "0s").
+func roundTook(d time.Duration) string {
+	if d > 0 && d < time.Millisecond {
+		return "<1ms"
+	}
+	return d.Round(time.Millisecond).String()
 }

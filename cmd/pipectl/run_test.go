@@ -299,3 +299,13 @@ func TestRunStartFailureCauseFirst(t *testing.T) {
 		}
 	}
 }
+
+// A drain under a millisecond reads "<1ms", not "0s" (an idle
+// pipeline's drain takes some 300µs).
+func TestRoundTook(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "0s", 283 * time.Microsecond: "<1ms", 41*time.Millisecond + 400*time.Microsecond: "41ms", 2002 * time.Millisecond: "2.002s"} {
+		if got := roundTook(d); got != want {
+			t.Errorf("roundTook(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
