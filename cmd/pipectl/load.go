@@ -261,9 +261,15 @@ func loadReport(r *loadgen.Result) string {
 		fmt.Fprintf(&b, "ack latency p50 %s  p99 %s  max %s\n", roundDur(r.Latency.Quantile(0.5)),
 			roundDur(r.Latency.Quantile(0.99)), roundDur(r.Latency.Max()))
 	}
-	// Refused connections are said once, with how they were refused.
-	if r.Refused > 0 {
-		fmt.Fprintf(&b, "error: the server refused %d of %d connections:%s\n", r.Refused, r.Conns, refusals(r))
+	// Refused connections are said once, with how they were refused: a
+	// `nack 0` is a refusal; a close before any reply may be one (no room)
+	// or a drain that ended first, and is said as what it is.
+	if nacked, parts := refusals(r); nacked > 0 {
+		fmt.Fprintf(&b, "error: the server refused %d of %d connections:%s\n", nacked, r.Conns, parts)
+	}
+	if n := r.Refused - refusedByNack(r); n > 0 {
+		fmt.Fprintf(&b, "error: the server closed %d of %d connections before any reply "+
+			"(no room for them, or it was draining or gone before it answered)\n", n, r.Conns)
 	}
 	// A server that drains (or restarts, or dies) closes every connection:
 	// that is one event, said once, not once per connection.
@@ -293,22 +299,25 @@ func loadReport(r *loadgen.Result) string {
 	return printable(b.String())
 }
 
-// refusals says how connections were refused: " 12 × nack 0 too many
-// connections, 3 closed before any reply".
-func refusals(r *loadgen.Result) string {
+// refusals says how connections were refused with a `nack 0`: how many,
+// and " 12 × `nack 0 too many connections`" by reason.
+func refusals(r *loadgen.Result) (int, string) {
 	var parts []string
-	nacked := 0
 	for _, reason := range slices.Sorted(maps.Keys(r.Refusals)) {
 		parts = append(parts, fmt.Sprintf(" %d × `nack 0 %s`", r.Refusals[reason], reason))
-		nacked += r.Refusals[reason]
 	}
-	if n := r.Refused - nacked; n > 0 {
-		// A server with no room closes a connection unanswered, and so
-		// does one whose drain ends before it has answered anything:
-		// the client cannot tell which.
-		parts = append(parts, fmt.Sprintf(" %d closed before any reply (no room for them, or the server was draining or gone before it answered)", n))
+	return refusedByNack(r), strings.Join(parts, ",")
+}
+
+// refusedByNack counts the connections refused with a `nack 0`; the rest
+// of r.Refused were closed before any reply, which a client cannot tell
+// from a drain that ended before the server answered.
+func refusedByNack(r *loadgen.Result) int {
+	n := 0
+	for _, c := range r.Refusals {
+		n += c
 	}
-	return strings.Join(parts, ",")
+	return n
 }
 
 func roundDur(d time.Duration) time.Duration {
