@@ -243,7 +243,12 @@ func (a *Admission) take(now int64, n int, all bool) int {
 // bucket is as it was.)
 func (a *Admission) setRate(r float64, now int64) {
 	if r <= 0 {
+		// Unlimited: credit taken ahead of now is forgiven. Kept, it was
+		// not rescaled at the next cut (from no rate there is nothing to
+		// rescale from), and a body taken on credit at a trickle shut the
+		// door at that cut for as long as the trickle would have taken.
 		a.interval.Store(0)
+		a.tat.Store(now)
 		return
 	}
 	iv := int64(math.Max(1, 1e9/r))

@@ -486,3 +486,26 @@ func TestAdmissionInstantBursts(t *testing.T) {
 		}
 	}
 }
+
+// A body taken on credit at a low rate, the rate lifted by an idle
+// second, then cut again: the credit is forgiven with the lift, and does
+// not shut the door after the cut (it was kept, and not rescaled at the
+// cut, since there was no rate to rescale from).
+func TestIdleLiftForgivesCredit(t *testing.T) {
+	a := &Admission{s: &Stage{}}
+	t0 := time.Now().Add(time.Minute) // the bucket reads time since the process began
+	a.setRate(10, sinceEpoch(t0))
+	if !a.AdmitAll(t0, 10000) { // 1,000 s of credit at 10 a second
+		t.Fatal("refused at a full bucket")
+	}
+	c := &admissionController{target: 100 * time.Millisecond, rate: 10}
+	if _, ok := c.decide(t0.Add(2*time.Second), admissionWindow{elapsed: admissionMaxWindow}); !ok || c.rate != 0 {
+		t.Fatalf("an idle second did not lift the rate: %v", c.rate)
+	}
+	a.setRate(c.rate, sinceEpoch(t0.Add(2*time.Second)))
+	t4 := t0.Add(4 * time.Second)
+	a.setRate(5000, sinceEpoch(t4))
+	if got := a.Admit(t4.Add(time.Second), 100); got == 0 {
+		t.Errorf("a second after a cut to 5000/s: Admit took 0 of 100: the credit taken at 10/s is still owed")
+	}
+}
