@@ -46,7 +46,7 @@ func newCollector(p *Pipeline) *collector {
 		out:      d("pipeline_stage_events_out_total", "Events the stage handed on.", stage),
 		errors:   d("pipeline_stage_errors_total", "Events the stage finished with an error.", stage),
 		rejected: d("pipeline_stage_rejected_total", "Events refused because the stage's queue was full.", stage),
-		panics:   d("pipeline_stage_panics_total", "Handler panics recovered by the stage.", stage),
+		panics:   d("pipeline_stage_panics_total", "Panics recovered in the stage kind's code (Handle, Start, Close and the rest).", stage),
 		latency: d("pipeline_stage_latency_seconds",
 			"Recent latency quantiles: queue wait plus handling (sources: read to completion).",
 			[]string{"stage", "quantile"}),

@@ -6,16 +6,19 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // panicky panics in the methods named in at.
@@ -175,4 +178,55 @@ func TestInputPanicsAreStageErrors(t *testing.T) {
 		err2 = fmt.Errorf("%v", w[0].ContextMap()["error"])
 	}
 	checkPanic(t, s, logs, err2, "Read")
+}
+
+// figuresPanicky is a handler whose Figures panics.
+type figuresPanicky struct{ panicky }
+
+func (figuresPanicky) Figures(*stats.Stage) { panic("Figures boom") }
+
+// A panic in a kind's Figures, which /stats calls on the admin endpoint's
+// goroutines every second, leaves the stage's figures out and is logged
+// and counted once, however often /stats is read.
+func TestFiguresPanicIsCaught(t *testing.T) {
+	core, logs := observer.New(zap.ErrorLevel)
+	s, _ := NewHandlerStage(stage.Settings{Name: "figs"}, figuresPanicky{}, zap.New(core))
+	for range 3 {
+		_ = s.Stats()
+	}
+	if n := s.Stats().Panics; n != 1 {
+		t.Errorf("panics %d, want 1", n)
+	}
+	if got := logs.FilterMessage("Figures panicked").Len(); got != 1 {
+		t.Errorf("%d lines logged, want 1", got)
+	}
+}
+
+// admFailSource starts admission control, then fails its Start.
+type admFailSource struct{ panicky }
+
+func (admFailSource) Start(_ context.Context, rt stage.SourceRuntime) error {
+	rt.StartAdmission(100 * time.Millisecond)
+	return errors.New("second listener: address in use")
+}
+func (admFailSource) StopInput(context.Context) error { return nil }
+func (admFailSource) Drain(context.Context) error     { return nil }
+
+// A source whose Start fails after it started admission control has the
+// controller's goroutine stopped with it (the pipeline never closes a
+// source that did not start).
+func TestFailedSourceStartStopsAdmission(t *testing.T) {
+	s, l := NewSourceStage(stage.Settings{Name: "src"}, admFailSource{}, nil)
+	if err := l.Start(context.Background()); err == nil {
+		t.Fatal("start did not fail")
+	}
+	a := s.adm.Load()
+	if a == nil {
+		t.Fatal("no admission controller")
+	}
+	select {
+	case <-a.done:
+	default:
+		t.Fatal("the admission controller still runs after the failed Start")
+	}
 }

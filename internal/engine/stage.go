@@ -60,6 +60,7 @@ type Stage struct {
 	shed                 atomic.Uint64 // events refused upstream because this stage's queue was full
 	lat                  latency
 	lastDoubleDoneLogged atomic.Int64
+	figuresPanicked      atomic.Bool // the kind's Figures panicked (logged once)
 
 	// health is the stage's health, calls the handler calls started (a
 	// source: its events, counted by h), callsDone those finished
@@ -269,6 +270,12 @@ func (s *Stage) start(ctx context.Context) error {
 		// Close. The pipeline does not close a source that did not
 		// start, so it is closed here, once.
 		err = fmt.Errorf("stage %q: start: %w", s.set.Name, err)
+		// The engine's parts it may have started too (StartAdmission's
+		// controller, which ticks until closed; the memory door).
+		if a := s.adm.Load(); a != nil {
+			a.close()
+		}
+		s.door.close()
 		s.srcClosed = true
 		if cerr := s.closeKind(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("stage %q: close: %w", s.set.Name, cerr))

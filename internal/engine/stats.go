@@ -2,7 +2,14 @@ package engine
 
 // This file holds a stage's snapshot for /stats.
 
-import "github.com/stagedserver/seda/stats"
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
+)
 
 // figurer is a source, or a handler, that fills in figures of its own
 // (see stage.Kind: Figures).
@@ -50,13 +57,31 @@ func (s *Stage) Stats() stats.Stage {
 			st.Control = a.stats()
 		}
 	}
-	if f, ok := s.src.(figurer); ok {
-		f.Figures(&st)
-	} else if f, ok := s.handler.(figurer); ok {
-		f.Figures(&st)
-	}
+	s.figures(&st)
 	q := s.lat.quantiles(0.5, 0.99)
 	st.Latency = stats.Latency{P50: q[0], P99: q[1]}
 	s.healthStats(&st)
 	return st
+}
+
+// figures has the kind fill in figures of its own. A panic in it is a bug
+// in the kind: /stats shows the stage without them (Stats is called on
+// the admin endpoint's goroutines, where a panic would end the process),
+// and the first one is logged with its stack and counted, once, since
+// /stats is read every second.
+func (s *Stage) figures(st *stats.Stage) {
+	f, ok := s.src.(figurer)
+	if !ok {
+		if f, ok = s.handler.(figurer); !ok {
+			return
+		}
+	}
+	defer func() {
+		if v := recover(); v != nil && s.figuresPanicked.CompareAndSwap(false, true) {
+			s.panics.Add(1)
+			s.log.Error("Figures panicked", zap.String("stage", s.set.Name),
+				zap.String("panic", stage.Redact(fmt.Sprint(v))), zap.StackSkip("stack", 2))
+		}
+	}()
+	f.Figures(st)
 }
