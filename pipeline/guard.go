@@ -21,8 +21,10 @@ type kindPanic struct {
 	stack []byte
 }
 
+// Error redacts the panic's value as errors are: a transport may panic
+// with its URL, password and all.
 func (e *kindPanic) Error() string {
-	return fmt.Sprintf("panicked: %v", e.value)
+	return "panicked: " + stage.Redact(fmt.Sprint(e.value))
 }
 
 // protect calls fn and returns a panic in it as a *kindPanic. The

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,6 +10,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -125,5 +128,35 @@ func TestFiguresPanic(t *testing.T) {
 	fill(&st)
 	if st.In != 1 || logs.FilterMessage("stage panicked").Len() != 1 {
 		t.Fatalf("in %d, %d panics logged; want the figures made before the panic and one log", st.In, logs.FilterMessage("stage panicked").Len())
+	}
+}
+
+// panicConnecter is a queue consumer whose early Connect panics with a
+// URL that holds a password.
+type panicConnecter struct{}
+
+func (panicConnecter) Connect(context.Context) (func(), error) {
+	panic("dial nats://queue:s3cret@nats.internal:4222: refused")
+}
+
+// A panic in a transport's code is redacted wherever it is said: in the
+// "stage panicked" line, in the warning that the early connect failed,
+// and in the error a caller prints.
+func TestTransportPanicRedacted(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	_, l := engine.NewHandlerStage(stage.Settings{Name: "store"}, stage.HandlerFunc(rtPass), nil)
+	p := &Pipeline{name: "t", log: zap.New(core), stages: []engine.Lifecycle{l}}
+	release := p.connectEarly(context.Background(), behind{stage: 0, connect: panicConnecter{}})
+	poll.Until(t, "the panic and the failed connect logged", func() bool {
+		return logs.FilterMessage("connecting the queue early failed").Len() == 1
+	})
+	release()
+	for _, e := range logs.All() {
+		if strings.Contains(fmt.Sprint(e.Message, e.ContextMap()), "s3cret") {
+			t.Errorf("%s %q: %v: the password shows", e.Level, e.Message, e.ContextMap())
+		}
+	}
+	if err := protect(func() error { panic("nats://queue:s3cret@h:4222") }); strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("protect's error %q shows the password", err)
 	}
 }

@@ -548,7 +548,7 @@ func (p *Pipeline) connectEarly(ctx context.Context, b behind) func() {
 		})
 		if err != nil && cctx.Err() == nil {
 			p.log.Warn("connecting the queue early failed", zap.String("pipeline", p.name),
-				zap.String("stage", name), zap.Error(err))
+				zap.String("stage", name), zap.String("error", stage.Redact(err.Error())))
 		}
 	}()
 	return func() {
