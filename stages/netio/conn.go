@@ -594,11 +594,9 @@ func (c *conn) discard(read func([]byte) (int, error), until time.Time) uint64 {
 	defer s.putBuf(buf)
 	var cnt recCount
 	count := s.opts.Ack == AckNone
-	got := false
 	for {
 		n, err := read(*buf)
 		if n > 0 {
-			got = true
 			s.cnt.bytesIn.Add(uint64(n))
 			if count {
 				c.fr.feed((*buf)[:n], &cnt)
@@ -608,8 +606,11 @@ func (c *conn) discard(read func([]byte) (int, error), until time.Time) uint64 {
 			return cnt.n
 		}
 		if err != nil {
-			if err == io.EOF && got && count {
-				c.fr.end(&cnt) // an unterminated last line is a record
+			if err == io.EOF && count {
+				// An unterminated last line is a record, the one the
+				// reads before the drain left (when this read is the
+				// EOF alone) as well as one read here.
+				c.fr.end(&cnt)
 			}
 			return cnt.n
 		}
