@@ -564,15 +564,26 @@ func (c *consumer) backoff(n uint64, err error) time.Duration {
 // JetStream counts the NAK as a delivery, so at its next it would be past
 // max_deliver and every event in it dead-lettered, though none failed.
 func (c *consumer) redeliver(e *envelope, err error, cut bool) {
-	if cut && e.delivered >= uint64(c.q.cfg.MaxDeliver) && c.requeue(e) {
+	// An envelope some of whose events were dead-lettered is NAKed as
+	// before: a copy would run those again, and store a record that
+	// STREAM_dead also holds.
+	e.mu.Lock()
+	dead := len(e.dead) > 0
+	e.mu.Unlock()
+	if cut && !dead && e.delivered >= uint64(c.q.cfg.MaxDeliver) && c.requeue(e) {
 		return
 	}
 	e.nak(c.backoff(e.delivered, err))
 }
 
-// requeueWait bounds a requeue's publish and the ack of the message it
-// replaces; it runs at a stop, when nothing should wait long.
-const requeueWait = 5 * time.Second
+// requeueWait bounds each of a requeue's publishes and the ack of the
+// message it replaces; it runs at a stop, when nothing should wait long.
+// (A variable for tests, as is requeueAskAgain, called before a publish
+// that got no answer is asked again.)
+var (
+	requeueWait     = 5 * time.Second
+	requeueAskAgain = func() {}
+)
 
 // requeue puts an envelope back into the work stream as a fresh message,
 // whose deliveries JetStream counts from one: the same subject and data,
@@ -581,11 +592,14 @@ const requeueWait = 5 * time.Second
 // taken for a retry of it within the duplicate window and dropped), made
 // from the stream sequence it replaces, so that a second requeue of the
 // same message is stored once. Once the stream has the copy (PubAck) the
-// original is acked. It reports whether the copy is stored; when it is
-// not (the stream full or refusing it, no PubAck in time, the connection
-// closing) the caller NAKs the original. When the copy is stored but the
-// ack is lost, both are delivered: the original, past max_deliver,
-// dead-lettered, and the copy stored (an idempotent store absorbs it).
+// original is acked. A publish that got no answer is asked again under
+// the same id, which the stream answers with a PubAck (a duplicate) if
+// it has the copy. It reports whether the copy is stored; when it is not
+// known to be (the stream full or refusing it, no PubAck to either try,
+// the connection closing) the caller NAKs the original; a copy stored
+// unanswered is then delivered beside it, and both the copy's records
+// are stored and the original's dead-lettered past max_deliver. So it is
+// when the copy is stored but the ack of the original is lost.
 // A process that dies requeues nothing: JetStream delivers its envelopes
 // again after ack_wait, and counts those deliveries, so that an envelope
 // that crashes every process that takes it ends in the dead-letter stream.
@@ -605,9 +619,21 @@ func (c *consumer) requeue(e *envelope) bool {
 	m := &nats.Msg{Subject: e.msg.Subject(), Data: e.msg.Data(), Header: h}
 	ctx, cancel := context.WithTimeout(context.Background(), requeueWait)
 	defer cancel()
-	if _, err := c.js.PublishMsg(ctx, m, jetstream.WithExpectStream(q.cfg.Stream)); err != nil {
+	_, err := c.js.PublishMsg(ctx, m, jetstream.WithExpectStream(q.cfg.Stream))
+	var refused *jetstream.APIError
+	if err != nil && !errors.As(err, &refused) {
+		// No answer: the copy may be stored all the same (the client
+		// sends it once the link moves). Asked again under the same id,
+		// the stream answers whether it has it (a duplicate is a PubAck).
+		requeueAskAgain()
+		ctx2, cancel2 := context.WithTimeout(context.Background(), requeueWait)
+		defer cancel2()
+		_, err = c.js.PublishMsg(ctx2, m, jetstream.WithExpectStream(q.cfg.Stream))
+	}
+	if err != nil {
 		q.log.Warn("nats: requeueing an envelope the stop cut short at its max_deliver-th delivery failed; NAKed, "+
-			"its next delivery dead-letters it", zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
+			"its next delivery dead-letters it (if the copy was stored unanswered, its records are stored too)",
+			zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
 		return false
 	}
 	if err := e.msg.DoubleAck(ctx); err != nil {

@@ -133,12 +133,16 @@
 // data, its Seda-Trace, Seda-First-Seq, its first stream sequence, on
 // which its dead letters' ids key, and a Nats-Msg-Id of its own, which
 // the duplicate window does not take for the original's), and the
-// original acked once the copy is stored. When the stream refuses the
-// copy (at max_msgs or max_bytes: the original still takes its room) or
-// the publish fails (no PubAck within 5 s, the connection closing), the
-// envelope is NAKed as before, and its next delivery dead-letters it.
-// Should the original's ack be lost, both come back: the original,
-// dead-lettered, and the copy, stored. Requeued envelopes are counted in
+// original acked once the copy is stored. A publish that gets no answer
+// in 5 s is asked once more under the same id (a stream that has the copy
+// answers it as a duplicate). When the stream refuses the copy (at
+// max_msgs or max_bytes: the original still takes its room), neither try
+// is answered, or the connection is closing, the envelope is NAKed as
+// before, and its next delivery dead-letters it; so is one some of whose
+// events were dead-lettered (a copy would run them again). Should a copy
+// stored unanswered, or the original's lost ack, leave both in the
+// stream, both come back: the original, dead-lettered, and the copy,
+// stored. Requeued envelopes are counted in
 // /stats (nats.envelopes_requeued) and /metrics
 // (pipeline_stage_nats_envelopes_requeued_total). A process that dies requeues nothing:
 // the deliveries of an envelope that kills every process taking it are

@@ -327,3 +327,51 @@ func TestRequeuedDeadLetterStoredOnce(t *testing.T) {
 		t.Errorf("dead-letter stream: %d messages; want the event's one", n)
 	}
 }
+
+// TestForcedStopWithDeadEventNaks: at an envelope's max_deliver-th
+// delivery one event fails for a reason of its own, and is dead-lettered
+// (max_deliver); the stop cuts the others short. The envelope is NAKed,
+// not requeued: a copy held the dead-lettered event too, and a restarted
+// back stored it, so that STREAM_dead listed a record that was stored.
+func TestForcedStopWithDeadEventNaks(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	qc := QueueConfig{Stream: "t_deadcut", MaxDeliver: 1, AckWait: time.Minute}
+	release := make(chan struct{})
+	reached := make(chan struct{})
+	var once sync.Once
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		if string(ev.Payload) == `{"id":1}` {
+			return errors.New("a hiccup of the database")
+		}
+		once.Do(func() { close(reached) })
+		<-release
+		return context.Canceled
+	}}
+	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 8}, s)
+	a := newAcks(3)
+	sp.send(t, 1, 3, a)
+	a.wait(t)
+	<-reached
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := sp.cons.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sp.store.Abort()
+	close(release)
+	q := sp.consQueue
+	poll.Until(t, "the envelope settled", func() bool { st := q.Stats(); return st.Naked+st.Acked+st.Requeued > 0 })
+	sp.stop(t)
+	if st := q.Stats(); st.Requeued != 0 || st.Naked != 3 || st.Dead.MaxDeliver != 1 {
+		t.Fatalf("first back: %d requeued, %d NAKed, dead %+v; want the envelope NAKed after event 1 was dead-lettered", st.Requeued, st.Naked, st.Dead)
+	}
+	// The next back finds it past max_deliver: each event is
+	// dead-lettered, event 1 once (its dead letter's id is the same).
+	s2 := &sink{seen: map[string]int{}}
+	newSplit(t, srv.URL(), qc, stage.Settings{Batch: 8}, s2)
+	js := natstest.JetStream(t, srv.URL())
+	poll.Until(t, "the three events dead-lettered", func() bool { return deadMsgs(t, js, "t_deadcut") == 3 })
+	if s2.count() != 0 {
+		t.Errorf("the restarted back stored %v; want nothing stored of an envelope past max_deliver", s2.seen)
+	}
+}
