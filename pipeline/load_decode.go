@@ -264,10 +264,7 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 			}
 			return bad("%v", err)
 		}
-		if err := f.Check(v); err != nil {
-			if f.Secret {
-				return bad("%s", secretRefused(f))
-			}
+		if err := f.Check(v); err != nil { // of a secret, without the value
 			return bad("%v", err)
 		}
 		return v, true
@@ -288,12 +285,8 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 				ok = false
 				continue
 			}
-			if err := f.Check(text); err != nil {
-				msg := err.Error()
-				if f.Secret {
-					msg = secretRefused(f)
-				}
-				l.errorf(it, "%s", sc.msg("%s: %s", ip, msg))
+			if err := f.Check(text); err != nil { // of a secret, without the value
+				l.errorf(it, "%s", sc.msg("%s: %s", ip, err))
 				ok = false
 				continue
 			}
@@ -367,21 +360,6 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		return out, true
 	}
 	return bad("field type %v is not supported", f.Type)
-}
-
-// secretRefused says why a secret field's value was refused by its Enum
-// or Range without showing the value, which Check's own message quotes:
-// what the field allows is no secret, and without it the message would not
-// say how to fix the value.
-func secretRefused(f *stage.Field) string {
-	const hide = " (the value is not shown: the field is secret)"
-	switch {
-	case f.EnumText() != "":
-		return "want " + f.EnumText() + hide
-	case f.RangeText() != "":
-		return "out of range: want " + f.RangeText() + hide
-	}
-	return "a value the field does not allow" + hide
 }
 
 // decodeScalarAs decodes n as f, recording it at path as well.

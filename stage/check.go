@@ -138,8 +138,39 @@ func (t FieldType) goType() string {
 
 // Check reports whether v, a value of the field's Go type, is one the
 // field allows: one of its Enum, within its Range. The error says what is
-// allowed, for a message that also says where.
+// allowed, for a message that also says where; of a Secret field it does
+// not show the value (a Config built in code is checked by Bind with it,
+// the loader's by the loader).
 func (f *Field) Check(v any) error {
+	err := f.check(v)
+	if err != nil && f.Secret {
+		return f.secretRefused(v)
+	}
+	return err
+}
+
+// secretRefused says why a secret field's value v was refused without
+// showing it: what the field allows is no secret, and without it the
+// message would not say how to fix the value.
+func (f *Field) secretRefused(v any) error {
+	const hide = " (the value is not shown: the field is secret)"
+	if x, ok := v.([]string); ok {
+		for i, s := range x {
+			if f.checkEnum(s) != nil {
+				return fmt.Errorf("item %d: want %s%s", i, f.EnumText(), hide)
+			}
+		}
+	}
+	switch {
+	case f.EnumText() != "":
+		return errors.New("want " + f.EnumText() + hide)
+	case f.RangeText() != "":
+		return errors.New("out of range: want " + f.RangeText() + hide)
+	}
+	return errors.New("a value the field does not allow" + hide)
+}
+
+func (f *Field) check(v any) error {
 	switch x := v.(type) {
 	case string:
 		return f.checkEnum(x)

@@ -130,6 +130,33 @@ func TestBindChecksValues(t *testing.T) {
 	}
 }
 
+// Bind refuses a secret field's value as it refuses any, saying what the
+// field allows, but never quotes the value: a Config built in code is
+// checked by Bind alone, and its error is logged (before, a refused DSN
+// or token was quoted whole).
+func TestBindHidesRefusedSecrets(t *testing.T) {
+	spec := []Field{
+		{Name: "dsn", Type: String, Secret: true, Enum: []string{"x", "y"}},
+		{Name: "pin", Type: Int, Secret: true, Range: Between(1, 5)},
+		{Name: "keys", Type: StringList, Secret: true, Enum: []string{"k1", "k2"}},
+	}
+	_, err := Bind(spec, NewConfig(map[string]any{"dsn": "SECRET1", "pin": 12345, "keys": []string{"k1", "SECRET3"}}))
+	if err == nil {
+		t.Fatal("Bind took refused secrets")
+	}
+	for _, leak := range []string{"SECRET1", "12345", "SECRET3"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("Bind's error shows %q: %v", leak, err)
+		}
+	}
+	for _, want := range []string{"dsn: want x or y (the value is not shown", "pin: out of range: want 1 to 5 (the value",
+		"keys: item 1: want k1 or k2 (the value"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+}
+
 // A broken spec is the kind author's error, found by Register.
 func TestRegisterChecksSpec(t *testing.T) {
 	cases := map[string][]Field{
