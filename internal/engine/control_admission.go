@@ -127,6 +127,7 @@ type Admission struct {
 
 	admitted, shed atomic.Uint64
 	shedFull       atomic.Uint64 // shed because the next queue was full
+	shedMemory     atomic.Uint64 // refused by the memory limit, before the bucket (the window's memory)
 	shedRate       atomic.Uint64 // shed for lack of tokens
 
 	// depthLimit is how deep the next queue may be before the door
@@ -155,7 +156,7 @@ type Admission struct {
 // sampleTotals are the running totals an admission window is the
 // difference of.
 type sampleTotals struct {
-	completed, full, limited, admitted uint64
+	completed, full, limited, admitted, memory uint64
 }
 
 // startAdmission puts the source under admission control with the given
@@ -319,7 +320,8 @@ func (a *Admission) close() {
 // tick gathers the window so far and, once it holds enough, decides.
 func (a *Admission) tick(now time.Time) {
 	s := a.s
-	tot := sampleTotals{completed: s.h.Completed(), full: a.shedFull.Load(), limited: a.shedRate.Load(), admitted: a.admitted.Load()}
+	tot := sampleTotals{completed: s.h.Completed(), full: a.shedFull.Load(), limited: a.shedRate.Load(), admitted: a.admitted.Load(),
+		memory: a.shedMemory.Load()}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	el := now.Sub(a.winStart)
@@ -334,6 +336,7 @@ func (a *Admission) tick(now time.Time) {
 		full:      tot.full - a.last.full,
 		limited:   tot.limited - a.last.limited,
 		admitted:  tot.admitted - a.last.admitted,
+		memory:    tot.memory - a.last.memory,
 		samples:   n,
 		p99:       time.Duration(a.lat.quantile(0.99)),
 		inFlight:  inFlight,
@@ -393,6 +396,7 @@ type admissionWindow struct {
 	full      uint64        // records shed because the next queue was full
 	limited   uint64        // records shed for lack of tokens
 	admitted  uint64        // records let in
+	memory    uint64        // records the memory limit refused before the bucket
 	inFlight  uint64        // events made and not finished, at the end
 }
 
@@ -419,7 +423,7 @@ type admissionController struct {
 
 // decide sets the rate from one window.
 func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.Decision, bool) {
-	if w.completed == 0 && w.inFlight == 0 && w.admitted == 0 && w.full == 0 && w.limited == 0 {
+	if w.completed == 0 && w.inFlight == 0 && w.admitted == 0 && w.full == 0 && w.limited == 0 && w.memory == 0 {
 		// An idle window (no record offered, none in flight) says nothing
 		// of what the pipeline carries: smoothed in, it took the finish
 		// rate to nothing between bursts, so that the door counted the

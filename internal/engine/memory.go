@@ -137,6 +137,10 @@ func (s *Stage) waitOwnRoom() {
 // all it admits n or none (Admission.AdmitAll).
 func (s *Stage) admitAt(now time.Time, n int, all bool) int {
 	if !s.admitMemory(n) {
+		if a := s.adm.Load(); a != nil {
+			// Offered and refused: a window of these is no idle one.
+			a.shedMemory.Add(uint64(n))
+		}
 		return 0
 	}
 	if a := s.adm.Load(); a != nil {

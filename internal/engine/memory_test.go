@@ -286,3 +286,33 @@ func TestWaitMemoryRoomWaitsOnOwnEvents(t *testing.T) {
 	}
 	stage.DoneAll([]*stage.Event{f, b}, nil)
 }
+
+// A window in which the memory limit refused every record a source under
+// admission control was offered (another source's events hold the
+// pipeline's memory) is no idle window: the rate cut under overload
+// stays. Those refusals were counted nowhere the controller looks, so the
+// window read "nothing offered or in flight" and lifted the rate.
+func TestMemoryRefusalsAreNoIdleWindow(t *testing.T) {
+	m := NewMemory(100, false, "test")
+	src, _ := memSource(m)
+	other, _ := memSource(m)
+	held := sourceRuntime{other}.NewEvent(make([]byte, 100), 1, stage.Origin{}) // the other source holds the limit
+	defer held.Done(nil)
+	a := &Admission{s: src, target: 100 * time.Millisecond, stop: make(chan struct{}), done: make(chan struct{})}
+	a.c.target = a.target
+	now := time.Now()
+	a.c.started = now.Add(-10 * time.Second)
+	a.c.rate = 500 // cut earlier, under overload
+	a.setRate(500, sinceEpoch(now))
+	a.winStart = now
+	src.adm.Store(a)
+	rt := sourceRuntime{src}
+	refused := 0
+	for i := range 1000 {
+		refused += 10 - rt.Admit(now.Add(time.Duration(i)*time.Millisecond), 10)
+	}
+	a.tick(now.Add(1100 * time.Millisecond))
+	if refused != 10000 || a.c.rate != 500 {
+		t.Errorf("%d of 10000 records refused; rate %v after the window, want 500 kept (last decision %q)", refused, a.c.rate, a.lastD.Reason)
+	}
+}
