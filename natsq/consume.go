@@ -636,7 +636,10 @@ func (c *consumer) requeue(e *envelope) bool {
 			zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
 		return false
 	}
-	if err := e.msg.DoubleAck(ctx); err != nil {
+	// A context of its own: the first publish's may have run out.
+	actx, acancel := context.WithTimeout(context.Background(), requeueWait)
+	defer acancel()
+	if err := e.msg.DoubleAck(actx); err != nil {
 		q.log.Warn("nats: ack of a requeued envelope failed; it comes back past max_deliver, beside its copy",
 			zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
 		q.st.ackErrors.Add(1)

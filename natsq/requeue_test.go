@@ -147,8 +147,9 @@ func TestRequeueUnansweredAskedAgain(t *testing.T) {
 	poll.Until(t, "the envelope settled", func() bool { st := q.Stats(); return st.Naked+st.Acked+st.Requeued > 0 })
 	f.thaw()
 	sp.stop(t)
-	if st := q.Stats(); st.Requeued != 1 || st.Naked != 0 {
-		t.Fatalf("first back: %d requeued, %d NAKed; want the copy found stored when asked again", st.Requeued, st.Naked)
+	if st := q.Stats(); st.Requeued != 1 || st.Naked != 0 || st.AckErrors != 0 {
+		t.Fatalf("first back: %d requeued, %d NAKed, %d ack errors; want the copy found stored when asked again, and the original acked",
+			st.Requeued, st.Naked, st.AckErrors)
 	}
 	s2 := &sink{seen: map[string]int{}}
 	sp2 := newSplit(t, url, qc, stage.Settings{Batch: 8}, s2)
