@@ -41,7 +41,8 @@ import (
 // while the errors go on; so is a panic in Read, which is logged with its
 // stack. A non-nil record returned with an error (ErrEndOfInput or
 // another) is a record: as with io.Reader, it is emitted first, and
-// acked as any other, and then the error is acted on.
+// acked as any other, and then the error is acted on. An ack returned
+// with an error and no record is called at once, with that error.
 //
 // Close is called once, after every record read is finished and acked
 // (or at once when the stop is forced); it releases what Connect took.

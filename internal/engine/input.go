@@ -111,6 +111,10 @@ func (s *inputSource) read() {
 				pause = 0
 				continue
 			}
+		} else if ack != nil {
+			// An ack with no record: there is nothing to take, and the
+			// ack is called once all the same, with why.
+			ack(err)
 		}
 		switch {
 		case s.readCtx.Err() != nil:
@@ -126,7 +130,7 @@ func (s *inputSource) read() {
 		if now := time.Now(); now.Sub(s.errLog) >= time.Second {
 			s.errLog = now
 			s.rt.Logger().Warn("read failed; reading again", zap.String("stage", s.rt.Name()),
-				zap.Error(err), zap.Duration("pause", pause))
+				zap.String("error", stage.Redact(err.Error())), zap.Duration("pause", pause))
 		}
 		t := time.NewTimer(pause)
 		select {

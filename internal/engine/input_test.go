@@ -6,10 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
@@ -231,6 +235,65 @@ func TestInputRecordWithError(t *testing.T) {
 		il.Close()
 		if got.Load() != n || in.acked() != n {
 			t.Errorf("last %v: %d records handled and %d acked, want %d", last, got.Load(), in.acked(), n)
+		}
+	}
+}
+
+// ackOnly's Read returns an ack with no record, and an error, once; then
+// the end of its input.
+type ackOnly struct {
+	done  bool
+	acked chan error
+}
+
+func (a *ackOnly) Connect(context.Context) error { return nil }
+func (a *ackOnly) Close() error                  { return nil }
+func (a *ackOnly) Read(context.Context) ([]byte, func(error), error) {
+	if a.done {
+		return nil, nil, stage.ErrEndOfInput
+	}
+	a.done = true
+	return nil, func(err error) { a.acked <- err }, errors.New("gone: postgres://u:s3cret@db/x")
+}
+
+// An ack Read returns with an error and no record is called, once, with
+// the error: there is nothing to take, and an input that counts on its
+// acks (to commit an offset) waited for it for ever. The read error is
+// logged with its secrets redacted.
+func TestInputAckWithoutRecord(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	in := &ackOnly{acked: make(chan error, 2)}
+	src, il := NewInputStage(stage.Settings{Name: "lines"}, in, zap.New(core))
+	sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Terminal: true}, stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+		stage.DoneAll(b, nil)
+		return nil
+	}), nil)
+	il.Connect(sink, nil)
+	ctx := context.Background()
+	for _, l := range []Lifecycle{sl, il} {
+		if err := l.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-src.Ended()
+	_ = il.StopInput(ctx)
+	sl.CloseQueue()
+	sl.Wait()
+	il.Close()
+	select {
+	case err := <-in.acked:
+		if err == nil || len(in.acked) != 0 {
+			t.Errorf("ack called with %v (and %d more times), want once with the read's error", err, len(in.acked))
+		}
+	default:
+		t.Error("the ack of a read with no record was never called")
+	}
+	if logs.FilterMessage("read failed; reading again").Len() != 1 {
+		t.Errorf("the read error was not logged: %v", logs.All())
+	}
+	for _, e := range logs.All() {
+		if strings.Contains(fmt.Sprint(e.ContextMap()), "s3cret") {
+			t.Errorf("%q logged the password: %v", e.Message, e.ContextMap())
 		}
 	}
 }
