@@ -358,7 +358,7 @@ func (s *Sink) Start(ctx context.Context) error {
 		d := s.delay(attempt)
 		s.log.Warn("PostgreSQL is not reachable yet; retrying (on_start: retry)",
 			zap.String("stage", s.name), zap.String("dsn", stage.Redact(s.dsn)), zap.Int("attempt", attempt+1),
-			zap.Duration("backoff", d), zap.Error(err))
+			zap.Duration("backoff", d), zap.Error(s.scrub(err)))
 		if !sleep(ctx, d) {
 			break
 		}

@@ -185,7 +185,7 @@ func (s *Sink) fence(ctx context.Context, b backend) error {
 		if s.fenceRefused.CompareAndSwap(false, true) {
 			s.log.Warn("PostgreSQL refused to end or to show the backend of a write that got no answer; "+
 				"waiting write_timeout before retrying, so a delayed write may still run after newer ones",
-				zap.String("stage", s.name), zap.Int32("pid", pid), zap.Error(err))
+				zap.String("stage", s.name), zap.Int32("pid", pid), zap.Error(s.scrub(err)))
 		}
 		<-fctx.Done()
 		return ctx.Err()

@@ -427,7 +427,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) e
 				if ferr != nil && ctx.Err() == nil {
 					s.log.Warn("could not end the backend of a failed batch's last write, which got no answer: "+
 						"its rows may still be stored later, after newer ones",
-						zap.String("stage", s.name), zap.Int("rows", rows), zap.Error(ferr))
+						zap.String("stage", s.name), zap.Int("rows", rows), zap.Error(s.scrub(ferr)))
 				}
 			}
 			return err
@@ -522,7 +522,7 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend
 		// is not the connection's own (a pooler in transaction mode) or
 		// someone dropped it. From now on each write makes its own.
 		s.log.Warn("the load table made for a connection went missing; making one in each write from now on",
-			zap.String("stage", s.name), zap.Error(err))
+			zap.String("stage", s.name), zap.Error(s.scrub(err)))
 		s.loadPerTx.Store(true)
 		again := &copySource{parts: parts}
 		defer again.close()
