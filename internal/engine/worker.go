@@ -179,10 +179,9 @@ func (s *Stage) catch(in string, err *error) {
 		return
 	}
 	s.panics.Add(1)
-	// Skip catch and the runtime's panic: the stack starts where the
-	// kind panicked.
 	// The value is redacted as any error is: a kind may panic with a
-	// message that holds its DSN.
+	// message that holds its DSN. The stack skips catch and the
+	// runtime's panic: it starts where the kind panicked.
 	msg := stage.Redact(fmt.Sprint(v))
 	s.log.Error(in+" panicked", zap.String("stage", s.set.Name), zap.String("panic", msg),
 		zap.StackSkip("stack", 2))
