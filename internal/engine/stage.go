@@ -71,7 +71,10 @@ type Stage struct {
 	callsDone atomic.Uint64
 	callNanos atomic.Uint64
 
-	srcClosed bool // the source's Close was called, by a start that failed
+	// srcClosed: the source's Close was called, by a start that failed
+	// or by close; whichever comes first (a start in the background may
+	// fail as the stop closes) calls it, once.
+	srcClosed atomic.Bool
 
 	ended   chan struct{} // a source's: closed by EndInput
 	endOnce sync.Once
@@ -276,8 +279,7 @@ func (s *Stage) start(ctx context.Context) error {
 			a.close()
 		}
 		s.door.close()
-		s.srcClosed = true
-		if cerr := s.closeKind(); cerr != nil {
+		if cerr := s.closeSourceOnce(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("stage %q: close: %w", s.set.Name, cerr))
 		}
 		return err
@@ -327,6 +329,14 @@ func (s *Stage) drain(ctx context.Context) (err error) {
 	return s.src.Drain(ctx)
 }
 
+// closeSourceOnce closes the source unless it was closed already.
+func (s *Stage) closeSourceOnce() error {
+	if !s.srcClosed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return s.closeKind()
+}
+
 func (s *Stage) closeKind() (err error) {
 	defer s.catch("Close", &err)
 	if s.src != nil {
@@ -365,13 +375,14 @@ func (s *Stage) close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	var err error
 	if s.src != nil {
 		s.door.close()
-		if s.srcClosed {
-			return nil // by start, which failed
-		}
+		err = s.closeSourceOnce() // nil if a start that failed closed it
+	} else {
+		err = s.closeKind()
 	}
-	if err := s.closeKind(); err != nil {
+	if err != nil {
 		return fmt.Errorf("stage %q: close: %w", s.set.Name, err)
 	}
 	return nil
