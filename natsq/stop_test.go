@@ -25,10 +25,20 @@ import (
 // and stops the split. It returns the consuming side's queue.
 func cutByStop(t *testing.T, url string, qc QueueConfig) *Queue {
 	t.Helper()
+	return cutByStopFailing(t, url, qc, "")
+}
+
+// cutByStopFailing is cutByStop where the record failing, when not "",
+// fails for a reason of its own (not the stop's) before the stop.
+func cutByStopFailing(t *testing.T, url string, qc QueueConfig, failing string) *Queue {
+	t.Helper()
 	release := make(chan struct{})
 	reached := make(chan struct{})
 	var once sync.Once
 	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		if failing != "" && string(ev.Payload) == failing {
+			return errors.New("a hiccup of the database")
+		}
 		once.Do(func() { close(reached) })
 		<-release
 		return context.Canceled // what db.postgres returns once its ctx ends
@@ -336,32 +346,7 @@ func TestRequeuedDeadLetterStoredOnce(t *testing.T) {
 func TestForcedStopWithDeadEventNaks(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	qc := QueueConfig{Stream: "t_deadcut", MaxDeliver: 1, AckWait: time.Minute}
-	release := make(chan struct{})
-	reached := make(chan struct{})
-	var once sync.Once
-	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
-		if string(ev.Payload) == `{"id":1}` {
-			return errors.New("a hiccup of the database")
-		}
-		once.Do(func() { close(reached) })
-		<-release
-		return context.Canceled
-	}}
-	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 8}, s)
-	a := newAcks(3)
-	sp.send(t, 1, 3, a)
-	a.wait(t)
-	<-reached
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := sp.cons.StopInput(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sp.store.Abort()
-	close(release)
-	q := sp.consQueue
-	poll.Until(t, "the envelope settled", func() bool { st := q.Stats(); return st.Naked+st.Acked+st.Requeued > 0 })
-	sp.stop(t)
+	q := cutByStopFailing(t, srv.URL(), qc, `{"id":1}`)
 	if st := q.Stats(); st.Requeued != 0 || st.Naked != 3 || st.Dead.MaxDeliver != 1 {
 		t.Fatalf("first back: %d requeued, %d NAKed, dead %+v; want the envelope NAKed after event 1 was dead-lettered", st.Requeued, st.Naked, st.Dead)
 	}
