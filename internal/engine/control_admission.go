@@ -423,7 +423,14 @@ type admissionController struct {
 
 // decide sets the rate from one window.
 func (c *admissionController) decide(now time.Time, w admissionWindow) (stats.Decision, bool) {
-	if w.completed == 0 && w.inFlight == 0 && w.admitted == 0 && w.full == 0 && w.limited == 0 && w.memory == 0 {
+	if w.completed == 0 && w.inFlight == 0 && w.admitted == 0 && w.full == 0 && w.limited == 0 {
+		if w.memory > 0 {
+			// Records offered and refused by the memory limit alone:
+			// no news of what the pipeline carries either (smoothed in,
+			// it would wipe the estimate the door counts the queue full
+			// by), nor an idle second that lifts a rate cut under load.
+			return stats.Decision{}, false
+		}
 		// An idle window (no record offered, none in flight) says nothing
 		// of what the pipeline carries: smoothed in, it took the finish
 		// rate to nothing between bursts, so that the door counted the

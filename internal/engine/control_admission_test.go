@@ -509,3 +509,27 @@ func TestIdleLiftForgivesCredit(t *testing.T) {
 		t.Errorf("a second after a cut to 5000/s: Admit took 0 of 100: the credit taken at 10/s is still owed")
 	}
 }
+
+// Windows in which the memory limit refused everything the source was
+// offered leave the controller's estimate of what the pipeline carries as
+// it was: smoothed in as windows that finished nothing, they took the
+// door's full-queue depth from 2500 events to 70, and the source then
+// refused records busy (and cut its rate) once the memory was free.
+func TestMemoryRefusedWindowsKeepTheEstimate(t *testing.T) {
+	c := &admissionController{target: 100 * time.Millisecond}
+	now := fakeEpoch
+	for range 10 {
+		now = now.Add(time.Second)
+		c.decide(now, admissionWindow{elapsed: time.Second, completed: 50000, admitted: 50000, samples: 50000, p99: 10 * time.Millisecond, inFlight: 100})
+	}
+	before := c.depthLimit()
+	for range 10 {
+		now = now.Add(time.Second)
+		if _, ok := c.decide(now, admissionWindow{elapsed: time.Second, memory: 50000}); ok {
+			t.Fatal("a window of memory refusals alone decided")
+		}
+	}
+	if after := c.depthLimit(); after != before {
+		t.Errorf("depth limit %d after memory-refused windows, %d before: want it kept", after, before)
+	}
+}
