@@ -237,8 +237,16 @@ func (s *Stage) DoubleDone(seq, key uint64, err error) {
 	if s.countDouble() {
 		s.log.Error("event finished twice (Done called again); ignored",
 			zap.String("stage", s.set.Name), zap.Uint64("key", key), zap.Uint64("seq", seq),
-			zap.NamedError("second_err", err), zap.Uint64("total", s.doubleDones.Load()))
+			zap.String("second_err", redactedErr(err)), zap.Uint64("total", s.doubleDones.Load()))
 	}
+}
+
+// redactedErr is err's text with its secrets redacted, "" for nil.
+func redactedErr(err error) string {
+	if err == nil {
+		return ""
+	}
+	return stage.Redact(err.Error())
 }
 
 // doubleEmit counts an event this stage's handler emitted after it had

@@ -703,3 +703,19 @@ func TestSourceClosedWhenStartFails(t *testing.T) {
 		}
 	}
 }
+
+// The log line of an event finished twice redacts the second error, as
+// every error the runtime logs is: a handler's error may quote its DSN.
+func TestDoubleDoneLogRedacted(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	src, _ := NewSourceStage(stage.Settings{Name: "src"}, nil, zap.New(core))
+	e := sourceRuntime{src}.NewEvent([]byte("x"), 1, stage.Origin{})
+	e.Done(nil)
+	e.Done(errors.New("insert failed on postgres://app:s3cret@db/x"))
+	if logs.Len() != 1 {
+		t.Fatalf("%d lines logged, want the second Done's", logs.Len())
+	}
+	if s := fmt.Sprint(logs.All()[0].ContextMap()); strings.Contains(s, "s3cret") {
+		t.Errorf("the password is logged: %s", s)
+	}
+}
