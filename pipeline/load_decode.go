@@ -143,7 +143,7 @@ func (l *loader) peek(n *yaml.Node) *yaml.Node {
 // string or does not expand it reports the problem and returns good false;
 // stop is true when the node could not be resolved at all (an error
 // already reported), so the field is abandoned.
-func (l *loader) itemString(sc *scope, ip string, n *yaml.Node) (text string, good, stop bool) {
+func (l *loader) itemString(sc *scope, ip string, n *yaml.Node, secret bool) (text string, good, stop bool) {
 	n = l.resolve(n)
 	if n == nil {
 		return "", false, true
@@ -155,6 +155,9 @@ func (l *loader) itemString(sc *scope, ip string, n *yaml.Node) (text string, go
 	}
 	text, err := l.expand(n)
 	if err != nil {
+		if secret {
+			err = hidden(err) // a bad reference would quote the secret around it
+		}
 		l.errorf(n, "%s", sc.msg("%s: %v", ip, err))
 		return "", false, false
 	}
@@ -277,7 +280,7 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		ok := true
 		for i, it := range n.Content {
 			ip := path + "." + strconv.Itoa(i)
-			text, good, stop := l.itemString(sc, ip, it)
+			text, good, stop := l.itemString(sc, ip, it, f.Secret)
 			if stop {
 				return nil, false
 			}
@@ -303,7 +306,7 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 		es, _ := l.entries(n, "key in "+path)
 		for _, e := range es {
 			ip := path + "." + e.key.Value
-			text, good, stop := l.itemString(sc, ip, e.val)
+			text, good, stop := l.itemString(sc, ip, e.val, f.Secret)
 			if stop {
 				return nil, false
 			}

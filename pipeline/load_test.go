@@ -448,6 +448,30 @@ func TestParseSecretBadReferenceNotShown(t *testing.T) {
 	}
 }
 
+// The same of a secret list's or map's item: a bad reference in one was
+// quoted whole, the secret around it included.
+func TestParseSecretItemBadReferenceNotShown(t *testing.T) {
+	reg := stage.NewRegistry()
+	hnd := func(stage.Config, stage.Env) (stage.Handler, error) { return nil, errors.New("fake") }
+	if err := reg.Register(stage.Kind{Name: "test.secrets", Doc: "Secrets.", NewHandler: hnd, Terminal: true, Fields: []stage.Field{
+		{Name: "keys", Type: stage.StringList, Secret: true, Doc: "keys"},
+		{Name: "headers", Type: stage.StringMap, Secret: true, Doc: "headers"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	src := "name: t\nstages:\n  s:\n    kind: test.secrets\n    keys: [\"Pa${ss!w0rd}\"]\n    headers: {Authorization: \"Bearer tok${en!S3CRET}\"}\n"
+	_, err := Parse("p.yaml", []byte(src), reg, envOf(nil))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("errors %v, want 2", err)
+	}
+	if s := es.Error(); strings.Contains(s, "w0rd") || strings.Contains(s, "S3CRET") ||
+		!strings.Contains(s, "p.yaml:5:12") || !strings.Contains(s, "p.yaml:6:30") ||
+		strings.Count(s, "bad variable reference (not shown: the field is secret)") != 2 {
+		t.Errorf("a secret is shown, or the errors do not say where: %s", s)
+	}
+}
+
 func TestParseManyErrors(t *testing.T) {
 	data, err := os.ReadFile("testdata/errors.yaml")
 	if err != nil {
