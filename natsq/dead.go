@@ -82,7 +82,7 @@ func (c *consumer) deadLetters() {
 		}
 		switch {
 		case e.whole != nil:
-			reason := e.whole.reason
+			reason := stage.Redact(e.whole.reason)
 			if len(reason) > 200 {
 				reason = reason[:200]
 			}
@@ -145,7 +145,7 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 		for k, v := range base {
 			h[k] = v
 		}
-		reason := d.reason
+		reason := stage.Redact(d.reason) // stored, and read by whoever replays dead letters
 		if len(reason) > maxDeadReason {
 			reason = strings.ToValidUTF8(reason[:maxDeadReason], "") + "..."
 		}

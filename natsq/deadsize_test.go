@@ -105,3 +105,32 @@ func TestDeadLetterWithALongReason(t *testing.T) {
 		t.Errorf("the envelope was NAKed %d times; want it acked once dead-lettered", n)
 	}
 }
+
+// A dead letter's reason is stored in the stream, where whoever replays
+// dead letters reads it: a stage's error that quotes a DSN is redacted
+// there, as in the log line that says it was dead-lettered.
+func TestDeadLetterReasonRedacted(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		return stage.WithClass(errors.New("insert via postgres://app:s3cret@db:5432/x refused"), stage.ErrDatabase)
+	}}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_redr"}, stage.Settings{Batch: 8}, s)
+	a := newAcks(1)
+	sp.send(t, 1, 1, a)
+	a.wait(t)
+	poll.Until(t, "the record dead-lettered", func() bool { return streamMsgs(t, srv.URL(), "t_redr_dead") == 1 })
+	js := natstest.JetStream(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ds, err := js.Stream(ctx, "t_redr_dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ds.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Header.Get(codec.HdrReason); strings.Contains(r, "s3cret") || !strings.Contains(r, "app:xxxxx@db") {
+		t.Errorf("dead letter's reason %q: want the password redacted", r)
+	}
+}

@@ -246,10 +246,12 @@ func digits(n uint64) int {
 // maxReason bounds a nack reason, in bytes.
 const maxReason = 200
 
-// reason makes an error's text fit one nack line: valid UTF-8, control
-// characters as spaces, cut at maxReason bytes on a rune boundary.
+// reason makes an error's text fit one nack line: secrets redacted (a
+// stage's error may quote its DSN, and the line goes to the client),
+// valid UTF-8, control characters as spaces, cut at maxReason bytes on a
+// rune boundary.
 func reason(err error) string {
-	s := strings.ToValidUTF8(err.Error(), "?")
+	s := strings.ToValidUTF8(stage.Redact(err.Error()), "?")
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
