@@ -2,108 +2,16 @@ package natsq
 
 import (
 	"context"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/faultproxy"
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 )
-
-// freezer forwards TCP connections to a NATS server; while frozen it
-// forwards nothing from the client, as a stalled link would (the client
-// goes on writing into its buffers).
-type freezer struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	gate chan struct{} // non-nil while frozen: closed to thaw
-	wg   sync.WaitGroup
-}
-
-func newFreezer(t *testing.T, target string) *freezer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &freezer{ln: ln}
-	var conns []net.Conn
-	var cmu sync.Mutex
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			cmu.Lock()
-			conns = append(conns, c, s)
-			cmu.Unlock()
-			f.wg.Add(2)
-			go func() { defer f.wg.Done(); _, _ = io.Copy(c, s); c.Close() }()
-			go func() {
-				defer f.wg.Done()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := c.Read(buf)
-					f.mu.Lock()
-					g := f.gate
-					f.mu.Unlock()
-					if g != nil {
-						<-g
-					}
-					if n > 0 {
-						if _, werr := s.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						s.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		f.thaw()
-		cmu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		cmu.Unlock()
-		f.wg.Wait()
-	})
-	return f
-}
-
-func (f *freezer) freeze() {
-	f.mu.Lock()
-	if f.gate == nil {
-		f.gate = make(chan struct{})
-	}
-	f.mu.Unlock()
-}
-
-func (f *freezer) thaw() {
-	f.mu.Lock()
-	if f.gate != nil {
-		close(f.gate)
-		f.gate = nil
-	}
-	f.mu.Unlock()
-}
 
 // TestRequeueUnansweredAskedAgain: the link stalls as a stop requeues an
 // envelope at its max_deliver-th delivery, so the copy's publish gets no
@@ -115,9 +23,13 @@ func (f *freezer) thaw() {
 func TestRequeueUnansweredAskedAgain(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	url := srv.URL()
-	f := newFreezer(t, url[strings.LastIndex(url, "/")+1:])
+	px, err := faultproxy.New(url[strings.LastIndex(url, "/")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = px.Close() })
 	wait0, ask0 := requeueWait, requeueAskAgain
-	requeueWait, requeueAskAgain = time.Second, f.thaw
+	requeueWait, requeueAskAgain = time.Second, px.Resume
 	t.Cleanup(func() { requeueWait, requeueAskAgain = wait0, ask0 })
 
 	qc := QueueConfig{Stream: "t_requeue_ask", MaxDeliver: 1, AckWait: time.Minute}
@@ -130,7 +42,7 @@ func TestRequeueUnansweredAskedAgain(t *testing.T) {
 		return context.Canceled
 	}}
 	sp := newSplitClients(t, NewClient(Config{URL: url}, "test", nil),
-		NewClient(Config{URL: "nats://" + f.ln.Addr().String()}, "test", nil), qc, stage.Settings{Batch: 8}, s, nil)
+		NewClient(Config{URL: "nats://" + px.Addr()}, "test", nil), qc, stage.Settings{Batch: 8}, s, nil)
 	a := newAcks(3)
 	sp.send(t, 1, 3, a)
 	a.wait(t)
@@ -140,12 +52,12 @@ func TestRequeueUnansweredAskedAgain(t *testing.T) {
 	if err := sp.cons.StopInput(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f.freeze() // the back's link stalls: the requeue's first publish is not answered
+	px.Stall() // the back's link stalls: the requeue's first publish is not answered
 	sp.store.Abort()
 	close(release)
 	q := sp.consQueue
 	poll.Until(t, "the envelope settled", func() bool { st := q.Stats(); return st.Naked+st.Acked+st.Requeued > 0 })
-	f.thaw()
+	px.Resume()
 	sp.stop(t)
 	if st := q.Stats(); st.Requeued != 1 || st.Naked != 0 || st.AckErrors != 0 {
 		t.Fatalf("first back: %d requeued, %d NAKed, %d ack errors; want the copy found stored when asked again, and the original acked",
