@@ -183,20 +183,8 @@ func TestClosingPublishesNoDeadLetter(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	client := NewClient(Config{URL: srv.URL()}, "test", nil)
-	q := client.Queue("store", QueueConfig{Stream: "t_closing"}, 0, 0)
-	js, err := client.open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.release()
-	if err := q.ensureStreams(ctx, js); err != nil {
-		t.Fatal(err)
-	}
-	b := []byte{codec.Version, 1, 1, 'x', 0} // record 1, payload "x", no fields
-	if _, err := js.Publish(ctx, subject("t_closing")+".1", b); err != nil {
-		t.Fatal(err)
-	}
+	q, js := streamWithOne(t, srv.URL(), "t_closing")
+	b := oneEnvelope
 	cons, err := js.CreateOrUpdateConsumer(ctx, "t_closing", jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatal(err)
@@ -301,23 +289,11 @@ func TestRequeuedDeadLetterStoredOnce(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	client := NewClient(Config{URL: srv.URL()}, "test", nil)
-	q := client.Queue("store", QueueConfig{Stream: "t_firstseq"}, 0, 0)
-	js, err := client.open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.release()
-	if err := q.ensureStreams(ctx, js); err != nil {
-		t.Fatal(err)
-	}
+	q, js := streamWithOne(t, srv.URL(), "t_firstseq")
+	b := oneEnvelope
 	c := &consumer{q: q, js: js}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
-	b := []byte{codec.Version, 1, 1, 'x', 0} // record 1, payload "x", no fields
-	if _, err := js.Publish(ctx, subject("t_firstseq")+".1", b); err != nil {
-		t.Fatal(err)
-	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, "t_firstseq", jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatal(err)
@@ -359,4 +335,30 @@ func TestForcedStopWithDeadEventNaks(t *testing.T) {
 	if s2.count() != 0 {
 		t.Errorf("the restarted back stored %v; want nothing stored of an envelope past max_deliver", s2.seen)
 	}
+}
+
+// oneEnvelope is an envelope of one record: payload "x", no fields.
+var oneEnvelope = []byte{codec.Version, 1, 1, 'x', 0}
+
+// streamWithOne makes a queue of stream on a client of its own, opens the
+// client's connection (released when the test ends), makes the stream and
+// publishes oneEnvelope to it.
+func streamWithOne(t *testing.T, url, stream string) (*Queue, jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	client := NewClient(Config{URL: url}, "test", nil)
+	q := client.Queue("store", QueueConfig{Stream: stream}, 0, 0)
+	js, err := client.open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.release)
+	if err := q.ensureStreams(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subject(stream)+".1", oneEnvelope); err != nil {
+		t.Fatal(err)
+	}
+	return q, js
 }
