@@ -60,20 +60,22 @@ func (c *counted) acked() int {
 	return len(c.acks)
 }
 
-// A sink that finishes an Input's records with stage.DoneAll acks them
-// all. The acks are funcs, which == cannot compare, and DoneAll compared
-// the Completers of neighbouring events: it panicked at the second event
-// of a batch, the first event's ack was never called, and Drain waited
-// for it until its context ended.
-func TestInputAcksWithDoneAll(t *testing.T) {
-	const n = 10
-	in := &counted{n: n, acks: map[string]error{}}
-	sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Batch: 64, Terminal: true},
+// runInput runs in, an Input read by the runtime (its stage logging to
+// log), to its end into a sink of one worker that finishes each batch with
+// stage.DoneAll (handled, when set, counts the records), then stops,
+// drains and closes it as the pipeline does. Both stages take batches of
+// batch (0: the default). It returns the sink, and Drain's error.
+func runInput(t *testing.T, in stage.Input, batch int, log *zap.Logger, handled *atomic.Int64) (*Stage, error) {
+	t.Helper()
+	sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Batch: batch, Terminal: true},
 		stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+			if handled != nil {
+				handled.Add(int64(len(b)))
+			}
 			stage.DoneAll(b, nil)
 			return nil
 		}), nil)
-	src, il := NewInputStage(stage.Settings{Name: "lines", Batch: 64}, in, nil)
+	src, il := NewInputStage(stage.Settings{Name: "lines", Batch: batch}, in, log)
 	il.Connect(sink, nil)
 	ctx := context.Background()
 	for _, l := range []Lifecycle{sl, il} {
@@ -89,10 +91,23 @@ func TestInputAcksWithDoneAll(t *testing.T) {
 	sl.Wait()
 	dctx, cancel := context.WithTimeout(ctx, poll.Limit)
 	defer cancel()
-	if err := il.Drain(dctx); err != nil {
+	err := il.Drain(dctx)
+	il.Close()
+	return sink, err
+}
+
+// A sink that finishes an Input's records with stage.DoneAll acks them
+// all. The acks are funcs, which == cannot compare, and DoneAll compared
+// the Completers of neighbouring events: it panicked at the second event
+// of a batch, the first event's ack was never called, and Drain waited
+// for it until its context ended.
+func TestInputAcksWithDoneAll(t *testing.T) {
+	const n = 10
+	in := &counted{n: n, acks: map[string]error{}}
+	sink, err := runInput(t, in, 64, nil, nil)
+	if err != nil {
 		t.Fatalf("drain: %v (acked %d of %d)", err, in.acked(), n)
 	}
-	il.Close()
 	if got := in.acked(); got != n {
 		t.Fatalf("%d records acked, want %d", got, n)
 	}
@@ -207,32 +222,9 @@ func TestInputRecordWithError(t *testing.T) {
 		const n = 3
 		in := &withErr{counted: counted{n: n, acks: map[string]error{}}, last: last}
 		var got atomic.Int64
-		sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Workers: 1, Concurrency: 1, Terminal: true},
-			stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
-				got.Add(int64(len(b)))
-				stage.DoneAll(b, nil)
-				return nil
-			}), nil)
-		src, il := NewInputStage(stage.Settings{Name: "lines"}, in, nil)
-		il.Connect(sink, nil)
-		ctx := context.Background()
-		for _, l := range []Lifecycle{sl, il} {
-			if err := l.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		<-src.Ended()
-		if err := il.StopInput(ctx); err != nil {
-			t.Fatal(err)
-		}
-		sl.CloseQueue()
-		sl.Wait()
-		dctx, cancel := context.WithTimeout(ctx, poll.Limit)
-		if err := il.Drain(dctx); err != nil {
+		if _, err := runInput(t, in, 0, nil, &got); err != nil {
 			t.Fatalf("last %v: drain: %v", last, err)
 		}
-		cancel()
-		il.Close()
 		if got.Load() != n || in.acked() != n {
 			t.Errorf("last %v: %d records handled and %d acked, want %d", last, got.Load(), in.acked(), n)
 		}
@@ -263,23 +255,9 @@ func (a *ackOnly) Read(context.Context) ([]byte, func(error), error) {
 func TestInputAckWithoutRecord(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	in := &ackOnly{acked: make(chan error, 2)}
-	src, il := NewInputStage(stage.Settings{Name: "lines"}, in, zap.New(core))
-	sink, sl := NewHandlerStage(stage.Settings{Name: "sink", Terminal: true}, stage.HandlerFunc(func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
-		stage.DoneAll(b, nil)
-		return nil
-	}), nil)
-	il.Connect(sink, nil)
-	ctx := context.Background()
-	for _, l := range []Lifecycle{sl, il} {
-		if err := l.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := runInput(t, in, 0, zap.New(core), nil); err != nil {
+		t.Fatal(err)
 	}
-	<-src.Ended()
-	_ = il.StopInput(ctx)
-	sl.CloseQueue()
-	sl.Wait()
-	il.Close()
 	select {
 	case err := <-in.acked:
 		if err == nil || len(in.acked) != 0 {
