@@ -423,6 +423,27 @@ func TestAdmitAllIsFairToLargeBodies(t *testing.T) {
 	t.Logf("%d records admitted, %d bodies of 100", records, large)
 }
 
+// runBursts offers a model store that finishes service records/s, behind
+// a queue of 8192, n bursts of rate records/s lasting burst, each followed
+// by gap with nothing offered (target 250 ms), and returns the model and
+// how many records each burst had admitted.
+func runBursts(rate float64, burst, gap time.Duration, n int, service float64) (*srcModel, []uint64) {
+	offered := func(t time.Duration) float64 {
+		if t%(burst+gap) < burst {
+			return rate
+		}
+		return 0
+	}
+	m := newSrcModel(srcModel{offered: offered, service: constRate(service), capacity: 8192, target: 250 * time.Millisecond})
+	var admitted []uint64
+	for i := 1; i <= n; i++ {
+		before := m.admittedN
+		m.run(time.Duration(i) * (burst + gap))
+		admitted = append(admitted, m.admittedN-before)
+	}
+	return m, admitted
+}
+
 // Bursts with idle gaps between them, as `pipectl load` sends: a store
 // that finishes 20k records/s is offered 40k/s for half a second, then
 // nothing for 15 s, ten times. Each burst is worth a second of the
@@ -432,20 +453,7 @@ func TestAdmitAllIsFairToLargeBodies(t *testing.T) {
 // door then counted the queue full at 64 events and each burst cut the
 // rate further: 12480, 10760, then 6594 of the bursts admitted.)
 func TestAdmissionBurstsAfterIdle(t *testing.T) {
-	const burst, gap = 500 * time.Millisecond, 15 * time.Second
-	offered := func(t time.Duration) float64 {
-		if t%(burst+gap) < burst {
-			return 40000
-		}
-		return 0
-	}
-	m := newSrcModel(srcModel{offered: offered, service: constRate(20000), capacity: 8192, target: 250 * time.Millisecond})
-	var admitted []uint64
-	for i := 1; i <= 10; i++ {
-		before := m.admittedN
-		m.run(time.Duration(i) * (burst + gap))
-		admitted = append(admitted, m.admittedN-before)
-	}
+	m, admitted := runBursts(40000, 500*time.Millisecond, 15*time.Second, 10, 20000)
 	t.Logf("admitted per burst of 20000: %v", admitted)
 	for i, n := range admitted {
 		if n < 10000 {
@@ -463,20 +471,7 @@ func TestAdmissionBurstsAfterIdle(t *testing.T) {
 // 6644, 3125, then 465 of 100000 acked).
 func TestAdmissionInstantBursts(t *testing.T) {
 	for _, gap := range []time.Duration{15 * time.Second, 2 * time.Second} {
-		const burst = 50 * time.Millisecond
-		offered := func(t time.Duration) float64 {
-			if t%(burst+gap) < burst {
-				return 2e6
-			}
-			return 0
-		}
-		m := newSrcModel(srcModel{offered: offered, service: constRate(200000), capacity: 8192, target: 250 * time.Millisecond})
-		var admitted []uint64
-		for i := 1; i <= 6; i++ {
-			before := m.admittedN
-			m.run(time.Duration(i) * (burst + gap))
-			admitted = append(admitted, m.admittedN-before)
-		}
+		m, admitted := runBursts(2e6, 50*time.Millisecond, gap, 6, 200000)
 		t.Logf("gap %s: admitted per burst of 100000: %v", gap, admitted)
 		for i, n := range admitted[1:] {
 			if float64(n) < 0.8*float64(admitted[0]) {
