@@ -264,3 +264,36 @@ func TestFiguresKeptWhileServerAway(t *testing.T) {
 	pub.Close()
 	q.Wait()
 }
+
+// unconsumed tells of a stream no process takes from: its consumer
+// missing, or envelopes pending with no pull open, none in a process's
+// hands and none taken for unconsumedAfter; and of nothing while a back
+// pulls, holds envelopes, took one lately, the stream is empty, or the
+// server's figures are old.
+func TestUnconsumed(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-unconsumedAfter - time.Second)
+	idle := Stats{Stream: "s", Consumer: "c", StreamMsgs: 5, Pending: 5, ConsumerFound: true, LastActive: old}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*Stats)
+		want  string // "" or a part of why
+		since time.Time
+	}{
+		{"no back pulls for long", func(*Stats) {}, "5 envelopes wait and none was taken for 31s", old},
+		{"no consumer yet", func(ns *Stats) { ns.ConsumerFound, ns.LastActive = false, time.Time{} }, "its consumer c does not exist", time.Time{}},
+		{"a back pulls", func(ns *Stats) { ns.PullsWaiting = 1 }, "", time.Time{}},
+		{"a back holds envelopes", func(ns *Stats) { ns.AckPending = 2 }, "", time.Time{}},
+		{"taken lately", func(ns *Stats) { ns.LastActive = now.Add(-time.Second) }, "", time.Time{}},
+		{"empty stream", func(ns *Stats) { ns.StreamMsgs, ns.Pending = 0, 0 }, "", time.Time{}},
+		{"empty stream, no consumer", func(ns *Stats) { ns.StreamMsgs, ns.Pending, ns.ConsumerFound = 0, 0, false }, "", time.Time{}},
+		{"server away", func(ns *Stats) { ns.Error = "timeout" }, "", time.Time{}},
+	} {
+		ns := idle
+		tc.edit(&ns)
+		why, since := unconsumed(ns, now)
+		if (why == "") != (tc.want == "") || !strings.Contains(why, tc.want) || !since.Equal(tc.since) {
+			t.Errorf("%s: %q since %v, want %q since %v", tc.name, why, since, tc.want, tc.since)
+		}
+	}
+}

@@ -7,6 +7,7 @@ package natsq
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -75,6 +76,17 @@ type standIn struct{ *publisher }
 
 // Figures puts the queue's figures into the stand-in's /stats entry.
 func (s standIn) Figures(st *stats.Stage) { s.q.Fill(st) }
+
+// Unconsumed says why no process consumes the queue, from the figures
+// Figures read last, or "": a split front shows its stand-in degraded
+// with it (see unconsumed).
+func (s standIn) Unconsumed() (why string, since time.Time) {
+	s.q.st.mu.Lock()
+	ns := s.q.st.info
+	s.q.st.mu.Unlock()
+	ns.Stream, ns.Consumer = s.q.cfg.Stream, consumerName(s.q.stage)
+	return unconsumed(ns, time.Now())
+}
 
 // feeder is the consumer as the source that feeds the stage, which shows
 // the queue's figures in the stage's /stats entry.

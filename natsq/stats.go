@@ -40,16 +40,25 @@ type Stats struct {
 	Consuming  bool   `json:"consuming"`  // this process runs the stage: it pulls from the stream
 
 	// The server's figures, InfoAgeS seconds old.
-	Pending       uint64  `json:"pending"`     // envelopes not yet delivered to any process
-	AckPending    uint64  `json:"ack_pending"` // envelopes delivered and not yet acked, in any process
-	Redelivered   uint64  `json:"redelivered"` // envelopes delivered more than once and not yet acked
-	StreamMsgs    uint64  `json:"stream_msgs"` // envelopes in the stream
-	StreamBytes   uint64  `json:"stream_bytes"`
-	MaxMsgs       int64   `json:"max_msgs"`  // the stream's message limit; -1: none
-	MaxBytes      int64   `json:"max_bytes"` // the stream's byte limit; -1: none
-	ConsumerFound bool    `json:"consumer_found"`
-	InfoAgeS      float64 `json:"info_age_s"`
-	Error         string  `json:"error,omitempty"` // why the server's figures could not be read; they are then the last it gave, InfoAgeS old
+	Pending       uint64 `json:"pending"`     // envelopes not yet delivered to any process
+	AckPending    uint64 `json:"ack_pending"` // envelopes delivered and not yet acked, in any process
+	Redelivered   uint64 `json:"redelivered"` // envelopes delivered more than once and not yet acked
+	StreamMsgs    uint64 `json:"stream_msgs"` // envelopes in the stream
+	StreamBytes   uint64 `json:"stream_bytes"`
+	MaxMsgs       int64  `json:"max_msgs"`  // the stream's message limit; -1: none
+	MaxBytes      int64  `json:"max_bytes"` // the stream's byte limit; -1: none
+	ConsumerFound bool   `json:"consumer_found"`
+	// PullsWaiting counts the pull requests of consuming processes
+	// waiting at the server: each process running the stage keeps one
+	// open while it has room, so 0 with envelopes pending says that none
+	// is taking them.
+	PullsWaiting int `json:"pulls_waiting"`
+	// LastActive is when a process last took an envelope from the
+	// consumer or acked one (the consumer's creation before either);
+	// zero while the consumer is not found.
+	LastActive time.Time `json:"last_active,omitzero"`
+	InfoAgeS   float64   `json:"info_age_s"`
+	Error      string    `json:"error,omitempty"` // why the server's figures could not be read; they are then the last it gave, InfoAgeS old
 
 	// This process's counters.
 	Published      uint64 `json:"published"`           // events PubAcked by JetStream
@@ -263,6 +272,13 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 		if ci, err := cons.Info(ctx); err == nil {
 			ns.Pending, ns.AckPending, ns.Redelivered = ci.NumPending, uint64(ci.NumAckPending), uint64(ci.NumRedelivered)
 			ns.ConsumerFound = true
+			ns.PullsWaiting = ci.NumWaiting
+			ns.LastActive = ci.Created
+			for _, t := range []*time.Time{ci.Delivered.Last, ci.AckFloor.Last} {
+				if t != nil && t.After(ns.LastActive) {
+					ns.LastActive = *t
+				}
+			}
 		} else {
 			if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				failed = err

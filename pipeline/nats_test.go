@@ -778,3 +778,50 @@ func TestNatsStartLogCountsUserStages(t *testing.T) {
 		t.Fatalf("pipeline started: %v; /stats lists %d stages, the file 3", started, len(p.Stats().Stages))
 	}
 }
+
+// A split front shows its stand-in of a stage degraded while no process
+// consumes the stage's stream, before any back has started (its consumer
+// does not exist), and ok once a back takes the records; /readyz stays
+// ready, since the records are safe in the stream. Once the back has
+// stopped, the server's figures the rule reads for a back that went away
+// (natsq's unconsumed, whose wait is tested there) say so: envelopes
+// pending and no pull request open.
+func TestNatsFrontShowsNoBackConsumes(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	const n = 10
+	yaml := natsYAML(srv.URL(), n)
+	front, hub := natsNew(t, yaml, "src", "mid")
+	src := hub.source(t, "src")
+	poll.Until(t, "every event acked by the front", func() bool { return src.ok.Load() == n })
+	var st stats.Stage
+	poll.Until(t, "the front's store degraded", func() bool {
+		st = rtStageStats(t, front.Stats(), "store")
+		return st.Health.State == stats.HealthDegraded
+	})
+	if !strings.Contains(st.Health.Error, "no process consumes stream t_split: its consumer") {
+		t.Errorf("front's store: %q, want that no process consumes its stream", st.Health.Error)
+	}
+	if why := front.notReady(); why != "" {
+		t.Errorf("front not ready while no back runs: %q", why)
+	}
+
+	back, _ := natsNew(t, yaml, "store")
+	poll.Until(t, "the back stores every record", func() bool { return rtStageStats(t, back.Stats(), "store").Out == n })
+	poll.Until(t, "the front's store ok with a back pulling", func() bool {
+		st = rtStageStats(t, front.Stats(), "store")
+		ns, _ := natsq.StatsOf(st)
+		return st.Health.State == stats.HealthOK && ns.PullsWaiting > 0 && !ns.LastActive.IsZero()
+	})
+	rtStop(t, back)
+	rtStop(t, front)
+
+	// A second front publishes while no back runs.
+	front, hub = natsNew(t, yaml, "src", "mid")
+	src = hub.source(t, "src")
+	poll.Until(t, "every event acked by the second front", func() bool { return src.ok.Load() == n })
+	poll.Until(t, "pending and no pull open", func() bool {
+		ns, _ := natsq.StatsOf(rtStageStats(t, front.Stats(), "store"))
+		return ns.Pending > 0 && ns.PullsWaiting == 0 && ns.AckPending == 0 && ns.ConsumerFound
+	})
+	rtStop(t, front)
+}
