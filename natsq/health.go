@@ -35,7 +35,7 @@ func publishOutcome(retry []*item) error {
 // wait only covers the moment between two pulls.
 const unconsumedAfter = 30 * time.Second
 
-// Unconsumed says why nothing consumes the queue, judged from the
+// unconsumed says why nothing consumes the queue, judged from the
 // server's figures last read (ns): envelopes are pending and no process
 // has pulled or acked for unconsumedAfter (at now), or the stream holds
 // envelopes and its consumer does not exist (no back has ever started).
