@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -36,6 +37,19 @@ func FuzzSyslog(f *testing.F) {
 				continue
 			}
 			checkSyslogFields(t, line, m)
+		}
+		// A line end an octet-counted sender adds changes nothing: the
+		// same fields, or the same error.
+		if !strings.HasSuffix(line, "\n") && !strings.HasSuffix(line, "\r") {
+			for _, format := range []syslogFormat{formatAuto, formatRFC5424, formatRFC3164} {
+				want, wantErr := parseSyslogMap(line, format)
+				for _, eol := range []string{"\n", "\r\n"} {
+					got, err := parseSyslogMap(line+eol, format)
+					if !reflect.DeepEqual(got, want) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+						t.Fatalf("%q: with %q: %v, %v; without: %v, %v", line, eol, got, err, want, wantErr)
+					}
+				}
+			}
 		}
 		// Strict refuses what lenient refuses, and more (a timestamp out
 		// of range), never less.

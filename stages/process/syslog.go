@@ -125,7 +125,7 @@ func (h *syslogHandler) Handle(ctx context.Context, batch []*stage.Event, out st
 				continue
 			}
 			ev.ResetFields()
-			m.str(sfMsg, line)
+			m.str(sfMsg, trimEOL(line))
 			m.set(sfParseError, stage.StringValue(err.Error()))
 		}
 		out.Emit(ctx, ev)
@@ -177,7 +177,13 @@ func errAt(off int, msg string) error { return &syslogError{msg: msg, off: off} 
 // parseSyslog parses one syslog line into m. Every string field is a
 // substring of line; numbers are integers. NILVALUE ("-") fields of RFC
 // 5424 are left out. On an error, m may have been given some fields.
+//
+// One trailing line end, which octet-counted senders sometimes include,
+// is dropped before anything else: left on, it would end the last field
+// of the header instead of the line, so a BSD line with an empty message
+// would lose its timestamp or tag to the message.
 func parseSyslog(line string, f syslogFormat, m *syslogMsg) error {
+	line = trimEOL(line)
 	pri, rest, err := parsePRI(line)
 	if err != nil {
 		return err
@@ -273,12 +279,12 @@ func parse5424(s string, end int, m *syslogMsg) error {
 	}
 	s = s[n:]
 	switch {
-	case s == "" || trimEOL(s) == "": // no MSG; a line end an octet-counted sender added
+	case s == "": // no MSG
 	case s[0] != ' ':
 		return errAt(end-len(s), "rfc5424: expected a space after STRUCTURED-DATA")
 	default:
 		msg := strings.TrimPrefix(s[1:], "\ufeff") // the BOM marks UTF-8; it is not part of the text
-		m.str(sfMsg, trimEOL(msg))
+		m.str(sfMsg, msg)
 	}
 	return nil
 }
@@ -522,7 +528,7 @@ func parse3164(s string, m *syslogMsg) {
 		}
 		s = rest
 	}
-	m.str(sfMsg, trimEOL(s))
+	m.str(sfMsg, s)
 }
 
 // maxTag bounds a TAG: RFC 3164 says 32 characters; senders write more.
@@ -609,8 +615,8 @@ func isMonth(s string) bool {
 	return false
 }
 
-// trimEOL drops one trailing line end that octet-counted senders sometimes
-// include.
+// trimEOL drops one trailing line end ("\n", "\r\n" or "\r") that
+// octet-counted senders sometimes include.
 func trimEOL(s string) string {
 	s = strings.TrimSuffix(s, "\n")
 	return strings.TrimSuffix(s, "\r")

@@ -68,6 +68,41 @@ func TestSyslogParse(t *testing.T) {
 		{"3164 bare", formatAuto,
 			`<0>just text: here`,
 			map[string]any{"pri": int64(0), "facility": int64(0), "severity": int64(0), "msg": "just text: here"}},
+		// A line end an octet-counted sender added is dropped before the
+		// line is split, so it cannot end the tag, host name or timestamp
+		// in place of the line.
+		{"3164 empty msg, a line end after the tag", formatAuto,
+			"<13>Dec  7 19:00:00 host app\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "Dec  7 19:00:00", "hostname": "host", "app_name": "app", "msg": ""}},
+		{"3164 empty msg, a line end after the host name", formatRFC3164,
+			"<13>Dec  7 19:00:00 host\r\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "Dec  7 19:00:00", "hostname": "host", "msg": ""}},
+		{"3164 only a timestamp and a line end", formatAuto,
+			"<13>Dec  7 19:00:00\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "Dec  7 19:00:00", "msg": ""}},
+		{"3164 only an RFC 3339 timestamp and a line end", formatAuto,
+			"<13>2024-01-02T03:04:05Z\r\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "2024-01-02T03:04:05Z", "msg": ""}},
+		{"3164 a line end after the msg", formatAuto,
+			"<13>Dec  7 19:00:00 host app: hi\r\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "Dec  7 19:00:00", "hostname": "host", "app_name": "app", "msg": "hi"}},
+		{"3164 only one line end is dropped", formatAuto,
+			"<13>Dec  7 19:00:00 host app: hi\n\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5),
+				"timestamp": "Dec  7 19:00:00", "hostname": "host", "app_name": "app", "msg": "hi\n"}},
+		{"5424 empty msg, a line end after the space", formatAuto,
+			"<13>1 - h a p m - \r\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5), "version": int64(1),
+				"hostname": "h", "app_name": "a", "procid": "p", "msgid": "m", "msg": ""}},
+		{"5424 a line end after the msg", formatRFC5424,
+			"<13>1 - h a p m - hi\n",
+			map[string]any{"pri": int64(13), "facility": int64(1), "severity": int64(5), "version": int64(1),
+				"hostname": "h", "app_name": "a", "procid": "p", "msgid": "m", "msg": "hi"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseSyslogMap(tc.in, tc.f)
@@ -128,6 +163,24 @@ func TestSyslogLenient(t *testing.T) {
 	}
 	if got, _ := out.calls[1].ev.Field("app_name"); got != "su" {
 		t.Errorf("app_name = %v", got)
+	}
+}
+
+// A line that does not parse is kept as its msg without the line end an
+// octet-counted sender added, as a line that parses is.
+func TestSyslogLenientLineEnd(t *testing.T) {
+	h := mustBuild(t, "process.syslog", nil)
+	out, done, _ := run(t, h, "not syslog\r\n", "<13\n")
+	if len(out.calls) != 2 || len(done.errs) != 0 {
+		t.Fatalf("emitted %d, errs %v", len(out.calls), done.errs)
+	}
+	for i, want := range []map[string]any{
+		{"msg": "not syslog", "parse_error": "missing <PRI> at offset 0"},
+		{"msg": "<13", "parse_error": "bad <PRI>: want <0> to <191> at offset 3"},
+	} {
+		if got := fieldMap(out.calls[i].ev); !reflect.DeepEqual(got, want) {
+			t.Errorf("line %d: fields = %#v, want %#v", i+1, got, want)
+		}
 	}
 }
 
