@@ -35,14 +35,15 @@ type StopReport struct {
 	// makes of them (stage.Fate). Fates.String is the report's line.
 	Fates stats.Fates
 	// Forced is true when phase two ran: the drain was cut short because
-	// Stop's context ended (or a second Stop's did).
+	// Stop's context ended (or a second Stop's did). It is false after a
+	// failed Start, which stops what it started with no drain to cut.
 	Forced bool
 	// Took is how long the whole Stop took.
 	Took time.Duration
 }
 
 // errForced is the cause reported when a later Stop call (or a second
-// signal) forced phase two.
+// signal) forced phase two; the error wraps that call's ctx.Err() too.
 var errForced = errors.New("stop forced")
 
 // Start starts the pipeline: the admin endpoint first (so /healthz answers
@@ -177,7 +178,7 @@ func (p *Pipeline) Stop(ctx context.Context) (StopReport, error) {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			p.forceStop()
+			p.forceStop(ctx.Err())
 			<-done
 		}
 		return p.result()
@@ -222,7 +223,17 @@ func (p *Pipeline) stopBegun() bool {
 	}
 }
 
-func (p *Pipeline) forceStop() { p.forceOnce.Do(func() { close(p.force) }) }
+// forceStop forces phase two of the stop in progress for a later Stop
+// whose ctx ended with cause: the stop's error wraps both errForced and
+// cause, as the docs promise a forced stop's error wraps ctx.Err().
+func (p *Pipeline) forceStop(cause error) {
+	p.forceOnce.Do(func() {
+		p.mu.Lock()
+		p.forceCause = cause
+		p.mu.Unlock()
+		close(p.force)
+	})
+}
 
 func (p *Pipeline) finishStop(rep StopReport, err error) {
 	p.mu.Lock()
@@ -282,13 +293,15 @@ func (p *Pipeline) shutdown(ctx context.Context, force <-chan struct{}, failedSt
 	case <-ctx.Done():
 		cause = ctx.Err()
 	case <-force:
-		cause = errForced
+		p.mu.Lock()
+		cause = fmt.Errorf("%w by a later Stop: %w", errForced, p.forceCause)
+		p.mu.Unlock()
 	}
 	if cause != nil {
 		// Phase two: end the drain and everything it waits for. Closing
 		// the queues fails posts blocked on a full queue, so a source
 		// stuck there returns too.
-		rep.Forced = true
+		rep.Forced = !failedStart // no drain ran to be cut short
 		cancel()
 		for _, st := range p.stages {
 			st.Abort()

@@ -243,6 +243,11 @@ func TestSecondStopForces(t *testing.T) {
 	if !errors.Is(err, errForced) || !errors.Is(first, errForced) {
 		t.Errorf("errors %v / %v, want both to wrap errForced", err, first)
 	}
+	// As the docs say of a forced stop: the error wraps the forcing
+	// Stop's ctx.Err().
+	if !errors.Is(err, context.Canceled) || !errors.Is(first, context.Canceled) {
+		t.Errorf("errors %v / %v, want both to wrap the later Stop's context.Canceled", err, first)
+	}
 	goleak.VerifyNone(t)
 }
 
@@ -298,8 +303,10 @@ func TestStartFailureStopsStarted(t *testing.T) {
 	if s := p.Stats().State; s != "stopped" {
 		t.Errorf("state %q", s)
 	}
-	if _, err := p.Stop(context.Background()); err != nil {
-		t.Errorf("Stop after a failed Start: %v", err)
+	// No drain ran, so none was cut short: the report is not forced (it
+	// said so, with a nil error).
+	if rep, err := p.Stop(context.Background()); err != nil || rep.Forced {
+		t.Errorf("Stop after a failed Start: %+v, %v; want no error and not forced", rep, err)
 	}
 	if err := p.Start(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Start again: %v, want ErrClosed", err)
@@ -675,5 +682,37 @@ func TestRunLeavesAnOutsideStopItsDeadline(t *testing.T) {
 	}
 	if err := <-ran; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A Config built in Go has its common knobs checked as the loader checks
+// a file's: a workers of 1<<20 started a million goroutines, and a
+// negative capacity or linger went through.
+func TestNewChecksSettings(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	bad := rtStage("sink", "test.finish", "", stage.Settings{Workers: 1 << 20, Concurrency: -1, Capacity: stage.MaxCapacity + 1,
+		Batch: -2, MaxBytes: -1, Linger: -time.Second}, nil)
+	bad.FieldPos = map[string]Pos{"workers": {File: "code.yaml", Line: 3, Col: 14}}
+	cfg := &Config{Name: "bounds", Stages: []*StageConfig{
+		rtStage("src", "test.seq", "sink", stage.Settings{}, map[string]any{"count": 1}),
+		bad,
+	}}
+	_, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("New: %v, want positioned errors", err)
+	}
+	got := err.Error()
+	for _, want := range []string{
+		`code.yaml:3:14: stage "sink": workers: 1048576 is out of range: want 1 to 65536, or 0 for the default`,
+		`stage "sink": concurrency: -1 is out of range`,
+		`stage "sink": queue.capacity: 16777217 is out of range`,
+		`stage "sink": batch.max: -2 is out of range`,
+		`stage "sink": queue.max_bytes: -1 is out of range`,
+		`stage "sink": batch.linger: -1s is negative`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("New: %s\nwant it to say %q", got, want)
+		}
 	}
 }

@@ -74,17 +74,18 @@ type Pipeline struct {
 	// sees a pipeline that is either not started or completely started.
 	start sync.Mutex
 
-	mu        sync.Mutex
-	state     state
-	began     time.Time     // when Start began
-	ended     time.Time     // when Stop finished
-	started   []bool        // stages whose Start succeeded
-	adm       *adminServer  // nil when there is no admin endpoint
-	stopDone  chan struct{} // closed when the stop procedure has finished
-	force     chan struct{} // closed to force phase two
-	forceOnce sync.Once
-	report    StopReport
-	stopErr   error
+	mu         sync.Mutex
+	state      state
+	began      time.Time     // when Start began
+	ended      time.Time     // when Stop finished
+	started    []bool        // stages whose Start succeeded
+	adm        *adminServer  // nil when there is no admin endpoint
+	stopDone   chan struct{} // closed when the stop procedure has finished
+	force      chan struct{} // closed to force phase two
+	forceOnce  sync.Once
+	forceCause error // the ctx.Err() of the Stop that forced phase two; under mu
+	report     StopReport
+	stopErr    error
 	// cancelStart ends the context of a Start in progress: Stop calls it.
 	cancelStart context.CancelFunc
 	stopCalled  chan struct{} // closed when Stop is called (or a failed Start stops); p.mu guards the closing
@@ -260,6 +261,9 @@ func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, routes []string, fail f
 		}
 		fail(sc.Pos, "stage %q: %v", sc.Name, err)
 	}
+	if !checkSettings(sc, fail) {
+		return engine.Lifecycle{}, false
+	}
 	cfg, err := stage.Bind(k.Fields, sc.Config)
 	if err != nil {
 		for _, e := range unjoin(err) {
@@ -281,6 +285,32 @@ func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, routes []string, fail f
 		return engine.Lifecycle{}, false
 	}
 	return life, true
+}
+
+// checkSettings reports the common knobs of sc that are out of the
+// bounds the loader holds a file to (stage.CommonFields), each at its key:
+// a Config built in Go skips the loader, and a workers of 1<<20 started a
+// million goroutines. 0 leaves a knob to its default, as an unset key
+// does.
+func checkSettings(sc *StageConfig, fail func(Pos, string, ...any)) bool {
+	ok := true
+	check := func(key string, v, hi int64) {
+		if v < 0 || v > hi {
+			fail(posOr(sc.FieldPos, key, sc.Pos), "stage %q: %s: %d is out of range: want 1 to %d, or 0 for the default", sc.Name, key, v, hi)
+			ok = false
+		}
+	}
+	set := sc.Settings
+	check("workers", int64(set.Workers), stage.MaxWorkers)
+	check("concurrency", int64(set.Concurrency), stage.MaxWorkers)
+	check("queue.capacity", int64(set.Capacity), stage.MaxCapacity)
+	check("batch.max", int64(set.Batch), stage.MaxBatch)
+	check("queue.max_bytes", set.MaxBytes, 1<<50)
+	if set.Linger < 0 {
+		fail(posOr(sc.FieldPos, "batch.linger", sc.Pos), "stage %q: batch.linger: %v is negative", sc.Name, set.Linger)
+		ok = false
+	}
+	return ok
 }
 
 // construct calls the kind's constructor, turning a panic into an error,
