@@ -262,6 +262,11 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 		MaxAge:     cfg.MaxAge,
 		Duplicates: cfg.Duplicates,
 	}
+	// The dead-letter stream has a byte limit, discarding old: past it
+	// the oldest dead letters make room for the newest. Without a limit a
+	// client sending bad records could fill the server's disk: a dead
+	// letter, stored uncompressed with its reason, took up to about 39
+	// times the bytes of the record sent, and was kept dead_max_age.
 	dead := jetstream.StreamConfig{
 		Name:        deadStream(cfg.Stream),
 		Description: fmt.Sprintf("seda: dead letters of stage %q (stream %s)", q.stage, cfg.Stream),
@@ -270,6 +275,7 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		Replicas:    cfg.Replicas,
+		MaxBytes:    cfg.DeadMaxBytes,
 		MaxAge:      cfg.DeadMaxAge,
 		Duplicates:  cfg.Duplicates,
 	}

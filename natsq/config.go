@@ -220,6 +220,9 @@ type QueueConfig struct {
 	// acked, over every process that runs the stage.
 	MaxAckPending int
 	DeadMaxAge    time.Duration // how long dead letters are kept; 0: for ever
+	// DeadMaxBytes bounds the dead-letter stream, whose oldest dead
+	// letters are dropped to make room (discard old); 0 or -1: none.
+	DeadMaxBytes int64
 	// EnvelopeEvents and EnvelopeBytes bound one message (an envelope of
 	// events, see natsq/internal/codec): at most this many events, and this many
 	// bytes of data unless it holds one event.
@@ -250,6 +253,7 @@ func QueueFields() []stage.Field {
 		{Name: "max_backoff", Type: stage.Duration, Default: time.Minute, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "nats: longest delay before a failed message is delivered again"},
 		{Name: "max_ack_pending", Type: stage.Int, Default: 1024, Range: stage.Between(1, 1<<24), Doc: "nats: messages (envelopes of events) delivered and not yet finished, over every process running the stage"},
 		{Name: "dead_max_age", Type: stage.Duration, Default: 7 * 24 * time.Hour, Doc: "nats: how long the dead-letter stream keeps a message; 0: for ever"},
+		{Name: "dead_max_bytes", Type: stage.Size, Default: int64(1 << 30), Doc: "nats: bytes the dead-letter stream holds at most; past them its oldest dead letters are dropped (discard old), so the newest are kept; 0: no limit"},
 		{Name: "envelope_events", Type: stage.Int, Default: DefaultEnvelopeEvents, Range: stage.Between(1, 1<<20), Doc: "nats: events one message (an envelope) carries at most"},
 		{Name: "compress", Type: stage.String, Default: "s2", Enum: []string{"s2", "none"}, Doc: "nats: s2: envelopes are compressed (S2), so that the server stores and moves fewer bytes; none: sent as they are"},
 		{Name: "envelope_bytes", Type: stage.Size, Default: int64(DefaultEnvelopeBytes), Range: stage.Between(1<<10, 64<<20), Doc: "nats: bytes one message (an envelope) carries at most, unless it holds one event; kept under the server's max_payload, which bounds one event: a record travels with the fields decoded from it, so one whose record and fields take more than max_payload (1MiB by default; about half of it in raw JSON) is refused as too large"},
@@ -292,6 +296,7 @@ func QueueConfigFrom(c stage.Config) QueueConfig {
 		MaxBackoff:    c.Duration("max_backoff"),
 		MaxAckPending: c.Int("max_ack_pending"),
 		DeadMaxAge:    c.Duration("dead_max_age"),
+		DeadMaxBytes:  c.Size("dead_max_bytes"),
 
 		EnvelopeEvents: c.Int("envelope_events"),
 		EnvelopeBytes:  c.Size("envelope_bytes"),
@@ -314,6 +319,9 @@ func (q QueueConfig) withDefaults() QueueConfig {
 	}
 	if q.MaxBytes <= 0 {
 		q.MaxBytes = -1
+	}
+	if q.DeadMaxBytes <= 0 {
+		q.DeadMaxBytes = -1
 	}
 	def(&q.Duplicates, defaultDuplicates)
 	if q.MaxDeliver <= 0 {

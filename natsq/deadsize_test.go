@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq/internal/codec"
@@ -132,5 +134,71 @@ func TestDeadLetterReasonRedacted(t *testing.T) {
 	}
 	if r := m.Header.Get(codec.HdrReason); strings.Contains(r, "s3cret") || !strings.Contains(r, "app:xxxxx@db") {
 		t.Errorf("dead letter's reason %q: want the password redacted", r)
+	}
+}
+
+// The dead-letter stream has a byte limit, dead_max_bytes (1GiB unless
+// set), with discard old: it had none, so a client sending bad records
+// could fill the server's disk with dead letters, each taking many times
+// the record's bytes, for a week. A stream made before the key existed
+// gets the limit when a process starts, and past it the oldest dead
+// letters make room for the newest.
+func TestDeadStreamHasAByteLimit(t *testing.T) {
+	var c stage.Config
+	c.Set("stream", "x")
+	if got := QueueConfigFrom(c).DeadMaxBytes; got != 1<<30 {
+		t.Errorf("dead_max_bytes unset reads %d, want 1GiB", got)
+	}
+
+	srv := natstest.Start(t, natstest.Options{})
+	js := natstest.JetStream(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	// STREAM_dead as an earlier version made it: no byte limit.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        "t_dmb_dead",
+		Description: `seda: dead letters of stage "store" (stream t_dmb)`,
+		Subjects:    []string{subject("t_dmb_dead")},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      time.Hour,
+		Duplicates:  time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 8 << 10
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		return stage.WithClass(errors.New("bad record"), stage.ErrInvalid)
+	}}
+	qc := QueueConfig{Stream: "t_dmb", DeadMaxAge: time.Hour, Duplicates: time.Minute, DeadMaxBytes: limit}
+	sp := newSplit(t, srv.URL(), qc, stage.Settings{Batch: 8}, s)
+	ds, err := js.Stream(ctx, "t_dmb_dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := ds.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.MaxBytes != limit || info.Config.Discard != jetstream.DiscardOld {
+		t.Fatalf("dead-letter stream's max_bytes %d, discard %v; want %d, discard old", info.Config.MaxBytes, info.Config.Discard, limit)
+	}
+	const n = 200
+	a := newAcks(n)
+	sp.send(t, 1, n, a)
+	a.wait(t)
+	poll.Until(t, "every record dead-lettered", func() bool {
+		return sp.consQueue.Stats().DeadLettered == n && streamMsgs(t, srv.URL(), "t_dmb") == 0
+	})
+	if info, err = ds.Info(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Bytes > limit || info.State.Msgs == 0 || info.State.Msgs >= n {
+		t.Fatalf("dead-letter stream holds %d messages, %d bytes; want some, at most %d bytes", info.State.Msgs, info.State.Bytes, limit)
+	}
+	// The oldest dead letters made room; the newest was stored last and kept.
+	if info.State.FirstSeq <= 1 || info.State.LastSeq != n {
+		t.Errorf("dead-letter stream holds sequences %d to %d; want the oldest dropped and the last of %d kept", info.State.FirstSeq, info.State.LastSeq, n)
 	}
 }

@@ -14,7 +14,8 @@
 // (its replicas and limits from the stage's queue keys), taking subjects
 // seda.STREAM.N (an envelope of N events; seda.STREAM too, for messages
 // of older versions), and a dead-letter stream STREAM_dead (limits
-// retention, kept dead_max_age). Every process running the stage pulls
+// retention, kept dead_max_age, at most dead_max_bytes: past them the
+// oldest dead letters are dropped). Every process running the stage pulls
 // from one durable consumer named after the stage (explicit acks,
 // ack_wait, at most max_ack_pending envelopes unacked), so several
 // processes share the work: JetStream hands each envelope to one of them. Streams and the consumer are created (or updated to the file's
