@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,9 +77,21 @@ func (c *consumer) deadLetters() {
 		}
 		for _, d := range append(dead, ptrs(e.whole)...) {
 			q.st.dead(d.class)
-			q.log.Warn("nats: event dead-lettered", zap.String("dead_stream", deadStream(q.cfg.Stream)),
+			// At most a line a second: a client sending bad records made
+			// one line per record (100,000 records, 30 MB of log). The
+			// line says how many were not logged before it; /stats and
+			// /metrics count them all.
+			ok, skipped := q.deadLog.allow()
+			if !ok {
+				continue
+			}
+			fields := []zap.Field{zap.String("dead_stream", deadStream(q.cfg.Stream)),
 				zap.Uint64("stream_seq", e.streamSeq), zap.Int("index", d.i), zap.String("class", d.class),
-				zap.String("reason", stage.Redact(d.reason)))
+				zap.String("reason", stage.Redact(d.reason))}
+			if skipped > 0 {
+				fields = append(fields, zap.Uint64("not_logged", skipped))
+			}
+			q.log.Warn("nats: event dead-lettered", fields...)
 		}
 		switch {
 		case e.whole != nil:
@@ -235,4 +248,23 @@ func (c *consumer) keepInProgress() {
 			c.hmu.Unlock()
 		}
 	}
+}
+
+// logLimit lets one log line through a second, and counts the lines it
+// holds back, so that the next line logged says how many were not.
+type logLimit struct {
+	next    atomic.Int64  // unix ns before which nothing is logged
+	skipped atomic.Uint64 // lines held back since the last one logged
+}
+
+// allow reports whether a line may be logged now and, if so, how many
+// were held back since the last one logged.
+func (l *logLimit) allow() (ok bool, skipped uint64) {
+	now := time.Now().UnixNano()
+	next := l.next.Load()
+	if now < next || !l.next.CompareAndSwap(next, now+int64(time.Second)) {
+		l.skipped.Add(1)
+		return false, 0
+	}
+	return true, l.skipped.Swap(0)
 }

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
@@ -200,5 +203,60 @@ func TestDeadStreamHasAByteLimit(t *testing.T) {
 	// The oldest dead letters made room; the newest was stored last and kept.
 	if info.State.FirstSeq <= 1 || info.State.LastSeq != n {
 		t.Errorf("dead-letter stream holds sequences %d to %d; want the oldest dropped and the last of %d kept", info.State.FirstSeq, info.State.LastSeq, n)
+	}
+}
+
+// The dead-letter warning is logged at most once a second per stage:
+// it was one line per event, so a client sending bad records wrote 30 MB
+// of log for 100,000 of them. /stats still counts every one.
+func TestDeadLetterLogIsLimited(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg := Config{URL: srv.URL()}
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		return stage.WithClass(errors.New("bad record"), stage.ErrInvalid)
+	}}
+	sp := newSplitClients(t, NewClient(cfg, "test", nil), NewClient(cfg, "test", zap.New(core)),
+		QueueConfig{Stream: "t_deadlog"}, stage.Settings{Batch: 8}, s, nil)
+	const n = 200
+	a := newAcks(n)
+	sp.send(t, 1, n, a)
+	a.wait(t)
+	poll.Until(t, "every record dead-lettered", func() bool { return sp.consQueue.Stats().DeadLettered == n })
+	lines := logs.FilterMessage("nats: event dead-lettered").All()
+	if len(lines) == 0 || len(lines) > n/4 {
+		t.Fatalf("%d dead-letter warnings for %d dead letters; want at least one, and far fewer than one each", len(lines), n)
+	}
+	told := 0
+	for _, l := range lines {
+		told++
+		if skipped, ok := l.ContextMap()["not_logged"].(uint64); ok {
+			told += int(skipped)
+		}
+	}
+	if told > n {
+		t.Errorf("the warnings account for %d dead letters; %d were made", told, n)
+	}
+}
+
+// logLimit lets the first line through, holds back the next ones within
+// the second, and has the next line it lets through count them.
+func TestLogLimit(t *testing.T) {
+	var l logLimit
+	if ok, skipped := l.allow(); !ok || skipped != 0 {
+		t.Fatalf("first line: %v, %d not logged; want it logged, none held back", ok, skipped)
+	}
+	for range 3 {
+		if ok, _ := l.allow(); ok {
+			t.Fatal("a second line in the same second was let through")
+		}
+	}
+	l.next.Store(0) // the second has passed
+	if ok, skipped := l.allow(); !ok || skipped != 3 {
+		t.Fatalf("line after the second: %v, %d not logged; want it logged, saying 3 were not", ok, skipped)
+	}
+	l.next.Store(0)
+	if _, skipped := l.allow(); skipped != 0 {
+		t.Fatalf("%d not logged after a line that said so; want 0", skipped)
 	}
 }
