@@ -71,10 +71,12 @@ func (c *consumer) deadLetters() {
 				q.log.Warn("nats: dead-lettering failed; the envelope comes back later",
 					zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
 				q.st.deadErrors.Add(1)
+				q.st.deadFailed(errText(err), time.Now())
 			}
 			e.nak(c.backoff(e.delivered, err))
 			continue
 		}
+		q.st.deadStored()
 		for _, d := range append(dead, ptrs(e.whole)...) {
 			q.st.dead(d.class)
 			// At most a line a second: a client sending bad records made

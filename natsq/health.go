@@ -2,7 +2,7 @@ package natsq
 
 // This file holds what the publisher tells its stage's health: of each
 // attempt to publish a batch, and whether any process consumes the
-// stream.
+// stream; and what the consumer tells the health of the stage it feeds.
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stagedserver/seda/stats"
 )
 
 // publishOutcome is the outcome of one attempt to publish a batch, for
@@ -56,4 +58,52 @@ func unconsumed(ns Stats, now time.Time) (why string, since time.Time) {
 	}
 	return fmt.Sprintf("no process consumes stream %s: %d envelopes wait and none was taken for %s (is a back of this stage running?)",
 		ns.Stream, ns.Pending, idle.Round(time.Second)), ns.LastActive
+}
+
+// deadFailingFor is how long after dead-lettering last failed the stage
+// the consumer feeds reads at least degraded. The envelopes whose dead
+// letters failed come back after a backoff of up to max_backoff (a
+// minute by default), so half of that keeps a lasting failure in view
+// between tries while letting the state clear soon once it is over.
+const deadFailingFor = 30 * time.Second
+
+// consumerHealth makes h, the health the engine judged of the stage the
+// consumer feeds, worse where the consumer knows of trouble the stage's
+// own calls do not show; it never makes it better. While dead-lettering
+// has failed within deadFailingFor (the dead-letter stream refuses, its
+// server's store full), the stage reads degraded: the envelopes whose
+// events were given up are NAKed and stay in the work stream for ever,
+// and nothing else told the operator. ns are the queue's figures, read
+// at now.
+func (q *Queue) consumerHealth(h *stats.Health, ns Stats, now time.Time) {
+	q.st.mu.Lock()
+	first, last, why := q.st.deadFailFirst, q.st.deadFailLast, q.st.deadFailErr
+	q.st.mu.Unlock()
+	if !last.IsZero() && now.Sub(last) < deadFailingFor {
+		if first.IsZero() { // a dead letter was stored since: the latest failure is the run
+			first = last
+		}
+		why = fmt.Sprintf("dead-lettering to %s fails: %s", deadStream(q.cfg.Stream), why)
+		if ns.StreamMsgs > 0 { // else the server's figures predate the envelopes
+			why += fmt.Sprintf("; %d envelopes wait in %s", ns.StreamMsgs, q.cfg.Stream)
+		}
+		worsen(h, stats.HealthDegraded, first, why)
+	}
+}
+
+// worsen sets h to state, since when and why, if state is worse than
+// h's.
+func worsen(h *stats.Health, state string, since time.Time, why string) {
+	rank := func(state string) int {
+		switch state {
+		case stats.HealthDown:
+			return 2
+		case stats.HealthDegraded:
+			return 1
+		}
+		return 0
+	}
+	if rank(state) > rank(h.State) {
+		h.State, h.Since, h.Error = state, since, why
+	}
 }

@@ -297,3 +297,76 @@ func TestUnconsumed(t *testing.T) {
 		}
 	}
 }
+
+// While dead-lettering fails (the dead-letter stream refuses, as when the
+// server's store is full) the stage the consumer feeds reads degraded,
+// saying why: its envelopes were NAKed for ever, and it read ok. Once
+// the failures are deadFailingFor old, the consumer no longer makes it
+// worse; and it never makes a worse health better.
+func TestDeadLetteringFailureDegradesTheStage(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		return stage.WithClass(errors.New("bad record"), stage.ErrInvalid)
+	}}
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_dlf", Backoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		stage.Settings{Batch: 8}, s)
+	js := natstest.JetStream(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	// The dead-letter stream refuses every dead letter: each is larger
+	// than its max_msg_size.
+	setMaxMsgSize := func(n int32) {
+		t.Helper()
+		ds, err := js.Stream(ctx, "t_dlf_dead")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := ds.CachedInfo().Config
+		cfg.MaxMsgSize = n
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setMaxMsgSize(16)
+	fed := feeder{&consumer{q: sp.consQueue}}
+	figures := func() stats.Stage {
+		st := sp.store.Stage().Stats() // as pipeline's shown.stats: the engine's health, then the figures
+		fed.Figures(&st)
+		return st
+	}
+	if h := figures().Health; h.State != stats.HealthOK {
+		t.Fatalf("health %+v before any dead letter; want ok", h)
+	}
+	a := newAcks(3)
+	sp.send(t, 1, 3, a)
+	a.wait(t)
+	var h stats.Health
+	poll.Until(t, "the fed stage degraded by the refused dead letters", func() bool {
+		h = figures().Health
+		return h.State == stats.HealthDegraded && strings.Contains(h.Error, "envelopes wait in t_dlf")
+	})
+	if !strings.Contains(h.Error, "dead-lettering to t_dlf_dead fails: ") || !strings.Contains(h.Error, "message size exceeds") || h.Since.IsZero() {
+		t.Errorf("degraded with %q since %v; want why dead-lettering fails, and since when", h.Error, h.Since)
+	}
+	first := h.Since
+	ns := Stats{StreamMsgs: 1}
+	later := stats.Health{State: stats.HealthOK}
+	sp.consQueue.consumerHealth(&later, ns, time.Now().Add(deadFailingFor+time.Second))
+	if later.State != stats.HealthOK {
+		t.Errorf("health %+v %s after the last failure; want ok", later, deadFailingFor)
+	}
+	down := stats.Health{State: stats.HealthDown, Error: "database away"}
+	sp.consQueue.consumerHealth(&down, ns, time.Now())
+	if down.State != stats.HealthDown || down.Error != "database away" {
+		t.Errorf("a down stage reads %+v; want it left down, with its own why", down)
+	}
+	// More failures of the same run keep when it began.
+	n := sp.consQueue.st.deadErrors.Load()
+	poll.Until(t, "another failed try", func() bool { return sp.consQueue.st.deadErrors.Load() > n })
+	if h = figures().Health; h.State != stats.HealthDegraded || !h.Since.Equal(first) {
+		t.Errorf("health %+v after another failure; want degraded since %v", h, first)
+	}
+
+	setMaxMsgSize(-1)
+	poll.Until(t, "every record dead-lettered", func() bool { return sp.consQueue.Stats().DeadLettered == 3 })
+}

@@ -92,5 +92,11 @@ func (s standIn) Unconsumed() (why string, since time.Time) {
 // the queue's figures in the stage's /stats entry.
 type feeder struct{ *consumer }
 
-// Figures puts the queue's figures into the fed stage's /stats entry.
-func (f feeder) Figures(st *stats.Stage) { f.q.Fill(st) }
+// Figures puts the queue's figures into the fed stage's /stats entry,
+// and makes the stage's health worse where the consumer knows of trouble
+// the stage's own calls do not show (see consumerHealth). The pipeline
+// calls it after the engine has judged the stage's health.
+func (f feeder) Figures(st *stats.Stage) {
+	ns := f.q.fill(st)
+	f.q.consumerHealth(&st.Health, ns, time.Now())
+}

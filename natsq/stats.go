@@ -150,6 +150,15 @@ type queueCounters struct {
 	askedAt  time.Time          // when the figures were last asked for, answered or not
 	fetching bool
 	wg       sync.WaitGroup // the goroutine reading the figures
+
+	// Dead-lettering's failures (see consumerHealth): when the latest
+	// came and its error, redacted, and when the present run of them
+	// began (zero once a dead letter is stored). deadFailing is set while
+	// deadFailFirst is, so that a dead letter stored takes no lock while
+	// nothing failed.
+	deadFailing                 atomic.Bool
+	deadFailFirst, deadFailLast time.Time
+	deadFailErr                 string
 }
 
 func (s *queueCounters) init() {}
@@ -157,6 +166,31 @@ func (s *queueCounters) init() {}
 func (s *queueCounters) setConsumer(c jetstream.Consumer) {
 	s.mu.Lock()
 	s.cons = c
+	s.mu.Unlock()
+}
+
+// deadFailed records that the dead letters of an envelope could not be
+// published at now, for why (redacted). A failure more than
+// deadFailingFor after the latest begins a new run.
+func (s *queueCounters) deadFailed(why string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.deadFailFirst.IsZero() || now.Sub(s.deadFailLast) >= deadFailingFor {
+		s.deadFailFirst = now
+	}
+	s.deadFailLast, s.deadFailErr = now, why
+	s.deadFailing.Store(true)
+}
+
+// deadStored records that an envelope's dead letters were published: the
+// run of failures, if one was under way, is over.
+func (s *queueCounters) deadStored() {
+	if !s.deadFailing.Load() {
+		return
+	}
+	s.mu.Lock()
+	s.deadFailFirst = time.Time{}
+	s.deadFailing.Store(false)
 	s.mu.Unlock()
 }
 
@@ -308,7 +342,10 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 // ack-pending, in any process; counted from the envelopes' subjects, see
 // natsq/internal/codec). Its capacity is the stream's limits in events
 // (see capacity).
-func (q *Queue) Fill(st *stats.Stage) {
+func (q *Queue) Fill(st *stats.Stage) { q.fill(st) }
+
+// fill is Fill, returning the figures it put there.
+func (q *Queue) fill(st *stats.Stage) Stats {
 	ns := q.Stats()
 	q.st.mu.Lock()
 	events := q.st.events
@@ -322,6 +359,7 @@ func (q *Queue) Fill(st *stats.Stage) {
 	if c := capacity(ns, events, q.cfg.EnvelopeEvents, q.cfg.EnvelopeBytes); c > 0 {
 		st.Queue.Capacity = c
 	}
+	return ns
 }
 
 // capacity is how many events a stream with the figures ns, holding
