@@ -45,6 +45,11 @@ type Client struct {
 	js      jetstream.JetStream
 	emb     *embedded       // the in-process server, while it runs (Config.Embedded)
 	streams map[string]bool // streams this client has created or checked
+	// downSince is when the connection was last found down (a connect
+	// began, or the connection dropped), zero while it is up; downErr
+	// is why, redacted (see disconnected).
+	downSince time.Time
+	downErr   string
 }
 
 // NewClient returns a client for the pipeline called pipeline; nothing
@@ -75,14 +80,23 @@ func (c *Client) open(ctx context.Context) (jetstream.JetStream, error) {
 		c.mu.Unlock()
 		return js, nil
 	}
+	if c.downSince.IsZero() {
+		c.downSince = time.Now()
+	}
 	c.mu.Unlock()
 	nc, js, emb, err := c.connect(ctx)
 	if err != nil {
+		// Given up (ctx ended): nothing waits for the connection now. A
+		// later open starts counting again.
+		c.mu.Lock()
+		c.downSince, c.downErr = time.Time{}, ""
+		c.mu.Unlock()
 		return nil, err
 	}
 	c.mu.Lock()
 	c.nc, c.js, c.emb = nc, js, emb
 	c.users++
+	c.downSince, c.downErr = time.Time{}, ""
 	c.mu.Unlock()
 	return js, nil
 }
@@ -98,10 +112,19 @@ func (c *Client) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, 
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: closed on purpose
 				c.log.Warn("nats: disconnected; reconnecting", zap.String("error", errText(err)))
+				c.mu.Lock()
+				if c.downSince.IsZero() {
+					c.downSince = time.Now()
+				}
+				c.downErr = errText(err)
+				c.mu.Unlock()
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.log.Info("nats: reconnected", zap.String("server", stage.Redact(nc.ConnectedUrlRedacted())))
+			c.mu.Lock()
+			c.downSince, c.downErr = time.Time{}, ""
+			c.mu.Unlock()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			c.log.Warn("nats: asynchronous error", zap.String("error", errText(err)))
@@ -130,6 +153,9 @@ func (c *Client) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, 
 		}
 		c.log.Warn("nats: cannot connect; retrying", zap.String("url", stage.Redact(url)),
 			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.String("error", errText(err)))
+		c.mu.Lock()
+		c.downErr = errText(err)
+		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return fail(fmt.Errorf("connect to %s: %w (last: %s)", stage.Redact(url), ctx.Err(), errText(err)))
@@ -164,6 +190,7 @@ func (c *Client) release() {
 		return
 	}
 	c.nc, c.js, c.emb = nil, nil, nil
+	c.downSince, c.downErr = time.Time{}, ""
 	c.mu.Unlock()
 	if err := nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		c.log.Warn("nats: flush on close", zap.String("error", errText(err)))
@@ -179,6 +206,34 @@ func (c *Client) connected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nc != nil && c.nc.IsConnected()
+}
+
+// disconnected returns, while the connection is not up, since when it
+// has not been (a connect began, or the connection dropped) and the last
+// error; zero while it is up. A drop nats.go has not yet told of is
+// taken to have happened at now, and kept, so that the time does not
+// move on at each call.
+func (c *Client) disconnected(now time.Time) (since time.Time, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.nc != nil && c.nc.IsConnected():
+		return time.Time{}, ""
+	case c.downSince.IsZero() && c.nc != nil:
+		c.downSince = now
+	case c.downSince.IsZero(): // open has not begun yet
+		return now, c.downErr
+	}
+	return c.downSince, c.downErr
+}
+
+// server names the server the client connects to, for a health's why:
+// its URLs with any password hidden, or the in-process server.
+func (c *Client) server() string {
+	if c.cfg.Embedded != nil {
+		return "the embedded server"
+	}
+	return stage.Redact(c.cfg.url())
 }
 
 // jetStream returns the JetStream context while connected, else nil.
@@ -342,6 +397,9 @@ func (q *Queue) retry(ctx context.Context, what string, op func(context.Context)
 		if errors.As(err, &api) && api.Code != 503 {
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		q.st.mu.Lock()
+		q.st.startErr = what + ": " + errText(err) // shown only while a consumer starts
+		q.st.mu.Unlock()
 		fields := []zap.Field{zap.Int("attempt", attempt), zap.String("error", errText(err))}
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 			fields = append(fields, zap.String("hint", "no JetStream answered: is the server run with JetStream on (nats-server -js)?"))

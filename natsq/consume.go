@@ -178,6 +178,7 @@ func (e *envelope) events() int { return max(len(e.at)-1, 0) }
 // connection of its own, so the pipeline calls that once Start has
 // returned, or once the stage's start has ended without it.
 func (c *consumer) Connect(ctx context.Context) (release func(), err error) {
+	c.q.st.wanted(time.Now())
 	if _, err := c.q.c.open(ctx); err != nil {
 		return nil, fmt.Errorf("stage %q: %w", c.q.stage, err)
 	}
@@ -208,6 +209,11 @@ func (c *consumer) start(ctx context.Context, rt stage.SourceRuntime) error {
 	c.wake = make(chan struct{}, 1)
 	c.inputDone = make(chan struct{})
 	c.held = map[*envelope]time.Time{}
+	now := time.Now()
+	q.st.wanted(now)
+	q.st.mu.Lock()
+	q.st.startSince, q.st.startErr = now, ""
+	q.st.mu.Unlock()
 	c.deadWG.Add(1)
 	go c.deadLetters()
 	c.keepWG.Add(1)
@@ -241,6 +247,9 @@ func (c *consumer) start(ctx context.Context, rt stage.SourceRuntime) error {
 	}
 	q.st.consuming.Store(true)
 	q.st.setConsumer(cons)
+	q.st.mu.Lock()
+	q.st.startSince, q.st.startErr = time.Time{}, ""
+	q.st.mu.Unlock()
 	c.cmu.Lock()
 	c.cons = cons
 	c.cmu.Unlock()
@@ -744,6 +753,9 @@ func (c *consumer) Close() error {
 	c.released = true
 	c.rmu.Unlock()
 	c.q.st.consuming.Store(false)
+	c.q.st.mu.Lock()
+	c.q.st.wantSince, c.q.st.startSince, c.q.st.startErr = time.Time{}, time.Time{}, ""
+	c.q.st.mu.Unlock()
 	if n := c.q.st.envelopesIn.Load(); n > 0 {
 		c.q.log.Info("nats: consumed", zap.Uint64("events", c.q.st.taken.Load()), zap.Uint64("envelopes", n),
 			zap.Float64("events_per_envelope", float64(c.q.st.taken.Load())/float64(n)))

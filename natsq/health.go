@@ -67,23 +67,65 @@ func unconsumed(ns Stats, now time.Time) (why string, since time.Time) {
 // between tries while letting the state clear soon once it is over.
 const deadFailingFor = 30 * time.Second
 
+// downUnconnected is how long a consumer that wants its connection may
+// be without it before the stage it feeds reads down rather than
+// degraded; startingFor, how long its start may take to make the streams
+// and the durable consumer before the stage reads degraded. A back
+// whose NATS was away read ok, running, showing only connected: false.
+const (
+	downUnconnected = 10 * time.Second
+	startingFor     = 5 * time.Second
+)
+
 // consumerHealth makes h, the health the engine judged of the stage the
 // consumer feeds, worse where the consumer knows of trouble the stage's
-// own calls do not show; it never makes it better. While dead-lettering
-// has failed within deadFailingFor (the dead-letter stream refuses, its
-// server's store full), the stage reads degraded: the envelopes whose
-// events were given up are NAKed and stay in the work stream for ever,
-// and nothing else told the operator. ns are the queue's figures, read
-// at now.
+// own calls do not show; it never makes it better. ns are the queue's
+// figures, read at now. /readyz does not change: the pipeline's
+// readiness leaves out the stages behind a queue.
+//
+// While the consumer wants its connection (it was connected early or
+// started, and is not closed) and the connection is not up, the stage
+// reads degraded, and down once that has lasted downUnconnected; while
+// its start has tried for startingFor to make the streams and its
+// durable consumer, degraded. A back whose NATS was away read ok.
+//
+// While dead-lettering has failed within deadFailingFor (the dead-letter
+// stream refuses, its server's store full), the stage reads degraded:
+// the envelopes whose events were given up are NAKed and stay in the
+// work stream for ever, and nothing else told the operator.
 func (q *Queue) consumerHealth(h *stats.Health, ns Stats, now time.Time) {
 	q.st.mu.Lock()
-	first, last, why := q.st.deadFailFirst, q.st.deadFailLast, q.st.deadFailErr
+	first, last, deadErr := q.st.deadFailFirst, q.st.deadFailLast, q.st.deadFailErr
+	want, starting, startErr := q.st.wantSince, q.st.startSince, q.st.startErr
 	q.st.mu.Unlock()
+	if !want.IsZero() {
+		if since, err := q.c.disconnected(now); !since.IsZero() {
+			if want.After(since) { // down before this consumer wanted it
+				since = want
+			}
+			why := fmt.Sprintf("not connected to NATS (%s) since %s", q.c.server(), since.Format(time.TimeOnly))
+			if err != "" {
+				why += "; last error: " + err
+			}
+			if now.Sub(since) >= downUnconnected {
+				worsen(h, stats.HealthDown, since.Add(downUnconnected), why)
+			} else {
+				worsen(h, stats.HealthDegraded, since, why)
+			}
+		} else if !starting.IsZero() && now.Sub(starting) >= startingFor {
+			why := fmt.Sprintf("consumer %s of stream %s not made yet (trying since %s)",
+				consumerName(q.stage), q.cfg.Stream, starting.Format(time.TimeOnly))
+			if startErr != "" {
+				why += "; last error: " + startErr
+			}
+			worsen(h, stats.HealthDegraded, starting, why)
+		}
+	}
 	if !last.IsZero() && now.Sub(last) < deadFailingFor {
 		if first.IsZero() { // a dead letter was stored since: the latest failure is the run
 			first = last
 		}
-		why = fmt.Sprintf("dead-lettering to %s fails: %s", deadStream(q.cfg.Stream), why)
+		why := fmt.Sprintf("dead-lettering to %s fails: %s", deadStream(q.cfg.Stream), deadErr)
 		if ns.StreamMsgs > 0 { // else the server's figures predate the envelopes
 			why += fmt.Sprintf("; %d envelopes wait in %s", ns.StreamMsgs, q.cfg.Stream)
 		}

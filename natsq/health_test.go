@@ -370,3 +370,111 @@ func TestDeadLetteringFailureDegradesTheStage(t *testing.T) {
 	setMaxMsgSize(-1)
 	poll.Until(t, "every record dead-lettered", func() bool { return sp.consQueue.Stats().DeadLettered == 3 })
 }
+
+// A back whose server goes away reads degraded, saying since when it is
+// not connected, and down once that has lasted downUnconnected; ok again
+// once the server is back. It read ok throughout, only the nats object's
+// connected: false telling.
+func TestConsumerHealthWhileNotConnected(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	sp := newSplit(t, srv.URL(), QueueConfig{Stream: "t_unconn"}, stage.Settings{Batch: 8}, &sink{seen: map[string]int{}})
+	fed := feeder{&consumer{q: sp.consQueue}}
+	figures := func() stats.Stage {
+		st := sp.store.Stage().Stats() // as pipeline's shown.stats: the engine's health, then the figures
+		fed.Figures(&st)
+		return st
+	}
+	if h := figures().Health; h.State != stats.HealthOK {
+		t.Fatalf("health %+v while connected; want ok", h)
+	}
+	srv.Stop()
+	var h stats.Health
+	poll.Until(t, "the fed stage degraded while not connected", func() bool {
+		h = figures().Health
+		return h.State == stats.HealthDegraded
+	})
+	if want := "not connected to NATS (" + srv.URL() + ") since " + h.Since.Format(time.TimeOnly); !strings.HasPrefix(h.Error, want) {
+		t.Errorf("degraded with %q since %v; want %q and since when", h.Error, h.Since, want)
+	}
+	later := stats.Health{State: stats.HealthOK}
+	sp.consQueue.consumerHealth(&later, Stats{}, h.Since.Add(downUnconnected+time.Second))
+	// The same outage: its start has not moved (the last error may have
+	// come meanwhile).
+	want := "not connected to NATS (" + srv.URL() + ") since " + h.Since.Format(time.TimeOnly)
+	if later.State != stats.HealthDown || !later.Since.Equal(h.Since.Add(downUnconnected)) || !strings.HasPrefix(later.Error, want) {
+		t.Errorf("health %+v once not connected for %s; want down since %v, %q", later, downUnconnected, h.Since.Add(downUnconnected), want)
+	}
+	srv.Restart()
+	poll.Until(t, "the fed stage ok once reconnected", func() bool { return figures().Health.State == stats.HealthOK })
+}
+
+// A back started while its server cannot be reached reads degraded
+// while it retries, with the last error; one connected to a server that
+// cannot make its consumer (no JetStream) reads degraded once its start
+// has tried for startingFor.
+func TestConsumerHealthWhileStarting(t *testing.T) {
+	// Port 1: nobody listens there.
+	c := NewClient(Config{URL: "nats://127.0.0.1:1"}, "test", nil)
+	q := c.Queue("store", QueueConfig{Stream: "t_startunconn"}, port.Block, 64)
+	_, cons := engine.NewSourceStage(stage.Settings{Name: "store"}, q.Consumer(), nil)
+	_, store := engine.NewHandlerStage(stage.Settings{Name: "store"}, &sink{seen: map[string]int{}}, nil)
+	cons.Connect(store.Stage(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan error, 1)
+	go func() { started <- cons.Start(ctx) }()
+	fed := feeder{&consumer{q: q}}
+	var st stats.Stage
+	poll.Until(t, "degraded with the connect's error", func() bool {
+		st = store.Stage().Stats()
+		fed.Figures(&st)
+		return st.Health.State == stats.HealthDegraded && strings.Contains(st.Health.Error, "; last error: ")
+	})
+	if !strings.HasPrefix(st.Health.Error, "not connected to NATS (nats://127.0.0.1:1) since ") {
+		t.Errorf("degraded with %q; want not connected", st.Health.Error)
+	}
+	cancel()
+	if err := <-started; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start after cancel: %v, want context.Canceled", err)
+	}
+	store.Close()
+
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	if !srv.ReadyForConnections(wait) {
+		t.Fatal("the server did not start")
+	}
+	c = NewClient(Config{URL: srv.ClientURL()}, "test", nil)
+	q = c.Queue("store", QueueConfig{Stream: "t_nojsstart"}, port.Block, 64)
+	_, cons = engine.NewSourceStage(stage.Settings{Name: "store"}, q.Consumer(), nil)
+	_, store = engine.NewHandlerStage(stage.Settings{Name: "store"}, &sink{seen: map[string]int{}}, nil)
+	cons.Connect(store.Stage(), nil)
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { started <- cons.Start(ctx) }()
+	poll.Until(t, "a failed try to make the streams", func() bool {
+		q.st.mu.Lock()
+		defer q.st.mu.Unlock()
+		return q.st.startErr != ""
+	})
+	h := stats.Health{State: stats.HealthOK}
+	q.consumerHealth(&h, Stats{}, time.Now())
+	if h.State != stats.HealthOK {
+		t.Errorf("health %+v as the start begins; want ok", h)
+	}
+	q.consumerHealth(&h, Stats{}, time.Now().Add(startingFor+time.Second))
+	if h.State != stats.HealthDegraded || !strings.HasPrefix(h.Error, "consumer store of stream t_nojsstart not made yet") ||
+		!strings.Contains(h.Error, "create stream t_nojsstart") {
+		t.Errorf("health %+v once the start has tried for %s; want degraded, saying why", h, startingFor)
+	}
+	cancel()
+	if err := <-started; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start after cancel: %v, want context.Canceled", err)
+	}
+	store.Close()
+}

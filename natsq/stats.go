@@ -159,6 +159,14 @@ type queueCounters struct {
 	deadFailing                 atomic.Bool
 	deadFailFirst, deadFailLast time.Time
 	deadFailErr                 string
+
+	// The consumer's start (see consumerHealth): since when this
+	// process's consumer has wanted the connection (its Connect or Start
+	// was called, and it is not closed), since when its Start has tried
+	// to make the streams and the durable consumer (zero once made), and
+	// the last error of those tries, redacted.
+	wantSince, startSince time.Time
+	startErr              string
 }
 
 func (s *queueCounters) init() {}
@@ -166,6 +174,15 @@ func (s *queueCounters) init() {}
 func (s *queueCounters) setConsumer(c jetstream.Consumer) {
 	s.mu.Lock()
 	s.cons = c
+	s.mu.Unlock()
+}
+
+// wanted records that the consumer wants the connection from now on.
+func (s *queueCounters) wanted(now time.Time) {
+	s.mu.Lock()
+	if s.wantSince.IsZero() {
+		s.wantSince = now
+	}
 	s.mu.Unlock()
 }
 
