@@ -36,7 +36,11 @@
 // idempotent path: in one transaction, COPY into a temporary table (the
 // load table, made once per connection, ON COMMIT DELETE ROWS), then
 // INSERT INTO the table SELECT ... ON CONFLICT (key) DO NOTHING. Resends
-// are rare, so the common path stays the fast COPY. With method: insert a
+// are rare, so the common path stays the fast COPY. Should a connection's
+// load table go missing, or be there already when the connection makes
+// it (a pooler in transaction mode runs a connection's statements in
+// other clients' server sessions), that write and every later one make
+// the load table in their own transaction instead. With method: insert a
 // batch is one INSERT ... SELECT FROM unnest($1::text[], ...), with ON
 // CONFLICT (key) DO NOTHING under conflict: ignore.
 //

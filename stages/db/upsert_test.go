@@ -605,6 +605,77 @@ func TestUpsertLoadTableMissing(t *testing.T) {
 	}
 }
 
+// Behind a pooler in transaction mode a connection's first CREATE of the
+// load table can run in a server session that still holds one from an
+// earlier client (42P07). That write is made again with a load table of
+// its own transaction, and so is every later one: before, the batch failed
+// whole, the connection never noted a load table, and each later write on
+// it failed the same way. The session is played by a pooled connection
+// that holds a _seda_load it did not make.
+func TestUpsertLoadTableLeftByAnotherSession(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1}))
+	ctx := context.Background()
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Conn().PgConn().CustomData()[loadTable] != nil {
+		t.Fatal("the connection holds a load table before any write")
+	}
+	_, err = c.Exec(ctx, "CREATE TEMP TABLE _seda_load (LIKE events)")
+	c.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+	handle(t, s, []*stage.Event{mk(1, 1), mk(2, 1)})
+	handle(t, s, []*stage.Event{mk(2, 2), mk(3, 1)})
+	if !s.loadPerTx.Load() {
+		t.Fatal("the load table was another session's, and writes still make one per connection")
+	}
+	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 1, 2: 2, 3: 1}) {
+		t.Fatalf("stored %v, want 1:1 2:2 3:1", got)
+	}
+	if acked, nacked := rec.results(); acked != 4 || len(nacked) != 0 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+}
+
+// A write that began with the connection's load table, and found it
+// missing after another worker had switched every write to a load table
+// of its own transaction, is made again so: before, it saw the mode
+// already switched, and failed the batch with the 42P01.
+func TestUpsertLoadTableMissingAfterSwitch(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1}))
+	rec := &recorder{}
+	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+	handle(t, s, []*stage.Event{mk(1, 1)}) // the connection makes its load table
+	ctx := context.Background()
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, "DROP TABLE _seda_load")
+	c.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another worker's write switches the mode while this one is under
+	// way with the connection's table.
+	testBeforeLoad = func(s *Sink) { s.loadPerTx.Store(true) }
+	t.Cleanup(func() { testBeforeLoad = nil })
+	handle(t, s, []*stage.Event{mk(1, 2), mk(2, 1)})
+	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 2, 2: 1}) {
+		t.Fatalf("stored %v, want 1:2 2:1", got)
+	}
+	if acked, nacked := rec.results(); acked != 3 || len(nacked) != 0 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+}
+
 // With method insert a NULL key part and a long text are told apart where
 // NULLs are equal (NULLS NOT DISTINCT): the key bytes of (NULL, "x", C)
 // were those of (A, "b", "c") for a 255-byte A whose length's varint

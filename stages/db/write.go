@@ -516,17 +516,24 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend
 		_, err = pc.CopyFrom(ctx, data, s.copySQL)
 		return err
 	}
-	err = s.loadCopy(ctx, pc, data)
-	if sqlState(err) == "42P01" && !s.loadPerTx.Load() {
-		// The connection's load table is not there: the server session
-		// is not the connection's own (a pooler in transaction mode) or
-		// someone dropped it. From now on each write makes its own.
-		s.log.Warn("the load table made for a connection went missing; making one in each write from now on",
-			zap.String("stage", s.name), zap.Error(s.scrub(err)))
-		s.loadPerTx.Store(true)
+	// The mode is read once: the retry below depends on how this write
+	// went, not on what another worker has switched the mode to since.
+	perTx := s.loadPerTx.Load()
+	stale, err := s.loadCopy(ctx, pc, data, perTx)
+	if stale {
+		// The connection's load table is not the one it made: missing
+		// (42P01), as when the server session is not the connection's own
+		// (a pooler in transaction mode) or someone dropped it, or there
+		// before the connection made it (42P07: a pooler handed it a
+		// session an earlier client left one in). From now on each write
+		// makes its own, and this one is written so once.
+		if s.loadPerTx.CompareAndSwap(false, true) {
+			s.log.Warn("the load table made for a connection went missing or was another session's; making one in each write from now on",
+				zap.String("stage", s.name), zap.Error(s.scrub(err)))
+		}
 		again := &copySource{parts: parts}
 		defer again.close()
-		err = s.loadCopy(ctx, pc, again)
+		_, err = s.loadCopy(ctx, pc, again, true)
 	}
 	if err == nil {
 		s.idemWrites.Add(1)
@@ -535,26 +542,37 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend
 }
 
 // loadCopy writes data into the load table and from there into the table,
-// in one transaction.
-func (s *Sink) loadCopy(ctx context.Context, pc *pgconn.PgConn, data *copySource) error {
+// in one transaction: the connection's own load table, or with perTx one
+// made in the transaction. stale reports that it failed because the
+// connection's load table was missing or, as it made it, already there;
+// it is never set with perTx, whose transaction drops any table there
+// and makes its own.
+func (s *Sink) loadCopy(ctx context.Context, pc *pgconn.PgConn, data *copySource, perTx bool) (stale bool, err error) {
 	begin := s.tempTxSQL
-	if !s.loadPerTx.Load() {
+	if !perTx {
 		if err := s.loadTable(ctx, pc); err != nil {
-			return err
+			return sqlState(err) == "42P07", err
 		}
 		begin = "BEGIN"
 	}
+	if testBeforeLoad != nil {
+		testBeforeLoad(s)
+	}
 	if _, err := pc.Exec(ctx, begin).ReadAll(); err != nil {
-		return s.rollback(ctx, pc, err)
+		return false, s.rollback(ctx, pc, err)
 	}
 	if _, err := pc.CopyFrom(ctx, data, s.copyTempSQL); err != nil {
-		return s.rollback(ctx, pc, err)
+		return !perTx && sqlState(err) == "42P01", s.rollback(ctx, pc, err)
 	}
 	if _, err := pc.Exec(ctx, s.mergeSQL).ReadAll(); err != nil {
-		return s.rollback(ctx, pc, err)
+		return false, s.rollback(ctx, pc, err)
 	}
-	return nil
+	return false, nil
 }
+
+// testBeforeLoad, set by tests, runs in each write through the load table
+// once it knows which load table it writes to.
+var testBeforeLoad func(*Sink)
 
 // loadTable is the temporary table the idempotent path and upserts COPY
 // into: one per connection, emptied at each commit.
