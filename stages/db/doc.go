@@ -110,13 +110,23 @@
 // a delayed write may still run late; so may one cut short by the stage
 // stopping (a forced stop does not wait for the fence), or one behind a
 // pooler whose PIDs are not the server's. A connection attempt is bounded by the DSN's
-// connect_timeout, 10 s when it has none. A batch PostgreSQL
-// refuses because of its data (classes 22 and 23, a value nested too
-// deeply, a trigger's exception) is bisected until the
+// connect_timeout, 10 s when it has none.
+//
+// A batch PostgreSQL refuses because of its data is bisected until the
 // refused rows are alone (when the COPY held a group of batches, each
 // batch is first written alone): those are nacked with PostgreSQL's
 // message, e.g. `ERROR: value too long for type character varying(5)
-// (SQLSTATE 22001)`, and the rest are committed. Under conflict: error a duplicate key is
+// (SQLSTATE 22001)`, and the rest are committed. These refusals are
+// bisected: classes 22 (data exception) and 23 (integrity constraint
+// violation); 54000 (a row too large for an index) and 54001 (a value
+// nested too deeply); a PL/pgSQL trigger's error (class P0: RAISE
+// EXCEPTION, SELECT INTO STRICT finding no row or several, a failed
+// ASSERT); a SQLSTATE of a class PostgreSQL does not define (a trigger's
+// own, RAISE ... USING ERRCODE = 'U0001'); 42501 when its message is
+// PostgreSQL's for a row that a row-level security policy refuses
+// (matched in English; any other 42501 is a permission, and fails the
+// batch as other errors do); and, under conflict: update, 21000 (two rows
+// of one statement for one stored row). Under conflict: error a duplicate key is
 // such a refusal. A retry after a commit whose answer was lost can store a
 // row twice under conflict: ignore without a key, or nack it as a
 // duplicate under conflict: error: delivery is at least once.

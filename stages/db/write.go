@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -641,15 +642,37 @@ func sqlState(err error) string {
 // exception (class 22), an integrity constraint violation (class 23), a
 // row too large for an index (54000), a value nested too deeply to parse
 // (54001: "stack depth limit exceeded", a JSON document of thousands of
-// levels), a trigger raising an exception (P0001: how a table checks its
-// rows in PL/pgSQL), or, under conflict: update, two rows a statement
-// would write to one row (21000: keys PostgreSQL finds equal that were
-// written differently). The batch is bisected to find it.
+// levels), an error in a PL/pgSQL trigger (class P0: RAISE EXCEPTION's
+// P0001, SELECT INTO STRICT finding no row or several, P0002 and P0003,
+// a failed ASSERT, P0004), a code of a class PostgreSQL does not define
+// (one a trigger raised of its own, RAISE ... USING ERRCODE = 'U0001'), a
+// row a row-level security policy refuses (42501 with PostgreSQL's
+// message for it: "new row violates row-level security policy"; the
+// other 42501s are permissions, which no row is to blame for), or, under
+// conflict: update, two rows a statement would write to one row (21000:
+// keys PostgreSQL finds equal that were written differently). The batch
+// is bisected to find it.
 func rowError(err error) bool {
-	code := sqlState(err)
-	return len(code) == 5 && (code[:2] == "22" || code[:2] == "23" ||
-		code == "54000" || code == "54001" || code == "P0001" || code == "21000")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) != 5 {
+		return false
+	}
+	code, class := pe.Code, pe.Code[:2]
+	switch {
+	case class == "22" || class == "23" || class == "P0" || !strings.Contains(pgClasses, class):
+		return true
+	case code == "54000" || code == "54001" || code == "21000":
+		return true
+	}
+	return code == "42501" && strings.Contains(pe.Message, "violates row-level security policy")
 }
+
+// pgClasses lists the classes of SQLSTATE that PostgreSQL defines (the
+// first two characters; PostgreSQL 15's errcodes appendix). A code of any
+// other class is one a function raised of its own: PostgreSQL raises
+// none, so it is the row's trigger refusing the row.
+const pgClasses = "00 01 02 03 08 09 0A 0B 0F 0L 0P 0Z 20 21 22 23 24 25 26 27 28 2B 2D 2F " +
+	"34 38 39 3B 3D 3F 40 42 44 53 54 55 57 58 72 F0 HV P0 XX"
 
 // transient reports whether a write that failed with err may succeed if
 // retried: the connection failed (no SQLSTATE, or class 08), the server is
