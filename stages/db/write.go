@@ -178,6 +178,11 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 		case o.left:
 			return o.err
 		case o.err != nil && o.shared && rowError(o.err):
+			if encodingError(o.err) {
+				if found, err := s.refuseBadText(ctx, r, 0, len(r.evs), o.idem); found {
+					return err
+				}
+			}
 			return s.store(ctx, r, 0, len(r.evs), o.idem)
 		}
 		return s.settle(ctx, r, 0, len(r.evs), o.idem, o.err)
@@ -361,8 +366,9 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 // settle finishes rows [lo, hi) of r after a write of them ended with err:
 // acknowledged when it committed; written again through the idempotent
 // path when it met a key already stored under conflict: ignore; bisected
-// when PostgreSQL refused a row, the refused ones nacked when alone. Any
-// other error is returned.
+// when PostgreSQL refused a row, the refused ones nacked when alone (for
+// text PostgreSQL cannot store, the records holding it are looked for
+// first: refuseBadText). Any other error is returned.
 func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err error) error {
 	switch {
 	case err == nil:
@@ -375,6 +381,10 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 	case hi-lo == 1:
 		r.evs[lo].Done(fmt.Errorf("stage %q: record %d refused: %w", s.name, r.evs[lo].Seq, stage.WithClass(err, stage.ErrDatabase)))
 		return nil
+	case encodingError(err):
+		if found, err := s.refuseBadText(ctx, r, lo, hi, idem); found {
+			return err
+		}
 	}
 	mid := lo + (hi-lo)/2
 	if err := s.store(ctx, r, lo, mid, idem); err != nil {
