@@ -106,19 +106,21 @@
 // a line (a sender without <PRI> may start one with a date). A connection closed for a protocol error is counted
 // (stats.Source.ProtocolErrors, by cause) and logged at warn with its
 // remote address and the cause, at most one line a second per stage.
-// Records are numbered per connection from 1. A record over max_frame
-// gets `nack N too large` and is skipped without being buffered; the
-// connection stays usable. A connection over max_conns gets `nack 0 too
-// many connections` and is closed, every one however many come at once
-// (the line is written before anything else is done with it), unless a
-// connection has been idle for idle_evict (sending nothing, owed
+// Records are numbered per connection from 1. A record over max_frame gets
+// `nack N too large` and is skipped without being buffered; the connection
+// stays usable. It is logged at info, and a frame the end of a
+// connection's input cuts short is dropped and logged at warn, each at
+// most one line a second per stage with the running count: a client can
+// cause either as often as it likes. A connection over max_conns gets
+// `nack 0 too many connections` and is closed, every one however many come
+// at once (the line is written before anything else is done with it),
+// unless a connection has been idle for idle_evict (sending nothing, owed
 // nothing): then the one idle longest is closed to make room, told
 // `nack 0 idle for D at max_conns: closed to make room`, so idle sockets
-// cannot lock new clients out for idle_timeout. With
-// ack: none nothing is written; a record refused downstream is logged at
-// warn instead (connection id, remote address, record number, reason), at
-// most one line a second per stage, each with the running count of
-// refusals.
+// cannot lock new clients out for idle_timeout. With ack: none nothing is
+// written; a record refused downstream is logged at warn instead
+// (connection id, remote address, record number, reason), at most one line
+// a second per stage, each with the running count of refusals.
 //
 // # Lifecycle
 //

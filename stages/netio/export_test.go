@@ -14,6 +14,9 @@ import (
 // had pending at once, in bytes.
 func PendingPeak(s *Source) int { return int(s.pendingPeak.Load()) }
 
+// Truncated returns how many of s's connections ended inside a frame.
+func Truncated(src stage.Source) uint64 { return src.(*Source).truncated.Load() }
+
 // MaxLine is the longest reply line the source writes.
 const MaxLine = maxRangeLine
 

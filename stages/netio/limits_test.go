@@ -1,15 +1,19 @@
 package netio_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
@@ -324,5 +328,72 @@ func TestAckNoneLogsRefusalsRateLimited(t *testing.T) {
 	// handful of lines, not 300.
 	if len(lines) == 0 || len(lines) > int(elapsed/time.Second)+1 {
 		t.Fatalf("%d refusal lines in %s for %d refusals", len(lines), elapsed, records)
+	}
+}
+
+// logLines returns the entries of r's log whose message contains msg, and
+// checks that each carries a running count under key between 1 and most.
+func logLines(t *testing.T, r *rig, msg, key string, most int) []observer.LoggedEntry {
+	t.Helper()
+	es := r.logs.FilterMessageSnippet(msg).All()
+	for _, e := range es {
+		if n, ok := fieldOf(e, key); !ok || n.Integer < 1 || n.Integer > int64(most) {
+			t.Errorf("%q logged with %s %d (%v), want 1 to %d", msg, key, n.Integer, ok, most)
+		}
+	}
+	return es
+}
+
+// A client sending nothing but records over max_frame gets every one
+// nacked and counted, and leaves at most one log line a second, each
+// with the running count: it cannot flood the log.
+func TestTooLargeLogRateLimited(t *testing.T) {
+	const records = 2000
+	started := time.Now()
+	r := newRig(t, map[string]any{"max_frame": int64(16)}, stage.Settings{Workers: 1}, nil)
+	c := r.dial(wire.Lines, nil)
+	c.SendRaw(bytes.Repeat([]byte(strings.Repeat("x", 17)+"\n"), records), records)
+	c.CloseWrite()
+	if err := c.WaitTimeout(wait); err != nil || c.Nacked() != records {
+		t.Fatalf("nacked %d of %d, %v", c.Nacked(), records, err)
+	}
+	waitEOF(t, c)
+	if n := r.in.Stage().Stats().Source.Nacks.TooLarge; n != records {
+		t.Fatalf("nacks.too_large %d, want %d", n, records)
+	}
+	lines := logLines(t, r, "record too large", "too_large_total", records)
+	elapsed := time.Since(started)
+	if len(lines) == 0 || len(lines) > int(elapsed/time.Second)+1 {
+		t.Fatalf("%d lines in %s for %d records too large", len(lines), elapsed, records)
+	}
+}
+
+// Connections that each end inside an octet-counted frame are all
+// counted, and leave at most one log line a second, each with the running
+// count: clients cannot flood the log.
+func TestTruncatedFrameLogRateLimited(t *testing.T) {
+	const conns = 300
+	started := time.Now()
+	r := newRig(t, map[string]any{"framing": string(netio.OctetCounted)}, stage.Settings{Workers: 1}, nil)
+	for range conns {
+		nc, err := net.Dial("tcp", r.src.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(nc, "9 ab"); err != nil {
+			t.Fatal(err)
+		}
+		nc.(*net.TCPConn).CloseWrite()
+		nc.SetReadDeadline(time.Now().Add(wait))
+		if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
+			t.Fatalf("the server replied %q, %v; want nothing and EOF", b, err)
+		}
+		nc.Close()
+	}
+	poll.Until(t, "every truncated frame counted", func() bool { return netio.Truncated(r.source) == conns })
+	lines := logLines(t, r, "input ended inside a frame", "truncated_total", conns)
+	elapsed := time.Since(started)
+	if len(lines) == 0 || len(lines) > int(elapsed/time.Second)+1 {
+		t.Fatalf("%d lines in %s for %d connections", len(lines), elapsed, conns)
 	}
 }

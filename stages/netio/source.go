@@ -71,12 +71,17 @@ type Source struct {
 	cnt counters // /stats' "source"
 
 	// Under ack: none, refusals are logged at most once a second, and so
-	// are protocol errors.
-	refused    atomic.Uint64 // records refused under ack: none
-	refusalLog logLimit
-	protoLog   logLimit
-	refuseLog  logLimit // connections refused at max_conns
-	evictLog   logLimit // idle connections evicted at max_conns
+	// are protocol errors, records over max_frame and frames cut short:
+	// a client can cause any of them as often as it likes.
+	refused     atomic.Uint64 // records refused under ack: none
+	tooLarge    atomic.Uint64 // records over max_frame
+	truncated   atomic.Uint64 // connections whose input ended inside a frame
+	refusalLog  logLimit
+	protoLog    logLimit
+	refuseLog   logLimit // connections refused at max_conns
+	evictLog    logLimit // idle connections evicted at max_conns
+	tooLargeLog logLimit
+	truncLog    logLimit
 }
 
 var _ source = (*Source)(nil)

@@ -147,7 +147,12 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			c.mu.Lock()
 			next := c.win.next + uint64(len(w.recs)) + 1 // the number the frame would have taken
 			c.mu.Unlock()
-			c.log.Warn("input ended inside a frame; dropped it", zap.Uint64("record", next), zap.Int("bytes", dropped))
+			// A client can end every connection this way: at most one
+			// line a second per stage, with the running count.
+			if n := s.truncated.Add(1); s.truncLog.allow() {
+				c.log.Warn("input ended inside a frame; dropped it", zap.Uint64("record", next), zap.Int("bytes", dropped),
+					zap.Uint64("truncated_total", n))
+			}
 		}
 	}
 	if len(w.recs) == 0 {
@@ -262,7 +267,12 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			_ = w.em.Emit(s.ctx, ev) // a refusal finishes ev with Done(err): a nack
 		case recTooLarge:
 			s.cnt.nackClass(stage.ClassTooLarge)
-			c.log.Info("record too large; refused and skipped", zap.Uint64("record", seq), zap.Int("max_frame", s.opts.MaxFrame))
+			// A client can send nothing else: at most one line a second
+			// per stage, with the running count.
+			if n := s.tooLarge.Add(1); s.tooLargeLog.allow() {
+				c.log.Info("record too large; refused and skipped", zap.Uint64("record", seq), zap.Int("max_frame", s.opts.MaxFrame),
+					zap.Uint64("too_large_total", n))
+			}
 		case recBadFrame:
 			s.cnt.nackClass(stage.ClassInvalid)
 			s.protocolError(c.log, causeBadFrame, c.fr.err(), zap.Uint64("record", seq))
