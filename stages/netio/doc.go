@@ -148,7 +148,9 @@
 //
 // One datagram is one record; a trailing \n or \r\n is dropped and an
 // empty datagram is no record. Nothing can be acknowledged, so it behaves
-// as ack: none. UDP has no backpressure: a reader that waited for room
+// as ack: none: a record refused downstream is logged at warn (the
+// sender's address, record number, reason), at most one line a second per
+// stage with the running count of refusals. UDP has no backpressure: a reader that waited for room
 // would only move the loss into the kernel, so the reader never waits. A
 // datagram that finds the source's queue full is dropped, whatever
 // queue.overflow says, and counted (drops.queue_full), as is one over

@@ -2,6 +2,7 @@ package netio
 
 import (
 	"net"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -45,10 +46,16 @@ func SetRefusers(src stage.Source, n int) { src.(*Source).opts.refusers = n }
 
 // SetUDPRead makes s read through read (given the real read, to delegate
 // to) and wait through pause, before Start.
-func SetUDPRead(s *UDPSource, read func(real func(pc *net.UDPConn, b, oob []byte) (int, int, error), pc *net.UDPConn, b, oob []byte) (int, int, error), pause func(time.Duration)) {
-	s.readFn = func(pc *net.UDPConn, b, oob []byte) (int, int, error) { return read(readDatagram, pc, b, oob) }
+func SetUDPRead(s *UDPSource, read func(real UDPReadFunc, pc *net.UDPConn, b, oob []byte) (int, int, netip.AddrPort, error), pause func(time.Duration)) {
+	s.readFn = func(pc *net.UDPConn, b, oob []byte) (int, int, netip.AddrPort, error) {
+		return read(readDatagram, pc, b, oob)
+	}
 	s.pause = pause
 }
+
+// UDPReadFunc reads one datagram into b and its control messages into
+// oob, and returns its sender.
+type UDPReadFunc = func(pc *net.UDPConn, b, oob []byte) (n, oobn int, from netip.AddrPort, err error)
 
 // SetOnEvict makes s call f as it closes a connection evicted at
 // max_conns, before Start.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,11 +66,12 @@ func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 // UDPSource is a netio.udp source: each datagram is one record (a
 // trailing \n or \r\n is dropped; an empty datagram is no record). A
 // datagram cannot be acknowledged, so the source behaves as netio.tcp
-// with ack: none: a refused record is logged (at most once a second) and
-// counted, and the sender is told nothing.
+// with ack: none: a refused record is logged (at most once a second, with
+// its sender's address) and counted, and the sender is told nothing.
 //
 // One reader takes datagrams off the socket into slabs of memory that
-// the events share (no copy), and posts them to the source's port without
+// the events share (no copy), each followed in its slab by its sender's
+// address (datagramSlab), and posts them to the source's port without
 // ever waiting: UDP has no backpressure, and a reader that waited would
 // only move the loss into the kernel. A datagram that finds the port full
 // is dropped (Drops.QueueFull), whatever queue.overflow says. The port's
@@ -107,7 +109,7 @@ type UDPSource struct {
 
 	// readFn and pause are readDatagram and time.Sleep; tests set them
 	// (export_test.go) to make reads fail and to see the reader's waits.
-	readFn func(pc *net.UDPConn, b, oob []byte) (n, oobn int, err error)
+	readFn func(pc *net.UDPConn, b, oob []byte) (n, oobn int, from netip.AddrPort, err error)
 	pause  func(time.Duration)
 }
 
@@ -121,17 +123,65 @@ const (
 	readRetryMax = 100 * time.Millisecond
 )
 
-// datagram is the Value of the source's packets: a record and when it
-// was read.
+// datagram is the Value of the source's packets: a record, when it was
+// read, and the slab it was read into, with where in it the sender's
+// address is.
 type datagram struct {
-	rec []byte
-	at  time.Time
+	rec  []byte
+	at   time.Time
+	slab *datagramSlab
+	from int
 }
+
+// datagramSlab is a piece of memory the reader reads datagrams into. Each
+// record is followed by its sender's address: a length byte, then the
+// address's binary form (netip.AddrPort.AppendBinary). The slab is the
+// Origin.To of the events made of its records, and an event's Origin.Key
+// is where its sender's address is, so that a refusal names the sender
+// with no allocation per datagram: an event has no room for an address,
+// and the slab is allocated anyway and held as long as its events are.
+type datagramSlab struct {
+	s   *UDPSource
+	buf []byte // written by the reader before it posts the datagram, then only read
+}
+
+// maxZone bounds the IPv6 zone (an interface name) kept with a sender's
+// address: one longer is dropped, so an address takes at most addrRoom
+// bytes of a slab.
+const (
+	maxZone  = 32
+	addrRoom = 1 + 16 + maxZone + 2 // length byte, address, zone, port
+)
 
 var (
 	_ source          = (*UDPSource)(nil)
-	_ stage.Completer = (*UDPSource)(nil)
+	_ stage.Completer = (*datagramSlab)(nil)
 )
+
+// Complete is called once per event, by whoever finishes it: a refusal
+// is the source's to count and log.
+func (sl *datagramSlab) Complete(ev *stage.Event, err error) {
+	if err != nil {
+		sl.s.refusal(ev.Seq, err, sl.sender(ev.Origin.Key))
+	}
+}
+
+// sender returns the address written at at, or the zero AddrPort when
+// there is none.
+func (sl *datagramSlab) sender(at uint64) netip.AddrPort {
+	if at >= uint64(len(sl.buf)) {
+		return netip.AddrPort{}
+	}
+	end := int(at) + 1 + int(sl.buf[at])
+	if end > len(sl.buf) {
+		return netip.AddrPort{}
+	}
+	var from netip.AddrPort
+	if from.UnmarshalBinary(sl.buf[at+1:end]) != nil {
+		return netip.AddrPort{}
+	}
+	return from
+}
 
 // Fate says what becomes of a record that is not stored (see
 // stage.Fate): a datagram's sender is told nothing, so it is lost.
@@ -199,13 +249,14 @@ func (s *UDPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 // read is the source's one reader. Each datagram is read straight into
 // the free tail of a slab; the record is that piece of the slab, so many
 // datagrams share one allocation, which the GC frees when their events
-// are gone.
+// are gone. The sender's address follows the record (datagramSlab).
 func (s *UDPSource) read() {
 	defer s.wg.Done()
 	defer close(s.readerDone)
 	limit := s.opts.MaxFrame
 	slabSize := max(udpSlab, 4*(limit+1))
-	var slab []byte
+	var slab *datagramSlab
+	off := 0 // where the slab's free tail begins
 	oob := make([]byte, oobSize)
 	var seq uint64
 	var lastOverrun uint32
@@ -218,12 +269,13 @@ func (s *UDPSource) read() {
 	}
 	var retry time.Duration
 	for {
-		if len(slab) < limit+1 {
-			slab = make([]byte, slabSize)
+		if slab == nil || len(slab.buf)-off < limit+addrRoom {
+			slab, off = &datagramSlab{s: s, buf: make([]byte, slabSize)}, 0
 		}
 		// limit+1: a datagram that fills it is over max_frame (the kernel
 		// cuts a longer one to the buffer).
-		n, oobn, err := readFn(s.pc, slab[:limit+1], oob)
+		tail := slab.buf[off:]
+		n, oobn, from, err := readFn(s.pc, tail[:limit+1], oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -245,20 +297,32 @@ func (s *UDPSource) read() {
 			s.cnt.oversized.Add(1)
 			continue
 		}
-		rec := bytes.TrimSuffix(slab[:n:n], []byte("\n"))
+		rec := bytes.TrimSuffix(tail[:n:n], []byte("\n"))
 		rec = bytes.TrimSuffix(rec, []byte("\r"))
-		slab = slab[n:]
 		if len(rec) == 0 {
 			continue
 		}
+		// The sender's address after the record. An IPv4 sender to a
+		// dual-stack socket comes as ::ffff:a.b.c.d: it is kept as a.b.c.d,
+		// as netio.tcp names it.
+		addr := from.Addr().Unmap()
+		if len(addr.Zone()) > maxZone {
+			addr = addr.WithZone("")
+		}
+		// The free tail held limit+addrRoom bytes: the address fits after
+		// the record, and AppendBinary writes it in place.
+		at := off + n
+		enc, _ := netip.AddrPortFrom(addr, from.Port()).AppendBinary(slab.buf[at+1 : at+1])
+		slab.buf[at] = byte(len(enc))
+		off = at + 1 + len(enc)
 		// The door: past the pipeline's memory limit the datagram is
 		// dropped and counted (Drops.MemoryLimit); under its overflow
 		// block the reader stops reading until there is room, and the
 		// kernel's buffer takes the loss (Drops.SocketOverrun). While
 		// the first queue after the source rejects on overflow and is
 		// full, it is dropped as Drops.QueueFull.
-		at := time.Now()
-		if s.rt.Admit(at, 1) == 0 {
+		now := time.Now()
+		if s.rt.Admit(now, 1) == 0 {
 			if s.overMemory() {
 				s.cnt.memoryLimit.Add(1)
 			} else {
@@ -266,7 +330,7 @@ func (s *UDPSource) read() {
 			}
 			continue
 		}
-		pk := port.Packet[datagram]{Key: seq + 1, N: len(rec), Value: datagram{rec: rec, at: at}}
+		pk := port.Packet[datagram]{Key: seq + 1, N: len(rec), Value: datagram{rec: rec, at: now, slab: slab, from: at}}
 		if err := s.port.TryPost(pk); err != nil {
 			if errors.Is(err, port.ErrClosed) {
 				return
@@ -285,7 +349,6 @@ func (s *UDPSource) work() {
 	defer pw.Leave()
 	em := s.rt.NewEmitter()
 	pks := make([]port.Packet[datagram], min(max(s.set.Batch, 1), 64))
-	origin := stage.Origin{To: s}
 	for {
 		n, err := pw.GetBatch(s.ctx, pks)
 		if err != nil {
@@ -294,25 +357,29 @@ func (s *UDPSource) work() {
 		for i := range pks[:n] {
 			pk := pks[i]
 			pks[i] = port.Packet[datagram]{}
-			ev := s.rt.NewEventAt(pk.Value.rec, pk.Key, origin, pk.Value.at)
+			d := pk.Value
+			ev := s.rt.NewEventAt(d.rec, pk.Key, stage.Origin{To: d.slab, Key: uint64(d.from)}, d.at)
 			_ = em.Emit(s.ctx, ev) // a refusal finishes it: Complete
 		}
 		em.Flush(s.ctx)
 	}
 }
 
-// Complete is called once per event, by whoever finishes it. A refusal
-// is counted and logged at warn at most once a second, with the running
-// count: nobody else will hear of it.
-func (s *UDPSource) Complete(ev *stage.Event, err error) {
-	if err != nil {
-		s.cnt.nack(err)
-		n := s.refused.Add(1)
-		if s.refusalLog.allow() {
-			s.log.Warn("datagram refused; UDP tells the sender nothing",
-				zap.Uint64("record", ev.Seq), zap.String("reason", reason(err)), zap.Uint64("refused_total", n))
-		}
+// refusal counts record seq, refused with err, and logs it at warn at
+// most once a second, with its sender (when known) and the running count:
+// nobody else will hear of it.
+func (s *UDPSource) refusal(seq uint64, err error, from netip.AddrPort) {
+	s.cnt.nack(err)
+	n := s.refused.Add(1)
+	if !s.refusalLog.allow() {
+		return
 	}
+	remote := zap.Skip()
+	if from.IsValid() {
+		remote = zap.String("remote", from.String())
+	}
+	s.log.Warn("datagram refused; UDP tells the sender nothing",
+		zap.Uint64("record", seq), remote, zap.String("reason", reason(err)), zap.Uint64("refused_total", n))
 }
 
 // StopInput closes the socket and returns once every datagram read has

@@ -6,6 +6,7 @@ package netio
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,10 +32,11 @@ func reportOverruns(pc *net.UDPConn) bool {
 }
 
 // readDatagram reads one datagram into b and its control messages into
-// oob.
-func readDatagram(pc *net.UDPConn, b, oob []byte) (n, oobn int, err error) {
-	n, oobn, _, _, err = pc.ReadMsgUDP(b, oob)
-	return n, oobn, err
+// oob, and returns its sender. ReadMsgUDPAddrPort allocates nothing,
+// where ReadMsgUDP allocated the sender's *UDPAddr for every datagram.
+func readDatagram(pc *net.UDPConn, b, oob []byte) (n, oobn int, from netip.AddrPort, err error) {
+	n, oobn, _, from, err = pc.ReadMsgUDPAddrPort(b, oob)
+	return n, oobn, from, err
 }
 
 // overruns returns the kernel's count of datagrams dropped on the socket

@@ -32,13 +32,13 @@ func TestUDPOverrunsReported(t *testing.T) {
 	b, oob := make([]byte, 2048), make([]byte, oobSize)
 	pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	for {
-		if _, _, err := readDatagram(pc, b, oob); err != nil {
+		if _, _, _, err := readDatagram(pc, b, oob); err != nil {
 			break
 		}
 	}
 	pc.SetReadDeadline(time.Time{})
 	c.Write([]byte("after"))
-	_, oobn, err := readDatagram(pc, b, oob)
+	_, oobn, _, err := readDatagram(pc, b, oob)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -213,12 +214,12 @@ func TestUDPReadErrorsBackOff(t *testing.T) {
 	var mu sync.Mutex
 	var pauses []time.Duration
 	fails := 10
-	netio.SetUDPRead(src.(*netio.UDPSource), func(read func(*net.UDPConn, []byte, []byte) (int, int, error), pc *net.UDPConn, b, oob []byte) (int, int, error) {
+	netio.SetUDPRead(src.(*netio.UDPSource), func(read netio.UDPReadFunc, pc *net.UDPConn, b, oob []byte) (int, int, netip.AddrPort, error) {
 		mu.Lock()
 		if fails > 0 {
 			fails--
 			mu.Unlock()
-			return 0, 0, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmsg", syscall.ENOBUFS)}
+			return 0, 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmsg", syscall.ENOBUFS)}
 		}
 		mu.Unlock()
 		return read(pc, b, oob)
@@ -250,4 +251,32 @@ func TestUDPReadErrorsBackOff(t *testing.T) {
 		t.Errorf("the reader waited %v, want %v", pauses, want)
 	}
 	r.waitLog("udp read failed; retrying")
+}
+
+// A refused datagram's warning names its sender, as netio.tcp's names
+// the connection's remote address, over IPv4 and over IPv6.
+func TestUDPRefusalNamesSender(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(listen, func(t *testing.T) {
+			if listen[0] == '[' {
+				if ln, err := net.ListenPacket("udp6", listen); err != nil {
+					t.Skipf("no IPv6 loopback: %v", err)
+				} else {
+					ln.Close()
+				}
+			}
+			r, src := newUDPRig(t, map[string]any{"listen": listen}, stage.Settings{}, stage.Settings{Workers: 1}, nil)
+			c := dialUDP(t, src.Addr())
+			if _, err := c.Write([]byte("a bad one")); err != nil { // the rig's sink refuses it
+				t.Fatal(err)
+			}
+			e := r.waitLog("datagram refused")
+			if f, _ := fieldOf(e, "remote"); f.String != c.LocalAddr().String() {
+				t.Errorf("refusal logged with remote %q, want the sender %q", f.String, c.LocalAddr())
+			}
+			if f, _ := fieldOf(e, "reason"); f.String != "bad record" {
+				t.Errorf("refusal logged with reason %q", f.String)
+			}
+		})
+	}
 }
