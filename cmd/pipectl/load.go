@@ -116,7 +116,7 @@ stored; in psql, for example:
 	fl.IntVar(&f.window, "window", 1000, "unacknowledged records per connection at most (1 to 1048576)")
 	fl.StringVar(&f.framing, "framing", "lines", "lines or octet-counted")
 	fl.Int64Var(&f.idStart, "id-start", 1, "the first record id")
-	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for acks once everything is sent")
+	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for acks, and the server's close, once everything is sent")
 	fl.BoolVar(&f.progress, "progress", true, "show a progress bar on stderr when it is a terminal")
 	fl.StringVar(&f.ackedIDs, "acked-ids", "", "write the ids of the acked records to this file, one per line, ascending")
 	cmd.MarkFlagsMutuallyExclusive("count", "duration")

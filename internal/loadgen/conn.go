@@ -78,15 +78,22 @@ func (c *conn) run(ctx context.Context) {
 		c.dropped = true
 		return
 	}
+	// One deadline bounds the whole wait for what is owed: the acks, then
+	// the server's close. Waiting AckTimeout for each waited twice as
+	// long as asked, and acks read in the second wait contradicted the
+	// first's "unsettled" error; what is still unsettled at the end is
+	// reported once, below.
+	deadline := time.Now().Add(c.cfg.AckTimeout)
 	if werr == nil {
-		werr = c.waitAcks(ctx)
+		c.waitAcks(ctx, deadline)
+		werr = ctx.Err()
 	}
 	// Half-close: the server finishes what it owes, then closes; the
 	// reader returns at its EOF (or the deadline).
 	if err := c.cl.CloseWrite(); err != nil && werr == nil {
 		werr = err
 	}
-	t := time.NewTimer(c.cfg.AckTimeout)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-c.cl.Done():
@@ -125,14 +132,11 @@ func ClosedByServer(err error) bool {
 }
 
 // waitAcks waits until every record sent is answered, the connection ends,
-// the ack timeout passes or ctx ends.
-func (c *conn) waitAcks(ctx context.Context) error {
-	wctx, cancel := context.WithTimeout(ctx, c.cfg.AckTimeout)
+// the deadline passes or ctx ends.
+func (c *conn) waitAcks(ctx context.Context, deadline time.Time) {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if err := c.cl.Wait(wctx); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return ctx.Err()
+	_ = c.cl.Wait(wctx) // run reports what is left unsettled
 }
 
 // errDrop ends the writer of a connection Config.DropConns chose.

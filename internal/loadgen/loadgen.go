@@ -55,7 +55,8 @@ type Config struct {
 	// caller reads it for a progress display.
 	Acked *atomic.Uint64
 	// AckTimeout bounds the wait for the acks still owed once sending has
-	// stopped; 0 means DefaultAckTimeout.
+	// stopped, and for the server's close after the half-close, together;
+	// 0 means DefaultAckTimeout.
 	AckTimeout time.Duration
 	// CollectIDs keeps the ids of the acked (not nacked) records in
 	// Result.AckedIDs.

@@ -435,3 +435,58 @@ func TestRunDropConns(t *testing.T) {
 		t.Errorf("sent %d, acked %d, nacked %d, unanswered %d, %d acked ids", res.Sent, res.Acked, res.Nacked, res.Unanswered, len(res.AckedIDs))
 	}
 }
+
+// lateServer reads every record and acks them all only once the client
+// has half-closed: later than any ack timeout.
+func lateServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				r := bufio.NewReader(c)
+				var seq uint64
+				for {
+					if _, err := r.ReadBytes('\n'); err != nil {
+						break
+					}
+					seq++
+				}
+				fmt.Fprintf(c, "ack %d\n", seq)
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// The ack timeout bounds the whole wait for what is owed, and the result
+// agrees with itself: acks the server sends after it (on the client's
+// half-close) were read in a second wait as long as the first, and the
+// run reported every record acked and also "unsettled".
+func TestRunAckTimeoutIsOneWait(t *testing.T) {
+	addr := lateServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 1, Records: 50, AckTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rerr := res.Err()
+	if (rerr == nil) != (res.Acked == res.Sent) {
+		t.Fatalf("sent %d acked %d, error %v: the error and the counts disagree", res.Sent, res.Acked, rerr)
+	}
+	if rerr != nil && !strings.Contains(rerr.Error(), "records neither acked nor nacked") {
+		t.Errorf("error %v, want it to say records are unsettled", rerr)
+	}
+}
