@@ -223,8 +223,8 @@ func posOr(fp map[string]Pos, field string, def Pos) Pos {
 
 // Warnings returns what the configuration allows but is likely a mistake,
 // positioned as Errors are: a stage that is not a source and that no stage
-// routes to receives no events (only a program that feeds it through
-// engine.Stage.NewEmitter would give it some). An inline stage nothing
+// routes to receives no events (a pipeline's stages are fed by its
+// sources, through routes, only). An inline stage nothing
 // routes to is an error instead (see checkTopology); a stage of an unknown
 // kind is left to the errors.
 func (c *Config) Warnings(reg *stage.Registry) Errors {
