@@ -204,7 +204,11 @@
 // ends keep-alive, cuts off requests still reading their bodies (503:
 // nothing of them is taken, and their clients send them again) and
 // answers 503 to requests still coming; Drain waits until every request
-// taken is answered.
+// taken is answered. A forced stop (Close once Drain's deadline has
+// passed) answers the requests still waiting for their records 503 with
+// Retry-After (the records are left for their clients to resend), and
+// gives those answers up to a second to be written before it closes
+// every connection.
 //
 // # TLS
 //

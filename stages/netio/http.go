@@ -40,6 +40,9 @@ const (
 	// middle of a body is cut off then, rather than holding its slot of
 	// max_requests until httpReadTimeout.
 	httpStallTimeout = 10 * time.Second
+	// closeAnswerWait bounds how long Close waits for the requests it
+	// ends to write their 503 before it closes every connection.
+	closeAnswerWait = time.Second
 )
 
 // Causes of HTTP protocol errors (stats.Source.ProtocolErrors).
@@ -306,9 +309,12 @@ func (s *HTTPSource) Drain(ctx context.Context) error {
 	return s.rt.WaitFinished(ctx) // the error names the stage
 }
 
-// Close closes the listener and every connection, ends the requests
-// waiting for their records (503), and returns once every goroutine of
-// the source has returned.
+// Close ends the requests waiting for their records and cuts off the
+// ones still reading their bodies, each answered 503 with Retry-After
+// (their records are left for the clients to resend), waits up to a
+// second for those answers to be written, then closes the listener and
+// every connection, and returns once every goroutine of the source has
+// returned.
 func (s *HTTPSource) Close() error {
 	s.mu.Lock()
 	if !s.started || s.closed {
@@ -318,11 +324,34 @@ func (s *HTTPSource) Close() error {
 	}
 	s.closed, s.stopped = true, true
 	s.stopping.Store(true)
+	s.srv.SetKeepAlivesEnabled(false)
+	s.ln.Close() // no new connections while the handlers answer
+	for br := range s.reading {
+		br.cut()
+	}
 	s.mu.Unlock()
+	// Ending ctx ends the requests waiting for their records, and the
+	// bodies cut above end the ones still reading: each answers 503, which
+	// tells its client to send the body again. Cutting the connections at
+	// once would lose those answers, so the handlers get closeAnswerWait to
+	// write them (reply flushes each before its handler returns). The wait
+	// is bounded, and closing the connections then ends any write a client
+	// that does not read holds up, so no client can hold the stop.
 	s.cancel()
+	answered := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(answered)
+	}()
+	t := time.NewTimer(closeAnswerWait)
+	select {
+	case <-answered:
+	case <-t.C:
+	}
+	t.Stop()
 	s.srv.Close() // closes the listener and every connection
 	<-s.served
-	s.handlers.Wait()
+	<-answered
 	if s.certs != nil {
 		s.certs.close()
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,13 +36,22 @@ type httpNack struct {
 	Reason string `json:"reason"`
 }
 
+// reply writes rp and flushes it to the connection, with its length, so
+// the answer is whole on the wire by the time the handler returns. Close
+// waits for the handlers and then cuts every connection: an answer still
+// in net/http's buffer then (it writes it out after the handler returns)
+// would be lost, and the client would see EOF.
 func (s *HTTPSource) reply(w http.ResponseWriter, rp httpReply) {
+	body, _ := json.Marshal(rp) // plain fields: it cannot fail
+	body = append(body, '\n')
 	for k, v := range rp.header {
 		w.Header()[k] = v
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(rp.status)
-	json.NewEncoder(w).Encode(rp)
+	w.Write(body)
+	http.NewResponseController(w).Flush()
 }
 
 func (s *HTTPSource) fail(w http.ResponseWriter, status int, msg string) {
