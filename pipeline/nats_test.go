@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -824,4 +825,58 @@ func TestNatsFrontShowsNoBackConsumes(t *testing.T) {
 		return ns.Pending > 0 && ns.PullsWaiting == 0 && ns.AckPending == 0 && ns.ConsumerFound
 	})
 	rtStop(t, front)
+}
+
+// A stage whose queue is on a transport, and whose kind says handling an
+// event twice does harm, gets a warning at its queue.transport: a crash
+// makes the transport deliver again what the process did not finish.
+// The same stage on a local queue, or configured so that it does no harm,
+// gets none.
+func TestWarnsOfRedeliveryHarm(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	if err := reg.Register(stage.Kind{Name: "test.store", Terminal: true,
+		Fields: []stage.Field{{Name: "key", Type: stage.String, Doc: "the key"}},
+		Redelivered: func(cfg stage.Config) error {
+			if cfg.String("key") == "" {
+				return errors.New("with no key a record delivered again is stored twice")
+			}
+			return nil
+		},
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) {
+			return stage.HandlerFunc(func(context.Context, []*stage.Event, stage.Emitter) error { return nil }), nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	file := func(key, queue string) string {
+		return `name: w
+nats: {url: "nats://127.0.0.1:4222"}
+stages:
+  src:
+    kind: test.seq
+    next: store
+  store:
+    kind: test.store
+    key: "` + key + `"
+    queue: ` + queue + `
+`
+	}
+	for _, tc := range []struct {
+		key, queue, want string
+	}{
+		{"", "{transport: nats, stream: t_w}", `split.yaml:10:24: warning: stage "store": its queue on nats delivers again what a process did not finish (a crash), and with no key a record delivered again is stored twice`},
+		{"id", "{transport: nats, stream: t_w}", ""},
+		{"", "{capacity: 10}", ""},
+	} {
+		cfg, err := Parse("split.yaml", []byte(file(tc.key, tc.queue)), reg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, w := range cfg.Warnings(reg) {
+			got = append(got, w.Error())
+		}
+		if want := []string{tc.want}; tc.want == "" && len(got) != 0 || tc.want != "" && !slices.Equal(got, want) {
+			t.Errorf("key %q, queue %s: warnings %q, want %q", tc.key, tc.queue, got, tc.want)
+		}
+	}
 }

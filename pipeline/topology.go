@@ -224,9 +224,12 @@ func posOr(fp map[string]Pos, field string, def Pos) Pos {
 // Warnings returns what the configuration allows but is likely a mistake,
 // positioned as Errors are: a stage that is not a source and that no stage
 // routes to receives no events (a pipeline's stages are fed by its
-// sources, through routes, only). An inline stage nothing
+// sources, through routes, only); a stage whose queue is on a transport,
+// which delivers again what a process did not finish, and whose kind says
+// that handling an event twice does harm (stage.Kind.Redelivered: a
+// db.postgres with no key stores a row twice). An inline stage nothing
 // routes to is an error instead (see checkTopology); a stage of an unknown
-// kind is left to the errors.
+// kind, or whose keys are wrong, is left to the errors.
 func (c *Config) Warnings(reg *stage.Registry) Errors {
 	fed := map[string]bool{}
 	for _, sc := range c.Stages {
@@ -243,6 +246,22 @@ func (c *Config) Warnings(reg *stage.Registry) Errors {
 		}
 		ws = append(ws, &Error{Pos: sc.Pos, Msg: fmt.Sprintf(
 			"warning: stage %q: no stage routes to it, so it receives no events (name it in another stage's next, or remove it)", sc.Name)})
+	}
+	for _, sc := range c.Stages {
+		k, ok := reg.Lookup(sc.Kind)
+		if !ok || k.Redelivered == nil || sc.Transport == "" || sc.Transport == localTransport {
+			continue
+		}
+		cfg, err := stage.Bind(k.Fields, sc.Config)
+		if err != nil {
+			continue
+		}
+		var why error
+		if err := protect(func() error { why = k.Redelivered(cfg); return nil }); err != nil || why == nil {
+			continue // a panic in the kind's hook is no warning
+		}
+		ws = append(ws, &Error{Pos: posOr(sc.FieldPos, "queue.transport", sc.Pos), Msg: stage.Redact(fmt.Sprintf(
+			"warning: stage %q: its queue on %s delivers again what a process did not finish (a crash), and %v", sc.Name, sc.Transport, why))})
 	}
 	return ws
 }

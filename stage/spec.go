@@ -134,6 +134,14 @@ type Kind struct {
 	// Terminal kinds finish events themselves (a database sink) and take
 	// no `next`.
 	Terminal bool
+	// Redelivered, if set, says what goes wrong when a stage configured
+	// as cfg handles an event a second time, as it may when its queue is
+	// on a transport that delivers again what a process did not finish
+	// (natsq, after a crash): an error saying why (a row stored twice), or
+	// nil when handling an event twice does no harm. `pipectl lint` and
+	// `pipectl run` warn with it for such a stage (the pipeline package's
+	// Config.Warnings).
+	Redelivered func(cfg Config) error
 }
 
 // Registry maps kind names to kinds. The zero value is not usable; use

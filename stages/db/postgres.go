@@ -71,8 +71,9 @@ func Register(r *stage.Registry) error {
 		Name: Kind,
 		Doc: "PostgreSQL sink: stores each batch with COPY (or a multi-row INSERT), acks events once committed, " +
 			"retries while the database is away and nacks only the rows PostgreSQL refuses",
-		Fields:   Fields(),
-		Terminal: true,
+		Fields:      Fields(),
+		Terminal:    true,
+		Redelivered: redelivered,
 		NewHandler: func(cfg stage.Config, env stage.Env) (stage.Handler, error) {
 			return New(cfg, env)
 		},
