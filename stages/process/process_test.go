@@ -114,47 +114,88 @@ func mustBuild(t testing.TB, kind string, values map[string]any, routes ...strin
 	return h
 }
 
+// harness runs a handler under test as a pipeline runs it: the events a
+// source stage, "src", makes are emitted to the handler running as an
+// inline stage named "t" (the name build gives it). So the stage under
+// test holds the events while the handler runs, and a refusal names it
+// (`stage "t": ...`) as a client reads it. What the handler emits is
+// collected rather than handed on.
+type harness struct {
+	src  *engine.Stage
+	done *completions // the Origin.To of the events
+	out  *collector
+	err  error // what the handler's Handle returned
+}
+
+func newHarness(h stage.Handler) *harness {
+	x := &harness{done: &completions{}, out: &collector{}}
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, zapNop)
+	st, _ := engine.NewHandlerStage(stage.Settings{Name: "t", Inline: true},
+		stage.HandlerFunc(func(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
+			x.err = h.Handle(ctx, batch, x.out)
+			return x.err
+		}), zapNop)
+	srcLife.Connect(st, nil)
+	x.src = src
+	return x
+}
+
+// newEvent makes an event of the source, numbered seq.
+func (x *harness) newEvent(payload []byte, seq uint64) *stage.Event {
+	return x.src.NewEvent(payload, seq, stage.Origin{To: x.done})
+}
+
+// handle hands evs to the handler as one batch, as the source's emitter
+// does. The events the handler finished are recycled once it returns:
+// the caller may still ask whether they are Finished, not read them.
+func (x *harness) handle(t testing.TB, evs []*stage.Event) {
+	t.Helper()
+	ctx := context.Background()
+	em := x.src.NewEmitter()
+	for _, ev := range evs {
+		if err := em.Emit(ctx, ev); err != nil {
+			t.Fatalf("Emit: %v", err)
+		}
+	}
+	em.Flush(ctx)
+	if x.err != nil {
+		t.Fatalf("Handle: %v", x.err)
+	}
+}
+
 // run hands the payloads to h as one batch of events numbered from 1.
 func run(t testing.TB, h stage.Handler, payloads ...string) (*collector, *completions, []*stage.Event) {
 	t.Helper()
-	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	done := &completions{}
+	x := newHarness(h)
 	evs := make([]*stage.Event, len(payloads))
 	for i, p := range payloads {
-		evs[i] = src.NewEvent([]byte(p), uint64(i+1), stage.Origin{To: done})
+		evs[i] = x.newEvent([]byte(p), uint64(i+1))
 	}
-	out := &collector{}
-	if err := h.Handle(context.Background(), evs, out); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	x.handle(t, evs)
 	// Every event is either emitted or finished, never both.
 	for _, ev := range evs {
 		emittedIt := false
-		for _, c := range out.calls {
+		for _, c := range x.out.calls {
 			emittedIt = emittedIt || c.ev == ev
 		}
 		if emittedIt == ev.Finished() {
 			t.Fatalf("event %d: emitted=%v finished=%v", ev.Seq, emittedIt, ev.Finished())
 		}
 	}
-	return out, done, evs
+	return x.out, x.done, evs
 }
 
 // runFields hands events with the given fields (no payload) to h.
 func runFields(t testing.TB, h stage.Handler, fields ...map[string]any) (*collector, *completions) {
 	t.Helper()
-	src, _ := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	done := &completions{}
+	x := newHarness(h)
 	evs := make([]*stage.Event, len(fields))
 	for i, f := range fields {
-		evs[i] = src.NewEvent(nil, uint64(i+1), stage.Origin{To: done})
+		evs[i] = x.newEvent(nil, uint64(i+1))
 		setFields(evs[i], f)
 	}
-	out := &collector{}
-	if err := h.Handle(context.Background(), evs, out); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
-	return out, done
+	x.handle(t, evs)
+	return x.out, x.done
 }
 
 // setFields sets the fields of m on ev.
