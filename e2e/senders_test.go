@@ -326,8 +326,8 @@ stages:
 		} `json:"nacked"`
 	}
 	if err := json.Unmarshal([]byte(body), &rp); err != nil || code != 422 || rp.Acked != 2 || len(rp.Nacked) != 2 ||
-		rp.Nacked[0].Record != 2 || !strings.HasPrefix(rp.Nacked[0].Reason, "invalid json") ||
-		rp.Nacked[1].Record != 4 || rp.Nacked[1].Reason != `missing field "id"` {
+		rp.Nacked[0].Record != 2 || !strings.HasPrefix(rp.Nacked[0].Reason, `stage "parse": invalid json`) ||
+		rp.Nacked[1].Record != 4 || rp.Nacked[1].Reason != `stage "parse": missing field "id"` {
 		t.Fatalf("some refused: %d %s", code, body)
 	}
 	code, body = post(bytes.Repeat([]byte("{\"id\":99}\n"), 500), auth...)

@@ -157,7 +157,7 @@ func TestBadRecordsAreNackedOthersStored(t *testing.T) {
 	want := []struct {
 		n      uint64
 		prefix string
-	}{{2, "invalid json"}, {4, "too large"}, {6, `missing field "id"`}, {8, "invalid json"}}
+	}{{2, `stage "parse": invalid json`}, {4, "too large"}, {6, `stage "parse": missing field "id"`}, {8, `stage "parse": invalid json`}}
 	if len(nacks) != len(want) {
 		t.Fatalf("nacks %q, want records %v nacked", got, want)
 	}

@@ -103,7 +103,7 @@ func TestDeadLetterWithALongReason(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, r := m.Header.Get(codec.HdrClass), m.Header.Get(codec.HdrReason); c != DeadRefused || !strings.HasPrefix(r, "invalid input syntax") || len(r) > maxDeadReason+3 {
+	if c, r := m.Header.Get(codec.HdrClass), m.Header.Get(codec.HdrReason); c != DeadRefused || !strings.HasPrefix(r, `stage "store": invalid input syntax`) || len(r) > maxDeadReason+3 {
 		t.Errorf("dead letter of class %q with a reason of %d bytes; want refused, its reason cut to %d", c, len(r), maxDeadReason)
 	}
 	if n := sp.consQueue.st.naked.Load(); n != 0 {

@@ -5,7 +5,9 @@ package stage
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/stagedserver/seda/internal/track"
@@ -110,12 +112,17 @@ var ErrBusy = errors.New("busy")
 
 // Done finishes the event: err nil means it is durable or deliberately
 // dropped; otherwise it was refused and err says why (sent to the client
-// as the nack reason). Done tells the event's Origin, and for an event
-// with one the runtime records its latency from read to finish at its
-// source (DoneAll does for every event). Done
-// must be called exactly once per event; a second call is counted and
-// logged by the source stage and otherwise ignored.
+// as the nack reason). A refusal is told as the stage that holds the
+// event refuses it, `stage "NAME": err` (see refusal), so that a client
+// of a pipeline with several parsers or routes learns which one refused.
+// Done tells the event's Origin, and for an event with one the runtime
+// records its latency from read to finish at its source (DoneAll does for
+// every event). Done must be called exactly once per event; a second call
+// is counted and logged by the source stage and otherwise ignored.
 func (ev *Event) Done(err error) {
+	if err != nil {
+		err = ev.refusal(err)
+	}
 	if !ev.t.Finish(err, ev.Origin.To != nil) {
 		ev.t.DoubleDone(ev.Seq, ev.Origin.Key, err)
 		return
@@ -131,8 +138,45 @@ func (ev *Event) Done(err error) {
 // batch, the counters are added once per run of events of one stage and
 // source, and a Completer with CompleteAll gets each run of its events in
 // one call. An event already finished is counted as a second Done and
-// skipped.
+// skipped. A refusal names the stage that holds each event, as Done's
+// does.
 func DoneAll(evs []*Event, err error) {
+	if err == nil {
+		doneAll(evs, nil)
+		return
+	}
+	// A refusal names the stage that holds the events: each run of
+	// events one stage holds is finished with its own error. The success
+	// path above neither reads the names nor allocates.
+	for len(evs) > 0 {
+		name, n := evs[0].t.HolderName(), 1
+		for n < len(evs) && evs[n].t.HolderName() == name {
+			n++
+		}
+		doneAll(evs[:n], evs[0].refusal(err))
+		evs = evs[n:]
+	}
+}
+
+// refusal returns err, with which ev is refused, as the stage that holds
+// ev refuses it: `stage "NAME": err`, wrapped, so that errors.Is and
+// errors.As (and so its class) still see err. With several parsers or
+// routes, a nack must say which one refused. An error that names its
+// stage already (a sink's, or a handler's failed batch or panic, which
+// the runtime names) is left as it is, and so is ErrBusy: "busy" is the
+// word clients retry on, and the runtime's, not a stage's. So is an
+// event no named stage holds (one made outside the runtime, as a
+// handler's test makes them).
+func (ev *Event) refusal(err error) error {
+	name := ev.t.HolderName()
+	if name == "" || errors.Is(err, ErrBusy) || strings.HasPrefix(err.Error(), `stage "`) {
+		return err
+	}
+	return fmt.Errorf("stage %q: %w", name, err)
+}
+
+// doneAll finishes evs with err, which it does not change.
+func doneAll(evs []*Event, err error) {
 	if len(evs) == 0 {
 		return
 	}

@@ -90,6 +90,6 @@ func Example() {
 	// Output:
 	// ack 1
 	// ack 3
-	// nack 2 empty record
+	// nack 2 stage "check": empty record
 	// errors in check: 1 invalid
 }

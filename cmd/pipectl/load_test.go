@@ -178,7 +178,7 @@ func TestLoadNacks(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit %d with nacked records, want 1", code)
 	}
-	for _, want := range []string{"sent 1000  acked 990  nacked 10  unanswered 0", `10 × "test refuses"`, "first nacks:"} {
+	for _, want := range []string{"sent 1000  acked 990  nacked 10  unanswered 0", `10 × "stage \"sink\": test refuses"`, "first nacks:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

@@ -94,7 +94,7 @@ func TestFinishedEventsAreRecycledOnce(t *testing.T) {
 				t.Errorf("event %d: %v", i, errs[0])
 			}
 		case 2:
-			if errs[0] == nil || errs[0].Error() != "refused" {
+			if errs[0] == nil || errs[0].Error() != `stage "a": refused` {
 				t.Errorf("event %d: %v", i, errs[0])
 			}
 		case 3:

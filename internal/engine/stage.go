@@ -115,6 +115,7 @@ func NewHandlerStage(set stage.Settings, h stage.Handler, log *zap.Logger) (*Sta
 	}
 	s := &Stage{set: set, handler: h, log: log}
 	s.h.Init(set.Terminal, nil)
+	s.h.SetName(set.Name)
 	s.batchNow.Store(int64(set.Batch))
 	s.pool.n.Store(int64(set.Workers))
 	if !set.Inline {
@@ -143,6 +144,7 @@ func NewSourceStage(set stage.Settings, src stage.Source, log *zap.Logger) (*Sta
 	s := &Stage{set: set, src: src, log: log, ended: make(chan struct{})}
 	s.fates.of = fateSource(src)
 	s.h.Init(false, s)
+	s.h.SetName(set.Name)
 	s.batchNow.Store(int64(set.Batch))
 	s.lat.init()
 	return s, Lifecycle{s}

@@ -55,6 +55,7 @@ type Holder struct {
 	Out, Errors atomic.Uint64
 
 	terminal bool
+	name     string  // the stage's name, which its refusals begin with (HolderName)
 	src      Source  // nil for a stage that makes no events
 	mark     *Holder // the owner of an event finished while this holds it
 	markOf   *Holder // set on a mark alone: the holder it marks
@@ -84,6 +85,21 @@ func (h *Holder) Init(terminal bool, src Source) {
 	h.terminal, h.src = terminal, src
 	h.mark = newMark(h)
 	h.idle = make(chan struct{})
+}
+
+// SetName names the stage h is, for the refusals of the events it
+// finishes (State.HolderName). It is called once, before any event can
+// reach the stage, and never again: the name is read without a lock.
+func (h *Holder) SetName(name string) { h.name = name }
+
+// HolderName returns the name of the stage that holds the event, or ""
+// when no named stage does (an event made outside the runtime, or one
+// finished already).
+func (s *State) HolderName() string {
+	if h := s.Owner.Load(); h != nil && !h.IsMark() {
+		return h.name
+	}
+	return ""
 }
 
 // Mark returns what the owner of an event finished while h held it

@@ -72,6 +72,6 @@ stages:
 		fmt.Println(err)
 	}
 	// Output:
-	// nack 2 no bad records
+	// nack 2 stage "store": no bad records
 	// acked 3
 }

@@ -91,7 +91,7 @@ func TestHTTPAnswers(t *testing.T) {
 		t.Fatalf("all good: %+v", a)
 	}
 	body := "{\"n\":4}\r\n\n{\"bad\":5}\n\n" + strings.Repeat("x", 65) + "\n{\"n\":7}\n"
-	if a := post(t, c, url, []byte(body), auth); a.status != 422 || a.Acked != 2 || a.nacks() != "2:bad record,3:too large" {
+	if a := post(t, c, url, []byte(body), auth); a.status != 422 || a.Acked != 2 || a.nacks() != "2:"+badReason+",3:too large" {
 		t.Fatalf("some refused: %+v", a)
 	}
 	var gz bytes.Buffer

@@ -318,7 +318,7 @@ func TestAckNoneLogsRefusalsRateLimited(t *testing.T) {
 		why, _ := fieldOf(e, "reason")
 		count, _ := fieldOf(e, "refused_total")
 		if conn.Integer != 1 || remote.String != c.LocalAddr().String() || rec.Integer < 1 || rec.Integer > records ||
-			why.String != errBad.Error() || count.Integer < 1 || count.Integer > records {
+			why.String != badReason || count.Integer < 1 || count.Integer > records {
 			t.Errorf("refusal logged with conn %d remote %q record %d reason %q count %d",
 				conn.Integer, remote.String, rec.Integer, why.String, count.Integer)
 		}

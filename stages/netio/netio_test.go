@@ -50,6 +50,10 @@ type rig struct {
 
 var errBad = errors.New("bad record")
 
+// badReason is errBad as the client reads it: named by the stage that
+// refused it.
+const badReason = `stage "sink": bad record`
+
 // finish is the default sink: records containing "bad" are refused.
 func (r *rig) finish(ctx context.Context, b []*stage.Event, _ stage.Emitter) error {
 	r.mu.Lock()
@@ -308,7 +312,7 @@ func TestAcksInOrderOverConnections(t *testing.T) {
 			var nacked []uint64
 			for _, rp := range replies {
 				if rp.Nack {
-					if rp.Reason != errBad.Error() {
+					if rp.Reason != badReason {
 						t.Errorf("conn %d: nack %d reason %q", i, rp.N, rp.Reason)
 					}
 					nacked = append(nacked, rp.N)
@@ -376,11 +380,11 @@ func TestOctetCounted(t *testing.T) {
 	}
 	waitEOF(t, c)
 	const badFrame = "bad frame: byte 'a' where a frame length digit or space was expected"
-	want := "ack 1|nack 2 too large|nack 4 bad record|ack 5|nack 6 " + badFrame + "|ack 6"
+	want := "ack 1|nack 2 too large|nack 4 " + badReason + "|ack 5|nack 6 " + badFrame + "|ack 6"
 	if got := strings.Join(order, "|"); got != want {
 		// acks may coalesce differently; what must hold is the set of
 		// nacks and the final ack.
-		if fmt.Sprint(c.Nacks()) != "[nack 2 too large nack 4 bad record nack 6 "+badFrame+"]" || c.Acked() != 6 {
+		if fmt.Sprint(c.Nacks()) != "[nack 2 too large nack 4 "+badReason+" nack 6 "+badFrame+"]" || c.Acked() != 6 {
 			t.Fatalf("replies %s, want %s", got, want)
 		}
 	}
@@ -698,7 +702,7 @@ func TestUnackedReasonsBounded(t *testing.T) {
 			acked = rep.N
 		case rep.Reason == stage.ClassInvalid:
 			class += int(rep.Last() - rep.N + 1)
-		case rep.N == rep.Last() && strings.HasPrefix(rep.Reason, fmt.Sprintf("bad record at offset %d: ", rep.N)):
+		case rep.N == rep.Last() && strings.HasPrefix(rep.Reason, fmt.Sprintf(`stage "sink": bad record at offset %d: `, rep.N)):
 			own++
 		default:
 			t.Fatalf("reply %q", line)
@@ -746,7 +750,7 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 		t.Fatalf("acked %d of %d, %d nack lines for %d records, want %d", c.Acked(), records+1, len(nacked), c.Nacked(), records/2)
 	}
 	for i, n := range nacked {
-		if n != (wire.Reply{Nack: true, N: uint64(2*i + 1), Reason: "bad record"}) {
+		if n != (wire.Reply{Nack: true, N: uint64(2*i + 1), Reason: badReason}) {
 			t.Fatalf("nack #%d is %v, want record %d's", i+1, n, 2*i+1)
 		}
 	}
@@ -792,8 +796,8 @@ func TestBurstOfNacksIsRanges(t *testing.T) {
 	}
 	next := uint64(1)
 	for _, n := range lines {
-		if n.N != next || n.Reason != "bad record" {
-			t.Fatalf("nack %v, want one from record %d, bad record", n, next)
+		if n.N != next || n.Reason != badReason {
+			t.Fatalf("nack %v, want one from record %d, %s", n, next, badReason)
 		}
 		next = n.Last() + 1
 	}

@@ -69,7 +69,7 @@ func TestUDPDatagramsAreRecords(t *testing.T) {
 		t.Fatalf("source counters %+v, want 1 oversized and %d bytes read", *st, sent)
 	}
 	e := r.waitLog("datagram refused")
-	if f, _ := fieldOf(e, "reason"); f.String != "bad record" {
+	if f, _ := fieldOf(e, "reason"); f.String != badReason {
 		t.Errorf("refusal logged with reason %q", f.String)
 	}
 }
@@ -274,7 +274,7 @@ func TestUDPRefusalNamesSender(t *testing.T) {
 			if f, _ := fieldOf(e, "remote"); f.String != c.LocalAddr().String() {
 				t.Errorf("refusal logged with remote %q, want the sender %q", f.String, c.LocalAddr())
 			}
-			if f, _ := fieldOf(e, "reason"); f.String != "bad record" {
+			if f, _ := fieldOf(e, "reason"); f.String != badReason {
 				t.Errorf("refusal logged with reason %q", f.String)
 			}
 		})

@@ -62,7 +62,7 @@ func TestFunc(t *testing.T) {
 	if v, _ := evs[0].Field("seen"); v != true {
 		t.Error("the func's change to the event is lost")
 	}
-	want := map[uint64]string{2: "ok", 3: "bad record", 4: `func "triage" failed`}
+	want := map[uint64]string{2: "ok", 3: `stage "t": bad record`, 4: `stage "t": func "triage" failed`}
 	if !reflect.DeepEqual(done.seqs, want) {
 		t.Errorf("finished %v, want %v", done.seqs, want)
 	}

@@ -104,10 +104,10 @@ func TestJSONRequire(t *testing.T) {
 		t.Errorf("emitted %v, want [1 6]", got)
 	}
 	want := map[uint64]string{
-		2: `missing field "id"`,
-		3: `field "id" is null`,
-		4: `missing field "user.name"`,
-		5: `missing field "user.name"`,
+		2: `stage "t": missing field "id"`,
+		3: `stage "t": field "id" is null`,
+		4: `stage "t": missing field "user.name"`,
+		5: `stage "t": missing field "user.name"`,
 	}
 	for seq, reason := range want {
 		if done.seqs[seq] != reason || done.class[seq] != "invalid" {
@@ -294,7 +294,7 @@ func TestJSONProjection(t *testing.T) {
 	if !strings.Contains(done.seqs[2], "in literal true") {
 		t.Errorf("record 2 (bad JSON in a member nobody reads) finished with %q", done.seqs[2])
 	}
-	if done.seqs[3] != `missing field "id"` {
+	if done.seqs[3] != `stage "t": missing field "id"` {
 		t.Errorf("record 3 finished with %q", done.seqs[3])
 	}
 }

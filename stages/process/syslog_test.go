@@ -190,7 +190,7 @@ func TestSyslogStrict(t *testing.T) {
 	if got := out.seqs(""); !reflect.DeepEqual(got, []uint64{1}) {
 		t.Fatalf("emitted %v, want [1]", got)
 	}
-	if done.seqs[2] != "invalid syslog: rfc5424: bad VERSION at offset 4" || done.seqs[3] != "invalid syslog: missing <PRI> at offset 0" {
+	if done.seqs[2] != `stage "t": invalid syslog: rfc5424: bad VERSION at offset 4` || done.seqs[3] != `stage "t": invalid syslog: missing <PRI> at offset 0` {
 		t.Errorf("reasons = %q, %q", done.seqs[2], done.seqs[3])
 	}
 	if done.class[2] != "invalid" || done.class[3] != "invalid" {
@@ -227,7 +227,7 @@ func TestSyslogStrictTimestamp(t *testing.T) {
 			if len(out.calls) != 1 {
 				t.Errorf("%s: refused with strict: %q", tc.stamp, done.seqs[1])
 			}
-		} else if want := "invalid syslog: rfc5424: bad TIMESTAMP: " + tc.want; len(out.calls) != 0 || done.seqs[1] != want {
+		} else if want := `stage "t": invalid syslog: rfc5424: bad TIMESTAMP: ` + tc.want; len(out.calls) != 0 || done.seqs[1] != want {
 			t.Errorf("%s: strict emitted %d, reason %q, want %q", tc.stamp, len(out.calls), done.seqs[1], want)
 		}
 		// Lenient, every one of these is kept, its timestamp as sent.
