@@ -88,10 +88,24 @@
 // # Failures
 //
 // A batch that fails because PostgreSQL is unreachable, restarting, or
-// asks for a retry (class 08, 57P01, 57P03, 40001, 40P01, ...) is retried
-// whole with exponential backoff and jitter, logging each retry, until it
-// commits, retry.max is used up or the stage is stopped; then its events
-// are failed by the stage runtime, never acknowledged. A write that gets
+// asks for a retry (class 08, 57P01, 57P02, 57P03, 40001, 40P01, 55P03,
+// 57014), or because it cannot write for a while for a reason no record
+// is to blame for, is retried whole with exponential backoff and jitter,
+// logging each retry and reporting it to the stage's health (the stage
+// shows down while the retries go on), until it commits, retry.max is
+// used up or the stage is stopped; then its events are failed by the
+// stage runtime, never acknowledged. Those reasons are: the server is
+// read-only (25006: a standby after a failover or a demotion), lacks
+// resources (class 53: disk full, out of memory, too many connections, a
+// configured limit), had a system or I/O error (class 58), an internal
+// error or found its data or an index corrupted (class XX, which a
+// REINDEX or a repair clears), the role lost its right to write the table
+// (42501, but for a row-level security policy's refusal of a row, below),
+// or the table is missing (42P01: dropped or renamed, until it is made
+// again). Failing the records then would fail records that are not at
+// fault: behind a NATS queue each would be dead-lettered once its
+// redeliveries were used up, with nothing to replay it. Other errors that
+// no row is to blame for (a column missing, 42703) fail the batch at once. A write that gets
 // no answer for write_timeout (statement_timeout + 5 s when that is set,
 // else 1 min; the wait for a connection included) is such a failure: its
 // connection is dropped and it is retried, so a silent network never
@@ -124,8 +138,8 @@
 // ASSERT); a SQLSTATE of a class PostgreSQL does not define (a trigger's
 // own, RAISE ... USING ERRCODE = 'U0001'); 42501 when its message is
 // PostgreSQL's for a row that a row-level security policy refuses
-// (matched in English; any other 42501 is a permission, and fails the
-// batch as other errors do); and, under conflict: update, 21000 (two rows
+// (matched in English; any other 42501 is a permission, and is retried
+// as above); and, under conflict: update, 21000 (two rows
 // of one statement for one stored row). Under conflict: error a duplicate key is
 // such a refusal. A write refused for text PostgreSQL cannot store (22021:
 // not UTF-8, as a Latin-1 syslog line, or a NUL byte; 22P05: \u0000 in

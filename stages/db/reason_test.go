@@ -13,11 +13,13 @@ import (
 )
 
 // TestFailedBatchNamesStageOnce: a batch Handle fails (the table dropped
-// under the sink) is failed by the engine, which names the stage in the
-// reason its events get; the sink does not name it again.
+// under the sink, retried until retry.max is used up) is failed by the
+// engine, which names the stage in the reason its events get; the sink
+// does not name it again.
 func TestFailedBatchNamesStageOnce(t *testing.T) {
 	dsn := pg.NewDatabase(t)
-	sink := newSink(t, config(dsn, nil), nil)
+	sink := newSink(t, config(dsn, map[string]any{"retry": stage.NewConfig(map[string]any{
+		"max": 1, "backoff": time.Millisecond, "max_backoff": 2 * time.Millisecond})}), nil)
 	st, l := engine.NewHandlerStage(stage.Settings{Name: "store", Kind: Kind, Terminal: true, Workers: 1, Batch: 1}, sink, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // the engine starts the sink
 	defer cancel()

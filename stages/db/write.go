@@ -126,13 +126,14 @@ func (r *rows) reset(ncols int, insert bool) {
 // not convert, or PostgreSQL refuses its row (the batch is bisected until
 // the refused rows are alone; the others are committed). With method copy
 // the batch may be written in one COPY together with other workers'
-// batches (group.go). While PostgreSQL is unreachable or asks for a retry
-// (class 08, 57P01, 57P03, 40001, 40P01, ...) the part of the batch not
-// yet committed is retried with backoff. Handle returns an error, leaving
-// the events not yet finished to the stage runtime, when ctx ends
-// (ctx.Err()), when retry.max is used up, or when PostgreSQL fails the
-// batch for a reason no row is to blame for (the table was dropped,
-// permissions).
+// batches (group.go). While PostgreSQL is unreachable, asks for a retry
+// or cannot write for a reason no row is to blame for (class 08, 57P01,
+// 40001, 25006 read-only, class 53, the table dropped, ...: transient)
+// the part of the batch not yet committed is retried with backoff. Handle
+// returns an error, leaving the events not yet finished to the stage
+// runtime, when ctx ends (ctx.Err()), when retry.max is used up, or when
+// PostgreSQL fails the batch with an error that is neither a row's nor
+// transient (a column missing, a feature not supported).
 func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	if s.pool == nil {
 		return errors.New("db.postgres: Handle called before Start")
@@ -658,7 +659,8 @@ func sqlState(err error) string {
 // (one a trigger raised of its own, RAISE ... USING ERRCODE = 'U0001'), a
 // row a row-level security policy refuses (42501 with PostgreSQL's
 // message for it: "new row violates row-level security policy"; the
-// other 42501s are permissions, which no row is to blame for), or, under
+// other 42501s are permissions, which no row is to blame for: transient
+// retries them), or, under
 // conflict: update, two rows a statement would write to one row (21000:
 // keys PostgreSQL finds equal that were written differently). The batch
 // is bisected to find it.
@@ -685,10 +687,28 @@ const pgClasses = "00 01 02 03 08 09 0A 0B 0F 0L 0P 0Z 20 21 22 23 24 25 26 27 2
 	"34 38 39 3B 3D 3F 40 42 44 53 54 55 57 58 72 F0 HV P0 XX"
 
 // transient reports whether a write that failed with err may succeed if
-// retried: the connection failed (no SQLSTATE, or class 08), the server is
-// shutting down or starting (57P01, 57P02, 57P03), the transaction lost a
-// race (40001, 40P01, 55P03), the server is out of connections (53300),
-// or the statement timed out (57014).
+// retried: a failure no record is to blame for, that passes by itself or
+// that the server's operator clears. Failing the batch instead would fail
+// records that are not at fault, and behind a NATS queue dead-letter every
+// one of them once their redeliveries are used up, with nothing to replay
+// them; retried, they wait (the stage shows down, retry.max bounds the
+// wait when set) and are stored once the database is back.
+//
+// These are: the connection failed (no SQLSTATE, or class 08); the server
+// is shutting down or starting (57P01, 57P02, 57P03); the transaction lost
+// a race (40001, 40P01, 55P03); the statement timed out (57014); the
+// server is read-only (25006: a standby after a failover or a demotion,
+// or default_transaction_read_only set); it lacks resources (class 53: out
+// of disk, 53100, of memory, 53200, of connections, 53300, or past a
+// configured limit, 53400); it had a system or I/O error (class 58); it
+// failed internally or found its data or an index corrupted (class XX:
+// XX000, and XX001 and XX002, which a REINDEX or a repair clears, and which
+// no row of the batch is to blame for any more than for XX000); the role
+// may not write the table (42501, other than a row-level security
+// policy's refusal of a row: rowError) until a GRANT; or the table is
+// missing (42P01: dropped or renamed, until it is made again; the load
+// table going missing is met in copy, which writes again with one made in
+// the transaction, so a 42P01 that gets here is the table's).
 func transient(err error) bool {
 	code := sqlState(err)
 	switch {
@@ -697,12 +717,18 @@ func transient(err error) bool {
 		// or lost, or the pool could not make one. Context errors never
 		// get here: the callers return them first.
 		return true
-	case code[:2] == "08":
+	case len(code) != 5:
+		return false
+	}
+	switch code[:2] {
+	case "08", "53", "58", "XX":
 		return true
 	}
 	switch code {
-	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "53300", "57014":
+	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014", "25006", "42P01":
 		return true
+	case "42501":
+		return !rowError(err)
 	}
 	return false
 }

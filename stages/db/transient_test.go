@@ -1,0 +1,151 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stagedserver/seda/internal/pgtemp"
+	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/internal/track"
+)
+
+// TestTransientCodes: the failures no record is to blame for, and that
+// pass or that the server's operator clears, are retried; the refusals of
+// a row and the errors of the stage's own configuration are not.
+func TestTransientCodes(t *testing.T) {
+	pgErr := func(code, msg string) error {
+		return fmt.Errorf("writing: %w", &pgconn.PgError{Code: code, Message: msg})
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{errors.New("connection reset by peer"), true},
+		{pgErr("08006", "connection failure"), true},
+		{pgErr("57P01", "terminating connection due to administrator command"), true},
+		{pgErr("57014", "canceling statement due to statement timeout"), true},
+		{pgErr("40001", "could not serialize access"), true},
+		{pgErr("25006", "cannot execute COPY FROM in a read-only transaction"), true},
+		{pgErr("53000", "insufficient resources"), true},
+		{pgErr("53100", "could not extend file: No space left on device"), true},
+		{pgErr("53200", "out of memory"), true},
+		{pgErr("53300", "sorry, too many clients already"), true},
+		{pgErr("53400", "temporary file size exceeds temp_file_limit"), true},
+		{pgErr("58000", "system error"), true},
+		{pgErr("58030", "could not read block 0: Input/output error"), true},
+		{pgErr("58P01", "could not open file"), true},
+		{pgErr("XX000", "cache lookup failed for relation 16384"), true},
+		{pgErr("XX001", "invalid page in block 3 of relation base/5/16384"), true},
+		{pgErr("XX002", "index \"events_pkey\" contains unexpected zero page"), true},
+		{pgErr("42501", "permission denied for table events"), true},
+		{pgErr("42P01", "relation \"events\" does not exist"), true},
+		// A row's fault: bisected, the row nacked.
+		{pgErr("42501", "new row violates row-level security policy for table \"events\""), false},
+		{pgErr("22001", "value too long for type character varying(5)"), false},
+		{pgErr("23505", "duplicate key value violates unique constraint"), false},
+		{pgErr("54000", "index row size exceeds maximum"), false},
+		{pgErr("P0001", "refused by trigger"), false},
+		{pgErr("U0001", "refused by trigger"), false},
+		// Neither: the batch fails at once.
+		{pgErr("42703", "column \"body\" does not exist"), false},
+		{pgErr("0A000", "feature not supported"), false},
+		{pgErr("42P07", "relation \"_seda_load\" already exists"), false},
+	} {
+		if got := transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// TestReadOnlyServerRetried: a server that turns read-only (a failover or
+// a demotion; here default_transaction_read_only, reloaded) fails every
+// write with 25006, which no record is to blame for. The sink retries the
+// batch, reporting each failed try to the stage's health, and finishes no
+// event; once the server takes writes again the batch commits and every
+// event is acked once. Before, the batch failed at the first try, and
+// behind a NATS queue each of its records was dead-lettered.
+func TestReadOnlyServerRetried(t *testing.T) {
+	srv := pgtesting.NewServer(t, pgtemp.Options{Fast: true})
+	admin := connect(t, srv.DSN())
+	setReadOnly := func(t *testing.T, on bool) {
+		t.Helper()
+		if on {
+			exec(t, admin, "ALTER SYSTEM SET default_transaction_read_only = on")
+		} else {
+			exec(t, admin, "ALTER SYSTEM RESET default_transaction_read_only")
+		}
+		exec(t, admin, "SELECT pg_reload_conf()")
+	}
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			// One connection, so that the test can see the setting reach
+			// the session the sink writes on before it writes.
+			s := newSink(t, config(srv.DSN(), map[string]any{"method": method, "table": "events_" + method, "max_conns": 1}), nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 0, 10))
+
+			setReadOnly(t, true)
+			t.Cleanup(func() { setReadOnly(t, false) })
+			// A reload reaches each session at its next command.
+			poll.Until(t, "the sink's session to be read-only", func() bool {
+				c, err := s.pool.Acquire(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Release()
+				var ro string
+				if err := c.QueryRow(ctx, "SHOW default_transaction_read_only").Scan(&ro); err != nil {
+					t.Fatal(err)
+				}
+				return ro == "on"
+			})
+			var attempts attemptLog
+			done := make(chan error, 1)
+			go func() {
+				done <- s.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batchOf(rec, 10, 510), nil)
+			}()
+			poll.Until(t, "two tries to fail read-only", func() bool {
+				select {
+				case err := <-done:
+					t.Fatalf("Handle returned while the server was read-only: %v", err)
+				default:
+				}
+				n := 0
+				for _, err := range attempts.get() {
+					if err != nil && strings.Contains(err.Error(), "SQLSTATE 25006") {
+						n++
+					}
+				}
+				return n >= 2
+			})
+			if acked, nacked := rec.results(); acked != 10 || len(nacked) != 0 {
+				t.Fatalf("while read-only: acked %d (want the 10 before), nacked %v", acked, nacked)
+			}
+			setReadOnly(t, false)
+			if err := <-done; err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			if acked, nacked := rec.results(); acked != 510 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			if n := count(t, admin, "SELECT count(*) FROM events_"+method); n != 510 {
+				t.Fatalf("%d rows, want 510", n)
+			}
+			if got := attempts.get(); got[len(got)-1] != nil {
+				t.Fatalf("the last try reported %v, want its success", got[len(got)-1])
+			}
+		})
+	}
+}
