@@ -170,8 +170,12 @@
 // type, and a unique index on exactly `key`'s columns that ON CONFLICT can
 // use (valid, no predicate, not DEFERRABLE under conflict: ignore or
 // update; INCLUDE columns may follow). A mismatch is an error naming every
-// problem. While PostgreSQL is unreachable Start retries (on_start: retry)
-// or fails at once (on_start: fail).
+// problem. While PostgreSQL is unreachable or cannot write for a while
+// (as under Failures) Start retries (on_start: retry) or fails at once
+// (on_start: fail). A permission refused (42501) or a relation missing
+// (42P01) fails Start at once under either: at start it is the
+// configuration's (a role never granted the schema), which retrying does
+// not clear.
 //
 // The DSN's password never reaches a log or an error: see stage.Redact.
 package db

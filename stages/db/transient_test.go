@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +148,53 @@ func TestReadOnlyServerRetried(t *testing.T) {
 				t.Fatalf("the last try reported %v, want its success", got[len(got)-1])
 			}
 		})
+	}
+}
+
+// healthFunc stands in for a stage's health, calling f at each attempt
+// reported.
+type healthFunc func(error)
+
+func (f healthFunc) Attempt(err error) { f(err) }
+
+// TestStartPermissionFailsAtOnce: a role that may not create the table
+// (42501) fails Start at once, under on_start: retry too: at start it is
+// the configuration's, which retrying does not clear. Writes retry a
+// 42501 (transient), and Start must not take that from them.
+func TestStartPermissionFailsAtOnce(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	admin := connect(t, dsn)
+	var db string
+	if err := admin.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	role := "r_" + db // roles are the cluster's: one per test database
+	exec(t, admin, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		c := connect(t, dsn)
+		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
+	exec(t, admin, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	s := newSink(t, config(u.String(), nil), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var retried error
+	health := healthFunc(func(err error) {
+		if err != nil && retried == nil {
+			retried = err
+			cancel() // one retry is enough to fail the test
+		}
+	})
+	err = s.Start(context.WithValue(ctx, track.HealthKey{}, health))
+	switch {
+	case retried != nil:
+		t.Fatalf("Start retried a permission refused: %v", retried)
+	case sqlState(err) != "42501":
+		t.Fatalf("Start returned %v, want the permission refused (42501)", err)
 	}
 }
