@@ -124,7 +124,13 @@
 // a delayed write may still run late; so may one cut short by the stage
 // stopping (a forced stop does not wait for the fence), or one behind a
 // pooler whose PIDs are not the server's. A connection attempt is bounded by the DSN's
-// connect_timeout, 10 s when it has none.
+// connect_timeout, 10 s when it has none. Close does not wait for a server
+// that does not answer: pgx closes the connection of a write cut short (by
+// a forced stop or write_timeout) in the background, sending a cancel
+// request over a new connection and waiting up to 15 s for the server;
+// Close tells the idle connections goodbye, then ends the sockets still
+// open (a cancel request already dialed is sent first), so a forced stop
+// on a silent network keeps to its deadline.
 //
 // A batch PostgreSQL refuses because of its data is bisected until the
 // refused rows are alone (when the COPY held a group of batches, each

@@ -141,6 +141,9 @@ type Sink struct {
 	// fenceRefused: PostgreSQL refused to end a backend (fence), said once.
 	fenceRefused atomic.Bool
 
+	// socks are the connections the dialer made, which Close ends
+	// (timeouts.go).
+	socks     sockets
 	closeOnce sync.Once
 }
 
@@ -317,12 +320,24 @@ func (s *Sink) parseColumns(cfg stage.Config) error {
 	return nil
 }
 
-// Close closes the connection pool. It may be called more than once.
+// Close closes the connection pool, without waiting for a server that does
+// not answer (sockets). It may be called more than once.
 func (s *Sink) Close() error {
 	s.closeOnce.Do(func() {
-		if s.pool != nil {
-			s.pool.Close()
+		if s.pool == nil {
+			return
 		}
+		// The idle sessions are told goodbye (Terminate), as the pool's
+		// Close would; then the sockets left open, which pgx is closing
+		// in the background after a cut write or which are being
+		// connected, are ended, so that the pool's Close does not wait
+		// for a server that may not answer (sockets).
+		for _, c := range s.pool.AcquireAllIdle(context.Background()) {
+			_ = c.Conn().Close(context.Background())
+			c.Release()
+		}
+		s.socks.close()
+		s.pool.Close()
 	})
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,8 +75,112 @@ func (s *Sink) setTimeouts(cfg stage.Config, pc *pgxpool.Config) error {
 		s.writeTimeout = DefaultWriteTimeout
 	}
 	d := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepIdle, Interval: keepInterval, Count: keepCount}}
-	pc.ConnConfig.DialFunc = d.DialContext
+	s.socks.init()
+	pc.ConnConfig.DialFunc = s.socks.dialer(d)
 	return nil
+}
+
+// errSinkClosed fails a dial once Close has begun.
+var errSinkClosed = errors.New("db.postgres: the sink is closed")
+
+// sockets are the TCP connections the sink's dialer made and that are
+// still open: its sessions', and those pgx makes to send a cancel
+// request. They are tracked so that Close can end them.
+//
+// A write cut short (a forced stop cancels its ctx, or write_timeout)
+// leaves pgx closing its connection in the background: it sends a cancel
+// request over a new connection and waits for the server to close that
+// one, then sends Terminate and reads the session's socket until the
+// server closes it, up to 15 s in all; the pool's Close waits for it. On
+// a network gone silent nothing answers, and a forced Stop with a 1 s
+// deadline took 16 s. Close ends those sockets instead (shut), once the
+// idle sessions have been told goodbye.
+type sockets struct {
+	mu      sync.Mutex
+	open    map[*socket]struct{}
+	shut    atomic.Bool
+	closing context.Context // done once shut: dials under way give up
+	cancel  context.CancelFunc
+}
+
+func (ss *sockets) init() {
+	ss.open = map[*socket]struct{}{}
+	ss.closing, ss.cancel = context.WithCancel(context.Background())
+}
+
+// dialer returns d's DialContext, tracking the connections it makes.
+func (ss *sockets) dialer(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if ss.shut.Load() {
+			return nil, errSinkClosed
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(ss.closing, cancel)()
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		if ss.shut.Load() {
+			_ = c.Close()
+			return nil, errSinkClosed
+		}
+		sc := &socket{Conn: c, set: ss}
+		ss.open[sc] = struct{}{}
+		return sc, nil
+	}
+}
+
+// close ends every socket still open and every dial under way, and makes
+// later dials fail. A socket that has sent nothing yet is ended right
+// after its first write instead: a cancel request dialed just before is
+// still sent, since the server reads it before it sees the close.
+func (ss *sockets) close() {
+	ss.mu.Lock()
+	ss.shut.Store(true)
+	ss.cancel()
+	var ended []*socket
+	for c := range ss.open {
+		if c.wrote.Load() {
+			ended = append(ended, c)
+		}
+	}
+	ss.mu.Unlock()
+	for _, c := range ended {
+		_ = c.Close()
+	}
+}
+
+// socket is a connection the sink's dialer made.
+type socket struct {
+	net.Conn
+	set   *sockets
+	wrote atomic.Bool
+}
+
+// Write writes p, and ends the socket after it once the sink is closing
+// (sockets.close). wrote is set before shut is read, and close sets shut
+// before it reads wrote, so one of the two sees the other's and ends it.
+func (c *socket) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.wrote.Store(true)
+	if c.set.shut.Load() {
+		_ = c.Close()
+	}
+	return n, err
+}
+
+// Close closes the connection and stops tracking it. pgx may close a
+// socket twice (the sink's release closes a broken session's, and pgx's
+// background close does too); the second close only returns an error,
+// which pgx ignores.
+func (c *socket) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.open, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // writeContext bounds one write by write_timeout. The function it returns

@@ -114,3 +114,63 @@ func TestSilentNetworkTimesOut(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseAfterCutWriteOnSilentNetwork: a write cut short by a forced
+// stop (its ctx cancelled, as the engine's abort does) on a network gone
+// silent leaves pgx closing its connection in the background: a cancel
+// request over a new connection, which nothing answers, for up to 15 s.
+// Close no longer waits for that: it ends the sockets pgx is still
+// closing, so it returns while the network is still silent. Before, a
+// forced Stop with a 1 s deadline returned after 16 s.
+func TestCloseAfterCutWriteOnSilentNetwork(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			viaProxy, px := proxied(t, dsn)
+			s := newSink(t, config(viaProxy, map[string]any{"method": method, "max_conns": 1}), nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 0, 10))
+
+			px.Stall()
+			defer px.Resume()
+			hctx, abort := context.WithCancel(ctx)
+			handled := make(chan error, 1)
+			go func() { handled <- s.Handle(hctx, batchOf(rec, 10, 110), nil) }()
+			poll.Until(t, "the write to hold the connection", func() bool { return s.pool.Stat().AcquiredConns() == 1 })
+			abort()
+			var err error
+			poll.Until(t, "Handle to return once cut", func() bool {
+				select {
+				case err = <-handled:
+					return true
+				default:
+					return false
+				}
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Handle returned %v, want the cancel", err)
+			}
+			closed := make(chan struct{})
+			go func() { _ = s.Close(); close(closed) }()
+			// Close must return while the network is still silent. The
+			// bound is far above what it takes (no network round trip)
+			// and below the 15 s that pgx's background close waits for
+			// an answer to its cancel request.
+			bound := time.NewTimer(10 * time.Second)
+			defer bound.Stop()
+			select {
+			case <-closed:
+			case <-bound.C:
+				t.Fatal("Close still waits for pgx to close the cut connection on the silent network")
+			}
+			if acked, _ := rec.results(); acked != 10 {
+				t.Fatalf("acked %d, want only the 10 written before the stall", acked)
+			}
+		})
+	}
+}
