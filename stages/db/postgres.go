@@ -332,8 +332,12 @@ func (s *Sink) Close() error {
 		// in the background after a cut write or which are being
 		// connected, are ended, so that the pool's Close does not wait
 		// for a server that may not answer (sockets).
-		for _, c := range s.pool.AcquireAllIdle(context.Background()) {
-			_ = c.Conn().Close(context.Background())
+		// Bounded: a Terminate to a server that stopped reading waits only
+		// as long as the socket's send buffer is full.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		for _, c := range s.pool.AcquireAllIdle(ctx) {
+			_ = c.Conn().Close(ctx)
 			c.Release()
 		}
 		s.socks.close()
