@@ -218,7 +218,7 @@
 // (counted in connections.refused and protocol_errors.tls_handshake). The
 // handshake runs in the connection's own goroutine, bounded by ten
 // seconds, never in the accept loop. The files are loaded again on SIGHUP
-// and when their size or modification time changes (looked at every two
+// and when their content changes (looked at every two
 // seconds); new handshakes get the new certificate, connections open keep
 // theirs, and files that do not load keep the previous certificate, with
 // a warning. Over TLS a reader holds its read buffer while the connection

@@ -4,6 +4,7 @@ package netio
 // certificates, reloaded while it runs, and a connection's handshake.
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -30,7 +31,7 @@ type tlsOptions struct {
 	// during the handshake.
 	ClientCA string
 	// ReloadEvery is how often the files are looked at for changes (their
-	// size and modification time); 0 means DefaultTLSReload. SIGHUP
+	// content); 0 means DefaultTLSReload. SIGHUP
 	// reloads them at once.
 	ReloadEvery time.Duration
 }
@@ -96,8 +97,8 @@ type certStore struct {
 }
 
 type fileStamp struct {
-	size int64
-	mod  time.Time
+	present bool
+	sum     [sha256.Size]byte
 }
 
 // newCertStore loads the files once; the error names the field whose file
@@ -121,16 +122,22 @@ func (s *certStore) files() [3]string { return [3]string{s.opts.Cert, s.opts.Key
 
 var tlsFileFields = [3]string{"tls.cert", "tls.key", "tls.client_ca"}
 
-// stampsNow returns the size and modification time of each file; a file
-// that is not there has the zero stamp.
+// stampsNow returns a digest of each file's content; a file that cannot
+// be read has the zero stamp. The content, not the size and modification
+// time: a key replaced by another of the same size within the clock tick
+// the file system stamps times with (a few milliseconds), as a renewal
+// that writes the certificate and then the key does, kept both, and a
+// watcher that had looked between the two writes (new certificate, old
+// key: refused) never tried the matching pair. The files are small and
+// read every ReloadEvery.
 func (s *certStore) stampsNow() [3]fileStamp {
 	var stamps [3]fileStamp
 	for i, f := range s.files() {
 		if f == "" {
 			continue
 		}
-		if fi, err := os.Stat(f); err == nil {
-			stamps[i] = fileStamp{fi.Size(), fi.ModTime()}
+		if b, err := os.ReadFile(f); err == nil {
+			stamps[i] = fileStamp{present: true, sum: sha256.Sum256(b)}
 		}
 	}
 	return stamps
@@ -217,8 +224,8 @@ func (s *certStore) close() {
 	}
 }
 
-// changed reports whether a file's size or modification time differs
-// from when it was last loaded (or tried).
+// changed reports whether a file's content differs from when it was last
+// loaded (or tried).
 func (s *certStore) changed() bool { return s.stampsNow() != s.stamps }
 
 // reload loads the files again; on failure the configuration loaded last
