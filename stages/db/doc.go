@@ -34,7 +34,9 @@
 // PostgreSQL little, and lets it use another core. Under conflict: ignore, a COPY that meets a key already
 // stored (SQLSTATE 23505, a resend) is written again through the
 // idempotent path: in one transaction, COPY into a temporary table (the
-// load table, made once per connection, ON COMMIT DELETE ROWS), then
+// load table, made once per connection, ON COMMIT DELETE ROWS, and named
+// _seda_load_ and a digest of its columns and table, so that a server
+// session a pooler shares never offers one stage another's), then
 // INSERT INTO the table SELECT ... ON CONFLICT (key) DO NOTHING. Resends
 // are rare, so the common path stays the fast COPY. Should a connection's
 // load table go missing, or be there already when the connection makes

@@ -124,6 +124,8 @@ type Sink struct {
 	// Set by Start.
 	pool                                            *pgxpool.Pool
 	copySQL, tempSQL, copyTempSQL, mergeSQL, insSQL string
+	// loadName is the load table's name, of its shape (loadTableName).
+	loadName string
 	// tempTxSQL makes the load table in each write's transaction, once
 	// loadPerTx is set: a connection's own load table went missing.
 	tempTxSQL string
@@ -230,10 +232,10 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, &stage.FieldError{Field: "table", Err: err}
 	}
-	if len(s.table) == 1 && s.table[0] == loadTable {
+	if len(s.table) == 1 && strings.HasPrefix(s.table[0], loadTable) {
 		// Once a connection has made its load table, the bare name means
 		// that one (pg_temp comes first), and rows went there.
-		return nil, &stage.FieldError{Field: "table", Err: fmt.Errorf("%s is the name of the sink's own temporary table, which would hide the table: give its schema (public.%[1]s) or another name", loadTable)}
+		return nil, &stage.FieldError{Field: "table", Err: fmt.Errorf("%s begins the name of the sink's own temporary tables, which could hide the table: give its schema (public.%s) or another name", loadTable, s.table[0])}
 	}
 	if err := s.parseColumns(cfg); err != nil {
 		return nil, err

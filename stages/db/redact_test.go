@@ -40,7 +40,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{map[string]any{"dsn": "postgres://u:topsecret@h:99999999/db"}, "dsn", "bad DSN postgres://u:xxxxx@h:99999999/db"},
 		{map[string]any{"table": "a.b.c"}, "table", `bad table "a.b.c"`},
 		{map[string]any{"table": "ev;drop"}, "table", `bad name "ev;drop"`},
-		{map[string]any{"table": "_SEDA_load"}, "table", "_seda_load is the name of the sink's own temporary table"},
+		{map[string]any{"table": "_SEDA_load"}, "table", "_seda_load begins the name of the sink's own temporary tables"},
 		{map[string]any{"columns": nil}, "columns", "required"},
 		{map[string]any{"columns": [][2]string{}}, "columns", "no columns"},
 		{map[string]any{"columns": [][2]string{{"id", "a..b"}}}, "columns.id", "bad field path"},

@@ -16,6 +16,10 @@ import (
 func redelivered(cfg stage.Config) error {
 	keyed := len(cfg.Strings("key")) > 0
 	switch conflict := cfg.String("conflict"); {
+	case !keyed && conflict == "ignore" && !cfg.Bool("create"):
+		// ON CONFLICT DO NOTHING with no target: any unique index of a
+		// table made elsewhere turns a second write away.
+		return nil
 	case !keyed:
 		return errors.New("with no key a record delivered again is stored twice: set key and conflict: ignore (or update, with version)")
 	case conflict == "error":

@@ -164,16 +164,22 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	// a CREATE and DROP per write cost PostgreSQL catalog rows, a file
 	// made and unlinked, and invalidations, every write.
 	shape := " AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
-	s.tempSQL = "CREATE TEMP TABLE " + loadTable + " ON COMMIT DELETE ROWS" + shape
+	// Its name is the shape's: behind a pooler in transaction mode a
+	// server session may hold the load table of another stage writing
+	// another table through the same database, and one name for all had a
+	// write COPY into that stage's columns (a column missing, or its
+	// binary values read as another type's).
+	s.loadName = loadTableName(shape)
+	s.tempSQL = "CREATE TEMP TABLE " + s.loadName + " ON COMMIT DELETE ROWS" + shape
 	// The fallback (write.go): made in each write, dropping the table a
 	// connection may still hold from before.
-	s.tempTxSQL = "BEGIN; DROP TABLE IF EXISTS pg_temp." + loadTable + "; CREATE TEMP TABLE " + loadTable + " ON COMMIT DROP" + shape
-	s.copyTempSQL = "COPY " + loadTable + " (" + cols + ") FROM STDIN" + format
+	s.tempTxSQL = "BEGIN; DROP TABLE IF EXISTS pg_temp." + s.loadName + "; CREATE TEMP TABLE " + s.loadName + " ON COMMIT DROP" + shape
+	s.copyTempSQL = "COPY " + s.loadName + " (" + cols + ") FROM STDIN" + format
 	into := "INSERT INTO " + tbl
 	if s.update {
 		into += " AS " + updateAlias // version's WHERE names the stored row
 	}
-	s.mergeSQL = into + " (" + cols + ") SELECT " + cols + " FROM " + loadTable + s.onConflict() + "; COMMIT"
+	s.mergeSQL = into + " (" + cols + ") SELECT " + cols + " FROM " + s.loadName + s.onConflict() + "; COMMIT"
 	args := make([]string, len(s.cols))
 	casts := make([]string, len(s.cols))
 	for i, c := range s.cols {

@@ -539,7 +539,7 @@ func TestUpsertLoadTableKept(t *testing.T) {
 		t.Helper()
 		var n int
 		err := db.QueryRow(context.Background(),
-			"SELECT count(*), coalesce(min(oid::int8), 0) FROM pg_class WHERE relname = '_seda_load'").Scan(&n, &oid)
+			"SELECT count(*), coalesce(min(oid::int8), 0) FROM pg_class WHERE relname = $1", s.loadName).Scan(&n, &oid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -590,12 +590,12 @@ func TestUpsertLoadTableMissing(t *testing.T) {
 	rec := &recorder{}
 	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
 	handle(t, s, []*stage.Event{mk(1, 1), mk(2, 1)})
-	exec("DROP TABLE _seda_load")
+	exec("DROP TABLE " + s.loadName)
 	handle(t, s, []*stage.Event{mk(1, 2)})
 	if !s.loadPerTx.Load() {
 		t.Fatal("the load table went missing, and writes still expect it")
 	}
-	exec("CREATE TEMP TABLE _seda_load (LIKE events)") // a connection that still holds one
+	exec("CREATE TEMP TABLE " + s.loadName + " (LIKE events)") // a connection that still holds one
 	handle(t, s, []*stage.Event{mk(2, 2), mk(3, 1)})
 	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 2, 2: 2, 3: 1}) {
 		t.Fatalf("stored %v, want 1:2 2:2 3:1", got)
@@ -620,10 +620,10 @@ func TestUpsertLoadTableLeftByAnotherSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Conn().PgConn().CustomData()[loadTable] != nil {
+	if c.Conn().PgConn().CustomData()[s.loadName] != nil {
 		t.Fatal("the connection holds a load table before any write")
 	}
-	_, err = c.Exec(ctx, "CREATE TEMP TABLE _seda_load (LIKE events)")
+	_, err = c.Exec(ctx, "CREATE TEMP TABLE "+s.loadName+" (LIKE events)")
 	c.Release()
 	if err != nil {
 		t.Fatal(err)
@@ -658,7 +658,7 @@ func TestUpsertLoadTableMissingAfterSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Exec(ctx, "DROP TABLE _seda_load")
+	_, err = c.Exec(ctx, "DROP TABLE "+s.loadName)
 	c.Release()
 	if err != nil {
 		t.Fatal(err)
@@ -705,5 +705,52 @@ func TestUpsertNullKeyPartIsNoLength(t *testing.T) {
 	var d dedup
 	if d.add(r, 0, 2, false); len(d.win) != 2 {
 		t.Fatalf("%d rows picked of 2 of different keys", len(d.win))
+	}
+}
+
+// Behind a pooler in transaction mode a server session may hold the load
+// table of another stage, one writing another table through the same
+// database. Each stage's load table has a name of its own (of its
+// columns and table), so a write never COPYs into another's: with one
+// name for all, the write met the other's columns, and its records were
+// refused one by one (binary bigints read as text), or its batches failed
+// whole (a column missing), or were retried for ever (08P01: a bigint
+// read as a uuid). The session is played by a pooled connection of this
+// stage holding the other stage's load table instead of its own.
+func TestUpsertLoadTableOfAnotherStage(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1}))
+	other := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1, "table": "logs",
+		"types": [][2]string{{"id", "uuid"}, {"seq", "bigint"}}}))
+	if s.loadName == other.loadName {
+		t.Fatalf("two stages writing two tables share the load table %s", s.loadName)
+	}
+	rec := &recorder{}
+	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
+	handle(t, s, []*stage.Event{mk(1, 1)}) // the connection makes its load table
+	ctx := context.Background()
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, "DROP TABLE "+s.loadName+"; CREATE TEMP TABLE "+other.loadName+
+		" ON COMMIT DELETE ROWS AS SELECT gen_random_uuid() AS id, 1::bigint AS seq, '{}'::jsonb AS body WITH NO DATA")
+	c.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		hctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a stuck write fails the test, not the suite
+		err := s.Handle(hctx, []*stage.Event{mk(10+round, 1), mk(20+round, 1), mk(30+round, 1)}, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	if acked, nacked := rec.results(); acked != 7 || len(nacked) != 0 {
+		t.Fatalf("acked %d, nacked %v; want 7 acked", acked, nacked)
+	}
+	if got := stored(t, dsn); len(got) != 7 {
+		t.Fatalf("stored %v, want 7 rows", got)
 	}
 }

@@ -2,7 +2,9 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -586,21 +588,30 @@ func (s *Sink) loadCopy(ctx context.Context, pc *pgconn.PgConn, data *copySource
 // once it knows which load table it writes to.
 var testBeforeLoad func(*Sink)
 
-// loadTable is the temporary table the idempotent path and upserts COPY
-// into: one per connection, emptied at each commit.
+// loadTable begins the name of the temporary table the idempotent path
+// and upserts COPY into: one per connection, emptied at each commit. The
+// rest of its name is a digest of its shape (loadTableName).
 const loadTable = "_seda_load"
+
+// loadTableName returns the name of the load table of shape (its columns
+// and the table they come from): loadTable, then the first 12 hex digits
+// of the shape's SHA-256.
+func loadTableName(shape string) string {
+	sum := sha256.Sum256([]byte(shape))
+	return loadTable + "_" + hex.EncodeToString(sum[:6])
+}
 
 // loadTable makes the connection's load table unless it has it (noted in
 // the connection's CustomData, which lives and dies with the connection).
 func (s *Sink) loadTable(ctx context.Context, pc *pgconn.PgConn) error {
 	data := pc.CustomData()
-	if data[loadTable] != nil {
+	if data[s.loadName] != nil {
 		return nil
 	}
 	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
 		return err
 	}
-	data[loadTable] = true
+	data[s.loadName] = true
 	return nil
 }
 
