@@ -185,7 +185,10 @@ func (o *Outputs) post(ctx context.Context, t *target) {
 	t.pkts = t.pkts[:0]
 }
 
-var errShuttingDown = errors.New("shutting down")
+// errShuttingDown finishes an event posted to a queue the stop has closed.
+// It is of the busy class: the stop abandons the event, which is for the
+// client to send again, and a source says so ("nack N busy", 503).
+var errShuttingDown = stage.WithClass(errors.New("shutting down"), stage.ErrBusy)
 
 // shedding returns the stage's next stage when events should be refused
 // before this (inline) stage runs: the next stage is its only way on, its

@@ -91,3 +91,63 @@ func TestDoneAllNamesEachHolder(t *testing.T) {
 		t.Errorf("in flight: a %d, b %d", a.InFlight(), b.InFlight())
 	}
 }
+
+// A batch a stop's abort ends (the handler returns ctx's error, or wraps
+// it, as a driver does) is failed busy, its text unchanged: the records
+// were given up, not refused, and a client must resend them. So is an
+// event posted to a queue the stop has closed.
+func TestAbortedBatchIsBusy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ret  func(ctx context.Context) error
+		want string
+	}{
+		{"bare", func(ctx context.Context) error { return ctx.Err() }, `stage "store": context canceled`},
+		{"wrapped", func(ctx context.Context) error { return fmt.Errorf("write: %w", ctx.Err()) }, `stage "store": write: context canceled`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			started := make(chan struct{})
+			store := newHandlerStage(stage.Settings{Name: "store", Workers: 1, Concurrency: 1, Batch: 1},
+				stage.HandlerFunc(func(ctx context.Context, _ []*stage.Event, _ stage.Emitter) error {
+					close(started)
+					<-ctx.Done()
+					return tc.ret(ctx)
+				}), nil)
+			src := newSourceStage(stage.Settings{Name: "src"}, nil, nil)
+			src.connect(store, nil)
+			if err := store.start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			res := newResults()
+			em := src.NewEmitter()
+			em.Emit(context.Background(), src.NewEvent(nil, 1, stage.Origin{To: res}))
+			em.Flush(context.Background())
+			<-started
+			store.abort()
+			store.wg.Wait()
+			store.closeQueue()
+			// Posted after the stop closed the queue: refused shutting down.
+			em.Emit(context.Background(), src.NewEvent(nil, 2, stage.Origin{To: res}))
+			em.Flush(context.Background())
+			if err := store.close(); err != nil {
+				t.Fatal(err)
+			}
+			for seq, want := range map[uint64]string{1: tc.want, 2: `stage "store": shutting down`} {
+				errs := res.get(seq)
+				if len(errs) != 1 || errs[0] == nil || errs[0].Error() != want || !errors.Is(errs[0], stage.ErrBusy) {
+					t.Errorf("event %d: completions %v (class %s), want one %q of class busy", seq, errs, classOf(errs), want)
+				}
+			}
+			if errs := res.get(1); len(errs) == 1 && !errors.Is(errs[0], context.Canceled) {
+				t.Errorf("event 1's error %v no longer says context.Canceled", errs[0])
+			}
+		})
+	}
+}
+
+func classOf(errs []error) string {
+	if len(errs) == 0 {
+		return "none"
+	}
+	return stage.ErrorClass(errs[0])
+}

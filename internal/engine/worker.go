@@ -5,6 +5,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/stagedserver/seda/internal/track"
@@ -115,7 +116,7 @@ func (s *Stage) run(ctx context.Context, batch []*stage.Event, out *Outputs) {
 	}
 	out.waits, out.gens = waits, gens
 	s.beginCall(start, oldest)
-	err := s.call(out.healthCtx(ctx), batch, out)
+	err := abandoned(ctx, s.call(out.healthCtx(ctx), batch, out))
 	took := track.Nanotime() - start
 	s.endCall(ctx, start+took, took, err)
 	if err != nil {
@@ -157,6 +158,23 @@ func (s *Stage) call(ctx context.Context, batch []*stage.Event, out stage.Emitte
 		return fmt.Errorf("stage %q: %w", s.set.Name, err)
 	}
 	return nil
+}
+
+// abandoned marks err busy when it ended the batch because ctx ended, as
+// a stop's abort (phase two) ends it: the handler gave the records up
+// unfinished rather than refused them, so they are for the client to send
+// again, and a source tells it so ("nack N busy", 503 with Retry-After).
+// Without the class a client read `stage "store": context canceled` as a
+// refusal of the records themselves and did not resend them. The text is
+// err's, unchanged, and errors.Is still finds context.Canceled in it.
+func abandoned(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || errors.Is(err, stage.ErrBusy) {
+		return err
+	}
+	if errors.Is(err, ctx.Err()) || errors.Is(err, context.Cause(ctx)) {
+		return stage.WithClass(err, stage.ErrBusy)
+	}
+	return err
 }
 
 func (s *Stage) handle(ctx context.Context, batch []*stage.Event, out stage.Emitter) (err error) {

@@ -381,7 +381,7 @@ func (c *conn) CompleteAll(evs []*stage.Event, err error) {
 	if c.s.opts.Ack == AckCommit && c.state.alive() {
 		r, class := "", ""
 		if err != nil {
-			r, class = reason(err), stage.ErrorClass(err)
+			r, class = wireReason(err), stage.ErrorClass(err)
 		}
 		for _, ev := range evs {
 			c.win.finish(ev.Seq, r, class)

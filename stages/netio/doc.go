@@ -71,7 +71,10 @@
 //     window holds are bounded too, to 16 KiB of text: past that a
 //     record's nack gives its error class (`nack 7 invalid`), so a client
 //     whose records are refused each for a reason of its own cannot make
-//     the window hold one per record. The owner never waits for a client while it makes text: it makes text
+//     the window hold one per record. A refusal of the busy class is
+//     written as the bare word (`nack 7 busy`), the word clients resend
+//     on, whatever its text (a forced stop's `stage "store": context
+//     canceled` is one). The owner never waits for a client while it makes text: it makes text
 //     only while the connection's pending output (the text queued and
 //     what the kernel's send buffer has not taken of its current write)
 //     is under max_pending_output, never taking it past that. Finished

@@ -266,7 +266,7 @@ type httpRequest struct {
 func (q *httpRequest) Complete(ev *stage.Event, err error) {
 	if err != nil {
 		q.s.cnt.nack(err)
-		q.refused(int(ev.Seq), reason(err), errors.Is(err, stage.ErrBusy))
+		q.refused(int(ev.Seq), wireReason(err), errors.Is(err, stage.ErrBusy))
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()

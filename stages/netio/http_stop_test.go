@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -77,5 +78,73 @@ func TestHTTPForcedStopAnswersWaiting(t *testing.T) {
 			t.Errorf("a client waiting at the forced stop got %d (Retry-After %q), error %v; want 503 with Retry-After",
 				res.status, res.retryAfter, res.err)
 		}
+	}
+}
+
+// holdOnCtx is a sink handler that holds its batch until its ctx ends, as
+// a database write does, and then returns ctx's error; held is closed
+// once it holds one.
+func holdOnCtx(held chan struct{}) stage.HandlerFunc {
+	return func(ctx context.Context, _ []*stage.Event, _ stage.Emitter) error {
+		close(held)
+		<-ctx.Done()
+		return fmt.Errorf("write: %w", ctx.Err())
+	}
+}
+
+// forceStop stops src the way the pipeline's forced stop does, up to the
+// sink's abort: input stopped, a drain whose deadline has passed, then
+// phase two cancelling the sink's handler.
+func forceStop(t *testing.T, r *rig, src stage.Source) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := src.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := src.Drain(ctx); err == nil {
+		t.Fatal("Drain with its records held returned no error")
+	}
+	r.sink.Abort()
+}
+
+// A forced stop whose abort ends a sink's Handle that honours ctx fails
+// its records busy, not `stage "sink": write: context canceled`: they are
+// left for the client to resend, and the client is told so in the word it
+// retries on. The HTTP client gets 503 with Retry-After.
+func TestHTTPForcedStopAbortedSinkIsBusy(t *testing.T) {
+	held := make(chan struct{})
+	r, src := newHTTPRig(t, nil, stage.Settings{Workers: 1, Concurrency: 1, Batch: 1}, holdOnCtx(held))
+	c := &http.Client{Timeout: wait}
+	got := make(chan answer, 1)
+	go func() { got <- post(t, c, "http://"+src.Addr().String()+"/", []byte("{\"a\":1}\n"), nil) }()
+	<-held
+	forceStop(t, r, src)
+	a := <-got
+	if a.status != http.StatusServiceUnavailable || a.retryAfter == "" || a.nacks() != "1:busy" {
+		t.Fatalf("got %d (Retry-After %q) nacked %q error %q; want 503 with Retry-After, record 1 busy",
+			a.status, a.retryAfter, a.nacks(), a.Error)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// As TestHTTPForcedStopAbortedSinkIsBusy, for netio.tcp: `nack 1 busy`.
+func TestTCPForcedStopAbortedSinkIsBusy(t *testing.T) {
+	held := make(chan struct{})
+	r := newRig(t, nil, stage.Settings{Workers: 1, Concurrency: 1, Batch: 1}, holdOnCtx(held))
+	c := r.dial(wire.Lines, nil)
+	if _, err := c.Send([]byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	<-held
+	forceStop(t, r, r.src)
+	poll.Until(t, "record 1 answered", func() bool { return c.Acked() >= 1 })
+	if n := c.Nacks(); len(n) != 1 || n[0] != (wire.Reply{Nack: true, N: 1, Reason: "busy"}) {
+		t.Fatalf("nacks %v, want `nack 1 busy`", n)
 	}
 }

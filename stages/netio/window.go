@@ -4,6 +4,7 @@ package netio
 // and the ack and nack lines they owe.
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -241,6 +242,18 @@ func digits(n uint64) int {
 		d++
 	}
 	return d
+}
+
+// wireReason is the reason a client reads for a record refused with err:
+// the bare word "busy" for any refusal of the busy class, since clients
+// resend on that word (a stop's abort fails a sink's batch with `stage
+// "store": context canceled`, busy: the records are to be sent again),
+// else reason(err).
+func wireReason(err error) string {
+	if errors.Is(err, stage.ErrBusy) {
+		return busyReason
+	}
+	return reason(err)
 }
 
 // maxReason bounds a nack reason, in bytes.
