@@ -170,7 +170,8 @@
 // numbered from 1 over its non-empty lines. Content-Encoding: gzip is
 // accepted. The body is bounded by max_body both as sent and once
 // decoded, so a small compressed body cannot unfold into a large one. The
-// answer comes once every record of the body is finished, in JSON:
+// answer comes once every record of the body is finished, in JSON, also
+// to a client that half-closed its side after its request (nc -N):
 //
 //   - 200 {"acked":N}: every record was acked;
 //   - 422 {"acked":N,"nacked":[{"record":K,"reason":"..."}]}: some were

@@ -2,6 +2,7 @@ package netio
 
 import (
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime"
 	"time"
@@ -109,3 +110,7 @@ func HTTPReading(s *HTTPSource) int {
 	defer s.mu.Unlock()
 	return len(s.reading)
 }
+
+// SetWaiting makes s call f with each request as it starts waiting for its
+// records to finish, before Start.
+func SetWaiting(s *HTTPSource, f func(*http.Request)) { s.waiting = f }

@@ -203,17 +203,20 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, body [
 	em.Flush(s.ctx)
 	s.emitting.Done()
 
+	if s.waiting != nil {
+		s.waiting(r)
+	}
+	// The request's context is not waited on: it ends when net/http reads
+	// EOF from the client, which a client that half-closes after its
+	// request (nc -N, socat, shutdown(SHUT_WR)) sends, and it still reads
+	// the answer. A handler that returned then without writing had
+	// net/http answer an empty 200, whatever became of the records. The
+	// request keeps its slot until its events finish (they hold views of
+	// its body, and max_requests bodies at a time is what bounds the
+	// source's memory), and then answers: to a client really gone the
+	// write fails, harmlessly.
 	select {
 	case <-req.done:
-	case <-r.Context().Done():
-		// The client went away; the events finish without it. The request
-		// keeps its slot until they do: they hold views of its body, and
-		// max_requests bodies at a time is what bounds the source's memory.
-		select {
-		case <-req.done:
-		case <-s.ctx.Done():
-		}
-		return
 	case <-s.ctx.Done():
 		s.busy(w, "shut down before the records were finished")
 		return

@@ -492,3 +492,55 @@ func TestHTTPTokenCheck(t *testing.T) {
 		}
 	}
 }
+
+// A client that half-closes its side after its request (nc -N, socat,
+// shutdown(SHUT_WR)) still gets the real answer once its records are
+// finished, here 422 naming record 2. net/http ends the request's context
+// when it reads that EOF, and the handler took it for a client gone away
+// and returned without writing: net/http then answered an empty 200. The
+// sink holds the records until the server has read the EOF.
+func TestHTTPHalfClosedClientGetsTheAnswer(t *testing.T) {
+	src, err := newSource(netio.HTTPKind, listening(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	netio.SetWaiting(src.(*netio.HTTPSource), func(req *http.Request) {
+		go func() {
+			<-req.Context().Done() // the client's EOF, read by net/http
+			open()
+		}()
+	})
+	var r *rig
+	r = startRig(t, src, stage.Settings{Name: "in", Kind: netio.HTTPKind, Workers: 1, Concurrency: 1, Capacity: 64},
+		stage.Settings{Workers: 1, Concurrency: 1, Batch: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			<-gate
+			return r.finish(ctx, b, out)
+		})
+	t.Cleanup(open) // before the rig's stop, should the test fail early
+	c, err := net.Dial("tcp", src.(*netio.HTTPSource).Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := "{\"ok\":1}\n{\"bad\":2}\n"
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var a answer
+	_ = json.Unmarshal(raw, &a)
+	if resp.StatusCode != http.StatusUnprocessableEntity || a.Acked != 1 || a.nacks() != "2:"+badReason {
+		t.Fatalf("got %d %q; want 422 with record 1 acked and record 2 refused %q", resp.StatusCode, raw, badReason)
+	}
+}
