@@ -187,8 +187,9 @@
 //   - 401: token is set and the request lacks `Authorization: Bearer
 //     TOKEN` (a token key given but empty, as an unset ${VAR} leaves it,
 //     is a load error rather than no token); 404 for another path, 405 for another method, 415 for another
-//     Content-Encoding, 400 for a body that cannot be read. A 401 or 404
-//     closes the connection.
+//     Content-Encoding, 400 for a body that cannot be read. The token is
+//     checked before the method (a GET without it gets 401). A 401, 404
+//     or 405 closes the connection.
 //
 // The source holds at most max_conns connections at once (1024 by
 // default, as netio.tcp); past it a new connection waits, unaccepted, in

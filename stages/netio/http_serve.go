@@ -82,19 +82,25 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path != s.opts.Path:
 		// A client that knocks at the wrong door (or, for 401, without
-		// the key) is not worth a keep-alive connection held for it.
+		// the key, or for 405, with the wrong method) is not worth a
+		// keep-alive connection held for it.
 		w.Header().Set("Connection", "close")
 		s.fail(w, http.StatusNotFound, fmt.Sprintf("no such path: POST NDJSON records to %s", s.opts.Path))
 		return
-	case r.Method != http.MethodPost:
-		w.Header().Set("Allow", http.MethodPost)
-		s.fail(w, http.StatusMethodNotAllowed, "POST NDJSON records, one per line")
-		return
 	case s.opts.Token != "" && !s.authorized(r):
+		// Checked before the method: a tokenless client must not learn
+		// more, nor keep its connection, by sending a GET.
 		s.protocolError(r, causeUnauthorized, errors.New("no or a wrong bearer token"))
 		w.Header().Set("WWW-Authenticate", `Bearer realm="seda"`)
 		w.Header().Set("Connection", "close")
 		s.fail(w, http.StatusUnauthorized, "send Authorization: Bearer TOKEN")
+		return
+	case r.Method != http.MethodPost:
+		// Closed as a 401 or 404 is: a client that GETs every idle
+		// period would otherwise hold a slot of max_conns for ever.
+		w.Header().Set("Allow", http.MethodPost)
+		w.Header().Set("Connection", "close")
+		s.fail(w, http.StatusMethodNotAllowed, "POST NDJSON records, one per line")
 		return
 	case s.stopping.Load():
 		w.Header().Set("Connection", "close")

@@ -124,7 +124,9 @@ func TestHTTPAnswers(t *testing.T) {
 	if a := post(t, c, "http://"+src.Addr().String()+"/other", []byte("{}\n"), auth); a.status != 404 {
 		t.Fatalf("other path: %+v", a)
 	}
-	if resp, err := c.Get(url); err != nil || resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
+	get, _ := http.NewRequest(http.MethodGet, url, nil)
+	get.Header.Set("Authorization", "Bearer s3cret")
+	if resp, err := c.Do(get); err != nil || resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
 		t.Fatalf("GET: %v %v", resp, err)
 	} else {
 		resp.Body.Close()
@@ -345,15 +347,24 @@ func httpAccepted(src *netio.HTTPSource) uint64 {
 	return st.Source.Connections.Accepted
 }
 
-// A 401 or 404 ends its connection: a client at the wrong door or
-// without the token is not worth a keep-alive connection held for it.
+// A 401, 404 or 405 ends its connection: a client at the wrong door,
+// without the token or with the wrong method is not worth a keep-alive
+// connection held for it. The token is checked before the method: a
+// tokenless GET gets 401, so that a client without the token cannot hold
+// a slot of max_conns with a GET every idle period.
 func TestHTTPRefusalsClose(t *testing.T) {
 	_, src := newHTTPRig(t, map[string]any{"path": "/ingest", "token": "s3cret"}, stage.Settings{Workers: 1}, nil)
 	for _, tc := range []struct {
-		path, auth string
-		status     int
-	}{{"/other", "Bearer s3cret", 404}, {"/ingest", "", 401}, {"/ingest", "Bearer wrong", 401}} {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+src.Addr().String()+tc.path, strings.NewReader("{}\n"))
+		method, path, auth string
+		status             int
+	}{
+		{http.MethodPost, "/other", "Bearer s3cret", 404},
+		{http.MethodPost, "/ingest", "", 401},
+		{http.MethodPost, "/ingest", "Bearer wrong", 401},
+		{http.MethodGet, "/ingest", "", 401},
+		{http.MethodGet, "/ingest", "Bearer s3cret", 405},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://"+src.Addr().String()+tc.path, strings.NewReader("{}\n"))
 		if tc.auth != "" {
 			req.Header.Set("Authorization", tc.auth)
 		}
@@ -364,7 +375,7 @@ func TestHTTPRefusalsClose(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != tc.status || !resp.Close {
-			t.Fatalf("%s with %q: %d, Connection: close %v; want %d and close", tc.path, tc.auth, resp.StatusCode, resp.Close, tc.status)
+			t.Fatalf("%s %s with %q: %d, Connection: close %v; want %d and close", tc.method, tc.path, tc.auth, resp.StatusCode, resp.Close, tc.status)
 		}
 	}
 }
