@@ -132,6 +132,7 @@ type bodyReader struct {
 	end     time.Time   // the whole request's deadline
 	stopped atomic.Bool // cut by StopInput
 	stalled bool        // a read ran into the stall deadline
+	read    int64       // bytes of the body read from the connection
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -144,6 +145,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		return 0, errStopped
 	}
 	n, err := b.r.Read(p)
+	b.read += int64(n)
 	if errors.Is(err, os.ErrDeadlineExceeded) && !b.stopped.Load() {
 		b.stalled = true
 	}

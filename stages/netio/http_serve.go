@@ -128,11 +128,10 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := readBody(br, r.Header.Get("Content-Encoding"), s.opts.MaxBody)
 	s.endBody(br)
-	if n := r.ContentLength; n > 0 {
-		s.cnt.bytesIn.Add(uint64(min(n, int64(s.opts.MaxBody)+1)))
-	} else {
-		s.cnt.bytesIn.Add(uint64(len(body)))
-	}
+	// What was read from the connection, whatever became of it: neither
+	// what Content-Length claims (a body that stalls or is cut short
+	// sends less) nor what gzip decoded it to.
+	s.cnt.bytesIn.Add(uint64(br.read))
 	switch {
 	case err != nil && br.stopped.Load():
 		// StopInput cut it off: nothing of it is taken, and the client

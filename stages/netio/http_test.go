@@ -555,3 +555,70 @@ func TestHTTPHalfClosedClientGetsTheAnswer(t *testing.T) {
 		t.Fatalf("got %d %q; want 422 with record 1 acked and record 2 refused %q", resp.StatusCode, raw, badReason)
 	}
 }
+
+// source.bytes_in counts the body bytes read from the connection, in every
+// outcome: a gzip body as sent, not as decoded; a body cut short as far
+// as it came, not what its Content-Length claimed; a body found over
+// max_body as it was read (one byte past the limit), not nothing.
+func TestHTTPBytesInCountsWhatWasRead(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte("{\"a\":1}\n"), 100))
+	zw.Close()
+	for _, tc := range []struct {
+		name   string
+		send   func(t *testing.T, addr string) int // the status
+		status int
+		want   uint64
+	}{
+		{"gzip", func(t *testing.T, addr string) int {
+			return post(t, &http.Client{}, "http://"+addr+"/", gz.Bytes(), map[string]string{"Content-Encoding": "gzip"}).status
+		}, 200, uint64(gz.Len())},
+		{"gzip chunked", func(t *testing.T, addr string) int {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", io.MultiReader(bytes.NewReader(gz.Bytes())))
+			req.Header.Set("Content-Encoding", "gzip")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}, 200, uint64(gz.Len())},
+		{"cut short", func(t *testing.T, addr string) int {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"a\":1}\n{\"")
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(wait))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}, 400, 10},
+		{"chunked over max_body", func(t *testing.T, addr string) int {
+			// A reader of unknown length: the client sends it chunked.
+			body := io.MultiReader(strings.NewReader(strings.Repeat("{\"a\":1}\n", 250)))
+			resp, err := http.Post("http://"+addr+"/", "application/x-ndjson", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}, 413, 1025},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, src := newHTTPRig(t, map[string]any{"max_body": int64(1024)}, stage.Settings{Workers: 1}, nil)
+			if got := tc.send(t, src.Addr().String()); got != tc.status {
+				t.Fatalf("status %d, want %d", got, tc.status)
+			}
+			if got := r.in.Stage().Stats().Source.BytesIn; got != tc.want {
+				t.Errorf("bytes_in %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
