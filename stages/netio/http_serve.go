@@ -242,8 +242,11 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, body [
 // digests in constant time, as the admin endpoint does: comparing the
 // texts themselves returns early when their lengths differ, which tells
 // a client probing with tokens of every length how long the token is.
+// The scheme's case does not matter (RFC 7235 section 2.1): "bearer TOKEN"
+// is as good as "Bearer TOKEN".
 func (s *HTTPSource) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	ok := strings.EqualFold(scheme, "Bearer")
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return ok && subtle.ConstantTimeCompare(got[:], s.tokenSum[:]) == 1
 }

@@ -622,3 +622,24 @@ func TestHTTPBytesInCountsWhatWasRead(t *testing.T) {
 		})
 	}
 }
+
+// The Authorization scheme is matched without regard to case (RFC 7235
+// section 2.1): "bearer" and "BEARER" pass with the token, and the token
+// itself is still compared exactly.
+func TestHTTPBearerSchemeAnyCase(t *testing.T) {
+	_, src := newHTTPRig(t, map[string]any{"token": "s3cret"}, stage.Settings{Workers: 1}, nil)
+	url := "http://" + src.Addr().String() + "/"
+	c := &http.Client{}
+	for auth, want := range map[string]int{
+		"Bearer s3cret": 200,
+		"bearer s3cret": 200,
+		"BEARER s3cret": 200,
+		"bearer S3CRET": 401,
+		"Basic s3cret":  401,
+		"Bearers3cret":  401,
+	} {
+		if a := post(t, c, url, []byte("{}\n"), map[string]string{"Authorization": auth}); a.status != want {
+			t.Errorf("Authorization: %s: %d, want %d", auth, a.status, want)
+		}
+	}
+}
