@@ -46,7 +46,14 @@ const (
 )
 
 // Causes of HTTP protocol errors (stats.Source.ProtocolErrors).
-const causeBodyTooLarge = "body_too_large"
+const (
+	causeBodyTooLarge = "body_too_large"
+	// causeMaxRequests is a request answered 503 because max_requests
+	// were being served. It is counted per request, not in nacks.busy,
+	// which counts records: its body was never read, so how many records
+	// it held is not known.
+	causeMaxRequests = "max_requests"
+)
 
 // httpOptions are netio.http's configuration, read once from its
 // stage.Config (bound to HTTPFields).

@@ -111,6 +111,7 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
 	default:
+		s.protocolError(r, causeMaxRequests, fmt.Errorf("%d requests are being handled", s.opts.MaxRequests))
 		s.busy(w, fmt.Sprintf("busy: %d requests are being handled (max_requests)", s.opts.MaxRequests))
 		return
 	}

@@ -144,8 +144,9 @@ func TestHTTPAnswers(t *testing.T) {
 	}
 }
 
-// Busy is 503 with Retry-After: over max_requests, and when the next
-// stage's queue is full under overflow: reject.
+// Busy is 503 with Retry-After: over max_requests (counted in
+// protocol_errors, cause max_requests), and when the next stage's queue
+// is full under overflow: reject.
 func TestHTTPBusy(t *testing.T) {
 	gate := make(chan struct{})
 	entered := make(chan struct{}, 16)
@@ -169,6 +170,11 @@ func TestHTTPBusy(t *testing.T) {
 	<-entered // the first request holds the one slot, its first record in the sink
 	if a := post(t, c, url, []byte("{}\n"), nil); a.status != 503 || a.retryAfter != "1" {
 		t.Fatalf("over max_requests: %+v", a)
+	}
+	// Counted per request (its records were never read, so nacks.busy,
+	// which counts records, cannot count them).
+	if n := r.in.Stage().Stats().Source.ProtocolErrors["max_requests"]; n != 1 {
+		t.Fatalf("protocol_errors.max_requests %d after a 503 over max_requests, want 1", n)
 	}
 	// Record 1 is in the sink and record 2 fills the queue, so records
 	// 3..10 are refused as they are emitted: wait for those refusals
