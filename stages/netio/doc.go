@@ -175,7 +175,10 @@
 //
 //   - 200 {"acked":N}: every record was acked;
 //   - 422 {"acked":N,"nacked":[{"record":K,"reason":"..."}]}: some were
-//     refused (a record over max_frame is refused "too large");
+//     refused (a record over max_frame is refused "too large"); a request
+//     keeps one copy of each of up to 64 distinct reasons, and past them
+//     a record refused for a new one is given its error class (`invalid`),
+//     as netio.tcp does, so the reasons a body holds stay bounded;
 //   - 503 with Retry-After: busy: max_requests are being served, admission
 //     control admits fewer records, the pipeline holds its memory_limit,
 //     or a record was refused busy (a full

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"testing"
+	"unsafe"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 // FuzzHTTPBody: the body reader takes a body, plain or gzip, up to
@@ -71,4 +75,52 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
+}
+
+// A request whose records are refused each for a reason of its own keeps
+// at most maxReasons distinct reason strings, whatever the number of
+// records: past that a new reason is given as its class's name, as
+// netio.tcp does, and a reason kept before is shared. Before, every
+// reason past the 64th was kept per record (some 220 bytes each), even
+// one repeated record after record.
+func TestHTTPReasonsBounded(t *testing.T) {
+	const n = 1000
+	q := &httpRequest{s: &HTTPSource{}, left: 2 * n, done: make(chan struct{})}
+	for i := 1; i <= n; i++ {
+		// A fresh string per record, as reason(err) makes it.
+		q.Complete(&stage.Event{Seq: uint64(i)}, stage.WithClass(fmt.Errorf("bad byte at offset %d", i), stage.ErrInvalid))
+	}
+	for i := n + 1; i <= 2*n; i++ {
+		why := "the same reason every time"
+		if i%2 == 0 {
+			why = "bad byte at offset 1" // kept before the cap
+		}
+		q.Complete(&stage.Event{Seq: uint64(i)}, stage.WithClass(errors.New(why), stage.ErrInvalid))
+	}
+	select {
+	case <-q.done:
+	default:
+		t.Fatal("the request is not done after its last record")
+	}
+	kept := map[*byte]bool{}
+	for _, nk := range q.nacks {
+		kept[unsafe.StringData(nk.Reason)] = true
+	}
+	if len(q.nacks) != 2*n || len(kept) > maxReasons+1 {
+		t.Fatalf("%d nacks hold %d distinct reason strings, want at most %d", len(q.nacks), len(kept), maxReasons+1)
+	}
+	for _, nk := range q.nacks {
+		var want string
+		switch {
+		case nk.Record <= maxReasons:
+			want = fmt.Sprintf("bad byte at offset %d", nk.Record)
+		case nk.Record <= n, nk.Record%2 == 1:
+			want = stage.ClassInvalid
+		default:
+			want = "bad byte at offset 1"
+		}
+		if nk.Reason != want {
+			t.Fatalf("record %d refused %q, want %q", nk.Record, nk.Reason, want)
+		}
+	}
 }

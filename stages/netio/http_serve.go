@@ -200,7 +200,7 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, body [
 	for line, tooLarge := range records(body, s.opts.MaxFrame) {
 		n++
 		if tooLarge {
-			req.refused(n, "too large", false)
+			req.refused(n, "too large", stage.ClassTooLarge)
 			s.cnt.nackClass(stage.ClassTooLarge)
 			continue
 		}
@@ -278,7 +278,7 @@ type httpRequest struct {
 func (q *httpRequest) Complete(ev *stage.Event, err error) {
 	if err != nil {
 		q.s.cnt.nack(err)
-		q.refused(int(ev.Seq), wireReason(err), errors.Is(err, stage.ErrBusy))
+		q.refused(int(ev.Seq), wireReason(err), stage.ErrorClass(err))
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -288,12 +288,19 @@ func (q *httpRequest) Complete(ev *stage.Event, err error) {
 }
 
 // maxReasons is how many distinct reasons a request keeps one copy of;
-// past it each nack keeps its own.
+// past it a record refused for a reason not kept is given its error
+// class's name instead.
 const maxReasons = 64
 
-// refused notes that record rec (numbered from 1) was refused for why.
-// A body whose records are refused alike holds one copy of the reason.
-func (q *httpRequest) refused(rec int, why string, busy bool) {
+// refused notes that record rec (numbered from 1) was refused for why, an
+// error of class (stage.ErrorClass). A body whose records are refused
+// alike holds one copy of the reason. Past maxReasons distinct reasons, a
+// new one is given as its class's name (`invalid`), as netio.tcp does
+// past its bound: a body of a million records each refused for a reason
+// of its own (an offset in the text) would otherwise hold a string per
+// record, some 220 bytes each. The reasons kept are still looked up, so a
+// record refused for one of them shares its copy.
+func (q *httpRequest) refused(rec int, why, class string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if kept, ok := q.reasons[why]; ok {
@@ -303,7 +310,9 @@ func (q *httpRequest) refused(rec int, why string, busy bool) {
 			q.reasons = map[string]string{}
 		}
 		q.reasons[why] = why
+	} else {
+		why = class
 	}
 	q.nacks = append(q.nacks, httpNack{Record: rec, Reason: why})
-	q.busy = q.busy || busy
+	q.busy = q.busy || class == stage.ClassBusy
 }
