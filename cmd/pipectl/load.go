@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -115,7 +116,7 @@ stored; in psql, for example:
 	fl.IntVar(&f.size, "size", 90, "bytes per record, at least (the msg field is padded to it)")
 	fl.IntVar(&f.window, "window", 1000, "unacknowledged records per connection at most (1 to 1048576)")
 	fl.StringVar(&f.framing, "framing", "lines", "lines or octet-counted")
-	fl.Int64Var(&f.idStart, "id-start", 1, "the first record id")
+	fl.Int64Var(&f.idStart, "id-start", 1, "the first record id (0 or more; with --duration, sending stops before an id would pass 2^63-1)")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for acks, and the server's close, once everything is sent")
 	fl.BoolVar(&f.progress, "progress", true, "show a progress bar on stderr when it is a terminal")
 	fl.StringVar(&f.ackedIDs, "acked-ids", "", "write the ids of the acked records to this file, one per line, ascending")
@@ -143,6 +144,12 @@ func (f *loadFlags) config() (loadgen.Config, error) {
 		return loadgen.Config{}, errors.New("--count, --duration and --rate cannot be negative")
 	case f.count > int64(^uint(0)>>1):
 		return loadgen.Config{}, fmt.Errorf("--count %d is too large", f.count)
+	case f.idStart < 0:
+		return loadgen.Config{}, fmt.Errorf("--id-start %d cannot be negative", f.idStart)
+	case f.count > 0 && f.idStart > math.MaxInt64-(f.count-1):
+		// The ids run from --id-start to --id-start + --count - 1, spread
+		// over the connections.
+		return loadgen.Config{}, fmt.Errorf("--id-start %d: the last of --count %d ids would pass %d", f.idStart, f.count, int64(math.MaxInt64))
 	case f.conns > maxLoadConns:
 		return loadgen.Config{}, fmt.Errorf("--conns %d is too many: at most %d", f.conns, maxLoadConns)
 	case f.window < 1 || f.window > maxLoadWindow:

@@ -223,6 +223,10 @@ func TestLoadFlagsBounded(t *testing.T) {
 		{[]string{"--window", "0"}, "--window must be between 1 and 1048576"},
 		{[]string{"--conns", "2000000000"}, "--conns 2000000000 is too many: at most 65536"},
 		{[]string{"--conns", "65536", "--window", "65536"}, "records in flight is too many"},
+		// A negative start, or ids past the largest int64, panicked in
+		// the record's making.
+		{[]string{"--id-start", "-1"}, "--id-start -1 cannot be negative"},
+		{[]string{"--id-start", "9223372036854775800"}, "--id-start 9223372036854775800: the last of --count 10 ids would pass"},
 	} {
 		code, out, errOut := runCLI(t, append([]string{"load", "--addr", "127.0.0.1:1", "--count", "10"}, c.args...)...)
 		if code != 1 || !strings.Contains(out+errOut, c.want) {

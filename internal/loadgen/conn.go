@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -23,8 +24,11 @@ type conn struct {
 	idx   int
 	cl    *wire.Client
 	quota uint64 // records to send; 0: until Duration
-	start time.Time
-	acked *atomic.Uint64 // all connections' acked records: the timeline, Config.Acked
+	// maxSeq is the last record whose id is at most the largest int64:
+	// a Duration run stops there rather than wrap its ids round.
+	maxSeq uint64
+	start  time.Time
+	acked  *atomic.Uint64 // all connections' acked records: the timeline, Config.Acked
 
 	// sentAt[seq%Window] is when record seq was written (ns since start).
 	// The writer fills a slot only once the reader is done with it: seq
@@ -64,6 +68,17 @@ type conn struct {
 
 func (c *conn) id(seq uint64) int64 {
 	return c.cfg.StartID + int64(c.idx) + int64(seq-1)*int64(c.cfg.Conns)
+}
+
+// lastSeq is the last record the connection can send before its id would
+// pass the largest int64; 0 when even its first id would.
+func (c *conn) lastSeq() uint64 {
+	if c.cfg.StartID > math.MaxInt64-int64(c.idx) {
+		return 0
+	}
+	// Unsigned, so that a negative StartID cannot overflow the room left.
+	room := uint64(math.MaxInt64) - uint64(c.cfg.StartID+int64(c.idx))
+	return room/uint64(c.cfg.Conns) + 1
 }
 
 func (c *conn) run(ctx context.Context) {
@@ -169,7 +184,7 @@ func (c *conn) write(ctx context.Context) error {
 		if !deadline.IsZero() && !now.Before(deadline) {
 			break
 		}
-		if c.quota > 0 && c.sent >= c.quota {
+		if (c.quota > 0 && c.sent >= c.quota) || c.sent >= c.maxSeq {
 			break
 		}
 		// How many may go now: room in the window, the rate's allowance,
@@ -192,6 +207,7 @@ func (c *conn) write(ctx context.Context) error {
 		if c.quota > 0 {
 			n = min(n, c.quota-c.sent)
 		}
+		n = min(n, c.maxSeq-c.sent)
 		if n == 0 {
 			select {
 			case <-c.wake:

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,7 +41,9 @@ type Config struct {
 	// Window is the most records a connection has sent and not yet seen
 	// acked or nacked; 0 means DefaultWindow.
 	Window int
-	// StartID is the id of the first record; ids run from it upwards.
+	// StartID is the id of the first record; ids run from it upwards. With
+	// Records, the last id must not pass the largest int64; with Duration
+	// alone, sending stops before it would.
 	StartID int64
 	// Size pads each record's msg so that the record is at least Size
 	// bytes; 0 leaves Record's size (about 90 bytes).
@@ -204,7 +207,9 @@ func PaddedRecord(b []byte, id int64, size int) []byte {
 	b = append(b, `,"host":"web-`...)
 	b = strconv.AppendInt(b, id%64, 10)
 	b = append(b, `.example.com","level":"`...)
-	b = append(b, levels[id%int64(len(levels))]...)
+	// The index is taken unsigned: a negative id (a caller's StartID, or
+	// ids past the largest int64 wrapping round) must not index below 0.
+	b = append(b, levels[uint64(id)%uint64(len(levels))]...)
 	b = append(b, `","msg":"request handled in `...)
 	b = strconv.AppendInt(b, id%997, 10)
 	b = append(b, ` ms status=200`...)
@@ -253,6 +258,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Framing == "" {
 		cfg.Framing = wire.Lines
 	}
+	if cfg.Records > 0 && cfg.StartID > math.MaxInt64-int64(cfg.Records-1) {
+		return nil, fmt.Errorf("loadgen: StartID %d: the ids of %d records would pass %d", cfg.StartID, cfg.Records, int64(math.MaxInt64))
+	}
 	if cfg.Size > 64<<20 {
 		return nil, fmt.Errorf("loadgen: Size %d is over 64MiB", cfg.Size)
 	}
@@ -270,6 +278,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			sentAt: make([]int64, cfg.Window), wake: make(chan struct{}, 1),
 			nacks: map[string]uint64{}, drop: cfg.drops(i),
 		}
+		c.maxSeq = c.lastSeq()
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		cl, err := wire.DialOptions(dctx, cfg.Addr, wire.Options{Framing: cfg.Framing, OnReply: c.reply, KeepNacks: 16})
 		cancel()

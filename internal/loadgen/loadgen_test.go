@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -52,6 +53,47 @@ func TestPaddedRecord(t *testing.T) {
 		}
 		if want := max(size, natural); len(rec) != want {
 			t.Errorf("size %d: record of %d bytes, want %d: %s", size, len(rec), want, rec)
+		}
+	}
+}
+
+// Ids near the ends of int64 make valid records: PaddedRecord indexed its
+// levels by id%6, which is negative (and panicked) for a negative id, such
+// as one wrapped round past the largest int64.
+func TestPaddedRecordExtremeIDs(t *testing.T) {
+	for _, id := range []int64{-1, -7, math.MinInt64, math.MaxInt64, math.MaxInt64 - 3} {
+		rec := loadgen.PaddedRecord(nil, id, 0)
+		var m struct{ ID int64 }
+		if err := json.Unmarshal(rec, &m); err != nil || m.ID != id {
+			t.Errorf("id %d: %s: %v", id, rec, err)
+		}
+	}
+}
+
+// Ids stop at the largest int64: Run refuses Records whose last id would
+// pass it, and a Duration run stops sending there instead of wrapping its
+// ids round to negative ones.
+func TestRunIDsDoNotOverflow(t *testing.T) {
+	addr := ackServer(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Records: 10, StartID: math.MaxInt64 - 8}); err == nil {
+		t.Error("Run sent ids past the largest int64 without an error")
+	}
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 3, Duration: 20 * time.Second, StartID: math.MaxInt64 - 9, CollectIDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 10 || len(res.AckedIDs) != 10 {
+		t.Fatalf("sent %d, %d acked ids (the first %v); want the 10 ids up to the largest int64",
+			res.Sent, len(res.AckedIDs), res.AckedIDs[:min(len(res.AckedIDs), 12)])
+	}
+	for _, id := range res.AckedIDs {
+		if id < math.MaxInt64-9 {
+			t.Errorf("acked id %d: below the start, wrapped round", id)
 		}
 	}
 }
