@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -35,12 +34,12 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	out := &closedWriter{w: stdout}
 	root := newRootCmd(stdin, out, stderr)
 	root.SetArgs(args)
-	return exitStatus(root.Execute(), out, stderr)
+	return exitStatus(root.Execute(), stderr)
 }
 
-// exitStatus is the exit status of a command that ended with err, having
-// written to out; a failure not reported yet is reported on stderr.
-func exitStatus(err error, out *closedWriter, stderr io.Writer) int {
+// exitStatus is the exit status of a command that ended with err; a
+// failure not reported yet is reported on stderr.
+func exitStatus(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
@@ -48,9 +47,12 @@ func exitStatus(err error, out *closedWriter, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	if out.closed.Load() {
-		// Whoever read the output has what it wanted (pipectl stats |
-		// head -1): no failure, and nowhere to say one.
+	if onlyClosedStdout(err) {
+		// The command failed only because whoever read its output stopped
+		// reading (pipectl stats | head -1): they have what they wanted,
+		// and there is nowhere to say more. Any other failure (a drain cut
+		// short while run's stdout was closed, say) is said on stderr and
+		// fails, or a supervisor would see success.
 		return 0
 	}
 	fmt.Fprintln(stderr, "pipectl:", err)
@@ -85,20 +87,47 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
-// closedWriter is stdout, noting when a write finds it closed (EPIPE):
-// an EPIPE from elsewhere (a server that reset the connection) is a
-// failure like any other.
-type closedWriter struct {
-	w      io.Writer
-	closed atomic.Bool
-}
+// closedWriter is stdout, marking the error of a write that finds it
+// closed (EPIPE) as a *stdoutClosedError, so that exitStatus can tell it
+// from an EPIPE from elsewhere (a server that reset the connection),
+// which is a failure like any other.
+type closedWriter struct{ w io.Writer }
 
 func (c *closedWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	if errors.Is(err, syscall.EPIPE) {
-		c.closed.Store(true)
+		err = &stdoutClosedError{err: err}
 	}
 	return n, err
+}
+
+// stdoutClosedError is the error of a write to a closed stdout.
+type stdoutClosedError struct{ err error }
+
+func (e *stdoutClosedError) Error() string { return "stdout: " + e.err.Error() }
+func (e *stdoutClosedError) Unwrap() error { return e.err }
+
+// onlyClosedStdout reports whether err is nothing but writes to a closed
+// stdout, possibly wrapped or joined: a join that also holds another
+// failure is that failure.
+func onlyClosedStdout(err error) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case *stdoutClosedError:
+		return true
+	case interface{ Unwrap() []error }:
+		errs := e.Unwrap()
+		for _, x := range errs {
+			if !onlyClosedStdout(x) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	case interface{ Unwrap() error }:
+		return onlyClosedStdout(e.Unwrap())
+	}
+	return false
 }
 
 // stdoutFile is the file under stdout, when it is one (top asks whether it

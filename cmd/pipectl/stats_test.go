@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/stagedserver/seda/stats"
 )
@@ -249,12 +252,56 @@ func TestClosedStdoutIsNotAFailure(t *testing.T) {
 	}
 }
 
+// A command that fails while its stdout is closed (pipectl run | head -1,
+// whose drain is then cut short) says so on stderr and exits 1: once any
+// write had found stdout closed, every plain error was exit 0, unsaid. A
+// command whose only error is that write (stats | head) still exits 0.
+func TestFailureWithStdoutClosed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fail error // the command's own failure after its write, if any
+		code int
+	}{
+		{"a drain cut short", errors.New("drain: 3000 of them abandoned"), 1},
+		{"a drain cut short, with the write's error", errors.New("drain: 3000 of them abandoned"), 1},
+		{"only the write's error", nil, 0},
+	} {
+		var errOut strings.Builder
+		out := &closedWriter{w: closedStdout{}}
+		root := newRootCmd(strings.NewReader(""), out, &errOut)
+		root.AddCommand(&cobra.Command{
+			Use: "fake",
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				_, werr := fmt.Fprintln(cmd.OutOrStdout(), "a line")
+				if c.fail == nil {
+					return werr
+				}
+				if strings.HasSuffix(c.name, "error") {
+					return errors.Join(fmt.Errorf("print: %w", werr), c.fail)
+				}
+				return c.fail
+			},
+		})
+		root.SetArgs([]string{"fake"})
+		code := exitStatus(root.Execute(), &errOut)
+		if code != c.code {
+			t.Errorf("%s: exit %d, want %d", c.name, code, c.code)
+		}
+		if c.fail != nil && (!strings.Contains(errOut.String(), "pipectl: ") || !strings.Contains(errOut.String(), c.fail.Error())) {
+			t.Errorf("%s: stderr %q, want the error", c.name, errOut.String())
+		}
+		if c.fail == nil && errOut.Len() > 0 {
+			t.Errorf("%s: stderr %q, want nothing", c.name, errOut.String())
+		}
+	}
+}
+
 // An EPIPE from a server (a connection it reset), not from stdout, is a
 // failure like any other: it is said, and the status is 1.
 func TestServerEPIPEIsAFailure(t *testing.T) {
 	err := fmt.Errorf("scale: %w", &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)})
 	var errOut strings.Builder
-	if code := exitStatus(err, &closedWriter{w: io.Discard}, &errOut); code != 1 || !strings.Contains(errOut.String(), "broken pipe") {
+	if code := exitStatus(err, &errOut); code != 1 || !strings.Contains(errOut.String(), "broken pipe") {
 		t.Errorf("an EPIPE from the network: exit %d, stderr %q; want 1 and the error", code, errOut.String())
 	}
 }
