@@ -39,7 +39,9 @@
 // `pipectl run` starts when a db stage has no DSN. The directory holds
 // data/ (PGDATA), postgres.log, sock/, port and pgtemp.lock. Start creates
 // it if missing, runs initdb only if there is no data directory yet
-// (Created reports which), and otherwise starts the server on the data
+// (Created reports which; initdb runs into data.initdb-PID, renamed to
+// data/ only once it succeeded, so that a start cut short leaves no
+// half-built data directory), and otherwise starts the server on the data
 // that is there, with the binaries of the PostgreSQL version that made it
 // when they are installed. The server's port is stored in the file port
 // and taken again by the next start, so that a DSN stays valid across

@@ -118,7 +118,7 @@ func ownDir(dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !ownEntries[e.Name()] && !notData[e.Name()] {
+		if !ownEntries[e.Name()] && !notData[e.Name()] && !isInitdbDir(e.Name()) {
 			return fmt.Errorf("%s holds %q, so it is not a local database's directory: "+
 				"give a new or empty directory (a database's directory holds data, postgres.log, sock, %s and %s)",
 				dir, e.Name(), lockName, portName)

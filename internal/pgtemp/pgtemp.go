@@ -292,6 +292,14 @@ func (s *Server) setup(ctx context.Context, guarded bool) error {
 
 // initdb makes the data directory, unless Options.Path names a directory
 // that already has one.
+//
+// initdb runs into a temporary sibling of the data directory, which is
+// renamed into place only once initdb has succeeded: an initdb cut short
+// (a signal during the first run, killed through ctx) left a half-built
+// data directory with PG_VERSION in it, which every later start took for
+// the data of an earlier run and failed on ("database "postgres" does not
+// exist"). What a cut-short initdb leaves is removed, now or, should this
+// process die first, by the next start.
 func (s *Server) initdb(ctx context.Context) error {
 	if s.opts.Path != "" {
 		reuse, err := hasDataDir(s.dataDir)
@@ -299,9 +307,22 @@ func (s *Server) initdb(ctx context.Context) error {
 			return err
 		}
 	}
-	_, err := s.run(ctx, "initdb", "-D", s.dataDir, "-U", s.user, "-A", "trust",
-		"-E", "UTF8", "--locale=C", "--no-sync")
+	// The directory is locked (Options.Path) or fresh: whatever temporary
+	// directory is there was left by a process that died in initdb.
+	if err := removeInitdbDirs(s.dir); err != nil {
+		return err
+	}
+	tmp := s.dataDir + initdbSuffix + strconv.Itoa(os.Getpid())
+	_, err := s.runStarted(ctx, func(pid int) {
+		if testHookInitdb != nil {
+			testHookInitdb(pid, tmp)
+		}
+	}, "initdb", "-D", tmp, "-U", s.user, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+	if err == nil {
+		err = os.Rename(tmp, s.dataDir)
+	}
 	if err != nil {
+		err = errors.Join(err, os.RemoveAll(tmp))
 		if s.cred != nil && strings.Contains(err.Error(), "Permission denied") {
 			err = fmt.Errorf("%w\n(PostgreSQL runs as OS user %q here: %s and its parents must be searchable by it)",
 				err, s.osUser, s.dir)
@@ -309,6 +330,34 @@ func (s *Server) initdb(ctx context.Context) error {
 		return err
 	}
 	s.created = true
+	return nil
+}
+
+// initdbSuffix and a process ID follow the data directory's name in that
+// of the temporary directory initdb runs into.
+const initdbSuffix = ".initdb-"
+
+// testHookInitdb, when set (by a test), is called with initdb's process ID
+// and the directory it initialises once it runs.
+var testHookInitdb func(pid int, dir string)
+
+// isInitdbDir reports whether name is that of initdb's temporary directory.
+func isInitdbDir(name string) bool { return strings.HasPrefix(name, "data"+initdbSuffix) }
+
+// removeInitdbDirs removes the temporary directories of initdbs cut short
+// in dir.
+func removeInitdbDirs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if isInitdbDir(e.Name()) {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

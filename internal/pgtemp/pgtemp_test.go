@@ -329,6 +329,55 @@ func TestPath(t *testing.T) {
 	}
 }
 
+// A start cancelled while initdb runs (a signal during pipectl's first
+// run) leaves no data directory: it left a half-built one with PG_VERSION
+// in it, which every later start reused and failed on (database
+// "postgres" does not exist). The error does not carry initdb's output
+// either, some 80 lines of progress. The next start initialises the
+// directory properly.
+func TestPathInitdbCancelled(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	path := filepath.Join(t.TempDir(), "db")
+	o := pgtemp.Options{Path: path, GrantSearch: true, Fast: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var initialising string
+	pgtemp.SetInitdbHook(func(_ int, dir string) {
+		// Cancel once initdb has begun to write the data directory.
+		initialising = dir
+		poll.Until(t, "initdb writes PG_VERSION", func() bool { return exists(filepath.Join(dir, "PG_VERSION")) })
+		cancel()
+	})
+	_, err := pgtemp.Start(ctx, o)
+	pgtemp.SetInitdbHook(nil)
+	if err == nil {
+		t.Fatal("Start succeeded with its context cancelled during initdb")
+	}
+	if initialising == "" {
+		t.Fatal("initdb never ran")
+	}
+	if strings.Contains(err.Error(), "The files belonging to this database system") {
+		t.Errorf("the error of a cancelled start carries initdb's output:\n%v", err)
+	}
+	if left, _ := os.ReadDir(path); len(left) > 0 {
+		for _, e := range left {
+			if e.Name() == "data" || strings.Contains(e.Name(), "initdb") {
+				t.Errorf("a start cancelled during initdb left %s in %s", e.Name(), path)
+			}
+		}
+	}
+
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel2()
+	srv := start(t, ctx2, o)
+	if !srv.Created() {
+		t.Error("the start after a cancelled one reused a data directory")
+	}
+	if got := query(t, ctx2, srv.DSN(), "SELECT current_database()"); got != "postgres" {
+		t.Errorf("current_database() = %q", got)
+	}
+}
+
 // TestPathNotReachable checks that as root, without GrantSearch, a
 // directory the postgres OS user cannot reach is refused by name.
 func TestPathNotReachable(t *testing.T) {

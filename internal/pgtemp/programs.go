@@ -45,10 +45,13 @@ func (s *Server) runStarted(ctx context.Context, started func(pid int), name str
 		err = cmd.Wait()
 	}
 	if err != nil {
+		// A program killed because ctx ended failed for that reason, not
+		// for anything it printed (initdb prints some 80 lines of its
+		// progress): its output is left out then, and otherwise only its
+		// last lines, where a program says why it failed, are kept.
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
-		}
-		if o := indent(out.String()); o != "" {
+		} else if o := indent(lastLines(out.String(), outputLines)); o != "" {
 			err = fmt.Errorf("%w\n%s", err, o)
 		}
 		if name == "pg_ctl" {
@@ -57,6 +60,20 @@ func (s *Server) runStarted(ctx context.Context, started func(pid int), name str
 		return out.String(), fmt.Errorf("%s: %w", name, err)
 	}
 	return out.String(), nil
+}
+
+// outputLines is how many of its last lines of output a failed program's
+// error carries.
+const outputLines = 20
+
+// lastLines returns the last n lines of s, after a line saying how many
+// were left out.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return fmt.Sprintf("(%d lines before)\n%s", len(lines)-n, strings.Join(lines[len(lines)-n:], "\n"))
 }
 
 // childEnv is the environment of the PostgreSQL programs: ours without PG*
