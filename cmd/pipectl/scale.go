@@ -92,11 +92,10 @@ stage's knobs afterwards.`,
 }
 
 func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) (stats.Stage, error) {
-	u := addr
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
+	u, _, err := adminURL(addr, "/stages/"+url.PathEscape(name)+"/scale")
+	if err != nil {
+		return stats.Stage{}, err
 	}
-	u = strings.TrimSuffix(u, "/") + "/stages/" + url.PathEscape(name) + "/scale"
 	body, err := json.Marshal(sc)
 	if err != nil {
 		return stats.Stage{}, err

@@ -6,9 +6,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -41,6 +43,7 @@ type snapshot struct {
 // statsClient fetches /stats from one admin endpoint.
 type statsClient struct {
 	url   string
+	shown string // url with its password, if any, redacted: what messages say
 	token string
 	http  *http.Client
 }
@@ -61,18 +64,50 @@ func adminToken(flag string) string {
 	return os.Getenv(tokenEnv)
 }
 
-func newStatsClient(addr, token string) *statsClient {
-	u := addr
+// adminURL is the URL of path (such as "/stats") at the admin endpoint
+// addr (host:port or URL), and the same URL as messages show it: with the
+// password of a user:password@ in it redacted, since what pipectl prints
+// ends up in terminals, logs and screenshots.
+func adminURL(addr, path string) (u, shown string, err error) {
+	u = addr
 	if !strings.Contains(u, "://") {
 		u = "http://" + u
 	}
+	u = strings.TrimSuffix(u, "/") + path
+	parsed, err := url.Parse(u)
+	if err != nil {
+		// url.Parse's error quotes the URL, password and all.
+		return "", "", errors.New("--addr: not a host:port or URL")
+	}
+	return u, parsed.Redacted(), nil
+}
+
+// redactAddr is addr, the --addr of an admin endpoint, with the password
+// in it, if any, redacted.
+func redactAddr(addr string) string {
+	u, shown, err := adminURL(addr, "")
+	if err != nil || u == shown {
+		return addr
+	}
+	if !strings.Contains(addr, "://") {
+		shown = strings.TrimPrefix(shown, "http://")
+	}
+	return shown
+}
+
+func newStatsClient(addr, token string) (*statsClient, error) {
+	u, shown, err := adminURL(addr, "/stats")
+	if err != nil {
+		return nil, err
+	}
 	return &statsClient{
-		url:   strings.TrimSuffix(u, "/") + "/stats",
+		url:   u,
+		shown: shown,
 		token: adminToken(token),
 		// No keep-alive: one request a second gains nothing from it, and
 		// no idle connection is left behind when the command returns.
 		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-	}
+	}, nil
 }
 
 func (c *statsClient) fetch(ctx context.Context) (*snapshot, error) {
@@ -90,14 +125,14 @@ func (c *statsClient) fetch(ctx context.Context) (*snapshot, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatsBody))
 	if err != nil {
-		return nil, fmt.Errorf("fetch stats from %s: %w", c.url, err)
+		return nil, fmt.Errorf("fetch stats from %s: %w", c.shown, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch stats from %s: %s: %s", c.url, printable(resp.Status), printable(strings.TrimSpace(string(body))))
+		return nil, fmt.Errorf("fetch stats from %s: %s: %s", c.shown, printable(resp.Status), printable(strings.TrimSpace(string(body))))
 	}
 	var s snapshot
 	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("fetch stats from %s: decode: %w", c.url, err)
+		return nil, fmt.Errorf("fetch stats from %s: decode: %w", c.shown, err)
 	}
 	s.at = time.Now()
 	return &s, nil
@@ -146,7 +181,10 @@ quantiles. Rates need two samples: stats takes them --interval apart
 (0 prints totals only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := newStatsClient(addr, token)
+			c, err := newStatsClient(addr, token)
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			if asJSON {
 				s, err := c.fetch(ctx)

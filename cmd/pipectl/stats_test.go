@@ -305,3 +305,41 @@ func TestServerEPIPEIsAFailure(t *testing.T) {
 		t.Errorf("an EPIPE from the network: exit %d, stderr %q; want 1 and the error", code, errOut.String())
 	}
 }
+
+// The password of a user:password@ in --addr is never printed: stats said
+// "fetch stats from http://admin:hunter2@..." and top showed it in its
+// title on every frame.
+func TestAddrPasswordRedacted(t *testing.T) {
+	body, err := os.ReadFile("testdata/stats1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/prefix/stats" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(body)
+	}))
+	defer srv.Close()
+	withUser := strings.Replace(srv.URL, "http://", "http://admin:hunter2@", 1)
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"stats", "--addr", withUser + "/elsewhere", "--interval", "0"}, 1}, // a 404
+		{[]string{"stats", "--addr", withUser + "/elsewhere", "--json"}, 1},
+		{[]string{"top", "--addr", withUser + "/elsewhere", "--count", "1"}, 1},
+		{[]string{"top", "--addr", withUser + "/prefix", "--count", "1"}, 0}, // a frame, with its title
+		{[]string{"top", "--addr", strings.TrimPrefix(withUser, "http://") + "/prefix", "--count", "1"}, 0},
+		{[]string{"scale", "--addr", withUser + "/elsewhere", "store", "--workers", "2"}, 1},
+	} {
+		code, out, errOut := runCLI(t, c.args...)
+		if code != c.code || strings.Contains(out+errOut, "hunter2") || (code != 0 && !strings.Contains(errOut, "404")) {
+			t.Errorf("pipectl %s: exit %d, want %d, without the password:\n%s%s", strings.Join(c.args, " "), code, c.code, out, errOut)
+		}
+		if c.args[0] != "scale" && !strings.Contains(out+errOut, "admin:xxxxx@") {
+			t.Errorf("pipectl %s does not say the address, redacted:\n%s%s", strings.Join(c.args, " "), out, errOut)
+		}
+	}
+}

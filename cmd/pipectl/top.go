@@ -37,6 +37,8 @@ type topModel struct {
 	err     error // the last fetch failure, shown until a fetch succeeds
 }
 
+// newTopModel is the model of a top on addr, which its title shows: give
+// it redacted (redactAddr).
 func newTopModel(addr string) *topModel {
 	return &topModel{addr: addr, history: map[string][]int{}}
 }
@@ -176,9 +178,13 @@ it prints plain frames, --count of them (0: until interrupted).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			client, err := newStatsClient(addr, token)
+			if err != nil {
+				return err
+			}
 			t := &topRun{
-				client:   newStatsClient(addr, token),
-				model:    newTopModel(addr),
+				client:   client,
+				model:    newTopModel(redactAddr(addr)),
 				interval: interval,
 				count:    count,
 				out:      cmd.OutOrStdout(),
