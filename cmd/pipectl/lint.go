@@ -33,6 +33,7 @@ must lead to a stage whose queue is on NATS.`,
 			if err != nil {
 				return err
 			}
+			stages = givenStages(cmd, stages)
 			bad := false
 			for _, f := range files {
 				if lintFile(cmd.Context(), cmd.OutOrStdout(), f, reg, stages) {

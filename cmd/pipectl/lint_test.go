@@ -85,3 +85,19 @@ func TestLintStages(t *testing.T) {
 		t.Errorf("exit %d, stdout %q", code, out)
 	}
 }
+
+// --stages with an empty list (--stages "", an unset $STAGES) is refused
+// as --stages "," is: run ran, and lint checked, every stage.
+func TestEmptyStagesRefused(t *testing.T) {
+	file := filepath.Join("testdata", "unrouted.yaml")
+	for _, args := range [][]string{
+		{"lint", "--stages", "", file},
+		{"run", "-f", file, "--stages", ""},
+		{"run", "-f", file, "--stages="},
+	} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 1 || !strings.Contains(out+errOut, `--stages: no stage named ""`) {
+			t.Errorf("pipectl %q: exit %d, want 1 and --stages refused:\n%s%s", args, code, out, errOut)
+		}
+	}
+}

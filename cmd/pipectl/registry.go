@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/spf13/cobra"
+
 	"github.com/stagedserver/seda/natsq"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
@@ -52,6 +54,18 @@ func throwawayStages(cfg *pipeline.Config) []*pipeline.StageConfig {
 		}
 	}
 	return out
+}
+
+// givenStages is the value of a --stages flag: names, or, when the flag
+// was given an empty list (--stages "", an unset $STAGES), a list of one
+// empty name, which pipeline.New refuses (--stages: no stage named "")
+// as it does --stages ",". An empty list means every stage, and running
+// every stage of a process meant to run some is not what was asked.
+func givenStages(cmd *cobra.Command, names []string) []string {
+	if len(names) == 0 && cmd.Flags().Changed("stages") {
+		return []string{""}
+	}
+	return names
 }
 
 // running returns the stages of scs that run in this process: all of

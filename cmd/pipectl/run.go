@@ -74,6 +74,7 @@ stream: NAME}); run and lint refuse any other.`,
 			if f.ephemeral && cmd.Flags().Changed("data-dir") {
 				return errors.New("--data-dir and --ephemeral exclude each other: an ephemeral database lives in a temporary directory")
 			}
+			f.stages = givenStages(cmd, f.stages)
 			return runPipeline(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
