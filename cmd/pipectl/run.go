@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,6 +76,17 @@ stream: NAME}); run and lint refuse any other.`,
 			if f.ephemeral && cmd.Flags().Changed("data-dir") {
 				return errors.New("--data-dir and --ephemeral exclude each other: an ephemeral database lives in a temporary directory")
 			}
+			// The flags are checked before anything starts: a bad --admin
+			// was reported as the file's error, and only once PostgreSQL
+			// had started; a negative --drain drained with the default.
+			if cmd.Flags().Changed("drain") && f.drain <= 0 {
+				return fmt.Errorf("--drain %s: want a positive duration such as 30s", f.drain)
+			}
+			if f.admin != "" {
+				if err := checkAdminFlag(f.admin); err != nil {
+					return err
+				}
+			}
 			f.stages = givenStages(cmd, f.stages)
 			return runPipeline(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -88,6 +101,19 @@ stream: NAME}); run and lint refuse any other.`,
 	fl.DurationVar(&f.drain, "drain", 0, "drain deadline, overriding the file's (default 30s)")
 	fl.StringSliceVar(&f.stages, "stages", nil, "run only these stages (comma-separated); the others run in other processes, joined by queues on NATS")
 	return cmd
+}
+
+// checkAdminFlag checks run's --admin: host:port, with a port from 0 (any
+// free port) to 65535, as net.Listen takes it.
+func checkAdminFlag(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--admin %q: want host:port such as 127.0.0.1:9464", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("--admin %q: the port must be a number from 1 to 65535 (0: any free port)", addr)
+	}
+	return nil
 }
 
 // runPipeline is pipectl run. Progress lines go to out; the pipeline logs

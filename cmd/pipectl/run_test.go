@@ -309,3 +309,35 @@ func TestRoundTook(t *testing.T) {
 		}
 	}
 }
+
+// Flags out of range are refused before anything starts, naming the
+// flag: run --drain -5s drained with the 30s default, stats --interval
+// -1s was taken for 0, top --count -1 ran forever, run --admin bogus was
+// reported as the file's error once PostgreSQL had started, and --admin
+// 127.0.0.1:99999 failed only when the endpoint started.
+func TestFlagsOutOfRange(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such.yaml") // checked before the file
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "-f", missing, "--drain", "-5s"}, "--drain -5s: want a positive duration"},
+		{[]string{"run", "-f", missing, "--drain", "0s"}, "--drain 0s: want a positive duration"},
+		{[]string{"run", "-f", missing, "--admin", "bogus"}, `--admin "bogus": want host:port`},
+		{[]string{"run", "-f", missing, "--admin", "127.0.0.1:99999"}, `--admin "127.0.0.1:99999": the port must be a number from 1 to 65535`},
+		{[]string{"run", "-f", missing, "--admin", "127.0.0.1:http"}, `--admin "127.0.0.1:http": the port must be a number`},
+		{[]string{"stats", "--addr", "127.0.0.1:1", "--interval", "-1s"}, "--interval -1s: want a positive duration, or 0"},
+		{[]string{"top", "--addr", "127.0.0.1:1", "--count", "-1"}, "--count -1: want the number of frames"},
+	} {
+		code, out, errOut := runCLI(t, c.args...)
+		if code != 1 || !strings.Contains(errOut, c.want) {
+			t.Errorf("pipectl %q: exit %d, want 1 and an error saying %q:\n%s%s", c.args, code, c.want, out, errOut)
+		}
+	}
+	// What the checks let through: a free port, a host:port.
+	for _, admin := range []string{"127.0.0.1:0", "[::1]:9464", ":9464"} {
+		if err := checkAdminFlag(admin); err != nil {
+			t.Errorf("--admin %s: %v", admin, err)
+		}
+	}
+}

@@ -181,6 +181,9 @@ quantiles. Rates need two samples: stats takes them --interval apart
 (0 prints totals only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval < 0 {
+				return fmt.Errorf("--interval %s: want a positive duration, or 0 for totals only", interval)
+			}
 			c, err := newStatsClient(addr, token)
 			if err != nil {
 				return err

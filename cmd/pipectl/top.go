@@ -176,6 +176,9 @@ it prints plain frames, --count of them (0: until interrupted).`,
 			if interval <= 0 {
 				return fmt.Errorf("--interval must be positive")
 			}
+			if count < 0 {
+				return fmt.Errorf("--count %d: want the number of frames, or 0 for until q or Ctrl-C", count)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			client, err := newStatsClient(addr, token)
