@@ -105,7 +105,8 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 		return stats.Stage{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if token := adminToken(token); token != "" {
+	token, from := adminToken(token)
+	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -125,7 +126,7 @@ func postScale(cmd *cobra.Command, addr, token, name string, sc pipeline.Scale) 
 			msg += "\n(an inline stage runs in its upstream stage's workers; a source's own pool, which top and stats " +
 				"show as fixed, is sized once when it starts: set its workers and concurrency in the pipeline file)"
 		}
-		return stats.Stage{}, fmt.Errorf("scale %s: %s: %s", name, printable(resp.Status), msg)
+		return stats.Stage{}, fmt.Errorf("scale %s: %s: %s%s", name, printable(resp.Status), msg, unauthorized(resp.StatusCode, from))
 	}
 	var st stats.Stage
 	if err := json.Unmarshal(b, &st); err != nil {

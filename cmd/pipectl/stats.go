@@ -45,6 +45,7 @@ type statsClient struct {
 	url   string
 	shown string // url with its password, if any, redacted: what messages say
 	token string
+	from  string // where token came from: "--token", "$PIPECTL_TOKEN" or ""
 	http  *http.Client
 }
 
@@ -56,12 +57,29 @@ const tokenEnv = "PIPECTL_TOKEN"
 
 const tokenUsage = "admin token, sent as a bearer token (default $" + tokenEnv + ", which other users cannot see in ps as they can a flag)"
 
-// adminToken returns the token to send: the flag's, else $PIPECTL_TOKEN's.
-func adminToken(flag string) string {
+// adminToken returns the token to send: the flag's, else $PIPECTL_TOKEN's;
+// and where it came from, for a 401's message (see unauthorized).
+func adminToken(flag string) (token, from string) {
 	if flag != "" {
-		return flag
+		return flag, "--token"
 	}
-	return os.Getenv(tokenEnv)
+	if t := os.Getenv(tokenEnv); t != "" {
+		return t, "$" + tokenEnv
+	}
+	return "", ""
+}
+
+// unauthorized says, after a 401, which token was sent (never the token
+// itself): a wrong --token shadowing a right $PIPECTL_TOKEN, or an unset
+// variable, is what usually lies behind one.
+func unauthorized(status int, from string) string {
+	switch {
+	case status != http.StatusUnauthorized:
+		return ""
+	case from == "":
+		return " (no token was sent: give --token or set $" + tokenEnv + ")"
+	}
+	return " (the token from " + from + " was sent)"
 }
 
 // adminURL is the URL of path (such as "/stats") at the admin endpoint
@@ -100,10 +118,12 @@ func newStatsClient(addr, token string) (*statsClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	tok, from := adminToken(token)
 	return &statsClient{
 		url:   u,
 		shown: shown,
-		token: adminToken(token),
+		token: tok,
+		from:  from,
 		// No keep-alive: one request a second gains nothing from it, and
 		// no idle connection is left behind when the command returns.
 		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
@@ -128,7 +148,8 @@ func (c *statsClient) fetch(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("fetch stats from %s: %w", c.shown, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch stats from %s: %s: %s", c.shown, printable(resp.Status), printable(strings.TrimSpace(string(body))))
+		return nil, fmt.Errorf("fetch stats from %s: %s: %s%s", c.shown, printable(resp.Status),
+			printable(strings.TrimSpace(string(body))), unauthorized(resp.StatusCode, c.from))
 	}
 	var s snapshot
 	if err := json.Unmarshal(body, &s); err != nil {

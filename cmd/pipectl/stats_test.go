@@ -125,6 +125,44 @@ func TestStatsToken(t *testing.T) {
 	}
 }
 
+// A 401 says which token was sent, from where, and never the token: it
+// said only "401 Unauthorized: unauthorized", whether no token was sent
+// or a wrong --token shadowed $PIPECTL_TOKEN.
+func TestUnauthorizedSaysWhichToken(t *testing.T) {
+	// Every path (stats' and scale's) wants the token.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	for _, c := range []struct {
+		env  string
+		args []string
+		says string
+	}{
+		{"", []string{"--token", "wr0ng"}, "(the token from --token was sent)"},
+		{"wr0ng", nil, "(the token from $PIPECTL_TOKEN was sent)"},
+		{"s3cret", []string{"--token", "wr0ng"}, "(the token from --token was sent)"},
+		{"", nil, "(no token was sent: give --token or set $PIPECTL_TOKEN)"},
+	} {
+		t.Setenv(tokenEnv, c.env)
+		for _, cmd := range [][]string{
+			{"stats", "--addr", srv.URL, "--interval", "0"},
+			{"top", "--addr", srv.URL, "--count", "1"},
+			{"scale", "store", "--addr", srv.URL, "--workers", "2"},
+		} {
+			args := append(cmd, c.args...)
+			code, out, errOut := runCLI(t, args...)
+			if code != 1 || !strings.Contains(errOut, "401 Unauthorized") || !strings.Contains(errOut, c.says) || strings.Contains(out+errOut, "wr0ng") {
+				t.Errorf("$%s=%q pipectl %s: exit %d, stderr %q; want a 401 saying %q, without the token", tokenEnv, c.env, strings.Join(args, " "), code, errOut, c.says)
+			}
+		}
+	}
+}
+
 // A server's status line is printed with its control characters shown,
 // as its body is: a hostile endpoint cannot retitle or clear a terminal.
 func TestStatusLinePrintable(t *testing.T) {
