@@ -281,12 +281,21 @@ func loadReport(r *loadgen.Result) string {
 	// A server that drains (or restarts, or dies) closes every connection:
 	// that is one event, said once, not once per connection.
 	var others []error
-	closed := 0
+	closed, timedOut := 0, 0
+	var late uint64
+	var timeout time.Duration
 	for _, e := range r.Errors {
+		var te *loadgen.AckTimeoutError
 		switch {
 		case errors.Is(e, loadgen.ErrRefused):
 		case loadgen.ClosedByServer(e):
 			closed++
+		case errors.As(e, &te):
+			// The server kept the connection open and did not answer: said
+			// once, with the flag that bounded the wait.
+			timedOut++
+			late += te.Unanswered
+			timeout = te.Timeout
 		default:
 			others = append(others, e)
 		}
@@ -294,6 +303,10 @@ func loadReport(r *loadgen.Result) string {
 	if closed > 0 {
 		fmt.Fprintf(&b, "error: the server closed %d connections before the load was done (draining, restarting or gone); "+
 			"%d records sent were never answered\n", closed, max(unanswered, 0))
+	}
+	if timedOut > 0 {
+		fmt.Fprintf(&b, "error: %d records on %d connections neither acked nor nacked: no answer within --timeout %s\n",
+			late, timedOut, timeout)
 	}
 	// The same failure usually hits every connection: show a few.
 	for i, e := range others {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -326,6 +327,42 @@ func TestLoadRefused(t *testing.T) {
 	// Unanswered, a drain's close looks the same: the line says so.
 	if code != 1 || !strings.Contains(out, "error: the server closed 2 of 2 connections before any reply (no room for them, or it was draining or gone") {
 		t.Errorf("load on a server that closes every connection: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// When load's own --timeout passes with records unanswered, the report
+// says so, naming the flag: it said "records neither acked nor nacked:
+// ... wire: closed: use of closed network connection", which reads as if
+// the server had closed the connection.
+func TestLoadTimeoutSaysSo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	defer close(end)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				// Reads everything, answers nothing, and keeps the
+				// connection open past the client's half-close.
+				defer c.Close()
+				io.Copy(io.Discard, c)
+				<-end
+			})
+		}
+	})
+	code, out, errOut := runCLI(t, "load", "--addr", ln.Addr().String(), "--count", "20", "--conns", "2", "--timeout", "50ms")
+	want := "error: 20 records on 2 connections neither acked nor nacked: no answer within --timeout 50ms\n"
+	if code != 1 || !strings.Contains(out, want) || strings.Contains(out, "closed") {
+		t.Errorf("load on a server that never answers: exit %d, want 1 and %q:\n%s%s", code, want, out, errOut)
 	}
 }
 

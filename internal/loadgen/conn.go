@@ -110,9 +110,11 @@ func (c *conn) run(ctx context.Context) {
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
+	timedOut := false
 	select {
 	case <-c.cl.Done():
 	case <-t.C:
+		timedOut = true
 	case <-ctx.Done():
 	}
 	c.cl.Close()
@@ -127,6 +129,13 @@ func (c *conn) run(ctx context.Context) {
 		cancel()
 		if err := c.cl.Wait(expired); err != nil {
 			rerr = fmt.Errorf("records neither acked nor nacked: %w", err)
+			if timedOut {
+				// The deadline passed with records owed: the wire client's
+				// error is then only the close above ("use of closed
+				// network connection"), which reads as if the server had
+				// closed it. Say what happened instead.
+				rerr = &AckTimeoutError{Unanswered: c.sent - c.nAcked - c.nNacked, Sent: c.sent, Timeout: c.cfg.AckTimeout}
+			}
 		}
 	}
 	c.err = errors.Join(werr, rerr)
@@ -136,6 +145,19 @@ func (c *conn) run(ctx context.Context) {
 	case c.err != nil && !c.replied && ClosedByServer(c.err):
 		c.err = fmt.Errorf("%w: closed before any reply (%w)", ErrRefused, c.err)
 	}
+}
+
+// AckTimeoutError is the error of a connection that still had records
+// neither acked nor nacked when AckTimeout passed: the server did not
+// answer them in time (it did not close the connection).
+type AckTimeoutError struct {
+	Unanswered, Sent uint64
+	Timeout          time.Duration // Config.AckTimeout
+}
+
+func (e *AckTimeoutError) Error() string {
+	return fmt.Sprintf("records neither acked nor nacked: %d of %d sent had no answer within the ack timeout (%s)",
+		e.Unanswered, e.Sent, e.Timeout)
 }
 
 // ClosedByServer reports whether a connection's error is the server

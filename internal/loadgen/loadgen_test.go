@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"strconv"
@@ -530,5 +532,58 @@ func TestRunAckTimeoutIsOneWait(t *testing.T) {
 	}
 	if rerr != nil && !strings.Contains(rerr.Error(), "records neither acked nor nacked") {
 		t.Errorf("error %v, want it to say records are unsettled", rerr)
+	}
+}
+
+// silentServer reads records and never answers; it keeps each connection
+// open after the client's half-close until the test ends.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(end); ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+				<-end
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// When the ack timeout passes with records owed, the error says so: it
+// said "wire: closed: use of closed network connection", which reads as
+// if the server had closed the connection.
+func TestRunAckTimeoutSaysSo(t *testing.T) {
+	addr := silentServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, loadgen.Config{Addr: addr, Conns: 2, Records: 20, AckTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 2 {
+		t.Fatalf("errors %v, want one for each connection", res.Errors)
+	}
+	for _, e := range res.Errors {
+		var te *loadgen.AckTimeoutError
+		if !errors.As(e, &te) || te.Unanswered != 10 || te.Sent != 10 || te.Timeout != 50*time.Millisecond ||
+			!strings.Contains(e.Error(), "no answer within the ack timeout (50ms)") || strings.Contains(e.Error(), "closed") {
+			t.Errorf("error %v, want an AckTimeoutError: 10 of 10 with no answer within 50ms", e)
+		}
+		if loadgen.ClosedByServer(e) || errors.Is(e, loadgen.ErrRefused) {
+			t.Errorf("error %v taken for the server's close", e)
+		}
 	}
 }
