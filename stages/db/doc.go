@@ -144,10 +144,11 @@
 // nested too deeply); a PL/pgSQL trigger's error (class P0: RAISE
 // EXCEPTION, SELECT INTO STRICT finding no row or several, a failed
 // ASSERT); a SQLSTATE of a class PostgreSQL does not define (a trigger's
-// own, RAISE ... USING ERRCODE = 'U0001'); 42501 when its message is
-// PostgreSQL's for a row that a row-level security policy refuses
-// (matched in English; any other 42501 is a permission, and is retried
-// as above); and, under conflict: update, 21000 (two rows
+// own, RAISE ... USING ERRCODE = 'U0001'); 42501 when it is PostgreSQL's
+// refusal of a row by a row-level security policy (known by the routine
+// that raises it, ExecWithCheckOptions, whatever the server's language,
+// or by its English message; any other 42501 is a permission, and is
+// retried as above); and, under conflict: update, 21000 (two rows
 // of one statement for one stored row). Under conflict: error a duplicate key is
 // such a refusal. A write refused for text PostgreSQL cannot store (22021:
 // not UTF-8, as a Latin-1 syslog line, or a NUL byte; 22P05: \u0000 in
@@ -183,7 +184,11 @@
 // (on_start: fail). A permission refused (42501) or a relation missing
 // (42P01) fails Start at once under either: at start it is the
 // configuration's (a role never granted the schema), which retrying does
-// not clear.
+// not clear. So does a role that may not write the columns the stage
+// writes (INSERT on each, and UPDATE on each non-key one under conflict:
+// update), which Start checks, since a table made elsewhere gives it
+// nothing else to try them with; a column's sequence it may not use is
+// found by the first write, and retried.
 //
 // The DSN's password never reaches a log or an error: see stage.Redact.
 package db

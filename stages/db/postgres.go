@@ -385,7 +385,12 @@ func (s *Sink) Start(ctx context.Context) error {
 			break
 		}
 	}
+	// As Close does: a write of setup's cut short on a silent network
+	// would hold the pool's Close for pgx's 15 s background close. A
+	// later Start dials afresh.
+	s.socks.close()
 	pool.Close()
+	s.socks.init()
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("PostgreSQL at %s not reachable before start was cancelled: %w (last error: %v)",

@@ -17,9 +17,11 @@ func redelivered(cfg stage.Config) error {
 	keyed := len(cfg.Strings("key")) > 0
 	switch conflict := cfg.String("conflict"); {
 	case !keyed && conflict == "ignore" && !cfg.Bool("create"):
-		// ON CONFLICT DO NOTHING with no target: any unique index of a
-		// table made elsewhere turns a second write away.
-		return nil
+		// ON CONFLICT DO NOTHING with no target meets the unique indexes
+		// of a table made elsewhere, which the sink does not see here;
+		// but the commonest such table, a bigserial key and data, has none
+		// on what the sink writes.
+		return errors.New("with no key a record delivered again is stored twice unless the table has a unique index on columns the stage writes: set key and conflict: ignore (or update, with version)")
 	case !keyed:
 		return errors.New("with no key a record delivered again is stored twice: set key and conflict: ignore (or update, with version)")
 	case conflict == "error":

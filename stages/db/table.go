@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -135,6 +136,9 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 	}
 	if err := s.checkTable(ctx, pool, want); err != nil {
+		return err
+	}
+	if err := s.checkPrivileges(ctx, pool, tbl); err != nil {
 		return err
 	}
 
@@ -412,4 +416,41 @@ func kindOf(typname string) valueKind {
 		return kindJSON
 	}
 	return kindText
+}
+
+// checkPrivileges fails Start when the role may not write the columns it
+// writes: INSERT on each, and UPDATE on each non-key one under conflict:
+// update. A refusal there is the configuration's, and Start fails at once
+// with it (42501, which retryable does not retry). Found by the writes
+// instead, it was retried as an outage for as long as the stage ran (a
+// permission revoked while the stage runs is, so that what it holds
+// waits for the grant), and a table made elsewhere (create: false) gave
+// Start nothing else to stumble on.
+func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl string) error {
+	var ins, upd []string
+	for i, c := range s.cols {
+		ins = append(ins, c.name)
+		if s.update && (i >= len(s.isKey) || !s.isKey[i]) {
+			upd = append(upd, c.name)
+		}
+	}
+	const q = `SELECT coalesce(array_agg(c) FILTER (WHERE NOT has_column_privilege($1::regclass, c, 'INSERT')), '{}'),
+		(SELECT coalesce(array_agg(u) FILTER (WHERE NOT has_column_privilege($1::regclass, u, 'UPDATE')), '{}') FROM unnest($3::text[]) AS u)
+		FROM unnest($2::text[]) AS c`
+	var noIns, noUpd []string
+	if err := pool.QueryRow(ctx, q, tbl, ins, upd).Scan(&noIns, &noUpd); err != nil {
+		return s.scrub(err)
+	}
+	var missing []string
+	if len(noIns) > 0 {
+		missing = append(missing, "INSERT on "+strings.Join(noIns, ", "))
+	}
+	if len(noUpd) > 0 {
+		missing = append(missing, "UPDATE on "+strings.Join(noUpd, ", ")+" (conflict: update)")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("table %s: %w", tbl, &pgconn.PgError{Severity: "ERROR", Code: "42501",
+		Message: "the role may not write the columns it would write: it lacks " + strings.Join(missing, "; ")})
 }

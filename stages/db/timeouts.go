@@ -103,9 +103,15 @@ type sockets struct {
 	cancel  context.CancelFunc
 }
 
+// init makes ss ready to track, and after close ready again (a Start
+// that failed ends its sockets as Close does, and the sink may be
+// started again).
 func (ss *sockets) init() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.open = map[*socket]struct{}{}
 	ss.closing, ss.cancel = context.WithCancel(context.Background())
+	ss.shut.Store(false)
 }
 
 // dialer returns d's DialContext, tracking the connections it makes.

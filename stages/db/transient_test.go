@@ -49,6 +49,10 @@ func TestTransientCodes(t *testing.T) {
 		{pgErr("42P01", "relation \"events\" does not exist"), true},
 		// A row's fault: bisected, the row nacked.
 		{pgErr("42501", "new row violates row-level security policy for table \"events\""), false},
+		// The same from a server whose lc_messages is German: known by
+		// the routine that raises it, which is not translated.
+		{fmt.Errorf("writing: %w", &pgconn.PgError{Code: "42501", Routine: "ExecWithCheckOptions",
+			Message: "neue Zeile verletzt Policy für Sicherheit auf Zeilenebene für Tabelle »events«"}), false},
 		{pgErr("22001", "value too long for type character varying(5)"), false},
 		{pgErr("23505", "duplicate key value violates unique constraint"), false},
 		{pgErr("54000", "index row size exceeds maximum"), false},
@@ -196,5 +200,55 @@ func TestStartPermissionFailsAtOnce(t *testing.T) {
 		t.Fatalf("Start retried a permission refused: %v", retried)
 	case sqlState(err) != "42501":
 		t.Fatalf("Start returned %v, want the permission refused (42501)", err)
+	}
+}
+
+// A role that may read the table but not write it fails Start at once,
+// saying which right it lacks, also when the table is made elsewhere
+// (create: false), where Start ran nothing the role may not: the writes
+// then retried the 42501 as an outage for as long as the stage ran.
+func TestStartChecksWriteRights(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	admin := connect(t, dsn)
+	var db string
+	if err := admin.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	role := "g_" + db // roles are the cluster's: one per test database
+	exec(t, admin, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		c := connect(t, dsn)
+		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
+	exec(t, admin, "CREATE TABLE events (id bigint PRIMARY KEY, seq bigint, body jsonb)")
+	exec(t, admin, "GRANT SELECT ON events TO "+role)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	start := func(over map[string]any) error {
+		t.Helper()
+		over["create"] = false
+		s := newSink(t, upsertConfig(u.String(), over), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := s.Start(ctx)
+		s.Close()
+		return err
+	}
+	if err := start(map[string]any{"conflict": "ignore"}); sqlState(err) != "42501" || !strings.Contains(err.Error(), "lacks INSERT on id, seq, body") {
+		t.Fatalf("Start with SELECT only: %v, want it to say the role lacks INSERT", err)
+	}
+	exec(t, admin, "GRANT INSERT ON events TO "+role)
+	if err := start(map[string]any{"conflict": "ignore"}); err != nil {
+		t.Fatalf("Start with INSERT, under conflict: ignore: %v", err)
+	}
+	if err := start(map[string]any{}); sqlState(err) != "42501" || !strings.Contains(err.Error(), "UPDATE on seq, body (conflict: update)") {
+		t.Fatalf("Start of an upsert without UPDATE: %v, want it to say the role lacks UPDATE on the non-key columns", err)
+	}
+	exec(t, admin, "GRANT UPDATE (seq, body) ON events TO "+role)
+	if err := start(map[string]any{}); err != nil {
+		t.Fatalf("Start of an upsert with UPDATE on the non-key columns: %v", err)
 	}
 }

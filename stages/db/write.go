@@ -687,7 +687,10 @@ func rowError(err error) bool {
 	case code == "54000" || code == "54001" || code == "21000":
 		return true
 	}
-	return code == "42501" && strings.Contains(pe.Message, "violates row-level security policy")
+	// PostgreSQL's message is translated under lc_messages; the routine
+	// that raises it is not. Taken for an outage, a row-level security
+	// refusal on a server speaking German held its batch for ever.
+	return code == "42501" && (pe.Routine == "ExecWithCheckOptions" || strings.Contains(pe.Message, "violates row-level security policy"))
 }
 
 // pgClasses lists the classes of SQLSTATE that PostgreSQL defines (the
