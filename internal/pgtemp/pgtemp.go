@@ -313,16 +313,27 @@ func (s *Server) initdb(ctx context.Context) error {
 		return err
 	}
 	tmp := s.dataDir + initdbSuffix + strconv.Itoa(os.Getpid())
+	into := tmp
+	if _, err := os.Lstat(s.dataDir); err == nil {
+		// An empty data directory made beforehand (a symlink to another
+		// disk, a mount point) cannot be renamed onto: initdb runs into
+		// it, as it always did, and it is emptied should initdb fail.
+		into = s.dataDir
+	}
 	_, err := s.runStarted(ctx, func(pid int) {
 		if testHookInitdb != nil {
-			testHookInitdb(pid, tmp)
+			testHookInitdb(pid, into)
 		}
-	}, "initdb", "-D", tmp, "-U", s.user, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
-	if err == nil {
+	}, "initdb", "-D", into, "-U", s.user, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+	if err == nil && into == tmp {
 		err = os.Rename(tmp, s.dataDir)
 	}
 	if err != nil {
-		err = errors.Join(err, os.RemoveAll(tmp))
+		if into == tmp {
+			err = errors.Join(err, os.RemoveAll(tmp))
+		} else {
+			err = errors.Join(err, emptyDir(into))
+		}
 		if s.cred != nil && strings.Contains(err.Error(), "Permission denied") {
 			err = fmt.Errorf("%w\n(PostgreSQL runs as OS user %q here: %s and its parents must be searchable by it)",
 				err, s.osUser, s.dir)
@@ -331,6 +342,19 @@ func (s *Server) initdb(ctx context.Context) error {
 	}
 	s.created = true
 	return nil
+}
+
+// emptyDir removes what dir holds, and leaves dir.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }
 
 // initdbSuffix and a process ID follow the data directory's name in that

@@ -669,3 +669,46 @@ func TestStartRefusesALiveStrangerInPostmasterPID(t *testing.T) {
 		t.Fatalf("query: %q", got)
 	}
 }
+
+// An empty data directory made beforehand as a symlink to another disk
+// (or a mount point) is initialised in place: initdb's temporary sibling
+// cannot be renamed onto it ("not a directory"), which failed every start.
+func TestPathEmptyDataSymlink(t *testing.T) {
+	base := t.TempDir()
+	path := filepath.Join(base, "db")
+	target := filepath.Join(base, "big", "pgdata")
+	for _, d := range []string{target, path} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(target, filepath.Join(path, "data")); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 { // PostgreSQL runs as postgres here, and must own its data
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		for _, d := range []string{target, filepath.Dir(target)} {
+			if err := os.Chown(d, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := pgtemp.Start(ctx, pgtemp.Options{Path: path, GrantSearch: true, Fast: true})
+	if err != nil {
+		t.Fatalf("Start with data linked to an empty directory: %v", err)
+	}
+	defer srv.Remove(context.Background())
+	if !srv.Created() {
+		t.Error("the linked directory was not initialised")
+	}
+	if _, err := os.Stat(filepath.Join(target, "PG_VERSION")); err != nil {
+		t.Errorf("no cluster in the link's target: %v", err)
+	}
+}
