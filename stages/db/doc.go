@@ -185,8 +185,9 @@
 // (42P01) fails Start at once under either: at start it is the
 // configuration's (a role never granted the schema), which retrying does
 // not clear. So does a role that may not write the columns the stage
-// writes (INSERT on each, and UPDATE on each non-key one under conflict:
-// update), which Start checks, since a table made elsewhere gives it
+// writes (INSERT on each; SELECT on the key, which ON CONFLICT reads,
+// under conflict: ignore; under conflict: update, UPDATE on each non-key
+// column and SELECT on each written one), which Start checks, since a table made elsewhere gives it
 // nothing else to try them with; a column's sequence it may not use is
 // found by the first write, and retried.
 //

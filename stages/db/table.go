@@ -418,27 +418,36 @@ func kindOf(typname string) valueKind {
 	return kindText
 }
 
-// checkPrivileges fails Start when the role may not write the columns it
-// writes: INSERT on each, and UPDATE on each non-key one under conflict:
-// update. A refusal there is the configuration's, and Start fails at once
-// with it (42501, which retryable does not retry). Found by the writes
-// instead, it was retried as an outage for as long as the stage ran (a
-// permission revoked while the stage runs is, so that what it holds
-// waits for the grant), and a table made elsewhere (create: false) gave
-// Start nothing else to stumble on.
+// checkPrivileges fails Start when the role may not run the statements
+// the sink sends: INSERT on each written column; with a key, SELECT on
+// the key's columns, which ON CONFLICT (key) reads (the idempotent path of
+// conflict: ignore, and upserts); under conflict: update, UPDATE on each
+// non-key column and SELECT on every written one (DO UPDATE reads the
+// stored row and EXCLUDED; version's WHERE compares them). A refusal there
+// is the configuration's, and Start fails at once with it (42501, which
+// retryable does not retry). Found by the writes instead, it was retried
+// as an outage for as long as the stage ran (a permission revoked while
+// the stage runs is, so that what it holds waits for the grant), and a
+// table made elsewhere (create: false) gave Start nothing else to stumble
+// on.
 func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl string) error {
-	var ins, upd []string
+	var ins, upd, sel []string
 	for i, c := range s.cols {
 		ins = append(ins, c.name)
-		if s.update && (i >= len(s.isKey) || !s.isKey[i]) {
+		key := i < len(s.isKey) && s.isKey[i]
+		if s.update && !key {
 			upd = append(upd, c.name)
 		}
+		if s.update || s.ignore && key {
+			sel = append(sel, c.name)
+		}
 	}
-	const q = `SELECT coalesce(array_agg(c) FILTER (WHERE NOT has_column_privilege($1::regclass, c, 'INSERT')), '{}'),
-		(SELECT coalesce(array_agg(u) FILTER (WHERE NOT has_column_privilege($1::regclass, u, 'UPDATE')), '{}') FROM unnest($3::text[]) AS u)
-		FROM unnest($2::text[]) AS c`
-	var noIns, noUpd []string
-	if err := pool.QueryRow(ctx, q, tbl, ins, upd).Scan(&noIns, &noUpd); err != nil {
+	const q = `SELECT
+		(SELECT coalesce(array_agg(c), '{}') FROM unnest($2::text[]) AS c WHERE NOT has_column_privilege($1::regclass, c, 'INSERT')),
+		(SELECT coalesce(array_agg(c), '{}') FROM unnest($3::text[]) AS c WHERE NOT has_column_privilege($1::regclass, c, 'UPDATE')),
+		(SELECT coalesce(array_agg(c), '{}') FROM unnest($4::text[]) AS c WHERE NOT has_column_privilege($1::regclass, c, 'SELECT'))`
+	var noIns, noUpd, noSel []string
+	if err := pool.QueryRow(ctx, q, tbl, ins, upd, sel).Scan(&noIns, &noUpd, &noSel); err != nil {
 		return s.scrub(err)
 	}
 	var missing []string
@@ -447,6 +456,9 @@ func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl stri
 	}
 	if len(noUpd) > 0 {
 		missing = append(missing, "UPDATE on "+strings.Join(noUpd, ", ")+" (conflict: update)")
+	}
+	if len(noSel) > 0 {
+		missing = append(missing, "SELECT on "+strings.Join(noSel, ", ")+" (read by ON CONFLICT)")
 	}
 	if len(missing) == 0 {
 		return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/stagedserver/seda/internal/pgtemp/pgtesting"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/track"
+	"github.com/stagedserver/seda/stage"
 )
 
 // TestTransientCodes: the failures no record is to blame for, and that
@@ -221,7 +222,6 @@ func TestStartChecksWriteRights(t *testing.T) {
 		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
 	})
 	exec(t, admin, "CREATE TABLE events (id bigint PRIMARY KEY, seq bigint, body jsonb)")
-	exec(t, admin, "GRANT SELECT ON events TO "+role)
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -237,18 +237,42 @@ func TestStartChecksWriteRights(t *testing.T) {
 		s.Close()
 		return err
 	}
-	if err := start(map[string]any{"conflict": "ignore"}); sqlState(err) != "42501" || !strings.Contains(err.Error(), "lacks INSERT on id, seq, body") {
-		t.Fatalf("Start with SELECT only: %v, want it to say the role lacks INSERT", err)
+	check := func(what string, over map[string]any, want string) {
+		t.Helper()
+		err := start(over)
+		switch {
+		case want == "" && err != nil:
+			t.Fatalf("%s: Start: %v", what, err)
+		case want != "" && (sqlState(err) != "42501" || !strings.Contains(err.Error(), want)):
+			t.Fatalf("%s: Start: %v, want it to say the role lacks %s", what, err, want)
+		}
 	}
+	check("no rights", map[string]any{"conflict": "error"}, "INSERT on id, seq, body")
 	exec(t, admin, "GRANT INSERT ON events TO "+role)
-	if err := start(map[string]any{"conflict": "ignore"}); err != nil {
-		t.Fatalf("Start with INSERT, under conflict: ignore: %v", err)
+	check("INSERT, conflict: error", map[string]any{"conflict": "error"}, "")
+	// ON CONFLICT (key) reads the key: the idempotent path of ignore.
+	check("INSERT, conflict: ignore", map[string]any{"conflict": "ignore"}, "SELECT on id (read by ON CONFLICT)")
+	exec(t, admin, "GRANT SELECT (id) ON events TO "+role)
+	check("INSERT, SELECT on the key, conflict: ignore", map[string]any{"conflict": "ignore"}, "")
+	// And those rights do write, a record sent again included.
+	{
+		s := newSink(t, upsertConfig(u.String(), map[string]any{"create": false, "conflict": "ignore", "retry": stage.NewConfig(map[string]any{"max": 1})}), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rec := &recorder{}
+		handle(t, s, []*stage.Event{update(rec, 1, 1)})
+		handle(t, s, []*stage.Event{update(rec, 1, 1), update(rec, 2, 1)}) // 23505, then the idempotent path
+		s.Close()
+		if acked, nacked := rec.results(); acked != 3 || len(nacked) != 0 {
+			t.Fatalf("with INSERT and SELECT on the key: acked %d, nacked %v; want 3 acked", acked, nacked)
+		}
 	}
-	if err := start(map[string]any{}); sqlState(err) != "42501" || !strings.Contains(err.Error(), "UPDATE on seq, body (conflict: update)") {
-		t.Fatalf("Start of an upsert without UPDATE: %v, want it to say the role lacks UPDATE on the non-key columns", err)
-	}
+	check("an upsert without UPDATE", map[string]any{}, "UPDATE on seq, body (conflict: update); SELECT on seq, body")
 	exec(t, admin, "GRANT UPDATE (seq, body) ON events TO "+role)
-	if err := start(map[string]any{}); err != nil {
-		t.Fatalf("Start of an upsert with UPDATE on the non-key columns: %v", err)
-	}
+	check("an upsert without SELECT on what it sets", map[string]any{"version": "seq"}, "SELECT on seq, body (read by ON CONFLICT)")
+	exec(t, admin, "GRANT SELECT ON events TO "+role)
+	check("an upsert with the rights it needs", map[string]any{"version": "seq"}, "")
 }
