@@ -356,33 +356,43 @@ func roleSink(t *testing.T, revoke string) (*Sink, *pgx.Conn, string, *observer.
 	t.Helper()
 	dsn := pg.NewDatabase(t)
 	admin := connect(t, dsn)
-	var db string
-	if err := admin.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
-		t.Fatal(err)
-	}
-	role := "w_" + db // roles are the cluster's: one per test database
-	exec(t, admin, "CREATE ROLE "+role+" LOGIN")
-	t.Cleanup(func() {
-		c := connect(t, dsn)
-		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
-	})
+	role, roleDSN := newRole(t, admin, dsn, "w_")
 	exec(t, admin, "GRANT ALL ON SCHEMA public TO "+role)
 	if revoke != "" {
 		exec(t, admin, revoke)
 	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.User(role)
 	log, logs := observed()
-	s := newSink(t, config(u.String(), map[string]any{"write_timeout": time.Second}), log)
+	s := newSink(t, config(roleDSN, map[string]any{"write_timeout": time.Second}), log)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return s, admin, u.String(), logs
+	return s, admin, roleDSN, logs
+}
+
+// newRole makes a plain login role for the test database of dsn (admin
+// connected to it as its owner), dropped when the test ends, and returns
+// its name and a DSN that logs in as it. Roles are the cluster's: the
+// name is prefix and the database's, so each test has its own.
+func newRole(t *testing.T, admin *pgx.Conn, dsn, prefix string) (role, roleDSN string) {
+	t.Helper()
+	var db string
+	if err := admin.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	role = prefix + db
+	exec(t, admin, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		c := connect(t, dsn)
+		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	return role, u.String()
 }
 
 // fenceRefusal is what fence logs, once, when PostgreSQL refuses it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -169,23 +168,9 @@ func (f healthFunc) Attempt(err error) { f(err) }
 func TestStartPermissionFailsAtOnce(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	admin := connect(t, dsn)
-	var db string
-	if err := admin.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
-		t.Fatal(err)
-	}
-	role := "r_" + db // roles are the cluster's: one per test database
-	exec(t, admin, "CREATE ROLE "+role+" LOGIN")
-	t.Cleanup(func() {
-		c := connect(t, dsn)
-		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
-	})
+	_, roleDSN := newRole(t, admin, dsn, "r_")
 	exec(t, admin, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.User(role)
-	s := newSink(t, config(u.String(), nil), nil)
+	s := newSink(t, config(roleDSN, nil), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var retried error
@@ -195,7 +180,7 @@ func TestStartPermissionFailsAtOnce(t *testing.T) {
 			cancel() // one retry is enough to fail the test
 		}
 	})
-	err = s.Start(context.WithValue(ctx, track.HealthKey{}, health))
+	err := s.Start(context.WithValue(ctx, track.HealthKey{}, health))
 	switch {
 	case retried != nil:
 		t.Fatalf("Start retried a permission refused: %v", retried)
@@ -204,33 +189,19 @@ func TestStartPermissionFailsAtOnce(t *testing.T) {
 	}
 }
 
-// A role that may read the table but not write it fails Start at once,
-// saying which right it lacks, also when the table is made elsewhere
+// A role that lacks a right the sink's statements need fails Start at
+// once, saying which right it lacks, also when the table is made elsewhere
 // (create: false), where Start ran nothing the role may not: the writes
 // then retried the 42501 as an outage for as long as the stage ran.
 func TestStartChecksWriteRights(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	admin := connect(t, dsn)
-	var db string
-	if err := admin.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
-		t.Fatal(err)
-	}
-	role := "g_" + db // roles are the cluster's: one per test database
-	exec(t, admin, "CREATE ROLE "+role+" LOGIN")
-	t.Cleanup(func() {
-		c := connect(t, dsn)
-		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
-	})
+	role, roleDSN := newRole(t, admin, dsn, "g_")
 	exec(t, admin, "CREATE TABLE events (id bigint PRIMARY KEY, seq bigint, body jsonb)")
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.User(role)
 	start := func(over map[string]any) error {
 		t.Helper()
 		over["create"] = false
-		s := newSink(t, upsertConfig(u.String(), over), nil)
+		s := newSink(t, upsertConfig(roleDSN, over), nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err := s.Start(ctx)
@@ -256,7 +227,7 @@ func TestStartChecksWriteRights(t *testing.T) {
 	check("INSERT, SELECT on the key, conflict: ignore", map[string]any{"conflict": "ignore"}, "")
 	// And those rights do write, a record sent again included.
 	{
-		s := newSink(t, upsertConfig(u.String(), map[string]any{"create": false, "conflict": "ignore", "retry": stage.NewConfig(map[string]any{"max": 1})}), nil)
+		s := newSink(t, upsertConfig(roleDSN, map[string]any{"create": false, "conflict": "ignore", "retry": stage.NewConfig(map[string]any{"max": 1})}), nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := s.Start(ctx); err != nil {
