@@ -112,7 +112,8 @@
 // Records are numbered per connection from 1. A record over max_frame gets
 // `nack N too large` and is skipped without being buffered; the connection
 // stays usable. It is logged at info, and a frame the end of a
-// connection's input cuts short is dropped and logged at warn, each at
+// connection's input cuts short is dropped, counted in
+// protocol_errors.truncated_frame and logged at warn, each at
 // most one line a second per stage with the running count: a client can
 // cause either as often as it likes. A connection over max_conns gets
 // `nack 0 too many connections` and is closed, every one however many come

@@ -17,7 +17,12 @@ import (
 func PendingPeak(s *Source) int { return int(s.pendingPeak.Load()) }
 
 // Truncated returns how many of s's connections ended inside a frame.
-func Truncated(src stage.Source) uint64 { return src.(*Source).truncated.Load() }
+func Truncated(src stage.Source) uint64 {
+	c := &src.(*Source).cnt
+	c.protoMu.Lock()
+	defer c.protoMu.Unlock()
+	return c.proto[causeTruncatedFrame]
+}
 
 // MaxLine is the longest reply line the source writes.
 const MaxLine = maxRangeLine

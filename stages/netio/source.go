@@ -75,7 +75,6 @@ type Source struct {
 	// a client can cause any of them as often as it likes.
 	refused     atomic.Uint64 // records refused under ack: none
 	tooLarge    atomic.Uint64 // records over max_frame
-	truncated   atomic.Uint64 // connections whose input ended inside a frame
 	refusalLog  logLimit
 	protoLog    logLimit
 	refuseLog   logLimit // connections refused at max_conns

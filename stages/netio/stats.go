@@ -20,6 +20,9 @@ const (
 	causeTLSHandshake = "tls_handshake" // a TLS handshake failed: no TLS, no or a bad client certificate
 	causeBadRequest   = "bad_request"   // HTTP: not a POST to path, a bad encoding, a body cut short
 	causeUnauthorized = "unauthorized"  // HTTP: the token is missing or wrong
+	// causeTruncatedFrame: a client's input ended inside a frame (the
+	// connection was ending anyway; the frame is dropped).
+	causeTruncatedFrame = "truncated_frame"
 )
 
 // counters are a source's stats.Source, kept with atomics so that

@@ -147,9 +147,10 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			c.mu.Lock()
 			next := c.win.next + uint64(len(w.recs)) + 1 // the number the frame would have taken
 			c.mu.Unlock()
-			// A client can end every connection this way: at most one
-			// line a second per stage, with the running count.
-			if n := s.truncated.Add(1); s.truncLog.allow() {
+			// A client can end every connection this way: counted with
+			// the protocol errors, logged at most once a second per
+			// stage, with the running count.
+			if n := s.cnt.protocolError(causeTruncatedFrame); s.truncLog.allow() {
 				c.log.Warn("input ended inside a frame; dropped it", zap.Uint64("record", next), zap.Int("bytes", dropped),
 					zap.Uint64("truncated_total", n))
 			}
