@@ -74,18 +74,18 @@ func open(section stage.Config, pipeline string, log *zap.Logger) (func(stage.Co
 // shows the queue's figures in its /stats entry.
 type standIn struct{ *publisher }
 
-// Figures puts the queue's figures into the stand-in's /stats entry.
-func (s standIn) Figures(st *stats.Stage) { s.q.Fill(st) }
-
-// Unconsumed says why no process consumes the queue, from the figures
-// Figures read last, or "": a split front shows its stand-in degraded
-// with it (see unconsumed).
-func (s standIn) Unconsumed() (why string, since time.Time) {
-	s.q.st.mu.Lock()
-	ns := s.q.st.info
-	s.q.st.mu.Unlock()
-	ns.Stream, ns.Consumer = s.q.cfg.Stream, consumerName(s.q.stage)
-	return unconsumed(ns, time.Now())
+// Figures puts the queue's figures into the stand-in's /stats entry, and
+// makes its health degraded while no process consumes the stream (see
+// unconsumed): a split front's only sign that its backs are gone. The
+// engine calls it after judging the stage's health.
+func (s standIn) Figures(st *stats.Stage) {
+	ns := s.q.fill(st)
+	if why, since := unconsumed(ns, time.Now()); why != "" {
+		if since.IsZero() {
+			since = st.Health.Since
+		}
+		worsen(&st.Health, stats.HealthDegraded, since, why)
+	}
 }
 
 // feeder is the consumer as the source that feeds the stage, which shows

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -288,20 +287,6 @@ type shown struct {
 	fill   func(*stats.Stage) // the queue's figures, for a stage fed by a transport's consumer
 	kind   string
 	remote bool
-	// unconsumed: the stand-in's publisher's, for a stage that runs in
-	// other processes only, if it has one (see unconsumer).
-	unconsumed unconsumer
-}
-
-// unconsumer is a transport's publisher (the Handler its Open returns)
-// that can tell when no process consumes its queue: records wait and
-// none has been taken for a while (every back of a split is stopped).
-// Unconsumed returns why, and since when, or "" while the queue is
-// consumed. A front shows its stand-in degraded with it: the records are
-// safe in the queue, so /readyz does not change, but an operator
-// watching the front sees that they go nowhere.
-type unconsumer interface {
-	Unconsumed() (why string, since time.Time)
 }
 
 // assemble puts the built stages together: for each stage whose queue is
@@ -397,11 +382,7 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 			p.shown = append(p.shown, sh)
 		case pub[j].Stage() != nil:
 			// The stand-in's handler fills in the queue's figures itself.
-			sh := shown{st: pub[j].Stage(), kind: n.cfg.Kind, remote: true}
-			if q := queues[j]; q != nil {
-				sh.unconsumed, _ = q.pub.(unconsumer)
-			}
-			p.shown = append(p.shown, sh)
+			p.shown = append(p.shown, shown{st: pub[j].Stage(), kind: n.cfg.Kind, remote: true})
 		}
 	}
 }
@@ -413,16 +394,6 @@ func (s shown) stats() stats.Stage {
 	st.Remote = s.remote
 	if s.fill != nil {
 		s.fill(&st)
-	}
-	if s.unconsumed != nil && st.Health.State == stats.HealthOK {
-		var why string
-		var since time.Time
-		if err := protect(func() error { why, since = s.unconsumed.Unconsumed(); return nil }); err == nil && why != "" {
-			st.Health.State, st.Health.Error = stats.HealthDegraded, why
-			if !since.IsZero() {
-				st.Health.Since = since
-			}
-		}
 	}
 	return st
 }

@@ -57,10 +57,13 @@ func (s *Stage) Stats() stats.Stage {
 			st.Control = a.stats()
 		}
 	}
-	s.figures(&st)
 	q := s.lat.quantiles(0.5, 0.99)
 	st.Latency = stats.Latency{P50: q[0], P99: q[1]}
 	s.healthStats(&st)
+	// Last, so that a kind that knows of trouble its calls do not show (a
+	// queue's transport: no process consumes the stream) may make the
+	// health it finds worse.
+	s.figures(&st)
 	return st
 }
 
