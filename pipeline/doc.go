@@ -8,8 +8,8 @@
 //
 // New constructs every stage through its kind's constructor, gives it a
 // queue and a worker pool (internal/engine), and connects it to its next
-// stage and routes. A Config may come from Load or be built in code; an
-// embedding program registers its own kinds in the Registry it passes,
+// stage and routes. A Config may come from Load or be built in code (with
+// a Name, which New requires as the loader does); an embedding program registers its own kinds in the Registry it passes,
 // exactly as the stage families do.
 //
 // # Lifecycle

@@ -465,11 +465,32 @@ func TestNewErrors(t *testing.T) {
 	if _, err := New(nil, Options{Registry: reg}); err == nil {
 		t.Error("New(nil) succeeded")
 	}
-	if _, err := New(&Config{}, Options{}); err == nil {
+	if _, err := New(&Config{Name: "x"}, Options{}); err == nil {
 		t.Error("New without a registry succeeded")
 	}
-	if _, err := New(&Config{Log: LogConfig{Level: "loud"}}, Options{Registry: reg}); err == nil || !strings.Contains(err.Error(), "loud") {
+	if _, err := New(&Config{Name: "x", Log: LogConfig{Level: "loud"}}, Options{Registry: reg}); err == nil || !strings.Contains(err.Error(), "loud") {
 		t.Errorf("New with a bad log level: %v", err)
+	}
+}
+
+// A Config built in code without a name is refused as the loader refuses
+// a file without one, in the loader's words: the name is in /stats, the
+// logs, the metrics and the transports' stream names. A name of spaces is
+// as empty as the loader finds it.
+func TestNewRefusesAnEmptyName(t *testing.T) {
+	reg, _ := rtRegistry(t)
+	for _, name := range []string{"", "  "} {
+		cfg := rtConfig(rtStage("src", "test.seq", "out", stage.Settings{}, nil),
+			rtStage("out", "test.finish", "", stage.Settings{}, nil))
+		cfg.Name = name
+		p, err := New(cfg, Options{Registry: reg, Logger: zap.NewNop()})
+		if err == nil {
+			_, _ = p.Stop(context.Background())
+			t.Fatalf("New with the name %q succeeded", name)
+		}
+		if want := "-: name must not be empty"; err.Error() != want {
+			t.Errorf("New with the name %q: %q, want %q", name, err, want)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,9 +120,9 @@ func (s state) String() string { return stateNames[s] }
 //
 // New reports every problem it finds as Errors, each positioned at the
 // stage (or, for a constructor's *stage.FieldError, at the field) it is
-// about: unknown kinds, constructor failures, references to unknown
-// stages, references to a source, cycles, and an admin endpoint on a
-// non-loopback address without a token. When New fails, the handlers it
+// about: an empty Name, unknown kinds, constructor failures, references to
+// unknown stages, references to a source, cycles, and an admin endpoint on
+// a non-loopback address without a token. When New fails, the handlers it
 // had already constructed are closed.
 func New(cfg *Config, opts Options) (*Pipeline, error) {
 	if cfg == nil {
@@ -163,6 +164,13 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	var errs Errors
 	fail := func(pos Pos, format string, args ...any) {
 		errs = append(errs, &Error{Pos: pos, Msg: stage.Redact(fmt.Sprintf(format, args...))})
+	}
+	// The name is in /stats, the logs, the metrics' labels and the names of
+	// the queue transports' streams, where an empty one reads wrong or
+	// collides; the loader refuses a file without one, and a Config built
+	// in code is held to the same rule with the loader's words.
+	if strings.TrimSpace(cfg.Name) == "" {
+		fail(Pos{File: cfg.File}, "name must not be empty")
 	}
 	if err := checkAdminAddr(p.admin); err != nil {
 		pos := Pos{File: cfg.File} // the listen address of Options, or the token's absence
