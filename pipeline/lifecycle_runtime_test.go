@@ -494,6 +494,44 @@ func TestNewRefusesAnEmptyName(t *testing.T) {
 	}
 }
 
+// Check refuses what New refuses before building a stage, in New's words,
+// and builds nothing: pipectl run calls it before it starts a database.
+func TestCheckIsNewWithoutBuilding(t *testing.T) {
+	cfg := func() *Config {
+		return rtConfig(rtStage("src", "test.seq", "out", stage.Settings{}, nil),
+			rtStage("out", "test.finish", "", stage.Settings{}, nil))
+	}
+	unnamed := cfg()
+	unnamed.Name = ""
+	for _, c := range []struct {
+		cfg  *Config
+		opts Options
+		bad  bool
+	}{
+		{cfg(), Options{Stages: []string{"src", "bogus"}}, true},
+		{cfg(), Options{AdminListen: "0.0.0.0:0"}, true},
+		{unnamed, Options{}, true},
+		{cfg(), Options{}, false},
+	} {
+		reg, hub := rtRegistry(t)
+		c.opts.Registry, c.opts.Logger = reg, zap.NewNop()
+		cerr := Check(c.cfg, c.opts)
+		if len(hub.sources) != 0 {
+			t.Errorf("Check built a source")
+		}
+		if !c.bad {
+			if cerr != nil {
+				t.Errorf("Check of a good config: %v", cerr)
+			}
+			continue
+		}
+		_, nerr := New(c.cfg, c.opts)
+		if cerr == nil || nerr == nil || cerr.Error() != nerr.Error() {
+			t.Errorf("Check: %v\nNew: %v\nwant the same error", cerr, nerr)
+		}
+	}
+}
+
 // A Config built in code routes a kind's Ref fields as a loaded one does:
 // the router's targets, named only in its routes and mirror, are its
 // routes, its events reach them, and a target that is no stage is

@@ -123,7 +123,8 @@ func (s state) String() string { return stateNames[s] }
 // about: an empty Name, unknown kinds, constructor failures, references to
 // unknown stages, references to a source, cycles, and an admin endpoint on
 // a non-loopback address without a token. When New fails, the handlers it
-// had already constructed are closed.
+// had already constructed are closed. Check makes the checks that need no
+// stage built, alone.
 func New(cfg *Config, opts Options) (*Pipeline, error) {
 	if cfg == nil {
 		return nil, errors.New("pipeline: New: nil config")
@@ -165,42 +166,10 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	fail := func(pos Pos, format string, args ...any) {
 		errs = append(errs, &Error{Pos: pos, Msg: stage.Redact(fmt.Sprintf(format, args...))})
 	}
-	// The name is in /stats, the logs, the metrics' labels and the names of
-	// the queue transports' streams, where an empty one reads wrong or
-	// collides; the loader refuses a file without one, and a Config built
-	// in code is held to the same rule with the loader's words.
-	if strings.TrimSpace(cfg.Name) == "" {
-		fail(Pos{File: cfg.File}, "name must not be empty")
+	nodes, routes, order, run := plan(cfg, opts, fail)
+	for _, n := range nodes {
+		p.byName[n.cfg.Name] = nil // until built, or for good when it runs elsewhere
 	}
-	if err := checkAdminAddr(p.admin); err != nil {
-		pos := Pos{File: cfg.File} // the listen address of Options, or the token's absence
-		if opts.AdminListen == "" && cfg.Admin.ListenPos.Line > 0 {
-			pos = cfg.Admin.ListenPos
-		}
-		fail(pos, "%v", err)
-	}
-	nodes := make([]node, 0, len(cfg.Stages))
-	for _, sc := range cfg.Stages {
-		if sc == nil {
-			continue
-		}
-		if sc.Name == "" {
-			fail(sc.Pos, "a stage has no name")
-			continue
-		}
-		if _, dup := p.byName[sc.Name]; dup {
-			fail(sc.Pos, "stage %q is declared twice", sc.Name)
-			continue
-		}
-		p.byName[sc.Name] = nil
-		k, ok := opts.Registry.Lookup(sc.Kind)
-		if !ok {
-			fail(posOr(sc.FieldPos, "kind", sc.Pos), "stage %q: unknown kind %q", sc.Name, sc.Kind)
-		}
-		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc, k)})
-	}
-	routes, order := checkTopology(nodes, fail)
-	run := selectStages(cfg.File, nodes, opts.Stages, fail)
 	// Build every stage whose kind is known even when the topology is
 	// wrong, so that all the problems are reported at once.
 	built := make([]engine.Lifecycle, len(nodes))
@@ -243,6 +212,81 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	p.failed = make(chan struct{})
 	p.stopCalled = make(chan struct{})
 	return p, nil
+}
+
+// Check reports the problems New would find in cfg and opts before it
+// constructs anything: an empty Name, an admin endpoint off loopback
+// without a token (Options.AdminListen counted), a stage without a name
+// or declared twice, unknown kinds, references to unknown stages or to a
+// source, cycles, and Options.Stages naming no stage or cutting a route
+// that no transport carries. It builds nothing and connects to nothing, so
+// that a program can refuse a bad file or flag before it starts what the
+// stages will need (pipectl run's local PostgreSQL). Its errors are New's,
+// word for word; New makes the same checks and then more (the kinds'
+// constructors, the transports' queues). opts.Logger is not used.
+func Check(cfg *Config, opts Options) error {
+	if cfg == nil {
+		return errors.New("pipeline: Check: nil config")
+	}
+	if opts.Registry == nil {
+		return errors.New("pipeline: Check: Options.Registry is nil")
+	}
+	var errs Errors
+	plan(cfg, opts, func(pos Pos, format string, args ...any) {
+		errs = append(errs, &Error{Pos: pos, Msg: stage.Redact(fmt.Sprintf(format, args...))})
+	})
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// plan makes the checks of New that need no stage built (Check's), and
+// returns the stages as nodes, each one's routes, the topological order
+// and which of them run in this process. Problems go to fail.
+func plan(cfg *Config, opts Options, fail func(Pos, string, ...any)) (nodes []node, routes [][]string, order []int, run []bool) {
+	// The name is in /stats, the logs, the metrics' labels and the names of
+	// the queue transports' streams, where an empty one reads wrong or
+	// collides; the loader refuses a file without one, and a Config built
+	// in code is held to the same rule with the loader's words.
+	if strings.TrimSpace(cfg.Name) == "" {
+		fail(Pos{File: cfg.File}, "name must not be empty")
+	}
+	admin := cfg.Admin
+	if opts.AdminListen != "" {
+		admin.Listen = opts.AdminListen
+	}
+	if err := checkAdminAddr(admin); err != nil {
+		pos := Pos{File: cfg.File} // the listen address of Options, or the token's absence
+		if opts.AdminListen == "" && cfg.Admin.ListenPos.Line > 0 {
+			pos = cfg.Admin.ListenPos
+		}
+		fail(pos, "%v", err)
+	}
+	nodes = make([]node, 0, len(cfg.Stages))
+	declared := make(map[string]bool, len(cfg.Stages))
+	for _, sc := range cfg.Stages {
+		if sc == nil {
+			continue
+		}
+		if sc.Name == "" {
+			fail(sc.Pos, "a stage has no name")
+			continue
+		}
+		if declared[sc.Name] {
+			fail(sc.Pos, "stage %q is declared twice", sc.Name)
+			continue
+		}
+		declared[sc.Name] = true
+		k, ok := opts.Registry.Lookup(sc.Kind)
+		if !ok {
+			fail(posOr(sc.FieldPos, "kind", sc.Pos), "stage %q: unknown kind %q", sc.Name, sc.Kind)
+		}
+		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc, k)})
+	}
+	routes, order = checkTopology(nodes, fail)
+	run = selectStages(cfg.File, nodes, opts.Stages, fail)
+	return nodes, routes, order, run
 }
 
 // build constructs one stage of kind k; nil when it cannot (the problem is

@@ -133,6 +133,14 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	for _, w := range cfg.Warnings(reg) {
 		fmt.Fprintln(errw, w.Error())
 	}
+	// What New would refuse before building a stage (--stages naming no
+	// stage, --admin off loopback without a token, ...) is refused before
+	// the local PostgreSQL starts, which takes seconds and, for a new data
+	// directory, leaves one behind. New refuses it in the same words.
+	opts := pipeline.Options{Registry: reg, AdminListen: f.admin, Stages: f.stages}
+	if err := pipeline.Check(cfg, opts); err != nil {
+		return reportConfigErrors(errw, err)
+	}
 
 	// Signals are caught from here on, so that one arriving while
 	// PostgreSQL starts cancels the start instead of killing the process
@@ -164,7 +172,8 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if drain <= 0 {
 		drain = pipeline.DefaultDrain
 	}
-	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, DrainTimeout: drain, AdminListen: f.admin, Stages: f.stages})
+	opts.DrainTimeout = drain
+	p, err := pipeline.New(cfg, opts)
 	if err != nil {
 		return reportConfigErrors(errw, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -306,6 +307,35 @@ func TestRoundTook(t *testing.T) {
 	for d, want := range map[time.Duration]string{0: "0s", 283 * time.Microsecond: "<1ms", 41*time.Millisecond + 400*time.Microsecond: "41ms", 2002 * time.Millisecond: "2.002s"} {
 		if got := roundTook(d); got != want {
 			t.Errorf("roundTook(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// A --stages naming no stage of the file, or an --admin off loopback
+// without a token, is refused before the local PostgreSQL starts: both
+// were refused only by pipeline.New, once the database had started (and,
+// the first time, made its data directory). The refusal is New's, and no
+// data directory is made.
+func TestRunRefusesFlagsBeforePostgres(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // store's dsn is empty: run would start a local PostgreSQL for it
+	file, _, _ := pipelineFile(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--stages", "store,bogus"}, `--stages: no stage named "bogus"`},
+		{[]string{"--admin", "0.0.0.0:0"}, `admin listen "0.0.0.0:0": not a loopback address`},
+	} {
+		dataDir := filepath.Join(t.TempDir(), "postgres")
+		code, out, errOut := runCLI(t, append([]string{"run", "-f", file, "--data-dir", dataDir}, c.args...)...)
+		if code != 1 || !strings.Contains(errOut, file+": "+c.want) {
+			t.Errorf("pipectl run %q: exit %d, want 1 and %q:\n%s%s", c.args, code, c.want, out, errOut)
+		}
+		if strings.Contains(out, "postgres:") {
+			t.Errorf("pipectl run %q spoke of PostgreSQL before refusing:\n%s", c.args, out)
+		}
+		if _, err := os.Stat(dataDir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("pipectl run %q: the data directory %s: %v, want none made", c.args, dataDir, err)
 		}
 	}
 }
