@@ -46,7 +46,12 @@ func Inspect(path, user string) (Info, error) {
 	data := filepath.Join(dir, "data")
 	in := Info{Path: dir}
 	if in.Exists, err = hasDataDir(data); err != nil {
-		return Info{}, fmt.Errorf("pgtemp: %w", err)
+		// A directory in which the process that holds the lock runs
+		// initdb in place (an empty data/ made beforehand) is half-built
+		// for a while: it is being made, not left unfinished.
+		if !errors.Is(err, errUnfinished) || !locked(dir) {
+			return Info{}, fmt.Errorf("pgtemp: %w", err)
+		}
 	}
 	in.Port, in.PID = runningPort(data)
 	in.Running = in.PID > 0
@@ -56,14 +61,21 @@ func Inspect(path, user string) (Info, error) {
 	if in.Port > 0 {
 		in.DSN = dsn(cmp.Or(user, "postgres"), in.Port, "postgres")
 	}
-	// A shared lock is refused while a process holds the exclusive one.
-	if f, err := os.Open(filepath.Join(dir, lockName)); err == nil {
-		if err := tryLock(f, false); errors.Is(err, errLocked) {
-			in.Owner = holder(dir)
-		}
-		f.Close()
+	if locked(dir) {
+		in.Owner = holder(dir)
 	}
 	return in, nil
+}
+
+// locked reports whether a process holds the lock of the local database
+// in dir: a shared lock is refused while one holds the exclusive one.
+func locked(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, lockName))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return errors.Is(tryLock(f, false), errLocked)
 }
 
 // Detached is what StartDetached did.

@@ -43,7 +43,10 @@
 // data/ only once it succeeded, so that a start cut short leaves no
 // half-built data directory), and otherwise starts the server on the data
 // that is there, with the binaries of the PostgreSQL version that made it
-// when they are installed. The server's port is stored in the file port
+// when they are installed. A half-built one that an initdb cut short left
+// in place before then (no server has run on it, and it lacks databases
+// initdb makes, or initdb's backend died in it) is refused, with an error
+// that says to remove it; Start deletes nothing there. The server's port is stored in the file port
 // and taken again by the next start, so that a DSN stays valid across
 // runs; only when another program listens on it does the server move to
 // a free port (PreviousPort reports the move). Remove never deletes such a

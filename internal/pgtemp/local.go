@@ -231,9 +231,12 @@ func writePort(dir string, port int) error {
 
 // hasDataDir reports whether dir is a PostgreSQL data directory; a
 // directory that is neither that nor empty is an error, since initdb
-// would refuse it.
+// would refuse it, and so is one that initdb did not finish.
 func hasDataDir(dir string) (bool, error) {
 	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
+		if err := initdbFinished(dir); err != nil {
+			return false, err
+		}
 		return true, nil
 	}
 	entries, err := os.ReadDir(dir)
@@ -247,6 +250,56 @@ func hasDataDir(dir string) (bool, error) {
 	}
 	return false, nil
 }
+
+// initdbDatabases is how many databases initdb makes: template1, template0
+// and postgres, each a directory of base/ with a PG_VERSION of its own.
+const initdbDatabases = 3
+
+// initdbFinished refuses a data directory that an initdb cut short left
+// behind (when initdb still ran in place; see Server.initdb): PG_VERSION
+// is among the first files initdb writes, and the server started on such
+// a directory only to fail, every time, on what it lacks (database
+// "postgres" does not exist).
+//
+// A directory a server has run on is data, whatever it holds: the
+// postmaster writes postmaster.opts at each start, and initdb runs none.
+// Of one that no server has run on, initdb makes template1, template0 and
+// postgres, in that order, and the standalone backend that makes them
+// holds postmaster.pid with its process ID negated until it exits: fewer
+// than the three databases in base/, or such a postmaster.pid left by a
+// backend that is gone (killed while it copied postgres or committed it),
+// is an initdb that did not finish. As no server ran on it, it holds no
+// one's data; still, nothing is deleted here: the user removes it. What
+// cannot be read proves nothing, and is left for the server to judge.
+func initdbFinished(dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, "postmaster.opts")); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "base"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	n := 0
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(dir, "base", e.Name(), "PG_VERSION")); err == nil && e.IsDir() {
+			n++
+		}
+	}
+	why := ""
+	switch pid := postmasterPID(dir); {
+	case n < initdbDatabases:
+		why = fmt.Sprintf("base/ holds %d of the %d databases initdb makes: template1, template0, postgres", n, initdbDatabases)
+	case pid < 0 && !processAlive(-pid):
+		why = fmt.Sprintf("initdb's standalone backend, process %d, died in it (postmaster.pid)", -pid)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s: %w: initdb did not finish it (%s), as when initdb is cut short, and no server has run on it; "+
+		"remove it (rm -r %s), and the next start makes a new one", dir, errUnfinished, why, dir)
+}
+
+// errUnfinished is wrapped by initdbFinished's error.
+var errUnfinished = errors.New("incomplete data directory")
 
 // Created reports whether Start made a new data directory (always, without
 // Options.Path); false means the data of an earlier run is reused.

@@ -378,6 +378,150 @@ func TestPathInitdbCancelled(t *testing.T) {
 	}
 }
 
+// A data directory that an initdb cut short left behind (in place, as
+// initdb ran before it had a directory of its own) has PG_VERSION, and was
+// taken for data: the server started on it and every client failed
+// (database "postgres" does not exist). Start and Inspect refuse it,
+// saying it is unfinished and to remove it, and leave it as it is. It is
+// made here from a finished one that no server seems to have run on (no
+// postmaster.opts): first with the postmaster.pid of initdb's standalone
+// backend, killed (a negative PID), then without the database initdb
+// makes last. A directory a server has run on is never taken for one.
+func TestPathInitdbUnfinished(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "db")
+	o := pgtemp.Options{Path: path, GrantSearch: true, Fast: true}
+	srv, err := pgtemp.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(path, "data")
+	opts, err := os.ReadFile(filepath.Join(data, "postmaster.opts"))
+	if err != nil {
+		t.Fatalf("a server ran on %s and left no postmaster.opts: %v", data, err)
+	}
+	if err := os.Remove(filepath.Join(data, "postmaster.opts")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgtemp.Inspect(path, ""); err != nil {
+		t.Fatalf("Inspect of a finished data directory: %v", err)
+	}
+
+	refused := func(why string) {
+		t.Helper()
+		want := []string{data + ": incomplete data directory: initdb did not finish it (" + why, "rm -r " + data}
+		srv, err := pgtemp.Start(ctx, o)
+		if err == nil {
+			_ = srv.Remove(ctx)
+			t.Fatalf("Start on an unfinished data directory (%s) succeeded", why)
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Start = %v, want an error saying %q", err, w)
+			}
+		}
+		if _, err := pgtemp.Inspect(path, ""); err == nil || !strings.Contains(err.Error(), want[0]) {
+			t.Errorf("Inspect = %v, want the directory refused as unfinished (%s)", err, why)
+		}
+		if !exists(filepath.Join(data, "PG_VERSION")) || !exists(filepath.Join(data, "base", "1")) {
+			t.Fatal("the unfinished data directory was deleted")
+		}
+	}
+
+	// No process has this ID (it is above Linux's pid_max).
+	pidFile := filepath.Join(data, "postmaster.pid")
+	if err := os.WriteFile(pidFile, []byte("-2147483647\n"+data+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 { // the backend's file is its OS user's, as the data directory is
+		fi, err := os.Stat(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(pidFile, int(ownerOf(fi)), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused("initdb's standalone backend, process 2147483647, died in it")
+	if err := os.Remove(pidFile); err != nil {
+		t.Fatal(err)
+	}
+
+	base, err := os.ReadDir(filepath.Join(data, "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// initdb makes template1 (base/1), then template0, then postgres: the
+	// directory with the highest number, left out as if initdb never got
+	// that far.
+	last := -1
+	for _, e := range base {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > last {
+			last = n
+		}
+	}
+	if len(base) != 3 || last < 0 {
+		t.Fatalf("base/ of a new data directory holds %d entries, want template1, template0 and postgres", len(base))
+	}
+	if err := os.RemoveAll(filepath.Join(data, "base", strconv.Itoa(last))); err != nil {
+		t.Fatal(err)
+	}
+	refused("base/ holds 2 of the 3 databases initdb makes")
+
+	// Had a server run on it, the directory would be data, whatever it
+	// lacked: the user's, not initdb's.
+	if err := os.WriteFile(filepath.Join(data, "postmaster.opts"), opts, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := pgtemp.Inspect(path, ""); err != nil || !in.Exists {
+		t.Errorf("Inspect of a directory a server has run on = %+v, %v; want it taken for data", in, err)
+	}
+}
+
+// Inspect during an initdb run in place (data/ made beforehand, empty)
+// finds a half-built directory that the process holding the lock is
+// making: it reports that process, not an unfinished directory.
+func TestInspectDuringInitdbInPlace(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	path := filepath.Join(t.TempDir(), "db")
+	data := filepath.Join(path, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 { // PostgreSQL runs as postgres here, and must own its data
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(data, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var in pgtemp.Info
+	var inErr error
+	pgtemp.SetInitdbHook(func(_ int, dir string) {
+		poll.Until(t, "initdb writes PG_VERSION", func() bool { return exists(filepath.Join(dir, "PG_VERSION")) })
+		in, inErr = pgtemp.Inspect(path, "")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv := start(t, ctx, pgtemp.Options{Path: path, GrantSearch: true, Fast: true})
+	pgtemp.SetInitdbHook(nil)
+	if !srv.Created() {
+		t.Fatal("initdb did not run")
+	}
+	if inErr != nil || in.Owner == "" {
+		t.Errorf("Inspect during initdb = %+v, %v; want no error and the owner named", in, inErr)
+	}
+}
+
 // TestPathNotReachable checks that as root, without GrantSearch, a
 // directory the postgres OS user cannot reach is refused by name.
 func TestPathNotReachable(t *testing.T) {
