@@ -294,6 +294,9 @@ func (q *Queue) Stream() string { return q.cfg.Stream }
 // updates their limits to the configuration. A stream of that name with
 // another retention (not made by a pipeline) is an error that says so.
 func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error {
+	if err := q.checkDeadMaxBytes(js.Conn().MaxPayload()); err != nil {
+		return err
+	}
 	q.ensure.Lock()
 	defer q.ensure.Unlock()
 	q.c.mu.Lock()
@@ -357,6 +360,27 @@ func (q *Queue) ensureStreams(ctx context.Context, js jetstream.JetStream) error
 	q.c.streams[q.cfg.Stream] = true
 	q.c.mu.Unlock()
 	return nil
+}
+
+// deadStoreRoom is what a stored dead letter takes besides its headers
+// and data, which max_payload bounds: its subject (at most 210 bytes) and
+// the file store's framing of a message (34 bytes), rounded up.
+const deadStoreRoom = 1 << 10
+
+// checkDeadMaxBytes refuses a dead_max_bytes below the largest dead letter:
+// one is cut to fit the server's max_payload (see publishDead), and the
+// stream stores it with its subject. Below that, JetStream drops each
+// dead letter as it stores it, or refuses it, and nothing says so. It is
+// checked at start because only the connection knows max_payload, which
+// the server's configuration sets.
+func (q *Queue) checkDeadMaxBytes(maxPayload int64) error {
+	least := maxPayload + deadStoreRoom
+	if q.cfg.DeadMaxBytes <= 0 || q.cfg.DeadMaxBytes >= least {
+		return nil
+	}
+	return &stage.FieldError{Field: "queue.dead_max_bytes", Err: fmt.Errorf(
+		"%d bytes is less than one dead letter of stream %s may take (%d: the server's max_payload, %d, and %d for its subject and framing), so each would be dropped as it is stored; set at least %d, or 0 for no limit",
+		q.cfg.DeadMaxBytes, deadStream(q.cfg.Stream), least, maxPayload, deadStoreRoom, least)}
 }
 
 // sameStream reports whether a stream's configuration (have, as the

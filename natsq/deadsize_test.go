@@ -3,6 +3,7 @@ package natsq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,9 +14,11 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq/internal/codec"
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -153,7 +156,9 @@ func TestDeadStreamHasAByteLimit(t *testing.T) {
 		t.Errorf("dead_max_bytes unset reads %d, want 1GiB", got)
 	}
 
-	srv := natstest.Start(t, natstest.Options{})
+	// A server taking messages of 4KiB at most, so that a limit of 8KiB
+	// holds a dead letter of any size (see TestDeadMaxBytesBelowADeadLetter).
+	srv := natstest.Start(t, natstest.Options{MaxPayload: 4 << 10})
 	js := natstest.JetStream(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -204,6 +209,61 @@ func TestDeadStreamHasAByteLimit(t *testing.T) {
 	if info.State.FirstSeq <= 1 || info.State.LastSeq != n {
 		t.Errorf("dead-letter stream holds sequences %d to %d; want the oldest dropped and the last of %d kept", info.State.FirstSeq, info.State.LastSeq, n)
 	}
+}
+
+// A dead_max_bytes below the largest dead letter is refused at start,
+// naming the stage and the key: dead_max_bytes: 100 made a stream that
+// dropped each dead letter as it stored it, and nothing said so. The
+// largest dead letter is the server's max_payload with the room its
+// subject takes, so a limit of that much is taken.
+func TestDeadMaxBytesBelowADeadLetter(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	cfg := Config{URL: srv.URL()}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	mp := natstest.JetStream(t, srv.URL()).Conn().MaxPayload()
+	start := func(stream string, limit int64) (consErr, pubErr error) {
+		qc := QueueConfig{Stream: stream, DeadMaxBytes: limit}
+		_, cons := engine.NewSourceStage(stage.Settings{Name: "store"}, NewClient(cfg, "test", nil).Queue("store", qc, port.Block, 64).Consumer(), nil)
+		if consErr = cons.Start(ctx); consErr == nil {
+			cons.Abort()
+			cons.Close()
+		}
+		q := NewClient(cfg, "test", nil).Queue("store", qc, port.Block, 64)
+		_, pub := engine.NewHandlerStage(stage.Settings{Name: "store"}, q.Publisher(), nil)
+		pubErr = pub.Start(ctx)
+		pub.CloseQueue()
+		pub.Wait()
+		pub.Close()
+		q.Wait()
+		return consErr, pubErr
+	}
+	for _, limit := range []int64{100, mp} {
+		consErr, pubErr := start("t_dmb_small", limit)
+		for side, err := range map[string]error{"consumer": consErr, "publisher": pubErr} {
+			var fe *stage.FieldError
+			if err == nil || !errors.As(err, &fe) || fe.Field != "queue.dead_max_bytes" || !strings.Contains(err.Error(), `stage "store"`) {
+				t.Errorf("dead_max_bytes %d: %s's Start: %v; want it refused, naming the stage and queue.dead_max_bytes", limit, side, err)
+			}
+		}
+	}
+	if n := streamMsgs(t, srv.URL(), "t_dmb_small_dead"); n != -1 {
+		t.Errorf("the dead-letter stream was made with a limit refused (it holds %d)", n)
+	}
+	for _, limit := range []int64{0, mp + deadStoreRoom} {
+		if consErr, pubErr := start(fmt.Sprintf("t_dmb_ok%d", limit), limit); consErr != nil || pubErr != nil {
+			t.Errorf("dead_max_bytes %d: consumer's Start: %v, publisher's: %v; want both started", limit, consErr, pubErr)
+		}
+	}
+	// The least limit taken holds the largest dead letter: a message of
+	// max_payload on the work subject, dead-lettered whole.
+	newSplit(t, srv.URL(), QueueConfig{Stream: "t_dmb_least", DeadMaxBytes: mp + deadStoreRoom}, stage.Settings{Batch: 8}, &sink{seen: map[string]int{}})
+	if _, err := natstest.JetStream(t, srv.URL()).Publish(ctx, subject("t_dmb_least"), make([]byte, mp-60)); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the message dead-lettered and kept", func() bool {
+		return streamMsgs(t, srv.URL(), "t_dmb_least_dead") == 1 && streamMsgs(t, srv.URL(), "t_dmb_least") == 0
+	})
 }
 
 // The dead-letter warning is logged at most once a second per stage:
