@@ -271,7 +271,8 @@ type Queue struct {
 	ensure sync.Mutex // serialises ensureStreams
 	bufs   codec.Pool // envelopes' buffers, publisher's and consumer's
 
-	deadLog logLimit // the dead-letter warnings of the stage, one a second
+	deadLog     logLimit // the dead-letter warnings of the stage, one a second
+	deadFailLog logLimit // the warnings that dead-lettering failed, one a second
 
 	st queueCounters
 }

@@ -68,10 +68,19 @@ func (c *consumer) deadLetters() {
 		e.mu.Unlock()
 		if err := c.publishDead(e, dead); err != nil {
 			if c.ctx.Err() == nil { // closing is no failure: the envelope comes back
-				q.log.Warn("nats: dead-lettering failed; the envelope comes back later",
-					zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err)))
 				q.st.deadErrors.Add(1)
 				q.st.deadFailed(errText(err), time.Now())
+				// At most a line a second, as for the dead letters: with
+				// the dead-letter stream away, every envelope holding a
+				// dead letter failed at each delivery, a line each.
+				// /stats and /metrics count every failure.
+				if ok, skipped := q.deadFailLog.allow(); ok {
+					fields := []zap.Field{zap.Uint64("stream_seq", e.streamSeq), zap.String("error", errText(err))}
+					if skipped > 0 {
+						fields = append(fields, zap.Uint64("not_logged", skipped))
+					}
+					q.log.Warn("nats: dead-lettering failed; the envelope comes back later", fields...)
+				}
 			}
 			e.nak(c.backoff(e.delivered, err))
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,6 +297,71 @@ func TestDeadLetterLogIsLimited(t *testing.T) {
 	}
 	if told > n {
 		t.Errorf("the warnings account for %d dead letters; %d were made", told, n)
+	}
+}
+
+// The warning that dead-lettering failed is logged at most once a second
+// per stage, as the dead-letter warning is: with the dead-letter stream
+// away, each delivery of an envelope holding a dead letter logged a line.
+// Held back (the limiter's second made endless), N failures log nothing;
+// once the second has passed, the next line says how many were not
+// logged.
+func TestDeadLetteringFailedLogIsLimited(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg := Config{URL: srv.URL()}
+	s := &sink{seen: map[string]int{}, fail: func(ev *stage.Event) error {
+		return stage.WithClass(errors.New("bad record"), stage.ErrInvalid)
+	}}
+	sp := newSplitClients(t, NewClient(cfg, "test", nil), NewClient(cfg, "test", zap.New(core)),
+		QueueConfig{Stream: "t_deadfail", EnvelopeEvents: 1, Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}, stage.Settings{Batch: 8}, s, nil)
+	js := natstest.JetStream(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	// A dead-letter stream that takes no message refuses each dead
+	// letter at once. (Deleted, each try took half a second, nats.go
+	// retrying when no stream answered.)
+	ds, err := js.Stream(ctx, "t_deadfail_dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := ds.CachedInfo().Config
+	dc.MaxMsgSize = 1
+	if _, err := js.UpdateStream(ctx, dc); err != nil {
+		t.Fatal(err)
+	}
+	q := sp.consQueue
+	failures := func() uint64 { return q.Stats().DeadErrors }
+	lines := func() []observer.LoggedEntry {
+		return logs.FilterMessage("nats: dead-lettering failed; the envelope comes back later").All()
+	}
+	// The limiter's second made endless: every failure is held back.
+	q.deadFailLog.next.Store(math.MaxInt64)
+	// An envelope each, so that the failures come from many at once.
+	const n = 20
+	a := newAcks(n)
+	sp.send(t, 1, n, a)
+	a.wait(t)
+	poll.Until(t, "failures", func() bool { return failures() >= n })
+	if got := len(lines()); got != 0 {
+		t.Fatalf("%d warnings for %d failures; want none while the limiter holds them back", got, failures())
+	}
+	q.deadFailLog.next.Store(0) // the second has passed
+	poll.Until(t, "the next warning", func() bool { return len(lines()) > 0 })
+	l := lines()[0]
+	skipped, _ := l.ContextMap()["not_logged"].(uint64)
+	if skipped < n {
+		t.Errorf("the warning after %d failures held back says %d were not logged", n, skipped)
+	}
+	told := uint64(0)
+	for _, l := range lines() {
+		told++
+		if skipped, ok := l.ContextMap()["not_logged"].(uint64); ok {
+			told += skipped
+		}
+	}
+	if f := failures(); told > f {
+		t.Errorf("the warnings account for %d failures; %d were counted", told, f)
 	}
 }
 
