@@ -204,7 +204,10 @@
 // protocol errors, logged at warn with the client's address at most once a
 // second; so does a 503 over max_requests, under the cause max_requests,
 // once per request (its body is not read, so its records are not counted
-// in nacks.busy). A request holds its body in memory, and its slot of
+// in nacks.busy). A 503 because the source is stopping, before the body
+// is read or as its reading is cut off, is counted alike, under the cause
+// shutting_down, but not logged: a stop refusing requests is expected. A
+// request holds its body in memory, and its slot of
 // max_requests, until its records are finished (also when its client has
 // gone away), so max_requests times max_body bounds the source's memory
 // (a body's buffer may reach twice max_body as it grows; besides it, a

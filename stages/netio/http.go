@@ -53,6 +53,13 @@ const (
 	// which counts records: its body was never read, so how many records
 	// it held is not known.
 	causeMaxRequests = "max_requests"
+	// causeShuttingDown is a request answered 503 because the source was
+	// stopping before its body was read (or while it was, cut off). It
+	// is no fault of the client, which sends the body again, but it is
+	// counted as a request over max_requests is, and for the same reason:
+	// per request, since how many records the body held is not known, so
+	// nacks.busy, which counts records, cannot hold it.
+	causeShuttingDown = "shutting_down"
 )
 
 // httpOptions are netio.http's configuration, read once from its

@@ -64,6 +64,17 @@ func (s *HTTPSource) busy(w http.ResponseWriter, msg string) {
 	s.reply(w, httpReply{status: http.StatusServiceUnavailable, Error: msg, header: http.Header{"Retry-After": {retryAfter}}})
 }
 
+// shuttingDown answers 503 with Retry-After, closing the connection, a
+// request refused because the source is stopping before its records were
+// taken, and counts it in protocol_errors (cause shutting_down, see
+// causeShuttingDown). It logs nothing: a stop refusing requests is
+// expected, and a line would take the second of the protocol errors' log.
+func (s *HTTPSource) shuttingDown(w http.ResponseWriter, msg string) {
+	s.cnt.protocolError(causeShuttingDown)
+	w.Header().Set("Connection", "close")
+	s.busy(w, msg)
+}
+
 // ServeHTTP takes one request: checks it, reads its body, makes an event
 // of each record, and answers once every one is finished.
 func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -72,8 +83,7 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Close is under way: a handler that wrote nothing would have
 		// net/http answer 200 OK, which reads as every record stored.
 		s.mu.Unlock()
-		w.Header().Set("Connection", "close")
-		s.busy(w, "shut down")
+		s.shuttingDown(w, "shut down")
 		return
 	}
 	s.handlers.Add(1)
@@ -103,8 +113,7 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusMethodNotAllowed, "POST NDJSON records, one per line")
 		return
 	case s.stopping.Load():
-		w.Header().Set("Connection", "close")
-		s.busy(w, "shutting down")
+		s.shuttingDown(w, "shutting down")
 		return
 	}
 	select {
@@ -123,8 +132,7 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	br := s.startBody(w, r)
 	if br == nil {
-		w.Header().Set("Connection", "close")
-		s.busy(w, "shutting down")
+		s.shuttingDown(w, "shutting down")
 		return
 	}
 	body, err := readBody(br, r.Header.Get("Content-Encoding"), s.opts.MaxBody)
@@ -137,8 +145,7 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err != nil && br.stopped.Load():
 		// StopInput cut it off: nothing of it is taken, and the client
 		// sends it again (to this server once it is back, or another).
-		w.Header().Set("Connection", "close")
-		s.busy(w, "shutting down")
+		s.shuttingDown(w, "shutting down")
 		return
 	case err != nil && br.stalled:
 		s.protocolError(r, causeBadRequest, fmt.Errorf("body stalled: nothing for %s", s.stall))
