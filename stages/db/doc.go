@@ -103,11 +103,13 @@
 // error or found its data or an index corrupted (class XX, which a
 // REINDEX or a repair clears), the role lost its right to write the table
 // (42501, but for a row-level security policy's refusal of a row, below),
-// or the table is missing (42P01: dropped or renamed, until it is made
+// the table is missing (42P01: dropped or renamed, until it is made
+// again), or a column it writes is (42703: dropped, until it is added
 // again). Failing the records then would fail records that are not at
 // fault: behind a NATS queue each would be dead-lettered once its
 // redeliveries were used up, with nothing to replay it. Other errors that
-// no row is to blame for (a column missing, 42703) fail the batch at once. A write that gets
+// no row is to blame for (a feature not supported) fail the batch at
+// once. A write that gets
 // no answer for write_timeout (statement_timeout + 5 s when that is set,
 // else 1 min; the wait for a connection included) is such a failure: its
 // connection is dropped and it is retried, so a silent network never
@@ -181,10 +183,10 @@
 // update; INCLUDE columns may follow). A mismatch is an error naming every
 // problem. While PostgreSQL is unreachable or cannot write for a while
 // (as under Failures) Start retries (on_start: retry) or fails at once
-// (on_start: fail). A permission refused (42501) or a relation missing
-// (42P01) fails Start at once under either: at start it is the
-// configuration's (a role never granted the schema), which retrying does
-// not clear. So does a role that may not write the columns the stage
+// (on_start: fail). A permission refused (42501), a relation missing
+// (42P01) or a column missing (42703) fails Start at once under either:
+// at start it is the configuration's (a role never granted the schema),
+// which retrying does not clear. So does a role that may not write the columns the stage
 // writes (INSERT on each; SELECT on the key, which ON CONFLICT reads,
 // under conflict: ignore; under conflict: update, UPDATE on each non-key
 // column and SELECT on each written one), which Start checks, since a table made elsewhere gives it

@@ -422,18 +422,19 @@ func (e *scrubbed) Unwrap() error { return e.err }
 
 // retryable reports whether Start may retry after err: the server is
 // unreachable or busy, not the configuration wrong. A permission refused
-// (42501) or a relation missing (42P01) is the configuration's at start
-// (a role never granted the schema or the table, a schema in table that
-// does not exist), and fails Start at once so that it shows; once the
-// stage runs, a right revoked or a table dropped under it is an outage
-// its operator clears, and writes retry it (transient).
+// (42501), a relation missing (42P01) or a column missing (42703) is the
+// configuration's at start (a role never granted the schema or the table,
+// a schema in table that does not exist, a column in columns the table
+// lacks), and fails Start at once so that it shows; once the stage runs,
+// a right revoked or a table or column dropped under it is an outage its
+// operator clears, and writes retry it (transient).
 func retryable(err error) bool {
 	var se *shapeError
 	if errors.As(err, &se) {
 		return false
 	}
 	switch sqlState(err) {
-	case "42501", "42P01":
+	case "42501", "42P01", "42703":
 		return false
 	}
 	return transient(err)

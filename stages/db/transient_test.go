@@ -47,6 +47,7 @@ func TestTransientCodes(t *testing.T) {
 		{pgErr("XX002", "index \"events_pkey\" contains unexpected zero page"), true},
 		{pgErr("42501", "permission denied for table events"), true},
 		{pgErr("42P01", "relation \"events\" does not exist"), true},
+		{pgErr("42703", "column \"body\" of relation \"events\" does not exist"), true},
 		// A row's fault: bisected, the row nacked.
 		{pgErr("42501", "new row violates row-level security policy for table \"events\""), false},
 		// The same from a server whose lc_messages is German: known by
@@ -59,7 +60,6 @@ func TestTransientCodes(t *testing.T) {
 		{pgErr("P0001", "refused by trigger"), false},
 		{pgErr("U0001", "refused by trigger"), false},
 		// Neither: the batch fails at once.
-		{pgErr("42703", "column \"body\" does not exist"), false},
 		{pgErr("0A000", "feature not supported"), false},
 		{pgErr("42P07", "relation \"_seda_load\" already exists"), false},
 	} {
@@ -152,6 +152,96 @@ func TestReadOnlyServerRetried(t *testing.T) {
 				t.Fatalf("the last try reported %v, want its success", got[len(got)-1])
 			}
 		})
+	}
+}
+
+// TestDroppedColumnRetried: a column the stage writes dropped while it
+// runs fails every write with 42703, which no record is to blame for. The
+// sink retries the batch as it does a table dropped (42P01), reporting
+// each failed try to the stage's health and finishing no event; once the
+// column is added again the batch commits and every event is acked once.
+// Before, the batch failed at the first try, and behind a NATS queue each
+// of its records was dead-lettered. An upsert goes through the load
+// table, made from the table's columns, which meets the drop too.
+func TestDroppedColumnRetried(t *testing.T) {
+	for _, c := range []struct{ name, method, conflict string }{
+		{"copy", "copy", "error"}, {"insert", "insert", "error"}, {"upsert", "copy", "update"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			admin := connect(t, dsn)
+			s := startSink(t, config(dsn, map[string]any{"method": c.method, "conflict": c.conflict}))
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 0, 10))
+
+			exec(t, admin, "ALTER TABLE events DROP COLUMN body")
+			var attempts attemptLog
+			done := make(chan error, 1)
+			go func() {
+				done <- s.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batchOf(rec, 10, 510), nil)
+			}()
+			poll.Until(t, "two tries to fail on the dropped column", func() bool {
+				select {
+				case err := <-done:
+					t.Fatalf("Handle returned while the column was dropped: %v", err)
+				default:
+				}
+				n := 0
+				for _, err := range attempts.get() {
+					if err != nil && strings.Contains(err.Error(), "SQLSTATE 42703") {
+						n++
+					}
+				}
+				return n >= 2
+			})
+			if acked, nacked := rec.results(); acked != 10 || len(nacked) != 0 {
+				t.Fatalf("while the column was dropped: acked %d (want the 10 before), nacked %v", acked, nacked)
+			}
+			exec(t, admin, "ALTER TABLE events ADD COLUMN body jsonb")
+			if err := <-done; err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			if acked, nacked := rec.results(); acked != 510 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			if n := count(t, admin, "SELECT count(*) FROM events WHERE body IS NOT NULL"); n != 500 {
+				t.Fatalf("%d rows with a body, want the 500 written after the column came back", n)
+			}
+			if got := attempts.get(); got[len(got)-1] != nil {
+				t.Fatalf("the last try reported %v, want its success", got[len(got)-1])
+			}
+		})
+	}
+}
+
+// TestStartColumnMissingFailsAtOnce: a column the stage writes missing
+// at Start is the configuration's, and fails Start at once, under
+// on_start: retry too, though writes retry a 42703.
+func TestStartColumnMissingFailsAtOnce(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	admin := connect(t, dsn)
+	exec(t, admin, "CREATE TABLE events (id bigint PRIMARY KEY)")
+	s := newSink(t, config(dsn, map[string]any{"create": false}), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var retried error
+	health := healthFunc(func(err error) {
+		if err != nil && retried == nil {
+			retried = err
+			cancel()
+		}
+	})
+	err := s.Start(context.WithValue(ctx, track.HealthKey{}, health))
+	switch {
+	case retried != nil:
+		t.Fatalf("Start retried a column missing: %v", retried)
+	case err == nil || !strings.Contains(err.Error(), `column "body" is missing`):
+		t.Fatalf("Start returned %v, want the column missing", err)
+	}
+	if retryable(&pgconn.PgError{Code: "42703"}) {
+		t.Fatal("retryable(42703) = true, want Start to fail at once on it")
 	}
 }
 

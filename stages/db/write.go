@@ -130,12 +130,12 @@ func (r *rows) reset(ncols int, insert bool) {
 // the batch may be written in one COPY together with other workers'
 // batches (group.go). While PostgreSQL is unreachable, asks for a retry
 // or cannot write for a reason no row is to blame for (class 08, 57P01,
-// 40001, 25006 read-only, class 53, the table dropped, ...: transient)
-// the part of the batch not yet committed is retried with backoff. Handle
-// returns an error, leaving the events not yet finished to the stage
-// runtime, when ctx ends (ctx.Err()), when retry.max is used up, or when
-// PostgreSQL fails the batch with an error that is neither a row's nor
-// transient (a column missing, a feature not supported).
+// 40001, 25006 read-only, class 53, the table or a column dropped, ...:
+// transient) the part of the batch not yet committed is retried with
+// backoff. Handle returns an error, leaving the events not yet finished to
+// the stage runtime, when ctx ends (ctx.Err()), when retry.max is used
+// up, or when PostgreSQL fails the batch with an error that is neither a
+// row's nor transient (a feature not supported).
 func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	if s.pool == nil {
 		return errors.New("db.postgres: Handle called before Start")
@@ -719,10 +719,17 @@ const pgClasses = "00 01 02 03 08 09 0A 0B 0F 0L 0P 0Z 20 21 22 23 24 25 26 27 2
 // XX000, and XX001 and XX002, which a REINDEX or a repair clears, and which
 // no row of the batch is to blame for any more than for XX000); the role
 // may not write the table (42501, other than a row-level security
-// policy's refusal of a row: rowError) until a GRANT; or the table is
+// policy's refusal of a row: rowError) until a GRANT; the table is
 // missing (42P01: dropped or renamed, until it is made again; the load
 // table going missing is met in copy, which writes again with one made in
-// the transaction, so a 42P01 that gets here is the table's).
+// the transaction, so a 42P01 that gets here is the table's); or a column
+// the stage writes is missing (42703: dropped, until it is added again).
+// A 42703 is never one row's fault: the statements name only the
+// configured columns, of the table and of the load table made from it,
+// and under version the stored row's version column, so every row of
+// every batch meets it alike, and failing the batch would fail them all.
+// Start checked those columns were there, and fails at once on one
+// missing (retryable), so a 42703 here is a column that went away since.
 func transient(err error) bool {
 	code := sqlState(err)
 	switch {
@@ -739,7 +746,7 @@ func transient(err error) bool {
 		return true
 	}
 	switch code {
-	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014", "25006", "42P01":
+	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014", "25006", "42P01", "42703":
 		return true
 	case "42501":
 		return !rowError(err)
