@@ -648,6 +648,47 @@ func TestRowSecurityRefusesItsRowOnly(t *testing.T) {
 	}
 }
 
+// TestViewCheckOptionRefusesItsRowOnly: written through a view with WITH
+// CHECK OPTION (method insert; PostgreSQL runs no COPY into a view, and
+// method copy is refused at Start), a row outside the view is refused
+// (44000) alone, with PostgreSQL's message, and the others are stored.
+// Before, the batch failed whole with one reason naming no record.
+func TestViewCheckOptionRefusesItsRowOnly(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	db := connect(t, dsn)
+	exec(t, db, "CREATE TABLE events (id bigint PRIMARY KEY, code text, body jsonb)")
+	exec(t, db, "CREATE VIEW ok_events AS SELECT * FROM events WHERE code <> 'bad' WITH CHECK OPTION")
+	s := startSink(t, config(dsn, map[string]any{"create": false, "method": "insert", "table": "ok_events", "key": nil,
+		"columns": [][2]string{{"id", "id"}, {"code", "code"}, {"body", "$"}}}))
+	rec := &recorder{}
+	bad := map[uint64]bool{3: true, 50: true, 99: true}
+	var batch []*stage.Event
+	for i := range 100 {
+		code := "ok"
+		if bad[uint64(i)] {
+			code = "bad"
+		}
+		batch = append(batch, record(rec, uint64(i), i, map[string]any{"code": code}))
+	}
+	handle(t, s, batch)
+	acked, nacked := rec.results()
+	if acked != 97 || len(nacked) != 3 {
+		t.Fatalf("acked %d, nacked %v; want the 3 outside the view nacked", acked, nacked)
+	}
+	for seq, err := range nacked {
+		want := fmt.Sprintf(`stage "store": record %d refused: ERROR: new row violates check option for view "ok_events"`, seq)
+		if !bad[seq] || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "(SQLSTATE 44000)") {
+			t.Errorf("record %d nacked with %v; want only 3, 50 and 99, refused by the view's check", seq, err)
+		}
+	}
+	if n := count(t, db, "SELECT count(*) FROM events WHERE code = 'ok'"); n != 97 {
+		t.Fatalf("%d rows stored, want 97", n)
+	}
+	if n := count(t, db, "SELECT count(*) FROM events"); n != 97 {
+		t.Fatalf("%d rows in the table, want the 97 inside the view", n)
+	}
+}
+
 // One row PostgreSQL refuses, and one value that cannot convert, in a
 // batch of 100: only those two are nacked.
 func TestBadRowsAreIsolated(t *testing.T) {

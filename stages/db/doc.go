@@ -142,7 +142,8 @@
 // message, e.g. `ERROR: value too long for type character varying(5)
 // (SQLSTATE 22001)`, and the rest are committed. These refusals are
 // bisected: classes 22 (data exception) and 23 (integrity constraint
-// violation); 54000 (a row too large for an index) and 54001 (a value
+// violation); class 44 (a row outside the view it is written through,
+// which has WITH CHECK OPTION: method insert writes into a view); 54000 (a row too large for an index) and 54001 (a value
 // nested too deeply); a PL/pgSQL trigger's error (class P0: RAISE
 // EXCEPTION, SELECT INTO STRICT finding no row or several, a failed
 // ASSERT); a SQLSTATE of a class PostgreSQL does not define (a trigger's

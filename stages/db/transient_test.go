@@ -56,6 +56,7 @@ func TestTransientCodes(t *testing.T) {
 			Message: "neue Zeile verletzt Policy für Sicherheit auf Zeilenebene für Tabelle »events«"}), false},
 		{pgErr("22001", "value too long for type character varying(5)"), false},
 		{pgErr("23505", "duplicate key value violates unique constraint"), false},
+		{pgErr("44000", "new row violates check option for view \"ok_events\""), false},
 		{pgErr("54000", "index row size exceeds maximum"), false},
 		{pgErr("P0001", "refused by trigger"), false},
 		{pgErr("U0001", "refused by trigger"), false},

@@ -662,6 +662,9 @@ func sqlState(err error) string {
 
 // rowError reports whether err is PostgreSQL refusing some row: a data
 // exception (class 22), an integrity constraint violation (class 23), a
+// row outside the view it is written through (class 44, a WITH CHECK
+// OPTION violation: method insert writes into a view PostgreSQL can
+// update, and the view's condition is checked on each new row), a
 // row too large for an index (54000), a value nested too deeply to parse
 // (54001: "stack depth limit exceeded", a JSON document of thousands of
 // levels), an error in a PL/pgSQL trigger (class P0: RAISE EXCEPTION's
@@ -682,7 +685,7 @@ func rowError(err error) bool {
 	}
 	code, class := pe.Code, pe.Code[:2]
 	switch {
-	case class == "22" || class == "23" || class == "P0" || !strings.Contains(pgClasses, class):
+	case class == "22" || class == "23" || class == "44" || class == "P0" || !strings.Contains(pgClasses, class):
 		return true
 	case code == "54000" || code == "54001" || code == "21000":
 		return true
