@@ -648,6 +648,73 @@ func TestRowSecurityRefusesItsRowOnly(t *testing.T) {
 	}
 }
 
+// TestRowSecurityRefusesCopyAtStart: PostgreSQL refuses COPY FROM into a
+// table whose row-level security applies to the role, so method copy
+// (without conflict: update, whose COPY goes into the load table) fails
+// Start at once, saying to set method: insert; before, Start passed and
+// every batch failed with 0A000. Method insert starts and writes there.
+// Row-level security does not apply to the table's owner unless it is
+// FORCE ROW LEVEL SECURITY, and method copy starts and writes for one.
+func TestRowSecurityRefusesCopyAtStart(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	admin := connect(t, dsn)
+	role, roleDSN := newRole(t, admin, dsn, "s_")
+	exec(t, admin, "CREATE TABLE events (id bigint PRIMARY KEY, body jsonb)")
+	exec(t, admin, "GRANT ALL ON events TO "+role)
+	exec(t, admin, "ALTER TABLE events ENABLE ROW LEVEL SECURITY")
+	exec(t, admin, "CREATE POLICY all_rows ON events USING (true) WITH CHECK (true)")
+	start := func(over map[string]any) (*Sink, error) {
+		t.Helper()
+		over["create"] = false
+		s := newSink(t, config(roleDSN, over), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var retried error
+		health := healthFunc(func(err error) {
+			if err != nil && retried == nil {
+				retried = err
+				cancel()
+			}
+		})
+		err := s.Start(context.WithValue(ctx, track.HealthKey{}, health))
+		if retried != nil {
+			t.Fatalf("Start retried: %v", retried)
+		}
+		return s, err
+	}
+	refused := func(what string, over map[string]any) {
+		t.Helper()
+		_, err := start(over)
+		if err == nil || !strings.Contains(err.Error(), `table "events" has row-level security`) ||
+			!strings.Contains(err.Error(), "set method: insert") {
+			t.Fatalf("%s: Start returned %v, want it refused for row-level security, saying to set method: insert", what, err)
+		}
+	}
+	writes := func(what string, over map[string]any, from int) {
+		t.Helper()
+		s, err := start(over)
+		if err != nil {
+			t.Fatalf("%s: Start: %v", what, err)
+		}
+		rec := &recorder{}
+		handle(t, s, batchOf(rec, from, from+10))
+		if acked, nacked := rec.results(); acked != 10 || len(nacked) != 0 {
+			t.Fatalf("%s: acked %d, nacked %v; want 10 acked", what, acked, nacked)
+		}
+		if n := count(t, admin, "SELECT count(*) FROM events WHERE id >= $1 AND id < $2", from, from+10); n != 10 {
+			t.Fatalf("%s: %d rows stored, want 10", what, n)
+		}
+	}
+	refused("copy", map[string]any{"method": "copy"})
+	refused("copy, conflict: ignore", map[string]any{"method": "copy", "conflict": "ignore"})
+	writes("insert", map[string]any{"method": "insert"}, 0)
+
+	exec(t, admin, "ALTER TABLE events OWNER TO "+role)
+	writes("copy by the owner", map[string]any{"method": "copy"}, 10)
+	exec(t, admin, "ALTER TABLE events FORCE ROW LEVEL SECURITY")
+	refused("copy by the owner, FORCE ROW LEVEL SECURITY", map[string]any{"method": "copy"})
+}
+
 // TestViewCheckOptionRefusesItsRowOnly: written through a view with WITH
 // CHECK OPTION (method insert; PostgreSQL runs no COPY into a view, and
 // method copy is refused at Start), a row outside the view is refused

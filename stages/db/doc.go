@@ -192,7 +192,12 @@
 // under conflict: ignore; under conflict: update, UPDATE on each non-key
 // column and SELECT on each written one), which Start checks, since a table made elsewhere gives it
 // nothing else to try them with; a column's sequence it may not use is
-// found by the first write, and retried.
+// found by the first write, and retried. So does method copy (but for
+// conflict: update, whose COPY goes into its load table) into a table
+// whose row-level security applies to the role (enabled, and the role
+// neither its owner, unless FORCE ROW LEVEL SECURITY, nor BYPASSRLS):
+// PostgreSQL refuses COPY FROM there (0A000), and the error says to set
+// method: insert; the method is not switched behind the configuration.
 //
 // The DSN's password never reaches a log or an error: see stage.Redact.
 package db

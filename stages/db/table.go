@@ -141,6 +141,9 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := s.checkPrivileges(ctx, pool, tbl); err != nil {
 		return err
 	}
+	if err := s.checkRowSecurity(ctx, pool, tbl); err != nil {
+		return err
+	}
 
 	// The binary format when every column has one here: values go in
 	// as the bytes they are (no escaping) and PostgreSQL parses less.
@@ -465,4 +468,34 @@ func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl stri
 	}
 	return fmt.Errorf("table %s: %w", tbl, &pgconn.PgError{Severity: "ERROR", Code: "42501",
 		Message: "the role may not write the columns it would write: it lacks " + strings.Join(missing, "; ")})
+}
+
+// checkRowSecurity fails Start when the sink would COPY straight into a
+// table whose row-level security applies to the role: PostgreSQL refuses
+// COPY FROM there (0A000, "COPY FROM not supported with row-level
+// security"), so every batch would fail. Only method copy without
+// conflict: update sends that COPY (conflict: ignore's first try does
+// too); an upsert COPYs into its load table, which has no policies, and
+// INSERTs from there, as method insert does, under the table's policies.
+// The method is not switched behind the configuration's back: the error
+// says what to set.
+//
+// row_security_active is the test PostgreSQL's COPY itself makes
+// (check_enable_rls): the table has row-level security enabled, and the
+// role neither bypasses it (a superuser, BYPASSRLS) nor owns the table
+// (as a member of its owner too) unless it is FORCE ROW LEVEL SECURITY.
+func (s *Sink) checkRowSecurity(ctx context.Context, pool *pgxpool.Pool, tbl string) error {
+	if s.insert || s.update {
+		return nil
+	}
+	var active bool
+	if err := pool.QueryRow(ctx, "SELECT row_security_active($1::regclass)", tbl).Scan(&active); err != nil {
+		return s.scrub(err)
+	}
+	if !active {
+		return nil
+	}
+	return &shapeError{fmt.Sprintf("table %s has row-level security that applies to the role the stage connects as, "+
+		"and PostgreSQL refuses COPY FROM into such a table (0A000): set method: insert, "+
+		"whose INSERTs PostgreSQL runs under the table's policies", tbl)}
 }
