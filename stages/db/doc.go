@@ -187,17 +187,21 @@
 // (on_start: fail). A permission refused (42501), a relation missing
 // (42P01) or a column missing (42703) fails Start at once under either:
 // at start it is the configuration's (a role never granted the schema),
-// which retrying does not clear. So does a role that may not write the columns the stage
-// writes (INSERT on each; SELECT on the key, which ON CONFLICT reads,
-// under conflict: ignore; under conflict: update, UPDATE on each non-key
-// column and SELECT on each written one), which Start checks, since a table made elsewhere gives it
-// nothing else to try them with; a column's sequence it may not use is
-// found by the first write, and retried. So does method copy (but for
-// conflict: update, whose COPY goes into its load table) into a table
-// whose row-level security applies to the role (enabled, and the role
-// neither its owner, unless FORCE ROW LEVEL SECURITY, nor BYPASSRLS):
-// PostgreSQL refuses COPY FROM there (0A000), and the error says to set
-// method: insert; the method is not switched behind the configuration.
+// which retrying does not clear. So does a role that may not write the
+// columns the stage writes (INSERT on each; SELECT on the key, which ON
+// CONFLICT reads, under conflict: ignore; under conflict: update, UPDATE
+// on each non-key column and SELECT on each written one) or may not take
+// values from the sequence of a column it does not write whose default
+// calls nextval (a serial column: USAGE on the sequence, which the error
+// gives the GRANT for; an identity column needs none), which Start
+// checks, since a table made elsewhere gives it nothing else to try them
+// with: found by the writes, they were retried as an outage until the
+// grant. So does method copy (but for conflict: update, whose COPY goes
+// into its load table) into a table whose row-level security applies to
+// the role (enabled, and the role neither its owner, unless FORCE ROW
+// LEVEL SECURITY, nor BYPASSRLS): PostgreSQL refuses COPY FROM there
+// (0A000), and the error says to set method: insert; the method is not
+// switched behind the configuration.
 //
 // The DSN's password never reaches a log or an error: see stage.Redact.
 package db

@@ -433,6 +433,15 @@ func kindOf(typname string) valueKind {
 // the stage runs is, so that what it holds waits for the grant), and a
 // table made elsewhere (create: false) gave Start nothing else to stumble
 // on.
+//
+// A column the sink does not write gets its default, and a default that
+// calls nextval (a serial column's) needs USAGE or UPDATE on its sequence,
+// which PostgreSQL checks as the row is made: without it every write was
+// refused with 42501 and retried until the grant. Those sequences are
+// checked too: the ones a default depends on (pg_depend: nextval of a
+// regclass, as serial writes it) when the default calls nextval. An
+// identity column needs no right on its sequence (PostgreSQL takes its
+// values without checking), and has no default there.
 func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl string) error {
 	var ins, upd, sel []string
 	for i, c := range s.cols {
@@ -453,6 +462,31 @@ func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl stri
 	if err := pool.QueryRow(ctx, q, tbl, ins, upd, sel).Scan(&noIns, &noUpd, &noSel); err != nil {
 		return s.scrub(err)
 	}
+	// The CASE keeps has_sequence_privilege from the relations that are
+	// not sequences (the table, which a default depends on too): the
+	// planner may test a condition before the joins that would rule them
+	// out, and it fails on one that is not a sequence.
+	const seqQ = `SELECT a.attname::text, q.oid::regclass::text, quote_ident(current_user)
+		FROM pg_attrdef ad
+		JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum AND NOT a.attisdropped
+		JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+		JOIN pg_class q ON q.oid = d.refobjid AND q.relkind = 'S'
+		WHERE ad.adrelid = $1::regclass AND a.attname <> ALL($2::text[])
+		AND pg_get_expr(ad.adbin, ad.adrelid) LIKE '%nextval(%'
+		AND CASE WHEN q.relkind = 'S' THEN NOT has_sequence_privilege(q.oid, 'USAGE, UPDATE') END
+		ORDER BY a.attnum, 2`
+	var seqs []string
+	rows, err := pool.Query(ctx, seqQ, tbl, ins)
+	if err != nil {
+		return s.scrub(err)
+	}
+	var col, seq, role string
+	if _, err := pgx.ForEachRow(rows, []any{&col, &seq, &role}, func() error {
+		seqs = append(seqs, fmt.Sprintf("USAGE on sequence %s, which the default of column %s (not written) takes values from (GRANT USAGE ON SEQUENCE %s TO %s)", seq, col, seq, role))
+		return nil
+	}); err != nil {
+		return s.scrub(err)
+	}
 	var missing []string
 	if len(noIns) > 0 {
 		missing = append(missing, "INSERT on "+strings.Join(noIns, ", "))
@@ -463,11 +497,12 @@ func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl stri
 	if len(noSel) > 0 {
 		missing = append(missing, "SELECT on "+strings.Join(noSel, ", ")+" (read by ON CONFLICT)")
 	}
+	missing = append(missing, seqs...)
 	if len(missing) == 0 {
 		return nil
 	}
 	return fmt.Errorf("table %s: %w", tbl, &pgconn.PgError{Severity: "ERROR", Code: "42501",
-		Message: "the role may not write the columns it would write: it lacks " + strings.Join(missing, "; ")})
+		Message: "the role may not write the rows it would write: it lacks " + strings.Join(missing, "; ")})
 }
 
 // checkRowSecurity fails Start when the sink would COPY straight into a

@@ -246,6 +246,67 @@ func TestStartColumnMissingFailsAtOnce(t *testing.T) {
 	}
 }
 
+// TestStartChecksSequenceUsage: a serial column the sink does not write
+// takes its value from nextval, which PostgreSQL refuses (42501) to a role
+// without USAGE on the sequence. Start fails at once, naming the column,
+// the sequence and the GRANT; before, Start passed and every write was
+// refused and retried until the grant. An identity column needs no right
+// on its sequence (PostgreSQL 15 takes its values unchecked), nor does a
+// serial column the sink writes itself.
+func TestStartChecksSequenceUsage(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	admin := connect(t, dsn)
+	role, roleDSN := newRole(t, admin, dsn, "q_")
+	exec(t, admin, "CREATE TABLE items (n bigserial PRIMARY KEY, id bigint, body jsonb, m bigint GENERATED ALWAYS AS IDENTITY)")
+	exec(t, admin, "GRANT INSERT ON items TO "+role)
+	start := func(over map[string]any) (*Sink, error) {
+		t.Helper()
+		over["create"], over["table"], over["key"] = false, "items", nil
+		s := newSink(t, config(roleDSN, over), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var retried error
+		health := healthFunc(func(err error) {
+			if err != nil && retried == nil {
+				retried = err
+				cancel()
+			}
+		})
+		err := s.Start(context.WithValue(ctx, track.HealthKey{}, health))
+		if retried != nil {
+			t.Fatalf("Start retried: %v", retried)
+		}
+		return s, err
+	}
+	for _, method := range methods {
+		_, err := start(map[string]any{"method": method})
+		want := "USAGE on sequence items_n_seq, which the default of column n (not written) takes values from (GRANT USAGE ON SEQUENCE items_n_seq TO " + role + ")"
+		if sqlState(err) != "42501" || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "items_m_seq") {
+			t.Fatalf("%s: Start returned %v; want 42501 saying the role lacks %s, and nothing of the identity column's sequence", method, err, want)
+		}
+	}
+	// Writing n itself, the role needs no right on its sequence.
+	if _, err := start(map[string]any{"columns": [][2]string{{"n", "id"}, {"id", "id"}, {"body", "$"}}}); err != nil {
+		t.Fatalf("Start writing the serial column: %v", err)
+	}
+
+	exec(t, admin, "GRANT USAGE ON SEQUENCE items_n_seq TO "+role)
+	for i, method := range methods {
+		s, err := start(map[string]any{"method": method})
+		if err != nil {
+			t.Fatalf("%s: Start after the grant: %v", method, err)
+		}
+		rec := &recorder{}
+		handle(t, s, batchOf(rec, 100*i, 100*i+10))
+		if acked, nacked := rec.results(); acked != 10 || len(nacked) != 0 {
+			t.Fatalf("%s: acked %d, nacked %v; want 10 acked", method, acked, nacked)
+		}
+	}
+	if n := count(t, admin, "SELECT count(*) FROM items WHERE id < 1000 AND n IS NOT NULL AND m IS NOT NULL"); n != 20 {
+		t.Fatalf("%d rows stored with both sequences' values, want 20", n)
+	}
+}
+
 // healthFunc stands in for a stage's health, calling f at each attempt
 // reported.
 type healthFunc func(error)
