@@ -206,7 +206,9 @@
 // once per request (its body is not read, so its records are not counted
 // in nacks.busy). A 503 because the source is stopping, before the body
 // is read or as its reading is cut off, is counted alike, under the cause
-// shutting_down, but not logged: a stop refusing requests is expected. A
+// shutting_down, but not logged: a stop refusing requests is expected;
+// one whose body was read as StopInput came has its records counted in
+// nacks.busy instead, as a body admission control refuses has. A
 // request holds its body in memory, and its slot of
 // max_requests, until its records are finished (also when its client has
 // gone away), so max_requests times max_body bounds the source's memory

@@ -119,3 +119,7 @@ func HTTPReading(s *HTTPSource) int {
 // SetWaiting makes s call f with each request as it starts waiting for its
 // records to finish, before Start.
 func SetWaiting(s *HTTPSource, f func(*http.Request)) { s.waiting = f }
+
+// SetBodyRead makes s call f with each request whose body it has read,
+// before it makes the request's records into events.
+func SetBodyRead(s *HTTPSource, f func(*http.Request)) { s.bodyRead = f }

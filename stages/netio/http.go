@@ -167,6 +167,7 @@ type HTTPSource struct {
 	slots    chan struct{}            // max_requests
 	stall    time.Duration            // httpStallTimeout; tests shorten it
 	waiting  func(*http.Request)      // nil; tests see a request waiting for its records
+	bodyRead func(*http.Request)      // nil; tests see a request whose body was read
 	reading  map[*bodyReader]struct{} // under mu: bodies being read, which StopInput cuts
 	stopping atomic.Bool
 	nextReq  atomic.Uint64

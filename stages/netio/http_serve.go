@@ -166,6 +166,9 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if s.bodyRead != nil {
+		s.bodyRead(r)
+	}
 	s.serveRecords(w, r, body)
 }
 
@@ -196,7 +199,11 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, body [
 	origin := stage.Origin{To: req, Key: s.nextReq.Add(1)}
 	s.mu.Lock()
 	if s.stopped {
+		// StopInput came after the body was read: none of its records
+		// is taken. They are known here, so they are counted as the
+		// admission refusal's are, in nacks.busy.
 		s.mu.Unlock()
+		s.cnt.nackClassN(stage.ClassBusy, uint64(events))
 		s.busy(w, "shutting down")
 		return
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stats"
 )
 
 // A forced stop (Drain's deadline passed, then Close) answers every
@@ -146,5 +148,38 @@ func TestTCPForcedStopAbortedSinkIsBusy(t *testing.T) {
 	poll.Until(t, "record 1 answered", func() bool { return c.Acked() >= 1 })
 	if n := c.Nacks(); len(n) != 1 || n[0] != (wire.Reply{Nack: true, N: 1, Reason: "busy"}) {
 		t.Fatalf("nacks %v, want `nack 1 busy`", n)
+	}
+}
+
+// A request whose body was read as StopInput came is answered 503 with
+// Retry-After, none of its records taken, and its records are counted in
+// nacks.busy, as those of a body admission control refuses are: they are
+// known by then. They were counted nowhere.
+func TestHTTPStoppedAfterBodyCountedBusy(t *testing.T) {
+	src, err := newSource(netio.HTTPKind, listening(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := src.(*netio.HTTPSource)
+	netio.SetBodyRead(hs, func(*http.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if err := hs.StopInput(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	r := startRig(t, src, stage.Settings{Name: "in", Kind: netio.HTTPKind, Workers: 1, Concurrency: 1, Capacity: 64},
+		stage.Settings{Workers: 1}, nil)
+	c := &http.Client{Timeout: wait}
+	a := post(t, c, "http://"+hs.Addr().String()+"/", []byte("{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n"), nil)
+	if a.status != http.StatusServiceUnavailable || a.retryAfter == "" {
+		t.Fatalf("a body read as the source stopped got %d (Retry-After %q), error %q; want 503 with Retry-After",
+			a.status, a.retryAfter, a.Error)
+	}
+	if got := r.in.Stage().Stats().Source.Nacks; got != (stats.Nacks{Busy: 3}) {
+		t.Errorf("nacks %+v, want its 3 records busy", got)
+	}
+	if got := r.payloads(); len(got) != 0 {
+		t.Errorf("records of a body refused for the stop were taken: %q", got)
 	}
 }
