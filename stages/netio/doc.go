@@ -222,8 +222,9 @@
 // answers 503 to requests still coming; Drain waits until every request
 // taken is answered. A forced stop (Close once Drain's deadline has
 // passed) answers the requests still waiting for their records 503 with
-// Retry-After (the records are left for their clients to resend), and
-// gives those answers up to a second to be written before it closes
+// Retry-After (the records are left for their clients to resend, and
+// those not finished yet are counted in nacks.busy, once), and gives
+// those answers up to a second to be written before it closes
 // every connection.
 //
 // # TLS

@@ -238,6 +238,12 @@ func (s *HTTPSource) serveRecords(w http.ResponseWriter, r *http.Request, body [
 	select {
 	case <-req.done:
 	case <-s.ctx.Done():
+		// A forced stop: the records not finished yet are given up,
+		// and the client is told to send them again. Most will never
+		// be finished (the stop left them queued), so no Complete
+		// would count them: they are counted here, busy, and a
+		// Complete that still comes for one counts nothing.
+		s.cnt.nackClassN(stage.ClassBusy, uint64(req.abandon()))
 		s.busy(w, "shut down before the records were finished")
 		return
 	}
@@ -280,25 +286,36 @@ func (s *HTTPSource) protocolError(r *http.Request, cause string, err error) {
 // refused records' numbers and reasons (an acked record costs nothing)
 // and signals when the last one is finished.
 type httpRequest struct {
-	s       *HTTPSource
-	mu      sync.Mutex
-	nacks   []httpNack        // in the order refused
-	reasons map[string]string // the reasons given, each kept once
-	busy    bool              // some record was refused busy
-	left    int
-	done    chan struct{}
+	s         *HTTPSource
+	mu        sync.Mutex
+	nacks     []httpNack        // in the order refused
+	reasons   map[string]string // the reasons given, each kept once
+	busy      bool              // some record was refused busy
+	abandoned bool              // answered 503 by a forced stop (abandon)
+	left      int
+	done      chan struct{}
 }
 
 func (q *httpRequest) Complete(ev *stage.Event, err error) {
-	if err != nil {
-		q.s.cnt.nack(err)
-		q.refused(int(ev.Seq), wireReason(err), stage.ErrorClass(err))
-	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if err != nil && !q.abandoned {
+		q.s.cnt.nack(err)
+		q.refusedLocked(int(ev.Seq), wireReason(err), stage.ErrorClass(err))
+	}
 	if q.left--; q.left == 0 {
 		close(q.done)
 	}
+}
+
+// abandon gives up the records of the request not finished yet, as a
+// forced stop answers it 503, and returns how many they are: the caller
+// counts them busy, so a Complete that comes for one later counts nothing.
+func (q *httpRequest) abandon() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.abandoned = true
+	return q.left
 }
 
 // maxReasons is how many distinct reasons a request keeps one copy of;
@@ -317,6 +334,11 @@ const maxReasons = 64
 func (q *httpRequest) refused(rec int, why, class string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.refusedLocked(rec, why, class)
+}
+
+// refusedLocked is refused, called with q.mu held.
+func (q *httpRequest) refusedLocked(rec int, why, class string) {
 	if kept, ok := q.reasons[why]; ok {
 		why = kept
 	} else if len(q.reasons) < maxReasons {

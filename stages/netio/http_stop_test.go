@@ -183,3 +183,48 @@ func TestHTTPStoppedAfterBodyCountedBusy(t *testing.T) {
 		t.Errorf("records of a body refused for the stop were taken: %q", got)
 	}
 }
+
+// A forced stop that answers a request 503 before its records are
+// finished counts those records in nacks.busy: the stop leaves them
+// unfinished (queued ones are never finished), so no Complete counts
+// them. One finished after the answer is not counted again, here as a
+// sink that ignores its ctx finishes both busy once released. They were
+// counted nowhere.
+func TestHTTPForcedStopCountsUnfinishedBusy(t *testing.T) {
+	gate := make(chan struct{})
+	r, src := newHTTPRig(t, nil, stage.Settings{Workers: 1, Concurrency: 1, Batch: 1},
+		func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+			<-gate // ignores ctx: holds its record past the stop
+			stage.DoneAll(b, stage.ErrBusy)
+			return nil
+		})
+	r.gate = gate // the rig's cleanup opens it, should the test fail early
+	c := &http.Client{Timeout: wait}
+	got := make(chan answer, 1)
+	go func() { got <- post(t, c, "http://"+src.Addr().String()+"/", []byte("{\"n\":1}\n{\"n\":2}\n"), nil) }()
+	poll.Until(t, "both records handed on", func() bool { return r.in.Stage().Stats().Out == 2 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := src.StopInput(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := src.Drain(ctx); err == nil {
+		t.Fatal("Drain with its records held returned no error")
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.status != http.StatusServiceUnavailable || a.retryAfter == "" {
+		t.Fatalf("got %d (Retry-After %q) error %q; want 503 with Retry-After", a.status, a.retryAfter, a.Error)
+	}
+	if n := r.in.Stage().Stats().Source.Nacks; n != (stats.Nacks{Busy: 2}) {
+		t.Errorf("nacks %+v at the forced stop's 503, want its 2 unfinished records busy", n)
+	}
+	close(gate)
+	poll.Until(t, "the records finished", func() bool { return r.in.Stage().InFlight() == 0 })
+	if n := r.in.Stage().Stats().Source.Nacks; n != (stats.Nacks{Busy: 2}) {
+		t.Errorf("nacks %+v once the records finished busy after the 503, want them counted once: busy 2", n)
+	}
+}
