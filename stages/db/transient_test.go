@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -59,6 +60,10 @@ func TestTransientCodes(t *testing.T) {
 		{pgErr("44000", "new row violates check option for view \"ok_events\""), false},
 		{pgErr("54000", "index row size exceeds maximum"), false},
 		{pgErr("P0001", "refused by trigger"), false},
+		// A column missing that a trigger's own SQL names: PostgreSQL
+		// gives it the trigger's context, and it may be one row's.
+		{fmt.Errorf("writing: %w", &pgconn.PgError{Code: "42703", Message: `column "nosuch" does not exist`,
+			Where: "PL/pgSQL function bump() line 1 at EXECUTE", InternalQuery: "UPDATE counters SET nosuch = nosuch + 1"}), false},
 		{pgErr("U0001", "refused by trigger"), false},
 		// Neither: the batch fails at once.
 		{pgErr("0A000", "feature not supported"), false},
@@ -212,6 +217,88 @@ func TestDroppedColumnRetried(t *testing.T) {
 			}
 			if got := attempts.get(); got[len(got)-1] != nil {
 				t.Fatalf("the last try reported %v, want its success", got[len(got)-1])
+			}
+		})
+	}
+}
+
+// TestTriggerMissingColumnRefusesRow: a trigger that builds SQL from a
+// row's values meets a column missing (42703) for the row that names one
+// the table lacks. That 42703 is the row's, not a column of the sink's
+// statement dropped: PostgreSQL gives it the trigger's context. The batch
+// is bisected, that record alone is refused with PostgreSQL's message and
+// the other nine are stored, at the first try. Before, the 42703 was
+// retried as an outage for ever, and nothing of the batch was stored. A
+// trigger naming a field NEW lacks fails every row alike: each is refused
+// on its own, and the stage goes on.
+func TestTriggerMissingColumnRefusesRow(t *testing.T) {
+	for _, c := range []struct{ name, method, conflict string }{
+		{"copy", "copy", "error"}, {"insert", "insert", "error"}, {"upsert", "copy", "update"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			db := connect(t, dsn)
+			exec(t, db, "CREATE TABLE counters (a bigint DEFAULT 0, b bigint DEFAULT 0); INSERT INTO counters VALUES (0, 0)")
+			exec(t, db, "CREATE TABLE events (id bigint PRIMARY KEY, metric text, body jsonb)")
+			exec(t, db, `CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					EXECUTE format('UPDATE counters SET %I = %I + 1', NEW.metric, NEW.metric);
+					RETURN NEW;
+				END $$`)
+			exec(t, db, "CREATE TRIGGER bump BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION bump()")
+			// retry.max bounds what was a retry for ever, so that the
+			// test fails rather than hangs should the 42703 be retried.
+			s := startSink(t, config(dsn, map[string]any{"create": false, "method": c.method, "conflict": c.conflict,
+				"columns": [][2]string{{"id", "id"}, {"metric", "metric"}, {"body", "$"}},
+				"retry":   stage.NewConfig(map[string]any{"max": 2, "backoff": time.Millisecond, "max_backoff": 2 * time.Millisecond})}))
+			write := func(from int, bad func(int) bool) (int, map[uint64]error) {
+				t.Helper()
+				rec := &recorder{}
+				var batch []*stage.Event
+				for i := from; i < from+10; i++ {
+					m := "a"
+					if bad(i) {
+						m = "nosuch"
+					}
+					batch = append(batch, record(rec, uint64(i), json.Number(fmt.Sprint(i)), map[string]any{"metric": m}))
+				}
+				var attempts attemptLog
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				if err := s.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batch, nil); err != nil {
+					t.Fatalf("Handle: %v", err)
+				}
+				for _, err := range attempts.get() {
+					if err != nil {
+						t.Fatalf("a try was retried: %v", err)
+					}
+				}
+				return rec.results()
+			}
+
+			acked, nacked := write(0, func(i int) bool { return i == 7 })
+			if acked != 9 || len(nacked) != 1 || nacked[7] == nil {
+				t.Fatalf("acked %d, nacked %v; want record 7 alone refused", acked, nacked)
+			}
+			if msg := nacked[7].Error(); !strings.Contains(msg, `column "nosuch" does not exist (SQLSTATE 42703)`) {
+				t.Fatalf("record 7 refused with %q, want PostgreSQL's message", msg)
+			}
+			if n := count(t, db, "SELECT count(*) FROM events"); n != 9 {
+				t.Fatalf("%d rows stored, want 9", n)
+			}
+			if n := count(t, db, "SELECT a FROM counters"); n != 9 {
+				t.Fatalf("counters.a = %d, want 9", n)
+			}
+
+			// A trigger naming a field the row lacks: every row's fault.
+			exec(t, db, `CREATE OR REPLACE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN NEW.body := NEW.nosuch; RETURN NEW; END $$`)
+			acked, nacked = write(100, func(int) bool { return false })
+			if acked != 0 || len(nacked) != 10 {
+				t.Fatalf("acked %d, nacked %d; want all 10 refused", acked, len(nacked))
+			}
+			if n := count(t, db, "SELECT count(*) FROM events"); n != 9 {
+				t.Fatalf("%d rows stored, want the 9 before", n)
 			}
 		})
 	}
