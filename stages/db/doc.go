@@ -196,12 +196,18 @@
 // columns the stage writes (INSERT on each; SELECT on the key, which ON
 // CONFLICT reads, under conflict: ignore; under conflict: update, UPDATE
 // on each non-key column and SELECT on each written one) or may not take
-// values from the sequence of a column it does not write whose default
-// calls nextval (a serial column: USAGE on the sequence, which the error
-// gives the GRANT for; an identity column needs none), which Start
-// checks, since a table made elsewhere gives it nothing else to try them
-// with: found by the writes, they were retried as an outage until the
-// grant. So does method copy (but for conflict: update, whose COPY goes
+// values from the sequence that the table's own default of a column it
+// does not write depends on and calls nextval on (a serial column's, or
+// DEFAULT nextval('seq'), which records the sequence: USAGE on it, which
+// the error gives the GRANT for; an identity column needs none), which
+// Start checks, since a table made elsewhere gives it nothing else to try
+// them with: found by the writes, they were retried as an outage until
+// the grant. Start does not find a sequence no dependency names, and
+// those are still found by the writes, refused with 42501 and retried
+// until the grant: DEFAULT nextval('seq'::text) (the name is looked up as
+// the row is made), a default calling a function that calls nextval, a
+// domain's default, and under method insert into a view, the defaults of
+// the table under it. So does method copy (but for conflict: update, whose COPY goes
 // into its load table) into a table whose row-level security applies to
 // the role (enabled, and the role neither its owner, unless FORCE ROW
 // LEVEL SECURITY, nor BYPASSRLS): PostgreSQL refuses COPY FROM there

@@ -437,11 +437,19 @@ func kindOf(typname string) valueKind {
 // A column the sink does not write gets its default, and a default that
 // calls nextval (a serial column's) needs USAGE or UPDATE on its sequence,
 // which PostgreSQL checks as the row is made: without it every write was
-// refused with 42501 and retried until the grant. Those sequences are
-// checked too: the ones a default depends on (pg_depend: nextval of a
-// regclass, as serial writes it) when the default calls nextval. An
-// identity column needs no right on its sequence (PostgreSQL takes its
-// values without checking), and has no default there.
+// refused with 42501 and retried until the grant. Some of those
+// sequences are checked too: the ones the table's own default of such a
+// column depends on (pg_depend, which PostgreSQL fills for nextval of a
+// regclass constant, as serial and DEFAULT nextval('seq') write it) when
+// the default calls nextval. Not checked, since no dependency of the
+// table's defaults names them: nextval('seq'::text), whose name is looked
+// up as the row is made; a function called by the default that calls
+// nextval itself; a domain's default (pg_type's, not pg_attrdef's); and a
+// view written under method insert, whose base table's defaults fill the
+// columns it leaves out. Those are still refused by the writes, with
+// 42501, and retried until the grant. An identity column needs no right
+// on its sequence (PostgreSQL takes its values without checking), and has
+// no default there.
 func (s *Sink) checkPrivileges(ctx context.Context, pool *pgxpool.Pool, tbl string) error {
 	var ins, upd, sel []string
 	for i, c := range s.cols {
