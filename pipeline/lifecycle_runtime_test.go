@@ -503,18 +503,26 @@ func TestCheckIsNewWithoutBuilding(t *testing.T) {
 	}
 	unnamed := cfg()
 	unnamed.Name = ""
+	verbose := cfg() // New makes its logger from Log when given none
+	verbose.Log.Level = "verbose"
 	for _, c := range []struct {
-		cfg  *Config
-		opts Options
-		bad  bool
+		cfg    *Config
+		opts   Options
+		bad    bool
+		ownLog bool // no Options.Logger
 	}{
-		{cfg(), Options{Stages: []string{"src", "bogus"}}, true},
-		{cfg(), Options{AdminListen: "0.0.0.0:0"}, true},
-		{unnamed, Options{}, true},
-		{cfg(), Options{}, false},
+		{cfg(), Options{Stages: []string{"src", "bogus"}}, true, false},
+		{cfg(), Options{AdminListen: "0.0.0.0:0"}, true, false},
+		{unnamed, Options{}, true, false},
+		{verbose, Options{}, true, true},
+		{verbose, Options{}, false, false},
+		{cfg(), Options{}, false, false},
 	} {
 		reg, hub := rtRegistry(t)
-		c.opts.Registry, c.opts.Logger = reg, zap.NewNop()
+		c.opts.Registry = reg
+		if !c.ownLog {
+			c.opts.Logger = zap.NewNop()
+		}
 		cerr := Check(c.cfg, c.opts)
 		if len(hub.sources) != 0 {
 			t.Errorf("Check built a source")

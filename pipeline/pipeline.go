@@ -223,13 +223,19 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 // that a program can refuse a bad file or flag before it starts what the
 // stages will need (pipectl run's local PostgreSQL). Its errors are New's,
 // word for word; New makes the same checks and then more (the kinds'
-// constructors, the transports' queues). opts.Logger is not used.
+// constructors, the transports' queues). Without opts.Logger, cfg.Log is
+// checked as New checks it.
 func Check(cfg *Config, opts Options) error {
 	if cfg == nil {
 		return errors.New("pipeline: Check: nil config")
 	}
 	if opts.Registry == nil {
 		return errors.New("pipeline: Check: Options.Registry is nil")
+	}
+	if opts.Logger == nil {
+		if _, _, err := cfg.Log.parse(); err != nil {
+			return fmt.Errorf("pipeline %q: %w", cfg.Name, err)
+		}
 	}
 	var errs Errors
 	plan(cfg, opts, func(pos Pos, format string, args ...any) {
