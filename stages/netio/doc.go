@@ -71,7 +71,9 @@
 //     window holds are bounded too, to 16 KiB of text: past that a
 //     record's nack gives its error class (`nack 7 invalid`), so a client
 //     whose records are refused each for a reason of its own cannot make
-//     the window hold one per record. A refusal of the busy class is
+//     the window hold one per record. A reason's text is let go once the
+//     last record refused for it is acked, so a client that always keeps
+//     records in flight gets its nacks' texts all its connection's life. A refusal of the busy class is
 //     written as the bare word (`nack 7 busy`), the word clients resend
 //     on, whatever its text (a forced stop's `stage "store": context
 //     canceled` is one). The owner never waits for a client while it makes text: it makes text

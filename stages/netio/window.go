@@ -21,20 +21,32 @@ import (
 //
 // A refused record's reason is kept in its state byte: stClass+i for
 // the name of its error class, classes[i], or stRefused+k for reason
-// tab[k], a small table of the distinct reasons outstanding (a burst of
-// "busy" nacks is one entry). The table is bounded twice: by what a byte
-// can index and by maxHeldReasons bytes of text. Past either, a record's
-// nack gives its error class ("invalid") instead of its own text, which
-// needs no room at all: a client that sends records refused each for a
-// reason of its own (a byte offset in the text) and never reads its
-// nacks would otherwise make its window hold a reason per record, up to
-// max_unacked of them. The table is emptied whenever every record is
-// acked, so a connection keeps no memory from an earlier burst.
+// tab[k], a small table of the distinct reasons of the refused records
+// waiting to be acked (a burst of "busy" nacks is one entry). Each entry
+// counts the waiting records that use it, and advance frees it (its text,
+// and its slot for the next new reason) as it passes the last of them: a
+// client that always keeps records in flight never empties its window,
+// and a table emptied only then would fill with the reasons of records
+// acked long ago and leave every later nack with its class alone. The
+// table is bounded twice: by what a byte can index and by maxHeldReasons
+// bytes of text. Past either, a record's nack gives its error class
+// ("invalid") instead of its own text, which needs no room at all: a
+// client that sends records refused each for a reason of its own (a byte
+// offset in the text) and never reads its nacks would otherwise make its
+// window hold a reason per record, up to max_unacked of them.
 type window struct {
 	acked, next uint64
-	st          []uint8  // stPending, stOK, stClass+i, stRefused+k; index seq&(len-1)
-	tab         []string // distinct reasons of outstanding refused records
-	held        int      // bytes of text in tab
+	st          []uint8      // stPending, stOK, stClass+i, stRefused+k; index seq&(len-1)
+	tab         []heldReason // the reasons of waiting refused records; text "" when free
+	free        []uint8      // the indexes of tab's free entries
+	held        int          // bytes of text in tab
+}
+
+// heldReason is an entry of a window's reason table: a reason and how many
+// records waiting to be acked were refused for it.
+type heldReason struct {
+	text string
+	refs int
 }
 
 // classes are the error classes a record's nack falls back to, in the
@@ -93,17 +105,27 @@ func (w *window) finish(seq uint64, reason, class string) {
 		}
 		reason = reason[:j]
 	}
-	for k := len(w.tab) - 1; k >= 0; k-- { // newest first: bursts repeat
-		if w.tab[k] == reason {
+	for k := len(w.tab) - 1; k >= 0; k-- { // a free entry's "" matches no reason
+		if w.tab[k].text == reason {
+			w.tab[k].refs++
 			w.st[i] = stRefused + uint8(k)
 			return
 		}
 	}
-	if len(w.tab) < maxTab && w.held+len(reason) <= maxHeldReasons {
-		w.tab = append(w.tab, reason)
-		w.held += len(reason)
-		w.st[i] = stRefused + uint8(len(w.tab)-1)
-		return
+	if w.held+len(reason) <= maxHeldReasons {
+		k := len(w.tab)
+		if n := len(w.free); n > 0 {
+			k = int(w.free[n-1])
+			w.free = w.free[:n-1]
+			w.tab[k] = heldReason{reason, 1}
+		} else if k < maxTab {
+			w.tab = append(w.tab, heldReason{reason, 1})
+		}
+		if k < len(w.tab) {
+			w.held += len(reason)
+			w.st[i] = stRefused + uint8(k)
+			return
+		}
 	}
 	c := len(classes) - 1 // other
 	for j, name := range classes {
@@ -119,7 +141,19 @@ func (w *window) reasonOf(st uint8) string {
 	if st < stRefused {
 		return classes[st-stClass]
 	}
-	return w.tab[st-stRefused]
+	return w.tab[st-stRefused].text
+}
+
+// release drops n records' uses of reason tab[k], freeing the entry when
+// no record waiting uses it any more.
+func (w *window) release(k uint8, n int) {
+	e := &w.tab[k]
+	if e.refs -= n; e.refs > 0 {
+		return
+	}
+	w.held -= len(e.text)
+	*e = heldReason{}
+	w.free = append(w.free, k)
 }
 
 // ready reports whether the next record to ack is finished: advance has
@@ -170,37 +204,58 @@ func (w *window) advance(out []byte, room int) []byte {
 		if st == stPending {
 			break
 		}
+		if st == stOK {
+			// Acked records owe no line: pass them all in a loop of its
+			// own, which keeps the success path free of the refusals'
+			// bookkeeping.
+			if runA != 0 {
+				out = appendNack(out, runA, w.acked, runR)
+				runA = 0
+			}
+			for {
+				w.st[(w.acked+1)&mask] = stPending
+				w.acked++
+				if w.acked == w.next || w.st[(w.acked+1)&mask] != stOK {
+					break
+				}
+			}
+			continue
+		}
 		if runA != 0 && st == runSt &&
 			len(out)-base+len("nack ")+digits(runA)+1+digits(w.next)+1+len(runR)+1+maxAckLine <= room {
 			// The run goes on over every record after it in its state
 			// (a burst shed busy): its line fits even ending at next,
 			// so no record needs the checks below.
+			n := 0
 			for w.acked < w.next && w.st[(w.acked+1)&mask] == runSt {
 				w.st[(w.acked+1)&mask] = stPending
 				w.acked++
+				n++
+			}
+			if runSt >= stRefused {
+				w.release(runSt-stRefused, n)
 			}
 			continue
 		}
-		if st >= stClass {
-			if runA != 0 && (st == runSt || w.reasonOf(st) == runR) {
-				// The run goes on: its line then ends in seq.
-				if len(out)-base+len("nack ")+digits(runA)+1+digits(seq)+1+len(runR)+1+maxAckLine > room {
-					break
-				}
-			} else {
-				if runA != 0 {
-					out = appendNack(out, runA, w.acked, runR)
-					runA = 0
-				}
-				r := w.reasonOf(st)
-				if len(out)-base+len("nack ")+digits(seq)+1+len(r)+1+maxAckLine > room {
-					break
-				}
-				runA, runR, runSt = seq, r, st
+		// Refused: its line starts a run or continues the open one.
+		if runA != 0 && (st == runSt || w.reasonOf(st) == runR) {
+			// The run goes on: its line then ends in seq.
+			if len(out)-base+len("nack ")+digits(runA)+1+digits(seq)+1+len(runR)+1+maxAckLine > room {
+				break
 			}
-		} else if runA != 0 {
-			out = appendNack(out, runA, w.acked, runR)
-			runA = 0
+		} else {
+			if runA != 0 {
+				out = appendNack(out, runA, w.acked, runR)
+				runA = 0
+			}
+			r := w.reasonOf(st)
+			if len(out)-base+len("nack ")+digits(seq)+1+len(r)+1+maxAckLine > room {
+				break
+			}
+			runA, runR, runSt = seq, r, st
+		}
+		if st >= stRefused { // passed: its reason is in out or runR now
+			w.release(st-stRefused, 1)
 		}
 		w.st[seq&mask] = stPending
 		w.acked = seq
@@ -209,8 +264,11 @@ func (w *window) advance(out []byte, room int) []byte {
 		out = appendNack(out, runA, w.acked, runR)
 	}
 	if w.acked == w.next && len(w.tab) > 0 {
-		clear(w.tab) // nothing outstanding refers to a reason any more
+		// Every entry is free now: start the table afresh, so that the
+		// search in finish stays short after a burst of reasons.
+		clear(w.tab)
 		w.tab = w.tab[:0]
+		w.free = w.free[:0]
 		w.held = 0
 	}
 	if w.acked != start {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/stage"
 )
 
 // A run of consecutive records refused for the same reason is one
@@ -109,6 +110,7 @@ func TestWindowRangesBounded(t *testing.T) {
 		}
 		var w window
 		fill(&w)
+		checkTable(t, &w)
 		got := map[uint64]string{}
 		var acked uint64
 		for calls := 0; w.acked < uint64(n); calls++ {
@@ -120,6 +122,7 @@ func TestWindowRangesBounded(t *testing.T) {
 				t.Fatalf("round %d, room %d: advance wrote %d bytes", round, room, len(out))
 			}
 			verdicts(t, out, &acked, got)
+			checkTable(t, &w)
 			if room == 1<<20 {
 				checkMaximal(t, out)
 			}
@@ -156,6 +159,132 @@ func BenchmarkWindowBusyRun(b *testing.B) {
 		first := w.reserve(1000)
 		for i := range uint64(1000) {
 			w.finish(first+i, "busy", "invalid")
+		}
+		out = w.advance(out[:0], 1<<20)
+	}
+	_ = fmt.Sprint(len(out))
+}
+
+// checkTable fails unless w's reason table counts, for each entry, the
+// waiting records refused for it, and holds the bytes of the entries in use.
+func checkTable(t *testing.T, w *window) {
+	t.Helper()
+	refs := make([]int, len(w.tab))
+	for seq := w.acked + 1; seq <= w.next; seq++ {
+		if st := w.st[seq&uint64(len(w.st)-1)]; st >= stRefused {
+			refs[st-stRefused]++
+		}
+	}
+	held := 0
+	for k, e := range w.tab {
+		if e.refs != refs[k] || (e.refs == 0) != (e.text == "") {
+			t.Fatalf("entry %d %q counts %d records, %d use it", k, e.text, e.refs, refs[k])
+		}
+		held += len(e.text)
+	}
+	if held != w.held {
+		t.Fatalf("the table holds %d bytes, counted %d", held, w.held)
+	}
+}
+
+// A connection whose window never empties (a client that keeps records in
+// flight) keeps its nacks' texts however many reasons it has had over its
+// life: a reason's entry is freed once the last record refused for it is
+// acked, not when every record of the connection is.
+func TestWindowReasonsFreedWhileInFlight(t *testing.T) {
+	var w window
+	for i := range 1000 {
+		first := w.reserve(2) // a bad record, and one still pending after it
+		r := fmt.Sprintf(`stage "parse": invalid json: expected ',' or '}' in an object, found character 'b' at offset %d`, i)
+		w.finish(first, r, stage.ClassInvalid)
+		checkTable(t, &w)
+		// Acks the record before first (finished last turn) and nacks first;
+		// first+1 stays pending, so the window is never empty.
+		out := string(w.advance(nil, 1<<20))
+		if want := fmt.Sprintf("nack %d %s\nack %d\n", first, r, first); out != want {
+			t.Fatalf("turn %d: advance = %q, want %q (table %d entries, %d bytes)", i, out, want, len(w.tab), w.held)
+		}
+		checkTable(t, &w)
+		w.finish(first+1, "", "")
+	}
+	if len(w.tab) > 1 || w.held != 0 {
+		t.Fatalf("with no refused record waiting, the table has %d entries, %d bytes", len(w.tab), w.held)
+	}
+}
+
+// While refused records wait to be acked, the table holds no more than
+// maxHeldReasons bytes and maxTab texts; the entries of the records acked
+// are freed and serve the reasons of later ones, under the same bounds.
+func TestWindowReasonsBoundedWhileWaiting(t *testing.T) {
+	for _, size := range []int{10, 150} { // the count binds first, then the bytes
+		var w window
+		reasons := map[uint64]string{}
+		refuse := func(seq uint64) {
+			reasons[seq] = fmt.Sprintf("bad record %d: %s", seq, strings.Repeat("x", size))
+			w.finish(seq, reasons[seq], stage.ClassInvalid)
+			if w.held > maxHeldReasons || len(w.tab) > maxTab {
+				t.Fatalf("size %d, record %d: %d texts, %d bytes held", size, seq, len(w.tab), w.held)
+			}
+		}
+		w.reserve(2001) // record 1 stays pending: nothing is acked
+		for seq := uint64(2); seq <= 2001; seq++ {
+			refuse(seq)
+		}
+		checkTable(t, &w)
+		next := len(fmt.Sprintf("bad record %d: ", 2002)) + size
+		if len(w.tab) < maxTab && w.held+next <= maxHeldReasons {
+			t.Fatalf("size %d: the table is not full: %d texts, %d bytes", size, len(w.tab), w.held)
+		}
+		// Ack what fits in 8 KiB of output: the entries of the records it
+		// nacks are freed while the rest wait.
+		w.finish(1, "", "")
+		var acked uint64
+		got := map[uint64]string{}
+		verdicts(t, w.advance(nil, 8<<10), &acked, got)
+		checkTable(t, &w)
+		if len(w.free) == 0 || w.acked == w.next {
+			t.Fatalf("size %d: acked %d of %d, %d entries freed", size, w.acked, w.next, len(w.free))
+		}
+		first := w.reserve(2000)
+		for seq := first; seq < first+2000; seq++ {
+			refuse(seq)
+		}
+		checkTable(t, &w)
+		for w.acked < w.next {
+			verdicts(t, w.advance(nil, 1<<20), &acked, got)
+		}
+		// Every record's nack is its own reason or its class, and the new
+		// records had their texts while old ones waited.
+		texts := 0
+		for seq := uint64(2); seq < first+2000; seq++ {
+			switch got[seq] {
+			case reasons[seq]:
+				if seq >= first {
+					texts++
+				}
+			case stage.ClassInvalid:
+			default:
+				t.Fatalf("size %d: record %d nacked %q", size, seq, got[seq])
+			}
+		}
+		if texts == 0 {
+			t.Fatalf("size %d: no record after the freed entries had its reason", size)
+		}
+		if len(w.tab) != 0 || w.held != 0 {
+			t.Fatalf("size %d: all acked, the table has %d entries, %d bytes", size, len(w.tab), w.held)
+		}
+	}
+}
+
+// BenchmarkWindowAcked measures the success path: records acked with no
+// nacks, in batches such as one read's.
+func BenchmarkWindowAcked(b *testing.B) {
+	var w window
+	out := make([]byte, 0, 1<<20)
+	for b.Loop() {
+		first := w.reserve(1000)
+		for i := range uint64(1000) {
+			w.finish(first+i, "", "")
 		}
 		out = w.advance(out[:0], 1<<20)
 	}
