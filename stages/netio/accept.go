@@ -146,15 +146,15 @@ type idleConn struct {
 // lost to a reset, which the kernel sends for input left unread at close)
 // in a goroutine of its own; when too many are lingering already, what
 // has arrived is discarded and the connection closed at once, the line
-// and the end of input ahead of any reset.
+// and the end of input ahead of any reset. Over TLS see refuseTLS.
 func (s *Source) refuse(nc net.Conn) {
 	n := s.cnt.refused.Add(1)
 	if s.refuseLog.allow() {
 		s.log.Warn("too many connections; refusing", zap.String("remote", nc.RemoteAddr().String()),
 			zap.Int("max_conns", s.opts.MaxConns), zap.Uint64("refused_total", n))
 	}
-	if s.tlsCfg != nil { // no handshake, so no words: just close
-		nc.Close()
+	if s.tlsCfg != nil {
+		s.refuseTLS(nc)
 		return
 	}
 	if s.opts.Ack == AckCommit {
@@ -175,15 +175,58 @@ func (s *Source) refuse(nc net.Conn) {
 		defer func() { <-s.refusing }()
 		stop := context.AfterFunc(s.ctx, func() { nc.Close() })
 		defer stop()
-		nc.SetReadDeadline(time.Now().Add(min(s.opts.DrainLinger, time.Second)))
-		var b [512]byte
-		for {
-			if _, err := nc.Read(b[:]); err != nil {
-				break
-			}
+		s.lingerRefused(nc)
+		nc.Close()
+	}()
+}
+
+// refuseTLS refuses a connection over TLS, where the line can only be
+// written after a handshake, which takes the client's round trips: it
+// runs in a goroutine of its own holding one of the lingering refusals'
+// slots, bounded by tlsHandshakeTimeout, so a storm of refused clients
+// holds no more handshakes than that at once. Past them, and under ack:
+// none (which has no line to write), the connection is closed before the
+// handshake, without a word. A refused client whose handshake fails is
+// closed too; it counts as refused (once), not as a protocol error.
+func (s *Source) refuseTLS(nc net.Conn) {
+	if s.opts.Ack != AckCommit {
+		nc.Close()
+		return
+	}
+	select {
+	case s.refusing <- struct{}{}:
+	default:
+		nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.refusing }()
+		stop := context.AfterFunc(s.ctx, func() { nc.Close() })
+		defer stop()
+		tc := tls.Server(nc, s.tlsCfg)
+		tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+		if !s.stopping.Load() && tc.Handshake() == nil {
+			tc.SetWriteDeadline(time.Now().Add(refuseWrite))
+			io.WriteString(tc, tooManyConns)
+			closeWrite(tc)
+			s.lingerRefused(nc) // the socket under TLS: what comes in is dropped unread
 		}
 		nc.Close()
 	}()
+}
+
+// lingerRefused discards a refused connection's input until the client
+// closes, drain_linger passes or a second does, whichever comes first.
+func (s *Source) lingerRefused(nc net.Conn) {
+	nc.SetReadDeadline(time.Now().Add(min(s.opts.DrainLinger, time.Second)))
+	var b [512]byte
+	for {
+		if _, err := nc.Read(b[:]); err != nil {
+			return
+		}
+	}
 }
 
 // tooManyConns is the line a connection over max_conns gets.

@@ -3,6 +3,8 @@ package netio_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -207,4 +209,80 @@ func TestEvictionHoldsNoLock(t *testing.T) {
 	if msg := firstLine(idle); !strings.HasPrefix(msg, "nack 0 idle for ") {
 		t.Fatalf("the evicted socket read %q, want a `nack 0 idle for ...` line", msg)
 	}
+}
+
+// tlsFirstLine dials addr over TLS trusting roots and returns the first
+// line the server writes, or the handshake's error.
+func tlsFirstLine(addr string, roots *x509.CertPool) (string, error) {
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: wait}, "tcp", addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		return "", err
+	}
+	defer tc.Close()
+	return firstLine(tc), nil
+}
+
+// Over TLS too, a connection refused at max_conns is told so, after its
+// handshake, and counted as refused, not as a protocol error.
+func TestMaxConnsTLSNacks(t *testing.T) {
+	f := newTLSFiles(t)
+	r := newConnsRig(t, map[string]any{"max_conns": 1, "idle_evict": time.Duration(0),
+		"tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile})}, 4)
+	addr := r.src.Addr().String()
+	c, err := dialTLS(t, addr, f.ca.Pool(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte("hello"))
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
+		t.Fatalf("acked %d, %v", c.Acked(), err)
+	}
+	for i := range 3 {
+		if l, err := tlsFirstLine(addr, f.ca.Pool()); l != "nack 0 too many connections\n" {
+			t.Fatalf("refused client %d got %q (%v), want `nack 0 too many connections`", i, l, err)
+		}
+	}
+	st := r.in.Stage().Stats().Source
+	if st.Connections.Refused != 3 || st.Connections.Accepted != 1 || len(st.ProtocolErrors) != 0 {
+		t.Fatalf("source counters %+v", *st)
+	}
+}
+
+// The handshakes of clients refused over TLS hold the slots of lingering
+// refusals: with the only slot held by a client that never sends its
+// hello, the next refused client is closed before its handshake, without
+// a word; once the first goes, refused clients are told again.
+func TestMaxConnsTLSHandshakesBounded(t *testing.T) {
+	f := newTLSFiles(t)
+	r := newConnsRig(t, map[string]any{"max_conns": 1, "idle_evict": time.Duration(0),
+		"tls": stage.NewConfig(map[string]any{"cert": f.server.CertFile, "key": f.server.KeyFile})}, 1)
+	addr := r.src.Addr().String()
+	c, err := dialTLS(t, addr, f.ca.Pool(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send([]byte("hello"))
+	c.Flush()
+	if err := c.WaitTimeout(wait); err != nil || c.Acked() != 1 {
+		t.Fatalf("acked %d, %v", c.Acked(), err)
+	}
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// The door refuses one connection at a time, taking its slot before it
+	// accepts the next: once the silent one is counted, its slot is taken.
+	poll.Until(t, "the silent client refused", func() bool {
+		return r.in.Stage().Stats().Source.Connections.Refused == 1
+	})
+	if l, err := tlsFirstLine(addr, f.ca.Pool()); err == nil || l != "" {
+		t.Fatalf("with the slot held, a refused client got %q (%v), want a close before the handshake", l, err)
+	}
+	silent.Close()
+	poll.Until(t, "a refused client told once the slot is free", func() bool {
+		l, _ := tlsFirstLine(addr, f.ca.Pool())
+		return l == "nack 0 too many connections\n"
+	})
 }

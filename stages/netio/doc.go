@@ -119,8 +119,11 @@
 // most one line a second per stage with the running count: a client can
 // cause either as often as it likes. A connection over max_conns gets
 // `nack 0 too many connections` and is closed, every one however many come
-// at once (the line is written before anything else is done with it),
-// unless a connection has been idle for idle_evict (sending nothing, owed
+// at once (the line is written before anything else is done with it; over
+// TLS it needs the handshake first, run in one of the 64 slots of
+// lingering refusals and bounded by the handshake's ten seconds, and a
+// refused client that finds every slot taken is closed before its
+// handshake, without the line), unless a connection has been idle for idle_evict (sending nothing, owed
 // nothing): then the one idle longest is closed to make room, told
 // `nack 0 idle for D at max_conns: closed to make room`, so idle sockets
 // cannot lock new clients out for idle_timeout. With ack: none nothing is
