@@ -249,7 +249,12 @@ func (o *Outputs) Flush(ctx context.Context) {
 			// full, and it is full: refuse the batch now rather than run
 			// the handler (a JSON decode, say) on events the queue would
 			// turn away. Under overload this keeps the CPU for the events
-			// that can be taken.
+			// that can be taken. The events were handed to the inline
+			// stage (this emitter counted them out) and are refused on
+			// its behalf, as its errors: they count in its in too, so
+			// that its in is its out plus its errors. The next stage
+			// counts them in its rejected.
+			t.st.in.Add(uint64(len(t.evs)))
 			next.shed.Add(uint64(len(t.evs)))
 			for _, ev := range t.evs {
 				ev.Done(stage.ErrBusy)

@@ -589,6 +589,26 @@ func TestInlineShedsWhenNextQueueIsFull(t *testing.T) {
 	}
 }
 
+// The events an inline stage sheds were handed to it (its source counted
+// them out) and refused busy on its behalf: /stats counts them in its in
+// as in its errors, so that its in is its out plus its errors, and in the
+// next stage's rejected.
+func TestInlineShedBalancesBooks(t *testing.T) {
+	r := newShedRig(t, 4, port.Reject)
+	r.emit(1, 1)
+	<-r.held
+	r.emit(2, 10)  // 2-5 queued, 6-10 refused as they are posted
+	r.emit(11, 20) // shed before parsing
+	r.stop()
+	src, parse, sink := r.src.Stats(), r.parse.Stats(), r.sink.Stats()
+	if parse.In != parse.Out+parse.Errors || parse.In != src.Out {
+		t.Fatalf("parse: in %d, out %d, errors %d; the source handed it %d", parse.In, parse.Out, parse.Errors, src.Out)
+	}
+	if parse.In != 20 || parse.Errors != 15 || sink.Rejected != 15 {
+		t.Fatalf("parse: in %d, errors %d; store rejected %d; want 20, 15, 15", parse.In, parse.Errors, sink.Rejected)
+	}
+}
+
 // A terminal stage hands nothing on: its Out counts the events it finished
 // without error.
 func TestTerminalStageCountsFinishedAsOut(t *testing.T) {
