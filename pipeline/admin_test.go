@@ -83,7 +83,7 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 	_, raw := rtGet(t, c, base+"/stats", "")
 	for _, key := range []string{`"pipeline":"ingest"`, `"uptime_s":`, `"state":"running"`, `"stages":[`,
 		`"queue":{"depth":50,"capacity":100,"overflow":"block","bytes":0}`, `"pool":{"workers":1,"concurrency":1,"running":1`,
-		`"latency_ms":{"p50":`, `"inline":true`, `"in":`, `"out":`, `"errors":`, `"rejected":`,
+		`"latency_ms":{"p50":null,"p99":null,"oldest_ms":`, `"inline":true`, `"in":`, `"out":`, `"errors":`, `"rejected":`,
 		`"source":{"connections":{"accepted":7,"closed":5,"refused":1},"protocol_errors":{"bad_frame":2},` +
 			`"nacks":{"busy":4,"invalid":3,"too_large":0,"database":0,"other":0},"bytes_in":1234,` +
 			`"drops":{"queue_full":0,"oversized":6,"socket_overrun":0,"memory_limit":0}}`,
@@ -107,7 +107,11 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 		`pipeline_stage_events_out_total{pipeline="ingest",stage="gated"} 0`,
 		`pipeline_stage_errors_total{pipeline="ingest",stage="gated"} 0`,
 		`pipeline_stage_rejected_total{pipeline="ingest",stage="gated"} 0`,
-		`pipeline_stage_latency_seconds{pipeline="ingest",quantile="0.99",stage="end"} 0`,
+		// Nothing has finished at end: no latency, NaN as Prometheus has a
+		// summary's quantile without observations, not a 0 that reads as
+		// fast and quiets an alert while a stage is stalled.
+		`pipeline_stage_latency_seconds{pipeline="ingest",quantile="0.5",stage="end"} NaN`,
+		`pipeline_stage_latency_seconds{pipeline="ingest",quantile="0.99",stage="end"} NaN`,
 		`pipeline_stage_queue_depth{pipeline="ingest",stage="mark"} 0`,
 		`pipeline_source_connections_total{event="accepted",pipeline="ingest",stage="src"} 7`,
 		`pipeline_source_protocol_errors_total{cause="bad_frame",pipeline="ingest",stage="src"} 2`,
@@ -145,7 +149,7 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 	for _, want := range []string{`<svg id="graph"`, `data-node="gated"`, `href="/metrics"`, `href="/stats"`, `href="/healthz"`,
 		`<tr data-stage="src"`, `<tr data-stage="gated"`, `<tr data-stage="mark" class="inline"`, `<tr data-stage="end"`,
 		`<span data-field="depth">50</span> / <span data-field="capacity">100</span>`, `<span data-field="in">1</span>`,
-		`<span data-field="out">0</span>`, `<span data-field="p99">`, `src="/dashboard/dashboard.js"`} {
+		`<span data-field="out">0</span>`, `<span data-field="p99">–</span>`, `src="/dashboard/dashboard.js"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("/ lacks %s", want)
 		}
@@ -164,12 +168,15 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 	code, body := rtGet(t, c, base+"/history", "")
 	var h struct {
 		History []struct {
-			T     int64 `json:"t"`
-			Depth []int `json:"depth"`
+			T     int64      `json:"t"`
+			Depth []int      `json:"depth"`
+			P99   []*float64 `json:"p99"`
 		} `json:"history"`
 	}
 	if err := json.Unmarshal([]byte(body), &h); code != 200 || err != nil || len(h.History) == 0 || len(h.History[0].Depth) != 4 {
 		t.Errorf("/history: %d %v: %s", code, err, body)
+	} else if p99 := h.History[0].P99; len(p99) != 4 || p99[3] != nil {
+		t.Errorf("/history: end's p99 with nothing finished is not null: %s", body)
 	}
 }
 

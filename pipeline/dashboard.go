@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,7 +30,12 @@ import (
 var dashboardFiles embed.FS
 
 var dashboardTmpl = template.Must(template.New("index.html").Funcs(template.FuncMap{
-	"ms":  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) },
+	"ms": func(v float64) string {
+		if math.IsNaN(v) {
+			return "–" // nothing finished: no latency (as dashboard.js shows a null)
+		}
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	},
 	"pct": func(depth, capacity int) string { return strconv.FormatFloat(fill(depth, capacity)*100, 'f', 1, 64) },
 	"anyDown": func(sts []stats.Stage) bool {
 		return slices.ContainsFunc(sts, func(st stats.Stage) bool { return st.Health.State == stats.HealthDown })
@@ -45,11 +51,22 @@ const (
 
 // sample is one second of every stage's figures, for the charts.
 type sample struct {
-	T     int64     `json:"t"`     // Unix milliseconds
-	Depth []int     `json:"depth"` // per stage, file order
-	In    []uint64  `json:"in"`
-	Out   []uint64  `json:"out"`
-	P99   []float64 `json:"p99"` // milliseconds
+	T     int64      `json:"t"`     // Unix milliseconds
+	Depth []int      `json:"depth"` // per stage, file order
+	In    []uint64   `json:"in"`
+	Out   []uint64   `json:"out"`
+	P99   []msOrNull `json:"p99"` // milliseconds
+}
+
+// msOrNull is a latency in milliseconds that JSON shows as null when it
+// is NaN (nothing finished): encoding/json refuses NaN.
+type msOrNull float64
+
+func (v msOrNull) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(v)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(v))
 }
 
 // history is a ring of the last historyLen samples, taken by the admin
@@ -62,9 +79,9 @@ type history struct {
 
 func (h *history) add(s Stats, now time.Time) {
 	smp := sample{T: now.UnixMilli(), Depth: make([]int, len(s.Stages)), In: make([]uint64, len(s.Stages)),
-		Out: make([]uint64, len(s.Stages)), P99: make([]float64, len(s.Stages))}
+		Out: make([]uint64, len(s.Stages)), P99: make([]msOrNull, len(s.Stages))}
 	for i, st := range s.Stages {
-		smp.Depth[i], smp.In[i], smp.Out[i], smp.P99[i] = st.Queue.Depth, st.In, st.Out, st.Latency.P99
+		smp.Depth[i], smp.In[i], smp.Out[i], smp.P99[i] = st.Queue.Depth, st.In, st.Out, msOrNull(st.Latency.P99)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -5,6 +5,7 @@ package stats
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 )
 
 // Stage is a snapshot of one stage, shaped as /stats shows it.
@@ -135,8 +136,13 @@ type Pool struct {
 // Latency are latency quantiles in milliseconds: for a handler stage,
 // from entering its queue to the end of the handler call; for a source,
 // from reading a record to its completion. The quantiles are of what
-// finished; OldestMs shows a stall as it happens.
+// finished in the last 10 to 20 seconds; OldestMs shows a stall as it
+// happens.
 type Latency struct {
+	// P50 and P99 are NaN when nothing finished in the window (a stage
+	// idle, or stalled on a database that does not answer), as
+	// Prometheus has a summary's quantiles without observations; JSON,
+	// which has no NaN, shows them as null.
 	P50 float64 `json:"p50"`
 	P99 float64 `json:"p99"`
 	// OldestMs is the age of the oldest unfinished event: for a handler
@@ -144,6 +150,41 @@ type Latency struct {
 	// its queue; for a source, of the events it made, since they were
 	// read. 0 when nothing is unfinished. A lower bound, within 100 ms.
 	OldestMs float64 `json:"oldest_ms"`
+}
+
+// latencyJSON is Latency with its quantiles nullable, for encoding/json.
+type latencyJSON struct {
+	P50      *float64 `json:"p50"`
+	P99      *float64 `json:"p99"`
+	OldestMs float64  `json:"oldest_ms"`
+}
+
+// MarshalJSON encodes the latency with a NaN quantile as null:
+// encoding/json refuses NaN, and a 0 would read as a fast stage.
+func (l Latency) MarshalJSON() ([]byte, error) {
+	orNull := func(v float64) *float64 {
+		if math.IsNaN(v) {
+			return nil
+		}
+		return &v
+	}
+	return json.Marshal(latencyJSON{P50: orNull(l.P50), P99: orNull(l.P99), OldestMs: l.OldestMs})
+}
+
+// UnmarshalJSON decodes a latency, a null (or missing) quantile as NaN.
+func (l *Latency) UnmarshalJSON(b []byte) error {
+	var j latencyJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	orNaN := func(v *float64) float64 {
+		if v == nil {
+			return math.NaN()
+		}
+		return *v
+	}
+	*l = Latency{P50: orNaN(j.P50), P99: orNaN(j.P99), OldestMs: j.OldestMs}
+	return nil
 }
 
 // Series is one figure that /metrics shows for a stage besides the ones

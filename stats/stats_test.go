@@ -2,6 +2,7 @@ package stats
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 )
@@ -35,5 +36,28 @@ func TestTransportFiguresUnderTheirName(t *testing.T) {
 	b, err = json.Marshal(Stage{Name: "a", Transport: figures{}})
 	if err != nil || strings.Contains(string(b), "pending") || strings.Contains(string(b), "transport") {
 		t.Fatalf("local queue encoded as %s (%v)", b, err)
+	}
+}
+
+// A quantile without observations (NaN) travels as null and comes back as
+// NaN; encoding/json would refuse the NaN itself.
+func TestLatencyNaNIsNull(t *testing.T) {
+	b, err := json.Marshal(Stage{Name: "store", Latency: Latency{P50: math.NaN(), P99: math.NaN(), OldestMs: 1500}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"latency_ms":{"p50":null,"p99":null,"oldest_ms":1500}`) {
+		t.Fatalf("encoded: %s", b)
+	}
+	var back Stage
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if l := back.Latency; !math.IsNaN(l.P50) || !math.IsNaN(l.P99) || l.OldestMs != 1500 {
+		t.Fatalf("decoded: %+v", l)
+	}
+	b, err = json.Marshal(Latency{P50: 0.5, P99: 2})
+	if err != nil || string(b) != `{"p50":0.5,"p99":2,"oldest_ms":0}` {
+		t.Fatalf("encoded: %s (%v)", b, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -410,7 +411,7 @@ func trimFloat(v float64) string {
 // msCell prints a latency in milliseconds, or "-" when there is none.
 func msCell(ms float64) string {
 	switch {
-	case ms <= 0:
+	case ms <= 0 || math.IsNaN(ms): // NaN: no latency, nothing finished
 		return "-"
 	case ms < 1:
 		return strconv.FormatFloat(ms*1000, 'f', 0, 64) + "µs"

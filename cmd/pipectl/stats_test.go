@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -229,7 +230,7 @@ func TestHumanFigures(t *testing.T) {
 	for _, c := range []struct {
 		ms   float64
 		want string
-	}{{0, "-"}, {0.05, "50µs"}, {2.1, "2.10ms"}, {12.34, "12.3ms"}, {1250, "1.25s"}} {
+	}{{0, "-"}, {math.NaN(), "-"}, {0.05, "50µs"}, {2.1, "2.10ms"}, {12.34, "12.3ms"}, {1250, "1.25s"}} {
 		if got := msCell(c.ms); got != c.want {
 			t.Errorf("msCell(%v) = %q, want %q", c.ms, got, c.want)
 		}

@@ -3,6 +3,7 @@ package engine
 // This file holds the latency histograms of a stage's /stats figures.
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -93,7 +94,10 @@ func (l *latency) count() uint64 {
 }
 
 // quantiles returns the given quantiles (0..1) in milliseconds over the
-// last window and the current one; 0 when nothing was observed.
+// last window and the current one; NaN when nothing was observed, as
+// Prometheus has it for a summary without observations: a stage that
+// finishes nothing (a stalled database) has no latency to tell, and a 0
+// would read as a fast stage and quiet a p99 alert during the outage.
 func (l *latency) quantiles(qs ...float64) []float64 {
 	l.rotate()
 	var sum [numBuckets]uint64
@@ -107,6 +111,9 @@ func (l *latency) quantiles(qs ...float64) []float64 {
 	}
 	out := make([]float64, len(qs))
 	if total == 0 {
+		for i := range out {
+			out[i] = math.NaN()
+		}
 		return out
 	}
 	for qi, q := range qs {

@@ -1,6 +1,9 @@
 package engine
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestLatencyQuantiles(t *testing.T) {
 	var l latency
@@ -41,5 +44,21 @@ func TestLatencyQuantilesTellCloseStagesApart(t *testing.T) {
 		if d := b[i]/want - 1; d < -0.03 || d > 0.03 {
 			t.Errorf("source %s %.3f ms, want within 3%% of %.1f", q, b[i], want)
 		}
+	}
+}
+
+// Windows without an observation have no quantiles: NaN, not 0, so that a
+// stage that finishes nothing (stalled on its database) does not look fast.
+func TestLatencyQuantilesWithoutObservationsAreNaN(t *testing.T) {
+	var l latency
+	l.init()
+	for i, q := range l.quantiles(0.5, 0.99) {
+		if !math.IsNaN(q) {
+			t.Errorf("quantile %d of nothing observed: %v, want NaN", i, q)
+		}
+	}
+	l.observe(2_000_000)
+	if q := l.quantiles(0.5)[0]; q < 1.9 || q > 2.1 {
+		t.Errorf("p50 of one 2 ms observation: %v ms", q)
 	}
 }

@@ -26,6 +26,11 @@
 
   const num = (v) => (Number.isFinite(v) ? String(v) : "0");
   const ms = (v) => (Number.isFinite(v) ? String(Math.round(v * 1000) / 1000) : "0");
+  // A quantile is null when nothing finished in its window (a stalled
+  // stage): no latency to tell, so a dash, and no point in the chart
+  // (the line joins the points either side), not a 0.
+  const quantile = (v) => (v === null ? "–" : ms(v));
+  const quantilePoint = (v) => (v === null ? NaN : v || 0);
   const rate = (v) => (Number.isFinite(v) ? String(Math.round(v)) : "–");
   const human = (v) => {
     if (!Number.isFinite(v)) return "–";
@@ -128,8 +133,8 @@
       digits(row, "out", st.out);
       set(row, "in_rate", rate(inRate));
       set(row, "out_rate", rate(outRate));
-      set(row, "p50", ms(st.latency_ms && st.latency_ms.p50));
-      set(row, "p99", ms(st.latency_ms && st.latency_ms.p99));
+      set(row, "p50", quantile(st.latency_ms && st.latency_ms.p50));
+      set(row, "p99", quantile(st.latency_ms && st.latency_ms.p99));
       set(row, "oldest", ms(st.latency_ms && st.latency_ms.oldest_ms));
       health(row, st.health);
       if (st.health && st.health.state === "down") down.push(st);
@@ -152,7 +157,7 @@
       sr.t.push(at);
       sr.depth.push(q.depth || 0);
       sr.out.push(outRate);
-      sr.p99.push((st.latency_ms && st.latency_ms.p99) || 0);
+      sr.p99.push(quantilePoint(st.latency_ms && st.latency_ms.p99));
       trim(sr, at);
     }
     document.getElementById("stages").classList.toggle("has-ctl", ctl);
@@ -421,7 +426,7 @@
         sr.t.push(smp.t);
         sr.depth.push(smp.depth[i] || 0);
         sr.out.push(before ? perSecond(smp.out[i], before.out[i], smp.t - before.t) : NaN);
-        sr.p99.push(smp.p99[i] || 0);
+        sr.p99.push(quantilePoint(smp.p99[i]));
       });
     }
   }
