@@ -122,7 +122,12 @@ func TestGrafanaDashboard(t *testing.T) {
 		"pipeline_source_nacks_total", "pipeline_source_bytes_in_total", "pipeline_source_drops_total",
 		"pipeline_stage_batch_size", "pipeline_stage_control_decisions_total", "pipeline_source_admission_rate",
 		"pipeline_source_admission_target_seconds", "pipeline_source_admission_p99_seconds",
-		"pipeline_source_admission_admitted_total", "pipeline_source_admission_shed_total"} {
+		"pipeline_source_admission_admitted_total", "pipeline_source_admission_shed_total",
+		// A stall shows in health and the oldest event's age (the latency
+		// quantiles, of what finished, have no value then), and memory
+		// held against the limit tells when the sources will refuse.
+		"pipeline_stage_health", "pipeline_stage_oldest_event_seconds",
+		"pipeline_memory_held_bytes", "pipeline_memory_limit_bytes"} {
 		if !seen[name] {
 			t.Errorf("no panel of docs/grafana-dashboard.json shows %s", name)
 		}
