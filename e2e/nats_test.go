@@ -312,12 +312,16 @@ func natsFullStreamPushesBack(t *testing.T, bin string, ns *natsServerProc) {
 	if got := len(rs.ackedIDs()); got > limit {
 		t.Fatalf("%d records acked with no back running; the stream holds %d", got, limit)
 	}
-	// /stats shows the stream's depth against its max_msgs (figures the
-	// server gives, read at most every half second).
+	// /stats shows the stream full at its max_msgs (figures the server
+	// gives, read at most every half second), and as the depth the
+	// backlog: the stream's and what waits behind it here, against the
+	// stream's room and the local queue's (capacity 16).
 	var st stats.Stage
-	poll.Until(t, "store's depth to be the stream's", func() bool {
+	poll.Until(t, "store's depth to be the stream's and the local backlog", func() bool {
 		st, _ = stageOf(t, hc, front, "store")
-		return st.Queue.Capacity == limit && st.Queue.Depth == limit
+		ns := natsOf(st)
+		return ns.StreamMsgs == limit && st.Queue.Capacity == limit+16 &&
+			st.Queue.Depth == limit+ns.LocalDepth+int(ns.Unpublished) && ns.LocalDepth+int(ns.Unpublished) > 0
 	})
 	t.Logf("stream full: %d acked, stream depth %d/%d, publish retries %d",
 		len(rs.ackedIDs()), st.Queue.Depth, st.Queue.Capacity, natsOf(st).PublishRetries)

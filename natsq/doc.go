@@ -172,9 +172,12 @@
 // publisher and the consumer call it as their Figures, see stage.Kind):
 // the events the stream holds (its envelopes not yet acked, from the
 // envelopes' subjects; the server's figures, the same in every process)
-// as the queue's depth, the stream's max_msgs or max_bytes, whichever is
-// reached first at the envelopes' present size and bytes, as its
-// capacity, and a nats object with this process's counters
+// as the queue's depth, and on a publishing process also those waiting
+// there to be published (the stand-in's local queue, and envelopes not
+// yet PubAcked), with their bytes as the queue's bytes; as its capacity
+// the stream's max_msgs or max_bytes, whichever is reached first at the
+// envelopes' present size and bytes (a stand-in adds its local queue's
+// capacity); and a nats object with this process's counters
 // (published, taken, acked, NAKed: events; dead-lettered: events, by
 // reason; requeued: envelopes). The server's pending and ack-pending counts there are
 // envelopes. Where the stage runs elsewhere its

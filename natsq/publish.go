@@ -98,10 +98,38 @@ func (p *publisher) Close() error {
 
 // item is one envelope on its way to the stream.
 type item struct {
-	evs []*stage.Event
-	msg *nats.Msg
-	paf jetstream.PubAckFuture
-	err error // why the last publish failed
+	evs  []*stage.Event
+	msg  *nats.Msg
+	paf  jetstream.PubAckFuture
+	err  error // why the last publish failed
+	size int   // the envelope's bytes, counted in the queue's unpublished bytes
+	done bool  // its events are finished: no longer counted as unpublished
+}
+
+// hold counts the envelopes' events and bytes as unpublished: the stand-in
+// holds them until the stream has them, and /stats counts them in the
+// queue's depth (see Queue.fill).
+func (q *Queue) hold(items []*item) {
+	var evs, size int
+	for _, it := range items {
+		it.size = len(it.msg.Data)
+		evs += len(it.evs)
+		size += it.size
+	}
+	q.st.unpublished.Add(int64(evs))
+	q.st.unpublishedBytes.Add(int64(size))
+}
+
+// release stops counting an envelope as unpublished, once: its events
+// were finished (the stream has them, or they failed), or Handle returned
+// without finishing them (the stage fails them).
+func (q *Queue) release(it *item) {
+	if it.done {
+		return
+	}
+	it.done = true
+	q.st.unpublished.Add(-int64(len(it.evs)))
+	q.st.unpublishedBytes.Add(-int64(it.size))
 }
 
 // Handle packs the batch into envelopes, publishes them and waits for
@@ -110,6 +138,12 @@ type item struct {
 func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	q := p.q
 	todo := p.pack(batch)
+	q.hold(todo)
+	defer func(all []*item) {
+		for _, it := range all {
+			q.release(it)
+		}
+	}(todo)
 	wait := 50 * time.Millisecond
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt > 0 {
@@ -164,6 +198,7 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 				if it.err == nil {
 					q.st.published.Add(uint64(len(it.evs)))
 					q.st.envelopesOut.Add(1)
+					q.release(it)
 					for _, ev := range it.evs {
 						ev.Done(nil)
 					}
@@ -173,6 +208,8 @@ func (p *publisher) Handle(ctx context.Context, batch []*stage.Event, _ stage.Em
 				}
 				if p.failed(it) {
 					retry = append(retry, it)
+				} else {
+					q.release(it)
 				}
 			}
 		})

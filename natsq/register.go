@@ -79,7 +79,7 @@ type standIn struct{ *publisher }
 // unconsumed): a split front's only sign that its backs are gone. The
 // engine calls it after judging the stage's health.
 func (s standIn) Figures(st *stats.Stage) {
-	ns := s.q.fill(st)
+	ns := s.q.fill(st, true)
 	if why, since := unconsumed(ns, time.Now()); why != "" {
 		if since.IsZero() {
 			since = st.Health.Since
@@ -97,6 +97,6 @@ type feeder struct{ *consumer }
 // the stage's own calls do not show (see consumerHealth). The pipeline
 // calls it after the engine has judged the stage's health.
 func (f feeder) Figures(st *stats.Stage) {
-	ns := f.q.fill(st)
+	ns := f.q.fill(st, false)
 	f.q.consumerHealth(&st.Health, ns, time.Now())
 }

@@ -75,7 +75,19 @@ type Stats struct {
 	DeadLettered   uint64 `json:"dead_lettered"` // events moved to the dead-letter stream
 	Dead           Dead   `json:"dead"`          // the same, by reason
 	DeadErrors     uint64 `json:"dead_errors,omitempty"`
-	LocalDepth     int    `json:"local_depth"` // events in this process's local queue of the stage
+	// LocalDepth and LocalBytes are the events in this process's local
+	// queue of the stage and their bytes (payloads): on a publishing
+	// process, those waiting for the publisher; on a consuming one, those
+	// taken from the stream and waiting for a worker (still in the
+	// stream, as ack-pending envelopes).
+	LocalDepth int   `json:"local_depth"`
+	LocalBytes int64 `json:"local_bytes"`
+	// Unpublished and UnpublishedBytes are the events this process's
+	// publisher holds in envelopes that the stream has not acknowledged
+	// (PubAck) yet, and the envelopes' bytes: retried while the server is
+	// away or the stream is full under overflow block.
+	Unpublished      uint64 `json:"unpublished"`
+	UnpublishedBytes uint64 `json:"unpublished_bytes"`
 }
 
 // Dead counts dead letters by reason.
@@ -141,6 +153,11 @@ type queueCounters struct {
 	ackErrors, deadErrors, inProgress   atomic.Uint64
 	requeued                            atomic.Uint64 // envelopes
 	deadRefused, deadMax, deadUndecoded atomic.Uint64
+
+	// unpublished and unpublishedBytes count the events, and the
+	// envelopes' bytes, that the publisher holds until the stream
+	// acknowledges them (see publisher.Handle).
+	unpublished, unpublishedBytes atomic.Int64
 
 	mu       sync.Mutex
 	cons     jetstream.Consumer // set by a consumer; nil on a publishing-only process
@@ -275,6 +292,8 @@ func (q *Queue) Stats() Stats {
 	r, m, u := s.deadRefused.Load(), s.deadMax.Load(), s.deadUndecoded.Load()
 	ns.DeadLettered = r + m + u
 	ns.Dead = Dead{Refused: r, MaxDeliver: m, Undecodable: u}
+	ns.Unpublished = uint64(max(0, s.unpublished.Load()))
+	ns.UnpublishedBytes = uint64(max(0, s.unpublishedBytes.Load()))
 	return ns
 }
 
@@ -353,28 +372,45 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 	q.st.infoAt = q.st.askedAt
 }
 
-// Fill puts the queue's figures into a stage's /stats entry: the nats
-// figures (Stats, with their /metrics series), and as the queue's depth
-// the events the stream holds (its envelopes not yet acked: pending and
-// ack-pending, in any process; counted from the envelopes' subjects, see
-// natsq/internal/codec). Its capacity is the stream's limits in events
-// (see capacity).
-func (q *Queue) Fill(st *stats.Stage) { q.fill(st) }
+// Fill puts the queue's figures into the /stats entry of the stage that
+// runs here (the consumer's Figures): the nats figures (Stats, with their
+// /metrics series), and as the queue's depth the events the stream holds
+// (its envelopes not yet acked: pending and ack-pending, in any process;
+// counted from the envelopes' subjects, see natsq/internal/codec), and
+// those this process's publisher holds that the stream has not taken
+// yet; as its bytes, the stream's and the publisher's (envelopes, as
+// stored). The local queue's events, taken from the stream, are counted
+// there already. Its capacity is the stream's limits in events (see
+// capacity).
+func (q *Queue) Fill(st *stats.Stage) { q.fill(st, false) }
 
-// fill is Fill, returning the figures it put there.
-func (q *Queue) fill(st *stats.Stage) Stats {
+// fill is Fill, returning the figures it put there. standIn says that st
+// is the stand-in's entry, whose local queue holds events on their way to
+// the stream: they are added to the depth and bytes, and the local
+// queue's capacity to the stream's, so that a publishing process shows
+// its backlog while the server is away (the stream's figures are then the
+// last it gave, and they do not grow) or the stream is full.
+func (q *Queue) fill(st *stats.Stage, standIn bool) Stats {
 	ns := q.Stats()
 	q.st.mu.Lock()
 	events := q.st.events
 	q.st.mu.Unlock()
-	ns.LocalDepth = st.Queue.Depth
+	ns.LocalDepth, ns.LocalBytes = st.Queue.Depth, st.Queue.Bytes
 	st.Transport = ns
 	st.Series = series(&ns)
 	st.Queue.Transport = TransportName
 	st.Queue.Stream = q.cfg.Stream
-	st.Queue.Depth = int(events)
+	depth := events + ns.Unpublished
+	bytes := ns.StreamBytes + ns.UnpublishedBytes
+	local := 0
+	if standIn {
+		depth += uint64(ns.LocalDepth)
+		bytes += uint64(ns.LocalBytes)
+		local = st.Queue.Capacity
+	}
+	st.Queue.Depth, st.Queue.Bytes = int(min(depth, math.MaxInt32)), int64(min(bytes, math.MaxInt64))
 	if c := capacity(ns, events, q.cfg.EnvelopeEvents, q.cfg.EnvelopeBytes); c > 0 {
-		st.Queue.Capacity = c
+		st.Queue.Capacity = int(min(int64(c)+int64(local), math.MaxInt32))
 	}
 	return ns
 }

@@ -25,7 +25,7 @@ func newMemoryDescs(d func(name, help string, labels []string) *prometheus.Desc)
 		waits:   d("pipeline_memory_waits_total", "Reads the sources' doors held back because the pipeline held its memory limit (overflow block; a NATS queue's consumer under either overflow).", nil),
 		goLimit: d("pipeline_go_memory_limit_bytes", "The Go runtime's soft memory limit (GOMEMLIMIT); 0 when none.", nil),
 		queueBytes: d("pipeline_stage_queue_bytes",
-			"Bytes of the records queued at the stage's port.", stage),
+			"Bytes of the records queued at the stage's port (a queue on NATS: the stream's, as stored, and on a publishing process those waiting to be published).", stage),
 		queueMax: d("pipeline_stage_queue_max_bytes",
 			"The stage's queue bound in bytes (queue.max_bytes); 0 when none.", stage),
 		srcHeld: d("pipeline_source_held_bytes",

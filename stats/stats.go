@@ -91,13 +91,15 @@ type Queue struct {
 	Depth    int    `json:"depth"`
 	Capacity int    `json:"capacity"`
 	Overflow string `json:"overflow"`
-	// Bytes are the bytes of the records queued (their payloads), and
+	// Bytes are the bytes of the records queued (their payloads; on a
+	// transport, those its depth counts, as natsq.Stats tells), and
 	// MaxBytes the queue's bound in bytes (queue.max_bytes; 0: none).
 	Bytes    int64 `json:"bytes"`
 	MaxBytes int64 `json:"max_bytes,omitempty"`
 	// Transport names the queue transport that carries the queue
 	// ("nats": the depth is then the consumer's pending plus
-	// ack-pending); empty for a local port.
+	// ack-pending, and on a publishing process the events waiting there
+	// to be published); empty for a local port.
 	Transport string `json:"transport,omitempty"`
 	Stream    string `json:"stream,omitempty"` // the transport's name for the queue: the JetStream stream
 }

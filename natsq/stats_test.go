@@ -1,0 +1,93 @@
+package natsq
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/internal/natstest"
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/port"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
+)
+
+// A publishing process (a split front) counts what waits to be published
+// in its stage's depth and bytes: the local queue and the envelopes the
+// publisher retries. With the server away the stream's figures are the
+// last it gave, and the depth stayed at them while the backlog grew,
+// seen only in nats.local_depth (a review: depth 22, 3980 waiting).
+func TestStandInDepthCountsWhatWaitsToBePublished(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	q := front.Queue("store", QueueConfig{Stream: "t_unpublished"}, port.Block, 64)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	// The stand-in as the pipeline makes it: its Figures fill its entry.
+	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1, Batch: 4, Capacity: 64},
+		standIn{q.Publisher().(*publisher)}, nil)
+	srcLife.Connect(pubStage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	emit := func(from, n int, a *acks) {
+		out := src.NewEmitter()
+		for i := from; i < from+n; i++ {
+			out.Emit(ctx, src.NewEvent([]byte("0123456789"), uint64(i), stage.Origin{To: a}))
+		}
+		out.Flush(ctx)
+	}
+	figures := func() (stats.Stage, Stats) {
+		st := pubStage.Stats()
+		ns, _ := StatsOf(st)
+		return st, ns
+	}
+	const stored, waiting = 5, 20
+	a := newAcks(stored)
+	emit(1, stored, a)
+	a.wait(t)
+	var st stats.Stage
+	var ns Stats
+	poll.Until(t, "the stream's figures", func() bool {
+		st, ns = figures()
+		return ns.Error == "" && ns.InfoAgeS > 0 && st.Queue.Depth == stored
+	})
+	streamBytes := ns.StreamBytes
+	if st.Queue.Bytes != int64(streamBytes) || ns.Unpublished != 0 || ns.LocalDepth != 0 {
+		t.Fatalf("with nothing waiting: bytes %d, want the stream's %d; unpublished %d, local %d",
+			st.Queue.Bytes, streamBytes, ns.Unpublished, ns.LocalDepth)
+	}
+
+	srv.Stop()
+	b := newAcks(waiting)
+	emit(stored+1, waiting, b)
+	poll.Until(t, "the backlog in the depth while the server is away", func() bool {
+		st, ns = figures()
+		return ns.Error != "" && ns.Unpublished > 0 && ns.LocalDepth+int(ns.Unpublished) == waiting
+	})
+	if st.Queue.Depth != stored+waiting {
+		t.Errorf("depth %d with %d events in the stream and %d waiting (%d queued, %d in envelopes); want %d",
+			st.Queue.Depth, stored, waiting, ns.LocalDepth, ns.Unpublished, stored+waiting)
+	}
+	if want := int64(streamBytes) + ns.LocalBytes + int64(ns.UnpublishedBytes); st.Queue.Bytes != want ||
+		ns.LocalBytes != int64(10*ns.LocalDepth) || ns.UnpublishedBytes == 0 {
+		t.Errorf("bytes %d (local %d, unpublished %d), want the stream's %d and those waiting: %d",
+			st.Queue.Bytes, ns.LocalBytes, ns.UnpublishedBytes, streamBytes, want)
+	}
+
+	srv.Restart()
+	for seq, err := range b.wait(t) {
+		if err != nil {
+			t.Errorf("event %d: %v", seq, err)
+		}
+	}
+	poll.Until(t, "every event in the stream", func() bool {
+		st, ns = figures()
+		return ns.Error == "" && st.Queue.Depth == stored+waiting && ns.Unpublished == 0 && ns.LocalDepth == 0
+	})
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
+}
