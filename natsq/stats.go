@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stagedserver/seda/natsq/internal/codec"
+	"github.com/stagedserver/seda/port"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
@@ -400,6 +401,15 @@ func (q *Queue) fill(st *stats.Stage, standIn bool) Stats {
 	st.Series = series(&ns)
 	st.Queue.Transport = TransportName
 	st.Queue.Stream = q.cfg.Stream
+	// The overflow is the stream's, as configured: a stage's local queue
+	// behind a consumer is made to block (a refusal there would NAK
+	// envelopes). Under reject the events the full stream refused were
+	// finished busy, as a full port's are: they are the queue's
+	// rejections, here where this process published them.
+	st.Queue.Overflow = q.overflow.String()
+	if q.overflow == port.Reject {
+		st.Rejected += ns.Full
+	}
 	depth := events + ns.Unpublished
 	bytes := ns.StreamBytes + ns.UnpublishedBytes
 	local := 0

@@ -91,3 +91,59 @@ func TestStandInDepthCountsWhatWaitsToBePublished(t *testing.T) {
 	pub.Close()
 	q.Wait()
 }
+
+// A queue with overflow: reject shows it, and counts the events the full
+// stream refused (finished busy) in the stage's rejected: the stage's
+// local queue is made to block (see pipeline's build), and its entry read
+// "overflow": "block" and rejected 0 while the clients got busy nacks.
+func TestFullStreamRefusalsAreRejected(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	qc := QueueConfig{Stream: "t_rejected", MaxMsgs: 10, EnvelopeEvents: 1}
+	q := front.Queue("store", qc, port.Reject, 64)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject, Capacity: 64},
+		standIn{q.Publisher().(*publisher)}, nil)
+	srcLife.Connect(pubStage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n, room = 25, 10
+	a := newAcks(n)
+	out := src.NewEmitter()
+	for i := 1; i <= n; i++ {
+		out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
+	}
+	out.Flush(ctx)
+	a.wait(t)
+
+	// The front's entry: the stand-in's.
+	st := pubStage.Stats()
+	ns, _ := StatsOf(st)
+	if ns.Full != n-room || st.Rejected != n-room || st.Queue.Overflow != "reject" {
+		t.Errorf("front: rejected %d, overflow %q, nats.full %d; want %d, reject, %d",
+			st.Rejected, st.Queue.Overflow, ns.Full, n-room, n-room)
+	}
+	// The entry of a stage that runs here behind the queue: its local
+	// queue blocks, and the refusals are this process's publisher's.
+	here := stats.Stage{Queue: stats.Queue{Capacity: 64, Overflow: "block"}}
+	q.Fill(&here)
+	if here.Rejected != n-room || here.Queue.Overflow != "reject" {
+		t.Errorf("one process: rejected %d, overflow %q; want %d, reject", here.Rejected, here.Queue.Overflow, n-room)
+	}
+	// A back publishes nothing, so it refused nothing.
+	back := NewClient(Config{URL: srv.URL()}, "test", nil)
+	bq := back.Queue("store", qc, port.Reject, 64)
+	there := stats.Stage{Queue: stats.Queue{Capacity: 64, Overflow: "block"}}
+	bq.Fill(&there)
+	if there.Rejected != 0 || there.Queue.Overflow != "reject" {
+		t.Errorf("back: rejected %d, overflow %q; want 0, reject", there.Rejected, there.Queue.Overflow)
+	}
+	bq.Wait()
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
+}
