@@ -33,7 +33,7 @@ type Nacks struct {
 // Drops counts records lost without a refusal anyone is told of: what a
 // datagram source cannot nack.
 type Drops struct {
-	QueueFull     uint64 `json:"queue_full"`     // no room in the source's queue, or in the first after it that rejects on overflow
+	QueueFull     uint64 `json:"queue_full"`     // no room in the source's queue, or refused busy further on (a queue that rejects on overflow was full)
 	Oversized     uint64 `json:"oversized"`      // over max_frame
 	SocketOverrun uint64 `json:"socket_overrun"` // dropped by the kernel, a full socket buffer (where the OS reports it)
 	MemoryLimit   uint64 `json:"memory_limit"`   // refused at the door: the pipeline held its memory_limit

@@ -159,7 +159,10 @@
 // empty datagram is no record. Nothing can be acknowledged, so it behaves
 // as ack: none: a record refused downstream is logged at warn (the
 // sender's address, record number, reason), at most one line a second per
-// stage with the running count of refusals. UDP has no backpressure: a reader that waited for room
+// stage with the running count of refusals; it is counted as a nack by
+// class, except that one refused busy (a full queue further on under
+// overflow: reject) is counted with the datagrams lost to a full queue,
+// drops.queue_full. UDP has no backpressure: a reader that waited for room
 // would only move the loss into the kernel, so the reader never waits. A
 // datagram that finds the source's queue full is dropped, whatever
 // queue.overflow says, and counted (drops.queue_full), as is one over

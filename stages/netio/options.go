@@ -208,8 +208,8 @@ func Register(r *stage.Registry) error {
 		Doc: "UDP source: each datagram is one record (a trailing \\n dropped), as syslog senders send them. " +
 			"Nothing can be acknowledged, so it behaves as netio.tcp with ack: none: a refused record is logged and counted. " +
 			"Datagrams lost are counted in /stats' source.drops: queue_full (the stage's queue was full: UDP has no backpressure, " +
-			"so a full queue drops whatever queue.overflow says; or the first queue after it, past inline stages, was full under " +
-			"overflow: reject), memory_limit (read past the pipeline's memory_limit), oversized (over max_frame) and " +
+			"so a full queue drops whatever queue.overflow says; or a queue after it was full under overflow: reject, " +
+			"or a stop gave up on it: a record refused busy), memory_limit (read past the pipeline's memory_limit), oversized (over max_frame) and " +
 			"socket_overrun (the kernel's buffer was full; Linux reports it)",
 		Fields:    UDPFields(),
 		NewSource: NewUDPSource,

@@ -81,7 +81,7 @@ func NewUDPSource(cfg stage.Config, env stage.Env) (stage.Source, error) {
 // Drops.SocketOverrun; one over max_frame as Drops.Oversized; one read
 // while the pipeline holds its memory limit as Drops.MemoryLimit, and one
 // read while the first queue after the source is full under overflow
-// reject as Drops.QueueFull.
+// reject, or refused busy further on, as Drops.QueueFull.
 type UDPSource struct {
 	opts udpOptions
 
@@ -368,8 +368,18 @@ func (s *UDPSource) work() {
 // refusal counts record seq, refused with err, and logs it at warn at
 // most once a second, with its sender (when known) and the running count:
 // nobody else will hear of it.
+//
+// A record refused busy (a full queue further on under overflow: reject,
+// a full NATS stream, or a stop that gave up on it) is counted as
+// Drops.QueueFull, not as a busy nack: it was lost for want of room, as
+// one the door turned away was, and the sender is told nothing either
+// way, so the two belong in one count. Other refusals are nacks by class.
 func (s *UDPSource) refusal(seq uint64, err error, from netip.AddrPort) {
-	s.cnt.nack(err)
+	if stage.ErrorClass(err) == stage.ClassBusy {
+		s.cnt.queueFull.Add(1)
+	} else {
+		s.cnt.nack(err)
+	}
 	n := s.refused.Add(1)
 	if !s.refusalLog.allow() {
 		return

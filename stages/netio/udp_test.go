@@ -280,3 +280,38 @@ func TestUDPRefusalNamesSender(t *testing.T) {
 		})
 	}
 }
+
+// A datagram refused busy after the door (a full queue further on under
+// overflow: reject) is lost as one the door turned away is: the sender
+// is told nothing, so it is counted in drops.queue_full, not as a busy
+// nack no one received. Other refusals stay nacks by class.
+func TestUDPBusyRefusalIsAQueueFullDrop(t *testing.T) {
+	r, src := newUDPRig(t, nil, stage.Settings{}, stage.Settings{Workers: 1},
+		func(ctx context.Context, b []*stage.Event, out stage.Emitter) error {
+			for _, ev := range b {
+				switch {
+				case strings.Contains(string(ev.Payload), "busy"):
+					ev.Done(stage.ErrBusy) // as the emitter finishes one that found a reject queue full
+				case strings.Contains(string(ev.Payload), "bad"):
+					ev.Done(errBad)
+				default:
+					ev.Done(nil)
+				}
+			}
+			return nil
+		})
+	c := dialUDP(t, src.Addr())
+	for _, d := range []string{"a busy one", "a bad one", "another busy one", "fine"} {
+		if _, err := c.Write([]byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st *stats.Source
+	poll.Until(t, "the 3 refusals counted", func() bool {
+		st = r.in.Stage().Stats().Source
+		return st.Drops.QueueFull+st.Nacks.Busy+st.Nacks.Other == 3
+	})
+	if st.Drops != (stats.Drops{QueueFull: 2}) || st.Nacks != (stats.Nacks{Other: 1}) {
+		t.Fatalf("drops %+v, nacks %+v; want 2 queue_full drops and 1 other nack", st.Drops, st.Nacks)
+	}
+}
