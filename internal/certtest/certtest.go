@@ -67,6 +67,19 @@ func (ca *CA) Server(t testing.TB, name string) Pair {
 	})
 }
 
+// ServerValid is Server with a validity period of notBefore to notAfter:
+// an expired certificate, or one not yet valid.
+func (ca *CA) ServerValid(t testing.TB, name string, notBefore, notAfter time.Time) Pair {
+	t.Helper()
+	return ca.issue(t, name, &x509.Certificate{
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+	})
+}
+
 // Client makes a client certificate named name.
 func (ca *CA) Client(t testing.TB, name string) Pair {
 	t.Helper()
@@ -86,8 +99,10 @@ func (ca *CA) issue(t testing.TB, name string, tmpl *x509.Certificate) Pair {
 	key := newKey(t)
 	tmpl.SerialNumber = big.NewInt(serial.Add(1))
 	tmpl.Subject = pkix.Name{CommonName: name}
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	if tmpl.NotAfter.IsZero() { // valid from an hour ago for a day
+		tmpl.NotBefore = time.Now().Add(-time.Hour)
+		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {

@@ -246,7 +246,10 @@
 // and when their content changes (looked at every two
 // seconds); new handshakes get the new certificate, connections open keep
 // theirs, and files that do not load keep the previous certificate, with
-// a warning. Over TLS a reader holds its read buffer while the connection
-// is idle (the socket being readable says nothing of what the TLS layer
-// holds decrypted).
+// a warning. A certificate expired or not yet valid does not load: Start
+// fails with its dates, and a reload keeps the previous one (one not yet
+// valid is tried again once it is valid, without another change). Over
+// TLS a reader holds its read buffer while the connection is idle (the
+// socket being readable says nothing of what the TLS layer holds
+// decrypted).
 package netio

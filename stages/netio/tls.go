@@ -47,7 +47,8 @@ const tlsHandshakeTimeout = 10 * time.Second
 // tlsField is the `tls` key of the kinds that take it.
 func tlsField() stage.Field {
 	return stage.Field{Name: "tls", Type: stage.Object,
-		Doc: "TLS (1.2 or later) on the listener; the files are reloaded on SIGHUP or when they change, without a restart",
+		Doc: "TLS (1.2 or later) on the listener; the files are reloaded on SIGHUP or when they change, without a restart; " +
+			"a certificate expired or not yet valid fails Start, and a reload to one is refused (the loaded one stays)",
 		Fields: []stage.Field{
 			{Name: "cert", Type: stage.String, Doc: "PEM file: the server's certificate, then any intermediates"},
 			{Name: "key", Type: stage.String, Doc: "PEM file: the certificate's private key"},
@@ -84,16 +85,20 @@ func (o *tlsOptions) check() error {
 
 // certStore holds a source's TLS configuration and reloads it when its
 // files change or on SIGHUP. A reload that fails (a key that does not
-// match, a file half written) keeps what was loaded and is logged; the
-// next change tries again.
+// match, a file half written, a certificate expired or not yet valid)
+// keeps what was loaded and is logged; the next change tries again, and
+// a certificate not yet valid is tried again once it is.
 type certStore struct {
 	opts tlsOptions
 	log  *zap.Logger
 	conf atomic.Pointer[tls.Config] // what new handshakes get
+	now  func() time.Time           // time.Now; tests set it
 
-	stamps [3]fileStamp // cert, key, client_ca as last loaded
-	stop   chan struct{}
-	done   chan struct{}
+	// The watcher's own, untouched by other goroutines.
+	stamps  [3]fileStamp // cert, key, client_ca as last loaded
+	retryAt time.Time    // when a refused certificate becomes valid; zero: none waits
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type fileStamp struct {
@@ -107,7 +112,7 @@ func newCertStore(o tlsOptions, log *zap.Logger) (*certStore, error) {
 	if o.ReloadEvery == 0 {
 		o.ReloadEvery = DefaultTLSReload
 	}
-	s := &certStore{opts: o, log: log}
+	s := &certStore{opts: o, log: log, now: time.Now}
 	s.stamps = s.stampsNow()
 	conf, err := s.load()
 	if err != nil {
@@ -143,9 +148,32 @@ func (s *certStore) stampsNow() [3]fileStamp {
 	return stamps
 }
 
+// validityError is a certificate used outside its validity period.
+type validityError struct {
+	file string
+	leaf *x509.Certificate
+	now  time.Time
+}
+
+func (e *validityError) Error() string {
+	what := "expired"
+	if e.notYet() {
+		what = "not yet valid"
+	}
+	return fmt.Sprintf("%s: the certificate %q is %s: valid from %s to %s, and it is %s", e.file, e.leaf.Subject.String(), what,
+		e.leaf.NotBefore.UTC().Format(time.RFC3339), e.leaf.NotAfter.UTC().Format(time.RFC3339), e.now.UTC().Format(time.RFC3339))
+}
+
+// notYet reports whether the certificate becomes valid later.
+func (e *validityError) notYet() bool { return e.now.Before(e.leaf.NotBefore) }
+
 // load reads the files into a server configuration: TLS 1.2 or later,
 // the certificate, and with client_ca a client certificate required and
-// verified.
+// verified. A certificate expired or not yet valid is refused: every
+// client that verifies it would fail its handshake, which the source
+// counts as the client's fault (protocol_errors.tls_handshake), while a
+// reload that refuses it keeps the working one, and a start that refuses
+// it says why at once.
 func (s *certStore) load() (*tls.Config, error) {
 	for i, f := range s.files() {
 		if f == "" {
@@ -158,6 +186,14 @@ func (s *certStore) load() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(s.opts.Cert, s.opts.Key)
 	if err != nil {
 		return nil, &stage.FieldError{Field: "tls.cert", Err: fmt.Errorf("loading %s and %s: %w", s.opts.Cert, s.opts.Key, err)}
+	}
+	if cert.Leaf == nil { // LoadX509KeyPair parses it unless GODEBUG x509keypairleaf=0
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, &stage.FieldError{Field: "tls.cert", Err: fmt.Errorf("parsing %s: %w", s.opts.Cert, err)}
+		}
+	}
+	if now := s.now(); now.Before(cert.Leaf.NotBefore) || now.After(cert.Leaf.NotAfter) {
+		return nil, &stage.FieldError{Field: "tls.cert", Err: &validityError{file: s.opts.Cert, leaf: cert.Leaf, now: now}}
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	if s.opts.ClientCA != "" {
@@ -209,9 +245,7 @@ func (s *certStore) start() {
 			case <-hup:
 				s.reload("SIGHUP")
 			case <-t.C:
-				if s.changed() {
-					s.reload("files changed")
-				}
+				s.tick()
 			}
 		}
 	}()
@@ -224,16 +258,32 @@ func (s *certStore) close() {
 	}
 }
 
+// tick reloads the files when they changed, or when a certificate refused
+// as not yet valid has become valid: the files need not change again.
+func (s *certStore) tick() {
+	switch {
+	case s.changed():
+		s.reload("files changed")
+	case !s.retryAt.IsZero() && !s.now().Before(s.retryAt):
+		s.reload("certificate now valid")
+	}
+}
+
 // changed reports whether a file's content differs from when it was last
 // loaded (or tried).
 func (s *certStore) changed() bool { return s.stampsNow() != s.stamps }
 
 // reload loads the files again; on failure the configuration loaded last
-// stays, and the files are not tried again until they change again.
+// stays, and the files are not tried again until they change again, or,
+// for a certificate not yet valid, until it is.
 func (s *certStore) reload(why string) {
 	s.stamps = s.stampsNow()
+	s.retryAt = time.Time{}
 	conf, err := s.load()
 	if err != nil {
+		if ve := (*validityError)(nil); errors.As(err, &ve) && ve.notYet() {
+			s.retryAt = ve.leaf.NotBefore
+		}
 		s.log.Warn("TLS files not reloaded; keeping the certificate loaded before", zap.String("trigger", why), zap.Error(err))
 		return
 	}
