@@ -2,6 +2,8 @@ package stats
 
 // This file holds a network source's own counters.
 
+import "time"
+
 // Source are a network source's counters, totals since it started.
 type Source struct {
 	Connections Conns `json:"connections"`
@@ -12,6 +14,17 @@ type Source struct {
 	Nacks          Nacks             `json:"nacks"`
 	BytesIn        uint64            `json:"bytes_in"` // bytes read from clients (after TLS, before gzip)
 	Drops          Drops             `json:"drops"`
+	// TLS describes the certificate the source presents, when it has
+	// TLS: so that an alert may come before it expires.
+	TLS *SourceTLS `json:"tls,omitempty"`
+}
+
+// SourceTLS is the certificate a source presents to new connections
+// (the one loaded last).
+type SourceTLS struct {
+	Subject   string    `json:"subject"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
 }
 
 // Conns counts a source's connections.

@@ -248,8 +248,10 @@
 // theirs, and files that do not load keep the previous certificate, with
 // a warning. A certificate expired or not yet valid does not load: Start
 // fails with its dates, and a reload keeps the previous one (one not yet
-// valid is tried again once it is valid, without another change). Over
-// TLS a reader holds its read buffer while the connection is idle (the
-// socket being readable says nothing of what the TLS layer holds
-// decrypted).
+// valid is tried again once it is valid, without another change). /stats
+// shows the certificate served (source.tls: subject, not_before,
+// not_after), and the source's health is degraded from a week before it
+// expires. Over TLS a reader holds its read buffer while the connection
+// is idle (the socket being readable says nothing of what the TLS layer
+// holds decrypted).
 package netio

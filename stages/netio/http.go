@@ -374,8 +374,13 @@ func (s *HTTPSource) Close() error {
 	return nil
 }
 
-// Figures puts the source's counters into its /stats entry.
+// Figures puts the source's counters into its /stats entry, and with
+// TLS its certificate (see certStore.figures).
 func (s *HTTPSource) Figures(st *stats.Stage) {
 	ss := s.cnt.snapshot()
 	st.Source = &ss
+	s.mu.Lock()
+	certs := s.certs // Start sets it under mu
+	s.mu.Unlock()
+	certs.figures(st)
 }

@@ -291,16 +291,17 @@ func (s *Source) Close() error {
 }
 
 // Figures puts the source's port, worker pool and counters into its
-// /stats entry.
+// /stats entry, and with TLS its certificate (see certStore.figures).
 func (s *Source) Figures(st *stats.Stage) {
 	s.mu.Lock()
-	p, set := s.port, s.set // Start sets them under mu
+	p, set, certs := s.port, s.set, s.certs // Start sets them under mu
 	s.mu.Unlock()
 	var ps port.Stats
 	if p != nil {
 		ps = p.Stats()
 	}
 	figures(st, p != nil, ps, port.Block, set, &s.cnt)
+	certs.figures(st)
 }
 
 // ReadsPaused returns how many connections have their reads paused

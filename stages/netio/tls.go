@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stats"
 )
 
 // tlsOptions turn TLS on for a source (netio.tcp, netio.http): the YAML
@@ -43,6 +44,11 @@ const DefaultTLSReload = 2 * time.Second
 // tlsHandshakeTimeout bounds a client's TLS handshake: a client that
 // connects and says nothing holds no goroutine longer.
 const tlsHandshakeTimeout = 10 * time.Second
+
+// certExpirySoon is how long before its certificate expires a source's
+// health turns degraded: an alert on health then comes while there is
+// still time to renew it, not once every handshake fails.
+const certExpirySoon = 7 * 24 * time.Hour
 
 // tlsField is the `tls` key of the kinds that take it.
 func tlsField() stage.Field {
@@ -294,6 +300,36 @@ func (s *certStore) reload(why string) {
 		fs = append(fs, zap.String("subject", leaf.Subject.String()), zap.Time("not_after", leaf.NotAfter))
 	}
 	s.log.Info("TLS certificate reloaded", fs...)
+}
+
+// figures puts the certificate new handshakes get into a source's /stats
+// entry (st.Source, which the caller has set), and makes the source's
+// health degraded from certExpirySoon before the certificate expires:
+// after that, every client that verifies it fails its handshake. A nil
+// store (no TLS) adds nothing.
+func (s *certStore) figures(st *stats.Stage) {
+	if s == nil || st.Source == nil {
+		return
+	}
+	leaf := s.conf.Load().Certificates[0].Leaf // load sets it
+	st.Source.TLS = &stats.SourceTLS{Subject: leaf.Subject.String(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
+	now := s.now()
+	var why string
+	since := leaf.NotAfter.Add(-certExpirySoon)
+	switch {
+	case now.After(leaf.NotAfter):
+		why = fmt.Sprintf("TLS certificate %s expired at %s: clients that verify it fail their handshake",
+			s.opts.Cert, leaf.NotAfter.UTC().Format(time.RFC3339))
+		since = leaf.NotAfter
+	case !now.Before(since):
+		why = fmt.Sprintf("TLS certificate %s expires at %s, in %s", s.opts.Cert,
+			leaf.NotAfter.UTC().Format(time.RFC3339), leaf.NotAfter.Sub(now).Round(time.Minute))
+	default:
+		return
+	}
+	if st.Health.State == stats.HealthOK || st.Health.State == "" {
+		st.Health.State, st.Health.Since, st.Health.Error = stats.HealthDegraded, since, why
+	}
 }
 
 // rawConn returns the TCP connection under a TLS one (and under its

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
+	"github.com/stagedserver/seda/stats"
 )
 
 // tlsFiles is a CA, a server certificate and a client certificate.
@@ -357,6 +359,9 @@ func TestTLSReloadRefusesExpired(t *testing.T) {
 	if got := serverName(t, addr, f.ca.Pool()); got != "server" {
 		t.Fatalf("after an expired renewal the server presents %q", got)
 	}
+	if tl := r.in.Stage().Stats().Source.TLS; tl == nil || !tl.NotAfter.Equal(f.server.TLS.Leaf.NotAfter) {
+		t.Fatalf("/stats shows the certificate %+v, want the one still served, expiring at %s", tl, f.server.TLS.Leaf.NotAfter)
+	}
 }
 
 // A certificate expired or not yet valid fails Start, naming the stage,
@@ -391,6 +396,44 @@ func TestTLSStartOutsideValidityFails(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("%s: %v, want it to say %s", kind, err, w)
 				}
+			}
+		}
+	}
+}
+
+// /stats shows the certificate served, its not_after among them, and
+// the source's health turns degraded within a week of it: an alert can
+// come before the handshakes fail.
+func TestTLSStatsShowCertificate(t *testing.T) {
+	ca := certtest.NewCA(t, t.TempDir(), "test")
+	now := time.Now()
+	for _, tc := range []struct {
+		pair   certtest.Pair
+		health string
+	}{
+		{ca.ServerValid(t, "month", now.Add(-time.Hour), now.Add(30*24*time.Hour)), stats.HealthOK},
+		{ca.ServerValid(t, "day", now.Add(-time.Hour), now.Add(24*time.Hour)), stats.HealthDegraded},
+	} {
+		for _, kind := range []string{netio.Kind, netio.HTTPKind} {
+			src, err := newSource(kind, listening(map[string]any{"tls": stage.NewConfig(map[string]any{"cert": tc.pair.CertFile, "key": tc.pair.KeyFile})}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := startRig(t, src, stage.Settings{Name: "in", Kind: kind, Workers: 1, Concurrency: 1, Capacity: 8}, stage.Settings{Workers: 1}, nil)
+			st := r.in.Stage().Stats()
+			leaf := tc.pair.TLS.Leaf
+			if tl := st.Source.TLS; tl == nil || !tl.NotAfter.Equal(leaf.NotAfter) || tl.Subject != leaf.Subject.String() {
+				t.Errorf("%s: /stats shows the certificate %+v, want %s expiring at %s", kind, tl, leaf.Subject, leaf.NotAfter)
+			}
+			b, err := json.Marshal(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := `"not_after":"` + leaf.NotAfter.Format(time.RFC3339); !strings.Contains(string(b), want) {
+				t.Errorf("%s: /stats JSON %s, want it to hold %s", kind, b, want)
+			}
+			if st.Health.State != tc.health || (tc.health != stats.HealthOK && !strings.Contains(st.Health.Error, "expires at")) {
+				t.Errorf("%s with a certificate expiring at %s: health %+v, want %s", kind, leaf.NotAfter, st.Health, tc.health)
 			}
 		}
 	}

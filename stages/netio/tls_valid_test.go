@@ -2,12 +2,14 @@ package netio
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/certtest"
+	"github.com/stagedserver/seda/stats"
 )
 
 // A renewal not yet valid is refused, and loaded once it is valid, though
@@ -46,5 +48,45 @@ func TestTLSNotYetValidIsLoadedOnceValid(t *testing.T) {
 	s.tick()
 	if got := served(); got != "early" {
 		t.Fatalf("once valid, the renewal is not loaded: serving %q", got)
+	}
+}
+
+// A certificate that expires while it serves makes the source's health
+// degraded, saying so; within a week of expiry it is degraded already.
+func TestTLSHealthNearAndPastExpiry(t *testing.T) {
+	ca := certtest.NewCA(t, t.TempDir(), "test")
+	start := time.Now()
+	p := ca.ServerValid(t, "server", start.Add(-time.Hour), start.Add(30*24*time.Hour))
+	s, err := newCertStore(tlsOptions{Cert: p.CertFile, Key: p.KeyFile}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter := p.TLS.Leaf.NotAfter
+	for _, tc := range []struct {
+		at    time.Time
+		state string
+		why   string
+		since time.Time
+	}{
+		{start, stats.HealthOK, "", time.Time{}},
+		{notAfter.Add(-certExpirySoon + time.Minute), stats.HealthDegraded, "expires at", notAfter.Add(-certExpirySoon)},
+		{notAfter.Add(time.Minute), stats.HealthDegraded, "expired at", notAfter},
+	} {
+		s.now = func() time.Time { return tc.at }
+		st := stats.Stage{Health: stats.Health{State: stats.HealthOK}, Source: &stats.Source{}}
+		s.figures(&st)
+		if st.Health.State != tc.state || !strings.Contains(st.Health.Error, tc.why) ||
+			tc.state != stats.HealthOK && !st.Health.Since.Equal(tc.since) {
+			t.Errorf("at %s: health %+v, want %s (%q) since %s", tc.at, st.Health, tc.state, tc.why, tc.since)
+		}
+		if st.Source.TLS == nil || !st.Source.TLS.NotAfter.Equal(notAfter) {
+			t.Errorf("at %s: figures %+v, want not_after %s", tc.at, st.Source.TLS, notAfter)
+		}
+	}
+	// A stage already down stays down: the certificate does not hide it.
+	st := stats.Stage{Health: stats.Health{State: stats.HealthDown, Error: "db"}, Source: &stats.Source{}}
+	s.figures(&st)
+	if st.Health.State != stats.HealthDown || st.Health.Error != "db" {
+		t.Errorf("health %+v, want down as it was", st.Health)
 	}
 }
