@@ -50,6 +50,9 @@ func WriteReference(w io.Writer, reg *stage.Registry) error {
 		if k.Terminal {
 			notes = append(notes, "Terminal: it finishes events itself and takes no `next`.")
 		}
+		if k.NoNext != "" {
+			notes = append(notes, "It takes no `next`: "+k.NoNext+".")
+		}
 		if len(notes) > 0 {
 			bw.WriteString(strings.Join(notes, " ") + "\n\n")
 		}

@@ -35,11 +35,12 @@ type edge struct {
 
 // checkTopology checks the stages as a graph and reports each problem
 // through errAt: a route must name another stage that takes input (not a
-// source); a terminal kind takes no next; a source cannot be inline; an
-// inline stage needs a stage that routes to it; the routes must not form
-// a cycle. It returns, per stage, its routes (next first, each name once)
-// and, when there is no cycle, the stages in topological order (each after
-// every stage upstream of it, file order among the ready ones).
+// source); a terminal kind, or one with NoNext, takes no next; a source
+// cannot be inline; an inline stage needs a stage that routes to it; the
+// routes must not form a cycle. It returns, per stage, its routes (next
+// first, each name once) and, when there is no cycle, the stages in
+// topological order (each after every stage upstream of it, file order
+// among the ready ones).
 func checkTopology(nodes []node, errAt func(Pos, string, ...any)) (routes [][]string, order []int) {
 	index := make(map[string]int, len(nodes))
 	names := make([]string, len(nodes))
@@ -88,6 +89,9 @@ func checkTopology(nodes []node, errAt func(Pos, string, ...any)) (routes [][]st
 		}
 		if n.kind != nil && n.kind.Terminal && s.Next != "" {
 			errAt(posOr(s.FieldPos, "next", s.Pos), "stage %q: kind %q finishes events itself and takes no next", s.Name, n.kind.Name)
+		}
+		if n.kind != nil && n.kind.NoNext != "" && s.Next != "" {
+			errAt(posOr(s.FieldPos, "next", s.Pos), "stage %q: kind %q takes no next: %s", s.Name, n.kind.Name, n.kind.NoNext)
 		}
 		if isSource(n) && len(s.Settings.ShardBy) > 0 {
 			errAt(posOr(s.FieldPos, "shard_by", s.Pos), "stage %q: a source (kind %q) cannot take shard_by: it makes its events in the order it reads them; put shard_by on the stage after it", s.Name, n.kind.Name)

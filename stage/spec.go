@@ -136,6 +136,13 @@ type Kind struct {
 	// Terminal kinds finish events themselves (a database sink) and take
 	// no `next`.
 	Terminal bool
+	// NoNext, when set, says that the kind takes no `next` though it hands
+	// events on, and what to write instead: a kind that sends every event
+	// to stages its own Ref fields name (process.route) never emits to
+	// next, so a next on it would be drawn and counted as a route yet
+	// receive nothing. The loader and New refuse a next on such a stage,
+	// with this text as the reason.
+	NoNext string
 	// Redelivered, if set, says what goes wrong when a stage configured
 	// as cfg handles an event a second time, as it may when its queue is
 	// on a transport that delivers again what a process did not finish

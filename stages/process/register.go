@@ -70,6 +70,10 @@ func Register(r *stage.Registry) error {
 				}},
 				{Name: "default", Type: stage.String, Ref: true, Doc: "the stage for events that match no route; empty: drop them"},
 			},
+			// Every event goes to a route's next, to default or nowhere:
+			// a next would look like the place for the rest, and be
+			// drawn as an edge, yet never receive an event.
+			NoNext:     "it sends each event to the next of the first route it matches, else to default; name the stage for the events that match no route in default",
 			NewHandler: newRoute,
 		},
 	}
