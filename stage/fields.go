@@ -4,8 +4,10 @@ package stage
 // written.
 
 import (
+	"encoding/json"
 	"iter"
 	"strings"
+	"unicode/utf8"
 )
 
 // An event's decoded fields are a short list of (name, Value) pairs, not
@@ -92,8 +94,9 @@ func (ev *Event) Field(path string) (v any, ok bool) {
 // Value returns the value at path without copying or allocating: the
 // field stored under that name, or the value found by walking down from
 // the longest stored prefix of path (a field "user" holding an object
-// gives "user.id"). "$" is the payload, as a String value. ok is false when
-// the event has no such field.
+// gives "user.id"; an object or array found below a JSON value is its
+// text as sent, a JSON value). "$" is the payload, as a String value. ok
+// is false when the event has no such field.
 func (ev *Event) Value(path string) (Value, bool) {
 	if path == "$" {
 		return BytesValue(ev.Payload), true
@@ -115,34 +118,76 @@ func (ev *Event) Value(path string) (Value, bool) {
 
 // descend finds the dotted path rest inside an object value.
 func descend(v Value, rest string) (Value, bool) {
-	var cur any
 	switch v.typ {
 	case ValueAny:
-		cur = v.Any()
 	case ValueJSON:
-		var err error
-		if cur, err = decodeJSONText(v.Bytes()); err != nil {
-			return Value{}, false
-		}
+		return descendJSON(v.Bytes(), rest)
 	default:
 		return Value{}, false
 	}
+	cur := v.Any()
 	for rest != "" {
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return Value{}, false
 		}
-		name := rest
-		if i := strings.IndexByte(rest, '.'); i >= 0 {
-			name, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = ""
-		}
+		var name string
+		name, rest = cutPath(rest)
 		if cur, ok = m[name]; !ok {
 			return Value{}, false
 		}
 	}
 	return ValueOf(cur), true
+}
+
+// descendJSON finds the dotted path rest inside JSON text. An object or
+// array found there is given as its own text, as sent, which is what a
+// decoder that decodes that path alone (process.json's projection) stores:
+// a decoded map would be encoded again by whoever stores it, keys sorted,
+// <>& escaped and spacing changed, so that the same record stored other
+// text when every field was decoded. Text holding invalid UTF-8 is
+// decoded and encoded again, with U+FFFD for the bad bytes, as
+// process.json stores such a member, so that a sink is never handed
+// invalid text. Duplicate keys: the last one wins, as in a decoded map.
+func descendJSON(text []byte, rest string) (Value, bool) {
+	raw := json.RawMessage(text)
+	for rest != "" {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return Value{}, false // not an object
+		}
+		var name string
+		name, rest = cutPath(rest)
+		var ok bool
+		if raw, ok = m[name]; !ok {
+			return Value{}, false
+		}
+	}
+	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
+		if !utf8.Valid(raw) {
+			x, err := decodeJSONText(raw)
+			if err != nil {
+				return Value{}, false
+			}
+			if raw, err = json.Marshal(x); err != nil {
+				return Value{}, false
+			}
+		}
+		return JSONValue(raw), true
+	}
+	x, err := decodeJSONText(raw)
+	if err != nil {
+		return Value{}, false
+	}
+	return ValueOf(x), true
+}
+
+// cutPath splits the first name off a dotted path.
+func cutPath(path string) (name, rest string) {
+	if i := strings.IndexByte(path, '.'); i >= 0 {
+		return path[:i], path[i+1:]
+	}
+	return path, ""
 }
 
 // Set sets the field name to v, converted by ValueOf (a string or []byte

@@ -415,3 +415,33 @@ func TestJSONNestingLimit(t *testing.T) {
 		t.Errorf("process.json's doc does not give the nesting limit (%d)", maxDepth)
 	}
 }
+
+// An object or array read below a top-level member ("req.headers") has
+// the same type and text whether process.json decoded that path alone (a
+// projection) or every member (the stages after it may read any field: a
+// process.func, a queue on NATS): the text as sent, keys in their order,
+// spacing and <>& kept, so that a sink stores the same for the same YAML.
+func TestJSONNestedTextSameProjectedOrNot(t *testing.T) {
+	rec := `{"id":1,"req":{"headers":{"z":"<a&b>",  "a":[1, 2],"m":{"y":1,"x":2}},"list":[ {"k":"v"} ,3]}}`
+	paths := []string{"req.headers", "req.list", "req.headers.m", "req.list.0", "req.headers.a"}
+	full, proj := &jsonHandler{}, &jsonHandler{}
+	proj.Project(paths, false)
+	var d1, d2 decoder
+	e1, e2 := &stage.Event{Payload: []byte(rec)}, &stage.Event{Payload: []byte(rec)}
+	if err := full.decode(&d1, e1); err != nil {
+		t.Fatal(err)
+	}
+	if err := proj.decode(&d2, e2); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		v1, ok1 := e1.Value(p)
+		v2, ok2 := e2.Value(p)
+		if ok1 != ok2 || v1.Type() != v2.Type() || string(v1.Bytes()) != string(v2.Bytes()) {
+			t.Errorf("%s: every member decoded: %v %v %q; projected: %v %v %q", p, ok1, v1.Type(), v1.Bytes(), ok2, v2.Type(), v2.Bytes())
+		}
+	}
+	if v, _ := e1.Value("req.headers"); string(v.Bytes()) != `{"z":"<a&b>",  "a":[1, 2],"m":{"y":1,"x":2}}` {
+		t.Errorf("req.headers = %v %q, want its text as sent", v.Type(), v.Bytes())
+	}
+}

@@ -25,7 +25,8 @@ func Register(r *stage.Registry) error {
 		{
 			Name: "process.json",
 			Doc: "Decodes each record as one JSON object into the event's fields and checks required fields. " +
-				"Integers that fit in 64 bits become int64, other numbers keep their exact text (json.Number). " +
+				"Integers that fit in 64 bits become int64, other numbers keep their exact text (json.Number); " +
+				"an object or array, also one a path reads below a member (`req.headers`), keeps its text as sent. " +
 				"A record that is not a JSON object, or lacks a required field, is refused with a one-line reason " +
 				"(`invalid json: unexpected end of input at offset 17`, `missing field \"id\"`). " +
 				"Objects and arrays nest at most 512 deep, the record itself counting as one; " +
