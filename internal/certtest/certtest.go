@@ -41,7 +41,7 @@ func NewCA(t testing.TB, dir, name string) *CA {
 		SerialNumber:          big.NewInt(serial.Add(1)),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(validFor),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -99,9 +99,9 @@ func (ca *CA) issue(t testing.TB, name string, tmpl *x509.Certificate) Pair {
 	key := newKey(t)
 	tmpl.SerialNumber = big.NewInt(serial.Add(1))
 	tmpl.Subject = pkix.Name{CommonName: name}
-	if tmpl.NotAfter.IsZero() { // valid from an hour ago for a day
+	if tmpl.NotAfter.IsZero() { // valid from an hour ago for validFor
 		tmpl.NotBefore = time.Now().Add(-time.Hour)
-		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+		tmpl.NotAfter = time.Now().Add(validFor)
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
@@ -143,3 +143,8 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 		t.Fatal(err)
 	}
 }
+
+// validFor is how long the certificates made here are valid by default:
+// past the week before expiry in which a TLS source reads degraded, so
+// that a test's pipeline is healthy unless the test chose its dates.
+const validFor = 30 * 24 * time.Hour
