@@ -722,7 +722,7 @@ func TestUnackedReasonsBounded(t *testing.T) {
 func TestBurstOfNacksToReadingClient(t *testing.T) {
 	const (
 		maxPending = 4 << 10
-		records    = 32 << 10 // "bad\n" and "ok\n" in turn: 112KiB, two reads
+		records    = 4 << 10 // "bad" and "ok" padded to 28 bytes, in turn: 112KiB, two reads
 	)
 	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending)}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
 	var nacked []wire.Reply // by the client's reader, then by us after Done
@@ -734,7 +734,10 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 			acks++
 		}
 	})
-	if err := c.SendRaw(bytes.Repeat([]byte("bad\nok\n"), records/2), records); err != nil {
+	// Few, long records: the bytes (two reads) make the burst, and each
+	// record costs the race detector's sink as much as a short one, so
+	// 32K records of four bytes took up to 14 s under load.
+	if err := c.SendRaw(bytes.Repeat([]byte(padded("bad")+padded("ok")), records/2), records); err != nil {
 		t.Fatal(err)
 	}
 	c.Send([]byte("good"))
@@ -773,7 +776,7 @@ func TestBurstOfNacksToReadingClient(t *testing.T) {
 func TestBurstOfNacksIsRanges(t *testing.T) {
 	const (
 		maxPending = 4 << 10
-		records    = 32 << 10 // "bad\n" each: 128KiB, two reads
+		records    = 4 << 10 // "bad" padded to 32 bytes each: 128KiB, two reads
 	)
 	r := newRig(t, map[string]any{"max_pending_output": int64(maxPending)}, stage.Settings{Workers: 2, Concurrency: 2, Batch: 512}, nil)
 	var lines []wire.Reply
@@ -782,7 +785,8 @@ func TestBurstOfNacksIsRanges(t *testing.T) {
 			lines = append(lines, rp)
 		}
 	})
-	if err := c.SendRaw(bytes.Repeat([]byte("bad\n"), records), records); err != nil {
+	// Few, long records, as in TestBurstOfNacksToReadingClient.
+	if err := c.SendRaw(bytes.Repeat([]byte("bad"+strings.Repeat(".", 28)+"\n"), records), records); err != nil {
 		t.Fatal(err)
 	}
 	c.Send([]byte("good"))
@@ -1151,4 +1155,9 @@ func yamlPipeline(t *testing.T, src string) (*pipeline.Pipeline, error) {
 		t.Fatal(err)
 	}
 	return pipeline.New(pc, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+}
+
+// padded is s, dots up to 27 bytes, and a line end: 28 bytes.
+func padded(s string) string {
+	return s + strings.Repeat(".", 27-len(s)) + "\n"
 }
