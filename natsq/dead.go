@@ -230,11 +230,16 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	return nil
 }
 
-// keepInProgress tells JetStream that the envelopes held longer than a
-// third of ack_wait are in progress, so that their events may wait in the
+// keepInProgress tells JetStream, every third of ack_wait, that the
+// envelopes held are in progress, so that their events may wait in the
 // stage (behind a slow or absent database) without being delivered again
 // meanwhile. A process that dies stops telling, and JetStream delivers
-// them again after ack_wait.
+// them again after ack_wait. An envelope told of at a tick, or taken less
+// than half a tick before it, waits for the next: skipping only those
+// keeps every envelope's gap under two thirds of ack_wait even when a
+// tick comes late (skipping those told less than a whole tick before,
+// one late tick made the next skip them, and the gap reached two thirds
+// plus the delay: a third of ack_wait to spare).
 func (c *consumer) keepInProgress() {
 	defer c.keepWG.Done()
 	every := c.q.cfg.AckWait / 3
@@ -247,7 +252,7 @@ func (c *consumer) keepInProgress() {
 		case now := <-t.C:
 			c.hmu.Lock()
 			for e, at := range c.held {
-				if now.Sub(at) < every {
+				if now.Sub(at) < every/2 {
 					continue
 				}
 				if err := e.msg.InProgress(); err != nil {
