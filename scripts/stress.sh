@@ -21,16 +21,21 @@ for _ in $(seq "$hogs"); do
 	hogpids+=($!)
 done
 
+# go test's own timeout is 10 minutes a package; stages/db passes once in
+# about 90 s under -race, and slower with the busy loops, so a count of 5
+# ran out of it. Three minutes a pass.
+timeout=$((count * 3))m
+
 failed=0
 for n in $procs; do
 	log=$logdir/stress-gomaxprocs-$n.log
 	echo "stress: GOMAXPROCS=${n/#0/unset}, $hogs busy loops: go test -race -count=$count $pkgs"
 	if [ "$n" = 0 ]; then
 		# shellcheck disable=SC2086 # pkgs is a list of patterns
-		go test -race -count="$count" $pkgs >"$log" 2>&1
+		go test -race -count="$count" -timeout "$timeout" $pkgs >"$log" 2>&1
 	else
 		# shellcheck disable=SC2086
-		GOMAXPROCS=$n go test -race -count="$count" $pkgs >"$log" 2>&1
+		GOMAXPROCS=$n go test -race -count="$count" -timeout "$timeout" $pkgs >"$log" 2>&1
 	fi
 	rc=$?
 	grep -E '^(ok|FAIL|---)' "$log" | grep -v -- '--- PASS' || true
