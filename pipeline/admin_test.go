@@ -41,7 +41,7 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 	base := "http://" + p.AdminAddr()
 
 	var s Stats
-	for i := 0; ; i++ {
+	poll.Until(t, fmt.Sprintf("a queue of %d behind the gated worker", n-1), func() bool {
 		code, body := rtGet(t, c, base+"/stats", "")
 		if code != 200 {
 			t.Fatalf("/stats: %d %s", code, body)
@@ -52,14 +52,9 @@ func TestAdminStatsAndMetricsShowDepth(t *testing.T) {
 		}
 		// The worker takes its run slot a moment before it counts the
 		// event it took: wait for both.
-		if g := rtStageStats(t, s, "gated"); g.Queue.Depth == n-1 && g.In == 1 {
-			break
-		}
-		if i == 2000 {
-			t.Fatalf("depth never reached %d: %s", n-1, body)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		g := rtStageStats(t, s, "gated")
+		return g.Queue.Depth == n-1 && g.In == 1
+	})
 	if s.Pipeline != "ingest" || s.State != "running" || s.UptimeS <= 0 {
 		t.Errorf("stats header: %+v", s)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stagedserver/seda/internal/engine"
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -219,12 +220,7 @@ func TestSecondStopForces(t *testing.T) {
 	}
 	hub.source(t, "src").waitEmitted(t)
 	// The one worker holds the first event (the other nine are queued).
-	for i := 0; rtStageStats(t, p.Stats(), "stuck").In != 1; i++ {
-		if i == 10000 {
-			t.Fatal("the worker never took the first event")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "the worker takes the first event", func() bool { return rtStageStats(t, p.Stats(), "stuck").In == 1 })
 	var first error
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/pipeline"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
@@ -249,18 +250,11 @@ func TestLoadInterruptedByDrain(t *testing.T) {
 		code, out, errOut := runCLI(t, "load", "--addr", addr, "--duration", "30s", "--rate", "2000", "--conns", "8")
 		done <- result{code, out, errOut}
 	}()
-	for i := 0; ; i++ {
+	poll.Until(t, "200 records", func() bool {
 		sink.mu.Lock()
-		n := len(sink.seen)
-		sink.mu.Unlock()
-		if n >= 200 {
-			break
-		}
-		if i == 1000 {
-			t.Fatalf("only %d records arrived in 10s", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer sink.mu.Unlock()
+		return len(sink.seen) >= 200
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := p.Stop(ctx); err != nil {
