@@ -209,6 +209,16 @@ func appendBool(dst []byte, v stage.Value) ([]byte, error) {
 		case "0", "1":
 			return append(dst, v.Bytes()...), nil
 		}
+	case stage.ValueInt:
+		// process.json gives a JSON integer as an Int, not as a Number:
+		// 0 and 1 are false and true in either form, as PostgreSQL
+		// reads them.
+		switch v.Int() {
+		case 0:
+			return append(dst, 'f'), nil
+		case 1:
+			return append(dst, 't'), nil
+		}
 	}
 	return dst, refuse(v, kindBool)
 }

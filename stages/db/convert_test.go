@@ -1,0 +1,82 @@
+package db
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/process"
+)
+
+// decoded returns events with seqs 1, 2, ... whose fields process.json
+// decoded from payloads, as a pipeline's decoder would, so that the sink
+// sees the value types the decoder gives (an integer as an Int).
+func decoded(t *testing.T, rec *recorder, payloads ...string) []*stage.Event {
+	t.Helper()
+	reg := stage.NewRegistry()
+	if err := process.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	kind, _ := reg.Lookup("process.json")
+	cfg, err := stage.Bind(kind.Fields, stage.NewConfig(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := kind.NewHandler(cfg, stage.Env{Stage: "parse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []*stage.Event
+	for i, p := range payloads {
+		batch = append(batch, src.NewEvent([]byte(p), uint64(i+1), stage.Origin{To: rec, Key: 1}))
+	}
+	if err := h.Handle(context.Background(), batch, discard{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range batch {
+		if ev.Finished() {
+			t.Fatalf("process.json refused record %d", ev.Seq)
+		}
+	}
+	return batch
+}
+
+// discard is the emitter of decoded: the decoded events stay with it.
+type discard struct{}
+
+func (discard) Emit(context.Context, *stage.Event) error           { return nil }
+func (discard) EmitTo(context.Context, string, *stage.Event) error { return nil }
+func (discard) Flush(context.Context)                              {}
+
+// TestJSONIntegerIntoBoolean: process.json gives a JSON integer as an
+// Int, and 0 and 1 from it go into a boolean column as false and true,
+// as they do when they come as text or as a json.Number; other integers
+// are refused, naming the column.
+func TestJSONIntegerIntoBoolean(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			db := connect(t, dsn)
+			s := startSink(t, config(dsn, map[string]any{"method": method,
+				"columns": [][2]string{{"id", "id"}, {"b", "b"}}, "types": [][2]string{{"id", "bigint"}, {"b", "boolean"}}}))
+			rec := &recorder{}
+			batch := decoded(t, rec, `{"id":1,"b":1}`, `{"id":2,"b":0}`, `{"id":3,"b":"1"}`, `{"id":4,"b":true}`, `{"id":5,"b":2}`)
+			if v, _ := batch[0].Value("b"); v.Type() != stage.ValueInt {
+				t.Fatalf("process.json gave b as %s, want an Int", v.Type())
+			}
+			handle(t, s, batch)
+			acked, nacked := rec.results()
+			if want := `stage "store": record 5: column "b" (field b): int64 "2" is not a boolean`; acked != 4 || len(nacked) != 1 ||
+				nacked[5] == nil || nacked[5].Error() != want {
+				t.Fatalf("acked %d, nacked %v; want record 5 nacked with %s", acked, nacked, want)
+			}
+			var got string
+			if err := db.QueryRow(context.Background(), "SELECT string_agg(id || ':' || b, ' ' ORDER BY id) FROM events").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if want := "1:true 2:false 3:true 4:true"; got != want {
+				t.Fatalf("stored %s, want %s", got, want)
+			}
+		})
+	}
+}
