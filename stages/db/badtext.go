@@ -41,7 +41,7 @@ func (s *Sink) refuseBadText(ctx context.Context, r *rows, lo, hi int, idem bool
 		var bad *pgconn.PgError
 		if bad, scratch = s.badText(ev, scratch); bad != nil {
 			found = true
-			ev.Done(fmt.Errorf("stage %q: record %d refused: %w", s.name, ev.Seq, stage.WithClass(bad, stage.ErrDatabase)))
+			ev.Done(s.refusal(ev, bad))
 			continue
 		}
 		if err := s.addRow(good, ev); err != nil { // it converted once: not expected

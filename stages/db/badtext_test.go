@@ -54,8 +54,9 @@ func rollbacks(t *testing.T, s *Sink, c *pgx.Conn) int {
 // of 1000 records with 10 such, the 990 others are stored after one failed
 // write, and the 10 are nacked as PostgreSQL words it. Before, each bad
 // record cost several failed writes (a load 14 times slower with one bad
-// line in a hundred). In COPY's binary format, its text format (a numeric
-// column has no binary form here), and with method insert.
+// line in a hundred). The reason names the column and its field. In
+// COPY's binary format, its text format (a numeric column has no binary
+// form here), and with method insert.
 func TestBadTextFoundWithoutBisecting(t *testing.T) {
 	for _, v := range []struct{ name, method, amount string }{
 		{"copy-binary", "copy", "bigint"}, {"copy-text", "copy", "numeric"}, {"insert", "insert", "bigint"},
@@ -76,16 +77,16 @@ func TestBadTextFoundWithoutBisecting(t *testing.T) {
 					switch i / 100 % 4 {
 					case 0: // a Latin-1 line
 						ev.Set("msg", "Zugriff f\xfcr alle")
-						want[ev.Seq] = `ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`
+						want[ev.Seq] = `column "msg" (field msg): ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`
 					case 1:
 						ev.Set("msg", "nul\x00byte")
-						want[ev.Seq] = `ERROR: invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021)`
+						want[ev.Seq] = `column "msg" (field msg): ERROR: invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021)`
 					case 2: // the record itself, stored as jsonb
 						ev.Payload = fmt.Appendf(nil, `{"id":%d,"msg":"Zugriff f%sr alle"}`, i, "\xfc")
-						want[ev.Seq] = `ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`
+						want[ev.Seq] = `column "body" (field $): ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`
 					case 3:
 						ev.Payload = fmt.Appendf(nil, `{"id":%d,"msg":"nul\u0000escape","ok":"\\u0000"}`, i)
-						want[ev.Seq] = `ERROR: unsupported Unicode escape sequence (SQLSTATE 22P05)`
+						want[ev.Seq] = `column "body" (field $): ERROR: unsupported Unicode escape sequence (SQLSTATE 22P05)`
 					}
 				}
 				batch = append(batch, ev)

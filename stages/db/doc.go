@@ -141,7 +141,12 @@
 // refused rows are alone (when the COPY held a group of batches, each
 // batch is first written alone): those are nacked with PostgreSQL's
 // message, e.g. `ERROR: value too long for type character varying(5)
-// (SQLSTATE 22001)`, and the rest are committed. These refusals are
+// (SQLSTATE 22001)`, and the rest are committed. When PostgreSQL names
+// the column (COPY's context for a value it cannot read, the column of a
+// NOT NULL violation), the reason starts with it and its field, as the
+// sink's own refusals do: `column "f4" (field f4): ERROR: "1e-50" is out
+// of range for type real (SQLSTATE 22003)`; the value COPY quotes is left
+// out. The insert method's casts name no column. These refusals are
 // bisected: classes 22 (data exception) and 23 (integrity constraint
 // violation); class 44 (a row outside the view it is written through,
 // which has WITH CHECK OPTION: method insert writes into a view); 54000 (a row too large for an index) and 54001 (a value
@@ -162,8 +167,9 @@
 // not UTF-8, as a Latin-1 syslog line, or a NUL byte; 22P05: \u0000 in
 // jsonb) is not bisected first: the batch's values are looked at, as the
 // sink writes them, and the records holding such text are nacked with
-// PostgreSQL's words for it (`ERROR: invalid byte sequence for encoding
-// "UTF8": 0xfc (SQLSTATE 22021)`) and the others written again, in one
+// the column and PostgreSQL's words for it (`column "msg" (field msg):
+// ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE
+// 22021)`) and the others written again, in one
 // write; only when none is found is the batch bisected. The values are
 // looked at only after such a failure, never as a batch is written.
 //

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -382,7 +383,7 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 	case !rowError(err):
 		return err
 	case hi-lo == 1:
-		r.evs[lo].Done(fmt.Errorf("stage %q: record %d refused: %w", s.name, r.evs[lo].Seq, stage.WithClass(err, stage.ErrDatabase)))
+		r.evs[lo].Done(s.refusal(r.evs[lo], err))
 		return nil
 	case encodingError(err):
 		if found, err := s.refuseBadText(ctx, r, lo, hi, idem); found {
@@ -650,6 +651,68 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// refusal is the reason ev is nacked with when PostgreSQL refused its row
+// with err: PostgreSQL's message and SQLSTATE, after the column it names,
+// as the sink's own refusals name it (column "f4" (field f4): ...), so
+// that a table with several columns of a type shows which one.
+func (s *Sink) refusal(ev *stage.Event, err error) error {
+	if name := s.refusedColumn(err); name != "" {
+		at := fmt.Sprintf("column %q", name)
+		for _, c := range s.cols {
+			if c.name == name {
+				at += " (field " + c.path + ")"
+				break
+			}
+		}
+		err = fmt.Errorf("%s: %w", at, err)
+	}
+	return fmt.Errorf("stage %q: record %d refused: %w", s.name, ev.Seq, stage.WithClass(err, stage.ErrDatabase))
+}
+
+// copyContext matches the context COPY gives an error about one value:
+// "COPY events, line 1, column f4: "1e-50"" (binary format: no value),
+// group 1 being what follows the word for column. The words are
+// translated under lc_messages, so only the shape is relied on; one that
+// does not match names no column.
+var copyContext = regexp.MustCompile(`^COPY .*?, \S+ \d+, \S+ (.*)$`)
+
+// refusedColumn returns the column PostgreSQL names in err: its
+// ColumnName (a NOT NULL violation sets it), or the column of COPY's
+// context (a value of the wrong syntax or out of range, found as COPY
+// reads it) when that is one of the sink's columns; "" when it names
+// none, as for a value the insert method's casts refuse. The value COPY
+// quotes in its context is not taken: it may be a secret.
+func (s *Sink) refusedColumn(err error) string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return ""
+	}
+	if pe.ColumnName != "" {
+		return pe.ColumnName
+	}
+	for line := range strings.SplitSeq(pe.Where, "\n") {
+		m := copyContext.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		// PostgreSQL writes the name as it is, unquoted, and a name may
+		// hold spaces or colons: the longest of the sink's columns that
+		// the rest starts with, followed by nothing, a colon or a space
+		// (French puts one before the colon).
+		name := ""
+		for _, c := range s.cols {
+			rest, ok := strings.CutPrefix(m[1], c.name)
+			if ok && len(c.name) > len(name) && (rest == "" || rest[0] == ':' || rest[0] == ' ') {
+				name = c.name
+			}
+		}
+		if name != "" {
+			return name
+		}
+	}
+	return ""
 }
 
 func sqlState(err error) string {
