@@ -152,7 +152,37 @@ func toInt(v stage.Value) (int64, error) {
 	if n, ok := v.AsInt(); ok {
 		return n, nil
 	}
+	if beyondInt64(v) {
+		s := v.String()
+		if len(s) > 40 {
+			s = s[:40] + "…"
+		}
+		return 0, fmt.Errorf("%s %q is out of range for bigint", typeName(v), s)
+	}
 	return 0, refuse(v, kindInt)
+}
+
+// beyondInt64 reports whether v, which AsInt did not take, is an integer
+// all the same, one too large for an int64 and so for every integer
+// column: decimal digits after an optional sign, an integral float or a
+// uint64. Refused as "not an integer", 9223372036854775808 looked like a
+// syntax error.
+func beyondInt64(v stage.Value) bool {
+	switch v.Type() {
+	case stage.ValueFloat:
+		f := v.Float()
+		return f == math.Trunc(f) && !math.IsInf(f, 0)
+	case stage.ValueAny:
+		_, ok := v.Any().(uint64)
+		return ok
+	case stage.ValueString, stage.ValueNumber, stage.ValueJSON:
+		s := strings.TrimSpace(text(v))
+		if s != "" && (s[0] == '-' || s[0] == '+') {
+			s = s[1:]
+		}
+		return s != "" && strings.Trim(s, "0123456789") == ""
+	}
+	return false
 }
 
 func appendFloat(dst []byte, v stage.Value) ([]byte, error) {

@@ -80,3 +80,42 @@ func TestJSONIntegerIntoBoolean(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegerOutOfRange: an integer too large for an int64 is refused for
+// an integer column as out of range for bigint, not as "not an integer",
+// which read as a syntax error; text that is no integer is refused as
+// before.
+func TestIntegerOutOfRange(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := startSink(t, config(dsn, map[string]any{"columns": [][2]string{{"id", "id"}, {"n", "n"}},
+		"types": [][2]string{{"id", "bigint"}, {"n", "bigint"}}}))
+	rec := &recorder{}
+	handle(t, s, decoded(t, rec, `{"id":1,"n":9223372036854775807}`, `{"id":2,"n":9223372036854775808}`, `{"id":3,"n":"-9223372036854775809"}`))
+	acked, nacked := rec.results()
+	if acked != 1 || len(nacked) != 2 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+	for seq, want := range map[uint64]string{
+		2: `stage "store": record 2: column "n" (field n): json.Number "9223372036854775808" is out of range for bigint`,
+		3: `stage "store": record 3: column "n" (field n): string "-9223372036854775809" is out of range for bigint`,
+	} {
+		if err := nacked[seq]; err == nil || err.Error() != want {
+			t.Errorf("record %d nacked with %v, want %s", seq, err, want)
+		}
+	}
+	for _, c := range []struct {
+		v    stage.Value
+		want string
+	}{
+		{stage.FloatValue(1e19), `float64 "1e+19" is out of range for bigint`},
+		{stage.ValueOf(uint64(1) << 63), `uint64 "9223372036854775808" is out of range for bigint`},
+		{stage.StringValue(" +99999999999999999999 "), `string " +99999999999999999999 " is out of range for bigint`},
+		{stage.StringValue("12a"), `string "12a" is not an integer`},
+		{stage.StringValue("-"), `string "-" is not an integer`},
+		{stage.FloatValue(1.5), `float64 "1.5" is not an integer`},
+	} {
+		if _, err := toInt(c.v); err == nil || err.Error() != c.want {
+			t.Errorf("toInt(%v): %v, want %s", c.v, err, c.want)
+		}
+	}
+}
