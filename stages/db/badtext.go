@@ -2,12 +2,15 @@ package db
 
 // This file holds the search for text PostgreSQL cannot store, made when
 // a write fails on it, so that the records holding it are found without
-// bisecting the batch.
+// bisecting the batch: text that is not UTF-8 or holds a NUL, and in a
+// jsonb value the escape \u0000 or a surrogate escape not in a pair.
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -24,8 +27,25 @@ func encodingError(err error) bool {
 	return code == "22021" || code == "22P05"
 }
 
+// surrogateError reports whether err may be jsonb refusing a UTF-16
+// surrogate escape not in a pair (\uD800 alone, which process.json lets
+// through): invalid input syntax (22P02) raised by PostgreSQL's JSON
+// parser, known by its routine whatever the server's language
+// (json_ereport_error up to PostgreSQL 15, json_errsave_error from 16).
+// Other JSON syntax errors have the same code and routine; the search
+// then finds no record, and the batch is bisected as before.
+func surrogateError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "22P02" &&
+		(pe.Routine == "json_ereport_error" || pe.Routine == "json_errsave_error")
+}
+
+// badTextError reports whether err is a refusal that refuseBadText looks
+// for the records of.
+func badTextError(err error) bool { return encodingError(err) || surrogateError(err) }
+
 // refuseBadText finishes rows [lo, hi) of r after their write failed with
-// an encoding error: it looks for the records whose values hold such text
+// an encoding error or a surrogate escape jsonb refused (badTextError): it looks for the records whose values hold such text
 // and, when it finds some, nacks them with PostgreSQL's reason and writes
 // the others once more, in one write (which may still bisect); found
 // reports whether it did. Bisection alone needs several failed writes for
@@ -38,8 +58,8 @@ func (s *Sink) refuseBadText(ctx context.Context, r *rows, lo, hi int, idem bool
 	defer s.putRows(good)
 	good.reset(len(s.cols), s.insert)
 	for _, ev := range r.evs[lo:hi] {
-		var bad *pgconn.PgError
-		if bad, scratch = s.badText(ev, scratch); bad != nil {
+		var bad error
+		if scratch, bad = s.badText(ev, scratch); bad != nil {
 			found = true
 			ev.Done(s.refusal(ev, bad))
 			continue
@@ -56,10 +76,10 @@ func (s *Sink) refuseBadText(ctx context.Context, r *rows, lo, hi int, idem bool
 
 // badText returns the refusal PostgreSQL gives a value of ev that is not
 // valid UTF-8 or holds a NUL byte, or a jsonb value with the escape
-// \u0000, as it words it; nil when ev has none. Each value is looked at
-// as the sink writes it (its text form), since a string PostgreSQL reads
-// as JSON is escaped first.
-func (s *Sink) badText(ev *stage.Event, scratch []byte) (*pgconn.PgError, []byte) {
+// \u0000 or a surrogate escape not in a pair, as it words it; nil when ev
+// has none. Each value is looked at as the sink writes it (its text
+// form), since a string PostgreSQL reads as JSON is escaped first.
+func (s *Sink) badText(ev *stage.Event, scratch []byte) ([]byte, error) {
 	for i := range s.cols {
 		c := &s.cols[i]
 		v, ok := stage.JSONValue(ev.Payload), true
@@ -78,15 +98,83 @@ func (s *Sink) badText(ev *stage.Event, scratch []byte) (*pgconn.PgError, []byte
 			b = scratch
 		}
 		if at := invalidUTF8(b); at >= 0 {
-			return &pgconn.PgError{Severity: "ERROR", Code: "22021", ColumnName: c.name,
-				Message: `invalid byte sequence for encoding "UTF8": ` + sequence(b[at:])}, scratch
+			return scratch, &pgconn.PgError{Severity: "ERROR", Code: "22021", ColumnName: c.name,
+				Message: `invalid byte sequence for encoding "UTF8": ` + sequence(b[at:])}
 		}
 		if c.bin == binJSONB && jsonNUL(b) {
-			return &pgconn.PgError{Severity: "ERROR", Code: "22P05", ColumnName: c.name,
-				Message: "unsupported Unicode escape sequence", Detail: `\u0000 cannot be converted to text.`}, scratch
+			return scratch, &pgconn.PgError{Severity: "ERROR", Code: "22P05", ColumnName: c.name,
+				Message: "unsupported Unicode escape sequence", Detail: `\u0000 cannot be converted to text.`}
+		}
+		// The json type takes such an escape; only jsonb, which decodes
+		// the text, refuses it.
+		if c.bin != binJSONB {
+			continue
+		}
+		if d := jsonSurrogate(b); d != "" {
+			return scratch, detailed{&pgconn.PgError{Severity: "ERROR", Code: "22P02", ColumnName: c.name,
+				Message: "invalid input syntax for type json", Detail: d}}
 		}
 	}
-	return nil, scratch
+	return scratch, nil
+}
+
+// detailed shows a refusal's DETAIL after it, for one whose message
+// alone does not say what is wrong ("invalid input syntax for type json")
+// and whose detail quotes none of the value.
+type detailed struct{ *pgconn.PgError }
+
+func (e detailed) Error() string { return e.PgError.Error() + ": " + e.Detail }
+func (e detailed) Unwrap() error { return e.PgError }
+
+// PostgreSQL's details for a surrogate escape not in a pair.
+const (
+	lowAlone      = "Unicode low surrogate must follow a high surrogate."
+	highAfterHigh = "Unicode high surrogate must not follow a high surrogate."
+)
+
+// jsonSurrogate returns PostgreSQL's DETAIL for the first UTF-16
+// surrogate escape of the JSON text b that is not in a pair, as jsonb's
+// parser finds it, or "": a high one (\uD800 to \uDBFF) must be followed
+// at once by a low one (\uDC00 to \uDFFF), and a low one must follow a
+// high one.
+func jsonSurrogate(b []byte) string {
+	high := false // the last escape was a high surrogate, waiting for its low one
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			if high {
+				return lowAlone
+			}
+			continue
+		}
+		if i+6 <= len(b) && b[i+1] == 'u' {
+			if r, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16); err == nil {
+				switch {
+				case r >= 0xd800 && r <= 0xdbff:
+					if high {
+						return highAfterHigh
+					}
+					high = true
+				case r >= 0xdc00 && r <= 0xdfff:
+					if !high {
+						return lowAlone
+					}
+					high = false
+				case high:
+					return lowAlone
+				}
+				i += 5
+				continue
+			}
+		}
+		if high {
+			return lowAlone
+		}
+		i++ // the escaped character, a backslash among them
+	}
+	if high {
+		return lowAlone
+	}
+	return ""
 }
 
 // invalidUTF8 returns the offset of b's first byte that does not start a

@@ -165,13 +165,17 @@
 // update, 21000 (two rows of one statement for one stored row). Under conflict: error a duplicate key is
 // such a refusal. A write refused for text PostgreSQL cannot store (22021:
 // not UTF-8, as a Latin-1 syslog line, or a NUL byte; 22P05: \u0000 in
-// jsonb) is not bisected first: the batch's values are looked at, as the
-// sink writes them, and the records holding such text are nacked with
-// the column and PostgreSQL's words for it (`column "msg" (field msg):
-// ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE
-// 22021)`) and the others written again, in one
-// write; only when none is found is the batch bisected. The values are
-// looked at only after such a failure, never as a batch is written.
+// jsonb; 22P02 from PostgreSQL's JSON parser, known by its routine: a
+// surrogate escape not in a pair in jsonb, as \uD800 alone, which
+// process.json lets through and the json type takes) is not bisected
+// first: the batch's values are looked at, as the sink writes them, and
+// the records holding such text are nacked with the column and
+// PostgreSQL's words for it (`column "msg" (field msg): ERROR: invalid
+// byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`; for a lone
+// surrogate PostgreSQL's DETAIL too, `Unicode low surrogate must follow a
+// high surrogate.`) and the others written again, in one write; only when
+// none is found is the batch bisected. The values are looked at only
+// after such a failure, never as a batch is written.
 //
 // A retry after a commit whose answer was lost can store a row twice
 // under conflict: ignore without a key, or nack it as a duplicate under

@@ -182,7 +182,7 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 		case o.left:
 			return o.err
 		case o.err != nil && o.shared && rowError(o.err):
-			if encodingError(o.err) {
+			if badTextError(o.err) {
 				if found, err := s.refuseBadText(ctx, r, 0, len(r.evs), o.idem); found {
 					return err
 				}
@@ -383,9 +383,16 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 	case !rowError(err):
 		return err
 	case hi-lo == 1:
+		if surrogateError(err) {
+			// PostgreSQL's message alone does not say what is wrong, and
+			// its DETAIL may quote the value: the search words it.
+			if _, bad := s.badText(r.evs[lo], nil); bad != nil {
+				err = bad
+			}
+		}
 		r.evs[lo].Done(s.refusal(r.evs[lo], err))
 		return nil
-	case encodingError(err):
+	case badTextError(err):
 		if found, err := s.refuseBadText(ctx, r, lo, hi, idem); found {
 			return err
 		}
