@@ -61,8 +61,49 @@ func (s *Sink) parseVersion(cfg stage.Config) error {
 		return &stage.FieldError{Field: "version", Err: fmt.Errorf("column %q is not in columns", name)}
 	case s.isKey[s.version]:
 		return &stage.FieldError{Field: "version", Err: fmt.Errorf("column %q is in the key: a version changes while the key stays", name)}
+	case !integerType(s.cols[s.version].typ):
+		// Start would refuse it, but only after create had made the
+		// table with it; lint builds the stage and so reports it here.
+		return &stage.FieldError{Field: "version", Err: fmt.Errorf("column %q is %s in types: it needs an integer type (smallint, integer or bigint)",
+			name, s.cols[s.version].typ)}
 	}
 	return nil
+}
+
+// notIntegers are PostgreSQL's built-in types that hold no integer, as
+// types may name them (lower case, spaces single, without a length or
+// precision).
+var notIntegers = map[string]bool{
+	"text": true, "varchar": true, "character varying": true, "char": true, "character": true, "bpchar": true,
+	"name": true, "numeric": true, "decimal": true, "real": true, "float": true, "float4": true, "float8": true,
+	"double precision": true, "money": true, "boolean": true, "bool": true, "json": true, "jsonb": true,
+	"date": true, "time": true, "timetz": true, "time with time zone": true, "time without time zone": true,
+	"timestamp": true, "timestamptz": true, "timestamp with time zone": true, "timestamp without time zone": true,
+	"interval": true, "uuid": true, "bytea": true, "inet": true, "cidr": true, "macaddr": true, "xml": true,
+	"bit": true, "bit varying": true, "varbit": true,
+}
+
+// integerType reports whether t, a type from types, may be an integer
+// type: "" (none given: Start checks the table's), an array never, a
+// built-in type that holds no integer never, and any other name (smallint,
+// integer, bigint, serial, or a domain, which only Start can look up)
+// may.
+func integerType(t string) bool {
+	t = strings.ToLower(t)
+	if strings.Contains(t, "[") {
+		return false
+	}
+	// Drop a length or precision, wherever it is (timestamp(3) with
+	// time zone), and a schema: pg_catalog.text is text.
+	for {
+		i, j := strings.IndexByte(t, '('), strings.IndexByte(t, ')')
+		if i < 0 || j < i {
+			break
+		}
+		t = t[:i] + " " + t[j+1:]
+	}
+	t = strings.TrimPrefix(strings.Join(strings.Fields(t), " "), "pg_catalog.")
+	return !notIntegers[t]
 }
 
 // rowRef is one row of a batch.

@@ -500,7 +500,9 @@ func TestUpsertOrderAcrossRetries(t *testing.T) {
 }
 
 // conflict: update needs a key; version needs conflict: update, a column
-// outside the key, and (at Start) an integer type.
+// outside the key, and an integer type: one given in types that is none
+// is refused as the stage is built (so lint reports it, before create
+// makes the table with it), and at Start one the table has.
 func TestUpsertConfig(t *testing.T) {
 	for _, c := range []struct {
 		over  map[string]any
@@ -511,6 +513,14 @@ func TestUpsertConfig(t *testing.T) {
 		{map[string]any{"conflict": "ignore", "version": "seq"}, "version", "version is for conflict: update"},
 		{map[string]any{"version": "id"}, "version", `column "id" is in the key`},
 		{map[string]any{"version": "nope"}, "version", `column "nope" is not in columns`},
+		{map[string]any{"version": "seq", "types": [][2]string{{"seq", "text"}}}, "version",
+			`column "seq" is text in types: it needs an integer type`},
+		{map[string]any{"version": "seq", "types": [][2]string{{"seq", " Timestamp(3)  with time zone"}}}, "version",
+			`it needs an integer type`},
+		{map[string]any{"version": "seq", "types": [][2]string{{"seq", "pg_catalog.numeric(10, 0)"}}}, "version",
+			`it needs an integer type`},
+		{map[string]any{"version": "seq", "types": [][2]string{{"seq", "bigint[]"}}}, "version",
+			`it needs an integer type`},
 	} {
 		_, err := build(upsertConfig("postgres://localhost/x", c.over), stage.Env{Stage: "store"})
 		var fe *stage.FieldError
@@ -518,8 +528,15 @@ func TestUpsertConfig(t *testing.T) {
 			t.Errorf("%v: %v, want field %s saying %q", c.over, err, c.field, c.msg)
 		}
 	}
+	for _, typ := range []string{"INTEGER", "int8", "pg_catalog.int2", "bigserial", "counter"} { // counter: a domain, perhaps
+		if _, err := build(upsertConfig("postgres://localhost/x", map[string]any{"version": "seq",
+			"types": [][2]string{{"id", "bigint"}, {"seq", typ}}}), stage.Env{Stage: "store"}); err != nil {
+			t.Errorf("version typed %s: %v", typ, err)
+		}
+	}
 	dsn := pg.NewDatabase(t)
-	s := newSink(t, upsertConfig(dsn, map[string]any{"version": "seq", "types": [][2]string{{"id", "bigint"}, {"seq", "text"}}}), nil)
+	exec(t, connect(t, dsn), "CREATE TABLE events (id bigint PRIMARY KEY, seq text, body jsonb)")
+	s := newSink(t, upsertConfig(dsn, map[string]any{"version": "seq", "create": false, "types": nil}), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.Start(ctx); err == nil || !strings.Contains(err.Error(), `version column "seq" is text: it needs an integer type`) {
