@@ -78,9 +78,11 @@ type Stats struct {
 	DeadErrors     uint64 `json:"dead_errors,omitempty"`
 	// LocalDepth and LocalBytes are the events in this process's local
 	// queue of the stage and their bytes (payloads): on a publishing
-	// process, those waiting for the publisher; on a consuming one, those
-	// taken from the stream and waiting for a worker (still in the
-	// stream, as ack-pending envelopes).
+	// process, those waiting for the publisher (in one process that
+	// publishes and consumes too, where /stats shows the stage's entry
+	// with the stand-in's queue figures); on a process that only
+	// consumes, those taken from the stream and waiting for a worker
+	// (still in the stream, as ack-pending envelopes).
 	LocalDepth int   `json:"local_depth"`
 	LocalBytes int64 `json:"local_bytes"`
 	// Unpublished and UnpublishedBytes are the events this process's

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/natstest"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/natsq"
@@ -91,6 +92,93 @@ func TestNatsQueueInOneProcess(t *testing.T) {
 	rtStop(t, p)
 	if src.missing() != 0 || src.dups.Load() != 0 || src.failed.Load() != 0 {
 		t.Fatalf("missing %d, dups %d, failed %d", src.missing(), src.dups.Load(), src.failed.Load())
+	}
+}
+
+// In one process with a stage's queue on NATS, /stats shows the stage's
+// entry and hides the stand-in that publishes to the stream; the
+// stand-in's local queue, which holds the records waiting to be
+// published and under overflow reject refuses them busy, must still show
+// there, as it does in a split front's entry. The stage's entry showed
+// the stream and the envelopes not yet PubAcked only: with NATS away and
+// 500 records in the stand-in's queue its depth left them out, and its
+// rejected read 0 while the source's records were refused busy.
+func TestOneProcessQueueShowsTheStandInsBacklog(t *testing.T) {
+	for _, overflow := range []string{"block", "reject"} {
+		t.Run(overflow, func(t *testing.T) {
+			srv := natstest.Start(t, natstest.Options{})
+			reg, hub := rtRegistry(t)
+			const n, capacity = 2000, 500
+			p := buildYAML(t, reg, fmt.Sprintf(`name: onep
+nats: {url: %q}
+stages:
+  src:
+    kind: test.seq
+    count: %d
+    next: hold
+  hold:
+    kind: test.gate
+    next: store
+  store:
+    kind: test.finish
+    queue: {transport: nats, stream: t_onep_%s, ack_wait: 5s, capacity: %d, overflow: %s}
+`, srv.URL(), n, overflow, capacity, overflow))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := p.Start(ctx); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			// The stand-in is the stage named store that /stats does not show.
+			var shownStore, standIn *engine.Stage
+			for _, s := range p.shown {
+				if s.st.Settings().Name == "store" {
+					shownStore = s.st
+				}
+			}
+			for i, s := range p.stages {
+				if st := s.Stage(); st.Settings().Name == "store" && !p.isSource[i] && st != shownStore {
+					standIn = st
+				}
+			}
+			if shownStore == nil || standIn == nil {
+				t.Fatal("no stand-in of store beside the stage")
+			}
+			src := hub.source(t, "src")
+			src.waitEmitted(t)
+			srv.Stop()
+			close(hub.gate)
+			// With the server away the stand-in's queue fills behind the
+			// publisher's envelopes; under reject it then refuses records.
+			var front stats.Stage
+			poll.Until(t, "the stand-in's local queue full", func() bool {
+				front = standIn.Stats()
+				ns, _ := natsq.StatsOf(front)
+				return ns.LocalDepth == capacity && ns.Unpublished > 0 && (overflow == "block" || src.failed.Load() > 0)
+			})
+			refused := src.failed.Load()
+			st := rtStageStats(t, p.Stats(), "store")
+			ns, _ := natsq.StatsOf(st)
+			if ns.LocalDepth != capacity || st.Queue.Depth < capacity+int(ns.Unpublished) {
+				t.Errorf("/stats store: depth %d, local_depth %d, unpublished %d; want the %d records of the stand-in's local queue in both",
+					st.Queue.Depth, ns.LocalDepth, ns.Unpublished, capacity)
+			}
+			if st.Queue.Capacity < capacity {
+				t.Errorf("/stats store: capacity %d, want at least the stand-in's local queue's %d", st.Queue.Capacity, capacity)
+			}
+			switch overflow {
+			case "block":
+				if st.Rejected != 0 || refused != 0 {
+					t.Errorf("under block: rejected %d, %d records refused; want none", st.Rejected, refused)
+				}
+			case "reject":
+				if st.Rejected < front.Rejected || st.Rejected < uint64(refused) {
+					t.Errorf("/stats store: rejected %d; the stand-in refused %d and the source was told busy for %d",
+						st.Rejected, front.Rejected, refused)
+				}
+			}
+			srv.Restart()
+			rtStop(t, p)
+		})
 	}
 }
 

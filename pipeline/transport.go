@@ -285,6 +285,7 @@ func (p *Pipeline) openQueues(cfg *Config, nodes []node, routes [][]string, run 
 type shown struct {
 	st     *engine.Stage
 	fill   func(*stats.Stage) // the queue's figures, for a stage fed by a transport's consumer
+	front  *engine.Stage      // the hidden stand-in, where the stage and a stand-in of its queue run here
 	kind   string
 	remote bool
 }
@@ -378,6 +379,7 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 				if f, ok := q.cons.(interface{ Figures(*stats.Stage) }); ok {
 					sh.fill = p.guardFigures(n.cfg.Name, f.Figures)
 				}
+				sh.front = pub[j].Stage() // nil unless a stage here routes to it
 			}
 			p.shown = append(p.shown, sh)
 		case pub[j].Stage() != nil:
@@ -388,12 +390,36 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 }
 
 // stats returns the /stats entry of one shown stage.
+//
+// Where the stage and a stand-in of its queue both run here (one process
+// with its queue on a transport), the stand-in is not shown, but its
+// local queue holds records on their way to the transport, and under
+// overflow reject it is the one that refuses them busy. So the entry
+// takes the queue's depth, bytes and capacity from the stand-in's
+// figures, which its handler fills as a split front's (the transport's
+// queue seen from the publishing side: what the transport holds, which
+// includes what the stage's own local queue has taken from it, and what
+// waits here to be published), and the transport's own figures with
+// them (natsq's local_depth is then the stand-in's local queue, so that
+// depth adds up as on a split front), and adds the stand-in's rejected to
+// the stage's own. Without this the records waiting to be published, and the
+// busy refusals, appeared nowhere in /stats
+// (TestOneProcessQueueShowsTheStandInsBacklog).
 func (s shown) stats() stats.Stage {
 	st := s.st.Stats()
 	st.Kind = s.kind
 	st.Remote = s.remote
+	own := st.Rejected
 	if s.fill != nil {
 		s.fill(&st)
+	}
+	if s.front != nil {
+		f := s.front.Stats()
+		st.Queue.Depth, st.Queue.Bytes, st.Queue.Capacity = f.Queue.Depth, f.Queue.Bytes, f.Queue.Capacity
+		if f.Transport != nil {
+			st.Transport = f.Transport
+		}
+		st.Rejected = own + f.Rejected
 	}
 	return st
 }
