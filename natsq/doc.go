@@ -177,7 +177,10 @@
 // yet PubAcked), with their bytes as the queue's bytes; as its capacity
 // the stream's max_msgs or max_bytes, whichever is reached first at the
 // envelopes' present size and bytes (a stand-in adds its local queue's
-// capacity); and a nats object with this process's counters
+// capacity, and a publishing process the events in envelopes not yet
+// PubAcked, which the depth counts too: the depth reaches the capacity
+// when the stream and the local queue are full, and does not pass it);
+// and a nats object with this process's counters
 // (published, taken, acked, NAKed: events; dead-lettered: events, by
 // reason; requeued: envelopes). The server's pending and ack-pending counts there are
 // envelopes. Where the stage runs elsewhere its

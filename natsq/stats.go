@@ -88,7 +88,8 @@ type Stats struct {
 	// Unpublished and UnpublishedBytes are the events this process's
 	// publisher holds in envelopes that the stream has not acknowledged
 	// (PubAck) yet, and the envelopes' bytes: retried while the server is
-	// away or the stream is full under overflow block.
+	// away or the stream is full under overflow block. The queue's depth
+	// and its capacity both count them.
 	Unpublished      uint64 `json:"unpublished"`
 	UnpublishedBytes uint64 `json:"unpublished_bytes"`
 }
@@ -384,7 +385,7 @@ func (q *Queue) readInfo(js jetstream.JetStream, cons jetstream.Consumer) {
 // yet; as its bytes, the stream's and the publisher's (envelopes, as
 // stored). The local queue's events, taken from the stream, are counted
 // there already. Its capacity is the stream's limits in events (see
-// capacity).
+// capacity), and the events the publisher holds, counted in the depth.
 func (q *Queue) Fill(st *stats.Stage) { q.fill(st, false) }
 
 // fill is Fill, returning the figures it put there. standIn says that st
@@ -421,8 +422,14 @@ func (q *Queue) fill(st *stats.Stage, standIn bool) Stats {
 		local = st.Queue.Capacity
 	}
 	st.Queue.Depth, st.Queue.Bytes = int(min(depth, math.MaxInt32)), int64(min(bytes, math.MaxInt64))
+	// The envelopes not yet PubAcked are held by the publisher, in
+	// neither the stream nor the local queue: the room they take is
+	// their own, so the capacity counts them as the depth does. Depth
+	// then never passes capacity, and reaches it when the stream and the
+	// local queue are full, as the queue pushes back or refuses (a front
+	// with both full read 250 of 216).
 	if c := capacity(ns, events, q.cfg.EnvelopeEvents, q.cfg.EnvelopeBytes); c > 0 {
-		st.Queue.Capacity = int(min(int64(c)+int64(local), math.MaxInt32))
+		st.Queue.Capacity = int(min(int64(c)+int64(local)+int64(min(ns.Unpublished, math.MaxInt32)), math.MaxInt32))
 	}
 	return ns
 }

@@ -147,3 +147,76 @@ func TestFullStreamRefusalsAreRejected(t *testing.T) {
 	pub.Close()
 	q.Wait()
 }
+
+// A front's depth counts the envelopes its publisher holds, not yet
+// PubAcked, and so does its capacity: with the stream full under
+// overflow block, the publisher retrying a batch and the local queue
+// full behind it, the depth is the capacity, not past it (a front read
+// 250 of 216 so).
+func TestFrontDepthReachesCapacityWhenFull(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	const room, batch, local = 10, 4, 64
+	q := front.Queue("store", QueueConfig{Stream: "t_fullcap", MaxMsgs: room, EnvelopeEvents: 1}, port.Block, local)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1, Batch: batch, Capacity: local},
+		standIn{q.Publisher().(*publisher)}, nil)
+	srcLife.Connect(pubStage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	emit := func(from, n int, a *acks) {
+		out := src.NewEmitter()
+		for i := from; i < from+n; i++ {
+			out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
+		}
+		out.Flush(ctx)
+	}
+	stored := newAcks(room)
+	emit(1, room, stored)
+	stored.wait(t)
+	// The stream is full: the worker's batch is retried, and the local
+	// queue fills behind it.
+	const waiting = batch + local
+	a := newAcks(waiting)
+	emitted := make(chan struct{})
+	go func() {
+		defer close(emitted)
+		emit(room+1, waiting, a)
+	}()
+	var st stats.Stage
+	var ns Stats
+	poll.Until(t, "the stream full, a batch retried and the local queue full", func() bool {
+		st = pubStage.Stats()
+		ns, _ = StatsOf(st)
+		return ns.Error == "" && ns.StreamMsgs == room && ns.Unpublished == batch && ns.LocalDepth == local
+	})
+	if want := room + batch + local; st.Queue.Depth != want || st.Queue.Capacity != want {
+		t.Errorf("full: depth %d of capacity %d; want %d of %d (the stream's %d, %d unpublished, %d queued)",
+			st.Queue.Depth, st.Queue.Capacity, want, want, room, batch, local)
+	}
+
+	// Room in the stream lets the waiting events in.
+	js := natstest.JetStream(t, srv.URL())
+	s, err := js.Stream(ctx, "t_fullcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = -1
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for seq, err := range a.wait(t) {
+		if err != nil {
+			t.Errorf("event %d: %v", seq, err)
+		}
+	}
+	<-emitted
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
+}
