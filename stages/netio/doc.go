@@ -251,7 +251,9 @@
 // valid is tried again once it is valid, without another change). /stats
 // shows the certificate served (source.tls: subject, not_before,
 // not_after), and the source's health is degraded from a week before it
-// expires. Over TLS a reader holds its read buffer while the connection
+// expires, or for the last third of a shorter life (a certificate valid
+// for 24 hours from its last 8 hours), so that short-lived certificates
+// read ok while fresh. Over TLS a reader holds its read buffer while the connection
 // is idle (the socket being readable says nothing of what the TLS layer
 // holds decrypted).
 package netio

@@ -46,9 +46,20 @@ const DefaultTLSReload = 2 * time.Second
 const tlsHandshakeTimeout = 10 * time.Second
 
 // certExpirySoon is how long before its certificate expires a source's
-// health turns degraded: an alert on health then comes while there is
-// still time to renew it, not once every handshake fails.
+// health turns degraded, at most: an alert on health then comes while
+// there is still time to renew it, not once every handshake fails. A
+// certificate valid for less than three times that reads degraded for
+// the last third of its life instead (expiryWindow): a fixed week would
+// leave one valid for six days or for 24 hours, as short-lived
+// certificates are, degraded from the moment it is issued, through every
+// renewal.
 const certExpirySoon = 7 * 24 * time.Hour
+
+// expiryWindow is how long before leaf expires a source's health turns
+// degraded: a third of its validity period, at most certExpirySoon.
+func expiryWindow(leaf *x509.Certificate) time.Duration {
+	return min(certExpirySoon, leaf.NotAfter.Sub(leaf.NotBefore)/3)
+}
 
 // tlsField is the `tls` key of the kinds that take it.
 func tlsField() stage.Field {
@@ -97,7 +108,7 @@ func (o *tlsOptions) check() error {
 type certStore struct {
 	opts tlsOptions
 	log  *zap.Logger
-	conf atomic.Pointer[tls.Config] // what new handshakes get
+	cur  atomic.Pointer[loadedConf] // what new handshakes get
 	now  func() time.Time           // time.Now; tests set it
 
 	// The watcher's own, untouched by other goroutines.
@@ -105,6 +116,15 @@ type certStore struct {
 	retryAt time.Time    // when a refused certificate becomes valid; zero: none waits
 	stop    chan struct{}
 	done    chan struct{}
+}
+
+// loadedConf is a configuration loaded and when: health degraded because
+// the certificate nears its expiry is so since the later of the start of
+// its last stretch (expiryWindow) and its load, never before the source
+// served it.
+type loadedConf struct {
+	conf *tls.Config
+	at   time.Time
 }
 
 type fileStamp struct {
@@ -124,7 +144,7 @@ func newCertStore(o tlsOptions, log *zap.Logger) (*certStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.conf.Store(conf)
+	s.cur.Store(&loadedConf{conf: conf, at: s.now()})
 	return s, nil
 }
 
@@ -224,7 +244,7 @@ func (s *certStore) serverConfig(nextProtos ...string) *tls.Config {
 		MinVersion: tls.VersionTLS12,
 		NextProtos: nextProtos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			c := s.conf.Load()
+			c := s.cur.Load().conf
 			if len(nextProtos) > 0 {
 				c = c.Clone()
 				c.NextProtos = nextProtos
@@ -293,7 +313,7 @@ func (s *certStore) reload(why string) {
 		s.log.Warn("TLS files not reloaded; keeping the certificate loaded before", zap.String("trigger", why), zap.Error(err))
 		return
 	}
-	s.conf.Store(conf)
+	s.cur.Store(&loadedConf{conf: conf, at: s.now()})
 	leaf := conf.Certificates[0].Leaf
 	fs := []zap.Field{zap.String("trigger", why), zap.String("cert", s.opts.Cert)}
 	if leaf != nil {
@@ -304,18 +324,22 @@ func (s *certStore) reload(why string) {
 
 // figures puts the certificate new handshakes get into a source's /stats
 // entry (st.Source, which the caller has set), and makes the source's
-// health degraded from certExpirySoon before the certificate expires:
+// health degraded from expiryWindow before the certificate expires:
 // after that, every client that verifies it fails its handshake. A nil
 // store (no TLS) adds nothing.
 func (s *certStore) figures(st *stats.Stage) {
 	if s == nil || st.Source == nil {
 		return
 	}
-	leaf := s.conf.Load().Certificates[0].Leaf // load sets it
+	cur := s.cur.Load()
+	leaf := cur.conf.Certificates[0].Leaf // load sets it
 	st.Source.TLS = &stats.SourceTLS{Subject: leaf.Subject.String(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
 	now := s.now()
 	var why string
-	since := leaf.NotAfter.Add(-certExpirySoon)
+	since := leaf.NotAfter.Add(-expiryWindow(leaf))
+	if since.Before(cur.at) { // loaded in its last stretch already
+		since = cur.at
+	}
 	switch {
 	case now.After(leaf.NotAfter):
 		why = fmt.Sprintf("TLS certificate %s expired at %s: clients that verify it fail their handshake",

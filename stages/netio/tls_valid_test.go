@@ -34,7 +34,7 @@ func TestTLSNotYetValidIsLoadedOnceValid(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	served := func() string { return s.conf.Load().Certificates[0].Leaf.Subject.CommonName }
+	served := func() string { return s.cur.Load().conf.Certificates[0].Leaf.Subject.CommonName }
 	s.now = func() time.Time { return start }
 	s.tick()
 	if got := served(); got != "server" {
@@ -88,5 +88,57 @@ func TestTLSHealthNearAndPastExpiry(t *testing.T) {
 	s.figures(&st)
 	if st.Health.State != stats.HealthDown || st.Health.Error != "db" {
 		t.Errorf("health %+v, want down as it was", st.Health)
+	}
+}
+
+// A short-lived certificate (Let's Encrypt's six-day profile, step-ca's
+// 24 hours) reads ok while fresh and degraded in the last third of its
+// life, not from the moment it loads as it would a week before expiry.
+func TestTLSHealthShortLived(t *testing.T) {
+	ca := certtest.NewCA(t, t.TempDir(), "test")
+	now := time.Now()
+	for _, life := range []time.Duration{6 * 24 * time.Hour, 24 * time.Hour} {
+		p := ca.ServerValid(t, "short", now.Add(-time.Minute), now.Add(-time.Minute+life))
+		s, err := newCertStore(tlsOptions{Cert: p.CertFile, Key: p.KeyFile}, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := p.TLS.Leaf
+		lastThird := leaf.NotAfter.Add(-leaf.NotAfter.Sub(leaf.NotBefore) / 3)
+		for _, tc := range []struct {
+			at    time.Time
+			state string
+		}{
+			{now, stats.HealthOK},
+			{lastThird.Add(-time.Minute), stats.HealthOK},
+			{lastThird.Add(time.Minute), stats.HealthDegraded},
+		} {
+			s.now = func() time.Time { return tc.at }
+			st := stats.Stage{Health: stats.Health{State: stats.HealthOK}, Source: &stats.Source{}}
+			s.figures(&st)
+			if st.Health.State != tc.state ||
+				tc.state == stats.HealthDegraded && (!st.Health.Since.Equal(lastThird) || !strings.Contains(st.Health.Error, "expires at")) {
+				t.Errorf("valid for %s, at %s: health %+v, want %s (since %s when degraded)", life, tc.at, st.Health, tc.state, lastThird)
+			}
+		}
+	}
+}
+
+// A certificate loaded in the last third of its life reads degraded since
+// it was loaded, not since a moment before the source served it.
+func TestTLSHealthDegradedSinceLoad(t *testing.T) {
+	ca := certtest.NewCA(t, t.TempDir(), "test")
+	now := time.Now()
+	p := ca.ServerValid(t, "late", now.Add(-20*time.Hour), now.Add(4*time.Hour))
+	before := time.Now()
+	s, err := newCertStore(tlsOptions{Cert: p.CertFile, Key: p.KeyFile}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	st := stats.Stage{Health: stats.Health{State: stats.HealthOK}, Source: &stats.Source{}}
+	s.figures(&st)
+	if st.Health.State != stats.HealthDegraded || st.Health.Since.Before(before) || st.Health.Since.After(after) {
+		t.Errorf("health %+v, want degraded since the load, between %s and %s", st.Health, before, after)
 	}
 }
