@@ -248,7 +248,10 @@
 // theirs, and files that do not load keep the previous certificate, with
 // a warning. A certificate expired or not yet valid does not load: Start
 // fails with its dates, and a reload keeps the previous one (one not yet
-// valid is tried again once it is valid, without another change). /stats
+// valid is tried again once it is valid, without another change). A
+// minute of clock skew is allowed on not_before: a certificate valid from
+// a few seconds from now, as an issuer whose clock runs ahead dates it,
+// loads at Start and on reload. /stats
 // shows the certificate served (source.tls: subject, not_before,
 // not_after), and the source's health is degraded from a week before it
 // expires, or for the last third of a shorter life (a certificate valid

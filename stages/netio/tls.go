@@ -61,11 +61,18 @@ func expiryWindow(leaf *x509.Certificate) time.Duration {
 	return min(certExpirySoon, leaf.NotAfter.Sub(leaf.NotBefore)/3)
 }
 
+// certSkew is how far ahead of this host's clock a certificate's
+// not_before may be and still load. An issuer whose clock runs a few
+// seconds ahead dates a fresh certificate in what is here the future; it
+// is loaded, at Start or on reload, rather than failing the start for
+// seconds a client, judging by its own clock, may well not see.
+const certSkew = time.Minute
+
 // tlsField is the `tls` key of the kinds that take it.
 func tlsField() stage.Field {
 	return stage.Field{Name: "tls", Type: stage.Object,
 		Doc: "TLS (1.2 or later) on the listener; the files are reloaded on SIGHUP or when they change, without a restart; " +
-			"a certificate expired or not yet valid fails Start, and a reload to one is refused (the loaded one stays)",
+			"a certificate expired, or not valid for more than a minute yet, fails Start, and a reload to one is refused (the loaded one stays)",
 		Fields: []stage.Field{
 			{Name: "cert", Type: stage.String, Doc: "PEM file: the server's certificate, then any intermediates"},
 			{Name: "key", Type: stage.String, Doc: "PEM file: the certificate's private key"},
@@ -104,7 +111,8 @@ func (o *tlsOptions) check() error {
 // files change or on SIGHUP. A reload that fails (a key that does not
 // match, a file half written, a certificate expired or not yet valid)
 // keeps what was loaded and is logged; the next change tries again, and
-// a certificate not yet valid is tried again once it is.
+// a certificate not yet valid is tried again once it is (within certSkew
+// of it).
 type certStore struct {
 	opts tlsOptions
 	log  *zap.Logger
@@ -186,8 +194,12 @@ func (e *validityError) Error() string {
 	if e.notYet() {
 		what = "not yet valid"
 	}
-	return fmt.Sprintf("%s: the certificate %q is %s: valid from %s to %s, and it is %s", e.file, e.leaf.Subject.String(), what,
+	msg := fmt.Sprintf("%s: the certificate %q is %s: valid from %s to %s, and it is %s", e.file, e.leaf.Subject.String(), what,
 		e.leaf.NotBefore.UTC().Format(time.RFC3339), e.leaf.NotAfter.UTC().Format(time.RFC3339), e.now.UTC().Format(time.RFC3339))
+	if e.notYet() {
+		msg += fmt.Sprintf(" (%s of clock skew is allowed)", certSkew)
+	}
+	return msg
 }
 
 // notYet reports whether the certificate becomes valid later.
@@ -195,11 +207,11 @@ func (e *validityError) notYet() bool { return e.now.Before(e.leaf.NotBefore) }
 
 // load reads the files into a server configuration: TLS 1.2 or later,
 // the certificate, and with client_ca a client certificate required and
-// verified. A certificate expired or not yet valid is refused: every
-// client that verifies it would fail its handshake, which the source
-// counts as the client's fault (protocol_errors.tls_handshake), while a
-// reload that refuses it keeps the working one, and a start that refuses
-// it says why at once.
+// verified. A certificate expired, or not valid for more than certSkew
+// yet, is refused: every client that verifies it would fail its
+// handshake, which the source counts as the client's fault
+// (protocol_errors.tls_handshake), while a reload that refuses it keeps
+// the working one, and a start that refuses it says why at once.
 func (s *certStore) load() (*tls.Config, error) {
 	for i, f := range s.files() {
 		if f == "" {
@@ -218,7 +230,7 @@ func (s *certStore) load() (*tls.Config, error) {
 			return nil, &stage.FieldError{Field: "tls.cert", Err: fmt.Errorf("parsing %s: %w", s.opts.Cert, err)}
 		}
 	}
-	if now := s.now(); now.Before(cert.Leaf.NotBefore) || now.After(cert.Leaf.NotAfter) {
+	if now := s.now(); now.Add(certSkew).Before(cert.Leaf.NotBefore) || now.After(cert.Leaf.NotAfter) {
 		return nil, &stage.FieldError{Field: "tls.cert", Err: &validityError{file: s.opts.Cert, leaf: cert.Leaf, now: now}}
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
@@ -301,14 +313,14 @@ func (s *certStore) changed() bool { return s.stampsNow() != s.stamps }
 
 // reload loads the files again; on failure the configuration loaded last
 // stays, and the files are not tried again until they change again, or,
-// for a certificate not yet valid, until it is.
+// for a certificate not yet valid, until it is within certSkew of it.
 func (s *certStore) reload(why string) {
 	s.stamps = s.stampsNow()
 	s.retryAt = time.Time{}
 	conf, err := s.load()
 	if err != nil {
 		if ve := (*validityError)(nil); errors.As(err, &ve) && ve.notYet() {
-			s.retryAt = ve.leaf.NotBefore
+			s.retryAt = ve.leaf.NotBefore.Add(-certSkew)
 		}
 		s.log.Warn("TLS files not reloaded; keeping the certificate loaded before", zap.String("trigger", why), zap.Error(err))
 		return

@@ -439,3 +439,37 @@ func TestTLSStatsShowCertificate(t *testing.T) {
 		}
 	}
 }
+
+// A certificate valid from a few seconds from now, as an issuer whose
+// clock runs ahead dates it, starts the source on netio.tcp and
+// netio.http alike (a minute of clock skew is allowed); one valid from
+// two minutes from now still fails Start.
+func TestTLSStartWithinClockSkew(t *testing.T) {
+	ca := certtest.NewCA(t, t.TempDir(), "test")
+	now := time.Now()
+	ahead := ca.ServerValid(t, "ahead", now.Add(5*time.Second), now.Add(90*24*time.Hour))
+	beyond := ca.ServerValid(t, "beyond", now.Add(2*time.Minute), now.Add(90*24*time.Hour))
+	for _, kind := range []string{netio.Kind, netio.HTTPKind} {
+		src, err := newSource(kind, listening(map[string]any{"tls": stage.NewConfig(map[string]any{"cert": ahead.CertFile, "key": ahead.KeyFile})}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := startRig(t, src, stage.Settings{Name: "in", Kind: kind, Workers: 1, Concurrency: 1, Capacity: 8}, stage.Settings{Workers: 1}, nil)
+		if tl := r.in.Stage().Stats().Source.TLS; tl == nil || tl.Subject != ahead.TLS.Leaf.Subject.String() {
+			t.Errorf("%s: /stats shows the certificate %+v, want %s", kind, tl, ahead.TLS.Leaf.Subject)
+		}
+
+		src, err = newSource(kind, map[string]any{"listen": "127.0.0.1:0",
+			"tls": stage.NewConfig(map[string]any{"cert": beyond.CertFile, "key": beyond.KeyFile})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, lc := engine.NewSourceStage(stage.Settings{Name: "in2", Kind: kind, Workers: 1, Concurrency: 1, Capacity: 8}, src, nil)
+		if err := lc.Start(context.Background()); err == nil {
+			lc.Close()
+			t.Errorf("%s with a certificate valid from two minutes from now: started", kind)
+		} else if !strings.Contains(err.Error(), "is not yet valid") {
+			t.Errorf("%s: %v, want it to say the certificate is not yet valid", kind, err)
+		}
+	}
+}

@@ -142,3 +142,59 @@ func TestTLSHealthDegradedSinceLoad(t *testing.T) {
 		t.Errorf("health %+v, want degraded since the load, between %s and %s", st.Health, before, after)
 	}
 }
+
+// On reload, a renewal valid from a few seconds from now is loaded at
+// once (a minute of clock skew is allowed), and one valid from later is
+// refused and loaded once it is within that minute of valid.
+func TestTLSReloadWithinClockSkew(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, dir, "test")
+	cur := ca.Server(t, "server")
+	s, err := newCertStore(tlsOptions{Cert: cur.CertFile, Key: cur.KeyFile, ReloadEvery: time.Hour}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func() string { return s.cur.Load().conf.Certificates[0].Leaf.Subject.CommonName }
+	start := time.Now()
+	s.now = func() time.Time { return start }
+
+	ahead := ca.ServerValid(t, "ahead", start.Add(5*time.Second), start.Add(48*time.Hour))
+	install(t, ahead, cur)
+	s.tick()
+	if got := served(); got != "ahead" {
+		t.Fatalf("a renewal valid from 5 s from now is not loaded: serving %q", got)
+	}
+
+	later := ca.ServerValid(t, "later", start.Add(time.Hour), start.Add(48*time.Hour))
+	install(t, later, cur)
+	s.tick()
+	if got := served(); got != "ahead" {
+		t.Fatalf("a renewal valid from an hour from now was loaded: serving %q", got)
+	}
+	at := later.TLS.Leaf.NotBefore.Add(-certSkew)
+	s.now = func() time.Time { return at.Add(-time.Second) }
+	s.tick()
+	if got := served(); got != "ahead" {
+		t.Fatalf("a renewal more than a minute from valid was loaded: serving %q", got)
+	}
+	s.now = func() time.Time { return at }
+	s.tick()
+	if got := served(); got != "later" {
+		t.Fatalf("a renewal a minute from valid is not loaded: serving %q", got)
+	}
+}
+
+// install copies p's certificate and key over dst's files, as a renewal
+// does.
+func install(t *testing.T, p, dst certtest.Pair) {
+	t.Helper()
+	for _, f := range [][2]string{{p.CertFile, dst.CertFile}, {p.KeyFile, dst.KeyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
