@@ -70,7 +70,7 @@ type Stats struct {
 	Naked          uint64 `json:"naked"`               // events whose envelope was NAKed to be delivered again (failures)
 	EnvelopesOut   uint64 `json:"envelopes_published"` // envelopes PubAcked by JetStream
 	EnvelopesIn    uint64 `json:"envelopes_taken"`     // envelopes pulled
-	InProgress     uint64 `json:"in_progress"`         // InProgress sent for envelopes held past a third of ack_wait
+	InProgress     uint64 `json:"in_progress"`         // InProgress sent for envelopes held, every third of ack_wait
 	Requeued       uint64 `json:"envelopes_requeued"`  // envelopes a stop cut short at their max_deliver-th delivery, put back as fresh messages
 	AckErrors      uint64 `json:"ack_errors,omitempty"`
 	DeadLettered   uint64 `json:"dead_lettered"` // events moved to the dead-letter stream
@@ -135,7 +135,7 @@ func series(ns *Stats) []stats.Series {
 		{Name: "pipeline_stage_nats_full_total", Help: "Events refused because the stage's stream was at its limits.", Counter: true, Value: float64(ns.Full)},
 		{Name: "pipeline_stage_nats_acked_total", Help: "Events whose envelope this process acked after the stage finished them.", Counter: true, Value: float64(ns.Acked)},
 		{Name: "pipeline_stage_nats_naked_total", Help: "Events whose envelope this process NAKed to be delivered again.", Counter: true, Value: float64(ns.Naked)},
-		{Name: "pipeline_stage_nats_in_progress_total", Help: "InProgress this process sent for envelopes its stage held past a third of ack_wait.", Counter: true, Value: float64(ns.InProgress)},
+		{Name: "pipeline_stage_nats_in_progress_total", Help: "InProgress this process sent, every third of ack_wait, for envelopes its stage held.", Counter: true, Value: float64(ns.InProgress)},
 		{Name: "pipeline_stage_nats_envelopes_requeued_total", Help: "Envelopes a stop in this process cut short at their max_deliver-th delivery, put back into the stage's stream as fresh messages.", Counter: true, Value: float64(ns.Requeued)},
 		deadSeries(DeadRefused, ns.Dead.Refused),
 		deadSeries(DeadMaxDeliver, ns.Dead.MaxDeliver),

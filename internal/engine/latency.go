@@ -97,7 +97,8 @@ func (l *latency) count() uint64 {
 // last window and the current one; NaN when nothing was observed, as
 // Prometheus has it for a summary without observations: a stage that
 // finishes nothing (a stalled database) has no latency to tell, and a 0
-// would read as a fast stage and quiet a p99 alert during the outage.
+// would read as a fast stage. (NaN ends a p99 alert as surely as 0 did:
+// the stall's own signal is the oldest event's age.)
 func (l *latency) quantiles(qs ...float64) []float64 {
 	l.rotate()
 	var sum [numBuckets]uint64
