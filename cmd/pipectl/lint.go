@@ -22,8 +22,9 @@ func newLintCmd() *cobra.Command {
 next names, missing fields, bad sizes and durations), and builds every stage
 without starting it, so that each kind checks its own fields. It prints every
 problem as FILE:LINE:COL: message and exits 1 if there was any, else prints
-"ok". Warnings (FILE:LINE:COL: warning: ...: a stage nothing routes to)
-are printed too and do not fail the check. An empty db.postgres dsn is not a problem: run starts a local
+"ok". Warnings (FILE:LINE:COL: warning: ...: a stage nothing routes to,
+a store behind a NATS queue that a redelivery would harm) are printed too
+and do not fail the check. An empty db.postgres dsn is not a problem: run starts a local
 PostgreSQL for it. With --stages, the files are checked as run --stages
 would run them: a route between a stage that runs and one that does not
 must lead to a stage whose queue is on NATS.`,
