@@ -315,13 +315,15 @@ func natsFullStreamPushesBack(t *testing.T, bin string, ns *natsServerProc) {
 	// /stats shows the stream full at its max_msgs (figures the server
 	// gives, read at most every half second), and as the depth the
 	// backlog: the stream's and what waits behind it here, against the
-	// stream's room and the local queue's (capacity 16).
+	// stream's room, the local queue's (capacity 16) and the envelopes
+	// being published, which take room of their own.
 	var st stats.Stage
 	poll.Until(t, "store's depth to be the stream's and the local backlog", func() bool {
 		st, _ = stageOf(t, hc, front, "store")
 		ns := natsOf(st)
-		return ns.StreamMsgs == limit && st.Queue.Capacity == limit+16 &&
-			st.Queue.Depth == limit+ns.LocalDepth+int(ns.Unpublished) && ns.LocalDepth+int(ns.Unpublished) > 0
+		waiting := ns.LocalDepth + int(ns.Unpublished)
+		return ns.StreamMsgs == limit && st.Queue.Capacity == limit+16+int(ns.Unpublished) &&
+			st.Queue.Depth == limit+waiting && waiting > 0
 	})
 	t.Logf("stream full: %d acked, stream depth %d/%d, publish retries %d",
 		len(rs.ackedIDs()), st.Queue.Depth, st.Queue.Capacity, natsOf(st).PublishRetries)
