@@ -162,12 +162,21 @@ func (s *Source) refuse(nc net.Conn) {
 		io.WriteString(nc, tooManyConns)
 	}
 	closeWrite(nc)
+	if !s.inRefusalSlot(nc, func() { s.lingerRefused(nc) }) {
+		discardReady(nc)
+		nc.Close()
+	}
+}
+
+// inRefusalSlot runs fn in a goroutine of its own holding one of the
+// refused connections' slots (s.refusing), and then closes nc, which the
+// source's stop closes too; it reports false, running nothing, when
+// every slot is taken.
+func (s *Source) inRefusalSlot(nc net.Conn, fn func()) bool {
 	select {
 	case s.refusing <- struct{}{}:
 	default:
-		discardReady(nc)
-		nc.Close()
-		return
+		return false
 	}
 	s.wg.Add(1)
 	go func() {
@@ -175,9 +184,10 @@ func (s *Source) refuse(nc net.Conn) {
 		defer func() { <-s.refusing }()
 		stop := context.AfterFunc(s.ctx, func() { nc.Close() })
 		defer stop()
-		s.lingerRefused(nc)
+		fn()
 		nc.Close()
 	}()
+	return true
 }
 
 // refuseTLS refuses a connection over TLS, where the line can only be
@@ -193,18 +203,7 @@ func (s *Source) refuseTLS(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	select {
-	case s.refusing <- struct{}{}:
-	default:
-		nc.Close()
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.refusing }()
-		stop := context.AfterFunc(s.ctx, func() { nc.Close() })
-		defer stop()
+	ok := s.inRefusalSlot(nc, func() {
 		tc := tls.Server(nc, s.tlsCfg)
 		tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
 		if !s.stopping.Load() && tc.Handshake() == nil {
@@ -213,8 +212,10 @@ func (s *Source) refuseTLS(nc net.Conn) {
 			closeWrite(tc)
 			s.lingerRefused(nc) // the socket under TLS: what comes in is dropped unread
 		}
+	})
+	if !ok {
 		nc.Close()
-	}()
+	}
 }
 
 // lingerRefused discards a refused connection's input until the client
