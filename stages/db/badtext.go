@@ -101,18 +101,19 @@ func (s *Sink) badText(ev *stage.Event, scratch []byte) ([]byte, error) {
 			return scratch, &pgconn.PgError{Severity: "ERROR", Code: "22021", ColumnName: c.name,
 				Message: `invalid byte sequence for encoding "UTF8": ` + sequence(b[at:])}
 		}
-		if c.bin == binJSONB && jsonNUL(b) {
-			return scratch, &pgconn.PgError{Severity: "ERROR", Code: "22P05", ColumnName: c.name,
-				Message: "unsupported Unicode escape sequence", Detail: `\u0000 cannot be converted to text.`}
-		}
-		// The json type takes such an escape; only jsonb, which decodes
-		// the text, refuses it.
+		// The json type takes these escapes; only jsonb, which decodes
+		// the text, refuses them.
 		if c.bin != binJSONB {
 			continue
 		}
-		if d := jsonSurrogate(b); d != "" {
+		nul, surrogate := jsonEscapes(b)
+		if nul {
+			return scratch, &pgconn.PgError{Severity: "ERROR", Code: "22P05", ColumnName: c.name,
+				Message: "unsupported Unicode escape sequence", Detail: `\u0000 cannot be converted to text.`}
+		}
+		if surrogate != "" {
 			return scratch, detailed{&pgconn.PgError{Severity: "ERROR", Code: "22P02", ColumnName: c.name,
-				Message: "invalid input syntax for type json", Detail: d}}
+				Message: "invalid input syntax for type json", Detail: surrogate}}
 		}
 	}
 	return scratch, nil
@@ -132,49 +133,58 @@ const (
 	highAfterHigh = "Unicode high surrogate must not follow a high surrogate."
 )
 
-// jsonSurrogate returns PostgreSQL's DETAIL for the first UTF-16
-// surrogate escape of the JSON text b that is not in a pair, as jsonb's
-// parser finds it, or "": a high one (\uD800 to \uDBFF) must be followed
-// at once by a low one (\uDC00 to \uDFFF), and a low one must follow a
-// high one.
-func jsonSurrogate(b []byte) string {
+// jsonEscapes walks the JSON text b for the escapes jsonb refuses: nul
+// reports \u0000, which it cannot store as text, and surrogate is
+// PostgreSQL's DETAIL for the first UTF-16 surrogate escape not in a pair
+// ("" when each is paired): a high one (\uD800 to \uDBFF) must be
+// followed at once by a low one (\uDC00 to \uDFFF), and a low one must
+// follow a high one. A backslash escaped itself starts no escape.
+func jsonEscapes(b []byte) (nul bool, surrogate string) {
 	high := false // the last escape was a high surrogate, waiting for its low one
+	alone := func(detail string) {
+		if surrogate == "" {
+			surrogate = detail
+		}
+		high = false
+	}
 	for i := 0; i < len(b); i++ {
 		if b[i] != '\\' {
 			if high {
-				return lowAlone
+				alone(lowAlone)
 			}
 			continue
 		}
 		if i+6 <= len(b) && b[i+1] == 'u' {
 			if r, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16); err == nil {
 				switch {
+				case r == 0:
+					return true, surrogate
 				case r >= 0xd800 && r <= 0xdbff:
 					if high {
-						return highAfterHigh
+						alone(highAfterHigh)
 					}
 					high = true
 				case r >= 0xdc00 && r <= 0xdfff:
 					if !high {
-						return lowAlone
+						alone(lowAlone)
 					}
 					high = false
 				case high:
-					return lowAlone
+					alone(lowAlone)
 				}
 				i += 5
 				continue
 			}
 		}
 		if high {
-			return lowAlone
+			alone(lowAlone)
 		}
 		i++ // the escaped character, a backslash among them
 	}
 	if high {
-		return lowAlone
+		alone(lowAlone)
 	}
-	return ""
+	return false, surrogate
 }
 
 // invalidUTF8 returns the offset of b's first byte that does not start a
@@ -216,23 +226,4 @@ func sequence(b []byte) string {
 		fmt.Fprintf(&sb, "0x%02x", c)
 	}
 	return sb.String()
-}
-
-// jsonNUL reports whether the JSON text b holds the escape \u0000, which
-// jsonb cannot store: a backslash that is not itself escaped, then u0000.
-func jsonNUL(b []byte) bool {
-	for {
-		i := bytes.Index(b, []byte(`\u0000`))
-		if i < 0 {
-			return false
-		}
-		n := 1 // backslashes ending at i
-		for n <= i && b[i-n] == '\\' {
-			n++
-		}
-		if n%2 == 1 {
-			return true
-		}
-		b = b[i+1:]
-	}
 }

@@ -126,13 +126,13 @@ func TestBadTextReading(t *testing.T) {
 		jsonNUL bool
 	}{
 		{"ok", -1, false}, {"f\xfcr", 1, false}, {"a\x00", 1, false}, {"é\xe9r", 2, false},
-		{`"\u0000"`, -1, true}, {`"\\u0000"`, -1, false}, {`"\\\u0000"`, -1, true}, {`\\\\u0000 \u0000`, -1, true},
+		{`"\u0000"`, -1, true}, {`"\\u0000"`, -1, false}, {`"\\\u0000"`, -1, true}, {`\\\\u0000 \u0000`, -1, true}, {`"\uD800 \u0000"`, -1, true},
 	} {
 		if got := invalidUTF8([]byte(c.in)); got != c.bad {
 			t.Errorf("invalidUTF8(%q) = %d, want %d", c.in, got, c.bad)
 		}
-		if got := jsonNUL([]byte(c.in)); got != c.jsonNUL {
-			t.Errorf("jsonNUL(%q) = %v, want %v", c.in, got, c.jsonNUL)
+		if got, _ := jsonEscapes([]byte(c.in)); got != c.jsonNUL {
+			t.Errorf("jsonEscapes(%q) finds \\u0000: %v, want %v", c.in, got, c.jsonNUL)
 		}
 	}
 	for in, want := range map[string]string{
@@ -141,8 +141,8 @@ func TestBadTextReading(t *testing.T) {
 		`"\uDC00"`: lowAlone, `"\\\uDC00"`: lowAlone, `"\uD800\uDBFF"`: highAfterHigh, `"\ud800\udc00\udbff\uDFFF"`: "",
 		`"\uD800`: lowAlone, `"\uD8`: "",
 	} {
-		if got := jsonSurrogate([]byte(in)); got != want {
-			t.Errorf("jsonSurrogate(%s) = %q, want %q", in, got, want)
+		if nul, got := jsonEscapes([]byte(in)); nul || got != want {
+			t.Errorf("jsonEscapes(%s) = %v, %q, want false, %q", in, nul, got, want)
 		}
 	}
 	if got := sequence([]byte("\xe9r a")); got != "0xe9 0x72 0x20" {
