@@ -108,9 +108,9 @@ func (q *Queue) consumerHealth(h *stats.Health, ns Stats, now time.Time) {
 				why += "; last error: " + err
 			}
 			if now.Sub(since) >= downUnconnected {
-				worsen(h, stats.HealthDown, since.Add(downUnconnected), why)
+				h.Worsen(stats.HealthDown, since.Add(downUnconnected), why)
 			} else {
-				worsen(h, stats.HealthDegraded, since, why)
+				h.Worsen(stats.HealthDegraded, since, why)
 			}
 		} else if !starting.IsZero() && now.Sub(starting) >= startingFor {
 			why := fmt.Sprintf("consumer %s of stream %s not made yet (trying since %s)",
@@ -118,7 +118,7 @@ func (q *Queue) consumerHealth(h *stats.Health, ns Stats, now time.Time) {
 			if startErr != "" {
 				why += "; last error: " + startErr
 			}
-			worsen(h, stats.HealthDegraded, starting, why)
+			h.Worsen(stats.HealthDegraded, starting, why)
 		}
 	}
 	if !last.IsZero() && now.Sub(last) < deadFailingFor {
@@ -129,23 +129,6 @@ func (q *Queue) consumerHealth(h *stats.Health, ns Stats, now time.Time) {
 		if ns.StreamMsgs > 0 { // else the server's figures predate the envelopes
 			why += fmt.Sprintf("; %d envelopes wait in %s", ns.StreamMsgs, q.cfg.Stream)
 		}
-		worsen(h, stats.HealthDegraded, first, why)
-	}
-}
-
-// worsen sets h to state, since when and why, if state is worse than
-// h's.
-func worsen(h *stats.Health, state string, since time.Time, why string) {
-	rank := func(state string) int {
-		switch state {
-		case stats.HealthDown:
-			return 2
-		case stats.HealthDegraded:
-			return 1
-		}
-		return 0
-	}
-	if rank(state) > rank(h.State) {
-		h.State, h.Since, h.Error = state, since, why
+		h.Worsen(stats.HealthDegraded, first, why)
 	}
 }

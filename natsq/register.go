@@ -84,7 +84,7 @@ func (s standIn) Figures(st *stats.Stage) {
 		if since.IsZero() {
 			since = st.Health.Since
 		}
-		worsen(&st.Health, stats.HealthDegraded, since, why)
+		st.Health.Worsen(stats.HealthDegraded, since, why)
 	}
 }
 

@@ -118,8 +118,8 @@ type Field struct {
 //   - Figures(st *stats.Stage), on a Source with a queue and pool of its
 //     own or counters of its own: it fills in st.Queue, st.Pool and
 //     st.Source for /stats. It is called after the runtime has judged
-//     st.Health, which it may make worse (never better) when it knows of
-//     trouble the stage's calls do not show.
+//     st.Health, which it may make worse (never better; st.Health.Worsen)
+//     when it knows of trouble the stage's calls do not show.
 //   - Fate(err error) Fate, on a Source or an Input: what becomes of a
 //     record of it that is not stored (refused with err, or abandoned by
 //     a forced stop: asked with context.Canceled), for the shutdown

@@ -28,3 +28,24 @@ type Health struct {
 	// Failures counts the failed calls (attempts) so far.
 	Failures uint64 `json:"failures"`
 }
+
+// Worsen sets h to state, since when and why, if state is worse than h's
+// (ok, then degraded, then down); a better one changes nothing. It is for
+// a kind's Figures, which the runtime calls after it judged the health
+// and which may know of trouble the calls do not show.
+func (h *Health) Worsen(state string, since time.Time, why string) {
+	if healthRank(state) > healthRank(h.State) {
+		h.State, h.Since, h.Error = state, since, why
+	}
+}
+
+// healthRank orders the states from best to worst; "" is ok.
+func healthRank(state string) int {
+	switch state {
+	case HealthDown:
+		return 2
+	case HealthDegraded:
+		return 1
+	}
+	return 0
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A transport's figures travel under the transport's name, and come
@@ -59,5 +60,21 @@ func TestLatencyNaNIsNull(t *testing.T) {
 	b, err = json.Marshal(Latency{P50: 0.5, P99: 2})
 	if err != nil || string(b) != `{"p50":0.5,"p99":2,"oldest_ms":0}` {
 		t.Fatalf("encoded: %s (%v)", b, err)
+	}
+}
+
+// Worsen only ever makes a health worse: down over degraded over ok.
+func TestHealthWorsen(t *testing.T) {
+	at := time.Unix(1000, 0)
+	h := Health{}
+	h.Worsen(HealthDegraded, at, "slow")
+	h.Worsen(HealthOK, at.Add(time.Second), "fine")
+	if h.State != HealthDegraded || h.Error != "slow" || !h.Since.Equal(at) {
+		t.Fatalf("degraded, then ok: %+v, want degraded since %v for slow", h, at)
+	}
+	h.Worsen(HealthDown, at.Add(2*time.Second), "gone")
+	h.Worsen(HealthDegraded, at.Add(3*time.Second), "slow again")
+	if h.State != HealthDown || h.Error != "gone" {
+		t.Fatalf("down, then degraded: %+v, want down for gone", h)
 	}
 }

@@ -363,9 +363,7 @@ func (s *certStore) figures(st *stats.Stage) {
 	default:
 		return
 	}
-	if st.Health.State == stats.HealthOK || st.Health.State == "" {
-		st.Health.State, st.Health.Since, st.Health.Error = stats.HealthDegraded, since, why
-	}
+	st.Health.Worsen(stats.HealthDegraded, since, why)
 }
 
 // rawConn returns the TCP connection under a TLS one (and under its
