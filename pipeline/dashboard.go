@@ -51,22 +51,11 @@ const (
 
 // sample is one second of every stage's figures, for the charts.
 type sample struct {
-	T     int64      `json:"t"`     // Unix milliseconds
-	Depth []int      `json:"depth"` // per stage, file order
-	In    []uint64   `json:"in"`
-	Out   []uint64   `json:"out"`
-	P99   []msOrNull `json:"p99"` // milliseconds
-}
-
-// msOrNull is a latency in milliseconds that JSON shows as null when it
-// is NaN (nothing finished): encoding/json refuses NaN.
-type msOrNull float64
-
-func (v msOrNull) MarshalJSON() ([]byte, error) {
-	if math.IsNaN(float64(v)) {
-		return []byte("null"), nil
-	}
-	return json.Marshal(float64(v))
+	T     int64          `json:"t"`     // Unix milliseconds
+	Depth []int          `json:"depth"` // per stage, file order
+	In    []uint64       `json:"in"`
+	Out   []uint64       `json:"out"`
+	P99   []stats.Millis `json:"p99"` // milliseconds; null when nothing finished
 }
 
 // history is a ring of the last historyLen samples, taken by the admin
@@ -79,9 +68,9 @@ type history struct {
 
 func (h *history) add(s Stats, now time.Time) {
 	smp := sample{T: now.UnixMilli(), Depth: make([]int, len(s.Stages)), In: make([]uint64, len(s.Stages)),
-		Out: make([]uint64, len(s.Stages)), P99: make([]msOrNull, len(s.Stages))}
+		Out: make([]uint64, len(s.Stages)), P99: make([]stats.Millis, len(s.Stages))}
 	for i, st := range s.Stages {
-		smp.Depth[i], smp.In[i], smp.Out[i], smp.P99[i] = st.Queue.Depth, st.In, st.Out, msOrNull(st.Latency.P99)
+		smp.Depth[i], smp.In[i], smp.Out[i], smp.P99[i] = st.Queue.Depth, st.In, st.Out, stats.Millis(st.Latency.P99)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -154,38 +154,39 @@ type Latency struct {
 	OldestMs float64 `json:"oldest_ms"`
 }
 
+// Millis is a latency in milliseconds that JSON shows as null when it is
+// NaN (nothing finished, so no latency to tell): encoding/json refuses
+// NaN, and a 0 would read as a fast stage.
+type Millis float64
+
+// MarshalJSON encodes m, NaN as null.
+func (m Millis) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(m)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(m))
+}
+
 // latencyJSON is Latency with its quantiles nullable, for encoding/json.
 type latencyJSON struct {
-	P50      *float64 `json:"p50"`
-	P99      *float64 `json:"p99"`
-	OldestMs float64  `json:"oldest_ms"`
+	P50      Millis  `json:"p50"`
+	P99      Millis  `json:"p99"`
+	OldestMs float64 `json:"oldest_ms"`
 }
 
-// MarshalJSON encodes the latency with a NaN quantile as null:
-// encoding/json refuses NaN, and a 0 would read as a fast stage.
+// MarshalJSON encodes the latency with a NaN quantile as null.
 func (l Latency) MarshalJSON() ([]byte, error) {
-	orNull := func(v float64) *float64 {
-		if math.IsNaN(v) {
-			return nil
-		}
-		return &v
-	}
-	return json.Marshal(latencyJSON{P50: orNull(l.P50), P99: orNull(l.P99), OldestMs: l.OldestMs})
+	return json.Marshal(latencyJSON{P50: Millis(l.P50), P99: Millis(l.P99), OldestMs: l.OldestMs})
 }
 
-// UnmarshalJSON decodes a latency, a null (or missing) quantile as NaN.
+// UnmarshalJSON decodes a latency, a null (or missing) quantile as NaN:
+// a null leaves a field as it was, and they start as NaN.
 func (l *Latency) UnmarshalJSON(b []byte) error {
-	var j latencyJSON
+	j := latencyJSON{P50: Millis(math.NaN()), P99: Millis(math.NaN())}
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	orNaN := func(v *float64) float64 {
-		if v == nil {
-			return math.NaN()
-		}
-		return *v
-	}
-	*l = Latency{P50: orNaN(j.P50), P99: orNaN(j.P99), OldestMs: j.OldestMs}
+	*l = Latency{P50: float64(j.P50), P99: float64(j.P99), OldestMs: j.OldestMs}
 	return nil
 }
 

@@ -61,6 +61,10 @@ func TestLatencyNaNIsNull(t *testing.T) {
 	if err != nil || string(b) != `{"p50":0.5,"p99":2,"oldest_ms":0}` {
 		t.Fatalf("encoded: %s (%v)", b, err)
 	}
+	var l Latency
+	if err := json.Unmarshal([]byte(`{"p50":0.5,"oldest_ms":3}`), &l); err != nil || l.P50 != 0.5 || !math.IsNaN(l.P99) || l.OldestMs != 3 {
+		t.Fatalf("decoded with p99 missing: %+v (%v), want p50 0.5, p99 NaN", l, err)
+	}
 }
 
 // Worsen only ever makes a health worse: down over degraded over ok.
