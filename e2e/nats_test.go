@@ -22,7 +22,8 @@ import (
 // front processes, store in back processes, joined by a JetStream stream
 // on the server at url. (TestSplitRecipeSurvivesBackKills runs the README's
 // recipe, which takes it from ${NATS_URL}, as a deployment does; here it
-// is written in, so that the tests run side by side.)
+// is written in, so that the tests run side by side.) queueExtra holds
+// more keys of the store's queue, each after a comma.
 func splitYAML(url, dsn, stream, queueExtra string) string {
 	return strings.ReplaceAll(`name: split
 nats:
@@ -47,9 +48,22 @@ stages:
     key: [id]
     conflict: ignore
     batch: {max: 500, linger: 2ms}
-    queue: {transport: nats, stream: `+stream+`, ack_wait: 3s`+queueExtra+`}
+    queue: {transport: nats, stream: `+stream+queueExtra+`}
 `, "${DSN}", dsn)
 }
+
+// redeliverSoon shortens ack_wait (30s by default) for the tests that
+// kill a process holding envelopes, or the server: what was delivered and
+// not acked comes back this soon, and the test waits for it. A consumer
+// keeps what it holds from being delivered again with InProgress every
+// third of ack_wait, so a back kept from running for a second or two on a
+// loaded machine may see an envelope delivered again. These tests absorb
+// that: the store ignores the repeats (conflict: ignore), they count rows,
+// not deliveries, and max_deliver stays at its 5, which one envelope would
+// pass only after a kill and four such misses. A test where a second
+// delivery changes the outcome (natsPoisonDeadLetter), or that kills
+// nothing, keeps the default.
+const redeliverSoon = ", ack_wait: 3s"
 
 // TestNatsAcrossProcesses runs pipelines split across `pipectl run
 // --stages` processes on one real NATS server (a process of its own, with
@@ -177,7 +191,7 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 	// Envelopes of 16 events, some 500 for the run, so that both backs
 	// get a share: with the default size the run is some 80 envelopes,
 	// and a back pulls 8 ahead.
-	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, streamFor(t), ", envelope_events: 16"))
+	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, streamFor(t), redeliverSoon+", envelope_events: 16"))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	b1 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	b2 := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
@@ -264,7 +278,7 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 func natsServerRestart(t *testing.T, bin string, ns *natsServerProc) {
 	n := 6000
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, streamFor(t), ""))
+	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, streamFor(t), redeliverSoon))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -347,7 +361,11 @@ func natsFullStreamPushesBack(t *testing.T, bin string, ns *natsServerProc) {
 // TestNatsPoisonDeadLetter sends a record the database refuses (an id
 // that is no bigint): the client was acked (the record was in JetStream),
 // so the failure surfaces in the dead-letter stream, with its reason, and
-// in the back's /stats; the other records are stored.
+// in the back's /stats; the other records are stored. It keeps the default
+// ack_wait: with max_deliver 2, a back kept from running past ack_wait
+// twice while it held the envelope (3 s each, as these tests had it) would
+// see it delivered a third time and dead-letter every record of it, and
+// once already counts the poison record twice.
 func natsPoisonDeadLetter(t *testing.T, bin string, ns *natsServerProc) {
 	dsn := pg.NewDatabase(t)
 	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, streamFor(t), ", max_deliver: 2, backoff: 100ms"))

@@ -29,7 +29,7 @@ func TestNatsServerKilled(t *testing.T) {
 	bin := gobuild.ForTest(t, gobuild.Options{})
 	ns := startNatsServer(t)
 	dsn := pg.NewDatabase(t)
-	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, "e2e_killed", ""))
+	file := writeFile(t, "split.yaml", splitYAML(ns.url(), dsn, "e2e_killed", redeliverSoon))
 	front := startPipectl(t, bin, file, "--stages", "accept,parse", "--admin", "127.0.0.1:0")
 	back := launchPipectl(t, bin, file, "--stages", "store", "--admin", "127.0.0.1:0")
 	hc := &http.Client{Timeout: 5 * time.Second}
