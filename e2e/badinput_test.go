@@ -207,7 +207,7 @@ func TestBurstOfBadRecordsFromReadingClient(t *testing.T) {
 	}
 	cl.Send(jsonRecord(1))
 	cl.Flush()
-	err = cl.WaitTimeout(wait)
+	err = waitAnswered(cl)
 	t.Logf("burst of %d bad records: acked %d, %d nacked in %d lines, %v", records, cl.Acked(), cl.Nacked(), len(cl.Nacks()), err)
 	if err != nil || cl.Acked() != records+1 || cl.Nacked() != records {
 		t.Fatalf("a reading client was cut off by its own burst: acked %d of %d, %d nacked, %v",
