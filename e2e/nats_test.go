@@ -244,9 +244,13 @@ func natsSplitSurvivesKills(t *testing.T, bin string, ns *natsServerProc) {
 	poll.Until(t, "both backs to store rows", func() bool {
 		return storeOut(t, hc, b1) > 0 && storeOut(t, hc, b2) > 0
 	})
-	if st, _ := stageOf(t, hc, front, "store"); !st.Remote || natsOf(st).Published == 0 {
-		t.Errorf("the front's store entry: %+v", st)
-	}
+	// The front counts events published when their PubAck comes back,
+	// which a back may have stored first, and its /stats may answer
+	// slower than the client's timeout: waited for, not read once.
+	poll.Until(t, "the front's store entry to be remote, with events published", func() bool {
+		st, ok := stageOf(t, hc, front, "store")
+		return ok && st.Remote && natsOf(st).Published > 0
+	})
 	b1.cmd.Process.Signal(syscall.SIGKILL)
 	b1.wait(t, wait)
 	t.Logf("back 1 killed after %d acked", len(rs.ackedIDs()))
