@@ -16,7 +16,13 @@ import (
 // Memory is a pipeline's memory limit: the bytes of the records its
 // sources' events hold (payloads, and what else a source said an event
 // keeps: NewEvent and Hold), wherever those events are (queued, in a
-// batch, in a handler), until they are finished.
+// batch, in a handler), until they are finished; and the bytes of
+// records its sources are still reading, of which there is no event yet
+// (HoldReading: netio.tcp's records that outgrow a read, netio.http's
+// bodies), until the source makes their events or gives them up. Those
+// count at the doors, but a door's wait under Block waits on the events'
+// bytes alone: the others are released only by reading on, which may be
+// what waits.
 //
 // What is counted is charged at the hand-offs that exist already: when a
 // source makes an event, and when the event is finished (Done, DoneAll),

@@ -130,6 +130,67 @@ func TestMemoryDoorBlocks(t *testing.T) {
 	ev.Done(nil)
 }
 
+// Bytes a source holds of records it is still reading (HoldReading) are
+// held: the figures show them and a door refuses past the limit they
+// make. Under overflow block the door does not wait on them, since only
+// the source's own reading releases them, and that may be what waits;
+// it waits on the events' bytes alone.
+func TestMemoryReadingBytes(t *testing.T) {
+	m := NewMemory(100, false, "test")
+	src, _ := memSource(m)
+	rt := sourceRuntime{src}
+	rt.HoldReading(150)
+	if st := src.Stats(); m.Held() != 150 || st.HeldBytes != 150 {
+		t.Fatalf("held %d, source %d; want 150 being read", m.Held(), st.HeldBytes)
+	}
+	if n := rt.Admit(time.Now(), 2); n != 0 {
+		t.Fatalf("past the limit in bytes being read: admitted %d of 2", n)
+	}
+	rt.ReleaseReading(150)
+	ev := rt.NewEvent(make([]byte, 150), 1, stage.Origin{}) // the record, read
+	if m.Held() != 150 {
+		t.Fatalf("held %d once the record is an event, want 150: counted once", m.Held())
+	}
+	ev.Done(nil)
+	if m.Held() != 0 {
+		t.Fatalf("held %d at the end, want 0", m.Held())
+	}
+
+	b := NewMemory(100, true, "test")
+	bsrc, _ := memSource(b)
+	brt := sourceRuntime{bsrc}
+	brt.HoldReading(150)
+	admitted := make(chan int, 1)
+	go func() { admitted <- brt.Admit(time.Now(), 2) }()
+	var n int
+	poll.Until(t, "the door admitting, or waiting", func() bool {
+		select {
+		case n = <-admitted:
+			return true
+		default:
+			return b.Waiting()
+		}
+	})
+	if n != 2 {
+		brt.ReleaseReading(150) // lets the door go
+		t.Fatalf("under block past the limit in bytes being read: the door waits (admitted %d of 2), on what only the reading it holds back would release", <-admitted)
+	}
+	if st := b.Stats(); st.Waits != 0 || st.HeldBytes != 150 {
+		t.Fatalf("stats %+v: want no wait, 150 held", st)
+	}
+	ev = brt.NewEvent(make([]byte, 150), 1, stage.Origin{})
+	go func() { admitted <- brt.Admit(time.Now(), 1) }()
+	poll.Until(t, "the door waiting on the events' bytes", b.Waiting)
+	ev.Done(nil)
+	if n := <-admitted; n != 1 {
+		t.Fatalf("admitted %d of 1 once the event was finished", n)
+	}
+	brt.ReleaseReading(150)
+	if b.Held() != 0 {
+		t.Fatalf("held %d at the end, want 0", b.Held())
+	}
+}
+
 // A queue with max_bytes is full once the payloads queued add up to it:
 // under overflow reject the emitter's events are refused busy; /stats
 // shows the bytes queued.

@@ -50,6 +50,17 @@ func (rt sourceRuntime) Admit(now time.Time, n int) int         { return rt.s.ad
 func (rt sourceRuntime) AdmitAll(now time.Time, n int) bool     { return rt.s.admitAt(now, n, true) == n }
 func (rt sourceRuntime) Hold(ev *stage.Event, n int)            { state(ev).Charge(n) }
 
+// HoldReading counts n more bytes as held by the source, against the
+// pipeline's memory limit, that are no event's yet: the start of a record
+// that spans reads (netio.tcp), a request body being read (netio.http).
+// The source releases them (ReleaseReading) once it has made the events
+// of them, or given them up. The doors see them; a door's wait under
+// overflow block does not wait on them (track.Memory.Wait says why).
+func (rt sourceRuntime) HoldReading(n int) { rt.s.h.HoldReading(int64(n)) }
+
+// ReleaseReading releases n bytes HoldReading counted.
+func (rt sourceRuntime) ReleaseReading(n int) { rt.s.h.ReleaseReading(int64(n)) }
+
 // OverMemoryLimit reports whether the pipeline holds its memory limit now:
 // a source that counts why its door refused (netio.udp's drops) asks it,
 // the door's other refusals being admission's and a full queue's.

@@ -60,8 +60,27 @@ func (m *Memory) Held() int64 {
 // Over reports whether the bytes held have reached the limit.
 func (m *Memory) Over() bool { return m.limit > 0 && m.Held() >= m.limit }
 
-// Wait returns true once the bytes held are under the limit, or false
-// when stop is closed first. It is woken by the releases, never polled.
+// overEvents reports whether the bytes the events hold, not counting
+// those of records still being read (Holder.HoldReading), have reached
+// the limit: what Wait waits on. The bytes being read are released only
+// by their sources' reading going on, and that may be what waits (a
+// netio.tcp worker at its door, while the reads that would end the
+// records held wait in its port): waiting on them could wait for ever.
+func (m *Memory) overEvents() bool {
+	if m.limit == 0 {
+		return false
+	}
+	var n int64
+	for _, h := range m.srcs {
+		n += h.Held() - h.reading.Load()
+	}
+	return n >= m.limit
+}
+
+// Wait returns true once the bytes the events hold are under the limit
+// (the bytes of records still being read are not waited on: see
+// overEvents), or false when stop is closed first. It is woken by the
+// releases, never polled.
 func (m *Memory) Wait(stop <-chan struct{}) bool { return m.WaitOwn(nil, stop) }
 
 // WaitOwn is Wait for the source h when what it takes in waits on others
@@ -83,7 +102,7 @@ func (m *Memory) WaitOwn(h *Holder, stop <-chan struct{}) bool {
 		m.mu.Lock()
 		room := m.room
 		m.mu.Unlock()
-		if !m.Over() || h != nil && h.Held() == 0 {
+		if !m.overEvents() || h != nil && h.Held() == 0 {
 			return true
 		}
 		if !counted {
@@ -111,7 +130,7 @@ func (m *Memory) Waits() uint64 { return m.waits.Load() }
 // wake wakes the waiters when the bytes held are under the limit, or when
 // h, whose events released bytes, holds none and waits in WaitOwn.
 func (m *Memory) wake(h *Holder) {
-	if m.Over() && (h.ownWaiters.Load() == 0 || h.Held() > 0) {
+	if m.overEvents() && (h.ownWaiters.Load() == 0 || h.Held() > 0) {
 		return
 	}
 	m.mu.Lock()
@@ -153,6 +172,27 @@ func (s *State) Charge(n int) {
 	n = min(n, math.MaxUint32-int(s.bytes))
 	s.bytes += uint32(n)
 	s.src.charged.Add(int64(n))
+}
+
+// HoldReading charges the source h n bytes of records it is reading and
+// has made no event of yet (the start of a record that spans reads, a
+// request's body), until ReleaseReading. They count as held, and so
+// against the limit at the doors, but Wait does not wait on them.
+func (h *Holder) HoldReading(n int64) {
+	if n <= 0 {
+		return
+	}
+	h.reading.Add(n)
+	h.charged.Add(n)
+}
+
+// ReleaseReading releases n bytes HoldReading charged to h.
+func (h *Holder) ReleaseReading(n int64) {
+	if n <= 0 {
+		return
+	}
+	h.reading.Add(-n)
+	h.release(n)
 }
 
 // Bytes returns what the event is charged.

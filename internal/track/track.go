@@ -49,6 +49,12 @@ type Holder struct {
 	ownWaiters atomic.Int32
 	_          [cacheLine]byte
 
+	// reading counts the bytes of charged that are no event's: records a
+	// source is still reading (HoldReading), released by the source as
+	// it makes their events or gives them up. Rarely written: only for
+	// records that outgrow a read.
+	reading atomic.Int64
+
 	// Out and Errors count the events this stage handed on or finished:
 	// Errors those finished with an error; Out, for a terminal stage, those
 	// finished without one (the emitter adds those it hands on).
