@@ -45,6 +45,11 @@ type conn struct {
 	readNext   chan struct{} // a worker framed the last read: issue the next
 	readerDone chan struct{} // closed when the reader has returned
 	served     atomic.Bool   // counted as accepted: plain TCP at once, TLS once its handshake succeeded
+	// Owned with fr: whether the record fr holds the start of was
+	// admitted at the door as it outgrew a read (its end is not asked
+	// again), and the bytes of it last charged (holdPart).
+	spanAdmitted bool
+	partSeen     int
 	// idleSince is when the reader began waiting for input (UnixNano), 0
 	// while it is not waiting, idleEvicted once the connection is evicted
 	// (see Source.evictLocked): the reader and the evicter hand it over
@@ -60,6 +65,8 @@ type conn struct {
 	outstanding int    // events emitted and not finished
 	out, spare  []byte // ack text to write; the owner's last buffer, for reuse
 	writing     int    // bytes of the owner's current write the kernel has not taken (to within a chunk)
+	partHeld    int    // bytes of a record's start charged to the memory limit (holdPart)
+	partGone    bool   // removed: partHeld is released, and nothing more is charged
 }
 
 // connState is where a connection is in its life; conn.mu guards it. The
@@ -687,8 +694,36 @@ func closeNow(nc net.Conn) {
 	rawConn(nc).Close()
 }
 
+// holdPart makes n the bytes of the start of a record that spans reads
+// charged to the memory limit for the connection (the framer's held),
+// charging or releasing the difference; once the connection is removed
+// it charges nothing. The worker framing the connection's read calls it,
+// when the figure changed (partSeen): never for a record within a read.
+func (c *conn) holdPart(n int) {
+	c.partSeen = n
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.partGone {
+		return
+	}
+	switch d := n - c.partHeld; {
+	case d > 0:
+		c.s.hold.HoldReading(d)
+	case d < 0:
+		c.s.hold.ReleaseReading(-d)
+	}
+	c.partHeld = n
+}
+
 func (c *conn) remove() {
 	s := c.s
+	c.mu.Lock()
+	c.partGone = true
+	if c.partHeld > 0 { // closed mid-record: what it held of it is let go
+		s.hold.ReleaseReading(c.partHeld)
+		c.partHeld = 0
+	}
+	c.mu.Unlock()
 	if c.served.Load() {
 		s.cnt.closed.Add(1)
 	}

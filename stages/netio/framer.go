@@ -16,6 +16,7 @@ const (
 	recData     recKind = iota // a record
 	recTooLarge                // a record over max_frame, skipped; it takes a number
 	recBadFrame                // a protocol error: the connection is unusable from here
+	recBusy                    // a record refused at the door as it outgrew a read (refuse), skipped; it takes a number
 )
 
 // recSink receives what a framer finds. rec is valid only during the call:
@@ -37,6 +38,13 @@ type framer interface {
 	end(out recSink) (dropped int, truncated bool)
 	// buffered is how many bytes of an unfinished record are held.
 	buffered() int
+	// held is buffered once it is more than a read's size, else 0: the
+	// bytes the memory limit counts of a record that spans reads (the
+	// room of one read is kept for every connection's next record).
+	held() int
+	// refuse gives up the unfinished record (the door refused it): it
+	// reports it as recBusy and skips the rest of it, unbuffered.
+	refuse(out recSink)
 	// err says what was wrong after recBadFrame.
 	err() error
 }
@@ -147,7 +155,25 @@ func (f *lineFramer) end(out recSink) (int, bool) {
 }
 
 func (f *lineFramer) buffered() int { return len(f.part) }
+func (f *lineFramer) held() int     { return heldPart(f.part, f.keep) }
 func (f *lineFramer) err() error    { return nil }
+
+func (f *lineFramer) refuse(out recSink) {
+	if len(f.part) == 0 || f.skipping {
+		return
+	}
+	f.part, f.skipping = emptied(f.part, f.keep), true
+	out.add(recBusy, nil)
+}
+
+// heldPart is a framer's held: the bytes of part once they are more than
+// keep.
+func heldPart(part []byte, keep int) int {
+	if len(part) > keep {
+		return len(part)
+	}
+	return 0
+}
 
 // maxLenDigits bounds an octet count: at most 999,999,999 bytes.
 const maxLenDigits = 9
@@ -274,7 +300,16 @@ func (f *octetFramer) end(recSink) (dropped int, truncated bool) {
 }
 
 func (f *octetFramer) buffered() int { return len(f.part) }
+func (f *octetFramer) held() int     { return heldPart(f.part, f.keep) }
 func (f *octetFramer) err() error    { return f.bad }
+
+func (f *octetFramer) refuse(out recSink) {
+	if f.state != octMsg || len(f.part) == 0 {
+		return
+	}
+	f.part, f.state = emptied(f.part, f.keep), octSkip // n: the bytes left to skip
+	out.add(recBusy, nil)
+}
 
 // syslogFramer frames what syslog senders send over TCP, choosing the
 // framing of each frame as rsyslog's imtcp and syslog-ng do (RFC 6587
@@ -349,4 +384,14 @@ func (f *syslogFramer) end(out recSink) (int, bool) {
 }
 
 func (f *syslogFramer) buffered() int { return f.lines.buffered() + f.oct.buffered() }
+func (f *syslogFramer) held() int     { return f.lines.held() + f.oct.held() }
 func (f *syslogFramer) err() error    { return f.oct.err() }
+
+func (f *syslogFramer) refuse(out recSink) {
+	switch f.mode {
+	case sysLine:
+		f.lines.refuse(out)
+	case sysOctet:
+		f.oct.refuse(out)
+	}
+}

@@ -30,6 +30,8 @@ func (c *collect) add(k recKind, rec []byte) {
 		c.got = append(c.got, "too large")
 	case recBadFrame:
 		c.got = append(c.got, "bad frame")
+	case recBusy:
+		c.got = append(c.got, "busy")
 	}
 }
 
@@ -519,6 +521,49 @@ func TestFramerDropsBigPart(t *testing.T) {
 		}
 		if n := len(c.got); n < 2 || c.got[n-1] != "data:small" {
 			t.Fatalf("%s: %d records", tc.f, n)
+		}
+	}
+}
+
+// A framer's held is the bytes of a record spanning reads once they are
+// more than a read's size, and 0 otherwise; refuse gives the record up:
+// reported busy at once, its rest skipped unbuffered, and the records
+// after it framed as before, in every framing.
+func TestFramerHeldAndRefuse(t *testing.T) {
+	const readBuf, big = 4096, 3 * 4096
+	rec := strings.Repeat("x", big)
+	for _, tc := range []struct {
+		f    Framing
+		data string
+	}{
+		{Lines, rec + "\nsmall\n"},
+		{OctetCounted, fmt.Sprintf("%d %s5 small", big, rec)},
+		{Syslog, rec + "\n5 small"},
+		{Syslog, fmt.Sprintf("%d %ssmall\n", big, rec)},
+	} {
+		fr := newFramer(tc.f, 1<<20, readBuf)
+		c := &collect{max: 1 << 20, t: t}
+		data := []byte(tc.data)
+		refused := false
+		for len(data) > 0 {
+			n := min(readBuf, len(data))
+			fr.feed(data[:n], c)
+			data = data[n:]
+			h := fr.held()
+			if want := fr.buffered(); want <= readBuf && h != 0 || want > readBuf && h != want {
+				t.Fatalf("%s: held %d with %d buffered", tc.f, h, want)
+			}
+			if h > 0 && !refused {
+				refused = true
+				fr.refuse(c)
+				if fr.held() != 0 || fr.buffered() != 0 || len(c.got) != 1 || c.got[0] != "busy" {
+					t.Fatalf("%s: refused, held %d, buffered %d, records %q", tc.f, fr.held(), fr.buffered(), c.got)
+				}
+			}
+		}
+		fr.end(c)
+		if !refused || strings.Join(c.got, ",") != "busy,data:small" {
+			t.Fatalf("%s: records %q, want the large one busy and the small one", tc.f, c.got)
 		}
 	}
 }

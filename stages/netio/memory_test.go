@@ -46,9 +46,9 @@ func gatedSink(r **rig, gate chan struct{}) stage.HandlerFunc {
 
 // newMemTCPRig is a netio.tcp rig whose events count against m, feeding
 // a sink held at gate.
-func newMemTCPRig(t *testing.T, m *engine.Memory) (*rig, chan struct{}) {
+func newMemTCPRig(t *testing.T, m *engine.Memory, values map[string]any) (*rig, chan struct{}) {
 	t.Helper()
-	src, err := newSource(netio.Kind, listening(nil))
+	src, err := newSource(netio.Kind, listening(values))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func newMemTCPRig(t *testing.T, m *engine.Memory) (*rig, chan struct{}) {
 // finished, and every record is answered.
 func TestMemoryLimitTCPNacksBusy(t *testing.T) {
 	m := engine.NewMemory(memLimit, false, "test")
-	r, gate := newMemTCPRig(t, m)
+	r, gate := newMemTCPRig(t, m, nil)
 	c := r.dial(wire.Lines, nil)
 	for i := range 3 {
 		c.Send(record(i))
@@ -114,7 +114,7 @@ func TestMemoryLimitTCPNacksBusy(t *testing.T) {
 // once the records held are finished.
 func TestMemoryLimitTCPBlockStopsReading(t *testing.T) {
 	m := engine.NewMemory(memLimit, true, "test")
-	r, gate := newMemTCPRig(t, m)
+	r, gate := newMemTCPRig(t, m, nil)
 	c := r.dial(wire.Lines, nil)
 	for i := range 3 {
 		c.Send(record(i))

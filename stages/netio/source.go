@@ -29,6 +29,7 @@ type Source struct {
 
 	// Set by Start.
 	rt     stage.SourceRuntime
+	hold   readingHolder // rt's count of records' starts held (conn.holdPart)
 	set    stage.Settings
 	name   string
 	log    *zap.Logger
@@ -94,6 +95,30 @@ type item struct {
 	buf *[]byte
 }
 
+// readingHolder is the part of the runtime that counts, against the
+// pipeline's memory limit, the bytes of records read of which there is
+// no event yet: netio.tcp's records that outgrow a read, netio.http's
+// bodies. The engine's runtime has it; another (a test's) may not.
+type readingHolder interface {
+	HoldReading(n int)
+	ReleaseReading(n int)
+}
+
+// noReading is the readingHolder of a runtime without one: it counts
+// nothing.
+type noReading struct{}
+
+func (noReading) HoldReading(int)    {}
+func (noReading) ReleaseReading(int) {}
+
+// readingOf returns rt's readingHolder, or one that counts nothing.
+func readingOf(rt stage.SourceRuntime) readingHolder {
+	if h, ok := rt.(readingHolder); ok {
+		return h
+	}
+	return noReading{}
+}
+
 // Fate says what becomes of a record that is not stored (see
 // stage.Fate): under ack: commit the client is nacked, or sees its
 // connection close with the record unacked, and resends it; under ack:
@@ -127,6 +152,7 @@ func (s *Source) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		return errors.New("netio: started twice")
 	}
 	s.rt, s.set, s.name = rt, rt.Settings(), rt.Name()
+	s.hold = readingOf(rt)
 	s.log = rt.Logger().With(zap.String("stage", s.name))
 	if s.opts.TLS != nil {
 		certs, err := newCertStore(*s.opts.TLS, s.log)

@@ -141,6 +141,7 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 		w.slab = make([]byte, 0, len(data)+c.fr.buffered())
 	}
 	w.recs = w.recs[:0]
+	spanning := c.spanAdmitted
 	c.fr.feed(data, w)
 	if rerr == io.EOF {
 		if dropped, truncated := c.fr.end(w); truncated {
@@ -155,6 +156,36 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 					zap.Uint64("truncated_total", n))
 			}
 		}
+	}
+	// A record admitted as it outgrew a read (below) is not asked
+	// again at its end: the door admitted it, and its bytes have been
+	// charged since. It is the first this read ends, if it ends here.
+	exempt := 0
+	if spanning && (len(w.recs) > 0 || rerr == io.EOF) {
+		c.spanAdmitted = false
+		if len(w.recs) > 0 && w.recs[0].kind == recData {
+			exempt = 1
+		}
+	}
+	var arrived time.Time
+	h := c.fr.held()
+	if h > 0 && !c.spanAdmitted {
+		// A record outgrew a read: the door is asked for it now, before
+		// its bytes are charged (the memory limit counts them from here
+		// on). Refused, it is skipped to its end, unbuffered, and nacked
+		// busy. Such a read holds nothing else: the record spans it.
+		arrived = time.Now()
+		if s.rt.Admit(arrived, 1) == 1 {
+			c.spanAdmitted = true
+		} else {
+			c.fr.refuse(w)
+			h = c.fr.held()
+		}
+	}
+	if h != c.partSeen {
+		// Before the door is asked for the read's records: a record
+		// ended here is charged as its event from now, not twice.
+		c.holdPart(h)
 	}
 	if len(w.recs) == 0 {
 		w.slab = nil
@@ -184,7 +215,9 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			refused = true
 		}
 	}
-	arrived := time.Now() // one clock reading per read, not per record
+	if arrived.IsZero() {
+		arrived = time.Now() // one clock reading per read, not per record
+	}
 	// The door: under admission control the records past the admitted
 	// rate, and past the pipeline's memory limit all of them, are refused
 	// busy here, before any event is made of them. Under memory_limit's
@@ -192,8 +225,8 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 	// with it (it reads again once this read is framed), and the others'
 	// once the port is full: TCP pushes back.
 	admit := events
-	if events > 0 {
-		if admit = s.rt.Admit(arrived, events); admit < events {
+	if events > exempt {
+		if admit = exempt + s.rt.Admit(arrived, events-exempt); admit < events {
 			refused = true
 			s.cnt.nackClassN(stage.ClassBusy, uint64(events-admit))
 		}
@@ -217,6 +250,8 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 				}
 			case recTooLarge:
 				c.win.finish(first+uint64(i), "too large", stage.ClassTooLarge)
+			case recBusy:
+				c.win.finish(first+uint64(i), busyReason, stage.ClassBusy)
 			case recBadFrame:
 				c.win.finish(first+uint64(i), badReason, stage.ClassInvalid)
 			}
@@ -273,6 +308,11 @@ func (w *worker) frame(c *conn, buf *[]byte, n int, rerr error) {
 			if n := s.tooLarge.Add(1); s.tooLargeLog.allow() {
 				c.log.Info("record too large; refused and skipped", zap.Uint64("record", seq), zap.Int("max_frame", s.opts.MaxFrame),
 					zap.Uint64("too_large_total", n))
+			}
+		case recBusy:
+			s.cnt.nackClass(stage.ClassBusy)
+			if s.opts.Ack == AckNone {
+				c.logRefusal(seq, stage.ErrBusy)
 			}
 		case recBadFrame:
 			s.cnt.nackClass(stage.ClassInvalid)
