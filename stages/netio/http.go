@@ -149,6 +149,7 @@ type HTTPSource struct {
 
 	// Set by Start.
 	rt     stage.SourceRuntime
+	hold   readingHolder // rt's count of bodies being read (bodyHold)
 	name   string
 	log    *zap.Logger
 	ln     net.Listener // bounded at max_conns (netutil.LimitListener)
@@ -203,6 +204,7 @@ func (s *HTTPSource) Start(ctx context.Context, rt stage.SourceRuntime) error {
 		return errors.New("netio.http: started twice")
 	}
 	s.rt, s.name = rt, rt.Name()
+	s.hold = readingOf(rt)
 	s.log = rt.Logger().With(zap.String("stage", s.name))
 	if s.opts.TLS != nil {
 		certs, err := newCertStore(*s.opts.TLS, s.log)

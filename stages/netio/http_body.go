@@ -29,8 +29,9 @@ var (
 // at most maxBody bytes decoded (so a small gzip bomb costs no more than
 // a plain body). It reads one byte past maxBody to tell a body of exactly
 // maxBody from a longer one. The errors wrap errBodyTooLarge,
-// errEncoding or errBadBody.
-func readBody(body io.Reader, encoding string, maxBody int) ([]byte, error) {
+// errEncoding or errBadBody. The bytes decoded are charged to hold (nil:
+// none) as they are read; the caller lets them go.
+func readBody(body io.Reader, encoding string, maxBody int, hold *bodyHold) ([]byte, error) {
 	raw := &limitedReader{r: body, left: int64(maxBody) + 1}
 	var r io.Reader = raw
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
@@ -48,6 +49,9 @@ func readBody(body io.Reader, encoding string, maxBody int) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w %q: send the body plain or with Content-Encoding: gzip", errEncoding, encoding)
 	}
+	if hold != nil {
+		r = &holdingReader{r: r, h: hold}
+	}
 	var buf bytes.Buffer
 	_, err := buf.ReadFrom(io.LimitReader(r, int64(maxBody)+1))
 	switch {
@@ -57,6 +61,50 @@ func readBody(body io.Reader, encoding string, maxBody int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", errBadBody, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// bodyHoldStep is how many bytes of a body bodyHold charges at a time: a
+// body smaller is never charged while it is read (max_requests of them
+// are little), and a larger one costs an atomic per step, not per read.
+const bodyHoldStep = 64 << 10
+
+// bodyHold charges the bytes of a body being read to the memory limit
+// (the source's held bytes), bodyHoldStep at a time, until letGo: the
+// doors of the pipeline's sources see them while the body is read. One
+// request's handler uses it.
+type bodyHold struct {
+	to         readingHolder
+	read, held int
+}
+
+// grew counts n more bytes of the body read.
+func (h *bodyHold) grew(n int) {
+	h.read += n
+	if d := h.read - h.held; d >= bodyHoldStep {
+		h.to.HoldReading(d)
+		h.held = h.read
+	}
+}
+
+// letGo releases what was charged: the body is read and its records are
+// about to be made events (charged their bytes), or it failed.
+func (h *bodyHold) letGo() {
+	if h.held > 0 {
+		h.to.ReleaseReading(h.held)
+		h.held = 0
+	}
+}
+
+// holdingReader charges what it reads to a bodyHold.
+type holdingReader struct {
+	r io.Reader
+	h *bodyHold
+}
+
+func (r *holdingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.h.grew(n)
+	return n, err
 }
 
 // limitedReader is io.LimitedReader that remembers running out.

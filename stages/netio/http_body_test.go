@@ -33,7 +33,7 @@ func FuzzHTTPBody(f *testing.F) {
 			sent, enc = b.Bytes(), "gzip"
 		}
 		r := &countingReader{r: bytes.NewReader(sent)}
-		body, err := readBody(r, enc, maxBody)
+		body, err := readBody(r, enc, maxBody, nil)
 		if r.n > maxBody+1 {
 			t.Fatalf("read %d bytes of a body with max_body %d", r.n, maxBody)
 		}
@@ -58,7 +58,7 @@ func FuzzHTTPBody(f *testing.F) {
 
 		// The same bytes declared gzip: refused or decoded, within bounds.
 		r = &countingReader{r: bytes.NewReader(data)}
-		if body, err := readBody(r, "gzip", maxBody); err == nil && len(body) > maxBody {
+		if body, err := readBody(r, "gzip", maxBody, nil); err == nil && len(body) > maxBody {
 			t.Fatalf("decoded %d bytes with max_body %d", len(body), maxBody)
 		} else if err != nil && !errors.Is(err, errBadBody) && !errors.Is(err, errBodyTooLarge) {
 			t.Fatalf("unexpected error %v", err)

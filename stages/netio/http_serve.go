@@ -135,7 +135,13 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.shuttingDown(w, "shutting down")
 		return
 	}
-	body, err := readBody(br, r.Header.Get("Content-Encoding"), s.opts.MaxBody)
+	// The body counts against the memory limit while it is read, and is
+	// let go before the door is asked for its records (which are then
+	// charged as events): a door does not count a read's own records,
+	// and a body larger than the limit could never be admitted if it did.
+	hold := &bodyHold{to: s.hold}
+	body, err := readBody(br, r.Header.Get("Content-Encoding"), s.opts.MaxBody, hold)
+	hold.letGo()
 	s.endBody(br)
 	// What was read from the connection, whatever became of it: neither
 	// what Content-Length claims (a body that stalls or is cut short

@@ -5,14 +5,18 @@ package netio_test
 // outgrow a read, netio.http's bodies.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"testing"
 
 	"github.com/stagedserver/seda/internal/engine"
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/internal/wire"
+	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
 )
 
@@ -133,5 +137,70 @@ func TestMemoryLimitTCPLetsGoOfRecordsCutOff(t *testing.T) {
 	}
 	if m.Held() != 0 || r.in.Stage().Stats().In != 0 {
 		t.Fatalf("held %d, %d events after the drain; want the frame cut off let go, no event", m.Held(), r.in.Stage().Stats().In)
+	}
+}
+
+// A netio.http body counts against the memory limit while it is read (a
+// step of 64 KiB at a time): requests each mid-way through a large body
+// make the pipeline hold about their bytes, and a new request is refused
+// 503 past the limit. A body read whole is let go as its records are
+// made events (its own door does not count it), and a body cut off is
+// let go as the request fails.
+func TestMemoryLimitHTTPCountsBodiesBeingRead(t *testing.T) {
+	const (
+		half  = 256 << 10
+		step  = 64 << 10          // bodyHoldStep
+		limit = 3 * (half - step) // three halves being read are past it, two whole bodies are not
+	)
+	src, err := newSource(netio.HTTPKind, listening(map[string]any{"max_body": int64(4 * half)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := engine.NewMemory(limit, false, "test")
+	r := startRigMem(t, src, stage.Settings{Name: "in", Kind: netio.HTTPKind, Workers: 1, Concurrency: 1, Capacity: 64},
+		stage.Settings{Workers: 1, Concurrency: 1, Capacity: 1024, Batch: 64}, nil, m)
+	addr := src.(*netio.HTTPSource).Addr().String()
+	line := append(bytes.Repeat([]byte("x"), 1023), '\n')
+	body := bytes.Repeat(line, 2*half/len(line))
+	var cs [3]net.Conn
+	for i := range cs {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		fmt.Fprintf(nc, "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n", len(body))
+		if _, err := nc.Write(body[:half]); err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = nc
+	}
+	poll.Until(t, "the halves being read held", func() bool { return m.Held() >= 3*(half-step) })
+	// The bodies may still be being read: what is held grows to at most
+	// what was sent.
+	if st := r.in.Stage().Stats(); st.HeldBytes < 3*(half-step) || st.HeldBytes > 3*half || st.In != 0 {
+		t.Fatalf("source held %d, %d events; want about the %d bytes sent, no event", st.HeldBytes, st.In, 3*half)
+	}
+	url := "http://" + addr + "/"
+	if a := post(t, http.DefaultClient, url, []byte("small\n"), nil); a.status != http.StatusServiceUnavailable || a.retryAfter != "1" {
+		t.Fatalf("a new request past the limit: %+v, want 503 with Retry-After 1", a)
+	}
+
+	if _, err := cs[0].Write(body[half:]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(cs[0]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the body finished: %s, want 200: the others' halves are under the limit", resp.Status)
+	}
+	cs[1].Close()
+	cs[2].Close()
+	poll.Until(t, "the bodies cut off let go", func() bool { return m.Held() == 0 })
+	if got := len(r.payloads()); got != len(body)/len(line) {
+		t.Fatalf("the sink saw %d records, want %d", got, len(body)/len(line))
 	}
 }
