@@ -20,6 +20,11 @@
 // nack), netio.http answers 503 and netio.udp drops the datagram
 // (drops.memory_limit); under memory_limit's
 // overflow block the door waits, and the source stops reading meanwhile.
+// The bytes of records still being read count as held too: netio.tcp's
+// record that outgrows a read (from that read until it is framed or its
+// connection goes), which asks the door once then (refused, it is nacked
+// busy at once and skipped; admitted, it finishes past the limit), and
+// netio.http's body as it is read, let go just before its door.
 //
 // # The IOCP mapping
 //
