@@ -128,9 +128,15 @@ func cycles(edges [][]edge) [][]int {
 
 // Graph writes the stages and the routes between them in format "dot"
 // (Graphviz) or "mermaid" (a flowchart). A node shows the stage's name, its
-// kind, and "inline" or its queue capacity; an edge to the stage's next is
-// solid, an edge to another of its routes dashed. The output is the same
-// for the same Config.
+// kind, and "inline" or its queue capacity. There is an edge for every
+// stage a stage may emit to: its next, and the value of each Ref field of
+// its kind (the spec bound to its Config, as Load binds it), through
+// objects and lists (process.route's routes), and any other name its
+// Routes lists. An edge to the stage's next is solid, an edge to another
+// of its routes dashed; an edge is labelled with the fields that name its
+// stage, but for a next (a stage's, or a route's: routes.N.next), so that
+// a kind's own Ref fields (a spill or dead-letter stage) read as what they
+// are. The output is the same for the same Config.
 func (c *Config) Graph(w io.Writer, format string) error {
 	switch format {
 	case "dot", "mermaid":
@@ -167,25 +173,35 @@ func (c *Config) Graph(w io.Writer, format string) error {
 		}
 	}
 	for i, s := range c.Stages {
-		routes := s.Routes
-		if len(routes) == 0 && s.Next != "" {
-			routes = []string{s.Next}
-		}
-		for _, r := range routes {
-			j, ok := index[r]
+		for _, e := range graphEdges(s) {
+			j, ok := index[e.to]
 			if !ok {
 				continue
 			}
-			solid := r == s.Next
+			solid := e.to == s.Next
 			switch {
-			case format == "dot" && solid:
-				fmt.Fprintf(bw, "\tn%d -> n%d;\n", i, j)
 			case format == "dot":
-				fmt.Fprintf(bw, "\tn%d -> n%d [style=dashed];\n", i, j)
-			case solid:
-				fmt.Fprintf(bw, "\tn%d --> n%d\n", i, j)
+				var attrs []string
+				if !solid {
+					attrs = append(attrs, "style=dashed")
+				}
+				if e.label != "" {
+					attrs = append(attrs, "label="+dotQuote(e.label))
+				}
+				if len(attrs) == 0 {
+					fmt.Fprintf(bw, "\tn%d -> n%d;\n", i, j)
+				} else {
+					fmt.Fprintf(bw, "\tn%d -> n%d [%s];\n", i, j, strings.Join(attrs, ", "))
+				}
 			default:
-				fmt.Fprintf(bw, "\tn%d -.-> n%d\n", i, j)
+				arrow := "-.->"
+				if solid {
+					arrow = "-->"
+				}
+				if e.label != "" {
+					arrow += `|"` + mermaidText(e.label) + `"|`
+				}
+				fmt.Fprintf(bw, "\tn%d %s n%d\n", i, arrow, j)
 			}
 		}
 	}
@@ -196,6 +212,61 @@ func (c *Config) Graph(w io.Writer, format string) error {
 		return fmt.Errorf("graph: %w", err)
 	}
 	return nil
+}
+
+// graphEdge is one edge Graph draws: the stage it leads to and its label.
+type graphEdge struct {
+	to, label string
+}
+
+// graphEdges returns the edges of stage s, one per stage it names, in the
+// order refsOf finds them (next first), each labelled with the fields
+// that name it (their dotted paths without list indices, each once),
+// leaving out a next's.
+func graphEdges(s *StageConfig) []graphEdge {
+	var out []graphEdge
+	at := map[string]int{}
+	seen := map[string]bool{} // "to\x00field"
+	for _, r := range refsOf(s, s.Config.Fields()) {
+		if r.to == "" {
+			continue
+		}
+		i, ok := at[r.to]
+		if !ok {
+			i = len(out)
+			at[r.to] = i
+			out = append(out, graphEdge{to: r.to})
+		}
+		field := edgeField(r.path)
+		if field == "" || seen[r.to+"\x00"+field] {
+			continue
+		}
+		seen[r.to+"\x00"+field] = true
+		if out[i].label != "" {
+			out[i].label += ", "
+		}
+		out[i].label += field
+	}
+	return out
+}
+
+// edgeField names the field of a ref's path for an edge's label: the path
+// without its list indices ("mirror.1": "mirror"), or "" for a next
+// ("next", "routes.0.next") and for a name Routes lists besides ("route").
+func edgeField(path string) string {
+	if path == "route" {
+		return ""
+	}
+	var parts []string
+	for _, p := range strings.Split(path, ".") {
+		if _, err := strconv.Atoi(p); err != nil {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 || parts[len(parts)-1] == "next" {
+		return ""
+	}
+	return strings.Join(parts, ".")
 }
 
 // dotQuote quotes s as a DOT string; a newline becomes a line break in

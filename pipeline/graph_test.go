@@ -1,9 +1,12 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/stagedserver/seda/stage"
 )
 
 func TestGraph(t *testing.T) {
@@ -107,4 +110,87 @@ func TestCycles(t *testing.T) {
 	if c := cycles(long); len(c) != 1 || len(c[0]) != len(long) {
 		t.Fatalf("long cycle: %d cycles", len(c))
 	}
+}
+
+// TestGraphDrawsEveryRefField draws a kind registered here whose own Ref
+// fields (a string, a list, and a route-like list of objects) name stages:
+// each is an edge, labelled with its field, and a next (the stage's or a
+// route's) is not labelled. A Config built in code with the kind's spec
+// bound and no Routes gets the same edges.
+func TestGraphDrawsEveryRefField(t *testing.T) {
+	reg := loaderRegistry(t)
+	hnd := func(stage.Config, stage.Env) (stage.Handler, error) { return nil, errors.New("fake") }
+	spill := []stage.Field{
+		{Name: "spill", Type: stage.String, Ref: true, Doc: "where events go when the main way is full"},
+		{Name: "copies", Type: stage.StringList, Ref: true, Doc: "stages that get a copy"},
+		{Name: "ways", Type: stage.ObjectList, Doc: "conditional ways", Fields: []stage.Field{
+			{Name: "if", Type: stage.String, Doc: "condition"},
+			{Name: "next", Type: stage.String, Ref: true, Doc: "target"},
+		}},
+	}
+	if err := reg.Register(stage.Kind{Name: "test.spill", Doc: "A kind with Ref fields of its own.", NewHandler: hnd, Fields: spill}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("p.yaml", []byte(`name: g
+stages:
+  in: {kind: test.source, listen: x, next: a}
+  a:
+    kind: test.spill
+    next: main
+    spill: over
+    copies: [audit, main]
+    ways: [{if: x, next: side}]
+  main: {kind: test.sink, table: t}
+  over: {kind: test.sink, table: t}
+  audit: {kind: test.sink, table: t}
+  side: {kind: test.sink, table: t}
+`), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dotEdges = `	n0 -> n1;
+	n1 -> n2 [label="copies"];
+	n1 -> n3 [style=dashed, label="spill"];
+	n1 -> n4 [style=dashed, label="copies"];
+	n1 -> n5 [style=dashed];
+}
+`
+	const mermaidEdges = `	n0 --> n1
+	n1 -->|"copies"| n2
+	n1 -.->|"spill"| n3
+	n1 -.->|"copies"| n4
+	n1 -.-> n5
+`
+	check := func(what string, cfg *Config) {
+		t.Helper()
+		for _, tc := range []struct{ format, want string }{{"dot", dotEdges}, {"mermaid", mermaidEdges}} {
+			var b strings.Builder
+			if err := cfg.Graph(&b, tc.format); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(b.String(), tc.want) {
+				t.Errorf("%s, %s: edges:\n%s\nwant them to end:\n%s", what, tc.format, b.String(), tc.want)
+			}
+		}
+	}
+	check("loaded", cfg)
+
+	// Built in code: the kind's spec bound to the stage's Config, no Routes.
+	bound, err := stage.Bind(spill, stage.NewConfig(map[string]any{
+		"spill": "over", "copies": []string{"audit", "main"},
+		"ways": []stage.Config{stage.NewConfig(map[string]any{"if": "x", "next": "side"})},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hand := &Config{Name: "g"}
+	for _, sc := range cfg.Stages {
+		c := *sc
+		c.Routes = nil
+		if c.Name == "a" {
+			c.Config = bound
+		}
+		hand.Stages = append(hand.Stages, &c)
+	}
+	check("built in code", hand)
 }

@@ -288,7 +288,7 @@ func plan(cfg *Config, opts Options, fail func(Pos, string, ...any)) (nodes []no
 		if !ok {
 			fail(posOr(sc.FieldPos, "kind", sc.Pos), "stage %q: unknown kind %q", sc.Name, sc.Kind)
 		}
-		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc, k)})
+		nodes = append(nodes, node{cfg: sc, kind: k, refs: refsOf(sc, kindFields(k))})
 	}
 	routes, order = checkTopology(nodes, fail)
 	run = selectStages(cfg.File, nodes, opts.Stages, fail)

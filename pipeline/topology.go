@@ -147,16 +147,16 @@ func checkTopology(nodes []node, errAt func(Pos, string, ...any)) (routes [][]st
 }
 
 // refsOf describes the routes of a StageConfig built without the loader
-// (or by it): its Next, then the values of its kind's Ref fields (k nil:
-// none), then any other name its Routes lists, with the positions
-// FieldPos records.
-func refsOf(sc *StageConfig, k *stage.Kind) []ref {
+// (or by it): its Next, then the values of the Ref fields among fields,
+// its kind's spec (nil: none), then any other name its Routes lists
+// (path "route"), with the positions FieldPos records.
+func refsOf(sc *StageConfig, fields []stage.Field) []ref {
 	refs := []ref{{path: "next", to: sc.Next, pos: posOr(sc.FieldPos, "next", sc.Pos)}}
-	if k != nil {
+	if len(fields) > 0 {
 		// Bound first, so that a value of the wrong type is left out here
 		// and reported by build.
-		cfg, _ := stage.Bind(k.Fields, sc.Config)
-		refs = append(refs, refsIn(k.Fields, cfg, "", sc.FieldPos, sc.Pos)...)
+		cfg, _ := stage.Bind(fields, sc.Config)
+		refs = append(refs, refsIn(fields, cfg, "", sc.FieldPos, sc.Pos)...)
 	}
 	seen := map[string]bool{}
 	for _, r := range refs {
@@ -169,6 +169,14 @@ func refsOf(sc *StageConfig, k *stage.Kind) []ref {
 		}
 	}
 	return refs
+}
+
+// kindFields returns k's spec; nil for an unknown kind.
+func kindFields(k *stage.Kind) []stage.Field {
+	if k == nil {
+		return nil
+	}
+	return k.Fields
 }
 
 // refsIn returns the values of the Ref fields among fields in cfg, a
@@ -238,7 +246,7 @@ func (c *Config) Warnings(reg *stage.Registry) Errors {
 	fed := map[string]bool{}
 	for _, sc := range c.Stages {
 		k, _ := reg.Lookup(sc.Kind)
-		for _, r := range refsOf(sc, k) {
+		for _, r := range refsOf(sc, kindFields(k)) {
 			fed[r.to] = true
 		}
 	}

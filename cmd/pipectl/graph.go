@@ -1,5 +1,8 @@
 package main
 
+// This file holds pipectl graph: a pipeline file's topology as a Graphviz
+// dot or Mermaid graph (pipeline.Config.Graph draws it).
+
 import (
 	"github.com/spf13/cobra"
 
@@ -13,7 +16,9 @@ func newGraphCmd() *cobra.Command {
 		Short: "Print a pipeline's topology as a Graphviz dot or Mermaid graph",
 		Long: `Graph prints the stages of FILE and the routes between them: a node per
 stage with its kind and its queue capacity (or "inline"), a solid edge to
-its next stage, dashed edges to its other routes.
+its next stage, dashed edges to its other routes: every stage a field of
+its kind names (process.route's routes and default, and any Ref field a
+kind declares), each labelled with that field unless it is a next.
 
   pipectl graph pipeline.yaml | dot -Tsvg > pipeline.svg`,
 		Args: cobra.ExactArgs(1),
