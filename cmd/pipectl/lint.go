@@ -23,8 +23,9 @@ next names, missing fields, bad sizes and durations), and builds every stage
 without starting it, so that each kind checks its own fields. It prints every
 problem as FILE:LINE:COL: message and exits 1 if there was any, else prints
 "ok". Warnings (FILE:LINE:COL: warning: ...: a stage nothing routes to,
-a store behind a NATS queue that a redelivery would harm) are printed too
-and do not fail the check. An empty db.postgres dsn is not a problem: run starts a local
+a store behind a NATS queue that a redelivery would harm, with --stages a
+queue on an embedded NATS server without listen that the split would
+cross) are printed too and do not fail the check. An empty db.postgres dsn is not a problem: run starts a local
 PostgreSQL for it. With --stages, the files are checked as run --stages
 would run them: a route between a stage that runs and one that does not
 must lead to a stage whose queue is on NATS.`,
@@ -57,7 +58,7 @@ must lead to a stage whose queue is on NATS.`,
 func lintFile(ctx context.Context, w io.Writer, file string, reg *stage.Registry, stages []string) bool {
 	cfg, err := pipeline.Load(file, reg)
 	if err == nil {
-		for _, warning := range cfg.Warnings(reg) {
+		for _, warning := range append(cfg.Warnings(reg), embeddedSplitWarnings(cfg, stages)...) {
 			fmt.Fprintln(w, warning.Error())
 		}
 		for _, sc := range throwawayStages(cfg) {

@@ -70,7 +70,9 @@ through an ACL entry, and says so.
 (and machines) runs the same file in each, with different --stages and
 --admin. A route between a stage that runs and one that does not must
 lead to a stage whose queue is on NATS JetStream (queue: {transport: nats,
-stream: NAME}); run and lint refuse any other.`,
+stream: NAME}); run and lint refuse any other. A queue on an embedded NATS
+server (nats.embedded) reaches other processes only through its listen:
+without one, run and lint warn of a split that crosses it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.ephemeral && cmd.Flags().Changed("data-dir") {
@@ -140,6 +142,9 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	opts := pipeline.Options{Registry: reg, AdminListen: f.admin, Stages: f.stages}
 	if err := pipeline.Check(cfg, opts); err != nil {
 		return reportConfigErrors(errw, err)
+	}
+	for _, w := range embeddedSplitWarnings(cfg, f.stages) {
+		fmt.Fprintln(errw, w.Error())
 	}
 
 	// Signals are caught from here on, so that one arriving while
