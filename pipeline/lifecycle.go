@@ -32,7 +32,10 @@ type StopReport struct {
 	// many were stored, will be redelivered by a transport, were lost
 	// because nobody was told, and are left for their clients to resend.
 	// The Abandoned events are among them, counted by what their source
-	// makes of them (stage.Fate). Fates.String is the report's line.
+	// makes of them (stage.Fate), and so are the records a source's door
+	// refused meanwhile (the memory limit, admission control, a full
+	// queue under reject), which no event was made of, by the fate of a
+	// busy refusal. Fates.String is the report's line.
 	Fates stats.Fates
 	// Forced is true when phase two ran: the drain was cut short because
 	// Stop's context ended (or a second Stop's did). It is false after a

@@ -17,6 +17,11 @@ import (
 type fates struct {
 	of      func(error) stage.Fate // the source's Fate method; nil: every one is lost
 	refused [stage.FateDeadLettered + 1]atomic.Uint64
+	// door counts the records the source's door refused (the memory
+	// limit, admission control, a full queue under reject), by the fate of
+	// a busy refusal: no event was made of them, so they are not among the
+	// events completed, and the report would not add up without them.
+	door [stage.FateDeadLettered + 1]atomic.Uint64
 }
 
 // fateSource finds the optional Fate method on a source, or on the Input
@@ -52,8 +57,14 @@ func (s *Stage) Failed(err error, n uint64) {
 	s.fates.refused[s.fates.fate(err)].Add(n)
 }
 
+// refusedAtDoor counts n records the door refused, busy.
+func (s *Stage) refusedAtDoor(n int) {
+	s.fates.door[s.fates.fate(stage.ErrBusy)].Add(uint64(n))
+}
+
 // Fates returns what became of this source stage's events so far: those
-// finished, by fate, and, when unfinished is set, those not finished yet
+// finished, by fate, the records its door refused (by the fate of a busy
+// refusal), and, when unfinished is set, those not finished yet
 // counted as a forced stop leaves them (the fate of a record refused with
 // context.Canceled). A stage that is not a source counts none. An event
 // finishing while Fates reads may count as finished a moment before its
@@ -69,6 +80,9 @@ func (s *Stage) Fates(unfinished bool) stats.Fates {
 		n := s.fates.refused[k].Load()
 		refused += n
 		addFate(&f, stage.Fate(k), n)
+	}
+	for k := range s.fates.door {
+		addFate(&f, stage.Fate(k), s.fates.door[k].Load())
 	}
 	done := s.h.Completed()
 	if done > refused {

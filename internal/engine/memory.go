@@ -140,20 +140,27 @@ func (s *Stage) waitOwnRoom() {
 
 // admitAt is the source's door: the memory limit first, then admission
 // control; without it, a full queue that rejects (fullRejecting). With
-// all it admits n or none (Admission.AdmitAll).
+// all it admits n or none (Admission.AdmitAll). What it refuses is counted
+// for the shutdown report (refusedAtDoor), on the refusing paths only.
 func (s *Stage) admitAt(now time.Time, n int, all bool) int {
 	if !s.admitMemory(n) {
 		if a := s.adm.Load(); a != nil {
 			// Offered and refused: a window of these is no idle one.
 			a.shedMemory.Add(uint64(n))
 		}
+		s.refusedAtDoor(n)
 		return 0
 	}
 	if a := s.adm.Load(); a != nil {
-		return a.admit(now, n, all)
+		k := a.admit(now, n, all)
+		if k < n {
+			s.refusedAtDoor(n - k)
+		}
+		return k
 	}
 	if q := s.fullRejecting(); q != nil {
 		q.shed.Add(uint64(n)) // the queue's Rejected in /stats, as if refused there
+		s.refusedAtDoor(n)
 		return 0
 	}
 	return n
