@@ -48,7 +48,7 @@ func Fields() []stage.Field {
 		{Name: "table", Type: stage.String, Required: true, Doc: "table to write to: name or schema.name (unquoted identifiers, folded to lower case)"},
 		{Name: "create", Type: stage.Bool, Default: false, Doc: "create the table if missing; an existing table must have the configured columns and types"},
 		{Name: "columns", Type: stage.StringMap, Required: true, Doc: "column: field path (a.b.c) of the value to store; $ is the whole record"},
-		{Name: "types", Type: stage.StringMap, Doc: "column: SQL type, for create and checked on an existing table; default jsonb for a $ column, text otherwise"},
+		{Name: "types", Type: stage.StringMap, Doc: "column: SQL type, for create and checked on an existing table; default jsonb for a $ column, bigint for the version column, text otherwise"},
 		{Name: "key", Type: stage.StringList, Doc: "primary key columns for create; the conflict target of conflict: ignore and update"},
 		{Name: "conflict", Type: stage.String, Default: "error", Enum: []string{"error", "ignore", "update"}, Doc: "a row whose key is already stored: error (nacked), ignore (acked, idempotent resends) or update (its non-key columns are overwritten; within a write only the last row of a key is written, the earlier ones are acked as superseded; a key with a NULL part supersedes none, as NULLs are distinct in a unique index unless it is NULLS NOT DISTINCT; needs key)"},
 		{Name: "version", Type: stage.String, Doc: "with conflict: update, an integer column holding the row's version: a stored row is overwritten only by one whose version is at least its own, so a resent old update is harmless; unset: the last writer wins"},

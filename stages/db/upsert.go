@@ -67,6 +67,11 @@ func (s *Sink) parseVersion(cfg stage.Config) error {
 		return &stage.FieldError{Field: "version", Err: fmt.Errorf("column %q is %s in types: it needs an integer type (smallint, integer or bigint)",
 			name, s.cols[s.version].typ)}
 	}
+	if s.cols[s.version].typ == "" {
+		// create's default, text, would pass lint and fail Start: the
+		// version is compared as an integer (rows.vers, and <= in SQL).
+		s.cols[s.version].ctype = "bigint"
+	}
 	return nil
 }
 

@@ -544,6 +544,40 @@ func TestUpsertConfig(t *testing.T) {
 	}
 }
 
+// TestUpsertCreatesVersionAsInteger: create makes a version column that
+// types leaves untyped bigint, as versions are compared, so that such a
+// stage starts and its versions work. Before, create made it text: lint
+// passed, and Start failed on the table it had just made.
+func TestUpsertCreatesVersionAsInteger(t *testing.T) {
+	for _, method := range methods {
+		t.Run(method, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			s := startSink(t, upsertConfig(dsn, map[string]any{"method": method, "version": "seq",
+				"types": [][2]string{{"id", "bigint"}}}))
+			db := connect(t, dsn)
+			var typ string
+			if err := db.QueryRow(context.Background(), "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'events'::regclass AND attname = 'seq'").Scan(&typ); err != nil {
+				t.Fatal(err)
+			}
+			if typ != "bigint" {
+				t.Fatalf("create made seq %s, want bigint", typ)
+			}
+			rec := &recorder{}
+			for _, seq := range []int{5, 3, 7, 6} { // 3 and 6 come late: older than what is stored
+				ev := update(rec, 1, seq)
+				withSeq(ev, seq)
+				handle(t, s, []*stage.Event{ev})
+			}
+			if acked, nacked := rec.results(); acked != 4 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			if got := stored(t, dsn); len(got) != 1 || got[1] != 7 {
+				t.Fatalf("stored %v, want key 1 at seq 7", got)
+			}
+		})
+	}
+}
+
 // The load table is made once per connection and kept: across writes and
 // across a write that PostgreSQL refused (rolled back, then bisected), the
 // one connection keeps writing through the same table, emptied at each
