@@ -83,21 +83,27 @@ func TestJSONIntegerIntoBoolean(t *testing.T) {
 
 // TestIntegerOutOfRange: an integer too large for an int64 is refused for
 // an integer column as out of range for bigint, not as "not an integer",
-// which read as a syntax error; text that is no integer is refused as
-// before.
+// which read as a syntax error: digits, an integral float, and a JSON
+// number with an exponent or a fraction whose value is integral (1e19,
+// which was "not an integer"); a number that is no integer, and text that
+// is none, are refused as before.
 func TestIntegerOutOfRange(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	s := startSink(t, config(dsn, map[string]any{"columns": [][2]string{{"id", "id"}, {"n", "n"}},
 		"types": [][2]string{{"id", "bigint"}, {"n", "bigint"}}}))
 	rec := &recorder{}
-	handle(t, s, decoded(t, rec, `{"id":1,"n":9223372036854775807}`, `{"id":2,"n":9223372036854775808}`, `{"id":3,"n":"-9223372036854775809"}`))
+	handle(t, s, decoded(t, rec, `{"id":1,"n":9223372036854775807}`, `{"id":2,"n":9223372036854775808}`, `{"id":3,"n":"-9223372036854775809"}`,
+		`{"id":4,"n":1e19}`, `{"id":5,"n":-1.5E+30}`, `{"id":6,"n":1.5e-3}`, `{"id":7,"n":9.2e18}`))
 	acked, nacked := rec.results()
-	if acked != 1 || len(nacked) != 2 {
+	if acked != 2 || len(nacked) != 5 {
 		t.Fatalf("acked %d, nacked %v", acked, nacked)
 	}
 	for seq, want := range map[uint64]string{
 		2: `stage "store": record 2: column "n" (field n): json.Number "9223372036854775808" is out of range for bigint`,
 		3: `stage "store": record 3: column "n" (field n): string "-9223372036854775809" is out of range for bigint`,
+		4: `stage "store": record 4: column "n" (field n): json.Number "1e19" is out of range for bigint`,
+		5: `stage "store": record 5: column "n" (field n): json.Number "-1.5E+30" is out of range for bigint`,
+		6: `stage "store": record 6: column "n" (field n): json.Number "1.5e-3" is not an integer`,
 	} {
 		if err := nacked[seq]; err == nil || err.Error() != want {
 			t.Errorf("record %d nacked with %v, want %s", seq, err, want)
@@ -108,6 +114,19 @@ func TestIntegerOutOfRange(t *testing.T) {
 		want string
 	}{
 		{stage.FloatValue(1e19), `float64 "1e+19" is out of range for bigint`},
+		{stage.FloatValue(-1e30), `float64 "-1e+30" is out of range for bigint`},
+		{stage.FloatValue(1e300), `float64 "1e+300" is out of range for bigint`},
+		{stage.NumberValue([]byte("1e19")), `json.Number "1e19" is out of range for bigint`},
+		{stage.NumberValue([]byte("10000000000000000000.000")), `json.Number "10000000000000000000.000" is out of range for bigint`},
+		{stage.NumberValue([]byte("0.00001e24")), `json.Number "0.00001e24" is out of range for bigint`},
+		{stage.NumberValue([]byte("1e999999999999")), `json.Number "1e999999999999" is out of range for bigint`},
+		{stage.StringValue("-1E19"), `string "-1E19" is out of range for bigint`},
+		{stage.NumberValue([]byte("1.5e-3")), `json.Number "1.5e-3" is not an integer`},
+		{stage.NumberValue([]byte("1.00000000000000000001e19")), `json.Number "1.00000000000000000001e19" is not an integer`},
+		{stage.NumberValue([]byte("1e-999999999999")), `json.Number "1e-999999999999" is not an integer`},
+		{stage.StringValue("1e"), `string "1e" is not an integer`},
+		{stage.StringValue("e19"), `string "e19" is not an integer`},
+		{stage.StringValue("0x10"), `string "0x10" is not an integer`},
 		{stage.ValueOf(uint64(1) << 63), `uint64 "9223372036854775808" is out of range for bigint`},
 		{stage.StringValue(" +99999999999999999999 "), `string " +99999999999999999999 " is out of range for bigint`},
 		{stage.StringValue("12a"), `string "12a" is not an integer`},
