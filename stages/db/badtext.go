@@ -108,8 +108,8 @@ func (s *Sink) badText(ev *stage.Event, scratch []byte) ([]byte, error) {
 		}
 		nul, surrogate := jsonEscapes(b)
 		if nul {
-			return scratch, &pgconn.PgError{Severity: "ERROR", Code: "22P05", ColumnName: c.name,
-				Message: "unsupported Unicode escape sequence", Detail: `\u0000 cannot be converted to text.`}
+			return scratch, detailed{&pgconn.PgError{Severity: "ERROR", Code: "22P05", ColumnName: c.name,
+				Message: "unsupported Unicode escape sequence", Detail: nulDetail}}
 		}
 		if surrogate != "" {
 			return scratch, detailed{&pgconn.PgError{Severity: "ERROR", Code: "22P02", ColumnName: c.name,
@@ -120,15 +120,18 @@ func (s *Sink) badText(ev *stage.Event, scratch []byte) ([]byte, error) {
 }
 
 // detailed shows a refusal's DETAIL after it, for one whose message
-// alone does not say what is wrong ("invalid input syntax for type json")
-// and whose detail quotes none of the value.
+// alone does not say what is wrong ("invalid input syntax for type json",
+// "unsupported Unicode escape sequence") and whose detail quotes none of
+// the value.
 type detailed struct{ *pgconn.PgError }
 
 func (e detailed) Error() string { return e.PgError.Error() + ": " + e.Detail }
 func (e detailed) Unwrap() error { return e.PgError }
 
-// PostgreSQL's details for a surrogate escape not in a pair.
+// PostgreSQL's detail for jsonb's \u0000, and its details for a
+// surrogate escape not in a pair.
 const (
+	nulDetail     = `\u0000 cannot be converted to text.`
 	lowAlone      = "Unicode low surrogate must follow a high surrogate."
 	highAfterHigh = "Unicode high surrogate must not follow a high surrogate."
 )

@@ -55,7 +55,8 @@ func rollbacks(t *testing.T, s *Sink, c *pgx.Conn) int {
 // of 1000 records with 10 such, the 990 others are stored after one failed
 // write, and the 10 are nacked as PostgreSQL words it. Before, each bad
 // record cost several failed writes (a load 14 times slower with one bad
-// line in a hundred). The reason names the column and its field. In
+// line in a hundred). The reason names the column and its field, and for
+// jsonb's \u0000 gives PostgreSQL's DETAIL, as for a lone surrogate. In
 // COPY's binary format, its text format (a numeric column has no binary
 // form here), and with method insert.
 func TestBadTextFoundWithoutBisecting(t *testing.T) {
@@ -87,7 +88,7 @@ func TestBadTextFoundWithoutBisecting(t *testing.T) {
 						want[ev.Seq] = `column "body" (field $): ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`
 					case 3:
 						ev.Payload = fmt.Appendf(nil, `{"id":%d,"msg":"nul\u0000escape","ok":"\\u0000"}`, i)
-						want[ev.Seq] = `column "body" (field $): ERROR: unsupported Unicode escape sequence (SQLSTATE 22P05)`
+						want[ev.Seq] = `column "body" (field $): ERROR: unsupported Unicode escape sequence (SQLSTATE 22P05): ` + nulDetail
 					}
 				}
 				batch = append(batch, ev)
@@ -269,5 +270,35 @@ func TestLoneSurrogateAloneHasDetail(t *testing.T) {
 	want := `stage "store": record 1 refused: column "body" (field $): ERROR: invalid input syntax for type json (SQLSTATE 22P02): ` + lowAlone
 	if err := nacked[1]; err == nil || err.Error() != want {
 		t.Fatalf("record 1 nacked with %v, want %s", err, want)
+	}
+}
+
+// A record whose jsonb value holds the escape \u0000 is refused naming
+// its column and field, with PostgreSQL's message and DETAIL ("\u0000
+// cannot be converted to text."), as a lone surrogate is: found in a
+// batch by the search (TestBadTextFoundWithoutBisecting) and alone in
+// its batch alike, in either COPY format and with method insert. Before,
+// the refusal was "unsupported Unicode escape sequence (SQLSTATE 22P05)"
+// alone, which does not say what is unsupported, and under method insert
+// named no column.
+func TestNulEscapeAloneHasDetail(t *testing.T) {
+	for _, v := range []struct{ name, method, amount string }{
+		{"copy-binary", "copy", "bigint"}, {"copy-text", "copy", "numeric"}, {"insert", "insert", "bigint"},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			exec(t, connect(t, dsn), "CREATE TABLE events (id bigint PRIMARY KEY, amount "+v.amount+", j jsonb, body jsonb)")
+			s := startSink(t, config(dsn, map[string]any{"create": false, "method": v.method,
+				"columns": [][2]string{{"id", "id"}, {"amount", "amount"}, {"j", "j"}, {"body", "$"}}}))
+			rec := &recorder{}
+			batch := decoded(t, rec, `{"id":1,"amount":1}`)
+			batch[0].Set("j", json.RawMessage(`{"k":"a\u0000b"}`)) // not in the record, which goes into jsonb too
+			handle(t, s, batch)
+			_, nacked := rec.results()
+			want := `stage "store": record 1 refused: column "j" (field j): ERROR: unsupported Unicode escape sequence (SQLSTATE 22P05): ` + nulDetail
+			if err := nacked[1]; err == nil || err.Error() != want || stage.ErrorClass(err) != "database" {
+				t.Fatalf("record 1 nacked with %v, want %s", err, want)
+			}
+		})
 	}
 }

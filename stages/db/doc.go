@@ -172,11 +172,13 @@
 // first: the batch's values are looked at, as the sink writes them, and
 // the records holding such text are nacked with the column and
 // PostgreSQL's words for it (`column "msg" (field msg): ERROR: invalid
-// byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`; for a lone
-// surrogate PostgreSQL's DETAIL too, `Unicode low surrogate must follow a
-// high surrogate.`) and the others written again, in one write; only when
-// none is found is the batch bisected. The values are looked at only
-// after such a failure, never as a batch is written.
+// byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`; for jsonb's
+// \u0000 and a lone surrogate PostgreSQL's DETAIL too, `\u0000 cannot be
+// converted to text.`, `Unicode low surrogate must follow a high
+// surrogate.`) and the others written again, in one write; only when
+// none is found is the batch bisected. A record refused so alone in its
+// batch is worded the same way. The values are looked at only after such
+// a failure, never as a batch is written.
 //
 // A retry after a commit whose answer was lost can store a row twice
 // under conflict: ignore without a key, or nack it as a duplicate under

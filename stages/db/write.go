@@ -383,9 +383,11 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 	case !rowError(err):
 		return err
 	case hi-lo == 1:
-		if surrogateError(err) {
-			// PostgreSQL's message alone does not say what is wrong, and
-			// its DETAIL may quote the value: the search words it.
+		if badTextError(err) {
+			// PostgreSQL's message alone may not say what is wrong nor
+			// name the column (jsonb's \u0000 under method insert), and
+			// a surrogate's DETAIL may quote the value: the search words
+			// it, as it does for a record found in a batch.
 			if _, bad := s.badText(r.evs[lo], nil); bad != nil {
 				err = bad
 			}
