@@ -106,7 +106,8 @@
 // (42501, but for a row-level security policy's refusal of a row, below),
 // the table is missing (42P01: dropped or renamed, until it is made
 // again), or a column it writes is (42703: dropped, until it is added
-// again; not a 42703 raised inside a trigger or a function, below).
+// again; not a 42P01 or 42703 raised inside a trigger or a function,
+// below).
 // Failing the records then would fail records that are not at fault:
 // behind a NATS queue each would be dead-lettered once its
 // redeliveries were used up, with nothing to replay it. Other errors that
@@ -158,11 +159,13 @@
 // refusal of a row by a row-level security policy (known by the routine
 // that raises it, ExecWithCheckOptions, whatever the server's language,
 // or by its English message; any other 42501 is a permission, and is
-// retried as above); 42703 raised inside a trigger or another function
-// the write ran, which PostgreSQL gives that function's context (a
-// trigger building SQL from a row's values meets a column missing for the
-// rows that name one; a trigger naming a field the table lacks, NEW.x,
-// fails every row, and each is then refused alone); and, under conflict:
+// retried as above); 42703 and 42P01 raised inside a trigger or another
+// function the write ran, which PostgreSQL gives that function's context
+// (a trigger building SQL from a row's values meets a column or a table
+// missing for the rows that name one, as EXECUTE format('INSERT INTO %I
+// ...', NEW.kind); a trigger naming a field the table lacks, NEW.x, or a
+// table gone whatever the row, fails every row, and each is then refused
+// alone); and, under conflict:
 // update, 21000 (two rows of one statement for one stored row). Under conflict: error a duplicate key is
 // such a refusal. A write refused for text PostgreSQL cannot store (22021:
 // not UTF-8, as a Latin-1 syslog line, or a NUL byte; 22P05: \u0000 in

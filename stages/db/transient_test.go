@@ -64,6 +64,10 @@ func TestTransientCodes(t *testing.T) {
 		// gives it the trigger's context, and it may be one row's.
 		{fmt.Errorf("writing: %w", &pgconn.PgError{Code: "42703", Message: `column "nosuch" does not exist`,
 			Where: "PL/pgSQL function bump() line 1 at EXECUTE", InternalQuery: "UPDATE counters SET nosuch = nosuch + 1"}), false},
+		// A table missing that a trigger's own SQL names (a table named
+		// from the row): the trigger's context, and it may be one row's.
+		{fmt.Errorf("writing: %w", &pgconn.PgError{Code: "42P01", Message: `relation "kind_x" does not exist`,
+			Where: "PL/pgSQL function route() line 1 at EXECUTE", InternalQuery: "INSERT INTO kind_x (id) VALUES ($1)"}), false},
 		{pgErr("U0001", "refused by trigger"), false},
 		// Neither: the batch fails at once.
 		{pgErr("0A000", "feature not supported"), false},
@@ -299,6 +303,133 @@ func TestTriggerMissingColumnRefusesRow(t *testing.T) {
 			}
 			if n := count(t, db, "SELECT count(*) FROM events"); n != 9 {
 				t.Fatalf("%d rows stored, want the 9 before", n)
+			}
+		})
+	}
+}
+
+// TestTriggerMissingTableRefusesRow: a trigger that writes into a table
+// named by a row's value (EXECUTE format('INSERT INTO %I ...', NEW.kind))
+// meets a table missing (42P01) for the row that names one not there.
+// That 42P01 is the row's, not the sink's table dropped: PostgreSQL gives
+// it the trigger's context. The batch is bisected, that record alone is
+// refused with PostgreSQL's message and the other nine are stored, at the
+// first try, and the stage reports no failed try (not down). Before, the
+// 42P01 was retried as the table's outage until retry.max, and nothing of
+// the batch was stored.
+func TestTriggerMissingTableRefusesRow(t *testing.T) {
+	for _, c := range []struct{ name, method, conflict string }{
+		{"copy", "copy", "error"}, {"insert", "insert", "error"}, {"upsert", "copy", "update"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			db := connect(t, dsn)
+			exec(t, db, "CREATE TABLE kind_a (id bigint)")
+			exec(t, db, "CREATE TABLE events (id bigint PRIMARY KEY, kind text, body jsonb)")
+			exec(t, db, `CREATE FUNCTION route() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					EXECUTE format('INSERT INTO %I (id) VALUES ($1)', NEW.kind) USING NEW.id;
+					RETURN NEW;
+				END $$`)
+			exec(t, db, "CREATE TRIGGER route BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION route()")
+			// retry.max bounds what was a retry for ever, so that the
+			// test fails rather than hangs should the 42P01 be retried.
+			s := startSink(t, config(dsn, map[string]any{"create": false, "method": c.method, "conflict": c.conflict,
+				"columns": [][2]string{{"id", "id"}, {"kind", "kind"}, {"body", "$"}},
+				"retry":   stage.NewConfig(map[string]any{"max": 2, "backoff": time.Millisecond, "max_backoff": 2 * time.Millisecond})}))
+			rec := &recorder{}
+			var batch []*stage.Event
+			for i := range 10 {
+				kind := "kind_a"
+				if i == 7 {
+					kind = "kind_nosuch"
+				}
+				batch = append(batch, record(rec, uint64(i), json.Number(fmt.Sprint(i)), map[string]any{"kind": kind}))
+			}
+			var attempts attemptLog
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := s.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batch, nil); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			for _, err := range attempts.get() {
+				if err != nil {
+					t.Fatalf("a try was retried: %v", err)
+				}
+			}
+			acked, nacked := rec.results()
+			if acked != 9 || len(nacked) != 1 || nacked[7] == nil {
+				t.Fatalf("acked %d, nacked %v; want record 7 alone refused", acked, nacked)
+			}
+			if msg := nacked[7].Error(); !strings.Contains(msg, `relation "kind_nosuch" does not exist (SQLSTATE 42P01)`) ||
+				stage.ErrorClass(nacked[7]) != "database" {
+				t.Fatalf("record 7 refused with %q, want PostgreSQL's message", msg)
+			}
+			if n := count(t, db, "SELECT count(*) FROM events WHERE id <> 7"); n != 9 {
+				t.Fatalf("%d rows stored, want 9", n)
+			}
+			if n := count(t, db, "SELECT count(*) FROM kind_a"); n != 9 {
+				t.Fatalf("kind_a has %d rows, want 9", n)
+			}
+		})
+	}
+}
+
+// TestDroppedTableRetried: the sink's table dropped while it runs fails
+// every write with 42P01, which no record is to blame for, and which
+// PostgreSQL raises on the sink's own statement (no function's context):
+// the batch is retried as an outage, each failed try reported to the
+// stage's health and no event finished, until the table is made again;
+// then every event is acked once. (A 42P01 raised inside a trigger is the
+// row's: TestTriggerMissingTableRefusesRow.)
+func TestDroppedTableRetried(t *testing.T) {
+	for _, c := range []struct{ name, method, conflict string }{
+		{"copy", "copy", "error"}, {"insert", "insert", "error"}, {"upsert", "copy", "update"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			admin := connect(t, dsn)
+			s := startSink(t, config(dsn, map[string]any{"method": c.method, "conflict": c.conflict}))
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 0, 10))
+
+			exec(t, admin, "DROP TABLE events")
+			var attempts attemptLog
+			done := make(chan error, 1)
+			go func() {
+				done <- s.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batchOf(rec, 10, 510), nil)
+			}()
+			poll.Until(t, "two tries to fail on the dropped table", func() bool {
+				select {
+				case err := <-done:
+					t.Fatalf("Handle returned while the table was dropped: %v", err)
+				default:
+				}
+				n := 0
+				for _, err := range attempts.get() {
+					if err != nil && strings.Contains(err.Error(), "SQLSTATE 42P01") {
+						n++
+					}
+				}
+				return n >= 2
+			})
+			if acked, nacked := rec.results(); acked != 10 || len(nacked) != 0 {
+				t.Fatalf("while the table was dropped: acked %d (want the 10 before), nacked %v", acked, nacked)
+			}
+			exec(t, admin, "CREATE TABLE events (id bigint PRIMARY KEY, body jsonb)")
+			if err := <-done; err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			if acked, nacked := rec.results(); acked != 510 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			if n := count(t, admin, "SELECT count(*) FROM events"); n != 500 {
+				t.Fatalf("%d rows, want the 500 written after the table came back", n)
+			}
+			if got := attempts.get(); got[len(got)-1] != nil {
+				t.Fatalf("the last try reported %v, want its success", got[len(got)-1])
 			}
 		})
 	}

@@ -746,8 +746,8 @@ func sqlState(err error) string {
 // row a row-level security policy refuses (42501 with PostgreSQL's
 // message for it: "new row violates row-level security policy"; the
 // other 42501s are permissions, which no row is to blame for: transient
-// retries them), a column missing (42703) that a function the write ran
-// named (below: inFunction), or, under
+// retries them), a column (42703) or a table (42P01) missing that a
+// function the write ran named (below: inFunction), or, under
 // conflict: update, two rows a statement would write to one row (21000:
 // keys PostgreSQL finds equal that were written differently). The batch
 // is bisected to find it.
@@ -762,7 +762,7 @@ func rowError(err error) bool {
 		return true
 	case code == "54000" || code == "54001" || code == "21000":
 		return true
-	case code == "42703":
+	case code == "42703" || code == "42P01":
 		return inFunction(pe)
 	}
 	// PostgreSQL's message is translated under lc_messages; the routine
@@ -776,20 +776,24 @@ func rowError(err error) bool {
 // not on the statement itself: PostgreSQL then gives the error a context
 // naming the function (Where: "PL/pgSQL function bump() line 3 at
 // EXECUTE", `SQL function "f" statement 1`), and for a statement the
-// function ran, that statement (InternalQuery). A 42703 so raised can be
-// one row's: a trigger building SQL from the row's values (EXECUTE
-// format('UPDATE counters SET %I = %I + 1', NEW.metric, NEW.metric)) meets
-// a column missing for the rows that name it. Retried as a column
-// dropped, that row held its batch for ever, and nothing else was stored.
-// A 42703 of the sink's own statement, a column it writes dropped, has
-// neither, under copy, insert and the load table's upsert alike: PostgreSQL
-// finds it as it plans the statement, before any row is read (and so
-// before COPY adds its "COPY events, line N" context to errors).
+// function ran, that statement (InternalQuery). A 42703 or a 42P01 so
+// raised can be one row's: a trigger building SQL from the row's values
+// meets a column missing for the rows that name it (EXECUTE
+// format('UPDATE counters SET %I = %I + 1', NEW.metric, NEW.metric)), or
+// a table (EXECUTE format('INSERT INTO %I ...', NEW.kind)). Retried as a
+// column or the table dropped, that row held its batch for ever, and
+// nothing else was stored. A 42703 or 42P01 of the sink's own statement,
+// a column it writes or its table dropped, has neither, under copy,
+// insert and the load table's upsert alike: PostgreSQL finds it as it
+// plans the statement, before any row is read (and so before COPY adds
+// its "COPY events, line N" context to errors).
 //
 // The context is the server's words, translated under lc_messages, so
 // only its presence is looked at. A trigger naming a column the table
-// lacks (NEW.nosuch) fails every row alike, and each is then refused on
-// its own after bisection, as every row is for a trigger's other errors.
+// lacks (NEW.nosuch), or a table that is not there whatever the row (an
+// audit table dropped), fails every row alike, and each is then refused
+// on its own after bisection, as every row is for a trigger's other
+// errors.
 func inFunction(pe *pgconn.PgError) bool {
 	return pe.Where != "" || pe.InternalQuery != ""
 }
@@ -823,17 +827,17 @@ const pgClasses = "00 01 02 03 08 09 0A 0B 0F 0L 0P 0Z 20 21 22 23 24 25 26 27 2
 // policy's refusal of a row: rowError) until a GRANT; the table is
 // missing (42P01: dropped or renamed, until it is made again; the load
 // table going missing is met in copy, which writes again with one made in
-// the transaction, so a 42P01 that gets here is the table's); or a column
-// the stage writes is missing (42703: dropped, until it is added again).
-// A 42703 of the sink's own statement is never one row's fault: the
-// statements name only the configured columns, of the table and of the
-// load table made from it, and under version the stored row's version
-// column, so every row of every batch meets it alike, and failing the
-// batch would fail them all. Start checked those columns were there, and
-// fails at once on one missing (retryable), so a 42703 here is a column
-// that went away since. One raised inside a trigger or another function
-// the write ran is not the sink's statement's, and may be a row's: it is
-// bisected (rowError, inFunction), never retried.
+// the transaction, so a 42P01 of the sink's statement that gets here is
+// the table's); or a column the stage writes is missing (42703: dropped,
+// until it is added again). A 42P01 or 42703 of the sink's own statement
+// is never one row's fault: the statements name only the table and the
+// configured columns, of the table and of the load table made from it,
+// and under version the stored row's version column, so every row of
+// every batch meets it alike, and failing the batch would fail them all.
+// Start checked those were there, and fails at once on one missing
+// (retryable), so a 42P01 or 42703 here is one that went away since. One of either raised inside a trigger or another
+// function the write ran is not the sink's statement's, and may be a
+// row's: it is bisected (rowError, inFunction), never retried.
 func transient(err error) bool {
 	code := sqlState(err)
 	switch {
@@ -850,9 +854,9 @@ func transient(err error) bool {
 		return true
 	}
 	switch code {
-	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014", "25006", "42P01":
+	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014", "25006":
 		return true
-	case "42501", "42703":
+	case "42501", "42703", "42P01":
 		return !rowError(err)
 	}
 	return false
