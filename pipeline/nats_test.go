@@ -182,6 +182,104 @@ stages:
 	}
 }
 
+// In one process with a stage's queue on NATS, the hidden stand-in's
+// health is part of the one entry /stats shows: while the stream takes
+// none of the stand-in's publishes (its subjects moved by an operator,
+// the connection up, so the consumer sees nothing wrong), the stand-in is
+// down and /readyz names the queue, and the stage's entry read ok. It
+// reads the stand-in's state and reason, and ok again once the stream
+// takes the records.
+func TestOneProcessQueueShowsTheStandInsHealth(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	reg, hub := rtRegistry(t)
+	const n = 200
+	p := buildYAML(t, reg, fmt.Sprintf(`name: onep
+nats: {url: %q}
+stages:
+  src:
+    kind: test.seq
+    count: %d
+    next: hold
+  hold:
+    kind: test.gate
+    next: store
+  store:
+    kind: test.finish
+    queue: {transport: nats, stream: t_onep_health, ack_wait: 5s}
+`, srv.URL(), n))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	var shownStore, standIn *engine.Stage
+	for _, s := range p.shown {
+		if s.st.Settings().Name == "store" {
+			shownStore = s.st
+		}
+	}
+	for i, s := range p.stages {
+		if st := s.Stage(); st.Settings().Name == "store" && !p.isSource[i] && st != shownStore {
+			standIn = st
+		}
+	}
+	if shownStore == nil || standIn == nil {
+		t.Fatal("no stand-in of store beside the stage")
+	}
+	src := hub.source(t, "src")
+	src.waitEmitted(t)
+
+	// The stream stops taking the queue's subjects: every publish finds
+	// no responder, and the stand-in goes down.
+	js := natstest.JetStream(t, srv.URL())
+	str, err := js.Stream(context.Background(), "t_onep_health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := str.CachedInfo().Config
+	moved := orig
+	moved.Subjects = []string{"t_onep_health_elsewhere"}
+	if _, err := js.UpdateStream(context.Background(), moved); err != nil {
+		t.Fatal(err)
+	}
+	close(hub.gate)
+	var front stats.Health
+	poll.Until(t, "the stand-in down", func() bool {
+		front = standIn.Stats().Health
+		return front.State == stats.HealthDown
+	})
+	st := rtStageStats(t, p.Stats(), "store")
+	if st.Health.State != stats.HealthDown || st.Health.Error != front.Error || !st.Health.Since.Equal(front.Since) {
+		t.Errorf("/stats store health %s since %s (%q), want the stand-in's: %s since %s (%q)",
+			st.Health.State, st.Health.Since, st.Health.Error, front.State, front.Since, front.Error)
+	}
+	if st.Health.Failures < front.Failures {
+		t.Errorf("/stats store failures %d, want at least the stand-in's %d", st.Health.Failures, front.Failures)
+	}
+	// /readyz is as before: the stand-in down, the records cannot reach
+	// the stream, and the process is not ready.
+	if why := p.notReady(); !strings.Contains(why, "the queue of stage store down since") {
+		t.Errorf("not ready: %q, want the store's queue named", why)
+	}
+
+	// The stream takes the subjects again: the records reach it and the
+	// store, and the entry reads ok once the stand-in does.
+	if _, err := js.UpdateStream(context.Background(), orig); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "every event acked", func() bool { return src.ok.Load() == n })
+	poll.Until(t, "the store's entry ok", func() bool {
+		return rtStageStats(t, p.Stats(), "store").Health.State == stats.HealthOK
+	})
+	if h := standIn.Stats().Health; h.State != stats.HealthOK {
+		t.Errorf("stand-in %s (%q) while the entry reads ok", h.State, h.Error)
+	}
+	if why := p.notReady(); why != "" {
+		t.Errorf("not ready once the stream takes the records: %q", why)
+	}
+	rtStop(t, p)
+}
+
 func TestNatsSplitAcrossPipelines(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	const n = 2000

@@ -405,6 +405,14 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 // the stage's own. Without this the records waiting to be published, and the
 // busy refusals, appeared nowhere in /stats
 // (TestOneProcessQueueShowsTheStandInsBacklog).
+//
+// The entry's health is the worse of the stage's (with what its consumer
+// adds) and the stand-in's, with the worse one's since and reason (the
+// stage's on a tie), and its failures count the stand-in's failed
+// publishes too: a stand-in down while the connection stayed up (the
+// stream no longer taking the queue's subjects) made /readyz answer 503
+// naming the queue while the one entry /stats shows read ok
+// (TestOneProcessQueueShowsTheStandInsHealth).
 func (s shown) stats() stats.Stage {
 	st := s.st.Stats()
 	st.Kind = s.kind
@@ -420,6 +428,8 @@ func (s shown) stats() stats.Stage {
 			st.Transport = f.Transport
 		}
 		st.Rejected = own + f.Rejected
+		st.Health.Worsen(f.Health.State, f.Health.Since, f.Health.Error)
+		st.Health.Failures += f.Health.Failures
 	}
 	return st
 }
