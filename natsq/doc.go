@@ -63,7 +63,11 @@
 // a full queue: under overflow block the publisher retries with backoff
 // while its local queue fills behind it and the sources stop reading (TCP
 // pushes back on the clients); under overflow reject the envelope's events
-// are finished with stage.ErrBusy (netio: `nack N busy`).
+// are finished with stage.ErrBusy (netio: `nack N busy`). Either way
+// /stats counts the envelope's events once in nats.full, however often
+// they are tried (each try is in nats.publish_retries): under reject they
+// are the stage's rejections, under block the events the full stream held
+// back.
 //
 // Fast batch publishing (ADR-50, `allow_batched` streams, nats-server
 // 2.14 and later, so v2.15.2 has it) acks a batch of messages once; it is
@@ -181,8 +185,8 @@
 // PubAcked, which the depth counts too: the depth reaches the capacity
 // when the stream and the local queue are full, and does not pass it);
 // and a nats object with this process's counters
-// (published, taken, acked, NAKed: events; dead-lettered: events, by
-// reason; requeued: envelopes). The server's pending and ack-pending counts there are
+// (published, refused by a full stream, taken, acked, NAKed: events;
+// dead-lettered: events, by reason; requeued: envelopes). The server's pending and ack-pending counts there are
 // envelopes. Where the stage runs elsewhere its
 // entry is marked remote.
 package natsq

@@ -104,6 +104,7 @@ type item struct {
 	err  error // why the last publish failed
 	size int   // the envelope's bytes, counted in the queue's unpublished bytes
 	done bool  // its events are finished: no longer counted as unpublished
+	full bool  // the stream refused it at its limits: its events are counted in full
 }
 
 // hold counts the envelopes' events and bytes as unpublished: the stand-in
@@ -259,7 +260,14 @@ func (p *publisher) failed(it *item) bool {
 	var api *jetstream.APIError
 	switch {
 	case errors.As(it.err, &api) && isFull(api):
-		q.st.full.Add(uint64(len(it.evs)))
+		// An envelope's events are counted the first time the stream
+		// refuses it: under overflow block it is tried again until there
+		// is room (each try counted in publishRetries), and counting every
+		// refusal had full count an event once per try.
+		if !it.full {
+			it.full = true
+			q.st.full.Add(uint64(len(it.evs)))
+		}
 		if q.overflow == port.Reject {
 			for _, ev := range it.evs {
 				ev.Done(stage.ErrBusy)

@@ -63,8 +63,8 @@ type Stats struct {
 
 	// This process's counters.
 	Published      uint64 `json:"published"`           // events PubAcked by JetStream
-	PublishRetries uint64 `json:"publish_retries"`     // events whose publish was tried again (no PubAck, stream full under block)
-	Full           uint64 `json:"full"`                // events refused because the stream was at its limits
+	PublishRetries uint64 `json:"publish_retries"`     // events whose publish was tried again, once per try (no PubAck, stream full under block)
+	Full           uint64 `json:"full"`                // events whose envelope the stream refused at its limits, each once (under block, however often tried)
 	Taken          uint64 `json:"taken"`               // events pulled and handed to the stage
 	Acked          uint64 `json:"acked"`               // events whose envelope was acked after the stage finished them
 	Naked          uint64 `json:"naked"`               // events whose envelope was NAKed to be delivered again (failures)
@@ -132,7 +132,7 @@ func series(ns *Stats) []stats.Series {
 		{Name: "pipeline_stage_nats_ack_pending", Help: "Envelopes (messages of many events) of the stage's stream delivered and not yet acked, in any process.", Value: float64(ns.AckPending)},
 		{Name: "pipeline_stage_nats_published_total", Help: "Events this process published to the stage's stream (PubAcked).", Counter: true, Value: float64(ns.Published)},
 		{Name: "pipeline_stage_nats_envelopes_published_total", Help: "Envelopes this process published to the stage's stream (PubAcked).", Counter: true, Value: float64(ns.EnvelopesOut)},
-		{Name: "pipeline_stage_nats_full_total", Help: "Events refused because the stage's stream was at its limits.", Counter: true, Value: float64(ns.Full)},
+		{Name: "pipeline_stage_nats_full_total", Help: "Events whose envelope the stage's stream refused at its limits, each once however often tried: nacked busy under overflow reject, tried again until there is room under block.", Counter: true, Value: float64(ns.Full)},
 		{Name: "pipeline_stage_nats_acked_total", Help: "Events whose envelope this process acked after the stage finished them.", Counter: true, Value: float64(ns.Acked)},
 		{Name: "pipeline_stage_nats_naked_total", Help: "Events whose envelope this process NAKed to be delivered again.", Counter: true, Value: float64(ns.Naked)},
 		{Name: "pipeline_stage_nats_in_progress_total", Help: "InProgress this process sent, every third of ack_wait, for envelopes its stage held.", Counter: true, Value: float64(ns.InProgress)},

@@ -220,3 +220,76 @@ func TestFrontDepthReachesCapacityWhenFull(t *testing.T) {
 	pub.Close()
 	q.Wait()
 }
+
+// Under overflow block an envelope the full stream refuses is published
+// again until there is room; nats.full counts its events once, however
+// often they are tried (the tries are in publish_retries). It counted
+// every refused try, so it grew for as long as the stream stayed full,
+// several times the events the stream had refused.
+func TestFullCountsAnEventOnceUnderBlock(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	const room, batch = 10, 4
+	q := front.Queue("store", QueueConfig{Stream: "t_fullonce", MaxMsgs: room, EnvelopeEvents: 1}, port.Block, 64)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1, Batch: batch, Capacity: 64},
+		standIn{q.Publisher().(*publisher)}, nil)
+	srcLife.Connect(pubStage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	emit := func(from, n int, a *acks) {
+		out := src.NewEmitter()
+		for i := from; i < from+n; i++ {
+			out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
+		}
+		out.Flush(ctx)
+	}
+	stored := newAcks(room)
+	emit(1, room, stored)
+	stored.wait(t)
+
+	// The stream is full: the publisher tries the held envelopes again
+	// and again.
+	a := newAcks(batch)
+	emit(room+1, batch, a)
+	var ns Stats
+	poll.Until(t, "the held envelopes refused and tried three times more", func() bool {
+		ns = q.Stats()
+		return ns.Unpublished > 0 && ns.PublishRetries >= 3*ns.Unpublished
+	})
+	if ns.Full != ns.Unpublished {
+		t.Errorf("stream full under block: nats.full %d with %d events held, publish_retries %d; want %d, each event once",
+			ns.Full, ns.Unpublished, ns.PublishRetries, ns.Unpublished)
+	}
+	if st := pubStage.Stats(); st.Rejected != 0 {
+		t.Errorf("rejected %d under block, want 0", st.Rejected)
+	}
+	full := ns.Full
+
+	// Room in the stream lets them in; nothing more is counted.
+	js := natstest.JetStream(t, srv.URL())
+	s, err := js.Stream(ctx, "t_fullonce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = -1
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for seq, err := range a.wait(t) {
+		if err != nil {
+			t.Errorf("event %d: %v", seq, err)
+		}
+	}
+	if ns = q.Stats(); ns.Full != full || ns.Published != room+batch {
+		t.Errorf("stored: nats.full %d, published %d; want %d and %d", ns.Full, ns.Published, full, room+batch)
+	}
+	pub.CloseQueue()
+	pub.Wait()
+	pub.Close()
+	q.Wait()
+}
