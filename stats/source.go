@@ -31,7 +31,7 @@ type SourceTLS struct {
 type Conns struct {
 	Accepted uint64 `json:"accepted"`
 	Closed   uint64 `json:"closed"`
-	Refused  uint64 `json:"refused"` // over max_conns, a failed TLS handshake, a missing token
+	Refused  uint64 `json:"refused"` // over max_conns, a failed TLS handshake (a bad token is protocol_errors.unauthorized)
 }
 
 // Nacks counts records refused, by error class (stage.ErrorClass).

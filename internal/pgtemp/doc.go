@@ -41,7 +41,10 @@
 // it if missing, runs initdb only if there is no data directory yet
 // (Created reports which; initdb runs into data.initdb-PID, renamed to
 // data/ only once it succeeded, so that a start cut short leaves no
-// half-built data directory), and otherwise starts the server on the data
+// half-built data directory; an empty data/ made beforehand, a symlink or
+// a mount point, cannot be renamed onto, so initdb runs into it in place,
+// and a start killed during that initdb leaves it half-built, refused as
+// below), and otherwise starts the server on the data
 // that is there, with the binaries of the PostgreSQL version that made it
 // when they are installed. A half-built one that an initdb cut short left
 // in place before then (no server has run on it, and it lacks databases
