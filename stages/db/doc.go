@@ -145,9 +145,10 @@
 // message, e.g. `ERROR: value too long for type character varying(5)
 // (SQLSTATE 22001)`, and the rest are committed. When PostgreSQL names
 // the column (COPY's context for a value it cannot read, the column of a
-// NOT NULL violation), the reason starts with it and its field, as the
-// sink's own refusals do: `column "f4" (field f4): ERROR: "1e-50" is out
-// of range for type real (SQLSTATE 22003)`; the value COPY quotes is left
+// NOT NULL violation), the reason names it and its field after `record N
+// refused: `, as the sink's own refusals do: `record 4 refused: column
+// "f4" (field f4): ERROR: "1e-50" is out of range for type real (SQLSTATE
+// 22003)`; the value COPY quotes is left
 // out. The insert method's casts name no column. These refusals are
 // bisected: classes 22 (data exception) and 23 (integrity constraint
 // violation); class 44 (a row outside the view it is written through,

@@ -54,7 +54,7 @@ func Fields() []stage.Field {
 		{Name: "version", Type: stage.String, Doc: "with conflict: update, an integer column holding the row's version: a stored row is overwritten only by one whose version is at least its own, so a resent old update is harmless; unset: the last writer wins"},
 		{Name: "method", Type: stage.String, Default: "copy", Enum: []string{"copy", "insert"}, Doc: "copy (COPY FROM STDIN, fastest) or insert (one multi-row INSERT per batch)"},
 		{Name: "max_conns", Type: stage.Int, Default: 0, Range: stage.Between(0, maxMaxConns), Doc: "connections in the pool at most; 0: they follow the workers, one per worker so that no worker waits for one (auto workers: connections open as workers need them, up to the pool controller's ceiling, and close after 30 s unused); set, it is also the most workers an auto pool gets"},
-		{Name: "retry", Type: stage.Object, Doc: "retries of a batch while PostgreSQL is unreachable or asks for one", Fields: []stage.Field{
+		{Name: "retry", Type: stage.Object, Doc: "retries of a batch while PostgreSQL is unreachable, asks for one, or cannot write it for a reason no record is to blame for (read-only, out of disk, a grant or a table missing)", Fields: []stage.Field{
 			{Name: "max", Type: stage.Int, Default: 0, Range: stage.AtLeast(0), Doc: "retries of one batch at most, then its events are failed; 0: retry until the stage stops"},
 			{Name: "backoff", Type: stage.Duration, Default: DefaultBackoff, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "wait before the first retry; doubled at each one, with jitter"},
 			{Name: "max_backoff", Type: stage.Duration, Default: DefaultMaxBackoff, Range: stage.AtLeast(int64(time.Millisecond)), Doc: "longest wait between retries"},
