@@ -10,8 +10,11 @@ package stage
 //	Fate(err error) Fate
 //
 // on its Source or Input (see Kind), asked once per run of events
-// finished with err (only when err is not nil), and asked with
-// context.Canceled for the events a forced stop abandoned. A source
+// finished with err (only when err is not nil), asked with ErrBusy for
+// the records its door refused (SourceRuntime.Admit: memory_limit,
+// admission control, a full queue under reject; no event was made of
+// them), and asked with context.Canceled for the events a forced stop
+// abandoned. A source
 // without it is taken to tell nobody: its records are Lost.
 type Fate uint8
 

@@ -121,8 +121,9 @@ type Field struct {
 //     st.Health, which it may make worse (never better; st.Health.Worsen)
 //     when it knows of trouble the stage's calls do not show.
 //   - Fate(err error) Fate, on a Source or an Input: what becomes of a
-//     record of it that is not stored (refused with err, or abandoned by
-//     a forced stop: asked with context.Canceled), for the shutdown
+//     record of it that is not stored (refused with err, refused at the
+//     door: asked with ErrBusy, or abandoned by a forced stop: asked with
+//     context.Canceled), for the shutdown
 //     report; without it such records count as lost (see Fate).
 //
 // An Origin's Completer may have CompleteAll (see Completer).
