@@ -102,7 +102,9 @@
 //
 // framing lines: records end with \n, a trailing \r is dropped, empty
 // lines are skipped and take no number; an unterminated last line is a
-// record if the client shuts its side after it. framing octet-counted:
+// record if the client shuts its side after it (a reset is no shut: the
+// line it cut off is dropped, and the connection closed as failed).
+// framing octet-counted:
 // RFC 6587 `LEN SP MSG` with LEN a decimal without leading zeros; anything
 // else where a length is expected is a protocol error: the record gets
 // `nack N bad frame: DETAIL` (what was wrong, e.g. `byte 'a' where a frame

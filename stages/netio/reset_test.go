@@ -1,0 +1,46 @@
+// This file tests a connection the client resets (RST) mid-record.
+package netio_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/stagedserver/seda/internal/poll"
+	"github.com/stagedserver/seda/stage"
+	"github.com/stagedserver/seda/stages/netio"
+)
+
+// TestResetDropsTheUnfinishedRecord: a client that resets its connection
+// (SO_LINGER 0, then close) with a line unfinished has not sent that
+// record; it must not be stored as one, as a clean close's last line is.
+// The reset was read as a clean close: the one-byte peek that waits for
+// input took the socket's ECONNRESET, and the read after it found EOF.
+func TestResetDropsTheUnfinishedRecord(t *testing.T) {
+	for _, framing := range []netio.Framing{netio.Lines, netio.Syslog} {
+		t.Run(string(framing), func(t *testing.T) {
+			r := newRig(t, map[string]any{"framing": string(framing)}, stage.Settings{Workers: 1}, nil)
+			nc, err := net.Dial("tcp", r.src.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if _, err := io.WriteString(nc, "<13>a\n<13>b\n<13>unfinished"); err != nil {
+				t.Fatal(err)
+			}
+			poll.Until(t, "the two finished records stored", func() bool { return len(r.payloads()) >= 2 })
+			if err := nc.(*net.TCPConn).SetLinger(0); err != nil {
+				t.Fatal(err)
+			}
+			nc.Close() // a reset
+			// The connection closes once what was framed of it is
+			// finished (ack: commit): the unfinished line too, had it
+			// been taken for a record.
+			poll.Until(t, "the connection closed", func() bool { return r.in.Stage().Stats().Source.Connections.Closed == 1 })
+			if got, want := fmt.Sprint(r.payloads()), fmt.Sprint([]string{"<13>a", "<13>b"}); got != want {
+				t.Fatalf("stored %s, want %s: the line the reset cut off is no record", got, want)
+			}
+		})
+	}
+}
