@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -136,7 +137,11 @@ func cycles(edges [][]edge) [][]int {
 // of its routes dashed; an edge is labelled with the fields that name its
 // stage, but for a next (a stage's, or a route's: routes.N.next), so that
 // a kind's own Ref fields (a spill or dead-letter stage) read as what they
-// are. The output is the same for the same Config.
+// are. A route's next on an edge another field labels is named there by
+// its list: process.route's edge to a stage that is a route's next and
+// its default reads "routes, default", not "default" as if only the
+// events that match no route went there. The output is the same for the
+// same Config.
 func (c *Config) Graph(w io.Writer, format string) error {
 	switch format {
 	case "dot", "mermaid":
@@ -222,40 +227,55 @@ type graphEdge struct {
 // graphEdges returns the edges of stage s, one per stage it names, in the
 // order refsOf finds them (next first), each labelled with the fields
 // that name it (their dotted paths without list indices, each once),
-// leaving out a next's.
+// leaving out a next's. A route's next (routes.N.next) is left out only
+// while it is all that names the stage: on an edge that another field
+// names too it is there as its list ("routes, default"), or the label
+// would say that only what that field sends goes there (process.route's
+// default: only the events that match no route).
 func graphEdges(s *StageConfig) []graphEdge {
-	var out []graphEdge
-	at := map[string]int{}
-	seen := map[string]bool{} // "to\x00field"
+	type named struct {
+		to     string
+		fields []string // in the order found, each once
+		other  bool     // a field besides a route's next names it
+	}
+	var edges []*named
+	at := map[string]*named{}
 	for _, r := range refsOf(s, s.Config.Fields()) {
 		if r.to == "" {
 			continue
 		}
-		i, ok := at[r.to]
+		e, ok := at[r.to]
 		if !ok {
-			i = len(out)
-			at[r.to] = i
-			out = append(out, graphEdge{to: r.to})
+			e = &named{to: r.to}
+			at[r.to] = e
+			edges = append(edges, e)
 		}
-		field := edgeField(r.path)
-		if field == "" || seen[r.to+"\x00"+field] {
+		field, route := edgeField(r.path)
+		if field == "" || slices.Contains(e.fields, field) {
 			continue
 		}
-		seen[r.to+"\x00"+field] = true
-		if out[i].label != "" {
-			out[i].label += ", "
+		e.fields = append(e.fields, field)
+		if !route {
+			e.other = true
 		}
-		out[i].label += field
+	}
+	out := make([]graphEdge, len(edges))
+	for i, e := range edges {
+		out[i].to = e.to
+		if e.other {
+			out[i].label = strings.Join(e.fields, ", ")
+		}
 	}
 	return out
 }
 
 // edgeField names the field of a ref's path for an edge's label: the path
-// without its list indices ("mirror.1": "mirror"), or "" for a next
-// ("next", "routes.0.next") and for a name Routes lists besides ("route").
-func edgeField(path string) string {
+// without its list indices ("mirror.1": "mirror"); for a route's next
+// ("routes.0.next") the list it is in ("routes"), with route set; ""
+// for a stage's next and for a name Routes lists besides ("route").
+func edgeField(path string) (field string, route bool) {
 	if path == "route" {
-		return ""
+		return "", false
 	}
 	var parts []string
 	for _, p := range strings.Split(path, ".") {
@@ -263,10 +283,13 @@ func edgeField(path string) string {
 			parts = append(parts, p)
 		}
 	}
-	if len(parts) == 0 || parts[len(parts)-1] == "next" {
-		return ""
+	if len(parts) == 0 {
+		return "", false
 	}
-	return strings.Join(parts, ".")
+	if parts[len(parts)-1] == "next" {
+		return strings.Join(parts[:len(parts)-1], "."), true
+	}
+	return strings.Join(parts, "."), false
 }
 
 // dotQuote quotes s as a DOT string; a newline becomes a line break in

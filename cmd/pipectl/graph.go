@@ -18,7 +18,9 @@ func newGraphCmd() *cobra.Command {
 stage with its kind and its queue capacity (or "inline"), a solid edge to
 its next stage, dashed edges to its other routes: every stage a field of
 its kind names (process.route's routes and default, and any Ref field a
-kind declares), each labelled with that field unless it is a next.
+kind declares), each labelled with that field unless it is a next. A
+route's next is named too where another field names the same stage: an
+edge labelled "routes, default" takes both matching and unmatched events.
 
   pipectl graph pipeline.yaml | dot -Tsvg > pipeline.svg`,
 		Args: cobra.ExactArgs(1),
