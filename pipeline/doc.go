@@ -24,9 +24,12 @@
 //   - Phase two, when the drain deadline passes (or a second signal comes),
 //     aborts what is left and reports how many events were abandoned.
 //
-// Either way StopReport.Fates says what became of the events the stop
-// found: stored, redelivered later by a transport, lost (nobody could be
-// told), or left for their clients to resend (see stage.Fate).
+// Either way StopReport.Fates says what became of the events finished or
+// abandoned while the pipeline stopped, and of the records a source's door
+// refused meanwhile (of which no event was made): stored, redelivered
+// later by a transport, lost (nobody could be told), or left for their
+// clients to resend (see stage.Fate). A complete drain may count records
+// lost or left to resend too: those the door refused.
 //
 // Every goroutine the pipeline starts (workers, the admin server and its
 // connections) is joined before Stop returns.

@@ -165,8 +165,8 @@ func (p *Pipeline) startAll(ctx context.Context) error {
 //
 // Stop returns nil after a complete drain. When phase two ran, the error
 // wraps ctx.Err() and says how many events were abandoned and what became
-// of the events the stop found (StopReport.Fates); errors from StopInput,
-// Drain and Close are joined to it.
+// of the events and door-refused records it counted (StopReport.Fates);
+// errors from StopInput, Drain and Close are joined to it.
 //
 // Stop is idempotent: a later or concurrent call waits for the first to
 // finish and returns the same report and error; if its own ctx ends first,

@@ -5,10 +5,14 @@ package stats
 
 import "fmt"
 
-// Fates count a pipeline's source events by what became of them. The
-// pipeline's StopReport counts those finished (or abandoned) while it
-// stopped: the events in flight when the stop began and those read while
-// its sources stopped taking input. Each event is in exactly one count.
+// Fates count a pipeline's source events by what became of them, with the
+// records its sources' doors refused (SourceRuntime.Admit: past
+// memory_limit, admission control, a full queue under reject), of which
+// no event was made, by the fate of a busy refusal. The pipeline's
+// StopReport counts those finished (or abandoned) while it stopped: the
+// events in flight when the stop began and those read while its sources
+// stopped taking input, and the records their doors refused meanwhile.
+// Each event, and each record refused at a door, is in exactly one count.
 type Fates struct {
 	// Stored counts events finished without an error: durable downstream
 	// (or deliberately dropped) and acked to their origin, as far as the
@@ -18,12 +22,14 @@ type Fates struct {
 	// those of a NATS consumer NAKed, or not acked when the stop cut the
 	// drain short (JetStream redelivers them after ack_wait).
 	Redelivered uint64 `json:"redelivered"`
-	// Lost counts events refused or abandoned whose source told nobody:
-	// netio's ack: none and UDP, and sources that do not say.
+	// Lost counts events refused or abandoned, and records refused at
+	// the door, whose source told nobody: netio's ack: none and UDP, and
+	// sources that do not say.
 	Lost uint64 `json:"lost"`
-	// Resend counts events refused or abandoned whose client was told
-	// (nacked, answered with an HTTP error) or sees its connection close
-	// with them unacked: the client is to send them again.
+	// Resend counts events refused or abandoned, and records refused at
+	// the door, whose client was told (nacked, answered with an HTTP
+	// error) or sees its connection close with them unacked: the client
+	// is to send them again.
 	Resend uint64 `json:"resend"`
 	// DeadLettered counts events set aside in a dead-letter stream
 	// (NATS: refused for good).
@@ -49,7 +55,8 @@ func (f Fates) Sub(g Fates) Fates {
 		Lost: sub(f.Lost, g.Lost), Resend: sub(f.Resend, g.Resend), DeadLettered: sub(f.DeadLettered, g.DeadLettered)}
 }
 
-// Total returns the number of events counted.
+// Total returns the number counted: events finished or abandoned, and
+// records refused at the door.
 func (f Fates) Total() uint64 {
 	return f.Stored + f.Redelivered + f.Lost + f.Resend + f.DeadLettered
 }
