@@ -273,6 +273,10 @@ stages:
 	})
 	if h := standIn.Stats().Health; h.State != stats.HealthOK {
 		t.Errorf("stand-in %s (%q) while the entry reads ok", h.State, h.Error)
+	} else if e := rtStageStats(t, p.Stats(), "store").Health; e.Since.Before(h.Since) {
+		// Both ok: the entry is ok since the later of the two, the
+		// stand-in's recovery, not since the process started.
+		t.Errorf("entry reads ok since %s, the stand-in (down until moments ago) ok only since %s", e.Since, h.Since)
 	}
 	if why := p.notReady(); why != "" {
 		t.Errorf("not ready once the stream takes the records: %q", why)

@@ -413,6 +413,24 @@ func (p *Pipeline) assemble(nodes []node, routes [][]string, order []int, run []
 // stream no longer taking the queue's subjects) made /readyz answer 503
 // naming the queue while the one entry /stats shows read ok
 // (TestOneProcessQueueShowsTheStandInsHealth).
+// mergeHealth is the health of a stage shown with its hidden stand-in:
+// the worse of the two, with that one's since and reason; on a tie the
+// stage's reason, since the later of the two when ok (ok since the last
+// of them recovered) and the earlier when not (wrong since the first
+// went wrong). The failures are both's.
+func mergeHealth(own, standIn stats.Health) stats.Health {
+	h := own
+	h.Worsen(standIn.State, standIn.Since, standIn.Error)
+	if h.State == standIn.State && own.State == standIn.State {
+		ok := own.State == stats.HealthOK || own.State == ""
+		if ok == standIn.Since.After(own.Since) {
+			h.Since = standIn.Since
+		}
+	}
+	h.Failures = own.Failures + standIn.Failures
+	return h
+}
+
 func (s shown) stats() stats.Stage {
 	st := s.st.Stats()
 	st.Kind = s.kind
@@ -428,8 +446,7 @@ func (s shown) stats() stats.Stage {
 			st.Transport = f.Transport
 		}
 		st.Rejected = own + f.Rejected
-		st.Health.Worsen(f.Health.State, f.Health.Since, f.Health.Error)
-		st.Health.Failures += f.Health.Failures
+		st.Health = mergeHealth(st.Health, f.Health)
 	}
 	return st
 }
