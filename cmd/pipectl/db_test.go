@@ -1,5 +1,8 @@
 package main
 
+// This file tests pipectl db: one local PostgreSQL shared by two
+// pipelines, which outlives either of them and comes back with its data.
+
 import (
 	"context"
 	"path/filepath"

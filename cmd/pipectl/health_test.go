@@ -1,5 +1,8 @@
 package main
 
+// This file tests the lines stats and top print under the table, one for
+// each stage that is not ok.
+
 import (
 	"reflect"
 	"testing"

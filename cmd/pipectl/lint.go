@@ -1,5 +1,9 @@
 package main
 
+// This file holds `pipectl lint`: load and build each pipeline file
+// without starting it, and print its problems and warnings as
+// FILE:LINE:COL: message.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package main
 
+// This file tests pipectl lint (good and bad files, warnings, --stages),
+// and also pipectl graph and pipectl version.
+
 import (
 	"os"
 	"path/filepath"

@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl load`: send JSON records over the wire
+// protocol, wait for their acks, and report what became of them.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,9 @@
 package main
 
+// This file tests pipectl load against a pipeline in the test process:
+// acks, nacks, refusals, rate and duration, bounded flags, and the report
+// when a drain or --timeout cuts it short.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,9 @@
 package main
 
+// This file holds pipectl's entry point: the root command with its
+// subcommands, and the exit status, where a write to a closed stdout is
+// no failure.
+
 import (
 	"errors"
 	"fmt"

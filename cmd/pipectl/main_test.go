@@ -1,5 +1,8 @@
 package main
 
+// This file holds what the package's tests share: TestMain (goleak, a
+// shared build of pipectl), runCLI and the golden files.
+
 import (
 	"bytes"
 	"flag"

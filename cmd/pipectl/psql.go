@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl psql`: psql on the local PostgreSQL that
+// pipectl run keeps, starting the server for the session if it is down.
+
 import (
 	"context"
 	"errors"

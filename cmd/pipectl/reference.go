@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl doc`: the pipeline YAML reference, printed or
+// written into README.md's generated sections.
+
 import (
 	"bytes"
 	"fmt"

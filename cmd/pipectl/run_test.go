@@ -1,5 +1,9 @@
 package main
 
+// This file tests pipectl run as a built binary on the real
+// pipeline.yaml: end to end with load and PostgreSQL, kept data, start
+// failures, and flags refused before anything starts.
+
 import (
 	"bufio"
 	"bytes"

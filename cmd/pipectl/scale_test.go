@@ -1,5 +1,8 @@
 package main
 
+// This file tests pipectl scale against a stand-in admin endpoint: what
+// it posts, what it prints, and a refusal.
+
 import (
 	"encoding/json"
 	"io"

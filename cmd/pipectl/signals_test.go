@@ -1,5 +1,8 @@
 package main
 
+// This file tests that pipectl run survives a closed stdout and stderr
+// (no death by SIGPIPE) and still drains and exits 0.
+
 import (
 	"io"
 	"net/http"

@@ -1,5 +1,9 @@
 package main
 
+// This file tests pipectl stats against recorded snapshots: the table,
+// rates, tokens, JSON, printable text, and exit status when stdout or
+// the server goes away.
+
 import (
 	"bufio"
 	"encoding/json"

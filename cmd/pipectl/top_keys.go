@@ -1,5 +1,7 @@
 package main
 
+// This file holds which keys quit pipectl top, shared by both readKeys.
+
 // quitKey reports whether keys hold one that quits top: q, Q, Ctrl-C or
 // Ctrl-D.
 func quitKey(keys []byte) bool {

@@ -2,6 +2,9 @@
 
 package main
 
+// This file reads top's quit keys where there is no poll(2) (Windows):
+// in a goroutine of its own.
+
 import (
 	"context"
 	"os"

@@ -2,6 +2,9 @@
 
 package main
 
+// This file reads top's quit keys on Unix, polling the input so that ctx
+// can end the wait.
+
 import (
 	"context"
 

@@ -1,5 +1,8 @@
 package main
 
+// This file tests pipectl top's frame: its table, width, sparklines and
+// bars, plain mode, memory line, and escaped server text.
+
 import (
 	"errors"
 	"strings"

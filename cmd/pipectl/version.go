@@ -1,5 +1,8 @@
 package main
 
+// This file holds `pipectl version`: the module version, VCS revision and
+// Go version pipectl was built with.
+
 import (
 	"fmt"
 	"runtime"
