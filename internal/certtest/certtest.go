@@ -1,5 +1,8 @@
 package certtest
 
+// This file holds a test CA: it issues server and client certificates
+// and writes them, with their keys, as PEM files.
+
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"

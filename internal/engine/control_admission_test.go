@@ -1,5 +1,9 @@
 package engine
 
+// This file tests a source's admission control on a fake clock, against
+// a model source feeding one stage (srcModel): overload, bursts, credit,
+// and whole reads admitted or refused.
+
 import (
 	"math"
 	"sort"

@@ -1,5 +1,8 @@
 package engine
 
+// This file holds the model stage the controllers are tested against: a
+// queue, a pool of workers and a shared database, on a fake clock.
+
 import (
 	"math/rand"
 	"time"

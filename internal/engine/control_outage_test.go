@@ -1,5 +1,8 @@
 package engine
 
+// This file tests the pool controller against a database that fails or
+// hangs, on the fake clock: the pool does not grow while its calls fail.
+
 import (
 	"testing"
 	"time"

@@ -1,5 +1,9 @@
 package engine
 
+// This file tests the controllers' knobs on a running stage: setting
+// workers, batch and concurrency, pinning and releasing them, the auto
+// pool's growth and limits, and admission seen from the runtime.
+
 import (
 	"context"
 	"errors"

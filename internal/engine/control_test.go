@@ -1,5 +1,8 @@
 package engine
 
+// This file tests the batching and pool controllers against model stages
+// on a fake clock: convergence, noise, oscillation, load steps and pins.
+
 import (
 	"testing"
 	"time"

@@ -1,5 +1,8 @@
 package engine
 
+// This file tests a stage's health on a fake clock: outages, flapping,
+// stale failures, stalls and the age of the oldest event.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,7 @@
 package engine
 
+// This file tests the latency quantiles a stage reports per window.
+
 import (
 	"math"
 	"testing"

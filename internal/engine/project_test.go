@@ -1,5 +1,8 @@
 package engine
 
+// This file tests projection: what a decoder is told the stages after it
+// read, shard_by fields included.
+
 import (
 	"context"
 	"slices"

@@ -1,5 +1,8 @@
 package engine
 
+// This file tests the recycling of finished events: once, never while
+// another stage holds them, and a reused event starts empty.
+
 import (
 	"context"
 	"errors"

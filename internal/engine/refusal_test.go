@@ -1,5 +1,8 @@
 package engine
 
+// This file tests how a refusal reaches an event's origin: named by the
+// stage that refused it, with its class intact.
+
 import (
 	"context"
 	"errors"

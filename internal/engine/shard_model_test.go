@@ -1,5 +1,9 @@
 package engine
 
+// This file tests shard_by's per-key order on a fake clock, with the real
+// mailboxes between a model port and model workers, while the pool is
+// resized by its controller or by an operator.
+
 import (
 	"fmt"
 	"math/rand"

@@ -1,5 +1,8 @@
 package engine
 
+// This file tests shard_by on real stages: per-key order with batching,
+// retries and resizes, inline stages, and backpressure.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,9 @@
 package engine
 
+// This file tests a stage's runtime on chains of real stages: delivery,
+// handler errors and panics, double Done, routes, linger and run slots,
+// shedding, and a source whose start fails; and holds TestMain.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,9 @@
 package faultproxy
 
+// This file tests the Proxy against an echo server on loopback: it
+// forwards, and each fault (reset, partition, stall, target down) and
+// Close do what they say.
+
 import (
 	"bytes"
 	"errors"

@@ -2,6 +2,8 @@
 
 package gobuild
 
+// This file holds DieWithCaller on Linux: the parent-death signal.
+
 import (
 	"os/exec"
 	"syscall"

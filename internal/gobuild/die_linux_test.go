@@ -2,6 +2,9 @@
 
 package gobuild
 
+// This file tests that a process started through DieWithCaller dies with
+// the process that started it.
+
 import (
 	"bytes"
 	"errors"

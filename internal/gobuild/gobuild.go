@@ -1,5 +1,8 @@
 package gobuild
 
+// This file builds pipectl for tests and benchmarks: Pipectl, ForTest,
+// and Share, which builds it once per test binary.
+
 import (
 	"bytes"
 	"context"

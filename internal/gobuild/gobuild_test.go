@@ -1,5 +1,8 @@
 package gobuild
 
+// This file tests building pipectl, the error without a go command, and
+// that Share builds once and removes its builds.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package loadgen
 
+// This file holds the latency Histogram: logarithmic buckets, merged
+// across connections, read as quantiles.
+
 import (
 	"math/bits"
 	"time"

@@ -1,5 +1,9 @@
 package loadgen_test
 
+// This file tests a load run against stand-in servers on loopback:
+// records, IDs, rate and duration, acks and nacks, malformed and dropped
+// connections, ack timeouts; and the Histogram.
+
 import (
 	"bufio"
 	"context"

@@ -1,5 +1,8 @@
 package natstest
 
+// This file runs a NATS server with JetStream in the test process:
+// Start, Stop, Restart, and a plain client to look at its streams.
+
 import (
 	"fmt"
 	"net"

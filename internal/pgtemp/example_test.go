@@ -1,3 +1,6 @@
+// This file is the package's example: start a server, query it, remove
+// it.
+
 package pgtemp_test
 
 import (

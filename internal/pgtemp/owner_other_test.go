@@ -1,5 +1,7 @@
 //go:build !unix
 
+// This file stands in for owner_unix_test.go where there is no Unix.
+
 package pgtemp_test
 
 import (

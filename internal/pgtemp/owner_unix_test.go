@@ -1,5 +1,8 @@
 //go:build unix
 
+// This file holds what the tests need of Unix file owners: who owns a
+// file, and running a command as another user.
+
 package pgtemp_test
 
 import (

@@ -1,3 +1,7 @@
+// This file tests servers end to end: start, restart and stop, failures
+// to start, a death, a local database's directory (Options.Path) in its
+// good and bad cases, and detached servers.
+
 package pgtemp_test
 
 import (

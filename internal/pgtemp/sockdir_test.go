@@ -1,3 +1,6 @@
+// This file tests that StopDetached removes only a socket directory
+// pgtemp made.
+
 package pgtemp
 
 import (

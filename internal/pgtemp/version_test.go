@@ -1,3 +1,6 @@
+// This file tests the ordering of PostgreSQL versions when choosing
+// binaries.
+
 package pgtemp
 
 import (

@@ -1,3 +1,6 @@
+// This file tests the watchdog's guard script against a zombie pg_ctl
+// start.
+
 package pgtemp
 
 import (

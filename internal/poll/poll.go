@@ -1,5 +1,8 @@
 package poll
 
+// This file holds Until: poll a condition, eagerly then gently, and fail
+// the test after Limit.
+
 import (
 	"runtime"
 	"testing"

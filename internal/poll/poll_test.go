@@ -1,5 +1,8 @@
 package poll
 
+// This file tests Until: it returns once the condition holds, and fails
+// the test naming what it waited for.
+
 import (
 	"fmt"
 	"strings"

@@ -1,5 +1,8 @@
 package track
 
+// This file holds an event's bookkeeping: the Holder that counts a
+// stage's events, an event's State, and a Batch's counting of finishes.
+
 import (
 	"context"
 	"sync"

@@ -1,5 +1,8 @@
 package wire
 
+// This file holds the wire protocol's client: framing, parsing the
+// server's ack and nack lines, and a Client that sends and tallies them.
+
 import (
 	"bufio"
 	"bytes"

@@ -1,5 +1,9 @@
 package wire
 
+// This file tests the client against scripted servers on loopback: reply
+// parsing (with a fuzzer), acks, nacks and range nacks, bad lines,
+// octet counting, bounded nacks, and Runs.
+
 import (
 	"bufio"
 	"context"

@@ -1,3 +1,6 @@
+// This file holds the Cluster the tests of one binary share, with a
+// database of its own per test, and NewServer for a private server.
+
 package pgtesting
 
 import (

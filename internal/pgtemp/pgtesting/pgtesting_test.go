@@ -1,3 +1,6 @@
+// This file tests the shared Cluster: separate databases per test,
+// dropping one ends its connections, and SEDA_TEST_DSN.
+
 package pgtesting_test
 
 import (
