@@ -1,5 +1,8 @@
 package port
 
+// This file holds posting a batch at once: PostBatch and TryPostBatch,
+// which take the port's lock once for as many packets as fit.
+
 import "context"
 
 // PostBatch queues pks in order, as len(pks) Posts would, but takes the

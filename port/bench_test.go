@@ -1,5 +1,8 @@
 package port_test
 
+// This file measures a hop through the port against a buffered channel:
+// B1's cases, one Post and Get, and a stage's batched hop.
+
 import (
 	"context"
 	"testing"

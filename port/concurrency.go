@@ -1,5 +1,7 @@
 package port
 
+// This file holds the run-slot limit: SetConcurrency and Concurrency.
+
 import "runtime"
 
 // SetConcurrency changes how many workers may hold a run slot at once; n

@@ -1,5 +1,8 @@
 package port
 
+// This file tests changing the run-slot limit while workers run, and
+// TryPostBatch.
+
 import (
 	"runtime"
 	"testing"

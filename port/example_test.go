@@ -1,5 +1,9 @@
 package port_test
 
+// This file is the package's examples: a two-pool server, and one example
+// per behaviour of Post, TryPost, Close, Get, GetBatch, Blocking and
+// SetConcurrency.
+
 import (
 	"context"
 	"errors"

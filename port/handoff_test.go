@@ -1,5 +1,8 @@
 package port
 
+// This file tests that no hand-off between a poster and a worker is lost
+// under load, and that a queue holds exactly its capacity.
+
 import (
 	"runtime"
 	"sync"

@@ -1,5 +1,9 @@
 package port
 
+// This file tests the port's semantics one by one (run slots, LIFO
+// release, FIFO packets, GetBatch, Close), overflow, cancellation, stats,
+// allocations and a stress run; and holds TestMain.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package port
 
+// This file holds the Posts waiting for room: their list, in order, and
+// their reuse.
+
 // poster is a Post waiting for room. A Get that frees room moves pk into
 // the ring and sends nil on done; Close sends ErrClosed.
 type poster[T any] struct {

@@ -1,5 +1,7 @@
 package stage
 
+// This file tests that comparing two Completers never panics.
+
 import "testing"
 
 type funcCompleter func()

@@ -1,5 +1,8 @@
 package stage
 
+// This file holds the error classes an event may be finished with
+// (invalid, too large, database), ErrorClass and WithClass.
+
 import "errors"
 
 // Error classes. An error that finishes an event (Event.Done) may carry one

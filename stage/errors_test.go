@@ -1,5 +1,7 @@
 package stage_test
 
+// This file tests the error classes: ErrorClass and WithClass.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package stage
 
+// This file tests the Event's memory layout: its size class, a Value's
+// size, its arrival time, and its bookkeeping kept first.
+
 import (
 	"testing"
 	"time"

@@ -1,5 +1,9 @@
 package stage
 
+// This file tests an event's fields: paths, JSON text, setting,
+// replacing and deleting, values and their coercions, no allocations,
+// and records of many fields.
+
 import (
 	"encoding/json"
 	"fmt"

@@ -1,5 +1,8 @@
 package stage
 
+// This file holds Redact: hiding the secrets in a DSN or in a message
+// that may quote one.
+
 import (
 	"regexp"
 	"strings"

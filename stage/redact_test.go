@@ -1,5 +1,7 @@
 package stage_test
 
+// This file tests Redact, with a fuzzer and an example.
+
 import (
 	"fmt"
 	"strings"

@@ -1,5 +1,9 @@
 package stage
 
+// This file tests specs and configs: Register's checks of kinds and
+// specs, byte sizes, Config's getters, Bind, formatting values, and the
+// default capacity.
+
 import (
 	"context"
 	"fmt"

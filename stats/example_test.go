@@ -1,5 +1,7 @@
 package stats_test
 
+// This file is the package's examples: decoding GET /stats, and Fates.
+
 import (
 	"encoding/json"
 	"fmt"

@@ -1,5 +1,7 @@
 package stats
 
+// This file tests Fates: its line in the shutdown report, and its sums.
+
 import "testing"
 
 func TestFatesLine(t *testing.T) {

@@ -1,5 +1,8 @@
 package stats
 
+// This file tests how stage figures travel as JSON (a transport's
+// figures, NaN quantiles) and Health's Worsen.
+
 import (
 	"encoding/json"
 	"math"
