@@ -1,5 +1,9 @@
 package pipeline
 
+// This file tests the admin endpoint: /stats and /metrics showing depth
+// and shards, where it listens, its token and Host rules, a taken
+// address, and its bound on connections.
+
 import (
 	"bufio"
 	"context"

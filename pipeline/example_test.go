@@ -1,5 +1,8 @@
 package pipeline_test
 
+// This file is the package's example: a source and a pipeline built in
+// code, run until every source has ended its input.
+
 import (
 	"context"
 	"errors"

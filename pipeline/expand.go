@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the expansion of ${VAR} references in a pipeline file,
+// and its errors, which never show a secret.
+
 import (
 	"errors"
 	"fmt"

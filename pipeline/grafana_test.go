@@ -1,5 +1,8 @@
 package pipeline
 
+// This file tests docs/grafana-dashboard.json against /metrics: every
+// metric and label it queries exists.
+
 import (
 	"encoding/json"
 	"os"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file tests Config.Graph: the edges it draws, for loaded and
+// hand-built configs and every Ref field, and cycles.
+
 import (
 	"errors"
 	"fmt"

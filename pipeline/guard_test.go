@@ -1,5 +1,9 @@
 package pipeline
 
+// This file tests that a panic in a kind's Close, a source's Drain, a
+// transport or a consumer's Figures becomes an error, redacted, and does
+// not end the process.
+
 import (
 	"context"
 	"fmt"

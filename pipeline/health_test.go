@@ -1,5 +1,8 @@
 package pipeline
 
+// This file tests /readyz, /stats and /metrics while a sink is down, and
+// once it is back.
+
 import (
 	"context"
 	"errors"

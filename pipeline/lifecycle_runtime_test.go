@@ -1,5 +1,9 @@
 package pipeline
 
+// This file tests a pipeline's lifecycle with test kinds: New's checks,
+// start order and start failures, the two-phase stop, Run, and a million
+// events through three stages.
+
 import (
 	"context"
 	"errors"

@@ -2,6 +2,9 @@
 
 package pipeline
 
+// This file tests Run's handling of signals: a first SIGINT drains, a
+// second forces the stop.
+
 // Signals are sent to the test process itself, which Windows cannot do.
 
 import (

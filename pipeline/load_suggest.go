@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds the loader's help in messages: listing names, and
+// suggesting the nearest for a likely typo.
+
 import (
 	"fmt"
 	"strings"

@@ -1,5 +1,9 @@
 package pipeline
 
+// This file tests the loader: parsing full files, routes, defaults and
+// ${VAR}, errors with their positions, secrets never shown, aliases,
+// shard_by, suggestions, and a fuzzer.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds NewLogger: the zap logger a pipeline file's log section
+// asks for.
+
 import (
 	"fmt"
 	"os"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file tests NewLogger: the levels and formats it takes, and those
+// it refuses.
+
 import (
 	"testing"
 )

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file holds TestMain: no test of the package may leave a goroutine
+// behind.
+
 import (
 	"testing"
 

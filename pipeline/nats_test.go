@@ -2,6 +2,10 @@
 
 package pipeline
 
+// This file tests pipelines whose queues are on NATS (natsq): in one
+// process and split across several, what /stats, /readyz and scale show
+// of a queued stage, Run's end, and the load-time checks and warnings.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package pipeline
 
+// This file tests the generated YAML reference against
+// testdata/reference.md.
+
 import (
 	"flag"
 	"os"

@@ -1,5 +1,9 @@
 package pipeline
 
+// This file holds the test kinds and helpers the runtime tests share: a
+// source, a handler and a registry of them, and building, stopping and
+// querying a pipeline.
+
 import (
 	"context"
 	"errors"

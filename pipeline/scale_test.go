@@ -1,5 +1,8 @@
 package pipeline
 
+// This file tests POST /stages/{name}/scale: pinning and releasing a
+// running stage's knobs, bad requests, and the token.
+
 import (
 	"context"
 	"encoding/json"
