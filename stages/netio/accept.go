@@ -1,5 +1,8 @@
 package netio
 
+// This file holds netio.tcp's door: the accept loop, registering a new
+// connection, and refusing one over max_conns.
+
 import (
 	"cmp"
 	"context"
@@ -12,9 +15,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-// This file holds netio.tcp's door: the accept loop, registering a new
-// connection, and refusing one over max_conns.
 
 func (s *Source) accept() {
 	defer s.wg.Done()

@@ -1,5 +1,8 @@
 package netio_test
 
+// This file tests netio.tcp under admission control: shedding at the
+// door, its field, and no controller left running when Start fails.
+
 import (
 	"context"
 	"errors"

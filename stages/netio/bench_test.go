@@ -1,5 +1,8 @@
 package netio_test
 
+// This file measures the netio sources over loopback: acked records per
+// second through netio.tcp, and datagrams per second through netio.udp.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,9 @@
 package netio_test
 
+// This file tests max_conns on netio.tcp, plain and TLS: a refused
+// connection is told why, idle ones are evicted to make room, and one
+// owed acks never is.
+
 import (
 	"bufio"
 	"context"

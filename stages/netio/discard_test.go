@@ -1,5 +1,8 @@
 package netio
 
+// This file tests that a drain under ack: none ends, at EOF, the record a
+// connection left unterminated.
+
 import (
 	"io"
 	"testing"

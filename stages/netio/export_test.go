@@ -1,5 +1,7 @@
 package netio
 
+// This file exports what the tests of package netio_test look at inside.
+
 import (
 	"net"
 	"net/http"
@@ -9,8 +11,6 @@ import (
 
 	"github.com/stagedserver/seda/stage"
 )
-
-// This file exports what the tests of package netio_test look at inside.
 
 // PendingPeak returns the most ack and nack text any of s's connections
 // had pending at once, in bytes.

@@ -1,5 +1,9 @@
 package netio
 
+// This file tests the framers (lines, octet-counted, syslog) against
+// reference framings, with fuzzers and benchmarks, and the window that
+// turns verdicts into ack and nack lines.
+
 import (
 	"bytes"
 	"fmt"

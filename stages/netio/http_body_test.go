@@ -1,5 +1,8 @@
 package netio
 
+// This file tests the reading of netio.http's bodies (plain and gzip,
+// with a fuzzer) and the bound on a request's refusal reasons.
+
 import (
 	"bytes"
 	"compress/gzip"

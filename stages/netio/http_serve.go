@@ -1,5 +1,9 @@
 package netio
 
+// This file holds how netio.http serves a request: it checks it, makes an
+// event of each record of its body, and answers once every one is
+// finished.
+
 import (
 	"cmp"
 	"crypto/sha256"
@@ -17,10 +21,6 @@ import (
 	"github.com/stagedserver/seda/stage"
 	"go.uber.org/zap"
 )
-
-// This file holds how netio.http serves a request: it checks it, makes an
-// event of each record of its body, and answers once every one is
-// finished.
 
 // httpReply is the JSON body of every answer.
 type httpReply struct {

@@ -1,5 +1,8 @@
 package netio_test
 
+// This file tests a forced stop of netio.http and netio.tcp: waiting
+// requests are answered 503, and records a sink abandoned count as busy.
+
 import (
 	"context"
 	"encoding/json"

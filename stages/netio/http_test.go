@@ -1,5 +1,9 @@
 package netio_test
 
+// This file tests netio.http end to end on loopback: its answers, busy,
+// mutual TLS, max_conns, slow and gone clients, the drain, the token,
+// and the bytes counted.
+
 import (
 	"bufio"
 	"bytes"

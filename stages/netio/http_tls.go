@@ -1,5 +1,8 @@
 package netio
 
+// This file holds netio.http's TLS connections, whose handshake runs on
+// their first read so that a failed one is counted and logged.
+
 import (
 	"context"
 	"crypto/tls"
@@ -9,9 +12,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-// This file holds netio.http's TLS connections, whose handshake runs on
-// their first read so that a failed one is counted and logged.
 
 // tlsListener hands http.Server connections whose TLS handshake runs on
 // their first read, in the server's goroutine for the connection, so that

@@ -1,5 +1,9 @@
 package netio_test
 
+// This file tests netio.tcp's limits: reads paused at max_unacked,
+// refusals nacked with their reason, and warnings rate-limited in the
+// log.
+
 import (
 	"bytes"
 	"context"

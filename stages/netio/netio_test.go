@@ -1,5 +1,9 @@
 package netio_test
 
+// This file tests netio.tcp end to end on loopback (acks and nacks,
+// framings, connections and timeouts, the drain, stats, registration),
+// and holds the test rig the package's other tests use.
+
 import (
 	"bytes"
 	"context"

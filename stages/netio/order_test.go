@@ -1,5 +1,8 @@
 package netio_test
 
+// This file tests that a connection's records reach the next stage in the
+// order they were read, whichever worker frames each read.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,7 @@
 package netio_test
 
+// This file tests that a nack's reason sent to the client is redacted.
+
 import (
 	"context"
 	"errors"

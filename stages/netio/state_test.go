@@ -1,5 +1,7 @@
 package netio
 
+// This file tests the transitions a connection's state allows.
+
 import "testing"
 
 // The transitions conn.to allows are exactly those connState documents.

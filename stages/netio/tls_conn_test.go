@@ -1,5 +1,8 @@
 package netio
 
+// This file tests the TLS connection's writes: a write that makes
+// progress gets time again, and closeNow sends no alert.
+
 import (
 	"crypto/tls"
 	"errors"

@@ -1,5 +1,8 @@
 package netio
 
+// This file tests that a key file replaced by one of the same size and
+// time is seen as a change.
+
 import (
 	"os"
 	"testing"

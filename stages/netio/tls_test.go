@@ -1,5 +1,9 @@
 package netio_test
 
+// This file tests TLS on netio.tcp: acks over TLS, mutual TLS, reloading
+// the certificate, bad files, YAML, a client not reading, and a
+// certificate's validity at start, at reload and in stats.
+
 import (
 	"bytes"
 	"context"

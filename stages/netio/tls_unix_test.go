@@ -2,6 +2,8 @@
 
 package netio_test
 
+// This file tests that SIGHUP reloads the certificate.
+
 import (
 	"os"
 	"syscall"

@@ -1,5 +1,8 @@
 package netio
 
+// This file tests a certificate's validity over time: a renewal loaded
+// once valid, health near and past expiry, and clock skew.
+
 import (
 	"os"
 	"strings"

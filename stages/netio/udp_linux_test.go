@@ -1,5 +1,8 @@
 package netio
 
+// This file tests that the kernel's count of dropped datagrams reaches
+// the source's overruns (Linux only).
+
 import (
 	"net"
 	"testing"

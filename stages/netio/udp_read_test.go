@@ -1,5 +1,7 @@
 package netio
 
+// This file tests that reading a datagram allocates nothing.
+
 import (
 	"net"
 	"testing"

@@ -1,5 +1,8 @@
 package netio_test
 
+// This file tests netio.udp on loopback: datagrams as records, drops
+// counted, registration, the drain, read errors and refusals.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,8 @@
 package netio
 
+// This file tests the window's nack lines: ranges, bounded room and
+// output, and the reasons it keeps; with benchmarks.
+
 import (
 	"fmt"
 	"math/rand/v2"

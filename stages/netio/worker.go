@@ -1,5 +1,10 @@
 package netio
 
+// This file holds netio.tcp's workers: each takes a completed read from
+// the source's port, frames it into records with the connection's framer,
+// numbers them, refuses what is refused at the door, and emits the rest
+// as events.
+
 import (
 	"fmt"
 	"io"
@@ -12,11 +17,6 @@ import (
 	"github.com/stagedserver/seda/stage"
 	"go.uber.org/zap"
 )
-
-// This file holds netio.tcp's workers: each takes a completed read from
-// the source's port, frames it into records with the connection's framer,
-// numbers them, refuses what is refused at the door, and emits the rest
-// as events.
 
 // worker is one of the source's pool: it takes read completions from the
 // port and frames them into events.

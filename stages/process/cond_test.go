@@ -1,5 +1,8 @@
 package process
 
+// This file tests conditions: evaluation, canonical text, syntax errors,
+// and how numbers compare (big, fractional) without allocating.
+
 import (
 	"encoding/json"
 	"errors"

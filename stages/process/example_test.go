@@ -1,5 +1,8 @@
 package process_test
 
+// This file is the package's example: process.func with an embedding
+// program's Go functions.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,8 @@
 package process
 
+// This file tests process.filter and process.route: events kept, dropped
+// and routed, and bad configs.
+
 import (
 	"github.com/stagedserver/seda/stage"
 	"reflect"

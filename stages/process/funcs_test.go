@@ -1,5 +1,8 @@
 package process
 
+// This file tests process.func: Funcs, running a function on events, and
+// an unknown name.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package process
 
+// This file holds the package's fuzzers: syslog, JSON paths, JSON
+// projection and conditions.
+
 import (
 	"context"
 	"errors"

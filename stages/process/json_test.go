@@ -1,5 +1,8 @@
 package process
 
+// This file tests process.json: decoding, errors and reasons, require,
+// agreement with encoding/json, projection, nesting, and benchmarks.
+
 import (
 	"bytes"
 	"context"

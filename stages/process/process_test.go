@@ -1,5 +1,8 @@
 package process
 
+// This file holds what the package's tests share (TestMain, a collector
+// and a harness to build and run a handler) and tests registration.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package process_test
 
+// This file tests that process.route refuses a next key, from YAML and
+// from code.
+
 import (
 	"errors"
 	"strings"

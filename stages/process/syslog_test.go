@@ -1,5 +1,8 @@
 package process
 
+// This file tests process.syslog: parsing, errors, lenient and strict,
+// a corpus of real senders, projection, allocations and a benchmark.
+
 import (
 	"context"
 	"encoding/json"
