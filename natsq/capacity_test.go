@@ -1,5 +1,8 @@
 package natsq
 
+// This file tests a stream's capacity in events: the tighter of its
+// limits.
+
 import "testing"
 
 // A stream's capacity in events is the tighter of its limits. Counting

@@ -1,5 +1,9 @@
 package natsq
 
+// This file tests the size of dead letters and their stream: a dead
+// letter fits max_payload, its reason is cut and redacted, the stream has
+// a byte limit, and dead-letter logs are rate-limited.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package natsq
 
+// This file tests the embedded NATS server: a queue in one process, its
+// store kept and locked, failures to start, listen, checks and auth.
+
 import (
 	"context"
 	"net"

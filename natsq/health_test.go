@@ -1,5 +1,9 @@
 package natsq
 
+// This file tests what a queue's stages show while NATS is away or not
+// ready: health, Stats and figures, hints, forgotten PubAcks, and
+// unconsumed streams.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package natsq
 
+// This file tests the consumer under the pipeline's memory limit: it
+// waits past it, and goes on while others hold it.
+
 import (
 	"bytes"
 	"context"

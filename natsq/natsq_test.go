@@ -1,5 +1,9 @@
 package natsq
 
+// This file tests a queue on a real NATS server from publish to ack:
+// dead letters, full streams, envelopes, in-progress, streams and
+// consumers; and holds the split front-and-back rig the other tests use.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package natsq
 
+// This file tests that a requeued copy whose PubAck was lost is asked
+// again and stored once, not dead-lettered.
+
 import (
 	"context"
 	"strings"

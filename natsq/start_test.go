@@ -1,5 +1,8 @@
 package natsq
 
+// This file tests starting a consumer: a failed start leaves nothing
+// behind, and the connect's retries show no secret.
+
 import (
 	"context"
 	"fmt"

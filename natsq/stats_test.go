@@ -1,5 +1,8 @@
 package natsq
 
+// This file tests a queue's figures in /stats: a front's depth counts
+// what waits to be published, and refusals of a full stream.
+
 import (
 	"context"
 	"testing"

@@ -1,5 +1,10 @@
 package natsq
 
+// This file tests what a stop does to envelopes in hand: a forced stop
+// requeues or NAKs them, a closing consumer publishes no dead letter, a
+// requeued copy's dead letters are stored once, and Abort ends a stalled
+// publish.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,9 @@
 package codec
 
+// This file holds the envelope encoding: packing events into a message's
+// data (Builder), reading them back (Open, RecordHead, DecodeFields),
+// and the trace header.
+
 import (
 	"encoding/binary"
 	"errors"

@@ -1,5 +1,8 @@
 package codec_test
 
+// This file tests the envelope encoding: round trips, plain and
+// compressed, its bounds, garbage refused, with a fuzzer and a benchmark.
+
 import (
 	"errors"
 	"fmt"

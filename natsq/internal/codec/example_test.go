@@ -1,5 +1,8 @@
 package codec_test
 
+// This file is the package's example: two events packed into one
+// compressed envelope and read back.
+
 import (
 	"fmt"
 
