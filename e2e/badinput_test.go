@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests clients that misbehave against a running pipeline: a
+// slowloris, one connection too many, a client that never reads, and a
+// burst of bad records; well-behaved clients are served meanwhile.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,8 @@
 package e2e
 
+// This file holds the resender, the at-least-once client the tests send
+// with: it resends whatever is not acked and remembers what was.
+
 import (
 	"context"
 	"fmt"

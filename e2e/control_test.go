@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests the controllers end to end against a slow PostgreSQL:
+// default knobs settle where tuning by hand would, and admission with a
+// pinned store sheds at the door while the pins hold.
+
 import (
 	"context"
 	"sync"

@@ -1,5 +1,8 @@
 package e2e
 
+// This file tests pipectl run killed with SIGKILL and restarted while a
+// client sends: every acked record is stored, each exactly once.
+
 import (
 	"context"
 	"math/rand/v2"

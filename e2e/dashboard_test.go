@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests the admin dashboard in headless Chromium: it shows
+// every stage and updates live, and its charts keep a readable scale
+// through a spike.
+
 import (
 	"context"
 	"encoding/json"

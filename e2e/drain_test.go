@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests the drain while clients send, as pipectl run on SIGTERM
+// and as Stop in process: new connections refused, every acked record
+// stored, nothing abandoned.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package e2e
 
+// This file tests a store whose PostgreSQL is down at start (on_start
+// retry and fail) and a row PostgreSQL refuses in a batch.
+
 import (
 	"context"
 	"errors"

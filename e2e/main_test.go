@@ -1,5 +1,9 @@
 package e2e
 
+// This file holds what the e2e tests share: TestMain, the shared
+// PostgreSQL, and helpers to build and run pipelines (in process and as
+// pipectl), read their stats, and query what they stored.
+
 import (
 	"bufio"
 	"context"

@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests pipelines split across pipectl processes on one real
+// nats-server: kills, a full stream, dead letters and a server restart,
+// each ending with every record stored exactly once.
+
 import (
 	"context"
 	"net/http"

@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests NATS queues through outages: the external nats-server
+// killed and restarted, and the embedded queue riding out a PostgreSQL
+// that is down, at start too.
+
 import (
 	"context"
 	"fmt"

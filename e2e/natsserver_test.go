@@ -1,5 +1,8 @@
 package e2e
 
+// This file runs nats-server as a process of its own for the e2e tests,
+// built from the version go.mod pins, with a file store.
+
 import (
 	"fmt"
 	"os/exec"

@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests a pipeline offered more than its database takes, under
+// overflow block (backpressure reaches the client) and reject (busy
+// nacks, resent); queues stay within their capacities.
+
 import (
 	"bufio"
 	"bytes"

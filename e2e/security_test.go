@@ -1,5 +1,8 @@
 package e2e
 
+// This file tests the admin endpoint's guards (no token off loopback, the
+// token on every path) and that a DSN's password is never shown.
+
 import (
 	"context"
 	"io"

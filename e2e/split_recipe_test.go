@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests the README's split recipe (examples/split) as written:
+// two backs on one `pipectl db` database, each killed in turn while records
+// are sent, and every acked record stored exactly once.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,10 @@
 package e2e
 
+// This file tests the ingest pipeline most e2e tests run (netio.tcp,
+// process.json, db.postgres): many connections exactly once, bad records
+// nacked, a PostgreSQL restart, idempotent resends; and octet-counted
+// syslog frames stored.
+
 import (
 	"bytes"
 	"context"
