@@ -1,5 +1,8 @@
 package b1
 
+// This file runs B1: its cases, and each run through the port and through
+// a buffered channel, alternating, with its Markdown section.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,8 @@
 package b1
 
+// This file tests that B1 runs: every case and side, its rounds, the
+// guard rails measured, and the idle CPU of parked workers.
+
 import (
 	"context"
 	"strings"

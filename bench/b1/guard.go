@@ -1,5 +1,8 @@
 package b1
 
+// This file measures B1's guard rails: allocations per hop, idle CPU, and
+// hand-off latencies.
+
 import (
 	"context"
 	"fmt"

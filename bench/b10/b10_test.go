@@ -1,5 +1,8 @@
 package b10_test
 
+// This file tests that a short soak runs whole (nacks, dropped
+// connections, report and picture), and the slope of its trends.
+
 import (
 	"bytes"
 	"context"

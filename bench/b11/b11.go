@@ -1,5 +1,8 @@
 package b11
 
+// This file runs B11: upserts (conflict: update) against new keys
+// (conflict: ignore), alternating, every run checked.
+
 import (
 	"context"
 	"errors"

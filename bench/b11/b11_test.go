@@ -1,5 +1,8 @@
 package b11_test
 
+// This file runs the held-out check of issue 24 (scaled down unless
+// -b11.full) and a tiny B11.
+
 import (
 	"context"
 	"flag"

@@ -1,5 +1,8 @@
 package b2
 
+// This file runs B2: the framework's three-stage chain and the channel
+// chain, alternating, and renders their section.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package b2
 
+// This file tests that B2's sides move every item and report, and the
+// framework's allocations per item.
+
 import (
 	"context"
 	"runtime"

@@ -1,5 +1,8 @@
 package b3
 
+// This file runs B3: the example pipeline and its baselines on one
+// throwaway PostgreSQL, every run checked.
+
 import (
 	"context"
 	"errors"

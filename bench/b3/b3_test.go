@@ -1,5 +1,7 @@
 package b3_test
 
+// This file tests that every B3 variant runs and stores each record once.
+
 import (
 	"context"
 	"strings"

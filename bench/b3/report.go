@@ -1,5 +1,8 @@
 package b3
 
+// This file renders B3's result: its ratios against each baseline, its
+// targets, and its section of bench/RESULTS.md.
+
 import (
 	"fmt"
 	"slices"

@@ -1,5 +1,8 @@
 package b4
 
+// This file runs B4: the overloaded pipeline as pipectl run, sampled for
+// memory and CPU, every acked id checked; and its growth and section.
+
 import (
 	"context"
 	"errors"

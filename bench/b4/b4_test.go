@@ -1,5 +1,8 @@
 package b4_test
 
+// This file tests a short B4: every record answered and every acked one
+// stored.
+
 import (
 	"context"
 	"os/exec"

@@ -1,5 +1,7 @@
 package b4_test
 
+// This file tests how B4 tells memory growth from a leak.
+
 import (
 	"strings"
 	"testing"

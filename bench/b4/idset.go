@@ -1,5 +1,7 @@
 package b4
 
+// This file holds idSet, the bitmap of acked and stored ids B4 compares.
+
 import (
 	"math/bits"
 	"sync/atomic"

@@ -1,5 +1,7 @@
 package b4
 
+// This file tests idSet.
+
 import (
 	"sync"
 	"testing"

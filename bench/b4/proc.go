@@ -1,5 +1,8 @@
 package b4
 
+// This file runs B4's pipeline as `pipectl run` in a process of its own
+// and reads its figures; and records a process's CPU with perf(1).
+
 import (
 	"bufio"
 	"bytes"

@@ -1,5 +1,8 @@
 package b5
 
+// This file runs B5: the untuned pipeline against tuned ones, alternating,
+// sampling the untuned one's knobs, every run checked.
+
 import (
 	"context"
 	"errors"

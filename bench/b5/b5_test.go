@@ -1,5 +1,7 @@
 package b5_test
 
+// This file tests a tiny B5 and how settling is read from knob samples.
+
 import (
 	"context"
 	"strings"

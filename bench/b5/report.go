@@ -1,5 +1,8 @@
 package b5
 
+// This file renders B5's result: what the controllers settled on, and its
+// section of bench/RESULTS.md.
+
 import (
 	"fmt"
 	"strings"

@@ -1,5 +1,8 @@
 package b6
 
+// This file runs B6: overload on a slow database, without and with
+// admission control, sampling the pipeline.
+
 import (
 	"context"
 	"errors"

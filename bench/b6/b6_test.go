@@ -1,5 +1,8 @@
 package b6_test
 
+// This file tests that a short B6 runs whole: acked rows stored, only busy
+// shed, report and picture.
+
 import (
 	"context"
 	"strings"

@@ -1,5 +1,8 @@
 package b6
 
+// This file renders B6's result: its section of bench/RESULTS.md and its
+// picture of the admission run.
+
 import (
 	"fmt"
 	"io"

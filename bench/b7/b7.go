@@ -1,5 +1,8 @@
 package b7
 
+// This file runs B7: the split pipeline across processes against one
+// process, alternating, measuring every process's CPU.
+
 import (
 	"bytes"
 	"cmp"

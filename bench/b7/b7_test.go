@@ -1,5 +1,7 @@
 package b7
 
+// This file tests B7's worked estimate and its section.
+
 import (
 	"strings"
 	"testing"

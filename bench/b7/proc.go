@@ -1,5 +1,8 @@
 package b7
 
+// This file runs the processes of a benchmark across processes (pipectl,
+// nats-server) and measures their CPU; B9 uses it too.
+
 import (
 	"bytes"
 	"context"
@@ -15,9 +18,6 @@ import (
 	"github.com/stagedserver/seda/bench/measure"
 	"github.com/stagedserver/seda/internal/gobuild"
 )
-
-// This file runs the processes of a benchmark across processes (pipectl,
-// nats-server) and measures their CPU; B9 uses it too.
 
 // Proc is one process of a benchmark run: pipectl or nats-server.
 type Proc struct {

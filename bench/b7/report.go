@@ -1,5 +1,8 @@
 package b7
 
+// This file renders B7's result: per-row costs by part, the worked
+// estimate, and its section of bench/RESULTS.md.
+
 import (
 	"fmt"
 	"runtime"

@@ -1,5 +1,8 @@
 package b8
 
+// This file runs B8: light rows stored by the pipeline and its
+// contenders, side by side, every run checked by checksum.
+
 import (
 	"bytes"
 	"cmp"

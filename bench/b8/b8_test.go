@@ -1,5 +1,7 @@
 package b8
 
+// This file tests a tiny B8 and the README's syslog pipeline it runs.
+
 import (
 	"context"
 	"strings"

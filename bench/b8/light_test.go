@@ -1,5 +1,8 @@
 package b8
 
+// This file measures B8's pipeline in process: CPU and allocations per
+// record, the figure hot-path changes are measured by.
+
 import (
 	"context"
 	"flag"

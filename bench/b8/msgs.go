@@ -1,5 +1,8 @@
 package b8
 
+// This file makes B8's messages and their rows, and the checksum that
+// proves every row stored once.
+
 import (
 	"bufio"
 	"crypto/md5"

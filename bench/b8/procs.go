@@ -1,5 +1,8 @@
 package b8
 
+// This file runs a contender's server as a process of its own, and finds
+// the README's syslog pipeline.
+
 import (
 	"bytes"
 	"context"

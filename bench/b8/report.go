@@ -1,5 +1,8 @@
 package b8
 
+// This file renders B8's result: ratios, CPU per record, and its section
+// of bench/RESULTS.md.
+
 import (
 	"fmt"
 	"slices"

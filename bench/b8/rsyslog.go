@@ -1,5 +1,8 @@
 package b8
 
+// This file runs the rsyslog contender: finding rsyslogd, its
+// configuration, and starting it.
+
 import (
 	"context"
 	"errors"

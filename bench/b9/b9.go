@@ -1,5 +1,8 @@
 package b9
 
+// This file runs B9: 1, 2 or 4 back processes draining a stream into a
+// latency-bound database.
+
 import (
 	"bytes"
 	"cmp"

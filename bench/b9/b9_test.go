@@ -1,5 +1,7 @@
 package b9
 
+// This file tests B9's section of bench/RESULTS.md.
+
 import (
 	"strings"
 	"testing"

@@ -1,5 +1,8 @@
 package b9
 
+// This file renders B9's result: the speedup per count of backs against
+// its targets, and its section.
+
 import (
 	"fmt"
 	"slices"

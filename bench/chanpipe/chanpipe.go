@@ -1,5 +1,8 @@
 package chanpipe
 
+// This file holds the channel pipeline: its server, connections,
+// decoding and database goroutines.
+
 import (
 	"bufio"
 	"context"

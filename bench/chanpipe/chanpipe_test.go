@@ -1,5 +1,8 @@
 package chanpipe_test
 
+// This file tests the channel pipeline: acked rows stored once, a bad
+// record nacked in order.
+
 import (
 	"context"
 	"testing"

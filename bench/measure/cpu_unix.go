@@ -2,6 +2,8 @@
 
 package measure
 
+// This file reads this process's CPU time on Unix.
+
 import (
 	"time"
 

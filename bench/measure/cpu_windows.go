@@ -1,5 +1,7 @@
 package measure
 
+// This file reads this process's CPU time on Windows.
+
 import (
 	"syscall"
 	"time"

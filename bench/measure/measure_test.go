@@ -1,5 +1,7 @@
 package measure
 
+// This file tests the CPU and /proc figures against this process.
+
 import (
 	"os"
 	"runtime"

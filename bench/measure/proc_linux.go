@@ -1,5 +1,8 @@
 package measure
 
+// This file reads Linux's /proc: a process's (and its children's) CPU,
+// the machine's busy and I/O-wait time, and resident memory.
+
 import (
 	"bytes"
 	"errors"

@@ -1,5 +1,8 @@
 package naive
 
+// This file holds the naive server: a goroutine per connection that
+// decodes and inserts each record before acking it.
+
 import (
 	"bufio"
 	"bytes"

@@ -1,5 +1,8 @@
 package naive_test
 
+// This file tests the naive server: acked rows stored once, bad records
+// nacked.
+
 import (
 	"context"
 	"testing"

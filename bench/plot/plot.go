@@ -1,5 +1,7 @@
 package plot
 
+// This file draws a Figure's panels as SVG, with nice axes and legends.
+
 import (
 	"fmt"
 	"html"

@@ -1,5 +1,8 @@
 package plot_test
 
+// This file tests that the picture is well-formed SVG with its lines and
+// legend.
+
 import (
 	"encoding/xml"
 	"io"

@@ -1,5 +1,8 @@
 package report
 
+// This file holds the spread of figures (Summary) and their printing as
+// ratios, rates, sizes and met targets.
+
 import (
 	"fmt"
 	"slices"

@@ -1,5 +1,7 @@
 package report
 
+// This file tests Summarize and the printing of figures.
+
 import "testing"
 
 func TestSummarize(t *testing.T) {

@@ -1,5 +1,8 @@
 package main
 
+// This file is B1's entry in the suite: its flags, and its run with the
+// guard rails.
+
 import (
 	"cmp"
 	"context"

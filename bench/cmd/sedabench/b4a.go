@@ -1,5 +1,8 @@
 package main
 
+// This file is the suite's entry for B4 with admission control, a
+// section of its own.
+
 import (
 	"context"
 	"fmt"

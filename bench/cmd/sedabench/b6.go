@@ -1,5 +1,7 @@
 package main
 
+// This file is B6's entry in the suite: its flags, run and picture.
+
 import (
 	"bytes"
 	"context"

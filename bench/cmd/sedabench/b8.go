@@ -1,5 +1,7 @@
 package main
 
+// This file is B8's entry in the suite: its flags and run.
+
 import (
 	"cmp"
 	"context"

@@ -1,5 +1,7 @@
 package main
 
+// This file is B9's entry in the suite: its flags and run.
+
 import (
 	"context"
 	"fmt"

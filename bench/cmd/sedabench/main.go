@@ -1,5 +1,8 @@
 package main
 
+// This file holds the command: its flags, running the chosen benchmarks,
+// and writing their sections of bench/RESULTS.md with what they missed.
+
 import (
 	"context"
 	"errors"

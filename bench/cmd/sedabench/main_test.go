@@ -1,5 +1,8 @@
 package main
 
+// This file tests the command: choosing benchmarks, the suite's entries,
+// RESULTS.md's sections, a tiny run, and missed targets.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,7 @@
 package main
 
+// This file lists the suite's benchmarks and the options they share.
+
 import (
 	"context"
 	"io"

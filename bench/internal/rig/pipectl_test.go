@@ -1,5 +1,8 @@
 package rig_test
 
+// This file tests finding pipectl: a binary handed over, a missing one,
+// and building one.
+
 import (
 	"bytes"
 	"context"
