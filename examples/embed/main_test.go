@@ -1,5 +1,8 @@
 package main
 
+// This file tests the program's pipeline in process: of three records,
+// one is printed, one dropped by its function, and one nacked.
+
 import (
 	"context"
 	"strings"
