@@ -106,8 +106,8 @@
 // (42501, but for a row-level security policy's refusal of a row, below),
 // the table is missing (42P01: dropped or renamed, until it is made
 // again), or a column it writes is (42703: dropped, until it is added
-// again; not a 42P01 or 42703 raised inside a trigger or a function,
-// below).
+// again; a 42P01 or 42703 raised inside a trigger or a function is so
+// retried only when it fails every row of the batch, below).
 // Failing the records then would fail records that are not at fault:
 // behind a NATS queue each would be dead-lettered once its
 // redeliveries were used up, with nothing to replay it. Other errors that
@@ -164,9 +164,8 @@
 // function the write ran, which PostgreSQL gives that function's context
 // (a trigger building SQL from a row's values meets a column or a table
 // missing for the rows that name one, as EXECUTE format('INSERT INTO %I
-// ...', NEW.kind); a trigger naming a field the table lacks, NEW.x, or a
-// table gone whatever the row, fails every row, and each is then refused
-// alone); and, under conflict:
+// ...', NEW.kind)), when some other row of the batch is stored (below);
+// and, under conflict:
 // update, 21000 (two rows of one statement for one stored row). Under conflict: error a duplicate key is
 // such a refusal. A write refused for text PostgreSQL cannot store (22021:
 // not UTF-8, as a Latin-1 syslog line, or a NUL byte; 22P05: \u0000 in
@@ -183,6 +182,23 @@
 // none is found is the batch bisected. A record refused so alone in its
 // batch is worded the same way. The values are looked at only after such
 // a failure, never as a batch is written.
+//
+// A 42P01 or 42703 raised inside a function is one row's only when
+// another row of the same batch is stored: the rows that failed with it
+// alone are refused once the bisection is over. When no row of the batch
+// is stored, it is an outage every row meets alike (a partition's child
+// that cron makes late, a postgres_fdw foreign table whose remote table
+// was renamed, whose 42P01 carries the remote SQL as its context, a
+// trigger naming a field the table lacks, NEW.x): the batch is retried
+// whole as above, the stage showing down, until it is stored or
+// retry.max is used up, and is bisected again only when a try fails
+// otherwise, so a try costs one write (and while only some of the rows'
+// tables are back, a try still fails whole, and they all wait for the
+// rest). The trade: a record whose trigger
+// meets a table or a column missing that no other record of its batch
+// meets, in a batch where nothing else is stored (alone in it, as at a
+// low load), waits as an outage, bounded by retry.max alone, where in a
+// fuller batch it is refused at once.
 //
 // A retry after a commit whose answer was lost can store a row twice
 // under conflict: ignore without a key, or nack it as a duplicate under

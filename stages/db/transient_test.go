@@ -68,6 +68,10 @@ func TestTransientCodes(t *testing.T) {
 		// from the row): the trigger's context, and it may be one row's.
 		{fmt.Errorf("writing: %w", &pgconn.PgError{Code: "42P01", Message: `relation "kind_x" does not exist`,
 			Where: "PL/pgSQL function route() line 1 at EXECUTE", InternalQuery: "INSERT INTO kind_x (id) VALUES ($1)"}), false},
+		// The same met again by an outage's retry, once no row of the
+		// batch stored (conclude, hold).
+		{&outageError{&pgconn.PgError{Code: "42P01", Message: `relation "events_2027_01" does not exist`,
+			Where: "PL/pgSQL function route() line 1 at EXECUTE"}}, true},
 		{pgErr("U0001", "refused by trigger"), false},
 		// Neither: the batch fails at once.
 		{pgErr("0A000", "feature not supported"), false},
@@ -294,12 +298,26 @@ func TestTriggerMissingColumnRefusesRow(t *testing.T) {
 				t.Fatalf("counters.a = %d, want 9", n)
 			}
 
-			// A trigger naming a field the row lacks: every row's fault.
+			// A trigger naming a field the row lacks fails every row
+			// alike: no row of the write stores, and nothing tells that
+			// from an outage (a partition's child made late), so the
+			// batch is retried as one until retry.max, none refused.
 			exec(t, db, `CREATE OR REPLACE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
 				BEGIN NEW.body := NEW.nosuch; RETURN NEW; END $$`)
-			acked, nacked = write(100, func(int) bool { return false })
-			if acked != 0 || len(nacked) != 10 {
-				t.Fatalf("acked %d, nacked %d; want all 10 refused", acked, len(nacked))
+			rec := &recorder{}
+			var attempts attemptLog
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			err := s.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), batchOf(rec, 100, 110), nil)
+			if err == nil || !strings.Contains(err.Error(), "10 rows not stored after 2 retries") ||
+				!strings.Contains(err.Error(), `record "new" has no field "nosuch" (SQLSTATE 42703)`) {
+				t.Fatalf("Handle: %v, want the 42703 after retry.max", err)
+			}
+			if acked, nacked := rec.results(); acked != 0 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %d; want none finished by the sink", acked, len(nacked))
+			}
+			if got := attempts.get(); len(got) != 2 || got[0] == nil || got[1] == nil {
+				t.Fatalf("tries reported %v, want 2 failed", got)
 			}
 			if n := count(t, db, "SELECT count(*) FROM events"); n != 9 {
 				t.Fatalf("%d rows stored, want the 9 before", n)
@@ -370,6 +388,20 @@ func TestTriggerMissingTableRefusesRow(t *testing.T) {
 			}
 			if n := count(t, db, "SELECT count(*) FROM kind_a"); n != 9 {
 				t.Fatalf("kind_a has %d rows, want 9", n)
+			}
+
+			// The same record alone in its batch: no other row stores, so
+			// it cannot be told from an outage, and is retried as one
+			// until retry.max rather than refused.
+			rec = &recorder{}
+			attempts = attemptLog{}
+			lone := []*stage.Event{record(rec, 20, json.Number("20"), map[string]any{"kind": "kind_nosuch"})}
+			err := s.Handle(context.WithValue(ctx, track.HealthKey{}, &attempts), lone, nil)
+			if err == nil || !strings.Contains(err.Error(), "1 rows not stored after 2 retries") {
+				t.Fatalf("Handle of the record alone: %v, want it retried until retry.max", err)
+			}
+			if acked, nacked := rec.results(); acked != 0 || len(nacked) != 0 {
+				t.Fatalf("the record alone: acked %d, nacked %v; want it left to the runtime", acked, nacked)
 			}
 		})
 	}

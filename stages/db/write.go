@@ -133,10 +133,12 @@ func (r *rows) reset(ncols int, insert bool) {
 // or cannot write for a reason no row is to blame for (class 08, 57P01,
 // 40001, 25006 read-only, class 53, the table or a column dropped, ...:
 // transient) the part of the batch not yet committed is retried with
-// backoff. Handle returns an error, leaving the events not yet finished to
-// the stage runtime, when ctx ends (ctx.Err()), when retry.max is used
-// up, or when PostgreSQL fails the batch with an error that is neither a
-// row's nor transient (a feature not supported).
+// backoff; so are the rows a table or a column missing inside a
+// function failed when no row of the batch was stored (conclude). Handle
+// returns an error, leaving the events not yet finished to the stage
+// runtime, when ctx ends (ctx.Err()), when retry.max is used up, or when
+// PostgreSQL fails the batch with an error that is neither a row's nor
+// transient (a feature not supported).
 func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	if s.pool == nil {
 		return errors.New("db.postgres: Handle called before Start")
@@ -154,7 +156,7 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 	}
 	var err error
 	if s.insert {
-		err = s.store(ctx, r, 0, len(r.evs), false)
+		err = s.store(ctx, r, false)
 	} else {
 		err = s.write(ctx, r)
 	}
@@ -181,15 +183,22 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 			continue
 		case o.left:
 			return o.err
-		case o.err != nil && o.shared && rowError(o.err):
-			if badTextError(o.err) {
-				if found, err := s.refuseBadText(ctx, r, 0, len(r.evs), o.idem); found {
-					return err
-				}
-			}
-			return s.store(ctx, r, 0, len(r.evs), o.idem)
 		}
-		return s.settle(ctx, r, 0, len(r.evs), o.idem, o.err)
+		var w writing
+		err := o.err
+		switch {
+		case err != nil && o.shared && rowError(err):
+			found := false
+			if badTextError(err) {
+				found, err = s.refuseBadText(ctx, &w, r, 0, len(r.evs), o.idem)
+			}
+			if !found {
+				err = s.storeRange(ctx, &w, r, 0, len(r.evs), o.idem)
+			}
+		default:
+			err = s.settle(ctx, &w, r, 0, len(r.evs), o.idem, err)
+		}
+		return s.conclude(ctx, &w, err)
 	}
 }
 
@@ -203,10 +212,10 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 		d = &g.d
 	}
 	n, parts := g.make(grp, s.binary, s.sortCol >= 0, d, s.version >= 0)
-	o := outcome{err: s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, false, cut) })}
+	o := outcome{err: s.attempt(ctx, n, nil, func(cut *backend) error { return s.copy(ctx, parts, false, cut) })}
 	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
 		o.idem = true
-		o.err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, true, cut) })
+		o.err = s.attempt(ctx, n, nil, func(cut *backend) error { return s.copy(ctx, parts, true, cut) })
 	}
 	g.reset()
 	s.sorts.Put(g)
@@ -323,12 +332,41 @@ func rawText(v stage.Value, k valueKind) bool {
 	return false
 }
 
-// store writes rows [lo, hi) of r, committing and acknowledging them, or
-// bisecting around rows PostgreSQL refuses. idem selects the idempotent
-// path (COPY into a temporary table, then INSERT ... ON CONFLICT DO
-// NOTHING), taken when a COPY meets a key already stored under conflict:
-// ignore.
-func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error {
+// store writes all of r, committing and acknowledging its rows, or
+// bisecting around rows PostgreSQL refuses (storeRange), and then
+// concludes on the rows a missing table or column failed (conclude).
+// idem selects the idempotent path (COPY into a temporary table, then
+// INSERT ... ON CONFLICT DO NOTHING), taken when a COPY meets a key
+// already stored under conflict: ignore.
+func (s *Sink) store(ctx context.Context, r *rows, idem bool) error {
+	var w writing
+	return s.conclude(ctx, &w, s.storeRange(ctx, &w, r, 0, len(r.evs), idem))
+}
+
+// writing is what the write of one batch has found as it bisects: whether
+// any row of it was stored, and the rows that failed alone with a table
+// or a column missing inside a function (held), which conclude refuses or
+// retries once the bisection is over.
+type writing struct {
+	stored bool
+	idem   bool           // a held row was written through the idempotent path
+	held   []*stage.Event // failed alone with a missing table or column (heldError)
+	why    []error        // held[i]'s error
+}
+
+// storeRange writes rows [lo, hi) of r, committing and acknowledging
+// them, or bisecting around rows PostgreSQL refuses; w gathers what the
+// write of the batch found (writing).
+func (s *Sink) storeRange(ctx context.Context, w *writing, r *rows, lo, hi int, idem bool) error {
+	return s.settle(ctx, w, r, lo, hi, idem, s.put(ctx, r, lo, hi, idem, nil))
+}
+
+// put writes rows [lo, hi) of r, retrying while the error is transient
+// (attempt), and returns how it ended. held is nil for a first write;
+// for an outage's retries (hold) it is the error the rows were held
+// with: put then waits as after a failed try before it writes, and a
+// table or a column missing inside a function is transient too.
+func (s *Sink) put(ctx context.Context, r *rows, lo, hi int, idem bool, held error) error {
 	var err error
 	// Under conflict: update, one row per key (upsert.go).
 	var d *dedup
@@ -348,7 +386,7 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		if d != nil {
 			args = d.insertArgs(len(s.cols))
 		}
-		err = s.attempt(ctx, n, func(cut *backend) error { return s.insertRows(ctx, r, lo, hi, args, cut) })
+		err = s.attempt(ctx, n, held, func(cut *backend) error { return outage(s.insertRows(ctx, r, lo, hi, args, cut), held) })
 	} else {
 		var parts [][]byte
 		if s.binary {
@@ -362,9 +400,9 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		if s.binary {
 			parts = append(parts, binaryTrailer)
 		}
-		err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, idem, cut) })
+		err = s.attempt(ctx, n, held, func(cut *backend) error { return outage(s.copy(ctx, parts, idem, cut), held) })
 	}
-	return s.settle(ctx, r, lo, hi, idem, err)
+	return err
 }
 
 // settle finishes rows [lo, hi) of r after a write of them ended with err:
@@ -373,15 +411,21 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 // when PostgreSQL refused a row, the refused ones nacked when alone (for
 // text PostgreSQL cannot store, the records holding it are looked for
 // first: refuseBadText). Any other error is returned.
-func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err error) error {
+func (s *Sink) settle(ctx context.Context, w *writing, r *rows, lo, hi int, idem bool, err error) error {
 	switch {
 	case err == nil:
+		w.stored = true
 		stage.DoneAll(r.evs[lo:hi], nil) // one clock reading, one lock per connection's run
 		return nil
 	case s.ignore && !s.insert && !idem && sqlState(err) == "23505":
-		return s.store(ctx, r, lo, hi, true)
+		return s.storeRange(ctx, w, r, lo, hi, true)
 	case !rowError(err):
 		return err
+	case hi-lo == 1 && heldError(err):
+		// Whether it is this row's is known once the batch is: conclude.
+		w.held, w.why = append(w.held, r.evs[lo]), append(w.why, err)
+		w.idem = w.idem || idem
+		return nil
 	case hi-lo == 1:
 		if badTextError(err) {
 			// PostgreSQL's message alone may not say what is wrong nor
@@ -395,20 +439,101 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 		r.evs[lo].Done(s.refusal(r.evs[lo], err))
 		return nil
 	case badTextError(err):
-		if found, err := s.refuseBadText(ctx, r, lo, hi, idem); found {
+		if found, err := s.refuseBadText(ctx, w, r, lo, hi, idem); found {
 			return err
 		}
 	}
 	mid := lo + (hi-lo)/2
-	if err := s.store(ctx, r, lo, mid, idem); err != nil {
+	if err := s.storeRange(ctx, w, r, lo, mid, idem); err != nil {
 		return err
 	}
-	return s.store(ctx, r, mid, hi, idem)
+	return s.storeRange(ctx, w, r, mid, hi, idem)
+}
+
+// conclude finishes the write of a batch once bisecting it ended with
+// err, on the rows w holds: those that failed alone with a table or a
+// column missing inside a function (heldError). Such a failure is one
+// row's when another row of the batch was stored (a trigger's dynamic SQL
+// naming a table from the row): each held row is refused. When no row
+// was, nothing tells it from an outage that every row meets alike (a
+// partition's child not made yet, a foreign table's remote table renamed,
+// a trigger's table dropped): the held rows are retried as an outage is
+// (hold), until they are stored or retry.max is used up. A batch of one
+// record is such a batch.
+func (s *Sink) conclude(ctx context.Context, w *writing, err error) error {
+	for err == nil && len(w.held) > 0 {
+		if w.stored {
+			for i, ev := range w.held {
+				ev.Done(s.refusal(ev, w.why[i]))
+			}
+			return nil
+		}
+		err = s.hold(ctx, w)
+	}
+	return err
+}
+
+// hold retries the rows w holds as an outage, whole: each try waits its
+// backoff and reports the failure before it (the stage shows down), and
+// retry.max bounds them. Bisected again at each try, a batch of 2000 rows
+// would cost 4000 writes a try; once the batch failed whole, a try that
+// fails alike tells nothing new. Stored, the rows are acknowledged; a try
+// that fails otherwise (a row's error) is bisected again, and w starts
+// anew with what that finds. So while the outage is over for some of the
+// rows only (one month's partition made, another's not yet), the whole
+// try still fails alike, and they all wait for the last.
+func (s *Sink) hold(ctx context.Context, w *writing) error {
+	r := s.bufs.Get().(*rows)
+	defer s.putRows(r)
+	r.reset(len(s.cols), s.insert)
+	for _, ev := range w.held {
+		if err := s.addRow(r, ev); err != nil { // it converted once: not expected
+			ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, ev.Seq, stage.WithClass(err, stage.ErrInvalid)))
+		}
+	}
+	idem, why := w.idem, w.why[0]
+	*w = writing{}
+	if len(r.evs) == 0 {
+		return nil
+	}
+	err := s.put(ctx, r, 0, len(r.evs), idem, &outageError{why})
+	var o *outageError
+	if errors.As(err, &o) {
+		return err // retry.max used up
+	}
+	return s.settle(ctx, w, r, 0, len(r.evs), idem, err)
+}
+
+// outageError is a table or a column missing inside a function met by an
+// outage's retry (hold): transient, where bisecting would take it for a
+// row's refusal.
+type outageError struct{ err error }
+
+func (e *outageError) Error() string { return e.err.Error() }
+func (e *outageError) Unwrap() error { return e.err }
+
+// outage returns err as an outageError when it is an outage's retry's
+// (held set) and a table or a column missing inside a function.
+func outage(err, held error) error {
+	if held != nil && heldError(err) {
+		return &outageError{err}
+	}
+	return err
+}
+
+// heldError reports whether err is a table (42P01) or a column (42703)
+// missing that PostgreSQL raised inside a function the write ran
+// (inFunction): one row's fault, or every row's outage (conclude).
+func heldError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "42703") && inFunction(pe)
 }
 
 // attempt runs write (one write of rows rows), retrying while the error is
 // transient. It returns nil once committed, a row error to bisect on, or
-// the error that ends the batch.
+// the error that ends the batch. A transient failed is a try that already
+// failed so: the first write is its retry, after its backoff, and counts
+// against retry.max as one.
 //
 // A write whose connection broke before PostgreSQL answered (write_timeout,
 // an I/O error) may still run: its bytes can be delayed on the network and
@@ -416,25 +541,27 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 // next update too, which the stale row would overwrite. write sets *cut to
 // that backend's PID, and no retry is sent until fence has seen it gone;
 // when retry.max ends the batch, its last write's backend is fenced too.
-func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) error) error {
+func (s *Sink) attempt(ctx context.Context, rows int, failed error, write func(cut *backend) error) error {
 	var cut backend // the backend of a write that broke unanswered; pid 0: none
+	err := failed
 	for n := 0; ; n++ {
-		var err error
-		stage.Blocking(ctx, func() {
-			if cut.pid != 0 {
-				if err = s.fence(ctx, cut); err != nil {
-					return
+		if n > 0 || failed == nil {
+			stage.Blocking(ctx, func() {
+				if cut.pid != 0 {
+					if err = s.fence(ctx, cut); err != nil {
+						return
+					}
+					cut = backend{}
 				}
-				cut = backend{}
+				err = write(&cut)
+			})
+			if err == nil {
+				stage.ReportAttempt(ctx, nil)
+				return nil
 			}
-			err = write(&cut)
-		})
-		if err == nil {
-			stage.ReportAttempt(ctx, nil)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
 		err = s.scrub(err)
 		if !transient(err) {
@@ -747,7 +874,8 @@ func sqlState(err error) string {
 // message for it: "new row violates row-level security policy"; the
 // other 42501s are permissions, which no row is to blame for: transient
 // retries them), a column (42703) or a table (42P01) missing that a
-// function the write ran named (below: inFunction), or, under
+// function the write ran named (below: inFunction; refused only when
+// another row of the batch is stored: conclude), or, under
 // conflict: update, two rows a statement would write to one row (21000:
 // keys PostgreSQL finds equal that were written differently). The batch
 // is bisected to find it.
@@ -789,11 +917,14 @@ func rowError(err error) bool {
 // its "COPY events, line N" context to errors).
 //
 // The context is the server's words, translated under lc_messages, so
-// only its presence is looked at. A trigger naming a column the table
-// lacks (NEW.nosuch), or a table that is not there whatever the row (an
-// audit table dropped), fails every row alike, and each is then refused
-// on its own after bisection, as every row is for a trigger's other
-// errors.
+// only its presence is looked at. Not every error with one is a
+// function's: postgres_fdw gives the sink's own statement on a foreign
+// table whose remote table was renamed the context "remote SQL command:
+// ...". And a trigger naming a column the table lacks (NEW.nosuch), or a
+// table not there whatever the row (an audit table dropped, a partition's
+// child not made yet), fails every row alike. So such an error is a
+// row's only once another row of the batch is stored; when none is, the
+// batch is retried as an outage (conclude).
 func inFunction(pe *pgconn.PgError) bool {
 	return pe.Where != "" || pe.InternalQuery != ""
 }
@@ -835,10 +966,15 @@ const pgClasses = "00 01 02 03 08 09 0A 0B 0F 0L 0P 0Z 20 21 22 23 24 25 26 27 2
 // and under version the stored row's version column, so every row of
 // every batch meets it alike, and failing the batch would fail them all.
 // Start checked those were there, and fails at once on one missing
-// (retryable), so a 42P01 or 42703 here is one that went away since. One of either raised inside a trigger or another
-// function the write ran is not the sink's statement's, and may be a
-// row's: it is bisected (rowError, inFunction), never retried.
+// (retryable), so a 42P01 or 42703 here is one that went away since. One
+// of either raised inside a trigger or another function the write ran
+// may be a row's: it is bisected (rowError, inFunction), and retried
+// only once no row of the batch was stored (conclude), as an outageError.
 func transient(err error) bool {
+	var o *outageError
+	if errors.As(err, &o) {
+		return true
+	}
 	code := sqlState(err)
 	switch {
 	case code == "":
