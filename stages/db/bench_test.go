@@ -54,7 +54,7 @@ func BenchmarkWrite(b *testing.B) {
 				if err := s.store(ctx, r, path == "idempotent"); err != nil {
 					b.Fatal(err)
 				}
-				s.bufs.Put(r)
+				s.putRows(r)
 			}
 			b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "rows/s")
 			b.ReportMetric(float64(payloadBytes), "record_bytes")
