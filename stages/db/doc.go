@@ -63,7 +63,8 @@
 // is written, inserted beside the others whatever its version; under an
 // index that is NULLS NOT DISTINCT (PostgreSQL 15) NULLs are equal, and
 // such keys supersede and are overwritten like others. With version (an
-// integer column; create makes it bigint when types gives it no type,
+// integer column, of a field: the whole record, $, is refused as the
+// stage is built; create makes it bigint when types gives it no type,
 // as versions compare as integers) the stored row is overwritten only by a row whose
 // version is at least its own (DO UPDATE ... WHERE stored.version IS NULL
 // OR stored.version <= EXCLUDED.version), and within a write the highest

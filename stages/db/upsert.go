@@ -61,6 +61,10 @@ func (s *Sink) parseVersion(cfg stage.Config) error {
 		return &stage.FieldError{Field: "version", Err: fmt.Errorf("column %q is not in columns", name)}
 	case s.isKey[s.version]:
 		return &stage.FieldError{Field: "version", Err: fmt.Errorf("column %q is in the key: a version changes while the key stays", name)}
+	case s.cols[s.version].path == "$":
+		// Whatever its type, the record (JSON or text) is no integer:
+		// Start or the first write would fail, after lint passed.
+		return &stage.FieldError{Field: "version", Err: fmt.Errorf("column %q is the whole record ($), not an integer: version needs a column of an integer field", name)}
 	case !integerType(s.cols[s.version].typ):
 		// Start would refuse it, but only after create had made the
 		// table with it; lint builds the stage and so reports it here.

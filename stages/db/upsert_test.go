@@ -521,6 +521,12 @@ func TestUpsertConfig(t *testing.T) {
 			`it needs an integer type`},
 		{map[string]any{"version": "seq", "types": [][2]string{{"seq", "bigint[]"}}}, "version",
 			`it needs an integer type`},
+		// The whole record is never an integer: before, build and lint
+		// passed and Start failed.
+		{map[string]any{"version": "body"}, "version",
+			`column "body" is the whole record ($), not an integer: version needs a column of an integer field`},
+		{map[string]any{"version": "body", "types": [][2]string{{"id", "bigint"}, {"body", "bigint"}}}, "version",
+			`column "body" is the whole record ($)`},
 	} {
 		_, err := build(upsertConfig("postgres://localhost/x", c.over), stage.Env{Stage: "store"})
 		var fe *stage.FieldError
