@@ -201,6 +201,15 @@ func (c *conn) read() {
 			return // evicted
 		}
 		err := waitReadable(rc)
+		if err != nil && errors.Is(err, syscall.ECONNRESET) && c.fr.buffered() == 0 {
+			// A reset between records cut nothing off: it closes as a
+			// shut does, quietly (a load balancer's health check resets
+			// every probe). One that cuts a record off is a failed read
+			// (TestResetDropsTheUnfinishedRecord). The framer is the
+			// reader's to look at here: the last read is framed
+			// (readNext), and the next is not issued.
+			err = io.EOF
+		}
 		var buf *[]byte
 		n := 0
 		if err == nil {

@@ -140,6 +140,7 @@ func (s *HTTPSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// charged as events): a door does not count a read's own records,
 	// and a body larger than the limit could never be admitted if it did.
 	hold := &bodyHold{to: s.hold}
+	defer hold.letGo() // a panic in readBody, which net/http recovers, must not keep it
 	body, err := readBody(br, r.Header.Get("Content-Encoding"), s.opts.MaxBody, hold)
 	hold.letGo()
 	s.endBody(br)

@@ -10,6 +10,7 @@ import (
 	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stages/netio"
+	"go.uber.org/zap/zapcore"
 )
 
 // TestResetDropsTheUnfinishedRecord: a client that resets its connection
@@ -42,5 +43,32 @@ func TestResetDropsTheUnfinishedRecord(t *testing.T) {
 				t.Fatalf("stored %s, want %s: the line the reset cut off is no record", got, want)
 			}
 		})
+	}
+}
+
+// TestResetBetweenRecordsIsQuiet: a reset that cuts no record off closes
+// the connection as a shut does, without a warning: a load balancer's
+// health check resets each probe, and a warning a probe drowned the log.
+func TestResetBetweenRecordsIsQuiet(t *testing.T) {
+	r := newRig(t, nil, stage.Settings{Workers: 1}, nil)
+	for i, data := range []string{"", "a\n"} {
+		nc, err := net.Dial("tcp", r.src.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(nc, data); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, "the records stored", func() bool { return len(r.payloads()) == i })
+		if err := nc.(*net.TCPConn).SetLinger(0); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		poll.Until(t, "the connection closed", func() bool { return r.in.Stage().Stats().Source.Connections.Closed == uint64(i+1) })
+	}
+	for _, e := range r.logs.All() {
+		if e.Level >= zapcore.WarnLevel {
+			t.Errorf("logged %s %q %v; want a reset between records closed quietly", e.Level, e.Message, e.Context)
+		}
 	}
 }
