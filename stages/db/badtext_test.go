@@ -1,5 +1,9 @@
 package db
 
+// This file tests the search for text PostgreSQL cannot store (not UTF-8,
+// a NUL, jsonb's \u0000, a lone surrogate): found without bisecting, in a
+// group too, and the reasons the records holding it are refused with.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,8 @@
 package db
 
+// This file measures db.postgres's writes of 2000-row batches in rows per
+// second: COPY, the idempotent path, and method insert.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,8 @@
 package db
 
+// This file tests the conversion of decoded values for their columns:
+// JSON integers into a boolean column, and integers out of range.
+
 import (
 	"context"
 	"testing"

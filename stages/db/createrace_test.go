@@ -1,5 +1,9 @@
 package db
 
+// This file tests Start against what the table's name names: sinks
+// creating the table at once all start, and a type, a view or a sequence
+// is no table (method insert may write through a view).
+
 import (
 	"context"
 	"fmt"

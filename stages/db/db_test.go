@@ -1,5 +1,9 @@
 package db
 
+// This file tests db.postgres on a real PostgreSQL: the table made or
+// checked, acks after commit, conflict, refused rows isolated, the server
+// away; and holds the test rig the package's other tests use.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,9 @@
 package db
 
+// This file tests COPY's binary and text formats: the same values stored
+// alike, integers out of range refused before PostgreSQL sees them, and
+// rows encoded without allocating per row.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,9 @@
 package db
 
+// This file tests the group commit of method copy (batches written
+// together, a refused row or a cancelled waiter isolated), a group's rows
+// read and sorted by key, and the COPY's data source.
+
 import (
 	"cmp"
 	"context"

@@ -1,5 +1,9 @@
 package db
 
+// This file tests writes delivered late: a write held on the network past
+// write_timeout never overwrites a newer update, since its backend is
+// fenced before the retry; and the fence's reach, bounds and refusal.
+
 import (
 	"bytes"
 	"context"

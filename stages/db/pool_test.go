@@ -1,5 +1,8 @@
 package db
 
+// This file tests that the buffers the Sink keeps in its pool stay small
+// and hold none of a batch's values.
+
 import (
 	"encoding/json"
 	"strings"

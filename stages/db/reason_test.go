@@ -1,5 +1,8 @@
 package db
 
+// This file tests the reasons records get when refused or failed: the
+// stage named once, and the column PostgreSQL refused named with its field.
+
 import (
 	"context"
 	"encoding/json"

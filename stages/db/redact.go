@@ -1,5 +1,8 @@
 package db
 
+// This file holds how a DSN pgx cannot parse is reported: what is wrong
+// with it, without the DSN or its password.
+
 import (
 	"errors"
 	"net/url"

@@ -1,5 +1,9 @@
 package db
 
+// This file tests building db.postgres without a server: a bad DSN told
+// without its password, the configuration's checks, registration, and
+// max_conns following the workers.
+
 import (
 	"errors"
 	"strings"

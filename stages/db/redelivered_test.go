@@ -1,5 +1,8 @@
 package db
 
+// This file tests what db.postgres tells of a store whose queue delivers
+// records again: stored twice, refused, or overwriting a newer update.
+
 import (
 	"strings"
 	"testing"

@@ -1,5 +1,8 @@
 package db
 
+// This file tests that a Start retrying an unreachable PostgreSQL shows
+// the stage down, with the reason, in its stats.
+
 import (
 	"context"
 	"net"

@@ -1,5 +1,9 @@
 package db
 
+// This file holds the table: the names and types the configuration gives,
+// and Start's setup (the table made or checked, the role's rights and row
+// security checked, the statements built).
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,9 @@
 package db
 
+// This file tests write_timeout: its value beside statement_timeout, a
+// write to a silent network given up and retried, and Close after such a
+// write was cut short.
+
 import (
 	"context"
 	"errors"

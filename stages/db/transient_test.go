@@ -1,5 +1,9 @@
 package db
 
+// This file tests which failures are retried and which are a row's or the
+// configuration's: the codes, a server turned read-only, a table or column
+// dropped or missing for a trigger, a column or right missing at Start.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,9 @@
 package db
 
+// This file tests conflict: update and version: every key ends at its last
+// update (or highest version), one row per key in a batch and a group,
+// NULL key parts, and the load table's life behind a pooler.
+
 import (
 	"context"
 	"encoding/json"

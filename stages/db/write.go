@@ -1,5 +1,9 @@
 package db
 
+// This file holds a batch's write: its rows made, stored by COPY or
+// INSERT with retries and bisection, and PostgreSQL's errors sorted into
+// a row's refusal, an outage, or the end of the batch.
+
 import (
 	"context"
 	"crypto/sha256"
