@@ -1,5 +1,9 @@
 package e2e
 
+// This file tests with senders nobody here wrote: rsyslog, logger, curl
+// and openssl, as scripts/ensure-tools.sh installs them (make test runs
+// it). A test needing one fails when it is missing.
+
 import (
 	"bufio"
 	"bytes"
@@ -23,10 +27,6 @@ import (
 	"github.com/stagedserver/seda/internal/gobuild"
 	"github.com/stagedserver/seda/internal/poll"
 )
-
-// Senders nobody here wrote: rsyslog, logger, curl and openssl, as
-// scripts/ensure-tools.sh installs them (make test runs it). A test
-// needing one fails when it is missing.
 
 // tool returns the path of a program, looking on PATH and in the sbin
 // directories (rsyslogd lives in /usr/sbin).

@@ -1,5 +1,9 @@
 package natsq
 
+// This file puts envelopes into NATS messages and reads a message's trace
+// back. The envelope encoding (data, subject and headers) is described in
+// one place, package natsq/internal/codec.
+
 import (
 	"strconv"
 
@@ -8,9 +12,6 @@ import (
 	"github.com/stagedserver/seda/natsq/internal/codec"
 	"github.com/stagedserver/seda/stage"
 )
-
-// The envelope encoding (data, subject and headers) is described in one
-// place, package natsq/internal/codec; this file puts it into messages.
 
 // takeMsg returns the message of the envelope b built so far, with its
 // events, and has b start a new one: on the work stream's subject for its

@@ -2,12 +2,13 @@
 
 package pipeline
 
+// This file stands in for transport_test.go under -tags nonats: no
+// transport is registered.
+
 import (
 	"github.com/stagedserver/seda/stage"
 	"github.com/stagedserver/seda/stats"
 )
-
-// With -tags nonats no transport is registered (see transport_test.go).
 
 func registerTransports(*stage.Registry) error { return nil }
 

@@ -2,9 +2,10 @@
 
 package measure
 
-import "time"
+// This file stands in for proc_linux.go on other systems: the figures
+// that come from Linux's /proc are 0 here.
 
-// The figures below come from Linux's /proc; elsewhere they are 0.
+import "time"
 
 // ProcessCPU is the CPU time of process pid so far (0: not on Linux).
 func ProcessCPU(pid int) time.Duration { return 0 }
