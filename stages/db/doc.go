@@ -185,21 +185,25 @@
 // a failure, never as a batch is written.
 //
 // A 42P01 or 42703 raised inside a function is one row's only when
-// another row of the same batch is stored: the rows that failed with it
-// alone are refused once the bisection is over. When no row of the batch
-// is stored, it is an outage every row meets alike (a partition's child
-// that cron makes late, a postgres_fdw foreign table whose remote table
-// was renamed, whose 42P01 carries the remote SQL as its context, a
-// trigger naming a field the table lacks, NEW.x): the batch is retried
-// whole as above, the stage showing down, until it is stored or
-// retry.max is used up, and is bisected again only when a try fails
-// otherwise, so a try costs one write (and while only some of the rows'
-// tables are back, a try still fails whole, and they all wait for the
-// rest). The trade: a record whose trigger
-// meets a table or a column missing that no other record of its batch
-// meets, in a batch where nothing else is stored (alone in it, as at a
-// low load), waits as an outage, bounded by retry.max alone, where in a
-// fuller batch it is refused at once.
+// another row is stored meanwhile: one of the same batch, or any write
+// of the stage (another batch, another worker) since the batch was
+// taken. The rows that failed with it alone are then refused once the
+// bisection is over. While nothing is stored, it is an outage every row
+// meets alike (a partition's child that cron makes late, a postgres_fdw
+// foreign table whose remote table was renamed, whose 42P01 carries the
+// remote SQL as its context, a trigger naming a field the table lacks,
+// NEW.x): the batch is retried whole as above, the stage showing down,
+// until it is stored or retry.max is used up, so a try costs one write.
+// As soon as anything else is stored between two tries, the rows are
+// bisected again: those that store now are stored, and those that still
+// fail alone are refused (a record whose table is missing while the rest
+// of the traffic stores, and the rows behind a partition made for some of
+// them only). The trade: a record whose trigger meets a table or a column
+// missing while nothing else is stored (alone, with no other traffic)
+// waits as an outage, until other records store or retry.max (unset: for
+// ever, the stage showing down), where beside stored records it is
+// refused. Each batch taken during an outage is bisected once first
+// (2n-1 failing writes for n rows) before it is held.
 //
 // A retry after a commit whose answer was lost can store a row twice
 // under conflict: ignore without a key, or nack it as a duplicate under

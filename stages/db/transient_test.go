@@ -74,7 +74,7 @@ func TestTransientCodes(t *testing.T) {
 			Where: "PL/pgSQL function route() line 1 at EXECUTE", InternalQuery: "INSERT INTO kind_x (id) VALUES ($1)"}), false},
 		// The same met again by an outage's retry, once no row of the
 		// batch stored (conclude, hold).
-		{&outageError{&pgconn.PgError{Code: "42P01", Message: `relation "events_2027_01" does not exist`,
+		{&outageError{err: &pgconn.PgError{Code: "42P01", Message: `relation "events_2027_01" does not exist`,
 			Where: "PL/pgSQL function route() line 1 at EXECUTE"}}, true},
 		{pgErr("U0001", "refused by trigger"), false},
 		// Neither: the batch fails at once.

@@ -42,6 +42,7 @@ type rows struct {
 	vers    []int64 // with version: row i's version
 	scratch []byte
 	res     chan outcome // group commit (group.go): what the batch is told while it waits
+	since   uint64       // Sink.commits when Handle took the batch (writing.since)
 }
 
 // copySource is the data of one COPY: the format's header, the rows of
@@ -158,6 +159,7 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 	if len(r.evs) == 0 {
 		return nil
 	}
+	r.since = s.commits.Load()
 	var err error
 	if s.insert {
 		err = s.store(ctx, r, false)
@@ -188,7 +190,7 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 		case o.left:
 			return o.err
 		}
-		var w writing
+		w := writing{since: r.since}
 		err := o.err
 		switch {
 		case err != nil && o.shared && rowError(err):
@@ -343,7 +345,7 @@ func rawText(v stage.Value, k valueKind) bool {
 // INSERT ... ON CONFLICT DO NOTHING), taken when a COPY meets a key
 // already stored under conflict: ignore.
 func (s *Sink) store(ctx context.Context, r *rows, idem bool) error {
-	var w writing
+	w := writing{since: r.since}
 	return s.conclude(ctx, &w, s.storeRange(ctx, &w, r, 0, len(r.evs), idem))
 }
 
@@ -352,6 +354,7 @@ func (s *Sink) store(ctx context.Context, r *rows, idem bool) error {
 // or a column missing inside a function (held), which conclude refuses or
 // retries once the bisection is over.
 type writing struct {
+	since  uint64 // Sink.commits when the batch was taken: a write of any batch since is another row stored
 	stored bool
 	idem   bool           // a held row was written through the idempotent path
 	held   []*stage.Event // failed alone with a missing table or column (heldError)
@@ -390,7 +393,7 @@ func (s *Sink) put(ctx context.Context, r *rows, lo, hi int, idem bool, held err
 		if d != nil {
 			args = d.insertArgs(len(s.cols))
 		}
-		err = s.attempt(ctx, n, held, func(cut *backend) error { return outage(s.insertRows(ctx, r, lo, hi, args, cut), held) })
+		err = s.attempt(ctx, n, held, func(cut *backend) error { return s.outage(s.insertRows(ctx, r, lo, hi, args, cut), held) })
 	} else {
 		var parts [][]byte
 		if s.binary {
@@ -404,7 +407,7 @@ func (s *Sink) put(ctx context.Context, r *rows, lo, hi int, idem bool, held err
 		if s.binary {
 			parts = append(parts, binaryTrailer)
 		}
-		err = s.attempt(ctx, n, held, func(cut *backend) error { return outage(s.copy(ctx, parts, idem, cut), held) })
+		err = s.attempt(ctx, n, held, func(cut *backend) error { return s.outage(s.copy(ctx, parts, idem, cut), held) })
 	}
 	return err
 }
@@ -466,7 +469,7 @@ func (s *Sink) settle(ctx context.Context, w *writing, r *rows, lo, hi int, idem
 // record is such a batch.
 func (s *Sink) conclude(ctx context.Context, w *writing, err error) error {
 	for err == nil && len(w.held) > 0 {
-		if w.stored {
+		if w.stored || s.commits.Load() != w.since {
 			for i, ev := range w.held {
 				ev.Done(s.refusal(ev, w.why[i]))
 			}
@@ -495,12 +498,12 @@ func (s *Sink) hold(ctx context.Context, w *writing) error {
 			ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, ev.Seq, stage.WithClass(err, stage.ErrInvalid)))
 		}
 	}
-	idem, why := w.idem, w.why[0]
-	*w = writing{}
+	idem, why, since := w.idem, w.why[0], w.since
+	*w = writing{since: since}
 	if len(r.evs) == 0 {
 		return nil
 	}
-	err := s.put(ctx, r, 0, len(r.evs), idem, &outageError{why})
+	err := s.put(ctx, r, 0, len(r.evs), idem, &outageError{err: why, since: since})
 	var o *outageError
 	if errors.As(err, &o) {
 		return err // retry.max used up
@@ -511,16 +514,24 @@ func (s *Sink) hold(ctx context.Context, w *writing) error {
 // outageError is a table or a column missing inside a function met by an
 // outage's retry (hold): transient, where bisecting would take it for a
 // row's refusal.
-type outageError struct{ err error }
+type outageError struct {
+	err   error
+	since uint64 // the held batch's writing.since
+}
 
 func (e *outageError) Error() string { return e.err.Error() }
 func (e *outageError) Unwrap() error { return e.err }
 
 // outage returns err as an outageError when it is an outage's retry's
-// (held set) and a table or a column missing inside a function.
-func outage(err, held error) error {
-	if held != nil && heldError(err) {
-		return &outageError{err}
+// (held set) and a table or a column missing inside a function, while
+// no write of the sink has committed since the held batch was taken. Once
+// one has, another row stores where these fail: err is returned as it
+// is, a row's error, and the rows are bisected again and the ones that
+// fail alone refused (conclude).
+func (s *Sink) outage(err, held error) error {
+	var h *outageError
+	if errors.As(held, &h) && heldError(err) && s.commits.Load() == h.since {
+		return &outageError{err: err, since: h.since}
 	}
 	return err
 }
@@ -560,6 +571,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, failed error, write func(c
 				err = write(&cut)
 			})
 			if err == nil {
+				s.commits.Add(1)
 				stage.ReportAttempt(ctx, nil)
 				return nil
 			}
