@@ -41,6 +41,11 @@ type Holder struct {
 	// the line between cores twice.
 	created atomic.Uint64
 	charged atomic.Int64 // bytes charged to the events made (memory.go), written with created
+	// reading counts the bytes of charged that are no event's: records a
+	// source is still reading (HoldReading), released by the source as
+	// it makes their events or gives them up. Rarely written (only for
+	// records that outgrow a read): it rides on charged's line.
+	reading atomic.Int64
 	_       [cacheLine]byte
 	// completed and waiters share a line: a finisher reads waiters right
 	// after writing completed.
@@ -51,12 +56,6 @@ type Holder struct {
 	// to hold nothing; read by its releases, beside freed.
 	ownWaiters atomic.Int32
 	_          [cacheLine]byte
-
-	// reading counts the bytes of charged that are no event's: records a
-	// source is still reading (HoldReading), released by the source as
-	// it makes their events or gives them up. Rarely written: only for
-	// records that outgrow a read.
-	reading atomic.Int64
 
 	// Out and Errors count the events this stage handed on or finished:
 	// Errors those finished with an error; Out, for a terminal stage, those
