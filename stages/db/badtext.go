@@ -52,7 +52,7 @@ func badTextError(err error) bool { return encodingError(err) || surrogateError(
 // each bad record, which with Latin-1 syslog lines in one record of a
 // hundred made a load 14 times slower. The values are looked at only
 // here, after a failure: the write of a clean batch never pays for it.
-func (s *Sink) refuseBadText(ctx context.Context, w *writing, r *rows, lo, hi int, idem bool) (found bool, err error) {
+func (s *Sink) refuseBadText(ctx context.Context, r *rows, lo, hi int, idem bool) (found bool, err error) {
 	var scratch []byte
 	good := s.bufs.Get().(*rows)
 	defer s.putRows(good)
@@ -71,7 +71,7 @@ func (s *Sink) refuseBadText(ctx context.Context, w *writing, r *rows, lo, hi in
 	if !found || len(good.evs) == 0 {
 		return found, nil
 	}
-	return true, s.storeRange(ctx, w, good, 0, len(good.evs), idem)
+	return true, s.store(ctx, good, 0, len(good.evs), idem)
 }
 
 // badText returns the refusal PostgreSQL gives a value of ev that is not

@@ -54,7 +54,7 @@ func BenchmarkWrite(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				if err := s.store(ctx, r, path == "idempotent"); err != nil {
+				if err := s.store(ctx, r, 0, len(r.evs), path == "idempotent"); err != nil {
 					b.Fatal(err)
 				}
 				s.putRows(r)

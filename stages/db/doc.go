@@ -107,8 +107,16 @@
 // (42501, but for a row-level security policy's refusal of a row, below),
 // the table is missing (42P01: dropped or renamed, until it is made
 // again), or a column it writes is (42703: dropped, until it is added
-// again; a 42P01 or 42703 raised inside a trigger or a function is so
-// retried only when it fails every row of the batch, below).
+// again). So is a 42P01 or 42703 raised inside a trigger or a function
+// the write ran: a partition's child that cron makes late, routed to by
+// a trigger (EXECUTE format('INSERT INTO %I ...', 'events_' ||
+// NEW.month)), or a postgres_fdw foreign table whose remote table was
+// renamed, holds every record until the table exists. A trigger that
+// routes each row to a table its content names, one naming a table that
+// is not there, holds its batch the same way: the error cannot tell one
+// row's missing table from every row's, and a missing table or column is
+// the schema's to fix; the stage shows down, naming it, and retry.max
+// (when set) bounds the wait, failing the batch's records after it.
 // Failing the records then would fail records that are not at fault:
 // behind a NATS queue each would be dead-lettered once its
 // redeliveries were used up, with nothing to replay it. Other errors that
@@ -161,12 +169,7 @@
 // refusal of a row by a row-level security policy (known by the routine
 // that raises it, ExecWithCheckOptions, whatever the server's language,
 // or by its English message; any other 42501 is a permission, and is
-// retried as above); 42703 and 42P01 raised inside a trigger or another
-// function the write ran, which PostgreSQL gives that function's context
-// (a trigger building SQL from a row's values meets a column or a table
-// missing for the rows that name one, as EXECUTE format('INSERT INTO %I
-// ...', NEW.kind)), when some other row of the batch is stored (below);
-// and, under conflict:
+// retried as above); and, under conflict:
 // update, 21000 (two rows of one statement for one stored row). Under conflict: error a duplicate key is
 // such a refusal. A write refused for text PostgreSQL cannot store (22021:
 // not UTF-8, as a Latin-1 syslog line, or a NUL byte; 22P05: \u0000 in
@@ -183,27 +186,6 @@
 // none is found is the batch bisected. A record refused so alone in its
 // batch is worded the same way. The values are looked at only after such
 // a failure, never as a batch is written.
-//
-// A 42P01 or 42703 raised inside a function is one row's only when
-// another row is stored meanwhile: one of the same batch, or any write
-// of the stage (another batch, another worker) since the batch was
-// taken. The rows that failed with it alone are then refused once the
-// bisection is over. While nothing is stored, it is an outage every row
-// meets alike (a partition's child that cron makes late, a postgres_fdw
-// foreign table whose remote table was renamed, whose 42P01 carries the
-// remote SQL as its context, a trigger naming a field the table lacks,
-// NEW.x): the batch is retried whole as above, the stage showing down,
-// until it is stored or retry.max is used up, so a try costs one write.
-// As soon as anything else is stored between two tries, the rows are
-// bisected again: those that store now are stored, and those that still
-// fail alone are refused (a record whose table is missing while the rest
-// of the traffic stores, and the rows behind a partition made for some of
-// them only). The trade: a record whose trigger meets a table or a column
-// missing while nothing else is stored (alone, with no other traffic)
-// waits as an outage, until other records store or retry.max (unset: for
-// ever, the stage showing down), where beside stored records it is
-// refused. Each batch taken during an outage is bisected once first
-// (2n-1 failing writes for n rows) before it is held.
 //
 // A retry after a commit whose answer was lost can store a row twice
 // under conflict: ignore without a key, or nack it as a duplicate under

@@ -96,12 +96,6 @@ type column struct {
 // called by the stage runtime: Start once, Handle from the stage's workers
 // concurrently, Close once after the workers have returned.
 type Sink struct {
-	// commits counts the writes committed so far, by every worker: a
-	// table or a column missing inside a function is one row's fault
-	// once another row has stored since its batch was taken, and an
-	// outage while none has (conclude, outage).
-	commits atomic.Uint64
-
 	name       string
 	log        *zap.Logger
 	maxWorkers int    // max_conns when set: workers past it would wait for a connection

@@ -42,7 +42,6 @@ type rows struct {
 	vers    []int64 // with version: row i's version
 	scratch []byte
 	res     chan outcome // group commit (group.go): what the batch is told while it waits
-	since   uint64       // Sink.commits when Handle took the batch (writing.since)
 }
 
 // copySource is the data of one COPY: the format's header, the rows of
@@ -138,12 +137,10 @@ func (r *rows) reset(ncols int, insert bool) {
 // or cannot write for a reason no row is to blame for (class 08, 57P01,
 // 40001, 25006 read-only, class 53, the table or a column dropped, ...:
 // transient) the part of the batch not yet committed is retried with
-// backoff; so are the rows a table or a column missing inside a
-// function failed when no row of the batch was stored (conclude). Handle
-// returns an error, leaving the events not yet finished to the stage
-// runtime, when ctx ends (ctx.Err()), when retry.max is used up, or when
-// PostgreSQL fails the batch with an error that is neither a row's nor
-// transient (a feature not supported).
+// backoff. Handle returns an error, leaving the events not yet finished to
+// the stage runtime, when ctx ends (ctx.Err()), when retry.max is used
+// up, or when PostgreSQL fails the batch with an error that is neither a
+// row's nor transient (a feature not supported).
 func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	if s.pool == nil {
 		return errors.New("db.postgres: Handle called before Start")
@@ -159,10 +156,9 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 	if len(r.evs) == 0 {
 		return nil
 	}
-	r.since = s.commits.Load()
 	var err error
 	if s.insert {
-		err = s.store(ctx, r, false)
+		err = s.store(ctx, r, 0, len(r.evs), false)
 	} else {
 		err = s.write(ctx, r)
 	}
@@ -189,22 +185,15 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 			continue
 		case o.left:
 			return o.err
-		}
-		w := writing{since: r.since}
-		err := o.err
-		switch {
-		case err != nil && o.shared && rowError(err):
-			found := false
-			if badTextError(err) {
-				found, err = s.refuseBadText(ctx, &w, r, 0, len(r.evs), o.idem)
+		case o.err != nil && o.shared && rowError(o.err):
+			if badTextError(o.err) {
+				if found, err := s.refuseBadText(ctx, r, 0, len(r.evs), o.idem); found {
+					return err
+				}
 			}
-			if !found {
-				err = s.storeRange(ctx, &w, r, 0, len(r.evs), o.idem)
-			}
-		default:
-			err = s.settle(ctx, &w, r, 0, len(r.evs), o.idem, err)
+			return s.store(ctx, r, 0, len(r.evs), o.idem)
 		}
-		return s.conclude(ctx, &w, err)
+		return s.settle(ctx, r, 0, len(r.evs), o.idem, o.err)
 	}
 }
 
@@ -218,10 +207,10 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 		d = &g.d
 	}
 	n, parts := g.make(grp, s.binary, s.sortCol >= 0, d, s.version >= 0)
-	o := outcome{err: s.attempt(ctx, n, nil, func(cut *backend) error { return s.copy(ctx, parts, false, cut) })}
+	o := outcome{err: s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, false, cut) })}
 	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
 		o.idem = true
-		o.err = s.attempt(ctx, n, nil, func(cut *backend) error { return s.copy(ctx, parts, true, cut) })
+		o.err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, true, cut) })
 	}
 	g.reset()
 	s.sorts.Put(g)
@@ -338,42 +327,12 @@ func rawText(v stage.Value, k valueKind) bool {
 	return false
 }
 
-// store writes all of r, committing and acknowledging its rows, or
-// bisecting around rows PostgreSQL refuses (storeRange), and then
-// concludes on the rows a missing table or column failed (conclude).
-// idem selects the idempotent path (COPY into a temporary table, then
-// INSERT ... ON CONFLICT DO NOTHING), taken when a COPY meets a key
-// already stored under conflict: ignore.
-func (s *Sink) store(ctx context.Context, r *rows, idem bool) error {
-	w := writing{since: r.since}
-	return s.conclude(ctx, &w, s.storeRange(ctx, &w, r, 0, len(r.evs), idem))
-}
-
-// writing is what the write of one batch has found as it bisects: whether
-// any row of it was stored, and the rows that failed alone with a table
-// or a column missing inside a function (held), which conclude refuses or
-// retries once the bisection is over.
-type writing struct {
-	since  uint64 // Sink.commits when the batch was taken: a write of any batch since is another row stored
-	stored bool
-	idem   bool           // a held row was written through the idempotent path
-	held   []*stage.Event // failed alone with a missing table or column (heldError)
-	why    []error        // held[i]'s error
-}
-
-// storeRange writes rows [lo, hi) of r, committing and acknowledging
-// them, or bisecting around rows PostgreSQL refuses; w gathers what the
-// write of the batch found (writing).
-func (s *Sink) storeRange(ctx context.Context, w *writing, r *rows, lo, hi int, idem bool) error {
-	return s.settle(ctx, w, r, lo, hi, idem, s.put(ctx, r, lo, hi, idem, nil))
-}
-
-// put writes rows [lo, hi) of r, retrying while the error is transient
-// (attempt), and returns how it ended. held is nil for a first write;
-// for an outage's retries (hold) it is the error the rows were held
-// with: put then waits as after a failed try before it writes, and a
-// table or a column missing inside a function is transient too.
-func (s *Sink) put(ctx context.Context, r *rows, lo, hi int, idem bool, held error) error {
+// store writes rows [lo, hi) of r, committing and acknowledging them, or
+// bisecting around rows PostgreSQL refuses. idem selects the idempotent
+// path (COPY into a temporary table, then INSERT ... ON CONFLICT DO
+// NOTHING), taken when a COPY meets a key already stored under conflict:
+// ignore.
+func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error {
 	var err error
 	// Under conflict: update, one row per key (upsert.go).
 	var d *dedup
@@ -393,7 +352,7 @@ func (s *Sink) put(ctx context.Context, r *rows, lo, hi int, idem bool, held err
 		if d != nil {
 			args = d.insertArgs(len(s.cols))
 		}
-		err = s.attempt(ctx, n, held, func(cut *backend) error { return s.outage(s.insertRows(ctx, r, lo, hi, args, cut), held) })
+		err = s.attempt(ctx, n, func(cut *backend) error { return s.insertRows(ctx, r, lo, hi, args, cut) })
 	} else {
 		var parts [][]byte
 		if s.binary {
@@ -407,9 +366,9 @@ func (s *Sink) put(ctx context.Context, r *rows, lo, hi int, idem bool, held err
 		if s.binary {
 			parts = append(parts, binaryTrailer)
 		}
-		err = s.attempt(ctx, n, held, func(cut *backend) error { return s.outage(s.copy(ctx, parts, idem, cut), held) })
+		err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, idem, cut) })
 	}
-	return err
+	return s.settle(ctx, r, lo, hi, idem, err)
 }
 
 // settle finishes rows [lo, hi) of r after a write of them ended with err:
@@ -418,21 +377,15 @@ func (s *Sink) put(ctx context.Context, r *rows, lo, hi int, idem bool, held err
 // when PostgreSQL refused a row, the refused ones nacked when alone (for
 // text PostgreSQL cannot store, the records holding it are looked for
 // first: refuseBadText). Any other error is returned.
-func (s *Sink) settle(ctx context.Context, w *writing, r *rows, lo, hi int, idem bool, err error) error {
+func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err error) error {
 	switch {
 	case err == nil:
-		w.stored = true
 		stage.DoneAll(r.evs[lo:hi], nil) // one clock reading, one lock per connection's run
 		return nil
 	case s.ignore && !s.insert && !idem && sqlState(err) == "23505":
-		return s.storeRange(ctx, w, r, lo, hi, true)
+		return s.store(ctx, r, lo, hi, true)
 	case !rowError(err):
 		return err
-	case hi-lo == 1 && heldError(err):
-		// Whether it is this row's is known once the batch is: conclude.
-		w.held, w.why = append(w.held, r.evs[lo]), append(w.why, err)
-		w.idem = w.idem || idem
-		return nil
 	case hi-lo == 1:
 		if badTextError(err) {
 			// PostgreSQL's message alone may not say what is wrong nor
@@ -446,109 +399,20 @@ func (s *Sink) settle(ctx context.Context, w *writing, r *rows, lo, hi int, idem
 		r.evs[lo].Done(s.refusal(r.evs[lo], err))
 		return nil
 	case badTextError(err):
-		if found, err := s.refuseBadText(ctx, w, r, lo, hi, idem); found {
+		if found, err := s.refuseBadText(ctx, r, lo, hi, idem); found {
 			return err
 		}
 	}
 	mid := lo + (hi-lo)/2
-	if err := s.storeRange(ctx, w, r, lo, mid, idem); err != nil {
+	if err := s.store(ctx, r, lo, mid, idem); err != nil {
 		return err
 	}
-	return s.storeRange(ctx, w, r, mid, hi, idem)
-}
-
-// conclude finishes the write of a batch once bisecting it ended with
-// err, on the rows w holds: those that failed alone with a table or a
-// column missing inside a function (heldError). Such a failure is one
-// row's when another row of the batch was stored (a trigger's dynamic SQL
-// naming a table from the row): each held row is refused. When no row
-// was, nothing tells it from an outage that every row meets alike (a
-// partition's child not made yet, a foreign table's remote table renamed,
-// a trigger's table dropped): the held rows are retried as an outage is
-// (hold), until they are stored or retry.max is used up. A batch of one
-// record is such a batch.
-func (s *Sink) conclude(ctx context.Context, w *writing, err error) error {
-	for err == nil && len(w.held) > 0 {
-		if w.stored || s.commits.Load() != w.since {
-			for i, ev := range w.held {
-				ev.Done(s.refusal(ev, w.why[i]))
-			}
-			return nil
-		}
-		err = s.hold(ctx, w)
-	}
-	return err
-}
-
-// hold retries the rows w holds as an outage, whole: each try waits its
-// backoff and reports the failure before it (the stage shows down), and
-// retry.max bounds them. Bisected again at each try, a batch of 2000 rows
-// would cost 4000 writes a try; once the batch failed whole, a try that
-// fails alike tells nothing new. Stored, the rows are acknowledged; a try
-// that fails otherwise (a row's error) is bisected again, and w starts
-// anew with what that finds. So while the outage is over for some of the
-// rows only (one month's partition made, another's not yet), the whole
-// try still fails alike, and they all wait for the last.
-func (s *Sink) hold(ctx context.Context, w *writing) error {
-	r := s.bufs.Get().(*rows)
-	defer s.putRows(r)
-	r.reset(len(s.cols), s.insert)
-	for _, ev := range w.held {
-		if err := s.addRow(r, ev); err != nil { // it converted once: not expected
-			ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, ev.Seq, stage.WithClass(err, stage.ErrInvalid)))
-		}
-	}
-	idem, why, since := w.idem, w.why[0], w.since
-	*w = writing{since: since}
-	if len(r.evs) == 0 {
-		return nil
-	}
-	err := s.put(ctx, r, 0, len(r.evs), idem, &outageError{err: why, since: since})
-	var o *outageError
-	if errors.As(err, &o) {
-		return err // retry.max used up
-	}
-	return s.settle(ctx, w, r, 0, len(r.evs), idem, err)
-}
-
-// outageError is a table or a column missing inside a function met by an
-// outage's retry (hold): transient, where bisecting would take it for a
-// row's refusal.
-type outageError struct {
-	err   error
-	since uint64 // the held batch's writing.since
-}
-
-func (e *outageError) Error() string { return e.err.Error() }
-func (e *outageError) Unwrap() error { return e.err }
-
-// outage returns err as an outageError when it is an outage's retry's
-// (held set) and a table or a column missing inside a function, while
-// no write of the sink has committed since the held batch was taken. Once
-// one has, another row stores where these fail: err is returned as it
-// is, a row's error, and the rows are bisected again and the ones that
-// fail alone refused (conclude).
-func (s *Sink) outage(err, held error) error {
-	var h *outageError
-	if errors.As(held, &h) && heldError(err) && s.commits.Load() == h.since {
-		return &outageError{err: err, since: h.since}
-	}
-	return err
-}
-
-// heldError reports whether err is a table (42P01) or a column (42703)
-// missing that PostgreSQL raised inside a function the write ran
-// (inFunction): one row's fault, or every row's outage (conclude).
-func heldError(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "42703") && inFunction(pe)
+	return s.store(ctx, r, mid, hi, idem)
 }
 
 // attempt runs write (one write of rows rows), retrying while the error is
 // transient. It returns nil once committed, a row error to bisect on, or
-// the error that ends the batch. A transient failed is a try that already
-// failed so: the first write is its retry, after its backoff, and counts
-// against retry.max as one.
+// the error that ends the batch.
 //
 // A write whose connection broke before PostgreSQL answered (write_timeout,
 // an I/O error) may still run: its bytes can be delayed on the network and
@@ -556,28 +420,25 @@ func heldError(err error) bool {
 // next update too, which the stale row would overwrite. write sets *cut to
 // that backend's PID, and no retry is sent until fence has seen it gone;
 // when retry.max ends the batch, its last write's backend is fenced too.
-func (s *Sink) attempt(ctx context.Context, rows int, failed error, write func(cut *backend) error) error {
+func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) error) error {
 	var cut backend // the backend of a write that broke unanswered; pid 0: none
-	err := failed
 	for n := 0; ; n++ {
-		if n > 0 || failed == nil {
-			stage.Blocking(ctx, func() {
-				if cut.pid != 0 {
-					if err = s.fence(ctx, cut); err != nil {
-						return
-					}
-					cut = backend{}
+		var err error
+		stage.Blocking(ctx, func() {
+			if cut.pid != 0 {
+				if err = s.fence(ctx, cut); err != nil {
+					return
 				}
-				err = write(&cut)
-			})
-			if err == nil {
-				s.commits.Add(1)
-				stage.ReportAttempt(ctx, nil)
-				return nil
+				cut = backend{}
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+			err = write(&cut)
+		})
+		if err == nil {
+			stage.ReportAttempt(ctx, nil)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		err = s.scrub(err)
 		if !transient(err) {
@@ -889,10 +750,7 @@ func sqlState(err error) string {
 // row a row-level security policy refuses (42501 with PostgreSQL's
 // message for it: "new row violates row-level security policy"; the
 // other 42501s are permissions, which no row is to blame for: transient
-// retries them), a column (42703) or a table (42P01) missing that a
-// function the write ran named (below: inFunction; refused only when
-// another row of the batch is stored: conclude), or, under
-// conflict: update, two rows a statement would write to one row (21000:
+// retries them), or, under conflict: update, two rows a statement would write to one row (21000:
 // keys PostgreSQL finds equal that were written differently). The batch
 // is bisected to find it.
 func rowError(err error) bool {
@@ -906,43 +764,11 @@ func rowError(err error) bool {
 		return true
 	case code == "54000" || code == "54001" || code == "21000":
 		return true
-	case code == "42703" || code == "42P01":
-		return inFunction(pe)
 	}
 	// PostgreSQL's message is translated under lc_messages; the routine
 	// that raises it is not. Taken for an outage, a row-level security
 	// refusal on a server speaking German held its batch for ever.
 	return code == "42501" && (pe.Routine == "ExecWithCheckOptions" || strings.Contains(pe.Message, "violates row-level security policy"))
-}
-
-// inFunction reports whether PostgreSQL raised pe inside a function the
-// statement ran (a trigger, or a function a default or a check calls),
-// not on the statement itself: PostgreSQL then gives the error a context
-// naming the function (Where: "PL/pgSQL function bump() line 3 at
-// EXECUTE", `SQL function "f" statement 1`), and for a statement the
-// function ran, that statement (InternalQuery). A 42703 or a 42P01 so
-// raised can be one row's: a trigger building SQL from the row's values
-// meets a column missing for the rows that name it (EXECUTE
-// format('UPDATE counters SET %I = %I + 1', NEW.metric, NEW.metric)), or
-// a table (EXECUTE format('INSERT INTO %I ...', NEW.kind)). Retried as a
-// column or the table dropped, that row held its batch for ever, and
-// nothing else was stored. A 42703 or 42P01 of the sink's own statement,
-// a column it writes or its table dropped, has neither, under copy,
-// insert and the load table's upsert alike: PostgreSQL finds it as it
-// plans the statement, before any row is read (and so before COPY adds
-// its "COPY events, line N" context to errors).
-//
-// The context is the server's words, translated under lc_messages, so
-// only its presence is looked at. Not every error with one is a
-// function's: postgres_fdw gives the sink's own statement on a foreign
-// table whose remote table was renamed the context "remote SQL command:
-// ...". And a trigger naming a column the table lacks (NEW.nosuch), or a
-// table not there whatever the row (an audit table dropped, a partition's
-// child not made yet), fails every row alike. So such an error is a
-// row's only once another row of the batch is stored; when none is, the
-// batch is retried as an outage (conclude).
-func inFunction(pe *pgconn.PgError) bool {
-	return pe.Where != "" || pe.InternalQuery != ""
 }
 
 // pgClasses lists the classes of SQLSTATE that PostgreSQL defines (the
@@ -982,15 +808,23 @@ const pgClasses = "00 01 02 03 08 09 0A 0B 0F 0L 0P 0Z 20 21 22 23 24 25 26 27 2
 // and under version the stored row's version column, so every row of
 // every batch meets it alike, and failing the batch would fail them all.
 // Start checked those were there, and fails at once on one missing
-// (retryable), so a 42P01 or 42703 here is one that went away since. One
-// of either raised inside a trigger or another function the write ran
-// may be a row's: it is bisected (rowError, inFunction), and retried
-// only once no row of the batch was stored (conclude), as an outageError.
+// (retryable), so a 42P01 or 42703 here is one that went away since.
+//
+// One raised inside a trigger or another function the write ran (a
+// partition's child that cron makes late, routed to by a trigger's
+// EXECUTE format('INSERT INTO %I ...', 'events_' || NEW.month); a
+// postgres_fdw foreign table whose remote table was renamed) is retried
+// alike, even where it is one row's (a trigger routing each row to a
+// table its content names, one naming a table that does not exist): the
+// error cannot tell the two apart, and each guess lost rows. Taken for
+// the row's, every row of a late partition was refused within a second
+// while the stage read ok; judged by whether other rows stored, a
+// straggler of the month before made the new month's rows refused, and a
+// lone record per worker stalled the stage all the same. A missing table
+// or column is the schema's, not the record's: the stage shows down,
+// naming it, and its records wait until it exists, or retry.max (when
+// set) fails them.
 func transient(err error) bool {
-	var o *outageError
-	if errors.As(err, &o) {
-		return true
-	}
 	code := sqlState(err)
 	switch {
 	case code == "":
@@ -1008,7 +842,9 @@ func transient(err error) bool {
 	switch code {
 	case "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014", "25006":
 		return true
-	case "42501", "42703", "42P01":
+	case "42703", "42P01":
+		return true
+	case "42501":
 		return !rowError(err)
 	}
 	return false
