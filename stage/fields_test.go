@@ -246,6 +246,47 @@ func TestValueAsInt(t *testing.T) {
 	}
 }
 
+// Integral is AsInt's grammar without its range: an integer of any size,
+// as AsInt reads them, and nothing else.
+func TestValueIntegral(t *testing.T) {
+	for _, c := range []struct {
+		v    Value
+		want bool
+	}{
+		{IntValue(-7), true},
+		{ValueOf(uint64(1 << 63)), true},
+		{ValueOf(struct{}{}), false},
+		{FloatValue(1e19), true},
+		{FloatValue(12.5), false},
+		{FloatValue(math.Inf(1)), false},
+		{FloatValue(math.NaN()), false},
+		{StringValue(" 9223372036854775808 "), true},
+		{StringValue("-99999999999999999999999"), true},
+		{NumberValue([]byte("1e19")), true},
+		{NumberValue([]byte("-1.5E+30")), true},
+		{NumberValue([]byte("10000000000000000000.0")), true},
+		{NumberValue([]byte("1.5e-3")), false},
+		{NumberValue([]byte("1.5")), false},
+		{NumberValue([]byte("1e400")), true},
+		{NumberValue([]byte("1e-400")), false},
+		{NumberValue([]byte("0.000e-400")), true},
+		{NumberValue([]byte("4500e-2")), true},
+		{NumberValue([]byte("4501e-2")), false},
+		{NumberValue([]byte("1" + strings.Repeat("0", 30) + "e-30")), true},
+		{StringValue("0x1p4"), false},
+		{StringValue("Inf"), false},
+		{StringValue("1e"), false},
+		{StringValue("."), false},
+		{StringValue("x"), false},
+		{BoolValue(true), false},
+		{NullValue(), false},
+	} {
+		if got := c.v.Integral(); got != c.want {
+			t.Errorf("%v (%s).Integral() = %v, want %v", c.v, c.v.Type(), got, c.want)
+		}
+	}
+}
+
 // An event of many fields keeps an index of their names (past
 // indexFrom): setting, replacing, finding (as given, and below a stored
 // prefix), deleting and resetting give what the list alone gave, in

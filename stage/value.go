@@ -233,53 +233,14 @@ func floatInt(f float64) (int64, bool) {
 // 9007199254740993.0 read as 9007199254740992, 1.0000000000000001 as 1.
 // Hexadecimal, Inf and NaN are no decimal numbers.
 func numberInt(s string) (int64, bool) {
-	neg := false
-	if s != "" && (s[0] == '-' || s[0] == '+') {
-		neg, s = s[0] == '-', s[1:]
-	}
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	whole, frac := s[:i], ""
-	if i < len(s) && s[i] == '.' {
-		j := i + 1
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		frac, i = s[i+1:j], j
-	}
-	if whole == "" && frac == "" {
-		return 0, false
-	}
-	exp := 0
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		eneg := false
-		if i < len(s) && (s[i] == '-' || s[i] == '+') {
-			eneg, i = s[i] == '-', i+1
-		}
-		if i == len(s) {
-			return 0, false
-		}
-		for ; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return 0, false
-			}
-			if exp < 1<<20 { // past any int64's digits: capped, not overflowed
-				exp = exp*10 + int(s[i]-'0')
-			}
-		}
-		if eneg {
-			exp = -exp
-		}
-	}
-	if i != len(s) {
+	d, ok := splitDecimal(s)
+	if !ok {
 		return 0, false
 	}
 	// The number is the digits of whole and frac, read as one integer D,
 	// times 10^scale.
-	total, scale := len(whole)+len(frac), exp-len(frac)
+	whole, frac, neg := d.whole, d.frac, d.neg
+	total, scale := len(whole)+len(frac), d.exp-len(frac)
 	digit := func(k int) byte {
 		if k < len(whole) {
 			return whole[k]
@@ -320,6 +281,106 @@ func numberInt(s string) (int64, bool) {
 		return int64(n), true
 	}
 	return 0, false
+}
+
+// decimal is the text of a decimal number taken apart: its sign, its
+// digits before and after the point, and its exponent.
+type decimal struct {
+	neg         bool
+	whole, frac string
+	exp         int // capped at ±1<<30: past any number's digits
+}
+
+// splitDecimal takes s apart as an optionally signed decimal number,
+// digits with an optional fraction and an optional exponent (12, -4.50,
+// 1e3, .5, 7.); false when it is none.
+func splitDecimal(s string) (decimal, bool) {
+	var d decimal
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		d.neg, s = s[0] == '-', s[1:]
+	}
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	d.whole = s[:i]
+	if i < len(s) && s[i] == '.' {
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		d.frac, i = s[i+1:j], j
+	}
+	if d.whole == "" && d.frac == "" {
+		return decimal{}, false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(s) && (s[i] == '-' || s[i] == '+') {
+			eneg, i = s[i] == '-', i+1
+		}
+		if i == len(s) {
+			return decimal{}, false
+		}
+		for ; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return decimal{}, false
+			}
+			if d.exp < 1<<30 {
+				d.exp = d.exp*10 + int(s[i]-'0')
+			}
+		}
+		if eneg {
+			d.exp = -d.exp
+		}
+	}
+	if i != len(s) {
+		return decimal{}, false
+	}
+	return d, true
+}
+
+// integral reports whether d's value is an integer: its digits, less
+// their trailing zeros, end at or before the units once the exponent has
+// moved the point. Nothing is computed, so an exponent of any size costs
+// nothing.
+func (d decimal) integral() bool {
+	zeros := 0 // the trailing zeros of whole and frac read as one run of digits
+	for k := len(d.frac) - 1; k >= 0 && d.frac[k] == '0'; k-- {
+		zeros++
+	}
+	if zeros == len(d.frac) {
+		for k := len(d.whole) - 1; k >= 0 && d.whole[k] == '0'; k-- {
+			zeros++
+		}
+	}
+	if zeros == len(d.whole)+len(d.frac) {
+		return true // zero
+	}
+	return d.exp-len(d.frac)+zeros >= 0
+}
+
+// Integral reports whether v is an integer of any size: an int, a
+// uint64, an integral float, or the text of a decimal number whose value
+// is one (123, 1e19, 12.0, -4.50e2). AsInt returns those an int64 holds;
+// Integral tells one too large for an int64 (to be refused as out of
+// range) from a value that is no integer at all.
+func (v Value) Integral() bool {
+	switch v.typ {
+	case ValueInt:
+		return true
+	case ValueFloat:
+		f := math.Float64frombits(v.n)
+		return f == math.Trunc(f) && !math.IsInf(f, 0)
+	case ValueAny:
+		_, ok := v.Any().(uint64)
+		return ok
+	case ValueString, ValueNumber, ValueJSON:
+		d, ok := splitDecimal(strings.TrimSpace(v.str()))
+		return ok && d.integral()
+	}
+	return false
 }
 
 // parseDecimal parses an optionally signed decimal integer without

@@ -164,89 +164,10 @@ func toInt(v stage.Value) (int64, error) {
 
 // beyondInt64 reports whether v, which AsInt did not take, is an integer
 // all the same, one too large for an int64 and so for every integer
-// column: an integral float, a uint64, or a decimal number whose value is
-// integral (digits after an optional sign, or with a fraction or an
-// exponent as AsInt reads them: 1e19, -1.5E30, 10000000000000000000.0).
-// Refused as "not an integer", 9223372036854775808 looked like a syntax
-// error, and so did 1e19.
-func beyondInt64(v stage.Value) bool {
-	switch v.Type() {
-	case stage.ValueFloat:
-		f := v.Float()
-		return f == math.Trunc(f) && !math.IsInf(f, 0)
-	case stage.ValueAny:
-		_, ok := v.Any().(uint64)
-		return ok
-	case stage.ValueString, stage.ValueNumber, stage.ValueJSON:
-		return integralNumber(strings.TrimSpace(text(v)))
-	}
-	return false
-}
-
-// integralNumber reports whether s is a decimal number, in the forms
-// AsInt reads (an optional sign, digits with an optional fraction, an
-// optional exponent), whose value is an integer: its digits, less their
-// trailing zeros, end at or before the units once the exponent has moved
-// the point. Nothing is computed in full, so an exponent of any size
-// costs nothing.
-func integralNumber(s string) bool {
-	if s != "" && (s[0] == '-' || s[0] == '+') {
-		s = s[1:]
-	}
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	whole, frac := s[:i], ""
-	if i < len(s) && s[i] == '.' {
-		j := i + 1
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		frac, i = s[i+1:j], j
-	}
-	if whole == "" && frac == "" {
-		return false
-	}
-	exp := 0
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		neg := i < len(s) && s[i] == '-'
-		if i < len(s) && (s[i] == '-' || s[i] == '+') {
-			i++
-		}
-		if i == len(s) {
-			return false
-		}
-		for ; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return false
-			}
-			if exp < 1<<30 { // capped: past any number's digits
-				exp = exp*10 + int(s[i]-'0')
-			}
-		}
-		if neg {
-			exp = -exp
-		}
-	}
-	if i != len(s) {
-		return false
-	}
-	zeros := 0 // the trailing zeros of whole and frac read as one run of digits
-	for k := len(frac) - 1; k >= 0 && frac[k] == '0'; k-- {
-		zeros++
-	}
-	if zeros == len(frac) {
-		for k := len(whole) - 1; k >= 0 && whole[k] == '0'; k-- {
-			zeros++
-		}
-	}
-	if zeros == len(whole)+len(frac) {
-		return true // zero
-	}
-	return exp-len(frac)+zeros >= 0
-}
+// column (stage.Value.Integral: 9223372036854775808, 1e19, a uint64, an
+// integral float). Refused as "not an integer", 9223372036854775808
+// looked like a syntax error, and so did 1e19.
+func beyondInt64(v stage.Value) bool { return v.Integral() }
 
 func appendFloat(dst []byte, v stage.Value) ([]byte, error) {
 	var s string
