@@ -95,31 +95,81 @@ func TestStandInDepthCountsWhatWaitsToBePublished(t *testing.T) {
 	q.Wait()
 }
 
+// frontRig is a front's stand-in over a stream of room messages (one
+// event an envelope), fed by a source stage: the setup of the tests of a
+// full stream.
+type frontRig struct {
+	t        *testing.T
+	ctx      context.Context
+	url      string
+	q        *Queue
+	src      *engine.Stage
+	pubStage *engine.Stage
+	pub      engine.Lifecycle
+}
+
+// newFrontRig starts a stand-in of a queue on stream (max_msgs room)
+// under overflow, its local queue holding local events, its worker
+// taking batches of batch (0: the default).
+func newFrontRig(t *testing.T, stream string, room int64, overflow port.Overflow, local, batch int) *frontRig {
+	t.Helper()
+	srv := natstest.Start(t, natstest.Options{})
+	front := NewClient(Config{URL: srv.URL()}, "test", nil)
+	q := front.Queue("store", QueueConfig{Stream: stream, MaxMsgs: room, EnvelopeEvents: 1}, overflow, local)
+	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
+	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1, Batch: batch, Overflow: overflow, Capacity: local},
+		standIn{q.Publisher().(*publisher)}, nil)
+	srcLife.Connect(pubStage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &frontRig{t: t, ctx: ctx, url: srv.URL(), q: q, src: src, pubStage: pubStage, pub: pub}
+}
+
+// emit sends n events numbered from from, each acked to a.
+func (r *frontRig) emit(from, n int, a *acks) {
+	out := r.src.NewEmitter()
+	for i := from; i < from+n; i++ {
+		out.Emit(r.ctx, r.src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
+	}
+	out.Flush(r.ctx)
+}
+
+// makeRoom lifts the stream's max_msgs.
+func (r *frontRig) makeRoom(stream string) {
+	r.t.Helper()
+	js := natstest.JetStream(r.t, r.url)
+	s, err := js.Stream(r.ctx, stream)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = -1
+	if _, err := js.UpdateStream(r.ctx, cfg); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// close stops the stand-in and its queue.
+func (r *frontRig) close() {
+	r.pub.CloseQueue()
+	r.pub.Wait()
+	r.pub.Close()
+	r.q.Wait()
+}
+
 // A queue with overflow: reject shows it, and counts the events the full
 // stream refused (finished busy) in the stage's rejected: the stage's
 // local queue is made to block (see pipeline's build), and its entry read
 // "overflow": "block" and rejected 0 while the clients got busy nacks.
 func TestFullStreamRefusalsAreRejected(t *testing.T) {
-	srv := natstest.Start(t, natstest.Options{})
-	front := NewClient(Config{URL: srv.URL()}, "test", nil)
-	qc := QueueConfig{Stream: "t_rejected", MaxMsgs: 10, EnvelopeEvents: 1}
-	q := front.Queue("store", qc, port.Reject, 64)
-	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Overflow: port.Reject, Capacity: 64},
-		standIn{q.Publisher().(*publisher)}, nil)
-	srcLife.Connect(pubStage, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := pub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const n, room = 25, 10
+	r := newFrontRig(t, "t_rejected", room, port.Reject, 64, 0)
+	q, pubStage := r.q, r.pubStage
 	a := newAcks(n)
-	out := src.NewEmitter()
-	for i := 1; i <= n; i++ {
-		out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
-	}
-	out.Flush(ctx)
+	r.emit(1, n, a)
 	a.wait(t)
 
 	// The front's entry: the stand-in's.
@@ -137,18 +187,15 @@ func TestFullStreamRefusalsAreRejected(t *testing.T) {
 		t.Errorf("one process: rejected %d, overflow %q; want %d, reject", here.Rejected, here.Queue.Overflow, n-room)
 	}
 	// A back publishes nothing, so it refused nothing.
-	back := NewClient(Config{URL: srv.URL()}, "test", nil)
-	bq := back.Queue("store", qc, port.Reject, 64)
+	back := NewClient(Config{URL: r.url}, "test", nil)
+	bq := back.Queue("store", QueueConfig{Stream: "t_rejected", MaxMsgs: room, EnvelopeEvents: 1}, port.Reject, 64)
 	there := stats.Stage{Queue: stats.Queue{Capacity: 64, Overflow: "block"}}
 	bq.Fill(&there)
 	if there.Rejected != 0 || there.Queue.Overflow != "reject" {
 		t.Errorf("back: rejected %d, overflow %q; want 0, reject", there.Rejected, there.Queue.Overflow)
 	}
 	bq.Wait()
-	pub.CloseQueue()
-	pub.Wait()
-	pub.Close()
-	q.Wait()
+	r.close()
 }
 
 // A front's depth counts the envelopes its publisher holds, not yet
@@ -157,26 +204,9 @@ func TestFullStreamRefusalsAreRejected(t *testing.T) {
 // full behind it, the depth is the capacity, not past it (a front read
 // 250 of 216 so).
 func TestFrontDepthReachesCapacityWhenFull(t *testing.T) {
-	srv := natstest.Start(t, natstest.Options{})
-	front := NewClient(Config{URL: srv.URL()}, "test", nil)
 	const room, batch, local = 10, 4, 64
-	q := front.Queue("store", QueueConfig{Stream: "t_fullcap", MaxMsgs: room, EnvelopeEvents: 1}, port.Block, local)
-	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1, Batch: batch, Capacity: local},
-		standIn{q.Publisher().(*publisher)}, nil)
-	srcLife.Connect(pubStage, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := pub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	emit := func(from, n int, a *acks) {
-		out := src.NewEmitter()
-		for i := from; i < from+n; i++ {
-			out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
-		}
-		out.Flush(ctx)
-	}
+	r := newFrontRig(t, "t_fullcap", room, port.Block, local, batch)
+	emit, pubStage := r.emit, r.pubStage
 	stored := newAcks(room)
 	emit(1, room, stored)
 	stored.wait(t)
@@ -202,26 +232,14 @@ func TestFrontDepthReachesCapacityWhenFull(t *testing.T) {
 	}
 
 	// Room in the stream lets the waiting events in.
-	js := natstest.JetStream(t, srv.URL())
-	s, err := js.Stream(ctx, "t_fullcap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.MaxMsgs = -1
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	r.makeRoom("t_fullcap")
 	for seq, err := range a.wait(t) {
 		if err != nil {
 			t.Errorf("event %d: %v", seq, err)
 		}
 	}
 	<-emitted
-	pub.CloseQueue()
-	pub.Wait()
-	pub.Close()
-	q.Wait()
+	r.close()
 }
 
 // Under overflow block an envelope the full stream refuses is published
@@ -230,26 +248,9 @@ func TestFrontDepthReachesCapacityWhenFull(t *testing.T) {
 // every refused try, so it grew for as long as the stream stayed full,
 // several times the events the stream had refused.
 func TestFullCountsAnEventOnceUnderBlock(t *testing.T) {
-	srv := natstest.Start(t, natstest.Options{})
-	front := NewClient(Config{URL: srv.URL()}, "test", nil)
 	const room, batch = 10, 4
-	q := front.Queue("store", QueueConfig{Stream: "t_fullonce", MaxMsgs: room, EnvelopeEvents: 1}, port.Block, 64)
-	src, srcLife := engine.NewSourceStage(stage.Settings{Name: "src"}, nil, nil)
-	pubStage, pub := engine.NewHandlerStage(stage.Settings{Name: "store", Workers: 1, Batch: batch, Capacity: 64},
-		standIn{q.Publisher().(*publisher)}, nil)
-	srcLife.Connect(pubStage, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := pub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	emit := func(from, n int, a *acks) {
-		out := src.NewEmitter()
-		for i := from; i < from+n; i++ {
-			out.Emit(ctx, src.NewEvent([]byte("x"), uint64(i), stage.Origin{To: a}))
-		}
-		out.Flush(ctx)
-	}
+	r := newFrontRig(t, "t_fullonce", room, port.Block, 64, batch)
+	q, emit, pubStage := r.q, r.emit, r.pubStage
 	stored := newAcks(room)
 	emit(1, room, stored)
 	stored.wait(t)
@@ -273,16 +274,7 @@ func TestFullCountsAnEventOnceUnderBlock(t *testing.T) {
 	full := ns.Full
 
 	// Room in the stream lets them in; nothing more is counted.
-	js := natstest.JetStream(t, srv.URL())
-	s, err := js.Stream(ctx, "t_fullonce")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.MaxMsgs = -1
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	r.makeRoom("t_fullonce")
 	for seq, err := range a.wait(t) {
 		if err != nil {
 			t.Errorf("event %d: %v", seq, err)
@@ -291,8 +283,5 @@ func TestFullCountsAnEventOnceUnderBlock(t *testing.T) {
 	if ns = q.Stats(); ns.Full != full || ns.Published != room+batch {
 		t.Errorf("stored: nats.full %d, published %d; want %d and %d", ns.Full, ns.Published, full, room+batch)
 	}
-	pub.CloseQueue()
-	pub.Wait()
-	pub.Close()
-	q.Wait()
+	r.close()
 }
