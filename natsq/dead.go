@@ -66,8 +66,7 @@ func (c *consumer) deadLetters() {
 		e.mu.Lock()
 		dead, failed, cut := e.dead, e.failed, e.cut
 		e.mu.Unlock()
-		fresh, err := c.publishDead(e, dead)
-		if err != nil {
+		if err := c.publishDead(e, dead); err != nil {
 			if c.ctx.Err() == nil { // closing is no failure: the envelope comes back
 				q.st.deadErrors.Add(1)
 				q.st.deadFailed(errText(err), time.Now())
@@ -87,7 +86,7 @@ func (c *consumer) deadLetters() {
 			continue
 		}
 		q.st.deadStored()
-		for _, d := range fresh {
+		for _, d := range append(dead, ptrs(e.whole)...) {
 			q.st.dead(d.class)
 			// At most a line a second: a client sending bad records made
 			// one line per record (100,000 records, 30 MB of log). The
@@ -143,13 +142,16 @@ func headerBytes(h nats.Header) int {
 	return n
 }
 
+func ptrs(d *deadEvent) []deadEvent {
+	if d == nil {
+		return nil
+	}
+	return []deadEvent{*d}
+}
+
 // publishDead publishes an envelope's dead letters and waits for the
-// dead-letter stream's PubAcks. It returns those the stream stored anew:
-// a dead letter it had already (the same id within its duplicates window:
-// the envelope delivered again after an earlier delivery dead-lettered
-// it, or a requeued copy's) is counted and logged once, as it is stored
-// once (TestRequeuedDeadLetterStoredOnce).
-func (c *consumer) publishDead(e *envelope, dead []deadEvent) ([]deadEvent, error) {
+// dead-letter stream's PubAcks.
+func (c *consumer) publishDead(e *envelope, dead []deadEvent) error {
 	q := c.q
 	base := nats.Header{}
 	if tr := e.msg.Headers().Get(codec.HdrTrace); tr != "" {
@@ -161,7 +163,6 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) ([]deadEvent, erro
 		base.Set(codec.HdrFirstSeq, strconv.FormatUint(e.firstSeq, 10))
 	}
 	var msgs []*nats.Msg
-	var letters []deadEvent // msgs' events, in their order
 	maxPayload := int(c.js.Conn().MaxPayload())
 	add := func(data []byte, d deadEvent, id string, index bool) {
 		h := make(nats.Header, len(base)+5)
@@ -191,7 +192,6 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) ([]deadEvent, erro
 			data = data[:max(room, 0)]
 		}
 		msgs = append(msgs, &nats.Msg{Subject: subject(deadStream(q.cfg.Stream)), Data: data, Header: h})
-		letters = append(letters, d)
 	}
 	if e.whole != nil {
 		add(e.msg.Data(), *e.whole, fmt.Sprintf("dead-%s-%d", q.cfg.Stream, e.streamSeq), false)
@@ -202,8 +202,8 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) ([]deadEvent, erro
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
-	failed := func(err error) ([]deadEvent, error) {
-		return nil, fmt.Errorf("stage %q: dead letters of %s message %d: %w", q.stage, q.cfg.Stream, e.streamSeq, err)
+	failed := func(err error) error {
+		return fmt.Errorf("stage %q: dead letters of %s message %d: %w", q.stage, q.cfg.Stream, e.streamSeq, err)
 	}
 	// Closing: the envelope is NAKed, so store no dead letter of it (its
 	// next delivery decides again).
@@ -218,20 +218,16 @@ func (c *consumer) publishDead(e *envelope, dead []deadEvent) ([]deadEvent, erro
 		}
 		pafs = append(pafs, paf)
 	}
-	fresh := letters[:0]
-	for i, paf := range pafs {
+	for _, paf := range pafs {
 		select {
-		case ack := <-paf.Ok():
-			if !ack.Duplicate {
-				fresh = append(fresh, letters[i])
-			}
+		case <-paf.Ok():
 		case err := <-paf.Err():
 			return failed(err)
 		case <-ctx.Done():
 			return failed(ctx.Err())
 		}
 	}
-	return fresh, nil
+	return nil
 }
 
 // keepInProgress tells JetStream, every third of ack_wait, that the

@@ -186,9 +186,7 @@
 // when the stream and the local queue are full, and does not pass it);
 // and a nats object with this process's counters
 // (published, refused by a full stream, taken, acked, NAKed: events;
-// dead-lettered: events, by reason, each once however often its
-// envelope is delivered, as the dead-letter stream stores it once;
-// requeued: envelopes). The server's pending and ack-pending counts there are
+// dead-lettered: events, by reason; requeued: envelopes). The server's pending and ack-pending counts there are
 // envelopes. Where the stage runs elsewhere its
 // entry is marked remote.
 package natsq
