@@ -125,7 +125,15 @@
 // no answer for write_timeout (statement_timeout + 5 s when that is set,
 // else 1 min; the wait for a connection included) is such a failure: its
 // connection is dropped and it is retried, so a silent network never
-// holds a worker. Before a write whose connection broke unanswered is
+// holds a worker. It does not wait that long to be heard of: a write
+// that has waited 5 s (half of write_timeout when shorter) has the server
+// probed on a new connection (a dial, the login and SELECT 1, within
+// 3 s), again every 5 s while it waits, one probe at a time per stage. A
+// probe that gets no answer is reported as a failed attempt, so the stage
+// reads down (and /readyz answers 503) about 10 s into a silent cut,
+// while the write still waits for its write_timeout; a probe the server
+// answers, even with an error, changes nothing: a write waiting on a lock
+// is slow, not out. Before a write whose connection broke unanswered is
 // retried, its backend is ended (pg_terminate_backend, from another
 // connection) and the retry waits until pg_stat_activity no longer lists
 // it: its bytes may still be on their way, and would otherwise run after

@@ -120,6 +120,11 @@ type Sink struct {
 	startFail  bool // on_start: fail
 	// writeTimeout bounds one write (timeouts.go).
 	writeTimeout time.Duration
+	// probeAfter: a write unanswered this long has the server probed
+	// (probe.go); probing: a probe of the stage's runs; the probes' ends.
+	probeAfter                   time.Duration
+	probing                      atomic.Bool
+	probesFailed, probesAnswered atomic.Uint64
 
 	// Set by Start.
 	pool                                            *pgxpool.Pool

@@ -74,6 +74,7 @@ func (s *Sink) setTimeouts(cfg stage.Config, pc *pgxpool.Config) error {
 	default:
 		s.writeTimeout = DefaultWriteTimeout
 	}
+	s.probeAfter = min(probeAfter, s.writeTimeout/2)
 	d := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepIdle, Interval: keepInterval, Count: keepCount}}
 	s.socks.init()
 	pc.ConnConfig.DialFunc = s.socks.dialer(d)
@@ -189,15 +190,19 @@ func (c *socket) Close() error {
 	return c.Conn.Close()
 }
 
-// writeContext bounds one write by write_timeout. The function it returns
-// cancels the context and, when the deadline ended the write, says so in
-// the write's error (still transient: the batch is retried, on another
-// connection, since pgx closes one whose call was cut short).
+// writeContext bounds one write by write_timeout, and has the server
+// probed while the write waits past probeAfter (probe.go). The function it
+// returns cancels the context, ends the probing and, when the deadline
+// ended the write, says so in the write's error (still transient: the
+// batch is retried, on another connection, since pgx closes one whose
+// call was cut short).
 func (s *Sink) writeContext(ctx context.Context) (context.Context, func(error) error) {
 	wctx, cancel := context.WithTimeoutCause(ctx, s.writeTimeout, errWriteTimeout)
+	w := s.watch(wctx)
 	return wctx, func(err error) error {
 		timedOut := err != nil && context.Cause(wctx) == errWriteTimeout
 		cancel()
+		w.stop()
 		if timedOut {
 			return fmt.Errorf("no answer from PostgreSQL in %s (write_timeout), connection dropped: %w", s.writeTimeout, err)
 		}
