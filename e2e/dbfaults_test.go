@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -411,6 +412,70 @@ func TestDBPartitionPoolStays(t *testing.T) {
 	if maxWorkers > before+1 {
 		t.Errorf("the store's pool grew from %d to %d workers during the partition; want at most one more", before, maxWorkers)
 	}
+	if ids, k := missing(acked, stored); k > 0 {
+		t.Fatalf("%d acked records are not stored, e.g. %v", k, ids)
+	}
+	if int64(len(acked)) != sent || rows != sent || distinct != sent {
+		t.Errorf("sent %d, acked %d, count(*)=%d, distinct=%d; want every record acked and stored once", sent, len(acked), rows, distinct)
+	}
+}
+
+// TestDBPartitionReadyz: the network to PostgreSQL is cut silently under
+// a steady load, the store's write_timeout the default minute. No write
+// fails before write_timeout, but the store's probe of the server gets no
+// answer either: /readyz answers 503 naming the store and the probe, and
+// the store reads down, while no write has yet failed. Before, /readyz
+// answered 200 for the minute (the store only degraded, "a call has run
+// for ..."). Once the partition heals, /readyz is 200 again, the store
+// ok, and every record sent is acked and stored once.
+func TestDBPartitionReadyz(t *testing.T) {
+	t.Parallel()
+	dsn := pg.NewDatabase(t)
+	through, px := viaProxy(t, dsn)
+	core, logs := observer.New(zap.InfoLevel)
+	r := startPipeline(t, registry(t), "admin: {listen: 127.0.0.1:0}\n"+ingest("", storeDefaults),
+		map[string]string{"DSN": through}, zap.New(core), "accept")
+	admin := "http://" + r.p.AdminAddr()
+	store := func() stats.Stage { return stageStats(t, r.p, "store") }
+	failedWrites := func() int { return len(logs.FilterMessage("PostgreSQL write failed; retrying the batch").All()) }
+
+	const rate = 1000
+	load := startSteadyLoad(r.addr, 4, 500, rate)
+	poll.Until(t, "a steady load stored, the store ok, /readyz 200", func() bool {
+		code, _ := readyz(t, admin)
+		return len(load.rs.ackedIDs()) >= rate && store().Health.State == stats.HealthOK && code == http.StatusOK
+	})
+	failedBefore := failedWrites()
+
+	px.Partition()
+	var why string
+	poll.Until(t, "/readyz 503 and the store down", func() bool {
+		var code int
+		code, why = readyz(t, admin)
+		return code == http.StatusServiceUnavailable && store().Health.State == stats.HealthDown
+	})
+	h := store().Health
+	if !strings.Contains(why, "stage store down") || !strings.Contains(why, "did not answer a probe") {
+		t.Errorf("/readyz says %q, the store's health %+v; want the store named with the probe's failure", why, h)
+	}
+	if n := failedWrites() - failedBefore; n != 0 {
+		t.Errorf("%d writes failed before the store read down, want none: the write waits for write_timeout", n)
+	}
+
+	held := px.Heal()
+	poll.Until(t, "/readyz 200 and the store ok after the heal", func() bool {
+		code, _ := readyz(t, admin)
+		return code == http.StatusOK && store().Health.State == stats.HealthOK
+	})
+	sent, errs := load.stop()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	acked := load.rs.ackedIDs()
+	stored := storedIDs(t, dsn, "events")
+	rows, distinct := counts(t, dsn, "events")
+	t.Logf("partition under %d/s: /readyz said %q; the heal reset %d connections; %s; sent %d, count(*)=%d distinct=%d",
+		rate, why, held, load.rs.summary(), sent, rows, distinct)
 	if ids, k := missing(acked, stored); k > 0 {
 		t.Fatalf("%d acked records are not stored, e.g. %v", k, ids)
 	}
