@@ -50,10 +50,11 @@ type watch struct {
 func (s *Sink) watch(wctx context.Context) *watch {
 	w := &watch{}
 	w.fired.Add(1)
-	began := time.Now()
 	w.t = time.AfterFunc(s.probeAfter, func() {
 		defer w.fired.Done()
-		s.probeWhile(wctx, began)
+		// When the write began, read here: a write that ends in time
+		// reads no clock for its watch.
+		s.probeWhile(wctx, time.Now().Add(-s.probeAfter))
 	})
 	return w
 }
