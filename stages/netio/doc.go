@@ -253,7 +253,9 @@
 // and when their content changes (looked at every two
 // seconds); new handshakes get the new certificate, connections open keep
 // theirs, and files that do not load keep the previous certificate, with
-// a warning. A certificate expired or not yet valid does not load: Start
+// a warning, and make the source's health degraded, naming the files and
+// the error, until files that load replace them (a restart with them
+// would fail to start). A certificate expired or not yet valid does not load: Start
 // fails with its dates, and a reload keeps the previous one (one not yet
 // valid is tried again once it is valid, without another change). A
 // minute of clock skew is allowed on not_before: a certificate valid from

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -110,14 +111,16 @@ func (o *tlsOptions) check() error {
 // certStore holds a source's TLS configuration and reloads it when its
 // files change or on SIGHUP. A reload that fails (a key that does not
 // match, a file half written, a certificate expired or not yet valid)
-// keeps what was loaded and is logged; the next change tries again, and
-// a certificate not yet valid is tried again once it is (within certSkew
-// of it).
+// keeps what was loaded, is logged, and makes the source's health
+// degraded until a reload succeeds (figures); the next change tries
+// again, and a certificate not yet valid is tried again once it is
+// (within certSkew of it).
 type certStore struct {
-	opts tlsOptions
-	log  *zap.Logger
-	cur  atomic.Pointer[loadedConf] // what new handshakes get
-	now  func() time.Time           // time.Now; tests set it
+	opts    tlsOptions
+	log     *zap.Logger
+	cur     atomic.Pointer[loadedConf] // what new handshakes get
+	refused atomic.Pointer[refusal]    // the files on disk, refused; nil once a reload succeeds
+	now     func() time.Time           // time.Now; tests set it
 
 	// The watcher's own, untouched by other goroutines.
 	stamps  [3]fileStamp // cert, key, client_ca as last loaded
@@ -133,6 +136,15 @@ type certStore struct {
 type loadedConf struct {
 	conf *tls.Config
 	at   time.Time
+}
+
+// refusal is a reload refused: the files on disk are not what the source
+// serves, and a restart with them would fail to start. The source reads
+// degraded while it stands, not only in the log: a renewal that failed
+// is otherwise seen when the old certificate expires.
+type refusal struct {
+	since time.Time // the first refusal since the last load
+	err   string    // the last refusal's error: names the field and the files, never their content
 }
 
 type fileStamp struct {
@@ -322,10 +334,16 @@ func (s *certStore) reload(why string) {
 		if ve := (*validityError)(nil); errors.As(err, &ve) && ve.notYet() {
 			s.retryAt = ve.leaf.NotBefore.Add(-certSkew)
 		}
+		r := &refusal{since: s.now(), err: err.Error()}
+		if prev := s.refused.Load(); prev != nil {
+			r.since = prev.since
+		}
+		s.refused.Store(r)
 		s.log.Warn("TLS files not reloaded; keeping the certificate loaded before", zap.String("trigger", why), zap.Error(err))
 		return
 	}
 	s.cur.Store(&loadedConf{conf: conf, at: s.now()})
+	s.refused.Store(nil)
 	leaf := conf.Certificates[0].Leaf
 	fs := []zap.Field{zap.String("trigger", why), zap.String("cert", s.opts.Cert)}
 	if leaf != nil {
@@ -336,9 +354,10 @@ func (s *certStore) reload(why string) {
 
 // figures puts the certificate new handshakes get into a source's /stats
 // entry (st.Source, which the caller has set), and makes the source's
-// health degraded from expiryWindow before the certificate expires:
-// after that, every client that verifies it fails its handshake. A nil
-// store (no TLS) adds nothing.
+// health degraded from expiryWindow before the certificate expires
+// (after that, every client that verifies it fails its handshake), and
+// while the files on disk were refused on reload. A nil store (no TLS)
+// adds nothing.
 func (s *certStore) figures(st *stats.Stage) {
 	if s == nil || st.Source == nil {
 		return
@@ -347,23 +366,32 @@ func (s *certStore) figures(st *stats.Stage) {
 	leaf := cur.conf.Certificates[0].Leaf // load sets it
 	st.Source.TLS = &stats.SourceTLS{Subject: leaf.Subject.String(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
 	now := s.now()
-	var why string
-	since := leaf.NotAfter.Add(-expiryWindow(leaf))
-	if since.Before(cur.at) { // loaded in its last stretch already
-		since = cur.at
+	var whys []string
+	var since time.Time
+	soon := leaf.NotAfter.Add(-expiryWindow(leaf))
+	if soon.Before(cur.at) { // loaded in its last stretch already
+		soon = cur.at
 	}
 	switch {
 	case now.After(leaf.NotAfter):
-		why = fmt.Sprintf("TLS certificate %s expired at %s: clients that verify it fail their handshake",
-			s.opts.Cert, leaf.NotAfter.UTC().Format(time.RFC3339))
+		whys = append(whys, fmt.Sprintf("TLS certificate %s expired at %s: clients that verify it fail their handshake",
+			s.opts.Cert, leaf.NotAfter.UTC().Format(time.RFC3339)))
 		since = leaf.NotAfter
-	case !now.Before(since):
-		why = fmt.Sprintf("TLS certificate %s expires at %s, in %s", s.opts.Cert,
-			leaf.NotAfter.UTC().Format(time.RFC3339), leaf.NotAfter.Sub(now).Round(time.Minute))
-	default:
-		return
+	case !now.Before(soon):
+		whys = append(whys, fmt.Sprintf("TLS certificate %s expires at %s, in %s", s.opts.Cert,
+			leaf.NotAfter.UTC().Format(time.RFC3339), leaf.NotAfter.Sub(now).Round(time.Minute)))
+		since = soon
 	}
-	st.Health.Worsen(stats.HealthDegraded, since, why)
+	if r := s.refused.Load(); r != nil {
+		whys = append(whys, fmt.Sprintf("TLS files refused on reload (the certificate loaded before still serves; "+
+			"a restart with these files would fail): %s", r.err))
+		if since.IsZero() || r.since.Before(since) {
+			since = r.since
+		}
+	}
+	if len(whys) > 0 {
+		st.Health.Worsen(stats.HealthDegraded, since, strings.Join(whys, "; "))
+	}
 }
 
 // rawConn returns the TCP connection under a TLS one (and under its

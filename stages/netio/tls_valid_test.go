@@ -201,3 +201,48 @@ func install(t *testing.T, p, dst certtest.Pair) {
 		}
 	}
 }
+
+// A refused reload reads degraded, since the first refusal, until a
+// reload succeeds; beside a certificate near expiry both reasons show,
+// since the earlier of the two.
+func TestTLSRefusalDegradesUntilLoaded(t *testing.T) {
+	ca := certtest.NewCA(t, t.TempDir(), "test")
+	start := time.Now()
+	cur := ca.ServerValid(t, "server", start.Add(-time.Hour), start.Add(30*24*time.Hour))
+	s, err := newCertStore(tlsOptions{Cert: cur.CertFile, Key: cur.KeyFile, ReloadEvery: time.Hour}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := func(at time.Time) stats.Health {
+		s.now = func() time.Time { return at }
+		st := stats.Stage{Health: stats.Health{State: stats.HealthOK}, Source: &stats.Source{}}
+		s.figures(&st)
+		return st.Health
+	}
+	garbage := func(at time.Time, text string) {
+		if err := os.WriteFile(cur.CertFile, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.now = func() time.Time { return at }
+		s.tick()
+	}
+	refusedAt := start.Add(time.Minute)
+	garbage(refusedAt, "garbage\n")
+	if h := health(refusedAt.Add(time.Minute)); h.State != stats.HealthDegraded || !h.Since.Equal(refusedAt) ||
+		!strings.Contains(h.Error, "refused on reload") || !strings.Contains(h.Error, cur.CertFile) {
+		t.Errorf("after a refused reload: health %+v, want degraded since %s, naming %s", h, refusedAt, cur.CertFile)
+	}
+	garbage(refusedAt.Add(time.Hour), "other garbage\n") // refused again: still since the first
+	nearExpiry := cur.TLS.Leaf.NotAfter.Add(-time.Hour)
+	if h := health(nearExpiry); h.State != stats.HealthDegraded || !h.Since.Equal(refusedAt) ||
+		!strings.Contains(h.Error, "expires at") || !strings.Contains(h.Error, "refused on reload") {
+		t.Errorf("refused, and near expiry: health %+v, want degraded since %s, saying both", h, refusedAt)
+	}
+	renewed := ca.ServerValid(t, "renewed", start.Add(-time.Hour), start.Add(60*24*time.Hour))
+	install(t, renewed, cur)
+	s.now = func() time.Time { return start.Add(2 * time.Hour) }
+	s.tick()
+	if h := health(start.Add(3 * time.Hour)); h.State != stats.HealthOK || h.Error != "" {
+		t.Errorf("after a good reload: health %+v, want ok", h)
+	}
+}
