@@ -22,9 +22,9 @@ type collector struct {
 	shardBusiest                               *prometheus.Desc // shard_by's key spread
 
 	// Sources' own counters (stats.Source).
-	srcConns, srcProto, srcNacks, srcBytes, srcDrops *prometheus.Desc
-	control                                          controlDescs // the controllers (metrics_control.go)
-	memory                                           memoryDescs  // memory_limit and bytes (metrics_memory.go)
+	srcConns, srcProto, srcNacks, srcBytes, srcDrops, srcTLSNotAfter *prometheus.Desc
+	control                                                          controlDescs // the controllers (metrics_control.go)
+	memory                                                           memoryDescs  // memory_limit and bytes (metrics_memory.go)
 	// series are the descriptions of the queue transports' series
 	// (stats.Series), by name.
 	series map[string]*prometheus.Desc
@@ -67,6 +67,8 @@ func newCollector(p *Pipeline) *collector {
 		srcBytes: d("pipeline_source_bytes_in_total", "Bytes a source read from its clients.", stage),
 		srcDrops: d("pipeline_source_drops_total",
 			"Records a source lost without telling the sender, by reason.", []string{"stage", "reason"}),
+		srcTLSNotAfter: d("pipeline_source_tls_cert_not_after_seconds",
+			"A TLS source: when the certificate it serves expires (its not_after), as Unix seconds.", stage),
 		control: newControlDescs(d),
 		memory:  newMemoryDescs(d),
 		series:  seriesDescs(p.series, d),
@@ -93,7 +95,7 @@ func seriesDescs(declared []stats.Series, d func(name, help string, labels []str
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.depth, c.capacity, c.workers, c.running, c.blocked,
 		c.in, c.out, c.errors, c.rejected, c.panics, c.latency, c.uptime, c.health, c.failures, c.oldest, c.shardBusiest,
-		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops} {
+		c.srcConns, c.srcProto, c.srcNacks, c.srcBytes, c.srcDrops, c.srcTLSNotAfter} {
 		ch <- d
 	}
 	for _, d := range c.series {
@@ -160,6 +162,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.srcDrops, src.Drops.Oversized, n, "oversized")
 			counter(c.srcDrops, src.Drops.SocketOverrun, n, "socket_overrun")
 			counter(c.srcDrops, src.Drops.MemoryLimit, n, "memory_limit")
+			if src.TLS != nil {
+				gauge(c.srcTLSNotAfter, float64(src.TLS.NotAfter.Unix()), n)
+			}
 		}
 		for _, sr := range st.Series {
 			d, ok := c.series[sr.Name]

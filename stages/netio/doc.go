@@ -262,7 +262,8 @@
 // a few seconds from now, as an issuer whose clock runs ahead dates it,
 // loads at Start and on reload. /stats
 // shows the certificate served (source.tls: subject, not_before,
-// not_after), and the source's health is degraded from a week before it
+// not_after; /metrics its not_after as
+// pipeline_source_tls_cert_not_after_seconds), and the source's health is degraded from a week before it
 // expires, or for the last third of a shorter life (a certificate valid
 // for 24 hours from its last 8 hours), so that short-lived certificates
 // read ok while fresh. Over TLS a reader holds its read buffer while the connection

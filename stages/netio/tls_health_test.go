@@ -2,7 +2,7 @@ package netio_test
 
 // This file tests what an operator sees of a TLS source's certificate
 // through a pipeline's admin endpoint: a refused reload in /stats'
-// health.
+// health, and the certificate's expiry in /metrics.
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,23 @@ func adminStages(t *testing.T, base string) (map[string]stats.Stage, string) {
 	return byName, raw
 }
 
+// notAfterGauge returns the value of stage's certificate expiry gauge in
+// /metrics; ok is false when the series is absent.
+func notAfterGauge(t *testing.T, base, stage string) (v float64, ok bool) {
+	t.Helper()
+	series := `pipeline_source_tls_cert_not_after_seconds{pipeline="t",stage="` + stage + `"} `
+	for line := range strings.SplitSeq(adminGet(t, base+"/metrics"), "\n") {
+		if rest, found := strings.CutPrefix(line, series); found {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return v, true
+		}
+	}
+	return 0, false
+}
+
 // writeAtomically replaces path's content with b at once, as a renewal
 // that renames a finished file into place does.
 func writeAtomically(t *testing.T, path string, b []byte) {
@@ -135,8 +153,10 @@ func writeAtomically(t *testing.T, path string, b []byte) {
 // A reload refused (here a certificate file of garbage) makes the source
 // read degraded in /stats, naming the file and the error, on netio.tcp
 // and netio.http alike, while the refused file is on disk; a good one
-// loaded makes it ok again. A refused reload showed only in the log,
-// and the old certificate served on until it expired with the stage ok.
+// loaded makes it ok again. /metrics has the served certificate's
+// not_after as Unix seconds, the old one's while the new is refused. A
+// refused reload showed only in the log, and the old certificate served
+// on until it expired with the stage ok.
 func TestTLSRefusedReloadDegrades(t *testing.T) {
 	ca := certtest.NewCA(t, t.TempDir(), "test")
 	now := time.Now()
@@ -144,6 +164,10 @@ func TestTLSRefusedReloadDegrades(t *testing.T) {
 	base := tlsAdminPipeline(t, first)
 	sources := []string{"in", "web"}
 
+	gaugeIs := func(name string, want time.Time) bool {
+		v, ok := notAfterGauge(t, base, name)
+		return ok && v == float64(want.Unix())
+	}
 	stages, _ := adminStages(t, base)
 	for _, name := range sources {
 		st := stages[name]
@@ -152,6 +176,12 @@ func TestTLSRefusedReloadDegrades(t *testing.T) {
 			t.Fatalf("%s at start: health %+v, source %+v, want ok and the certificate expiring at %s",
 				name, st.Health, st.Source, first.TLS.Leaf.NotAfter)
 		}
+		if v, ok := notAfterGauge(t, base, name); !ok || v != float64(first.TLS.Leaf.NotAfter.Unix()) {
+			t.Fatalf("%s: /metrics' not_after %v (present: %v), want %d", name, v, ok, first.TLS.Leaf.NotAfter.Unix())
+		}
+	}
+	if _, ok := notAfterGauge(t, base, "out"); ok {
+		t.Error("/metrics has a certificate expiry for the sink, which has no TLS")
 	}
 
 	writeAtomically(t, first.CertFile, []byte("not a certificate\n"))
@@ -174,6 +204,11 @@ func TestTLSRefusedReloadDegrades(t *testing.T) {
 			t.Fatalf("/stats holds the private key's text %q: %s", line, raw)
 		}
 	}
+	for _, name := range sources {
+		if !gaugeIs(name, first.TLS.Leaf.NotAfter) {
+			t.Errorf("%s: while the garbage is refused, /metrics' not_after is not the served certificate's", name)
+		}
+	}
 
 	renewed := ca.ServerValid(t, "renewed", now.Add(-time.Hour), now.Add(60*24*time.Hour))
 	replacePair(t, first, renewed)
@@ -187,4 +222,10 @@ func TestTLSRefusedReloadDegrades(t *testing.T) {
 		}
 		return true
 	})
+	for _, name := range sources {
+		if !gaugeIs(name, renewed.TLS.Leaf.NotAfter) {
+			v, _ := notAfterGauge(t, base, name)
+			t.Errorf("%s: /metrics' not_after %v after the renewal, want %d", name, v, renewed.TLS.Leaf.NotAfter.Unix())
+		}
+	}
 }
