@@ -354,8 +354,28 @@ func TestDeadLetteringFailureDegradesTheStage(t *testing.T) {
 	}
 	first := h.Since
 	ns := Stats{StreamMsgs: 1}
-	later := stats.Health{State: stats.HealthOK}
-	sp.consQueue.consumerHealth(&later, ns, time.Now().Add(deadFailingFor+time.Second))
+	// Read at deadFailingFor after the latest failure, and just before:
+	// at the latest failure the call saw, the same before and after it.
+	// (At a second past time.Now(), a failure recorded more than a
+	// second after that now, while the test waited to run, read as
+	// recent: the envelope comes back every 50 ms.)
+	q := sp.consQueue
+	lastFailure := func() time.Time {
+		q.st.mu.Lock()
+		defer q.st.mu.Unlock()
+		return q.st.deadFailLast
+	}
+	var before, later stats.Health
+	poll.Until(t, "a reading during which nothing failed", func() bool {
+		last := lastFailure()
+		before, later = stats.Health{State: stats.HealthOK}, stats.Health{State: stats.HealthOK}
+		q.consumerHealth(&before, ns, last.Add(deadFailingFor-time.Millisecond))
+		q.consumerHealth(&later, ns, last.Add(deadFailingFor))
+		return lastFailure().Equal(last)
+	})
+	if before.State != stats.HealthDegraded {
+		t.Errorf("health %+v just under %s after the last failure; want degraded", before, deadFailingFor)
+	}
 	if later.State != stats.HealthOK {
 		t.Errorf("health %+v %s after the last failure; want ok", later, deadFailingFor)
 	}
