@@ -4,9 +4,8 @@ package natstest
 // Start, Stop, Restart, and a plain client to look at its streams.
 
 import (
+	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -45,8 +44,17 @@ type Server struct {
 // if the server does not start.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
-	s := &Server{t: t, opts: o, dir: t.TempDir(), port: -1}
-	if err := s.start(); err != nil {
+	s := &Server{t: t, opts: o, dir: t.TempDir()}
+	var err error
+	for range 20 { // another process may have taken the port picked
+		if s.port, err = candidatePort(); err != nil {
+			break
+		}
+		if err = s.start(); !errors.Is(err, errPortTaken) {
+			break
+		}
+	}
+	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
 	t.Cleanup(s.Stop)
@@ -54,6 +62,11 @@ func Start(t testing.TB, o Options) *Server {
 }
 
 func (s *Server) start() error {
+	// At once if the port is taken: the server would wait readyWait for
+	// its listener, so that Restart tried once, for readyWait, and failed.
+	if err := probe(s.port); err != nil {
+		return err
+	}
 	opts := &server.Options{
 		ServerName: "natstest",
 		Host:       "127.0.0.1",
@@ -78,13 +91,6 @@ func (s *Server) start() error {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		return fmt.Errorf("server not ready after %s", readyWait)
-	}
-	if s.port < 0 {
-		_, p, err := net.SplitHostPort(srv.Addr().String())
-		if err != nil {
-			return err
-		}
-		s.port, _ = strconv.Atoi(p)
 	}
 	s.mu.Lock()
 	s.srv = srv
