@@ -31,8 +31,17 @@ func TestRequeueUnansweredAskedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = px.Close() })
+	// The first publish, stalled, is unanswered for requeueWait: a
+	// second, so that the test is quick. The link then moves, and the
+	// second publish and the ack have the usual requeueWait: with a
+	// second, a loaded machine could leave them unanswered too, and the
+	// envelope was NAKed.
 	wait0, ask0 := requeueWait, requeueAskAgain
-	requeueWait, requeueAskAgain = time.Second, px.Resume
+	requeueWait = time.Second
+	requeueAskAgain = func() {
+		px.Resume()
+		requeueWait = wait0 // read after this call, by the same goroutine
+	}
 	t.Cleanup(func() { requeueWait, requeueAskAgain = wait0, ask0 })
 
 	qc := QueueConfig{Stream: "t_requeue_ask", MaxDeliver: 1, AckWait: time.Minute}
