@@ -56,10 +56,10 @@ func (s *Sink) refuseBadText(ctx context.Context, r *rows, lo, hi int, idem bool
 	var scratch []byte
 	good := s.bufs.Get().(*rows)
 	defer s.putRows(good)
-	good.reset(len(s.cols), s.insert)
+	good.reset(r.lay, s.insert)
 	for _, ev := range r.evs[lo:hi] {
 		var bad error
-		if scratch, bad = s.badText(ev, scratch); bad != nil {
+		if scratch, bad = s.badText(r.lay, ev, scratch); bad != nil {
 			found = true
 			ev.Done(s.refusal(ev, bad))
 			continue
@@ -79,9 +79,9 @@ func (s *Sink) refuseBadText(ctx context.Context, r *rows, lo, hi int, idem bool
 // \u0000 or a surrogate escape not in a pair, as it words it; nil when ev
 // has none. Each value is looked at as the sink writes it (its text
 // form), since a string PostgreSQL reads as JSON is escaped first.
-func (s *Sink) badText(ev *stage.Event, scratch []byte) ([]byte, error) {
-	for i := range s.cols {
-		c := &s.cols[i]
+func (s *Sink) badText(lay *layout, ev *stage.Event, scratch []byte) ([]byte, error) {
+	for i := range lay.cols {
+		c := &lay.cols[i]
 		v, ok := stage.JSONValue(ev.Payload), true
 		if c.path != "$" {
 			v, ok = ev.Value(c.path)

@@ -48,7 +48,7 @@ func BenchmarkWrite(b *testing.B) {
 					batch[i] = ev
 				}
 				r := s.bufs.Get().(*rows)
-				r.reset(len(s.cols), s.insert)
+				r.reset(s.lay.Load(), s.insert)
 				for _, ev := range batch {
 					if err := s.addRow(r, ev); err != nil {
 						b.Fatal(err)

@@ -35,7 +35,7 @@
 // stored (SQLSTATE 23505, a resend) is written again through the
 // idempotent path: in one transaction, COPY into a temporary table (the
 // load table, made once per connection, ON COMMIT DELETE ROWS, and named
-// _seda_load_ and a digest of its columns and table, so that a server
+// _seda_load_ and a digest of its columns, their types and table, so that a server
 // session a pooler shares never offers one stage another's), then
 // INSERT INTO the table SELECT ... ON CONFLICT (key) DO NOTHING. Resends
 // are rare, so the common path stays the fast COPY. Should a connection's
@@ -117,6 +117,29 @@
 // row's missing table from every row's, and a missing table or column is
 // the schema's to fix; the stage shows down, naming it, and retry.max
 // (when set) bounds the wait, failing the batch's records after it.
+//
+// A column that changes type while the stage runs (ALTER TABLE ...
+// ALTER COLUMN ... TYPE, or DROP COLUMN and ADD COLUMN again with another
+// type) is written for its new type. The sink encodes values for the
+// types Start read (8 bytes for a bigint in COPY's binary format, a cast
+// to the column's type under method insert, the load table's types under
+// conflict: update), and PostgreSQL then refuses what it gets: in the
+// binary format "insufficient data left in message" (08P01), "incorrect
+// binary data format" (22P03), a NUL read as text (22021), "unsupported
+// jsonb version number" (XX000); under method insert or an upsert, a
+// value out of the old type's range (22003) or "column ... is of type
+// bigint but expression is of type text" (42804). Those, and every data
+// exception (class 22), have the sink read the table's column types
+// again, once for a batch, as does a batch with values the sink refused
+// itself (a number past integer's range for a column now bigint); when
+// they changed, what is left of the batch is encoded again for the new
+// types and written, and a value that does not fit its column's new type
+// is refused as any other, naming the column (TestColumnTypeChangedRewritten).
+// The stage logs the change. A change the writes do not fail on is not
+// seen: COPY's binary format carries no types, and jsonb altered to text
+// stores each value after jsonb's version byte (\x01), bigint altered to
+// numeric reads its 8 bytes as a numeric (0.00000); alter such a column
+// with the stage stopped, or restart it after.
 // Failing the records then would fail records that are not at fault:
 // behind a NATS queue each would be dead-lettered once its
 // redeliveries were used up, with nothing to replay it. Other errors that

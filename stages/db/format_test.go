@@ -28,8 +28,8 @@ func TestCopyFormatsStoreTheSame(t *testing.T) {
 	textCols := append(append([][2]string(nil), cols...), [2]string{"at", "at"})
 	textSink := startSink(t, config(dsn, map[string]any{"table": "txt", "columns": textCols,
 		"types": append(append([][2]string(nil), types...), [2]string{"at", "timestamptz"})}))
-	if !binSink.binary || textSink.binary {
-		t.Fatalf("binary: %v and %v, want true and false", binSink.binary, textSink.binary)
+	if !binSink.lay.Load().binary || textSink.lay.Load().binary {
+		t.Fatalf("binary: %v and %v, want true and false", binSink.lay.Load().binary, textSink.lay.Load().binary)
 	}
 	values := []map[string]any{
 		{"id": int64(1), "s": "tab\there\nnew\\line\r", "n": int64(-32768), "j": map[string]any{"a": []any{int64(1), "x\ty"}}, "v": "é ü 漢字"},
@@ -100,11 +100,12 @@ func TestBinaryIntegerRange(t *testing.T) {
 func TestAddRowDoesNotAllocate(t *testing.T) {
 	for _, binaryFormat := range []bool{true, false} {
 		for _, update := range []bool{false, true} {
-			s := &Sink{binary: binaryFormat, update: update, version: -1, isKey: []bool{true, true, false}, cols: []column{
+			s := &Sink{update: update, version: -1, isKey: []bool{true, true, false}, cols: []column{
 				{name: "host", path: "host", kind: kindText, bin: binText},
 				{name: "n", path: "n", kind: kindInt, bin: binInt8},
 				{name: "body", path: "$", kind: kindText, bin: binText},
 			}}
+			lay := &layout{cols: s.cols, binary: binaryFormat, sortCol: -1}
 			payload := []byte("<13>1 - web-1 app - - - hello\tworld")
 			ev := src.NewEvent(payload, 1, stage.Origin{})
 			ev.SetValue("host", stage.BytesValue(payload[8:13]))
@@ -112,13 +113,13 @@ func TestAddRowDoesNotAllocate(t *testing.T) {
 			nullKey := src.NewEvent(payload, 2, stage.Origin{})
 			nullKey.SetValue("n", stage.IntValue(42))
 			r := &rows{}
-			r.reset(len(s.cols), false)
+			r.reset(lay, false)
 			for range 100 { // grow the buffers first
 				s.addRow(r, ev)
 				s.addRow(r, nullKey)
 			}
 			allocs := testing.AllocsPerRun(100, func() {
-				r.reset(len(s.cols), false)
+				r.reset(lay, false)
 				for range 25 {
 					if err := s.addRow(r, ev); err != nil {
 						t.Fatal(err)

@@ -243,8 +243,8 @@ func TestGroupRowsInKeyOrder(t *testing.T) {
 				over["types"] = [][2]string{{"id", "integer"}, {"n", "numeric"}}
 			}
 			s := startSink(t, config(dsn, over))
-			if s.sortCol != 0 || s.binary != (format == "binary") {
-				t.Fatalf("sort column %d, binary %v", s.sortCol, s.binary)
+			if s.lay.Load().sortCol != 0 || s.lay.Load().binary != (format == "binary") {
+				t.Fatalf("sort column %d, binary %v", s.lay.Load().sortCol, s.lay.Load().binary)
 			}
 			db := connect(t, dsn)
 			rec := &recorder{}

@@ -90,6 +90,7 @@ type column struct {
 	kind valueKind
 	bin  binKind // how COPY's binary format writes it; binNone: it has no binary form here
 	cast string  // the column's type by its qualified name (no length), for the casts of the insert method
+	full string  // the column's type as PostgreSQL writes it (format_type), for messages
 }
 
 // Sink is the db.postgres handler. Its methods Start, Handle and Close are
@@ -113,7 +114,6 @@ type Sink struct {
 	isKey      []bool
 	nullsEqual bool // the key's index is NULLS NOT DISTINCT: a NULL key part equals another (upsert.go; set by Start)
 	insert     bool // method: insert
-	binary     bool // COPY in the binary format: every column has one (set by Start)
 	retryMax   int
 	backoff    time.Duration
 	maxBackoff time.Duration
@@ -127,22 +127,20 @@ type Sink struct {
 	probesFailed, probesAnswered atomic.Uint64
 
 	// Set by Start.
-	pool                                            *pgxpool.Pool
-	copySQL, tempSQL, copyTempSQL, mergeSQL, insSQL string
-	// loadName is the load table's name, of its shape (loadTableName).
-	loadName string
-	// tempTxSQL makes the load table in each write's transaction, once
-	// loadPerTx is set: a connection's own load table went missing.
-	tempTxSQL string
+	pool *pgxpool.Pool
+	// lay is how the table's columns are written (reshape.go): set by
+	// Start, and again when a write finds a column's type changed,
+	// under reshapeMu.
+	lay       atomic.Pointer[layout]
+	reshapeMu sync.Mutex
+	// loadPerTx: a connection's own load table went missing, and each
+	// write makes one in its transaction (layout.tempTxSQL).
 	loadPerTx atomic.Bool
 
 	bufs   sync.Pool // *rows, reused across batches
 	dedups sync.Pool // *dedup, for the writes of one batch under conflict: update
 	groups groups    // method copy: batches waiting for a COPY (group.go)
 	sorts  sync.Pool // *groupData, reused across groups
-	// sortCol is the column of a single integer key (method copy), whose
-	// order a group's rows are written in; -1: none. Set by Start.
-	sortCol int
 
 	idemWrites atomic.Uint64 // writes committed through the idempotent path
 	// fenceRefused: PostgreSQL refused to end a backend (fence), said once.
@@ -264,7 +262,6 @@ func New(cfg stage.Config, env stage.Env) (*Sink, error) {
 	s.bufs.New = func() any { return &rows{res: make(chan outcome, 1)} }
 	s.sorts.New = func() any { return new(groupData) }
 	s.dedups.New = func() any { return new(dedup) }
-	s.sortCol = -1
 	return s, nil
 }
 

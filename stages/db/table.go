@@ -139,7 +139,8 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 		}
 	}
-	if err := s.checkTable(ctx, pool, want); err != nil {
+	lay, err := s.checkTable(ctx, pool, want)
+	if err != nil {
 		return err
 	}
 	if err := s.checkPrivileges(ctx, pool, tbl); err != nil {
@@ -148,57 +149,7 @@ func (s *Sink) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := s.checkRowSecurity(ctx, pool, tbl); err != nil {
 		return err
 	}
-
-	// The binary format when every column has one here: values go in
-	// as the bytes they are (no escaping) and PostgreSQL parses less.
-	s.binary = !s.insert
-	for _, c := range s.cols {
-		s.binary = s.binary && c.bin != binNone
-	}
-	s.sortCol = -1
-	for i, c := range s.cols {
-		if !s.insert && len(s.key) == 1 && c.name == s.key[0] && c.kind == kindInt {
-			s.sortCol = i
-		}
-	}
-	format := ""
-	if s.binary {
-		format = " WITH (FORMAT binary)"
-	}
-	cols := s.colList("")
-	s.copySQL = "COPY " + tbl + " (" + cols + ") FROM STDIN" + format
-	// The load table has the configured columns only and no constraints:
-	// CREATE TABLE AS rather than LIKE, so that a NOT NULL column left to
-	// its default in the real table does not refuse the rows.
-	// It is made once per connection (write.go's loadTable), outside any
-	// transaction so that a rollback keeps it, and each commit empties it:
-	// a CREATE and DROP per write cost PostgreSQL catalog rows, a file
-	// made and unlinked, and invalidations, every write.
-	shape := " AS SELECT " + cols + " FROM " + tbl + " WITH NO DATA"
-	// Its name is the shape's: behind a pooler in transaction mode a
-	// server session may hold the load table of another stage writing
-	// another table through the same database, and one name for all had a
-	// write COPY into that stage's columns (a column missing, or its
-	// binary values read as another type's).
-	s.loadName = loadTableName(shape)
-	s.tempSQL = "CREATE TEMP TABLE " + s.loadName + " ON COMMIT DELETE ROWS" + shape
-	// The fallback (write.go): made in each write, dropping the table a
-	// connection may still hold from before.
-	s.tempTxSQL = "BEGIN; DROP TABLE IF EXISTS pg_temp." + s.loadName + "; CREATE TEMP TABLE " + s.loadName + " ON COMMIT DROP" + shape
-	s.copyTempSQL = "COPY " + s.loadName + " (" + cols + ") FROM STDIN" + format
-	into := "INSERT INTO " + tbl
-	if s.update {
-		into += " AS " + updateAlias // version's WHERE names the stored row
-	}
-	s.mergeSQL = into + " (" + cols + ") SELECT " + cols + " FROM " + s.loadName + s.onConflict() + "; COMMIT"
-	args := make([]string, len(s.cols))
-	casts := make([]string, len(s.cols))
-	for i, c := range s.cols {
-		args[i] = fmt.Sprintf("$%d::text[]", i+1)
-		casts[i] = "u." + quoteIdent(c.name) + "::" + c.cast
-	}
-	s.insSQL = into + " (" + cols + ") SELECT " + strings.Join(casts, ", ") +
-		" FROM unnest(" + strings.Join(args, ", ") + ") AS u(" + cols + ")" + s.onConflict()
+	s.lay.Store(lay)
 	return nil
 }
 
@@ -274,15 +225,16 @@ var errRollback = errors.New("rollback")
 
 // checkTable reads the table's columns and checks them against the
 // configuration: every column present, a typed column of exactly its type,
-// a $ column of a JSON or string type, and the key unique.
-func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[string]string) error {
+// a $ column of a JSON or string type, and the key unique. It returns the
+// layout the sink writes the table by.
+func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[string]string) (*layout, error) {
 	tbl := s.table.Sanitize()
 	oid, relkind, err := relation(ctx, pool, tbl)
 	if err != nil {
-		return s.scrub(err)
+		return nil, s.scrub(err)
 	}
 	if oid == nil {
-		return &shapeError{fmt.Sprintf("table %s does not exist: create it, or set create: true", tbl)}
+		return nil, &shapeError{fmt.Sprintf("table %s does not exist: create it, or set create: true", tbl)}
 	}
 	// A composite type, view, sequence or index has a pg_class row and
 	// columns too, but the sink cannot COPY into it. With method insert a
@@ -292,50 +244,27 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 		if relkind == "v" {
 			hint = "; method: insert can write into a view PostgreSQL can update"
 		}
-		return &shapeError{fmt.Sprintf("%s is %s, not a table: the sink writes into a table (plain, partitioned or foreign)%s", tbl, what, hint)}
+		return nil, &shapeError{fmt.Sprintf("%s is %s, not a table: the sink writes into a table (plain, partitioned or foreign)%s", tbl, what, hint)}
 	}
-	type got struct{ full, base, name, category string }
-	have := map[string]got{}
-	// The insert method's cast (base) is the column's type by its
-	// qualified name, which carries no length: format_type's "character"
-	// or "bit" would be char(1) or bit(1) in a cast, which cuts a value
-	// short without an error, where the column's own length check is
-	// wanted (COPY's, and the assignment's after the cast).
-	rows, err := pool.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-			quote_ident(n.nspname) || '.' || quote_ident(t.typname), b.typname::text, b.typcategory::text
-		FROM pg_attribute a
-		JOIN pg_type t ON t.oid = a.atttypid
-		JOIN pg_namespace n ON n.oid = t.typnamespace
-		JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, *oid)
+	have, err := s.readColumns(ctx, pool, *oid)
 	if err != nil {
-		return s.scrub(err)
-	}
-	var name string
-	var g got
-	if _, err := pgx.ForEachRow(rows, []any{&name, &g.full, &g.base, &g.name, &g.category}, func() error {
-		have[name] = g
-		return nil
-	}); err != nil {
-		return s.scrub(err)
+		return nil, err
 	}
 
 	var problems []string
-	for i := range s.cols {
-		c := &s.cols[i]
+	cols, sig, _ := s.typedColumns(have)
+	for _, c := range s.cols {
 		h, ok := have[c.name]
 		switch {
 		case !ok:
 			problems = append(problems, fmt.Sprintf("column %q is missing", c.name))
-			continue
 		case c.typ != "" && h.full != want[c.name]:
 			problems = append(problems, fmt.Sprintf("column %q is %s, want %s", c.name, h.full, want[c.name]))
 		case c.typ == "" && c.path == "$" && h.name != "json" && h.name != "jsonb" && h.category != "S":
 			problems = append(problems, fmt.Sprintf("column %q is %s: the whole record ($) needs jsonb, json or a text type", c.name, h.full))
 		}
-		c.kind, c.cast, c.bin = kindOf(h.name), h.base, binKindOf(h.name)
 	}
-	if v := s.version; v >= 0 && s.cols[v].kind != kindInt {
+	if v := s.version; v >= 0 && cols[v].kind != kindInt {
 		if h, ok := have[s.cols[v].name]; ok {
 			problems = append(problems, fmt.Sprintf("version column %q is %s: it needs an integer type (smallint, integer or bigint)", s.cols[v].name, h.full))
 		}
@@ -365,7 +294,7 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 				WHERE a.attrelid = i.indrelid AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts-1])) = $2::text[]`,
 			*oid, key).Scan(&usable, &deferrable, &s.nullsEqual)
 		if err != nil {
-			return s.scrub(err)
+			return nil, s.scrub(err)
 		}
 		switch {
 		case usable, deferrable && !s.ignore && !s.update: // conflict: error has no ON CONFLICT
@@ -376,13 +305,13 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 		}
 	}
 	if len(problems) > 0 {
-		return &shapeError{fmt.Sprintf("table %s does not match the configuration: %s", tbl, strings.Join(problems, "; "))}
+		return nil, &shapeError{fmt.Sprintf("table %s does not match the configuration: %s", tbl, strings.Join(problems, "; "))}
 	}
 	// Into a table without an index a waiting batch starts a further
 	// COPY (group.go's laneBytes).
 	var indexed bool
 	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1)", *oid).Scan(&indexed); err != nil {
-		return s.scrub(err)
+		return nil, s.scrub(err)
 	}
 	s.groups.mu.Lock()
 	s.groups.laneBytes = s.groups.maxBytes
@@ -390,7 +319,63 @@ func (s *Sink) checkTable(ctx context.Context, pool *pgxpool.Pool, want map[stri
 		s.groups.laneBytes = 1
 	}
 	s.groups.mu.Unlock()
-	return nil
+	return s.newLayout(cols, sig), nil
+}
+
+// colType is a column's type as the table has it.
+type colType struct {
+	full     string // format_type: bigint, character varying(5), a domain's name
+	base     string // the type by its qualified name, without a length (column.cast)
+	name     string // the base type's name (a domain's underlying type): int8, jsonb
+	category string // pg_type.typcategory of that: S for the string types
+}
+
+// readColumns returns the types of the columns of the table whose oid is
+// oid, by name.
+func (s *Sink) readColumns(ctx context.Context, pool *pgxpool.Pool, oid uint32) (map[string]colType, error) {
+	have := map[string]colType{}
+	// The insert method's cast (base) is the column's type by its
+	// qualified name, which carries no length: format_type's "character"
+	// or "bit" would be char(1) or bit(1) in a cast, which cuts a value
+	// short without an error, where the column's own length check is
+	// wanted (COPY's, and the assignment's after the cast).
+	rows, err := pool.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+			quote_ident(n.nspname) || '.' || quote_ident(t.typname), b.typname::text, b.typcategory::text
+		FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN pg_namespace n ON n.oid = t.typnamespace
+		JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, oid)
+	if err != nil {
+		return nil, s.scrub(err)
+	}
+	var name string
+	var g colType
+	if _, err := pgx.ForEachRow(rows, []any{&name, &g.full, &g.base, &g.name, &g.category}, func() error {
+		have[name] = g
+		return nil
+	}); err != nil {
+		return nil, s.scrub(err)
+	}
+	return have, nil
+}
+
+// typedColumns returns the configured columns with the types have gives
+// them, and sig, those types summed up; missing names the first column
+// have lacks (its kind left as text).
+func (s *Sink) typedColumns(have map[string]colType) (cols []column, sig, missing string) {
+	cols = slices.Clone(s.cols)
+	var b strings.Builder
+	for i := range cols {
+		c := &cols[i]
+		h, ok := have[c.name]
+		if !ok && missing == "" {
+			missing = c.name
+		}
+		c.kind, c.cast, c.bin, c.full = kindOf(h.name), h.base, binKindOf(h.name), h.full
+		b.WriteString(h.full + "\x00" + h.base + "\x00")
+	}
+	return cols, b.String(), missing
 }
 
 // notTable names the relations (pg_class.relkind) that have columns

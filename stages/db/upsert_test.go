@@ -346,8 +346,8 @@ func TestUpsertNullKeyParts(t *testing.T) {
 						over["version"] = "seq"
 					}
 					s := startSink(t, config(dsn, over))
-					if want := method == "copy"; s.binary != want {
-						t.Fatalf("binary %v, want %v", s.binary, want)
+					if want := method == "copy"; s.lay.Load().binary != want {
+						t.Fatalf("binary %v, want %v", s.lay.Load().binary, want)
 					}
 					rec := &recorder{}
 					n := uint64(0)
@@ -600,7 +600,7 @@ func TestUpsertLoadTableKept(t *testing.T) {
 		t.Helper()
 		var n int
 		err := db.QueryRow(context.Background(),
-			"SELECT count(*), coalesce(min(oid::int8), 0) FROM pg_class WHERE relname = $1", s.loadName).Scan(&n, &oid)
+			"SELECT count(*), coalesce(min(oid::int8), 0) FROM pg_class WHERE relname = $1", s.lay.Load().loadName).Scan(&n, &oid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -651,12 +651,12 @@ func TestUpsertLoadTableMissing(t *testing.T) {
 	rec := &recorder{}
 	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
 	handle(t, s, []*stage.Event{mk(1, 1), mk(2, 1)})
-	exec("DROP TABLE " + s.loadName)
+	exec("DROP TABLE " + s.lay.Load().loadName)
 	handle(t, s, []*stage.Event{mk(1, 2)})
 	if !s.loadPerTx.Load() {
 		t.Fatal("the load table went missing, and writes still expect it")
 	}
-	exec("CREATE TEMP TABLE " + s.loadName + " (LIKE events)") // a connection that still holds one
+	exec("CREATE TEMP TABLE " + s.lay.Load().loadName + " (LIKE events)") // a connection that still holds one
 	handle(t, s, []*stage.Event{mk(2, 2), mk(3, 1)})
 	if got := stored(t, dsn); fmt.Sprint(got) != fmt.Sprint(map[int64]int64{1: 2, 2: 2, 3: 1}) {
 		t.Fatalf("stored %v, want 1:2 2:2 3:1", got)
@@ -681,10 +681,10 @@ func TestUpsertLoadTableLeftByAnotherSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Conn().PgConn().CustomData()[s.loadName] != nil {
+	if c.Conn().PgConn().CustomData()[s.lay.Load().loadName] != nil {
 		t.Fatal("the connection holds a load table before any write")
 	}
-	_, err = c.Exec(ctx, "CREATE TEMP TABLE "+s.loadName+" (LIKE events)")
+	_, err = c.Exec(ctx, "CREATE TEMP TABLE "+s.lay.Load().loadName+" (LIKE events)")
 	c.Release()
 	if err != nil {
 		t.Fatal(err)
@@ -719,7 +719,7 @@ func TestUpsertLoadTableMissingAfterSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Exec(ctx, "DROP TABLE "+s.loadName)
+	_, err = c.Exec(ctx, "DROP TABLE "+s.lay.Load().loadName)
 	c.Release()
 	if err != nil {
 		t.Fatal(err)
@@ -757,7 +757,7 @@ func TestUpsertNullKeyPartIsNoLength(t *testing.T) {
 	y.Set("b", "b")
 	y.Set("c", "c")
 	r := &rows{}
-	r.reset(len(s.cols), true)
+	r.reset(&layout{cols: s.cols, sortCol: -1}, true)
 	for _, ev := range []*stage.Event{x, y} {
 		if err := s.addRow(r, ev); err != nil {
 			t.Fatal(err)
@@ -783,8 +783,8 @@ func TestUpsertLoadTableOfAnotherStage(t *testing.T) {
 	s := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1}))
 	other := startSink(t, upsertConfig(dsn, map[string]any{"method": "copy", "max_conns": 1, "table": "logs",
 		"types": [][2]string{{"id", "uuid"}, {"seq", "bigint"}}}))
-	if s.loadName == other.loadName {
-		t.Fatalf("two stages writing two tables share the load table %s", s.loadName)
+	if s.lay.Load().loadName == other.lay.Load().loadName {
+		t.Fatalf("two stages writing two tables share the load table %s", s.lay.Load().loadName)
 	}
 	rec := &recorder{}
 	mk := func(id, seq int) *stage.Event { ev := update(rec, id, seq); withSeq(ev, seq); return ev }
@@ -794,7 +794,7 @@ func TestUpsertLoadTableOfAnotherStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Exec(ctx, "DROP TABLE "+s.loadName+"; CREATE TEMP TABLE "+other.loadName+
+	_, err = c.Exec(ctx, "DROP TABLE "+s.lay.Load().loadName+"; CREATE TEMP TABLE "+other.lay.Load().loadName+
 		" ON COMMIT DELETE ROWS AS SELECT gen_random_uuid() AS id, 1::bigint AS seq, '{}'::jsonb AS body WITH NO DATA")
 	c.Release()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,13 @@ type rows struct {
 	vers    []int64 // with version: row i's version
 	scratch []byte
 	res     chan outcome // group commit (group.go): what the batch is told while it waits
+	lay     *layout      // the layout the rows are encoded for
+	bad     []badRow     // Handle: the batch's events whose values did not convert, refused after the write
+	// checked: a write of these rows failed as a changed column type
+	// might have made it fail, and the table was read and found as lay
+	// has it (reshaped); the batch's further failures are not looked
+	// into again.
+	checked bool
 }
 
 // copySource is the data of one COPY: the format's header, the rows of
@@ -96,7 +104,9 @@ const maxPooledBuf = groupBytes
 // method's values, and buffers larger than maxPooledBuf.
 func (s *Sink) putRows(r *rows) {
 	clear(r.evs[:cap(r.evs)])
-	r.evs = r.evs[:0]
+	r.evs, r.lay = r.evs[:0], nil
+	clear(r.bad)
+	r.bad = r.bad[:0]
 	for i := range r.cols {
 		clear(r.cols[i][:cap(r.cols[i])])
 		r.cols[i] = r.cols[i][:0]
@@ -119,11 +129,13 @@ func (s *Sink) putRows(r *rows) {
 // testPutRows, set by tests, sees each *rows as it goes back to the pool.
 var testPutRows func(*rows)
 
-func (r *rows) reset(ncols int, insert bool) {
+// reset empties r for rows encoded for lay.
+func (r *rows) reset(lay *layout, insert bool) {
 	// putRows left the events and the insert values empty and cleared.
 	r.buf, r.off, r.keys = r.buf[:0], append(r.off[:0], 0), r.keys[:0]
 	r.kb, r.koff, r.vers = r.kb[:0], append(r.koff[:0], 0), r.vers[:0]
-	if insert && len(r.cols) != ncols {
+	r.lay, r.checked = lay, false
+	if ncols := len(lay.cols); insert && len(r.cols) != ncols {
 		r.cols = make([][]pgtype.Text, ncols)
 	}
 }
@@ -140,31 +152,70 @@ func (r *rows) reset(ncols int, insert bool) {
 // backoff. Handle returns an error, leaving the events not yet finished to
 // the stage runtime, when ctx ends (ctx.Err()), when retry.max is used
 // up, or when PostgreSQL fails the batch with an error that is neither a
-// row's nor transient (a feature not supported).
+// row's nor transient (a feature not supported). When a write fails
+// because a column changed type since the batch was encoded (reshape.go),
+// the events not finished yet are encoded again for the new type and
+// written.
 func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter) error {
 	if s.pool == nil {
 		return errors.New("db.postgres: Handle called before Start")
 	}
+	for {
+		err := s.handle(ctx, batch)
+		if !errors.Is(err, errReshaped) {
+			return err
+		}
+		batch = unfinished(batch)
+	}
+}
+
+// handle encodes batch for the sink's layout and stores it.
+//
+// An event whose values do not convert for their columns is refused once
+// the others are written, and after the table's columns are read again
+// (once for the batch, unless its write did): a column may have changed
+// type (errReshaped), as integer to bigint, which its value fits, and
+// the event is then encoded again. That read is made only for a batch
+// with such values, never on the way of a clean batch.
+func (s *Sink) handle(ctx context.Context, batch []*stage.Event) error {
 	r := s.bufs.Get().(*rows)
 	defer s.putRows(r)
-	r.reset(len(s.cols), s.insert)
+	r.reset(s.lay.Load(), s.insert)
 	for _, ev := range batch {
 		if err := s.addRow(r, ev); err != nil {
-			ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, ev.Seq, stage.WithClass(err, stage.ErrInvalid)))
+			r.bad = append(r.bad, badRow{ev, err})
 		}
 	}
-	if len(r.evs) == 0 {
-		return nil
-	}
 	var err error
-	if s.insert {
+	switch {
+	case len(r.evs) == 0:
+	case s.insert:
 		err = s.store(ctx, r, 0, len(r.evs), false)
-	} else {
+	default:
 		err = s.write(ctx, r)
+	}
+	if errors.Is(err, errReshaped) {
+		return err
+	}
+	if len(r.bad) > 0 && err == nil && !r.checked {
+		var changed bool
+		stage.Blocking(ctx, func() { changed = s.reshaped(ctx, r.lay) })
+		if changed {
+			return errReshaped
+		}
+	}
+	for _, b := range r.bad {
+		b.ev.Done(fmt.Errorf("stage %q: record %d: %w", s.name, b.ev.Seq, stage.WithClass(b.err, stage.ErrInvalid)))
 	}
 	// The runtime fails the events left with err, naming the stage in
 	// it as it does every handler's errors, so it is not named here.
 	return err
+}
+
+// badRow is an event whose values did not convert for their columns.
+type badRow struct {
+	ev  *stage.Event
+	err error
 }
 
 // write stores r through the group commit: r waits for a COPY (leading
@@ -200,17 +251,30 @@ func (s *Sink) write(ctx context.Context, r *rows) error {
 // lead writes a group of batches in one COPY, through the idempotent path
 // when it meets a key already stored under conflict: ignore, and tells
 // every batch of the group how it went.
+//
+// A group's COPY is of one layout, its leader's: a batch encoded for
+// another (a column changed type while it waited) is told errReshaped,
+// and is encoded again.
 func (s *Sink) lead(ctx context.Context, grp []*rows) {
+	lay := grp[0].lay
+	for i := 1; i < len(grp); i++ {
+		if grp[i].lay != lay {
+			grp[i].res <- outcome{err: errReshaped}
+			grp = slices.Delete(grp, i, i+1)
+			i--
+		}
+	}
 	g := s.sorts.Get().(*groupData)
 	var d *dedup
 	if s.update {
 		d = &g.d
 	}
-	n, parts := g.make(grp, s.binary, s.sortCol >= 0, d, s.version >= 0)
-	o := outcome{err: s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, false, cut) })}
+	n, parts := g.make(grp, lay.binary, lay.sortCol >= 0, d, s.version >= 0)
+	checked := false
+	o := outcome{err: s.attempt(ctx, n, lay, &checked, func(cut *backend) error { return s.copy(ctx, lay, parts, false, cut) })}
 	if o.err != nil && s.ignore && sqlState(o.err) == "23505" {
 		o.idem = true
-		o.err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, true, cut) })
+		o.err = s.attempt(ctx, n, lay, &checked, func(cut *backend) error { return s.copy(ctx, lay, parts, true, cut) })
 	}
 	g.reset()
 	s.sorts.Put(g)
@@ -223,13 +287,14 @@ func (s *Sink) lead(ctx context.Context, grp []*rows) {
 // copied once, into the COPY data, escaped in the text format and as it
 // is in the binary one.
 func (s *Sink) addRow(r *rows, ev *stage.Event) error {
+	lay := r.lay
 	mark, keyAt := len(r.buf), 0
 	kmark, ver, keyNull := len(r.kb), int64(noVersion), false
-	if s.binary {
-		r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(len(s.cols)))
+	if lay.binary {
+		r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(len(lay.cols)))
 	}
-	for i := range s.cols {
-		c := &s.cols[i]
+	for i := range lay.cols {
+		c := &lay.cols[i]
 		v, ok := stage.JSONValue(ev.Payload), true // $: the record, JSON or text as it came
 		if c.path != "$" {
 			v, ok = ev.Value(c.path)
@@ -251,8 +316,8 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 				}
 			}
 			r.cols[i] = append(r.cols[i], t)
-		case s.binary:
-			if i == s.sortCol {
+		case lay.binary:
+			if i == lay.sortCol {
 				keyAt = len(r.buf)
 			}
 			if null {
@@ -264,7 +329,7 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 			if i > 0 {
 				r.buf = append(r.buf, '\t')
 			}
-			if i == s.sortCol {
+			if i == lay.sortCol {
 				keyAt = len(r.buf)
 			}
 			switch {
@@ -279,7 +344,7 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 			}
 		}
 		if err == nil && s.update && s.isKey[i] {
-			if i > 0 && !s.insert && !s.binary {
+			if i > 0 && !s.insert && !lay.binary {
 				fieldAt++ // past the tab
 			}
 			s.appendKey(r, i, fieldAt)
@@ -295,11 +360,11 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 			return fmt.Errorf("column %q (field %s): %w", c.name, c.path, err)
 		}
 	}
-	if !s.insert && !s.binary {
+	if !s.insert && !lay.binary {
 		r.buf = append(r.buf, '\n')
 	}
-	if s.sortCol >= 0 {
-		r.keys = append(r.keys, fieldKey(r.buf[keyAt:], s.binary))
+	if lay.sortCol >= 0 {
+		r.keys = append(r.keys, fieldKey(r.buf[keyAt:], lay.binary))
 	}
 	if s.update {
 		if keyNull && !s.nullsEqual {
@@ -352,10 +417,10 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		if d != nil {
 			args = d.insertArgs(len(s.cols))
 		}
-		err = s.attempt(ctx, n, func(cut *backend) error { return s.insertRows(ctx, r, lo, hi, args, cut) })
+		err = s.attempt(ctx, n, r.lay, &r.checked, func(cut *backend) error { return s.insertRows(ctx, r, lo, hi, args, cut) })
 	} else {
 		var parts [][]byte
-		if s.binary {
+		if r.lay.binary {
 			parts = append(parts, binaryHeader)
 		}
 		if d != nil {
@@ -363,10 +428,10 @@ func (s *Sink) store(ctx context.Context, r *rows, lo, hi int, idem bool) error 
 		} else {
 			parts = append(parts, r.buf[r.off[lo]:r.off[hi]])
 		}
-		if s.binary {
+		if r.lay.binary {
 			parts = append(parts, binaryTrailer)
 		}
-		err = s.attempt(ctx, n, func(cut *backend) error { return s.copy(ctx, parts, idem, cut) })
+		err = s.attempt(ctx, n, r.lay, &r.checked, func(cut *backend) error { return s.copy(ctx, r.lay, parts, idem, cut) })
 	}
 	return s.settle(ctx, r, lo, hi, idem, err)
 }
@@ -392,7 +457,7 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 			// name the column (jsonb's \u0000 under method insert), and
 			// a surrogate's DETAIL may quote the value: the search words
 			// it, as it does for a record found in a batch.
-			if _, bad := s.badText(r.evs[lo], nil); bad != nil {
+			if _, bad := s.badText(r.lay, r.evs[lo], nil); bad != nil {
 				err = bad
 			}
 		}
@@ -420,7 +485,12 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 // next update too, which the stale row would overwrite. write sets *cut to
 // that backend's PID, and no retry is sent until fence has seen it gone;
 // when retry.max ends the batch, its last write's backend is fenced too.
-func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) error) error {
+//
+// The rows are encoded for lay. When the write fails as a column changed
+// to another type would make it fail (shapeSuspect), the table is read,
+// once for the rows (*checked), and when its columns' types are no longer
+// lay's attempt returns errReshaped.
+func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool, write func(cut *backend) error) error {
 	var cut backend // the backend of a write that broke unanswered; pid 0: none
 	for n := 0; ; n++ {
 		var err error
@@ -441,6 +511,14 @@ func (s *Sink) attempt(ctx context.Context, rows int, write func(cut *backend) e
 			return ctx.Err()
 		}
 		err = s.scrub(err)
+		if !*checked && shapeSuspect(err) {
+			var changed bool
+			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay) })
+			if changed {
+				return errReshaped
+			}
+			*checked = true
+		}
 		if !transient(err) {
 			return err
 		}
@@ -493,7 +571,7 @@ func (s *Sink) insertRows(ctx context.Context, r *rows, lo, hi int, args []any, 
 			args[i] = col[lo:hi]
 		}
 	}
-	_, err = conn.Exec(ctx, s.insSQL, args...)
+	_, err = conn.Exec(ctx, r.lay.insSQL, args...)
 	return err
 }
 
@@ -529,7 +607,7 @@ func (s *Sink) release(conn *pgxpool.Conn, err error, cut *backend) {
 // failed: a COPY outside a transaction block is its own transaction; the
 // idempotent path is one explicit transaction. When the connection breaks
 // unanswered, *cut is its backend (attempt).
-func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend) (err error) {
+func (s *Sink) copy(ctx context.Context, lay *layout, parts [][]byte, idem bool, cut *backend) (err error) {
 	ctx, timedOut := s.writeContext(ctx)
 	defer func() { err = timedOut(err) }()
 	conn, err := s.pool.Acquire(ctx)
@@ -541,13 +619,13 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend
 	data := &copySource{parts: parts}
 	defer data.close()
 	if !idem && !s.update { // an upsert always goes through the load table
-		_, err = pc.CopyFrom(ctx, data, s.copySQL)
+		_, err = pc.CopyFrom(ctx, data, lay.copySQL)
 		return err
 	}
 	// The mode is read once: the retry below depends on how this write
 	// went, not on what another worker has switched the mode to since.
 	perTx := s.loadPerTx.Load()
-	stale, err := s.loadCopy(ctx, pc, data, perTx)
+	stale, err := s.loadCopy(ctx, lay, pc, data, perTx)
 	if stale {
 		// The connection's load table is not the one it made: missing
 		// (42P01), as when the server session is not the connection's own
@@ -561,7 +639,7 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend
 		}
 		again := &copySource{parts: parts}
 		defer again.close()
-		_, err = s.loadCopy(ctx, pc, again, true)
+		_, err = s.loadCopy(ctx, lay, pc, again, true)
 	}
 	if err == nil {
 		s.idemWrites.Add(1)
@@ -575,10 +653,10 @@ func (s *Sink) copy(ctx context.Context, parts [][]byte, idem bool, cut *backend
 // connection's load table was missing or, as it made it, already there;
 // it is never set with perTx, whose transaction drops any table there
 // and makes its own.
-func (s *Sink) loadCopy(ctx context.Context, pc *pgconn.PgConn, data *copySource, perTx bool) (stale bool, err error) {
-	begin := s.tempTxSQL
+func (s *Sink) loadCopy(ctx context.Context, lay *layout, pc *pgconn.PgConn, data *copySource, perTx bool) (stale bool, err error) {
+	begin := lay.tempTxSQL
 	if !perTx {
-		if err := s.loadTable(ctx, pc); err != nil {
+		if err := s.loadTable(ctx, lay, pc); err != nil {
 			return sqlState(err) == "42P07", err
 		}
 		begin = "BEGIN"
@@ -589,10 +667,10 @@ func (s *Sink) loadCopy(ctx context.Context, pc *pgconn.PgConn, data *copySource
 	if _, err := pc.Exec(ctx, begin).ReadAll(); err != nil {
 		return false, s.rollback(ctx, pc, err)
 	}
-	if _, err := pc.CopyFrom(ctx, data, s.copyTempSQL); err != nil {
+	if _, err := pc.CopyFrom(ctx, data, lay.copyTempSQL); err != nil {
 		return !perTx && sqlState(err) == "42P01", s.rollback(ctx, pc, err)
 	}
-	if _, err := pc.Exec(ctx, s.mergeSQL).ReadAll(); err != nil {
+	if _, err := pc.Exec(ctx, lay.mergeSQL).ReadAll(); err != nil {
 		return false, s.rollback(ctx, pc, err)
 	}
 	return false, nil
@@ -617,15 +695,15 @@ func loadTableName(shape string) string {
 
 // loadTable makes the connection's load table unless it has it (noted in
 // the connection's CustomData, which lives and dies with the connection).
-func (s *Sink) loadTable(ctx context.Context, pc *pgconn.PgConn) error {
+func (s *Sink) loadTable(ctx context.Context, lay *layout, pc *pgconn.PgConn) error {
 	data := pc.CustomData()
-	if data[s.loadName] != nil {
+	if data[lay.loadName] != nil {
 		return nil
 	}
-	if _, err := pc.Exec(ctx, s.tempSQL).ReadAll(); err != nil {
+	if _, err := pc.Exec(ctx, lay.tempSQL).ReadAll(); err != nil {
 		return err
 	}
-	data[s.loadName] = true
+	data[lay.loadName] = true
 	return nil
 }
 

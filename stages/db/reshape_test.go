@@ -1,0 +1,177 @@
+package db
+
+// This file tests a column that changes type under a running stage:
+// altered, or dropped and added again with another type, its rows are
+// written for the new type, and refused only when they do not fit it.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stagedserver/seda/stage"
+)
+
+// reshapeVariants are the ways the sink writes a table: COPY's binary
+// format, its text format (a timestamptz column has no binary form here),
+// method insert, and an upsert through the load table.
+var reshapeVariants = []struct {
+	name, method, conflict string
+	text                   bool
+}{
+	{"copy-binary", "copy", "error", false}, {"copy-text", "copy", "error", true},
+	{"insert", "insert", "error", false}, {"upsert", "copy", "update", false},
+}
+
+// reshapeSink makes events (id bigint PRIMARY KEY, n integer, c text,
+// at timestamptz) and a sink writing id, n and c (and at, to write COPY's
+// text format), with a bounded retry so that a batch held for ever fails
+// the test rather than hanging it.
+func reshapeSink(t *testing.T, method, conflict string, text bool) (*Sink, func(string) int, func(string)) {
+	t.Helper()
+	dsn := pg.NewDatabase(t)
+	db := connect(t, dsn)
+	exec(t, db, "CREATE TABLE events (id bigint PRIMARY KEY, n integer, c text, at timestamptz)")
+	cols := [][2]string{{"id", "id"}, {"n", "n"}, {"c", "c"}}
+	if text {
+		cols = append(cols, [2]string{"at", "at"})
+	}
+	s := startSink(t, config(dsn, map[string]any{"create": false, "method": method, "conflict": conflict, "types": nil, "columns": cols,
+		"retry": stage.NewConfig(map[string]any{"max": 50, "backoff": time.Millisecond, "max_backoff": 50 * time.Millisecond})}))
+	if s.lay.Load().binary == (text || method == "insert") {
+		t.Fatalf("binary %v for %s", s.lay.Load().binary, method)
+	}
+	return s, func(q string) int { return count(t, db, q) }, func(q string) { exec(t, db, q) }
+}
+
+// reshapeRecord is record id with fields n and c.
+func reshapeRecord(rec *recorder, id int, n, c any) *stage.Event {
+	return record(rec, uint64(id), json.Number(fmt.Sprint(id)), map[string]any{"n": n, "c": c, "at": "2027-01-01T00:00:00Z"})
+}
+
+// TestColumnTypeChangedRewritten: a column altered to another type while
+// the stage runs, or dropped and added again with one, is written for its
+// new type. The sink encoded every row for the type it read at Start, so
+// before, each later row was refused or held: integer widened to bigint,
+// COPY's binary format sent 4 bytes where bigint reads 8 ("insufficient
+// data left in message", 08P01, retried for ever), method insert cast to
+// integer ("integer out of range", 22003, the row refused), an upsert's
+// load table of the old type refused the 8 bytes (22P03), and a value
+// past integer's range was refused before it was sent; text dropped and
+// added back as bigint, "7" went as one byte where bigint reads 8 (08P01)
+// or, under insert and an upsert, as text PostgreSQL does not assign to
+// bigint (42804, the batch failed). Now the write that fails so reads the
+// table's columns again and the rows are encoded for the new types:
+// those that fit are stored, and one that does not is refused with the
+// sink's reason for it, naming the column. The drop itself is still held
+// as an outage (42703) until the column is back. Bigint altered to text
+// takes words as well as digits; before, a word was refused as "not an
+// integer" without a write, and under COPY's binary format a number went
+// as 8 bytes holding NULs (22021).
+func TestColumnTypeChangedRewritten(t *testing.T) {
+	for _, v := range reshapeVariants {
+		t.Run(v.name, func(t *testing.T) {
+			s, count, exec := reshapeSink(t, v.method, v.conflict, v.text)
+			rec := &recorder{}
+			write := func(from, to int, n func(int) any, c func(int) any) {
+				t.Helper()
+				var batch []*stage.Event
+				for id := from; id < to; id++ {
+					batch = append(batch, reshapeRecord(rec, id, n(id), c(id)))
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				if err := s.Handle(ctx, batch, nil); err != nil {
+					t.Fatalf("Handle: %v", err)
+				}
+			}
+			small := func(id int) any { return id }
+			word := func(id int) any { return fmt.Sprintf("v%d", id) }
+			write(0, 10, small, word)
+
+			exec("ALTER TABLE events ALTER COLUMN n TYPE bigint")
+			write(10, 20, func(id int) any { return json.Number(fmt.Sprint(3_000_000_000 + id)) }, word)
+			if acked, nacked := rec.results(); acked != 20 || len(nacked) != 0 {
+				t.Fatalf("after integer became bigint: acked %d, nacked %v; want all 20 stored", acked, nacked)
+			}
+			if n := count("SELECT count(*) FROM events WHERE n = 3000000000 + id"); n != 10 {
+				t.Fatalf("%d rows with their bigint n, want 10", n)
+			}
+
+			exec("ALTER TABLE events DROP COLUMN c")
+			var batch []*stage.Event
+			for id := 20; id < 30; id++ {
+				c := "7"
+				if id == 25 {
+					c = "x7"
+				}
+				batch = append(batch, reshapeRecord(rec, id, id, c))
+			}
+			done, _ := heldWrite(t, s, rec, batch, "42703")
+			exec("ALTER TABLE events ADD COLUMN c bigint")
+			if err := <-done; err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			acked, nacked := rec.results()
+			want := `stage "store": record 25: column "c" (field c): string "x7" is not an integer`
+			if acked != 29 || len(nacked) != 1 || nacked[25] == nil || nacked[25].Error() != want {
+				t.Fatalf("after text became bigint: acked %d, nacked %v; want 29 stored and record 25 refused with %s", acked, nacked, want)
+			}
+			if n := count("SELECT count(*) FROM events WHERE c = 7"); n != 9 {
+				t.Fatalf("%d rows with c = 7, want 9", n)
+			}
+
+			exec("ALTER TABLE events ALTER COLUMN c TYPE text")
+			write(30, 40, small, func(id int) any {
+				if id%2 == 0 {
+					return "8"
+				}
+				return "eight"
+			})
+			if acked, nacked := rec.results(); acked != 39 || len(nacked) != 1 {
+				t.Fatalf("after bigint became text: acked %d, nacked %v; want all 10 more stored", acked, nacked)
+			}
+			if n := count("SELECT count(*) FROM events WHERE id >= 30 AND c = CASE WHEN id % 2 = 0 THEN '8' ELSE 'eight' END"); n != 10 {
+				t.Fatalf("%d rows with their text c, want 10", n)
+			}
+		})
+	}
+}
+
+// TestGroupKeepsToOneLayout: a group's COPY is framed and written by its
+// leader's layout, so a batch encoded for another (a column changed type
+// while it waited in the queue) is not written in it, but told
+// errReshaped, which has Handle encode it again; the leader's batch is
+// written. Written in the group, its rows were read as the other type's.
+func TestGroupKeepsToOneLayout(t *testing.T) {
+	s, count, _ := reshapeSink(t, "copy", "error", false)
+	rec := &recorder{}
+	cur := s.lay.Load()
+	old := *cur // as the layout was before a reshape
+	batch := func(lay *layout, from, to int) *rows {
+		r := &rows{res: make(chan outcome, 1)}
+		r.reset(lay, false)
+		for id := from; id < to; id++ {
+			if err := s.addRow(r, reshapeRecord(rec, id, id, "c")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return r
+	}
+	lead, stale := batch(cur, 0, 5), batch(&old, 5, 10)
+	s.groups.mu.Lock()
+	s.groups.lanes++ // as join does for the group it hands a leader
+	s.groups.mu.Unlock()
+	s.lead(context.Background(), []*rows{lead, stale})
+	if o := <-lead.res; o.err != nil {
+		t.Fatalf("the leader's batch: %v, want it written", o.err)
+	}
+	if o := <-stale.res; o.err != errReshaped {
+		t.Fatalf("the batch of another layout: %v, want errReshaped", o.err)
+	}
+	if n := count("SELECT count(*) FROM events"); n != 5 {
+		t.Fatalf("%d rows stored, want the leader's 5", n)
+	}
+}
