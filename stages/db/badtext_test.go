@@ -306,3 +306,28 @@ func TestNulEscapeAloneHasDetail(t *testing.T) {
 		})
 	}
 }
+
+// A record alone in its batch whose text is not UTF-8, or holds a NUL,
+// is refused under method insert naming its column and field, as COPY's
+// context names it and as the search words a record found in a batch.
+// PostgreSQL's 22021 under insert names no column (its parameters are
+// text arrays, read before any column is looked at).
+func TestInvalidUTF8AloneUnderInsertNamesColumn(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	exec(t, connect(t, dsn), "CREATE TABLE events (id bigint PRIMARY KEY, msg text, note text, body jsonb)")
+	s := startSink(t, config(dsn, map[string]any{"create": false, "method": "insert",
+		"columns": [][2]string{{"id", "id"}, {"msg", "msg"}, {"note", "note"}, {"body", "$"}}}))
+	for i, c := range []struct{ note, want string }{
+		{"f\xfcr", `column "note" (field note): ERROR: invalid byte sequence for encoding "UTF8": 0xfc (SQLSTATE 22021)`},
+		{"nul\x00byte", `column "note" (field note): ERROR: invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021)`},
+	} {
+		rec := &recorder{}
+		ev := record(rec, uint64(i), i, map[string]any{"msg": "fine", "note": c.note})
+		handle(t, s, []*stage.Event{ev})
+		_, nacked := rec.results()
+		want := fmt.Sprintf(`stage "store": record %d refused: %s`, i, c.want)
+		if err := nacked[uint64(i)]; err == nil || err.Error() != want || stage.ErrorClass(err) != "database" {
+			t.Errorf("record %d nacked with %v, want %s", i, err, want)
+		}
+	}
+}
