@@ -92,7 +92,7 @@ func (s *Sink) badText(lay *layout, ev *stage.Event, scratch []byte) ([]byte, er
 		b := v.Bytes()
 		if !rawText(v, c.kind) {
 			var err error
-			if scratch, err = appendValue(scratch[:0], v, c.kind); err != nil {
+			if scratch, err = appendValue(scratch[:0], v, c.kind, c.bin); err != nil {
 				continue
 			}
 			b = scratch

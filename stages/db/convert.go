@@ -64,14 +64,16 @@ func binKindOf(typname string) binKind {
 }
 
 // appendValue appends the text form of v, as PostgreSQL reads it for a
-// column of kind k, to dst. Values PostgreSQL would refuse for a numeric
-// or boolean column are refused here, so that the event is nacked without
-// a round trip. For a JSON column a String is encoded as a JSON string,
-// and the record itself ($, a JSON value) is written as it is.
-func appendValue(dst []byte, v stage.Value, k valueKind) ([]byte, error) {
+// column of kind k, to dst; b is the column's binary kind, which tells an
+// integer column's size. Values PostgreSQL would refuse for a numeric
+// or boolean column are refused here (an integer out of its column's
+// range too), so that the event is nacked without a round trip. For a
+// JSON column a String is encoded as a JSON string, and the record itself
+// ($, a JSON value) is written as it is.
+func appendValue(dst []byte, v stage.Value, k valueKind, b binKind) ([]byte, error) {
 	switch k {
 	case kindInt:
-		n, err := toInt(v)
+		n, err := toInt(v, b)
 		if err != nil {
 			return dst, err
 		}
@@ -145,21 +147,38 @@ func typeName(v stage.Value) string {
 	return fmt.Sprintf("%T", v.Any())
 }
 
-// toInt converts v for an integer column: an integer, a float or text
+// toInt converts v for an integer column of binary kind b (binInt2,
+// binInt4; any other is taken for bigint): an integer, a float or text
 // holding an integer (a JSON number written 1e3 or 12.0 counts), as
-// stage.Value.AsInt coerces it.
-func toInt(v stage.Value) (int64, error) {
-	if n, ok := v.AsInt(); ok {
+// stage.Value.AsInt coerces it, within the column's range. The refusal
+// of one out of range names the column's type, as PostgreSQL's does.
+func toInt(v stage.Value, b binKind) (int64, error) {
+	n, ok := v.AsInt()
+	switch {
+	case ok && b == binInt2 && (n < math.MinInt16 || n > math.MaxInt16),
+		ok && b == binInt4 && (n < math.MinInt32 || n > math.MaxInt32):
+		return 0, fmt.Errorf("%d is out of range for %s", n, intType(b))
+	case ok:
 		return n, nil
-	}
-	if beyondInt64(v) {
+	case beyondInt64(v):
 		s := v.String()
 		if len(s) > 40 {
 			s = s[:40] + "…"
 		}
-		return 0, fmt.Errorf("%s %q is out of range for bigint", typeName(v), s)
+		return 0, fmt.Errorf("%s %q is out of range for %s", typeName(v), s, intType(b))
 	}
 	return 0, refuse(v, kindInt)
+}
+
+// intType names the integer type of binary kind b as PostgreSQL does.
+func intType(b binKind) string {
+	switch b {
+	case binInt2:
+		return "smallint"
+	case binInt4:
+		return "integer"
+	}
+	return "bigint"
 }
 
 // beyondInt64 reports whether v, which AsInt did not take, is an integer
@@ -276,25 +295,21 @@ var (
 func appendBinary(dst, scratch []byte, v stage.Value, b binKind, k valueKind) (out, sc []byte, err error) {
 	switch b {
 	case binInt2, binInt4, binInt8:
-		n, err := toInt(v)
+		n, err := toInt(v, b)
 		if err != nil {
 			return dst, scratch, err
 		}
-		switch {
-		case b == binInt2 && (n < math.MinInt16 || n > math.MaxInt16):
-			return dst, scratch, fmt.Errorf("%d is out of range for smallint", n)
-		case b == binInt4 && (n < math.MinInt32 || n > math.MaxInt32):
-			return dst, scratch, fmt.Errorf("%d is out of range for integer", n)
-		case b == binInt2:
+		switch b {
+		case binInt2:
 			return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint32(dst, 2), uint16(n)), scratch, nil
-		case b == binInt4:
+		case binInt4:
 			return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(dst, 4), uint32(n)), scratch, nil
 		}
 		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(dst, 8), uint64(n)), scratch, nil
 	}
 	raw := v.Bytes()
 	if v.Type() == stage.ValueString && k == kindJSON || raw == nil {
-		if scratch, err = appendValue(scratch[:0], v, k); err != nil {
+		if scratch, err = appendValue(scratch[:0], v, k, b); err != nil {
 			return dst, scratch, err
 		}
 		raw = scratch

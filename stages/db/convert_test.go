@@ -84,6 +84,43 @@ func TestJSONIntegerIntoBoolean(t *testing.T) {
 	}
 }
 
+// TestIntegerOutOfRangeNamesColumnType: an integer past a smallint or
+// integer column's range is refused naming the column and its type, in
+// COPY's binary and text formats and under method insert: one beyond
+// int64 was refused as "out of range for bigint", whatever the column's
+// type; one within int64 went to PostgreSQL in the text format and under
+// insert, whose cast refused it naming no column there.
+func TestIntegerOutOfRangeNamesColumnType(t *testing.T) {
+	for _, v := range []struct{ name, method, amount string }{
+		{"copy-binary", "copy", "bigint"}, {"copy-text", "copy", "numeric"}, {"insert", "insert", "bigint"},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			exec(t, connect(t, dsn), "CREATE TABLE events (id bigint PRIMARY KEY, s smallint, i integer, amount "+v.amount+")")
+			s := startSink(t, config(dsn, map[string]any{"create": false, "method": v.method,
+				"columns": [][2]string{{"id", "id"}, {"s", "s"}, {"i", "i"}, {"amount", "amount"}}}))
+			rec := &recorder{}
+			handle(t, s, decoded(t, rec, `{"id":1,"s":32767,"i":-2147483648}`, `{"id":2,"s":9223372036854775808}`,
+				`{"id":3,"i":"1e19"}`, `{"id":4,"s":32768}`, `{"id":5,"i":-2147483649}`, `{"id":6,"i":-18446744073709551616}`))
+			acked, nacked := rec.results()
+			if acked != 1 || len(nacked) != 5 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			for seq, want := range map[uint64]string{
+				2: `stage "store": record 2: column "s" (field s): json.Number "9223372036854775808" is out of range for smallint`,
+				3: `stage "store": record 3: column "i" (field i): string "1e19" is out of range for integer`,
+				4: `stage "store": record 4: column "s" (field s): 32768 is out of range for smallint`,
+				5: `stage "store": record 5: column "i" (field i): -2147483649 is out of range for integer`,
+				6: `stage "store": record 6: column "i" (field i): json.Number "-18446744073709551616" is out of range for integer`,
+			} {
+				if err := nacked[seq]; err == nil || err.Error() != want || stage.ErrorClass(err) != "invalid" {
+					t.Errorf("record %d nacked with %v, want %s", seq, err, want)
+				}
+			}
+		})
+	}
+}
+
 // TestIntegerOutOfRange: an integer too large for an int64 is refused for
 // an integer column as out of range for bigint, not as "not an integer",
 // which read as a syntax error: digits, an integral float, and a JSON
@@ -136,7 +173,7 @@ func TestIntegerOutOfRange(t *testing.T) {
 		{stage.StringValue("-"), `string "-" is not an integer`},
 		{stage.FloatValue(1.5), `float64 "1.5" is not an integer`},
 	} {
-		if _, err := toInt(c.v); err == nil || err.Error() != c.want {
+		if _, err := toInt(c.v, binInt8); err == nil || err.Error() != c.want {
 			t.Errorf("toInt(%v): %v, want %s", c.v, err, c.want)
 		}
 	}

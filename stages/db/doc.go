@@ -84,7 +84,9 @@
 // bytes as they are, no escaping), as text otherwise and always with
 // method insert, which PostgreSQL parses for the column's type; values
 // that cannot be an integer, a number or a boolean for such a
-// column are refused before that, and the event is nacked at once with the
+// column, and an integer out of its column's range (`column "n" (field
+// n): 32768 is out of range for smallint`, also for one beyond int64),
+// are refused before that, and the event is nacked at once with the
 // reason. Every database call, and the wait for a COPY, runs inside
 // stage.Blocking, so a worker waiting on PostgreSQL gives its run slot to
 // another stage's work.

@@ -311,7 +311,7 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 		case s.insert:
 			t := pgtype.Text{}
 			if !null {
-				if r.scratch, err = appendValue(r.scratch[:0], v, c.kind); err == nil {
+				if r.scratch, err = appendValue(r.scratch[:0], v, c.kind, c.bin); err == nil {
 					t = pgtype.Text{String: string(r.scratch), Valid: true}
 				}
 			}
@@ -338,7 +338,7 @@ func (s *Sink) addRow(r *rows, ev *stage.Event) error {
 			case rawText(v, c.kind):
 				r.buf = appendCopy(r.buf, v.Bytes())
 			default:
-				if r.scratch, err = appendValue(r.scratch[:0], v, c.kind); err == nil {
+				if r.scratch, err = appendValue(r.scratch[:0], v, c.kind, c.bin); err == nil {
 					r.buf = appendCopy(r.buf, r.scratch)
 				}
 			}
