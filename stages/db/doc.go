@@ -191,7 +191,12 @@
 // refused: `, as the sink's own refusals do: `record 4 refused: column
 // "f4" (field f4): ERROR: "1e-50" is out of range for type real (SQLSTATE
 // 22003)`; the value COPY quotes is left
-// out. The insert method's casts name no column. These refusals are
+// out. Under method insert, whose casts (and the assignment to the
+// column after them) name no column, the sink finds it for a row refused
+// alone with a data exception: it writes each of the row's values alone
+// into a temporary table of the columns' types, in a transaction it rolls
+// back, and names the first that fails as the row did (a role that may
+// not make temporary tables gets no column named). These refusals are
 // bisected: classes 22 (data exception) and 23 (integrity constraint
 // violation); class 44 (a row outside the view it is written through,
 // which has WITH CHECK OPTION: method insert writes into a view); 54000 (a row too large for an index) and 54001 (a value

@@ -56,8 +56,8 @@ func TestFailedBatchNamesStageOnce(t *testing.T) {
 // refuses (COPY's context for a value out of range, ColumnName for a NOT
 // NULL violation), the record's reason names it and its field, as the
 // sink's own refusals do, before PostgreSQL's message and SQLSTATE, and
-// without the value COPY quotes. The insert method's casts name no
-// column for the value.
+// without the value COPY quotes. Under method insert, whose casts name no
+// column, the sink finds it (castColumn).
 func TestRefusalNamesColumn(t *testing.T) {
 	const outOfRange = `ERROR: "1e-50" is out of range for type real (SQLSTATE 22003)`
 	for _, v := range []struct {
@@ -67,7 +67,7 @@ func TestRefusalNamesColumn(t *testing.T) {
 	}{
 		{"copy", nil, `column "g4" (field g.four): ` + outOfRange},
 		{"copy-update", map[string]any{"conflict": "update"}, `column "g4" (field g.four): ` + outOfRange},
-		{"insert", map[string]any{"method": "insert"}, outOfRange},
+		{"insert", map[string]any{"method": "insert"}, `column "g4" (field g.four): ` + outOfRange},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			dsn := pg.NewDatabase(t)
@@ -125,5 +125,55 @@ func TestRefusedColumnReading(t *testing.T) {
 		if got := s.refusedColumn(&pgconn.PgError{Code: "22003", Where: where}); got != want {
 			t.Errorf("column of %q: %q, want %q", where, got, want)
 		}
+	}
+}
+
+// TestInsertCastRefusalNamesColumn: under method insert a value its
+// column's type refuses is cast in the INSERT (to uuid, timestamptz) or
+// assigned after it (varchar(3)'s length, numeric(4,1)'s precision), and
+// PostgreSQL's error names no column. The sink finds it, and the record's
+// reason names the column and its field before PostgreSQL's words; the
+// first refused column of a row with two, as PostgreSQL reports it. The
+// rest of the batch is stored. Before, the reason named no column.
+func TestInsertCastRefusalNamesColumn(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	db := connect(t, dsn)
+	exec(t, db, "CREATE TABLE events (id bigint PRIMARY KEY, u uuid, at timestamptz, v varchar(3), amount numeric(4,1), note text)")
+	s := startSink(t, config(dsn, map[string]any{"create": false, "method": "insert",
+		"columns": [][2]string{{"id", "id"}, {"u", "u"}, {"at", "at"}, {"v", "v"}, {"amount", "m.amount"}, {"note", "note"}}}))
+	rec := &recorder{}
+	var batch []*stage.Event
+	bad := map[int]map[string]any{
+		3:  {"u": "not-a-uuid"},
+		7:  {"at": "yesterday-ish"},
+		11: {"v": "abcd"},
+		13: {"m.amount": json.Number("12345")},
+		17: {"v": "toolong", "amount": json.Number("1"), "at": "nope"}, // at comes first
+	}
+	for i := range 20 {
+		fields := map[string]any{"u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "at": "2027-01-01T00:00:00Z", "v": "abc",
+			"m.amount": json.Number("123.4"), "note": "fine"}
+		maps.Copy(fields, bad[i])
+		batch = append(batch, record(rec, uint64(i), i, fields))
+	}
+	handle(t, s, batch)
+	acked, nacked := rec.results()
+	if acked != 15 || len(nacked) != 5 {
+		t.Fatalf("acked %d, nacked %v", acked, nacked)
+	}
+	for seq, want := range map[uint64]string{
+		3:  `column "u" (field u): ERROR: invalid input syntax for type uuid: "not-a-uuid" (SQLSTATE 22P02)`,
+		7:  `column "at" (field at): ERROR: invalid input syntax for type timestamp with time zone: "yesterday-ish" (SQLSTATE 22007)`,
+		11: `column "v" (field v): ERROR: value too long for type character varying(3) (SQLSTATE 22001)`,
+		13: `column "amount" (field m.amount): ERROR: numeric field overflow (SQLSTATE 22003)`,
+		17: `column "at" (field at): ERROR: invalid input syntax for type timestamp with time zone: "nope" (SQLSTATE 22007)`,
+	} {
+		if err := nacked[seq]; err == nil || err.Error() != `stage "store": record `+strconv.Itoa(int(seq))+` refused: `+want ||
+			stage.ErrorClass(err) != "database" {
+			t.Errorf("record %d nacked with %v, want %s", seq, err, want)
+		}
+	}
+	if n := count(t, db, "SELECT count(*) FROM events"); n != 15 {
+		t.Fatalf("%d rows stored, want 15", n)
 	}
 }

@@ -461,7 +461,11 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 				err = bad
 			}
 		}
-		r.evs[lo].Done(s.refusal(r.evs[lo], err))
+		name := s.refusedColumn(err)
+		if name == "" && s.insert {
+			name = s.castColumn(ctx, r, lo, err)
+		}
+		r.evs[lo].Done(s.refusalAt(r.evs[lo], name, err))
 		return nil
 	case badTextError(err):
 		if found, err := s.refuseBadText(ctx, r, lo, hi, idem); found {
@@ -749,7 +753,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // as the sink's own refusals name it (column "f4" (field f4): ...), so
 // that a table with several columns of a type shows which one.
 func (s *Sink) refusal(ev *stage.Event, err error) error {
-	if name := s.refusedColumn(err); name != "" {
+	return s.refusalAt(ev, s.refusedColumn(err), err)
+}
+
+// refusalAt is refusal with the column name refused ("": none named).
+func (s *Sink) refusalAt(ev *stage.Event, name string, err error) error {
+	if name != "" {
 		at := fmt.Sprintf("column %q", name)
 		for _, c := range s.cols {
 			if c.name == name {
@@ -773,7 +782,8 @@ var copyContext = regexp.MustCompile(`^COPY .*?, \S+ \d+, \S+ (.*)$`)
 // ColumnName (a NOT NULL violation sets it), or the column of COPY's
 // context (a value of the wrong syntax or out of range, found as COPY
 // reads it) when that is one of the sink's columns; "" when it names
-// none, as for a value the insert method's casts refuse. The value COPY
+// none, as for a value the insert method's casts refuse (castColumn
+// looks for that one). The value COPY
 // quotes in its context is not taken: it may be a secret.
 func (s *Sink) refusedColumn(err error) string {
 	var pe *pgconn.PgError
