@@ -8,9 +8,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stagedserver/seda/internal/poll"
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -173,5 +175,72 @@ func TestGroupKeepsToOneLayout(t *testing.T) {
 	}
 	if n := count("SELECT count(*) FROM events"); n != 5 {
 		t.Fatalf("%d rows stored, want the leader's 5", n)
+	}
+}
+
+// TestColumnTypeChangedUnderConcurrentWrites: four workers write batches
+// while a column is widened from integer to bigint under them, and once
+// it is, write ten batches more each with values only bigint holds.
+// Whatever the batches' order against the change (encoded before it and
+// written after, in a group with batches encoded after it), every record
+// is stored, with its value, and none is refused.
+func TestColumnTypeChangedUnderConcurrentWrites(t *testing.T) {
+	for _, v := range []struct{ name, conflict string }{{"copy", "error"}, {"upsert", "update"}} {
+		t.Run(v.name, func(t *testing.T) {
+			s, count, exec := reshapeSink(t, "copy", v.conflict, false)
+			rec := &recorder{}
+			var altered atomic.Bool
+			var sent, big atomic.Int64
+			const workers, after, size = 4, 10, 25
+			errs := make(chan error, workers)
+			for w := range workers {
+				go func() {
+					id, left := w*1_000_000, after
+					for left > 0 {
+						wide := altered.Load()
+						if wide {
+							left--
+						}
+						var batch []*stage.Event
+						for range size {
+							var n any = id
+							if wide {
+								n = json.Number(fmt.Sprint(3_000_000_000 + id))
+								big.Add(1)
+							}
+							batch = append(batch, reshapeRecord(rec, id, n, "c"))
+							id++
+						}
+						sent.Add(size)
+						ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+						err := s.Handle(ctx, batch, nil)
+						cancel()
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			poll.Until(t, "some batches stored", func() bool { acked, _ := rec.results(); return acked >= 10*size })
+			exec("ALTER TABLE events ALTER COLUMN n TYPE bigint")
+			altered.Store(true)
+			for range workers {
+				if err := <-errs; err != nil {
+					t.Fatalf("Handle: %v", err)
+				}
+			}
+			total := int(sent.Load())
+			if acked, nacked := rec.results(); acked != total || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %d (%v); want all %d stored", acked, len(nacked), nacked, total)
+			}
+			if n := count("SELECT count(*) FROM events WHERE n = id OR n = 3000000000 + id"); n != total {
+				t.Fatalf("%d rows with their n, want %d", n, total)
+			}
+			if n := count("SELECT count(*) FROM events WHERE n >= 3000000000"); n != int(big.Load()) || n != workers*after*size {
+				t.Fatalf("%d rows with a bigint n, want %d", n, workers*after*size)
+			}
+		})
 	}
 }
