@@ -129,18 +129,22 @@ func shapeSuspect(err error) bool {
 }
 
 // reshaped reports whether the table's columns now have other types than
-// those lay was made for: it reads the table's description, once for all
-// the workers that ask after the same failure, and when it differs makes
-// the new layout the sink's. A table or configured column that is missing
-// changes nothing here (a write meets that as 42P01 or 42703, an outage).
+// those lay was made for: it reads the table's description and, when it
+// differs, makes the new layout the sink's. The workers that ask take
+// turns, and one that asks after another made a new layout takes that
+// one without reading. A table or configured column that is missing
+// changes nothing here (a write meets that as 42P01 or 42703, an
+// outage). The new types are taken as the table has them, also where
+// `types` gives another, which Start would have refused: the rows
+// follow the table, and the log says what changed.
 func (s *Sink) reshaped(ctx context.Context, lay *layout) bool {
 	s.reshapeMu.Lock()
 	defer s.reshapeMu.Unlock()
 	if s.lay.Load() != lay {
 		return true // another worker read the new description
 	}
-	ctx, cancel := s.writeContext(ctx)
-	defer cancel(nil)
+	ctx, done := s.writeContext(ctx)
+	defer func() { _ = done(nil) }()
 	tbl := s.table.Sanitize()
 	oid, _, err := relation(ctx, s.pool, tbl)
 	if err != nil || oid == nil {
