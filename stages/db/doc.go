@@ -137,8 +137,11 @@
 // they changed, what is left of the batch is encoded again for the new
 // types and written, and a value that does not fit its column's new type
 // is refused as any other, naming the column (TestColumnTypeChangedRewritten).
-// The stage logs the change. A change the writes do not fail on is not
-// seen: COPY's binary format carries no types, and jsonb altered to text
+// While a column or the table is missing (42703, 42P01, held as above),
+// each retry first reads the types too, so that one added back with
+// another type gets rows encoded for it (jsonb added back as text stores
+// the record as it came). The stage logs the change. A change the writes
+// do not fail on is not seen otherwise: COPY's binary format carries no types, and jsonb altered to text
 // stores each value after jsonb's version byte (\x01), bigint altered to
 // numeric reads its 8 bytes as a numeric (0.00000); alter such a column
 // with the stage stopped, or restart it after.

@@ -142,6 +142,44 @@ func TestColumnTypeChangedRewritten(t *testing.T) {
 	}
 }
 
+// TestColumnBackWithAnotherTypeAfterOutage: a column dropped while the
+// stage runs holds its batch as an outage (42703); when it is added again
+// with another type, the batch is encoded for that type. jsonb added back
+// as text: COPY's binary format sent each record after jsonb's version
+// byte, which text stores without an error ("\x01{..."), and method
+// insert and an upsert cast it to jsonb first, storing jsonb's rewording
+// of the record; now the record is stored as it came, as into any text
+// column. Each retry of the outage reads the table's types.
+func TestColumnBackWithAnotherTypeAfterOutage(t *testing.T) {
+	for _, c := range []struct{ name, method, conflict string }{
+		{"copy", "copy", "error"}, {"insert", "insert", "error"}, {"upsert", "copy", "update"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dsn := pg.NewDatabase(t)
+			admin := connect(t, dsn)
+			s := startSink(t, config(dsn, map[string]any{"method": c.method, "conflict": c.conflict}))
+			rec := &recorder{}
+			handle(t, s, batchOf(rec, 0, 10))
+			exec(t, admin, "ALTER TABLE events DROP COLUMN body")
+			done, _ := heldWrite(t, s, rec, batchOf(rec, 10, 510), "42703")
+			exec(t, admin, "ALTER TABLE events ADD COLUMN body text")
+			if err := <-done; err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			if acked, nacked := rec.results(); acked != 510 || len(nacked) != 0 {
+				t.Fatalf("acked %d, nacked %v", acked, nacked)
+			}
+			if n := count(t, admin, `SELECT count(*) FROM events WHERE body = format('{"id":%s,"msg":"hello from the test suite","n":%s}', id, id)`); n != 500 {
+				var body string
+				if err := admin.QueryRow(context.Background(), "SELECT body FROM events WHERE id = 10").Scan(&body); err != nil {
+					t.Fatal(err)
+				}
+				t.Fatalf("%d of the 500 records stored as they came into the text column; record 10 is %q", n, body)
+			}
+		})
+	}
+}
+
 // TestGroupKeepsToOneLayout: a group's COPY is framed and written by its
 // leader's layout, so a batch encoded for another (a column changed type
 // while it waited in the queue) is not written in it, but told

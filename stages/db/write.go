@@ -554,6 +554,18 @@ func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool
 		if !ok {
 			return ctx.Err()
 		}
+		// A column or the table missing may come back with other types
+		// (DROP COLUMN, then ADD COLUMN of another type; the table made
+		// again), which the rows are not encoded for, and some of those
+		// COPY's binary format stores without an error (jsonb's version
+		// byte before text). So each retry of such an outage looks first.
+		if code := sqlState(err); code == "42703" || code == "42P01" {
+			var changed bool
+			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay) })
+			if changed {
+				return errReshaped
+			}
+		}
 	}
 }
 
