@@ -107,6 +107,20 @@ type Field struct {
 //     through next stages, routes and inline stages, up to the next
 //     decoder), or all=true when one of them may read any field; it then
 //     needs to set only those fields.
+//   - FieldsMade() (paths []string, open bool), on a Handler: the fields
+//     it sets, so that the loader (and New, and so pipectl lint and run)
+//     refuses a stage that reads a field (FieldsRead, shard_by) no event
+//     reaching it can carry: a filter on a misspelt syslog field, which
+//     would never match. A decoder's paths are all the fields the events
+//     it emits carry, or open=true when they come from the data
+//     (process.json's); any other handler's are the fields it adds to
+//     those of the events it is handed (none: a filter), or open=true when
+//     it may set any. A handler without it is taken to set any field, and
+//     so is a source. A read is refused only when every way to its stage
+//     passes a decoder whose set lacks the path (or a path it lies below,
+//     or one below it) and no handler after that decoder may set any
+//     field. The loader builds handlers to ask (and closes them); one it
+//     cannot build (a db.postgres without a dsn) is asked by New.
 //   - MaxWorkers() int, on a Handler: the most workers it can use at once
 //     (a database sink with a fixed connection pool): an auto pool starts
 //     with no more (rather than a worker per run slot) and the pool

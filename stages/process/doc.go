@@ -49,6 +49,12 @@
 // gets every field. A path finds a key spelled with dots ("log.level") as
 // well as a nested one, the whole key first.
 //
+// Each handler says which fields it sets (FieldsMade, see stage.Kind):
+// process.syslog its twelve, a closed set; process.json whatever the
+// record holds, an open one; process.filter and process.route none. So a
+// pipeline that reads after process.syslog a field it never sets (a
+// filter on "hostnme") is refused as it is loaded, with "did you mean".
+//
 // # Conditions
 //
 // process.filter's `if` and process.route's `routes[].if` are conditions:

@@ -23,7 +23,16 @@ var (
 	_ stage.Handler = (*filterHandler)(nil)
 	_ fieldReader   = (*filterHandler)(nil)
 	_ fieldReader   = (*routeHandler)(nil)
+	_ fieldMaker    = (*filterHandler)(nil)
+	_ fieldMaker    = (*routeHandler)(nil)
 )
+
+// FieldsMade: process.filter sets no field; an event leaves with the
+// fields it came with (see stage.Kind).
+func (h *filterHandler) FieldsMade() ([]string, bool) { return nil, false }
+
+// FieldsMade: process.route sets no field (see stage.Kind).
+func (h *routeHandler) FieldsMade() ([]string, bool) { return nil, false }
 
 // FieldsRead returns the paths the condition reads (see stage.Kind).
 func (h *filterHandler) FieldsRead() ([]string, bool) { return h.cond.Paths(), false }

@@ -34,7 +34,12 @@ var (
 	_ stage.Handler = (*jsonHandler)(nil)
 	_ projector     = (*jsonHandler)(nil)
 	_ fieldReader   = (*jsonHandler)(nil)
+	_ fieldMaker    = (*jsonHandler)(nil)
 )
+
+// FieldsMade: process.json's fields are the record's members, whatever
+// they are named, so its set is open (see stage.Kind).
+func (h *jsonHandler) FieldsMade() ([]string, bool) { return nil, true }
 
 func newJSON(cfg stage.Config, env stage.Env) (stage.Handler, error) {
 	req := cfg.Strings("require")

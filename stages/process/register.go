@@ -97,4 +97,8 @@ type (
 		fieldReader
 		Project(paths []string, all bool)
 	}
+	fieldMaker interface {
+		stage.Handler
+		FieldsMade() (paths []string, open bool)
+	}
 )

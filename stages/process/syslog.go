@@ -41,6 +41,7 @@ var (
 	_ stage.Handler = (*syslogHandler)(nil)
 	_ projector     = (*syslogHandler)(nil)
 	_ fieldReader   = (*syslogHandler)(nil)
+	_ fieldMaker    = (*syslogHandler)(nil)
 )
 
 func newSyslog(cfg stage.Config, env stage.Env) (stage.Handler, error) {
@@ -100,6 +101,14 @@ func (h *syslogHandler) Project(paths []string, all bool) {
 			}
 		}
 	}
+}
+
+// FieldsMade returns every field process.syslog may set (see
+// stage.Kind): a closed set, whatever the format and strict, since a
+// line's structured data stays one field of raw text (structured_data)
+// and its SD-PARAMs never become fields of their own.
+func (h *syslogHandler) FieldsMade() ([]string, bool) {
+	return append([]string(nil), syslogFieldNames[:]...), false
 }
 
 // FieldsRead: process.syslog reads only the payload (see stage.Kind).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -360,6 +361,40 @@ func TestSyslogProjection(t *testing.T) {
 	out, _, _ = run(t, h, `<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 - hello`)
 	if n := out.calls[0].ev.NumFields(); n != 10 {
 		t.Errorf("all fields: %d, want 10", n)
+	}
+}
+
+// FieldsMade is a closed set that holds every field process.syslog sets,
+// for the corpus of real senders, a line with every field and a line it
+// cannot parse: the loader refuses a stage after it that reads another
+// (pipeline's TestLoadRefusesAMisspeltSyslogField).
+func TestSyslogFieldsMade(t *testing.T) {
+	h := mustBuild(t, "process.syslog", nil).(*syslogHandler)
+	made, open := h.FieldsMade()
+	if open {
+		t.Fatal("FieldsMade: open, want the closed set of syslog's fields")
+	}
+	lines := []string{
+		`<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 [a@1 b="c"] hello`,
+		`not syslog at all`,
+	}
+	for _, e := range readSyslogCorpus(t) {
+		lines = append(lines, e.Line)
+	}
+	seen := map[string]bool{}
+	out, _, _ := run(t, h, lines...)
+	for _, c := range out.calls {
+		for name := range c.ev.Fields() {
+			seen[name] = true
+			if !slices.Contains(made, name) {
+				t.Errorf("field %q is set but not in FieldsMade %v", name, made)
+			}
+		}
+	}
+	for _, name := range made {
+		if !seen[name] {
+			t.Errorf("FieldsMade lists %q, which no line set", name)
+		}
 	}
 }
 
