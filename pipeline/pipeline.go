@@ -121,8 +121,10 @@ func (s state) String() string { return stateNames[s] }
 // New reports every problem it finds as Errors, each positioned at the
 // stage (or, for a constructor's *stage.FieldError, at the field) it is
 // about: an empty Name, unknown kinds, constructor failures, references to
-// unknown stages, references to a source, cycles, and an admin endpoint on
-// a non-loopback address without a token. When New fails, the handlers it
+// unknown stages, references to a source, cycles, a read of a field no
+// event reaching the stage can carry (as Parse reports it, here also for
+// a stage Parse could not build), and an admin endpoint on a
+// non-loopback address without a token. When New fails, the handlers it
 // had already constructed are closed. Check makes the checks that need no
 // stage built, alone.
 func New(cfg *Config, opts Options) (*Pipeline, error) {
@@ -173,14 +175,18 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	// Build every stage whose kind is known even when the topology is
 	// wrong, so that all the problems are reported at once.
 	built := make([]engine.Lifecycle, len(nodes))
+	handlers := make([]stage.Handler, len(nodes)) // for checkFields; nil for a source
 	for i, n := range nodes {
 		if n.kind == nil || !run[i] {
 			continue
 		}
-		if st, ok := p.build(n.cfg, n.kind, routes[i], fail); ok {
-			built[i] = st
+		if st, h, ok := p.build(n.cfg, n.kind, routes[i], fail); ok {
+			built[i], handlers[i] = st, h
 			p.byName[n.cfg.Name] = st.Stage()
 		}
+	}
+	if order != nil {
+		checkFields(nodes, routes, order, handlers, fail)
 	}
 	var queues []*queue
 	if len(errs) == 0 {
@@ -301,16 +307,11 @@ func plan(cfg *Config, opts Options, fail func(Pos, string, ...any)) (nodes []no
 // file, and a constructor that panics (a getter asked for a field the spec
 // lacks: a bug in the kind) is reported as the stage's error. routes are
 // the stages it may emit to (checkTopology's), for its Env.
-func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, routes []string, fail func(Pos, string, ...any)) (engine.Lifecycle, bool) {
+func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, routes []string, fail func(Pos, string, ...any)) (engine.Lifecycle, stage.Handler, bool) {
 	set := sc.Settings
 	set.Name, set.Kind = sc.Name, sc.Kind
 	set.Terminal = k.Terminal
-	slog := p.log.Named(sc.Name)
-	env := stage.Env{Stage: sc.Name, Logger: slog, Routes: routes, Settings: set.WithDefaults()}
-	env.MaxWorkers = env.Settings.Workers
-	if env.Settings.AutoWorkers {
-		env.MaxWorkers = engine.AutoWorkersCeiling(env.Settings.Concurrency)
-	}
+	env := stageEnv(set, routes, p.log.Named(sc.Name))
 	ctorErr := func(err error) {
 		var fe *stage.FieldError
 		if errors.As(err, &fe) {
@@ -320,14 +321,14 @@ func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, routes []string, fail f
 		fail(sc.Pos, "stage %q: %v", sc.Name, err)
 	}
 	if !checkSettings(sc, fail) {
-		return engine.Lifecycle{}, false
+		return engine.Lifecycle{}, nil, false
 	}
 	cfg, err := stage.Bind(k.Fields, sc.Config)
 	if err != nil {
 		for _, e := range unjoin(err) {
 			ctorErr(e)
 		}
-		return engine.Lifecycle{}, false
+		return engine.Lifecycle{}, nil, false
 	}
 	if sc.Transport != "" {
 		// queue.overflow is the stream's (the front refuses what it
@@ -337,12 +338,23 @@ func (p *Pipeline) build(sc *StageConfig, k *stage.Kind, routes []string, fail f
 		// acked records at their max_deliver-th delivery.
 		set.Overflow = port.Block
 	}
-	life, err := construct(k, cfg, env, set)
+	life, h, err := construct(k, cfg, env, set)
 	if err != nil {
 		ctorErr(err)
-		return engine.Lifecycle{}, false
+		return engine.Lifecycle{}, nil, false
 	}
-	return life, true
+	return life, h, true
+}
+
+// stageEnv is the Env a stage's constructor gets: set is the stage's
+// Settings with its name, kind and Terminal filled in.
+func stageEnv(set stage.Settings, routes []string, log *zap.Logger) stage.Env {
+	env := stage.Env{Stage: set.Name, Logger: log, Routes: routes, Settings: set.WithDefaults()}
+	env.MaxWorkers = env.Settings.Workers
+	if env.Settings.AutoWorkers {
+		env.MaxWorkers = engine.AutoWorkersCeiling(env.Settings.Concurrency)
+	}
+	return env
 }
 
 // checkSettings reports the common knobs of sc that are out of the
@@ -372,8 +384,9 @@ func checkSettings(sc *StageConfig, fail func(Pos, string, ...any)) bool {
 }
 
 // construct calls the kind's constructor, turning a panic into an error,
-// and makes the stage that runs what it returns.
-func construct(k *stage.Kind, cfg stage.Config, env stage.Env, set stage.Settings) (life engine.Lifecycle, err error) {
+// and makes the stage that runs what it returns; h is the handler, for a
+// kind that makes one.
+func construct(k *stage.Kind, cfg stage.Config, env stage.Env, set stage.Settings) (life engine.Lifecycle, h stage.Handler, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("kind %q: constructor panicked (a bug in the kind): %v", k.Name, v)
@@ -386,7 +399,7 @@ func construct(k *stage.Kind, cfg stage.Config, env stage.Env, set stage.Setting
 			err = fmt.Errorf("kind %q: constructor returned no source", k.Name)
 		}
 		if err != nil {
-			return life, err
+			return life, nil, err
 		}
 		_, life = engine.NewSourceStage(set, src, env.Logger)
 	case k.NewInput != nil:
@@ -395,20 +408,33 @@ func construct(k *stage.Kind, cfg stage.Config, env stage.Env, set stage.Setting
 			err = fmt.Errorf("kind %q: constructor returned no input", k.Name)
 		}
 		if err != nil {
-			return life, err
+			return life, nil, err
 		}
 		_, life = engine.NewInputStage(set, in, env.Logger)
 	default:
-		h, err := k.NewHandler(cfg, env)
-		if err == nil && h == nil {
-			err = fmt.Errorf("kind %q: constructor returned no handler", k.Name)
-		}
+		hd, err := newHandler(k, cfg, env)
 		if err != nil {
-			return life, err
+			return life, nil, err
 		}
+		h = hd
 		_, life = engine.NewHandlerStage(set, h, env.Logger)
 	}
-	return life, nil
+	return life, h, nil
+}
+
+// newHandler calls k's NewHandler, turning a panic, or no handler and no
+// error, into an error.
+func newHandler(k *stage.Kind, cfg stage.Config, env stage.Env) (h stage.Handler, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			h, err = nil, fmt.Errorf("kind %q: constructor panicked (a bug in the kind): %v", k.Name, v)
+		}
+	}()
+	h, err = k.NewHandler(cfg, env)
+	if err == nil && h == nil {
+		err = fmt.Errorf("kind %q: constructor returned no handler", k.Name)
+	}
+	return h, err
 }
 
 // unjoin returns the errors joined in err (errors.Join), or err itself.

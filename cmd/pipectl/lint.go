@@ -23,8 +23,10 @@ func newLintCmd() *cobra.Command {
 		Use:   "lint FILE...",
 		Short: "Check pipeline files; print FILE:LINE:COL: message for each problem",
 		Long: `Lint loads each file as run would, strictly (unknown keys and kinds, dangling
-next names, missing fields, bad sizes and durations), and builds every stage
-without starting it, so that each kind checks its own fields. It prints every
+next names, missing fields, bad sizes and durations, a field read that no
+decoder before the stage sets: a filter on a misspelt syslog field), and
+builds every stage without starting it, so that each kind checks its own
+fields. It prints every
 problem as FILE:LINE:COL: message and exits 1 if there was any, else prints
 "ok". Warnings (FILE:LINE:COL: warning: ...: a stage nothing routes to,
 a store behind a NATS queue that a redelivery would harm, with --stages a

@@ -34,6 +34,37 @@ func TestLintBad(t *testing.T) {
 	}
 }
 
+// A read of a field no decoder before it makes is a problem: a filter's
+// (found by the loader) and a db.postgres column's with no dsn (found as
+// lint builds the stage with a stand-in dsn), each at its key.
+func TestLintMisspeltField(t *testing.T) {
+	const head = `name: f
+stages:
+  in: {kind: netio.udp, listen: 127.0.0.1:0, next: parse}
+  parse: {kind: process.syslog, next: keep}
+`
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, body, want string }{
+		{"filter", `  keep: {kind: process.filter, if: 'hostnme == "a"', next: store}
+  store: {kind: db.postgres, table: logs, columns: {host: hostname}}
+`, `filter.yaml:5:36: stage "keep": if: field "hostnme" is never set on the events that reach it (did you mean "hostname"?); their fields are made by stage "parse" (process.syslog): pri, facility, severity, version, timestamp, hostname, app_name, procid, msgid, structured_data, msg, parse_error`},
+		{"column", `  keep: {kind: process.filter, if: 'hostname == "a"', next: store}
+  store: {kind: db.postgres, table: logs, columns: {host: hostname, app: app_nme}}
+`, `column.yaml:6:74: stage "store": columns.app: field "app_nme" is never set on the events that reach it (did you mean "app_name"?); their fields are made by stage "parse" (process.syslog): pri, facility, severity, version, timestamp, hostname, app_name, procid, msgid, structured_data, msg, parse_error`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, tc.name+".yaml")
+			if err := os.WriteFile(file, []byte(head+tc.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, _ := runCLI(t, "lint", file)
+			if want := filepath.Join(dir, tc.want) + "\n"; code != 1 || out != want {
+				t.Errorf("exit %d, stdout %q; want exit 1 and %q", code, out, want)
+			}
+		})
+	}
+}
+
 func TestLintSeveralFiles(t *testing.T) {
 	code, out, _ := runCLI(t, "lint", filepath.Join("..", "..", "pipeline.yaml"), filepath.Join("testdata", "missing.yaml"))
 	if code != 1 || !strings.Contains(out, "testdata/missing.yaml: ") || strings.Contains(out, "ok") {
