@@ -28,7 +28,7 @@ import (
 // something returns then. A handler need not Flush out: the runtime does
 // once Handle returns. A handler that retries calls itself reports each
 // attempt with ReportAttempt. Kind lists the optional methods a handler may
-// have (Start, Close, FieldsRead, Project, MaxWorkers).
+// have (Start, Close, FieldsRead, FieldsMade, Project, MaxWorkers).
 type Handler interface {
 	Handle(ctx context.Context, batch []*Event, out Emitter) error
 }
