@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"github.com/stagedserver/seda/stage"
 )
 
@@ -234,39 +232,4 @@ func names(text, p string) bool {
 		}
 	}
 	return false
-}
-
-// loadHandlers constructs the handlers of the stages of kinds that have
-// one, for the loader's field check (checkFields), as New would but with
-// no logger; nil where a stage has none or its constructor fails (New
-// reports why). A constructor starts nothing (stage.Kind), so making them
-// twice, here and in New, costs only the making. closeHandlers releases
-// them.
-func loadHandlers(nodes []node, routes [][]string) []stage.Handler {
-	hs := make([]stage.Handler, len(nodes))
-	for i, n := range nodes {
-		if n.kind == nil || n.kind.NewHandler == nil {
-			continue
-		}
-		cfg, err := stage.Bind(n.kind.Fields, n.cfg.Config)
-		if err != nil {
-			continue
-		}
-		set := n.cfg.Settings
-		set.Name, set.Kind, set.Terminal = n.cfg.Name, n.cfg.Kind, n.kind.Terminal
-		if h, err := newHandler(n.kind, cfg, stageEnv(set, routes[i], zap.NewNop())); err == nil {
-			hs[i] = h
-		}
-	}
-	return hs
-}
-
-// closeHandlers closes the handlers loadHandlers made that have Close;
-// a failure or a panic there is no problem of the file.
-func closeHandlers(hs []stage.Handler) {
-	for _, h := range hs {
-		if c, ok := h.(interface{ Close() error }); ok {
-			_ = protect(c.Close)
-		}
-	}
 }

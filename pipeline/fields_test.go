@@ -1,14 +1,16 @@
 package pipeline_test
 
-// This file tests the check that a stage reads only fields that can reach
-// it, with the real kinds: a misspelt syslog field is refused at its key,
-// with a suggestion; what may be set (a syslog field, any field after
-// process.json or process.func, a raw record) never is.
+// This file tests the check New makes that a stage reads only fields that
+// can reach it, with the real kinds: a misspelt syslog field is refused at
+// its key, with a suggestion; what may be set (a syslog field, any field
+// after process.json or process.func, a raw record) never is. Parse
+// builds no handler to make it.
 
 import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -56,13 +58,19 @@ stages:
     columns: ` + columns + "\n"
 }
 
-// loadErrors loads text and returns its errors, each as
-// FILE:LINE:COL: message.
-func loadErrors(t *testing.T, text string) []string {
+// newErrors parses text and builds it with New, and returns the errors of
+// either, each as FILE:LINE:COL: message.
+func newErrors(t *testing.T, text string) []string {
 	t.Helper()
-	_, err := pipeline.Parse("fields.yaml", []byte(text), fieldsRegistry(t), nil)
+	reg := fieldsRegistry(t)
+	cfg, err := pipeline.Parse("fields.yaml", []byte(text), reg, nil)
 	if err == nil {
-		return nil
+		var p *pipeline.Pipeline
+		p, err = pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
+		if err == nil {
+			_, _ = p.Stop(context.Background()) // before Start: closes the handlers
+			return nil
+		}
 	}
 	var errs pipeline.Errors
 	if !errors.As(err, &errs) {
@@ -77,7 +85,7 @@ func loadErrors(t *testing.T, text string) []string {
 
 const syslogFields = "pri, facility, severity, version, timestamp, hostname, app_name, procid, msgid, structured_data, msg, parse_error"
 
-func TestLoadRefusesAMisspeltSyslogField(t *testing.T) {
+func TestNewRefusesAMisspeltSyslogField(t *testing.T) {
 	text := fieldsFile(`  parse:
     kind: process.syslog
     next: keep
@@ -86,14 +94,14 @@ func TestLoadRefusesAMisspeltSyslogField(t *testing.T) {
     if: 'msg contains "hostnme" and hostnme == "a"'
     next: store
 `, "{host: hostname, body: $}")
-	got := loadErrors(t, text)
+	got := newErrors(t, text)
 	want := `fields.yaml:12:9: stage "keep": if: field "hostnme" is never set on the events that reach it (did you mean "hostname"?); their fields are made by stage "parse" (process.syslog): ` + syslogFields
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }
 
-func TestLoadRefusesAMisspeltFieldWithoutANearOne(t *testing.T) {
+func TestNewRefusesAMisspeltFieldWithoutANearOne(t *testing.T) {
 	text := fieldsFile(`  parse:
     kind: process.syslog
     next: keep
@@ -102,14 +110,14 @@ func TestLoadRefusesAMisspeltFieldWithoutANearOne(t *testing.T) {
     if: 'hots == "a"'
     next: store
 `, "{host: hostname}")
-	got := loadErrors(t, text)
+	got := newErrors(t, text)
 	want := `fields.yaml:12:9: stage "keep": if: field "hots" is never set on the events that reach it; their fields are made by stage "parse" (process.syslog): ` + syslogFields
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }
 
-func TestLoadRefusesAMisspeltFieldInARoute(t *testing.T) {
+func TestNewRefusesAMisspeltFieldInARoute(t *testing.T) {
 	text := fieldsFile(`  parse:
     kind: process.syslog
     next: split
@@ -121,14 +129,14 @@ func TestLoadRefusesAMisspeltFieldInARoute(t *testing.T) {
       - if: 'app_nam == "cron"'
         next: store
 `, "{host: hostname}")
-	got := loadErrors(t, text)
+	got := newErrors(t, text)
 	want := `fields.yaml:15:13: stage "split": routes.1.if: field "app_nam" is never set on the events that reach it (did you mean "app_name"?); their fields are made by stage "parse" (process.syslog): ` + syslogFields
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }
 
-func TestLoadRefusesAMisspeltColumnField(t *testing.T) {
+func TestNewRefusesAMisspeltColumnField(t *testing.T) {
 	// Through a filter, which keeps the fields it is handed.
 	text := fieldsFile(`  parse:
     kind: process.syslog
@@ -138,20 +146,20 @@ func TestLoadRefusesAMisspeltColumnField(t *testing.T) {
     if: 'severity < 4'
     next: store
 `, "{host: hostname, app: appname, body: $}")
-	got := loadErrors(t, text)
+	got := newErrors(t, text)
 	want := `fields.yaml:18:36: stage "store": columns.app: field "appname" is never set on the events that reach it (did you mean "app_name"?); their fields are made by stage "parse" (process.syslog): ` + syslogFields
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }
 
-func TestLoadRefusesAMisspeltShardByField(t *testing.T) {
+func TestNewRefusesAMisspeltShardByField(t *testing.T) {
 	text := fieldsFile(`  parse:
     kind: process.syslog
     next: store
 `, "{host: hostname}")
 	text = strings.Replace(text, "    table: logs\n", "    table: logs\n    shard_by: [hostname, host]\n", 1)
-	got := loadErrors(t, text)
+	got := newErrors(t, text)
 	want := `fields.yaml:14:26: stage "store": shard_by.1: field "host" is never set on the events that reach it; their fields are made by stage "parse" (process.syslog): ` + syslogFields
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
@@ -159,7 +167,7 @@ func TestLoadRefusesAMisspeltShardByField(t *testing.T) {
 }
 
 // What may be set is never refused.
-func TestLoadKeepsFieldsThatMayBeSet(t *testing.T) {
+func TestNewKeepsFieldsThatMayBeSet(t *testing.T) {
 	for _, tc := range []struct{ name, middle, columns string }{
 		{"syslog fields", `  parse:
     kind: process.syslog
@@ -213,7 +221,7 @@ func TestLoadKeepsFieldsThatMayBeSet(t *testing.T) {
 `, "{level: level}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := loadErrors(t, fieldsFile(tc.middle, tc.columns)); len(got) > 0 {
+			if got := newErrors(t, fieldsFile(tc.middle, tc.columns)); len(got) > 0 {
 				t.Fatalf("refused:\n%s", strings.Join(got, "\n"))
 			}
 		})
@@ -222,7 +230,7 @@ func TestLoadKeepsFieldsThatMayBeSet(t *testing.T) {
 
 // Two decoders with closed sets: a field neither makes is refused, and
 // the message names both.
-func TestLoadRefusesAFieldNoneOfTwoDecodersMakes(t *testing.T) {
+func TestNewRefusesAFieldNoneOfTwoDecodersMakes(t *testing.T) {
 	text := fieldsFile(`  parse:
     kind: process.route
     routes:
@@ -242,38 +250,82 @@ func TestLoadRefusesAFieldNoneOfTwoDecodersMakes(t *testing.T) {
     if: 'hostname == "x" or level == "error"'
     next: store
 `, "{host: hostname}")
-	got := loadErrors(t, text)
+	got := newErrors(t, text)
 	want := `fields.yaml:23:9: stage "keep": if: field "level" is never set on the events that reach it; their fields are made by stage "a" (process.syslog) and stage "b" (process.syslog): ` + syslogFields
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }
 
-// A db.postgres with no dsn is not built by the loader (its constructor
-// wants one; pipectl lint and run give it one): New, which builds it,
-// refuses its misspelt column, as pipectl lint does.
-func TestNewRefusesAMisspeltColumnField(t *testing.T) {
-	text := strings.Replace(fieldsFile(`  parse:
-    kind: process.syslog
-    next: store
-`, "{host: hostnme}"), "    dsn: postgres://u@127.0.0.1:1/db\n", "", 1)
+// sharedSink is the one handler of every stage of its kind, as a test's
+// kind hands out its own sink: it counts the times it is made and
+// closed.
+type sharedSink struct{ made, closed atomic.Int32 }
+
+func (s *sharedSink) Handle(_ context.Context, batch []*stage.Event, _ stage.Emitter) error {
+	for _, ev := range batch {
+		ev.Done(nil)
+	}
+	return nil
+}
+
+func (s *sharedSink) Close() error { s.closed.Add(1); return nil }
+
+// Parse builds no handler: it built them all to ask what they read and
+// make, and closed them, so a kind that hands out one shared handler
+// had it closed before New handed it to its stage (and stage.Kind says
+// Close comes once, after the stage's workers). New makes the check.
+func TestParseBuildsNoHandler(t *testing.T) {
 	reg := fieldsRegistry(t)
-	cfg, err := pipeline.Parse("fields.yaml", []byte(text), reg, nil)
+	sink := &sharedSink{}
+	if err := reg.Register(stage.Kind{Name: "test.shared", Terminal: true,
+		NewHandler: func(stage.Config, stage.Env) (stage.Handler, error) { sink.made.Add(1); return sink, nil }}); err != nil {
+		t.Fatal(err)
+	}
+	text := `name: shared
+stages:
+  in: {kind: netio.udp, listen: 127.0.0.1:0, next: parse}
+  parse: {kind: process.syslog, next: keep}
+  keep: {kind: process.filter, if: 'hostname == "a"', next: sink}
+  sink: {kind: test.shared}
+`
+	cfg, err := pipeline.Parse("shared.yaml", []byte(text), reg, nil)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	for _, sc := range cfg.Stages {
-		if sc.Name == "store" {
-			sc.Config.Set("dsn", "postgres://u@127.0.0.1:1/db")
-		}
+	if m, c := sink.made.Load(), sink.closed.Load(); m != 0 || c != 0 {
+		t.Fatalf("Parse made the shared handler %d times and closed it %d times; want neither", m, c)
 	}
 	p, err := pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
-	if err == nil {
-		_, _ = p.Stop(context.Background())
-		t.Fatal("New built a pipeline whose column reads a field nothing sets")
+	if err != nil {
+		t.Fatalf("New: %v", err)
 	}
-	want := `fields.yaml:13:21: stage "store": columns.host: field "hostnme" is never set on the events that reach it (did you mean "hostname"?); their fields are made by stage "parse" (process.syslog): ` + syslogFields
-	if err.Error() != want {
-		t.Fatalf("New: %v\nwant: %s", err, want)
+	if c := sink.closed.Load(); c != 0 {
+		t.Errorf("New handed back a pipeline whose handler was closed %d times", c)
+	}
+	if _, err := p.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if m, c := sink.made.Load(), sink.closed.Load(); m != 1 || c != 1 {
+		t.Errorf("after New and Stop: made %d times, closed %d times; want once each", m, c)
+	}
+}
+
+// The check is New's, on the handlers it built: a misspelt field is
+// refused by New, and Parse lets it through.
+func TestParseLeavesTheFieldCheckToNew(t *testing.T) {
+	text := fieldsFile(`  parse:
+    kind: process.syslog
+    next: keep
+  keep:
+    kind: process.filter
+    if: 'hots == "a"'
+    next: store
+`, "{host: hostname}")
+	if _, err := pipeline.Parse("fields.yaml", []byte(text), fieldsRegistry(t), nil); err != nil {
+		t.Fatalf("Parse: %v; want the check left to New", err)
+	}
+	if got := newErrors(t, text); len(got) != 1 {
+		t.Fatalf("New: %q; want one error", got)
 	}
 }

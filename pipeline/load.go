@@ -47,11 +47,10 @@ func Load(file string, reg *stage.Registry) (*Config, error) {
 //
 // Loading is strict: unknown keys, unknown kinds, values of the wrong type,
 // bad sizes and durations, missing required fields, routes to stages that
-// do not exist, cycles and misplaced inline or source stages are errors,
-// and so is a stage reading a field that no event reaching it can carry
-// (a filter on a misspelt syslog field; see stage.Kind's FieldsMade):
-// Parse builds the handlers to ask them (their constructors start
-// nothing), and closes them.
+// do not exist, cycles and misplaced inline or source stages are errors.
+// Parse builds nothing: a check that needs the stages' handlers (a stage
+// reading a field that no event reaching it can carry, a kind's own checks
+// of its fields) is New's.
 // When there is any, Parse returns a nil Config and an Errors holding every
 // problem found, sorted by position, each with its file, line and column.
 func Parse(file string, data []byte, reg *stage.Registry, lookupEnv func(string) (string, bool)) (*Config, error) {
@@ -333,16 +332,9 @@ func (l *loader) load(data []byte) *Config {
 		for _, n := range nodes {
 			cfg.Stages = append(cfg.Stages, n.cfg)
 		}
-		routes, order := checkTopology(nodes, l.errAt)
+		routes, _ := checkTopology(nodes, l.errAt)
 		for i, n := range nodes {
 			n.cfg.Routes = routes[i]
-		}
-		if order != nil {
-			// The only check here that needs the stages' handlers: a
-			// field read that no event can carry (fields.go).
-			hs := loadHandlers(nodes, routes)
-			checkFields(nodes, routes, order, hs, l.errAt)
-			closeHandlers(hs)
 		}
 	}
 	return cfg

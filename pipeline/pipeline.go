@@ -122,9 +122,9 @@ func (s state) String() string { return stateNames[s] }
 // stage (or, for a constructor's *stage.FieldError, at the field) it is
 // about: an empty Name, unknown kinds, constructor failures, references to
 // unknown stages, references to a source, cycles, a read of a field no
-// event reaching the stage can carry (as Parse reports it, here also for
-// a stage Parse could not build), and an admin endpoint on a
-// non-loopback address without a token. When New fails, the handlers it
+// event reaching the stage can carry (fields.go: it asks the handlers New
+// built; Parse builds none, so this is the only place it is made), and an
+// admin endpoint on a non-loopback address without a token. When New fails, the handlers it
 // had already constructed are closed. Check makes the checks that need no
 // stage built, alone.
 func New(cfg *Config, opts Options) (*Pipeline, error) {
@@ -412,29 +412,16 @@ func construct(k *stage.Kind, cfg stage.Config, env stage.Env, set stage.Setting
 		}
 		_, life = engine.NewInputStage(set, in, env.Logger)
 	default:
-		hd, err := newHandler(k, cfg, env)
+		h, err = k.NewHandler(cfg, env)
+		if err == nil && h == nil {
+			err = fmt.Errorf("kind %q: constructor returned no handler", k.Name)
+		}
 		if err != nil {
 			return life, nil, err
 		}
-		h = hd
 		_, life = engine.NewHandlerStage(set, h, env.Logger)
 	}
 	return life, h, nil
-}
-
-// newHandler calls k's NewHandler, turning a panic, or no handler and no
-// error, into an error.
-func newHandler(k *stage.Kind, cfg stage.Config, env stage.Env) (h stage.Handler, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			h, err = nil, fmt.Errorf("kind %q: constructor panicked (a bug in the kind): %v", k.Name, v)
-		}
-	}()
-	h, err = k.NewHandler(cfg, env)
-	if err == nil && h == nil {
-		err = fmt.Errorf("kind %q: constructor returned no handler", k.Name)
-	}
-	return h, err
 }
 
 // unjoin returns the errors joined in err (errors.Join), or err itself.

@@ -53,7 +53,8 @@
 // process.syslog its twelve, a closed set; process.json whatever the
 // record holds, an open one; process.filter and process.route none. So a
 // pipeline that reads after process.syslog a field it never sets (a
-// filter on "hostnme") is refused as it is loaded, with "did you mean".
+// filter on "hostnme") is refused as it is built (pipeline.New, and so
+// pipectl lint and run), with "did you mean".
 //
 // # Conditions
 //
