@@ -23,6 +23,15 @@ import (
 // come from the data (process.json), a stage not built (not run here, or
 // its constructor failed) and a stage nothing routes to make the fields
 // reaching a stage open, and then nothing is refused.
+//
+// A sink's read (a db.postgres column) is a warning, not an error: a sink
+// stores a missing field as missing (a column's NULL), which db.postgres
+// documents as valid, and one table may be fed by a syslog branch and a
+// JSON branch through two stores sharing one column map (a YAML anchor),
+// where the syslog store's JSON-only column is NULL by design. A read that
+// decides where an event goes (a condition: if, routes.N.if) or how events
+// are ordered (shard_by) is still an error: there a missing field is a
+// filter that never matches.
 
 // Optional methods of a handler (see stage.Kind).
 type (
@@ -82,12 +91,12 @@ func (a *reach) has(path string) bool {
 	return false
 }
 
-// checkFields reports, through errAt, each field a stage reads that no
-// event reaching it can carry (see above). handlers are the stages'
-// handlers, by index into nodes (nil: not built, or not a handler);
-// routes and order are checkTopology's (order nil, a cycle: nothing is
-// checked).
-func checkFields(nodes []node, routes [][]string, order []int, handlers []stage.Handler, errAt func(Pos, string, ...any)) {
+// checkFields reports each field a stage reads that no event reaching it
+// can carry (see above): a sink's through warnAt, any other through errAt.
+// handlers are the stages' handlers, by index into nodes (nil: not built,
+// or not a handler); routes and order are checkTopology's (order nil, a
+// cycle: nothing is checked).
+func checkFields(nodes []node, routes [][]string, order []int, handlers []stage.Handler, errAt, warnAt func(Pos, string, ...any)) {
 	index := make(map[string]int, len(nodes))
 	for i, n := range nodes {
 		index[n.cfg.Name] = i
@@ -100,7 +109,7 @@ func checkFields(nodes []node, routes [][]string, order []int, handlers []stage.
 		}
 		n, h := nodes[i], handlers[i]
 		if !r.open {
-			checkReads(n, h, r, errAt)
+			checkReads(n, h, r, errAt, warnAt)
 		}
 		out := made(n, h, r)
 		for _, to := range routes[i] {
@@ -135,16 +144,18 @@ func made(n node, h stage.Handler, r *reach) *reach {
 }
 
 // checkReads reports the paths stage n reads (its shard_by, its handler's
-// FieldsRead) that r lacks, each at the key that names it.
-func checkReads(n node, h stage.Handler, r *reach, errAt func(Pos, string, ...any)) {
+// FieldsRead) that r lacks, each at the key that names it: through warnAt
+// what a sink (Kind.Terminal) reads, the fields it stores, and through
+// errAt the rest.
+func checkReads(n node, h stage.Handler, r *reach, errAt, warnAt func(Pos, string, ...any)) {
 	sc := n.cfg
-	report := func(key, path string) {
-		errAt(posOr(sc.FieldPos, key, sc.Pos), "stage %q: %s: field %q is never set on the events that reach it%s; their fields are made by %s: %s",
-			sc.Name, key, path, suggest(path, r.fields), strings.Join(r.by, " and "), listOrNone(r.fields))
+	report := func(to func(Pos, string, ...any), key, path, so string) {
+		to(posOr(sc.FieldPos, key, sc.Pos), "stage %q: %s: field %q is never set on the events that reach it%s%s; their fields are made by %s: %s",
+			sc.Name, key, path, suggest(path, r.fields), so, strings.Join(r.by, " and "), listOrNone(r.fields))
 	}
 	for i, p := range sc.Settings.ShardBy {
 		if p != "$" && !r.has(p) {
-			report("shard_by."+strconv.Itoa(i), p)
+			report(errAt, "shard_by."+strconv.Itoa(i), p, "")
 		}
 	}
 	fr, ok := h.(fieldsReader)
@@ -165,7 +176,11 @@ func checkReads(n node, h stage.Handler, r *reach, errAt func(Pos, string, ...an
 		if !found {
 			key = "reads"
 		}
-		report(key, p)
+		if n.kind.Terminal {
+			report(warnAt, key, p, ", so the sink stores it as missing (a column: NULL) for every event")
+		} else {
+			report(errAt, key, p, "")
+		}
 	}
 }
 

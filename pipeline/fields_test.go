@@ -62,25 +62,36 @@ stages:
 // either, each as FILE:LINE:COL: message.
 func newErrors(t *testing.T, text string) []string {
 	t.Helper()
+	errs, _ := newProblems(t, text)
+	return errs
+}
+
+// newProblems parses text and builds it with New, and returns the errors
+// of either and the warnings of New (Pipeline.Warnings), each as
+// FILE:LINE:COL: message.
+func newProblems(t *testing.T, text string) (errs, warns []string) {
+	t.Helper()
 	reg := fieldsRegistry(t)
 	cfg, err := pipeline.Parse("fields.yaml", []byte(text), reg, nil)
 	if err == nil {
 		var p *pipeline.Pipeline
 		p, err = pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop()})
 		if err == nil {
+			for _, w := range p.Warnings() {
+				warns = append(warns, w.Error())
+			}
 			_, _ = p.Stop(context.Background()) // before Start: closes the handlers
-			return nil
+			return nil, warns
 		}
 	}
-	var errs pipeline.Errors
-	if !errors.As(err, &errs) {
+	var es pipeline.Errors
+	if !errors.As(err, &es) {
 		t.Fatalf("want pipeline.Errors, got %v", err)
 	}
-	var out []string
-	for _, e := range errs {
-		out = append(out, e.Error())
+	for _, e := range es {
+		errs = append(errs, e.Error())
 	}
-	return out
+	return errs, nil
 }
 
 const syslogFields = "pri, facility, severity, version, timestamp, hostname, app_name, procid, msgid, structured_data, msg, parse_error"
@@ -136,7 +147,9 @@ func TestNewRefusesAMisspeltFieldInARoute(t *testing.T) {
 	}
 }
 
-func TestNewRefusesAMisspeltColumnField(t *testing.T) {
+// A sink's read of a field nothing sets is a warning: db.postgres stores
+// a missing field as NULL, as it documents.
+func TestNewWarnsOfAMisspeltColumnField(t *testing.T) {
 	// Through a filter, which keeps the fields it is handed.
 	text := fieldsFile(`  parse:
     kind: process.syslog
@@ -146,10 +159,53 @@ func TestNewRefusesAMisspeltColumnField(t *testing.T) {
     if: 'severity < 4'
     next: store
 `, "{host: hostname, app: appname, body: $}")
-	got := newErrors(t, text)
-	want := `fields.yaml:18:36: stage "store": columns.app: field "appname" is never set on the events that reach it (did you mean "app_name"?); their fields are made by stage "parse" (process.syslog): ` + syslogFields
-	if len(got) != 1 || got[0] != want {
-		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	errs, warns := newProblems(t, text)
+	want := `fields.yaml:18:36: warning: stage "store": columns.app: field "appname" is never set on the events that reach it (did you mean "app_name"?), so the sink stores it as missing (a column: NULL) for every event; their fields are made by stage "parse" (process.syslog): ` + syslogFields
+	if len(errs) > 0 || len(warns) != 1 || warns[0] != want {
+		t.Fatalf("errors:\n%s\nwarnings:\n%s\nwant no error and the warning:\n%s", strings.Join(errs, "\n"), strings.Join(warns, "\n"), want)
+	}
+}
+
+// One table fed by a syslog branch and a JSON branch, through two stores
+// that share their column map by a YAML anchor: the syslog store's
+// "user" is NULL by design. New builds it, and warns.
+func TestNewWarnsOfAColumnSharedByAnAnchor(t *testing.T) {
+	text := `name: shared
+stages:
+  in:
+    kind: netio.udp
+    listen: 127.0.0.1:0
+    next: split
+  split:
+    kind: process.route
+    routes:
+      - if: '$ contains "{"'
+        next: json
+    default: sys
+  json:
+    kind: process.json
+    next: store_json
+  sys:
+    kind: process.syslog
+    next: store_sys
+  store_json:
+    kind: db.postgres
+    dsn: postgres://u@127.0.0.1:1/db
+    table: logs
+    columns: &cols {host: hostname, user: user, body: $}
+  store_sys:
+    kind: db.postgres
+    dsn: postgres://u@127.0.0.1:1/db
+    table: logs
+    columns: *cols
+`
+	errs, warns := newProblems(t, text)
+	if len(errs) > 0 {
+		t.Fatalf("New refused a column db.postgres documents as NULL:\n%s", strings.Join(errs, "\n"))
+	}
+	want := `warning: stage "store_sys": columns.user: field "user" is never set on the events that reach it, so the sink stores it as missing (a column: NULL) for every event; their fields are made by stage "sys" (process.syslog): ` + syslogFields
+	if len(warns) != 1 || !strings.HasSuffix(warns[0], ": "+want) {
+		t.Fatalf("warnings:\n%s\nwant one ending:\n%s", strings.Join(warns, "\n"), want)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +71,7 @@ type Pipeline struct {
 	series   []stats.Series       // the series the queue transports declare, for /metrics
 	mem      *engine.Memory       // the bytes of records held, against memory_limit (memory.go)
 	behind   []behind             // stages fed by a transport's consumer: started in the background
+	warnings Errors               // what New allowed but is likely a mistake (Warnings)
 
 	// start serialises Start against the beginning of Stop, so that Stop
 	// sees a pipeline that is either not started or completely started.
@@ -124,7 +126,9 @@ func (s state) String() string { return stateNames[s] }
 // unknown stages, references to a source, cycles, a read of a field no
 // event reaching the stage can carry (fields.go: it asks the handlers New
 // built; Parse builds none, so this is the only place it is made), and an
-// admin endpoint on a non-loopback address without a token. When New fails, the handlers it
+// admin endpoint on a non-loopback address without a token. Such a read
+// by a sink (a db.postgres column, which stores a missing field as NULL)
+// is no error but a warning, which the Pipeline's Warnings returns. When New fails, the handlers it
 // had already constructed are closed. Check makes the checks that need no
 // stage built, alone.
 func New(cfg *Config, opts Options) (*Pipeline, error) {
@@ -186,7 +190,9 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 		}
 	}
 	if order != nil {
-		checkFields(nodes, routes, order, handlers, fail)
+		checkFields(nodes, routes, order, handlers, fail, func(pos Pos, format string, args ...any) {
+			p.warnings = append(p.warnings, &Error{Pos: pos, Msg: stage.Redact("warning: " + fmt.Sprintf(format, args...))})
+		})
 	}
 	var queues []*queue
 	if len(errs) == 0 {
@@ -219,6 +225,14 @@ func New(cfg *Config, opts Options) (*Pipeline, error) {
 	p.stopCalled = make(chan struct{})
 	return p, nil
 }
+
+// Warnings returns what New allowed but is likely a mistake, positioned
+// as Errors are, each message starting "warning: ": a sink (Kind.Terminal)
+// reading a field no event reaching it can carry, which it stores as
+// missing for every event (a db.postgres column: NULL). Config.Warnings
+// holds those that need no stage built; a program that prints those
+// prints these too (pipectl lint and run do).
+func (p *Pipeline) Warnings() Errors { return slices.Clone(p.warnings) }
 
 // Check reports the problems New would find in cfg and opts before it
 // constructs anything: an empty Name, an admin endpoint off loopback

@@ -23,18 +23,19 @@ func newLintCmd() *cobra.Command {
 		Use:   "lint FILE...",
 		Short: "Check pipeline files; print FILE:LINE:COL: message for each problem",
 		Long: `Lint loads each file as run would, strictly (unknown keys and kinds, dangling
-next names, missing fields, bad sizes and durations, a field read that no
-decoder before the stage sets: a filter on a misspelt syslog field), and
-builds every stage without starting it, so that each kind checks its own
-fields. It prints every
-problem as FILE:LINE:COL: message and exits 1 if there was any, else prints
-"ok". Warnings (FILE:LINE:COL: warning: ...: a stage nothing routes to,
-a store behind a NATS queue that a redelivery would harm, with --stages a
-queue on an embedded NATS server without listen that the split would
-cross) are printed too and do not fail the check. An empty db.postgres dsn is not a problem: run starts a local
-PostgreSQL for it. With --stages, the files are checked as run --stages
-would run them: a route between a stage that runs and one that does not
-must lead to a stage whose queue is on NATS.`,
+next names, missing fields, bad sizes and durations), and builds every stage
+without starting it, so that each kind checks its own fields and a field
+read that no decoder before the stage sets (a filter on a misspelt syslog
+field) is found. It prints every problem as FILE:LINE:COL: message and
+exits 1 if there was any, else prints "ok". Warnings (FILE:LINE:COL:
+warning: ...: a stage nothing routes to, a store behind a NATS queue that
+a redelivery would harm, a store's column of a field no decoder before it
+sets (always NULL), with --stages a queue on an embedded NATS server
+without listen that the split would cross) are printed too and do not
+fail the check. An empty db.postgres dsn is not a problem: run starts a
+local PostgreSQL for it. With --stages, the files are checked as run
+--stages would run them: a route between a stage that runs and one that
+does not must lead to a stage whose queue is on NATS.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			reg, err := newRegistry()
@@ -73,6 +74,9 @@ func lintFile(ctx context.Context, w io.Writer, file string, reg *stage.Registry
 		var p *pipeline.Pipeline
 		p, err = pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop(), Stages: stages})
 		if err == nil {
+			for _, warning := range p.Warnings() {
+				fmt.Fprintln(w, warning.Error())
+			}
 			// Stop before Start only closes the handlers New made.
 			_, err = p.Stop(ctx)
 		}

@@ -182,6 +182,9 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	if err != nil {
 		return reportConfigErrors(errw, err)
 	}
+	for _, w := range p.Warnings() {
+		fmt.Fprintln(errw, w.Error())
+	}
 	// The Go runtime collects harder as the heap nears the records' limit
 	// and half as much again, unless the user set GOMEMLIMIT.
 	pipeline.SetGoMemoryLimit(p)

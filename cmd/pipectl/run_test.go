@@ -375,3 +375,23 @@ func TestFlagsOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// A db.postgres column of a field no decoder before it sets is a warning
+// that run prints, as lint does, on stderr; the run goes on (here to fail
+// to reach its database).
+func TestRunWarnsOfAColumnNoDecoderSets(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "w.yaml")
+	if err := os.WriteFile(file, []byte(`name: w
+stages:
+  in: {kind: netio.udp, listen: 127.0.0.1:0, next: parse}
+  parse: {kind: process.syslog, next: store}
+  store: {kind: db.postgres, dsn: "postgres://u@127.0.0.1:1/db", on_start: fail, table: logs, columns: {host: hostname, app: app_nme}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "run", "-f", file)
+	want := file + `:5:126: warning: stage "store": columns.app: field "app_nme" is never set on the events that reach it (did you mean "app_name"?)`
+	if code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "not reachable (on_start: fail)") {
+		t.Errorf("exit %d; want 1, the warning %q and the start's failure:\n%s%s", code, want, out, errOut)
+	}
+}
