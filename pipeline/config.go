@@ -68,7 +68,9 @@ type StageConfig struct {
 	Pos             Pos // where the stage's name is written
 	// FieldPos maps a dotted field path ("dsn", "batch.max",
 	// "routes.1.next") to where its value is written, so that errors found
-	// after loading can point at it.
+	// after loading can point at it. A value given by a YAML alias
+	// (columns: *cols), and everything in it, is written where the alias
+	// is, in this stage: the anchor's text may be in another stage.
 	FieldPos map[string]Pos
 }
 

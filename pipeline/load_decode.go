@@ -144,6 +144,7 @@ func (l *loader) peek(n *yaml.Node) *yaml.Node {
 // stop is true when the node could not be resolved at all (an error
 // already reported), so the field is abandoned.
 func (l *loader) itemString(sc *scope, ip string, n *yaml.Node, secret bool) (text string, good, stop bool) {
+	defer sc.viaAlias(n, l.pos(n))()
 	n = l.resolve(n)
 	if n == nil {
 		return "", false, true
@@ -221,6 +222,7 @@ func article(t stage.FieldType) string {
 // decodeValue decodes n as a value of field f at path. ok is false when it
 // failed (and was reported).
 func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path string) (any, bool) {
+	defer sc.viaAlias(n, l.pos(n))()
 	n = l.resolve(n)
 	if n == nil {
 		return nil, false
@@ -347,18 +349,21 @@ func (l *loader) decodeValue(sc *scope, f *stage.Field, n *yaml.Node, path strin
 			return bad("want a list of mappings of %s, got %s", fieldNames(f.Fields), describe(n))
 		}
 		out := make([]stage.Config, 0, len(n.Content))
-		for i, it := range n.Content {
+		for i, raw := range n.Content {
 			ip := path + "." + strconv.Itoa(i)
-			it = l.resolve(it)
+			done := sc.viaAlias(raw, l.pos(raw))
+			it := l.resolve(raw)
 			if it == nil {
+				done()
 				return nil, false
 			}
 			sc.record(ip, l.pos(it))
 			if it.Kind != yaml.MappingNode {
 				l.errorf(it, "%s", sc.msg("%s: want a mapping of %s, got %s", ip, fieldNames(f.Fields), describe(it)))
-				continue
+			} else {
+				out = append(out, l.decodeObject(sc, it, ip, f.Fields, it, keySet{}, path+" items take "+fieldNames(f.Fields)))
 			}
-			out = append(out, l.decodeObject(sc, it, ip, f.Fields, it, keySet{}, path+" items take "+fieldNames(f.Fields)))
+			done()
 		}
 		return out, true
 	}

@@ -52,12 +52,32 @@ func (l *loader) stages(key, n *yaml.Node) []node {
 type scope struct {
 	stage string         // "" at the top level
 	fpos  map[string]Pos // dotted path -> position of its value
+	alias *Pos           // while a value given by an alias is decoded: where the alias is
 }
 
 func (sc *scope) record(path string, p Pos) {
+	if sc.alias != nil {
+		p = *sc.alias
+	}
 	if sc.fpos != nil {
 		sc.fpos[path] = p
 	}
+}
+
+// viaAlias is called as a value is decoded from node n, which may be an
+// alias: then, until the returned func is called, every position recorded
+// (the value's and those of everything in it) is the alias's. The text
+// the alias stands for, at its anchor, may be in another stage (columns:
+// *cols, the map written with &cols on another stage's line); what is said
+// later of the value or of anything in it (a column reading a field
+// nothing sets) is said of this stage, so it points here. Inside an alias,
+// another changes nothing: the outermost, in this stage, is the one.
+func (sc *scope) viaAlias(n *yaml.Node, at Pos) (done func()) {
+	if n.Kind != yaml.AliasNode || sc.alias != nil {
+		return func() {}
+	}
+	sc.alias = &at
+	return func() { sc.alias = nil }
 }
 
 // at returns the position recorded for path.
@@ -75,6 +95,7 @@ func (sc *scope) msg(format string, args ...any) string {
 func (l *loader) stage(name string, key, n *yaml.Node) *node {
 	sc := &scope{stage: name, fpos: map[string]Pos{}}
 	s := &StageConfig{Name: name, Pos: l.pos(key), FieldPos: sc.fpos}
+	defer sc.viaAlias(n, s.Pos)() // b: *a: b's keys are at b's name
 	n = l.resolve(n)
 	if n == nil {
 		return nil

@@ -536,6 +536,61 @@ func TestParseAliases(t *testing.T) {
 	}
 }
 
+// A value given by an alias is positioned at the alias, in the stage that
+// uses it, and so is everything in it, never at the anchor's text, which
+// is another stage's: a check of b's labels, opts or second route (New's
+// of a column's field, a constructor's of a key) pointed at a's line.
+// The stage that holds the anchor keeps its own positions.
+func TestParseAliasPositions(t *testing.T) {
+	src := `name: t
+stages:
+  a:
+    kind: test.handler
+    labels: &l {x: one, y: &y two}
+    opts: &o {mode: safe}
+    next: b
+  b:
+    kind: test.handler
+    labels: *l
+    opts: *o
+    require: [id, *y]
+    next: c
+  c:
+    kind: test.route
+    routes: [&r {if: x, next: s}, *r]
+  s: &s
+    kind: test.sink
+    table: t
+  s2: *s
+`
+	cfg := mustParse(t, src, nil)
+	at := func(line, col int) Pos { return Pos{File: "p.yaml", Line: line, Col: col} }
+	for _, c := range []struct {
+		stage, path string
+		want        Pos
+	}{
+		{"a", "labels", at(5, 13)},
+		{"a", "labels.y", at(5, 28)},
+		{"a", "opts.mode", at(6, 21)},
+		{"b", "labels", at(10, 13)},
+		{"b", "labels.x", at(10, 13)},
+		{"b", "labels.y", at(10, 13)},
+		{"b", "opts", at(11, 11)},
+		{"b", "opts.mode", at(11, 11)},
+		{"b", "require.1", at(12, 19)},
+		{"c", "routes.0.next", at(16, 31)},
+		{"c", "routes.1", at(16, 35)},
+		{"c", "routes.1.if", at(16, 35)},
+		{"c", "routes.1.next", at(16, 35)},
+		{"s", "table", at(19, 12)},
+		{"s2", "table", at(20, 3)}, // a stage given by an alias: at its name
+	} {
+		if got := cfg.Stage(c.stage).FieldPos[c.path]; got != c.want {
+			t.Errorf("stage %s: FieldPos[%q] = %v, want %v", c.stage, c.path, got, c.want)
+		}
+	}
+}
+
 // TestSpecBadDefault checks that a kind whose spec has a default of the
 // wrong type is refused when it is registered, before any file is loaded.
 func TestSpecBadDefault(t *testing.T) {

@@ -73,6 +73,38 @@ stages:
 	}
 }
 
+// One table fed by a syslog branch and a JSON branch through two stores,
+// with no dsn, that share their column map by a YAML anchor: it lints ok,
+// with a warning of the syslog store's "user" (NULL) at its own columns.
+func TestLintAnchoredColumns(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "e.yaml")
+	if err := os.WriteFile(file, []byte(`name: e
+stages:
+  in: {kind: netio.udp, listen: 127.0.0.1:0, next: split}
+  split:
+    kind: process.route
+    routes: [{if: '$ contains "{"', next: json}]
+    default: sys
+  json: {kind: process.json, next: store_json}
+  sys: {kind: process.syslog, next: store_sys}
+  store_json:
+    kind: db.postgres
+    table: logs
+    columns: &cols {host: hostname, user: user, body: $}
+  store_sys:
+    kind: db.postgres
+    table: logs
+    columns: *cols
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, "lint", file)
+	want := file + `:17:14: warning: stage "store_sys": columns.user: field "user" is never set on the events that reach it, so the sink stores it as missing (a column: NULL) for every event; their fields are made by stage "sys" (process.syslog): pri, facility, severity, version, timestamp, hostname, app_name, procid, msgid, structured_data, msg, parse_error` + "\nok\n"
+	if code != 0 || out != want {
+		t.Errorf("exit %d, stdout %q; want exit 0 and %q", code, out, want)
+	}
+}
+
 func TestLintSeveralFiles(t *testing.T) {
 	code, out, _ := runCLI(t, "lint", filepath.Join("..", "..", "pipeline.yaml"), filepath.Join("testdata", "missing.yaml"))
 	if code != 1 || !strings.Contains(out, "testdata/missing.yaml: ") || strings.Contains(out, "ok") {
