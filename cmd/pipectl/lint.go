@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -68,17 +69,10 @@ func lintFile(ctx context.Context, w io.Writer, file string, reg *stage.Registry
 		for _, warning := range append(cfg.Warnings(reg), embeddedSplitWarnings(cfg, stages)...) {
 			fmt.Fprintln(w, warning.Error())
 		}
-		for _, sc := range throwawayStages(cfg) {
-			sc.Config.Set("dsn", lintDSN)
-		}
-		var p *pipeline.Pipeline
-		p, err = pipeline.New(cfg, pipeline.Options{Registry: reg, Logger: zap.NewNop(), Stages: stages})
-		if err == nil {
-			for _, warning := range p.Warnings() {
-				fmt.Fprintln(w, warning.Error())
-			}
-			// Stop before Start only closes the handlers New made.
-			_, err = p.Stop(ctx)
+		var warnings pipeline.Errors
+		warnings, err = buildCheck(ctx, cfg, pipeline.Options{Registry: reg, Stages: stages})
+		for _, warning := range warnings {
+			fmt.Fprintln(w, warning.Error())
 		}
 	}
 	if err == nil {
@@ -93,4 +87,38 @@ func lintFile(ctx context.Context, w io.Writer, file string, reg *stage.Registry
 	}
 	fmt.Fprintf(w, "%s: %v\n", file, err)
 	return true
+}
+
+// buildCheck builds cfg with pipeline.New as opts say (its Logger
+// replaced by one that discards), and closes what it built: Stop before
+// Start starts nothing and only closes the handlers. So each kind checks
+// its own fields, and New's checks that need the stages built (a field
+// read that no decoder before the stage sets) are made, with nothing
+// started and nothing connected to. A db.postgres stage with an empty
+// dsn, which run gives its local PostgreSQL, is built with lintDSN
+// instead, on a copy of its configuration: cfg is left as it was. It
+// returns New's warnings (Pipeline.Warnings), or New's error. lint checks
+// each file with it, and run before it starts a local PostgreSQL.
+func buildCheck(ctx context.Context, cfg *pipeline.Config, opts pipeline.Options) (pipeline.Errors, error) {
+	c := *cfg
+	c.Stages = slices.Clone(cfg.Stages)
+	empty := throwawayStages(cfg)
+	for i, sc := range c.Stages {
+		if slices.Contains(empty, sc) {
+			cp := *sc
+			cp.Config, _ = stage.Bind(sc.Config.Fields(), sc.Config) // a copy: Set would write to sc's
+			cp.Config.Set("dsn", lintDSN)
+			c.Stages[i] = &cp
+		}
+	}
+	opts.Logger = zap.NewNop()
+	p, err := pipeline.New(&c, opts)
+	if err != nil {
+		return nil, err
+	}
+	warnings := p.Warnings()
+	if _, err := p.Stop(ctx); err != nil {
+		return warnings, err
+	}
+	return warnings, nil
 }

@@ -1,13 +1,16 @@
 package main
 
-// This file tests pipectl lint (good and bad files, warnings, --stages),
-// and also pipectl graph and pipectl version.
+// This file tests pipectl lint (good and bad files, warnings, --stages,
+// the build check run shares), and also pipectl graph and pipectl version.
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stagedserver/seda/pipeline"
 )
 
 func TestLintGood(t *testing.T) {
@@ -234,5 +237,33 @@ func TestEmptyStagesRefused(t *testing.T) {
 		if code != 1 || !strings.Contains(out+errOut, `--stages: no stage named ""`) {
 			t.Errorf("pipectl %q: exit %d, want 1 and --stages refused:\n%s%s", args, code, out, errOut)
 		}
+	}
+}
+
+// buildCheck builds a store with no dsn with lintDSN on a copy of its
+// configuration: the Config it was given keeps its empty dsn, which run
+// then gives its local PostgreSQL.
+func TestBuildCheckLeavesTheConfigAsItWas(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "d.yaml")
+	if err := os.WriteFile(file, []byte(`name: d
+stages:
+  in: {kind: netio.udp, listen: 127.0.0.1:0, next: store}
+  store: {kind: db.postgres, table: logs, columns: {body: $}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := newRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pipeline.Load(file, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := buildCheck(context.Background(), cfg, pipeline.Options{Registry: reg}); err != nil {
+		t.Fatalf("buildCheck: %v", err)
+	}
+	if sc := cfg.Stage("store"); sc.Config.Has("dsn") || sc.Config.String("dsn") != "" || len(throwawayStages(cfg)) != 1 {
+		t.Errorf("after buildCheck, store's dsn is %q (given: %v); want it left absent", sc.Config.String("dsn"), sc.Config.Has("dsn"))
 	}
 }

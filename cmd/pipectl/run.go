@@ -146,6 +146,17 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	for _, w := range embeddedSplitWarnings(cfg, f.stages) {
 		fmt.Fprintln(errw, w.Error())
 	}
+	need := running(throwawayStages(cfg), f.stages)
+	if len(need) > 0 {
+		// What New refuses once the stages are built (a kind's check of
+		// its fields, a filter on a field no decoder before it sets) is
+		// refused before the local PostgreSQL starts too: lint's check,
+		// which builds the stages with a stand-in dsn and closes them.
+		// Its warnings are New's, printed once New has run below.
+		if _, err := buildCheck(ctx, cfg, opts); err != nil {
+			return reportConfigErrors(errw, err)
+		}
+	}
 
 	// Signals are caught from here on, so that one arriving while
 	// PostgreSQL starts cancels the start instead of killing the process
@@ -154,7 +165,7 @@ func runPipeline(ctx context.Context, f runFlags, out, errw io.Writer) (err erro
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 
-	if need := running(throwawayStages(cfg), f.stages); len(need) > 0 {
+	if len(need) > 0 {
 		db, dberr := openLocalDB(ctx, sig, f, out)
 		if dberr != nil {
 			return dberr

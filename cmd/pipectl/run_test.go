@@ -395,3 +395,35 @@ stages:
 		t.Errorf("exit %d; want 1, the warning %q and the start's failure:\n%s%s", code, want, out, errOut)
 	}
 }
+
+// A filter on a field no decoder before it sets, in a file whose store
+// has no dsn, is refused before the local PostgreSQL starts: New refused
+// it only once the server had started (seconds, and a data directory
+// left behind). run makes lint's check first; the refusal is New's.
+func TestRunRefusesAMisspeltFieldBeforePostgres(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f.yaml")
+	if err := os.WriteFile(file, []byte(`name: f
+stages:
+  in: {kind: netio.udp, listen: 127.0.0.1:0, next: parse}
+  parse: {kind: process.syslog, next: keep}
+  keep: {kind: process.filter, if: 'hostnme == "a"', next: store}
+  store: {kind: db.postgres, dsn: "", table: logs, columns: {host: hostname}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "postgres")
+	for _, args := range [][]string{{"--ephemeral"}, {"--data-dir", dataDir}} {
+		code, out, errOut := runCLI(t, append([]string{"run", "-f", file}, args...)...)
+		want := file + `:5:36: stage "keep": if: field "hostnme" is never set on the events that reach it (did you mean "hostname"?)`
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("pipectl run %q: exit %d, want 1 and %q:\n%s%s", args, code, want, out, errOut)
+		}
+		if strings.Contains(out, "postgres: starting") {
+			t.Errorf("pipectl run %q started PostgreSQL before refusing the file:\n%s", args, out)
+		}
+	}
+	if _, err := os.Stat(dataDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the data directory %s: %v, want none made", dataDir, err)
+	}
+}
