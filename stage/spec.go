@@ -108,10 +108,10 @@ type Field struct {
 //     decoder), or all=true when one of them may read any field; it then
 //     needs to set only those fields.
 //   - FieldsMade() (paths []string, open bool), on a Handler: the fields
-//     it sets, so that the loader (and New, and so pipectl lint and run)
+//     it sets, so that pipeline.New (and so pipectl lint and run)
 //     refuses a stage that reads a field (FieldsRead, shard_by) no event
 //     reaching it can carry: a filter on a misspelt syslog field, which
-//     would never match. A decoder's paths are all the fields the events
+//     would never match (a sink's read is a warning: its column is NULL). A decoder's paths are all the fields the events
 //     it emits carry, or open=true when they come from the data
 //     (process.json's); any other handler's are the fields it adds to
 //     those of the events it is handed (none: a filter), or open=true when
@@ -119,8 +119,7 @@ type Field struct {
 //     so is a source. A read is refused only when every way to its stage
 //     passes a decoder whose set lacks the path (or a path it lies below,
 //     or one below it) and no handler after that decoder may set any
-//     field. The loader builds handlers to ask (and closes them); one it
-//     cannot build (a db.postgres without a dsn) is asked by New.
+//     field. New asks the handlers it builds; Parse builds none.
 //   - MaxWorkers() int, on a Handler: the most workers it can use at once
 //     (a database sink with a fixed connection pool): an auto pool starts
 //     with no more (rather than a worker per run slot) and the pool
