@@ -80,6 +80,16 @@ type Origin struct {
 	Key uint64    // completion key, e.g. the connection id
 }
 
+// Sender names who sent the event's record, for a log line about the
+// event (a second Done): what To's Sender method says of Key (see
+// Completer), or "" when To has none.
+func (o Origin) Sender() string {
+	if s, ok := o.To.(interface{ Sender(key uint64) string }); ok {
+		return s.Sender(o.Key)
+	}
+	return ""
+}
+
 // Completer is told how the events it originated ended. A network source
 // implements it by recording the verdict in the connection's window and
 // waking the connection's owner, which writes the acknowledgements.
@@ -94,7 +104,15 @@ type Origin struct {
 // that takes the completions of several events at once: DoneAll hands it
 // each run of consecutive events it originated (all finished with err;
 // evs valid during the call only), so that it takes its lock, say, once
-// per run rather than once per event.
+// per run rather than once per event. And one with a method
+//
+//	Sender(key uint64) string
+//
+// names who sent the record of the event whose Origin.Key is key (a
+// client's address), for the runtime's log line about a misused event
+// (Origin.Sender): a source whose Key alone says nothing to a reader,
+// as netio.udp's (a place in a buffer), has it. It may be called after
+// the event was finished, from any goroutine.
 type Completer interface {
 	Complete(ev *Event, err error)
 }
@@ -124,7 +142,7 @@ func (ev *Event) Done(err error) {
 		err = ev.refusal(err)
 	}
 	if !ev.t.Finish(err, ev.Origin.To != nil) {
-		ev.t.DoubleDone(ev.Seq, ev.Origin.Key, err)
+		ev.t.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.Sender(), err)
 		return
 	}
 	if ev.Origin.To != nil {
@@ -192,7 +210,7 @@ func doneAll(evs []*Event, err error) {
 		if !b.Finish(&ev.t) {
 			complete(evs[run:i], err)
 			b.Flush()
-			ev.t.DoubleDone(ev.Seq, ev.Origin.Key, err)
+			ev.t.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.Sender(), err)
 			run = i + 1
 		}
 	}

@@ -215,6 +215,30 @@ func TestDoubleDoneIsCountedAndLogged(t *testing.T) {
 	}
 }
 
+// senderResults is a Completer that names its events' senders.
+type senderResults struct{ *results }
+
+func (senderResults) Sender(key uint64) string { return fmt.Sprintf("client-%d", key) }
+
+// The log line of a second Done names the record's sender when the
+// event's Completer can (stage.Origin.Sender), and leaves it out when not.
+func TestDoubleDoneNamesSender(t *testing.T) {
+	core, logs := observer.New(zap.ErrorLevel)
+	src := newSourceStage(stage.Settings{Name: "src"}, nil, zap.New(core))
+	named := src.NewEvent(nil, 1, stage.Origin{To: senderResults{newResults()}, Key: 7})
+	named.Done(nil)
+	named.Done(nil)
+	if n := logs.Len(); n != 1 {
+		t.Fatalf("%d lines logged, want 1", n)
+	}
+	if got := logs.All()[0].ContextMap()["sender"]; got != "client-7" {
+		t.Errorf("sender %v, want client-7", got)
+	}
+	if got := (stage.Origin{To: newResults(), Key: 7}).Sender(); got != "" {
+		t.Errorf("a Completer without Sender names %q", got)
+	}
+}
+
 // A handler that emits an event twice: the second Emit is refused,
 // counted and logged, as a second Done is. It used to hand the event on
 // again, owned by the next stage by then or finished and recycled: the

@@ -166,6 +166,16 @@ func (sl *datagramSlab) Complete(ev *stage.Event, err error) {
 	}
 }
 
+// Sender names the sender of the datagram whose event's Origin.Key is
+// key (see stage.Completer): its address, "" when it has none. A slab is
+// never reused, and its bytes are only read once posted.
+func (sl *datagramSlab) Sender(key uint64) string {
+	if from := sl.sender(key); from.IsValid() {
+		return from.String()
+	}
+	return ""
+}
+
 // sender returns the address written at at, or the zero AddrPort when
 // there is none.
 func (sl *datagramSlab) sender(at uint64) netip.AddrPort {

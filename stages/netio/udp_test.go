@@ -284,6 +284,28 @@ func TestUDPRefusalNamesSender(t *testing.T) {
 	}
 }
 
+// A datagram's event finished twice (a handler's bug) is logged by the
+// runtime with its sender's address: netio.udp's Origin.Key is a place in
+// a buffer, which alone says nothing to a reader.
+func TestUDPDoubleDoneNamesSender(t *testing.T) {
+	twice := func(_ context.Context, b []*stage.Event, _ stage.Emitter) error {
+		for _, ev := range b {
+			ev.Done(nil)
+			ev.Done(nil)
+		}
+		return nil
+	}
+	r, src := newUDPRig(t, nil, stage.Settings{}, stage.Settings{Workers: 1}, twice)
+	c := dialUDP(t, src.Addr())
+	if _, err := c.Write([]byte("once")); err != nil {
+		t.Fatal(err)
+	}
+	e := r.waitLog("event finished twice (Done called again); ignored")
+	if f, _ := fieldOf(e, "sender"); f.String != c.LocalAddr().String() {
+		t.Errorf("second Done logged with sender %q, want %q (%v)", f.String, c.LocalAddr(), e.ContextMap())
+	}
+}
+
 // A datagram refused busy after the door (a full queue further on under
 // overflow: reject) is lost as one the door turned away is: the sender
 // is told nothing, so it is counted in drops.queue_full, not as a busy
