@@ -132,8 +132,13 @@
 // value out of the old type's range (22003) or "column ... is of type
 // bigint but expression is of type text" (42804). Those, and every data
 // exception (class 22), have the sink read the table's column types
-// again, once for a batch, as does a batch with values the sink refused
-// itself (a number past integer's range for a column now bigint); when
+// again, as does a batch with values the sink refused itself (a number
+// past integer's range for a column now bigint). A batch's rows failing
+// again after a read that found nothing changed read again only once a
+// write of them has committed (a column altered while the batch is
+// bisected: TestColumnTypeChangedWhileBisecting), before each retry of
+// a transient one (08P01, XX000), or when another worker found a change;
+// when
 // they changed, what is left of the batch is encoded again for the new
 // types and written, and a value that does not fit its column's new type
 // is refused as any other, naming the column (TestColumnTypeChangedRewritten).

@@ -47,8 +47,8 @@ type rows struct {
 	bad     []badRow     // Handle: the batch's events whose values did not convert, refused after the write
 	// checked: a write of these rows failed as a changed column type
 	// might have made it fail, and the table was read and found as lay
-	// has it (reshaped); the batch's further failures are not looked
-	// into again.
+	// has it (reshaped); their further failures are looked into again
+	// only as attempt says (once a write of them has committed, ...).
 	checked bool
 }
 
@@ -492,8 +492,13 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 //
 // The rows are encoded for lay. When the write fails as a column changed
 // to another type would make it fail (shapeSuspect), the table is read,
-// once for the rows (*checked), and when its columns' types are no longer
-// lay's attempt returns errReshaped.
+// and when its columns' types are no longer lay's attempt returns
+// errReshaped. *checked notes a read that found the table as lay has it:
+// the rows' later failures read it again only after one of their writes
+// committed (the column may have changed since: a bisection's halves),
+// before each retry of a transient error (08P01, XX000), or when another
+// worker has made a new layout; a row refused again and again (a
+// bisection's halves that all hold it) costs no read each.
 func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool, write func(cut *backend) error) error {
 	var cut backend // the backend of a write that broke unanswered; pid 0: none
 	for n := 0; ; n++ {
@@ -508,6 +513,9 @@ func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool
 			err = write(&cut)
 		})
 		if err == nil {
+			// The table may change type once this write has committed,
+			// before the rows' next write (another half of a bisection).
+			*checked = false
 			stage.ReportAttempt(ctx, nil)
 			return nil
 		}
@@ -515,7 +523,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool
 			return ctx.Err()
 		}
 		err = s.scrub(err)
-		if !*checked && shapeSuspect(err) {
+		if shapeSuspect(err) && (!*checked || transient(err) || s.lay.Load() != lay) {
 			var changed bool
 			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay) })
 			if changed {
