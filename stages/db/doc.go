@@ -133,7 +133,11 @@
 // bigint but expression is of type text" (42804). Those, and every data
 // exception (class 22), have the sink read the table's column types
 // again, as does a batch with values the sink refused itself (a number
-// past integer's range for a column now bigint). A batch's rows failing
+// past integer's range for a column now bigint), though for those the
+// types are read at most once a second: a read less than a second old
+// serves them, and such a value may be refused for the type it had up to
+// a second before it changed (TestLocalRefusalReadsTypesOncePerSecond).
+// A batch's rows failing
 // again after a read that found nothing changed read again only once a
 // write of them has committed (a column altered while the batch is
 // bisected: TestColumnTypeChangedWhileBisecting), before each retry of

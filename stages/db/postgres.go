@@ -133,6 +133,12 @@ type Sink struct {
 	// under reshapeMu.
 	lay       atomic.Pointer[layout]
 	reshapeMu sync.Mutex
+	// shapeReadAt is when reshaped last read the table's column types
+	// (under reshapeMu); shapeReads counts those reads.
+	shapeReadAt time.Time
+	shapeReads  atomic.Uint64
+	// now, set by tests, is the clock reshaped goes by; nil: time.Now.
+	now func() time.Time
 	// loadPerTx: a connection's own load table went missing, and each
 	// write makes one in its transaction (layout.tempTxSQL).
 	loadPerTx atomic.Bool

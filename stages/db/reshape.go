@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -128,21 +129,35 @@ func shapeSuspect(err error) bool {
 	return false
 }
 
+// localRecheck is how long a read of the table's column types serves a
+// batch whose only reason to read them is a value the sink refused
+// itself (handle): such values cost one read a second, not one a batch
+// (reads are made one at a time, under reshapeMu). A write PostgreSQL
+// fails as a changed type would make it fail always reads.
+const localRecheck = time.Second
+
 // reshaped reports whether the table's columns now have other types than
 // those lay was made for: it reads the table's description and, when it
 // differs, makes the new layout the sink's. The workers that ask take
 // turns, and one that asks after another made a new layout takes that
-// one without reading. A table or configured column that is missing
-// changes nothing here (a write meets that as 42P01 or 42703, an
-// outage). The new types are taken as the table has them, also where
+// one without reading. With local (the reason is only a value the sink
+// refused itself), it does not read when the table was read less than
+// localRecheck ago, and reports false. A table or configured column that
+// is missing changes nothing here (a write meets that as 42P01 or 42703,
+// an outage). The new types are taken as the table has them, also where
 // `types` gives another, which Start would have refused: the rows
 // follow the table, and the log says what changed.
-func (s *Sink) reshaped(ctx context.Context, lay *layout) bool {
+func (s *Sink) reshaped(ctx context.Context, lay *layout, local bool) bool {
 	s.reshapeMu.Lock()
 	defer s.reshapeMu.Unlock()
 	if s.lay.Load() != lay {
 		return true // another worker read the new description
 	}
+	at := s.clock()
+	if local && !s.shapeReadAt.IsZero() && at.Sub(s.shapeReadAt) < localRecheck {
+		return false
+	}
+	s.shapeReads.Add(1)
 	ctx, done := s.writeContext(ctx)
 	defer func() { _ = done(nil) }()
 	tbl := s.table.Sanitize()
@@ -154,6 +169,7 @@ func (s *Sink) reshaped(ctx context.Context, lay *layout) bool {
 	if err != nil {
 		return false
 	}
+	s.shapeReadAt = at
 	cols, sig, missing := s.typedColumns(have)
 	if missing != "" || sig == lay.sig {
 		return false
@@ -169,6 +185,14 @@ func (s *Sink) reshaped(ctx context.Context, lay *layout) bool {
 	s.log.Warn("a column of the table changed type while the stage ran; writing the rows for the new type from now on",
 		zap.String("stage", s.name), zap.String("table", tbl), zap.Strings("was", was), zap.Strings("now", now))
 	return true
+}
+
+// clock returns the time by s.now (tests set it), or time.Now.
+func (s *Sink) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // unfinished returns the events of batch not finished yet.

@@ -173,10 +173,11 @@ func (s *Sink) Handle(ctx context.Context, batch []*stage.Event, _ stage.Emitter
 //
 // An event whose values do not convert for their columns is refused once
 // the others are written, and after the table's columns are read again
-// (once for the batch, unless its write did): a column may have changed
-// type (errReshaped), as integer to bigint, which its value fits, and
-// the event is then encoded again. That read is made only for a batch
-// with such values, never on the way of a clean batch.
+// (unless its write did, or any worker's did less than localRecheck
+// ago): a column may have changed type (errReshaped), as integer to
+// bigint, which its value fits, and the event is then encoded again.
+// That read is made only for a batch with such values, never on the way
+// of a clean batch.
 func (s *Sink) handle(ctx context.Context, batch []*stage.Event) error {
 	r := s.bufs.Get().(*rows)
 	defer s.putRows(r)
@@ -199,7 +200,7 @@ func (s *Sink) handle(ctx context.Context, batch []*stage.Event) error {
 	}
 	if len(r.bad) > 0 && err == nil && !r.checked {
 		var changed bool
-		stage.Blocking(ctx, func() { changed = s.reshaped(ctx, r.lay) })
+		stage.Blocking(ctx, func() { changed = s.reshaped(ctx, r.lay, true) })
 		if changed {
 			return errReshaped
 		}
@@ -525,7 +526,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool
 		err = s.scrub(err)
 		if shapeSuspect(err) && (!*checked || transient(err) || s.lay.Load() != lay) {
 			var changed bool
-			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay) })
+			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay, false) })
 			if changed {
 				return errReshaped
 			}
@@ -569,7 +570,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool
 		// byte before text). So each retry of such an outage looks first.
 		if code := sqlState(err); code == "42703" || code == "42P01" {
 			var changed bool
-			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay) })
+			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay, false) })
 			if changed {
 				return errReshaped
 			}
