@@ -205,10 +205,14 @@
 // 22003)`; the value COPY quotes is left
 // out. Under method insert, whose casts (and the assignment to the
 // column after them) name no column, the sink finds it for a row refused
-// alone with a data exception: it writes each of the row's values alone
-// into a temporary table of the columns' types, in a transaction it rolls
-// back, and names the first that fails as the row did (a role that may
-// not make temporary tables gets no column named). These refusals are
+// alone with a data exception: once the batch is written, it writes each
+// of the row's values alone into a temporary table of the columns'
+// types, in one transaction for the batch that it rolls back, and names
+// the first that fails as the row did (a role that may not make
+// temporary tables gets no column named). It looks so for the first 16
+// such rows of a batch; the others are refused naming no column, as a
+// batch of hundreds of them cost several times its write
+// (TestCastSearchOncePerBatch). These refusals are
 // bisected: classes 22 (data exception) and 23 (integrity constraint
 // violation); class 44 (a row outside the view it is written through,
 // which has WITH CHECK OPTION: method insert writes into a view); 54000 (a row too large for an index) and 54001 (a value

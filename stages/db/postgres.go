@@ -149,6 +149,9 @@ type Sink struct {
 	sorts  sync.Pool // *groupData, reused across groups
 
 	idemWrites atomic.Uint64 // writes committed through the idempotent path
+	// castSearches counts the transactions castColumns looked for
+	// refused rows' columns in, castRows the rows it looked at.
+	castSearches, castRows atomic.Uint64
 	// fenceRefused: PostgreSQL refused to end a backend (fence), said once.
 	fenceRefused atomic.Bool
 

@@ -57,7 +57,7 @@ func TestFailedBatchNamesStageOnce(t *testing.T) {
 // NULL violation), the record's reason names it and its field, as the
 // sink's own refusals do, before PostgreSQL's message and SQLSTATE, and
 // without the value COPY quotes. Under method insert, whose casts name no
-// column, the sink finds it (castColumn).
+// column, the sink finds it (castColumns).
 func TestRefusalNamesColumn(t *testing.T) {
 	const outOfRange = `ERROR: "1e-50" is out of range for type real (SQLSTATE 22003)`
 	for _, v := range []struct {

@@ -45,6 +45,10 @@ type rows struct {
 	res     chan outcome // group commit (group.go): what the batch is told while it waits
 	lay     *layout      // the layout the rows are encoded for
 	bad     []badRow     // Handle: the batch's events whose values did not convert, refused after the write
+	// unnamed: method insert, rows PostgreSQL refused naming no column,
+	// refused after the write once their column is looked for
+	// (castcolumn.go).
+	unnamed []unnamed
 	// checked: a write of these rows failed as a changed column type
 	// might have made it fail, and the table was read and found as lay
 	// has it (reshaped); their further failures are looked into again
@@ -107,6 +111,8 @@ func (s *Sink) putRows(r *rows) {
 	r.evs, r.lay = r.evs[:0], nil
 	clear(r.bad)
 	r.bad = r.bad[:0]
+	clear(r.unnamed)
+	r.unnamed = r.unnamed[:0]
 	for i := range r.cols {
 		clear(r.cols[i][:cap(r.cols[i])])
 		r.cols[i] = r.cols[i][:0]
@@ -195,6 +201,7 @@ func (s *Sink) handle(ctx context.Context, batch []*stage.Event) error {
 	default:
 		err = s.write(ctx, r)
 	}
+	s.refuseUnnamed(ctx, r)
 	if errors.Is(err, errReshaped) {
 		return err
 	}
@@ -463,8 +470,11 @@ func (s *Sink) settle(ctx context.Context, r *rows, lo, hi int, idem bool, err e
 			}
 		}
 		name := s.refusedColumn(err)
-		if name == "" && s.insert {
-			name = s.castColumn(ctx, r, lo, err)
+		if name == "" && s.insert && castable(err) {
+			// Its column is looked for with the batch's others, once
+			// the batch is written (refuseUnnamed).
+			r.unnamed = append(r.unnamed, unnamed{lo, err})
+			return nil
 		}
 		r.evs[lo].Done(s.refusalAt(r.evs[lo], name, err))
 		return nil
@@ -803,7 +813,7 @@ var copyContext = regexp.MustCompile(`^COPY .*?, \S+ \d+, \S+ (.*)$`)
 // ColumnName (a NOT NULL violation sets it), or the column of COPY's
 // context (a value of the wrong syntax or out of range, found as COPY
 // reads it) when that is one of the sink's columns; "" when it names
-// none, as for a value the insert method's casts refuse (castColumn
+// none, as for a value the insert method's casts refuse (castColumns
 // looks for that one). The value COPY
 // quotes in its context is not taken: it may be a secret.
 func (s *Sink) refusedColumn(err error) string {
