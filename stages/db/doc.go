@@ -169,8 +169,9 @@
 // probe that gets no answer is reported as a failed attempt, so the stage
 // reads down (and /readyz answers 503) about 10 s into a silent cut,
 // while the write still waits for its write_timeout; a probe the server
-// answers, even with an error, changes nothing: a write waiting on a lock
-// is slow, not out. Before a write whose connection broke unanswered is
+// answers, even with an error, is no failure: a write waiting on a lock
+// is slow, not out (and after a failed probe, one answered takes its
+// failure back: the stage reads degraded, a long call, again). Before a write whose connection broke unanswered is
 // retried, its backend is ended (pg_terminate_backend, from another
 // connection) and the retry waits until pg_stat_activity no longer lists
 // it: its bytes may still be on their way, and would otherwise run after

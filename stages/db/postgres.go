@@ -121,9 +121,11 @@ type Sink struct {
 	// writeTimeout bounds one write (timeouts.go).
 	writeTimeout time.Duration
 	// probeAfter: a write unanswered this long has the server probed
-	// (probe.go); probing: a probe of the stage's runs; the probes' ends.
+	// (probe.go); probing: a probe of the stage's runs; probeFailed: the
+	// latest probe's failure was reported, and no answer since; the
+	// probes' ends.
 	probeAfter                   time.Duration
-	probing                      atomic.Bool
+	probing, probeFailed         atomic.Bool
 	probesFailed, probesAnswered atomic.Uint64
 
 	// Set by Start.

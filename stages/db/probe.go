@@ -12,8 +12,11 @@ package db
 // probe's own (a dial, the login, SELECT 1, within probeTimeout): a probe
 // that gets no answer is the stage's failure (stage.ReportAttempt), which
 // makes it down after the runtime's 2 s; one the server answers, even
-// with an error, says nothing: the server is there, and a write waiting
-// on a lock or a slow statement is slow, not out.
+// with an error, is no failure: the server is there, and a write waiting
+// on a lock or a slow statement is slow, not out. After a failed probe,
+// one answered is reported as a success, so that a hiccup (or a login
+// slower than probeTimeout) does not hold the stage down until the
+// write ends.
 
 import (
 	"context"
@@ -81,13 +84,22 @@ func (s *Sink) probeWhile(wctx context.Context, began time.Time) {
 				// short, which says nothing of the server.
 				return
 			case err != nil:
-				s.probesFailed.Add(1)
 				err = fmt.Errorf("PostgreSQL at %s did not answer a probe on a new connection while a write has waited %s for it: %w",
 					stage.Redact(s.dsn), time.Since(began).Round(100*time.Millisecond), s.scrub(err))
 				s.log.Warn("a write waits for PostgreSQL, which does not answer a probe either", zap.String("stage", s.name), zap.Error(err))
+				s.probeFailed.Store(true)
 				stage.ReportAttempt(wctx, err)
+				s.probesFailed.Add(1) // counted once reported (tests read it)
 			default:
-				s.probesAnswered.Add(1)
+				if s.probeFailed.CompareAndSwap(true, false) {
+					// The server answers again: what the failed probe
+					// said no longer holds (a hiccup, a login slower than
+					// probeTimeout). The write still waiting reads as a
+					// long call (degraded), not as an outage, until it
+					// ends.
+					stage.ReportAttempt(wctx, nil)
+				}
+				s.probesAnswered.Add(1) // counted once reported (tests read it)
 			}
 		}
 		if !sleep(wctx, s.probeAfter) {

@@ -177,3 +177,45 @@ func TestLockedWriteNotDown(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeAnsweredAfterAHiccup: a write waits on a lock, and the network
+// stalls for one probe, which fails (the stage reads down); once the
+// network resumes, the next probe is answered, and the stage no longer
+// reads down while the write still waits. Before, the answered probes
+// reported nothing, and one failed probe held the stage down (and /readyz
+// at 503) until the write ended, up to write_timeout.
+func TestProbeAnsweredAfterAHiccup(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	viaProxy, px := proxied(t, dsn)
+	s := newSink(t, config(viaProxy, map[string]any{"method": "copy", "write_timeout": time.Minute}), nil)
+	r := startStoreRig(t, s)
+	t.Cleanup(func() { px.Resume() })
+	r.send(10)
+	r.allAcked()
+	db := connect(t, dsn)
+	ctx := context.Background()
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	r.send(100)
+	px.Stall()
+	poll.Until(t, "a probe failed during the stall", func() bool { return s.probesFailed.Load() >= 1 })
+	px.Resume()
+	answered := s.probesAnswered.Load()
+	poll.Until(t, "a probe answered after the stall", func() bool { return s.probesAnswered.Load() > answered })
+	if h := r.health(); h.State == stats.HealthDown {
+		t.Errorf("down although the server answered the last probe: %+v", h)
+	}
+	if acked, _ := r.rec.results(); acked != 10 {
+		t.Fatalf("%d acked while the table is locked, want 10", acked)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.allAcked()
+	poll.Until(t, "the store to read ok", func() bool { return r.health().State == stats.HealthOK })
+}
