@@ -6,7 +6,7 @@
 //	srv := natstest.Start(t, natstest.Options{})
 //	cfg := natsq.Config{URL: srv.URL()}
 //
-// The server listens on 127.0.0.1 on a free port below the range the
+// The server listens on 127.0.0.1 on a free port outside the range the
 // kernel hands out (ip_local_port_range), and keeps its JetStream file
 // store in a temporary directory of the test. Restart stops it and
 // starts it again on the same port with the same store, as an operator

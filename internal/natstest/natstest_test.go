@@ -33,9 +33,44 @@ func portOf(t *testing.T, s *Server) int {
 // browser's, in any process) took a port the kernel had chosen for the
 // server once Restart had stopped it, and the restart failed.
 func TestPortIsOutsideTheKernelsRange(t *testing.T) {
+	low, high := ephemeralRange()
+	if n, _ := portsOutside(low, high); n == 0 {
+		t.Skipf("the kernel's range %d-%d leaves no port from %d to %d", low, high, lowestPort, highestPort)
+	}
 	s := Start(t, Options{})
-	if p, low := portOf(t, s), ephemeralLow(); p < lowestPort || p >= low {
-		t.Errorf("port %d; want one from %d below the kernel's range, which begins at %d", p, lowestPort, low)
+	if p := portOf(t, s); p < lowestPort || p > highestPort || (low <= p && p <= high) {
+		t.Errorf("port %d; want one from %d to %d outside the kernel's range %d-%d", p, lowestPort, highestPort, low, high)
+	}
+}
+
+// The ports picked are those from lowestPort to highestPort outside the
+// kernel's range, whatever the range: one that begins below lowestPort
+// (1024-60999: above it only), just above it (20001-60999: one below,
+// the rest above), or the usual one.
+func TestPortsOutside(t *testing.T) {
+	for _, c := range []struct{ low, high, n, first, last int }{
+		{32768, 60999, 12768 + 4536, 20000, 65535},
+		{1024, 60999, 4536, 61000, 65535},
+		{20001, 60999, 1 + 4536, 20000, 65535},
+		{20000, 65535, 0, 0, 0},
+		{1024, 65535, 0, 0, 0},
+	} {
+		n, at := portsOutside(c.low, c.high)
+		if n != c.n {
+			t.Errorf("range %d-%d: %d ports, want %d", c.low, c.high, n, c.n)
+			continue
+		}
+		if n == 0 {
+			continue
+		}
+		if at(0) != c.first || at(n-1) != c.last {
+			t.Errorf("range %d-%d: ports %d..%d, want %d..%d", c.low, c.high, at(0), at(n-1), c.first, c.last)
+		}
+		for i := range n {
+			if p := at(i); c.low <= p && p <= c.high {
+				t.Fatalf("range %d-%d: port %d (the %d-th) is in it", c.low, c.high, p, i)
+			}
+		}
 	}
 }
 

@@ -18,37 +18,56 @@ import (
 // listen on.
 var errPortTaken = errors.New("port taken")
 
-// lowestPort is the least port picked: above the ports of services a
-// machine may run.
-const lowestPort = 20000
+// lowestPort and highestPort bound the ports picked: above the ports of
+// services a machine may run.
+const (
+	lowestPort  = 20000
+	highestPort = 65535
+)
 
-// ephemeralLow returns the least port the kernel gives a socket that
-// binds port 0 or connects unbound (Linux's ip_local_port_range); where
-// that cannot be read, 32768, the least of the usual defaults (Linux
-// 32768, BSD, macOS and Windows 49152).
-func ephemeralLow() int {
+// ephemeralRange returns the ports the kernel gives a socket that binds
+// port 0 or connects unbound (Linux's ip_local_port_range). Where that
+// cannot be read, Linux's default, 32768-60999 (other systems differ:
+// FreeBSD hands out 10000-65535, macOS and Windows 49152-65535, so there
+// the port picked may be one the kernel hands out too).
+func ephemeralRange() (low, high int) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 0 {
-				return n
+			lo, err1 := strconv.Atoi(f[0])
+			hi, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && 0 < lo && lo <= hi {
+				return lo, hi
 			}
 		}
 	}
-	return 32768
+	return 32768, 60999
 }
 
-// candidatePort returns a port for a new server: at random between
-// lowestPort and ephemeralLow, so that no connection's local port and no
-// other listener on a port of the kernel's choosing takes it while the
-// server is stopped. (A port the kernel chose was free again once the
-// server stopped, and a connection made meanwhile, of any process, could
-// get it as its local port: the restart then failed, address in use, for
-// as long as that connection lived.) With no such range, a port the
-// kernel chooses.
+// portsOutside returns how many ports between lowestPort and highestPort
+// lie below low and above high, and the i-th of them.
+func portsOutside(low, high int) (n int, at func(i int) int) {
+	below := max(0, min(low, highestPort+1)-lowestPort)
+	above := max(0, highestPort-max(high, lowestPort-1))
+	return below + above, func(i int) int {
+		if i < below {
+			return lowestPort + i
+		}
+		return max(high, lowestPort-1) + 1 + (i - below)
+	}
+}
+
+// candidatePort returns a port for a new server: at random among those
+// between lowestPort and highestPort outside the kernel's range, so that
+// no connection's local port and no other listener on a port of the
+// kernel's choosing takes it while the server is stopped. (A port the
+// kernel chose was free again once the server stopped, and a connection
+// made meanwhile, of any process, could get it as its local port: the
+// restart then failed, address in use, for as long as that connection
+// lived.) With no port outside the range, a port the kernel chooses.
 func candidatePort() (int, error) {
-	if low := ephemeralLow(); low > lowestPort {
-		return lowestPort + rand.IntN(low-lowestPort), nil
+	if n, at := portsOutside(ephemeralRange()); n > 0 {
+		return at(rand.IntN(n)), nil
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
