@@ -142,7 +142,7 @@ func (ev *Event) Done(err error) {
 		err = ev.refusal(err)
 	}
 	if !ev.t.Finish(err, ev.Origin.To != nil) {
-		ev.t.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.Sender(), err)
+		ev.t.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.To, err)
 		return
 	}
 	if ev.Origin.To != nil {
@@ -210,7 +210,7 @@ func doneAll(evs []*Event, err error) {
 		if !b.Finish(&ev.t) {
 			complete(evs[run:i], err)
 			b.Flush()
-			ev.t.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.Sender(), err)
+			ev.t.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.To, err)
 			run = i + 1
 		}
 	}

@@ -126,7 +126,7 @@ func (o *Outputs) handOff(ev *stage.Event, st *Stage) bool {
 	case prev == o.from.h.Mark():
 		// Finished by this stage's handler, which has not returned: the
 		// event is not recycled yet, and its fields can be read.
-		es.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.Sender(), nil)
+		es.DoubleDone(ev.Seq, ev.Origin.Key, ev.Origin.To, nil)
 	default:
 		// Another stage's: ev's fields are not this stage's to read.
 		o.from.doubleEmit()

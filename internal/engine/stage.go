@@ -235,11 +235,15 @@ func (s *Stage) Finished(lat, arrived int64, n uint64) {
 // DoubleDone counts an event of this source finished twice and logs it,
 // at most once a second: a buggy handler may do this per event
 // (track.Source).
-func (s *Stage) DoubleDone(seq, key uint64, sender string, err error) {
+func (s *Stage) DoubleDone(seq, key uint64, to any, err error) {
 	if s.countDouble() {
 		fs := []zap.Field{zap.String("stage", s.set.Name), zap.Uint64("key", key), zap.Uint64("seq", seq)}
-		if sender != "" {
-			fs = append(fs, zap.String("sender", sender))
+		if c, ok := to.(stage.Completer); ok {
+			// Named only when logged: a buggy handler may do this per
+			// event, and the name may cost an allocation.
+			if sender := (stage.Origin{To: c, Key: key}).Sender(); sender != "" {
+				fs = append(fs, zap.String("sender", sender))
+			}
 		}
 		fs = append(fs, zap.String("second_err", redactedErr(err)), zap.Uint64("total", s.doubleDones.Load()))
 		s.log.Error("event finished twice (Done called again); ignored", fs...)

@@ -22,9 +22,10 @@ type Source interface {
 	// and its admission control.
 	Finished(lat, arrived int64, n uint64)
 	// DoubleDone reports an event of this source finished twice: the
-	// event's Seq, Origin.Key and Origin.Sender() (who sent its record,
-	// "" when not known), and the error of the second Done.
-	DoubleDone(seq, key uint64, sender string, err error)
+	// event's Seq, Origin.Key and Origin.To (a stage.Completer, or nil;
+	// the source names the record's sender from them if it logs the
+	// event), and the error of the second Done.
+	DoubleDone(seq, key uint64, to any, err error)
 	// Failed records that n of its events were finished with err (err
 	// is not nil), before they are counted as completed: for the fates
 	// of the shutdown report. It is called on the error path only.
@@ -277,9 +278,9 @@ func (s *State) Completed() { s.src.completedN(1) }
 
 // DoubleDone reports a second Done of the event to its source, if it has
 // one.
-func (s *State) DoubleDone(seq, key uint64, sender string, err error) {
+func (s *State) DoubleDone(seq, key uint64, to any, err error) {
 	if s.src != nil && s.src.src != nil {
-		s.src.src.DoubleDone(seq, key, sender, err)
+		s.src.src.DoubleDone(seq, key, to, err)
 	}
 }
 
