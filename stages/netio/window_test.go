@@ -1,17 +1,220 @@
 package netio
 
-// This file tests the window's nack lines: ranges, bounded room and
-// output, and the reasons it keeps; with benchmarks.
+// This file tests the window that turns verdicts into ack and nack
+// lines: acks, nack ranges, bounded room and output, and the reasons it
+// keeps and cuts; with benchmarks.
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stagedserver/seda/internal/wire"
 	"github.com/stagedserver/seda/stage"
 )
+
+func TestReason(t *testing.T) {
+	long := bytes.Repeat([]byte("é"), 300)
+	for _, tc := range []struct{ in, want string }{
+		{"busy", "busy"},
+		{"a\nb\tc", "a b c"},
+		{"", "refused"},
+		{"bad \xff byte", "bad ? byte"},
+	} {
+		if got := reason(fmt.Errorf("%s", tc.in)); got != tc.want {
+			t.Errorf("reason(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	got := reason(fmt.Errorf("%s", long))
+	if len(got) > maxReason+3 || !bytes.HasSuffix([]byte(got), []byte("é...")) {
+		t.Errorf("long reason cut badly: %d bytes, %q", len(got), got[len(got)-8:])
+	}
+}
+
+func TestWindow(t *testing.T) {
+	var w window
+	first := w.reserve(200) // grows past the initial 64
+	if first != 1 {
+		t.Fatalf("first = %d", first)
+	}
+	for seq := uint64(200); seq >= 2; seq-- {
+		r := ""
+		if seq%50 == 0 {
+			r = "nope"
+		}
+		w.finish(seq, r, "invalid")
+	}
+	if out := w.advance(nil, 1<<20); len(out) != 0 {
+		t.Fatalf("acked before record 1 finished: %q", out)
+	}
+	w.reserve(100) // grows while records are pending
+	w.finish(1, "", "invalid")
+	want := "nack 50 nope\nnack 100 nope\nnack 150 nope\nnack 200 nope\nack 200\n"
+	if out := w.advance(nil, 1<<20); string(out) != want {
+		t.Fatalf("advance = %q, want %q", out, want)
+	}
+	w.finish(300, "", "invalid")
+	w.finish(201, "x", "invalid")
+	if out := w.advance(nil, 1<<20); string(out) != "nack 201 x\nack 201\n" {
+		t.Fatalf("advance = %q", out)
+	}
+}
+
+// advance given little room stops before a line that would not fit,
+// leaves the rest for later, and its outputs put together are what one
+// call with room to spare gives: every nack in order, each before the ack
+// covering it, the acks cumulative and moving forward.
+func TestWindowAdvanceBounded(t *testing.T) {
+	const n = 1000
+	long := strings.Repeat("é", maxReason) // cut to maxReasonLen bytes
+	fill := func(w *window) {
+		w.reserve(n)
+		for seq := uint64(1); seq <= n; seq++ {
+			switch {
+			case seq%7 == 0:
+				w.finish(seq, long, "invalid")
+			case seq%3 == 0:
+				w.finish(seq, "nope", "invalid")
+			default:
+				w.finish(seq, "", "invalid")
+			}
+		}
+	}
+	var whole window
+	fill(&whole)
+	all := whole.advance(nil, 1<<30)
+
+	for _, room := range []int{maxNackLine + maxAckLine, 300, 1000, 4096} {
+		var w window
+		fill(&w)
+		var nacks []string
+		var acked uint64
+		calls := 0
+		for w.acked < n {
+			if calls++; calls > 2*n {
+				t.Fatalf("room %d: the window does not move (acked %d)", room, w.acked)
+			}
+			out := w.advance(nil, room)
+			if len(out) > room {
+				t.Fatalf("room %d: advance wrote %d bytes", room, len(out))
+			}
+			if len(out) == 0 {
+				t.Fatalf("room %d: nothing written with records finished (acked %d)", room, w.acked)
+			}
+			for _, line := range strings.SplitAfter(string(out), "\n") {
+				if line == "" {
+					continue
+				}
+				f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 3)
+				seq, _ := strconv.ParseUint(f[1], 10, 64)
+				switch f[0] {
+				case "nack":
+					if seq <= acked {
+						t.Fatalf("room %d: nack %d after ack %d", room, seq, acked)
+					}
+					nacks = append(nacks, f[1])
+				case "ack":
+					if seq <= acked {
+						t.Fatalf("room %d: ack %d does not move from %d", room, seq, acked)
+					}
+					acked = seq
+				}
+			}
+		}
+		var want []string
+		for seq := 1; seq <= n; seq++ {
+			if seq%7 == 0 || seq%3 == 0 {
+				want = append(want, strconv.Itoa(seq))
+			}
+		}
+		if fmt.Sprint(nacks) != fmt.Sprint(want) || acked != n {
+			t.Fatalf("room %d: nacks %v, acked %d", room, nacks, acked)
+		}
+		if w.advance(nil, room) != nil || len(w.tab) != 0 || w.held != 0 {
+			t.Fatalf("room %d: output or reasons left after everything was acked", room)
+		}
+	}
+	if !strings.Contains(string(all), "nack 7 "+long[:maxReasonLen-1]) || strings.Contains(string(all), long) {
+		t.Fatalf("a long reason was not cut to %d bytes", maxReasonLen)
+	}
+	// Too little room for even an ack line: nothing moves.
+	var w window
+	fill(&w)
+	if out := w.advance(nil, maxAckLine-1); out != nil || w.acked != 0 {
+		t.Fatalf("advance with %d bytes of room wrote %q", maxAckLine-1, out)
+	}
+}
+
+// Reasons are kept per record while the table of distinct ones has room;
+// past it a record's nack gives its error class, the records come out
+// with the right verdicts, and nothing is left once all is acked.
+func TestWindowReasons(t *testing.T) {
+	var w window
+	const n = 1000
+	w.reserve(n)
+	kept := map[uint64]bool{} // records whose own reason was kept
+	for seq := uint64(1); seq <= n; seq++ {
+		switch {
+		case seq%2 == 0:
+			w.finish(seq, "busy", stage.ClassBusy)
+		case seq%5 == 0:
+			w.finish(seq, "", "")
+		default:
+			kept[seq] = len(w.tab) < maxTab
+			w.finish(seq, fmt.Sprintf("bad record %d", seq), stage.ClassInvalid) // distinct
+		}
+	}
+	if len(w.tab) != maxTab || len(kept) <= maxTab {
+		t.Fatalf("table %d entries of %d distinct reasons: they should fill it", len(w.tab), len(kept))
+	}
+	out := string(w.advance(nil, 1<<20))
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	i := 0
+	for seq := uint64(1); seq <= n; seq++ {
+		var want string
+		switch {
+		case seq%2 == 0:
+			want = fmt.Sprintf("nack %d busy", seq)
+		case seq%5 == 0:
+			continue
+		case kept[seq]:
+			want = fmt.Sprintf("nack %d bad record %d", seq, seq)
+		default:
+			want = fmt.Sprintf("nack %d invalid", seq)
+		}
+		if lines[i] != want {
+			t.Fatalf("line %d: %q, want %q", i, lines[i], want)
+		}
+		i++
+	}
+	if lines[i] != fmt.Sprintf("ack %d", n) || i != len(lines)-1 {
+		t.Fatalf("tail %q", lines[i:])
+	}
+	if len(w.tab) != 0 || w.held != 0 {
+		t.Fatalf("after every record was acked: table %d, %d bytes held", len(w.tab), w.held)
+	}
+}
+
+// Records refused each for a long reason of its own hold no more than
+// maxHeldReasons bytes of text: past it their nacks give their class.
+func TestWindowReasonBytesBounded(t *testing.T) {
+	var w window
+	const n = 2000
+	w.reserve(n)
+	for seq := uint64(1); seq <= n; seq++ {
+		w.finish(seq, fmt.Sprintf("bad record at offset %d: %s", seq, strings.Repeat("x", 150)), stage.ClassInvalid)
+		if w.held > maxHeldReasons {
+			t.Fatalf("after record %d: %d bytes of reasons held, over %d", seq, w.held, maxHeldReasons)
+		}
+	}
+	out := string(w.advance(nil, 1<<20))
+	if !strings.Contains(out, "nack 1 bad record at offset 1: ") || !strings.HasSuffix(out, fmt.Sprintf("-%d invalid\nack %d\n", n, n)) {
+		t.Fatalf("output does not start with the reasons and end with the class: %q...%q", out[:100], out[len(out)-100:])
+	}
+}
 
 // A run of consecutive records refused for the same reason is one
 // `nack A-B reason` line; a lone one stays `nack N reason`.
