@@ -1,11 +1,11 @@
 package e2e
 
-// The database's network failures (issue 22): a pipeline like the
-// README's (netio.tcp → process.json → db.postgres, method copy, conflict
-// ignore) reaches PostgreSQL through a fault proxy while a resending
-// client sends; each test breaks the path one way, and each ends with
-// every acked record stored exactly once, every worker back waiting for
-// work, and the pipeline taking and storing new records.
+// This file tests the database's network failures (issue 22): a
+// pipeline like the README's (netio.tcp → process.json → db.postgres,
+// method copy, conflict ignore) reaches PostgreSQL through a fault proxy
+// while a resending client sends; each test breaks the path one way, and
+// each ends with every acked record stored exactly once, every worker
+// back waiting for work, and the pipeline taking and storing new records.
 
 import (
 	"context"

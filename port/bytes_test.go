@@ -1,6 +1,7 @@
 package port
 
-// Tests of the bound in bytes (Options.MaxBytes): packets' N added up.
+// This file tests the bound in bytes (Options.MaxBytes): packets' N
+// added up.
 
 import (
 	"context"
