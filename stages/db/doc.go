@@ -165,7 +165,8 @@
 // holds a worker. It does not wait that long to be heard of: a write
 // that has waited 5 s (half of write_timeout when shorter) has the server
 // probed on a new connection (a dial, the login and SELECT 1, within
-// 3 s), again every 5 s while it waits, one probe at a time per stage. A
+// 3 s), again 5 s after each probe ends while it waits (every 8 s while
+// probes time out), one probe at a time per stage. A
 // probe that gets no answer is reported as a failed attempt, so the stage
 // reads down (and /readyz answers 503) about 10 s into a silent cut,
 // while the write still waits for its write_timeout; a probe the server
