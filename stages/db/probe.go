@@ -70,9 +70,10 @@ func (w *watch) stop() {
 	}
 }
 
-// probeWhile probes the server every s.probeAfter until wctx, the write's
-// context, ends. One probe at a time runs per stage: a write whose turn
-// comes while another's probe runs leaves it to speak for the stage.
+// probeWhile probes the server, s.probeAfter after each probe ends, until
+// wctx, the write's context, ends. One probe at a time runs per stage: a
+// write whose turn comes while another's probe runs leaves it to speak
+// for the stage.
 func (s *Sink) probeWhile(wctx context.Context, began time.Time) {
 	for {
 		if s.probing.CompareAndSwap(false, true) {
