@@ -32,10 +32,7 @@ type unnamed struct {
 // castable reports whether err is one castColumns looks for a column of:
 // a data exception (a uuid that is not one, 22P02; text too long for
 // varchar(3), 22001).
-func castable(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22")
-}
+func castable(err error) bool { return strings.HasPrefix(sqlState(err), "22") }
 
 // refuseUnnamed refuses the rows of r.unnamed, each naming the column
 // castColumns finds for it, and empties the list.

@@ -146,8 +146,16 @@ const localRecheck = time.Second
 // is missing changes nothing here (a write meets that as 42P01 or 42703,
 // an outage). The new types are taken as the table has them, also where
 // `types` gives another, which Start would have refused: the rows
-// follow the table, and the log says what changed.
-func (s *Sink) reshaped(ctx context.Context, lay *layout, local bool) bool {
+// follow the table, and the log says what changed. It waits on the
+// database (and on other workers' reads) without a run slot
+// (stage.Blocking).
+func (s *Sink) reshaped(ctx context.Context, lay *layout, local bool) (changed bool) {
+	stage.Blocking(ctx, func() { changed = s.readShape(ctx, lay, local) })
+	return changed
+}
+
+// readShape is reshaped's work, holding a run slot or not.
+func (s *Sink) readShape(ctx context.Context, lay *layout, local bool) bool {
 	s.reshapeMu.Lock()
 	defer s.reshapeMu.Unlock()
 	if s.lay.Load() != lay {

@@ -206,9 +206,7 @@ func (s *Sink) handle(ctx context.Context, batch []*stage.Event) error {
 		return err
 	}
 	if len(r.bad) > 0 && err == nil && !r.checked {
-		var changed bool
-		stage.Blocking(ctx, func() { changed = s.reshaped(ctx, r.lay, true) })
-		if changed {
+		if s.reshaped(ctx, r.lay, true) {
 			return errReshaped
 		}
 	}
@@ -535,9 +533,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool
 		}
 		err = s.scrub(err)
 		if shapeSuspect(err) && (!*checked || transient(err) || s.lay.Load() != lay) {
-			var changed bool
-			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay, false) })
-			if changed {
+			if s.reshaped(ctx, lay, false) {
 				return errReshaped
 			}
 			*checked = true
@@ -579,9 +575,7 @@ func (s *Sink) attempt(ctx context.Context, rows int, lay *layout, checked *bool
 		// COPY's binary format stores without an error (jsonb's version
 		// byte before text). So each retry of such an outage looks first.
 		if code := sqlState(err); code == "42703" || code == "42P01" {
-			var changed bool
-			stage.Blocking(ctx, func() { changed = s.reshaped(ctx, lay, false) })
-			if changed {
+			if s.reshaped(ctx, lay, false) {
 				return errReshaped
 			}
 		}
