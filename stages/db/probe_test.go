@@ -143,14 +143,7 @@ func TestLockedWriteNotDown(t *testing.T) {
 			r.allAcked()
 
 			db := connect(t, dsn)
-			ctx := context.Background()
-			tx, err := db.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tx.Exec(ctx, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"); err != nil {
-				t.Fatal(err)
-			}
+			unlock := lockEvents(t, dsn)
 			r.send(100)
 			// Two answered: a failure of the first would have made the
 			// stage down (2 s) before the second (probeAfter, 5 s).
@@ -166,9 +159,7 @@ func TestLockedWriteNotDown(t *testing.T) {
 			if acked, _ := r.rec.results(); acked != 10 {
 				t.Fatalf("%d acked while the table is locked, want 10", acked)
 			}
-			if err := tx.Rollback(ctx); err != nil {
-				t.Fatal(err)
-			}
+			unlock()
 			r.allAcked()
 			poll.Until(t, "the store to read ok", func() bool { return r.health().State == stats.HealthOK })
 			if n := count(t, db, "SELECT count(*) FROM events"); n != 110 {
@@ -192,15 +183,7 @@ func TestProbeAnsweredAfterAHiccup(t *testing.T) {
 	t.Cleanup(func() { px.Resume() })
 	r.send(10)
 	r.allAcked()
-	db := connect(t, dsn)
-	ctx := context.Background()
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockEvents(t, dsn)
 	r.send(100)
 	px.Stall()
 	poll.Until(t, "a probe failed during the stall", func() bool { return s.probesFailed.Load() >= 1 })
@@ -213,9 +196,27 @@ func TestProbeAnsweredAfterAHiccup(t *testing.T) {
 	if acked, _ := r.rec.results(); acked != 10 {
 		t.Fatalf("%d acked while the table is locked, want 10", acked)
 	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	r.allAcked()
 	poll.Until(t, "the store to read ok", func() bool { return r.health().State == stats.HealthOK })
+}
+
+// lockEvents holds the table events locked in ACCESS EXCLUSIVE mode, on a
+// connection of its own, until the func it returns is called: a write
+// waits on the lock, the server answering all the while.
+func lockEvents(t *testing.T, dsn string) (unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := connect(t, dsn).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
